@@ -1,0 +1,51 @@
+"""The error hierarchy: every error carries its exit code and a one-line message."""
+from __future__ import annotations
+
+# docker's exit codes for failures of the runtime itself, not of the command.
+EXIT_RUNTIME = 125
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
+
+
+class MinirunError(Exception):
+    """A failure the user can act on; printed as `minirun: error: <message>`."""
+
+    exit_code = EXIT_RUNTIME
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class UsageError(MinirunError):
+    """Bad flags, bad references, bad instructions."""
+
+
+class NotFound(MinirunError):
+    """An image, container or file named by the user does not exist."""
+
+
+class Conflict(MinirunError):
+    """The request contradicts the store's state (in use, ambiguous, duplicate)."""
+
+
+class BadArchive(MinirunError):
+    """A tar stream that is corrupt or tries to write outside its layer."""
+
+
+class SyscallError(MinirunError):
+    """A kernel call failed: the message names the call, the path and the errno text."""
+
+    def __init__(self, call: str, errno_: int, path: str | None = None) -> None:
+        import os
+
+        where = f" `{path}`" if path else ""
+        super().__init__(f"{call}{where}: {os.strerror(errno_)}")
+        self.call = call
+        self.errno = errno_
+        self.path = path
