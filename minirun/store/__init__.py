@@ -1,0 +1,148 @@
+"""The on-disk store: layers shared by content, image configs, tags, and the lock that orders writes.
+
+Layout (see DESIGN.md): blobs/ layers/ l/ images/ tags.json containers/ lock. The lock is held only
+for short metadata steps; unpacking a layer happens outside it, in a temp dir nobody else trusts.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import BinaryIO, Iterator
+
+from minirun.errors import Conflict, MinirunError
+from minirun.reference import Reference
+from minirun.store.fsutil import flocked
+from minirun.store.images import Image, ImageStore
+from minirun.store.layers import LayerStore, StagedLayer
+
+DEFAULT_ROOT = "/var/lib/minirun"
+
+
+def default_root() -> str:
+    return os.environ.get("MINIRUN_ROOT") or DEFAULT_ROOT
+
+
+class Store:
+    def __init__(self, root: str | None = None) -> None:
+        self.root = os.path.abspath(root or default_root())
+        self.layers = LayerStore(self.root)
+        self.images = ImageStore(self.root)
+        self.containers_dir = os.path.join(self.root, "containers")
+        self._swept = False
+
+    def ensure(self) -> None:
+        """Create the layout; refuse a root we cannot use with one clear line."""
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            self.layers.ensure_dirs()
+            self.images.ensure_dirs()
+            os.makedirs(self.containers_dir, exist_ok=True)
+        except OSError as exc:
+            raise MinirunError(f"cannot use store root {self.root}: {exc.strerror}") from exc
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The store-wide lock for metadata updates; the first holder in a process sweeps debris."""
+        self.ensure()
+        with flocked(os.path.join(self.root, "lock")):
+            if not self._swept:
+                self.layers.sweep()
+                self._swept = True
+            yield
+
+    # -- layers --------------------------------------------------------------------------
+    def unpack_layer(self, stream: BinaryIO) -> StagedLayer:
+        """Unpack a tar stream into a staged (invisible) layer; the caller commits or discards it."""
+        with self.locked():
+            staged = self.layers.stage()
+        try:
+            self.layers.unpack(staged, stream)
+        except BaseException:
+            self.layers.discard(staged)
+            raise
+        return staged
+
+    # -- images --------------------------------------------------------------------------
+    def commit_image(self, staged: list[StagedLayer], config: dict, ref: Reference | None) -> Image:
+        """Make staged layers visible, write the config and tag it, all under one lock hold so a
+        concurrent rmi never sees the layers without the image that keeps them alive."""
+        try:
+            with self.locked():
+                for layer in staged:
+                    self.layers.commit(layer)
+                missing = [d for d in config["rootfs"]["diff_ids"] if not self.layers.exists(d)]
+                if missing:
+                    raise MinirunError(f"layer {missing[0]} is not in the store")
+                image = self.images.write(config)
+                if ref is not None:
+                    self.images.tag(ref, image.id)
+                return image
+        finally:
+            for layer in staged:
+                self.layers.discard(layer)
+
+    def image_size(self, image: Image) -> int:
+        return sum(self.layers.meta(d).size for d in set(image.diff_ids) if self.layers.exists(d))
+
+    def containers_using(self, image_id: str) -> list[str]:
+        """Ids of containers whose config names this image (they keep its layers alive)."""
+        users = []
+        try:
+            names = os.listdir(self.containers_dir)
+        except FileNotFoundError:
+            return users
+        for name in names:
+            try:
+                with open(os.path.join(self.containers_dir, name, "config.json"), "rb") as f:
+                    if json.load(f).get("Image") == image_id:
+                        users.append(name)
+            except (FileNotFoundError, ValueError):
+                continue
+        return users
+
+    def remove_image(self, text: str, force: bool = False) -> list[str]:
+        """docker rmi: untag a name, delete an image once nothing names it; returns the report lines."""
+        with self.locked():
+            image = self.images.lookup(text)
+            tags = self.images.tags_of(image.id)
+            by_name = text in tags or _with_default_tag(text) in tags
+            lines: list[str] = []
+            if by_name and len(tags) > 1:
+                name = text if text in tags else _with_default_tag(text)
+                self.images.untag(name)
+                return [f"Untagged: {name}"]
+            if not by_name and len(tags) > 1 and not force:
+                raise Conflict(
+                    f"conflict: unable to delete {image.short_id} (must be forced) - "
+                    "image is referenced in multiple repositories"
+                )
+            users = self.containers_using(image.id)
+            if users and not force:
+                raise Conflict(
+                    f"conflict: unable to delete {image.short_id} (must be forced) - "
+                    f"image is being used by container {users[0][:12]}"
+                )
+            lines += [f"Untagged: {t}" for t in tags]
+            if users:
+                for t in tags:
+                    self.images.untag(t)
+                return lines
+            self.images.delete(image.id)
+            lines.append(f"Deleted: {image.id}")
+            lines += self._collect_layers(image)
+            return lines
+
+    def _collect_layers(self, removed: Image) -> list[str]:
+        in_use = {d for other in self.images.all() for d in other.diff_ids}
+        deleted = []
+        for diff_id in dict.fromkeys(removed.diff_ids):
+            if diff_id not in in_use and self.layers.exists(diff_id):
+                self.layers.remove(diff_id)
+                deleted.append(f"Deleted: {diff_id}")
+        return deleted
+
+
+def _with_default_tag(text: str) -> str:
+    last = text.rsplit("/", 1)[-1]
+    return text if ":" in last or "@" in last else text + ":latest"

@@ -1,0 +1,227 @@
+"""The typer app: parse arguments, call the library, render results, map errors to exit codes.
+No logic lives here."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import typer
+from typer.exceptions import Abort as _Abort, Exit as _Exit, TyperException as _ParseError
+
+from minirun.errors import EXIT_RUNTIME, MinirunError, NotFound, UsageError
+
+app = typer.Typer(
+    name="minirun",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="A container runtime on kernel overlayfs, with docker's verbs.",
+)
+
+
+class _Options:
+    root: Optional[str] = None
+    debug: bool = False
+
+
+options = _Options()
+
+
+def _store():
+    from minirun.store import Store
+
+    return Store(options.root)
+
+
+@app.callback()
+def _global(
+    root: Optional[str] = typer.Option(None, "--root", envvar="MINIRUN_ROOT", help="Store directory (default /var/lib/minirun)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
+) -> None:
+    options.root = root
+    options.debug = debug
+
+
+# -- images -------------------------------------------------------------------------------
+
+
+@app.command("import")
+def import_(
+    tarball: str = typer.Argument(..., metavar="TARBALL|-", help="A rootfs tar (plain, gzip, zstd, xz, bzip2) or - for stdin."),
+    name: Optional[str] = typer.Argument(None, metavar="[NAME[:TAG]]"),
+    message: str = typer.Option("", "-m", "--message", help="Commit message for the imported image."),
+    change: List[str] = typer.Option([], "-c", "--change", help="Apply a Dockerfile instruction (CMD, ENV, ...)."),
+) -> None:
+    """Import a rootfs tarball as a one-layer image (docker import)."""
+    from minirun.importer import import_tarball
+    from minirun.reference import parse_reference
+
+    ref = parse_reference(name) if name else None
+    store = _store()
+    if tarball == "-":
+        image = import_tarball(store, sys.stdin.buffer, ref, message, change)
+    else:
+        try:
+            stream = open(tarball, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"open {tarball}: no such file or directory") from None
+        except IsADirectoryError:
+            raise UsageError(f"{tarball} is a directory, not a tarball") from None
+        with stream:
+            image = import_tarball(store, stream, ref, message, change)
+    print(image.id)
+
+
+@app.command("images")
+def images(quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs.")) -> None:
+    """List images."""
+    from minirun.humanize import human_size, time_ago
+    from minirun.imageinfo import image_rows
+
+    rows = image_rows(_store())
+    if quiet:
+        for row in rows:
+            print(row.image.short_id)
+        return
+    _print_table(
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+        [[r.repository, r.tag, r.image.short_id, time_ago(r.image.created), human_size(r.size)] for r in rows],
+    )
+
+
+@app.command("history")
+def history(
+    image: str = typer.Argument(..., metavar="IMAGE"),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
+    format_: Optional[str] = typer.Option(None, "--format", help="'json' or 'table'."),
+) -> None:
+    """Show the history of an image, newest first."""
+    from minirun.embedded import find_image
+    from minirun.humanize import ellipsis, human_size, time_ago
+    from minirun.imageinfo import history_rows
+
+    if format_ not in (None, "table", "json"):
+        raise UsageError(f"unsupported --format {format_!r} (use 'table' or 'json')")
+    store = _store()
+    rows = history_rows(store, find_image(store, image))
+
+    def shown_id(image_id: Optional[str]) -> str:
+        if image_id is None:
+            return "<missing>"
+        return image_id if no_trunc else image_id.split(":", 1)[1][:12]
+
+    def created_by(text: str) -> str:
+        text = text.replace("\t", " ")
+        return text if no_trunc else ellipsis(text, 45)
+
+    if quiet:
+        for row in rows:
+            print(shown_id(row.image_id))
+    elif format_ == "json":
+        for row in rows:
+            print(json.dumps({
+                "Comment": row.comment,
+                "CreatedAt": row.created,
+                "CreatedBy": created_by(row.created_by),
+                "CreatedSince": time_ago(row.created) if row.created else "",
+                "ID": shown_id(row.image_id),
+                "Size": human_size(row.size),
+            }, sort_keys=True))
+    else:
+        _print_table(
+            ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            [[shown_id(r.image_id), time_ago(r.created) if r.created else "", created_by(r.created_by), human_size(r.size), r.comment] for r in rows],
+        )
+
+
+@app.command("rmi")
+def rmi(
+    images_: List[str] = typer.Argument(..., metavar="IMAGE...", help="Images to remove."),
+    force: bool = typer.Option(False, "-f", "--force", help="Force removal of the image."),
+) -> None:
+    """Remove images: untag, and delete layers nothing uses any more."""
+    store = _store()
+    failed = False
+    for text in images_:
+        try:
+            for line in store.remove_image(text, force=force):
+                print(line)
+        except MinirunError as exc:
+            _report(exc)
+            failed = True
+    if failed:
+        raise typer.Exit(EXIT_RUNTIME)
+
+
+@app.command("inspect")
+def inspect(names: List[str] = typer.Argument(..., metavar="IMAGE...")) -> None:
+    """Show low-level information on images as JSON."""
+    from minirun.embedded import find_image
+    from minirun.imageinfo import inspect_image
+
+    store = _store()
+    documents = [inspect_image(store, find_image(store, name)) for name in names]
+    print(json.dumps(documents, indent=4))
+
+
+# -- plumbing -----------------------------------------------------------------------------
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    from minirun.tables import render_table
+
+    sys.stdout.write(render_table(headers, rows))
+
+
+def _report(exc: MinirunError) -> None:
+    print(f"minirun: error: {exc.message}", file=sys.stderr)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = app(args=args, prog_name="minirun", standalone_mode=False)
+    except _Exit as exc:
+        code = exc.exit_code
+    except _ParseError as exc:
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())
+            code = 0
+        else:  # docker answers bad flags with 125, not click's 2
+            print(f"minirun: error: {exc.format_message()}", file=sys.stderr)
+            code = EXIT_RUNTIME
+    except _Abort:
+        code = 130
+    except MinirunError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _report(exc)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    except OSError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"minirun: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        code = EXIT_RUNTIME
+    except Exception as exc:  # a bug: one line for the user, the traceback with --debug
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"minirun: error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        code = EXIT_RUNTIME
+    sys.stdout.flush()
+    sys.exit(code if isinstance(code, int) else 0)

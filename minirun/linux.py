@@ -1,0 +1,234 @@
+"""Kernel calls through ctypes: mounts, namespaces, pivot_root, the new mount API.
+
+The only module that talks to libc. Every call raises SyscallError naming the call and the
+path it was about, so a failure deep in container setup still reads as one useful line.
+Imports stay at ctypes and os: this module is on the path of every `run`.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+from minirun.errors import SyscallError
+
+# mount(2) flags (linux/mount.h)
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+
+# umount2(2) flags
+MNT_FORCE = 1
+MNT_DETACH = 2
+MNT_EXPIRE = 4
+UMOUNT_NOFOLLOW = 8
+
+# unshare(2)/setns(2) namespace flags (os.CLONE_* only arrives in Python 3.12)
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_FS = 0x00000200
+CLONE_FILES = 0x00000400
+CLONE_SYSVSEM = 0x00040000
+
+# the new mount API (Linux >= 5.2; overlay's "lowerdir+" since 6.8)
+FSOPEN_CLOEXEC = 1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_SET_BINARY = 2
+FSCONFIG_SET_PATH = 3
+FSCONFIG_SET_PATH_EMPTY = 4
+FSCONFIG_SET_FD = 5
+FSCONFIG_CMD_CREATE = 6
+FSCONFIG_CMD_RECONFIGURE = 7
+FSCONFIG_CMD_CREATE_EXCL = 8
+FSMOUNT_CLOEXEC = 1
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+MOVE_MOUNT_F_SYMLINKS = 0x1
+MOVE_MOUNT_F_AUTOMOUNTS = 0x2
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_SYMLINKS = 0x10
+MOVE_MOUNT_T_AUTOMOUNTS = 0x20
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+AT_FDCWD = -100
+
+# syscall(2) numbers for calls glibc lacks (pivot_root) or gained late (fs*, 2.36).
+# aarch64 uses the asm-generic table; numbers from 424 on are shared by every arch.
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432},
+    "aarch64": {"pivot_root": 41, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432},
+}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_NR = _SYSCALLS.get(os.uname().machine, {})
+
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.syscall.restype = ctypes.c_long
+
+
+def _b(value: str | bytes | None) -> bytes | None:
+    """Encode a path or string for the kernel; refuse NUL, which C would silently cut at."""
+    if value is None:
+        return None
+    raw = os.fsencode(value)
+    if b"\0" in raw:
+        raise ValueError(f"NUL byte in {value!r}")
+    return raw
+
+
+def _check(ret: int, call: str, path: str | bytes | None) -> int:
+    if ret < 0:
+        raise SyscallError(call, ctypes.get_errno(), os.fsdecode(path) if path is not None else None)
+    return ret
+
+
+def _syscall(name: str, *args: object) -> int:
+    nr = _NR.get(name)
+    if nr is None:
+        raise SyscallError(name, 38)  # ENOSYS: an architecture we have no table for
+    # every argument goes in as a full register (long or pointer): syscall(2) is variadic,
+    # so ctypes would otherwise pass ints as 32-bit values with undefined upper halves.
+    cargs = [ctypes.c_long(a) if isinstance(a, int) else ctypes.c_char_p(a) for a in args]
+    return _libc.syscall(ctypes.c_long(nr), *cargs)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | bytes | None = None) -> None:
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), "mount", target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), flags), "umount2", target)
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare", None)
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(fd, nstype), "setns", f"fd {fd}")
+
+
+def sethostname(name: str) -> None:
+    raw = _b(name)
+    _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_syscall("pivot_root", _b(new_root), _b(put_old)), "pivot_root", new_root)
+
+
+def fsopen(fstype: str, flags: int = FSOPEN_CLOEXEC) -> int:
+    """Open a filesystem context; configure it with fsconfig, then fsmount it."""
+    return _check(_syscall("fsopen", _b(fstype), flags), "fsopen", fstype)
+
+
+def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | bytes | None = None,
+             aux: int = 0) -> None:
+    if _syscall("fsconfig", fd, cmd, _b(key), _b(value), aux) < 0:
+        err = ctypes.get_errno()
+        what = f"{key}={os.fsdecode(value)}" if key is not None and value is not None else key
+        raise _with_log(SyscallError("fsconfig", err, what), fd)
+
+
+def fsconfig_set_string(fd: int, key: str, value: str | bytes) -> None:
+    fsconfig(fd, FSCONFIG_SET_STRING, key, value)
+
+
+def fsconfig_create(fd: int) -> None:
+    """Build the superblock from the parameters set so far (where overlay checks its layers)."""
+    fsconfig(fd, FSCONFIG_CMD_CREATE)
+
+
+def fsmount(fd: int, flags: int = FSMOUNT_CLOEXEC, attr_flags: int = 0) -> int:
+    """Turn a created context into a detached mount; returns its fd for move_mount."""
+    ret = _syscall("fsmount", fd, flags, attr_flags)
+    if ret < 0:
+        raise _with_log(SyscallError("fsmount", ctypes.get_errno()), fd)
+    return ret
+
+
+def move_mount(from_dfd: int, from_path: str, to_dfd: int, to_path: str, flags: int = 0) -> None:
+    _check(_syscall("move_mount", from_dfd, _b(from_path), to_dfd, _b(to_path), flags),
+           "move_mount", to_path)
+
+
+def fs_context_log(fd: int) -> list[str]:
+    """Drain the kernel's messages for a filesystem context ("e overlayfs: ...").
+
+    The errno alone says EINVAL for a dozen overlay mistakes; the log says which one.
+    """
+    lines = []
+    while True:
+        try:
+            lines.append(os.read(fd, 4096).decode(errors="replace").rstrip("\n"))
+        except OSError:  # ENODATA: the log is empty
+            return lines
+
+
+def _with_log(err: SyscallError, fd: int) -> SyscallError:
+    """Append the context's log to the one-line message, where the real reason lives."""
+    log = [line[2:] if line[1:2] == " " else line for line in fs_context_log(fd)]
+    err.kernel_log = log  # type: ignore[attr-defined]
+    if log:
+        err.args = (f"{err.args[0]} ({'; '.join(log)})",)
+    return err
+
+
+_new_mount_api: bool | None = None
+
+
+def has_new_mount_api() -> bool:
+    """Can overlay be mounted through fsopen with one "lowerdir+" per layer (Linux >= 6.8)?
+
+    Probed once by trying it, as containerd does: fsopen alone succeeds on 5.2+ kernels
+    that would still reject "lowerdir+", and the probe mounts nothing.
+    """
+    global _new_mount_api
+    if _new_mount_api is None:
+        try:
+            fd = fsopen("overlay")
+        except (SyscallError, ValueError):
+            _new_mount_api = False
+        else:
+            try:
+                fsconfig_set_string(fd, "lowerdir+", "/")
+                _new_mount_api = True
+            except SyscallError:
+                _new_mount_api = False
+            finally:
+                os.close(fd)
+    return _new_mount_api

@@ -1,0 +1,149 @@
+"""Image configs by id (`images/<hex>.json`, id = sha256 of those bytes) and tags (`tags.json`)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from minirun.errors import Conflict, NotFound
+from minirun.reference import Reference, looks_like_id, parse_reference
+from minirun.store.fsutil import atomic_write
+
+
+@dataclass
+class Image:
+    id: str  # "sha256:<hex>"
+    config: dict = field(repr=False)
+
+    @property
+    def hex(self) -> str:
+        return self.id.split(":", 1)[1]
+
+    @property
+    def short_id(self) -> str:
+        return self.hex[:12]
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return list(self.config.get("rootfs", {}).get("diff_ids", []))
+
+    @property
+    def history(self) -> list[dict]:
+        return list(self.config.get("history", []))
+
+    @property
+    def created(self) -> str:
+        return self.config.get("created", "")
+
+
+def config_bytes(config: dict) -> bytes:
+    return json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
+
+
+def image_id(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class ImageStore:
+    def __init__(self, store_root: str) -> None:
+        self.dir = os.path.join(store_root, "images")
+        self.tags_path = os.path.join(store_root, "tags.json")
+
+    def ensure_dirs(self) -> None:
+        os.makedirs(self.dir, exist_ok=True)
+
+    # -- reading -------------------------------------------------------------------------
+    def _config_path(self, hexid: str) -> str:
+        return os.path.join(self.dir, hexid + ".json")
+
+    def get(self, id_: str) -> Image:
+        hexid = id_.split(":", 1)[-1]
+        try:
+            with open(self._config_path(hexid), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise NotFound(f"No such image: {id_}") from None
+        return Image(id="sha256:" + hexid, config=json.loads(data))
+
+    def ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return ["sha256:" + n[:-5] for n in names if n.endswith(".json") and not n.startswith(".")]
+
+    def all(self) -> list[Image]:
+        images = []
+        for id_ in self.ids():
+            try:
+                images.append(self.get(id_))
+            except (NotFound, ValueError):
+                continue  # removed meanwhile, or debris: never trusted
+        return images
+
+    def tags(self) -> dict[str, str]:
+        """`name:tag` -> image id, only for images whose config exists."""
+        try:
+            with open(self.tags_path, "rb") as f:
+                tags = json.load(f)
+        except FileNotFoundError:
+            return {}
+        present = set(self.ids())
+        return {ref: id_ for ref, id_ in tags.items() if id_ in present}
+
+    def tags_of(self, id_: str) -> list[str]:
+        return sorted(ref for ref, target in self.tags().items() if target == id_)
+
+    def lookup(self, text: str) -> Image:
+        """An image by `name[:tag]`, full id, or unique id prefix (docker's order)."""
+        ref: Reference | None
+        try:
+            ref = parse_reference(text)
+        except Exception:
+            ref = None
+        if ref is not None:
+            target = self.tags().get(str(ref))
+            if target is not None:
+                return self.get(target)
+        if looks_like_id(text):
+            prefix = text.split(":", 1)[-1]
+            matches = [i for i in self.ids() if i.split(":", 1)[1].startswith(prefix)]
+            if len(matches) == 1:
+                return self.get(matches[0])
+            if len(matches) > 1:
+                raise Conflict(f"multiple images found with provided prefix: {text}")
+        shown = str(ref) if ref is not None and not looks_like_id(text) else text
+        raise NotFound(f"No such image: {shown}")
+
+    # -- writing (callers hold the store lock) -------------------------------------------
+    def write(self, config: dict) -> Image:
+        data = config_bytes(config)
+        id_ = image_id(data)
+        path = self._config_path(id_.split(":", 1)[1])
+        if not os.path.exists(path):
+            atomic_write(path, data)
+        return Image(id=id_, config=json.loads(data))
+
+    def _write_tags(self, tags: dict[str, str]) -> None:
+        atomic_write(self.tags_path, json.dumps(tags, indent=1, sort_keys=True).encode())
+
+    def tag(self, ref: Reference, id_: str) -> None:
+        tags = self.tags()
+        tags[str(ref)] = id_
+        self._write_tags(tags)
+
+    def untag(self, ref: str) -> None:
+        tags = self.tags()
+        tags.pop(ref, None)
+        self._write_tags(tags)
+
+    def delete(self, id_: str) -> None:
+        tags = self.tags()
+        kept = {ref: target for ref, target in tags.items() if target != id_}
+        if kept != tags:
+            self._write_tags(kept)
+        try:
+            os.unlink(self._config_path(id_.split(":", 1)[1]))
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian 12 / Ubuntu machine, as root: system packages, a virtual
+# environment in .venv (system pip refuses installs under PEP 668), and minirun itself.
+#   scripts/setup.sh          runtime only
+#   scripts/setup.sh --test   plus what the tests need
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(busybox-static libcap-dev python3-venv python3-dev gcc)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(zstd xz-utils)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The system interpreter, not a pyenv shim: the shim costs 0.2 s on every start.
+if [[ ! -x .venv/bin/python ]]; then
+  /usr/bin/python3 -m venv .venv
+fi
+extra=""
+[[ "${1:-}" == "--test" ]] && extra="[test]"
+stamp=".venv/.installed${extra}"
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
+  .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+  touch "$stamp"
+fi

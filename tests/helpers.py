@@ -1,0 +1,44 @@
+"""Building tar streams in tests: a member list in, tar bytes out."""
+from __future__ import annotations
+
+import io
+import tarfile
+from typing import Iterable
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644, linkname: str = "",
+           uid: int = 0, gid: int = 0, mtime: int = 1_700_000_000, pax: dict | None = None,
+           devmajor: int = 0, devminor: int = 0) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid, info.mtime = kind, mode, uid, gid, mtime
+    info.linkname = linkname
+    info.devmajor, info.devminor = devmajor, devminor
+    if pax:
+        info.pax_headers = dict(pax)
+    if kind in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        info.size = len(data)
+    return info, data
+
+
+def make_tar(members: Iterable[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return buffer.getvalue()
+
+
+def d(name: str, mode: int = 0o755, **kw):
+    return member(name, tarfile.DIRTYPE, mode=mode, **kw)
+
+
+def f(name: str, data: bytes | str = b"", mode: int = 0o644, **kw):
+    return member(name, tarfile.REGTYPE, data=data.encode() if isinstance(data, str) else data, mode=mode, **kw)
+
+
+def sym(name: str, target: str, **kw):
+    return member(name, tarfile.SYMTYPE, linkname=target, mode=0o777, **kw)
+
+
+def hard(name: str, target: str, **kw):
+    return member(name, tarfile.LNKTYPE, linkname=target, **kw)
