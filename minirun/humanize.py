@@ -1,0 +1,109 @@
+"""Sizes, durations and timestamps formatted exactly as docker's go-units and CLI print them."""
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from datetime import datetime, timezone
+
+from minirun.errors import UsageError
+
+_DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+_RFC3339_RE = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+def human_size(n: float, precision: int = 3) -> str:
+    """go-units HumanSizeWithPrecision: decimal units, `%.*g`, no space (`1.98MB`)."""
+    size = float(n)
+    unit = 0
+    while size >= 1000 and unit < len(_DECIMAL_UNITS) - 1:
+        size /= 1000
+        unit += 1
+    # Python's %g and Go's %g agree here: same rounding (half-even on the exact binary
+    # value), trailing zeros dropped, exponent of at least two digits (999999 -> 1e+03kB).
+    return "%.*g%s" % (precision, size, _DECIMAL_UNITS[unit])
+
+
+def human_duration(seconds: float) -> str:
+    """go-units HumanDuration, with its truncations and its one rounding (hours)."""
+    whole_seconds = int(seconds)
+    if whole_seconds < 1:
+        return "Less than a second"
+    if whole_seconds == 1:
+        return "1 second"
+    if whole_seconds < 60:
+        return f"{whole_seconds} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    # Only hours round to nearest; days, weeks and months are then whole hours divided down.
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{int(seconds / 3600) // (24 * 365)} years"
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """An aware datetime from RFC 3339 text with up to nanoseconds (digits past micro dropped)."""
+    match = _RFC3339_RE.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(f"invalid timestamp: {text!r}")
+    day, clock, fraction, offset = match.groups()
+    # fromisoformat in 3.11 takes at most 6 fraction digits; Go writes up to 9.
+    micro = f".{(fraction or '')[:6]:0<6}"
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    try:
+        return datetime.fromisoformat(f"{day}T{clock}{micro}{offset}")
+    except ValueError:
+        raise UsageError(f"invalid timestamp: {text!r}") from None
+
+
+def time_ago(created: datetime | str, now: datetime | None = None) -> str:
+    """`2 hours ago`, as docker's CREATED columns say it. Naive datetimes are taken as UTC."""
+    when = parse_rfc3339(created) if isinstance(created, str) else created
+    now = now or datetime.now(timezone.utc)
+    return human_duration((_as_utc(now) - _as_utc(when)).total_seconds()) + " ago"
+
+
+def rfc3339_now() -> str:
+    """UTC now with nanoseconds, fixed width: `2026-11-28T20:37:38.123456789Z`."""
+    ns = time.time_ns()
+    stamp = datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc)
+    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{ns % 1_000_000_000:09d}Z"
+
+
+def ellipsis(text: str, max_len: int) -> str:
+    """docker CLI's formatter.Ellipsis: fit `max_len` columns (East Asian wide characters
+    take two), ending in `…` when cut."""
+    if max_len <= 0:
+        return ""
+    if max_len == 1:
+        return text[:1]
+    if sum(_width(ch) for ch in text) <= max_len:
+        return text
+    kept, used = 0, 0
+    while used + _width(text[kept]) <= max_len - 1:
+        used += _width(text[kept])
+        kept += 1
+    # Docker returns the text uncut when not even its first character fits.
+    return text[:kept] + "…" if kept else text
+
+
+def _width(ch: str) -> int:
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value

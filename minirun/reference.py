@@ -1,0 +1,108 @@
+"""Docker image references (`[domain[:port]/]path[:tag][@digest]`), parsed by docker's grammar."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from minirun.errors import UsageError
+
+# distribution/reference's grammar. Path components are lowercase only; the domain may
+# have uppercase letters, which is why `Foo/bar` names a registry called `Foo`.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_TAG = r"\w[\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+# re.ASCII: Go's \w is [0-9A-Za-z_]; Python's would also take é or ٣.
+_REFERENCE_RE = re.compile(rf"({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?", re.ASCII)
+_ID_RE = re.compile(r"(?:sha256:)?[a-f0-9]{1,64}")
+_FULL_HEX_RE = re.compile(r"[a-f0-9]{64}")
+
+# go-digest's registered algorithms and the hex length each one needs.
+_DIGEST_HEX_LEN = {"sha256": 64, "sha384": 96, "sha512": 128}
+_MAX_PATH_LEN = 255
+
+
+@dataclass(frozen=True)
+class Reference:
+    name: str
+    tag: str | None = None
+    digest: str | None = None
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag is not None:
+            text += f":{self.tag}"
+        if self.digest is not None:
+            text += f"@{self.digest}"
+        return text
+
+    @property
+    def domain(self) -> str | None:
+        """The registry host[:port], when the name has one (docker's splitDockerDomain rule)."""
+        return _split_domain(self.name)[0]
+
+    @property
+    def path(self) -> str:
+        """The name without its domain."""
+        return _split_domain(self.name)[1]
+
+
+def parse_reference(text: str, default_tag: str | None = "latest") -> Reference:
+    """Parse a reference as `docker pull`/`docker tag` do, but keep the name as typed
+    (no `docker.io/library/` added). `default_tag` is added only when neither a tag
+    nor a digest was given."""
+    # Docker refuses names that would be mistaken for image IDs.
+    if _FULL_HEX_RE.fullmatch(text):
+        raise UsageError(f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings")
+    # Docker checks case before syntax, on the path as it would send it to Docker Hub.
+    remote = _docker_remote_path(text).split(":", 1)[0]
+    if remote.lower() != remote:
+        raise UsageError(f"invalid reference format: repository name ({remote}) must be lowercase")
+    match = _REFERENCE_RE.fullmatch(text)
+    if match is None:
+        raise UsageError(f'invalid reference format: "{text}"')
+    name, tag, digest = match.groups()
+    # Docker's 255 limit is on the path, counting the `library/` it adds for Hub names.
+    if len(_docker_remote_path(name)) > _MAX_PATH_LEN:
+        raise UsageError(f"repository name must not be more than {_MAX_PATH_LEN} characters")
+    if digest is not None:
+        _check_digest(digest, text)
+    elif tag is None:
+        tag = default_tag
+    return Reference(name, tag, digest)
+
+
+def looks_like_id(text: str) -> bool:
+    """True for an image ID or ID prefix: 1-64 lowercase hex, optionally `sha256:`-prefixed."""
+    return _ID_RE.fullmatch(text) is not None
+
+
+def _split_domain(name: str) -> tuple[str | None, str]:
+    first, sep, rest = name.partition("/")
+    if not sep:
+        # A lone component is always a path, even `localhost` or `example.com`.
+        return None, name
+    if first == "localhost" or "." in first or ":" in first or first.lower() != first:
+        return first, rest
+    return None, name
+
+
+def _docker_remote_path(text: str) -> str:
+    """The path docker would use on its registry: Hub names gain `library/`."""
+    domain, path = _split_domain(text)
+    if domain in (None, "docker.io", "index.docker.io") and "/" not in path:
+        return "library/" + path
+    return path
+
+
+def _check_digest(digest: str, text: str) -> None:
+    algorithm, hex_ = digest.split(":", 1)
+    want = _DIGEST_HEX_LEN.get(algorithm)
+    if want is None:
+        raise UsageError(f'unsupported digest algorithm: "{text}"')
+    if len(hex_) != want:
+        raise UsageError(f'invalid checksum digest length: "{text}"')
+    if not re.fullmatch(r"[a-f0-9]+", hex_):
+        raise UsageError(f'invalid checksum digest format: "{text}"')

@@ -1,0 +1,154 @@
+"""The image verbs as a user types them: output formats, exit codes, the store on disk."""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+from tests.helpers import d, f, make_tar
+
+ID12 = re.compile(r"^[0-9a-f]{12}$")
+
+
+@pytest.fixture
+def rootfs(tmp_path):
+    path = tmp_path / "rootfs.tar"
+    path.write_bytes(make_tar([d("etc"), f("etc/hello", "hello\n"), f("data", b"x" * 3000)]))
+    return str(path)
+
+
+def one_error_line(result) -> str:
+    lines = result.err.strip().splitlines()
+    assert result.code == 125, result
+    assert len(lines) == 1 and lines[0].startswith("minirun: error: "), result.err
+    assert "Traceback" not in result.err
+    return lines[0]
+
+
+def test_import_prints_the_id_and_images_lists_it(cli, rootfs):
+    imported = cli("import", rootfs, "myimage:1.0", "-c", 'CMD ["sh"]')
+    assert imported.code == 0, imported.err
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", imported.out)
+    listing = cli("images")
+    header, row = listing.out.splitlines()
+    assert header.split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    # docker's tabwriter: columns start where the header's do, min width 10, padding 3
+    assert header.index("TAG") == len("REPOSITORY") + 3
+    assert row.split()[:3] == ["myimage", "1.0", imported.out[7:19]]
+    assert row.rstrip().endswith("3.01kB") and "Less than a second ago" in row
+    assert cli("images", "-q").out == imported.out[7:19] + "\n"
+
+
+def test_history_shows_the_import_and_its_comment(cli, rootfs):
+    cli("import", rootfs, "img", "-m", "first import")
+    out = cli("history", "img").out.splitlines()
+    assert out[0].split() == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+    assert ID12.match(out[1].split()[0])
+    assert out[1].rstrip().endswith("3.01kB    first import")
+    cli("import", rootfs, "plain")
+    assert cli("history", "plain").out.splitlines()[1].rstrip().endswith("Imported from -")
+    full = cli("history", "--no-trunc", "plain").out.splitlines()[1].split()[0]
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", full)
+    assert ID12.match(cli("history", "-q", "plain").out.strip())
+    record = json.loads(cli("history", "--format", "json", "plain").out)
+    assert record["Comment"] == "Imported from -" and record["Size"] == "3.01kB" and ID12.match(record["ID"])
+
+
+def test_first_use_builds_busybox_from_images(cli, isolated_store):
+    history = cli("history", "busybox")
+    assert history.code == 0, history.err
+    rows = history.out.splitlines()
+    assert len(rows) == 2 and ID12.match(rows[1].split()[0])
+    assert re.search(r"\b1\.9\dMB\b", rows[1]), rows[1]
+    listing = cli("images").out.splitlines()
+    assert listing[1].split()[:2] == ["busybox", "latest"]
+    config = json.loads(cli("inspect", "busybox").out)[0]["Config"]
+    assert config["Cmd"] == ["sh"]
+    # a second use does not rebuild: the id stays the same
+    assert cli("history", "-q", "busybox").out == cli("history", "-q", "busybox").out
+    layers = os.listdir(isolated_store / "layers")
+    assert len(layers) == 1
+    diff = isolated_store / "layers" / layers[0] / "diff"
+    assert os.stat(diff / "bin/sh").st_ino == os.stat(diff / "bin/busybox").st_ino
+    assert oct(os.stat(diff / "tmp").st_mode & 0o7777) == "0o1777"
+    assert "nobody:x:65534" in (diff / "etc/passwd").read_text()
+
+
+def test_inspect_is_docker_like_json(cli, rootfs):
+    image_id = cli("import", rootfs, "img:2", "-c", "ENV A=b", "-c", "WORKDIR /srv").out.strip()
+    doc = json.loads(cli("inspect", "img:2").out)
+    assert isinstance(doc, list) and len(doc) == 1
+    doc = doc[0]
+    assert doc["Id"] == image_id and doc["RepoTags"] == ["img:2"]
+    assert doc["Config"]["Env"] == ["A=b"] and doc["Config"]["WorkingDir"] == "/srv"
+    assert doc["RootFS"]["Type"] == "layers" and len(doc["RootFS"]["Layers"]) == 1
+    assert doc["Size"] == 3006 and doc["Os"] == "linux" and doc["Created"].endswith("Z")
+    assert doc["GraphDriver"]["Name"] == "overlay"
+    assert json.loads(cli("inspect", image_id[7:17]).out)[0]["Id"] == image_id  # unique prefix
+
+
+def test_rmi_untags_then_deletes_unused_layers_only(cli, rootfs, tmp_path, isolated_store):
+    other = tmp_path / "other.tar"
+    other.write_bytes(make_tar([f("other", "o")]))
+    cli("import", rootfs, "a")
+    cli("import", rootfs, "b")
+    cli("import", str(other), "c")
+    layers = lambda: sorted(os.listdir(isolated_store / "layers"))
+    assert len(layers()) == 2
+    removed = cli("rmi", "a")
+    assert removed.code == 0
+    assert removed.out.splitlines()[0] == "Untagged: a:latest"
+    assert removed.out.splitlines()[1].startswith("Deleted: sha256:")
+    assert len(layers()) == 2  # b still uses the shared layer
+    cli("rmi", "b")
+    assert len(layers()) == 1
+    assert [r.split()[0] for r in cli("images").out.splitlines()[1:]] == ["c"]
+    assert len(os.listdir(isolated_store / "l")) == 1
+
+
+def test_rmi_of_one_of_two_tags_only_untags(cli, rootfs, store):
+    from minirun.reference import parse_reference
+
+    image_id = cli("import", rootfs, "x:1").out.strip()
+    with store.locked():
+        store.images.tag(parse_reference("x:2"), image_id)
+    untagged = cli("rmi", "x:1")
+    assert untagged.out == "Untagged: x:1\n"
+    assert cli("images", "-q").out.strip() == image_id[7:19]
+    store.images.tag(parse_reference("y"), image_id)
+    conflict = cli("rmi", image_id[7:19])  # by id, with two names: docker wants -f
+    assert "must be forced" in one_error_line(conflict)
+    forced = cli("rmi", "-f", image_id[7:19])
+    assert forced.out.splitlines() == ["Untagged: x:2", "Untagged: y:latest", "Deleted: " + image_id,
+                                       forced.out.splitlines()[-1]]
+    assert cli("images", "-q").out == ""
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["import", "/nonexistent/rootfs.tar", "x"], "no such file"),
+    (["history", "nosuchimage"], "No such image: nosuchimage:latest"),
+    (["inspect", "nosuchimage:9"], "No such image: nosuchimage:9"),
+    (["rmi", "nosuchimage"], "No such image"),
+    (["import", "{rootfs}", "Bad_Name"], "invalid reference format"),
+    (["import", "{rootfs}", "x", "-c", "FROBNICATE yes"], "FROBNICATE"),
+    (["images", "--bogus-flag"], "--bogus-flag"),
+    (["history", "--format", "xml", "busybox"], "format"),
+])
+def test_bad_input_is_one_line_and_exit_125(cli, rootfs, args, needle, isolated_store):
+    args = [a.replace("{rootfs}", rootfs) for a in args]
+    line = one_error_line(cli(*args))
+    assert needle.lower() in line.lower()
+    assert cli("images", "-q").out == ""
+    layers = isolated_store / "layers"
+    assert not layers.exists() or os.listdir(layers) == []
+
+
+def test_bad_tar_import_exit_125_and_nothing_stored(cli, tmp_path, isolated_store):
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"garbage" * 500)
+    line = one_error_line(cli("import", str(bad), "bad"))
+    assert "tar" in line
+    assert cli("images", "-q").out == ""
+    assert os.listdir(isolated_store / "layers") == []
