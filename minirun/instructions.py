@@ -65,7 +65,9 @@ def parse_key_values(args: str, env: list[str] | None = None, instruction: str =
         raw_pairs = []
         for word in words:
             if "=" not in word:
-                raise UsageError(f'{instruction}: Syntax error - can\'t find = in "{word}". Must be of the form: name=value')
+                raise UsageError(
+                    f'{instruction}: Syntax error - can\'t find = in "{word}". Must be of the form: name=value'
+                )
             key, value = word.split("=", 1)
             raw_pairs.append((key, value))
     # Every pair sees the env from before this instruction: `ENV A=1 B=$A` takes the old A.

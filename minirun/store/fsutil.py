@@ -9,8 +9,9 @@ import shutil
 from typing import Iterator
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to `path` so that readers see the old bytes or the new ones, never a mix."""
+def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+    """Write `data` to `path` so that readers see the old bytes or the new ones, never a mix.
+    `durable=False` skips the fsyncs, for records that are re-derived after a crash anyway."""
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".tmp-{name}-{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
@@ -18,14 +19,16 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)
         raise
     os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def fsync_dir(directory: str) -> None:

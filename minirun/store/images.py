@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from minirun.errors import Conflict, NotFound
+from minirun.errors import Conflict, NotFound, UsageError
 from minirun.reference import Reference, looks_like_id, parse_reference
 from minirun.store.fsutil import atomic_write
 
@@ -100,7 +100,7 @@ class ImageStore:
         ref: Reference | None
         try:
             ref = parse_reference(text)
-        except Exception:
+        except UsageError:
             ref = None
         if ref is not None:
             target = self.tags().get(str(ref))

@@ -1,0 +1,31 @@
+"""Generated container names, docker-style `adjective_surname` (our own word lists)."""
+from __future__ import annotations
+
+import secrets
+
+ADJECTIVES = (
+    "agile", "amazing", "bold", "brave", "calm", "clever", "cool", "crisp", "daring", "eager",
+    "elated", "epic", "fervent", "festive", "friendly", "gallant", "gentle", "happy", "hardy",
+    "jolly", "keen", "kind", "lively", "lucid", "merry", "modest", "nimble", "noble", "patient",
+    "plucky", "proud", "quiet", "quirky", "relaxed", "serene", "sharp", "snappy", "steady",
+    "sturdy", "sunny", "swift", "tender", "tidy", "upbeat", "vibrant", "vivid", "wise", "witty",
+    "zealous", "zen",
+)
+SURNAMES = (
+    "agnesi", "babbage", "bardeen", "bohr", "boole", "cerf", "curie", "darwin", "dijkstra",
+    "einstein", "euler", "faraday", "fermi", "feynman", "gauss", "goldberg", "hamilton", "hopper",
+    "hypatia", "johnson", "kepler", "knuth", "lamarr", "lamport", "liskov", "lovelace", "maxwell",
+    "meitner", "mirzakhani", "morse", "napier", "newton", "noether", "pascal", "perlman", "poincare",
+    "ritchie", "shannon", "sinoussi", "stallman", "tesla", "thompson", "torvalds", "turing",
+    "wiles", "wozniak", "yalow", "yonath",
+)
+
+
+def generate_name(taken: set[str]) -> str:
+    for attempt in range(1000):
+        name = f"{secrets.choice(ADJECTIVES)}_{secrets.choice(SURNAMES)}"
+        if attempt > 10:  # docker's trick once the plain names run short: a numeric suffix
+            name += str(secrets.randbelow(10))
+        if name not in taken:
+            return name
+    return f"{secrets.choice(ADJECTIVES)}_{secrets.token_hex(4)}"

@@ -1,0 +1,189 @@
+"""Container records on disk: `containers/<id>/` with config.json (what to run), state.json (what
+happened), the writable layer (upper/ work/) and the files minirun provides (hosts, hostname,
+resolv.conf). config.json is written once; state.json is replaced atomically on every change."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+
+from minirun.errors import Conflict, NotFound, UsageError
+from minirun.store import Store
+from minirun.store.fsutil import atomic_write, remove_tree
+
+HOSTS_BASE = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\n"
+    "ff02::1\tip6-allnodes\n"
+    "ff02::2\tip6-allrouters\n"
+)
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+@dataclass
+class ContainerConfig:
+    id: str
+    name: str
+    image: str  # image id: keeps the image's layers alive
+    image_ref: str  # as the user typed it, for ps
+    created: str
+    argv: list[str]
+    env: list[str]
+    workdir: str = "/"
+    user: str = ""
+    hostname: str = ""
+    binds: list[list] = field(default_factory=list)  # [source, target, readonly]
+    tmpfs: list[str] = field(default_factory=list)
+    readonly: bool = False
+    network: str = "none"
+    auto_remove: bool = False
+    interactive: bool = False
+    tty: bool = False
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["Image"] = self.image  # the key Store.containers_using reads
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ContainerConfig":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class Container:
+    config: ContainerConfig
+    dir: str
+    state: dict
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def upper(self) -> str:
+        return os.path.join(self.dir, "upper")
+
+    @property
+    def work(self) -> str:
+        return os.path.join(self.dir, "work")
+
+    def provided_file(self, name: str) -> str:
+        """hosts, hostname, resolv.conf: bind-mounted over the container's /etc files."""
+        return os.path.join(self.dir, name)
+
+
+class Containers:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.dir = store.containers_dir
+
+    def _path(self, id_: str) -> str:
+        return os.path.join(self.dir, id_)
+
+    def ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return [n for n in names if len(n) == 64 and os.path.exists(os.path.join(self.dir, n, "config.json"))]
+
+    def load(self, id_: str) -> Container:
+        path = self._path(id_)
+        try:
+            with open(os.path.join(path, "config.json"), "rb") as f:
+                config = ContainerConfig.from_json(json.load(f))
+            with open(os.path.join(path, "state.json"), "rb") as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            raise NotFound(f"No such container: {id_}") from None
+        return Container(config=config, dir=path, state=state)
+
+    def all(self) -> list[Container]:
+        found = []
+        for id_ in self.ids():
+            try:
+                found.append(self.load(id_))
+            except (NotFound, ValueError):
+                continue
+        return found
+
+    def find(self, text: str) -> Container:
+        """By full id, name, or unique id prefix (docker's order)."""
+        if len(text) == 64 and os.path.isdir(self._path(text)):
+            return self.load(text)
+        containers = self.all()
+        wanted = text.lstrip("/")
+        for container in containers:
+            if container.name == wanted:
+                return container
+        matches = [c for c in containers if c.id.startswith(text)] if text else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise Conflict(f"multiple containers found with provided prefix: {text}")
+        raise NotFound(f"No such container: {text}")
+
+    def create(self, config: ContainerConfig, resolv_conf: bytes) -> Container:
+        """Write the record and the empty writable layer; the name is checked under the lock."""
+        from minirun.names import generate_name
+
+        with self.store.locked():
+            taken = {c.name for c in self.all()}
+            if config.name:
+                validate_name(config.name)
+                if config.name in taken:
+                    owner = next(c for c in self.all() if c.name == config.name)
+                    raise Conflict(
+                        f'Conflict. The container name "/{config.name}" is already in use by container '
+                        f'"{owner.id}". You have to remove (or rename) that container to be able to reuse that name.'
+                    )
+            else:
+                config.name = generate_name(taken)
+            path = self._path(config.id)
+            os.makedirs(os.path.join(path, "upper"), mode=0o755)
+            os.mkdir(os.path.join(path, "work"), 0o700)
+            hostname = config.hostname
+            with open(os.path.join(path, "hostname"), "w") as f:
+                f.write(hostname + "\n")
+            with open(os.path.join(path, "hosts"), "w") as f:
+                f.write(HOSTS_BASE)
+            with open(os.path.join(path, "resolv.conf"), "wb") as f:
+                f.write(resolv_conf)
+            state = {"Status": "created", "Running": False, "Pid": 0, "ExitCode": 0, "Error": "",
+                     "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z", "OOMKilled": False}
+            atomic_write(os.path.join(path, "state.json"), json.dumps(state).encode())
+            # config.json last: a dir without it is debris, never listed
+            atomic_write(os.path.join(path, "config.json"), json.dumps(config.to_json()).encode())
+        return Container(config=config, dir=path, state=state)
+
+    def update_state(self, container: Container, **fields: object) -> None:
+        container.state.update(fields)
+        atomic_write(os.path.join(container.dir, "state.json"), json.dumps(container.state).encode())
+
+    def remove(self, container: Container) -> None:
+        # config.json first: a crash mid-removal leaves debris that is never listed
+        with self.store.locked():
+            try:
+                os.unlink(os.path.join(container.dir, "config.json"))
+            except FileNotFoundError:
+                pass
+            remove_tree(container.dir)
+
+
+def new_container_id() -> str:
+    return secrets.token_hex(32)
+
+
+def validate_name(name: str) -> None:
+    # docker: [a-zA-Z0-9][a-zA-Z0-9_.-]+
+    if len(name) < 2 or not name[0].isalnum() or not set(name) <= _NAME_CHARS or not name.isascii():
+        raise UsageError(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')

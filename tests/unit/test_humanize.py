@@ -1,0 +1,144 @@
+"""Sizes and durations print as docker's go-units prints them; timestamps as docker writes them."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from minirun.errors import UsageError
+from minirun.humanize import ellipsis, human_duration, human_size, parse_rfc3339, rfc3339_now, time_ago
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+WEEK, MONTH, YEAR = 7 * DAY, 30 * DAY, 365 * DAY
+
+
+@pytest.mark.parametrize(
+    "n, text",
+    [
+        (0, "0B"),
+        (3, "3B"),
+        (999, "999B"),
+        (1000, "1kB"),
+        (1024, "1.02kB"),
+        (12345, "12.3kB"),
+        (1982256, "1.98MB"),
+        # %g switches to an exponent when rounding reaches the next power of ten.
+        (999999, "1e+03kB"),
+        (999499, "999kB"),
+        # Ties round half-to-even on the exact binary value, as Go does: 1.125 -> 1.12.
+        (1125, "1.12kB"),
+        (3.42e9, "3.42GB"),
+        (1e24, "1YB"),
+        (1e30, "1e+06YB"),
+    ],
+)
+def test_human_size(n: float, text: str) -> None:
+    assert human_size(n) == text
+
+
+@pytest.mark.parametrize(
+    "n, text",
+    # go-units' own HumanSize (precision 4) examples.
+    [(1000, "1kB"), (1024, "1.024kB"), (1048576, "1.049MB"), (2e6, "2MB"), (5.372e12, "5.372TB"), (1e28, "1e+04YB")],
+)
+def test_human_size_precision_4(n: float, text: str) -> None:
+    assert human_size(n, 4) == text
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    # go-units' duration_test.go table.
+    [
+        (0.45, "Less than a second"),
+        (1, "1 second"),
+        (45, "45 seconds"),
+        (59, "59 seconds"),
+        (60, "About a minute"),
+        (3 * MINUTE, "3 minutes"),
+        (35 * MINUTE + 40, "35 minutes"),
+        (59 * MINUTE, "59 minutes"),
+        (HOUR, "About an hour"),
+        (HOUR + 29 * MINUTE, "About an hour"),
+        (HOUR + 31 * MINUTE, "2 hours"),
+        (3 * HOUR + 29 * MINUTE, "3 hours"),
+        (3 * HOUR + 31 * MINUTE, "4 hours"),
+        (DAY, "24 hours"),
+        (DAY + 12 * HOUR, "36 hours"),
+        (2 * DAY, "2 days"),
+        (13 * DAY + 5 * HOUR, "13 days"),
+        (2 * WEEK, "2 weeks"),
+        (2 * WEEK + 4 * DAY, "2 weeks"),
+        (MONTH, "4 weeks"),
+        (MONTH + 2 * WEEK, "6 weeks"),
+        (2 * MONTH, "2 months"),
+        (5 * MONTH + 2 * WEEK, "5 months"),
+        (24 * MONTH, "24 months"),
+        (24 * MONTH + 2 * WEEK, "2 years"),
+        (3 * YEAR + 2 * MONTH, "3 years"),
+    ],
+)
+def test_human_duration(seconds: float, text: str) -> None:
+    assert human_duration(seconds) == text
+
+
+def test_negative_duration_is_less_than_a_second() -> None:
+    # A clock skewed into the future must not print "-5 seconds".
+    assert human_duration(-5) == "Less than a second"
+
+
+NOW = datetime(2026, 11, 28, 20, 37, 38, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "created, text",
+    [
+        ("2026-11-28T20:37:00Z", "38 seconds ago"),
+        # Nine fraction digits, which datetime.fromisoformat rejects in 3.11.
+        ("2026-11-28T18:37:38.123456789Z", "2 hours ago"),
+        ("2026-11-28T21:37:38+01:00", "Less than a second ago"),
+        ("2026-11-28T14:30:00.5-05:00", "About an hour ago"),
+        (NOW - timedelta(days=3), "3 days ago"),
+        # A naive datetime is taken as UTC.
+        (datetime(2026, 11, 28, 20, 30, 38), "7 minutes ago"),
+    ],
+)
+def test_time_ago(created: datetime | str, text: str) -> None:
+    assert time_ago(created, now=NOW) == text
+
+
+def test_parse_rfc3339_keeps_microseconds_and_offset() -> None:
+    parsed = parse_rfc3339("2026-11-28T20:37:38.123456789+02:00")
+    assert parsed == datetime(2026, 11, 28, 18, 37, 38, 123456, tzinfo=timezone.utc)
+    assert parse_rfc3339("2026-11-28T20:37:38Z").tzinfo is not None
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-11-28", "2026-11-28T20:37:38", "2026-13-28T20:37:38Z"])
+def test_parse_rfc3339_rejects_bad_text(text: str) -> None:
+    with pytest.raises(UsageError, match="invalid timestamp"):
+        parse_rfc3339(text)
+
+
+def test_rfc3339_now_is_utc_with_nanoseconds() -> None:
+    stamp = rfc3339_now()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", stamp)
+    assert abs(parse_rfc3339(stamp) - datetime.now(timezone.utc)) < timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(
+    "text, max_len, shown",
+    [
+        ("hello", 5, "hello"),
+        ("hello world", 5, "hell…"),
+        ("hello", 1, "h"),
+        ("hello", 0, ""),
+        ("", 3, ""),
+        # Wide characters take two columns.
+        ("日本語テキスト", 6, "日本…"),
+        ("日本", 4, "日本"),
+        # docker leaves the text whole when not even the first character fits.
+        ("日本語", 2, "日本語"),
+    ],
+)
+def test_ellipsis(text: str, max_len: int, shown: str) -> None:
+    assert ellipsis(text, max_len) == shown
