@@ -1,3 +1,3 @@
-from minirun.cli import main
+from minirun.main import main
 
 main()

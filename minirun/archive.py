@@ -92,6 +92,8 @@ def apply_layer(stream: BinaryIO, dest: str | os.PathLike[str]) -> AppliedLayer:
     Raises BadArchive for a corrupt stream or any member that would land outside `dest`; the
     caller owns `dest` and removes it then.
     """
+    if os.listdir(dest):  # the breakout checks rely on knowing every entry: start from nothing
+        raise ValueError(f"layer destination {os.fspath(dest)} is not empty")
     reader = HashingReader(decompressed(stream))
     applier = _Applier(os.fspath(dest))
     try:
@@ -331,7 +333,9 @@ class _Applier:
             try:
                 os.setxattr(target, name, value, follow_symlinks=follow)
             except OSError as exc:
-                if exc.errno not in (95,):  # EOPNOTSUPP: a namespace this filesystem lacks
+                # EOPNOTSUPP: a namespace this filesystem lacks; EPERM: user.* on a symlink,
+                # which Linux forbids (docker skips both)
+                if exc.errno not in (95, 1):
                     raise BadArchive(f"cannot set xattr {name} on {member.name!r}: {exc.strerror}") from exc
         mtime_ns = int(member.mtime * 1_000_000_000)
         if is_dir:

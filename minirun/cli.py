@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from typer.exceptions import Abort as _Abort, Exit as _Exit, TyperException as _ParseError
 
-from minirun.errors import EXIT_RUNTIME, MinirunError, NotFound, UsageError
+from minirun.errors import EXIT_RUNTIME, MinirunError, NotFound, UsageError, report
 
 app = typer.Typer(
     name="minirun",
@@ -150,7 +150,7 @@ def rmi(
             for line in store.remove_image(text, force=force):
                 print(line)
         except MinirunError as exc:
-            _report(exc)
+            report(exc)
             failed = True
     if failed:
         raise typer.Exit(EXIT_RUNTIME)
@@ -176,10 +176,6 @@ def _print_table(headers: list[str], rows: list[list[str]]) -> None:
     sys.stdout.write(render_table(headers, rows))
 
 
-def _report(exc: MinirunError) -> None:
-    print(f"minirun: error: {exc.message}", file=sys.stderr)
-
-
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
@@ -197,31 +193,11 @@ def main(argv: Optional[list[str]] = None) -> None:
             code = EXIT_RUNTIME
     except _Abort:
         code = 130
-    except MinirunError as exc:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        _report(exc)
-        code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:
         code = 0
-    except OSError as exc:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"minirun: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        code = EXIT_RUNTIME
-    except Exception as exc:  # a bug: one line for the user, the traceback with --debug
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        print(f"minirun: error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
-        code = EXIT_RUNTIME
+    except Exception as exc:
+        code = report(exc, debug)
     sys.stdout.flush()
     sys.exit(code if isinstance(code, int) else 0)

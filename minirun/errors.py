@@ -49,3 +49,23 @@ class SyscallError(MinirunError):
         self.call = call
         self.errno = errno_
         self.path = path
+
+
+def report(exc: BaseException, debug: bool = False) -> int:
+    """Print one `minirun: error: ...` line for `exc` (a traceback too with --debug); return the
+    exit code. Unexpected exceptions are bugs, still shown as one line."""
+    import sys
+
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    if isinstance(exc, MinirunError):
+        message, code = exc.message, exc.exit_code
+    elif isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        message, code = f"{exc.strerror or exc}{where}", EXIT_RUNTIME
+    else:
+        message, code = f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", EXIT_RUNTIME
+    print(f"minirun: error: {message}", file=sys.stderr)
+    return code

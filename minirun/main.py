@@ -1,0 +1,49 @@
+"""The entry point: `run` goes straight to its lean path; every other verb goes through typer."""
+from __future__ import annotations
+
+import sys
+
+LEAN_VERBS = {"run"}
+
+
+def split_global_options(args: list[str]) -> tuple[str | None, bool, int]:
+    """--root DIR / --root=DIR / --debug before the verb; returns (root, debug, index of the verb)."""
+    root, debug, i = None, False, 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--root" and i + 1 < len(args):
+            root, i = args[i + 1], i + 2
+        elif arg.startswith("--root="):
+            root, i = arg[len("--root="):], i + 1
+        elif arg == "--debug":
+            debug, i = True, i + 1
+        else:
+            break
+    return root, debug, i
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    root, debug, verb_at = split_global_options(args)
+    if verb_at < len(args) and args[verb_at] in LEAN_VERBS:
+        sys.exit(_lean(args[verb_at], args[verb_at + 1:], root, debug))
+    from minirun.cli import main as typer_main
+
+    typer_main(args)
+
+
+def _lean(verb: str, argv: list[str], root: str | None, debug: bool) -> int:
+    from minirun.errors import report
+
+    try:
+        if verb == "run":
+            from minirun.run import run_command
+
+            return run_command(argv, root)
+    except SystemExit as exc:  # argparse's --help
+        return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:
+        return report(exc, debug)
+    return 0

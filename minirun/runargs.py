@@ -1,0 +1,133 @@
+"""`run`'s options, parsed without typer: the run path is timed, and typer alone costs ~80 ms of
+imports here. docker's spelling and meaning; errors are UsageError (exit 125)."""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+from minirun.errors import UsageError
+
+NETWORKS = ("none", "host")
+
+
+@dataclass
+class RunOptions:
+    image: str
+    command: list[str]
+    rm: bool = False
+    name: str = ""
+    env: list[str] = field(default_factory=list)  # resolved K=V, in order
+    workdir: str = ""
+    user: str = ""
+    hostname: str = ""
+    volumes: list[tuple[str, str, bool]] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    read_only: bool = False
+    entrypoint: str | None = None
+    interactive: bool = False
+    tty: bool = False
+    network: str = "none"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="minirun run", add_help=False,
+                usage="minirun run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+                description="Create and run a new container from an image.")
+    p.add_argument("--help", action="help", help="Print usage")
+    p.add_argument("--rm", action="store_true", help="Automatically remove the container when it exits")
+    p.add_argument("--name", default="", help="Assign a name to the container")
+    p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables (K=V, or K from the host)")
+    p.add_argument("--env-file", action="append", default=[], help="Read in a file of environment variables")
+    p.add_argument("-w", "--workdir", default="", help="Working directory inside the container")
+    p.add_argument("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    p.add_argument("-h", "--hostname", default="", help="Container host name")
+    p.add_argument("-v", "--volume", action="append", default=[], help="Bind mount a volume (SRC:DST[:ro])")
+    p.add_argument("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
+    p.add_argument("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
+    p.add_argument("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image")
+    p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("--network", "--net", default="none", help="Connect a container to a network (none, host)")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    return p
+
+
+def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> RunOptions:
+    ns = _parser().parse_args(argv)
+    host_env = os.environ if environ is None else environ
+    env: list[str] = []
+    for path in ns.env_file:
+        env += read_env_file(path, host_env)
+    for item in ns.env:
+        env += _env_item(item, host_env)
+    if ns.workdir and not ns.workdir.startswith("/"):
+        raise UsageError(f"the working directory '{ns.workdir}' is invalid, it needs to be an absolute path")
+    if ns.network not in NETWORKS:
+        raise UsageError(f"network {ns.network} not found (supported: {', '.join(NETWORKS)})")
+    return RunOptions(
+        image=ns.image, command=list(ns.command), rm=ns.rm, name=ns.name, env=env, workdir=ns.workdir,
+        user=ns.user, hostname=ns.hostname, volumes=[parse_volume(v) for v in ns.volume],
+        tmpfs=[parse_tmpfs(t) for t in ns.tmpfs], read_only=ns.read_only, entrypoint=ns.entrypoint,
+        interactive=ns.interactive, tty=ns.tty, network=ns.network,
+    )
+
+
+def _env_item(item: str, host_env) -> list[str]:
+    """`K=V` as is; a bare `K` takes the host's value, or is dropped when the host has none."""
+    if "=" in item:
+        if item.startswith("="):
+            raise UsageError(f"invalid environment variable: {item}")
+        return [item]
+    if not item:
+        raise UsageError("invalid environment variable: empty name")
+    return [f"{item}={host_env[item]}"] if item in host_env else []
+
+
+def read_env_file(path: str, host_env) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise UsageError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+    env = []
+    for line in lines:
+        stripped = line.lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        env += _env_item(stripped, host_env)
+    return env
+
+
+def parse_volume(spec: str) -> tuple[str, str, bool]:
+    """SRC:DST[:ro|rw] with an absolute, existing SRC (named volumes are not supported)."""
+    parts = spec.split(":")
+    readonly = False
+    if len(parts) == 3:
+        mode = parts.pop()
+        if mode not in ("ro", "rw"):
+            raise UsageError(f"invalid mode: {mode}")
+        readonly = mode == "ro"
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise UsageError(f"invalid volume specification: '{spec}'")
+    source, target = parts
+    if not source.startswith("/"):
+        raise UsageError(f"invalid volume specification: '{spec}': named volumes are not supported, SRC must be an absolute host path")
+    if not target.startswith("/") or target == "/":
+        raise UsageError(f"invalid volume specification: '{spec}': destination must be an absolute path other than /")
+    if not os.path.exists(source):
+        raise UsageError(f"invalid mount config: bind source path does not exist: {source}")
+    return source, os.path.normpath(target), readonly
+
+
+def parse_tmpfs(spec: str) -> str:
+    target = spec.split(":", 1)[0]
+    if not target.startswith("/") or target == "/":
+        raise UsageError(f"invalid tmpfs destination: '{spec}'")
+    return os.path.normpath(target)

@@ -1,0 +1,274 @@
+"""Starting a container's PID 1: one fork into new namespaces, the overlay mounted inside them.
+
+The parent unshares only its PID namespace *for children* (unshare(CLONE_NEWPID) moves the
+caller nowhere), so the one fork that follows is PID 1 of a new namespace while the parent
+stays on the host. The child then unshares mount, UTS, IPC, network and cgroup namespaces for
+itself, mounts the overlay where only it can see it (nothing leaks to the host, even after
+kill -9: the mount dies with the namespace), pivots, drops privileges and execs.
+
+Errors in the child travel back through a close-on-exec pipe: EOF without data means the exec
+happened; otherwise "<exit code>\\n<message>".
+"""
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from dataclasses import dataclass, field
+
+from minirun import linux
+from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_RUNTIME, MinirunError
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+@dataclass
+class LaunchPlan:
+    """Everything PID 1 needs, decided by the parent before the fork."""
+
+    store_root: str
+    lowers: list[str]  # relative to store_root, topmost first (short links keep mount(2)'s page enough)
+    upper: str
+    work: str
+    mountpoint: str
+    argv: list[str]
+    env: list[str]
+    workdir: str
+    user: str
+    hostname: str
+    network: str = "none"
+    readonly: bool = False
+    binds: list = field(default_factory=list)  # [source, target, readonly]
+    tmpfs: list[str] = field(default_factory=list)
+    interactive: bool = False
+
+
+@dataclass
+class Started:
+    pid: int
+    error_fd: int
+
+
+def start(plan: LaunchPlan) -> Started:
+    """Fork PID 1. Signals stay blocked across the fork so none hits the child before it execs
+    with default handlers; the caller unblocks them once its forwarding is in place."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    flags = linux.CLONE_NEWPID
+    linux.unshare(flags)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        raise
+    if pid == 0:
+        os.close(read_fd)
+        code, message = EXIT_RUNTIME, "container init failed"
+        try:
+            _child(plan, write_fd, old_mask)
+        except _ExecFailure as exc:
+            code, message = exc.code, exc.message
+        except MinirunError as exc:
+            code, message = exc.exit_code, exc.message
+        except BaseException as exc:  # anything else is a bug; still one line, never a traceback
+            message = f"container init: {type(exc).__name__}: {exc}"
+        try:
+            os.write(write_fd, f"{code}\n{message}".encode(errors="replace"))
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    return Started(pid=pid, error_fd=read_fd)
+
+
+def read_start_error(started: Started) -> MinirunError | None:
+    """Block until PID 1 has exec'd (EOF) or failed (a message)."""
+    chunks = []
+    while True:
+        chunk = os.read(started.error_fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(started.error_fd)
+    if not chunks:
+        return None
+    code_text, _, message = b"".join(chunks).decode(errors="replace").partition("\n")
+    return MinirunError(message, exit_code=int(code_text) if code_text.isdigit() else EXIT_RUNTIME)
+
+
+class _ExecFailure(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _child(plan: LaunchPlan, error_fd: int, old_mask: set) -> None:
+    from minirun.runtime.overlay import mount_overlay
+    from minirun.runtime.rootfs import Bind, RootfsSpec, setup_rootfs
+    from minirun.runtime.security import apply_security, read_user_db, resolve_user
+
+    # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
+    os.setsid()
+    namespaces = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWCGROUP
+    if plan.network != "host":
+        namespaces |= linux.CLONE_NEWNET
+    linux.unshare(namespaces)
+    # Private before anything is mounted: no mount of ours may propagate to the host.
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    linux.sethostname(plan.hostname)
+    if plan.network != "host":
+        _loopback_up()
+    os.chdir(plan.store_root)
+    mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
+    binds = [Bind(source=s, target=t, readonly=bool(ro)) for s, t, ro in plan.binds]
+    setup_rootfs(RootfsSpec(root=plan.mountpoint, readonly=plan.readonly, binds=binds, tmpfs=list(plan.tmpfs)))
+
+    passwd, group = read_user_db("/")
+    user = resolve_user(plan.user or None, passwd, group)
+    env = _with_defaults(plan.env, plan.hostname, user.home)
+    _enter_workdir(plan.workdir, plan.readonly)
+    if not plan.interactive:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+    executable = find_executable(plan.argv[0], _env_value(env, "PATH"))
+    apply_security(user)
+    # Only 0-2 cross into the container (runc CVE-2024-21626 leaked a host dir fd); the error
+    # pipe is close-on-exec and closes itself.
+    os.closerange(3, error_fd)
+    os.closerange(error_fd + 1, _max_fd())
+    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    try:
+        os.execve(executable, plan.argv, _env_dict(env))
+    except OSError as exc:
+        raise _exec_error(plan.argv[0], exc) from None
+
+
+def _loopback_up() -> None:
+    """`ip link set lo up` in the new network namespace: one ioctl, no netlink library."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+
+
+def _enter_workdir(workdir: str, readonly: bool) -> None:
+    path = workdir or "/"
+    if not os.path.isdir(path):
+        if os.path.lexists(path):
+            raise MinirunError(f"chdir to cwd ({path!r}) set in config failed: not a directory")
+        try:
+            os.makedirs(path, 0o755)  # docker creates a missing working directory
+        except OSError as exc:
+            raise MinirunError(f"mkdir {path}: {exc.strerror}") from None
+    os.chdir(path)
+    # runc CVE-2024-21626: the working directory must be inside the new root, never a host dir.
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = ""
+    if not cwd.startswith("/"):
+        raise MinirunError(f"current working directory is outside of container mount namespace root")
+
+
+def find_executable(name: str, path_env: str | None) -> str:
+    """exec.LookPath as runc uses it: a name with a slash is taken as is, else searched in PATH."""
+    if "/" in name:
+        _check_executable(name, name)
+        return name
+    for directory in (path_env or "").split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return candidate
+    raise _ExecFailure(EXIT_NOT_FOUND, f'exec: "{name}": executable file not found in $PATH')
+
+
+def _check_executable(shown: str, path: str) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise _ExecFailure(EXIT_NOT_FOUND, f'exec: "{shown}": stat {path}: no such file or directory') from None
+    except OSError as exc:
+        raise _ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": {exc.strerror.lower()}') from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": is a directory')
+    if not st.st_mode & 0o111:
+        raise _ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": permission denied')
+
+
+def _exec_error(name: str, exc: OSError) -> _ExecFailure:
+    text = (exc.strerror or str(exc)).lower()
+    code = EXIT_NOT_FOUND if exc.errno == 2 else EXIT_CANNOT_INVOKE
+    return _ExecFailure(code, f'exec: "{name}": {text}')
+
+
+def _with_defaults(env: list[str], hostname: str, home: str) -> list[str]:
+    """docker's additions: PATH when the image has none, HOSTNAME, HOME from the user's entry."""
+    keys = {item.split("=", 1)[0] for item in env}
+    extra = []
+    if "PATH" not in keys:
+        extra.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    if "HOSTNAME" not in keys:
+        extra.append(f"HOSTNAME={hostname}")
+    result = extra + list(env)
+    if "HOME" not in keys:
+        result.append(f"HOME={home or '/'}")
+    return result
+
+
+def _env_value(env: list[str], key: str) -> str | None:
+    value = None
+    for item in env:
+        k, _, v = item.partition("=")
+        if k == key:
+            value = v
+    return value
+
+
+def _env_dict(env: list[str]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in env:
+        k, _, v = item.partition("=")
+        result[k] = v
+    return result
+
+
+def _max_fd() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (ValueError, OSError):
+        return 65536
+
+
+def wait_for_exit(pid: int) -> int:
+    """Wait for PID 1, forwarding the signals minirun receives; docker's exit code (128+N when
+    killed by signal N)."""
+    previous = {sig: signal.signal(sig, lambda signum, _frame: _forward(pid, signum)) for sig in FORWARDED_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return exit_code_of(status)
+
+
+def _forward(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def exit_code_of(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
