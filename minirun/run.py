@@ -95,12 +95,18 @@ def run_command(argv: list[str], root: str | None) -> int:
 def _run(store, containers, container, image, init_link: str) -> int:
     from minirun.humanize import rfc3339_now
     from minirun.runtime import launch
+    from minirun.runtime.overlay import MAX_LOWERS
 
     config = container.config
     provided = [[container.provided_file(n), f"/etc/{n}", False] for n in ("hosts", "hostname", "resolv.conf")]
+    lowers = [os.path.relpath(store.layers.short_link(d), store.root) for d in reversed(image.diff_ids)]
+    # The init layer costs one of overlay's 500 lowers; an image that uses them all gets its
+    # missing mount points created in its upper instead (diff knows them by name).
+    if len(lowers) < MAX_LOWERS:
+        lowers.insert(0, init_link)
     plan = launch.LaunchPlan(
         store_root=store.root,
-        lowers=[init_link] + [os.path.relpath(store.layers.short_link(d), store.root) for d in reversed(image.diff_ids)],
+        lowers=lowers,
         upper=container.upper,
         work=container.work,
         mountpoint=os.path.join(store.root, "mnt"),

@@ -42,3 +42,20 @@ def sym(name: str, target: str, **kw):
 
 def hard(name: str, target: str, **kw):
     return member(name, tarfile.LNKTYPE, linkname=target, **kw)
+
+
+def make_image(store, name: str, layer_tars: list[bytes], config: dict | None = None, base=None):
+    """Stack layer tars (bottom first) into an image in `store`, on top of `base`'s layers."""
+    from minirun.humanize import rfc3339_now
+    from minirun.reference import parse_reference
+
+    staged = [store.unpack_layer(io.BytesIO(tar)) for tar in layer_tars]
+    diff_ids = (base.diff_ids if base else []) + [s.applied.diff_id for s in staged]
+    history = (base.history if base else []) + [
+        {"created": rfc3339_now(), "created_by": f"layer {i}"} for i in range(len(staged))]
+    image_config = {
+        "architecture": "amd64", "os": "linux", "created": rfc3339_now(),
+        "config": config if config is not None else (base.config.get("config", {}) if base else {}),
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history,
+    }
+    return store.commit_image(staged, image_config, parse_reference(name))

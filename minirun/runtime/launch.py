@@ -105,7 +105,11 @@ class _ExecFailure(Exception):
 def _child(plan: LaunchPlan, error_fd: int, old_mask: set) -> None:
     from minirun.runtime.overlay import mount_overlay
     from minirun.runtime.rootfs import Bind, RootfsSpec, setup_rootfs
-    from minirun.runtime.security import apply_security, read_user_db, resolve_user
+    from minirun.runtime.security import apply_security, close_other_fds, read_user_db, resolve_user
+
+    # Everything PID 1 imports must be loaded before pivot_root hides the host's site-packages.
+    import prctl  # noqa: F401
+    import resource  # noqa: F401
 
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()
@@ -135,8 +139,7 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set) -> None:
     apply_security(user)
     # Only 0-2 cross into the container (runc CVE-2024-21626 leaked a host dir fd); the error
     # pipe is close-on-exec and closes itself.
-    os.closerange(3, error_fd)
-    os.closerange(error_fd + 1, _max_fd())
+    close_other_fds(keep=(error_fd,))
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     try:
         os.execve(executable, plan.argv, _env_dict(env))
@@ -239,13 +242,6 @@ def _env_dict(env: list[str]) -> dict[str, str]:
         k, _, v = item.partition("=")
         result[k] = v
     return result
-
-
-def _max_fd() -> int:
-    try:
-        return os.sysconf("SC_OPEN_MAX")
-    except (ValueError, OSError):
-        return 65536
 
 
 def wait_for_exit(pid: int) -> int:

@@ -1,0 +1,293 @@
+"""The container's root: kernel filesystems, binds and masks mounted on it, then pivot_root into it.
+
+Runs in PID 1 of the new PID namespace, inside the container's private mount namespace, once
+the union is mounted at `root`. Every mount happens before pivot_root, while the host paths of
+bind sources are still reachable; pivot_root then detaches the whole host tree at once.
+
+What gets mounted is plain data (SYSTEM_MOUNTS, plan_mounts, MASKED_PATHS, READONLY_PATHS) so
+tests read it without root; the functions below only carry it out on the kernel.
+
+Mount points that already exist are used as they are, never touched: the shared init layer
+holds /proc, /sys, /dev, /etc/hosts... so no container's upper dir records them as changes.
+Only what is missing (a -v target, say) is created, and then in the upper dir, as docker does.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+
+from minirun import linux
+from minirun.errors import MinirunError, NotFound, SyscallError, UsageError
+from minirun.linux import (MNT_DETACH, MS_BIND, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC,
+                           MS_NOSUID, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SLAVE,
+                           MS_STRICTATIME)
+
+
+@dataclass
+class Bind:
+    """A host path shown at `target`, a path inside the container (`-v SRC:DST[:ro]`)."""
+
+    source: str
+    target: str
+    readonly: bool = False
+
+
+@dataclass
+class RootfsSpec:
+    """The mounted union at `root` and what to put on it; /etc/hosts and friends come as binds."""
+
+    root: str
+    readonly: bool = False
+    binds: list[Bind] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Mount:
+    """One mount(2) call as data; `target` is a path inside the container."""
+
+    target: str
+    fstype: str | None  # None: a bind mount of `source`, a host path
+    source: str
+    flags: int = 0
+    data: str | None = None
+
+
+_NOSUID_NODEV_NOEXEC = MS_NOSUID | MS_NODEV | MS_NOEXEC
+
+# docker's mounts, in an order where every parent comes before its children.
+SYSTEM_MOUNTS: tuple[Mount, ...] = (
+    # a new instance: we are PID 1 of the new PID namespace, so it lists only the container's
+    Mount("/proc", "proc", "proc", _NOSUID_NODEV_NOEXEC),
+    # a tmpfs, never the host's devtmpfs: the container gets only the nodes made below
+    Mount("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"),
+    # newinstance: the container's ptys are its own, neither visible to nor numbered among the host's
+    Mount("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
+          "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    Mount("/dev/shm", "tmpfs", "shm", _NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k"),
+    # mqueue shows the queues of the mounting process's IPC namespace: the container's own
+    Mount("/dev/mqueue", "mqueue", "mqueue", _NOSUID_NODEV_NOEXEC),
+    Mount("/sys", "sysfs", "sysfs", MS_RDONLY | _NOSUID_NODEV_NOEXEC),
+    # a placeholder until cgroups land: hides the host's hierarchy, empty and read-only
+    Mount("/sys/fs/cgroup", "tmpfs", "cgroup", MS_RDONLY | _NOSUID_NODEV_NOEXEC, "mode=755"),
+)
+
+# Kernel filesystems land only on real directories of the image: a symlink there could put
+# procfs somewhere the masks below never look (runc CVE-2019-19921 raced one).
+_NO_SYMLINK = frozenset({"/proc", "/dev", "/sys"})
+
+# (name, major, minor): docker's default nodes, all crw-rw-rw- root:root
+DEVICES: tuple[tuple[str, int, int], ...] = (
+    ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
+)
+DEV_SYMLINKS: tuple[tuple[str, str], ...] = (
+    ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore"), ("ptmx", "pts/ptmx"),
+)
+
+# docker's defaults (moby oci/defaults.go): kernel data a container must not read...
+MASKED_PATHS: tuple[str, ...] = (
+    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
+    "/proc/timer_stats", "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+# ...and kernel knobs it may read but never write (/proc/sys/kernel/hostname, sysrq, ...)
+READONLY_PATHS: tuple[str, ...] = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# docker's --tmpfs defaults; size and mode are the kernel's (half of RAM, 1777)
+TMPFS_FLAGS = _NOSUID_NODEV_NOEXEC
+
+_MAX_SYMLINKS = 40  # the kernel's own MAXSYMLINKS
+
+
+def plan_mounts(spec: RootfsSpec) -> list[Mount]:
+    """Every mount setup_rootfs makes before the masks, in order. Pure."""
+    user = [Mount(_container_path(b.target), None, b.source,
+                  MS_BIND | MS_REC | (MS_RDONLY if b.readonly else 0)) for b in spec.binds]
+    user += [Mount(_container_path(t), "tmpfs", "tmpfs", TMPFS_FLAGS) for t in spec.tmpfs]
+    # a parent mounted after its child would hide it: shallow targets first, as docker sorts
+    user.sort(key=lambda m: m.target.count("/"))
+    return [*SYSTEM_MOUNTS, *user]
+
+
+def _container_path(path: str) -> str:
+    if not path.startswith("/"):
+        raise UsageError(f"invalid mount config: mount path must be absolute: {path!r}")
+    clean = os.path.normpath(path)
+    if clean in ("/", "//"):
+        raise UsageError("invalid mount config: destination can't be '/'")
+    return clean
+
+
+def setup_rootfs(spec: RootfsSpec) -> None:
+    """Mount everything on `spec.root`, then make it `/` with the host's tree detached.
+
+    The caller must be in its own mount namespace with `/` already rprivate (else the mounts
+    would propagate to the host) and `root` must be a mount point (pivot_root's rule).
+    """
+    root = os.path.abspath(spec.root)
+    for m in plan_mounts(spec):
+        _mount(root, m)
+        if m.target == "/dev":
+            _populate_dev(os.path.join(root, "dev"))
+    _mask_paths(root)
+    _readonly_paths(root)
+    if spec.readonly:
+        # after every mount point was created; the mounts on top keep their own flags
+        remount_readonly(root)
+    pivot(root)
+
+
+def resolve_in_root(root: str, path: str) -> str:
+    """The host path of container `path`, following symlinks as the container would see them.
+
+    A symlink is read with `root` as `/`: an absolute target restarts at root and `..` stops
+    there, so no image can point a mount at the host (`/etc -> /host/etc`), which the kernel
+    would otherwise follow on the host's terms. Missing components are kept as written.
+    """
+    root = os.path.abspath(root)
+    todo = [p for p in path.split("/") if p][::-1]  # a stack: the next component last
+    done: list[str] = []
+    links = 0
+    while todo:
+        name = todo.pop()
+        if name == ".":
+            continue
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, name)
+        try:
+            mode = os.lstat(here).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            done.append(name)
+            continue
+        if not stat.S_ISLNK(mode):
+            done.append(name)
+            continue
+        links += 1
+        if links > _MAX_SYMLINKS:
+            raise MinirunError(f"resolving {path} in the container: too many levels of symbolic links")
+        target = os.readlink(here)
+        if target.startswith("/"):
+            done = []
+        todo.extend([p for p in target.split("/") if p][::-1])
+    return os.path.join(root, *done)
+
+
+def _mount(root: str, m: Mount) -> None:
+    bind = m.fstype is None
+    if bind and not os.path.exists(m.source):
+        raise NotFound(f"invalid mount config for type \"bind\": bind source path does not exist: {m.source}")
+    path = resolve_in_root(root, m.target)
+    if m.target in _NO_SYMLINK and path != os.path.join(root, m.target.lstrip("/")):
+        raise MinirunError(f"{m.target} in the image is a symlink: {m.fstype} must be mounted on a directory")
+    _ensure_mount_point(path, m.target, is_dir=not bind or os.path.isdir(m.source))
+    # MS_RDONLY is ignored on a new bind mount: read-only takes a second, remount call
+    linux.mount(m.source, path, m.fstype, m.flags & ~MS_RDONLY if bind else m.flags, m.data)
+    if bind and m.flags & MS_RDONLY:
+        remount_readonly(path)
+
+
+def _ensure_mount_point(path: str, shown: str, *, is_dir: bool) -> None:
+    """Create a missing mount point; one that exists is left exactly as it is."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError:
+        raise MinirunError(f"cannot mount on {shown}: a parent is not a directory") from None
+    else:
+        if shown in _NO_SYMLINK and not stat.S_ISDIR(mode):
+            raise MinirunError(f"cannot mount on {shown}: not a directory in the image")
+        return
+    try:
+        os.makedirs(path if is_dir else os.path.dirname(path), 0o755, exist_ok=True)
+        if not is_dir:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+    except OSError as exc:
+        raise MinirunError(f"cannot create mount point {shown}: {exc.strerror}") from None
+
+
+def _populate_dev(dev: str) -> None:
+    for name, major, minor in DEVICES:
+        node = os.path.join(dev, name)
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+        os.chmod(node, 0o666)  # mknod's mode went through the umask
+    for name, target in DEV_SYMLINKS:
+        os.symlink(target, os.path.join(dev, name))
+
+
+def _mask_paths(root: str) -> None:
+    """Hide MASKED_PATHS: /dev/null over a file, an empty read-only tmpfs over a directory."""
+    null = os.path.join(root, "dev/null")  # the container's node: nothing of the host's devtmpfs
+    for path in MASKED_PATHS:
+        host = resolve_in_root(root, path)
+        try:
+            mode = os.lstat(host).st_mode
+        except FileNotFoundError:
+            continue  # /proc/acpi without ACPI, /sys/devices/virtual/powercap without RAPL...
+        if stat.S_ISDIR(mode):
+            linux.mount("tmpfs", host, "tmpfs", MS_RDONLY | _NOSUID_NODEV_NOEXEC)
+        else:
+            linux.mount(null, host, None, MS_BIND)
+
+
+def _readonly_paths(root: str) -> None:
+    # bind each path onto itself so it becomes its own mount, whose flags we may then change
+    for path in READONLY_PATHS:
+        host = resolve_in_root(root, path)
+        if not os.path.lexists(host):
+            continue
+        linux.mount(host, host, None, MS_BIND | MS_REC)
+        remount_readonly(host)
+
+
+# statvfs(3) flag -> the mount(2) flag that keeps it
+_KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+               (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
+               (os.ST_RELATIME, MS_RELATIME))
+
+
+def remount_readonly(path: str) -> None:
+    """Make the mount at `path` read-only and keep its other per-mount flags.
+
+    A bind remount *sets* the flags it is given: leaving out nosuid/nodev/noexec would clear
+    them, and the kernel refuses (EPERM) to clear ones locked by a less privileged namespace;
+    atime too, where no flag means relatime.
+    """
+    have = os.statvfs(path).f_flag
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+    for st_flag, ms_flag in _KEPT_FLAGS:
+        if have & st_flag:
+            flags |= ms_flag
+    if not have & (os.ST_NOATIME | os.ST_RELATIME):
+        flags |= MS_STRICTATIME
+    linux.mount(None, path, None, flags)
+
+
+def pivot(root: str) -> None:
+    """Make `root` the root and detach the old one with every host mount below it. No chroot:
+    a chroot leaves the host's tree in the mount namespace, one `..` escape away."""
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.chdir(root)
+        try:
+            # new and old root the same: the old root is stacked on top of the new one at `/`
+            linux.pivot_root(".", ".")
+        except SyscallError as exc:
+            if exc.errno == errno.EINVAL:
+                raise MinirunError(f"{exc.message} (the new root must be a mount point and / "
+                                   "must not be shared)") from None
+            raise
+        # the kernel promises nothing about our cwd after pivot_root: go to the old root explicitly
+        os.fchdir(old_root)
+        # a slave first, so unmounting it cannot propagate to a peer namespace (the host's)
+        linux.mount(None, ".", None, MS_SLAVE | MS_REC)
+        linux.umount2(".", MNT_DETACH)
+    finally:
+        os.close(old_root)
+    os.chdir("/")

@@ -1,0 +1,246 @@
+"""What the container's process may do: its user, capabilities, no_new_privs, open fds.
+
+Runs in PID 1 after pivot_root, just before exec (and in `exec`, before joining). python-prctl
+is imported inside the functions that need it, so `import` of this module stays free.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from minirun.errors import MinirunError
+
+# linux/capability.h
+CAPABILITIES: dict[str, int] = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
+    "CAP_FSETID": 4, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
+    "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11,
+    "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
+    "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27,
+    "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31,
+    "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
+    "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39,
+    "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+# docker's default set, in its order (moby oci/caps/defaults.go): 0x00000000a80425fb
+DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)
+
+_MAX_ID = 2**31 - 1  # runc's range for uids and gids
+
+
+@dataclass
+class User:
+    uid: int
+    gid: int
+    groups: list[int] = field(default_factory=list)  # supplementary groups, for setgroups(2)
+    home: str = "/"
+
+
+def capability_number(name: str) -> int:
+    """`CAP_NET_RAW`, `NET_RAW` or `net_raw` -> 13."""
+    key = name.upper()
+    key = key if key.startswith("CAP_") else f"CAP_{key}"
+    try:
+        return CAPABILITIES[key]
+    except KeyError:
+        raise MinirunError(f"unknown capability: {name!r}") from None
+
+
+def capability_mask(names: Iterable[str]) -> int:
+    """The bit mask /proc/PID/status prints for a set (CapEff, CapBnd...)."""
+    mask = 0
+    for name in names:
+        mask |= 1 << capability_number(name)
+    return mask
+
+
+# --- users: docker's -u rules (runc's GetExecUser), pure ---
+
+def _atoi(text: str) -> int | None:
+    """Go's strconv.Atoi: optional sign, ASCII digits, nothing else (int() would take "1_0")."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not digits or not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(text)
+
+
+def _lines(text: str, fields: int) -> Iterable[list[str]]:
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(":")
+        yield parts + [""] * (fields - len(parts))
+
+
+# plain tuples, not dataclasses: each dataclass costs ~0.5 ms of import on the start path
+def _passwd(text: str) -> list[tuple[str, int, int, str]]:
+    """(name, uid, gid, home) per valid line."""
+    entries = []
+    for name, _pw, uid, gid, _gecos, home, *_ in _lines(text, 7):
+        uid_n, gid_n = _atoi(uid), _atoi(gid)
+        if uid_n is not None and gid_n is not None:  # a malformed line matches nothing
+            entries.append((name, uid_n, gid_n, home))
+    return entries
+
+
+def _group(text: str) -> list[tuple[str, int, list[str]]]:
+    """(name, gid, members) per valid line."""
+    entries = []
+    for name, _pw, gid, members, *_ in _lines(text, 4):
+        gid_n = _atoi(gid)
+        if gid_n is not None:
+            entries.append((name, gid_n, [m.strip() for m in members.split(",") if m.strip()]))
+    return entries
+
+
+def _in_range(value: int) -> int:
+    if not 0 <= value <= _MAX_ID:
+        raise MinirunError(f"uids and gids must be in range 0-{_MAX_ID}")
+    return value
+
+
+def resolve_user(spec: str | None, passwd: str, group: str) -> User:
+    """docker's `-u`: `name`, `uid`, `name:group`, `uid:gid` (or none: root) against the image's files.
+
+    A number is always an id: looked up for its entry, and allowed without one. A user found
+    by name or id brings its gid and home and, unless a group is given, the supplementary
+    groups that list it as a member.
+    """
+    user_arg, _, rest = (spec or "").partition(":")
+    group_arg = rest.split(":")[0]  # runc ignores a third field
+    uid_arg, gid_arg = _atoi(user_arg), _atoi(group_arg)
+
+    if not user_arg:
+        match = next((u for u in _passwd(passwd) if u[1] == 0), None)
+    elif uid_arg is not None:
+        match = next((u for u in _passwd(passwd) if u[1] == uid_arg), None)
+    else:
+        match = next((u for u in _passwd(passwd) if u[0] == user_arg), None)
+
+    if match is not None:
+        name, uid, gid, home = match
+        user = User(uid, gid, [], home)
+    elif user_arg and uid_arg is None:
+        raise MinirunError(f"unable to find user {user_arg}: no matching entries in passwd file")
+    else:
+        user = User(_in_range(uid_arg or 0), 0, [], "/")
+
+    if group_arg:
+        groups = _group(group)
+        found = next((g for g in groups if (g[1] == gid_arg if gid_arg is not None else g[0] == group_arg)), None)
+        if found is not None:
+            user.gid = found[1]
+        elif gid_arg is None:
+            raise MinirunError(f"unable to find group {group_arg}: no matching entries in group file")
+        else:
+            user.gid = _in_range(gid_arg)
+    elif match is not None:
+        # supplementary groups only in the implicit form, as runc: an explicit group is the only one
+        for _name, gid, members in _group(group):
+            if name in members and gid not in user.groups:
+                user.groups.append(gid)
+    return user
+
+
+def read_user_db(root: str = "/") -> tuple[str, str]:
+    """The text of `root`/etc/passwd and /etc/group; a missing file reads as empty.
+
+    Read after pivot_root: before it, a symlinked /etc/passwd in the image would be read on the
+    host's terms.
+    """
+    return _read(os.path.join(root, "etc/passwd")), _read(os.path.join(root, "etc/group"))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return ""
+
+
+# --- the process itself ---
+
+def apply_security(user: User, capabilities: Iterable[str] = DEFAULT_CAPABILITIES) -> None:
+    """Become `user` with at most `capabilities`, and no way back up.
+
+    The bounding set is what execve can ever grant, so it is the real limit: root gets exactly
+    `capabilities` (permitted and effective), anyone else nothing until a file capability
+    grants some, and no_new_privs forbids even that. Inheritable stays empty (CVE-2022-24769).
+    """
+    import prctl
+
+    keep = {capability_number(name) for name in capabilities}
+    last = _last_cap(prctl.CAP_LAST_CAP)
+    # 1. the bounding set first: PR_CAPBSET_DROP needs CAP_SETPCAP, which may not be kept
+    for cap in range(last + 1):
+        if cap not in keep and prctl.capbset_read(cap):
+            prctl.capbset_drop(cap)
+    # 2. the ids, while CAP_SETGID and CAP_SETUID are still effective (even if not kept);
+    # setuid from root to anyone else clears permitted and effective: no keepcaps needed
+    os.setgroups(user.groups)
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    # 3. one capset: root keeps exactly `keep`, others nothing; clearing inheritable clears ambient
+    every = list(prctl.ALL_CAPS)
+    drop = every if user.uid != 0 else [cap for cap in every if cap not in keep]
+    prctl.set_caps((drop, [prctl.CAP_PERMITTED, prctl.CAP_EFFECTIVE], False),
+                   (every, prctl.CAP_INHERITABLE, False))
+    # 4. last: survives fork and execve; setuid binaries and file capabilities grant nothing
+    prctl.set_no_new_privs(1)
+
+
+def _last_cap(known: int) -> int:
+    """The kernel's highest capability; refuse one python-prctl cannot drop (fail closed)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        return known
+    if last > known:
+        raise MinirunError(f"the kernel has capabilities up to {last}, python-prctl knows {known}: "
+                           "cannot drop them from the bounding set")
+    return last
+
+
+def set_non_dumpable() -> None:
+    """PR_SET_DUMPABLE 0 before joining a container's namespaces (`exec`).
+
+    A dumpable process can be ptraced and its /proc/PID/exe opened by the container's root:
+    runc CVE-2019-5736 overwrote the host's runc binary that way.
+    """
+    import prctl
+
+    prctl.set_dumpable(False)
+
+
+def close_other_fds(keep: Iterable[int] = ()) -> None:
+    """Close every fd but 0-2 (and `keep`, e.g. a close-on-exec error pipe) before exec.
+
+    An fd inherited from the host is a way out of the root (runc CVE-2024-21626 leaked a
+    host directory fd). os.closerange is one close_range(2) call on Linux >= 5.9.
+    """
+    low = 3
+    for fd in sorted({fd for fd in keep if fd >= 3}):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _fd_ceiling())
+
+
+def _fd_ceiling() -> int:
+    """One past the highest possible fd: the soft RLIMIT_NOFILE, or the hard one, since fds
+    opened before the soft limit was lowered stay open above it."""
+    import resource
+
+    soft = os.sysconf("SC_OPEN_MAX")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return max(soft, hard if hard != resource.RLIM_INFINITY else soft, 1024)

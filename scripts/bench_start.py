@@ -1,0 +1,557 @@
+#!/usr/bin/env python3
+"""Benchmark container start: `minirun run --rm busybox true` beside runc, crun and podman, in one run.
+
+    .venv/bin/python scripts/bench_start.py [--runs 20]
+
+Every tool starts the same busybox root filesystem (the tar from images/busybox/rootfs.py) and runs
+`true` in it. Prepared once, untimed, in a temporary directory:
+  - minirun: a fresh store (`--root`); the first `run` builds the busybox image, then one warm-up run.
+  - runc / crun: an OCI bundle from `runc spec` (or `crun spec`) with `"terminal": false` and args
+    `["true"]`, rootfs = the busybox tar extracted into a lower dir. For every run a FRESH overlay
+    (lower = that dir, new upper and work dirs, index=off) is mounted on bundle/rootfs and removed
+    after. Two figures: "run" times the `runc run` command alone, "+overlay" times
+    mkdir upper/work + mount(2) + `runc run` + umount(2) + removal of upper/work, i.e. what
+    minirun's own `run --rm` has to do. Their state lives under the temp dir (`--root`).
+  - podman: its own storage under the temp dir (`--root`, `--runroot`, `--tmpdir`), the busybox tar
+    imported with `podman import`; `podman run --rm --network none` with the flags these machines
+    need (cgroupfs, file events, overlay driver, rlimits within root's hard limit), cgroups under a
+    parent of this benchmark's own.
+  - the interpreter's floor: `sys.executable -c pass` and `sys.executable -S -c pass`.
+crun (podman's default runtime here) refuses hybrid cgroups while a controller lives only in cgroup
+v2; when one does (hugetlb on these VMs) it is mounted as a v1 hierarchy for the benchmark and
+unmounted after.
+
+The timed runs are interleaved round-robin (the order rotates each round) so machine noise hits
+every tool alike. Each time is the wall time of one command as seen from this Python process
+(fork + exec + wait). A command that exits non-zero is reported and not counted. Everything created
+is removed at the end (mounts, containers, cgroups, temp dirs), and the leftovers check says so.
+
+This is a measurement, not a test: it exits 0 whatever the figures, 1 if a command failed.
+Standard library only. Run as root.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_S = 0.150
+PODMAN_IMAGE = "localhost/minirun-bench-busybox:latest"
+PODMAN_GLOBAL = ["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "overlay"]
+PODMAN_RUN = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
+# State that the peers create outside the temp dir (podman's caches and network config, the state
+# dir of the crun that podman runs); removed at the end only if this run made them.
+SIDE_PATHS = ("/var/lib/containers", "/run/containers", "/run/libpod", "/run/crun", "/run/runc",
+              "/etc/containers/networks")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
+_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+
+
+class CommandFailed(Exception):
+    pass
+
+
+# -- small helpers -----------------------------------------------------------------------------
+
+def mount(source: str, target: str, fstype: str, data: str) -> None:
+    if _libc.mount(source.encode(), target.encode(), fstype.encode(), 0, data.encode()) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"mount({fstype}) on {target}: {os.strerror(e)}")
+
+
+def umount(target: str, flags: int = 0) -> None:
+    if _libc.umount2(target.encode(), flags) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"umount2({target}): {os.strerror(e)}")
+
+
+def _unescape(field: str) -> str:
+    # /proc/mounts escapes space, tab, newline and backslash as \ooo
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field[i + 1:i + 4]) == 3:
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mounts() -> list[tuple[str, str, str]]:
+    """(source, mount point, fstype) of every mount this process sees."""
+    with open("/proc/self/mounts") as f:
+        rows = [line.split() for line in f]
+    return [(_unescape(r[0]), _unescape(r[1]), r[2]) for r in rows if len(r) >= 3]
+
+
+def mounts_under(path: Path) -> list[str]:
+    p = str(path).rstrip("/") + "/"
+    return [m for _, m, _ in mounts() if m.startswith(p) or m == str(path)]
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, **kw)
+    if p.returncode != 0:
+        raise CommandFailed(f"`{' '.join(cmd)}` exited {p.returncode}: {tail(p)}")
+    return p
+
+
+def tail(p: subprocess.CompletedProcess) -> str:
+    text = ((p.stderr or "") + (p.stdout or "")).strip().splitlines()
+    return " | ".join(text[-3:])[-400:] or "(no output)"
+
+
+def version(cmd: list[str]) -> str:
+    try:
+        out = run(cmd).stdout.strip().splitlines()
+        return out[0] if out else "?"
+    except (CommandFailed, OSError):
+        return "?"
+
+
+def minirun_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.pop("MINIRUN_ROOT", None)
+    return env
+
+
+# -- the tools ---------------------------------------------------------------------------------
+
+class Tool:
+    """One command to time. `prepare` is untimed; `once` returns (timed seconds, extra seconds or
+    None); a failure raises CommandFailed."""
+
+    def __init__(self, label: str, cmd: list[str], env: dict[str, str] | None = None):
+        self.label = label
+        self.cmd = cmd
+        self.env = env
+        self.times: list[float] = []
+        self.extra: list[float] = []  # the "+overlay" figure where there is one
+        self.failures: list[str] = []
+        self.skipped: str | None = None  # why the tool is not timed at all
+
+    def prepare(self) -> None:
+        pass
+
+    def once(self, i: int) -> tuple[float, float | None]:
+        t0 = time.perf_counter()
+        p = subprocess.run(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=self.env, text=True)
+        t = time.perf_counter() - t0
+        if p.returncode != 0:
+            raise CommandFailed(f"exit {p.returncode}: {tail(p)}")
+        return t, None
+
+    def cleanup(self) -> None:
+        pass
+
+
+class Minirun(Tool):
+    def __init__(self, root: Path):
+        super().__init__("minirun run --rm busybox true",
+                         [sys.executable, "-m", "minirun", "--root", str(root), "run", "--rm", "busybox", "true"],
+                         env=minirun_env())
+        self.root = root
+
+    def prepare(self) -> None:
+        # the first run builds the busybox image into the store; then one warm-up run
+        for _ in range(2):
+            p = subprocess.run(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=self.env, text=True)
+            if p.returncode != 0:
+                raise CommandFailed(f"exit {p.returncode}: {tail(p)}")
+
+    def leftovers(self) -> list[str]:
+        cdir = self.root / "containers"
+        if cdir.is_dir():
+            return [f"minirun container dir {c}" for c in cdir.iterdir()]
+        return []
+
+
+class OciRuntime(Tool):
+    """runc or crun on a bundle whose rootfs is a fresh overlay per run."""
+
+    def __init__(self, name: str, binary: str, tmp: Path, bundle: Path, lower: Path):
+        self.name = name
+        self.state = tmp / f"{name}-state"
+        self.scratch = tmp / f"{name}-overlays"
+        self.bundle = bundle
+        self.lower = lower
+        self.prefix = f"mrb{os.getpid()}-{name}"
+        super().__init__(f"{name} run (on a fresh overlay)", [binary, "--root", str(self.state), "run"])
+        self.extra_label = f"{name} mount+run+umount"
+
+    def prepare(self) -> None:
+        self.state.mkdir()
+        self.scratch.mkdir()
+        self.once(-1)  # warm-up
+
+    def once(self, i: int) -> tuple[float, float | None]:
+        rootfs = str(self.bundle / "rootfs")
+        d = self.scratch / str(i)
+        t0 = time.perf_counter()
+        d.mkdir()
+        (d / "upper").mkdir()
+        (d / "work").mkdir()
+        mount("overlay", rootfs, "overlay",
+              f"lowerdir={self.lower},upperdir={d / 'upper'},workdir={d / 'work'},index=off")
+        try:
+            t1 = time.perf_counter()
+            p = subprocess.run(self.cmd + [f"{self.prefix}-{i + 1}"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.bundle)
+            t2 = time.perf_counter()
+        finally:
+            umount(rootfs)
+            shutil.rmtree(d)
+        t3 = time.perf_counter()
+        if p.returncode != 0:
+            raise CommandFailed(f"exit {p.returncode}: {tail(p)}")
+        return t2 - t1, t3 - t0
+
+    def cleanup(self) -> None:
+        if not self.state.is_dir():
+            return
+        try:
+            listed = json.loads(run([self.cmd[0], "--root", str(self.state), "list", "--format", "json"]).stdout
+                                or "[]") or []
+        except (CommandFailed, ValueError, OSError):
+            listed = []
+        for c in listed:
+            subprocess.run([self.cmd[0], "--root", str(self.state), "delete", "--force", c["id"]],
+                           stdin=subprocess.DEVNULL, capture_output=True)
+        self.left = [f"{self.name} container {c['id']}" for c in listed]
+
+    def leftovers(self) -> list[str]:
+        return getattr(self, "left", [])
+
+
+class Podman(Tool):
+    def __init__(self, binary: str, tmp: Path, tar: Path):
+        base = tmp / "podman"
+        self.glob = [binary, "--root", str(base / "root"), "--runroot", str(base / "run"),
+                     "--tmpdir", str(base / "tmp"), *PODMAN_GLOBAL]
+        self.tar = tar
+        self.cgroup_parent = f"/minirun-bench-{os.getpid()}"
+        super().__init__("podman run --rm --network none",
+                         [*self.glob, "run", "--rm", "--network", "none", *PODMAN_RUN,
+                          "--cgroup-parent", self.cgroup_parent, PODMAN_IMAGE, "true"])
+        self.left: list[str] = []
+
+    def prepare(self) -> None:
+        run([*self.glob, "import", "--quiet", str(self.tar), PODMAN_IMAGE])
+        self.once(-1)  # warm-up
+
+    def cleanup(self) -> None:
+        try:
+            ps = run([*self.glob, "ps", "--all", "--quiet"]).stdout.split()
+        except (CommandFailed, OSError):
+            ps = []
+        self.left = [f"podman container {c}" for c in ps]
+        if ps:
+            subprocess.run([*self.glob, "rm", "--force", *ps], stdin=subprocess.DEVNULL, capture_output=True)
+        subprocess.run([*self.glob, "rmi", "--all", "--force"], stdin=subprocess.DEVNULL, capture_output=True)
+        self.left += [f"cgroup {d} (busy)" for d in remove_cgroups(self.cgroup_parent.strip("/"))]
+
+    def leftovers(self) -> list[str]:
+        return self.left
+
+
+# -- cgroups -----------------------------------------------------------------------------------
+
+def cgroup_hierarchies() -> list[Path]:
+    return [Path(m) for _, m, t in mounts() if t in ("cgroup", "cgroup2") and m.startswith(str(CGROUP_ROOT))]
+
+
+def remove_cgroups(name: str) -> list[str]:
+    """rmdir <hierarchy>/<name> and everything below it, deepest first, after killing what still
+    runs in it (only this benchmark's processes live there); returns what stayed."""
+    stayed: list[str] = []
+    for attempt in range(20):
+        stayed, pids = [], set()
+        for h in cgroup_hierarchies():
+            top = h / name
+            if not top.is_dir():
+                continue
+            dirs = [Path(d) for d, _, _ in os.walk(top)]
+            for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+                try:
+                    pids.update(int(x) for x in (d / "cgroup.procs").read_text().split())
+                except OSError:
+                    pass
+                try:
+                    d.rmdir()
+                except OSError:
+                    stayed.append(str(d))
+        if not stayed:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    return stayed
+
+
+def cgroup_dirs() -> set[str]:
+    """Every cgroup directory in every hierarchy (a few hundred at most here)."""
+    out = set()
+    for h in cgroup_hierarchies():
+        for d, _, _ in os.walk(h):
+            out.add(d)
+    return out
+
+
+def fix_hybrid_cgroups() -> list[str]:
+    """On a hybrid cgroup layout, mount each controller that lives only in v2 as a v1 hierarchy
+    (crun refuses otherwise). Returns the mount points made, for `unfix_hybrid_cgroups`."""
+    unified = CGROUP_ROOT / "unified" / "cgroup.controllers"
+    if not unified.is_file():
+        return []
+    made = []
+    for ctl in unified.read_text().split():
+        target = CGROUP_ROOT / ctl
+        if os.path.ismount(target):
+            continue
+        created = not target.exists()
+        try:
+            target.mkdir(exist_ok=True)
+            mount("cgroup", str(target), "cgroup", ctl)
+        except OSError as e:
+            print(f"  note        : could not mount the {ctl} controller as cgroup v1 ({e}); crun may refuse")
+            if created:
+                target.rmdir()
+            continue
+        made.append((str(target), created))
+    return made
+
+
+def unfix_hybrid_cgroups(made) -> None:
+    for target, created in made:
+        try:
+            umount(target)
+        except OSError:
+            umount(target, MNT_DETACH)
+        if created:
+            os.rmdir(target)
+
+
+# -- main --------------------------------------------------------------------------------------
+
+def fmt(t: float | None) -> str:
+    return "      –" if t is None else f"{t:7.3f}"
+
+
+def prepare_rootfs(tmp: Path) -> tuple[Path, Path]:
+    tar = tmp / "busybox.tar"
+    with open(tar, "wb") as f:
+        subprocess.run([sys.executable, str(REPO / "images" / "busybox" / "rootfs.py")], stdout=f, check=True)
+    lower = tmp / "lower"
+    lower.mkdir()
+    with tarfile.open(tar) as tf:
+        if hasattr(tarfile, "fully_trusted_filter"):
+            tf.extractall(lower, numeric_owner=True, filter="fully_trusted")
+        else:
+            tf.extractall(lower, numeric_owner=True)
+    return tar, lower
+
+
+def prepare_bundle(tmp: Path, spec_binary: str) -> Path:
+    bundle = tmp / "bundle"
+    bundle.mkdir()
+    run([spec_binary, "spec"], cwd=bundle)
+    cfg_path = bundle / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["true"]
+    cfg["root"]["path"] = "rootfs"
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    (bundle / "rootfs").mkdir()
+    return bundle
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=20, help="timed runs of each command (default 20)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_start: must run as root (containers, overlay mounts)", file=sys.stderr)
+        return 2
+    # A signal stops the benchmark after the command in flight (killing podman mid-run would strand
+    # its conmon and container); a second one interrupts at once. Cleanup runs either way.
+    stop: list[int] = []
+
+    def on_signal(signum, _frame):
+        stop.append(signum)
+        if len(stop) > 1:
+            raise KeyboardInterrupt
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+    side_before = {p for p in SIDE_PATHS if os.path.lexists(p)}  # before `crun --version` makes /run/crun
+    py = sys.executable
+    binaries = {n: shutil.which(n) for n in ("runc", "crun", "podman")}
+    print(f"bench_start: container start, median wall time of {args.runs} runs each, interleaved round-robin")
+    print(f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
+          f"Python {platform.python_version()} ({py})")
+    for n, b in binaries.items():
+        print(f"  {n:<12}: " + (version([b, "--version"]) if b else "not installed"))
+    print("  timed       : each command's wall time from this process (fork+exec+wait); runc/crun "
+          "'run' = the `run` command alone,")
+    print("                '+overlay' = mkdir upper/work + mount(2) + run + umount(2) + rm -r upper/work; "
+          "minirun does all of that itself")
+    sys.stdout.flush()
+
+    cgroups_before: set[str] | None = None
+    tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-start-"))
+    tools: list[Tool] = []
+    hybrid_fix = []
+    failed = False
+    leftovers: list[str] = []
+    try:
+        if binaries["crun"] or binaries["podman"]:
+            hybrid_fix = fix_hybrid_cgroups()
+            for target, _ in hybrid_fix:
+                print(f"  note        : mounted {target} as cgroup v1 for crun (hybrid cgroups); unmounted at the end")
+        cgroups_before = cgroup_dirs()
+        tar, lower = prepare_rootfs(tmp)
+
+        tools.append(Minirun(tmp / "store"))
+        spec_binary = binaries["runc"] or binaries["crun"]
+        bundle = prepare_bundle(tmp, spec_binary) if spec_binary else None
+        for name in ("runc", "crun"):
+            if binaries[name]:
+                tools.append(OciRuntime(name, binaries[name], tmp, bundle, lower))
+        if binaries["podman"]:
+            tools.append(Podman(binaries["podman"], tmp, tar))
+        tools.append(Tool(f"python -c pass", [py, "-c", "pass"]))
+        tools.append(Tool(f"python -S -c pass", [py, "-S", "-c", "pass"]))
+
+        for t in tools:
+            if stop:
+                raise KeyboardInterrupt
+            try:
+                t.prepare()
+            except (CommandFailed, OSError) as e:
+                t.skipped = f"preparation failed: {e}"
+                failed = True
+
+        live = [t for t in tools if not t.skipped]
+        for i in range(args.runs):
+            k = i % len(live) if live else 0
+            for t in live[k:] + live[:k]:
+                if stop:
+                    raise KeyboardInterrupt
+                try:
+                    main_t, extra_t = t.once(i)
+                except (CommandFailed, OSError) as e:
+                    t.failures.append(f"run {i + 1}: {e}")
+                    failed = True
+                    continue
+                t.times.append(main_t)
+                if extra_t is not None:
+                    t.extra.append(extra_t)
+    except KeyboardInterrupt:
+        print("interrupted; cleaning up; the figures below are partial", file=sys.stderr)
+        failed = True
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # let cleanup finish
+            signal.signal(sig, signal.SIG_IGN)
+        for t in tools:
+            try:
+                t.cleanup()
+            except Exception as e:  # keep cleaning the rest
+                print(f"cleanup of {t.label}: {e}", file=sys.stderr)
+        for m in sorted(mounts_under(tmp), key=len, reverse=True):
+            leftovers.append(f"mount {m}")
+            try:
+                umount(m)
+            except OSError:
+                umount(m, MNT_DETACH)
+        for t in tools:
+            leftovers += getattr(t, "leftovers", lambda: [])()
+        if mounts_under(tmp):
+            print(f"mounts remain under {tmp}; not removing it", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        # cgroups named after this benchmark are ours to remove; any other new one is reported only
+        # (minirun's --rm must leave none, but a test running beside this could have made it)
+        ours = (f"mrb{os.getpid()}-", f"minirun-bench-{os.getpid()}")
+        new_cgroups = cgroup_dirs() - cgroups_before if cgroups_before is not None else set()
+        for d in sorted(new_cgroups, key=len, reverse=True):
+            if any(part.startswith(ours) for part in Path(d).parts):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    leftovers.append(f"cgroup {d} (busy)")
+            else:
+                leftovers.append(f"cgroup {d} (new, not removed)")
+        for p in SIDE_PATHS:
+            if p not in side_before and os.path.lexists(p):
+                shutil.rmtree(p, ignore_errors=True)
+        try:
+            unfix_hybrid_cgroups(hybrid_fix)
+        except OSError as e:
+            print(f"could not undo the cgroup fix: {e}", file=sys.stderr)
+
+    # -- the table
+    minirun = tools[0] if tools else None
+    base = statistics.median(minirun.times) if minirun and minirun.times else None
+    rows = []
+    for t in tools:
+        med = statistics.median(t.times) if t.times else None
+        rows.append((t.label, t, t.times, med))
+        if isinstance(t, OciRuntime):
+            rows.append((t.extra_label, t, t.extra, statistics.median(t.extra) if t.extra else None))
+        if t is minirun:
+            rows += [(name, None, [], None) for name, b in binaries.items() if not b]
+    w = max(len(r[0]) for r in rows) + 2
+    print()
+    print(f"  {'what':<{w}}{'median s':>9}{'min':>8}{'max':>8}{'×minirun':>10}{'ok':>7}")
+    for label, t, times, med in rows:
+        if t is None:
+            print(f"  {label:<{w}}  not installed")
+            continue
+        if t.skipped:
+            print(f"  {label:<{w}}  NOT TIMED: {t.skipped}")
+            continue
+        ratio = f"{med / base:9.2f}×" if med is not None and base else "        –"
+        ok = f"{len(times)}/{args.runs}"
+        print(f"  {label:<{w}}{fmt(med):>9}{fmt(min(times) if times else None):>8}"
+              f"{fmt(max(times) if times else None):>8}{ratio:>10}{ok:>7}")
+    for t in tools:
+        for f in t.failures[:3]:
+            print(f"  FAILED {t.label}: {f}")
+        if len(t.failures) > 3:
+            print(f"  FAILED {t.label}: … and {len(t.failures) - 3} more")
+    print()
+    if base is not None:
+        verdict = "within" if base <= TARGET_S else "OVER"
+        print(f"  minirun start {base * 1000:.0f} ms: {verdict} the {TARGET_S * 1000:.0f} ms target")
+    print("  leftovers   : " + ("none (no mounts, containers, cgroups or temp dirs remain)" if not leftovers
+                                else "; ".join(leftovers) + " (removed)"))
+    return 1 if failed or leftovers else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""docker's -u rules against an image's passwd/group, and the capability set. Pure, no root."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minirun.errors import EXIT_RUNTIME, MinirunError
+from minirun.runtime.security import (CAPABILITIES, DEFAULT_CAPABILITIES, User, capability_mask,
+                                      capability_number, read_user_db, resolve_user)
+
+PASSWD = """\
+root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/bin/false
+# a comment
+app:x:1000:1000:App:/home/app:/bin/sh
+
+broken:x:notanumber:1:::
+app:x:1001:1001:second app, never matched:/nowhere:/bin/sh
+"""
+
+GROUP = """\
+root:x:0:root
+bin:x:1:root,daemon
+wheel:x:10:root, app
+app:x:1000:
+staff:x:50:app
+again:x:10:app
+"""
+
+
+@pytest.mark.parametrize("spec, expected", [
+    (None, User(0, 0, [0, 1, 10], "/root")),          # no -u: root, with root's groups
+    ("", User(0, 0, [0, 1, 10], "/root")),
+    ("root", User(0, 0, [0, 1, 10], "/root")),
+    ("0", User(0, 0, [0, 1, 10], "/root")),           # a number finds its entry too
+    ("app", User(1000, 1000, [10, 50], "/home/app")),  # first entry wins; gid 10 once
+    ("1000", User(1000, 1000, [10, 50], "/home/app")),
+    ("daemon", User(1, 1, [1], "/usr/sbin")),
+    ("4242", User(4242, 0, [], "/")),                  # a uid without an entry is allowed
+    ("4242:4343", User(4242, 4343, [], "/")),
+    ("app:staff", User(1000, 50, [], "/home/app")),    # an explicit group is the only one
+    ("app:10", User(1000, 10, [], "/home/app")),
+    ("app:777", User(1000, 777, [], "/home/app")),     # a gid without an entry is allowed
+    (":staff", User(0, 50, [], "/root")),
+    ("app:", User(1000, 1000, [10, 50], "/home/app")),
+    ("app:staff:ignored", User(1000, 50, [], "/home/app")),
+    ("+1000", User(1000, 1000, [10, 50], "/home/app")),  # Go's Atoi takes a sign
+])
+def test_docker_user_rules(spec: str | None, expected: User) -> None:
+    assert resolve_user(spec, PASSWD, GROUP) == expected
+
+
+def test_unknown_name_is_docker_error() -> None:
+    with pytest.raises(MinirunError) as info:
+        resolve_user("nobody2", PASSWD, GROUP)
+    assert info.value.message == "unable to find user nobody2: no matching entries in passwd file"
+    assert info.value.exit_code == EXIT_RUNTIME
+
+
+def test_unknown_group_name_is_an_error() -> None:
+    with pytest.raises(MinirunError, match="^unable to find group nogroup: no matching entries in group file$"):
+        resolve_user("app:nogroup", PASSWD, GROUP)
+
+
+@pytest.mark.parametrize("spec", ["-1", "2147483648", "1000:-5"])
+def test_ids_out_of_range(spec: str) -> None:
+    with pytest.raises(MinirunError, match="must be in range 0-2147483647"):
+        resolve_user(spec, PASSWD, GROUP)
+
+
+@pytest.mark.parametrize("spec", ["1_000", "１０００", " 1000"])
+def test_only_plain_digits_are_numbers(spec: str) -> None:
+    with pytest.raises(MinirunError, match="unable to find user"):
+        resolve_user(spec, PASSWD, GROUP)
+
+
+def test_malformed_line_matches_nothing() -> None:
+    with pytest.raises(MinirunError, match="unable to find user broken"):
+        resolve_user("broken", PASSWD, GROUP)
+
+
+def test_no_passwd_file() -> None:
+    assert resolve_user(None, "", "") == User(0, 0, [], "/")
+    assert resolve_user("33:33", "", "") == User(33, 33, [], "/")
+    with pytest.raises(MinirunError, match="unable to find user www-data"):
+        resolve_user("www-data", "", "")
+
+
+def test_read_user_db(tmp_path: Path) -> None:
+    assert read_user_db(str(tmp_path)) == ("", "")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text(PASSWD)
+    assert read_user_db(str(tmp_path)) == (PASSWD, "")
+
+
+def test_default_capabilities_are_dockers_14() -> None:
+    assert sorted(DEFAULT_CAPABILITIES) == sorted([
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+        "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"])
+    assert len(set(DEFAULT_CAPABILITIES)) == 14
+    assert capability_mask(DEFAULT_CAPABILITIES) == 0x00000000A80425FB  # docker's CapEff
+
+
+def test_capability_names() -> None:
+    assert capability_number("CAP_NET_RAW") == capability_number("net_raw") == 13
+    assert sorted(CAPABILITIES.values()) == list(range(41))  # contiguous up to 6.x's last
+    with pytest.raises(MinirunError, match="unknown capability"):
+        capability_number("CAP_WIZARD")
+
+
+def test_importing_the_start_path_modules_does_not_import_prctl() -> None:
+    code = ("import sys, minirun.runtime.security, minirun.runtime.rootfs; "
+            "print(sorted(m for m in ('prctl', '_prctl', 'resource') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parents[2]).stdout
+    assert out.strip() == "[]"
