@@ -105,11 +105,9 @@ class _ExecFailure(Exception):
 def _child(plan: LaunchPlan, error_fd: int, old_mask: set) -> None:
     from minirun.runtime.overlay import mount_overlay
     from minirun.runtime.rootfs import Bind, RootfsSpec, setup_rootfs
+    # Every import PID 1 needs happens here, before pivot_root hides the host's site-packages
+    # (security.py loads prctl at import time for that reason).
     from minirun.runtime.security import apply_security, close_other_fds, read_user_db, resolve_user
-
-    # Everything PID 1 imports must be loaded before pivot_root hides the host's site-packages.
-    import prctl  # noqa: F401
-    import resource  # noqa: F401
 
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()

@@ -279,9 +279,11 @@ def pivot(root: str) -> None:
             # new and old root the same: the old root is stacked on top of the new one at `/`
             linux.pivot_root(".", ".")
         except SyscallError as exc:
-            if exc.errno == errno.EINVAL:
-                raise MinirunError(f"{exc.message} (the new root must be a mount point and / "
-                                   "must not be shared)") from None
+            # EBUSY: `root` is no mount point of its own, so it is on the current root's mount
+            # EINVAL: a shared mount in the way (/ not made rprivate), or another non-mount point
+            if exc.errno in (errno.EINVAL, errno.EBUSY):
+                raise MinirunError(f"{SyscallError('pivot_root', exc.errno, root).message} (the new "
+                                   "root must be a mount point, in a private mount namespace)") from None
             raise
         # the kernel promises nothing about our cwd after pivot_root: go to the old root explicitly
         os.fchdir(old_root)

@@ -1,13 +1,19 @@
 """What the container's process may do: its user, capabilities, no_new_privs, open fds.
 
-Runs in PID 1 after pivot_root, just before exec (and in `exec`, before joining). python-prctl
-is imported inside the functions that need it, so `import` of this module stays free.
+Runs in PID 1 after pivot_root, just before exec (and in `exec`, around setns). python-prctl
+and resource are imported here, at the top, on purpose: a lazy import inside apply_security
+would run after pivot_root (or setns into the mount namespace), where the interpreter's
+site-packages and lib-dynload no longer exist. Only the container's process imports this
+module; it costs ~3 ms, most of it python-prctl.
 """
 from __future__ import annotations
 
 import os
+import resource
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import prctl
 
 from minirun.errors import MinirunError
 
@@ -177,8 +183,6 @@ def apply_security(user: User, capabilities: Iterable[str] = DEFAULT_CAPABILITIE
     `capabilities` (permitted and effective), anyone else nothing until a file capability
     grants some, and no_new_privs forbids even that. Inheritable stays empty (CVE-2022-24769).
     """
-    import prctl
-
     keep = {capability_number(name) for name in capabilities}
     last = _last_cap(prctl.CAP_LAST_CAP)
     # 1. the bounding set first: PR_CAPBSET_DROP needs CAP_SETPCAP, which may not be kept
@@ -218,8 +222,6 @@ def set_non_dumpable() -> None:
     A dumpable process can be ptraced and its /proc/PID/exe opened by the container's root:
     runc CVE-2019-5736 overwrote the host's runc binary that way.
     """
-    import prctl
-
     prctl.set_dumpable(False)
 
 
@@ -239,8 +241,6 @@ def close_other_fds(keep: Iterable[int] = ()) -> None:
 def _fd_ceiling() -> int:
     """One past the highest possible fd: the soft RLIMIT_NOFILE, or the hard one, since fds
     opened before the soft limit was lowered stay open above it."""
-    import resource
-
     soft = os.sysconf("SC_OPEN_MAX")
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     return max(soft, hard if hard != resource.RLIM_INFINITY else soft, 1024)

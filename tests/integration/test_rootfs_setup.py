@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 import traceback
@@ -277,7 +276,7 @@ def test_the_container_sees_only_its_own_world(tmp: Path) -> None:
         Bind(str(host / "conf"), "/etc/new/conf"),                 # missing, in a missing dir
     ], checks={
         "pid": "grep ^Pid: /proc/1/status",
-        "cmdline": "tr '\\0' ' ' < /proc/1/cmdline | cut -c1-5",
+        "cmdline": "head -c 5 /proc/1/cmdline | tr '\\0' ' '",
         "host_pid": f"test -e /proc/{os.getpid()}/status",
         "dev": "ls /dev",
         "nodes": "stat -c '%n %A %t:%T' /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty",
@@ -324,12 +323,15 @@ def test_the_container_sees_only_its_own_world(tmp: Path) -> None:
     assert s["ptmx"] == (0, "crw-rw-rw-")
     assert s["shm"] == (0, "1777")
     assert s["null_works"] == (0, "4")
-    assert s["kcore"] == (0, "0")
+    # masked where the kernel has it (CONFIG_PROC_KCORE), absent otherwise: never readable
+    assert s["kcore"] == (0, "0") if os.path.exists("/proc/kcore") else s["kcore"][0] != 0
     assert s["timer_list"] == (0, "0")
     assert s["firmware"] == (0, "")
     assert s["cgroup"] == (0, "")
     assert s["hostname_write"][0] != 0 and "Read-only file system" in s["hostname_write"][1]
-    assert s["sysrq"][0] != 0 and "Read-only file system" in s["sysrq"][1]
+    assert s["sysrq"][0] != 0  # read-only, or absent without CONFIG_MAGIC_SYSRQ
+    if os.path.exists("/proc/sysrq-trigger"):
+        assert "Read-only file system" in s["sysrq"][1]
     assert s["proc_sys_read"] == (0, "Linux")
     assert s["mount"][0] != 0 and "denied" in s["mount"][1], s["mount"]
     caps = _status_lines(s["caps"])
@@ -452,7 +454,7 @@ def test_a_proc_symlink_in_the_image_is_refused(tmp: Path) -> None:
 def test_the_root_must_be_a_mount_point(tmp: Path) -> None:
     code, out = run(Container(tmp, root_kind="plain", checks={"never": "true"}))
     assert code == 99
-    assert "pivot_root `.`: Invalid argument (the new root must be a mount point" in out
+    assert f"MinirunError: pivot_root `{tmp}/rootfs`: Device or resource busy (the new root must be a mount point" in out
 
 
 @needs_root
