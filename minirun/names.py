@@ -1,7 +1,7 @@
 """Generated container names, docker-style `adjective_surname` (our own word lists)."""
 from __future__ import annotations
 
-import secrets
+import os
 
 ADJECTIVES = (
     "agile", "amazing", "bold", "brave", "calm", "clever", "cool", "crisp", "daring", "eager",
@@ -23,9 +23,14 @@ SURNAMES = (
 
 def generate_name(taken: set[str]) -> str:
     for attempt in range(1000):
-        name = f"{secrets.choice(ADJECTIVES)}_{secrets.choice(SURNAMES)}"
+        name = f"{_choice(ADJECTIVES)}_{_choice(SURNAMES)}"
         if attempt > 10:  # docker's trick once the plain names run short: a numeric suffix
-            name += str(secrets.randbelow(10))
+            name += str(_choice(range(10)))
         if name not in taken:
             return name
-    return f"{secrets.choice(ADJECTIVES)}_{secrets.token_hex(4)}"
+    return f"{_choice(ADJECTIVES)}_{os.urandom(4).hex()}"
+
+
+def _choice(options):
+    # os.urandom, not the secrets module: that one pulls in hmac and hashlib on the run path
+    return options[int.from_bytes(os.urandom(4), "little") % len(options)]

@@ -29,6 +29,7 @@ extra=""
 [[ "${1:-}" == "--test" ]] && extra="[test]"
 stamp=".venv/.installed${extra}"
 if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+  # compat mode: a plain path in a .pth file; the default import-hook finder costs ~13 ms per start
+  .venv/bin/pip install -q --disable-pip-version-check --config-settings editable_mode=compat -e ".${extra}"
   touch "$stamp"
 fi

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import asdict, dataclass, field
 
 from minirun.errors import Conflict, NotFound, UsageError
@@ -180,7 +179,7 @@ class Containers:
 
 
 def new_container_id() -> str:
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 def validate_name(name: str) -> None:

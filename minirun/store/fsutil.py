@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 import shutil
 from typing import Iterator
 
@@ -13,7 +12,7 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True
     """Write `data` to `path` so that readers see the old bytes or the new ones, never a mix.
     `durable=False` skips the fsyncs, for records that are re-derived after a crash anyway."""
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".tmp-{name}-{secrets.token_hex(4)}")
+    tmp = os.path.join(directory, f".tmp-{name}-{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from minirun.archive import AppliedLayer, apply_layer
 from minirun.store.fsutil import atomic_write, fsync_dir, remove_tree, try_flock
+
+if TYPE_CHECKING:
+    from minirun.archive import AppliedLayer
 
 TMP_PREFIX = ".tmp-"
 _INPROGRESS = "inprogress"
@@ -85,7 +86,7 @@ class LayerStore:
     def stage(self) -> StagedLayer:
         """A fresh temp dir, marked alive by an flock. Call under the store lock, so that a
         sweep (also under it) never sees a temp dir before its mark exists."""
-        tmp_dir = os.path.join(self.dir, TMP_PREFIX + secrets.token_hex(8))
+        tmp_dir = os.path.join(self.dir, TMP_PREFIX + os.urandom(8).hex())
         os.mkdir(tmp_dir, 0o700)
         fd = os.open(os.path.join(tmp_dir, _INPROGRESS), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try_flock(fd)
@@ -94,6 +95,8 @@ class LayerStore:
 
     def unpack(self, staged: StagedLayer, stream: BinaryIO) -> AppliedLayer:
         """Apply a tar stream into the staged dir; no store lock needed (nobody else sees it)."""
+        from minirun.archive import apply_layer  # tarfile and friends: not on the run path
+
         staged.applied = apply_layer(stream, staged.diff_dir)
         return staged.applied
 
