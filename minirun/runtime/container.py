@@ -159,14 +159,16 @@ class Containers:
                 f.write(resolv_conf)
             state = {"Status": "created", "Running": False, "Pid": 0, "ExitCode": 0, "Error": "",
                      "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z", "OOMKilled": False}
-            atomic_write(os.path.join(path, "state.json"), json.dumps(state).encode())
+            # Not fsynced: after a power cut a container whose files did not survive is debris
+            # (never listed), and state is checked against the live process anyway.
+            atomic_write(os.path.join(path, "state.json"), json.dumps(state).encode(), durable=False)
             # config.json last: a dir without it is debris, never listed
-            atomic_write(os.path.join(path, "config.json"), json.dumps(config.to_json()).encode())
+            atomic_write(os.path.join(path, "config.json"), json.dumps(config.to_json()).encode(), durable=False)
         return Container(config=config, dir=path, state=state)
 
     def update_state(self, container: Container, **fields: object) -> None:
         container.state.update(fields)
-        atomic_write(os.path.join(container.dir, "state.json"), json.dumps(container.state).encode())
+        atomic_write(os.path.join(container.dir, "state.json"), json.dumps(container.state).encode(), durable=False)
 
     def remove(self, container: Container) -> None:
         # config.json first: a crash mid-removal leaves debris that is never listed
