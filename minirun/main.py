@@ -1,6 +1,7 @@
 """The entry point: `run` goes straight to its lean path; every other verb goes through typer."""
 from __future__ import annotations
 
+import os
 import sys
 
 LEAN_VERBS = {"run"}
@@ -26,7 +27,14 @@ def main() -> None:
     args = sys.argv[1:]
     root, debug, verb_at = split_global_options(args)
     if verb_at < len(args) and args[verb_at] in LEAN_VERBS:
-        sys.exit(_lean(args[verb_at], args[verb_at + 1:], root, debug))
+        code = _lean(args[verb_at], args[verb_at + 1:], root, debug)
+        # Skip the interpreter's module teardown (~12 ms of every run); nothing registers
+        # atexit work on this path, and the streams are flushed here.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
     from minirun.cli import main as typer_main
 
     typer_main(args)

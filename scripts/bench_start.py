@@ -9,7 +9,7 @@ Every tool starts the same busybox root filesystem (the tar from images/busybox/
   - runc / crun: an OCI bundle from `runc spec` (or `crun spec`) with `"terminal": false` and args
     `["true"]`, rootfs = the busybox tar extracted into a lower dir. For every run a FRESH overlay
     (lower = that dir, new upper and work dirs, index=off) is mounted on bundle/rootfs and removed
-    after. Two figures: "run" times the `runc run` command alone, "+overlay" times
+    after. Two figures: "run" times the `runc run` command alone, "mount+run+umount" times
     mkdir upper/work + mount(2) + `runc run` + umount(2) + removal of upper/work, i.e. what
     minirun's own `run --rm` has to do. Their state lives under the temp dir (`--root`).
   - podman: its own storage under the temp dir (`--root`, `--runroot`, `--tmpdir`), the busybox tar
@@ -26,14 +26,14 @@ every tool alike. Each time is the wall time of one command as seen from this Py
 (fork + exec + wait). A command that exits non-zero is reported and not counted. Everything created
 is removed at the end (mounts, containers, cgroups, temp dirs), and the leftovers check says so.
 
-This is a measurement, not a test: it exits 0 whatever the figures, 1 if a command failed.
+This is a measurement, not a test: it exits 0 whatever the figures, 1 if a command failed or
+something was left behind.
 Standard library only. Run as root.
 """
 from __future__ import annotations
 
 import argparse
 import ctypes
-import errno
 import json
 import os
 import platform
@@ -146,7 +146,7 @@ class Tool:
         self.cmd = cmd
         self.env = env
         self.times: list[float] = []
-        self.extra: list[float] = []  # the "+overlay" figure where there is one
+        self.extra: list[float] = []  # the "mount+run+umount" figure where there is one
         self.failures: list[str] = []
         self.skipped: str | None = None  # why the tool is not timed at all
 
@@ -322,7 +322,7 @@ def cgroup_dirs() -> set[str]:
     return out
 
 
-def fix_hybrid_cgroups() -> list[str]:
+def fix_hybrid_cgroups() -> list[tuple[str, bool]]:
     """On a hybrid cgroup layout, mount each controller that lives only in v2 as a v1 hierarchy
     (crun refuses otherwise). Returns the mount points made, for `unfix_hybrid_cgroups`."""
     unified = CGROUP_ROOT / "unified" / "cgroup.controllers"
@@ -346,7 +346,7 @@ def fix_hybrid_cgroups() -> list[str]:
     return made
 
 
-def unfix_hybrid_cgroups(made) -> None:
+def unfix_hybrid_cgroups(made: list[tuple[str, bool]]) -> None:
     for target, created in made:
         try:
             umount(target)
@@ -418,14 +418,14 @@ def main() -> int:
         print(f"  {n:<12}: " + (version([b, "--version"]) if b else "not installed"))
     print("  timed       : each command's wall time from this process (fork+exec+wait); runc/crun "
           "'run' = the `run` command alone,")
-    print("                '+overlay' = mkdir upper/work + mount(2) + run + umount(2) + rm -r upper/work; "
+    print("                'mount+run+umount' = mkdir upper/work + mount(2) + run + umount(2) + rm -r upper/work; "
           "minirun does all of that itself")
     sys.stdout.flush()
 
     cgroups_before: set[str] | None = None
     tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-start-"))
     tools: list[Tool] = []
-    hybrid_fix = []
+    hybrid_fix: list[tuple[str, bool]] = []
     failed = False
     leftovers: list[str] = []
     try:
@@ -444,8 +444,8 @@ def main() -> int:
                 tools.append(OciRuntime(name, binaries[name], tmp, bundle, lower))
         if binaries["podman"]:
             tools.append(Podman(binaries["podman"], tmp, tar))
-        tools.append(Tool(f"python -c pass", [py, "-c", "pass"]))
-        tools.append(Tool(f"python -S -c pass", [py, "-S", "-c", "pass"]))
+        tools.append(Tool("python -c pass", [py, "-c", "pass"]))
+        tools.append(Tool("python -S -c pass", [py, "-S", "-c", "pass"]))
 
         for t in tools:
             if stop:
