@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from minirun.errors import UsageError
+from minirun.errors import MinirunError, UsageError
 from minirun.runargs import RunOptions, parse_run_args
 from minirun.store import Store
 
@@ -55,8 +55,9 @@ def run_command(argv: list[str], root: str | None) -> int:
     from minirun.runtime.initlayer import init_layer_link
 
     opts = parse_run_args(argv)
-    if opts.tty:
-        raise UsageError("-t/--tty is not supported yet")
+    if opts.tty and opts.interactive and not os.isatty(0):
+        # docker's check, before anything is created: raw mode needs a terminal to put raw
+        raise UsageError("the input device is not a TTY")
     store = Store(root)
     image = find_image(store, opts.image)
     if not image.diff_ids:
@@ -120,16 +121,29 @@ def _run(store, containers, container, image, init_link: str) -> int:
         binds=provided + config.binds,
         tmpfs=config.tmpfs,
         interactive=config.interactive,
+        tty=config.tty,
     )
+    tty = None
+    if config.tty:
+        from minirun.runtime import tty
+
+        plan.rows, plan.cols = tty.window_size(1)  # docker measures its stdout
     os.makedirs(plan.mountpoint, exist_ok=True)
     started = launch.start(plan)
+    # the master comes before the exec, so before the error pipe's EOF
+    master = tty.receive_master(started.console) if tty else None
     failure = launch.read_start_error(started)
+    if failure is None and tty and master is None:
+        launch.kill(started.pid)  # it exec'd without a terminal anyone reads: stop it
+        failure = MinirunError("the container's pty never arrived")
     if failure is not None:
+        if master is not None:
+            os.close(master)
         os.waitpid(started.pid, 0)
         containers.update_state(container, Status="exited", ExitCode=failure.exit_code, Error=failure.message,
                                 FinishedAt=rfc3339_now())
         raise failure
     containers.update_state(container, Status="running", Running=True, Pid=started.pid, StartedAt=rfc3339_now())
-    code = launch.wait_for_exit(started.pid)
+    code = tty.attach(started.pid, master, config.interactive) if tty else launch.wait_for_exit(started.pid)
     containers.update_state(container, Status="exited", Running=False, Pid=0, ExitCode=code, FinishedAt=rfc3339_now())
     return code

@@ -7,7 +7,8 @@ itself, mounts the overlay where only it can see it (nothing leaks to the host, 
 kill -9: the mount dies with the namespace), pivots, drops privileges and execs.
 
 Errors in the child travel back through a close-on-exec pipe: EOF without data means the exec
-happened; otherwise "<exit code>\\n<message>".
+happened; otherwise "<exit code>\\n<message>". With -t, PID 1 also sends the master of a pty it
+allocated in its own devpts over a socketpair (tty.py).
 """
 from __future__ import annotations
 
@@ -42,18 +43,27 @@ class LaunchPlan:
     binds: list = field(default_factory=list)  # [source, target, readonly]
     tmpfs: list[str] = field(default_factory=list)
     interactive: bool = False
+    tty: bool = False
+    rows: int = 24  # the pty's first window size: the CLI's terminal's, measured before the fork
+    cols: int = 80
 
 
 @dataclass
 class Started:
     pid: int
     error_fd: int
+    console: object = None  # with tty: the socket PID 1 sends the pty master over (tty.receive_master)
 
 
 def start(plan: LaunchPlan) -> Started:
     """Fork PID 1. Signals stay blocked across the fork so none hits the child before it execs
     with default handlers; the caller unblocks them once its forwarding is in place."""
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    console = child_console = None
+    if plan.tty:
+        import socket  # only with -t: ~3 ms of imports
+
+        console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     flags = linux.CLONE_NEWPID
     linux.unshare(flags)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
@@ -61,12 +71,17 @@ def start(plan: LaunchPlan) -> Started:
         pid = os.fork()
     except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        for sock in (console, child_console):
+            if sock is not None:
+                sock.close()
         raise
     if pid == 0:
         os.close(read_fd)
+        if console is not None:
+            console.close()
         code, message = EXIT_RUNTIME, "container init failed"
         try:
-            _child(plan, write_fd, old_mask)
+            _child(plan, write_fd, old_mask, child_console)
         except _ExecFailure as exc:
             code, message = exc.code, exc.message
         except MinirunError as exc:
@@ -78,7 +93,10 @@ def start(plan: LaunchPlan) -> Started:
         finally:
             os._exit(code)
     os.close(write_fd)
-    return Started(pid=pid, error_fd=read_fd)
+    if child_console is not None:
+        # PID 1 holds the only other end: a failure before it sends the master reads as EOF
+        child_console.close()
+    return Started(pid=pid, error_fd=read_fd, console=console)
 
 
 def read_start_error(started: Started) -> MinirunError | None:
@@ -102,7 +120,9 @@ class _ExecFailure(Exception):
         self.code, self.message = code, message
 
 
-def _child(plan: LaunchPlan, error_fd: int, old_mask: set) -> None:
+def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None:
+    if plan.tty:
+        from minirun.runtime.tty import setup_console
     from minirun.runtime.overlay import mount_overlay
     from minirun.runtime.rootfs import Bind, RootfsSpec, setup_rootfs
     # Every import PID 1 needs happens here, before pivot_root hides the host's site-packages
@@ -127,9 +147,11 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set) -> None:
 
     passwd, group = read_user_db("/")
     user = resolve_user(plan.user or None, passwd, group)
-    env = _with_defaults(plan.env, plan.hostname, user.home)
+    env = _with_defaults(plan.env, plan.hostname, user.home, plan.tty)
+    if plan.tty:
+        setup_console(console, plan.rows, plan.cols, user.uid)
     _enter_workdir(plan.workdir, plan.readonly)
-    if not plan.interactive:
+    if not plan.interactive and not plan.tty:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
@@ -211,14 +233,17 @@ def _exec_error(name: str, exc: OSError) -> _ExecFailure:
     return _ExecFailure(code, f'exec: "{name}": {text}')
 
 
-def _with_defaults(env: list[str], hostname: str, home: str) -> list[str]:
-    """docker's additions: PATH when the image has none, HOSTNAME, HOME from the user's entry."""
+def _with_defaults(env: list[str], hostname: str, home: str, tty: bool = False) -> list[str]:
+    """docker's additions: PATH when the image has none, HOSTNAME, TERM=xterm with -t (unless the
+    image or -e set TERM), HOME from the user's entry."""
     keys = {item.split("=", 1)[0] for item in env}
     extra = []
     if "PATH" not in keys:
         extra.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     if "HOSTNAME" not in keys:
         extra.append(f"HOSTNAME={hostname}")
+    if tty and "TERM" not in keys:
+        extra.append("TERM=xterm")
     result = extra + list(env)
     if "HOME" not in keys:
         result.append(f"HOME={home or '/'}")
@@ -245,14 +270,31 @@ def _env_dict(env: list[str]) -> dict[str, str]:
 def wait_for_exit(pid: int) -> int:
     """Wait for PID 1, forwarding the signals minirun receives; docker's exit code (128+N when
     killed by signal N)."""
-    previous = {sig: signal.signal(sig, lambda signum, _frame: _forward(pid, signum)) for sig in FORWARDED_SIGNALS}
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    previous = forward_signals(pid)
     try:
         _, status = os.waitpid(pid, 0)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_handlers(previous)
     return exit_code_of(status)
+
+
+def forward_signals(pid: int, also: dict | None = None) -> dict:
+    """Send FORWARDED_SIGNALS on to PID 1 (plus handlers of `also`), then unblock what start()
+    blocked. Returns the handlers to give back to restore_handlers."""
+    handlers = {sig: (lambda signum, _frame: _forward(pid, signum)) for sig in FORWARDED_SIGNALS}
+    handlers.update(also or {})
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    return previous
+
+
+def restore_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def kill(pid: int) -> None:
+    _forward(pid, signal.SIGKILL)
 
 
 def _forward(pid: int, signum: int) -> None:
