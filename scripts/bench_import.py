@@ -292,11 +292,13 @@ def du_bytes(path: Path) -> int:
 def ext4_without_journal(path: Path) -> str | None:
     """The device name if `path` lies on an ext4 mounted without a journal, else None.
 
-    Without a journal, ext4 will not reuse an inode number freed in the last 60 s (360 s while the
-    inode table block is dirty), and `find_inode_bit` steps over every such inode on every create
-    (`recently_deleted()` in fs/ext4/ialloc.c). Right after 20,000 files were deleted this makes
-    each create cost ~0.7 ms of CPU: a run that follows a deletion takes ~6x longer than one that
-    does not. The runs must therefore wait the window out after each deletion (and its sync).
+    Without a journal, ext4 will not reuse an inode number freed in the last 60 s, or 360 s while
+    the inode table block holding it is dirty (and the run itself dirties it by creating inodes
+    beside it), and `find_inode_bit` steps over every such inode on every create, reading its
+    dtime from the buffer cache (`recently_deleted()` in fs/ext4/ialloc.c). After 20,000 files
+    were deleted this costs ~0.7 ms of CPU per create: a run that follows a deletion takes up to
+    ~6x longer than one that does not. The check is skipped when the inode table block is not in
+    the buffer cache, so `sync` plus `drop_caches` (1: page cache) before each run removes it.
     """
     st_dev = os.stat(path).st_dev
     want = f"{os.major(st_dev)}:{os.minor(st_dev)}"
@@ -319,6 +321,25 @@ def ext4_without_journal(path: Path) -> str | None:
     return None
 
 
+DROP_CACHES = "/proc/sys/vm/drop_caches"
+
+
+def read_through(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+def drop_caches_and_rewarm(tar_path: Path, py: str, env: dict[str, str]) -> None:
+    """Evict the cached inode table blocks of deleted inodes (see ext4_without_journal), then bring
+    back what both commands read, so neither pays for a cold start."""
+    with open(DROP_CACHES, "w") as f:
+        f.write("1\n")
+    read_through(tar_path)
+    run(["tar", "--version"])
+    run([py, "-c", "import minirun.cli, minirun.importer, minirun.store, minirun.archive"], env=env)
+
+
 def minirun_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -338,9 +359,9 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=Path("/var/tmp/minirun-bench"),
                     help="work dir: holds the cached tar and, while running, the outputs (default /var/tmp/minirun-bench)")
     ap.add_argument("--seed", type=int, default=20240601, help="seed of the generated tar")
-    ap.add_argument("--settle", type=float, default=None,
-                    help="seconds to let pass after a deletion (and sync) before a timed run; default 62 on "
-                         "an ext4 without a journal (see ext4_without_journal), else 0")
+    ap.add_argument("--no-drop-caches", action="store_true",
+                    help="on an ext4 without a journal, do not drop the page cache before each timed run "
+                         "(see ext4_without_journal: runs after a deletion then pay ext4's inode-reuse delay)")
     args = ap.parse_args()
     if args.runs < 1 or args.files < 1 or args.megabytes < 1:
         ap.error("--files, --megabytes and --runs must be positive")
@@ -354,7 +375,7 @@ def main() -> int:
     tar_version = run(["tar", "--version"]).stdout.splitlines()[0]
     fstype = run(["stat", "-f", "-c", "%T", str(work)]).stdout.strip()
     nojournal_dev = ext4_without_journal(work)
-    settle = args.settle if args.settle is not None else (62.0 if nojournal_dev else 0.0)
+    drop = bool(nojournal_dev) and not args.no_drop_caches and os.access(DROP_CACHES, os.W_OK)
     if nojournal_dev:
         fstype = f"ext4 without a journal on {nojournal_dev}"
     print("minirun import vs GNU tar -x")
@@ -380,25 +401,26 @@ def main() -> int:
     print("                writeback from the previous run is not billed to the next; the tar is read")
     print("                once first, so every run reads it from the page cache. A run's own writeback")
     print("                is not in its time: the `sync` right after it is shown apart (+sync).")
-    if settle:
-        print(f"                Every timed run starts >= {settle:.0f} s after the last deletion and its sync:")
-        if nojournal_dev:
-            print("                ext4 without a journal steps over the inodes freed in the last 60 s on")
-            print("                every create, which makes a run right after deleting 20,000 files ~6x")
-            print("                slower (see ext4_without_journal() in this script).")
+    if nojournal_dev:
+        print("                ext4 without a journal steps over inodes freed in the last 1-6 minutes")
+        print("                on every create while their inode table blocks are cached: a run right")
+        print("                after deleting 20,000 files is up to ~6x slower (ext4_without_journal()).")
+        if drop:
+            print("                So before each timed run, after `sync`: `echo 1 > /proc/sys/vm/drop_caches`,")
+            print("                then the tar, tar's binary and minirun's modules are read again (warm).")
+        else:
+            print("                WARNING: caches are NOT dropped (--no-drop-caches or not root): runs that")
+            print("                follow a deletion pay that delay, the times are not comparable.")
     print(f"  commands    : tar -x -f TAR -C FRESH_DIR")
     print(f"                {py} -m minirun --root FRESH_ROOT import TAR bench")
     print(flush=True)
 
     scratch = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     try:
-        with open(tar_path, "rb") as f:  # warm the page cache
-            while f.read(1 << 24):
-                pass
+        read_through(tar_path)  # warm the page cache
         times: dict[str, list[float]] = {"tar": [], "minirun": []}
         after: dict[str, list[float]] = {"tar": [], "minirun": []}
         keep_root: Path | None = None
-        last_delete = time.monotonic()  # deletions before this script started are unknown: wait too
         print(f"  {'run':<4}{'tool':<10}{'time':>10}{'+sync':>10}", flush=True)
         for i in range(args.runs):
             tools = ("tar", "minirun") if i % 2 == 0 else ("minirun", "tar")
@@ -406,9 +428,8 @@ def main() -> int:
                 out = scratch / f"{tool}-{i}"
                 out.mkdir()
                 sync()
-                wait = last_delete + settle - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
+                if drop:
+                    drop_caches_and_rewarm(tar_path, py, env)
                 if tool == "tar":
                     t = timed(["tar", "-x", "-f", str(tar_path), "-C", str(out)])
                 else:
@@ -421,7 +442,6 @@ def main() -> int:
                     keep_root = out  # reused by the dedup check below
                 else:
                     shutil.rmtree(out)
-                    last_delete = time.monotonic()
         med = {k: statistics.median(v) for k, v in times.items()}
         ratio = med["minirun"] / med["tar"]
         print()

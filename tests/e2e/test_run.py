@@ -220,3 +220,30 @@ def test_many_layers(cli, store, busybox, count):
     make_image(store, f"tall{count}", layers, base=busybox)
     result = cli("run", "--rm", f"tall{count}", "sh", "-c", "ls /layers | wc -l; cat /layers/top")
     assert result.out.split() == [str(count), str(count - 2)], result.err
+
+
+def test_network_host_shares_the_hosts_links(cli, busybox):
+    host_links = sorted(os.listdir("/sys/class/net"))
+    shared = cli("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net")
+    assert shared.out.split() == host_links
+    assert cli("run", "--rm", "busybox", "ls", "/sys/class/net").out.split() == ["lo"]
+
+
+def test_entrypoint_from_the_command_line(cli, busybox):
+    assert cli("run", "--rm", "--entrypoint", "echo", "busybox", "a", "b").out == "a b\n"
+
+
+def test_an_untouched_container_has_an_empty_upper(cli, busybox, isolated_store):
+    """The mount points and provided files live in the init layer, never in the upper."""
+    assert cli("run", "busybox", "true").code == 0
+    [container] = os.listdir(isolated_store / "containers")
+    assert os.listdir(isolated_store / "containers" / container / "upper") == []
+
+
+def test_the_hosts_disk_cannot_be_read_through_a_device_node(cli, busybox):
+    """mknod is one of docker's default capabilities; reading the host's disk must still fail."""
+    dev = os.stat("/").st_dev
+    script = (f"mknod /tmp/disk b {os.major(dev)} {os.minor(dev)} && "
+              "(head -c1 /tmp/disk >/dev/null 2>&1 && echo read-disk || echo disk-refused)")
+    result = cli("run", "--rm", "busybox", "sh", "-c", script)
+    assert "disk-refused" in result.out and "read-disk" not in result.out, result
