@@ -9,26 +9,11 @@ import time
 
 import pytest
 
-from minirun.embedded import find_image
 from tests.helpers import d, f, make_image, make_tar
 
 CAPS_DOCKER = "00000000a80425fb"
 
 
-@pytest.fixture
-def busybox(store):
-    return find_image(store, "busybox")
-
-
-def overlay_mounts(root) -> list[str]:
-    with open("/proc/mounts") as mounts:
-        return [line for line in mounts if str(root) in line]
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_mounts(isolated_store):
-    yield
-    assert overlay_mounts(isolated_store) == []
 
 
 def test_run_prints_and_returns_the_exit_code(cli, busybox):

@@ -13,25 +13,10 @@ import time
 
 import pytest
 
-from minirun.embedded import find_image
 
 TIMEOUT = 20
 
 
-@pytest.fixture
-def busybox(store):
-    return find_image(store, "busybox")
-
-
-def overlay_mounts(root) -> list[str]:
-    with open("/proc/mounts") as mounts:
-        return [line for line in mounts if str(root) in line]
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_mounts(isolated_store):
-    yield
-    assert overlay_mounts(isolated_store) == []
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:
