@@ -157,17 +157,36 @@ def rmi(
 
 
 @app.command("inspect")
-def inspect(names: List[str] = typer.Argument(..., metavar="IMAGE...")) -> None:
-    """Show low-level information on images as JSON."""
+def inspect(
+    names: List[str] = typer.Argument(..., metavar="NAME|ID..."),
+    type_: Optional[str] = typer.Option(None, "--type", help="'container' or 'image' (default: a container first)."),
+) -> None:
+    """Show low-level information on containers or images as JSON."""
+    from minirun.containerinfo import inspect_container
     from minirun.embedded import find_image
     from minirun.imageinfo import inspect_image
+    from minirun.runtime.container import Containers
+    from minirun.runtime.lifecycle import refresh
 
+    if type_ not in (None, "container", "image"):
+        raise UsageError(f'"{type_}" is not a valid value for --type')
     store = _store()
-    documents = [inspect_image(store, find_image(store, name)) for name in names]
+    containers = Containers(store)
+    documents = []
+    for name in names:
+        if type_ != "image":
+            try:
+                documents.append(inspect_container(store, refresh(containers, containers.find(name))))
+                continue
+            except NotFound:
+                if type_ == "container":
+                    raise
+        documents.append(inspect_image(store, find_image(store, name)))
     print(json.dumps(documents, indent=4))
 
 
 # -- plumbing -----------------------------------------------------------------------------
+# (container verbs live in cli_containers.py and register on `app` when it is imported below)
 
 
 def _print_table(headers: list[str], rows: list[list[str]]) -> None:
@@ -177,6 +196,8 @@ def _print_table(headers: list[str], rows: list[list[str]]) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    import minirun.cli_containers  # noqa: F401  (registers the container verbs)
+
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:

@@ -1,10 +1,11 @@
-"""The entry point: `run` goes straight to its lean path; every other verb goes through typer."""
+"""The entry point: the timed verbs (LEAN_VERBS) go straight to their lean paths, without typer's
+~80 ms of imports; every other verb goes through typer."""
 from __future__ import annotations
 
 import os
 import sys
 
-LEAN_VERBS = {"run"}
+LEAN_VERBS = {"run", "ps", "exec"}
 
 
 def split_global_options(args: list[str]) -> tuple[str | None, bool, int]:
@@ -48,6 +49,14 @@ def _lean(verb: str, argv: list[str], root: str | None, debug: bool) -> int:
             from minirun.run import run_command
 
             return run_command(argv, root)
+        if verb == "exec":
+            from minirun.runtime.execin import exec_command
+
+            return exec_command(argv, root)
+        if verb == "ps":
+            from minirun.ps import ps_command
+
+            return ps_command(argv, root)
     except SystemExit as exc:  # argparse's --help
         return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt:

@@ -55,6 +55,8 @@ def run_command(argv: list[str], root: str | None) -> int:
     from minirun.runtime.initlayer import init_layer_link
 
     opts = parse_run_args(argv)
+    if opts.detach and (opts.tty or opts.interactive):
+        raise UsageError("-d with -t or -i is not supported yet")
     if opts.tty and opts.interactive and not os.isatty(0):
         # docker's check, before anything is created: raw mode needs a terminal to put raw
         raise UsageError("the input device is not a TTY")
@@ -86,6 +88,8 @@ def run_command(argv: list[str], root: str | None) -> int:
     containers = Containers(store)
     init = init_layer_link(store)
     container = containers.create(config, host_resolv_conf())
+    if opts.detach:
+        return _detach(store, containers, container)
     try:
         return _run(store, containers, container, image, init)
     finally:
@@ -93,42 +97,32 @@ def run_command(argv: list[str], root: str | None) -> int:
             containers.remove(container)
 
 
+def _detach(store, containers, container) -> int:
+    """docker run -d: the monitor owns the container from here; print the full id once it runs."""
+    from minirun.runtime.detach import spawn_monitor
+
+    try:
+        spawn_monitor(store.root, container.id)
+    except BaseException:
+        if container.config.auto_remove:
+            containers.remove(container)  # the monitor may have removed it already
+        raise
+    print(container.id)
+    return 0
+
+
 def _run(store, containers, container, image, init_link: str) -> int:
     from minirun.humanize import rfc3339_now
     from minirun.runtime import launch
-    from minirun.runtime.overlay import MAX_LOWERS
+    from minirun.runtime.plan import build_plan
 
     config = container.config
-    provided = [[container.provided_file(n), f"/etc/{n}", False] for n in ("hosts", "hostname", "resolv.conf")]
-    lowers = [os.path.relpath(store.layers.short_link(d), store.root) for d in reversed(image.diff_ids)]
-    # The init layer costs one of overlay's 500 lowers; an image that uses them all gets its
-    # missing mount points created in its upper instead (diff knows them by name).
-    if len(lowers) < MAX_LOWERS:
-        lowers.insert(0, init_link)
-    plan = launch.LaunchPlan(
-        store_root=store.root,
-        lowers=lowers,
-        upper=container.upper,
-        work=container.work,
-        mountpoint=os.path.join(store.root, "mnt"),
-        argv=config.argv,
-        env=config.env,
-        workdir=config.workdir,
-        user=config.user,
-        hostname=config.hostname,
-        network=config.network,
-        readonly=config.readonly,
-        binds=provided + config.binds,
-        tmpfs=config.tmpfs,
-        interactive=config.interactive,
-        tty=config.tty,
-    )
+    plan = build_plan(store, container, image, init_link)
     tty = None
     if config.tty:
         from minirun.runtime import tty
 
         plan.rows, plan.cols = tty.window_size(1)  # docker measures its stdout
-    os.makedirs(plan.mountpoint, exist_ok=True)
     started = launch.start(plan)
     # the master comes before the exec, so before the error pipe's EOF
     master = tty.receive_master(started.console) if tty else None
@@ -143,7 +137,12 @@ def _run(store, containers, container, image, init_link: str) -> int:
         containers.update_state(container, Status="exited", ExitCode=failure.exit_code, Error=failure.message,
                                 FinishedAt=rfc3339_now())
         raise failure
-    containers.update_state(container, Status="running", Running=True, Pid=started.pid, StartedAt=rfc3339_now())
+    from minirun.runtime.procs import start_time
+
+    # the CLI is this container's monitor: `ps` checks both processes, by pid and start time
+    containers.update_state(container, Status="running", Running=True, Pid=started.pid,
+                            PidStartTime=start_time(started.pid), MonitorPid=os.getpid(),
+                            MonitorStartTime=start_time(os.getpid()), StartedAt=rfc3339_now())
     code = tty.attach(started.pid, master, config.interactive) if tty else launch.wait_for_exit(started.pid)
     containers.update_state(container, Status="exited", Running=False, Pid=0, ExitCode=code, FinishedAt=rfc3339_now())
     return code

@@ -16,6 +16,7 @@ class RunOptions:
     image: str
     command: list[str]
     rm: bool = False
+    detach: bool = False
     name: str = ""
     env: list[str] = field(default_factory=list)  # resolved K=V, in order
     workdir: str = ""
@@ -40,6 +41,7 @@ def _parser() -> _Parser:
                 usage="minirun run [OPTIONS] IMAGE [COMMAND] [ARG...]",
                 description="Create and run a new container from an image.")
     p.add_argument("--help", action="help", help="Print usage")
+    p.add_argument("-d", "--detach", action="store_true", help="Run container in background and print container ID")
     p.add_argument("--rm", action="store_true", help="Automatically remove the container when it exits")
     p.add_argument("--name", default="", help="Assign a name to the container")
     p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables (K=V, or K from the host)")
@@ -72,7 +74,7 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
     if ns.network not in NETWORKS:
         raise UsageError(f"network {ns.network} not found (supported: {', '.join(NETWORKS)})")
     return RunOptions(
-        image=ns.image, command=list(ns.command), rm=ns.rm, name=ns.name, env=env, workdir=ns.workdir,
+        image=ns.image, command=list(ns.command), rm=ns.rm, detach=ns.detach, name=ns.name, env=env, workdir=ns.workdir,
         user=ns.user, hostname=ns.hostname, volumes=[parse_volume(v) for v in ns.volume],
         tmpfs=[parse_tmpfs(t) for t in ns.tmpfs], read_only=ns.read_only, entrypoint=ns.entrypoint,
         interactive=ns.interactive, tty=ns.tty, network=ns.network,

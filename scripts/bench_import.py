@@ -6,7 +6,8 @@
 The tar is generated once (deterministic from --seed) and cached in the work dir (default
 /var/tmp/minirun-bench). Each run unpacks into a fresh directory under a temporary dir in the work
 dir, so both tools write to the same filesystem; the runs alternate between the two tools, the
-outputs are deleted between runs and `sync` is called before every timed run. minirun runs as
+outputs are deleted between runs (on an ext4 without a journal: only at the end, see
+ext4_without_journal) and `sync` is called before every timed run. minirun runs as
 `sys.executable -m minirun`, from this checkout. It also checks that a second import of the same tar
 under another name grows the store by less than 1% of the tar (one shared layer).
 
@@ -297,8 +298,10 @@ def ext4_without_journal(path: Path) -> str | None:
     beside it), and `find_inode_bit` steps over every such inode on every create, reading its
     dtime from the buffer cache (`recently_deleted()` in fs/ext4/ialloc.c). After 20,000 files
     were deleted this costs ~0.7 ms of CPU per create: a run that follows a deletion takes up to
-    ~6x longer than one that does not. The check is skipped when the inode table block is not in
-    the buffer cache, so `sync` plus `drop_caches` (1: page cache) before each run removes it.
+    ~6x longer than one that does not. Dropping the caches helps only in part: a run reads the
+    inode table blocks back as it allocates beside the deleted inodes. So on such a filesystem the
+    outputs are kept until the end instead of being deleted between runs, and the caches are
+    dropped once before the first run against deletions made before the script started.
     """
     st_dev = os.stat(path).st_dev
     want = f"{os.major(st_dev)}:{os.minor(st_dev)}"
@@ -360,8 +363,8 @@ def main() -> int:
                     help="work dir: holds the cached tar and, while running, the outputs (default /var/tmp/minirun-bench)")
     ap.add_argument("--seed", type=int, default=20240601, help="seed of the generated tar")
     ap.add_argument("--no-drop-caches", action="store_true",
-                    help="on an ext4 without a journal, do not drop the page cache before each timed run "
-                         "(see ext4_without_journal: runs after a deletion then pay ext4's inode-reuse delay)")
+                    help="on an ext4 without a journal, do not drop the page cache once before the first run "
+                         "(see ext4_without_journal)")
     args = ap.parse_args()
     if args.runs < 1 or args.files < 1 or args.megabytes < 1:
         ap.error("--files, --megabytes and --runs must be positive")
@@ -376,6 +379,7 @@ def main() -> int:
     fstype = run(["stat", "-f", "-c", "%T", str(work)]).stdout.strip()
     nojournal_dev = ext4_without_journal(work)
     drop = bool(nojournal_dev) and not args.no_drop_caches and os.access(DROP_CACHES, os.W_OK)
+    keep_outputs = bool(nojournal_dev)
     if nojournal_dev:
         fstype = f"ext4 without a journal on {nojournal_dev}"
     print("minirun import vs GNU tar -x")
@@ -391,33 +395,48 @@ def main() -> int:
         counts = generate_tar(tar_path, args.files, args.megabytes, args.seed)
         how = f"generated in {time.perf_counter() - t0:.1f} s"
     tar_size = tar_path.stat().st_size
+    if keep_outputs and shutil.disk_usage(work).free < 2 * args.runs * tar_size * 1.5:
+        keep_outputs = False  # not enough room: delete between runs, and say the times suffer
     nondir = counts["regular"] + counts["symlinks"] + counts["hardlinks"]
     print(f"  rootfs tar  : {tar_path} ({how})")
     print(f"                {tar_size / 1e6:.1f} MB, {nondir:,} files + {counts['dirs']:,} dirs "
           f"({counts['regular']:,} regular of which {counts['large']} ≥ 1 MB, "
           f"{counts['symlinks']:,} symlinks, {counts['hardlinks']:,} hardlinks)")
     print("  method      : each run unpacks into a fresh dir on the same filesystem; runs alternate;")
-    print("                outputs are deleted between runs and `sync` runs before every timed run, so")
-    print("                writeback from the previous run is not billed to the next; the tar is read")
-    print("                once first, so every run reads it from the page cache. A run's own writeback")
-    print("                is not in its time: the `sync` right after it is shown apart (+sync).")
-    if nojournal_dev:
-        print("                ext4 without a journal steps over inodes freed in the last 1-6 minutes")
-        print("                on every create while their inode table blocks are cached: a run right")
-        print("                after deleting 20,000 files is up to ~6x slower (ext4_without_journal()).")
-        if drop:
-            print("                So before each timed run, after `sync`: `echo 1 > /proc/sys/vm/drop_caches`,")
-            print("                then the tar, tar's binary and minirun's modules are read again (warm).")
+    print("                `sync` runs before every timed run, so writeback from the previous run is")
+    print("                not billed to the next; a run's own writeback is not in its time (the `sync`")
+    print("                right after it is shown apart as +sync); the tar is read once first, so")
+    print("                every run reads it from the page cache.")
+    if not nojournal_dev:
+        print("                Outputs are deleted between runs.")
+    else:
+        print("                ext4 without a journal steps over the inodes freed in the last 1-6 minutes")
+        print("                on every create: a run right after deleting 20,000 files is up to ~6x")
+        print("                slower (see ext4_without_journal() in this script). So:")
+        if keep_outputs:
+            print("                - outputs are NOT deleted between runs, only all together at the end;")
         else:
-            print("                WARNING: caches are NOT dropped (--no-drop-caches or not root): runs that")
-            print("                follow a deletion pay that delay, the times are not comparable.")
+            print("                - WARNING: too little free space to keep the outputs: they are deleted")
+            print("                  between runs, and runs after a deletion pay that delay;")
+        if drop:
+            print("                - once before the first run, after `sync`, `echo 1 > /proc/sys/vm/drop_caches`")
+            print("                  (against deletions made before this script; it helps only in part, so")
+            print("                  do not run this within ~6 minutes of deleting many files here), then")
+            print("                  the tar, tar and minirun's modules are read again.")
+        else:
+            print("                - caches not dropped (--no-drop-caches or not root): deletions made here")
+            print("                  in the last ~6 minutes slow down the first runs.")
     print(f"  commands    : tar -x -f TAR -C FRESH_DIR")
     print(f"                {py} -m minirun --root FRESH_ROOT import TAR bench")
     print(flush=True)
 
     scratch = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     try:
-        read_through(tar_path)  # warm the page cache
+        if drop:
+            sync()
+            drop_caches_and_rewarm(tar_path, py, env)
+        else:
+            read_through(tar_path)  # warm the page cache
         times: dict[str, list[float]] = {"tar": [], "minirun": []}
         after: dict[str, list[float]] = {"tar": [], "minirun": []}
         keep_root: Path | None = None
@@ -428,8 +447,6 @@ def main() -> int:
                 out = scratch / f"{tool}-{i}"
                 out.mkdir()
                 sync()
-                if drop:
-                    drop_caches_and_rewarm(tar_path, py, env)
                 if tool == "tar":
                     t = timed(["tar", "-x", "-f", str(tar_path), "-C", str(out)])
                 else:
@@ -440,7 +457,7 @@ def main() -> int:
                 print(f"  {i + 1:<4}{tool:<10}{fmt_s(t):>10}{fmt_s(s):>10}", flush=True)
                 if tool == "minirun" and i == args.runs - 1:
                     keep_root = out  # reused by the dedup check below
-                else:
+                elif not keep_outputs:
                     shutil.rmtree(out)
         med = {k: statistics.median(v) for k, v in times.items()}
         ratio = med["minirun"] / med["tar"]

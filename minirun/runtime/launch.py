@@ -46,6 +46,8 @@ class LaunchPlan:
     tty: bool = False
     rows: int = 24  # the pty's first window size: the CLI's terminal's, measured before the fork
     cols: int = 80
+    stdio: tuple[int, int, int] | None = None  # fds for PID 1's 0, 1, 2 (a monitor's pipes); None: inherit
+    die_with_parent: bool = False  # a detached container dies with its monitor: nobody else records its exit
 
 
 @dataclass
@@ -129,6 +131,13 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
     # (security.py loads prctl at import time for that reason).
     from minirun.runtime.security import apply_security, close_other_fds, read_user_db, resolve_user
 
+    if plan.die_with_parent:
+        import prctl
+
+        prctl.set_pdeathsig(signal.SIGKILL)
+    if plan.stdio is not None:
+        for target, fd in enumerate(plan.stdio):
+            os.dup2(fd, target)
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()
     namespaces = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWCGROUP

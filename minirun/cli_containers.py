@@ -1,0 +1,201 @@
+"""Container verbs of the typer app (registered on cli.app): stop, kill, rm, start, wait, logs,
+rename, top, container prune. `run`, `exec` and `ps` take the lean path in main.py."""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from minirun.cli import app, options, report
+from minirun.errors import EXIT_RUNTIME, MinirunError
+
+
+def _containers():
+    from minirun.runtime.container import Containers
+    from minirun.store import Store
+
+    return Containers(Store(options.root))
+
+
+def _each(names: list[str], action) -> None:
+    """docker's multi-container verbs: act on each, print the name as given, report failures."""
+    containers = _containers()
+    failed = False
+    for name in names:
+        try:
+            action(containers, containers.find(name))
+            print(name)
+        except MinirunError as exc:
+            report(exc)
+            failed = True
+    if failed:
+        raise typer.Exit(EXIT_RUNTIME)
+
+
+def _stop_signal(containers, container) -> int:
+    from minirun.runtime.lifecycle import signal_number
+
+    try:
+        image = containers.store.images.get(container.config.image)
+        name = image.config.get("config", {}).get("StopSignal")
+    except MinirunError:
+        name = None
+    return signal_number(name) if name else 15
+
+
+@app.command("stop")
+def stop(
+    names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+    time_: int = typer.Option(10, "-t", "--time", help="Seconds to wait before killing the container."),
+) -> None:
+    """Stop running containers: the stop signal, then SIGKILL after the grace period."""
+    from minirun.runtime import lifecycle
+
+    _each(names, lambda cs, c: lifecycle.stop(cs, c, time_, _stop_signal(cs, c)))
+
+
+@app.command("kill")
+def kill(
+    names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+    signal_: str = typer.Option("KILL", "-s", "--signal", help="Signal to send to the container."),
+) -> None:
+    """Kill running containers."""
+    from minirun.runtime import lifecycle
+
+    number = lifecycle.signal_number(signal_)
+    _each(names, lambda cs, c: lifecycle.kill(cs, c, number))
+
+
+@app.command("rm")
+def rm(
+    names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+    force: bool = typer.Option(False, "-f", "--force", help="Force the removal of a running container."),
+    volumes: bool = typer.Option(False, "-v", "--volumes", help="Accepted for docker compatibility (no anonymous volumes)."),
+) -> None:
+    """Remove containers: their writable layer, records and logs."""
+    from minirun.runtime import lifecycle
+
+    _each(names, lambda cs, c: lifecycle.remove(cs, c, force))
+
+
+@app.command("start")
+def start(
+    names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+    attach: bool = typer.Option(False, "-a", "--attach", help="Attach STDOUT/STDERR and forward the exit code."),
+) -> None:
+    """Start stopped containers (the same command, on the same writable layer)."""
+    from minirun.runtime import lifecycle
+
+    if not attach:
+        _each(names, lambda cs, c: lifecycle.start(cs, c))
+        return
+    if len(names) != 1:
+        raise MinirunError("you cannot start and attach multiple containers at once")
+    from minirun.logs import show_logs
+
+    containers = _containers()
+    container = containers.find(names[0])
+    log_size = _log_size(container)
+    container = lifecycle.start(containers, container)
+    show_logs(container, None, False, True, lambda: lifecycle.is_running(lifecycle.refresh(containers, container)),
+              start_offset=log_size)
+    raise typer.Exit(lifecycle.refresh(containers, container).state.get("ExitCode", 0))
+
+
+def _log_size(container) -> int:
+    import os
+
+    from minirun.logs import log_path
+
+    try:
+        return os.path.getsize(log_path(container))
+    except OSError:
+        return 0
+
+
+@app.command("wait")
+def wait(names: List[str] = typer.Argument(..., metavar="CONTAINER...")) -> None:
+    """Block until containers stop, then print their exit codes."""
+    from minirun.runtime import lifecycle
+
+    containers = _containers()
+    failed = False
+    for name in names:
+        try:
+            container = lifecycle.wait_for_exit(containers, containers.find(name))
+            print(container.state.get("ExitCode", 0))
+        except MinirunError as exc:
+            report(exc)
+            failed = True
+    if failed:
+        raise typer.Exit(EXIT_RUNTIME)
+
+
+@app.command("logs")
+def logs(
+    name: str = typer.Argument(..., metavar="CONTAINER"),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Follow log output until the container exits."),
+    tail: Optional[str] = typer.Option(None, "-n", "--tail", help="Number of lines to show from the end ('all')."),
+    timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Show timestamps."),
+) -> None:
+    """Fetch the logs of a container (stdout to stdout, stderr to stderr)."""
+    from minirun.errors import UsageError
+    from minirun.logs import show_logs
+    from minirun.runtime import lifecycle
+
+    lines: Optional[int] = None
+    if tail not in (None, "all"):
+        if not tail.lstrip("-").isdigit():
+            raise UsageError(f"invalid value for --tail: {tail!r}")
+        lines = max(int(tail), 0) if int(tail) >= 0 else None
+    containers = _containers()
+    container = containers.find(name)
+    show_logs(container, lines, timestamps, follow,
+              lambda: lifecycle.is_running(lifecycle.refresh(containers, container)))
+
+
+@app.command("rename")
+def rename(name: str = typer.Argument(..., metavar="CONTAINER"), new_name: str = typer.Argument(..., metavar="NEW_NAME")) -> None:
+    """Rename a container."""
+    from minirun.runtime import lifecycle
+
+    containers = _containers()
+    lifecycle.rename(containers, containers.find(name), new_name)
+
+
+@app.command("top")
+def top(name: str = typer.Argument(..., metavar="CONTAINER")) -> None:
+    """Display the running processes of a container."""
+    from minirun.cli import _print_table
+    from minirun.containerinfo import top_rows
+    from minirun.runtime import lifecycle
+
+    containers = _containers()
+    container = lifecycle.refresh(containers, containers.find(name))
+    if not lifecycle.is_running(container):
+        raise MinirunError(f"container {container.id} is not running")
+    _print_table(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], top_rows(container))
+
+
+container_app = typer.Typer(help="Manage containers.", no_args_is_help=True)
+app.add_typer(container_app, name="container")
+
+
+@container_app.command("prune")
+def container_prune(force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation.")) -> None:
+    """Remove all stopped containers."""
+    from minirun.humanize import human_size
+    from minirun.runtime import lifecycle
+
+    if not force and sys.stdin.isatty():
+        answer = input("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return
+    removed, freed = lifecycle.prune(_containers())
+    if removed:
+        print("Deleted Containers:")
+        for id_ in removed:
+            print(id_)
+        print()
+    print(f"Total reclaimed space: {human_size(freed)}")

@@ -1,0 +1,64 @@
+"""`exec`'s options, parsed without typer (exec is timed like run; see runargs.py). docker's
+spelling and meaning; errors are UsageError (exit 125)."""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+from minirun.errors import UsageError
+from minirun.runargs import _env_item, read_env_file
+
+
+@dataclass
+class ExecOptions:
+    container: str
+    command: list[str]
+    detach: bool = False
+    interactive: bool = False
+    tty: bool = False
+    env: list[str] = field(default_factory=list)  # resolved K=V, in order
+    workdir: str = ""  # "": the container's
+    user: str = ""  # "": the container's
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="minirun exec", add_help=False,
+                usage="minirun exec [OPTIONS] CONTAINER COMMAND [ARG...]",
+                description="Execute a command in a running container.")
+    p.add_argument("--help", action="help", help="Print usage")
+    p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
+    p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables (K=V, or K from the host)")
+    p.add_argument("--env-file", action="append", default=[], help="Read in a file of environment variables")
+    p.add_argument("-w", "--workdir", default="", help="Working directory inside the container")
+    p.add_argument("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    return p
+
+
+def parse_exec_args(argv: list[str], environ: dict[str, str] | None = None) -> ExecOptions:
+    ns = _parser().parse_args(argv)
+    if not ns.command:
+        raise UsageError('"minirun exec" requires at least 2 arguments: CONTAINER COMMAND [ARG...]')
+    host_env = os.environ if environ is None else environ
+    env: list[str] = []
+    for path in ns.env_file:
+        env += read_env_file(path, host_env)
+    for item in ns.env:
+        env += _env_item(item, host_env)
+    if ns.workdir and not ns.workdir.startswith("/"):
+        raise UsageError(f"the working directory '{ns.workdir}' is invalid, it needs to be an absolute path")
+    if ns.detach and ns.tty:
+        # nobody would ever read the terminal's output
+        raise UsageError("exec -d with -t is not supported")
+    return ExecOptions(container=ns.container, command=list(ns.command), detach=ns.detach,
+                       interactive=ns.interactive and not ns.detach, tty=ns.tty, env=env,
+                       workdir=ns.workdir, user=ns.user)

@@ -1,0 +1,274 @@
+"""`exec`: a new process in a running container's namespaces, restricted like its PID 1.
+
+The CLI marks itself non-dumpable before it touches the container (runc CVE-2019-5736: a
+dumpable process in the container's PID namespace would let the container's root open
+/proc/<pid>/exe, the host's python binary, and the fds of the process). It opens PID 1's
+/proc/PID/ns/* while the host's /proc is still its /proc, joins the PID namespace for its
+children only (setns(CLONE_NEWPID) moves the caller nowhere, as unshare does) and forks; the
+child joins the other namespaces, mount last (after it, its root and cwd are the container's),
+and then goes the way of PID 1 in launch.py: workdir, user from the container's /etc/passwd,
+capabilities and no_new_privs, no fd but 0-2, exec. Errors come back on launch's close-on-exec
+pipe ("<code>\\n<message>"), so 126/127 read exactly as they do for `run`.
+
+Kept off typer and rich: main.py dispatches `exec` on the lean path.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+
+from minirun import linux
+from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_RUNTIME, MinirunError, UsageError
+from minirun.execargs import ExecOptions, parse_exec_args
+
+# joined by the child in this order: mnt last, since after it no host path is reachable
+CHILD_NAMESPACES: tuple[tuple[str, int], ...] = (
+    ("ipc", linux.CLONE_NEWIPC), ("uts", linux.CLONE_NEWUTS), ("net", linux.CLONE_NEWNET),
+    ("cgroup", linux.CLONE_NEWCGROUP), ("mnt", linux.CLONE_NEWNS),
+)
+
+
+class NotRunning(MinirunError):
+    """exec into a container whose PID 1 is gone (or never started): docker's 125."""
+
+
+def exec_command(argv: list[str], root: str | None) -> int:
+    from minirun.runtime.container import Containers
+    from minirun.store import Store
+
+    opts = parse_exec_args(argv)
+    if opts.tty and opts.interactive and not os.isatty(0):
+        raise UsageError("the input device is not a TTY")  # docker's check, as in run
+    container = Containers(Store(root)).find(opts.container)
+    # prctl comes with security.py, which the child needs anyway (imported before setns: the
+    # host's site-packages are out of reach after it)
+    from minirun.runtime import security
+
+    security.set_non_dumpable()
+    namespaces = open_namespaces(container.id, container.state)
+    try:
+        return _exec(container, opts, namespaces)
+    finally:
+        for fd in namespaces.values():
+            os.close(fd)
+
+
+def open_namespaces(container_id: str, state: dict) -> dict[str, int]:
+    """Close-on-exec fds of PID 1's namespaces ("pid" and CHILD_NAMESPACES' names), taken only
+    if it is the very process the state recorded (pid and start time: pids are reused); one
+    that is ours too (net with --network host) is left out. NotRunning otherwise."""
+    from minirun.runtime.procs import is_alive
+
+    pid = state.get("Pid") or 0
+    not_running = NotRunning(f"container {container_id} is not running")
+    if state.get("Status") != "running" or not isinstance(pid, int) or pid <= 0:
+        raise not_running
+    try:
+        # this directory stays that process's for good: checked once, a reused pid cannot slip in
+        proc = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise not_running from None
+    fds: dict[str, int] = {}
+    try:
+        if not is_alive(pid, state.get("PidStartTime")):
+            raise not_running
+        for name in ("pid", *(n for n, _ in CHILD_NAMESPACES)):
+            try:
+                fd = os.open(f"ns/{name}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
+            except (FileNotFoundError, ProcessLookupError):
+                raise not_running from None  # it exited (or is a zombie) since the check
+            theirs, ours = os.fstat(fd), os.stat(f"/proc/self/ns/{name}")
+            if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+                if name in ("pid", "mnt"):
+                    # every container has its own: this pid is not a container's PID 1
+                    os.close(fd)
+                    raise not_running
+                os.close(fd)
+                continue
+            fds[name] = fd
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    finally:
+        os.close(proc)
+    return fds
+
+
+def _exec(container, opts: ExecOptions, namespaces: dict[str, int]) -> int:
+    from minirun.runtime import launch
+
+    tty = None
+    rows, cols = 24, 80
+    console = child_console = None
+    if opts.tty:
+        import socket
+
+        from minirun.runtime import tty
+
+        rows, cols = tty.window_size(1)  # docker measures its stdout
+        console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    # for children only: the fork below is the first process of ours in the container's PID ns
+    linux.setns(namespaces.pop("pid"), linux.CLONE_NEWPID)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, launch.FORWARDED_SIGNALS)
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        os.close(read_fd)
+        os.close(write_fd)
+        if exc.errno == errno.ENOMEM:  # the namespace's init has exited: no process may join
+            raise NotRunning(f"container {container.id} is not running") from None
+        raise
+    if pid == 0:
+        os.close(read_fd)
+        if console is not None:
+            console.close()
+        _child_main(container, opts, namespaces, write_fd, old_mask, child_console, rows, cols)
+    os.close(write_fd)
+    if child_console is not None:
+        child_console.close()  # the child holds the only other end: its failure reads as EOF
+    started = launch.Started(pid=pid, error_fd=read_fd, console=console)
+    master = tty.receive_master(console) if tty else None
+    failure = launch.read_start_error(started)
+    if failure is None and tty and master is None:
+        launch.kill(pid)
+        failure = MinirunError("the exec'd process's pty never arrived")
+    if failure is not None or opts.detach:
+        # -d: the child forked the command and left; its exit code tells nothing more
+        if master is not None:
+            os.close(master)
+        os.waitpid(pid, 0)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        if failure is not None:
+            raise failure
+        return 0
+    if tty:
+        return tty.attach(pid, master, opts.interactive)
+    return launch.wait_for_exit(pid)
+
+
+def _child_main(container, opts, namespaces, error_fd, old_mask, console, rows, cols) -> None:
+    """Never returns: execs, or reports on the error pipe and exits with the error's code."""
+    from minirun.runtime import launch
+
+    code, message = EXIT_RUNTIME, "exec failed"
+    try:
+        _child(container, opts, namespaces, error_fd, old_mask, console, rows, cols)
+    except launch._ExecFailure as exc:
+        code, message = exc.code, exc.message
+    except MinirunError as exc:
+        code, message = exc.exit_code, exc.message
+    except BaseException as exc:  # a bug; still one line, never a traceback
+        message = f"exec: {type(exc).__name__}: {exc}"
+    try:
+        os.write(error_fd, f"{code}\n{message}".encode(errors="replace"))
+    finally:
+        os._exit(code)
+
+
+def _child(container, opts: ExecOptions, namespaces: dict[str, int], error_fd: int, old_mask,
+           console, rows: int, cols: int) -> None:
+    # everything needed after the mount namespace is joined is imported before it
+    from minirun.run import merged_env
+    from minirun.runtime import launch
+    from minirun.runtime.security import apply_security, close_other_fds, read_user_db, resolve_user
+
+    config = container.config
+    # our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (as for run)
+    os.setsid()
+    for name, flag in CHILD_NAMESPACES:
+        fd = namespaces.pop(name, None)
+        if fd is not None:
+            linux.setns(fd, flag)
+            os.close(fd)
+    # from here on "/" and the cwd are the container's root; nothing of the host is open but 0-2,
+    # the error pipe (and with -t the console socket)
+    _enter_workdir(opts.workdir or config.workdir or "/")
+    passwd, group = read_user_db("/")
+    user = resolve_user(opts.user or config.user or None, passwd, group)
+    env = launch._with_defaults(merged_env(config.env, opts.env), config.hostname, user.home, opts.tty)
+    if console is not None:
+        _setup_console(console, rows, cols, user.uid)
+    elif opts.detach:
+        _stdio_to_null((0, 1, 2))  # holding the CLI's stdout would keep its reader waiting
+    elif not opts.interactive:
+        _stdio_to_null((0,))
+    executable = launch.find_executable(opts.command[0], launch._env_value(env, "PATH"))
+    apply_security(user)
+    close_other_fds(keep=(error_fd,))
+    if opts.detach and os.fork() != 0:
+        # the command's parent leaves at once, so the container's PID 1 adopts (and reaps) it
+        os._exit(0)
+    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    try:
+        os.execve(executable, opts.command, launch._env_dict(env))
+    except OSError as exc:
+        raise launch._exec_error(opts.command[0], exc) from None
+
+
+def _enter_workdir(path: str) -> None:
+    """runc's rule for exec: the directory must exist (run creates a missing one, exec does not)."""
+    try:
+        os.chdir(path)
+    except OSError as exc:
+        raise MinirunError(f'chdir to cwd ("{path}") set in config failed: {(exc.strerror or str(exc)).lower()}',
+                           exit_code=EXIT_CANNOT_INVOKE) from None
+    # runc CVE-2024-21626: never a cwd outside the container's root
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = ""
+    if not cwd.startswith("/"):
+        raise MinirunError("current working directory is outside of container mount namespace root")
+
+
+def _stdio_to_null(targets: tuple[int, ...]) -> None:
+    """The container's /dev/null, never the host's (an fd of a host inode is a way to it: root in
+    the container could fchmod it); checked, since the container's root may replace the node."""
+    try:
+        fd = os.open("/dev/null", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise MinirunError(f"open /dev/null in the container: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise MinirunError("/dev/null in the container is not the null device")
+    for target in targets:
+        os.dup2(fd, target)
+    os.close(fd)
+
+
+def _setup_console(sock, rows: int, cols: int, uid: int) -> None:
+    """tty.py's PID 1 console, minus /dev/console: an exec must not mount anything in the
+    container. The pty comes from the container's own devpts (its /dev/ptmx)."""
+    import fcntl
+    import socket
+    import struct
+    import termios
+
+    from minirun.runtime import tty
+
+    try:
+        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise MinirunError(f"open /dev/ptmx: {exc.strerror}") from None
+    try:
+        fcntl.ioctl(master, tty._TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, tty._TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack(tty._WINSIZE, rows, cols, 0, 0))
+        os.fchown(slave, uid, -1)
+        socket.send_fds(sock, [b"pty"], [master])
+    except OSError as exc:
+        raise MinirunError(f"setting up the exec's pty: {exc.strerror or exc}") from None
+    finally:
+        os.close(master)
+    sock.close()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)  # setsid() made us a session leader without one
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)

@@ -1,0 +1,170 @@
+"""What happens to containers after they start: the truth about whether they still run, and
+stop, kill, wait, rm, start, rename, prune with docker's semantics.
+
+state.json is written by whoever is PID 1's parent (the foreground CLI or the monitor). If that
+process died without writing the exit (kill -9, a reboot), `refresh` finds out from /proc, by pid
+and start time, and records an honest exit, so no command waits on a dead container.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from minirun.errors import Conflict, UsageError
+from minirun.humanize import rfc3339_now
+from minirun.runtime.container import Container, Containers
+from minirun.runtime.procs import is_alive
+
+UNKNOWN_EXIT = 255  # docker's code when the exit status was lost with the process that knew it
+_POLL = 0.02
+
+
+def is_running(container: Container) -> bool:
+    return container.state.get("Status") == "running"
+
+
+def refresh(containers: Containers, container: Container) -> Container:
+    """Re-read the state; if it says running but PID 1 and its parent are both gone, record
+    the exit nobody else will."""
+    try:
+        container = containers.load(container.id)
+    except Exception:
+        return container
+    state = container.state
+    if state.get("Status") != "running":
+        return container
+    if is_alive(state.get("Pid", 0), state.get("PidStartTime")):
+        return container
+    if is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")):
+        return container  # PID 1 just ended; its parent is writing the exit now
+    containers.update_state(container, Status="exited", Running=False, Pid=0, ExitCode=UNKNOWN_EXIT,
+                            Error="the container's monitor died; its exit status is unknown",
+                            FinishedAt=rfc3339_now())
+    return container
+
+
+def signal_number(name: str | int) -> int:
+    """`KILL`, `SIGKILL`, `9` -> 9 (docker's --signal spelling)."""
+    text = str(name).strip().upper()
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < 65:
+            return number
+    else:
+        try:
+            return int(signal.Signals(text if text.startswith("SIG") else "SIG" + text))
+        except (KeyError, ValueError):
+            pass
+    raise UsageError(f"invalid signal: {name}")
+
+
+def kill(containers: Containers, container: Container, sig: int = signal.SIGKILL) -> None:
+    container = refresh(containers, container)
+    if not is_running(container):
+        raise Conflict(f"Cannot kill container: {container.id[:12]}: container {container.id} is not running")
+    try:
+        os.kill(container.state["Pid"], sig)
+    except ProcessLookupError:
+        pass
+
+
+def wait_for_exit(containers: Containers, container: Container, timeout: float | None = None) -> Container:
+    """Poll until the container is not running (or the timeout passes); returns the last state."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        container = refresh(containers, container)
+        if not is_running(container):
+            return container
+        if deadline is not None and time.monotonic() >= deadline:
+            return container
+        time.sleep(_POLL)
+
+
+def stop(containers: Containers, container: Container, timeout: float, stop_signal: int = signal.SIGTERM) -> None:
+    """docker stop: the stop signal, then SIGKILL after `timeout` seconds; returns once exited."""
+    container = refresh(containers, container)
+    if not is_running(container):
+        return
+    _signal(container, stop_signal)
+    container = wait_for_exit(containers, container, timeout)
+    if is_running(container):
+        _signal(container, signal.SIGKILL)
+        wait_for_exit(containers, container, 30)
+
+
+def _signal(container: Container, sig: int) -> None:
+    try:
+        os.kill(container.state["Pid"], sig)
+    except ProcessLookupError:
+        pass
+
+
+def remove(containers: Containers, container: Container, force: bool) -> None:
+    container = refresh(containers, container)
+    if is_running(container):
+        if not force:
+            raise Conflict(
+                f"You cannot remove a running container {container.id}. "
+                "Stop the container before attempting removal or force remove"
+            )
+        _signal(container, signal.SIGKILL)
+        container = wait_for_exit(containers, container, 30)
+        # an --rm container's monitor removes it itself; give it the moment it needs
+        deadline = time.monotonic() + 5
+        while container.config.auto_remove and os.path.isdir(container.dir) and time.monotonic() < deadline:
+            time.sleep(_POLL)
+    if os.path.isdir(container.dir):
+        containers.remove(container)
+
+
+def start(containers: Containers, container: Container) -> Container:
+    """docker start: run an exited container's command again on the same upper dir."""
+    from minirun.runtime.detach import spawn_monitor
+
+    container = refresh(containers, container)
+    if is_running(container):
+        return container
+    spawn_monitor(containers.store.root, container.id)
+    return containers.load(container.id)
+
+
+def rename(containers: Containers, container: Container, new_name: str) -> None:
+    import json
+
+    from minirun.runtime.container import validate_name
+    from minirun.store.fsutil import atomic_write
+
+    validate_name(new_name)
+    with containers.store.locked():
+        for other in containers.all():
+            if other.name == new_name and other.id != container.id:
+                raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
+                               f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.')
+        container.config.name = new_name
+        atomic_write(os.path.join(container.dir, "config.json"), json.dumps(container.config.to_json()).encode(),
+                     durable=False)
+
+
+def prune(containers: Containers) -> tuple[list[str], int]:
+    """Remove every container that is not running; returns their ids and the bytes freed."""
+    removed, freed = [], 0
+    for container in containers.all():
+        container = refresh(containers, container)
+        if is_running(container):
+            continue
+        freed += _tree_size(container.upper)
+        containers.remove(container)
+        removed.append(container.id)
+    return removed, freed
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for top, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(top, name)).st_size
+            except OSError:
+                pass
+    return total

@@ -1,0 +1,95 @@
+"""The monitor of a detached container: starts its PID 1, then execs into logcopier.py, which
+stays as PID 1's parent, writes its log and records its exit.
+
+Started by `run -d`/`start` as `python -S` with a bare sys.path (see detach.py), in its own
+session with no terminal; no typer, rich or pyroute2 ever load here.
+
+Log: one JSON object per line, docker's json-file format: {"log": "...", "stream": "stdout",
+"time": "<RFC 3339>"}; a line longer than 16 KiB is split, as docker does.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+from minirun.runtime.logcopier import CODE_MARK, TIME_MARK
+
+LOG_NAME = "container.log"
+COPIER_BOOT = ("import sys; sys.path[:0] = [sys.argv[1]]; from minirun.runtime.logcopier import main; "
+               "sys.exit(main(sys.argv[2:]))")
+
+
+def main(argv: list[str]) -> int:
+    store_root, container_id, ready_fd = argv[0], argv[1], int(argv[2])
+    from minirun.errors import MinirunError
+    from minirun.humanize import rfc3339_now
+    from minirun.runtime import launch
+    from minirun.runtime.container import Containers
+    from minirun.runtime.initlayer import init_layer_link
+    from minirun.runtime.plan import build_plan
+    from minirun.runtime.procs import start_time
+    from minirun.store import Store
+
+    # A terminal hang-up or Ctrl-C aimed at the CLI that started us must not end the container.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    store = Store(store_root)
+    containers = Containers(store)
+    container = containers.load(container_id)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    null = os.open("/dev/null", os.O_RDONLY)
+    try:
+        image = store.images.get(container.config.image)
+        plan = build_plan(store, container, image, init_layer_link(store))
+        plan.stdio, plan.die_with_parent, plan.interactive = (null, out_w, err_w), True, True
+        started = launch.start(plan)
+    except BaseException as exc:
+        _report(ready_fd, exc if isinstance(exc, MinirunError) else MinirunError(f"{type(exc).__name__}: {exc}"))
+        return 1
+    finally:
+        for fd in (null, out_w, err_w):
+            os.close(fd)
+    failure = launch.read_start_error(started)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, launch.FORWARDED_SIGNALS)
+    if failure is not None:
+        os.waitpid(started.pid, 0)
+        containers.update_state(container, Status="exited", Running=False, ExitCode=failure.exit_code,
+                                Error=failure.message, FinishedAt=rfc3339_now())
+        _report(ready_fd, failure)
+        _maybe_remove(containers, container)
+        return 1
+    containers.update_state(container, Status="running", Running=True, Pid=started.pid,
+                            PidStartTime=start_time(started.pid), MonitorPid=os.getpid(),
+                            MonitorStartTime=start_time(os.getpid()), StartedAt=rfc3339_now(),
+                            FinishedAt="0001-01-01T00:00:00Z", ExitCode=0, Error="")
+    os.write(ready_fd, b"ok")
+    os.close(ready_fd)
+    exited = dict(container.state, Status="exited", Running=False, Pid=0, ExitCode=0, FinishedAt=TIME_MARK)
+    template = json.dumps(exited).replace('"ExitCode": 0', f'"ExitCode": {CODE_MARK}', 1)
+    for fd in (out_r, err_r):
+        os.set_inheritable(fd, True)
+    # Become the lean copier (logcopier.py): same process, still PID 1's parent, a fraction of the memory.
+    os.execv(sys.executable, [sys.executable, "-S", "-c", COPIER_BOOT, _package_parent(), container.dir,
+                              os.path.join(store.root, "lock"), str(started.pid), str(out_r), str(err_r),
+                              "1" if container.config.auto_remove else "0", template])
+
+
+def _report(ready_fd: int, failure) -> None:
+    os.write(ready_fd, f"{failure.exit_code}\n{failure.message}".encode(errors="replace"))
+    os.close(ready_fd)
+
+
+def _maybe_remove(containers, container) -> None:
+    if container.config.auto_remove:
+        containers.remove(container)
+
+
+def _package_parent() -> str:
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
