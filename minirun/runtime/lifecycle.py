@@ -53,7 +53,7 @@ def signal_number(name: str | int) -> int:
             return number
     else:
         try:
-            return int(signal.Signals(text if text.startswith("SIG") else "SIG" + text))
+            return int(signal.Signals[text if text.startswith("SIG") else "SIG" + text])
         except (KeyError, ValueError):
             pass
     raise UsageError(f"invalid signal: {name}")

@@ -1,0 +1,214 @@
+"""Detached containers for real: run -d, the monitor, logs, ps, stop, kill, rm, start, wait."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+ID64 = re.compile(r"^[0-9a-f]{64}\n$")
+
+
+def state_of(store_root, container_id) -> dict:
+    return json.loads((store_root / "containers" / container_id / "state.json").read_text())
+
+
+def wait_until(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def processes_of(container_id: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if container_id in line]
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_running(cli, isolated_store):
+    yield
+    # whatever a test left running is killed and removed, so no monitor outlives the test
+    for line in cli("ps", "-a", "-q", "--no-trunc").out.split():
+        cli("rm", "-f", line)
+    assert not [p for p in processes_of(str(isolated_store)) if "logcopier" in p or "monitor" in p]
+
+
+def test_run_d_prints_the_id_and_keeps_running(cli, busybox, isolated_store):
+    started = time.monotonic()
+    result = cli("run", "-d", "--name", "myapp", "busybox", "sleep", "100000")
+    assert result.code == 0 and ID64.match(result.out), result
+    assert time.monotonic() - started < 10
+    container_id = result.out.strip()
+    state = state_of(isolated_store, container_id)
+    assert state["Status"] == "running" and state["Pid"] > 0
+    table = cli("ps").out.splitlines()
+    assert table[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    row = table[1]
+    assert row.startswith(container_id[:12]) and '"sleep 100000"' in row and "Up " in row and row.endswith("myapp")
+    assert cli("ps", "-q").out == container_id[:12] + "\n"
+    assert cli("ps", "-q", "--no-trunc").out == container_id + "\n"
+    record = json.loads(cli("ps", "--format", "json").out)
+    assert record["Names"] == "myapp" and record["State"] == "running"
+
+
+def test_logs_keep_streams_apart(cli, busybox):
+    cid = cli("run", "-d", "busybox", "sh", "-c", "echo one; echo two >&2; echo three").out.strip()
+    assert cli("wait", cid).out == "0\n"
+    logs = cli("logs", cid)
+    assert (logs.out, logs.err) == ("one\nthree\n", "two\n")
+    tail = cli("logs", "--tail", "1", cid)  # the last entry of either stream
+    assert (tail.out + tail.err) in ("three\n", "two\n")
+    quiet = cli("run", "-d", "busybox", "sh", "-c", "seq 1 5").out.strip()
+    cli("wait", quiet)
+    assert cli("logs", "--tail", "2", quiet).out == "4\n5\n"
+    stamped = cli("logs", "-t", cid).out.splitlines()
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z one$", stamped[0])
+
+
+def test_logs_follow_until_exit(cli, busybox):
+    cid = cli("run", "-d", "busybox", "sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.2; done").out.strip()
+    followed = cli("logs", "-f", cid)
+    assert followed.out == "1\n2\n3\n"
+
+
+def test_stop_kills_a_process_that_ignores_sigterm_after_the_timeout(cli, busybox, isolated_store):
+    cid = cli("run", "-d", "busybox", "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done").out.strip()
+    started = time.monotonic()
+    assert cli("stop", "-t", "1", cid).out == cid + "\n"
+    took = time.monotonic() - started
+    assert 0.9 < took < 10
+    state = state_of(isolated_store, cid)
+    assert (state["Status"], state["ExitCode"]) == ("exited", 137)
+    assert "Exited (137)" in cli("ps", "-a").out
+
+
+def test_stop_of_a_cooperating_process_is_quick(cli, busybox, isolated_store):
+    cid = cli("run", "-d", "busybox", "sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done").out.strip()
+    started = time.monotonic()
+    cli("stop", cid)
+    assert time.monotonic() - started < 5
+    assert state_of(isolated_store, cid)["ExitCode"] == 3
+
+
+def test_kill_with_a_signal(cli, busybox, isolated_store):
+    cid = cli("run", "-d", "busybox", "sh", "-c", "trap 'exit 7' USR1; while true; do sleep 0.1; done").out.strip()
+    assert cli("kill", "-s", "USR1", cid).code == 0
+    assert cli("wait", cid).out == "7\n"
+    assert cli("kill", cid).code == 125  # not running any more
+    bad = cli("kill", "-s", "NOSUCHSIG", cid)
+    assert bad.code == 125 and "invalid signal" in bad.err
+
+
+def test_rm_needs_force_for_a_running_container(cli, busybox, isolated_store):
+    cid = cli("run", "-d", "busybox", "sleep", "1000").out.strip()
+    refused = cli("rm", cid)
+    assert refused.code == 125 and "cannot remove a running container" in refused.err
+    assert cli("rm", "-f", cid).code == 0
+    assert not (isolated_store / "containers" / cid).exists()
+    assert wait_until(lambda: not processes_of(cid))
+    assert cli("ps", "-a", "-q").out == ""
+
+
+def test_start_runs_an_exited_container_again_on_the_same_upper(cli, busybox, isolated_store):
+    cid = cli("run", "-d", "busybox", "sh", "-c", "echo run >> /count; wc -l < /count").out.strip()
+    assert cli("wait", cid).out == "0\n"
+    assert cli("start", cid).out == cid + "\n"
+    assert cli("wait", cid).out == "0\n"
+    assert cli("logs", cid).out.split() == ["1", "2"]
+    attached = cli("start", "-a", cid)
+    assert attached.out == "3\n" and attached.code == 0
+    assert (isolated_store / "containers" / cid / "upper" / "count").read_text() == "run\nrun\nrun\n"
+
+
+def test_wait_prints_the_exit_code(cli, busybox):
+    cid = cli("run", "-d", "busybox", "sh", "-c", "sleep 0.3; exit 42").out.strip()
+    assert cli("wait", cid).out == "42\n"
+    assert "Exited (42)" in cli("ps", "-a").out
+
+
+def test_eight_parallel_detached_containers(cli, busybox):
+    def start(i):
+        return cli("run", "-d", "--name", f"par{i}", "busybox", "sh", "-c", f"echo hello-{i}").out.strip()
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(start, range(8)))
+    assert all(ID64.match(i + "\n") for i in ids) and len(set(ids)) == 8
+    for i, cid in enumerate(ids):
+        assert cli("wait", cid).out == "0\n"
+        assert cli("logs", f"par{i}").out == f"hello-{i}\n"
+
+
+def test_a_monitor_killed_with_9_leaves_an_honest_state(cli, busybox, isolated_store):
+    cid = cli("run", "-d", "busybox", "sleep", "1000").out.strip()
+    state = state_of(isolated_store, cid)
+    os.kill(state["MonitorPid"], signal.SIGKILL)
+    # the container dies with its monitor (nobody else could record its exit) ...
+    assert wait_until(lambda: not os.path.exists(f"/proc/{state['Pid']}") or
+                      open(f"/proc/{state['Pid']}/stat").read().split(") ")[1][0] == "Z")
+    # ... and the next ps says so instead of "Up"
+    row = cli("ps", "-a").out.splitlines()[1]
+    assert "Exited (255)" in row
+    assert cli("ps", "-q").out == ""
+    doc = json.loads(cli("inspect", cid).out)[0]
+    assert doc["State"]["Running"] is False and "monitor" in doc["State"]["Error"]
+    assert cli("wait", cid).out == "255\n"
+
+
+def test_run_d_with_rm_removes_itself(cli, busybox, isolated_store):
+    cid = cli("run", "-d", "--rm", "busybox", "true").out.strip()
+    assert wait_until(lambda: not (isolated_store / "containers" / cid).exists())
+
+
+def test_inspect_rename_top_prune(cli, busybox, isolated_store):
+    cid = cli("run", "-d", "--name", "first", "busybox", "sleep", "1000").out.strip()
+    doc = json.loads(cli("inspect", "first").out)[0]
+    assert doc["Id"] == cid and doc["Name"] == "/first" and doc["State"]["Status"] == "running"
+    assert doc["GraphDriver"]["Name"] == "overlay" and doc["GraphDriver"]["Data"]["UpperDir"].endswith(cid + "/upper")
+    assert doc["Path"] == "sleep" and doc["Args"] == ["1000"]
+    assert cli("rename", "first", "second").code == 0
+    assert cli("ps").out.splitlines()[1].endswith("second")
+    top = cli("top", "second").out.splitlines()
+    assert top[0].split()[:3] == ["UID", "PID", "PPID"] and top[1].endswith("sleep 1000")
+    done = cli("run", "-d", "busybox", "true").out.strip()
+    cli("wait", done)
+    pruned = cli("container", "prune", "-f")
+    assert done in pruned.out and cid not in pruned.out and "Total reclaimed space" in pruned.out
+    assert cli("ps", "-a", "-q", "--no-trunc").out == cid + "\n"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["stop", "nosuch"], "No such container: nosuch"),
+    (["logs", "nosuch"], "No such container"),
+    (["wait", "nosuch"], "No such container"),
+    (["top", "nosuch"], "No such container"),
+    (["rename", "nosuch", "x2"], "No such container"),
+    (["ps", "--bogus"], "--bogus"),
+    (["logs", "--tail", "x", "nosuch"], "--tail"),
+])
+def test_bad_input_is_one_line_and_125(cli, args, needle):
+    result = cli(*args)
+    lines = result.err.strip().splitlines()
+    assert result.code == 125 and len(lines) == 1 and lines[0].startswith("minirun: error: ") and needle in lines[0], result
+
+
+def test_many_run_d_rm_f_cycles_leave_nothing(cli, busybox, isolated_store):
+    cycles = int(os.environ.get("MINIRUN_CYCLES", "200"))
+    with ThreadPoolExecutor(2) as pool:
+        def cycle(i):
+            cid = cli("run", "-d", "busybox", "sleep", "1000").out.strip()
+            assert cli("rm", "-f", cid).code == 0
+            return cid
+        ids = list(pool.map(cycle, range(cycles)))
+    assert len(set(ids)) == cycles
+    assert os.listdir(isolated_store / "containers") == []
+    assert not processes_of(str(isolated_store))
+    assert not [line for line in open("/proc/mounts") if str(isolated_store) in line]
