@@ -12,7 +12,7 @@ import os
 import stat
 import tarfile
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 from minirun.errors import BadArchive
 
@@ -25,9 +25,6 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
 _COPY_CHUNK = 1 << 20
-_SMALL_FILE = 1 << 20  # written in one call; larger files stream through in chunks
-_QUEUE_DEPTH = 64  # calls in flight: at most ~64 MiB of file data held in memory
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.GNUTYPE_SPARSE)
 
 
@@ -97,18 +94,17 @@ def apply_layer(stream: BinaryIO, dest: str | os.PathLike[str]) -> AppliedLayer:
     """
     if os.listdir(dest):  # the breakout checks rely on knowing every entry: start from nothing
         raise ValueError(f"layer destination {os.fspath(dest)} is not empty")
-    reader = HashingReader(decompressed(stream))
     applier = _Applier(os.fspath(dest))
     try:
-        try:
+        if _is_plain_file(stream):
+            diff_id = _apply_seekable(stream, applier)
+        else:
+            reader = HashingReader(decompressed(stream))
             with tarfile.open(fileobj=reader, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
                 for member in tar:
                     applier.apply(member, tar)
             reader.drain()
-        except BaseException:
-            applier.io.abort()  # nothing may still be writing when the caller removes `dest`
-            raise
-        applier.finish()
+            diff_id = "sha256:" + reader.hasher.hexdigest()
     except BadArchive:
         raise
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
@@ -119,7 +115,57 @@ def apply_layer(stream: BinaryIO, dest: str | os.PathLike[str]) -> AppliedLayer:
         if type(exc).__module__ in ("zlib", "zstandard", "_lzma", "lzma", "zstd"):
             raise BadArchive(f"invalid compressed stream: {_describe(exc)}") from exc
         raise
-    return AppliedLayer(diff_id="sha256:" + reader.hasher.hexdigest(), size=applier.size)
+    applier.finish()
+    return AppliedLayer(diff_id=diff_id, size=applier.size)
+
+
+def _is_plain_file(stream: BinaryIO) -> bool:
+    """A regular, uncompressed file: it can be read twice, at random."""
+    try:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return False
+        position = stream.tell()
+        magic = stream.read(6)
+        stream.seek(position)
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return False
+    return not magic.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh"))
+
+
+def _apply_seekable(stream: BinaryIO, applier: "_Applier") -> str:
+    """A regular file is read twice at once: tarfile seeks through it (no stream buffering, the
+    costliest part of tarfile's streaming mode) while a thread hashes it from a second file
+    description; hashlib releases the GIL on large buffers, so the hash runs on the other core."""
+    import threading
+
+    start = stream.tell()
+    digest: list[str] = []
+    failure: list[BaseException] = []
+
+    def hash_file() -> None:
+        try:
+            with open(f"/proc/self/fd/{stream.fileno()}", "rb", buffering=0) as again:
+                again.seek(start)
+                hasher = hashlib.sha256()
+                buffer = bytearray(_COPY_CHUNK)
+                view = memoryview(buffer)
+                while n := again.readinto(buffer):
+                    hasher.update(view[:n])
+                digest.append("sha256:" + hasher.hexdigest())
+        except BaseException as exc:
+            failure.append(exc)
+
+    hashing = threading.Thread(target=hash_file, name="layer-hash", daemon=True)
+    hashing.start()
+    try:
+        with tarfile.open(fileobj=stream, mode="r:", encoding="utf-8", errors="surrogateescape") as tar:
+            for member in tar:
+                applier.apply(member, tar)
+    finally:
+        hashing.join()
+    if failure:
+        raise failure[0]
+    return digest[0]
 
 
 def _is_stream_error(exc: OSError) -> bool:
@@ -196,8 +242,6 @@ _DIR, _OTHER, _SYMLINK, _WHITEOUT = "dir", "other", "symlink", "whiteout"
 class _Applier:
     def __init__(self, root: str) -> None:
         self.root = root
-        self.io = _Writer()
-        self.big = _BigFile()
         self.kinds: dict[str, str] = {"": _DIR}
         self.explicit: set[str] = set()  # paths named by a member (implicit parents are not)
         self.opaque: set[str] = set()
@@ -228,7 +272,7 @@ class _Applier:
             prefix = f"{prefix}/{part}" if prefix else part
             kind = self.kinds.get(prefix)
             if kind is None:
-                self.io(os.mkdir, self._host(prefix), 0o755)
+                os.mkdir(self._host(prefix), 0o755)
                 self.kinds[prefix] = _DIR
             elif kind != _DIR:
                 raise BadArchive(f"refusing path through a {kind} in layer: {original!r}")
@@ -237,8 +281,6 @@ class _Applier:
         return f"{self.root}/{path}" if path else self.root
 
     # -- members -------------------------------------------------------------------------
-    # Checks and bookkeeping happen here, in order; every filesystem call goes through
-    # self.io, which runs it on the writer thread (see _Writer).
     def apply(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
         path = normalize_member_path(member.name)
         whiteout = parse_whiteout(path)
@@ -247,18 +289,18 @@ class _Applier:
         elif path == "":
             if not member.isdir():
                 raise BadArchive(f"refusing non-directory layer root: {member.name!r}")
-            self._meta(self.root, member, is_dir=True)
+            self._set_meta(self.root, member, is_dir=True)
         elif member.type in _FILE_TYPES:
             self._claim(path, _OTHER, member.name)
             self._file(path, member, tar)
         elif member.isdir():
             if not self._claim(path, _DIR, member.name):
-                self.io(os.mkdir, self._host(path), 0o700)
-            self._meta(self._host(path), member, is_dir=True)
+                os.mkdir(self._host(path), 0o700)
+            self._set_meta(self._host(path), member, is_dir=True)
         elif member.issym():
             self._claim(path, _SYMLINK, member.name)
-            self.io(os.symlink, member.linkname, self._host(path))
-            self._meta(self._host(path), member, symlink=True)
+            os.symlink(member.linkname, self._host(path))
+            self._set_meta(self._host(path), member, symlink=True)
             self.size += len(os.fsencode(member.linkname))
         elif member.islnk():
             self._hardlink(path, member)
@@ -278,33 +320,35 @@ class _Applier:
             if kind is None:
                 self._claim(whiteout.target, _DIR, member.name)
                 self.explicit.discard(whiteout.target)  # the dir's own member may still follow
-                self.io(os.mkdir, self._host(whiteout.target), 0o755)
+                os.mkdir(self._host(whiteout.target), 0o755)
             elif kind != _DIR:
                 raise BadArchive(f"refusing opaque marker under a {kind}: {member.name!r}")
-            self.io(_set_xattr, self._host(whiteout.target), OPAQUE_XATTR, b"y", member.name)
+            os.setxattr(self._host(whiteout.target), OPAQUE_XATTR, b"y", follow_symlinks=False)
             self.opaque.add(whiteout.target)
             return
         self._claim(whiteout.target, _WHITEOUT, member.name)
-        self.io(_make_whiteout, self._host(whiteout.target), member.uid, member.gid)
+        host = self._host(whiteout.target)
+        os.mknod(host, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        os.chown(host, member.uid, member.gid, follow_symlinks=False)
 
     def _file(self, path: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
-        host, meta = self._host(path), _Meta.of(member)
-        source = tar.extractfile(member) if member.size else None
-        if member.size <= _SMALL_FILE:
-            data = source.read(member.size) if source is not None else b""
-            if len(data) != member.size:
-                raise BadArchive(f"unexpected end of data in {member.name!r}")
-            self.io(_write_file, host, [data], meta)
-        else:  # streamed in chunks, so a large file never sits whole in memory
-            self.io(self.big.open, host)
-            remaining = member.size
-            while remaining:
-                chunk = source.read(min(_COPY_CHUNK, remaining))  # type: ignore[union-attr]
-                if not chunk:
-                    raise BadArchive(f"unexpected end of data in {member.name!r}")
-                self.io(self.big.write, chunk)
-                remaining -= len(chunk)
-            self.io(self.big.close, meta)
+        fd = os.open(self._host(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            if member.size:
+                source = tar.extractfile(member)
+                assert source is not None
+                remaining = member.size
+                while remaining:
+                    chunk = source.read(min(_COPY_CHUNK, remaining))
+                    if not chunk:
+                        raise BadArchive(f"unexpected end of data in {member.name!r}")
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    remaining -= len(chunk)
+            self._set_meta(fd, member)
+        finally:
+            os.close(fd)
         self.size += member.size
 
     def _hardlink(self, path: str, member: tarfile.TarInfo) -> None:
@@ -315,164 +359,44 @@ class _Applier:
         if kind in (_DIR, _WHITEOUT):
             raise BadArchive(f"refusing hardlink to a {kind}: {member.name!r} -> {member.linkname!r}")
         self._claim(path, kind, member.name)
-        self.io(_hardlink, self._host(target), self._host(path))
+        os.link(self._host(target), self._host(path), follow_symlinks=False)
 
     def _node(self, path: str, member: tarfile.TarInfo) -> None:
         host = self._host(path)
         if member.isfifo():
-            self.io(os.mkfifo, host, 0o600)
+            os.mkfifo(host, 0o600)
         else:
             kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-            self.io(os.mknod, host, kind | 0o600, os.makedev(member.devmajor, member.devminor))
-        self._meta(host, member)
+            os.mknod(host, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        self._set_meta(host, member)
 
-    def _meta(self, target: str, member: tarfile.TarInfo, is_dir: bool = False, symlink: bool = False) -> None:
-        meta = _Meta.of(member)
+    def _set_meta(self, target: str | int, member: tarfile.TarInfo, is_dir: bool = False, symlink: bool = False) -> None:
+        # chown first: it clears setuid/setgid bits and file capabilities.
+        follow = not symlink
+        if isinstance(target, int):
+            os.fchown(target, member.uid, member.gid)
+        else:
+            os.chown(target, member.uid, member.gid, follow_symlinks=follow)
+        if not symlink:
+            if isinstance(target, int):
+                os.fchmod(target, stat.S_IMODE(member.mode))
+            else:
+                os.chmod(target, stat.S_IMODE(member.mode))
+        for name, value in member_xattrs(member).items():
+            try:
+                os.setxattr(target, name, value, follow_symlinks=follow)
+            except OSError as exc:
+                # EOPNOTSUPP: a namespace this filesystem lacks; EPERM: user.* on a symlink,
+                # which Linux forbids (docker skips both)
+                if exc.errno not in (95, 1):
+                    raise BadArchive(f"cannot set xattr {name} on {member.name!r}: {exc.strerror}") from exc
+        mtime_ns = int(member.mtime * 1_000_000_000)
         if is_dir:
             # Creating children would bump a directory's mtime: set it once everything is in.
-            self.dir_times.append((target, meta.mtime_ns))
-            meta = meta._replace(mtime_ns=None)
-        self.io(_apply_meta, target, meta, symlink)
+            self.dir_times.append((target, mtime_ns))  # type: ignore[arg-type]
+        else:
+            os.utime(target, ns=(mtime_ns, mtime_ns), follow_symlinks=follow)
 
     def finish(self) -> None:
-        self.io.close()
         for path, mtime_ns in reversed(self.dir_times):
             os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
-
-
-class _Meta(NamedTuple):
-    uid: int
-    gid: int
-    mode: int
-    xattrs: dict
-    mtime_ns: int | None
-    name: str
-
-    @classmethod
-    def of(cls, member: tarfile.TarInfo) -> "_Meta":
-        return cls(member.uid, member.gid, stat.S_IMODE(member.mode), member_xattrs(member),
-                   int(member.mtime * 1_000_000_000), member.name)
-
-
-# -- the filesystem calls, run on the writer thread -------------------------------------------
-
-def _apply_meta(target: str | int, meta: _Meta, symlink: bool = False) -> None:
-    # chown first: it clears setuid/setgid bits and file capabilities.
-    follow = not symlink
-    if isinstance(target, int):
-        os.fchown(target, meta.uid, meta.gid)
-        os.fchmod(target, meta.mode)
-    else:
-        os.chown(target, meta.uid, meta.gid, follow_symlinks=follow)
-        if not symlink:
-            os.chmod(target, meta.mode)
-    for name, value in meta.xattrs.items():
-        _set_xattr(target, name, value, meta.name, follow)
-    if meta.mtime_ns is not None:
-        os.utime(target, ns=(meta.mtime_ns, meta.mtime_ns), follow_symlinks=follow)
-
-
-def _set_xattr(target: str | int, name: str, value: bytes, member_name: str, follow: bool = False) -> None:
-    try:
-        os.setxattr(target, name, value, follow_symlinks=follow if not isinstance(target, int) else True)
-    except OSError as exc:
-        # EOPNOTSUPP: a namespace this filesystem lacks; EPERM: user.* on a symlink,
-        # which Linux forbids (docker skips both)
-        if exc.errno not in (95, 1):
-            raise BadArchive(f"cannot set xattr {name} on {member_name!r}: {exc.strerror}") from exc
-
-
-def _make_whiteout(host: str, uid: int, gid: int) -> None:
-    os.mknod(host, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-    os.chown(host, uid, gid, follow_symlinks=False)
-
-
-def _hardlink(target: str, path: str) -> None:
-    os.link(target, path, follow_symlinks=False)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _write_file(host: str, chunks: list[bytes], meta: _Meta) -> None:
-    fd = os.open(host, _CREATE_FLAGS, 0o600)
-    try:
-        for chunk in chunks:
-            _write_all(fd, chunk)
-        _apply_meta(fd, meta)
-    finally:
-        os.close(fd)
-
-
-class _BigFile:
-    """The one large file being written, chunk by chunk (ops run in order, so one at a time)."""
-
-    fd = -1
-
-    def open(self, host: str) -> None:
-        self.fd = os.open(host, _CREATE_FLAGS, 0o600)
-
-    def write(self, chunk: bytes) -> None:
-        _write_all(self.fd, chunk)
-
-    def close(self, meta: _Meta) -> None:
-        try:
-            _apply_meta(self.fd, meta)
-        finally:
-            os.close(self.fd)
-            self.fd = -1
-
-
-class _Writer:
-    """Runs filesystem calls in order on a second thread. They release the GIL, so the kernel's
-    part of an unpack (inode creation dominates: ~1 ms a file on ext4 here) overlaps the tar
-    parsing in the caller's thread instead of following it. The first error stops the work and
-    is raised to the caller at its next call or at close()."""
-
-    def __init__(self) -> None:
-        import queue
-        import threading
-
-        self._queue: "queue.Queue" = queue.Queue(maxsize=_QUEUE_DEPTH)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
-        self._thread.start()
-
-    def __call__(self, fn, *args) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put((fn, args))
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is None:
-                fn, args = item
-                try:
-                    fn(*args)
-                except BaseException as exc:
-                    self._error = exc
-
-    def abort(self) -> None:
-        """Stop after the call in progress; queued calls are dropped, errors ignored."""
-        if self._error is None:
-            self._error = BadArchive("aborted")
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=0.1)
-            except Exception:  # queue.Full: the thread is still draining
-                continue
-            self._thread.join()
-
-    def close(self) -> None:
-        """Wait for every queued call; raise the first error."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        if self._error is not None:
-            raise self._error

@@ -199,3 +199,21 @@ def test_a_long_unpack_does_not_block_other_commands(store, tmp_path):
             proc.kill()
             proc.wait()
     assert store.images.lookup("slow")
+
+
+def test_a_regular_file_and_a_pipe_give_the_same_layer(store, tmp_path):
+    """Files take the seekable path (hashed on a second thread), pipes the streaming one."""
+    import hashlib
+
+    tar = rootfs_tar(files=30) + b"\0" * 5000  # trailing bytes after the archive count in the digest
+    path = tmp_path / "layer.tar"
+    path.write_bytes(tar)
+    with open(path, "rb") as f:
+        from_file = import_tarball(store, f, parse_reference("file"))
+    from_pipe = import_tarball(store, io.BytesIO(tar), parse_reference("pipe"))
+    assert from_file.diff_ids == from_pipe.diff_ids == ["sha256:" + hashlib.sha256(tar).hexdigest()]
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes(tar[: len(tar) // 3])
+    with open(truncated, "rb") as f, pytest.raises(BadArchive):
+        import_tarball(store, f, parse_reference("truncated"))
+    assert len(store.layers.all_ids()) == 1
