@@ -79,6 +79,8 @@ def open_namespaces(container_id: str, state: dict) -> dict[str, int]:
                 fd = os.open(f"ns/{name}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
             except (FileNotFoundError, ProcessLookupError):
                 raise not_running from None  # it exited (or is a zombie) since the check
+            except OSError as exc:
+                raise MinirunError(f"container {container_id}: open /proc/{pid}/ns/{name}: {exc.strerror}") from None
             theirs, ours = os.fstat(fd), os.stat(f"/proc/self/ns/{name}")
             if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
                 if name in ("pid", "mnt"):
@@ -112,7 +114,9 @@ def _exec(container, opts: ExecOptions, namespaces: dict[str, int]) -> int:
         console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     # for children only: the fork below is the first process of ours in the container's PID ns
-    linux.setns(namespaces.pop("pid"), linux.CLONE_NEWPID)
+    pid_ns = namespaces.pop("pid")
+    linux.setns(pid_ns, linux.CLONE_NEWPID)
+    os.close(pid_ns)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, launch.FORWARDED_SIGNALS)
     try:
         pid = os.fork()

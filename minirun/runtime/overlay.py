@@ -66,7 +66,11 @@ def overlay_options(lowers: list[str], upper: str, work: str) -> str:
 
 def mount_overlay(target: str, lowers: list[str], upper: str, work: str, *,
                   api: str = API_AUTO) -> str:
-    """Mount the union at `target`; return the API used ("new" or "classic").
+    """Mount the union at `target`, nodev; return the API used ("new" or "classic").
+
+    nodev: a device node an image ships or a container mknods (CAP_MKNOD is one of docker's
+    defaults) must not open the host's disks; docker leaves that to the devices cgroup,
+    we close it for every cgroup layout (see rootfs.py for /dev).
 
     Relative paths resolve against the current directory, with either API: callers in the
     container's own process can chdir into the store so `l/<id>` keeps mount(2)'s page short.
@@ -85,7 +89,7 @@ def mount_overlay(target: str, lowers: list[str], upper: str, work: str, *,
 
 def _mount_classic(target: str, lowers: list[str], upper: str, work: str) -> None:
     try:
-        linux.mount("overlay", target, "overlay", 0, overlay_options(lowers, upper, work))
+        linux.mount("overlay", target, "overlay", linux.MS_NODEV, overlay_options(lowers, upper, work))
     except SyscallError as e:
         # mount(2) reports a missing layer as ENOENT on the *target*; name the real culprit
         missing = next((p for p in [target, *lowers, upper, work] if not os.path.isdir(p)), None)
@@ -113,7 +117,7 @@ def _mount_new(target: str, lowers: list[str], upper: str, work: str) -> None:
         linux.fsconfig_set_string(fsfd, "workdir", _escape(work))
         linux.fsconfig_set_string(fsfd, "index", "off")
         linux.fsconfig_create(fsfd)
-        mntfd = linux.fsmount(fsfd)
+        mntfd = linux.fsmount(fsfd, linux.FSMOUNT_CLOEXEC, linux.MOUNT_ATTR_NODEV)
     finally:
         os.close(fsfd)
     try:

@@ -61,8 +61,9 @@ _NOSUID_NODEV_NOEXEC = MS_NOSUID | MS_NODEV | MS_NOEXEC
 SYSTEM_MOUNTS: tuple[Mount, ...] = (
     # a new instance: we are PID 1 of the new PID namespace, so it lists only the container's
     Mount("/proc", "proc", "proc", _NOSUID_NODEV_NOEXEC),
-    # a tmpfs, never the host's devtmpfs: the container gets only the nodes made below
-    Mount("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"),
+    # a tmpfs, never the host's devtmpfs, and nodev: the container gets only the host's nodes
+    # bound onto it below; a node it makes itself (mknod) does not open
+    Mount("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=755,size=65536k"),
     # newinstance: the container's ptys are its own, neither visible to nor numbered among the host's
     Mount("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
           "newinstance,ptmxmode=0666,mode=0620,gid=5"),
@@ -186,10 +187,10 @@ def _mount(root: str, m: Mount) -> None:
     if m.target in _NO_SYMLINK and path != os.path.join(root, m.target.lstrip("/")):
         raise MinirunError(f"{m.target} in the image is a symlink: {m.fstype} must be mounted on a directory")
     _ensure_mount_point(path, m.target, is_dir=not bind or os.path.isdir(m.source))
-    # MS_RDONLY is ignored on a new bind mount: read-only takes a second, remount call
+    # MS_RDONLY and MS_NODEV are ignored on a new bind mount: they take a second, remount call
     linux.mount(m.source, path, m.fstype, m.flags & ~MS_RDONLY if bind else m.flags, m.data)
-    if bind and m.flags & MS_RDONLY:
-        remount_readonly(path)
+    if bind:
+        remount(path, MS_NODEV | (m.flags & MS_RDONLY))
 
 
 def _ensure_mount_point(path: str, shown: str, *, is_dir: bool) -> None:
@@ -213,10 +214,15 @@ def _ensure_mount_point(path: str, shown: str, *, is_dir: bool) -> None:
 
 
 def _populate_dev(dev: str) -> None:
+    """Each of docker's nodes is the host's own, bind-mounted: /dev itself is nodev."""
     for name, major, minor in DEVICES:
         node = os.path.join(dev, name)
-        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(major, minor))
-        os.chmod(node, 0o666)  # mknod's mode went through the umask
+        host = f"/dev/{name}"
+        st = os.stat(host)
+        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(major, minor):
+            raise MinirunError(f"the host's {host} is not the character device {major}:{minor}")
+        os.close(os.open(node, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+        linux.mount(host, node, None, MS_BIND)
     for name, target in DEV_SYMLINKS:
         os.symlink(target, os.path.join(dev, name))
 
@@ -253,14 +259,20 @@ _KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC
 
 
 def remount_readonly(path: str) -> None:
-    """Make the mount at `path` read-only and keep its other per-mount flags.
+    remount(path, MS_RDONLY)
+
+
+def remount(path: str, add: int) -> None:
+    """Add per-mount flags (MS_RDONLY, MS_NODEV) to the mount at `path`, keeping its others.
 
     A bind remount *sets* the flags it is given: leaving out nosuid/nodev/noexec would clear
     them, and the kernel refuses (EPERM) to clear ones locked by a less privileged namespace;
     atime too, where no flag means relatime.
     """
     have = os.statvfs(path).f_flag
-    flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+    flags = MS_BIND | MS_REMOUNT | add
+    if have & os.ST_RDONLY:
+        flags |= MS_RDONLY
     for st_flag, ms_flag in _KEPT_FLAGS:
         if have & st_flag:
             flags |= ms_flag

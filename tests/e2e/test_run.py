@@ -232,3 +232,13 @@ def test_the_hosts_disk_cannot_be_read_through_a_device_node(cli, busybox):
               "(head -c1 /tmp/disk >/dev/null 2>&1 && echo read-disk || echo disk-refused)")
     result = cli("run", "--rm", "busybox", "sh", "-c", script)
     assert "disk-refused" in result.out and "read-disk" not in result.out, result
+
+
+def test_device_nodes_made_inside_do_not_open_anywhere(cli, busybox, tmp_path):
+    """CAP_MKNOD is one of docker's defaults; the root, /dev and volumes are nodev, so a node a
+    container makes (here: a second /dev/zero) cannot be opened, while the provided ones work."""
+    script = ("for d in /tmp /dev /data; do mknod $d/z c 1 5 && "
+              "(head -c1 $d/z >/dev/null 2>&1 && echo $d-opened || echo $d-refused); done; "
+              "head -c4 /dev/zero | wc -c; head -c4 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok")
+    result = cli("run", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c", script)
+    assert result.out.split() == ["/tmp-refused", "/dev-refused", "/data-refused", "4", "4", "null-ok"], result

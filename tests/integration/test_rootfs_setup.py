@@ -23,7 +23,7 @@ import pytest
 from minirun import linux
 from minirun.errors import MinirunError, UsageError
 from minirun.runtime.overlay import mount_overlay
-from minirun.runtime.rootfs import (MASKED_PATHS, READONLY_PATHS, SYSTEM_MOUNTS, Bind, RootfsSpec,
+from minirun.runtime.rootfs import (DEVICES, MASKED_PATHS, READONLY_PATHS, SYSTEM_MOUNTS, Bind, RootfsSpec,
                                     plan_mounts, resolve_in_root, setup_rootfs)
 from minirun.runtime.security import apply_security, close_other_fds, read_user_db, resolve_user
 
@@ -356,13 +356,15 @@ def test_the_container_sees_only_its_own_world(tmp: Path) -> None:
     mounts = _mountinfo(text)
     masked = {p for p in MASKED_PATHS if os.path.exists(p)}  # the same kernel as the host's
     readonly = {p for p in READONLY_PATHS if os.path.exists(p)}
+    devices = {f"/dev/{name}" for name, _, _ in DEVICES}  # the host's nodes, bound onto a nodev /dev
     assert set(mounts) == {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys",
-                           "/sys/fs/cgroup", "/etc/hosts", "/data", "/etc/new/conf", "/tmp"} | masked | readonly
+                           "/sys/fs/cgroup", "/etc/hosts", "/data", "/etc/new/conf", "/tmp"} | masked | readonly | devices
     assert "ro" in mounts["/"][1]
     assert {"ro", "nosuid", "nodev", "noexec"} <= mounts["/sys"][1]
     assert {"ro", "nosuid", "nodev", "noexec"} <= mounts["/proc/sys"][1]  # the bind kept proc's flags
     assert {"rw", "nosuid", "nodev", "noexec"} <= mounts["/proc"][1]
-    assert mounts["/dev"][1] >= {"rw", "nosuid"} and "nodev" not in mounts["/dev"][1]
+    assert mounts["/dev"][1] >= {"rw", "nosuid", "nodev"}
+    assert "nodev" not in mounts["/dev/null"][1]
     assert mounts["/dev/pts"][2] == "devpts" and "ptmxmode=666" in mounts["/dev/pts"][3]
     assert {"nosuid", "nodev", "noexec"} <= mounts["/tmp"][1]  # docker's --tmpfs defaults
     assert "ro" in mounts["/etc/hosts"][1] and "rw" in mounts["/data"][1]
