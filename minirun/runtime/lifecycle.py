@@ -11,7 +11,7 @@ import os
 import signal
 import time
 
-from minirun.errors import Conflict, UsageError
+from minirun.errors import Conflict, NotFound, UsageError
 from minirun.humanize import rfc3339_now
 from minirun.runtime.container import Container, Containers
 from minirun.runtime.procs import is_alive
@@ -24,13 +24,14 @@ def is_running(container: Container) -> bool:
     return container.state.get("Status") == "running"
 
 
-def refresh(containers: Containers, container: Container) -> Container:
-    """Re-read the state; if it says running but PID 1 and its parent are both gone, record
-    the exit nobody else will."""
-    try:
-        container = containers.load(container.id)
-    except Exception:
-        return container
+def refresh(containers: Containers, container: Container, reload: bool = True) -> Container:
+    """Re-read the state (unless the caller just loaded it); if it says running but PID 1 and
+    its parent are both gone, record the exit nobody else will."""
+    if reload:
+        try:
+            container = containers.load(container.id)
+        except (NotFound, ValueError):  # removed meanwhile, or a torn record: keep what we had
+            return container
     state = container.state
     if state.get("Status") != "running":
         return container

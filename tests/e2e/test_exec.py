@@ -7,6 +7,7 @@ import select
 import signal
 import subprocess
 import sys
+import termios
 import time
 
 import pytest
@@ -237,7 +238,9 @@ def test_the_exec_process_cannot_be_reached_before_its_exec(box_with_trap):
     """runc CVE-2019-5736: while the exec'd process is still minirun's python (between setns and
     execve), the container's root must not open its /proc/PID/exe (the host's python), nor look
     at its fds. /etc/passwd is a fifo here, so the process waits, inside the container, in the
-    middle of its setup, until PID 1 has tried everything on it."""
+    middle of its setup, until PID 1 has tried everything on it. (Here it still holds every
+    capability, which refuses PID 1 too; test_the_exec_cli_is_not_dumpable checks the flag that
+    guards the rest of the way to execve.)"""
     box, store = box_with_trap
     exec_proc = minirun(store, "exec", "box", "echo", "exec-ran", stdout=subprocess.PIPE)
     try:
@@ -324,3 +327,37 @@ def test_the_exec_cli_is_not_dumpable(box, store):
             proc.kill()
             proc.wait()
         exec_proc.stdout.close()
+
+
+def test_interactive_shell_on_a_terminal(box, isolated_store):
+    from tests.e2e.test_tty import Terminal, _take_terminal
+
+    term = Terminal(isolated_store, rows=33, cols=101)
+    try:
+        term.proc = subprocess.Popen([sys.executable, "-m", "minirun", "exec", "-it", "box", "sh"],
+                                     stdin=term.slave, stdout=term.slave, stderr=term.slave, env=term.env,
+                                     start_new_session=True, preexec_fn=_take_terminal)
+        term.read_until(b"# ")
+        term.type(b"stty size; tty; echo $((6 * 7)); exit 3\r")
+        assert term.wait() == 3
+        assert b"\r\n33 101\r\n/dev/pts/0\r\n42\r\n" in term.output
+        assert termios.tcgetattr(term.slave) == term.mode_before  # raw mode undone
+    finally:
+        term.close()
+
+
+# --- the options, parsed (no root needed) ---
+
+def test_parse_exec_args():
+    from minirun.errors import UsageError
+    from minirun.execargs import ExecOptions, parse_exec_args
+
+    assert parse_exec_args(["box", "ls", "-la"]) == ExecOptions(container="box", command=["ls", "-la"])
+    opts = parse_exec_args(["-it", "-eA=1", "--env", "B", "-e", "C", "-w", "/w", "-u", "1:2", "box", "sh", "-c", "x -e y"],
+                           environ={"B": "host"})
+    assert opts == ExecOptions(container="box", command=["sh", "-c", "x -e y"], interactive=True, tty=True,
+                               env=["A=1", "B=host"], workdir="/w", user="1:2")
+    assert parse_exec_args(["-d", "-i", "box", "true"]).interactive is False  # nothing reads a detached stdin
+    for bad in (["box"], [], ["-w", "rel", "box", "true"], ["-d", "-t", "box", "true"], ["--nope", "box", "true"]):
+        with pytest.raises(UsageError):
+            parse_exec_args(bad)

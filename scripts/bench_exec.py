@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""Benchmark `exec C true` into a running busybox container: minirun beside runc and podman, in one run.
+
+    .venv/bin/python scripts/bench_exec.py [--runs 30]
+
+Each tool first starts one long-running container (`sleep 100000`) from the same busybox root
+filesystem (images/busybox/rootfs.py), untimed; then `exec <it> true` is timed, round-robin
+interleaved (the order rotates every round) so machine noise hits every tool alike:
+  - minirun: a fresh store (`--root`), minirun byte-compiled first (as scripts/setup.sh does: with
+    PYTHONDONTWRITEBYTECODE set every start would recompile), a foreground
+    `minirun run --name bench busybox sh -c "echo ready; sleep 100000"` kept in the background.
+  - runc: `runc run -d` on an OCI bundle from `runc spec` whose rootfs is an overlay (lower = the
+    extracted busybox tar), `runc exec <id> true` timed.
+  - podman: its own storage in the temp dir, the tar imported, `podman run -d --network none`
+    with the flags these machines need (docs: /work/shared/PEERS.md), `podman exec <id> true` timed.
+  - floors: `nsenter -t <minirun's PID 1> -a true` (joining the same namespaces, no checks, no
+    capability drop) and the interpreter's `python -c pass`.
+A peer that fails to prepare is reported and skipped; everything created is removed at the end
+(containers, mounts, cgroups, temp dirs) and the leftovers line says so.
+Shares its helpers with scripts/bench_start.py. Standard library only. Run as root.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
+    MNT_DETACH, PODMAN_GLOBAL, PODMAN_RUN, SIDE_PATHS, CommandFailed, cgroup_dirs, fix_hybrid_cgroups,
+    minirun_env, mount, mounts_under, prepare_bundle, prepare_rootfs, remove_cgroups, run, tail, umount,
+    unfix_hybrid_cgroups, version,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+PODMAN_IMAGE = "localhost/minirun-bench-exec-busybox:latest"
+SLEEP = ["sleep", "100000"]
+TARGETS = (("docker exec (PEERS.md)", 0.116), ("runc exec (PEERS.md)", 0.023))
+
+
+class Tool:
+    """One container to exec into: `prepare` starts it (untimed), `once` times one exec."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.cmd: list[str] = []
+        self.env: dict[str, str] | None = None
+        self.times: list[float] = []
+        self.failures: list[str] = []
+        self.skipped: str | None = None
+        self.left: list[str] = []
+
+    def prepare(self) -> None:
+        pass
+
+    def once(self) -> float:
+        t0 = time.perf_counter()
+        p = subprocess.run(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=self.env, text=True)
+        t = time.perf_counter() - t0
+        if p.returncode != 0:
+            raise CommandFailed(f"exit {p.returncode}: {tail(p)}")
+        return t
+
+    def cleanup(self) -> None:
+        pass
+
+
+class Minirun(Tool):
+    def __init__(self, root: Path) -> None:
+        super().__init__("minirun exec bench true")
+        self.root = root
+        self.base = [sys.executable, "-m", "minirun", "--root", str(root)]
+        self.cmd = [*self.base, "exec", "bench", "true"]
+        self.env = minirun_env()
+        self.proc: subprocess.Popen | None = None
+        self.pid = 0
+
+    def prepare(self) -> None:
+        run([sys.executable, "-m", "compileall", "-q", str(REPO / "minirun")])
+        self.proc = subprocess.Popen([*self.base, "run", "--name", "bench", "busybox", "sh", "-c",
+                                      "echo ready; exec " + " ".join(SLEEP)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=self.env)
+        # the first run also builds the busybox image: give it time
+        if not select.select([self.proc.stdout], [], [], 120)[0] or self.proc.stdout.readline() != b"ready\n":
+            raise CommandFailed(f"the container did not start: {self.proc.stderr.read1(4096)!r}")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            [cid] = os.listdir(self.root / "containers")
+            state = json.loads((self.root / "containers" / cid / "state.json").read_text())
+            if state["Status"] == "running":
+                self.pid = state["Pid"]
+                break
+            time.sleep(0.02)
+        else:
+            raise CommandFailed("the container never showed as running")
+        self.once()  # warm-up
+
+    def cleanup(self) -> None:
+        if self.proc is None:
+            return
+        if self.pid and self.proc.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)  # PID 1 ignores the SIGTERM the CLI would forward
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self.left.append("minirun run CLI (killed)")
+
+
+class Nsenter(Tool):
+    def __init__(self, target: Minirun) -> None:
+        super().__init__("floor: nsenter -a into minirun's")
+        self.target = target
+
+    def prepare(self) -> None:
+        if not self.target.pid or not shutil.which("nsenter"):
+            raise CommandFailed("no minirun container (or no nsenter)")
+        self.cmd = ["nsenter", "-t", str(self.target.pid), "-a", "true"]
+        self.once()
+
+
+class Runc(Tool):
+    def __init__(self, binary: str, tmp: Path, bundle: Path, lower: Path) -> None:
+        super().__init__("runc exec true")
+        self.binary, self.bundle, self.lower = binary, bundle, lower
+        self.state = tmp / "runc-state"
+        self.scratch = tmp / "runc-overlay"
+        self.id = f"mrbx{os.getpid()}"
+        self.cmd = [binary, "--root", str(self.state), "exec", self.id, "true"]
+        self.mounted = False
+
+    def prepare(self) -> None:
+        self.state.mkdir()
+        for d in ("upper", "work"):
+            (self.scratch / d).mkdir(parents=True)
+        config_path = self.bundle / "config.json"
+        config = json.loads(config_path.read_text())
+        config["process"]["args"] = SLEEP
+        config_path.write_text(json.dumps(config, indent=2))
+        mount("overlay", str(self.bundle / "rootfs"), "overlay",
+              f"lowerdir={self.lower},upperdir={self.scratch / 'upper'},workdir={self.scratch / 'work'},index=off")
+        self.mounted = True
+        # detached, so its stdio must be none of ours (a pipe would stay open)
+        p = subprocess.run([self.binary, "--root", str(self.state), "run", "-d", self.id], cwd=self.bundle,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if p.returncode != 0:
+            raise CommandFailed(f"runc run -d exited {p.returncode}")
+        self.once()
+
+    def cleanup(self) -> None:
+        if self.state.is_dir():
+            subprocess.run([self.binary, "--root", str(self.state), "delete", "--force", self.id],
+                           stdin=subprocess.DEVNULL, capture_output=True)
+            try:
+                listed = json.loads(run([self.binary, "--root", str(self.state), "list", "--format", "json"]).stdout
+                                    or "[]") or []
+            except (CommandFailed, ValueError, OSError):
+                listed = []
+            self.left += [f"runc container {c['id']}" for c in listed]
+        if self.mounted:
+            rootfs = str(self.bundle / "rootfs")
+            try:
+                umount(rootfs)
+            except OSError:
+                umount(rootfs, MNT_DETACH)
+
+
+class Podman(Tool):
+    def __init__(self, binary: str, tmp: Path, tar: Path) -> None:
+        super().__init__("podman exec true")
+        base = tmp / "podman"
+        self.glob = [binary, "--root", str(base / "root"), "--runroot", str(base / "run"),
+                     "--tmpdir", str(base / "tmp"), *PODMAN_GLOBAL]
+        self.tar = tar
+        self.cgroup_parent = f"/minirun-bench-{os.getpid()}"
+        self.name = f"mrbx{os.getpid()}"
+        self.cmd = [*self.glob, "exec", self.name, "true"]
+
+    def prepare(self) -> None:
+        run([*self.glob, "import", "--quiet", str(self.tar), PODMAN_IMAGE])
+        run([*self.glob, "run", "-d", "--name", self.name, "--network", "none", *PODMAN_RUN,
+             "--cgroup-parent", self.cgroup_parent, PODMAN_IMAGE, *SLEEP])
+        self.once()
+
+    def cleanup(self) -> None:
+        subprocess.run([*self.glob, "rm", "--force", "--time", "0", self.name], stdin=subprocess.DEVNULL,
+                       capture_output=True)
+        try:
+            ps = run([*self.glob, "ps", "--all", "--quiet"]).stdout.split()
+        except (CommandFailed, OSError):
+            ps = []
+        self.left += [f"podman container {c}" for c in ps]
+        if ps:
+            subprocess.run([*self.glob, "rm", "--force", *ps], stdin=subprocess.DEVNULL, capture_output=True)
+        subprocess.run([*self.glob, "rmi", "--all", "--force"], stdin=subprocess.DEVNULL, capture_output=True)
+        self.left += [f"cgroup {d} (busy)" for d in remove_cgroups(self.cgroup_parent.strip("/"))]
+
+
+def fmt(t: float | None) -> str:
+    return "      –" if t is None else f"{t:7.3f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=30, help="timed execs per tool (default 30)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_exec: must run as root", file=sys.stderr)
+        return 2
+    stop: list[int] = []
+
+    def on_signal(signum, _frame):  # finish the command in flight, then clean up; twice: at once
+        stop.append(signum)
+        if len(stop) > 1:
+            raise KeyboardInterrupt
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+    side_before = {p for p in SIDE_PATHS if os.path.lexists(p)}
+    binaries = {n: shutil.which(n) for n in ("runc", "podman")}
+    print(f"bench_exec: `exec C true` into a running busybox container, median of {args.runs} runs each, "
+          "interleaved round-robin")
+    print(f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
+          f"Python {platform.python_version()} ({sys.executable})")
+    for n, b in binaries.items():
+        print(f"  {n:<12}: " + (version([b, "--version"]) if b else "not installed"))
+    sys.stdout.flush()
+
+    tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-exec-"))
+    tools: list[Tool] = []
+    hybrid_fix: list[tuple[str, bool]] = []
+    cgroups_before: set[str] | None = None
+    failed = False
+    leftovers: list[str] = []
+    try:
+        if binaries["podman"]:
+            hybrid_fix = fix_hybrid_cgroups()  # podman's crun refuses hybrid cgroups otherwise
+        cgroups_before = cgroup_dirs()
+        tar, lower = prepare_rootfs(tmp)
+        minirun = Minirun(tmp / "store")
+        tools += [minirun, Nsenter(minirun)]
+        if binaries["runc"]:
+            tools.append(Runc(binaries["runc"], tmp, prepare_bundle(tmp, binaries["runc"]), lower))
+        if binaries["podman"]:
+            tools.append(Podman(binaries["podman"], tmp, tar))
+        python = Tool("floor: python -c pass")
+        python.cmd = [sys.executable, "-c", "pass"]
+        tools.append(python)
+        for t in tools:
+            if stop:
+                raise KeyboardInterrupt
+            try:
+                t.prepare()
+            except (CommandFailed, OSError, ValueError) as e:
+                t.skipped = f"preparation failed: {e}"
+                failed = failed or t is minirun
+        live = [t for t in tools if not t.skipped]
+        for i in range(args.runs):
+            k = i % len(live) if live else 0
+            for t in live[k:] + live[:k]:
+                if stop:
+                    raise KeyboardInterrupt
+                try:
+                    t.times.append(t.once())
+                except (CommandFailed, OSError) as e:
+                    t.failures.append(f"run {i + 1}: {e}")
+                    failed = True
+    except KeyboardInterrupt:
+        print("interrupted; cleaning up; the figures below are partial", file=sys.stderr)
+        failed = True
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        for t in tools:
+            try:
+                t.cleanup()
+            except Exception as e:  # keep cleaning the rest
+                print(f"cleanup of {t.label}: {e}", file=sys.stderr)
+            leftovers += t.left
+        for m in sorted(mounts_under(tmp), key=len, reverse=True):
+            leftovers.append(f"mount {m}")
+            try:
+                umount(m)
+            except OSError:
+                umount(m, MNT_DETACH)
+        if mounts_under(tmp):
+            print(f"mounts remain under {tmp}; not removing it", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        new_cgroups = cgroup_dirs() - cgroups_before if cgroups_before is not None else set()
+        ours = (f"mrbx{os.getpid()}", f"minirun-bench-{os.getpid()}")
+        for d in sorted(new_cgroups, key=len, reverse=True):
+            if any(part.startswith(ours) for part in Path(d).parts):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    leftovers.append(f"cgroup {d} (busy)")
+        for p in SIDE_PATHS:
+            if p not in side_before and os.path.lexists(p):
+                shutil.rmtree(p, ignore_errors=True)
+        try:
+            unfix_hybrid_cgroups(hybrid_fix)
+        except OSError as e:
+            print(f"could not undo the cgroup fix: {e}", file=sys.stderr)
+
+    base = statistics.median(tools[0].times) if tools and tools[0].times else None
+    w = max([len(t.label) for t in tools] + [20]) + 2
+    print()
+    print(f"  {'what':<{w}}{'median s':>9}{'min':>8}{'max':>8}{'×minirun':>10}{'ok':>7}")
+    for t in tools:
+        if t.skipped:
+            print(f"  {t.label:<{w}}  NOT TIMED: {t.skipped}")
+            continue
+        med = statistics.median(t.times) if t.times else None
+        ratio = f"{med / base:9.2f}×" if med is not None and base else "        –"
+        print(f"  {t.label:<{w}}{fmt(med):>9}{fmt(min(t.times) if t.times else None):>8}"
+              f"{fmt(max(t.times) if t.times else None):>8}{ratio:>10}{len(t.times):>4}/{args.runs}")
+    for t in tools:
+        for f in t.failures[:3]:
+            print(f"  FAILED {t.label}: {f}")
+    print()
+    if base is not None:
+        for label, target in TARGETS:
+            print(f"  minirun exec {base * 1000:.0f} ms vs {label} {target * 1000:.0f} ms: "
+                  f"{'within' if base <= target else 'over'}")
+    print("  leftovers   : " + ("none (no containers, mounts, cgroups or temp dirs remain)" if not leftovers
+                                else "; ".join(leftovers) + " (removed)"))
+    return 1 if failed or leftovers else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
