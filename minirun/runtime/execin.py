@@ -115,8 +115,10 @@ def _exec(container, opts: ExecOptions, namespaces: dict[str, int]) -> int:
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     # for children only: the fork below is the first process of ours in the container's PID ns
     pid_ns = namespaces.pop("pid")
-    linux.setns(pid_ns, linux.CLONE_NEWPID)
-    os.close(pid_ns)
+    try:
+        linux.setns(pid_ns, linux.CLONE_NEWPID)
+    finally:
+        os.close(pid_ns)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, launch.FORWARDED_SIGNALS)
     try:
         pid = os.fork()
@@ -133,6 +135,10 @@ def _exec(container, opts: ExecOptions, namespaces: dict[str, int]) -> int:
             console.close()
         _child_main(container, opts, namespaces, write_fd, old_mask, child_console, rows, cols)
     os.close(write_fd)
+    # the child has its own copies: holding the namespaces for as long as the command runs is no use
+    for fd in namespaces.values():
+        os.close(fd)
+    namespaces.clear()
     if child_console is not None:
         child_console.close()  # the child holds the only other end: its failure reads as EOF
     started = launch.Started(pid=pid, error_fd=read_fd, console=console)
@@ -249,6 +255,7 @@ def _stdio_to_null(targets: tuple[int, ...]) -> None:
 def _setup_console(sock, rows: int, cols: int, uid: int) -> None:
     """tty.py's PID 1 console, minus /dev/console: an exec must not mount anything in the
     container. The pty comes from the container's own devpts (its /dev/ptmx)."""
+    # already loaded: _exec imported tty (and with it these) before the fork, on the host
     import fcntl
     import socket
     import struct

@@ -14,6 +14,11 @@ _FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 _SYMLINKS = {"etc/mtab": "/proc/mounts"}
 
 
+def init_layer_dir(store: Store) -> str:
+    """The init layer's diff dir (absolute), created on first use."""
+    return os.path.realpath(os.path.join(store.root, init_layer_link(store)))
+
+
 def init_layer_link(store: Store) -> str:
     """`l/init-<version>` (relative to the store root), created on first use."""
     link = os.path.join("l", f"init-{VERSION}")

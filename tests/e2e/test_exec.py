@@ -106,6 +106,11 @@ def test_exec_sees_the_containers_hostname_and_files(cli, box, isolated_store):
     assert cli("exec", "box", "ls", "/sys/class/net").out.split() == ["lo"]
 
 
+def test_host_network_is_shared_by_the_exec_too(cli, boxes):
+    boxes("echo ready; sleep 1000", "--network", "host", name="hostnet")
+    assert cli("exec", "hostnet", "ls", "/sys/class/net").out.split() == sorted(os.listdir("/sys/class/net"))
+
+
 def test_exec_is_in_the_containers_pid_namespace(cli, box):
     ps = cli("exec", "box", "ps", "-o", "pid,comm")
     rows = [line.split() for line in ps.out.splitlines()[1:]]
