@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import io
 import tarfile
-from typing import Iterable
+import os
+import pickle
+import traceback
+from typing import Callable, Iterable
+
+import pytest
+
+from minirun import linux
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644, linkname: str = "",
@@ -59,3 +66,39 @@ def make_image(store, name: str, layer_tars: list[bytes], config: dict | None = 
         "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history,
     }
     return store.commit_image(staged, image_config, parse_reference(name))
+
+
+def host_overlays() -> list[str]:
+    with open("/proc/mounts") as f:
+        return [line for line in f if line.split()[2] == "overlay"]
+
+
+def in_mount_ns(fn: Callable[..., object], *args: object) -> object:
+    """Run fn in a forked child with a private mount namespace; return its (picklable) result."""
+    before = host_overlays()
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            os.close(rfd)
+            try:
+                linux.unshare(linux.CLONE_NEWNS)
+                # without this, mounts below a shared / would propagate back to the host
+                linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+                result: tuple[str, object] = ("ok", fn(*args))
+            except BaseException:
+                result = ("error", traceback.format_exc())
+            with os.fdopen(wfd, "wb") as out:
+                pickle.dump(result, out)
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as inp:
+        data = inp.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert host_overlays() == before, "an overlay mount leaked into the host"
+    kind, value = pickle.loads(data)
+    if kind == "error":
+        pytest.fail(f"in the child:\n{value}")
+    return value

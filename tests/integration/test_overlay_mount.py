@@ -22,46 +22,13 @@ import pytest
 from minirun import linux
 from minirun.errors import MinirunError, SyscallError
 from minirun.runtime.overlay import MAX_LOWERS, mount_overlay
+from tests.helpers import host_overlays as _host_overlays, in_mount_ns
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
 
 APIS = ["new", "classic"]
 
 
-def _host_overlays() -> list[str]:
-    with open("/proc/mounts") as f:
-        return [line for line in f if line.split()[2] == "overlay"]
-
-
-def in_mount_ns(fn: Callable[..., object], *args: object) -> object:
-    """Run fn in a forked child with a private mount namespace; return its (picklable) result."""
-    before = _host_overlays()
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        try:
-            os.close(rfd)
-            try:
-                linux.unshare(linux.CLONE_NEWNS)
-                # without this, mounts below a shared / would propagate back to the host
-                linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-                result: tuple[str, object] = ("ok", fn(*args))
-            except BaseException:
-                result = ("error", traceback.format_exc())
-            with os.fdopen(wfd, "wb") as out:
-                pickle.dump(result, out)
-        finally:
-            os._exit(0)
-    os.close(wfd)
-    with os.fdopen(rfd, "rb") as inp:
-        data = inp.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert _host_overlays() == before, "an overlay mount leaked into the host"
-    kind, value = pickle.loads(data)
-    if kind == "error":
-        pytest.fail(f"in the child:\n{value}")
-    return value
 
 
 @pytest.fixture
