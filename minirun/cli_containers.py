@@ -225,3 +225,54 @@ def diff(
         print(json.dumps([{"Kind": KIND_CODES[c.kind], "Path": c.path} for c in found]))
     else:
         sys.stdout.write("".join(f"{c}\n" for c in found))
+
+
+@app.command("commit")
+def commit(
+    name: str = typer.Argument(..., metavar="CONTAINER"),
+    repository: Optional[str] = typer.Argument(None, metavar="[REPOSITORY[:TAG]]"),
+    message: str = typer.Option("", "-m", "--message", help="Commit message."),
+    author: str = typer.Option("", "-a", "--author", help='Author (e.g. "Jane Doe <jane@example.com>").'),
+    change: List[str] = typer.Option([], "-c", "--change", help="Apply a Dockerfile instruction to the image."),
+    pause: bool = typer.Option(True, "-p", "--pause", help="Accepted for docker compatibility; the upper is read as it is."),
+) -> None:
+    """Create a new image from a container's changes (its upper dir becomes a layer)."""
+    from minirun.commit import commit_container
+    from minirun.instructions import apply_changes
+    from minirun.reference import parse_reference
+
+    ref = parse_reference(repository) if repository else None
+    apply_changes({}, list(change))  # a bad -c fails before any work
+    containers = _containers()
+    image = commit_container(containers.store, containers.find(name), message=message, author=author,
+                             changes=change, ref=ref)
+    print(image.id)
+
+
+@app.command("export")
+def export(
+    name: str = typer.Argument(..., metavar="CONTAINER"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write to a file, instead of STDOUT."),
+) -> None:
+    """Export a container's filesystem (the merged view) as a tar archive."""
+    import os
+
+    from minirun.commit import export_container
+    from minirun.store.fsutil import remove_tree
+
+    containers = _containers()
+    container = containers.find(name)
+    if output is None:
+        if sys.stdout.isatty():
+            raise MinirunError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        export_container(containers.store, container, sys.stdout.buffer)
+        return
+    # a temp name beside the target, renamed on success: never a half-written archive
+    tmp = f"{output}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as out:
+            export_container(containers.store, container, out)
+        os.replace(tmp, output)
+    except BaseException:
+        remove_tree(tmp)
+        raise
