@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from minirun.errors import UsageError
-from minirun.runargs import _env_item, read_env_file
+from minirun.runargs import env_item, read_env_file
 
 
 @dataclass
@@ -53,7 +53,7 @@ def parse_exec_args(argv: list[str], environ: dict[str, str] | None = None) -> E
     for path in ns.env_file:
         env += read_env_file(path, host_env)
     for item in ns.env:
-        env += _env_item(item, host_env)
+        env += env_item(item, host_env)
     if ns.workdir and not ns.workdir.startswith("/"):
         raise UsageError(f"the working directory '{ns.workdir}' is invalid, it needs to be an absolute path")
     if ns.detach and ns.tty:

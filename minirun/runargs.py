@@ -68,7 +68,7 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
     for path in ns.env_file:
         env += read_env_file(path, host_env)
     for item in ns.env:
-        env += _env_item(item, host_env)
+        env += env_item(item, host_env)
     if ns.workdir and not ns.workdir.startswith("/"):
         raise UsageError(f"the working directory '{ns.workdir}' is invalid, it needs to be an absolute path")
     if ns.network not in NETWORKS:
@@ -81,7 +81,7 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
     )
 
 
-def _env_item(item: str, host_env) -> list[str]:
+def env_item(item: str, host_env) -> list[str]:
     """`K=V` as is; a bare `K` takes the host's value, or is dropped when the host has none."""
     if "=" in item:
         if item.startswith("="):
@@ -103,7 +103,7 @@ def read_env_file(path: str, host_env) -> list[str]:
         stripped = line.lstrip()
         if not stripped or stripped.startswith("#"):
             continue
-        env += _env_item(stripped, host_env)
+        env += env_item(stripped, host_env)
     return env
 
 

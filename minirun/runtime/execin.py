@@ -168,7 +168,7 @@ def _child_main(container, opts, namespaces, error_fd, old_mask, console, rows, 
     code, message = EXIT_RUNTIME, "exec failed"
     try:
         _child(container, opts, namespaces, error_fd, old_mask, console, rows, cols)
-    except launch._ExecFailure as exc:
+    except launch.ExecFailure as exc:
         code, message = exc.code, exc.message
     except MinirunError as exc:
         code, message = exc.exit_code, exc.message
@@ -200,14 +200,16 @@ def _child(container, opts: ExecOptions, namespaces: dict[str, int], error_fd: i
     _enter_workdir(opts.workdir or config.workdir or "/")
     passwd, group = read_user_db("/")
     user = resolve_user(opts.user or config.user or None, passwd, group)
-    env = launch._with_defaults(merged_env(config.env, opts.env), config.hostname, user.home, opts.tty)
+    env = launch.with_default_env(merged_env(config.env, opts.env), config.hostname, user.home, opts.tty)
     if console is not None:
-        _setup_console(console, rows, cols, user.uid)
+        from minirun.runtime import tty  # already loaded by the parent, before the fork
+
+        tty.setup_console(console, rows, cols, user.uid, bind_console=False)
     elif opts.detach:
         _stdio_to_null((0, 1, 2))  # holding the CLI's stdout would keep its reader waiting
     elif not opts.interactive:
         _stdio_to_null((0,))
-    executable = launch.find_executable(opts.command[0], launch._env_value(env, "PATH"))
+    executable = launch.find_executable(opts.command[0], launch.env_value(env, "PATH"))
     apply_security(user)
     close_other_fds(keep=(error_fd,))
     if opts.detach and os.fork() != 0:
@@ -215,9 +217,9 @@ def _child(container, opts: ExecOptions, namespaces: dict[str, int], error_fd: i
         os._exit(0)
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     try:
-        os.execve(executable, opts.command, launch._env_dict(env))
+        os.execve(executable, opts.command, launch.env_dict(env))
     except OSError as exc:
-        raise launch._exec_error(opts.command[0], exc) from None
+        raise launch.exec_error(opts.command[0], exc) from None
 
 
 def _enter_workdir(path: str) -> None:
@@ -250,36 +252,3 @@ def _stdio_to_null(targets: tuple[int, ...]) -> None:
     for target in targets:
         os.dup2(fd, target)
     os.close(fd)
-
-
-def _setup_console(sock, rows: int, cols: int, uid: int) -> None:
-    """tty.py's PID 1 console, minus /dev/console: an exec must not mount anything in the
-    container. The pty comes from the container's own devpts (its /dev/ptmx)."""
-    # already loaded: _exec imported tty (and with it these) before the fork, on the host
-    import fcntl
-    import socket
-    import struct
-    import termios
-
-    from minirun.runtime import tty
-
-    try:
-        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise MinirunError(f"open /dev/ptmx: {exc.strerror}") from None
-    try:
-        fcntl.ioctl(master, tty._TIOCSPTLCK, struct.pack("i", 0))
-        slave = fcntl.ioctl(master, tty._TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack(tty._WINSIZE, rows, cols, 0, 0))
-        os.fchown(slave, uid, -1)
-        socket.send_fds(sock, [b"pty"], [master])
-    except OSError as exc:
-        raise MinirunError(f"setting up the exec's pty: {exc.strerror or exc}") from None
-    finally:
-        os.close(master)
-    sock.close()
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)  # setsid() made us a session leader without one
-    for fd in (0, 1, 2):
-        os.dup2(slave, fd)
-    if slave > 2:
-        os.close(slave)

@@ -84,7 +84,7 @@ def start(plan: LaunchPlan) -> Started:
         code, message = EXIT_RUNTIME, "container init failed"
         try:
             _child(plan, write_fd, old_mask, child_console)
-        except _ExecFailure as exc:
+        except ExecFailure as exc:
             code, message = exc.code, exc.message
         except MinirunError as exc:
             code, message = exc.exit_code, exc.message
@@ -116,7 +116,7 @@ def read_start_error(started: Started) -> MinirunError | None:
     return MinirunError(message, exit_code=int(code_text) if code_text.isdigit() else EXIT_RUNTIME)
 
 
-class _ExecFailure(Exception):
+class ExecFailure(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
@@ -156,7 +156,7 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
 
     passwd, group = read_user_db("/")
     user = resolve_user(plan.user or None, passwd, group)
-    env = _with_defaults(plan.env, plan.hostname, user.home, plan.tty)
+    env = with_default_env(plan.env, plan.hostname, user.home, plan.tty)
     if plan.tty:
         setup_console(console, plan.rows, plan.cols, user.uid)
     _enter_workdir(plan.workdir, plan.readonly)
@@ -164,16 +164,16 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-    executable = find_executable(plan.argv[0], _env_value(env, "PATH"))
+    executable = find_executable(plan.argv[0], env_value(env, "PATH"))
     apply_security(user)
     # Only 0-2 cross into the container (runc CVE-2024-21626 leaked a host dir fd); the error
     # pipe is close-on-exec and closes itself.
     close_other_fds(keep=(error_fd,))
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     try:
-        os.execve(executable, plan.argv, _env_dict(env))
+        os.execve(executable, plan.argv, env_dict(env))
     except OSError as exc:
-        raise _exec_error(plan.argv[0], exc) from None
+        raise exec_error(plan.argv[0], exc) from None
 
 
 def _loopback_up() -> None:
@@ -220,29 +220,29 @@ def find_executable(name: str, path_env: str | None) -> str:
             continue
         if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
             return candidate
-    raise _ExecFailure(EXIT_NOT_FOUND, f'exec: "{name}": executable file not found in $PATH')
+    raise ExecFailure(EXIT_NOT_FOUND, f'exec: "{name}": executable file not found in $PATH')
 
 
 def _check_executable(shown: str, path: str) -> None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise _ExecFailure(EXIT_NOT_FOUND, f'exec: "{shown}": stat {path}: no such file or directory') from None
+        raise ExecFailure(EXIT_NOT_FOUND, f'exec: "{shown}": stat {path}: no such file or directory') from None
     except OSError as exc:
-        raise _ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": {exc.strerror.lower()}') from None
+        raise ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": {exc.strerror.lower()}') from None
     if stat.S_ISDIR(st.st_mode):
-        raise _ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": is a directory')
+        raise ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": is a directory')
     if not st.st_mode & 0o111:
-        raise _ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": permission denied')
+        raise ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": permission denied')
 
 
-def _exec_error(name: str, exc: OSError) -> _ExecFailure:
+def exec_error(name: str, exc: OSError) -> ExecFailure:
     text = (exc.strerror or str(exc)).lower()
     code = EXIT_NOT_FOUND if exc.errno == 2 else EXIT_CANNOT_INVOKE
-    return _ExecFailure(code, f'exec: "{name}": {text}')
+    return ExecFailure(code, f'exec: "{name}": {text}')
 
 
-def _with_defaults(env: list[str], hostname: str, home: str, tty: bool = False) -> list[str]:
+def with_default_env(env: list[str], hostname: str, home: str, tty: bool = False) -> list[str]:
     """docker's additions: PATH when the image has none, HOSTNAME, TERM=xterm with -t (unless the
     image or -e set TERM), HOME from the user's entry."""
     keys = {item.split("=", 1)[0] for item in env}
@@ -259,7 +259,7 @@ def _with_defaults(env: list[str], hostname: str, home: str, tty: bool = False) 
     return result
 
 
-def _env_value(env: list[str], key: str) -> str | None:
+def env_value(env: list[str], key: str) -> str | None:
     value = None
     for item in env:
         k, _, v = item.partition("=")
@@ -268,7 +268,7 @@ def _env_value(env: list[str], key: str) -> str | None:
     return value
 
 
-def _env_dict(env: list[str]) -> dict[str, str]:
+def env_dict(env: list[str]) -> dict[str, str]:
     result: dict[str, str] = {}
     for item in env:
         k, _, v = item.partition("=")

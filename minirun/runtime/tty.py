@@ -34,9 +34,10 @@ _TIOCGPTPEER = 0x5441
 
 # --- in PID 1 ---------------------------------------------------------------------------------
 
-def setup_console(sock: socket.socket, rows: int, cols: int, uid: int) -> None:
+def setup_console(sock: socket.socket, rows: int, cols: int, uid: int, bind_console: bool = True) -> None:
     """Allocate the pty in the container's devpts, hand the master to the CLI, make the slave the
-    controlling terminal and fds 0-2. Runs after pivot_root, with privileges still held."""
+    controlling terminal and fds 0-2. Runs after pivot_root, with privileges still held.
+    `bind_console=False` for exec: an exec must not mount anything in the container."""
     try:
         master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
@@ -49,10 +50,11 @@ def setup_console(sock: socket.socket, rows: int, cols: int, uid: int) -> None:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack(_WINSIZE, rows, cols, 0, 0))
         # runc's fixStdioPermissions: the user owns its terminal (the gid stays devpts' tty group)
         os.fchown(slave, uid, -1)
-        _bind_console(f"/dev/pts/{number}")
+        if bind_console:
+            _bind_console(f"/dev/pts/{number}")
         socket.send_fds(sock, [b"pty"], [master])
     except OSError as exc:
-        raise MinirunError(f"setting up the container's pty: {exc.strerror or exc}") from None
+        raise MinirunError(f"setting up the pty: {exc.strerror or exc}") from None
     finally:
         os.close(master)
     sock.close()
