@@ -3,18 +3,28 @@
 The layer dir starts empty and every path in it is created here, so `_Applier` knows the kind of
 every entry it made. That is what makes the breakout checks complete without openat2 tricks: a
 member may only pass through directories this layer itself created, never through a symlink.
+
+Headers are read by `minirun.tarheaders` (strict, and several times cheaper than tarfile); what
+it does not handle (sparse files, PAX global headers, rare types) is left to tarfile from that
+member on. A regular uncompressed file is read at random: headers with pread, contents copied in
+the kernel (copy_file_range) while a thread hashes the file for the diff_id; anything else (pipes,
+compressed streams) is read once, in order, through `HashingReader`.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import stat
-import tarfile
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from minirun.errors import BadArchive
+from minirun.tarheaders import HeaderReader, TarMember, Unsupported, pax_xattrs
+
+if TYPE_CHECKING:
+    import tarfile
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -23,9 +33,20 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 # Overlay reads these from lower dirs; a crafted one (redirect, metacopy, origin) could make the
 # kernel serve a file from outside the layer, so they never come in from a tar.
 FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+# Set on a directory, it overrides the modes of everything later created inside (see _DirState).
+DEFAULT_ACL_XATTR = "system.posix_acl_default"
 
 _COPY_CHUNK = 1 << 20
-_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.GNUTYPE_SPARSE)
+_STREAM_BUFFER = 1 << 17
+# Member types (tarfile's constants, without importing tarfile on the common path).
+_REGTYPE, _AREGTYPE, _CONTTYPE, _SPARSETYPE = b"0", b"\0", b"7", b"S"
+_LNKTYPE, _SYMTYPE, _CHRTYPE, _BLKTYPE, _DIRTYPE, _FIFOTYPE = b"1", b"2", b"3", b"4", b"5", b"6"
+_FILE_TYPES = (_REGTYPE, _AREGTYPE, _CONTTYPE, _SPARSETYPE)  # S: only ever from tarfile
+_NODE_TYPES = (_CHRTYPE, _BLKTYPE, _FIFOTYPE)
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# copy_file_range and sendfile refuse some pairs of files (another filesystem, no splice support):
+# the next way of copying takes over then.
+_COPY_UNSUPPORTED = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
 
 
 @dataclass(frozen=True)
@@ -91,31 +112,34 @@ def apply_layer(stream: BinaryIO, dest: str | os.PathLike[str]) -> AppliedLayer:
 
     Raises BadArchive for a corrupt stream or any member that would land outside `dest`; the
     caller owns `dest` and removes it then.
+
+    The process umask is 0 while this runs (so that files are created with their exact modes,
+    sparing a chmod each), and restored after, also on error. Nothing else in minirun creates
+    files meanwhile: a layer is applied by a command doing nothing else.
     """
     if os.listdir(dest):  # the breakout checks rely on knowing every entry: start from nothing
         raise ValueError(f"layer destination {os.fspath(dest)} is not empty")
-    applier = _Applier(os.fspath(dest))
+    saved_umask = os.umask(0)
     try:
-        if _is_plain_file(stream):
-            diff_id = _apply_seekable(stream, applier)
-        else:
-            reader = HashingReader(decompressed(stream))
-            with tarfile.open(fileobj=reader, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
-                for member in tar:
-                    applier.apply(member, tar)
-            reader.drain()
-            diff_id = "sha256:" + reader.hasher.hexdigest()
-    except BadArchive:
-        raise
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        if isinstance(exc, OSError) and not _is_stream_error(exc):
+        applier = _Applier(os.fspath(dest))
+        try:
+            if _is_plain_file(stream):
+                diff_id = _apply_seekable(stream, applier)
+            else:
+                diff_id = _apply_streaming(stream, applier)
+        except BadArchive:
             raise
-        raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
-    except Exception as exc:  # zlib.error, zstandard.ZstdError, lzma.LZMAError: corrupt compression
-        if type(exc).__module__ in ("zlib", "zstandard", "_lzma", "lzma", "zstd"):
-            raise BadArchive(f"invalid compressed stream: {_describe(exc)}") from exc
-        raise
-    applier.finish()
+        except (EOFError, OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and not _is_stream_error(exc):
+                raise
+            raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
+        except Exception as exc:  # zlib.error, zstandard.ZstdError, lzma.LZMAError: corrupt compression
+            if type(exc).__module__ in ("zlib", "zstandard", "_lzma", "lzma", "zstd"):
+                raise BadArchive(f"invalid compressed stream: {_describe(exc)}") from exc
+            raise
+        applier.finish()
+    finally:
+        os.umask(saved_umask)
     return AppliedLayer(diff_id=diff_id, size=applier.size)
 
 
@@ -133,18 +157,19 @@ def _is_plain_file(stream: BinaryIO) -> bool:
 
 
 def _apply_seekable(stream: BinaryIO, applier: "_Applier") -> str:
-    """A regular file is read twice at once: tarfile seeks through it (no stream buffering, the
-    costliest part of tarfile's streaming mode) while a thread hashes it from a second file
-    description; hashlib releases the GIL on large buffers, so the hash runs on the other core."""
+    """A regular file is read twice at once: headers by pread and contents by copy_file_range,
+    while a thread hashes it from a second file description; hashlib releases the GIL on large
+    buffers, so the hash runs on the other core."""
     import threading
 
+    fd = stream.fileno()
     start = stream.tell()
     digest: list[str] = []
     failure: list[BaseException] = []
 
     def hash_file() -> None:
         try:
-            with open(f"/proc/self/fd/{stream.fileno()}", "rb", buffering=0) as again:
+            with open(f"/proc/self/fd/{fd}", "rb", buffering=0) as again:
                 again.seek(start)
                 hasher = hashlib.sha256()
                 buffer = bytearray(_COPY_CHUNK)
@@ -158,14 +183,215 @@ def _apply_seekable(stream: BinaryIO, applier: "_Applier") -> str:
     hashing = threading.Thread(target=hash_file, name="layer-hash", daemon=True)
     hashing.start()
     try:
-        with tarfile.open(fileobj=stream, mode="r:", encoding="utf-8", errors="surrogateescape") as tar:
-            for member in tar:
-                applier.apply(member, tar)
+        source = _FileSource(fd, os.fstat(fd).st_size)
+        try:
+            for member in HeaderReader(source, start):
+                applier.apply(member, source)
+        except Unsupported as rest:
+            import tarfile
+
+            stream.seek(rest.start)
+            with _tarfile_errors():
+                with tarfile.open(fileobj=stream, mode="r:", encoding="utf-8", errors="surrogateescape") as tar:
+                    _apply_with_tarfile(tar, applier)
     finally:
         hashing.join()
     if failure:
         raise failure[0]
     return digest[0]
+
+
+def _apply_streaming(stream: BinaryIO, applier: "_Applier") -> str:
+    """Pipes and compressed streams: read once, in order, every byte hashed on the way."""
+    reader = HashingReader(decompressed(stream))
+    source = _StreamSource(io.BufferedReader(reader, _STREAM_BUFFER))  # type: ignore[arg-type]
+    try:
+        for member in HeaderReader(source, 0):
+            applier.apply(member, source)
+    except Unsupported as rest:
+        import tarfile
+
+        with _tarfile_errors():
+            with tarfile.open(fileobj=source.replay_from(rest.start), mode="r|", encoding="utf-8",
+                              errors="surrogateescape") as tar:
+                _apply_with_tarfile(tar, applier)
+    reader.drain()  # what the buffer holds beyond the archive was hashed when it was read
+    return "sha256:" + reader.hasher.hexdigest()
+
+
+class _FileSource:
+    """A regular file read at random: headers by pread, contents copied file to file in the
+    kernel, never through Python."""
+
+    def __init__(self, fd: int, end: int) -> None:
+        self.fd = fd
+        self.end = end
+        self._copy = self._copy_file_range if hasattr(os, "copy_file_range") else self._sendfile
+
+    def begin_member(self, offset: int) -> None:
+        pass
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        data = os.pread(self.fd, size, offset)
+        while 0 < len(data) < size:  # short only at the end of the file
+            more = os.pread(self.fd, size - len(data), offset + len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+    def copy(self, out: int, member: TarMember) -> None:
+        offset, left = member.offset, member.size
+        if offset + left > self.end:
+            raise BadArchive(f"unexpected end of data in {member.name!r}")
+        while left:
+            n = self._copy(out, offset, left)
+            if n <= 0:  # the file shrank under us
+                raise BadArchive(f"unexpected end of data in {member.name!r}")
+            offset += n
+            left -= n
+
+    def _copy_file_range(self, out: int, offset: int, count: int) -> int:
+        try:
+            return os.copy_file_range(self.fd, out, count, offset)
+        except OSError as exc:
+            if exc.errno not in _COPY_UNSUPPORTED:
+                raise
+        self._copy = self._sendfile
+        return self._sendfile(out, offset, count)
+
+    def _sendfile(self, out: int, offset: int, count: int) -> int:
+        try:
+            return os.sendfile(out, self.fd, offset, count)
+        except OSError as exc:
+            if exc.errno not in _COPY_UNSUPPORTED:
+                raise
+        self._copy = self._pread_write
+        return self._pread_write(out, offset, count)
+
+    def _pread_write(self, out: int, offset: int, count: int) -> int:
+        data = os.pread(self.fd, min(count, _COPY_CHUNK), offset)
+        _write_all(out, data)
+        return len(data)
+
+
+class _StreamSource:
+    """A stream read once, in order. It keeps the header blocks of the member being read, so
+    that tarfile can be handed the stream from that member's first block on (`replay_from`)."""
+
+    def __init__(self, raw: io.BufferedReader) -> None:
+        self.raw = raw
+        self.pos = 0
+        self.member_start = 0
+        self.member_blocks: list[bytes] = []
+
+    def _skip_to(self, offset: int) -> None:
+        """Read up to `offset` (data the applier did not take, padding); stops at the end."""
+        while self.pos < offset:
+            skipped = len(self.raw.read(min(offset - self.pos, _COPY_CHUNK)))
+            if not skipped:
+                return
+            self.pos += skipped
+
+    def begin_member(self, offset: int) -> None:
+        self._skip_to(offset)
+        self.member_start = offset
+        self.member_blocks = []
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        self._skip_to(offset)
+        if self.pos != offset:
+            return b""
+        data = self.raw.read(size)
+        self.pos += len(data)
+        self.member_blocks.append(data)
+        return data
+
+    def copy(self, out: int, member: TarMember) -> None:
+        self._skip_to(member.offset)
+        left = member.size if self.pos == member.offset else -1
+        while left > 0:
+            chunk = self.raw.read(min(_COPY_CHUNK, left))
+            if not chunk:
+                break
+            _write_all(out, chunk)
+            self.pos += len(chunk)
+            left -= len(chunk)
+        if left:
+            raise BadArchive(f"unexpected end of data in {member.name!r}")
+
+    def replay_from(self, start: int) -> BinaryIO:
+        assert start == self.member_start, (start, self.member_start)
+        return _Replay(b"".join(self.member_blocks), self.raw)  # type: ignore[return-value]
+
+
+class _Replay(io.RawIOBase):
+    """`head`, then the rest of `tail`."""
+
+    def __init__(self, head: bytes, tail: io.BufferedReader) -> None:
+        self._head = memoryview(head)
+        self._tail = tail
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._tail.readinto(buf)
+
+
+class _TarfileSource:
+    """Contents of members tarfile read (their `origin`)."""
+
+    def __init__(self, tar: "tarfile.TarFile") -> None:
+        self.tar = tar
+
+    def copy(self, out: int, member: TarMember) -> None:
+        source = self.tar.extractfile(member.origin)  # type: ignore[arg-type]
+        assert source is not None
+        remaining = member.size
+        while remaining:
+            chunk = source.read(min(_COPY_CHUNK, remaining))
+            if not chunk:
+                raise BadArchive(f"unexpected end of data in {member.name!r}")
+            _write_all(out, chunk)
+            remaining -= len(chunk)
+
+
+def _apply_with_tarfile(tar: "tarfile.TarFile", applier: "_Applier") -> None:
+    source = _TarfileSource(tar)
+    for info in tar:
+        applier.apply(_from_tarinfo(info), source)
+
+
+def _from_tarinfo(info: "tarfile.TarInfo") -> TarMember:
+    return TarMember(info.name, info.type, info.mode, info.uid, info.gid, info.size,
+                     int(info.mtime * 1_000_000_000), info.linkname, info.devmajor, info.devminor,
+                     info.offset_data, pax_xattrs(info.pax_headers) if info.pax_headers else None, origin=info)
+
+
+class _tarfile_errors:
+    """tarfile's own errors as BadArchive."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        import tarfile
+
+        if exc is not None and isinstance(exc, tarfile.TarError):
+            raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
+        return False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _is_stream_error(exc: OSError) -> bool:
@@ -216,27 +442,29 @@ def parse_whiteout(path: str) -> Whiteout | None:
     return Whiteout(target=f"{parent}/{hidden}" if parent else hidden, opaque=False)
 
 
-def member_xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
+def member_xattrs(member: "tarfile.TarInfo | TarMember") -> dict[str, bytes]:
     """The xattrs a member carries (PAX `SCHILY.xattr.*`, libarchive's `LIBARCHIVE.xattr.*`), minus overlay's."""
-    found: dict[str, bytes] = {}
-    for key, value in member.pax_headers.items():
-        if key.startswith("SCHILY.xattr."):
-            name, raw = key[len("SCHILY.xattr."):], value.encode("utf-8", "surrogateescape")
-        elif key.startswith("LIBARCHIVE.xattr."):
-            import base64
-            from urllib.parse import unquote
-
-            name = unquote(key[len("LIBARCHIVE.xattr."):])
-            raw = base64.b64decode(value + "=" * (-len(value) % 4))
-        else:
-            continue
-        if not name.startswith(FORBIDDEN_XATTR_PREFIXES):
-            found[name] = raw
-    return found
+    found = member.xattrs if isinstance(member, TarMember) else pax_xattrs(member.pax_headers)
+    return {k: v for k, v in (found or {}).items() if not k.startswith(FORBIDDEN_XATTR_PREFIXES)}
 
 
 # The kinds of entry a layer dir holds, as _Applier records them.
 _DIR, _OTHER, _SYMLINK, _WHITEOUT = "dir", "other", "symlink", "whiteout"
+
+
+@dataclass(frozen=True)
+class _DirState:
+    """What the kernel will do to an entry created in a directory, as far as it is sure (umask 0):
+
+    exact: the entry gets the mode asked for -- unless a default ACL may be on the directory;
+    ours:  the entry's group is our egid -- the directory's group is ours, so neither a setgid
+           directory nor a `grpid` mount gives it another one;
+    sgid:  a new subdirectory may inherit the setgid bit.
+    Whatever is not sure costs the chown or chmod that makes it so."""
+
+    exact: bool
+    ours: bool
+    sgid: bool
 
 
 class _Applier:
@@ -247,70 +475,98 @@ class _Applier:
         self.opaque: set[str] = set()
         self.dir_times: list[tuple[str, int]] = []
         self.size = 0
+        self.euid, self.egid = os.geteuid(), os.getegid()
+        st = os.stat(root)
+        self.dirs: dict[str, _DirState] = {"": _DirState(
+            exact=not _may_have_default_acl(root), ours=st.st_gid == self.egid, sgid=bool(st.st_mode & stat.S_ISGID))}
 
     # -- checks --------------------------------------------------------------------------
-    def _claim(self, path: str, kind: str, original: str) -> bool:
-        """Record `path` as created by this member; returns True when it already exists as an
-        implicit directory (a dir member after its children, which only updates metadata)."""
-        self._ensure_parents(path, original)
+    def _claim(self, path: str, kind: str, original: str) -> tuple[_DirState, bool]:
+        """Record `path` as created by this member; returns the state of its parent dir, and True
+        when `path` already exists as an implicit directory (a dir member after its children,
+        which only updates metadata)."""
+        parent = self._ensure_parents(path, original)
         existing = self.kinds.get(path)
         if existing is not None:
             if existing == _DIR and kind == _DIR and path not in self.explicit:
                 self.explicit.add(path)
-                return True
+                return parent, True
             raise BadArchive(f"refusing duplicate path in layer: {original!r}")
         self.kinds[path] = kind
         self.explicit.add(path)
-        return False
+        return parent, False
 
-    def _ensure_parents(self, path: str, original: str) -> None:
+    def _ensure_parents(self, path: str, original: str) -> _DirState:
         parent = path.rpartition("/")[0]
         if self.kinds.get(parent) == _DIR:
-            return
+            return self.dirs[parent]
         prefix = ""
+        state = self.dirs[""]
         for part in parent.split("/"):
             prefix = f"{prefix}/{part}" if prefix else part
             kind = self.kinds.get(prefix)
             if kind is None:
-                os.mkdir(self._host(prefix), 0o755)
-                self.kinds[prefix] = _DIR
+                self._mkdir_implicit(prefix, state)
             elif kind != _DIR:
                 raise BadArchive(f"refusing path through a {kind} in layer: {original!r}")
+            state = self.dirs[prefix]
+        return state
+
+    def _mkdir_implicit(self, path: str, parent: _DirState) -> None:
+        os.mkdir(self._host(path), 0o755)
+        self.kinds[path] = _DIR
+        self.dirs[path] = parent  # same ACL, group and setgid doubts as its parent
 
     def _host(self, path: str) -> str:
         return f"{self.root}/{path}" if path else self.root
 
     # -- members -------------------------------------------------------------------------
-    def apply(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def apply(self, member: TarMember, source) -> None:
         path = normalize_member_path(member.name)
-        whiteout = parse_whiteout(path)
+        whiteout = parse_whiteout(path) if WHITEOUT_PREFIX in path else None
+        type_ = member.type
         if whiteout is not None:
             self._whiteout(whiteout, member)
         elif path == "":
-            if not member.isdir():
+            if type_ != _DIRTYPE:
                 raise BadArchive(f"refusing non-directory layer root: {member.name!r}")
-            self._set_meta(self.root, member, is_dir=True)
-        elif member.type in _FILE_TYPES:
-            self._claim(path, _OTHER, member.name)
-            self._file(path, member, tar)
-        elif member.isdir():
-            if not self._claim(path, _DIR, member.name):
-                os.mkdir(self._host(path), 0o700)
-            self._set_meta(self._host(path), member, is_dir=True)
-        elif member.issym():
-            self._claim(path, _SYMLINK, member.name)
-            os.symlink(member.linkname, self._host(path))
-            self._set_meta(self._host(path), member, symlink=True)
+            self._dir_meta(self.root, "", member, self.dirs[""], chown=True, chmod=True)
+        elif type_ in _FILE_TYPES:
+            parent, _ = self._claim(path, _OTHER, member.name)
+            self._file(path, member, source, parent)
+        elif type_ == _DIRTYPE:
+            parent, existed = self._claim(path, _DIR, member.name)
+            host = self._host(path)
+            if existed:  # an implicit dir: its mode and owner are 0755 and whatever the kernel gave
+                self._dir_meta(host, path, member, self.dirs[path], chown=True, chmod=True)
+            else:
+                mode = member.mode & 0o7777
+                os.mkdir(host, mode & 0o1777 if parent.exact else 0o700)
+                self._dir_meta(host, path, member, parent, chown=self._chown_needed(member, parent),
+                               chmod=not parent.exact or parent.sgid or bool(mode & 0o7000))
+        elif type_ == _SYMTYPE:
+            parent, _ = self._claim(path, _SYMLINK, member.name)
+            host = self._host(path)
+            os.symlink(member.linkname, host)
+            if self._chown_needed(member, parent):
+                os.chown(host, member.uid, member.gid, follow_symlinks=False)
+            if member.xattrs:
+                self._set_xattrs(host, member, follow=False)
+            os.utime(host, ns=(member.mtime_ns, member.mtime_ns), follow_symlinks=False)
             self.size += len(os.fsencode(member.linkname))
-        elif member.islnk():
+        elif type_ == _LNKTYPE:
             self._hardlink(path, member)
-        elif member.ischr() or member.isblk() or member.isfifo():
-            self._claim(path, _OTHER, member.name)
-            self._node(path, member)
+        elif type_ in _NODE_TYPES:
+            parent, _ = self._claim(path, _OTHER, member.name)
+            self._node(path, member, parent)
         else:
-            raise BadArchive(f"refusing unsupported member type {member.type!r}: {member.name!r}")
+            raise BadArchive(f"refusing unsupported member type {type_!r}: {member.name!r}")
 
-    def _whiteout(self, whiteout: Whiteout, member: tarfile.TarInfo) -> None:
+    def _chown_needed(self, member: TarMember, parent: _DirState) -> bool:
+        # A new entry is ours (euid) and, in an `ours` dir, in our group (egid).
+        return not (parent.ours and member.uid == self.euid and member.gid == self.egid)
+
+    def _whiteout(self, whiteout: Whiteout, member: TarMember) -> None:
         if not whiteout.target and not whiteout.opaque:
             return  # aufs metadata
         if whiteout.opaque:
@@ -318,40 +574,40 @@ class _Applier:
                 raise BadArchive(f"refusing duplicate opaque marker in layer: {member.name!r}")
             kind = self.kinds.get(whiteout.target)
             if kind is None:
-                self._claim(whiteout.target, _DIR, member.name)
+                parent, _ = self._claim(whiteout.target, _DIR, member.name)
                 self.explicit.discard(whiteout.target)  # the dir's own member may still follow
                 os.mkdir(self._host(whiteout.target), 0o755)
+                self.dirs[whiteout.target] = parent
             elif kind != _DIR:
                 raise BadArchive(f"refusing opaque marker under a {kind}: {member.name!r}")
             os.setxattr(self._host(whiteout.target), OPAQUE_XATTR, b"y", follow_symlinks=False)
             self.opaque.add(whiteout.target)
             return
-        self._claim(whiteout.target, _WHITEOUT, member.name)
+        parent, _ = self._claim(whiteout.target, _WHITEOUT, member.name)
         host = self._host(whiteout.target)
         os.mknod(host, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-        os.chown(host, member.uid, member.gid, follow_symlinks=False)
+        if self._chown_needed(member, parent):
+            os.chown(host, member.uid, member.gid, follow_symlinks=False)
 
-    def _file(self, path: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
-        fd = os.open(self._host(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    def _file(self, path: str, member: TarMember, source, parent: _DirState) -> None:
+        mode = member.mode & 0o7777
+        fd = os.open(self._host(path), _OPEN_FLAGS, mode & 0o777 if parent.exact else 0o600)
         try:
             if member.size:
-                source = tar.extractfile(member)
-                assert source is not None
-                remaining = member.size
-                while remaining:
-                    chunk = source.read(min(_COPY_CHUNK, remaining))
-                    if not chunk:
-                        raise BadArchive(f"unexpected end of data in {member.name!r}")
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    remaining -= len(chunk)
-            self._set_meta(fd, member)
+                source.copy(fd, member)
+            # chown first: it clears setuid/setgid bits and file capabilities.
+            if self._chown_needed(member, parent):
+                os.fchown(fd, member.uid, member.gid)
+            if not parent.exact or mode & 0o7000:
+                os.fchmod(fd, mode)
+            if member.xattrs:
+                self._set_xattrs(fd, member, follow=True)
+            os.utime(fd, ns=(member.mtime_ns, member.mtime_ns))
         finally:
             os.close(fd)
         self.size += member.size
 
-    def _hardlink(self, path: str, member: tarfile.TarInfo) -> None:
+    def _hardlink(self, path: str, member: TarMember) -> None:
         target = normalize_member_path(member.linkname)
         kind = self.kinds.get(target)
         if kind is None or target not in self.explicit:
@@ -361,42 +617,59 @@ class _Applier:
         self._claim(path, kind, member.name)
         os.link(self._host(target), self._host(path), follow_symlinks=False)
 
-    def _node(self, path: str, member: tarfile.TarInfo) -> None:
+    def _node(self, path: str, member: TarMember, parent: _DirState) -> None:
         host = self._host(path)
-        if member.isfifo():
-            os.mkfifo(host, 0o600)
+        mode = member.mode & 0o7777
+        create_mode = mode & 0o777 if parent.exact else 0o600
+        if member.type == _FIFOTYPE:
+            os.mkfifo(host, create_mode)
         else:
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-            os.mknod(host, kind | 0o600, os.makedev(member.devmajor, member.devminor))
-        self._set_meta(host, member)
+            kind = stat.S_IFCHR if member.type == _CHRTYPE else stat.S_IFBLK
+            os.mknod(host, kind | create_mode, os.makedev(member.devmajor, member.devminor))
+        if self._chown_needed(member, parent):
+            os.chown(host, member.uid, member.gid, follow_symlinks=False)
+        if not parent.exact or mode & 0o7000:
+            os.chmod(host, mode)
+        if member.xattrs:
+            self._set_xattrs(host, member, follow=False)
+        os.utime(host, ns=(member.mtime_ns, member.mtime_ns), follow_symlinks=False)
 
-    def _set_meta(self, target: str | int, member: tarfile.TarInfo, is_dir: bool = False, symlink: bool = False) -> None:
-        # chown first: it clears setuid/setgid bits and file capabilities.
-        follow = not symlink
-        if isinstance(target, int):
-            os.fchown(target, member.uid, member.gid)
-        else:
-            os.chown(target, member.uid, member.gid, follow_symlinks=follow)
-        if not symlink:
-            if isinstance(target, int):
-                os.fchmod(target, stat.S_IMODE(member.mode))
-            else:
-                os.chmod(target, stat.S_IMODE(member.mode))
-        for name, value in member_xattrs(member).items():
+    def _dir_meta(self, host: str, path: str, member: TarMember, parent: _DirState, chown: bool, chmod: bool) -> None:
+        """Owner, mode and xattrs of a directory now, its mtime at the end (creating its children
+        would bump it); records what the kernel will do to entries created in it."""
+        mode = member.mode & 0o7777
+        if chown:
+            os.chown(host, member.uid, member.gid, follow_symlinks=False)
+        if chmod:
+            os.chmod(host, mode)
+        acl = False
+        if member.xattrs:
+            self._set_xattrs(host, member, follow=False)
+            acl = DEFAULT_ACL_XATTR in member.xattrs
+        self.dirs[path] = _DirState(exact=parent.exact and not acl, ours=member.gid == self.egid,
+                                    sgid=bool(mode & stat.S_ISGID))
+        self.dir_times.append((host, member.mtime_ns))
+
+    def _set_xattrs(self, target: str | int, member: TarMember, follow: bool) -> None:
+        for name, value in member.xattrs.items():  # type: ignore[union-attr]
+            if name.startswith(FORBIDDEN_XATTR_PREFIXES):
+                continue
             try:
                 os.setxattr(target, name, value, follow_symlinks=follow)
             except OSError as exc:
                 # EOPNOTSUPP: a namespace this filesystem lacks; EPERM: user.* on a symlink,
                 # which Linux forbids (docker skips both)
-                if exc.errno not in (95, 1):
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EPERM):
                     raise BadArchive(f"cannot set xattr {name} on {member.name!r}: {exc.strerror}") from exc
-        mtime_ns = int(member.mtime * 1_000_000_000)
-        if is_dir:
-            # Creating children would bump a directory's mtime: set it once everything is in.
-            self.dir_times.append((target, mtime_ns))  # type: ignore[arg-type]
-        else:
-            os.utime(target, ns=(mtime_ns, mtime_ns), follow_symlinks=follow)
 
     def finish(self) -> None:
         for path, mtime_ns in reversed(self.dir_times):
             os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+
+
+def _may_have_default_acl(path: str) -> bool:
+    try:
+        os.getxattr(path, DEFAULT_ACL_XATTR)
+    except OSError as exc:
+        return exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP)
+    return True

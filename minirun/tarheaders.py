@@ -54,8 +54,13 @@ class Unsupported(Exception):
 
 
 class Source(Protocol):
+    def begin_member(self, offset: int) -> None:
+        """The headers of a member start at `offset` (a stream may keep them from here on)."""
+        ...
+
     def read_at(self, offset: int, size: int) -> bytes:
-        """Up to `size` bytes at `offset` (fewer only at the end of the input); offsets never go back."""
+        """Up to `size` bytes at `offset` (fewer only at the end of the input); offsets never go
+        back, and the reads of one member's headers follow each other without a gap."""
         ...
 
 
@@ -193,14 +198,15 @@ class HeaderReader:
     def _extended(self, start: int, offset: int, size: int, kind: str) -> bytes:
         if size > MAX_EXTENDED:
             raise BadArchive(f"refusing {kind} of {size} bytes at offset {start} (limit {MAX_EXTENDED})")
-        data = self.source.read_at(offset, size)
-        if len(data) != size:
+        data = self.source.read_at(offset, size + (-size % BLOCK))  # with its padding: no gap
+        if len(data) < size:
             raise BadArchive(f"unexpected end of data in the {kind} at offset {start}")
-        return data
+        return data[:size]
 
     def next(self) -> TarMember | None:
         """The next member, or None at the end of the archive."""
         start = self.pos
+        self.source.begin_member(start)
         read_at = self.source.read_at
         pax: dict[bytes, bytes] | None = None
         long_name = long_link = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 from typing import Iterator
 
 
@@ -42,6 +41,8 @@ def remove_tree(path: str) -> None:
     """Remove a tree we own, including dirs whose mode forbids writing (root ignores it)."""
     if os.path.lexists(path):
         if os.path.isdir(path) and not os.path.islink(path):
+            import shutil  # not at the top: it pulls in fnmatch and re, a few ms of every start
+
             shutil.rmtree(path)
         else:
             os.unlink(path)
