@@ -141,29 +141,31 @@ def _walk(upper: str, rel: str, lowers: _Lowers, out: list[Change], hidden: bool
     for entry in entries:
         child = f"{rel}/{entry.name}" if rel else entry.name
         shown = "/" + child
-        st = entry.stat(follow_symlinks=False)
-        if is_whiteout(st):
-            if entry.name in image and shown not in PROVIDED:
-                out.append(Change(DELETED, shown))
-            continue
+        is_dir = entry.is_dir(follow_symlinks=False)
+        # d_type tells dirs, files and links apart without a syscall: only other kinds can be
+        # whiteouts, and only entries the image also has need their lstat compared
+        if not is_dir and not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
+            if is_whiteout(entry.stat(follow_symlinks=False)):
+                if entry.name in image and shown not in PROVIDED:
+                    out.append(Change(DELETED, shown))
+                continue
         present.add(entry.name)
         had = image.get(entry.name)
-        if stat.S_ISDIR(st.st_mode) and had is not None and stat.S_ISDIR(had.st_mode):
+        if is_dir and had is not None and stat.S_ISDIR(had.st_mode):
             inner = _walk(upper, child, lowers, out, hidden or is_opaque(entry.path))
-            if shown not in PROVIDED and (inner or not _same(st, had, entry.path, "")):
+            if shown not in PROVIDED and (inner or not _same(entry.stat(follow_symlinks=False), had, entry.path, "")):
                 out.append(Change(MODIFIED, shown))
         elif shown in PROVIDED:
             continue  # a mount point's stub, made in the upper for a 500-layer image
         elif had is None:
             out.append(Change(ADDED, shown))
-            if stat.S_ISDIR(st.st_mode):
+            if is_dir:
                 _all_added(upper, child, out)
-        else:
-            if stat.S_ISDIR(st.st_mode):  # a dir where the image had a file: all inside is new
-                _all_added(upper, child, out)
-                out.append(Change(MODIFIED, shown))
-            elif not _same(st, had, entry.path, _lower_path(lowers, child)):
-                out.append(Change(MODIFIED, shown))
+        elif is_dir:  # a dir where the image had a file: all inside is new
+            _all_added(upper, child, out)
+            out.append(Change(MODIFIED, shown))
+        elif not _same(entry.stat(follow_symlinks=False), had, entry.path, _lower_path(lowers, child)):
+            out.append(Change(MODIFIED, shown))
     if hidden:
         for name in image.keys() - present:
             shown = f"/{rel}/{name}" if rel else f"/{name}"
@@ -174,12 +176,16 @@ def _walk(upper: str, rel: str, lowers: _Lowers, out: list[Change], hidden: bool
 
 def _all_added(upper: str, rel: str, out: list[Change]) -> None:
     """Everything inside a dir the image did not have (whiteouts there hide nothing)."""
-    for top, dirs, files in os.walk(os.path.join(upper, rel)):
-        base = "/" + os.path.relpath(top, upper)
-        for name in dirs + files:
-            if name in files and is_whiteout(os.lstat(os.path.join(top, name))):
-                continue
-            out.append(Change(ADDED, f"{base}/{name}"))
+    with os.scandir(os.path.join(upper, rel)) as it:
+        entries = list(it)
+    for entry in entries:
+        child = f"{rel}/{entry.name}"
+        if entry.is_dir(follow_symlinks=False):
+            out.append(Change(ADDED, "/" + child))
+            _all_added(upper, child, out)
+        # d_type answers for files and links; only the rest (devices, fifos) need an lstat
+        elif entry.is_file(follow_symlinks=False) or entry.is_symlink() or not is_whiteout(entry.stat(follow_symlinks=False)):
+            out.append(Change(ADDED, "/" + child))
 
 
 def _lower_path(lowers: _Lowers, rel: str) -> str:

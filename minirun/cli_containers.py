@@ -201,32 +201,6 @@ def container_prune(force: bool = typer.Option(False, "-f", "--force", help="Do 
     print(f"Total reclaimed space: {human_size(freed)}")
 
 
-@app.command("diff")
-def diff(
-    name: str = typer.Argument(..., metavar="CONTAINER"),
-    format_: Optional[str] = typer.Option(None, "--format", help="'json' for docker's API form."),
-) -> None:
-    """Inspect changes to files or directories on a container's filesystem (from its upper dir)."""
-    import json
-
-    from minirun.changes import KIND_CODES, changes
-    from minirun.errors import UsageError
-    from minirun.runtime.initlayer import init_layer_dir
-
-    if format_ not in (None, "json"):
-        raise UsageError(f"unsupported --format {format_!r} (use 'json')")
-    containers = _containers()
-    container = containers.find(name)
-    store = containers.store
-    image = store.images.get(container.config.image)
-    lowers = [init_layer_dir(store)] + [store.layers.diff_dir(d) for d in reversed(image.diff_ids)]
-    found = changes(container.upper, lowers)
-    if format_ == "json":
-        print(json.dumps([{"Kind": KIND_CODES[c.kind], "Path": c.path} for c in found]))
-    else:
-        sys.stdout.write("".join(f"{c}\n" for c in found))
-
-
 @app.command("commit")
 def commit(
     name: str = typer.Argument(..., metavar="CONTAINER"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-LEAN_VERBS = {"run", "ps", "exec"}
+LEAN_VERBS = {"run", "ps", "exec", "diff"}
 
 
 def split_global_options(args: list[str]) -> tuple[str | None, bool, int]:
@@ -28,7 +28,7 @@ def main() -> None:
     args = sys.argv[1:]
     root, debug, verb_at = split_global_options(args)
     if verb_at < len(args) and args[verb_at] in LEAN_VERBS:
-        code = _lean(args[verb_at], args[verb_at + 1:], root, debug)
+        code = run_lean(args[verb_at], args[verb_at + 1:], root, debug)
         # Skip the interpreter's module teardown (~12 ms of every run); nothing registers
         # atexit work on this path, and the streams are flushed here.
         try:
@@ -41,7 +41,7 @@ def main() -> None:
     typer_main(args)
 
 
-def _lean(verb: str, argv: list[str], root: str | None, debug: bool) -> int:
+def run_lean(verb: str, argv: list[str], root: str | None, debug: bool) -> int:
     from minirun.errors import report
 
     try:
@@ -53,6 +53,10 @@ def _lean(verb: str, argv: list[str], root: str | None, debug: bool) -> int:
             from minirun.runtime.execin import exec_command
 
             return exec_command(argv, root)
+        if verb == "diff":
+            from minirun.diffcmd import diff_command
+
+            return diff_command(argv, root)
         if verb == "ps":
             from minirun.ps import ps_command
 

@@ -111,13 +111,17 @@ def _detach(store, containers, container) -> int:
     return 0
 
 
-def _run(store, containers, container, image, init_link: str) -> int:
+def _run(store, containers, container, image, init_link: str, *, stdio=None, wait=None) -> int:
+    """Run a recorded container in the foreground and return its exit code. The builder passes
+    `stdio` (fds for PID 1's 0, 1, 2; None: inherit) and `wait` (pid -> exit code; default:
+    forward signals and wait) so a RUN step can capture its output and be interrupted."""
     from minirun.humanize import rfc3339_now
     from minirun.runtime import launch
     from minirun.runtime.plan import build_plan
 
     config = container.config
     plan = build_plan(store, container, image, init_link)
+    plan.stdio = stdio
     tty = None
     if config.tty:
         from minirun.runtime import tty
@@ -143,6 +147,6 @@ def _run(store, containers, container, image, init_link: str) -> int:
     containers.update_state(container, Status="running", Running=True, Pid=started.pid,
                             PidStartTime=start_time(started.pid), MonitorPid=os.getpid(),
                             MonitorStartTime=start_time(os.getpid()), StartedAt=rfc3339_now())
-    code = tty.attach(started.pid, master, config.interactive) if tty else launch.wait_for_exit(started.pid)
+    code = tty.attach(started.pid, master, config.interactive) if tty else (wait or launch.wait_for_exit)(started.pid)
     containers.update_state(container, Status="exited", Running=False, Pid=0, ExitCode=code, FinishedAt=rfc3339_now())
     return code

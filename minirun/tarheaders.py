@@ -43,6 +43,8 @@ _MAX_DEV = (1 << 32) - 1
 # name mode uid gid size mtime chksum type linkname magic version uname gname devmajor devminor prefix
 _USTAR = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
 _NO_LOW_BYTES = bytes(range(0x80))
+_OCTAL_TEXT = b"01234567 \0"
+_NUMBERS = ("mode", "uid", "gid", "size", "mtime", "checksum")
 
 
 class Unsupported(Exception):
@@ -108,6 +110,16 @@ def _octal(field: bytes, what: str, start: int) -> int:
         except ValueError:  # an 8 or a 9
             pass
     raise BadArchive(f"invalid tar header at offset {start}: {what} field is not a number: {bytes(field)!r}")
+
+
+def _careful_numbers(block: bytes, at: int) -> tuple[int, ...]:
+    """mode, uid, gid, size, mtime and checksum of a header, one field at a time (checksum first:
+    a block of garbage is reported as such, not as a bad number)."""
+    chksum = _octal(block[148:156], "checksum", at)
+    if not _checksum_ok(block, chksum):
+        raise BadArchive(f"invalid tar header at offset {at}: bad checksum")
+    fields = (block[100:108], block[108:116], block[116:124], block[124:136], block[136:148])
+    return (*(_octal(field, what, at) for field, what in zip(fields, _NUMBERS)), chksum)
 
 
 def _checksum_ok(block: bytes, stored: int) -> bool:
@@ -223,9 +235,18 @@ class HeaderReader:
                 return None
             (name, mode, uid, gid, size, mtime, chksum, type_, linkname, magic, _version, _uname, _gname,
              devmajor, devminor, prefix) = _USTAR.unpack(block)
-            if not _checksum_ok(block, _octal(chksum, "checksum", at)):
+            if block[100:156].translate(None, _OCTAL_TEXT):  # not plain octal text: the careful way
+                mode_n, uid_n, gid_n, size_n, mtime_n, chksum_n = _careful_numbers(block, at)
+            else:
+                try:  # int() takes surrounding spaces, no sign nor "_" (filtered out above) nor inner space
+                    mode_n, uid_n, gid_n, size_n, mtime_n, chksum_n = (
+                        int(mode.partition(b"\0")[0], 8), int(uid.partition(b"\0")[0], 8),
+                        int(gid.partition(b"\0")[0], 8), int(size.partition(b"\0")[0], 8),
+                        int(mtime.partition(b"\0")[0], 8), int(chksum.partition(b"\0")[0], 8))
+                except ValueError:  # an empty field, an inner space, an 8 or a 9
+                    mode_n, uid_n, gid_n, size_n, mtime_n, chksum_n = _careful_numbers(block, at)
+            if not _checksum_ok(block, chksum_n):
                 raise BadArchive(f"invalid tar header at offset {at}: bad checksum")
-            size_n = _octal(size, "size", at)
             if size_n < 0:
                 raise BadArchive(f"invalid tar header at offset {at}: negative size")
             data_at = at + BLOCK
@@ -248,14 +269,11 @@ class HeaderReader:
                 raise Unsupported(f"member type {type_!r}", start)
             break
 
-        raw_name = long_name if long_name is not None else _cstring(name)
-        if long_name is None and magic == b"ustar\0":
-            head = _cstring(prefix)
-            if head:
-                raw_name = head + b"/" + raw_name
-        raw_link = long_link if long_link is not None else _cstring(linkname)
-        uid_n, gid_n = _octal(uid, "uid", at), _octal(gid, "gid", at)
-        mtime_ns = _octal(mtime, "mtime", at) * 1_000_000_000
+        raw_name = long_name if long_name is not None else name.partition(b"\0")[0]
+        if long_name is None and magic == b"ustar\0" and prefix[0]:
+            raw_name = prefix.partition(b"\0")[0] + b"/" + raw_name
+        raw_link = long_link if long_link is not None else linkname.partition(b"\0")[0]
+        mtime_ns = mtime_n * 1_000_000_000
         xattrs = None
         if pax is not None:
             for key in pax:
@@ -282,7 +300,6 @@ class HeaderReader:
             xattrs = pax_xattrs(pax)
         if not (0 <= uid_n <= _MAX_ID and 0 <= gid_n <= _MAX_ID):
             raise BadArchive(f"invalid tar header at offset {at}: owner {uid_n}:{gid_n} out of range")
-        mode_n = _octal(mode, "mode", at)
         if mode_n < 0:
             raise BadArchive(f"invalid tar header at offset {at}: negative mode")
         major_n = minor_n = 0
