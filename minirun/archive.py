@@ -408,7 +408,10 @@ def normalize_member_path(name: str) -> str:
     """`./a//b/` -> `a/b`; refuses absolute names and `..` (they would leave the layer)."""
     if name.startswith("/"):
         raise BadArchive(f"refusing absolute path in layer: {name!r}")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
+    parts = name.split("/")
+    if "" not in parts and "." not in parts and ".." not in parts:
+        return name  # already clean: the common case
+    parts = [p for p in parts if p not in ("", ".")]
     if ".." in parts:
         raise BadArchive(f"refusing path with '..' in layer: {name!r}")
     return "/".join(parts)
@@ -591,12 +594,12 @@ class _Applier:
 
     def _file(self, path: str, member: TarMember, source, parent: _DirState) -> None:
         mode = member.mode & 0o7777
-        fd = os.open(self._host(path), _OPEN_FLAGS, mode & 0o777 if parent.exact else 0o600)
+        fd = os.open(f"{self.root}/{path}", _OPEN_FLAGS, mode & 0o777 if parent.exact else 0o600)
         try:
             if member.size:
                 source.copy(fd, member)
             # chown first: it clears setuid/setgid bits and file capabilities.
-            if self._chown_needed(member, parent):
+            if not (parent.ours and member.uid == self.euid and member.gid == self.egid):  # _chown_needed
                 os.fchown(fd, member.uid, member.gid)
             if not parent.exact or mode & 0o7000:
                 os.fchmod(fd, mode)

@@ -149,23 +149,14 @@ def rename(containers: Containers, container: Container, new_name: str) -> None:
 
 def prune(containers: Containers) -> tuple[list[str], int]:
     """Remove every container that is not running; returns their ids and the bytes freed."""
+    from minirun.diskusage import tree_size
+
     removed, freed = [], 0
     for container in containers.all():
         container = refresh(containers, container)
         if is_running(container):
             continue
-        freed += _tree_size(container.upper)
+        freed += tree_size(container.upper)
         containers.remove(container)
         removed.append(container.id)
     return removed, freed
-
-
-def _tree_size(path: str) -> int:
-    total = 0
-    for top, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(top, name)).st_size
-            except OSError:
-                pass
-    return total
