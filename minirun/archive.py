@@ -12,13 +12,14 @@ compressed streams) is read once, in order, through `HashingReader`.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
 import os
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from minirun.errors import BadArchive
 from minirun.tarheaders import HeaderReader, TarMember, Unsupported, pax_xattrs
@@ -374,18 +375,15 @@ def _from_tarinfo(info: "tarfile.TarInfo") -> TarMember:
                      info.offset_data, pax_xattrs(info.pax_headers) if info.pax_headers else None, origin=info)
 
 
-class _tarfile_errors:
+@contextlib.contextmanager
+def _tarfile_errors() -> Iterator[None]:
     """tarfile's own errors as BadArchive."""
+    import tarfile
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, tb) -> bool:
-        import tarfile
-
-        if exc is not None and isinstance(exc, tarfile.TarError):
-            raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
-        return False
+    try:
+        yield
+    except tarfile.TarError as exc:
+        raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
 
 
 def _write_all(fd: int, data: bytes) -> None:

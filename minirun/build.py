@@ -551,7 +551,6 @@ class _Builder:
         self._done(stage, key, image)
 
     def _run_and_commit(self, stage: _Stage, cmd: list[str], env: list[str], created_by: str) -> Image:
-        from minirun.buildcopy import own_pid_namespace_for_children
         from minirun.commit import commit_container
         from minirun.humanize import rfc3339_now
         from minirun.run import _run, host_resolv_conf
@@ -585,7 +584,6 @@ class _Builder:
             finally:
                 # launch.start blocks these until the wait forwards them; a failed start never waited
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, launch.FORWARDED_SIGNALS)
-                own_pid_namespace_for_children()  # the commit streams its tar from a thread
                 self.progress.run_done(failed)
             if code != 0:
                 raise MinirunError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", exit_code=code)

@@ -207,7 +207,6 @@ def copy_into_image(store_root: str, lowers: list[str], upper: str, work: str, s
     mountpoint = os.path.join(store_root, "mnt")
     os.makedirs(mountpoint, exist_ok=True)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    own_pid_namespace_for_children()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the builder
         code = 0
@@ -238,19 +237,6 @@ def copy_into_image(store_root: str, lowers: list[str], upper: str, work: str, s
     _, status = os.waitpid(pid, 0)
     if message or os.waitstatus_to_exitcode(status) != 0:
         raise MinirunError(f"{instruction} failed: {message or 'the copying process failed'}")
-
-
-def own_pid_namespace_for_children() -> None:
-    """Undo launch.start's unshare(CLONE_NEWPID) in this process: while its children's PID
-    namespace is one whose init has exited, fork fails (ENOMEM) and so does starting a thread
-    (EINVAL); setns to our own namespace makes both work again."""
-    from minirun import linux
-
-    fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        linux.setns(fd, linux.CLONE_NEWPID)
-    finally:
-        os.close(fd)
 
 
 def _owner(spec: str) -> tuple[int, int]:

@@ -75,12 +75,15 @@ def import_(
 
 
 @app.command("images")
-def images(quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs.")) -> None:
+def images(
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
+    all_: bool = typer.Option(False, "-a", "--all", help="Show all images (default hides intermediate images)."),
+) -> None:
     """List images."""
     from minirun.humanize import human_size, time_ago
     from minirun.imageinfo import image_rows
 
-    rows = image_rows(_store())
+    rows = image_rows(_store(), all_)
     if quiet:
         for row in rows:
             print(row.image.short_id)
@@ -219,7 +222,8 @@ def _print_table(headers: list[str], rows: list[list[str]]) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    import minirun.cli_containers  # noqa: F401  (registers the container verbs)
+    import minirun.cli_build  # noqa: F401  (these register their verbs on `app`)
+    import minirun.cli_containers  # noqa: F401
     import minirun.cli_inspect_fs  # noqa: F401  (registers trace and system df)
 
     args = sys.argv[1:] if argv is None else argv

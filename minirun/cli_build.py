@@ -36,9 +36,11 @@ class _View(Progress):
                                soft_wrap=True)
 
     def step(self, number: int, total: int, text: str) -> None:
+        self._step_started = time.monotonic()
+        if self.console is None:
+            return
         from rich.text import Text
 
-        self._step_started = time.monotonic()
         self._line(Text.assemble((f"Step {number}/{total} : ", "bold blue" if self.styled else ""), text))
 
     def using_cache(self) -> None:
@@ -51,6 +53,8 @@ class _View(Progress):
         self._line(f"Removing intermediate container {container_id[:12]}", "dim")
 
     def image(self, image_id: str) -> None:
+        if self.console is None:
+            return
         from rich.text import Text
 
         text = Text(f" ---> {image_id.split(':', 1)[-1][:12]}", style="yellow" if self.styled else "")

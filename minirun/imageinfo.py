@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from minirun.reference import parse_reference
 from minirun.store import Store
-from minirun.store.images import Image
+from minirun.store.images import Image, lineage_key
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,16 @@ class HistoryRow:
     comment: str
 
 
-def image_rows(store: Store) -> list[ImageRow]:
+def image_rows(store: Store, all_: bool = False) -> list[ImageRow]:
+    """docker images: an untagged image that is the parent of another (a build step's) is only
+    shown with -a."""
     tags = store.images.tags()
+    images = store.images.all()
+    parents = {key for image in images for key in image.ancestor_keys()}
     rows = []
-    for image in store.images.all():
+    for image in images:
+        if not all_ and image.id not in tags.values() and image.lineage_key() in parents:
+            continue
         size = store.image_size(image)
         names = sorted(ref for ref, target in tags.items() if target == image.id)
         for name in names or [None]:
@@ -43,14 +49,10 @@ def image_rows(store: Store) -> list[ImageRow]:
     return rows
 
 
-def _prefix_key(history: list[dict], diff_ids: list[str]) -> str:
-    return json.dumps([history, diff_ids], sort_keys=True)
-
-
 def history_rows(store: Store, image: Image) -> list[HistoryRow]:
     """Newest first. An entry shows an image id when some stored image is exactly this image up
     to that entry (a build's intermediate or a base image); otherwise it is <missing>."""
-    known = {_prefix_key(other.history, other.diff_ids): other.id for other in store.images.all()}
+    known = {lineage_key(other.history, other.diff_ids): other.id for other in store.images.all()}
     diff_ids = image.diff_ids
     rows: list[HistoryRow] = []
     layer_index = 0
@@ -62,7 +64,7 @@ def history_rows(store: Store, image: Image) -> list[HistoryRow]:
             layer_index += 1
             if store.layers.exists(diff_id):
                 size = store.layers.meta(diff_id).size
-        prefix_id = known.get(_prefix_key(history[: i + 1], diff_ids[:layer_index]))
+        prefix_id = known.get(lineage_key(history[: i + 1], diff_ids[:layer_index]))
         rows.append(HistoryRow(
             image_id=prefix_id,
             created=entry.get("created", ""),

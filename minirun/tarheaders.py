@@ -189,7 +189,11 @@ def pax_xattrs(records: dict[bytes, bytes] | dict[str, str], binary: bool = True
             found[k[13:]] = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
         elif k.startswith("LIBARCHIVE.xattr."):
             text = _text(value) if isinstance(value, bytes) else value
-            found[unquote(k[17:], errors="surrogateescape")] = base64.b64decode(text + "=" * (-len(text) % 4))
+            try:
+                raw = base64.b64decode(text + "=" * (-len(text) % 4))
+            except ValueError as exc:  # binascii.Error
+                raise BadArchive(f"invalid base64 value for PAX record {k[:100]!r}") from exc
+            found[unquote(k[17:], errors="surrogateescape")] = raw
     return found or None
 
 
@@ -294,16 +298,16 @@ class HeaderReader:
                 raw_link = value
             value = pax.get(b"size")
             if value:
-                size_n = _pax_decimal(value, b"size", at)
+                size_n = _pax_decimal(value, b"size", start)
             value = pax.get(b"uid")
             if value:
-                uid_n = _pax_decimal(value, b"uid", at)
+                uid_n = _pax_decimal(value, b"uid", start)
             value = pax.get(b"gid")
             if value:
-                gid_n = _pax_decimal(value, b"gid", at)
+                gid_n = _pax_decimal(value, b"gid", start)
             value = pax.get(b"mtime")
             if value:
-                mtime_ns = _pax_time_ns(value, at)
+                mtime_ns = _pax_time_ns(value, start)
             xattrs = pax_xattrs(pax)
         if not (0 <= uid_n <= _MAX_ID and 0 <= gid_n <= _MAX_ID):
             raise BadArchive(f"invalid tar header at offset {at}: owner {uid_n}:{gid_n} out of range")

@@ -66,8 +66,8 @@ def start(plan: LaunchPlan) -> Started:
         import socket  # only with -t: ~3 ms of imports
 
         console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    flags = linux.CLONE_NEWPID
-    linux.unshare(flags)
+    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    linux.unshare(linux.CLONE_NEWPID)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     try:
         pid = os.fork()
@@ -77,6 +77,12 @@ def start(plan: LaunchPlan) -> Started:
             if sock is not None:
                 sock.close()
         raise
+    finally:
+        if os.getpid() != 1:
+            # Back to our own namespace for later children: once PID 1 has exited, a fork or a
+            # new thread in the old one fails (ENOMEM, EINVAL), and builds and tests go on.
+            linux.setns(own_pid_ns, linux.CLONE_NEWPID)
+        os.close(own_pid_ns)
     if pid == 0:
         os.close(read_fd)
         if console is not None:

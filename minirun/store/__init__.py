@@ -146,8 +146,25 @@ class Store:
                 return lines
             self.images.delete(image.id)
             lines.append(f"Deleted: {image.id}")
+            lines += self._collect_parents(image)
             lines += self._collect_layers(image)
             return lines
+
+    def _collect_parents(self, removed: Image) -> list[str]:
+        """docker deletes a removed image's untagged parents (a build's step images) that no
+        other image builds on and no container uses."""
+        deleted = []
+        for key in removed.ancestor_keys():
+            images = self.images.all()
+            parent = next((i for i in images if i.lineage_key() == key), None)
+            if parent is None:
+                continue
+            still_a_parent = any(key in other.ancestor_keys() for other in images)
+            if self.images.tags_of(parent.id) or still_a_parent or self.containers_using(parent.id):
+                break
+            self.images.delete(parent.id)
+            deleted.append(f"Deleted: {parent.id}")
+        return deleted
 
     def _collect_layers(self, removed: Image) -> list[str]:
         in_use = {d for other in self.images.all() for d in other.diff_ids}

@@ -36,6 +36,25 @@ class Image:
     def created(self) -> str:
         return self.config.get("created", "")
 
+    def lineage_key(self) -> str:
+        return lineage_key(self.history, self.diff_ids)
+
+    def ancestor_keys(self) -> list[str]:
+        """The lineage keys of every strict prefix of this image: the images a build made on the
+        way to it (docker's parent images), nearest first."""
+        keys, layer = [], 0
+        history, diff_ids = self.history, self.diff_ids
+        for i, entry in enumerate(history[:-1]):
+            layer += 0 if entry.get("empty_layer") else 1
+            keys.append(lineage_key(history[: i + 1], diff_ids[:layer]))
+        return keys[::-1]
+
+
+def lineage_key(history: list[dict], diff_ids: list[str]) -> str:
+    """An image as its history and layers: two images with the same key are the same image up
+    to their configs, and a key that is a strict prefix of another image's marks its parent."""
+    return json.dumps([history, diff_ids], sort_keys=True)
+
 
 def config_bytes(config: dict) -> bytes:
     return json.dumps(config, separators=(",", ":"), sort_keys=True).encode()

@@ -27,6 +27,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -323,10 +324,30 @@ REFUSED = [
 ]
 
 
-def _refuse(h: Host, members: list, compress: Callable[[bytes], bytes] = lambda b: b) -> BadArchive:
+@pytest.fixture(params=["stream", "file"])
+def feed(request, tmp_path: Path) -> Callable[[bytes], BinaryIO]:
+    """A layer as apply_layer gets it: a stream (read in order) or a regular file (read at random,
+    contents copied in the kernel). Both must refuse and allow the same layers."""
+    opened: list[BinaryIO] = []
+
+    def open_layer(data: bytes) -> BinaryIO:
+        if request.param == "stream":
+            return io.BytesIO(data)
+        path = tmp_path / f"layer-{len(opened)}.tar"  # beside the world, never inside it
+        path.write_bytes(data)
+        opened.append(open(path, "rb"))
+        return opened[-1]
+
+    yield open_layer
+    for stream in opened:
+        stream.close()
+
+
+def _refuse(h: Host, members: list, compress: Callable[[bytes], bytes] = lambda b: b,
+            feed: Callable[[bytes], BinaryIO] = io.BytesIO) -> BadArchive:
     guard = Untouched(h, members)
     with pytest.raises(BadArchive) as caught:
-        apply_layer(io.BytesIO(compress(make_tar(members))), h.dest)
+        apply_layer(feed(compress(make_tar(members))), h.dest)
     guard.check()
     message = str(caught.value)
     assert message and "\n" not in message
@@ -334,8 +355,8 @@ def _refuse(h: Host, members: list, compress: Callable[[bytes], bytes] = lambda 
 
 
 @pytest.mark.parametrize("build", REFUSED)
-def test_breakout_layer_is_refused(host: Host, build: Build) -> None:
-    _refuse(host, build(host))
+def test_breakout_layer_is_refused(host: Host, build: Build, feed) -> None:
+    _refuse(host, build(host), feed=feed)
 
 
 @pytest.mark.parametrize("build", [
@@ -500,10 +521,10 @@ ALLOWED = [
 
 
 @pytest.mark.parametrize(("build", "check"), ALLOWED)
-def test_allowed_layer_stays_inside(host: Host, build: Build, check: Callable[[Path, Host], None]) -> None:
+def test_allowed_layer_stays_inside(host: Host, build: Build, check: Callable[[Path, Host], None], feed) -> None:
     members = build(host)
     guard = Untouched(host, members)
-    apply_layer(io.BytesIO(make_tar(members)), host.dest)
+    apply_layer(feed(make_tar(members)), host.dest)
     guard.check()
     check(host.dest, host)
 
