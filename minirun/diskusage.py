@@ -116,7 +116,13 @@ def disk_usage(store: Store) -> DiskUsage:
     from minirun.runtime.container import Containers
     from minirun.runtime.lifecycle import is_running, refresh
 
-    images = sorted(store.images.all(), key=lambda i: i.created)
+    stored = store.images.all()
+    tags = store.images.tags()
+    # a build's untagged step images are not images of their own here (as in `images`): they
+    # would count every layer of their descendants as shared
+    parents = {key for image in stored for key in image.ancestor_keys()}
+    images = sorted((i for i in stored if i.id in tags.values() or i.lineage_key() not in parents),
+                    key=lambda i: i.created)
     containers = Containers(store)
     records = [refresh(containers, c, reload=False) for c in containers.all()]
     users: dict[str, int] = {}
@@ -137,7 +143,6 @@ def disk_usage(store: Store) -> DiskUsage:
     order += sorted(d for d in sizes if d not in order)
     layers = [LayerUsage(d, sizes[d], stacked_by.get(d, 0)) for d in order]
 
-    tags = store.images.tags()
     image_rows = []
     for image in sorted(images, key=lambda i: i.created, reverse=True):
         own = [d for d in dict.fromkeys(image.diff_ids) if d in sizes]
