@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
-import threading
 from typing import BinaryIO, Iterator
 
 from minirun.archive import FORBIDDEN_XATTR_PREFIXES, OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
@@ -125,32 +124,8 @@ def is_empty(upper: str) -> bool:
 
 
 def stage_upper(store, upper: str):
-    """The upper dir as a staged layer of the store, streamed through a pipe (no temp tar)."""
-    read_fd, write_fd = os.pipe()
-    failure: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            with open(write_fd, "wb") as out:
-                layer_tar(upper, out)
-        except BaseException as exc:  # reported after the consumer saw EOF
-            failure.append(exc)
-
-    producer = threading.Thread(target=produce, name="commit-tar", daemon=True)
-    producer.start()
-    try:
-        with open(read_fd, "rb") as stream:
-            staged = store.unpack_layer(stream)
-    except BaseException:
-        producer.join()
-        if failure:
-            raise MinirunError(f"reading the container's changes: {failure[0]}") from failure[0]
-        raise
-    producer.join()
-    if failure:
-        store.layers.discard(staged)
-        raise MinirunError(f"reading the container's changes: {failure[0]}") from failure[0]
-    return staged
+    """The upper dir as a staged layer of the store."""
+    return store.unpack_written(lambda out: layer_tar(upper, out), "reading the container's changes")
 
 
 def commit_container(store, container, *, message: str = "", author: str = "", changes=(), ref=None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import runpy
-import threading
 
 from minirun.errors import MinirunError, NotFound
 from minirun.humanize import rfc3339_now
@@ -50,31 +49,7 @@ def build(store: Store, directory: str, recipe: dict) -> Image:
     if "rootfs" not in recipe:
         raise MinirunError(f"recipe {directory} has no rootfs builder")
     module = runpy.run_path(os.path.join(directory, recipe["rootfs"]))
-    read_fd, write_fd = os.pipe()
-    failure: list[BaseException] = []
-
-    def produce() -> None:
-        # The tar streams through a pipe into the layer store: no temp file of the whole rootfs.
-        try:
-            with open(write_fd, "wb") as out:
-                module["write_rootfs"](out)
-        except BaseException as exc:  # reported below, after the consumer saw EOF
-            failure.append(exc)
-
-    producer = threading.Thread(target=produce, daemon=True)
-    producer.start()
-    try:
-        with open(read_fd, "rb") as stream:
-            staged = store.unpack_layer(stream)
-    except MinirunError:
-        producer.join()
-        if failure:  # a truncated stream is the symptom; the producer's error is the cause
-            raise MinirunError(f"building image {recipe['name']}: {failure[0]}") from failure[0]
-        raise
-    producer.join()
-    if failure:
-        store.layers.discard(staged)
-        raise MinirunError(f"building image {recipe['name']}: {failure[0]}")
+    staged = store.unpack_written(module["write_rootfs"], f"building image {recipe['name']}")
     created = rfc3339_now()
     config = {
         "architecture": host_architecture(),

@@ -14,7 +14,7 @@ from minirun.store.fsutil import flocked
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~7 ms on every start
 if TYPE_CHECKING:  # the image and layer modules load on first use: exec and ps never need them
-    from typing import BinaryIO, Iterator
+    from typing import BinaryIO, Callable, Iterator
 
     from minirun.reference import Reference
     from minirun.store.images import Image, ImageStore
@@ -75,6 +75,38 @@ class Store:
         except BaseException:
             self.layers.discard(staged)
             raise
+        return staged
+
+    def unpack_written(self, write: Callable[[BinaryIO], None], what: str) -> StagedLayer:
+        """Stage the tar that `write(out)` produces (a recipe, a container's upper), streamed
+        through a pipe from a thread: no temp file of the whole tar. A failure of the writer is
+        reported as `what: <error>`, not as the truncated stream it leaves behind."""
+        import threading
+
+        read_fd, write_fd = os.pipe()
+        failure: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                with open(write_fd, "wb") as out:
+                    write(out)
+            except BaseException as exc:  # reported below, after the consumer saw EOF
+                failure.append(exc)
+
+        producer = threading.Thread(target=produce, name="layer-writer", daemon=True)
+        producer.start()
+        try:
+            with open(read_fd, "rb") as stream:
+                staged = self.unpack_layer(stream)
+        except BaseException:
+            producer.join()
+            if failure:
+                raise MinirunError(f"{what}: {failure[0]}") from failure[0]
+            raise
+        producer.join()
+        if failure:
+            self.layers.discard(staged)
+            raise MinirunError(f"{what}: {failure[0]}") from failure[0]
         return staged
 
     # -- images --------------------------------------------------------------------------
