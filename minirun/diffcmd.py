@@ -2,19 +2,14 @@
 ~70 ms of imports."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from minirun.errors import UsageError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+from minirun.runargs import Parser
 
 
 def diff_command(argv: list[str], root: str | None) -> int:
-    parser = _Parser(prog="minirun diff", description="Inspect changes to files or directories on a container's filesystem.")
+    parser = Parser(prog="minirun diff", description="Inspect changes to files or directories on a container's filesystem.")
     parser.add_argument("container", metavar="CONTAINER")
     parser.add_argument("--format", default=None, help="'json' for docker's API form")
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from minirun.errors import UsageError
-from minirun.runargs import env_item, read_env_file
+from minirun.runargs import Parser, env_item, read_env_file
 
 
 @dataclass
@@ -22,13 +22,8 @@ class ExecOptions:
     user: str = ""  # "": the container's
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
-def _parser() -> _Parser:
-    p = _Parser(prog="minirun exec", add_help=False,
+def _parser() -> Parser:
+    p = Parser(prog="minirun exec", add_help=False,
                 usage="minirun exec [OPTIONS] CONTAINER COMMAND [ARG...]",
                 description="Execute a command in a running container.")
     p.add_argument("--help", action="help", help="Print usage")

@@ -1,20 +1,15 @@
 """`ps`, on the lean path (argparse, no typer): docker ps's columns, statuses and flags."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from minirun.errors import UsageError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+from minirun.runargs import Parser
 
 
 def ps_command(argv: list[str], root: str | None) -> int:
-    parser = _Parser(prog="minirun ps", description="List containers.")
+    parser = Parser(prog="minirun ps", description="List containers.")
     parser.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
     parser.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
     parser.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
