@@ -2,9 +2,10 @@
 
 tarfile costs ~20 µs of Python per member; this reader a few. It reads only what a layer needs and
 is strict about it, because a layer tar is untrusted input: a bad checksum, a non-octal number, a
-negative size or id, a malformed PAX record, an extended header without its member, or a stream
-that ends inside a header or inside the data of a member all raise BadArchive, at any offset
-(tarfile quietly ends the archive at a bad header past the first one).
+negative size or id, a malformed PAX record, an extended header without its member, or an input
+that ends inside a header all raise BadArchive, at any offset (tarfile quietly ends the archive at
+a bad header past the first one). Member data is not read here: whoever copies it refuses an
+input that ends inside it.
 
 Anything else -- GNU sparse files (type `S` or PAX `GNU.sparse.*`), PAX global headers (`g`),
 Solaris `X` headers, multi-volume and other types -- raises `Unsupported` before anything of that
@@ -21,12 +22,9 @@ Semantics chosen where formats leave room (as Go's archive/tar, which containerd
 """
 from __future__ import annotations
 
-import base64
-import os
 import struct
 import zlib
-from typing import BinaryIO, Protocol
-from urllib.parse import unquote
+from typing import Protocol
 
 from minirun.errors import BadArchive
 
@@ -178,7 +176,7 @@ def _pax_time_ns(value: bytes, start: int) -> int:
     return -ns if negative else ns
 
 
-def pax_xattrs(records: dict[bytes, bytes] | dict[str, str], binary: bool = True) -> dict[str, bytes] | None:
+def pax_xattrs(records: dict[bytes, bytes] | dict[str, str]) -> dict[str, bytes] | None:
     """The xattrs in PAX records: `SCHILY.xattr.NAME=raw value` and libarchive's
     `LIBARCHIVE.xattr.URL-ENCODED-NAME=base64 value`. Takes raw records (bytes) or tarfile's
     decoded `pax_headers` (str, surrogate-escaped)."""
@@ -188,6 +186,9 @@ def pax_xattrs(records: dict[bytes, bytes] | dict[str, str], binary: bool = True
         if k.startswith("SCHILY.xattr."):
             found[k[13:]] = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
         elif k.startswith("LIBARCHIVE.xattr."):
+            import base64
+            from urllib.parse import unquote
+
             text = _text(value) if isinstance(value, bytes) else value
             try:
                 raw = base64.b64decode(text + "=" * (-len(text) % 4))
