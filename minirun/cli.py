@@ -47,33 +47,6 @@ def _global(
 # -- images -------------------------------------------------------------------------------
 
 
-@app.command("import")
-def import_(
-    tarball: str = typer.Argument(..., metavar="TARBALL|-", help="A rootfs tar (plain, gzip, zstd, xz, bzip2) or - for stdin."),
-    name: Optional[str] = typer.Argument(None, metavar="[NAME[:TAG]]"),
-    message: str = typer.Option("", "-m", "--message", help="Commit message for the imported image."),
-    change: List[str] = typer.Option([], "-c", "--change", help="Apply a Dockerfile instruction (CMD, ENV, ...)."),
-) -> None:
-    """Import a rootfs tarball as a one-layer image (docker import)."""
-    from minirun.importer import import_tarball
-    from minirun.reference import parse_reference
-
-    ref = parse_reference(name) if name else None
-    store = _store()
-    if tarball == "-":
-        image = import_tarball(store, sys.stdin.buffer, ref, message, change)
-    else:
-        try:
-            stream = open(tarball, "rb")
-        except FileNotFoundError:
-            raise NotFound(f"open {tarball}: no such file or directory") from None
-        except IsADirectoryError:
-            raise UsageError(f"{tarball} is a directory, not a tarball") from None
-        with stream:
-            image = import_tarball(store, stream, ref, message, change)
-    print(image.id)
-
-
 @app.command("images")
 def images(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
@@ -189,7 +162,7 @@ def inspect(
 
 
 # -- the lean verbs ---------------------------------------------------------------------------
-# main.py sends run, exec, ps and diff to their own argparse parsers before typer loads (their
+# main.py sends import, run, exec, ps and diff to their own argparse parsers before typer loads (their
 # start time is benchmarked); these entries only list them in `minirun --help`.
 
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
@@ -205,6 +178,7 @@ def _lean_verb(name: str, summary: str) -> None:
     app.command(name, context_settings=_PASS_THROUGH, add_help_option=False)(command)
 
 
+_lean_verb("import", "Import a rootfs tarball as a one-layer image (docker import).")
 _lean_verb("run", "Create and run a new container from an image (see `minirun run --help`).")
 _lean_verb("exec", "Execute a command in a running container (see `minirun exec --help`).")
 _lean_verb("ps", "List containers (see `minirun ps --help`).")

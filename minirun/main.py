@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-LEAN_VERBS = {"run", "ps", "exec", "diff"}
+LEAN_VERBS = {"run", "ps", "exec", "diff", "import"}
 
 
 def split_global_options(args: list[str]) -> tuple[str | None, bool, int]:
@@ -53,6 +53,10 @@ def run_lean(verb: str, argv: list[str], root: str | None, debug: bool) -> int:
             from minirun.runtime.execin import exec_command
 
             return exec_command(argv, root)
+        if verb == "import":
+            from minirun.importcmd import import_command
+
+            return import_command(argv, root)
         if verb == "diff":
             from minirun.diffcmd import diff_command
 
