@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from minirun.errors import UsageError
-from minirun.runargs import Parser
+from minirun.leanparser import Parser
 
 
 def diff_command(argv: list[str], root: str | None) -> int:

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass, field
 
 from minirun.errors import UsageError
-from minirun.runargs import Parser, env_item, read_env_file
+from minirun.leanparser import Parser
+from minirun.runargs import env_item, read_env_file
 
 
 @dataclass

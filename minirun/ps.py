@@ -5,7 +5,7 @@ import json
 import sys
 
 from minirun.errors import UsageError
-from minirun.runargs import Parser
+from minirun.leanparser import Parser
 
 
 def ps_command(argv: list[str], root: str | None) -> int:

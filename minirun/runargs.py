@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from minirun.errors import UsageError
+from minirun.leanparser import Parser
 
 NETWORKS = ("none", "host")
 
@@ -29,14 +30,6 @@ class RunOptions:
     interactive: bool = False
     tty: bool = False
     network: str = "none"
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError (one line, exit 125) instead of printing usage and exiting 2;
-    the parser of every verb on the lean path."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
 
 
 def _parser() -> Parser:
