@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 MODIFIED, ADDED, DELETED = "C", "A", "D"
@@ -25,10 +24,21 @@ KIND_CODES = {MODIFIED: 0, ADDED: 1, DELETED: 2}  # docker's API: Kind 0/1/2
 PROVIDED = frozenset({"/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab"})
 
 
-@dataclass(frozen=True)
 class Change:
-    kind: str
-    path: str
+    """One line of `diff`. A plain slotted class: a frozen dataclass's __init__ costs several
+    times more, and a diff of 10,000 new files makes 10,000 of these."""
+
+    __slots__ = ("kind", "path")
+
+    def __init__(self, kind: str, path: str) -> None:
+        self.kind = kind
+        self.path = path
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Change) and (self.kind, self.path) == (other.kind, other.path)
+
+    def __repr__(self) -> str:
+        return f"Change({self.kind!r}, {self.path!r})"
 
     def __str__(self) -> str:
         return f"{self.kind} {self.path}"
