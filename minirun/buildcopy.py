@@ -200,43 +200,27 @@ def copy_into_image(store_root: str, lowers: list[str], upper: str, work: str, s
     """Copy `sources` to `dest` (absolute, in the image) through the union of `lowers` (relative
     to the store root, topmost first) and `upper`. With no lowers (FROM scratch) the upper is
     the whole view and is written directly."""
-    from minirun import linux
     from minirun.runtime.overlay import mount_overlay
+    from minirun.runtime.privatemounts import in_private_mounts
 
     roots = sorted({s.root for s in sources})
     mountpoint = os.path.join(store_root, "mnt")
     os.makedirs(mountpoint, exist_ok=True)
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the builder
-        code = 0
-        try:
-            os.close(read_fd)
-            linux.unshare(linux.CLONE_NEWNS)
-            linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-            if lowers:
-                os.chdir(store_root)
-                mount_overlay(mountpoint, lowers, upper, work)
-                root = mountpoint
-            else:
-                root = upper
-            fds = {r: os.open(r, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for r in roots}
-            os.chroot(root)
-            os.chdir("/")
-            os.umask(0o022)
-            _Copier(fds, _owner(chown) if chown else None).copy(sources, dest, dest_is_dir)
-        except BaseException as exc:
-            text = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
-            os.write(write_fd, (text or type(exc).__name__).encode(errors="replace"))
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    with open(read_fd, "rb") as pipe:
-        message = pipe.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    if message or os.waitstatus_to_exitcode(status) != 0:
-        raise MinirunError(f"{instruction} failed: {message or 'the copying process failed'}")
+
+    def copy() -> None:
+        if lowers:
+            os.chdir(store_root)
+            mount_overlay(mountpoint, lowers, upper, work)
+            root = mountpoint
+        else:
+            root = upper
+        fds = {r: os.open(r, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for r in roots}
+        os.chroot(root)
+        os.chdir("/")
+        os.umask(0o022)
+        _Copier(fds, _owner(chown) if chown else None).copy(sources, dest, dest_is_dir)
+
+    in_private_mounts(copy, f"{instruction} failed")
 
 
 def _owner(spec: str) -> tuple[int, int]:

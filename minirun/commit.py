@@ -14,7 +14,6 @@ import tarfile
 from typing import BinaryIO, Iterator
 
 from minirun.archive import FORBIDDEN_XATTR_PREFIXES, OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
-from minirun.errors import MinirunError
 
 
 def _xattrs(path: str) -> dict[str, str]:
@@ -195,36 +194,21 @@ def export_container(store, container, out: BinaryIO) -> None:
     A read-only overlay of every layer, the upper included as the topmost lower, is mounted in a
     forked child's private mount namespace: the container (running or not) is never touched and
     nothing is mounted on the host."""
-    from minirun import linux
     from minirun.runtime.initlayer import init_layer_dir
+    from minirun.runtime.privatemounts import in_private_mounts
 
     image = store.images.get(container.config.image)
     lowers = [container.upper, init_layer_dir(store)] + [store.layers.diff_dir(d) for d in reversed(image.diff_ids)]
     out.flush()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # never returns into the caller
-        code = 0
-        try:
-            os.close(read_fd)
-            linux.unshare(linux.CLONE_NEWNS)
-            linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-            mountpoint = os.path.join(store.root, "mnt")
-            os.makedirs(mountpoint, exist_ok=True)
-            _mount_readonly_union(mountpoint, lowers)
-            with open(out.fileno(), "wb", closefd=False) as target:
-                write_tar(mountpoint, target, oci_whiteouts=False)
-        except BaseException as exc:
-            os.write(write_fd, f"{type(exc).__name__}: {exc}".encode(errors="replace"))
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    with open(read_fd, "rb") as errors:
-        message = errors.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    if message or os.waitstatus_to_exitcode(status) != 0:
-        raise MinirunError(f"export: {message or 'the exporting process failed'}")
+
+    def export() -> None:
+        mountpoint = os.path.join(store.root, "mnt")
+        os.makedirs(mountpoint, exist_ok=True)
+        _mount_readonly_union(mountpoint, lowers)
+        with open(out.fileno(), "wb", closefd=False) as target:
+            write_tar(mountpoint, target, oci_whiteouts=False)
+
+    in_private_mounts(export, "export")
 
 
 def _mount_readonly_union(target: str, lowers: list[str]) -> None:
