@@ -132,6 +132,23 @@ def rmi(
         raise typer.Exit(EXIT_RUNTIME)
 
 
+@app.command("tag")
+def tag(source: str = typer.Argument(..., metavar="SOURCE_IMAGE[:TAG]"),
+        target: str = typer.Argument(..., metavar="TARGET_IMAGE[:TAG]")) -> None:
+    """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
+    from minirun.embedded import find_image
+    from minirun.reference import parse_reference
+
+    ref = parse_reference(target)
+    if ref.digest is not None:
+        raise UsageError(f"refusing to create a tag with a digest reference: {target}")
+    store = _store()
+    image = find_image(store, source)
+    with store.locked():
+        store.images.get(image.id)  # still there: an rmi may have run meanwhile
+        store.images.tag(ref, image.id)
+
+
 @app.command("inspect")
 def inspect(
     names: List[str] = typer.Argument(..., metavar="NAME|ID..."),

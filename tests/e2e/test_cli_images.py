@@ -152,3 +152,17 @@ def test_bad_tar_import_exit_125_and_nothing_stored(cli, tmp_path, isolated_stor
     assert "tar" in line
     assert cli("images", "-q").out == ""
     assert os.listdir(isolated_store / "layers") == []
+
+
+def test_tag_names_an_image_again(cli, rootfs):
+    image_id = cli("import", rootfs, "orig:1").out.strip()
+    assert cli("tag", "orig:1", "copy").code == 0
+    assert cli("tag", image_id[7:19], "localhost:5000/team/app:2").code == 0
+    rows = {tuple(r.split()[:3]) for r in cli("images").out.splitlines()[1:]}
+    assert rows == {("orig", "1", image_id[7:19]), ("copy", "latest", image_id[7:19]),
+                    ("localhost:5000/team/app", "2", image_id[7:19])}
+    assert cli("rmi", "copy").out == "Untagged: copy:latest\n"  # the image keeps its other names
+    for args, needle in ((["tag", "nosuch", "x"], "No such image"), (["tag", "orig:1", "Bad:Name"], "invalid reference"),
+                         (["tag", "orig:1", "x@sha256:" + "a" * 64], "digest")):
+        bad = cli(*args)
+        assert bad.code == 125 and needle in bad.err and len(bad.err.strip().splitlines()) == 1, bad
