@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (shared helpers of the start benchmark)
+    defer_signals,
     MNT_DETACH, PODMAN_GLOBAL, PODMAN_RUN, SIDE_PATHS, CommandFailed, fix_hybrid_cgroups, minirun_env,
     mounts_under, prepare_rootfs, run, tail, umount, unfix_hybrid_cgroups, version,
 )
@@ -141,14 +142,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_build: must run as root (containers, overlay mounts)", file=sys.stderr)
         return 2
-    stop: list[int] = []
-
-    def on_signal(signum, _frame):  # finish the build in flight, then clean up; twice: at once
-        stop.append(signum)
-        if len(stop) > 1:
-            raise KeyboardInterrupt
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    stop = defer_signals()
 
     side_before = {p for p in SIDE_PATHS if os.path.lexists(p)}
     podman_bin = shutil.which("podman")

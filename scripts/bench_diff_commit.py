@@ -54,6 +54,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_start import defer_signals  # noqa: E402  (the shared stop-after-this-command handler)
+
 REPO = Path(__file__).resolve().parent.parent
 DIFF_TARGET_RATIO = 0.30
 PODMAN_IMAGE = "localhost/minirun-bench-busybox:latest"
@@ -299,14 +302,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_diff_commit: must run as root (containers)", file=sys.stderr)
         return 2
-    stop: list[int] = []
-
-    def on_signal(signum, _frame):
-        stop.append(signum)
-        if len(stop) > 1:
-            raise KeyboardInterrupt
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    stop = defer_signals()
 
     side_before = {p for p in SIDE_PATHS if os.path.lexists(p)}
     py = sys.executable

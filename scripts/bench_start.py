@@ -390,6 +390,20 @@ def prepare_bundle(tmp: Path, spec_binary: str) -> Path:
     return bundle
 
 
+def defer_signals() -> list[int]:
+    """SIGINT/SIGTERM/SIGHUP are recorded in the returned list, so the benchmark stops after the
+    command in flight and cleans up; a second signal interrupts at once."""
+    stop: list[int] = []
+
+    def on_signal(signum, _frame):
+        stop.append(signum)
+        if len(stop) > 1:
+            raise KeyboardInterrupt
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    return stop
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="timed runs of each command (default 20)")
@@ -399,14 +413,7 @@ def main() -> int:
         return 2
     # A signal stops the benchmark after the command in flight (killing podman mid-run would strand
     # its conmon and container); a second one interrupts at once. Cleanup runs either way.
-    stop: list[int] = []
-
-    def on_signal(signum, _frame):
-        stop.append(signum)
-        if len(stop) > 1:
-            raise KeyboardInterrupt
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    stop = defer_signals()
 
     side_before = {p for p in SIDE_PATHS if os.path.lexists(p)}  # before `crun --version` makes /run/crun
     py = sys.executable
