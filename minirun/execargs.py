@@ -3,12 +3,11 @@ spelling and meaning; errors are UsageError (exit 125)."""
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass, field
 
 from minirun.errors import UsageError
 from minirun.leanparser import Parser
-from minirun.runargs import env_item, read_env_file
+from minirun.runargs import add_process_options, process_env
 
 
 @dataclass
@@ -31,10 +30,7 @@ def _parser() -> Parser:
     p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
-    p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables (K=V, or K from the host)")
-    p.add_argument("--env-file", action="append", default=[], help="Read in a file of environment variables")
-    p.add_argument("-w", "--workdir", default="", help="Working directory inside the container")
-    p.add_argument("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    add_process_options(p)
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
     return p
@@ -44,14 +40,7 @@ def parse_exec_args(argv: list[str], environ: dict[str, str] | None = None) -> E
     ns = _parser().parse_args(argv)
     if not ns.command:
         raise UsageError('"minirun exec" requires at least 2 arguments: CONTAINER COMMAND [ARG...]')
-    host_env = os.environ if environ is None else environ
-    env: list[str] = []
-    for path in ns.env_file:
-        env += read_env_file(path, host_env)
-    for item in ns.env:
-        env += env_item(item, host_env)
-    if ns.workdir and not ns.workdir.startswith("/"):
-        raise UsageError(f"the working directory '{ns.workdir}' is invalid, it needs to be an absolute path")
+    env = process_env(ns, environ)
     if ns.detach and ns.tty:
         # nobody would ever read the terminal's output
         raise UsageError("exec -d with -t is not supported")

@@ -40,10 +40,7 @@ def _parser() -> Parser:
     p.add_argument("-d", "--detach", action="store_true", help="Run container in background and print container ID")
     p.add_argument("--rm", action="store_true", help="Automatically remove the container when it exits")
     p.add_argument("--name", default="", help="Assign a name to the container")
-    p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables (K=V, or K from the host)")
-    p.add_argument("--env-file", action="append", default=[], help="Read in a file of environment variables")
-    p.add_argument("-w", "--workdir", default="", help="Working directory inside the container")
-    p.add_argument("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    add_process_options(p)
     p.add_argument("-h", "--hostname", default="", help="Container host name")
     p.add_argument("-v", "--volume", action="append", default=[], help="Bind mount a volume (SRC:DST[:ro])")
     p.add_argument("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
@@ -59,14 +56,7 @@ def _parser() -> Parser:
 
 def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> RunOptions:
     ns = _parser().parse_args(argv)
-    host_env = os.environ if environ is None else environ
-    env: list[str] = []
-    for path in ns.env_file:
-        env += read_env_file(path, host_env)
-    for item in ns.env:
-        env += env_item(item, host_env)
-    if ns.workdir and not ns.workdir.startswith("/"):
-        raise UsageError(f"the working directory '{ns.workdir}' is invalid, it needs to be an absolute path")
+    env = process_env(ns, environ)
     if ns.network not in NETWORKS:
         raise UsageError(f"network {ns.network} not found (supported: {', '.join(NETWORKS)})")
     return RunOptions(
@@ -75,6 +65,27 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
         tmpfs=[parse_tmpfs(t) for t in ns.tmpfs], read_only=ns.read_only, entrypoint=ns.entrypoint,
         interactive=ns.interactive, tty=ns.tty, network=ns.network,
     )
+
+
+def add_process_options(p: Parser) -> None:
+    """The options `run` and `exec` share for the process they start."""
+    p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables (K=V, or K from the host)")
+    p.add_argument("--env-file", action="append", default=[], help="Read in a file of environment variables")
+    p.add_argument("-w", "--workdir", default="", help="Working directory inside the container")
+    p.add_argument("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
+
+
+def process_env(ns, environ: dict[str, str] | None) -> list[str]:
+    """--env-file then -e, resolved against the host's environment; checks -w as docker does."""
+    host_env = os.environ if environ is None else environ
+    env: list[str] = []
+    for path in ns.env_file:
+        env += read_env_file(path, host_env)
+    for item in ns.env:
+        env += env_item(item, host_env)
+    if ns.workdir and not ns.workdir.startswith("/"):
+        raise UsageError(f"the working directory '{ns.workdir}' is invalid, it needs to be an absolute path")
+    return env
 
 
 def env_item(item: str, host_env) -> list[str]:
