@@ -54,6 +54,7 @@ _COPY_UNSUPPORTED = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
 class AppliedLayer:
     diff_id: str  # "sha256:<hex>" of the uncompressed tar stream
     size: int  # bytes of content, hardlinks counted once (docker's layer size)
+    tar_size: int = 0  # bytes of the uncompressed tar
 
 
 class HashingReader(io.RawIOBase):
@@ -108,26 +109,37 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     return buffered  # type: ignore[return-value]
 
 
-def apply_layer(stream: BinaryIO, dest: str | os.PathLike[str]) -> AppliedLayer:
+def apply_layer(stream: BinaryIO, dest: str | os.PathLike[str], length: int | None = None,
+                split_path: str | None = None) -> AppliedLayer:
     """Unpack a (possibly compressed) layer tar into the empty directory `dest`.
+
+    `length`: the tar is the next `length` bytes of `stream` (a layer inside a bigger archive),
+    not all that is left. `split_path`: where to record the tar's split (tarsplit.py), so the
+    exact tar can be rebuilt later.
 
     Raises BadArchive for a corrupt stream or any member that would land outside `dest`; the
     caller owns `dest` and removes it then.
 
-    The process umask is 0 while this runs (so that files are created with their exact modes,
-    sparing a chmod each), and restored after, also on error. Nothing else in minirun creates
+    The process umask is 0 while any layer is being applied (so that files are created with
+    their exact modes, sparing a chmod each), and restored when the last one ends, also on
+    error; layers may be applied from several threads at once. Nothing else in minirun creates
     files meanwhile: a layer is applied by a command doing nothing else.
     """
     if os.listdir(dest):  # the breakout checks rely on knowing every entry: start from nothing
         raise ValueError(f"layer destination {os.fspath(dest)} is not empty")
-    saved_umask = os.umask(0)
+    from minirun.tarsplit import SplitWriter
+
+    split = SplitWriter(split_path) if split_path else _NoSplit()
+    _umask_zero.enter()
     try:
         applier = _Applier(os.fspath(dest))
         try:
             if _is_plain_file(stream):
-                diff_id = _apply_seekable(stream, applier)
+                diff_id, tar_size = _apply_seekable(stream, applier, split, length)
             else:
-                diff_id = _apply_streaming(stream, applier)
+                if length is not None:
+                    stream = _Window(stream, length)  # type: ignore[assignment]
+                diff_id, tar_size = _apply_streaming(stream, applier, split)
         except BadArchive:
             raise
         except (EOFError, OSError, ValueError) as exc:
@@ -139,9 +151,79 @@ def apply_layer(stream: BinaryIO, dest: str | os.PathLike[str]) -> AppliedLayer:
                 raise BadArchive(f"invalid compressed stream: {_describe(exc)}") from exc
             raise
         applier.finish()
+        recorded = split.close()
+    except BaseException:
+        split.abort()
+        raise
     finally:
-        os.umask(saved_umask)
-    return AppliedLayer(diff_id=diff_id, size=applier.size)
+        _umask_zero.leave()
+    if recorded not in (None, tar_size):
+        raise BadArchive(f"layer tar recorded as {recorded} bytes, read {tar_size}")
+    return AppliedLayer(diff_id=diff_id, size=applier.size, tar_size=tar_size)
+
+
+class _UmaskZero:
+    """umask 0 while at least one thread applies a layer; the first sets it, the last restores."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._saved = os.umask(0)
+            self._users += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                os.umask(self._saved)
+
+
+_umask_zero = _UmaskZero()
+
+
+class _NoSplit:
+    """Stands in for SplitWriter when nobody asked for a split."""
+
+    total = 0
+
+    def raw(self, data: bytes) -> None:
+        pass
+
+    def content(self, size: int, path: str) -> None:
+        pass
+
+    def close(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        pass
+
+
+class _Window(io.RawIOBase):
+    """The next `length` bytes of a stream, and then EOF."""
+
+    def __init__(self, inner: BinaryIO, length: int) -> None:
+        self._inner = inner
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        if not self._left:
+            return 0
+        data = self._inner.read(min(len(buf), self._left))
+        n = len(data)
+        buf[:n] = data
+        self._left -= n
+        return n
 
 
 def _is_plain_file(stream: BinaryIO) -> bool:
@@ -157,55 +239,64 @@ def _is_plain_file(stream: BinaryIO) -> bool:
     return not magic.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh"))
 
 
-def _apply_seekable(stream: BinaryIO, applier: "_Applier") -> str:
+def _apply_seekable(stream: BinaryIO, applier: "_Applier", split, length: int | None) -> tuple[str, int]:
     """A regular file is read twice at once: headers by pread and contents by copy_file_range,
     while a thread hashes it from a second file description; hashlib releases the GIL on large
-    buffers, so the hash runs on the other core."""
+    buffers, so the hash runs on the other core. Returns the diff_id and the tar's length."""
     import threading
 
     fd = stream.fileno()
     start = stream.tell()
+    end = os.fstat(fd).st_size if length is None else start + length
     digest: list[str] = []
     failure: list[BaseException] = []
 
     def hash_file() -> None:
         try:
-            with open(f"/proc/self/fd/{fd}", "rb", buffering=0) as again:
-                again.seek(start)
-                hasher = hashlib.sha256()
-                buffer = bytearray(_COPY_CHUNK)
-                view = memoryview(buffer)
-                while n := again.readinto(buffer):
-                    hasher.update(view[:n])
-                digest.append("sha256:" + hasher.hexdigest())
+            hasher = hashlib.sha256()
+            buffer = bytearray(_COPY_CHUNK)
+            view = memoryview(buffer)
+            at = start
+            while at < end:
+                n = os.preadv(fd, [view[: min(_COPY_CHUNK, end - at)]], at)
+                if not n:
+                    raise BadArchive(f"unexpected end of data: the layer ends at {at - start} of {end - start} bytes")
+                hasher.update(view[:n])
+                at += n
+            digest.append("sha256:" + hasher.hexdigest())
         except BaseException as exc:
             failure.append(exc)
 
     hashing = threading.Thread(target=hash_file, name="layer-hash", daemon=True)
     hashing.start()
+    source = _FileSource(fd, end)
     try:
-        source = _FileSource(fd, os.fstat(fd).st_size)
         try:
             for member in HeaderReader(source, start):
                 applier.apply(member, source)
         except Unsupported as rest:
             import tarfile
 
-            stream.seek(rest.start)
             with _tarfile_errors():
-                with tarfile.open(fileobj=stream, mode="r:", encoding="utf-8", errors="surrogateescape") as tar:
+                with tarfile.open(fileobj=_FileWindow(fd, rest.start, end), mode="r|", encoding="utf-8",
+                                  errors="surrogateescape") as tar:
                     _apply_with_tarfile(tar, applier)
     finally:
         hashing.join()
     if failure:
         raise failure[0]
-    return digest[0]
+    if not isinstance(split, _NoSplit):
+        from minirun.tarsplit import record_file_gaps
+
+        record_file_gaps(split, fd, start, end, source.spans)
+    stream.seek(end)
+    return digest[0], end - start
 
 
-def _apply_streaming(stream: BinaryIO, applier: "_Applier") -> str:
+def _apply_streaming(stream: BinaryIO, applier: "_Applier", split) -> tuple[str, int]:
     """Pipes and compressed streams: read once, in order, every byte hashed on the way."""
     reader = HashingReader(decompressed(stream))
-    source = _StreamSource(io.BufferedReader(reader, _STREAM_BUFFER))  # type: ignore[arg-type]
+    source = _StreamSource(io.BufferedReader(reader, _STREAM_BUFFER), split)  # type: ignore[arg-type]
     try:
         for member in HeaderReader(source, 0):
             applier.apply(member, source)
@@ -216,8 +307,9 @@ def _apply_streaming(stream: BinaryIO, applier: "_Applier") -> str:
             with tarfile.open(fileobj=source.replay_from(rest.start), mode="r|", encoding="utf-8",
                               errors="surrogateescape") as tar:
                 _apply_with_tarfile(tar, applier)
-    reader.drain()  # what the buffer holds beyond the archive was hashed when it was read
-    return "sha256:" + reader.hasher.hexdigest()
+    source.drain()  # the end blocks and whatever padding follows belong to the tar (and its digest)
+    reader.drain()
+    return "sha256:" + reader.hasher.hexdigest(), reader.count
 
 
 class _FileSource:
@@ -227,12 +319,16 @@ class _FileSource:
     def __init__(self, fd: int, end: int) -> None:
         self.fd = fd
         self.end = end
+        self.spans: list[tuple[int, int, str]] = []  # (offset, size, path) of contents copied
         self._copy = self._copy_file_range if hasattr(os, "copy_file_range") else self._sendfile
 
     def begin_member(self, offset: int) -> None:
         pass
 
     def read_at(self, offset: int, size: int) -> bytes:
+        size = max(0, min(size, self.end - offset))
+        if not size:
+            return b""
         data = os.pread(self.fd, size, offset)
         while 0 < len(data) < size:  # short only at the end of the file
             more = os.pread(self.fd, size - len(data), offset + len(data))
@@ -241,10 +337,11 @@ class _FileSource:
             data += more
         return data
 
-    def copy(self, out: int, member: TarMember) -> None:
+    def copy(self, out: int, member: TarMember, path: str) -> None:
         offset, left = member.offset, member.size
         if offset + left > self.end:
             raise BadArchive(f"unexpected end of data in {member.name!r}")
+        self.spans.append((offset, left, path))
         while left:
             n = self._copy(out, offset, left)
             if n <= 0:  # the file shrank under us
@@ -280,8 +377,9 @@ class _StreamSource:
     """A stream read once, in order. It keeps the header blocks of the member being read, so
     that tarfile can be handed the stream from that member's first block on (`replay_from`)."""
 
-    def __init__(self, raw: io.BufferedReader) -> None:
+    def __init__(self, raw: io.BufferedReader, split) -> None:
         self.raw = raw
+        self.split = split  # every byte read goes to it: verbatim, or as a file's contents
         self.pos = 0
         self.member_start = 0
         self.member_blocks: list[bytes] = []
@@ -289,10 +387,17 @@ class _StreamSource:
     def _skip_to(self, offset: int) -> None:
         """Read up to `offset` (data the applier did not take, padding); stops at the end."""
         while self.pos < offset:
-            skipped = len(self.raw.read(min(offset - self.pos, _COPY_CHUNK)))
+            skipped = self.raw.read(min(offset - self.pos, _COPY_CHUNK))
             if not skipped:
                 return
-            self.pos += skipped
+            self.split.raw(skipped)
+            self.pos += len(skipped)
+
+    def drain(self) -> None:
+        """Read to the end: what follows the last member is part of the tar too."""
+        while chunk := self.raw.read(_COPY_CHUNK):
+            self.split.raw(chunk)
+            self.pos += len(chunk)
 
     def begin_member(self, offset: int) -> None:
         self._skip_to(offset)
@@ -306,11 +411,14 @@ class _StreamSource:
         data = self.raw.read(size)
         self.pos += len(data)
         self.member_blocks.append(data)
+        self.split.raw(data)
         return data
 
-    def copy(self, out: int, member: TarMember) -> None:
+    def copy(self, out: int, member: TarMember, path: str) -> None:
         self._skip_to(member.offset)
         left = member.size if self.pos == member.offset else -1
+        if left > 0:
+            self.split.content(left, path)
         while left > 0:
             chunk = self.raw.read(min(_COPY_CHUNK, left))
             if not chunk:
@@ -323,7 +431,45 @@ class _StreamSource:
 
     def replay_from(self, start: int) -> BinaryIO:
         assert start == self.member_start, (start, self.member_start)
-        return _Replay(b"".join(self.member_blocks), self.raw)  # type: ignore[return-value]
+        # The head was recorded when it was read; the rest is recorded verbatim as tarfile reads it.
+        return _Replay(b"".join(self.member_blocks), _Recorded(self.raw, self.split))  # type: ignore[return-value]
+
+
+class _Recorded(io.RawIOBase):
+    """Reads through to `inner`, handing every byte to the split verbatim."""
+
+    def __init__(self, inner: io.BufferedReader, split) -> None:
+        self._inner = inner
+        self._split = split
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        n = self._inner.readinto(buf)
+        if n:
+            self._split.raw(bytes(memoryview(buf)[:n]))
+        return n
+
+
+class _FileWindow(io.RawIOBase):
+    """Bytes start..end of a file, read by pread (tarfile takes over a bounded layer)."""
+
+    def __init__(self, fd: int, start: int, end: int) -> None:
+        self._fd = fd
+        self._pos = start
+        self._end = end
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        count = min(len(buf), self._end - self._pos)
+        if count <= 0:
+            return 0
+        n = os.preadv(self._fd, [memoryview(buf)[:count]], self._pos)
+        self._pos += n
+        return n
 
 
 class _Replay(io.RawIOBase):
@@ -351,7 +497,7 @@ class _TarfileSource:
     def __init__(self, tar: "tarfile.TarFile") -> None:
         self.tar = tar
 
-    def copy(self, out: int, member: TarMember) -> None:
+    def copy(self, out: int, member: TarMember, path: str) -> None:
         source = self.tar.extractfile(member.origin)  # type: ignore[arg-type]
         assert source is not None
         remaining = member.size
@@ -595,7 +741,7 @@ class _Applier:
         fd = os.open(f"{self.root}/{path}", _OPEN_FLAGS, mode & 0o777 if parent.exact else 0o600)
         try:
             if member.size:
-                source.copy(fd, member)
+                source.copy(fd, member, path)
             # chown first: it clears setuid/setgid bits and file capabilities.
             if not (parent.ours and member.uid == self.euid and member.gid == self.egid):  # _chown_needed
                 os.fchown(fd, member.uid, member.gid)

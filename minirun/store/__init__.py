@@ -66,12 +66,14 @@ class Store:
             yield
 
     # -- layers --------------------------------------------------------------------------
-    def unpack_layer(self, stream: BinaryIO) -> StagedLayer:
-        """Unpack a tar stream into a staged (invisible) layer; the caller commits or discards it."""
+    def unpack_layer(self, stream: BinaryIO, length: int | None = None) -> StagedLayer:
+        """Unpack a tar stream into a staged (invisible) layer; the caller commits or discards it.
+        `length`: the layer is the next `length` bytes of the stream (a member of an archive).
+        Safe to call from several threads at once."""
         with self.locked():
             staged = self.layers.stage()
         try:
-            self.layers.unpack(staged, stream)
+            self.layers.unpack(staged, stream, length)
         except BaseException:
             self.layers.discard(staged)
             raise
@@ -110,9 +112,12 @@ class Store:
         return staged
 
     # -- images --------------------------------------------------------------------------
-    def commit_image(self, staged: list[StagedLayer], config: dict, ref: Reference | None) -> Image:
+    def commit_image(self, staged: list[StagedLayer], config: dict, ref: Reference | None,
+                     raw_config: bytes | None = None, more_refs: list[Reference] = ()) -> Image:
         """Make staged layers visible, write the config and tag it, all under one lock hold so a
-        concurrent rmi never sees the layers without the image that keeps them alive."""
+        concurrent rmi never sees the layers without the image that keeps them alive.
+        `raw_config`: the config's bytes as received (load, pull), kept verbatim: docker's image
+        id is their digest."""
         try:
             with self.locked():
                 for layer in staged:
@@ -120,9 +125,9 @@ class Store:
                 missing = [d for d in config["rootfs"]["diff_ids"] if not self.layers.exists(d)]
                 if missing:
                     raise MinirunError(f"layer {missing[0]} is not in the store")
-                image = self.images.write(config)
-                if ref is not None:
-                    self.images.tag(ref, image.id)
+                image = self.images.write(config, raw_config)
+                for each in ([ref] if ref is not None else []) + list(more_refs):
+                    self.images.tag(each, image.id)
                 return image
         finally:
             for layer in staged:

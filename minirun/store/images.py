@@ -151,8 +151,17 @@ class ImageStore:
         raise NotFound(f"No such image: {shown}")
 
     # -- writing (callers hold the store lock) -------------------------------------------
-    def write(self, config: dict) -> Image:
-        data = config_bytes(config)
+    def raw_config(self, id_: str) -> bytes:
+        """The config's bytes exactly as stored: their sha256 is the image id."""
+        try:
+            with open(self._config_path(id_.split(":", 1)[-1]), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise NotFound(f"No such image: {id_}") from None
+
+    def write(self, config: dict, raw: bytes | None = None) -> Image:
+        """Store a config: `raw` verbatim when given (it must parse to `config`), else ours."""
+        data = config_bytes(config) if raw is None else raw
         id_ = image_id(data)
         path = self._config_path(id_.split(":", 1)[1])
         if not os.path.exists(path):

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from minirun.archive import AppliedLayer
 
 TMP_PREFIX = ".tmp-"
+SPLIT_NAME = "tar-split"  # the record that rebuilds the layer's exact tar (tarsplit.py)
 _INPROGRESS = "inprogress"
 # docker's overlay2 keeps 26-character links; `l/<26>:` per layer keeps ~128 lowers in one page.
 SHORT_ID_LEN = 26
@@ -31,10 +32,10 @@ def digest_hex(digest: str) -> str:
 
 # Plain classes, not dataclasses: `dataclasses` costs ~9 ms of imports on every ps and diff.
 class LayerMeta:
-    __slots__ = ("diff_id", "size")
+    __slots__ = ("diff_id", "size", "tar_size")
 
-    def __init__(self, diff_id: str, size: int) -> None:
-        self.diff_id, self.size = diff_id, size
+    def __init__(self, diff_id: str, size: int, tar_size: int | None = None) -> None:
+        self.diff_id, self.size, self.tar_size = diff_id, size, tar_size
 
 
 class StagedLayer:
@@ -76,7 +77,26 @@ class LayerStore:
     def meta(self, diff_id: str) -> LayerMeta:
         with open(os.path.join(self.layer_dir(diff_id), "meta.json"), "rb") as f:
             data = json.load(f)
-        return LayerMeta(diff_id=data["diff_id"], size=int(data["size"]))
+        return LayerMeta(diff_id=data["diff_id"], size=int(data["size"]), tar_size=data.get("tar_size"))
+
+    def tar_size(self, diff_id: str) -> int:
+        """The length of the layer's exact uncompressed tar (what open_tar gives)."""
+        size = self.meta(diff_id).tar_size
+        if size is None or not os.path.exists(os.path.join(self.layer_dir(diff_id), SPLIT_NAME)):
+            from minirun.errors import MinirunError
+
+            raise MinirunError(f"layer {diff_id} cannot be exported: the store has no record of its tar")
+        return int(size)
+
+    def open_tar(self, diff_id: str) -> BinaryIO:
+        """The layer's exact tar, rebuilt from its split; its digest is checked at the end."""
+        import io
+
+        from minirun.tarsplit import LayerTarReader
+
+        self.tar_size(diff_id)  # one clear error for a layer without a record
+        reader = LayerTarReader(os.path.join(self.layer_dir(diff_id), SPLIT_NAME), self.diff_dir(diff_id), diff_id)
+        return io.BufferedReader(reader, 1 << 20)  # type: ignore[return-value]
 
     def all_ids(self) -> list[str]:
         try:
@@ -96,11 +116,13 @@ class LayerStore:
         os.mkdir(os.path.join(tmp_dir, "diff"), 0o755)
         return StagedLayer(tmp_dir=tmp_dir, lock_fd=fd)
 
-    def unpack(self, staged: StagedLayer, stream: BinaryIO) -> AppliedLayer:
-        """Apply a tar stream into the staged dir; no store lock needed (nobody else sees it)."""
+    def unpack(self, staged: StagedLayer, stream: BinaryIO, length: int | None = None) -> AppliedLayer:
+        """Apply a tar stream into the staged dir; no store lock needed (nobody else sees it).
+        `length`: the layer is the next `length` bytes of the stream (see apply_layer)."""
         from minirun.archive import apply_layer  # tarfile and friends: not on the run path
 
-        staged.applied = apply_layer(stream, staged.diff_dir)
+        split = os.path.join(staged.tmp_dir, SPLIT_NAME)
+        staged.applied = apply_layer(stream, staged.diff_dir, length=length, split_path=split)
         return staged.applied
 
     def commit(self, staged: StagedLayer) -> bool:
@@ -111,7 +133,7 @@ class LayerStore:
         try:
             if self.exists(diff_id):
                 return False
-            meta = {"diff_id": diff_id, "size": staged.applied.size}
+            meta = {"diff_id": diff_id, "size": staged.applied.size, "tar_size": staged.applied.tar_size}
             atomic_write(os.path.join(staged.tmp_dir, "meta.json"), json.dumps(meta).encode())
             os.unlink(os.path.join(staged.tmp_dir, _INPROGRESS))
             final = self.layer_dir(diff_id)

@@ -1,0 +1,149 @@
+"""A stored layer gives back its exact tar (tarsplit.py): byte for byte what came in, whichever way
+it came in (regular file, bounded slice of a bigger file, pipe, gzip), whoever wrote it (Python's
+tarfile, GNU tar with long names, PAX and sparse files, odd record padding), and a layer whose
+files changed refuses to pass as the original."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from minirun.errors import MinirunError
+from tests.helpers import d, f, hard, make_tar, sym
+from tests.integration.test_layer_apply_paths import fed
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="layers keep owners and devices: needs root")
+
+FEEDS = ["file", "bytesio", "pipe", "gzip"]
+
+
+def _sample() -> bytes:
+    return make_tar([
+        d("etc"), f("etc/passwd", "root:x:0:0::/root:/bin/sh\n"), f("etc/empty"),
+        f("big", os.urandom(300_000), mode=0o755), hard("big-link", "big"), sym("etc/link", "passwd"),
+        d("gone"), f("gone/.wh..wh..opq"), f(".wh.removed"),
+        f("unicode-é", "x" * 513), f("long/" + "n" * 150, "deep", pax={"comment": "kept"}),
+    ])
+
+
+def _gnu_tar(tmp_path: Path, *args: str) -> bytes:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / ("long-" + "a" * 200)).write_text("long name")
+    (src / "dir").mkdir()
+    (src / "dir" / "file").write_bytes(os.urandom(10_000))
+    os.link(src / "dir" / "file", src / "hardlink")
+    os.symlink("dir/file", src / "symlink")
+    with open(src / "sparse", "wb") as sparse:
+        sparse.truncate(4 << 20)
+        sparse.seek(1 << 20)
+        sparse.write(b"data in a hole")
+    return subprocess.run(["tar", "-C", str(src), *args, "-cf", "-", "."], check=True, capture_output=True).stdout
+
+
+def _round_trip(store, data: bytes, how: str, tmp_path: Path) -> str:
+    with fed(data, how, tmp_path) as stream:
+        staged = store.unpack_layer(stream)
+    diff_id = staged.applied.diff_id
+    store.commit_image([staged], {"rootfs": {"type": "layers", "diff_ids": [diff_id]}}, None)
+    assert diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert store.layers.tar_size(diff_id) == len(data)
+    with store.layers.open_tar(diff_id) as tar:
+        assert tar.read() == data
+    return diff_id
+
+
+@pytest.mark.parametrize("how", FEEDS)
+def test_python_tar_comes_back_exactly(store, how, tmp_path):
+    _round_trip(store, _sample(), how, tmp_path)
+
+
+@pytest.mark.parametrize("how", ["file", "pipe"])
+@pytest.mark.parametrize("flags", [["--format=gnu"], ["--format=pax"], ["--format=gnu", "--sparse"],
+                                   ["--format=pax", "--sparse"], ["--format=gnu", "--blocking-factor=7"]])
+def test_gnu_tar_comes_back_exactly(store, how, flags, tmp_path):
+    """GNU long names, PAX records, sparse members (left to tarfile) and a record size that pads
+    the end with extra zero blocks: all of it is part of the digest."""
+    _round_trip(store, _gnu_tar(tmp_path, *flags), how, tmp_path)
+
+
+def test_layer_inside_a_bigger_file(store, tmp_path):
+    """`length` bounds a layer that is a member of an outer archive: the bytes after it are not
+    part of it, neither for the digest nor for the tree."""
+    data = _sample()
+    outer = tmp_path / "outer"
+    outer.write_bytes(b"H" * 1536 + data + make_tar([f("not-in-the-layer", "x")]))
+    with open(outer, "rb") as stream:
+        stream.seek(1536)
+        staged = store.unpack_layer(stream, length=len(data))
+        assert stream.tell() == 1536 + len(data)
+    assert staged.applied.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert not os.path.exists(os.path.join(staged.diff_dir, "not-in-the-layer"))
+    store.commit_image([staged], {"rootfs": {"type": "layers", "diff_ids": [staged.applied.diff_id]}}, None)
+    with store.layers.open_tar(staged.applied.diff_id) as tar:
+        assert tar.read() == data
+
+
+def test_truncated_slice_is_refused(store, tmp_path):
+    data = _sample()
+    outer = tmp_path / "outer"
+    outer.write_bytes(data[:5000])
+    with open(outer, "rb") as stream, pytest.raises(MinirunError):
+        store.unpack_layer(stream, length=len(data))
+    assert store.layers.all_ids() == []
+
+
+def test_changed_file_is_not_passed_off_as_the_layer(store, tmp_path):
+    diff_id = _round_trip(store, _sample(), "file", tmp_path)
+    victim = os.path.join(store.layers.diff_dir(diff_id), "etc", "passwd")
+    with open(victim, "r+b") as changed:
+        changed.write(b"R")  # same size, other bytes
+    with store.layers.open_tar(diff_id) as tar, pytest.raises(MinirunError, match="cannot be exported"):
+        tar.read()
+
+
+def test_missing_file_is_one_clear_error(store, tmp_path):
+    diff_id = _round_trip(store, _sample(), "bytesio", tmp_path)
+    os.unlink(os.path.join(store.layers.diff_dir(diff_id), "etc", "passwd"))
+    with store.layers.open_tar(diff_id) as tar, pytest.raises(MinirunError, match="etc/passwd"):
+        tar.read()
+
+
+def test_layer_without_a_record(store, tmp_path):
+    diff_id = _round_trip(store, _sample(), "bytesio", tmp_path)
+    os.unlink(os.path.join(store.layers.layer_dir(diff_id), "tar-split"))
+    with pytest.raises(MinirunError, match="no record of its tar"):
+        store.layers.open_tar(diff_id)
+
+
+def test_concurrent_unpacks_keep_exact_modes(store, tmp_path):
+    """Layers applied from threads at once: umask 0 holds until the last one is done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    saved = os.umask(0o022)
+    try:
+        tars = [make_tar([d(f"d{i}", mode=0o777), f(f"d{i}/x", os.urandom(50_000), mode=0o666)]) for i in range(6)]
+        with ThreadPoolExecutor(6) as pool:
+            staged = list(pool.map(lambda t: store.unpack_layer(io.BytesIO(gzip.compress(t, 1))), tars))
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(saved)
+    for layer in staged:
+        name = os.listdir(layer.diff_dir)[0]
+        assert os.stat(os.path.join(layer.diff_dir, name)).st_mode & 0o777 == 0o777
+        assert os.stat(os.path.join(layer.diff_dir, name, "x")).st_mode & 0o777 == 0o666
+        store.layers.discard(layer)
+
+
+def test_committed_container_layer_has_its_tar(store, tmp_path):
+    """Layers made here (import via a pipe, commit, build) come out exactly too."""
+    data = _sample()
+    staged = store.unpack_written(lambda out: out.write(data), "test layer")
+    store.commit_image([staged], {"rootfs": {"type": "layers", "diff_ids": [staged.applied.diff_id]}}, None)
+    with store.layers.open_tar(staged.applied.diff_id) as tar:
+        assert tar.read() == data
