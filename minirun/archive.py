@@ -269,7 +269,7 @@ def _apply_seekable(stream: BinaryIO, applier: "_Applier", split, length: int | 
 
     hashing = threading.Thread(target=hash_file, name="layer-hash", daemon=True)
     hashing.start()
-    source = _FileSource(fd, end)
+    source = _FileSource(fd, end, split, start)
     try:
         try:
             for member in HeaderReader(source, start):
@@ -285,10 +285,7 @@ def _apply_seekable(stream: BinaryIO, applier: "_Applier", split, length: int | 
         hashing.join()
     if failure:
         raise failure[0]
-    if not isinstance(split, _NoSplit):
-        from minirun.tarsplit import record_file_gaps
-
-        record_file_gaps(split, fd, start, end, source.spans)
+    source.record_to(end)  # the end blocks, padding, and members tarfile read
     stream.seek(end)
     return digest[0], end - start
 
@@ -316,10 +313,12 @@ class _FileSource:
     """A regular file read at random: headers by pread, contents copied file to file in the
     kernel, never through Python."""
 
-    def __init__(self, fd: int, end: int) -> None:
+    def __init__(self, fd: int, end: int, split, start: int) -> None:
         self.fd = fd
         self.end = end
-        self.spans: list[tuple[int, int, str]] = []  # (offset, size, path) of contents copied
+        self.split = split  # gets every byte, in order: verbatim, or as a file's contents
+        self.recorded = start  # bytes before this offset went to the split
+        self.recording = not isinstance(split, _NoSplit)
         self._copy = self._copy_file_range if hasattr(os, "copy_file_range") else self._sendfile
 
     def begin_member(self, offset: int) -> None:
@@ -329,6 +328,17 @@ class _FileSource:
         size = max(0, min(size, self.end - offset))
         if not size:
             return b""
+        if not self.recording:
+            return self._pread(offset, size)
+        # Padding or skipped data since the last recorded byte comes along in the same pread.
+        first = min(self.recorded, offset) if self.recorded < offset + size else offset
+        data = self._pread(first, offset + size - first)
+        if offset + size > self.recorded:
+            self.split.raw(data[max(0, self.recorded - first):])
+            self.recorded = first + len(data)
+        return data[offset - first:]
+
+    def _pread(self, offset: int, size: int) -> bytes:
         data = os.pread(self.fd, size, offset)
         while 0 < len(data) < size:  # short only at the end of the file
             more = os.pread(self.fd, size - len(data), offset + len(data))
@@ -337,11 +347,22 @@ class _FileSource:
             data += more
         return data
 
+    def record_to(self, offset: int) -> None:
+        """Hand the bytes up to `offset` not yet recorded to the split."""
+        while self.recording and self.recorded < offset:
+            data = os.pread(self.fd, min(_COPY_CHUNK, offset - self.recorded), self.recorded)
+            if not data:
+                raise BadArchive("unexpected end of data: the layer file shrank while it was read")
+            self.split.raw(data)
+            self.recorded += len(data)
+
     def copy(self, out: int, member: TarMember, path: str) -> None:
         offset, left = member.offset, member.size
         if offset + left > self.end:
             raise BadArchive(f"unexpected end of data in {member.name!r}")
-        self.spans.append((offset, left, path))
+        self.record_to(offset)
+        self.split.content(left, path)
+        self.recorded = offset + left
         while left:
             n = self._copy(out, offset, left)
             if n <= 0:  # the file shrank under us

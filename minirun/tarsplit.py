@@ -69,27 +69,6 @@ class SplitWriter:
         self._file.close()
 
 
-def record_file_gaps(writer: SplitWriter, fd: int, start: int, end: int, spans: list[tuple[int, int, str]]) -> None:
-    """Record a tar read at random from a regular file: `spans` (offset, size, path) are the file
-    contents the applier copied, in order; every other byte from start to end is read back and
-    kept (headers, padding, members left to tarfile)."""
-    at = start
-    for offset, size, path in spans:
-        _record_range(writer, fd, at, offset)
-        writer.content(size, path)
-        at = offset + size
-    _record_range(writer, fd, at, end)
-
-
-def _record_range(writer: SplitWriter, fd: int, start: int, end: int) -> None:
-    while start < end:
-        data = os.pread(fd, min(_CHUNK, end - start), start)
-        if not data:
-            raise MinirunError("the layer file shrank while it was read")
-        writer.raw(data)
-        start += len(data)
-
-
 class LayerTarReader(io.RawIOBase):
     """The layer's exact tar, rebuilt from its split and its diff dir; the digest is checked as
     the bytes go by, and a mismatch at the end is an error rather than a silently different tar."""

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 packages=(busybox-static libcap-dev python3-venv python3-dev gcc)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(zstd xz-utils)
+  # peers the interoperability tests run: archives (podman, skopeo) and a registry (distribution)
+  packages+=(zstd xz-utils skopeo podman docker-registry)
 fi
 
 missing=()

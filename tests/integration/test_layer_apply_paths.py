@@ -363,7 +363,7 @@ def test_every_way_of_copying_gives_the_same_bytes(tmp_path):
     fd = os.open(src, os.O_RDONLY)
     try:
         for way in ("_copy_file_range", "_sendfile", "_pread_write"):
-            source = archive._FileSource(fd, os.fstat(fd).st_size)
+            source = archive._FileSource(fd, os.fstat(fd).st_size, archive._NoSplit(), 0)
             out_path = tmp_path / way
             out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
