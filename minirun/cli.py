@@ -213,9 +213,13 @@ def _print_table(headers: list[str], rows: list[list[str]]) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    import minirun.cli_build  # noqa: F401  (these register their verbs on `app`)
+    import minirun.cli_archive  # noqa: F401  (these register their verbs on `app`)
+    import minirun.cli_build  # noqa: F401
     import minirun.cli_containers  # noqa: F401
     import minirun.cli_inspect_fs  # noqa: F401  (registers trace and system df)
+    import minirun.cli_network  # noqa: F401  (network create/ls/rm/inspect, port)
+    import minirun.cli_registry  # noqa: F401  (pull, push, login, logout)
+    import minirun.cli_resources  # noqa: F401  (update, stats)
 
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args

@@ -41,6 +41,17 @@ class PsRow:
     created: str
     status: str
     names: str
+    ports: str = ""
+
+
+def ports_text(container: Container) -> str:
+    """docker ps's PORTS (`127.0.0.1:8080->80/tcp`): published ports of a running container."""
+    settings = container.state.get("NetworkSettings")
+    if not settings or not settings.get("Ports") or container.state.get("Status") != "running":
+        return ""
+    from minirun.portmap import ps_text
+
+    return ps_text(settings["Ports"])
 
 
 def ps_rows(containers: list[Container], all_: bool, no_trunc: bool) -> list[PsRow]:
@@ -55,6 +66,7 @@ def ps_rows(containers: list[Container], all_: bool, no_trunc: bool) -> list[PsR
             created=time_ago(c.config.created),
             status=status_text(c),
             names=c.name,
+            ports=ports_text(c),
         )
         for c in shown
     ]
@@ -65,12 +77,17 @@ def ps_json(row: PsRow) -> dict:
     return {
         "Command": row.command, "CreatedAt": c.config.created, "ID": row.id, "Image": row.image,
         "Labels": "", "LocalVolumes": "0", "Mounts": ",".join(b[0] for b in c.config.binds),
-        "Names": row.names, "Networks": c.config.network, "Ports": "", "RunningFor": row.created,
+        "Names": row.names, "Networks": (c.state.get("NetworkSettings") or {}).get("Network", c.config.network),
+        "Ports": row.ports, "RunningFor": row.created,
         "Size": "", "State": c.state.get("Status", "created"), "Status": row.status,
     }
 
 
 def inspect_container(store, container: Container) -> dict:
+    from minirun.portmap import port_bindings
+    from minirun.resources import host_config
+    from minirun.runtime.network import inspect_settings
+
     config = container.config
     image_layers = []
     try:
@@ -101,10 +118,12 @@ def inspect_container(store, container: Container) -> dict:
         "Name": "/" + config.name,
         "HostConfig": {
             "NetworkMode": config.network,
+            "PortBindings": port_bindings(config.ports),
             "AutoRemove": config.auto_remove,
             "ReadonlyRootfs": config.readonly,
             "Binds": [f"{s}:{t}" + (":ro" if ro else "") for s, t, ro in config.binds],
             "Tmpfs": {path: "" for path in config.tmpfs},
+            **host_config(config.resources),
         },
         "GraphDriver": {
             "Name": "overlay",
@@ -119,6 +138,7 @@ def inspect_container(store, container: Container) -> dict:
              "Propagation": "rprivate"}
             for s, t, ro in config.binds
         ],
+        "NetworkSettings": inspect_settings(container),
         "Config": {
             "Hostname": config.hostname,
             "User": config.user,

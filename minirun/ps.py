@@ -34,6 +34,6 @@ def ps_command(argv: list[str], root: str | None) -> int:
 
         sys.stdout.write(render_table(
             ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
-            [[r.id, r.image, r.command, r.created, r.status, "", r.names] for r in rows],
+            [[r.id, r.image, r.command, r.created, r.status, r.ports, r.names] for r in rows],
         ))
     return 0

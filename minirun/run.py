@@ -65,6 +65,7 @@ def run_command(argv: list[str], root: str | None) -> int:
     if not image.diff_ids:
         raise UsageError(f"image {opts.image} has no layers: nothing to run")
     image_config = image.config.get("config", {})
+    network, network_hostname = resolve_network(store, opts.network)
     container_id = new_container_id()
     config = ContainerConfig(
         id=container_id,
@@ -76,14 +77,16 @@ def run_command(argv: list[str], root: str | None) -> int:
         env=merged_env(image_config.get("Env") or [], opts.env),
         workdir=opts.workdir or image_config.get("WorkingDir") or "/",
         user=opts.user or image_config.get("User") or "",
-        hostname=opts.hostname or container_id[:12],
+        hostname=network_hostname or opts.hostname or container_id[:12],
         binds=[[s, t, ro] for s, t, ro in opts.volumes],
         tmpfs=opts.tmpfs,
         readonly=opts.read_only,
-        network=opts.network,
+        network=network,
+        ports=opts.publish,
         auto_remove=opts.rm,
         interactive=opts.interactive,
         tty=opts.tty,
+        resources=opts.resources,
     )
     containers = Containers(store)
     init = init_layer_link(store)
@@ -95,6 +98,30 @@ def run_command(argv: list[str], root: str | None) -> int:
     finally:
         if opts.rm:
             containers.remove(container)
+
+
+def resolve_network(store, mode: str) -> tuple[str, str]:
+    """(--network as recorded, the hostname it imposes): a named network must exist (docker's
+    "network X not found"); container:NAME is recorded by id and takes that container's hostname."""
+    if mode in ("none", "host"):
+        return mode, ""
+    if mode.startswith("container:"):
+        from minirun.runtime.container import Containers
+
+        other = Containers(store).find(mode.split(":", 1)[1])
+        return f"container:{other.id}", other.config.hostname
+    from minirun.networks import Networks
+
+    return Networks(store).find(mode).name, ""
+
+
+def _unpublish(store, container) -> None:
+    """PID 1 is gone: its published ports are freed, as docker frees them on stop."""
+    settings = container.state.get("NetworkSettings")
+    if settings and settings.get("Ports"):
+        from minirun.runtime.network import stopped
+
+        stopped(store.root, container.id, settings)
 
 
 def _detach(store, containers, container) -> int:
@@ -116,7 +143,7 @@ def _run(store, containers, container, image, init_link: str, *, stdio=None, wai
     `stdio` (fds for PID 1's 0, 1, 2; None: inherit) and `wait` (pid -> exit code; default:
     forward signals and wait) so a RUN step can capture its output and be interrupted."""
     from minirun.humanize import rfc3339_now
-    from minirun.runtime import launch
+    from minirun.runtime import cgroups, launch
     from minirun.runtime.plan import build_plan
 
     config = container.config
@@ -127,7 +154,12 @@ def _run(store, containers, container, image, init_link: str, *, stdio=None, wai
         from minirun.runtime import tty
 
         plan.rows, plan.cols = tty.window_size(1)  # docker measures its stdout
-    started = launch.start(plan)
+    plan.cgroups = cgroups.create(container.id, config.resources)
+    try:
+        started = launch.start(plan)
+    except BaseException:
+        cgroups.remove(plan.cgroups)
+        raise
     # the master comes before the exec, so before the error pipe's EOF
     master = tty.receive_master(started.console) if tty else None
     failure = launch.read_start_error(started)
@@ -138,8 +170,10 @@ def _run(store, containers, container, image, init_link: str, *, stdio=None, wai
         if master is not None:
             os.close(master)
         os.waitpid(started.pid, 0)
+        cgroups.remove(plan.cgroups)
         containers.update_state(container, Status="exited", ExitCode=failure.exit_code, Error=failure.message,
                                 FinishedAt=rfc3339_now())
+        _unpublish(store, container)
         raise failure
     from minirun.runtime.procs import start_time
 
@@ -147,6 +181,12 @@ def _run(store, containers, container, image, init_link: str, *, stdio=None, wai
     containers.update_state(container, Status="running", Running=True, Pid=started.pid,
                             PidStartTime=start_time(started.pid), MonitorPid=os.getpid(),
                             MonitorStartTime=start_time(os.getpid()), StartedAt=rfc3339_now())
-    code = tty.attach(started.pid, master, config.interactive) if tty else (wait or launch.wait_for_exit)(started.pid)
-    containers.update_state(container, Status="exited", Running=False, Pid=0, ExitCode=code, FinishedAt=rfc3339_now())
+    try:
+        code = tty.attach(started.pid, master, config.interactive) if tty else (wait or launch.wait_for_exit)(started.pid)
+        oom = cgroups.oom_killed(plan.cgroups)
+    finally:
+        cgroups.remove(plan.cgroups)  # PID 1 is reaped: its PID namespace, and so the cgroups, are empty
+    containers.update_state(container, Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom,
+                            FinishedAt=rfc3339_now())
+    _unpublish(store, container)
     return code

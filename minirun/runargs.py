@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from minirun.errors import UsageError
 from minirun.leanparser import Parser
 
-NETWORKS = ("none", "host")
+DEFAULT_NETWORK = "bridge"  # as docker's; the others: none, host, container:NAME, a user network
 
 
 @dataclass
@@ -29,7 +29,9 @@ class RunOptions:
     entrypoint: str | None = None
     interactive: bool = False
     tty: bool = False
-    network: str = "none"
+    network: str = DEFAULT_NETWORK
+    publish: list[list] = field(default_factory=list)  # portmap.parse_publish's bindings
+    resources: dict = field(default_factory=dict)  # docker's HostConfig fields (resources.py)
 
 
 def _parser() -> Parser:
@@ -48,7 +50,11 @@ def _parser() -> Parser:
     p.add_argument("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
-    p.add_argument("--network", "--net", default="none", help="Connect a container to a network (none, host)")
+    add_resource_options(p)
+    p.add_argument("--network", "--net", default=DEFAULT_NETWORK,
+                   help="Connect a container to a network (bridge, none, host, container:NAME, or a user network)")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   help="Publish a container's port(s) to the host ([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
     return p
@@ -57,14 +63,51 @@ def _parser() -> Parser:
 def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> RunOptions:
     ns = _parser().parse_args(argv)
     env = process_env(ns, environ)
-    if ns.network not in NETWORKS:
-        raise UsageError(f"network {ns.network} not found (supported: {', '.join(NETWORKS)})")
+    publish = parse_network_options(ns.network, ns.hostname, ns.publish)
     return RunOptions(
         image=ns.image, command=list(ns.command), rm=ns.rm, detach=ns.detach, name=ns.name, env=env, workdir=ns.workdir,
         user=ns.user, hostname=ns.hostname, volumes=[parse_volume(v) for v in ns.volume],
         tmpfs=[parse_tmpfs(t) for t in ns.tmpfs], read_only=ns.read_only, entrypoint=ns.entrypoint,
-        interactive=ns.interactive, tty=ns.tty, network=ns.network,
+        interactive=ns.interactive, tty=ns.tty, network=ns.network, publish=publish, resources=resource_options(ns),
     )
+
+
+def parse_network_options(network: str, hostname: str, publish: list[str]) -> list[list]:
+    """docker's checks of --network against -h and -p; returns the -p bindings. Whether a named
+    network exists is the store's question (run.py)."""
+    if not network:
+        raise UsageError("invalid network: an empty name")
+    if network.startswith("container:"):
+        if not network[len("container:"):]:
+            raise UsageError("invalid network mode: container: needs a container name or ID")
+        if hostname:
+            raise UsageError("conflicting options: hostname and the network mode")
+        if publish:
+            raise UsageError("conflicting options: port publishing and the container type network mode")
+    if not publish:
+        return []
+    from minirun.portmap import parse_publish
+
+    bindings = [b for spec in publish for b in parse_publish(spec)]
+    if network in ("host", "none"):
+        import sys
+
+        print(f"WARNING: Published ports are discarded when using {network} network mode", file=sys.stderr)
+        return []
+    return bindings
+
+
+def add_resource_options(p: Parser) -> None:
+    from minirun.resources import add_options
+
+    add_options(p)
+
+
+def resource_options(ns) -> dict:
+    """--memory and friends, parsed and checked with docker's defaults (nothing is created before)."""
+    from minirun.resources import FLAGS, for_run, parse_options
+
+    return for_run(parse_options({key: getattr(ns, key) for key in FLAGS}))
 
 
 def add_process_options(p: Parser) -> None:

@@ -6,10 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(busybox-static libcap-dev python3-venv python3-dev gcc)
+# nftables: `-p` publishes ports with DNAT rules in minirun's own table
+packages=(busybox-static libcap-dev python3-venv python3-dev gcc nftables)
 if [[ "${1:-}" == "--test" ]]; then
   # peers the interoperability tests run: archives (podman, skopeo) and a registry (distribution)
-  packages+=(zstd xz-utils skopeo podman docker-registry)
+  packages+=(zstd xz-utils skopeo podman docker-registry openssl)
 fi
 
 missing=()

@@ -31,12 +31,14 @@ _CONFIG_FIELDS = (
     ("binds", list),  # [source, target, readonly]
     ("tmpfs", list), ("readonly", False), ("network", "none"), ("auto_remove", False),
     ("interactive", False), ("tty", False),
+    ("resources", dict),  # docker's HostConfig names (Memory, NanoCpus, ...): only those given; update rewrites it
+    ("ports", list),  # -p: [host_ip ("" = all), host_port (0 = picked at start), container_port, proto]
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
 
 
 class ContainerConfig:
-    """What to run: written once into config.json (rename rewrites `name`)."""
+    """What to run: written once into config.json (rename rewrites `name`, update `resources`)."""
 
     id: str
     name: str
@@ -55,6 +57,8 @@ class ContainerConfig:
     auto_remove: bool
     interactive: bool
     tty: bool
+    resources: dict
+    ports: list[list]
 
     def __init__(self, **values: object) -> None:
         unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}
@@ -205,6 +209,10 @@ class Containers:
             except FileNotFoundError:
                 pass
             remove_tree(container.dir)
+        if container.state.get("NetworkSettings"):
+            from minirun.runtime.network import release  # the address, published ports, peers' hosts lines
+
+            release(self.store.root, container.id, container.state["NetworkSettings"])
 
 
 def new_container_id() -> str:

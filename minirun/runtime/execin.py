@@ -49,7 +49,9 @@ def exec_command(argv: list[str], root: str | None) -> int:
     security.set_non_dumpable()
     namespaces = open_namespaces(container.id, container.state)
     try:
-        return _exec(container, opts, namespaces)
+        from minirun.runtime import cgroups
+
+        return _exec(container, opts, namespaces, cgroups.existing_paths(container.id))
     finally:
         for fd in namespaces.values():
             os.close(fd)
@@ -99,7 +101,7 @@ def open_namespaces(container_id: str, state: dict) -> dict[str, int]:
     return fds
 
 
-def _exec(container, opts: ExecOptions, namespaces: dict[str, int]) -> int:
+def _exec(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths: list[str]) -> int:
     from minirun.runtime import launch
 
     tty = None
@@ -133,7 +135,7 @@ def _exec(container, opts: ExecOptions, namespaces: dict[str, int]) -> int:
         os.close(read_fd)
         if console is not None:
             console.close()
-        _child_main(container, opts, namespaces, write_fd, old_mask, child_console, rows, cols)
+        _child_main(container, opts, namespaces, write_fd, old_mask, child_console, rows, cols, cgroup_paths)
     os.close(write_fd)
     # the child has its own copies: holding the namespaces for as long as the command runs is no use
     for fd in namespaces.values():
@@ -161,12 +163,15 @@ def _exec(container, opts: ExecOptions, namespaces: dict[str, int]) -> int:
     return launch.wait_for_exit(pid)
 
 
-def _child_main(container, opts, namespaces, error_fd, old_mask, console, rows, cols) -> None:
+def _child_main(container, opts, namespaces, error_fd, old_mask, console, rows, cols, cgroup_paths) -> None:
     """Never returns: execs, or reports on the error pipe and exits with the error's code."""
-    from minirun.runtime import launch
+    from minirun.runtime import cgroups, launch
 
     code, message = EXIT_RUNTIME, "exec failed"
     try:
+        # before anything else, and before the cgroup namespace is joined: a process outside
+        # the namespace's root cgroup could not be moved into it from inside
+        cgroups.join(cgroup_paths)
         _child(container, opts, namespaces, error_fd, old_mask, console, rows, cols)
     except launch.ExecFailure as exc:
         code, message = exc.code, exc.message

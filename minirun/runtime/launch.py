@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from minirun import linux
 from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_RUNTIME, MinirunError
+from minirun.runtime import cgroups
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
@@ -48,6 +49,9 @@ class LaunchPlan:
     cols: int = 80
     stdio: tuple[int, int, int] | None = None  # fds for PID 1's 0, 1, 2 (a monitor's pipes); None: inherit
     die_with_parent: bool = False  # a detached container dies with its monitor: nobody else records its exit
+    cgroups: list[str] = field(default_factory=list)  # the container's cgroup dirs (cgroups.create), joined first
+    net: dict | None = None  # bridge networks: eth0's veth, address and route (runtime/network.py), made by PID 1
+    join_netns: str = ""  # --network container:ID: that container's /proc/PID/ns/net, joined instead of a new one
 
 
 @dataclass
@@ -129,6 +133,9 @@ class ExecFailure(Exception):
 
 
 def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None:
+    # First of all, so everything PID 1 does (and every child of it) is limited and counted, and
+    # before unshare(CLONE_NEWCGROUP), which makes the cgroup we are in the namespace's root.
+    cgroups.join(plan.cgroups)
     if plan.tty:
         from minirun.runtime.tty import setup_console
     from minirun.runtime.overlay import mount_overlay
@@ -147,18 +154,29 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()
     namespaces = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWCGROUP
-    if plan.network != "host":
+    own_netns = plan.network != "host" and not plan.join_netns
+    if own_netns:
         namespaces |= linux.CLONE_NEWNET
+    host_side = None
+    if plan.net is not None:
+        from minirun.runtime import network
+
+        host_side = network.open_host_side()  # before the unshare: it must reach the host's bridge
+    elif plan.join_netns:
+        _join_netns(plan.join_netns)
     linux.unshare(namespaces)
     # Private before anything is mounted: no mount of ours may propagate to the host.
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     linux.sethostname(plan.hostname)
-    if plan.network != "host":
+    if own_netns:
         _loopback_up()
+    if host_side is not None:
+        network.attach(plan.net, host_side)
     os.chdir(plan.store_root)
     mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
     binds = [Bind(source=s, target=t, readonly=bool(ro)) for s, t, ro in plan.binds]
-    setup_rootfs(RootfsSpec(root=plan.mountpoint, readonly=plan.readonly, binds=binds, tmpfs=list(plan.tmpfs)))
+    setup_rootfs(RootfsSpec(root=plan.mountpoint, readonly=plan.readonly, binds=binds, tmpfs=list(plan.tmpfs),
+                            cgroups=cgroups.namespace_mounts() if plan.cgroups else []))
 
     passwd, group = read_user_db("/")
     user = resolve_user(plan.user or None, passwd, group)
@@ -180,6 +198,17 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
         os.execve(executable, plan.argv, env_dict(env))
     except OSError as exc:
         raise exec_error(plan.argv[0], exc) from None
+
+
+def _join_netns(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        raise MinirunError("cannot join the network of a container that is no longer running") from None
+    try:
+        linux.setns(fd, linux.CLONE_NEWNET)
+    finally:
+        os.close(fd)
 
 
 def _loopback_up() -> None:

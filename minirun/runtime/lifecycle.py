@@ -42,7 +42,16 @@ def refresh(containers: Containers, container: Container, reload: bool = True) -
     containers.update_state(container, Status="exited", Running=False, Pid=0, ExitCode=UNKNOWN_EXIT,
                             Error="the container's monitor died; its exit status is unknown",
                             FinishedAt=rfc3339_now())
+    _remove_cgroups(container)  # the monitor would have
     return container
+
+
+def _remove_cgroups(container: Container) -> None:
+    """Whoever records an exit removes the container's cgroups; this catches what a killed
+    monitor or CLI left behind."""
+    from minirun.runtime import cgroups
+
+    cgroups.remove(cgroups.existing_paths(container.id))
 
 
 def signal_number(name: str | int) -> int:
@@ -116,7 +125,13 @@ def remove(containers: Containers, container: Container, force: bool) -> None:
         while container.config.auto_remove and os.path.isdir(container.dir) and time.monotonic() < deadline:
             time.sleep(_POLL)
     if os.path.isdir(container.dir):
+        _remove_cgroups(container)
         containers.remove(container)
+    elif container.state.get("NetworkSettings"):
+        # an --rm container's monitor removed it and is releasing its address: done before we return
+        from minirun.runtime.network import release
+
+        release(containers.store.root, container.id, container.state["NetworkSettings"])
 
 
 def start(containers: Containers, container: Container) -> Container:
@@ -157,6 +172,7 @@ def prune(containers: Containers) -> tuple[list[str], int]:
         if is_running(container):
             continue
         freed += tree_size(container.upper)
+        _remove_cgroups(container)
         containers.remove(container)
         removed.append(container.id)
     return removed, freed

@@ -94,11 +94,17 @@ def remove_container(container_dir: str, lock_path: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    container_dir, lock_path, pid, out_fd, err_fd, auto_remove, template = argv
+    container_dir, lock_path, pid, out_fd, err_fd, auto_remove, template, cgroup_paths = argv
     copy_output(os.path.join(container_dir, "container.log"), {int(out_fd): "stdout", int(err_fd): "stderr"})
     _, status = os.waitpid(int(pid), 0)
+    from minirun.runtime import cgroups  # os only, as this module
+
+    paths = cgroup_paths.split("\n") if cgroup_paths else []
     state = template.replace(CODE_MARK, str(exit_code(status))).replace(TIME_MARK, now())
+    if cgroups.oom_killed(paths):
+        state = state.replace('"OOMKilled": false', '"OOMKilled": true', 1)
     write_atomically(os.path.join(container_dir, "state.json"), state.encode())
+    cgroups.remove(paths)  # PID 1 is reaped: its PID namespace, and so the cgroups, are empty
     if auto_remove == "1":
         remove_container(container_dir, lock_path)
     return 0

@@ -19,13 +19,20 @@ from minirun.runtime.logcopier import CODE_MARK, TIME_MARK
 LOG_NAME = "container.log"
 COPIER_BOOT = ("import sys; sys.path[:0] = [sys.argv[1]]; from minirun.runtime.logcopier import main; "
                "sys.exit(main(sys.argv[2:]))")
+# With something to undo when PID 1 has exited (published ports; an --rm container's address),
+# the copier is followed by network.after_exit, given the arguments after AFTER_EXIT.
+AFTER_EXIT = "--network-after-exit"
+COPIER_THEN_NETWORK_BOOT = (
+    "import sys; sys.path[:0] = [sys.argv[1]]; from minirun.runtime.logcopier import main; "
+    f"i = sys.argv.index('{AFTER_EXIT}'); code = main(sys.argv[2:i]); "
+    "from minirun.runtime.network import after_exit; after_exit(*sys.argv[i + 1:]); sys.exit(code)")
 
 
 def main(argv: list[str]) -> int:
     store_root, container_id, ready_fd = argv[0], argv[1], int(argv[2])
     from minirun.errors import MinirunError
     from minirun.humanize import rfc3339_now
-    from minirun.runtime import launch
+    from minirun.runtime import cgroups, launch
     from minirun.runtime.container import Containers
     from minirun.runtime.initlayer import init_layer_link
     from minirun.runtime.plan import build_plan
@@ -45,7 +52,12 @@ def main(argv: list[str]) -> int:
         image = store.images.get(container.config.image)
         plan = build_plan(store, container, image, init_layer_link(store))
         plan.stdio, plan.die_with_parent, plan.interactive = (null, out_w, err_w), True, True
-        started = launch.start(plan)
+        plan.cgroups = cgroups.create(container.id, container.config.resources)
+        try:
+            started = launch.start(plan)
+        except BaseException:
+            cgroups.remove(plan.cgroups)
+            raise
     except BaseException as exc:
         _report(ready_fd, exc if isinstance(exc, MinirunError) else MinirunError(f"{type(exc).__name__}: {exc}"))
         return 1
@@ -56,25 +68,37 @@ def main(argv: list[str]) -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, launch.FORWARDED_SIGNALS)
     if failure is not None:
         os.waitpid(started.pid, 0)
+        cgroups.remove(plan.cgroups)
         containers.update_state(container, Status="exited", Running=False, ExitCode=failure.exit_code,
                                 Error=failure.message, FinishedAt=rfc3339_now())
         _report(ready_fd, failure)
+        if container.state.get("NetworkSettings"):
+            from minirun.runtime.network import stopped
+
+            stopped(store.root, container.id, container.state["NetworkSettings"])
         _maybe_remove(containers, container)
         return 1
     containers.update_state(container, Status="running", Running=True, Pid=started.pid,
                             PidStartTime=start_time(started.pid), MonitorPid=os.getpid(),
                             MonitorStartTime=start_time(os.getpid()), StartedAt=rfc3339_now(),
-                            FinishedAt="0001-01-01T00:00:00Z", ExitCode=0, Error="")
+                            FinishedAt="0001-01-01T00:00:00Z", ExitCode=0, Error="", OOMKilled=False)
     os.write(ready_fd, b"ok")
     os.close(ready_fd)
     exited = dict(container.state, Status="exited", Running=False, Pid=0, ExitCode=0, FinishedAt=TIME_MARK)
     template = json.dumps(exited).replace('"ExitCode": 0', f'"ExitCode": {CODE_MARK}', 1)
     for fd in (out_r, err_r):
         os.set_inheritable(fd, True)
+    hook = []
+    if container.state.get("NetworkSettings"):
+        from minirun.runtime.network import exit_hook_args
+
+        hook = exit_hook_args(store.root, container)
     # Become the lean copier (logcopier.py): same process, still PID 1's parent, a fraction of the memory.
-    os.execv(sys.executable, [sys.executable, "-S", "-c", COPIER_BOOT, _package_parent(), container.dir,
+    os.execv(sys.executable, [sys.executable, "-S", "-c", COPIER_THEN_NETWORK_BOOT if hook else COPIER_BOOT,
+                              _package_parent(), container.dir,
                               os.path.join(store.root, "lock"), str(started.pid), str(out_r), str(err_r),
-                              "1" if container.config.auto_remove else "0", template])
+                              "1" if container.config.auto_remove else "0", template, "\n".join(plan.cgroups)]
+             + ([AFTER_EXIT, *hook] if hook else []))
 
 
 def _report(ready_fd: int, failure) -> None:

@@ -23,7 +23,7 @@ def build_plan(store: Store, container: Container, image: Image, init_link: str)
         lowers.insert(0, init_link)
     mountpoint = os.path.join(store.root, "mnt")
     os.makedirs(mountpoint, exist_ok=True)
-    return LaunchPlan(
+    plan = LaunchPlan(
         store_root=store.root,
         lowers=lowers,
         upper=container.upper,
@@ -41,3 +41,8 @@ def build_plan(store: Store, container: Container, image: Image, init_link: str)
         interactive=config.interactive,
         tty=config.tty,
     )
+    if config.network != "none":
+        from minirun.runtime.network import prepare  # books the address, writes hosts, publishes ports
+
+        prepare(store, container, plan)
+    return plan

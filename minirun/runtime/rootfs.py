@@ -42,6 +42,9 @@ class RootfsSpec:
     readonly: bool = False
     binds: list[Bind] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
+    # the container's cgroup hierarchies as (dir under /sys/fs/cgroup, fstype, options); see
+    # cgroups.namespace_mounts. Empty: /sys/fs/cgroup stays an empty read-only tmpfs.
+    cgroups: list[tuple[str, str, str | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -71,8 +74,8 @@ SYSTEM_MOUNTS: tuple[Mount, ...] = (
     # mqueue shows the queues of the mounting process's IPC namespace: the container's own
     Mount("/dev/mqueue", "mqueue", "mqueue", _NOSUID_NODEV_NOEXEC),
     Mount("/sys", "sysfs", "sysfs", MS_RDONLY | _NOSUID_NODEV_NOEXEC),
-    # a placeholder until cgroups land: hides the host's hierarchy, empty and read-only
-    Mount("/sys/fs/cgroup", "tmpfs", "cgroup", MS_RDONLY | _NOSUID_NODEV_NOEXEC, "mode=755"),
+    # hides the host's hierarchies; holds the container's own (mount_cgroups), then turns read-only
+    Mount("/sys/fs/cgroup", "tmpfs", "cgroup", _NOSUID_NODEV_NOEXEC, "mode=755"),
 )
 
 # Kernel filesystems land only on real directories of the image: a symlink there could put
@@ -133,6 +136,8 @@ def setup_rootfs(spec: RootfsSpec) -> None:
         _mount(root, m)
         if m.target == "/dev":
             _populate_dev(os.path.join(root, "dev"))
+        elif m.target == "/sys/fs/cgroup":
+            mount_cgroups(os.path.join(root, "sys/fs/cgroup"), spec.cgroups)
     _mask_paths(root)
     _readonly_paths(root)
     if spec.readonly:
@@ -225,6 +230,19 @@ def _populate_dev(dev: str) -> None:
         linux.mount(host, node, None, MS_BIND)
     for name, target in DEV_SYMLINKS:
         os.symlink(target, os.path.join(dev, name))
+
+
+def mount_cgroups(path: str, hierarchies: list[tuple[str, str, str | None]]) -> None:
+    """docker's view of /sys/fs/cgroup: each hierarchy read-only, mounted from inside the
+    container's cgroup namespace, so its root is the container's own cgroup (nothing above it,
+    no sibling's); a v2 hierarchy named "" covers /sys/fs/cgroup itself."""
+    for name, _, _ in hierarchies:
+        if name:
+            os.mkdir(os.path.join(path, name), 0o755)
+    remount_readonly(path)  # the tmpfs, before a v2 hierarchy may cover it
+    for name, fstype, options in hierarchies:
+        linux.mount(fstype, os.path.join(path, name) if name else path, fstype,
+                    MS_RDONLY | _NOSUID_NODEV_NOEXEC, options)
 
 
 def _mask_paths(root: str) -> None:

@@ -103,7 +103,7 @@ def test_exec_sees_the_containers_hostname_and_files(cli, box, isolated_store):
     assert cli("exec", box.id, "cat", "/tmp/file.txt").out == "data\n"
     # written in the container's own layer, nowhere else
     assert (isolated_store / "containers" / box.id / "upper" / "tmp" / "file.txt").read_text() == "data\n"
-    assert cli("exec", "box", "ls", "/sys/class/net").out.split() == ["lo"]
+    assert cli("exec", "box", "ls", "/sys/class/net").out.split() == ["eth0", "lo"]  # the container's netns
 
 
 def test_host_network_is_shared_by_the_exec_too(cli, boxes):

@@ -69,7 +69,7 @@ def test_isolation(cli, busybox, tmp_path):
     assert lines["pid"] == "1"
     assert int(lines["procs"]) <= 4  # sh, the $(...) subshell, ls, grep: none of the host's
     assert lines["host"] == "box"
-    assert lines["links"].split() == ["lo"]
+    assert lines["links"].split() == ["eth0", "lo"]  # the default bridge network: its own veth only
     assert "mount-refused" in lines and "sysctl-refused" in lines and "host-hidden" in lines
     assert result.out.count(CAPS_DOCKER) == 2
     assert "NoNewPrivs:\t1" in result.out
@@ -211,7 +211,8 @@ def test_network_host_shares_the_hosts_links(cli, busybox):
     host_links = sorted(os.listdir("/sys/class/net"))
     shared = cli("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net")
     assert shared.out.split() == host_links
-    assert cli("run", "--rm", "busybox", "ls", "/sys/class/net").out.split() == ["lo"]
+    assert cli("run", "--rm", "busybox", "ls", "/sys/class/net").out.split() == ["eth0", "lo"]
+    assert cli("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net").out.split() == ["lo"]
 
 
 def test_entrypoint_from_the_command_line(cli, busybox):

@@ -36,7 +36,6 @@ def test_volumes_and_tmpfs(tmp_path):
     (["-v", "/tmp:relative", "img"], "absolute"),
     (["-v", "/tmp:/x:rx", "img"], "invalid mode"),
     (["-w", "relative", "img"], "absolute path"),
-    (["--network", "bridge0", "img"], "network bridge0"),
     (["-e", "=x", "img"], "invalid environment"),
     (["--env-file", "/no/such/file", "img"], "no such file"),
 ])

@@ -1,0 +1,94 @@
+"""Resource verbs of the typer app (registered on cli.app): `update` changes a container's limits
+(live, if it runs) and `stats` shows what its cgroups use."""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from minirun.cli import app, options, report
+from minirun.errors import EXIT_RUNTIME, MinirunError, UsageError
+
+
+def _containers():
+    from minirun.runtime.container import Containers
+    from minirun.store import Store
+
+    return Containers(Store(options.root))
+
+
+@app.command("update")
+def update(
+    names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+    memory: Optional[str] = typer.Option(None, "-m", "--memory", help="Memory limit"),
+    memory_swap: Optional[str] = typer.Option(None, "--memory-swap", help="Swap limit equal to memory plus swap: -1 to enable unlimited swap"),
+    cpus: Optional[str] = typer.Option(None, "--cpus", help="Number of CPUs"),
+    cpu_shares: Optional[str] = typer.Option(None, "-c", "--cpu-shares", help="CPU shares (relative weight)"),
+    cpuset_cpus: Optional[str] = typer.Option(None, "--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)"),
+    pids_limit: Optional[str] = typer.Option(None, "--pids-limit", help="Tune container pids limit (set -1 for unlimited)"),
+) -> None:
+    """Update configuration of one or more containers (their resource limits)."""
+    from minirun.resources import parse_options, update_container
+
+    given = {"memory": memory, "memory_swap": memory_swap, "cpus": cpus, "cpu_shares": cpu_shares,
+             "cpuset_cpus": cpuset_cpus, "pids_limit": pids_limit}
+    if all(value is None for value in given.values()):
+        raise UsageError("you must provide one or more flags when using this command")
+    changes = parse_options(given)
+    containers = _containers()
+    failed = False
+    for name in names:
+        try:
+            update_container(containers, containers.find(name), changes)
+            print(name)
+        except MinirunError as exc:
+            report(MinirunError(f"Cannot update container {name}: {exc.message}"))
+            failed = True
+    if failed:
+        raise typer.Exit(EXIT_RUNTIME)
+
+
+@app.command("stats")
+def stats(
+    names: Optional[List[str]] = typer.Argument(None, metavar="[CONTAINER...]"),
+    all_: bool = typer.Option(False, "-a", "--all", help="Show all containers (default shows just running)"),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Disable streaming stats and only pull the first result"),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate output"),
+) -> None:
+    """Display a live stream of container(s) resource usage statistics."""
+    import time
+
+    from minirun import stats as stats_
+    from minirun.runtime.lifecycle import refresh
+    from minirun.tables import render_table
+
+    containers = _containers()
+
+    def chosen() -> list:
+        if names:
+            return [refresh(containers, containers.find(n)) for n in names]
+        found = [refresh(containers, c, reload=False) for c in containers.all()]
+        found.sort(key=lambda c: c.config.created, reverse=True)
+        return [c for c in found if all_ or c.state.get("Status") == "running"]
+
+    shown = chosen()
+    before = {c.id: stats_.take(c) for c in shown}
+    try:
+        while True:
+            time.sleep(stats_.INTERVAL)
+            rows, after = [], {}
+            for container in shown:
+                after[container.id] = stats_.take(container)
+                previous = before.get(container.id) or after[container.id]
+                rows.append(stats_.row(container, previous, after[container.id], no_trunc))
+            if not no_stream:
+                sys.stdout.write("\033[2J\033[H")  # docker redraws the table in place
+            sys.stdout.write(render_table(stats_.HEADERS, rows))
+            sys.stdout.flush()
+            if no_stream:
+                return
+            before = after
+            shown = chosen()
+    except KeyboardInterrupt:
+        return

@@ -1,0 +1,511 @@
+"""A container's cgroups: `<hierarchy>/minirun/<container id>` in every cgroup hierarchy that has
+controllers, for the three layouts a host may have: v2 (one unified hierarchy), v1 (one
+hierarchy per controller group under /sys/fs/cgroup/<ctrl>) and hybrid (v1 controllers beside a
+v2 mount that holds few or none of them). The layout is read once per process, from
+/proc/self/mountinfo.
+
+The parent creates the directories and writes the limits before PID 1 forks; PID 1 (and every
+exec'd process) joins them as its very first step, before unshare(CLONE_NEWCGROUP), so the
+namespace's root is the container's own cgroup and nothing the container runs is ever outside
+it. The exit is read back here (OOM kills), and the directories go when the container stops or
+is removed; the `minirun` parents stay, as docker's `/docker` does.
+
+Imports only os and errno (and the tiny errors module): the run path, PID 1 and the monitor's
+lean log copier all load it.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+from minirun.errors import MinirunError
+
+PARENT = "minirun"
+CFS_PERIOD_US = 100000  # docker's --cpus period
+# v1 controllers a hierarchy may carry; a hierarchy with none (name=systemd) is left alone
+V1_CONTROLLERS = frozenset({"blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory",
+                            "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma"})
+# what a v2 parent enables for its children (where the hierarchy has them)
+V2_WANTED = ("cpu", "cpuset", "io", "memory", "pids")
+_EBUSY_RETRIES = 50
+
+
+class Hierarchy:
+    """One mounted cgroup hierarchy: its mount point, version (1 or 2) and controllers."""
+
+    __slots__ = ("mount", "version", "controllers", "options")
+
+    def __init__(self, mount: str, version: int, controllers: tuple[str, ...], options: str = "") -> None:
+        self.mount, self.version, self.controllers, self.options = mount, version, controllers, options
+
+    def __repr__(self) -> str:
+        return f"Hierarchy({self.mount!r}, v{self.version}, {self.controllers})"
+
+    def path(self, container_id: str) -> str:
+        return f"{self.mount}/{PARENT}/{container_id}"
+
+
+# -- the layout -------------------------------------------------------------------------------
+
+def parse_mountinfo(text: str) -> list[Hierarchy]:
+    """Every cgroup mount of a mountinfo text, first mount of each hierarchy only. Pure: a v2
+    hierarchy's controllers are left empty (they live in its cgroup.controllers file)."""
+    found: list[Hierarchy] = []
+    seen: set = set()
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(tail) < 3:
+            continue
+        fstype, options = tail[0], tail[2]
+        if fstype == "cgroup2":
+            key: object = "v2"
+            hierarchy = Hierarchy(_unescape(fields[4]), 2, ())
+        elif fstype == "cgroup":
+            names = options.split(",")
+            controllers = tuple(sorted(n for n in names if n in V1_CONTROLLERS))
+            named = [n for n in names if n.startswith("name=")]
+            if not controllers:
+                continue
+            key = controllers
+            hierarchy = Hierarchy(_unescape(fields[4]), 1, controllers, ",".join([*controllers, *named]))
+        else:
+            continue
+        if key not in seen:
+            seen.add(key)
+            found.append(hierarchy)
+    return found
+
+
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as \ooo
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+_detected: list[Hierarchy] | None = None
+_unused_v2 = False  # a v2 mount without controllers was left out (the hybrid layout)
+
+
+def hierarchies() -> list[Hierarchy]:
+    """The host's hierarchies that carry controllers (read once per process)."""
+    global _detected, _unused_v2
+    if _detected is None:
+        found = parse_mountinfo(_read("/proc/self/mountinfo"))
+        for hierarchy in found:
+            if hierarchy.version == 2:
+                try:
+                    hierarchy.controllers = tuple(_read(f"{hierarchy.mount}/cgroup.controllers").split())
+                except OSError:
+                    hierarchy.controllers = ()
+        # A v2 hierarchy without controllers (the hybrid layout's unified mount) would hold the
+        # container to no limit, and joining it costs an RCU grace period (~10-15 ms) per start.
+        _detected = [h for h in found if h.controllers]
+        _unused_v2 = any(h.version == 2 and not h.controllers for h in found)
+    return _detected
+
+
+def layout(found: list[Hierarchy] | None = None) -> str:
+    """'v2', 'v1' or 'hybrid' (v1 controllers beside a v2 mount), '' if none; of the host's
+    hierarchies, or of `found` (those with controllers: a v2 mount without any does not count)."""
+    if found is None:
+        found = hierarchies()
+        if _unused_v2 and found:
+            return "hybrid"
+    versions = {h.version for h in found}
+    if versions == {2}:
+        return "v2"
+    if versions == {1}:
+        return "v1"
+    return "hybrid" if versions else ""
+
+
+def owner(controller: str, found: list[Hierarchy] | None = None) -> Hierarchy | None:
+    for hierarchy in hierarchies() if found is None else found:
+        if controller in hierarchy.controllers:
+            return hierarchy
+    return None
+
+
+def container_paths(container_id: str) -> list[str]:
+    return [h.path(container_id) for h in hierarchies()]
+
+
+def existing_paths(container_id: str) -> list[str]:
+    """The container's cgroups that exist now (none for one that is not running)."""
+    return [p for p in container_paths(container_id) if os.path.isdir(p)]
+
+
+# -- limits as file writes (pure) ---------------------------------------------------------------
+
+def cpu_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares [2, 262144] -> v2 cpu.weight [1, 10000] as runc (>= 1.3) and crun
+    map it: a quadratic in log2 space that sends the defaults 1024 to 100 (the older linear
+    formula sent 1024 to 39)."""
+    import math
+
+    if shares <= 0:
+        return 0
+    if shares <= 2:
+        return 1
+    if shares >= 262144:
+        return 10000
+    exponent = (math.log2(shares) ** 2 + 125 * math.log2(shares)) / 612.0 - 7.0 / 34.0
+    return int(math.ceil(10 ** exponent))
+
+
+def cfs_quota(nano_cpus: int) -> int:
+    """--cpus as a CFS quota in microseconds per CFS_PERIOD_US."""
+    return nano_cpus * CFS_PERIOD_US // 1_000_000_000
+
+
+def limit_writes(resources: dict, version: int, current_memory: int | None = None) -> list[tuple[str, str, str]]:
+    """(controller, file, value) to write, in order, for docker's resource fields in `resources`
+    (Memory, MemorySwap, NanoCpus, CpuShares, CpusetCpus, PidsLimit) on a cgroup `version`
+    hierarchy. `current_memory` is v1's memory.limit_in_bytes now: v1 refuses a memory limit
+    above memory+swap's, so when the memory limit grows, memory+swap must grow first."""
+    writes: list[tuple[str, str, str]] = []
+    memory, swap = resources.get("Memory") or 0, resources.get("MemorySwap") or 0
+    if version == 1:
+        pairs = []
+        if memory > 0:
+            pairs.append(("memory.limit_in_bytes", str(memory)))
+        if swap == -1 or (swap > 0 and memory > 0):
+            memsw = ("memory.memsw.limit_in_bytes", str(swap))
+            if swap == -1 or (current_memory is not None and memory > current_memory):
+                pairs.insert(0, memsw)
+            else:
+                pairs.append(memsw)
+        writes += [("memory", name, value) for name, value in pairs]
+    else:
+        if memory > 0:
+            writes.append(("memory", "memory.max", str(memory)))
+        if swap == -1:
+            writes.append(("memory", "memory.swap.max", "max"))
+        elif swap > 0 and memory > 0:
+            writes.append(("memory", "memory.swap.max", str(swap - memory)))
+    nano = resources.get("NanoCpus") or 0
+    if nano > 0:
+        if version == 1:
+            writes += [("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US)), ("cpu", "cpu.cfs_quota_us", str(cfs_quota(nano)))]
+        else:
+            writes.append(("cpu", "cpu.max", f"{cfs_quota(nano)} {CFS_PERIOD_US}"))
+    shares = resources.get("CpuShares") or 0
+    if shares > 0:
+        writes.append(("cpu", "cpu.shares", str(shares)) if version == 1 else ("cpu", "cpu.weight", str(cpu_weight(shares))))
+    if resources.get("CpusetCpus"):
+        writes.append(("cpuset", "cpuset.cpus", resources["CpusetCpus"]))
+    pids = resources.get("PidsLimit")
+    if pids is not None:
+        writes.append(("pids", "pids.max", str(pids) if pids > 0 else "max"))
+    return writes
+
+
+# -- creating, joining, removing ----------------------------------------------------------------
+
+def create(container_id: str, resources: dict) -> list[str]:
+    """The container's cgroups with `resources` applied; returns their paths for PID 1 to join.
+    Where no hierarchy can be written (minirun inside a container with a read-only cgroupfs),
+    a container without limits runs without cgroups; one with limits fails."""
+    made: list[str] = []
+    try:
+        for hierarchy in hierarchies():
+            _ensure_parent(hierarchy)
+            path = hierarchy.path(container_id)
+            try:
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                pass  # a start after an exit whose cgroup was not removed: used again
+            made.append(path)
+            if "cpuset" in hierarchy.controllers and hierarchy.version == 1:
+                _fill_cpuset(path)
+        apply(container_id, resources)
+    except OSError as exc:
+        remove(made)
+        if not resources and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return []
+        raise _error("create", exc) from None
+    except BaseException:
+        remove(made)
+        raise
+    return made
+
+
+def apply(container_id: str, resources: dict) -> None:
+    """Write the limits into the container's existing cgroups (at create, and by `update`).
+    Each controller's files follow its own hierarchy's version (a hybrid host may have both)."""
+    found = hierarchies()
+    memory = owner("memory", found)
+    current = None
+    if memory is not None and memory.version == 1 and resources.get("Memory"):
+        current = int(_read(f"{memory.path(container_id)}/memory.limit_in_bytes"))
+    writes = {1: limit_writes(resources, 1, current), 2: limit_writes(resources, 2)}
+    for controller in dict.fromkeys(c for c, _, _ in writes[1]):  # v1 and v2 need the same controllers
+        hierarchy = owner(controller, found)
+        if hierarchy is None:
+            raise MinirunError(f"cannot apply the container's limits: no cgroup hierarchy has the {controller} controller")
+        path = hierarchy.path(container_id)
+        for _, name, value in (w for w in writes[hierarchy.version] if w[0] == controller):
+            if name == "memory.memsw.limit_in_bytes" and not os.path.exists(f"{path}/{name}"):
+                continue  # no swap accounting (swapaccount=0): docker limits memory without swap
+            try:
+                _write(f"{path}/{name}", value)
+            except OSError as exc:
+                raise MinirunError(f"cgroup: write {value} to {path}/{name}: {exc.strerror}") from None
+
+
+def join(paths: list[str]) -> None:
+    """Move the calling process into `paths`. It must be single-threaded (a fresh fork is): on
+    v1 it writes 0 into `tasks`, which moves the caller's one thread without taking the kernel's
+    global threadgroup lock (whose RCU grace period costs ~10-15 ms); v2 has only cgroup.procs."""
+    for path in paths:
+        name = "tasks" if os.path.exists(f"{path}/tasks") else "cgroup.procs"
+        try:
+            _write(f"{path}/{name}", "0")
+        except OSError as exc:
+            raise MinirunError(f"cgroup: join {path}: {exc.strerror}") from None
+
+
+def remove(paths: list[str]) -> list[str]:
+    """rmdir each of `paths`; what still holds processes (none once PID 1 is reaped: its PID
+    namespace died with it) is emptied first. Returns the paths that stayed."""
+    stayed = []
+    for path in paths:
+        for attempt in range(_EBUSY_RETRIES):
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:  # busy: processes (or child cgroups) still in it
+                    stayed.append(path)
+                    break
+                if attempt == _EBUSY_RETRIES - 1:
+                    stayed.append(path)
+                    break
+                _kill_members(path)
+                _sleep(0.01)
+    return stayed
+
+
+def oom_killed(paths: list[str]) -> bool:
+    """Whether the kernel's OOM killer killed anything in the container's memory cgroup: v2
+    memory.events' oom_kill, v1 memory.oom_control's oom_kill counter (Linux >= 4.13)."""
+    for path in paths:
+        for name in ("memory.events", "memory.oom_control"):
+            try:
+                text = _read(f"{path}/{name}")
+            except OSError:
+                continue
+            return flat_keyed(text).get("oom_kill", 0) > 0
+    return False
+
+
+# -- what the container sees at /sys/fs/cgroup ------------------------------------------------
+
+def namespace_mounts(found: list[Hierarchy] | None = None) -> list[tuple[str, str, str | None]]:
+    """(dir under /sys/fs/cgroup, fstype, options) to mount inside the container's cgroup
+    namespace, where each shows the container's own cgroup as its root. A v2 hierarchy at
+    /sys/fs/cgroup itself goes there (dir ""), as docker mounts it."""
+    mounts = []
+    for hierarchy in hierarchies() if found is None else found:
+        if hierarchy.version == 2:
+            name = "" if hierarchy.mount.rstrip("/") == "/sys/fs/cgroup" else os.path.basename(hierarchy.mount)
+            mounts.append((name, "cgroup2", None))
+        else:
+            mounts.append((os.path.basename(hierarchy.mount.rstrip("/")), "cgroup", hierarchy.options))
+    return mounts
+
+
+# -- reading usage (stats) ----------------------------------------------------------------------
+
+def flat_keyed(text: str) -> dict[str, int]:
+    """`key value` lines (memory.stat, cpu.stat, memory.events, memory.oom_control)."""
+    result = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        try:
+            result[key] = int(value)
+        except ValueError:
+            continue
+    return result
+
+
+def io_bytes(text: str, version: int) -> tuple[int, int]:
+    """(read, written) bytes from v1 blkio.throttle.io_service_bytes_recursive or v2 io.stat."""
+    read = written = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if version == 1:
+            if len(parts) == 3 and parts[2].isdigit():
+                op = parts[1].lower()
+                read += int(parts[2]) if op == "read" else 0
+                written += int(parts[2]) if op == "write" else 0
+        else:
+            for item in parts[1:]:
+                key, _, value = item.partition("=")
+                if value.isdigit():
+                    read += int(value) if key == "rbytes" else 0
+                    written += int(value) if key == "wbytes" else 0
+    return read, written
+
+
+def usage(container_id: str) -> dict[str, int] | None:
+    """What the container's cgroups say now: cpu_ns, memory (minus inactive file cache, as
+    docker counts it), memory_limit (0: none), pids, blk_read, blk_write. None without cgroups."""
+    found = hierarchies()
+    paths = {id(h): h.path(container_id) for h in found}
+    if not any(os.path.isdir(p) for p in paths.values()):
+        return None
+    result = {"cpu_ns": 0, "memory": 0, "memory_limit": 0, "pids": 0, "blk_read": 0, "blk_write": 0}
+    cpuacct = owner("cpuacct", found)
+    unified = next((h for h in found if h.version == 2), None)
+    if cpuacct is not None:
+        result["cpu_ns"] = _int_file(f"{paths[id(cpuacct)]}/cpuacct.usage")
+    elif unified is not None:  # v2 counts CPU time in every cgroup, cpu controller or not
+        result["cpu_ns"] = _flat_file(f"{paths[id(unified)]}/cpu.stat").get("usage_usec", 0) * 1000
+    memory = owner("memory", found)
+    if memory is not None:
+        path = paths[id(memory)]
+        stat = _flat_file(f"{path}/memory.stat")
+        if memory.version == 1:
+            used, limit, inactive = (_int_file(f"{path}/memory.usage_in_bytes"),
+                                     _int_file(f"{path}/memory.limit_in_bytes"), stat.get("total_inactive_file", 0))
+        else:
+            used, inactive = _int_file(f"{path}/memory.current"), stat.get("inactive_file", 0)
+            limit = _int_file(f"{path}/memory.max")  # "max" reads as 0
+        result["memory"] = used - inactive if inactive < used else used
+        result["memory_limit"] = limit if 0 < limit < (1 << 62) else 0
+    pids = owner("pids", found)
+    if pids is not None:
+        result["pids"] = _int_file(f"{paths[id(pids)]}/pids.current")
+    io = owner("blkio", found) or owner("io", found)
+    if io is not None:
+        name = "blkio.throttle.io_service_bytes_recursive" if io.version == 1 else "io.stat"
+        try:
+            result["blk_read"], result["blk_write"] = io_bytes(_read(f"{paths[id(io)]}/{name}"), io.version)
+        except OSError:
+            pass
+    return result
+
+
+def available_cpus() -> str:
+    """The CPUs containers may be given (docker's `available:`), as a list like `0-3`."""
+    cpuset = owner("cpuset")
+    candidates = []
+    if cpuset is not None:
+        candidates.append(f"{cpuset.mount}/cpuset.effective_cpus" if cpuset.version == 1 else f"{cpuset.mount}/cpuset.cpus.effective")
+        candidates.append(f"{cpuset.mount}/cpuset.cpus")
+    candidates.append("/sys/devices/system/cpu/online")
+    for path in candidates:
+        try:
+            text = _read(path).strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return f"0-{(os.cpu_count() or 1) - 1}"
+
+
+# -- plumbing -----------------------------------------------------------------------------------
+
+def _ensure_parent(hierarchy: Hierarchy) -> None:
+    parent = f"{hierarchy.mount}/{PARENT}"
+    try:
+        os.mkdir(parent, 0o755)
+        created = True
+    except FileExistsError:
+        created = False
+    if hierarchy.version == 1:
+        if created and "cpuset" in hierarchy.controllers:
+            _fill_cpuset(parent)
+            # children copy the parent's cpus and mems when they are made (v1 leaves them empty,
+            # and an empty cpuset takes no process)
+            _write(f"{parent}/cgroup.clone_children", "1")
+        return
+    # v2: a controller reaches a child only through every ancestor's subtree_control (runc enables
+    # them the same way); checked on each start, as another start may be making the parent now
+    wanted = [c for c in V2_WANTED if c in hierarchy.controllers]
+    for directory in (hierarchy.mount, parent):
+        enabled = set(_read(f"{directory}/cgroup.subtree_control").split())
+        missing = [c for c in wanted if c not in enabled]
+        if missing:
+            _write(f"{directory}/cgroup.subtree_control", " ".join("+" + c for c in missing))
+
+
+def _fill_cpuset(path: str) -> None:
+    """A v1 cpuset made before its parent was filled (two first starts at once) is empty: copy."""
+    parent = os.path.dirname(path)
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        if not _read(f"{path}/{name}").strip():
+            _write(f"{path}/{name}", _read(f"{parent}/{name}").strip() or "\n")
+
+
+def _kill_members(path: str) -> None:
+    if os.path.exists(f"{path}/cgroup.kill"):
+        try:
+            _write(f"{path}/cgroup.kill", "1")
+            return
+        except OSError:
+            pass
+    try:
+        pids = _read(f"{path}/cgroup.procs").split()
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            os.kill(int(pid), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+def _error(action: str, exc: OSError) -> MinirunError:
+    where = f" {exc.filename}" if exc.filename else ""
+    return MinirunError(f"cgroup: {action}{where}: {exc.strerror or exc}")
+
+
+def _read(path: str) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 1 << 20).decode()
+    finally:
+        os.close(fd)
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _int_file(path: str) -> int:
+    try:
+        text = _read(path).strip()
+    except OSError:
+        return 0
+    return int(text) if text.lstrip("-").isdigit() else 0
+
+
+def _flat_file(path: str) -> dict[str, int]:
+    try:
+        return flat_keyed(_read(path))
+    except OSError:
+        return {}

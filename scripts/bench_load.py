@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Benchmark `minirun load` of a 10-layer image archive beside `podman load` of the same archive and
+GNU `tar -x` of the same layer tars, in one run.
+
+    .venv/bin/python scripts/bench_load.py [--layers 10] [--files 20000] [--megabytes 300] [--runs 3]
+                                           [--dir DIR] [--no-podman]
+
+The archive is generated once (deterministic from --seed) and cached in the work dir (default
+/var/tmp/minirun-bench): --layers layer tars made by bench_import.py's generator (many small files,
+a few large ones; --files and --megabytes split evenly between the layers), packed as docker >= 25's
+`docker save` archive (blobs/sha256/<diff_id>, uncompressed layers, manifest.json + index.json), the
+form minirun save writes and both tools load. Every run starts from an empty store / directory on
+the same filesystem:
+  - minirun : `python -m minirun --root FRESH load -i ARCHIVE` (independent layers in parallel);
+  - podman  : `podman --root FRESH ... load -i ARCHIVE` (its own storage, overlay driver);
+  - tar     : `tar -x -f LAYER -C FRESH/<n>` for each layer, one after the other (the floor of doing
+              the same file creations with one process);
+  - tar -P2 : the same ten extractions, two at a time (what two cores allow any tool).
+The runs alternate between the tools; `sync` runs before every timed run and is shown apart after it
+(+sync). On an ext4 without a journal, outputs are kept until the end (see bench_import.py's
+ext4_without_journal for why). Targets (issue 6): minirun <= 1.0x tar, <= 0.6x podman.
+
+This is a measurement, not a test: it exits 0 whatever the ratios, non-zero only if a command
+failed. Standard library only. Run as root.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_import import (DROP_CACHES, GENERATOR_VERSION, CommandFailed, ext4_without_journal,  # noqa: E402
+                          generate_tar, minirun_env, read_through, run, sync)
+
+REPO = Path(__file__).resolve().parent.parent
+ARCHIVE_VERSION = 1  # bump when the archive layout changes
+TARGET_TAR = 1.0
+TARGET_PODMAN = 0.6
+PODMAN_GLOBAL = ["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "overlay"]
+IMAGE = "bench/load:1"
+
+
+# -- the archive --------------------------------------------------------------------------------
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def make_layers(work: Path, layers: int, files: int, megabytes: int, seed: int) -> list[Path]:
+    paths = []
+    for i in range(layers):
+        path = work / f"layer-v{GENERATOR_VERSION}-seed{seed + i}-{files // layers}files-{megabytes // layers}MB.tar"
+        if not path.exists():
+            generate_tar(path, files // layers, megabytes // layers, seed + i)
+        paths.append(path)
+    return paths
+
+
+def make_archive(path: Path, layer_paths: list[Path]) -> str:
+    """docker >= 25's save format around the layer tars; returns the image id (config digest)."""
+    diff_ids = [sha256_file(p) for p in layer_paths]
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux", "created": "2024-06-01T00:00:00Z",
+        "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": "2024-06-01T00:00:00Z", "created_by": f"layer {i}"} for i in range(len(diff_ids))],
+    }, separators=(",", ":")).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": p.stat().st_size}
+                   for d, p in zip(diff_ids, layer_paths)],
+    }, separators=(",", ":")).encode()
+    manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    blob = lambda digest: "blobs/sha256/" + digest.split(":")[1]  # noqa: E731
+    small = {
+        blob(config_digest): config,
+        blob(manifest_digest): manifest,
+        "index.json": json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                  "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                 "digest": manifest_digest, "size": len(manifest),
+                                                 "annotations": {"io.containerd.image.name": "docker.io/" + IMAGE,
+                                                                 "org.opencontainers.image.ref.name": "1"}}]}).encode(),
+        "manifest.json": json.dumps([{"Config": blob(config_digest), "RepoTags": [IMAGE],
+                                      "Layers": [blob(d) for d in diff_ids]}]).encode(),
+        "oci-layout": b'{"imageLayoutVersion": "1.0.0"}',
+        "repositories": json.dumps({IMAGE.split(":")[0]: {"1": diff_ids[-1].split(":")[1]}}).encode(),
+    }
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for digest, layer in zip(diff_ids, layer_paths):
+                tar.add(layer, arcname=blob(digest))
+            for name, data in small.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return config_digest
+
+
+# -- the tools ----------------------------------------------------------------------------------
+
+def tar_layers(layer_paths: list[Path], out: Path, parallel: int) -> None:
+    def one(i_path):
+        i, path = i_path
+        target = out / str(i)
+        target.mkdir()
+        run(["tar", "-x", "-f", str(path), "-C", str(target)])
+
+    if parallel == 1:
+        for item in enumerate(layer_paths):
+            one(item)
+    else:
+        # largest first, as minirun schedules them
+        items = sorted(enumerate(layer_paths), key=lambda ip: ip[1].stat().st_size, reverse=True)
+        with ThreadPoolExecutor(parallel) as pool:
+            list(pool.map(one, items))
+
+
+class PodmanStore:
+    """One podman storage per run: graph root on the work filesystem, run root short (podman
+    refuses a runroot over 50 characters)."""
+
+    def __init__(self, out: Path) -> None:
+        self.runroot = Path(tempfile.mkdtemp(prefix="mr-bench-podman-"))
+        self.cmd = ["podman", "--root", str(out / "root"), "--runroot", str(self.runroot / "run"),
+                    "--tmpdir", str(self.runroot / "tmp"), *PODMAN_GLOBAL]
+
+    def remove(self, out: Path) -> None:
+        with open("/proc/mounts") as mounts:
+            left = [line.split()[1] for line in mounts if str(out) in line or str(self.runroot) in line]
+        for mount in reversed(left):
+            subprocess.run(["umount", "-l", mount], capture_output=True)
+        shutil.rmtree(self.runroot, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--layers", type=int, default=10, help="layers in the image (default 10)")
+    ap.add_argument("--files", type=int, default=20000, help="non-directory members, all layers together (default 20000)")
+    ap.add_argument("--megabytes", type=int, default=300, help="archive size in MB, all layers together (default 300)")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs of each tool; the median counts (default 3)")
+    ap.add_argument("--dir", type=Path, default=Path("/var/tmp/minirun-bench"), help="work dir (default /var/tmp/minirun-bench)")
+    ap.add_argument("--seed", type=int, default=20240701, help="seed of the generated layers")
+    ap.add_argument("--no-podman", action="store_true", help="leave podman out")
+    args = ap.parse_args()
+    if min(args.layers, args.files, args.megabytes, args.runs) < 1:
+        ap.error("--layers, --files, --megabytes and --runs must be positive")
+    if os.geteuid() != 0:
+        print("bench_load: must run as root (layers keep owners)", file=sys.stderr)
+        return 2
+
+    work = args.dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    env = minirun_env()
+    use_podman = not args.no_podman and shutil.which("podman") is not None
+    t0 = time.perf_counter()
+    layer_paths = make_layers(work, args.layers, args.files, args.megabytes, args.seed)
+    archive = work / (f"archive-v{ARCHIVE_VERSION}-g{GENERATOR_VERSION}-seed{args.seed}-{args.layers}layers-"
+                      f"{args.files}files-{args.megabytes}MB.tar")
+    cached = archive.exists()
+    image_id = make_archive(archive, layer_paths) if not cached else None
+    if image_id is None:
+        with tarfile.open(archive) as tar:
+            image_id = json.load(tar.extractfile("manifest.json"))[0]["Config"].replace("blobs/sha256/", "sha256:")
+    prepared = time.perf_counter() - t0
+
+    nojournal = ext4_without_journal(work)
+    keep_outputs = bool(nojournal)
+    drop = keep_outputs and os.access(DROP_CACHES, os.W_OK)
+    size = archive.stat().st_size
+    needed = size * 3 * args.runs * (4 if use_podman else 3)
+    if keep_outputs and shutil.disk_usage(work).free < needed:
+        keep_outputs = False
+    tools = ["minirun", "tar", "tar -P2"] + (["podman"] if use_podman else [])
+    print(f"bench_load: load of a {args.layers}-layer archive, median of {args.runs} runs each")
+    print(f"  machine     : {os.cpu_count()} CPUs, kernel {os.uname().release}, {py}")
+    print(f"  work dir    : {work} ({'ext4 without a journal: outputs kept until the end' if nojournal else 'outputs deleted between runs'})")
+    print(f"  archive     : {archive.name} ({size / 1e6:.1f} MB, {args.layers} uncompressed layers, "
+          f"~{args.files // args.layers:,} files each; {'cached' if cached else f'generated in {prepared:.0f} s'})")
+    print(f"  image id    : {image_id}")
+    print(f"  tools       : {', '.join(tools)}" + ("" if use_podman else "  (podman: not run)"))
+    print(flush=True)
+
+    scratch = Path(tempfile.mkdtemp(prefix="load-", dir=work))
+    podmans: list[tuple[PodmanStore, Path]] = []
+    times: dict[str, list[float]] = {t: [] for t in tools}
+    after: dict[str, list[float]] = {t: [] for t in tools}
+    try:
+        if drop:
+            sync()
+            with open(DROP_CACHES, "w") as f:
+                f.write("1\n")
+        read_through(archive)
+        for p in layer_paths:
+            read_through(p)
+        run([py, "-c", "import minirun.cli, minirun.imageload, minirun.archive, minirun.cli_archive"], env=env)
+        print(f"  {'run':<4}{'tool':<10}{'time':>10}{'+sync':>10}", flush=True)
+        for i in range(args.runs):
+            order = tools[i % len(tools):] + tools[:i % len(tools)]
+            for tool in order:
+                out = scratch / f"{tool.replace(' ', '')}-{i}"
+                out.mkdir()
+                sync()
+                start = time.perf_counter()
+                if tool == "minirun":
+                    result = run([py, "-m", "minirun", "--root", str(out), "load", "-i", str(archive)], env=env)
+                    if f"Loaded image: {IMAGE}" not in result.stdout:
+                        raise CommandFailed(f"minirun load printed {result.stdout!r}")
+                elif tool == "podman":
+                    podman = PodmanStore(out)
+                    podmans.append((podman, out))
+                    run([*podman.cmd, "load", "-q", "-i", str(archive)])
+                else:
+                    tar_layers(layer_paths, out, 2 if tool == "tar -P2" else 1)
+                elapsed = time.perf_counter() - start
+                flushed = sync()
+                times[tool].append(elapsed)
+                after[tool].append(flushed)
+                print(f"  {i + 1:<4}{tool:<10}{elapsed:>8.2f} s{flushed:>8.2f} s", flush=True)
+                if tool == "minirun":
+                    loaded = run([py, "-m", "minirun", "--root", str(out), "images", "-q"], env=env).stdout.split()
+                    if loaded != [image_id.split(":")[1][:12]]:
+                        raise CommandFailed(f"minirun's store holds {loaded}, not {image_id}")
+                if not keep_outputs:
+                    if tool == "podman":
+                        podmans[-1][0].remove(out)
+                    shutil.rmtree(out)
+        med = {t: statistics.median(v) for t, v in times.items()}
+        print()
+        print(f"  {'tool':<10}{'median':>10}{'+sync':>10}{'minirun / tool':>18}{'target':>10}")
+        for tool in tools:
+            ratio = med["minirun"] / med[tool]
+            target = {"tar": f"<= {TARGET_TAR:.1f}x", "podman": f"<= {TARGET_PODMAN:.1f}x"}.get(tool, "")
+            verdict = ""
+            if tool == "tar":
+                verdict = " met" if ratio <= TARGET_TAR else " MISSED"
+            elif tool == "podman":
+                verdict = " met" if ratio <= TARGET_PODMAN else " MISSED"
+            shown = "" if tool == "minirun" else f"{ratio:.2f}x"
+            print(f"  {tool:<10}{med[tool]:>8.2f} s{statistics.median(after[tool]):>8.2f} s{shown:>18}{target:>10}{verdict}")
+    except CommandFailed as exc:
+        print(f"\nbench_load: command failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for podman, out in podmans:
+            podman.remove(out)
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"\n  cleaned up  : {scratch} removed; the archive and layers stay cached in {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

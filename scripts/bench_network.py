@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Benchmark what networking adds to a container start: `minirun run --rm busybox true` with
+--network none, with --network bridge (the default) and with a published port, beside
+`podman run --rm` with --network none and --network bridge, in one run.
+
+    .venv/bin/python scripts/bench_network.py [--runs 20]
+
+Target (issue 7): --network bridge adds at most 30 ms to minirun's start (median bridge - median
+none). Prepared once, untimed, in a temporary directory: a fresh minirun store (`--root`), minirun
+byte-compiled first (as scripts/setup.sh does), the busybox image built by the first run, and one
+warm-up run per command (the first bridge run makes the bridge minirun0 if this host has none);
+podman's own storage with the same busybox tar imported, run with the flags these machines need
+(PEERS.md). The timed runs are interleaved round-robin, the order rotating each round, so machine
+noise hits every command alike. Each time is one command's wall time from this process.
+
+Left behind: nothing of minirun's (no container, no booked address, no published port) and the
+leftovers line checks it. podman's netavark changes the host for --network bridge (iptables-nft
+tables `ip nat`/`ip filter` with NETAVARK chains, net.ipv4.ip_forward=1): those this run made are
+undone at the end, and minirun's bridges get back the per-interface forwarding that resetting
+ip_forward clears. The bridge minirun0 stays, as docker's docker0 does.
+
+A measurement, not a test: exits 0 whatever the figures, 1 if a command failed or something was
+left behind. Shares its helpers with scripts/bench_start.py. Standard library only. Run as root.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
+    SIDE_PATHS, CommandFailed, Podman, Tool, cgroup_dirs, defer_signals, fix_hybrid_cgroups, minirun_env,
+    mounts_under, prepare_rootfs, tail, umount, unfix_hybrid_cgroups, version,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_ADDED_S = 0.030
+HOST_DIR = Path("/run/minirun")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MinirunRun(Tool):
+    def __init__(self, root: Path, label: str, run_args: list[str]):
+        super().__init__(label, [sys.executable, "-m", "minirun", "--root", str(root), "run", "--rm", *run_args,
+                                 "busybox", "true"], env=minirun_env())
+        self.root = root
+
+    def prepare(self) -> None:
+        for _ in range(2):  # the first builds the busybox image (and maybe the bridge); then a warm-up
+            p = subprocess.run(self.cmd, stdin=subprocess.DEVNULL, capture_output=True, env=self.env, text=True)
+            if p.returncode != 0:
+                raise CommandFailed(f"exit {p.returncode}: {tail(p)}")
+
+
+class PodmanBridge(Tool):
+    """`podman run --rm --network bridge`, on the storage the --network none tool prepared."""
+
+    def __init__(self, none: Podman):
+        cmd = list(none.cmd)
+        cmd[cmd.index("--network") + 1] = "bridge"
+        super().__init__("podman run --rm --network bridge", cmd)
+
+    def prepare(self) -> None:
+        self.once(-1)  # warm-up: netavark makes its bridge
+
+
+def minirun_leftovers(root: Path) -> list[str]:
+    found = []
+    cdir = root / "containers"
+    if cdir.is_dir():
+        found += [f"minirun container dir {c.name}" for c in cdir.iterdir()]
+    bridges = HOST_DIR / "bridges"
+    for bridge in bridges.iterdir() if bridges.is_dir() else []:
+        for entry in bridge.iterdir():
+            if entry.name.count(".") == 3:
+                try:
+                    owner = json.loads(entry.read_text())
+                except (OSError, ValueError):
+                    continue
+                if owner.get("store") == str(root):
+                    found.append(f"address {entry.name} booked on {bridge.name}")
+    p = subprocess.run(["nft", "-j", "list", "table", "ip", "minirun"], capture_output=True, text=True)
+    if p.returncode == 0:
+        for item in json.loads(p.stdout).get("nftables", []):
+            if "map" in item and item["map"].get("elem"):
+                found.append(f"published ports left in nft map {item['map']['name']}")
+    return found
+
+
+def nft_tables() -> set[str]:
+    p = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+    return set(p.stdout.splitlines()) if p.returncode == 0 else set()
+
+
+def undo_netavark(tables_before: set[str], forward_before: str) -> list[str]:
+    """Remove the iptables-nft tables netavark made in this run (if they hold nothing but its
+    chains), restore net.ipv4.ip_forward, and give minirun's bridges their forwarding back."""
+    notes = []
+    for table in sorted(nft_tables() - tables_before):
+        family_name = table.split()[1:]  # "table ip nat" -> ["ip", "nat"]
+        if family_name == ["ip", "minirun"] or len(family_name) != 2:
+            continue
+        listing = subprocess.run(["nft", "list", "table", *family_name], capture_output=True, text=True).stdout
+        chains = [line.split()[1] for line in listing.splitlines() if line.strip().startswith("chain ")]
+        if all(c.startswith("NETAVARK") or c.isupper() for c in chains):
+            subprocess.run(["nft", "delete", "table", *family_name], capture_output=True)
+            notes.append(f"removed netavark's {' '.join(family_name)} table")
+    forward = Path("/proc/sys/net/ipv4/ip_forward")
+    if forward.read_text().strip() != forward_before:
+        forward.write_text(forward_before)
+        notes.append(f"net.ipv4.ip_forward back to {forward_before}")
+        for conf in Path("/proc/sys/net/ipv4/conf").iterdir():
+            if conf.name.startswith("minirun"):
+                (conf / "forwarding").write_text("1")
+    return notes
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=20, help="timed runs of each command (default 20)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_network: must run as root (containers, bridges)", file=sys.stderr)
+        return 2
+    stop = defer_signals()
+    side_before = {p for p in SIDE_PATHS if os.path.lexists(p)}
+    tables_before = nft_tables()
+    forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    podman = shutil.which("podman")
+    print(f"bench_network: container start by network mode, median wall time of {args.runs} runs each, interleaved")
+    print(f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
+          f"Python {platform.python_version()} ({sys.executable})")
+    print("  podman      : " + (version([podman, "--version"]) if podman else "not installed"))
+    sys.stdout.flush()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "minirun"), str(REPO / "images")],
+                   stdout=subprocess.DEVNULL)
+
+    tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-network-"))
+    store = tmp / "store"
+    tools: list[Tool] = []
+    failed = False
+    leftovers: list[str] = []
+    notes: list[str] = []
+    hybrid_fix: list = []
+    cgroups_before = None
+    try:
+        if podman:
+            hybrid_fix = fix_hybrid_cgroups()
+        cgroups_before = cgroup_dirs()
+        tar, _ = prepare_rootfs(tmp)
+        port = free_port()
+        tools += [MinirunRun(store, "minirun --network none", ["--network", "none"]),
+                  MinirunRun(store, "minirun --network bridge", ["--network", "bridge"]),
+                  MinirunRun(store, f"minirun bridge -p 127.0.0.1:{port}:80", ["-p", f"127.0.0.1:{port}:80"])]
+        if podman:
+            none = Podman(podman, tmp, tar)
+            tools += [none, PodmanBridge(none)]
+        for t in tools:
+            if stop:
+                raise KeyboardInterrupt
+            try:
+                t.prepare()
+            except (CommandFailed, OSError) as e:
+                t.skipped = f"preparation failed: {e}"
+                failed = True
+        live = [t for t in tools if not t.skipped]
+        for i in range(args.runs):
+            k = i % len(live) if live else 0
+            for t in live[k:] + live[:k]:
+                if stop:
+                    raise KeyboardInterrupt
+                try:
+                    t.times.append(t.once(i)[0])
+                except (CommandFailed, OSError) as e:
+                    t.failures.append(f"run {i + 1}: {e}")
+                    failed = True
+    except KeyboardInterrupt:
+        print("interrupted; cleaning up; the figures below are partial", file=sys.stderr)
+        failed = True
+    finally:
+        for t in tools:
+            try:
+                t.cleanup()
+            except Exception as e:
+                print(f"cleanup of {t.label}: {e}", file=sys.stderr)
+        leftovers += minirun_leftovers(store)
+        for t in tools:
+            leftovers += getattr(t, "leftovers", lambda: [])() if isinstance(t, Podman) else []
+        for m in sorted(mounts_under(tmp), key=len, reverse=True):
+            leftovers.append(f"mount {m}")
+            umount(m, 2)
+        shutil.rmtree(tmp, ignore_errors=True)
+        notes += undo_netavark(tables_before, forward_before)
+        for p in SIDE_PATHS:
+            if p not in side_before and os.path.lexists(p):
+                shutil.rmtree(p, ignore_errors=True)
+        if cgroups_before is not None:
+            new = cgroup_dirs() - cgroups_before
+            leftovers += [f"cgroup {d} (new)" for d in sorted(new) if f"minirun-bench-{os.getpid()}" in d]
+        try:
+            unfix_hybrid_cgroups(hybrid_fix)
+        except OSError as e:
+            print(f"could not undo the cgroup fix: {e}", file=sys.stderr)
+
+    medians = {t.label: statistics.median(t.times) if t.times else None for t in tools}
+    base = medians.get("minirun --network none")
+    w = max(len(t.label) for t in tools) + 2 if tools else 10
+    print()
+    print(f"  {'what':<{w}}{'median s':>9}{'min':>8}{'max':>8}{'vs none':>10}{'ok':>7}")
+    for t in tools:
+        if t.skipped:
+            print(f"  {t.label:<{w}}  NOT TIMED: {t.skipped}")
+            continue
+        med = medians[t.label]
+        comparable = med is not None and base is not None and t.label.startswith("minirun")
+        delta = f"{(med - base) * 1000:+8.1f}ms" if comparable else "         –"
+        print(f"  {t.label:<{w}}{med if med is not None else float('nan'):9.3f}{min(t.times or [0]):8.3f}"
+              f"{max(t.times or [0]):8.3f}{delta:>10}{len(t.times):>4}/{args.runs}")
+        for f in t.failures[:3]:
+            print(f"    FAILED: {f}")
+    bridge = medians.get("minirun --network bridge")
+    if base is not None and bridge is not None:
+        added = bridge - base
+        verdict = "within" if added <= TARGET_ADDED_S else "OVER"
+        print(f"\n  --network bridge adds {added * 1000:.1f} ms to a start: {verdict} the "
+              f"{TARGET_ADDED_S * 1000:.0f} ms target")
+    pn, pb = medians.get("podman run --rm --network none"), medians.get("podman run --rm --network bridge")
+    if pn is not None and pb is not None:
+        print(f"  podman: --network bridge adds {(pb - pn) * 1000:.1f} ms")
+    for note in notes:
+        print(f"  undone      : {note}")
+    print("  leftovers   : " + ("none (no containers, addresses, published ports, mounts or temp dirs remain)"
+                                if not leftovers else "; ".join(leftovers)))
+    return 1 if failed or leftovers else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""Container networking for real: the default bridge, user networks, published ports,
+--network container:NAME, parallel starts, and nothing left behind after rm.
+
+Traffic only ever goes between containers and to 127.0.0.1 (busybox httpd serves, wget fetches).
+Every test's store is its own, but the default bridge minirun0 and its address book under
+/run/minirun are the host's: tests of other sessions may hold addresses on it at the same time,
+which is exactly what the address book is for. User networks made here are removed at teardown.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from minirun import networks, portmap
+from minirun.runtime.bridge import link_names
+
+SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def fetch_loop(url: str) -> str:
+    """A shell loop for a container: fetch `url` once httpd elsewhere is up (at most ~10 s). No
+    `wget -T`: it segfaults in Debian 12's busybox 1.35."""
+    return f"for i in $(seq 100); do wget -q -O- {url} && exit 0; sleep 0.1; done; exit 1"
+
+
+def wait_until(predicate, timeout=10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout=10.0) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.read().decode()
+        except OSError:
+            time.sleep(0.1)
+    return None
+
+
+class Seen:
+    """Network settings of every container a test started, checked at teardown."""
+
+    def __init__(self, root):
+        self.root = root
+        self.settings: dict[str, dict] = {}
+
+    def __call__(self, container_id: str) -> dict:
+        state = json.loads((self.root / "containers" / container_id / "state.json").read_text())
+        self.settings[container_id] = state.get("NetworkSettings") or {}
+        return self.settings[container_id]
+
+
+@pytest.fixture
+def seen(isolated_store):
+    return Seen(isolated_store)
+
+
+def bookings_of(store_root) -> list[str]:
+    found = []
+    bridges = os.path.join(networks.HOST_DIR, "bridges")
+    for bridge in os.listdir(bridges) if os.path.isdir(bridges) else []:
+        for name in os.listdir(os.path.join(bridges, bridge)):
+            if name.count(".") == 3:
+                try:
+                    with open(os.path.join(bridges, bridge, name)) as f:
+                        if json.load(f)["store"] == str(store_root):
+                            found.append(f"{bridge}/{name}")
+                except (OSError, ValueError):
+                    continue
+    return found
+
+
+def elements_to(addresses: set[str]) -> list[tuple]:
+    return [e for e in portmap.list_elements() or [] if e[3] in addresses]
+
+
+@pytest.fixture(autouse=True)
+def nothing_left(cli, isolated_store, seen):
+    yield
+    for cid in cli("ps", "-a", "-q", "--no-trunc").out.split():
+        seen(cid)
+        assert cli("rm", "-f", cid).code == 0
+    for name in cli("network", "ls", "--format", "json").out.splitlines():
+        name = json.loads(name)["Name"]
+        if name not in ("bridge", "host", "none"):
+            assert cli("network", "rm", name).code == 0
+    assert bookings_of(isolated_store) == []
+    addresses = {s["IPAddress"] for s in seen.settings.values() if s.get("IPAddress")}
+    assert elements_to(addresses) == []
+    veths = {s["Veth"] for s in seen.settings.values() if s.get("Veth")}
+    # a veth pair dies with its namespace, which the kernel tears down a moment after PID 1
+    assert wait_until(lambda: not veths & set(link_names())), veths & set(link_names())
+
+
+def start_web(cli, *args: str, name: str = "web") -> str:
+    result = cli("run", "-d", "--name", name, *args, "busybox", "sh", "-c", SERVE)
+    assert result.code == 0, result.err
+    return result.out.strip()
+
+
+def default_subnet() -> tuple[int, int]:
+    info = networks.bridge_info(networks.DEFAULT_BRIDGE)
+    return networks.parse_subnet(info["subnet"])
+
+
+def test_default_bridge_gives_eth0_an_address_a_route_and_hosts(cli, busybox, seen):
+    result = cli("run", "--name", "box", "busybox", "sh", "-c",
+                 "ip -o -4 addr show eth0; ip route; echo ---; cat /etc/hosts; echo ---; cat /etc/resolv.conf; hostname")
+    assert result.code == 0, result.err
+    addr_line, routes_and_hosts = result.out.split("\n", 1)
+    routes, hosts, rest = routes_and_hosts.split("---\n")
+    address, prefix = re.search(r"inet (\S+)/(\d+)", addr_line).groups()
+    subnet = default_subnet()
+    assert networks.in_subnet(networks.ip_to_int(address), subnet) and int(prefix) == subnet[1]
+    gateway = networks.bridge_info(networks.DEFAULT_BRIDGE)["gateway"]
+    assert f"default via {gateway} dev eth0" in routes
+    *resolv, hostname = rest.splitlines()
+    assert hosts.splitlines()[0] == "127.0.0.1\tlocalhost"
+    assert hosts.splitlines()[-1] == f"{address}\t{hostname} box"
+    with open("/etc/resolv.conf") as f:
+        assert "\n".join(resolv) == f.read().rstrip("\n")
+    [cid] = cli("ps", "-a", "-q", "--no-trunc").out.split()
+    settings = seen(cid)
+    assert settings["IPAddress"] == address and settings["Bridge"] == "minirun0"
+
+
+def test_network_none_has_only_loopback(cli, busybox):
+    assert cli("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net").out.split() == ["lo"]
+    assert cli("run", "--rm", "busybox", "ls", "/sys/class/net").out.split() == ["eth0", "lo"]
+
+
+def test_containers_reach_each_other_by_address(cli, busybox, seen):
+    web = start_web(cli)
+    address = seen(web)["IPAddress"]
+    got = cli("run", "--rm", "busybox", "sh", "-c", fetch_loop(f"http://{address}/"))
+    assert got.code == 0 and got.out == f"hello from {web[:12]}\n", got.err
+    document = json.loads(cli("inspect", "web").out)[0]
+    assert document["NetworkSettings"]["IPAddress"] == address
+    assert document["NetworkSettings"]["Networks"]["bridge"]["Gateway"] == seen(web)["Gateway"]
+    assert document["HostConfig"]["NetworkMode"] == "bridge"
+
+
+def test_user_network_resolves_names_through_hosts(cli, busybox, seen):
+    created = cli("network", "create", "appnet")
+    assert created.code == 0 and re.fullmatch(r"[0-9a-f]{64}\n", created.out), created.err
+    web = start_web(cli, "--network", "appnet")
+    got = cli("run", "--rm", "--network", "appnet", "busybox", "sh", "-c", fetch_loop("http://web/"))
+    assert got.out == f"hello from {web[:12]}\n", got.err
+    # a container joining later shows up in web's /etc/hosts, and goes when it is removed
+    peer = cli("run", "-d", "--name", "peer", "--network", "appnet", "busybox", "sleep", "1000").out.strip()
+    peer_address = seen(peer)["IPAddress"]
+    assert f"{peer_address}\tpeer" in cli("exec", "web", "cat", "/etc/hosts").out.splitlines()
+    assert f"{seen(web)['IPAddress']}\tweb" in cli("exec", "peer", "cat", "/etc/hosts").out.splitlines()
+    document = json.loads(cli("network", "inspect", "appnet").out)[0]
+    assert document["Name"] == "appnet" and document["Driver"] == "bridge"
+    subnet = document["IPAM"]["Config"][0]["Subnet"]
+    assert networks.in_subnet(networks.ip_to_int(peer_address), networks.parse_subnet(subnet))
+    assert {c["Name"] for c in document["Containers"].values()} == {"web", "peer"}
+    assert json.loads(cli("inspect", "peer").out)[0]["NetworkSettings"]["Networks"]["appnet"]["IPAddress"] == peer_address
+    busy = cli("network", "rm", "appnet")
+    assert busy.code == 125 and "has active endpoints" in busy.err
+    assert cli("rm", "-f", "peer").code == 0
+    assert f"{peer_address}\tpeer" not in cli("exec", "web", "cat", "/etc/hosts").out
+    bridge = document["Options"]["com.docker.network.bridge.name"]
+    assert cli("rm", "-f", "web").code == 0
+    assert cli("network", "rm", "appnet").out == "appnet\n"
+    assert bridge not in link_names()
+    assert not os.path.exists(networks.bridge_dir(bridge))
+
+
+def test_published_port_from_the_host(cli, busybox, seen):
+    port = free_port()
+    web = start_web(cli, "-p", f"127.0.0.1:{port}:80")
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {web[:12]}\n"
+    row = cli("ps").out.splitlines()[1]
+    assert f"127.0.0.1:{port}->80/tcp" in row
+    assert cli("port", "web").out == f"80/tcp -> 127.0.0.1:{port}\n"
+    assert cli("port", "web", "80/tcp").out == f"127.0.0.1:{port}\n"
+    missing = cli("port", "web", "81")
+    assert missing.code == 125 and "No public port '81/tcp' published for web" in missing.err
+    document = json.loads(cli("inspect", "web").out)[0]
+    assert document["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+    assert document["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+    address = seen(web)["IPAddress"]
+    # stopped: the port is free again (docker frees it on stop), the address stays booked until rm
+    assert cli("stop", "-t", "1", "web").code == 0
+    assert wait_until(lambda: elements_to({address}) == [])
+    assert cli("port", "web").out == ""
+    assert cli("start", "web").code == 0
+    assert seen(web)["IPAddress"] == address
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {web[:12]}\n"
+    assert cli("rm", "-f", "web").code == 0
+    assert elements_to({address}) == []
+
+
+def test_a_published_port_on_every_address_and_a_picked_one(cli, busybox, seen):
+    web = start_web(cli, "-p", "80")
+    [line] = cli("port", "web").out.splitlines()
+    port = int(re.fullmatch(r"80/tcp -> 0\.0\.0\.0:(\d+)", line).group(1))
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {web[:12]}\n"
+
+
+def test_a_taken_host_port_is_refused(cli, busybox, seen):
+    port = free_port()
+    start_web(cli, "-p", f"127.0.0.1:{port}:80")
+    second = cli("run", "-d", "--name", "second", "-p", f"{port}:80", "busybox", "sleep", "100")
+    assert second.code == 125 and f"Bind for 0.0.0.0:{port} failed: port is already allocated" in second.err
+    assert [json.loads(line)["Names"] for line in cli("ps", "--format", "json").out.splitlines()] == ["web"]
+    with socket.socket() as listener:  # a host process holds another port
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        taken = listener.getsockname()[1]
+        third = cli("run", "--rm", "-p", f"127.0.0.1:{taken}:80", "busybox", "true")
+    assert third.code == 125 and "port is already allocated" in third.err
+
+
+def test_network_container_shares_the_namespace(cli, busybox, seen):
+    web = start_web(cli)
+    address = seen(web)["IPAddress"]
+    got = cli("run", "--rm", "--network", "container:web", "busybox", "sh", "-c",
+              "ip -o -4 addr show eth0; hostname; " + fetch_loop("http://127.0.0.1/"))
+    assert got.code == 0, got.err
+    addr_line, hostname, page = got.out.splitlines()
+    assert f"inet {address}/" in addr_line and hostname == web[:12] and page == f"hello from {web[:12]}"
+    joined = cli("run", "-d", "--network", "container:web", "busybox", "sleep", "100").out.strip()
+    assert json.loads(cli("inspect", joined).out)[0]["HostConfig"]["NetworkMode"] == f"container:{web}"
+    assert cli("exec", joined, "cat", "/etc/hosts").out == cli("exec", "web", "cat", "/etc/hosts").out
+
+
+def test_network_container_errors(cli, busybox):
+    missing = cli("run", "--rm", "--network", "container:nosuch", "busybox", "true")
+    assert missing.code == 125 and "No such container: nosuch" in missing.err
+    assert cli("run", "--name", "done", "busybox", "true").code == 0
+    stopped = cli("run", "--rm", "--network", "container:done", "busybox", "true")
+    assert stopped.code == 125 and "cannot join network of a non running container" in stopped.err
+    conflict = cli("run", "--rm", "--network", "container:done", "-p", "80", "busybox", "true")
+    assert conflict.code == 125 and "conflicting options: port publishing" in conflict.err
+
+
+def test_parallel_starts_get_distinct_addresses(cli, busybox, seen):
+    def start(i):
+        return cli("run", "-d", "--name", f"p{i}", "busybox", "sleep", "1000")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(start, range(8)))
+    assert all(r.code == 0 for r in results), [r.err for r in results]
+    ids = [r.out.strip() for r in results]
+    addresses = [seen(cid)["IPAddress"] for cid in ids]
+    assert len(set(addresses)) == 8
+    for cid, address in zip(ids, addresses):
+        assert f"inet {address}/" in cli("exec", cid, "ip", "-o", "-4", "addr", "show", "eth0").out
+
+
+def test_nothing_left_after_rm_of_an_rm_d_container(cli, busybox, seen, isolated_store):
+    """--rm -d: the monitor removes the container and then its address and ports."""
+    port = free_port()
+    cid = cli("run", "-d", "--rm", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "0.5").out.strip()
+    settings = seen(cid)
+    assert settings["Ports"] == [["127.0.0.1", port, 80, "tcp"]] and elements_to({settings["IPAddress"]})
+    assert wait_until(lambda: not (isolated_store / "containers" / cid).exists())
+    assert wait_until(lambda: bookings_of(isolated_store) == [] and elements_to({settings["IPAddress"]}) == [])
+
+
+def test_bad_network_input(cli, busybox, isolated_store):
+    nosuch = cli("run", "--rm", "--network", "nosuch", "busybox", "true")
+    assert nosuch.code == 125 and "network nosuch not found" in nosuch.err
+    assert cli("ps", "-a", "-q").out == ""
+    bad_spec = cli("run", "--rm", "-p", "80/sctp", "busybox", "true")
+    assert bad_spec.code == 125 and "invalid proto" in bad_spec.err
+    with_hostname = cli("run", "--rm", "--network", "container:x", "-h", "h", "busybox", "true")
+    assert with_hostname.code == 125 and "conflicting options: hostname" in with_hostname.err
+    subnet = networks.bridge_info(networks.DEFAULT_BRIDGE)["subnet"]
+    overlapping = cli("network", "create", "--subnet", subnet.replace("/16", "/24"), "clash")
+    assert overlapping.code == 125 and "Pool overlaps" in overlapping.err
+    for args, needle in ((["create", "--subnet", "10.70.0.1/24", "x"], "it should be 10.70.0.0/24"),
+                         (["create", "bad/name"], "invalid network name"),
+                         (["create", "bridge"], "already exists"),
+                         (["rm", "bridge"], "pre-defined network and cannot be removed"),
+                         (["rm", "nosuch"], "network nosuch not found"),
+                         (["inspect", "nosuch"], "network nosuch not found")):
+        result = cli("network", *args)
+        assert result.code == 125 and needle in result.err, (args, result.err)
+    names = [json.loads(line)["Name"] for line in cli("network", "ls", "--format", "json").out.splitlines()]
+    assert names == ["bridge", "host", "none"]
+    assert len(os.listdir(isolated_store / "networks")) == 3  # no record of a network that failed
+
+
+def test_network_ls_and_inspect_of_the_predefined(cli, busybox):
+    table = cli("network", "ls").out.splitlines()
+    assert table[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+    assert [line.split()[1:] for line in table[1:]] == [["bridge", "bridge", "local"], ["host", "host", "local"],
+                                                        ["none", "null", "local"]]
+    assert cli("run", "--rm", "busybox", "true").code == 0  # minirun0 exists from here on
+    [bridge] = json.loads(cli("network", "inspect", "bridge").out)
+    assert bridge["IPAM"]["Config"] == [{"Subnet": networks.bridge_info("minirun0")["subnet"],
+                                         "Gateway": networks.bridge_info("minirun0")["gateway"]}]
+    assert bridge["Options"] == {"com.docker.network.bridge.name": "minirun0"}
+
+
+def test_a_deleted_stores_bridge_is_reclaimed(cli, busybox, tmp_path):
+    """A store removed without `network rm` (a crashed test's) leaves a bridge and a subnet on
+    record; the next bridge made on this host removes them."""
+    import shutil
+
+    gone = tmp_path / "gone-store"
+    made = cli("network", "create", "orphan", root=str(gone))
+    assert made.code == 0, made.err
+    bridge = f"minirun-{made.out.strip()[:7]}"
+    assert bridge in link_names()
+    shutil.rmtree(gone)
+    assert cli("network", "create", "fresh").code == 0
+    assert bridge not in link_names() and not os.path.exists(networks.bridge_dir(bridge))

@@ -1,0 +1,144 @@
+"""cgroups.py on a cgroup v2 hierarchy of the real kernel, as root.
+
+These machines are hybrid: the v1 hierarchies hold every controller and the v2 mount
+(/sys/fs/cgroup/unified) has none, so minirun leaves it alone (tests/e2e/test_limits.py covers
+the v1 layout). Here the module is pointed at that v2 mount instead, which is what a unified
+host looks like minus its controllers: creating, joining through cgroup.procs, the cgroup
+namespace's view, CPU time from cpu.stat, cgroup.kill and removal all run for real; the limits
+(whose files need controllers) are covered by tests/unit/test_resources.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from minirun import linux
+from minirun.errors import MinirunError
+from minirun.runtime import cgroups
+from minirun.runtime.cgroups import Hierarchy
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+
+
+@pytest.fixture
+def v2(monkeypatch):
+    with open("/proc/self/mountinfo") as f:
+        found = [h for h in cgroups.parse_mountinfo(f.read()) if h.version == 2]
+    if not found:
+        pytest.skip("no cgroup v2 hierarchy mounted")
+    hierarchy = found[0]
+    with open(f"{hierarchy.mount}/cgroup.controllers") as f:
+        hierarchy.controllers = tuple(f.read().split())
+    monkeypatch.setattr(cgroups, "_detected", [hierarchy])
+    monkeypatch.setattr(cgroups, "_unused_v2", False)
+    parent = f"{hierarchy.mount}/{cgroups.PARENT}"
+    made_parent = not os.path.exists(parent)
+    yield hierarchy
+    if made_parent and os.path.isdir(parent):  # minirun itself makes none in a v2 hierarchy without controllers
+        os.rmdir(parent)
+
+
+@pytest.fixture
+def container_id():
+    cid = os.urandom(32).hex()
+    yield cid
+    cgroups.remove(cgroups.container_paths(cid))
+    assert cgroups.existing_paths(cid) == []
+
+
+def in_child(body) -> dict:
+    """Run body() in a forked child; its dict comes back as JSON (or the error's text)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        try:
+            result = body()
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        os.write(write_fd, json.dumps(result).encode())
+        os._exit(0)
+    os.close(write_fd)
+    data = b""
+    while chunk := os.read(read_fd, 65536):
+        data += chunk
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+def own_cgroup() -> str:
+    with open("/proc/self/cgroup") as f:
+        return next(line.strip() for line in f if line.startswith("0::"))
+
+
+def test_a_v2_container_cgroup_from_creation_to_removal(v2, container_id, tmp_path):
+    paths = cgroups.create(container_id, {})
+    assert paths == [f"{v2.mount}/minirun/{container_id}"] and os.path.isdir(paths[0])
+    assert cgroups.layout() == "v2" and cgroups.namespace_mounts() == [(os.path.basename(v2.mount), "cgroup2", None)]
+
+    def body() -> dict:
+        cgroups.join(paths)
+        seen = {"before": own_cgroup()}
+        sum(range(3_000_000))  # some CPU time to be counted
+        linux.unshare(linux.CLONE_NEWCGROUP | linux.CLONE_NEWNS)
+        seen["inside"] = own_cgroup()
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+        linux.mount("cgroup2", str(tmp_path), "cgroup2", linux.MS_RDONLY)
+        seen["listing"] = sorted(os.listdir(tmp_path))
+        with open(tmp_path / "cgroup.procs") as f:
+            seen["procs"] = f.read().split()
+        seen["pid"] = str(os.getpid())
+        return seen
+
+    seen = in_child(body)
+    assert "error" not in seen, seen
+    assert seen["before"] == f"0::/minirun/{container_id}"
+    assert seen["inside"] == "0::/"  # the cgroup namespace's root is the container's cgroup
+    assert "minirun" not in seen["listing"] and "cgroup.procs" in seen["listing"]  # nothing above it
+    assert seen["procs"] == [seen["pid"]]
+    usage = cgroups.usage(container_id)
+    assert usage is not None and usage["cpu_ns"] > 0  # v2's cpu.stat, even without the cpu controller
+    assert cgroups.oom_killed(paths) is False  # no memory controller: nothing to read, no OOM kill
+    assert cgroups.remove(paths) == [] and not os.path.exists(paths[0])
+    assert cgroups.usage(container_id) is None
+
+
+def test_removal_kills_what_is_left_through_cgroup_kill(v2, container_id):
+    paths = cgroups.create(container_id, {})
+    ready_r, ready_w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            cgroups.join(paths)
+            os.write(ready_w, b"in")
+            os.read(hold_r, 1)  # blocks: the parent never writes
+        finally:
+            os._exit(1)
+    os.close(ready_w)
+    os.close(hold_r)
+    assert os.read(ready_r, 2) == b"in"
+    os.close(ready_r)
+    with open(f"{paths[0]}/cgroup.procs") as f:
+        assert f.read().split() == [str(pid)]
+    assert cgroups.remove(paths) == []
+    _, status = os.waitpid(pid, 0)
+    os.close(hold_w)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
+    assert not os.path.exists(paths[0])
+
+
+def test_a_limit_no_hierarchy_can_hold_fails_and_leaves_nothing(v2, container_id):
+    if "pids" in v2.controllers:
+        pytest.skip("this v2 hierarchy has the pids controller")
+    with pytest.raises(MinirunError, match="no cgroup hierarchy has the pids controller"):
+        cgroups.create(container_id, {"PidsLimit": 10})
+    assert cgroups.existing_paths(container_id) == []
+
+
+def test_joining_a_missing_cgroup_is_an_error(v2, container_id):
+    result = in_child(lambda: cgroups.join([f"{v2.mount}/minirun/{container_id}"]) or {})
+    assert result["error"].startswith("MinirunError: cgroup: join ")

@@ -1,0 +1,240 @@
+"""Networking's pure parts (subnet arithmetic, -p parsing, what ps/port/inspect show, /etc/hosts)
+and the address book, whose locking is exercised by real parallel processes on a scratch dir."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+
+import pytest
+
+from minirun import networks, portmap
+from minirun.errors import Conflict, UsageError
+from minirun.runargs import parse_network_options, parse_run_args
+from minirun.runtime.network import hosts_text
+
+
+# -- subnets ------------------------------------------------------------------------------------
+
+def test_parse_subnet_and_arithmetic():
+    assert networks.parse_subnet("10.66.0.0/16") == (networks.ip_to_int("10.66.0.0"), 16)
+    net = networks.parse_subnet("10.70.1.0/24")
+    assert networks.int_to_ip(networks.broadcast(*net)) == "10.70.1.255"
+    assert networks.in_subnet(networks.ip_to_int("10.70.1.9"), net)
+    assert not networks.in_subnet(networks.ip_to_int("10.70.2.9"), net)
+    assert networks.overlaps(networks.parse_subnet("10.66.0.0/16"), networks.parse_subnet("10.66.5.0/24"))
+    assert networks.overlaps(networks.parse_subnet("10.66.5.0/24"), networks.parse_subnet("10.66.0.0/16"))
+    assert not networks.overlaps(networks.parse_subnet("10.66.0.0/16"), networks.parse_subnet("10.67.0.0/24"))
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("10.66.0.1/16", "it should be 10.66.0.0/16"),
+    ("10.66.0.0", "ADDRESS/PREFIX"),
+    ("10.66.0.0/33", "ADDRESS/PREFIX"),
+    ("10.66.0.0/31", "at most /30"),
+    ("10.66.0/16", "invalid IPv4 address"),
+    ("10.66.0.300/24", "invalid IPv4 address"),
+    ("ten/8", "invalid IPv4 address"),
+])
+def test_bad_subnets(text, needle):
+    with pytest.raises(UsageError) as err:
+        networks.parse_subnet(text)
+    assert needle in err.value.message
+
+
+def test_first_free_address_skips_network_gateway_broadcast_and_taken():
+    net = networks.parse_subnet("10.70.0.0/30")  # .1 and .2 are its only host addresses
+    gateway = networks.ip_to_int("10.70.0.1")
+    assert networks.int_to_ip(networks.first_free_address(net, {gateway})) == "10.70.0.2"
+    assert networks.first_free_address(net, {gateway, gateway + 1}) is None
+
+
+def test_free_subnet_avoids_used_ones():
+    pool = networks.user_pool()
+    assert len(pool) == 256 and networks.int_to_ip(pool[1][0]) == "10.67.1.0" and pool[1][1] == 24
+    used = [networks.parse_subnet("10.67.0.0/23")]
+    assert networks.int_to_ip(networks.free_subnet(pool, used)[0]) == "10.67.2.0"
+    assert networks.free_subnet(pool, [networks.parse_subnet("10.0.0.0/8")]) is None
+
+
+def test_mac_follows_the_address():
+    assert networks.mac_for("10.66.0.2") == "02:42:0a:42:00:02"
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "na/me", "é"])
+def test_bad_network_names(name):
+    with pytest.raises(UsageError):
+        networks.validate_network_name(name)
+
+
+# -- -p ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec,bindings", [
+    ("80", [["", 0, 80, "tcp"]]),
+    ("8080:80", [["", 8080, 80, "tcp"]]),
+    ("127.0.0.1:8080:80", [["127.0.0.1", 8080, 80, "tcp"]]),
+    ("127.0.0.1::80/udp", [["127.0.0.1", 0, 80, "udp"]]),
+    ("0.0.0.0:53:53/UDP", [["", 53, 53, "udp"]]),
+    ("8000-8001:80-81", [["", 8000, 80, "tcp"], ["", 8001, 81, "tcp"]]),
+])
+def test_parse_publish(spec, bindings):
+    assert portmap.parse_publish(spec) == bindings
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ("80/sctp", "invalid proto"),
+    ("x:80", "invalid hostPort"),
+    ("8080:http", "invalid containerPort"),
+    ("8080:0", "invalid containerPort"),
+    ("8080:70000", "invalid containerPort"),
+    ("1.2.3:8080:80", "invalid ip address"),
+    ("[::1]:8080:80", "IPv6"),
+    ("1:2:3:4", "invalid publish spec"),
+    ("8080:", "invalid publish spec"),
+    ("8000-8002:80-81", "invalid ranges"),
+    ("9000:80-81", "invalid ranges"),
+    ("9000-9001:80", "invalid ranges"),
+])
+def test_bad_publish_specs(spec, needle):
+    with pytest.raises(UsageError) as err:
+        portmap.parse_publish(spec)
+    assert needle in err.value.message
+
+
+def test_how_ports_are_shown():
+    bindings = [["127.0.0.1", 8080, 80, "tcp"], ["", 5353, 53, "udp"]]
+    assert portmap.ps_text(bindings) == "127.0.0.1:8080->80/tcp, 0.0.0.0:5353->53/udp"
+    assert portmap.port_lines(bindings) == ["53/udp -> 0.0.0.0:5353", "80/tcp -> 127.0.0.1:8080"]
+    assert portmap.port_lines(bindings, "80") == ["127.0.0.1:8080"]
+    assert portmap.port_lines(bindings, "53/udp") == ["0.0.0.0:5353"]
+    assert portmap.port_lines(bindings, "53") == []
+    assert portmap.inspect_ports(bindings) == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
+                                               "53/udp": [{"HostIp": "0.0.0.0", "HostPort": "5353"}]}
+    assert portmap.port_bindings([["", 0, 80, "tcp"]]) == {"80/tcp": [{"HostIp": "", "HostPort": ""}]}
+
+
+# -- run's network options ----------------------------------------------------------------------
+
+def test_bridge_is_the_default_network():
+    opts = parse_run_args(["img"])
+    assert opts.network == "bridge" and opts.publish == []
+    opts = parse_run_args(["--net", "mynet", "-p", "127.0.0.1:8080:80", "-p", "53/udp", "img"])
+    assert opts.network == "mynet" and opts.publish == [["127.0.0.1", 8080, 80, "tcp"], ["", 0, 53, "udp"]]
+
+
+@pytest.mark.parametrize("network,hostname,publish,needle", [
+    ("container:", "", [], "container name"),
+    ("container:web", "h", [], "conflicting options: hostname"),
+    ("container:web", "", ["80"], "conflicting options: port publishing"),
+    ("", "", [], "empty"),
+    ("bridge", "", ["80/bogus"], "invalid proto"),
+])
+def test_network_option_conflicts(network, hostname, publish, needle):
+    with pytest.raises(UsageError) as err:
+        parse_network_options(network, hostname, publish)
+    assert needle in err.value.message
+
+
+def test_ports_are_discarded_with_host_network(capsys):
+    assert parse_network_options("host", "", ["8080:80"]) == []
+    assert "discarded" in capsys.readouterr().err
+
+
+# -- /etc/hosts ---------------------------------------------------------------------------------
+
+def test_hosts_text_has_own_line_then_peers():
+    own = {"ip": "10.67.0.3", "hostname": "abc123", "name": "client"}
+    peers = [{"ip": "10.67.0.4", "name": "zeta"}, {"ip": "10.67.0.2", "name": "web"}]
+    lines = hosts_text(own, peers).splitlines()
+    assert lines[0] == "127.0.0.1\tlocalhost"
+    assert lines[-3:] == ["10.67.0.3\tabc123 client", "10.67.0.2\tweb", "10.67.0.4\tzeta"]
+    same = hosts_text({"ip": "10.66.0.2", "hostname": "box", "name": "box"}, [])
+    assert same.splitlines()[-1] == "10.66.0.2\tbox"
+
+
+# -- the address book ---------------------------------------------------------------------------
+
+@pytest.fixture
+def host_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(networks, "HOST_DIR", str(tmp_path / "run"))
+    return tmp_path / "run"
+
+
+def fake_container(store_root, container_id: str) -> None:
+    path = os.path.join(store_root, "containers", container_id)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        f.write("{}")
+
+
+def _allocate(args):
+    host_dir, store_root, container_id = args
+    networks.HOST_DIR = host_dir
+    fake_container(store_root, container_id)
+    book = networks.AddressBook("mrtest0")
+    with book.locked():
+        return book.allocate("10.70.0.0/24", "10.70.0.1", store_root, container_id, container_id[:6], "h")
+
+
+def test_parallel_allocations_from_two_stores_never_share_an_address(host_dir, tmp_path):
+    """16 processes, two stores, one bridge: the flock and O_EXCL bookings keep them apart."""
+    jobs = [(str(host_dir), str(tmp_path / f"store{i % 2}"), f"{i:064x}") for i in range(16)]
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        addresses = pool.map(_allocate, jobs)
+    assert len(set(addresses)) == 16
+    assert "10.70.0.1" not in addresses and "10.70.0.0" not in addresses
+    assert sorted(addresses, key=networks.ip_to_int)[0] == "10.70.0.2"
+
+
+def test_allocation_is_stable_released_and_stale_bookings_reclaimed(host_dir, tmp_path):
+    store = str(tmp_path / "store")
+    book = networks.AddressBook("mrtest0")
+    fake_container(store, "a" * 64)
+    fake_container(store, "b" * 64)
+    with book.locked():
+        first = book.allocate("10.70.0.0/24", "10.70.0.1", store, "a" * 64, "a", "a")
+        assert book.allocate("10.70.0.0/24", "10.70.0.1", store, "a" * 64, "a", "a") == first  # a restart
+        second = book.allocate("10.70.0.0/24", "10.70.0.1", store, "b" * 64, "b", "b")
+        assert (first, second) == ("10.70.0.2", "10.70.0.3")
+        record = json.loads((host_dir / "bridges" / "mrtest0" / first).read_text())
+        assert record == {"store": store, "container": "a" * 64, "name": "a", "hostname": "a"}
+        assert book.release(store, "a" * 64) and not book.release(store, "a" * 64)
+        # b's record vanishes (its store deleted): its booking is stale and goes on the next look
+        os.unlink(os.path.join(store, "containers", "b" * 64, "config.json"))
+        assert book.members() == []
+        assert sorted(os.listdir(book.dir)) == ["lock"]
+
+
+def test_a_full_subnet_is_an_error(host_dir, tmp_path):
+    store = str(tmp_path / "store")
+    book = networks.AddressBook("mrtest0")
+    with book.locked():
+        for name in "ab":
+            fake_container(store, name * 64)
+        book.allocate("10.70.0.0/30", "10.70.0.1", store, "a" * 64, "a", "a")
+        with pytest.raises(Exception) as err:
+            book.allocate("10.70.0.0/30", "10.70.0.1", store, "b" * 64, "b", "b")
+    assert "no available IPv4 addresses" in str(err.value)
+
+
+def test_network_definitions(tmp_path, monkeypatch, host_dir):
+    """Predefined networks appear on first use; names are unique; predefined ones stay."""
+    from minirun.store import Store
+
+    store = Store(str(tmp_path / "store"))
+    nets = networks.Networks(store)
+    assert [(n.name, n.driver) for n in nets.all()] == [("bridge", "bridge"), ("host", "host"), ("none", "null")]
+    bridge = nets.find("bridge")
+    assert bridge.bridge == networks.DEFAULT_BRIDGE and nets.find(bridge.id[:10]).name == "bridge"
+    with pytest.raises(Conflict):
+        nets.remove(bridge)
+    with pytest.raises(Exception) as err:
+        nets.find("nosuch")
+    assert "network nosuch not found" in str(err.value)
+    with pytest.raises(UsageError):
+        nets.create("x", subnet="10.70.0.0/24", gateway="10.71.0.1")
+    with pytest.raises(UsageError):
+        nets.create("x", gateway="10.71.0.1")
+    with pytest.raises(UsageError):
+        nets.create("x", driver="overlay")
+    assert len(os.listdir(nets.dir)) == 3  # nothing half-made
