@@ -217,9 +217,23 @@ def test_untagged_and_bare_tag_names(store, tmp_path):
 class Recorder(Progress):
     def __init__(self):
         self.notes = {}
+        self.advanced = {}
+
+    def layer_advanced(self, key, nbytes):
+        self.advanced[key] = self.advanced.get(key, 0) + nbytes
 
     def layer_finished(self, key, note):
         self.notes[key] = note
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_counts_every_byte_of_every_layer(store, tmp_path, workers):
+    big = make_tar([d("big"), f("big/blob", os.urandom(3 << 20))])  # several progress reports
+    layers = LAYERS + [big]
+    recorder = Recorder()
+    load(store, oci_archive(config(layers), layers, "gzip"), tmp_path, progress=recorder, workers=workers)
+    assert recorder.advanced == {sha(t): len(compress(t, "gzip")) for t in layers}
+    assert set(recorder.notes.values()) == {"Loaded"}
 
 
 def test_layers_already_stored_are_not_unpacked_again(store, tmp_path):
