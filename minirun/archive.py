@@ -6,9 +6,10 @@ member may only pass through directories this layer itself created, never throug
 
 Headers are read by `minirun.tarheaders` (strict, and several times cheaper than tarfile); what
 it does not handle (sparse files, PAX global headers, rare types) is left to tarfile from that
-member on. A regular uncompressed file is read at random: headers with pread, contents copied in
-the kernel (copy_file_range) while a thread hashes the file for the diff_id; anything else (pipes,
-compressed streams) is read once, in order, through `HashingReader`.
+member on. Every byte of the tar is read once, and the bytes applied are the bytes hashed for the
+diff_id: a regular uncompressed file by pread (headers parsed, contents written, both handed to
+a hashing thread), anything else (pipes, compressed streams) in order through `HashingReader`.
+Reading twice would let a file rewritten meanwhile store a layer under a digest it does not have.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from minirun.errors import BadArchive
-from minirun.tarheaders import HeaderReader, TarMember, Unsupported, pax_xattrs
+from minirun.tarheaders import MAX_EXTENDED, HeaderReader, TarMember, Unsupported, pax_xattrs
 
 if TYPE_CHECKING:
     import tarfile
@@ -45,9 +46,6 @@ _LNKTYPE, _SYMTYPE, _CHRTYPE, _BLKTYPE, _DIRTYPE, _FIFOTYPE = b"1", b"2", b"3", 
 _FILE_TYPES = (_REGTYPE, _AREGTYPE, _CONTTYPE, _SPARSETYPE)  # S: only ever from tarfile
 _NODE_TYPES = (_CHRTYPE, _BLKTYPE, _FIFOTYPE)
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-# copy_file_range and sendfile refuse some pairs of files (another filesystem, no splice support):
-# the next way of copying takes over then.
-_COPY_UNSUPPORTED = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
 
 
 @dataclass(frozen=True)
@@ -240,36 +238,15 @@ def _is_plain_file(stream: BinaryIO) -> bool:
 
 
 def _apply_seekable(stream: BinaryIO, applier: "_Applier", split, length: int | None) -> tuple[str, int]:
-    """A regular file is read twice at once: headers by pread and contents by copy_file_range,
-    while a thread hashes it from a second file description; hashlib releases the GIL on large
-    buffers, so the hash runs on the other core. Returns the diff_id and the tar's length."""
-    import threading
-
+    """A regular file, read at random: headers by pread, contents pread and written. Every byte
+    is read once, and that very byte is applied, recorded and hashed (on a thread: hashlib
+    releases the GIL on large buffers), so a file rewritten while it is applied can never get
+    a layer stored under a digest its contents do not have. Returns the diff_id and the length."""
     fd = stream.fileno()
     start = stream.tell()
     end = os.fstat(fd).st_size if length is None else start + length
-    digest: list[str] = []
-    failure: list[BaseException] = []
-
-    def hash_file() -> None:
-        try:
-            hasher = hashlib.sha256()
-            buffer = bytearray(_COPY_CHUNK)
-            view = memoryview(buffer)
-            at = start
-            while at < end:
-                n = os.preadv(fd, [view[: min(_COPY_CHUNK, end - at)]], at)
-                if not n:
-                    raise BadArchive(f"unexpected end of data: the layer ends at {at - start} of {end - start} bytes")
-                hasher.update(view[:n])
-                at += n
-            digest.append("sha256:" + hasher.hexdigest())
-        except BaseException as exc:
-            failure.append(exc)
-
-    hashing = threading.Thread(target=hash_file, name="layer-hash", daemon=True)
-    hashing.start()
-    source = _FileSource(fd, end, split, start)
+    hasher = _ThreadedHash()
+    source = _FileSource(fd, end, _Recorder(split, hasher), start)
     try:
         try:
             for member in HeaderReader(source, start):
@@ -278,16 +255,72 @@ def _apply_seekable(stream: BinaryIO, applier: "_Applier", split, length: int | 
             import tarfile
 
             with _tarfile_errors():
-                with tarfile.open(fileobj=_FileWindow(fd, rest.start, end), mode="r|", encoding="utf-8",
-                                  errors="surrogateescape") as tar:
+                with tarfile.open(fileobj=_TarfileInput(_FileWindow(source, rest.start), rest.start), mode="r:",
+                                  encoding="utf-8", errors="surrogateescape") as tar:
                     _apply_with_tarfile(tar, applier)
+        source.record_to(end)  # the end blocks and whatever padding follows belong to the tar
     finally:
-        hashing.join()
-    if failure:
-        raise failure[0]
-    source.record_to(end)  # the end blocks, padding, and members tarfile read
+        digest = hasher.finish()
     stream.seek(end)
-    return digest[0], end - start
+    return digest, end - start
+
+
+class _ThreadedHash:
+    """sha256 on a thread, fed in order through a bounded queue (the reader never runs far ahead)."""
+
+    _BATCH = 1 << 16  # small pieces (headers) are joined: hashlib keeps the GIL below 2 KiB
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(maxsize=64)
+        self._pending = bytearray()
+        self._hasher = hashlib.sha256()
+        self._thread = threading.Thread(target=self._run, name="layer-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._hasher.update(data)
+
+    def update(self, data: bytes) -> None:
+        if len(data) >= self._BATCH:
+            self._flush()
+            self._queue.put(data)
+            return
+        self._pending += data
+        if len(self._pending) >= self._BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._queue.put(bytes(self._pending))
+            self._pending.clear()
+
+    def finish(self) -> str:
+        self._flush()
+        self._queue.put(None)
+        self._thread.join()
+        return "sha256:" + self._hasher.hexdigest()
+
+
+class _Recorder:
+    """Where the file path's bytes go: all of them to the hash; to the split verbatim, except a
+    file's contents, which it records as a reference."""
+
+    def __init__(self, split, hasher: _ThreadedHash) -> None:
+        self.split, self.hasher = split, hasher
+
+    def raw(self, data: bytes) -> None:
+        self.split.raw(data)
+        self.hasher.update(data)
+
+    def contents(self, data: bytes) -> None:
+        self.hasher.update(data)
+
+    def content(self, size: int, path: str) -> None:
+        self.split.content(size, path)
 
 
 def _apply_streaming(stream: BinaryIO, applier: "_Applier", split) -> tuple[str, int]:
@@ -301,8 +334,8 @@ def _apply_streaming(stream: BinaryIO, applier: "_Applier", split) -> tuple[str,
         import tarfile
 
         with _tarfile_errors():
-            with tarfile.open(fileobj=source.replay_from(rest.start), mode="r|", encoding="utf-8",
-                              errors="surrogateescape") as tar:
+            with tarfile.open(fileobj=_TarfileInput(source.replay_from(rest.start), rest.start), mode="r:",
+                              encoding="utf-8", errors="surrogateescape") as tar:
                 _apply_with_tarfile(tar, applier)
     source.drain()  # the end blocks and whatever padding follows belong to the tar (and its digest)
     reader.drain()
@@ -310,32 +343,34 @@ def _apply_streaming(stream: BinaryIO, applier: "_Applier", split) -> tuple[str,
 
 
 class _FileSource:
-    """A regular file read at random: headers by pread, contents copied file to file in the
-    kernel, never through Python."""
+    """A regular file read at random, each byte once, in order: headers and padding by pread,
+    contents pread and written to their file (for small files, cheaper than copy_file_range)."""
 
-    def __init__(self, fd: int, end: int, split, start: int) -> None:
+    def __init__(self, fd: int, end: int, recorder: _Recorder, start: int) -> None:
         self.fd = fd
         self.end = end
-        self.split = split  # gets every byte, in order: verbatim, or as a file's contents
-        self.recorded = start  # bytes before this offset went to the split
-        self.recording = not isinstance(split, _NoSplit)
-        self._copy = self._copy_file_range if hasattr(os, "copy_file_range") else self._sendfile
+        self.recorder = recorder
+        self.recorded = start  # bytes before this offset went to the recorder
+        self.member_start = start
+        self.member_bytes = bytearray()  # the current member's header blocks, as read
 
     def begin_member(self, offset: int) -> None:
-        pass
+        self.member_start = offset
+        self.member_bytes = bytearray()
 
     def read_at(self, offset: int, size: int) -> bytes:
         size = max(0, min(size, self.end - offset))
         if not size:
             return b""
-        if not self.recording:
-            return self._pread(offset, size)
+        if offset < self.recorded:
+            raise BadArchive(f"invalid tar stream: header at offset {offset} read twice")
         # Padding or skipped data since the last recorded byte comes along in the same pread.
-        first = min(self.recorded, offset) if self.recorded < offset + size else offset
+        first = self.recorded
         data = self._pread(first, offset + size - first)
-        if offset + size > self.recorded:
-            self.split.raw(data[max(0, self.recorded - first):])
-            self.recorded = first + len(data)
+        self.recorder.raw(data)
+        self.recorded = first + len(data)
+        if offset == self.member_start + len(self.member_bytes):
+            self.member_bytes += data[offset - first:]
         return data[offset - first:]
 
     def _pread(self, offset: int, size: int) -> bytes:
@@ -348,12 +383,12 @@ class _FileSource:
         return data
 
     def record_to(self, offset: int) -> None:
-        """Hand the bytes up to `offset` not yet recorded to the split."""
-        while self.recording and self.recorded < offset:
+        """Read (and record) up to `offset`: padding, skipped data, the end blocks."""
+        while self.recorded < offset:
             data = os.pread(self.fd, min(_COPY_CHUNK, offset - self.recorded), self.recorded)
             if not data:
-                raise BadArchive("unexpected end of data: the layer file shrank while it was read")
-            self.split.raw(data)
+                raise BadArchive(f"unexpected end of data at offset {self.recorded}")
+            self.recorder.raw(data)
             self.recorded += len(data)
 
     def copy(self, out: int, member: TarMember, path: str) -> None:
@@ -361,37 +396,26 @@ class _FileSource:
         if offset + left > self.end:
             raise BadArchive(f"unexpected end of data in {member.name!r}")
         self.record_to(offset)
-        self.split.content(left, path)
-        self.recorded = offset + left
+        self.recorder.content(left, path)
         while left:
-            n = self._copy(out, offset, left)
-            if n <= 0:  # the file shrank under us
+            data = os.pread(self.fd, min(left, _COPY_CHUNK), offset)
+            if not data:  # the file shrank under us
                 raise BadArchive(f"unexpected end of data in {member.name!r}")
-            offset += n
-            left -= n
+            _write_all(out, data)
+            self.recorder.contents(data)
+            offset += len(data)
+            left -= len(data)
+        self.recorded = offset
 
-    def _copy_file_range(self, out: int, offset: int, count: int) -> int:
-        try:
-            return os.copy_file_range(self.fd, out, count, offset)
-        except OSError as exc:
-            if exc.errno not in _COPY_UNSUPPORTED:
-                raise
-        self._copy = self._sendfile
-        return self._sendfile(out, offset, count)
-
-    def _sendfile(self, out: int, offset: int, count: int) -> int:
-        try:
-            return os.sendfile(out, self.fd, offset, count)
-        except OSError as exc:
-            if exc.errno not in _COPY_UNSUPPORTED:
-                raise
-        self._copy = self._pread_write
-        return self._pread_write(out, offset, count)
-
-    def _pread_write(self, out: int, offset: int, count: int) -> int:
-        data = os.pread(self.fd, min(count, _COPY_CHUNK), offset)
-        _write_all(out, data)
-        return len(data)
+    def read_window(self, view: memoryview) -> int:
+        """tarfile's reads from where the header reader stopped: recorded as they go."""
+        count = min(len(view), self.end - self.recorded)
+        if count <= 0:
+            return 0
+        n = os.preadv(self.fd, [view[:count]], self.recorded)
+        self.recorder.raw(bytes(view[:n]))
+        self.recorded += n
+        return n
 
 
 class _StreamSource:
@@ -474,23 +498,25 @@ class _Recorded(io.RawIOBase):
 
 
 class _FileWindow(io.RawIOBase):
-    """Bytes start..end of a file, read by pread (tarfile takes over a bounded layer)."""
+    """A layer file from `start` on, for tarfile: the bytes the header reader already read
+    (the unsupported member's headers) again from memory, then the rest through the source."""
 
-    def __init__(self, fd: int, start: int, end: int) -> None:
-        self._fd = fd
-        self._pos = start
-        self._end = end
+    def __init__(self, source: _FileSource, start: int) -> None:
+        if start != source.member_start or start + len(source.member_bytes) != source.recorded:
+            raise BadArchive(f"invalid tar stream: cannot resume at offset {start}")
+        self._source = source
+        self._head = memoryview(bytes(source.member_bytes))  # never read twice: what was hashed
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf) -> int:  # type: ignore[override]
-        count = min(len(buf), self._end - self._pos)
-        if count <= 0:
-            return 0
-        n = os.preadv(self._fd, [memoryview(buf)[:count]], self._pos)
-        self._pos += n
-        return n
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._source.read_window(memoryview(buf))
 
 
 class _Replay(io.RawIOBase):
@@ -510,6 +536,65 @@ class _Replay(io.RawIOBase):
             self._head = self._head[n:]
             return n
         return self._tail.readinto(buf)
+
+
+
+class _TarfileInput(io.RawIOBase):
+    """What tarfile reads once the header reader gave up: forward only (a step back within the
+    last block is served again from memory, as tarfile's next() takes one), and never a single
+    read above MAX_EXTENDED. In its random-access mode tarfile asks for an extended header in
+    one read, so a crafted header that claims gigabytes is refused here, not loaded into memory.
+    (Contents are read in _COPY_CHUNK pieces.)"""
+
+    def __init__(self, raw: io.RawIOBase, start: int) -> None:
+        self._raw = raw
+        self._pos = start
+        self._behind = b""  # the last bytes read, for a step back
+        self._again = b""  # bytes stepped back over, served before new ones
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 1:
+            pos += self._pos
+        elif whence != 0:
+            raise io.UnsupportedOperation("seek from the end")
+        if pos < self._pos:
+            step = self._pos - pos
+            if step > len(self._behind):
+                raise BadArchive(f"invalid tar stream: cannot go back to offset {pos}")
+            self._again = self._behind[-step:] + self._again
+            self._behind = self._behind[:-step]
+            self._pos = pos
+        while self._pos < pos:
+            if not self.read(min(pos - self._pos, _COPY_CHUNK)):
+                break
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > max(MAX_EXTENDED, _COPY_CHUNK):
+            raise BadArchive(f"refusing a tar member header of {size} bytes at offset {self._pos} (limit {MAX_EXTENDED})")
+        data, self._again = self._again[:size], self._again[size:]
+        while len(data) < size:
+            more = self._raw.read(size - len(data))
+            if not more:
+                break
+            data += more
+        self._pos += len(data)
+        self._behind = (self._behind + data)[-2 * 512:]
+        return data
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
 
 
 class _TarfileSource:

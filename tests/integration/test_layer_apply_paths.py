@@ -354,26 +354,3 @@ def test_contents_cross_filesystems(tmp_path):
     finally:
         tar_path.unlink()
     check_against_headers(dest, members)
-
-
-def test_every_way_of_copying_gives_the_same_bytes(tmp_path):
-    payload = os.urandom(3 * 1024 * 1024 + 17)
-    src = tmp_path / "src"
-    src.write_bytes(b"H" * 1000 + payload)
-    fd = os.open(src, os.O_RDONLY)
-    try:
-        for way in ("_copy_file_range", "_sendfile", "_pread_write"):
-            source = archive._FileSource(fd, os.fstat(fd).st_size, archive._NoSplit(), 0)
-            out_path = tmp_path / way
-            out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                offset, left = 1000, len(payload)
-                while left:
-                    n = getattr(source, way)(out, offset, left)
-                    assert n > 0
-                    offset, left = offset + n, left - n
-            finally:
-                os.close(out)
-            assert out_path.read_bytes() == payload, way
-    finally:
-        os.close(fd)

@@ -147,3 +147,91 @@ def test_committed_container_layer_has_its_tar(store, tmp_path):
     store.commit_image([staged], {"rootfs": {"type": "layers", "diff_ids": [staged.applied.diff_id]}}, None)
     with store.layers.open_tar(staged.applied.diff_id) as tar:
         assert tar.read() == data
+
+
+def test_a_file_rewritten_while_it_is_applied_never_passes_for_its_digest(store, tmp_path):
+    """Every byte is read once: the digest is of the bytes applied, so whatever a writer does to
+    the archive meanwhile, the stored layer's files rebuild exactly the tar of its diff_id."""
+    import threading
+
+    members = [f(f"many/{i}", str(i)) for i in range(3000)] + [f("payload", b"A" * 4096)]
+    data = make_tar(members)
+    at = data.index(b"A" * 4096)
+    path = tmp_path / "racy.tar"
+    path.write_bytes(data)
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        with open(path, "r+b", buffering=0) as racy:
+            flip = 0
+            while not stop.is_set():
+                os.pwrite(racy.fileno(), (b"AB"[flip % 2:flip % 2 + 1]) * 4096, at)
+                flip += 1
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        with open(path, "rb") as stream:
+            staged = store.unpack_layer(stream)
+    finally:
+        stop.set()
+        writer.join()
+    diff_id = staged.applied.diff_id
+    store.commit_image([staged], {"rootfs": {"type": "layers", "diff_ids": [diff_id]}}, None)
+    with store.layers.open_tar(diff_id) as tar:
+        rebuilt = tar.read()
+    assert "sha256:" + hashlib.sha256(rebuilt).hexdigest() == diff_id
+    payload = open(os.path.join(store.layers.diff_dir(diff_id), "payload"), "rb").read()
+    assert payload in (b"A" * 4096, b"B" * 4096)
+
+
+def _huge_header_after_a_global_one() -> bytes:
+    """A PAX global header (the header reader leaves the rest to tarfile), then an extended
+    header that claims 1 GiB: tarfile alone would read all of it into memory."""
+    import tarfile
+
+    glob = tarfile.TarInfo("pax_global_header")
+    glob.type = tarfile.XGLTYPE
+    records = b"11 a=bcdef\n"
+    glob.size = len(records)
+    huge = tarfile.TarInfo("x")
+    huge.type = tarfile.XHDTYPE
+    huge.size = 1 << 30
+    return (glob.tobuf(format=tarfile.USTAR_FORMAT) + records.ljust(512, b"\0")
+            + huge.tobuf(format=tarfile.USTAR_FORMAT) + b"%d path=" % (1 << 30))
+
+
+@pytest.mark.parametrize("how", ["file", "pipe"])
+def test_a_header_claiming_gigabytes_is_refused_without_reading_it(store, how, tmp_path):
+    import resource
+    import threading
+
+    head = _huge_header_after_a_global_one()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if how == "file":
+        path = tmp_path / "huge.tar"
+        with open(path, "wb") as sparse:
+            sparse.write(head)
+            sparse.truncate(len(head) + (1 << 30) + 1024)  # a hole: no disk, but every byte is there
+        with open(path, "rb") as stream, pytest.raises(MinirunError, match="refusing"):
+            store.unpack_layer(stream)
+    else:
+        r, w = os.pipe()
+
+        def feed() -> None:
+            with os.fdopen(w, "wb") as sink:
+                try:
+                    sink.write(head)
+                    for _ in range(1 << 10):
+                        sink.write(bytes(1 << 20))
+                except BrokenPipeError:
+                    pass
+
+        writer = threading.Thread(target=feed)
+        writer.start()
+        with os.fdopen(r, "rb") as stream, pytest.raises(MinirunError, match="refusing"):
+            store.unpack_layer(stream)
+        writer.join()
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 200 * 1024
+    assert store.layers.all_ids() == []
