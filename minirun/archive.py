@@ -255,7 +255,7 @@ def _apply_seekable(stream: BinaryIO, applier: "_Applier", split, length: int | 
             import tarfile
 
             with _tarfile_errors():
-                with tarfile.open(fileobj=_TarfileInput(_FileWindow(source, rest.start), rest.start), mode="r:",
+                with tarfile.open(fileobj=_TarfileInput(source.replay_from(rest.start), rest.start), mode="r:",
                                   encoding="utf-8", errors="surrogateescape") as tar:
                     _apply_with_tarfile(tar, applier)
         source.record_to(end)  # the end blocks and whatever padding follows belong to the tar
@@ -407,8 +407,16 @@ class _FileSource:
             left -= len(data)
         self.recorded = offset
 
-    def read_window(self, view: memoryview) -> int:
-        """tarfile's reads from where the header reader stopped: recorded as they go."""
+    def replay_from(self, start: int) -> BinaryIO:
+        """For tarfile, from the unsupported member on: its header blocks as they were read
+        (never read twice: those are the bytes hashed), then the rest, recorded as it goes."""
+        if start != self.member_start or start + len(self.member_bytes) != self.recorded:
+            raise BadArchive(f"invalid tar stream: cannot resume at offset {start}")
+        return _Replay(bytes(self.member_bytes), self)  # type: ignore[return-value]
+
+    def readinto(self, buf) -> int:
+        """The bytes after the last recorded one (what tarfile reads through replay_from)."""
+        view = memoryview(buf)
         count = min(len(view), self.end - self.recorded)
         if count <= 0:
             return 0
@@ -497,32 +505,10 @@ class _Recorded(io.RawIOBase):
         return n
 
 
-class _FileWindow(io.RawIOBase):
-    """A layer file from `start` on, for tarfile: the bytes the header reader already read
-    (the unsupported member's headers) again from memory, then the rest through the source."""
-
-    def __init__(self, source: _FileSource, start: int) -> None:
-        if start != source.member_start or start + len(source.member_bytes) != source.recorded:
-            raise BadArchive(f"invalid tar stream: cannot resume at offset {start}")
-        self._source = source
-        self._head = memoryview(bytes(source.member_bytes))  # never read twice: what was hashed
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:  # type: ignore[override]
-        if self._head:
-            n = min(len(buf), len(self._head))
-            buf[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        return self._source.read_window(memoryview(buf))
-
-
 class _Replay(io.RawIOBase):
-    """`head`, then the rest of `tail`."""
+    """`head`, then the rest of `tail` (anything with readinto)."""
 
-    def __init__(self, head: bytes, tail: io.BufferedReader) -> None:
+    def __init__(self, head: bytes, tail) -> None:
         self._head = memoryview(head)
         self._tail = tail
 
@@ -536,7 +522,6 @@ class _Replay(io.RawIOBase):
             self._head = self._head[n:]
             return n
         return self._tail.readinto(buf)
-
 
 
 class _TarfileInput(io.RawIOBase):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import typer
 from typer.exceptions import Abort as _Abort, Exit as _Exit, TyperException as _ParseError
@@ -120,16 +120,12 @@ def rmi(
 ) -> None:
     """Remove images: untag, and delete layers nothing uses any more."""
     store = _store()
-    failed = False
-    for text in images_:
-        try:
-            for line in store.remove_image(text, force=force):
-                print(line)
-        except MinirunError as exc:
-            report(exc)
-            failed = True
-    if failed:
-        raise typer.Exit(EXIT_RUNTIME)
+
+    def remove(text: str) -> None:
+        for line in store.remove_image(text, force=force):
+            print(line)
+
+    act_on_each(images_, remove)
 
 
 @app.command("tag")
@@ -210,6 +206,20 @@ def _print_table(headers: list[str], rows: list[list[str]]) -> None:
     from minirun.tables import render_table
 
     sys.stdout.write(render_table(headers, rows))
+
+
+def act_on_each(names: list[str], action: Callable[[str], None]) -> None:
+    """docker's verbs on several objects: act on each in turn, a failure reported on its own line
+    without stopping the rest, then exit 125 if any failed."""
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except MinirunError as exc:
+            report(exc)
+            failed = True
+    if failed:
+        raise typer.Exit(EXIT_RUNTIME)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from minirun.cli import app, options, report
-from minirun.errors import EXIT_RUNTIME, MinirunError
+from minirun.cli import act_on_each, app, options
+from minirun.errors import MinirunError
 
 
 def _containers():
@@ -21,16 +21,12 @@ def _containers():
 def _each(names: list[str], action) -> None:
     """docker's multi-container verbs: act on each, print the name as given, report failures."""
     containers = _containers()
-    failed = False
-    for name in names:
-        try:
-            action(containers, containers.find(name))
-            print(name)
-        except MinirunError as exc:
-            report(exc)
-            failed = True
-    if failed:
-        raise typer.Exit(EXIT_RUNTIME)
+
+    def one(name: str) -> None:
+        action(containers, containers.find(name))
+        print(name)
+
+    act_on_each(names, one)
 
 
 def _stop_signal(containers, container) -> int:
@@ -120,16 +116,12 @@ def wait(names: List[str] = typer.Argument(..., metavar="CONTAINER...")) -> None
     from minirun.runtime import lifecycle
 
     containers = _containers()
-    failed = False
-    for name in names:
-        try:
-            container = lifecycle.wait_for_exit(containers, containers.find(name))
-            print(container.state.get("ExitCode", 0))
-        except MinirunError as exc:
-            report(exc)
-            failed = True
-    if failed:
-        raise typer.Exit(EXIT_RUNTIME)
+
+    def one(name: str) -> None:
+        container = lifecycle.wait_for_exit(containers, containers.find(name))
+        print(container.state.get("ExitCode", 0))
+
+    act_on_each(names, one)
 
 
 @app.command("logs")

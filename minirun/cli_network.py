@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from minirun.cli import _print_table, app, options, report
-from minirun.errors import EXIT_RUNTIME, MinirunError, NotFound
+from minirun.cli import _print_table, act_on_each, app, options
+from minirun.errors import MinirunError, NotFound
 
 network_app = typer.Typer(help="Manage networks.", no_args_is_help=True)
 app.add_typer(network_app, name="network")
@@ -75,16 +75,12 @@ def network_list(
 
 def _rm(names: list[str]) -> None:
     networks = _networks()
-    failed = False
-    for name in names:
-        try:
-            networks.remove(networks.find(name))
-            print(name)
-        except MinirunError as exc:
-            report(exc)
-            failed = True
-    if failed:
-        raise typer.Exit(EXIT_RUNTIME)
+
+    def one(name: str) -> None:
+        networks.remove(networks.find(name))
+        print(name)
+
+    act_on_each(names, one)
 
 
 @network_app.command("rm")

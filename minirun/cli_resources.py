@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from minirun.cli import app, options, report
-from minirun.errors import EXIT_RUNTIME, MinirunError, UsageError
+from minirun.cli import act_on_each, app, options
+from minirun.errors import MinirunError, UsageError
 
 
 def _containers():
@@ -37,16 +37,15 @@ def update(
         raise UsageError("you must provide one or more flags when using this command")
     changes = parse_options(given)
     containers = _containers()
-    failed = False
-    for name in names:
+
+    def one(name: str) -> None:
         try:
             update_container(containers, containers.find(name), changes)
-            print(name)
         except MinirunError as exc:
-            report(MinirunError(f"Cannot update container {name}: {exc.message}"))
-            failed = True
-    if failed:
-        raise typer.Exit(EXIT_RUNTIME)
+            raise MinirunError(f"Cannot update container {name}: {exc.message}") from None
+        print(name)
+
+    act_on_each(names, one)
 
 
 @app.command("stats")

@@ -13,6 +13,7 @@ import os
 
 from minirun.errors import MinirunError, UsageError
 from minirun.registry import HUB_DOMAINS, HUB_HOST
+from minirun.store.fsutil import replace_when_done
 
 
 def config_dir() -> str:
@@ -104,18 +105,10 @@ def _store(config: dict) -> None:
         tmp = f"{path}.tmp-{os.getpid()}"
         # created 0600 from the start (the umask can only remove bits), then renamed over
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o600)  # an older temp file of ours could have another mode
-                f.write(json.dumps(config, indent="\t").encode() + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        with replace_when_done(tmp, path), os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)  # an older temp file of ours could have another mode
+            f.write(json.dumps(config, indent="\t").encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
     except OSError as exc:
         raise MinirunError(f"cannot write {path}: {exc.strerror}") from exc

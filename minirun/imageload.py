@@ -6,23 +6,24 @@ whose paths are `blobs/sha256/<hex>`), and OCI image layouts (`oci-layout`, `ind
 `blobs/`). Layers may be plain, gzip or zstd tars.
 
 The archive is read at random: its members are indexed once (offset and size), small JSON
-members are read with pread, and each layer is unpacked straight from its bytes inside the
-archive, several layers at once, each by a child process (they become separate overlay lower dirs,
-so nothing orders them). A pipe is spooled to an unnamed temp file in the store first, as
-docker spools it. Everything is verified before anything becomes visible: blob digests (configs,
-manifests, compressed layers), every layer's diff_id against its config, sizes against
-descriptors; the staged layers are committed with their images only when all of them passed.
+members are read with pread, and its images are planned (configs and manifests verified, each
+layer located in the archive); minirun.layerworkers then unpacks the layers straight from their
+bytes inside the archive, several at once (they become separate overlay lower dirs, so nothing
+orders them). A pipe is spooled to an unnamed temp file in the store first, as docker spools it.
+Everything is verified before anything becomes visible: blob digests (configs, manifests,
+compressed layers), every layer's diff_id against its config, sizes against descriptors; the
+staged layers are committed with their images only when all of them passed.
 """
 from __future__ import annotations
 
 import io
 import os
 import stat
-import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO
 
 from minirun.errors import BadArchive, MinirunError
+from minirun.layerworkers import COMPRESSED_MAGIC, DEFAULT_WORKERS, unpack_layers
 from minirun.manifests import (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, DOCKER_CONFIG, OCI_CONFIG,
                                check_descriptor, check_digest, familiar_name, is_index, layer_media_compression,
                                load_json, parse_index, parse_manifest, pick_platform, sha256_digest, verify_blob)
@@ -35,10 +36,6 @@ if TYPE_CHECKING:
 _CHUNK = 1 << 20
 _BLOCK = 512
 _MAX_JSON = 64 << 20  # a config or manifest bigger than this is not one
-_COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh")
-# Unpacking is mostly kernel time (creating files) plus a hashing thread per layer: one layer per
-# core keeps the cores busy; more only contend (scripts/bench_load.py, 2 cores: 3 were slower).
-DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 # -- progress ----------------------------------------------------------------------------------
@@ -75,39 +72,80 @@ class Archive:
         self.fd = fd
         self.size = os.fstat(fd).st_size
         self.members: dict[str, Member] = {}
+        self._links: dict[str, str] = {}
+        self._name_bytes = 0
         self._index()
 
     def _index(self) -> None:
-        import tarfile
+        """Headers by minirun.tarheaders, which holds no extended header above MAX_EXTENDED in
+        memory (tarfile reads whatever size a PAX or GNU long-name header claims: a crafted 1 MB
+        archive made it take gigabytes); from a member it does not handle on, tarfile through
+        archive._TarfileInput, which refuses any single read of that size."""
+        from minirun.tarheaders import BLOCK, HeaderReader, Unsupported
 
-        links: dict[str, str] = {}
-        raw = os.fdopen(self.reopen(), "rb")  # its own offset, from 0
+        reader = HeaderReader(_PreadSource(self.fd, self.size))
         try:
-            with tarfile.open(fileobj=raw, mode="r:", encoding="utf-8", errors="surrogateescape") as tar:
-                for info in tar:
-                    name = _clean(info.name)
-                    if info.issym():
-                        target = info.linkname if info.linkname.startswith("/") else \
-                            os.path.join(os.path.dirname(name), info.linkname)
-                        links[name] = _clean(os.path.normpath(target))
-                    elif info.islnk():
-                        links[name] = _clean(info.linkname)
-                    elif info.isreg():
-                        if info.offset_data + info.size > self.size:
-                            raise BadArchive(f"truncated archive: {name} ends past the end of the file")
-                        self.members[name] = Member(name, info.offset_data, info.size)
-                end = tar.offset
-        except tarfile.TarError as exc:
-            raise BadArchive(f"invalid archive: {str(exc) or type(exc).__name__}") from None
-        finally:
-            raw.close()
-        # tarfile ends quietly at a truncated header: the end-of-archive block must be there.
-        if os.pread(self.fd, _BLOCK, end) != bytes(_BLOCK):
+            try:
+                for member in reader:
+                    self._add(member.name, member.type, member.linkname, member.offset, member.size)
+                end = reader.pos
+            except Unsupported as rest:
+                end = self._index_with_tarfile(rest.start)
+        except BadArchive as exc:
+            if exc.message.startswith(("truncated archive", "not an image archive")):
+                raise
+            raise BadArchive(f"invalid archive: {exc.message}") from None
+        # The end-of-archive block must be there: without it the archive was cut short.
+        if os.pread(self.fd, BLOCK, end) != bytes(BLOCK):
             raise BadArchive("truncated or corrupt archive: no end-of-archive marker after the last member")
-        for name in links:
-            target = self._resolve(name, links)
+        for name in self._links:
+            target = self._resolve(name, self._links)
             if target is not None:
                 self.members[name] = Member(name, target.offset, target.size)
+
+    def _index_with_tarfile(self, start: int) -> int:
+        """The members from `start` on, by tarfile (PAX global headers, sparse files, ...);
+        returns where the end-of-archive block must be."""
+        import tarfile
+
+        from minirun.archive import _TarfileInput
+
+        raw = os.fdopen(self.reopen(), "rb")  # its own offset
+        try:
+            raw.seek(start)
+            with tarfile.open(fileobj=_TarfileInput(raw, start), mode="r:",  # type: ignore[arg-type]
+                              encoding="utf-8", errors="surrogateescape") as tar:
+                for info in tar:
+                    if info.sparse is not None or info.type == tarfile.GNUTYPE_SPARSE:
+                        continue  # its data is not where it could be read from: not an image file
+                    kind = b"0" if info.isreg() else b"2" if info.issym() else b"1" if info.islnk() else b"5"
+                    self._add(info.name, kind, info.linkname, info.offset_data, info.size)
+                return tar.offset
+        except tarfile.TarError as exc:
+            raise BadArchive(str(exc) or type(exc).__name__) from None
+        finally:
+            raw.close()
+
+    def _add(self, raw_name: str, kind: bytes, linkname: str, offset: int, size: int) -> None:
+        """Index one member: regular files by name, links to resolve once all are known."""
+        from minirun.tarheaders import REGULAR_TYPES
+
+        if kind not in REGULAR_TYPES and kind not in (b"1", b"2"):
+            return  # directories and the like name nothing to read
+        name = _clean(raw_name)
+        self._name_bytes += len(name) + len(linkname)
+        if len(self.members) + len(self._links) >= _MAX_FILES or self._name_bytes > _MAX_NAME_BYTES:
+            raise BadArchive(f"not an image archive: more than {_MAX_FILES} files, or names of more "
+                             f"than {_MAX_NAME_BYTES >> 20} MiB")
+        if kind == b"2":
+            target = linkname if linkname.startswith("/") else os.path.join(os.path.dirname(name), linkname)
+            self._links[name] = _clean(os.path.normpath(target))
+        elif kind == b"1":
+            self._links[name] = _clean(linkname)
+        else:
+            if offset + size > self.size:
+                raise BadArchive(f"truncated archive: {name} ends past the end of the file")
+            self.members[name] = Member(name, offset, size)
 
     def _resolve(self, name: str, links: dict[str, str]) -> Member | None:
         for _ in range(16):  # a loop of links names nothing
@@ -127,10 +165,11 @@ class Archive:
         except KeyError:
             raise BadArchive(f"{what}: {name} is missing from the archive") from None
 
-    def read(self, name: str, what: str) -> bytes:
+    def read(self, name: str, what: str, limit: int) -> bytes:
+        """A small member (a JSON document) whole; one above `limit` bytes is not what it claims."""
         member = self.member(name, what)
-        if member.size > _MAX_JSON:
-            raise BadArchive(f"{what}: {name} is too large ({member.size} bytes)")
+        if member.size > limit:
+            raise BadArchive(f"{what}: {name} is too large ({member.size} bytes, at most {limit})")
         data = os.pread(self.fd, member.size, member.offset)
         if len(data) != member.size:
             raise BadArchive(f"truncated archive: {name} is cut short")
@@ -165,13 +204,45 @@ class LayerPlan:
 @dataclass
 class ImagePlan:
     raw_config: bytes
-    config: dict
+    diff_ids: list[str]
     layers: list[LayerPlan]
     refs: list[Reference] = field(default_factory=list)
 
     @property
     def id(self) -> str:
         return sha256_digest(self.raw_config)
+
+    def config(self) -> dict:
+        """Parsed when committed, one image at a time: a parsed config can take many times its
+        size (plans hold the bytes only, within _MAX_CONFIGS)."""
+        return load_json(self.raw_config, "image config")
+
+
+class _Plans:
+    """The images met so far, one plan per image id (an image several entries name gets all
+    their names), and the configs already read, by member: each is read and parsed once, however
+    many entries name it."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, ImagePlan] = {}
+        self.configs: dict[Member, tuple[bytes, list[str]]] = {}
+        self.config_bytes = 0
+
+    def config(self, archive: Archive, member: Member, what: str, read) -> tuple[bytes, list[str]]:
+        """(bytes, diff_ids) of a config, `read()` only the first time its member is named."""
+        known = self.configs.get(member)
+        if known is not None:
+            return known
+        raw = read()
+        self.config_bytes += len(raw)
+        if self.config_bytes > _MAX_CONFIGS:
+            raise BadArchive(f"{what}: the archive's image configs exceed {_MAX_CONFIGS >> 20} MiB in all")
+        known = self.configs[member] = (raw, _config_diff_ids(raw, what))
+        return known
+
+    def add(self, raw: bytes, diff_ids: list[str], layers: list[LayerPlan], refs: list[Reference]) -> None:
+        plan = self.by_id.setdefault(sha256_digest(raw), ImagePlan(raw, diff_ids, layers, []))
+        plan.refs = list(dict.fromkeys(plan.refs + refs))  # the first entry's layers, every name
 
 
 def read_plans(archive: Archive) -> list[ImagePlan]:
@@ -182,19 +253,9 @@ def read_plans(archive: Archive) -> list[ImagePlan]:
         plans = _oci_plans(archive)
     else:
         raise BadArchive("not an image archive: neither manifest.json (docker save) nor index.json (OCI layout) found")
-    if not plans:
+    if not plans.by_id:
         raise BadArchive("the archive holds no image")
-    return _merge(plans)
-
-
-def _merge(plans: list[ImagePlan]) -> list[ImagePlan]:
-    """One plan per image: an image named by several entries gets all their names."""
-    by_id: dict[str, ImagePlan] = {}
-    for plan in plans:
-        seen = by_id.setdefault(plan.id, plan)
-        if seen is not plan:
-            seen.refs += [r for r in plan.refs if r not in seen.refs]
-    return list(by_id.values())
+    return list(plans.by_id.values())
 
 
 def _digest_in_path(path: str) -> str | None:
@@ -209,16 +270,17 @@ def _digest_in_path(path: str) -> str | None:
     return "sha256:" + (match.group(1) or match.group(2))
 
 
-def _docker_plans(archive: Archive) -> list[ImagePlan]:
-    import json
+def _check_count(count: int, what: str) -> None:
+    if count > _MAX_IMAGES:
+        raise BadArchive(f"{what}: {count} entries, more than the {_MAX_IMAGES} an archive may hold")
 
-    try:
-        entries = json.loads(archive.read("manifest.json", "manifest.json"))
-    except ValueError:
-        raise BadArchive("manifest.json: invalid JSON") from None
+
+def _docker_plans(archive: Archive) -> _Plans:
+    entries = parse_json(archive.read("manifest.json", "manifest.json", _MAX_DOCUMENT), "manifest.json")
     if not isinstance(entries, list):
         raise BadArchive("manifest.json: not a list of images")
-    plans = []
+    _check_count(len(entries), "manifest.json")
+    plans = _Plans()
     for n, entry in enumerate(entries, 1):
         what = f"manifest.json entry {n}"
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
@@ -227,12 +289,9 @@ def _docker_plans(archive: Archive) -> list[ImagePlan]:
         tags = entry.get("RepoTags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise BadArchive(f"{what}: RepoTags is not a list of names")
-        raw = archive.read(entry["Config"], f"{what} config")
-        promised = _digest_in_path(entry["Config"])
-        if promised is not None and sha256_digest(raw) != promised:
-            raise BadArchive(f"{what} config {entry['Config']}: digest mismatch (got {sha256_digest(raw)})")
-        config = _parse_config(raw, f"{what} config")
-        diff_ids = config["rootfs"]["diff_ids"]
+        path = entry["Config"]
+        raw, diff_ids = plans.config(archive, archive.member(path, f"{what} config"), f"{what} config",
+                                     lambda: _read_config_path(archive, path, f"{what} config"))
         if len(diff_ids) != len(entry["Layers"]):
             raise BadArchive(f"{what}: {len(entry['Layers'])} layers, but its config lists {len(diff_ids)} diff_ids")
         layers = [
@@ -240,25 +299,42 @@ def _docker_plans(archive: Archive) -> list[ImagePlan]:
                       f"layer {i + 1} ({path})")
             for i, (diff_id, path) in enumerate(zip(diff_ids, entry["Layers"]))
         ]
-        plans.append(ImagePlan(raw, config, layers, _references(tags, what)))
+        plans.add(raw, diff_ids, layers, _references(tags, what))
     return plans
 
 
-def _oci_plans(archive: Archive) -> list[ImagePlan]:
-    layout = load_json(archive.read("oci-layout", "OCI layout"), "oci-layout")
+def _read_config_path(archive: Archive, path: str, what: str) -> bytes:
+    raw = archive.read(path, what, _MAX_CONFIG)
+    promised = _digest_in_path(path)
+    if promised is not None and sha256_digest(raw) != promised:
+        raise BadArchive(f"{what} {path}: digest mismatch (got {sha256_digest(raw)})")
+    return raw
+
+
+def _oci_plans(archive: Archive) -> _Plans:
+    layout = load_json(archive.read("oci-layout", "OCI layout", _MAX_DOCUMENT), "oci-layout")
     if not isinstance(layout.get("imageLayoutVersion"), str):
         raise BadArchive("oci-layout: no imageLayoutVersion")
-    index = parse_index(archive.read("index.json", "OCI layout"))
-    plans = []
+    index = parse_index(archive.read("index.json", "OCI layout", _MAX_DOCUMENT))
+    _check_count(len(index["manifests"]), "index.json")
+    plans = _Plans()
+    seen: set[str] = set()  # manifests already planned: another entry naming one adds its names only
     for n, desc in enumerate(index["manifests"], 1):
         what = f"index.json entry {n}"
+        refs = _references(_oci_names(desc), what)
+        if desc["digest"] in seen:
+            for plan in plans.by_id.values():
+                if plan.layers and desc["digest"] in getattr(plan, "manifests", ()):
+                    plan.refs = list(dict.fromkeys(plan.refs + refs))
+            continue
+        seen.add(desc["digest"])
         manifest = _manifest_for(archive, desc, what)
         config_desc = manifest["config"]
         if config_desc.get("mediaType") not in (None, OCI_CONFIG, DOCKER_CONFIG):
             raise BadArchive(f"{what}: not a container image (config of type {config_desc['mediaType']})")
-        raw = _read_blob(archive, config_desc, f"{what} config")
-        config = _parse_config(raw, f"{what} config")
-        diff_ids = config["rootfs"]["diff_ids"]
+        raw, diff_ids = plans.config(archive, archive.member(blob_path(config_desc["digest"]), f"{what} config"),
+                                     f"{what} config", lambda: _read_blob(archive, config_desc, f"{what} config",
+                                                                           _MAX_CONFIG))
         if len(diff_ids) != len(manifest["layers"]):
             raise BadArchive(f"{what}: {len(manifest['layers'])} layers, but its config lists {len(diff_ids)} diff_ids")
         layers = []
@@ -273,10 +349,8 @@ def _oci_plans(archive: Archive) -> list[ImagePlan]:
                 raise BadArchive(f"{what} {layer_what}: {member.size} bytes in the archive, "
                                  f"{layer['size']} in the manifest")
             layers.append(LayerPlan(diff_id, member, layer["digest"], layer_what))
-        plans.append(ImagePlan(raw, config, layers, _references(_oci_names(desc), what)))
+        plans.add(raw, diff_ids, layers, refs)
     return plans
-
-
 def _manifest_for(archive: Archive, desc: dict, what: str) -> dict:
     """The image manifest an index entry leads to: through a nested index, the host's platform."""
     for _ in range(4):  # indexes nest; not deeply in any real layout
@@ -336,254 +410,6 @@ def _parse_config(raw: bytes, what: str) -> dict:
     return config
 
 
-# -- layers ------------------------------------------------------------------------------------
-# Each layer is unpacked by a child process of its own (fork), several at a time. Threads were
-# measured first (scripts/bench_load.py, 10 layers x 2,000 files, 2 cores): the per-member Python
-# work of the applier holds the GIL, so two threads gained little over one (1.3-1.6 s vs 1.8 s)
-# where two processes take 1.1 s. The parent stages each layer (its temp dir and the flock that
-# keeps a sweep away stay the parent's), the child fills it and sends back what it applied; on any
-# failure the parent kills the other children and discards every staged layer.
-
-class _Section(io.RawIOBase):
-    """`size` bytes of a file from `offset`, read by pread."""
-
-    def __init__(self, fd: int, offset: int, size: int, progress: Callable[[int], None]) -> None:
-        self._fd, self._at, self._left = fd, offset, size
-        self._progress = progress
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:  # type: ignore[override]
-        n = min(len(buf), self._left)
-        if n <= 0:
-            return 0
-        got = os.preadv(self._fd, [memoryview(buf)[:n]], self._at)
-        if got <= 0:
-            raise BadArchive("truncated archive: a layer is cut short")
-        self._at += got
-        self._left -= got
-        self._progress(got)
-        return got
-
-
-def _apply_member(store: Store, staged: StagedLayer, archive: Archive, plan: LayerPlan,
-                  advanced: Callable[[int], None]) -> str:
-    """Unpack the layer into `staged`; returns the digest of its bytes as the archive has them."""
-    from minirun.archive import HashingReader
-
-    member = plan.member
-    fd = archive.reopen()
-    try:
-        if os.pread(fd, 6, member.offset).startswith(_COMPRESSED_MAGIC):
-            # The compressed bytes have a digest of their own: hash them as they stream by.
-            reader = HashingReader(_Section(fd, member.offset, member.size, advanced))  # type: ignore[arg-type]
-            store.layers.unpack(staged, reader)  # type: ignore[arg-type]
-            reader.drain()  # bytes past the compressed stream's end count for the digest too
-            return "sha256:" + reader.hasher.hexdigest()
-        # An uncompressed member is unpacked in place (pread + copy_file_range): its blob digest
-        # is the diff_id the unpacking computes.
-        with open(fd, "rb", closefd=False) as f:
-            f.seek(member.offset)
-            applied = store.layers.unpack(staged, f, length=member.size)
-        advanced(member.size)
-        return applied.diff_id
-    except BadArchive as exc:
-        raise BadArchive(f"{plan.what}: {exc.message}") from exc
-    finally:
-        os.close(fd)
-
-
-def _check(plan: LayerPlan, staged: StagedLayer, blob_digest: str) -> None:
-    if plan.blob_digest is not None and blob_digest != plan.blob_digest:
-        raise BadArchive(f"{plan.what}: digest mismatch (expected {plan.blob_digest}, got {blob_digest})")
-    actual = staged.applied.diff_id  # type: ignore[union-attr]
-    if actual != plan.diff_id:
-        raise BadArchive(f"{plan.what}: diff_id mismatch (the config says {plan.diff_id}, the layer is {actual})")
-
-
-class _Child:
-    """A forked process unpacking one layer; it reports on a pipe: progress, then a result."""
-
-    _HEADER = struct.Struct("!cI")
-
-    def __init__(self, store: Store, archive: Archive, plan: LayerPlan, staged: StagedLayer) -> None:
-        self.plan, self.staged = plan, staged
-        self.buffer = b""
-        self.result: tuple[str, object] | None = None
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            os.close(read_fd)
-            self._run(store, archive, write_fd)
-        os.close(write_fd)
-        self.pid, self.fd = pid, read_fd
-
-    def _run(self, store: Store, archive: Archive, out: int) -> None:
-        import pickle
-        import signal
-
-        status = 1
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent handles ^C and stops us
-            pending = [0]
-
-            def advanced(n: int) -> None:
-                pending[0] += n
-                if pending[0] >= _CHUNK:
-                    self._send(out, b"P", str(pending[0]).encode())
-                    pending[0] = 0
-
-            digest = _apply_member(store, self.staged, archive, self.plan, advanced)
-            if pending[0]:
-                self._send(out, b"P", str(pending[0]).encode())
-            self._send(out, b"R", pickle.dumps((self.staged.applied, digest)))
-            status = 0
-        except BaseException as exc:
-            try:  # plain values: an exception class need not survive pickling
-                if isinstance(exc, MinirunError):
-                    error = ("bad" if isinstance(exc, BadArchive) else "error", exc.message, exc.exit_code)
-                elif isinstance(exc, OSError):
-                    error = ("os", exc.errno, exc.strerror, exc.filename)
-                else:
-                    error = ("error", f"internal error: {type(exc).__name__}: {exc}", None)
-                self._send(out, b"E", pickle.dumps(error))
-            except BaseException:
-                pass
-        finally:
-            os._exit(status)
-
-    def _send(self, out: int, tag: bytes, payload: bytes) -> None:
-        data = self._HEADER.pack(tag, len(payload)) + payload
-        while data:
-            data = data[os.write(out, data):]
-
-    def read(self, progress: Progress) -> bool:
-        """Take what the child wrote; False at its end (EOF)."""
-        chunk = os.read(self.fd, 1 << 16)
-        self.buffer += chunk
-        while len(self.buffer) >= self._HEADER.size:
-            tag, size = self._HEADER.unpack_from(self.buffer)
-            end = self._HEADER.size + size
-            if len(self.buffer) < end:
-                break
-            payload, self.buffer = self.buffer[self._HEADER.size:end], self.buffer[end:]
-            if tag == b"P":
-                progress.layer_advanced(self.plan.diff_id, int(payload))
-            else:
-                import pickle
-
-                self.result = (tag.decode(), pickle.loads(payload))
-        return bool(chunk)
-
-    def finish(self) -> None:
-        """Reap the child; raise what it reported, or check what it applied."""
-        os.close(self.fd)
-        _, status = os.waitpid(self.pid, 0)
-        if self.result is None:
-            raise MinirunError(f"{self.plan.what}: unpacking ended without a result (status {status})")
-        kind, value = self.result
-        if kind == "E":
-            raise _error(value)  # type: ignore[arg-type]
-        self.staged.applied, digest = value  # type: ignore[misc]
-        _check(self.plan, self.staged, digest)
-
-    def kill(self) -> None:
-        import signal
-
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.close(self.fd)
-        os.waitpid(self.pid, 0)
-
-
-def _error(reported: tuple) -> BaseException:
-    if reported[0] == "os":
-        return OSError(*reported[1:])
-    kind, message, exit_code = reported
-    return BadArchive(message) if kind == "bad" else MinirunError(message, exit_code)
-
-
-def _stage(store: Store) -> StagedLayer:
-    with store.locked():
-        return store.layers.stage()
-
-
-def unpack_layers(store: Store, archive: Archive, plans: list[ImagePlan], progress: Progress,
-                  workers: int = DEFAULT_WORKERS) -> dict[str, StagedLayer]:
-    """Stage every layer the store lacks, several at once; all or none (on failure every staged
-    layer is discarded)."""
-    todo: dict[str, LayerPlan] = {}
-    stored: set[str] = set()
-    for plan in plans:
-        for layer in plan.layers:
-            if layer.diff_id in todo:
-                continue
-            todo[layer.diff_id] = layer
-            progress.layer_started(layer.diff_id, layer.member.size)  # rows in layer order
-            if store.layers.exists(layer.diff_id):
-                stored.add(layer.diff_id)
-                progress.layer_finished(layer.diff_id, "Already exists")
-    # Largest first: the last layers to start are then the short ones, and the workers end together.
-    queue = sorted((layer for key, layer in todo.items() if key not in stored),
-                   key=lambda layer: layer.member.size, reverse=True)
-    staged: dict[str, StagedLayer] = {}
-    try:
-        if workers <= 1 or len(queue) <= 1:
-            for plan in queue:  # no process to fork for
-                staged[plan.diff_id] = layer = _stage(store)
-                digest = _apply_member(store, layer, archive, plan,
-                                       lambda n, key=plan.diff_id: progress.layer_advanced(key, n))
-                _check(plan, layer, digest)
-                progress.layer_finished(plan.diff_id, "Loaded")
-        else:
-            _unpack_in_children(store, archive, queue, staged, progress, workers)
-    except BaseException:
-        for layer in staged.values():
-            store.layers.discard(layer)
-        raise
-    return staged
-
-
-def _unpack_in_children(store: Store, archive: Archive, queue: list[LayerPlan], staged: dict[str, StagedLayer],
-                        progress: Progress, workers: int) -> None:
-    import select
-
-    _preload()
-    running: dict[int, _Child] = {}
-    try:
-        while queue or running:
-            while queue and len(running) < workers:
-                plan = queue.pop(0)
-                staged[plan.diff_id] = layer = _stage(store)
-                child = _Child(store, archive, plan, layer)
-                running[child.fd] = child
-            for fd in select.select(list(running), [], [])[0]:
-                child = running[fd]
-                if not child.read(progress):
-                    del running[fd]
-                    child.finish()
-                    progress.layer_finished(child.plan.diff_id, "Loaded")
-    except BaseException:
-        for child in running.values():
-            child.kill()
-        raise
-
-
-def _preload() -> None:
-    """Import in the parent what children import lazily: each would otherwise pay for it."""
-    import gzip  # noqa: F401
-    import pickle  # noqa: F401
-    import tarfile  # noqa: F401
-
-    import zstandard  # noqa: F401
-
-    import minirun.archive  # noqa: F401
-    import minirun.tarsplit  # noqa: F401
-
-
 # -- the whole load ----------------------------------------------------------------------------
 
 @dataclass
@@ -638,7 +464,7 @@ def _archive_fd(store: Store, stream: BinaryIO, progress: Progress) -> int:
     fd = _fileno(stream)
     if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):
         position = os.lseek(fd, 0, os.SEEK_CUR)
-        if position == 0 and not os.pread(fd, 6, 0).startswith(_COMPRESSED_MAGIC):
+        if position == 0 and not os.pread(fd, 6, 0).startswith(COMPRESSED_MAGIC):
             return fd
     return _spool(store, stream, progress)
 

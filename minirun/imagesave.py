@@ -174,19 +174,13 @@ def save_to_file(store: Store, names: list[str], path: str) -> None:
     docker's CLI does: a failed save never leaves a partial archive under the name."""
     import tempfile
 
+    from minirun.store.fsutil import replace_when_done
+
     members = plan_archive(store, select_images(store, names))  # bad names fail before any file exists
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     except FileNotFoundError:
         raise MinirunError(f"failed to save image: invalid output path: directory {directory!r} does not exist") from None
-    try:
-        with open(fd, "wb", buffering=_CHUNK) as out:
-            write_archive(store, members, out)
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with replace_when_done(tmp, path), open(fd, "wb", buffering=_CHUNK) as out:
+        write_archive(store, members, out)

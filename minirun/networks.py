@@ -42,15 +42,28 @@ _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 
 # -- IPv4 arithmetic (pure; ipaddress would cost ~4 ms on every start) -------------------------
 
-def ip_to_int(text: str) -> int:
+def canonical_ip(text: str) -> str:
+    """A dotted quad exactly as inet_ntop writes it, else UsageError. Not inet_aton: it takes
+    "127.1", "0x7f.0.0.1", "2130706433" and "127.0.0.1 anything", and addresses given by users
+    end up in nft scripts, bookings' file names and records."""
     try:
-        return struct.unpack("!I", socket.inet_aton(text))[0] if text.count(".") == 3 else _bad_ip(text)
-    except OSError:
+        canonical = socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text))
+    except (OSError, ValueError):  # ValueError: a NUL or an unencodable character
         return _bad_ip(text)
+    return canonical if canonical == text else _bad_ip(text)  # (glibc's inet_pton is strict already)
 
 
-def _bad_ip(text: str) -> int:
-    raise UsageError(f"invalid IPv4 address: {text}")
+def ip_to_int(text: str) -> int:
+    return struct.unpack("!I", socket.inet_pton(socket.AF_INET, canonical_ip(text)))[0]
+
+
+def _bad_ip(text: str):
+    raise UsageError(f"invalid IPv4 address: {shown_text(text)}")
+
+
+def shown_text(text: str) -> str:
+    """User input in a one-line message: as typed when printable, else quoted with escapes."""
+    return text if text.isprintable() else repr(text)
 
 
 def int_to_ip(value: int) -> str:
@@ -60,8 +73,8 @@ def int_to_ip(value: int) -> str:
 def parse_subnet(text: str) -> tuple[int, int]:
     """`10.66.0.0/16` -> (network as int, prefix length); host bits must be zero, as docker asks."""
     address, slash, length = text.partition("/")
-    if not slash or not length.isdigit() or not 0 <= int(length) <= 32:
-        raise UsageError(f"invalid subnet {text}: want ADDRESS/PREFIX, like 10.70.0.0/24")
+    if not slash or not (length.isdigit() and length.isascii()) or not 0 <= int(length) <= 32:
+        raise UsageError(f"invalid subnet {shown_text(text)}: want ADDRESS/PREFIX, like 10.70.0.0/24")
     prefix = int(length)
     value = ip_to_int(address)
     network = value & mask(prefix)
@@ -201,6 +214,7 @@ class Networks:
         if gateway is not None:
             if wanted is None:
                 raise UsageError("--gateway needs --subnet")
+            gateway = canonical_ip(gateway)  # only the canonical form is stored and given to the kernel
             address = ip_to_int(gateway)
             if not in_subnet(address, wanted) or address in (wanted[0], broadcast(*wanted)):
                 raise UsageError(f"no matching subnet for gateway {gateway}")

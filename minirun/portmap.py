@@ -8,10 +8,15 @@ runtime/bridge.py) and the postrouting chain masquerades DNATed loopback traffic
 them: the container could not answer 127.0.0.1 itself.
 
 Every change happens under a host-wide flock, after reading the maps: a port another container
-holds (from any store) is refused as docker refuses it; an element leading to an address no
-running container holds is debris (a monitor killed before its cleanup) and is replaced. A
-container's address is its own until `rm`, so "every element leading to my address" is exactly
-what to remove when it stops, and what to replace when it starts again.
+holds (from any store) is refused as docker refuses it. A container holds its ports from the
+moment they are published, not only once it runs: its state says "running" only after PID 1 has
+exec'd, so each publish also records the publishing process (pid and start time) in
+/run/minirun/publishers/<address>. That process (the foreground CLI, or the monitor, which
+stays PID 1's parent) lives as long as the container runs, and frees the ports when PID 1 exits
+or fails to start. An element leading to an address whose publisher is gone and whose container
+does not run is debris (a monitor killed before its cleanup) and is replaced. A container's
+address is its own until `rm`, so "every element leading to my address" is exactly what to
+remove when it stops, and what to replace when it starts again.
 """
 from __future__ import annotations
 
@@ -61,12 +66,12 @@ def parse_publish(spec: str) -> list[list]:
     host_ip = parts[0] if len(parts) == 3 else ""
     host_text = parts[-2] if len(parts) >= 2 else ""
     if host_ip:
-        from minirun.networks import ip_to_int
+        from minirun.networks import canonical_ip, shown_text
 
         try:
-            ip_to_int(host_ip)
+            host_ip = canonical_ip(host_ip)  # strict: it is written into an nft script and stored
         except UsageError:
-            raise UsageError(f"invalid ip address: {host_ip}") from None
+            raise UsageError(f"invalid ip address: {shown_text(host_ip)}") from None
         if host_ip == "0.0.0.0":
             host_ip = ""
     container_ports = _port_range(parts[-1], "containerPort")
@@ -77,11 +82,13 @@ def parse_publish(spec: str) -> list[list]:
 
 
 def _port_range(text: str, what: str) -> list[int]:
+    from minirun.networks import shown_text
+
     low, dash, high = text.partition("-")
-    try:
-        first, last = int(low), int(high) if dash else int(low)
-    except ValueError:
-        raise UsageError(f"invalid {what}: {text}") from None
+    # ASCII digits only, as docker's ParseUint: int() would take " 80", "8_0" and other scripts' digits
+    if not all(part.isdigit() and part.isascii() for part in ((low, high) if dash else (low,))):
+        raise UsageError(f"invalid {what}: {shown_text(text)}")
+    first, last = int(low), int(high) if dash else int(low)
     if not (0 < first <= last <= 65535) or (what == "hostPort" and first == 0):
         raise UsageError(f"invalid {what}: {text}")
     return list(range(first, last + 1))
@@ -143,16 +150,21 @@ def publish(bindings: list[list], address: str) -> list[list]:
         for element in elements:
             if element[3] == address:  # left from this container's previous run
                 script.append(_delete(element))
+        debris = set()
         for ip, h, c, p in resolved:
             for element in elements:
                 eproto, eip, eport, target = element[0], element[1], element[2], element[3]
                 if target == address or eproto != p or eport != h or (ip and eip and ip != eip):
                     continue
-                if _held_by_running_container(target):
+                if publisher_alive(target) or _held_by_running_container(target):
                     raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
                 script.append(_delete(element))
+                debris.add(target)
             script.append(_element("create", p, ip, h) + f" : {address} . {c} }}")
         _nft(["-f", "-"], "\n".join(script) + "\n")
+        _record_publisher(address)
+        for target in debris:
+            _unlink(_publisher_path(target))
     return resolved
 
 
@@ -170,6 +182,47 @@ def unpublish(address: str, still_ours=None) -> None:
         ours = [e for e in list_elements() or [] if e[3] == address]
         if ours:
             _nft(["-f", "-"], "\n".join(_delete(e) for e in ours) + "\n")
+        _unlink(_publisher_path(address))
+
+
+# -- who published: held from the publish on, before the container's state says running -----------
+
+def _publisher_path(address: str) -> str:
+    from minirun.networks import HOST_DIR
+
+    return os.path.join(HOST_DIR, "publishers", address)
+
+
+def _record_publisher(address: str) -> None:
+    """Under the ports lock: this process published the ports leading to `address`."""
+    from minirun.runtime.procs import start_time
+    from minirun.store.fsutil import atomic_write
+
+    path = _publisher_path(address)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pid = os.getpid()
+    atomic_write(path, json.dumps({"pid": pid, "start": start_time(pid)}).encode(), durable=False)
+
+
+def publisher_alive(address: str) -> bool:
+    """Whether the process that published the ports leading to `address` still lives (by pid
+    and start time: pids are reused)."""
+    from minirun.runtime.procs import is_alive
+
+    try:
+        with open(_publisher_path(address), "rb") as f:
+            record = json.load(f)
+        pid, start = int(record["pid"]), record["start"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return start is not None and is_alive(pid, start)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def list_elements() -> list[tuple] | None:

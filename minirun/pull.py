@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from minirun import manifests
 from minirun.errors import BadArchive, MinirunError, NotFound, UsageError
 from minirun.reference import Reference, parse_reference
-from minirun.registry import Registry, registry_host, repository_path
+from minirun.registry import Registry, TransferView, registry_host, repository_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,22 +31,6 @@ if TYPE_CHECKING:
 # docker's max-concurrent-downloads default
 MAX_DOWNLOADS = 3
 _MAX_CONFIG_BYTES = 8 << 20
-
-
-class PullView:
-    """What a pull reports as it goes; the CLI renders it (lines in a pipe, bars on a terminal)."""
-
-    def line(self, text: str) -> None:
-        pass
-
-    def layer_status(self, short_id: str, text: str) -> None:
-        pass
-
-    def layer_started(self, short_id: str, total: int) -> None:
-        pass
-
-    def layer_progress(self, short_id: str, count: int) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -75,10 +59,10 @@ class LayerVerificationError(MinirunError):
     pass
 
 
-def pull(store: Store, text: str, insecure: bool = False, view: PullView | None = None) -> PullResult:
+def pull(store: Store, text: str, insecure: bool = False, view: TransferView | None = None) -> PullResult:
     from minirun import credentials
 
-    view = view or PullView()
+    view = view or TransferView()
     ref = parse_reference(text)  # a tag defaults to latest
     host = registry_host(ref.domain)
     repo = repository_path(ref.domain, ref.path)
@@ -176,7 +160,7 @@ def _layers(manifest: dict, config: dict) -> list[_Layer]:
 
 # -- layers ---------------------------------------------------------------------------------
 
-def _download(store: Store, registry: Registry, repo: str, layers: list[_Layer], view: PullView
+def _download(store: Store, registry: Registry, repo: str, layers: list[_Layer], view: TransferView
               ) -> list[StagedLayer]:
     """Download and unpack the layers concurrently; all staged, or none (the first error wins)."""
     unique = list({layer.diff_id: layer for layer in layers}.values())  # a layer may repeat
@@ -205,7 +189,7 @@ def _download(store: Store, registry: Registry, repo: str, layers: list[_Layer],
     return staged
 
 
-def _fetch_layer(store: Store, registry: Registry, repo: str, layer: _Layer, view: PullView,
+def _fetch_layer(store: Store, registry: Registry, repo: str, layer: _Layer, view: TransferView,
                  cancel: threading.Event) -> StagedLayer:
     from minirun.archive import HashingReader
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from minirun import blobsources, manifests
 from minirun.errors import MinirunError, NotFound, UsageError
 from minirun.reference import parse_reference
-from minirun.registry import Registry, registry_host, repository_path
+from minirun.registry import Registry, TransferView, registry_host, repository_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,20 +25,6 @@ if TYPE_CHECKING:
 MAX_UPLOADS = 3
 
 
-class PushView:
-    def line(self, text: str) -> None:
-        pass
-
-    def layer_status(self, short_id: str, text: str) -> None:
-        pass
-
-    def layer_started(self, short_id: str, total: int) -> None:
-        pass
-
-    def layer_progress(self, short_id: str, count: int) -> None:
-        pass
-
-
 @dataclass(frozen=True)
 class PushResult:
     tag: str
@@ -46,10 +32,10 @@ class PushResult:
     size: int
 
 
-def push(store: Store, text: str, insecure: bool = False, view: PushView | None = None) -> PushResult:
+def push(store: Store, text: str, insecure: bool = False, view: TransferView | None = None) -> PushResult:
     from minirun import credentials
 
-    view = view or PushView()
+    view = view or TransferView()
     ref = parse_reference(text)
     if ref.digest is not None:
         raise UsageError(f"cannot push a digest reference: {text}")
@@ -96,7 +82,7 @@ def push(store: Store, text: str, insecure: bool = False, view: PushView | None 
 
 
 def _push_layer(store: Store, registry: Registry, repo: str, diff_id: str, sources: list[str],
-                view: PushView) -> None:
+                view: TransferView) -> None:
     short = _short(diff_id)
     if registry.blob_size(repo, diff_id) is not None:
         view.layer_status(short, "Layer already exists")

@@ -78,6 +78,23 @@ def uses_plain_http(host: str, insecure: bool) -> bool:
     return insecure or _hostname(host) in LOOPBACK_HOSTS
 
 
+class TransferView:
+    """What a pull or a push reports as it goes (this base reports nowhere); the CLI renders it
+    (lines in a pipe, bars on a terminal)."""
+
+    def line(self, text: str) -> None:
+        pass
+
+    def layer_status(self, short_id: str, text: str) -> None:
+        pass
+
+    def layer_started(self, short_id: str, total: int) -> None:
+        pass
+
+    def layer_progress(self, short_id: str, count: int) -> None:
+        pass
+
+
 def _hostname(host: str) -> str:
     """`host:port` or `[v6]:port` without the port and brackets."""
     if host.startswith("["):

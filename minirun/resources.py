@@ -13,6 +13,7 @@ import os
 from minirun.errors import UsageError
 
 MIN_MEMORY = 6 * 1024 * 1024  # docker's linuxMinMemory
+PIDS_MAX = 4194304  # the kernel's PID_MAX_LIMIT: pids.max refuses more (EINVAL)
 FIELDS = ("Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpusetCpus", "PidsLimit")
 # flag -> (its name in docker's messages, the HostConfig field)
 FLAGS = {
@@ -144,6 +145,10 @@ def validate(resources: dict, ncpu: int | None = None, available: str | None = N
         # below 0.01 the CFS quota would be under the kernel's 1 ms minimum
         if nano < 10_000_000 or nano > ncpu * 1_000_000_000:
             raise UsageError(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+    pids = resources.get("PidsLimit")
+    if pids is not None and pids > PIDS_MAX:  # (0 or less: unlimited, as docker has it)
+        raise UsageError(f"invalid --pids-limit {pids}: the kernel allows at most {PIDS_MAX} "
+                         "(0 or -1 for unlimited)")
     if resources.get("CpuShares", 0) < 0:
         raise UsageError(f"invalid CPU shares {resources['CpuShares']}: the minimum is 2 (0 for the default)")
     cpuset = resources.get("CpusetCpus")

@@ -115,13 +115,18 @@ def resolve_network(store, mode: str) -> tuple[str, str]:
     return Networks(store).find(mode).name, ""
 
 
-def _unpublish(store, container) -> None:
-    """PID 1 is gone: its published ports are freed, as docker frees them on stop."""
+def _unpublish(store, container, best_effort: bool = False) -> None:
+    """PID 1 is gone (or never started): its published ports are freed, as docker frees them on
+    stop. `best_effort` while another error is on its way out: that one is the one to report."""
     settings = container.state.get("NetworkSettings")
     if settings and settings.get("Ports"):
         from minirun.runtime.network import stopped
 
-        stopped(store.root, container.id, settings)
+        try:
+            stopped(store.root, container.id, settings)
+        except Exception:
+            if not best_effort:
+                raise
 
 
 def _detach(store, containers, container) -> int:
@@ -147,22 +152,28 @@ def _run(store, containers, container, image, init_link: str, *, stdio=None, wai
     from minirun.runtime.plan import build_plan
 
     config = container.config
-    plan = build_plan(store, container, image, init_link)
-    plan.stdio = stdio
-    tty = None
-    if config.tty:
-        from minirun.runtime import tty
-
-        plan.rows, plan.cols = tty.window_size(1)  # docker measures its stdout
-    plan.cgroups = cgroups.create(container.id, config.resources)
+    tty = plan = started = None
+    # build_plan publishes the ports: from there on, whatever fails frees them (and the cgroups)
     try:
+        plan = build_plan(store, container, image, init_link)
+        plan.stdio = stdio
+        if config.tty:
+            from minirun.runtime import tty
+
+            plan.rows, plan.cols = tty.window_size(1)  # docker measures its stdout
+        plan.cgroups = cgroups.create(container.id, config.resources)
         started = launch.start(plan)
+        # the master comes before the exec, so before the error pipe's EOF
+        master = tty.receive_master(started.console) if tty else None
+        failure = launch.read_start_error(started)
     except BaseException:
-        cgroups.remove(plan.cgroups)
+        if started is not None:
+            launch.kill(started.pid)
+            os.waitpid(started.pid, 0)
+        if plan is not None:
+            cgroups.remove(plan.cgroups)
+        _unpublish(store, container, best_effort=True)
         raise
-    # the master comes before the exec, so before the error pipe's EOF
-    master = tty.receive_master(started.console) if tty else None
-    failure = launch.read_start_error(started)
     if failure is None and tty and master is None:
         launch.kill(started.pid)  # it exec'd without a terminal anyone reads: stop it
         failure = MinirunError("the container's pty never arrived")

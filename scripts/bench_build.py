@@ -38,8 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (shared helpers of the start benchmark)
     defer_signals,
-    MNT_DETACH, PODMAN_GLOBAL, PODMAN_RUN, SIDE_PATHS, CommandFailed, fix_hybrid_cgroups, minirun_env,
-    mounts_under, prepare_rootfs, run, tail, umount, unfix_hybrid_cgroups, version,
+    PODMAN_GLOBAL, PODMAN_RUN, CommandFailed, fix_hybrid_cgroups, minirun_env, prepare_rootfs, prepare_tools,
+    remove_side_paths, remove_temp_dir, run, side_paths_present, tail, unfix_hybrid_cgroups, version,
 )
 
 TARGET_STEPS_PER_S = 5.0
@@ -144,7 +144,7 @@ def main() -> int:
         return 2
     stop = defer_signals()
 
-    side_before = {p for p in SIDE_PATHS if os.path.lexists(p)}
+    side_before = side_paths_present()
     podman_bin = shutil.which("podman")
     print(f"bench_build: {args.steps} trivial RUN steps, median wall time of {args.rounds} rounds, interleaved")
     print(f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
@@ -165,12 +165,7 @@ def main() -> int:
             hybrid_fix = fix_hybrid_cgroups()
             tar, _lower = prepare_rootfs(tmp)
             tools.append(Podman(podman_bin, tmp, args.steps, tar))
-        for t in tools:
-            try:
-                t.prepare()
-            except (CommandFailed, OSError) as e:
-                t.skipped = f"preparation failed: {e}"
-                failed = True
+        failed = bool(prepare_tools(tools, stop))
         for i in range(args.rounds):
             live = [t for t in tools if not t.skipped]
             for t in live if i % 2 == 0 else live[::-1]:
@@ -204,23 +199,9 @@ def main() -> int:
                 leftovers += t.cleanup()
             elif isinstance(t, Minirun):
                 leftovers += t.leftovers()
-        for m in sorted(mounts_under(tmp), key=len, reverse=True):
-            leftovers.append(f"mount {m}")
-            try:
-                umount(m)
-            except OSError:
-                umount(m, MNT_DETACH)
-        if mounts_under(tmp):
-            print(f"mounts remain under {tmp}; not removing it", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for p in SIDE_PATHS:
-            if p not in side_before and os.path.lexists(p):
-                shutil.rmtree(p, ignore_errors=True)
-        try:
-            unfix_hybrid_cgroups(hybrid_fix)
-        except OSError as e:
-            print(f"could not undo the cgroup fix: {e}", file=sys.stderr)
+        leftovers += remove_temp_dir(tmp)
+        remove_side_paths(side_before)
+        unfix_hybrid_cgroups(hybrid_fix)
 
     # -- the table
     rows = [("changes-run", "build, every RUN a change (--no-cache)"), ("changes-cached", "rebuild, unchanged (cache)"),

@@ -38,9 +38,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
     defer_signals,
-    MNT_DETACH, PODMAN_GLOBAL, PODMAN_RUN, SIDE_PATHS, CommandFailed, cgroup_dirs, fix_hybrid_cgroups,
-    minirun_env, mount, mounts_under, prepare_bundle, prepare_rootfs, remove_cgroups, run, tail, umount,
-    unfix_hybrid_cgroups, version,
+    MNT_DETACH, PODMAN_GLOBAL, PODMAN_RUN, CommandFailed, cgroup_dirs, cleanup_tools, fix_hybrid_cgroups,
+    minirun_env, mount, prepare_bundle, prepare_rootfs, prepare_tools, remove_cgroups, remove_side_paths,
+    remove_temp_dir, run, side_paths_present, tail, time_round_robin, umount, unfix_hybrid_cgroups, version,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,6 +72,9 @@ class Tool:
         if p.returncode != 0:
             raise CommandFailed(f"exit {p.returncode}: {tail(p)}")
         return t
+
+    def record(self, i: int) -> None:
+        self.times.append(self.once())
 
     def cleanup(self) -> None:
         pass
@@ -226,7 +229,7 @@ def main() -> int:
         return 2
     stop = defer_signals()
 
-    side_before = {p for p in SIDE_PATHS if os.path.lexists(p)}
+    side_before = side_paths_present()
     binaries = {n: shutil.which(n) for n in ("runc", "podman")}
     print(f"bench_exec: `exec C true` into a running busybox container, median of {args.runs} runs each, "
           "interleaved round-robin")
@@ -256,47 +259,19 @@ def main() -> int:
         python = Tool("floor: python -c pass")
         python.cmd = [sys.executable, "-c", "pass"]
         tools.append(python)
-        for t in tools:
-            if stop:
-                raise KeyboardInterrupt
-            try:
-                t.prepare()
-            except (CommandFailed, OSError, ValueError) as e:
-                t.skipped = f"preparation failed: {e}"
-                failed = failed or t is minirun
-        live = [t for t in tools if not t.skipped]
-        for i in range(args.runs):
-            k = i % len(live) if live else 0
-            for t in live[k:] + live[:k]:
-                if stop:
-                    raise KeyboardInterrupt
-                try:
-                    t.times.append(t.once())
-                except (CommandFailed, OSError) as e:
-                    t.failures.append(f"run {i + 1}: {e}")
-                    failed = True
+        # a peer that cannot prepare is reported and skipped; minirun failing is the benchmark failing
+        failed = minirun in prepare_tools(tools, stop, errors=(CommandFailed, OSError, ValueError))
+        failed = time_round_robin(tools, args.runs, stop) or failed
     except KeyboardInterrupt:
         print("interrupted; cleaning up; the figures below are partial", file=sys.stderr)
         failed = True
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
+        cleanup_tools(tools)
         for t in tools:
-            try:
-                t.cleanup()
-            except Exception as e:  # keep cleaning the rest
-                print(f"cleanup of {t.label}: {e}", file=sys.stderr)
             leftovers += t.left
-        for m in sorted(mounts_under(tmp), key=len, reverse=True):
-            leftovers.append(f"mount {m}")
-            try:
-                umount(m)
-            except OSError:
-                umount(m, MNT_DETACH)
-        if mounts_under(tmp):
-            print(f"mounts remain under {tmp}; not removing it", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        leftovers += remove_temp_dir(tmp)
         new_cgroups = cgroup_dirs() - cgroups_before if cgroups_before is not None else set()
         ours = (f"mrbx{os.getpid()}", f"minirun-bench-{os.getpid()}")
         for d in sorted(new_cgroups, key=len, reverse=True):
@@ -305,13 +280,8 @@ def main() -> int:
                     os.rmdir(d)
                 except OSError:
                     leftovers.append(f"cgroup {d} (busy)")
-        for p in SIDE_PATHS:
-            if p not in side_before and os.path.lexists(p):
-                shutil.rmtree(p, ignore_errors=True)
-        try:
-            unfix_hybrid_cgroups(hybrid_fix)
-        except OSError as e:
-            print(f"could not undo the cgroup fix: {e}", file=sys.stderr)
+        remove_side_paths(side_before)
+        unfix_hybrid_cgroups(hybrid_fix)
 
     base = statistics.median(tools[0].times) if tools and tools[0].times else None
     w = max([len(t.label) for t in tools] + [20]) + 2

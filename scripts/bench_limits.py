@@ -22,7 +22,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
-    CommandFailed, Podman, Tool, cgroup_dirs, defer_signals, fix_hybrid_cgroups, minirun_env, mounts_under,
-    prepare_rootfs, unfix_hybrid_cgroups, version,
+    CommandFailed, Podman, Tool, cgroup_dirs, cleanup_tools, defer_signals, fix_hybrid_cgroups, minirun_env,
+    prepare_rootfs, prepare_tools, remove_temp_dir, time_round_robin, unfix_hybrid_cgroups, version,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,40 +134,21 @@ def main() -> int:
         if podman:
             plain = Podman(podman, tmp, tar)
             tools += [plain, PodmanLimits(plain)]
-        for t in tools:
-            try:
-                t.prepare()
-            except (CommandFailed, OSError) as e:
-                t.skipped = f"preparation failed: {e}"
-                failed = True
-        live = [t for t in tools if not t.skipped]
-        for i in range(args.runs):
-            for t in live[i % len(live):] + live[:i % len(live)]:
-                if stop:
-                    raise KeyboardInterrupt
-                try:
-                    t.times.append(t.once(i)[0])
-                except (CommandFailed, OSError) as e:
-                    t.failures.append(f"run {i + 1}: {e}")
-                    failed = True
+        failed = bool(prepare_tools(tools, stop))
+        failed = time_round_robin(tools, args.runs, stop) or failed
         work["create + join (tasks) + remove"] = cgroup_work(args.runs, through_procs=False)
         work["create + join (cgroup.procs) + remove"] = cgroup_work(args.runs, through_procs=True)
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         failed = True
     finally:
+        cleanup_tools(tools)
         for t in tools:
-            try:
-                t.cleanup()
-            except Exception as e:  # keep cleaning the rest
-                print(f"cleanup of {t.label}: {e}", file=sys.stderr)
             leftovers += getattr(t, "leftovers", lambda: [])()
         store_containers = tmp / "store" / "containers"
         if store_containers.is_dir():
             leftovers += [f"minirun container {c.name}" for c in store_containers.iterdir()]
-        leftovers += [f"mount {m}" for m in mounts_under(tmp)]
-        if not mounts_under(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        leftovers += remove_temp_dir(tmp)
         ours = (f"minirun-bench-{os.getpid()}",)
         for d in sorted(cgroup_dirs() - cgroups_before, key=len, reverse=True):
             if any(part.startswith(ours) for part in Path(d).parts):
@@ -178,10 +158,7 @@ def main() -> int:
                     leftovers.append(f"cgroup {d} (busy)")
             elif not d.endswith(f"/{cgroups.PARENT}"):  # minirun's parents stay, as docker's /docker
                 leftovers.append(f"cgroup {d} (new)")
-        try:
-            unfix_hybrid_cgroups(hybrid_fix)
-        except OSError as e:
-            print(f"could not undo the cgroup fix: {e}", file=sys.stderr)
+        unfix_hybrid_cgroups(hybrid_fix)
 
     print()
     print(f"  {'what':<52}{'median s':>9}{'min':>8}{'max':>8}{'ok':>8}")

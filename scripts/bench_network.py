@@ -38,8 +38,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
-    SIDE_PATHS, CommandFailed, Podman, Tool, cgroup_dirs, defer_signals, fix_hybrid_cgroups, minirun_env,
-    mounts_under, prepare_rootfs, tail, umount, unfix_hybrid_cgroups, version,
+    Minirun, Podman, Tool, cgroup_dirs, cleanup_tools, defer_signals, fix_hybrid_cgroups, prepare_rootfs,
+    prepare_tools, remove_side_paths, remove_temp_dir, side_paths_present, time_round_robin,
+    unfix_hybrid_cgroups, version,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,19 +52,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class MinirunRun(Tool):
-    def __init__(self, root: Path, label: str, run_args: list[str]):
-        super().__init__(label, [sys.executable, "-m", "minirun", "--root", str(root), "run", "--rm", *run_args,
-                                 "busybox", "true"], env=minirun_env())
-        self.root = root
-
-    def prepare(self) -> None:
-        for _ in range(2):  # the first builds the busybox image (and maybe the bridge); then a warm-up
-            p = subprocess.run(self.cmd, stdin=subprocess.DEVNULL, capture_output=True, env=self.env, text=True)
-            if p.returncode != 0:
-                raise CommandFailed(f"exit {p.returncode}: {tail(p)}")
 
 
 class PodmanBridge(Tool):
@@ -137,7 +125,7 @@ def main() -> int:
         print("bench_network: must run as root (containers, bridges)", file=sys.stderr)
         return 2
     stop = defer_signals()
-    side_before = {p for p in SIDE_PATHS if os.path.lexists(p)}
+    side_before = side_paths_present()
     tables_before = nft_tables()
     forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
     podman = shutil.which("podman")
@@ -163,58 +151,29 @@ def main() -> int:
         cgroups_before = cgroup_dirs()
         tar, _ = prepare_rootfs(tmp)
         port = free_port()
-        tools += [MinirunRun(store, "minirun --network none", ["--network", "none"]),
-                  MinirunRun(store, "minirun --network bridge", ["--network", "bridge"]),
-                  MinirunRun(store, f"minirun bridge -p 127.0.0.1:{port}:80", ["-p", f"127.0.0.1:{port}:80"])]
+        tools += [Minirun(store, "minirun --network none", ("--network", "none")),
+                  Minirun(store, "minirun --network bridge", ("--network", "bridge")),
+                  Minirun(store, f"minirun bridge -p 127.0.0.1:{port}:80", ("-p", f"127.0.0.1:{port}:80"))]
         if podman:
             none = Podman(podman, tmp, tar)
             tools += [none, PodmanBridge(none)]
-        for t in tools:
-            if stop:
-                raise KeyboardInterrupt
-            try:
-                t.prepare()
-            except (CommandFailed, OSError) as e:
-                t.skipped = f"preparation failed: {e}"
-                failed = True
-        live = [t for t in tools if not t.skipped]
-        for i in range(args.runs):
-            k = i % len(live) if live else 0
-            for t in live[k:] + live[:k]:
-                if stop:
-                    raise KeyboardInterrupt
-                try:
-                    t.times.append(t.once(i)[0])
-                except (CommandFailed, OSError) as e:
-                    t.failures.append(f"run {i + 1}: {e}")
-                    failed = True
+        failed = bool(prepare_tools(tools, stop))
+        failed = time_round_robin(tools, args.runs, stop) or failed
     except KeyboardInterrupt:
         print("interrupted; cleaning up; the figures below are partial", file=sys.stderr)
         failed = True
     finally:
-        for t in tools:
-            try:
-                t.cleanup()
-            except Exception as e:
-                print(f"cleanup of {t.label}: {e}", file=sys.stderr)
+        cleanup_tools(tools)
         leftovers += minirun_leftovers(store)
         for t in tools:
             leftovers += getattr(t, "leftovers", lambda: [])() if isinstance(t, Podman) else []
-        for m in sorted(mounts_under(tmp), key=len, reverse=True):
-            leftovers.append(f"mount {m}")
-            umount(m, 2)
-        shutil.rmtree(tmp, ignore_errors=True)
+        leftovers += remove_temp_dir(tmp)
         notes += undo_netavark(tables_before, forward_before)
-        for p in SIDE_PATHS:
-            if p not in side_before and os.path.lexists(p):
-                shutil.rmtree(p, ignore_errors=True)
+        remove_side_paths(side_before)
         if cgroups_before is not None:
             new = cgroup_dirs() - cgroups_before
             leftovers += [f"cgroup {d} (new)" for d in sorted(new) if f"minirun-bench-{os.getpid()}" in d]
-        try:
-            unfix_hybrid_cgroups(hybrid_fix)
-        except OSError as e:
-            print(f"could not undo the cgroup fix: {e}", file=sys.stderr)
+        unfix_hybrid_cgroups(hybrid_fix)
 
     medians = {t.label: statistics.median(t.times) if t.times else None for t in tools}
     base = medians.get("minirun --network none")

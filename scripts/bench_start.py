@@ -162,24 +162,30 @@ class Tool:
             raise CommandFailed(f"exit {p.returncode}: {tail(p)}")
         return t, None
 
+    def record(self, i: int) -> None:
+        """Time run `i` and keep its figures (what `time_round_robin` calls)."""
+        main_t, extra_t = self.once(i)
+        self.times.append(main_t)
+        if extra_t is not None:
+            self.extra.append(extra_t)
+
     def cleanup(self) -> None:
         pass
 
 
 class Minirun(Tool):
-    def __init__(self, root: Path):
-        super().__init__("minirun run --rm busybox true",
-                         [sys.executable, "-m", "minirun", "--root", str(root), "run", "--rm", "busybox", "true"],
-                         env=minirun_env())
+    """`minirun run --rm [run_args] busybox true` on the store `root`."""
+
+    def __init__(self, root: Path, label: str = "minirun run --rm busybox true", run_args: tuple[str, ...] = ()):
+        super().__init__(label, [sys.executable, "-m", "minirun", "--root", str(root), "run", "--rm", *run_args,
+                                 "busybox", "true"], env=minirun_env())
         self.root = root
 
     def prepare(self) -> None:
-        # the first run builds the busybox image into the store; then one warm-up run
+        # the first run builds the busybox image into the store (and, with a bridge, maybe the
+        # bridge); then one warm-up run
         for _ in range(2):
-            p = subprocess.run(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=self.env, text=True)
-            if p.returncode != 0:
-                raise CommandFailed(f"exit {p.returncode}: {tail(p)}")
+            self.once(-1)
 
     def leftovers(self) -> list[str]:
         cdir = self.root / "containers"
@@ -347,13 +353,89 @@ def fix_hybrid_cgroups() -> list[tuple[str, bool]]:
 
 
 def unfix_hybrid_cgroups(made: list[tuple[str, bool]]) -> None:
-    for target, created in made:
+    """Undo `fix_hybrid_cgroups`; a failure is printed, not raised (it runs during cleanup)."""
+    try:
+        for target, created in made:
+            try:
+                umount(target)
+            except OSError:
+                umount(target, MNT_DETACH)
+            if created:
+                os.rmdir(target)
+    except OSError as e:
+        print(f"could not undo the cgroup fix: {e}", file=sys.stderr)
+
+
+# -- the run of a benchmark: prepare, time, clean up -------------------------------------------
+# Duck-typed over the tools: each has label, prepare(), record(i), cleanup(), skipped, failures.
+
+def prepare_tools(tools: list, stop: list[int], errors: tuple = (CommandFailed, OSError)) -> list:
+    """Prepare every tool, untimed; one whose preparation fails is marked skipped and not timed.
+    Returns the tools that failed."""
+    failed = []
+    for t in tools:
+        if stop:
+            raise KeyboardInterrupt
         try:
-            umount(target)
+            t.prepare()
+        except errors as e:
+            t.skipped = f"preparation failed: {e}"
+            failed.append(t)
+    return failed
+
+
+def time_round_robin(tools: list, runs: int, stop: list[int]) -> bool:
+    """`runs` rounds of one timed run of every tool not skipped, the order rotating each round so
+    machine noise hits every tool alike; a failed run is noted on its tool. True if any failed."""
+    failed = False
+    live = [t for t in tools if not t.skipped]
+    for i in range(runs):
+        k = i % len(live) if live else 0
+        for t in live[k:] + live[:k]:
+            if stop:
+                raise KeyboardInterrupt
+            try:
+                t.record(i)
+            except (CommandFailed, OSError) as e:
+                t.failures.append(f"run {i + 1}: {e}")
+                failed = True
+    return failed
+
+
+def cleanup_tools(tools: list) -> None:
+    for t in tools:
+        try:
+            t.cleanup()
+        except Exception as e:  # keep cleaning the rest
+            print(f"cleanup of {t.label}: {e}", file=sys.stderr)
+
+
+def remove_temp_dir(tmp: Path) -> list[str]:
+    """Unmount what is still mounted under `tmp`, then remove it (kept if a mount stays).
+    Returns the mounts found, as leftovers."""
+    found = []
+    for m in sorted(mounts_under(tmp), key=len, reverse=True):
+        found.append(f"mount {m}")
+        try:
+            umount(m)
         except OSError:
-            umount(target, MNT_DETACH)
-        if created:
-            os.rmdir(target)
+            umount(m, MNT_DETACH)
+    if mounts_under(tmp):
+        print(f"mounts remain under {tmp}; not removing it", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return found
+
+
+def side_paths_present() -> set[str]:
+    return {p for p in SIDE_PATHS if os.path.lexists(p)}
+
+
+def remove_side_paths(before: set[str]) -> None:
+    """Remove the peers' state outside the temp dir (SIDE_PATHS) that this run made."""
+    for p in SIDE_PATHS:
+        if p not in before and os.path.lexists(p):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -415,7 +497,7 @@ def main() -> int:
     # its conmon and container); a second one interrupts at once. Cleanup runs either way.
     stop = defer_signals()
 
-    side_before = {p for p in SIDE_PATHS if os.path.lexists(p)}  # before `crun --version` makes /run/crun
+    side_before = side_paths_present()  # before `crun --version` makes /run/crun
     py = sys.executable
     binaries = {n: shutil.which(n) for n in ("runc", "crun", "podman")}
     print(f"bench_start: container start, median wall time of {args.runs} runs each, interleaved round-robin")
@@ -454,53 +536,18 @@ def main() -> int:
         tools.append(Tool("python -c pass", [py, "-c", "pass"]))
         tools.append(Tool("python -S -c pass", [py, "-S", "-c", "pass"]))
 
-        for t in tools:
-            if stop:
-                raise KeyboardInterrupt
-            try:
-                t.prepare()
-            except (CommandFailed, OSError) as e:
-                t.skipped = f"preparation failed: {e}"
-                failed = True
-
-        live = [t for t in tools if not t.skipped]
-        for i in range(args.runs):
-            k = i % len(live) if live else 0
-            for t in live[k:] + live[:k]:
-                if stop:
-                    raise KeyboardInterrupt
-                try:
-                    main_t, extra_t = t.once(i)
-                except (CommandFailed, OSError) as e:
-                    t.failures.append(f"run {i + 1}: {e}")
-                    failed = True
-                    continue
-                t.times.append(main_t)
-                if extra_t is not None:
-                    t.extra.append(extra_t)
+        failed = bool(prepare_tools(tools, stop))
+        failed = time_round_robin(tools, args.runs, stop) or failed
     except KeyboardInterrupt:
         print("interrupted; cleaning up; the figures below are partial", file=sys.stderr)
         failed = True
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # let cleanup finish
             signal.signal(sig, signal.SIG_IGN)
-        for t in tools:
-            try:
-                t.cleanup()
-            except Exception as e:  # keep cleaning the rest
-                print(f"cleanup of {t.label}: {e}", file=sys.stderr)
-        for m in sorted(mounts_under(tmp), key=len, reverse=True):
-            leftovers.append(f"mount {m}")
-            try:
-                umount(m)
-            except OSError:
-                umount(m, MNT_DETACH)
-        for t in tools:
+        cleanup_tools(tools)
+        for t in tools:  # before the temp dir goes: minirun's store is in it
             leftovers += getattr(t, "leftovers", lambda: [])()
-        if mounts_under(tmp):
-            print(f"mounts remain under {tmp}; not removing it", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        leftovers += remove_temp_dir(tmp)
         # cgroups named after this benchmark are ours to remove; any other new one is reported only
         # (minirun's --rm must leave none, but a test running beside this could have made it)
         ours = (f"mrb{os.getpid()}-", f"minirun-bench-{os.getpid()}")
@@ -513,13 +560,8 @@ def main() -> int:
                     leftovers.append(f"cgroup {d} (busy)")
             else:
                 leftovers.append(f"cgroup {d} (new, not removed)")
-        for p in SIDE_PATHS:
-            if p not in side_before and os.path.lexists(p):
-                shutil.rmtree(p, ignore_errors=True)
-        try:
-            unfix_hybrid_cgroups(hybrid_fix)
-        except OSError as e:
-            print(f"could not undo the cgroup fix: {e}", file=sys.stderr)
+        remove_side_paths(side_before)
+        unfix_hybrid_cgroups(hybrid_fix)
 
     # -- the table
     minirun = tools[0] if tools else None

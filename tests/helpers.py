@@ -5,6 +5,7 @@ import io
 import tarfile
 import os
 import pickle
+import time
 import traceback
 from typing import Callable, Iterable
 
@@ -102,3 +103,14 @@ def in_mount_ns(fn: Callable[..., object], *args: object) -> object:
     if kind == "error":
         pytest.fail(f"in the child:\n{value}")
     return value
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 15.0) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False): for what a
+    container's monitor or the kernel finishes after the CLI has returned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False

@@ -48,34 +48,39 @@ def main(argv: list[str]) -> int:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open("/dev/null", os.O_RDONLY)
+    plan = started = None
+    # build_plan publishes the ports: from there on, whatever fails frees them (and the cgroups)
     try:
         image = store.images.get(container.config.image)
         plan = build_plan(store, container, image, init_layer_link(store))
         plan.stdio, plan.die_with_parent, plan.interactive = (null, out_w, err_w), True, True
         plan.cgroups = cgroups.create(container.id, container.config.resources)
-        try:
-            started = launch.start(plan)
-        except BaseException:
-            cgroups.remove(plan.cgroups)
-            raise
+        started = launch.start(plan)
+        for fd in (null, out_w, err_w):  # PID 1 has them: the copier must see EOF when it exits
+            os.close(fd)
+        null = out_w = err_w = -1
+        failure = launch.read_start_error(started)
     except BaseException as exc:
+        if started is not None:
+            launch.kill(started.pid)
+            os.waitpid(started.pid, 0)
+        if plan is not None:
+            cgroups.remove(plan.cgroups)
+        _stop_publishing(store, container)
         _report(ready_fd, exc if isinstance(exc, MinirunError) else MinirunError(f"{type(exc).__name__}: {exc}"))
         return 1
     finally:
         for fd in (null, out_w, err_w):
-            os.close(fd)
-    failure = launch.read_start_error(started)
+            if fd >= 0:
+                os.close(fd)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, launch.FORWARDED_SIGNALS)
     if failure is not None:
         os.waitpid(started.pid, 0)
         cgroups.remove(plan.cgroups)
         containers.update_state(container, Status="exited", Running=False, ExitCode=failure.exit_code,
                                 Error=failure.message, FinishedAt=rfc3339_now())
+        _stop_publishing(store, container)  # before the report: the CLI returns on it
         _report(ready_fd, failure)
-        if container.state.get("NetworkSettings"):
-            from minirun.runtime.network import stopped
-
-            stopped(store.root, container.id, container.state["NetworkSettings"])
         _maybe_remove(containers, container)
         return 1
     containers.update_state(container, Status="running", Running=True, Pid=started.pid,
@@ -99,6 +104,18 @@ def main(argv: list[str]) -> int:
                               os.path.join(store.root, "lock"), str(started.pid), str(out_r), str(err_r),
                               "1" if container.config.auto_remove else "0", template, "\n".join(plan.cgroups)]
              + ([AFTER_EXIT, *hook] if hook else []))
+
+
+def _stop_publishing(store, container) -> None:
+    """PID 1 is gone or never started: its published ports are freed. Best effort: the start's
+    own error is what gets reported (a port left behind is debris the next publish replaces)."""
+    if container.state.get("NetworkSettings"):
+        from minirun.runtime.network import stopped
+
+        try:
+            stopped(store.root, container.id, container.state["NetworkSettings"])
+        except Exception:
+            pass
 
 
 def _report(ready_fd: int, failure) -> None:

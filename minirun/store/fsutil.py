@@ -32,6 +32,19 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True
         fsync_dir(directory)
 
 
+@contextlib.contextmanager
+def replace_when_done(tmp: str, path: str) -> Iterator[None]:
+    """Rename `tmp` over `path` once the block has written it; remove `tmp` if the block (or the
+    rename) fails: a failed write leaves no partial file under either name."""
+    try:
+        yield
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

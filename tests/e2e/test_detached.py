@@ -12,20 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.helpers import wait_until
+
 ID64 = re.compile(r"^[0-9a-f]{64}\n$")
 
 
 def state_of(store_root, container_id) -> dict:
     return json.loads((store_root / "containers" / container_id / "state.json").read_text())
-
-
-def wait_until(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def processes_of(container_id: str) -> list[str]:

@@ -15,20 +15,12 @@ import time
 import pytest
 
 from minirun.runtime import cgroups
+from tests.helpers import wait_until
 
 MiB = 1 << 20
 # busybox dd reads 100 MB into one buffer: every page of it is touched, so really allocated
 ALLOCATE_100M = ["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"]
 FORK_BOMB = "f(){ f | f & }; f; sleep 120"
-
-
-def wait_until(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def inspect(cli, name) -> dict:
@@ -149,6 +141,10 @@ def test_update_changes_limits_live_and_records_them(cli, busybox):
     assert no_flags.code == 125 and "you must provide one or more flags" in no_flags.err
     bad = cli("update", "--cpus", "lots", "up")
     assert bad.code == 125 and 'invalid argument "lots" for "--cpus" flag' in bad.err
+    too_many = cli("update", "--pids-limit", "99999999", "up")
+    assert too_many.code == 125 and too_many.err.count("\n") == 1
+    assert "invalid --pids-limit 99999999: the kernel allows at most 4194304" in too_many.err
+    assert cgroup_file(cid, "pids", "pids.max") == "50" and inspect(cli, "up")["HostConfig"]["PidsLimit"] == 50
     missing = cli("update", "-m", "64m", "nosuch")
     assert missing.code == 125 and "No such container: nosuch" in missing.err
 
@@ -271,6 +267,9 @@ def test_the_cgroups_of_a_container_whose_monitor_was_killed_go_when_that_is_not
     (["--cpus", "9999"], "range of CPUs is from 0.01"),
     (["--cpuset-cpus", "0-9999"], "Requested CPUs are not available - requested 0-9999"),
     (["--pids-limit", "many"], 'invalid argument "many" for "--pids-limit" flag'),
+    # above the kernel's PID_MAX_LIMIT: refused before anything is made, not by the cgroup write
+    (["--pids-limit", "99999999"], "invalid --pids-limit 99999999: the kernel allows at most 4194304"),
+    (["-p", "18083:80", "--pids-limit", "4194305"], "invalid --pids-limit 4194305"),
 ])
 def test_bad_values_are_125_and_create_nothing(cli, busybox, isolated_store, args, message):
     # values are checked before anything exists: no record, so no cgroup either (one is named by a record's id)

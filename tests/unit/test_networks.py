@@ -42,6 +42,37 @@ def test_bad_subnets(text, needle):
     assert needle in err.value.message
 
 
+# inet_aton takes all of these (some as another address); they would reach nft scripts and records
+ODD_ADDRESSES = ["127.0.0.1 x", "0x7f.0.0.1", "2130706433", "127.1", "0177.0.0.1", "127.000.0.1",
+                 "2130706433\n1.2.3", "127.0.0.1\n", " 127.0.0.1", "127.0.0.1\x00", "1\u0662.0.0.1",
+                 "\udcff.0.0.1", "127.0.0.1;", "256.0.0.1", ""]
+
+
+@pytest.mark.parametrize("text", ODD_ADDRESSES)
+def test_only_canonical_dotted_quads_are_addresses(text):
+    with pytest.raises(UsageError) as err:
+        networks.canonical_ip(text)
+    assert err.value.message.count("\n") == 0 and err.value.message.startswith("invalid IPv4 address: ")
+    with pytest.raises(UsageError):
+        networks.ip_to_int(text)
+    with pytest.raises(UsageError) as err:
+        networks.parse_subnet(text + "/24")
+    assert "\n" not in err.value.message
+
+
+def test_canonical_addresses_pass_unchanged():
+    for text in ("127.0.0.1", "0.0.0.0", "10.66.0.2", "255.255.255.255"):
+        assert networks.canonical_ip(text) == text
+    assert networks.ip_to_int("10.0.0.1") == 0x0A000001
+
+
+@pytest.mark.parametrize("text", ["10.70.0.0/2\u0664", "10.70.0.0/24\n", "10.70.0.0/ 24", "10.70.0.0/+24", "10.70.0.0/\u00b2"])
+def test_odd_prefix_lengths(text):
+    with pytest.raises(UsageError) as err:
+        networks.parse_subnet(text)
+    assert "ADDRESS/PREFIX" in err.value.message and "\n" not in err.value.message
+
+
 def test_first_free_address_skips_network_gateway_broadcast_and_taken():
     net = networks.parse_subnet("10.70.0.0/30")  # .1 and .2 are its only host addresses
     gateway = networks.ip_to_int("10.70.0.1")
@@ -99,6 +130,21 @@ def test_bad_publish_specs(spec, needle):
     with pytest.raises(UsageError) as err:
         portmap.parse_publish(spec)
     assert needle in err.value.message
+
+
+@pytest.mark.parametrize("text", ODD_ADDRESSES[:-1])  # ("" is no host address: "::80" publishes on every one)
+def test_odd_host_addresses_are_refused(text):
+    with pytest.raises(UsageError) as err:
+        portmap.parse_publish(f"{text}:8080:80")
+    assert err.value.message.startswith("invalid ip address: ") and "\n" not in err.value.message
+
+
+@pytest.mark.parametrize("port", [" 80", "80 ", "8_0", "+80", "\u0668\u0660", "80\n", "8080-8081 "])
+def test_odd_port_numbers_are_refused(port):
+    for spec in (f"{port}:80", f"8080:{port}"):
+        with pytest.raises(UsageError) as err:
+            portmap.parse_publish(spec)
+        assert "invalid" in err.value.message and "\n" not in err.value.message
 
 
 def test_how_ports_are_shown():
@@ -237,4 +283,9 @@ def test_network_definitions(tmp_path, monkeypatch, host_dir):
         nets.create("x", gateway="10.71.0.1")
     with pytest.raises(UsageError):
         nets.create("x", driver="overlay")
+    for odd in ODD_ADDRESSES:
+        with pytest.raises(UsageError):
+            nets.create("x", subnet="10.70.0.0/24", gateway=odd)
+        with pytest.raises(UsageError):
+            nets.create("x", subnet=odd + "/24")
     assert len(os.listdir(nets.dir)) == 3  # nothing half-made

@@ -71,6 +71,20 @@ def test_bad_values_are_usage_errors_in_dockers_words(argv, message):
     assert err.value.exit_code == 125
 
 
+def test_pids_limit_stops_at_the_kernels_maximum():
+    """pids.max takes at most PID_MAX_LIMIT (4194304); 0 and negatives mean unlimited, as in docker."""
+    assert parse_run_args(["--pids-limit", "4194304", "img"]).resources == {"PidsLimit": 4194304}
+    for unlimited in ("0", "-1", "-5"):
+        assert limit_writes(parse_run_args(["--pids-limit", unlimited, "img"]).resources, 1) == [("pids", "pids.max", "max")]
+    for too_many in ("4194305", "99999999"):
+        with pytest.raises(UsageError) as err:
+            parse_run_args(["--pids-limit", too_many, "img"])
+        assert err.value.message == (f"invalid --pids-limit {too_many}: the kernel allows at most 4194304 "
+                                     "(0 or -1 for unlimited)")
+    with pytest.raises(UsageError, match="at most 4194304"):
+        merged({"PidsLimit": 10}, {"PidsLimit": 4194305})
+
+
 def test_cpuset_lists():
     assert parse_cpu_list("0-2,4") == {0, 1, 2, 4}
     assert parse_cpu_list("3") == {3}
