@@ -35,9 +35,9 @@ class SplitWriter:
     def __init__(self, path: str) -> None:
         self._file = open(path, "wb")
         self._zip = zlib.compressobj(1)
-        self._pending = bytearray()
+        self._pending = bytearray()  # raw bytes not yet made a record
+        self._records = bytearray(MAGIC)  # records not yet compressed: zlib gets large pieces
         self.total = 0  # bytes of the tar recorded so far
-        self._file.write(self._zip.compress(MAGIC))
 
     def raw(self, data: bytes) -> None:
         if data:
@@ -49,18 +49,25 @@ class SplitWriter:
     def content(self, size: int, path: str) -> None:
         self._flush()
         encoded = os.fsencode(path)
-        self._file.write(self._zip.compress(_FILE + _FILE_HEAD.pack(size, len(encoded)) + encoded))
+        self._records += _FILE + _FILE_HEAD.pack(size, len(encoded)) + encoded
         self.total += size
 
     def _flush(self) -> None:
         if self._pending:
-            record = _RAW + _RAW_HEAD.pack(len(self._pending)) + bytes(self._pending)
-            self._file.write(self._zip.compress(record))
+            self._records += _RAW + _RAW_HEAD.pack(len(self._pending))
+            self._records += self._pending
             self._pending.clear()
+        if len(self._records) >= _FLUSH_AT:
+            self._compress()
+
+    def _compress(self) -> None:
+        self._file.write(self._zip.compress(self._records))
+        self._records.clear()
 
     def close(self) -> int:
         """Finish the file; returns the tar's length."""
         self._flush()
+        self._compress()
         self._file.write(self._zip.flush())
         self._file.close()
         return self.total
