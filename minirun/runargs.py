@@ -63,6 +63,7 @@ def _parser() -> Parser:
 def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> RunOptions:
     ns = _parser().parse_args(argv)
     env = process_env(ns, environ)
+    validate_hostname(ns.hostname)
     publish = parse_network_options(ns.network, ns.hostname, ns.publish)
     return RunOptions(
         image=ns.image, command=list(ns.command), rm=ns.rm, detach=ns.detach, name=ns.name, env=env, workdir=ns.workdir,
@@ -70,6 +71,16 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
         tmpfs=[parse_tmpfs(t) for t in ns.tmpfs], read_only=ns.read_only, entrypoint=ns.entrypoint,
         interactive=ns.interactive, tty=ns.tty, network=ns.network, publish=publish, resources=resource_options(ns),
     )
+
+
+def validate_hostname(hostname: str) -> None:
+    """RFC 1123 names only: the hostname lands in the container's /etc/hosts and in the kernel
+    (sethostname takes at most 64 bytes)."""
+    labels = hostname.split(".")
+    if hostname and (len(hostname) > 64 or not all(
+            0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
+            and all(c.isascii() and (c.isalnum() or c == "-") for c in label) for label in labels)):
+        raise UsageError(f"invalid hostname format: {hostname!r}")
 
 
 def parse_network_options(network: str, hostname: str, publish: list[str]) -> list[list]:

@@ -148,7 +148,7 @@ class Containers:
 
     def find(self, text: str) -> Container:
         """By full id, name, or unique id prefix (docker's order)."""
-        if len(text) == 64 and os.path.isdir(self._path(text)):
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text) and os.path.isdir(self._path(text)):
             return self.load(text)
         containers = self.all()
         wanted = text.lstrip("/")

@@ -36,6 +36,10 @@ def test_volumes_and_tmpfs(tmp_path):
     (["-v", "/tmp:relative", "img"], "absolute"),
     (["-v", "/tmp:/x:rx", "img"], "invalid mode"),
     (["-w", "relative", "img"], "absolute path"),
+    (["-h", "ab\n6.6.6.6 evil", "img"], "invalid hostname"),
+    (["-h", "trail-", "img"], "invalid hostname"),
+    (["-h", "a" * 65, "img"], "invalid hostname"),
+    (["-h", "a..b", "img"], "invalid hostname"),
     (["-e", "=x", "img"], "invalid environment"),
     (["--env-file", "/no/such/file", "img"], "no such file"),
 ])
@@ -60,3 +64,8 @@ def test_entrypoint_and_cmd_rules():
 
 def test_env_merge_replaces_in_place():
     assert merged_env(["PATH=/bin", "A=1"], ["A=2", "B=3", "PATH=/x"]) == ["PATH=/x", "A=2", "B=3"]
+
+
+def test_good_hostnames_pass():
+    for name in ("box", "web-1", "a.b.example", "x" * 63):
+        assert parse_run_args(["-h", name, "img"]).hostname == name
