@@ -17,6 +17,11 @@ or fails to start. An element leading to an address whose publisher is gone and 
 does not run is debris (a monitor killed before its cleanup) and is replaced. A container's
 address is its own until `rm`, so "every element leading to my address" is exactly what to
 remove when it stops, and what to replace when it starts again.
+
+Where nftables is not there (no `nft` on PATH, or the kernel refuses the table), or when
+MINIRUN_PORT_BACKEND=proxy asks for it, the ports go through a userspace proxy instead
+(portproxy.py): the owner binds the host sockets itself and hands them to the proxy, its child.
+NetworkSettings records the backend ("PortBackend") and the proxy (pid, start time) for cleanup.
 """
 from __future__ import annotations
 
@@ -128,7 +133,155 @@ def port_bindings(bindings: list[list]) -> dict:
     return ports
 
 
-# -- the host side: nftables -------------------------------------------------------------------
+# -- the host side: nftables or the proxy ---------------------------------------------------------
+
+BACKEND_ENV = "MINIRUN_PORT_BACKEND"
+
+
+class NftUnavailable(MinirunError):
+    """nftables cannot hold minirun's table here: the proxy takes the ports instead."""
+
+
+def publish_ports(bindings: list[list], address: str) -> tuple[list[list], dict]:
+    """Publish by the backend at hand: (bindings with the host ports picked, what to record in
+    NetworkSettings for unpublish_ports)."""
+    forced = os.environ.get(BACKEND_ENV, "")
+    if forced not in ("", "nft", "proxy"):
+        raise UsageError(f"invalid {BACKEND_ENV}: {forced!r} (supported: nft, proxy)")
+    if forced == "nft" or (not forced and nft_binary() is not None):
+        try:
+            return publish(bindings, address), {"PortBackend": "nft"}
+        except NftUnavailable:
+            if forced:
+                raise
+    return _publish_by_proxy(bindings, address)
+
+
+def unpublish_ports(settings: dict, still_ours=None) -> None:
+    """Undo publish_ports: the proxy is killed whatever `still_ours` says (a new run has its own)."""
+    if settings.get("Proxy"):
+        stop_proxy(settings["Proxy"])
+    if settings.get("PortBackend", "nft") == "nft":
+        unpublish(settings["IPAddress"], still_ours)
+
+
+def _publish_by_proxy(bindings: list[list], address: str) -> tuple[list[list], dict]:
+    from minirun.networks import HOST_DIR
+    from minirun.store.fsutil import flocked
+
+    sockets = []
+    try:
+        resolved = [_bind_for_proxy(b, sockets) for b in bindings]
+        os.makedirs(HOST_DIR, exist_ok=True)
+        with flocked(os.path.join(HOST_DIR, "ports.lock")):
+            _refuse_ports_dnated_elsewhere(resolved, address)
+            proxy = _spawn_proxy([(s.fileno(), p, address, c) for s, (_, _, c, p) in zip(sockets, resolved)])
+    finally:
+        for sock in sockets:  # the proxy has its own copies
+            sock.close()
+    return resolved, {"PortBackend": "proxy", "Proxy": proxy}
+
+
+def _bind_for_proxy(binding: list, sockets: list) -> list:
+    """Bind (and listen on) the host socket the proxy serves. No SO_REUSEADDR on UDP: with it
+    on both sides Linux lets a second socket bind the same port, and the port must stay taken."""
+    import socket
+
+    host_ip, host_port, container_port, proto = binding
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    sockets.append(sock)
+    if proto == "tcp":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host_ip or "0.0.0.0", host_port))
+    except OSError as exc:
+        if exc.errno == 98:  # EADDRINUSE
+            raise Conflict(f"Bind for {shown_ip(host_ip)}:{host_port} failed: port is already allocated") from None
+        raise MinirunError(f"Bind for {shown_ip(host_ip)}:{host_port} failed: {exc.strerror}") from None
+    if proto == "tcp":
+        sock.listen(128)
+    return [host_ip, sock.getsockname()[1], container_port, proto]
+
+
+def _refuse_ports_dnated_elsewhere(resolved: list[list], address: str) -> None:
+    """A port a running container holds by DNAT is bound by nobody: the bind cannot see it."""
+    if nft_binary() is None:
+        return
+    try:
+        elements = list_elements() or []
+    except MinirunError:
+        return  # no nftables in this kernel: nobody DNATs
+    for ip, h, _, p in resolved:
+        for eproto, eip, eport, target, _ in elements:
+            if target == address or eproto != p or eport != h or (ip and eip and ip != eip):
+                continue
+            if publisher_alive(target) or _held_by_running_container(target):
+                raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
+
+
+def _spawn_proxy(specs: list[tuple]) -> dict:
+    """portproxy.py as this process's child, given only the listening sockets: an inherited pipe
+    (the monitor's log pipes, its ready fd) would keep its reader from ever seeing EOF."""
+    import signal
+    import sys
+
+    from minirun.runtime.procs import start_time
+
+    fds = sorted(spec[0] for spec in specs)
+    owner = os.getpid()
+    boot = ("import sys; sys.path[:0] = sys.argv[1].split(':'); from minirun.portproxy import main; "
+            "sys.exit(main(sys.argv[2:]))")
+    argv = [sys.executable, "-S", "-c", boot, ":".join(p for p in sys.path if p), str(owner),
+            *(f"{fd}/{proto}/{ip}/{port}" for fd, proto, ip, port in specs)]
+    pid = os.fork()
+    if pid == 0:  # only os calls until the exec
+        try:
+            os.setsid()  # the terminal's Ctrl-C is for the CLI and the container, not for us
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])  # launch.start blocks some; exec keeps a mask
+            null = os.open("/dev/null", os.O_RDWR)
+            for target in (0, 1, 2):  # `minirun run ... | cat` must not wait for the proxy's EOF
+                os.dup2(null, target)
+            low = 3
+            for fd in fds:
+                os.closerange(low, fd)
+                os.set_inheritable(fd, True)
+                low = fd + 1
+            os.closerange(low, 65536)
+            os.execv(sys.executable, argv)
+        finally:
+            os._exit(127)
+    return {"pid": pid, "start": start_time(pid)}
+
+
+def stop_proxy(proxy: dict) -> None:
+    """Kill the proxy (by pid and start time: pids are reused) and wait until its sockets are
+    closed, so the ports are free when this returns."""
+    import signal
+    import time
+
+    from minirun.runtime.procs import is_alive
+
+    pid, start = int(proxy["pid"]), proxy.get("start")
+    if start is None or not is_alive(pid, start):
+        _reap(pid)
+        return
+    os.kill(pid, signal.SIGKILL)
+    if _reap(pid):
+        return
+    deadline = time.monotonic() + 5
+    while is_alive(pid, start) and time.monotonic() < deadline:  # another process's child (rm -f)
+        time.sleep(0.01)
+
+
+def _reap(pid: int) -> bool:
+    try:
+        os.waitpid(pid, 0)
+        return True
+    except ChildProcessError:
+        return False
+
+
+# -- the nftables backend -------------------------------------------------------------------------
 
 def publish(bindings: list[list], address: str) -> list[list]:
     """DNAT each binding to `address`; returns them with the host ports picked. Raises Conflict
@@ -144,8 +297,12 @@ def publish(bindings: list[list], address: str) -> list[list]:
         seen.update({(p, h, ip)} if ip else {(p, h)})
     os.makedirs(HOST_DIR, exist_ok=True)
     with flocked(os.path.join(HOST_DIR, "ports.lock")):
-        elements = list_elements()
-        script = [_TABLE_DEF] if elements is None else []
+        try:
+            elements = list_elements()
+        except MinirunError as exc:  # e.g. "Protocol not supported": no nf_tables in the kernel
+            raise NftUnavailable(str(exc)) from None
+        creating = elements is None
+        script = [_TABLE_DEF] if creating else []
         elements = elements or []
         for element in elements:
             if element[3] == address:  # left from this container's previous run
@@ -161,7 +318,12 @@ def publish(bindings: list[list], address: str) -> list[list]:
                 script.append(_delete(element))
                 debris.add(target)
             script.append(_element("create", p, ip, h) + f" : {address} . {c} }}")
-        _nft(["-f", "-"], "\n".join(script) + "\n")
+        try:
+            _nft(["-f", "-"], "\n".join(script) + "\n")
+        except MinirunError as exc:
+            if not creating:  # the table is there: a refused element is a real error
+                raise
+            raise NftUnavailable(str(exc)) from None
         _record_publisher(address)
         for target in debris:
             _unlink(_publisher_path(target))

@@ -11,9 +11,9 @@ stays in the namespace it was opened in); attach() runs inside the new namespace
 veth pair with its other end already in the host's namespace, plugs that end into the bridge,
 and gives eth0 its address and default route. The veth pair dies with the namespace.
 
-When PID 1 has exited: stopped() removes the published ports. On rm: release() gives the address
-back and updates the peers' /etc/hosts. Nothing here imports pyroute2 unless a bridge must be
-made (networks.ensure_bridge); nothing here runs for --network none.
+When PID 1 has exited: stopped() removes the published ports (the DNAT elements, or the proxy).
+On rm: release() gives the address back and updates the peers' /etc/hosts. Nothing here imports
+pyroute2 unless a bridge must be made (networks.ensure_bridge); nothing here runs for --network none.
 """
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def prepare(store, container, plan) -> None:
     if config.ports:
         from minirun import portmap
 
-        settings["Ports"] = portmap.publish(config.ports, address)
+        settings["Ports"], backend = portmap.publish_ports(config.ports, address)  # nftables or the proxy
+        settings.update(backend)
         containers.update_state(container, NetworkSettings=settings)
     plan.net = {"bridge": network.bridge, "bridge_index": info["index"], "veth": veth,
                 "address": address, "prefixlen": prefix, "broadcast": int_to_ip(broadcast(*subnet)),
@@ -175,7 +176,7 @@ def stopped(store_root: str, container_id: str, settings: dict | None) -> None:
             return True  # removed: nobody can have started it again
         return (state.get("NetworkSettings") or {}).get("Token") == settings.get("Token")
 
-    portmap.unpublish(settings["IPAddress"], still_ours)
+    portmap.unpublish_ports(settings, still_ours)
 
 
 def release(store_root: str, container_id: str, settings: dict | None) -> None:
@@ -187,7 +188,7 @@ def release(store_root: str, container_id: str, settings: dict | None) -> None:
     if settings.get("Ports"):
         from minirun import portmap
 
-        portmap.unpublish(settings["IPAddress"])  # the address is still ours: so are these
+        portmap.unpublish_ports(settings)  # the address is still ours: so are these
     book = AddressBook(settings["Bridge"])
     if not os.path.isdir(book.dir):
         return

@@ -1,0 +1,137 @@
+"""The userspace proxy for published ports, where nftables cannot DNAT (no `nft`, a kernel
+without nf_tables, or MINIRUN_PORT_BACKEND=proxy): docker's docker-proxy, one process for all
+of a container's ports.
+
+portmap.py binds the host sockets in the container's owner (the foreground CLI, or the monitor,
+which later execs into the log copier) before PID 1 starts, so a taken port is refused the same
+way as with nftables; it then starts this as that owner's child, handing the sockets over. We die
+with the owner (PR_SET_PDEATHSIG: a SIGKILLed CLI leaves no proxy holding its ports), and the
+owner kills us when PID 1 exits.
+
+Started as `python -S -c ...` with argv: owner pid, then one `FD/PROTO/TARGET_IP/TARGET_PORT`
+per socket. Stdlib and threads only: a thread per listener, two per TCP connection, one per UDP
+client (a session, dropped after UDP_IDLE seconds without traffic either way).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+BUFFER = 65536
+CONNECT_TIMEOUT = 5.0
+UDP_IDLE = 90.0  # docker-proxy's UDP conntrack timeout
+
+
+def main(argv: list[str]) -> int:
+    import signal
+
+    import prctl
+
+    prctl.set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != int(argv[0]):  # the owner died before the line above: nobody would kill us
+        return 1
+    for spec in argv[1:]:
+        fd, proto, ip, port = spec.split("/")
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        listener = socket.socket(socket.AF_INET, kind, fileno=int(fd))
+        serve = _serve_tcp if proto == "tcp" else _serve_udp
+        threading.Thread(target=serve, args=(listener, (ip, int(port))), daemon=True).start()
+    threading.Event().wait()  # until the owner's SIGKILL
+    return 0
+
+
+# -- TCP: accept, connect to the container, copy both ways -----------------------------------------
+
+def _serve_tcp(listener: socket.socket, target: tuple[str, int]) -> None:
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            time.sleep(0.05)  # EMFILE and friends: let connections finish rather than spin
+            continue
+        threading.Thread(target=_connection, args=(client, target), daemon=True).start()
+
+
+def _connection(client: socket.socket, target: tuple[str, int]) -> None:
+    try:
+        upstream = socket.create_connection(target, timeout=CONNECT_TIMEOUT)
+    except OSError:
+        client.close()  # nothing listens in the container (yet): the client sees the close
+        return
+    upstream.settimeout(None)
+    back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+    back.start()
+    _pump(client, upstream)
+    back.join()
+    client.close()
+    upstream.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy until EOF, then pass the EOF on (half-close: the other direction may go on)."""
+    try:
+        while data := source.recv(BUFFER):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        for sock in (source, sink):  # a reset: wake the other direction's recv too
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+# -- UDP: a connected socket per client address ---------------------------------------------------
+
+class _Session:
+    def __init__(self, target: tuple[str, int]):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.connect(target)
+        self.sock.settimeout(UDP_IDLE)
+        self.last = time.monotonic()
+
+
+def _serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
+    sessions: dict[tuple, _Session] = {}
+    lock = threading.Lock()
+    while True:
+        try:
+            data, client = listener.recvfrom(BUFFER)
+        except OSError:
+            continue
+        with lock:
+            session = sessions.get(client)
+            if session is None:
+                try:
+                    session = sessions[client] = _Session(target)
+                except OSError:
+                    continue
+                threading.Thread(target=_replies, args=(listener, client, session, sessions, lock),
+                                 daemon=True).start()
+            session.last = time.monotonic()
+        try:
+            session.sock.send(data)
+        except OSError:
+            pass  # ECONNREFUSED from an earlier datagram, a full buffer: UDP may drop
+
+
+def _replies(listener, client, session: _Session, sessions: dict, lock) -> None:
+    while True:
+        try:
+            data = session.sock.recv(BUFFER)
+        except socket.timeout:
+            with lock:
+                if time.monotonic() - session.last < UDP_IDLE:
+                    continue  # the client spoke meanwhile
+                del sessions[client]
+            session.sock.close()
+            return
+        except OSError:
+            continue  # ECONNREFUSED: nothing listened in the container for one datagram
+        session.last = time.monotonic()
+        try:
+            listener.sendto(data, client)
+        except OSError:
+            pass
