@@ -9,7 +9,7 @@ from typing import Callable, List, Optional
 import typer
 from typer.exceptions import Abort as _Abort, Exit as _Exit, TyperException as _ParseError
 
-from minirun.errors import EXIT_RUNTIME, MinirunError, NotFound, UsageError, report
+from minirun.errors import EXIT_RUNTIME, MinirunError, NotFound, UsageError, one_line, report
 
 app = typer.Typer(
     name="minirun",
@@ -243,7 +243,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             print(ctx.get_help())
             code = 0
         else:  # docker answers bad flags with 125, not click's 2
-            print(f"minirun: error: {exc.format_message()}", file=sys.stderr)
+            print(f"minirun: error: {one_line(exc.format_message())}", file=sys.stderr)
             code = EXIT_RUNTIME
     except _Abort:
         code = 130

@@ -97,7 +97,7 @@ def save(
     from minirun.imagesave import save_images, save_to_file
 
     store = _store()
-    if output is not None:
+    if output:  # docker: an empty -o means stdout
         save_to_file(store, images, output)
         return
     if sys.stdout.isatty():

@@ -3,17 +3,24 @@
 They live in `$MINIRUN_CONFIG/auth.json` (default `~/.minirun/auth.json`), in docker's
 config.json shape (`{"auths": {"host:port": {"auth": base64("user:password")}}}`), mode 0600 in
 a 0700 directory. The file is replaced atomically and created with its final mode, so a password
-is never readable by others, not even for a moment. Nothing here prints a password.
+is never readable by others, not even for a moment. A change (read, modify, replace) holds an
+flock on `auth.json.lock`: two logins at once would otherwise each write back what they read, and
+one of them be lost. Nothing here prints a password.
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 
 from minirun.errors import MinirunError, UsageError
 from minirun.registry import HUB_DOMAINS, HUB_HOST
-from minirun.store.fsutil import replace_when_done
+from minirun.store.fsutil import flocked, replace_when_done
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 
 def config_dir() -> str:
@@ -69,19 +76,38 @@ def lookup(host: str) -> tuple[str, str] | None:
 
 
 def save(host: str, user: str, password: str) -> None:
-    config = _load()
-    auths = config.setdefault("auths", {})
-    auths[server_key(host)] = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
-    _store(config)
+    key = server_key(host)
+    with _changing():
+        config = _load()
+        auths = config.setdefault("auths", {})
+        auths[key] = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+        _store(config)
 
 
 def remove(host: str) -> bool:
     """Forget a registry's credentials; False when there were none."""
-    config = _load()
-    if config.get("auths", {}).pop(server_key(host), None) is None:
+    key = server_key(host)
+    if not os.path.exists(auth_path()):  # nothing to forget: no directory created for a lock
         return False
-    _store(config)
-    return True
+    with _changing():
+        config = _load()
+        if config.get("auths", {}).pop(key, None) is None:
+            return False
+        _store(config)
+        return True
+
+
+@contextlib.contextmanager
+def _changing() -> Iterator[None]:
+    """Hold the credentials' lock while they are read, changed and written back."""
+    directory = config_dir()
+    with contextlib.ExitStack() as held:
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            held.enter_context(flocked(os.path.join(directory, "auth.json.lock")))
+        except OSError as exc:
+            raise MinirunError(f"cannot lock {auth_path()}: {exc.strerror}") from exc
+        yield
 
 
 def _load() -> dict:
@@ -90,7 +116,7 @@ def _load() -> dict:
             config = json.load(f)
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise MinirunError(f"cannot read {auth_path()}: {getattr(exc, 'strerror', None) or 'not valid JSON'}")
     if not isinstance(config, dict) or not isinstance(config.get("auths", {}), dict):
         raise MinirunError(f"cannot read {auth_path()}: not an auth file")

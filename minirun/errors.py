@@ -51,9 +51,20 @@ class SyscallError(MinirunError):
         self.path = path
 
 
+def one_line(text: str) -> str:
+    """`text` as one line of printable characters: newlines, carriage returns, escape sequences and
+    every other unprintable character (bidi controls, lone surrogates) escaped as Python's repr
+    writes them. Messages quote names from archives, registries and users; none can add a line
+    (a forged `Loaded image: ...`) or restyle the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def report(exc: BaseException, debug: bool = False) -> int:
     """Print one `minirun: error: ...` line for `exc` (a traceback too with --debug); return the
-    exit code. Unexpected exceptions are bugs, still shown as one line."""
+    exit code. Unexpected exceptions are bugs, still shown as one line; whatever the message
+    holds, it is printed as exactly one line."""
     import sys
 
     if debug:
@@ -67,5 +78,5 @@ def report(exc: BaseException, debug: bool = False) -> int:
         message, code = f"{exc.strerror or exc}{where}", EXIT_RUNTIME
     else:
         message, code = f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", EXIT_RUNTIME
-    print(f"minirun: error: {message}", file=sys.stderr)
+    print(f"minirun: error: {one_line(str(message))}", file=sys.stderr)
     return code

@@ -13,6 +13,10 @@ orders them). A pipe is spooled to an unnamed temp file in the store first, as d
 Everything is verified before anything becomes visible: blob digests (configs, manifests,
 compressed layers), every layer's diff_id against its config, sizes against descriptors; the
 staged layers are committed with their images only when all of them passed.
+
+A small compressed archive can claim gigabytes: the index holds no tar header above 1 MiB, and
+documents, configs, entries and names have limits (the _MAX_* below), so what load holds in memory
+stays in the tens of MiB whatever the archive says.
 """
 from __future__ import annotations
 
@@ -20,13 +24,14 @@ import io
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 from minirun.errors import BadArchive, MinirunError
 from minirun.layerworkers import COMPRESSED_MAGIC, DEFAULT_WORKERS, unpack_layers
 from minirun.manifests import (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, DOCKER_CONFIG, OCI_CONFIG,
                                check_descriptor, check_digest, familiar_name, is_index, layer_media_compression,
-                               load_json, parse_index, parse_manifest, pick_platform, sha256_digest, verify_blob)
+                               load_json, parse_index, parse_json, parse_manifest, pick_platform, sha256_digest,
+                               verify_blob)
 
 if TYPE_CHECKING:
     from minirun.reference import Reference
@@ -35,7 +40,13 @@ if TYPE_CHECKING:
 
 _CHUNK = 1 << 20
 _BLOCK = 512
-_MAX_JSON = 64 << 20  # a config or manifest bigger than this is not one
+# Limits on what an archive may make this process hold (a crafted archive is small compressed):
+_MAX_DOCUMENT = 4 << 20  # manifest.json, index.json, a manifest: the registry's limit on manifests
+_MAX_CONFIG = 8 << 20  # an image config, as pull takes it
+_MAX_CONFIGS = 32 << 20  # all the configs of one archive, held until the images are committed
+_MAX_IMAGES = 1000  # entries in manifest.json or index.json
+_MAX_FILES = 100_000  # files and links in the archive (directories are not kept)
+_MAX_NAME_BYTES = 16 << 20  # their names and link targets, in all
 
 
 # -- progress ----------------------------------------------------------------------------------
@@ -115,7 +126,8 @@ class Archive:
             raw.seek(start)
             with tarfile.open(fileobj=_TarfileInput(raw, start), mode="r:",  # type: ignore[arg-type]
                               encoding="utf-8", errors="surrogateescape") as tar:
-                for info in tar:
+                while (info := tar.next()) is not None:
+                    tar.members.clear()  # tarfile keeps every TarInfo it read; nothing here needs them
                     if info.sparse is not None or info.type == tarfile.GNUTYPE_SPARSE:
                         continue  # its data is not where it could be read from: not an image file
                     kind = b"0" if info.isreg() else b"2" if info.issym() else b"1" if info.islnk() else b"5"
@@ -180,6 +192,21 @@ class Archive:
         return os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
 
 
+class _PreadSource:
+    """The archive's header blocks for tarheaders.HeaderReader, by pread: member data between
+    them is never read while indexing."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size = fd, size
+
+    def begin_member(self, offset: int) -> None:
+        pass
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        size = max(0, min(size, self.size - offset))
+        return os.pread(self.fd, size, offset) if size else b""
+
+
 def _clean(name: str) -> str:
     while name.startswith("./"):
         name = name[2:]
@@ -203,46 +230,49 @@ class LayerPlan:
 
 @dataclass
 class ImagePlan:
+    id: str  # the config's digest
     raw_config: bytes
     diff_ids: list[str]
     layers: list[LayerPlan]
-    refs: list[Reference] = field(default_factory=list)
+    names: dict[Reference, None] = field(default_factory=dict)  # ordered, each once
 
     @property
-    def id(self) -> str:
-        return sha256_digest(self.raw_config)
+    def refs(self) -> list[Reference]:
+        return list(self.names)
 
     def config(self) -> dict:
         """Parsed when committed, one image at a time: a parsed config can take many times its
-        size (plans hold the bytes only, within _MAX_CONFIGS)."""
+        size (plans hold the bytes only, at most _MAX_CONFIGS of them)."""
         return load_json(self.raw_config, "image config")
 
 
 class _Plans:
     """The images met so far, one plan per image id (an image several entries name gets all
-    their names), and the configs already read, by member: each is read and parsed once, however
-    many entries name it."""
+    their names, and the first entry's layers), and the configs already read, by member: each
+    is read, hashed and parsed once, however many entries name it."""
 
     def __init__(self) -> None:
         self.by_id: dict[str, ImagePlan] = {}
-        self.configs: dict[Member, tuple[bytes, list[str]]] = {}
-        self.config_bytes = 0
+        self._configs: dict[Member, tuple[str, bytes, list[str]]] = {}
+        self._config_bytes = 0
 
-    def config(self, archive: Archive, member: Member, what: str, read) -> tuple[bytes, list[str]]:
-        """(bytes, diff_ids) of a config, `read()` only the first time its member is named."""
-        known = self.configs.get(member)
-        if known is not None:
-            return known
-        raw = read()
-        self.config_bytes += len(raw)
-        if self.config_bytes > _MAX_CONFIGS:
-            raise BadArchive(f"{what}: the archive's image configs exceed {_MAX_CONFIGS >> 20} MiB in all")
-        known = self.configs[member] = (raw, _config_diff_ids(raw, what))
+    def config(self, member: Member, what: str, read: Callable[[], bytes]) -> tuple[str, bytes, list[str]]:
+        """(image id, bytes, diff_ids) of the config in `member`; `read()` the first time only."""
+        known = self._configs.get(member)
+        if known is None:
+            raw = read()
+            self._config_bytes += len(raw)
+            if self._config_bytes > _MAX_CONFIGS:
+                raise BadArchive(f"{what}: the archive's image configs take more than {_MAX_CONFIGS >> 20} MiB")
+            known = self._configs[member] = (sha256_digest(raw), raw, _config_diff_ids(raw, what))
         return known
 
-    def add(self, raw: bytes, diff_ids: list[str], layers: list[LayerPlan], refs: list[Reference]) -> None:
-        plan = self.by_id.setdefault(sha256_digest(raw), ImagePlan(raw, diff_ids, layers, []))
-        plan.refs = list(dict.fromkeys(plan.refs + refs))  # the first entry's layers, every name
+    def add(self, image_id: str, raw: bytes, diff_ids: list[str], layers: list[LayerPlan]) -> None:
+        if image_id not in self.by_id:
+            self.by_id[image_id] = ImagePlan(image_id, raw, diff_ids, layers)
+
+    def name(self, image_id: str, refs: list[Reference]) -> None:
+        self.by_id[image_id].names.update(dict.fromkeys(refs))
 
 
 def read_plans(archive: Archive) -> list[ImagePlan]:
@@ -276,31 +306,38 @@ def _check_count(count: int, what: str) -> None:
 
 
 def _docker_plans(archive: Archive) -> _Plans:
-    entries = parse_json(archive.read("manifest.json", "manifest.json", _MAX_DOCUMENT), "manifest.json")
-    if not isinstance(entries, list):
+    doc = parse_json(archive.read("manifest.json", "docker archive", _MAX_DOCUMENT), "manifest.json")
+    if not isinstance(doc, list):
         raise BadArchive("manifest.json: not a list of images")
-    _check_count(len(entries), "manifest.json")
+    _check_count(len(doc), "manifest.json")
+    entries = [_docker_entry(entry, f"manifest.json entry {n}") for n, entry in enumerate(doc, 1)]
+    del doc  # whatever else the entries held: only these fields are kept
     plans = _Plans()
-    for n, entry in enumerate(entries, 1):
+    for n, (path, layer_paths, tags) in enumerate(entries, 1):
         what = f"manifest.json entry {n}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
-                or not isinstance(entry.get("Layers"), list) or not all(isinstance(p, str) for p in entry["Layers"]):
-            raise BadArchive(f"{what}: needs a Config path and a list of Layers")
-        tags = entry.get("RepoTags") or []
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise BadArchive(f"{what}: RepoTags is not a list of names")
-        path = entry["Config"]
-        raw, diff_ids = plans.config(archive, archive.member(path, f"{what} config"), f"{what} config",
-                                     lambda: _read_config_path(archive, path, f"{what} config"))
-        if len(diff_ids) != len(entry["Layers"]):
-            raise BadArchive(f"{what}: {len(entry['Layers'])} layers, but its config lists {len(diff_ids)} diff_ids")
+        image_id, raw, diff_ids = plans.config(archive.member(path, f"{what} config"), f"{what} config",
+                                               lambda: _read_config_path(archive, path, f"{what} config"))
+        if len(diff_ids) != len(layer_paths):
+            raise BadArchive(f"{what}: {len(layer_paths)} layers, but its config lists {len(diff_ids)} diff_ids")
         layers = [
-            LayerPlan(diff_id, archive.member(path, f"{what} layer {i + 1}"), _digest_in_path(path),
-                      f"layer {i + 1} ({path})")
-            for i, (diff_id, path) in enumerate(zip(diff_ids, entry["Layers"]))
+            LayerPlan(diff_id, archive.member(layer_path, f"{what} layer {i + 1}"), _digest_in_path(layer_path),
+                      f"layer {i + 1} ({layer_path})")
+            for i, (diff_id, layer_path) in enumerate(zip(diff_ids, layer_paths))
         ]
-        plans.add(raw, diff_ids, layers, _references(tags, what))
+        plans.add(image_id, raw, diff_ids, layers)
+        plans.name(image_id, _references(tags, what))
     return plans
+
+
+def _docker_entry(entry: object, what: str) -> tuple[str, list[str], list[str]]:
+    """(Config, Layers, RepoTags) of a manifest.json entry, checked."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
+            or not isinstance(entry.get("Layers"), list) or not all(isinstance(p, str) for p in entry["Layers"]):
+        raise BadArchive(f"{what}: needs a Config path and a list of Layers")
+    tags = entry.get("RepoTags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise BadArchive(f"{what}: RepoTags is not a list of names")
+    return entry["Config"], entry["Layers"], tags
 
 
 def _read_config_path(archive: Archive, path: str, what: str) -> bytes:
@@ -318,39 +355,43 @@ def _oci_plans(archive: Archive) -> _Plans:
     index = parse_index(archive.read("index.json", "OCI layout", _MAX_DOCUMENT))
     _check_count(len(index["manifests"]), "index.json")
     plans = _Plans()
-    seen: set[str] = set()  # manifests already planned: another entry naming one adds its names only
+    planned: dict[str, str] = {}  # manifest digest -> image id: another entry naming it adds names only
     for n, desc in enumerate(index["manifests"], 1):
         what = f"index.json entry {n}"
         refs = _references(_oci_names(desc), what)
-        if desc["digest"] in seen:
-            for plan in plans.by_id.values():
-                if plan.layers and desc["digest"] in getattr(plan, "manifests", ()):
-                    plan.refs = list(dict.fromkeys(plan.refs + refs))
-            continue
-        seen.add(desc["digest"])
-        manifest = _manifest_for(archive, desc, what)
-        config_desc = manifest["config"]
-        if config_desc.get("mediaType") not in (None, OCI_CONFIG, DOCKER_CONFIG):
-            raise BadArchive(f"{what}: not a container image (config of type {config_desc['mediaType']})")
-        raw, diff_ids = plans.config(archive, archive.member(blob_path(config_desc["digest"]), f"{what} config"),
-                                     f"{what} config", lambda: _read_blob(archive, config_desc, f"{what} config",
-                                                                           _MAX_CONFIG))
-        if len(diff_ids) != len(manifest["layers"]):
-            raise BadArchive(f"{what}: {len(manifest['layers'])} layers, but its config lists {len(diff_ids)} diff_ids")
-        layers = []
-        for i, (diff_id, layer) in enumerate(zip(diff_ids, manifest["layers"])):
-            layer_what = f"layer {i + 1} ({layer['digest']})"
-            try:
-                layer_media_compression(layer["mediaType"])
-            except MinirunError as exc:
-                raise BadArchive(f"{what} {layer_what}: {exc.message}") from None
-            member = archive.member(blob_path(layer["digest"]), f"{what} {layer_what}")
-            if member.size != layer["size"]:
-                raise BadArchive(f"{what} {layer_what}: {member.size} bytes in the archive, "
-                                 f"{layer['size']} in the manifest")
-            layers.append(LayerPlan(diff_id, member, layer["digest"], layer_what))
-        plans.add(raw, diff_ids, layers, refs)
+        image_id = planned.get(desc["digest"])
+        if image_id is None:
+            image_id = planned[desc["digest"]] = _plan_manifest(archive, plans, desc, what)
+        plans.name(image_id, refs)
     return plans
+
+
+def _plan_manifest(archive: Archive, plans: _Plans, desc: dict, what: str) -> str:
+    manifest = _manifest_for(archive, desc, what)
+    config_desc = manifest["config"]
+    if config_desc.get("mediaType") not in (None, OCI_CONFIG, DOCKER_CONFIG):
+        raise BadArchive(f"{what}: not a container image (config of type {config_desc['mediaType']})")
+    image_id, raw, diff_ids = plans.config(
+        archive.member(blob_path(config_desc["digest"]), f"{what} config"), f"{what} config",
+        lambda: _read_blob(archive, config_desc, f"{what} config", _MAX_CONFIG))
+    if len(diff_ids) != len(manifest["layers"]):
+        raise BadArchive(f"{what}: {len(manifest['layers'])} layers, but its config lists {len(diff_ids)} diff_ids")
+    layers = []
+    for i, (diff_id, layer) in enumerate(zip(diff_ids, manifest["layers"])):
+        layer_what = f"layer {i + 1} ({layer['digest']})"
+        try:
+            layer_media_compression(layer["mediaType"])
+        except MinirunError as exc:
+            raise BadArchive(f"{what} {layer_what}: {exc.message}") from None
+        member = archive.member(blob_path(layer["digest"]), f"{what} {layer_what}")
+        if member.size != layer["size"]:
+            raise BadArchive(f"{what} {layer_what}: {member.size} bytes in the archive, "
+                             f"{layer['size']} in the manifest")
+        layers.append(LayerPlan(diff_id, member, layer["digest"], layer_what))
+    plans.add(image_id, raw, diff_ids, layers)
+    return image_id
+
+
 def _manifest_for(archive: Archive, desc: dict, what: str) -> dict:
     """The image manifest an index entry leads to: through a nested index, the host's platform."""
     for _ in range(4):  # indexes nest; not deeply in any real layout
@@ -363,9 +404,11 @@ def _manifest_for(archive: Archive, desc: dict, what: str) -> dict:
     raise BadArchive(f"{what}: image indexes nested too deeply")
 
 
-def _read_blob(archive: Archive, desc: dict, what: str) -> bytes:
+def _read_blob(archive: Archive, desc: dict, what: str, limit: int = _MAX_DOCUMENT) -> bytes:
     check_descriptor(desc, what)
-    return verify_blob(archive.read(blob_path(desc["digest"]), what), desc, what)
+    if desc["size"] > limit:
+        raise BadArchive(f"{what}: {desc['digest']} is too large ({desc['size']} bytes, at most {limit})")
+    return verify_blob(archive.read(blob_path(desc["digest"]), what, limit), desc, what)
 
 
 def _oci_names(desc: dict) -> list[str]:
@@ -386,18 +429,19 @@ def _oci_names(desc: dict) -> list[str]:
 def _references(names: list[str], what: str) -> list[Reference]:
     from minirun.reference import parse_reference
 
-    refs = []
+    refs: dict[Reference, None] = {}
     for name in names:
         try:
             ref = parse_reference(familiar_name(name))
         except MinirunError as exc:
             raise BadArchive(f"{what}: invalid image name {name!r}: {exc.message}") from None
-        if ref.digest is None and ref not in refs:  # a digest names content, not a tag to set
-            refs.append(ref)
-    return refs
+        if ref.digest is None:  # a digest names content, not a tag to set
+            refs[ref] = None
+    return list(refs)
 
 
-def _parse_config(raw: bytes, what: str) -> dict:
+def _config_diff_ids(raw: bytes, what: str) -> list[str]:
+    """The config's diff_ids, once it is checked to be a linux image config."""
     config = load_json(raw, what)
     rootfs = config.get("rootfs")
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
@@ -407,7 +451,7 @@ def _parse_config(raw: bytes, what: str) -> dict:
         check_digest(diff_id, f"{what} diff_id")
     if config.get("os") not in (None, "", "linux"):
         raise BadArchive(f"{what}: cannot load a {config['os']} image on linux")
-    return config
+    return diff_ids
 
 
 # -- the whole load ----------------------------------------------------------------------------
@@ -440,7 +484,7 @@ def _commit(store: Store, plans: list[ImagePlan], staged: dict[str, StagedLayer]
         for plan in plans:
             mine = [staged.pop(d) for d in dict.fromkeys(layer.diff_id for layer in plan.layers) if d in staged]
             before = store.images.tags()
-            image = store.commit_image(mine, plan.config, plan.refs[0] if plan.refs else None,
+            image = store.commit_image(mine, plan.config(), plan.refs[0] if plan.refs else None,
                                        raw_config=plan.raw_config, more_refs=plan.refs[1:])
             names = [str(ref) for ref in plan.refs]
             replaced = [(n, before[n]) for n in names if before.get(n) not in (None, image.id)]

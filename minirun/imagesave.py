@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
@@ -171,16 +172,58 @@ def save_images(store: Store, names: list[str], out: BinaryIO) -> None:
 
 def save_to_file(store: Store, names: list[str], path: str) -> None:
     """Write to a temp file beside `path`, renamed over it once complete (removed on failure), as
-    docker's CLI does: a failed save never leaves a partial archive under the name."""
+    docker's CLI does: a failed save never leaves a partial archive under the name. Only a
+    regular file is replaced: the rename would put the archive in place of a device, a FIFO, a
+    symlink (not its target) or whatever else has the name, so those are refused."""
     import tempfile
 
     from minirun.store.fsutil import replace_when_done
 
+    _check_destination(path)
     members = plan_archive(store, select_images(store, names))  # bad names fail before any file exists
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise MinirunError(f"failed to save image: {path}: {exc.strerror}") from None
+    try:
+        with replace_when_done(tmp, path), open(fd, "wb", buffering=_CHUNK) as out:
+            write_archive(store, members, out)
+            _check_destination(path)  # again: the save may have taken minutes
+    except OSError as exc:
+        if exc.filename == tmp:  # the rename (it names its source): name the target, not our temp file
+            raise MinirunError(f"failed to save image: {path}: {exc.strerror}") from None
+        raise
+
+
+# moby's atomicwriter refuses these destinations, in this order, with these words.
+_REFUSED_KINDS = (
+    (stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link directly"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device file"), (stat.S_ISBLK, "a block device file"),
+)
+
+
+def _check_destination(path: str) -> None:
+    """`path` may be replaced by a new file: its directory exists, and it does not, or it is a
+    regular file (lstat: the rename replaces a symlink itself, not what it points to)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        if not stat.S_ISDIR(os.stat(directory).st_mode):
+            raise MinirunError(f"failed to save image: invalid output path: {directory!r} is not a directory")
     except FileNotFoundError:
         raise MinirunError(f"failed to save image: invalid output path: directory {directory!r} does not exist") from None
-    with replace_when_done(tmp, path), open(fd, "wb", buffering=_CHUNK) as out:
-        write_archive(store, members, out)
+    except NotADirectoryError:
+        raise MinirunError(f"failed to save image: invalid output path: {directory!r} is not a directory") from None
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise MinirunError(f"failed to save image: failed to stat output path {path}: {exc.strerror}") from None
+    if stat.S_ISREG(mode):
+        return
+    for test, kind in _REFUSED_KINDS:
+        if test(mode):
+            raise MinirunError(f"failed to save image: cannot write to {kind}: {path}")
+    raise MinirunError(f"failed to save image: unknown file mode {mode:#o}: {path}")

@@ -94,11 +94,19 @@ def verify_blob(data: bytes, desc: dict, what: str) -> bytes:
 
 # -- manifests and indexes ---------------------------------------------------------------------
 
-def load_json(data: bytes, what: str) -> dict:
+def parse_json(data: bytes, what: str) -> object:
+    """A JSON document from outside (an archive, a registry), or BadArchive naming `what`."""
     try:
-        doc = json.loads(data)
+        return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadArchive(f"{what}: invalid JSON ({str(exc).splitlines()[0]})") from None
+    except RecursionError:  # "[" * 100000: nested deeper than the parser goes
+        raise BadArchive(f"{what}: invalid JSON (nested too deeply)") from None
+
+
+def load_json(data: bytes, what: str) -> dict:
+    """A JSON object from outside, or BadArchive naming `what`."""
+    doc = parse_json(data, what)
     if not isinstance(doc, dict):
         raise BadArchive(f"{what}: not a JSON object")
     return doc

@@ -39,6 +39,9 @@ CHUNK_SIZE = 32 << 20
 _TIMEOUT_S = 60
 _BLOCK = 1 << 20  # http.client sends file bodies in 8 KiB blocks by default: 128x the syscalls
 _MAX_REDIRECTS = 5
+# Bodies nobody needs whole (errors, challenges, redirects, acknowledgements) are read up to this;
+# a longer one costs the connection, never memory (a hostile server can send gigabytes, or no end).
+_MAX_SMALL_BODY = 1 << 16
 _USER_AGENT = "minirun/0.1"
 
 
@@ -158,7 +161,7 @@ class Registry:
         path = f"/v2/{repo}/blobs/{digest}"
         response = self._call("HEAD", path, follow_redirects=True)
         if response.status == 404:
-            response.read()
+            self._small_body(response)
             return None
         self._done(response, "HEAD", path)
         length = response.getheader("Content-Length")
@@ -265,24 +268,21 @@ class Registry:
         response = self._send(method, target, headers, body, authorize=True)
         if response.status == 401:
             challenge = response.getheader("WWW-Authenticate") or ""
-            response.read()
-            response.close()
+            self._small_body(response)
             self._authenticate(challenge, f"{method} {self.url(_strip_query(target))}")
             if not _resendable(body):
                 raise Unauthorized("unauthorized: the registry asked for credentials again during an upload",
                                    401, "UNAUTHORIZED")
             response = self._send(method, target, headers, body, authorize=True)
             if response.status == 401:
-                text = _error_text(response.read(), "authentication required")
-                response.close()
+                text = _error_text(self._small_body(response), "authentication required")
                 raise Unauthorized(f"unauthorized: {text}" if not text.startswith("unauthorized") else text,
                                    401, "UNAUTHORIZED")
         redirects = 0
         while follow_redirects and response.status in (301, 302, 303, 307, 308):
             redirects += 1
             location = response.getheader("Location")
-            response.read()
-            response.close()
+            self._small_body(response)
             if not location or redirects > _MAX_REDIRECTS:
                 raise RegistryError(f"{method} {self.url(target)}: too many redirects")
             response = self._follow(method, urllib.parse.urljoin(self.url(target), location))
@@ -378,7 +378,7 @@ class Registry:
         try:
             document = json.loads(body)
             token = document.get("token") or document.get("access_token")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             token = None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"GET {realm}: the token server sent no token")
@@ -388,17 +388,14 @@ class Registry:
               expected: tuple[int, ...] = (200,)) -> http.client.HTTPResponse:
         """Check the status, then read the (small) body to its end so the connection is reusable."""
         self._check(response, method, target, expected)
-        response.read()
+        self._small_body(response)
         return response
 
     def _check(self, response: http.client.HTTPResponse, method: str, path: str,
                expected: tuple[int, ...] = (200,)) -> None:
         if response.status in expected:
             return
-        body = b"" if method == "HEAD" else response.read(1 << 16)
-        if not response.isclosed():  # an error page larger than we care to read
-            response.close()
-            self._drop_connection()
+        body = self._small_body(response)
         text = _error_text(body, response.reason or "")
         status = response.status
         if status == 401:
@@ -406,6 +403,16 @@ class Registry:
         if status == 403:
             raise RegistryError(f"denied: {text}", status, "DENIED")
         raise RegistryError(f"{method} {self.url(path)}: {status} {text}".rstrip(), status, _error_code(body))
+
+    def _small_body(self, response: http.client.HTTPResponse) -> bytes:
+        """Up to _MAX_SMALL_BODY bytes of a body, and the response closed: read to its end when
+        that is all of it (the keep-alive connection stays usable), else dropped with its
+        connection (what is left unread would be taken for the next response)."""
+        body = response.read(_MAX_SMALL_BODY)
+        if not response.isclosed():
+            response.close()
+            self._drop_connection()
+        return body
 
     # -- connections --------------------------------------------------------------------
     def _connection(self) -> http.client.HTTPConnection:
@@ -490,7 +497,7 @@ def _error_text(body: bytes, default: str) -> str:
         code = str(first.get("code", "")).lower().replace("_", " ")
         message = str(first.get("message", ""))
         return f"{code}: {message}" if code and message else (message or code or default)
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
         # not the registry's JSON (a proxy, or a TLS port spoken to in plain HTTP): a short
         # text body says more than the status line
         text = body[:300].decode("utf-8", "replace").strip().splitlines()
@@ -502,7 +509,7 @@ def _error_text(body: bytes, default: str) -> str:
 def _error_code(body: bytes) -> str:
     try:
         return str(json.loads(body)["errors"][0]["code"])
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
         return ""
 
 

@@ -329,7 +329,7 @@ def _layout_index(layout, top: dict) -> None:
 # -- crafted images: what a broken or hostile registry may serve --------------------------------
 
 def _put_image(reg, repo: str, tag: str, layer_blobs: list[tuple[bytes, str]], diff_ids: list[str],
-               architecture: str | None = None) -> tuple[dict, bytes]:
+               architecture: str | None = None, config: bytes | None = None) -> tuple[dict, bytes]:
     """Upload blobs and a manifest with our client (the server is the real registry)."""
     from minirun.embedded import host_architecture
 
@@ -337,8 +337,8 @@ def _put_image(reg, repo: str, tag: str, layer_blobs: list[tuple[bytes, str]], d
         reg.upload_blob(repo, sha256(data), len(data), lambda: io.BytesIO(data))
         return {"digest": sha256(data), "size": len(data)}
 
-    config = json.dumps({"architecture": architecture or host_architecture(), "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    config = config or json.dumps({"architecture": architecture or host_architecture(), "os": "linux",
+                                   "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **put(config)),
@@ -360,6 +360,7 @@ GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
     ("platform", "no image for linux/"),
     ("config", "image config verification failed for digest sha256:"),
     ("manifest", "manifest verification failed for digest sha256:"),
+    ("nested", "image config: invalid JSON (nested too deeply)"),
 ])
 def test_crafted_images_fail_cleanly_and_store_nothing(cli, registry, store2, case, message):  # noqa: F811
     from minirun.registry import Registry
@@ -376,6 +377,8 @@ def test_crafted_images_fail_cleanly_and_store_nothing(cli, registry, store2, ca
     elif case == "foreign":
         _put_image(reg, "crafted", "1", [(blob, "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")],
                    [sha256(tar)])
+    elif case == "nested":  # a config nested deeper than json's recursion goes
+        _put_image(reg, "crafted", "1", [(blob, GZIP_LAYER)], [sha256(tar)], config=b"[" * 100_000)
     elif case == "platform":
         entry, _ = _put_image(reg, "crafted", "s390x", [(blob, GZIP_LAYER)], [sha256(tar)], architecture="s390x")
         index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",

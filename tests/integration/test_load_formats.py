@@ -329,7 +329,21 @@ def _bad_cases():
     files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
     foreign = outer_tar(files)
     no_manifest = outer_tar({"hello.txt": b"not an image"})
+    deep = b"[" * 100_000  # nested deeper than json's recursion goes
+    oci_layout = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}'}
+    deep_oci_manifest = {**oci_layout, f"blobs/sha256/{sha(deep)[7:]}": deep, "index.json": json.dumps(
+        {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha(deep), "size": len(deep)}]}).encode()}
+    too_many = json.dumps([{"Config": "c.json", "Layers": []}] * 1001).encode()
+    index_entry = {"mediaType": OCI_MANIFEST, "digest": sha(b"x"), "size": 1}
+    too_many_oci = json.dumps({"schemaVersion": 2, "manifests": [index_entry] * 1001}).encode()
     return {
+        "deeply nested manifest.json": (outer_tar({"manifest.json": deep}), r"manifest.json: invalid JSON \(nested too deeply\)"),
+        "deeply nested index.json": (outer_tar({**oci_layout, "index.json": deep}), r"image index: invalid JSON"),
+        "deeply nested manifest": (outer_tar(deep_oci_manifest), r"index.json entry 1: invalid JSON"),
+        "deeply nested config": (legacy_docker_archive(deep, LAYERS, ["app:1"]), r"entry 1 config: invalid JSON"),
+        "more than 1000 images": (outer_tar({"manifest.json": too_many}), r"manifest.json: 1001 entries, more than the 1000"),
+        "more than 1000 index entries": (outer_tar({**oci_layout, "index.json": too_many_oci}),
+                                         r"index.json: 1001 entries, more than the 1000"),
         "truncated in a layer": (legacy[: legacy.index(BASE) + 5000], r"truncated archive"),
         "truncated at a member boundary": (oci_gz[: len(oci_gz) - 2048 - 512], r"truncated|missing"),
         "cut before the end marker": (oci_gz[: oci_gz.rindex(b'{"imageLayoutVersion"') + 512], r"truncated"),
@@ -503,3 +517,65 @@ def test_names_between_docker_and_minirun_spelling():
     for short, full in pairs.items():
         assert full_name(short) == full and familiar_name(full) == short
     assert familiar_name("docker.io/library/a/b") == "library/a/b"
+
+
+# -- limits: what a small crafted archive may make load hold ---------------------------------------
+
+def _padded_config(layers: list[bytes], size: int, n: int = 0) -> bytes:
+    cfg = config(layers, comment=f"{n}:")
+    return cfg[:-1] + b', "pad": "' + b"p" * (size - len(cfg) - 11) + b'"}'
+
+
+def test_configs_are_bounded_one_by_one_and_in_all(store, tmp_path):
+    # the configs of all images are held until they are committed: 5 x 7 MiB is more than 32 MiB
+    configs = [_padded_config(LAYERS[:1], 7 << 20, n) for n in range(5)]
+    assert all(len(json.loads(c)["pad"]) > 0 and len(c) == 7 << 20 for c in configs)
+    files = {f"{sha(c)[7:]}.json": c for c in configs}
+    files["layer.tar"] = BASE
+    files["manifest.json"] = json.dumps([{"Config": f"{sha(c)[7:]}.json", "Layers": ["layer.tar"]}
+                                         for c in configs]).encode()
+    with pytest.raises(BadArchive, match=r"entry 5 config: the archive's image configs take more than 32 MiB"):
+        load(store, outer_tar(files), tmp_path)
+    assert_untouched(store)
+    # one config whose descriptor claims more than 8 MiB is not read at all
+    cfg = config(LAYERS[:1])
+    files, manifest = oci_blobs(cfg, LAYERS[:1])
+    doc = json.loads(manifest)
+    doc["config"]["size"] = 9 << 20
+    manifest = json.dumps(doc).encode()
+    files[f"blobs/sha256/{sha(manifest)[7:]}"] = manifest
+    files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
+    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest)}]}).encode()
+    with pytest.raises(BadArchive, match=r"index.json entry 1 config: sha256:\w+ is too large \(9437184 bytes, at most 8388608\)"):
+        load(store, outer_tar(files), tmp_path)
+    assert_untouched(store)
+
+
+def test_entries_naming_one_image_load_it_once_with_every_name(store, tmp_path):
+    cfg = config(LAYERS)
+    files, manifest = oci_blobs(cfg, LAYERS, "gzip")
+    entry = {"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest)}
+    files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
+    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [
+        dict(entry, annotations={"io.containerd.image.name": f"docker.io/library/app:{n % 7}"}) for n in range(1000)]}).encode()
+    loaded = load(store, outer_tar(files), tmp_path)
+    assert [(i.image_id, i.refs) for i in loaded] == [(sha(cfg), [f"app:{n}" for n in range(7)])]
+
+
+def _headers(names) -> bytes:
+    out = bytearray()
+    for name in names:
+        info = tarfile.TarInfo(name)
+        out += info.tobuf(format=tarfile.PAX_FORMAT)
+    return bytes(out + bytes(1024))
+
+
+def test_an_archive_of_countless_files_or_huge_names_is_not_indexed(store, tmp_path):
+    many = _headers(f"f{n}" for n in range(100_001))
+    with pytest.raises(BadArchive, match=r"not an image archive: more than 100000 files, or names of more than 16 MiB"):
+        load(store, many, tmp_path)
+    long_names = _headers(f"{n:04}" + "n" * 1_000_000 for n in range(17))  # PAX paths of ~1 MB each
+    with pytest.raises(BadArchive, match=r"not an image archive: more than 100000 files, or names of more than 16 MiB"):
+        load(store, long_names, tmp_path)
+    assert_untouched(store)

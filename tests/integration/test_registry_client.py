@@ -94,3 +94,137 @@ def test_missing_manifest_and_blob_are_not_found(registry):  # noqa: F811
         reg.get_manifest("nothing/here", "latest")
     with pytest.raises(NotFound):
         reg.open_blob("nothing/here", sha256(b"x"))
+
+
+# -- a hostile server: what no real registry sends, so a crafted one stands in ------------------
+
+class HostileServer:
+    """HTTP/1.1 on 127.0.0.1 answering every request with `status` and a body of `body_size`
+    zero bytes (Content-Length, or endless chunks up to that size): it counts what it managed to
+    send before the client hung up. Extra headers from `headers`; a 3xx goes to /elsewhere,
+    which answers 404; /token answers 200 with `token_body`."""
+
+    def __init__(self, status: int, body_size: int, chunked: bool = False, headers: dict | None = None,
+                 token_body: bytes = b"") -> None:
+        import http.server
+        import threading
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self.do_GET()
+
+            def do_GET(self) -> None:
+                if self.path in ("/elsewhere", "/token") or self.path.startswith("/token?"):
+                    body = b"" if self.path == "/elsewhere" else token_body
+                    self.send_response(404 if self.path == "/elsewhere" else 200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/elsewhere")
+                if chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                else:
+                    self.send_header("Content-Length", str(body_size))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                piece = bytes(1 << 20)
+                frame = b"%x\r\n" % len(piece) + piece + b"\r\n" if chunked else piece
+                try:
+                    for _ in range(0, body_size, len(piece)):
+                        self.wfile.write(frame)
+                        server.sent += len(piece)
+                    if chunked:
+                        self.wfile.write(b"0\r\n\r\n")
+                except OSError:  # the client hung up: what it would not read stays unsent
+                    self.close_connection = True
+
+        self.sent = 0
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+OFFERED = 256 << 20  # what the server would send: the client read all of it before
+TAKEN = 32 << 20  # at most what may be sent before the client hangs up (socket buffers hold some MiB)
+
+
+@pytest.fixture
+def hostile():
+    servers = []
+
+    def start(*args, **kw) -> HostileServer:
+        servers.append(HostileServer(*args, **kw))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.parametrize("case", ["401 with a huge body", "401 with endless chunks", "200 with a huge body"])
+def test_bodies_nobody_needs_are_not_read_whole(hostile, case):
+    server = hostile(200 if case.startswith("200") else 401, OFFERED, chunked="chunks" in case)
+    reg = Registry(server.host)
+    try:
+        if case.startswith("200"):
+            reg.ping()  # GET /v2/ answered: its body is not wanted
+        else:
+            with pytest.raises(RegistryError, match="unsupported authentication challenge"):
+                reg.ping()
+    finally:
+        reg.close()
+    assert server.sent < TAKEN, f"{case}: the client took {server.sent >> 20} MiB"
+
+
+def test_a_redirect_body_is_not_read_whole(hostile):
+    server = hostile(307, OFFERED)
+    reg = Registry(server.host)
+    try:
+        with pytest.raises(NotFound):  # followed to /elsewhere, which has nothing
+            reg.open_blob("any/repo", sha256(b"x"))
+    finally:
+        reg.close()
+    assert server.sent < TAKEN, f"the client took {server.sent >> 20} MiB"
+
+
+def test_a_second_401_and_json_nested_too_deeply_are_clean_errors(hostile):
+    # Basic challenge, credentials sent, 401 again: the error body is quoted, 64 KiB of it at most
+    server = hostile(401, OFFERED, headers={"WWW-Authenticate": 'Basic realm="x"'})
+    reg = Registry(server.host, credentials=("u", "p"))
+    try:
+        with pytest.raises(RegistryError, match="unauthorized"):
+            reg.ping()
+    finally:
+        reg.close()
+    assert server.sent < 2 * TAKEN
+    # JSON nested deeper than the parser goes: a token server's answer, an error body
+    server = hostile(401, 0, headers={"WWW-Authenticate": f'Bearer realm="http://{server.host}/token"'},
+                     token_body=b"[" * 100_000)
+    reg = Registry(server.host)
+    try:
+        with pytest.raises(RegistryError, match="the token server sent no token"):
+            reg.ping()
+    finally:
+        reg.close()
+    assert client._error_text(b"[" * 60_000, "denied").startswith("denied: [[[")
+    assert client._error_code(b"[" * 60_000) == ""
