@@ -602,8 +602,9 @@ class _TarfileSource:
 
 def _apply_with_tarfile(tar: "tarfile.TarFile", applier: "_Applier") -> None:
     source = _TarfileSource(tar)
-    for info in tar:
+    while (info := tar.next()) is not None:
         applier.apply(_from_tarinfo(info), source)
+        tar.members.clear()  # tarfile keeps every member it read: a long tail would pile up
 
 
 def _from_tarinfo(info: "tarfile.TarInfo") -> TarMember:

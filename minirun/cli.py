@@ -53,7 +53,7 @@ def images(
     all_: bool = typer.Option(False, "-a", "--all", help="Show all images (default hides intermediate images)."),
 ) -> None:
     """List images."""
-    from minirun.humanize import human_size, time_ago
+    from minirun.humanize import human_size, image_age
     from minirun.imageinfo import image_rows
 
     rows = image_rows(_store(), all_)
@@ -63,7 +63,7 @@ def images(
         return
     _print_table(
         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-        [[r.repository, r.tag, r.image.short_id, time_ago(r.image.created), human_size(r.size)] for r in rows],
+        [[r.repository, r.tag, r.image.short_id, image_age(r.image.created), human_size(r.size)] for r in rows],
     )
 
 
@@ -76,7 +76,7 @@ def history(
 ) -> None:
     """Show the history of an image, newest first."""
     from minirun.embedded import find_image
-    from minirun.humanize import ellipsis, human_size, time_ago
+    from minirun.humanize import ellipsis, human_size, image_age
     from minirun.imageinfo import history_rows
 
     if format_ not in (None, "table", "json"):
@@ -102,14 +102,14 @@ def history(
                 "Comment": row.comment,
                 "CreatedAt": row.created,
                 "CreatedBy": created_by(row.created_by),
-                "CreatedSince": time_ago(row.created) if row.created else "",
+                "CreatedSince": image_age(row.created) if row.created else "",
                 "ID": shown_id(row.image_id),
                 "Size": human_size(row.size),
             }, sort_keys=True))
     else:
         _print_table(
             ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-            [[shown_id(r.image_id), time_ago(r.created) if r.created else "", created_by(r.created_by), human_size(r.size), r.comment] for r in rows],
+            [[shown_id(r.image_id), image_age(r.created) if r.created else "", created_by(r.created_by), human_size(r.size), r.comment] for r in rows],
         )
 
 

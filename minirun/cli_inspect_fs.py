@@ -68,7 +68,7 @@ def system_df(verbose: bool = typer.Option(False, "-v", "--verbose", help="Show 
     """Show disk usage: images (each layer counted once), containers (their own upper dirs)."""
     from minirun.containerinfo import command_text, status_text
     from minirun.diskusage import disk_usage, reclaimable_text
-    from minirun.humanize import human_size, time_ago
+    from minirun.humanize import human_size, image_age, time_ago
 
     usage = disk_usage(_store())
     if not verbose:
@@ -81,7 +81,7 @@ def system_df(verbose: bool = typer.Option(False, "-v", "--verbose", help="Show 
     print("Images space usage:\n")
     _print_table(
         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"],
-        [[i.repository, i.tag, i.image.short_id, time_ago(i.image.created) if i.image.created else "",
+        [[i.repository, i.tag, i.image.short_id, image_age(i.image.created) if i.image.created else "",
           human_size(i.size), human_size(i.shared_size, 4), human_size(i.unique_size, 4), str(i.containers)]
          for i in usage.images],
     )

@@ -77,6 +77,17 @@ def time_ago(created: datetime | str, now: datetime | None = None) -> str:
     return human_duration((_as_utc(now) - _as_utc(when)).total_seconds()) + " ago"
 
 
+def image_age(created: object) -> str:
+    """time_ago for a date from an image config, which came from outside: docker shows `N/A`
+    for one it cannot read rather than failing the whole listing."""
+    if not isinstance(created, str) or not created:
+        return "N/A"
+    try:
+        return time_ago(created)
+    except UsageError:
+        return "N/A"
+
+
 def rfc3339_now() -> str:
     """UTC now with nanoseconds, fixed width: `2026-11-28T20:37:38.123456789Z`."""
     ns = time.time_ns()

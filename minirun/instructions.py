@@ -40,7 +40,7 @@ def parse_json_or_shell(args: str) -> tuple[list[str], bool]:
     if text.startswith("["):
         try:
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             value = None
         if isinstance(value, list):
             if not all(isinstance(item, str) for item in value):

@@ -38,6 +38,7 @@ FOREIGN_LAYERS = (DOCKER_FOREIGN_LAYER, OCI_NONDISTRIBUTABLE_LAYER,
 DOCKER_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
                   "application/vnd.docker.distribution.manifest.v1+prettyjws")
 MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
+MAX_LAYERS = 1000  # a 4 MiB manifest could list ~40,000, each a download and an unpack
 INDEXES = (OCI_INDEX, DOCKER_LIST)
 
 # Index annotations naming an image: containerd's full name, and OCI's (a tag, or a full name).
@@ -129,6 +130,8 @@ def parse_manifest(data: bytes) -> dict:
     layers = doc.get("layers")
     if not isinstance(layers, list):
         raise BadArchive("image manifest: no layer list")
+    if len(layers) > MAX_LAYERS:
+        raise BadArchive(f"image manifest: {len(layers)} layers (overlayfs stacks at most 500; refusing more than {MAX_LAYERS})")
     for i, layer in enumerate(layers):
         check_descriptor(layer, f"image manifest layer {i + 1}", media_type_required=True)
     return doc

@@ -45,7 +45,8 @@ class Image:
 
     @property
     def created(self) -> str:
-        return self.config.get("created", "")
+        created = self.config.get("created")  # a loaded or pulled config may lack it, or hold junk
+        return created if isinstance(created, str) else ""
 
     def lineage_key(self) -> str:
         return lineage_key(self.history, self.diff_ids)

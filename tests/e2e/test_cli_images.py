@@ -166,3 +166,23 @@ def test_tag_names_an_image_again(cli, rootfs):
                          (["tag", "orig:1", "x@sha256:" + "a" * 64], "digest")):
         bad = cli(*args)
         assert bad.code == 125 and needle in bad.err and len(bad.err.strip().splitlines()) == 1, bad
+
+
+def test_an_image_without_a_creation_date_lists_as_na(cli, store):
+    """docker load/pull can bring configs with no `created` (or junk in it): `images` still lists."""
+    import io
+
+    from minirun.reference import parse_reference
+    from tests.helpers import f, make_tar
+
+    staged = store.unpack_layer(io.BytesIO(make_tar([f("x", "1")])))
+    for name, created in (("nodate:1", None), ("baddate:1", 12)):
+        config = {"architecture": "amd64", "os": "linux",
+                  "rootfs": {"type": "layers", "diff_ids": [staged.applied.diff_id]}}
+        if created is not None:
+            config["created"] = created
+        store.commit_image([staged] if name == "nodate:1" else [], config, parse_reference(name))
+    listed = cli("images")
+    assert listed.code == 0, listed.err
+    assert [line.split()[3] for line in listed.out.splitlines()[1:]] == ["N/A", "N/A"]
+    assert cli("history", "nodate:1").code == 0

@@ -496,6 +496,7 @@ def test_manifest_documents_are_validated_with_one_clear_line():
         "string size": (json.dumps({**good, "layers": [{**good["layers"][0], "size": "10"}]}).encode(), "invalid size"),
         "no layer type": (json.dumps({**good, "layers": [{"digest": "sha256:" + "b" * 64, "size": 1}]}).encode(),
                           "invalid media type"),
+        "too many layers": (json.dumps({**good, "layers": good["layers"] * 1001}).encode(), "1001 layers"),
     }
     for name, (data, message) in bad.items():
         with pytest.raises(BadArchive, match=message) as caught:

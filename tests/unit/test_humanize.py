@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from minirun.errors import UsageError
-from minirun.humanize import ellipsis, human_duration, human_size, parse_rfc3339, rfc3339_now, time_ago
+from minirun.humanize import ellipsis, human_duration, human_size, image_age, parse_rfc3339, rfc3339_now, time_ago
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 WEEK, MONTH, YEAR = 7 * DAY, 30 * DAY, 365 * DAY
@@ -142,3 +142,13 @@ def test_rfc3339_now_is_utc_with_nanoseconds() -> None:
 )
 def test_ellipsis(text: str, max_len: int, shown: str) -> None:
     assert ellipsis(text, max_len) == shown
+
+
+@pytest.mark.parametrize("created", ["", None, 5, "yesterday", ["2020-01-01T00:00:00Z"]])
+def test_an_unreadable_image_date_is_na_not_an_error(created) -> None:
+    """Configs come from outside (load, pull): one bad date must not break `images` or `history`."""
+    assert image_age(created) == "N/A"
+
+
+def test_a_readable_image_date_is_an_age() -> None:
+    assert image_age(rfc3339_now()) == "Less than a second ago"

@@ -310,3 +310,10 @@ def test_a_bad_change_applies_nothing() -> None:
     with pytest.raises(UsageError):
         apply_changes(config, ["ENV A=2", "BOGUS"])
     assert config == {"Env": ["A=1"]}
+
+
+def test_deeply_nested_json_form_is_shell_form_not_a_crash():
+    from minirun.instructions import parse_json_or_shell
+
+    text = "[" * 100_000
+    assert parse_json_or_shell(text) == ([text], False)
