@@ -192,12 +192,7 @@ def _bind_for_proxy(binding: list, sockets: list) -> list:
     sockets.append(sock)
     if proto == "tcp":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host_ip or "0.0.0.0", host_port))
-    except OSError as exc:
-        if exc.errno == 98:  # EADDRINUSE
-            raise Conflict(f"Bind for {shown_ip(host_ip)}:{host_port} failed: port is already allocated") from None
-        raise MinirunError(f"Bind for {shown_ip(host_ip)}:{host_port} failed: {exc.strerror}") from None
+    _bind(sock, host_ip, host_port)
     if proto == "tcp":
         sock.listen(128)
     return [host_ip, sock.getsockname()[1], container_port, proto]
@@ -433,13 +428,18 @@ def _claim_host_port(binding: list) -> list:
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host_ip or "0.0.0.0", host_port))
-        except OSError as exc:
-            if exc.errno == 98:  # EADDRINUSE
-                raise Conflict(f"Bind for {shown_ip(host_ip)}:{host_port} failed: port is already allocated") from None
-            raise MinirunError(f"Bind for {shown_ip(host_ip)}:{host_port} failed: {exc.strerror}") from None
+        _bind(sock, host_ip, host_port)
         return [host_ip, sock.getsockname()[1], container_port, proto]
+
+
+def _bind(sock, host_ip: str, host_port: int) -> None:
+    """Bind a host port as docker reports it: a taken one is "port is already allocated"."""
+    try:
+        sock.bind((host_ip or "0.0.0.0", host_port))
+    except OSError as exc:
+        if exc.errno == 98:  # EADDRINUSE
+            raise Conflict(f"Bind for {shown_ip(host_ip)}:{host_port} failed: port is already allocated") from None
+        raise MinirunError(f"Bind for {shown_ip(host_ip)}:{host_port} failed: {exc.strerror}") from None
 
 
 def nft_binary() -> str | None:

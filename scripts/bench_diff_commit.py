@@ -55,7 +55,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_start import defer_signals  # noqa: E402  (the shared stop-after-this-command handler)
+from bench_import import ext4_without_journal  # noqa: E402  (shared with the import benchmark)
+from bench_start import defer_signals, minirun_env, version  # noqa: E402  (the shared helpers)
 
 REPO = Path(__file__).resolve().parent.parent
 DIFF_TARGET_RATIO = 0.30
@@ -129,21 +130,6 @@ def sync() -> None:
     os.sync()
 
 
-def version(cmd: list[str]) -> str:
-    try:
-        out = run(cmd).stdout.strip().splitlines()
-        return out[0] if out else "?"
-    except (CommandFailed, OSError):
-        return "?"
-
-
-def minirun_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env.pop("MINIRUN_ROOT", None)
-    return env
-
-
 def mount_points() -> list[str]:
     with open("/proc/self/mounts") as f:
         rows = [line.split() for line in f]
@@ -174,25 +160,6 @@ def walk_count(top: str) -> int:
 
 def du_bytes(path: str) -> int:
     return int(run(["du", "-s", "--block-size=1", path]).stdout.split()[0])
-
-
-def ext4_without_journal(path: str) -> str | None:
-    """The device name if `path` lies on an ext4 mounted without a journal, else None."""
-    st = os.stat(path)
-    want = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) < 10 or fields[2] != want or "-" not in fields:
-                continue
-            rest = fields[fields.index("-") + 1:]
-            if len(rest) >= 2 and rest[0] == "ext4":
-                dev = os.path.basename(rest[1])
-                jbd2 = Path("/proc/fs/jbd2")
-                journal = jbd2.is_dir() and any(n.startswith(dev + "-") for n in os.listdir(jbd2))
-                return None if journal else dev
-            return None
-    return None
 
 
 def median(xs: list[float]) -> float | None:
@@ -308,7 +275,7 @@ def main() -> int:
     py = sys.executable
     env = minirun_env()
     podman = shutil.which("podman")
-    nojournal = ext4_without_journal(args.dir)
+    nojournal = ext4_without_journal(Path(args.dir))
     fstype = run(["stat", "-f", "-c", "%T", args.dir]).stdout.strip()
     print(f"bench_diff_commit: `diff` after {args.files} new files, `commit` of {args.megabytes} MB of changes")
     print(f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "

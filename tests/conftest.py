@@ -13,6 +13,18 @@ import minirun.store
 FORBIDDEN_ROOT = "/dev/null/minirun-tests-must-not-touch-the-real-store"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_bridge_left_as_found():
+    """Containers on the default network make the host bridge minirun0, which stays (as docker0
+    does); a test session that made it removes it, so the host ends as it began."""
+    existed = os.path.exists("/sys/class/net/minirun0")
+    yield
+    if not existed and os.geteuid() == 0 and os.path.exists("/sys/class/net/minirun0"):
+        from minirun.runtime.bridge import delete_bridge
+
+        delete_bridge("minirun0")
+
+
 @pytest.fixture(autouse=True)
 def isolated_store(tmp_path, monkeypatch):
     root = tmp_path / "store"
