@@ -122,7 +122,12 @@ def inspect_container(store, container: Container) -> dict:
             "AutoRemove": config.auto_remove,
             "ReadonlyRootfs": config.readonly,
             "Binds": [f"{s}:{t}" + (":ro" if ro else "") for s, t, ro in config.binds],
-            "Tmpfs": {path: "" for path in config.tmpfs},
+            "Tmpfs": dict(spec.partition(":")[::2] for spec in config.tmpfs),
+            "CapAdd": config.cap_add or None,
+            "CapDrop": config.cap_drop or None,
+            "Privileged": config.privileged,
+            "SecurityOpt": config.security_opt or None,
+            "Devices": [{"PathOnHost": h, "PathInContainer": c, "CgroupPermissions": p} for h, c, p in config.devices],
             **host_config(config.resources),
         },
         "GraphDriver": {

@@ -20,6 +20,7 @@ class ExecOptions:
     env: list[str] = field(default_factory=list)  # resolved K=V, in order
     workdir: str = ""  # "": the container's
     user: str = ""  # "": the container's
+    privileged: bool = False  # every capability (the container's seccomp filter stays, as in docker)
 
 
 def _parser() -> Parser:
@@ -30,6 +31,7 @@ def _parser() -> Parser:
     p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("--privileged", action="store_true", help="Give extended privileges to the command")
     add_process_options(p)
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
@@ -46,4 +48,4 @@ def parse_exec_args(argv: list[str], environ: dict[str, str] | None = None) -> E
         raise UsageError("exec -d with -t is not supported")
     return ExecOptions(container=ns.container, command=list(ns.command), detach=ns.detach,
                        interactive=ns.interactive and not ns.detach, tty=ns.tty, env=env,
-                       workdir=ns.workdir, user=ns.user)
+                       workdir=ns.workdir, user=ns.user, privileged=ns.privileged)

@@ -220,6 +220,7 @@ def _spawn_proxy(specs: list[tuple]) -> dict:
     import signal
     import sys
 
+    from minirun import linux
     from minirun.runtime.procs import start_time
 
     fds = sorted(spec[0] for spec in specs)
@@ -236,12 +237,9 @@ def _spawn_proxy(specs: list[tuple]) -> dict:
             null = os.open("/dev/null", os.O_RDWR)
             for target in (0, 1, 2):  # `minirun run ... | cat` must not wait for the proxy's EOF
                 os.dup2(null, target)
-            low = 3
             for fd in fds:
-                os.closerange(low, fd)
                 os.set_inheritable(fd, True)
-                low = fd + 1
-            os.closerange(low, 65536)
+            linux.close_fds(keep=fds)
             os.execv(sys.executable, argv)
         finally:
             os._exit(127)

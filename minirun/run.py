@@ -87,6 +87,11 @@ def run_command(argv: list[str], root: str | None) -> int:
         interactive=opts.interactive,
         tty=opts.tty,
         resources=opts.resources,
+        cap_add=opts.cap_add,
+        cap_drop=opts.cap_drop,
+        privileged=opts.privileged,
+        security_opt=opts.security_opt,
+        devices=opts.devices,
     )
     containers = Containers(store)
     init = init_layer_link(store)
@@ -149,7 +154,7 @@ def _run(store, containers, container, image, init_link: str, *, stdio=None, wai
     forward signals and wait) so a RUN step can capture its output and be interrupted."""
     from minirun.humanize import rfc3339_now
     from minirun.runtime import cgroups, launch
-    from minirun.runtime.plan import build_plan
+    from minirun.runtime.plan import build_plan, create_cgroups
 
     config = container.config
     tty = plan = started = None
@@ -161,7 +166,7 @@ def _run(store, containers, container, image, init_link: str, *, stdio=None, wai
             from minirun.runtime import tty
 
             plan.rows, plan.cols = tty.window_size(1)  # docker measures its stdout
-        plan.cgroups = cgroups.create(container.id, config.resources)
+        plan.cgroups = create_cgroups(container)
         started = launch.start(plan)
         # the master comes before the exec, so before the error pipe's EOF
         master = tty.receive_master(started.console) if tty else None

@@ -32,6 +32,11 @@ class RunOptions:
     network: str = DEFAULT_NETWORK
     publish: list[list] = field(default_factory=list)  # portmap.parse_publish's bindings
     resources: dict = field(default_factory=dict)  # docker's HostConfig fields (resources.py)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    security_opt: list[str] = field(default_factory=list)  # as recorded (privileges.parse_security_opts)
+    devices: list[list] = field(default_factory=list)  # [host, container, permissions]
 
 
 def _parser() -> Parser:
@@ -45,12 +50,20 @@ def _parser() -> Parser:
     add_process_options(p)
     p.add_argument("-h", "--hostname", default="", help="Container host name")
     p.add_argument("-v", "--volume", action="append", default=[], help="Bind mount a volume (SRC:DST[:ro])")
-    p.add_argument("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
+    p.add_argument("--tmpfs", action="append", default=[],
+                   help="Mount a tmpfs directory (TARGET[:size=..,mode=..,uid=..,gid=..,ro,exec,dev,suid])")
     p.add_argument("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
     p.add_argument("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
     add_resource_options(p)
+    p.add_argument("--cap-add", action="append", default=[], help="Add Linux capabilities (or ALL)")
+    p.add_argument("--cap-drop", action="append", default=[], help="Drop Linux capabilities (or ALL)")
+    p.add_argument("--privileged", action="store_true", help="Give extended privileges to this container")
+    p.add_argument("--security-opt", action="append", default=[],
+                   help="Security options (seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false])")
+    p.add_argument("--device", action="append", default=[],
+                   help="Add a host device to the container (HOST[:CONTAINER][:rwm])")
     p.add_argument("--network", "--net", default=DEFAULT_NETWORK,
                    help="Connect a container to a network (bridge, none, host, container:NAME, or a user network)")
     p.add_argument("-p", "--publish", action="append", default=[],
@@ -65,12 +78,28 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
     env = process_env(ns, environ)
     validate_hostname(ns.hostname)
     publish = parse_network_options(ns.network, ns.hostname, ns.publish)
-    return RunOptions(
+    volumes = [parse_volume(v) for v in ns.volume]
+    tmpfs = [parse_tmpfs(t) for t in ns.tmpfs]
+    from minirun.runtime.rootfs import check_targets
+
+    check_targets([target for _, target, _ in volumes] + [t.partition(":")[0] for t in tmpfs])
+    opts = RunOptions(
         image=ns.image, command=list(ns.command), rm=ns.rm, detach=ns.detach, name=ns.name, env=env, workdir=ns.workdir,
-        user=ns.user, hostname=ns.hostname, volumes=[parse_volume(v) for v in ns.volume],
-        tmpfs=[parse_tmpfs(t) for t in ns.tmpfs], read_only=ns.read_only, entrypoint=ns.entrypoint,
-        interactive=ns.interactive, tty=ns.tty, network=ns.network, publish=publish, resources=resource_options(ns),
+        user=ns.user, hostname=ns.hostname, volumes=volumes, tmpfs=tmpfs, read_only=ns.read_only,
+        entrypoint=ns.entrypoint, interactive=ns.interactive, tty=ns.tty, network=ns.network, publish=publish,
+        resources=resource_options(ns), privileged=ns.privileged,
     )
+    if ns.cap_add or ns.cap_drop or ns.security_opt:
+        from minirun.runtime import privileges
+
+        opts.cap_add, opts.cap_drop = (privileges.normalize_capabilities(ns.cap_add),
+                                       privileges.normalize_capabilities(ns.cap_drop))
+        opts.security_opt = privileges.parse_security_opts(ns.security_opt)
+    if ns.device:
+        from minirun.runtime.devices import parse_device
+
+        opts.devices = [parse_device(d) for d in ns.device]
+    return opts
 
 
 def validate_hostname(hostname: str) -> None:
@@ -190,7 +219,12 @@ def parse_volume(spec: str) -> tuple[str, str, bool]:
 
 
 def parse_tmpfs(spec: str) -> str:
-    target = spec.split(":", 1)[0]
+    """TARGET[:OPTIONS], normalized; the options are checked now (rootfs.tmpfs_mount), so a
+    mistake is refused before anything is created, never ignored."""
+    target, sep, options = spec.partition(":")
     if not target.startswith("/") or target == "/":
         raise UsageError(f"invalid tmpfs destination: '{spec}'")
-    return os.path.normpath(target)
+    from minirun.runtime.rootfs import tmpfs_mount
+
+    tmpfs_mount(spec)
+    return os.path.normpath(target) + (f":{options}" if sep and options else "")

@@ -212,10 +212,11 @@ def limit_writes(resources: dict, version: int, current_memory: int | None = Non
 
 # -- creating, joining, removing ----------------------------------------------------------------
 
-def create(container_id: str, resources: dict) -> list[str]:
-    """The container's cgroups with `resources` applied; returns their paths for PID 1 to join.
-    Where no hierarchy can be written (minirun inside a container with a read-only cgroupfs),
-    a container without limits runs without cgroups; one with limits fails."""
+def create(container_id: str, resources: dict, devices: list | None = None) -> list[str]:
+    """The container's cgroups with `resources` applied and, given `devices` (devices.rules_for),
+    its devices policy; returns their paths for PID 1 to join. Where no hierarchy can be written
+    (minirun inside a container with a read-only cgroupfs), a container without limits runs
+    without cgroups; one with limits fails."""
     made: list[str] = []
     try:
         for hierarchy in hierarchies():
@@ -229,8 +230,14 @@ def create(container_id: str, resources: dict) -> list[str]:
             if "cpuset" in hierarchy.controllers and hierarchy.version == 1:
                 _fill_cpuset(path)
         apply(container_id, resources)
+        if devices is not None and made:
+            from minirun.runtime import devices as device_policy
+
+            device_policy.apply([(h.path(container_id), h.version, "devices" in h.controllers)
+                                 for h in hierarchies()], devices)
     except OSError as exc:
         remove(made)
+        # (the devices policy of whoever holds the cgroupfs read-only applies to us too)
         if not resources and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             return []
         raise _error("create", exc) from None

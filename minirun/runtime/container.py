@@ -29,10 +29,14 @@ _CONFIG_FIELDS = (
     ("created", None), ("argv", None), ("env", None),
     ("workdir", "/"), ("user", ""), ("hostname", ""),
     ("binds", list),  # [source, target, readonly]
-    ("tmpfs", list), ("readonly", False), ("network", "none"), ("auto_remove", False),
+    ("tmpfs", list),  # TARGET or TARGET:OPTIONS, as --tmpfs took it
+    ("readonly", False), ("network", "none"), ("auto_remove", False),
     ("interactive", False), ("tty", False),
     ("resources", dict),  # docker's HostConfig names (Memory, NanoCpus, ...): only those given; update rewrites it
     ("ports", list),  # -p: [host_ip ("" = all), host_port (0 = picked at start), container_port, proto]
+    # privileges.py: --cap-add/--cap-drop (normalized), --privileged, --security-opt as docker records them
+    ("cap_add", list), ("cap_drop", list), ("privileged", False), ("security_opt", list),
+    ("devices", list),  # --device: [host path, container path, permissions]
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
 
@@ -59,6 +63,11 @@ class ContainerConfig:
     tty: bool
     resources: dict
     ports: list[list]
+    cap_add: list[str]
+    cap_drop: list[str]
+    privileged: bool
+    security_opt: list[str]
+    devices: list[list]
 
     def __init__(self, **values: object) -> None:
         unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}

@@ -41,17 +41,24 @@ def exec_command(argv: list[str], root: str | None) -> int:
     opts = parse_exec_args(argv)
     if opts.tty and opts.interactive and not os.isatty(0):
         raise UsageError("the input device is not a TTY")  # docker's check, as in run
-    container = Containers(Store(root)).find(opts.container)
+    store = Store(root)
+    container = Containers(store).find(opts.container)
     # prctl comes with security.py, which the child needs anyway (imported before setns: the
     # host's site-packages are out of reach after it)
-    from minirun.runtime import security
+    from minirun.runtime import privileges, security
 
     security.set_non_dumpable()
+    # the container's own capabilities, no_new_privs and seccomp filter; --privileged raises
+    # only the capabilities (docker keeps the container's filter for an exec too)
+    capabilities, no_new_privileges, program = privileges.for_container(container.config, store.seccomp_dir)
+    if opts.privileged:
+        capabilities = privileges.all_capabilities()
     namespaces = open_namespaces(container.id, container.state)
     try:
         from minirun.runtime import cgroups
 
-        return _exec(container, opts, namespaces, cgroups.existing_paths(container.id))
+        return _exec(container, opts, namespaces, cgroups.existing_paths(container.id),
+                     (capabilities, no_new_privileges, program))
     finally:
         for fd in namespaces.values():
             os.close(fd)
@@ -101,7 +108,7 @@ def open_namespaces(container_id: str, state: dict) -> dict[str, int]:
     return fds
 
 
-def _exec(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths: list[str]) -> int:
+def _exec(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths: list[str], allowed: tuple) -> int:
     from minirun.runtime import launch
 
     tty = None
@@ -135,7 +142,8 @@ def _exec(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths
         os.close(read_fd)
         if console is not None:
             console.close()
-        _child_main(container, opts, namespaces, write_fd, old_mask, child_console, rows, cols, cgroup_paths)
+        _child_main(container, opts, namespaces, write_fd, old_mask, child_console, rows, cols, cgroup_paths,
+                    allowed)
     os.close(write_fd)
     # the child has its own copies: holding the namespaces for as long as the command runs is no use
     for fd in namespaces.values():
@@ -163,16 +171,21 @@ def _exec(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths
     return launch.wait_for_exit(pid)
 
 
-def _child_main(container, opts, namespaces, error_fd, old_mask, console, rows, cols, cgroup_paths) -> None:
+def _child_main(container, opts, namespaces, error_fd, old_mask, console, rows, cols, cgroup_paths,
+                allowed: tuple) -> None:
     """Never returns: execs, or reports on the error pipe and exits with the error's code."""
     from minirun.runtime import cgroups, launch
 
     code, message = EXIT_RUNTIME, "exec failed"
     try:
-        # before anything else, and before the cgroup namespace is joined: a process outside
-        # the namespace's root cgroup could not be moved into it from inside
+        # Right after the fork: no fd the CLI holds (or was started with) goes any further, into
+        # the cgroup, the namespaces or near a container file (runc CVE-2024-21626).
+        keep = [error_fd, *namespaces.values()] + ([console.fileno()] if console is not None else [])
+        linux.close_fds(keep=keep)
+        # then, before the cgroup namespace is joined: a process outside the namespace's root
+        # cgroup could not be moved into it from inside
         cgroups.join(cgroup_paths)
-        _child(container, opts, namespaces, error_fd, old_mask, console, rows, cols)
+        _child(container, opts, namespaces, error_fd, old_mask, console, rows, cols, allowed)
     except launch.ExecFailure as exc:
         code, message = exc.code, exc.message
     except MinirunError as exc:
@@ -186,11 +199,12 @@ def _child_main(container, opts, namespaces, error_fd, old_mask, console, rows, 
 
 
 def _child(container, opts: ExecOptions, namespaces: dict[str, int], error_fd: int, old_mask,
-           console, rows: int, cols: int) -> None:
+           console, rows: int, cols: int, allowed: tuple) -> None:
+    """`allowed`: (capabilities, no_new_privileges, seccomp program or None)."""
     # everything needed after the mount namespace is joined is imported before it
     from minirun.run import merged_env
     from minirun.runtime import launch
-    from minirun.runtime.security import apply_security, close_other_fds, read_user_db, resolve_user
+    from minirun.runtime.security import lock_down, read_user_db, resolve_user
 
     config = container.config
     # our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (as for run)
@@ -215,10 +229,11 @@ def _child(container, opts: ExecOptions, namespaces: dict[str, int], error_fd: i
     elif not opts.interactive:
         _stdio_to_null((0,))
     executable = launch.find_executable(opts.command[0], launch.env_value(env, "PATH"))
-    apply_security(user)
-    close_other_fds(keep=(error_fd,))
+    capabilities, no_new_privileges, program = allowed
+    lock_down(user, capabilities, no_new_privileges, program, keep_fds=(error_fd,))
     if opts.detach and os.fork() != 0:
         # the command's parent leaves at once, so the container's PID 1 adopts (and reaps) it
+        # (a plain fork: clone without namespace flags, which the seccomp filter allows)
         os._exit(0)
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     try:

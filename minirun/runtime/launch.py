@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from minirun import linux
 from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_RUNTIME, MinirunError
 from minirun.runtime import cgroups
+from minirun.runtime.privileges import DEFAULT_CAPABILITIES
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
@@ -52,6 +53,12 @@ class LaunchPlan:
     cgroups: list[str] = field(default_factory=list)  # the container's cgroup dirs (cgroups.create), joined first
     net: dict | None = None  # bridge networks: eth0's veth, address and route (runtime/network.py), made by PID 1
     join_netns: str = ""  # --network container:ID: that container's /proc/PID/ns/net, joined instead of a new one
+    # what the process may do (privileges.py): capabilities, no_new_privs, the seccomp.Program (None: unconfined)
+    capabilities: list[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
+    no_new_privileges: bool = True
+    seccomp: object = None
+    privileged: bool = False  # also: no masked paths, /sys and cgroups writable, every host device
+    devices: list = field(default_factory=list)  # --device: [host path, container path, permissions]
 
 
 @dataclass
@@ -133,8 +140,14 @@ class ExecFailure(Exception):
 
 
 def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None:
-    # First of all, so everything PID 1 does (and every child of it) is limited and counted, and
-    # before unshare(CLONE_NEWCGROUP), which makes the cgroup we are in the namespace's root.
+    if plan.stdio is not None:
+        for target, fd in enumerate(plan.stdio):
+            os.dup2(fd, target)
+    # Before anything else: no fd the CLI (or whoever started it) holds may follow PID 1 into
+    # its namespaces, not even for the length of the setup (runc CVE-2024-21626).
+    linux.close_fds(keep=(error_fd,) if console is None else (error_fd, console.fileno()))
+    # First after that, so everything PID 1 does (and every child of it) is limited and counted,
+    # and before unshare(CLONE_NEWCGROUP), which makes the cgroup we are in the namespace's root.
     cgroups.join(plan.cgroups)
     if plan.tty:
         from minirun.runtime.tty import setup_console
@@ -142,15 +155,12 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
     from minirun.runtime.rootfs import Bind, RootfsSpec, setup_rootfs
     # Every import PID 1 needs happens here, before pivot_root hides the host's site-packages
     # (security.py loads prctl at import time for that reason).
-    from minirun.runtime.security import apply_security, close_other_fds, read_user_db, resolve_user
+    from minirun.runtime.security import lock_down, read_user_db, resolve_user
 
     if plan.die_with_parent:
         import prctl
 
         prctl.set_pdeathsig(signal.SIGKILL)
-    if plan.stdio is not None:
-        for target, fd in enumerate(plan.stdio):
-            os.dup2(fd, target)
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()
     namespaces = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWCGROUP
@@ -176,7 +186,8 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
     mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
     binds = [Bind(source=s, target=t, readonly=bool(ro)) for s, t, ro in plan.binds]
     setup_rootfs(RootfsSpec(root=plan.mountpoint, readonly=plan.readonly, binds=binds, tmpfs=list(plan.tmpfs),
-                            cgroups=cgroups.namespace_mounts() if plan.cgroups else []))
+                            cgroups=cgroups.namespace_mounts() if plan.cgroups else [],
+                            privileged=plan.privileged, devices=[(h, c) for h, c, _ in plan.devices]))
 
     passwd, group = read_user_db("/")
     user = resolve_user(plan.user or None, passwd, group)
@@ -189,10 +200,7 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
         os.dup2(null, 0)
         os.close(null)
     executable = find_executable(plan.argv[0], env_value(env, "PATH"))
-    apply_security(user)
-    # Only 0-2 cross into the container (runc CVE-2024-21626 leaked a host dir fd); the error
-    # pipe is close-on-exec and closes itself.
-    close_other_fds(keep=(error_fd,))
+    lock_down(user, plan.capabilities, plan.no_new_privileges, plan.seccomp, keep_fds=(error_fd,))
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     try:
         os.execve(executable, plan.argv, env_dict(env))

@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     from minirun.runtime import cgroups, launch
     from minirun.runtime.container import Containers
     from minirun.runtime.initlayer import init_layer_link
-    from minirun.runtime.plan import build_plan
+    from minirun.runtime.plan import build_plan, create_cgroups
     from minirun.runtime.procs import start_time
     from minirun.store import Store
 
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
         image = store.images.get(container.config.image)
         plan = build_plan(store, container, image, init_layer_link(store))
         plan.stdio, plan.die_with_parent, plan.interactive = (null, out_w, err_w), True, True
-        plan.cgroups = cgroups.create(container.id, container.config.resources)
+        plan.cgroups = create_cgroups(container)
         started = launch.start(plan)
         for fd in (null, out_w, err_w):  # PID 1 has them: the copier must see EOF when it exits
             os.close(fd)

@@ -7,6 +7,7 @@ import os
 from minirun.runtime.container import Container
 from minirun.runtime.launch import LaunchPlan
 from minirun.runtime.overlay import MAX_LOWERS
+from minirun.runtime.privileges import for_container
 from minirun.store import Store
 from minirun.store.images import Image
 
@@ -15,7 +16,9 @@ PROVIDED_FILES = ("hosts", "hostname", "resolv.conf")
 
 def build_plan(store: Store, container: Container, image: Image, init_link: str) -> LaunchPlan:
     config = container.config
-    provided = [[container.provided_file(n), f"/etc/{n}", False] for n in PROVIDED_FILES]
+    # a volume of the user's at /etc/hosts (or hostname, resolv.conf) replaces minirun's, as in docker
+    taken = {os.path.normpath(target) for _, target, _ in config.binds}
+    provided = [[container.provided_file(n), f"/etc/{n}", False] for n in PROVIDED_FILES if f"/etc/{n}" not in taken]
     lowers = [os.path.relpath(store.layers.short_link(d), store.root) for d in reversed(image.diff_ids)]
     # The init layer costs one of overlay's 500 lowers; an image that uses them all gets its
     # missing mount points created in its upper instead (diff knows them by name).
@@ -40,9 +43,20 @@ def build_plan(store: Store, container: Container, image: Image, init_link: str)
         tmpfs=config.tmpfs,
         interactive=config.interactive,
         tty=config.tty,
+        privileged=config.privileged,
+        devices=config.devices,
     )
+    plan.capabilities, plan.no_new_privileges, plan.seccomp = for_container(config, store.seccomp_dir)
     if config.network != "none":
         from minirun.runtime.network import prepare  # books the address, writes hosts, publishes ports
 
         prepare(store, container, plan)
     return plan
+
+
+def create_cgroups(container: Container) -> list[str]:
+    """The container's cgroups, with its limits and its devices policy; paths for PID 1 to join."""
+    from minirun.runtime import cgroups, devices
+
+    config = container.config
+    return cgroups.create(container.id, config.resources, devices.rules_for(config.devices, config.privileged))

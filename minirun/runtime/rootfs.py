@@ -45,6 +45,9 @@ class RootfsSpec:
     # the container's cgroup hierarchies as (dir under /sys/fs/cgroup, fstype, options); see
     # cgroups.namespace_mounts. Empty: /sys/fs/cgroup stays an empty read-only tmpfs.
     cgroups: list[tuple[str, str, str | None]] = field(default_factory=list)
+    # --privileged: /sys and the cgroups writable, no masked or read-only paths, every host device
+    privileged: bool = False
+    devices: list[tuple[str, str]] = field(default_factory=list)  # --device: (host node, path in /dev)
 
 
 @dataclass
@@ -102,6 +105,18 @@ READONLY_PATHS: tuple[str, ...] = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/
 
 # docker's --tmpfs defaults; size and mode are the kernel's (half of RAM, 1777)
 TMPFS_FLAGS = _NOSUID_NODEV_NOEXEC
+# --tmpfs options that turn a flag on or off; size, mode, uid and gid go to the kernel as data
+_TMPFS_SWITCHES = {"ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False), "noexec": (MS_NOEXEC, True),
+                   "exec": (MS_NOEXEC, False), "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
+                   "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False)}
+
+# Where no volume may go: the kernel filesystems and what minirun mounts itself. runc refuses
+# anything inside /proc but the files lxcfs stands in for; a bind over /sys or /dev would undo
+# the read-only sysfs and the device walls.
+_RUNTIME_OWNED = frozenset({"/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys/fs/cgroup"})
+_PROC_ALLOWED = frozenset({"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                           "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+                           "/proc/sys/kernel/ns_last_pid"})
 
 _MAX_SYMLINKS = 40  # the kernel's own MAXSYMLINKS
 
@@ -110,10 +125,21 @@ def plan_mounts(spec: RootfsSpec) -> list[Mount]:
     """Every mount setup_rootfs makes before the masks, in order. Pure."""
     user = [Mount(_container_path(b.target), None, b.source,
                   MS_BIND | MS_REC | (MS_RDONLY if b.readonly else 0)) for b in spec.binds]
-    user += [Mount(_container_path(t), "tmpfs", "tmpfs", TMPFS_FLAGS) for t in spec.tmpfs]
+    user += [tmpfs_mount(t) for t in spec.tmpfs]
+    check_targets([m.target for m in user])
     # a parent mounted after its child would hide it: shallow targets first, as docker sorts
     user.sort(key=lambda m: m.target.count("/"))
-    return [*SYSTEM_MOUNTS, *user]
+    system = SYSTEM_MOUNTS if not spec.privileged else tuple(_privileged(m) for m in SYSTEM_MOUNTS)
+    return [*system, *user]
+
+
+def _privileged(m: Mount) -> Mount:
+    """docker's --privileged: /sys read-write, and /dev able to hold every host device node."""
+    if m.target in ("/sys", "/sys/fs/cgroup"):
+        return Mount(m.target, m.fstype, m.source, m.flags & ~MS_RDONLY, m.data)
+    if m.target == "/dev":
+        return Mount(m.target, m.fstype, m.source, m.flags & ~MS_NODEV, m.data)
+    return m
 
 
 def _container_path(path: str) -> str:
@@ -123,6 +149,53 @@ def _container_path(path: str) -> str:
     if clean in ("/", "//"):
         raise UsageError("invalid mount config: destination can't be '/'")
     return clean
+
+
+def check_targets(targets: list[str]) -> None:
+    """Refuse volume and tmpfs targets that would undo a wall or clash with each other. Pure."""
+    seen = set()
+    for target in targets:
+        clean = _container_path(target)
+        if clean in seen:
+            raise UsageError(f"Duplicate mount point: {clean}")
+        seen.add(clean)
+        if (clean == "/proc" or clean.startswith("/proc/")) and clean not in _PROC_ALLOWED:
+            raise UsageError(f"invalid mount config: {clean!r} cannot be mounted because it is inside /proc")
+        if clean == "/sys" or clean.startswith("/sys/"):
+            raise UsageError(f"invalid mount config: {clean!r} cannot be mounted because it is inside /sys")
+        if clean in _RUNTIME_OWNED:
+            raise UsageError(f"invalid mount config: {clean} is mounted by minirun itself"
+                             + (" (add devices with --device)" if clean == "/dev" else ""))
+
+
+def tmpfs_mount(spec: str) -> Mount:
+    """`--tmpfs TARGET[:OPTIONS]` as a mount, docker's defaults (noexec, nosuid, nodev) changed by
+    ro/rw, exec/noexec, suid/nosuid, dev/nodev, and size, mode, uid, gid passed to the kernel.
+    Anything else is refused rather than ignored. Pure."""
+    target, _, options = spec.partition(":")
+    flags, data = TMPFS_FLAGS, []
+    for option in filter(None, options.split(",")):
+        key, sep, value = option.partition("=")
+        if not sep and key in _TMPFS_SWITCHES:
+            bit, on = _TMPFS_SWITCHES[key]
+            flags = flags | bit if on else flags & ~bit
+        elif sep and _tmpfs_value_ok(key, value):
+            data = [d for d in data if not d.startswith(f"{key}=")] + [f"{key}={value}"]
+        else:
+            raise UsageError(f"invalid tmpfs option {option!r} in {spec!r}: use size, mode, uid, gid, "
+                             "ro/rw, exec/noexec, suid/nosuid or dev/nodev")
+    return Mount(_container_path(target), "tmpfs", "tmpfs", flags, ",".join(data) or None)
+
+
+def _tmpfs_value_ok(key: str, value: str) -> bool:
+    if key == "size":  # bytes, or with k/m/g/t/p/e, or a percentage of RAM: the kernel's forms
+        number = value[:-1] if value[-1:].lower() in ("k", "m", "g", "t", "p", "e", "%") else value
+        return number.isdigit() and number.isascii()
+    if key == "mode":
+        return 0 < len(value) <= 4 and all(c in "01234567" for c in value)
+    if key in ("uid", "gid"):
+        return value.isdigit() and value.isascii() and int(value) < 2**32 - 1
+    return False
 
 
 def setup_rootfs(spec: RootfsSpec) -> None:
@@ -135,11 +208,12 @@ def setup_rootfs(spec: RootfsSpec) -> None:
     for m in plan_mounts(spec):
         _mount(root, m)
         if m.target == "/dev":
-            _populate_dev(os.path.join(root, "dev"))
+            _populate_dev(os.path.join(root, "dev"), spec.devices, spec.privileged)
         elif m.target == "/sys/fs/cgroup":
-            mount_cgroups(os.path.join(root, "sys/fs/cgroup"), spec.cgroups)
-    _mask_paths(root)
-    _readonly_paths(root)
+            mount_cgroups(os.path.join(root, "sys/fs/cgroup"), spec.cgroups, writable=spec.privileged)
+    if not spec.privileged:
+        _mask_paths(root)
+        _readonly_paths(root)
     if spec.readonly:
         # after every mount point was created; the mounts on top keep their own flags
         remount_readonly(root)
@@ -192,10 +266,24 @@ def _mount(root: str, m: Mount) -> None:
     if m.target in _NO_SYMLINK and path != os.path.join(root, m.target.lstrip("/")):
         raise MinirunError(f"{m.target} in the image is a symlink: {m.fstype} must be mounted on a directory")
     _ensure_mount_point(path, m.target, is_dir=not bind or os.path.isdir(m.source))
-    # MS_RDONLY and MS_NODEV are ignored on a new bind mount: they take a second, remount call
+    # MS_RDONLY and MS_NODEV are ignored on a new bind mount: they take a second call
     linux.mount(m.source, path, m.fstype, m.flags & ~MS_RDONLY if bind else m.flags, m.data)
     if bind:
-        remount(path, MS_NODEV | (m.flags & MS_RDONLY))
+        protect_bind(path, readonly=bool(m.flags & MS_RDONLY))
+
+
+def protect_bind(path: str, readonly: bool) -> None:
+    """nosuid and nodev (and read-only, if asked) on a recursive bind and every mount below it:
+    a remount changes only the top one, and `-v /:/host:ro` would leave /host/proc, /host/dev
+    and every tmpfs under it writable (docker >= 25 does the same with mount_setattr)."""
+    attrs = linux.MOUNT_ATTR_NOSUID | linux.MOUNT_ATTR_NODEV | (linux.MOUNT_ATTR_RDONLY if readonly else 0)
+    try:
+        linux.mount_setattr(path, attrs, recursive=True)
+    except SyscallError as exc:
+        if exc.errno == errno.ENOSYS:
+            raise MinirunError("volumes need mount_setattr(2) (Linux >= 5.12) to be read-only and nodev "
+                               "all the way down") from None
+        raise
 
 
 def _ensure_mount_point(path: str, shown: str, *, is_dir: bool) -> None:
@@ -218,31 +306,66 @@ def _ensure_mount_point(path: str, shown: str, *, is_dir: bool) -> None:
         raise MinirunError(f"cannot create mount point {shown}: {exc.strerror}") from None
 
 
-def _populate_dev(dev: str) -> None:
-    """Each of docker's nodes is the host's own, bind-mounted: /dev itself is nodev."""
+def _populate_dev(dev: str, devices: list[tuple[str, str]] = (), privileged: bool = False) -> None:
+    """Each of docker's nodes is the host's own, bind-mounted: /dev itself is nodev. So is each
+    --device node, at its path under /dev; privileged, /dev gets every other host node too."""
     for name, major, minor in DEVICES:
-        node = os.path.join(dev, name)
         host = f"/dev/{name}"
         st = os.stat(host)
         if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(major, minor):
             raise MinirunError(f"the host's {host} is not the character device {major}:{minor}")
-        os.close(os.open(node, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
-        linux.mount(host, node, None, MS_BIND)
+        _bind_node(host, os.path.join(dev, name))
     for name, target in DEV_SYMLINKS:
         os.symlink(target, os.path.join(dev, name))
+    for host, target in devices:
+        node = os.path.join(dev, os.path.relpath(target, "/dev"))
+        if os.path.lexists(node):
+            if os.path.exists(node) and os.stat(node).st_rdev == os.stat(host).st_rdev:
+                continue  # one of the default nodes, asked for again
+            raise UsageError(f"--device {host}:{target}: {target} is already in the container's /dev")
+        os.makedirs(os.path.dirname(node), 0o755, exist_ok=True)
+        _bind_node(host, node)
+    if privileged:
+        _copy_host_nodes(dev)
 
 
-def mount_cgroups(path: str, hierarchies: list[tuple[str, str, str | None]]) -> None:
-    """docker's view of /sys/fs/cgroup: each hierarchy read-only, mounted from inside the
-    container's cgroup namespace, so its root is the container's own cgroup (nothing above it,
-    no sibling's); a v2 hierarchy named "" covers /sys/fs/cgroup itself."""
+def _bind_node(host: str, node: str) -> None:
+    os.close(os.open(node, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666))
+    linux.mount(host, node, None, MS_BIND)
+
+
+def _copy_host_nodes(dev: str) -> None:
+    """docker's privileged /dev: a node for each of the host's devices (this /dev is not nodev
+    then), the pseudo-filesystems under it excepted."""
+    for top, dirs, files in os.walk("/dev"):
+        if top == "/dev":
+            dirs[:] = [d for d in dirs if d not in ("pts", "shm", "mqueue")]
+        for name in files:
+            host = os.path.join(top, name)
+            node = os.path.join(dev, os.path.relpath(host, "/dev"))
+            try:
+                st = os.lstat(host)
+            except FileNotFoundError:
+                continue
+            if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) or os.path.lexists(node):
+                continue
+            os.makedirs(os.path.dirname(node), 0o755, exist_ok=True)
+            os.mknod(node, st.st_mode, st.st_rdev)
+            os.chown(node, st.st_uid, st.st_gid)
+
+
+def mount_cgroups(path: str, hierarchies: list[tuple[str, str, str | None]], writable: bool = False) -> None:
+    """docker's view of /sys/fs/cgroup: each hierarchy read-only (unless `writable`: privileged),
+    mounted from inside the container's cgroup namespace, so its root is the container's own
+    cgroup (nothing above it, no sibling's); a v2 hierarchy named "" covers /sys/fs/cgroup itself."""
     for name, _, _ in hierarchies:
         if name:
             os.mkdir(os.path.join(path, name), 0o755)
-    remount_readonly(path)  # the tmpfs, before a v2 hierarchy may cover it
+    if not writable:
+        remount_readonly(path)  # the tmpfs, before a v2 hierarchy may cover it
     for name, fstype, options in hierarchies:
         linux.mount(fstype, os.path.join(path, name) if name else path, fstype,
-                    MS_RDONLY | _NOSUID_NODEV_NOEXEC, options)
+                    (0 if writable else MS_RDONLY) | _NOSUID_NODEV_NOEXEC, options)
 
 
 def _mask_paths(root: str) -> None:

@@ -1,7 +1,7 @@
-"""What the container's process may do: its user, capabilities, no_new_privs, open fds.
+"""What the container's process may do: its user, capabilities, no_new_privs, open fds, seccomp.
 
 Runs in PID 1 after pivot_root, just before exec (and in `exec`, around setns). python-prctl
-and resource are imported here, at the top, on purpose: a lazy import inside apply_security
+is imported here, at the top, on purpose: a lazy import inside apply_security
 would run after pivot_root (or setns into the mount namespace), where the interpreter's
 site-packages and lib-dynload no longer exist. Only the container's process imports this
 module; it costs ~3 ms, most of it python-prctl.
@@ -9,35 +9,14 @@ module; it costs ~3 ms, most of it python-prctl.
 from __future__ import annotations
 
 import os
-import resource
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import prctl
 
+from minirun import linux
 from minirun.errors import MinirunError
-
-# linux/capability.h
-CAPABILITIES: dict[str, int] = {
-    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
-    "CAP_FSETID": 4, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
-    "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11,
-    "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
-    "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19,
-    "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
-    "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27,
-    "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31,
-    "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
-    "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39,
-    "CAP_CHECKPOINT_RESTORE": 40,
-}
-
-# docker's default set, in its order (moby oci/caps/defaults.go): 0x00000000a80425fb
-DEFAULT_CAPABILITIES: tuple[str, ...] = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-)
+from minirun.runtime.privileges import DEFAULT_CAPABILITIES, capability_number
 
 _MAX_ID = 2**31 - 1  # runc's range for uids and gids
 
@@ -48,24 +27,6 @@ class User:
     gid: int
     groups: list[int] = field(default_factory=list)  # supplementary groups, for setgroups(2)
     home: str = "/"
-
-
-def capability_number(name: str) -> int:
-    """`CAP_NET_RAW`, `NET_RAW` or `net_raw` -> 13."""
-    key = name.upper()
-    key = key if key.startswith("CAP_") else f"CAP_{key}"
-    try:
-        return CAPABILITIES[key]
-    except KeyError:
-        raise MinirunError(f"unknown capability: {name!r}") from None
-
-
-def capability_mask(names: Iterable[str]) -> int:
-    """The bit mask /proc/PID/status prints for a set (CapEff, CapBnd...)."""
-    mask = 0
-    for name in names:
-        mask |= 1 << capability_number(name)
-    return mask
 
 
 # --- users: docker's -u rules (runc's GetExecUser), pure ---
@@ -176,31 +137,60 @@ def _read(path: str) -> str:
 
 # --- the process itself ---
 
-def apply_security(user: User, capabilities: Iterable[str] = DEFAULT_CAPABILITIES) -> None:
-    """Become `user` with at most `capabilities`, and no way back up.
+def lock_down(user: User, capabilities: Iterable[str] = DEFAULT_CAPABILITIES, no_new_privileges: bool = True,
+              seccomp=None, keep_fds: Iterable[int] = ()) -> None:
+    """The last steps before execve: become `user` with at most `capabilities`, keep no fd but
+    0-2 and `keep_fds`, and install the `seccomp` program (seccomp.Program) last of all.
+
+    The filter goes in after no_new_privs, when nothing but execve is left to do. Without
+    no_new_privs, loading a filter needs CAP_SYS_ADMIN, so it goes in before the capabilities
+    are dropped (as runc does), and the filter must allow the steps after it (the default does).
+    """
+    if seccomp is not None and not no_new_privileges:
+        _drop_bounding(capabilities)
+        seccomp.install()
+        seccomp = None
+    apply_security(user, capabilities, no_new_privileges)
+    # Only 0-2 cross into the container (runc CVE-2024-21626 leaked a host dir fd); an error
+    # pipe is close-on-exec and closes itself.
+    linux.close_fds(keep=keep_fds)
+    if seccomp is not None:
+        seccomp.install()
+
+
+def apply_security(user: User, capabilities: Iterable[str] = DEFAULT_CAPABILITIES,
+                   no_new_privileges: bool = True) -> None:
+    """Become `user` with at most `capabilities`, and (with no_new_privileges) no way back up.
 
     The bounding set is what execve can ever grant, so it is the real limit: root gets exactly
     `capabilities` (permitted and effective), anyone else nothing until a file capability
     grants some, and no_new_privs forbids even that. Inheritable stays empty (CVE-2022-24769).
     """
-    keep = {capability_number(name) for name in capabilities}
-    last = _last_cap(prctl.CAP_LAST_CAP)
-    # 1. the bounding set first: PR_CAPBSET_DROP needs CAP_SETPCAP, which may not be kept
-    for cap in range(last + 1):
-        if cap not in keep and prctl.capbset_read(cap):
-            prctl.capbset_drop(cap)
-    # 2. the ids, while CAP_SETGID and CAP_SETUID are still effective (even if not kept);
+    keep = _drop_bounding(capabilities)
+    # the ids, while CAP_SETGID and CAP_SETUID are still effective (even if not kept);
     # setuid from root to anyone else clears permitted and effective: no keepcaps needed
     os.setgroups(user.groups)
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
-    # 3. one capset: root keeps exactly `keep`, others nothing; clearing inheritable clears ambient
+    # one capset: root keeps exactly `keep`, others nothing; clearing inheritable clears ambient
     every = list(prctl.ALL_CAPS)
     drop = every if user.uid != 0 else [cap for cap in every if cap not in keep]
     prctl.set_caps((drop, [prctl.CAP_PERMITTED, prctl.CAP_EFFECTIVE], False),
                    (every, prctl.CAP_INHERITABLE, False))
-    # 4. last: survives fork and execve; setuid binaries and file capabilities grant nothing
-    prctl.set_no_new_privs(1)
+    if no_new_privileges:
+        # survives fork and execve; setuid binaries and file capabilities grant nothing
+        prctl.set_no_new_privs(1)
+
+
+def _drop_bounding(capabilities: Iterable[str]) -> set[int]:
+    """The bounding set first (PR_CAPBSET_DROP needs CAP_SETPCAP, which may not be kept); returns
+    the numbers kept. Dropping what is already gone is a no-op, so a second call is free."""
+    keep = {capability_number(name) for name in capabilities}
+    last = _last_cap(prctl.CAP_LAST_CAP)
+    for cap in range(last + 1):
+        if cap not in keep and prctl.capbset_read(cap):
+            prctl.capbset_drop(cap)
+    return keep
 
 
 def _last_cap(known: int) -> int:
@@ -223,24 +213,3 @@ def set_non_dumpable() -> None:
     runc CVE-2019-5736 overwrote the host's runc binary that way.
     """
     prctl.set_dumpable(False)
-
-
-def close_other_fds(keep: Iterable[int] = ()) -> None:
-    """Close every fd but 0-2 (and `keep`, e.g. a close-on-exec error pipe) before exec.
-
-    An fd inherited from the host is a way out of the root (runc CVE-2024-21626 leaked a
-    host directory fd). os.closerange is one close_range(2) call on Linux >= 5.9.
-    """
-    low = 3
-    for fd in sorted({fd for fd in keep if fd >= 3}):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, _fd_ceiling())
-
-
-def _fd_ceiling() -> int:
-    """One past the highest possible fd: the soft RLIMIT_NOFILE, or the hard one, since fds
-    opened before the soft limit was lowered stay open above it."""
-    soft = os.sysconf("SC_OPEN_MAX")
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    return max(soft, hard if hard != resource.RLIM_INFINITY else soft, 1024)

@@ -31,6 +31,7 @@ class Store:
     def __init__(self, root: str | None = None) -> None:
         self.root = os.path.abspath(root or default_root())
         self.containers_dir = os.path.join(self.root, "containers")
+        self.seccomp_dir = os.path.join(self.root, "seccomp")  # compiled profiles (runtime/seccomp.py)
         self._swept = False
 
     @cached_property

@@ -25,7 +25,7 @@ from minirun.errors import MinirunError, UsageError
 from minirun.runtime.overlay import mount_overlay
 from minirun.runtime.rootfs import (DEVICES, MASKED_PATHS, READONLY_PATHS, SYSTEM_MOUNTS, Bind, RootfsSpec,
                                     plan_mounts, resolve_in_root, setup_rootfs)
-from minirun.runtime.security import apply_security, close_other_fds, read_user_db, resolve_user
+from minirun.runtime.security import apply_security, read_user_db, resolve_user
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
 BUSYBOX = "/bin/busybox"
@@ -230,7 +230,7 @@ def _pid1(c: Container) -> None:
     assert os.getcwd() == "/"
     user = resolve_user(c.user, *read_user_db("/"))
     apply_security(user)
-    close_other_fds()
+    linux.close_fds()
     os.execve("/bin/sh", ["sh", "-c", _script(c.checks)], {"PATH": "/bin"})
 
 

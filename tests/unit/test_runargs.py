@@ -25,7 +25,7 @@ def test_env_from_flags_files_and_host(tmp_path):
 def test_volumes_and_tmpfs(tmp_path):
     opts = parse_run_args(["-v", f"{tmp_path}:/data:ro", "-v", f"{tmp_path}:/rw/", "--tmpfs", "/scratch:size=1m", "img"])
     assert opts.volumes == [(str(tmp_path), "/data", True), (str(tmp_path), "/rw", False)]
-    assert opts.tmpfs == ["/scratch"]
+    assert opts.tmpfs == ["/scratch:size=1m"]  # the options are kept, for the mount
 
 
 @pytest.mark.parametrize("argv,needle", [

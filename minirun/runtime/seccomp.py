@@ -1,0 +1,255 @@
+"""Seccomp: docker's JSON profiles made into the BPF program a container's processes run under.
+
+A profile (docker's format: defaultAction, archMap, syscalls with args, includes and excludes
+by capability, architecture and kernel) is resolved against the container's capabilities, as
+docker resolves it, then compiled by libseccomp (through pyseccomp) into classic BPF. Compiling
+costs ~60 ms (most of it loading libseccomp), so each program is kept in the store under a key
+of everything it depends on, and a start only reads it back: PID 1 and every exec'd process
+install it with seccomp(2) as their last step before execve (linux.seccomp_set_filter).
+
+The default profile (profiles/seccomp.json) is docker's default, in docker's format: an
+allowlist with errno EPERM for the rest, where unshare, clone with namespace flags, mount,
+setns, keyctl, bpf, perf_event_open, io_uring and userfaultfd are not allowed to a container
+without CAP_SYS_ADMIN (or the capability named), so its root cannot open a user namespace and
+mount its own cgroups.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from minirun import linux
+from minirun.errors import MinirunError, UsageError
+
+PROFILE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
+DEFAULT_PROFILE = os.path.join(PROFILE_DIR, "seccomp.json")
+UNCONFINED = "unconfined"
+_FORMAT = b"minirun-seccomp-1"  # part of every cache key: a change of this file's rules changes it
+
+# docker's architecture names (Go's GOARCH, as profiles spell them in includes/excludes) by uname -m
+_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "x86", "armv7l": "arm", "ppc64le": "ppc64le",
+            "s390x": "s390x", "riscv64": "riscv64", "mips64": "mips64", "loongarch64": "loongarch64"}
+_ACTIONS_WITH_ERRNO = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
+_ACTIONS = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP",
+            "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG")
+_OPS = ("SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT",
+        "SCMP_CMP_MASKED_EQ")
+_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
+EPERM = 1
+
+
+# -- profiles: text in, checked and resolved rules out (pure) -------------------------------------
+
+def read_profile(path: str) -> str:
+    """A profile file's text, checked and compacted (docker stores it so, in SecurityOpt)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(4 << 20)
+    except OSError as exc:
+        raise UsageError(f"opening seccomp profile ({path}) failed: {(exc.strerror or str(exc)).lower()}") from None
+    try:
+        profile = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"decoding seccomp profile ({path}) failed: {str(exc).splitlines()[0]}") from None
+    check_profile(profile, path)
+    return json.dumps(profile, separators=(",", ":"))
+
+
+def check_profile(profile: object, where: str) -> None:
+    """Refuse what docker refuses, and what would otherwise be ignored silently."""
+    def bad(why: str) -> UsageError:
+        return UsageError(f"seccomp profile ({where}): {why}")
+
+    if not isinstance(profile, dict):
+        raise bad("not a JSON object")
+    if profile.get("defaultAction", "") not in _ACTIONS:
+        raise bad(f"unknown defaultAction {profile.get('defaultAction')!r}")
+    if profile.get("architectures") and profile.get("archMap"):
+        raise bad("both 'architectures' and 'archMap' are specified, use either 'architectures' or 'archMap'")
+    if profile.get("listenerPath"):
+        raise bad("SCMP_ACT_NOTIFY listeners are not supported")
+    for flag in profile.get("flags") or []:
+        if flag not in _FLAGS:
+            raise bad(f"unknown flag {flag!r}")
+    syscalls = profile.get("syscalls") or []
+    if not isinstance(syscalls, list):
+        raise bad("'syscalls' is not a list")
+    for rule in syscalls:
+        if not isinstance(rule, dict):
+            raise bad("a syscall rule is not an object")
+        if rule.get("name") and rule.get("names"):
+            raise bad("both 'name' and 'names' are specified, use either 'name' or 'names'")
+        names = rule.get("names") or ([rule["name"]] if rule.get("name") else [])
+        if not names or not all(isinstance(n, str) for n in names):
+            raise bad("a syscall rule names no syscall")
+        if rule.get("action") not in _ACTIONS:
+            raise bad(f"unknown action {rule.get('action')!r} for {names[0]}")
+        for arg in rule.get("args") or []:
+            if not isinstance(arg, dict) or arg.get("op") not in _OPS or not 0 <= int(arg.get("index", -1)) <= 5:
+                raise bad(f"a bad argument condition for {names[0]}: {arg!r}")
+
+
+def _kernel_at_least(wanted: str, release: str) -> bool:
+    def numbers(text: str) -> tuple[int, ...]:
+        parts = []
+        for piece in text.split("-")[0].split(".")[:2]:
+            digits = "".join(c for c in piece if c.isdigit())
+            parts.append(int(digits) if digits else 0)
+        return tuple(parts)
+
+    return numbers(release) >= numbers(wanted)
+
+
+def _applies(rule: dict, capabilities: frozenset, arch: str, release: str) -> bool:
+    """docker's includes/excludes: every included capability held, no excluded one, the arch and
+    kernel as asked."""
+    includes, excludes = rule.get("includes") or {}, rule.get("excludes") or {}
+    if arch in (excludes.get("arches") or []):
+        return False
+    if any(cap in capabilities for cap in excludes.get("caps") or []):
+        return False
+    if excludes.get("minKernel") and _kernel_at_least(excludes["minKernel"], release):
+        return False
+    if includes.get("arches") and arch not in includes["arches"]:
+        return False
+    if not all(cap in capabilities for cap in includes.get("caps") or []):
+        return False
+    if includes.get("minKernel") and not _kernel_at_least(includes["minKernel"], release):
+        return False
+    return True
+
+
+def resolve(profile: dict, capabilities: frozenset, machine: str, release: str) -> dict:
+    """The rules that apply to a container holding `capabilities`, with the architectures to
+    filter: {"default": (action, errno), "arches": [...], "flags": int, "rules": [(action, errno,
+    [names], [args])]}. Pure."""
+    arch = _GO_ARCH.get(machine, machine)
+    default_errno = int(profile.get("defaultErrnoRet") or EPERM)
+    arches: list[str] = list(profile.get("architectures") or [])
+    for entry in profile.get("archMap") or []:
+        if _seccomp_arch_is(entry.get("architecture", ""), machine):
+            arches = [entry["architecture"], *(entry.get("subArchitectures") or [])]
+            break
+    rules = []
+    for rule in profile.get("syscalls") or []:
+        if not _applies(rule, capabilities, arch, release):
+            continue
+        names = rule.get("names") or [rule["name"]]
+        errno_ = int(rule.get("errnoRet") or (EPERM if rule["action"] in _ACTIONS_WITH_ERRNO else 0))
+        rules.append((rule["action"], errno_, list(names), list(rule.get("args") or [])))
+    flags = 0
+    for flag in profile.get("flags") or []:
+        flags |= _FLAGS[flag]
+    return {"default": (profile["defaultAction"], default_errno), "arches": arches, "flags": flags, "rules": rules}
+
+
+_NATIVE_SECCOMP_ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64", "i686": "SCMP_ARCH_X86",
+                        "armv7l": "SCMP_ARCH_ARM", "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X",
+                        "riscv64": "SCMP_ARCH_RISCV64"}
+
+
+def _seccomp_arch_is(name: str, machine: str) -> bool:
+    return _NATIVE_SECCOMP_ARCH.get(machine) == name
+
+
+# -- compiling (libseccomp) and caching -------------------------------------------------------------
+
+def compile_program(resolved: dict) -> bytes:
+    """libseccomp's BPF for resolved rules, as runc builds it: names the library does not know
+    are skipped (a profile lists syscalls of newer kernels and other arches), a rule whose action
+    is the default one is left out, and conditions on one argument index are separate rules."""
+    import pyseccomp as sc  # ~35 ms: only when a program is not in the cache
+
+    def action(name: str, errno_: int) -> int:
+        return {"SCMP_ACT_KILL": sc.KILL, "SCMP_ACT_KILL_THREAD": sc.KILL_THREAD,
+                "SCMP_ACT_KILL_PROCESS": sc.KILL_PROCESS, "SCMP_ACT_TRAP": sc.TRAP,
+                "SCMP_ACT_ERRNO": sc.ERRNO(errno_), "SCMP_ACT_TRACE": sc.TRACE(errno_),
+                "SCMP_ACT_ALLOW": sc.ALLOW, "SCMP_ACT_LOG": sc.LOG}[name]
+
+    ops = {"SCMP_CMP_NE": sc.NE, "SCMP_CMP_LT": sc.LT, "SCMP_CMP_LE": sc.LE, "SCMP_CMP_EQ": sc.EQ,
+           "SCMP_CMP_GE": sc.GE, "SCMP_CMP_GT": sc.GT, "SCMP_CMP_MASKED_EQ": sc.MASKED_EQ}
+    default = action(*resolved["default"])
+    program = sc.SyscallFilter(default)
+    for name in resolved["arches"]:
+        arch = getattr(sc.Arch, name.removeprefix("SCMP_ARCH_"), None)
+        if arch is not None and arch != sc.system_arch():
+            try:
+                program.add_arch(arch)
+            except OSError:
+                pass  # a sub-architecture this libseccomp cannot filter
+    for act_name, errno_, names, args in resolved["rules"]:
+        act = action(act_name, errno_)
+        if act == default:
+            continue
+        conditions = [sc.Arg(int(a["index"]), ops[a["op"]], int(a.get("value") or 0), int(a.get("valueTwo") or 0))
+                      for a in args]
+        indexes = [int(a["index"]) for a in args]
+        groups = [conditions] if len(set(indexes)) == len(indexes) else [[c] for c in conditions]
+        for name in names:
+            number = sc.resolve_syscall(sc.Arch.NATIVE, name)
+            if number == -1:  # __NR_SCMP_ERROR: unknown to this libseccomp
+                continue
+            for group in groups:
+                try:
+                    program.add_rule(act, number, *group)
+                except OSError as exc:
+                    raise MinirunError(f"seccomp: rule for {name}: {exc.strerror}") from None
+    read_fd, write_fd = os.pipe()
+    try:
+        with os.fdopen(write_fd, "wb", closefd=True) as sink:
+            program.export_bpf(sink)
+        chunks = []
+        while chunk := os.read(read_fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+    return b"".join(chunks)
+
+
+class Program:
+    """A compiled filter and the seccomp(2) flags to install it with."""
+
+    __slots__ = ("code", "flags")
+
+    def __init__(self, code: bytes, flags: int) -> None:
+        self.code, self.flags = code, flags
+
+    def install(self) -> None:
+        linux.seccomp_set_filter(self.code, self.flags)
+
+
+def profile_text(security_opt: list[str]) -> str:
+    """The profile a confined container's SecurityOpt names: its own, or the default."""
+    for opt in security_opt:
+        key, _, value = opt.partition("=")
+        if key == "seccomp" and value != UNCONFINED:
+            return value
+    with open(DEFAULT_PROFILE, encoding="utf-8") as f:
+        return f.read()
+
+
+def program_for(cache_dir: str, text: str, capabilities: list[str]) -> Program:
+    """The compiled program for `text` and `capabilities` on this machine: from the cache, or
+    compiled and cached (a write that loses a race with another start is harmless: same bytes)."""
+    uname = os.uname()
+    caps = ",".join(sorted(capabilities)).encode()
+    key = hashlib.sha256(b"\0".join([_FORMAT, text.encode(), caps, uname.machine.encode(),
+                                     uname.release.encode()])).hexdigest()
+    path = os.path.join(cache_dir, f"{key}.bpf")
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+        if len(blob) > 4 and (len(blob) - 4) % 8 == 0:
+            return Program(blob[4:], int.from_bytes(blob[:4], "little"))
+    except FileNotFoundError:
+        pass
+    profile = json.loads(text)
+    check_profile(profile, "SecurityOpt")
+    resolved = resolve(profile, frozenset(capabilities), uname.machine, uname.release)
+    program = Program(compile_program(resolved), resolved["flags"])
+    from minirun.store.fsutil import atomic_write
+
+    os.makedirs(cache_dir, 0o700, exist_ok=True)
+    atomic_write(path, program.flags.to_bytes(4, "little") + program.code, mode=0o600, durable=False)
+    return program
