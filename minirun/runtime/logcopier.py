@@ -110,5 +110,32 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def pack_args(args: list[str], after_exit: list[str]) -> int:
+    """An inheritable memfd holding main's arguments and, if any, network.after_exit's: the
+    monitor hands them over through it, so no state or settings show on a command line."""
+    fd = os.memfd_create("minirun-monitor", 0)
+    data = "\0".join([str(len(args)), *args, *after_exit]).encode()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def boot(args_fd: int) -> int:
+    """The copier's entry point: its arguments from the memfd, then the network's exit hook."""
+    chunks = []
+    while chunk := os.read(args_fd, 1 << 16):
+        chunks.append(chunk)
+    os.close(args_fd)
+    count, *items = b"".join(chunks).decode().split("\0")
+    code = main(items[:int(count)])
+    if items[int(count):]:
+        from minirun.runtime.network import after_exit
+
+        after_exit(*items[int(count):])
+    return code
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -14,19 +14,14 @@ import os
 import signal
 import sys
 
+from minirun.runtime import logcopier
 from minirun.runtime.logcopier import CODE_MARK, TIME_MARK
 
 LOG_NAME = "container.log"
-COPIER_BOOT = ("import sys; sys.path[:0] = [sys.argv[1]]; from minirun.runtime.logcopier import main; "
-               "sys.exit(main(sys.argv[2:]))")
-# With something to undo when PID 1 has exited (published ports; an --rm container's address),
-# the copier is followed by network.after_exit, given the arguments after AFTER_EXIT.
-AFTER_EXIT = "--network-after-exit"
-COPIER_THEN_NETWORK_BOOT = (
-    "import sys; sys.path[:0] = [sys.argv[1]]; from minirun.runtime.logcopier import main; "
-    f"i = sys.argv.index('{AFTER_EXIT}'); code = main(sys.argv[2:i]); "
-    "from minirun.runtime.network import after_exit; after_exit(*sys.argv[i + 1:]); sys.exit(code)")
-
+# The copier's arguments (the state template, cgroup paths, network settings) travel in a
+# memfd, never on the command line, which any local user can read through ps.
+COPIER_BOOT = ("import sys; sys.path[:0] = [sys.argv[1]]; from minirun.runtime.logcopier import boot; "
+               "sys.exit(boot(int(sys.argv[2])))")
 
 def main(argv: list[str]) -> int:
     store_root, container_id, ready_fd = argv[0], argv[1], int(argv[2])
@@ -98,12 +93,11 @@ def main(argv: list[str]) -> int:
         from minirun.runtime.network import exit_hook_args
 
         hook = exit_hook_args(store.root, container)
+    args = logcopier.pack_args([container.dir, os.path.join(store.root, "lock"), str(started.pid), str(out_r),
+                                str(err_r), "1" if container.config.auto_remove else "0", template,
+                                "\n".join(plan.cgroups)], hook)
     # Become the lean copier (logcopier.py): same process, still PID 1's parent, a fraction of the memory.
-    os.execv(sys.executable, [sys.executable, "-S", "-c", COPIER_THEN_NETWORK_BOOT if hook else COPIER_BOOT,
-                              _package_parent(), container.dir,
-                              os.path.join(store.root, "lock"), str(started.pid), str(out_r), str(err_r),
-                              "1" if container.config.auto_remove else "0", template, "\n".join(plan.cgroups)]
-             + ([AFTER_EXIT, *hook] if hook else []))
+    os.execv(sys.executable, [sys.executable, "-S", "-c", COPIER_BOOT, _package_parent(), str(args)])
 
 
 def _stop_publishing(store, container) -> None:
