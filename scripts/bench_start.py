@@ -6,6 +6,8 @@
 Every tool starts the same busybox root filesystem (the tar from images/busybox/rootfs.py) and runs
 `true` in it. Prepared once, untimed, in a temporary directory:
   - minirun: a fresh store (`--root`); the first `run` builds the busybox image, then one warm-up run.
+    Timed twice: as is, and with `--security-opt seccomp=unconfined`; the median of the same-round
+    differences is what the default seccomp filter costs (its program comes from the store's cache).
   - runc / crun: an OCI bundle from `runc spec` (or `crun spec`) with `"terminal": false` and args
     `["true"]`, rootfs = the busybox tar extracted into a lower dir. For every run a FRESH overlay
     (lower = that dir, new upper and work dirs, index=off) is mounted on bundle/rootfs and removed
@@ -49,6 +51,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_S = 0.150
+SECCOMP_TARGET_S = 0.003  # what the default seccomp filter may add to a start
 PODMAN_IMAGE = "localhost/minirun-bench-busybox:latest"
 PODMAN_GLOBAL = ["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "overlay"]
 PODMAN_RUN = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
@@ -526,6 +529,10 @@ def main() -> int:
         tar, lower = prepare_rootfs(tmp)
 
         tools.append(Minirun(tmp / "store"))
+        # the same start without the seccomp filter (or the devices policy's BPF program and
+        # writes, which stay): what the filter costs, pair by pair in the same rounds
+        tools.append(Minirun(tmp / "store", "minirun, --security-opt seccomp=unconfined",
+                             ("--security-opt", "seccomp=unconfined")))
         spec_binary = binaries["runc"] or binaries["crun"]
         bundle = prepare_bundle(tmp, spec_binary) if spec_binary else None
         for name in ("runc", "crun"):
@@ -594,6 +601,12 @@ def main() -> int:
         if len(t.failures) > 3:
             print(f"  FAILED {t.label}: … and {len(t.failures) - 3} more")
     print()
+    unconfined = tools[1] if len(tools) > 1 and isinstance(tools[1], Minirun) else None
+    if minirun and unconfined and minirun.times and len(minirun.times) == len(unconfined.times):
+        added = statistics.median(a - b for a, b in zip(minirun.times, unconfined.times))
+        verdict = "within" if added <= SECCOMP_TARGET_S else "OVER"
+        print(f"  seccomp     : the default filter adds {added * 1000:+.1f} ms per start (median of "
+              f"{len(minirun.times)} same-round differences): {verdict} the {SECCOMP_TARGET_S * 1000:.0f} ms target")
     if base is not None:
         verdict = "within" if base <= TARGET_S else "OVER"
         print(f"  minirun start {base * 1000:.0f} ms: {verdict} the {TARGET_S * 1000:.0f} ms target")

@@ -52,10 +52,10 @@ def parse_device(spec: str) -> list:
     container = parts[1] if len(parts) == 2 and parts[1] else host
     if not host.startswith("/") or not container.startswith("/"):
         raise UsageError(f"invalid device specification: {spec}: paths must be absolute")
-    container = os.path.normpath(container)
-    if container != "/dev" and not container.startswith("/dev/"):
-        raise UsageError(f"invalid device specification: {spec}: the container path must be under /dev")
     device_number(host)  # fails now, before anything is created
+    container = os.path.normpath(container)
+    if not container.startswith("/dev/"):
+        raise UsageError(f"invalid device specification: {spec}: the container path must be under /dev")
     return [host, container, perms]
 
 
