@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 packages=(busybox-static libcap-dev python3-venv python3-dev gcc nftables)
 if [[ "${1:-}" == "--test" ]]; then
   # peers the interoperability tests run: archives (podman, skopeo) and a registry (distribution)
-  packages+=(zstd xz-utils skopeo podman docker-registry openssl)
+  packages+=(zstd xz-utils skopeo podman docker-registry openssl libc6-dev)
 fi
 
 missing=()

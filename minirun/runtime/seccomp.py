@@ -67,6 +67,9 @@ def check_profile(profile: object, where: str) -> None:
         raise bad(f"unknown defaultAction {profile.get('defaultAction')!r}")
     if profile.get("architectures") and profile.get("archMap"):
         raise bad("both 'architectures' and 'archMap' are specified, use either 'architectures' or 'archMap'")
+    default_errno = profile.get("defaultErrnoRet")
+    if default_errno is not None and not (isinstance(default_errno, int) and 0 <= default_errno < 4096):
+        raise bad(f"a bad defaultErrnoRet: {default_errno!r}")
     if profile.get("listenerPath"):
         raise bad("SCMP_ACT_NOTIFY listeners are not supported")
     for flag in profile.get("flags") or []:
@@ -86,8 +89,11 @@ def check_profile(profile: object, where: str) -> None:
         if rule.get("action") not in _ACTIONS:
             raise bad(f"unknown action {rule.get('action')!r} for {names[0]}")
         for arg in rule.get("args") or []:
-            if not isinstance(arg, dict) or arg.get("op") not in _OPS or not 0 <= int(arg.get("index", -1)) <= 5:
+            if not (isinstance(arg, dict) and arg.get("op") in _OPS and arg.get("index") in range(6)
+                    and all(isinstance(arg.get(k, 0), int) and 0 <= arg.get(k, 0) < 2**64 for k in ("value", "valueTwo"))):
                 raise bad(f"a bad argument condition for {names[0]}: {arg!r}")
+        if rule.get("errnoRet") is not None and not (isinstance(rule["errnoRet"], int) and 0 <= rule["errnoRet"] < 4096):
+            raise bad(f"a bad errnoRet for {names[0]}: {rule['errnoRet']!r}")
 
 
 def _kernel_at_least(wanted: str, release: str) -> bool:

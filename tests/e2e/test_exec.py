@@ -247,7 +247,12 @@ def test_the_exec_process_cannot_be_reached_before_its_exec(box_with_trap):
     capability, which refuses PID 1 too; test_the_exec_cli_is_not_dumpable checks the flag that
     guards the rest of the way to execve.)"""
     box, store = box_with_trap
-    exec_proc = minirun(store, "exec", "box", "echo", "exec-ran", stdout=subprocess.PIPE)
+    # a host directory fd the CLI was (carelessly) started with: it must not go past the fork
+    secret = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        exec_proc = minirun(store, "exec", "box", "echo", "exec-ran", stdout=subprocess.PIPE, pass_fds=(secret,))
+    finally:
+        os.close(secret)
     try:
         out = box.read_until(b"scanned\n").decode()
         assert exec_proc.wait(timeout=TIMEOUT) == 0
