@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # nftables: `-p` publishes ports with DNAT rules in minirun's own table
 packages=(busybox-static libcap-dev python3-venv python3-dev gcc nftables)
 if [[ "${1:-}" == "--test" ]]; then
-  # peers the interoperability tests run: archives (podman, skopeo) and a registry (distribution)
-  packages+=(zstd xz-utils skopeo podman docker-registry openssl libc6-dev)
+  # peers the interoperability tests run: archives (podman with runc, skopeo), a registry
+  # (distribution); libc6-dev for the static probe the containment tests build
+  packages+=(zstd xz-utils skopeo podman runc docker-registry openssl libc6-dev)
 fi
 
 missing=()

@@ -392,6 +392,8 @@ def test_a_host_directory_fd_never_follows_pid1_into_its_namespaces(store, busyb
         assert cli.wait(timeout=20) == 0 and cli.stdout.read() == b"ran\n"
     finally:
         if cli.poll() is None:
+            for pid in _children(cli.pid):  # a PID 1 stuck on the fifo would outlive its CLI
+                os.kill(pid, 9)
             cli.kill()
             cli.wait()
         cli.stdout.close()
@@ -431,3 +433,15 @@ def test_the_monitors_command_line_carries_no_state(cli, busybox, isolated_store
         assert not any(b"{" in arg or b"Status" in arg or b"Ports" in arg for arg in argv), argv
     finally:
         assert cli("rm", "-f", "mon").code == 0
+
+
+def test_a_start_reads_the_compiled_filter_and_never_loads_libseccomp(cli, busybox, isolated_store):
+    """Compiling a profile costs ~60 ms (most of it loading libseccomp): done once per profile and
+    capability set, kept in the store; every later start only reads the program back."""
+    env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
+    argv = [sys.executable, "-X", "importtime", "-m", "minirun", "run", "--rm", "--network", "none", "busybox", "true"]
+    first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == again.returncode == 0, (first.stderr[-500:], again.stderr[-500:])
+    assert "pyseccomp" in first.stderr and "pyseccomp" not in again.stderr
+    assert len(os.listdir(isolated_store / "seccomp")) == 1

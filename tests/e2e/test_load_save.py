@@ -15,9 +15,11 @@ import time
 
 import pytest
 
-PODMAN_GLOBAL = ["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "overlay"]
-PODMAN_RUN = ["--rm", "--network", "none", "--cgroups", "disabled",
-              "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
+# runc, not podman's default crun: crun refuses a hybrid host whose cgroup2 mount carries a controller
+# (hugetlb here), and mounting a v1 hierarchy for it would change the host (PEERS.md)
+PODMAN_GLOBAL = ["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "overlay",
+                 "--runtime", "runc"]
+PODMAN_RUN = ["--rm", "--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
 # A base file deleted, another rewritten twice, each in a layer of its own.
 CONTAINERFILE = """FROM docker.io/library/busybox:latest
 RUN rm /etc/group
@@ -51,12 +53,25 @@ class Podman:
         base = self.base = Path(tempfile.mkdtemp(prefix="minirun-podman-"))
         self.cmd = ["podman", "--root", str(base / "root"), "--runroot", str(base / "run"),
                     "--tmpdir", str(base / "tmp"), *PODMAN_GLOBAL]
+        # runc cannot run without cgroups: its containers go under a parent of this test's own
+        self.cgroup_parent = f"/{base.name}"
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess:
+        if args[:1] == ("run",):
+            args = ("run", "--cgroup-parent", self.cgroup_parent, *args[1:])
         return sh(*self.cmd, *args)
 
     def remove(self) -> None:
         subprocess.run([*self.cmd, "rm", "--all", "--force"], capture_output=True, timeout=60)
+        with open("/proc/self/mountinfo") as f:  # every cgroup mount, name=systemd's too
+            mounts = [line.split()[4] for line in f if line.split(" - ")[-1].startswith(("cgroup ", "cgroup2 "))]
+            for mount in mounts:
+                parent = mount + self.cgroup_parent
+                for top, dirs, _ in os.walk(parent, topdown=False):
+                    for name in dirs:
+                        os.rmdir(os.path.join(top, name))
+                if os.path.isdir(parent):
+                    os.rmdir(parent)
         with open("/proc/mounts") as mounts:
             left = [line.split()[1] for line in mounts if str(self.base) in line]
         for mount in reversed(left):
