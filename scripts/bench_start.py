@@ -20,8 +20,9 @@ Every tool starts the same busybox root filesystem (the tar from images/busybox/
     parent of this benchmark's own.
   - the interpreter's floor: `sys.executable -c pass` and `sys.executable -S -c pass`.
 crun (podman's default runtime here) refuses hybrid cgroups while a controller lives only in cgroup
-v2; when one does (hugetlb on these VMs) it is mounted as a v1 hierarchy for the benchmark and
-unmounted after.
+v2 (hugetlb on these VMs): there crun is left out and podman runs runc, unless
+--mount-v2-controllers asks to mount that controller as a v1 hierarchy for the run (a change to the
+host, undone at the end).
 
 The timed runs are interleaved round-robin (the order rotates each round) so machine noise hits
 every tool alike. Each time is the wall time of one command as seen from this Python process
@@ -255,10 +256,10 @@ class OciRuntime(Tool):
 
 
 class Podman(Tool):
-    def __init__(self, binary: str, tmp: Path, tar: Path):
+    def __init__(self, binary: str, tmp: Path, tar: Path, runtime: str | None = None):
         base = tmp / "podman"
         self.glob = [binary, "--root", str(base / "root"), "--runroot", str(base / "run"),
-                     "--tmpdir", str(base / "tmp"), *PODMAN_GLOBAL]
+                     "--tmpdir", str(base / "tmp"), *PODMAN_GLOBAL, *(["--runtime", runtime] if runtime else [])]
         self.tar = tar
         self.cgroup_parent = f"/minirun-bench-{os.getpid()}"
         super().__init__("podman run --rm --network none",
@@ -329,6 +330,12 @@ def cgroup_dirs() -> set[str]:
         for d, _, _ in os.walk(h):
             out.add(d)
     return out
+
+
+def crun_refuses_this_host() -> bool:
+    """A hybrid layout whose cgroup2 mount carries a controller (hugetlb on these VMs): crun refuses it."""
+    unified = CGROUP_ROOT / "unified" / "cgroup.controllers"
+    return unified.is_file() and bool(unified.read_text().split())
 
 
 def fix_hybrid_cgroups() -> list[tuple[str, bool]]:
@@ -492,6 +499,10 @@ def defer_signals() -> list[int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="timed runs of each command (default 20)")
+    ap.add_argument("--mount-v2-controllers", action="store_true",
+                    help="on a hybrid host whose cgroup2 mount carries a controller, mount it as a v1 hierarchy "
+                         "for the run (host-wide, undone at the end) so crun can be timed; without it crun is "
+                         "left out there and podman runs runc")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_start: must run as root (containers, overlay mounts)", file=sys.stderr)
@@ -520,11 +531,21 @@ def main() -> int:
     hybrid_fix: list[tuple[str, bool]] = []
     failed = False
     leftovers: list[str] = []
+    podman_runtime = None
+    left_out: dict[str, str] = {}
     try:
-        if binaries["crun"] or binaries["podman"]:
-            hybrid_fix = fix_hybrid_cgroups()
-            for target, _ in hybrid_fix:
-                print(f"  note        : mounted {target} as cgroup v1 for crun (hybrid cgroups); unmounted at the end")
+        if crun_refuses_this_host():
+            if args.mount_v2_controllers:
+                hybrid_fix = fix_hybrid_cgroups()
+                for target, _ in hybrid_fix:
+                    print(f"  note        : mounted {target} as cgroup v1 for crun (hybrid cgroups); unmounted at the end")
+            else:
+                # never change the host unasked: crun is left out, podman runs runc
+                binaries["crun"] = None
+                left_out["crun"] = "left out: refuses this hybrid host (see --mount-v2-controllers)"
+                podman_runtime = "runc" if binaries["runc"] else None
+                print("  note        : crun refuses this hybrid host (a controller in cgroup2): left out, podman "
+                      "runs runc (--mount-v2-controllers to time crun)")
         cgroups_before = cgroup_dirs()
         tar, lower = prepare_rootfs(tmp)
 
@@ -539,7 +560,7 @@ def main() -> int:
             if binaries[name]:
                 tools.append(OciRuntime(name, binaries[name], tmp, bundle, lower))
         if binaries["podman"]:
-            tools.append(Podman(binaries["podman"], tmp, tar))
+            tools.append(Podman(binaries["podman"], tmp, tar, podman_runtime))
         tools.append(Tool("python -c pass", [py, "-c", "pass"]))
         tools.append(Tool("python -S -c pass", [py, "-S", "-c", "pass"]))
 
@@ -586,7 +607,7 @@ def main() -> int:
     print(f"  {'what':<{w}}{'median s':>9}{'min':>8}{'max':>8}{'×minirun':>10}{'ok':>7}")
     for label, t, times, med in rows:
         if t is None:
-            print(f"  {label:<{w}}  not installed")
+            print(f"  {label:<{w}}  {left_out.get(label, 'not installed')}")
             continue
         if t.skipped:
             print(f"  {label:<{w}}  NOT TIMED: {t.skipped}")
