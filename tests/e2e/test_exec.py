@@ -265,17 +265,22 @@ def test_the_exec_process_cannot_be_reached_before_its_exec(box_with_trap):
     victims = [line for line in out.splitlines() if line.startswith("victim ")]
     assert victims, out  # it saw the waiting process...
     assert "EXPOSED" not in out, out  # ...and reached nothing of it
-    # by then the namespaces' fds are closed: stdio and the error pipe are all it holds
+    # it reads the container's file: stdio, the error pipe and that fifo are all it holds (not the
+    # namespaces' fds, nor the host directory its CLI was started with)
     [fds] = [sorted(map(int, line.split()[1:])) for line in out.splitlines() if line.startswith("fds ")]
-    assert len(fds) == 4 and fds[:3] == [0, 1, 2], out
+    assert len(fds) == 5 and fds[:3] == [0, 1, 2], out
 
 
 @pytest.fixture
 def box_with_trap(boxes, store):
     script = "\n".join([
-        "mv /etc/passwd /etc/passwd.real && mkfifo /etc/passwd && echo ready",
+        "mv /etc/passwd /etc/passwd.real && mkfifo /etc/passwd /tmp/go && echo ready",
+        # a writer that gets through its open only once the exec'd process opens the fifo to read it:
+        # from then on that process waits in read(), in the middle of its setup, until /tmp/go
+        "( exec 4>/etc/passwd; touch /tmp/opened; read _ < /tmp/go; cat /etc/passwd.real >&4 ) &",
         # [m] keeps grep from finding its own command line
         "until v=$(grep -l '[m]inirun' /proc/[0-9]*/cmdline 2>/dev/null); [ -n \"$v\" ]; do sleep 0.02; done",
+        "until [ -e /tmp/opened ]; do sleep 0.02; done",
         "for f in $v; do",
         "  d=${f%/cmdline}; echo \"victim $d\"",
         "  readlink $d/exe && echo \"EXPOSED readlink $d/exe\"",
@@ -287,7 +292,7 @@ def box_with_trap(boxes, store):
         "  for l in $d/fd/*; do head -c0 $l && echo \"EXPOSED open $l\"; done",
         "  readlink $d/cwd && echo \"EXPOSED readlink $d/cwd\"",
         "done",
-        "cat /etc/passwd.real > /etc/passwd",  # lets the exec go on
+        "echo go > /tmp/go; wait",  # lets the exec go on
         "echo scanned",
         "sleep 1000",
     ])
