@@ -103,8 +103,12 @@ def main(argv: list[str]) -> int:
     state = template.replace(CODE_MARK, str(exit_code(status))).replace(TIME_MARK, now())
     if cgroups.oom_killed(paths):
         state = state.replace('"OOMKilled": false', '"OOMKilled": true', 1)
-    write_atomically(os.path.join(container_dir, "state.json"), state.encode())
-    cgroups.remove(paths)  # PID 1 is reaped: its PID namespace, and so the cgroups, are empty
+    try:
+        write_atomically(os.path.join(container_dir, "state.json"), state.encode())
+    finally:
+        # PID 1 is reaped: its PID namespace, and so the cgroups, are empty. They go even when the
+        # record cannot be written (its dir removed, a full disk): nobody else would remove them.
+        cgroups.remove(paths)
     if auto_remove == "1":
         remove_container(container_dir, lock_path)
     return 0

@@ -236,11 +236,13 @@ def test_cap_add_and_cap_drop_as_docker_spells_them(cli, busybox):
 def test_exec_privileged_gets_every_capability_and_keeps_the_filter(cli, busybox):
     started = cli("run", "-d", "--name", "ex", "--network", "none", "busybox", "sleep", "300")
     assert started.code == 0, started
-    plain = cli("exec", "ex", "grep", "-E", "^(CapEff|Seccomp):", "/proc/self/status").out.split()
-    assert plain == ["CapEff:", CAPS_DOCKER, "Seccomp:", "2"]
-    raised = cli("exec", "--privileged", "ex", "grep", "-E", "^(CapEff|Seccomp):", "/proc/self/status").out.split()
-    assert raised == ["CapEff:", every_capability(), "Seccomp:", "2"]
-    assert cli("rm", "-f", "ex").code == 0
+    try:
+        plain = cli("exec", "ex", "grep", "-E", "^(CapEff|Seccomp):", "/proc/self/status").out.split()
+        assert plain == ["CapEff:", CAPS_DOCKER, "Seccomp:", "2"]
+        raised = cli("exec", "--privileged", "ex", "grep", "-E", "^(CapEff|Seccomp):", "/proc/self/status").out.split()
+        assert raised == ["CapEff:", every_capability(), "Seccomp:", "2"]
+    finally:
+        assert cli("rm", "-f", "ex").code == 0
 
 
 # -- --privileged and devices -------------------------------------------------------------------------
