@@ -21,6 +21,8 @@ def status_text(container: Container, now: float | None = None) -> str:
         return "Up " + human_duration(now - parse_rfc3339(state["StartedAt"]).timestamp())
     if state.get("Status") == "exited":
         return f"Exited ({state.get('ExitCode', 0)}) " + human_duration(now - parse_rfc3339(state["FinishedAt"]).timestamp()) + " ago"
+    if state.get("Status") == "dead":
+        return "Dead"  # docker's word for a container it cannot account for; rm -f removes it
     return "Created"
 
 

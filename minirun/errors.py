@@ -38,6 +38,15 @@ class BadArchive(MinirunError):
     """A tar stream that is corrupt or tries to write outside its layer."""
 
 
+class DamagedRecord(MinirunError):
+    """A record of the store (or an input file) that cannot be read as what it should be: the
+    message names the file, so whoever reads it knows which one to look at."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"damaged record {path}: {why}")
+        self.path = path
+
+
 class SyscallError(MinirunError):
     """A kernel call failed: the message names the call, the path and the errno text."""
 
@@ -59,6 +68,13 @@ def one_line(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def warn(message: str) -> None:
+    """One `minirun: warning: ...` line on stderr: something was skipped, the command went on."""
+    import sys
+
+    print(f"minirun: warning: {one_line(message)}", file=sys.stderr)
 
 
 def report(exc: BaseException, debug: bool = False) -> int:

@@ -90,7 +90,11 @@ def image_age(created: object) -> str:
 
 def rfc3339_now() -> str:
     """UTC now with nanoseconds, fixed width: `2026-11-28T20:37:38.123456789Z`."""
-    ns = time.time_ns()
+    return rfc3339_ns(time.time_ns())
+
+
+def rfc3339_ns(ns: int) -> str:
+    """A time in nanoseconds since the epoch, as rfc3339_now writes it."""
     stamp = datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc)
     return f"{stamp:%Y-%m-%dT%H:%M:%S}.{ns % 1_000_000_000:09d}Z"
 

@@ -33,6 +33,7 @@ def image_rows(store: Store, all_: bool = False) -> list[ImageRow]:
     tags = store.images.tags()
     images = store.images.all()
     parents = {key for image in images for key in image.ancestor_keys()}
+    all_ = all_ or store.images.tags_damaged()  # with no names to go by, hide nothing
     rows = []
     for image in images:
         if not all_ and image.id not in tags.values() and image.lineage_key() in parents:

@@ -182,12 +182,18 @@ def env_item(item: str, host_env) -> list[str]:
     return [f"{item}={host_env[item]}"] if item in host_env else []
 
 
+ENV_FILE_LIMIT = 1 << 20  # execve takes ~2 MiB of arguments and environment in all
+
+
 def read_env_file(path: str, host_env) -> list[str]:
+    from minirun.store.fsutil import read_capped
+
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        lines = read_capped(path, ENV_FILE_LIMIT, "env file").decode("utf-8").splitlines()
     except OSError as exc:
         raise UsageError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"env file {path} is not UTF-8 text") from None
     env = []
     for line in lines:
         stripped = line.lstrip()

@@ -458,6 +458,14 @@ def _fill_cpuset(path: str) -> None:
             _write(f"{path}/{name}", _read(f"{parent}/{name}").strip() or "\n")
 
 
+def members(path: str) -> list[int]:
+    """The pids in a cgroup now (none if it is gone)."""
+    try:
+        return [int(pid) for pid in _read(f"{path}/cgroup.procs").split()]
+    except (OSError, ValueError):
+        return []
+
+
 def _kill_members(path: str) -> None:
     if os.path.exists(f"{path}/cgroup.kill"):
         try:
@@ -465,14 +473,10 @@ def _kill_members(path: str) -> None:
             return
         except OSError:
             pass
-    try:
-        pids = _read(f"{path}/cgroup.procs").split()
-    except OSError:
-        return
-    for pid in pids:
+    for pid in members(path):
         try:
-            os.kill(int(pid), 9)
-        except (ProcessLookupError, ValueError):
+            os.kill(pid, 9)
+        except ProcessLookupError:
             pass
 
 

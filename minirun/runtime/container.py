@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-from minirun.errors import Conflict, NotFound, UsageError
+from minirun.errors import Conflict, DamagedRecord, NotFound, UsageError
 from minirun.store import Store
-from minirun.store.fsutil import atomic_write, remove_tree
+from minirun.store.fsutil import atomic_write, read_record, remove_tree
 
 HOSTS_BASE = (
     "127.0.0.1\tlocalhost\n"
@@ -136,29 +136,47 @@ class Containers:
         return [n for n in names if len(n) == 64 and os.path.exists(os.path.join(self.dir, n, "config.json"))]
 
     def load(self, id_: str) -> Container:
+        """The container's record; DamagedRecord (naming the file) if a part cannot be read."""
         path = self._path(id_)
         try:
-            with open(os.path.join(path, "config.json"), "rb") as f:
-                config = ContainerConfig.from_json(json.load(f))
-            with open(os.path.join(path, "state.json"), "rb") as f:
-                state = json.load(f)
+            config = _config_from(read_record(os.path.join(path, "config.json")), os.path.join(path, "config.json"))
+            state = read_record(os.path.join(path, "state.json"))
         except FileNotFoundError:
             raise NotFound(f"No such container: {id_}") from None
+        _check_state(state, os.path.join(path, "state.json"))
+        return Container(config=config, dir=path, state=state)
+
+    def load_or_dead(self, id_: str) -> Container:
+        """The record, or for one that is damaged a stand-in in docker's `dead` state that still
+        lists, inspects and removes (its processes are found through its cgroups)."""
+        try:
+            return self.load(id_)
+        except DamagedRecord as exc:
+            return self._dead(id_, exc)
+
+    def _dead(self, id_: str, damage: DamagedRecord) -> Container:
+        path = self._path(id_)
+        try:  # a good config.json beside a damaged state.json keeps its name and image
+            config = _config_from(read_record(os.path.join(path, "config.json")), os.path.join(path, "config.json"))
+        except (DamagedRecord, FileNotFoundError):
+            config = ContainerConfig(id=id_, name="", image="", image_ref="", created=_mtime(path), argv=[], env=[])
+        state = {"Status": "dead", "Running": False, "Pid": 0, "ExitCode": 0, "Error": damage.message,
+                 "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z", "OOMKilled": False}
         return Container(config=config, dir=path, state=state)
 
     def all(self) -> list[Container]:
         found = []
         for id_ in self.ids():
             try:
-                found.append(self.load(id_))
-            except (NotFound, ValueError):
-                continue
+                found.append(self.load_or_dead(id_))
+            except NotFound:
+                continue  # removed meanwhile
         return found
 
     def find(self, text: str) -> Container:
         """By full id, name, or unique id prefix (docker's order)."""
         if len(text) == 64 and all(c in "0123456789abcdef" for c in text) and os.path.isdir(self._path(text)):
-            return self.load(text)
+            return self.load_or_dead(text)
         containers = self.all()
         wanted = text.lstrip("/")
         for container in containers:
@@ -207,6 +225,8 @@ class Containers:
         return Container(config=config, dir=path, state=state)
 
     def update_state(self, container: Container, **fields: object) -> None:
+        if container.state.get("Status") == "dead":
+            raise Conflict(f"container {container.id} is dead (its record is damaged): remove it with rm -f")
         container.state.update(fields)
         atomic_write(os.path.join(container.dir, "state.json"), json.dumps(container.state).encode(), durable=False)
 
@@ -222,6 +242,37 @@ class Containers:
             from minirun.runtime.network import release  # the address, published ports, peers' hosts lines
 
             release(self.store.root, container.id, container.state["NetworkSettings"])
+
+
+_STATUSES = ("created", "running", "exited")
+_PID_FIELDS = ("Pid", "MonitorPid")
+
+
+def _config_from(data: object, path: str) -> ContainerConfig:
+    """A config.json that is what it says: the fields every reader relies on have their types."""
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("id", "name", "image", "created")) \
+            or not all(isinstance(data.get(k), list) for k in ("argv", "env")):
+        raise DamagedRecord(path, "not a container's config")
+    try:
+        return ContainerConfig.from_json(data)
+    except TypeError as exc:
+        raise DamagedRecord(path, str(exc)) from None
+
+
+def _check_state(state: object, path: str) -> None:
+    if not isinstance(state, dict) or state.get("Status") not in _STATUSES:
+        raise DamagedRecord(path, "not a container's state")
+    if not all(isinstance(state.get(k, 0), int) and state.get(k, 0) >= 0 for k in _PID_FIELDS):
+        raise DamagedRecord(path, "a pid that is no pid")
+
+
+def _mtime(path: str) -> str:
+    from minirun.humanize import rfc3339_ns
+
+    try:
+        return rfc3339_ns(os.stat(path).st_mtime_ns)
+    except OSError:
+        return "0001-01-01T00:00:00Z"
 
 
 def new_container_id() -> str:

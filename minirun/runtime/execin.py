@@ -71,6 +71,8 @@ def open_namespaces(container_id: str, state: dict) -> dict[str, int]:
     from minirun.runtime.procs import is_alive
 
     pid = state.get("Pid") or 0
+    if state.get("Status") == "dead":  # its record is damaged: say which file
+        raise NotRunning(f"container {container_id} is dead: {state.get('Error', '')}")
     not_running = NotRunning(f"container {container_id} is not running")
     if state.get("Status") != "running" or not isinstance(pid, int) or pid <= 0:
         raise not_running

@@ -24,13 +24,51 @@ def is_running(container: Container) -> bool:
     return container.state.get("Status") == "running"
 
 
+def is_dead(container: Container) -> bool:
+    """A container whose record is damaged (Containers.load_or_dead): its processes may still run."""
+    return container.state.get("Status") == "dead"
+
+
+def _kill_dead(container: Container) -> None:
+    """A dead container's processes, found through its cgroups, and their parents outside them
+    (its monitor or CLI, which would otherwise write into the record as it goes): killed, the
+    parents first, so nothing writes while the container is removed."""
+    from minirun.runtime import cgroups
+    from minirun.runtime.procs import parent_of
+
+    members = {pid for path in cgroups.existing_paths(container.id) for pid in cgroups.members(path)}
+    parents = {parent_of(pid) for pid in members} - members - {0, 1, os.getpid()}
+    for pid in (*parents, *members):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while any(is_alive(pid, None) for pid in parents) and time.monotonic() < deadline:
+        time.sleep(_POLL)
+
+
+def refuse_dead(container: Container) -> None:
+    if is_dead(container):
+        raise Conflict(f"container {container.id} is dead: {container.state.get('Error', '')}; "
+                       "remove it with rm -f")
+
+
+def has_processes(container: Container) -> bool:
+    """Whether anything still runs in the container's cgroups: the one way to find the processes
+    of a container whose record no longer says."""
+    from minirun.runtime import cgroups
+
+    return any(cgroups.members(path) for path in cgroups.existing_paths(container.id))
+
+
 def refresh(containers: Containers, container: Container, reload: bool = True) -> Container:
     """Re-read the state (unless the caller just loaded it); if it says running but PID 1 and
     its parent are both gone, record the exit nobody else will."""
     if reload:
         try:
-            container = containers.load(container.id)
-        except (NotFound, ValueError):  # removed meanwhile, or a torn record: keep what we had
+            container = containers.load_or_dead(container.id)
+        except NotFound:  # removed meanwhile: keep what we had
             return container
     state = container.state
     if state.get("Status") != "running":
@@ -73,10 +111,7 @@ def kill(containers: Containers, container: Container, sig: int = signal.SIGKILL
     container = refresh(containers, container)
     if not is_running(container):
         raise Conflict(f"Cannot kill container: {container.id[:12]}: container {container.id} is not running")
-    try:
-        os.kill(container.state["Pid"], sig)
-    except ProcessLookupError:
-        pass
+    _signal(container, sig)
 
 
 def wait_for_exit(containers: Containers, container: Container, timeout: float | None = None) -> Container:
@@ -104,26 +139,32 @@ def stop(containers: Containers, container: Container, timeout: float, stop_sign
 
 
 def _signal(container: Container, sig: int) -> None:
+    pid = container.state.get("Pid")
+    if not isinstance(pid, int) or pid <= 0:  # kill(0) or kill(-1) would hit our own group, or everyone
+        return
     try:
-        os.kill(container.state["Pid"], sig)
+        os.kill(pid, sig)
     except ProcessLookupError:
         pass
 
 
 def remove(containers: Containers, container: Container, force: bool) -> None:
     container = refresh(containers, container)
-    if is_running(container):
+    if is_running(container) or (is_dead(container) and has_processes(container)):
         if not force:
             raise Conflict(
                 f"You cannot remove a running container {container.id}. "
                 "Stop the container before attempting removal or force remove"
             )
+    if is_running(container):  # a dead one's processes are killed through its cgroups below
         _signal(container, signal.SIGKILL)
         container = wait_for_exit(containers, container, 30)
         # an --rm container's monitor removes it itself; give it the moment it needs
         deadline = time.monotonic() + 5
         while container.config.auto_remove and os.path.isdir(container.dir) and time.monotonic() < deadline:
             time.sleep(_POLL)
+    if is_dead(container):
+        _kill_dead(container)
     if os.path.isdir(container.dir):
         _remove_cgroups(container)
         containers.remove(container)
@@ -141,6 +182,7 @@ def start(containers: Containers, container: Container) -> Container:
     container = refresh(containers, container)
     if is_running(container):
         return container
+    refuse_dead(container)
     spawn_monitor(containers.store.root, container.id)
     return containers.load(container.id)
 
@@ -152,6 +194,7 @@ def rename(containers: Containers, container: Container, new_name: str) -> None:
     from minirun.store.fsutil import atomic_write
 
     validate_name(new_name)
+    refuse_dead(container)
     with containers.store.locked():
         for other in containers.all():
             if other.name == new_name and other.id != container.id:
@@ -169,7 +212,7 @@ def prune(containers: Containers) -> tuple[list[str], int]:
     removed, freed = [], 0
     for container in containers.all():
         container = refresh(containers, container)
-        if is_running(container):
+        if is_running(container) or (is_dead(container) and has_processes(container)):
             continue
         freed += tree_size(container.upper)
         _remove_cgroups(container)

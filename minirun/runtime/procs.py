@@ -22,3 +22,13 @@ def is_alive(pid: int, recorded_start: int | None) -> bool:
         return False
     now = start_time(pid)
     return now is not None and (recorded_start is None or now == recorded_start)
+
+
+def parent_of(pid: int) -> int:
+    """Field 4 of /proc/PID/stat, or 0 if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return int(data[data.rindex(b")") + 2:].split()[1])

@@ -10,6 +10,41 @@ if TYPE_CHECKING:
     from typing import Iterator
 
 
+RECORD_LIMIT = 16 << 20  # no record of the store is near this: a bigger one is damaged
+
+
+def read_capped(path: str, limit: int, what: str) -> bytes:
+    """At most `limit` bytes of `path`; more is an error naming the file (an endless /dev/zero or
+    a huge file is refused at once, never read into memory). FileNotFoundError passes through."""
+    from minirun.errors import UsageError
+
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"{what} {path} is larger than {limit >> 10} KiB")
+    return data
+
+
+def read_record(path: str, limit: int = RECORD_LIMIT) -> object:
+    """A JSON record of the store. Missing: FileNotFoundError. Anything else that keeps it from
+    being read (truncated, not JSON, too deep, too big, unreadable) is DamagedRecord naming it."""
+    import json
+
+    from minirun.errors import DamagedRecord, UsageError
+
+    try:
+        data = read_capped(path, limit, "record")
+        return json.loads(data)
+    except FileNotFoundError:
+        raise
+    except UsageError:
+        raise DamagedRecord(path, f"larger than {limit >> 20} MiB") from None
+    except (ValueError, RecursionError) as exc:
+        raise DamagedRecord(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    except OSError as exc:
+        raise DamagedRecord(path, exc.strerror or str(exc)) from None
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
     """Write `data` to `path` so that readers see the old bytes or the new ones, never a mix.
     `durable=False` skips the fsyncs, for records that are re-derived after a crash anyway."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import os
 
-from minirun.errors import Conflict, NotFound, UsageError
-from minirun.store.fsutil import atomic_write
+from minirun.errors import Conflict, DamagedRecord, NotFound, UsageError, warn
+from minirun.store.fsutil import atomic_write, read_record
 
 TYPE_CHECKING = False  # reference (regexes) and hashlib load only where used: diff and ps never do
 if TYPE_CHECKING:
@@ -91,13 +91,21 @@ class ImageStore:
         return os.path.join(self.dir, hexid + ".json")
 
     def get(self, id_: str) -> Image:
+        """The image; DamagedRecord naming its config file if that cannot be read as a config."""
         hexid = id_.split(":", 1)[-1]
+        path = self._config_path(hexid)
         try:
-            with open(self._config_path(hexid), "rb") as f:
-                data = f.read()
+            config = read_record(path)
         except FileNotFoundError:
             raise NotFound(f"No such image: {id_}") from None
-        return Image(id="sha256:" + hexid, config=json.loads(data))
+        rootfs = config.get("rootfs") if isinstance(config, dict) else None
+        if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list) \
+                or not all(isinstance(d, str) for d in rootfs["diff_ids"]):
+            raise DamagedRecord(path, "not an image config (no rootfs.diff_ids)")
+        history = config.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise DamagedRecord(path, "not an image config (a history that is not a list of entries)")
+        return Image(id="sha256:" + hexid, config=config)
 
     def ids(self) -> list[str]:
         try:
@@ -107,23 +115,45 @@ class ImageStore:
         return ["sha256:" + n[:-5] for n in names if n.endswith(".json") and not n.startswith(".")]
 
     def all(self) -> list[Image]:
+        """Every image that can be read; one that cannot is skipped with a warning naming its file."""
         images = []
         for id_ in self.ids():
             try:
                 images.append(self.get(id_))
-            except (NotFound, ValueError):
-                continue  # removed meanwhile, or debris: never trusted
+            except NotFound:
+                continue  # removed meanwhile
+            except DamagedRecord as exc:
+                _warn_once(exc)
         return images
 
     def tags(self) -> dict[str, str]:
-        """`name:tag` -> image id, only for images whose config exists."""
+        """`name:tag` -> image id, only for images whose config exists. A damaged tags.json reads
+        as no tags, with a warning: the images are still there, listed by id."""
         try:
-            with open(self.tags_path, "rb") as f:
-                tags = json.load(f)
-        except FileNotFoundError:
+            tags = self.read_tags()
+        except DamagedRecord as exc:
+            _warn_once(exc)
             return {}
         present = set(self.ids())
         return {ref: id_ for ref, id_ in tags.items() if id_ in present}
+
+    def tags_damaged(self) -> bool:
+        try:
+            self.read_tags()
+        except DamagedRecord:
+            return True
+        return False
+
+    def read_tags(self) -> dict[str, str]:
+        """tags.json as it is; DamagedRecord if it is not a map of names to image ids (writers
+        call this, so a damaged file is never overwritten with less than it held)."""
+        try:
+            tags = read_record(self.tags_path)
+        except FileNotFoundError:
+            return {}
+        if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise DamagedRecord(self.tags_path, "not a map of names to image ids")
+        return tags
 
     def tags_of(self, id_: str) -> list[str]:
         return sorted(ref for ref, target in self.tags().items() if target == id_)
@@ -173,17 +203,17 @@ class ImageStore:
         atomic_write(self.tags_path, json.dumps(tags, indent=1, sort_keys=True).encode())
 
     def tag(self, ref: Reference, id_: str) -> None:
-        tags = self.tags()
+        tags = self.read_tags()
         tags[str(ref)] = id_
         self._write_tags(tags)
 
     def untag(self, ref: str) -> None:
-        tags = self.tags()
+        tags = self.read_tags()
         tags.pop(ref, None)
         self._write_tags(tags)
 
     def delete(self, id_: str) -> None:
-        tags = self.tags()
+        tags = self.read_tags()
         kept = {ref: target for ref, target in tags.items() if target != id_}
         if kept != tags:
             self._write_tags(kept)
@@ -191,3 +221,13 @@ class ImageStore:
             os.unlink(self._config_path(id_.split(":", 1)[1]))
         except FileNotFoundError:
             pass
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(damage: DamagedRecord) -> None:
+    """Say once per command which record was skipped (listings read the store many times)."""
+    if damage.path not in _warned:
+        _warned.add(damage.path)
+        warn(f"skipped {damage.message}")

@@ -75,9 +75,15 @@ class LayerStore:
         return os.path.isfile(os.path.join(self.layer_dir(diff_id), "meta.json"))
 
     def meta(self, diff_id: str) -> LayerMeta:
-        with open(os.path.join(self.layer_dir(diff_id), "meta.json"), "rb") as f:
-            data = json.load(f)
-        return LayerMeta(diff_id=data["diff_id"], size=int(data["size"]), tar_size=data.get("tar_size"))
+        from minirun.errors import DamagedRecord
+        from minirun.store.fsutil import read_record
+
+        path = os.path.join(self.layer_dir(diff_id), "meta.json")
+        data = read_record(path)
+        try:
+            return LayerMeta(diff_id=data["diff_id"], size=int(data["size"]), tar_size=data.get("tar_size"))
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise DamagedRecord(path, "not a layer's record") from None
 
     def tar_size(self, diff_id: str) -> int:
         """The length of the layer's exact uncompressed tar (what open_tar gives)."""
