@@ -165,7 +165,7 @@ def inspect(
     for name in names:
         if type_ != "image":
             try:
-                documents.append(inspect_container(store, refresh(containers, containers.find(name))))
+                documents.append(inspect_container(store, refresh(containers, containers.find(name), record=False)))
                 continue
             except NotFound:
                 if type_ == "container":
@@ -200,6 +200,14 @@ _lean_verb("diff", "Inspect changes to files or directories on a container's fil
 
 # -- plumbing -----------------------------------------------------------------------------
 # (container verbs live in cli_containers.py and register on `app` when it is imported below)
+
+
+def confirm_removal(what: str, force: bool) -> bool:
+    """docker's prune prompt, asked only on a terminal and without -f."""
+    if force or not sys.stdin.isatty():
+        return True
+    answer = input(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _print_table(headers: list[str], rows: list[list[str]]) -> None:

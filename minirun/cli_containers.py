@@ -90,24 +90,15 @@ def start(
         raise MinirunError("you cannot start and attach multiple containers at once")
     from minirun.logs import show_logs
 
+    from minirun.humanize import rfc3339_now
+
     containers = _containers()
     container = containers.find(names[0])
-    log_size = _log_size(container)
+    since = rfc3339_now()  # this run's output only: every entry is stamped when the copier reads it
     container = lifecycle.start(containers, container)
     show_logs(container, None, False, True, lambda: lifecycle.is_running(lifecycle.refresh(containers, container)),
-              start_offset=log_size)
+              since=since)
     raise typer.Exit(lifecycle.refresh(containers, container).state.get("ExitCode", 0))
-
-
-def _log_size(container) -> int:
-    import os
-
-    from minirun.logs import log_path
-
-    try:
-        return os.path.getsize(log_path(container))
-    except OSError:
-        return 0
 
 
 @app.command("wait")
@@ -144,7 +135,7 @@ def logs(
     containers = _containers()
     container = containers.find(name)
     show_logs(container, lines, timestamps, follow,
-              lambda: lifecycle.is_running(lifecycle.refresh(containers, container)))
+              lambda: lifecycle.is_running(lifecycle.refresh(containers, container, record=False)))
 
 
 @app.command("rename")
@@ -164,7 +155,7 @@ def top(name: str = typer.Argument(..., metavar="CONTAINER")) -> None:
     from minirun.runtime import lifecycle
 
     containers = _containers()
-    container = lifecycle.refresh(containers, containers.find(name))
+    container = lifecycle.refresh(containers, containers.find(name), record=False)
     if not lifecycle.is_running(container):
         raise MinirunError(f"container {container.id} is not running")
     _print_table(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], top_rows(container))
@@ -180,10 +171,10 @@ def container_prune(force: bool = typer.Option(False, "-f", "--force", help="Do 
     from minirun.humanize import human_size
     from minirun.runtime import lifecycle
 
-    if not force and sys.stdin.isatty():
-        answer = input("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            return
+    from minirun.cli import confirm_removal
+
+    if not confirm_removal("all stopped containers", force):
+        return
     removed, freed = lifecycle.prune(_containers())
     if removed:
         print("Deleted Containers:")

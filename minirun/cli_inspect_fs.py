@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from minirun.cli import _print_table, _store, app
+from minirun.cli import _print_table, _store, app, confirm_removal
 from minirun.errors import NotFound, UsageError
 
 system_app = typer.Typer(help="Manage minirun.", no_args_is_help=True)
@@ -103,3 +103,55 @@ def system_df(verbose: bool = typer.Option(False, "-v", "--verbose", help="Show 
     print("\nBuild cache usage: 0B\n")
     _print_table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"], [])
     sys.stdout.flush()
+
+
+image_app = typer.Typer(help="Manage images.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("prune")
+def image_prune(
+    all_: bool = typer.Option(False, "-a", "--all", help="Remove all unused images, not just dangling ones."),
+    force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation."),
+) -> None:
+    """Remove unused images."""
+    from minirun.humanize import human_size
+
+    if not confirm_removal("all dangling images" if not all_ else "all images without at least one container", force):
+        return
+    lines, freed = _store().prune_images(all_)
+    _print_deleted("Images", [line[0].lower() + line[1:] for line in lines])
+    print(f"Total reclaimed space: {human_size(freed)}")
+
+
+@system_app.command("prune")
+def system_prune(
+    all_: bool = typer.Option(False, "-a", "--all", help="Remove all unused images, not just dangling ones."),
+    force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation."),
+) -> None:
+    """Remove stopped containers, unused networks and dangling (or, with -a, unused) images."""
+    from minirun.humanize import human_size
+    from minirun.networks import Networks
+    from minirun.runtime import lifecycle
+    from minirun.runtime.container import Containers
+
+    what = "all stopped containers, all networks not used by at least one container and all " + (
+        "images without at least one container associated to them" if all_ else "dangling images")
+    if not confirm_removal(what, force):
+        return
+    store = _store()
+    containers = Containers(store)
+    removed, freed = lifecycle.prune(containers)
+    _print_deleted("Containers", removed)
+    _print_deleted("Networks", Networks(store).prune({c.config.network for c in containers.all()}))
+    lines, images_freed = store.prune_images(all_)
+    _print_deleted("Images", [line[0].lower() + line[1:] for line in lines])
+    print(f"Total reclaimed space: {human_size(freed + images_freed)}")
+
+
+def _print_deleted(kind: str, names: list[str]) -> None:
+    if names:
+        print(f"Deleted {kind}:")
+        for name in names:
+            print(name)
+        print()

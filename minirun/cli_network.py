@@ -169,7 +169,7 @@ def port(
     from minirun.runtime.network import published
 
     containers = Containers(_store())
-    container = refresh(containers, containers.find(name))
+    container = refresh(containers, containers.find(name), record=False)
     lines = port_lines(published(container), private)
     if private is not None and not lines:
         shown = private if "/" in private else f"{private}/tcp"

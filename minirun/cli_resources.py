@@ -66,8 +66,8 @@ def stats(
 
     def chosen() -> list:
         if names:
-            return [refresh(containers, containers.find(n)) for n in names]
-        found = [refresh(containers, c, reload=False) for c in containers.all()]
+            return [refresh(containers, containers.find(n), record=False) for n in names]
+        found = [refresh(containers, c, reload=False, record=False) for c in containers.all()]
         found.sort(key=lambda c: c.config.created, reverse=True)
         return [c for c in found if all_ or c.state.get("Status") == "running"]
 

@@ -130,6 +130,7 @@ def inspect_container(store, container: Container) -> dict:
             "Privileged": config.privileged,
             "SecurityOpt": config.security_opt or None,
             "Devices": [{"PathOnHost": h, "PathInContainer": c, "CgroupPermissions": p} for h, c, p in config.devices],
+            "LogConfig": {"Type": config.log_config.get("Type", "json-file"), "Config": config.log_config.get("Config", {})},
             **host_config(config.resources),
         },
         "GraphDriver": {

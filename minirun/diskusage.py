@@ -124,7 +124,7 @@ def disk_usage(store: Store) -> DiskUsage:
     images = sorted((i for i in stored if i.id in tags.values() or i.lineage_key() not in parents),
                     key=lambda i: i.created)
     containers = Containers(store)
-    records = [refresh(containers, c, reload=False) for c in containers.all()]
+    records = [refresh(containers, c, reload=False, record=False) for c in containers.all()]
     users: dict[str, int] = {}
     for record in records:
         users[record.config.image] = users.get(record.config.image, 0) + 1

@@ -256,6 +256,21 @@ class Networks:
                 pass
 
 
+    def prune(self, in_use: set[str]) -> list[str]:
+        """Remove every user network no container names in `in_use` (by name or id); their names.
+        One that turns out busy (a container just joined) stays."""
+        removed = []
+        for network in self.all():
+            if network.predefined or network.name in in_use or network.id in in_use:
+                continue
+            try:
+                self.remove(network)
+            except Conflict:
+                continue
+            removed.append(network.name)
+        return removed
+
+
 def _new_network(name: str, driver: str, bridge: str) -> Network:
     from minirun.humanize import rfc3339_now
 

@@ -24,7 +24,8 @@ def ps_command(argv: list[str], root: str | None) -> int:
     from minirun.store import Store
 
     containers = Containers(Store(root))
-    rows = ps_rows([refresh(containers, c, reload=False) for c in containers.all()], args.all, args.no_trunc)
+    rows = ps_rows([refresh(containers, c, reload=False, record=False) for c in containers.all()], args.all,
+                   args.no_trunc)
     if args.quiet:
         sys.stdout.write("".join(row.id + "\n" for row in rows))
     elif args.format == "json":

@@ -66,6 +66,9 @@ def run_command(argv: list[str], root: str | None) -> int:
         raise UsageError(f"image {opts.image} has no layers: nothing to run")
     image_config = image.config.get("config", {})
     network, network_hostname = resolve_network(store, opts.network)
+    from minirun import logconfig
+
+    log_config = logconfig.resolve(opts.log_driver, opts.log_opts, logconfig.store_defaults(store.root))
     container_id = new_container_id()
     config = ContainerConfig(
         id=container_id,
@@ -92,6 +95,7 @@ def run_command(argv: list[str], root: str | None) -> int:
         privileged=opts.privileged,
         security_opt=opts.security_opt,
         devices=opts.devices,
+        log_config=log_config,
     )
     containers = Containers(store)
     init = init_layer_link(store)

@@ -37,6 +37,8 @@ class RunOptions:
     privileged: bool = False
     security_opt: list[str] = field(default_factory=list)  # as recorded (privileges.parse_security_opts)
     devices: list[list] = field(default_factory=list)  # [host, container, permissions]
+    log_driver: str | None = None
+    log_opts: dict = field(default_factory=dict)  # resolved against the store's defaults by run.py
 
 
 def _parser() -> Parser:
@@ -64,6 +66,8 @@ def _parser() -> Parser:
                    help="Security options (seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false])")
     p.add_argument("--device", action="append", default=[],
                    help="Add a host device to the container (HOST[:CONTAINER][:rwm])")
+    p.add_argument("--log-driver", default=None, help="Logging driver for the container (json-file, local, none)")
+    p.add_argument("--log-opt", action="append", default=[], help="Log driver options (max-size, max-file, compress)")
     p.add_argument("--network", "--net", default=DEFAULT_NETWORK,
                    help="Connect a container to a network (bridge, none, host, container:NAME, or a user network)")
     p.add_argument("-p", "--publish", action="append", default=[],
@@ -87,8 +91,12 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
         image=ns.image, command=list(ns.command), rm=ns.rm, detach=ns.detach, name=ns.name, env=env, workdir=ns.workdir,
         user=ns.user, hostname=ns.hostname, volumes=volumes, tmpfs=tmpfs, read_only=ns.read_only,
         entrypoint=ns.entrypoint, interactive=ns.interactive, tty=ns.tty, network=ns.network, publish=publish,
-        resources=resource_options(ns), privileged=ns.privileged,
+        resources=resource_options(ns), privileged=ns.privileged, log_driver=ns.log_driver,
     )
+    if ns.log_opt:
+        from minirun.logconfig import parse_opts
+
+        opts.log_opts = parse_opts(ns.log_opt)
     if ns.cap_add or ns.cap_drop or ns.security_opt:
         from minirun.runtime import privileges
 

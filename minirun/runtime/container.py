@@ -37,6 +37,8 @@ _CONFIG_FIELDS = (
     # privileges.py: --cap-add/--cap-drop (normalized), --privileged, --security-opt as docker records them
     ("cap_add", list), ("cap_drop", list), ("privileged", False), ("security_opt", list),
     ("devices", list),  # --device: [host path, container path, permissions]
+    # docker's HostConfig.LogConfig ({"Type": driver, "Config": {opt: value}}; logconfig.py); {}: unbounded json-file
+    ("log_config", dict),
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
 
@@ -68,6 +70,7 @@ class ContainerConfig:
     privileged: bool
     security_opt: list[str]
     devices: list[list]
+    log_config: dict
 
     def __init__(self, **values: object) -> None:
         unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}

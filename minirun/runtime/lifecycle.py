@@ -62,9 +62,11 @@ def has_processes(container: Container) -> bool:
     return any(cgroups.members(path) for path in cgroups.existing_paths(container.id))
 
 
-def refresh(containers: Containers, container: Container, reload: bool = True) -> Container:
+def refresh(containers: Containers, container: Container, reload: bool = True, record: bool = True) -> Container:
     """Re-read the state (unless the caller just loaded it); if it says running but PID 1 and
-    its parent are both gone, record the exit nobody else will."""
+    its parent are both gone, record the exit nobody else will. `record=False` for commands that
+    only read (ps, inspect, logs, top, stats, port): they show that exit and write nothing, so
+    they work on a full or read-only disk."""
     if reload:
         try:
             container = containers.load_or_dead(container.id)
@@ -77,10 +79,13 @@ def refresh(containers: Containers, container: Container, reload: bool = True) -
         return container
     if is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")):
         return container  # PID 1 just ended; its parent is writing the exit now
-    containers.update_state(container, Status="exited", Running=False, Pid=0, ExitCode=UNKNOWN_EXIT,
-                            Error="the container's monitor died; its exit status is unknown",
-                            FinishedAt=rfc3339_now())
-    _remove_cgroups(container)  # the monitor would have
+    exited = {"Status": "exited", "Running": False, "Pid": 0, "ExitCode": UNKNOWN_EXIT,
+              "Error": "the container's monitor died; its exit status is unknown", "FinishedAt": rfc3339_now()}
+    if record:
+        containers.update_state(container, **exited)
+    else:
+        container.state.update(exited)
+    _remove_cgroups(container)  # the monitor would have (cgroupfs, not the store's disk)
     return container
 
 

@@ -17,7 +17,6 @@ import sys
 from minirun.runtime import logcopier
 from minirun.runtime.logcopier import CODE_MARK, TIME_MARK
 
-LOG_NAME = "container.log"
 # The copier's arguments (the state template, cgroup paths, network settings) travel in a
 # memfd, never on the command line, which any local user can read through ps.
 COPIER_BOOT = ("import sys; sys.path[:0] = [sys.argv[1]]; from minirun.runtime.logcopier import boot; "
@@ -84,7 +83,8 @@ def main(argv: list[str]) -> int:
                             FinishedAt="0001-01-01T00:00:00Z", ExitCode=0, Error="", OOMKilled=False)
     os.write(ready_fd, b"ok")
     os.close(ready_fd)
-    exited = dict(container.state, Status="exited", Running=False, Pid=0, ExitCode=0, FinishedAt=TIME_MARK)
+    exited = dict(container.state, Status="exited", Running=False, Pid=0, ExitCode=0, FinishedAt=TIME_MARK,
+                  **{logcopier.DROPPED_KEY: 0})
     template = json.dumps(exited).replace('"ExitCode": 0', f'"ExitCode": {CODE_MARK}', 1)
     for fd in (out_r, err_r):
         os.set_inheritable(fd, True)
@@ -93,9 +93,14 @@ def main(argv: list[str]) -> int:
         from minirun.runtime.network import exit_hook_args
 
         hook = exit_hook_args(store.root, container)
+    from minirun.logconfig import limits
+
+    log_config = container.config.log_config
+    max_size, max_file, compress = limits(log_config)
     args = logcopier.pack_args([container.dir, os.path.join(store.root, "lock"), str(started.pid), str(out_r),
                                 str(err_r), "1" if container.config.auto_remove else "0", template,
-                                "\n".join(plan.cgroups)], hook)
+                                "\n".join(plan.cgroups), log_config.get("Type", "json-file"), str(max_size),
+                                str(max_file), "1" if compress else "0"], hook)
     # Become the lean copier (logcopier.py): same process, still PID 1's parent, a fraction of the memory.
     os.execv(sys.executable, [sys.executable, "-S", "-c", COPIER_BOOT, _package_parent(), str(args)])
 

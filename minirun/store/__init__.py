@@ -9,7 +9,7 @@ import contextlib
 import os
 from functools import cached_property
 
-from minirun.errors import Conflict, MinirunError
+from minirun.errors import Conflict, MinirunError, NotFound
 from minirun.store.fsutil import flocked
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~7 ms on every start
@@ -158,35 +158,66 @@ class Store:
     def remove_image(self, text: str, force: bool = False) -> list[str]:
         """docker rmi: untag a name, delete an image once nothing names it; returns the report lines."""
         with self.locked():
-            image = self.images.lookup(text)
-            tags = self.images.tags_of(image.id)
-            by_name = text in tags or _with_default_tag(text) in tags
-            lines: list[str] = []
-            if by_name and len(tags) > 1:
-                name = text if text in tags else _with_default_tag(text)
-                self.images.untag(name)
-                return [f"Untagged: {name}"]
-            if not by_name and len(tags) > 1 and not force:
-                raise Conflict(
-                    f"conflict: unable to delete {image.short_id} (must be forced) - "
-                    "image is referenced in multiple repositories"
-                )
-            users = self.containers_using(image.id)
-            if users and not force:
-                raise Conflict(
-                    f"conflict: unable to delete {image.short_id} (must be forced) - "
-                    f"image is being used by container {users[0][:12]}"
-                )
-            lines += [f"Untagged: {t}" for t in tags]
-            if users:
-                for t in tags:
-                    self.images.untag(t)
-                return lines
-            self.images.delete(image.id)
-            lines.append(f"Deleted: {image.id}")
-            lines += self._collect_parents(image)
-            lines += self._collect_layers(image)
+            return self._remove_image(text, force)
+
+    def _remove_image(self, text: str, force: bool) -> list[str]:
+        """remove_image's work, under the store lock the caller holds."""
+        image = self.images.lookup(text)
+        tags = self.images.tags_of(image.id)
+        by_name = text in tags or _with_default_tag(text) in tags
+        lines: list[str] = []
+        if by_name and len(tags) > 1:
+            name = text if text in tags else _with_default_tag(text)
+            self.images.untag(name)
+            return [f"Untagged: {name}"]
+        if not by_name and len(tags) > 1 and not force:
+            raise Conflict(
+                f"conflict: unable to delete {image.short_id} (must be forced) - "
+                "image is referenced in multiple repositories"
+            )
+        users = self.containers_using(image.id)
+        if users and not force:
+            raise Conflict(
+                f"conflict: unable to delete {image.short_id} (must be forced) - "
+                f"image is being used by container {users[0][:12]}"
+            )
+        lines += [f"Untagged: {t}" for t in tags]
+        if users:
+            for t in tags:
+                self.images.untag(t)
             return lines
+        self.images.delete(image.id)
+        lines.append(f"Deleted: {image.id}")
+        lines += self._collect_parents(image)
+        lines += self._collect_layers(image)
+        return lines
+
+    def prune_images(self, all_: bool = False) -> tuple[list[str], int]:
+        """docker image prune: every dangling image (untagged, and no other image's parent), or
+        with `all_` every image no container uses; (report lines, bytes freed)."""
+        lines: list[str] = []
+        freed = 0
+        with self.locked():
+            images = self.images.all()
+            tagged = set(self.images.tags().values())
+            parents = {key for image in images for key in image.ancestor_keys()}
+            for image in images:
+                if image.id in tagged and not all_:
+                    continue
+                if not all_ and image.lineage_key() in parents:
+                    continue  # a build step under a tagged image: not dangling
+                if self.containers_using(image.id):
+                    continue
+                before = self._layer_bytes()
+                try:
+                    lines += self._remove_image(image.id, force=True)
+                except NotFound:
+                    continue  # gone already, as the parent of one removed before it
+                freed += before - self._layer_bytes()
+        return lines, freed
+
+    def _layer_bytes(self) -> int:
+        return sum(self.layers.meta(d).size for d in self.layers.all_ids())
 
     def _collect_parents(self, removed: Image) -> list[str]:
         """docker deletes a removed image's untagged parents (a build's step images) that no

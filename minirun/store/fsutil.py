@@ -5,6 +5,10 @@ import contextlib
 import fcntl
 import os
 
+from minirun.atomicfile import atomic_write, fsync_dir
+
+__all__ = ["atomic_write", "fsync_dir"]  # the store's writers find them here, with the lock and the readers
+
 TYPE_CHECKING = False  # typing costs ~6 ms to import; annotations are strings here anyway
 if TYPE_CHECKING:
     from typing import Iterator
@@ -45,28 +49,6 @@ def read_record(path: str, limit: int = RECORD_LIMIT) -> object:
         raise DamagedRecord(path, exc.strerror or str(exc)) from None
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
-    """Write `data` to `path` so that readers see the old bytes or the new ones, never a mix.
-    `durable=False` skips the fsyncs, for records that are re-derived after a crash anyway."""
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".tmp-{name}-{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    if durable:
-        fsync_dir(directory)
-
-
 @contextlib.contextmanager
 def replace_when_done(tmp: str, path: str) -> Iterator[None]:
     """Rename `tmp` over `path` once the block has written it; remove `tmp` if the block (or the
@@ -78,14 +60,6 @@ def replace_when_done(tmp: str, path: str) -> Iterator[None]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_tree(path: str) -> None:
