@@ -99,14 +99,21 @@ def run_command(argv: list[str], root: str | None) -> int:
     )
     containers = Containers(store)
     init = init_layer_link(store)
-    container = containers.create(config, host_resolv_conf())
-    if opts.detach:
-        return _detach(store, containers, container)
+    from minirun.runtime import guard
+
+    # from before the record exists to after --rm: a killed client leaves nothing behind (guard.py)
+    watch = guard.start(store.root, container_id)
     try:
-        return _run(store, containers, container, image, init)
+        container = containers.create(config, host_resolv_conf())
+        if opts.detach:
+            return _detach(store, containers, container, on_spawned=watch.done)
+        try:
+            return _run(store, containers, container, image, init)
+        finally:
+            if opts.rm:
+                containers.remove(container)
     finally:
-        if opts.rm:
-            containers.remove(container)
+        watch.done()
 
 
 def resolve_network(store, mode: str) -> tuple[str, str]:
@@ -138,12 +145,12 @@ def _unpublish(store, container, best_effort: bool = False) -> None:
                 raise
 
 
-def _detach(store, containers, container) -> int:
+def _detach(store, containers, container, on_spawned=None) -> int:
     """docker run -d: the monitor owns the container from here; print the full id once it runs."""
     from minirun.runtime.detach import spawn_monitor
 
     try:
-        spawn_monitor(store.root, container.id)
+        spawn_monitor(store.root, container.id, on_spawned)
     except BaseException:
         if container.config.auto_remove:
             containers.remove(container)  # the monitor may have removed it already
@@ -166,6 +173,7 @@ def _run(store, containers, container, image, init_link: str, *, stdio=None, wai
     try:
         plan = build_plan(store, container, image, init_link)
         plan.stdio = stdio
+        plan.die_with_parent = True  # no daemon: PID 1 goes with the client that runs it (guard.py)
         if config.tty:
             from minirun.runtime import tty
 

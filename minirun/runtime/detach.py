@@ -19,8 +19,9 @@ def _search_path() -> str:
     return ":".join(dict.fromkeys(paths))
 
 
-def spawn_monitor(store_root: str, container_id: str) -> None:
-    """Start the monitor of `container_id` and return once its PID 1 runs; raise its error else."""
+def spawn_monitor(store_root: str, container_id: str, on_spawned=None) -> None:
+    """Start the monitor of `container_id` and return once its PID 1 runs; raise its error else.
+    `on_spawned()` runs as soon as the monitor exists (it owns the container from then on)."""
     read_fd, write_fd = os.pipe()
     try:
         subprocess.Popen(
@@ -30,6 +31,8 @@ def spawn_monitor(store_root: str, container_id: str) -> None:
         )
     finally:
         os.close(write_fd)
+    if on_spawned is not None:
+        on_spawned()
     chunks = []
     while chunk := os.read(read_fd, 65536):
         chunks.append(chunk)

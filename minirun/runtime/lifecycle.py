@@ -124,7 +124,7 @@ def wait_for_exit(containers: Containers, container: Container, timeout: float |
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         container = refresh(containers, container)
-        if not is_running(container):
+        if not is_running(container) or not os.path.isdir(container.dir):  # an --rm one's monitor removed it
             return container
         if deadline is not None and time.monotonic() >= deadline:
             return container

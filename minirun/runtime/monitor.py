@@ -81,8 +81,7 @@ def main(argv: list[str]) -> int:
                             PidStartTime=start_time(started.pid), MonitorPid=os.getpid(),
                             MonitorStartTime=start_time(os.getpid()), StartedAt=rfc3339_now(),
                             FinishedAt="0001-01-01T00:00:00Z", ExitCode=0, Error="", OOMKilled=False)
-    os.write(ready_fd, b"ok")
-    os.close(ready_fd)
+    _tell(ready_fd, b"ok")
     exited = dict(container.state, Status="exited", Running=False, Pid=0, ExitCode=0, FinishedAt=TIME_MARK,
                   **{logcopier.DROPPED_KEY: 0})
     template = json.dumps(exited).replace('"ExitCode": 0', f'"ExitCode": {CODE_MARK}', 1)
@@ -118,8 +117,18 @@ def _stop_publishing(store, container) -> None:
 
 
 def _report(ready_fd: int, failure) -> None:
-    os.write(ready_fd, f"{failure.exit_code}\n{failure.message}".encode(errors="replace"))
-    os.close(ready_fd)
+    _tell(ready_fd, f"{failure.exit_code}\n{failure.message}".encode(errors="replace"))
+
+
+def _tell(ready_fd: int, message: bytes) -> None:
+    """Answer the client that started us; one killed meanwhile hears nothing, and the container
+    goes on (EPIPE must not end the monitor, and PID 1 with it)."""
+    try:
+        os.write(ready_fd, message)
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(ready_fd)
 
 
 def _maybe_remove(containers, container) -> None:
