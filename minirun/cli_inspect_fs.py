@@ -155,3 +155,16 @@ def _print_deleted(kind: str, names: list[str]) -> None:
         for name in names:
             print(name)
         print()
+
+
+@system_app.command("check")
+def system_check(
+    repair: bool = typer.Option(False, "--repair", help="Remove what is orphaned or broken, and say what."),
+    quick: bool = typer.Option(False, "--quick", help="Skip reading every layer's bytes against its diff_id."),
+) -> None:
+    """Check the store and what minirun keeps on the host: layers, images, containers, orphans."""
+    from minirun.syscheck import run_check
+
+    lines, code = run_check(_store(), repair, verify_layers=not quick)
+    print("\n".join(lines))
+    raise typer.Exit(code)

@@ -410,6 +410,12 @@ def _delete(element: tuple) -> str:
     return _element("delete", element[0], element[1], element[2]) + " }"
 
 
+def in_use(address: str) -> bool:
+    """Whether ports published to `address` belong to a running container, or to a start that is
+    publishing them now (system check leaves those alone)."""
+    return _held_by_running_container(address) or publisher_alive(address)
+
+
 def _held_by_running_container(address: str) -> bool:
     from minirun.networks import is_running, owner_of
 

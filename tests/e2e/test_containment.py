@@ -376,8 +376,8 @@ def test_a_host_directory_fd_never_follows_pid1_into_its_namespaces(store, busyb
                             "fifo-passwd", "echo", "ran"], env=env, pass_fds=(secret,), stdout=subprocess.PIPE)
     os.close(secret)
     try:
-        assert wait_until(lambda: _children(cli.pid), timeout=20)
-        pid1 = _children(cli.pid)[0]
+        assert wait_until(lambda: _pid1_of(cli.pid), timeout=20)
+        pid1 = _pid1_of(cli.pid)
         fifo = f"/proc/{pid1}/root/etc/passwd"
         # a fifo there means PID 1 is in the image's root; a writer can open it once PID 1 reads it
         assert wait_until(lambda: _is_fifo(fifo), timeout=20)
@@ -407,6 +407,19 @@ def _children(pid: int) -> list[int]:
             return [int(p) for p in f.read().split()]
     except FileNotFoundError:
         return []
+
+
+def _pid1_of(client: int) -> int:
+    """The client's child that is PID 1 of a PID namespace of its own (its other child is the guard)."""
+    for pid in _children(client):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
+        except OSError:
+            continue
+        if nspid[-1:] == ["1"] and len(nspid) > 1:
+            return pid
+    return 0
 
 
 def _is_fifo(path: str) -> bool:

@@ -34,9 +34,9 @@ def killed_after(proc: subprocess.Popen, delay: float) -> None:
     proc.wait()
 
 
-def ours_left(store) -> list[str]:
-    """Processes, cgroups and mounts of the store's containers still on the host."""
-    left = [f"cgroup {p}" for p in _cgroup_dirs()]
+def ours_left(store, before: set[str] = frozenset()) -> list[str]:
+    """Processes, cgroups (but those there `before`) and mounts of the store's containers still on the host."""
+    left = [f"cgroup {p}" for p in _cgroup_dirs() if p not in before]
     with open("/proc/mounts") as f:
         left += [line for line in f if str(store) in line]
     for pid in os.listdir("/proc"):
@@ -67,18 +67,19 @@ SLEEPER = ["busybox", "sleep", "29.7373"]  # an odd argument: the container's pr
 def test_a_killed_foreground_rm_client_leaves_nothing(cli, busybox, isolated_store, delay):
     before = set(_cgroup_dirs())
     killed_after(client(isolated_store, "run", "--rm", "--network", "none", *SLEEPER), delay)
-    assert wait_until(lambda: cli("ps", "-aq").out == "" and not (set(ours_left(isolated_store)) - before)), \
-        (cli("ps", "-a").out, ours_left(isolated_store))
+    assert wait_until(lambda: cli("ps", "-aq").out == "" and not ours_left(isolated_store, before)), \
+        (cli("ps", "-a").out, ours_left(isolated_store, before))
 
 
 def test_a_killed_foreground_client_leaves_an_honest_record(cli, busybox, isolated_store):
+    before = set(_cgroup_dirs())
     proc = client(isolated_store, "run", "--name", "fg", "--network", "none", *SLEEPER)
     assert wait_until(lambda: '"running"' in cli("inspect", "fg").out)
     killed_after(proc, 0)
     assert wait_until(lambda: json.loads(cli("inspect", "fg").out)[0]["State"]["Status"] == "exited")
     state = json.loads(cli("inspect", "fg").out)[0]["State"]
     assert (state["ExitCode"], state["Error"]) == (137, "the minirun client running it was killed")
-    assert wait_until(lambda: not ours_left(isolated_store)), ours_left(isolated_store)
+    assert wait_until(lambda: not ours_left(isolated_store, before)), ours_left(isolated_store, before)
 
 
 def test_a_killed_client_frees_its_published_ports(cli, busybox, isolated_store):
@@ -93,6 +94,7 @@ def test_a_killed_client_frees_its_published_ports(cli, busybox, isolated_store)
 
 @pytest.mark.parametrize("delay", DELAYS)
 def test_a_killed_detached_client_leaves_a_container_its_monitor_owns_or_none(cli, busybox, isolated_store, delay):
+    before = set(_cgroup_dirs())
     killed_after(client(isolated_store, "run", "-d", "--rm", "--network", "none", *SLEEPER), delay)
 
     def settled() -> bool:
@@ -103,10 +105,11 @@ def test_a_killed_detached_client_leaves_a_container_its_monitor_owns_or_none(cl
     ids = cli("ps", "-aq").out.split()
     if ids:
         assert cli("rm", "-f", *ids).code == 0
-    assert wait_until(lambda: not ours_left(isolated_store)), ours_left(isolated_store)
+    assert wait_until(lambda: not ours_left(isolated_store, before)), ours_left(isolated_store, before)
 
 
 def test_an_exec_and_a_start_attach_outlive_their_clients(cli, busybox, isolated_store):
+    before = set(_cgroup_dirs())
     assert cli("run", "-d", "--name", "box", "--network", "none", "busybox", "sleep", "300").code == 0
     exec_ = client(isolated_store, "exec", "box", "sleep", "29.7373")
     assert wait_until(lambda: "29.7373" in cli("top", "box").out)
@@ -119,4 +122,4 @@ def test_an_exec_and_a_start_attach_outlive_their_clients(cli, busybox, isolated
     killed_after(attach, 0.1)
     assert '"running"' in cli("inspect", "box").out  # the monitor has it
     assert cli("rm", "-f", "box").code == 0
-    assert wait_until(lambda: not ours_left(isolated_store)), ours_left(isolated_store)
+    assert wait_until(lambda: not ours_left(isolated_store, before)), ours_left(isolated_store, before)
