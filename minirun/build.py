@@ -37,6 +37,7 @@ from minirun.instructions import (
     process_words,
     split_instruction,
 )
+from minirun.runtime import guard
 from minirun.store import Store
 from minirun.store.images import Image
 
@@ -564,9 +565,11 @@ class _Builder:
         config = ContainerConfig(
             id=container_id, name="", image=stage.image.id, image_ref=stage.image.short_id, created=rfc3339_now(),
             argv=cmd, env=env, workdir=stage.config.get("WorkingDir") or "/", user=stage.config.get("User") or "",
-            hostname=container_id[:12], network="none",
+            hostname=container_id[:12], network="none", auto_remove=True,
         )
         init = init_layer_link(self.store)
+        # a builder killed mid-step leaves no step container: its guard removes it (guard.py)
+        watch = guard.start(self.store.root, container_id)
         container = containers.create(config, host_resolv_conf())
         try:
             self.progress.running_in(container_id)
@@ -591,6 +594,7 @@ class _Builder:
                                      config=copy.deepcopy(stage.config), author=stage.maintainer)
         finally:
             containers.remove(container)  # success or not: a build leaves no container behind
+            watch.done()
         self.progress.removing(container_id)
         return image
 
@@ -631,8 +635,9 @@ class _Builder:
         config = ContainerConfig(
             id=container_id, name="", image=stage.image.id if stage.image else "",
             image_ref=stage.image.short_id if stage.image else "scratch", created=rfc3339_now(),
-            argv=created_by.split(" ", 2), env=[], hostname=container_id[:12],
+            argv=created_by.split(" ", 2), env=[], hostname=container_id[:12], auto_remove=True,
         )
+        watch = guard.start(self.store.root, container_id)
         container = containers.create(config, host_resolv_conf())
         staged: list = []
         extracted: list = []
@@ -654,6 +659,7 @@ class _Builder:
             for layer in staged + extracted:
                 self.store.layers.discard(layer)
             containers.remove(container)
+            watch.done()
 
     # -- step results ---------------------------------------------------------------------
     def _cached(self, stage: _Stage, key: str) -> bool:

@@ -408,7 +408,8 @@ class AddressBook:
         with flocked(os.path.join(self.dir, "lock")):
             yield
 
-    def _entries(self) -> list[dict]:
+    def entries(self) -> list[dict]:
+        """Every booking as recorded, stale ones too ({"ip", "store", "container", ...})."""
         try:
             names = os.listdir(self.dir)
         except FileNotFoundError:
@@ -430,7 +431,7 @@ class AddressBook:
         """Live bookings ({"ip", "store", "container", "name", "hostname"}); call under the lock.
         Stale ones (their container record is gone) are removed on the way."""
         live = []
-        for entry in self._entries():
+        for entry in self.entries():
             if os.path.exists(os.path.join(entry.get("store", "/nonexistent"), "containers",
                                            entry.get("container", "-"), "config.json")):
                 live.append(entry)
@@ -458,7 +459,7 @@ class AddressBook:
     def release(self, store_root: str, container_id: str) -> bool:
         """Under the lock; True if this container held an address here."""
         released = False
-        for entry in self._entries():
+        for entry in self.entries():
             if entry.get("store") == store_root and entry.get("container") == container_id:
                 _unlink(os.path.join(self.dir, entry["ip"]))
                 released = True

@@ -35,8 +35,8 @@ def check(store, verify_layers: bool = True) -> tuple[list[Finding], dict[str, i
     counts = {"layers": 0, "images": 0, "containers": 0}
     used_layers = _check_images(store, findings, counts)
     _check_layers(store, findings, counts, used_layers, verify_layers)
-    running = _check_containers(store, findings, counts)
-    _check_host(store, findings, running)
+    known = _check_containers(store, findings, counts)
+    _check_host(store, findings, known)
     return findings, counts
 
 
@@ -161,12 +161,14 @@ def _remove_layer(store, diff_id: str, images: list[str]) -> None:
 # -- containers ---------------------------------------------------------------------------------------
 
 def _check_containers(store, findings: list[Finding], counts: dict[str, int]) -> set[str]:
+    """Every container of the store (and its cgroups); returns their ids, whose cgroups the host
+    check then leaves to this one."""
     from minirun.runtime import cgroups, lifecycle
     from minirun.runtime.container import Containers
     from minirun.runtime.procs import is_alive
 
     containers = Containers(store)
-    running: set[str] = set()
+    known: set[str] = set()
     try:
         names = sorted(os.listdir(containers.dir))
     except FileNotFoundError:
@@ -174,10 +176,12 @@ def _check_containers(store, findings: list[Finding], counts: dict[str, int]) ->
     for name in names:
         path = os.path.join(containers.dir, name)
         if len(name) != 64 or not os.path.exists(os.path.join(path, "config.json")):
+            known.add(name)  # its cgroups go with it
             findings.append(Finding(f"container debris {path} (no record)",
                                     lambda p=path, i=name: _remove_debris(store, p, i)))
             continue
         counts["containers"] += 1
+        known.add(name)
         container = containers.load_or_dead(name)
         state = container.state
         if lifecycle.is_dead(container):
@@ -185,17 +189,16 @@ def _check_containers(store, findings: list[Finding], counts: dict[str, int]) ->
                                     lambda c=container: lifecycle.remove(containers, c, force=True)))
             continue
         if state.get("Status") == "running":
-            if is_alive(state.get("Pid", 0), state.get("PidStartTime")):
-                running.add(name)
-            elif not is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")):
+            pid1 = is_alive(state.get("Pid", 0), state.get("PidStartTime"))
+            if not pid1 and not is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")):
                 findings.append(Finding(f"container {name} is recorded as running but its processes are gone",
                                         lambda c=container: _record_exit(containers, c)))
         elif cgroups.existing_paths(name):
             findings.append(Finding(f"stopped container {name} still has cgroups",
                                     lambda i=name: _remove_cgroups(i)))
-        if container.config.image and not os.path.exists(os.path.join(store.images.dir, container.config.image[7:] + ".json")):
+        if container.config.image and container.config.image not in store.images.ids():
             findings.append(Finding(f"container {name} uses image {container.config.image}, which is not in the store"))
-    return running
+    return known
 
 
 def _remove_debris(store, path: str, container_id: str) -> None:
@@ -221,15 +224,16 @@ def _remove_cgroups(container_id: str) -> None:
 
 # -- what minirun keeps on the host ----------------------------------------------------------------------
 
-def _check_host(store, findings: list[Finding], running: set[str]) -> None:
-    _check_cgroups(findings, running)
-    _check_bookings(findings)
+def _check_host(store, findings: list[Finding], known: set[str]) -> None:
+    _check_cgroups(findings, known)
+    _check_bookings(store, findings)
     _check_ports(findings)
     _check_mounts(store, findings)
 
 
-def _check_cgroups(findings: list[Finding], running: set[str]) -> None:
-    """The container cgroups under every hierarchy's `minirun/`, one finding per container id."""
+def _check_cgroups(findings: list[Finding], known: set[str]) -> None:
+    """The cgroups under every hierarchy's `minirun/` of no container of this store, one finding
+    per container id."""
     from minirun.runtime import cgroups
 
     found: dict[str, list[str]] = {}
@@ -240,7 +244,7 @@ def _check_cgroups(findings: list[Finding], running: set[str]) -> None:
         except FileNotFoundError:
             continue
         for container_id in ids:
-            if container_id not in running and os.path.isdir(f"{parent}/{container_id}"):
+            if container_id not in known and os.path.isdir(f"{parent}/{container_id}"):
                 found.setdefault(container_id, []).append(f"{parent}/{container_id}")
     for container_id, paths in sorted(found.items()):
         if any(cgroups.members(path) for path in paths):
@@ -258,7 +262,9 @@ def _rmdir(path: str) -> None:
         pass
 
 
-def _check_bookings(findings: list[Finding]) -> None:
+def _check_bookings(store, findings: list[Finding]) -> None:
+    """Addresses booked for a container of this store that is gone, or for a store that is gone
+    (another store's own are its business: it frees them at its next start on that bridge)."""
     from minirun.networks import HOST_DIR, AddressBook
 
     try:
@@ -267,10 +273,10 @@ def _check_bookings(findings: list[Finding]) -> None:
         return
     for bridge in bridges:
         book = AddressBook(bridge)
-        for entry in book._entries():
-            record = os.path.join(entry.get("store", "/nonexistent"), "containers", entry.get("container", "-"),
-                                  "config.json")
-            if not os.path.exists(record):
+        for entry in book.entries():
+            owner = entry.get("store", "/nonexistent")
+            record = os.path.join(owner, "containers", entry.get("container", "-"), "config.json")
+            if (owner == store.root or not os.path.isdir(owner)) and not os.path.exists(record):
                 findings.append(Finding(f"address {entry['ip']} on {bridge} is booked for a container that is gone",
                                         lambda b=book, e=entry: _release(b, e)))
 

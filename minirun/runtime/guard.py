@@ -43,6 +43,11 @@ class Guard:
 
 
 def start(store_root: str, container_id: str) -> Guard:
+    # what the guard needs, loaded before the fork: a builder forks it beside its progress
+    # thread, and an import in the child could wait on a lock that thread held
+    from minirun.runtime import cgroups, container, procs  # noqa: F401
+    from minirun import humanize, linux  # noqa: F401
+
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     client = os.getpid()
     pid = os.fork()

@@ -1,0 +1,87 @@
+"""`system check [--repair]`, each finding made on purpose: a layer whose bytes changed, a layer
+no image uses, a dangling link, a damaged tag file, a broken image, debris of a container, a
+record that says running when nothing runs, an empty cgroup nobody owns."""
+from __future__ import annotations
+
+import json
+import os
+
+from minirun.runtime import cgroups
+
+
+def check(cli, *args: str):
+    result = cli("system", "check", *args)
+    return result.code, result.out.splitlines()
+
+
+def test_a_clean_store_checks_clean(cli, busybox):
+    code, lines = check(cli)
+    assert code == 0 and lines[-1] == "no problems", lines
+    assert lines[0].startswith("checked 1 layers, 1 images")
+
+
+def test_a_layer_whose_files_changed_is_found_and_removed_with_its_images(cli, busybox, isolated_store):
+    assert cli("import", "-", "lone:1", input=_tar()).code == 0
+    image = json.loads(cli("inspect", "lone:1").out)[0]
+    diff_id = image["RootFS"]["Layers"][0]
+    (isolated_store / "layers" / diff_id[7:] / "diff" / "hello.txt").write_text("tampered\n")
+    code, lines = check(cli)
+    assert code == 1 and any(line.startswith(f"problem: damaged layer {diff_id}") and image["Id"] in line
+                             for line in lines), lines
+    assert check(cli, "--quick")[0] == 0  # without reading the bytes, nothing looks wrong
+    code, lines = check(cli, "--repair")
+    assert code == 0 and lines[-1].endswith("0 left"), lines
+    assert cli("inspect", "lone:1").code == 125  # the image went with its layer
+    assert check(cli)[1][-1] == "no problems"
+    assert cli("run", "--rm", "--network", "none", "busybox", "true").code == 0  # the rest still works
+
+
+def test_debris_dangling_links_unused_layers_and_a_damaged_tag_file(cli, busybox, isolated_store):
+    store = isolated_store
+    (store / "l" / "ABCDEFGHIJKLMNOPQRSTUVWXYZ").symlink_to("../layers/nothing/diff")
+    debris = store / "containers" / ("d" * 64)
+    (debris / "upper").mkdir(parents=True)  # a create cut short: no config.json
+    assert cli("import", "-", "lone:1", input=_tar()).code == 0
+    lone = json.loads(cli("inspect", "lone:1").out)[0]["Id"]
+    (store / "images" / (lone[7:] + ".json")).unlink()  # its layer is now used by nobody
+    tags = (store / "tags.json").read_text()
+    (store / "tags.json").write_text(tags[:-5])
+    code, lines = check(cli)
+    found = "\n".join(lines)
+    assert code == 1
+    for expected in ("dangling link", "container debris", "unused layer", "damaged record"):
+        assert expected in found, found
+    code, lines = check(cli, "--repair")
+    assert code == 0, lines
+    assert not os.path.lexists(store / "l" / "ABCDEFGHIJKLMNOPQRSTUVWXYZ") and not debris.exists()
+    assert [p.name for p in store.iterdir() if p.name.startswith("tags.json.damaged-")]  # set aside, not lost
+    assert check(cli)[1][-1] == "no problems"
+    assert cli("images", "-q").out.strip()  # busybox, by id now
+
+
+def test_a_record_that_says_running_and_an_orphan_cgroup(cli, busybox, isolated_store):
+    started = cli("run", "-d", "--network", "none", "busybox", "sleep", "300")
+    cid = started.out.strip()
+    state_path = isolated_store / "containers" / cid / "state.json"
+    state = json.loads(state_path.read_text())
+    os.kill(state["MonitorPid"], 9)  # PID 1 dies with it; the record still says running
+    orphan = "e" * 64
+    hierarchy = cgroups.hierarchies()[0]
+    os.makedirs(hierarchy.path(orphan), exist_ok=True)
+    try:
+        code, lines = check(cli)
+        found = "\n".join(lines)
+        assert code == 1 and f"container {cid} is recorded as running" in found, found
+        assert f"empty cgroups of {orphan}" in found
+        assert check(cli, "--repair")[0] == 0
+        assert json.loads(state_path.read_text())["Status"] == "exited"
+        assert not os.path.exists(hierarchy.path(orphan))
+    finally:
+        if os.path.isdir(hierarchy.path(orphan)):
+            os.rmdir(hierarchy.path(orphan))
+
+
+def _tar() -> bytes:
+    from tests.helpers import f, make_tar
+
+    return make_tar([f("hello.txt", "hi\n")])
