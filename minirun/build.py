@@ -72,6 +72,9 @@ class Instruction:
         return next((value for key, value in self.flags if key == name), None)
 
 
+DOCKERFILE_LIMIT = 4 << 20  # no real Dockerfile comes near: an endless -f /dev/zero is refused at once
+
+
 def parse_dockerfile(text: str, name: str = "Containerfile") -> list[Instruction]:
     """Instructions with continuation lines joined and comments dropped, checked for what can
     be checked before anything runs (unknown instructions, flags, argument counts, FROM first)."""
@@ -341,10 +344,11 @@ class _Builder:
         self.containers = 0
 
     def build(self) -> BuildResult:
+        from minirun.store.fsutil import read_capped
+
         path = find_dockerfile(self.options.context, self.options.dockerfile)
         try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                text = f.read()
+            text = read_capped(path, DOCKERFILE_LIMIT, "Dockerfile").decode("utf-8", "surrogateescape")
         except OSError as exc:
             raise MinirunError(f"reading {path}: {exc.strerror}") from None
         instructions = parse_dockerfile(text, os.path.basename(path))

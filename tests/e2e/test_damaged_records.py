@@ -93,3 +93,9 @@ def _empty_tar() -> bytes:
     from tests.helpers import f, make_tar
 
     return make_tar([f("hello.txt", "hi\n")])
+
+
+def test_a_huge_dockerfile_is_refused_at_once(cli, busybox, tmp_path):
+    (tmp_path / "Containerfile").write_bytes(b"FROM busybox\n" + b"# " + b"x" * (5 << 20) + b"\n")
+    result = cli("build", str(tmp_path))
+    assert result.code == 125 and "is larger than 4096 KiB" in result.err and result.err.count("\n") == 1, result
