@@ -84,6 +84,13 @@ def _set_aside(path: str) -> None:
     os.replace(path, f"{path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
 
 
+def _listing(directory: str) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+
+
 def _locked(store, work: Callable[[], None]) -> None:
     with store.locked():
         work()
@@ -96,11 +103,7 @@ def _check_layers(store, findings: list[Finding], counts: dict[str, int], used: 
     from minirun.store.layers import TMP_PREFIX
 
     layers = store.layers
-    try:
-        names = sorted(os.listdir(layers.dir))
-    except FileNotFoundError:
-        names = []
-    for name in names:
+    for name in _listing(layers.dir):
         path = os.path.join(layers.dir, name)
         if name.startswith(TMP_PREFIX):
             findings.append(Finding(f"unfinished layer {path} (a load, pull, build or commit cut short)",
@@ -118,11 +121,7 @@ def _check_layers(store, findings: list[Finding], counts: dict[str, int], used: 
         users = _images_using(store, diff_id) if problem else []
         findings.append(Finding(what + (f"; images using it: {', '.join(users)}" if users else ""),
                                 lambda d=diff_id, u=users: _remove_layer(store, d, u)))
-    try:
-        links = os.listdir(layers.links)
-    except FileNotFoundError:
-        links = []
-    for link in links:
+    for link in _listing(layers.links):
         full = os.path.join(layers.links, link)
         if not os.path.exists(full):
             findings.append(Finding(f"dangling link {full}", lambda p=full: os.unlink(p)))
@@ -169,11 +168,7 @@ def _check_containers(store, findings: list[Finding], counts: dict[str, int]) ->
 
     containers = Containers(store)
     known: set[str] = set()
-    try:
-        names = sorted(os.listdir(containers.dir))
-    except FileNotFoundError:
-        names = []
-    for name in names:
+    for name in _listing(containers.dir):
         path = os.path.join(containers.dir, name)
         if len(name) != 64 or not os.path.exists(os.path.join(path, "config.json")):
             known.add(name)  # its cgroups go with it
