@@ -11,6 +11,7 @@ diff_id: a regular uncompressed file by pread (headers parsed, contents written,
 a hashing thread), anything else (pipes, compressed streams) in order through `HashingReader`.
 Reading twice would let a file rewritten meanwhile store a layer under a digest it does not have.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,9 @@ import hashlib
 import io
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO
 
 from minirun.errors import BadArchive
 from minirun.tarheaders import MAX_EXTENDED, HeaderReader, TarMember, Unsupported, pax_xattrs
@@ -66,7 +68,7 @@ class HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf) -> int:
         data = self._inner.read(len(buf))
         n = len(data)
         buf[:n] = data
@@ -86,7 +88,7 @@ class HashingReader(io.RawIOBase):
 
 def decompressed(stream: BinaryIO) -> BinaryIO:
     """The stream with gzip, zstd, xz or bzip2 removed, sniffed from its magic bytes."""
-    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
+    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[type-var]
     magic = buffered.peek(6)[:6]
     if magic[:2] == b"\x1f\x8b":
         import gzip
@@ -95,7 +97,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     if magic[:4] == b"\x28\xb5\x2f\xfd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
     if magic[:6] == b"\xfd7zXZ\x00":
         import lzma
 
@@ -104,11 +106,12 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
         import bz2
 
         return bz2.BZ2File(buffered)  # type: ignore[return-value]
-    return buffered  # type: ignore[return-value]
+    return buffered
 
 
-def apply_layer(stream: BinaryIO, dest: str | os.PathLike[str], length: int | None = None,
-                split_path: str | None = None) -> AppliedLayer:
+def apply_layer(
+    stream: BinaryIO, dest: str | os.PathLike[str], length: int | None = None, split_path: str | None = None
+) -> AppliedLayer:
     """Unpack a (possibly compressed) layer tar into the empty directory `dest`.
 
     `length`: the tar is the next `length` bytes of `stream` (a layer inside a bigger archive),
@@ -214,7 +217,7 @@ class _Window(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf) -> int:
         if not self._left:
             return 0
         data = self._inner.read(min(len(buf), self._left))
@@ -237,7 +240,7 @@ def _is_plain_file(stream: BinaryIO) -> bool:
     return not magic.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh"))
 
 
-def _apply_seekable(stream: BinaryIO, applier: "_Applier", split, length: int | None) -> tuple[str, int]:
+def _apply_seekable(stream: BinaryIO, applier: _Applier, split, length: int | None) -> tuple[str, int]:
     """A regular file, read at random: headers by pread, contents pread and written. Every byte
     is read once, and that very byte is applied, recorded and hashed (on a thread: hashlib
     releases the GIL on large buffers), so a file rewritten while it is applied can never get
@@ -255,8 +258,12 @@ def _apply_seekable(stream: BinaryIO, applier: "_Applier", split, length: int | 
             import tarfile
 
             with _tarfile_errors():
-                with tarfile.open(fileobj=_TarfileInput(source.replay_from(rest.start), rest.start), mode="r:",
-                                  encoding="utf-8", errors="surrogateescape") as tar:
+                with tarfile.open(  # type: ignore[call-overload]  # a file object of ours, not the stubs' _Fileobj
+                    fileobj=_TarfileInput(source.replay_from(rest.start), rest.start),  # type: ignore[arg-type]
+                    mode="r:",
+                    encoding="utf-8",
+                    errors="surrogateescape",
+                ) as tar:
                     _apply_with_tarfile(tar, applier)
         source.record_to(end)  # the end blocks and whatever padding follows belong to the tar
     finally:
@@ -323,10 +330,10 @@ class _Recorder:
         self.split.content(size, path)
 
 
-def _apply_streaming(stream: BinaryIO, applier: "_Applier", split) -> tuple[str, int]:
+def _apply_streaming(stream: BinaryIO, applier: _Applier, split) -> tuple[str, int]:
     """Pipes and compressed streams: read once, in order, every byte hashed on the way."""
     reader = HashingReader(decompressed(stream))
-    source = _StreamSource(io.BufferedReader(reader, _STREAM_BUFFER), split)  # type: ignore[arg-type]
+    source = _StreamSource(io.BufferedReader(reader, _STREAM_BUFFER), split)
     try:
         for member in HeaderReader(source, 0):
             applier.apply(member, source)
@@ -334,8 +341,12 @@ def _apply_streaming(stream: BinaryIO, applier: "_Applier", split) -> tuple[str,
         import tarfile
 
         with _tarfile_errors():
-            with tarfile.open(fileobj=_TarfileInput(source.replay_from(rest.start), rest.start), mode="r:",
-                              encoding="utf-8", errors="surrogateescape") as tar:
+            with tarfile.open(  # type: ignore[call-overload]  # a file object of ours, not the stubs' _Fileobj
+                fileobj=_TarfileInput(source.replay_from(rest.start), rest.start),  # type: ignore[arg-type]
+                mode="r:",
+                encoding="utf-8",
+                errors="surrogateescape",
+            ) as tar:
                 _apply_with_tarfile(tar, applier)
     source.drain()  # the end blocks and whatever padding follows belong to the tar (and its digest)
     reader.drain()
@@ -370,8 +381,8 @@ class _FileSource:
         self.recorder.raw(data)
         self.recorded = first + len(data)
         if offset == self.member_start + len(self.member_bytes):
-            self.member_bytes += data[offset - first:]
-        return data[offset - first:]
+            self.member_bytes += data[offset - first :]
+        return data[offset - first :]
 
     def _pread(self, offset: int, size: int) -> bytes:
         data = os.pread(self.fd, size, offset)
@@ -498,7 +509,7 @@ class _Recorded(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf) -> int:
         n = self._inner.readinto(buf)
         if n:
             self._split.raw(bytes(memoryview(buf)[:n]))
@@ -515,7 +526,7 @@ class _Replay(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf) -> int:
         if self._head:
             n = min(len(buf), len(self._head))
             buf[:n] = self._head[:n]
@@ -565,7 +576,9 @@ class _TarfileInput(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0 or size > max(MAX_EXTENDED, _COPY_CHUNK):
-            raise BadArchive(f"refusing a tar member header of {size} bytes at offset {self._pos} (limit {MAX_EXTENDED})")
+            raise BadArchive(
+                f"refusing a tar member header of {size} bytes at offset {self._pos} (limit {MAX_EXTENDED})"
+            )
         data, self._again = self._again[:size], self._again[size:]
         while len(data) < size:
             more = self._raw.read(size - len(data))
@@ -573,10 +586,10 @@ class _TarfileInput(io.RawIOBase):
                 break
             data += more
         self._pos += len(data)
-        self._behind = (self._behind + data)[-2 * 512:]
+        self._behind = (self._behind + data)[-2 * 512 :]
         return data
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf) -> int:
         data = self.read(len(buf))
         buf[: len(data)] = data
         return len(data)
@@ -585,7 +598,7 @@ class _TarfileInput(io.RawIOBase):
 class _TarfileSource:
     """Contents of members tarfile read (their `origin`)."""
 
-    def __init__(self, tar: "tarfile.TarFile") -> None:
+    def __init__(self, tar: tarfile.TarFile) -> None:
         self.tar = tar
 
     def copy(self, out: int, member: TarMember, path: str) -> None:
@@ -600,17 +613,29 @@ class _TarfileSource:
             remaining -= len(chunk)
 
 
-def _apply_with_tarfile(tar: "tarfile.TarFile", applier: "_Applier") -> None:
+def _apply_with_tarfile(tar: tarfile.TarFile, applier: _Applier) -> None:
     source = _TarfileSource(tar)
     while (info := tar.next()) is not None:
         applier.apply(_from_tarinfo(info), source)
-        tar.members.clear()  # tarfile keeps every member it read: a long tail would pile up
+        tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every member it read: a long tail would pile up
 
 
-def _from_tarinfo(info: "tarfile.TarInfo") -> TarMember:
-    return TarMember(info.name, info.type, info.mode, info.uid, info.gid, info.size,
-                     int(info.mtime * 1_000_000_000), info.linkname, info.devmajor, info.devminor,
-                     info.offset_data, pax_xattrs(info.pax_headers) if info.pax_headers else None, origin=info)
+def _from_tarinfo(info: tarfile.TarInfo) -> TarMember:
+    return TarMember(
+        info.name,
+        info.type,
+        info.mode,
+        info.uid,
+        info.gid,
+        info.size,
+        int(info.mtime * 1_000_000_000),
+        info.linkname,
+        info.devmajor,
+        info.devminor,
+        info.offset_data,
+        pax_xattrs(dict(info.pax_headers)) if info.pax_headers else None,
+        origin=info,
+    )
 
 
 @contextlib.contextmanager
@@ -627,7 +652,7 @@ def _tarfile_errors() -> Iterator[None]:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _is_stream_error(exc: OSError) -> bool:
@@ -675,15 +700,15 @@ def parse_whiteout(path: str) -> Whiteout | None:
         return Whiteout(target=parent, opaque=True)
     if base.startswith(WHITEOUT_META_PREFIX):
         return Whiteout(target="", opaque=False)
-    hidden = base[len(WHITEOUT_PREFIX):]
+    hidden = base[len(WHITEOUT_PREFIX) :]
     if hidden in ("", ".", ".."):
         raise BadArchive(f"refusing malformed whiteout in layer: {path!r}")
     return Whiteout(target=f"{parent}/{hidden}" if parent else hidden, opaque=False)
 
 
-def member_xattrs(member: "tarfile.TarInfo | TarMember") -> dict[str, bytes]:
+def member_xattrs(member: tarfile.TarInfo | TarMember) -> dict[str, bytes]:
     """The xattrs a member carries (PAX `SCHILY.xattr.*`, libarchive's `LIBARCHIVE.xattr.*`), minus overlay's."""
-    found = member.xattrs if isinstance(member, TarMember) else pax_xattrs(member.pax_headers)
+    found = member.xattrs if isinstance(member, TarMember) else pax_xattrs(dict(member.pax_headers))
     return {k: v for k, v in (found or {}).items() if not k.startswith(FORBIDDEN_XATTR_PREFIXES)}
 
 
@@ -716,8 +741,11 @@ class _Applier:
         self.size = 0
         self.euid, self.egid = os.geteuid(), os.getegid()
         st = os.stat(root)
-        self.dirs: dict[str, _DirState] = {"": _DirState(
-            exact=not _may_have_default_acl(root), ours=st.st_gid == self.egid, sgid=bool(st.st_mode & stat.S_ISGID))}
+        self.dirs: dict[str, _DirState] = {
+            "": _DirState(
+                exact=not _may_have_default_acl(root), ours=st.st_gid == self.egid, sgid=bool(st.st_mode & stat.S_ISGID)
+            )
+        }
 
     # -- checks --------------------------------------------------------------------------
     def _claim(self, path: str, kind: str, original: str) -> tuple[_DirState, bool]:
@@ -781,8 +809,14 @@ class _Applier:
             else:
                 mode = member.mode & 0o7777
                 os.mkdir(host, mode & 0o1777 if parent.exact else 0o700)
-                self._dir_meta(host, path, member, parent, chown=self._chown_needed(member, parent),
-                               chmod=not parent.exact or parent.sgid or bool(mode & 0o7000))
+                self._dir_meta(
+                    host,
+                    path,
+                    member,
+                    parent,
+                    chown=self._chown_needed(member, parent),
+                    chmod=not parent.exact or parent.sgid or bool(mode & 0o7000),
+                )
         elif type_ == _SYMTYPE:
             parent, _ = self._claim(path, _SYMLINK, member.name)
             host = self._host(path)
@@ -885,8 +919,9 @@ class _Applier:
         if member.xattrs:
             self._set_xattrs(host, member, follow=False)
             acl = DEFAULT_ACL_XATTR in member.xattrs
-        self.dirs[path] = _DirState(exact=parent.exact and not acl, ours=member.gid == self.egid,
-                                    sgid=bool(mode & stat.S_ISGID))
+        self.dirs[path] = _DirState(
+            exact=parent.exact and not acl, ours=member.gid == self.egid, sgid=bool(mode & stat.S_ISGID)
+        )
         self.dir_times.append((host, member.mtime_ns))
 
     def _set_xattrs(self, target: str | int, member: TarMember, follow: bool) -> None:

@@ -1,6 +1,7 @@
 """Replacing a small file so readers see the old bytes or the new ones, never a mix, even on a
 full disk. Imports only os and errno: the monitor's lean log copier records exits with it too.
 """
+
 from __future__ import annotations
 
 import errno
@@ -61,7 +62,7 @@ def _rewrite_in_place(path: str, data: bytes) -> bool:
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def fsync_dir(directory: str) -> None:

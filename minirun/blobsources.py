@@ -5,6 +5,7 @@ push can ask a registry to mount a blob from a sibling repository instead of upl
 written under the store lock. A stale entry costs nothing: the registry answers a mount it cannot
 do by opening an ordinary upload. Entries for blobs the store no longer has are pruned on write.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,8 @@ def sources(store: Store, host: str, digest: str, exclude_repo: str) -> list[str
     prefix = host + "/"
     found = []
     for entry in _load(store).get(digest, []):
-        if isinstance(entry, str) and entry.startswith(prefix) and entry[len(prefix):] != exclude_repo:
-            found.append(entry[len(prefix):])
+        if isinstance(entry, str) and entry.startswith(prefix) and entry[len(prefix) :] != exclude_repo:
+            found.append(entry[len(prefix) :])
     return found
 
 
@@ -49,7 +50,7 @@ def remember(store: Store, host: str, repo: str, digests: list[str]) -> None:
         data = _load(store)
         for digest in digests:
             known = [e for e in data.get(digest, []) if e != entry]
-            data[digest] = [entry] + known[:_KEEP - 1]
+            data[digest] = [entry] + known[: _KEEP - 1]
         live = set(store.layers.all_ids()) | set(store.images.ids())
         data = {digest: entries for digest, entries in data.items() if digest in live}
         atomic_write(_path(store), json.dumps(data, sort_keys=True).encode(), mode=0o600, durable=False)

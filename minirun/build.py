@@ -15,6 +15,7 @@ the config. So `history` finds an image id for every row, and the layer cache is
   WORKDIR            /bin/sh -c #(nop) WORKDIR /app                  (one space)
   the others         /bin/sh -c #(nop)  CMD ["sleep" "100000"]       (two spaces; Go's %q of a list)
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,6 +25,7 @@ import os
 import posixpath
 import re
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from minirun.errors import MinirunError, NotFound, UsageError
@@ -43,19 +45,53 @@ from minirun.store.images import Image
 
 CACHE_FILE = "build-cache.json"
 _CACHE_VERSION = "1"
-KNOWN_INSTRUCTIONS = frozenset({
-    "FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
-    "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
-})
+KNOWN_INSTRUCTIONS = frozenset(
+    {
+        "FROM",
+        "RUN",
+        "CMD",
+        "LABEL",
+        "MAINTAINER",
+        "EXPOSE",
+        "ENV",
+        "ADD",
+        "COPY",
+        "ENTRYPOINT",
+        "VOLUME",
+        "USER",
+        "WORKDIR",
+        "ARG",
+        "ONBUILD",
+        "STOPSIGNAL",
+        "HEALTHCHECK",
+        "SHELL",
+    }
+)
 _UNSUPPORTED = frozenset({"ONBUILD", "HEALTHCHECK"})
 # Flags each instruction takes (`--name=value` words before the arguments); those docker
 # knows but minirun does not do are refused by name rather than as unknown.
-_FLAGS = {"FROM": {"platform"}, "RUN": {"mount", "network", "security"}, "COPY": {"chown", "from", "chmod", "link", "parents", "exclude"},
-          "ADD": {"chown", "chmod", "checksum", "keep-git-dir", "link", "exclude"}}
+_FLAGS = {
+    "FROM": {"platform"},
+    "RUN": {"mount", "network", "security"},
+    "COPY": {"chown", "from", "chmod", "link", "parents", "exclude"},
+    "ADD": {"chown", "chmod", "checksum", "keep-git-dir", "link", "exclude"},
+}
 _SUPPORTED_FLAGS = {"COPY": {"chown"}, "ADD": {"chown"}}
 # docker's builtinAllowedBuildArgs: usable without an ARG, never in history unless declared.
-BUILTIN_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
-                          "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
+BUILTIN_ARGS = frozenset(
+    {
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "FTP_PROXY",
+        "ftp_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    }
+)
 _CONTINUATION = re.compile(r"\\[ \t]*$")
 
 
@@ -135,8 +171,10 @@ def _instruction(line: str, number: int) -> Instruction:
     if keyword in ("COPY", "ADD"):
         words, is_json = parse_json_or_shell(args)
         if len(words if is_json else args.split()) < 2:
-            raise fail(f"{keyword} requires at least two arguments, but only one was provided. "
-                       "Destination could not be determined.")
+            raise fail(
+                f"{keyword} requires at least two arguments, but only one was provided. "
+                "Destination could not be determined."
+            )
     elif keyword in ("WORKDIR", "USER", "STOPSIGNAL", "MAINTAINER") and not args:
         raise fail(f"{keyword} requires exactly one argument")
     elif not args:
@@ -167,7 +205,7 @@ def find_dockerfile(context: str, file: str | None) -> str:
 
 def parse_build_args(items: list[str], environ: dict[str, str] | None = None) -> dict[str, str]:
     """--build-arg K=V, or K alone to take K from the environment (skipped when unset), as docker."""
-    environ = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     args: dict[str, str] = {}
     for item in items:
         key, eq, value = item.partition("=")
@@ -175,8 +213,8 @@ def parse_build_args(items: list[str], environ: dict[str, str] | None = None) ->
             raise UsageError(f"invalid build argument: {item!r}")
         if eq:
             args[key] = value
-        elif key in environ:
-            args[key] = environ[key]
+        elif key in env:
+            args[key] = env[key]
     return args
 
 
@@ -394,8 +432,13 @@ class _Builder:
             raise UsageError(f"base name ({words[0]}) should not be blank")
         stage_name = words[2].lower() if len(words) == 3 else ""
         if name.lower() == "scratch":
-            document = {"architecture": host_architecture(), "os": "linux", "config": {},
-                        "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+            document = {
+                "architecture": host_architecture(),
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "history": [],
+            }
             self.stage = _Stage(None, document, stage_name)
             return
         image = self.stages.get(name.lower()) or find_image(self.store, name)
@@ -432,7 +475,9 @@ class _Builder:
     def _arg(self, ins: Instruction, stage: _Stage | None) -> None:
         from minirun.instructions import _split_words  # the Dockerfile's word split: quotes kept for process_word
 
-        env = self._env(stage) if stage is not None else [f"{k}={v}" for k, v in self.meta_args.items() if v is not None]
+        env = (
+            self._env(stage) if stage is not None else [f"{k}={v}" for k, v in self.meta_args.items() if v is not None]
+        )
         shown = []
         for word in _split_words(ins.args):
             key, eq, raw = word.partition("=")
@@ -567,9 +612,18 @@ class _Builder:
         containers = Containers(self.store)
         container_id = new_container_id()
         config = ContainerConfig(
-            id=container_id, name="", image=stage.image.id, image_ref=stage.image.short_id, created=rfc3339_now(),
-            argv=cmd, env=env, workdir=stage.config.get("WorkingDir") or "/", user=stage.config.get("User") or "",
-            hostname=container_id[:12], network="none", auto_remove=True,
+            id=container_id,
+            name="",
+            image=stage.image.id,
+            image_ref=stage.image.short_id,
+            created=rfc3339_now(),
+            argv=cmd,
+            env=env,
+            workdir=stage.config.get("WorkingDir") or "/",
+            user=stage.config.get("User") or "",
+            hostname=container_id[:12],
+            network="none",
+            auto_remove=True,
         )
         init = init_layer_link(self.store)
         # a builder killed mid-step leaves no step container: its guard removes it (guard.py)
@@ -586,16 +640,24 @@ class _Builder:
             except BuildInterrupted:
                 raise
             except MinirunError as exc:  # it never started: the exec failed, or the setup did
-                raise MinirunError(f"The command '{' '.join(cmd)}' returned a non-zero code: {exc.exit_code}: {exc.message}",
-                                   exit_code=exc.exit_code) from None
+                raise MinirunError(
+                    f"The command '{' '.join(cmd)}' returned a non-zero code: {exc.exit_code}: {exc.message}",
+                    exit_code=exc.exit_code,
+                ) from None
             finally:
                 # launch.start blocks these until the wait forwards them; a failed start never waited
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, launch.FORWARDED_SIGNALS)
                 self.progress.run_done(failed)
             if code != 0:
                 raise MinirunError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", exit_code=code)
-            image = commit_container(self.store, container, created_by=created_by, empty_layer_if_unchanged=True,
-                                     config=copy.deepcopy(stage.config), author=stage.maintainer)
+            image = commit_container(
+                self.store,
+                container,
+                created_by=created_by,
+                empty_layer_if_unchanged=True,
+                config=copy.deepcopy(stage.config),
+                author=stage.maintainer,
+            )
         finally:
             containers.remove(container)  # success or not: a build leaves no container behind
             watch.done()
@@ -613,8 +675,10 @@ class _Builder:
         chown = _expand(ins.flag("chown") or "", env, ins.keyword)
         sources = buildcopy.collect_sources(self.context, sources_words, ins.keyword, ins.keyword == "ADD")
         if len(sources) > 1 and not dest.endswith("/"):
-            raise UsageError(f"When using {ins.keyword} with more than one source file, "
-                             "the destination must be a directory and end with a /")
+            raise UsageError(
+                f"When using {ins.keyword} with more than one source file, "
+                "the destination must be a directory and end with a /"
+            )
         comment = f"{ins.keyword} {'--chown=' + chown if chown else ''}{buildcopy.sources_digest(sources)} in {dest} "
         created_by = nop(self._shell(stage.config), comment, single=True)
         key = cache_key(stage.parent, created_by)
@@ -624,8 +688,9 @@ class _Builder:
         image = self._copy_and_commit(stage, sources, target, dest_is_dir, chown, ins.keyword, created_by)
         self._done(stage, key, image)
 
-    def _copy_and_commit(self, stage: _Stage, sources: list, target: str, dest_is_dir: bool, chown: str,
-                         keyword: str, created_by: str) -> Image:
+    def _copy_and_commit(
+        self, stage: _Stage, sources: list, target: str, dest_is_dir: bool, chown: str, keyword: str, created_by: str
+    ) -> Image:
         from minirun import buildcopy
         from minirun.commit import is_empty, stage_upper
         from minirun.humanize import rfc3339_now
@@ -637,9 +702,15 @@ class _Builder:
         # a container that never runs: its record gives the step an upper dir that `ps -a`
         # shows and `rm` removes should the builder die mid-step
         config = ContainerConfig(
-            id=container_id, name="", image=stage.image.id if stage.image else "",
-            image_ref=stage.image.short_id if stage.image else "scratch", created=rfc3339_now(),
-            argv=created_by.split(" ", 2), env=[], hostname=container_id[:12], auto_remove=True,
+            id=container_id,
+            name="",
+            image=stage.image.id if stage.image else "",
+            image_ref=stage.image.short_id if stage.image else "scratch",
+            created=rfc3339_now(),
+            argv=created_by.split(" ", 2),
+            env=[],
+            hostname=container_id[:12],
+            auto_remove=True,
         )
         watch = guard.start(self.store.root, container_id)
         container = containers.create(config, host_resolv_conf())
@@ -649,15 +720,17 @@ class _Builder:
             sources, extracted = buildcopy.extract_archives(self.store, sources)
             diff_ids = stage.document.get("rootfs", {}).get("diff_ids", [])
             lowers = [os.path.relpath(self.store.layers.short_link(d), self.store.root) for d in reversed(diff_ids)]
-            buildcopy.copy_into_image(self.store.root, lowers, container.upper, container.work, sources, target,
-                                      dest_is_dir, chown, keyword)
+            buildcopy.copy_into_image(
+                self.store.root, lowers, container.upper, container.work, sources, target, dest_is_dir, chown, keyword
+            )
             entry: dict = {"created_by": created_by}
             if is_empty(container.upper):
                 entry["empty_layer"] = True
             else:
                 staged.append(stage_upper(self.store, container.upper))
-            document = self._child(stage, copy.deepcopy(stage.config), entry,
-                                   staged[0].applied.diff_id if staged else None)
+            document = self._child(
+                stage, copy.deepcopy(stage.config), entry, staged[0].applied.diff_id if staged else None
+            )
             return self.store.commit_image(staged, document, None)
         finally:
             for layer in staged + extracted:

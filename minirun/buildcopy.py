@@ -7,6 +7,7 @@ inside the image (docker's FollowSymlinkInScope), a parent dir that exists keeps
 mode (overlay copies it up as it is), and nothing is ever mounted on the host. The sources are
 opened through directory fds taken before the chroot.
 """
+
 from __future__ import annotations
 
 import glob
@@ -16,8 +17,8 @@ import posixpath
 import shutil
 import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 from minirun.errors import MinirunError, NotFound, UsageError
 
@@ -81,8 +82,10 @@ def _source(context: str, rel: str, word: str, instruction: str, allow_archives:
     try:
         st = os.lstat(full)
     except (FileNotFoundError, NotADirectoryError):
-        raise NotFound(f"{instruction} failed: file not found in build context or excluded by "
-                       f".dockerignore: stat {word}: file does not exist") from None
+        raise NotFound(
+            f"{instruction} failed: file not found in build context or excluded by "
+            f".dockerignore: stat {word}: file does not exist"
+        ) from None
     name = posixpath.basename(rel.rstrip("/")) if rel not in ("", ".") else posixpath.basename(context)
     if stat.S_ISDIR(st.st_mode):
         return Source(context, resolved, name, True, "dir:" + _tree_digest(full))
@@ -186,7 +189,9 @@ def extract_archives(store, sources: list[Source]) -> tuple[list[Source], list]:
             with open(os.path.join(source.root, source.rel), "rb") as stream:
                 staged = store.unpack_layer(stream)
             staged_layers.append(staged)
-            result.append(replace(source, root=staged.diff_dir, rel="", is_dir=True, archive=False, preserve_owner=True))
+            result.append(
+                replace(source, root=staged.diff_dir, rel="", is_dir=True, archive=False, preserve_owner=True)
+            )
     except BaseException:
         for staged in staged_layers:
             store.layers.discard(staged)
@@ -195,8 +200,17 @@ def extract_archives(store, sources: list[Source]) -> tuple[list[Source], list]:
 
 
 # -- the copy, inside the image's root -------------------------------------------------------
-def copy_into_image(store_root: str, lowers: list[str], upper: str, work: str, sources: list[Source],
-                    dest: str, dest_is_dir: bool, chown: str, instruction: str) -> None:
+def copy_into_image(
+    store_root: str,
+    lowers: list[str],
+    upper: str,
+    work: str,
+    sources: list[Source],
+    dest: str,
+    dest_is_dir: bool,
+    chown: str,
+    instruction: str,
+) -> None:
     """Copy `sources` to `dest` (absolute, in the image) through the union of `lowers` (relative
     to the store root, topmost first) and `upper`. With no lowers (FROM scratch) the upper is
     the whole view and is written directly."""
@@ -246,8 +260,10 @@ def _lookup(name: str, path: str, what: str, kind: str) -> int:
                     return int(fields[2])
     except OSError:
         pass
-    raise MinirunError(f"unable to convert uid/gid chown string to host mapping: can't find {what} for {kind} "
-                       f"{name}: no such {kind}: {name}")
+    raise MinirunError(
+        f"unable to convert uid/gid chown string to host mapping: can't find {what} for {kind} "
+        f"{name}: no such {kind}: {name}"
+    )
 
 
 class _Copier:
@@ -262,7 +278,9 @@ class _Copier:
             root_fd = self.root_fds[source.root]
             if source.is_dir:
                 self._makedirs(dest)
-                fd = os.open(source.rel or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
+                fd = os.open(
+                    source.rel or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd
+                )
                 try:
                     self._children(fd, dest, owner, source.preserve_owner)
                 finally:

@@ -11,6 +11,7 @@ The upper dir holds exactly what differs from the lowers, in overlay's own notat
 Lower lookups are answered per directory from one listing of each layer, so 10,000 files in
 one dir cost 10,000 dict lookups, not 10,000 walks through the layers.
 """
+
 from __future__ import annotations
 
 import os
@@ -194,7 +195,11 @@ def _all_added(upper: str, rel: str, out: list[Change]) -> None:
             out.append(Change(ADDED, "/" + child))
             _all_added(upper, child, out)
         # d_type answers for files and links; only the rest (devices, fifos) need an lstat
-        elif entry.is_file(follow_symlinks=False) or entry.is_symlink() or not is_whiteout(entry.stat(follow_symlinks=False)):
+        elif (
+            entry.is_file(follow_symlinks=False)
+            or entry.is_symlink()
+            or not is_whiteout(entry.stat(follow_symlinks=False))
+        ):
             out.append(Change(ADDED, "/" + child))
 
 

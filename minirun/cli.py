@@ -1,13 +1,16 @@
 """The typer app: parse arguments, call the library, render results, map errors to exit codes.
 No logic lives here."""
+
 from __future__ import annotations
 
 import json
 import sys
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 import typer
-from typer.exceptions import Abort as _Abort, Exit as _Exit, TyperException as _ParseError
+from typer.exceptions import Abort as _Abort
+from typer.exceptions import Exit as _Exit
+from typer.exceptions import TyperException as _ParseError
 
 from minirun.errors import EXIT_RUNTIME, MinirunError, NotFound, UsageError, one_line, report
 
@@ -22,7 +25,7 @@ app = typer.Typer(
 
 
 class _Options:
-    root: Optional[str] = None
+    root: str | None = None
     debug: bool = False
 
 
@@ -37,7 +40,9 @@ def _store():
 
 @app.callback()
 def _global(
-    root: Optional[str] = typer.Option(None, "--root", envvar="MINIRUN_ROOT", help="Store directory (default /var/lib/minirun)."),
+    root: str | None = typer.Option(
+        None, "--root", envvar="MINIRUN_ROOT", help="Store directory (default /var/lib/minirun)."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
 ) -> None:
     options.root = root
@@ -72,7 +77,7 @@ def history(
     image: str = typer.Argument(..., metavar="IMAGE"),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
-    format_: Optional[str] = typer.Option(None, "--format", help="'json' or 'table'."),
+    format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
 ) -> None:
     """Show the history of an image, newest first."""
     from minirun.embedded import find_image
@@ -84,7 +89,7 @@ def history(
     store = _store()
     rows = history_rows(store, find_image(store, image))
 
-    def shown_id(image_id: Optional[str]) -> str:
+    def shown_id(image_id: str | None) -> str:
         if image_id is None:
             return "<missing>"
         return image_id if no_trunc else image_id.split(":", 1)[1][:12]
@@ -98,24 +103,38 @@ def history(
             print(shown_id(row.image_id))
     elif format_ == "json":
         for row in rows:
-            print(json.dumps({
-                "Comment": row.comment,
-                "CreatedAt": row.created,
-                "CreatedBy": created_by(row.created_by),
-                "CreatedSince": image_age(row.created) if row.created else "",
-                "ID": shown_id(row.image_id),
-                "Size": human_size(row.size),
-            }, sort_keys=True))
+            print(
+                json.dumps(
+                    {
+                        "Comment": row.comment,
+                        "CreatedAt": row.created,
+                        "CreatedBy": created_by(row.created_by),
+                        "CreatedSince": image_age(row.created) if row.created else "",
+                        "ID": shown_id(row.image_id),
+                        "Size": human_size(row.size),
+                    },
+                    sort_keys=True,
+                )
+            )
     else:
         _print_table(
             ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-            [[shown_id(r.image_id), image_age(r.created) if r.created else "", created_by(r.created_by), human_size(r.size), r.comment] for r in rows],
+            [
+                [
+                    shown_id(r.image_id),
+                    image_age(r.created) if r.created else "",
+                    created_by(r.created_by),
+                    human_size(r.size),
+                    r.comment,
+                ]
+                for r in rows
+            ],
         )
 
 
 @app.command("rmi")
 def rmi(
-    images_: List[str] = typer.Argument(..., metavar="IMAGE...", help="Images to remove."),
+    images_: list[str] = typer.Argument(..., metavar="IMAGE...", help="Images to remove."),
     force: bool = typer.Option(False, "-f", "--force", help="Force removal of the image."),
 ) -> None:
     """Remove images: untag, and delete layers nothing uses any more."""
@@ -129,8 +148,10 @@ def rmi(
 
 
 @app.command("tag")
-def tag(source: str = typer.Argument(..., metavar="SOURCE_IMAGE[:TAG]"),
-        target: str = typer.Argument(..., metavar="TARGET_IMAGE[:TAG]")) -> None:
+def tag(
+    source: str = typer.Argument(..., metavar="SOURCE_IMAGE[:TAG]"),
+    target: str = typer.Argument(..., metavar="TARGET_IMAGE[:TAG]"),
+) -> None:
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
     from minirun.embedded import find_image
     from minirun.reference import parse_reference
@@ -147,8 +168,8 @@ def tag(source: str = typer.Argument(..., metavar="SOURCE_IMAGE[:TAG]"),
 
 @app.command("inspect")
 def inspect(
-    names: List[str] = typer.Argument(..., metavar="NAME|ID..."),
-    type_: Optional[str] = typer.Option(None, "--type", help="'container' or 'image' (default: a container first)."),
+    names: list[str] = typer.Argument(..., metavar="NAME|ID..."),
+    type_: str | None = typer.Option(None, "--type", help="'container' or 'image' (default: a container first)."),
 ) -> None:
     """Show low-level information on containers or images as JSON."""
     from minirun.containerinfo import inspect_container
@@ -230,7 +251,7 @@ def act_on_each(names: list[str], action: Callable[[str], None]) -> None:
         raise typer.Exit(EXIT_RUNTIME)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     import minirun.cli_archive  # noqa: F401  (these register their verbs on `app`)
     import minirun.cli_build  # noqa: F401
     import minirun.cli_containers  # noqa: F401

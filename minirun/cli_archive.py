@@ -5,11 +5,12 @@ load reads stdin unless -i names a file; on a terminal each layer gets a rich pr
 `Loaded image ID: sha256:...` for an untagged image). save writes to stdout unless -o names a file,
 and refuses a terminal as docker does.
 """
+
 from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
+from typing import BinaryIO
 
 import typer
 
@@ -53,7 +54,7 @@ def _short(digest: str) -> str:
 
 @app.command("load")
 def load(
-    input_: Optional[str] = typer.Option(None, "-i", "--input", help="Read from tar archive file, instead of STDIN."),
+    input_: str | None = typer.Option(None, "-i", "--input", help="Read from tar archive file, instead of STDIN."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Suppress the load output."),
 ) -> None:
     """Load an image from a tar archive or STDIN (docker save and OCI layout archives)."""
@@ -62,6 +63,7 @@ def load(
     if input_ is None and sys.stdin.isatty():
         raise UsageError("requested load from stdin, but stdin is empty")
     store = _store()
+    stream: BinaryIO
     if input_ is not None:
         try:
             stream = open(input_, "rb")
@@ -75,10 +77,11 @@ def load(
         if quiet or not sys.stdout.isatty():
             loaded = load_archive(store, stream)
         else:
-            from rich.progress import BarColumn, DownloadColumn, Progress as Rich, TextColumn
+            from rich.progress import BarColumn, DownloadColumn, TextColumn
+            from rich.progress import Progress as Rich
 
             with Rich(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), transient=False) as bars:
-                loaded = load_archive(store, stream, _Bars(bars))
+                loaded = load_archive(store, stream, _Bars(bars))  # type: ignore[arg-type]  # duck-typed Progress
     for image in loaded:
         for name, old_id in image.replaced:
             print(f"The image {name} already exists, renaming the old one with ID {old_id} to empty string")
@@ -90,8 +93,8 @@ def load(
 
 @app.command("save")
 def save(
-    images: List[str] = typer.Argument(..., metavar="IMAGE...", help="Images to save (name[:tag] or id)."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write to a file, instead of STDOUT."),
+    images: list[str] = typer.Argument(..., metavar="IMAGE...", help="Images to save (name[:tag] or id)."),
+    output: str | None = typer.Option(None, "-o", "--output", help="Write to a file, instead of STDOUT."),
 ) -> None:
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
     from minirun.imagesave import save_images, save_to_file

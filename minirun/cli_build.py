@@ -5,18 +5,22 @@ On a terminal each step shows as docker's classic builder prints it (`Step 2/5 :
 `Successfully built` / `Successfully tagged` lines are printed. A RUN's own output goes
 straight through (with -q it is kept aside and shown on stderr if the step fails).
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import time
-from typing import List, Optional
 
 import typer
 
 from minirun.build import Progress
 from minirun.cli import app, options
 from minirun.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 _PROGRESS_MODES = ("auto", "plain", "tty", "quiet")
 
@@ -26,14 +30,15 @@ class _View(Progress):
         self.console = console  # None: no step lines
         self.styled = styled
         self.capture = capture
-        self._captured = None
+        self._captured: BinaryIO | None = None
         self._null = -1
         self._step_started = time.monotonic()
 
     def _line(self, text, style: str | None = None) -> None:
         if self.console is not None:
-            self.console.print(text, style=style if self.styled else None, markup=False, highlight=False,
-                               soft_wrap=True)
+            self.console.print(
+                text, style=style if self.styled else None, markup=False, highlight=False, soft_wrap=True
+            )
 
     def step(self, number: int, total: int, text: str) -> None:
         self._step_started = time.monotonic()
@@ -103,12 +108,20 @@ def _view(mode: str, quiet: bool) -> _View:
 @app.command("build")
 def build(
     context: str = typer.Argument(..., metavar="PATH", help="The build context: the directory COPY and ADD read from."),
-    tag: List[str] = typer.Option([], "-t", "--tag", help="Name and optionally a tag, NAME[:TAG] (repeatable)."),
-    file: Optional[str] = typer.Option(None, "-f", "--file", help="The Containerfile (default PATH/Containerfile, else PATH/Dockerfile)."),
-    build_arg: List[str] = typer.Option([], "--build-arg", help="A build-time variable, K=V (K alone: from the environment)."),
+    tag: list[str] = typer.Option([], "-t", "--tag", help="Name and optionally a tag, NAME[:TAG] (repeatable)."),
+    file: str | None = typer.Option(
+        None, "-f", "--file", help="The Containerfile (default PATH/Containerfile, else PATH/Dockerfile)."
+    ),
+    build_arg: list[str] = typer.Option(
+        [], "--build-arg", help="A build-time variable, K=V (K alone: from the environment)."
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the layer cache."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the final lines; a failing RUN's output goes to stderr."),
-    progress: str = typer.Option("auto", "--progress", help="auto (steps on a terminal, none in a pipe), plain, tty or quiet."),
+    quiet: bool = typer.Option(
+        False, "-q", "--quiet", help="Print only the final lines; a failing RUN's output goes to stderr."
+    ),
+    progress: str = typer.Option(
+        "auto", "--progress", help="auto (steps on a terminal, none in a pipe), plain, tty or quiet."
+    ),
 ) -> None:
     """Build an image from a Containerfile (Dockerfile), with a layer cache."""
     from minirun.build import BuildOptions, build_image, parse_build_args
@@ -116,8 +129,9 @@ def build(
     from minirun.store import Store
 
     refs = [parse_reference(t) for t in tag]  # a bad tag fails before any step runs
-    build_options = BuildOptions(context=context, dockerfile=file, tags=refs, build_args=parse_build_args(build_arg),
-                                 no_cache=no_cache)
+    build_options = BuildOptions(
+        context=context, dockerfile=file, tags=refs, build_args=parse_build_args(build_arg), no_cache=no_cache
+    )
     view = _view(progress, quiet)
     result = build_image(Store(options.root), build_options, view)
     if result.unused_args:

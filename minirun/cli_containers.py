@@ -1,9 +1,9 @@
 """Container verbs of the typer app (registered on cli.app): stop, kill, rm, start, wait, logs,
 rename, top, container prune. `run`, `exec` and `ps` take the lean path in main.py."""
+
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 import typer
 
@@ -42,7 +42,7 @@ def _stop_signal(containers, container) -> int:
 
 @app.command("stop")
 def stop(
-    names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
     time_: int = typer.Option(10, "-t", "--time", help="Seconds to wait before killing the container."),
 ) -> None:
     """Stop running containers: the stop signal, then SIGKILL after the grace period."""
@@ -53,7 +53,7 @@ def stop(
 
 @app.command("kill")
 def kill(
-    names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
     signal_: str = typer.Option("KILL", "-s", "--signal", help="Signal to send to the container."),
 ) -> None:
     """Kill running containers."""
@@ -65,9 +65,11 @@ def kill(
 
 @app.command("rm")
 def rm(
-    names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
     force: bool = typer.Option(False, "-f", "--force", help="Force the removal of a running container."),
-    volumes: bool = typer.Option(False, "-v", "--volumes", help="Accepted for docker compatibility (no anonymous volumes)."),
+    volumes: bool = typer.Option(
+        False, "-v", "--volumes", help="Accepted for docker compatibility (no anonymous volumes)."
+    ),
 ) -> None:
     """Remove containers: their writable layer, records and logs."""
     from minirun.runtime import lifecycle
@@ -77,7 +79,7 @@ def rm(
 
 @app.command("start")
 def start(
-    names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
     attach: bool = typer.Option(False, "-a", "--attach", help="Attach STDOUT/STDERR and forward the exit code."),
 ) -> None:
     """Start stopped containers (the same command, on the same writable layer)."""
@@ -88,21 +90,26 @@ def start(
         return
     if len(names) != 1:
         raise MinirunError("you cannot start and attach multiple containers at once")
-    from minirun.logs import show_logs
-
     from minirun.humanize import rfc3339_now
+    from minirun.logs import show_logs
 
     containers = _containers()
     container = containers.find(names[0])
     since = rfc3339_now()  # this run's output only: every entry is stamped when the copier reads it
     container = lifecycle.start(containers, container)
-    show_logs(container, None, False, True, lambda: lifecycle.is_running(lifecycle.refresh(containers, container)),
-              since=since)
+    show_logs(
+        container,
+        None,
+        False,
+        True,
+        lambda: lifecycle.is_running(lifecycle.refresh(containers, container)),
+        since=since,
+    )
     raise typer.Exit(lifecycle.refresh(containers, container).state.get("ExitCode", 0))
 
 
 @app.command("wait")
-def wait(names: List[str] = typer.Argument(..., metavar="CONTAINER...")) -> None:
+def wait(names: list[str] = typer.Argument(..., metavar="CONTAINER...")) -> None:
     """Block until containers stop, then print their exit codes."""
     from minirun.runtime import lifecycle
 
@@ -119,7 +126,7 @@ def wait(names: List[str] = typer.Argument(..., metavar="CONTAINER...")) -> None
 def logs(
     name: str = typer.Argument(..., metavar="CONTAINER"),
     follow: bool = typer.Option(False, "-f", "--follow", help="Follow log output until the container exits."),
-    tail: Optional[str] = typer.Option(None, "-n", "--tail", help="Number of lines to show from the end ('all')."),
+    tail: str | None = typer.Option(None, "-n", "--tail", help="Number of lines to show from the end ('all')."),
     timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Show timestamps."),
 ) -> None:
     """Fetch the logs of a container (stdout to stdout, stderr to stderr)."""
@@ -127,19 +134,26 @@ def logs(
     from minirun.logs import show_logs
     from minirun.runtime import lifecycle
 
-    lines: Optional[int] = None
+    lines: int | None = None
     if tail not in (None, "all"):
         if not tail.lstrip("-").isdigit():
             raise UsageError(f"invalid value for --tail: {tail!r}")
         lines = max(int(tail), 0) if int(tail) >= 0 else None
     containers = _containers()
     container = containers.find(name)
-    show_logs(container, lines, timestamps, follow,
-              lambda: lifecycle.is_running(lifecycle.refresh(containers, container, record=False)))
+    show_logs(
+        container,
+        lines,
+        timestamps,
+        follow,
+        lambda: lifecycle.is_running(lifecycle.refresh(containers, container, record=False)),
+    )
 
 
 @app.command("rename")
-def rename(name: str = typer.Argument(..., metavar="CONTAINER"), new_name: str = typer.Argument(..., metavar="NEW_NAME")) -> None:
+def rename(
+    name: str = typer.Argument(..., metavar="CONTAINER"), new_name: str = typer.Argument(..., metavar="NEW_NAME")
+) -> None:
     """Rename a container."""
     from minirun.runtime import lifecycle
 
@@ -168,10 +182,9 @@ app.add_typer(container_app, name="container")
 @container_app.command("prune")
 def container_prune(force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation.")) -> None:
     """Remove all stopped containers."""
+    from minirun.cli import confirm_removal
     from minirun.humanize import human_size
     from minirun.runtime import lifecycle
-
-    from minirun.cli import confirm_removal
 
     if not confirm_removal("all stopped containers", force):
         return
@@ -187,11 +200,13 @@ def container_prune(force: bool = typer.Option(False, "-f", "--force", help="Do 
 @app.command("commit")
 def commit(
     name: str = typer.Argument(..., metavar="CONTAINER"),
-    repository: Optional[str] = typer.Argument(None, metavar="[REPOSITORY[:TAG]]"),
+    repository: str | None = typer.Argument(None, metavar="[REPOSITORY[:TAG]]"),
     message: str = typer.Option("", "-m", "--message", help="Commit message."),
     author: str = typer.Option("", "-a", "--author", help='Author (e.g. "Jane Doe <jane@example.com>").'),
-    change: List[str] = typer.Option([], "-c", "--change", help="Apply a Dockerfile instruction to the image."),
-    pause: bool = typer.Option(True, "-p", "--pause", help="Accepted for docker compatibility; the upper is read as it is."),
+    change: list[str] = typer.Option([], "-c", "--change", help="Apply a Dockerfile instruction to the image."),
+    pause: bool = typer.Option(
+        True, "-p", "--pause", help="Accepted for docker compatibility; the upper is read as it is."
+    ),
 ) -> None:
     """Create a new image from a container's changes (its upper dir becomes a layer)."""
     from minirun.commit import commit_container
@@ -201,15 +216,16 @@ def commit(
     ref = parse_reference(repository) if repository else None
     apply_changes({}, list(change))  # a bad -c fails before any work
     containers = _containers()
-    image = commit_container(containers.store, containers.find(name), message=message, author=author,
-                             changes=change, ref=ref)
+    image = commit_container(
+        containers.store, containers.find(name), message=message, author=author, changes=change, ref=ref
+    )
     print(image.id)
 
 
 @app.command("export")
 def export(
     name: str = typer.Argument(..., metavar="CONTAINER"),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write to a file, instead of STDOUT."),
+    output: str | None = typer.Option(None, "-o", "--output", help="Write to a file, instead of STDOUT."),
 ) -> None:
     """Export a container's filesystem (the merged view) as a tar archive."""
     import os

@@ -1,10 +1,10 @@
 """Verbs that look at the layered filesystem (registered on cli.app): `trace` (how the merged
 view answers for one path) and `system df` (what the store takes on disk, layers counted once)."""
+
 from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
 
 import typer
 
@@ -20,7 +20,7 @@ def trace_command(
     target: str = typer.Argument(..., metavar="IMAGE|CONTAINER"),
     path: str = typer.Argument(..., metavar="PATH", help="A path in the container's view; a relative one starts at /."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate CREATED BY."),
-    format_: Optional[str] = typer.Option(None, "--format", help="'json' or 'table'."),
+    format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
 ) -> None:
     """Show how the union filesystem answers for PATH, layer by layer from the top."""
     from minirun.embedded import find_image
@@ -64,7 +64,9 @@ def trace_command(
 
 
 @system_app.command("df")
-def system_df(verbose: bool = typer.Option(False, "-v", "--verbose", help="Show detailed information on space usage.")) -> None:
+def system_df(
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Show detailed information on space usage."),
+) -> None:
     """Show disk usage: images (each layer counted once), containers (their own upper dirs)."""
     from minirun.containerinfo import command_text, status_text
     from minirun.diskusage import disk_usage, reclaimable_text
@@ -74,16 +76,29 @@ def system_df(verbose: bool = typer.Option(False, "-v", "--verbose", help="Show 
     if not verbose:
         _print_table(
             ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-            [[r.type, str(r.total), str(r.active), human_size(r.size, 4), reclaimable_text(r)] for r in usage.summary()],
+            [
+                [r.type, str(r.total), str(r.active), human_size(r.size, 4), reclaimable_text(r)]
+                for r in usage.summary()
+            ],
         )
         return
     # docker's precisions: image and container SIZE 3 digits, SHARED/UNIQUE SIZE 4
     print("Images space usage:\n")
     _print_table(
         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"],
-        [[i.repository, i.tag, i.image.short_id, image_age(i.image.created) if i.image.created else "",
-          human_size(i.size), human_size(i.shared_size, 4), human_size(i.unique_size, 4), str(i.containers)]
-         for i in usage.images],
+        [
+            [
+                i.repository,
+                i.tag,
+                i.image.short_id,
+                image_age(i.image.created) if i.image.created else "",
+                human_size(i.size),
+                human_size(i.shared_size, 4),
+                human_size(i.unique_size, 4),
+                str(i.containers),
+            ]
+            for i in usage.images
+        ],
     )
     print("\nLayers space usage:\n")
     _print_table(
@@ -94,9 +109,19 @@ def system_df(verbose: bool = typer.Option(False, "-v", "--verbose", help="Show 
     print("\nContainers space usage:\n")
     _print_table(
         ["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"],
-        [[u.container.id[:12], u.container.config.image_ref, command_text(u.container, truncate=True), "0",
-          human_size(u.size), time_ago(u.container.config.created), status_text(u.container), u.container.name]
-         for u in usage.containers],
+        [
+            [
+                u.container.id[:12],
+                u.container.config.image_ref,
+                command_text(u.container, truncate=True),
+                "0",
+                human_size(u.size),
+                time_ago(u.container.config.created),
+                status_text(u.container),
+                u.container.name,
+            ]
+            for u in usage.containers
+        ],
     )
     print("\nLocal Volumes space usage:\n")
     _print_table(["VOLUME NAME", "LINKS", "SIZE"], [])
@@ -136,7 +161,8 @@ def system_prune(
     from minirun.runtime.container import Containers
 
     what = "all stopped containers, all networks not used by at least one container and all " + (
-        "images without at least one container associated to them" if all_ else "dangling images")
+        "images without at least one container associated to them" if all_ else "dangling images"
+    )
     if not confirm_removal(what, force):
         return
     store = _store()

@@ -1,8 +1,8 @@
 """Network verbs of the typer app (registered on cli.app): network create/ls/rm/inspect, and port."""
+
 from __future__ import annotations
 
 import json
-from typing import List, Optional
 
 import typer
 
@@ -28,17 +28,19 @@ def _networks(store=None):
 @network_app.command("create")
 def network_create(
     name: str = typer.Argument(..., metavar="NETWORK"),
-    subnet: Optional[str] = typer.Option(None, "--subnet",
-                                         help="Subnet in CIDR format (default: a free /24 of 10.67.0.0/16)."),
-    gateway: Optional[str] = typer.Option(None, "--gateway",
-                                          help="IPv4 gateway for the subnet (default: its first address)."),
+    subnet: str | None = typer.Option(
+        None, "--subnet", help="Subnet in CIDR format (default: a free /24 of 10.67.0.0/16)."
+    ),
+    gateway: str | None = typer.Option(
+        None, "--gateway", help="IPv4 gateway for the subnet (default: its first address)."
+    ),
     driver: str = typer.Option("bridge", "-d", "--driver", help="Driver to manage the network (bridge only)."),
 ) -> None:
     """Create a network: a bridge of its own, with its own subnet."""
     print(_networks().create(name, subnet, gateway, driver).id)
 
 
-def _ls(quiet: bool, no_trunc: bool, format_: Optional[str]) -> None:
+def _ls(quiet: bool, no_trunc: bool, format_: str | None) -> None:
     if format_ not in (None, "table", "json"):
         raise MinirunError(f"unsupported --format {format_!r} (use 'table' or 'json')")
     networks = _networks().all()
@@ -48,8 +50,20 @@ def _ls(quiet: bool, no_trunc: bool, format_: Optional[str]) -> None:
             print(id_)
     elif format_ == "json":
         for id_, n in shown:
-            print(json.dumps({"CreatedAt": n.created, "Driver": n.driver, "ID": id_, "IPv6": "false",
-                              "Internal": "false", "Labels": "", "Name": n.name, "Scope": "local"}))
+            print(
+                json.dumps(
+                    {
+                        "CreatedAt": n.created,
+                        "Driver": n.driver,
+                        "ID": id_,
+                        "IPv6": "false",
+                        "Internal": "false",
+                        "Labels": "",
+                        "Name": n.name,
+                        "Scope": "local",
+                    }
+                )
+            )
     else:
         _print_table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[id_, n.name, n.driver, "local"] for id_, n in shown])
 
@@ -58,7 +72,7 @@ def _ls(quiet: bool, no_trunc: bool, format_: Optional[str]) -> None:
 def network_ls(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only display network IDs."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate the output."),
-    format_: Optional[str] = typer.Option(None, "--format", help="'json' or 'table'."),
+    format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
 ) -> None:
     """List networks."""
     _ls(quiet, no_trunc, format_)
@@ -68,7 +82,7 @@ def network_ls(
 def network_list(
     quiet: bool = typer.Option(False, "-q", "--quiet"),
     no_trunc: bool = typer.Option(False, "--no-trunc"),
-    format_: Optional[str] = typer.Option(None, "--format"),
+    format_: str | None = typer.Option(None, "--format"),
 ) -> None:
     _ls(quiet, no_trunc, format_)
 
@@ -84,18 +98,18 @@ def _rm(names: list[str]) -> None:
 
 
 @network_app.command("rm")
-def network_rm(names: List[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
+def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
     """Remove networks (their bridge too); refused while a running container uses one."""
     _rm(names)
 
 
 @network_app.command("remove", hidden=True)
-def network_remove(names: List[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
+def network_remove(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
     _rm(names)
 
 
 @network_app.command("inspect")
-def network_inspect(names: List[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
+def network_inspect(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
     """Show networks as JSON, with their running containers."""
     store = _store()
     networks = _networks(store)
@@ -123,22 +137,42 @@ def network_document(store, network) -> dict:
             container = _running(store, member["container"])
             if container is not None:
                 settings = container.state.get("NetworkSettings") or {}
-                containers[container.id] = {"Name": container.name, "EndpointID": settings.get("Token", ""),
-                                            "MacAddress": settings.get("MacAddress", ""),
-                                            "IPv4Address": f"{member['ip']}/{subnet.split('/')[1]}", "IPv6Address": ""}
+                containers[container.id] = {
+                    "Name": container.name,
+                    "EndpointID": settings.get("Token", ""),
+                    "MacAddress": settings.get("MacAddress", ""),
+                    "IPv4Address": f"{member['ip']}/{subnet.split('/')[1]}",
+                    "IPv6Address": "",
+                }
     else:
         from minirun.runtime.container import Containers
 
         for container in Containers(store).all():
             if container.config.network == network.name and _running(store, container.id) is not None:
-                containers[container.id] = {"Name": container.name, "EndpointID": "", "MacAddress": "",
-                                            "IPv4Address": "", "IPv6Address": ""}
+                containers[container.id] = {
+                    "Name": container.name,
+                    "EndpointID": "",
+                    "MacAddress": "",
+                    "IPv4Address": "",
+                    "IPv6Address": "",
+                }
     return {
-        "Name": network.name, "Id": network.id, "Created": network.created, "Scope": "local",
-        "Driver": network.driver, "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None,
-                 "Config": [{"Subnet": subnet, "Gateway": gateway}] if subnet else []},
-        "Internal": False, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+        "Name": network.name,
+        "Id": network.id,
+        "Created": network.created,
+        "Scope": "local",
+        "Driver": network.driver,
+        "EnableIPv6": False,
+        "IPAM": {
+            "Driver": "default",
+            "Options": None,
+            "Config": [{"Subnet": subnet, "Gateway": gateway}] if subnet else [],
+        },
+        "Internal": False,
+        "Attachable": False,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
         "Containers": containers,
         "Options": {"com.docker.network.bridge.name": network.bridge} if network.bridge else {},
         "Labels": {},
@@ -160,7 +194,7 @@ def _running(store, container_id: str):
 @app.command("port")
 def port(
     name: str = typer.Argument(..., metavar="CONTAINER"),
-    private: Optional[str] = typer.Argument(None, metavar="[PRIVATE_PORT[/PROTO]]"),
+    private: str | None = typer.Argument(None, metavar="[PRIVATE_PORT[/PROTO]]"),
 ) -> None:
     """List port mappings or a specific mapping for the container."""
     from minirun.portmap import port_lines

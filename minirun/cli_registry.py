@@ -4,16 +4,20 @@ progress rendered.
 On a terminal each layer gets a rich progress row; in a pipe each layer's status changes are lines
 as docker prints them (`<id>: Pull complete`); with -q only the final reference is printed.
 """
+
 from __future__ import annotations
 
 import sys
 import threading
-from typing import Optional
 
 import typer
 
 from minirun.cli import app, options
 from minirun.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 class _Lines:
@@ -62,12 +66,16 @@ class _Bars(_Lines):
                 return self.inner.render(task) if task.fields.get("transfer") else ""
 
         self._transfer = "Downloading" if pulling else "Pushing"
-        self._progress = Progress(TextColumn("{task.fields[short_id]}:"), TextColumn("{task.description}"),
-                                  OnlyWhileTransferring(BarColumn()), OnlyWhileTransferring(DownloadColumn()))
-        self._tasks: dict[str, int] = {}
+        self._progress = Progress(
+            TextColumn("{task.fields[short_id]}:"),
+            TextColumn("{task.description}"),
+            OnlyWhileTransferring(BarColumn()),
+            OnlyWhileTransferring(DownloadColumn()),
+        )
+        self._tasks: dict[str, TaskID] = {}
         self._progress.start()
 
-    def _task(self, short_id: str) -> int:
+    def _task(self, short_id: str) -> TaskID:
         with self._lock:
             if short_id not in self._tasks:
                 self._tasks[short_id] = self._progress.add_task("", total=None, short_id=short_id, transfer=False)
@@ -144,9 +152,9 @@ def push(
 
 @app.command("login")
 def login(
-    server: Optional[str] = typer.Argument(None, metavar="[SERVER]", help="The registry (default Docker Hub)."),
-    username: Optional[str] = typer.Option(None, "-u", "--username", help="Username."),
-    password: Optional[str] = typer.Option(None, "-p", "--password", help="Password (prefer --password-stdin)."),
+    server: str | None = typer.Argument(None, metavar="[SERVER]", help="The registry (default Docker Hub)."),
+    username: str | None = typer.Option(None, "-u", "--username", help="Username."),
+    password: str | None = typer.Option(None, "-p", "--password", help="Password (prefer --password-stdin)."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Take the password from stdin."),
 ) -> None:
     """Log in to a registry; the credentials are saved (mode 0600) for pull and push."""
@@ -168,7 +176,7 @@ def login(
     print("Login Succeeded")
 
 
-def _prompt(key: str, username: Optional[str]) -> tuple[str, str]:
+def _prompt(key: str, username: str | None) -> tuple[str, str]:
     import getpass
 
     if not sys.stdin.isatty():
@@ -179,7 +187,9 @@ def _prompt(key: str, username: Optional[str]) -> tuple[str, str]:
 
 
 @app.command("logout")
-def logout(server: Optional[str] = typer.Argument(None, metavar="[SERVER]", help="The registry (default Docker Hub).")) -> None:
+def logout(
+    server: str | None = typer.Argument(None, metavar="[SERVER]", help="The registry (default Docker Hub)."),
+) -> None:
     """Log out from a registry: forget its saved credentials."""
     from minirun import credentials
 

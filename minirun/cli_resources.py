@@ -1,9 +1,9 @@
 """Resource verbs of the typer app (registered on cli.app): `update` changes a container's limits
 (live, if it runs) and `stats` shows what its cgroups use."""
+
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 import typer
 
@@ -20,19 +20,29 @@ def _containers():
 
 @app.command("update")
 def update(
-    names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
-    memory: Optional[str] = typer.Option(None, "-m", "--memory", help="Memory limit"),
-    memory_swap: Optional[str] = typer.Option(None, "--memory-swap", help="Swap limit equal to memory plus swap: -1 to enable unlimited swap"),
-    cpus: Optional[str] = typer.Option(None, "--cpus", help="Number of CPUs"),
-    cpu_shares: Optional[str] = typer.Option(None, "-c", "--cpu-shares", help="CPU shares (relative weight)"),
-    cpuset_cpus: Optional[str] = typer.Option(None, "--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)"),
-    pids_limit: Optional[str] = typer.Option(None, "--pids-limit", help="Tune container pids limit (set -1 for unlimited)"),
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
+    memory: str | None = typer.Option(None, "-m", "--memory", help="Memory limit"),
+    memory_swap: str | None = typer.Option(
+        None, "--memory-swap", help="Swap limit equal to memory plus swap: -1 to enable unlimited swap"
+    ),
+    cpus: str | None = typer.Option(None, "--cpus", help="Number of CPUs"),
+    cpu_shares: str | None = typer.Option(None, "-c", "--cpu-shares", help="CPU shares (relative weight)"),
+    cpuset_cpus: str | None = typer.Option(None, "--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)"),
+    pids_limit: str | None = typer.Option(
+        None, "--pids-limit", help="Tune container pids limit (set -1 for unlimited)"
+    ),
 ) -> None:
     """Update configuration of one or more containers (their resource limits)."""
     from minirun.resources import parse_options, update_container
 
-    given = {"memory": memory, "memory_swap": memory_swap, "cpus": cpus, "cpu_shares": cpu_shares,
-             "cpuset_cpus": cpuset_cpus, "pids_limit": pids_limit}
+    given = {
+        "memory": memory,
+        "memory_swap": memory_swap,
+        "cpus": cpus,
+        "cpu_shares": cpu_shares,
+        "cpuset_cpus": cpuset_cpus,
+        "pids_limit": pids_limit,
+    }
     if all(value is None for value in given.values()):
         raise UsageError("you must provide one or more flags when using this command")
     changes = parse_options(given)
@@ -50,7 +60,7 @@ def update(
 
 @app.command("stats")
 def stats(
-    names: Optional[List[str]] = typer.Argument(None, metavar="[CONTAINER...]"),
+    names: list[str] | None = typer.Argument(None, metavar="[CONTAINER...]"),
     all_: bool = typer.Option(False, "-a", "--all", help="Show all containers (default shows just running)"),
     no_stream: bool = typer.Option(False, "--no-stream", help="Disable streaming stats and only pull the first result"),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate output"),

@@ -6,18 +6,21 @@ The upper dir is in overlay's notation; a layer tar is in OCI's: a 0/0 character
 the directory's other entries), and overlay's own xattrs are never written out. Entries go in
 sorted order with numeric owners only, so the same upper always gives the same diff_id.
 """
+
 from __future__ import annotations
 
 import os
 import stat
 import tarfile
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from minirun.archive import FORBIDDEN_XATTR_PREFIXES, OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
 
 
 def _xattrs(path: str) -> dict[str, str]:
-    found = {}
+    """PAX headers for the file's xattrs (values as surrogate-escaped text, tarfile's form)."""
+    found: dict[str, str] = {}
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
@@ -56,7 +59,9 @@ def _entries(root: str, oci_whiteouts: bool) -> Iterator[tuple[tarfile.TarInfo, 
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 if oci_whiteouts:  # overlay's whiteout -> OCI's
-                    info = tarfile.TarInfo(f"{rel}/{WHITEOUT_PREFIX}{entry.name}" if rel else WHITEOUT_PREFIX + entry.name)
+                    info = tarfile.TarInfo(
+                        f"{rel}/{WHITEOUT_PREFIX}{entry.name}" if rel else WHITEOUT_PREFIX + entry.name
+                    )
                     info.mtime, info.uname, info.gname = int(st.st_mtime), "", ""
                     yield info, None
                 continue
@@ -127,9 +132,18 @@ def stage_upper(store, upper: str):
     return store.unpack_written(lambda out: layer_tar(upper, out), "reading the container's changes")
 
 
-def commit_container(store, container, *, message: str = "", author: str = "", changes=(), ref=None,
-                     created_by: str | None = None, empty_layer_if_unchanged: bool = False,
-                     config: dict | None = None):
+def commit_container(
+    store,
+    container,
+    *,
+    message: str = "",
+    author: str = "",
+    changes=(),
+    ref=None,
+    created_by: str | None = None,
+    empty_layer_if_unchanged: bool = False,
+    config: dict | None = None,
+):
     """docker commit: the upper becomes a layer on top of the container's image; a new image whose
     history gains one entry. `config` replaces the image config's `config` (the builder keeps its
     own); by default it is the container's, as docker's commit does. With
@@ -141,14 +155,18 @@ def commit_container(store, container, *, message: str = "", author: str = "", c
 
     image = store.images.get(container.config.image)
     base = copy.deepcopy(image.config)
-    new_config = apply_changes(config if config is not None else _container_config(base.get("config", {}), container),
-                               list(changes))
+    new_config = apply_changes(
+        config if config is not None else _container_config(base.get("config", {}), container), list(changes)
+    )
     staged = []
     empty = empty_layer_if_unchanged and is_empty(container.upper)
     if not empty:
         staged.append(stage_upper(store, container.upper))
     created = rfc3339_now()
-    entry = {"created": created, "created_by": created_by if created_by is not None else " ".join(container.config.argv)}
+    entry: dict[str, object] = {
+        "created": created,
+        "created_by": created_by if created_by is not None else " ".join(container.config.argv),
+    }
     if message:
         entry["comment"] = message
     if author:
@@ -176,12 +194,14 @@ def _container_config(image_config: dict, container) -> dict:
     entrypoint = list(image_config.get("Entrypoint") or [])
     argv = list(container.config.argv)
     if entrypoint and argv[: len(entrypoint)] == entrypoint:
-        config["Cmd"] = argv[len(entrypoint):]
+        config["Cmd"] = argv[len(entrypoint) :]
     else:
         config["Entrypoint"] = None if not entrypoint else config.get("Entrypoint")
         config["Cmd"] = argv
     config["Env"] = list(container.config.env)
-    config["WorkingDir"] = container.config.workdir if container.config.workdir != "/" else image_config.get("WorkingDir", "")
+    config["WorkingDir"] = (
+        container.config.workdir if container.config.workdir != "/" else image_config.get("WorkingDir", "")
+    )
     config["User"] = container.config.user
     if not config.get("Entrypoint"):
         config.pop("Entrypoint", None)

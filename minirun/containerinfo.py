@@ -1,4 +1,5 @@
 """What the CLI shows of containers: `ps` rows, `inspect` documents, `top` rows. Data only."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,11 @@ def status_text(container: Container, now: float | None = None) -> str:
     if state.get("Status") == "running":
         return "Up " + human_duration(now - parse_rfc3339(state["StartedAt"]).timestamp())
     if state.get("Status") == "exited":
-        return f"Exited ({state.get('ExitCode', 0)}) " + human_duration(now - parse_rfc3339(state["FinishedAt"]).timestamp()) + " ago"
+        return (
+            f"Exited ({state.get('ExitCode', 0)}) "
+            + human_duration(now - parse_rfc3339(state["FinishedAt"]).timestamp())
+            + " ago"
+        )
     if state.get("Status") == "dead":
         return "Dead"  # docker's word for a container it cannot account for; rm -f removes it
     return "Created"
@@ -77,11 +82,20 @@ def ps_rows(containers: list[Container], all_: bool, no_trunc: bool) -> list[PsR
 def ps_json(row: PsRow) -> dict:
     c = row.container
     return {
-        "Command": row.command, "CreatedAt": c.config.created, "ID": row.id, "Image": row.image,
-        "Labels": "", "LocalVolumes": "0", "Mounts": ",".join(b[0] for b in c.config.binds),
-        "Names": row.names, "Networks": (c.state.get("NetworkSettings") or {}).get("Network", c.config.network),
-        "Ports": row.ports, "RunningFor": row.created,
-        "Size": "", "State": c.state.get("Status", "created"), "Status": row.status,
+        "Command": row.command,
+        "CreatedAt": c.config.created,
+        "ID": row.id,
+        "Image": row.image,
+        "Labels": "",
+        "LocalVolumes": "0",
+        "Mounts": ",".join(b[0] for b in c.config.binds),
+        "Names": row.names,
+        "Networks": (c.state.get("NetworkSettings") or {}).get("Network", c.config.network),
+        "Ports": row.ports,
+        "RunningFor": row.created,
+        "Size": "",
+        "State": c.state.get("Status", "created"),
+        "Status": row.status,
     }
 
 
@@ -130,7 +144,10 @@ def inspect_container(store, container: Container) -> dict:
             "Privileged": config.privileged,
             "SecurityOpt": config.security_opt or None,
             "Devices": [{"PathOnHost": h, "PathInContainer": c, "CgroupPermissions": p} for h, c, p in config.devices],
-            "LogConfig": {"Type": config.log_config.get("Type", "json-file"), "Config": config.log_config.get("Config", {})},
+            "LogConfig": {
+                "Type": config.log_config.get("Type", "json-file"),
+                "Config": config.log_config.get("Config", {}),
+            },
             **host_config(config.resources),
         },
         "GraphDriver": {
@@ -142,8 +159,14 @@ def inspect_container(store, container: Container) -> dict:
             },
         },
         "Mounts": [
-            {"Type": "bind", "Source": s, "Destination": t, "Mode": "ro" if ro else "", "RW": not ro,
-             "Propagation": "rprivate"}
+            {
+                "Type": "bind",
+                "Source": s,
+                "Destination": t,
+                "Mode": "ro" if ro else "",
+                "RW": not ro,
+                "Propagation": "rprivate",
+            }
             for s, t, ro in config.binds
         ],
         "NetworkSettings": inspect_settings(container),
@@ -182,12 +205,30 @@ def top_rows(container: Container) -> list[list[str]]:
             uid = os.stat(f"/proc/{entry}").st_uid
         except OSError:
             continue  # gone meanwhile
-        fields = stat[stat.rindex(b")") + 2:].split()
+        fields = stat[stat.rindex(b")") + 2 :].split()
         cpu_seconds = (int(fields[11]) + int(fields[12])) // ticks
-        comm = stat[stat.index(b"(") + 1: stat.rindex(b")")].decode(errors="replace")
-        command = " ".join(shlex.quote(a.decode(errors="replace")) if " " in a.decode(errors="replace") else a.decode(errors="replace")
-                           for a in cmdline if a) or f"[{comm}]"
-        rows.append([str(uid), entry, fields[1].decode(), "0", "-", "?",
-                     f"{cpu_seconds // 3600:02d}:{cpu_seconds // 60 % 60:02d}:{cpu_seconds % 60:02d}", command])
+        comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
+        command = (
+            " ".join(
+                shlex.quote(a.decode(errors="replace"))
+                if " " in a.decode(errors="replace")
+                else a.decode(errors="replace")
+                for a in cmdline
+                if a
+            )
+            or f"[{comm}]"
+        )
+        rows.append(
+            [
+                str(uid),
+                entry,
+                fields[1].decode(),
+                "0",
+                "-",
+                "?",
+                f"{cpu_seconds // 3600:02d}:{cpu_seconds // 60 % 60:02d}:{cpu_seconds % 60:02d}",
+                command,
+            ]
+        )
     rows.sort(key=lambda r: int(r[1]))
     return rows

@@ -7,6 +7,7 @@ is never readable by others, not even for a moment. A change (read, modify, repl
 flock on `auth.json.lock`: two logins at once would otherwise each write back what they read, and
 one of them be lost. Nothing here prints a password.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,7 +21,7 @@ from minirun.store.fsutil import flocked, replace_when_done
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterator
+    from collections.abc import Iterator
 
 
 def config_dir() -> str:
@@ -37,7 +38,7 @@ def server_key(server: str) -> str:
     text = server.strip()
     for prefix in ("https://", "http://"):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     text = text.split("/", 1)[0]
     if not text or any(c.isspace() for c in text):
         raise UsageError(f"invalid registry address: {server!r}")
@@ -71,7 +72,7 @@ def lookup(host: str) -> tuple[str, str] | None:
     try:
         user, sep, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
-        raise MinirunError(f"{auth_path()}: the saved credentials for {host} are unreadable")
+        raise MinirunError(f"{auth_path()}: the saved credentials for {host} are unreadable") from None
     return (user, password) if sep else None
 
 
@@ -117,7 +118,7 @@ def _load() -> dict:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, RecursionError) as exc:
-        raise MinirunError(f"cannot read {auth_path()}: {getattr(exc, 'strerror', None) or 'not valid JSON'}")
+        raise MinirunError(f"cannot read {auth_path()}: {getattr(exc, 'strerror', None) or 'not valid JSON'}") from None
     if not isinstance(config, dict) or not isinstance(config.get("auths", {}), dict):
         raise MinirunError(f"cannot read {auth_path()}: not an auth file")
     return config

@@ -1,5 +1,6 @@
 """`diff`, on the lean path (argparse, no typer): its benchmark target leaves no room for typer's
 ~70 ms of imports."""
+
 from __future__ import annotations
 
 import sys
@@ -9,7 +10,9 @@ from minirun.leanparser import Parser
 
 
 def diff_command(argv: list[str], root: str | None) -> int:
-    parser = Parser(prog="minirun diff", description="Inspect changes to files or directories on a container's filesystem.")
+    parser = Parser(
+        prog="minirun diff", description="Inspect changes to files or directories on a container's filesystem."
+    )
     parser.add_argument("container", metavar="CONTAINER")
     parser.add_argument("--format", default=None, help="'json' for docker's API form")
     args = parser.parse_args(argv)

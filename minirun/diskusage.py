@@ -8,6 +8,7 @@ as total - Σ(unique size of images in use), which counts a shared layer of an i
 reclaimable (docker/cli#1751); here it is what removing every image no container uses would
 free: the layers no such image needs.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,6 +17,10 @@ from dataclasses import dataclass
 
 from minirun.store import Store
 from minirun.store.images import Image
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minirun.runtime.container import Container
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class ImageUsage:
 
 @dataclass(frozen=True)
 class ContainerUsage:
-    container: object  # minirun.runtime.container.Container (refreshed)
+    container: Container  # refreshed
     size: int  # the upper dir's bytes
     running: bool
 
@@ -73,10 +78,20 @@ class DiskUsage:
 
     def summary(self) -> list[SummaryRow]:
         return [
-            SummaryRow("Images", len(self.images), sum(1 for i in self.images if i.containers),
-                       self.layers_size, self.images_reclaimable),
-            SummaryRow("Containers", len(self.containers), sum(1 for c in self.containers if c.running),
-                       sum(c.size for c in self.containers), sum(c.size for c in self.containers if not c.running)),
+            SummaryRow(
+                "Images",
+                len(self.images),
+                sum(1 for i in self.images if i.containers),
+                self.layers_size,
+                self.images_reclaimable,
+            ),
+            SummaryRow(
+                "Containers",
+                len(self.containers),
+                sum(1 for c in self.containers if c.running),
+                sum(c.size for c in self.containers),
+                sum(c.size for c in self.containers if not c.running),
+            ),
             SummaryRow("Local Volumes", 0, 0, 0, 0),
             SummaryRow("Build Cache", 0, 0, 0, 0),
         ]
@@ -121,8 +136,9 @@ def disk_usage(store: Store) -> DiskUsage:
     # a build's untagged step images are not images of their own here (as in `images`): they
     # would count every layer of their descendants as shared
     parents = {key for image in stored for key in image.ancestor_keys()}
-    images = sorted((i for i in stored if i.id in tags.values() or i.lineage_key() not in parents),
-                    key=lambda i: i.created)
+    images = sorted(
+        (i for i in stored if i.id in tags.values() or i.lineage_key() not in parents), key=lambda i: i.created
+    )
     containers = Containers(store)
     records = [refresh(containers, c, reload=False, record=False) for c in containers.all()]
     users: dict[str, int] = {}
@@ -151,17 +167,23 @@ def disk_usage(store: Store) -> DiskUsage:
         if names:  # docker shows the first tag only
             ref = parse_reference(names[0])
             repository, tag = ref.name, ref.tag or "<none>"
-        image_rows.append(ImageUsage(
-            image=image, repository=repository, tag=tag,
-            size=sum(sizes[d] for d in own),
-            shared_size=sum(sizes[d] for d in own if stacked_by.get(d, 0) > 1),
-            containers=users.get(image.id, 0),
-        ))
+        image_rows.append(
+            ImageUsage(
+                image=image,
+                repository=repository,
+                tag=tag,
+                size=sum(sizes[d] for d in own),
+                shared_size=sum(sizes[d] for d in own if stacked_by.get(d, 0) > 1),
+                containers=users.get(image.id, 0),
+            )
+        )
 
     needed = {d for image in images if users.get(image.id) for d in image.diff_ids}
     reclaimable = sum(size for d, size in sizes.items() if d not in needed)
-    container_rows = [ContainerUsage(c, tree_size(c.upper), is_running(c))
-                      for c in sorted(records, key=lambda c: c.config.created, reverse=True)]
+    container_rows = [
+        ContainerUsage(c, tree_size(c.upper), is_running(c))
+        for c in sorted(records, key=lambda c: c.config.created, reverse=True)
+    ]
     return DiskUsage(image_rows, container_rows, layers, reclaimable)
 
 

@@ -1,5 +1,6 @@
 """Images minirun ships as recipes under `images/<name>/`, built into the store on first use,
 the way docker pulls an image the first time a command names it."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,9 @@ from minirun.reference import parse_reference
 from minirun.store import Store
 from minirun.store.images import Image
 
-IMAGES_DIR = os.environ.get("MINIRUN_IMAGES") or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "images")
+IMAGES_DIR = os.environ.get("MINIRUN_IMAGES") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "images"
+)
 
 
 def recipe_for(text: str) -> tuple[str, dict] | None:

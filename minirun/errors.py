@@ -1,4 +1,5 @@
 """The error hierarchy: every error carries its exit code and a one-line message."""
+
 from __future__ import annotations
 
 # docker's exit codes for failures of the runtime itself, not of the command.

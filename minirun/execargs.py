@@ -1,5 +1,6 @@
 """`exec`'s options, parsed without typer (exec is timed like run; see runargs.py). docker's
 spelling and meaning; errors are UsageError (exit 125)."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,12 @@ class ExecOptions:
 
 
 def _parser() -> Parser:
-    p = Parser(prog="minirun exec", add_help=False,
-                usage="minirun exec [OPTIONS] CONTAINER COMMAND [ARG...]",
-                description="Execute a command in a running container.")
+    p = Parser(
+        prog="minirun exec",
+        add_help=False,
+        usage="minirun exec [OPTIONS] CONTAINER COMMAND [ARG...]",
+        description="Execute a command in a running container.",
+    )
     p.add_argument("--help", action="help", help="Print usage")
     p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
@@ -46,6 +50,14 @@ def parse_exec_args(argv: list[str], environ: dict[str, str] | None = None) -> E
     if ns.detach and ns.tty:
         # nobody would ever read the terminal's output
         raise UsageError("exec -d with -t is not supported")
-    return ExecOptions(container=ns.container, command=list(ns.command), detach=ns.detach,
-                       interactive=ns.interactive and not ns.detach, tty=ns.tty, env=env,
-                       workdir=ns.workdir, user=ns.user, privileged=ns.privileged)
+    return ExecOptions(
+        container=ns.container,
+        command=list(ns.command),
+        detach=ns.detach,
+        interactive=ns.interactive and not ns.detach,
+        tty=ns.tty,
+        env=env,
+        workdir=ns.workdir,
+        user=ns.user,
+        privileged=ns.privileged,
+    )

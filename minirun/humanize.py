@@ -1,17 +1,16 @@
 """Sizes, durations and timestamps formatted exactly as docker's go-units and CLI print them."""
+
 from __future__ import annotations
 
 import re
 import time
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from minirun.errors import UsageError
 
 _DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-_RFC3339_RE = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})"
-)
+_RFC3339_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def human_size(n: float, precision: int = 3) -> str:
@@ -23,7 +22,7 @@ def human_size(n: float, precision: int = 3) -> str:
         unit += 1
     # Python's %g and Go's %g agree here: same rounding (half-even on the exact binary
     # value), trailing zeros dropped, exponent of at least two digits (999999 -> 1e+03kB).
-    return "%.*g%s" % (precision, size, _DECIMAL_UNITS[unit])
+    return f"{size:.{precision}g}{_DECIMAL_UNITS[unit]}"
 
 
 def human_duration(seconds: float) -> str:
@@ -73,7 +72,7 @@ def parse_rfc3339(text: str) -> datetime:
 def time_ago(created: datetime | str, now: datetime | None = None) -> str:
     """`2 hours ago`, as docker's CREATED columns say it. Naive datetimes are taken as UTC."""
     when = parse_rfc3339(created) if isinstance(created, str) else created
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return human_duration((_as_utc(now) - _as_utc(when)).total_seconds()) + " ago"
 
 
@@ -95,7 +94,7 @@ def rfc3339_now() -> str:
 
 def rfc3339_ns(ns: int) -> str:
     """A time in nanoseconds since the epoch, as rfc3339_now writes it."""
-    stamp = datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc)
+    stamp = datetime.fromtimestamp(ns // 1_000_000_000, UTC)
     return f"{stamp:%Y-%m-%dT%H:%M:%S}.{ns % 1_000_000_000:09d}Z"
 
 
@@ -121,4 +120,4 @@ def _width(ch: str) -> int:
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

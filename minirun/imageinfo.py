@@ -1,8 +1,8 @@
 """What the CLI shows of images: `images` rows, `history` rows, `inspect` documents. Data only;
 the CLI renders it."""
+
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from minirun.reference import parse_reference
@@ -40,7 +40,7 @@ def image_rows(store: Store, all_: bool = False) -> list[ImageRow]:
             continue
         size = store.image_size(image)
         names = sorted(ref for ref, target in tags.items() if target == image.id)
-        for name in names or [None]:
+        for name in names or [None]:  # type: ignore[list-item]  # None: the one untagged row
             if name is None:
                 rows.append(ImageRow("<none>", "<none>", image, size))
             else:
@@ -66,13 +66,15 @@ def history_rows(store: Store, image: Image) -> list[HistoryRow]:
             if store.layers.exists(diff_id):
                 size = store.layers.meta(diff_id).size
         prefix_id = known.get(lineage_key(history[: i + 1], diff_ids[:layer_index]))
-        rows.append(HistoryRow(
-            image_id=prefix_id,
-            created=entry.get("created", ""),
-            created_by=entry.get("created_by", ""),
-            size=size,
-            comment=entry.get("comment", ""),
-        ))
+        rows.append(
+            HistoryRow(
+                image_id=prefix_id,
+                created=entry.get("created", ""),
+                created_by=entry.get("created_by", ""),
+                size=size,
+                comment=entry.get("comment", ""),
+            )
+        )
     rows.reverse()
     if rows:  # the newest entry is the image itself, whatever else the store holds
         top = rows[0]

@@ -18,20 +18,37 @@ A small compressed archive can claim gigabytes: the index holds no tar header ab
 documents, configs, entries and names have limits (the _MAX_* below), so what load holds in memory
 stays in the tens of MiB whatever the archive says.
 """
+
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO
 
 from minirun.errors import BadArchive, MinirunError
 from minirun.layerworkers import COMPRESSED_MAGIC, DEFAULT_WORKERS, unpack_layers
-from minirun.manifests import (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, DOCKER_CONFIG, OCI_CONFIG,
-                               check_descriptor, check_digest, familiar_name, is_index, layer_media_compression,
-                               load_json, parse_index, parse_json, parse_manifest, pick_platform, sha256_digest,
-                               verify_blob)
+from minirun.manifests import (
+    ANNOTATION_IMAGE_NAME,
+    ANNOTATION_REF_NAME,
+    DOCKER_CONFIG,
+    OCI_CONFIG,
+    check_descriptor,
+    check_digest,
+    familiar_name,
+    is_index,
+    layer_media_compression,
+    load_json,
+    parse_index,
+    parse_json,
+    parse_manifest,
+    pick_platform,
+    sha256_digest,
+    verify_blob,
+)
 
 if TYPE_CHECKING:
     from minirun.reference import Reference
@@ -51,6 +68,7 @@ _MAX_NAME_BYTES = 16 << 20  # their names and link targets, in all
 
 # -- progress ----------------------------------------------------------------------------------
 
+
 class Progress:
     """What load reports while it works; the CLI draws it (or not)."""
 
@@ -68,6 +86,7 @@ class Progress:
 
 
 # -- the outer archive -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Member:
@@ -124,8 +143,12 @@ class Archive:
         raw = os.fdopen(self.reopen(), "rb")  # its own offset
         try:
             raw.seek(start)
-            with tarfile.open(fileobj=_TarfileInput(raw, start), mode="r:",  # type: ignore[arg-type]
-                              encoding="utf-8", errors="surrogateescape") as tar:
+            with tarfile.open(  # type: ignore[call-overload]  # a file object of ours, not the stubs' _Fileobj
+                fileobj=_TarfileInput(raw, start),  # type: ignore[arg-type]
+                mode="r:",
+                encoding="utf-8",
+                errors="surrogateescape",
+            ) as tar:
                 while (info := tar.next()) is not None:
                     tar.members.clear()  # tarfile keeps every TarInfo it read; nothing here needs them
                     if info.sparse is not None or info.type == tarfile.GNUTYPE_SPARSE:
@@ -147,8 +170,9 @@ class Archive:
         name = _clean(raw_name)
         self._name_bytes += len(name) + len(linkname)
         if len(self.members) + len(self._links) >= _MAX_FILES or self._name_bytes > _MAX_NAME_BYTES:
-            raise BadArchive(f"not an image archive: more than {_MAX_FILES} files, or names of more "
-                             f"than {_MAX_NAME_BYTES >> 20} MiB")
+            raise BadArchive(
+                f"not an image archive: more than {_MAX_FILES} files, or names of more than {_MAX_NAME_BYTES >> 20} MiB"
+            )
         if kind == b"2":
             target = linkname if linkname.startswith("/") else os.path.join(os.path.dirname(name), linkname)
             self._links[name] = _clean(os.path.normpath(target))
@@ -219,6 +243,7 @@ def blob_path(digest: str) -> str:
 
 
 # -- what the archive holds --------------------------------------------------------------------
+
 
 @dataclass
 class LayerPlan:
@@ -315,13 +340,20 @@ def _docker_plans(archive: Archive) -> _Plans:
     plans = _Plans()
     for n, (path, layer_paths, tags) in enumerate(entries, 1):
         what = f"manifest.json entry {n}"
-        image_id, raw, diff_ids = plans.config(archive.member(path, f"{what} config"), f"{what} config",
-                                               lambda: _read_config_path(archive, path, f"{what} config"))
+        image_id, raw, diff_ids = plans.config(
+            archive.member(path, f"{what} config"),
+            f"{what} config",
+            functools.partial(_read_config_path, archive, path, f"{what} config"),
+        )
         if len(diff_ids) != len(layer_paths):
             raise BadArchive(f"{what}: {len(layer_paths)} layers, but its config lists {len(diff_ids)} diff_ids")
         layers = [
-            LayerPlan(diff_id, archive.member(layer_path, f"{what} layer {i + 1}"), _digest_in_path(layer_path),
-                      f"layer {i + 1} ({layer_path})")
+            LayerPlan(
+                diff_id,
+                archive.member(layer_path, f"{what} layer {i + 1}"),
+                _digest_in_path(layer_path),
+                f"layer {i + 1} ({layer_path})",
+            )
             for i, (diff_id, layer_path) in enumerate(zip(diff_ids, layer_paths))
         ]
         plans.add(image_id, raw, diff_ids, layers)
@@ -331,8 +363,12 @@ def _docker_plans(archive: Archive) -> _Plans:
 
 def _docker_entry(entry: object, what: str) -> tuple[str, list[str], list[str]]:
     """(Config, Layers, RepoTags) of a manifest.json entry, checked."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
-            or not isinstance(entry.get("Layers"), list) or not all(isinstance(p, str) for p in entry["Layers"]):
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("Config"), str)
+        or not isinstance(entry.get("Layers"), list)
+        or not all(isinstance(p, str) for p in entry["Layers"])
+    ):
         raise BadArchive(f"{what}: needs a Config path and a list of Layers")
     tags = entry.get("RepoTags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -372,8 +408,10 @@ def _plan_manifest(archive: Archive, plans: _Plans, desc: dict, what: str) -> st
     if config_desc.get("mediaType") not in (None, OCI_CONFIG, DOCKER_CONFIG):
         raise BadArchive(f"{what}: not a container image (config of type {config_desc['mediaType']})")
     image_id, raw, diff_ids = plans.config(
-        archive.member(blob_path(config_desc["digest"]), f"{what} config"), f"{what} config",
-        lambda: _read_blob(archive, config_desc, f"{what} config", _MAX_CONFIG))
+        archive.member(blob_path(config_desc["digest"]), f"{what} config"),
+        f"{what} config",
+        lambda: _read_blob(archive, config_desc, f"{what} config", _MAX_CONFIG),
+    )
     if len(diff_ids) != len(manifest["layers"]):
         raise BadArchive(f"{what}: {len(manifest['layers'])} layers, but its config lists {len(diff_ids)} diff_ids")
     layers = []
@@ -385,8 +423,9 @@ def _plan_manifest(archive: Archive, plans: _Plans, desc: dict, what: str) -> st
             raise BadArchive(f"{what} {layer_what}: {exc.message}") from None
         member = archive.member(blob_path(layer["digest"]), f"{what} {layer_what}")
         if member.size != layer["size"]:
-            raise BadArchive(f"{what} {layer_what}: {member.size} bytes in the archive, "
-                             f"{layer['size']} in the manifest")
+            raise BadArchive(
+                f"{what} {layer_what}: {member.size} bytes in the archive, {layer['size']} in the manifest"
+            )
         layers.append(LayerPlan(diff_id, member, layer["digest"], layer_what))
     plans.add(image_id, raw, diff_ids, layers)
     return image_id
@@ -456,6 +495,7 @@ def _config_diff_ids(raw: bytes, what: str) -> list[str]:
 
 # -- the whole load ----------------------------------------------------------------------------
 
+
 @dataclass
 class Loaded:
     image_id: str
@@ -463,8 +503,9 @@ class Loaded:
     replaced: list[tuple[str, str]]  # (name, old image id) for a tag that moved to this image
 
 
-def load_archive(store: Store, stream: BinaryIO, progress: Progress | None = None,
-                 workers: int = DEFAULT_WORKERS) -> list[Loaded]:
+def load_archive(
+    store: Store, stream: BinaryIO, progress: Progress | None = None, workers: int = DEFAULT_WORKERS
+) -> list[Loaded]:
     """Load every image in the archive `stream` holds; nothing is stored unless all of it checks out."""
     progress = progress or Progress()
     fd = _archive_fd(store, stream, progress)
@@ -484,8 +525,13 @@ def _commit(store: Store, plans: list[ImagePlan], staged: dict[str, StagedLayer]
         for plan in plans:
             mine = [staged.pop(d) for d in dict.fromkeys(layer.diff_id for layer in plan.layers) if d in staged]
             before = store.images.tags()
-            image = store.commit_image(mine, plan.config(), plan.refs[0] if plan.refs else None,
-                                       raw_config=plan.raw_config, more_refs=plan.refs[1:])
+            image = store.commit_image(
+                mine,
+                plan.config(),
+                plan.refs[0] if plan.refs else None,
+                raw_config=plan.raw_config,
+                more_refs=plan.refs[1:],
+            )
             names = [str(ref) for ref in plan.refs]
             replaced = [(n, before[n]) for n in names if before.get(n) not in (None, image.id)]
             loaded.append(Loaded(image.id, names, replaced))
@@ -531,7 +577,9 @@ def _spool(store: Store, stream: BinaryIO, progress: Progress) -> int:
             except (OSError, EOFError, ValueError) as exc:
                 if isinstance(exc, OSError) and exc.errno is not None:
                     raise
-                raise BadArchive(f"invalid compressed archive: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                raise BadArchive(
+                    f"invalid compressed archive: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                ) from None
             except Exception as exc:
                 if type(exc).__module__ in ("zlib", "zstandard", "_lzma", "lzma"):
                     raise BadArchive(f"invalid compressed archive: {exc}") from None

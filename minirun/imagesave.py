@@ -6,6 +6,7 @@ are their diff_ids, configs byte for byte (so the image id survives a save -> lo
 The tar is written as a stream, in the order docker's archive has (sorted paths), with the layer
 tars rebuilt from the store on the fly: nothing is staged on disk.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 from minirun.errors import MinirunError, UsageError
-from minirun.manifests import (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, OCI_INDEX, OCI_MANIFEST,
-                               full_name, image_manifest, sha256_digest)
+from minirun.manifests import (
+    ANNOTATION_IMAGE_NAME,
+    ANNOTATION_REF_NAME,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    full_name,
+    image_manifest,
+    sha256_digest,
+)
 
 if TYPE_CHECKING:
     from minirun.reference import Reference
@@ -48,7 +56,9 @@ def select_images(store: Store, names: list[str]) -> list[Selected]:
         except UsageError:
             ref = None  # a full image id
         if ref is not None and ref.tag is None and ref.digest is None:
-            tagged = sorted((name, id_) for name, id_ in store.images.tags().items() if name.rpartition(":")[0] == ref.name)
+            tagged = sorted(
+                (name, id_) for name, id_ in store.images.tags().items() if name.rpartition(":")[0] == ref.name
+            )
             for name, id_ in tagged:
                 _add_ref(chosen.setdefault(id_, Selected(store.images.get(id_))), parse_reference(name))
             if tagged:
@@ -97,8 +107,16 @@ def plan_archive(store: Store, selected: list[Selected]) -> list[_Blob]:
         blobs[_blob_name(manifest_digest)] = _Blob(_blob_name(manifest_digest), len(manifest), data=manifest)
 
         descriptor = {"mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": len(manifest)}
-        own = [{**descriptor, "annotations": {ANNOTATION_IMAGE_NAME: f"{full_name(ref.name)}:{ref.tag}",
-                                              ANNOTATION_REF_NAME: ref.tag}} for ref in entry.refs]
+        own = [
+            {
+                **descriptor,
+                "annotations": {
+                    ANNOTATION_IMAGE_NAME: f"{full_name(ref.name)}:{ref.tag}",
+                    ANNOTATION_REF_NAME: ref.tag,
+                },
+            }
+            for ref in entry.refs
+        ]
         if not own:
             own = [dict(descriptor)]  # docker lists only tagged images; OCI readers need the others too
         platform = {k: image.config[k] for k in ("architecture", "os", "variant") if image.config.get(k)}
@@ -107,9 +125,14 @@ def plan_archive(store: Store, selected: list[Selected]) -> list[_Blob]:
                 each["platform"] = platform
         index_entries += own
         for ref in entry.refs:
-            repositories.setdefault(ref.name, {})[ref.tag] = image.diff_ids[-1].split(":", 1)[1]
-        manifest_json.append({"Config": config_name, "RepoTags": [str(r) for r in entry.refs] or None,
-                              "Layers": [_blob_name(d) for d in image.diff_ids]})
+            repositories.setdefault(ref.name, {})[ref.tag or "latest"] = image.diff_ids[-1].split(":", 1)[1]
+        manifest_json.append(
+            {
+                "Config": config_name,
+                "RepoTags": [str(r) for r in entry.refs] or None,
+                "Layers": [_blob_name(d) for d in image.diff_ids],
+            }
+        )
 
     members = [_Blob("blobs/", 0), _Blob("blobs/sha256/", 0)]
     members += [blobs[name] for name in sorted(blobs)]
@@ -119,7 +142,9 @@ def plan_archive(store: Store, selected: list[Selected]) -> list[_Blob]:
     members.append(_small("manifest.json", json.dumps(manifest_json, separators=(",", ":")).encode() + b"\n"))
     members.append(_small("oci-layout", OCI_LAYOUT))
     if repositories:
-        members.append(_small("repositories", json.dumps(repositories, separators=(",", ":"), sort_keys=True).encode() + b"\n"))
+        members.append(
+            _small("repositories", json.dumps(repositories, separators=(",", ":"), sort_keys=True).encode() + b"\n")
+        )
     return members
 
 
@@ -198,9 +223,12 @@ def save_to_file(store: Store, names: list[str], path: str) -> None:
 
 # moby's atomicwriter refuses these destinations, in this order, with these words.
 _REFUSED_KINDS = (
-    (stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link directly"),
-    (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device file"), (stat.S_ISBLK, "a block device file"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISLNK, "a symbolic link directly"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device file"),
+    (stat.S_ISBLK, "a block device file"),
 )
 
 
@@ -212,7 +240,9 @@ def _check_destination(path: str) -> None:
         if not stat.S_ISDIR(os.stat(directory).st_mode):
             raise MinirunError(f"failed to save image: invalid output path: {directory!r} is not a directory")
     except FileNotFoundError:
-        raise MinirunError(f"failed to save image: invalid output path: directory {directory!r} does not exist") from None
+        raise MinirunError(
+            f"failed to save image: invalid output path: directory {directory!r} does not exist"
+        ) from None
     except NotADirectoryError:
         raise MinirunError(f"failed to save image: invalid output path: {directory!r} is not a directory") from None
     try:

@@ -1,5 +1,6 @@
 """`import`, on the lean path: its benchmark is against `tar -x`, where typer's ~0.2 s of start-up
 would be a fifth of the whole figure."""
+
 from __future__ import annotations
 
 import sys
@@ -9,11 +10,17 @@ from minirun.leanparser import Parser
 
 
 def import_command(argv: list[str], root: str | None) -> int:
-    parser = Parser(prog="minirun import", description="Import the contents from a tarball to create a filesystem image.")
-    parser.add_argument("tarball", metavar="TARBALL|-", help="a rootfs tar (plain, gzip, zstd, xz, bzip2) or - for stdin")
+    parser = Parser(
+        prog="minirun import", description="Import the contents from a tarball to create a filesystem image."
+    )
+    parser.add_argument(
+        "tarball", metavar="TARBALL|-", help="a rootfs tar (plain, gzip, zstd, xz, bzip2) or - for stdin"
+    )
     parser.add_argument("name", nargs="?", default=None, metavar="NAME[:TAG]")
     parser.add_argument("-m", "--message", default="", help="Set commit message for imported image")
-    parser.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the created image")
+    parser.add_argument(
+        "-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the created image"
+    )
     args = parser.parse_args(argv)
 
     from minirun.importer import import_tarball

@@ -1,4 +1,5 @@
 """`import`: a rootfs tar becomes a one-layer image, as `docker import` makes it."""
+
 from __future__ import annotations
 
 from typing import BinaryIO
@@ -11,7 +12,9 @@ from minirun.store import Store
 from minirun.store.images import Image
 
 
-def import_tarball(store: Store, stream: BinaryIO, ref: Reference | None, message: str = "", changes: list[str] | None = None) -> Image:
+def import_tarball(
+    store: Store, stream: BinaryIO, ref: Reference | None, message: str = "", changes: list[str] | None = None
+) -> Image:
     # Parse the changes before unpacking: a bad -c must not cost a 300 MB unpack.
     config = apply_changes({}, changes or [])
     staged = store.unpack_layer(stream)

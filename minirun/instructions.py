@@ -1,5 +1,6 @@
 """Dockerfile config instructions (CMD, ENV, WORKDIR, ...) applied to an image config, as
 `docker commit -c` and `docker import -c` apply them; the pieces are public for the builder."""
+
 from __future__ import annotations
 
 import copy
@@ -7,7 +8,7 @@ import json
 import posixpath
 import re
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 from minirun.errors import UsageError
 

@@ -9,12 +9,15 @@ layer (its temp dir and the flock that keeps a sweep away stay the parent's), th
 sends back what it applied; on any failure the parent kills the other children and discards every
 staged layer. minirun.imageload reads the archive and plans the layers; this module only unpacks.
 """
+
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from minirun.errors import BadArchive, MinirunError
 
@@ -41,7 +44,7 @@ class _Section(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf) -> int:
         n = min(len(buf), self._left)
         if n <= 0:
             return 0
@@ -54,8 +57,9 @@ class _Section(io.RawIOBase):
         return got
 
 
-def _apply_member(store: Store, staged: StagedLayer, archive: Archive, plan: LayerPlan,
-                  advanced: Callable[[int], None]) -> str:
+def _apply_member(
+    store: Store, staged: StagedLayer, archive: Archive, plan: LayerPlan, advanced: Callable[[int], None]
+) -> str:
     """Unpack the layer into `staged`; returns the digest of its bytes as the archive has them."""
     from minirun.archive import HashingReader
 
@@ -128,6 +132,7 @@ class _Child:
             status = 0
         except BaseException as exc:
             try:  # plain values: an exception class need not survive pickling
+                error: tuple
                 if isinstance(exc, MinirunError):
                     error = ("bad" if isinstance(exc, BadArchive) else "error", exc.message, exc.exit_code)
                 elif isinstance(exc, OSError):
@@ -143,7 +148,7 @@ class _Child:
     def _send(self, out: int, tag: bytes, payload: bytes) -> None:
         data = self._HEADER.pack(tag, len(payload)) + payload
         while data:
-            data = data[os.write(out, data):]
+            data = data[os.write(out, data) :]
 
     def read(self, progress: Progress) -> bool:
         """Take what the child wrote; False at its end (EOF)."""
@@ -154,7 +159,7 @@ class _Child:
             end = self._HEADER.size + size
             if len(self.buffer) < end:
                 break
-            payload, self.buffer = self.buffer[self._HEADER.size:end], self.buffer[end:]
+            payload, self.buffer = self.buffer[self._HEADER.size : end], self.buffer[end:]
             if tag == b"P":
                 progress.layer_advanced(self.plan.diff_id, int(payload))
             else:
@@ -172,7 +177,8 @@ class _Child:
         kind, value = self.result
         if kind == "E":
             raise _error(value)  # type: ignore[arg-type]
-        self.staged.applied, digest = value  # type: ignore[misc]
+        sent: tuple = value  # type: ignore[assignment]  # what _run sent: (AppliedLayer, digest)
+        self.staged.applied, digest = sent
         _check(self.plan, self.staged, digest)
 
     def kill(self) -> None:
@@ -198,14 +204,15 @@ def _stage(store: Store) -> StagedLayer:
         return store.layers.stage()
 
 
-def unpack_layers(store: Store, archive: Archive, plans: list[ImagePlan], progress: Progress,
-                  workers: int = DEFAULT_WORKERS) -> dict[str, StagedLayer]:
+def unpack_layers(
+    store: Store, archive: Archive, plans: list[ImagePlan], progress: Progress, workers: int = DEFAULT_WORKERS
+) -> dict[str, StagedLayer]:
     """Stage every layer the store lacks, several at once; all or none (on failure every staged
     layer is discarded)."""
     todo: dict[str, LayerPlan] = {}
     stored: set[str] = set()
-    for plan in plans:
-        for layer in plan.layers:
+    for image in plans:
+        for layer in image.layers:
             if layer.diff_id in todo:
                 continue
             todo[layer.diff_id] = layer
@@ -214,28 +221,35 @@ def unpack_layers(store: Store, archive: Archive, plans: list[ImagePlan], progre
                 stored.add(layer.diff_id)
                 progress.layer_finished(layer.diff_id, "Already exists")
     # Largest first: the last layers to start are then the short ones, and the workers end together.
-    queue = sorted((layer for key, layer in todo.items() if key not in stored),
-                   key=lambda layer: layer.member.size, reverse=True)
+    queue = sorted(
+        (layer for key, layer in todo.items() if key not in stored), key=lambda layer: layer.member.size, reverse=True
+    )
     staged: dict[str, StagedLayer] = {}
     try:
         if workers <= 1 or len(queue) <= 1:
             for plan in queue:  # no process to fork for
-                staged[plan.diff_id] = layer = _stage(store)
-                digest = _apply_member(store, layer, archive, plan,
-                                       lambda n, key=plan.diff_id: progress.layer_advanced(key, n))
-                _check(plan, layer, digest)
+                staged[plan.diff_id] = unpacked = _stage(store)
+                advanced = functools.partial(progress.layer_advanced, plan.diff_id)
+                digest = _apply_member(store, unpacked, archive, plan, advanced)
+                _check(plan, unpacked, digest)
                 progress.layer_finished(plan.diff_id, "Loaded")
         else:
             _unpack_in_children(store, archive, queue, staged, progress, workers)
     except BaseException:
-        for layer in staged.values():
-            store.layers.discard(layer)
+        for unpacked in staged.values():
+            store.layers.discard(unpacked)
         raise
     return staged
 
 
-def _unpack_in_children(store: Store, archive: Archive, queue: list[LayerPlan], staged: dict[str, StagedLayer],
-                        progress: Progress, workers: int) -> None:
+def _unpack_in_children(
+    store: Store,
+    archive: Archive,
+    queue: list[LayerPlan],
+    staged: dict[str, StagedLayer],
+    progress: Progress,
+    workers: int,
+) -> None:
     import select
 
     _preload()

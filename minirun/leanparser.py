@@ -1,4 +1,5 @@
 """The argument parser of every verb on the lean path (run, exec, ps, diff, import)."""
+
 from __future__ import annotations
 
 import argparse

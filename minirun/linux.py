@@ -4,6 +4,7 @@ The only module that talks to libc. Every call raises SyscallError naming the ca
 path it was about, so a failure deep in container setup still reads as one useful line.
 Imports stay at ctypes and os: this module is on the path of every `run`.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -102,10 +103,26 @@ BPF_CGROUP_DEVICE = 6
 # syscall(2) numbers for calls glibc lacks (pivot_root) or gained late (fs*, 2.36).
 # aarch64 uses the asm-generic table; numbers from 424 on are shared by every arch.
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "seccomp": 317, "bpf": 321, "move_mount": 429, "fsopen": 430,
-               "fsconfig": 431, "fsmount": 432, "mount_setattr": 442},
-    "aarch64": {"pivot_root": 41, "seccomp": 277, "bpf": 280, "move_mount": 429, "fsopen": 430,
-                "fsconfig": 431, "fsmount": 432, "mount_setattr": 442},
+    "x86_64": {
+        "pivot_root": 155,
+        "seccomp": 317,
+        "bpf": 321,
+        "move_mount": 429,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "mount_setattr": 442,
+    },
+    "aarch64": {
+        "pivot_root": 41,
+        "seccomp": 277,
+        "bpf": 280,
+        "move_mount": 429,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "mount_setattr": 442,
+    },
 }
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -142,14 +159,18 @@ def _syscall(name: str, *args: object) -> int:
     # every argument goes in as a full register (long or pointer): syscall(2) is variadic,
     # so ctypes would otherwise pass ints as 32-bit values with undefined upper halves.
     # A ctypes buffer (a struct the kernel reads or fills) goes in as its address.
-    cargs = [ctypes.c_long(a) if isinstance(a, int)
-             else ctypes.c_char_p(a) if isinstance(a, bytes) or a is None
-             else ctypes.c_void_p(ctypes.addressof(a)) for a in args]
+    cargs = [
+        ctypes.c_long(a)
+        if isinstance(a, int)
+        else ctypes.c_char_p(a)
+        if isinstance(a, bytes) or a is None
+        else ctypes.c_void_p(ctypes.addressof(a))  # type: ignore[arg-type]  # a ctypes buffer, as the docstring says
+        for a in args
+    ]
     return _libc.syscall(ctypes.c_long(nr), *cargs)
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
-          data: str | bytes | None = None) -> None:
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | bytes | None = None) -> None:
     _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), "mount", target)
 
 
@@ -166,7 +187,7 @@ def setns(fd: int, nstype: int = 0) -> None:
 
 
 def sethostname(name: str) -> None:
-    raw = _b(name)
+    raw = _b(name) or b""
     _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
 
 
@@ -214,7 +235,8 @@ def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
     code = ctypes.create_string_buffer(program, len(program))
     # struct sock_fprog { unsigned short len; struct sock_filter *filter; }: 6 bytes of padding
     fprog = ctypes.create_string_buffer(
-        (len(program) // 8).to_bytes(2, "little") + bytes(6) + ctypes.addressof(code).to_bytes(8, "little"))
+        (len(program) // 8).to_bytes(2, "little") + bytes(6) + ctypes.addressof(code).to_bytes(8, "little")
+    )
     _check(_syscall("seccomp", SECCOMP_SET_MODE_FILTER, flags, fprog), "seccomp", None)
 
 
@@ -228,8 +250,7 @@ def fsopen(fstype: str, flags: int = FSOPEN_CLOEXEC) -> int:
     return _check(_syscall("fsopen", _b(fstype), flags), "fsopen", fstype)
 
 
-def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | bytes | None = None,
-             aux: int = 0) -> None:
+def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | bytes | None = None, aux: int = 0) -> None:
     if _syscall("fsconfig", fd, cmd, _b(key), _b(value), aux) < 0:
         err = ctypes.get_errno()
         what = f"{key}={os.fsdecode(value)}" if key is not None and value is not None else key
@@ -254,8 +275,7 @@ def fsmount(fd: int, flags: int = FSMOUNT_CLOEXEC, attr_flags: int = 0) -> int:
 
 
 def move_mount(from_dfd: int, from_path: str, to_dfd: int, to_path: str, flags: int = 0) -> None:
-    _check(_syscall("move_mount", from_dfd, _b(from_path), to_dfd, _b(to_path), flags),
-           "move_mount", to_path)
+    _check(_syscall("move_mount", from_dfd, _b(from_path), to_dfd, _b(to_path), flags), "move_mount", to_path)
 
 
 def fs_context_log(fd: int) -> list[str]:

@@ -7,6 +7,7 @@ and compressed by default, as docker's local driver is) and `none` (nothing kept
 Unlike docker, whose json-file default grows without bound, every log here is bounded unless the
 user says `max-size=-1`: DEFAULT_MAX_SIZE × DEFAULT_MAX_FILE at most.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,11 @@ _DEFAULTS = {
     "local": {"max-size": DEFAULT_MAX_SIZE, "max-file": DEFAULT_MAX_FILE, "compress": "true"},
     "none": {},
 }
-_OPTIONS = {"json-file": ("max-size", "max-file", "compress"), "local": ("max-size", "max-file", "compress"), "none": ()}
+_OPTIONS = {
+    "json-file": ("max-size", "max-file", "compress"),
+    "local": ("max-size", "max-file", "compress"),
+    "none": (),
+}
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30}
 DAEMON_CONFIG = "daemon.json"
 
@@ -51,8 +56,11 @@ def store_defaults(store_root: str) -> tuple[str | None, dict[str, str]]:
     if not isinstance(data, dict):
         raise DamagedRecord(path, "not a JSON object")
     driver, opts = data.get("log-driver"), data.get("log-opts") or {}
-    if (driver is not None and not isinstance(driver, str)) or not isinstance(opts, dict) \
-            or not all(isinstance(v, str) for v in opts.values()):
+    if (
+        (driver is not None and not isinstance(driver, str))
+        or not isinstance(opts, dict)
+        or not all(isinstance(v, str) for v in opts.values())
+    ):
         raise DamagedRecord(path, "log-driver must be a string and log-opts a map of strings")
     return driver, dict(opts)
 
@@ -81,7 +89,7 @@ def parse_size(text: str) -> int:
         return 0
     number = text.strip().lower()
     digits = number.rstrip("bkmg")
-    unit = number[len(digits):]
+    unit = number[len(digits) :]
     if not digits.isdigit() or not digits.isascii() or unit not in _UNITS or int(digits) == 0:
         raise UsageError(f"invalid log size: {text!r}")
     return int(digits) * _UNITS[unit]

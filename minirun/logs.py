@@ -1,13 +1,14 @@
 """Reading a container's log (docker's json-file lines, written by the monitor's copier): `logs`
 with --tail, -t and -f, across the rotated files (`container.log.N`, `.gz` when compressed,
 oldest first). stdout entries go to stdout, stderr entries to stderr."""
+
 from __future__ import annotations
 
 import json
 import os
 import sys
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from minirun.errors import MinirunError, warn
 from minirun.runtime.logcopier import DROPPED_KEY, LOG_NAME
@@ -27,13 +28,13 @@ def rotated(container) -> list[str]:
     except FileNotFoundError:
         return []
     for name in names:
-        number = name[len(LOG_NAME) + 1:].removesuffix(".gz")
+        number = name[len(LOG_NAME) + 1 :].removesuffix(".gz")
         if name.startswith(LOG_NAME + ".") and number.isdigit() and not name.endswith(".tmp"):
             found.append((int(number), name.endswith(".gz"), name))
     # a file being compressed may show as both N and N.gz for a moment: the plain one is whole
     seen: set[int] = set()
     ordered = []
-    for number, gz, name in sorted(found):
+    for number, _gz, name in sorted(found):
         if number not in seen:
             seen.add(number)
             ordered.append(os.path.join(container.dir, name))
@@ -80,8 +81,9 @@ def _lines(data: bytes) -> list[bytes]:
     return complete.split(b"\n") if complete else []
 
 
-def show_logs(container, tail: int | None, timestamps: bool, follow: bool, still_running: Callable[[], bool],
-              since: str = "") -> None:
+def show_logs(
+    container, tail: int | None, timestamps: bool, follow: bool, still_running: Callable[[], bool], since: str = ""
+) -> None:
     """`since`: only entries stamped at or after it (start -a shows this run only)."""
     if container.config.log_config.get("Type") == "none":
         raise MinirunError("configured logging driver does not support reading")
@@ -99,7 +101,7 @@ def show_logs(container, tail: int | None, timestamps: bool, follow: bool, still
         f = open(path, "rb")
     with f:
         data = f.read()
-        partial = data[data.rfind(b"\n") + 1:]
+        partial = data[data.rfind(b"\n") + 1 :]
         _history(container, data, tail, timestamps, since)
         if follow:
             _follow(f, path, partial, timestamps, still_running)

@@ -1,5 +1,6 @@
 """The entry point: the timed verbs (LEAN_VERBS) go straight to their lean paths, without typer's
 ~80 ms of imports; every other verb goes through typer."""
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ def split_global_options(args: list[str]) -> tuple[str | None, bool, int]:
         if arg == "--root" and i + 1 < len(args):
             root, i = args[i + 1], i + 2
         elif arg.startswith("--root="):
-            root, i = arg[len("--root="):], i + 1
+            root, i = arg[len("--root=") :], i + 1
         elif arg == "--debug":
             debug, i = True, i + 1
         else:
@@ -28,7 +29,7 @@ def main() -> None:
     args = sys.argv[1:]
     root, debug, verb_at = split_global_options(args)
     if verb_at < len(args) and args[verb_at] in LEAN_VERBS:
-        code = run_lean(args[verb_at], args[verb_at + 1:], root, debug)
+        code = run_lean(args[verb_at], args[verb_at + 1 :], root, debug)
         # Skip the interpreter's module teardown (~12 ms of every run); nothing registers
         # atexit work on this path, and the streams are flushed here.
         try:

@@ -4,6 +4,7 @@ validation, the host's entry of a multi-platform index, and the manifest of a st
 Shared by load/save (archives) and pull/push (registries): everything here is about documents, not
 about where they come from.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,10 +34,16 @@ DOCKER_LAYER_ZSTD = DOCKER_LAYER + ".zstd"
 # image using one cannot be rebuilt from what is at hand.
 DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 OCI_NONDISTRIBUTABLE_LAYER = "application/vnd.oci.image.layer.nondistributable.v1.tar"
-FOREIGN_LAYERS = (DOCKER_FOREIGN_LAYER, OCI_NONDISTRIBUTABLE_LAYER,
-                  OCI_NONDISTRIBUTABLE_LAYER + "+gzip", OCI_NONDISTRIBUTABLE_LAYER + "+zstd")
-DOCKER_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
-                  "application/vnd.docker.distribution.manifest.v1+prettyjws")
+FOREIGN_LAYERS = (
+    DOCKER_FOREIGN_LAYER,
+    OCI_NONDISTRIBUTABLE_LAYER,
+    OCI_NONDISTRIBUTABLE_LAYER + "+gzip",
+    OCI_NONDISTRIBUTABLE_LAYER + "+zstd",
+)
+DOCKER_SCHEMA1 = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
 MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
 MAX_LAYERS = 1000  # a 4 MiB manifest could list ~40,000, each a download and an unpack
 INDEXES = (OCI_INDEX, DOCKER_LIST)
@@ -46,14 +53,18 @@ ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 
 _COMPRESSION = {
-    OCI_LAYER: "", DOCKER_LAYER: "",
-    OCI_LAYER_GZIP: "gzip", DOCKER_LAYER_GZIP: "gzip",
-    OCI_LAYER_ZSTD: "zstd", DOCKER_LAYER_ZSTD: "zstd",
+    OCI_LAYER: "",
+    DOCKER_LAYER: "",
+    OCI_LAYER_GZIP: "gzip",
+    DOCKER_LAYER_GZIP: "gzip",
+    OCI_LAYER_ZSTD: "zstd",
+    DOCKER_LAYER_ZSTD: "zstd",
 }
 _SHA256_RE = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 # -- digests and descriptors -------------------------------------------------------------------
+
 
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -95,6 +106,7 @@ def verify_blob(data: bytes, desc: dict, what: str) -> bytes:
 
 # -- manifests and indexes ---------------------------------------------------------------------
 
+
 def parse_json(data: bytes, what: str) -> object:
     """A JSON document from outside (an archive, a registry), or BadArchive naming `what`."""
     try:
@@ -131,7 +143,9 @@ def parse_manifest(data: bytes) -> dict:
     if not isinstance(layers, list):
         raise BadArchive("image manifest: no layer list")
     if len(layers) > MAX_LAYERS:
-        raise BadArchive(f"image manifest: {len(layers)} layers (overlayfs stacks at most 500; refusing more than {MAX_LAYERS})")
+        raise BadArchive(
+            f"image manifest: {len(layers)} layers (overlayfs stacks at most 500; refusing more than {MAX_LAYERS})"
+        )
     for i, layer in enumerate(layers):
         check_descriptor(layer, f"image manifest layer {i + 1}", media_type_required=True)
     return doc
@@ -162,10 +176,11 @@ def is_index(doc: dict, media_type: str | None) -> bool:
 
 
 def layer_media_compression(media_type: str | None) -> str:
-    """"", "gzip" or "zstd" for a layer media type; refuses foreign and unknown layers."""
+    """ "", "gzip" or "zstd" for a layer media type; refuses foreign and unknown layers."""
     if media_type in FOREIGN_LAYERS:
-        raise MinirunError(f"refusing foreign (non-distributable) layer of type {media_type}: "
-                           "its content is not part of the image")
+        raise MinirunError(
+            f"refusing foreign (non-distributable) layer of type {media_type}: its content is not part of the image"
+        )
     try:
         return _COMPRESSION[media_type]  # type: ignore[index]
     except KeyError:
@@ -173,6 +188,7 @@ def layer_media_compression(media_type: str | None) -> str:
 
 
 # -- platforms ---------------------------------------------------------------------------------
+
 
 def host_platform() -> tuple[str, str, str | None]:
     """(os, architecture, variant) of this machine, in OCI's spelling."""
@@ -197,8 +213,13 @@ def pick_platform(index: dict) -> dict:
     an error listing the platforms on offer when there is none."""
     os_, arch, variant = host_platform()
     offered = [d for d in index.get("manifests", []) if isinstance(d, dict)]
-    matching = [d for d in offered if isinstance(d.get("platform"), dict)
-                and d["platform"].get("os") == os_ and d["platform"].get("architecture") == arch]
+    matching = [
+        d
+        for d in offered
+        if isinstance(d.get("platform"), dict)
+        and d["platform"].get("os") == os_
+        and d["platform"].get("architecture") == arch
+    ]
     # arm64 images often say no variant (v8 is implied); a stated one must match the host's.
     exact = [d for d in matching if d["platform"].get("variant") in (variant, None)]
     exact.sort(key=lambda d: d["platform"].get("variant") != variant)
@@ -211,6 +232,7 @@ def pick_platform(index: dict) -> dict:
 
 # -- the manifest of a stored image ------------------------------------------------------------
 
+
 def image_manifest(store: Store, image: Image) -> bytes:
     """The OCI manifest of a stored image: its exact config blob, and its layers as the
     uncompressed tars the store rebuilds (digest = diff_id). Same image, same bytes."""
@@ -219,13 +241,16 @@ def image_manifest(store: Store, image: Image) -> bytes:
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)},
-        "layers": [{"mediaType": OCI_LAYER, "digest": diff_id, "size": store.layers.tar_size(diff_id)}
-                   for diff_id in image.diff_ids],
+        "layers": [
+            {"mediaType": OCI_LAYER, "digest": diff_id, "size": store.layers.tar_size(diff_id)}
+            for diff_id in image.diff_ids
+        ],
     }
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
 # -- names as docker writes them in archives ---------------------------------------------------
+
 
 def full_name(name: str) -> str:
     """docker's normalized repository name: `busybox` -> `docker.io/library/busybox`."""
@@ -239,6 +264,6 @@ def familiar_name(name: str) -> str:
     """docker's short form of a repository name: `docker.io/library/busybox` -> `busybox`."""
     for prefix in ("docker.io/", "index.docker.io/"):
         if name.startswith(prefix):
-            name = name[len(prefix):]
-            return name[len("library/"):] if name.startswith("library/") and name.count("/") == 1 else name
+            name = name[len(prefix) :]
+            return name[len("library/") :] if name.startswith("library/") and name.count("/") == 1 else name
     return name

@@ -18,6 +18,7 @@ vanished is made again the same.
 Subnets: chosen when a bridge is first made, under the host lock, so that they overlap neither
 a route of the host nor another minirun network (even one whose bridge is down).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,6 +42,7 @@ _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 
 
 # -- IPv4 arithmetic (pure; ipaddress would cost ~4 ms on every start) -------------------------
+
 
 def canonical_ip(text: str) -> str:
     """A dotted quad exactly as inet_ntop writes it, else UsageError. Not inet_aton: it takes
@@ -131,6 +133,7 @@ def mac_for(address: str) -> str:
 
 # -- definitions in the store ----------------------------------------------------------------
 
+
 @dataclass
 class Network:
     id: str
@@ -205,11 +208,13 @@ class Networks:
             raise Conflict(f"network {text} is ambiguous ({len(matches)} matches found based on ID prefix)")
         raise NotFound(f"network {text} not found")
 
-    def create(self, name: str, subnet: str | None = None, gateway: str | None = None, driver: str = "bridge") -> Network:
+    def create(
+        self, name: str, subnet: str | None = None, gateway: str | None = None, driver: str = "bridge"
+    ) -> Network:
         """A user bridge network; its bridge is made now (subnet checked against the host)."""
         validate_network_name(name)
         if driver != "bridge":
-            raise UsageError(f"plugin \"{driver}\" not found (only the bridge driver is supported)")
+            raise UsageError(f'plugin "{driver}" not found (only the bridge driver is supported)')
         wanted = parse_subnet(subnet) if subnet else None
         if gateway is not None:
             if wanted is None:
@@ -247,14 +252,14 @@ class Networks:
             with book.locked():
                 running = [m for m in book.members() if _is_running(m)]
                 if running:
-                    raise Conflict(f"error while removing network: network {network.name} id {network.id} "
-                                   "has active endpoints")
+                    raise Conflict(
+                        f"error while removing network: network {network.name} id {network.id} has active endpoints"
+                    )
                 remove_bridge(network.bridge)
             try:
                 os.unlink(os.path.join(self.dir, network.id + ".json"))
             except FileNotFoundError:
                 pass
-
 
     def prune(self, in_use: set[str]) -> list[str]:
         """Remove every user network no container names in `in_use` (by name or id); their names.
@@ -289,6 +294,7 @@ def _is_running(member: dict) -> bool:
 
 
 # -- bridges: the host side ------------------------------------------------------------------
+
 
 def bridge_dir(bridge: str) -> str:
     return os.path.join(HOST_DIR, "bridges", bridge)
@@ -331,13 +337,20 @@ def ensure_bridge(network: Network, store_root: str) -> dict:
                 subnet = parse_subnet(subnet_text)
                 clash = next((u for u in used if overlaps(subnet, u)), None)
                 if clash is not None:
-                    raise Conflict(f"Pool overlaps with other one on this address space: {subnet_text} and "
-                                   f"{int_to_ip(clash[0])}/{clash[1]}")
+                    raise Conflict(
+                        f"Pool overlaps with other one on this address space: {subnet_text} and "
+                        f"{int_to_ip(clash[0])}/{clash[1]}"
+                    )
             else:
-                candidates = [parse_subnet(s) for s in DEFAULT_SUBNETS] if network.bridge == DEFAULT_BRIDGE else user_pool()
-                subnet = free_subnet(candidates, used)
-                if subnet is None:
-                    raise MinirunError("could not find an available, non-overlapping IPv4 address pool among the defaults")
+                candidates = (
+                    [parse_subnet(s) for s in DEFAULT_SUBNETS] if network.bridge == DEFAULT_BRIDGE else user_pool()
+                )
+                free = free_subnet(candidates, used)
+                if free is None:
+                    raise MinirunError(
+                        "could not find an available, non-overlapping IPv4 address pool among the defaults"
+                    )
+                subnet = free
             gateway = (info or {}).get("gateway") or network.gateway or int_to_ip(subnet[0] + 1)
             info = {"subnet": f"{int_to_ip(subnet[0])}/{subnet[1]}", "gateway": gateway}
             device.create_bridge(network.bridge, gateway, subnet[1], int_to_ip(broadcast(*subnet)))
@@ -393,6 +406,7 @@ def remove_bridge(bridge: str) -> None:
 
 # -- address books -----------------------------------------------------------------------------
 
+
 class AddressBook:
     """The addresses booked on one bridge, by any store on this host."""
 
@@ -432,8 +446,11 @@ class AddressBook:
         Stale ones (their container record is gone) are removed on the way."""
         live = []
         for entry in self.entries():
-            if os.path.exists(os.path.join(entry.get("store", "/nonexistent"), "containers",
-                                           entry.get("container", "-"), "config.json")):
+            if os.path.exists(
+                os.path.join(
+                    entry.get("store", "/nonexistent"), "containers", entry.get("container", "-"), "config.json"
+                )
+            ):
                 live.append(entry)
             else:
                 _unlink(os.path.join(self.dir, entry["ip"]))

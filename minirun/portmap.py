@@ -23,6 +23,7 @@ MINIRUN_PORT_BACKEND=proxy asks for it, the ports go through a userspace proxy i
 (portproxy.py): the owner binds the host sockets itself and hands them to the proxy, its child.
 NetworkSettings records the backend ("PortBackend") and the proxy (pid, start time) for cleanup.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,6 +55,7 @@ _TABLE_DEF = """table ip minirun {
 
 
 # -- docker's spelling (pure) --------------------------------------------------------------------
+
 
 def parse_publish(spec: str) -> list[list]:
     """`[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]` (ports may be equal-length ranges) ->
@@ -169,7 +171,7 @@ def _publish_by_proxy(bindings: list[list], address: str) -> tuple[list[list], d
     from minirun.networks import HOST_DIR
     from minirun.store.fsutil import flocked
 
-    sockets = []
+    sockets: list = []
     try:
         resolved = [_bind_for_proxy(b, sockets) for b in bindings]
         os.makedirs(HOST_DIR, exist_ok=True)
@@ -225,10 +227,19 @@ def _spawn_proxy(specs: list[tuple]) -> dict:
 
     fds = sorted(spec[0] for spec in specs)
     owner = os.getpid()
-    boot = ("import sys; sys.path[:0] = sys.argv[1].split(':'); from minirun.portproxy import main; "
-            "sys.exit(main(sys.argv[2:]))")
-    argv = [sys.executable, "-S", "-c", boot, ":".join(p for p in sys.path if p), str(owner),
-            *(f"{fd}/{proto}/{ip}/{port}" for fd, proto, ip, port in specs)]
+    boot = (
+        "import sys; sys.path[:0] = sys.argv[1].split(':'); from minirun.portproxy import main; "
+        "sys.exit(main(sys.argv[2:]))"
+    )
+    argv = [
+        sys.executable,
+        "-S",
+        "-c",
+        boot,
+        ":".join(p for p in sys.path if p),
+        str(owner),
+        *(f"{fd}/{proto}/{ip}/{port}" for fd, proto, ip, port in specs),
+    ]
     pid = os.fork()
     if pid == 0:  # only os calls until the exec
         try:
@@ -276,6 +287,7 @@ def _reap(pid: int) -> bool:
 
 # -- the nftables backend -------------------------------------------------------------------------
 
+
 def publish(bindings: list[list], address: str) -> list[list]:
     """DNAT each binding to `address`; returns them with the host ports picked. Raises Conflict
     for a host port that is taken (by a host process or another container)."""
@@ -283,7 +295,7 @@ def publish(bindings: list[list], address: str) -> list[list]:
     from minirun.store.fsutil import flocked
 
     resolved = [_claim_host_port(b) for b in bindings]
-    seen = set()
+    seen: set[tuple] = set()
     for ip, h, _, p in resolved:
         if (p, h) in seen or (p, h, ip) in seen:
             raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
@@ -341,6 +353,7 @@ def unpublish(address: str, still_ours=None) -> None:
 
 
 # -- who published: held from the publish on, before the container's state says running -----------
+
 
 def _publisher_path(address: str) -> str:
     from minirun.networks import HOST_DIR

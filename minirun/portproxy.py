@@ -12,6 +12,7 @@ Started as `python -S -c ...` with argv: owner pid, then one `FD/PROTO/TARGET_IP
 per socket. Stdlib and threads only: a thread per listener, two per TCP connection, one per UDP
 client (a session, dropped after UDP_IDLE seconds without traffic either way).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,6 +44,7 @@ def main(argv: list[str]) -> int:
 
 
 # -- TCP: accept, connect to the container, copy both ways -----------------------------------------
+
 
 def _serve_tcp(listener: socket.socket, target: tuple[str, int]) -> None:
     while True:
@@ -85,6 +87,7 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 
 # -- UDP: a connected socket per client address ---------------------------------------------------
 
+
 class _Session:
     def __init__(self, target: tuple[str, int]):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -108,8 +111,7 @@ def _serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
                     session = sessions[client] = _Session(target)
                 except OSError:
                     continue
-                threading.Thread(target=_replies, args=(listener, client, session, sessions, lock),
-                                 daemon=True).start()
+                threading.Thread(target=_replies, args=(listener, client, session, sessions, lock), daemon=True).start()
             session.last = time.monotonic()
         try:
             session.sock.send(data)
@@ -121,7 +123,7 @@ def _replies(listener, client, session: _Session, sessions: dict, lock) -> None:
     while True:
         try:
             data = session.sock.recv(BUFFER)
-        except socket.timeout:
+        except TimeoutError:
             with lock:
                 if time.monotonic() - session.last < UDP_IDLE:
                     continue  # the client spoke meanwhile

@@ -1,4 +1,5 @@
 """`ps`, on the lean path (argparse, no typer): docker ps's columns, statuses and flags."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ def ps_command(argv: list[str], root: str | None) -> int:
     from minirun.store import Store
 
     containers = Containers(Store(root))
-    rows = ps_rows([refresh(containers, c, reload=False, record=False) for c in containers.all()], args.all,
-                   args.no_trunc)
+    rows = ps_rows(
+        [refresh(containers, c, reload=False, record=False) for c in containers.all()], args.all, args.no_trunc
+    )
     if args.quiet:
         sys.stdout.write("".join(row.id + "\n" for row in rows))
     elif args.format == "json":
@@ -33,8 +35,10 @@ def ps_command(argv: list[str], root: str | None) -> int:
     else:
         from minirun.tables import render_table
 
-        sys.stdout.write(render_table(
-            ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
-            [[r.id, r.image, r.command, r.created, r.status, r.ports, r.names] for r in rows],
-        ))
+        sys.stdout.write(
+            render_table(
+                ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+                [[r.id, r.image, r.command, r.created, r.status, r.ports, r.names] for r in rows],
+            )
+        )
     return 0

@@ -7,6 +7,7 @@ digest, its size and its diff_id (against the config) all match does it count. L
 (invisible, under a temp name) until the image commits, so a failed or killed pull leaves nothing
 a later command trusts; the next pull sweeps the debris and starts over.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,8 +67,9 @@ def pull(store: Store, text: str, insecure: bool = False, view: TransferView | N
     ref = parse_reference(text)  # a tag defaults to latest
     host = registry_host(ref.domain)
     repo = repository_path(ref.domain, ref.path)
-    registry = Registry(host, insecure=insecure, credentials=credentials.lookup(host),
-                        scopes=[f"repository:{repo}:pull"])
+    registry = Registry(
+        host, insecure=insecure, credentials=credentials.lookup(host), scopes=[f"repository:{repo}:pull"]
+    )
     try:
         view.line(f"{ref.digest or ref.tag}: Pulling from {repo}")
         manifest, digest = _resolve(registry, repo, ref)
@@ -78,7 +80,7 @@ def pull(store: Store, text: str, insecure: bool = False, view: TransferView | N
         for layer in layers:
             if layer.diff_id in present:
                 view.layer_status(layer.short_id, "Already exists")
-        staged = _download(store, registry, repo, [l for l in layers if l.diff_id not in present], view)
+        staged = _download(store, registry, repo, [layer for layer in layers if layer.diff_id not in present], view)
     finally:
         registry.close()
     tag_ref = Reference(ref.name, None, ref.digest) if ref.digest else ref
@@ -97,6 +99,7 @@ def _full_reference(ref: Reference) -> str:
 
 
 # -- manifest and config --------------------------------------------------------------------
+
 
 def _resolve(registry: Registry, repo: str, ref: Reference) -> tuple[dict, str]:
     """The image manifest for the reference (the host's entry when it names an index) and the
@@ -160,8 +163,10 @@ def _layers(manifest: dict, config: dict) -> list[_Layer]:
 
 # -- layers ---------------------------------------------------------------------------------
 
-def _download(store: Store, registry: Registry, repo: str, layers: list[_Layer], view: TransferView
-              ) -> list[StagedLayer]:
+
+def _download(
+    store: Store, registry: Registry, repo: str, layers: list[_Layer], view: TransferView
+) -> list[StagedLayer]:
     """Download and unpack the layers concurrently; all staged, or none (the first error wins)."""
     unique = list({layer.diff_id: layer for layer in layers}.values())  # a layer may repeat
     for layer in unique:
@@ -179,18 +184,23 @@ def _download(store: Store, registry: Registry, repo: str, layers: list[_Layer],
         cancel.set()
         pool.shutdown(wait=True, cancel_futures=True)
         for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is None \
-                    and future.result() not in staged:
+            if (
+                future.done()
+                and not future.cancelled()
+                and future.exception() is None
+                and future.result() not in staged
+            ):
                 staged.append(future.result())
-        for layer in staged:
-            store.layers.discard(layer)
+        for unpacked in staged:
+            store.layers.discard(unpacked)
         raise
     pool.shutdown()
     return staged
 
 
-def _fetch_layer(store: Store, registry: Registry, repo: str, layer: _Layer, view: TransferView,
-                 cancel: threading.Event) -> StagedLayer:
+def _fetch_layer(
+    store: Store, registry: Registry, repo: str, layer: _Layer, view: TransferView, cancel: threading.Event
+) -> StagedLayer:
     from minirun.archive import HashingReader
 
     if cancel.is_set():
@@ -209,7 +219,9 @@ def _fetch_layer(store: Store, registry: Registry, repo: str, layer: _Layer, vie
                 raise MinirunError("pull cancelled") from exc
             # A corrupt blob makes a broken tar or gzip stream: the digest is the better reason.
             if _drain_quietly(reader) and not _matches(reader, layer):
-                raise LayerVerificationError(f"filesystem layer verification failed for digest {layer.digest}") from None
+                raise LayerVerificationError(
+                    f"filesystem layer verification failed for digest {layer.digest}"
+                ) from None
             raise MinirunError(f"layer {layer.digest}: {exc.message}") from exc
     finally:
         registry.release(response)
@@ -218,8 +230,9 @@ def _fetch_layer(store: Store, registry: Registry, repo: str, layer: _Layer, vie
             raise LayerVerificationError(f"filesystem layer verification failed for digest {layer.digest}")
         diff_id = staged.applied.diff_id  # type: ignore[union-attr]
         if diff_id != layer.diff_id:
-            raise LayerVerificationError(f"layer {layer.digest}: its content has diff_id {diff_id}, "
-                                         f"the image config says {layer.diff_id}")
+            raise LayerVerificationError(
+                f"layer {layer.digest}: its content has diff_id {diff_id}, the image config says {layer.diff_id}"
+            )
     except BaseException:
         store.layers.discard(staged)
         raise
@@ -267,6 +280,7 @@ class _Bounded:
 
 # -- where blobs live, for push's cross-repository mounts --------------------------------------
 
+
 def _remember_sources(store: Store, host: str, repo: str, layers: list[_Layer], config: dict) -> None:
     """Blobs pushed by minirun are uncompressed (digest = diff_id); a pulled blob of that form can
     be mounted into another repository of this registry instead of uploaded again."""
@@ -274,4 +288,3 @@ def _remember_sources(store: Store, host: str, repo: str, layers: list[_Layer], 
 
     digests = [layer.digest for layer in layers if layer.digest == layer.diff_id] + [config["digest"]]
     blobsources.remember(store, host, repo, digests)
-

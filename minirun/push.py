@@ -6,6 +6,7 @@ repository has it, mounted from a sibling repository when the store knows one th
 uploaded otherwise. Then the config (its exact bytes: the image id is their digest) and an OCI
 manifest, under the tag.
 """
+
 from __future__ import annotations
 
 import io
@@ -53,8 +54,12 @@ def push(store: Store, text: str, insecure: bool = False, view: TransferView | N
     diff_ids = list(dict.fromkeys(image.diff_ids))
     mounts = {d: blobsources.sources(store, host, d, repo) for d in diff_ids + [image.id]}
     mount_scopes = sorted({f"repository:{source}:pull" for found in mounts.values() for source in found})
-    registry = Registry(host, insecure=insecure, credentials=credentials.lookup(host),
-                        scopes=[f"repository:{repo}:pull,push", *mount_scopes])
+    registry = Registry(
+        host,
+        insecure=insecure,
+        credentials=credentials.lookup(host),
+        scopes=[f"repository:{repo}:pull,push", *mount_scopes],
+    )
     try:
         registry.ping()  # authenticate once, before the workers start
         top_first = list(reversed(diff_ids))  # docker lists the newest layer first
@@ -81,19 +86,25 @@ def push(store: Store, text: str, insecure: bool = False, view: TransferView | N
     return PushResult(tag=tag, digest=digest, size=len(manifest))
 
 
-def _push_layer(store: Store, registry: Registry, repo: str, diff_id: str, sources: list[str],
-                view: TransferView) -> None:
+def _push_layer(
+    store: Store, registry: Registry, repo: str, diff_id: str, sources: list[str], view: TransferView
+) -> None:
     short = _short(diff_id)
     if registry.blob_size(repo, diff_id) is not None:
         view.layer_status(short, "Layer already exists")
         return
     size = store.layers.tar_size(diff_id)
     view.layer_started(short, size)
-    mounted = registry.upload_blob(repo, diff_id, size, lambda: store.layers.open_tar(diff_id), sources,
-                                   progress=lambda n: view.layer_progress(short, n))
+    mounted = registry.upload_blob(
+        repo,
+        diff_id,
+        size,
+        lambda: store.layers.open_tar(diff_id),
+        sources,
+        progress=lambda n: view.layer_progress(short, n),
+    )
     view.layer_status(short, f"Mounted from {mounted}" if mounted else "Pushed")
 
 
 def _short(digest: str) -> str:
     return digest.split(":", 1)[1][:12]
-

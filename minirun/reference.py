@@ -1,4 +1,5 @@
 """Docker image references (`[domain[:port]/]path[:tag][@digest]`), parsed by docker's grammar."""
+
 from __future__ import annotations
 
 import re

@@ -10,6 +10,7 @@ loopback hosts, as docker does.
 Nothing here verifies content: callers hash what they read and compare with the digests they asked
 for (a registry is trusted with nothing).
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,7 +21,8 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from typing import BinaryIO, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import BinaryIO
 
 from minirun.errors import MinirunError, NotFound
 
@@ -101,13 +103,14 @@ class TransferView:
 def _hostname(host: str) -> str:
     """`host:port` or `[v6]:port` without the port and brackets."""
     if host.startswith("["):
-        return host[1:host.index("]")] if "]" in host else host
+        return host[1 : host.index("]")] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 class Registry:
-    def __init__(self, host: str, insecure: bool = False, credentials: tuple[str, str] | None = None,
-                 scopes: Iterable[str] = ()) -> None:
+    def __init__(
+        self, host: str, insecure: bool = False, credentials: tuple[str, str] | None = None, scopes: Iterable[str] = ()
+    ) -> None:
         self.host = host
         self.scheme = "http" if uses_plain_http(host, insecure) else "https"
         self.credentials = credentials
@@ -190,8 +193,15 @@ class Registry:
             response.close()
             self._drop_connection()
 
-    def upload_blob(self, repo: str, digest: str, size: int, open_data: Callable[[], BinaryIO],
-                    mount_from: Iterable[str] = (), progress: Callable[[int], None] | None = None) -> str:
+    def upload_blob(
+        self,
+        repo: str,
+        digest: str,
+        size: int,
+        open_data: Callable[[], BinaryIO],
+        mount_from: Iterable[str] = (),
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
         """Put a blob into `repo`: mounted from another repository of this registry when one of
         `mount_from` has it (returns that repository), else uploaded from `open_data()` (returns
         ""), monolithically or in chunks by size. `open_data` is called again for a retry."""
@@ -222,14 +232,22 @@ class Registry:
     # -- uploads ------------------------------------------------------------------------
     def _start_upload(self, repo: str) -> str:
         path = f"/v2/{repo}/blobs/uploads/"
-        response = self._done(self._call("POST", path, {"Content-Length": "0"}, body=b""), "POST", path, expected=(202,))
+        response = self._done(
+            self._call("POST", path, {"Content-Length": "0"}, body=b""), "POST", path, expected=(202,)
+        )
         location = response.getheader("Location")
         if not location:
             raise RegistryError(f"POST {self.url(path)}: the registry gave no upload location")
         return location
 
-    def _upload_monolithic(self, location: str, digest: str, size: int, open_data: Callable[[], BinaryIO],
-                           progress: Callable[[int], None] | None) -> None:
+    def _upload_monolithic(
+        self,
+        location: str,
+        digest: str,
+        size: int,
+        open_data: Callable[[], BinaryIO],
+        progress: Callable[[int], None] | None,
+    ) -> None:
         target = _with_query(location, digest=digest)
         with open_data() as data:
             body = _Window(data, size, progress)
@@ -237,21 +255,31 @@ class Registry:
             response = self._done(self._call("PUT", target, headers, body=body), "PUT", target, expected=(201,))
         self._check_digest(response, digest)
 
-    def _upload_chunked(self, location: str, digest: str, size: int, open_data: Callable[[], BinaryIO],
-                        progress: Callable[[int], None] | None) -> None:
+    def _upload_chunked(
+        self,
+        location: str,
+        digest: str,
+        size: int,
+        open_data: Callable[[], BinaryIO],
+        progress: Callable[[int], None] | None,
+    ) -> None:
         with open_data() as data:
             offset = 0
             while offset < size:
                 count = min(CHUNK_SIZE, size - offset)
-                headers = {"Content-Type": "application/octet-stream", "Content-Length": str(count),
-                           "Content-Range": f"{offset}-{offset + count - 1}"}  # inclusive, no unit
+                headers = {
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(count),
+                    "Content-Range": f"{offset}-{offset + count - 1}",
+                }  # inclusive, no unit
                 response = self._call("PATCH", location, headers, body=_Window(data, count, progress))
                 self._done(response, "PATCH", location, expected=(202,))
                 location = response.getheader("Location") or location
                 offset += count
         target = _with_query(location, digest=digest)
-        response = self._done(self._call("PUT", target, {"Content-Length": "0"}, body=b""), "PUT", target,
-                              expected=(201,))
+        response = self._done(
+            self._call("PUT", target, {"Content-Length": "0"}, body=b""), "PUT", target, expected=(201,)
+        )
         self._check_digest(response, digest)
 
     @staticmethod
@@ -261,8 +289,9 @@ class Registry:
             raise RegistryError(f"the registry stored blob {digest} as {stored}")
 
     # -- requests, redirects and authentication -------------------------------------------
-    def _call(self, method: str, target: str, headers: dict[str, str] | None = None, body=None,
-              follow_redirects: bool = False) -> http.client.HTTPResponse:
+    def _call(
+        self, method: str, target: str, headers: dict[str, str] | None = None, body=None, follow_redirects: bool = False
+    ) -> http.client.HTTPResponse:
         """One request to this registry, authenticated; retried once after a 401 when the body
         can be sent again, and once on a keep-alive connection the server had closed."""
         response = self._send(method, target, headers, body, authorize=True)
@@ -271,13 +300,15 @@ class Registry:
             self._small_body(response)
             self._authenticate(challenge, f"{method} {self.url(_strip_query(target))}")
             if not _resendable(body):
-                raise Unauthorized("unauthorized: the registry asked for credentials again during an upload",
-                                   401, "UNAUTHORIZED")
+                raise Unauthorized(
+                    "unauthorized: the registry asked for credentials again during an upload", 401, "UNAUTHORIZED"
+                )
             response = self._send(method, target, headers, body, authorize=True)
             if response.status == 401:
                 text = _error_text(self._small_body(response), "authentication required")
-                raise Unauthorized(f"unauthorized: {text}" if not text.startswith("unauthorized") else text,
-                                   401, "UNAUTHORIZED")
+                raise Unauthorized(
+                    f"unauthorized: {text}" if not text.startswith("unauthorized") else text, 401, "UNAUTHORIZED"
+                )
         redirects = 0
         while follow_redirects and response.status in (301, 302, 303, 307, 308):
             redirects += 1
@@ -288,8 +319,9 @@ class Registry:
             response = self._follow(method, urllib.parse.urljoin(self.url(target), location))
         return response
 
-    def _send(self, method: str, target: str, headers: dict[str, str] | None, body, authorize: bool
-              ) -> http.client.HTTPResponse:
+    def _send(
+        self, method: str, target: str, headers: dict[str, str] | None, body, authorize: bool
+    ) -> http.client.HTTPResponse:
         all_headers = {"User-Agent": _USER_AGENT, **(headers or {})}
         if authorize and self._authorization:
             all_headers["Authorization"] = self._authorization
@@ -371,8 +403,9 @@ class Registry:
         finally:
             connection.close()
         if response.status in (401, 403):
-            raise Unauthorized(f"unauthorized: {_error_text(body, 'incorrect username or password')}",
-                               response.status, "UNAUTHORIZED")
+            raise Unauthorized(
+                f"unauthorized: {_error_text(body, 'incorrect username or password')}", response.status, "UNAUTHORIZED"
+            )
         if response.status != 200:
             raise RegistryError(f"GET {realm}: token server answered {response.status}", response.status)
         try:
@@ -384,15 +417,17 @@ class Registry:
             raise RegistryError(f"GET {realm}: the token server sent no token")
         return token
 
-    def _done(self, response: http.client.HTTPResponse, method: str, target: str,
-              expected: tuple[int, ...] = (200,)) -> http.client.HTTPResponse:
+    def _done(
+        self, response: http.client.HTTPResponse, method: str, target: str, expected: tuple[int, ...] = (200,)
+    ) -> http.client.HTTPResponse:
         """Check the status, then read the (small) body to its end so the connection is reusable."""
         self._check(response, method, target, expected)
         self._small_body(response)
         return response
 
-    def _check(self, response: http.client.HTTPResponse, method: str, path: str,
-               expected: tuple[int, ...] = (200,)) -> None:
+    def _check(
+        self, response: http.client.HTTPResponse, method: str, path: str, expected: tuple[int, ...] = (200,)
+    ) -> None:
         if response.status in expected:
             return
         body = self._small_body(response)

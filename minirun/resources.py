@@ -6,6 +6,7 @@ fields that were given are kept. `update` merges new values into that record.
 
 On the run path: only stdlib modules already loaded there (fractions only with --cpus).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,9 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 
 def add_options(p) -> None:
     """The six options on an argparse parser (run's); values stay text until parse_options."""
     p.add_argument("-m", "--memory", default=None, help="Memory limit")
-    p.add_argument("--memory-swap", default=None, help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+    p.add_argument(
+        "--memory-swap", default=None, help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap"
+    )
     p.add_argument("--cpus", default=None, help="Number of CPUs")
     p.add_argument("-c", "--cpu-shares", default=None, help="CPU shares (relative weight)")
     p.add_argument("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1)")
@@ -123,7 +126,7 @@ def rational(text: str) -> tuple[int, int] | None:
             return None
         power += int(exponent)
     value = sign * int((whole or "0") + fraction)
-    return (value * 10 ** power, 1) if power >= 0 else (value, 10 ** -power)
+    return (value * 10**power, 1) if power >= 0 else (value, 10**-power)
 
 
 def _digits(text: str) -> bool:
@@ -147,8 +150,7 @@ def validate(resources: dict, ncpu: int | None = None, available: str | None = N
             raise UsageError(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
     pids = resources.get("PidsLimit")
     if pids is not None and pids > PIDS_MAX:  # (0 or less: unlimited, as docker has it)
-        raise UsageError(f"invalid --pids-limit {pids}: the kernel allows at most {PIDS_MAX} "
-                         "(0 or -1 for unlimited)")
+        raise UsageError(f"invalid --pids-limit {pids}: the kernel allows at most {PIDS_MAX} (0 or -1 for unlimited)")
     if resources.get("CpuShares", 0) < 0:
         raise UsageError(f"invalid CPU shares {resources['CpuShares']}: the minimum is 2 (0 for the default)")
     cpuset = resources.get("CpusetCpus")
@@ -180,8 +182,10 @@ def merged(current: dict, changes: dict, ncpu: int | None = None, available: str
     memory, swap = changes.get("Memory", 0), changes.get("MemorySwap", 0)
     if memory:
         if memory > result.get("MemorySwap", 0) > 0 and not swap:
-            raise UsageError("Memory limit should be smaller than already set memoryswap limit, "
-                             "update the memoryswap at the same time")
+            raise UsageError(
+                "Memory limit should be smaller than already set memoryswap limit, "
+                "update the memoryswap at the same time"
+            )
         result["Memory"] = memory
     if swap:
         result["MemorySwap"] = swap

@@ -1,5 +1,6 @@
 """`run`'s options, parsed without typer: the run path is timed, and typer alone costs ~80 ms of
 imports here. docker's spelling and meaning; errors are UsageError (exit 125)."""
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,12 @@ class RunOptions:
 
 
 def _parser() -> Parser:
-    p = Parser(prog="minirun run", add_help=False,
-                usage="minirun run [OPTIONS] IMAGE [COMMAND] [ARG...]",
-                description="Create and run a new container from an image.")
+    p = Parser(
+        prog="minirun run",
+        add_help=False,
+        usage="minirun run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+        description="Create and run a new container from an image.",
+    )
     p.add_argument("--help", action="help", help="Print usage")
     p.add_argument("-d", "--detach", action="store_true", help="Run container in background and print container ID")
     p.add_argument("--rm", action="store_true", help="Automatically remove the container when it exits")
@@ -52,8 +56,12 @@ def _parser() -> Parser:
     add_process_options(p)
     p.add_argument("-h", "--hostname", default="", help="Container host name")
     p.add_argument("-v", "--volume", action="append", default=[], help="Bind mount a volume (SRC:DST[:ro])")
-    p.add_argument("--tmpfs", action="append", default=[],
-                   help="Mount a tmpfs directory (TARGET[:size=..,mode=..,uid=..,gid=..,ro,exec,dev,suid])")
+    p.add_argument(
+        "--tmpfs",
+        action="append",
+        default=[],
+        help="Mount a tmpfs directory (TARGET[:size=..,mode=..,uid=..,gid=..,ro,exec,dev,suid])",
+    )
     p.add_argument("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
     p.add_argument("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
@@ -62,16 +70,30 @@ def _parser() -> Parser:
     p.add_argument("--cap-add", action="append", default=[], help="Add Linux capabilities (or ALL)")
     p.add_argument("--cap-drop", action="append", default=[], help="Drop Linux capabilities (or ALL)")
     p.add_argument("--privileged", action="store_true", help="Give extended privileges to this container")
-    p.add_argument("--security-opt", action="append", default=[],
-                   help="Security options (seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false])")
-    p.add_argument("--device", action="append", default=[],
-                   help="Add a host device to the container (HOST[:CONTAINER][:rwm])")
+    p.add_argument(
+        "--security-opt",
+        action="append",
+        default=[],
+        help="Security options (seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false])",
+    )
+    p.add_argument(
+        "--device", action="append", default=[], help="Add a host device to the container (HOST[:CONTAINER][:rwm])"
+    )
     p.add_argument("--log-driver", default=None, help="Logging driver for the container (json-file, local, none)")
     p.add_argument("--log-opt", action="append", default=[], help="Log driver options (max-size, max-file, compress)")
-    p.add_argument("--network", "--net", default=DEFAULT_NETWORK,
-                   help="Connect a container to a network (bridge, none, host, container:NAME, or a user network)")
-    p.add_argument("-p", "--publish", action="append", default=[],
-                   help="Publish a container's port(s) to the host ([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])")
+    p.add_argument(
+        "--network",
+        "--net",
+        default=DEFAULT_NETWORK,
+        help="Connect a container to a network (bridge, none, host, container:NAME, or a user network)",
+    )
+    p.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        help="Publish a container's port(s) to the host ([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])",
+    )
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
     return p
@@ -88,10 +110,26 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
 
     check_targets([target for _, target, _ in volumes] + [t.partition(":")[0] for t in tmpfs])
     opts = RunOptions(
-        image=ns.image, command=list(ns.command), rm=ns.rm, detach=ns.detach, name=ns.name, env=env, workdir=ns.workdir,
-        user=ns.user, hostname=ns.hostname, volumes=volumes, tmpfs=tmpfs, read_only=ns.read_only,
-        entrypoint=ns.entrypoint, interactive=ns.interactive, tty=ns.tty, network=ns.network, publish=publish,
-        resources=resource_options(ns), privileged=ns.privileged, log_driver=ns.log_driver,
+        image=ns.image,
+        command=list(ns.command),
+        rm=ns.rm,
+        detach=ns.detach,
+        name=ns.name,
+        env=env,
+        workdir=ns.workdir,
+        user=ns.user,
+        hostname=ns.hostname,
+        volumes=volumes,
+        tmpfs=tmpfs,
+        read_only=ns.read_only,
+        entrypoint=ns.entrypoint,
+        interactive=ns.interactive,
+        tty=ns.tty,
+        network=ns.network,
+        publish=publish,
+        resources=resource_options(ns),
+        privileged=ns.privileged,
+        log_driver=ns.log_driver,
     )
     if ns.log_opt:
         from minirun.logconfig import parse_opts
@@ -100,8 +138,10 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
     if ns.cap_add or ns.cap_drop or ns.security_opt:
         from minirun.runtime import privileges
 
-        opts.cap_add, opts.cap_drop = (privileges.normalize_capabilities(ns.cap_add),
-                                       privileges.normalize_capabilities(ns.cap_drop))
+        opts.cap_add, opts.cap_drop = (
+            privileges.normalize_capabilities(ns.cap_add),
+            privileges.normalize_capabilities(ns.cap_drop),
+        )
         opts.security_opt = privileges.parse_security_opts(ns.security_opt)
     if ns.device:
         from minirun.runtime.devices import parse_device
@@ -114,9 +154,16 @@ def validate_hostname(hostname: str) -> None:
     """RFC 1123 names only: the hostname lands in the container's /etc/hosts and in the kernel
     (sethostname takes at most 64 bytes)."""
     labels = hostname.split(".")
-    if hostname and (len(hostname) > 64 or not all(
-            0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
-            and all(c.isascii() and (c.isalnum() or c == "-") for c in label) for label in labels)):
+    if hostname and (
+        len(hostname) > 64
+        or not all(
+            0 < len(label) <= 63
+            and label[0] != "-"
+            and label[-1] != "-"
+            and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+            for label in labels
+        )
+    ):
         raise UsageError(f"invalid hostname format: {hostname!r}")
 
 
@@ -126,7 +173,7 @@ def parse_network_options(network: str, hostname: str, publish: list[str]) -> li
     if not network:
         raise UsageError("invalid network: an empty name")
     if network.startswith("container:"):
-        if not network[len("container:"):]:
+        if not network[len("container:") :]:
             raise UsageError("invalid network mode: container: needs a container name or ID")
         if hostname:
             raise UsageError("conflicting options: hostname and the network mode")
@@ -160,7 +207,9 @@ def resource_options(ns) -> dict:
 
 def add_process_options(p: Parser) -> None:
     """The options `run` and `exec` share for the process they start."""
-    p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables (K=V, or K from the host)")
+    p.add_argument(
+        "-e", "--env", action="append", default=[], help="Set environment variables (K=V, or K from the host)"
+    )
     p.add_argument("--env-file", action="append", default=[], help="Read in a file of environment variables")
     p.add_argument("-w", "--workdir", default="", help="Working directory inside the container")
     p.add_argument("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
@@ -224,7 +273,9 @@ def parse_volume(spec: str) -> tuple[str, str, bool]:
         raise UsageError(f"invalid volume specification: '{spec}'")
     source, target = parts
     if not source.startswith("/"):
-        raise UsageError(f"invalid volume specification: '{spec}': named volumes are not supported, SRC must be an absolute host path")
+        raise UsageError(
+            f"invalid volume specification: '{spec}': named volumes are not supported, SRC must be an absolute host path"
+        )
     if not target.startswith("/") or target == "/":
         raise UsageError(f"invalid volume specification: '{spec}': destination must be an absolute path other than /")
     if not os.path.exists(source):

@@ -5,6 +5,7 @@ online CPUs. MEM USAGE leaves out the inactive file cache, as docker counts it; 
 memory limit, or the host's memory without one. NET I/O is PID 1's network namespace
 (/proc/PID/net/dev, loopback left out); BLOCK I/O the cgroup's bytes read and written.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,9 @@ def row(container, before: Sample, after: Sample, no_trunc: bool = False, host_m
     usage = after.usage
     if usage is None:
         return [ident, container.name, "0.00%", "0B / 0B", "0.00%", "0B / 0B", "0B / 0B", "0"]
-    cpu = cpu_percent(before.usage["cpu_ns"] if before.usage else 0, usage["cpu_ns"],
-                      before.system_ns, after.system_ns, online_cpus())
+    cpu = cpu_percent(
+        before.usage["cpu_ns"] if before.usage else 0, usage["cpu_ns"], before.system_ns, after.system_ns, online_cpus()
+    )
     limit = usage["memory_limit"]
     host = host_memory if host_memory is not None else host_memory_bytes()
     if not limit or (host and limit > host):
@@ -47,9 +49,16 @@ def row(container, before: Sample, after: Sample, no_trunc: bool = False, host_m
     memory = usage["memory"]
     percent = memory / limit * 100 if limit else 0.0
     rx, tx = after.net
-    return [ident, container.name, f"{cpu:.2f}%", f"{bytes_size(memory)} / {bytes_size(limit)}", f"{percent:.2f}%",
-            f"{human_size(rx)} / {human_size(tx)}", f"{human_size(usage['blk_read'])} / {human_size(usage['blk_write'])}",
-            str(usage["pids"])]
+    return [
+        ident,
+        container.name,
+        f"{cpu:.2f}%",
+        f"{bytes_size(memory)} / {bytes_size(limit)}",
+        f"{percent:.2f}%",
+        f"{human_size(rx)} / {human_size(tx)}",
+        f"{human_size(usage['blk_read'])} / {human_size(usage['blk_write'])}",
+        str(usage["pids"]),
+    ]
 
 
 def cpu_percent(cpu_before: int, cpu_after: int, system_before: int, system_after: int, cpus: int) -> float:
@@ -66,7 +75,7 @@ def bytes_size(n: float) -> str:
     while size >= 1024 and unit < len(_BINARY_UNITS) - 1:
         size /= 1024
         unit += 1
-    return "%.4g%s" % (size, _BINARY_UNITS[unit])
+    return f"{size:.4g}{_BINARY_UNITS[unit]}"
 
 
 def human_size(n: float) -> str:

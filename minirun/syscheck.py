@@ -13,11 +13,13 @@ Each finding says what is wrong with what; `--repair` removes what is orphaned o
 use (a damaged tag file is moved aside, never thrown away) and reports each repair. Things that
 may belong to another store on the same host (a cgroup with processes, a veth) are only reported.
 """
+
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 from minirun.errors import DamagedRecord, MinirunError, NotFound
 
@@ -25,7 +27,7 @@ from minirun.errors import DamagedRecord, MinirunError, NotFound
 class Finding:
     __slots__ = ("what", "repair")
 
-    def __init__(self, what: str, repair: Callable[[], None] | None = None) -> None:
+    def __init__(self, what: str, repair: Callable[[], object] | None = None) -> None:
         self.what, self.repair = what, repair
 
 
@@ -42,6 +44,7 @@ def check(store, verify_layers: bool = True) -> tuple[list[Finding], dict[str, i
 
 # -- images -------------------------------------------------------------------------------------------
 
+
 def _check_images(store, findings: list[Finding], counts: dict[str, int]) -> set[str]:
     images = store.images
     used: set[str] = set()
@@ -51,15 +54,20 @@ def _check_images(store, findings: list[Finding], counts: dict[str, int]) -> set
         try:
             image = images.get(image_id)
         except DamagedRecord as exc:
-            findings.append(Finding(f"damaged image {image_id}: {exc.message}",
-                                    lambda i=image_id: _delete_image(store, i)))
+            findings.append(
+                Finding(f"damaged image {image_id}: {exc.message}", partial(_delete_image, store, image_id))
+            )
             continue
         except NotFound:
             continue
         missing = [d for d in image.diff_ids if not store.layers.exists(d)]
         if missing:
-            findings.append(Finding(f"broken image {image_id}: its layer {missing[0]} is not in the store",
-                                    lambda i=image_id: _delete_image(store, i)))
+            findings.append(
+                Finding(
+                    f"broken image {image_id}: its layer {missing[0]} is not in the store",
+                    partial(_delete_image, store, image_id),
+                )
+            )
             continue
         present.add(image_id)
         used.update(image.diff_ids)
@@ -70,8 +78,12 @@ def _check_images(store, findings: list[Finding], counts: dict[str, int]) -> set
         return used
     for name, target in sorted(tags.items()):
         if target not in present:
-            findings.append(Finding(f"tag {name} names image {target}, which is not in the store",
-                                    lambda n=name: _locked(store, lambda: images.untag(n))))
+            findings.append(
+                Finding(
+                    f"tag {name} names image {target}, which is not in the store",
+                    partial(_locked, store, partial(images.untag, name)),
+                )
+            )
     return used
 
 
@@ -91,12 +103,13 @@ def _listing(directory: str) -> list[str]:
         return []
 
 
-def _locked(store, work: Callable[[], None]) -> None:
+def _locked(store, work: Callable[[], object]) -> None:
     with store.locked():
         work()
 
 
 # -- layers -------------------------------------------------------------------------------------------
+
 
 def _check_layers(store, findings: list[Finding], counts: dict[str, int], used: set[str], verify: bool) -> None:
     from minirun.store.fsutil import remove_tree
@@ -106,12 +119,18 @@ def _check_layers(store, findings: list[Finding], counts: dict[str, int], used: 
     for name in _listing(layers.dir):
         path = os.path.join(layers.dir, name)
         if name.startswith(TMP_PREFIX):
-            findings.append(Finding(f"unfinished layer {path} (a load, pull, build or commit cut short)",
-                                    lambda: _locked(store, layers.sweep)))
+            findings.append(
+                Finding(
+                    f"unfinished layer {path} (a load, pull, build or commit cut short)",
+                    lambda: _locked(store, layers.sweep),
+                )
+            )
             continue
         diff_id = "sha256:" + name
         if not os.path.exists(os.path.join(path, "meta.json")):
-            findings.append(Finding(f"layer debris {path} (no record)", lambda p=path: _locked(store, lambda: remove_tree(p))))
+            findings.append(
+                Finding(f"layer debris {path} (no record)", partial(_locked, store, partial(remove_tree, path)))
+            )
             continue
         counts["layers"] += 1
         problem = _layer_problem(layers, diff_id, verify)
@@ -119,12 +138,16 @@ def _check_layers(store, findings: list[Finding], counts: dict[str, int], used: 
             continue
         what = f"damaged layer {diff_id}: {problem}" if problem else f"unused layer {diff_id} (no image has it)"
         users = _images_using(store, diff_id) if problem else []
-        findings.append(Finding(what + (f"; images using it: {', '.join(users)}" if users else ""),
-                                lambda d=diff_id, u=users: _remove_layer(store, d, u)))
+        findings.append(
+            Finding(
+                what + (f"; images using it: {', '.join(users)}" if users else ""),
+                partial(_remove_layer, store, diff_id, users),
+            )
+        )
     for link in _listing(layers.links):
         full = os.path.join(layers.links, link)
         if not os.path.exists(full):
-            findings.append(Finding(f"dangling link {full}", lambda p=full: os.unlink(p)))
+            findings.append(Finding(f"dangling link {full}", partial(os.unlink, full)))
 
 
 def _layer_problem(layers, diff_id: str, verify: bool) -> str | None:
@@ -147,6 +170,7 @@ def _images_using(store, diff_id: str) -> list[str]:
 
 def _remove_layer(store, diff_id: str, images: list[str]) -> None:
     """A layer no image can use any more, with the images that would be broken without it."""
+
     def work() -> None:
         for image_id in images:
             if store.containers_using(image_id):
@@ -158,6 +182,7 @@ def _remove_layer(store, diff_id: str, images: list[str]) -> None:
 
 
 # -- containers ---------------------------------------------------------------------------------------
+
 
 def _check_containers(store, findings: list[Finding], counts: dict[str, int]) -> set[str]:
     """Every container of the store (and its cgroups); returns their ids, whose cgroups the host
@@ -172,25 +197,31 @@ def _check_containers(store, findings: list[Finding], counts: dict[str, int]) ->
         path = os.path.join(containers.dir, name)
         if len(name) != 64 or not os.path.exists(os.path.join(path, "config.json")):
             known.add(name)  # its cgroups go with it
-            findings.append(Finding(f"container debris {path} (no record)",
-                                    lambda p=path, i=name: _remove_debris(store, p, i)))
+            findings.append(Finding(f"container debris {path} (no record)", partial(_remove_debris, store, path, name)))
             continue
         counts["containers"] += 1
         known.add(name)
         container = containers.load_or_dead(name)
         state = container.state
         if lifecycle.is_dead(container):
-            findings.append(Finding(f"dead container {name}: {state.get('Error')}",
-                                    lambda c=container: lifecycle.remove(containers, c, force=True)))
+            findings.append(
+                Finding(
+                    f"dead container {name}: {state.get('Error')}",
+                    partial(lifecycle.remove, containers, container, force=True),
+                )
+            )
             continue
         if state.get("Status") == "running":
             pid1 = is_alive(state.get("Pid", 0), state.get("PidStartTime"))
             if not pid1 and not is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")):
-                findings.append(Finding(f"container {name} is recorded as running but its processes are gone",
-                                        lambda c=container: _record_exit(containers, c)))
+                findings.append(
+                    Finding(
+                        f"container {name} is recorded as running but its processes are gone",
+                        partial(_record_exit, containers, container),
+                    )
+                )
         elif cgroups.existing_paths(name):
-            findings.append(Finding(f"stopped container {name} still has cgroups",
-                                    lambda i=name: _remove_cgroups(i)))
+            findings.append(Finding(f"stopped container {name} still has cgroups", partial(_remove_cgroups, name)))
         if container.config.image and container.config.image not in store.images.ids():
             findings.append(Finding(f"container {name} uses image {container.config.image}, which is not in the store"))
     return known
@@ -219,6 +250,7 @@ def _remove_cgroups(container_id: str) -> None:
 
 # -- what minirun keeps on the host ----------------------------------------------------------------------
 
+
 def _check_host(store, findings: list[Finding], known: set[str]) -> None:
     _check_cgroups(findings, known)
     _check_bookings(store, findings)
@@ -243,11 +275,24 @@ def _check_cgroups(findings: list[Finding], known: set[str]) -> None:
                 found.setdefault(container_id, []).append(f"{parent}/{container_id}")
     for container_id, paths in sorted(found.items()):
         if any(cgroups.members(path) for path in paths):
-            findings.append(Finding(f"cgroups of {container_id} hold processes but no running container of this "
-                                    "store (another store's?)"))
+            findings.append(
+                Finding(
+                    f"cgroups of {container_id} hold processes but no running container of this "
+                    "store (another store's?)"
+                )
+            )
         else:
-            findings.append(Finding(f"empty cgroups of {container_id} in {len(paths)} hierarchies (no running container)",
-                                    lambda p=paths: [_rmdir(path) for path in p] and None))
+            findings.append(
+                Finding(
+                    f"empty cgroups of {container_id} in {len(paths)} hierarchies (no running container)",
+                    partial(_rmdir_all, paths),
+                )
+            )
+
+
+def _rmdir_all(paths: list[str]) -> None:
+    for path in paths:
+        _rmdir(path)
 
 
 def _rmdir(path: str) -> None:
@@ -272,8 +317,12 @@ def _check_bookings(store, findings: list[Finding]) -> None:
             owner = entry.get("store", "/nonexistent")
             record = os.path.join(owner, "containers", entry.get("container", "-"), "config.json")
             if (owner == store.root or not os.path.isdir(owner)) and not os.path.exists(record):
-                findings.append(Finding(f"address {entry['ip']} on {bridge} is booked for a container that is gone",
-                                        lambda b=book, e=entry: _release(b, e)))
+                findings.append(
+                    Finding(
+                        f"address {entry['ip']} on {bridge} is booked for a container that is gone",
+                        partial(_release, book, entry),
+                    )
+                )
 
 
 def _release(book, entry: dict) -> None:
@@ -292,8 +341,13 @@ def _check_ports(findings: list[Finding]) -> None:
         proto, host_ip, host_port, address, port = element
         if portmap.in_use(address):
             continue
-        findings.append(Finding(f"published port {host_ip or '0.0.0.0'}:{host_port}/{proto} leads to {address}:{port}, "
-                                "whose container is not running", lambda a=address: portmap.unpublish(a)))
+        findings.append(
+            Finding(
+                f"published port {host_ip or '0.0.0.0'}:{host_port}/{proto} leads to {address}:{port}, "
+                "whose container is not running",
+                partial(portmap.unpublish, address),
+            )
+        )
 
 
 def _check_mounts(store, findings: list[Finding]) -> None:
@@ -303,11 +357,16 @@ def _check_mounts(store, findings: list[Finding]) -> None:
         points = [line.split()[1] for line in f]
     for point in reversed(points):
         if point == store.root or point.startswith(store.root + "/"):
-            findings.append(Finding(f"mount on the host at {point} (the store's mounts live in containers' namespaces)",
-                                    lambda p=point: linux.umount2(p, linux.MNT_DETACH)))
+            findings.append(
+                Finding(
+                    f"mount on the host at {point} (the store's mounts live in containers' namespaces)",
+                    partial(linux.umount2, point, linux.MNT_DETACH),
+                )
+            )
 
 
 # -- the verb -----------------------------------------------------------------------------------------------
+
 
 def run_check(store, repair: bool, verify_layers: bool = True) -> tuple[list[str], int]:
     """Lines to print and the exit code: 0 when nothing is wrong (or everything was repaired)."""

@@ -1,9 +1,10 @@
 """Docker-style tables drawn with rich: columns as docker's tabwriter lays them out
 (min width 10, padding 3, no borders), so scripts that parse docker's output parse ours."""
+
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -20,6 +20,7 @@ Semantics chosen where formats leave room (as Go's archive/tar, which containerd
 - end of archive: the first all-zero block, or the end of the input exactly where a header would
   start (no end marker, as tarfile and Go accept); an input of zero bytes is not an archive.
 """
+
 from __future__ import annotations
 
 import struct
@@ -68,12 +69,38 @@ class Source(Protocol):
 class TarMember:
     """One member, as a layer needs it. `offset` is where its data starts in the input."""
 
-    __slots__ = ("name", "type", "mode", "uid", "gid", "size", "mtime_ns", "linkname",
-                 "devmajor", "devminor", "offset", "xattrs", "origin")
+    __slots__ = (
+        "name",
+        "type",
+        "mode",
+        "uid",
+        "gid",
+        "size",
+        "mtime_ns",
+        "linkname",
+        "devmajor",
+        "devminor",
+        "offset",
+        "xattrs",
+        "origin",
+    )
 
-    def __init__(self, name: str, type: bytes, mode: int, uid: int, gid: int, size: int, mtime_ns: int,
-                 linkname: str, devmajor: int, devminor: int, offset: int,
-                 xattrs: dict[str, bytes] | None, origin: object = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        type: bytes,
+        mode: int,
+        uid: int,
+        gid: int,
+        size: int,
+        mtime_ns: int,
+        linkname: str,
+        devmajor: int,
+        devminor: int,
+        offset: int,
+        xattrs: dict[str, bytes] | None,
+        origin: object = None,
+    ) -> None:
         self.name, self.type, self.mode, self.uid, self.gid = name, type, mode, uid, gid
         self.size, self.mtime_ns, self.linkname = size, mtime_ns, linkname
         self.devmajor, self.devminor, self.offset = devmajor, devminor, offset
@@ -150,7 +177,7 @@ def _pax_records(data: bytes, start: int) -> dict[bytes, bytes]:
         record_end = pos + int(length_field)
         if record_end > end or record_end < space + 4 or data[record_end - 1] != 0x0A:
             raise BadArchive(f"invalid PAX header at offset {start}: bad record framing")
-        key, equals, value = data[space + 1:record_end - 1].partition(b"=")
+        key, equals, value = data[space + 1 : record_end - 1].partition(b"=")
         if not key or not equals:
             raise BadArchive(f"invalid PAX header at offset {start}: record without a keyword")
         records[key] = value
@@ -210,7 +237,7 @@ class HeaderReader:
         self.start = start
         self.pos = start  # where the next header block starts
 
-    def __iter__(self) -> "HeaderReader":
+    def __iter__(self) -> HeaderReader:
         return self
 
     def __next__(self) -> TarMember:
@@ -234,6 +261,7 @@ class HeaderReader:
         read_at = self.source.read_at
         pax: dict[bytes, bytes] | None = None
         long_name = long_link = None
+        type_ = b""
         while True:
             at = self.pos
             block = read_at(at, BLOCK)
@@ -245,16 +273,36 @@ class HeaderReader:
                 if not block and at == self.start:
                     raise BadArchive("empty file: not a tar archive")
                 return None
-            (name, mode, uid, gid, size, mtime, chksum, type_, linkname, magic, _version, _uname, _gname,
-             devmajor, devminor, prefix) = _USTAR.unpack(block)
+            (
+                name,
+                mode,
+                uid,
+                gid,
+                size,
+                mtime,
+                chksum,
+                type_,
+                linkname,
+                magic,
+                _version,
+                _uname,
+                _gname,
+                devmajor,
+                devminor,
+                prefix,
+            ) = _USTAR.unpack(block)
             if block[100:156].translate(None, _OCTAL_TEXT):  # not plain octal text: the careful way
                 mode_n, uid_n, gid_n, size_n, mtime_n, chksum_n = _careful_numbers(block, at)
             else:
                 try:  # int() takes surrounding spaces, no sign nor "_" (filtered out above) nor inner space
                     mode_n, uid_n, gid_n, size_n, mtime_n, chksum_n = (
-                        int(mode.partition(b"\0")[0], 8), int(uid.partition(b"\0")[0], 8),
-                        int(gid.partition(b"\0")[0], 8), int(size.partition(b"\0")[0], 8),
-                        int(mtime.partition(b"\0")[0], 8), int(chksum.partition(b"\0")[0], 8))
+                        int(mode.partition(b"\0")[0], 8),
+                        int(uid.partition(b"\0")[0], 8),
+                        int(gid.partition(b"\0")[0], 8),
+                        int(size.partition(b"\0")[0], 8),
+                        int(mtime.partition(b"\0")[0], 8),
+                        int(chksum.partition(b"\0")[0], 8),
+                    )
                 except ValueError:  # an empty field, an inner space, an 8 or a 9
                     mode_n, uid_n, gid_n, size_n, mtime_n, chksum_n = _careful_numbers(block, at)
             if not _checksum_ok(block, chksum_n):
@@ -267,8 +315,11 @@ class HeaderReader:
                 kind = kinds[type_]
                 data = self._extended(at, data_at, size_n, kind)
                 self.pos = data_at + (-size_n % BLOCK) + size_n
-                if (type_ == b"x" and pax is not None) or (type_ == b"L" and long_name is not None) \
-                        or (type_ == b"K" and long_link is not None):
+                if (
+                    (type_ == b"x" and pax is not None)
+                    or (type_ == b"L" and long_name is not None)
+                    or (type_ == b"K" and long_link is not None)
+                ):
                     raise BadArchive(f"refusing a second {kind} for one member at offset {at}")
                 if type_ == b"x":
                     pax = _pax_records(data, at)
@@ -325,5 +376,17 @@ class HeaderReader:
             size_n = 0
         data_at = at + BLOCK
         self.pos = data_at + (-size_n % BLOCK) + size_n
-        return TarMember(_text(raw_name), type_, mode_n, uid_n, gid_n, size_n, mtime_ns, _text(raw_link),
-                         major_n, minor_n, data_at, xattrs)
+        return TarMember(
+            _text(raw_name),
+            type_,
+            mode_n,
+            uid_n,
+            gid_n,
+            size_n,
+            mtime_ns,
+            _text(raw_link),
+            major_n,
+            minor_n,
+            data_at,
+            xattrs,
+        )

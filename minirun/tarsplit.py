@@ -10,6 +10,7 @@ dirs never change (overlay writes go to uppers), so the contents are still there
 File format (zlib, level 1): MAGIC, then records: `R` + u32 length + bytes, or
 `F` + u64 size + u16 path length + path (relative to the layer's diff dir).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,7 +86,7 @@ class LayerTarReader(io.RawIOBase):
         self._diff_id = diff_id
         self._hasher = hashlib.sha256()
         self._records = _read_records(split_path, diff_id)
-        self._current: io.BufferedIOBase | bytes | None = None
+        self._current: io.RawIOBase | io.BufferedIOBase | bytes | None = None
         self._left = 0  # bytes still to come from the current file
         self._raw = memoryview(b"")
         self._done = False
@@ -93,7 +94,7 @@ class LayerTarReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf) -> int:
         while True:
             if self._raw:
                 n = min(len(buf), len(self._raw))
@@ -122,7 +123,9 @@ class LayerTarReader(io.RawIOBase):
             self._done = True
             digest = "sha256:" + self._hasher.hexdigest()
             if digest != self._diff_id:
-                raise MinirunError(f"layer {self._diff_id} cannot be exported: its files changed (rebuilt tar is {digest})")
+                raise MinirunError(
+                    f"layer {self._diff_id} cannot be exported: its files changed (rebuilt tar is {digest})"
+                )
             return False
         kind, value, path = record
         if kind == _RAW:
@@ -136,7 +139,9 @@ class LayerTarReader(io.RawIOBase):
         try:
             fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
-            raise MinirunError(f"layer {self._diff_id} cannot be exported: {os.fsdecode(path)}: {exc.strerror}") from None
+            raise MinirunError(
+                f"layer {self._diff_id} cannot be exported: {os.fsdecode(path)}: {exc.strerror}"
+            ) from None
         self._current = open(fd, "rb", buffering=0)
         self._left = size
 

@@ -12,13 +12,14 @@ minirun mounts with redirect_dir and metacopy off, so every layer is searched by
 Nothing here writes: the layer dirs are read through dir fds opened with O_NOFOLLOW, so a symlink
 inside a layer (even a running container's upper) never leads the walk onto the host.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 from minirun.changes import OPAQUE_XATTR
 from minirun.errors import MinirunError, UsageError
@@ -106,10 +107,17 @@ class Trace:
             "Path": self.path,
             "ResolvedPath": self.resolved,
             "Symlinks": [{"Path": h.path, "Target": h.target, "Layer": h.layer} for h in self.hops],
-            "Layers": [{
-                "Layer": r.layer, "DiffID": r.diff_id, "CreatedBy": r.created_by, "Action": r.action,
-                "Detail": r.detail, "Entry": _entry_json(r.entry),
-            } for r in self.rows],
+            "Layers": [
+                {
+                    "Layer": r.layer,
+                    "DiffID": r.diff_id,
+                    "CreatedBy": r.created_by,
+                    "Action": r.action,
+                    "Detail": r.detail,
+                    "Entry": _entry_json(r.entry),
+                }
+                for r in self.rows
+            ],
             "Exists": self.exists,
             "ServedBy": self.served_by,
             "DeletedBy": self.deleted_by,
@@ -419,7 +427,7 @@ def trace(layers: list[TraceLayer], path: str) -> Trace:
         if not final:
             stoppers.append((scan.end, scan.end_why, at))
         why = _cut_text(scan, at, layers[scan.end].label, final)
-        for index in candidates[candidates.index(scan.end) + 1:]:
+        for index in candidates[candidates.index(scan.end) + 1 :]:
             hidden_by.setdefault(index, (scan.end, why))
 
     # The parents, from the root down: which layers still take part, and who cut the others off.
@@ -478,8 +486,10 @@ def trace(layers: list[TraceLayer], path: str) -> Trace:
     for index, why, at in sorted(stoppers):
         if action[index] != PASSES:
             continue
-        hid_something = any(hidden_by.get(i, (-1, ""))[0] == index and merged.entry(i, parts) is not None
-                            for i in range(index + 1, count))
+        hid_something = any(
+            hidden_by.get(i, (-1, ""))[0] == index and merged.entry(i, parts) is not None
+            for i in range(index + 1, count)
+        )
         on_top = merged.scan(at).top == index
         if not exists and deleted_by is None and ((why == "whiteout" and on_top) or hid_something):
             action[index], detail[index] = HIDES, _hide_text(why, at, parts, on_top)
@@ -487,27 +497,41 @@ def trace(layers: list[TraceLayer], path: str) -> Trace:
         else:
             detail[index] = _stopper_note(why, at)
 
-    rows = [TraceRow(layers[i].label, layers[i].diff_id, layers[i].created_by, action[i], detail.get(i, ""),
-                     merged.entry(i, parts)) for i in range(count)]
+    rows = [
+        TraceRow(
+            layers[i].label,
+            layers[i].diff_id,
+            layers[i].created_by,
+            action[i],
+            detail.get(i, ""),
+            merged.entry(i, parts),
+        )
+        for i in range(count)
+    ]
     served: list[str] = []
     if final.answer == "dir":
         served = [layers[i].label for i in final.contributors]
     elif final.answer == "nondir" and final.top is not None:
         served = [layers[final.top].label]
     verdict = _verdict(layers, merged, shown, parts, final, deleted_by, deleted_how, parent_ok)
-    return Trace(asked, shown, hops, rows, verdict, exists, served,
-                 layers[deleted_by].label if deleted_by is not None else None)
+    return Trace(
+        asked, shown, hops, rows, verdict, exists, served, layers[deleted_by].label if deleted_by is not None else None
+    )
 
 
-def _describe_dir(merged: _Merged, final: _Scan, parts: tuple[str, ...], action: dict[int, str],
-                  detail: dict[int, str]) -> None:
+def _describe_dir(
+    merged: _Merged, final: _Scan, parts: tuple[str, ...], action: dict[int, str], detail: dict[int, str]
+) -> None:
     """A dir's rows: how many of the merged entries each contributing layer provides."""
     total, provided, whiteouts = _dir_contents(merged, final.contributors, parts)
     several = len(final.contributors) > 1
     for index in final.contributors:
         action[index] = MERGES if several else SERVES
-        text = (f"{detail[index]}, {provided.get(index, 0)} of {_entries(total)}" if several
-                else f"{detail[index]}, {_entries(total)}")
+        text = (
+            f"{detail[index]}, {provided.get(index, 0)} of {_entries(total)}"
+            if several
+            else f"{detail[index]}, {_entries(total)}"
+        )
         if whiteouts.get(index):
             text += f", {whiteouts[index]} whiteout" + ("s" if whiteouts[index] > 1 else "")
         detail[index] = text
@@ -517,8 +541,9 @@ def _describe_dir(merged: _Merged, final: _Scan, parts: tuple[str, ...], action:
         detail[final.end] += ": nothing below shows"
 
 
-def _dir_contents(merged: _Merged, contributors: list[int], parts: tuple[str, ...]
-                  ) -> tuple[int, dict[int, int], dict[int, int]]:
+def _dir_contents(
+    merged: _Merged, contributors: list[int], parts: tuple[str, ...]
+) -> tuple[int, dict[int, int], dict[int, int]]:
     """(visible entries, entries each layer provides, whiteouts each layer applies): the
     topmost layer holding a name decides it, as in a listing of the merged dir."""
     owner: dict[str, tuple[int, bool]] = {}
@@ -579,11 +604,21 @@ def _hidden_how(why: str, at: Sequence[str], on_top: bool) -> str:
 
 def _stopper_note(why: str, at: Sequence[str]) -> str:
     where = _show(at)
-    return {"opaque": f"(opaque dir {where})", "whiteout": f"(whiteout at {where})"}.get(why, f"({where} is a {why} here)")
+    return {"opaque": f"(opaque dir {where})", "whiteout": f"(whiteout at {where})"}.get(
+        why, f"({where} is a {why} here)"
+    )
 
 
-def _verdict(layers: list[TraceLayer], merged: _Merged, shown: str, parts: tuple[str, ...], final: _Scan,
-             deleted_by: int | None, deleted_how: str, parent_ok: bool) -> str:
+def _verdict(
+    layers: list[TraceLayer],
+    merged: _Merged,
+    shown: str,
+    parts: tuple[str, ...],
+    final: _Scan,
+    deleted_by: int | None,
+    deleted_how: str,
+    parent_ok: bool,
+) -> str:
     def who(index: int) -> str:
         layer = layers[index]
         return f"{_name(layer.label)} ({layer.created_by})" if layer.created_by else _name(layer.label)
@@ -593,13 +628,16 @@ def _verdict(layers: list[TraceLayer], merged: _Merged, shown: str, parts: tuple
         if len(final.contributors) == 1:
             return f"{shown}: a directory of {_entries(total)}, served by {who(final.top)}"
         names = ", ".join(layers[i].label for i in final.contributors)
-        return (f"{shown}: a directory of {_entries(total)} merged from {len(final.contributors)} layers "
-                f"({names}); mode and owner from {_name(layers[final.top].label)}")
+        return (
+            f"{shown}: a directory of {_entries(total)} merged from {len(final.contributors)} layers "
+            f"({names}); mode and owner from {_name(layers[final.top].label)}"
+        )
     if final.answer == "nondir" and final.top is not None:
         entry = merged.entry(final.top, parts)
         assert entry is not None
         what = {"file": f"a file ({human_size(entry.size)})", "symlink": f"a symlink -> {entry.target}"}.get(
-            entry.kind, f"a {entry.kind}")
+            entry.kind, f"a {entry.kind}"
+        )
         return f"{shown}: {what}, served by {who(final.top)}"
     if deleted_by is not None:
         return f"{shown} does not exist in the merged view: " + deleted_how.format(who(deleted_by))
@@ -608,8 +646,10 @@ def _verdict(layers: list[TraceLayer], merged: _Merged, shown: str, parts: tuple
             scan = merged.scan(parts[:depth])
             entry = merged.entry(scan.top, parts[:depth]) if scan.top is not None else None
             if scan.answer == "nondir" and scan.top is not None and entry is not None:
-                return (f"{shown} does not exist in the merged view: {_show(parts[:depth])} is a {entry.kind}, "
-                        f"not a directory; served by {who(scan.top)}")
+                return (
+                    f"{shown} does not exist in the merged view: {_show(parts[:depth])} is a {entry.kind}, "
+                    f"not a directory; served by {who(scan.top)}"
+                )
     return f"{shown} does not exist in the merged view: no layer has it"
 
 

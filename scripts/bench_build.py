@@ -21,6 +21,7 @@ Also checked, not timed: the cached rebuild says `Using cache` for every step an
 container, and nothing is left mounted. Exits 0 whatever the figures; 1 if a command failed or
 something was left behind. Standard library only; run as root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (shared helpers of the start benchmark)
+    PODMAN_GLOBAL,
+    PODMAN_RUN,
+    CommandFailed,
     defer_signals,
-    PODMAN_GLOBAL, PODMAN_RUN, CommandFailed, fix_hybrid_cgroups, minirun_env, prepare_rootfs, prepare_tools,
-    remove_side_paths, remove_temp_dir, run, side_paths_present, tail, unfix_hybrid_cgroups, version,
+    fix_hybrid_cgroups,
+    minirun_env,
+    prepare_rootfs,
+    prepare_tools,
+    remove_side_paths,
+    remove_temp_dir,
+    run,
+    side_paths_present,
+    tail,
+    unfix_hybrid_cgroups,
+    version,
 )
 
 TARGET_STEPS_PER_S = 5.0
@@ -57,8 +70,9 @@ def containerfile(base: str, steps: int, empty: bool) -> str:
 class Builder:
     """One tool's build commands for the two Containerfiles."""
 
-    def __init__(self, label: str, base_cmd: list[str], env: dict[str, str] | None, tmp: Path, base_image: str,
-                 steps: int) -> None:
+    def __init__(
+        self, label: str, base_cmd: list[str], env: dict[str, str] | None, tmp: Path, base_image: str, steps: int
+    ) -> None:
         self.label = label
         self.base_cmd = base_cmd
         self.env = env
@@ -80,8 +94,7 @@ class Builder:
         # untimed: the other tool's dirty pages must not be flushed by this one's fsyncs
         os.sync()
         t0 = time.perf_counter()
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           env=self.env, text=True)
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=self.env, text=True)
         elapsed = time.perf_counter() - t0
         if p.returncode != 0:
             raise CommandFailed(f"`{' '.join(cmd[-6:])}` exited {p.returncode}: {tail(p)}")
@@ -92,8 +105,14 @@ class Builder:
 class Minirun(Builder):
     def __init__(self, tmp: Path, steps: int) -> None:
         self.root = tmp / "store"
-        super().__init__("minirun", [sys.executable, "-c", MINIRUN_ENTRY, "--root", str(self.root)], minirun_env(),
-                         tmp, "busybox", steps)
+        super().__init__(
+            "minirun",
+            [sys.executable, "-c", MINIRUN_ENTRY, "--root", str(self.root)],
+            minirun_env(),
+            tmp,
+            "busybox",
+            steps,
+        )
 
     def prepare(self) -> None:
         run([*self.base_cmd, "history", "busybox"], env=self.env)  # builds the embedded image, untimed
@@ -110,8 +129,16 @@ class Minirun(Builder):
 class Podman(Builder):
     def __init__(self, binary: str, tmp: Path, steps: int, tar: Path) -> None:
         base = tmp / "podman"
-        self.glob = [binary, "--root", str(base / "root"), "--runroot", str(base / "run"), "--tmpdir",
-                     str(base / "tmp"), *PODMAN_GLOBAL]
+        self.glob = [
+            binary,
+            "--root",
+            str(base / "root"),
+            "--runroot",
+            str(base / "run"),
+            "--tmpdir",
+            str(base / "tmp"),
+            *PODMAN_GLOBAL,
+        ]
         self.tar = tar
         super().__init__("podman", self.glob, None, tmp, PODMAN_IMAGE, steps)
 
@@ -120,8 +147,19 @@ class Podman(Builder):
 
     def command(self, variant: str, cached: bool) -> list[str]:
         extra = [] if cached else ["--no-cache"]
-        return [*self.glob, "build", "--layers", *extra, "--pull=never", "--network", "none", *PODMAN_RUN,
-                "-t", f"localhost/bench-{variant}", str(self.contexts[variant])]
+        return [
+            *self.glob,
+            "build",
+            "--layers",
+            *extra,
+            "--pull=never",
+            "--network",
+            "none",
+            *PODMAN_RUN,
+            "-t",
+            f"localhost/bench-{variant}",
+            str(self.contexts[variant]),
+        ]
 
     def cleanup(self) -> list[str]:
         try:
@@ -147,8 +185,10 @@ def main() -> int:
     side_before = side_paths_present()
     podman_bin = shutil.which("podman")
     print(f"bench_build: {args.steps} trivial RUN steps, median wall time of {args.rounds} rounds, interleaved")
-    print(f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
-          f"Python {platform.python_version()} ({sys.executable})")
+    print(
+        f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
+        f"Python {platform.python_version()} ({sys.executable})"
+    )
     print("  podman      : " + (version([podman_bin, "--version"]) if podman_bin else "not installed"))
     sys.stdout.flush()
 
@@ -182,8 +222,10 @@ def main() -> int:
                         if t is minirun and cached:
                             hits = p.stdout.count("---> Using cache")
                             if hits != args.steps:
-                                checks.append(f"minirun cached rebuild ({variant}) used the cache for {hits} "
-                                              f"of {args.steps} steps")
+                                checks.append(
+                                    f"minirun cached rebuild ({variant}) used the cache for {hits} "
+                                    f"of {args.steps} steps"
+                                )
                                 failed = True
                             if minirun.leftovers():
                                 checks.append("minirun left containers behind")
@@ -204,8 +246,12 @@ def main() -> int:
         unfix_hybrid_cgroups(hybrid_fix)
 
     # -- the table
-    rows = [("changes-run", "build, every RUN a change (--no-cache)"), ("changes-cached", "rebuild, unchanged (cache)"),
-            ("empty-run", "build, every RUN empty (RUN true)"), ("empty-cached", "rebuild, unchanged (cache)")]
+    rows = [
+        ("changes-run", "build, every RUN a change (--no-cache)"),
+        ("changes-cached", "rebuild, unchanged (cache)"),
+        ("empty-run", "build, every RUN empty (RUN true)"),
+        ("empty-cached", "rebuild, unchanged (cache)"),
+    ]
     podman = next((t for t in tools if isinstance(t, Podman)), None)
     print()
     print(f"  {'what':<50}{'median s':>9}{'min':>8}{'steps/s':>9}{'×podman':>9}")
@@ -235,10 +281,18 @@ def main() -> int:
         rate = args.steps / statistics.median(first)
         verdict = "meets" if rate >= TARGET_STEPS_PER_S else "MISSES"
         cached = minirun.times.get("changes-cached")
-        share = f"; the cached rebuild takes {statistics.median(cached) / statistics.median(first):.0%} of it" if cached else ""
-        print(f"  minirun {rate:.1f} steps/s with a layer per step: {verdict} the {TARGET_STEPS_PER_S:.0f} steps/s target{share}")
-    print("  leftovers   : " + ("none (no mounts, containers or temp dirs remain)" if not leftovers
-                                else "; ".join(leftovers) + " (removed)"))
+        share = (
+            f"; the cached rebuild takes {statistics.median(cached) / statistics.median(first):.0%} of it"
+            if cached
+            else ""
+        )
+        print(
+            f"  minirun {rate:.1f} steps/s with a layer per step: {verdict} the {TARGET_STEPS_PER_S:.0f} steps/s target{share}"
+        )
+    print(
+        "  leftovers   : "
+        + ("none (no mounts, containers or temp dirs remain)" if not leftovers else "; ".join(leftovers) + " (removed)")
+    )
     return 1 if failed or leftovers else 0
 
 

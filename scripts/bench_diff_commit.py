@@ -39,6 +39,7 @@ after this script another benchmark that creates many files on the same filesyst
 A measurement, not a test: exits 0 whatever the figures, 1 if a command failed or something was
 left behind. Standard library only. Run as root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -107,14 +108,14 @@ class CommandFailed(Exception):
 
 # -- helpers -----------------------------------------------------------------------------------
 
+
 def tail(p: subprocess.CompletedProcess) -> str:
     text = ((p.stderr or "") + (p.stdout or "")).strip().splitlines()
     return " | ".join(text[-3:])[-400:] or "(no output)"
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, **kw)
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, **kw)
     if p.returncode != 0:
         raise CommandFailed(f"`{' '.join(cmd)}` exited {p.returncode}: {tail(p)}")
     return p
@@ -182,15 +183,20 @@ def parse_diff(text: str) -> dict[str, str]:
 
 # -- the work in the containers ----------------------------------------------------------------
 
+
 def diff_script(files: int) -> str:
-    return ("mkdir /data && cd /data && i=0; "
-            f"while [ $i -lt {files} ]; do echo $i > f$i; i=$((i+1)); done; "
-            "echo bench >> /etc/passwd && touch /etc/group && rm /bin/vi")
+    return (
+        "mkdir /data && cd /data && i=0; "
+        f"while [ $i -lt {files} ]; do echo $i > f$i; i=$((i+1)); done; "
+        "echo bench >> /etc/passwd && touch /etc/group && rm /bin/vi"
+    )
 
 
 def big_script(count: int) -> str:
-    return ("mkdir /big && i=0; "
-            f"while [ $i -lt {count} ]; do head -c {FILE_BYTES} /dev/urandom > /big/f$i || exit 1; i=$((i+1)); done")
+    return (
+        "mkdir /big && i=0; "
+        f"while [ $i -lt {count} ]; do head -c {FILE_BYTES} /dev/urandom > /big/f$i || exit 1; i=$((i+1)); done"
+    )
 
 
 class Row:
@@ -224,8 +230,10 @@ def table(rows: list[Row], base: Row | None, runs: int, base_label: str = "×min
     for r in rows:
         m = median(r.times)
         ratio = f"{m / b:9.2f}×" if m is not None and b else "        –"
-        print(f"  {r.label:<{w}}{fmt(m):>9}{fmt(min(r.times) if r.times else None):>8}"
-              f"{fmt(max(r.times) if r.times else None):>8}{ratio:>11}{len(r.times):>4}/{runs:<2}")
+        print(
+            f"  {r.label:<{w}}{fmt(m):>9}{fmt(min(r.times) if r.times else None):>8}"
+            f"{fmt(max(r.times) if r.times else None):>8}{ratio:>11}{len(r.times):>4}/{runs:<2}"
+        )
     for r in rows:
         for f in r.failures[:3]:
             print(f"  FAILED {r.label}: {f}")
@@ -233,8 +241,9 @@ def table(rows: list[Row], base: Row | None, runs: int, base_label: str = "×min
 
 def profile(py: str, env: dict[str, str], out: Path, args: list[str], title: str) -> None:
     t0 = time.perf_counter()
-    p = subprocess.run([py, "-c", PROFILE_WRAPPER, str(out), *args], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    p = subprocess.run(
+        [py, "-c", PROFILE_WRAPPER, str(out), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env
+    )
     wall = time.perf_counter() - t0
     print(f"\n  profile of {title}: {wall:.3f} s wall under cProfile, exit {p.returncode}")
     if not out.exists():
@@ -242,11 +251,12 @@ def profile(py: str, env: dict[str, str], out: Path, args: list[str], title: str
         return
     import io
     import pstats
+
     buf = io.StringIO()
     stats = pstats.Stats(str(out), stream=buf)
     stats.sort_stats("tottime").print_stats(15)
     lines = buf.getvalue().splitlines()
-    start = next((i for i, l in enumerate(lines) if "function calls" in l), 0)
+    start = next((i for i, text in enumerate(lines) if "function calls" in text), 0)
     for line in lines[start:]:
         if line.strip():
             print("    " + line.replace(str(REPO) + "/", "").rstrip())
@@ -254,14 +264,23 @@ def profile(py: str, env: dict[str, str], out: Path, args: list[str], title: str
 
 # -- main --------------------------------------------------------------------------------------
 
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=10, help="timed runs of each diff (default 10)")
     ap.add_argument("--files", type=int, default=10000, help="files the diff container writes (default 10000)")
-    ap.add_argument("--commit-runs", type=int, default=3, help="timed re-commit rounds after the first commit (default 3)")
-    ap.add_argument("--megabytes", type=int, default=300, help="MB the commit container writes, in 10 MB files (default 300)")
-    ap.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
-                    help="cProfile one diff and one commit: when a target is missed (auto), always or never")
+    ap.add_argument(
+        "--commit-runs", type=int, default=3, help="timed re-commit rounds after the first commit (default 3)"
+    )
+    ap.add_argument(
+        "--megabytes", type=int, default=300, help="MB the commit container writes, in 10 MB files (default 300)"
+    )
+    ap.add_argument(
+        "--profile",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="cProfile one diff and one commit: when a target is missed (auto), always or never",
+    )
     ap.add_argument("--dir", default="/var/tmp", help="where the temp dir goes (default /var/tmp)")
     args = ap.parse_args()
     if args.runs < 1 or args.files < 1 or args.commit_runs < 1 or args.megabytes < 10:
@@ -278,12 +297,17 @@ def main() -> int:
     nojournal = ext4_without_journal(Path(args.dir))
     fstype = run(["stat", "-f", "-c", "%T", args.dir]).stdout.strip()
     print(f"bench_diff_commit: `diff` after {args.files} new files, `commit` of {args.megabytes} MB of changes")
-    print(f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
-          f"Python {platform.python_version()} ({py})")
+    print(
+        f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
+        f"Python {platform.python_version()} ({py})"
+    )
     print(f"  podman      : {version([podman, '--version']) if podman else 'not installed'}")
     print(f"  tar         : {version(['tar', '--version'])}")
-    print(f"  work dir    : under {args.dir} ("
-          + (f"ext4 without a journal on {nojournal}" if nojournal else fstype) + "); nothing deleted before the end")
+    print(
+        f"  work dir    : under {args.dir} ("
+        + (f"ext4 without a journal on {nojournal}" if nojournal else fstype)
+        + "); nothing deleted before the end"
+    )
     print("  timed       : each command's wall time from this process (fork+exec+wait); interleaved, order rotating")
     sys.stdout.flush()
 
@@ -293,8 +317,20 @@ def main() -> int:
     M = [py, "-m", "minirun", "--root", str(store)]
     # podman refuses a runroot longer than 50 characters: its own short one on /run (a tmpfs)
     runroot = Path(tempfile.mkdtemp(prefix="mrb-podman-", dir="/run")) if podman else None
-    P = ([podman, "--root", str(tmp / "podman" / "root"), "--runroot", str(runroot),
-          "--tmpdir", str(tmp / "podman" / "tmp"), *PODMAN_GLOBAL] if podman else None)
+    P = (
+        [
+            podman,
+            "--root",
+            str(tmp / "podman" / "root"),
+            "--runroot",
+            str(runroot),
+            "--tmpdir",
+            str(tmp / "podman" / "tmp"),
+            *PODMAN_GLOBAL,
+        ]
+        if podman
+        else None
+    )
     cgroup_parent = f"/minirun-bench-{os.getpid()}"
     failed = False
     leftovers: list[str] = []
@@ -318,8 +354,10 @@ def main() -> int:
                 failed = True
 
         # == 1. diff ==================================================================
-        print(f"\n1. diff: a container wrote {args.files} files in /data, appended to /etc/passwd, "
-              "touched /etc/group, deleted /bin/vi")
+        print(
+            f"\n1. diff: a container wrote {args.files} files in /data, appended to /etc/passwd, "
+            "touched /etc/group, deleted /bin/vi"
+        )
         t, _ = timed([*M, "run", "--name", DIFF_NAME, "busybox", "sh", "-c", diff_script(args.files)], env=env)
         print(f"  minirun run (builds busybox, writes the files): {t:.2f} s")
         info = json.loads(run([*M, "inspect", DIFF_NAME], env=env).stdout)
@@ -328,8 +366,21 @@ def main() -> int:
         theirs = None
         if P:
             try:
-                t, _ = timed([*P, "run", "--name", DIFF_NAME, *PODMAN_RUN, "--cgroup-parent", cgroup_parent,
-                              PODMAN_IMAGE, "sh", "-c", diff_script(args.files)])
+                t, _ = timed(
+                    [
+                        *P,
+                        "run",
+                        "--name",
+                        DIFF_NAME,
+                        *PODMAN_RUN,
+                        "--cgroup-parent",
+                        cgroup_parent,
+                        PODMAN_IMAGE,
+                        "sh",
+                        "-c",
+                        diff_script(args.files),
+                    ]
+                )
                 print(f"  podman run (same work): {t:.2f} s")
                 theirs = run([*P, "diff", DIFF_NAME]).stdout
             except CommandFailed as e:
@@ -339,14 +390,18 @@ def main() -> int:
 
         # check the outputs
         a = parse_diff(mine)
-        print(f"  minirun diff : {len(mine.splitlines())} lines" +
-              ("" if len(mine.splitlines()) >= args.files else f"  FEWER THAN {args.files}"))
+        print(
+            f"  minirun diff : {len(mine.splitlines())} lines"
+            + ("" if len(mine.splitlines()) >= args.files else f"  FEWER THAN {args.files}")
+        )
         if len(mine.splitlines()) < args.files:
             failed = True
         if theirs is not None:
             b = parse_diff(theirs)
-            print(f"  podman diff  : {len(theirs.splitlines())} lines" +
-                  ("" if len(theirs.splitlines()) >= args.files else f"  FEWER THAN {args.files}"))
+            print(
+                f"  podman diff  : {len(theirs.splitlines())} lines"
+                + ("" if len(theirs.splitlines()) >= args.files else f"  FEWER THAN {args.files}")
+            )
             only_a = sorted(a.keys() - b.keys())
             only_b = sorted(b.keys() - a.keys())
             kinds = sorted(p for p in a.keys() & b.keys() if a[p] != b[p])
@@ -378,8 +433,10 @@ def main() -> int:
             diff_rows.append(cmd_row("podman diff", [*P, "diff", DIFF_NAME]))
         diff_rows += [
             Row("floor: os.walk of the upper (in process)", walk_here),
-            cmd_row("floor: python -S -c 'os.walk(upper)'",
-                    [py, "-S", "-c", f"import os\nfor _ in os.walk({upper!r}): pass"]),
+            cmd_row(
+                "floor: python -S -c 'os.walk(upper)'",
+                [py, "-S", "-c", f"import os\nfor _ in os.walk({upper!r}): pass"],
+            ),
             cmd_row("python -c 'import minirun.cli' (typer path)", [py, "-c", "import minirun.cli"], env=env),
         ]
         interleave(diff_rows, args.runs, stop)
@@ -395,8 +452,21 @@ def main() -> int:
         podman_big = False
         if P:
             try:
-                t, _ = timed([*P, "run", "--name", BIG_NAME, *PODMAN_RUN, "--cgroup-parent", cgroup_parent,
-                              PODMAN_IMAGE, "sh", "-c", big_script(count)])
+                t, _ = timed(
+                    [
+                        *P,
+                        "run",
+                        "--name",
+                        BIG_NAME,
+                        *PODMAN_RUN,
+                        "--cgroup-parent",
+                        cgroup_parent,
+                        PODMAN_IMAGE,
+                        "sh",
+                        "-c",
+                        big_script(count),
+                    ]
+                )
                 print(f"  podman run (same work): {t:.2f} s")
                 podman_big = True
             except CommandFailed as e:
@@ -415,8 +485,10 @@ def main() -> int:
         img = json.loads(run([*M, "inspect", "big:1"], env=env).stdout)[0]
         base = json.loads(run([*M, "inspect", "busybox"], env=env).stdout)[0]
         layers = len(img["RootFS"]["Layers"])
-        print(f"  minirun image: {image_id[:19]}…, {layers} layers (busybox has {len(base['RootFS']['Layers'])}), "
-              f"Size {img['Size'] / 1e6:.0f} MB")
+        print(
+            f"  minirun image: {image_id[:19]}…, {layers} layers (busybox has {len(base['RootFS']['Layers'])}), "
+            f"Size {img['Size'] / 1e6:.0f} MB"
+        )
         if layers != len(base["RootFS"]["Layers"]) + 1:
             notes.append("the committed image does not have exactly one more layer than busybox")
             failed = True
@@ -426,12 +498,15 @@ def main() -> int:
 
         commit_rows = [
             cmd_row("minirun commit (re-commit: layer exists)", [*M, "commit", BIG_NAME, "big:1"], env=env),
-            cmd_row("tar -c -f /dev/null -C UPPER . (no data read)",
-                    ["tar", "-c", "-f", "/dev/null", "-C", big_upper, "."]),
+            cmd_row(
+                "tar -c -f /dev/null -C UPPER . (no data read)", ["tar", "-c", "-f", "/dev/null", "-C", big_upper, "."]
+            ),
             Row("tar -c -f FILE -C UPPER . (same fs)", tar_file),
         ]
         if podman_big:
-            commit_rows.append(cmd_row("podman commit (again, same upper)", [*P, "commit", "--quiet", BIG_NAME, "localhost/big:1"]))
+            commit_rows.append(
+                cmd_row("podman commit (again, same upper)", [*P, "commit", "--quiet", BIG_NAME, "localhost/big:1"])
+            )
         interleave(commit_rows, args.commit_runs, stop, before=sync)
         tar_sizes = {f.stat().st_size for f in tars.iterdir()}
         if tar_sizes:
@@ -447,8 +522,11 @@ def main() -> int:
         mc = median(commit_rows[0].times)
         pc = median(commit_rows[-1].times) if podman_big else None
         pf = firsts.get("podman commit (first)")
-        commit_missed = mc is None or (pc is not None and mc > pc) or (
-            pf is not None and firsts["minirun commit (FIRST: new layer)"] > pf)
+        commit_missed = (
+            mc is None
+            or (pc is not None and mc > pc)
+            or (pf is not None and firsts["minirun commit (FIRST: new layer)"] > pf)
+        )
     except KeyboardInterrupt:
         print("interrupted; cleaning up; the figures below are partial", file=sys.stderr)
         failed = True
@@ -465,11 +543,15 @@ def main() -> int:
         pm = median(diff_rows[1].times) if len(diff_rows) > 1 and diff_rows[1].label == "podman diff" else None
         if m is not None and pm:
             verdict = "within" if m <= DIFF_TARGET_RATIO * pm else "OVER"
-            print(f"  minirun diff {m:.3f} s = {m / pm:.2f}× podman's {pm:.3f} s: {verdict} the "
-                  f"{DIFF_TARGET_RATIO}× target ({DIFF_TARGET_RATIO * pm:.3f} s)")
+            print(
+                f"  minirun diff {m:.3f} s = {m / pm:.2f}× podman's {pm:.3f} s: {verdict} the "
+                f"{DIFF_TARGET_RATIO}× target ({DIFF_TARGET_RATIO * pm:.3f} s)"
+            )
     if commit_rows:
-        print(f"\n  commit of {args.megabytes} MB, first commit once, then {args.commit_runs} interleaved rounds "
-              "(sync before each command, untimed):")
+        print(
+            f"\n  commit of {args.megabytes} MB, first commit once, then {args.commit_runs} interleaved rounds "
+            "(sync before each command, untimed):"
+        )
         for label, t in firsts.items():
             print(f"  {label:<46}{fmt(t):>9}")
         tar_row = commit_rows[2]
@@ -477,8 +559,10 @@ def main() -> int:
         tf = median(tar_row.times)
         first = firsts.get("minirun commit (FIRST: new layer)")
         if tf and first is not None:
-            print(f"  minirun first commit = {first / tf:.2f}× tar -c FILE; re-commit = "
-                  + (f"{median(commit_rows[0].times) / tf:.2f}×" if commit_rows[0].times else "–"))
+            print(
+                f"  minirun first commit = {first / tf:.2f}× tar -c FILE; re-commit = "
+                + (f"{median(commit_rows[0].times) / tf:.2f}×" if commit_rows[0].times else "–")
+            )
         pf = firsts.get("podman commit (first)")
         if pf and first is not None:
             print(f"  minirun first commit = {first / pf:.2f}× podman's first commit ({pf:.3f} s)")
@@ -492,17 +576,34 @@ def main() -> int:
     sys.stdout.flush()
 
     if not stop and (args.profile == "always" or (args.profile == "auto" and (diff_missed or commit_missed))):
-        why = "always" if args.profile == "always" else (
-            "diff " + ("missed" if diff_missed else "met") + " its target, commit "
-            + ("slower than podman's" if commit_missed else "not slower than podman's"))
+        why = (
+            "always"
+            if args.profile == "always"
+            else (
+                "diff "
+                + ("missed" if diff_missed else "met")
+                + " its target, commit "
+                + ("slower than podman's" if commit_missed else "not slower than podman's")
+            )
+        )
         print(f"\n3. profiles (cProfile, top 15 by tottime; {why}):")
         try:
             if diff_rows:
-                profile(py, env, tmp / "diff.prof", ["--root", str(store), "diff", DIFF_NAME],
-                        "one `minirun diff` (output discarded)")
+                profile(
+                    py,
+                    env,
+                    tmp / "diff.prof",
+                    ["--root", str(store), "diff", DIFF_NAME],
+                    "one `minirun diff` (output discarded)",
+                )
             if commit_rows:
-                profile(py, env, tmp / "commit.prof", ["--root", str(store), "commit", BIG_NAME, "big:1"],
-                        "one `minirun commit` (a re-commit; every thread's time merged, tottime sums threads)")
+                profile(
+                    py,
+                    env,
+                    tmp / "commit.prof",
+                    ["--root", str(store), "commit", BIG_NAME, "big:1"],
+                    "one `minirun commit` (a re-commit; every thread's time merged, tottime sums threads)",
+                )
         except OSError as e:
             print(f"  profiling failed: {e}")
 
@@ -553,8 +654,14 @@ def main() -> int:
     for p in SIDE_PATHS:
         if p not in side_before and os.path.lexists(p):
             shutil.rmtree(p, ignore_errors=True)
-    print("\n  leftovers   : " + ("none (no containers, images, mounts, cgroups or temp dirs remain)"
-                                if not leftovers else "; ".join(leftovers)))
+    print(
+        "\n  leftovers   : "
+        + (
+            "none (no containers, images, mounts, cgroups or temp dirs remain)"
+            if not leftovers
+            else "; ".join(leftovers)
+        )
+    )
     return 1 if failed or leftovers else 0
 
 

@@ -10,6 +10,7 @@
 
 A measurement, not a test: exits 0 whatever the figures, non-zero only if a command failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,7 @@ def du_kib(path: str) -> int:
 
 
 def minirun(root: str, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "minirun", "--root", root, *args], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "minirun", "--root", root, *args], check=True, stdout=subprocess.DEVNULL)
 
 
 def disk_per_container(root: str, count: int) -> float:
@@ -65,8 +65,22 @@ def podman_disk_per_container(work: str, count: int) -> float | None:
         subprocess.run(["sync"])
         before = du_kib(storage)
         for _ in range(count):
-            subprocess.run([*base, "create", "--network", "none", "--ulimit", "nofile=20000:20000",
-                            "--ulimit", "nproc=4096:4096", "bench-busybox", "true"], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    *base,
+                    "create",
+                    "--network",
+                    "none",
+                    "--ulimit",
+                    "nofile=20000:20000",
+                    "--ulimit",
+                    "nproc=4096:4096",
+                    "bench-busybox",
+                    "true",
+                ],
+                check=True,
+                capture_output=True,
+            )
         subprocess.run(["sync"])
         return (du_kib(storage) - before) / count
     finally:
@@ -133,7 +147,9 @@ def main() -> int:
         s, b = statistics.median(small), statistics.median(big)
         print(f"start, median of {args.runs} interleaved `run --rm IMAGE true`:")
         print(f"  busybox ({du_kib(size_root) // 1024} MiB store)   {s * 1000:6.1f} ms")
-        print(f"  big ({args.layers + 1} layers, {args.megabytes} MB)      {b * 1000:6.1f} ms   ratio {b / s:.2f}x (target <= 1.1x)")
+        print(
+            f"  big ({args.layers + 1} layers, {args.megabytes} MB)      {b * 1000:6.1f} ms   ratio {b / s:.2f}x (target <= 1.1x)"
+        )
         return 0
     except subprocess.CalledProcessError as exc:
         print(f"command failed: {exc.cmd}: exit {exc.returncode}", file=sys.stderr)

@@ -19,6 +19,7 @@ A peer that fails to prepare is reported and skipped; everything created is remo
 (containers, mounts, cgroups, temp dirs) and the leftovers line says so.
 Shares its helpers with scripts/bench_start.py. Standard library only. Run as root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
+    MNT_DETACH,
+    PODMAN_GLOBAL,
+    PODMAN_RUN,
+    CommandFailed,
+    cgroup_dirs,
+    cleanup_tools,
     defer_signals,
-    MNT_DETACH, PODMAN_GLOBAL, PODMAN_RUN, CommandFailed, cgroup_dirs, cleanup_tools, fix_hybrid_cgroups,
-    minirun_env, mount, prepare_bundle, prepare_rootfs, prepare_tools, remove_cgroups, remove_side_paths,
-    remove_temp_dir, run, side_paths_present, tail, time_round_robin, umount, unfix_hybrid_cgroups, version,
+    fix_hybrid_cgroups,
+    minirun_env,
+    mount,
+    prepare_bundle,
+    prepare_rootfs,
+    prepare_tools,
+    remove_cgroups,
+    remove_side_paths,
+    remove_temp_dir,
+    run,
+    side_paths_present,
+    tail,
+    time_round_robin,
+    umount,
+    unfix_hybrid_cgroups,
+    version,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,8 +86,7 @@ class Tool:
 
     def once(self) -> float:
         t0 = time.perf_counter()
-        p = subprocess.run(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           env=self.env, text=True)
+        p = subprocess.run(self.cmd, stdin=subprocess.DEVNULL, capture_output=True, env=self.env, text=True)
         t = time.perf_counter() - t0
         if p.returncode != 0:
             raise CommandFailed(f"exit {p.returncode}: {tail(p)}")
@@ -92,10 +111,13 @@ class Minirun(Tool):
 
     def prepare(self) -> None:
         run([sys.executable, "-m", "compileall", "-q", str(REPO / "minirun")])
-        self.proc = subprocess.Popen([*self.base, "run", "--name", "bench", "busybox", "sh", "-c",
-                                      "echo ready; exec " + " ".join(SLEEP)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=self.env)
+        self.proc = subprocess.Popen(
+            [*self.base, "run", "--name", "bench", "busybox", "sh", "-c", "echo ready; exec " + " ".join(SLEEP)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.env,
+        )
         # the first run also builds the busybox image: give it time
         if not select.select([self.proc.stdout], [], [], 120)[0] or self.proc.stdout.readline() != b"ready\n":
             raise CommandFailed(f"the container did not start: {self.proc.stderr.read1(4096)!r}")
@@ -157,23 +179,37 @@ class Runc(Tool):
         config = json.loads(config_path.read_text())
         config["process"]["args"] = SLEEP
         config_path.write_text(json.dumps(config, indent=2))
-        mount("overlay", str(self.bundle / "rootfs"), "overlay",
-              f"lowerdir={self.lower},upperdir={self.scratch / 'upper'},workdir={self.scratch / 'work'},index=off")
+        mount(
+            "overlay",
+            str(self.bundle / "rootfs"),
+            "overlay",
+            f"lowerdir={self.lower},upperdir={self.scratch / 'upper'},workdir={self.scratch / 'work'},index=off",
+        )
         self.mounted = True
         # detached, so its stdio must be none of ours (a pipe would stay open)
-        p = subprocess.run([self.binary, "--root", str(self.state), "run", "-d", self.id], cwd=self.bundle,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.run(
+            [self.binary, "--root", str(self.state), "run", "-d", self.id],
+            cwd=self.bundle,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if p.returncode != 0:
             raise CommandFailed(f"runc run -d exited {p.returncode}")
         self.once()
 
     def cleanup(self) -> None:
         if self.state.is_dir():
-            subprocess.run([self.binary, "--root", str(self.state), "delete", "--force", self.id],
-                           stdin=subprocess.DEVNULL, capture_output=True)
+            subprocess.run(
+                [self.binary, "--root", str(self.state), "delete", "--force", self.id],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+            )
             try:
-                listed = json.loads(run([self.binary, "--root", str(self.state), "list", "--format", "json"]).stdout
-                                    or "[]") or []
+                listed = (
+                    json.loads(run([self.binary, "--root", str(self.state), "list", "--format", "json"]).stdout or "[]")
+                    or []
+                )
             except (CommandFailed, ValueError, OSError):
                 listed = []
             self.left += [f"runc container {c['id']}" for c in listed]
@@ -189,8 +225,16 @@ class Podman(Tool):
     def __init__(self, binary: str, tmp: Path, tar: Path) -> None:
         super().__init__("podman exec true")
         base = tmp / "podman"
-        self.glob = [binary, "--root", str(base / "root"), "--runroot", str(base / "run"),
-                     "--tmpdir", str(base / "tmp"), *PODMAN_GLOBAL]
+        self.glob = [
+            binary,
+            "--root",
+            str(base / "root"),
+            "--runroot",
+            str(base / "run"),
+            "--tmpdir",
+            str(base / "tmp"),
+            *PODMAN_GLOBAL,
+        ]
         self.tar = tar
         self.cgroup_parent = f"/minirun-bench-{os.getpid()}"
         self.name = f"mrbx{os.getpid()}"
@@ -198,13 +242,28 @@ class Podman(Tool):
 
     def prepare(self) -> None:
         run([*self.glob, "import", "--quiet", str(self.tar), PODMAN_IMAGE])
-        run([*self.glob, "run", "-d", "--name", self.name, "--network", "none", *PODMAN_RUN,
-             "--cgroup-parent", self.cgroup_parent, PODMAN_IMAGE, *SLEEP])
+        run(
+            [
+                *self.glob,
+                "run",
+                "-d",
+                "--name",
+                self.name,
+                "--network",
+                "none",
+                *PODMAN_RUN,
+                "--cgroup-parent",
+                self.cgroup_parent,
+                PODMAN_IMAGE,
+                *SLEEP,
+            ]
+        )
         self.once()
 
     def cleanup(self) -> None:
-        subprocess.run([*self.glob, "rm", "--force", "--time", "0", self.name], stdin=subprocess.DEVNULL,
-                       capture_output=True)
+        subprocess.run(
+            [*self.glob, "rm", "--force", "--time", "0", self.name], stdin=subprocess.DEVNULL, capture_output=True
+        )
         try:
             ps = run([*self.glob, "ps", "--all", "--quiet"]).stdout.split()
         except (CommandFailed, OSError):
@@ -231,10 +290,14 @@ def main() -> int:
 
     side_before = side_paths_present()
     binaries = {n: shutil.which(n) for n in ("runc", "podman")}
-    print(f"bench_exec: `exec C true` into a running busybox container, median of {args.runs} runs each, "
-          "interleaved round-robin")
-    print(f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
-          f"Python {platform.python_version()} ({sys.executable})")
+    print(
+        f"bench_exec: `exec C true` into a running busybox container, median of {args.runs} runs each, "
+        "interleaved round-robin"
+    )
+    print(
+        f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
+        f"Python {platform.python_version()} ({sys.executable})"
+    )
     for n, b in binaries.items():
         print(f"  {n:<12}: " + (version([b, "--version"]) if b else "not installed"))
     sys.stdout.flush()
@@ -293,18 +356,28 @@ def main() -> int:
             continue
         med = statistics.median(t.times) if t.times else None
         ratio = f"{med / base:9.2f}×" if med is not None and base else "        –"
-        print(f"  {t.label:<{w}}{fmt(med):>9}{fmt(min(t.times) if t.times else None):>8}"
-              f"{fmt(max(t.times) if t.times else None):>8}{ratio:>10}{len(t.times):>4}/{args.runs}")
+        print(
+            f"  {t.label:<{w}}{fmt(med):>9}{fmt(min(t.times) if t.times else None):>8}"
+            f"{fmt(max(t.times) if t.times else None):>8}{ratio:>10}{len(t.times):>4}/{args.runs}"
+        )
     for t in tools:
         for f in t.failures[:3]:
             print(f"  FAILED {t.label}: {f}")
     print()
     if base is not None:
         for label, target in TARGETS:
-            print(f"  minirun exec {base * 1000:.0f} ms vs {label} {target * 1000:.0f} ms: "
-                  f"{'within' if base <= target else 'over'}")
-    print("  leftovers   : " + ("none (no containers, mounts, cgroups or temp dirs remain)" if not leftovers
-                                else "; ".join(leftovers) + " (removed)"))
+            print(
+                f"  minirun exec {base * 1000:.0f} ms vs {label} {target * 1000:.0f} ms: "
+                f"{'within' if base <= target else 'over'}"
+            )
+    print(
+        "  leftovers   : "
+        + (
+            "none (no containers, mounts, cgroups or temp dirs remain)"
+            if not leftovers
+            else "; ".join(leftovers) + " (removed)"
+        )
+    )
     return 1 if failed or leftovers else 0
 
 

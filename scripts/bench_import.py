@@ -14,6 +14,7 @@ under another name grows the store by less than 1% of the tar (one shared layer)
 This is a measurement, not a test: it exits 0 whatever the ratio, non-zero only if a command failed.
 Standard library only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,12 +48,45 @@ _WORDS = (
     "python perl gtk glib dbus udev systemd kernel mod driver audio video input codec cache "
     "config schema plugin theme icon data test example tool helper client server proto api"
 ).split()
-_EXTS = (".py", ".pyc", ".h", ".c", ".so", ".txt", ".conf", ".json", ".xml", ".mo", ".png",
-         ".gz", ".html", ".sh", ".pl", ".svg", ".desktop", ".md", "")
+_EXTS = (
+    ".py",
+    ".pyc",
+    ".h",
+    ".c",
+    ".so",
+    ".txt",
+    ".conf",
+    ".json",
+    ".xml",
+    ".mo",
+    ".png",
+    ".gz",
+    ".html",
+    ".sh",
+    ".pl",
+    ".svg",
+    ".desktop",
+    ".md",
+    "",
+)
 _BIN_DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin")
-_SEED_DIRS = ("usr/lib", "usr/lib/x86_64-linux-gnu", "usr/lib/python3/dist-packages",
-              "usr/share", "usr/share/doc", "usr/share/locale", "usr/include", "usr/local/lib",
-              "lib", "etc", "opt", "var/lib", "var/cache", "var/log", "home/user")
+_SEED_DIRS = (
+    "usr/lib",
+    "usr/lib/x86_64-linux-gnu",
+    "usr/lib/python3/dist-packages",
+    "usr/share",
+    "usr/share/doc",
+    "usr/share/locale",
+    "usr/include",
+    "usr/local/lib",
+    "lib",
+    "etc",
+    "opt",
+    "var/lib",
+    "var/cache",
+    "var/log",
+    "home/user",
+)
 _OWNERS = ((0, 0),) * 18 + ((1000, 1000), (33, 33), (0, 42), (100, 101))
 
 
@@ -143,8 +177,12 @@ def _plan(files: int, megabytes: int, seed: int):
         small_total = sum(sizes.values())
     remaining = max(0, budget - small_total)
     weights = [rng.uniform(0.5, 1.5) for _ in range(n_large)]
-    large_names = ("usr/lib/x86_64-linux-gnu/libbig{}.so.1", "var/lib/db/data{}.bin",
-                   "opt/app/model{}.bin", "usr/share/fonts/huge{}.ttc")
+    large_names = (
+        "usr/lib/x86_64-linux-gnu/libbig{}.so.1",
+        "var/lib/db/data{}.bin",
+        "opt/app/model{}.bin",
+        "usr/share/fonts/huge{}.ttc",
+    )
     for i, w in enumerate(weights):
         path = large_names[i % len(large_names)].format(i)
         add_dir(posixpath.dirname(path))
@@ -155,7 +193,7 @@ def _plan(files: int, megabytes: int, seed: int):
 
 def generate_tar(path: Path, files: int, megabytes: int, seed: int) -> dict[str, int]:
     dirs, entries, sizes = _plan(files, megabytes, seed)
-    rng = random.Random(seed + 1)      # metadata and link targets
+    rng = random.Random(seed + 1)  # metadata and link targets
     data_rng = random.Random(seed + 2)  # file contents (incompressible)
     base_mtime = 1_700_000_000
 
@@ -201,11 +239,11 @@ def generate_tar(path: Path, files: int, megabytes: int, seed: int) -> dict[str,
                     ti.mode = 0o777
                     r = rng.random()
                     target = rng.choice(all_paths)
-                    if r < 0.4:    # absolute: resolves inside the container
+                    if r < 0.4:  # absolute: resolves inside the container
                         ti.linkname = "/" + target
                     elif r < 0.9:  # relative
                         ti.linkname = posixpath.relpath(target, posixpath.dirname(p))
-                    else:          # dangling
+                    else:  # dangling
                         ti.linkname = f"../{_name(rng)}/missing"
                     counts["symlinks"] += 1
                 elif kind == "hardlink":
@@ -267,8 +305,9 @@ def tar_stats(path: Path) -> dict[str, int]:
 
 # -- running and timing -----------------------------------------------------------------------
 
+
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
     if p.returncode != 0:
         raise CommandFailed(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
     return p
@@ -314,7 +353,7 @@ def ext4_without_journal(path: Path) -> str | None:
         fields = line.split()
         if len(fields) < 10 or fields[2] != want or "-" not in fields:
             continue
-        rest = fields[fields.index("-") + 1:]
+        rest = fields[fields.index("-") + 1 :]
         if len(rest) >= 2 and rest[0] == "ext4":
             dev = os.path.basename(rest[1])
             jbd2 = Path("/proc/fs/jbd2")
@@ -359,12 +398,19 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=20000, help="non-directory members (default 20000)")
     ap.add_argument("--megabytes", type=int, default=300, help="tar size in MB of 10^6 bytes (default 300)")
     ap.add_argument("--runs", type=int, default=3, help="timed runs of each tool; the median counts (default 3)")
-    ap.add_argument("--dir", type=Path, default=Path("/var/tmp/minirun-bench"),
-                    help="work dir: holds the cached tar and, while running, the outputs (default /var/tmp/minirun-bench)")
+    ap.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("/var/tmp/minirun-bench"),
+        help="work dir: holds the cached tar and, while running, the outputs (default /var/tmp/minirun-bench)",
+    )
     ap.add_argument("--seed", type=int, default=20240601, help="seed of the generated tar")
-    ap.add_argument("--no-drop-caches", action="store_true",
-                    help="on an ext4 without a journal, do not drop the page cache once before the first run "
-                         "(see ext4_without_journal)")
+    ap.add_argument(
+        "--no-drop-caches",
+        action="store_true",
+        help="on an ext4 without a journal, do not drop the page cache once before the first run "
+        "(see ext4_without_journal)",
+    )
     args = ap.parse_args()
     if args.runs < 1 or args.files < 1 or args.megabytes < 1:
         ap.error("--files, --megabytes and --runs must be positive")
@@ -399,9 +445,11 @@ def main() -> int:
         keep_outputs = False  # not enough room: delete between runs, and say the times suffer
     nondir = counts["regular"] + counts["symlinks"] + counts["hardlinks"]
     print(f"  rootfs tar  : {tar_path} ({how})")
-    print(f"                {tar_size / 1e6:.1f} MB, {nondir:,} files + {counts['dirs']:,} dirs "
-          f"({counts['regular']:,} regular of which {counts['large']} ≥ 1 MB, "
-          f"{counts['symlinks']:,} symlinks, {counts['hardlinks']:,} hardlinks)")
+    print(
+        f"                {tar_size / 1e6:.1f} MB, {nondir:,} files + {counts['dirs']:,} dirs "
+        f"({counts['regular']:,} regular of which {counts['large']} ≥ 1 MB, "
+        f"{counts['symlinks']:,} symlinks, {counts['hardlinks']:,} hardlinks)"
+    )
     print("  method      : each run unpacks into a fresh dir on the same filesystem; runs alternate;")
     print("                `sync` runs before every timed run, so writeback from the previous run is")
     print("                not billed to the next; a run's own writeback is not in its time (the `sync`")
@@ -426,7 +474,7 @@ def main() -> int:
         else:
             print("                - caches not dropped (--no-drop-caches or not root): deletions made here")
             print("                  in the last ~6 minutes slow down the first runs.")
-    print(f"  commands    : tar -x -f TAR -C FRESH_DIR")
+    print("  commands    : tar -x -f TAR -C FRESH_DIR")
     print(f"                {py} -m minirun --root FRESH_ROOT import TAR bench")
     print(flush=True)
 
@@ -462,8 +510,10 @@ def main() -> int:
         med = {k: statistics.median(v) for k, v in times.items()}
         ratio = med["minirun"] / med["tar"]
         print()
-        print(f"  median      : tar -x {med['tar']:.2f} s, minirun import {med['minirun']:.2f} s "
-              f"(+sync medians: {statistics.median(after['tar']):.2f} s / {statistics.median(after['minirun']):.2f} s)")
+        print(
+            f"  median      : tar -x {med['tar']:.2f} s, minirun import {med['minirun']:.2f} s "
+            f"(+sync medians: {statistics.median(after['tar']):.2f} s / {statistics.median(after['minirun']):.2f} s)"
+        )
         verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
         print(f"  ratio       : minirun/tar = {ratio:.2f}x  (target <= {TARGET_RATIO:.1f}x: {verdict})")
 
@@ -478,8 +528,10 @@ def main() -> int:
         pct = (grown - before) / tar_size * 100
         ok = "ok" if pct < DEDUP_LIMIT_PCT else "FAILED"
         print(f"  dedup       : du -s of the root {before:,} B after the 1st import, {grown:,} B after a 2nd")
-        print(f"                import under another name (took {t2:.2f} s): grew {grown - before:,} B = "
-              f"{pct:.3f}% of the tar (must be < {DEDUP_LIMIT_PCT:.0f}%: {ok}); layer dirs: {n_layers}")
+        print(
+            f"                import under another name (took {t2:.2f} s): grew {grown - before:,} B = "
+            f"{pct:.3f}% of the tar (must be < {DEDUP_LIMIT_PCT:.0f}%: {ok}); layer dirs: {n_layers}"
+        )
     except CommandFailed as e:
         print(f"\nbench_import: command failed: {e}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ Timed (wall time of one command from this process, interleaved round-robin so no
 Everything created is removed at the end (containers, cgroups, temp dirs); the leftovers line says so.
 Shares its helpers with scripts/bench_start.py. Run as root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
-    CommandFailed, Podman, Tool, cgroup_dirs, cleanup_tools, defer_signals, fix_hybrid_cgroups, minirun_env,
-    prepare_rootfs, prepare_tools, remove_temp_dir, time_round_robin, unfix_hybrid_cgroups, version,
+    CommandFailed,
+    Podman,
+    Tool,
+    cgroup_dirs,
+    cleanup_tools,
+    defer_signals,
+    fix_hybrid_cgroups,
+    minirun_env,
+    prepare_rootfs,
+    prepare_tools,
+    remove_temp_dir,
+    time_round_robin,
+    unfix_hybrid_cgroups,
+    version,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,8 +54,11 @@ LIMITS = ["--memory", "64m", "--pids-limit", "100", "--cpus", "1", "--cpu-shares
 class Minirun(Tool):
     def __init__(self, root: Path, limits: bool):
         args = ["run", "--rm", "--network", "none", *(LIMITS if limits else []), "busybox", "true"]
-        super().__init__("minirun run --rm" + (" + limits" if limits else ""),
-                         [sys.executable, "-m", "minirun", "--root", str(root), *args], env=minirun_env())
+        super().__init__(
+            "minirun run --rm" + (" + limits" if limits else ""),
+            [sys.executable, "-m", "minirun", "--root", str(root), *args],
+            env=minirun_env(),
+        )
 
     def prepare(self) -> None:
         for _ in range(2):  # the first run builds the busybox image; then a warm-up
@@ -66,7 +82,7 @@ def cgroup_work(runs: int, through_procs: bool) -> list[float]:
     cgroups.remove, timed in this process, `runs` times."""
     from minirun.runtime import cgroups
 
-    resources = {"Memory": 64 << 20, "MemorySwap": 128 << 20, "PidsLimit": 100, "NanoCpus": 10 ** 9, "CpuShares": 512}
+    resources = {"Memory": 64 << 20, "MemorySwap": 128 << 20, "PidsLimit": 100, "NanoCpus": 10**9, "CpuShares": 512}
     times = []
     for _ in range(runs):
         cid = f"bench-{os.getpid()}-{os.urandom(8).hex()}"
@@ -167,8 +183,10 @@ def main() -> int:
             print(f"  {t.label:<52}  skipped: {t.skipped}")
             continue
         if t.times:
-            print(f"  {t.label:<52}{statistics.median(t.times):9.3f}{min(t.times):8.3f}{max(t.times):8.3f}"
-                  f"{len(t.times):>5}/{args.runs}")
+            print(
+                f"  {t.label:<52}{statistics.median(t.times):9.3f}{min(t.times):8.3f}{max(t.times):8.3f}"
+                f"{len(t.times):>5}/{args.runs}"
+            )
         for failure in t.failures[:3]:
             print(f"    failed: {failure}")
     for label, times in work.items():
@@ -178,7 +196,9 @@ def main() -> int:
         if plain.times and limited.times:
             delta = statistics.median(limited.times) - statistics.median(plain.times)
             print(f"  limits add  : {plain.label.split(' run')[0]} {delta * 1000:+.1f} ms (median difference)")
-    print(f"  leftovers   : {', '.join(leftovers) if leftovers else 'none (no containers, cgroups or temp dirs remain)'}")
+    print(
+        f"  leftovers   : {', '.join(leftovers) if leftovers else 'none (no containers, cgroups or temp dirs remain)'}"
+    )
     return 1 if failed or leftovers else 0
 
 

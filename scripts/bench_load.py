@@ -23,6 +23,7 @@ ext4_without_journal for why). Targets (issue 6): minirun <= 1.0x tar, <= 0.6x p
 This is a measurement, not a test: it exits 0 whatever the ratios, non-zero only if a command
 failed. Standard library only. Run as root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_import import (DROP_CACHES, GENERATOR_VERSION, CommandFailed, ext4_without_journal,  # noqa: E402
-                          generate_tar, minirun_env, read_through, run, sync)
+from bench_import import (  # noqa: E402
+    DROP_CACHES,
+    GENERATOR_VERSION,
+    CommandFailed,
+    ext4_without_journal,
+    generate_tar,
+    minirun_env,
+    read_through,
+    run,
+    sync,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 ARCHIVE_VERSION = 1  # bump when the archive layout changes
@@ -53,6 +63,7 @@ IMAGE = "bench/load:1"
 
 
 # -- the archive --------------------------------------------------------------------------------
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
@@ -75,30 +86,59 @@ def make_layers(work: Path, layers: int, files: int, megabytes: int, seed: int) 
 def make_archive(path: Path, layer_paths: list[Path]) -> str:
     """docker >= 25's save format around the layer tars; returns the image id (config digest)."""
     diff_ids = [sha256_file(p) for p in layer_paths]
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux", "created": "2024-06-01T00:00:00Z",
-        "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": "2024-06-01T00:00:00Z", "created_by": f"layer {i}"} for i in range(len(diff_ids))],
-    }, separators=(",", ":")).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "created": "2024-06-01T00:00:00Z",
+            "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created": "2024-06-01T00:00:00Z", "created_by": f"layer {i}"} for i in range(len(diff_ids))],
+        },
+        separators=(",", ":"),
+    ).encode()
     config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": p.stat().st_size}
-                   for d, p in zip(diff_ids, layer_paths)],
-    }, separators=(",", ":")).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": [
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": p.stat().st_size}
+                for d, p in zip(diff_ids, layer_paths)
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
     manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     blob = lambda digest: "blobs/sha256/" + digest.split(":")[1]  # noqa: E731
     small = {
         blob(config_digest): config,
         blob(manifest_digest): manifest,
-        "index.json": json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                                  "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                                 "digest": manifest_digest, "size": len(manifest),
-                                                 "annotations": {"io.containerd.image.name": "docker.io/" + IMAGE,
-                                                                 "org.opencontainers.image.ref.name": "1"}}]}).encode(),
-        "manifest.json": json.dumps([{"Config": blob(config_digest), "RepoTags": [IMAGE],
-                                      "Layers": [blob(d) for d in diff_ids]}]).encode(),
+        "index.json": json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [
+                    {
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": manifest_digest,
+                        "size": len(manifest),
+                        "annotations": {
+                            "io.containerd.image.name": "docker.io/" + IMAGE,
+                            "org.opencontainers.image.ref.name": "1",
+                        },
+                    }
+                ],
+            }
+        ).encode(),
+        "manifest.json": json.dumps(
+            [{"Config": blob(config_digest), "RepoTags": [IMAGE], "Layers": [blob(d) for d in diff_ids]}]
+        ).encode(),
         "oci-layout": b'{"imageLayoutVersion": "1.0.0"}',
         "repositories": json.dumps({IMAGE.split(":")[0]: {"1": diff_ids[-1].split(":")[1]}}).encode(),
     }
@@ -119,6 +159,7 @@ def make_archive(path: Path, layer_paths: list[Path]) -> str:
 
 
 # -- the tools ----------------------------------------------------------------------------------
+
 
 def tar_layers(layer_paths: list[Path], out: Path, parallel: int) -> None:
     def one(i_path):
@@ -143,8 +184,16 @@ class PodmanStore:
 
     def __init__(self, out: Path) -> None:
         self.runroot = Path(tempfile.mkdtemp(prefix="mr-bench-podman-"))
-        self.cmd = ["podman", "--root", str(out / "root"), "--runroot", str(self.runroot / "run"),
-                    "--tmpdir", str(self.runroot / "tmp"), *PODMAN_GLOBAL]
+        self.cmd = [
+            "podman",
+            "--root",
+            str(out / "root"),
+            "--runroot",
+            str(self.runroot / "run"),
+            "--tmpdir",
+            str(self.runroot / "tmp"),
+            *PODMAN_GLOBAL,
+        ]
 
     def remove(self, out: Path) -> None:
         with open("/proc/mounts") as mounts:
@@ -157,10 +206,14 @@ class PodmanStore:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers", type=int, default=10, help="layers in the image (default 10)")
-    ap.add_argument("--files", type=int, default=20000, help="non-directory members, all layers together (default 20000)")
+    ap.add_argument(
+        "--files", type=int, default=20000, help="non-directory members, all layers together (default 20000)"
+    )
     ap.add_argument("--megabytes", type=int, default=300, help="archive size in MB, all layers together (default 300)")
     ap.add_argument("--runs", type=int, default=3, help="timed runs of each tool; the median counts (default 3)")
-    ap.add_argument("--dir", type=Path, default=Path("/var/tmp/minirun-bench"), help="work dir (default /var/tmp/minirun-bench)")
+    ap.add_argument(
+        "--dir", type=Path, default=Path("/var/tmp/minirun-bench"), help="work dir (default /var/tmp/minirun-bench)"
+    )
     ap.add_argument("--seed", type=int, default=20240701, help="seed of the generated layers")
     ap.add_argument("--no-podman", action="store_true", help="leave podman out")
     args = ap.parse_args()
@@ -177,8 +230,10 @@ def main() -> int:
     use_podman = not args.no_podman and shutil.which("podman") is not None
     t0 = time.perf_counter()
     layer_paths = make_layers(work, args.layers, args.files, args.megabytes, args.seed)
-    archive = work / (f"archive-v{ARCHIVE_VERSION}-g{GENERATOR_VERSION}-seed{args.seed}-{args.layers}layers-"
-                      f"{args.files}files-{args.megabytes}MB.tar")
+    archive = work / (
+        f"archive-v{ARCHIVE_VERSION}-g{GENERATOR_VERSION}-seed{args.seed}-{args.layers}layers-"
+        f"{args.files}files-{args.megabytes}MB.tar"
+    )
     cached = archive.exists()
     image_id = make_archive(archive, layer_paths) if not cached else None
     if image_id is None:
@@ -196,9 +251,13 @@ def main() -> int:
     tools = ["minirun", "tar", "tar -P2"] + (["podman"] if use_podman else [])
     print(f"bench_load: load of a {args.layers}-layer archive, median of {args.runs} runs each")
     print(f"  machine     : {os.cpu_count()} CPUs, kernel {os.uname().release}, {py}")
-    print(f"  work dir    : {work} ({'ext4 without a journal: outputs kept until the end' if nojournal else 'outputs deleted between runs'})")
-    print(f"  archive     : {archive.name} ({size / 1e6:.1f} MB, {args.layers} uncompressed layers, "
-          f"~{args.files // args.layers:,} files each; {'cached' if cached else f'generated in {prepared:.0f} s'})")
+    print(
+        f"  work dir    : {work} ({'ext4 without a journal: outputs kept until the end' if nojournal else 'outputs deleted between runs'})"
+    )
+    print(
+        f"  archive     : {archive.name} ({size / 1e6:.1f} MB, {args.layers} uncompressed layers, "
+        f"~{args.files // args.layers:,} files each; {'cached' if cached else f'generated in {prepared:.0f} s'})"
+    )
     print(f"  image id    : {image_id}")
     print(f"  tools       : {', '.join(tools)}" + ("" if use_podman else "  (podman: not run)"))
     print(flush=True)
@@ -218,7 +277,7 @@ def main() -> int:
         run([py, "-c", "import minirun.cli, minirun.imageload, minirun.archive, minirun.cli_archive"], env=env)
         print(f"  {'run':<4}{'tool':<10}{'time':>10}{'+sync':>10}", flush=True)
         for i in range(args.runs):
-            order = tools[i % len(tools):] + tools[:i % len(tools)]
+            order = tools[i % len(tools) :] + tools[: i % len(tools)]
             for tool in order:
                 out = scratch / f"{tool.replace(' ', '')}-{i}"
                 out.mkdir()
@@ -259,7 +318,9 @@ def main() -> int:
             elif tool == "podman":
                 verdict = " met" if ratio <= TARGET_PODMAN else " MISSED"
             shown = "" if tool == "minirun" else f"{ratio:.2f}x"
-            print(f"  {tool:<10}{med[tool]:>8.2f} s{statistics.median(after[tool]):>8.2f} s{shown:>18}{target:>10}{verdict}")
+            print(
+                f"  {tool:<10}{med[tool]:>8.2f} s{statistics.median(after[tool]):>8.2f} s{shown:>18}{target:>10}{verdict}"
+            )
     except CommandFailed as exc:
         print(f"\nbench_load: command failed: {exc}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ ip_forward clears. The bridge minirun0 stays, as docker's docker0 does.
 A measurement, not a test: exits 0 whatever the figures, 1 if a command failed or something was
 left behind. Shares its helpers with scripts/bench_start.py. Standard library only. Run as root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
-    Minirun, Podman, Tool, cgroup_dirs, cleanup_tools, defer_signals, fix_hybrid_cgroups, prepare_rootfs,
-    prepare_tools, remove_side_paths, remove_temp_dir, side_paths_present, time_round_robin,
-    unfix_hybrid_cgroups, version,
+    Minirun,
+    Podman,
+    Tool,
+    cgroup_dirs,
+    cleanup_tools,
+    defer_signals,
+    fix_hybrid_cgroups,
+    prepare_rootfs,
+    prepare_tools,
+    remove_side_paths,
+    remove_temp_dir,
+    side_paths_present,
+    time_round_robin,
+    unfix_hybrid_cgroups,
+    version,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,12 +143,16 @@ def main() -> int:
     forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
     podman = shutil.which("podman")
     print(f"bench_network: container start by network mode, median wall time of {args.runs} runs each, interleaved")
-    print(f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
-          f"Python {platform.python_version()} ({sys.executable})")
+    print(
+        f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
+        f"Python {platform.python_version()} ({sys.executable})"
+    )
     print("  podman      : " + (version([podman, "--version"]) if podman else "not installed"))
     sys.stdout.flush()
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "minirun"), str(REPO / "images")],
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(REPO / "minirun"), str(REPO / "images")],
+        stdout=subprocess.DEVNULL,
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-network-"))
     store = tmp / "store"
@@ -151,9 +168,11 @@ def main() -> int:
         cgroups_before = cgroup_dirs()
         tar, _ = prepare_rootfs(tmp)
         port = free_port()
-        tools += [Minirun(store, "minirun --network none", ("--network", "none")),
-                  Minirun(store, "minirun --network bridge", ("--network", "bridge")),
-                  Minirun(store, f"minirun bridge -p 127.0.0.1:{port}:80", ("-p", f"127.0.0.1:{port}:80"))]
+        tools += [
+            Minirun(store, "minirun --network none", ("--network", "none")),
+            Minirun(store, "minirun --network bridge", ("--network", "bridge")),
+            Minirun(store, f"minirun bridge -p 127.0.0.1:{port}:80", ("-p", f"127.0.0.1:{port}:80")),
+        ]
         if podman:
             none = Podman(podman, tmp, tar)
             tools += [none, PodmanBridge(none)]
@@ -187,23 +206,33 @@ def main() -> int:
         med = medians[t.label]
         comparable = med is not None and base is not None and t.label.startswith("minirun")
         delta = f"{(med - base) * 1000:+8.1f}ms" if comparable else "         –"
-        print(f"  {t.label:<{w}}{med if med is not None else float('nan'):9.3f}{min(t.times or [0]):8.3f}"
-              f"{max(t.times or [0]):8.3f}{delta:>10}{len(t.times):>4}/{args.runs}")
+        print(
+            f"  {t.label:<{w}}{med if med is not None else float('nan'):9.3f}{min(t.times or [0]):8.3f}"
+            f"{max(t.times or [0]):8.3f}{delta:>10}{len(t.times):>4}/{args.runs}"
+        )
         for f in t.failures[:3]:
             print(f"    FAILED: {f}")
     bridge = medians.get("minirun --network bridge")
     if base is not None and bridge is not None:
         added = bridge - base
         verdict = "within" if added <= TARGET_ADDED_S else "OVER"
-        print(f"\n  --network bridge adds {added * 1000:.1f} ms to a start: {verdict} the "
-              f"{TARGET_ADDED_S * 1000:.0f} ms target")
+        print(
+            f"\n  --network bridge adds {added * 1000:.1f} ms to a start: {verdict} the "
+            f"{TARGET_ADDED_S * 1000:.0f} ms target"
+        )
     pn, pb = medians.get("podman run --rm --network none"), medians.get("podman run --rm --network bridge")
     if pn is not None and pb is not None:
         print(f"  podman: --network bridge adds {(pb - pn) * 1000:.1f} ms")
     for note in notes:
         print(f"  undone      : {note}")
-    print("  leftovers   : " + ("none (no containers, addresses, published ports, mounts or temp dirs remain)"
-                                if not leftovers else "; ".join(leftovers)))
+    print(
+        "  leftovers   : "
+        + (
+            "none (no containers, addresses, published ports, mounts or temp dirs remain)"
+            if not leftovers
+            else "; ".join(leftovers)
+        )
+    )
     return 1 if failed or leftovers else 0
 
 

@@ -10,6 +10,7 @@
 
 A measurement, not a test: exits 0 whatever the figures, non-zero only if a command failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,9 @@ PODMAN_RUN = ["--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit",
 
 
 def minirun(root: str, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "minirun", "--root", root, *args], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "minirun", "--root", root, *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -64,10 +66,13 @@ def podman_conmon(work: str, count: int) -> tuple[float, float] | None:
     try:
         subprocess.run([*base, "import", tar, "bench-busybox"], check=True, capture_output=True)
         for _ in range(count):
-            subprocess.run([*base, "run", "-d", *PODMAN_RUN, "bench-busybox", "sleep", "1000"], check=True,
-                           capture_output=True)
-        pids = [int(p) for p in subprocess.run(["pgrep", "-f", f"conmon.*{work}"], capture_output=True,
-                                               text=True).stdout.split()]
+            subprocess.run(
+                [*base, "run", "-d", *PODMAN_RUN, "bench-busybox", "sleep", "1000"], check=True, capture_output=True
+            )
+        pids = [
+            int(p)
+            for p in subprocess.run(["pgrep", "-f", f"conmon.*{work}"], capture_output=True, text=True).stdout.split()
+        ]
         if not pids:
             return None
         figures = [memory_kib(p) for p in pids]
@@ -112,8 +117,11 @@ def main() -> int:
         print(f"command failed: {exc.cmd}: {exc.stderr}", file=sys.stderr)
         return 1
     finally:
-        for line in subprocess.run([sys.executable, "-m", "minirun", "--root", root, "ps", "-a", "-q", "--no-trunc"],
-                                   capture_output=True, text=True).stdout.split():
+        for line in subprocess.run(
+            [sys.executable, "-m", "minirun", "--root", root, "ps", "-a", "-q", "--no-trunc"],
+            capture_output=True,
+            text=True,
+        ).stdout.split():
             subprocess.run([sys.executable, "-m", "minirun", "--root", root, "rm", "-f", line], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 

@@ -26,6 +26,7 @@ bench_import.ext4_without_journal). The registry is stopped and every output rem
 This is a measurement, not a test: it exits 0 whatever the figures, 1 if a command failed.
 Standard library only (minirun's own modules build the source image). Run as root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,10 +64,12 @@ def start_registry(directory: Path) -> tuple[subprocess.Popen, str]:
     config.write_text(
         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {directory / 'storage'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: bench\n")
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: bench\n"
+    )
     log = open(directory / "registry.log", "wb")
-    process = subprocess.Popen(["docker-registry", "serve", str(config)], stdin=subprocess.DEVNULL,
-                               stdout=log, stderr=log)
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
+    )
     log.close()
     host = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 15
@@ -105,8 +108,10 @@ def build_source_image(root: Path, tars: list[Path], ref: str) -> str:
             staged.append(store.unpack_layer(f))
     now = rfc3339_now()
     config = {
-        "architecture": "amd64" if os.uname().machine == "x86_64" else os.uname().machine, "os": "linux",
-        "created": now, "config": {"Cmd": ["/bin/sh"]},
+        "architecture": "amd64" if os.uname().machine == "x86_64" else os.uname().machine,
+        "os": "linux",
+        "created": now,
+        "config": {"Cmd": ["/bin/sh"]},
         "rootfs": {"type": "layers", "diff_ids": [s.applied.diff_id for s in staged]},
         "history": [{"created": now, "created_by": f"layer {i}"} for i in range(len(staged))],
     }
@@ -139,15 +144,20 @@ def main() -> int:
         fstype = "ext4 without a journal"
     print("minirun pull vs skopeo copy (and tar -x of the same layers)")
     print(f"  interpreter : {py}")
-    print(f"  peers       : {run(['skopeo', '--version']).stdout.strip()}; "
-          f"{run(['docker-registry', '--version']).stdout.strip()}; {run(['tar', '--version']).stdout.splitlines()[0]}")
+    print(
+        f"  peers       : {run(['skopeo', '--version']).stdout.strip()}; "
+        f"{run(['docker-registry', '--version']).stdout.strip()}; {run(['tar', '--version']).stdout.splitlines()[0]}"
+    )
     print(f"  work dir    : {work} ({fstype}), {os.cpu_count()} CPUs, kernel {os.uname().release}")
 
     t0 = time.perf_counter()
     tars = make_layers(work, args.layers, args.files, args.megabytes, args.seed)
     total = sum(p.stat().st_size for p in tars)
-    print(f"  image       : {args.layers} layers of ~{per_files:,} files / {per_mb} MB each, "
-          f"{total / 1e6:.1f} MB of layer tars (ready in {time.perf_counter() - t0:.1f} s)", flush=True)
+    print(
+        f"  image       : {args.layers} layers of ~{per_files:,} files / {per_mb} MB each, "
+        f"{total / 1e6:.1f} MB of layer tars (ready in {time.perf_counter() - t0:.1f} s)",
+        flush=True,
+    )
 
     scratch = Path(tempfile.mkdtemp(prefix="pull-", dir=work))
     registry = None
@@ -172,7 +182,7 @@ def main() -> int:
         order = list(times)
         print(f"  {'run':<4}{'tool':<10}{'time':>10}", flush=True)
         for i in range(args.runs):
-            for tool in order[i % 3:] + order[:i % 3]:
+            for tool in order[i % 3 :] + order[: i % 3]:
                 out = scratch / f"{tool.replace(' ', '')}-{i}"
                 sync()
                 if tool == "minirun":
@@ -194,10 +204,14 @@ def main() -> int:
         for tool in order:
             print(f"  {tool:<10}{med[tool]:>8.2f} s{total / 1e6 / med[tool]:>9.1f}{med[tool] / med['minirun']:>11.2f}x")
         print()
-        print(f"  ratio       : minirun/skopeo = {med['minirun'] / med['skopeo']:.2f}x "
-              f"(skopeo only downloads: no files are created)")
-        print(f"                minirun/tar -x = {med['minirun'] / med['tar -x']:.2f}x "
-              f"(tar only creates files: no download, no verification)")
+        print(
+            f"  ratio       : minirun/skopeo = {med['minirun'] / med['skopeo']:.2f}x "
+            f"(skopeo only downloads: no files are created)"
+        )
+        print(
+            f"                minirun/tar -x = {med['minirun'] / med['tar -x']:.2f}x "
+            f"(tar only creates files: no download, no verification)"
+        )
     except CommandFailed as exc:
         print(f"\nbench_pull: command failed: {exc}", file=sys.stderr)
         return 1

@@ -33,6 +33,7 @@ This is a measurement, not a test: it exits 0 whatever the figures, 1 if a comma
 something was left behind.
 Standard library only. Run as root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,14 @@ PODMAN_GLOBAL = ["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--
 PODMAN_RUN = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
 # State that the peers create outside the temp dir (podman's caches and network config, the state
 # dir of the crun that podman runs); removed at the end only if this run made them.
-SIDE_PATHS = ("/var/lib/containers", "/run/containers", "/run/libpod", "/run/crun", "/run/runc",
-              "/etc/containers/networks")
+SIDE_PATHS = (
+    "/var/lib/containers",
+    "/run/containers",
+    "/run/libpod",
+    "/run/crun",
+    "/run/runc",
+    "/etc/containers/networks",
+)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MNT_DETACH = 2
 
@@ -73,6 +80,7 @@ class CommandFailed(Exception):
 
 
 # -- small helpers -----------------------------------------------------------------------------
+
 
 def mount(source: str, target: str, fstype: str, data: str) -> None:
     if _libc.mount(source.encode(), target.encode(), fstype.encode(), 0, data.encode()) != 0:
@@ -90,8 +98,8 @@ def _unescape(field: str) -> str:
     # /proc/mounts escapes space, tab, newline and backslash as \ooo
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field[i + 1:i + 4]) == 3:
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit() and len(field[i + 1 : i + 4]) == 3:
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
             i += 4
         else:
             out.append(field[i])
@@ -112,8 +120,7 @@ def mounts_under(path: Path) -> list[str]:
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, **kw)
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, **kw)
     if p.returncode != 0:
         raise CommandFailed(f"`{' '.join(cmd)}` exited {p.returncode}: {tail(p)}")
     return p
@@ -141,6 +148,7 @@ def minirun_env() -> dict[str, str]:
 
 # -- the tools ---------------------------------------------------------------------------------
 
+
 class Tool:
     """One command to time. `prepare` is untimed; `once` returns (timed seconds, extra seconds or
     None); a failure raises CommandFailed."""
@@ -159,8 +167,7 @@ class Tool:
 
     def once(self, i: int) -> tuple[float, float | None]:
         t0 = time.perf_counter()
-        p = subprocess.run(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, env=self.env, text=True)
+        p = subprocess.run(self.cmd, stdin=subprocess.DEVNULL, capture_output=True, env=self.env, text=True)
         t = time.perf_counter() - t0
         if p.returncode != 0:
             raise CommandFailed(f"exit {p.returncode}: {tail(p)}")
@@ -181,8 +188,11 @@ class Minirun(Tool):
     """`minirun run --rm [run_args] busybox true` on the store `root`."""
 
     def __init__(self, root: Path, label: str = "minirun run --rm busybox true", run_args: tuple[str, ...] = ()):
-        super().__init__(label, [sys.executable, "-m", "minirun", "--root", str(root), "run", "--rm", *run_args,
-                                 "busybox", "true"], env=minirun_env())
+        super().__init__(
+            label,
+            [sys.executable, "-m", "minirun", "--root", str(root), "run", "--rm", *run_args, "busybox", "true"],
+            env=minirun_env(),
+        )
         self.root = root
 
     def prepare(self) -> None:
@@ -223,12 +233,18 @@ class OciRuntime(Tool):
         d.mkdir()
         (d / "upper").mkdir()
         (d / "work").mkdir()
-        mount("overlay", rootfs, "overlay",
-              f"lowerdir={self.lower},upperdir={d / 'upper'},workdir={d / 'work'},index=off")
+        mount(
+            "overlay", rootfs, "overlay", f"lowerdir={self.lower},upperdir={d / 'upper'},workdir={d / 'work'},index=off"
+        )
         try:
             t1 = time.perf_counter()
-            p = subprocess.run(self.cmd + [f"{self.prefix}-{i + 1}"], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.bundle)
+            p = subprocess.run(
+                self.cmd + [f"{self.prefix}-{i + 1}"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                cwd=self.bundle,
+            )
             t2 = time.perf_counter()
         finally:
             umount(rootfs)
@@ -242,13 +258,18 @@ class OciRuntime(Tool):
         if not self.state.is_dir():
             return
         try:
-            listed = json.loads(run([self.cmd[0], "--root", str(self.state), "list", "--format", "json"]).stdout
-                                or "[]") or []
+            listed = (
+                json.loads(run([self.cmd[0], "--root", str(self.state), "list", "--format", "json"]).stdout or "[]")
+                or []
+            )
         except (CommandFailed, ValueError, OSError):
             listed = []
         for c in listed:
-            subprocess.run([self.cmd[0], "--root", str(self.state), "delete", "--force", c["id"]],
-                           stdin=subprocess.DEVNULL, capture_output=True)
+            subprocess.run(
+                [self.cmd[0], "--root", str(self.state), "delete", "--force", c["id"]],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+            )
         self.left = [f"{self.name} container {c['id']}" for c in listed]
 
     def leftovers(self) -> list[str]:
@@ -258,13 +279,34 @@ class OciRuntime(Tool):
 class Podman(Tool):
     def __init__(self, binary: str, tmp: Path, tar: Path, runtime: str | None = None):
         base = tmp / "podman"
-        self.glob = [binary, "--root", str(base / "root"), "--runroot", str(base / "run"),
-                     "--tmpdir", str(base / "tmp"), *PODMAN_GLOBAL, *(["--runtime", runtime] if runtime else [])]
+        self.glob = [
+            binary,
+            "--root",
+            str(base / "root"),
+            "--runroot",
+            str(base / "run"),
+            "--tmpdir",
+            str(base / "tmp"),
+            *PODMAN_GLOBAL,
+            *(["--runtime", runtime] if runtime else []),
+        ]
         self.tar = tar
         self.cgroup_parent = f"/minirun-bench-{os.getpid()}"
-        super().__init__("podman run --rm --network none",
-                         [*self.glob, "run", "--rm", "--network", "none", *PODMAN_RUN,
-                          "--cgroup-parent", self.cgroup_parent, PODMAN_IMAGE, "true"])
+        super().__init__(
+            "podman run --rm --network none",
+            [
+                *self.glob,
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                *PODMAN_RUN,
+                "--cgroup-parent",
+                self.cgroup_parent,
+                PODMAN_IMAGE,
+                "true",
+            ],
+        )
         self.left: list[str] = []
 
     def prepare(self) -> None:
@@ -288,6 +330,7 @@ class Podman(Tool):
 
 # -- cgroups -----------------------------------------------------------------------------------
 
+
 def cgroup_hierarchies() -> list[Path]:
     return [Path(m) for _, m, t in mounts() if t in ("cgroup", "cgroup2") and m.startswith(str(CGROUP_ROOT))]
 
@@ -296,7 +339,7 @@ def remove_cgroups(name: str) -> list[str]:
     """rmdir <hierarchy>/<name> and everything below it, deepest first, after killing what still
     runs in it (only this benchmark's processes live there); returns what stayed."""
     stayed: list[str] = []
-    for attempt in range(20):
+    for _attempt in range(20):
         stayed, pids = [], set()
         for h in cgroup_hierarchies():
             top = h / name
@@ -379,6 +422,7 @@ def unfix_hybrid_cgroups(made: list[tuple[str, bool]]) -> None:
 # -- the run of a benchmark: prepare, time, clean up -------------------------------------------
 # Duck-typed over the tools: each has label, prepare(), record(i), cleanup(), skipped, failures.
 
+
 def prepare_tools(tools: list, stop: list[int], errors: tuple = (CommandFailed, OSError)) -> list:
     """Prepare every tool, untimed; one whose preparation fails is marked skipped and not timed.
     Returns the tools that failed."""
@@ -450,6 +494,7 @@ def remove_side_paths(before: set[str]) -> None:
 
 # -- main --------------------------------------------------------------------------------------
 
+
 def fmt(t: float | None) -> str:
     return "      –" if t is None else f"{t:7.3f}"
 
@@ -491,6 +536,7 @@ def defer_signals() -> list[int]:
         stop.append(signum)
         if len(stop) > 1:
             raise KeyboardInterrupt
+
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     return stop
@@ -499,10 +545,13 @@ def defer_signals() -> list[int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="timed runs of each command (default 20)")
-    ap.add_argument("--mount-v2-controllers", action="store_true",
-                    help="on a hybrid host whose cgroup2 mount carries a controller, mount it as a v1 hierarchy "
-                         "for the run (host-wide, undone at the end) so crun can be timed; without it crun is "
-                         "left out there and podman runs runc")
+    ap.add_argument(
+        "--mount-v2-controllers",
+        action="store_true",
+        help="on a hybrid host whose cgroup2 mount carries a controller, mount it as a v1 hierarchy "
+        "for the run (host-wide, undone at the end) so crun can be timed; without it crun is "
+        "left out there and podman runs runc",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_start: must run as root (containers, overlay mounts)", file=sys.stderr)
@@ -515,14 +564,20 @@ def main() -> int:
     py = sys.executable
     binaries = {n: shutil.which(n) for n in ("runc", "crun", "podman")}
     print(f"bench_start: container start, median wall time of {args.runs} runs each, interleaved round-robin")
-    print(f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
-          f"Python {platform.python_version()} ({py})")
+    print(
+        f"  machine     : {platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
+        f"Python {platform.python_version()} ({py})"
+    )
     for n, b in binaries.items():
         print(f"  {n:<12}: " + (version([b, "--version"]) if b else "not installed"))
-    print("  timed       : each command's wall time from this process (fork+exec+wait); runc/crun "
-          "'run' = the `run` command alone,")
-    print("                'mount+run+umount' = mkdir upper/work + mount(2) + run + umount(2) + rm -r upper/work; "
-          "minirun does all of that itself")
+    print(
+        "  timed       : each command's wall time from this process (fork+exec+wait); runc/crun "
+        "'run' = the `run` command alone,"
+    )
+    print(
+        "                'mount+run+umount' = mkdir upper/work + mount(2) + run + umount(2) + rm -r upper/work; "
+        "minirun does all of that itself"
+    )
     sys.stdout.flush()
 
     cgroups_before: set[str] | None = None
@@ -538,22 +593,29 @@ def main() -> int:
             if args.mount_v2_controllers:
                 hybrid_fix = fix_hybrid_cgroups()
                 for target, _ in hybrid_fix:
-                    print(f"  note        : mounted {target} as cgroup v1 for crun (hybrid cgroups); unmounted at the end")
+                    print(
+                        f"  note        : mounted {target} as cgroup v1 for crun (hybrid cgroups); unmounted at the end"
+                    )
             else:
                 # never change the host unasked: crun is left out, podman runs runc
                 binaries["crun"] = None
                 left_out["crun"] = "left out: refuses this hybrid host (see --mount-v2-controllers)"
                 podman_runtime = "runc" if binaries["runc"] else None
-                print("  note        : crun refuses this hybrid host (a controller in cgroup2): left out, podman "
-                      "runs runc (--mount-v2-controllers to time crun)")
+                print(
+                    "  note        : crun refuses this hybrid host (a controller in cgroup2): left out, podman "
+                    "runs runc (--mount-v2-controllers to time crun)"
+                )
         cgroups_before = cgroup_dirs()
         tar, lower = prepare_rootfs(tmp)
 
         tools.append(Minirun(tmp / "store"))
         # the same start without the seccomp filter (or the devices policy's BPF program and
         # writes, which stay): what the filter costs, pair by pair in the same rounds
-        tools.append(Minirun(tmp / "store", "minirun, --security-opt seccomp=unconfined",
-                             ("--security-opt", "seccomp=unconfined")))
+        tools.append(
+            Minirun(
+                tmp / "store", "minirun, --security-opt seccomp=unconfined", ("--security-opt", "seccomp=unconfined")
+            )
+        )
         spec_binary = binaries["runc"] or binaries["crun"]
         bundle = prepare_bundle(tmp, spec_binary) if spec_binary else None
         for name in ("runc", "crun"):
@@ -614,8 +676,10 @@ def main() -> int:
             continue
         ratio = f"{med / base:9.2f}×" if med is not None and base else "        –"
         ok = f"{len(times)}/{args.runs}"
-        print(f"  {label:<{w}}{fmt(med):>9}{fmt(min(times) if times else None):>8}"
-              f"{fmt(max(times) if times else None):>8}{ratio:>10}{ok:>7}")
+        print(
+            f"  {label:<{w}}{fmt(med):>9}{fmt(min(times) if times else None):>8}"
+            f"{fmt(max(times) if times else None):>8}{ratio:>10}{ok:>7}"
+        )
     for t in tools:
         for f in t.failures[:3]:
             print(f"  FAILED {t.label}: {f}")
@@ -626,13 +690,21 @@ def main() -> int:
     if minirun and unconfined and minirun.times and len(minirun.times) == len(unconfined.times):
         added = statistics.median(a - b for a, b in zip(minirun.times, unconfined.times))
         verdict = "within" if added <= SECCOMP_TARGET_S else "OVER"
-        print(f"  seccomp     : the default filter adds {added * 1000:+.1f} ms per start (median of "
-              f"{len(minirun.times)} same-round differences): {verdict} the {SECCOMP_TARGET_S * 1000:.0f} ms target")
+        print(
+            f"  seccomp     : the default filter adds {added * 1000:+.1f} ms per start (median of "
+            f"{len(minirun.times)} same-round differences): {verdict} the {SECCOMP_TARGET_S * 1000:.0f} ms target"
+        )
     if base is not None:
         verdict = "within" if base <= TARGET_S else "OVER"
         print(f"  minirun start {base * 1000:.0f} ms: {verdict} the {TARGET_S * 1000:.0f} ms target")
-    print("  leftovers   : " + ("none (no mounts, containers, cgroups or temp dirs remain)" if not leftovers
-                                else "; ".join(leftovers) + " (removed)"))
+    print(
+        "  leftovers   : "
+        + (
+            "none (no mounts, containers, cgroups or temp dirs remain)"
+            if not leftovers
+            else "; ".join(leftovers) + " (removed)"
+        )
+    )
     return 1 if failed or leftovers else 0
 
 

@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
+# The gates first: lint, format and types (their settings are in pyproject.toml).
+.venv/bin/ruff check minirun tests scripts images
+.venv/bin/ruff format --check minirun tests scripts images
+.venv/bin/mypy
 # A failed test gets one more try: tests here start real containers on a shared 2-core VM, and a
 # rare timing flake must not hide the rest. A rerun is printed as RERUN in the summary (-r R), so a
 # flaky test stays visible; a test that fails twice fails the run.

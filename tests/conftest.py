@@ -1,4 +1,5 @@
 """Every test gets its own store; the real /var/lib/minirun is unusable from tests."""
+
 from __future__ import annotations
 
 import os
@@ -52,7 +53,9 @@ def cli(isolated_store):
 
     def run(*args: str, input: bytes | None = None, root: str | None = None) -> Result:
         env = dict(os.environ, MINIRUN_ROOT=root or str(isolated_store))
-        proc = subprocess.run([sys.executable, "-m", "minirun", *args], input=input, capture_output=True, env=env, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "minirun", *args], input=input, capture_output=True, env=env, timeout=300
+        )
         return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
 
     return run

@@ -1,22 +1,33 @@
 """Building tar streams in tests: a member list in, tar bytes out."""
+
 from __future__ import annotations
 
 import io
-import tarfile
 import os
 import pickle
+import tarfile
 import time
 import traceback
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import pytest
 
 from minirun import linux
 
 
-def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644, linkname: str = "",
-           uid: int = 0, gid: int = 0, mtime: int = 1_700_000_000, pax: dict | None = None,
-           devmajor: int = 0, devminor: int = 0) -> tuple[tarfile.TarInfo, bytes]:
+def member(
+    name: str,
+    kind: bytes = tarfile.REGTYPE,
+    data: bytes = b"",
+    mode: int = 0o644,
+    linkname: str = "",
+    uid: int = 0,
+    gid: int = 0,
+    mtime: int = 1_700_000_000,
+    pax: dict | None = None,
+    devmajor: int = 0,
+    devminor: int = 0,
+) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.uid, info.gid, info.mtime = kind, mode, uid, gid, mtime
     info.linkname = linkname
@@ -60,11 +71,15 @@ def make_image(store, name: str, layer_tars: list[bytes], config: dict | None = 
     staged = [store.unpack_layer(io.BytesIO(tar)) for tar in layer_tars]
     diff_ids = (base.diff_ids if base else []) + [s.applied.diff_id for s in staged]
     history = (base.history if base else []) + [
-        {"created": rfc3339_now(), "created_by": f"layer {i}"} for i in range(len(staged))]
+        {"created": rfc3339_now(), "created_by": f"layer {i}"} for i in range(len(staged))
+    ]
     image_config = {
-        "architecture": "amd64", "os": "linux", "created": rfc3339_now(),
+        "architecture": "amd64",
+        "os": "linux",
+        "created": rfc3339_now(),
         "config": config if config is not None else (base.config.get("config", {}) if base else {}),
-        "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": history,
     }
     return store.commit_image(staged, image_config, parse_reference(name))
 

@@ -10,6 +10,7 @@ Import the fixtures into a test module (`from tests.registryserver import regist
   redirect_registry blobs served through a 307 to a static file server, as from a CDN
   minirun_config    an isolated MINIRUN_CONFIG (credentials) dir
 """
+
 from __future__ import annotations
 
 import shutil
@@ -73,13 +74,23 @@ def htpasswd_line(user: str, password: str) -> str:
     except ImportError:
         if shutil.which("htpasswd") is None:
             pytest.skip("no bcrypt: neither Python's crypt module nor htpasswd (apache2-utils)")
-        return subprocess.run(["htpasswd", "-nbB", "-C", "4", user, password], check=True,
-                              capture_output=True, text=True).stdout.strip() + "\n"
+        return (
+            subprocess.run(
+                ["htpasswd", "-nbB", "-C", "4", user, password], check=True, capture_output=True, text=True
+            ).stdout.strip()
+            + "\n"
+        )
     return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}\n"
 
 
-def start_registry(directory: Path, htpasswd: bool = False, redirect_to: str | None = None,
-                   token: str | None = None, address: str = "127.0.0.1", tls: bool = False) -> RegistryServer:
+def start_registry(
+    directory: Path,
+    htpasswd: bool = False,
+    redirect_to: str | None = None,
+    token: str | None = None,
+    address: str = "127.0.0.1",
+    tls: bool = False,
+) -> RegistryServer:
     if shutil.which("docker-registry") is None:
         pytest.skip("docker-registry is not installed (scripts/setup.sh --test installs it)")
     directory.mkdir(parents=True, exist_ok=True)
@@ -90,15 +101,37 @@ def start_registry(directory: Path, htpasswd: bool = False, redirect_to: str | N
         (directory / "htpasswd").write_text(htpasswd_line(USER, PASSWORD))
         sections.append(f"auth:\n  htpasswd:\n    realm: minirun-tests\n    path: {directory / 'htpasswd'}\n")
     if token:  # Bearer tokens from this realm, signed by the key whose certificate is token.crt
-        sections.append(f"auth:\n  token:\n    realm: {token}\n    service: {TOKEN_SERVICE}\n"
-                        f"    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {directory / 'token.crt'}\n")
+        sections.append(
+            f"auth:\n  token:\n    realm: {token}\n    service: {TOKEN_SERVICE}\n"
+            f"    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {directory / 'token.crt'}\n"
+        )
     if redirect_to:  # blob GETs and HEADs answered with a 307 to redirect_to + the storage path
-        sections.append(f"middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: {redirect_to}\n")
+        sections.append(
+            f"middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: {redirect_to}\n"
+        )
     if tls:  # HTTPS with a self-signed certificate for `address` (trusted via SSL_CERT_FILE)
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                        str(directory / "tls.key"), "-out", str(directory / "tls.crt"), "-days", "1",
-                        "-subj", f"/CN={address}", "-addext", f"subjectAltName=IP:{address}"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(directory / "tls.key"),
+                "-out",
+                str(directory / "tls.crt"),
+                "-days",
+                "1",
+                "-subj",
+                f"/CN={address}",
+                "-addext",
+                f"subjectAltName=IP:{address}",
+            ],
+            check=True,
+            capture_output=True,
+        )
         http_extra = f"  tls:\n    certificate: {directory / 'tls.crt'}\n    key: {directory / 'tls.key'}\n"
     log = directory / "registry.log"
     for _ in range(3):  # another process may take the free port before the registry binds it
@@ -108,12 +141,12 @@ def start_registry(directory: Path, htpasswd: bool = False, redirect_to: str | N
             "version: 0.1\n"
             "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: {address}:{port}\n  secret: minirun-tests\n{http_extra}"
-            + "".join(sections)
+            f"http:\n  addr: {address}:{port}\n  secret: minirun-tests\n{http_extra}" + "".join(sections)
         )
         with open(log, "ab") as out:
-            process = subprocess.Popen(["docker-registry", "serve", str(config)], stdin=subprocess.DEVNULL,
-                                       stdout=out, stderr=out)
+            process = subprocess.Popen(
+                ["docker-registry", "serve", str(config)], stdin=subprocess.DEVNULL, stdout=out, stderr=out
+            )
         server = RegistryServer(f"{address}:{port}", storage, process, log, "https" if tls else "http")
         if _wait_ready(server):
             return server
@@ -180,9 +213,12 @@ def redirect_registry(tmp_path):
     storage = tmp_path / "redirect-registry" / "storage"
     storage.mkdir(parents=True)
     port = free_port()
-    files = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                              "--directory", str(storage)], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    files = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(storage)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + _START_TIMEOUT_S
         while True:
@@ -191,7 +227,7 @@ def redirect_registry(tmp_path):
                 break
             except OSError:
                 if time.monotonic() > deadline or files.poll() is not None:
-                    raise RuntimeError("the static file server did not start")
+                    raise RuntimeError("the static file server did not start") from None
                 time.sleep(0.05)
         server = start_registry(tmp_path / "redirect-registry", redirect_to=f"http://127.0.0.1:{port}/")
         try:
@@ -252,9 +288,26 @@ def start_token_server(directory: Path) -> TokenServer:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
     key, cert = directory / "token.key", directory / "token.crt"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "1", "-subj", "/CN=minirun-test-issuer"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=minirun-test-issuer",
+        ],
+        check=True,
+        capture_output=True,
+    )
     der = ssl.PEM_cert_to_DER_cert(cert.read_text())
     header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT", "x5c": [base64.b64encode(der).decode()]}).encode())
     expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -262,8 +315,9 @@ def start_token_server(directory: Path) -> TokenServer:
 
     def sign(claims: dict) -> str:
         payload = f"{header}.{_b64url(json.dumps(claims).encode())}"
-        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(key)], input=payload.encode(),
-                                   check=True, capture_output=True).stdout
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(key)], input=payload.encode(), check=True, capture_output=True
+        ).stdout
         return f"{payload}.{_b64url(signature)}"
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -281,9 +335,18 @@ def start_token_server(directory: Path) -> TokenServer:
                 allowed = [a for a in actions.split(",") if user or a == "pull"]
                 access.append({"type": kind, "name": name, "actions": allowed})
             now = int(time.time())
-            token = sign({"iss": TOKEN_ISSUER, "sub": user or "", "aud": query.get("service", [""])[0],
-                          "exp": now + 300, "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex,
-                          "access": access})
+            token = sign(
+                {
+                    "iss": TOKEN_ISSUER,
+                    "sub": user or "",
+                    "aud": query.get("service", [""])[0],
+                    "exp": now + 300,
+                    "nbf": now - 10,
+                    "iat": now,
+                    "jti": uuid.uuid4().hex,
+                    "access": access,
+                }
+            )
             self._answer(200, {"token": token, "expires_in": 300})
 
         def _answer(self, status: int, document: dict) -> None:

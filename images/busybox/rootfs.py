@@ -4,6 +4,7 @@ Run as a script it writes the tar to stdout (`python images/busybox/rootfs.py > 
 minirun calls `write_rootfs(out)` when an image names busybox and the store lacks it.
 Same binary in, same bytes out: the layer's diff_id only changes when busybox does.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,9 +21,20 @@ PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/
 GROUP = "root:x:0:\nnobody:x:65534:\n"
 # (path, mode); the rest of the tree comes from the applets' own directories.
 DIRS = [
-    ("bin", 0o755), ("dev", 0o755), ("etc", 0o755), ("home", 0o755), ("proc", 0o555),
-    ("root", 0o700), ("sbin", 0o755), ("sys", 0o555), ("tmp", 0o1777), ("usr", 0o755),
-    ("usr/bin", 0o755), ("usr/sbin", 0o755), ("var", 0o755), ("var/tmp", 0o1777),
+    ("bin", 0o755),
+    ("dev", 0o755),
+    ("etc", 0o755),
+    ("home", 0o755),
+    ("proc", 0o555),
+    ("root", 0o700),
+    ("sbin", 0o755),
+    ("sys", 0o555),
+    ("tmp", 0o1777),
+    ("usr", 0o755),
+    ("usr/bin", 0o755),
+    ("usr/sbin", 0o755),
+    ("var", 0o755),
+    ("var/tmp", 0o1777),
 ]
 
 
@@ -46,7 +58,7 @@ def is_static_elf(path: str) -> bool:
         if header[:4] != b"\x7fELF" or header[4] != 2:  # ELFCLASS64 only
             return False
         endian = "<" if header[5] == 1 else ">"
-        phoff, = struct.unpack_from(endian + "Q", header, 32)
+        (phoff,) = struct.unpack_from(endian + "Q", header, 32)
         phentsize, phnum = struct.unpack_from(endian + "HH", header, 54)
         f.seek(phoff)
         table = f.read(phentsize * phnum)

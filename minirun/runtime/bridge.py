@@ -5,6 +5,7 @@ Forwarding and route_localnet are switched on for our bridges alone (per-interfa
 forwarding lets a container's packets be routed beyond the bridge; route_localnet lets a port
 published on 127.0.0.1 be DNATed to a container (portmap.py). No other host interface is touched.
 """
+
 from __future__ import annotations
 
 import socket
@@ -68,8 +69,9 @@ def address_of(name: str) -> tuple[tuple[int, int], str] | None:
         info = link.get_attr("IFLA_LINKINFO")
         kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
         if kind != "bridge":
-            raise MinirunError(f"{name} exists on the host and is not a bridge ({kind or 'no kind'}): "
-                               "minirun will not use it")
+            raise MinirunError(
+                f"{name} exists on the host and is not a bridge ({kind or 'no kind'}): minirun will not use it"
+            )
         for addr in ipr.get_addr(family=socket.AF_INET, index=indexes[0]):
             address, prefix = addr.get_attr("IFA_ADDRESS"), addr["prefixlen"]
             return (ip_to_int(address) & mask(prefix), prefix), address

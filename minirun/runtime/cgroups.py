@@ -13,6 +13,7 @@ is removed; the `minirun` parents stay, as docker's `/docker` does.
 Imports only os and errno (and the tiny errors module): the run path, PID 1 and the monitor's
 lean log copier all load it.
 """
+
 from __future__ import annotations
 
 import errno
@@ -23,8 +24,24 @@ from minirun.errors import MinirunError
 PARENT = "minirun"
 CFS_PERIOD_US = 100000  # docker's --cpus period
 # v1 controllers a hierarchy may carry; a hierarchy with none (name=systemd) is left alone
-V1_CONTROLLERS = frozenset({"blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory",
-                            "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma"})
+V1_CONTROLLERS = frozenset(
+    {
+        "blkio",
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "devices",
+        "freezer",
+        "hugetlb",
+        "memory",
+        "misc",
+        "net_cls",
+        "net_prio",
+        "perf_event",
+        "pids",
+        "rdma",
+    }
+)
 # what a v2 parent enables for its children (where the hierarchy has them)
 V2_WANTED = ("cpu", "cpuset", "io", "memory", "pids")
 _EBUSY_RETRIES = 50
@@ -46,6 +63,7 @@ class Hierarchy:
 
 
 # -- the layout -------------------------------------------------------------------------------
+
 
 def parse_mountinfo(text: str) -> list[Hierarchy]:
     """Every cgroup mount of a mountinfo text, first mount of each hierarchy only. Pure: a v2
@@ -83,8 +101,8 @@ def _unescape(field: str) -> str:
         return field
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
             i += 4
         else:
             out.append(field[i])
@@ -147,6 +165,7 @@ def existing_paths(container_id: str) -> list[str]:
 
 # -- limits as file writes (pure) ---------------------------------------------------------------
 
+
 def cpu_weight(shares: int) -> int:
     """cgroup v1 cpu.shares [2, 262144] -> v2 cpu.weight [1, 10000] as runc (>= 1.3) and crun
     map it: a quadratic in log2 space that sends the defaults 1024 to 100 (the older linear
@@ -160,7 +179,7 @@ def cpu_weight(shares: int) -> int:
     if shares >= 262144:
         return 10000
     exponent = (math.log2(shares) ** 2 + 125 * math.log2(shares)) / 612.0 - 7.0 / 34.0
-    return int(math.ceil(10 ** exponent))
+    return int(math.ceil(10**exponent))
 
 
 def cfs_quota(nano_cpus: int) -> int:
@@ -196,12 +215,17 @@ def limit_writes(resources: dict, version: int, current_memory: int | None = Non
     nano = resources.get("NanoCpus") or 0
     if nano > 0:
         if version == 1:
-            writes += [("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US)), ("cpu", "cpu.cfs_quota_us", str(cfs_quota(nano)))]
+            writes += [
+                ("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US)),
+                ("cpu", "cpu.cfs_quota_us", str(cfs_quota(nano))),
+            ]
         else:
             writes.append(("cpu", "cpu.max", f"{cfs_quota(nano)} {CFS_PERIOD_US}"))
     shares = resources.get("CpuShares") or 0
     if shares > 0:
-        writes.append(("cpu", "cpu.shares", str(shares)) if version == 1 else ("cpu", "cpu.weight", str(cpu_weight(shares))))
+        writes.append(
+            ("cpu", "cpu.shares", str(shares)) if version == 1 else ("cpu", "cpu.weight", str(cpu_weight(shares)))
+        )
     if resources.get("CpusetCpus"):
         writes.append(("cpuset", "cpuset.cpus", resources["CpusetCpus"]))
     pids = resources.get("PidsLimit")
@@ -211,6 +235,7 @@ def limit_writes(resources: dict, version: int, current_memory: int | None = Non
 
 
 # -- creating, joining, removing ----------------------------------------------------------------
+
 
 def create(container_id: str, resources: dict, devices: list | None = None) -> list[str]:
     """The container's cgroups with `resources` applied and, given `devices` (devices.rules_for),
@@ -233,8 +258,9 @@ def create(container_id: str, resources: dict, devices: list | None = None) -> l
         if devices is not None and made:
             from minirun.runtime import devices as device_policy
 
-            device_policy.apply([(h.path(container_id), h.version, "devices" in h.controllers)
-                                 for h in hierarchies()], devices)
+            device_policy.apply(
+                [(h.path(container_id), h.version, "devices" in h.controllers) for h in hierarchies()], devices
+            )
     except OSError as exc:
         remove(made)
         # (the devices policy of whoever holds the cgroupfs read-only applies to us too)
@@ -259,7 +285,9 @@ def apply(container_id: str, resources: dict) -> None:
     for controller in dict.fromkeys(c for c, _, _ in writes[1]):  # v1 and v2 need the same controllers
         hierarchy = owner(controller, found)
         if hierarchy is None:
-            raise MinirunError(f"cannot apply the container's limits: no cgroup hierarchy has the {controller} controller")
+            raise MinirunError(
+                f"cannot apply the container's limits: no cgroup hierarchy has the {controller} controller"
+            )
         path = hierarchy.path(container_id)
         for _, name, value in (w for w in writes[hierarchy.version] if w[0] == controller):
             if name == "memory.memsw.limit_in_bytes" and not os.path.exists(f"{path}/{name}"):
@@ -320,11 +348,12 @@ def oom_killed(paths: list[str]) -> bool:
 
 # -- what the container sees at /sys/fs/cgroup ------------------------------------------------
 
+
 def namespace_mounts(found: list[Hierarchy] | None = None) -> list[tuple[str, str, str | None]]:
     """(dir under /sys/fs/cgroup, fstype, options) to mount inside the container's cgroup
     namespace, where each shows the container's own cgroup as its root. A v2 hierarchy at
     /sys/fs/cgroup itself goes there (dir ""), as docker mounts it."""
-    mounts = []
+    mounts: list[tuple[str, str, str | None]] = []
     for hierarchy in hierarchies() if found is None else found:
         if hierarchy.version == 2:
             name = "" if hierarchy.mount.rstrip("/") == "/sys/fs/cgroup" else os.path.basename(hierarchy.mount)
@@ -335,6 +364,7 @@ def namespace_mounts(found: list[Hierarchy] | None = None) -> list[tuple[str, st
 
 
 # -- reading usage (stats) ----------------------------------------------------------------------
+
 
 def flat_keyed(text: str) -> dict[str, int]:
     """`key value` lines (memory.stat, cpu.stat, memory.events, memory.oom_control)."""
@@ -386,8 +416,11 @@ def usage(container_id: str) -> dict[str, int] | None:
         path = paths[id(memory)]
         stat = _flat_file(f"{path}/memory.stat")
         if memory.version == 1:
-            used, limit, inactive = (_int_file(f"{path}/memory.usage_in_bytes"),
-                                     _int_file(f"{path}/memory.limit_in_bytes"), stat.get("total_inactive_file", 0))
+            used, limit, inactive = (
+                _int_file(f"{path}/memory.usage_in_bytes"),
+                _int_file(f"{path}/memory.limit_in_bytes"),
+                stat.get("total_inactive_file", 0),
+            )
         else:
             used, inactive = _int_file(f"{path}/memory.current"), stat.get("inactive_file", 0)
             limit = _int_file(f"{path}/memory.max")  # "max" reads as 0
@@ -411,7 +444,9 @@ def available_cpus() -> str:
     cpuset = owner("cpuset")
     candidates = []
     if cpuset is not None:
-        candidates.append(f"{cpuset.mount}/cpuset.effective_cpus" if cpuset.version == 1 else f"{cpuset.mount}/cpuset.cpus.effective")
+        candidates.append(
+            f"{cpuset.mount}/cpuset.effective_cpus" if cpuset.version == 1 else f"{cpuset.mount}/cpuset.cpus.effective"
+        )
         candidates.append(f"{cpuset.mount}/cpuset.cpus")
     candidates.append("/sys/devices/system/cpu/online")
     for path in candidates:
@@ -425,6 +460,7 @@ def available_cpus() -> str:
 
 
 # -- plumbing -----------------------------------------------------------------------------------
+
 
 def _ensure_parent(hierarchy: Hierarchy) -> None:
     parent = f"{hierarchy.mount}/{PARENT}"

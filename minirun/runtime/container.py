@@ -1,6 +1,7 @@
 """Container records on disk: `containers/<id>/` with config.json (what to run), state.json (what
 happened), the writable layer (upper/ work/) and the files minirun provides (hosts, hostname,
 resolv.conf). config.json is written once; state.json is replaced atomically on every change."""
+
 from __future__ import annotations
 
 import json
@@ -24,18 +25,30 @@ _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 # (field, default) of a container's config.json, in order; a callable default makes a fresh value.
 # Plain classes rather than dataclasses: `dataclasses` pulls in `inspect`, ~9 ms of every ps/diff.
 _CONFIG_FIELDS = (
-    ("id", None), ("name", None), ("image", None),  # image: the id that keeps its layers alive
+    ("id", None),
+    ("name", None),
+    ("image", None),  # image: the id that keeps its layers alive
     ("image_ref", None),  # as the user typed it, for ps
-    ("created", None), ("argv", None), ("env", None),
-    ("workdir", "/"), ("user", ""), ("hostname", ""),
+    ("created", None),
+    ("argv", None),
+    ("env", None),
+    ("workdir", "/"),
+    ("user", ""),
+    ("hostname", ""),
     ("binds", list),  # [source, target, readonly]
     ("tmpfs", list),  # TARGET or TARGET:OPTIONS, as --tmpfs took it
-    ("readonly", False), ("network", "none"), ("auto_remove", False),
-    ("interactive", False), ("tty", False),
+    ("readonly", False),
+    ("network", "none"),
+    ("auto_remove", False),
+    ("interactive", False),
+    ("tty", False),
     ("resources", dict),  # docker's HostConfig names (Memory, NanoCpus, ...): only those given; update rewrites it
     ("ports", list),  # -p: [host_ip ("" = all), host_port (0 = picked at start), container_port, proto]
     # privileges.py: --cap-add/--cap-drop (normalized), --privileged, --security-opt as docker records them
-    ("cap_add", list), ("cap_drop", list), ("privileged", False), ("security_opt", list),
+    ("cap_add", list),
+    ("cap_drop", list),
+    ("privileged", False),
+    ("security_opt", list),
     ("devices", list),  # --device: [host path, container path, permissions]
     # docker's HostConfig.LogConfig ({"Type": driver, "Config": {opt: value}}; logconfig.py); {}: unbounded json-file
     ("log_config", dict),
@@ -91,7 +104,7 @@ class ContainerConfig:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "ContainerConfig":
+    def from_json(cls, data: dict) -> ContainerConfig:
         known = {name for name, _ in _CONFIG_FIELDS}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -147,6 +160,7 @@ class Containers:
         except FileNotFoundError:
             raise NotFound(f"No such container: {id_}") from None
         _check_state(state, os.path.join(path, "state.json"))
+        assert isinstance(state, dict)
         return Container(config=config, dir=path, state=state)
 
     def load_or_dead(self, id_: str) -> Container:
@@ -163,8 +177,16 @@ class Containers:
             config = _config_from(read_record(os.path.join(path, "config.json")), os.path.join(path, "config.json"))
         except (DamagedRecord, FileNotFoundError):
             config = ContainerConfig(id=id_, name="", image="", image_ref="", created=_mtime(path), argv=[], env=[])
-        state = {"Status": "dead", "Running": False, "Pid": 0, "ExitCode": 0, "Error": damage.message,
-                 "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z", "OOMKilled": False}
+        state = {
+            "Status": "dead",
+            "Running": False,
+            "Pid": 0,
+            "ExitCode": 0,
+            "Error": damage.message,
+            "StartedAt": "0001-01-01T00:00:00Z",
+            "FinishedAt": "0001-01-01T00:00:00Z",
+            "OOMKilled": False,
+        }
         return Container(config=config, dir=path, state=state)
 
     def all(self) -> list[Container]:
@@ -218,8 +240,16 @@ class Containers:
                 f.write(HOSTS_BASE)
             with open(os.path.join(path, "resolv.conf"), "wb") as f:
                 f.write(resolv_conf)
-            state = {"Status": "created", "Running": False, "Pid": 0, "ExitCode": 0, "Error": "",
-                     "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z", "OOMKilled": False}
+            state = {
+                "Status": "created",
+                "Running": False,
+                "Pid": 0,
+                "ExitCode": 0,
+                "Error": "",
+                "StartedAt": "0001-01-01T00:00:00Z",
+                "FinishedAt": "0001-01-01T00:00:00Z",
+                "OOMKilled": False,
+            }
             # Not fsynced: after a power cut a container whose files did not survive is debris
             # (never listed), and state is checked against the live process anyway.
             atomic_write(os.path.join(path, "state.json"), json.dumps(state).encode(), durable=False)
@@ -253,8 +283,11 @@ _PID_FIELDS = ("Pid", "MonitorPid")
 
 def _config_from(data: object, path: str) -> ContainerConfig:
     """A config.json that is what it says: the fields every reader relies on have their types."""
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("id", "name", "image", "created")) \
-            or not all(isinstance(data.get(k), list) for k in ("argv", "env")):
+    if (
+        not isinstance(data, dict)
+        or not all(isinstance(data.get(k), str) for k in ("id", "name", "image", "created"))
+        or not all(isinstance(data.get(k), list) for k in ("argv", "env"))
+    ):
         raise DamagedRecord(path, "not a container's config")
     try:
         return ContainerConfig.from_json(data)
@@ -285,4 +318,4 @@ def new_container_id() -> str:
 def validate_name(name: str) -> None:
     # docker: [a-zA-Z0-9][a-zA-Z0-9_.-]+
     if len(name) < 2 or not name[0].isalnum() or not set(name) <= _NAME_CHARS or not name.isascii():
-        raise UsageError(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+        raise UsageError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")

@@ -1,6 +1,7 @@
 """Starting a detached container: a monitor process per container (monitor.py), in a new session,
 as a fresh `python -S` whose sys.path holds only minirun and its site-packages, so it carries
 none of the CLI's imports. The CLI waits on a pipe until PID 1 has exec'd or failed."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,12 @@ def spawn_monitor(store_root: str, container_id: str, on_spawned=None) -> None:
     try:
         subprocess.Popen(
             [sys.executable, "-S", "-c", _BOOT, _search_path(), store_root, container_id, str(write_fd)],
-            pass_fds=(write_fd,), start_new_session=True, close_fds=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+            close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
     finally:
         os.close(write_fd)

@@ -11,6 +11,7 @@ A rule is (type, major, minor, access): type "c", "b" or "a" (all), major/minor 
 access a subset of "rwm". Anything no rule allows is refused: mknod of any node is allowed (as
 in docker), but opening it is not, unless it is one of the few nodes a container gets.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,21 +24,23 @@ Rule = tuple  # (type, major, minor, access)
 
 # docker's defaults (runc's AllowedDevices): mknod of anything, and the nodes every container has
 DEFAULT_RULES: tuple[Rule, ...] = (
-    ("c", -1, -1, "m"), ("b", -1, -1, "m"),
-    ("c", 1, 3, "rwm"),     # null
-    ("c", 1, 5, "rwm"),     # zero
-    ("c", 1, 7, "rwm"),     # full
-    ("c", 1, 8, "rwm"),     # random
-    ("c", 1, 9, "rwm"),     # urandom
-    ("c", 5, 0, "rwm"),     # tty
-    ("c", 5, 1, "rwm"),     # console
-    ("c", 5, 2, "rwm"),     # ptmx
+    ("c", -1, -1, "m"),
+    ("b", -1, -1, "m"),
+    ("c", 1, 3, "rwm"),  # null
+    ("c", 1, 5, "rwm"),  # zero
+    ("c", 1, 7, "rwm"),  # full
+    ("c", 1, 8, "rwm"),  # random
+    ("c", 1, 9, "rwm"),  # urandom
+    ("c", 5, 0, "rwm"),  # tty
+    ("c", 5, 1, "rwm"),  # console
+    ("c", 5, 2, "rwm"),  # ptmx
     ("c", 136, -1, "rwm"),  # the container's own ptys (devpts)
 )
 ALL_DEVICES: tuple[Rule, ...] = (("a", -1, -1, "rwm"),)
 
 
 # -- --device HOST[:CONTAINER][:PERMS] (pure but for the stat of HOST) -------------------------------
+
 
 def parse_device(spec: str) -> list:
     """docker's --device: [host path, container path, permissions]; the host path must be a
@@ -68,8 +71,10 @@ def device_number(path: str) -> tuple[str, int, int]:
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise UsageError(f'error gathering device information while adding custom device "{path}": '
-                         f"{(exc.strerror or str(exc)).lower()}") from None
+        raise UsageError(
+            f'error gathering device information while adding custom device "{path}": '
+            f"{(exc.strerror or str(exc)).lower()}"
+        ) from None
     if stat.S_ISCHR(st.st_mode):
         kind = "c"
     elif stat.S_ISBLK(st.st_mode):
@@ -93,8 +98,10 @@ def rules_for(devices: list, privileged: bool) -> list[Rule]:
 
 # -- cgroup v1 ---------------------------------------------------------------------------------------
 
+
 def v1_lines(rules: list[Rule]) -> list[tuple[str, str]]:
     """(file, line) writes for a v1 devices cgroup: deny everything, then allow each rule."""
+
     def number(n: int) -> str:
         return "*" if n < 0 else str(n)
 
@@ -108,8 +115,8 @@ def v1_lines(rules: list[Rule]) -> list[tuple[str, str]]:
 # -- cgroup v2: a BPF_PROG_TYPE_CGROUP_DEVICE program ------------------------------------------------
 
 # the kernel's context (struct bpf_cgroup_dev_ctx): u32 access_type (access << 16 | type), major, minor
-_TYPE = {"b": 1, "c": 2}               # BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR
-_ACCESS = {"m": 1, "r": 2, "w": 4}     # BPF_DEVCG_ACC_MKNOD, _READ, _WRITE
+_TYPE = {"b": 1, "c": 2}  # BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR
+_ACCESS = {"m": 1, "r": 2, "w": 4}  # BPF_DEVCG_ACC_MKNOD, _READ, _WRITE
 _R0, _R1, _R2, _R3, _R4, _R5 = range(6)
 
 
@@ -118,11 +125,11 @@ def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> 
 
 
 def _load_word(dst: int, offset: int) -> bytes:
-    return _insn(0x61, dst, _R1, offset)             # dst = *(u32 *)(r1 + offset)
+    return _insn(0x61, dst, _R1, offset)  # dst = *(u32 *)(r1 + offset)
 
 
 def _jne(reg: int, imm: int, skip: int) -> bytes:
-    return _insn(0x55, reg, 0, skip, imm)             # if reg != imm: skip `skip` instructions
+    return _insn(0x55, reg, 0, skip, imm)  # if reg != imm: skip `skip` instructions
 
 
 def bpf_program(rules: list[Rule]) -> bytes:
@@ -133,21 +140,21 @@ def bpf_program(rules: list[Rule]) -> bytes:
     """
     body = [
         _load_word(_R2, 0),
-        _insn(0xBF, _R3, _R2),                       # r3 = r2
-        _insn(0x57, _R3, imm=0xFFFF),                # r3 &= 0xffff: the type
-        _insn(0x77, _R2, imm=16),                    # r2 >>= 16: the access
+        _insn(0xBF, _R3, _R2),  # r3 = r2
+        _insn(0x57, _R3, imm=0xFFFF),  # r3 &= 0xffff: the type
+        _insn(0x77, _R2, imm=16),  # r2 >>= 16: the access
         _load_word(_R4, 4),
         _load_word(_R5, 8),
     ]
     for kind, major, minor, access in rules:
-        checks: list[bytes | tuple] = []
+        checks: list = []  # instructions, and ("jne", reg, imm) placeholders resolved below
         if kind != "a":
             checks.append(("jne", _R3, _TYPE[kind]))
         denied = 7 & ~sum(_ACCESS[a] for a in access)
         if denied:
-            checks.append(_insn(0xBF, _R1, _R2))     # r1 = r2
+            checks.append(_insn(0xBF, _R1, _R2))  # r1 = r2
             checks.append(_insn(0x57, _R1, imm=denied))  # r1 &= what the rule does not grant
-            checks.append(("jne", _R1, 0))           # anything left: not this rule
+            checks.append(("jne", _R1, 0))  # anything left: not this rule
         if major >= 0:
             checks.append(("jne", _R4, major))
         if minor >= 0:
@@ -161,7 +168,7 @@ def bpf_program(rules: list[Rule]) -> bytes:
         body += block
         if not checks:  # it allows everything: what would follow is unreachable, which the verifier refuses
             return b"".join(body)
-    body += [_insn(0xB7, _R0, imm=0), _insn(0x95)]   # r0 = 0; exit: refused
+    body += [_insn(0xB7, _R0, imm=0), _insn(0x95)]  # r0 = 0; exit: refused
     return b"".join(body)
 
 
@@ -176,8 +183,15 @@ def attach_program(cgroup_dir: str, program: bytes) -> None:
     code = ctypes.create_string_buffer(program, len(program))
     license = ctypes.create_string_buffer(b"Apache-2.0")
     attr = ctypes.create_string_buffer(128)
-    struct.pack_into("<IIQQ", attr, 0, linux.BPF_PROG_TYPE_CGROUP_DEVICE, len(program) // 8,
-                     ctypes.addressof(code), ctypes.addressof(license))
+    struct.pack_into(
+        "<IIQQ",
+        attr,
+        0,
+        linux.BPF_PROG_TYPE_CGROUP_DEVICE,
+        len(program) // 8,
+        ctypes.addressof(code),
+        ctypes.addressof(license),
+    )
     struct.pack_into("16s", attr, 48, b"minirun_devices")
     try:
         prog = linux.bpf(linux.BPF_PROG_LOAD, attr, "load the device program")

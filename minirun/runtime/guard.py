@@ -14,6 +14,7 @@ The guard is a plain fork (no exec: ~0.5 ms), in a session of its own with nothi
 client's open but its pipe, so it neither holds the client's stdout open nor gets its
 terminal's signals.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,8 @@ class Guard:
 def start(store_root: str, container_id: str) -> Guard:
     # what the guard needs, loaded before the fork: a builder forks it beside its progress
     # thread, and an import in the child could wait on a lock that thread held
-    from minirun.runtime import cgroups, container, procs  # noqa: F401
     from minirun import humanize, linux  # noqa: F401
+    from minirun.runtime import cgroups, container, procs  # noqa: F401
 
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     client = os.getpid()
@@ -97,15 +98,25 @@ def clean_up_after(store_root: str, container_id: str, client: int) -> None:
     except NotFound:
         return  # killed before it made the record, or removed already
     state = container.state
-    monitored = state.get("Status") == "running" and state.get("MonitorPid") != client \
+    monitored = (
+        state.get("Status") == "running"
+        and state.get("MonitorPid") != client
         and is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime"))
+    )
     if monitored:
         return  # a detached container whose monitor has it
     if state.get("Status") == "running":
         cgroups.remove(cgroups.existing_paths(container_id))  # kills PID 1 and all it started
         _wait_gone(state.get("Pid", 0), state.get("PidStartTime"))
-        containers.update_state(container, Status="exited", Running=False, Pid=0, ExitCode=CLIENT_KILLED,
-                                Error="the minirun client running it was killed", FinishedAt=rfc3339_now())
+        containers.update_state(
+            container,
+            Status="exited",
+            Running=False,
+            Pid=0,
+            ExitCode=CLIENT_KILLED,
+            Error="the minirun client running it was killed",
+            FinishedAt=rfc3339_now(),
+        )
     cgroups.remove(cgroups.existing_paths(container_id))
     if state.get("NetworkSettings"):
         from minirun.runtime.network import stopped

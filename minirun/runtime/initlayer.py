@@ -1,6 +1,7 @@
 """The shared init layer: stubs for the mount points and files minirun provides, stacked between
 the image and the container's upper dir, so they never show up as the container's changes
 (docker keeps the same stubs in a per-container init layer; ours is one for all containers)."""
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ Errors in the child travel back through a close-on-exec pipe: EOF without data m
 happened; otherwise "<exit code>\\n<message>". With -t, PID 1 also sends the master of a pty it
 allocated in its own devpts over a socketpair (tty.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -153,6 +154,7 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
         from minirun.runtime.tty import setup_console
     from minirun.runtime.overlay import mount_overlay
     from minirun.runtime.rootfs import Bind, RootfsSpec, setup_rootfs
+
     # Every import PID 1 needs happens here, before pivot_root hides the host's site-packages
     # (security.py loads prctl at import time for that reason).
     from minirun.runtime.security import lock_down, read_user_db, resolve_user
@@ -180,14 +182,22 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
     linux.sethostname(plan.hostname)
     if own_netns:
         _loopback_up()
-    if host_side is not None:
+    if host_side is not None and plan.net is not None:
         network.attach(plan.net, host_side)
     os.chdir(plan.store_root)
     mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
     binds = [Bind(source=s, target=t, readonly=bool(ro)) for s, t, ro in plan.binds]
-    setup_rootfs(RootfsSpec(root=plan.mountpoint, readonly=plan.readonly, binds=binds, tmpfs=list(plan.tmpfs),
-                            cgroups=cgroups.namespace_mounts() if plan.cgroups else [],
-                            privileged=plan.privileged, devices=[(h, c) for h, c, _ in plan.devices]))
+    setup_rootfs(
+        RootfsSpec(
+            root=plan.mountpoint,
+            readonly=plan.readonly,
+            binds=binds,
+            tmpfs=list(plan.tmpfs),
+            cgroups=cgroups.namespace_mounts() if plan.cgroups else [],
+            privileged=plan.privileged,
+            devices=[(h, c) for h, c, _ in plan.devices],
+        )
+    )
 
     passwd, group = read_user_db("/")
     user = resolve_user(plan.user or None, passwd, group)
@@ -247,7 +257,7 @@ def _enter_workdir(workdir: str, readonly: bool) -> None:
     except OSError:
         cwd = ""
     if not cwd.startswith("/"):
-        raise MinirunError(f"current working directory is outside of container mount namespace root")
+        raise MinirunError("current working directory is outside of container mount namespace root")
 
 
 def find_executable(name: str, path_env: str | None) -> str:
@@ -272,7 +282,7 @@ def _check_executable(shown: str, path: str) -> None:
     except FileNotFoundError:
         raise ExecFailure(EXIT_NOT_FOUND, f'exec: "{shown}": stat {path}: no such file or directory') from None
     except OSError as exc:
-        raise ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": {exc.strerror.lower()}') from None
+        raise ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": {(exc.strerror or str(exc)).lower()}') from None
     if stat.S_ISDIR(st.st_mode):
         raise ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": is a directory')
     if not st.st_mode & 0o111:

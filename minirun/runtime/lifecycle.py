@@ -5,6 +5,7 @@ state.json is written by whoever is PID 1's parent (the foreground CLI or the mo
 process died without writing the exit (kill -9, a reboot), `refresh` finds out from /proc, by pid
 and start time, and records an honest exit, so no command waits on a dead container.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,7 @@ def _kill_dead(container: Container) -> None:
 
 def refuse_dead(container: Container) -> None:
     if is_dead(container):
-        raise Conflict(f"container {container.id} is dead: {container.state.get('Error', '')}; "
-                       "remove it with rm -f")
+        raise Conflict(f"container {container.id} is dead: {container.state.get('Error', '')}; remove it with rm -f")
 
 
 def has_processes(container: Container) -> bool:
@@ -79,8 +79,14 @@ def refresh(containers: Containers, container: Container, reload: bool = True, r
         return container
     if is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")):
         return container  # PID 1 just ended; its parent is writing the exit now
-    exited = {"Status": "exited", "Running": False, "Pid": 0, "ExitCode": UNKNOWN_EXIT,
-              "Error": "the container's monitor died; its exit status is unknown", "FinishedAt": rfc3339_now()}
+    exited = {
+        "Status": "exited",
+        "Running": False,
+        "Pid": 0,
+        "ExitCode": UNKNOWN_EXIT,
+        "Error": "the container's monitor died; its exit status is unknown",
+        "FinishedAt": rfc3339_now(),
+    }
     if record:
         containers.update_state(container, **exited)
     else:
@@ -203,11 +209,14 @@ def rename(containers: Containers, container: Container, new_name: str) -> None:
     with containers.store.locked():
         for other in containers.all():
             if other.name == new_name and other.id != container.id:
-                raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
-                               f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.')
+                raise Conflict(
+                    f'Conflict. The container name "/{new_name}" is already in use by container '
+                    f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.'
+                )
         container.config.name = new_name
-        atomic_write(os.path.join(container.dir, "config.json"), json.dumps(container.config.to_json()).encode(),
-                     durable=False)
+        atomic_write(
+            os.path.join(container.dir, "config.json"), json.dumps(container.config.to_json()).encode(), durable=False
+        )
 
 
 def prune(containers: Containers) -> tuple[list[str], int]:

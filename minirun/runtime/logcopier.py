@@ -4,6 +4,7 @@ PID 1's parent), so what stays resident is a bare `python -S` with os, select an
 8 MB instead of the ~17 MB the start-up code's imports cost. No json module either: the log
 lines are encoded by hand and the exit is written into a state template made by monitor.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -112,7 +113,10 @@ class LogFile:
 
             packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: the gzip format
             tmp = f"{path}.gz.tmp"
-            with open(path, "rb") as src, os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "wb") as dst:
+            with (
+                open(path, "rb") as src,
+                os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "wb") as dst,
+            ):
                 while chunk := src.read(1 << 20):
                     dst.write(packer.compress(chunk))
                 dst.write(packer.flush())
@@ -193,10 +197,25 @@ def remove_container(container_dir: str, lock_path: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    container_dir, lock_path, pid, out_fd, err_fd, auto_remove, template, cgroup_paths, driver, max_size, \
-        max_file, compress = argv
-    log = None if driver == "none" else LogFile(os.path.join(container_dir, LOG_NAME), int(max_size), int(max_file),
-                                                compress == "1")
+    (
+        container_dir,
+        lock_path,
+        pid,
+        out_fd,
+        err_fd,
+        auto_remove,
+        template,
+        cgroup_paths,
+        driver,
+        max_size,
+        max_file,
+        compress,
+    ) = argv
+    log = (
+        None
+        if driver == "none"
+        else LogFile(os.path.join(container_dir, LOG_NAME), int(max_size), int(max_file), compress == "1")
+    )
     copy_output(log, {int(out_fd): "stdout", int(err_fd): "stderr"})
     if log is not None:
         log.close()
@@ -229,7 +248,7 @@ def pack_args(args: list[str], after_exit: list[str]) -> int:
     data = "\0".join([str(len(args)), *args, *after_exit]).encode()
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
 
@@ -241,11 +260,11 @@ def boot(args_fd: int) -> int:
         chunks.append(chunk)
     os.close(args_fd)
     count, *items = b"".join(chunks).decode().split("\0")
-    code = main(items[:int(count)])
-    if items[int(count):]:
+    code = main(items[: int(count)])
+    if items[int(count) :]:
         from minirun.runtime.network import after_exit
 
-        after_exit(*items[int(count):])
+        after_exit(*items[int(count) :])
     return code
 
 

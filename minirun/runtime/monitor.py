@@ -7,6 +7,7 @@ session with no terminal; no typer, rich or pyroute2 ever load here.
 Log: one JSON object per line, docker's json-file format: {"log": "...", "stream": "stdout",
 "time": "<RFC 3339>"}; a line longer than 16 KiB is split, as docker does.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,11 @@ from minirun.runtime.logcopier import CODE_MARK, TIME_MARK
 
 # The copier's arguments (the state template, cgroup paths, network settings) travel in a
 # memfd, never on the command line, which any local user can read through ps.
-COPIER_BOOT = ("import sys; sys.path[:0] = [sys.argv[1]]; from minirun.runtime.logcopier import boot; "
-               "sys.exit(boot(int(sys.argv[2])))")
+COPIER_BOOT = (
+    "import sys; sys.path[:0] = [sys.argv[1]]; from minirun.runtime.logcopier import boot; "
+    "sys.exit(boot(int(sys.argv[2])))"
+)
+
 
 def main(argv: list[str]) -> int:
     store_root, container_id, ready_fd = argv[0], argv[1], int(argv[2])
@@ -71,19 +75,42 @@ def main(argv: list[str]) -> int:
     if failure is not None:
         os.waitpid(started.pid, 0)
         cgroups.remove(plan.cgroups)
-        containers.update_state(container, Status="exited", Running=False, ExitCode=failure.exit_code,
-                                Error=failure.message, FinishedAt=rfc3339_now())
+        containers.update_state(
+            container,
+            Status="exited",
+            Running=False,
+            ExitCode=failure.exit_code,
+            Error=failure.message,
+            FinishedAt=rfc3339_now(),
+        )
         _stop_publishing(store, container)  # before the report: the CLI returns on it
         _report(ready_fd, failure)
         _maybe_remove(containers, container)
         return 1
-    containers.update_state(container, Status="running", Running=True, Pid=started.pid,
-                            PidStartTime=start_time(started.pid), MonitorPid=os.getpid(),
-                            MonitorStartTime=start_time(os.getpid()), StartedAt=rfc3339_now(),
-                            FinishedAt="0001-01-01T00:00:00Z", ExitCode=0, Error="", OOMKilled=False)
+    containers.update_state(
+        container,
+        Status="running",
+        Running=True,
+        Pid=started.pid,
+        PidStartTime=start_time(started.pid),
+        MonitorPid=os.getpid(),
+        MonitorStartTime=start_time(os.getpid()),
+        StartedAt=rfc3339_now(),
+        FinishedAt="0001-01-01T00:00:00Z",
+        ExitCode=0,
+        Error="",
+        OOMKilled=False,
+    )
     _tell(ready_fd, b"ok")
-    exited = dict(container.state, Status="exited", Running=False, Pid=0, ExitCode=0, FinishedAt=TIME_MARK,
-                  **{logcopier.DROPPED_KEY: 0})
+    exited = dict(
+        container.state,
+        Status="exited",
+        Running=False,
+        Pid=0,
+        ExitCode=0,
+        FinishedAt=TIME_MARK,
+        **{logcopier.DROPPED_KEY: 0},
+    )
     template = json.dumps(exited).replace('"ExitCode": 0', f'"ExitCode": {CODE_MARK}', 1)
     for fd in (out_r, err_r):
         os.set_inheritable(fd, True)
@@ -96,10 +123,23 @@ def main(argv: list[str]) -> int:
 
     log_config = container.config.log_config
     max_size, max_file, compress = limits(log_config)
-    args = logcopier.pack_args([container.dir, os.path.join(store.root, "lock"), str(started.pid), str(out_r),
-                                str(err_r), "1" if container.config.auto_remove else "0", template,
-                                "\n".join(plan.cgroups), log_config.get("Type", "json-file"), str(max_size),
-                                str(max_file), "1" if compress else "0"], hook)
+    args = logcopier.pack_args(
+        [
+            container.dir,
+            os.path.join(store.root, "lock"),
+            str(started.pid),
+            str(out_r),
+            str(err_r),
+            "1" if container.config.auto_remove else "0",
+            template,
+            "\n".join(plan.cgroups),
+            log_config.get("Type", "json-file"),
+            str(max_size),
+            str(max_file),
+            "1" if compress else "0",
+        ],
+        hook,
+    )
     # Become the lean copier (logcopier.py): same process, still PID 1's parent, a fraction of the memory.
     os.execv(sys.executable, [sys.executable, "-S", "-c", COPIER_BOOT, _package_parent(), str(args)])
 

@@ -15,6 +15,7 @@ When PID 1 has exited: stopped() removes the published ports (the DNAT elements,
 On rm: release() gives the address back and updates the peers' /etc/hosts. Nothing here imports
 pyroute2 unless a bridge must be made (networks.ensure_bridge); nothing here runs for --network none.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,16 @@ def prepare(store, container, plan) -> None:
     if mode.startswith("container:"):
         _join(store, container, plan, mode.split(":", 1)[1])
         return
-    from minirun.networks import DEFAULT_NETWORK, AddressBook, Networks, broadcast, ensure_bridge, int_to_ip, mac_for
-    from minirun.networks import parse_subnet
+    from minirun.networks import (
+        DEFAULT_NETWORK,
+        AddressBook,
+        Networks,
+        broadcast,
+        ensure_bridge,
+        int_to_ip,
+        mac_for,
+        parse_subnet,
+    )
     from minirun.runtime.container import Containers
 
     network = Networks(store).find(mode)
@@ -41,15 +50,26 @@ def prepare(store, container, plan) -> None:
     config = container.config
     book = AddressBook(network.bridge)
     with book.locked():
-        address = book.allocate(info["subnet"], info["gateway"], store.root, container.id, container.name, config.hostname)
+        address = book.allocate(
+            info["subnet"], info["gateway"], store.root, container.id, container.name, config.hostname
+        )
         write_hosts(book, network.name != DEFAULT_NETWORK, only=(store.root, container.id))
     subnet = parse_subnet(info["subnet"])
     prefix = subnet[1]
     veth = "veth" + os.urandom(4).hex()[:7]  # the host's end; eth0 inside
-    settings = {"Network": network.name, "NetworkID": network.id, "Bridge": network.bridge, "Veth": veth,
-                "IPAddress": address, "IPPrefixLen": prefix, "Gateway": info["gateway"], "MacAddress": mac_for(address), "Ports": [],
-                # a new one per start: the exit of an older run never removes this run's ports
-                "Token": os.urandom(8).hex()}
+    settings = {
+        "Network": network.name,
+        "NetworkID": network.id,
+        "Bridge": network.bridge,
+        "Veth": veth,
+        "IPAddress": address,
+        "IPPrefixLen": prefix,
+        "Gateway": info["gateway"],
+        "MacAddress": mac_for(address),
+        "Ports": [],
+        # a new one per start: the exit of an older run never removes this run's ports
+        "Token": os.urandom(8).hex(),
+    }
     containers = Containers(store)
     containers.update_state(container, NetworkSettings=settings)
     if config.ports:
@@ -58,9 +78,16 @@ def prepare(store, container, plan) -> None:
         settings["Ports"], backend = portmap.publish_ports(config.ports, address)  # nftables or the proxy
         settings.update(backend)
         containers.update_state(container, NetworkSettings=settings)
-    plan.net = {"bridge": network.bridge, "bridge_index": info["index"], "veth": veth,
-                "address": address, "prefixlen": prefix, "broadcast": int_to_ip(broadcast(*subnet)),
-                "gateway": info["gateway"], "mac": settings["MacAddress"]}
+    plan.net = {
+        "bridge": network.bridge,
+        "bridge_index": info["index"],
+        "veth": veth,
+        "address": address,
+        "prefixlen": prefix,
+        "broadcast": int_to_ip(broadcast(*subnet)),
+        "gateway": info["gateway"],
+        "mac": settings["MacAddress"],
+    }
 
 
 def _join(store, container, plan, target: str) -> None:
@@ -120,12 +147,13 @@ def write_in_place(path: str, data: bytes) -> None:
         os.ftruncate(fd, 0)
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
 
 # -- in PID 1 -------------------------------------------------------------------------------
+
 
 def open_host_side() -> tuple:
     """Before unshare(CLONE_NEWNET): a netlink socket and an fd of the host's network namespace."""
@@ -160,6 +188,7 @@ def attach(net: dict, host_side: tuple) -> None:
 
 
 # -- after the exit, on rm ----------------------------------------------------------------------
+
 
 def stopped(store_root: str, container_id: str, settings: dict | None) -> None:
     """PID 1 has exited: its published ports go (docker frees them on stop). Only the ports of
@@ -219,6 +248,7 @@ def exit_hook_args(store_root: str, container) -> list[str]:
 
 # -- what inspect and ps show --------------------------------------------------------------------
 
+
 def published(container) -> list[list]:
     """The ports published now: only while the container runs, as docker shows them."""
     settings = container.state.get("NetworkSettings") or {}
@@ -233,23 +263,49 @@ def inspect_settings(container) -> dict:
     settings = container.state.get("NetworkSettings") or {}
     running = container.state.get("Status") == "running"
     mode = container.config.network
-    endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": settings.get("NetworkID", ""),
-                "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
+    endpoint = {
+        "IPAMConfig": None,
+        "Links": None,
+        "Aliases": None,
+        "NetworkID": settings.get("NetworkID", ""),
+        "EndpointID": "",
+        "Gateway": "",
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": "",
+        "DriverOpts": None,
+    }
     if running and settings.get("IPAddress"):
-        endpoint.update(EndpointID=settings.get("Token", ""), Gateway=settings["Gateway"],
-                        IPAddress=settings["IPAddress"], IPPrefixLen=settings["IPPrefixLen"],
-                        MacAddress=settings["MacAddress"])
+        endpoint.update(
+            EndpointID=settings.get("Token", ""),
+            Gateway=settings["Gateway"],
+            IPAddress=settings["IPAddress"],
+            IPPrefixLen=settings["IPPrefixLen"],
+            MacAddress=settings["MacAddress"],
+        )
     default = settings.get("Network", mode) == "bridge"
-    top = {key: endpoint[key] if default else ("" if key != "IPPrefixLen" else 0)
-           for key in ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress")}
+    top = {
+        key: endpoint[key] if default else ("" if key != "IPPrefixLen" else 0)
+        for key in ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress")
+    }
     networks = {} if mode.startswith("container:") else {settings.get("Network", mode): endpoint}
     pid = container.state.get("Pid", 0)
     return {
-        "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "Bridge": "",
+        "SandboxID": "",
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
         "Ports": inspect_ports(published(container)) if running else {},
         "SandboxKey": f"/proc/{pid}/ns/net" if running and pid else "",
-        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
-        **top, "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": "",
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        **top,
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": "",
         "Networks": networks,
     }

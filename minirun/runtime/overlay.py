@@ -3,6 +3,7 @@
 Two ways in: the new mount API passes one layer per fsconfig call and has no length limit;
 mount(2) takes every option in one page. Both get the same layers, topmost first.
 """
+
 from __future__ import annotations
 
 import errno
@@ -26,8 +27,7 @@ def _check_layers(lowers: list[str]) -> None:
     if not lowers:
         raise MinirunError("overlay needs at least one lower layer: the image has no layers")
     if len(lowers) > MAX_LOWERS:
-        raise MinirunError(
-            f"image has {len(lowers)} layers; overlayfs stacks at most {MAX_LOWERS}")
+        raise MinirunError(f"image has {len(lowers)} layers; overlayfs stacks at most {MAX_LOWERS}")
 
 
 def _check_path(path: str) -> None:
@@ -54,18 +54,19 @@ def overlay_options(lowers: list[str], upper: str, work: str) -> str:
     mounted with, and would refuse a container whose layers moved (docker sets it off too).
     """
     _check_layers(lowers)
-    opts = (f"lowerdir={':'.join(_escape(p) for p in lowers)},"
-            f"upperdir={_escape(upper)},workdir={_escape(work)},index=off")
+    opts = (
+        f"lowerdir={':'.join(_escape(p) for p in lowers)},upperdir={_escape(upper)},workdir={_escape(work)},index=off"
+    )
     size = len(os.fsencode(opts)) + 1  # + the NUL the kernel needs inside the page
     if size > OPTIONS_MAX:
         raise MinirunError(
             f"overlay options for {len(lowers)} layers take {size} bytes; mount(2) takes "
-            f"{OPTIONS_MAX}: use shorter layer paths (relative `l/<id>` links) or the new mount API")
+            f"{OPTIONS_MAX}: use shorter layer paths (relative `l/<id>` links) or the new mount API"
+        )
     return opts
 
 
-def mount_overlay(target: str, lowers: list[str], upper: str, work: str, *,
-                  api: str = API_AUTO) -> str:
+def mount_overlay(target: str, lowers: list[str], upper: str, work: str, *, api: str = API_AUTO) -> str:
     """Mount the union at `target`, nodev; return the API used ("new" or "classic").
 
     nodev: a device node an image ships or a container mknods (CAP_MKNOD is one of docker's

@@ -1,5 +1,6 @@
 """A container's LaunchPlan from its record and image: the one place that decides the lower
 dirs, the provided files and the mounts, for foreground runs and monitors alike."""
+
 from __future__ import annotations
 
 import os

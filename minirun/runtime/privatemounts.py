@@ -1,10 +1,11 @@
 """Work that needs mounts the host must never see (export's read-only union, build's COPY):
 done in a forked child that first takes a private mount namespace. Its mounts die with it,
 whatever happens, and its error comes back as one line."""
+
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from minirun.errors import MinirunError
 

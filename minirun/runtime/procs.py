@@ -1,5 +1,6 @@
 """Processes by pid *and* start time: pids are reused, so a pid alone never proves a container
 or monitor is alive."""
+
 from __future__ import annotations
 
 
@@ -11,7 +12,7 @@ def start_time(pid: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     # the command name (field 2) may hold spaces and parentheses: split after its last ')'
-    fields = data[data.rindex(b")") + 2:].split()
+    fields = data[data.rindex(b")") + 2 :].split()
     if fields[0] == b"Z":  # a zombie has finished: only its parent's wait is missing
         return None
     return int(fields[19])
@@ -31,4 +32,4 @@ def parent_of(pid: int) -> int:
             data = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return 0
-    return int(data[data.rindex(b")") + 2:].split()[1])
+    return int(data[data.rindex(b")") + 2 :].split()[1])

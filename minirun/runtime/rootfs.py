@@ -11,18 +11,32 @@ Mount points that already exist are used as they are, never touched: the shared 
 holds /proc, /sys, /dev, /etc/hosts... so no container's upper dir records them as changes.
 Only what is missing (a -v target, say) is created, and then in the upper dir, as docker does.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from minirun import linux
 from minirun.errors import MinirunError, NotFound, SyscallError, UsageError
-from minirun.linux import (MNT_DETACH, MS_BIND, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC,
-                           MS_NOSUID, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SLAVE,
-                           MS_STRICTATIME)
+from minirun.linux import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NOATIME,
+    MS_NODEV,
+    MS_NODIRATIME,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REC,
+    MS_RELATIME,
+    MS_REMOUNT,
+    MS_SLAVE,
+    MS_STRICTATIME,
+)
 
 
 @dataclass
@@ -71,8 +85,7 @@ SYSTEM_MOUNTS: tuple[Mount, ...] = (
     # bound onto it below; a node it makes itself (mknod) does not open
     Mount("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=755,size=65536k"),
     # newinstance: the container's ptys are its own, neither visible to nor numbered among the host's
-    Mount("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
-          "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    Mount("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
     Mount("/dev/shm", "tmpfs", "shm", _NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k"),
     # mqueue shows the queues of the mounting process's IPC namespace: the container's own
     Mount("/dev/mqueue", "mqueue", "mqueue", _NOSUID_NODEV_NOEXEC),
@@ -87,18 +100,36 @@ _NO_SYMLINK = frozenset({"/proc", "/dev", "/sys"})
 
 # (name, major, minor): docker's default nodes, all crw-rw-rw- root:root
 DEVICES: tuple[tuple[str, int, int], ...] = (
-    ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
 )
 DEV_SYMLINKS: tuple[tuple[str, str], ...] = (
-    ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore"), ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("core", "/proc/kcore"),
+    ("ptmx", "pts/ptmx"),
 )
 
 # docker's defaults (moby oci/defaults.go): kernel data a container must not read...
 MASKED_PATHS: tuple[str, ...] = (
-    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
-    "/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
-    "/proc/timer_stats", "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 )
 # ...and kernel knobs it may read but never write (/proc/sys/kernel/hostname, sysrq, ...)
 READONLY_PATHS: tuple[str, ...] = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
@@ -106,25 +137,45 @@ READONLY_PATHS: tuple[str, ...] = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/
 # docker's --tmpfs defaults; size and mode are the kernel's (half of RAM, 1777)
 TMPFS_FLAGS = _NOSUID_NODEV_NOEXEC
 # --tmpfs options that turn a flag on or off; size, mode, uid and gid go to the kernel as data
-_TMPFS_SWITCHES = {"ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False), "noexec": (MS_NOEXEC, True),
-                   "exec": (MS_NOEXEC, False), "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
-                   "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False)}
+_TMPFS_SWITCHES = {
+    "ro": (MS_RDONLY, True),
+    "rw": (MS_RDONLY, False),
+    "noexec": (MS_NOEXEC, True),
+    "exec": (MS_NOEXEC, False),
+    "nosuid": (MS_NOSUID, True),
+    "suid": (MS_NOSUID, False),
+    "nodev": (MS_NODEV, True),
+    "dev": (MS_NODEV, False),
+}
 
 # Where no volume may go: the kernel filesystems and what minirun mounts itself. runc refuses
 # anything inside /proc but the files lxcfs stands in for; a bind over /sys or /dev would undo
 # the read-only sysfs and the device walls.
 _RUNTIME_OWNED = frozenset({"/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys/fs/cgroup"})
-_PROC_ALLOWED = frozenset({"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
-                           "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
-                           "/proc/sys/kernel/ns_last_pid"})
+_PROC_ALLOWED = frozenset(
+    {
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/net/dev",
+        "/proc/sys/kernel/ns_last_pid",
+    }
+)
 
 _MAX_SYMLINKS = 40  # the kernel's own MAXSYMLINKS
 
 
 def plan_mounts(spec: RootfsSpec) -> list[Mount]:
     """Every mount setup_rootfs makes before the masks, in order. Pure."""
-    user = [Mount(_container_path(b.target), None, b.source,
-                  MS_BIND | MS_REC | (MS_RDONLY if b.readonly else 0)) for b in spec.binds]
+    user = [
+        Mount(_container_path(b.target), None, b.source, MS_BIND | MS_REC | (MS_RDONLY if b.readonly else 0))
+        for b in spec.binds
+    ]
     user += [tmpfs_mount(t) for t in spec.tmpfs]
     check_targets([m.target for m in user])
     # a parent mounted after its child would hide it: shallow targets first, as docker sorts
@@ -164,8 +215,10 @@ def check_targets(targets: list[str]) -> None:
         if clean == "/sys" or clean.startswith("/sys/"):
             raise UsageError(f"invalid mount config: {clean!r} cannot be mounted because it is inside /sys")
         if clean in _RUNTIME_OWNED:
-            raise UsageError(f"invalid mount config: {clean} is mounted by minirun itself"
-                             + (" (add devices with --device)" if clean == "/dev" else ""))
+            raise UsageError(
+                f"invalid mount config: {clean} is mounted by minirun itself"
+                + (" (add devices with --device)" if clean == "/dev" else "")
+            )
 
 
 def tmpfs_mount(spec: str) -> Mount:
@@ -173,7 +226,7 @@ def tmpfs_mount(spec: str) -> Mount:
     ro/rw, exec/noexec, suid/nosuid, dev/nodev, and size, mode, uid, gid passed to the kernel.
     Anything else is refused rather than ignored. Pure."""
     target, _, options = spec.partition(":")
-    flags, data = TMPFS_FLAGS, []
+    flags, data = TMPFS_FLAGS, list[str]()
     for option in filter(None, options.split(",")):
         key, sep, value = option.partition("=")
         if not sep and key in _TMPFS_SWITCHES:
@@ -182,8 +235,10 @@ def tmpfs_mount(spec: str) -> Mount:
         elif sep and _tmpfs_value_ok(key, value):
             data = [d for d in data if not d.startswith(f"{key}=")] + [f"{key}={value}"]
         else:
-            raise UsageError(f"invalid tmpfs option {option!r} in {spec!r}: use size, mode, uid, gid, "
-                             "ro/rw, exec/noexec, suid/nosuid or dev/nodev")
+            raise UsageError(
+                f"invalid tmpfs option {option!r} in {spec!r}: use size, mode, uid, gid, "
+                "ro/rw, exec/noexec, suid/nosuid or dev/nodev"
+            )
     return Mount(_container_path(target), "tmpfs", "tmpfs", flags, ",".join(data) or None)
 
 
@@ -261,7 +316,7 @@ def resolve_in_root(root: str, path: str) -> str:
 def _mount(root: str, m: Mount) -> None:
     bind = m.fstype is None
     if bind and not os.path.exists(m.source):
-        raise NotFound(f"invalid mount config for type \"bind\": bind source path does not exist: {m.source}")
+        raise NotFound(f'invalid mount config for type "bind": bind source path does not exist: {m.source}')
     path = resolve_in_root(root, m.target)
     if m.target in _NO_SYMLINK and path != os.path.join(root, m.target.lstrip("/")):
         raise MinirunError(f"{m.target} in the image is a symlink: {m.fstype} must be mounted on a directory")
@@ -281,8 +336,9 @@ def protect_bind(path: str, readonly: bool) -> None:
         linux.mount_setattr(path, attrs, recursive=True)
     except SyscallError as exc:
         if exc.errno == errno.ENOSYS:
-            raise MinirunError("volumes need mount_setattr(2) (Linux >= 5.12) to be read-only and nodev "
-                               "all the way down") from None
+            raise MinirunError(
+                "volumes need mount_setattr(2) (Linux >= 5.12) to be read-only and nodev all the way down"
+            ) from None
         raise
 
 
@@ -306,7 +362,7 @@ def _ensure_mount_point(path: str, shown: str, *, is_dir: bool) -> None:
         raise MinirunError(f"cannot create mount point {shown}: {exc.strerror}") from None
 
 
-def _populate_dev(dev: str, devices: list[tuple[str, str]] = (), privileged: bool = False) -> None:
+def _populate_dev(dev: str, devices: Sequence[tuple[str, str]] = (), privileged: bool = False) -> None:
     """Each of docker's nodes is the host's own, bind-mounted: /dev itself is nodev. So is each
     --device node, at its path under /dev; privileged, /dev gets every other host node too."""
     for name, major, minor in DEVICES:
@@ -364,8 +420,13 @@ def mount_cgroups(path: str, hierarchies: list[tuple[str, str, str | None]], wri
     if not writable:
         remount_readonly(path)  # the tmpfs, before a v2 hierarchy may cover it
     for name, fstype, options in hierarchies:
-        linux.mount(fstype, os.path.join(path, name) if name else path, fstype,
-                    (0 if writable else MS_RDONLY) | _NOSUID_NODEV_NOEXEC, options)
+        linux.mount(
+            fstype,
+            os.path.join(path, name) if name else path,
+            fstype,
+            (0 if writable else MS_RDONLY) | _NOSUID_NODEV_NOEXEC,
+            options,
+        )
 
 
 def _mask_paths(root: str) -> None:
@@ -394,9 +455,14 @@ def _readonly_paths(root: str) -> None:
 
 
 # statvfs(3) flag -> the mount(2) flag that keeps it
-_KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
-               (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
-               (os.ST_RELATIME, MS_RELATIME))
+_KEPT_FLAGS = (
+    (os.ST_NOSUID, MS_NOSUID),
+    (os.ST_NODEV, MS_NODEV),
+    (os.ST_NOEXEC, MS_NOEXEC),
+    (os.ST_NOATIME, MS_NOATIME),
+    (os.ST_NODIRATIME, MS_NODIRATIME),
+    (os.ST_RELATIME, MS_RELATIME),
+)
 
 
 def remount_readonly(path: str) -> None:
@@ -435,8 +501,10 @@ def pivot(root: str) -> None:
             # EBUSY: `root` is no mount point of its own, so it is on the current root's mount
             # EINVAL: a shared mount in the way (/ not made rprivate), or another non-mount point
             if exc.errno in (errno.EINVAL, errno.EBUSY):
-                raise MinirunError(f"{SyscallError('pivot_root', exc.errno, root).message} (the new "
-                                   "root must be a mount point, in a private mount namespace)") from None
+                raise MinirunError(
+                    f"{SyscallError('pivot_root', exc.errno, root).message} (the new "
+                    "root must be a mount point, in a private mount namespace)"
+                ) from None
             raise
         # the kernel promises nothing about our cwd after pivot_root: go to the old root explicitly
         os.fchdir(old_root)

@@ -9,6 +9,7 @@ which the start path has anyway.
 
 Each request asks for an ACK and raises OSError(errno, "<what>: <strerror>") on a NACK.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,7 +60,9 @@ class Netlink:
 
     def request(self, kind: int, flags: int, body: bytes, what: str) -> None:
         self.seq += 1
-        self.sock.send(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, self.seq, 0) + body)
+        self.sock.send(
+            _HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, self.seq, 0) + body
+        )
         while True:
             data = self.sock.recv(65536)
             offset = 0
@@ -78,8 +81,7 @@ class Netlink:
         peer = ifinfomsg() + name_attr(peer_name) + attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
         data = attr(VETH_INFO_PEER | NLA_F_NESTED, peer)
         info = attr(IFLA_INFO_KIND, b"veth") + attr(IFLA_INFO_DATA | NLA_F_NESTED, data)
-        body = (ifinfomsg() + name_attr(name) + attr(IFLA_ADDRESS, mac)
-                + attr(IFLA_LINKINFO | NLA_F_NESTED, info))
+        body = ifinfomsg() + name_attr(name) + attr(IFLA_ADDRESS, mac) + attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create veth pair {name}/{peer_name}")
 
     def set_up(self, name: str, master: tuple[int, str] | None = None) -> None:
@@ -91,12 +93,20 @@ class Netlink:
 
     def add_address(self, index: int, address: str, prefixlen: int, broadcast: str, label: str) -> None:
         packed = socket.inet_aton(address)
-        body = (struct.pack("=BBBBI", socket.AF_INET, prefixlen, 0, RT_SCOPE_UNIVERSE, index)
-                + attr(IFA_LOCAL, packed) + attr(IFA_ADDRESS, packed) + attr(IFA_BROADCAST, socket.inet_aton(broadcast)))
+        body = (
+            struct.pack("=BBBBI", socket.AF_INET, prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+            + attr(IFA_LOCAL, packed)
+            + attr(IFA_ADDRESS, packed)
+            + attr(IFA_BROADCAST, socket.inet_aton(broadcast))
+        )
         self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {address}/{prefixlen} to {label}")
 
     def add_default_route(self, gateway: str, index: int) -> None:
-        body = (struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
-                            RTN_UNICAST, 0)
-                + attr(RTA_GATEWAY, socket.inet_aton(gateway)) + attr(RTA_OIF, struct.pack("=I", index)))
+        body = (
+            struct.pack(
+                "=BBBBBBBBI", socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0
+            )
+            + attr(RTA_GATEWAY, socket.inet_aton(gateway))
+            + attr(RTA_OIF, struct.pack("=I", index))
+        )
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, f"add default route via {gateway}")

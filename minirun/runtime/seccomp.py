@@ -13,6 +13,7 @@ setns, keyctl, bpf, perf_event_open, io_uring and userfaultfd are not allowed to
 without CAP_SYS_ADMIN (or the capability named), so its root cannot open a user namespace and
 mount its own cgroups.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,18 +33,35 @@ UNCONFINED = "unconfined"
 _FORMAT = b"minirun-seccomp-1"  # part of every cache key: a change of this file's rules changes it
 
 # docker's architecture names (Go's GOARCH, as profiles spell them in includes/excludes) by uname -m
-_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "x86", "armv7l": "arm", "ppc64le": "ppc64le",
-            "s390x": "s390x", "riscv64": "riscv64", "mips64": "mips64", "loongarch64": "loongarch64"}
+_GO_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "i686": "x86",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "mips64": "mips64",
+    "loongarch64": "loongarch64",
+}
 _ACTIONS_WITH_ERRNO = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
-_ACTIONS = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP",
-            "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG")
-_OPS = ("SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT",
-        "SCMP_CMP_MASKED_EQ")
+_ACTIONS = (
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_LOG",
+)
+_OPS = ("SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ")
 _FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
 EPERM = 1
 
 
 # -- profiles: text in, checked and resolved rules out (pure) -------------------------------------
+
 
 def read_profile(path: str) -> str:
     """A profile file's text, checked and compacted (docker stores it so, in SecurityOpt)."""
@@ -62,6 +80,7 @@ def read_profile(path: str) -> str:
 
 def check_profile(profile: object, where: str) -> None:
     """Refuse what docker refuses, and what would otherwise be ignored silently."""
+
     def bad(why: str) -> UsageError:
         return UsageError(f"seccomp profile ({where}): {why}")
 
@@ -93,10 +112,16 @@ def check_profile(profile: object, where: str) -> None:
         if rule.get("action") not in _ACTIONS:
             raise bad(f"unknown action {rule.get('action')!r} for {names[0]}")
         for arg in rule.get("args") or []:
-            if not (isinstance(arg, dict) and arg.get("op") in _OPS and arg.get("index") in range(6)
-                    and all(isinstance(arg.get(k, 0), int) and 0 <= arg.get(k, 0) < 2**64 for k in ("value", "valueTwo"))):
+            if not (
+                isinstance(arg, dict)
+                and arg.get("op") in _OPS
+                and arg.get("index") in range(6)
+                and all(isinstance(arg.get(k, 0), int) and 0 <= arg.get(k, 0) < 2**64 for k in ("value", "valueTwo"))
+            ):
                 raise bad(f"a bad argument condition for {names[0]}: {arg!r}")
-        if rule.get("errnoRet") is not None and not (isinstance(rule["errnoRet"], int) and 0 <= rule["errnoRet"] < 4096):
+        if rule.get("errnoRet") is not None and not (
+            isinstance(rule["errnoRet"], int) and 0 <= rule["errnoRet"] < 4096
+        ):
             raise bad(f"a bad errnoRet for {names[0]}: {rule['errnoRet']!r}")
 
 
@@ -154,9 +179,15 @@ def resolve(profile: dict, capabilities: frozenset, machine: str, release: str) 
     return {"default": (profile["defaultAction"], default_errno), "arches": arches, "flags": flags, "rules": rules}
 
 
-_NATIVE_SECCOMP_ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64", "i686": "SCMP_ARCH_X86",
-                        "armv7l": "SCMP_ARCH_ARM", "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X",
-                        "riscv64": "SCMP_ARCH_RISCV64"}
+_NATIVE_SECCOMP_ARCH = {
+    "x86_64": "SCMP_ARCH_X86_64",
+    "aarch64": "SCMP_ARCH_AARCH64",
+    "i686": "SCMP_ARCH_X86",
+    "armv7l": "SCMP_ARCH_ARM",
+    "ppc64le": "SCMP_ARCH_PPC64LE",
+    "s390x": "SCMP_ARCH_S390X",
+    "riscv64": "SCMP_ARCH_RISCV64",
+}
 
 
 def _seccomp_arch_is(name: str, machine: str) -> bool:
@@ -165,6 +196,7 @@ def _seccomp_arch_is(name: str, machine: str) -> bool:
 
 # -- compiling (libseccomp) and caching -------------------------------------------------------------
 
+
 def compile_program(resolved: dict) -> bytes:
     """libseccomp's BPF for resolved rules, as runc builds it: names the library does not know
     are skipped (a profile lists syscalls of newer kernels and other arches), a rule whose action
@@ -172,13 +204,26 @@ def compile_program(resolved: dict) -> bytes:
     import pyseccomp as sc  # ~35 ms: only when a program is not in the cache
 
     def action(name: str, errno_: int) -> int:
-        return {"SCMP_ACT_KILL": sc.KILL, "SCMP_ACT_KILL_THREAD": sc.KILL_THREAD,
-                "SCMP_ACT_KILL_PROCESS": sc.KILL_PROCESS, "SCMP_ACT_TRAP": sc.TRAP,
-                "SCMP_ACT_ERRNO": sc.ERRNO(errno_), "SCMP_ACT_TRACE": sc.TRACE(errno_),
-                "SCMP_ACT_ALLOW": sc.ALLOW, "SCMP_ACT_LOG": sc.LOG}[name]
+        return {
+            "SCMP_ACT_KILL": sc.KILL,
+            "SCMP_ACT_KILL_THREAD": sc.KILL_THREAD,
+            "SCMP_ACT_KILL_PROCESS": sc.KILL_PROCESS,
+            "SCMP_ACT_TRAP": sc.TRAP,
+            "SCMP_ACT_ERRNO": sc.ERRNO(errno_),
+            "SCMP_ACT_TRACE": sc.TRACE(errno_),
+            "SCMP_ACT_ALLOW": sc.ALLOW,
+            "SCMP_ACT_LOG": sc.LOG,
+        }[name]
 
-    ops = {"SCMP_CMP_NE": sc.NE, "SCMP_CMP_LT": sc.LT, "SCMP_CMP_LE": sc.LE, "SCMP_CMP_EQ": sc.EQ,
-           "SCMP_CMP_GE": sc.GE, "SCMP_CMP_GT": sc.GT, "SCMP_CMP_MASKED_EQ": sc.MASKED_EQ}
+    ops = {
+        "SCMP_CMP_NE": sc.NE,
+        "SCMP_CMP_LT": sc.LT,
+        "SCMP_CMP_LE": sc.LE,
+        "SCMP_CMP_EQ": sc.EQ,
+        "SCMP_CMP_GE": sc.GE,
+        "SCMP_CMP_GT": sc.GT,
+        "SCMP_CMP_MASKED_EQ": sc.MASKED_EQ,
+    }
     default = action(*resolved["default"])
     program = sc.SyscallFilter(default)
     for name in resolved["arches"]:
@@ -192,8 +237,9 @@ def compile_program(resolved: dict) -> bytes:
         act = action(act_name, errno_)
         if act == default:
             continue
-        conditions = [sc.Arg(int(a["index"]), ops[a["op"]], int(a.get("value") or 0), int(a.get("valueTwo") or 0))
-                      for a in args]
+        conditions = [
+            sc.Arg(int(a["index"]), ops[a["op"]], int(a.get("value") or 0), int(a.get("valueTwo") or 0)) for a in args
+        ]
         indexes = [int(a["index"]) for a in args]
         groups = [conditions] if len(set(indexes)) == len(indexes) else [[c] for c in conditions]
         for name in names:
@@ -244,8 +290,9 @@ def program_for(cache_dir: str, text: str, capabilities: list[str]) -> Program:
     compiled and cached (a write that loses a race with another start is harmless: same bytes)."""
     uname = os.uname()
     caps = ",".join(sorted(capabilities)).encode()
-    key = _digest(b"\0".join([_FORMAT, text.encode(), caps, uname.machine.encode(), uname.release.encode()]),
-                  digest_size=32).hexdigest()
+    key = _digest(
+        b"\0".join([_FORMAT, text.encode(), caps, uname.machine.encode(), uname.release.encode()]), digest_size=32
+    ).hexdigest()
     path = os.path.join(cache_dir, f"{key}.bpf")
     try:
         with open(path, "rb") as f:

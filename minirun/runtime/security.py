@@ -6,6 +6,7 @@ would run after pivot_root (or setns into the mount namespace), where the interp
 site-packages and lib-dynload no longer exist. Only the container's process imports this
 module; it costs ~3 ms, most of it python-prctl.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,6 +31,7 @@ class User:
 
 
 # --- users: docker's -u rules (runc's GetExecUser), pure ---
+
 
 def _atoi(text: str) -> int | None:
     """Go's strconv.Atoi: optional sign, ASCII digits, nothing else (int() would take "1_0")."""
@@ -137,8 +139,14 @@ def _read(path: str) -> str:
 
 # --- the process itself ---
 
-def lock_down(user: User, capabilities: Iterable[str] = DEFAULT_CAPABILITIES, no_new_privileges: bool = True,
-              seccomp=None, keep_fds: Iterable[int] = ()) -> None:
+
+def lock_down(
+    user: User,
+    capabilities: Iterable[str] = DEFAULT_CAPABILITIES,
+    no_new_privileges: bool = True,
+    seccomp=None,
+    keep_fds: Iterable[int] = (),
+) -> None:
     """The last steps before execve: become `user` with at most `capabilities`, keep no fd but
     0-2 and `keep_fds`, and install the `seccomp` program (seccomp.Program) last of all.
 
@@ -158,8 +166,9 @@ def lock_down(user: User, capabilities: Iterable[str] = DEFAULT_CAPABILITIES, no
         seccomp.install()
 
 
-def apply_security(user: User, capabilities: Iterable[str] = DEFAULT_CAPABILITIES,
-                   no_new_privileges: bool = True) -> None:
+def apply_security(
+    user: User, capabilities: Iterable[str] = DEFAULT_CAPABILITIES, no_new_privileges: bool = True
+) -> None:
     """Become `user` with at most `capabilities`, and (with no_new_privileges) no way back up.
 
     The bounding set is what execve can ever grant, so it is the real limit: root gets exactly
@@ -175,8 +184,7 @@ def apply_security(user: User, capabilities: Iterable[str] = DEFAULT_CAPABILITIE
     # one capset: root keeps exactly `keep`, others nothing; clearing inheritable clears ambient
     every = list(prctl.ALL_CAPS)
     drop = every if user.uid != 0 else [cap for cap in every if cap not in keep]
-    prctl.set_caps((drop, [prctl.CAP_PERMITTED, prctl.CAP_EFFECTIVE], False),
-                   (every, prctl.CAP_INHERITABLE, False))
+    prctl.set_caps((drop, [prctl.CAP_PERMITTED, prctl.CAP_EFFECTIVE], False), (every, prctl.CAP_INHERITABLE, False))
     if no_new_privileges:
         # survives fork and execve; setuid binaries and file capabilities grant nothing
         prctl.set_no_new_privs(1)
@@ -201,8 +209,10 @@ def _last_cap(known: int) -> int:
     except (OSError, ValueError):
         return known
     if last > known:
-        raise MinirunError(f"the kernel has capabilities up to {last}, python-prctl knows {known}: "
-                           "cannot drop them from the bounding set")
+        raise MinirunError(
+            f"the kernel has capabilities up to {last}, python-prctl knows {known}: "
+            "cannot drop them from the bounding set"
+        )
     return last
 
 

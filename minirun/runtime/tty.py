@@ -10,6 +10,7 @@ is gone (its namespace's other processes are killed before the parent hears of t
 Imported only with -t (termios, select and socket are not on the lean run path). PID 1 imports
 it before pivot_root: termios is an extension module that would not be found afterwards.
 """
+
 from __future__ import annotations
 
 import errno
@@ -33,6 +34,7 @@ _TIOCGPTPEER = 0x5441
 
 
 # --- in PID 1 ---------------------------------------------------------------------------------
+
 
 def setup_console(sock: socket.socket, rows: int, cols: int, uid: int, bind_console: bool = True) -> None:
     """Allocate the pty in the container's devpts, hand the master to the CLI, make the slave the
@@ -74,6 +76,7 @@ def _bind_console(pts: str) -> None:
 
 
 # --- in the CLI -------------------------------------------------------------------------------
+
 
 def window_size(fd: int = 1) -> tuple[int, int]:
     """(rows, cols) of the terminal on `fd`; docker's 24x80 when it is none (or reports 0x0)."""
@@ -137,8 +140,16 @@ def make_raw(mode: list) -> list:
     """cfmakeraw(3), as docker's term.MakeRaw: no echo, no line editing, no signals, no output
     processing (the container's pty already turns \\n into \\r\\n)."""
     iflag, oflag, cflag, lflag, ispeed, ospeed, cc = mode
-    iflag &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP | termios.INLCR
-               | termios.IGNCR | termios.ICRNL | termios.IXON)
+    iflag &= ~(
+        termios.IGNBRK
+        | termios.BRKINT
+        | termios.PARMRK
+        | termios.ISTRIP
+        | termios.INLCR
+        | termios.IGNCR
+        | termios.ICRNL
+        | termios.IXON
+    )
     oflag &= ~termios.OPOST
     lflag &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
     cflag = (cflag & ~(termios.CSIZE | termios.PARENB)) | termios.CS8
@@ -200,7 +211,7 @@ def _relay(master: int, interactive: bool) -> None:
 
 def _write_some(fd: int, data: bytes) -> bytes:
     try:
-        return data[os.write(fd, data):]
+        return data[os.write(fd, data) :]
     except BlockingIOError:
         return data
     except OSError as exc:
@@ -213,7 +224,7 @@ def _write_all(fd: int, data: bytes) -> bool:
     view = memoryview(data)
     while view:
         try:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         except BlockingIOError:  # someone made our shared stdout non-blocking: wait, keep order
             select.select([], [fd], [])
         except OSError:

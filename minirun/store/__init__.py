@@ -3,6 +3,7 @@
 Layout (see DESIGN.md): blobs/ layers/ l/ images/ tags.json containers/ lock. The lock is held only
 for short metadata steps; unpacking a layer happens outside it, in a temp dir nobody else trusts.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,7 +15,8 @@ from minirun.store.fsutil import flocked
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~7 ms on every start
 if TYPE_CHECKING:  # the image and layer modules load on first use: exec and ps never need them
-    from typing import BinaryIO, Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import BinaryIO
 
     from minirun.reference import Reference
     from minirun.store.images import Image, ImageStore
@@ -113,8 +115,14 @@ class Store:
         return staged
 
     # -- images --------------------------------------------------------------------------
-    def commit_image(self, staged: list[StagedLayer], config: dict, ref: Reference | None,
-                     raw_config: bytes | None = None, more_refs: list[Reference] = ()) -> Image:
+    def commit_image(
+        self,
+        staged: list[StagedLayer],
+        config: dict,
+        ref: Reference | None,
+        raw_config: bytes | None = None,
+        more_refs: Sequence[Reference] = (),
+    ) -> Image:
         """Make staged layers visible, write the config and tag it, all under one lock hold so a
         concurrent rmi never sees the layers without the image that keeps them alive.
         `raw_config`: the config's bytes as received (load, pull), kept verbatim: docker's image
@@ -141,7 +149,7 @@ class Store:
         """Ids of containers whose config names this image (they keep its layers alive)."""
         import json
 
-        users = []
+        users: list[str] = []
         try:
             names = os.listdir(self.containers_dir)
         except FileNotFoundError:

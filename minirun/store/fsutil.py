@@ -1,4 +1,5 @@
 """Atomic writes and the store-wide lock: the two ways the store keeps a crash from lying."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +12,8 @@ __all__ = ["atomic_write", "fsync_dir"]  # the store's writers find them here, w
 
 TYPE_CHECKING = False  # typing costs ~6 ms to import; annotations are strings here anyway
 if TYPE_CHECKING:
-    from typing import Iterator
+    from collections.abc import Iterator
+    from typing import Any
 
 
 RECORD_LIMIT = 16 << 20  # no record of the store is near this: a bigger one is damaged
@@ -29,7 +31,7 @@ def read_capped(path: str, limit: int, what: str) -> bytes:
     return data
 
 
-def read_record(path: str, limit: int = RECORD_LIMIT) -> object:
+def read_record(path: str, limit: int = RECORD_LIMIT) -> Any:
     """A JSON record of the store. Missing: FileNotFoundError. Anything else that keeps it from
     being read (truncated, not JSON, too deep, too big, unreadable) is DamagedRecord naming it."""
     import json

@@ -1,4 +1,5 @@
 """Image configs by id (`images/<hex>.json`, id = sha256 of those bytes) and tags (`tags.json`)."""
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,11 @@ class ImageStore:
         except FileNotFoundError:
             raise NotFound(f"No such image: {id_}") from None
         rootfs = config.get("rootfs") if isinstance(config, dict) else None
-        if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list) \
-                or not all(isinstance(d, str) for d in rootfs["diff_ids"]):
+        if (
+            not isinstance(rootfs, dict)
+            or not isinstance(rootfs.get("diff_ids"), list)
+            or not all(isinstance(d, str) for d in rootfs["diff_ids"])
+        ):
             raise DamagedRecord(path, "not an image config (no rootfs.diff_ids)")
         history = config.get("history", [])
         if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):

@@ -3,6 +3,7 @@
 A layer is unpacked under `layers/.tmp-*` and renamed into place only when complete, so a crash
 leaves a temp dir (swept later) and never a half layer under a real name.
 """
+
 from __future__ import annotations
 
 import json
@@ -102,7 +103,7 @@ class LayerStore:
 
         self.tar_size(diff_id)  # one clear error for a layer without a record
         reader = LayerTarReader(os.path.join(self.layer_dir(diff_id), SPLIT_NAME), self.diff_dir(diff_id), diff_id)
-        return io.BufferedReader(reader, 1 << 20)  # type: ignore[return-value]
+        return io.BufferedReader(reader, 1 << 20)
 
     def all_ids(self) -> list[str]:
         try:

@@ -1,5 +1,6 @@
 """Fixtures for tests that run containers: the busybox image, and a check that no mount of the
 test's store outlives the test (the overlay lives in the container's own mount namespace)."""
+
 from __future__ import annotations
 
 import os
@@ -37,7 +38,9 @@ def no_container_outlives_its_test(isolated_store):
     running = [i for i in ids if '"running"' in _text(containers / i / "state.json")]
     if running:
         env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
-        subprocess.run([sys.executable, "-m", "minirun", "rm", "-f", *running], env=env, capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "minirun", "rm", "-f", *running], env=env, capture_output=True, timeout=120
+        )
 
 
 def _text(path) -> str:

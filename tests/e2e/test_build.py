@@ -1,5 +1,6 @@
 """`build` as a user types it, as root, with real containers: the seed's myapp, every instruction,
 COPY/ADD, the layer cache, ARGs, and failures that leave nothing behind."""
+
 from __future__ import annotations
 
 import io
@@ -136,8 +137,11 @@ def test_every_instruction(mr, tmp_path, isolated_store):
     ctx = context(tmp_path, EVERY, {"hello.txt": "hi\n", "note.txt": "a note\n"})
     ok(mr("build", "-t", "every", str(ctx)))
     config = image_config(mr, "every")["Config"]
-    assert config["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "APP=/srv/app",
-                             "NAME=hello world"]
+    assert config["Env"] == [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "APP=/srv/app",
+        "NAME=hello world",
+    ]
     assert config["Labels"] == {"org.example.name": "every instruction", "version": "1"}
     assert config["WorkingDir"] == "/srv/app"
     assert config["User"] == "nobody"
@@ -192,7 +196,9 @@ def test_entrypoint_keeps_a_cmd_of_the_same_stage_only(mr, tmp_path):
 
 
 def test_shell_form_cmd_and_continuations(mr, tmp_path):
-    ctx = context(tmp_path, "FROM busybox\nRUN echo one \\\n  two \\\n# dropped comment\n  three > /words\nCMD cat /words\n")
+    ctx = context(
+        tmp_path, "FROM busybox\nRUN echo one \\\n  two \\\n# dropped comment\n  three > /words\nCMD cat /words\n"
+    )
     built = ok(mr("build", "--progress=plain", "-t", "cont", str(ctx)))
     assert "Step 2/3 : RUN echo one   two   three > /words" in built.out
     assert image_config(mr, "cont")["Config"]["Cmd"] == ["/bin/sh", "-c", "cat /words"]
@@ -216,7 +222,9 @@ def _tar_gz(members: dict[str, bytes], owner: int) -> bytes:
 
 
 def test_copy_and_add_with_chown_and_a_tar(mr, tmp_path, isolated_store):
-    ctx = context(tmp_path, """\
+    ctx = context(
+        tmp_path,
+        """\
 FROM busybox
 COPY --chown=nobody:nobody tree /opt/tree/
 COPY --chown=1234:99 single.txt /opt/renamed.txt
@@ -225,23 +233,40 @@ ADD archive.tar.gz /unpacked/
 ADD --chown=5:6 archive.tar.gz /unpacked-chowned
 ADD single.txt /added/
 COPY dir-link /via-link/
-""", {"single.txt": "one\n", "tree/a.txt": "aaa\n", "tree/sub/deep.txt": "deep\n",
-      "archive.tar.gz": _tar_gz({"pkg/inside.txt": b"from the tar\n"}, owner=7)})
+""",
+        {
+            "single.txt": "one\n",
+            "tree/a.txt": "aaa\n",
+            "tree/sub/deep.txt": "deep\n",
+            "archive.tar.gz": _tar_gz({"pkg/inside.txt": b"from the tar\n"}, owner=7),
+        },
+    )
     os.chmod(ctx / "tree" / "a.txt", 0o600)
     os.symlink("a.txt", ctx / "tree" / "link")
     os.symlink("tree", ctx / "dir-link")  # a named source that is a symlink is followed, in the context
     ok(mr("build", "-t", "copies", str(ctx)))
-    script = ("cd / && stat -c '%n %u:%g %a' opt/tree opt/tree/a.txt opt/tree/sub opt/tree/sub/deep.txt "
-              "opt/renamed.txt multi/single.txt multi/deep.txt unpacked/pkg unpacked/pkg/inside.txt "
-              "unpacked-chowned/pkg/inside.txt added/single.txt via-link/a.txt && readlink opt/tree/link "
-              "&& cat unpacked/pkg/inside.txt")
+    script = (
+        "cd / && stat -c '%n %u:%g %a' opt/tree opt/tree/a.txt opt/tree/sub opt/tree/sub/deep.txt "
+        "opt/renamed.txt multi/single.txt multi/deep.txt unpacked/pkg unpacked/pkg/inside.txt "
+        "unpacked-chowned/pkg/inside.txt added/single.txt via-link/a.txt && readlink opt/tree/link "
+        "&& cat unpacked/pkg/inside.txt"
+    )
     out = ok(mr("run", "--rm", "copies", "sh", "-c", script)).out.splitlines()
     assert out == [
-        "opt/tree 65534:65534 755", "opt/tree/a.txt 65534:65534 600", "opt/tree/sub 65534:65534 755",
-        "opt/tree/sub/deep.txt 65534:65534 644", "opt/renamed.txt 1234:99 644", "multi/single.txt 0:0 644",
-        "multi/deep.txt 0:0 644", "unpacked/pkg 7:7 750", "unpacked/pkg/inside.txt 7:7 640",
-        "unpacked-chowned/pkg/inside.txt 5:6 640", "added/single.txt 0:0 644", "via-link/a.txt 0:0 600",
-        "a.txt", "from the tar",
+        "opt/tree 65534:65534 755",
+        "opt/tree/a.txt 65534:65534 600",
+        "opt/tree/sub 65534:65534 755",
+        "opt/tree/sub/deep.txt 65534:65534 644",
+        "opt/renamed.txt 1234:99 644",
+        "multi/single.txt 0:0 644",
+        "multi/deep.txt 0:0 644",
+        "unpacked/pkg 7:7 750",
+        "unpacked/pkg/inside.txt 7:7 640",
+        "unpacked-chowned/pkg/inside.txt 5:6 640",
+        "added/single.txt 0:0 644",
+        "via-link/a.txt 0:0 600",
+        "a.txt",
+        "from the tar",
     ]
     # a parent dir the image has keeps its owner and mode (busybox's /tmp is 1777)
     ctx2 = context(tmp_path / "two", "FROM busybox\nCOPY single.txt /tmp/\n", {"single.txt": "x\n"})
@@ -336,8 +361,11 @@ def test_empty_run_makes_no_layer(mr, tmp_path, isolated_store):
     ok(mr("build", "-t", "empty", str(ctx)))
     document = stored_config(isolated_store, image_config(mr, "empty")["Id"])
     assert len(document["rootfs"]["diff_ids"]) == 2
-    assert document["history"][1] == {"created": document["history"][1]["created"], "created_by": "/bin/sh -c true",
-                                      "empty_layer": True}
+    assert document["history"][1] == {
+        "created": document["history"][1]["created"],
+        "created_by": "/bin/sh -c true",
+        "empty_layer": True,
+    }
     assert "empty_layer" not in document["history"][2]
     rows = history(mr, "empty")
     assert [r["Size"] for r in rows[:2]] == ["2B", "0B"]
@@ -345,7 +373,9 @@ def test_empty_run_makes_no_layer(mr, tmp_path, isolated_store):
 
 # -- ARG ---------------------------------------------------------------------------------------
 def test_arg_and_build_arg_substitution(mr, tmp_path):
-    ctx = context(tmp_path, """\
+    ctx = context(
+        tmp_path,
+        """\
 ARG BASE=nosuchbase
 FROM $BASE
 ARG BASE
@@ -354,9 +384,22 @@ ARG UNSET
 ENV FROM_ARG=$V
 RUN echo "v=$V base=$BASE unset=[$UNSET]" > /args
 LABEL v=${V:-none}
-""")
-    built = ok(mr("build", "--build-arg", "BASE=busybox", "--build-arg", "V=given", "--build-arg", "EXTRA=1",
-                  "-t", "args", str(ctx)))
+""",
+    )
+    built = ok(
+        mr(
+            "build",
+            "--build-arg",
+            "BASE=busybox",
+            "--build-arg",
+            "V=given",
+            "--build-arg",
+            "EXTRA=1",
+            "-t",
+            "args",
+            str(ctx),
+        )
+    )
     assert built.err == "[Warning] One or more build-args [EXTRA] were not consumed\n"
     assert ok(mr("run", "--rm", "args", "cat", "/args")).out == "v=given base=busybox unset=[]\n"
     config = image_config(mr, "args")["Config"]
@@ -366,7 +409,9 @@ LABEL v=${V:-none}
     assert run_row["CreatedBy"] == '|2 BASE=busybox V=given /bin/sh -c echo "v=$V base=$BASE unset=[$UNSET]" > /args'
 
     # another value is another RUN: the cache misses
-    other = ok(mr("build", "--progress=plain", "--build-arg", "BASE=busybox", "--build-arg", "V=other", "-t", "args", str(ctx)))
+    other = ok(
+        mr("build", "--progress=plain", "--build-arg", "BASE=busybox", "--build-arg", "V=other", "-t", "args", str(ctx))
+    )
     run_step = next(s for s in other.out.split("Step ")[1:] if s.split(" : ", 1)[1].startswith("RUN"))
     assert "Running in" in run_step and "Using cache" not in run_step
     assert ok(mr("run", "--rm", "args", "cat", "/args")).out == "v=other base=busybox unset=[]\n"
@@ -395,16 +440,20 @@ def test_failing_run_stops_the_build_and_leaves_nothing(mr, tmp_path, isolated_s
     result = mr("build", "-t", "broken:1", str(ctx))
     assert result.code == 3
     assert result.out == "out\n"
-    assert result.err == ("err\nminirun: error: The command '/bin/sh -c echo out; echo err >&2; exit 3' "
-                          "returned a non-zero code: 3\n")
+    assert result.err == (
+        "err\nminirun: error: The command '/bin/sh -c echo out; echo err >&2; exit 3' returned a non-zero code: 3\n"
+    )
     assert sorted(os.listdir(isolated_store / "images")) == images_before
     assert "broken" not in ok(mr("images")).out
     assert leftovers(isolated_store) == []
 
     quiet = mr("build", "-q", "-t", "broken:1", str(ctx))
     assert quiet.code == 3 and quiet.out == ""
-    assert quiet.err.splitlines() == ["out", "err", "minirun: error: The command '/bin/sh -c echo out; echo err >&2; "
-                                      "exit 3' returned a non-zero code: 3"]
+    assert quiet.err.splitlines() == [
+        "out",
+        "err",
+        "minirun: error: The command '/bin/sh -c echo out; echo err >&2; exit 3' returned a non-zero code: 3",
+    ]
 
 
 def test_failing_step_keeps_earlier_steps_cached(mr, tmp_path, isolated_store):
@@ -421,24 +470,36 @@ def test_exec_form_run_of_a_missing_command(mr, tmp_path, isolated_store):
     ctx = context(tmp_path, 'FROM busybox\nRUN ["no-such-command"]\n')
     result = mr("build", str(ctx))
     assert result.code == 127
-    assert result.err == ("minirun: error: The command 'no-such-command' returned a non-zero code: 127: "
-                          'exec: "no-such-command": executable file not found in $PATH\n')
+    assert result.err == (
+        "minirun: error: The command 'no-such-command' returned a non-zero code: 127: "
+        'exec: "no-such-command": executable file not found in $PATH\n'
+    )
     assert leftovers(isolated_store) == []
 
 
-@pytest.mark.parametrize("text, message", [
-    ("FROM busybox\nFOO bar\n", "Dockerfile parse error line 2: unknown instruction: FOO"),
-    ("RUN true\n", "Dockerfile parse error line 1: no build stage in current context"),
-    ("# only a comment\n", "the Dockerfile (Containerfile) cannot be empty"),
-    ("FROM busybox\nCOPY onlyone\n", "Dockerfile parse error line 2: COPY requires at least two arguments, "
-                                     "but only one was provided. Destination could not be determined."),
-    ("FROM busybox\nRUN --mount=type=cache,target=/x true\n",
-     "Dockerfile parse error line 2: RUN --mount is not supported by minirun build"),
-    ('FROM busybox\nCMD ["a", 1]\n',
-     "Dockerfile parse error line 2: when using JSON array syntax, arrays must be comprised of strings only"),
-    ("FROM busybox\nENV A=${B\n", 'ENV: failed to process "${B": missing \':\' in substitution'),
-    ("FROM no-such-image\n", "No such image: no-such-image:latest"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("FROM busybox\nFOO bar\n", "Dockerfile parse error line 2: unknown instruction: FOO"),
+        ("RUN true\n", "Dockerfile parse error line 1: no build stage in current context"),
+        ("# only a comment\n", "the Dockerfile (Containerfile) cannot be empty"),
+        (
+            "FROM busybox\nCOPY onlyone\n",
+            "Dockerfile parse error line 2: COPY requires at least two arguments, "
+            "but only one was provided. Destination could not be determined.",
+        ),
+        (
+            "FROM busybox\nRUN --mount=type=cache,target=/x true\n",
+            "Dockerfile parse error line 2: RUN --mount is not supported by minirun build",
+        ),
+        (
+            'FROM busybox\nCMD ["a", 1]\n',
+            "Dockerfile parse error line 2: when using JSON array syntax, arrays must be comprised of strings only",
+        ),
+        ("FROM busybox\nENV A=${B\n", "ENV: failed to process \"${B\": missing ':' in substitution"),
+        ("FROM no-such-image\n", "No such image: no-such-image:latest"),
+    ],
+)
 def test_bad_containerfile_is_one_line_and_125(mr, tmp_path, isolated_store, text, message):
     ctx = context(tmp_path, text)
     result = mr("build", "-t", "bad", str(ctx))
@@ -450,11 +511,11 @@ def test_bad_containerfile_is_one_line_and_125(mr, tmp_path, isolated_store, tex
 def test_dockerfile_name_and_dash_f(mr, tmp_path):
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    (ctx / "Dockerfile").write_text("FROM busybox\nCMD [\"from-dockerfile\"]\n")
+    (ctx / "Dockerfile").write_text('FROM busybox\nCMD ["from-dockerfile"]\n')
     ok(mr("build", "-t", "named", str(ctx)))
     assert image_config(mr, "named")["Config"]["Cmd"] == ["from-dockerfile"]
     other = tmp_path / "other.containerfile"
-    other.write_text("FROM busybox\nCMD [\"from-f\"]\n")
+    other.write_text('FROM busybox\nCMD ["from-f"]\n')
     ok(mr("build", "-f", str(other), "-t", "named", str(ctx)))
     assert image_config(mr, "named")["Config"]["Cmd"] == ["from-f"]
     shutil.rmtree(ctx)

@@ -1,6 +1,7 @@
 """Chaos: kill -9 at random moments of run, run -d, exec, commit, rm, build, load and pull, 100
 times over, then `system check --repair` leaves a store that checks clean, and nothing of ours
 stays on the host (mounts, processes, cgroups; no address booked, no port published)."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,8 @@ import time
 import pytest
 
 from minirun.runtime import cgroups
-from tests.registryserver import minirun_config, registry  # noqa: F401 - fixtures
 from tests.helpers import wait_until
+from tests.registryserver import minirun_config, registry  # noqa: F401 - fixtures
 
 ITERATIONS = 100
 SEED = 20261203  # the same kills every run: a failure can be replayed
@@ -24,14 +25,21 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"
 
 def minirun(store, *args: str, **kw):
     env = dict(os.environ, MINIRUN_ROOT=str(store))
-    return subprocess.Popen([sys.executable, "-m", "minirun", *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "minirun", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **kw,
+    )
 
 
 def done(store, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ, MINIRUN_ROOT=str(store))
-    return subprocess.run([sys.executable, "-m", "minirun", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "minirun", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def operations(store, tmp_path, registry_host: str) -> dict[str, list[str]]:

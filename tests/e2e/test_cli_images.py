@@ -1,4 +1,5 @@
 """The image verbs as a user types them: output formats, exit codes, the store on disk."""
+
 from __future__ import annotations
 
 import json
@@ -95,7 +96,10 @@ def test_rmi_untags_then_deletes_unused_layers_only(cli, rootfs, tmp_path, isola
     cli("import", rootfs, "a")
     cli("import", rootfs, "b")
     cli("import", str(other), "c")
-    layers = lambda: sorted(os.listdir(isolated_store / "layers"))
+
+    def layers() -> list[str]:
+        return sorted(os.listdir(isolated_store / "layers"))
+
     assert len(layers()) == 2
     removed = cli("rmi", "a")
     assert removed.code == 0
@@ -121,21 +125,28 @@ def test_rmi_of_one_of_two_tags_only_untags(cli, rootfs, store):
     conflict = cli("rmi", image_id[7:19])  # by id, with two names: docker wants -f
     assert "must be forced" in one_error_line(conflict)
     forced = cli("rmi", "-f", image_id[7:19])
-    assert forced.out.splitlines() == ["Untagged: x:2", "Untagged: y:latest", "Deleted: " + image_id,
-                                       forced.out.splitlines()[-1]]
+    assert forced.out.splitlines() == [
+        "Untagged: x:2",
+        "Untagged: y:latest",
+        "Deleted: " + image_id,
+        forced.out.splitlines()[-1],
+    ]
     assert cli("images", "-q").out == ""
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["import", "/nonexistent/rootfs.tar", "x"], "no such file"),
-    (["history", "nosuchimage"], "No such image: nosuchimage:latest"),
-    (["inspect", "nosuchimage:9"], "No such image: nosuchimage:9"),
-    (["rmi", "nosuchimage"], "No such image"),
-    (["import", "{rootfs}", "Bad_Name"], "invalid reference format"),
-    (["import", "{rootfs}", "x", "-c", "FROBNICATE yes"], "FROBNICATE"),
-    (["images", "--bogus-flag"], "--bogus-flag"),
-    (["history", "--format", "xml", "busybox"], "format"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["import", "/nonexistent/rootfs.tar", "x"], "no such file"),
+        (["history", "nosuchimage"], "No such image: nosuchimage:latest"),
+        (["inspect", "nosuchimage:9"], "No such image: nosuchimage:9"),
+        (["rmi", "nosuchimage"], "No such image"),
+        (["import", "{rootfs}", "Bad_Name"], "invalid reference format"),
+        (["import", "{rootfs}", "x", "-c", "FROBNICATE yes"], "FROBNICATE"),
+        (["images", "--bogus-flag"], "--bogus-flag"),
+        (["history", "--format", "xml", "busybox"], "format"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_125(cli, rootfs, args, needle, isolated_store):
     args = [a.replace("{rootfs}", rootfs) for a in args]
     line = one_error_line(cli(*args))
@@ -159,11 +170,17 @@ def test_tag_names_an_image_again(cli, rootfs):
     assert cli("tag", "orig:1", "copy").code == 0
     assert cli("tag", image_id[7:19], "localhost:5000/team/app:2").code == 0
     rows = {tuple(r.split()[:3]) for r in cli("images").out.splitlines()[1:]}
-    assert rows == {("orig", "1", image_id[7:19]), ("copy", "latest", image_id[7:19]),
-                    ("localhost:5000/team/app", "2", image_id[7:19])}
+    assert rows == {
+        ("orig", "1", image_id[7:19]),
+        ("copy", "latest", image_id[7:19]),
+        ("localhost:5000/team/app", "2", image_id[7:19]),
+    }
     assert cli("rmi", "copy").out == "Untagged: copy:latest\n"  # the image keeps its other names
-    for args, needle in ((["tag", "nosuch", "x"], "No such image"), (["tag", "orig:1", "Bad:Name"], "invalid reference"),
-                         (["tag", "orig:1", "x@sha256:" + "a" * 64], "digest")):
+    for args, needle in (
+        (["tag", "nosuch", "x"], "No such image"),
+        (["tag", "orig:1", "Bad:Name"], "invalid reference"),
+        (["tag", "orig:1", "x@sha256:" + "a" * 64], "digest"),
+    ):
         bad = cli(*args)
         assert bad.code == 125 and needle in bad.err and len(bad.err.strip().splitlines()) == 1, bad
 
@@ -177,8 +194,11 @@ def test_an_image_without_a_creation_date_lists_as_na(cli, store):
 
     staged = store.unpack_layer(io.BytesIO(make_tar([f("x", "1")])))
     for name, created in (("nodate:1", None), ("baddate:1", 12)):
-        config = {"architecture": "amd64", "os": "linux",
-                  "rootfs": {"type": "layers", "diff_ids": [staged.applied.diff_id]}}
+        config = {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [staged.applied.diff_id]},
+        }
         if created is not None:
             config["created"] = created
         store.commit_image([staged] if name == "nodate:1" else [], config, parse_reference(name))

@@ -1,12 +1,11 @@
 """commit (upper -> OCI layer -> new image) and export (merged view -> tar), for real."""
+
 from __future__ import annotations
 
 import io
 import json
 import os
 import tarfile
-
-import pytest
 
 from tests.helpers import d, f, make_image, make_tar
 
@@ -37,7 +36,10 @@ def test_commit_with_changes_and_same_diff_id_twice(cli, busybox, store):
     assert cli("run", "--rm", "cfg:1").out == "x\n"
     assert "MODE=prod" in json.loads(cli("inspect", "cfg:1").out)[0]["Config"]["Env"]
     second = cli("commit", "cfg", "cfg:2")
-    layers = lambda ref: json.loads(cli("inspect", ref).out)[0]["RootFS"]["Layers"]
+
+    def layers(ref: str) -> list[str]:
+        return json.loads(cli("inspect", ref).out)[0]["RootFS"]["Layers"]
+
     assert layers("cfg:1") == layers("cfg:2")  # the same upper gives the same layer, stored once
     assert first.out != second.out
     bad = cli("commit", "-c", "FROBNICATE x", "cfg", "cfg:3")

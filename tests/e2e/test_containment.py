@@ -5,6 +5,7 @@ busybox), and each attack shown to work where the wall is taken down on purpose 
 Every wall is docker's default: seccomp (docker's profile), capabilities, the devices policy,
 volumes read-only and nodev all the way down, no volume over /proc, /sys or minirun's own mounts.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -19,6 +20,23 @@ import pytest
 
 from minirun.runtime import cgroups
 from minirun.runtime.privileges import all_capabilities, capability_mask
+from tests.helpers import make_image, make_tar, member, wait_until
+
+EPERM, EACCES, EROFS, ENOSYS = 1, 13, 30, 38
+CAPS_DOCKER = "00000000a80425fb"
+PROBES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes")
+# what docker's profile denies and a container's root could otherwise do: (probe, errno under it)
+DENIED = {
+    "unshare_user": EPERM,
+    "clone_newuser": EPERM,
+    "clone3_newuser": ENOSYS,
+    "keyctl": EPERM,
+    "add_key": EPERM,
+    "io_uring_setup": EPERM,
+    "userfaultfd": EPERM,
+    "perf_event_open": EPERM,
+    "personality": EPERM,
+}
 
 
 def every_capability() -> str:
@@ -27,23 +45,17 @@ def every_capability() -> str:
     with open("/proc/self/status") as f:
         bounding = int(next(line for line in f if line.startswith("CapBnd:")).split()[1], 16)
     return f"{capability_mask(all_capabilities()) & bounding:016x}"
-from tests.helpers import make_image, make_tar, member, wait_until
-
-EPERM, EACCES, EROFS, ENOSYS = 1, 13, 30, 38
-CAPS_DOCKER = "00000000a80425fb"
-PROBES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes")
-# what docker's profile denies and a container's root could otherwise do: (probe, errno under it)
-DENIED = {"unshare_user": EPERM, "clone_newuser": EPERM, "clone3_newuser": ENOSYS, "keyctl": EPERM,
-          "add_key": EPERM, "io_uring_setup": EPERM, "userfaultfd": EPERM, "perf_event_open": EPERM,
-          "personality": EPERM}
 
 
 @pytest.fixture(scope="session")
 def attack_dir(tmp_path_factory) -> str:
     """tests/probes/attack.c, built static: it runs in busybox, which has no libc."""
     out = tmp_path_factory.mktemp("probes")
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(out / "attack"), os.path.join(PROBES, "attack.c")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["gcc", "-static", "-O1", "-o", str(out / "attack"), os.path.join(PROBES, "attack.c")],
+        check=True,
+        capture_output=True,
+    )
     return str(out)
 
 
@@ -85,6 +97,7 @@ def refused(cli, *args: str) -> str:
 
 # -- seccomp ----------------------------------------------------------------------------------------
 
+
 def test_a_default_container_runs_under_dockers_seccomp_profile(cli, busybox, probe):
     fields = status(cli)
     assert (fields["Seccomp"], fields["Seccomp_filters"], fields["NoNewPrivs"]) == ("2", "1", "1")
@@ -92,8 +105,9 @@ def test_a_default_container_runs_under_dockers_seccomp_profile(cli, busybox, pr
     got = results(run(cli, *probe, "busybox", "/probe/attack", "syscalls").out)
     assert {name: got[name] for name in DENIED} == DENIED
     # and with the wall down on purpose, every one of those works for the container's root
-    control = results(run(cli, *probe, "--security-opt", "seccomp=unconfined", "busybox", "/probe/attack",
-                          "syscalls").out)
+    control = results(
+        run(cli, *probe, "--security-opt", "seccomp=unconfined", "busybox", "/probe/attack", "syscalls").out
+    )
     assert {name: control[name] for name in DENIED} == {name: 0 for name in DENIED}
     assert status(cli, "--security-opt", "seccomp=unconfined")["Seccomp"] == "0"
 
@@ -140,8 +154,9 @@ def test_a_container_cannot_lift_its_own_v1_limits(cli, busybox, probe):
     limits, steps = escalate(cli, probe, "v1", "--pids-limit", "20", "--memory", "64m")
     assert steps == {"unshare": EPERM} and limits == "20 67108864"
     # the attack itself, where the filter is taken away: the container's root lifts its pids limit
-    limits, steps = escalate(cli, probe, "v1", "--pids-limit", "20", "--memory", "64m",
-                             "--security-opt", "seccomp=unconfined")
+    limits, steps = escalate(
+        cli, probe, "v1", "--pids-limit", "20", "--memory", "64m", "--security-opt", "seccomp=unconfined"
+    )
     assert steps["mount"] == 0 and steps["pids.max"] == 0 and limits.split()[0] == "max", steps
 
 
@@ -161,8 +176,19 @@ def test_podmans_own_profile_loads_and_shows_in_inspect(cli, busybox, probe):
     got = results(run(cli, *probe, "--security-opt", f"seccomp={path}", "busybox", "/probe/attack", "syscalls").out)
     # podman's profile differs from docker's where it should: it lets user namespaces in, not userfaultfd
     assert (got["unshare_user"], got["userfaultfd"], got["keyctl"]) == (0, EPERM, 0)
-    created = cli("run", "--name", "pod", "--network", "none", "--security-opt", f"seccomp={path}",
-                  "--security-opt", "no-new-privileges=false", "busybox", "true")
+    created = cli(
+        "run",
+        "--name",
+        "pod",
+        "--network",
+        "none",
+        "--security-opt",
+        f"seccomp={path}",
+        "--security-opt",
+        "no-new-privileges=false",
+        "busybox",
+        "true",
+    )
     assert created.code == 0, created
     opts = inspect(cli, "pod")["HostConfig"]["SecurityOpt"]
     with open(path) as f:
@@ -183,23 +209,26 @@ def test_no_new_privileges_false_keeps_the_filter(cli, busybox):
     assert (fields["NoNewPrivs"], fields["Seccomp"]) == ("1", "2")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--cap-add", "WIZARD"], 'unknown capability: "CAP_WIZARD"'),
-    (["--cap-drop", "net_raw,chown"], 'unknown capability: "CAP_NET_RAW,CHOWN"'),
-    (["--security-opt", "seccomp=/nonexistent.json"], "opening seccomp profile (/nonexistent.json) failed"),
-    (["--security-opt", "bogus"], "invalid --security-opt: 'bogus'"),
-    (["--security-opt", "no-new-privileges=maybe"], "no-new-privileges takes true or false"),
-    (["--device", "/etc/hostname"], "not a device node"),
-    (["--device", "/dev/null:/etc/null"], "the container path must be under /dev"),
-    (["--tmpfs", "/t:size=lots"], "invalid tmpfs option 'size=lots'"),
-    (["--tmpfs", "/t:nr_inodes=5"], "invalid tmpfs option 'nr_inodes=5'"),
-    (["--tmpfs", "/proc/x"], "inside /proc"),
-    (["-v", "/tmp:/proc/sys"], "'/proc/sys' cannot be mounted because it is inside /proc"),
-    (["-v", "/tmp:/sys/fs/cgroup/x"], "inside /sys"),
-    (["-v", "/dev:/dev"], "/dev is mounted by minirun itself"),
-    (["-v", "/tmp:/dev/shm"], "/dev/shm is mounted by minirun itself"),
-    (["-v", "/tmp:/x", "--tmpfs", "/x"], "Duplicate mount point: /x"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--cap-add", "WIZARD"], 'unknown capability: "CAP_WIZARD"'),
+        (["--cap-drop", "net_raw,chown"], 'unknown capability: "CAP_NET_RAW,CHOWN"'),
+        (["--security-opt", "seccomp=/nonexistent.json"], "opening seccomp profile (/nonexistent.json) failed"),
+        (["--security-opt", "bogus"], "invalid --security-opt: 'bogus'"),
+        (["--security-opt", "no-new-privileges=maybe"], "no-new-privileges takes true or false"),
+        (["--device", "/etc/hostname"], "not a device node"),
+        (["--device", "/dev/null:/etc/null"], "the container path must be under /dev"),
+        (["--tmpfs", "/t:size=lots"], "invalid tmpfs option 'size=lots'"),
+        (["--tmpfs", "/t:nr_inodes=5"], "invalid tmpfs option 'nr_inodes=5'"),
+        (["--tmpfs", "/proc/x"], "inside /proc"),
+        (["-v", "/tmp:/proc/sys"], "'/proc/sys' cannot be mounted because it is inside /proc"),
+        (["-v", "/tmp:/sys/fs/cgroup/x"], "inside /sys"),
+        (["-v", "/dev:/dev"], "/dev is mounted by minirun itself"),
+        (["-v", "/tmp:/dev/shm"], "/dev/shm is mounted by minirun itself"),
+        (["-v", "/tmp:/x", "--tmpfs", "/x"], "Duplicate mount point: /x"),
+    ],
+)
 def test_bad_security_options_are_one_line_and_create_nothing(cli, busybox, args, message):
     assert message in refused(cli, *args, "busybox", "true")
 
@@ -209,11 +238,13 @@ def test_a_bad_profile_names_the_file(cli, busybox, tmp_path):
     bad.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_DANCE"}]}')
     assert f"seccomp profile ({bad})" in refused(cli, "--security-opt", f"seccomp={bad}", "busybox", "true")
     bad.write_text("{not json")
-    assert f"decoding seccomp profile ({bad}) failed" in refused(cli, "--security-opt", f"seccomp={bad}",
-                                                                  "busybox", "true")
+    assert f"decoding seccomp profile ({bad}) failed" in refused(
+        cli, "--security-opt", f"seccomp={bad}", "busybox", "true"
+    )
 
 
 # -- capabilities -----------------------------------------------------------------------------------
+
 
 def test_cap_add_and_cap_drop_as_docker_spells_them(cli, busybox):
     every = every_capability()
@@ -223,11 +254,22 @@ def test_cap_add_and_cap_drop_as_docker_spells_them(cli, busybox):
     assert status(cli, "--cap-add", "ALL")["CapEff"] == every
     assert status(cli, "--cap-add", "ALL", "--cap-drop", "SYS_ADMIN")["CapEff"] == f"{int(every, 16) & ~(1 << 21):016x}"
     assert status(cli, "--cap-add", "NET_ADMIN")["CapEff"] == f"{0xA80425FB | 1 << 12:016x}"
-    chown = cli("run", "--rm", "--network", "none", "--cap-drop", "CHOWN", "busybox", "sh", "-c",
-                "touch /tmp/x && chown 1 /tmp/x")
+    chown = cli(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cap-drop",
+        "CHOWN",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /tmp/x && chown 1 /tmp/x",
+    )
     assert chown.code != 0 and "Operation not permitted" in chown.err
-    record = cli("run", "--name", "caps", "--network", "none", "--cap-add", "net_admin", "--cap-drop", "MKNOD",
-                 "busybox", "true")
+    record = cli(
+        "run", "--name", "caps", "--network", "none", "--cap-add", "net_admin", "--cap-drop", "MKNOD", "busybox", "true"
+    )
     assert record.code == 0, record
     host = inspect(cli, "caps")["HostConfig"]
     assert (host["CapAdd"], host["CapDrop"], host["Privileged"]) == (["CAP_NET_ADMIN"], ["CAP_MKNOD"], False)
@@ -252,10 +294,17 @@ DEVICE_TEST = "mknod /dev/probe-kmsg c 1 11; /probe/attack open /dev/probe-kmsg 
 
 
 def test_privileged_takes_every_wall_down_as_docker_does(cli, busybox, probe):
-    out = run(cli, "--privileged", *probe, "busybox", "sh", "-c",
-              "grep -E '^(CapEff|Seccomp):' /proc/self/status; cat /sys/fs/cgroup/devices/devices.list 2>/dev/null;"
-              "grep -c ' /proc/kcore ' /proc/self/mountinfo; grep ' /sys ' /proc/self/mountinfo | cut -d' ' -f6;"
-              "test -c /dev/kmsg && echo host-nodes").out.split("\n")
+    out = run(
+        cli,
+        "--privileged",
+        *probe,
+        "busybox",
+        "sh",
+        "-c",
+        "grep -E '^(CapEff|Seccomp):' /proc/self/status; cat /sys/fs/cgroup/devices/devices.list 2>/dev/null;"
+        "grep -c ' /proc/kcore ' /proc/self/mountinfo; grep ' /sys ' /proc/self/mountinfo | cut -d' ' -f6;"
+        "test -c /dev/kmsg && echo host-nodes",
+    ).out.split("\n")
     assert out[0].split() == ["CapEff:", every_capability()]
     assert out[1].split() == ["Seccomp:", "0"]
     assert "0" in out and "host-nodes" in out  # /proc/kcore is not masked; the host's nodes are there
@@ -269,30 +318,53 @@ def test_a_device_node_made_inside_does_not_open(cli, busybox, probe):
     # /dev is nodev (the kernel says EACCES before the devices cgroup is asked); its own nodes are binds
     assert run(cli, *probe, "busybox", "sh", "-c", DEVICE_TEST).out.split("\n")[:2] == [f"open {EACCES}", "open 0"]
     # the attack where the walls are down on purpose: the host's kernel log opens
-    assert run(cli, "--privileged", *probe, "busybox", "sh", "-c", DEVICE_TEST).out.split("\n")[:2] == ["open 0",
-                                                                                                           "open 0"]
+    assert run(cli, "--privileged", *probe, "busybox", "sh", "-c", DEVICE_TEST).out.split("\n")[:2] == [
+        "open 0",
+        "open 0",
+    ]
 
 
 def test_the_devices_cgroup_refuses_what_nodev_would_let_through(cli, busybox, probe):
     """With a tmpfs of its own (CAP_SYS_ADMIN lets it mount one without nodev) only the devices
     policy stands between the container's root and a node of the host's kernel."""
-    script = ("mkdir /x && mount -t tmpfs none /x && mknod /x/kmsg c 1 11 && mknod /x/null c 1 3 && "
-              "/probe/attack open /x/kmsg w && /probe/attack open /x/null w")
+    script = (
+        "mkdir /x && mount -t tmpfs none /x && mknod /x/kmsg c 1 11 && mknod /x/null c 1 3 && "
+        "/probe/attack open /x/kmsg w && /probe/attack open /x/null w"
+    )
     assert run(cli, "--cap-add", "SYS_ADMIN", *probe, "busybox", "sh", "-c", script).out.split() == [
-        "open", str(EPERM), "open", "0"]
+        "open",
+        str(EPERM),
+        "open",
+        "0",
+    ]
     assert run(cli, "--privileged", *probe, "busybox", "sh", "-c", script).out.split() == ["open", "0", "open", "0"]
 
 
 def test_device_adds_a_node_and_its_rule(cli, busybox, probe):
     script = "/probe/attack open /dev/k w; echo x > /dev/mynull && echo wrote"
-    out = run(cli, "--device", "/dev/kmsg:/dev/k:r", "--device", "/dev/null:/dev/mynull", *probe,
-              "busybox", "sh", "-c", script).out
+    out = run(
+        cli,
+        "--device",
+        "/dev/kmsg:/dev/k:r",
+        "--device",
+        "/dev/null:/dev/mynull",
+        *probe,
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ).out
     assert out == f"open {EPERM}\nwrote\n"  # the rule grants what it says: reading, not writing
-    assert run(cli, "--device", "/dev/kmsg:/dev/k:w", *probe, "busybox", "/probe/attack", "open", "/dev/k",
-               "w").out == "open 0\n"
-    assert cli("run", "--name", "dev", "--network", "none", "--device", "/dev/kmsg:/dev/k:r", "busybox", "true").code == 0
+    assert (
+        run(cli, "--device", "/dev/kmsg:/dev/k:w", *probe, "busybox", "/probe/attack", "open", "/dev/k", "w").out
+        == "open 0\n"
+    )
+    assert (
+        cli("run", "--name", "dev", "--network", "none", "--device", "/dev/kmsg:/dev/k:r", "busybox", "true").code == 0
+    )
     assert inspect(cli, "dev")["HostConfig"]["Devices"] == [
-        {"PathOnHost": "/dev/kmsg", "PathInContainer": "/dev/k", "CgroupPermissions": "r"}]
+        {"PathOnHost": "/dev/kmsg", "PathInContainer": "/dev/k", "CgroupPermissions": "r"}
+    ]
 
 
 # -- volumes and tmpfs --------------------------------------------------------------------------------
@@ -307,7 +379,9 @@ def volume_with_submount(tmp_path):
     top = tmp_path / "vol"
     (top / "sub").mkdir(parents=True)
     (top / "file").write_text("top\n")
-    assert _libc.mount(b"tmpfs", str(top / "sub").encode(), b"tmpfs", 0, b"size=1m") == 0, os.strerror(ctypes.get_errno())
+    assert _libc.mount(b"tmpfs", str(top / "sub").encode(), b"tmpfs", 0, b"size=1m") == 0, os.strerror(
+        ctypes.get_errno()
+    )
     (top / "sub" / "file").write_text("sub\n")
     yield top
     subprocess.run(["umount", "-l", str(top / "sub")], check=True)
@@ -315,7 +389,9 @@ def volume_with_submount(tmp_path):
 
 def test_a_read_only_volume_is_read_only_all_the_way_down(cli, busybox, probe, volume_with_submount):
     top = volume_with_submount
-    script = "/probe/attack open /host/file w; /probe/attack open /host/sub/file w; grep ' /host/sub ' /proc/self/mountinfo"
+    script = (
+        "/probe/attack open /host/file w; /probe/attack open /host/sub/file w; grep ' /host/sub ' /proc/self/mountinfo"
+    )
     out = run(cli, "-v", f"{top}:/host:ro", *probe, "busybox", "sh", "-c", script).out.split("\n")
     assert out[:2] == [f"open {EROFS}", f"open {EROFS}"]
     assert {"ro", "nosuid", "nodev"} <= set(out[2].split()[5].split(","))
@@ -328,8 +404,9 @@ def test_a_read_only_volume_is_read_only_all_the_way_down(cli, busybox, probe, v
 def test_the_hosts_proc_under_a_read_only_root_volume_stays_read_only(cli, busybox, probe):
     """`-v /:/host:ro` used to leave /host/proc writable: /host/proc/sys/kernel/core_pattern opened
     for writing is a way to run any program as the host's root. (Opened for append, never written.)"""
-    out = run(cli, "-v", "/:/host:ro", *probe, "busybox", "/probe/attack", "open",
-              "/host/proc/sys/kernel/core_pattern", "w").out
+    out = run(
+        cli, "-v", "/:/host:ro", *probe, "busybox", "/probe/attack", "open", "/host/proc/sys/kernel/core_pattern", "w"
+    ).out
     assert out == f"open {EROFS}\n"
 
 
@@ -343,8 +420,10 @@ def test_a_device_node_on_a_volumes_submount_does_not_open(cli, busybox, probe, 
 
 
 def test_tmpfs_options_are_honoured(cli, busybox, isolated_store):
-    script = ("stat -c '%a %u %g' /t; df -k /t | tail -1 | awk '{print $2}'; "
-              "printf '#!/bin/sh\\necho ran\\n' > /t/x && chmod +x /t/x && /t/x")
+    script = (
+        "stat -c '%a %u %g' /t; df -k /t | tail -1 | awk '{print $2}'; "
+        "printf '#!/bin/sh\\necho ran\\n' > /t/x && chmod +x /t/x && /t/x"
+    )
     out = run(cli, "--tmpfs", "/t:size=1m,mode=700,uid=5,gid=6,exec", "busybox", "sh", "-c", script).out
     assert out == "700 5 6\n1024\nran\n"
     plain = cli("run", "--rm", "--network", "none", "--tmpfs", "/t", "busybox", "sh", "-c", script)
@@ -358,12 +437,22 @@ def test_tmpfs_options_are_honoured(cli, busybox, isolated_store):
 def test_a_volume_over_hosts_replaces_miniruns_and_lxcfs_files_are_allowed(cli, busybox, tmp_path):
     hosts = tmp_path / "hosts"
     hosts.write_text("10.9.9.9 mine\n")
-    out = run(cli, "-v", f"{hosts}:/etc/hosts:ro", "-v", "/proc/meminfo:/proc/meminfo:ro", "busybox", "sh", "-c",
-              "cat /etc/hosts; head -1 /proc/meminfo | cut -d: -f1").out
+    out = run(
+        cli,
+        "-v",
+        f"{hosts}:/etc/hosts:ro",
+        "-v",
+        "/proc/meminfo:/proc/meminfo:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts; head -1 /proc/meminfo | cut -d: -f1",
+    ).out
     assert out == "10.9.9.9 mine\nMemTotal\n"
 
 
 # -- what never reaches a container: host fds, the monitor's state ---------------------------------------
+
 
 def test_a_host_directory_fd_never_follows_pid1_into_its_namespaces(store, busybox, tmp_path):
     """PID 1 closes every fd it inherited right after the fork, before the cgroup, the namespaces
@@ -372,8 +461,12 @@ def test_a_host_directory_fd_never_follows_pid1_into_its_namespaces(store, busyb
     make_image(store, "fifo-passwd", [make_tar([member("etc/passwd", tarfile.FIFOTYPE)])], base=busybox)
     secret = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)  # inheritable, as a careless caller's
     env = dict(os.environ, MINIRUN_ROOT=str(store.root))
-    cli = subprocess.Popen([sys.executable, "-m", "minirun", "run", "--rm", "--network", "none",
-                            "fifo-passwd", "echo", "ran"], env=env, pass_fds=(secret,), stdout=subprocess.PIPE)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "minirun", "run", "--rm", "--network", "none", "fifo-passwd", "echo", "ran"],
+        env=env,
+        pass_fds=(secret,),
+        stdout=subprocess.PIPE,
+    )
     os.close(secret)
     try:
         assert wait_until(lambda: _pid1_of(cli.pid), timeout=20)

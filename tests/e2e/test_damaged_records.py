@@ -1,10 +1,10 @@
 """A damaged record never hides a container or an image: what can be read is listed, what cannot
 is named in one line, and a container whose record is damaged is `Dead` and still removable,
 processes and all (found through its cgroups)."""
+
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
@@ -65,7 +65,10 @@ def test_a_damaged_image_config_hides_no_other_image(cli, busybox, isolated_stor
     images = cli("images")
     assert images.code == 0, images
     assert "busybox" in images.out and "other" in images.out and "lone" not in images.out
-    assert images.err == f"minirun: warning: skipped damaged record {config}: Expecting value: line 1 column 12 (char 11)\n"
+    assert (
+        images.err
+        == f"minirun: warning: skipped damaged record {config}: Expecting value: line 1 column 12 (char 11)\n"
+    )
     inspect = cli("inspect", "lone:1")
     assert inspect.code == 125 and f"damaged record {config}" in inspect.err and inspect.err.count("\n") == 1
 
@@ -75,7 +78,9 @@ def test_a_damaged_tag_file_lists_every_image_by_id_and_is_never_overwritten(cli
     tags.write_text('{"busybox:latest": ')
     images = cli("images", "-q")
     assert images.code == 0 and images.out.strip(), images  # the image, by id
-    assert images.err == f"minirun: warning: skipped damaged record {tags}: Expecting value: line 1 column 20 (char 19)\n"
+    assert (
+        images.err == f"minirun: warning: skipped damaged record {tags}: Expecting value: line 1 column 20 (char 19)\n"
+    )
     tag = cli("tag", images.out.strip(), "again:1")
     assert tag.code == 125 and f"damaged record {tags}" in tag.err
     assert tags.read_text() == '{"busybox:latest": '  # left for the user (or system check) to repair

@@ -1,4 +1,5 @@
 """Detached containers for real: run -d, the monitor, logs, ps, stop, kill, rm, start, wait."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -145,8 +145,12 @@ def test_a_monitor_killed_with_9_leaves_an_honest_state(cli, busybox, isolated_s
     state = state_of(isolated_store, cid)
     os.kill(state["MonitorPid"], signal.SIGKILL)
     # the container dies with its monitor (nobody else could record its exit) ...
-    assert wait_until(lambda: not os.path.exists(f"/proc/{state['Pid']}") or
-                      open(f"/proc/{state['Pid']}/stat").read().split(") ")[1][0] == "Z")
+    assert wait_until(
+        lambda: (
+            not os.path.exists(f"/proc/{state['Pid']}")
+            or open(f"/proc/{state['Pid']}/stat").read().split(") ")[1][0] == "Z"
+        )
+    )
     # ... and the next ps says so instead of "Up"
     row = cli("ps", "-a").out.splitlines()[1]
     assert "Exited (255)" in row
@@ -178,28 +182,35 @@ def test_inspect_rename_top_prune(cli, busybox, isolated_store):
     assert cli("ps", "-a", "-q", "--no-trunc").out == cid + "\n"
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["stop", "nosuch"], "No such container: nosuch"),
-    (["logs", "nosuch"], "No such container"),
-    (["wait", "nosuch"], "No such container"),
-    (["top", "nosuch"], "No such container"),
-    (["rename", "nosuch", "x2"], "No such container"),
-    (["ps", "--bogus"], "--bogus"),
-    (["logs", "--tail", "x", "nosuch"], "--tail"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["stop", "nosuch"], "No such container: nosuch"),
+        (["logs", "nosuch"], "No such container"),
+        (["wait", "nosuch"], "No such container"),
+        (["top", "nosuch"], "No such container"),
+        (["rename", "nosuch", "x2"], "No such container"),
+        (["ps", "--bogus"], "--bogus"),
+        (["logs", "--tail", "x", "nosuch"], "--tail"),
+    ],
+)
 def test_bad_input_is_one_line_and_125(cli, args, needle):
     result = cli(*args)
     lines = result.err.strip().splitlines()
-    assert result.code == 125 and len(lines) == 1 and lines[0].startswith("minirun: error: ") and needle in lines[0], result
+    assert result.code == 125 and len(lines) == 1 and lines[0].startswith("minirun: error: ") and needle in lines[0], (
+        result
+    )
 
 
 def test_many_run_d_rm_f_cycles_leave_nothing(cli, busybox, isolated_store):
     cycles = int(os.environ.get("MINIRUN_CYCLES", "200"))
     with ThreadPoolExecutor(2) as pool:
+
         def cycle(i):
             cid = cli("run", "-d", "busybox", "sleep", "1000").out.strip()
             assert cli("rm", "-f", cid).code == 0
             return cid
+
         ids = list(pool.map(cycle, range(cycles)))
     assert len(set(ids)) == cycles
     assert os.listdir(isolated_store / "containers") == []

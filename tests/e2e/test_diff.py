@@ -6,13 +6,12 @@ does: present in one tree only -> A or D (a deleted dir counts once), present in
 type, mode, owner, size, mtime, device or link target differ (a dir's mtime is ignored), and
 every parent of a change is C.
 """
+
 from __future__ import annotations
 
 import os
 import stat
 import tempfile
-
-import pytest
 
 from minirun.changes import PROVIDED
 from minirun.runtime.container import Containers
@@ -25,7 +24,10 @@ def _tree(root: str) -> dict[str, os.stat_result]:
     for top, dirs, files in os.walk(root):
         for name in dirs + files:
             path = os.path.join(top, name)
-            found["/" + os.path.relpath(path, root)] = (os.lstat(path), os.readlink(path) if os.path.islink(path) else None)
+            found["/" + os.path.relpath(path, root)] = (
+                os.lstat(path),
+                os.readlink(path) if os.path.islink(path) else None,
+            )
     return found
 
 
@@ -42,8 +44,8 @@ def _differs(a, b) -> bool:
 
 def reference_changes(lowers: list[str], upper: str) -> list[str]:
     def walk_both():
-        from minirun.runtime.overlay import mount_overlay
         from minirun import linux
+        from minirun.runtime.overlay import mount_overlay
 
         with tempfile.TemporaryDirectory() as scratch:
             image, merged, work = (os.path.join(scratch, n) for n in ("image", "merged", "work"))
@@ -98,9 +100,15 @@ def test_a_dir_recreated_over_a_deleted_one_is_changed_not_deleted(cli, store, b
 
 
 def test_an_opaque_dir_reports_its_lost_children(cli, store, busybox):
-    make_image(store, "withdir", [make_tar([d("srv"), f("srv/a", "a"), f("srv/b", "b"), d("srv/sub"), f("srv/sub/c", "c")])],
-               base=busybox)
-    out = run_and_diff(cli, store, "opq2", "rm -rf /srv && mkdir /srv && echo new > /srv/a && echo n > /srv/n", "withdir")
+    make_image(
+        store,
+        "withdir",
+        [make_tar([d("srv"), f("srv/a", "a"), f("srv/b", "b"), d("srv/sub"), f("srv/sub/c", "c")])],
+        base=busybox,
+    )
+    out = run_and_diff(
+        cli, store, "opq2", "rm -rf /srv && mkdir /srv && echo new > /srv/a && echo n > /srv/n", "withdir"
+    )
     assert out == ["C /srv", "C /srv/a", "D /srv/b", "A /srv/n", "D /srv/sub"]
 
 
@@ -110,9 +118,11 @@ def test_created_then_deleted_is_absent_and_deletes_are_reported(cli, store, bus
 
 
 def test_types_modes_links_and_new_trees(cli, store, busybox):
-    script = ("rm /bin/cat && mkdir /bin/cat && touch /bin/cat/x; chmod 700 /home; "
-              "mkdir -p /new/deep && echo > /new/deep/f; ln -sf /bin/busybox /bin/ls; "
-              "rm /bin/echo && ln -s busybox /bin/echo; touch /bin/busybox")
+    script = (
+        "rm /bin/cat && mkdir /bin/cat && touch /bin/cat/x; chmod 700 /home; "
+        "mkdir -p /new/deep && echo > /new/deep/f; ln -sf /bin/busybox /bin/ls; "
+        "rm /bin/echo && ln -s busybox /bin/echo; touch /bin/busybox"
+    )
     out = run_and_diff(cli, store, "kinds", script)
     assert "C /bin/cat" in out and "A /bin/cat/x" in out and "C /home" in out and "A /new/deep/f" in out
     assert "C /bin/busybox" in out and "C /bin/echo" in out
@@ -125,7 +135,10 @@ def test_provided_files_and_mount_points_never_show(cli, store, busybox):
 
 def test_json_format_and_errors(cli, busybox):
     cli("run", "--name", "js", "busybox", "sh", "-c", "echo data > /tmp/file.txt")
-    assert cli("diff", "--format", "json", "js").out.strip() == '[{"Kind": 0, "Path": "/tmp"}, {"Kind": 1, "Path": "/tmp/file.txt"}]'
+    assert (
+        cli("diff", "--format", "json", "js").out.strip()
+        == '[{"Kind": 0, "Path": "/tmp"}, {"Kind": 1, "Path": "/tmp/file.txt"}]'
+    )
     missing = cli("diff", "nosuch")
     assert missing.code == 125 and "No such container" in missing.err
 

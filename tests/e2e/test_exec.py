@@ -1,7 +1,7 @@
 """`minirun exec` for real: into a foreground container the test keeps running in the background."""
+
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -25,13 +25,16 @@ class Box:
     def __init__(self, store, name: str, script: str, *run_args: str) -> None:
         self.store, self.name = store, name
         env = dict(os.environ, MINIRUN_ROOT=str(store.root))
-        self.proc = subprocess.Popen([sys.executable, "-m", "minirun", "run", "--name", name, *run_args,
-                                      "busybox", "sh", "-c", script],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "minirun", "run", "--name", name, *run_args, "busybox", "sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
         self.output = b""
         self.state: dict = {}
 
-    def wait_ready(self) -> "Box":
+    def wait_ready(self) -> Box:
         self.read_until(b"ready\n")
         deadline = time.monotonic() + TIMEOUT
         while True:  # the CLI records "running" right after the exec; "ready" may come first
@@ -128,7 +131,9 @@ def test_env_workdir_and_user(cli, boxes):
     assert "OTHER=x" not in env and any(e.startswith("PATH=/usr/local/sbin:") for e in env)
     assert any(e.startswith("HOSTNAME=") for e in env) and "TERM=xterm" not in env
     assert cli("exec", "box", "sh", "-c", "pwd; id -u").out == "/srv\n65534\n"  # the container's
-    assert cli("exec", "-w", "/etc", "-u", "root", "box", "sh", "-c", "pwd; id -u; echo $HOME").out == "/etc\n0\n/root\n"
+    assert (
+        cli("exec", "-w", "/etc", "-u", "root", "box", "sh", "-c", "pwd; id -u; echo $HOME").out == "/etc\n0\n/root\n"
+    )
     assert cli("exec", "-u", "1234:5678", "box", "id").out == "uid=1234 gid=5678\n"
     missing = cli("exec", "-w", "/nowhere", "box", "true")
     assert missing.code == 126 and missing.err.count("\n") == 1 and "/nowhere" in missing.err
@@ -144,7 +149,10 @@ def test_exit_codes(cli, box):
     missing = cli("exec", "box", "nope")
     assert (missing.code, missing.err) == (127, 'minirun: error: exec: "nope": executable file not found in $PATH\n')
     not_executable = cli("exec", "box", "/etc/passwd")
-    assert (not_executable.code, not_executable.err) == (126, 'minirun: error: exec: "/etc/passwd": permission denied\n')
+    assert (not_executable.code, not_executable.err) == (
+        126,
+        'minirun: error: exec: "/etc/passwd": permission denied\n',
+    )
     assert cli("exec", "box", "/etc").code == 126
     usage = cli("exec", "box")
     assert usage.code == 125 and usage.err.count("\n") == 1
@@ -194,12 +202,19 @@ def test_a_reused_pid_is_not_the_container(cli, busybox, store):
 def test_capabilities_no_new_privs_and_no_inherited_fds(cli, box, store):
     status = cli("exec", "box", "grep", "-E", "^(Cap(Prm|Eff|Bnd|Inh|Amb)|NoNewPrivs)", "/proc/self/status").out
     fields = dict(line.split(":\t") for line in status.splitlines())
-    assert fields == {"CapInh": "0000000000000000", "CapPrm": CAPS_DOCKER, "CapEff": CAPS_DOCKER,
-                      "CapBnd": CAPS_DOCKER, "CapAmb": "0000000000000000", "NoNewPrivs": "1"}
+    assert fields == {
+        "CapInh": "0000000000000000",
+        "CapPrm": CAPS_DOCKER,
+        "CapEff": CAPS_DOCKER,
+        "CapBnd": CAPS_DOCKER,
+        "CapAmb": "0000000000000000",
+        "NoNewPrivs": "1",
+    }
     read_end, write_end = os.pipe()
     try:
-        proc = minirun(store, "exec", "box", "ls", "/proc/self/fd", pass_fds=(read_end, write_end),
-                       stdout=subprocess.PIPE)
+        proc = minirun(
+            store, "exec", "box", "ls", "/proc/self/fd", pass_fds=(read_end, write_end), stdout=subprocess.PIPE
+        )
         out = proc.communicate(timeout=TIMEOUT)[0]
     finally:
         os.close(read_end)
@@ -273,42 +288,46 @@ def test_the_exec_process_cannot_be_reached_before_its_exec(box_with_trap):
 
 @pytest.fixture
 def box_with_trap(boxes, store):
-    script = "\n".join([
-        "mv /etc/passwd /etc/passwd.real && mkfifo /etc/passwd /tmp/go && echo ready",
-        # a writer that gets through its open only once the exec'd process opens the fifo to read it:
-        # from then on that process waits in read(), in the middle of its setup, until /tmp/go
-        "( exec 4>/etc/passwd; touch /tmp/opened; read _ < /tmp/go; cat /etc/passwd.real >&4 ) &",
-        # [m] keeps grep from finding its own command line
-        "until v=$(grep -l '[m]inirun' /proc/[0-9]*/cmdline 2>/dev/null); [ -n \"$v\" ]; do sleep 0.02; done",
-        "until [ -e /tmp/opened ]; do sleep 0.02; done",
-        "for f in $v; do",
-        "  d=${f%/cmdline}; echo \"victim $d\"",
-        "  readlink $d/exe && echo \"EXPOSED readlink $d/exe\"",
-        "  head -c1 $d/exe >/dev/null && echo \"EXPOSED read $d/exe\"",
-        "  (echo x >> $d/exe) && echo \"EXPOSED write $d/exe\"",
-        # the numbers are listed (the directory is root's), where they lead must stay hidden
-        "  echo \"fds $(ls $d/fd | tr '\\n' ' ')\"",
-        "  for l in $d/fd/*; do readlink $l && echo \"EXPOSED readlink $l\"; done",
-        "  for l in $d/fd/*; do head -c0 $l && echo \"EXPOSED open $l\"; done",
-        "  readlink $d/cwd && echo \"EXPOSED readlink $d/cwd\"",
-        "done",
-        "echo go > /tmp/go; wait",  # lets the exec go on
-        "echo scanned",
-        "sleep 1000",
-    ])
+    script = "\n".join(
+        [
+            "mv /etc/passwd /etc/passwd.real && mkfifo /etc/passwd /tmp/go && echo ready",
+            # a writer that gets through its open only once the exec'd process opens the fifo to read it:
+            # from then on that process waits in read(), in the middle of its setup, until /tmp/go
+            "( exec 4>/etc/passwd; touch /tmp/opened; read _ < /tmp/go; cat /etc/passwd.real >&4 ) &",
+            # [m] keeps grep from finding its own command line
+            "until v=$(grep -l '[m]inirun' /proc/[0-9]*/cmdline 2>/dev/null); [ -n \"$v\" ]; do sleep 0.02; done",
+            "until [ -e /tmp/opened ]; do sleep 0.02; done",
+            "for f in $v; do",
+            '  d=${f%/cmdline}; echo "victim $d"',
+            '  readlink $d/exe && echo "EXPOSED readlink $d/exe"',
+            '  head -c1 $d/exe >/dev/null && echo "EXPOSED read $d/exe"',
+            '  (echo x >> $d/exe) && echo "EXPOSED write $d/exe"',
+            # the numbers are listed (the directory is root's), where they lead must stay hidden
+            "  echo \"fds $(ls $d/fd | tr '\\n' ' ')\"",
+            '  for l in $d/fd/*; do readlink $l && echo "EXPOSED readlink $l"; done',
+            '  for l in $d/fd/*; do head -c0 $l && echo "EXPOSED open $l"; done',
+            '  readlink $d/cwd && echo "EXPOSED readlink $d/cwd"',
+            "done",
+            "echo go > /tmp/go; wait",  # lets the exec go on
+            "echo scanned",
+            "sleep 1000",
+        ]
+    )
     return boxes(script), store
 
 
 def test_no_minirun_exe_is_writable_from_an_exec(box, store):
     """Every process the container sees, and the pid the exec's parent has on the host."""
-    script = "\n".join([
-        "read host_pid",
-        "for d in /proc/[0-9]* /proc/$host_pid /proc/self; do",
-        "  test -e $d || continue",
-        "  (echo x >> $d/exe) 2>/dev/null && echo \"WRITABLE $d/exe\"",
-        "  echo \"tried $d\"",
-        "done",
-    ])
+    script = "\n".join(
+        [
+            "read host_pid",
+            "for d in /proc/[0-9]* /proc/$host_pid /proc/self; do",
+            "  test -e $d || continue",
+            '  (echo x >> $d/exe) 2>/dev/null && echo "WRITABLE $d/exe"',
+            '  echo "tried $d"',
+            "done",
+        ]
+    )
     proc = minirun(store, "exec", "-i", "box", "sh", "-c", script, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     out = proc.communicate(f"{proc.pid}\n".encode(), timeout=TIMEOUT)[0].decode()
     assert proc.returncode == 0
@@ -325,14 +344,19 @@ def test_the_exec_cli_is_not_dumpable(box, store):
         prctl.capbset_drop(prctl.CAP_SYS_PTRACE)  # root's exec then gets every capability but it
 
     def can_read_exe(pid: int) -> bool:
-        probe = subprocess.run([sys.executable, "-c", f"import os; os.readlink('/proc/{pid}/exe')"],
-                               preexec_fn=without_ptrace, capture_output=True, text=True)
+        probe = subprocess.run(
+            [sys.executable, "-c", f"import os; os.readlink('/proc/{pid}/exe')"],
+            preexec_fn=without_ptrace,
+            capture_output=True,
+            text=True,
+        )
         assert probe.returncode == 0 or "PermissionError" in probe.stderr, probe.stderr
         return probe.returncode == 0
 
     control = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(100)"], preexec_fn=without_ptrace)
-    exec_proc = minirun(store, "exec", "box", "sh", "-c", "echo started; sleep 100",
-                        stdout=subprocess.PIPE, preexec_fn=without_ptrace)
+    exec_proc = minirun(
+        store, "exec", "box", "sh", "-c", "echo started; sleep 100", stdout=subprocess.PIPE, preexec_fn=without_ptrace
+    )
     try:
         assert exec_proc.stdout.readline() == b"started\n"
         assert can_read_exe(control.pid)  # the probe works on a dumpable process...
@@ -349,9 +373,15 @@ def test_interactive_shell_on_a_terminal(box, isolated_store):
 
     term = Terminal(isolated_store, rows=33, cols=101)
     try:
-        term.proc = subprocess.Popen([sys.executable, "-m", "minirun", "exec", "-it", "box", "sh"],
-                                     stdin=term.slave, stdout=term.slave, stderr=term.slave, env=term.env,
-                                     start_new_session=True, preexec_fn=_take_terminal)
+        term.proc = subprocess.Popen(
+            [sys.executable, "-m", "minirun", "exec", "-it", "box", "sh"],
+            stdin=term.slave,
+            stdout=term.slave,
+            stderr=term.slave,
+            env=term.env,
+            start_new_session=True,
+            preexec_fn=_take_terminal,
+        )
         term.read_until(b"# ")
         term.type(b"stty size; tty; echo $((6 * 7)); exit 3\r")
         assert term.wait() == 3
@@ -363,15 +393,25 @@ def test_interactive_shell_on_a_terminal(box, isolated_store):
 
 # --- the options, parsed (no root needed) ---
 
+
 def test_parse_exec_args():
     from minirun.errors import UsageError
     from minirun.execargs import ExecOptions, parse_exec_args
 
     assert parse_exec_args(["box", "ls", "-la"]) == ExecOptions(container="box", command=["ls", "-la"])
-    opts = parse_exec_args(["-it", "-eA=1", "--env", "B", "-e", "C", "-w", "/w", "-u", "1:2", "box", "sh", "-c", "x -e y"],
-                           environ={"B": "host"})
-    assert opts == ExecOptions(container="box", command=["sh", "-c", "x -e y"], interactive=True, tty=True,
-                               env=["A=1", "B=host"], workdir="/w", user="1:2")
+    opts = parse_exec_args(
+        ["-it", "-eA=1", "--env", "B", "-e", "C", "-w", "/w", "-u", "1:2", "box", "sh", "-c", "x -e y"],
+        environ={"B": "host"},
+    )
+    assert opts == ExecOptions(
+        container="box",
+        command=["sh", "-c", "x -e y"],
+        interactive=True,
+        tty=True,
+        env=["A=1", "B=host"],
+        workdir="/w",
+        user="1:2",
+    )
     assert parse_exec_args(["-d", "-i", "box", "true"]).interactive is False  # nothing reads a detached stdin
     for bad in (["box"], [], ["-w", "rel", "box", "true"], ["-d", "-t", "box", "true"], ["--nope", "box", "true"]):
         with pytest.raises(UsageError):

@@ -1,5 +1,6 @@
 """A full disk takes no container down and wedges no command: a store on a small ext4 that the
 test makes (a loop device) and unmounts, filled to the last block from the host."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def small_store(tmp_path):
 
 def minirun(store, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MINIRUN_ROOT=str(store))
-    return subprocess.run([sys.executable, "-m", "minirun", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "minirun", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def fill(path) -> None:
@@ -55,8 +57,19 @@ def fill(path) -> None:
 
 def test_a_full_disk_keeps_containers_running_and_every_command_working(small_store):
     store = small_store
-    logger = minirun(store, "run", "-d", "--name", "logger", "--network", "none", "busybox", "sh", "-c",
-                     "while :; do echo tick; sleep 0.02; done").stdout.strip()
+    logger = minirun(
+        store,
+        "run",
+        "-d",
+        "--name",
+        "logger",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do echo tick; sleep 0.02; done",
+    ).stdout.strip()
     idle = minirun(store, "run", "-d", "--name", "idle", "--network", "none", "busybox", "sleep", "300").stdout.strip()
     assert minirun(store, "tag", "busybox", "spare:1").returncode == 0
     assert minirun(store, "run", "--name", "done", "--network", "none", "busybox", "true").returncode == 0
@@ -65,9 +78,16 @@ def test_a_full_disk_keeps_containers_running_and_every_command_working(small_st
 
     ps = minirun(store, "ps", "-a")
     assert ps.returncode == 0, ps
-    assert sorted(line.split()[-1] for line in ps.stdout.splitlines()[1:] if " Up " in line) == ["idle", "logger"], ps.stdout
-    for args in (["inspect", "logger"], ["logs", "--tail", "1", "logger"], ["images"], ["top", "logger"],
-                 ["stats", "--no-stream"]):
+    assert sorted(line.split()[-1] for line in ps.stdout.splitlines()[1:] if " Up " in line) == ["idle", "logger"], (
+        ps.stdout
+    )
+    for args in (
+        ["inspect", "logger"],
+        ["logs", "--tail", "1", "logger"],
+        ["images"],
+        ["top", "logger"],
+        ["stats", "--no-stream"],
+    ):
         done = minirun(store, *args)
         assert done.returncode == 0, (args, done.stderr)
     # the ways out work on the full disk: stop records the exit, rm -f, rmi, prune free space
@@ -89,10 +109,13 @@ def test_commands_that_only_read_write_nothing(small_store, tmp_path):
     """ps, inspect, logs, images, top, stats, port and system df against a read-only view of the
     store: any write they tried would fail there."""
     store = small_store
-    running = minirun(store, "run", "-d", "--name", "up", "--network", "none", "busybox", "sh", "-c",
-                      "echo hello; sleep 300").stdout.strip()
+    running = minirun(
+        store, "run", "-d", "--name", "up", "--network", "none", "busybox", "sh", "-c", "echo hello; sleep 300"
+    ).stdout.strip()
     assert minirun(store, "run", "--name", "down", "--network", "none", "busybox", "true").returncode == 0
-    orphan = minirun(store, "run", "-d", "--name", "orphan", "--network", "none", "busybox", "sleep", "300").stdout.strip()
+    orphan = minirun(
+        store, "run", "-d", "--name", "orphan", "--network", "none", "busybox", "sleep", "300"
+    ).stdout.strip()
     state = json.loads((store / "containers" / orphan / "state.json").read_text())
     os.kill(state["MonitorPid"], 9)  # its record says running; whoever looks first finds out it is not
     assert wait_until(lambda: not os.path.exists(f"/proc/{state['Pid']}"))
@@ -102,8 +125,17 @@ def test_commands_that_only_read_write_nothing(small_store, tmp_path):
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
         assert wait_until(lambda: "hello" in minirun(view, "logs", "up").stdout)
-        for args in (["ps", "-a"], ["inspect", "up", "down"], ["logs", "up"], ["images"], ["top", "up"],
-                     ["stats", "--no-stream", "up"], ["port", "up"], ["system", "df"], ["history", "busybox"]):
+        for args in (
+            ["ps", "-a"],
+            ["inspect", "up", "down"],
+            ["logs", "up"],
+            ["images"],
+            ["top", "up"],
+            ["stats", "--no-stream", "up"],
+            ["port", "up"],
+            ["system", "df"],
+            ["history", "busybox"],
+        ):
             done = minirun(view, *args)
             assert done.returncode == 0 and "Read-only" not in done.stderr, (args, done.stderr)
         shown = minirun(view, "ps", "-a").stdout

@@ -1,5 +1,6 @@
 """A build's step images: hidden from `images` unless -a, shown by `history`, removed with the
 image they led to (docker's parent images)."""
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,14 @@ def test_step_images_are_hidden_shown_and_removed(cli, busybox):
     built = cli("build", "-q", "-t", "myapp:1.0", os.path.join(REPO, "images/myapp"))
     assert built.code == 0, built
     visible = [line.split()[:2] for line in cli("images").out.splitlines()[1:]]
-    assert visible == [["myapp", "1.0"], ["busybox", "latest"]] or sorted(visible) == [["busybox", "latest"], ["myapp", "1.0"]]
+    assert visible == [["myapp", "1.0"], ["busybox", "latest"]] or sorted(visible) == [
+        ["busybox", "latest"],
+        ["myapp", "1.0"],
+    ]
     every = cli("images", "-a").out.splitlines()[1:]
-    assert len(every) > 2 and all(row.split()[0] == "<none>" for row in every if row.split()[0] not in ("myapp", "busybox"))
+    assert len(every) > 2 and all(
+        row.split()[0] == "<none>" for row in every if row.split()[0] not in ("myapp", "busybox")
+    )
     history_ids = [row.split()[0] for row in cli("history", "myapp:1.0").out.splitlines()[1:]]
     assert "<missing>" not in history_ids
     removed = cli("rmi", "myapp:1.0")

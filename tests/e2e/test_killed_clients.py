@@ -4,6 +4,7 @@ minirun's semantics (README, "What survives what"): a foreground container goes 
 that runs it, and its guard records the exit (137) and honours --rm; a detached one belongs to its
 monitor as soon as the monitor exists; an exec'd process and a `start -a`'d container outlive
 their client, as in docker."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,13 @@ DELAYS = (0.0, 0.03, 0.06, 0.09, 0.12, 0.16, 0.2, 0.3, 0.5)
 
 def client(store, *args: str) -> subprocess.Popen:
     env = dict(os.environ, MINIRUN_ROOT=str(store))
-    return subprocess.Popen([sys.executable, "-m", "minirun", *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "minirun", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def killed_after(proc: subprocess.Popen, delay: float) -> None:
@@ -67,8 +73,10 @@ SLEEPER = ["busybox", "sleep", "29.7373"]  # an odd argument: the container's pr
 def test_a_killed_foreground_rm_client_leaves_nothing(cli, busybox, isolated_store, delay):
     before = set(_cgroup_dirs())
     killed_after(client(isolated_store, "run", "--rm", "--network", "none", *SLEEPER), delay)
-    assert wait_until(lambda: cli("ps", "-aq").out == "" and not ours_left(isolated_store, before)), \
-        (cli("ps", "-a").out, ours_left(isolated_store, before))
+    assert wait_until(lambda: cli("ps", "-aq").out == "" and not ours_left(isolated_store, before)), (
+        cli("ps", "-a").out,
+        ours_left(isolated_store, before),
+    )
 
 
 def test_a_killed_foreground_client_leaves_an_honest_record(cli, busybox, isolated_store):

@@ -2,6 +2,7 @@
 --cpu-shares, --cpuset-cpus in the cgroup files, `update`, `stats`, the container's view of its
 own cgroup, and no cgroup left behind. This machine's layout (v1 hybrid here) is the one tested;
 tests/integration/test_cgroups.py drives a v2 hierarchy."""
+
 from __future__ import annotations
 
 import json
@@ -100,8 +101,9 @@ def test_a_fork_bomb_is_contained_by_the_pids_limit(cli, busybox):
 
 
 def test_cpu_limits_show_in_the_cgroup_and_in_inspect(cli, busybox):
-    cid = run_d(cli, "--name", "cpu", "--cpus", "1.5", "--cpu-shares", "512", "--cpuset-cpus", "0",
-                "busybox", "sleep", "300")
+    cid = run_d(
+        cli, "--name", "cpu", "--cpus", "1.5", "--cpu-shares", "512", "--cpuset-cpus", "0", "busybox", "sleep", "300"
+    )
     if cgroups.owner("cpu").version == 1:
         assert cgroup_file(cid, "cpu", "cpu.cfs_quota_us") == "150000"
         assert cgroup_file(cid, "cpu", "cpu.cfs_period_us") == "100000"
@@ -113,14 +115,21 @@ def test_cpu_limits_show_in_the_cgroup_and_in_inspect(cli, busybox):
         assert cgroup_file(cid, "cpu", "cpu.weight") == "59"
     assert cgroup_file(cid, "cpuset", "cpuset.cpus") == "0"
     host = inspect(cli, "cpu")["HostConfig"]
-    assert (host["NanoCpus"], host["CpuShares"], host["CpusetCpus"], host["PidsLimit"]) == (1_500_000_000, 512, "0", None)
+    assert (host["NanoCpus"], host["CpuShares"], host["CpusetCpus"], host["PidsLimit"]) == (
+        1_500_000_000,
+        512,
+        "0",
+        None,
+    )
     # the container runs on CPU 0 only
     assert cli("exec", "cpu", "grep", "Cpus_allowed_list", "/proc/self/status").out.split()[-1] == "0"
 
 
 def test_update_changes_limits_live_and_records_them(cli, busybox):
     cid = run_d(cli, "--name", "up", "-m", "32m", "busybox", "sleep", "300")
-    assert cgroup_file(cid, "memory", "memory.limit_in_bytes" if cgroups.owner("memory").version == 1 else "memory.max") == str(32 * MiB)
+    assert cgroup_file(
+        cid, "memory", "memory.limit_in_bytes" if cgroups.owner("memory").version == 1 else "memory.max"
+    ) == str(32 * MiB)
     result = cli("update", "-m", "64m", "--memory-swap", "128m", "--pids-limit", "50", "up")
     assert (result.code, result.out) == (0, "up\n"), result
     if cgroups.owner("memory").version == 1:
@@ -134,8 +143,10 @@ def test_update_changes_limits_live_and_records_them(cli, busybox):
     # docker's rule: memory above the memory+swap already set needs a new --memory-swap; nothing changes
     refused = cli("update", "-m", "200m", "up")
     assert refused.code == 125
-    assert refused.err == ("minirun: error: Cannot update container up: Memory limit should be smaller than "
-                           "already set memoryswap limit, update the memoryswap at the same time\n")
+    assert refused.err == (
+        "minirun: error: Cannot update container up: Memory limit should be smaller than "
+        "already set memoryswap limit, update the memoryswap at the same time\n"
+    )
     assert inspect(cli, "up")["HostConfig"]["Memory"] == 64 * MiB
     no_flags = cli("update", "up")
     assert no_flags.code == 125 and "you must provide one or more flags" in no_flags.err
@@ -170,7 +181,16 @@ def test_stats_no_stream_shows_the_containers_numbers(cli, busybox):
     result = cli("stats", "--no-stream")
     assert result.code == 0, result
     lines = result.out.splitlines()
-    assert cells(lines[0]) == ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+    assert cells(lines[0]) == [
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+        "PIDS",
+    ]
     rows = {cells(line)[1]: cells(line) for line in lines[1:]}
     assert set(rows) == {"busy", "idle"}  # running ones only, without -a
     assert rows["busy"][0] == busy[:12] and rows["idle"][0] == idle[:12]
@@ -183,7 +203,9 @@ def test_stats_no_stream_shows_the_containers_numbers(cli, busybox):
     assert host_memory.endswith("iB") and host_memory != "32MiB"  # no limit: the host's memory
     assert (rows["busy"][7], rows["idle"][7]) == ("1", "3")  # the loop is the shell's own; sh + 2 sleeps
     for row in rows.values():
-        assert re.fullmatch(r"[\d.]+[kMG]?B / [\d.]+[kMG]?B", row[5]) and re.fullmatch(r"[\d.]+[kMG]?B / [\d.]+[kMG]?B", row[6])
+        assert re.fullmatch(r"[\d.]+[kMG]?B / [\d.]+[kMG]?B", row[5]) and re.fullmatch(
+            r"[\d.]+[kMG]?B / [\d.]+[kMG]?B", row[6]
+        )
     every = cli("stats", "--no-stream", "-a").out.splitlines()
     assert sorted(cells(line)[1] for line in every[1:]) == ["busy", "gone", "idle"]
     gone_row = next(cells(line) for line in every if cells(line)[1] == "gone")
@@ -224,9 +246,11 @@ def test_exec_processes_join_the_cgroup_and_see_it_as_root(cli, busybox):
 
 
 def test_the_container_sees_its_own_cgroup_read_only(cli, busybox):
-    script = ("cat /proc/self/cgroup; echo ---; ls /sys/fs/cgroup; echo ---; cat /sys/fs/cgroup/pids/pids.max; "
-              "ls /sys/fs/cgroup/pids | grep -c minirun; echo ---; mkdir /sys/fs/cgroup/pids/x 2>&1; "
-              "(echo 5 > /sys/fs/cgroup/pids/pids.max) 2>&1; cat /sys/fs/cgroup/pids/pids.max")
+    script = (
+        "cat /proc/self/cgroup; echo ---; ls /sys/fs/cgroup; echo ---; cat /sys/fs/cgroup/pids/pids.max; "
+        "ls /sys/fs/cgroup/pids | grep -c minirun; echo ---; mkdir /sys/fs/cgroup/pids/x 2>&1; "
+        "(echo 5 > /sys/fs/cgroup/pids/pids.max) 2>&1; cat /sys/fs/cgroup/pids/pids.max"
+    )
     result = cli("run", "--rm", "--pids-limit", "10", "busybox", "sh", "-c", script)
     assert result.code == 0, result
     own, listing, limit, refused = result.out.split("---\n")
@@ -261,17 +285,20 @@ def test_the_cgroups_of_a_container_whose_monitor_was_killed_go_when_that_is_not
     assert left_cgroups(cid) == []
 
 
-@pytest.mark.parametrize("args,message", [
-    (["-m", "5m"], "Minimum memory limit allowed is 6MB"),
-    (["-m", "12q"], "invalid size: '12q'"),
-    (["--memory-swap", "64m"], "You should always set the Memory limit when using Memoryswap limit"),
-    (["--cpus", "9999"], "range of CPUs is from 0.01"),
-    (["--cpuset-cpus", "0-9999"], "Requested CPUs are not available - requested 0-9999"),
-    (["--pids-limit", "many"], 'invalid argument "many" for "--pids-limit" flag'),
-    # above the kernel's PID_MAX_LIMIT: refused before anything is made, not by the cgroup write
-    (["--pids-limit", "99999999"], "invalid --pids-limit 99999999: the kernel allows at most 4194304"),
-    (["-p", "18083:80", "--pids-limit", "4194305"], "invalid --pids-limit 4194305"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["-m", "5m"], "Minimum memory limit allowed is 6MB"),
+        (["-m", "12q"], "invalid size: '12q'"),
+        (["--memory-swap", "64m"], "You should always set the Memory limit when using Memoryswap limit"),
+        (["--cpus", "9999"], "range of CPUs is from 0.01"),
+        (["--cpuset-cpus", "0-9999"], "Requested CPUs are not available - requested 0-9999"),
+        (["--pids-limit", "many"], 'invalid argument "many" for "--pids-limit" flag'),
+        # above the kernel's PID_MAX_LIMIT: refused before anything is made, not by the cgroup write
+        (["--pids-limit", "99999999"], "invalid --pids-limit 99999999: the kernel allows at most 4194304"),
+        (["-p", "18083:80", "--pids-limit", "4194305"], "invalid --pids-limit 4194305"),
+    ],
+)
 def test_bad_values_are_125_and_create_nothing(cli, busybox, isolated_store, args, message):
     # values are checked before anything exists: no record, so no cgroup either (one is named by a record's id)
     result = cli("run", *args, "busybox", "true")

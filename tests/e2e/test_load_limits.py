@@ -1,6 +1,7 @@
 """Hostile archives and output paths, through the CLI: a small archive must not make `load` take
 gigabytes (its peak memory is measured), an error is one line whatever names the archive holds,
 and `save -o` replaces only a regular file."""
+
 from __future__ import annotations
 
 import gzip
@@ -42,8 +43,13 @@ def measured(root, *args: str) -> tuple[int, str, str, int]:
     """Run the CLI: (exit code, stdout, stderr, peak RSS in MB of it and the children it reaped)."""
     env = dict(os.environ, MINIRUN_ROOT=str(root))
     peak = os.path.join(str(root) + "-peak")
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, peak, sys.executable, "-m", "minirun", *args],
-                          stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURE, peak, sys.executable, "-m", "minirun", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     with open(peak) as kb:
         return proc.returncode, proc.stdout.decode(), proc.stderr.decode(errors="replace"), int(kb.read()) // 1024
 
@@ -88,14 +94,20 @@ LAYER = make_tar([f("hello", "hi\n")])
 
 def docker_archive(path, config: bytes, entries: int, tags: bool = True) -> None:
     """A docker-save archive whose manifest.json has `entries` entries, all naming one config."""
-    manifest = [{"Config": "config.json", "RepoTags": [f"app:{n}"] if tags else None, "Layers": ["layer.tar"]}
-                for n in range(entries)]
+    manifest = [
+        {"Config": "config.json", "RepoTags": [f"app:{n}"] if tags else None, "Layers": ["layer.tar"]}
+        for n in range(entries)
+    ]
     outer_tar(path, {"config.json": config, "layer.tar": LAYER, "manifest.json": json.dumps(manifest).encode()})
 
 
 def big_config(size: int) -> bytes:
-    doc = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [sha(LAYER)]},
-           "config": {"Labels": {"padding": ""}}}
+    doc = {
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha(LAYER)]},
+        "config": {"Labels": {"padding": ""}},
+    }
     base = len(json.dumps(doc))
     doc["config"]["Labels"]["padding"] = "p" * (size - base)
     return json.dumps(doc).encode()
@@ -103,12 +115,16 @@ def big_config(size: int) -> bytes:
 
 # -- memory -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case, message", [
-    ("pax header", f"refusing PAX header of {CLAIM} bytes"),
-    ("gnu long name", f"refusing GNU long name of {CLAIM} bytes"),
-    ("pax header, gzipped", f"refusing PAX header of {CLAIM} bytes"),
-    ("after a global header", f"refusing a tar member header of {CLAIM} bytes"),
-])
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("pax header", f"refusing PAX header of {CLAIM} bytes"),
+        ("gnu long name", f"refusing GNU long name of {CLAIM} bytes"),
+        ("pax header, gzipped", f"refusing PAX header of {CLAIM} bytes"),
+        ("after a global header", f"refusing a tar member header of {CLAIM} bytes"),
+    ],
+)
 def test_an_extended_header_claiming_gigabytes_is_refused_in_little_memory(tmp_path, case, message):
     archive = tmp_path / "bomb.tar"
     if case == "gnu long name":
@@ -147,10 +163,13 @@ def test_many_entries_naming_one_config_read_it_once(tmp_path):
     assert out.splitlines() == [f"Loaded image: app:{n}" for n in range(100)]
 
 
-@pytest.mark.parametrize("case, message", [
-    ("config of 30 MiB", "config.json is too large (31457280 bytes, at most 8388608)"),
-    ("manifest.json of 60 MiB", "docker archive: manifest.json is too large (62914560 bytes, at most 4194304)"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("config of 30 MiB", "config.json is too large (31457280 bytes, at most 8388608)"),
+        ("manifest.json of 60 MiB", "docker archive: manifest.json is too large (62914560 bytes, at most 4194304)"),
+    ],
+)
 def test_oversized_documents_are_refused_before_they_are_read(tmp_path, case, message):
     archive = tmp_path / "big.tar"
     if case.startswith("config"):
@@ -165,17 +184,20 @@ def test_oversized_documents_are_refused_before_they_are_read(tmp_path, case, me
 
 # -- one line -----------------------------------------------------------------------------------
 
+
 def test_a_name_with_a_newline_cannot_forge_a_second_line(tmp_path):
     archive = tmp_path / "forged.tar"
     manifest = [{"Config": "config.json", "RepoTags": ["x:1\nLoaded image: y:1\x1b[2K"], "Layers": ["layer.tar"]}]
-    outer_tar(archive, {"config.json": big_config(1000), "layer.tar": LAYER,
-                        "manifest.json": json.dumps(manifest).encode()})
+    outer_tar(
+        archive, {"config.json": big_config(1000), "layer.tar": LAYER, "manifest.json": json.dumps(manifest).encode()}
+    )
     code, out, err, _ = measured(tmp_path / "store", "load", "-i", str(archive))
     line = one_line_error(code, err)
     assert "\x1b" not in line and r"x:1\nLoaded image: y:1\x1b[2K" in line and out == ""
 
 
 # -- save -o ------------------------------------------------------------------------------------
+
 
 def test_save_replaces_only_a_regular_file(cli, busybox, tmp_path):
     fifo, link, device, directory = tmp_path / "fifo", tmp_path / "link", tmp_path / "null", tmp_path / "dir"
@@ -184,8 +206,12 @@ def test_save_replaces_only_a_regular_file(cli, busybox, tmp_path):
     link.symlink_to(tmp_path / "target")
     os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null of our own
     directory.mkdir()
-    refused = {fifo: "cannot write to a named pipe (FIFO)", link: "cannot write to a symbolic link directly",
-               device: "cannot write to a character device file", directory: "cannot write to a directory"}
+    refused = {
+        fifo: "cannot write to a named pipe (FIFO)",
+        link: "cannot write to a symbolic link directly",
+        device: "cannot write to a character device file",
+        directory: "cannot write to a directory",
+    }
     for path, message in refused.items():
         result = cli("save", "-o", str(path), "busybox")
         assert result.err == f"minirun: error: failed to save image: {message}: {path}\n" and result.code == 125
@@ -197,4 +223,6 @@ def test_save_replaces_only_a_regular_file(cli, busybox, tmp_path):
     assert cli("save", "-o", str(regular), "busybox").code == 0
     assert tarfile.is_tarfile(regular) and stat.S_IMODE(regular.stat().st_mode) == 0o600
     not_a_dir = cli("save", "-o", str(regular / "x.tar"), "busybox")
-    assert not_a_dir.err == f"minirun: error: failed to save image: invalid output path: '{regular}' is not a directory\n"
+    assert (
+        not_a_dir.err == f"minirun: error: failed to save image: invalid output path: '{regular}' is not a directory\n"
+    )

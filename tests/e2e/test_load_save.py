@@ -2,6 +2,7 @@
 deleted file gone, the rewritten one at its last version), and what minirun saves podman loads and
 runs and skopeo reads. podman runs with a private --root/--runroot in a temp dir, without cgroups,
 so nothing of it outlives the tests."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,16 @@ import pytest
 
 # runc, not podman's default crun: crun refuses a hybrid host whose cgroup2 mount carries a controller
 # (hugetlb here), and mounting a v1 hierarchy for it would change the host (PEERS.md)
-PODMAN_GLOBAL = ["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "overlay",
-                 "--runtime", "runc"]
+PODMAN_GLOBAL = [
+    "--cgroup-manager",
+    "cgroupfs",
+    "--events-backend",
+    "file",
+    "--storage-driver",
+    "overlay",
+    "--runtime",
+    "runc",
+]
 PODMAN_RUN = ["--rm", "--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
 # A base file deleted, another rewritten twice, each in a layer of its own.
 CONTAINERFILE = """FROM docker.io/library/busybox:latest
@@ -51,8 +60,16 @@ class Podman:
         from pathlib import Path
 
         base = self.base = Path(tempfile.mkdtemp(prefix="minirun-podman-"))
-        self.cmd = ["podman", "--root", str(base / "root"), "--runroot", str(base / "run"),
-                    "--tmpdir", str(base / "tmp"), *PODMAN_GLOBAL]
+        self.cmd = [
+            "podman",
+            "--root",
+            str(base / "root"),
+            "--runroot",
+            str(base / "run"),
+            "--tmpdir",
+            str(base / "tmp"),
+            *PODMAN_GLOBAL,
+        ]
         # runc cannot run without cgroups: its containers go under a parent of this test's own
         self.cgroup_parent = f"/{base.name}"
 
@@ -81,7 +98,9 @@ class Podman:
 
 def minirun(root, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, MINIRUN_ROOT=str(root))
-    return subprocess.run([sys.executable, "-m", "minirun", *args], input=input, capture_output=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "minirun", *args], input=input, capture_output=True, env=env, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +121,24 @@ def archives(tmp_path_factory):
         podman("save", "-q", "--format", "oci-archive", "-o", str(found["oci-archive-gzip"]), "localhost/wh:1")
         # skopeo: gzip into an OCI archive, and zstd into an OCI layout dir, tarred as a user would
         found["skopeo-oci-archive-gzip"] = work / "skopeo-gzip.tar"
-        sh("skopeo", "copy", "-q", "--dest-compress", f"docker-archive:{found['docker-archive']}",
-           f"oci-archive:{found['skopeo-oci-archive-gzip']}:localhost/wh:1")
-        sh("skopeo", "copy", "-q", "--dest-compress", "--dest-compress-format", "zstd",
-           f"docker-archive:{found['docker-archive']}", f"oci:{work / 'zstd-dir'}:1")
+        sh(
+            "skopeo",
+            "copy",
+            "-q",
+            "--dest-compress",
+            f"docker-archive:{found['docker-archive']}",
+            f"oci-archive:{found['skopeo-oci-archive-gzip']}:localhost/wh:1",
+        )
+        sh(
+            "skopeo",
+            "copy",
+            "-q",
+            "--dest-compress",
+            "--dest-compress-format",
+            "zstd",
+            f"docker-archive:{found['docker-archive']}",
+            f"oci:{work / 'zstd-dir'}:1",
+        )
         found["skopeo-oci-dir-zstd"] = work / "skopeo-zstd.tar"
         sh("tar", "-C", str(work / "zstd-dir"), "-cf", str(found["skopeo-oci-dir-zstd"]), ".")
         yield {"dir": work, "id": image_id, "files": found}
@@ -147,7 +180,9 @@ def test_minirun_save_loads_into_podman_and_runs(cli, archives, tmp_path):
     try:
         loaded = podman("load", "-i", str(out)).stdout
         assert "localhost/wh:1" in loaded and "wh:saved" in loaded  # podman puts short names under localhost/
-        assert "sha256:" + podman("image", "inspect", "--format", "{{.Id}}", "wh:saved").stdout.strip() == archives["id"]
+        assert (
+            "sha256:" + podman("image", "inspect", "--format", "{{.Id}}", "wh:saved").stdout.strip() == archives["id"]
+        )
         ran = podman("run", *PODMAN_RUN, "localhost/wh:1", "sh", "-c", CHECK)
         assert ran.stdout == EXPECTED
     finally:
@@ -159,15 +194,22 @@ def test_save_then_load_into_another_store_keeps_the_id(cli, busybox, tmp_path):
     assert cli("commit", "work", "app:2").code == 0
     cli("tag", "app:2", "app:latest")
     env = dict(os.environ, MINIRUN_ROOT=str(tmp_path / "other"))
-    save = subprocess.Popen([sys.executable, "-m", "minirun", "save", "app"], stdout=subprocess.PIPE)  # the test's store
-    load = subprocess.run([sys.executable, "-m", "minirun", "load"], stdin=save.stdout, capture_output=True, env=env,
-                          timeout=120)
+    save = subprocess.Popen(
+        [sys.executable, "-m", "minirun", "save", "app"], stdout=subprocess.PIPE
+    )  # the test's store
+    load = subprocess.run(
+        [sys.executable, "-m", "minirun", "load"], stdin=save.stdout, capture_output=True, env=env, timeout=120
+    )
     save.stdout.close()
     assert save.wait(timeout=120) == 0 and load.returncode == 0, load.stderr
     assert sorted(load.stdout.decode().splitlines()) == ["Loaded image: app:2", "Loaded image: app:latest"]
-    ids = {json.loads(cli("inspect", ref, root=str(tmp_path / "other")).out)[0]["Id"] for ref in ("app:2", "app:latest")}
+    ids = {
+        json.loads(cli("inspect", ref, root=str(tmp_path / "other")).out)[0]["Id"] for ref in ("app:2", "app:latest")
+    }
     assert ids == {json.loads(cli("inspect", "app:2").out)[0]["Id"]}
-    ran = cli("run", "--rm", "app:2", "sh", "-c", "cat /new; test -e /etc/group || echo gone", root=str(tmp_path / "other"))
+    ran = cli(
+        "run", "--rm", "app:2", "sh", "-c", "cat /new; test -e /etc/group || echo gone", root=str(tmp_path / "other")
+    )
     assert ran.out == "layered\ngone\n"
     history = cli("history", "-q", "app:2", root=str(tmp_path / "other")).out.splitlines()
     assert len(history) == 2
@@ -180,7 +222,7 @@ def test_bad_input_is_one_line_and_exit_125(cli, busybox, store, tmp_path):
     data = good.read_bytes()
     cases = {
         "truncated": data[: len(data) // 2],
-        "corrupted layer": data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 1]) + data[len(data) // 2 + 1:],
+        "corrupted layer": data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 1]) + data[len(data) // 2 + 1 :],
     }
     before = sorted(os.listdir(store.layers.dir))
     other = tmp_path / "fresh"
@@ -190,7 +232,10 @@ def test_bad_input_is_one_line_and_exit_125(cli, busybox, store, tmp_path):
         assert result.err.startswith("minirun: error: ") and result.err.count("\n") == 1, (name, result.err)
         assert cli("images", "-q", root=str(other)).out == ""
     missing = cli("load", "-i", str(tmp_path / "nope.tar"))
-    assert (missing.code, missing.err) == (125, f"minirun: error: open {tmp_path / 'nope.tar'}: no such file or directory\n")
+    assert (missing.code, missing.err) == (
+        125,
+        f"minirun: error: open {tmp_path / 'nope.tar'}: no such file or directory\n",
+    )
     no_dir = cli("save", "-o", str(tmp_path / "no" / "such" / "dir.tar"), "busybox")
     assert no_dir.code == 125 and no_dir.err.count("\n") == 1 and not (tmp_path / "no").exists()
     no_image = cli("save", "-o", str(tmp_path / "x.tar"), "nosuchimage:1")
@@ -206,8 +251,9 @@ def test_progress_bars_only_on_a_terminal(cli, busybox, store, tmp_path):
     def on_pty(*args: str, code: int = 0) -> str:
         master, slave = os.openpty()
         env = dict(os.environ, MINIRUN_ROOT=str(tmp_path / "pty-store"), COLUMNS="100")
-        proc = subprocess.Popen([sys.executable, "-m", "minirun", *args], stdin=slave, stdout=slave,
-                                stderr=slave, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "minirun", *args], stdin=slave, stdout=slave, stderr=slave, env=env
+        )
         os.close(slave)
         output = b""
         deadline = time.monotonic() + 60
@@ -233,7 +279,8 @@ def test_progress_bars_only_on_a_terminal(cli, busybox, store, tmp_path):
     # docker's refusals: no archive from a terminal, no archive onto one
     assert on_pty("load", code=125) == "minirun: error: requested load from stdin, but stdin is empty\n"
     assert on_pty("save", "busybox", code=125) == (
-        "minirun: error: cowardly refusing to save to a terminal. Use the -o flag or redirect\n")
+        "minirun: error: cowardly refusing to save to a terminal. Use the -o flag or redirect\n"
+    )
     piped = cli("load", "-i", str(archive), root=str(tmp_path / "pipe-store"))
     assert piped.out == "Loaded image: busybox:latest\n" and piped.err == ""
     with tarfile.open(archive) as tar:

@@ -6,6 +6,7 @@ Every test's store is its own, but the default bridge minirun0 and its address b
 /run/minirun are the host's: tests of other sessions may hold addresses on it at the same time,
 which is exactly what the address book is for. User networks made here are removed at teardown.
 """
+
 from __future__ import annotations
 
 import json
@@ -117,8 +118,15 @@ def default_subnet() -> tuple[int, int]:
 
 
 def test_default_bridge_gives_eth0_an_address_a_route_and_hosts(cli, busybox, seen):
-    result = cli("run", "--name", "box", "busybox", "sh", "-c",
-                 "ip -o -4 addr show eth0; ip route; echo ---; cat /etc/hosts; echo ---; cat /etc/resolv.conf; hostname")
+    result = cli(
+        "run",
+        "--name",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; ip route; echo ---; cat /etc/hosts; echo ---; cat /etc/resolv.conf; hostname",
+    )
     assert result.code == 0, result.err
     addr_line, routes_and_hosts = result.out.split("\n", 1)
     routes, hosts, rest = routes_and_hosts.split("---\n")
@@ -169,7 +177,9 @@ def test_user_network_resolves_names_through_hosts(cli, busybox, seen):
     subnet = document["IPAM"]["Config"][0]["Subnet"]
     assert networks.in_subnet(networks.ip_to_int(peer_address), networks.parse_subnet(subnet))
     assert {c["Name"] for c in document["Containers"].values()} == {"web", "peer"}
-    assert json.loads(cli("inspect", "peer").out)[0]["NetworkSettings"]["Networks"]["appnet"]["IPAddress"] == peer_address
+    assert (
+        json.loads(cli("inspect", "peer").out)[0]["NetworkSettings"]["Networks"]["appnet"]["IPAddress"] == peer_address
+    )
     busy = cli("network", "rm", "appnet")
     assert busy.code == 125 and "has active endpoints" in busy.err
     assert cli("rm", "-f", "peer").code == 0
@@ -247,7 +257,9 @@ def test_parallel_starts_on_one_host_port_let_exactly_one_through(cli, busybox, 
     address = seen(winner)["IPAddress"]
     assert [e for e in portmap.list_elements() or [] if e[2] == port] == [("tcp", "", port, address, 80)]
     rows = [json.loads(line) for line in cli("ps", "-a", "--format", "json").out.splitlines()]
-    assert sorted((r["ID"] == winner[:12], r["Ports"]) for r in rows) == [(False, "")] * 7 + [(True, f"0.0.0.0:{port}->80/tcp")]
+    assert sorted((r["ID"] == winner[:12], r["Ports"]) for r in rows) == [(False, "")] * 7 + [
+        (True, f"0.0.0.0:{port}->80/tcp")
+    ]
     # the losers stay as docker leaves them (Created) but hold no port and no cgroup
     losers = [cid for cid in cli("ps", "-a", "-q", "--no-trunc").out.split() if cid != winner]
     assert len(losers) == 7
@@ -267,8 +279,9 @@ def test_a_port_is_held_from_its_publish_on_not_from_the_running_state(cli, busy
     portmap.publish([["127.0.0.1", port, 80, "tcp"]], address)
     try:
         taken = cli("run", "-d", "--name", "late", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "100")
-        assert taken.code == 125 and taken.err == (f"minirun: error: Bind for 127.0.0.1:{port} failed: "
-                                                   "port is already allocated\n")
+        assert taken.code == 125 and taken.err == (
+            f"minirun: error: Bind for 127.0.0.1:{port} failed: port is already allocated\n"
+        )
         assert elements_to({address}) == [("tcp", "127.0.0.1", port, address, 80)] and publisher_recorded(address)
     finally:
         portmap.unpublish(address)
@@ -287,8 +300,16 @@ def publisher_recorded(address: str) -> bool:
 @pytest.mark.parametrize("detach", [False, True])
 def test_a_command_that_cannot_start_frees_its_ports(cli, busybox, seen, detach):
     port = free_port()
-    result = cli("run", *(["-d"] if detach else []), "--name", "noexec", "-p", f"127.0.0.1:{port}:80",
-                 "busybox", "/no/such/binary")
+    result = cli(
+        "run",
+        *(["-d"] if detach else []),
+        "--name",
+        "noexec",
+        "-p",
+        f"127.0.0.1:{port}:80",
+        "busybox",
+        "/no/such/binary",
+    )
     assert result.code == 127 and result.err.count("\n") == 1 and "/no/such/binary" in result.err
     settings = seen(json.loads(cli("inspect", "noexec").out)[0]["Id"])
     assert settings["Ports"] == [["127.0.0.1", port, 80, "tcp"]]
@@ -334,8 +355,16 @@ def test_a_start_failing_after_the_publish_frees_its_ports(cli, busybox, seen, s
 def test_network_container_shares_the_namespace(cli, busybox, seen):
     web = start_web(cli)
     address = seen(web)["IPAddress"]
-    got = cli("run", "--rm", "--network", "container:web", "busybox", "sh", "-c",
-              "ip -o -4 addr show eth0; hostname; " + fetch_loop("http://127.0.0.1/"))
+    got = cli(
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; hostname; " + fetch_loop("http://127.0.0.1/"),
+    )
     assert got.code == 0, got.err
     addr_line, hostname, page = got.out.splitlines()
     assert f"inet {address}/" in addr_line and hostname == web[:12] and page == f"hello from {web[:12]}"
@@ -389,12 +418,14 @@ def test_bad_network_input(cli, busybox, isolated_store):
     subnet = networks.bridge_info(networks.DEFAULT_BRIDGE)["subnet"]
     overlapping = cli("network", "create", "--subnet", subnet.replace("/16", "/24"), "clash")
     assert overlapping.code == 125 and "Pool overlaps" in overlapping.err
-    for args, needle in ((["create", "--subnet", "10.70.0.1/24", "x"], "it should be 10.70.0.0/24"),
-                         (["create", "bad/name"], "invalid network name"),
-                         (["create", "bridge"], "already exists"),
-                         (["rm", "bridge"], "pre-defined network and cannot be removed"),
-                         (["rm", "nosuch"], "network nosuch not found"),
-                         (["inspect", "nosuch"], "network nosuch not found")):
+    for args, needle in (
+        (["create", "--subnet", "10.70.0.1/24", "x"], "it should be 10.70.0.0/24"),
+        (["create", "bad/name"], "invalid network name"),
+        (["create", "bridge"], "already exists"),
+        (["rm", "bridge"], "pre-defined network and cannot be removed"),
+        (["rm", "nosuch"], "network nosuch not found"),
+        (["inspect", "nosuch"], "network nosuch not found"),
+    ):
         result = cli("network", *args)
         assert result.code == 125 and needle in result.err, (args, result.err)
     names = [json.loads(line)["Name"] for line in cli("network", "ls", "--format", "json").out.splitlines()]
@@ -402,8 +433,18 @@ def test_bad_network_input(cli, busybox, isolated_store):
     assert len(os.listdir(isolated_store / "networks")) == 3  # no record of a network that failed
 
 
-@pytest.mark.parametrize("odd", ["127.0.0.1 x", "0x7f.0.0.1", "2130706433", "127.1", "2130706433\n1.2.3",
-                                 "127.0.0.1\nadd rule ip minirun publish accept", "010.0.0.1"])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "127.0.0.1 x",
+        "0x7f.0.0.1",
+        "2130706433",
+        "127.1",
+        "2130706433\n1.2.3",
+        "127.0.0.1\nadd rule ip minirun publish accept",
+        "010.0.0.1",
+    ],
+)
 def test_odd_addresses_are_refused_before_anything_is_made(cli, busybox, isolated_store, odd):
     """inet_aton would take these (some as another address); they would be pasted into nft's
     script and stored. Each is one line of error, and nothing is made."""
@@ -415,8 +456,11 @@ def test_odd_addresses_are_refused_before_anything_is_made(cli, busybox, isolate
         assert result.err.startswith("minirun: error: invalid ") and result.err.count("\n") == 1, result.err
     assert "invalid ip address: " in published.err and "invalid IPv4 address: " in gateway.err + subnet.err
     assert cli("ps", "-a", "-q").out == ""
-    assert [json.loads(line)["Name"] for line in cli("network", "ls", "--format", "json").out.splitlines()] == \
-        ["bridge", "host", "none"]
+    assert [json.loads(line)["Name"] for line in cli("network", "ls", "--format", "json").out.splitlines()] == [
+        "bridge",
+        "host",
+        "none",
+    ]
 
 
 def test_addresses_are_stored_and_published_as_canonical(cli, busybox, seen):
@@ -434,12 +478,16 @@ def test_addresses_are_stored_and_published_as_canonical(cli, busybox, seen):
 def test_network_ls_and_inspect_of_the_predefined(cli, busybox):
     table = cli("network", "ls").out.splitlines()
     assert table[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
-    assert [line.split()[1:] for line in table[1:]] == [["bridge", "bridge", "local"], ["host", "host", "local"],
-                                                        ["none", "null", "local"]]
+    assert [line.split()[1:] for line in table[1:]] == [
+        ["bridge", "bridge", "local"],
+        ["host", "host", "local"],
+        ["none", "null", "local"],
+    ]
     assert cli("run", "--rm", "busybox", "true").code == 0  # minirun0 exists from here on
     [bridge] = json.loads(cli("network", "inspect", "bridge").out)
-    assert bridge["IPAM"]["Config"] == [{"Subnet": networks.bridge_info("minirun0")["subnet"],
-                                         "Gateway": networks.bridge_info("minirun0")["gateway"]}]
+    assert bridge["IPAM"]["Config"] == [
+        {"Subnet": networks.bridge_info("minirun0")["subnet"], "Gateway": networks.bridge_info("minirun0")["gateway"]}
+    ]
     assert bridge["Options"] == {"com.docker.network.bridge.name": "minirun0"}
 
 

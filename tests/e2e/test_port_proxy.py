@@ -6,6 +6,7 @@ that dies with it, and nothing written to nftables.
 The UDP echo server in the container is the host's python (busybox's nc has no -u), run from the
 host's /usr mounted read-only, through the dynamic loader by path (the image has no /lib64).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,19 @@ from minirun.runtime.procs import is_alive
 from tests.e2e.test_network import SERVE, elements_to, free_port, http_get, nothing_left, seen, start_web  # noqa: F401
 from tests.helpers import wait_until
 
-UDP_ECHO = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', 9000))\n"
-            "while True:\n    data, peer = s.recvfrom(2048); s.sendto(b'echo ' + data, peer)")
-HOST_PYTHON = ["/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "--library-path", "/usr/lib/x86_64-linux-gnu",
-               "/usr/bin/python3.11", "-S", "-c", UDP_ECHO]
+UDP_ECHO = (
+    "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', 9000))\n"
+    "while True:\n    data, peer = s.recvfrom(2048); s.sendto(b'echo ' + data, peer)"
+)
+HOST_PYTHON = [
+    "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    "--library-path",
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/bin/python3.11",
+    "-S",
+    "-c",
+    UDP_ECHO,
+]
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +45,7 @@ def proxy_backend(monkeypatch):
 def parent_of(pid: int) -> int:
     with open(f"/proc/{pid}/stat", "rb") as f:
         data = f.read()
-    return int(data[data.rindex(b")") + 2:].split()[1])
+    return int(data[data.rindex(b")") + 2 :].split()[1])
 
 
 def port_free(port: int, kind=socket.SOCK_STREAM) -> bool:
@@ -82,8 +92,9 @@ def test_detached_container_through_the_proxy(cli, busybox, seen, isolated_store
 
 def start_foreground(isolated_store, *args: str) -> subprocess.Popen:
     env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
-    return subprocess.Popen([sys.executable, "-m", "minirun", "run", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "minirun", "run", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def running_settings(cli, seen, name: str) -> dict:
@@ -140,8 +151,9 @@ def udp_exchange(port: int, payload: bytes, timeout: float = 15.0) -> bytes | No
 
 def test_udp_through_the_proxy(cli, busybox, seen):
     port = free_port()
-    result = cli("run", "-d", "--name", "echo", "-p", f"127.0.0.1:{port}:9000/udp", "-v", "/usr:/usr:ro",
-                 "busybox", *HOST_PYTHON)
+    result = cli(
+        "run", "-d", "--name", "echo", "-p", f"127.0.0.1:{port}:9000/udp", "-v", "/usr:/usr:ro", "busybox", *HOST_PYTHON
+    )
     assert result.code == 0, result.err
     settings = seen(result.out.strip())
     assert udp_exchange(port, b"one") == b"echo one"

@@ -1,5 +1,6 @@
 """pull, push, login and logout against a real registry (docker-registry on 127.0.0.1), with skopeo
 as the other client."""
+
 from __future__ import annotations
 
 import gzip
@@ -19,9 +20,17 @@ import time
 import pytest
 
 from tests.helpers import d, f, make_image, make_tar
-from tests.registryserver import (PASSWORD, USER, auth_registry, minirun_config,  # noqa: F401
-                                  plain_registry_on_127_0_0_2, redirect_registry, registry, tls_registry,
-                                  token_registry)
+from tests.registryserver import (  # noqa: F401
+    PASSWORD,
+    USER,
+    auth_registry,
+    minirun_config,
+    plain_registry_on_127_0_0_2,
+    redirect_registry,
+    registry,
+    tls_registry,
+    token_registry,
+)
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -53,16 +62,27 @@ def short(digest: str) -> str:
 
 
 def app_image(store, busybox, name: str, text: str = "hello from the registry\n"):
-    return make_image(store, name, [make_tar([d("app"), f("app/hello", text), f("app/big", os.urandom(200_000))])],
-                      config={"Cmd": ["cat", "/app/hello"]}, base=busybox)
+    return make_image(
+        store,
+        name,
+        [make_tar([d("app"), f("app/hello", text), f("app/big", os.urandom(200_000))])],
+        config={"Cmd": ["cat", "/app/hello"]},
+        base=busybox,
+    )
 
 
 def store_state(root: str) -> tuple[list[str], list[str]]:
     """(committed layers, image configs) of a store on disk."""
-    layers = sorted(n for n in os.listdir(os.path.join(root, "layers")) if not n.startswith(".")) \
-        if os.path.isdir(os.path.join(root, "layers")) else []
-    images = sorted(n for n in os.listdir(os.path.join(root, "images")) if n.endswith(".json")) \
-        if os.path.isdir(os.path.join(root, "images")) else []
+    layers = (
+        sorted(n for n in os.listdir(os.path.join(root, "layers")) if not n.startswith("."))
+        if os.path.isdir(os.path.join(root, "layers"))
+        else []
+    )
+    images = (
+        sorted(n for n in os.listdir(os.path.join(root, "images")) if n.endswith(".json"))
+        if os.path.isdir(os.path.join(root, "images"))
+        else []
+    )
     return layers, images
 
 
@@ -72,6 +92,7 @@ def staging_dirs(root: str) -> list[str]:
 
 
 # -- push and pull ------------------------------------------------------------------------------
+
 
 def test_push_then_pull_into_a_second_store(cli, store, busybox, registry, store2):  # noqa: F811
     ref = f"{registry.host}/team/app:1"
@@ -131,11 +152,16 @@ def test_second_pull_fetches_only_the_new_layers(cli, store, busybox, registry, 
     pulled = cli("pull", f"{registry.host}/derived:1", root=store2)
     assert pulled.code == 0, pulled.err
     lines = pulled.out.splitlines()
-    assert [line for line in lines if line.endswith("Already exists")] == \
-        [f"{short(x)}: Already exists" for x in base.diff_ids]
-    assert [line for line in lines if line.endswith("Pull complete")] == [f"{short(derived.diff_ids[-1])}: Pull complete"]
-    assert cli("run", "--rm", f"{registry.host}/derived:1", "cat", "/app/extra", "/app/hello", root=store2).out == \
-        "extra\nhello from the registry\n"
+    assert [line for line in lines if line.endswith("Already exists")] == [
+        f"{short(x)}: Already exists" for x in base.diff_ids
+    ]
+    assert [line for line in lines if line.endswith("Pull complete")] == [
+        f"{short(derived.diff_ids[-1])}: Pull complete"
+    ]
+    assert (
+        cli("run", "--rm", f"{registry.host}/derived:1", "cat", "/app/extra", "/app/hello", root=store2).out
+        == "extra\nhello from the registry\n"
+    )
 
 
 def test_blobs_served_through_a_redirect(cli, store, busybox, redirect_registry, store2):  # noqa: F811
@@ -179,15 +205,19 @@ def test_interrupted_pull_leaves_nothing_trusted_and_the_next_pull_completes(cli
     make_image(store, ref, [make_tar([d("many")] + files)], base=busybox)
     assert cli("push", ref).code == 0
     env = dict(os.environ, MINIRUN_ROOT=store2)
-    proc = subprocess.Popen([sys.executable, "-m", "minirun", "pull", ref], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minirun", "pull", ref], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     layers_dir = os.path.join(store2, "layers")
     deadline = time.monotonic() + 30
     try:
         while time.monotonic() < deadline:  # kill it once a layer is being unpacked
             staging = [n for n in os.listdir(layers_dir) if n.startswith(".tmp-")] if os.path.isdir(layers_dir) else []
-            if any(len(os.listdir(os.path.join(layers_dir, n, "diff"))) for n in staging
-                   if os.path.isdir(os.path.join(layers_dir, n, "diff"))):
+            if any(
+                len(os.listdir(os.path.join(layers_dir, n, "diff")))
+                for n in staging
+                if os.path.isdir(os.path.join(layers_dir, n, "diff"))
+            ):
                 break
             time.sleep(0.002)
         else:
@@ -225,6 +255,7 @@ def test_plain_http_only_with_insecure_beyond_loopback_names(cli, store, busybox
 
 # -- images pushed by skopeo --------------------------------------------------------------------
 
+
 def _write_blob(layout, data: bytes) -> dict:
     digest = sha256(data)
     (layout / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
@@ -233,21 +264,34 @@ def _write_blob(layout, data: bytes) -> dict:
 
 def _oci_image(layout, layer_tars: list[bytes], architecture: str) -> tuple[dict, bytes]:
     """An image's blobs in an OCI layout, layers gzip-compressed; its manifest descriptor and config."""
-    layers = [dict(mediaType="application/vnd.oci.image.layer.v1.tar+gzip",
-                   **_write_blob(layout, gzip.compress(tar, 1))) for tar in layer_tars]
-    config = json.dumps({
-        "architecture": architecture, "os": "linux", "created": "2024-01-02T03:04:05Z",
-        "config": {"Cmd": ["cat", "/skopeo/said"]},
-        "rootfs": {"type": "layers", "diff_ids": [sha256(tar) for tar in layer_tars]},
-        "history": [{"created_by": f"layer {i}"} for i in range(len(layer_tars))],
-    }, indent=1).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **_write_blob(layout, config)),
-        "layers": layers,
-    }).encode()
-    return dict(mediaType="application/vnd.oci.image.manifest.v1+json", **_write_blob(layout, manifest),
-                platform={"os": "linux", "architecture": architecture}), config
+    layers = [
+        dict(mediaType="application/vnd.oci.image.layer.v1.tar+gzip", **_write_blob(layout, gzip.compress(tar, 1)))
+        for tar in layer_tars
+    ]
+    config = json.dumps(
+        {
+            "architecture": architecture,
+            "os": "linux",
+            "created": "2024-01-02T03:04:05Z",
+            "config": {"Cmd": ["cat", "/skopeo/said"]},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(tar) for tar in layer_tars]},
+            "history": [{"created_by": f"layer {i}"} for i in range(len(layer_tars))],
+        },
+        indent=1,
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **_write_blob(layout, config)),
+            "layers": layers,
+        }
+    ).encode()
+    return dict(
+        mediaType="application/vnd.oci.image.manifest.v1+json",
+        **_write_blob(layout, manifest),
+        platform={"os": "linux", "architecture": architecture},
+    ), config
 
 
 def _new_layout(tmp_path, name: str):
@@ -269,8 +313,9 @@ def test_pull_of_an_image_pushed_by_skopeo_as_docker_schema2(cli, store, busybox
     layout = _new_layout(tmp_path, "oci")
     with store.layers.open_tar(busybox.diff_ids[0]) as tar:
         base_tar = tar.read()
-    top, config = _oci_image(layout, [base_tar, make_tar([d("skopeo"), f("skopeo/said", "pushed by skopeo\n")])],
-                             host_architecture())
+    top, config = _oci_image(
+        layout, [base_tar, make_tar([d("skopeo"), f("skopeo/said", "pushed by skopeo\n")])], host_architecture()
+    )
     _layout_index(layout, top)
     ref = f"{registry.host}/skopeo/img:v2s2"
     _skopeo("copy", "-q", "--dest-tls-verify=false", "--format", "v2s2", f"oci:{layout}:v1", f"docker://{ref}")
@@ -304,10 +349,12 @@ def test_pull_of_a_multi_platform_index_takes_the_hosts_image(cli, store, busybo
         base_tar = tar.read()
     other = "arm64" if host_architecture() != "arm64" else "amd64"
     foreign, _ = _oci_image(layout, [make_tar([d("skopeo"), f("skopeo/said", f"the {other} image\n")])], other)
-    native, config = _oci_image(layout, [base_tar, make_tar([d("skopeo"), f("skopeo/said", "the host's image\n")])],
-                                host_architecture())
-    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                        "manifests": [foreign, native]}).encode()
+    native, config = _oci_image(
+        layout, [base_tar, make_tar([d("skopeo"), f("skopeo/said", "the host's image\n")])], host_architecture()
+    )
+    index = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [foreign, native]}
+    ).encode()
     _layout_index(layout, dict(mediaType="application/vnd.oci.image.index.v1+json", **_write_blob(layout, index)))
     ref = f"{registry.host}/skopeo/multi:v1"
     _skopeo("copy", "-q", "--all", "--dest-tls-verify=false", f"oci:{layout}:v1", f"docker://{ref}")
@@ -328,8 +375,16 @@ def _layout_index(layout, top: dict) -> None:
 
 # -- crafted images: what a broken or hostile registry may serve --------------------------------
 
-def _put_image(reg, repo: str, tag: str, layer_blobs: list[tuple[bytes, str]], diff_ids: list[str],
-               architecture: str | None = None, config: bytes | None = None) -> tuple[dict, bytes]:
+
+def _put_image(
+    reg,
+    repo: str,
+    tag: str,
+    layer_blobs: list[tuple[bytes, str]],
+    diff_ids: list[str],
+    architecture: str | None = None,
+    config: bytes | None = None,
+) -> tuple[dict, bytes]:
     """Upload blobs and a manifest with our client (the server is the real registry)."""
     from minirun.embedded import host_architecture
 
@@ -337,31 +392,49 @@ def _put_image(reg, repo: str, tag: str, layer_blobs: list[tuple[bytes, str]], d
         reg.upload_blob(repo, sha256(data), len(data), lambda: io.BytesIO(data))
         return {"digest": sha256(data), "size": len(data)}
 
-    config = config or json.dumps({"architecture": architecture or host_architecture(), "os": "linux",
-                                   "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **put(config)),
-        "layers": [dict(mediaType=media_type, **put(blob)) for blob, media_type in layer_blobs],
-    }).encode()
+    config = (
+        config
+        or json.dumps(
+            {
+                "architecture": architecture or host_architecture(),
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            }
+        ).encode()
+    )
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **put(config)),
+            "layers": [dict(mediaType=media_type, **put(blob)) for blob, media_type in layer_blobs],
+        }
+    ).encode()
     reg.put_manifest(repo, tag, manifest, "application/vnd.oci.image.manifest.v1+json")
-    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(manifest),
-            "size": len(manifest), "platform": {"os": "linux", "architecture": architecture or "amd64"}}, config
+    return {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha256(manifest),
+        "size": len(manifest),
+        "platform": {"os": "linux", "architecture": architecture or "amd64"},
+    }, config
 
 
 GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
-@pytest.mark.parametrize("case, message", [
-    ("diff_id", "the image config says sha256:"),
-    ("count", "the manifest lists 1 layers, the image config 2"),
-    ("media type", "unsupported layer media type 'application/vnd.oci.image.layer.v1.tar+lz4'"),
-    ("foreign", "refusing foreign (non-distributable) layer"),
-    ("platform", "no image for linux/"),
-    ("config", "image config verification failed for digest sha256:"),
-    ("manifest", "manifest verification failed for digest sha256:"),
-    ("nested", "image config: invalid JSON (nested too deeply)"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("diff_id", "the image config says sha256:"),
+        ("count", "the manifest lists 1 layers, the image config 2"),
+        ("media type", "unsupported layer media type 'application/vnd.oci.image.layer.v1.tar+lz4'"),
+        ("foreign", "refusing foreign (non-distributable) layer"),
+        ("platform", "no image for linux/"),
+        ("config", "image config verification failed for digest sha256:"),
+        ("manifest", "manifest verification failed for digest sha256:"),
+        ("nested", "image config: invalid JSON (nested too deeply)"),
+    ],
+)
 def test_crafted_images_fail_cleanly_and_store_nothing(cli, registry, store2, case, message):  # noqa: F811
     from minirun.registry import Registry
 
@@ -375,21 +448,25 @@ def test_crafted_images_fail_cleanly_and_store_nothing(cli, registry, store2, ca
     elif case == "media type":
         _put_image(reg, "crafted", "1", [(blob, "application/vnd.oci.image.layer.v1.tar+lz4")], [sha256(tar)])
     elif case == "foreign":
-        _put_image(reg, "crafted", "1", [(blob, "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")],
-                   [sha256(tar)])
+        _put_image(
+            reg, "crafted", "1", [(blob, "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")], [sha256(tar)]
+        )
     elif case == "nested":  # a config nested deeper than json's recursion goes
         _put_image(reg, "crafted", "1", [(blob, GZIP_LAYER)], [sha256(tar)], config=b"[" * 100_000)
     elif case == "platform":
         entry, _ = _put_image(reg, "crafted", "s390x", [(blob, GZIP_LAYER)], [sha256(tar)], architecture="s390x")
-        index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                            "manifests": [entry]}).encode()
+        index = json.dumps(
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]}
+        ).encode()
         reg.put_manifest("crafted", "1", index, "application/vnd.oci.image.index.v1+json")
     else:
         entry, config = _put_image(reg, "crafted", "1", [(blob, GZIP_LAYER)], [sha256(tar)])
         target = registry.blob_data(sha256(config) if case == "config" else entry["digest"])
         data = target.read_bytes()  # the same document, one space more: other bytes, other digest
         assert b'"schemaVersion": 2' in data or b'"os": "linux"' in data
-        target.write_bytes(data.replace(b'"schemaVersion": 2', b'"schemaVersion":  2').replace(b'"os": "linux"', b'"os":  "linux"'))
+        target.write_bytes(
+            data.replace(b'"schemaVersion": 2', b'"schemaVersion":  2').replace(b'"os": "linux"', b'"os":  "linux"')
+        )
     reg.close()
     line = one_error_line(cli("pull", f"{registry.host}/crafted:1", root=store2))
     assert message in line
@@ -397,6 +474,7 @@ def test_crafted_images_fail_cleanly_and_store_nothing(cli, registry, store2, ca
 
 
 # -- login and logout ---------------------------------------------------------------------------
+
 
 def test_login_logout_with_an_htpasswd_registry(cli, store, busybox, auth_registry, minirun_config, store2):  # noqa: F811
     host = auth_registry.host
@@ -475,15 +553,19 @@ def test_login_flag_errors(cli, auth_registry):  # noqa: F811
 
 # -- bad input ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, message", [
-    (["pull", "127.0.0.1:1/UPPER"], "must be lowercase"),
-    (["pull", "127.0.0.1:1/x@sha256:" + "a" * 40], "invalid checksum digest length"),
-    (["pull", "127.0.0.1:1/x:bad tag"], "invalid reference format"),
-    (["pull", ""], "invalid reference format"),
-    (["push", "127.0.0.1:1/x@sha256:" + "a" * 64], "cannot push a digest reference"),
-    (["push", "127.0.0.1:1/nothere:1"], "An image does not exist locally with the tag: 127.0.0.1:1/nothere"),
-    (["pull", "127.0.0.1:1/x:1"], "connection refused"),
-])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["pull", "127.0.0.1:1/UPPER"], "must be lowercase"),
+        (["pull", "127.0.0.1:1/x@sha256:" + "a" * 40], "invalid checksum digest length"),
+        (["pull", "127.0.0.1:1/x:bad tag"], "invalid reference format"),
+        (["pull", ""], "invalid reference format"),
+        (["push", "127.0.0.1:1/x@sha256:" + "a" * 64], "cannot push a digest reference"),
+        (["push", "127.0.0.1:1/nothere:1"], "An image does not exist locally with the tag: 127.0.0.1:1/nothere"),
+        (["pull", "127.0.0.1:1/x:1"], "connection refused"),
+    ],
+)
 def test_bad_references_and_unreachable_registries(cli, args, message):
     assert message in one_error_line(cli(*args))
 

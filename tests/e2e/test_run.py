@@ -1,4 +1,5 @@
 """`minirun run` for real: overlay, namespaces, privileges, exit codes, cleanup."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,6 @@ from tests.helpers import d, f, make_image, make_tar
 CAPS_DOCKER = "00000000a80425fb"
 
 
-
-
 def test_run_prints_and_returns_the_exit_code(cli, busybox):
     result = cli("run", "--rm", "busybox", "echo", "hello")
     assert (result.code, result.out, result.err) == (0, "hello\n", "")
@@ -27,11 +26,24 @@ def test_run_prints_and_returns_the_exit_code(cli, busybox):
 
 
 def test_topmost_layer_wins_whiteouts_hide_opaque_dirs_hide(cli, store, busybox):
-    make_image(store, "layered", [
-        make_tar([d("etc"), f("etc/config.yaml", "v1\n"), f("etc/gone", "x"), d("opaque"), f("opaque/old", "o")]),
-        make_tar([d("etc"), f("etc/config.yaml", "v2\n"), f("etc/.wh.gone"), d("opaque"),
-                  f("opaque/.wh..wh..opq"), f("opaque/new", "n")]),
-    ], base=busybox)
+    make_image(
+        store,
+        "layered",
+        [
+            make_tar([d("etc"), f("etc/config.yaml", "v1\n"), f("etc/gone", "x"), d("opaque"), f("opaque/old", "o")]),
+            make_tar(
+                [
+                    d("etc"),
+                    f("etc/config.yaml", "v2\n"),
+                    f("etc/.wh.gone"),
+                    d("opaque"),
+                    f("opaque/.wh..wh..opq"),
+                    f("opaque/new", "n"),
+                ]
+            ),
+        ],
+        base=busybox,
+    )
     script = "cat /etc/config.yaml; test -e /etc/gone || echo gone; ls /opaque"
     result = cli("run", "--rm", "layered", "sh", "-c", script)
     assert result.out == "v2\ngone\nnew\n", result.err
@@ -52,18 +64,20 @@ def test_containers_of_one_image_never_see_each_others_writes(cli, busybox, isol
 
 def test_isolation(cli, busybox, tmp_path):
     (tmp_path / "host-secret").write_text("secret")
-    script = " ; ".join([
-        "echo pid=$$",
-        "echo procs=$(ls /proc | grep -c '^[0-9]')",
-        "echo host=$(hostname)",
-        "echo links=$(ls /sys/class/net | tr '\\n' ' ')",
-        "mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo mount-refused",
-        "(echo x > /proc/sys/kernel/domainname) 2>/dev/null && echo sysctl-written || echo sysctl-refused",
-        f"test -e {tmp_path}/host-secret && echo host-visible || echo host-hidden",
-        "grep CapEff /proc/self/status",
-        "grep CapBnd /proc/self/status",
-        "grep NoNewPrivs /proc/self/status",
-    ])
+    script = " ; ".join(
+        [
+            "echo pid=$$",
+            "echo procs=$(ls /proc | grep -c '^[0-9]')",
+            "echo host=$(hostname)",
+            "echo links=$(ls /sys/class/net | tr '\\n' ' ')",
+            "mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo mount-refused",
+            "(echo x > /proc/sys/kernel/domainname) 2>/dev/null && echo sysctl-written || echo sysctl-refused",
+            f"test -e {tmp_path}/host-secret && echo host-visible || echo host-hidden",
+            "grep CapEff /proc/self/status",
+            "grep CapBnd /proc/self/status",
+            "grep NoNewPrivs /proc/self/status",
+        ]
+    )
     result = cli("run", "--rm", "--hostname", "box", "busybox", "sh", "-c", script)
     lines = dict(line.split("=", 1) if "=" in line else (line, "") for line in result.out.split("\n") if line)
     assert lines["pid"] == "1"
@@ -84,16 +98,19 @@ def test_default_hostname_is_the_short_id_and_env_defaults(cli, busybox, isolate
     assert any(e.startswith("PATH=/usr/local/sbin") for e in env)
 
 
-@pytest.mark.parametrize("args,code,needle", [
-    (["nosuchimage", "true"], 125, "No such image"),
-    (["busybox", "nosuchcommand"], 127, 'exec: "nosuchcommand": executable file not found in $PATH'),
-    (["busybox", "/no/such/path"], 127, "no such file or directory"),
-    (["busybox", "/etc/passwd"], 126, "permission denied"),
-    (["busybox", "/tmp"], 126, "is a directory"),
-    (["--bogus", "busybox"], 125, "--bogus"),
-    (["-u", "nosuchuser", "busybox", "true"], 125, "nosuchuser"),
-    (["-w", "/etc/passwd", "busybox", "true"], 125, "not a directory"),
-])
+@pytest.mark.parametrize(
+    "args,code,needle",
+    [
+        (["nosuchimage", "true"], 125, "No such image"),
+        (["busybox", "nosuchcommand"], 127, 'exec: "nosuchcommand": executable file not found in $PATH'),
+        (["busybox", "/no/such/path"], 127, "no such file or directory"),
+        (["busybox", "/etc/passwd"], 126, "permission denied"),
+        (["busybox", "/tmp"], 126, "is a directory"),
+        (["--bogus", "busybox"], 125, "--bogus"),
+        (["-u", "nosuchuser", "busybox", "true"], 125, "nosuchuser"),
+        (["-w", "/etc/passwd", "busybox", "true"], 125, "not a directory"),
+    ],
+)
 def test_exit_codes_of_failures(cli, busybox, isolated_store, args, code, needle):
     result = cli("run", "--rm", *args)
     assert result.code == code, result
@@ -109,7 +126,9 @@ def test_user_workdir_volumes_tmpfs_read_only(cli, busybox, tmp_path):
     nobody_caps = cli("run", "--rm", "-u", "nobody", "busybox", "grep", "CapEff", "/proc/self/status").out
     assert nobody_caps.split() == ["CapEff:", "0000000000000000"]
     assert cli("run", "--rm", "-w", "/tmp/new/dir", "busybox", "pwd").out == "/tmp/new/dir\n"
-    mounted = cli("run", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c", "cat /data/shared.txt; echo w > /data/w")
+    mounted = cli(
+        "run", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c", "cat /data/shared.txt; echo w > /data/w"
+    )
     assert mounted.out == "from host\n" and (tmp_path / "w").read_text() == "w\n"
     ro = cli("run", "--rm", "-v", f"{tmp_path}:/data:ro", "busybox", "sh", "-c", "echo x > /data/x")
     assert ro.code != 0 and not (tmp_path / "x").exists()
@@ -129,8 +148,13 @@ def test_fds_beyond_stdio_are_not_inherited(busybox, isolated_store):
     read_end, write_end = os.pipe()
     try:
         env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
-        out = subprocess.run([sys.executable, "-m", "minirun", "run", "--rm", "busybox", "ls", "/proc/self/fd"],
-                             pass_fds=(read_end, write_end), capture_output=True, text=True, env=env).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "minirun", "run", "--rm", "busybox", "ls", "/proc/self/fd"],
+            pass_fds=(read_end, write_end),
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
     finally:
         os.close(read_end)
         os.close(write_end)
@@ -145,8 +169,12 @@ def test_stdin_only_with_i(cli, busybox):
 def test_signals_are_forwarded(busybox, isolated_store):
     env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
     script = "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.05; done"
-    proc = subprocess.Popen([sys.executable, "-m", "minirun", "run", "--rm", "busybox", "sh", "-c", script],
-                            stdout=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minirun", "run", "--rm", "busybox", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
     try:
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signal.SIGTERM)
@@ -162,8 +190,12 @@ def test_killed_by_a_signal_is_128_plus_n(busybox, isolated_store):
     import json
 
     env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
-    proc = subprocess.Popen([sys.executable, "-m", "minirun", "run", "busybox", "sh", "-c", "echo ready; sleep 30"],
-                            stdout=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minirun", "run", "busybox", "sh", "-c", "echo ready; sleep 30"],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
     try:
         assert proc.stdout.readline() == "ready\n"
         [container] = os.listdir(isolated_store / "containers")
@@ -229,8 +261,10 @@ def test_an_untouched_container_has_an_empty_upper(cli, busybox, isolated_store)
 def test_the_hosts_disk_cannot_be_read_through_a_device_node(cli, busybox):
     """mknod is one of docker's default capabilities; reading the host's disk must still fail."""
     dev = os.stat("/").st_dev
-    script = (f"mknod /tmp/disk b {os.major(dev)} {os.minor(dev)} && "
-              "(head -c1 /tmp/disk >/dev/null 2>&1 && echo read-disk || echo disk-refused)")
+    script = (
+        f"mknod /tmp/disk b {os.major(dev)} {os.minor(dev)} && "
+        "(head -c1 /tmp/disk >/dev/null 2>&1 && echo read-disk || echo disk-refused)"
+    )
     result = cli("run", "--rm", "busybox", "sh", "-c", script)
     assert "disk-refused" in result.out and "read-disk" not in result.out, result
 
@@ -238,8 +272,10 @@ def test_the_hosts_disk_cannot_be_read_through_a_device_node(cli, busybox):
 def test_device_nodes_made_inside_do_not_open_anywhere(cli, busybox, tmp_path):
     """CAP_MKNOD is one of docker's defaults; the root, /dev and volumes are nodev, so a node a
     container makes (here: a second /dev/zero) cannot be opened, while the provided ones work."""
-    script = ("for d in /tmp /dev /data; do mknod $d/z c 1 5 && "
-              "(head -c1 $d/z >/dev/null 2>&1 && echo $d-opened || echo $d-refused); done; "
-              "head -c4 /dev/zero | wc -c; head -c4 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok")
+    script = (
+        "for d in /tmp /dev /data; do mknod $d/z c 1 5 && "
+        "(head -c1 $d/z >/dev/null 2>&1 && echo $d-opened || echo $d-refused); done; "
+        "head -c4 /dev/zero | wc -c; head -c4 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok"
+    )
     result = cli("run", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c", script)
     assert result.out.split() == ["/tmp-refused", "/dev-refused", "/data-refused", "4", "4", "null-ok"], result

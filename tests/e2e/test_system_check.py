@@ -1,6 +1,7 @@
 """`system check [--repair]`, each finding made on purpose: a layer whose bytes changed, a layer
 no image uses, a dangling link, a damaged tag file, a broken image, debris of a container, a
 record that says running when nothing runs, an empty cgroup nobody owns."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ def test_a_layer_whose_files_changed_is_found_and_removed_with_its_images(cli, b
     diff_id = image["RootFS"]["Layers"][0]
     (isolated_store / "layers" / diff_id[7:] / "diff" / "hello.txt").write_text("tampered\n")
     code, lines = check(cli)
-    assert code == 1 and any(line.startswith(f"problem: damaged layer {diff_id}") and image["Id"] in line
-                             for line in lines), lines
+    assert code == 1 and any(
+        line.startswith(f"problem: damaged layer {diff_id}") and image["Id"] in line for line in lines
+    ), lines
     assert check(cli, "--quick")[0] == 0  # without reading the bytes, nothing looks wrong
     code, lines = check(cli, "--repair")
     assert code == 0 and lines[-1].endswith("0 left"), lines

@@ -4,6 +4,7 @@ trace is also checked against the kernel: for every path of a stacked image, a r
 mount of its layers must agree on whether the path exists, and the layer trace says serves it
 must hold exactly the bytes the mount shows.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,10 +44,30 @@ def one_error_line(result) -> str:
 def stacked(store, busybox):
     """busybox + L1 (config v1, /srv with a and b, /opt/x, /data -> srv) + L2 (config v2,
     deletes /etc/passwd, makes /srv opaque with c, adds /opt/y)."""
-    layer1 = make_tar([d("etc"), f("etc/config.yaml", "v1\n"), d("srv"), f("srv/a", "a"), f("srv/b", "b"),
-                       d("opt"), f("opt/x", "x"), sym("data", "srv")])
-    layer2 = make_tar([d("etc"), f("etc/config.yaml", "v2\n"), f("etc/.wh.passwd"), d("srv"), f("srv/.wh..wh..opq"),
-                       f("srv/c", "c"), d("opt"), f("opt/y", "y")])
+    layer1 = make_tar(
+        [
+            d("etc"),
+            f("etc/config.yaml", "v1\n"),
+            d("srv"),
+            f("srv/a", "a"),
+            f("srv/b", "b"),
+            d("opt"),
+            f("opt/x", "x"),
+            sym("data", "srv"),
+        ]
+    )
+    layer2 = make_tar(
+        [
+            d("etc"),
+            f("etc/config.yaml", "v2\n"),
+            f("etc/.wh.passwd"),
+            d("srv"),
+            f("srv/.wh..wh..opq"),
+            f("srv/c", "c"),
+            d("opt"),
+            f("opt/y", "y"),
+        ]
+    )
     image = make_image(store, "stacked:1", [layer1, layer2], base=busybox)
     base, l1, l2 = (short(x) for x in image.diff_ids)
     return image, base, l1, l2
@@ -92,8 +113,9 @@ def test_a_dir_merged_from_two_layers(cli, stacked):
     doc = traced(cli, "stacked:1", "/opt")
     assert actions(doc) == {l2: "merges", l1: "merges", base: "passes"}
     assert doc["ServedBy"] == [l2, l1]
-    assert doc["Verdict"] == (f"/opt: a directory of 2 entries merged from 2 layers ({l2}, {l1}); "
-                              f"mode and owner from layer {l2}")
+    assert doc["Verdict"] == (
+        f"/opt: a directory of 2 entries merged from 2 layers ({l2}, {l1}); mode and owner from layer {l2}"
+    )
     etc = traced(cli, "stacked:1", "/etc")  # the base's /etc and both layers' /etc
     assert etc["ServedBy"] == [l2, l1, base]
 
@@ -120,7 +142,9 @@ def test_a_containers_changes_are_served_by_its_upper(cli, stacked):
     assert actions(doc) == {"upper": "serves", "init": "passes", l2: "shadowed", l1: "shadowed", base: "passes"}
     assert doc["Type"] == "container" and doc["Layers"][0]["CreatedBy"].startswith("container t1: sh -c")
     deleted = traced(cli, "t1", "/srv/c")
-    assert actions(deleted)["upper"] == "hides" and actions(deleted)[l2] == "shadowed" and deleted["DeletedBy"] == "upper"
+    assert (
+        actions(deleted)["upper"] == "hides" and actions(deleted)[l2] == "shadowed" and deleted["DeletedBy"] == "upper"
+    )
     assert traced(cli, "t1", "/cfg/config.yaml")["ServedBy"] == ["upper"]  # a symlink the container made
     tmp = traced(cli, "t1", "/tmp")
     assert tmp["ServedBy"] == ["upper", base]
@@ -128,8 +152,11 @@ def test_a_containers_changes_are_served_by_its_upper(cli, stacked):
     assert hosts[-2].startswith("/etc/hosts: a file (0B), served by init")
     assert hosts[-1].startswith("note: while the container runs, /etc/hosts is a bind mount")
     # by id prefix too; a container is tried before an image of the same name
-    assert cli("trace", cli("ps", "-a", "-q").out.split()[0][:6], "/tmp/file.txt").out.splitlines()[-1].startswith(
-        "/tmp/file.txt: a file (5B), served by upper")
+    assert (
+        cli("trace", cli("ps", "-a", "-q").out.split()[0][:6], "/tmp/file.txt")
+        .out.splitlines()[-1]
+        .startswith("/tmp/file.txt: a file (5B), served by upper")
+    )
     assert cli("run", "--name", "busybox", "stacked:1", "touch", "/mine").code == 0
     assert traced(cli, "busybox", "/mine")["ServedBy"] == ["upper"]
     assert traced(cli, "busybox:latest", "/mine")["Type"] == "image"
@@ -168,8 +195,19 @@ def test_trace_agrees_with_a_real_overlay_mount(cli, store, stacked):
     """Every path any layer holds (plus some under symlinks and deleted dirs): the kernel's
     merged view and trace agree on existence, and the served bytes are the mount's bytes."""
     image = stacked[0]
-    layer_a = make_tar([d("usr"), f("usr/.wh.bin"), d("deep"), d("deep/er"), f("deep/er/f", "deep"),
-                        sym("up", "deep/er"), sym("abs", "/etc"), d("nd"), f("nd/old", "o")])
+    layer_a = make_tar(
+        [
+            d("usr"),
+            f("usr/.wh.bin"),
+            d("deep"),
+            d("deep/er"),
+            f("deep/er/f", "deep"),
+            sym("up", "deep/er"),
+            sym("abs", "/etc"),
+            d("nd"),
+            f("nd/old", "o"),
+        ]
+    )
     layer_b = make_tar([f(".wh.opt"), f("nd", "a file over the dir")])
     # plain (not opaque) dirs over the whiteout and the file: they end the union there
     layer_c = make_tar([d("opt"), f("opt/z", "z"), d("nd"), f("nd/new", "n")])
@@ -287,8 +325,19 @@ def test_df_counts_a_shared_base_layer_once(cli, store, busybox, isolated_store)
 
     verbose = cli("system", "df", "-v").out
     images = section(verbose, "Images space usage:")
-    assert images[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE", "SHARED", "SIZE",
-                                 "UNIQUE", "SIZE", "CONTAINERS"]
+    assert images[0].split() == [
+        "REPOSITORY",
+        "TAG",
+        "IMAGE",
+        "ID",
+        "CREATED",
+        "SIZE",
+        "SHARED",
+        "SIZE",
+        "UNIQUE",
+        "SIZE",
+        "CONTAINERS",
+    ]
     by_repo = {line.split()[0]: [c.strip() for c in line.split("   ") if c.strip()] for line in images[1:]}
     assert by_repo["one"][1] == "1" and by_repo["one"][2] == one.short_id
     assert by_repo["one"][4:8] == [human_size(base_size + 3000), human_size(base_size, 4), "3kB", "0"]
@@ -297,8 +346,11 @@ def test_df_counts_a_shared_base_layer_once(cli, store, busybox, isolated_store)
     layers = section(verbose, "Layers space usage:")
     assert layers[0].split() == ["LAYER", "SIZE", "USED", "BY"]
     used_by = {line.split()[0]: line.split()[-1] for line in layers[1:]}
-    assert used_by == {short(busybox.diff_ids[0]): "3", short(one.diff_ids[1]): "1",
-                       short(store.images.lookup("two:1").diff_ids[1]): "1"}
+    assert used_by == {
+        short(busybox.diff_ids[0]): "3",
+        short(one.diff_ids[1]): "1",
+        short(store.images.lookup("two:1").diff_ids[1]): "1",
+    }
     assert len(layers) - 1 == len(sizes)  # each stored layer listed once
     for title in ("Containers space usage:", "Local Volumes space usage:"):
         assert title in verbose
@@ -342,6 +394,6 @@ def test_containers_take_their_own_bytes_not_the_image(cli, store, busybox, isol
 def _du(path: str) -> int:
     total = 0
     for top, dirs, files in os.walk(path):
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+        for name in files + [sub for sub in dirs if os.path.islink(os.path.join(top, sub))]:
             total += os.lstat(os.path.join(top, name)).st_size
     return total

@@ -1,4 +1,5 @@
 """`minirun run -t` / `-it` for real: the CLI runs on a pty of the test's, as in a terminal."""
+
 from __future__ import annotations
 
 import fcntl
@@ -13,10 +14,7 @@ import time
 
 import pytest
 
-
 TIMEOUT = 20
-
-
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:
@@ -41,10 +39,16 @@ class Terminal:
         self.proc: subprocess.Popen | None = None
         self.output = b""
 
-    def start(self, *args: str) -> "Terminal":
-        self.proc = subprocess.Popen([sys.executable, "-m", "minirun", "run", *args],
-                                     stdin=self.slave, stdout=self.slave, stderr=self.slave, env=self.env,
-                                     start_new_session=True, preexec_fn=_take_terminal)
+    def start(self, *args: str) -> Terminal:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "minirun", "run", *args],
+            stdin=self.slave,
+            stdout=self.slave,
+            stderr=self.slave,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_take_terminal,
+        )
         return self
 
     def read_until(self, needle: bytes) -> bytes:
@@ -91,13 +95,19 @@ def terminal(isolated_store):
 
 
 def test_the_pty_is_the_containers_own(terminal, busybox):
-    script = ("tty; test -t 0 && test -t 1 && test -t 2 && echo all-terminals; stty size; echo TERM=$TERM;"
-              "[ /dev/console -ef /dev/pts/0 ] && echo console-is-the-pty; ls /dev/pts | tr '\\n' ' '; echo;"
-              "echo to-stderr >&2; exit 7")
+    script = (
+        "tty; test -t 0 && test -t 1 && test -t 2 && echo all-terminals; stty size; echo TERM=$TERM;"
+        "[ /dev/console -ef /dev/pts/0 ] && echo console-is-the-pty; ls /dev/pts | tr '\\n' ' '; echo;"
+        "echo to-stderr >&2; exit 7"
+    )
     term = terminal(rows=33, cols=101).start("--rm", "-t", "busybox", "sh", "-c", script)
     assert term.wait() == 7
     assert term.text().splitlines() == [
-        "/dev/pts/0", "all-terminals", "33 101", "TERM=xterm", "console-is-the-pty",
+        "/dev/pts/0",
+        "all-terminals",
+        "33 101",
+        "TERM=xterm",
+        "console-is-the-pty",
         "0 ptmx ",  # none of the host's ptys
         "to-stderr",  # docker merges stderr into the pty
     ]
@@ -111,7 +121,9 @@ def test_tty_alone(terminal, busybox):
 
 
 def test_term_from_the_image_or_e_wins(cli, busybox):
-    assert cli("run", "--rm", "-t", "-e", "TERM=vt100", "busybox", "sh", "-c", "echo $TERM", input=b"").out == "vt100\r\n"
+    assert (
+        cli("run", "--rm", "-t", "-e", "TERM=vt100", "busybox", "sh", "-c", "echo $TERM", input=b"").out == "vt100\r\n"
+    )
 
 
 def test_interactive_cat_echoes_and_ends_on_ctrl_d(terminal, busybox):

@@ -1,4 +1,5 @@
 """The seed's walkthrough end to end, as the README's demo runs it."""
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,11 @@ def test_the_seed_walkthrough(cli, busybox, isolated_store):
         assert du_kib(isolated_store / "containers") - before < 2 * 64
         df = cli("system", "df", "-v").out
         assert "Total: 3 layers" in df and "each stored once" in df
-        rows = {line.split()[-1]: line for line in df.splitlines() if line.split() and line.split()[-1] in ("myapp", "myapp2", "myapp3")}
+        rows = {
+            line.split()[-1]: line
+            for line in df.splitlines()
+            if line.split() and line.split()[-1] in ("myapp", "myapp2", "myapp3")
+        }
         assert " 5B " in rows["myapp"] and " 0B " in rows["myapp2"] and " 0B " in rows["myapp3"]
     finally:
         for container_id in ids:

@@ -17,6 +17,7 @@ path, and by a relative path that reaches it from the symlink's place), so a wro
 would visibly touch it. After each case the whole world outside the layer dir must be byte-, mode-,
 owner-, xattr-, link-count- and time-identical, with no new entry.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -82,7 +83,18 @@ def _entry_state(path: str) -> tuple:
         body = None
     xattrs = sorted((n, os.getxattr(path, n, follow_symlinks=False)) for n in os.listxattr(path, follow_symlinks=False))
     # atime is left out: reading the snapshot itself moves it.
-    return (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_nlink, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, body, xattrs)
+    return (
+        st.st_mode,
+        st.st_uid,
+        st.st_gid,
+        st.st_size,
+        st.st_nlink,
+        st.st_ino,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        body,
+        xattrs,
+    )
 
 
 def _snapshot(world: Path, skip: Path) -> dict[str, tuple]:
@@ -182,86 +194,276 @@ def case(case_id: str, build: Build, *marks):
 
 REFUSED = [
     # containerd SymlinkAbsolute: localetc -> /etc, then a file through localetc.
-    case("SymlinkAbsolute-literal-etc", lambda h: [d("etc"), sym("localetc", "/etc"), f("localetc/unbroken", "unbroken")]),
+    case(
+        "SymlinkAbsolute-literal-etc", lambda h: [d("etc"), sym("localetc", "/etc"), f("localetc/unbroken", "unbroken")]
+    ),
     case("SymlinkAbsolute-host-abs", lambda h: [d("etc"), sym("localetc", h.etc), f("localetc/unbroken", "unbroken")]),
-    case("SymlinkAbsolute-host-rel", lambda h: [d("etc"), sym("localetc", "../etc"), f("localetc/unbroken", "unbroken")]),
+    case(
+        "SymlinkAbsolute-host-rel", lambda h: [d("etc"), sym("localetc", "../etc"), f("localetc/unbroken", "unbroken")]
+    ),
     case("SymlinkAbsolute-overwrite-sentinel", lambda h: [sym("localetc", h.etc), f("localetc/passwd", "pwned")]),
-    case("SymlinkAbsolute-absolute-member-name", lambda h: [d("etc"), sym("localetc", "/etc"), f("/localetc/unbroken", "unbroken")]),
+    case(
+        "SymlinkAbsolute-absolute-member-name",
+        lambda h: [d("etc"), sym("localetc", "/etc"), f("/localetc/unbroken", "unbroken")],
+    ),
     # containerd SymlinkUpAndOut
-    case("SymlinkUpAndOut-literal", lambda h: [d("etc"), d("dummy"), sym("localetc", "/dummy/../etc"), f("localetc/unbroken", "unbroken")]),
-    case("SymlinkUpAndOut-host-rel", lambda h: [d("etc"), d("dummy"), sym("localetc", "dummy/../../etc"), f("localetc/unbroken", "unbroken")]),
+    case(
+        "SymlinkUpAndOut-literal",
+        lambda h: [d("etc"), d("dummy"), sym("localetc", "/dummy/../etc"), f("localetc/unbroken", "unbroken")],
+    ),
+    case(
+        "SymlinkUpAndOut-host-rel",
+        lambda h: [d("etc"), d("dummy"), sym("localetc", "dummy/../../etc"), f("localetc/unbroken", "unbroken")],
+    ),
     # containerd SymlinkMultipleAbsolute: a chain of two absolute links.
-    case("SymlinkMultipleAbsolute-through-first", lambda h: [
-        d("etc"), d("dummy"), sym("dummy/etc", h.etc), sym("localetc", "/dummy/etc"), f("dummy/etc/unbroken", "unbroken")]),
-    case("SymlinkMultipleAbsolute-through-chain", lambda h: [
-        d("etc"), d("dummy"), sym("dummy/etc", h.etc), sym("localetc", "/dummy/etc"), f("localetc/unbroken", "unbroken")]),
+    case(
+        "SymlinkMultipleAbsolute-through-first",
+        lambda h: [
+            d("etc"),
+            d("dummy"),
+            sym("dummy/etc", h.etc),
+            sym("localetc", "/dummy/etc"),
+            f("dummy/etc/unbroken", "unbroken"),
+        ],
+    ),
+    case(
+        "SymlinkMultipleAbsolute-through-chain",
+        lambda h: [
+            d("etc"),
+            d("dummy"),
+            sym("dummy/etc", h.etc),
+            sym("localetc", "/dummy/etc"),
+            f("localetc/unbroken", "unbroken"),
+        ],
+    ),
     # containerd SymlinkMultipleRelative
-    case("SymlinkMultipleRelative-through-first", lambda h: [
-        d("etc"), d("dummy"), sym("dummy/etc", "../../etc"), sym("localetc", "./dummy/etc"), f("dummy/etc/unbroken", "unbroken")]),
-    case("SymlinkMultipleRelative-through-chain", lambda h: [
-        d("etc"), d("dummy"), sym("dummy/etc", "../../etc"), sym("localetc", "./dummy/etc"), f("localetc/unbroken", "unbroken")]),
+    case(
+        "SymlinkMultipleRelative-through-first",
+        lambda h: [
+            d("etc"),
+            d("dummy"),
+            sym("dummy/etc", "../../etc"),
+            sym("localetc", "./dummy/etc"),
+            f("dummy/etc/unbroken", "unbroken"),
+        ],
+    ),
+    case(
+        "SymlinkMultipleRelative-through-chain",
+        lambda h: [
+            d("etc"),
+            d("dummy"),
+            sym("dummy/etc", "../../etc"),
+            sym("localetc", "./dummy/etc"),
+            f("localetc/unbroken", "unbroken"),
+        ],
+    ),
     # containerd SymlinkEmptyFile: an empty file through the link would truncate the host's file.
-    case("SymlinkEmptyFile-host-abs", lambda h: [d("etc"), f("etc/emptied", "notempty"), sym("localetc", h.etc), f("localetc/emptied", b"")]),
-    case("SymlinkEmptyFile-host-rel", lambda h: [d("etc"), f("etc/emptied", "notempty"), sym("localetc", "../etc"), f("localetc/emptied", b"")]),
+    case(
+        "SymlinkEmptyFile-host-abs",
+        lambda h: [d("etc"), f("etc/emptied", "notempty"), sym("localetc", h.etc), f("localetc/emptied", b"")],
+    ),
+    case(
+        "SymlinkEmptyFile-host-rel",
+        lambda h: [d("etc"), f("etc/emptied", "notempty"), sym("localetc", "../etc"), f("localetc/emptied", b"")],
+    ),
     # containerd HardlinkRelative: a hardlink whose target goes through a symlink up and out.
-    case("HardlinkRelative", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), d("breakouts"), sym("breakouts/d1", "../../etc"),
-        hard("breakouts/mypasswd", "breakouts/d1/passwd")]),
+    case(
+        "HardlinkRelative",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            d("breakouts"),
+            sym("breakouts/d1", "../../etc"),
+            hard("breakouts/mypasswd", "breakouts/d1/passwd"),
+        ],
+    ),
     # containerd HardlinkDownAndOut
-    case("HardlinkDownAndOut", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), d("breakouts"), d("downandout"),
-        sym("breakouts/d1", "../downandout/../../etc"), hard("breakouts/mypasswd", "breakouts/d1/passwd")]),
+    case(
+        "HardlinkDownAndOut",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            d("breakouts"),
+            d("downandout"),
+            sym("breakouts/d1", "../downandout/../../etc"),
+            hard("breakouts/mypasswd", "breakouts/d1/passwd"),
+        ],
+    ),
     # containerd HardlinkAbsolute
-    case("HardlinkAbsolute-literal", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), sym("localetc", "/etc"), hard("localpasswd", "/localetc/passwd")]),
-    case("HardlinkAbsolute-host-abs", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), sym("localetc", h.etc), hard("localpasswd", "localetc/passwd")]),
+    case(
+        "HardlinkAbsolute-literal",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            sym("localetc", "/etc"),
+            hard("localpasswd", "/localetc/passwd"),
+        ],
+    ),
+    case(
+        "HardlinkAbsolute-host-abs",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            sym("localetc", h.etc),
+            hard("localpasswd", "localetc/passwd"),
+        ],
+    ),
     # containerd HardlinkRelativeLong
-    case("HardlinkRelativeLong-literal", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), sym("localetc", "../../../../../../../etc"), hard("localpasswd", "/localetc/passwd")]),
-    case("HardlinkRelativeLong-relative-linkname", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), sym("localetc", "../../../../../../../etc"), hard("localpasswd", "localetc/passwd")]),
+    case(
+        "HardlinkRelativeLong-literal",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            sym("localetc", "../../../../../../../etc"),
+            hard("localpasswd", "/localetc/passwd"),
+        ],
+    ),
+    case(
+        "HardlinkRelativeLong-relative-linkname",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            sym("localetc", "../../../../../../../etc"),
+            hard("localpasswd", "localetc/passwd"),
+        ],
+    ),
     # containerd HardlinkRelativeUpAndOut (with `upandout` present, the link really reaches world/etc)
-    case("HardlinkRelativeUpAndOut-literal", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), sym("localetc", "upandout/../../../etc"), hard("localpasswd", "/localetc/passwd")]),
-    case("HardlinkRelativeUpAndOut-host-rel", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), d("upandout"), sym("localetc", "upandout/../../etc"),
-        hard("localpasswd", "localetc/passwd")]),
+    case(
+        "HardlinkRelativeUpAndOut-literal",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            sym("localetc", "upandout/../../../etc"),
+            hard("localpasswd", "/localetc/passwd"),
+        ],
+    ),
+    case(
+        "HardlinkRelativeUpAndOut-host-rel",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            d("upandout"),
+            sym("localetc", "upandout/../../etc"),
+            hard("localpasswd", "localetc/passwd"),
+        ],
+    ),
     # containerd HardlinkDirectRelative: `..` in the link name itself.
-    case("HardlinkDirectRelative-literal", lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), hard("localpasswd", "../../../../../etc/passwd")]),
-    case("HardlinkDirectRelative-host-rel", lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), hard("localpasswd", "../etc/passwd")]),
+    case(
+        "HardlinkDirectRelative-literal",
+        lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), hard("localpasswd", "../../../../../etc/passwd")],
+    ),
+    case(
+        "HardlinkDirectRelative-host-rel",
+        lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), hard("localpasswd", "../etc/passwd")],
+    ),
     # containerd HardlinkDirectAbsolute: containerd (and docker) read "/etc/passwd" as the layer's
     # own etc/passwd; we refuse absolute link names like absolute member names.
-    case("HardlinkDirectAbsolute-literal", lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), hard("localpasswd", "/etc/passwd")]),
-    case("HardlinkDirectAbsolute-host-abs", lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), hard("localpasswd", h.passwd)]),
+    case(
+        "HardlinkDirectAbsolute-literal",
+        lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), hard("localpasswd", "/etc/passwd")],
+    ),
+    case(
+        "HardlinkDirectAbsolute-host-abs",
+        lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), hard("localpasswd", h.passwd)],
+    ),
     # containerd SymlinkParentDirectory / SymlinkEmptyFilename: a symlink named like the root.
-    case("SymlinkParentDirectory", lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), sym("..", "/etc/"), hard("localpasswd", "etc/passwd")]),
-    case("SymlinkEmptyFilename", lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), sym("", "/etc/"), hard("localpasswd", "etc/passwd")]),
-    case("SymlinkDotFilename", lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), sym(".", h.etc), f("passwd", "pwned")]),
+    case(
+        "SymlinkParentDirectory",
+        lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), sym("..", "/etc/"), hard("localpasswd", "etc/passwd")],
+    ),
+    case(
+        "SymlinkEmptyFilename",
+        lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), sym("", "/etc/"), hard("localpasswd", "etc/passwd")],
+    ),
+    case(
+        "SymlinkDotFilename",
+        lambda h: [d("etc", 0o770), f("etc/passwd", "inside"), sym(".", h.etc), f("passwd", "pwned")],
+    ),
     case("SymlinkDotSlashFilename", lambda h: [sym("./", h.etc), f("passwd", "pwned")]),
     # containerd SymlinkParentRelative: the symlink's own name has `..`; then the same without it.
-    case("SymlinkParentRelative-literal", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), sym("localetc/sub/..", "/etc/"), hard("localetc/localpasswd", "/etc/passwd")]),
-    case("SymlinkParentRelative-cleaned", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), sym("localetc", "../etc"), hard("localetc/localpasswd", "etc/passwd")]),
+    case(
+        "SymlinkParentRelative-literal",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            sym("localetc/sub/..", "/etc/"),
+            hard("localetc/localpasswd", "/etc/passwd"),
+        ],
+    ),
+    case(
+        "SymlinkParentRelative-cleaned",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            sym("localetc", "../etc"),
+            hard("localetc/localpasswd", "etc/passwd"),
+        ],
+    ),
     # containerd SymlinkSlashEnded, verbatim (absolute link name); the relative form is allowed below.
-    case("SymlinkSlashEnded-absolute-linkname", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), d("localetc/", 0o770), hard("localetc/localpasswd", "/etc/passwd")]),
+    case(
+        "SymlinkSlashEnded-absolute-linkname",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            d("localetc/", 0o770),
+            hard("localetc/localpasswd", "/etc/passwd"),
+        ],
+    ),
     # containerd SymlinkOverrideDirectory(+Relative): lower has dir localetc, upper makes it a link.
-    case("SymlinkOverrideDirectory-one-tar", lambda h: [
-        d("etc"), f("etc/passwd", "inside"), d("localetc/"), sym("localetc", h.etc), hard("localetc/localpasswd", "etc/passwd")]),
-    case("SymlinkOverrideDirectory-upper-alone", lambda h: [sym("localetc", h.etc), hard("localetc/localpasswd", "etc/passwd")]),
-    case("SymlinkOverrideDirectoryRelative-one-tar", lambda h: [
-        d("etc"), f("etc/passwd", "inside"), d("localetc/"), sym("localetc", "../etc"), hard("localetc/localpasswd", "etc/passwd")]),
-    case("SymlinkOverrideDirectoryRelative-upper-alone", lambda h: [sym("localetc", "../../etc"), hard("localetc/localpasswd", "etc/passwd")]),
+    case(
+        "SymlinkOverrideDirectory-one-tar",
+        lambda h: [
+            d("etc"),
+            f("etc/passwd", "inside"),
+            d("localetc/"),
+            sym("localetc", h.etc),
+            hard("localetc/localpasswd", "etc/passwd"),
+        ],
+    ),
+    case(
+        "SymlinkOverrideDirectory-upper-alone",
+        lambda h: [sym("localetc", h.etc), hard("localetc/localpasswd", "etc/passwd")],
+    ),
+    case(
+        "SymlinkOverrideDirectoryRelative-one-tar",
+        lambda h: [
+            d("etc"),
+            f("etc/passwd", "inside"),
+            d("localetc/"),
+            sym("localetc", "../etc"),
+            hard("localetc/localpasswd", "etc/passwd"),
+        ],
+    ),
+    case(
+        "SymlinkOverrideDirectoryRelative-upper-alone",
+        lambda h: [sym("localetc", "../../etc"), hard("localetc/localpasswd", "etc/passwd")],
+    ),
     # containerd DirectoryOverrideSymlink: lower has localetc -> /etc, upper makes it a dir.
-    case("DirectoryOverrideSymlink-one-tar", lambda h: [
-        d("etc"), f("etc/passwd", "inside"), sym("localetc", h.etc), d("localetc/"), hard("localetc/localpasswd", "etc/passwd")]),
-    case("DirectoryOverrideSymlink-upper-alone", lambda h: [d("localetc/"), hard("localetc/localpasswd", "etc/passwd")]),
+    case(
+        "DirectoryOverrideSymlink-one-tar",
+        lambda h: [
+            d("etc"),
+            f("etc/passwd", "inside"),
+            sym("localetc", h.etc),
+            d("localetc/"),
+            hard("localetc/localpasswd", "etc/passwd"),
+        ],
+    ),
+    case(
+        "DirectoryOverrideSymlink-upper-alone", lambda h: [d("localetc/"), hard("localetc/localpasswd", "etc/passwd")]
+    ),
     # containerd DirectoryOverrideSymlinkAndHardlink: the lower layer alone already goes through a link.
-    case("DirectoryOverrideSymlinkAndHardlink-one-tar", lambda h: [
-        d("etc"), f("etc/passwd", "inside"), sym("localetc", "etc"), hard("localetc/localpasswd", "etc/passwd"),
-        d("localetc/"), f("localetc/localpasswd", "different")]),
+    case(
+        "DirectoryOverrideSymlinkAndHardlink-one-tar",
+        lambda h: [
+            d("etc"),
+            f("etc/passwd", "inside"),
+            sym("localetc", "etc"),
+            hard("localetc/localpasswd", "etc/passwd"),
+            d("localetc/"),
+            f("localetc/localpasswd", "different"),
+        ],
+    ),
     # containerd WhiteoutRootParent / WhiteoutParent / WhiteoutRoot / WhiteoutCurrentDirectory
     case("WhiteoutRootParent", lambda h: [f(".wh...")]),
     case("WhiteoutParent", lambda h: [d("etc"), f("etc/.wh...")]),
@@ -270,19 +472,30 @@ REFUSED = [
     case("WhiteoutEmptyName", lambda h: [f(".wh.")]),
     case("WhiteoutEmptyName-in-dir", lambda h: [d("etc"), f("etc/.wh.")]),
     # containerd WhiteoutSymlink, one tar: the whiteout collides with the layer's own link.
-    case("WhiteoutSymlink-one-tar", lambda h: [d("etc"), f("etc/passwd", "all users"), sym("localetc", h.etc), f(".wh.localetc")]),
+    case(
+        "WhiteoutSymlink-one-tar",
+        lambda h: [d("etc"), f("etc/passwd", "all users"), sym("localetc", h.etc), f(".wh.localetc")],
+    ),
     # containerd WhiteoutSymlinkPath, one tar: a whiteout through a link must not hide the host's file.
     case("WhiteoutSymlinkPath-literal", lambda h: [sym("localetc", "/etc"), f("localetc/.wh.whitedout")]),
     case("WhiteoutSymlinkPath-host-abs", lambda h: [sym("localetc", h.etc), f("localetc/.wh.whitedout")]),
     case("WhiteoutSymlinkPath-host-rel", lambda h: [sym("localetc", "../etc"), f("localetc/.wh.passwd")]),
     # containerd WhiteoutDeadSymlinkParent, one tar: a dangling link must not be made real.
-    case("WhiteoutDeadSymlinkParent-literal", lambda h: [d("etc"), f("etc/passwd", "all users"), sym("localetc", "/dne"), f("localetc/.wh.etc")]),
-    case("WhiteoutDeadSymlinkParent-host-abs", lambda h: [sym("localetc", str(h.world / "dne")), f("localetc/.wh.etc")]),
+    case(
+        "WhiteoutDeadSymlinkParent-literal",
+        lambda h: [d("etc"), f("etc/passwd", "all users"), sym("localetc", "/dne"), f("localetc/.wh.etc")],
+    ),
+    case(
+        "WhiteoutDeadSymlinkParent-host-abs", lambda h: [sym("localetc", str(h.world / "dne")), f("localetc/.wh.etc")]
+    ),
     # containerd WhiteoutRelativePath
     case("WhiteoutRelativePath", lambda h: [f("dne/../.wh.etc")]),
     case("WhiteoutUpAndOut", lambda h: [f("../etc/.wh.passwd")]),
     # containerd HardlinkSymlinkChmod, verbatim: the symlink's own name is an absolute host path.
-    case("HardlinkSymlinkChmod-absolute-names", lambda h: [sym(h.also_exists, h.perm400), hard("sketchylink", h.also_exists, mode=0o777)]),
+    case(
+        "HardlinkSymlinkChmod-absolute-names",
+        lambda h: [sym(h.also_exists, h.perm400), hard("sketchylink", h.also_exists, mode=0o777)],
+    ),
     # -- issue 2's own list ---------------------------------------------------------------
     case("absolute-member-name-at-sentinel", lambda h: [f(h.passwd, "pwned")]),
     case("absolute-dir-name", lambda h: [d(h.etc + "/newdir")]),
@@ -297,14 +510,19 @@ REFUSED = [
     case("dir-through-symlink", lambda h: [sym("l", h.etc), d("l/newdir")]),
     case("symlink-through-symlink", lambda h: [sym("l", h.etc), sym("l/newlink", "/")]),
     case("fifo-through-symlink", lambda h: [sym("l", h.etc), member("l/fifo", tarfile.FIFOTYPE)]),
-    case("device-through-symlink", lambda h: [sym("l", h.etc), member("l/null", tarfile.CHRTYPE, devmajor=1, devminor=3)]),
+    case(
+        "device-through-symlink", lambda h: [sym("l", h.etc), member("l/null", tarfile.CHRTYPE, devmajor=1, devminor=3)]
+    ),
     case("symlink-to-inside-still-not-traversed", lambda h: [d("etc"), sym("l", "etc"), f("l/x")]),
     case("symlink-to-self-dot", lambda h: [sym("l", "."), f("l/x")]),
     case("file-through-file", lambda h: [f("a"), f("a/b")]),
     case("file-through-fifo", lambda h: [member("a", tarfile.FIFOTYPE), f("a/b")]),
     case("file-through-whiteout", lambda h: [f(".wh.a"), f("a/b")]),
     case("hardlink-name-through-symlink", lambda h: [sym("l", h.etc), f("x", "x"), hard("l/x", "x")]),
-    case("hardlink-target-through-inside-symlink", lambda h: [d("etc"), f("etc/passwd", "inside"), sym("l", "etc"), hard("b", "l/passwd")]),
+    case(
+        "hardlink-target-through-inside-symlink",
+        lambda h: [d("etc"), f("etc/passwd", "inside"), sym("l", "etc"), hard("b", "l/passwd")],
+    ),
     case("hardlink-forward-reference", lambda h: [hard("b", "a"), f("a", "later")]),
     case("hardlink-to-missing", lambda h: [hard("b", "etc/passwd")]),
     case("hardlink-to-self", lambda h: [hard("a", "a")]),
@@ -343,8 +561,12 @@ def feed(request, tmp_path: Path) -> Callable[[bytes], BinaryIO]:
         stream.close()
 
 
-def _refuse(h: Host, members: list, compress: Callable[[bytes], bytes] = lambda b: b,
-            feed: Callable[[bytes], BinaryIO] = io.BytesIO) -> BadArchive:
+def _refuse(
+    h: Host,
+    members: list,
+    compress: Callable[[bytes], bytes] = lambda b: b,
+    feed: Callable[[bytes], BinaryIO] = io.BytesIO,
+) -> BadArchive:
     guard = Untouched(h, members)
     with pytest.raises(BadArchive) as caught:
         apply_layer(feed(compress(make_tar(members))), h.dest)
@@ -359,10 +581,13 @@ def test_breakout_layer_is_refused(host: Host, build: Build, feed) -> None:
     _refuse(host, build(host), feed=feed)
 
 
-@pytest.mark.parametrize("build", [
-    case("gzip-symlink-through", lambda h: [sym("localetc", h.etc), f("localetc/unbroken", "unbroken")]),
-    case("gzip-hardlink-up", lambda h: [hard("localpasswd", "../etc/passwd")]),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        case("gzip-symlink-through", lambda h: [sym("localetc", h.etc), f("localetc/unbroken", "unbroken")]),
+        case("gzip-hardlink-up", lambda h: [hard("localpasswd", "../etc/passwd")]),
+    ],
+)
 def test_breakout_layer_is_refused_when_compressed(host: Host, build: Build) -> None:
     _refuse(host, build(host), compress=lambda b: gzip.compress(b))
 
@@ -451,72 +676,171 @@ def _check_symlink_meta_not_followed(dest: Path, h: Host) -> None:
 
 
 ALLOWED = [
-    _allowed("RelativeSymlinks-derek", *_symlinks_verbatim(
-        [("home/derek/other", "../other"), ("home/derek/etc", "../../etc"), ("home/derek/updown", "up/../../other")])),
+    _allowed(
+        "RelativeSymlinks-derek",
+        *_symlinks_verbatim(
+            [("home/derek/other", "../other"), ("home/derek/etc", "../../etc"), ("home/derek/updown", "up/../../other")]
+        ),
+    ),
     _allowed("RelativeSymlinks-breakout", *_symlinks_verbatim([("home/derek/breakout", "../../../breakout")])),
     _allowed("RelativeSymlinks-root-breakout", *_symlinks_verbatim([("breakout", "../../breakout")])),
     _allowed("RelativeSymlinks-upandout", *_symlinks_verbatim([("breakout", "etc/../../upandout")])),
     _allowed("RelativeSymlinks-downandout", *_symlinks_verbatim([("home/breakout", "derek/../../../downandout")])),
     _allowed("RelativeSymlinks-absolute", *_symlinks_verbatim([("localetc", "/etc")])),
-    _allowed("symlink-to-host-dir-by-absolute-path", lambda h: [sym("localetc", h.etc)],
-             lambda dest, h: _is_symlink_to(dest / "localetc", h.etc)),
-    _allowed("symlink-to-host-dir-by-relative-path", lambda h: [d("a"), sym("a/localetc", "../../etc")],
-             lambda dest, h: _is_symlink_to(dest / "a/localetc", "../../etc")),
-    _allowed("symlink-to-host-file-metadata-stays-on-link",
-             lambda h: [sym("s", h.passwd, uid=1234, gid=4321, pax={"SCHILY.xattr.trusted.minirun-test": "on-the-link"})],
-             _check_symlink_meta_not_followed),
+    _allowed(
+        "symlink-to-host-dir-by-absolute-path",
+        lambda h: [sym("localetc", h.etc)],
+        lambda dest, h: _is_symlink_to(dest / "localetc", h.etc),
+    ),
+    _allowed(
+        "symlink-to-host-dir-by-relative-path",
+        lambda h: [d("a"), sym("a/localetc", "../../etc")],
+        lambda dest, h: _is_symlink_to(dest / "a/localetc", "../../etc"),
+    ),
+    _allowed(
+        "symlink-to-host-file-metadata-stays-on-link",
+        lambda h: [sym("s", h.passwd, uid=1234, gid=4321, pax={"SCHILY.xattr.trusted.minirun-test": "on-the-link"})],
+        _check_symlink_meta_not_followed,
+    ),
     # containerd SymlinkSlashEnded with a relative link name: a plain hardlink inside the layer.
-    _allowed("SymlinkSlashEnded", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), d("localetc/", 0o770), hard("localetc/localpasswd", "etc/passwd")],
-        lambda dest, h: (_same_inode(dest / "localetc/localpasswd", dest / "etc/passwd"),
-                         _is_file(dest / "etc/passwd", b"inside", nlink=2))),
+    _allowed(
+        "SymlinkSlashEnded",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            d("localetc/", 0o770),
+            hard("localetc/localpasswd", "etc/passwd"),
+        ],
+        lambda dest, h: (
+            _same_inode(dest / "localetc/localpasswd", dest / "etc/passwd"),
+            _is_file(dest / "etc/passwd", b"inside", nlink=2),
+        ),
+    ),
     # containerd DirectoryOverrideSymlinkAndHardlink, the upper layer alone: a dir and a new file.
-    _allowed("DirectoryOverrideSymlinkAndHardlink-upper-alone", lambda h: [d("localetc/"), f("localetc/localpasswd", "different")],
-             lambda dest, h: (_is_dir(dest / "localetc"), _is_file(dest / "localetc/localpasswd", b"different"))),
+    _allowed(
+        "DirectoryOverrideSymlinkAndHardlink-upper-alone",
+        lambda h: [d("localetc/"), f("localetc/localpasswd", "different")],
+        lambda dest, h: (_is_dir(dest / "localetc"), _is_file(dest / "localetc/localpasswd", b"different")),
+    ),
     # containerd WhiteoutSymlink, the upper layer alone: the whiteout hides the link, not its target.
-    _allowed("WhiteoutSymlink-upper-alone", lambda h: [f(".wh.localetc")], lambda dest, h: _is_whiteout(dest / "localetc")),
+    _allowed(
+        "WhiteoutSymlink-upper-alone", lambda h: [f(".wh.localetc")], lambda dest, h: _is_whiteout(dest / "localetc")
+    ),
     # containerd WhiteoutSymlinkPath / WhiteoutDeadSymlinkParent, the upper layer alone: a real dir here.
-    _allowed("WhiteoutSymlinkPath-upper-alone", lambda h: [f("localetc/.wh.whitedout")],
-             lambda dest, h: (_is_dir(dest / "localetc"), _is_whiteout(dest / "localetc/whitedout"))),
-    _allowed("WhiteoutDeadSymlinkParent-upper-alone", lambda h: [f("localetc/.wh.etc")],
-             lambda dest, h: _is_whiteout(dest / "localetc/etc")),
+    _allowed(
+        "WhiteoutSymlinkPath-upper-alone",
+        lambda h: [f("localetc/.wh.whitedout")],
+        lambda dest, h: (_is_dir(dest / "localetc"), _is_whiteout(dest / "localetc/whitedout")),
+    ),
+    _allowed(
+        "WhiteoutDeadSymlinkParent-upper-alone",
+        lambda h: [f("localetc/.wh.etc")],
+        lambda dest, h: _is_whiteout(dest / "localetc/etc"),
+    ),
     # containerd WhiteoutDirectoryName: `.wh.etc/somefile` is an ordinary file in a dir named `.wh.etc`.
-    _allowed("WhiteoutDirectoryName", lambda h: [f(".wh.etc/somefile", "non-empty")],
-             lambda dest, h: (_is_file(dest / ".wh.etc/somefile", b"non-empty"), _absent(dest / "etc"))),
+    _allowed(
+        "WhiteoutDirectoryName",
+        lambda h: [f(".wh.etc/somefile", "non-empty")],
+        lambda dest, h: (_is_file(dest / ".wh.etc/somefile", b"non-empty"), _absent(dest / "etc")),
+    ),
     # containerd HardlinkSymlinkBeforeCreateTarget / HardlinkSymlinkRelative / HardlinkSymlinkAbsolute:
     # a hardlink to a symlink links the symlink itself (linkat without AT_SYMLINK_FOLLOW).
-    _allowed("HardlinkSymlinkBeforeCreateTarget-literal", lambda h: [
-        d("etc", 0o770), sym("localpasswd", "/etc/passwd"), hard("localpasswd-dup", "localpasswd"), f("etc/passwd", "after")],
-        _check_hardlinked_symlink("localpasswd", "localpasswd-dup", lambda h: "/etc/passwd")),
-    _allowed("HardlinkSymlinkBeforeCreateTarget-host-abs", lambda h: [
-        d("etc", 0o770), sym("localpasswd", h.passwd), hard("localpasswd-dup", "localpasswd"), f("etc/passwd", "after")],
-        _check_hardlinked_symlink("localpasswd", "localpasswd-dup", lambda h: h.passwd)),
-    _allowed("HardlinkSymlinkRelative-literal", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), sym("passwdlink", "../../../../../etc/passwd"), hard("localpasswd", "passwdlink")],
-        _check_hardlinked_symlink("passwdlink", "localpasswd", lambda h: "../../../../../etc/passwd")),
-    _allowed("HardlinkSymlinkRelative-host-rel", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), sym("passwdlink", "../etc/passwd"), hard("localpasswd", "passwdlink")],
-        _check_hardlinked_symlink("passwdlink", "localpasswd", lambda h: "../etc/passwd")),
-    _allowed("HardlinkSymlinkAbsolute-literal", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), sym("passwdlink", "/etc/passwd"), hard("localpasswd", "passwdlink")],
-        _check_hardlinked_symlink("passwdlink", "localpasswd", lambda h: "/etc/passwd")),
-    _allowed("HardlinkSymlinkAbsolute-host-abs", lambda h: [
-        d("etc", 0o770), f("etc/passwd", "inside"), sym("passwdlink", h.passwd), hard("localpasswd", "passwdlink")],
-        _check_hardlinked_symlink("passwdlink", "localpasswd", lambda h: h.passwd)),
+    _allowed(
+        "HardlinkSymlinkBeforeCreateTarget-literal",
+        lambda h: [
+            d("etc", 0o770),
+            sym("localpasswd", "/etc/passwd"),
+            hard("localpasswd-dup", "localpasswd"),
+            f("etc/passwd", "after"),
+        ],
+        _check_hardlinked_symlink("localpasswd", "localpasswd-dup", lambda h: "/etc/passwd"),
+    ),
+    _allowed(
+        "HardlinkSymlinkBeforeCreateTarget-host-abs",
+        lambda h: [
+            d("etc", 0o770),
+            sym("localpasswd", h.passwd),
+            hard("localpasswd-dup", "localpasswd"),
+            f("etc/passwd", "after"),
+        ],
+        _check_hardlinked_symlink("localpasswd", "localpasswd-dup", lambda h: h.passwd),
+    ),
+    _allowed(
+        "HardlinkSymlinkRelative-literal",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            sym("passwdlink", "../../../../../etc/passwd"),
+            hard("localpasswd", "passwdlink"),
+        ],
+        _check_hardlinked_symlink("passwdlink", "localpasswd", lambda h: "../../../../../etc/passwd"),
+    ),
+    _allowed(
+        "HardlinkSymlinkRelative-host-rel",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            sym("passwdlink", "../etc/passwd"),
+            hard("localpasswd", "passwdlink"),
+        ],
+        _check_hardlinked_symlink("passwdlink", "localpasswd", lambda h: "../etc/passwd"),
+    ),
+    _allowed(
+        "HardlinkSymlinkAbsolute-literal",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            sym("passwdlink", "/etc/passwd"),
+            hard("localpasswd", "passwdlink"),
+        ],
+        _check_hardlinked_symlink("passwdlink", "localpasswd", lambda h: "/etc/passwd"),
+    ),
+    _allowed(
+        "HardlinkSymlinkAbsolute-host-abs",
+        lambda h: [
+            d("etc", 0o770),
+            f("etc/passwd", "inside"),
+            sym("passwdlink", h.passwd),
+            hard("localpasswd", "passwdlink"),
+        ],
+        _check_hardlinked_symlink("passwdlink", "localpasswd", lambda h: h.passwd),
+    ),
     # containerd HardlinkSymlinkChmod with names inside the layer: the hardlink's mode 0777 must not
     # reach the 0400 host file behind the symlink (the fixture checks its mode and ctime).
-    _allowed("HardlinkSymlinkChmod-relative-names", lambda h: [
-        sym("also-exists-outside-root", h.perm400), hard("sketchylink", "also-exists-outside-root", mode=0o777)],
-        _check_hardlinked_symlink("also-exists-outside-root", "sketchylink", lambda h: h.perm400)),
-    _allowed("hardlink-inside-layer", lambda h: [f("a/file", "data"), hard("b/link", "a/file")],
-             lambda dest, h: (_same_inode(dest / "a/file", dest / "b/link"), _is_file(dest / "b/link", b"data", nlink=2))),
-    _allowed("opaque-marker-in-layer-dir", lambda h: [d("etc"), f("etc/.wh..wh..opq")],
-             lambda dest, h: _has_xattr(dest / "etc", "trusted.overlay.opaque", b"y")),
-    _allowed("overlay-xattrs-from-tar-dropped", lambda h: [
-        d("dir", pax={"SCHILY.xattr.trusted.overlay.redirect": h.etc, "SCHILY.xattr.trusted.overlay.opaque": "y"}),
-        f("dir/f", "x", pax={"SCHILY.xattr.user.overlay.metacopy": "", "SCHILY.xattr.trusted.overlay.origin": "x",
-                            "SCHILY.xattr.trusted.minirun-test": "kept"})],
-        _check_overlay_xattrs_dropped),
+    _allowed(
+        "HardlinkSymlinkChmod-relative-names",
+        lambda h: [
+            sym("also-exists-outside-root", h.perm400),
+            hard("sketchylink", "also-exists-outside-root", mode=0o777),
+        ],
+        _check_hardlinked_symlink("also-exists-outside-root", "sketchylink", lambda h: h.perm400),
+    ),
+    _allowed(
+        "hardlink-inside-layer",
+        lambda h: [f("a/file", "data"), hard("b/link", "a/file")],
+        lambda dest, h: (_same_inode(dest / "a/file", dest / "b/link"), _is_file(dest / "b/link", b"data", nlink=2)),
+    ),
+    _allowed(
+        "opaque-marker-in-layer-dir",
+        lambda h: [d("etc"), f("etc/.wh..wh..opq")],
+        lambda dest, h: _has_xattr(dest / "etc", "trusted.overlay.opaque", b"y"),
+    ),
+    _allowed(
+        "overlay-xattrs-from-tar-dropped",
+        lambda h: [
+            d("dir", pax={"SCHILY.xattr.trusted.overlay.redirect": h.etc, "SCHILY.xattr.trusted.overlay.opaque": "y"}),
+            f(
+                "dir/f",
+                "x",
+                pax={
+                    "SCHILY.xattr.user.overlay.metacopy": "",
+                    "SCHILY.xattr.trusted.overlay.origin": "x",
+                    "SCHILY.xattr.trusted.minirun-test": "kept",
+                },
+            ),
+        ],
+        _check_overlay_xattrs_dropped,
+    ),
 ]
 
 
@@ -533,7 +857,9 @@ def test_allowed_layer_stays_inside(host: Host, build: Build, check: Callable[[P
 
 CLI_CASES = [
     case("symlink-then-through", lambda h: [d("etc"), sym("localetc", h.etc), f("localetc/unbroken", "unbroken")]),
-    case("hardlink-up-to-sentinel", lambda h: [d("etc"), f("etc/passwd", "inside"), hard("localpasswd", "../etc/passwd")]),
+    case(
+        "hardlink-up-to-sentinel", lambda h: [d("etc"), f("etc/passwd", "inside"), hard("localpasswd", "../etc/passwd")]
+    ),
     case("absolute-name", lambda h: [f(h.passwd, "pwned")]),
     case("whiteout-dotdot", lambda h: [d("etc"), f("etc/passwd", "inside"), f("etc/.wh..")]),
     case("whiteout-through-symlink", lambda h: [sym("localetc", "../etc"), f("localetc/.wh.passwd")]),

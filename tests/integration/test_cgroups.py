@@ -7,6 +7,7 @@ host looks like minus its controllers: creating, joining through cgroup.procs, t
 namespace's view, CPU time from cpu.stat, cgroup.kill and removal all run for real; the limits
 (whose files need controllers) are covered by tests/unit/test_resources.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ import pytest
 from minirun import linux
 from minirun.errors import MinirunError
 from minirun.runtime import cgroups
-from minirun.runtime.cgroups import Hierarchy
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 

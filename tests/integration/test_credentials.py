@@ -1,5 +1,6 @@
 """credentials: logins from several processes at once all keep their entries (each reads,
 changes and writes back the whole file: without a lock, one write lost another's entry)."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@ rules and the v2 eBPF program (a container on this hybrid host gets both, so the
 tell them apart). A forked child joins a test cgroup, makes device nodes on a tmpfs of its own
 (no nodev: only the policy stands in the way) and opens them; without the policy the same opens work.
 """
+
 from __future__ import annotations
 
 import errno
@@ -17,12 +18,16 @@ from tests.helpers import in_mount_ns
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 
 # (name, type, major, minor, open flags): /dev/kmsg opened for writing needs no capability
-NODES = (("kmsg", stat.S_IFCHR, 1, 11, os.O_WRONLY), ("null", stat.S_IFCHR, 1, 3, os.O_RDWR),
-         ("loop0", stat.S_IFBLK, 7, 0, os.O_RDONLY))
+NODES = (
+    ("kmsg", stat.S_IFCHR, 1, 11, os.O_WRONLY),
+    ("null", stat.S_IFCHR, 1, 3, os.O_RDWR),
+    ("loop0", stat.S_IFBLK, 7, 0, os.O_RDONLY),
+)
 
 
 def opens_in(cgroup: str) -> dict[str, int]:
     """In a child joined to `cgroup`: mknod each of NODES on a fresh tmpfs and open it; errno or 0."""
+
     def body() -> dict[str, int]:
         cgroups.join([cgroup])
         import tempfile
@@ -92,8 +97,9 @@ def made_cgroup():
     made: list[str] = []
 
     def make(controller: str, version: int) -> str:
-        hierarchy = next((h for h in _mounted() if h.version == version
-                          and (version == 2 or controller in h.controllers)), None)
+        hierarchy = next(
+            (h for h in _mounted() if h.version == version and (version == 2 or controller in h.controllers)), None
+        )
         if hierarchy is None:
             pytest.skip(f"no cgroup v{version} {controller} hierarchy on this host")
         path = f"{hierarchy.mount}/minirun-devices-test-{os.getpid()}-{len(made)}"

@@ -5,6 +5,7 @@ Every layer here is applied through every feed, and the trees must be identical 
 (modes incl. setuid/setgid/sticky, owners, ns mtimes, xattrs, hardlinks, symlinks, devices,
 whiteouts), as must the diff_id and size; each tree is also checked against the tar's own headers.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from minirun import archive
 from minirun.archive import apply_layer, normalize_member_path
 from minirun.errors import BadArchive
 from tests.helpers import d, f, hard, make_tar, member, sym
@@ -93,10 +93,23 @@ def snapshot(root: Path, timed: set[str]) -> dict[str, tuple]:
                 body = os.readlink(path)
             else:
                 body = None
-            xattrs = sorted((n, os.getxattr(path, n, follow_symlinks=False)) for n in os.listxattr(path, follow_symlinks=False))
+            xattrs = sorted(
+                (n, os.getxattr(path, n, follow_symlinks=False)) for n in os.listxattr(path, follow_symlinks=False)
+            )
             group = first_path.setdefault(st.st_ino, rel)
             mtime = st.st_mtime_ns if rel in timed else None
-            found[rel] = (st.st_mode, st.st_uid, st.st_gid, mtime, st.st_size, st.st_rdev, st.st_nlink, body, xattrs, group)
+            found[rel] = (
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+                mtime,
+                st.st_size,
+                st.st_rdev,
+                st.st_nlink,
+                body,
+                xattrs,
+                group,
+            )
     return found
 
 
@@ -128,7 +141,7 @@ def check_against_headers(root: Path, members: list[tuple[tarfile.TarInfo, bytes
         elif info.isreg():
             assert stat.S_ISREG(st.st_mode) and where.read_bytes() == data, path
         elif info.ischr() or info.isblk():
-            assert (stat.S_ISCHR(st.st_mode) if info.ischr() else stat.S_ISBLK(st.st_mode)), path
+            assert stat.S_ISCHR(st.st_mode) if info.ischr() else stat.S_ISBLK(st.st_mode), path
             assert st.st_rdev == os.makedev(info.devmajor, info.devminor), path
         elif info.isfifo():
             assert stat.S_ISFIFO(st.st_mode), path
@@ -183,8 +196,16 @@ RICH = [
     member("dev/loop0", tarfile.BLKTYPE, mode=0o660, devmajor=7, devminor=0, gid=6),
     member("dev/setuid-node", tarfile.CHRTYPE, mode=0o4600, devmajor=1, devminor=5),
     member("fifo", tarfile.FIFOTYPE, mode=0o640, uid=7, gid=8),
-    f("xattrs", b"x", pax={"SCHILY.xattr.user.note": "hello", "SCHILY.xattr.trusted.bin": as_pax_value(b"\x00\xff\x80"),
-                           "SCHILY.xattr.trusted.overlay.redirect": "/etc", "SCHILY.xattr.user.empty": ""}),
+    f(
+        "xattrs",
+        b"x",
+        pax={
+            "SCHILY.xattr.user.note": "hello",
+            "SCHILY.xattr.trusted.bin": as_pax_value(b"\x00\xff\x80"),
+            "SCHILY.xattr.trusted.overlay.redirect": "/etc",
+            "SCHILY.xattr.user.empty": "",
+        },
+    ),
     d("xattr-dir", pax={"SCHILY.xattr.trusted.minirun": "dir"}),
     d("etc"),
     f("etc/.wh.motd", uid=3, gid=4),
@@ -242,8 +263,14 @@ def test_modes_are_exact_under_a_default_acl_on_the_layer_dir(tmp_path, how):
         os.setxattr(dest, "system.posix_acl_default", acl_xattr(7, 5, 0))  # would make 0644 files 0640
     except OSError as exc:
         pytest.skip(f"no POSIX ACLs here: {exc}")
-    members = [d("d", mode=0o755), f("d/f", b"x", mode=0o644), f("g", b"y", mode=0o666),
-               member("fifo", tarfile.FIFOTYPE, mode=0o604), d("d/sub", mode=0o777), f("d/sub/h", b"z", mode=0o755)]
+    members = [
+        d("d", mode=0o755),
+        f("d/f", b"x", mode=0o644),
+        f("g", b"y", mode=0o666),
+        member("fifo", tarfile.FIFOTYPE, mode=0o604),
+        d("d/sub", mode=0o777),
+        f("d/sub/h", b"z", mode=0o755),
+    ]
     with fed(make_tar(members), how, tmp_path) as stream:
         apply_layer(stream, dest)
     check_against_headers(dest, members)
@@ -253,8 +280,12 @@ def test_modes_are_exact_under_a_default_acl_on_the_layer_dir(tmp_path, how):
 def test_modes_are_exact_under_a_default_acl_from_the_tar(tmp_path, how):
     members = [
         d("acl", mode=0o755, pax={"SCHILY.xattr.system.posix_acl_default": as_pax_value(acl_xattr(7, 0, 0))}),
-        f("acl/f", b"x", mode=0o644), d("acl/sub", mode=0o755), f("acl/sub/g", b"y", mode=0o664),
-        f("acl/implicit/h", b"z", mode=0o604), f("outside", b"o", mode=0o644)]
+        f("acl/f", b"x", mode=0o644),
+        d("acl/sub", mode=0o755),
+        f("acl/sub/g", b"y", mode=0o664),
+        f("acl/implicit/h", b"z", mode=0o604),
+        f("outside", b"o", mode=0o644),
+    ]
     dest, _ = apply(make_tar(members), how, tmp_path)
     if "system.posix_acl_default" not in os.listxattr(dest / "acl"):
         pytest.skip("no POSIX ACLs here")
@@ -285,7 +316,7 @@ def _insert_global_header(before: list, after: list) -> bytes:
     """A PAX global header between two runs of members: only tarfile reads those."""
     head = make_tar(before)
     end = len(head)
-    while head[end - 512:end] == bytes(512):  # drop the end-of-archive blocks
+    while head[end - 512 : end] == bytes(512):  # drop the end-of-archive blocks
         end -= 512
     return head[:end] + tarfile.TarInfo.create_pax_global_header({"comment": "from git archive"}) + make_tar(after)
 
@@ -293,8 +324,12 @@ def _insert_global_header(before: list, after: list) -> bytes:
 @pytest.mark.parametrize("how", FEEDS)
 def test_a_global_header_hands_the_rest_to_tarfile(tmp_path, how):
     before = [d("a"), f("a/one", b"1", mode=0o4755), sym("a/s", "one")]
-    after = [f("a/two", b"2" * 3000, uid=9, gid=9), hard("a/one-again", "a/one"), d("b", mode=0o700),
-             f("b/x", b"", pax={"SCHILY.xattr.user.k": "v"})]
+    after = [
+        f("a/two", b"2" * 3000, uid=9, gid=9),
+        hard("a/one-again", "a/one"),
+        d("b", mode=0o700),
+        f("b/x", b"", pax={"SCHILY.xattr.user.k": "v"}),
+    ]
     data = _insert_global_header(before, after)
     dest, applied = apply(data, how, tmp_path)
     check_against_headers(dest, before + after)
@@ -321,8 +356,22 @@ def test_sparse_files_are_left_to_tarfile(tmp_path, fmt):
     os.link(src / "before", src / "before-link")
     (src / "after").write_bytes(b"after")
     tar_path = tmp_path / f"sparse-{fmt}.tar"
-    subprocess.run(["tar", "--sparse", f"--format={fmt}", "-cf", str(tar_path), "-C", str(src),
-                    "before", "sparse", "before-link", "after"], check=True)
+    subprocess.run(
+        [
+            "tar",
+            "--sparse",
+            f"--format={fmt}",
+            "-cf",
+            str(tar_path),
+            "-C",
+            str(src),
+            "before",
+            "sparse",
+            "before-link",
+            "after",
+        ],
+        check=True,
+    )
     data = tar_path.read_bytes()
     with tarfile.open(tar_path) as tar:
         kinds = [(m.name, m.type, m.sparse is not None) for m in tar]

@@ -1,4 +1,5 @@
 """The layer store on a real filesystem: dedup, file fidelity, whiteouts, compression, crashes."""
+
 from __future__ import annotations
 
 import gzip
@@ -66,21 +67,30 @@ def test_diff_id_is_sha256_of_the_uncompressed_stream(store, tmp_path):
 def test_file_types_modes_owners_times_and_xattrs_survive(tmp_path):
     dest = tmp_path / "layer"
     dest.mkdir()
-    tar = make_tar([
-        d("bin", mode=0o755, uid=0, gid=0, mtime=1_600_000_000),
-        f("bin/su", b"\x7fELF", mode=0o4755, uid=0, gid=0),
-        f("bin/sg", b"x", mode=0o2711, uid=12, gid=34),
-        d("tmp", mode=0o1777),
-        f("owned", b"data", uid=1234, gid=5678, mtime=1_500_000_123),
-        sym("abs", "/etc/passwd"),
-        sym("rel", "../../outside/target"),
-        hard("bin/su-again", "bin/su"),
-        member("dev/null", tarfile.CHRTYPE, mode=0o666, devmajor=1, devminor=3),
-        member("dev/loop", tarfile.BLKTYPE, mode=0o660, devmajor=7, devminor=0),
-        member("fifo", tarfile.FIFOTYPE, mode=0o640),
-        f("caps", b"x", pax={"SCHILY.xattr.user.note": "hello", "SCHILY.xattr.trusted.overlay.redirect": "/etc",
-                             "SCHILY.xattr.user.overlay.origin": "x"}),
-    ])
+    tar = make_tar(
+        [
+            d("bin", mode=0o755, uid=0, gid=0, mtime=1_600_000_000),
+            f("bin/su", b"\x7fELF", mode=0o4755, uid=0, gid=0),
+            f("bin/sg", b"x", mode=0o2711, uid=12, gid=34),
+            d("tmp", mode=0o1777),
+            f("owned", b"data", uid=1234, gid=5678, mtime=1_500_000_123),
+            sym("abs", "/etc/passwd"),
+            sym("rel", "../../outside/target"),
+            hard("bin/su-again", "bin/su"),
+            member("dev/null", tarfile.CHRTYPE, mode=0o666, devmajor=1, devminor=3),
+            member("dev/loop", tarfile.BLKTYPE, mode=0o660, devmajor=7, devminor=0),
+            member("fifo", tarfile.FIFOTYPE, mode=0o640),
+            f(
+                "caps",
+                b"x",
+                pax={
+                    "SCHILY.xattr.user.note": "hello",
+                    "SCHILY.xattr.trusted.overlay.redirect": "/etc",
+                    "SCHILY.xattr.user.overlay.origin": "x",
+                },
+            ),
+        ]
+    )
     applied = apply_layer(io.BytesIO(tar), dest)
     st = os.lstat(dest / "bin/su")
     assert stat.S_IMODE(st.st_mode) == 0o4755 and st.st_nlink == 2
@@ -107,15 +117,17 @@ def test_file_types_modes_owners_times_and_xattrs_survive(tmp_path):
 def test_oci_whiteouts_become_overlay_whiteouts(tmp_path):
     dest = tmp_path / "layer"
     dest.mkdir()
-    tar = make_tar([
-        d("etc"),
-        f("etc/.wh.motd", uid=0, gid=0),
-        d("var/cache"),
-        f("var/cache/.wh..wh..opq"),
-        f("var/cache/new", "fresh"),
-        f(".wh.removed-at-root", uid=7, gid=8),
-        f("etc/.wh..wh.plnk"),  # aufs bookkeeping: ignored
-    ])
+    tar = make_tar(
+        [
+            d("etc"),
+            f("etc/.wh.motd", uid=0, gid=0),
+            d("var/cache"),
+            f("var/cache/.wh..wh..opq"),
+            f("var/cache/new", "fresh"),
+            f(".wh.removed-at-root", uid=7, gid=8),
+            f("etc/.wh..wh.plnk"),  # aufs bookkeeping: ignored
+        ]
+    )
     apply_layer(io.BytesIO(tar), dest)
     motd = os.lstat(dest / "etc/motd")
     assert stat.S_ISCHR(motd.st_mode) and motd.st_rdev == os.makedev(0, 0)
@@ -127,12 +139,15 @@ def test_oci_whiteouts_become_overlay_whiteouts(tmp_path):
     assert not [n for n in os.listdir(dest / "var/cache") if n.startswith(".wh.")]
 
 
-@pytest.mark.parametrize("payload", [
-    pytest.param(b"this is not a tar archive at all" * 40, id="garbage"),
-    pytest.param(None, id="truncated-tar"),
-    pytest.param("gzip-truncated", id="truncated-gzip"),
-    pytest.param("gzip-corrupt", id="corrupt-gzip"),
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"this is not a tar archive at all" * 40, id="garbage"),
+        pytest.param(None, id="truncated-tar"),
+        pytest.param("gzip-truncated", id="truncated-gzip"),
+        pytest.param("gzip-corrupt", id="corrupt-gzip"),
+    ],
+)
 def test_corrupt_streams_are_refused_and_leave_nothing(store, payload):
     tar = rootfs_tar(files=5)
     if payload is None:
@@ -180,8 +195,9 @@ def test_kill_9_mid_import_leaves_a_consistent_store(store, tmp_path):
 def test_a_long_unpack_does_not_block_other_commands(store, tmp_path):
     env = dict(os.environ, MINIRUN_ROOT=store.root)
     data = rootfs_tar(files=20)
-    proc = subprocess.Popen([sys.executable, "-m", "minirun", "import", "-", "slow"], stdin=subprocess.PIPE, env=env,
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minirun", "import", "-", "slow"], stdin=subprocess.PIPE, env=env, stdout=subprocess.PIPE
+    )
     try:
         proc.stdin.write(data[:10_000])
         proc.stdin.flush()
@@ -189,7 +205,9 @@ def test_a_long_unpack_does_not_block_other_commands(store, tmp_path):
         while not (os.path.isdir(store.layers.dir) and os.listdir(store.layers.dir)) and time.monotonic() < deadline:
             time.sleep(0.05)
         # the importer is now mid-unpack and waiting on its stdin; a reader must not wait for it
-        quick = subprocess.run([sys.executable, "-m", "minirun", "images", "-q"], env=env, capture_output=True, timeout=20)
+        quick = subprocess.run(
+            [sys.executable, "-m", "minirun", "images", "-q"], env=env, capture_output=True, timeout=20
+        )
         assert quick.returncode == 0 and quick.stdout == b""
         proc.stdin.write(data[10_000:])
         proc.stdin.close()

@@ -2,6 +2,7 @@
 and combined, OCI layouts; plain, gzip and zstd layers), and on every way an archive can be bad:
 each bad one is one clear error and leaves the store as it was. save's archive layout is checked
 against what docker writes."""
+
 from __future__ import annotations
 
 import gzip
@@ -17,8 +18,15 @@ import zstandard
 from minirun.errors import BadArchive, MinirunError
 from minirun.imageload import Progress, load_archive
 from minirun.imagesave import save_images
-from minirun.manifests import (OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST,
-                               image_manifest)
+from minirun.manifests import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+    image_manifest,
+)
 from minirun.store import Store
 from tests.helpers import d, f, make_image, make_tar
 
@@ -26,6 +34,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="layers keep owners: n
 
 
 # -- building archives ---------------------------------------------------------------------------
+
 
 def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -45,8 +54,16 @@ def outer_tar(files: dict[str, bytes], symlinks: dict[str, str] | None = None, p
     return buffer.getvalue()
 
 
-BASE = make_tar([d("etc"), f("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"), f("etc/group", "root:x:0:\n"),
-                 f("etc/motd", "base\n"), d("data"), *[f(f"data/{i}", os.urandom(3000)) for i in range(20)]])
+BASE = make_tar(
+    [
+        d("etc"),
+        f("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+        f("etc/group", "root:x:0:\n"),
+        f("etc/motd", "base\n"),
+        d("data"),
+        *[f(f"data/{i}", os.urandom(3000)) for i in range(20)],
+    ]
+)
 DELETE = make_tar([d("etc"), f("etc/.wh.group")])
 REWRITE1 = make_tar([d("etc"), f("etc/motd", "v1\n")])
 REWRITE2 = make_tar([d("etc"), f("etc/motd", "v2\n")])
@@ -54,9 +71,15 @@ LAYERS = [BASE, DELETE, REWRITE1, REWRITE2]
 
 
 def config(layers: list[bytes], **extra) -> bytes:
-    doc = {"architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
-           "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": [sha(t) for t in layers]},
-           "history": [{"created_by": f"step {i}"} for i in range(len(layers))], **extra}
+    doc = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha(t) for t in layers]},
+        "history": [{"created_by": f"step {i}"} for i in range(len(layers))],
+        **extra,
+    }
     return json.dumps(doc, indent=2).encode()  # not minirun's own spelling: the bytes must be kept
 
 
@@ -100,15 +123,26 @@ def oci_blobs(cfg: bytes, layers: list[bytes], compression: str = "") -> tuple[d
         blobs[f"blobs/sha256/{sha(blob)[7:]}"] = blob
         descriptors.append({"mediaType": MEDIA[compression], "digest": sha(blob), "size": len(blob)})
     blobs[f"blobs/sha256/{sha(cfg)[7:]}"] = cfg
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                           "config": {"mediaType": OCI_CONFIG, "digest": sha(cfg), "size": len(cfg)},
-                           "layers": descriptors}).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": sha(cfg), "size": len(cfg)},
+            "layers": descriptors,
+        }
+    ).encode()
     blobs[f"blobs/sha256/{sha(manifest)[7:]}"] = manifest
     return blobs, manifest
 
 
-def oci_archive(cfg: bytes, layers: list[bytes], compression: str = "", annotations: dict | None = None,
-                docker_manifest: list[str] | None = None, prefix: str = "") -> bytes:
+def oci_archive(
+    cfg: bytes,
+    layers: list[bytes],
+    compression: str = "",
+    annotations: dict | None = None,
+    docker_manifest: list[str] | None = None,
+    prefix: str = "",
+) -> bytes:
     """An OCI layout; with docker_manifest (RepoTags) also docker >= 25's manifest.json."""
     files, manifest = oci_blobs(cfg, layers, compression)
     entry = {"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest)}
@@ -118,9 +152,15 @@ def oci_archive(cfg: bytes, layers: list[bytes], compression: str = "", annotati
     files["oci-layout"] = b'{"imageLayoutVersion": "1.0.0"}'
     if docker_manifest is not None:
         doc = json.loads(manifest)
-        files["manifest.json"] = json.dumps([{
-            "Config": f"blobs/sha256/{sha(cfg)[7:]}", "RepoTags": docker_manifest,
-            "Layers": [f"blobs/sha256/{layer['digest'][7:]}" for layer in doc["layers"]]}]).encode()
+        files["manifest.json"] = json.dumps(
+            [
+                {
+                    "Config": f"blobs/sha256/{sha(cfg)[7:]}",
+                    "RepoTags": docker_manifest,
+                    "Layers": [f"blobs/sha256/{layer['digest'][7:]}" for layer in doc["layers"]],
+                }
+            ]
+        ).encode()
     return outer_tar(files, prefix=prefix)
 
 
@@ -173,11 +213,17 @@ def assert_untouched(store: Store) -> None:
 
 FORMATS = {
     "docker-legacy": lambda cfg: legacy_docker_archive(cfg, LAYERS, ["app:1"]),
-    "docker-25-plain": lambda cfg: oci_archive(cfg, LAYERS, "", {"io.containerd.image.name": "docker.io/library/app:1",
-                                                                 "org.opencontainers.image.ref.name": "1"}, ["app:1"]),
+    "docker-25-plain": lambda cfg: oci_archive(
+        cfg,
+        LAYERS,
+        "",
+        {"io.containerd.image.name": "docker.io/library/app:1", "org.opencontainers.image.ref.name": "1"},
+        ["app:1"],
+    ),
     "oci-gzip": lambda cfg: oci_archive(cfg, LAYERS, "gzip", {"org.opencontainers.image.ref.name": "app:1"}),
-    "oci-zstd-dot-slash": lambda cfg: oci_archive(cfg, LAYERS, "zstd", {"io.containerd.image.name": "docker.io/library/app:1"},
-                                                  prefix="./"),
+    "oci-zstd-dot-slash": lambda cfg: oci_archive(
+        cfg, LAYERS, "zstd", {"io.containerd.image.name": "docker.io/library/app:1"}, prefix="./"
+    ),
 }
 
 
@@ -200,17 +246,24 @@ def test_a_compressed_archive_on_stdin_is_spooled_and_decompressed(store, tmp_pa
     cfg = config(LAYERS)
     loaded = load(store, gzip.compress(legacy_docker_archive(cfg, LAYERS, ["app:1"])), tmp_path, "pipe")
     assert loaded[0].image_id == sha(cfg)
-    assert [n for n in os.listdir(store.root) if not n.startswith(("layers", "l", "images", "containers", "lock", "tags"))] == []
+    assert [
+        n for n in os.listdir(store.root) if not n.startswith(("layers", "l", "images", "containers", "lock", "tags"))
+    ] == []
 
 
 def test_untagged_and_bare_tag_names(store, tmp_path):
     cfg = config(LAYERS[:1])
     # skopeo's `oci:dir:latest` writes only a tag: no repository, so the image loads untagged
-    loaded = load(store, oci_archive(cfg, LAYERS[:1], annotations={"org.opencontainers.image.ref.name": "latest"}), tmp_path)
+    loaded = load(
+        store, oci_archive(cfg, LAYERS[:1], annotations={"org.opencontainers.image.ref.name": "latest"}), tmp_path
+    )
     assert loaded[0].refs == [] and store.images.tags() == {}
     cfg2 = config(LAYERS[:1], author="x")
-    loaded = load(store, oci_archive(cfg2, LAYERS[:1], annotations={
-        "io.containerd.image.name": "docker.io/someone/tool:2.0"}), tmp_path)
+    loaded = load(
+        store,
+        oci_archive(cfg2, LAYERS[:1], annotations={"io.containerd.image.name": "docker.io/someone/tool:2.0"}),
+        tmp_path,
+    )
     assert loaded[0].refs == ["someone/tool:2.0"]
 
 
@@ -267,16 +320,41 @@ def test_index_of_platforms_picks_the_hosts(store, tmp_path):
     other_files, other_manifest = oci_blobs(other_cfg, LAYERS[:1])
     files.update(other_files)
     _, arch, _ = host_platform()
-    nested = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-        {"mediaType": OCI_MANIFEST, "digest": sha(other_manifest), "size": len(other_manifest),
-         "platform": {"os": "linux", "architecture": "s390x"}},
-        {"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest),
-         "platform": {"os": "linux", "architecture": arch}}]}).encode()
+    nested = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": sha(other_manifest),
+                    "size": len(other_manifest),
+                    "platform": {"os": "linux", "architecture": "s390x"},
+                },
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": sha(manifest),
+                    "size": len(manifest),
+                    "platform": {"os": "linux", "architecture": arch},
+                },
+            ],
+        }
+    ).encode()
     files[f"blobs/sha256/{sha(nested)[7:]}"] = nested
     files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
-    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [{
-        "mediaType": OCI_INDEX, "digest": sha(nested), "size": len(nested),
-        "annotations": {"org.opencontainers.image.ref.name": "localhost/multi:1"}}]}).encode()
+    files["index.json"] = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": OCI_INDEX,
+                    "digest": sha(nested),
+                    "size": len(nested),
+                    "annotations": {"org.opencontainers.image.ref.name": "localhost/multi:1"},
+                }
+            ],
+        }
+    ).encode()
     loaded = load(store, outer_tar(files), tmp_path)
     assert [(i.image_id, i.refs) for i in loaded] == [(sha(cfg), ["localhost/multi:1"])]
     assert sha(other_cfg) not in store.images.ids()
@@ -285,13 +363,24 @@ def test_index_of_platforms_picks_the_hosts(store, tmp_path):
 def test_index_without_the_hosts_platform_names_what_it_has(store, tmp_path):
     cfg = config(LAYERS[:1], architecture="s390x")
     files, manifest = oci_blobs(cfg, LAYERS[:1])
-    nested = json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest),
-         "platform": {"os": "linux", "architecture": "s390x"}}]}).encode()
+    nested = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": sha(manifest),
+                    "size": len(manifest),
+                    "platform": {"os": "linux", "architecture": "s390x"},
+                }
+            ],
+        }
+    ).encode()
     files[f"blobs/sha256/{sha(nested)[7:]}"] = nested
     files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
-    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": OCI_INDEX, "digest": sha(nested), "size": len(nested)}]}).encode()
+    files["index.json"] = json.dumps(
+        {"schemaVersion": 2, "manifests": [{"mediaType": OCI_INDEX, "digest": sha(nested), "size": len(nested)}]}
+    ).encode()
     with pytest.raises(MinirunError, match=r"no image for linux/\w+ .*available: linux/s390x"):
         load(store, outer_tar(files), tmp_path)
     assert_untouched(store)
@@ -299,11 +388,12 @@ def test_index_without_the_hosts_platform_names_what_it_has(store, tmp_path):
 
 # -- bad archives ----------------------------------------------------------------------------------
 
+
 def _flip(data: bytes, blob: bytes, at: int = -40) -> bytes:
     """The archive with one byte of `blob` changed (same length)."""
     start = data.index(blob)
     pos = start + (at % len(blob))
-    return data[:pos] + bytes([data[pos] ^ 0x55]) + data[pos + 1:]
+    return data[:pos] + bytes([data[pos] ^ 0x55]) + data[pos + 1 :]
 
 
 def _bad_cases():
@@ -315,8 +405,9 @@ def _bad_cases():
     wrong_diff_id = config(LAYERS[:3] + [make_tar([f("other", "x")])])  # not what the top layer is
     files, manifest = oci_blobs(cfg, LAYERS, "gzip")
     del files[f"blobs/sha256/{sha(gz[2])[7:]}"]
-    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest)}]}).encode()
+    files["index.json"] = json.dumps(
+        {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest)}]}
+    ).encode()
     files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
     missing_blob = outer_tar(files)
     files, manifest = oci_blobs(cfg, LAYERS, "gzip")
@@ -324,34 +415,53 @@ def _bad_cases():
     doc["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
     manifest = json.dumps(doc).encode()
     files[f"blobs/sha256/{sha(manifest)[7:]}"] = manifest
-    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest)}]}).encode()
+    files["index.json"] = json.dumps(
+        {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest)}]}
+    ).encode()
     files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
     foreign = outer_tar(files)
     no_manifest = outer_tar({"hello.txt": b"not an image"})
     deep = b"[" * 100_000  # nested deeper than json's recursion goes
     oci_layout = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}'}
-    deep_oci_manifest = {**oci_layout, f"blobs/sha256/{sha(deep)[7:]}": deep, "index.json": json.dumps(
-        {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha(deep), "size": len(deep)}]}).encode()}
+    deep_oci_manifest = {
+        **oci_layout,
+        f"blobs/sha256/{sha(deep)[7:]}": deep,
+        "index.json": json.dumps(
+            {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha(deep), "size": len(deep)}]}
+        ).encode(),
+    }
     too_many = json.dumps([{"Config": "c.json", "Layers": []}] * 1001).encode()
     index_entry = {"mediaType": OCI_MANIFEST, "digest": sha(b"x"), "size": 1}
     too_many_oci = json.dumps({"schemaVersion": 2, "manifests": [index_entry] * 1001}).encode()
     return {
-        "deeply nested manifest.json": (outer_tar({"manifest.json": deep}), r"manifest.json: invalid JSON \(nested too deeply\)"),
+        "deeply nested manifest.json": (
+            outer_tar({"manifest.json": deep}),
+            r"manifest.json: invalid JSON \(nested too deeply\)",
+        ),
         "deeply nested index.json": (outer_tar({**oci_layout, "index.json": deep}), r"image index: invalid JSON"),
         "deeply nested manifest": (outer_tar(deep_oci_manifest), r"index.json entry 1: invalid JSON"),
         "deeply nested config": (legacy_docker_archive(deep, LAYERS, ["app:1"]), r"entry 1 config: invalid JSON"),
-        "more than 1000 images": (outer_tar({"manifest.json": too_many}), r"manifest.json: 1001 entries, more than the 1000"),
-        "more than 1000 index entries": (outer_tar({**oci_layout, "index.json": too_many_oci}),
-                                         r"index.json: 1001 entries, more than the 1000"),
+        "more than 1000 images": (
+            outer_tar({"manifest.json": too_many}),
+            r"manifest.json: 1001 entries, more than the 1000",
+        ),
+        "more than 1000 index entries": (
+            outer_tar({**oci_layout, "index.json": too_many_oci}),
+            r"index.json: 1001 entries, more than the 1000",
+        ),
         "truncated in a layer": (legacy[: legacy.index(BASE) + 5000], r"truncated archive"),
         "truncated at a member boundary": (oci_gz[: len(oci_gz) - 2048 - 512], r"truncated|missing"),
         "cut before the end marker": (oci_gz[: oci_gz.rindex(b'{"imageLayoutVersion"') + 512], r"truncated"),
-        "corrupted gzip layer": (_flip(oci_gz, gz[0], len(gz[0]) // 2), r"layer 1 .*(digest mismatch|invalid compressed|invalid tar)"),
+        "corrupted gzip layer": (
+            _flip(oci_gz, gz[0], len(gz[0]) // 2),
+            r"layer 1 .*(digest mismatch|invalid compressed|invalid tar)",
+        ),
         "corrupted plain layer": (_flip(oci_plain, BASE, BASE.index(b"root:x")), r"layer 1 .*digest mismatch"),
         "corrupted config": (_flip(oci_gz, cfg, 10), r"config.*digest mismatch"),
-        "diff_id does not match the config": (legacy_docker_archive(wrong_diff_id, LAYERS, ["app:1"]),
-                                              r"layer 4 .*diff_id mismatch"),
+        "diff_id does not match the config": (
+            legacy_docker_archive(wrong_diff_id, LAYERS, ["app:1"]),
+            r"layer 4 .*diff_id mismatch",
+        ),
         "missing blob": (missing_blob, r"layer 3 .*missing from the archive"),
         "no manifest.json nor index.json": (no_manifest, r"neither manifest.json"),
         "foreign layer": (foreign, r"foreign"),
@@ -391,6 +501,7 @@ def test_manifest_json_layer_count_must_match_the_config(store, tmp_path):
 
 # -- save ----------------------------------------------------------------------------------------
 
+
 def test_save_writes_dockers_combined_layout(store, tmp_path):
     base = make_image(store, "base:1", [BASE])
     app = make_image(store, "app:1", [REWRITE1], base=base)
@@ -412,8 +523,11 @@ def test_save_writes_dockers_combined_layout(store, tmp_path):
     assert names == sorted(names) and names[:2] == ["blobs", "blobs/sha256"]
     assert names.count(f"blobs/sha256/{sha(BASE)[7:]}") == 1
     assert manifest == [
-        {"Config": f"blobs/sha256/{app.hex}", "RepoTags": ["app:1", "app:latest"],
-         "Layers": [f"blobs/sha256/{sha(BASE)[7:]}", f"blobs/sha256/{sha(REWRITE1)[7:]}"]},
+        {
+            "Config": f"blobs/sha256/{app.hex}",
+            "RepoTags": ["app:1", "app:latest"],
+            "Layers": [f"blobs/sha256/{sha(BASE)[7:]}", f"blobs/sha256/{sha(REWRITE1)[7:]}"],
+        },
         {"Config": f"blobs/sha256/{base.hex}", "RepoTags": ["base:1"], "Layers": [f"blobs/sha256/{sha(BASE)[7:]}"]},
     ]
     assert repositories == {"app": {"1": sha(REWRITE1)[7:], "latest": sha(REWRITE1)[7:]}, "base": {"1": sha(BASE)[7:]}}
@@ -423,7 +537,11 @@ def test_save_writes_dockers_combined_layout(store, tmp_path):
         {"io.containerd.image.name": "docker.io/library/base:1", "org.opencontainers.image.ref.name": "1"},
     ]
     assert oci_manifest == image_manifest(store, app)
-    assert json.loads(oci_manifest)["layers"][1] == {"mediaType": OCI_LAYER, "digest": sha(REWRITE1), "size": len(REWRITE1)}
+    assert json.loads(oci_manifest)["layers"][1] == {
+        "mediaType": OCI_LAYER,
+        "digest": sha(REWRITE1),
+        "size": len(REWRITE1),
+    }
     # same images, same bytes
     again = io.BytesIO()
     save_images(store, ["app", "base:1"], again)
@@ -479,23 +597,34 @@ def test_save_refuses_a_layer_it_cannot_rebuild_and_leaves_no_file(store, tmp_pa
 
 # -- manifests.py, the documents alone -------------------------------------------------------------
 
+
 def test_manifest_documents_are_validated_with_one_clear_line():
     from minirun.manifests import is_index, layer_media_compression, parse_manifest
 
-    good = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": "sha256:" + "a" * 64, "size": 2},
-            "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": "sha256:" + "b" * 64, "size": 10}]}
+    good = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": "sha256:" + "a" * 64, "size": 2},
+        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": "sha256:" + "b" * 64, "size": 10}],
+    }
     assert parse_manifest(json.dumps(good).encode()) == good
     bad = {
         "not json": (b"{", "invalid JSON"),
         "schema 1": (json.dumps({**good, "schemaVersion": 1}).encode(), "schema 1"),
         "an index": (json.dumps({**good, "mediaType": OCI_INDEX}).encode(), "image index"),
-        "short digest": (json.dumps({**good, "config": {**good["config"], "digest": "sha256:abc"}}).encode(), "invalid digest"),
-        "sha512": (json.dumps({**good, "config": {**good["config"], "digest": "sha512:" + "a" * 128}}).encode(),
-                   "unsupported digest algorithm"),
+        "short digest": (
+            json.dumps({**good, "config": {**good["config"], "digest": "sha256:abc"}}).encode(),
+            "invalid digest",
+        ),
+        "sha512": (
+            json.dumps({**good, "config": {**good["config"], "digest": "sha512:" + "a" * 128}}).encode(),
+            "unsupported digest algorithm",
+        ),
         "string size": (json.dumps({**good, "layers": [{**good["layers"][0], "size": "10"}]}).encode(), "invalid size"),
-        "no layer type": (json.dumps({**good, "layers": [{"digest": "sha256:" + "b" * 64, "size": 1}]}).encode(),
-                          "invalid media type"),
+        "no layer type": (
+            json.dumps({**good, "layers": [{"digest": "sha256:" + "b" * 64, "size": 1}]}).encode(),
+            "invalid media type",
+        ),
         "too many layers": (json.dumps({**good, "layers": good["layers"] * 1001}).encode(), "1001 layers"),
     }
     for name, (data, message) in bad.items():
@@ -513,14 +642,19 @@ def test_manifest_documents_are_validated_with_one_clear_line():
 def test_names_between_docker_and_minirun_spelling():
     from minirun.manifests import familiar_name, full_name
 
-    pairs = {"busybox": "docker.io/library/busybox", "someone/tool": "docker.io/someone/tool",
-             "localhost/wh": "localhost/wh", "127.0.0.1:5000/a/b": "127.0.0.1:5000/a/b"}
+    pairs = {
+        "busybox": "docker.io/library/busybox",
+        "someone/tool": "docker.io/someone/tool",
+        "localhost/wh": "localhost/wh",
+        "127.0.0.1:5000/a/b": "127.0.0.1:5000/a/b",
+    }
     for short, full in pairs.items():
         assert full_name(short) == full and familiar_name(full) == short
     assert familiar_name("docker.io/library/a/b") == "library/a/b"
 
 
 # -- limits: what a small crafted archive may make load hold ---------------------------------------
+
 
 def _padded_config(layers: list[bytes], size: int, n: int = 0) -> bytes:
     cfg = config(layers, comment=f"{n}:")
@@ -533,8 +667,9 @@ def test_configs_are_bounded_one_by_one_and_in_all(store, tmp_path):
     assert all(len(json.loads(c)["pad"]) > 0 and len(c) == 7 << 20 for c in configs)
     files = {f"{sha(c)[7:]}.json": c for c in configs}
     files["layer.tar"] = BASE
-    files["manifest.json"] = json.dumps([{"Config": f"{sha(c)[7:]}.json", "Layers": ["layer.tar"]}
-                                         for c in configs]).encode()
+    files["manifest.json"] = json.dumps(
+        [{"Config": f"{sha(c)[7:]}.json", "Layers": ["layer.tar"]} for c in configs]
+    ).encode()
     with pytest.raises(BadArchive, match=r"entry 5 config: the archive's image configs take more than 32 MiB"):
         load(store, outer_tar(files), tmp_path)
     assert_untouched(store)
@@ -546,9 +681,12 @@ def test_configs_are_bounded_one_by_one_and_in_all(store, tmp_path):
     manifest = json.dumps(doc).encode()
     files[f"blobs/sha256/{sha(manifest)[7:]}"] = manifest
     files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
-    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest)}]}).encode()
-    with pytest.raises(BadArchive, match=r"index.json entry 1 config: sha256:\w+ is too large \(9437184 bytes, at most 8388608\)"):
+    files["index.json"] = json.dumps(
+        {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest)}]}
+    ).encode()
+    with pytest.raises(
+        BadArchive, match=r"index.json entry 1 config: sha256:\w+ is too large \(9437184 bytes, at most 8388608\)"
+    ):
         load(store, outer_tar(files), tmp_path)
     assert_untouched(store)
 
@@ -558,8 +696,15 @@ def test_entries_naming_one_image_load_it_once_with_every_name(store, tmp_path):
     files, manifest = oci_blobs(cfg, LAYERS, "gzip")
     entry = {"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest)}
     files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
-    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [
-        dict(entry, annotations={"io.containerd.image.name": f"docker.io/library/app:{n % 7}"}) for n in range(1000)]}).encode()
+    files["index.json"] = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                dict(entry, annotations={"io.containerd.image.name": f"docker.io/library/app:{n % 7}"})
+                for n in range(1000)
+            ],
+        }
+    ).encode()
     loaded = load(store, outer_tar(files), tmp_path)
     assert [(i.image_id, i.refs) for i in loaded] == [(sha(cfg), [f"app:{n}" for n in range(7)])]
 

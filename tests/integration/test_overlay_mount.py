@@ -4,17 +4,16 @@ Every mount happens in a forked child that first unshares its mount namespace an
 recursively private: the mounts die with the child, so nothing reaches the host even when a test
 fails half way. After each child the host's /proc/mounts is checked for a leaked overlay.
 """
+
 from __future__ import annotations
 
 import errno
 import os
-import pickle
 import shutil
 import stat
 import tempfile
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,11 @@ import pytest
 from minirun import linux
 from minirun.errors import MinirunError, SyscallError
 from minirun.runtime.overlay import MAX_LOWERS, mount_overlay
-from tests.helpers import host_overlays as _host_overlays, in_mount_ns
+from tests.helpers import in_mount_ns
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
 
 APIS = ["new", "classic"]
-
-
 
 
 @pytest.fixture
@@ -144,12 +141,15 @@ def _store(root: Path, n: int) -> list[str]:
     return links[::-1]
 
 
-@pytest.mark.parametrize("n, api, paths", [
-    (130, "classic", "short"),   # relative l/<id>: 130 x 29 bytes fit in one page
-    (130, "new", "short"),
-    (500, "new", "short"),
-    (500, "new", "long"),        # absolute layers/<64 hex>/diff: ~45 KB of paths, no page limit
-])
+@pytest.mark.parametrize(
+    "n, api, paths",
+    [
+        (130, "classic", "short"),  # relative l/<id>: 130 x 29 bytes fit in one page
+        (130, "new", "short"),
+        (500, "new", "short"),
+        (500, "new", "long"),  # absolute layers/<64 hex>/diff: ~45 KB of paths, no page limit
+    ],
+)
 def test_many_layers_mount(tmp: Path, n: int, api: str, paths: str) -> None:
     links = _store(tmp, n)
     lowers = links if paths == "short" else [str((tmp / link).resolve()) for link in links]
@@ -158,8 +158,7 @@ def test_many_layers_mount(tmp: Path, n: int, api: str, paths: str) -> None:
     def child() -> tuple[int, str, float]:
         os.chdir(tmp)  # relative links resolve from the store root, with either API
         t = time.perf_counter()
-        mount_overlay("containers/c/merged", lowers, "containers/c/upper", "containers/c/work",
-                      api=api)
+        mount_overlay("containers/c/merged", lowers, "containers/c/upper", "containers/c/work", api=api)
         elapsed = time.perf_counter() - t
         merged = tmp / "containers/c/merged"
         return len(os.listdir(merged)), (merged / "who").read_text(), elapsed
@@ -264,8 +263,7 @@ def test_syscall_error_message_names_call_and_path(tmp: Path) -> None:
         e = info.value
         return e.call, e.path, e.errno, e.message
 
-    assert in_mount_ns(child) == (
-        "mount", target, errno.ENOENT, f"mount `{target}`: No such file or directory")
+    assert in_mount_ns(child) == ("mount", target, errno.ENOENT, f"mount `{target}`: No such file or directory")
 
 
 def test_nul_in_a_path_is_refused_not_truncated() -> None:

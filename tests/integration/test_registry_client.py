@@ -1,5 +1,6 @@
 """minirun.registry against a real docker-registry: uploads (monolithic, chunked), mounts, errors;
 and the pure helpers (challenges, which hosts get plain HTTP)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,10 +22,15 @@ def sha256(data: bytes) -> str:
 def test_parse_challenge_keeps_quoted_commas():
     scheme, params = parse_challenge(
         'Bearer realm="https://auth.example.com/token",service="registry.example.com",'
-        'scope="repository:team/app:pull,push",error="insufficient_scope"')
+        'scope="repository:team/app:pull,push",error="insufficient_scope"'
+    )
     assert scheme == "bearer"
-    assert params == {"realm": "https://auth.example.com/token", "service": "registry.example.com",
-                      "scope": "repository:team/app:pull,push", "error": "insufficient_scope"}
+    assert params == {
+        "realm": "https://auth.example.com/token",
+        "service": "registry.example.com",
+        "scope": "repository:team/app:pull,push",
+        "error": "insufficient_scope",
+    }
     assert parse_challenge('Basic realm="minirun \\"tests\\""') == ("basic", {"realm": 'minirun "tests"'})
     assert parse_challenge("") == ("", {})
 
@@ -80,11 +86,15 @@ def test_mount_from_a_repository_without_the_blob_falls_back_to_an_upload(regist
     reg = Registry(registry.host)
     data = b"mount me"
     assert reg.upload_blob("mounts/one", sha256(data), len(data), lambda: io.BytesIO(data)) == ""
-    assert reg.upload_blob("mounts/two", sha256(data), len(data), lambda: io.BytesIO(data),
-                           mount_from=["mounts/one"]) == "mounts/one"
+    assert (
+        reg.upload_blob("mounts/two", sha256(data), len(data), lambda: io.BytesIO(data), mount_from=["mounts/one"])
+        == "mounts/one"
+    )
     other = b"not in one"
-    assert reg.upload_blob("mounts/three", sha256(other), len(other), lambda: io.BytesIO(other),
-                           mount_from=["mounts/one"]) == ""
+    assert (
+        reg.upload_blob("mounts/three", sha256(other), len(other), lambda: io.BytesIO(other), mount_from=["mounts/one"])
+        == ""
+    )
     assert reg.blob_size("mounts/three", sha256(other)) == len(other)
 
 
@@ -98,14 +108,16 @@ def test_missing_manifest_and_blob_are_not_found(registry):  # noqa: F811
 
 # -- a hostile server: what no real registry sends, so a crafted one stands in ------------------
 
+
 class HostileServer:
     """HTTP/1.1 on 127.0.0.1 answering every request with `status` and a body of `body_size`
     zero bytes (Content-Length, or endless chunks up to that size): it counts what it managed to
     send before the client hung up. Extra headers from `headers`; a 3xx goes to /elsewhere,
     which answers 404; /token answers 200 with `token_body`."""
 
-    def __init__(self, status: int, body_size: int, chunked: bool = False, headers: dict | None = None,
-                 token_body: bytes = b"") -> None:
+    def __init__(
+        self, status: int, body_size: int, chunked: bool = False, headers: dict | None = None, token_body: bytes = b""
+    ) -> None:
         import http.server
         import threading
 
@@ -218,8 +230,9 @@ def test_a_second_401_and_json_nested_too_deeply_are_clean_errors(hostile):
         reg.close()
     assert server.sent < 2 * TAKEN
     # JSON nested deeper than the parser goes: a token server's answer, an error body
-    server = hostile(401, 0, headers={"WWW-Authenticate": f'Bearer realm="http://{server.host}/token"'},
-                     token_body=b"[" * 100_000)
+    server = hostile(
+        401, 0, headers={"WWW-Authenticate": f'Bearer realm="http://{server.host}/token"'}, token_body=b"[" * 100_000
+    )
     reg = Registry(server.host)
     try:
         with pytest.raises(RegistryError, match="the token server sent no token"):

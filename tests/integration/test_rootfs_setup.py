@@ -6,6 +6,7 @@ then execs busybox `sh -c` with checks whose output comes back through a pipe. E
 with the namespaces; the host's /proc/mounts is compared before and after every run.
 The plan and resolve_in_root tests need no root.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,17 @@ import pytest
 from minirun import linux
 from minirun.errors import MinirunError, UsageError
 from minirun.runtime.overlay import mount_overlay
-from minirun.runtime.rootfs import (DEVICES, MASKED_PATHS, READONLY_PATHS, SYSTEM_MOUNTS, Bind, RootfsSpec,
-                                    plan_mounts, resolve_in_root, setup_rootfs)
+from minirun.runtime.rootfs import (
+    DEVICES,
+    MASKED_PATHS,
+    READONLY_PATHS,
+    SYSTEM_MOUNTS,
+    Bind,
+    RootfsSpec,
+    plan_mounts,
+    resolve_in_root,
+    setup_rootfs,
+)
 from minirun.runtime.security import apply_security, read_user_db, resolve_user
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
@@ -35,10 +45,17 @@ LEAKED_FD = 42
 
 # --- pure: the plan ---
 
+
 def test_system_mounts_in_order() -> None:
     assert [(m.target, m.fstype) for m in SYSTEM_MOUNTS] == [
-        ("/proc", "proc"), ("/dev", "tmpfs"), ("/dev/pts", "devpts"), ("/dev/shm", "tmpfs"),
-        ("/dev/mqueue", "mqueue"), ("/sys", "sysfs"), ("/sys/fs/cgroup", "tmpfs")]
+        ("/proc", "proc"),
+        ("/dev", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/mqueue", "mqueue"),
+        ("/sys", "sysfs"),
+        ("/sys/fs/cgroup", "tmpfs"),
+    ]
     pts = next(m for m in SYSTEM_MOUNTS if m.fstype == "devpts")
     assert pts.data == "newinstance,ptmxmode=0666,mode=0620,gid=5"
     sys_ = next(m for m in SYSTEM_MOUNTS if m.fstype == "sysfs")
@@ -47,18 +64,33 @@ def test_system_mounts_in_order() -> None:
 
 def test_dockers_masked_and_readonly_paths() -> None:
     assert sorted(MASKED_PATHS) == sorted(
-        [f"/proc/{p}" for p in ("acpi", "asound", "interrupts", "kcore", "keys", "latency_stats",
-                                "sched_debug", "scsi", "timer_list", "timer_stats")]
-        + ["/sys/firmware", "/sys/devices/virtual/powercap"])
+        [
+            f"/proc/{p}"
+            for p in (
+                "acpi",
+                "asound",
+                "interrupts",
+                "kcore",
+                "keys",
+                "latency_stats",
+                "sched_debug",
+                "scsi",
+                "timer_list",
+                "timer_stats",
+            )
+        ]
+        + ["/sys/firmware", "/sys/devices/virtual/powercap"]
+    )
     assert sorted(READONLY_PATHS) == ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
 def test_user_mounts_follow_system_ones_parents_first() -> None:
-    spec = RootfsSpec("/r", binds=[Bind("/h/sub", "/data/sub/", readonly=True), Bind("/h/hosts", "/etc/hosts")],
-                      tmpfs=["/data"])
+    spec = RootfsSpec(
+        "/r", binds=[Bind("/h/sub", "/data/sub/", readonly=True), Bind("/h/hosts", "/etc/hosts")], tmpfs=["/data"]
+    )
     plan = plan_mounts(spec)
-    assert plan[:len(SYSTEM_MOUNTS)] == list(SYSTEM_MOUNTS)
-    user = plan[len(SYSTEM_MOUNTS):]
+    assert plan[: len(SYSTEM_MOUNTS)] == list(SYSTEM_MOUNTS)
+    user = plan[len(SYSTEM_MOUNTS) :]
     # by depth, stable: the tmpfs at /data must not hide the bind at /data/sub
     assert [(m.target, m.fstype) for m in user] == [("/data", "tmpfs"), ("/data/sub", None), ("/etc/hosts", None)]
     assert user[1].flags == linux.MS_BIND | linux.MS_REC | linux.MS_RDONLY
@@ -73,12 +105,13 @@ def test_bad_targets_are_refused(target: str) -> None:
 
 # --- resolve_in_root: no root needed ---
 
+
 def test_resolve_in_root_keeps_links_inside(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "real/dir").mkdir(parents=True)
-    os.symlink("/real", root / "abs")                       # absolute: restarts at root
-    os.symlink("../../../../../../../real", root / "up")     # `..` stops at root
-    os.symlink(str(tmp_path / "outside"), root / "host")     # a host path: stays a root path
+    os.symlink("/real", root / "abs")  # absolute: restarts at root
+    os.symlink("../../../../../../../real", root / "up")  # `..` stops at root
+    os.symlink(str(tmp_path / "outside"), root / "host")  # a host path: stays a root path
     os.symlink("dir/../../abs/dir", root / "real/chain")
     os.symlink("loop", root / "loop")
     r = str(root)
@@ -94,6 +127,7 @@ def test_resolve_in_root_keeps_links_inside(tmp_path: Path) -> None:
 
 
 # --- on the kernel ---
+
 
 @lru_cache(maxsize=1)
 def _applets() -> tuple[str, ...]:
@@ -140,8 +174,10 @@ def _host_mounts() -> list[str]:
 
 def _script(checks: dict[str, str]) -> str:
     # one section per check: "@@ name rc" then its output (stdout and stderr)
-    return "".join(f"out=$( ( {cmd} ) 2>&1 ); rc=$?; printf '@@ %s %s\\n%s\\n' '{name}' \"$rc\" \"$out\"\n"
-                   for name, cmd in checks.items())
+    return "".join(
+        f"out=$( ( {cmd} ) 2>&1 ); rc=$?; printf '@@ %s %s\\n%s\\n' '{name}' \"$rc\" \"$out\"\n"
+        for name, cmd in checks.items()
+    )
 
 
 def _sections(text: str) -> dict[str, tuple[int, str]]:
@@ -259,8 +295,23 @@ def _status_lines(rc_out: tuple[int, str]) -> dict[str, str]:
 
 
 STATUS = "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status"
-EXPECTED_DEV = ["core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr",
-                "stdin", "stdout", "tty", "urandom", "zero"]
+EXPECTED_DEV = [
+    "core",
+    "fd",
+    "full",
+    "mqueue",
+    "null",
+    "ptmx",
+    "pts",
+    "random",
+    "shm",
+    "stderr",
+    "stdin",
+    "stdout",
+    "tty",
+    "urandom",
+    "zero",
+]
 
 
 @needs_root
@@ -270,43 +321,49 @@ def test_the_container_sees_only_its_own_world(tmp: Path) -> None:
     (host / "hosts").write_text("10.0.0.1 from-the-host\n")
     (host / "conf").write_text("created target\n")
     (tmp / "host-secret").write_text("secret")
-    c = Container(tmp, readonly=True, tmpfs=["/tmp"], binds=[
-        Bind(str(host / "hosts"), "/etc/hosts", readonly=True),  # exists in the image
-        Bind(str(host / "data"), "/data"),                         # missing: created
-        Bind(str(host / "conf"), "/etc/new/conf"),                 # missing, in a missing dir
-    ], checks={
-        "pid": "grep ^Pid: /proc/1/status",
-        "cmdline": "head -c 5 /proc/1/cmdline | tr '\\0' ' '",
-        "host_pid": f"test -e /proc/{os.getpid()}/status",
-        "dev": "ls /dev",
-        "nodes": "stat -c '%n %A %t:%T' /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty",
-        "links": "for l in fd stdin stdout stderr core ptmx; do echo \"$l $(readlink /dev/$l)\"; done",
-        "ptmx": "stat -c '%A' /dev/pts/ptmx",
-        "shm": "stat -c '%a' /dev/shm && touch /dev/shm/x",
-        "null_works": "echo x > /dev/null && head -c 4 /dev/zero | wc -c",
-        "kcore": "wc -c < /proc/kcore",
-        "timer_list": "cat /proc/timer_list | wc -c",
-        "firmware": "ls -A /sys/firmware",
-        "cgroup": "ls -A /sys/fs/cgroup",
-        "hostname_write": "echo evil > /proc/sys/kernel/hostname",
-        "sysrq": "echo h > /proc/sysrq-trigger",
-        "proc_sys_read": "cat /proc/sys/kernel/ostype",
-        "mount": "mount -t tmpfs x /mnt",
-        "caps": STATUS,
-        "pid1_caps": STATUS.replace("self", "1"),
-        "id": "id",
-        "ls_root": "ls -A /",
-        "host_secret": f"cat {tmp}/host-secret",
-        "ro_root": "touch /newfile",
-        "ro_etc": "echo x >> /etc/passwd",
-        "tmpfs": "touch /tmp/ok && echo ok",
-        "bind_file": "cat /etc/hosts",
-        "bind_ro": "echo x >> /etc/hosts",
-        "bind_created": "cat /etc/new/conf",
-        "bind_dir": "echo from-container > /data/written && cat /data/written",
-        "leaked_fd": f"test -e /proc/1/fd/{LEAKED_FD}",
-        "mountinfo": "cat /proc/self/mountinfo",
-    })
+    c = Container(
+        tmp,
+        readonly=True,
+        tmpfs=["/tmp"],
+        binds=[
+            Bind(str(host / "hosts"), "/etc/hosts", readonly=True),  # exists in the image
+            Bind(str(host / "data"), "/data"),  # missing: created
+            Bind(str(host / "conf"), "/etc/new/conf"),  # missing, in a missing dir
+        ],
+        checks={
+            "pid": "grep ^Pid: /proc/1/status",
+            "cmdline": "head -c 5 /proc/1/cmdline | tr '\\0' ' '",
+            "host_pid": f"test -e /proc/{os.getpid()}/status",
+            "dev": "ls /dev",
+            "nodes": "stat -c '%n %A %t:%T' /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty",
+            "links": 'for l in fd stdin stdout stderr core ptmx; do echo "$l $(readlink /dev/$l)"; done',
+            "ptmx": "stat -c '%A' /dev/pts/ptmx",
+            "shm": "stat -c '%a' /dev/shm && touch /dev/shm/x",
+            "null_works": "echo x > /dev/null && head -c 4 /dev/zero | wc -c",
+            "kcore": "wc -c < /proc/kcore",
+            "timer_list": "cat /proc/timer_list | wc -c",
+            "firmware": "ls -A /sys/firmware",
+            "cgroup": "ls -A /sys/fs/cgroup",
+            "hostname_write": "echo evil > /proc/sys/kernel/hostname",
+            "sysrq": "echo h > /proc/sysrq-trigger",
+            "proc_sys_read": "cat /proc/sys/kernel/ostype",
+            "mount": "mount -t tmpfs x /mnt",
+            "caps": STATUS,
+            "pid1_caps": STATUS.replace("self", "1"),
+            "id": "id",
+            "ls_root": "ls -A /",
+            "host_secret": f"cat {tmp}/host-secret",
+            "ro_root": "touch /newfile",
+            "ro_etc": "echo x >> /etc/passwd",
+            "tmpfs": "touch /tmp/ok && echo ok",
+            "bind_file": "cat /etc/hosts",
+            "bind_ro": "echo x >> /etc/hosts",
+            "bind_created": "cat /etc/new/conf",
+            "bind_dir": "echo from-container > /data/written && cat /data/written",
+            "leaked_fd": f"test -e /proc/1/fd/{LEAKED_FD}",
+            "mountinfo": "cat /proc/self/mountinfo",
+        },
+    )
     code, out = run(c)
     assert code == 0, out
     s = _sections(out)
@@ -314,12 +371,32 @@ def test_the_container_sees_only_its_own_world(tmp: Path) -> None:
     assert s["cmdline"] == (0, "sh -c")
     assert s["host_pid"][0] != 0
     assert s["dev"] == (0, "\n".join(EXPECTED_DEV))
-    assert s["nodes"] == (0, "\n".join([
-        "/dev/null crw-rw-rw- 1:3", "/dev/zero crw-rw-rw- 1:5", "/dev/full crw-rw-rw- 1:7",
-        "/dev/random crw-rw-rw- 1:8", "/dev/urandom crw-rw-rw- 1:9", "/dev/tty crw-rw-rw- 5:0"]))
-    assert s["links"] == (0, "\n".join([
-        "fd /proc/self/fd", "stdin /proc/self/fd/0", "stdout /proc/self/fd/1",
-        "stderr /proc/self/fd/2", "core /proc/kcore", "ptmx pts/ptmx"]))
+    assert s["nodes"] == (
+        0,
+        "\n".join(
+            [
+                "/dev/null crw-rw-rw- 1:3",
+                "/dev/zero crw-rw-rw- 1:5",
+                "/dev/full crw-rw-rw- 1:7",
+                "/dev/random crw-rw-rw- 1:8",
+                "/dev/urandom crw-rw-rw- 1:9",
+                "/dev/tty crw-rw-rw- 5:0",
+            ]
+        ),
+    )
+    assert s["links"] == (
+        0,
+        "\n".join(
+            [
+                "fd /proc/self/fd",
+                "stdin /proc/self/fd/0",
+                "stdout /proc/self/fd/1",
+                "stderr /proc/self/fd/2",
+                "core /proc/kcore",
+                "ptmx pts/ptmx",
+            ]
+        ),
+    )
     assert s["ptmx"] == (0, "crw-rw-rw-")
     assert s["shm"] == (0, "1777")
     assert s["null_works"] == (0, "4")
@@ -335,8 +412,14 @@ def test_the_container_sees_only_its_own_world(tmp: Path) -> None:
     assert s["proc_sys_read"] == (0, "Linux")
     assert s["mount"][0] != 0 and "denied" in s["mount"][1], s["mount"]
     caps = _status_lines(s["caps"])
-    assert caps == {"CapInh": "0000000000000000", "CapPrm": DOCKER_CAPS, "CapEff": DOCKER_CAPS,
-                    "CapBnd": DOCKER_CAPS, "CapAmb": "0000000000000000", "NoNewPrivs": "1"}
+    assert caps == {
+        "CapInh": "0000000000000000",
+        "CapPrm": DOCKER_CAPS,
+        "CapEff": DOCKER_CAPS,
+        "CapBnd": DOCKER_CAPS,
+        "CapAmb": "0000000000000000",
+        "NoNewPrivs": "1",
+    }
     assert _status_lines(s["pid1_caps"]) == caps
     assert s["id"] == (0, "uid=0(root) gid=0(root) groups=0(root),10(wheel)")
     assert s["ls_root"] == (0, "\n".join(["bin", "data", "dev", "etc", "mnt", "proc", "root", "sys", "tmp"]))
@@ -357,8 +440,26 @@ def test_the_container_sees_only_its_own_world(tmp: Path) -> None:
     masked = {p for p in MASKED_PATHS if os.path.exists(p)}  # the same kernel as the host's
     readonly = {p for p in READONLY_PATHS if os.path.exists(p)}
     devices = {f"/dev/{name}" for name, _, _ in DEVICES}  # the host's nodes, bound onto a nodev /dev
-    assert set(mounts) == {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys",
-                           "/sys/fs/cgroup", "/etc/hosts", "/data", "/etc/new/conf", "/tmp"} | masked | readonly | devices
+    assert (
+        set(mounts)
+        == {
+            "/",
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/dev/shm",
+            "/dev/mqueue",
+            "/sys",
+            "/sys/fs/cgroup",
+            "/etc/hosts",
+            "/data",
+            "/etc/new/conf",
+            "/tmp",
+        }
+        | masked
+        | readonly
+        | devices
+    )
     assert "ro" in mounts["/"][1]
     assert {"ro", "nosuid", "nodev", "noexec"} <= mounts["/sys"][1]
     assert {"ro", "nosuid", "nodev", "noexec"} <= mounts["/proc/sys"][1]  # the bind kept proc's flags
@@ -377,21 +478,30 @@ def test_the_container_sees_only_its_own_world(tmp: Path) -> None:
 
 @needs_root
 def test_a_non_root_user_ends_with_no_capabilities(tmp: Path) -> None:
-    c = Container(tmp, user="app", checks={
-        "id": "id",
-        "ids": "grep -E '^(Uid|Gid|Groups):' /proc/1/status",
-        "caps": STATUS,
-        "mount": "mount -t tmpfs x /mnt",
-        "write_root_owned": "touch /etc/x",
-    })
+    c = Container(
+        tmp,
+        user="app",
+        checks={
+            "id": "id",
+            "ids": "grep -E '^(Uid|Gid|Groups):' /proc/1/status",
+            "caps": STATUS,
+            "mount": "mount -t tmpfs x /mnt",
+            "write_root_owned": "touch /etc/x",
+        },
+    )
     code, out = run(c)
     assert code == 0, out
     s = _sections(out)
     assert s["id"] == (0, "uid=1000(app) gid=1000(app) groups=10(wheel)")
     assert s["ids"] == (0, "Uid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\nGroups:\t10 ")
     assert _status_lines(s["caps"]) == {
-        "CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
-        "CapBnd": DOCKER_CAPS, "CapAmb": "0000000000000000", "NoNewPrivs": "1"}
+        "CapInh": "0000000000000000",
+        "CapPrm": "0000000000000000",
+        "CapEff": "0000000000000000",
+        "CapBnd": DOCKER_CAPS,
+        "CapAmb": "0000000000000000",
+        "NoNewPrivs": "1",
+    }
     assert s["mount"][0] != 0
     assert s["write_root_owned"][0] != 0 and "Permission denied" in s["write_root_owned"][1]
 
@@ -404,15 +514,22 @@ def test_bind_targets_through_symlinks_stay_in_the_root(tmp: Path) -> None:
 
     def links(root: Path) -> None:
         os.symlink("../" * 12 + str(outside).lstrip("/"), root / "evil")  # climbs past /
-        os.symlink(str(outside), root / "abs")                              # a host path
+        os.symlink(str(outside), root / "abs")  # a host path
 
-    c = Container(tmp, root_kind="bind", prepare=links, binds=[
-        Bind(str(tmp / "src"), "/evil/x"), Bind(str(tmp / "src"), "/abs/sub/y"),
-    ], checks={
-        "evil": "cat /evil/x",
-        "abs": "cat /abs/sub/y",
-        "write": "touch /newfile",
-    })
+    c = Container(
+        tmp,
+        root_kind="bind",
+        prepare=links,
+        binds=[
+            Bind(str(tmp / "src"), "/evil/x"),
+            Bind(str(tmp / "src"), "/abs/sub/y"),
+        ],
+        checks={
+            "evil": "cat /evil/x",
+            "abs": "cat /abs/sub/y",
+            "write": "touch /newfile",
+        },
+    )
     code, out = run(c)
     assert code == 0, out
     s = _sections(out)
@@ -430,10 +547,17 @@ def test_an_overlay_root_gets_no_changes_from_setup(tmp: Path) -> None:
     """Existing mount points are only mounted on: the upper dir (what `diff` reads) stays empty
     but for a -v target the image lacks."""
     (tmp / "hosts").write_text("h\n")
-    c = Container(tmp, root_kind="overlay", binds=[
-        Bind(str(tmp / "hosts"), "/etc/hosts"), Bind(str(tmp / "hosts"), "/etc/hostname"),
-        Bind(str(tmp / "hosts"), "/etc/resolv.conf"), Bind(str(tmp / "hosts"), "/opt/volume/file"),
-    ], checks={"hosts": "cat /etc/hosts /etc/hostname /etc/resolv.conf"})
+    c = Container(
+        tmp,
+        root_kind="overlay",
+        binds=[
+            Bind(str(tmp / "hosts"), "/etc/hosts"),
+            Bind(str(tmp / "hosts"), "/etc/hostname"),
+            Bind(str(tmp / "hosts"), "/etc/resolv.conf"),
+            Bind(str(tmp / "hosts"), "/opt/volume/file"),
+        ],
+        checks={"hosts": "cat /etc/hosts /etc/hostname /etc/resolv.conf"},
+    )
     code, out = run(c)
     assert code == 0, out
     assert _sections(out)["hosts"] == (0, "h\nh\nh")
@@ -456,7 +580,9 @@ def test_a_proc_symlink_in_the_image_is_refused(tmp: Path) -> None:
 def test_the_root_must_be_a_mount_point(tmp: Path) -> None:
     code, out = run(Container(tmp, root_kind="plain", checks={"never": "true"}))
     assert code == 99
-    assert f"MinirunError: pivot_root `{tmp}/rootfs`: Device or resource busy (the new root must be a mount point" in out
+    assert (
+        f"MinirunError: pivot_root `{tmp}/rootfs`: Device or resource busy (the new root must be a mount point" in out
+    )
 
 
 @needs_root

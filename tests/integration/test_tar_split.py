@@ -2,6 +2,7 @@
 it came in (regular file, bounded slice of a bigger file, pipe, gzip), whoever wrote it (Python's
 tarfile, GNU tar with long names, PAX and sparse files, odd record padding), and a layer whose
 files changed refuses to pass as the original."""
+
 from __future__ import annotations
 
 import gzip
@@ -23,12 +24,21 @@ FEEDS = ["file", "bytesio", "pipe", "gzip"]
 
 
 def _sample() -> bytes:
-    return make_tar([
-        d("etc"), f("etc/passwd", "root:x:0:0::/root:/bin/sh\n"), f("etc/empty"),
-        f("big", os.urandom(300_000), mode=0o755), hard("big-link", "big"), sym("etc/link", "passwd"),
-        d("gone"), f("gone/.wh..wh..opq"), f(".wh.removed"),
-        f("unicode-é", "x" * 513), f("long/" + "n" * 150, "deep", pax={"comment": "kept"}),
-    ])
+    return make_tar(
+        [
+            d("etc"),
+            f("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
+            f("etc/empty"),
+            f("big", os.urandom(300_000), mode=0o755),
+            hard("big-link", "big"),
+            sym("etc/link", "passwd"),
+            d("gone"),
+            f("gone/.wh..wh..opq"),
+            f(".wh.removed"),
+            f("unicode-é", "x" * 513),
+            f("long/" + "n" * 150, "deep", pax={"comment": "kept"}),
+        ]
+    )
 
 
 def _gnu_tar(tmp_path: Path, *args: str) -> bytes:
@@ -64,8 +74,16 @@ def test_python_tar_comes_back_exactly(store, how, tmp_path):
 
 
 @pytest.mark.parametrize("how", ["file", "pipe"])
-@pytest.mark.parametrize("flags", [["--format=gnu"], ["--format=pax"], ["--format=gnu", "--sparse"],
-                                   ["--format=pax", "--sparse"], ["--format=gnu", "--blocking-factor=7"]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--format=gnu"],
+        ["--format=pax"],
+        ["--format=gnu", "--sparse"],
+        ["--format=pax", "--sparse"],
+        ["--format=gnu", "--blocking-factor=7"],
+    ],
+)
 def test_gnu_tar_comes_back_exactly(store, how, flags, tmp_path):
     """GNU long names, PAX records, sparse members (left to tarfile) and a record size that pads
     the end with extra zero blocks: all of it is part of the digest."""
@@ -165,7 +183,7 @@ def test_a_file_rewritten_while_it_is_applied_never_passes_for_its_digest(store,
         with open(path, "r+b", buffering=0) as racy:
             flip = 0
             while not stop.is_set():
-                os.pwrite(racy.fileno(), (b"AB"[flip % 2:flip % 2 + 1]) * 4096, at)
+                os.pwrite(racy.fileno(), (b"AB"[flip % 2 : flip % 2 + 1]) * 4096, at)
                 flip += 1
 
     writer = threading.Thread(target=rewrite)
@@ -197,8 +215,12 @@ def _huge_header_after_a_global_one() -> bytes:
     huge = tarfile.TarInfo("x")
     huge.type = tarfile.XHDTYPE
     huge.size = 1 << 30
-    return (glob.tobuf(format=tarfile.USTAR_FORMAT) + records.ljust(512, b"\0")
-            + huge.tobuf(format=tarfile.USTAR_FORMAT) + b"%d path=" % (1 << 30))
+    return (
+        glob.tobuf(format=tarfile.USTAR_FORMAT)
+        + records.ljust(512, b"\0")
+        + huge.tobuf(format=tarfile.USTAR_FORMAT)
+        + b"%d path=" % (1 << 30)
+    )
 
 
 @pytest.mark.parametrize("how", ["file", "pipe"])

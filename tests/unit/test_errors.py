@@ -1,4 +1,5 @@
 """errors.report: one `minirun: error: ...` line per error, whatever the message holds."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,16 +14,23 @@ def reported(exc: BaseException, capsys) -> tuple[int, str]:
     return code, captured.err
 
 
-@pytest.mark.parametrize("exc, line", [
-    (BadArchive('invalid reference format: "x:1\nLoaded image: y:1"'),
-     r'minirun: error: invalid reference format: "x:1\nLoaded image: y:1"'),
-    (MinirunError("a\r\nb\x1b[31mred\x1b[0m\x00"), r"minirun: error: a\r\nb\x1b[31mred\x1b[0m\x00"),
-    (NotFound("bidi \u202egnp.exe and a line separator\u2028here"),
-     r"minirun: error: bidi \u202egnp.exe and a line separator\u2028here"),
-    (OSError(2, "No such file or directory", "/tmp/a\nb"), r"minirun: error: No such file or directory: /tmp/a\nb"),
-    (RuntimeError("two\nlines"), r"minirun: error: internal error: RuntimeError: two\nlines (rerun with --debug)"),
-    (MinirunError("name \udcff from surrogateescape"), r"minirun: error: name \udcff from surrogateescape"),
-])
+@pytest.mark.parametrize(
+    "exc, line",
+    [
+        (
+            BadArchive('invalid reference format: "x:1\nLoaded image: y:1"'),
+            r'minirun: error: invalid reference format: "x:1\nLoaded image: y:1"',
+        ),
+        (MinirunError("a\r\nb\x1b[31mred\x1b[0m\x00"), r"minirun: error: a\r\nb\x1b[31mred\x1b[0m\x00"),
+        (
+            NotFound("bidi \u202egnp.exe and a line separator\u2028here"),
+            r"minirun: error: bidi \u202egnp.exe and a line separator\u2028here",
+        ),
+        (OSError(2, "No such file or directory", "/tmp/a\nb"), r"minirun: error: No such file or directory: /tmp/a\nb"),
+        (RuntimeError("two\nlines"), r"minirun: error: internal error: RuntimeError: two\nlines (rerun with --debug)"),
+        (MinirunError("name \udcff from surrogateescape"), r"minirun: error: name \udcff from surrogateescape"),
+    ],
+)
 def test_every_error_is_exactly_one_printable_line(exc, line, capsys):
     code, err = reported(exc, capsys)
     assert err == line + "\n"
@@ -31,5 +39,7 @@ def test_every_error_is_exactly_one_printable_line(exc, line, capsys):
 
 def test_plain_messages_are_printed_as_they_are(capsys):
     assert reported(MinirunError('No such image: "café:1" (tab\tstays escaped)', exit_code=1), capsys) == (
-        1, "minirun: error: No such image: \"café:1\" (tab\\tstays escaped)\n")
+        1,
+        'minirun: error: No such image: "café:1" (tab\\tstays escaped)\n',
+    )
     assert one_line("nothing to escape: ü, 中文, \\n as typed") == "nothing to escape: ü, 中文, \\n as typed"

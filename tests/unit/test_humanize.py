@@ -1,8 +1,9 @@
 """Sizes and durations print as docker's go-units prints them; timestamps as docker writes them."""
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_negative_duration_is_less_than_a_second() -> None:
     assert human_duration(-5) == "Less than a second"
 
 
-NOW = datetime(2026, 11, 28, 20, 37, 38, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 20, 37, 38, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +110,7 @@ def test_time_ago(created: datetime | str, text: str) -> None:
 
 def test_parse_rfc3339_keeps_microseconds_and_offset() -> None:
     parsed = parse_rfc3339("2026-11-28T20:37:38.123456789+02:00")
-    assert parsed == datetime(2026, 11, 28, 18, 37, 38, 123456, tzinfo=timezone.utc)
+    assert parsed == datetime(2026, 11, 28, 18, 37, 38, 123456, tzinfo=UTC)
     assert parse_rfc3339("2026-11-28T20:37:38Z").tzinfo is not None
 
 
@@ -122,7 +123,7 @@ def test_parse_rfc3339_rejects_bad_text(text: str) -> None:
 def test_rfc3339_now_is_utc_with_nanoseconds() -> None:
     stamp = rfc3339_now()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", stamp)
-    assert abs(parse_rfc3339(stamp) - datetime.now(timezone.utc)) < timedelta(seconds=5)
+    assert abs(parse_rfc3339(stamp) - datetime.now(UTC)) < timedelta(seconds=5)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Config instructions apply to an image config as `docker commit -c` / `docker import -c`
 apply them (moby's builder/dockerfile dispatchers and shell lexer)."""
+
 from __future__ import annotations
 
 import pytest
@@ -68,7 +69,7 @@ def test_json_array_of_non_strings_is_an_error() -> None:
     "args, expected",
     [
         ("A=1", [("A", "1")]),
-        ('A=1 B="v 2" C=\'x y\'', [("A", "1"), ("B", "v 2"), ("C", "x y")]),
+        ("A=1 B=\"v 2\" C='x y'", [("A", "1"), ("B", "v 2"), ("C", "x y")]),
         (r"A=a\ b B=\"q\"", [("A", "a b"), ("B", '"q"')]),
         ('A="say \\"hi\\""', [("A", 'say "hi"')]),
         ('"spaced key"=v', [("spaced key", "v")]),
@@ -281,7 +282,7 @@ def test_no_changes_returns_an_equal_copy() -> None:
         ("HEALTHCHECK NONE", "^HEALTHCHECK is not supported"),
         ('CMD ["a", 1]', "arrays must be comprised of strings only"),
         ("ENV", "^ENV requires at least one argument$"),
-        ("ENV A=1 B", "^ENV: Syntax error - can't find = in \"B\""),
+        ("ENV A=1 B", '^ENV: Syntax error - can\'t find = in "B"'),
         ("LABEL =x", "^LABEL names can not be blank$"),
         ('LABEL a="open', "^LABEL: failed to process"),
         ("WORKDIR", "^WORKDIR requires exactly one argument$"),

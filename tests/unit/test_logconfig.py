@@ -1,4 +1,5 @@
 """docker's --log-driver/--log-opt rules, the store's daemon.json defaults and minirun's bound."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,20 +22,27 @@ def test_sizes_as_docker_writes_them():
 
 def test_the_flags_over_the_stores_defaults_over_minirun_s():
     assert logconfig.resolve(None, {}, (None, {})) == {
-        "Type": "json-file", "Config": {"max-size": "20m", "max-file": "5", "compress": "false"}}
+        "Type": "json-file",
+        "Config": {"max-size": "20m", "max-file": "5", "compress": "false"},
+    }
     store = ("local", {"max-size": "1m"})
-    assert logconfig.resolve(None, {"max-file": "2"}, store)["Config"] == {"max-size": "1m", "max-file": "2",
-                                                                          "compress": "true"}
+    assert logconfig.resolve(None, {"max-file": "2"}, store)["Config"] == {
+        "max-size": "1m",
+        "max-file": "2",
+        "compress": "true",
+    }
     # the store's options are for its own driver only
     assert logconfig.resolve("json-file", {}, store)["Config"]["max-size"] == "20m"
     assert logconfig.resolve("none", {}, store) == {"Type": "none", "Config": {}}
 
 
 def test_limits():
-    assert logconfig.limits({"Type": "json-file", "Config": {"max-size": "1k", "max-file": "3", "compress": "true"}}) \
-        == (1024, 3, True)
-    assert logconfig.limits({"Type": "json-file", "Config": {"max-size": "1k", "max-file": "1", "compress": "true"}}) \
-        == (1024, 1, False)  # nothing is rotated to compress
+    assert logconfig.limits(
+        {"Type": "json-file", "Config": {"max-size": "1k", "max-file": "3", "compress": "true"}}
+    ) == (1024, 3, True)
+    assert logconfig.limits(
+        {"Type": "json-file", "Config": {"max-size": "1k", "max-file": "1", "compress": "true"}}
+    ) == (1024, 1, False)  # nothing is rotated to compress
     assert logconfig.limits({}) == (0, 1, False)  # a record from before bounded logs: as it was
     assert logconfig.limits({"Type": "none"}) == (0, 1, False)
 

@@ -1,5 +1,6 @@
 """Networking's pure parts (subnet arithmetic, -p parsing, what ps/port/inspect show, /etc/hosts)
 and the address book, whose locking is exercised by real parallel processes on a scratch dir."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ from minirun.errors import Conflict, UsageError
 from minirun.runargs import parse_network_options, parse_run_args
 from minirun.runtime.network import hosts_text
 
-
 # -- subnets ------------------------------------------------------------------------------------
+
 
 def test_parse_subnet_and_arithmetic():
     assert networks.parse_subnet("10.66.0.0/16") == (networks.ip_to_int("10.66.0.0"), 16)
@@ -27,15 +28,18 @@ def test_parse_subnet_and_arithmetic():
     assert not networks.overlaps(networks.parse_subnet("10.66.0.0/16"), networks.parse_subnet("10.67.0.0/24"))
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("10.66.0.1/16", "it should be 10.66.0.0/16"),
-    ("10.66.0.0", "ADDRESS/PREFIX"),
-    ("10.66.0.0/33", "ADDRESS/PREFIX"),
-    ("10.66.0.0/31", "at most /30"),
-    ("10.66.0/16", "invalid IPv4 address"),
-    ("10.66.0.300/24", "invalid IPv4 address"),
-    ("ten/8", "invalid IPv4 address"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("10.66.0.1/16", "it should be 10.66.0.0/16"),
+        ("10.66.0.0", "ADDRESS/PREFIX"),
+        ("10.66.0.0/33", "ADDRESS/PREFIX"),
+        ("10.66.0.0/31", "at most /30"),
+        ("10.66.0/16", "invalid IPv4 address"),
+        ("10.66.0.300/24", "invalid IPv4 address"),
+        ("ten/8", "invalid IPv4 address"),
+    ],
+)
 def test_bad_subnets(text, needle):
     with pytest.raises(UsageError) as err:
         networks.parse_subnet(text)
@@ -43,9 +47,23 @@ def test_bad_subnets(text, needle):
 
 
 # inet_aton takes all of these (some as another address); they would reach nft scripts and records
-ODD_ADDRESSES = ["127.0.0.1 x", "0x7f.0.0.1", "2130706433", "127.1", "0177.0.0.1", "127.000.0.1",
-                 "2130706433\n1.2.3", "127.0.0.1\n", " 127.0.0.1", "127.0.0.1\x00", "1\u0662.0.0.1",
-                 "\udcff.0.0.1", "127.0.0.1;", "256.0.0.1", ""]
+ODD_ADDRESSES = [
+    "127.0.0.1 x",
+    "0x7f.0.0.1",
+    "2130706433",
+    "127.1",
+    "0177.0.0.1",
+    "127.000.0.1",
+    "2130706433\n1.2.3",
+    "127.0.0.1\n",
+    " 127.0.0.1",
+    "127.0.0.1\x00",
+    "1\u0662.0.0.1",
+    "\udcff.0.0.1",
+    "127.0.0.1;",
+    "256.0.0.1",
+    "",
+]
 
 
 @pytest.mark.parametrize("text", ODD_ADDRESSES)
@@ -66,7 +84,9 @@ def test_canonical_addresses_pass_unchanged():
     assert networks.ip_to_int("10.0.0.1") == 0x0A000001
 
 
-@pytest.mark.parametrize("text", ["10.70.0.0/2\u0664", "10.70.0.0/24\n", "10.70.0.0/ 24", "10.70.0.0/+24", "10.70.0.0/\u00b2"])
+@pytest.mark.parametrize(
+    "text", ["10.70.0.0/2\u0664", "10.70.0.0/24\n", "10.70.0.0/ 24", "10.70.0.0/+24", "10.70.0.0/\u00b2"]
+)
 def test_odd_prefix_lengths(text):
     with pytest.raises(UsageError) as err:
         networks.parse_subnet(text)
@@ -100,32 +120,39 @@ def test_bad_network_names(name):
 
 # -- -p ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("spec,bindings", [
-    ("80", [["", 0, 80, "tcp"]]),
-    ("8080:80", [["", 8080, 80, "tcp"]]),
-    ("127.0.0.1:8080:80", [["127.0.0.1", 8080, 80, "tcp"]]),
-    ("127.0.0.1::80/udp", [["127.0.0.1", 0, 80, "udp"]]),
-    ("0.0.0.0:53:53/UDP", [["", 53, 53, "udp"]]),
-    ("8000-8001:80-81", [["", 8000, 80, "tcp"], ["", 8001, 81, "tcp"]]),
-])
+
+@pytest.mark.parametrize(
+    "spec,bindings",
+    [
+        ("80", [["", 0, 80, "tcp"]]),
+        ("8080:80", [["", 8080, 80, "tcp"]]),
+        ("127.0.0.1:8080:80", [["127.0.0.1", 8080, 80, "tcp"]]),
+        ("127.0.0.1::80/udp", [["127.0.0.1", 0, 80, "udp"]]),
+        ("0.0.0.0:53:53/UDP", [["", 53, 53, "udp"]]),
+        ("8000-8001:80-81", [["", 8000, 80, "tcp"], ["", 8001, 81, "tcp"]]),
+    ],
+)
 def test_parse_publish(spec, bindings):
     assert portmap.parse_publish(spec) == bindings
 
 
-@pytest.mark.parametrize("spec,needle", [
-    ("80/sctp", "invalid proto"),
-    ("x:80", "invalid hostPort"),
-    ("8080:http", "invalid containerPort"),
-    ("8080:0", "invalid containerPort"),
-    ("8080:70000", "invalid containerPort"),
-    ("1.2.3:8080:80", "invalid ip address"),
-    ("[::1]:8080:80", "IPv6"),
-    ("1:2:3:4", "invalid publish spec"),
-    ("8080:", "invalid publish spec"),
-    ("8000-8002:80-81", "invalid ranges"),
-    ("9000:80-81", "invalid ranges"),
-    ("9000-9001:80", "invalid ranges"),
-])
+@pytest.mark.parametrize(
+    "spec,needle",
+    [
+        ("80/sctp", "invalid proto"),
+        ("x:80", "invalid hostPort"),
+        ("8080:http", "invalid containerPort"),
+        ("8080:0", "invalid containerPort"),
+        ("8080:70000", "invalid containerPort"),
+        ("1.2.3:8080:80", "invalid ip address"),
+        ("[::1]:8080:80", "IPv6"),
+        ("1:2:3:4", "invalid publish spec"),
+        ("8080:", "invalid publish spec"),
+        ("8000-8002:80-81", "invalid ranges"),
+        ("9000:80-81", "invalid ranges"),
+        ("9000-9001:80", "invalid ranges"),
+    ],
+)
 def test_bad_publish_specs(spec, needle):
     with pytest.raises(UsageError) as err:
         portmap.parse_publish(spec)
@@ -154,12 +181,15 @@ def test_how_ports_are_shown():
     assert portmap.port_lines(bindings, "80") == ["127.0.0.1:8080"]
     assert portmap.port_lines(bindings, "53/udp") == ["0.0.0.0:5353"]
     assert portmap.port_lines(bindings, "53") == []
-    assert portmap.inspect_ports(bindings) == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
-                                               "53/udp": [{"HostIp": "0.0.0.0", "HostPort": "5353"}]}
+    assert portmap.inspect_ports(bindings) == {
+        "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
+        "53/udp": [{"HostIp": "0.0.0.0", "HostPort": "5353"}],
+    }
     assert portmap.port_bindings([["", 0, 80, "tcp"]]) == {"80/tcp": [{"HostIp": "", "HostPort": ""}]}
 
 
 # -- run's network options ----------------------------------------------------------------------
+
 
 def test_bridge_is_the_default_network():
     opts = parse_run_args(["img"])
@@ -168,13 +198,16 @@ def test_bridge_is_the_default_network():
     assert opts.network == "mynet" and opts.publish == [["127.0.0.1", 8080, 80, "tcp"], ["", 0, 53, "udp"]]
 
 
-@pytest.mark.parametrize("network,hostname,publish,needle", [
-    ("container:", "", [], "container name"),
-    ("container:web", "h", [], "conflicting options: hostname"),
-    ("container:web", "", ["80"], "conflicting options: port publishing"),
-    ("", "", [], "empty"),
-    ("bridge", "", ["80/bogus"], "invalid proto"),
-])
+@pytest.mark.parametrize(
+    "network,hostname,publish,needle",
+    [
+        ("container:", "", [], "container name"),
+        ("container:web", "h", [], "conflicting options: hostname"),
+        ("container:web", "", ["80"], "conflicting options: port publishing"),
+        ("", "", [], "empty"),
+        ("bridge", "", ["80/bogus"], "invalid proto"),
+    ],
+)
 def test_network_option_conflicts(network, hostname, publish, needle):
     with pytest.raises(UsageError) as err:
         parse_network_options(network, hostname, publish)
@@ -188,6 +221,7 @@ def test_ports_are_discarded_with_host_network(capsys):
 
 # -- /etc/hosts ---------------------------------------------------------------------------------
 
+
 def test_hosts_text_has_own_line_then_peers():
     own = {"ip": "10.67.0.3", "hostname": "abc123", "name": "client"}
     peers = [{"ip": "10.67.0.4", "name": "zeta"}, {"ip": "10.67.0.2", "name": "web"}]
@@ -199,6 +233,7 @@ def test_hosts_text_has_own_line_then_peers():
 
 
 # -- the address book ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def host_dir(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """The mount(2) option string for overlayfs: order, escaping, limits. Pure, no root."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,14 +17,17 @@ def test_single_lower() -> None:
     assert overlay_options(["/a"], "/u", "/w") == "lowerdir=/a,upperdir=/u,workdir=/w,index=off"
 
 
-@pytest.mark.parametrize("raw, escaped", [
-    ("/x/a:b", "/x/a\\:b"),       # ':' would split the layer list
-    ("/x/a,b", "/x/a\\,b"),       # ',' would end the option
-    ("/x/a\\b", "/x/a\\\\b"),     # '\' is the escape character itself
-    ("/x/a::b", "/x/a\\:\\:b"),   # '::' would start data-only layers
-    ("/x/k=v", "/x/k=v"),         # only the first '=' of an option splits key from value
-    ("/x/\u00e9", "/x/\u00e9"),
-])
+@pytest.mark.parametrize(
+    "raw, escaped",
+    [
+        ("/x/a:b", "/x/a\\:b"),  # ':' would split the layer list
+        ("/x/a,b", "/x/a\\,b"),  # ',' would end the option
+        ("/x/a\\b", "/x/a\\\\b"),  # '\' is the escape character itself
+        ("/x/a::b", "/x/a\\:\\:b"),  # '::' would start data-only layers
+        ("/x/k=v", "/x/k=v"),  # only the first '=' of an option splits key from value
+        ("/x/\u00e9", "/x/\u00e9"),
+    ],
+)
 def test_special_characters_are_escaped_in_every_dir(raw: str, escaped: str) -> None:
     opts = overlay_options([raw, "/plain"], raw, raw)
     assert opts == f"lowerdir={escaped}:/plain,upperdir={escaped},workdir={escaped},index=off"

@@ -1,5 +1,6 @@
 """Image references parse as docker's distribution/reference grammar says (cases checked
 against the docker 28 CLI), but keep the name as the user typed it."""
+
 from __future__ import annotations
 
 import re
@@ -92,8 +93,26 @@ def test_domain_and_path(text: str, domain: str | None, path: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "foo:bar:", "foo:", ":tag", "/foo", "foo/", "foo//bar", "foo..bar", "foo___bar", "foo-", "-foo",
-     "_foo", "foo:-x", "foo:.x", "foo bar", "[fe80::1%eth0]/foo", "foo@sha256:", "foo:" + "a" * 129],
+    [
+        "",
+        "foo:bar:",
+        "foo:",
+        ":tag",
+        "/foo",
+        "foo/",
+        "foo//bar",
+        "foo..bar",
+        "foo___bar",
+        "foo-",
+        "-foo",
+        "_foo",
+        "foo:-x",
+        "foo:.x",
+        "foo bar",
+        "[fe80::1%eth0]/foo",
+        "foo@sha256:",
+        "foo:" + "a" * 129,
+    ],
 )
 def test_invalid_format(text: str) -> None:
     with pytest.raises(UsageError, match=f'^invalid reference format: "{re.escape(text)}"$'):

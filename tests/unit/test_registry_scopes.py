@@ -1,5 +1,6 @@
 """Bearer scopes: what we ask for and what the registry's challenge names become one scope per
 resource, so a token request never carries `pull,push` and `push,pull` side by side."""
+
 from minirun.registry import merge_scopes
 
 
@@ -9,7 +10,9 @@ def test_same_resource_merges_its_actions():
 
 def test_a_challenge_adds_actions_and_resources_in_order():
     assert merge_scopes(["repository:two:pull,push", "repository:one:pull", "repository:two:delete"]) == [
-        "repository:two:delete,pull,push", "repository:one:pull"]
+        "repository:two:delete,pull,push",
+        "repository:one:pull",
+    ]
 
 
 def test_scopes_of_other_kinds_pass_through():

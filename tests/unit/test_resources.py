@@ -1,69 +1,133 @@
 """docker's resource values (--memory, --cpus, ...), their cgroup v1/v2 file writes, the cgroup
 layout read from mountinfo, and the stats arithmetic: the pure parts, without root."""
+
 from __future__ import annotations
 
 import pytest
 
 from minirun import stats
 from minirun.errors import UsageError
-from minirun.resources import (for_run, host_config, merged, nano_cpus, parse_cpu_list, parse_options,
-                               ram_in_bytes, validate)
+from minirun.resources import (
+    for_run,
+    host_config,
+    merged,
+    nano_cpus,
+    parse_cpu_list,
+    parse_options,
+    ram_in_bytes,
+    validate,
+)
 from minirun.runargs import parse_run_args
 from minirun.runtime import cgroups
-from minirun.runtime.cgroups import Hierarchy, cpu_weight, flat_keyed, io_bytes, layout, limit_writes, parse_mountinfo
+from minirun.runtime.cgroups import cpu_weight, flat_keyed, io_bytes, layout, limit_writes, parse_mountinfo
 
 MiB = 1 << 20
 
 
 # -- values --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text,expected", [
-    ("512m", 512 * MiB), ("1g", 1 << 30), ("1G", 1 << 30), ("1GiB", 1 << 30), ("1gb", 1 << 30),
-    ("100", 100), ("100b", 100), ("1.5g", 3 << 29), ("10 m", 10 * MiB), ("4k", 4096), ("1t", 1 << 40),
-    ("0", 0), ("1.2.3", None), ("", None), ("-1", None), ("m", None), ("12x", None), ("1mm", None), ("١٢", None),
-])
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("512m", 512 * MiB),
+        ("1g", 1 << 30),
+        ("1G", 1 << 30),
+        ("1GiB", 1 << 30),
+        ("1gb", 1 << 30),
+        ("100", 100),
+        ("100b", 100),
+        ("1.5g", 3 << 29),
+        ("10 m", 10 * MiB),
+        ("4k", 4096),
+        ("1t", 1 << 40),
+        ("0", 0),
+        ("1.2.3", None),
+        ("", None),
+        ("-1", None),
+        ("m", None),
+        ("12x", None),
+        ("1mm", None),
+        ("١٢", None),
+    ],
+)
 def test_ram_in_bytes_takes_go_units_spelling(text, expected):
     assert ram_in_bytes(text) == expected
 
 
-@pytest.mark.parametrize("text,nano", [
-    ("1.5", 1_500_000_000), ("2", 2_000_000_000), ("0.01", 10_000_000), (".5", 500_000_000),
-    ("3/2", 1_500_000_000), ("15e-1", 1_500_000_000), ("0.000000001", 1), ("-1", -1_000_000_000),
-])
+@pytest.mark.parametrize(
+    "text,nano",
+    [
+        ("1.5", 1_500_000_000),
+        ("2", 2_000_000_000),
+        ("0.01", 10_000_000),
+        (".5", 500_000_000),
+        ("3/2", 1_500_000_000),
+        ("15e-1", 1_500_000_000),
+        ("0.000000001", 1),
+        ("-1", -1_000_000_000),
+    ],
+)
 def test_cpus_are_exact_rationals(text, nano):
     assert nano_cpus(text, lambda reason: UsageError(reason)) == nano
 
 
 def test_run_options_become_hostconfig_fields_with_dockers_default_swap():
-    opts = parse_run_args(["-m", "512m", "--cpus", "1.5", "-c", "512", "--cpuset-cpus", "0", "--pids-limit", "64", "img"])
-    assert opts.resources == {"Memory": 512 * MiB, "MemorySwap": 1024 * MiB, "NanoCpus": 1_500_000_000,
-                              "CpuShares": 512, "CpusetCpus": "0", "PidsLimit": 64}
+    opts = parse_run_args(
+        ["-m", "512m", "--cpus", "1.5", "-c", "512", "--cpuset-cpus", "0", "--pids-limit", "64", "img"]
+    )
+    assert opts.resources == {
+        "Memory": 512 * MiB,
+        "MemorySwap": 1024 * MiB,
+        "NanoCpus": 1_500_000_000,
+        "CpuShares": 512,
+        "CpusetCpus": "0",
+        "PidsLimit": 64,
+    }
     assert parse_run_args(["img"]).resources == {}
-    assert parse_run_args(["-m", "32m", "--memory-swap", "-1", "img"]).resources == {"Memory": 32 * MiB, "MemorySwap": -1}
+    assert parse_run_args(["-m", "32m", "--memory-swap", "-1", "img"]).resources == {
+        "Memory": 32 * MiB,
+        "MemorySwap": -1,
+    }
     assert parse_run_args(["-m", "32m", "--memory-swap", "64m", "img"]).resources["MemorySwap"] == 64 * MiB
     assert parse_run_args(["--pids-limit", "-1", "img"]).resources == {"PidsLimit": -1}
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["-m", "5x"], "invalid argument \"5x\" for \"-m, --memory\" flag: invalid size: '5x'"),
-    (["--memory-swap", "lots", "-m", "8m"], "invalid argument \"lots\" for \"--memory-swap\" flag: invalid size: 'lots'"),
-    (["-m", "5m"], "Minimum memory limit allowed is 6MB"),
-    (["-m", "10m", "--memory-swap", "8m"], "Minimum memoryswap limit should be larger than memory limit, see usage"),
-    (["--memory-swap", "64m"], "You should always set the Memory limit when using Memoryswap limit, see usage"),
-    (["--cpus", "x"], 'invalid argument "x" for "--cpus" flag: failed to parse x as a rational number'),
-    (["--cpus", "0.0000000001"], 'invalid argument "0.0000000001" for "--cpus" flag: value is too precise'),
-    (["--cpus", "1000"], "range of CPUs is from 0.01 to"),
-    (["--cpus", "0.001"], "range of CPUs is from 0.01 to"),
-    (["--cpus", "-1"], "range of CPUs is from 0.01 to"),
-    (["-c", "x"], 'invalid argument "x" for "-c, --cpu-shares" flag: strconv.ParseInt: parsing "x": invalid syntax'),
-    (["-c", "-5"], "invalid CPU shares -5"),
-    (["--pids-limit", "1.5"], 'invalid argument "1.5" for "--pids-limit" flag: strconv.ParseInt: parsing "1.5": invalid syntax'),
-    (["--pids-limit", "99999999999999999999"], "value out of range"),
-    (["--cpuset-cpus", "1-0"], "Invalid value 1-0 for cpuset cpus: invalid format: 1-0"),
-    (["--cpuset-cpus", "0,,1"], "Invalid value 0,,1 for cpuset cpus: invalid format: 0,,1"),
-    (["--cpuset-cpus", "a"], "invalid format: a"),
-    (["--cpuset-cpus", "100000"], "Requested CPUs are not available - requested 100000, available: "),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["-m", "5x"], 'invalid argument "5x" for "-m, --memory" flag: invalid size: \'5x\''),
+        (
+            ["--memory-swap", "lots", "-m", "8m"],
+            'invalid argument "lots" for "--memory-swap" flag: invalid size: \'lots\'',
+        ),
+        (["-m", "5m"], "Minimum memory limit allowed is 6MB"),
+        (
+            ["-m", "10m", "--memory-swap", "8m"],
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ),
+        (["--memory-swap", "64m"], "You should always set the Memory limit when using Memoryswap limit, see usage"),
+        (["--cpus", "x"], 'invalid argument "x" for "--cpus" flag: failed to parse x as a rational number'),
+        (["--cpus", "0.0000000001"], 'invalid argument "0.0000000001" for "--cpus" flag: value is too precise'),
+        (["--cpus", "1000"], "range of CPUs is from 0.01 to"),
+        (["--cpus", "0.001"], "range of CPUs is from 0.01 to"),
+        (["--cpus", "-1"], "range of CPUs is from 0.01 to"),
+        (
+            ["-c", "x"],
+            'invalid argument "x" for "-c, --cpu-shares" flag: strconv.ParseInt: parsing "x": invalid syntax',
+        ),
+        (["-c", "-5"], "invalid CPU shares -5"),
+        (
+            ["--pids-limit", "1.5"],
+            'invalid argument "1.5" for "--pids-limit" flag: strconv.ParseInt: parsing "1.5": invalid syntax',
+        ),
+        (["--pids-limit", "99999999999999999999"], "value out of range"),
+        (["--cpuset-cpus", "1-0"], "Invalid value 1-0 for cpuset cpus: invalid format: 1-0"),
+        (["--cpuset-cpus", "0,,1"], "Invalid value 0,,1 for cpuset cpus: invalid format: 0,,1"),
+        (["--cpuset-cpus", "a"], "invalid format: a"),
+        (["--cpuset-cpus", "100000"], "Requested CPUs are not available - requested 100000, available: "),
+    ],
+)
 def test_bad_values_are_usage_errors_in_dockers_words(argv, message):
     with pytest.raises(UsageError) as err:
         parse_run_args(argv + ["img"])
@@ -75,12 +139,15 @@ def test_pids_limit_stops_at_the_kernels_maximum():
     """pids.max takes at most PID_MAX_LIMIT (4194304); 0 and negatives mean unlimited, as in docker."""
     assert parse_run_args(["--pids-limit", "4194304", "img"]).resources == {"PidsLimit": 4194304}
     for unlimited in ("0", "-1", "-5"):
-        assert limit_writes(parse_run_args(["--pids-limit", unlimited, "img"]).resources, 1) == [("pids", "pids.max", "max")]
+        assert limit_writes(parse_run_args(["--pids-limit", unlimited, "img"]).resources, 1) == [
+            ("pids", "pids.max", "max")
+        ]
     for too_many in ("4194305", "99999999"):
         with pytest.raises(UsageError) as err:
             parse_run_args(["--pids-limit", too_many, "img"])
-        assert err.value.message == (f"invalid --pids-limit {too_many}: the kernel allows at most 4194304 "
-                                     "(0 or -1 for unlimited)")
+        assert err.value.message == (
+            f"invalid --pids-limit {too_many}: the kernel allows at most 4194304 (0 or -1 for unlimited)"
+        )
     with pytest.raises(UsageError, match="at most 4194304"):
         merged({"PidsLimit": 10}, {"PidsLimit": 4194305})
 
@@ -107,39 +174,64 @@ def test_update_merges_like_docker():
     assert current == {"Memory": 32 * MiB, "MemorySwap": 64 * MiB}
     # within memory+swap: only the memory limit moves
     assert merged(current, {"Memory": 48 * MiB}) == {"Memory": 48 * MiB, "MemorySwap": 64 * MiB}
-    with pytest.raises(UsageError, match="^Memory limit should be smaller than already set memoryswap limit, "
-                                         "update the memoryswap at the same time$"):
+    with pytest.raises(
+        UsageError,
+        match="^Memory limit should be smaller than already set memoryswap limit, "
+        "update the memoryswap at the same time$",
+    ):
         merged(current, {"Memory": 100 * MiB})
-    assert merged(current, {"Memory": 100 * MiB, "MemorySwap": 200 * MiB}) == {"Memory": 100 * MiB, "MemorySwap": 200 * MiB}
+    assert merged(current, {"Memory": 100 * MiB, "MemorySwap": 200 * MiB}) == {
+        "Memory": 100 * MiB,
+        "MemorySwap": 200 * MiB,
+    }
     with pytest.raises(UsageError, match="memoryswap limit should be larger"):
         merged(current, {"MemorySwap": 16 * MiB})
     # no earlier limit: any memory limit goes
     assert merged({}, {"Memory": 100 * MiB, "PidsLimit": 10}) == {"Memory": 100 * MiB, "PidsLimit": 10}
     # 0 or empty changes nothing; a pids limit of 0 or -1 lifts it
-    assert merged({"CpuShares": 512, "PidsLimit": 10}, {"CpuShares": 0, "PidsLimit": -1}) == {"CpuShares": 512, "PidsLimit": -1}
+    assert merged({"CpuShares": 512, "PidsLimit": 10}, {"CpuShares": 0, "PidsLimit": -1}) == {
+        "CpuShares": 512,
+        "PidsLimit": -1,
+    }
 
 
 def test_inspect_shows_dockers_names_and_defaults():
-    assert host_config({}) == {"Memory": 0, "MemorySwap": 0, "NanoCpus": 0, "CpuShares": 0, "CpusetCpus": "",
-                               "PidsLimit": None}
+    assert host_config({}) == {
+        "Memory": 0,
+        "MemorySwap": 0,
+        "NanoCpus": 0,
+        "CpuShares": 0,
+        "CpusetCpus": "",
+        "PidsLimit": None,
+    }
     assert host_config({"Memory": 7, "PidsLimit": 64})["PidsLimit"] == 64
 
 
 def test_parse_options_keeps_only_given_flags():
-    assert parse_options({"memory": None, "pids_limit": "0", "cpuset_cpus": "0-1"}) == {"PidsLimit": 0, "CpusetCpus": "0-1"}
+    assert parse_options({"memory": None, "pids_limit": "0", "cpuset_cpus": "0-1"}) == {
+        "PidsLimit": 0,
+        "CpusetCpus": "0-1",
+    }
 
 
 # -- cgroup files ----------------------------------------------------------------------------------
 
-FULL = {"Memory": 32 * MiB, "MemorySwap": 64 * MiB, "NanoCpus": 1_500_000_000, "CpuShares": 512,
-        "CpusetCpus": "0-1", "PidsLimit": 64}
+FULL = {
+    "Memory": 32 * MiB,
+    "MemorySwap": 64 * MiB,
+    "NanoCpus": 1_500_000_000,
+    "CpuShares": 512,
+    "CpusetCpus": "0-1",
+    "PidsLimit": 64,
+}
 
 
 def test_v1_files():
     assert limit_writes(FULL, 1, current_memory=1 << 62) == [
         ("memory", "memory.limit_in_bytes", str(32 * MiB)),
         ("memory", "memory.memsw.limit_in_bytes", str(64 * MiB)),
-        ("cpu", "cpu.cfs_period_us", "100000"), ("cpu", "cpu.cfs_quota_us", "150000"),
+        ("cpu", "cpu.cfs_period_us", "100000"),
+        ("cpu", "cpu.cfs_quota_us", "150000"),
         ("cpu", "cpu.shares", "512"),
         ("cpuset", "cpuset.cpus", "0-1"),
         ("pids", "pids.max", "64"),
@@ -153,7 +245,10 @@ def test_v1_memory_and_swap_keep_swap_above_memory_in_every_order():
     shrink = limit_writes({"Memory": 16 * MiB, "MemorySwap": 32 * MiB}, 1, current_memory=32 * MiB)
     assert [name for _, name, _ in shrink] == ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
     unlimited = limit_writes({"Memory": 16 * MiB, "MemorySwap": -1}, 1, current_memory=1 << 62)
-    assert unlimited == [("memory", "memory.memsw.limit_in_bytes", "-1"), ("memory", "memory.limit_in_bytes", str(16 * MiB))]
+    assert unlimited == [
+        ("memory", "memory.memsw.limit_in_bytes", "-1"),
+        ("memory", "memory.limit_in_bytes", str(16 * MiB)),
+    ]
 
 
 def test_v2_files():
@@ -166,12 +261,16 @@ def test_v2_files():
         ("pids", "pids.max", "64"),
     ]
     assert limit_writes({"Memory": 8 * MiB, "MemorySwap": -1, "PidsLimit": 0}, 2) == [
-        ("memory", "memory.max", str(8 * MiB)), ("memory", "memory.swap.max", "max"), ("pids", "pids.max", "max")]
+        ("memory", "memory.max", str(8 * MiB)),
+        ("memory", "memory.swap.max", "max"),
+        ("pids", "pids.max", "max"),
+    ]
     assert limit_writes({}, 1) == limit_writes({}, 2) == []
 
 
-@pytest.mark.parametrize("shares,weight", [(0, 0), (1, 1), (2, 1), (512, 59), (1024, 100), (2048, 174),
-                                           (262144, 10000), (10 ** 6, 10000)])
+@pytest.mark.parametrize(
+    "shares,weight", [(0, 0), (1, 1), (2, 1), (512, 59), (1024, 100), (2048, 174), (262144, 10000), (10**6, 10000)]
+)
 def test_cpu_shares_to_weight_as_runc_converts(shares, weight):
     assert cpu_weight(shares) == weight
 
@@ -200,7 +299,10 @@ def test_hybrid_mountinfo():
     assert layout(with_controllers) == "v1"
     assert cgroups.owner("cpuacct", with_controllers).mount == "/sys/fs/cgroup/cpu,cpuacct"
     assert cgroups.namespace_mounts(with_controllers) == [
-        ("cpu,cpuacct", "cgroup", "cpu,cpuacct"), ("memory", "cgroup", "memory"), ("pids", "cgroup", "pids")]
+        ("cpu,cpuacct", "cgroup", "cpu,cpuacct"),
+        ("memory", "cgroup", "memory"),
+        ("pids", "cgroup", "pids"),
+    ]
     found[0].controllers = ("hugetlb",)  # a controller only v2 has: a hybrid host
     assert layout(found) == "hybrid"
     assert cgroups.namespace_mounts(found)[0] == ("unified", "cgroup2", None)
@@ -232,6 +334,7 @@ def test_counters():
 
 # -- stats arithmetic --------------------------------------------------------------------------------
 
+
 def test_dockers_size_formats():
     assert stats.bytes_size(0) == "0B"
     assert stats.bytes_size(520 * 1024) == "520KiB"
@@ -256,18 +359,28 @@ class _Container:
 def test_rows():
     usage = {"cpu_ns": 0, "memory": 16 * MiB, "memory_limit": 32 * MiB, "pids": 3, "blk_read": 2048, "blk_write": 0}
     before = stats.Sample(dict(usage), 0, (0, 0))
-    after = stats.Sample(dict(usage, cpu_ns=10 ** 9), stats.online_cpus() * 10 ** 9, (1500, 20))
+    after = stats.Sample(dict(usage, cpu_ns=10**9), stats.online_cpus() * 10**9, (1500, 20))
     row = stats.row(_Container(), before, after, host_memory=1 << 30)
     assert row == ["a" * 12, "web", "100.00%", "16MiB / 32MiB", "50.00%", "1.5kB / 20B", "2.05kB / 0B", "3"]
     unlimited = stats.Sample(dict(usage, memory_limit=0), 0, (0, 0))
     assert stats.row(_Container(), unlimited, unlimited, host_memory=1 << 30)[3:5] == ["16MiB / 1GiB", "1.56%"]
     stopped = stats.Sample(None, 0, (0, 0))
     assert stats.row(_Container(), stopped, stopped, no_trunc=True) == [
-        "a" * 64, "web", "0.00%", "0B / 0B", "0.00%", "0B / 0B", "0B / 0B", "0"]
+        "a" * 64,
+        "web",
+        "0.00%",
+        "0B / 0B",
+        "0.00%",
+        "0B / 0B",
+        "0B / 0B",
+        "0",
+    ]
 
 
 def test_net_dev_leaves_out_loopback():
-    lines = ["    lo:  100  1 0 0 0 0 0 0   100  1 0 0 0 0 0 0",
-             "  eth0: 2000  5 0 0 0 0 0 0   300  3 0 0 0 0 0 0",
-             "  eth1:   10  1 0 0 0 0 0 0     1  1 0 0 0 0 0 0"]
+    lines = [
+        "    lo:  100  1 0 0 0 0 0 0   100  1 0 0 0 0 0 0",
+        "  eth0: 2000  5 0 0 0 0 0 0   300  3 0 0 0 0 0 0",
+        "  eth1:   10  1 0 0 0 0 0 0     1  1 0 0 0 0 0 0",
+    ]
     assert stats.parse_net_dev(lines) == (2010, 301)

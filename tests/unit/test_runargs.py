@@ -1,4 +1,5 @@
 """run's option parsing and docker's Entrypoint/Cmd/Env rules, without root."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,32 +18,39 @@ def test_options_stop_at_the_image_and_the_rest_is_the_command():
 def test_env_from_flags_files_and_host(tmp_path):
     env_file = tmp_path / "env"
     env_file.write_text("# comment\n\nA=1\nFROM_HOST\nMISSING\n")
-    opts = parse_run_args(["--env-file", str(env_file), "-e", "B=2", "-e", "HOSTVAR", "-e", "NOPE", "img"],
-                          environ={"FROM_HOST": "h", "HOSTVAR": "x"})
+    opts = parse_run_args(
+        ["--env-file", str(env_file), "-e", "B=2", "-e", "HOSTVAR", "-e", "NOPE", "img"],
+        environ={"FROM_HOST": "h", "HOSTVAR": "x"},
+    )
     assert opts.env == ["A=1", "FROM_HOST=h", "B=2", "HOSTVAR=x"]
 
 
 def test_volumes_and_tmpfs(tmp_path):
-    opts = parse_run_args(["-v", f"{tmp_path}:/data:ro", "-v", f"{tmp_path}:/rw/", "--tmpfs", "/scratch:size=1m", "img"])
+    opts = parse_run_args(
+        ["-v", f"{tmp_path}:/data:ro", "-v", f"{tmp_path}:/rw/", "--tmpfs", "/scratch:size=1m", "img"]
+    )
     assert opts.volumes == [(str(tmp_path), "/data", True), (str(tmp_path), "/rw", False)]
     assert opts.tmpfs == ["/scratch:size=1m"]  # the options are kept, for the mount
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["--bogus", "img"], "--bogus"),
-    ([], "IMAGE"),
-    (["-v", "/definitely/not/here:/x", "img"], "does not exist"),
-    (["-v", "named:/x", "img"], "named volumes"),
-    (["-v", "/tmp:relative", "img"], "absolute"),
-    (["-v", "/tmp:/x:rx", "img"], "invalid mode"),
-    (["-w", "relative", "img"], "absolute path"),
-    (["-h", "ab\n6.6.6.6 evil", "img"], "invalid hostname"),
-    (["-h", "trail-", "img"], "invalid hostname"),
-    (["-h", "a" * 65, "img"], "invalid hostname"),
-    (["-h", "a..b", "img"], "invalid hostname"),
-    (["-e", "=x", "img"], "invalid environment"),
-    (["--env-file", "/no/such/file", "img"], "no such file"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--bogus", "img"], "--bogus"),
+        ([], "IMAGE"),
+        (["-v", "/definitely/not/here:/x", "img"], "does not exist"),
+        (["-v", "named:/x", "img"], "named volumes"),
+        (["-v", "/tmp:relative", "img"], "absolute"),
+        (["-v", "/tmp:/x:rx", "img"], "invalid mode"),
+        (["-w", "relative", "img"], "absolute path"),
+        (["-h", "ab\n6.6.6.6 evil", "img"], "invalid hostname"),
+        (["-h", "trail-", "img"], "invalid hostname"),
+        (["-h", "a" * 65, "img"], "invalid hostname"),
+        (["-h", "a..b", "img"], "invalid hostname"),
+        (["-e", "=x", "img"], "invalid environment"),
+        (["--env-file", "/no/such/file", "img"], "no such file"),
+    ],
+)
 def test_bad_options_are_usage_errors(argv, needle):
     with pytest.raises(UsageError) as err:
         parse_run_args(argv)

@@ -1,4 +1,5 @@
 """docker's -u rules against an image's passwd/group, and the capability set. Pure, no root."""
+
 from __future__ import annotations
 
 import subprocess
@@ -31,24 +32,27 @@ again:x:10:app
 """
 
 
-@pytest.mark.parametrize("spec, expected", [
-    (None, User(0, 0, [0, 1, 10], "/root")),          # no -u: root, with root's groups
-    ("", User(0, 0, [0, 1, 10], "/root")),
-    ("root", User(0, 0, [0, 1, 10], "/root")),
-    ("0", User(0, 0, [0, 1, 10], "/root")),           # a number finds its entry too
-    ("app", User(1000, 1000, [10, 50], "/home/app")),  # first entry wins; gid 10 once
-    ("1000", User(1000, 1000, [10, 50], "/home/app")),
-    ("daemon", User(1, 1, [1], "/usr/sbin")),
-    ("4242", User(4242, 0, [], "/")),                  # a uid without an entry is allowed
-    ("4242:4343", User(4242, 4343, [], "/")),
-    ("app:staff", User(1000, 50, [], "/home/app")),    # an explicit group is the only one
-    ("app:10", User(1000, 10, [], "/home/app")),
-    ("app:777", User(1000, 777, [], "/home/app")),     # a gid without an entry is allowed
-    (":staff", User(0, 50, [], "/root")),
-    ("app:", User(1000, 1000, [10, 50], "/home/app")),
-    ("app:staff:ignored", User(1000, 50, [], "/home/app")),
-    ("+1000", User(1000, 1000, [10, 50], "/home/app")),  # Go's Atoi takes a sign
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        (None, User(0, 0, [0, 1, 10], "/root")),  # no -u: root, with root's groups
+        ("", User(0, 0, [0, 1, 10], "/root")),
+        ("root", User(0, 0, [0, 1, 10], "/root")),
+        ("0", User(0, 0, [0, 1, 10], "/root")),  # a number finds its entry too
+        ("app", User(1000, 1000, [10, 50], "/home/app")),  # first entry wins; gid 10 once
+        ("1000", User(1000, 1000, [10, 50], "/home/app")),
+        ("daemon", User(1, 1, [1], "/usr/sbin")),
+        ("4242", User(4242, 0, [], "/")),  # a uid without an entry is allowed
+        ("4242:4343", User(4242, 4343, [], "/")),
+        ("app:staff", User(1000, 50, [], "/home/app")),  # an explicit group is the only one
+        ("app:10", User(1000, 10, [], "/home/app")),
+        ("app:777", User(1000, 777, [], "/home/app")),  # a gid without an entry is allowed
+        (":staff", User(0, 50, [], "/root")),
+        ("app:", User(1000, 1000, [10, 50], "/home/app")),
+        ("app:staff:ignored", User(1000, 50, [], "/home/app")),
+        ("+1000", User(1000, 1000, [10, 50], "/home/app")),  # Go's Atoi takes a sign
+    ],
+)
 def test_docker_user_rules(spec: str | None, expected: User) -> None:
     assert resolve_user(spec, PASSWD, GROUP) == expected
 
@@ -97,10 +101,24 @@ def test_read_user_db(tmp_path: Path) -> None:
 
 
 def test_default_capabilities_are_dockers_14() -> None:
-    assert sorted(DEFAULT_CAPABILITIES) == sorted([
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-        "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"])
+    assert sorted(DEFAULT_CAPABILITIES) == sorted(
+        [
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FSETID",
+            "CAP_FOWNER",
+            "CAP_MKNOD",
+            "CAP_NET_RAW",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETFCAP",
+            "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SYS_CHROOT",
+            "CAP_KILL",
+            "CAP_AUDIT_WRITE",
+        ]
+    )
     assert len(set(DEFAULT_CAPABILITIES)) == 14
     assert capability_mask(DEFAULT_CAPABILITIES) == 0x00000000A80425FB  # docker's CapEff
 
@@ -115,8 +133,11 @@ def test_capability_names() -> None:
 def test_prctl_is_loaded_with_the_module_not_after_pivot_root() -> None:
     """After pivot_root the interpreter's site-packages are gone: a lazy `import prctl` inside
     apply_security would fail in the container. rootfs, on every start path, stays without it."""
-    code = ("import sys, minirun.runtime.rootfs; a = 'prctl' in sys.modules; "
-            "import minirun.runtime.security; print(a, 'prctl' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parents[2]).stdout
+    code = (
+        "import sys, minirun.runtime.rootfs; a = 'prctl' in sys.modules; "
+        "import minirun.runtime.security; print(a, 'prctl' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]
+    ).stdout
     assert out.split() == ["False", "True"]

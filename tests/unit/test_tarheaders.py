@@ -1,5 +1,6 @@
 """minirun.tarheaders on its own: what it reads from every header format, and every malformed
 header it must refuse. The input is untrusted: a refusal is a BadArchive, never another error."""
+
 from __future__ import annotations
 
 import io
@@ -27,7 +28,7 @@ class Mem:
     def read_at(self, offset: int, size: int) -> bytes:
         assert offset >= self.last, "the reader went back"
         self.last = offset + size
-        return self.data[offset:offset + size]
+        return self.data[offset : offset + size]
 
 
 def members(data: bytes) -> list[TarMember]:
@@ -35,7 +36,7 @@ def members(data: bytes) -> list[TarMember]:
 
 
 def content(data: bytes, m: TarMember) -> bytes:
-    return data[m.offset:m.offset + m.size]
+    return data[m.offset : m.offset + m.size]
 
 
 def build(entries, fmt=tarfile.PAX_FORMAT, end=True, **kw) -> bytes:
@@ -56,16 +57,27 @@ def build(entries, fmt=tarfile.PAX_FORMAT, end=True, **kw) -> bytes:
     return out if end else out.rstrip(b"\0")  # careful: only for tars whose last byte is not NUL
 
 
-def header(name: bytes = b"file", mode: bytes = b"0000644\0", uid: bytes = b"0000000\0", gid: bytes = b"0000000\0",
-           size: bytes = b"00000000000\0", mtime: bytes = b"14533260200\0", type_: bytes = b"0",
-           linkname: bytes = b"", magic: bytes = b"ustar\x0000", devmajor: bytes = b"0000000\0",
-           devminor: bytes = b"0000000\0", prefix: bytes = b"", chksum: bytes | None = None) -> bytes:
+def header(
+    name: bytes = b"file",
+    mode: bytes = b"0000644\0",
+    uid: bytes = b"0000000\0",
+    gid: bytes = b"0000000\0",
+    size: bytes = b"00000000000\0",
+    mtime: bytes = b"14533260200\0",
+    type_: bytes = b"0",
+    linkname: bytes = b"",
+    magic: bytes = b"ustar\x0000",
+    devmajor: bytes = b"0000000\0",
+    devminor: bytes = b"0000000\0",
+    prefix: bytes = b"",
+    chksum: bytes | None = None,
+) -> bytes:
     """One raw 512-byte ustar header; the checksum is computed unless given."""
     block = bytearray(BLOCK)
 
     def put(offset: int, width: int, value: bytes) -> None:
         assert len(value) <= width, (value, width)
-        block[offset:offset + len(value)] = value
+        block[offset : offset + len(value)] = value
 
     put(0, 100, name)
     put(100, 8, mode)
@@ -112,22 +124,34 @@ END = bytes(2 * BLOCK)
 # -- what is read --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT], ids=["ustar", "gnu", "pax"])
+@pytest.mark.parametrize(
+    "fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT], ids=["ustar", "gnu", "pax"]
+)
 def test_fields_of_every_type_in_every_format(fmt):
-    data = build([
-        (dict(name="dir", type=tarfile.DIRTYPE, mode=0o2755, uid=12, gid=34, mtime=1_600_000_000), None),
-        (dict(name="dir/file", mode=0o4711, uid=1000, gid=1001, mtime=1_500_000_001), b"hello world"),
-        (dict(name="dir/empty", mode=0o600), b""),
-        (dict(name="link", type=tarfile.SYMTYPE, linkname="dir/file", mode=0o777), None),
-        (dict(name="hard", type=tarfile.LNKTYPE, linkname="dir/file"), None),
-        (dict(name="null", type=tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666), None),
-        (dict(name="loop", type=tarfile.BLKTYPE, devmajor=7, devminor=0), None),
-        (dict(name="fifo", type=tarfile.FIFOTYPE, mode=0o640), None),
-    ], fmt=fmt)
+    data = build(
+        [
+            (dict(name="dir", type=tarfile.DIRTYPE, mode=0o2755, uid=12, gid=34, mtime=1_600_000_000), None),
+            (dict(name="dir/file", mode=0o4711, uid=1000, gid=1001, mtime=1_500_000_001), b"hello world"),
+            (dict(name="dir/empty", mode=0o600), b""),
+            (dict(name="link", type=tarfile.SYMTYPE, linkname="dir/file", mode=0o777), None),
+            (dict(name="hard", type=tarfile.LNKTYPE, linkname="dir/file"), None),
+            (dict(name="null", type=tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666), None),
+            (dict(name="loop", type=tarfile.BLKTYPE, devmajor=7, devminor=0), None),
+            (dict(name="fifo", type=tarfile.FIFOTYPE, mode=0o640), None),
+        ],
+        fmt=fmt,
+    )
     got = members(data)
     assert [(m.name, m.type) for m in got] == [
-        ("dir/", b"5"), ("dir/file", b"0"), ("dir/empty", b"0"), ("link", b"2"), ("hard", b"1"),
-        ("null", b"3"), ("loop", b"4"), ("fifo", b"6")]
+        ("dir/", b"5"),
+        ("dir/file", b"0"),
+        ("dir/empty", b"0"),
+        ("link", b"2"),
+        ("hard", b"1"),
+        ("null", b"3"),
+        ("loop", b"4"),
+        ("fifo", b"6"),
+    ]
     d, f, e, s, h, c, b, p = got
     assert (d.mode, d.uid, d.gid, d.mtime_ns, d.size) == (0o2755, 12, 34, 1_600_000_000 * 10**9, 0)
     assert (f.mode, f.uid, f.gid, f.mtime_ns, f.size) == (0o4711, 1000, 1001, 1_500_000_001 * 10**9, 11)
@@ -140,8 +164,10 @@ def test_fields_of_every_type_in_every_format(fmt):
 def test_long_names_gnu():
     long_name = "d/" + "n" * 200 + "/file"
     long_target = "t" * 300
-    data = build([(dict(name=long_name), b"x"), (dict(name="l" * 150, type=tarfile.SYMTYPE, linkname=long_target), None)],
-                 fmt=tarfile.GNU_FORMAT)
+    data = build(
+        [(dict(name=long_name), b"x"), (dict(name="l" * 150, type=tarfile.SYMTYPE, linkname=long_target), None)],
+        fmt=tarfile.GNU_FORMAT,
+    )
     assert b"././@LongLink" in data
     f, s = members(data)
     assert (f.name, content(data, f)) == (long_name, b"x")
@@ -159,11 +185,33 @@ def test_long_names_pax_and_ustar_prefix():
 
 
 def test_pax_values_win_over_the_header():
-    data = build([(dict(name="f", uid=1, gid=2, mtime=3, pax={
-        "path": "renamed/by/pax", "uid": "4000000000", "gid": "4000000001", "mtime": "1700000000.123456789"}), b"abc")])
+    data = build(
+        [
+            (
+                dict(
+                    name="f",
+                    uid=1,
+                    gid=2,
+                    mtime=3,
+                    pax={
+                        "path": "renamed/by/pax",
+                        "uid": "4000000000",
+                        "gid": "4000000001",
+                        "mtime": "1700000000.123456789",
+                    },
+                ),
+                b"abc",
+            )
+        ]
+    )
     (m,) = members(data)
-    assert (m.name, m.uid, m.gid, m.mtime_ns, m.size) == ("renamed/by/pax", 4_000_000_000, 4_000_000_001,
-                                                          1_700_000_000_123_456_789, 3)
+    assert (m.name, m.uid, m.gid, m.mtime_ns, m.size) == (
+        "renamed/by/pax",
+        4_000_000_000,
+        4_000_000_001,
+        1_700_000_000_123_456_789,
+        3,
+    )
     neg = header(name=b"neg")
     data = pax_block(record(b"mtime", b"-1.5") + record(b"size", b"")) + neg + END
     assert members(data)[0].mtime_ns == -1_500_000_000  # an empty value deletes a record: size stays 0
@@ -171,22 +219,41 @@ def test_pax_values_win_over_the_header():
 
 def test_pax_size_moves_the_data_and_the_next_header():
     body = b"x" * 700
-    data = pax_block(record(b"size", b"700")) + header(name=b"big", size=b"00000000000\0") + padded(body) \
-        + header(name=b"next") + END
+    data = (
+        pax_block(record(b"size", b"700"))
+        + header(name=b"big", size=b"00000000000\0")
+        + padded(body)
+        + header(name=b"next")
+        + END
+    )
     big, nxt = members(data)
     assert (big.size, content(data, big), nxt.name) == (700, body, "next")
 
 
 def test_xattrs_schily_and_libarchive():
-    data = build([(dict(name="f", pax={
-        "SCHILY.xattr.user.plain": "v",
-        "SCHILY.xattr.security.capability": "\x01\x00\x00\x02 \udcff\udc80",  # raw bytes, not UTF-8
-        "SCHILY.xattr.user.empty": "",
-        "LIBARCHIVE.xattr.user.pct%20name": "aGVsbG8",  # base64 without its padding
-    }), b"")])
+    data = build(
+        [
+            (
+                dict(
+                    name="f",
+                    pax={
+                        "SCHILY.xattr.user.plain": "v",
+                        "SCHILY.xattr.security.capability": "\x01\x00\x00\x02 \udcff\udc80",  # raw bytes, not UTF-8
+                        "SCHILY.xattr.user.empty": "",
+                        "LIBARCHIVE.xattr.user.pct%20name": "aGVsbG8",  # base64 without its padding
+                    },
+                ),
+                b"",
+            )
+        ]
+    )
     (m,) = members(data)
-    assert m.xattrs == {"user.plain": b"v", "security.capability": b"\x01\x00\x00\x02 \xff\x80",
-                        "user.empty": b"", "user.pct name": b"hello"}
+    assert m.xattrs == {
+        "user.plain": b"v",
+        "security.capability": b"\x01\x00\x00\x02 \xff\x80",
+        "user.empty": b"",
+        "user.pct name": b"hello",
+    }
 
 
 def test_base256_numbers_and_gnu_big_ids():
@@ -202,8 +269,11 @@ def test_base256_numbers_and_gnu_big_ids():
 
 
 def test_number_fields_with_spaces_and_no_terminator():
-    data = header(name=b"sp", mode=b"   644 \0", uid=b"       ", size=b"00000000003 ", mtime=b"777777777777") \
-        + padded(b"abc") + END
+    data = (
+        header(name=b"sp", mode=b"   644 \0", uid=b"       ", size=b"00000000003 ", mtime=b"777777777777")
+        + padded(b"abc")
+        + END
+    )
     (m,) = members(data)
     assert (m.mode, m.uid, m.size, m.mtime_ns) == (0o644, 0, 3, 0o777777777777 * 10**9)
 
@@ -228,8 +298,12 @@ def test_byte_sum_is_exact():
 
 
 def test_old_style_directory_and_header_only_sizes():
-    data = header(name=b"olddir/", type_=b"\0") + header(name=b"sym", type_=b"2", linkname=b"t", size=b"00000001000\0") \
-        + header(name=b"after") + END
+    data = (
+        header(name=b"olddir/", type_=b"\0")
+        + header(name=b"sym", type_=b"2", linkname=b"t", size=b"00000001000\0")
+        + header(name=b"after")
+        + END
+    )
     d, s, a = members(data)
     assert (d.type, d.name, s.size, a.name) == (b"5", "olddir/", 0, "after")  # no data after a symlink
 
