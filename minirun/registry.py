@@ -217,16 +217,13 @@ class Registry:
             break
         if location is None:
             location = self._start_upload(repo)
+        upload = self._upload_chunked if size > CHUNKED_UPLOAD_THRESHOLD else self._upload_monolithic
         try:
-            if size > CHUNKED_UPLOAD_THRESHOLD:
-                self._upload_chunked(location, digest, size, open_data, progress)
-            else:
-                self._upload_monolithic(location, digest, size, open_data, progress)
+            upload(location, digest, size, open_data, progress)
         except Unauthorized:
             # a token that expired during a long upload (_call fetched a new one): a fresh
-            # session, once
-            location = self._start_upload(repo)
-            self._upload_monolithic(location, digest, size, open_data, progress)
+            # session, once, the same way (a large blob never goes as one request)
+            upload(self._start_upload(repo), digest, size, open_data, progress)
         return ""
 
     # -- uploads ------------------------------------------------------------------------

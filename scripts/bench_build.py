@@ -41,14 +41,16 @@ from bench_start import (  # noqa: E402  (shared helpers of the start benchmark)
     PODMAN_GLOBAL,
     PODMAN_RUN,
     CommandFailed,
+    add_mount_flag,
     defer_signals,
-    fix_hybrid_cgroups,
     minirun_env,
+    podman_peer,
     prepare_rootfs,
     prepare_tools,
     remove_side_paths,
     remove_temp_dir,
     run,
+    runtime_option,
     side_paths_present,
     tail,
     unfix_hybrid_cgroups,
@@ -127,7 +129,7 @@ class Minirun(Builder):
 
 
 class Podman(Builder):
-    def __init__(self, binary: str, tmp: Path, steps: int, tar: Path) -> None:
+    def __init__(self, binary: str, tmp: Path, steps: int, tar: Path, runtime: str | None = None) -> None:
         base = tmp / "podman"
         self.glob = [
             binary,
@@ -138,6 +140,7 @@ class Podman(Builder):
             "--tmpdir",
             str(base / "tmp"),
             *PODMAN_GLOBAL,
+            *runtime_option(runtime),
         ]
         self.tar = tar
         super().__init__("podman", self.glob, None, tmp, PODMAN_IMAGE, steps)
@@ -176,6 +179,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds of every build (default 3)")
     ap.add_argument("--steps", type=int, default=20, help="RUN steps in each Containerfile (default 20)")
+    add_mount_flag(ap)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_build: must run as root (containers, overlay mounts)", file=sys.stderr)
@@ -202,9 +206,9 @@ def main() -> int:
         minirun = Minirun(tmp, args.steps)
         tools.append(minirun)
         if podman_bin:
-            hybrid_fix = fix_hybrid_cgroups()
+            hybrid_fix, runtime = podman_peer(args.mount_v2_controllers)
             tar, _lower = prepare_rootfs(tmp)
-            tools.append(Podman(podman_bin, tmp, args.steps, tar))
+            tools.append(Podman(podman_bin, tmp, args.steps, tar, runtime))
         failed = bool(prepare_tools(tools, stop))
         for i in range(args.rounds):
             live = [t for t in tools if not t.skipped]

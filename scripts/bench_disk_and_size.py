@@ -26,6 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_start import forget_podman  # noqa: E402  (the script's own directory, put on the path just above)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -84,8 +87,7 @@ def podman_disk_per_container(work: str, count: int) -> float | None:
         subprocess.run(["sync"])
         return (du_kib(storage) - before) / count
     finally:
-        subprocess.run([*base, "rm", "-a", "-f"], capture_output=True)
-        subprocess.run([*base, "system", "reset", "-f"], capture_output=True)
+        forget_podman(base, [storage, runroot])
 
 
 def make_big_image(root: str, layers: int, megabytes: int) -> None:

@@ -42,12 +42,13 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     PODMAN_GLOBAL,
     PODMAN_RUN,
     CommandFailed,
+    add_mount_flag,
     cgroup_dirs,
     cleanup_tools,
     defer_signals,
-    fix_hybrid_cgroups,
     minirun_env,
     mount,
+    podman_peer,
     prepare_bundle,
     prepare_rootfs,
     prepare_tools,
@@ -55,6 +56,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     remove_side_paths,
     remove_temp_dir,
     run,
+    runtime_option,
     side_paths_present,
     tail,
     time_round_robin,
@@ -222,7 +224,7 @@ class Runc(Tool):
 
 
 class Podman(Tool):
-    def __init__(self, binary: str, tmp: Path, tar: Path) -> None:
+    def __init__(self, binary: str, tmp: Path, tar: Path, runtime: str | None = None) -> None:
         super().__init__("podman exec true")
         base = tmp / "podman"
         self.glob = [
@@ -234,6 +236,7 @@ class Podman(Tool):
             "--tmpdir",
             str(base / "tmp"),
             *PODMAN_GLOBAL,
+            *runtime_option(runtime),
         ]
         self.tar = tar
         self.cgroup_parent = f"/minirun-bench-{os.getpid()}"
@@ -282,6 +285,7 @@ def fmt(t: float | None) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=30, help="timed execs per tool (default 30)")
+    add_mount_flag(ap)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_exec: must run as root", file=sys.stderr)
@@ -310,7 +314,7 @@ def main() -> int:
     leftovers: list[str] = []
     try:
         if binaries["podman"]:
-            hybrid_fix = fix_hybrid_cgroups()  # podman's crun refuses hybrid cgroups otherwise
+            hybrid_fix, runtime = podman_peer(args.mount_v2_controllers)
         cgroups_before = cgroup_dirs()
         tar, lower = prepare_rootfs(tmp)
         minirun = Minirun(tmp / "store")
@@ -318,7 +322,7 @@ def main() -> int:
         if binaries["runc"]:
             tools.append(Runc(binaries["runc"], tmp, prepare_bundle(tmp, binaries["runc"]), lower))
         if binaries["podman"]:
-            tools.append(Podman(binaries["podman"], tmp, tar))
+            tools.append(Podman(binaries["podman"], tmp, tar, runtime))
         python = Tool("floor: python -c pass")
         python.cmd = [sys.executable, "-c", "pass"]
         tools.append(python)

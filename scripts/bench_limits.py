@@ -33,11 +33,12 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     CommandFailed,
     Podman,
     Tool,
+    add_mount_flag,
     cgroup_dirs,
     cleanup_tools,
     defer_signals,
-    fix_hybrid_cgroups,
     minirun_env,
+    podman_peer,
     prepare_rootfs,
     prepare_tools,
     remove_temp_dir,
@@ -120,6 +121,7 @@ def cgroup_work(runs: int, through_procs: bool) -> list[float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="timed runs of each command (default 20)")
+    add_mount_flag(ap)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_limits: must run as root", file=sys.stderr)
@@ -143,12 +145,12 @@ def main() -> int:
     work: dict[str, list[float]] = {}
     try:
         if podman:
-            hybrid_fix = fix_hybrid_cgroups()
+            hybrid_fix, runtime = podman_peer(args.mount_v2_controllers)
         cgroups_before = cgroup_dirs()
         tar, _ = prepare_rootfs(tmp)
         tools += [Minirun(tmp / "store", False), Minirun(tmp / "store", True)]
         if podman:
-            plain = Podman(podman, tmp, tar)
+            plain = Podman(podman, tmp, tar, runtime)
             tools += [plain, PodmanLimits(plain)]
         failed = bool(prepare_tools(tools, stop))
         failed = time_round_robin(tools, args.runs, stop) or failed

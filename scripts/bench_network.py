@@ -42,10 +42,11 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     Minirun,
     Podman,
     Tool,
+    add_mount_flag,
     cgroup_dirs,
     cleanup_tools,
     defer_signals,
-    fix_hybrid_cgroups,
+    podman_peer,
     prepare_rootfs,
     prepare_tools,
     remove_side_paths,
@@ -133,6 +134,7 @@ def undo_netavark(tables_before: set[str], forward_before: str) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="timed runs of each command (default 20)")
+    add_mount_flag(ap)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_network: must run as root (containers, bridges)", file=sys.stderr)
@@ -164,7 +166,7 @@ def main() -> int:
     cgroups_before = None
     try:
         if podman:
-            hybrid_fix = fix_hybrid_cgroups()
+            hybrid_fix, runtime = podman_peer(args.mount_v2_controllers)
         cgroups_before = cgroup_dirs()
         tar, _ = prepare_rootfs(tmp)
         port = free_port()
@@ -174,7 +176,7 @@ def main() -> int:
             Minirun(store, f"minirun bridge -p 127.0.0.1:{port}:80", ("-p", f"127.0.0.1:{port}:80")),
         ]
         if podman:
-            none = Podman(podman, tmp, tar)
+            none = Podman(podman, tmp, tar, runtime)
             tools += [none, PodmanBridge(none)]
         failed = bool(prepare_tools(tools, stop))
         failed = time_round_robin(tools, args.runs, stop) or failed

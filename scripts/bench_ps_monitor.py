@@ -24,6 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
+    add_mount_flag,
+    forget_podman,
+    podman_peer,
+    runtime_option,
+    unfix_hybrid_cgroups,
+)
+
 REPO = Path(__file__).resolve().parent.parent
 PODMAN = ["podman", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "overlay"]
 PODMAN_RUN = ["--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
@@ -56,10 +65,11 @@ def median_ms(command: list[str], runs: int) -> float:
     return statistics.median(times) * 1000
 
 
-def podman_conmon(work: str, count: int) -> tuple[float, float] | None:
+def podman_conmon(work: str, count: int, runtime: str | None) -> tuple[float, float] | None:
     if not shutil.which("podman"):
         return None
-    base = [*PODMAN[:1], "--root", os.path.join(work, "p-root"), "--runroot", os.path.join(work, "p-run"), *PODMAN[1:]]
+    roots = [os.path.join(work, "p-root"), os.path.join(work, "p-run")]
+    base = [*PODMAN[:1], "--root", roots[0], "--runroot", roots[1], *PODMAN[1:], *runtime_option(runtime)]
     tar = os.path.join(work, "busybox.tar")
     with open(tar, "wb") as out:
         subprocess.run([sys.executable, str(REPO / "images/busybox/rootfs.py")], stdout=out, check=True)
@@ -78,8 +88,7 @@ def podman_conmon(work: str, count: int) -> tuple[float, float] | None:
         figures = [memory_kib(p) for p in pids]
         return statistics.mean(f[0] for f in figures), statistics.mean(f[1] for f in figures)
     finally:
-        subprocess.run([*base, "rm", "-a", "-f", "-t", "0"], capture_output=True)
-        subprocess.run([*base, "system", "reset", "-f"], capture_output=True)
+        forget_podman(base, roots)
 
 
 def main() -> int:
@@ -87,6 +96,7 @@ def main() -> int:
     parser.add_argument("--containers", type=int, default=100)
     parser.add_argument("--monitored", type=int, default=10)
     parser.add_argument("--runs", type=int, default=10)
+    add_mount_flag(parser)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="minirun-bench-ps-", dir="/var/tmp")
     root = os.path.join(work, "store")
@@ -95,7 +105,11 @@ def main() -> int:
         monitors = [json.load(open(os.path.join(root, "containers", i, "state.json")))["MonitorPid"] for i in ids]
         figures = [memory_kib(p) for p in monitors]
         rss, pss = statistics.mean(f[0] for f in figures), statistics.mean(f[1] for f in figures)
-        conmon = podman_conmon(work, args.monitored)
+        hybrid_fix, runtime = podman_peer(args.mount_v2_controllers)
+        try:
+            conmon = podman_conmon(work, args.monitored, runtime)
+        finally:
+            unfix_hybrid_cgroups(hybrid_fix)
         print(f"monitor memory per detached container (mean of {args.monitored}, from smaps_rollup):")
         print(f"  minirun monitor   RSS {rss / 1024:5.1f} MiB   PSS {pss / 1024:5.1f} MiB   (target RSS <= 10 MB)")
         if conmon:

@@ -288,7 +288,7 @@ class Podman(Tool):
             "--tmpdir",
             str(base / "tmp"),
             *PODMAN_GLOBAL,
-            *(["--runtime", runtime] if runtime else []),
+            *runtime_option(runtime),
         ]
         self.tar = tar
         self.cgroup_parent = f"/minirun-bench-{os.getpid()}"
@@ -379,6 +379,45 @@ def crun_refuses_this_host() -> bool:
     """A hybrid layout whose cgroup2 mount carries a controller (hugetlb on these VMs): crun refuses it."""
     unified = CGROUP_ROOT / "unified" / "cgroup.controllers"
     return unified.is_file() and bool(unified.read_text().split())
+
+
+def podman_peer(mount_v2_controllers: bool) -> tuple[list[tuple[str, bool]], str | None]:
+    """How a benchmark runs podman beside minirun without changing the host unasked: (the
+    controllers it mounted, to give to unfix_hybrid_cgroups; the OCI runtime podman is to use,
+    None for its own). Where crun refuses this host, podman runs runc, unless the flag asks to
+    mount the v2-only controller as a v1 hierarchy for the run."""
+    if not crun_refuses_this_host():
+        return [], None
+    if mount_v2_controllers:
+        return fix_hybrid_cgroups(), None
+    return [], "runc" if shutil.which("runc") else None
+
+
+def runtime_option(runtime: str | None) -> list[str]:
+    return ["--runtime", runtime] if runtime else []
+
+
+def add_mount_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mount-v2-controllers",
+        action="store_true",
+        help="on a hybrid host whose cgroup2 mount carries a controller, mount it as a v1 hierarchy "
+        "for the run (host-wide, undone at the end) so podman's crun can run; without it podman runs runc",
+    )
+
+
+def forget_podman(base: list[str], dirs: list[str]) -> None:
+    """Remove a benchmark's podman containers and images by its own root, then that root: never
+    `podman system reset`, which also clears host-wide state (/run/libpod) other podman users need."""
+    subprocess.run([*base, "rm", "-a", "-f", "-t", "0"], capture_output=True)
+    subprocess.run([*base, "rmi", "-a", "-f"], capture_output=True)
+    for directory in dirs:
+        for point in sorted(mounts_under(Path(directory)), key=len, reverse=True):
+            try:
+                umount(point, MNT_DETACH)
+            except OSError:
+                pass
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def fix_hybrid_cgroups() -> list[tuple[str, bool]]:

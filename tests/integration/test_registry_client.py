@@ -241,3 +241,24 @@ def test_a_second_401_and_json_nested_too_deeply_are_clean_errors(hostile):
         reg.close()
     assert client._error_text(b"[" * 60_000, "denied").startswith("denied: [[[")
     assert client._error_code(b"[" * 60_000) == ""
+
+
+def test_an_upload_whose_token_expired_is_retried_in_chunks_when_large(monkeypatch):
+    """A 401 in the middle of a chunked upload starts a fresh session, and that one is chunked
+    too: a large blob never goes as one request (it did, as a monolithic PUT)."""
+    from minirun import registry as registry_module
+
+    reg = Registry("127.0.0.1:1")
+    calls: list[str] = []
+
+    def chunked(location, digest, size, open_data, progress):
+        calls.append("chunked")
+        if len(calls) == 1:
+            raise registry_module.Unauthorized("unauthorized: token expired", 401, "UNAUTHORIZED")
+
+    monkeypatch.setattr(reg, "_start_upload", lambda repo: "/v2/r/blobs/uploads/x")
+    monkeypatch.setattr(reg, "_upload_chunked", chunked)
+    monkeypatch.setattr(reg, "_upload_monolithic", lambda *a: calls.append("monolithic"))
+    size = registry_module.CHUNKED_UPLOAD_THRESHOLD + 1
+    assert reg.upload_blob("r", "sha256:" + "0" * 64, size, lambda: None) == ""
+    assert calls == ["chunked", "chunked"]
