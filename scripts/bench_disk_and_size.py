@@ -27,7 +27,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_start import forget_podman  # noqa: E402  (the script's own directory, put on the path just above)
+from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
+    forget_podman,
+    remove_side_paths,
+    side_paths_present,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -130,6 +134,7 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=50)
     parser.add_argument("--megabytes", type=int, default=300)
     args = parser.parse_args()
+    side_before = side_paths_present()  # podman's own state outside our dirs, if this run makes it
     work = tempfile.mkdtemp(prefix="minirun-bench-disk-", dir="/var/tmp")
     try:
         root = os.path.join(work, "store")
@@ -158,6 +163,7 @@ def main() -> int:
         return 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        remove_side_paths(side_before)
 
 
 if __name__ == "__main__":

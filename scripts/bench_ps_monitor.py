@@ -29,7 +29,9 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     add_mount_flag,
     forget_podman,
     podman_peer,
+    remove_side_paths,
     runtime_option,
+    side_paths_present,
     unfix_hybrid_cgroups,
 )
 
@@ -98,6 +100,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     add_mount_flag(parser)
     args = parser.parse_args()
+    side_before = side_paths_present()  # podman's own state outside our dirs, if this run makes it
     work = tempfile.mkdtemp(prefix="minirun-bench-ps-", dir="/var/tmp")
     root = os.path.join(work, "store")
     try:
@@ -138,6 +141,7 @@ def main() -> int:
         ).stdout.split():
             subprocess.run([sys.executable, "-m", "minirun", "--root", root, "rm", "-f", line], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+        remove_side_paths(side_before)
 
 
 if __name__ == "__main__":
