@@ -28,12 +28,13 @@ import socket
 import struct
 from dataclasses import asdict, dataclass
 
+from minirun import hostwide
 from minirun.errors import Conflict, MinirunError, NotFound, UsageError
 
-HOST_DIR = "/run/minirun"
+HOST_DIR = hostwide.RUN_DIR
 DEFAULT_NETWORK = "bridge"
-DEFAULT_BRIDGE = "minirun0"
-BRIDGE_PREFIX = "minirun"  # every bridge of ours starts so: portmap's masquerade rule matches "minirun*"
+DEFAULT_BRIDGE = hostwide.DEFAULT_BRIDGE
+BRIDGE_PREFIX = hostwide.BRIDGE_PREFIX  # every bridge of ours starts so: portmap's masquerade rule matches it
 PREDEFINED = {"bridge": "bridge", "host": "host", "none": "null"}  # name -> driver, as docker lists them
 # Neither docker's (172.17/16, 172.18-31) nor podman's (10.88/16, 10.89.x) defaults: they may run here too.
 DEFAULT_SUBNETS = ("10.66.0.0/16", "10.65.0.0/16", "10.64.0.0/16")

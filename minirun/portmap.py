@@ -29,28 +29,29 @@ from __future__ import annotations
 import json
 import os
 
+from minirun import hostwide
 from minirun.errors import Conflict, MinirunError, UsageError
 
-TABLE = "minirun"
+TABLE = hostwide.NFT_TABLE
 PROTOCOLS = ("tcp", "udp")
-_TABLE_DEF = """table ip minirun {
-  map tcp4 { type ipv4_addr . inet_service : ipv4_addr . inet_service; }
-  map udp4 { type ipv4_addr . inet_service : ipv4_addr . inet_service; }
-  map tcp_any { type inet_service : ipv4_addr . inet_service; }
-  map udp_any { type inet_service : ipv4_addr . inet_service; }
-  chain publish {
+_TABLE_DEF = f"""table ip {hostwide.NFT_TABLE} {{
+  map tcp4 {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
+  map udp4 {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
+  map tcp_any {{ type inet_service : ipv4_addr . inet_service; }}
+  map udp_any {{ type inet_service : ipv4_addr . inet_service; }}
+  chain publish {{
     dnat ip to ip daddr . tcp dport map @tcp4
     dnat ip to ip daddr . udp dport map @udp4
     dnat ip to tcp dport map @tcp_any
     dnat ip to udp dport map @udp_any
-  }
-  chain prerouting { type nat hook prerouting priority dstnat; policy accept; fib daddr type local jump publish; }
-  chain output { type nat hook output priority -100; policy accept; fib daddr type local jump publish; }
-  chain postrouting {
+  }}
+  chain prerouting {{ type nat hook prerouting priority dstnat; policy accept; fib daddr type local jump publish; }}
+  chain output {{ type nat hook output priority -100; policy accept; fib daddr type local jump publish; }}
+  chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    ip saddr 127.0.0.0/8 ct status dnat oifname "minirun*" masquerade
-  }
-}
+    ip saddr 127.0.0.0/8 ct status dnat oifname "{hostwide.BRIDGE_PREFIX}*" masquerade
+  }}
+}}
 """
 
 

@@ -1,29 +1,60 @@
-"""Every test gets its own store; the real /var/lib/minirun is unusable from tests."""
+"""Every test gets its own store; the real /var/lib/minirun is unusable from tests. The session
+has host-wide names of its own (minirun/hostwide.py): a run dir, a bridge prefix and an nft table
+no other session uses, so two copies of the suite on one host do not meet; it removes them at the
+end, so the host ends as it began."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 
 import pytest
 
-import minirun.store
+# Before anything imports minirun: its host-wide names are read once, at import.
+_SESSION = f"{os.getpid() % 0xFFFFF:05x}"
+os.environ.setdefault("MINIRUN_RUN_DIR", f"/run/minirun-test-{_SESSION}")
+os.environ.setdefault("MINIRUN_BRIDGE_PREFIX", f"mt{_SESSION}")
+os.environ.setdefault("MINIRUN_NFT_TABLE", f"miniruntest{_SESSION}")
+
+import minirun.store  # noqa: E402
 
 FORBIDDEN_ROOT = "/dev/null/minirun-tests-must-not-touch-the-real-store"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def default_bridge_left_as_found():
-    """Containers on the default network make the host bridge minirun0, which stays (as docker0
-    does); a test session that made it removes it, so the host ends as it began."""
-    existed = os.path.exists("/sys/class/net/minirun0")
-    yield
-    if not existed and os.geteuid() == 0 and os.path.exists("/sys/class/net/minirun0"):
-        from minirun.runtime.bridge import delete_bridge
+_PEER_MODULES = {"test_load_save", "test_registry", "test_registry_client", "test_load_formats", "test_chaos"}
+_SLOW_MODULES = {"test_chaos", "test_killed_clients", "test_full_disk"}
 
-        delete_bridge("minirun0")
+
+def pytest_collection_modifyitems(items) -> None:
+    """The markers by where a test lives: root for integration and e2e, peers and slow by module."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if ".integration." in item.module.__name__ or ".e2e." in item.module.__name__:
+            item.add_marker(pytest.mark.root)
+        if module in _PEER_MODULES:
+            item.add_marker(pytest.mark.peers)
+        if module in _SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_host_names_removed():
+    """The session's bridges (its default one stays after a container, as docker0 does), its nft
+    table and its run dir go at the end, by their names, which are this session's alone."""
+    yield
+    if os.geteuid() != 0:
+        return
+    from minirun import hostwide
+    from minirun.runtime.bridge import delete_bridge
+
+    for name in os.listdir("/sys/class/net"):
+        if name == hostwide.DEFAULT_BRIDGE or name.startswith(hostwide.BRIDGE_PREFIX + "-"):
+            delete_bridge(name)
+    subprocess.run(["nft", "delete", "table", "ip", hostwide.NFT_TABLE], capture_output=True)
+    shutil.rmtree(hostwide.RUN_DIR, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

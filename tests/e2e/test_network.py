@@ -2,8 +2,8 @@
 --network container:NAME, parallel starts, and nothing left behind after rm.
 
 Traffic only ever goes between containers and to 127.0.0.1 (busybox httpd serves, wget fetches).
-Every test's store is its own, but the default bridge minirun0 and its address book under
-/run/minirun are the host's: tests of other sessions may hold addresses on it at the same time,
+Every test's store is its own, but the default bridge and its address book under the run dir are
+the session's (tests/conftest.py): tests of other stores hold addresses on it at the same time,
 which is exactly what the address book is for. User networks made here are removed at teardown.
 """
 
@@ -142,7 +142,7 @@ def test_default_bridge_gives_eth0_an_address_a_route_and_hosts(cli, busybox, se
         assert "\n".join(resolv) == f.read().rstrip("\n")
     [cid] = cli("ps", "-a", "-q", "--no-trunc").out.split()
     settings = seen(cid)
-    assert settings["IPAddress"] == address and settings["Bridge"] == "minirun0"
+    assert settings["IPAddress"] == address and settings["Bridge"] == networks.DEFAULT_BRIDGE
 
 
 def test_network_none_has_only_loopback(cli, busybox):
@@ -464,14 +464,16 @@ def test_odd_addresses_are_refused_before_anything_is_made(cli, busybox, isolate
 
 
 def test_addresses_are_stored_and_published_as_canonical(cli, busybox, seen):
-    made = cli("network", "create", "--subnet", "10.71.213.0/24", "--gateway", "10.71.213.254", "canon")
+    # a subnet of this session's (subnets are the host's: another session may hold a fixed one)
+    third = int(networks.BRIDGE_PREFIX[-5:], 16) % 250 if networks.BRIDGE_PREFIX != "minirun" else 213
+    made = cli("network", "create", "--subnet", f"10.71.{third}.0/24", "--gateway", f"10.71.{third}.254", "canon")
     assert made.code == 0, made.err
     [net] = json.loads(cli("network", "inspect", "canon").out)
-    assert net["IPAM"]["Config"] == [{"Subnet": "10.71.213.0/24", "Gateway": "10.71.213.254"}]
+    assert net["IPAM"]["Config"] == [{"Subnet": f"10.71.{third}.0/24", "Gateway": f"10.71.{third}.254"}]
     port = free_port()
     web = start_web(cli, "--network", "canon", "-p", f"127.0.0.1:{port}:80")
     address = seen(web)["IPAddress"]
-    assert address.startswith("10.71.213.") and elements_to({address}) == [("tcp", "127.0.0.1", port, address, 80)]
+    assert address.startswith(f"10.71.{third}.") and elements_to({address}) == [("tcp", "127.0.0.1", port, address, 80)]
     assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {web[:12]}\n"
 
 
@@ -483,12 +485,15 @@ def test_network_ls_and_inspect_of_the_predefined(cli, busybox):
         ["host", "host", "local"],
         ["none", "null", "local"],
     ]
-    assert cli("run", "--rm", "busybox", "true").code == 0  # minirun0 exists from here on
+    assert cli("run", "--rm", "busybox", "true").code == 0  # the default bridge exists from here on
     [bridge] = json.loads(cli("network", "inspect", "bridge").out)
     assert bridge["IPAM"]["Config"] == [
-        {"Subnet": networks.bridge_info("minirun0")["subnet"], "Gateway": networks.bridge_info("minirun0")["gateway"]}
+        {
+            "Subnet": networks.bridge_info(networks.DEFAULT_BRIDGE)["subnet"],
+            "Gateway": networks.bridge_info(networks.DEFAULT_BRIDGE)["gateway"],
+        }
     ]
-    assert bridge["Options"] == {"com.docker.network.bridge.name": "minirun0"}
+    assert bridge["Options"] == {"com.docker.network.bridge.name": networks.DEFAULT_BRIDGE}
 
 
 def test_a_deleted_stores_bridge_is_reclaimed(cli, busybox, tmp_path):
@@ -499,7 +504,7 @@ def test_a_deleted_stores_bridge_is_reclaimed(cli, busybox, tmp_path):
     gone = tmp_path / "gone-store"
     made = cli("network", "create", "orphan", root=str(gone))
     assert made.code == 0, made.err
-    bridge = f"minirun-{made.out.strip()[:7]}"
+    bridge = f"{networks.BRIDGE_PREFIX}-{made.out.strip()[:7]}"
     assert bridge in link_names()
     shutil.rmtree(gone)
     assert cli("network", "create", "fresh").code == 0

@@ -1,0 +1,27 @@
+"""The names minirun uses on the host, shared by every store on it: its state dir under /run
+(address bookings, port publishers, bridge records), the default bridge and the prefix of user
+networks' bridges, and its nftables table.
+
+A sandbox (a test session) gives its own through the environment, so two of them share a host
+without meeting: MINIRUN_RUN_DIR, MINIRUN_BRIDGE_PREFIX (at most 7 letters and digits: a user
+network's bridge is PREFIX-<7 hex>, and Linux names stop at 15), MINIRUN_NFT_TABLE.
+"""
+
+from __future__ import annotations
+
+import os
+
+from minirun.errors import UsageError
+
+
+def _name(variable: str, default: str, longest: int) -> str:
+    value = os.environ.get(variable) or default
+    if not (value.isascii() and value.isalnum() and len(value) <= longest):
+        raise UsageError(f"{variable}={value!r}: at most {longest} ASCII letters and digits")
+    return value
+
+
+RUN_DIR = os.environ.get("MINIRUN_RUN_DIR") or "/run/minirun"
+BRIDGE_PREFIX = _name("MINIRUN_BRIDGE_PREFIX", "minirun", 7)
+DEFAULT_BRIDGE = f"{BRIDGE_PREFIX}0"  # the `bridge` network's, as docker0 is docker's
+NFT_TABLE = _name("MINIRUN_NFT_TABLE", "minirun", 32)
