@@ -105,7 +105,7 @@ def ellipsis(text: str, max_len: int) -> str:
         return ""
     if max_len == 1:
         return text[:1]
-    if sum(_width(ch) for ch in text) <= max_len:
+    if display_width(text) <= max_len:
         return text
     kept, used = 0, 0
     while used + _width(text[kept]) <= max_len - 1:
@@ -115,7 +115,14 @@ def ellipsis(text: str, max_len: int) -> str:
     return text[:kept] + "…" if kept else text
 
 
+def display_width(text: str) -> int:
+    """Columns `text` takes on a terminal: East Asian wide characters two, combining marks none."""
+    return sum(_width(ch) for ch in text)
+
+
 def _width(ch: str) -> int:
+    if unicodedata.combining(ch):
+        return 0
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 

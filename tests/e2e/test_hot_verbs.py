@@ -1,0 +1,51 @@
+"""The hot verbs stay lean: run, exec, ps, diff and import never import typer, rich, pydantic or
+pyroute2 (each costs tens of ms at every start). Checked with `python -X importtime`, for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = {"typer", "rich", "pydantic", "pyroute2", "pyseccomp"}
+
+
+def imported(store, *args: str) -> set[str]:
+    env = dict(os.environ, MINIRUN_ROOT=str(store))
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "minirun", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.fixture
+def box(cli, busybox):
+    assert cli("run", "-d", "--name", "box", "--network", "none", "busybox", "sleep", "300").code == 0
+    # the seccomp program compiled and cached, the bridge made: what only a first start does
+    assert cli("run", "--rm", "busybox", "true").code == 0
+    yield "box"
+    cli("rm", "-f", "box")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--rm", "--network", "none", "busybox", "true"],
+        ["run", "--rm", "busybox", "true"],
+        ["exec", "box", "true"],
+        ["ps"],
+        ["ps", "-a"],
+        ["diff", "box"],
+        ["import", "/dev/null", "empty:1"],
+    ],
+)
+def test_a_hot_verb_imports_nothing_heavy(isolated_store, box, args):
+    modules = imported(isolated_store, *args)
+    assert "minirun" in modules  # the measurement saw the command at all
+    assert not {m.split(".")[0] for m in modules} & HEAVY, sorted(m for m in modules if m.split(".")[0] in HEAVY)
