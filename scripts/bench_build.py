@@ -38,19 +38,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (shared helpers of the start benchmark)
-    PODMAN_GLOBAL,
     PODMAN_RUN,
     CommandFailed,
     add_mount_flag,
     defer_signals,
     minirun_env,
+    podman_command,
     podman_peer,
     prepare_rootfs,
     prepare_tools,
     remove_side_paths,
     remove_temp_dir,
     run,
-    runtime_option,
     side_paths_present,
     tail,
     unfix_hybrid_cgroups,
@@ -130,18 +129,7 @@ class Minirun(Builder):
 
 class Podman(Builder):
     def __init__(self, binary: str, tmp: Path, steps: int, tar: Path, runtime: str | None = None) -> None:
-        base = tmp / "podman"
-        self.glob = [
-            binary,
-            "--root",
-            str(base / "root"),
-            "--runroot",
-            str(base / "run"),
-            "--tmpdir",
-            str(base / "tmp"),
-            *PODMAN_GLOBAL,
-            *runtime_option(runtime),
-        ]
+        self.glob = podman_command(binary, tmp / "podman", runtime)
         self.tar = tar
         super().__init__("podman", self.glob, None, tmp, PODMAN_IMAGE, steps)
 

@@ -39,7 +39,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
     MNT_DETACH,
-    PODMAN_GLOBAL,
     PODMAN_RUN,
     CommandFailed,
     add_mount_flag,
@@ -48,6 +47,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     defer_signals,
     minirun_env,
     mount,
+    podman_command,
     podman_peer,
     prepare_bundle,
     prepare_rootfs,
@@ -56,7 +56,6 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     remove_side_paths,
     remove_temp_dir,
     run,
-    runtime_option,
     side_paths_present,
     tail,
     time_round_robin,
@@ -226,18 +225,7 @@ class Runc(Tool):
 class Podman(Tool):
     def __init__(self, binary: str, tmp: Path, tar: Path, runtime: str | None = None) -> None:
         super().__init__("podman exec true")
-        base = tmp / "podman"
-        self.glob = [
-            binary,
-            "--root",
-            str(base / "root"),
-            "--runroot",
-            str(base / "run"),
-            "--tmpdir",
-            str(base / "tmp"),
-            *PODMAN_GLOBAL,
-            *runtime_option(runtime),
-        ]
+        self.glob = podman_command(binary, tmp / "podman", runtime)
         self.tar = tar
         self.cgroup_parent = f"/minirun-bench-{os.getpid()}"
         self.name = f"mrbx{os.getpid()}"

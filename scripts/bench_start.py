@@ -278,18 +278,7 @@ class OciRuntime(Tool):
 
 class Podman(Tool):
     def __init__(self, binary: str, tmp: Path, tar: Path, runtime: str | None = None):
-        base = tmp / "podman"
-        self.glob = [
-            binary,
-            "--root",
-            str(base / "root"),
-            "--runroot",
-            str(base / "run"),
-            "--tmpdir",
-            str(base / "tmp"),
-            *PODMAN_GLOBAL,
-            *runtime_option(runtime),
-        ]
+        self.glob = podman_command(binary, tmp / "podman", runtime)
         self.tar = tar
         self.cgroup_parent = f"/minirun-bench-{os.getpid()}"
         super().__init__(
@@ -395,6 +384,22 @@ def podman_peer(mount_v2_controllers: bool) -> tuple[list[tuple[str, bool]], str
 
 def runtime_option(runtime: str | None) -> list[str]:
     return ["--runtime", runtime] if runtime else []
+
+
+def podman_command(binary: str, base: Path, runtime: str | None) -> list[str]:
+    """podman with storage, run and temp dirs of its own under `base` (never the host's), the
+    flags these machines need, and `runtime` (podman_peer)."""
+    return [
+        binary,
+        "--root",
+        str(base / "root"),
+        "--runroot",
+        str(base / "run"),
+        "--tmpdir",
+        str(base / "tmp"),
+        *PODMAN_GLOBAL,
+        *runtime_option(runtime),
+    ]
 
 
 def add_mount_flag(parser: argparse.ArgumentParser) -> None:
