@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import subprocess
+import sys
 import tarfile
 import time
 import traceback
@@ -129,3 +131,23 @@ def wait_until(predicate: Callable[[], object], timeout: float = 15.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def minirun_in(store, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`minirun ARGS` on `store`, to its end: code, stdout and stderr as text."""
+    env = dict(os.environ, MINIRUN_ROOT=str(store))
+    return subprocess.run(
+        [sys.executable, "-m", "minirun", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def minirun_started(store, *args: str) -> subprocess.Popen:
+    """`minirun ARGS` on `store`, started and left running (to be killed), its stdio /dev/null."""
+    env = dict(os.environ, MINIRUN_ROOT=str(store))
+    return subprocess.Popen(
+        [sys.executable, "-m", "minirun", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

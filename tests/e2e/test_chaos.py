@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from minirun.runtime import cgroups
+from tests.helpers import minirun_in as done
+from tests.helpers import minirun_started as minirun
 from tests.helpers import wait_until
 from tests.registryserver import minirun_config, registry  # noqa: F401 - fixtures
 
@@ -21,25 +21,6 @@ ITERATIONS = 100
 SEED = 20261203  # the same kills every run: a failure can be replayed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
-
-
-def minirun(store, *args: str, **kw):
-    env = dict(os.environ, MINIRUN_ROOT=str(store))
-    return subprocess.Popen(
-        [sys.executable, "-m", "minirun", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        **kw,
-    )
-
-
-def done(store, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MINIRUN_ROOT=str(store))
-    return subprocess.run(
-        [sys.executable, "-m", "minirun", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def operations(store, tmp_path, registry_host: str) -> dict[str, list[str]]:

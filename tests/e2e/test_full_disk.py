@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
+from tests.helpers import minirun_in as minirun
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")
@@ -34,13 +34,6 @@ def small_store(tmp_path):
         if ids:
             minirun(store, "rm", "-f", *ids)
         subprocess.run(["umount", str(mount)], check=True, capture_output=True)
-
-
-def minirun(store, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MINIRUN_ROOT=str(store))
-    return subprocess.run(
-        [sys.executable, "-m", "minirun", *args], env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 def fill(path) -> None:

@@ -11,27 +11,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from minirun.runtime import cgroups
+from tests.helpers import minirun_started as client
 from tests.helpers import wait_until
 
 # kill the client this long after it started: before the record, during set-up, while it runs
 DELAYS = (0.0, 0.03, 0.06, 0.09, 0.12, 0.16, 0.2, 0.3, 0.5)
-
-
-def client(store, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, MINIRUN_ROOT=str(store))
-    return subprocess.Popen(
-        [sys.executable, "-m", "minirun", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def killed_after(proc: subprocess.Popen, delay: float) -> None:
