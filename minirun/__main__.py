@@ -1,3 +1,3 @@
-from minirun.main import main
+from minirun.cli.main import main
 
 main()

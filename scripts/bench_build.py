@@ -58,9 +58,9 @@ from bench_start import (  # noqa: E402  (shared helpers of the start benchmark)
 
 TARGET_STEPS_PER_S = 5.0
 PODMAN_IMAGE = "localhost/minirun-bench-build-busybox:latest"
-# `build` registers on the typer app from minirun.cli_build; importing it here works whether or
+# `build` registers on the typer app from minirun.cli.app_build; importing it here works whether or
 # not cli.main already does, at the cost of nothing (the module is loaded either way).
-MINIRUN_ENTRY = "import sys, minirun.cli_build; from minirun.main import main; sys.argv[0] = 'minirun'; main()"
+MINIRUN_ENTRY = "import sys, minirun.cli.app_build; from minirun.cli.main import main; sys.argv[0] = 'minirun'; main()"
 
 
 def containerfile(base: str, steps: int, empty: bool) -> str:

@@ -95,10 +95,10 @@ def podman_disk_per_container(work: str, count: int) -> float | None:
 
 
 def make_big_image(root: str, layers: int, megabytes: int) -> None:
-    from minirun.embedded import find_image
     from minirun.humanize import rfc3339_now
-    from minirun.reference import parse_reference
+    from minirun.image.embedded import find_image
     from minirun.store import Store
+    from minirun.store.reference import parse_reference
 
     store = Store(root)
     base = find_image(store, "busybox")

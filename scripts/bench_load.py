@@ -274,7 +274,14 @@ def main() -> int:
         read_through(archive)
         for p in layer_paths:
             read_through(p)
-        run([py, "-c", "import minirun.cli, minirun.imageload, minirun.archive, minirun.cli_archive"], env=env)
+        run(
+            [
+                py,
+                "-c",
+                "import minirun.cli.app, minirun.distribution.imageload, minirun.layer.archive, minirun.cli.app_archive",
+            ],
+            env=env,
+        )
         print(f"  {'run':<4}{'tool':<10}{'time':>10}{'+sync':>10}", flush=True)
         for i in range(args.runs):
             order = tools[i % len(tools) :] + tools[: i % len(tools)]

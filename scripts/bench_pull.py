@@ -98,8 +98,8 @@ def stop(process: subprocess.Popen) -> None:
 def build_source_image(root: Path, tars: list[Path], ref: str) -> str:
     """Stack the layer tars into an image in a store at `root` (minirun's library, untimed)."""
     from minirun.humanize import rfc3339_now
-    from minirun.reference import parse_reference
     from minirun.store import Store
+    from minirun.store.reference import parse_reference
 
     store = Store(str(root))
     staged = []

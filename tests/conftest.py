@@ -48,7 +48,7 @@ def session_host_names_removed():
     if os.geteuid() != 0:
         return
     from minirun import hostwide
-    from minirun.runtime.bridge import delete_bridge
+    from minirun.net.bridge import delete_bridge
 
     for name in os.listdir("/sys/class/net"):
         if name == hostwide.DEFAULT_BRIDGE or name.startswith(hostwide.BRIDGE_PREFIX + "-"):

@@ -21,8 +21,8 @@ import signal
 import stat
 
 from minirun import linux
+from minirun.cli.execargs import ExecOptions, parse_exec_args
 from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_RUNTIME, MinirunError, UsageError
-from minirun.execargs import ExecOptions, parse_exec_args
 
 TYPE_CHECKING = False  # typing costs ~6 ms on the path the exec benchmark times
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class NotRunning(MinirunError):
 
 
 def exec_command(argv: list[str], root: str | None) -> int:
-    from minirun.runtime.container import Containers
+    from minirun.containers.container import Containers
     from minirun.store import Store
 
     opts = parse_exec_args(argv)
@@ -81,7 +81,7 @@ def open_namespaces(container_id: str, state: dict) -> dict[str, int]:
     """Close-on-exec fds of PID 1's namespaces ("pid" and CHILD_NAMESPACES' names), taken only
     if it is the very process the state recorded (pid and start time: pids are reused); one
     that is ours too (net with --network host) is left out. NotRunning otherwise."""
-    from minirun.runtime.procs import is_alive
+    from minirun.procs import is_alive
 
     pid = state.get("Pid") or 0
     if state.get("Status") == "dead":  # its record is damaged: say which file
@@ -226,7 +226,7 @@ def _child(
 ) -> None:
     """`allowed`: (capabilities, no_new_privileges, seccomp program or None)."""
     # everything needed after the mount namespace is joined is imported before it
-    from minirun.run import merged_env
+    from minirun.cli.run import merged_env
     from minirun.runtime import launch
     from minirun.runtime.security import lock_down, read_user_db, resolve_user
 

@@ -171,7 +171,7 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
         namespaces |= linux.CLONE_NEWNET
     host_side = None
     if plan.net is not None:
-        from minirun.runtime import network
+        from minirun.containers import network
 
         host_side = network.open_host_side()  # before the unshare: it must reach the host's bridge
     elif plan.join_netns:

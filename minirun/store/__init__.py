@@ -18,9 +18,9 @@ if TYPE_CHECKING:  # the image and layer modules load on first use: exec and ps 
     from collections.abc import Callable, Iterator, Sequence
     from typing import BinaryIO
 
-    from minirun.reference import Reference
     from minirun.store.images import Image, ImageStore
     from minirun.store.layers import LayerStore, StagedLayer
+    from minirun.store.reference import Reference
 
 DEFAULT_ROOT = "/var/lib/minirun"
 

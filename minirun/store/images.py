@@ -10,7 +10,7 @@ from minirun.store.fsutil import atomic_write, read_record
 
 TYPE_CHECKING = False  # reference (regexes) and hashlib load only where used: diff and ps never do
 if TYPE_CHECKING:
-    from minirun.reference import Reference
+    from minirun.store.reference import Reference
 
 
 class Image:
@@ -164,7 +164,7 @@ class ImageStore:
 
     def lookup(self, text: str) -> Image:
         """An image by `name[:tag]`, full id, or unique id prefix (docker's order)."""
-        from minirun.reference import looks_like_id, parse_reference
+        from minirun.store.reference import looks_like_id, parse_reference
 
         ref: Reference | None
         try:

@@ -15,7 +15,7 @@ TYPE_CHECKING = False  # typing costs ~4 ms to import; annotations are strings h
 if TYPE_CHECKING:
     from typing import BinaryIO
 
-    from minirun.archive import AppliedLayer
+    from minirun.layer.archive import AppliedLayer
 
 TMP_PREFIX = ".tmp-"
 SPLIT_NAME = "tar-split"  # the record that rebuilds the layer's exact tar (tarsplit.py)
@@ -99,7 +99,7 @@ class LayerStore:
         """The layer's exact tar, rebuilt from its split; its digest is checked at the end."""
         import io
 
-        from minirun.tarsplit import LayerTarReader
+        from minirun.layer.tarsplit import LayerTarReader
 
         self.tar_size(diff_id)  # one clear error for a layer without a record
         reader = LayerTarReader(os.path.join(self.layer_dir(diff_id), SPLIT_NAME), self.diff_dir(diff_id), diff_id)
@@ -126,7 +126,7 @@ class LayerStore:
     def unpack(self, staged: StagedLayer, stream: BinaryIO, length: int | None = None) -> AppliedLayer:
         """Apply a tar stream into the staged dir; no store lock needed (nobody else sees it).
         `length`: the layer is the next `length` bytes of the stream (see apply_layer)."""
-        from minirun.archive import apply_layer  # tarfile and friends: not on the run path
+        from minirun.layer.archive import apply_layer  # tarfile and friends: not on the run path
 
         split = os.path.join(staged.tmp_dir, SPLIT_NAME)
         staged.applied = apply_layer(stream, staged.diff_dir, length=length, split_path=split)

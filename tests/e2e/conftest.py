@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from minirun.embedded import find_image
+from minirun.image.embedded import find_image
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ import pytest
 from tests.conftest import Result, require_root
 
 REPO = Path(__file__).resolve().parents[2]
-# `build` registers on the typer app when minirun.cli_build is imported; this entry imports it
+# `build` registers on the typer app when minirun.cli.app_build is imported; this entry imports it
 # itself, so the tests do not depend on cli.main doing it (importing it twice is harmless).
-ENTRY = "import sys, minirun.cli_build; from minirun.main import main; sys.argv[0] = 'minirun'; main()"
+ENTRY = "import sys, minirun.cli.app_build; from minirun.cli.main import main; sys.argv[0] = 'minirun'; main()"
 
 
 @pytest.fixture(autouse=True)

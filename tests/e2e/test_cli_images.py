@@ -113,7 +113,7 @@ def test_rmi_untags_then_deletes_unused_layers_only(cli, rootfs, tmp_path, isola
 
 
 def test_rmi_of_one_of_two_tags_only_untags(cli, rootfs, store):
-    from minirun.reference import parse_reference
+    from minirun.store.reference import parse_reference
 
     image_id = cli("import", rootfs, "x:1").out.strip()
     with store.locked():
@@ -189,7 +189,7 @@ def test_an_image_without_a_creation_date_lists_as_na(cli, store):
     """docker load/pull can bring configs with no `created` (or junk in it): `images` still lists."""
     import io
 
-    from minirun.reference import parse_reference
+    from minirun.store.reference import parse_reference
     from tests.helpers import f, make_tar
 
     staged = store.unpack_layer(io.BytesIO(make_tar([f("x", "1")])))

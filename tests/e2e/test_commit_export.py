@@ -55,7 +55,7 @@ def test_commit_of_an_opaque_dir(cli, busybox, store):
     assert os.getxattr(os.path.join(layer, "srv"), "trusted.overlay.opaque") == b"y"
     assert cli("run", "--rm", "opq:1", "ls", "/srv").out == "new\n"
     # in OCI form: the marker right after its directory, before the dir's other entries
-    from minirun.commit import layer_tar
+    from minirun.containers.commit import layer_tar
 
     container_upper = store.root + "/containers/" + json.loads(cli("inspect", "opq").out)[0]["Id"] + "/upper"
     out = io.BytesIO()
@@ -67,7 +67,7 @@ def test_commit_of_an_opaque_dir(cli, busybox, store):
 
 def test_whiteouts_become_oci_whiteouts_in_the_layer_tar(cli, busybox, store):
     cli("run", "--name", "wh", "busybox", "rm", "/etc/passwd")
-    from minirun.commit import layer_tar
+    from minirun.containers.commit import layer_tar
 
     upper = store.root + "/containers/" + json.loads(cli("inspect", "wh").out)[0]["Id"] + "/upper"
     out = io.BytesIO()

@@ -13,9 +13,9 @@ import os
 import stat
 import tempfile
 
-from minirun.changes import PROVIDED
-from minirun.runtime.container import Containers
-from minirun.runtime.initlayer import init_layer_dir
+from minirun.containers.container import Containers
+from minirun.layer.changes import PROVIDED
+from minirun.store.initlayer import init_layer_dir
 from tests.helpers import d, f, in_mount_ns, make_image, make_tar
 
 

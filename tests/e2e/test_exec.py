@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from minirun.runtime.container import Containers
+from minirun.containers.container import Containers
 
 CAPS_DOCKER = "00000000a80425fb"
 TIMEOUT = 20
@@ -395,8 +395,8 @@ def test_interactive_shell_on_a_terminal(box, isolated_store):
 
 
 def test_parse_exec_args():
+    from minirun.cli.execargs import ExecOptions, parse_exec_args
     from minirun.errors import UsageError
-    from minirun.execargs import ExecOptions, parse_exec_args
 
     assert parse_exec_args(["box", "ls", "-la"]) == ExecOptions(container="box", command=["ls", "-la"])
     opts = parse_exec_args(

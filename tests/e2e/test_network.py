@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from minirun import networks, portmap
+from minirun.net import networks, portmap
+from minirun.net.bridge import link_names
 from minirun.runtime import cgroups
-from minirun.runtime.bridge import link_names
 from tests.helpers import wait_until
 
 SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
@@ -320,10 +320,10 @@ def test_a_command_that_cannot_start_frees_its_ports(cli, busybox, seen, detach)
 def test_a_start_failing_after_the_publish_frees_its_ports(cli, busybox, seen, store):
     """A cgroup write the kernel refuses fails the start after the ports are published, in the
     monitor (start, run -d) and in the foreground (run, build): the ports go, and the cgroups."""
+    from minirun.cli.run import _run
+    from minirun.containers.container import Containers
     from minirun.errors import MinirunError
-    from minirun.run import _run
-    from minirun.runtime.container import Containers
-    from minirun.runtime.initlayer import init_layer_link
+    from minirun.store.initlayer import init_layer_link
 
     port = free_port()
     assert cli("run", "--name", "cgfail", "-p", f"127.0.0.1:{port}:80", "busybox", "true").code == 0

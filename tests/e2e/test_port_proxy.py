@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from minirun.runtime.procs import is_alive
+from minirun.procs import is_alive
 from tests.e2e.test_network import SERVE, elements_to, free_port, http_get, nothing_left, seen, start_web  # noqa: F401
 from tests.helpers import wait_until
 

@@ -308,7 +308,7 @@ def _skopeo(*args: str) -> None:
 
 
 def test_pull_of_an_image_pushed_by_skopeo_as_docker_schema2(cli, store, busybox, registry, tmp_path):  # noqa: F811
-    from minirun.embedded import host_architecture
+    from minirun.image.embedded import host_architecture
 
     layout = _new_layout(tmp_path, "oci")
     with store.layers.open_tar(busybox.diff_ids[0]) as tar:
@@ -342,7 +342,7 @@ def test_pull_of_a_minirun_save_archive_pushed_by_skopeo(cli, store, busybox, re
 
 
 def test_pull_of_a_multi_platform_index_takes_the_hosts_image(cli, store, busybox, registry, tmp_path):  # noqa: F811
-    from minirun.embedded import host_architecture
+    from minirun.image.embedded import host_architecture
 
     layout = _new_layout(tmp_path, "multi")
     with store.layers.open_tar(busybox.diff_ids[0]) as tar:
@@ -386,7 +386,7 @@ def _put_image(
     config: bytes | None = None,
 ) -> tuple[dict, bytes]:
     """Upload blobs and a manifest with our client (the server is the real registry)."""
-    from minirun.embedded import host_architecture
+    from minirun.image.embedded import host_architecture
 
     def put(data: bytes) -> dict:
         reg.upload_blob(repo, sha256(data), len(data), lambda: io.BytesIO(data))
@@ -436,7 +436,7 @@ GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
     ],
 )
 def test_crafted_images_fail_cleanly_and_store_nothing(cli, registry, store2, case, message):  # noqa: F811
-    from minirun.registry import Registry
+    from minirun.distribution.registry import Registry
 
     reg = Registry(registry.host)
     tar = make_tar([f("crafted", "x\n")])

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
+from minirun.containers.container import Containers
 from minirun.humanize import human_size
-from minirun.runtime.container import Containers
 from tests.helpers import d, f, in_mount_ns, make_image, make_tar, sym
 
 
@@ -237,7 +237,7 @@ def test_trace_agrees_with_a_real_overlay_mount(cli, store, stacked):
                 linux.umount2(scratch, linux.MNT_DETACH)
 
     view = in_mount_ns(merged_view)
-    from minirun.trace import image_layers, trace
+    from minirun.image.trace import image_layers, trace
 
     layers = image_layers(store, top)
     by_label = {layer.label: layer.dir for layer in layers}

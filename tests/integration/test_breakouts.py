@@ -32,8 +32,8 @@ from typing import BinaryIO
 
 import pytest
 
-from minirun.archive import apply_layer
 from minirun.errors import BadArchive
+from minirun.layer.archive import apply_layer
 from tests.helpers import d, f, hard, make_tar, member, sym
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown, mknod and trusted.* xattrs need root")

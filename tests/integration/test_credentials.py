@@ -7,7 +7,7 @@ import json
 import os
 import stat
 
-from minirun import credentials
+from minirun.distribution import credentials
 
 PROCESSES = 8
 SAVES_EACH = 25  # a lost update happened about once in 10 single logins: 200 make it certain

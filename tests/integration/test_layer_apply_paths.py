@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from minirun.archive import apply_layer, normalize_member_path
 from minirun.errors import BadArchive
+from minirun.layer.archive import apply_layer, normalize_member_path
 from tests.helpers import d, f, hard, make_tar, member, sym
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown, mknod and trusted.* xattrs need root")

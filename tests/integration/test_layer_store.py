@@ -16,11 +16,11 @@ import time
 import pytest
 import zstandard
 
-from minirun.archive import apply_layer
 from minirun.errors import BadArchive
-from minirun.importer import import_tarball
-from minirun.reference import parse_reference
+from minirun.image.importer import import_tarball
+from minirun.layer.archive import apply_layer
 from minirun.store import Store
+from minirun.store.reference import parse_reference
 from tests.helpers import d, f, hard, make_tar, member, sym
 
 

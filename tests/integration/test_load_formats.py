@@ -15,10 +15,10 @@ import tarfile
 import pytest
 import zstandard
 
+from minirun.distribution.imageload import Progress, load_archive
+from minirun.distribution.imagesave import save_images
 from minirun.errors import BadArchive, MinirunError
-from minirun.imageload import Progress, load_archive
-from minirun.imagesave import save_images
-from minirun.manifests import (
+from minirun.image.manifests import (
     OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER,
@@ -312,7 +312,7 @@ def test_a_layer_used_twice_is_unpacked_once(store, tmp_path):
 
 
 def test_index_of_platforms_picks_the_hosts(store, tmp_path):
-    from minirun.manifests import host_platform
+    from minirun.image.manifests import host_platform
 
     cfg = config(LAYERS[:2])
     files, manifest = oci_blobs(cfg, LAYERS[:2], "gzip")
@@ -505,7 +505,7 @@ def test_manifest_json_layer_count_must_match_the_config(store, tmp_path):
 def test_save_writes_dockers_combined_layout(store, tmp_path):
     base = make_image(store, "base:1", [BASE])
     app = make_image(store, "app:1", [REWRITE1], base=base)
-    from minirun.reference import parse_reference
+    from minirun.store.reference import parse_reference
 
     store.images.tag(parse_reference("app:latest"), app.id)
     out = io.BytesIO()
@@ -576,7 +576,7 @@ def test_several_images_round_trip_in_one_archive(store, tmp_path):
 
 
 def test_save_refuses_a_layer_it_cannot_rebuild_and_leaves_no_file(store, tmp_path):
-    from minirun.imagesave import save_to_file
+    from minirun.distribution.imagesave import save_to_file
 
     image = make_image(store, "edited:1", [BASE, REWRITE1])
     # a lower dir changed behind the store's back: the rebuilt tar no longer has the layer's digest
@@ -599,7 +599,7 @@ def test_save_refuses_a_layer_it_cannot_rebuild_and_leaves_no_file(store, tmp_pa
 
 
 def test_manifest_documents_are_validated_with_one_clear_line():
-    from minirun.manifests import is_index, layer_media_compression, parse_manifest
+    from minirun.image.manifests import is_index, layer_media_compression, parse_manifest
 
     good = {
         "schemaVersion": 2,
@@ -640,7 +640,7 @@ def test_manifest_documents_are_validated_with_one_clear_line():
 
 
 def test_names_between_docker_and_minirun_spelling():
-    from minirun.manifests import familiar_name, full_name
+    from minirun.image.manifests import familiar_name, full_name
 
     pairs = {
         "busybox": "docker.io/library/busybox",

@@ -1,4 +1,4 @@
-"""minirun.registry against a real docker-registry: uploads (monolithic, chunked), mounts, errors;
+"""minirun.distribution.registry against a real docker-registry: uploads (monolithic, chunked), mounts, errors;
 and the pure helpers (challenges, which hosts get plain HTTP)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from minirun import registry as client
+from minirun.distribution import registry as client
+from minirun.distribution.registry import Registry, RegistryError, parse_challenge, repository_path, uses_plain_http
 from minirun.errors import MinirunError, NotFound
-from minirun.registry import Registry, RegistryError, parse_challenge, repository_path, uses_plain_http
 from tests.registryserver import registry  # noqa: F401
 
 
@@ -246,7 +246,7 @@ def test_a_second_401_and_json_nested_too_deeply_are_clean_errors(hostile):
 def test_an_upload_whose_token_expired_is_retried_in_chunks_when_large(monkeypatch):
     """A 401 in the middle of a chunked upload starts a fresh session, and that one is chunked
     too: a large blob never goes as one request (it did, as a monolithic PUT)."""
-    from minirun import registry as registry_module
+    from minirun.distribution import registry as registry_module
 
     reg = Registry("127.0.0.1:1")
     calls: list[str] = []

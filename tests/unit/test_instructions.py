@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from minirun.errors import UsageError
-from minirun.instructions import (
+from minirun.image.instructions import (
     apply_changes,
     env_set,
     parse_json_or_shell,
@@ -314,7 +314,7 @@ def test_a_bad_change_applies_nothing() -> None:
 
 
 def test_deeply_nested_json_form_is_shell_form_not_a_crash():
-    from minirun.instructions import parse_json_or_shell
+    from minirun.image.instructions import parse_json_or_shell
 
     text = "[" * 100_000
     assert parse_json_or_shell(text) == ([text], False)

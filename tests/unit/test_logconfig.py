@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from minirun import logconfig
+from minirun.containers import logconfig
 from minirun.errors import DamagedRecord, UsageError
 
 

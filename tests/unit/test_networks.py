@@ -9,10 +9,10 @@ import os
 
 import pytest
 
-from minirun import networks, portmap
+from minirun.cli.runargs import parse_network_options, parse_run_args
+from minirun.containers.network import hosts_text
 from minirun.errors import Conflict, UsageError
-from minirun.runargs import parse_network_options, parse_run_args
-from minirun.runtime.network import hosts_text
+from minirun.net import networks, portmap
 
 # -- subnets ------------------------------------------------------------------------------------
 

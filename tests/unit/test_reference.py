@@ -8,7 +8,7 @@ import re
 import pytest
 
 from minirun.errors import UsageError
-from minirun.reference import Reference, looks_like_id, parse_reference
+from minirun.store.reference import Reference, looks_like_id, parse_reference
 
 HEX = "a" * 64
 DIGEST = f"sha256:{HEX}"

@@ -1,7 +1,7 @@
 """Bearer scopes: what we ask for and what the registry's challenge names become one scope per
 resource, so a token request never carries `pull,push` and `push,pull` side by side."""
 
-from minirun.registry import merge_scopes
+from minirun.distribution.registry import merge_scopes
 
 
 def test_same_resource_merges_its_actions():

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from minirun import stats
-from minirun.errors import UsageError
-from minirun.resources import (
+from minirun.cli.runargs import parse_run_args
+from minirun.containers import stats
+from minirun.containers.resources import (
     for_run,
     host_config,
     merged,
@@ -17,7 +17,7 @@ from minirun.resources import (
     ram_in_bytes,
     validate,
 )
-from minirun.runargs import parse_run_args
+from minirun.errors import UsageError
 from minirun.runtime import cgroups
 from minirun.runtime.cgroups import cpu_weight, flat_keyed, io_bytes, layout, limit_writes, parse_mountinfo
 

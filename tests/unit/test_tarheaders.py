@@ -1,4 +1,4 @@
-"""minirun.tarheaders on its own: what it reads from every header format, and every malformed
+"""minirun.layer.tarheaders on its own: what it reads from every header format, and every malformed
 header it must refuse. The input is untrusted: a refusal is a BadArchive, never another error."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from minirun.errors import BadArchive
-from minirun.tarheaders import BLOCK, MAX_EXTENDED, HeaderReader, TarMember, Unsupported, _byte_sum, _checksum_ok
+from minirun.layer.tarheaders import BLOCK, MAX_EXTENDED, HeaderReader, TarMember, Unsupported, _byte_sum, _checksum_ok
 
 
 class Mem:

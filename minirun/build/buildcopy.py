@@ -1,0 +1,394 @@
+"""COPY and ADD for the builder: sources found inside the build context (never outside it), their
+digest for the layer cache, and the copy itself into an image's merged view.
+
+The copy runs in a forked child that mounts the image's layers under the step's upper dir in its
+own mount namespace and chroots into the union. Symlinks in the destination path then resolve
+inside the image (docker's FollowSymlinkInScope), a parent dir that exists keeps its owner and
+mode (overlay copies it up as it is), and nothing is ever mounted on the host. The sources are
+opened through directory fds taken before the chroot.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from minirun.errors import MinirunError, NotFound, UsageError
+
+# overlay's own xattrs never travel (archive.py refuses them in layers for the same reason)
+_FORBIDDEN_XATTRS = ("trusted.overlay.", "user.overlay.")
+_MAX_SYMLINKS = 255
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Source:
+    root: str  # host directory `rel` is below: the context, or an archive extracted for ADD
+    rel: str  # resolved inside root, no symlinks in it ("" is root itself)
+    name: str  # the name a file takes in a destination directory (the source as written)
+    is_dir: bool
+    digest: str  # "file:<hex>" or "dir:<hex>": what the layer cache compares
+    archive: bool = False  # ADD: a local tar, extracted into the destination
+    preserve_owner: bool = False  # extracted archives keep their owners; context files become root's
+
+
+# -- the sources, seen from the host -------------------------------------------------------
+def collect_sources(context: str, words: list[str], instruction: str, allow_archives: bool) -> list[Source]:
+    """Every source the words name (wildcards expanded), resolved inside `context`."""
+    sources: list[Source] = []
+    for word in words:
+        if word.startswith(("http://", "https://", "git@")):
+            if instruction == "COPY":
+                raise UsageError(f"COPY failed: source can't be a URL for COPY: {word}")
+            raise UsageError(f"ADD failed: remote sources are not supported by minirun build: {word}")
+        rel = _clean_source(word, instruction)
+        if any(ch in rel for ch in "*?["):
+            matches = sorted(glob.glob(rel, root_dir=context, include_hidden=True))
+            if not matches:
+                raise NotFound(f"{instruction} failed: no source files were specified")
+        else:
+            matches = [rel]
+        for match in matches:
+            sources.append(_source(context, match, word, instruction, allow_archives))
+    return sources
+
+
+def sources_digest(sources: list[Source]) -> str:
+    """docker's getSourceHashFromInfos: one source's own hash, several hashed together."""
+    if len(sources) == 1:
+        return sources[0].digest
+    return "multi:" + hashlib.sha256(",".join(s.digest for s in sources).encode()).hexdigest()
+
+
+def _clean_source(word: str, instruction: str) -> str:
+    cleaned = posixpath.normpath(word) if word else "."
+    # An absolute source is relative to the context root, as in docker.
+    cleaned = cleaned.lstrip("/") or "."
+    if cleaned == ".." or cleaned.startswith("../"):
+        raise UsageError(f"{instruction} failed: forbidden path outside the build context: {word} ()")
+    return cleaned
+
+
+def _source(context: str, rel: str, word: str, instruction: str, allow_archives: bool) -> Source:
+    resolved = resolve_in_scope(context, rel)
+    full = os.path.join(context, resolved) if resolved else context
+    try:
+        st = os.lstat(full)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(
+            f"{instruction} failed: file not found in build context or excluded by "
+            f".dockerignore: stat {word}: file does not exist"
+        ) from None
+    name = posixpath.basename(rel.rstrip("/")) if rel not in ("", ".") else posixpath.basename(context)
+    if stat.S_ISDIR(st.st_mode):
+        return Source(context, resolved, name, True, "dir:" + _tree_digest(full))
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{instruction} failed: {word} is not a regular file or directory")
+    archive = allow_archives and is_tar(full)
+    return Source(context, resolved, name, False, "file:" + _file_digest(full, name, st), archive=archive)
+
+
+def resolve_in_scope(root: str, rel: str) -> str:
+    """`rel` with every symlink followed as if `root` were `/`: an absolute target restarts at
+    root and `..` stops there, so the result never leaves root (docker's FollowSymlinkInScope)."""
+    pending = [p for p in rel.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        path = os.path.join(root, *resolved, part)
+        if os.path.islink(path):
+            hops += 1
+            if hops > _MAX_SYMLINKS:
+                raise UsageError(f"too many links while resolving {rel} in the build context")
+            target = os.readlink(path)
+            if target.startswith("/"):
+                resolved = []
+            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+            continue
+        resolved.append(part)
+    return "/".join(resolved)
+
+
+def _file_digest(path: str, name: str, st: os.stat_result) -> str:
+    # The name is in: renaming a source changes what lands in a destination dir. mtime and
+    # owner are not (docker's tarsum leaves mtime out; COPY gives files to root anyway).
+    hasher = hashlib.sha256(f"{name}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_size}\0".encode(errors="surrogateescape"))
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _tree_digest(top: str) -> str:
+    hasher = hashlib.sha256()
+    for rel, st in _walk(top):
+        full = os.path.join(top, rel)
+        line = f"{rel}\0{stat.S_IFMT(st.st_mode):o}\0{stat.S_IMODE(st.st_mode):o}\0"
+        if stat.S_ISREG(st.st_mode):
+            line += f"{st.st_size}\0" + _file_digest(full, "", st)
+        elif stat.S_ISLNK(st.st_mode):
+            line += os.readlink(full)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            line += f"{st.st_rdev}"
+        hasher.update(line.encode(errors="surrogateescape") + b"\n")
+    return hasher.hexdigest()
+
+
+def _walk(top: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
+    with os.scandir(os.path.join(top, rel) if rel else top) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        child = f"{rel}/{entry.name}" if rel else entry.name
+        st = entry.stat(follow_symlinks=False)
+        yield child, st
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk(top, child)
+
+
+def is_tar(path: str) -> bool:
+    """docker's ADD rule: a file whose (decompressed) start is a valid tar header is extracted."""
+    from minirun.layer.archive import decompressed
+
+    try:
+        with open(path, "rb") as f:
+            block = decompressed(f).read(tarfile.BLOCKSIZE)
+    except (OSError, EOFError, ValueError, ImportError):
+        return False
+    if len(block) < tarfile.BLOCKSIZE:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def extract_archives(store, sources: list[Source]) -> tuple[list[Source], list]:
+    """ADD's archives unpacked (by the layer store's hardened applier) into staged dirs, which
+    the copy then treats as directories whose owners are kept. Returns the new sources and the
+    staged layers, which the caller discards."""
+    staged_layers = []
+    result = []
+    try:
+        for source in sources:
+            if not source.archive:
+                result.append(source)
+                continue
+            with open(os.path.join(source.root, source.rel), "rb") as stream:
+                staged = store.unpack_layer(stream)
+            staged_layers.append(staged)
+            result.append(
+                replace(source, root=staged.diff_dir, rel="", is_dir=True, archive=False, preserve_owner=True)
+            )
+    except BaseException:
+        for staged in staged_layers:
+            store.layers.discard(staged)
+        raise
+    return result, staged_layers
+
+
+# -- the copy, inside the image's root -------------------------------------------------------
+def copy_into_image(
+    store_root: str,
+    lowers: list[str],
+    upper: str,
+    work: str,
+    sources: list[Source],
+    dest: str,
+    dest_is_dir: bool,
+    chown: str,
+    instruction: str,
+) -> None:
+    """Copy `sources` to `dest` (absolute, in the image) through the union of `lowers` (relative
+    to the store root, topmost first) and `upper`. With no lowers (FROM scratch) the upper is
+    the whole view and is written directly."""
+    from minirun.runtime.overlay import mount_overlay
+    from minirun.runtime.privatemounts import in_private_mounts
+
+    roots = sorted({s.root for s in sources})
+    mountpoint = os.path.join(store_root, "mnt")
+    os.makedirs(mountpoint, exist_ok=True)
+
+    def copy() -> None:
+        if lowers:
+            os.chdir(store_root)
+            mount_overlay(mountpoint, lowers, upper, work)
+            root = mountpoint
+        else:
+            root = upper
+        fds = {r: os.open(r, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for r in roots}
+        os.chroot(root)
+        os.chdir("/")
+        os.umask(0o022)
+        _Copier(fds, _owner(chown) if chown else None).copy(sources, dest, dest_is_dir)
+
+    in_private_mounts(copy, f"{instruction} failed")
+
+
+def _owner(spec: str) -> tuple[int, int]:
+    """docker's --chown: `user[:group]`, names looked up in the image's /etc/passwd and
+    /etc/group (we are chrooted into it), numbers taken as they are; no group means the user
+    spec again, so `--chown=10` is 10:10 and `--chown=app` is user app, group app."""
+    parts = spec.split(":")
+    if len(parts) > 2 or not parts[0]:
+        raise MinirunError(f"invalid chown string format: {spec}")
+    user = parts[0]
+    group = parts[1] if len(parts) == 2 and parts[1] else user
+    return _lookup(user, "/etc/passwd", "uid", "user"), _lookup(group, "/etc/group", "gid", "group")
+
+
+def _lookup(name: str, path: str, what: str, kind: str) -> int:
+    if name.isdigit():
+        return int(name)
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+                    return int(fields[2])
+    except OSError:
+        pass
+    raise MinirunError(
+        f"unable to convert uid/gid chown string to host mapping: can't find {what} for {kind} "
+        f"{name}: no such {kind}: {name}"
+    )
+
+
+class _Copier:
+    def __init__(self, root_fds: dict[str, int], owner: tuple[int, int] | None) -> None:
+        self.root_fds = root_fds
+        self.owner = owner  # None: root's for context files, the archive's own for archives
+        self.links: dict[tuple[int, int], str] = {}
+
+    def copy(self, sources: list[Source], dest: str, dest_is_dir: bool) -> None:
+        for source in sources:
+            owner = self.owner or (None if source.preserve_owner else (0, 0))
+            root_fd = self.root_fds[source.root]
+            if source.is_dir:
+                self._makedirs(dest)
+                fd = os.open(
+                    source.rel or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd
+                )
+                try:
+                    self._children(fd, dest, owner, source.preserve_owner)
+                finally:
+                    os.close(fd)
+                continue
+            if dest_is_dir or os.path.isdir(dest):
+                self._makedirs(dest)
+                target = posixpath.join(dest, source.name)
+            else:
+                self._makedirs(posixpath.dirname(dest))
+                target = dest
+            st = os.stat(source.rel, dir_fd=root_fd, follow_symlinks=False)
+            self._file(root_fd, source.rel, st, target, owner, False)
+
+    def _makedirs(self, path: str) -> None:
+        """Missing parents are made 0755 and given to the --chown owner (root by default); a
+        parent that exists is left as it is."""
+        current = "/"
+        for part in [p for p in path.split("/") if p]:
+            current = posixpath.join(current, part)
+            if os.path.isdir(current):
+                continue
+            if os.path.lexists(current):
+                raise MinirunError(f"mkdir {current}: not a directory")
+            os.mkdir(current, 0o755)
+            uid, gid = self.owner or (0, 0)
+            os.chown(current, uid, gid)
+            os.chmod(current, 0o755)
+
+    def _children(self, dir_fd: int, target_dir: str, owner: tuple[int, int] | None, xattrs: bool) -> None:
+        with os.scandir(dir_fd) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            target = posixpath.join(target_dir, entry.name)
+            if stat.S_ISDIR(st.st_mode):
+                self._clear(target, keep_dir=True)
+                if not os.path.isdir(target):
+                    os.mkdir(target, 0o700)
+                fd = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                try:
+                    self._children(fd, target, owner, xattrs)
+                    self._meta(target, st, owner, fd=fd if xattrs else None)
+                finally:
+                    os.close(fd)
+            else:
+                self._file(dir_fd, entry.name, st, target, owner, xattrs)
+
+    def _file(self, dir_fd: int, name: str, st: os.stat_result, target: str, owner, xattrs: bool) -> None:
+        mode = st.st_mode
+        if stat.S_ISCHR(mode) and st.st_rdev == 0:
+            return  # an overlay whiteout from an extracted archive: nothing to copy
+        if stat.S_ISSOCK(mode):
+            return  # tar cannot hold sockets; docker skips them too
+        self._clear(target, keep_dir=False)
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in self.links:
+            os.link(self.links[key], target)
+            return
+        if stat.S_ISREG(mode):
+            self._regular(dir_fd, name, st, target, owner, xattrs)
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(name, dir_fd=dir_fd), target)
+            uid, gid = owner or (st.st_uid, st.st_gid)
+            os.chown(target, uid, gid, follow_symlinks=False)
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        else:  # devices and fifos (the overlay is nodev: a device node never opens here)
+            os.mknod(target, mode, st.st_rdev)
+            self._meta(target, st, owner)
+        if st.st_nlink > 1:
+            self.links[key] = target
+
+    def _regular(self, dir_fd: int, name: str, st: os.stat_result, target: str, owner, xattrs: bool) -> None:
+        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                offset = 0
+                while offset < st.st_size:
+                    sent = os.sendfile(out, src, offset, min(st.st_size - offset, 1 << 30))
+                    if sent == 0:
+                        break  # the file shrank while we copied it
+                    offset += sent
+                self._meta(out, st, owner, fd=src if xattrs else None)
+            finally:
+                os.close(out)
+        finally:
+            os.close(src)
+
+    def _meta(self, target: str | int, st: os.stat_result, owner, fd: int | None = None) -> None:
+        # chown before chmod: chown clears setuid/setgid bits; capabilities xattrs after chown too
+        uid, gid = owner or (st.st_uid, st.st_gid)
+        os.chown(target, uid, gid)
+        os.chmod(target, stat.S_IMODE(st.st_mode))
+        if fd is not None:
+            for name in os.listxattr(fd):
+                if not name.startswith(_FORBIDDEN_XATTRS):
+                    os.setxattr(target, name, os.getxattr(fd, name))
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    @staticmethod
+    def _clear(target: str, keep_dir: bool) -> None:
+        """Make room for a new entry: whatever is there goes, except a real dir we merge into."""
+        if not os.path.lexists(target):
+            return
+        if os.path.isdir(target) and not os.path.islink(target):
+            if keep_dir:
+                return
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)

@@ -1,0 +1,824 @@
+"""`build`: a Containerfile (or Dockerfile) into an image, the way docker's classic builder does it.
+
+Every instruction after FROM is a step whose result is an image of its own, kept in the store
+untagged: RUN is a container on the previous step's image plus a commit of its upper dir; COPY
+and ADD copy into such an upper without running anything; the other instructions only change
+the config. So `history` finds an image id for every row, and the layer cache is a map from
+(parent image, step) to the image that step made last time: a hit runs nothing.
+
+`created_by` is written as docker's classic builder writes it, because `history` shows it:
+  RUN (shell form)   /bin/sh -c echo v1 > /etc/config.yaml
+  RUN (exec form)    echo hi
+  RUN with ARGs      |1 VERSION=2 /bin/sh -c make          (docker's prependEnvOnCmd)
+  COPY, ADD          /bin/sh -c #(nop) COPY file:<hex> in /dest      (one space; note the
+                     trailing space, and `--chown=1:1file:<hex>` with no space, as docker has it)
+  WORKDIR            /bin/sh -c #(nop) WORKDIR /app                  (one space)
+  the others         /bin/sh -c #(nop)  CMD ["sleep" "100000"]       (two spaces; Go's %q of a list)
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import posixpath
+import re
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from minirun.containers import guard
+from minirun.errors import MinirunError, NotFound, UsageError
+from minirun.image.instructions import (
+    DEFAULT_SHELL,
+    apply_changes,
+    env_set,
+    parse_json_or_shell,
+    parse_key_values,
+    process_word,
+    process_words,
+    split_instruction,
+)
+from minirun.store import Store
+from minirun.store.images import Image
+
+CACHE_FILE = "build-cache.json"
+_CACHE_VERSION = "1"
+KNOWN_INSTRUCTIONS = frozenset(
+    {
+        "FROM",
+        "RUN",
+        "CMD",
+        "LABEL",
+        "MAINTAINER",
+        "EXPOSE",
+        "ENV",
+        "ADD",
+        "COPY",
+        "ENTRYPOINT",
+        "VOLUME",
+        "USER",
+        "WORKDIR",
+        "ARG",
+        "ONBUILD",
+        "STOPSIGNAL",
+        "HEALTHCHECK",
+        "SHELL",
+    }
+)
+_UNSUPPORTED = frozenset({"ONBUILD", "HEALTHCHECK"})
+# Flags each instruction takes (`--name=value` words before the arguments); those docker
+# knows but minirun does not do are refused by name rather than as unknown.
+_FLAGS = {
+    "FROM": {"platform"},
+    "RUN": {"mount", "network", "security"},
+    "COPY": {"chown", "from", "chmod", "link", "parents", "exclude"},
+    "ADD": {"chown", "chmod", "checksum", "keep-git-dir", "link", "exclude"},
+}
+_SUPPORTED_FLAGS = {"COPY": {"chown"}, "ADD": {"chown"}}
+# docker's builtinAllowedBuildArgs: usable without an ARG, never in history unless declared.
+BUILTIN_ARGS = frozenset(
+    {
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "FTP_PROXY",
+        "ftp_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    }
+)
+_CONTINUATION = re.compile(r"\\[ \t]*$")
+
+
+# -- parsing ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str  # upper-cased
+    args: str  # after the keyword and its flags
+    text: str  # the instruction on one line, as `Step N/M : ...` shows it
+    line: int
+    flags: tuple[tuple[str, str], ...] = ()
+
+    def flag(self, name: str) -> str | None:
+        return next((value for key, value in self.flags if key == name), None)
+
+
+DOCKERFILE_LIMIT = 4 << 20  # no real Dockerfile comes near: an endless -f /dev/zero is refused at once
+
+
+def parse_dockerfile(text: str, name: str = "Containerfile") -> list[Instruction]:
+    """Instructions with continuation lines joined and comments dropped, checked for what can
+    be checked before anything runs (unknown instructions, flags, argument counts, FROM first)."""
+    instructions: list[Instruction] = []
+    parts: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue  # also inside a continuation, as docker drops them there
+        if not parts:
+            start, raw = number, raw.lstrip()
+        match = _CONTINUATION.search(raw)
+        if match:
+            # docker keeps the text before the backslash and the next line's indent as they are
+            parts.append(raw[: match.start()])
+            continue
+        parts.append(raw)
+        instructions.append(_instruction("".join(parts), start))
+        parts = []
+    if parts and "".join(parts).strip():
+        instructions.append(_instruction("".join(parts), start))
+    if not instructions:
+        raise UsageError(f"the Dockerfile ({name}) cannot be empty")
+    first = next((i for i in instructions if i.keyword != "ARG"), None)
+    if first is None or first.keyword != "FROM":
+        line = first.line if first is not None else instructions[-1].line
+        raise UsageError(f"Dockerfile parse error line {line}: no build stage in current context")
+    return instructions
+
+
+def _instruction(line: str, number: int) -> Instruction:
+    def fail(message: str) -> UsageError:
+        return UsageError(f"Dockerfile parse error line {number}: {message}")
+
+    keyword, args = split_instruction(line)
+    if keyword not in KNOWN_INSTRUCTIONS:
+        raise fail(f"unknown instruction: {keyword}")
+    if keyword in _UNSUPPORTED:
+        raise fail(f"{keyword} is not supported by minirun build")
+    flags: list[tuple[str, str]] = []
+    if keyword in _FLAGS:
+        while args.startswith("--"):
+            word, _, rest = args.partition(" ")
+            name, eq, value = word[2:].partition("=")
+            if name not in _FLAGS[keyword]:
+                raise fail(f"Unknown flag: {name}")
+            if name not in _SUPPORTED_FLAGS.get(keyword, ()):
+                raise fail(f"{keyword} --{name} is not supported by minirun build")
+            if not eq:
+                raise fail(f"missing a value on flag: {name}")
+            flags.append((name, value))
+            args = rest.strip()
+    if keyword == "FROM" and len(args.split()) not in (1, 3):
+        raise fail("FROM requires either one or three arguments")
+    if keyword == "FROM" and len(args.split()) == 3 and args.split()[1].lower() != "as":
+        raise fail("FROM requires either one or three arguments")
+    if keyword in ("COPY", "ADD"):
+        words, is_json = parse_json_or_shell(args)
+        if len(words if is_json else args.split()) < 2:
+            raise fail(
+                f"{keyword} requires at least two arguments, but only one was provided. "
+                "Destination could not be determined."
+            )
+    elif keyword in ("WORKDIR", "USER", "STOPSIGNAL", "MAINTAINER") and not args:
+        raise fail(f"{keyword} requires exactly one argument")
+    elif not args:
+        raise fail(f"{keyword} requires at least one argument")
+    try:
+        if keyword in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "VOLUME", "COPY", "ADD"):
+            parse_json_or_shell(args)  # a JSON array of non-strings fails now, not at its step
+    except UsageError as exc:
+        raise fail(exc.message) from None
+    return Instruction(keyword, args, line.strip(), number, tuple(flags))
+
+
+def find_dockerfile(context: str, file: str | None) -> str:
+    """-f FILE as given (relative to the current dir, as docker), else CONTEXT/Containerfile,
+    else CONTEXT/Dockerfile."""
+    if not os.path.isdir(context):
+        raise NotFound(f'unable to prepare context: path "{context}" not found')
+    if file:
+        if not os.path.isfile(file):
+            raise NotFound(f"unable to prepare context: the Dockerfile ({file}) does not exist")
+        return file
+    for name in ("Containerfile", "Dockerfile"):
+        path = os.path.join(context, name)
+        if os.path.isfile(path):
+            return path
+    raise NotFound(f"unable to prepare context: no Containerfile or Dockerfile in {context}")
+
+
+def parse_build_args(items: list[str], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """--build-arg K=V, or K alone to take K from the environment (skipped when unset), as docker."""
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    args: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid build argument: {item!r}")
+        if eq:
+            args[key] = value
+        elif key in env:
+            args[key] = env[key]
+    return args
+
+
+# -- docker's spellings ---------------------------------------------------------------------
+def go_quote(text: str) -> str:
+    """Go's strconv.Quote: what `%q` writes for one string."""
+    out = ['"']
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def go_quote_list(items: list[str] | None) -> str:
+    """`%q` of a []string: `["sleep" "100000"]`, no commas."""
+    return "[" + " ".join(go_quote(item) for item in items or []) + "]"
+
+
+def nop(shell: list[str], text: str, single: bool = False) -> str:
+    """docker's withCmdComment (`#(nop) ` and the text as two words: two spaces) and
+    withCmdCommentString (one word: one space; WORKDIR, COPY and ADD use it)."""
+    return " ".join(shell + (["#(nop) " + text] if single else ["#(nop) ", text]))
+
+
+# -- progress -------------------------------------------------------------------------------
+class Progress:
+    """What a build shows as it goes. This one shows nothing; the CLI renders its own."""
+
+    def step(self, number: int, total: int, text: str) -> None: ...
+
+    def using_cache(self) -> None: ...
+
+    def running_in(self, container_id: str) -> None: ...
+
+    def removing(self, container_id: str) -> None: ...
+
+    def image(self, image_id: str) -> None: ...
+
+    def run_stdio(self) -> tuple[int, int, int] | None:
+        """fds for a RUN's stdin, stdout, stderr; None: the build's own."""
+        return None
+
+    def run_done(self, failed: bool) -> None: ...
+
+
+# -- the layer cache ------------------------------------------------------------------------
+def cache_key(parent: str, created_by: str, extra: str = "") -> str:
+    data = json.dumps([_CACHE_VERSION, parent, created_by, extra], separators=(",", ":"))
+    return hashlib.sha256(data.encode(errors="surrogateescape")).hexdigest()
+
+
+class BuildCache:
+    """`build-cache.json` in the store root: step key -> the image that step made. A hint only:
+    an entry whose image is gone is a miss, and a lost file costs one slow build."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.path = os.path.join(store.root, CACHE_FILE)
+        self._entries: dict[str, str] | None = None
+
+    def _load(self) -> dict[str, str]:
+        try:
+            with open(self.path, "rb") as f:
+                entries = json.load(f)
+        except (FileNotFoundError, ValueError):
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
+    def lookup(self, key: str) -> Image | None:
+        if self._entries is None:
+            self._entries = self._load()
+        image_id = self._entries.get(key)
+        if not image_id:
+            return None
+        try:
+            return self.store.images.get(image_id)
+        except (NotFound, ValueError):
+            return None
+
+    def record(self, key: str, image_id: str) -> None:
+        from minirun.store.fsutil import atomic_write
+
+        with self.store.locked():  # read-modify-write against concurrent builds
+            entries = self._load()
+            entries[key] = image_id
+            present = set(self.store.images.ids())
+            entries = {k: v for k, v in entries.items() if v in present}
+            # not fsynced: a cache lost in a crash is only a slower next build
+            atomic_write(self.path, json.dumps(entries, indent=0, sort_keys=True).encode(), durable=False)
+        self._entries = entries
+
+
+# -- the build ------------------------------------------------------------------------------
+@dataclass
+class BuildOptions:
+    context: str
+    dockerfile: str | None = None  # -f; default CONTEXT/Containerfile, else CONTEXT/Dockerfile
+    tags: list = field(default_factory=list)  # Reference
+    build_args: dict[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+
+
+@dataclass
+class BuildResult:
+    image: Image
+    tags: list[str]
+    steps: int
+    cached: int  # steps answered by the layer cache
+    containers: int  # RUN containers started
+    unused_args: list[str]
+
+
+@dataclass
+class _Stage:
+    image: Image | None  # None right after FROM scratch
+    document: dict  # the image config (architecture, os, config, rootfs, history)
+    name: str = ""
+    args: dict[str, str | None] = field(default_factory=dict)  # ARGs declared here: value or None
+    cmd_set: bool = False  # a CMD in this stage: a later ENTRYPOINT keeps it
+    maintainer: str = ""
+
+    @property
+    def config(self) -> dict:
+        return self.document.setdefault("config", {})
+
+    @property
+    def parent(self) -> str:
+        return self.image.id if self.image is not None else "scratch"
+
+    def adopt(self, image: Image) -> None:
+        self.image = image
+        self.document = copy.deepcopy(image.config)
+
+
+def build_image(store: Store, options: BuildOptions, progress: Progress | None = None) -> BuildResult:
+    return _Builder(store, options, progress or Progress()).build()
+
+
+class _Builder:
+    def __init__(self, store: Store, options: BuildOptions, progress: Progress) -> None:
+        self.store = store
+        self.options = options
+        self.progress = progress
+        self.context = os.path.abspath(options.context)
+        self.cache = BuildCache(store)
+        self.stage: _Stage | None = None
+        self.stages: dict[str, Image] = {}
+        self.meta_args: dict[str, str | None] = {}
+        self.declared: set[str] = set()
+        self.cached = 0
+        self.containers = 0
+
+    def build(self) -> BuildResult:
+        from minirun.store.fsutil import read_capped
+
+        path = find_dockerfile(self.options.context, self.options.dockerfile)
+        try:
+            text = read_capped(path, DOCKERFILE_LIMIT, "Dockerfile").decode("utf-8", "surrogateescape")
+        except OSError as exc:
+            raise MinirunError(f"reading {path}: {exc.strerror}") from None
+        instructions = parse_dockerfile(text, os.path.basename(path))
+        for number, instruction in enumerate(instructions, 1):
+            self.progress.step(number, len(instructions), instruction.text)
+            self._dispatch(instruction)
+        if self.stage is None or self.stage.image is None:
+            raise MinirunError("No image was generated. Is your Dockerfile empty?")
+        image = self.stage.image
+        tags = [str(ref) for ref in self.options.tags]
+        if self.options.tags:
+            with self.store.locked():
+                for ref in self.options.tags:
+                    self.store.images.tag(ref, image.id)
+        unused = sorted(k for k in self.options.build_args if k not in self.declared and k not in BUILTIN_ARGS)
+        return BuildResult(image, tags, len(instructions), self.cached, self.containers, unused)
+
+    # -- dispatch -----------------------------------------------------------------------
+    def _dispatch(self, ins: Instruction) -> None:
+        if ins.keyword == "FROM":
+            self._from(ins)
+            return
+        if self.stage is None:  # only ARG comes before the first FROM (parse_dockerfile checked)
+            self._arg(ins, None)
+            return
+        stage = self.stage
+        if ins.keyword == "RUN":
+            self._run(stage, ins)
+        elif ins.keyword in ("COPY", "ADD"):
+            self._copy(stage, ins)
+        elif ins.keyword == "ARG":
+            self._arg(ins, stage)
+        else:
+            self._config_step(stage, ins)
+
+    def _from(self, ins: Instruction) -> None:
+        from minirun.image.embedded import find_image, host_architecture
+
+        words = ins.args.split()
+        meta_env = [f"{k}={v}" for k, v in self.meta_args.items() if v is not None]
+        name = process_word(words[0], meta_env)
+        if not name:
+            raise UsageError(f"base name ({words[0]}) should not be blank")
+        stage_name = words[2].lower() if len(words) == 3 else ""
+        if name.lower() == "scratch":
+            document = {
+                "architecture": host_architecture(),
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "history": [],
+            }
+            self.stage = _Stage(None, document, stage_name)
+            return
+        image = self.stages.get(name.lower()) or find_image(self.store, name)
+        self.stage = _Stage(image, copy.deepcopy(image.config), stage_name)
+        self.progress.image(image.id)
+        self._finish_stage_name()
+
+    def _finish_stage_name(self) -> None:
+        if self.stage is not None and self.stage.name and self.stage.image is not None:
+            self.stages[self.stage.name] = self.stage.image
+
+    # -- environment for substitution and RUN ---------------------------------------------
+    def _allowed_args(self, stage: _Stage) -> dict[str, str]:
+        """docker's BuildArgs.GetAllAllowed: declared ARGs that have a value, and builtin args
+        given on the command line."""
+        allowed = {k: v for k, v in stage.args.items() if v is not None}
+        for key in BUILTIN_ARGS:
+            if key in self.options.build_args and key not in allowed:
+                allowed[key] = self.options.build_args[key]
+        return allowed
+
+    def _env(self, stage: _Stage) -> list[str]:
+        """What `$VAR` sees: the image's Env, then the build args it does not override."""
+        env = list(stage.config.get("Env") or [])
+        keys = {item.split("=", 1)[0] for item in env}
+        env += [f"{k}={v}" for k, v in self._allowed_args(stage).items() if k not in keys]
+        return env
+
+    @staticmethod
+    def _shell(config: dict) -> list[str]:
+        return list(config.get("Shell") or DEFAULT_SHELL)
+
+    # -- ARG ------------------------------------------------------------------------------
+    def _arg(self, ins: Instruction, stage: _Stage | None) -> None:
+        from minirun.image.instructions import _split_words  # the Dockerfile's word split: quotes kept for process_word
+
+        env = (
+            self._env(stage) if stage is not None else [f"{k}={v}" for k, v in self.meta_args.items() if v is not None]
+        )
+        shown = []
+        for word in _split_words(ins.args):
+            key, eq, raw = word.partition("=")
+            if not key:
+                raise UsageError("ARG names can not be blank")
+            default = process_word(raw, env) if eq else None
+            self.declared.add(key)
+            if key in self.options.build_args:
+                value: str | None = self.options.build_args[key]
+            elif default is not None:
+                value = default
+            elif stage is not None:
+                value = self.meta_args.get(key)  # `ARG NAME` in a stage takes the global ARG's value
+            else:
+                value = None
+            if stage is None:
+                self.meta_args[key] = value
+            else:
+                stage.args[key] = value
+            if value is not None:
+                env = env_set(env, key, value)
+            shown.append(key + ("=" + default if default is not None else ""))
+        if stage is not None:
+            self._metadata(stage, "ARG " + " ".join(shown), copy.deepcopy(stage.config))
+
+    # -- config-only steps ----------------------------------------------------------------
+    def _config_step(self, stage: _Stage, ins: Instruction) -> None:
+        keyword, args = ins.keyword, ins.args
+        config = copy.deepcopy(stage.config)
+        env = self._env(stage)
+        single, extra = False, ""
+        if keyword == "ENV":
+            pairs = parse_key_values(args, env, "ENV")
+            for key, value in pairs:
+                config["Env"] = env_set(list(config.get("Env") or []), key, value)
+            text = "ENV " + " ".join(f"{k}={v}" for k, v in pairs)
+        elif keyword == "LABEL":
+            pairs = parse_key_values(args, env, "LABEL")
+            config["Labels"] = {**(config.get("Labels") or {}), **dict(pairs)}
+            text = "LABEL " + " ".join(f"{k}={v}" for k, v in pairs)
+        elif keyword == "CMD":
+            config = apply_changes(config, [f"CMD {args}"])
+            text = "CMD " + go_quote_list(config.get("Cmd"))
+            stage.cmd_set = stage.cmd_set or bool(parse_json_or_shell(args)[0])
+        elif keyword == "ENTRYPOINT":
+            cmd = config.get("Cmd")
+            config = apply_changes(config, [f"ENTRYPOINT {args}"])
+            if stage.cmd_set and cmd is not None:  # docker: the CMD of this stage survives
+                config["Cmd"] = cmd
+            text = "ENTRYPOINT " + go_quote_list(config.get("Entrypoint"))
+            extra = f"cmd_set={stage.cmd_set}"  # the same parent and text can give two configs
+        elif keyword == "WORKDIR":
+            path = _expand(args, env, "WORKDIR")
+            if not path:
+                raise UsageError("WORKDIR: cannot normalize nothing")
+            if not path.startswith("/"):
+                path = _clean(f"/{config.get('WorkingDir') or ''}/{path}")
+            config["WorkingDir"] = path
+            text, single = "WORKDIR " + path, True
+        elif keyword == "USER":
+            config["User"] = _expand(args, env, "USER")
+            text = "USER " + config["User"]
+        elif keyword == "EXPOSE":
+            ports = [port for token in args.split() for port in process_words(token, env)]
+            config = apply_changes(config, ["EXPOSE " + " ".join(ports)])
+            text = "EXPOSE " + " ".join(ports)
+        elif keyword == "VOLUME":
+            words, is_json = parse_json_or_shell(args)
+            paths = [_expand(p, env, "VOLUME") for p in (words if is_json else args.split())]
+            if any(not p for p in paths):
+                raise UsageError("VOLUME specified can not be an empty string")
+            config["Volumes"] = {**(config.get("Volumes") or {}), **{p: {} for p in paths}}
+            text = "VOLUME [" + " ".join(paths) + "]"
+        elif keyword == "STOPSIGNAL":
+            sig = _expand(args, env, "STOPSIGNAL")
+            config = apply_changes(config, ["STOPSIGNAL " + sig])
+            text = "STOPSIGNAL " + sig
+        elif keyword == "SHELL":
+            words, is_json = parse_json_or_shell(args)
+            if not is_json or not words:
+                raise UsageError("SHELL requires the arguments to be in JSON form")
+            config["Shell"] = words
+            text = "SHELL [" + " ".join(words) + "]"
+        elif keyword == "MAINTAINER":
+            stage.maintainer = args
+            text = "MAINTAINER " + args
+        else:  # parse_dockerfile let through only what is handled above
+            raise UsageError(f"{keyword} is not supported by minirun build")
+        self._metadata(stage, text, config, single=single, extra=extra)
+
+    def _metadata(self, stage: _Stage, text: str, config: dict, *, single: bool = False, extra: str = "") -> None:
+        # the new config's shell: a SHELL step already writes its own history with it
+        created_by = nop(self._shell(config), text, single)
+        key = cache_key(stage.parent, created_by, extra)
+        if self._cached(stage, key):
+            return
+        document = self._child(stage, config, {"created_by": created_by, "empty_layer": True})
+        image = self.store.commit_image([], document, None)
+        self._done(stage, key, image)
+
+    # -- RUN ------------------------------------------------------------------------------
+    def _run(self, stage: _Stage, ins: Instruction) -> None:
+        argv, is_json = parse_json_or_shell(ins.args)
+        cmd = argv if is_json else self._shell(stage.config) + argv
+        if not cmd:
+            raise UsageError("RUN requires at least one argument")
+        env_keys = {item.split("=", 1)[0] for item in stage.config.get("Env") or []}
+        build_env = {k: v for k, v in self._allowed_args(stage).items() if k not in env_keys}
+        saved = cmd
+        if build_env:  # docker's prependEnvOnCmd: `|N K=V ...`, builtin args only when declared
+            shown = sorted(f"{k}={v}" for k, v in build_env.items() if k in stage.args or k not in BUILTIN_ARGS)
+            saved = [f"|{len(shown)}"] + shown + cmd
+        created_by = " ".join(saved)
+        key = cache_key(stage.parent, created_by)
+        if self._cached(stage, key):
+            return
+        if stage.image is None or not stage.image.diff_ids:
+            raise MinirunError(f"The command '{' '.join(cmd)}' cannot run: the image has no layers (FROM scratch)")
+        env = list(stage.config.get("Env") or []) + [f"{k}={v}" for k, v in build_env.items()]
+        image = self._run_and_commit(stage, cmd, env, created_by)
+        self._done(stage, key, image)
+
+    def _run_and_commit(self, stage: _Stage, cmd: list[str], env: list[str], created_by: str) -> Image:
+        from minirun.cli.run import _run, host_resolv_conf
+        from minirun.containers.commit import commit_container
+        from minirun.containers.container import ContainerConfig, Containers, new_container_id
+        from minirun.humanize import rfc3339_now
+        from minirun.runtime import launch
+        from minirun.store.initlayer import init_layer_link
+
+        assert stage.image is not None
+        containers = Containers(self.store)
+        container_id = new_container_id()
+        config = ContainerConfig(
+            id=container_id,
+            name="",
+            image=stage.image.id,
+            image_ref=stage.image.short_id,
+            created=rfc3339_now(),
+            argv=cmd,
+            env=env,
+            workdir=stage.config.get("WorkingDir") or "/",
+            user=stage.config.get("User") or "",
+            hostname=container_id[:12],
+            network="none",
+            auto_remove=True,
+        )
+        init = init_layer_link(self.store)
+        # a builder killed mid-step leaves no step container: its guard removes it (guard.py)
+        watch = guard.start(self.store.root, container_id)
+        container = containers.create(config, host_resolv_conf())
+        try:
+            self.progress.running_in(container_id)
+            self.containers += 1
+            stdio = self.progress.run_stdio()
+            failed = True
+            try:
+                code = _run(self.store, containers, container, stage.image, init, stdio=stdio, wait=_wait_interruptible)
+                failed = code != 0
+            except BuildInterrupted:
+                raise
+            except MinirunError as exc:  # it never started: the exec failed, or the setup did
+                raise MinirunError(
+                    f"The command '{' '.join(cmd)}' returned a non-zero code: {exc.exit_code}: {exc.message}",
+                    exit_code=exc.exit_code,
+                ) from None
+            finally:
+                # launch.start blocks these until the wait forwards them; a failed start never waited
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, launch.FORWARDED_SIGNALS)
+                self.progress.run_done(failed)
+            if code != 0:
+                raise MinirunError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", exit_code=code)
+            image = commit_container(
+                self.store,
+                container,
+                created_by=created_by,
+                empty_layer_if_unchanged=True,
+                config=copy.deepcopy(stage.config),
+                author=stage.maintainer,
+            )
+        finally:
+            containers.remove(container)  # success or not: a build leaves no container behind
+            watch.done()
+        self.progress.removing(container_id)
+        return image
+
+    # -- COPY and ADD ---------------------------------------------------------------------
+    def _copy(self, stage: _Stage, ins: Instruction) -> None:
+        from minirun.build import buildcopy
+
+        env = self._env(stage)
+        words, is_json = parse_json_or_shell(ins.args)
+        words = [_expand(w, env, ins.keyword) for w in (words if is_json else ins.args.split())]
+        sources_words, dest = words[:-1], words[-1]
+        chown = _expand(ins.flag("chown") or "", env, ins.keyword)
+        sources = buildcopy.collect_sources(self.context, sources_words, ins.keyword, ins.keyword == "ADD")
+        if len(sources) > 1 and not dest.endswith("/"):
+            raise UsageError(
+                f"When using {ins.keyword} with more than one source file, "
+                "the destination must be a directory and end with a /"
+            )
+        comment = f"{ins.keyword} {'--chown=' + chown if chown else ''}{buildcopy.sources_digest(sources)} in {dest} "
+        created_by = nop(self._shell(stage.config), comment, single=True)
+        key = cache_key(stage.parent, created_by)
+        if self._cached(stage, key):
+            return
+        target, dest_is_dir = _destination(stage.config.get("WorkingDir") or "/", dest)
+        image = self._copy_and_commit(stage, sources, target, dest_is_dir, chown, ins.keyword, created_by)
+        self._done(stage, key, image)
+
+    def _copy_and_commit(
+        self, stage: _Stage, sources: list, target: str, dest_is_dir: bool, chown: str, keyword: str, created_by: str
+    ) -> Image:
+        from minirun.build import buildcopy
+        from minirun.cli.run import host_resolv_conf
+        from minirun.containers.commit import is_empty, stage_upper
+        from minirun.containers.container import ContainerConfig, Containers, new_container_id
+        from minirun.humanize import rfc3339_now
+
+        containers = Containers(self.store)
+        container_id = new_container_id()
+        # a container that never runs: its record gives the step an upper dir that `ps -a`
+        # shows and `rm` removes should the builder die mid-step
+        config = ContainerConfig(
+            id=container_id,
+            name="",
+            image=stage.image.id if stage.image else "",
+            image_ref=stage.image.short_id if stage.image else "scratch",
+            created=rfc3339_now(),
+            argv=created_by.split(" ", 2),
+            env=[],
+            hostname=container_id[:12],
+            auto_remove=True,
+        )
+        watch = guard.start(self.store.root, container_id)
+        container = containers.create(config, host_resolv_conf())
+        staged: list = []
+        extracted: list = []
+        try:
+            sources, extracted = buildcopy.extract_archives(self.store, sources)
+            diff_ids = stage.document.get("rootfs", {}).get("diff_ids", [])
+            lowers = [os.path.relpath(self.store.layers.short_link(d), self.store.root) for d in reversed(diff_ids)]
+            buildcopy.copy_into_image(
+                self.store.root, lowers, container.upper, container.work, sources, target, dest_is_dir, chown, keyword
+            )
+            entry: dict = {"created_by": created_by}
+            if is_empty(container.upper):
+                entry["empty_layer"] = True
+            else:
+                staged.append(stage_upper(self.store, container.upper))
+            document = self._child(
+                stage, copy.deepcopy(stage.config), entry, staged[0].applied.diff_id if staged else None
+            )
+            return self.store.commit_image(staged, document, None)
+        finally:
+            for layer in staged + extracted:
+                self.store.layers.discard(layer)
+            containers.remove(container)
+            watch.done()
+
+    # -- step results ---------------------------------------------------------------------
+    def _cached(self, stage: _Stage, key: str) -> bool:
+        if self.options.no_cache:
+            return False
+        image = self.cache.lookup(key)
+        if image is None:
+            return False
+        self.progress.using_cache()
+        self.cached += 1
+        stage.adopt(image)
+        self.progress.image(image.id)
+        self._finish_stage_name()
+        return True
+
+    def _done(self, stage: _Stage, key: str, image: Image) -> None:
+        self.cache.record(key, image.id)
+        stage.adopt(image)
+        self.progress.image(image.id)
+        self._finish_stage_name()
+
+    def _child(self, stage: _Stage, config: dict, entry: dict, diff_id: str | None = None) -> dict:
+        """The image config of a step: the parent's, with this config, one more history entry
+        and maybe one more layer; nothing else of the parent's last commit carries over."""
+        from minirun.humanize import rfc3339_now
+
+        created = rfc3339_now()
+        document = {k: v for k, v in copy.deepcopy(stage.document).items() if k not in ("container", "comment")}
+        full_entry = {"created": created, **entry}
+        if stage.maintainer:
+            full_entry["author"] = stage.maintainer
+            document["author"] = stage.maintainer
+        document["created"] = created
+        document["config"] = config
+        document["history"] = list(document.get("history") or []) + [full_entry]
+        diff_ids = list(document.get("rootfs", {}).get("diff_ids", []))
+        if diff_id is not None:
+            diff_ids.append(diff_id)
+        document["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+        return document
+
+
+class BuildInterrupted(MinirunError):
+    """Ctrl-C (or TERM, HUP) during a RUN: the step's container is killed, the build stops."""
+
+
+def _wait_interruptible(pid: int) -> int:
+    """Wait for a RUN's PID 1, forwarding signals; Ctrl-C (or TERM, HUP) ends the step and the
+    build, as docker's does: a shell as PID 1 would ignore a forwarded SIGINT."""
+    from minirun.runtime import launch
+
+    received: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+        launch.kill(pid)
+
+    previous = launch.forward_signals(pid, also={signal.SIGINT: stop, signal.SIGTERM: stop, signal.SIGHUP: stop})
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        launch.restore_handlers(previous)
+    if received:
+        raise BuildInterrupted("build interrupted", exit_code=128 + received[0])
+    return launch.exit_code_of(status)
+
+
+def _expand(word: str, env: list[str], instruction: str) -> str:
+    try:
+        return process_word(word, env)
+    except UsageError as exc:
+        raise UsageError(f"{instruction}: {exc.message}") from None
+
+
+def _clean(path: str) -> str:
+    cleaned = posixpath.normpath(path)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
+
+
+def _destination(workdir: str, requested: str) -> tuple[str, bool]:
+    """docker's normalizeDest: a relative dest is below WORKDIR. The dest names a directory when
+    it ends in `/` (or is `.`/`..`): a file source then keeps its own name inside it."""
+    is_dir = requested.endswith("/") or requested in (".", "..") or requested.endswith(("/.", "/.."))
+    path = requested if requested.startswith("/") else f"/{workdir}/{requested}"
+    return _clean(path), is_dir

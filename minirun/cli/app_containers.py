@@ -1,0 +1,251 @@
+"""Container verbs of the typer app (registered on cli.app): stop, kill, rm, start, wait, logs,
+rename, top, container prune. `run`, `exec` and `ps` take the lean path in main.py."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from minirun.cli.app import act_on_each, app, options
+from minirun.errors import MinirunError
+
+
+def _containers():
+    from minirun.containers.container import Containers
+    from minirun.store import Store
+
+    return Containers(Store(options.root))
+
+
+def _each(names: list[str], action) -> None:
+    """docker's multi-container verbs: act on each, print the name as given, report failures."""
+    containers = _containers()
+
+    def one(name: str) -> None:
+        action(containers, containers.find(name))
+        print(name)
+
+    act_on_each(names, one)
+
+
+def _stop_signal(containers, container) -> int:
+    from minirun.containers.lifecycle import signal_number
+
+    try:
+        image = containers.store.images.get(container.config.image)
+        name = image.config.get("config", {}).get("StopSignal")
+    except MinirunError:
+        name = None
+    return signal_number(name) if name else 15
+
+
+@app.command("stop")
+def stop(
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
+    time_: int = typer.Option(10, "-t", "--time", help="Seconds to wait before killing the container."),
+) -> None:
+    """Stop running containers: the stop signal, then SIGKILL after the grace period."""
+    from minirun.containers import lifecycle
+
+    _each(names, lambda cs, c: lifecycle.stop(cs, c, time_, _stop_signal(cs, c)))
+
+
+@app.command("kill")
+def kill(
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
+    signal_: str = typer.Option("KILL", "-s", "--signal", help="Signal to send to the container."),
+) -> None:
+    """Kill running containers."""
+    from minirun.containers import lifecycle
+
+    number = lifecycle.signal_number(signal_)
+    _each(names, lambda cs, c: lifecycle.kill(cs, c, number))
+
+
+@app.command("rm")
+def rm(
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
+    force: bool = typer.Option(False, "-f", "--force", help="Force the removal of a running container."),
+    volumes: bool = typer.Option(
+        False, "-v", "--volumes", help="Accepted for docker compatibility (no anonymous volumes)."
+    ),
+) -> None:
+    """Remove containers: their writable layer, records and logs."""
+    from minirun.containers import lifecycle
+
+    _each(names, lambda cs, c: lifecycle.remove(cs, c, force))
+
+
+@app.command("start")
+def start(
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
+    attach: bool = typer.Option(False, "-a", "--attach", help="Attach STDOUT/STDERR and forward the exit code."),
+) -> None:
+    """Start stopped containers (the same command, on the same writable layer)."""
+    from minirun.containers import lifecycle
+
+    if not attach:
+        _each(names, lambda cs, c: lifecycle.start(cs, c))
+        return
+    if len(names) != 1:
+        raise MinirunError("you cannot start and attach multiple containers at once")
+    from minirun.containers.logs import show_logs
+    from minirun.humanize import rfc3339_now
+
+    containers = _containers()
+    container = containers.find(names[0])
+    since = rfc3339_now()  # this run's output only: every entry is stamped when the copier reads it
+    container = lifecycle.start(containers, container)
+    show_logs(
+        container,
+        None,
+        False,
+        True,
+        lambda: lifecycle.is_running(lifecycle.refresh(containers, container)),
+        since=since,
+    )
+    raise typer.Exit(lifecycle.refresh(containers, container).state.get("ExitCode", 0))
+
+
+@app.command("wait")
+def wait(names: list[str] = typer.Argument(..., metavar="CONTAINER...")) -> None:
+    """Block until containers stop, then print their exit codes."""
+    from minirun.containers import lifecycle
+
+    containers = _containers()
+
+    def one(name: str) -> None:
+        container = lifecycle.wait_for_exit(containers, containers.find(name))
+        print(container.state.get("ExitCode", 0))
+
+    act_on_each(names, one)
+
+
+@app.command("logs")
+def logs(
+    name: str = typer.Argument(..., metavar="CONTAINER"),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Follow log output until the container exits."),
+    tail: str | None = typer.Option(None, "-n", "--tail", help="Number of lines to show from the end ('all')."),
+    timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Show timestamps."),
+) -> None:
+    """Fetch the logs of a container (stdout to stdout, stderr to stderr)."""
+    from minirun.containers import lifecycle
+    from minirun.containers.logs import show_logs
+    from minirun.errors import UsageError
+
+    lines: int | None = None
+    if tail not in (None, "all"):
+        if not tail.lstrip("-").isdigit():
+            raise UsageError(f"invalid value for --tail: {tail!r}")
+        lines = max(int(tail), 0) if int(tail) >= 0 else None
+    containers = _containers()
+    container = containers.find(name)
+    show_logs(
+        container,
+        lines,
+        timestamps,
+        follow,
+        lambda: lifecycle.is_running(lifecycle.refresh(containers, container, record=False)),
+    )
+
+
+@app.command("rename")
+def rename(
+    name: str = typer.Argument(..., metavar="CONTAINER"), new_name: str = typer.Argument(..., metavar="NEW_NAME")
+) -> None:
+    """Rename a container."""
+    from minirun.containers import lifecycle
+
+    containers = _containers()
+    lifecycle.rename(containers, containers.find(name), new_name)
+
+
+@app.command("top")
+def top(name: str = typer.Argument(..., metavar="CONTAINER")) -> None:
+    """Display the running processes of a container."""
+    from minirun.cli.app import _print_table
+    from minirun.cli.containerinfo import top_rows
+    from minirun.containers import lifecycle
+
+    containers = _containers()
+    container = lifecycle.refresh(containers, containers.find(name), record=False)
+    if not lifecycle.is_running(container):
+        raise MinirunError(f"container {container.id} is not running")
+    _print_table(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], top_rows(container))
+
+
+container_app = typer.Typer(help="Manage containers.", no_args_is_help=True)
+app.add_typer(container_app, name="container")
+
+
+@container_app.command("prune")
+def container_prune(force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation.")) -> None:
+    """Remove all stopped containers."""
+    from minirun.cli.app import confirm_removal
+    from minirun.containers import lifecycle
+    from minirun.humanize import human_size
+
+    if not confirm_removal("all stopped containers", force):
+        return
+    removed, freed = lifecycle.prune(_containers())
+    if removed:
+        print("Deleted Containers:")
+        for id_ in removed:
+            print(id_)
+        print()
+    print(f"Total reclaimed space: {human_size(freed)}")
+
+
+@app.command("commit")
+def commit(
+    name: str = typer.Argument(..., metavar="CONTAINER"),
+    repository: str | None = typer.Argument(None, metavar="[REPOSITORY[:TAG]]"),
+    message: str = typer.Option("", "-m", "--message", help="Commit message."),
+    author: str = typer.Option("", "-a", "--author", help='Author (e.g. "Jane Doe <jane@example.com>").'),
+    change: list[str] = typer.Option([], "-c", "--change", help="Apply a Dockerfile instruction to the image."),
+    pause: bool = typer.Option(
+        True, "-p", "--pause", help="Accepted for docker compatibility; the upper is read as it is."
+    ),
+) -> None:
+    """Create a new image from a container's changes (its upper dir becomes a layer)."""
+    from minirun.containers.commit import commit_container
+    from minirun.image.instructions import apply_changes
+    from minirun.store.reference import parse_reference
+
+    ref = parse_reference(repository) if repository else None
+    apply_changes({}, list(change))  # a bad -c fails before any work
+    containers = _containers()
+    image = commit_container(
+        containers.store, containers.find(name), message=message, author=author, changes=change, ref=ref
+    )
+    print(image.id)
+
+
+@app.command("export")
+def export(
+    name: str = typer.Argument(..., metavar="CONTAINER"),
+    output: str | None = typer.Option(None, "-o", "--output", help="Write to a file, instead of STDOUT."),
+) -> None:
+    """Export a container's filesystem (the merged view) as a tar archive."""
+    import os
+
+    from minirun.containers.commit import export_container
+    from minirun.store.fsutil import remove_tree
+
+    containers = _containers()
+    container = containers.find(name)
+    if output is None:
+        if sys.stdout.isatty():
+            raise MinirunError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        export_container(containers.store, container, sys.stdout.buffer)
+        return
+    # a temp name beside the target, renamed on success: never a half-written archive
+    tmp = f"{output}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as out:
+            export_container(containers.store, container, out)
+        os.replace(tmp, output)
+    except BaseException:
+        remove_tree(tmp)
+        raise

@@ -1,0 +1,196 @@
+"""Verbs that look at the layered filesystem (registered on cli.app): `trace` (how the merged
+view answers for one path) and `system df` (what the store takes on disk, layers counted once)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from minirun.cli.app import _print_table, _store, app, confirm_removal
+from minirun.errors import NotFound, UsageError
+
+system_app = typer.Typer(help="Manage minirun.", no_args_is_help=True)
+app.add_typer(system_app, name="system")
+
+
+@app.command("trace")
+def trace_command(
+    target: str = typer.Argument(..., metavar="IMAGE|CONTAINER"),
+    path: str = typer.Argument(..., metavar="PATH", help="A path in the container's view; a relative one starts at /."),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate CREATED BY."),
+    format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
+) -> None:
+    """Show how the union filesystem answers for PATH, layer by layer from the top."""
+    from minirun.containers.container import Containers
+    from minirun.image.embedded import find_image
+    from minirun.image.trace import container_layers, image_layers, mount_notes, short_created_by, trace
+
+    if format_ not in (None, "table", "json"):
+        raise UsageError(f"unsupported --format {format_!r} (use 'table' or 'json')")
+    store = _store()
+    container = None
+    try:  # a container first, as inspect does
+        container = Containers(store).find(target)
+    except NotFound:
+        pass
+    if container is not None:
+        layers = container_layers(store, container)
+        kind, ident = "container", container.id
+    else:
+        image = find_image(store, target)
+        layers = image_layers(store, image)
+        kind, ident = "image", image.id
+    result = trace(layers, path)
+    if container is not None:
+        result.notes += mount_notes(container, result.resolved)
+
+    if format_ == "json":
+        document = {"Type": kind, "ID": ident, **result.to_json()}
+        print(json.dumps(document, indent=4, ensure_ascii=False))
+        return
+    for hop in result.hops:
+        print(f"{hop.path} is a symlink -> {hop.target} ({hop.layer}): followed in the merged view")
+    if result.hops:
+        print(f"tracing {result.resolved}")
+    _print_table(
+        ["LAYER", "CREATED BY", "ACTION", "DETAIL"],
+        [[r.layer, short_created_by(r.created_by, no_trunc), r.action, r.detail] for r in result.rows],
+    )
+    print(result.verdict)
+    for note in result.notes:
+        print(note)
+
+
+@system_app.command("df")
+def system_df(
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Show detailed information on space usage."),
+) -> None:
+    """Show disk usage: images (each layer counted once), containers (their own upper dirs)."""
+    from minirun.cli.containerinfo import command_text, status_text
+    from minirun.containers.diskusage import disk_usage, reclaimable_text
+    from minirun.humanize import human_size, image_age, time_ago
+
+    usage = disk_usage(_store())
+    if not verbose:
+        _print_table(
+            ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            [
+                [r.type, str(r.total), str(r.active), human_size(r.size, 4), reclaimable_text(r)]
+                for r in usage.summary()
+            ],
+        )
+        return
+    # docker's precisions: image and container SIZE 3 digits, SHARED/UNIQUE SIZE 4
+    print("Images space usage:\n")
+    _print_table(
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"],
+        [
+            [
+                i.repository,
+                i.tag,
+                i.image.short_id,
+                image_age(i.image.created) if i.image.created else "",
+                human_size(i.size),
+                human_size(i.shared_size, 4),
+                human_size(i.unique_size, 4),
+                str(i.containers),
+            ]
+            for i in usage.images
+        ],
+    )
+    print("\nLayers space usage:\n")
+    _print_table(
+        ["LAYER", "SIZE", "USED BY"],
+        [[layer.short_id, human_size(layer.size), str(layer.images)] for layer in usage.layers],
+    )
+    print(f"\nTotal: {len(usage.layers)} layers, {human_size(usage.layers_size, 4)} on disk, each stored once")
+    print("\nContainers space usage:\n")
+    _print_table(
+        ["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"],
+        [
+            [
+                u.container.id[:12],
+                u.container.config.image_ref,
+                command_text(u.container, truncate=True),
+                "0",
+                human_size(u.size),
+                time_ago(u.container.config.created),
+                status_text(u.container),
+                u.container.name,
+            ]
+            for u in usage.containers
+        ],
+    )
+    print("\nLocal Volumes space usage:\n")
+    _print_table(["VOLUME NAME", "LINKS", "SIZE"], [])
+    print("\nBuild cache usage: 0B\n")
+    _print_table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"], [])
+    sys.stdout.flush()
+
+
+image_app = typer.Typer(help="Manage images.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("prune")
+def image_prune(
+    all_: bool = typer.Option(False, "-a", "--all", help="Remove all unused images, not just dangling ones."),
+    force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation."),
+) -> None:
+    """Remove unused images."""
+    from minirun.humanize import human_size
+
+    if not confirm_removal("all dangling images" if not all_ else "all images without at least one container", force):
+        return
+    lines, freed = _store().prune_images(all_)
+    _print_deleted("Images", [line[0].lower() + line[1:] for line in lines])
+    print(f"Total reclaimed space: {human_size(freed)}")
+
+
+@system_app.command("prune")
+def system_prune(
+    all_: bool = typer.Option(False, "-a", "--all", help="Remove all unused images, not just dangling ones."),
+    force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation."),
+) -> None:
+    """Remove stopped containers, unused networks and dangling (or, with -a, unused) images."""
+    from minirun.containers import lifecycle
+    from minirun.containers.container import Containers
+    from minirun.humanize import human_size
+    from minirun.net.networks import Networks
+
+    what = "all stopped containers, all networks not used by at least one container and all " + (
+        "images without at least one container associated to them" if all_ else "dangling images"
+    )
+    if not confirm_removal(what, force):
+        return
+    store = _store()
+    containers = Containers(store)
+    removed, freed = lifecycle.prune(containers)
+    _print_deleted("Containers", removed)
+    _print_deleted("Networks", Networks(store).prune({c.config.network for c in containers.all()}))
+    lines, images_freed = store.prune_images(all_)
+    _print_deleted("Images", [line[0].lower() + line[1:] for line in lines])
+    print(f"Total reclaimed space: {human_size(freed + images_freed)}")
+
+
+def _print_deleted(kind: str, names: list[str]) -> None:
+    if names:
+        print(f"Deleted {kind}:")
+        for name in names:
+            print(name)
+        print()
+
+
+@system_app.command("check")
+def system_check(
+    repair: bool = typer.Option(False, "--repair", help="Remove what is orphaned or broken, and say what."),
+    quick: bool = typer.Option(False, "--quick", help="Skip reading every layer's bytes against its diff_id."),
+) -> None:
+    """Check the store and what minirun keeps on the host: layers, images, containers, orphans."""
+    from minirun.containers.syscheck import run_check
+
+    lines, code = run_check(_store(), repair, verify_layers=not quick)
+    print("\n".join(lines))
+    raise typer.Exit(code)

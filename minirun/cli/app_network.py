@@ -1,0 +1,212 @@
+"""Network verbs of the typer app (registered on cli.app): network create/ls/rm/inspect, and port."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from minirun.cli.app import _print_table, act_on_each, app, options
+from minirun.errors import MinirunError, NotFound
+
+network_app = typer.Typer(help="Manage networks.", no_args_is_help=True)
+app.add_typer(network_app, name="network")
+
+
+def _store():
+    from minirun.store import Store
+
+    return Store(options.root)
+
+
+def _networks(store=None):
+    from minirun.net.networks import Networks
+
+    return Networks(store or _store())
+
+
+@network_app.command("create")
+def network_create(
+    name: str = typer.Argument(..., metavar="NETWORK"),
+    subnet: str | None = typer.Option(
+        None, "--subnet", help="Subnet in CIDR format (default: a free /24 of 10.67.0.0/16)."
+    ),
+    gateway: str | None = typer.Option(
+        None, "--gateway", help="IPv4 gateway for the subnet (default: its first address)."
+    ),
+    driver: str = typer.Option("bridge", "-d", "--driver", help="Driver to manage the network (bridge only)."),
+) -> None:
+    """Create a network: a bridge of its own, with its own subnet."""
+    print(_networks().create(name, subnet, gateway, driver).id)
+
+
+def _ls(quiet: bool, no_trunc: bool, format_: str | None) -> None:
+    if format_ not in (None, "table", "json"):
+        raise MinirunError(f"unsupported --format {format_!r} (use 'table' or 'json')")
+    networks = _networks().all()
+    shown = [(n.id if no_trunc else n.id[:12], n) for n in networks]
+    if quiet:
+        for id_, _ in shown:
+            print(id_)
+    elif format_ == "json":
+        for id_, n in shown:
+            print(
+                json.dumps(
+                    {
+                        "CreatedAt": n.created,
+                        "Driver": n.driver,
+                        "ID": id_,
+                        "IPv6": "false",
+                        "Internal": "false",
+                        "Labels": "",
+                        "Name": n.name,
+                        "Scope": "local",
+                    }
+                )
+            )
+    else:
+        _print_table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[id_, n.name, n.driver, "local"] for id_, n in shown])
+
+
+@network_app.command("ls")
+def network_ls(
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only display network IDs."),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate the output."),
+    format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
+) -> None:
+    """List networks."""
+    _ls(quiet, no_trunc, format_)
+
+
+@network_app.command("list", hidden=True)
+def network_list(
+    quiet: bool = typer.Option(False, "-q", "--quiet"),
+    no_trunc: bool = typer.Option(False, "--no-trunc"),
+    format_: str | None = typer.Option(None, "--format"),
+) -> None:
+    _ls(quiet, no_trunc, format_)
+
+
+def _rm(names: list[str]) -> None:
+    networks = _networks()
+
+    def one(name: str) -> None:
+        networks.remove(networks.find(name))
+        print(name)
+
+    act_on_each(names, one)
+
+
+@network_app.command("rm")
+def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
+    """Remove networks (their bridge too); refused while a running container uses one."""
+    _rm(names)
+
+
+@network_app.command("remove", hidden=True)
+def network_remove(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
+    _rm(names)
+
+
+@network_app.command("inspect")
+def network_inspect(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
+    """Show networks as JSON, with their running containers."""
+    store = _store()
+    networks = _networks(store)
+    documents = [network_document(store, networks.find(name)) for name in names]
+    print(json.dumps(documents, indent=4))
+
+
+def network_document(store, network) -> dict:
+    """docker network inspect's document."""
+    from minirun.net.networks import AddressBook, bridge_info
+
+    subnet, gateway = network.subnet, network.gateway
+    containers = {}
+    if network.driver == "bridge":
+        info = bridge_info(network.bridge) or {}
+        subnet, gateway = subnet or info.get("subnet", ""), gateway or info.get("gateway", "")
+        book = AddressBook(network.bridge)
+        members = []
+        if subnet:
+            with book.locked():
+                members = book.members()
+        for member in members:
+            if member["store"] != store.root:
+                continue
+            container = _running(store, member["container"])
+            if container is not None:
+                settings = container.state.get("NetworkSettings") or {}
+                containers[container.id] = {
+                    "Name": container.name,
+                    "EndpointID": settings.get("Token", ""),
+                    "MacAddress": settings.get("MacAddress", ""),
+                    "IPv4Address": f"{member['ip']}/{subnet.split('/')[1]}",
+                    "IPv6Address": "",
+                }
+    else:
+        from minirun.containers.container import Containers
+
+        for container in Containers(store).all():
+            if container.config.network == network.name and _running(store, container.id) is not None:
+                containers[container.id] = {
+                    "Name": container.name,
+                    "EndpointID": "",
+                    "MacAddress": "",
+                    "IPv4Address": "",
+                    "IPv6Address": "",
+                }
+    return {
+        "Name": network.name,
+        "Id": network.id,
+        "Created": network.created,
+        "Scope": "local",
+        "Driver": network.driver,
+        "EnableIPv6": False,
+        "IPAM": {
+            "Driver": "default",
+            "Options": None,
+            "Config": [{"Subnet": subnet, "Gateway": gateway}] if subnet else [],
+        },
+        "Internal": False,
+        "Attachable": False,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": containers,
+        "Options": {"com.docker.network.bridge.name": network.bridge} if network.bridge else {},
+        "Labels": {},
+    }
+
+
+def _running(store, container_id: str):
+    from minirun.containers.container import Containers
+    from minirun.containers.lifecycle import is_running, refresh
+
+    containers = Containers(store)
+    try:
+        container = refresh(containers, containers.load(container_id), reload=False)
+    except NotFound:
+        return None
+    return container if is_running(container) else None
+
+
+@app.command("port")
+def port(
+    name: str = typer.Argument(..., metavar="CONTAINER"),
+    private: str | None = typer.Argument(None, metavar="[PRIVATE_PORT[/PROTO]]"),
+) -> None:
+    """List port mappings or a specific mapping for the container."""
+    from minirun.containers.container import Containers
+    from minirun.containers.lifecycle import refresh
+    from minirun.containers.network import published
+    from minirun.net.portmap import port_lines
+
+    containers = Containers(_store())
+    container = refresh(containers, containers.find(name), record=False)
+    lines = port_lines(published(container), private)
+    if private is not None and not lines:
+        shown = private if "/" in private else f"{private}/tcp"
+        raise NotFound(f"No public port '{shown}' published for {name}")
+    for line in lines:
+        print(line)

@@ -1,0 +1,103 @@
+"""Resource verbs of the typer app (registered on cli.app): `update` changes a container's limits
+(live, if it runs) and `stats` shows what its cgroups use."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from minirun.cli.app import act_on_each, app, options
+from minirun.errors import MinirunError, UsageError
+
+
+def _containers():
+    from minirun.containers.container import Containers
+    from minirun.store import Store
+
+    return Containers(Store(options.root))
+
+
+@app.command("update")
+def update(
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
+    memory: str | None = typer.Option(None, "-m", "--memory", help="Memory limit"),
+    memory_swap: str | None = typer.Option(
+        None, "--memory-swap", help="Swap limit equal to memory plus swap: -1 to enable unlimited swap"
+    ),
+    cpus: str | None = typer.Option(None, "--cpus", help="Number of CPUs"),
+    cpu_shares: str | None = typer.Option(None, "-c", "--cpu-shares", help="CPU shares (relative weight)"),
+    cpuset_cpus: str | None = typer.Option(None, "--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)"),
+    pids_limit: str | None = typer.Option(
+        None, "--pids-limit", help="Tune container pids limit (set -1 for unlimited)"
+    ),
+) -> None:
+    """Update configuration of one or more containers (their resource limits)."""
+    from minirun.containers.resources import parse_options, update_container
+
+    given = {
+        "memory": memory,
+        "memory_swap": memory_swap,
+        "cpus": cpus,
+        "cpu_shares": cpu_shares,
+        "cpuset_cpus": cpuset_cpus,
+        "pids_limit": pids_limit,
+    }
+    if all(value is None for value in given.values()):
+        raise UsageError("you must provide one or more flags when using this command")
+    changes = parse_options(given)
+    containers = _containers()
+
+    def one(name: str) -> None:
+        try:
+            update_container(containers, containers.find(name), changes)
+        except MinirunError as exc:
+            raise MinirunError(f"Cannot update container {name}: {exc.message}") from None
+        print(name)
+
+    act_on_each(names, one)
+
+
+@app.command("stats")
+def stats(
+    names: list[str] | None = typer.Argument(None, metavar="[CONTAINER...]"),
+    all_: bool = typer.Option(False, "-a", "--all", help="Show all containers (default shows just running)"),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Disable streaming stats and only pull the first result"),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate output"),
+) -> None:
+    """Display a live stream of container(s) resource usage statistics."""
+    import time
+
+    from minirun.cli.tables import render_table
+    from minirun.containers import stats as stats_
+    from minirun.containers.lifecycle import refresh
+
+    containers = _containers()
+
+    def chosen() -> list:
+        if names:
+            return [refresh(containers, containers.find(n), record=False) for n in names]
+        found = [refresh(containers, c, reload=False, record=False) for c in containers.all()]
+        found.sort(key=lambda c: c.config.created, reverse=True)
+        return [c for c in found if all_ or c.state.get("Status") == "running"]
+
+    shown = chosen()
+    before = {c.id: stats_.take(c) for c in shown}
+    try:
+        while True:
+            time.sleep(stats_.INTERVAL)
+            rows, after = [], {}
+            for container in shown:
+                after[container.id] = stats_.take(container)
+                previous = before.get(container.id) or after[container.id]
+                rows.append(stats_.row(container, previous, after[container.id], no_trunc))
+            if not no_stream:
+                sys.stdout.write("\033[2J\033[H")  # docker redraws the table in place
+            sys.stdout.write(render_table(stats_.HEADERS, rows))
+            sys.stdout.flush()
+            if no_stream:
+                return
+            before = after
+            shown = chosen()
+    except KeyboardInterrupt:
+        return

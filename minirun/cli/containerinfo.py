@@ -1,0 +1,234 @@
+"""What the CLI shows of containers: `ps` rows, `inspect` documents, `top` rows. Data only."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+
+from minirun.containers.container import Container
+from minirun.humanize import ellipsis, human_duration, parse_rfc3339, time_ago
+
+NEVER = "0001-01-01T00:00:00Z"
+
+
+def status_text(container: Container, now: float | None = None) -> str:
+    """docker's STATUS column: `Up 5 seconds`, `Exited (0) 3 seconds ago`, `Created`."""
+    import time
+
+    now = time.time() if now is None else now
+    state = container.state
+    if state.get("Status") == "running":
+        return "Up " + human_duration(now - parse_rfc3339(state["StartedAt"]).timestamp())
+    if state.get("Status") == "exited":
+        return (
+            f"Exited ({state.get('ExitCode', 0)}) "
+            + human_duration(now - parse_rfc3339(state["FinishedAt"]).timestamp())
+            + " ago"
+        )
+    if state.get("Status") == "dead":
+        return "Dead"  # docker's word for a container it cannot account for; rm -f removes it
+    return "Created"
+
+
+def command_text(container: Container, truncate: bool) -> str:
+    import json
+
+    command = " ".join(container.config.argv)
+    # docker quotes with Go's strconv.Quote; JSON's string escaping agrees on what matters here
+    return json.dumps(ellipsis(command, 20) if truncate else command, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class PsRow:
+    container: Container
+    id: str
+    image: str
+    command: str
+    created: str
+    status: str
+    names: str
+    ports: str = ""
+
+
+def ports_text(container: Container) -> str:
+    """docker ps's PORTS (`127.0.0.1:8080->80/tcp`): published ports of a running container."""
+    settings = container.state.get("NetworkSettings")
+    if not settings or not settings.get("Ports") or container.state.get("Status") != "running":
+        return ""
+    from minirun.net.portmap import ps_text
+
+    return ps_text(settings["Ports"])
+
+
+def ps_rows(containers: list[Container], all_: bool, no_trunc: bool) -> list[PsRow]:
+    shown = [c for c in containers if all_ or c.state.get("Status") == "running"]
+    shown.sort(key=lambda c: c.config.created, reverse=True)
+    return [
+        PsRow(
+            container=c,
+            id=c.id if no_trunc else c.id[:12],
+            image=c.config.image_ref,
+            command=command_text(c, truncate=not no_trunc),
+            created=time_ago(c.config.created),
+            status=status_text(c),
+            names=c.name,
+            ports=ports_text(c),
+        )
+        for c in shown
+    ]
+
+
+def ps_json(row: PsRow) -> dict:
+    c = row.container
+    return {
+        "Command": row.command,
+        "CreatedAt": c.config.created,
+        "ID": row.id,
+        "Image": row.image,
+        "Labels": "",
+        "LocalVolumes": "0",
+        "Mounts": ",".join(b[0] for b in c.config.binds),
+        "Names": row.names,
+        "Networks": (c.state.get("NetworkSettings") or {}).get("Network", c.config.network),
+        "Ports": row.ports,
+        "RunningFor": row.created,
+        "Size": "",
+        "State": c.state.get("Status", "created"),
+        "Status": row.status,
+    }
+
+
+def inspect_container(store, container: Container) -> dict:
+    from minirun.containers.network import inspect_settings
+    from minirun.containers.resources import host_config
+    from minirun.net.portmap import port_bindings
+
+    config = container.config
+    image_layers = []
+    try:
+        image = store.images.get(config.image)
+        image_layers = [store.layers.diff_dir(d) for d in reversed(image.diff_ids)]
+    except Exception:
+        pass
+    state = container.state
+    return {
+        "Id": container.id,
+        "Created": config.created,
+        "Path": config.argv[0] if config.argv else "",
+        "Args": config.argv[1:],
+        "State": {
+            "Status": state.get("Status", "created"),
+            "Running": state.get("Status") == "running",
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": bool(state.get("OOMKilled", False)),
+            "Dead": False,
+            "Pid": state.get("Pid", 0) if state.get("Status") == "running" else 0,
+            "ExitCode": state.get("ExitCode", 0),
+            "Error": state.get("Error", ""),
+            "StartedAt": state.get("StartedAt", NEVER),
+            "FinishedAt": state.get("FinishedAt", NEVER),
+        },
+        "Image": config.image,
+        "Name": "/" + config.name,
+        "HostConfig": {
+            "NetworkMode": config.network,
+            "PortBindings": port_bindings(config.ports),
+            "AutoRemove": config.auto_remove,
+            "ReadonlyRootfs": config.readonly,
+            "Binds": [f"{s}:{t}" + (":ro" if ro else "") for s, t, ro in config.binds],
+            "Tmpfs": dict(spec.partition(":")[::2] for spec in config.tmpfs),
+            "CapAdd": config.cap_add or None,
+            "CapDrop": config.cap_drop or None,
+            "Privileged": config.privileged,
+            "SecurityOpt": config.security_opt or None,
+            "Devices": [{"PathOnHost": h, "PathInContainer": c, "CgroupPermissions": p} for h, c, p in config.devices],
+            "LogConfig": {
+                "Type": config.log_config.get("Type", "json-file"),
+                "Config": config.log_config.get("Config", {}),
+            },
+            **host_config(config.resources),
+        },
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "LowerDir": ":".join(image_layers),
+                "UpperDir": container.upper,
+                "WorkDir": container.work,
+            },
+        },
+        "Mounts": [
+            {
+                "Type": "bind",
+                "Source": s,
+                "Destination": t,
+                "Mode": "ro" if ro else "",
+                "RW": not ro,
+                "Propagation": "rprivate",
+            }
+            for s, t, ro in config.binds
+        ],
+        "NetworkSettings": inspect_settings(container),
+        "Config": {
+            "Hostname": config.hostname,
+            "User": config.user,
+            "Tty": config.tty,
+            "OpenStdin": config.interactive,
+            "Env": config.env,
+            "Cmd": config.argv,
+            "Image": config.image_ref,
+            "WorkingDir": config.workdir,
+        },
+    }
+
+
+def top_rows(container: Container) -> list[list[str]]:
+    """`ps -ef` columns for every process in the container's PID namespace."""
+    pid1 = container.state.get("Pid", 0)
+    try:
+        namespace = os.readlink(f"/proc/{pid1}/ns/pid")
+    except OSError:
+        return []
+    ticks = os.sysconf("SC_CLK_TCK")
+    rows = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/pid") != namespace:
+                continue
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().rstrip(b"\0").split(b"\0")
+            uid = os.stat(f"/proc/{entry}").st_uid
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        cpu_seconds = (int(fields[11]) + int(fields[12])) // ticks
+        comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
+        command = (
+            " ".join(
+                shlex.quote(a.decode(errors="replace"))
+                if " " in a.decode(errors="replace")
+                else a.decode(errors="replace")
+                for a in cmdline
+                if a
+            )
+            or f"[{comm}]"
+        )
+        rows.append(
+            [
+                str(uid),
+                entry,
+                fields[1].decode(),
+                "0",
+                "-",
+                "?",
+                f"{cpu_seconds // 3600:02d}:{cpu_seconds // 60 % 60:02d}:{cpu_seconds % 60:02d}",
+                command,
+            ]
+        )
+    rows.sort(key=lambda r: int(r[1]))
+    return rows

@@ -1,0 +1,39 @@
+"""`diff`, on the lean path (argparse, no typer): its benchmark target leaves no room for typer's
+~70 ms of imports."""
+
+from __future__ import annotations
+
+import sys
+
+from minirun.cli.leanparser import Parser
+from minirun.errors import UsageError
+
+
+def diff_command(argv: list[str], root: str | None) -> int:
+    parser = Parser(
+        prog="minirun diff", description="Inspect changes to files or directories on a container's filesystem."
+    )
+    parser.add_argument("container", metavar="CONTAINER")
+    parser.add_argument("--format", default=None, help="'json' for docker's API form")
+    args = parser.parse_args(argv)
+    if args.format not in (None, "json"):
+        raise UsageError(f"unsupported --format {args.format!r} (use 'json')")
+
+    from minirun.containers.container import Containers
+    from minirun.layer.changes import KIND_CODES, changes
+    from minirun.store import Store
+    from minirun.store.initlayer import init_layer_dir
+
+    containers = Containers(Store(root))
+    container = containers.find(args.container)
+    store = containers.store
+    image = store.images.get(container.config.image)
+    lowers = [init_layer_dir(store)] + [store.layers.diff_dir(d) for d in reversed(image.diff_ids)]
+    found = changes(container.upper, lowers)
+    if args.format == "json":
+        import json
+
+        sys.stdout.write(json.dumps([{"Kind": KIND_CODES[c.kind], "Path": c.path} for c in found]) + "\n")
+    else:
+        sys.stdout.write("".join(f"{c.kind} {c.path}\n" for c in found))
+    return 0

@@ -1,0 +1,44 @@
+"""`ps`, on the lean path (argparse, no typer): docker ps's columns, statuses and flags."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from minirun.cli.leanparser import Parser
+from minirun.errors import UsageError
+
+
+def ps_command(argv: list[str], root: str | None) -> int:
+    parser = Parser(prog="minirun ps", description="List containers.")
+    parser.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
+    parser.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    parser.add_argument("--format", default=None, help="'json' or 'table'")
+    args = parser.parse_args(argv)
+    if args.format not in (None, "table", "json"):
+        raise UsageError(f"unsupported --format {args.format!r} (use 'table' or 'json')")
+
+    from minirun.cli.containerinfo import ps_json, ps_rows
+    from minirun.containers.container import Containers
+    from minirun.containers.lifecycle import refresh
+    from minirun.store import Store
+
+    containers = Containers(Store(root))
+    rows = ps_rows(
+        [refresh(containers, c, reload=False, record=False) for c in containers.all()], args.all, args.no_trunc
+    )
+    if args.quiet:
+        sys.stdout.write("".join(row.id + "\n" for row in rows))
+    elif args.format == "json":
+        sys.stdout.write("".join(json.dumps(ps_json(row)) + "\n" for row in rows))
+    else:
+        from minirun.cli.tables import render_table
+
+        sys.stdout.write(
+            render_table(
+                ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+                [[r.id, r.image, r.command, r.created, r.status, r.ports, r.names] for r in rows],
+            )
+        )
+    return 0

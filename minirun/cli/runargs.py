@@ -1,0 +1,295 @@
+"""`run`'s options, parsed without typer: the run path is timed, and typer alone costs ~80 ms of
+imports here. docker's spelling and meaning; errors are UsageError (exit 125)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+from minirun.cli.leanparser import Parser
+from minirun.errors import UsageError
+
+DEFAULT_NETWORK = "bridge"  # as docker's; the others: none, host, container:NAME, a user network
+
+
+@dataclass
+class RunOptions:
+    image: str
+    command: list[str]
+    rm: bool = False
+    detach: bool = False
+    name: str = ""
+    env: list[str] = field(default_factory=list)  # resolved K=V, in order
+    workdir: str = ""
+    user: str = ""
+    hostname: str = ""
+    volumes: list[tuple[str, str, bool]] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    read_only: bool = False
+    entrypoint: str | None = None
+    interactive: bool = False
+    tty: bool = False
+    network: str = DEFAULT_NETWORK
+    publish: list[list] = field(default_factory=list)  # portmap.parse_publish's bindings
+    resources: dict = field(default_factory=dict)  # docker's HostConfig fields (resources.py)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    security_opt: list[str] = field(default_factory=list)  # as recorded (privileges.parse_security_opts)
+    devices: list[list] = field(default_factory=list)  # [host, container, permissions]
+    log_driver: str | None = None
+    log_opts: dict = field(default_factory=dict)  # resolved against the store's defaults by run.py
+
+
+def _parser() -> Parser:
+    p = Parser(
+        prog="minirun run",
+        add_help=False,
+        usage="minirun run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+        description="Create and run a new container from an image.",
+    )
+    p.add_argument("--help", action="help", help="Print usage")
+    p.add_argument("-d", "--detach", action="store_true", help="Run container in background and print container ID")
+    p.add_argument("--rm", action="store_true", help="Automatically remove the container when it exits")
+    p.add_argument("--name", default="", help="Assign a name to the container")
+    add_process_options(p)
+    p.add_argument("-h", "--hostname", default="", help="Container host name")
+    p.add_argument("-v", "--volume", action="append", default=[], help="Bind mount a volume (SRC:DST[:ro])")
+    p.add_argument(
+        "--tmpfs",
+        action="append",
+        default=[],
+        help="Mount a tmpfs directory (TARGET[:size=..,mode=..,uid=..,gid=..,ro,exec,dev,suid])",
+    )
+    p.add_argument("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
+    p.add_argument("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image")
+    p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    add_resource_options(p)
+    p.add_argument("--cap-add", action="append", default=[], help="Add Linux capabilities (or ALL)")
+    p.add_argument("--cap-drop", action="append", default=[], help="Drop Linux capabilities (or ALL)")
+    p.add_argument("--privileged", action="store_true", help="Give extended privileges to this container")
+    p.add_argument(
+        "--security-opt",
+        action="append",
+        default=[],
+        help="Security options (seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false])",
+    )
+    p.add_argument(
+        "--device", action="append", default=[], help="Add a host device to the container (HOST[:CONTAINER][:rwm])"
+    )
+    p.add_argument("--log-driver", default=None, help="Logging driver for the container (json-file, local, none)")
+    p.add_argument("--log-opt", action="append", default=[], help="Log driver options (max-size, max-file, compress)")
+    p.add_argument(
+        "--network",
+        "--net",
+        default=DEFAULT_NETWORK,
+        help="Connect a container to a network (bridge, none, host, container:NAME, or a user network)",
+    )
+    p.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        help="Publish a container's port(s) to the host ([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])",
+    )
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    return p
+
+
+def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> RunOptions:
+    ns = _parser().parse_args(argv)
+    env = process_env(ns, environ)
+    validate_hostname(ns.hostname)
+    publish = parse_network_options(ns.network, ns.hostname, ns.publish)
+    volumes = [parse_volume(v) for v in ns.volume]
+    tmpfs = [parse_tmpfs(t) for t in ns.tmpfs]
+    from minirun.runtime.rootfs import check_targets
+
+    check_targets([target for _, target, _ in volumes] + [t.partition(":")[0] for t in tmpfs])
+    opts = RunOptions(
+        image=ns.image,
+        command=list(ns.command),
+        rm=ns.rm,
+        detach=ns.detach,
+        name=ns.name,
+        env=env,
+        workdir=ns.workdir,
+        user=ns.user,
+        hostname=ns.hostname,
+        volumes=volumes,
+        tmpfs=tmpfs,
+        read_only=ns.read_only,
+        entrypoint=ns.entrypoint,
+        interactive=ns.interactive,
+        tty=ns.tty,
+        network=ns.network,
+        publish=publish,
+        resources=resource_options(ns),
+        privileged=ns.privileged,
+        log_driver=ns.log_driver,
+    )
+    if ns.log_opt:
+        from minirun.containers.logconfig import parse_opts
+
+        opts.log_opts = parse_opts(ns.log_opt)
+    if ns.cap_add or ns.cap_drop or ns.security_opt:
+        from minirun.runtime import privileges
+
+        opts.cap_add, opts.cap_drop = (
+            privileges.normalize_capabilities(ns.cap_add),
+            privileges.normalize_capabilities(ns.cap_drop),
+        )
+        opts.security_opt = privileges.parse_security_opts(ns.security_opt)
+    if ns.device:
+        from minirun.runtime.devices import parse_device
+
+        opts.devices = [parse_device(d) for d in ns.device]
+    return opts
+
+
+def validate_hostname(hostname: str) -> None:
+    """RFC 1123 names only: the hostname lands in the container's /etc/hosts and in the kernel
+    (sethostname takes at most 64 bytes)."""
+    labels = hostname.split(".")
+    if hostname and (
+        len(hostname) > 64
+        or not all(
+            0 < len(label) <= 63
+            and label[0] != "-"
+            and label[-1] != "-"
+            and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+            for label in labels
+        )
+    ):
+        raise UsageError(f"invalid hostname format: {hostname!r}")
+
+
+def parse_network_options(network: str, hostname: str, publish: list[str]) -> list[list]:
+    """docker's checks of --network against -h and -p; returns the -p bindings. Whether a named
+    network exists is the store's question (run.py)."""
+    if not network:
+        raise UsageError("invalid network: an empty name")
+    if network.startswith("container:"):
+        if not network[len("container:") :]:
+            raise UsageError("invalid network mode: container: needs a container name or ID")
+        if hostname:
+            raise UsageError("conflicting options: hostname and the network mode")
+        if publish:
+            raise UsageError("conflicting options: port publishing and the container type network mode")
+    if not publish:
+        return []
+    from minirun.net.portmap import parse_publish
+
+    bindings = [b for spec in publish for b in parse_publish(spec)]
+    if network in ("host", "none"):
+        import sys
+
+        print(f"WARNING: Published ports are discarded when using {network} network mode", file=sys.stderr)
+        return []
+    return bindings
+
+
+def add_resource_options(p: Parser) -> None:
+    from minirun.containers.resources import add_options
+
+    add_options(p)
+
+
+def resource_options(ns) -> dict:
+    """--memory and friends, parsed and checked with docker's defaults (nothing is created before)."""
+    from minirun.containers.resources import FLAGS, for_run, parse_options
+
+    return for_run(parse_options({key: getattr(ns, key) for key in FLAGS}))
+
+
+def add_process_options(p: Parser) -> None:
+    """The options `run` and `exec` share for the process they start."""
+    p.add_argument(
+        "-e", "--env", action="append", default=[], help="Set environment variables (K=V, or K from the host)"
+    )
+    p.add_argument("--env-file", action="append", default=[], help="Read in a file of environment variables")
+    p.add_argument("-w", "--workdir", default="", help="Working directory inside the container")
+    p.add_argument("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
+
+
+def process_env(ns, environ: dict[str, str] | None) -> list[str]:
+    """--env-file then -e, resolved against the host's environment; checks -w as docker does."""
+    host_env = os.environ if environ is None else environ
+    env: list[str] = []
+    for path in ns.env_file:
+        env += read_env_file(path, host_env)
+    for item in ns.env:
+        env += env_item(item, host_env)
+    if ns.workdir and not ns.workdir.startswith("/"):
+        raise UsageError(f"the working directory '{ns.workdir}' is invalid, it needs to be an absolute path")
+    return env
+
+
+def env_item(item: str, host_env) -> list[str]:
+    """`K=V` as is; a bare `K` takes the host's value, or is dropped when the host has none."""
+    if "=" in item:
+        if item.startswith("="):
+            raise UsageError(f"invalid environment variable: {item}")
+        return [item]
+    if not item:
+        raise UsageError("invalid environment variable: empty name")
+    return [f"{item}={host_env[item]}"] if item in host_env else []
+
+
+ENV_FILE_LIMIT = 1 << 20  # execve takes ~2 MiB of arguments and environment in all
+
+
+def read_env_file(path: str, host_env) -> list[str]:
+    from minirun.store.fsutil import read_capped
+
+    try:
+        lines = read_capped(path, ENV_FILE_LIMIT, "env file").decode("utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"env file {path} is not UTF-8 text") from None
+    env = []
+    for line in lines:
+        stripped = line.lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        env += env_item(stripped, host_env)
+    return env
+
+
+def parse_volume(spec: str) -> tuple[str, str, bool]:
+    """SRC:DST[:ro|rw] with an absolute, existing SRC (named volumes are not supported)."""
+    parts = spec.split(":")
+    readonly = False
+    if len(parts) == 3:
+        mode = parts.pop()
+        if mode not in ("ro", "rw"):
+            raise UsageError(f"invalid mode: {mode}")
+        readonly = mode == "ro"
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise UsageError(f"invalid volume specification: '{spec}'")
+    source, target = parts
+    if not source.startswith("/"):
+        raise UsageError(
+            f"invalid volume specification: '{spec}': named volumes are not supported, SRC must be an absolute host path"
+        )
+    if not target.startswith("/") or target == "/":
+        raise UsageError(f"invalid volume specification: '{spec}': destination must be an absolute path other than /")
+    if not os.path.exists(source):
+        raise UsageError(f"invalid mount config: bind source path does not exist: {source}")
+    return source, os.path.normpath(target), readonly
+
+
+def parse_tmpfs(spec: str) -> str:
+    """TARGET[:OPTIONS], normalized; the options are checked now (rootfs.tmpfs_mount), so a
+    mistake is refused before anything is created, never ignored."""
+    target, sep, options = spec.partition(":")
+    if not target.startswith("/") or target == "/":
+        raise UsageError(f"invalid tmpfs destination: '{spec}'")
+    from minirun.runtime.rootfs import tmpfs_mount
+
+    tmpfs_mount(spec)
+    return os.path.normpath(target) + (f":{options}" if sep and options else "")

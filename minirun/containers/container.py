@@ -1,0 +1,321 @@
+"""Container records on disk: `containers/<id>/` with config.json (what to run), state.json (what
+happened), the writable layer (upper/ work/) and the files minirun provides (hosts, hostname,
+resolv.conf). config.json is written once; state.json is replaced atomically on every change."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from minirun.errors import Conflict, DamagedRecord, NotFound, UsageError
+from minirun.store import Store
+from minirun.store.fsutil import atomic_write, read_record, remove_tree
+
+HOSTS_BASE = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\n"
+    "ff02::1\tip6-allnodes\n"
+    "ff02::2\tip6-allrouters\n"
+)
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+# (field, default) of a container's config.json, in order; a callable default makes a fresh value.
+# Plain classes rather than dataclasses: `dataclasses` pulls in `inspect`, ~9 ms of every ps/diff.
+_CONFIG_FIELDS = (
+    ("id", None),
+    ("name", None),
+    ("image", None),  # image: the id that keeps its layers alive
+    ("image_ref", None),  # as the user typed it, for ps
+    ("created", None),
+    ("argv", None),
+    ("env", None),
+    ("workdir", "/"),
+    ("user", ""),
+    ("hostname", ""),
+    ("binds", list),  # [source, target, readonly]
+    ("tmpfs", list),  # TARGET or TARGET:OPTIONS, as --tmpfs took it
+    ("readonly", False),
+    ("network", "none"),
+    ("auto_remove", False),
+    ("interactive", False),
+    ("tty", False),
+    ("resources", dict),  # docker's HostConfig names (Memory, NanoCpus, ...): only those given; update rewrites it
+    ("ports", list),  # -p: [host_ip ("" = all), host_port (0 = picked at start), container_port, proto]
+    # privileges.py: --cap-add/--cap-drop (normalized), --privileged, --security-opt as docker records them
+    ("cap_add", list),
+    ("cap_drop", list),
+    ("privileged", False),
+    ("security_opt", list),
+    ("devices", list),  # --device: [host path, container path, permissions]
+    # docker's HostConfig.LogConfig ({"Type": driver, "Config": {opt: value}}; logconfig.py); {}: unbounded json-file
+    ("log_config", dict),
+)
+_REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
+
+
+class ContainerConfig:
+    """What to run: written once into config.json (rename rewrites `name`, update `resources`)."""
+
+    id: str
+    name: str
+    image: str
+    image_ref: str
+    created: str
+    argv: list[str]
+    env: list[str]
+    workdir: str
+    user: str
+    hostname: str
+    binds: list[list]
+    tmpfs: list[str]
+    readonly: bool
+    network: str
+    auto_remove: bool
+    interactive: bool
+    tty: bool
+    resources: dict
+    ports: list[list]
+    cap_add: list[str]
+    cap_drop: list[str]
+    privileged: bool
+    security_opt: list[str]
+    devices: list[list]
+    log_config: dict
+
+    def __init__(self, **values: object) -> None:
+        unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}
+        missing = _REQUIRED - values.keys()
+        if unknown or missing:
+            raise TypeError(f"ContainerConfig: unknown {sorted(unknown)}, missing {sorted(missing)}")
+        for name, default in _CONFIG_FIELDS:
+            setattr(self, name, values[name] if name in values else (default() if callable(default) else default))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ContainerConfig) and self.to_json() == other.to_json()
+
+    def to_json(self) -> dict:
+        import copy
+
+        data = {name: copy.deepcopy(getattr(self, name)) for name, _ in _CONFIG_FIELDS}
+        data["Image"] = self.image  # the key Store.containers_using reads
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> ContainerConfig:
+        known = {name for name, _ in _CONFIG_FIELDS}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class Container:
+    __slots__ = ("config", "dir", "state")
+
+    def __init__(self, config: ContainerConfig, dir: str, state: dict) -> None:
+        self.config, self.dir, self.state = config, dir, state
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def upper(self) -> str:
+        return os.path.join(self.dir, "upper")
+
+    @property
+    def work(self) -> str:
+        return os.path.join(self.dir, "work")
+
+    def provided_file(self, name: str) -> str:
+        """hosts, hostname, resolv.conf: bind-mounted over the container's /etc files."""
+        return os.path.join(self.dir, name)
+
+
+class Containers:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.dir = store.containers_dir
+
+    def _path(self, id_: str) -> str:
+        return os.path.join(self.dir, id_)
+
+    def ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return [n for n in names if len(n) == 64 and os.path.exists(os.path.join(self.dir, n, "config.json"))]
+
+    def load(self, id_: str) -> Container:
+        """The container's record; DamagedRecord (naming the file) if a part cannot be read."""
+        path = self._path(id_)
+        try:
+            config = _config_from(read_record(os.path.join(path, "config.json")), os.path.join(path, "config.json"))
+            state = read_record(os.path.join(path, "state.json"))
+        except FileNotFoundError:
+            raise NotFound(f"No such container: {id_}") from None
+        _check_state(state, os.path.join(path, "state.json"))
+        assert isinstance(state, dict)
+        return Container(config=config, dir=path, state=state)
+
+    def load_or_dead(self, id_: str) -> Container:
+        """The record, or for one that is damaged a stand-in in docker's `dead` state that still
+        lists, inspects and removes (its processes are found through its cgroups)."""
+        try:
+            return self.load(id_)
+        except DamagedRecord as exc:
+            return self._dead(id_, exc)
+
+    def _dead(self, id_: str, damage: DamagedRecord) -> Container:
+        path = self._path(id_)
+        try:  # a good config.json beside a damaged state.json keeps its name and image
+            config = _config_from(read_record(os.path.join(path, "config.json")), os.path.join(path, "config.json"))
+        except (DamagedRecord, FileNotFoundError):
+            config = ContainerConfig(id=id_, name="", image="", image_ref="", created=_mtime(path), argv=[], env=[])
+        state = {
+            "Status": "dead",
+            "Running": False,
+            "Pid": 0,
+            "ExitCode": 0,
+            "Error": damage.message,
+            "StartedAt": "0001-01-01T00:00:00Z",
+            "FinishedAt": "0001-01-01T00:00:00Z",
+            "OOMKilled": False,
+        }
+        return Container(config=config, dir=path, state=state)
+
+    def all(self) -> list[Container]:
+        found = []
+        for id_ in self.ids():
+            try:
+                found.append(self.load_or_dead(id_))
+            except NotFound:
+                continue  # removed meanwhile
+        return found
+
+    def find(self, text: str) -> Container:
+        """By full id, name, or unique id prefix (docker's order)."""
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text) and os.path.isdir(self._path(text)):
+            return self.load_or_dead(text)
+        containers = self.all()
+        wanted = text.lstrip("/")
+        for container in containers:
+            if container.name == wanted:
+                return container
+        matches = [c for c in containers if c.id.startswith(text)] if text else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise Conflict(f"multiple containers found with provided prefix: {text}")
+        raise NotFound(f"No such container: {text}")
+
+    def create(self, config: ContainerConfig, resolv_conf: bytes) -> Container:
+        """Write the record and the empty writable layer; the name is checked under the lock."""
+        from minirun.containers.names import generate_name
+
+        with self.store.locked():
+            taken = {c.name for c in self.all()}
+            if config.name:
+                validate_name(config.name)
+                if config.name in taken:
+                    owner = next(c for c in self.all() if c.name == config.name)
+                    raise Conflict(
+                        f'Conflict. The container name "/{config.name}" is already in use by container '
+                        f'"{owner.id}". You have to remove (or rename) that container to be able to reuse that name.'
+                    )
+            else:
+                config.name = generate_name(taken)
+            path = self._path(config.id)
+            os.makedirs(os.path.join(path, "upper"), mode=0o755)
+            os.mkdir(os.path.join(path, "work"), 0o700)
+            hostname = config.hostname
+            with open(os.path.join(path, "hostname"), "w") as f:
+                f.write(hostname + "\n")
+            with open(os.path.join(path, "hosts"), "w") as f:
+                f.write(HOSTS_BASE)
+            with open(os.path.join(path, "resolv.conf"), "wb") as f:
+                f.write(resolv_conf)
+            state = {
+                "Status": "created",
+                "Running": False,
+                "Pid": 0,
+                "ExitCode": 0,
+                "Error": "",
+                "StartedAt": "0001-01-01T00:00:00Z",
+                "FinishedAt": "0001-01-01T00:00:00Z",
+                "OOMKilled": False,
+            }
+            # Not fsynced: after a power cut a container whose files did not survive is debris
+            # (never listed), and state is checked against the live process anyway.
+            atomic_write(os.path.join(path, "state.json"), json.dumps(state).encode(), durable=False)
+            # config.json last: a dir without it is debris, never listed
+            atomic_write(os.path.join(path, "config.json"), json.dumps(config.to_json()).encode(), durable=False)
+        return Container(config=config, dir=path, state=state)
+
+    def update_state(self, container: Container, **fields: object) -> None:
+        if container.state.get("Status") == "dead":
+            raise Conflict(f"container {container.id} is dead (its record is damaged): remove it with rm -f")
+        container.state.update(fields)
+        atomic_write(os.path.join(container.dir, "state.json"), json.dumps(container.state).encode(), durable=False)
+
+    def remove(self, container: Container) -> None:
+        # config.json first: a crash mid-removal leaves debris that is never listed
+        with self.store.locked():
+            try:
+                os.unlink(os.path.join(container.dir, "config.json"))
+            except FileNotFoundError:
+                pass
+            remove_tree(container.dir)
+        if container.state.get("NetworkSettings"):
+            from minirun.containers.network import release  # the address, published ports, peers' hosts lines
+
+            release(self.store.root, container.id, container.state["NetworkSettings"])
+
+
+_STATUSES = ("created", "running", "exited")
+_PID_FIELDS = ("Pid", "MonitorPid")
+
+
+def _config_from(data: object, path: str) -> ContainerConfig:
+    """A config.json that is what it says: the fields every reader relies on have their types."""
+    if (
+        not isinstance(data, dict)
+        or not all(isinstance(data.get(k), str) for k in ("id", "name", "image", "created"))
+        or not all(isinstance(data.get(k), list) for k in ("argv", "env"))
+    ):
+        raise DamagedRecord(path, "not a container's config")
+    try:
+        return ContainerConfig.from_json(data)
+    except TypeError as exc:
+        raise DamagedRecord(path, str(exc)) from None
+
+
+def _check_state(state: object, path: str) -> None:
+    if not isinstance(state, dict) or state.get("Status") not in _STATUSES:
+        raise DamagedRecord(path, "not a container's state")
+    if not all(isinstance(state.get(k, 0), int) and state.get(k, 0) >= 0 for k in _PID_FIELDS):
+        raise DamagedRecord(path, "a pid that is no pid")
+
+
+def _mtime(path: str) -> str:
+    from minirun.humanize import rfc3339_ns
+
+    try:
+        return rfc3339_ns(os.stat(path).st_mtime_ns)
+    except OSError:
+        return "0001-01-01T00:00:00Z"
+
+
+def new_container_id() -> str:
+    return os.urandom(32).hex()
+
+
+def validate_name(name: str) -> None:
+    # docker: [a-zA-Z0-9][a-zA-Z0-9_.-]+
+    if len(name) < 2 or not name[0].isalnum() or not set(name) <= _NAME_CHARS or not name.isascii():
+        raise UsageError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")

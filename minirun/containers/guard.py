@@ -1,0 +1,139 @@
+"""What survives a killed `run` client: a guard process forked by the CLI before it creates the
+container, which does nothing if the CLI finishes and cleans up after it if it does not.
+
+minirun has no daemon, so a foreground container's PID 1 dies with the client that runs it
+(its parent-death signal): a container nobody watches and nobody can stop from the terminal that
+started it is the worse surprise. Whatever kills the client, SIGKILL included, the guard then
+makes the record honest: the container's processes are killed through its cgroups, the exit
+(137: killed) is recorded, its published ports are freed, and an `--rm` container is removed. A
+detached container's monitor owns it once it runs; before that (the client killed while the
+monitor starts) the guard removes an `--rm` container and leaves the others `Created`, as docker
+leaves them.
+
+The guard is a plain fork (no exec: ~0.5 ms), in a session of its own with nothing of the
+client's open but its pipe, so it neither holds the client's stdout open nor gets its
+terminal's signals.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+CLIENT_KILLED = 137  # the exit code docker users read as "killed": PID 1 was, by SIGKILL
+_POLL = 0.02
+
+
+class Guard:
+    """The client's end: `done()` when the client finished its part (the guard then exits)."""
+
+    def __init__(self, write_fd: int, pid: int) -> None:
+        self.write_fd, self.pid = write_fd, pid
+
+    def done(self) -> None:
+        if self.write_fd >= 0:
+            try:
+                os.write(self.write_fd, b"d")
+            finally:
+                os.close(self.write_fd)
+                self.write_fd = -1
+            try:
+                os.waitpid(self.pid, 0)  # it exits at once: no zombie for the rest of a build
+            except ChildProcessError:
+                pass
+
+
+def start(store_root: str, container_id: str) -> Guard:
+    # what the guard needs, loaded before the fork: a builder forks it beside its progress
+    # thread, and an import in the child could wait on a lock that thread held
+    from minirun import (  # noqa: F401
+        humanize,
+        linux,
+        procs,  # noqa: F401
+    )
+
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    client = os.getpid()
+    pid = os.fork()
+    if pid:
+        os.close(read_fd)
+        return Guard(write_fd, pid)
+    code = 0
+    try:
+        _watch(read_fd, store_root, container_id, client)
+    except BaseException:
+        code = 1  # nobody reads our errors: the next look at the container (refresh) is the fallback
+    os._exit(code)
+
+
+def _watch(read_fd: int, store_root: str, container_id: str, client: int) -> None:
+    from minirun import linux
+
+    os.setsid()
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    linux.close_fds(keep=(read_fd,))
+    try:
+        finished = os.read(read_fd, 1) == b"d"
+    except OSError:
+        finished = False
+    if not finished:
+        clean_up_after(store_root, container_id, client)
+
+
+def clean_up_after(store_root: str, container_id: str, client: int) -> None:
+    """The `client` process died before it was done with `container_id`: what it left, made honest."""
+    from minirun.containers.container import Containers
+    from minirun.errors import NotFound
+    from minirun.humanize import rfc3339_now
+    from minirun.procs import is_alive
+    from minirun.runtime import cgroups
+    from minirun.store import Store
+
+    containers = Containers(Store(store_root))
+    with containers.store.locked():  # a create in progress finishes first
+        pass
+    try:
+        container = containers.load(container_id)
+    except NotFound:
+        return  # killed before it made the record, or removed already
+    state = container.state
+    monitored = (
+        state.get("Status") == "running"
+        and state.get("MonitorPid") != client
+        and is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime"))
+    )
+    if monitored:
+        return  # a detached container whose monitor has it
+    if state.get("Status") == "running":
+        cgroups.remove(cgroups.existing_paths(container_id))  # kills PID 1 and all it started
+        _wait_gone(state.get("Pid", 0), state.get("PidStartTime"))
+        containers.update_state(
+            container,
+            Status="exited",
+            Running=False,
+            Pid=0,
+            ExitCode=CLIENT_KILLED,
+            Error="the minirun client running it was killed",
+            FinishedAt=rfc3339_now(),
+        )
+    cgroups.remove(cgroups.existing_paths(container_id))
+    if state.get("NetworkSettings"):
+        from minirun.containers.network import stopped
+
+        stopped(store_root, container_id, state["NetworkSettings"])
+    if container.config.auto_remove:
+        containers.remove(container)
+
+
+def _wait_gone(pid: int, started: int | None) -> None:
+    import time
+
+    from minirun.procs import is_alive
+
+    deadline = time.monotonic() + 30
+    while pid > 0 and is_alive(pid, started) and time.monotonic() < deadline:
+        time.sleep(_POLL)

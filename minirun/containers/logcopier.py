@@ -1,0 +1,272 @@
+"""The long-lived half of a container's monitor: copy PID 1's output to the log, wait for its
+exit, record it. monitor.py execs into this once the container runs, in the same process (still
+PID 1's parent), so what stays resident is a bare `python -S` with os, select and time: about
+8 MB instead of the ~17 MB the start-up code's imports cost. No json module either: the log
+lines are encoded by hand and the exit is written into a state template made by monitor.py.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import time
+
+MAX_LINE = 16 * 1024  # docker's json-file splits longer lines
+CODE_MARK, TIME_MARK = '"@@EXIT_CODE@@"', "@@FINISHED_AT@@"
+LOG_NAME = "container.log"
+DROPPED_KEY = "LogBytesDropped"  # in state.json: output the disk would not take
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)} | {0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r"}
+
+
+def now() -> str:
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+
+
+def entry(line: bytes, stream: str, stamp: str) -> bytes:
+    text = line.decode("utf-8", "replace").translate(_ESCAPES)
+    return f'{{"log": "{text}", "stream": "{stream}", "time": "{stamp}"}}\n'.encode("utf-8", "surrogatepass")
+
+
+class LogFile:
+    """The container's log, rotated as docker's json-file driver rotates it: past `max_size`
+    bytes (0: never) the file becomes `<log>.1` (older ones move up to `<log>.<max_file - 1>`,
+    the oldest goes), each compressed to `.gz` by a forked child when `compress` says. A write the
+    disk refuses (ENOSPC, EIO) is dropped and counted, never fatal: the container goes on."""
+
+    def __init__(self, path: str, max_size: int, max_file: int, compress: bool) -> None:
+        self.path, self.max_size, self.max_file, self.compress = path, max_size, max_file, compress
+        self.dropped = 0  # bytes of entries the disk would not take
+        self.compressor = 0  # pid of the child compressing <log>.1
+        self.fd = -1
+        self.size = 0
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            self.size = os.fstat(self.fd).st_size
+        except OSError:
+            self.fd = -1  # tried again at the next write
+
+    def write_entries(self, entries: list[bytes]) -> None:
+        """Entries in as few writes as the size limit allows: the file rotates between two
+        entries, never inside one, and never holds more than max_size (one bigger entry aside)."""
+        batch: list[bytes] = []
+        batch_size = 0
+        for item in entries:
+            if self.max_size and batch and self.size + batch_size + len(item) > self.max_size:
+                self.write(b"".join(batch))
+                batch, batch_size = [], 0
+            batch.append(item)
+            batch_size += len(item)
+        if batch:
+            self.write(b"".join(batch))
+
+    def write(self, data: bytes) -> None:
+        if self.max_size and self.size and self.size + len(data) > self.max_size:
+            self._rotate()
+        if self.fd < 0:
+            self._open()
+        view = memoryview(data)
+        try:
+            if self.fd < 0:
+                raise OSError("no log file")
+            while view:
+                n = os.write(self.fd, view)
+                self.size += n
+                view = view[n:]
+        except OSError:
+            self.dropped += len(view)
+
+    def _rotate(self) -> None:
+        os.close(self.fd)
+        self.fd = -1
+        self.wait_compressor()  # it may still be reading <log>.1
+        try:
+            if self.max_file > 1:
+                for i in range(self.max_file - 1, 0, -1):
+                    for suffix in (".gz", ""):
+                        older = f"{self.path}.{i}{suffix}"
+                        if os.path.exists(older):
+                            if i == self.max_file - 1:
+                                os.unlink(older)
+                            else:
+                                os.replace(older, f"{self.path}.{i + 1}{suffix}")
+                os.replace(self.path, f"{self.path}.1")
+                if self.compress:
+                    self._compress(f"{self.path}.1")
+            else:
+                os.unlink(self.path)
+        except OSError:
+            pass  # a rotation that cannot happen now leaves the file growing until one can
+        self._open()
+
+    def _compress(self, path: str) -> None:
+        pid = os.fork()
+        if pid:
+            self.compressor = pid
+            return
+        try:  # the child: zlib loads here only, the copier stays small
+            import zlib
+
+            packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: the gzip format
+            tmp = f"{path}.gz.tmp"
+            with (
+                open(path, "rb") as src,
+                os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "wb") as dst,
+            ):
+                while chunk := src.read(1 << 20):
+                    dst.write(packer.compress(chunk))
+                dst.write(packer.flush())
+            os.replace(tmp, f"{path}.gz")
+            os.unlink(path)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)  # the plain file stays: still readable by `logs`
+
+    def wait_compressor(self) -> None:
+        if self.compressor:
+            try:
+                os.waitpid(self.compressor, 0)
+            except ChildProcessError:
+                pass
+            self.compressor = 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.wait_compressor()
+
+
+def copy_output(log: LogFile | None, streams: dict[int, str]) -> None:
+    """Until both pipes close (PID 1 and everything in its namespace are gone); `log` None: the
+    `none` driver, output read and dropped (the container must never block on a full pipe)."""
+    pending = {fd: b"" for fd in streams}
+    poller = select.poll()
+    for fd in streams:
+        poller.register(fd, select.POLLIN)
+    while pending:
+        for fd, _ in poller.poll():
+            chunk = os.read(fd, 65536)
+            stamp = now()
+            if not chunk:
+                poller.unregister(fd)
+                rest = pending.pop(fd)
+                if rest and log is not None:
+                    log.write(entry(rest, streams[fd], stamp))
+                os.close(fd)
+                continue
+            if log is None:
+                continue
+            lines = (pending[fd] + chunk).split(b"\n")
+            pending[fd] = lines.pop()
+            complete = [line + b"\n" for line in lines]
+            while len(pending[fd]) >= MAX_LINE:
+                complete.append(pending[fd][:MAX_LINE])
+                pending[fd] = pending[fd][MAX_LINE:]
+            if complete:
+                log.write_entries([entry(line, streams[fd], stamp) for line in complete])
+
+
+def exit_code(status: int) -> int:
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.waitstatus_to_exitcode(status)
+
+
+def remove_container(container_dir: str, lock_path: str) -> None:
+    """--rm: the same order as Containers.remove, under the store lock."""
+    import fcntl
+
+    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            os.unlink(os.path.join(container_dir, "config.json"))
+        except FileNotFoundError:
+            pass
+        for top, dirs, files in os.walk(container_dir, topdown=False):
+            for name in files:
+                os.unlink(os.path.join(top, name))
+            for name in dirs:
+                path = os.path.join(top, name)
+                os.unlink(path) if os.path.islink(path) else os.rmdir(path)
+        os.rmdir(container_dir)
+    finally:
+        os.close(lock)
+
+
+def main(argv: list[str]) -> int:
+    (
+        container_dir,
+        lock_path,
+        pid,
+        out_fd,
+        err_fd,
+        auto_remove,
+        template,
+        cgroup_paths,
+        driver,
+        max_size,
+        max_file,
+        compress,
+    ) = argv
+    log = (
+        None
+        if driver == "none"
+        else LogFile(os.path.join(container_dir, LOG_NAME), int(max_size), int(max_file), compress == "1")
+    )
+    copy_output(log, {int(out_fd): "stdout", int(err_fd): "stderr"})
+    if log is not None:
+        log.close()
+    _, status = os.waitpid(int(pid), 0)
+    from minirun.runtime import cgroups  # os only, as this module
+
+    paths = cgroup_paths.split("\n") if cgroup_paths else []
+    state = template.replace(CODE_MARK, str(exit_code(status))).replace(TIME_MARK, now())
+    if log is not None and log.dropped:
+        state = state.replace(f'"{DROPPED_KEY}": 0', f'"{DROPPED_KEY}": {log.dropped}', 1)
+    if cgroups.oom_killed(paths):
+        state = state.replace('"OOMKilled": false', '"OOMKilled": true', 1)
+    try:
+        from minirun.atomicfile import atomic_write  # os and errno only, as this module
+
+        atomic_write(os.path.join(container_dir, "state.json"), state.encode(), durable=False)
+    finally:
+        # PID 1 is reaped: its PID namespace, and so the cgroups, are empty. They go even when the
+        # record cannot be written (its dir removed, a full disk): nobody else would remove them.
+        cgroups.remove(paths)
+    if auto_remove == "1":
+        remove_container(container_dir, lock_path)
+    return 0
+
+
+def pack_args(args: list[str], after_exit: list[str]) -> int:
+    """An inheritable memfd holding main's arguments and, if any, network.after_exit's: the
+    monitor hands them over through it, so no state or settings show on a command line."""
+    fd = os.memfd_create("minirun-monitor", 0)
+    data = "\0".join([str(len(args)), *args, *after_exit]).encode()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def boot(args_fd: int) -> int:
+    """The copier's entry point: its arguments from the memfd, then the network's exit hook."""
+    chunks = []
+    while chunk := os.read(args_fd, 1 << 16):
+        chunks.append(chunk)
+    os.close(args_fd)
+    count, *items = b"".join(chunks).decode().split("\0")
+    code = main(items[: int(count)])
+    if items[int(count) :]:
+        from minirun.containers.network import after_exit
+
+        after_exit(*items[int(count) :])
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,184 @@
+"""The monitor of a detached container: starts its PID 1, then execs into logcopier.py, which
+stays as PID 1's parent, writes its log and records its exit.
+
+Started by `run -d`/`start` as `python -S` with a bare sys.path (see detach.py), in its own
+session with no terminal; no typer, rich or pyroute2 ever load here.
+
+Log: one JSON object per line, docker's json-file format: {"log": "...", "stream": "stdout",
+"time": "<RFC 3339>"}; a line longer than 16 KiB is split, as docker does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+from minirun.containers import logcopier
+from minirun.containers.logcopier import CODE_MARK, TIME_MARK
+
+# The copier's arguments (the state template, cgroup paths, network settings) travel in a
+# memfd, never on the command line, which any local user can read through ps.
+COPIER_BOOT = (
+    "import sys; sys.path[:0] = [sys.argv[1]]; from minirun.containers.logcopier import boot; "
+    "sys.exit(boot(int(sys.argv[2])))"
+)
+
+
+def main(argv: list[str]) -> int:
+    store_root, container_id, ready_fd = argv[0], argv[1], int(argv[2])
+    from minirun.containers.container import Containers
+    from minirun.containers.plan import build_plan, create_cgroups
+    from minirun.errors import MinirunError
+    from minirun.humanize import rfc3339_now
+    from minirun.procs import start_time
+    from minirun.runtime import cgroups, launch
+    from minirun.store import Store
+    from minirun.store.initlayer import init_layer_link
+
+    # A terminal hang-up or Ctrl-C aimed at the CLI that started us must not end the container.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    store = Store(store_root)
+    containers = Containers(store)
+    container = containers.load(container_id)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    null = os.open("/dev/null", os.O_RDONLY)
+    plan = started = None
+    # build_plan publishes the ports: from there on, whatever fails frees them (and the cgroups)
+    try:
+        image = store.images.get(container.config.image)
+        plan = build_plan(store, container, image, init_layer_link(store))
+        plan.stdio, plan.die_with_parent, plan.interactive = (null, out_w, err_w), True, True
+        plan.cgroups = create_cgroups(container)
+        started = launch.start(plan)
+        for fd in (null, out_w, err_w):  # PID 1 has them: the copier must see EOF when it exits
+            os.close(fd)
+        null = out_w = err_w = -1
+        failure = launch.read_start_error(started)
+    except BaseException as exc:
+        if started is not None:
+            launch.kill(started.pid)
+            os.waitpid(started.pid, 0)
+        if plan is not None:
+            cgroups.remove(plan.cgroups)
+        _stop_publishing(store, container)
+        _report(ready_fd, exc if isinstance(exc, MinirunError) else MinirunError(f"{type(exc).__name__}: {exc}"))
+        return 1
+    finally:
+        for fd in (null, out_w, err_w):
+            if fd >= 0:
+                os.close(fd)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, launch.FORWARDED_SIGNALS)
+    if failure is not None:
+        os.waitpid(started.pid, 0)
+        cgroups.remove(plan.cgroups)
+        containers.update_state(
+            container,
+            Status="exited",
+            Running=False,
+            ExitCode=failure.exit_code,
+            Error=failure.message,
+            FinishedAt=rfc3339_now(),
+        )
+        _stop_publishing(store, container)  # before the report: the CLI returns on it
+        _report(ready_fd, failure)
+        _maybe_remove(containers, container)
+        return 1
+    containers.update_state(
+        container,
+        Status="running",
+        Running=True,
+        Pid=started.pid,
+        PidStartTime=start_time(started.pid),
+        MonitorPid=os.getpid(),
+        MonitorStartTime=start_time(os.getpid()),
+        StartedAt=rfc3339_now(),
+        FinishedAt="0001-01-01T00:00:00Z",
+        ExitCode=0,
+        Error="",
+        OOMKilled=False,
+    )
+    _tell(ready_fd, b"ok")
+    exited = dict(
+        container.state,
+        Status="exited",
+        Running=False,
+        Pid=0,
+        ExitCode=0,
+        FinishedAt=TIME_MARK,
+        **{logcopier.DROPPED_KEY: 0},
+    )
+    template = json.dumps(exited).replace('"ExitCode": 0', f'"ExitCode": {CODE_MARK}', 1)
+    for fd in (out_r, err_r):
+        os.set_inheritable(fd, True)
+    hook = []
+    if container.state.get("NetworkSettings"):
+        from minirun.containers.network import exit_hook_args
+
+        hook = exit_hook_args(store.root, container)
+    from minirun.containers.logconfig import limits
+
+    log_config = container.config.log_config
+    max_size, max_file, compress = limits(log_config)
+    args = logcopier.pack_args(
+        [
+            container.dir,
+            os.path.join(store.root, "lock"),
+            str(started.pid),
+            str(out_r),
+            str(err_r),
+            "1" if container.config.auto_remove else "0",
+            template,
+            "\n".join(plan.cgroups),
+            log_config.get("Type", "json-file"),
+            str(max_size),
+            str(max_file),
+            "1" if compress else "0",
+        ],
+        hook,
+    )
+    # Become the lean copier (logcopier.py): same process, still PID 1's parent, a fraction of the memory.
+    os.execv(sys.executable, [sys.executable, "-S", "-c", COPIER_BOOT, _package_parent(), str(args)])
+
+
+def _stop_publishing(store, container) -> None:
+    """PID 1 is gone or never started: its published ports are freed. Best effort: the start's
+    own error is what gets reported (a port left behind is debris the next publish replaces)."""
+    if container.state.get("NetworkSettings"):
+        from minirun.containers.network import stopped
+
+        try:
+            stopped(store.root, container.id, container.state["NetworkSettings"])
+        except Exception:
+            pass
+
+
+def _report(ready_fd: int, failure) -> None:
+    _tell(ready_fd, f"{failure.exit_code}\n{failure.message}".encode(errors="replace"))
+
+
+def _tell(ready_fd: int, message: bytes) -> None:
+    """Answer the client that started us; one killed meanwhile hears nothing, and the container
+    goes on (EPIPE must not end the monitor, and PID 1 with it)."""
+    try:
+        os.write(ready_fd, message)
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(ready_fd)
+
+
+def _maybe_remove(containers, container) -> None:
+    if container.config.auto_remove:
+        containers.remove(container)
+
+
+def _package_parent() -> str:
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,63 @@
+"""A container's LaunchPlan from its record and image: the one place that decides the lower
+dirs, the provided files and the mounts, for foreground runs and monitors alike."""
+
+from __future__ import annotations
+
+import os
+
+from minirun.containers.container import Container
+from minirun.runtime.launch import LaunchPlan
+from minirun.runtime.overlay import MAX_LOWERS
+from minirun.runtime.privileges import for_container
+from minirun.store import Store
+from minirun.store.images import Image
+
+PROVIDED_FILES = ("hosts", "hostname", "resolv.conf")
+
+
+def build_plan(store: Store, container: Container, image: Image, init_link: str) -> LaunchPlan:
+    config = container.config
+    # a volume of the user's at /etc/hosts (or hostname, resolv.conf) replaces minirun's, as in docker
+    taken = {os.path.normpath(target) for _, target, _ in config.binds}
+    provided = [[container.provided_file(n), f"/etc/{n}", False] for n in PROVIDED_FILES if f"/etc/{n}" not in taken]
+    lowers = [os.path.relpath(store.layers.short_link(d), store.root) for d in reversed(image.diff_ids)]
+    # The init layer costs one of overlay's 500 lowers; an image that uses them all gets its
+    # missing mount points created in its upper instead (diff knows them by name).
+    if len(lowers) < MAX_LOWERS:
+        lowers.insert(0, init_link)
+    mountpoint = os.path.join(store.root, "mnt")
+    os.makedirs(mountpoint, exist_ok=True)
+    plan = LaunchPlan(
+        store_root=store.root,
+        lowers=lowers,
+        upper=container.upper,
+        work=container.work,
+        mountpoint=mountpoint,
+        argv=config.argv,
+        env=config.env,
+        workdir=config.workdir,
+        user=config.user,
+        hostname=config.hostname,
+        network=config.network,
+        readonly=config.readonly,
+        binds=provided + config.binds,
+        tmpfs=config.tmpfs,
+        interactive=config.interactive,
+        tty=config.tty,
+        privileged=config.privileged,
+        devices=config.devices,
+    )
+    plan.capabilities, plan.no_new_privileges, plan.seccomp = for_container(config, store.seccomp_dir)
+    if config.network != "none":
+        from minirun.containers.network import prepare  # books the address, writes hosts, publishes ports
+
+        prepare(store, container, plan)
+    return plan
+
+
+def create_cgroups(container: Container) -> list[str]:
+    """The container's cgroups, with its limits and its devices policy; paths for PID 1 to join."""
+    from minirun.runtime import cgroups, devices
+
+    config = container.config
+    return cgroups.create(container.id, config.resources, devices.rules_for(config.devices, config.privileged))

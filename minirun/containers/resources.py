@@ -1,0 +1,246 @@
+"""docker's resource options: --memory, --memory-swap, --cpus, --cpu-shares, --cpuset-cpus and
+--pids-limit, parsed and checked the way the docker CLI and daemon do it (same values, same
+wording), into the fields docker's HostConfig names: Memory, MemorySwap, NanoCpus, CpuShares,
+CpusetCpus, PidsLimit. A container's config.json records them under `resources`; only the
+fields that were given are kept. `update` merges new values into that record.
+
+On the run path: only stdlib modules already loaded there (fractions only with --cpus).
+"""
+
+from __future__ import annotations
+
+import os
+
+from minirun.errors import UsageError
+
+MIN_MEMORY = 6 * 1024 * 1024  # docker's linuxMinMemory
+PIDS_MAX = 4194304  # the kernel's PID_MAX_LIMIT: pids.max refuses more (EINVAL)
+FIELDS = ("Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpusetCpus", "PidsLimit")
+# flag -> (its name in docker's messages, the HostConfig field)
+FLAGS = {
+    "memory": ("-m, --memory", "Memory"),
+    "memory_swap": ("--memory-swap", "MemorySwap"),
+    "cpus": ("--cpus", "NanoCpus"),
+    "cpu_shares": ("-c, --cpu-shares", "CpuShares"),
+    "cpuset_cpus": ("--cpuset-cpus", "CpusetCpus"),
+    "pids_limit": ("--pids-limit", "PidsLimit"),
+}
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def add_options(p) -> None:
+    """The six options on an argparse parser (run's); values stay text until parse_options."""
+    p.add_argument("-m", "--memory", default=None, help="Memory limit")
+    p.add_argument(
+        "--memory-swap", default=None, help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap"
+    )
+    p.add_argument("--cpus", default=None, help="Number of CPUs")
+    p.add_argument("-c", "--cpu-shares", default=None, help="CPU shares (relative weight)")
+    p.add_argument("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--pids-limit", default=None, help="Tune container pids limit (set -1 for unlimited)")
+
+
+def parse_options(values: dict[str, str | None]) -> dict:
+    """{"memory": "512m", ...} (flag names, text or None) -> {"Memory": 536870912, ...} with only
+    the given ones. Syntax errors are the CLI's (`invalid argument ... for ... flag`)."""
+    result: dict = {}
+    for key, text in values.items():
+        if text is None:
+            continue
+        flag, field = FLAGS[key]
+        result[field] = _parse_value(key, flag, text)
+    return result
+
+
+def _parse_value(key: str, flag: str, text: str):
+    def bad(reason: str) -> UsageError:
+        return UsageError(f'invalid argument "{text}" for "{flag}" flag: {reason}')
+
+    if key == "memory_swap" and text == "-1":
+        return -1
+    if key in ("memory", "memory_swap"):
+        size = ram_in_bytes(text)
+        if size is None:
+            raise bad(f"invalid size: '{text}'")
+        return size
+    if key == "cpus":
+        return nano_cpus(text, bad)
+    if key in ("cpu_shares", "pids_limit"):
+        body = text[1:] if text[:1] in "+-" else text
+        if not body.isdigit() or not body.isascii():
+            raise bad(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+        number = int(text)
+        if not -(1 << 63) <= number < 1 << 63:
+            raise bad(f'strconv.ParseInt: parsing "{text}": value out of range')
+        return number
+    return text  # cpuset_cpus: checked against the host by validate
+
+
+def ram_in_bytes(text: str) -> int | None:
+    """go-units RAMInBytes: `512m`, `1g`, `1.5GiB`, `100` (bytes); binary units, truncated."""
+    rest = text
+    if rest[-1:] in ("b", "B"):
+        rest = rest[:-1]
+    if rest[-1:] in ("i", "I"):
+        rest = rest[:-1]
+    unit = ""
+    if rest[-1:].lower() in _UNITS and rest[-1:]:
+        unit, rest = rest[-1].lower(), rest[:-1]
+    if rest.endswith(" "):
+        rest = rest[:-1]
+    whole, _, fraction = rest.partition(".")
+    if not whole.isdigit() or not whole.isascii() or ("." in rest and not (fraction.isdigit() and fraction.isascii())):
+        return None
+    return int(float(rest) * _UNITS[unit])
+
+
+def nano_cpus(text: str, bad) -> int:
+    """docker's ParseCPUs (a big.Rat: `1.5`, `3/2`, `15e-1`) -> billionths of a CPU, exactly;
+    integer arithmetic only (fractions would load decimal, ~1.5 ms of the run path)."""
+    number = rational(text.strip())
+    if number is None:
+        raise bad(f"failed to parse {text} as a rational number")
+    numerator, denominator = number
+    if (numerator * 1_000_000_000) % denominator:
+        raise bad("value is too precise")
+    return numerator * 1_000_000_000 // denominator
+
+
+def rational(text: str) -> tuple[int, int] | None:
+    """(numerator, denominator) of `a/b` or a decimal with an optional exponent; None if neither."""
+    sign = -1 if text[:1] == "-" else 1
+    body = text[1:] if text[:1] in "+-" else text
+    if "/" in body:
+        top, _, bottom = body.partition("/")
+        if not (_digits(top) and _digits(bottom)) or int(bottom) == 0:
+            return None
+        return sign * int(top), int(bottom)
+    mantissa, _, exponent = body.lower().partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    if not (whole or fraction) or not all(_digits(part) for part in (whole, fraction) if part):
+        return None
+    power = -len(fraction)
+    if "e" in body.lower():
+        exp_body = exponent[1:] if exponent[:1] in "+-" else exponent
+        if not _digits(exp_body) or len(exp_body) > 4:
+            return None
+        power += int(exponent)
+    value = sign * int((whole or "0") + fraction)
+    return (value * 10**power, 1) if power >= 0 else (value, 10**-power)
+
+
+def _digits(text: str) -> bool:
+    return text.isdigit() and text.isascii()
+
+
+def validate(resources: dict, ncpu: int | None = None, available: str | None = None) -> None:
+    """The daemon's checks of a complete set (after defaults), docker's wording."""
+    memory, swap = resources.get("Memory", 0), resources.get("MemorySwap", 0)
+    if memory and memory < MIN_MEMORY:
+        raise UsageError("Minimum memory limit allowed is 6MB")
+    if memory > 0 and swap > 0 and swap < memory:
+        raise UsageError("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if memory == 0 and swap > 0:
+        raise UsageError("You should always set the Memory limit when using Memoryswap limit, see usage")
+    nano = resources.get("NanoCpus", 0)
+    if nano:
+        ncpu = ncpu or len(os.sched_getaffinity(0))
+        # below 0.01 the CFS quota would be under the kernel's 1 ms minimum
+        if nano < 10_000_000 or nano > ncpu * 1_000_000_000:
+            raise UsageError(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+    pids = resources.get("PidsLimit")
+    if pids is not None and pids > PIDS_MAX:  # (0 or less: unlimited, as docker has it)
+        raise UsageError(f"invalid --pids-limit {pids}: the kernel allows at most {PIDS_MAX} (0 or -1 for unlimited)")
+    if resources.get("CpuShares", 0) < 0:
+        raise UsageError(f"invalid CPU shares {resources['CpuShares']}: the minimum is 2 (0 for the default)")
+    cpuset = resources.get("CpusetCpus")
+    if cpuset:
+        requested = parse_cpu_list(cpuset)
+        if requested is None:
+            raise UsageError(f"Invalid value {cpuset} for cpuset cpus: invalid format: {cpuset}")
+        if available is None:
+            from minirun.runtime import cgroups
+
+            available = cgroups.available_cpus()
+        if not requested <= (parse_cpu_list(available) or set()):
+            raise UsageError(f"Requested CPUs are not available - requested {cpuset}, available: {available}")
+
+
+def for_run(given: dict, ncpu: int | None = None, available: str | None = None) -> dict:
+    """A new container's resources: docker's default swap (memory+swap = twice the memory)."""
+    resources = dict(given)
+    if resources.get("Memory", 0) > 0 and not resources.get("MemorySwap"):
+        resources["MemorySwap"] = resources["Memory"] * 2
+    validate(resources, ncpu, available)
+    return resources
+
+
+def merged(current: dict, changes: dict, ncpu: int | None = None, available: str | None = None) -> dict:
+    """`update`: the container's resources with `changes` in (a 0 or empty value changes nothing,
+    as in docker); a memory limit above the memory+swap already set needs a new memory-swap."""
+    result = dict(current)
+    memory, swap = changes.get("Memory", 0), changes.get("MemorySwap", 0)
+    if memory:
+        if memory > result.get("MemorySwap", 0) > 0 and not swap:
+            raise UsageError(
+                "Memory limit should be smaller than already set memoryswap limit, "
+                "update the memoryswap at the same time"
+            )
+        result["Memory"] = memory
+    if swap:
+        result["MemorySwap"] = swap
+    for field in ("NanoCpus", "CpuShares", "CpusetCpus"):
+        if changes.get(field):
+            result[field] = changes[field]
+    if changes.get("PidsLimit") is not None:
+        result["PidsLimit"] = changes["PidsLimit"]
+    validate(result, ncpu, available)
+    return result
+
+
+def parse_cpu_list(text: str) -> set[int] | None:
+    """`0-2,4` -> {0, 1, 2, 4}; None when malformed (docker's ParseUintList)."""
+    cpus: set[int] = set()
+    if not text:
+        return cpus
+    for part in text.split(","):
+        low, dash, high = part.partition("-")
+        if not (low.isdigit() and low.isascii()) or (dash and not (high.isdigit() and high.isascii())):
+            return None
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            return None
+        cpus.update(range(first, last + 1))
+    return cpus
+
+
+def host_config(resources: dict) -> dict:
+    """The HostConfig fields of inspect, with docker's defaults for the ones not set."""
+    return {
+        "Memory": resources.get("Memory", 0),
+        "MemorySwap": resources.get("MemorySwap", 0),
+        "NanoCpus": resources.get("NanoCpus", 0),
+        "CpuShares": resources.get("CpuShares", 0),
+        "CpusetCpus": resources.get("CpusetCpus", ""),
+        "PidsLimit": resources.get("PidsLimit"),
+    }
+
+
+def update_container(containers, container, changes: dict) -> dict:
+    """docker update: the merged limits go into the running container's cgroups first (a write
+    the kernel refuses, say a memory limit below what is in use, changes nothing), then into
+    config.json, under the store lock and re-read there so a concurrent rename is kept."""
+    import json
+
+    from minirun.containers.lifecycle import is_running, refresh
+    from minirun.runtime import cgroups
+    from minirun.store.fsutil import atomic_write
+
+    with containers.store.locked():
+        fresh = refresh(containers, containers.load(container.id), reload=False)
+        resources = merged(fresh.config.resources, changes)
+        if is_running(fresh) and cgroups.existing_paths(fresh.id):
+            cgroups.apply(fresh.id, resources)
+        fresh.config.resources = resources
+        atomic_write(os.path.join(fresh.dir, "config.json"), json.dumps(fresh.config.to_json()).encode(), durable=False)
+    return resources

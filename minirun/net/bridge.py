@@ -1,0 +1,97 @@
+"""Bridge devices on the host, through pyroute2: made once per boot (or per `network create`),
+so its ~100 ms import never lands on an ordinary start (see rtnl.py for the per-start steps).
+
+Forwarding and route_localnet are switched on for our bridges alone (per-interface sysctls):
+forwarding lets a container's packets be routed beyond the bridge; route_localnet lets a port
+published on 127.0.0.1 be DNATed to a container (portmap.py). No other host interface is touched.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from minirun.errors import MinirunError
+
+
+def _ipr():
+    from pyroute2 import IPRoute
+
+    return IPRoute()
+
+
+def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str) -> None:
+    from pyroute2 import NetlinkError
+
+    with _ipr() as ipr:
+        try:
+            ipr.link("add", ifname=name, kind="bridge")
+        except NetlinkError as exc:
+            if exc.code != 17:  # EEXIST: a bridge of ours without its address (address_of said so)
+                raise MinirunError(f"create bridge {name}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
+        try:
+            index = ipr.link_lookup(ifname=name)[0]
+            ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen, broadcast=broadcast)
+            for key in ("forwarding", "route_localnet"):
+                with open(f"/proc/sys/net/ipv4/conf/{name}/{key}", "w") as f:
+                    f.write("1")
+            ipr.link("set", index=index, state="up")
+        except BaseException as exc:
+            try:
+                ipr.link("del", ifname=name)
+            except NetlinkError:
+                pass
+            if isinstance(exc, NetlinkError):
+                raise MinirunError(f"set up bridge {name}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
+            raise
+
+
+def delete_bridge(name: str) -> None:
+    from pyroute2 import NetlinkError
+
+    with _ipr() as ipr:
+        try:
+            ipr.link("del", ifname=name)
+        except NetlinkError as exc:
+            if exc.code != 19:  # ENODEV: already gone
+                raise MinirunError(f"delete bridge {name}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
+
+
+def address_of(name: str) -> tuple[tuple[int, int], str] | None:
+    """((network, prefix), gateway) of an existing bridge's first IPv4 address; None if there is
+    no such bridge. A device of that name that is not a bridge is an error."""
+    from minirun.net.networks import ip_to_int, mask
+
+    with _ipr() as ipr:
+        indexes = ipr.link_lookup(ifname=name)
+        if not indexes:
+            return None
+        link = ipr.get_links(indexes[0])[0]
+        info = link.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+        if kind != "bridge":
+            raise MinirunError(
+                f"{name} exists on the host and is not a bridge ({kind or 'no kind'}): minirun will not use it"
+            )
+        for addr in ipr.get_addr(family=socket.AF_INET, index=indexes[0]):
+            address, prefix = addr.get_attr("IFA_ADDRESS"), addr["prefixlen"]
+            return (ip_to_int(address) & mask(prefix), prefix), address
+        return None
+
+
+def host_subnets() -> list[tuple[int, int]]:
+    """Destinations of the host's IPv4 routes, every table, the default route left out."""
+    from minirun.net.networks import ip_to_int
+
+    found = []
+    with _ipr() as ipr:
+        for route in ipr.get_routes(family=socket.AF_INET):
+            dst = route.get_attr("RTA_DST")
+            if dst and route["dst_len"] > 0:
+                found.append((ip_to_int(dst), route["dst_len"]))
+    return found
+
+
+def link_names() -> list[str]:
+    """Every network device of the host (tests check that no veth outlives its container)."""
+    with _ipr() as ipr:
+        return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]

@@ -1,0 +1,511 @@
+"""Networks: their definitions in the store, and the host-wide address book of each bridge.
+
+Definitions live in `<store>/networks/<id>.json`, written under the store lock: the predefined
+`bridge`, `host` and `none` (made on first use, as docker has them from the start) and user
+networks from `network create`, each with its own bridge (`minirun-<id>`) and subnet.
+
+Addresses are booked per bridge in /run/minirun/bridges/<bridge>/, not in the store, because a
+bridge is a host object: every store on this machine runs its containers on the one default
+bridge `minirun0` (each test's private store and /var/lib/minirun alike), and address books
+kept in each store could not see each other's bookings. One file per address (`10.66.0.2`),
+naming the store and container that hold it, created under that directory's flock: no two
+containers on a bridge, from any store, ever get the same address, also under parallel starts.
+A booking whose container record is gone (a store deleted with its containers, a crash before
+cleanup) is stale and reclaimed by the next allocation. `net.json` there records the bridge's
+subnet and gateway, so every store uses the subnet the bridge was made with, and a bridge that
+vanished is made again the same.
+
+Subnets: chosen when a bridge is first made, under the host lock, so that they overlap neither
+a route of the host nor another minirun network (even one whose bridge is down).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import struct
+from dataclasses import asdict, dataclass
+
+from minirun import hostwide
+from minirun.errors import Conflict, MinirunError, NotFound, UsageError
+
+HOST_DIR = hostwide.RUN_DIR
+DEFAULT_NETWORK = "bridge"
+DEFAULT_BRIDGE = hostwide.DEFAULT_BRIDGE
+BRIDGE_PREFIX = hostwide.BRIDGE_PREFIX  # every bridge of ours starts so: portmap's masquerade rule matches it
+PREDEFINED = {"bridge": "bridge", "host": "host", "none": "null"}  # name -> driver, as docker lists them
+# Neither docker's (172.17/16, 172.18-31) nor podman's (10.88/16, 10.89.x) defaults: they may run here too.
+DEFAULT_SUBNETS = ("10.66.0.0/16", "10.65.0.0/16", "10.64.0.0/16")
+USER_POOL = ("10.67.0.0/16", 24)  # user networks without --subnet get the first free /24 of it
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+# -- IPv4 arithmetic (pure; ipaddress would cost ~4 ms on every start) -------------------------
+
+
+def canonical_ip(text: str) -> str:
+    """A dotted quad exactly as inet_ntop writes it, else UsageError. Not inet_aton: it takes
+    "127.1", "0x7f.0.0.1", "2130706433" and "127.0.0.1 anything", and addresses given by users
+    end up in nft scripts, bookings' file names and records."""
+    try:
+        canonical = socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text))
+    except (OSError, ValueError):  # ValueError: a NUL or an unencodable character
+        return _bad_ip(text)
+    return canonical if canonical == text else _bad_ip(text)  # (glibc's inet_pton is strict already)
+
+
+def ip_to_int(text: str) -> int:
+    return struct.unpack("!I", socket.inet_pton(socket.AF_INET, canonical_ip(text)))[0]
+
+
+def _bad_ip(text: str):
+    raise UsageError(f"invalid IPv4 address: {shown_text(text)}")
+
+
+def shown_text(text: str) -> str:
+    """User input in a one-line message: as typed when printable, else quoted with escapes."""
+    return text if text.isprintable() else repr(text)
+
+
+def int_to_ip(value: int) -> str:
+    return socket.inet_ntoa(struct.pack("!I", value))
+
+
+def parse_subnet(text: str) -> tuple[int, int]:
+    """`10.66.0.0/16` -> (network as int, prefix length); host bits must be zero, as docker asks."""
+    address, slash, length = text.partition("/")
+    if not slash or not (length.isdigit() and length.isascii()) or not 0 <= int(length) <= 32:
+        raise UsageError(f"invalid subnet {shown_text(text)}: want ADDRESS/PREFIX, like 10.70.0.0/24")
+    prefix = int(length)
+    value = ip_to_int(address)
+    network = value & mask(prefix)
+    if network != value:
+        raise UsageError(f"invalid subnet {text}: it should be {int_to_ip(network)}/{prefix}")
+    if prefix > 30:
+        raise UsageError(f"invalid subnet {text}: too small for a gateway and a container (at most /30)")
+    return network, prefix
+
+
+def mask(prefix: int) -> int:
+    return (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+
+
+def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    shorter = min(a[1], b[1])
+    return (a[0] & mask(shorter)) == (b[0] & mask(shorter))
+
+
+def broadcast(network: int, prefix: int) -> int:
+    return network | (~mask(prefix) & 0xFFFFFFFF)
+
+
+def in_subnet(address: int, subnet: tuple[int, int]) -> bool:
+    return address & mask(subnet[1]) == subnet[0]
+
+
+def first_free_address(subnet: tuple[int, int], taken: set[int]) -> int | None:
+    """The lowest host address of `subnet` not in `taken` (network and broadcast never count)."""
+    network, prefix = subnet
+    for candidate in range(network + 1, broadcast(network, prefix)):
+        if candidate not in taken:
+            return candidate
+    return None
+
+
+def free_subnet(candidates, used: list[tuple[int, int]]) -> tuple[int, int] | None:
+    for candidate in candidates:
+        if not any(overlaps(candidate, u) for u in used):
+            return candidate
+    return None
+
+
+def user_pool() -> list[tuple[int, int]]:
+    base, prefix = parse_subnet(USER_POOL[0])
+    size = 1 << (32 - USER_POOL[1])
+    return [(base + i * size, USER_POOL[1]) for i in range(1 << (USER_POOL[1] - prefix))]
+
+
+def mac_for(address: str) -> str:
+    """docker's scheme: 02:42 and the four bytes of the address, so a MAC never repeats on a bridge."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in socket.inet_aton(address))
+
+
+# -- definitions in the store ----------------------------------------------------------------
+
+
+@dataclass
+class Network:
+    id: str
+    name: str
+    driver: str  # bridge, host, null
+    created: str
+    bridge: str = ""  # the host device; "" for host and null
+    subnet: str = ""  # "" until the bridge is made (the default network takes minirun0's)
+    gateway: str = ""
+
+    @property
+    def predefined(self) -> bool:
+        return self.name in PREDEFINED
+
+
+def validate_network_name(name: str) -> None:
+    if not name or not name[0].isalnum() or not set(name) <= _NAME_CHARS or not name.isascii():
+        raise UsageError(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+
+
+class Networks:
+    def __init__(self, store) -> None:
+        self.store = store
+        self.dir = os.path.join(store.root, "networks")
+
+    def _read_all(self) -> list[Network]:
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            try:
+                with open(os.path.join(self.dir, name), "rb") as f:
+                    found.append(Network(**json.load(f)))
+            except (OSError, ValueError, TypeError):
+                continue
+        return found
+
+    def _write(self, network: Network) -> None:
+        from minirun.store.fsutil import atomic_write
+
+        os.makedirs(self.dir, exist_ok=True)
+        atomic_write(os.path.join(self.dir, network.id + ".json"), json.dumps(asdict(network)).encode(), durable=False)
+
+    def all(self) -> list[Network]:
+        """Every network, the predefined ones made on first use; sorted by name as docker lists them."""
+        networks = self._read_all()
+        if not {n.name for n in networks} >= PREDEFINED.keys():
+            with self.store.locked():
+                networks = self._read_all()
+                have = {n.name for n in networks}
+                for name, driver in PREDEFINED.items():
+                    if name not in have:
+                        network = _new_network(name, driver, DEFAULT_BRIDGE if driver == "bridge" else "")
+                        self._write(network)
+                        networks.append(network)
+        return sorted(networks, key=lambda n: n.name)
+
+    def find(self, text: str) -> Network:
+        """By name, full id or unique id prefix (docker's order)."""
+        networks = self.all()
+        for network in networks:
+            if network.name == text or network.id == text:
+                return network
+        matches = [n for n in networks if text and n.id.startswith(text)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise Conflict(f"network {text} is ambiguous ({len(matches)} matches found based on ID prefix)")
+        raise NotFound(f"network {text} not found")
+
+    def create(
+        self, name: str, subnet: str | None = None, gateway: str | None = None, driver: str = "bridge"
+    ) -> Network:
+        """A user bridge network; its bridge is made now (subnet checked against the host)."""
+        validate_network_name(name)
+        if driver != "bridge":
+            raise UsageError(f'plugin "{driver}" not found (only the bridge driver is supported)')
+        wanted = parse_subnet(subnet) if subnet else None
+        if gateway is not None:
+            if wanted is None:
+                raise UsageError("--gateway needs --subnet")
+            gateway = canonical_ip(gateway)  # only the canonical form is stored and given to the kernel
+            address = ip_to_int(gateway)
+            if not in_subnet(address, wanted) or address in (wanted[0], broadcast(*wanted)):
+                raise UsageError(f"no matching subnet for gateway {gateway}")
+        self.all()  # the predefined ones first: their lock is not reentrant
+        with self.store.locked():
+            if any(n.name == name for n in self._read_all()):
+                raise Conflict(f"network with name {name} already exists")
+            network = _new_network(name, driver, "")
+            network.bridge = f"{BRIDGE_PREFIX}-{network.id[:7]}"
+            if wanted is not None:
+                network.subnet = f"{int_to_ip(wanted[0])}/{wanted[1]}"
+                network.gateway = gateway or int_to_ip(wanted[0] + 1)
+            # the record first: a bridge on record without its network's record is debris (see
+            # reclaim_stale_bridges), and another minirun may look in between
+            self._write(network)
+            try:
+                info = ensure_bridge(network, self.store.root)
+            except BaseException:
+                _unlink(os.path.join(self.dir, network.id + ".json"))
+                raise
+            network.subnet, network.gateway = info["subnet"], info["gateway"]
+            self._write(network)
+        return network
+
+    def remove(self, network: Network) -> None:
+        if network.predefined:
+            raise Conflict(f"{network.name} is a pre-defined network and cannot be removed")
+        with self.store.locked():
+            book = AddressBook(network.bridge)
+            with book.locked():
+                running = [m for m in book.members() if _is_running(m)]
+                if running:
+                    raise Conflict(
+                        f"error while removing network: network {network.name} id {network.id} has active endpoints"
+                    )
+                remove_bridge(network.bridge)
+            try:
+                os.unlink(os.path.join(self.dir, network.id + ".json"))
+            except FileNotFoundError:
+                pass
+
+    def prune(self, in_use: set[str]) -> list[str]:
+        """Remove every user network no container names in `in_use` (by name or id); their names.
+        One that turns out busy (a container just joined) stays."""
+        removed = []
+        for network in self.all():
+            if network.predefined or network.name in in_use or network.id in in_use:
+                continue
+            try:
+                self.remove(network)
+            except Conflict:
+                continue
+            removed.append(network.name)
+        return removed
+
+
+def _new_network(name: str, driver: str, bridge: str) -> Network:
+    from minirun.humanize import rfc3339_now
+
+    return Network(id=os.urandom(32).hex(), name=name, driver=driver, created=rfc3339_now(), bridge=bridge)
+
+
+def _is_running(member: dict) -> bool:
+    from minirun.procs import is_alive
+
+    try:
+        with open(os.path.join(member["store"], "containers", member["container"], "state.json"), "rb") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return state.get("Status") == "running" and is_alive(state.get("Pid", 0), state.get("PidStartTime"))
+
+
+# -- bridges: the host side ------------------------------------------------------------------
+
+
+def bridge_dir(bridge: str) -> str:
+    return os.path.join(HOST_DIR, "bridges", bridge)
+
+
+def bridge_info(bridge: str) -> dict | None:
+    try:
+        with open(os.path.join(bridge_dir(bridge), "net.json"), "rb") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_bridge(network: Network, store_root: str) -> dict:
+    """The network's bridge exists, with its address, and is up: {"subnet", "gateway", "index"}.
+    The fast path reads two small files; making a bridge (pyroute2) happens once per boot."""
+    info = bridge_info(network.bridge)
+    if info is not None:
+        try:
+            with open(f"/sys/class/net/{network.bridge}/ifindex", "rb") as f:
+                return dict(info, index=int(f.read()))
+        except FileNotFoundError:
+            pass
+    from minirun.net import bridge as device  # pyroute2: ~100 ms, only here
+
+    os.makedirs(HOST_DIR, exist_ok=True)
+    from minirun.store.fsutil import atomic_write, flocked
+
+    with flocked(os.path.join(HOST_DIR, "lock")):  # one maker of bridges and chooser of subnets at a time
+        info = bridge_info(network.bridge)
+        existing = device.address_of(network.bridge)
+        if existing is not None:  # made meanwhile, or by an earlier minirun whose records were lost
+            subnet, gateway = existing
+            info = dict(info or {}, subnet=subnet, gateway=gateway)
+        else:
+            reclaim_stale_bridges(exclude=network.bridge)
+            subnet_text = (info or {}).get("subnet") or network.subnet
+            used = device.host_subnets() + registered_subnets(exclude=network.bridge)
+            if subnet_text:
+                subnet = parse_subnet(subnet_text)
+                clash = next((u for u in used if overlaps(subnet, u)), None)
+                if clash is not None:
+                    raise Conflict(
+                        f"Pool overlaps with other one on this address space: {subnet_text} and "
+                        f"{int_to_ip(clash[0])}/{clash[1]}"
+                    )
+            else:
+                candidates = (
+                    [parse_subnet(s) for s in DEFAULT_SUBNETS] if network.bridge == DEFAULT_BRIDGE else user_pool()
+                )
+                free = free_subnet(candidates, used)
+                if free is None:
+                    raise MinirunError(
+                        "could not find an available, non-overlapping IPv4 address pool among the defaults"
+                    )
+                subnet = free
+            gateway = (info or {}).get("gateway") or network.gateway or int_to_ip(subnet[0] + 1)
+            info = {"subnet": f"{int_to_ip(subnet[0])}/{subnet[1]}", "gateway": gateway}
+            device.create_bridge(network.bridge, gateway, subnet[1], int_to_ip(broadcast(*subnet)))
+        owned = not network.predefined  # a user network's bridge belongs to its store; minirun0 to none
+        info.update(network=network.id if owned else "", store=store_root if owned else "")
+        os.makedirs(bridge_dir(network.bridge), exist_ok=True)
+        atomic_write(os.path.join(bridge_dir(network.bridge), "net.json"), json.dumps(info).encode(), durable=False)
+    with open(f"/sys/class/net/{network.bridge}/ifindex", "rb") as f:
+        return dict(info, index=int(f.read()))
+
+
+def registered_subnets(exclude: str = "") -> list[tuple[int, int]]:
+    """Subnets of every minirun bridge on record, up or not."""
+    found = []
+    try:
+        names = os.listdir(os.path.join(HOST_DIR, "bridges"))
+    except FileNotFoundError:
+        return []
+    for name in names:
+        info = bridge_info(name) if name != exclude else None
+        if info and info.get("subnet"):
+            try:
+                found.append(parse_subnet(info["subnet"]))
+            except UsageError:
+                continue
+    return found
+
+
+def reclaim_stale_bridges(exclude: str = "") -> None:
+    """Remove user bridges whose network's record is gone (a store deleted without `network rm`,
+    as a failed test's may be), so they hold neither a device nor a subnet. Under the host lock."""
+    try:
+        names = os.listdir(os.path.join(HOST_DIR, "bridges"))
+    except FileNotFoundError:
+        return
+    for name in names:
+        info = bridge_info(name) if name != exclude else None
+        if not info or not info.get("store") or not info.get("network"):
+            continue  # the default bridge belongs to no store
+        if os.path.exists(os.path.join(info["store"], "networks", info["network"] + ".json")):
+            continue
+        remove_bridge(name)
+
+
+def remove_bridge(bridge: str) -> None:
+    """The device and its address book (a user network's, on `network rm`)."""
+    from minirun.net import bridge as device
+    from minirun.store.fsutil import remove_tree
+
+    device.delete_bridge(bridge)
+    remove_tree(bridge_dir(bridge))
+
+
+# -- address books -----------------------------------------------------------------------------
+
+
+class AddressBook:
+    """The addresses booked on one bridge, by any store on this host."""
+
+    def __init__(self, bridge: str) -> None:
+        self.bridge = bridge
+        self.dir = bridge_dir(bridge)
+
+    @contextlib.contextmanager
+    def locked(self):
+        from minirun.store.fsutil import flocked
+
+        os.makedirs(self.dir, exist_ok=True)
+        with flocked(os.path.join(self.dir, "lock")):
+            yield
+
+    def entries(self) -> list[dict]:
+        """Every booking as recorded, stale ones too ({"ip", "store", "container", ...})."""
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        entries = []
+        for name in names:
+            if name.count(".") != 3 or not name.replace(".", "").isdigit():
+                continue
+            try:
+                with open(os.path.join(self.dir, name), "rb") as f:
+                    entry = json.load(f)
+            except (OSError, ValueError):
+                continue
+            entry["ip"] = name
+            entries.append(entry)
+        return entries
+
+    def members(self) -> list[dict]:
+        """Live bookings ({"ip", "store", "container", "name", "hostname"}); call under the lock.
+        Stale ones (their container record is gone) are removed on the way."""
+        live = []
+        for entry in self.entries():
+            if os.path.exists(
+                os.path.join(
+                    entry.get("store", "/nonexistent"), "containers", entry.get("container", "-"), "config.json"
+                )
+            ):
+                live.append(entry)
+            else:
+                _unlink(os.path.join(self.dir, entry["ip"]))
+        return live
+
+    def allocate(self, subnet: str, gateway: str, store_root: str, container_id: str, name: str, hostname: str) -> str:
+        """This container's address: the one it already holds, else the lowest free. Under the lock."""
+        members = self.members()
+        for entry in members:
+            if entry["store"] == store_root and entry["container"] == container_id:
+                return entry["ip"]
+        network = parse_subnet(subnet)
+        taken = {ip_to_int(e["ip"]) for e in members} | {ip_to_int(gateway)}
+        address = first_free_address(network, taken)
+        if address is None:
+            raise MinirunError(f"no available IPv4 addresses on network {subnet} (bridge {self.bridge})")
+        ip = int_to_ip(address)
+        record = {"store": store_root, "container": container_id, "name": name, "hostname": hostname}
+        with open(os.path.join(self.dir, ip), "x") as f:  # O_EXCL: a booking is never overwritten
+            json.dump(record, f)
+        return ip
+
+    def release(self, store_root: str, container_id: str) -> bool:
+        """Under the lock; True if this container held an address here."""
+        released = False
+        for entry in self.entries():
+            if entry.get("store") == store_root and entry.get("container") == container_id:
+                _unlink(os.path.join(self.dir, entry["ip"]))
+                released = True
+        return released
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def owner_of(address: str) -> dict | None:
+    """The booking of `address` on any minirun bridge, or None."""
+    try:
+        bridges = os.listdir(os.path.join(HOST_DIR, "bridges"))
+    except FileNotFoundError:
+        return None
+    for bridge in bridges:
+        try:
+            with open(os.path.join(bridge_dir(bridge), address), "rb") as f:
+                return dict(json.load(f), ip=address, bridge=bridge)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def is_running(member: dict) -> bool:
+    """Whether the booking's container runs now (by its state and its PID 1's start time)."""
+    return _is_running(member)

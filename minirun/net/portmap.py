@@ -1,0 +1,515 @@
+"""Published ports (-p): docker's spelling, how `ps`/`port` show them, and the host side.
+
+The host side is nftables DNAT in minirun's own table `ip minirun` (no other table, chain or
+interface of the host is touched). Four maps hold the bindings, keyed by (host address, port) or,
+for ports published on every address, by port alone; each element leads to (container address,
+port). Ports published on 127.0.0.1 work because minirun's bridges have route_localnet (see
+runtime/bridge.py) and the postrouting chain masquerades DNATed loopback traffic leaving on
+them: the container could not answer 127.0.0.1 itself.
+
+Every change happens under a host-wide flock, after reading the maps: a port another container
+holds (from any store) is refused as docker refuses it. A container holds its ports from the
+moment they are published, not only once it runs: its state says "running" only after PID 1 has
+exec'd, so each publish also records the publishing process (pid and start time) in
+/run/minirun/publishers/<address>. That process (the foreground CLI, or the monitor, which
+stays PID 1's parent) lives as long as the container runs, and frees the ports when PID 1 exits
+or fails to start. An element leading to an address whose publisher is gone and whose container
+does not run is debris (a monitor killed before its cleanup) and is replaced. A container's
+address is its own until `rm`, so "every element leading to my address" is exactly what to
+remove when it stops, and what to replace when it starts again.
+
+Where nftables is not there (no `nft` on PATH, or the kernel refuses the table), or when
+MINIRUN_PORT_BACKEND=proxy asks for it, the ports go through a userspace proxy instead
+(portproxy.py): the owner binds the host sockets itself and hands them to the proxy, its child.
+NetworkSettings records the backend ("PortBackend") and the proxy (pid, start time) for cleanup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from minirun import hostwide
+from minirun.errors import Conflict, MinirunError, UsageError
+
+TABLE = hostwide.NFT_TABLE
+PROTOCOLS = ("tcp", "udp")
+_TABLE_DEF = f"""table ip {hostwide.NFT_TABLE} {{
+  map tcp4 {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
+  map udp4 {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
+  map tcp_any {{ type inet_service : ipv4_addr . inet_service; }}
+  map udp_any {{ type inet_service : ipv4_addr . inet_service; }}
+  chain publish {{
+    dnat ip to ip daddr . tcp dport map @tcp4
+    dnat ip to ip daddr . udp dport map @udp4
+    dnat ip to tcp dport map @tcp_any
+    dnat ip to udp dport map @udp_any
+  }}
+  chain prerouting {{ type nat hook prerouting priority dstnat; policy accept; fib daddr type local jump publish; }}
+  chain output {{ type nat hook output priority -100; policy accept; fib daddr type local jump publish; }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 127.0.0.0/8 ct status dnat oifname "{hostwide.BRIDGE_PREFIX}*" masquerade
+  }}
+}}
+"""
+
+
+# -- docker's spelling (pure) --------------------------------------------------------------------
+
+
+def parse_publish(spec: str) -> list[list]:
+    """`[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]` (ports may be equal-length ranges) ->
+    bindings [host_ip, host_port, container_port, proto]; host_ip "" means every address and
+    host_port 0 a free port picked at start."""
+    rest, slash, proto = spec.partition("/")
+    proto = proto.lower() if slash else "tcp"
+    if proto not in PROTOCOLS:
+        raise UsageError(f"invalid proto: {proto} (supported: tcp, udp)")
+    if rest.startswith("["):
+        raise UsageError(f"invalid publish spec {spec}: IPv6 host addresses are not supported")
+    parts = rest.split(":")
+    if len(parts) > 3 or not parts[-1]:
+        raise UsageError(f"invalid publish spec: {spec}")
+    host_ip = parts[0] if len(parts) == 3 else ""
+    host_text = parts[-2] if len(parts) >= 2 else ""
+    if host_ip:
+        from minirun.net.networks import canonical_ip, shown_text
+
+        try:
+            host_ip = canonical_ip(host_ip)  # strict: it is written into an nft script and stored
+        except UsageError:
+            raise UsageError(f"invalid ip address: {shown_text(host_ip)}") from None
+        if host_ip == "0.0.0.0":
+            host_ip = ""
+    container_ports = _port_range(parts[-1], "containerPort")
+    host_ports = _port_range(host_text, "hostPort") if host_text else [0] * len(container_ports)
+    if len(host_ports) != len(container_ports):  # (docker's host range for one container port is not supported)
+        raise UsageError(f"invalid ranges specified for container and host Ports: {parts[-1]} and {host_text}")
+    return [[host_ip, h, c, proto] for h, c in zip(host_ports, container_ports)]
+
+
+def _port_range(text: str, what: str) -> list[int]:
+    from minirun.net.networks import shown_text
+
+    low, dash, high = text.partition("-")
+    # ASCII digits only, as docker's ParseUint: int() would take " 80", "8_0" and other scripts' digits
+    if not all(part.isdigit() and part.isascii() for part in ((low, high) if dash else (low,))):
+        raise UsageError(f"invalid {what}: {shown_text(text)}")
+    first, last = int(low), int(high) if dash else int(low)
+    if not (0 < first <= last <= 65535) or (what == "hostPort" and first == 0):
+        raise UsageError(f"invalid {what}: {text}")
+    return list(range(first, last + 1))
+
+
+def shown_ip(host_ip: str) -> str:
+    return host_ip or "0.0.0.0"
+
+
+def ps_text(bindings: list[list]) -> str:
+    """docker ps's PORTS: `127.0.0.1:8080->80/tcp, 0.0.0.0:5353->53/udp`."""
+    return ", ".join(f"{shown_ip(ip)}:{h}->{c}/{p}" for ip, h, c, p in bindings)
+
+
+def port_lines(bindings: list[list], private: str | None = None) -> list[str]:
+    """docker port: `80/tcp -> 0.0.0.0:8080` lines; with PRIVATE_PORT[/PROTO] just `0.0.0.0:8080`."""
+    if private is None:
+        return [f"{c}/{p} -> {shown_ip(ip)}:{h}" for ip, h, c, p in sorted(bindings, key=lambda b: (b[2], b[3]))]
+    port, _, proto = private.partition("/")
+    proto = proto or "tcp"
+    return [f"{shown_ip(ip)}:{h}" for ip, h, c, p in bindings if str(c) == port and p == proto]
+
+
+def inspect_ports(bindings: list[list]) -> dict:
+    """NetworkSettings.Ports: {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}."""
+    ports: dict[str, list] = {}
+    for ip, h, c, p in bindings:
+        ports.setdefault(f"{c}/{p}", []).append({"HostIp": shown_ip(ip), "HostPort": str(h)})
+    return ports
+
+
+def port_bindings(bindings: list[list]) -> dict:
+    """HostConfig.PortBindings: as asked (host port "" when docker would pick one)."""
+    ports: dict[str, list] = {}
+    for ip, h, c, p in bindings:
+        ports.setdefault(f"{c}/{p}", []).append({"HostIp": ip, "HostPort": str(h) if h else ""})
+    return ports
+
+
+# -- the host side: nftables or the proxy ---------------------------------------------------------
+
+BACKEND_ENV = "MINIRUN_PORT_BACKEND"
+
+
+class NftUnavailable(MinirunError):
+    """nftables cannot hold minirun's table here: the proxy takes the ports instead."""
+
+
+def publish_ports(bindings: list[list], address: str) -> tuple[list[list], dict]:
+    """Publish by the backend at hand: (bindings with the host ports picked, what to record in
+    NetworkSettings for unpublish_ports)."""
+    forced = os.environ.get(BACKEND_ENV, "")
+    if forced not in ("", "nft", "proxy"):
+        raise UsageError(f"invalid {BACKEND_ENV}: {forced!r} (supported: nft, proxy)")
+    if forced == "nft" or (not forced and nft_binary() is not None):
+        try:
+            return publish(bindings, address), {"PortBackend": "nft"}
+        except NftUnavailable:
+            if forced:
+                raise
+    return _publish_by_proxy(bindings, address)
+
+
+def unpublish_ports(settings: dict, still_ours=None) -> None:
+    """Undo publish_ports: the proxy is killed whatever `still_ours` says (a new run has its own)."""
+    if settings.get("Proxy"):
+        stop_proxy(settings["Proxy"])
+    if settings.get("PortBackend", "nft") == "nft":
+        unpublish(settings["IPAddress"], still_ours)
+
+
+def _publish_by_proxy(bindings: list[list], address: str) -> tuple[list[list], dict]:
+    from minirun.net.networks import HOST_DIR
+    from minirun.store.fsutil import flocked
+
+    sockets: list = []
+    try:
+        resolved = [_bind_for_proxy(b, sockets) for b in bindings]
+        os.makedirs(HOST_DIR, exist_ok=True)
+        with flocked(os.path.join(HOST_DIR, "ports.lock")):
+            _refuse_ports_dnated_elsewhere(resolved, address)
+            proxy = _spawn_proxy([(s.fileno(), p, address, c) for s, (_, _, c, p) in zip(sockets, resolved)])
+    finally:
+        for sock in sockets:  # the proxy has its own copies
+            sock.close()
+    return resolved, {"PortBackend": "proxy", "Proxy": proxy}
+
+
+def _bind_for_proxy(binding: list, sockets: list) -> list:
+    """Bind (and listen on) the host socket the proxy serves. No SO_REUSEADDR on UDP: with it
+    on both sides Linux lets a second socket bind the same port, and the port must stay taken."""
+    import socket
+
+    host_ip, host_port, container_port, proto = binding
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    sockets.append(sock)
+    if proto == "tcp":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    _bind(sock, host_ip, host_port)
+    if proto == "tcp":
+        sock.listen(128)
+    return [host_ip, sock.getsockname()[1], container_port, proto]
+
+
+def _refuse_ports_dnated_elsewhere(resolved: list[list], address: str) -> None:
+    """A port a running container holds by DNAT is bound by nobody: the bind cannot see it."""
+    if nft_binary() is None:
+        return
+    try:
+        elements = list_elements() or []
+    except MinirunError:
+        return  # no nftables in this kernel: nobody DNATs
+    for ip, h, _, p in resolved:
+        for eproto, eip, eport, target, _ in elements:
+            if target == address or eproto != p or eport != h or (ip and eip and ip != eip):
+                continue
+            if publisher_alive(target) or _held_by_running_container(target):
+                raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
+
+
+def _spawn_proxy(specs: list[tuple]) -> dict:
+    """portproxy.py as this process's child, given only the listening sockets: an inherited pipe
+    (the monitor's log pipes, its ready fd) would keep its reader from ever seeing EOF."""
+    import signal
+    import sys
+
+    from minirun import linux
+    from minirun.procs import start_time
+
+    fds = sorted(spec[0] for spec in specs)
+    owner = os.getpid()
+    boot = (
+        "import sys; sys.path[:0] = sys.argv[1].split(':'); from minirun.net.portproxy import main; "
+        "sys.exit(main(sys.argv[2:]))"
+    )
+    argv = [
+        sys.executable,
+        "-S",
+        "-c",
+        boot,
+        ":".join(p for p in sys.path if p),
+        str(owner),
+        *(f"{fd}/{proto}/{ip}/{port}" for fd, proto, ip, port in specs),
+    ]
+    pid = os.fork()
+    if pid == 0:  # only os calls until the exec
+        try:
+            os.setsid()  # the terminal's Ctrl-C is for the CLI and the container, not for us
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])  # launch.start blocks some; exec keeps a mask
+            null = os.open("/dev/null", os.O_RDWR)
+            for target in (0, 1, 2):  # `minirun run ... | cat` must not wait for the proxy's EOF
+                os.dup2(null, target)
+            for fd in fds:
+                os.set_inheritable(fd, True)
+            linux.close_fds(keep=fds)
+            os.execv(sys.executable, argv)
+        finally:
+            os._exit(127)
+    return {"pid": pid, "start": start_time(pid)}
+
+
+def stop_proxy(proxy: dict) -> None:
+    """Kill the proxy (by pid and start time: pids are reused) and wait until its sockets are
+    closed, so the ports are free when this returns."""
+    import signal
+    import time
+
+    from minirun.procs import is_alive
+
+    pid, start = int(proxy["pid"]), proxy.get("start")
+    if start is None or not is_alive(pid, start):
+        _reap(pid)
+        return
+    os.kill(pid, signal.SIGKILL)
+    if _reap(pid):
+        return
+    deadline = time.monotonic() + 5
+    while is_alive(pid, start) and time.monotonic() < deadline:  # another process's child (rm -f)
+        time.sleep(0.01)
+
+
+def _reap(pid: int) -> bool:
+    try:
+        os.waitpid(pid, 0)
+        return True
+    except ChildProcessError:
+        return False
+
+
+# -- the nftables backend -------------------------------------------------------------------------
+
+
+def publish(bindings: list[list], address: str) -> list[list]:
+    """DNAT each binding to `address`; returns them with the host ports picked. Raises Conflict
+    for a host port that is taken (by a host process or another container)."""
+    from minirun.net.networks import HOST_DIR
+    from minirun.store.fsutil import flocked
+
+    resolved = [_claim_host_port(b) for b in bindings]
+    seen: set[tuple] = set()
+    for ip, h, _, p in resolved:
+        if (p, h) in seen or (p, h, ip) in seen:
+            raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
+        seen.update({(p, h, ip)} if ip else {(p, h)})
+    os.makedirs(HOST_DIR, exist_ok=True)
+    with flocked(os.path.join(HOST_DIR, "ports.lock")):
+        try:
+            elements = list_elements()
+        except MinirunError as exc:  # e.g. "Protocol not supported": no nf_tables in the kernel
+            raise NftUnavailable(str(exc)) from None
+        creating = elements is None
+        script = [_TABLE_DEF] if creating else []
+        elements = elements or []
+        for element in elements:
+            if element[3] == address:  # left from this container's previous run
+                script.append(_delete(element))
+        debris = set()
+        for ip, h, c, p in resolved:
+            for element in elements:
+                eproto, eip, eport, target = element[0], element[1], element[2], element[3]
+                if target == address or eproto != p or eport != h or (ip and eip and ip != eip):
+                    continue
+                if publisher_alive(target) or _held_by_running_container(target):
+                    raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
+                script.append(_delete(element))
+                debris.add(target)
+            script.append(_element("create", p, ip, h) + f" : {address} . {c} }}")
+        try:
+            _nft(["-f", "-"], "\n".join(script) + "\n")
+        except MinirunError as exc:
+            if not creating:  # the table is there: a refused element is a real error
+                raise
+            raise NftUnavailable(str(exc)) from None
+        _record_publisher(address)
+        for target in debris:
+            _unlink(_publisher_path(target))
+    return resolved
+
+
+def unpublish(address: str, still_ours=None) -> None:
+    """Remove every element leading to `address` (the container's, since it holds the address);
+    `still_ours()`, asked under the lock, may call it off."""
+    from minirun.net.networks import HOST_DIR
+    from minirun.store.fsutil import flocked
+
+    if not os.path.isdir(HOST_DIR):
+        return
+    with flocked(os.path.join(HOST_DIR, "ports.lock")):
+        if still_ours is not None and not still_ours():
+            return
+        ours = [e for e in list_elements() or [] if e[3] == address]
+        if ours:
+            _nft(["-f", "-"], "\n".join(_delete(e) for e in ours) + "\n")
+        _unlink(_publisher_path(address))
+
+
+# -- who published: held from the publish on, before the container's state says running -----------
+
+
+def _publisher_path(address: str) -> str:
+    from minirun.net.networks import HOST_DIR
+
+    return os.path.join(HOST_DIR, "publishers", address)
+
+
+def _record_publisher(address: str) -> None:
+    """Under the ports lock: this process published the ports leading to `address`."""
+    from minirun.procs import start_time
+    from minirun.store.fsutil import atomic_write
+
+    path = _publisher_path(address)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pid = os.getpid()
+    atomic_write(path, json.dumps({"pid": pid, "start": start_time(pid)}).encode(), durable=False)
+
+
+def publisher_alive(address: str) -> bool:
+    """Whether the process that published the ports leading to `address` still lives (by pid
+    and start time: pids are reused)."""
+    from minirun.procs import is_alive
+
+    try:
+        with open(_publisher_path(address), "rb") as f:
+            record = json.load(f)
+        pid, start = int(record["pid"]), record["start"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return start is not None and is_alive(pid, start)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def list_elements() -> list[tuple] | None:
+    """(proto, host_ip or "", host_port, container_ip, container_port) of every published port;
+    None when the table does not exist yet."""
+    code, out, err = _run_nft(["-j", "list", "table", "ip", TABLE])
+    if code != 0:
+        if b"No such file or directory" in err:
+            return None
+        raise MinirunError(f"nft list table ip {TABLE}: {err.decode(errors='replace').strip()}")
+    found = []
+    for item in json.loads(out).get("nftables", []):
+        m = item.get("map")
+        if not m or m.get("table") != TABLE:
+            continue
+        proto = m["name"][:3]  # tcp4, udp4, tcp_any, udp_any
+        for key, value in m.get("elem", []):
+            host_ip, host_port = (key["concat"][0], key["concat"][1]) if isinstance(key, dict) else ("", key)
+            found.append((proto, host_ip, int(host_port), value["concat"][0], int(value["concat"][1])))
+    return found
+
+
+def _element(verb: str, proto: str, host_ip: str, host_port: int) -> str:
+    if host_ip:
+        return f"{verb} element ip {TABLE} {proto}4 {{ {host_ip} . {host_port}"
+    return f"{verb} element ip {TABLE} {proto}_any {{ {host_port}"
+
+
+def _delete(element: tuple) -> str:
+    return _element("delete", element[0], element[1], element[2]) + " }"
+
+
+def in_use(address: str) -> bool:
+    """Whether ports published to `address` belong to a running container, or to a start that is
+    publishing them now (system check leaves those alone)."""
+    return _held_by_running_container(address) or publisher_alive(address)
+
+
+def _held_by_running_container(address: str) -> bool:
+    from minirun.net.networks import is_running, owner_of
+
+    owner = owner_of(address)
+    return owner is not None and is_running(owner)
+
+
+def _claim_host_port(binding: list) -> list:
+    """docker refuses a port some host process listens on: try to bind it (and pick a free
+    one for host port 0); nothing stays bound, the DNAT takes the traffic."""
+    import socket
+
+    host_ip, host_port, container_port, proto = binding
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _bind(sock, host_ip, host_port)
+        return [host_ip, sock.getsockname()[1], container_port, proto]
+
+
+def _bind(sock, host_ip: str, host_port: int) -> None:
+    """Bind a host port as docker reports it: a taken one is "port is already allocated"."""
+    try:
+        sock.bind((host_ip or "0.0.0.0", host_port))
+    except OSError as exc:
+        if exc.errno == 98:  # EADDRINUSE
+            raise Conflict(f"Bind for {shown_ip(host_ip)}:{host_port} failed: port is already allocated") from None
+        raise MinirunError(f"Bind for {shown_ip(host_ip)}:{host_port} failed: {exc.strerror}") from None
+
+
+def nft_binary() -> str | None:
+    for directory in os.environ.get("PATH", "").split(":") + ["/usr/sbin", "/sbin"]:
+        path = os.path.join(directory or ".", "nft")
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _nft(args: list[str], script: str | None = None) -> bytes:
+    code, out, err = _run_nft(args, script)
+    if code != 0:
+        text = err.decode(errors="replace").strip().splitlines()
+        raise MinirunError("nft: " + (text[0] if text else f"exit {code}"))
+    return out
+
+
+def _run_nft(args: list[str], stdin: str | None = None) -> tuple[int, bytes, bytes]:
+    """nft, by posix_spawn and pipes: the subprocess module costs ~12 ms of imports."""
+    binary = nft_binary()
+    if binary is None:
+        raise MinirunError("publishing ports needs nftables (the nft command): not found")
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        if stdin:
+            data = stdin.encode()
+            if len(data) > 65536:
+                raise MinirunError("nft script too long")
+            os.write(in_w, data)
+        os.close(in_w)
+        in_w = -1
+        actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
+        pid = os.posix_spawn(binary, [binary, *args], os.environ, file_actions=actions)
+    finally:
+        for fd in (in_r, in_w, out_w, err_w):
+            if fd >= 0:
+                os.close(fd)
+    try:
+        out = _read_all(out_r)
+        err = _read_all(err_r)
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out, err
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
