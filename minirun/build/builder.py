@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from minirun.containers import guard
+from minirun.containers.lifecycle import discard
 from minirun.errors import MinirunError, NotFound, UsageError
 from minirun.image.instructions import (
     DEFAULT_SHELL,
@@ -40,6 +41,7 @@ from minirun.image.instructions import (
     process_words,
     split_instruction,
 )
+from minirun.runtime import supervise
 from minirun.store import Store
 from minirun.store.images import Image
 
@@ -601,11 +603,10 @@ class _Builder:
         self._done(stage, key, image)
 
     def _run_and_commit(self, stage: _Stage, cmd: list[str], env: list[str], created_by: str) -> Image:
-        from minirun.cli.run import _run, host_resolv_conf
         from minirun.containers.commit import commit_container
         from minirun.containers.container import ContainerConfig, Containers, new_container_id
+        from minirun.containers.foreground import host_resolv_conf, run_foreground
         from minirun.humanize import rfc3339_now
-        from minirun.runtime import launch
         from minirun.store.initlayer import init_layer_link
 
         assert stage.image is not None
@@ -635,7 +636,9 @@ class _Builder:
             stdio = self.progress.run_stdio()
             failed = True
             try:
-                code = _run(self.store, containers, container, stage.image, init, stdio=stdio, wait=_wait_interruptible)
+                code = run_foreground(
+                    self.store, containers, container, stage.image, init, stdio=stdio, wait=_wait_interruptible
+                )
                 failed = code != 0
             except BuildInterrupted:
                 raise
@@ -646,7 +649,7 @@ class _Builder:
                 ) from None
             finally:
                 # launch.start blocks these until the wait forwards them; a failed start never waited
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, launch.FORWARDED_SIGNALS)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, supervise.FORWARDED_SIGNALS)
                 self.progress.run_done(failed)
             if code != 0:
                 raise MinirunError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", exit_code=code)
@@ -659,7 +662,7 @@ class _Builder:
                 author=stage.maintainer,
             )
         finally:
-            containers.remove(container)  # success or not: a build leaves no container behind
+            discard(containers, container)  # success or not: a build leaves no container behind
             watch.done()
         self.progress.removing(container_id)
         return image
@@ -692,9 +695,9 @@ class _Builder:
         self, stage: _Stage, sources: list, target: str, dest_is_dir: bool, chown: str, keyword: str, created_by: str
     ) -> Image:
         from minirun.build import buildcopy
-        from minirun.cli.run import host_resolv_conf
         from minirun.containers.commit import is_empty, stage_upper
         from minirun.containers.container import ContainerConfig, Containers, new_container_id
+        from minirun.containers.foreground import host_resolv_conf
         from minirun.humanize import rfc3339_now
 
         containers = Containers(self.store)
@@ -735,7 +738,7 @@ class _Builder:
         finally:
             for layer in staged + extracted:
                 self.store.layers.discard(layer)
-            containers.remove(container)
+            discard(containers, container)
             watch.done()
 
     # -- step results ---------------------------------------------------------------------
@@ -786,22 +789,21 @@ class BuildInterrupted(MinirunError):
 def _wait_interruptible(pid: int) -> int:
     """Wait for a RUN's PID 1, forwarding signals; Ctrl-C (or TERM, HUP) ends the step and the
     build, as docker's does: a shell as PID 1 would ignore a forwarded SIGINT."""
-    from minirun.runtime import launch
 
     received: list[int] = []
 
     def stop(signum: int, _frame: object) -> None:
         received.append(signum)
-        launch.kill(pid)
+        supervise.kill(pid)
 
-    previous = launch.forward_signals(pid, also={signal.SIGINT: stop, signal.SIGTERM: stop, signal.SIGHUP: stop})
+    previous = supervise.forward_signals(pid, also={signal.SIGINT: stop, signal.SIGTERM: stop, signal.SIGHUP: stop})
     try:
         _, status = os.waitpid(pid, 0)
     finally:
-        launch.restore_handlers(previous)
+        supervise.restore_handlers(previous)
     if received:
         raise BuildInterrupted("build interrupted", exit_code=128 + received[0])
-    return launch.exit_code_of(status)
+    return supervise.exit_code_of(status)
 
 
 def _expand(word: str, env: list[str], instruction: str) -> str:

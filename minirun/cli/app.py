@@ -175,7 +175,7 @@ def inspect(
     from minirun.cli.containerinfo import inspect_container
     from minirun.cli.imageinfo import inspect_image
     from minirun.containers.container import Containers
-    from minirun.containers.lifecycle import refresh
+    from minirun.containers.liveness import refresh
     from minirun.image.embedded import find_image
 
     if type_ not in (None, "container", "image"):

@@ -83,7 +83,7 @@ def start(
     attach: bool = typer.Option(False, "-a", "--attach", help="Attach STDOUT/STDERR and forward the exit code."),
 ) -> None:
     """Start stopped containers (the same command, on the same writable layer)."""
-    from minirun.containers import lifecycle
+    from minirun.containers import lifecycle, liveness
 
     if not attach:
         _each(names, lambda cs, c: lifecycle.start(cs, c))
@@ -102,10 +102,10 @@ def start(
         None,
         False,
         True,
-        lambda: lifecycle.is_running(lifecycle.refresh(containers, container)),
+        lambda: liveness.is_running(liveness.refresh(containers, container)),
         since=since,
     )
-    raise typer.Exit(lifecycle.refresh(containers, container).state.get("ExitCode", 0))
+    raise typer.Exit(liveness.refresh(containers, container).state.get("ExitCode", 0))
 
 
 @app.command("wait")
@@ -130,7 +130,7 @@ def logs(
     timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Show timestamps."),
 ) -> None:
     """Fetch the logs of a container (stdout to stdout, stderr to stderr)."""
-    from minirun.containers import lifecycle
+    from minirun.containers import liveness
     from minirun.containers.logs import show_logs
     from minirun.errors import UsageError
 
@@ -146,7 +146,7 @@ def logs(
         lines,
         timestamps,
         follow,
-        lambda: lifecycle.is_running(lifecycle.refresh(containers, container, record=False)),
+        lambda: liveness.is_running(liveness.refresh(containers, container, record=False)),
     )
 
 
@@ -166,11 +166,11 @@ def top(name: str = typer.Argument(..., metavar="CONTAINER")) -> None:
     """Display the running processes of a container."""
     from minirun.cli.app import _print_table
     from minirun.cli.containerinfo import top_rows
-    from minirun.containers import lifecycle
+    from minirun.containers import liveness
 
     containers = _containers()
-    container = lifecycle.refresh(containers, containers.find(name), record=False)
-    if not lifecycle.is_running(container):
+    container = liveness.refresh(containers, containers.find(name), record=False)
+    if not liveness.is_running(container):
         raise MinirunError(f"container {container.id} is not running")
     _print_table(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], top_rows(container))
 

@@ -181,7 +181,7 @@ def network_document(store, network) -> dict:
 
 def _running(store, container_id: str):
     from minirun.containers.container import Containers
-    from minirun.containers.lifecycle import is_running, refresh
+    from minirun.containers.liveness import is_running, refresh
 
     containers = Containers(store)
     try:
@@ -198,7 +198,7 @@ def port(
 ) -> None:
     """List port mappings or a specific mapping for the container."""
     from minirun.containers.container import Containers
-    from minirun.containers.lifecycle import refresh
+    from minirun.containers.liveness import refresh
     from minirun.containers.network import published
     from minirun.net.portmap import port_lines
 

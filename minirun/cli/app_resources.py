@@ -70,7 +70,7 @@ def stats(
 
     from minirun.cli.tables import render_table
     from minirun.containers import stats as stats_
-    from minirun.containers.lifecycle import refresh
+    from minirun.containers.liveness import refresh
 
     containers = _containers()
 

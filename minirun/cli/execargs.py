@@ -4,24 +4,11 @@ spelling and meaning; errors are UsageError (exit 125)."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 
 from minirun.cli.leanparser import Parser
 from minirun.cli.runargs import add_process_options, process_env
 from minirun.errors import UsageError
-
-
-@dataclass
-class ExecOptions:
-    container: str
-    command: list[str]
-    detach: bool = False
-    interactive: bool = False
-    tty: bool = False
-    env: list[str] = field(default_factory=list)  # resolved K=V, in order
-    workdir: str = ""  # "": the container's
-    user: str = ""  # "": the container's
-    privileged: bool = False  # every capability (the container's seccomp filter stays, as in docker)
+from minirun.runtime.execin import ExecOptions
 
 
 def _parser() -> Parser:

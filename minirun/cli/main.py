@@ -51,7 +51,7 @@ def run_lean(verb: str, argv: list[str], root: str | None, debug: bool) -> int:
 
             return run_command(argv, root)
         if verb == "exec":
-            from minirun.runtime.execin import exec_command
+            from minirun.cli.execcmd import exec_command
 
             return exec_command(argv, root)
         if verb == "import":

@@ -21,7 +21,7 @@ def ps_command(argv: list[str], root: str | None) -> int:
 
     from minirun.cli.containerinfo import ps_json, ps_rows
     from minirun.containers.container import Containers
-    from minirun.containers.lifecycle import refresh
+    from minirun.containers.liveness import refresh
     from minirun.store import Store
 
     containers = Containers(Store(root))

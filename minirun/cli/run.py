@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 
 from minirun.cli.runargs import RunOptions, parse_run_args
-from minirun.errors import MinirunError, UsageError
+from minirun.containers.foreground import host_resolv_conf, run_foreground
+from minirun.containers.lifecycle import discard
+from minirun.errors import UsageError
+from minirun.runtime.executable import merged_env
 from minirun.store import Store
 
 TYPE_CHECKING = False  # typing costs ~6 ms on the path the start benchmark times
 if TYPE_CHECKING:
-    from typing import Any
+    pass
 
 
 def container_argv(image_config: dict, opts: RunOptions) -> list[str]:
@@ -28,28 +31,6 @@ def container_argv(image_config: dict, opts: RunOptions) -> list[str]:
     if not argv:
         raise UsageError("no command specified")
     return argv
-
-
-def merged_env(image_env: list[str], extra: list[str]) -> list[str]:
-    """Image Env, then -e/--env-file; a later key replaces an earlier one in place."""
-    result: list[str] = []
-    index: dict[str, int] = {}
-    for item in list(image_env) + list(extra):
-        key = item.split("=", 1)[0]
-        if key in index:
-            result[index[key]] = item
-        else:
-            index[key] = len(result)
-            result.append(item)
-    return result
-
-
-def host_resolv_conf() -> bytes:
-    try:
-        with open("/etc/resolv.conf", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 def run_command(argv: list[str], root: str | None) -> int:
@@ -112,10 +93,10 @@ def run_command(argv: list[str], root: str | None) -> int:
         if opts.detach:
             return _detach(store, containers, container, on_spawned=watch.done)
         try:
-            return _run(store, containers, container, image, init)
+            return run_foreground(store, containers, container, image, init)
         finally:
             if opts.rm:
-                containers.remove(container)
+                discard(containers, container)
     finally:
         watch.done()
 
@@ -135,20 +116,6 @@ def resolve_network(store, mode: str) -> tuple[str, str]:
     return Networks(store).find(mode).name, ""
 
 
-def _unpublish(store, container, best_effort: bool = False) -> None:
-    """PID 1 is gone (or never started): its published ports are freed, as docker frees them on
-    stop. `best_effort` while another error is on its way out: that one is the one to report."""
-    settings = container.state.get("NetworkSettings")
-    if settings and settings.get("Ports"):
-        from minirun.containers.network import stopped
-
-        try:
-            stopped(store.root, container.id, settings)
-        except Exception:
-            if not best_effort:
-                raise
-
-
 def _detach(store, containers, container, on_spawned=None) -> int:
     """docker run -d: the monitor owns the container from here; print the full id once it runs."""
     from minirun.containers.detach import spawn_monitor
@@ -157,80 +124,7 @@ def _detach(store, containers, container, on_spawned=None) -> int:
         spawn_monitor(store.root, container.id, on_spawned)
     except BaseException:
         if container.config.auto_remove:
-            containers.remove(container)  # the monitor may have removed it already
+            discard(containers, container)  # the monitor may have removed it already
         raise
     print(container.id)
     return 0
-
-
-def _run(store, containers, container, image, init_link: str, *, stdio=None, wait=None) -> int:
-    """Run a recorded container in the foreground and return its exit code. The builder passes
-    `stdio` (fds for PID 1's 0, 1, 2; None: inherit) and `wait` (pid -> exit code; default:
-    forward signals and wait) so a RUN step can capture its output and be interrupted."""
-    from minirun.containers.plan import build_plan, create_cgroups
-    from minirun.humanize import rfc3339_now
-    from minirun.runtime import cgroups, launch
-
-    config = container.config
-    tty: Any = None
-    plan = started = None
-    # build_plan publishes the ports: from there on, whatever fails frees them (and the cgroups)
-    try:
-        plan = build_plan(store, container, image, init_link)
-        plan.stdio = stdio
-        plan.die_with_parent = True  # no daemon: PID 1 goes with the client that runs it (guard.py)
-        if config.tty:
-            from minirun.runtime import tty
-
-            plan.rows, plan.cols = tty.window_size(1)  # docker measures its stdout
-        plan.cgroups = create_cgroups(container)
-        started = launch.start(plan)
-        # the master comes before the exec, so before the error pipe's EOF
-        master = tty.receive_master(started.console) if tty else None
-        failure = launch.read_start_error(started)
-    except BaseException:
-        if started is not None:
-            launch.kill(started.pid)
-            os.waitpid(started.pid, 0)
-        if plan is not None:
-            cgroups.remove(plan.cgroups)
-        _unpublish(store, container, best_effort=True)
-        raise
-    if failure is None and tty and master is None:
-        launch.kill(started.pid)  # it exec'd without a terminal anyone reads: stop it
-        failure = MinirunError("the container's pty never arrived")
-    if failure is not None:
-        if master is not None:
-            os.close(master)
-        os.waitpid(started.pid, 0)
-        cgroups.remove(plan.cgroups)
-        containers.update_state(
-            container, Status="exited", ExitCode=failure.exit_code, Error=failure.message, FinishedAt=rfc3339_now()
-        )
-        _unpublish(store, container)
-        raise failure
-    from minirun.procs import start_time
-
-    # the CLI is this container's monitor: `ps` checks both processes, by pid and start time
-    containers.update_state(
-        container,
-        Status="running",
-        Running=True,
-        Pid=started.pid,
-        PidStartTime=start_time(started.pid),
-        MonitorPid=os.getpid(),
-        MonitorStartTime=start_time(os.getpid()),
-        StartedAt=rfc3339_now(),
-    )
-    try:
-        code = (
-            tty.attach(started.pid, master, config.interactive) if tty else (wait or launch.wait_for_exit)(started.pid)
-        )
-        oom = cgroups.oom_killed(plan.cgroups)
-    finally:
-        cgroups.remove(plan.cgroups)  # PID 1 is reaped: its PID namespace, and so the cgroups, are empty
-    containers.update_state(
-        container, Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom, FinishedAt=rfc3339_now()
-    )
-    _unpublish(store, container)
-    return code

@@ -264,6 +264,7 @@ class Containers:
         atomic_write(os.path.join(container.dir, "state.json"), json.dumps(container.state).encode(), durable=False)
 
     def remove(self, container: Container) -> None:
+        """The record only: lifecycle.discard also gives back what the container held on the host."""
         # config.json first: a crash mid-removal leaves debris that is never listed
         with self.store.locked():
             try:
@@ -271,10 +272,6 @@ class Containers:
             except FileNotFoundError:
                 pass
             remove_tree(container.dir)
-        if container.state.get("NetworkSettings"):
-            from minirun.containers.network import release  # the address, published ports, peers' hosts lines
-
-            release(self.store.root, container.id, container.state["NetworkSettings"])
 
 
 _STATUSES = ("created", "running", "exited")

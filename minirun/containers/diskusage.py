@@ -11,11 +11,10 @@ free: the layers no such image needs.
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 
 from minirun.store import Store
+from minirun.store.fsutil import tree_size
 from minirun.store.images import Image
 
 TYPE_CHECKING = False
@@ -97,38 +96,9 @@ class DiskUsage:
         ]
 
 
-def tree_size(path: str) -> int:
-    """docker's directory.Size: lstat sizes of all but dirs, a hardlinked inode once; symlinks
-    are never followed and a tree that changes meanwhile (a running container) is tolerated."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    pending = [path]
-    while pending:
-        try:
-            it = os.scandir(pending.pop())
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    pending.append(entry.path)
-                    continue
-                if st.st_nlink > 1:
-                    key = (st.st_dev, st.st_ino)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                total += st.st_size
-    return total
-
-
 def disk_usage(store: Store) -> DiskUsage:
     from minirun.containers.container import Containers
-    from minirun.containers.lifecycle import is_running, refresh
+    from minirun.containers.liveness import is_running, refresh
     from minirun.store.reference import parse_reference
 
     stored = store.images.all()

@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import signal
 
+from minirun.containers.lifecycle import discard
+
 CLIENT_KILLED = 137  # the exit code docker users read as "killed": PID 1 was, by SIGKILL
 _POLL = 0.02
 
@@ -126,7 +128,7 @@ def clean_up_after(store_root: str, container_id: str, client: int) -> None:
 
         stopped(store_root, container_id, state["NetworkSettings"])
     if container.config.auto_remove:
-        containers.remove(container)
+        discard(containers, container)
 
 
 def _wait_gone(pid: int, started: int | None) -> None:

@@ -1,10 +1,5 @@
-"""What happens to containers after they start: the truth about whether they still run, and
-stop, kill, wait, rm, start, rename, prune with docker's semantics.
-
-state.json is written by whoever is PID 1's parent (the foreground CLI or the monitor). If that
-process died without writing the exit (kill -9, a reboot), `refresh` finds out from /proc, by pid
-and start time, and records an honest exit, so no command waits on a dead container.
-"""
+"""What happens to containers after they start: stop, kill, wait, rm, start, rename, prune with
+docker's semantics. Whether one still runs is liveness.py's to say."""
 
 from __future__ import annotations
 
@@ -13,21 +8,11 @@ import signal
 import time
 
 from minirun.containers.container import Container, Containers
-from minirun.errors import Conflict, NotFound, UsageError
-from minirun.humanize import rfc3339_now
+from minirun.containers.liveness import is_dead, is_running, refresh, remove_cgroups
+from minirun.errors import Conflict, UsageError
 from minirun.procs import is_alive
 
-UNKNOWN_EXIT = 255  # docker's code when the exit status was lost with the process that knew it
 _POLL = 0.02
-
-
-def is_running(container: Container) -> bool:
-    return container.state.get("Status") == "running"
-
-
-def is_dead(container: Container) -> bool:
-    """A container whose record is damaged (Containers.load_or_dead): its processes may still run."""
-    return container.state.get("Status") == "dead"
 
 
 def _kill_dead(container: Container) -> None:
@@ -60,47 +45,6 @@ def has_processes(container: Container) -> bool:
     from minirun.runtime import cgroups
 
     return any(cgroups.members(path) for path in cgroups.existing_paths(container.id))
-
-
-def refresh(containers: Containers, container: Container, reload: bool = True, record: bool = True) -> Container:
-    """Re-read the state (unless the caller just loaded it); if it says running but PID 1 and
-    its parent are both gone, record the exit nobody else will. `record=False` for commands that
-    only read (ps, inspect, logs, top, stats, port): they show that exit and write nothing, so
-    they work on a full or read-only disk."""
-    if reload:
-        try:
-            container = containers.load_or_dead(container.id)
-        except NotFound:  # removed meanwhile: keep what we had
-            return container
-    state = container.state
-    if state.get("Status") != "running":
-        return container
-    if is_alive(state.get("Pid", 0), state.get("PidStartTime")):
-        return container
-    if is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")):
-        return container  # PID 1 just ended; its parent is writing the exit now
-    exited = {
-        "Status": "exited",
-        "Running": False,
-        "Pid": 0,
-        "ExitCode": UNKNOWN_EXIT,
-        "Error": "the container's monitor died; its exit status is unknown",
-        "FinishedAt": rfc3339_now(),
-    }
-    if record:
-        containers.update_state(container, **exited)
-    else:
-        container.state.update(exited)
-    _remove_cgroups(container)  # the monitor would have (cgroupfs, not the store's disk)
-    return container
-
-
-def _remove_cgroups(container: Container) -> None:
-    """Whoever records an exit removes the container's cgroups; this catches what a killed
-    monitor or CLI left behind."""
-    from minirun.runtime import cgroups
-
-    cgroups.remove(cgroups.existing_paths(container.id))
 
 
 def signal_number(name: str | int) -> int:
@@ -177,10 +121,17 @@ def remove(containers: Containers, container: Container, force: bool) -> None:
     if is_dead(container):
         _kill_dead(container)
     if os.path.isdir(container.dir):
-        _remove_cgroups(container)
-        containers.remove(container)
-    elif container.state.get("NetworkSettings"):
-        # an --rm container's monitor removed it and is releasing its address: done before we return
+        remove_cgroups(container)
+    # an --rm container's monitor may have removed the record and be releasing its address: done
+    # before we return all the same (release is idempotent)
+    discard(containers, container)
+
+
+def discard(containers: Containers, container: Container) -> None:
+    """The record removed, then what the container held on the host: its address, published
+    ports and its line in its peers' hosts files."""
+    containers.remove(container)
+    if container.state.get("NetworkSettings"):
         from minirun.containers.network import release
 
         release(containers.store.root, container.id, container.state["NetworkSettings"])
@@ -221,7 +172,7 @@ def rename(containers: Containers, container: Container, new_name: str) -> None:
 
 def prune(containers: Containers) -> tuple[list[str], int]:
     """Remove every container that is not running; returns their ids and the bytes freed."""
-    from minirun.containers.diskusage import tree_size
+    from minirun.store.fsutil import tree_size
 
     removed, freed = [], 0
     for container in containers.all():
@@ -229,7 +180,7 @@ def prune(containers: Containers) -> tuple[list[str], int]:
         if is_running(container) or (is_dead(container) and has_processes(container)):
             continue
         freed += tree_size(container.upper)
-        _remove_cgroups(container)
-        containers.remove(container)
+        remove_cgroups(container)
+        discard(containers, container)
         removed.append(container.id)
     return removed, freed

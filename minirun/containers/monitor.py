@@ -16,7 +16,9 @@ import signal
 import sys
 
 from minirun.containers import logcopier
+from minirun.containers.lifecycle import discard
 from minirun.containers.logcopier import CODE_MARK, TIME_MARK
+from minirun.runtime import supervise
 
 # The copier's arguments (the state template, cgroup paths, network settings) travel in a
 # memfd, never on the command line, which any local user can read through ps.
@@ -60,7 +62,7 @@ def main(argv: list[str]) -> int:
         failure = launch.read_start_error(started)
     except BaseException as exc:
         if started is not None:
-            launch.kill(started.pid)
+            supervise.kill(started.pid)
             os.waitpid(started.pid, 0)
         if plan is not None:
             cgroups.remove(plan.cgroups)
@@ -71,7 +73,7 @@ def main(argv: list[str]) -> int:
         for fd in (null, out_w, err_w):
             if fd >= 0:
                 os.close(fd)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, launch.FORWARDED_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, supervise.FORWARDED_SIGNALS)
     if failure is not None:
         os.waitpid(started.pid, 0)
         cgroups.remove(plan.cgroups)
@@ -173,7 +175,7 @@ def _tell(ready_fd: int, message: bytes) -> None:
 
 def _maybe_remove(containers, container) -> None:
     if container.config.auto_remove:
-        containers.remove(container)
+        discard(containers, container)
 
 
 def _package_parent() -> str:

@@ -5,11 +5,7 @@ prepare() books the container's address on its network's bridge, writes /etc/hos
 peers' on a user network), publishes its ports, records NetworkSettings in state.json and puts
 what PID 1 needs into the plan. `container:NAME` only names the namespace to join.
 
-In PID 1 (launch._child), with no round trip to the parent: open_host_side() runs before the
-unshare and keeps a netlink socket and an fd of the host's network namespace (a netlink socket
-stays in the namespace it was opened in); attach() runs inside the new namespace, creates the
-veth pair with its other end already in the host's namespace, plugs that end into the bridge,
-and gives eth0 its address and default route. The veth pair dies with the namespace.
+In PID 1, net/attach.py makes eth0 from what prepare() put in the plan.
 
 When PID 1 has exited: stopped() removes the published ports (the DNAT elements, or the proxy).
 On rm: release() gives the address back and updates the peers' /etc/hosts. Nothing here imports
@@ -21,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 
-from minirun.errors import Conflict, MinirunError, NotFound
+from minirun.errors import Conflict, NotFound
 
 
 def prepare(store, container, plan) -> None:
@@ -32,16 +28,8 @@ def prepare(store, container, plan) -> None:
         _join(store, container, plan, mode.split(":", 1)[1])
         return
     from minirun.containers.container import Containers
-    from minirun.net.networks import (
-        DEFAULT_NETWORK,
-        AddressBook,
-        Networks,
-        broadcast,
-        ensure_bridge,
-        int_to_ip,
-        mac_for,
-        parse_subnet,
-    )
+    from minirun.net.ipv4 import broadcast, int_to_ip, mac_for, parse_subnet
+    from minirun.net.networks import DEFAULT_NETWORK, AddressBook, Networks, ensure_bridge
 
     network = Networks(store).find(mode)
     if network.driver != "bridge":  # `host`/`none` named by id
@@ -94,7 +82,7 @@ def _join(store, container, plan, target: str) -> None:
     """--network container:ID: PID 1 joins that container's namespace; its hosts and
     resolv.conf are taken over, as docker shares them."""
     from minirun.containers.container import Containers
-    from minirun.containers.lifecycle import is_running, refresh
+    from minirun.containers.liveness import is_running, refresh
 
     containers = Containers(store)
     try:
@@ -153,38 +141,6 @@ def write_in_place(path: str, data: bytes) -> None:
 
 
 # -- in PID 1 -------------------------------------------------------------------------------
-
-
-def open_host_side() -> tuple:
-    """Before unshare(CLONE_NEWNET): a netlink socket and an fd of the host's network namespace."""
-    from minirun.net.rtnl import Netlink
-
-    return Netlink(), os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-
-
-def attach(net: dict, host_side: tuple) -> None:
-    """In the container's new network namespace: eth0, its peer on the bridge, address, route."""
-    import socket
-
-    from minirun.net.rtnl import Netlink
-
-    host, host_ns = host_side
-    inside = None
-    try:
-        inside = Netlink()
-        inside.add_veth("eth0", bytes.fromhex(net["mac"].replace(":", "")), net["veth"], host_ns)
-        host.set_up(net["veth"], (net["bridge_index"], net["bridge"]))
-        inside.set_up("eth0")
-        index = socket.if_nametoindex("eth0")
-        inside.add_address(index, net["address"], net["prefixlen"], net["broadcast"], "eth0")
-        inside.add_default_route(net["gateway"], index)
-    except OSError as exc:
-        raise MinirunError(f"container network: {exc.strerror or exc}") from None
-    finally:
-        for sock in (host, inside):
-            if sock is not None:
-                sock.close()
-        os.close(host_ns)
 
 
 # -- after the exit, on rm ----------------------------------------------------------------------

@@ -232,7 +232,7 @@ def update_container(containers, container, changes: dict) -> dict:
     config.json, under the store lock and re-read there so a concurrent rename is kept."""
     import json
 
-    from minirun.containers.lifecycle import is_running, refresh
+    from minirun.containers.liveness import is_running, refresh
     from minirun.runtime import cgroups
     from minirun.store.fsutil import atomic_write
 

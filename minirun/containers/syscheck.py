@@ -187,7 +187,7 @@ def _remove_layer(store, diff_id: str, images: list[str]) -> None:
 def _check_containers(store, findings: list[Finding], counts: dict[str, int]) -> set[str]:
     """Every container of the store (and its cgroups); returns their ids, whose cgroups the host
     check then leaves to this one."""
-    from minirun.containers import lifecycle
+    from minirun.containers import lifecycle, liveness
     from minirun.containers.container import Containers
     from minirun.procs import is_alive
     from minirun.runtime import cgroups
@@ -204,7 +204,7 @@ def _check_containers(store, findings: list[Finding], counts: dict[str, int]) ->
         known.add(name)
         container = containers.load_or_dead(name)
         state = container.state
-        if lifecycle.is_dead(container):
+        if liveness.is_dead(container):
             findings.append(
                 Finding(
                     f"dead container {name}: {state.get('Error')}",
@@ -236,9 +236,9 @@ def _remove_debris(store, path: str, container_id: str) -> None:
 
 
 def _record_exit(containers, container) -> None:
-    from minirun.containers import lifecycle
+    from minirun.containers import liveness
 
-    lifecycle.refresh(containers, container, reload=True, record=True)
+    liveness.refresh(containers, container, reload=True, record=True)
 
 
 def _remove_cgroups(container_id: str) -> None:

@@ -59,7 +59,7 @@ def delete_bridge(name: str) -> None:
 def address_of(name: str) -> tuple[tuple[int, int], str] | None:
     """((network, prefix), gateway) of an existing bridge's first IPv4 address; None if there is
     no such bridge. A device of that name that is not a bridge is an error."""
-    from minirun.net.networks import ip_to_int, mask
+    from minirun.net.ipv4 import ip_to_int, mask
 
     with _ipr() as ipr:
         indexes = ipr.link_lookup(ifname=name)
@@ -80,7 +80,7 @@ def address_of(name: str) -> tuple[tuple[int, int], str] | None:
 
 def host_subnets() -> list[tuple[int, int]]:
     """Destinations of the host's IPv4 routes, every table, the default route left out."""
-    from minirun.net.networks import ip_to_int
+    from minirun.net.ipv4 import ip_to_int
 
     found = []
     with _ipr() as ipr:

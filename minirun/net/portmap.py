@@ -74,7 +74,7 @@ def parse_publish(spec: str) -> list[list]:
     host_ip = parts[0] if len(parts) == 3 else ""
     host_text = parts[-2] if len(parts) >= 2 else ""
     if host_ip:
-        from minirun.net.networks import canonical_ip, shown_text
+        from minirun.net.ipv4 import canonical_ip, shown_text
 
         try:
             host_ip = canonical_ip(host_ip)  # strict: it is written into an nft script and stored
@@ -90,7 +90,7 @@ def parse_publish(spec: str) -> list[list]:
 
 
 def _port_range(text: str, what: str) -> list[int]:
-    from minirun.net.networks import shown_text
+    from minirun.net.ipv4 import shown_text
 
     low, dash, high = text.partition("-")
     # ASCII digits only, as docker's ParseUint: int() would take " 80", "8_0" and other scripts' digits

@@ -10,7 +10,7 @@ and then goes the way of PID 1 in launch.py: workdir, user from the container's 
 capabilities and no_new_privs, no fd but 0-2, exec. Errors come back on launch's close-on-exec
 pipe ("<code>\\n<message>"), so 126/127 read exactly as they do for `run`.
 
-Kept off typer and rich: main.py dispatches `exec` on the lean path.
+The request comes from cli/execcmd.py, which finds the container and its walls.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import errno
 import os
 import signal
 import stat
+from dataclasses import dataclass, field
 
 from minirun import linux
-from minirun.cli.execargs import ExecOptions, parse_exec_args
-from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_RUNTIME, MinirunError, UsageError
+from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_RUNTIME, MinirunError
+from minirun.runtime import executable, supervise
 
 TYPE_CHECKING = False  # typing costs ~6 ms on the path the exec benchmark times
 if TYPE_CHECKING:
@@ -40,41 +41,6 @@ CHILD_NAMESPACES: tuple[tuple[str, int], ...] = (
 
 class NotRunning(MinirunError):
     """exec into a container whose PID 1 is gone (or never started): docker's 125."""
-
-
-def exec_command(argv: list[str], root: str | None) -> int:
-    from minirun.containers.container import Containers
-    from minirun.store import Store
-
-    opts = parse_exec_args(argv)
-    if opts.tty and opts.interactive and not os.isatty(0):
-        raise UsageError("the input device is not a TTY")  # docker's check, as in run
-    store = Store(root)
-    container = Containers(store).find(opts.container)
-    # prctl comes with security.py, which the child needs anyway (imported before setns: the
-    # host's site-packages are out of reach after it)
-    from minirun.runtime import privileges, security
-
-    security.set_non_dumpable()
-    # the container's own capabilities, no_new_privs and seccomp filter; --privileged raises
-    # only the capabilities (docker keeps the container's filter for an exec too)
-    capabilities, no_new_privileges, program = privileges.for_container(container.config, store.seccomp_dir)
-    if opts.privileged:
-        capabilities = privileges.all_capabilities()
-    namespaces = open_namespaces(container.id, container.state)
-    try:
-        from minirun.runtime import cgroups
-
-        return _exec(
-            container,
-            opts,
-            namespaces,
-            cgroups.existing_paths(container.id),
-            (capabilities, no_new_privileges, program),
-        )
-    finally:
-        for fd in namespaces.values():
-            os.close(fd)
 
 
 def open_namespaces(container_id: str, state: dict) -> dict[str, int]:
@@ -123,7 +89,7 @@ def open_namespaces(container_id: str, state: dict) -> dict[str, int]:
     return fds
 
 
-def _exec(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths: list[str], allowed: tuple) -> int:
+def exec_in(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths: list[str], allowed: tuple) -> int:
     from minirun.runtime import launch
 
     tty: Any = None  # the tty module, with -t
@@ -143,7 +109,7 @@ def _exec(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths
         linux.setns(pid_ns, linux.CLONE_NEWPID)
     finally:
         os.close(pid_ns)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, launch.FORWARDED_SIGNALS)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
     try:
         pid = os.fork()
     except OSError as exc:
@@ -169,7 +135,7 @@ def _exec(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths
     master = tty.receive_master(console) if tty else None
     failure = launch.read_start_error(started)
     if failure is None and tty and master is None:
-        launch.kill(pid)
+        supervise.kill(pid)
         failure = MinirunError("the exec'd process's pty never arrived")
     if failure is not None or opts.detach:
         # -d: the child forked the command and left; its exit code tells nothing more
@@ -182,14 +148,14 @@ def _exec(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths
         return 0
     if tty:
         return tty.attach(pid, master, opts.interactive)
-    return launch.wait_for_exit(pid)
+    return supervise.wait_for_exit(pid)
 
 
 def _child_main(
     container, opts, namespaces, error_fd, old_mask, console, rows, cols, cgroup_paths, allowed: tuple
 ) -> None:
     """Never returns: execs, or reports on the error pipe and exits with the error's code."""
-    from minirun.runtime import cgroups, launch
+    from minirun.runtime import cgroups
 
     code, message = EXIT_RUNTIME, "exec failed"
     try:
@@ -201,7 +167,7 @@ def _child_main(
         # cgroup could not be moved into it from inside
         cgroups.join(cgroup_paths)
         _child(container, opts, namespaces, error_fd, old_mask, console, rows, cols, allowed)
-    except launch.ExecFailure as exc:
+    except executable.ExecFailure as exc:
         code, message = exc.code, exc.message
     except MinirunError as exc:
         code, message = exc.exit_code, exc.message
@@ -226,8 +192,6 @@ def _child(
 ) -> None:
     """`allowed`: (capabilities, no_new_privileges, seccomp program or None)."""
     # everything needed after the mount namespace is joined is imported before it
-    from minirun.cli.run import merged_env
-    from minirun.runtime import launch
     from minirun.runtime.security import lock_down, read_user_db, resolve_user
 
     config = container.config
@@ -243,7 +207,7 @@ def _child(
     _enter_workdir(opts.workdir or config.workdir or "/")
     passwd, group = read_user_db("/")
     user = resolve_user(opts.user or config.user or None, passwd, group)
-    env = launch.with_default_env(merged_env(config.env, opts.env), config.hostname, user.home, opts.tty)
+    env = executable.with_default_env(executable.merged_env(config.env, opts.env), config.hostname, user.home, opts.tty)
     if console is not None:
         from minirun.runtime import tty  # already loaded by the parent, before the fork
 
@@ -252,7 +216,7 @@ def _child(
         _stdio_to_null((0, 1, 2))  # holding the CLI's stdout would keep its reader waiting
     elif not opts.interactive:
         _stdio_to_null((0,))
-    executable = launch.find_executable(opts.command[0], launch.env_value(env, "PATH"))
+    path = executable.find_executable(opts.command[0], executable.env_value(env, "PATH"))
     capabilities, no_new_privileges, program = allowed
     lock_down(user, capabilities, no_new_privileges, program, keep_fds=(error_fd,))
     if opts.detach and os.fork() != 0:
@@ -261,9 +225,9 @@ def _child(
         os._exit(0)
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     try:
-        os.execve(executable, opts.command, launch.env_dict(env))
+        os.execve(path, opts.command, executable.env_dict(env))
     except OSError as exc:
-        raise launch.exec_error(opts.command[0], exc) from None
+        raise executable.exec_error(opts.command[0], exc) from None
 
 
 def _enter_workdir(path: str) -> None:
@@ -298,3 +262,16 @@ def _stdio_to_null(targets: tuple[int, ...]) -> None:
     for target in targets:
         os.dup2(fd, target)
     os.close(fd)
+
+
+@dataclass
+class ExecOptions:
+    container: str
+    command: list[str]
+    detach: bool = False
+    interactive: bool = False
+    tty: bool = False
+    env: list[str] = field(default_factory=list)  # resolved K=V, in order
+    workdir: str = ""  # "": the container's
+    user: str = ""  # "": the container's
+    privileged: bool = False  # every capability (the container's seccomp filter stays, as in docker)

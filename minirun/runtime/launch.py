@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import os
 import signal
-import stat
 from dataclasses import dataclass, field
 
 from minirun import linux
-from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_RUNTIME, MinirunError
-from minirun.runtime import cgroups
+from minirun.errors import EXIT_RUNTIME, MinirunError
+from minirun.runtime import cgroups, supervise
+from minirun.runtime.executable import ExecFailure, env_dict, env_value, exec_error, find_executable, with_default_env
 from minirun.runtime.privileges import DEFAULT_CAPABILITIES
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
@@ -52,7 +51,7 @@ class LaunchPlan:
     stdio: tuple[int, int, int] | None = None  # fds for PID 1's 0, 1, 2 (a monitor's pipes); None: inherit
     die_with_parent: bool = False  # a detached container dies with its monitor: nobody else records its exit
     cgroups: list[str] = field(default_factory=list)  # the container's cgroup dirs (cgroups.create), joined first
-    net: dict | None = None  # bridge networks: eth0's veth, address and route (runtime/network.py), made by PID 1
+    net: dict | None = None  # bridge networks: eth0's veth, address and route (net/attach.py), made by PID 1
     join_netns: str = ""  # --network container:ID: that container's /proc/PID/ns/net, joined instead of a new one
     # what the process may do (privileges.py): capabilities, no_new_privs, the seccomp.Program (None: unconfined)
     capabilities: list[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
@@ -80,7 +79,7 @@ def start(plan: LaunchPlan) -> Started:
         console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     linux.unshare(linux.CLONE_NEWPID)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
     try:
         pid = os.fork()
     except BaseException:
@@ -134,12 +133,6 @@ def read_start_error(started: Started) -> MinirunError | None:
     return MinirunError(message, exit_code=int(code_text) if code_text.isdigit() else EXIT_RUNTIME)
 
 
-class ExecFailure(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
 def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None:
     if plan.stdio is not None:
         for target, fd in enumerate(plan.stdio):
@@ -171,9 +164,9 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
         namespaces |= linux.CLONE_NEWNET
     host_side = None
     if plan.net is not None:
-        from minirun.containers import network
+        from minirun.net import attach
 
-        host_side = network.open_host_side()  # before the unshare: it must reach the host's bridge
+        host_side = attach.open_host_side()  # before the unshare: it must reach the host's bridge
     elif plan.join_netns:
         _join_netns(plan.join_netns)
     linux.unshare(namespaces)
@@ -183,7 +176,7 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set, console=None) -> None
     if own_netns:
         _loopback_up()
     if host_side is not None and plan.net is not None:
-        network.attach(plan.net, host_side)
+        attach.attach(plan.net, host_side)
     os.chdir(plan.store_root)
     mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
     binds = [Bind(source=s, target=t, readonly=bool(ro)) for s, t, ro in plan.binds]
@@ -258,115 +251,3 @@ def _enter_workdir(workdir: str, readonly: bool) -> None:
         cwd = ""
     if not cwd.startswith("/"):
         raise MinirunError("current working directory is outside of container mount namespace root")
-
-
-def find_executable(name: str, path_env: str | None) -> str:
-    """exec.LookPath as runc uses it: a name with a slash is taken as is, else searched in PATH."""
-    if "/" in name:
-        _check_executable(name, name)
-        return name
-    for directory in (path_env or "").split(":"):
-        candidate = os.path.join(directory or ".", name)
-        try:
-            st = os.stat(candidate)
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
-            return candidate
-    raise ExecFailure(EXIT_NOT_FOUND, f'exec: "{name}": executable file not found in $PATH')
-
-
-def _check_executable(shown: str, path: str) -> None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise ExecFailure(EXIT_NOT_FOUND, f'exec: "{shown}": stat {path}: no such file or directory') from None
-    except OSError as exc:
-        raise ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": {(exc.strerror or str(exc)).lower()}') from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": is a directory')
-    if not st.st_mode & 0o111:
-        raise ExecFailure(EXIT_CANNOT_INVOKE, f'exec: "{shown}": permission denied')
-
-
-def exec_error(name: str, exc: OSError) -> ExecFailure:
-    text = (exc.strerror or str(exc)).lower()
-    code = EXIT_NOT_FOUND if exc.errno == 2 else EXIT_CANNOT_INVOKE
-    return ExecFailure(code, f'exec: "{name}": {text}')
-
-
-def with_default_env(env: list[str], hostname: str, home: str, tty: bool = False) -> list[str]:
-    """docker's additions: PATH when the image has none, HOSTNAME, TERM=xterm with -t (unless the
-    image or -e set TERM), HOME from the user's entry."""
-    keys = {item.split("=", 1)[0] for item in env}
-    extra = []
-    if "PATH" not in keys:
-        extra.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    if "HOSTNAME" not in keys:
-        extra.append(f"HOSTNAME={hostname}")
-    if tty and "TERM" not in keys:
-        extra.append("TERM=xterm")
-    result = extra + list(env)
-    if "HOME" not in keys:
-        result.append(f"HOME={home or '/'}")
-    return result
-
-
-def env_value(env: list[str], key: str) -> str | None:
-    value = None
-    for item in env:
-        k, _, v = item.partition("=")
-        if k == key:
-            value = v
-    return value
-
-
-def env_dict(env: list[str]) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for item in env:
-        k, _, v = item.partition("=")
-        result[k] = v
-    return result
-
-
-def wait_for_exit(pid: int) -> int:
-    """Wait for PID 1, forwarding the signals minirun receives; docker's exit code (128+N when
-    killed by signal N)."""
-    previous = forward_signals(pid)
-    try:
-        _, status = os.waitpid(pid, 0)
-    finally:
-        restore_handlers(previous)
-    return exit_code_of(status)
-
-
-def forward_signals(pid: int, also: dict | None = None) -> dict:
-    """Send FORWARDED_SIGNALS on to PID 1 (plus handlers of `also`), then unblock what start()
-    blocked. Returns the handlers to give back to restore_handlers."""
-    handlers = {sig: (lambda signum, _frame: _forward(pid, signum)) for sig in FORWARDED_SIGNALS}
-    handlers.update(also or {})
-    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    return previous
-
-
-def restore_handlers(previous: dict) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
-
-
-def kill(pid: int) -> None:
-    _forward(pid, signal.SIGKILL)
-
-
-def _forward(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def exit_code_of(status: int) -> int:
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.waitstatus_to_exitcode(status)

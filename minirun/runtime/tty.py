@@ -24,6 +24,7 @@ import termios
 
 from minirun import linux
 from minirun.errors import MinirunError
+from minirun.runtime import supervise
 
 DEFAULT_SIZE = (24, 80)  # rows, cols: docker's when its stdout is not a terminal
 _WINSIZE = "HHHH"
@@ -111,10 +112,9 @@ def attach(pid: int, master: int, interactive: bool) -> int:
     With -i the CLI's terminal goes raw (Ctrl-C, Ctrl-D reach the container as bytes, as in
     docker); without -i it stays as it is and Ctrl-C is a SIGINT the CLI forwards.
     """
-    from minirun.runtime import launch
 
     stdin_raw = interactive and os.isatty(0)
-    previous = launch.forward_signals(pid, also={signal.SIGWINCH: lambda *_: _resize(master)})
+    previous = supervise.forward_signals(pid, also={signal.SIGWINCH: lambda *_: _resize(master)})
     saved = None
     try:
         _resize(master)  # a resize between measuring and the handler would be lost otherwise
@@ -123,7 +123,7 @@ def attach(pid: int, master: int, interactive: bool) -> int:
             termios.tcsetattr(0, termios.TCSANOW, make_raw(saved))
         _relay(master, interactive)
     except BaseException:
-        launch.kill(pid)  # nobody would drain its output any more: never leave it blocked
+        supervise.kill(pid)  # nobody would drain its output any more: never leave it blocked
         raise
     finally:
         if saved is not None:
@@ -132,8 +132,8 @@ def attach(pid: int, master: int, interactive: bool) -> int:
         try:
             _, status = os.waitpid(pid, 0)
         finally:
-            launch.restore_handlers(previous)
-    return launch.exit_code_of(status)
+            supervise.restore_handlers(previous)
+    return supervise.exit_code_of(status)
 
 
 def make_raw(mode: list) -> list:

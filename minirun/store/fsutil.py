@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 
 from minirun.atomicfile import atomic_write, fsync_dir
 
@@ -93,3 +94,32 @@ def try_flock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def tree_size(path: str) -> int:
+    """docker's directory.Size: lstat sizes of all but dirs, a hardlinked inode once; symlinks
+    are never followed and a tree that changes meanwhile (a running container) is tolerated."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    pending = [path]
+    while pending:
+        try:
+            it = os.scandir(pending.pop())
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    pending.append(entry.path)
+                    continue
+                if st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                total += st.st_size
+    return total

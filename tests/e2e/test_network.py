@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from minirun.net import networks, portmap
+from minirun.net import ipv4, networks, portmap
 from minirun.net.bridge import link_names
 from minirun.runtime import cgroups
 from tests.helpers import wait_until
@@ -114,7 +114,7 @@ def start_web(cli, *args: str, name: str = "web") -> str:
 
 def default_subnet() -> tuple[int, int]:
     info = networks.bridge_info(networks.DEFAULT_BRIDGE)
-    return networks.parse_subnet(info["subnet"])
+    return ipv4.parse_subnet(info["subnet"])
 
 
 def test_default_bridge_gives_eth0_an_address_a_route_and_hosts(cli, busybox, seen):
@@ -132,7 +132,7 @@ def test_default_bridge_gives_eth0_an_address_a_route_and_hosts(cli, busybox, se
     routes, hosts, rest = routes_and_hosts.split("---\n")
     address, prefix = re.search(r"inet (\S+)/(\d+)", addr_line).groups()
     subnet = default_subnet()
-    assert networks.in_subnet(networks.ip_to_int(address), subnet) and int(prefix) == subnet[1]
+    assert ipv4.in_subnet(ipv4.ip_to_int(address), subnet) and int(prefix) == subnet[1]
     gateway = networks.bridge_info(networks.DEFAULT_BRIDGE)["gateway"]
     assert f"default via {gateway} dev eth0" in routes
     *resolv, hostname = rest.splitlines()
@@ -175,7 +175,7 @@ def test_user_network_resolves_names_through_hosts(cli, busybox, seen):
     document = json.loads(cli("network", "inspect", "appnet").out)[0]
     assert document["Name"] == "appnet" and document["Driver"] == "bridge"
     subnet = document["IPAM"]["Config"][0]["Subnet"]
-    assert networks.in_subnet(networks.ip_to_int(peer_address), networks.parse_subnet(subnet))
+    assert ipv4.in_subnet(ipv4.ip_to_int(peer_address), ipv4.parse_subnet(subnet))
     assert {c["Name"] for c in document["Containers"].values()} == {"web", "peer"}
     assert (
         json.loads(cli("inspect", "peer").out)[0]["NetworkSettings"]["Networks"]["appnet"]["IPAddress"] == peer_address
@@ -320,8 +320,8 @@ def test_a_command_that_cannot_start_frees_its_ports(cli, busybox, seen, detach)
 def test_a_start_failing_after_the_publish_frees_its_ports(cli, busybox, seen, store):
     """A cgroup write the kernel refuses fails the start after the ports are published, in the
     monitor (start, run -d) and in the foreground (run, build): the ports go, and the cgroups."""
-    from minirun.cli.run import _run
     from minirun.containers.container import Containers
+    from minirun.containers.foreground import run_foreground
     from minirun.errors import MinirunError
     from minirun.store.initlayer import init_layer_link
 
@@ -346,7 +346,7 @@ def test_a_start_failing_after_the_publish_frees_its_ports(cli, busybox, seen, s
     containers = Containers(store)
     container = containers.load(cid)
     with pytest.raises(MinirunError, match="cgroup: write 99999999 to .*pids.max: Invalid argument"):
-        _run(store, containers, container, busybox, init_layer_link(store))
+        run_foreground(store, containers, container, busybox, init_layer_link(store))
     assert seen(cid)["Ports"] == [["127.0.0.1", port, 80, "tcp"]]
     assert elements_to({address}) == [] and not publisher_recorded(address)
     assert [p for p in cgroups.container_paths(cid) if os.path.exists(p)] == []

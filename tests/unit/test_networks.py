@@ -12,20 +12,20 @@ import pytest
 from minirun.cli.runargs import parse_network_options, parse_run_args
 from minirun.containers.network import hosts_text
 from minirun.errors import Conflict, UsageError
-from minirun.net import networks, portmap
+from minirun.net import ipv4, networks, portmap
 
 # -- subnets ------------------------------------------------------------------------------------
 
 
 def test_parse_subnet_and_arithmetic():
-    assert networks.parse_subnet("10.66.0.0/16") == (networks.ip_to_int("10.66.0.0"), 16)
-    net = networks.parse_subnet("10.70.1.0/24")
-    assert networks.int_to_ip(networks.broadcast(*net)) == "10.70.1.255"
-    assert networks.in_subnet(networks.ip_to_int("10.70.1.9"), net)
-    assert not networks.in_subnet(networks.ip_to_int("10.70.2.9"), net)
-    assert networks.overlaps(networks.parse_subnet("10.66.0.0/16"), networks.parse_subnet("10.66.5.0/24"))
-    assert networks.overlaps(networks.parse_subnet("10.66.5.0/24"), networks.parse_subnet("10.66.0.0/16"))
-    assert not networks.overlaps(networks.parse_subnet("10.66.0.0/16"), networks.parse_subnet("10.67.0.0/24"))
+    assert ipv4.parse_subnet("10.66.0.0/16") == (ipv4.ip_to_int("10.66.0.0"), 16)
+    net = ipv4.parse_subnet("10.70.1.0/24")
+    assert ipv4.int_to_ip(ipv4.broadcast(*net)) == "10.70.1.255"
+    assert ipv4.in_subnet(ipv4.ip_to_int("10.70.1.9"), net)
+    assert not ipv4.in_subnet(ipv4.ip_to_int("10.70.2.9"), net)
+    assert ipv4.overlaps(ipv4.parse_subnet("10.66.0.0/16"), ipv4.parse_subnet("10.66.5.0/24"))
+    assert ipv4.overlaps(ipv4.parse_subnet("10.66.5.0/24"), ipv4.parse_subnet("10.66.0.0/16"))
+    assert not ipv4.overlaps(ipv4.parse_subnet("10.66.0.0/16"), ipv4.parse_subnet("10.67.0.0/24"))
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_parse_subnet_and_arithmetic():
 )
 def test_bad_subnets(text, needle):
     with pytest.raises(UsageError) as err:
-        networks.parse_subnet(text)
+        ipv4.parse_subnet(text)
     assert needle in err.value.message
 
 
@@ -69,19 +69,19 @@ ODD_ADDRESSES = [
 @pytest.mark.parametrize("text", ODD_ADDRESSES)
 def test_only_canonical_dotted_quads_are_addresses(text):
     with pytest.raises(UsageError) as err:
-        networks.canonical_ip(text)
+        ipv4.canonical_ip(text)
     assert err.value.message.count("\n") == 0 and err.value.message.startswith("invalid IPv4 address: ")
     with pytest.raises(UsageError):
-        networks.ip_to_int(text)
+        ipv4.ip_to_int(text)
     with pytest.raises(UsageError) as err:
-        networks.parse_subnet(text + "/24")
+        ipv4.parse_subnet(text + "/24")
     assert "\n" not in err.value.message
 
 
 def test_canonical_addresses_pass_unchanged():
     for text in ("127.0.0.1", "0.0.0.0", "10.66.0.2", "255.255.255.255"):
-        assert networks.canonical_ip(text) == text
-    assert networks.ip_to_int("10.0.0.1") == 0x0A000001
+        assert ipv4.canonical_ip(text) == text
+    assert ipv4.ip_to_int("10.0.0.1") == 0x0A000001
 
 
 @pytest.mark.parametrize(
@@ -89,27 +89,27 @@ def test_canonical_addresses_pass_unchanged():
 )
 def test_odd_prefix_lengths(text):
     with pytest.raises(UsageError) as err:
-        networks.parse_subnet(text)
+        ipv4.parse_subnet(text)
     assert "ADDRESS/PREFIX" in err.value.message and "\n" not in err.value.message
 
 
 def test_first_free_address_skips_network_gateway_broadcast_and_taken():
-    net = networks.parse_subnet("10.70.0.0/30")  # .1 and .2 are its only host addresses
-    gateway = networks.ip_to_int("10.70.0.1")
-    assert networks.int_to_ip(networks.first_free_address(net, {gateway})) == "10.70.0.2"
-    assert networks.first_free_address(net, {gateway, gateway + 1}) is None
+    net = ipv4.parse_subnet("10.70.0.0/30")  # .1 and .2 are its only host addresses
+    gateway = ipv4.ip_to_int("10.70.0.1")
+    assert ipv4.int_to_ip(ipv4.first_free_address(net, {gateway})) == "10.70.0.2"
+    assert ipv4.first_free_address(net, {gateway, gateway + 1}) is None
 
 
 def test_free_subnet_avoids_used_ones():
     pool = networks.user_pool()
-    assert len(pool) == 256 and networks.int_to_ip(pool[1][0]) == "10.67.1.0" and pool[1][1] == 24
-    used = [networks.parse_subnet("10.67.0.0/23")]
-    assert networks.int_to_ip(networks.free_subnet(pool, used)[0]) == "10.67.2.0"
-    assert networks.free_subnet(pool, [networks.parse_subnet("10.0.0.0/8")]) is None
+    assert len(pool) == 256 and ipv4.int_to_ip(pool[1][0]) == "10.67.1.0" and pool[1][1] == 24
+    used = [ipv4.parse_subnet("10.67.0.0/23")]
+    assert ipv4.int_to_ip(ipv4.free_subnet(pool, used)[0]) == "10.67.2.0"
+    assert ipv4.free_subnet(pool, [ipv4.parse_subnet("10.0.0.0/8")]) is None
 
 
 def test_mac_follows_the_address():
-    assert networks.mac_for("10.66.0.2") == "02:42:0a:42:00:02"
+    assert ipv4.mac_for("10.66.0.2") == "02:42:0a:42:00:02"
 
 
 @pytest.mark.parametrize("name", ["", "-x", "a b", "na/me", "é"])
@@ -264,7 +264,7 @@ def test_parallel_allocations_from_two_stores_never_share_an_address(host_dir, t
         addresses = pool.map(_allocate, jobs)
     assert len(set(addresses)) == 16
     assert "10.70.0.1" not in addresses and "10.70.0.0" not in addresses
-    assert sorted(addresses, key=networks.ip_to_int)[0] == "10.70.0.2"
+    assert sorted(addresses, key=ipv4.ip_to_int)[0] == "10.70.0.2"
 
 
 def test_allocation_is_stable_released_and_stale_bookings_reclaimed(host_dir, tmp_path):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from minirun.cli.run import container_argv, merged_env
+from minirun.cli.run import container_argv
 from minirun.cli.runargs import parse_run_args
 from minirun.errors import UsageError
+from minirun.runtime.executable import merged_env
 
 
 def test_options_stop_at_the_image_and_the_rest_is_the_command():

@@ -1,0 +1,65 @@
+"""The truth about whether a container still runs.
+
+state.json is written by whoever is PID 1's parent (the foreground CLI or the monitor). If that
+process died without writing the exit (kill -9, a reboot), `refresh` finds out from /proc, by pid
+and start time, and records an honest exit, so no command waits on a dead container.
+"""
+
+from __future__ import annotations
+
+from minirun.containers.container import Container, Containers
+from minirun.errors import NotFound
+from minirun.humanize import rfc3339_now
+from minirun.procs import is_alive
+
+UNKNOWN_EXIT = 255  # docker's code when the exit status was lost with the process that knew it
+
+
+def is_running(container: Container) -> bool:
+    return container.state.get("Status") == "running"
+
+
+def is_dead(container: Container) -> bool:
+    """A container whose record is damaged (Containers.load_or_dead): its processes may still run."""
+    return container.state.get("Status") == "dead"
+
+
+def refresh(containers: Containers, container: Container, reload: bool = True, record: bool = True) -> Container:
+    """Re-read the state (unless the caller just loaded it); if it says running but PID 1 and
+    its parent are both gone, record the exit nobody else will. `record=False` for commands that
+    only read (ps, inspect, logs, top, stats, port): they show that exit and write nothing, so
+    they work on a full or read-only disk."""
+    if reload:
+        try:
+            container = containers.load_or_dead(container.id)
+        except NotFound:  # removed meanwhile: keep what we had
+            return container
+    state = container.state
+    if state.get("Status") != "running":
+        return container
+    if is_alive(state.get("Pid", 0), state.get("PidStartTime")):
+        return container
+    if is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")):
+        return container  # PID 1 just ended; its parent is writing the exit now
+    exited = {
+        "Status": "exited",
+        "Running": False,
+        "Pid": 0,
+        "ExitCode": UNKNOWN_EXIT,
+        "Error": "the container's monitor died; its exit status is unknown",
+        "FinishedAt": rfc3339_now(),
+    }
+    if record:
+        containers.update_state(container, **exited)
+    else:
+        container.state.update(exited)
+    remove_cgroups(container)  # the monitor would have (cgroupfs, not the store's disk)
+    return container
+
+
+def remove_cgroups(container: Container) -> None:
+    """Whoever records an exit removes the container's cgroups; this catches what a killed
+    monitor or CLI left behind."""
+    from minirun.runtime import cgroups
+
+    cgroups.remove(cgroups.existing_paths(container.id))

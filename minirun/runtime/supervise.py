@@ -1,0 +1,53 @@
+"""A started PID 1 seen from its parent: the signals passed on to it, the wait, and docker's exit
+code. Shared by the foreground run, `run -t`'s relay and exec."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+# What the parent passes on to PID 1; start() blocks them before the fork so none is lost.
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def wait_for_exit(pid: int) -> int:
+    """Wait for PID 1, forwarding the signals minirun receives; docker's exit code (128+N when
+    killed by signal N)."""
+    previous = forward_signals(pid)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        restore_handlers(previous)
+    return exit_code_of(status)
+
+
+def forward_signals(pid: int, also: dict | None = None) -> dict:
+    """Send FORWARDED_SIGNALS on to PID 1 (plus handlers of `also`), then unblock what start()
+    blocked. Returns the handlers to give back to restore_handlers."""
+    handlers = {sig: (lambda signum, _frame: _forward(pid, signum)) for sig in FORWARDED_SIGNALS}
+    handlers.update(also or {})
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    return previous
+
+
+def restore_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def kill(pid: int) -> None:
+    _forward(pid, signal.SIGKILL)
+
+
+def _forward(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def exit_code_of(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
