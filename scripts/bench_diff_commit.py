@@ -12,7 +12,7 @@
    round-robin with the order rotating each round:
      - `minirun diff C` and `podman diff C` (wall time of the command, seen from this process);
      - floors: an os.walk of minirun's upper dir inside this process (the issue's 0.031 s), a
-       fresh interpreter doing that walk (`python -S -c ...`), and `python -c 'import minirun.cli.app'`
+       fresh interpreter doing that walk (`python -S -c ...`), and `python -c 'import minirun.cli.app_images'`
        (the typer path every non-lean verb starts with).
    Target: minirun ≤ 0.3 × podman.
 2. commit. A container per tool writes --megabytes of /dev/urandom in files of 10 MB
@@ -437,7 +437,11 @@ def main() -> int:
                 "floor: python -S -c 'os.walk(upper)'",
                 [py, "-S", "-c", f"import os\nfor _ in os.walk({upper!r}): pass"],
             ),
-            cmd_row("python -c 'import minirun.cli.app' (typer path)", [py, "-c", "import minirun.cli.app"], env=env),
+            cmd_row(
+                "python -c 'import minirun.cli.app_images' (typer path)",
+                [py, "-c", "import minirun.cli.app_images"],
+                env=env,
+            ),
         ]
         interleave(diff_rows, args.runs, stop)
 

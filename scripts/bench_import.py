@@ -379,7 +379,10 @@ def drop_caches_and_rewarm(tar_path: Path, py: str, env: dict[str, str]) -> None
         f.write("1\n")
     read_through(tar_path)
     run(["tar", "--version"])
-    run([py, "-c", "import minirun.cli.app, minirun.image.importer, minirun.store, minirun.layer.archive"], env=env)
+    run(
+        [py, "-c", "import minirun.cli.app_images, minirun.image.importer, minirun.store, minirun.layer.archive"],
+        env=env,
+    )
 
 
 def minirun_env() -> dict[str, str]:

@@ -278,7 +278,7 @@ def main() -> int:
             [
                 py,
                 "-c",
-                "import minirun.cli.app, minirun.distribution.imageload, minirun.layer.archive, minirun.cli.app_archive",
+                "import minirun.cli.typerapp, minirun.distribution.imageload, minirun.layer.archive, minirun.cli.app_archive",
             ],
             env=env,
         )

@@ -7,6 +7,8 @@ bash scripts/setup.sh --test
 .venv/bin/ruff check minirun tests scripts images
 .venv/bin/ruff format --check minirun tests scripts images
 .venv/bin/mypy
+# The architecture: layers one way, no cycles (the contracts are in pyproject.toml).
+.venv/bin/lint-imports --no-cache
 # No reruns: a flaky test is fixed, or marked with its reason. `-m "not slow"`, `-m "not peers"`
 # pick a quicker subset (the markers are in pyproject.toml).
 exec .venv/bin/python -m pytest -q -r fE "$@"

@@ -14,8 +14,10 @@ from typing import BinaryIO
 
 import typer
 
-from minirun.cli.app import _store, app
+from minirun.cli.typerapp import new_app, open_store
 from minirun.errors import NotFound, UsageError
+
+app = new_app()
 
 
 class _Bars:
@@ -62,7 +64,7 @@ def load(
 
     if input_ is None and sys.stdin.isatty():
         raise UsageError("requested load from stdin, but stdin is empty")
-    store = _store()
+    store = open_store()
     stream: BinaryIO
     if input_ is not None:
         try:
@@ -99,7 +101,7 @@ def save(
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
     from minirun.distribution.imagesave import save_images, save_to_file
 
-    store = _store()
+    store = open_store()
     if output:  # docker: an empty -o means stdout
         save_to_file(store, images, output)
         return

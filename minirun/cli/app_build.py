@@ -15,8 +15,10 @@ import time
 import typer
 
 from minirun.build.builder import Progress
-from minirun.cli.app import app, options
+from minirun.cli.typerapp import globals_, new_app
 from minirun.errors import UsageError
+
+app = new_app()
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -133,7 +135,7 @@ def build(
         context=context, dockerfile=file, tags=refs, build_args=parse_build_args(build_arg), no_cache=no_cache
     )
     view = _view(progress, quiet)
-    result = build_image(Store(options.root), build_options, view)
+    result = build_image(Store(globals_.root), build_options, view)
     if result.unused_args:
         print(f"[Warning] One or more build-args [{' '.join(result.unused_args)}] were not consumed", file=sys.stderr)
     print(f"Successfully built {result.image.short_id}")

@@ -1,4 +1,4 @@
-"""Container verbs of the typer app (registered on cli.app): stop, kill, rm, start, wait, logs,
+"""Container verbs of the typer app: stop, kill, rm, start, wait, logs,
 rename, top, container prune. `run`, `exec` and `ps` take the lean path in main.py."""
 
 from __future__ import annotations
@@ -7,15 +7,17 @@ import sys
 
 import typer
 
-from minirun.cli.app import act_on_each, app, options
+from minirun.cli.typerapp import act_on_each, globals_, new_app, print_table
 from minirun.errors import MinirunError
+
+app = new_app()
 
 
 def _containers():
     from minirun.containers.container import Containers
     from minirun.store import Store
 
-    return Containers(Store(options.root))
+    return Containers(Store(globals_.root))
 
 
 def _each(names: list[str], action) -> None:
@@ -164,7 +166,6 @@ def rename(
 @app.command("top")
 def top(name: str = typer.Argument(..., metavar="CONTAINER")) -> None:
     """Display the running processes of a container."""
-    from minirun.cli.app import _print_table
     from minirun.cli.containerinfo import top_rows
     from minirun.containers import liveness
 
@@ -172,17 +173,17 @@ def top(name: str = typer.Argument(..., metavar="CONTAINER")) -> None:
     container = liveness.refresh(containers, containers.find(name), record=False)
     if not liveness.is_running(container):
         raise MinirunError(f"container {container.id} is not running")
-    _print_table(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], top_rows(container))
+    print_table(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], top_rows(container))
 
 
-container_app = typer.Typer(help="Manage containers.", no_args_is_help=True)
+container_app = new_app(help="Manage containers.")
 app.add_typer(container_app, name="container")
 
 
 @container_app.command("prune")
 def container_prune(force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation.")) -> None:
     """Remove all stopped containers."""
-    from minirun.cli.app import confirm_removal
+    from minirun.cli.typerapp import confirm_removal
     from minirun.containers import lifecycle
     from minirun.humanize import human_size
 

@@ -1,4 +1,4 @@
-"""Verbs that look at the layered filesystem (registered on cli.app): `trace` (how the merged
+"""Verbs that look at the layered filesystem: `trace` (how the merged
 view answers for one path) and `system df` (what the store takes on disk, layers counted once)."""
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ import sys
 
 import typer
 
-from minirun.cli.app import _print_table, _store, app, confirm_removal
+from minirun.cli.typerapp import confirm_removal, new_app, open_store, print_table
 from minirun.errors import NotFound, UsageError
 
-system_app = typer.Typer(help="Manage minirun.", no_args_is_help=True)
+app = new_app()
+
+system_app = new_app(help="Manage minirun.")
 app.add_typer(system_app, name="system")
 
 
@@ -29,7 +31,7 @@ def trace_command(
 
     if format_ not in (None, "table", "json"):
         raise UsageError(f"unsupported --format {format_!r} (use 'table' or 'json')")
-    store = _store()
+    store = open_store()
     container = None
     try:  # a container first, as inspect does
         container = Containers(store).find(target)
@@ -54,7 +56,7 @@ def trace_command(
         print(f"{hop.path} is a symlink -> {hop.target} ({hop.layer}): followed in the merged view")
     if result.hops:
         print(f"tracing {result.resolved}")
-    _print_table(
+    print_table(
         ["LAYER", "CREATED BY", "ACTION", "DETAIL"],
         [[r.layer, short_created_by(r.created_by, no_trunc), r.action, r.detail] for r in result.rows],
     )
@@ -72,9 +74,9 @@ def system_df(
     from minirun.containers.diskusage import disk_usage, reclaimable_text
     from minirun.humanize import human_size, image_age, time_ago
 
-    usage = disk_usage(_store())
+    usage = disk_usage(open_store())
     if not verbose:
-        _print_table(
+        print_table(
             ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
             [
                 [r.type, str(r.total), str(r.active), human_size(r.size, 4), reclaimable_text(r)]
@@ -84,7 +86,7 @@ def system_df(
         return
     # docker's precisions: image and container SIZE 3 digits, SHARED/UNIQUE SIZE 4
     print("Images space usage:\n")
-    _print_table(
+    print_table(
         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"],
         [
             [
@@ -101,13 +103,13 @@ def system_df(
         ],
     )
     print("\nLayers space usage:\n")
-    _print_table(
+    print_table(
         ["LAYER", "SIZE", "USED BY"],
         [[layer.short_id, human_size(layer.size), str(layer.images)] for layer in usage.layers],
     )
     print(f"\nTotal: {len(usage.layers)} layers, {human_size(usage.layers_size, 4)} on disk, each stored once")
     print("\nContainers space usage:\n")
-    _print_table(
+    print_table(
         ["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"],
         [
             [
@@ -124,13 +126,13 @@ def system_df(
         ],
     )
     print("\nLocal Volumes space usage:\n")
-    _print_table(["VOLUME NAME", "LINKS", "SIZE"], [])
+    print_table(["VOLUME NAME", "LINKS", "SIZE"], [])
     print("\nBuild cache usage: 0B\n")
-    _print_table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"], [])
+    print_table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"], [])
     sys.stdout.flush()
 
 
-image_app = typer.Typer(help="Manage images.", no_args_is_help=True)
+image_app = new_app(help="Manage images.")
 app.add_typer(image_app, name="image")
 
 
@@ -144,7 +146,7 @@ def image_prune(
 
     if not confirm_removal("all dangling images" if not all_ else "all images without at least one container", force):
         return
-    lines, freed = _store().prune_images(all_)
+    lines, freed = open_store().prune_images(all_)
     _print_deleted("Images", [line[0].lower() + line[1:] for line in lines])
     print(f"Total reclaimed space: {human_size(freed)}")
 
@@ -165,7 +167,7 @@ def system_prune(
     )
     if not confirm_removal(what, force):
         return
-    store = _store()
+    store = open_store()
     containers = Containers(store)
     removed, freed = lifecycle.prune(containers)
     _print_deleted("Containers", removed)
@@ -191,6 +193,6 @@ def system_check(
     """Check the store and what minirun keeps on the host: layers, images, containers, orphans."""
     from minirun.containers.syscheck import run_check
 
-    lines, code = run_check(_store(), repair, verify_layers=not quick)
+    lines, code = run_check(open_store(), repair, verify_layers=not quick)
     print("\n".join(lines))
     raise typer.Exit(code)

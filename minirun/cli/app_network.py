@@ -1,4 +1,4 @@
-"""Network verbs of the typer app (registered on cli.app): network create/ls/rm/inspect, and port."""
+"""Network verbs of the typer app: network create/ls/rm/inspect, and port."""
 
 from __future__ import annotations
 
@@ -6,23 +6,25 @@ import json
 
 import typer
 
-from minirun.cli.app import _print_table, act_on_each, app, options
+from minirun.cli.typerapp import act_on_each, globals_, new_app, print_table
 from minirun.errors import MinirunError, NotFound
 
-network_app = typer.Typer(help="Manage networks.", no_args_is_help=True)
+app = new_app()
+
+network_app = new_app(help="Manage networks.")
 app.add_typer(network_app, name="network")
 
 
-def _store():
+def open_store():
     from minirun.store import Store
 
-    return Store(options.root)
+    return Store(globals_.root)
 
 
 def _networks(store=None):
     from minirun.net.networks import Networks
 
-    return Networks(store or _store())
+    return Networks(store or open_store())
 
 
 @network_app.command("create")
@@ -65,7 +67,7 @@ def _ls(quiet: bool, no_trunc: bool, format_: str | None) -> None:
                 )
             )
     else:
-        _print_table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[id_, n.name, n.driver, "local"] for id_, n in shown])
+        print_table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[id_, n.name, n.driver, "local"] for id_, n in shown])
 
 
 @network_app.command("ls")
@@ -111,7 +113,7 @@ def network_remove(names: list[str] = typer.Argument(..., metavar="NETWORK..."))
 @network_app.command("inspect")
 def network_inspect(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
     """Show networks as JSON, with their running containers."""
-    store = _store()
+    store = open_store()
     networks = _networks(store)
     documents = [network_document(store, networks.find(name)) for name in names]
     print(json.dumps(documents, indent=4))
@@ -202,7 +204,7 @@ def port(
     from minirun.containers.network import published
     from minirun.net.portmap import port_lines
 
-    containers = Containers(_store())
+    containers = Containers(open_store())
     container = refresh(containers, containers.find(name), record=False)
     lines = port_lines(published(container), private)
     if private is not None and not lines:

@@ -12,8 +12,10 @@ import threading
 
 import typer
 
-from minirun.cli.app import app, options
+from minirun.cli.typerapp import globals_, new_app
 from minirun.errors import UsageError
+
+app = new_app()
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -126,7 +128,7 @@ def pull(
     view = _view(quiet, pulling=True)
     try:
         _default_tag_note(reference, view)
-        result = pull_image(Store(options.root), reference, insecure=insecure, view=view)  # type: ignore[arg-type]
+        result = pull_image(Store(globals_.root), reference, insecure=insecure, view=view)  # type: ignore[arg-type]
     finally:
         view.close()
     print(result.reference)
@@ -145,7 +147,7 @@ def push(
     view = _view(quiet, pulling=False)
     try:
         _default_tag_note(reference, view)
-        push_image(Store(options.root), reference, insecure=insecure, view=view)  # type: ignore[arg-type]
+        push_image(Store(globals_.root), reference, insecure=insecure, view=view)  # type: ignore[arg-type]
     finally:
         view.close()
 

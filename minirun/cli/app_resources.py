@@ -1,4 +1,4 @@
-"""Resource verbs of the typer app (registered on cli.app): `update` changes a container's limits
+"""Resource verbs of the typer app: `update` changes a container's limits
 (live, if it runs) and `stats` shows what its cgroups use."""
 
 from __future__ import annotations
@@ -7,15 +7,17 @@ import sys
 
 import typer
 
-from minirun.cli.app import act_on_each, app, options
+from minirun.cli.typerapp import act_on_each, globals_, new_app
 from minirun.errors import MinirunError, UsageError
+
+app = new_app()
 
 
 def _containers():
     from minirun.containers.container import Containers
     from minirun.store import Store
 
-    return Containers(Store(options.root))
+    return Containers(Store(globals_.root))
 
 
 @app.command("update")

@@ -18,7 +18,7 @@ def _parser() -> Parser:
         usage="minirun exec [OPTIONS] CONTAINER COMMAND [ARG...]",
         description="Execute a command in a running container.",
     )
-    p.add_argument("--help", action="help", help="Print usage")
+    p.add_argument("--help", action="help", help="Show this message and exit.")
     p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")

@@ -1,17 +1,20 @@
-"""The entry point: the timed verbs (LEAN_VERBS) go straight to their lean paths, without typer's
-~80 ms of imports; every other verb goes through typer."""
+"""The entry point: the global options parsed once, the verb looked up in the command table
+(commands.py) and only its module loaded, and one way out for every verb: its exit code, or
+one line on stderr for an error (125 for bad input, as docker), 130 for ^C, and a quiet 141 for
+a reader that went away (`minirun ps | head -1`), as a program killed by SIGPIPE exits."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-LEAN_VERBS = {"run", "ps", "exec", "diff", "import"}
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 
 
-def split_global_options(args: list[str]) -> tuple[str | None, bool, int]:
-    """--root DIR / --root=DIR / --debug before the verb; returns (root, debug, index of the verb)."""
-    root, debug, i = None, False, 0
+def split_global_options(args: list[str]) -> tuple[str | None, bool, bool, int]:
+    """--root DIR / --root=DIR / --debug / -h / --help before the verb;
+    returns (root, debug, help, index of the verb)."""
+    root, debug, help_, i = None, False, False, 0
     while i < len(args):
         arg = args[i]
         if arg == "--root" and i + 1 < len(args):
@@ -20,56 +23,76 @@ def split_global_options(args: list[str]) -> tuple[str | None, bool, int]:
             root, i = arg[len("--root=") :], i + 1
         elif arg == "--debug":
             debug, i = True, i + 1
+        elif arg in ("-h", "--help"):
+            help_, i = True, i + 1
         else:
             break
-    return root, debug, i
+    return root, debug, help_, i
 
 
 def main() -> None:
     args = sys.argv[1:]
-    root, debug, verb_at = split_global_options(args)
-    if verb_at < len(args) and args[verb_at] in LEAN_VERBS:
-        code = run_lean(args[verb_at], args[verb_at + 1 :], root, debug)
-        # Skip the interpreter's module teardown (~12 ms of every run); nothing registers
-        # atexit work on this path, and the streams are flushed here.
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-    from minirun.cli.app import main as typer_main
-
-    typer_main(args)
-
-
-def run_lean(verb: str, argv: list[str], root: str | None, debug: bool) -> int:
-    from minirun.errors import report
-
+    root, debug, help_, verb_at = split_global_options(args)
+    code = outcome(lambda: dispatch(args, root, debug, help_, verb_at), debug)
+    # Skip the interpreter's module teardown (~12 ms of every run): nothing registers atexit
+    # work, and the streams are flushed here.
     try:
-        if verb == "run":
-            from minirun.cli.run import run_command
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = code or EXIT_BROKEN_PIPE
+    try:
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
-            return run_command(argv, root)
-        if verb == "exec":
-            from minirun.cli.execcmd import exec_command
 
-            return exec_command(argv, root)
-        if verb == "import":
-            from minirun.cli.importcmd import import_command
+def dispatch(args: list[str], root: str | None, debug: bool, help_: bool, verb_at: int) -> int:
+    from minirun.cli.commands import COMMANDS, top_help
+    from minirun.errors import UsageError
 
-            return import_command(argv, root)
-        if verb == "diff":
-            from minirun.cli.diffcmd import diff_command
+    if verb_at == len(args):
+        sys.stdout.write(top_help())
+        return 0
+    verb, argv = args[verb_at], args[verb_at + 1 :]
+    if help_:  # `minirun --help ps`: the verb's own help
+        argv = ["--help"]
+    command = COMMANDS.get(verb)
+    if command is None:
+        what = "flag" if verb.startswith("-") else "command"
+        raise UsageError(f"unknown {what}: {verb} (see 'minirun --help')")
+    module_name, _, attribute = command.target.partition(":")
+    module = __import__(module_name, fromlist=[attribute])
+    target = getattr(module, attribute)
+    if command.lean:
+        return target(argv, root)
+    from minirun.cli.typerapp import globals_, run_app
 
-            return diff_command(argv, root)
-        if verb == "ps":
-            from minirun.cli.ps import ps_command
+    globals_.root, globals_.debug = root, debug
+    return run_app(target, verb, argv)
 
-            return ps_command(argv, root)
+
+def outcome(action, debug: bool) -> int:
+    """The one path every verb's end takes: an exit code, whatever happened."""
+    try:
+        return action()
     except SystemExit as exc:  # argparse's --help
         return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
     except BaseException as exc:
+        from minirun.errors import report
+
         return report(exc, debug)
-    return 0
+
+
+def _quiet_stdout() -> None:
+    """The reader is gone: what is still buffered goes nowhere, not into an error at exit."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass

@@ -49,7 +49,7 @@ def _parser() -> Parser:
         usage="minirun run [OPTIONS] IMAGE [COMMAND] [ARG...]",
         description="Create and run a new container from an image.",
     )
-    p.add_argument("--help", action="help", help="Print usage")
+    p.add_argument("--help", action="help", help="Show this message and exit.")
     p.add_argument("-d", "--detach", action="store_true", help="Run container in background and print container ID")
     p.add_argument("--rm", action="store_true", help="Automatically remove the container when it exits")
     p.add_argument("--name", default="", help="Assign a name to the container")

@@ -1,0 +1,87 @@
+"""The command table: every verb, where it lives and what it does, in one place. Nothing here
+imports a verb: main.py loads only the module of the verb it runs, so `ps` never pays for typer
+and `images` never pays for build or pull.
+
+A verb is "lean" (a function `(argv, root) -> int` with its own argparse parser: the verbs whose
+start time is benchmarked, or that later issues make hot) or "typer" (a typer app in the module
+named, which holds this verb among others; typer parses its options)."""
+
+from __future__ import annotations
+
+
+class Command:
+    """`target`: "module:function" for a lean verb, "module:app" for a typer app. A plain class,
+    not a NamedTuple: typing costs ~6 ms on the paths the benchmarks time."""
+
+    __slots__ = ("target", "summary", "lean")
+
+    def __init__(self, target: str, summary: str, lean: bool = False) -> None:
+        self.target, self.summary, self.lean = target, summary, lean
+
+
+COMMANDS: dict[str, Command] = {
+    # containers
+    "run": Command("minirun.cli.run:run_command", "Create and run a new container from an image", lean=True),
+    "exec": Command("minirun.cli.execcmd:exec_command", "Execute a command in a running container", lean=True),
+    "ps": Command("minirun.cli.ps:ps_command", "List containers", lean=True),
+    "diff": Command(
+        "minirun.cli.diffcmd:diff_command",
+        "Inspect changes to files or directories on a container's filesystem",
+        lean=True,
+    ),
+    "start": Command("minirun.cli.app_containers:app", "Start one or more stopped containers"),
+    "stop": Command("minirun.cli.app_containers:app", "Stop one or more running containers"),
+    "kill": Command("minirun.cli.app_containers:app", "Kill one or more running containers"),
+    "rm": Command("minirun.cli.app_containers:app", "Remove one or more containers"),
+    "wait": Command("minirun.cli.app_containers:app", "Block until containers stop, then print their exit codes"),
+    "logs": Command("minirun.cli.app_containers:app", "Fetch the logs of a container"),
+    "rename": Command("minirun.cli.app_containers:app", "Rename a container"),
+    "top": Command("minirun.cli.app_containers:app", "Display the running processes of a container"),
+    "commit": Command("minirun.cli.app_containers:app", "Create a new image from a container's changes"),
+    "export": Command("minirun.cli.app_containers:app", "Export a container's filesystem as a tar archive"),
+    "container": Command("minirun.cli.app_containers:app", "Manage containers"),
+    "update": Command("minirun.cli.app_resources:app", "Update the resource limits of one or more containers"),
+    "stats": Command("minirun.cli.app_resources:app", "Display a live stream of container resource usage"),
+    "port": Command("minirun.cli.app_network:app", "List port mappings of a container"),
+    "trace": Command("minirun.cli.app_inspect_fs:app", "Show how the merged view answers for a path, layer by layer"),
+    # images
+    "images": Command("minirun.cli.app_images:app", "List images"),
+    "history": Command("minirun.cli.app_images:app", "Show the history of an image"),
+    "rmi": Command("minirun.cli.app_images:app", "Remove one or more images"),
+    "tag": Command("minirun.cli.app_images:app", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "inspect": Command("minirun.cli.app_images:app", "Return low-level information on containers or images"),
+    "import": Command(
+        "minirun.cli.importcmd:import_command", "Import the contents from a tarball to create an image", lean=True
+    ),
+    "build": Command("minirun.cli.app_build:app", "Build an image from a Containerfile or Dockerfile"),
+    "load": Command("minirun.cli.app_archive:app", "Load images from a tar archive or STDIN"),
+    "save": Command("minirun.cli.app_archive:app", "Save one or more images to a tar archive"),
+    "pull": Command("minirun.cli.app_registry:app", "Download an image from a registry"),
+    "push": Command("minirun.cli.app_registry:app", "Upload an image to a registry"),
+    "login": Command("minirun.cli.app_registry:app", "Log in to a registry"),
+    "logout": Command("minirun.cli.app_registry:app", "Log out from a registry"),
+    "image": Command("minirun.cli.app_inspect_fs:app", "Manage images"),
+    # the rest
+    "network": Command("minirun.cli.app_network:app", "Manage networks"),
+    "system": Command("minirun.cli.app_inspect_fs:app", "Manage minirun"),
+}
+
+GLOBAL_OPTIONS = (
+    ("--root DIR", "Store directory (default $MINIRUN_ROOT or /var/lib/minirun)"),
+    ("--debug", "Show tracebacks of internal errors"),
+    ("-h, --help", "Show this message and exit"),
+)
+
+
+def top_help() -> str:
+    """`minirun --help`, in the layout every verb's help has (leanparser.py, typer's plain help)."""
+    from minirun.cli.leanparser import definition_list
+
+    return (
+        "Usage: minirun [OPTIONS] COMMAND [ARGS]...\n\n"
+        "  A container runtime on kernel overlayfs, with docker's verbs.\n\n"
+        "Options:\n"
+        + definition_list(GLOBAL_OPTIONS)
+        + "\nCommands:\n"
+        + definition_list(sorted((name, c.summary) for name, c in COMMANDS.items()))
+    )
