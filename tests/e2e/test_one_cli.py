@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from minirun.cli.commands import COMMANDS, top_help
+from tests.e2e.test_hot_verbs import imported
 from tests.helpers import f, make_tar
 
 LEAN = sorted(name for name, c in COMMANDS.items() if c.lean)
@@ -117,3 +118,11 @@ def test_a_closed_pipe_ends_the_verb_quietly(verb, busybox, isolated_store):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (141, ""), done
+
+
+@pytest.mark.parametrize("args", [["images"], ["images", "--help"], ["network", "ls"]])
+def test_a_typer_verb_loads_typer_and_nothing_else_heavy(args, isolated_store):
+    """typer, but not rich (help is plain), pydantic (typer < 0.29), pyroute2 or pyseccomp."""
+    modules = {m.split(".")[0] for m in imported(isolated_store, *args)}
+    assert "typer" in modules
+    assert not modules & {"rich", "pydantic", "pyroute2", "pyseccomp"}, sorted(modules)
