@@ -1,6 +1,6 @@
 """Every test gets its own store; the real /var/lib/minirun is unusable from tests. The session
-has host-wide names of its own (minirun/hostwide.py): a run dir, a bridge prefix and an nft table
-no other session uses, so two copies of the suite on one host do not meet; it removes them at the
+has host-wide names of its own (minirun/hostwide.py): a run dir, a bridge prefix, an nft table and a
+cgroup parent no other session uses, so two copies of the suite on one host do not meet; it removes them at the
 end, so the host ends as it began."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ _SESSION = f"{os.getpid() % 0xFFFFF:05x}"
 os.environ.setdefault("MINIRUN_RUN_DIR", f"/run/minirun-test-{_SESSION}")
 os.environ.setdefault("MINIRUN_BRIDGE_PREFIX", f"mt{_SESSION}")
 os.environ.setdefault("MINIRUN_NFT_TABLE", f"miniruntest{_SESSION}")
+os.environ.setdefault("MINIRUN_CGROUP_PARENT", f"miniruntest{_SESSION}")
 
 import minirun.store  # noqa: E402
 
@@ -43,18 +44,25 @@ def pytest_collection_modifyitems(items) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def session_host_names_removed():
     """The session's bridges (its default one stays after a container, as docker0 does), its nft
-    table and its run dir go at the end, by their names, which are this session's alone."""
+    table, its run dir and its (empty) cgroup parents go at the end, by their names, which are this
+    session's alone."""
     yield
     if os.geteuid() != 0:
         return
     from minirun import hostwide
     from minirun.net.bridge import delete_bridge
+    from minirun.runtime import cgroups
 
     for name in os.listdir("/sys/class/net"):
         if name == hostwide.DEFAULT_BRIDGE or name.startswith(hostwide.BRIDGE_PREFIX + "-"):
             delete_bridge(name)
     subprocess.run(["nft", "delete", "table", "ip", hostwide.NFT_TABLE], capture_output=True)
     shutil.rmtree(hostwide.RUN_DIR, ignore_errors=True)
+    for hierarchy in cgroups.hierarchies():
+        try:
+            os.rmdir(f"{hierarchy.mount}/{hostwide.CGROUP_PARENT}")
+        except FileNotFoundError:
+            pass
 
 
 @pytest.fixture(autouse=True)

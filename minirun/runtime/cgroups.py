@@ -19,9 +19,10 @@ from __future__ import annotations
 import errno
 import os
 
+from minirun import hostwide
 from minirun.errors import MinirunError
 
-PARENT = "minirun"
+PARENT = hostwide.CGROUP_PARENT  # "minirun", unless a sandbox has its own
 CFS_PERIOD_US = 100000  # docker's --cpus period
 # v1 controllers a hierarchy may carry; a hierarchy with none (name=systemd) is left alone
 V1_CONTROLLERS = frozenset(
