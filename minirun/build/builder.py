@@ -475,13 +475,13 @@ class _Builder:
 
     # -- ARG ------------------------------------------------------------------------------
     def _arg(self, ins: Instruction, stage: _Stage | None) -> None:
-        from minirun.image.instructions import _split_words  # the Dockerfile's word split: quotes kept for process_word
+        from minirun.image.instructions import split_words  # the Dockerfile's word split: quotes kept for process_word
 
         env = (
             self._env(stage) if stage is not None else [f"{k}={v}" for k, v in self.meta_args.items() if v is not None]
         )
         shown = []
-        for word in _split_words(ins.args):
+        for word in split_words(ins.args):
             key, eq, raw = word.partition("=")
             if not key:
                 raise UsageError("ARG names can not be blank")

@@ -53,7 +53,7 @@ def parse_json_or_shell(args: str) -> tuple[list[str], bool]:
 def parse_key_values(args: str, env: list[str] | None = None, instruction: str = "ENV") -> list[tuple[str, str]]:
     """`K=V K2="v 2"` or legacy `K some value`, with quotes, backslashes and `$VAR`s
     processed against `env` as the Dockerfile does for ENV and LABEL."""
-    words = _split_words(args)
+    words = split_words(args)
     if not words:
         raise UsageError(f"{instruction} requires at least one argument")
     if "=" not in words[0]:
@@ -275,7 +275,7 @@ def _expand(word: str, env: list[str] | None, instruction: str) -> str:
 
 
 # -- the Dockerfile's word rules ------------------------------------------------------------
-def _split_words(text: str) -> list[str]:
+def split_words(text: str) -> list[str]:
     """Split on whitespace outside quotes, keeping quotes and backslashes in the words
     (process_word removes them later), as docker's parser does for ENV and LABEL."""
     words: list[str] = []
