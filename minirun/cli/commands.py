@@ -4,7 +4,10 @@ and `images` never pays for build or pull.
 
 A verb is "lean" (a function `(argv, root) -> int` with its own argparse parser: the verbs whose
 start time is benchmarked, or that later issues make hot) or "typer" (a typer app in the module
-named, which holds this verb among others; typer parses its options)."""
+named, which holds this verb among others; typer parses its options). The budget is kept by tests,
+not comments: a lean verb never imports typer, rich, pydantic or pyroute2 (tests/e2e/
+test_hot_verbs.py), a typer verb imports typer and none of the others (tests/e2e/test_one_cli.py);
+scripts/bench_cli.py times both kinds."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""`diff`, on the lean path (argparse, no typer): its benchmark target leaves no room for typer's
-~70 ms of imports."""
+"""`diff`, a lean verb (cli/commands.py says why): docker's change list of a container."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`exec`'s options, parsed without typer (exec is timed like run; see runargs.py). docker's
+"""`exec`'s options, parsed without typer (a lean verb: cli/commands.py says why). docker's
 spelling and meaning; errors are UsageError (exit 125)."""
 
 from __future__ import annotations

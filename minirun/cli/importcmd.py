@@ -1,5 +1,4 @@
-"""`import`, on the lean path: its benchmark is against `tar -x`, where typer's ~0.2 s of start-up
-would be a fifth of the whole figure."""
+"""`import`, a lean verb (cli/commands.py says why): its benchmark is against `tar -x`."""
 
 from __future__ import annotations
 

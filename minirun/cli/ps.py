@@ -1,4 +1,4 @@
-"""`ps`, on the lean path (argparse, no typer): docker ps's columns, statuses and flags."""
+"""`ps`, a lean verb (cli/commands.py says why): docker ps's columns, statuses and flags."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`run`'s options, parsed without typer: the run path is timed, and typer alone costs ~80 ms of
-imports here. docker's spelling and meaning; errors are UsageError (exit 125)."""
+"""`run`'s options, parsed without typer (a lean verb: cli/commands.py says why). docker's
+spelling and meaning; errors are UsageError (exit 125)."""
 
 from __future__ import annotations
 
