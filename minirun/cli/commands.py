@@ -69,10 +69,90 @@ COMMANDS: dict[str, Command] = {
     "system": Command("minirun.cli.app_inspect_fs:app", "Manage minirun"),
 }
 
+# docker's management groups: `minirun container ls` is `minirun ps`, `image rm` is `rmi`, `image inspect`
+# is `inspect --type image`. A subcommand named None here is the group's own (a typer subcommand of
+# the module COMMANDS names for the group: `container prune`, `image prune`, `system df`, ...).
+ALIASES_HIDDEN = {"list", "ps", "remove"}  # listed by docker as aliases, not lines of the group's help
+GROUPS: dict[str, dict[str, tuple[str, ...] | None]] = {
+    "container": {
+        "ls": ("ps",),
+        "list": ("ps",),
+        "ps": ("ps",),
+        "run": ("run",),
+        "exec": ("exec",),
+        "start": ("start",),
+        "stop": ("stop",),
+        "kill": ("kill",),
+        "rm": ("rm",),
+        "remove": ("rm",),
+        "wait": ("wait",),
+        "logs": ("logs",),
+        "rename": ("rename",),
+        "top": ("top",),
+        "diff": ("diff",),
+        "commit": ("commit",),
+        "export": ("export",),
+        "inspect": ("inspect", "--type", "container"),
+        "port": ("port",),
+        "stats": ("stats",),
+        "update": ("update",),
+        "prune": None,
+    },
+    "image": {
+        "ls": ("images",),
+        "list": ("images",),
+        "rm": ("rmi",),
+        "remove": ("rmi",),
+        "inspect": ("inspect", "--type", "image"),
+        "history": ("history",),
+        "tag": ("tag",),
+        "import": ("import",),
+        "build": ("build",),
+        "load": ("load",),
+        "save": ("save",),
+        "pull": ("pull",),
+        "push": ("push",),
+        "prune": None,
+    },
+}
+GROUP_SUMMARIES = {  # the group's own subcommands
+    ("container", "prune"): "Remove all stopped containers",
+    ("image", "prune"): "Remove unused images",
+}
+
+
+def resolve_group(group: str, argv: list[str]) -> tuple[str, list[str]] | None:
+    """`container ls -a` -> ("ps", ["-a"]); None when the group's own app answers (its own
+    subcommands, its help, a bad subcommand)."""
+    if not argv or argv[0] not in GROUPS[group]:
+        return None
+    target = GROUPS[group][argv[0]]
+    if target is None:
+        return None
+    return target[0], [*target[1:], *argv[1:]]
+
+
+def group_help(group: str) -> str:
+    rows = [
+        (sub, COMMANDS[target[0]].summary if target else GROUP_SUMMARIES[(group, sub)])
+        for sub, target in sorted(GROUPS[group].items())
+        if sub not in ALIASES_HIDDEN
+    ]
+    from minirun.cli.leanparser import definition_list
+
+    return (
+        f"Usage: minirun {group} COMMAND [ARGS]...\n\n  {COMMANDS[group].summary}\n\n"
+        "Options:\n"
+        + definition_list([("-h, --help", "Show this message and exit.")])
+        + "\nCommands:\n"
+        + definition_list(rows)
+    )
+
+
 GLOBAL_OPTIONS = (
     ("--root DIR", "Store directory (default $MINIRUN_ROOT or /var/lib/minirun)"),
     ("--debug", "Show tracebacks of internal errors"),
-    ("-h, --help", "Show this message and exit"),
+    ("-h, --help", "Show this message and exit."),
 )
 
 

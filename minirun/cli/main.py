@@ -47,7 +47,7 @@ def main() -> None:
 
 
 def dispatch(args: list[str], root: str | None, debug: bool, help_: bool, verb_at: int) -> int:
-    from minirun.cli.commands import COMMANDS, top_help
+    from minirun.cli.commands import COMMANDS, GROUPS, group_help, resolve_group, top_help
     from minirun.errors import UsageError
 
     if verb_at == len(args):
@@ -55,7 +55,14 @@ def dispatch(args: list[str], root: str | None, debug: bool, help_: bool, verb_a
         return 0
     verb, argv = args[verb_at], args[verb_at + 1 :]
     if help_:  # `minirun --help ps`: the verb's own help
-        argv = ["--help"]
+        argv = [*argv[:1], "--help"] if verb in GROUPS and argv else ["--help"]
+    if verb in GROUPS:
+        if not argv or argv[0] in ("-h", "--help"):
+            sys.stdout.write(group_help(verb))
+            return 0
+        if argv[0] not in GROUPS[verb]:
+            raise UsageError(f"unknown command: {verb} {argv[0]} (see 'minirun {verb} --help')")
+        verb, argv = resolve_group(verb, argv) or (verb, argv)
     command = COMMANDS.get(verb)
     if command is None:
         what = "flag" if verb.startswith("-") else "command"

@@ -126,3 +126,46 @@ def test_a_typer_verb_loads_typer_and_nothing_else_heavy(args, isolated_store):
     modules = {m.split(".")[0] for m in imported(isolated_store, *args)}
     assert "typer" in modules
     assert not modules & {"rich", "pydantic", "pyroute2", "pyseccomp"}, sorted(modules)
+
+
+def test_every_group_subcommand_names_a_verb_or_the_groups_own():
+    from minirun.cli.commands import GROUP_SUMMARIES, GROUPS
+
+    for group, subs in GROUPS.items():
+        assert group in COMMANDS
+        for sub, target in subs.items():
+            if target is None:
+                assert (group, sub) in GROUP_SUMMARIES and sub in verbs_of(_group_app(group)), (group, sub)
+            else:
+                assert target[0] in COMMANDS, (group, sub)
+
+
+def _group_app(group: str):
+    module_name, _, attribute = COMMANDS[group].target.partition(":")
+    app = getattr(importlib.import_module(module_name), attribute)
+    (info,) = [g for g in app.registered_groups if g.name == group]
+    return info.typer_instance
+
+
+@pytest.mark.parametrize(
+    "group_args, short_args",
+    [
+        (["container", "ls", "-a", "-q"], ["ps", "-a", "-q"]),
+        (["image", "ls", "-q"], ["images", "-q"]),
+        (["image", "inspect", "busybox"], ["inspect", "--type", "image", "busybox"]),
+        (["image", "history", "-q", "busybox"], ["history", "-q", "busybox"]),
+    ],
+)
+def test_a_group_subcommand_is_its_short_verb(group_args, short_args, busybox, isolated_store):
+    long, short = mr(*group_args, root=isolated_store), mr(*short_args, root=isolated_store)
+    assert long.returncode == short.returncode == 0, (long, short)
+    assert long.stdout == short.stdout
+
+
+def test_a_group_without_a_subcommand_lists_them(isolated_store):
+    done = mr("container", root=isolated_store)
+    assert done.returncode == 0 and done.stdout.startswith("Usage: minirun container COMMAND")
+    assert "\n  ls " in done.stdout and "\n  prune " in done.stdout
+    assert mr("container", "--help", root=isolated_store).stdout == done.stdout
+    bad = mr("container", "frob", root=isolated_store)
+    assert bad.returncode == 125 and bad.stderr.startswith("minirun: error: unknown command: container frob")
