@@ -1,7 +1,9 @@
-"""Sizes, durations and timestamps formatted exactly as docker's go-units and CLI print them."""
+"""Sizes, durations and timestamps formatted exactly as docker's go-units and CLI print them, and
+the times its --since/--until options take."""
 
 from __future__ import annotations
 
+import calendar
 import re
 import time
 import unicodedata
@@ -67,6 +69,47 @@ def parse_rfc3339(text: str) -> datetime:
         return datetime.fromisoformat(f"{day}T{clock}{micro}{offset}")
     except ValueError:
         raise UsageError(f"invalid timestamp: {text!r}") from None
+
+
+_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_GO_DURATION_RE = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
+_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DATE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?)?([Zz]|[+-]\d{2}:\d{2})?")
+
+
+def parse_timestamp(text: str, now_ns: int | None = None) -> int:
+    """A time in ns since the epoch from what docker's --since/--until take: a Go duration back
+    from now (`42m`, `1h30m`), Unix seconds[.nanoseconds], or a date: RFC 3339 (with nanoseconds),
+    `2006-01-02T15:04:05[.999999999]`, `2006-01-02Z07:00` or `2006-01-02`, local time when it
+    names no zone (docker's GetTimestamp)."""
+    value = text.strip()
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    unsigned = value.lstrip("+-")
+    if unsigned and _GO_DURATION_RE.fullmatch(unsigned):
+        seconds = sum(float(n) * _DURATION_SECONDS[unit] for n, unit in _GO_DURATION_PART.findall(unsigned))
+        ago = round(seconds * 1e9)
+        return now_ns + ago if value.startswith("-") else now_ns - ago
+    if re.fullmatch(r"\d+(\.\d{1,9})?", value):
+        whole, _, fraction = value.partition(".")
+        return int(whole) * 1_000_000_000 + int(fraction.ljust(9, "0") or 0)
+    match = _DATE_RE.fullmatch(value)
+    if match is None:
+        raise UsageError(f"invalid time {text!r}: a date (RFC 3339), Unix seconds or a duration like 42m")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    fields = (int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
+    try:
+        datetime(*fields)  # a real day and time
+    except ValueError:
+        raise UsageError(f"invalid time {text!r}: no such date") from None
+    nanos = int((fraction or "").ljust(9, "0") or 0)
+    if zone is None:  # the client's local time, as docker reads it
+        epoch = int(time.mktime((*fields, 0, 0, -1)))
+    else:
+        epoch = calendar.timegm((*fields, 0, 0, 0))
+        if zone not in ("Z", "z"):
+            sign = 1 if zone[0] == "+" else -1
+            epoch -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    return epoch * 1_000_000_000 + nanos
 
 
 def time_ago(created: datetime | str, now: datetime | None = None) -> str:

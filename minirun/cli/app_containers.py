@@ -130,17 +130,31 @@ def logs(
     follow: bool = typer.Option(False, "-f", "--follow", help="Follow log output until the container exits."),
     tail: str | None = typer.Option(None, "-n", "--tail", help="Number of lines to show from the end ('all')."),
     timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Show timestamps."),
+    since: str | None = typer.Option(
+        None, "--since", help="Show logs since a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m)."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", help="Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m)."
+    ),
 ) -> None:
     """Fetch the logs of a container (stdout to stdout, stderr to stderr)."""
     from minirun.containers import liveness
     from minirun.containers.logs import show_logs
     from minirun.errors import UsageError
+    from minirun.humanize import parse_timestamp, rfc3339_ns
+
+    def stamp(option: str, value: str | None) -> str:
+        try:
+            return rfc3339_ns(parse_timestamp(value)) if value else ""
+        except UsageError as exc:
+            raise UsageError(f"{option}: {exc.message}") from None
 
     lines: int | None = None
     if tail not in (None, "all"):
         if not tail.lstrip("-").isdigit():
             raise UsageError(f"invalid value for --tail: {tail!r}")
         lines = max(int(tail), 0) if int(tail) >= 0 else None
+    since_stamp, until_stamp = stamp("--since", since), stamp("--until", until)
     containers = _containers()
     container = containers.find(name)
     show_logs(
@@ -149,6 +163,8 @@ def logs(
         timestamps,
         follow,
         lambda: liveness.is_running(liveness.refresh(containers, container, record=False)),
+        since=since_stamp,
+        until=until_stamp,
     )
 
 

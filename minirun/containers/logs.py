@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 from minirun.containers.logcopier import DROPPED_KEY, LOG_NAME
 from minirun.errors import MinirunError, warn
+from minirun.humanize import rfc3339_ns
 
 _POLL = 0.05
 
@@ -57,13 +58,18 @@ def _read(path: str) -> bytes:
     return data
 
 
-def _entries(lines: list[bytes], since: str = "") -> Iterator[dict]:
+def _entries(lines: list[bytes], since: str = "", until: str = "") -> Iterator[dict]:
+    """`since` (at or after) and `until` (before) are times as the entries write them (fixed-width
+    RFC 3339 in UTC), so they compare as text."""
     for line in lines:
         try:
             entry = json.loads(line)
         except ValueError:
             continue  # a torn last line: the copier is still writing it
-        if isinstance(entry, dict) and (not since or entry.get("time", "") >= since):
+        if not isinstance(entry, dict):
+            continue
+        stamp = entry.get("time", "")
+        if (not since or stamp >= since) and (not until or stamp < until):
             yield entry
 
 
@@ -82,9 +88,24 @@ def _lines(data: bytes) -> list[bytes]:
 
 
 def show_logs(
-    container, tail: int | None, timestamps: bool, follow: bool, still_running: Callable[[], bool], since: str = ""
+    container,
+    tail: int | None,
+    timestamps: bool,
+    follow: bool,
+    still_running: Callable[[], bool],
+    since: str = "",
+    until: str = "",
 ) -> None:
-    """`since`: only entries stamped at or after it (start -a shows this run only)."""
+    """`since`: only entries stamped at or after it (start -a shows this run only); `until`: only
+    those before it, and a follow ends when the clock reaches it (docker's --until)."""
+    if until:
+        # nothing stamped at or after `until` is shown: following past it would only wait
+        running = still_running
+
+        def still_running() -> bool:
+            return running() and rfc3339_ns(time.time_ns()) < until
+
+        follow = follow and rfc3339_ns(time.time_ns()) < until
     if container.config.log_config.get("Type") == "none":
         raise MinirunError("configured logging driver does not support reading")
     path = log_path(container)
@@ -92,7 +113,7 @@ def show_logs(
         f = open(path, "rb")
     except FileNotFoundError:
         if not follow:
-            _history(container, b"", tail, timestamps, since)
+            _history(container, b"", tail, timestamps, since, until)
             return
         while not os.path.exists(path) and still_running():
             time.sleep(_POLL)
@@ -102,15 +123,15 @@ def show_logs(
     with f:
         data = f.read()
         partial = data[data.rfind(b"\n") + 1 :]
-        _history(container, data, tail, timestamps, since)
+        _history(container, data, tail, timestamps, since, until)
         if follow:
-            _follow(f, path, partial, timestamps, still_running)
+            _follow(f, path, partial, timestamps, still_running, until)
     dropped = container.state.get(DROPPED_KEY) or 0
     if dropped and not follow:
         warn(f"{dropped} bytes of this container's output were dropped: its disk was full")
 
 
-def _history(container, current: bytes, tail: int | None, timestamps: bool, since: str) -> None:
+def _history(container, current: bytes, tail: int | None, timestamps: bool, since: str, until: str) -> None:
     """What is logged so far: the rotated files, oldest first, then `current`; for --tail only
     as many files back as the last `tail` lines need."""
     lines = _lines(current)
@@ -121,11 +142,11 @@ def _history(container, current: bytes, tail: int | None, timestamps: bool, sinc
         lines = lines[-tail:] if tail > 0 else []
     else:
         lines = [line for path in reversed(older) for line in _lines(_read(path))] + lines
-    for entry in _entries(lines, since):
+    for entry in _entries(lines, since, until):
         write_entry(entry, timestamps)
 
 
-def _follow(f, path: str, partial: bytes, timestamps: bool, still_running: Callable[[], bool]) -> None:
+def _follow(f, path: str, partial: bytes, timestamps: bool, still_running: Callable[[], bool], until: str) -> None:
     """New entries as they come; when the copier rotates, the rest of the old file, then the new."""
     current = f
     try:
@@ -135,7 +156,7 @@ def _follow(f, path: str, partial: bytes, timestamps: bool, still_running: Calla
             if chunk:
                 data = partial + chunk
                 complete, _, partial = data.rpartition(b"\n")
-                for entry in _entries(complete.split(b"\n") if complete else []):
+                for entry in _entries(complete.split(b"\n") if complete else [], until=until):
                     write_entry(entry, timestamps)
                 continue
             if _rotated_away(current, path):

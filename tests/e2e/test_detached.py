@@ -216,3 +216,23 @@ def test_many_run_d_rm_f_cycles_leave_nothing(cli, busybox, isolated_store):
     assert os.listdir(isolated_store / "containers") == []
     assert not processes_of(str(isolated_store))
     assert not [line for line in open("/proc/mounts") if str(isolated_store) in line]
+
+
+def test_logs_since_and_until_pick_by_time(cli, busybox):
+    """--since at or after, --until before, in each of docker's forms: the entries' own stamps split
+    the output exactly (read back with -t), and a relative time counts back from now."""
+    cid = cli("run", "-d", "busybox", "sh", "-c", "for i in 1 2 3 4; do echo $i; sleep 0.3; done").out.strip()
+    assert cli("wait", cid).out == "0\n"
+    stamps = [line.split()[0] for line in cli("logs", "-t", cid).out.splitlines()]
+    assert len(stamps) == 4
+    third = stamps[2]
+    assert cli("logs", "--since", third, cid).out == "3\n4\n"
+    assert cli("logs", "--until", third, cid).out == "1\n2\n"
+    assert cli("logs", "--since", stamps[1], "--until", stamps[3], cid).out == "2\n3\n"
+    assert cli("logs", "--since", "1h", cid).out == "1\n2\n3\n4\n"
+    assert cli("logs", "--until", "1h", cid).out == ""
+    assert cli("logs", "--since", "0", cid).out == "1\n2\n3\n4\n"  # Unix seconds
+    # --until now: everything so far, and a follow ends at once
+    assert cli("logs", "-f", "--until", "0s", cid).out == "1\n2\n3\n4\n"
+    bad = cli("logs", "--since", "yesterday", cid)
+    assert bad.code == 125 and bad.err.startswith("minirun: error: --since: invalid time 'yesterday'")

@@ -8,7 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from minirun.errors import UsageError
-from minirun.humanize import ellipsis, human_duration, human_size, image_age, parse_rfc3339, rfc3339_now, time_ago
+from minirun.humanize import (
+    ellipsis,
+    human_duration,
+    human_size,
+    image_age,
+    parse_rfc3339,
+    parse_timestamp,
+    rfc3339_now,
+    rfc3339_ns,
+    time_ago,
+)
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 WEEK, MONTH, YEAR = 7 * DAY, 30 * DAY, 365 * DAY
@@ -153,3 +163,46 @@ def test_an_unreadable_image_date_is_na_not_an_error(created) -> None:
 
 def test_a_readable_image_date_is_an_age() -> None:
     assert image_age(rfc3339_now()) == "Less than a second ago"
+
+
+NOW_NS = 1_700_000_000 * 10**9  # 2023-11-14T22:13:20Z
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("42m", "2023-11-14T21:31:20.000000000Z"),  # a Go duration back from now
+        ("1h30m", "2023-11-14T20:43:20.000000000Z"),
+        ("1.5h", "2023-11-14T20:43:20.000000000Z"),
+        ("300ms", "2023-11-14T22:13:19.700000000Z"),
+        ("-10m", "2023-11-14T22:23:20.000000000Z"),  # a negative duration is ahead of now
+        ("1700000000", "2023-11-14T22:13:20.000000000Z"),  # Unix seconds
+        ("1700000000.5", "2023-11-14T22:13:20.500000000Z"),
+        ("2013-01-02T13:23:37Z", "2013-01-02T13:23:37.000000000Z"),
+        ("2013-01-02T13:23:37.123456789+01:00", "2013-01-02T12:23:37.123456789Z"),
+        ("2013-01-02Z", "2013-01-02T00:00:00.000000000Z"),
+        ("2013-01-02+01:00", "2013-01-01T23:00:00.000000000Z"),
+    ],
+)
+def test_docker_timestamps(text: str, expected: str) -> None:
+    assert rfc3339_ns(parse_timestamp(text, NOW_NS)) == expected
+
+
+def test_a_date_without_a_zone_is_local_time(monkeypatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        assert rfc3339_ns(parse_timestamp("2013-01-02T13:23:37", NOW_NS)) == "2013-01-02T12:23:37.000000000Z"
+        assert rfc3339_ns(parse_timestamp("2013-01-02", NOW_NS)) == "2013-01-01T23:00:00.000000000Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize("text", ["", "x", "10q", "2013-02-30", "2013-1-2", "1h 30m"])
+def test_bad_timestamps_are_one_line_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse_timestamp(text, NOW_NS)
+    assert "\n" not in err.value.message and repr(text) in err.value.message
