@@ -179,6 +179,7 @@ def inspect_container(store, container: Container) -> dict:
             "Cmd": config.argv,
             "Image": config.image_ref,
             "WorkingDir": config.workdir,
+            "Labels": config.labels,
         },
     }
 

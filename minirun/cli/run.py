@@ -33,6 +33,15 @@ def container_argv(image_config: dict, opts: RunOptions) -> list[str]:
     return argv
 
 
+def image_labels(image_config: dict) -> dict[str, str]:
+    """An image's Labels as a container inherits them; an image config came from outside, so
+    anything but string keys and values is left out."""
+    labels = image_config.get("Labels")
+    if not isinstance(labels, dict):
+        return {}
+    return {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def run_command(argv: list[str], root: str | None) -> int:
     from minirun.containers.container import ContainerConfig, Containers, new_container_id
     from minirun.humanize import rfc3339_now
@@ -81,6 +90,7 @@ def run_command(argv: list[str], root: str | None) -> int:
         security_opt=opts.security_opt,
         devices=opts.devices,
         log_config=log_config,
+        labels={**image_labels(image_config), **opts.labels},
     )
     containers = Containers(store)
     init = init_layer_link(store)

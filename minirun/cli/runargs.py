@@ -40,6 +40,7 @@ class RunOptions:
     devices: list[list] = field(default_factory=list)  # [host, container, permissions]
     log_driver: str | None = None
     log_opts: dict = field(default_factory=dict)  # resolved against the store's defaults by run.py
+    labels: dict = field(default_factory=dict)  # --label-file, then -l (a later key wins)
 
 
 def _parser() -> Parser:
@@ -53,6 +54,8 @@ def _parser() -> Parser:
     p.add_argument("-d", "--detach", action="store_true", help="Run container in background and print container ID")
     p.add_argument("--rm", action="store_true", help="Automatically remove the container when it exits")
     p.add_argument("--name", default="", help="Assign a name to the container")
+    p.add_argument("-l", "--label", action="append", default=[], help="Set meta data on a container (K=V)")
+    p.add_argument("--label-file", action="append", default=[], help="Read in a line delimited file of labels")
     add_process_options(p)
     p.add_argument("-h", "--hostname", default="", help="Container host name")
     p.add_argument("-v", "--volume", action="append", default=[], help="Bind mount a volume (SRC:DST[:ro])")
@@ -130,6 +133,7 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
         resources=resource_options(ns),
         privileged=ns.privileged,
         log_driver=ns.log_driver,
+        labels=parse_labels(ns.label, ns.label_file),
     )
     if ns.log_opt:
         from minirun.containers.logconfig import parse_opts
@@ -239,25 +243,38 @@ def env_item(item: str, host_env) -> list[str]:
     return [f"{item}={host_env[item]}"] if item in host_env else []
 
 
+def parse_labels(labels: list[str], files: list[str]) -> dict[str, str]:
+    """docker's -l K=V (K alone: an empty value) and --label-file (one per line, # comments), the
+    files first; a key given twice keeps its last value."""
+    items = [line for path in files for line in _text_lines(path, "label file")] + list(labels)
+    result: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key.strip():
+            raise UsageError(f"invalid label {item!r}: an empty key")
+        result[key] = value
+    return result
+
+
+def _text_lines(path: str, what: str) -> list[str]:
+    """A small text file's meaningful lines: no blank ones, no # comments."""
+    from minirun.store.fsutil import read_capped
+
+    try:
+        text = read_capped(path, ENV_FILE_LIMIT, what).decode("utf-8")
+    except OSError as exc:
+        raise UsageError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not UTF-8 text") from None
+    stripped = (line.lstrip() for line in text.splitlines())
+    return [line for line in stripped if line and not line.startswith("#")]
+
+
 ENV_FILE_LIMIT = 1 << 20  # execve takes ~2 MiB of arguments and environment in all
 
 
 def read_env_file(path: str, host_env) -> list[str]:
-    from minirun.store.fsutil import read_capped
-
-    try:
-        lines = read_capped(path, ENV_FILE_LIMIT, "env file").decode("utf-8").splitlines()
-    except OSError as exc:
-        raise UsageError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"env file {path} is not UTF-8 text") from None
-    env = []
-    for line in lines:
-        stripped = line.lstrip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        env += env_item(stripped, host_env)
-    return env
+    return [item for line in _text_lines(path, "env file") for item in env_item(line, host_env)]
 
 
 def parse_volume(spec: str) -> tuple[str, str, bool]:

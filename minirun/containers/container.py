@@ -52,6 +52,7 @@ _CONFIG_FIELDS = (
     ("devices", list),  # --device: [host path, container path, permissions]
     # docker's HostConfig.LogConfig ({"Type": driver, "Config": {opt: value}}; logconfig.py); {}: unbounded json-file
     ("log_config", dict),
+    ("labels", dict),  # the image's Labels, then --label-file and -l on top (docker's Config.Labels)
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
 
@@ -84,6 +85,7 @@ class ContainerConfig:
     security_opt: list[str]
     devices: list[list]
     log_config: dict
+    labels: dict
 
     def __init__(self, **values: object) -> None:
         unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}

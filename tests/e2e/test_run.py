@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -287,3 +288,18 @@ def test_device_nodes_made_inside_do_not_open_anywhere(cli, busybox, tmp_path):
     )
     result = cli("run", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c", script)
     assert result.out.split() == ["/tmp-refused", "/dev-refused", "/data-refused", "4", "4", "null-ok"], result
+
+
+def test_labels_come_from_the_image_then_the_flags(cli, busybox, tmp_path):
+    base = cli("run", "--name", "base", "--network", "none", "busybox", "true")
+    assert base.code == 0, base.err
+    committed = cli("commit", "-c", "LABEL from.image=yes", "-c", "LABEL shared=image", "base", "labelled:1")
+    assert committed.code == 0, committed.err
+    path = tmp_path / "labels"
+    path.write_text("from.file=yes\n")
+    ran = cli(
+        "run", "--name", "l", "--network", "none", "--label-file", str(path), "-l", "shared=flag", "labelled:1", "true"
+    )
+    assert ran.code == 0, ran.err
+    labels = json.loads(cli("inspect", "labelled").out)[0]["Config"]["Labels"]
+    assert labels == {"from.image": "yes", "shared": "flag", "from.file": "yes"}

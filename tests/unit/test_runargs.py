@@ -78,3 +78,23 @@ def test_env_merge_replaces_in_place():
 def test_good_hostnames_pass():
     for name in ("box", "web-1", "a.b.example", "x" * 63):
         assert parse_run_args(["-h", name, "img"]).hostname == name
+
+
+def test_labels_from_files_then_flags(tmp_path):
+    from minirun.cli.run import image_labels
+
+    path = tmp_path / "labels"
+    path.write_text("# a comment\n\ncom.example.a=1\ncom.example.b=from-file\n")
+    opts = parse_run_args(["--label-file", str(path), "-l", "com.example.b=flag", "--label", "solo", "img"])
+    assert opts.labels == {"com.example.a": "1", "com.example.b": "flag", "solo": ""}
+    assert image_labels({"Labels": {"a": "1", "b": 2}}) == {"a": "1"}
+    assert image_labels({"Labels": ["x"]}) == {}
+
+
+@pytest.mark.parametrize(
+    "args, needle", [(["-l", "=v", "img"], "empty key"), (["--label-file", "/nonexistent", "img"], "open /nonexistent")]
+)
+def test_bad_labels_are_usage_errors(args, needle):
+    with pytest.raises(UsageError) as err:
+        parse_run_args(args)
+    assert needle in err.value.message
