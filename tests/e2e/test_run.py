@@ -298,8 +298,18 @@ def test_labels_come_from_the_image_then_the_flags(cli, busybox, tmp_path):
     path = tmp_path / "labels"
     path.write_text("from.file=yes\n")
     ran = cli(
-        "run", "--name", "l", "--network", "none", "--label-file", str(path), "-l", "shared=flag", "labelled:1", "true"
+        "run",
+        "--name",
+        "withlabels",
+        "--network",
+        "none",
+        "--label-file",
+        str(path),
+        "-l",
+        "shared=flag",
+        "labelled:1",
+        "true",
     )
     assert ran.code == 0, ran.err
-    labels = json.loads(cli("inspect", "labelled").out)[0]["Config"]["Labels"]
+    labels = json.loads(cli("inspect", "withlabels").out)[0]["Config"]["Labels"]
     assert labels == {"from.image": "yes", "shared": "flag", "from.file": "yes"}
