@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass
 
 from minirun.containers.container import Container
+from minirun.errors import MinirunError
 from minirun.humanize import ellipsis, human_duration, parse_rfc3339, time_ago
 
 NEVER = "0001-01-01T00:00:00Z"
@@ -49,6 +50,7 @@ class PsRow:
     status: str
     names: str
     ports: str = ""
+    size: str = ""  # ps -s only: it walks the writable layer
 
 
 def ports_text(container: Container) -> str:
@@ -61,9 +63,12 @@ def ports_text(container: Container) -> str:
     return ps_text(settings["Ports"])
 
 
-def ps_rows(containers: list[Container], all_: bool, no_trunc: bool) -> list[PsRow]:
-    shown = [c for c in containers if all_ or c.state.get("Status") == "running"]
+def ps_rows(containers: list[Container], all_: bool, no_trunc: bool, last: int = -1) -> list[PsRow]:
+    """Newest first; `last` > 0: only that many of the newest, whatever their state (docker's -n)."""
+    shown = [c for c in containers if all_ or last > 0 or c.state.get("Status") == "running"]
     shown.sort(key=lambda c: c.config.created, reverse=True)
+    if last > 0:
+        shown = shown[:last]
     return [
         PsRow(
             container=c,
@@ -86,17 +91,31 @@ def ps_json(row: PsRow) -> dict:
         "CreatedAt": c.config.created,
         "ID": row.id,
         "Image": row.image,
-        "Labels": "",
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.config.labels.items())),
         "LocalVolumes": "0",
         "Mounts": ",".join(b[0] for b in c.config.binds),
         "Names": row.names,
         "Networks": (c.state.get("NetworkSettings") or {}).get("Network", c.config.network),
         "Ports": row.ports,
         "RunningFor": row.created,
-        "Size": "",
+        "Size": row.size,
         "State": c.state.get("Status", "created"),
         "Status": row.status,
     }
+
+
+def size_text(store, container: Container) -> str:
+    """docker's ps -s: the writable layer, then the virtual size (the image's layers with it)."""
+    from minirun.humanize import human_size
+    from minirun.store.fsutil import tree_size
+
+    own = tree_size(container.upper)
+    try:
+        image = store.images.get(container.config.image)
+        below = store.image_size(image)
+    except (MinirunError, OSError):  # its image is gone or damaged: its own layer is still true
+        below = 0
+    return f"{human_size(own)} (virtual {human_size(own + below)})"
 
 
 def inspect_container(store, container: Container) -> dict:

@@ -15,19 +15,34 @@ def ps_command(argv: list[str], root: str | None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
     parser.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     parser.add_argument("--format", default=None, help="'json' or 'table'")
+    parser.add_argument(
+        "-n", "--last", type=int, default=-1, metavar="INT", help="Show n last created containers (includes all states)"
+    )
+    parser.add_argument(
+        "-l", "--latest", action="store_true", help="Show the latest created container (includes all states)"
+    )
+    parser.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
     args = parser.parse_args(argv)
     if args.format not in (None, "table", "json"):
         raise UsageError(f"unsupported --format {args.format!r} (use 'table' or 'json')")
+    last = 1 if args.latest else args.last
 
     from minirun.cli.containerinfo import ps_json, ps_rows
     from minirun.containers.container import Containers
     from minirun.containers.liveness import refresh
     from minirun.store import Store
 
-    containers = Containers(Store(root))
+    store = Store(root)
+    containers = Containers(store)
     rows = ps_rows(
-        [refresh(containers, c, reload=False, record=False) for c in containers.all()], args.all, args.no_trunc
+        [refresh(containers, c, reload=False, record=False) for c in containers.all()], args.all, args.no_trunc, last
     )
+    if args.size:
+        from dataclasses import replace
+
+        from minirun.cli.containerinfo import size_text
+
+        rows = [replace(row, size=size_text(store, row.container)) for row in rows]
     if args.quiet:
         sys.stdout.write("".join(row.id + "\n" for row in rows))
     elif args.format == "json":
@@ -35,10 +50,11 @@ def ps_command(argv: list[str], root: str | None) -> int:
     else:
         from minirun.cli.tables import render_table
 
-        sys.stdout.write(
-            render_table(
-                ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
-                [[r.id, r.image, r.command, r.created, r.status, r.ports, r.names] for r in rows],
-            )
-        )
+        headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+        table = [[r.id, r.image, r.command, r.created, r.status, r.ports, r.names] for r in rows]
+        if args.size:  # docker's last column
+            headers.append("SIZE")
+            for line, row in zip(table, rows):
+                line.append(row.size)
+        sys.stdout.write(render_table(headers, table))
     return 0

@@ -236,3 +236,24 @@ def test_logs_since_and_until_pick_by_time(cli, busybox):
     assert cli("logs", "-f", "--until", "0s", cid).out == "1\n2\n3\n4\n"
     bad = cli("logs", "--since", "yesterday", cid)
     assert bad.code == 125 and bad.err.startswith("minirun: error: --since: invalid time 'yesterday'")
+
+
+def test_ps_last_latest_and_size(cli, busybox):
+    ids = []
+    for script in ("true", "echo hello > /file", "sleep 100"):
+        started = cli("run", "-d", "--network", "none", "busybox", "sh", "-c", script)
+        assert started.code == 0, started.err
+        ids.append(started.out.strip()[:12])
+    cli("wait", ids[0])
+    cli("wait", ids[1])
+    try:
+        assert cli("ps", "-q").out.split() == [ids[2]]  # running only
+        assert cli("ps", "-n", "2", "-q").out.split() == [ids[2], ids[1]]  # the newest, any state
+        assert cli("ps", "-l", "-q").out.split() == [ids[2]]
+        sized = cli("ps", "-a", "-s").out.splitlines()
+        assert sized[0].split()[-1] == "SIZE"
+        by_id = {line.split()[0]: line for line in sized[1:]}
+        assert re.search(r"  6B \(virtual \d+(\.\d+)?[kM]B\)$", by_id[ids[1]]), by_id[ids[1]]
+        assert re.search(r"  0B \(virtual \d+(\.\d+)?[kM]B\)$", by_id[ids[0]]), by_id[ids[0]]
+    finally:
+        cli("rm", "-f", *ids)
