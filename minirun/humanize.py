@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from minirun.errors import UsageError
 
 _DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+_BINARY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
 _RFC3339_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
 
 
@@ -25,6 +26,16 @@ def human_size(n: float, precision: int = 3) -> str:
     # Python's %g and Go's %g agree here: same rounding (half-even on the exact binary
     # value), trailing zeros dropped, exponent of at least two digits (999999 -> 1e+03kB).
     return f"{size:.{precision}g}{_DECIMAL_UNITS[unit]}"
+
+
+def bytes_size(n: float) -> str:
+    """go-units BytesSize: binary units, `%.4g` (`23.43GiB`), as docker info's Total Memory."""
+    size = float(n)
+    unit = 0
+    while size >= 1024 and unit < len(_BINARY_UNITS) - 1:
+        size /= 1024
+        unit += 1
+    return f"{size:.4g}{_BINARY_UNITS[unit]}"
 
 
 def human_duration(seconds: float) -> str:

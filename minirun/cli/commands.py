@@ -67,6 +67,8 @@ COMMANDS: dict[str, Command] = {
     # the rest
     "network": Command("minirun.cli.app_network:app", "Manage networks"),
     "system": Command("minirun.cli.app_inspect_fs:app", "Manage minirun"),
+    "info": Command("minirun.cli.app_system:app", "Display system-wide information"),
+    "version": Command("minirun.cli.app_system:app", "Show the minirun version information"),
 }
 
 # docker's management groups: `minirun container ls` is `minirun ps`, `image rm` is `rmi`, `image inspect`
@@ -114,10 +116,14 @@ GROUPS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "push": ("push",),
         "prune": None,
     },
+    "system": {"df": None, "prune": None, "check": None, "info": ("info",)},
 }
 GROUP_SUMMARIES = {  # the group's own subcommands
     ("container", "prune"): "Remove all stopped containers",
     ("image", "prune"): "Remove unused images",
+    ("system", "df"): "Show minirun disk usage",
+    ("system", "prune"): "Remove unused data",
+    ("system", "check"): "Check the store and what minirun keeps on the host",
 }
 
 
@@ -152,6 +158,7 @@ def group_help(group: str) -> str:
 GLOBAL_OPTIONS = (
     ("--root DIR", "Store directory (default $MINIRUN_ROOT or /var/lib/minirun)"),
     ("--debug", "Show tracebacks of internal errors"),
+    ("-v, --version", "Print version information and quit."),
     ("-h, --help", "Show this message and exit."),
 )
 

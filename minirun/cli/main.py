@@ -25,6 +25,7 @@ def split_global_options(args: list[str]) -> tuple[str | None, bool, bool, int]:
             debug, i = True, i + 1
         elif arg in ("-h", "--help"):
             help_, i = True, i + 1
+
         else:
             break
     return root, debug, help_, i
@@ -54,6 +55,11 @@ def dispatch(args: list[str], root: str | None, debug: bool, help_: bool, verb_a
         sys.stdout.write(top_help())
         return 0
     verb, argv = args[verb_at], args[verb_at + 1 :]
+    if verb in ("-v", "--version"):  # docker's one-line form of `version`
+        from minirun.cli.systeminfo import VERSION
+
+        sys.stdout.write(f"minirun version {VERSION}\n")
+        return 0
     if help_:  # `minirun --help ps`: the verb's own help
         argv = [*argv[:1], "--help"] if verb in GROUPS and argv else ["--help"]
     if verb in GROUPS:

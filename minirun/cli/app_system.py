@@ -1,0 +1,86 @@
+"""`version` (and `--version`) and `info` on typer: docker's layout of what minirun is and where
+it runs; `--format json` gives the documents as they are."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from minirun.cli.typerapp import new_app, open_store
+from minirun.errors import UsageError
+
+app = new_app()
+
+
+def _json_or_text(format_: str | None) -> bool:
+    if format_ not in (None, "json"):
+        raise UsageError(f"unsupported --format {format_!r} (use 'json')")
+    return format_ == "json"
+
+
+@app.command("version")
+def version(format_: str | None = typer.Option(None, "-f", "--format", help="'json'.")) -> None:
+    """Show the minirun version information."""
+    from minirun.cli.systeminfo import version_document
+
+    document = version_document()
+    if _json_or_text(format_):
+        print(json.dumps(document))
+        return
+    client, server = document["Client"], document["Server"]
+    print("Client:")
+    _rows(
+        [
+            ("Version", client["Version"]),
+            ("API version", client["ApiVersion"] or "none (no Engine API yet)"),
+            ("Python version", client["PythonVersion"]),
+            ("OS/Arch", f"{client['Os']}/{client['Arch']}"),
+        ],
+        width=18,
+    )
+    print("\nServer: minirun (no daemon: this same program)")
+    print(" Engine:")
+    _rows([("Version", server["Version"]), ("Kernel version", server["KernelVersion"])], width=17, indent=2)
+
+
+@app.command("info")
+def info(format_: str | None = typer.Option(None, "-f", "--format", help="'json'.")) -> None:
+    """Display system-wide information."""
+    from minirun.cli.systeminfo import info_document
+    from minirun.humanize import bytes_size
+
+    document = info_document(open_store())
+    if _json_or_text(format_):
+        print(json.dumps(document))
+        return
+    d = document
+    print("Server:")
+    print(f" Containers: {d['Containers']}")
+    print(
+        f"  Running: {d['ContainersRunning']}\n  Paused: {d['ContainersPaused']}\n  Stopped: {d['ContainersStopped']}"
+    )
+    print(f" Images: {d['Images']}")
+    print(f" Server Version: {d['ServerVersion']}")
+    print(f" Storage Driver: {d['Driver']}")
+    for key, value in d["DriverStatus"]:
+        print(f"  {key}: {value}")
+    print(f" Logging Driver: {d['LoggingDriver']}")
+    print(f" Cgroup Driver: {d['CgroupDriver']}\n Cgroup Version: {d['CgroupVersion']}")
+    print(f" Default Runtime: {d['DefaultRuntime']}")
+    if d["SecurityOptions"]:
+        print(" Security Options:")
+        for option in d["SecurityOptions"]:
+            fields = dict(part.split("=", 1) for part in option.split(","))
+            print(f"  {fields.pop('name')}")
+            for key, value in fields.items():
+                print(f"   {key.capitalize()}: {value}")
+    print(f" Kernel Version: {d['KernelVersion']}")
+    print(f" Operating System: {d['OperatingSystem']}\n OSType: {d['OSType']}\n Architecture: {d['Architecture']}")
+    print(f" CPUs: {d['NCPU']}\n Total Memory: {bytes_size(d['MemTotal'])}")
+    print(f" Name: {d['Name']}\n Docker Root Dir: {d['DockerRootDir']}\n Debug Mode: false")
+
+
+def _rows(rows: list[tuple[str, str]], width: int, indent: int = 1) -> None:
+    for key, value in rows:
+        print(f"{' ' * indent}{key + ':':<{width}}{value}")
