@@ -19,19 +19,53 @@ app = new_app()
 def images(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
     all_: bool = typer.Option(False, "-a", "--all", help="Show all images (default hides intermediate images)."),
+    filter_: list[str] = typer.Option([], "-f", "--filter", help="Filter output based on conditions provided."),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
+    format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
 ) -> None:
     """List images."""
     from minirun.cli.imageinfo import image_rows
     from minirun.humanize import human_size, image_age
 
-    rows = image_rows(open_store(), all_)
+    if format_ not in (None, "table", "json"):
+        raise UsageError(f"unsupported --format {format_!r} (use 'table' or 'json')")
+
+    store = open_store()
+    rows = image_rows(store, all_)
+    if filter_:
+        from minirun.cli.filters import IMAGE_KEYS, Filters, image_filter
+
+        keep = image_filter(Filters(filter_, IMAGE_KEYS), store)
+        rows = [r for r in rows if keep(r.image, None if r.repository == "<none>" else f"{r.repository}:{r.tag}")]
+
+    def shown_id(row) -> str:
+        return row.image.id if no_trunc else row.image.short_id
+
     if quiet:
         for row in rows:
-            print(row.image.short_id)
+            print(shown_id(row))
+        return
+    if format_ == "json":  # docker's keys, one object a line
+        for r in rows:
+            size = human_size(r.size)
+            document = {
+                "Containers": "N/A",
+                "CreatedAt": r.image.created,
+                "CreatedSince": image_age(r.image.created),
+                "Digest": "<none>",
+                "ID": shown_id(r),
+                "Repository": r.repository,
+                "SharedSize": "N/A",
+                "Size": size,
+                "Tag": r.tag,
+                "UniqueSize": "N/A",
+                "VirtualSize": size,
+            }
+            print(json.dumps(document, sort_keys=True))
         return
     print_table(
         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-        [[r.repository, r.tag, r.image.short_id, image_age(r.image.created), human_size(r.size)] for r in rows],
+        [[r.repository, r.tag, shown_id(r), image_age(r.image.created), human_size(r.size)] for r in rows],
     )
 
 

@@ -22,6 +22,14 @@ def ps_command(argv: list[str], root: str | None) -> int:
         "-l", "--latest", action="store_true", help="Show the latest created container (includes all states)"
     )
     parser.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+    parser.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        metavar="FILTER",
+        help="Filter output based on conditions provided",
+    )
     args = parser.parse_args(argv)
     if args.format not in (None, "table", "json"):
         raise UsageError(f"unsupported --format {args.format!r} (use 'table' or 'json')")
@@ -34,9 +42,16 @@ def ps_command(argv: list[str], root: str | None) -> int:
 
     store = Store(root)
     containers = Containers(store)
-    rows = ps_rows(
-        [refresh(containers, c, reload=False, record=False) for c in containers.all()], args.all, args.no_trunc, last
-    )
+    listed = [refresh(containers, c, reload=False, record=False) for c in containers.all()]
+    show_all = args.all
+    if args.filter:
+        from minirun.cli.filters import PS_KEYS, Filters, container_filter, shows_every_state
+
+        filters = Filters(args.filter, PS_KEYS)
+        keep = container_filter(filters, store, listed)
+        listed = [c for c in listed if keep(c)]
+        show_all = show_all or shows_every_state(filters)
+    rows = ps_rows(listed, show_all, args.no_trunc, last)
     if args.size:
         from dataclasses import replace
 

@@ -47,14 +47,26 @@ BRIDGE_PREFIX = hostwide.BRIDGE_PREFIX  # every bridge of ours starts so: portma
 PREDEFINED = {"bridge": "bridge", "host": "host", "none": "null"}  # name -> driver, as docker lists them
 # Neither docker's (172.17/16, 172.18-31) nor podman's (10.88/16, 10.89.x) defaults: they may run here too.
 DEFAULT_SUBNETS = ("10.66.0.0/16", "10.65.0.0/16", "10.64.0.0/16")
+# then a /20 of this, as docker's default-address-pools: one host may have many default bridges
+# (hostwide.py: every sandbox, every test session or benchmark, has its own)
+DEFAULT_FALLBACK = ("10.80.0.0/12", 20)
 USER_POOL = ("10.67.0.0/16", 24)  # user networks without --subnet get the first free /24 of it
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
 def user_pool() -> list[tuple[int, int]]:
-    base, prefix = parse_subnet(USER_POOL[0])
-    size = 1 << (32 - USER_POOL[1])
-    return [(base + i * size, USER_POOL[1]) for i in range(1 << (USER_POOL[1] - prefix))]
+    return _split(*USER_POOL)
+
+
+def default_pool() -> list[tuple[int, int]]:
+    return [parse_subnet(s) for s in DEFAULT_SUBNETS] + _split(*DEFAULT_FALLBACK)
+
+
+def _split(pool: str, prefix_length: int) -> list[tuple[int, int]]:
+    """`pool` cut into subnets of `prefix_length`, lowest first."""
+    base, prefix = parse_subnet(pool)
+    size = 1 << (32 - prefix_length)
+    return [(base + i * size, prefix_length) for i in range(1 << (prefix_length - prefix))]
 
 
 # -- definitions in the store ----------------------------------------------------------------
@@ -268,9 +280,7 @@ def ensure_bridge(network: Network, store_root: str) -> dict:
                         f"{int_to_ip(clash[0])}/{clash[1]}"
                     )
             else:
-                candidates = (
-                    [parse_subnet(s) for s in DEFAULT_SUBNETS] if network.bridge == DEFAULT_BRIDGE else user_pool()
-                )
+                candidates = default_pool() if network.bridge == DEFAULT_BRIDGE else user_pool()
                 free = free_subnet(candidates, used)
                 if free is None:
                     raise MinirunError(

@@ -324,3 +324,16 @@ def test_network_definitions(tmp_path, monkeypatch, host_dir):
         with pytest.raises(UsageError):
             nets.create("x", subnet=odd + "/24")
     assert len(os.listdir(nets.dir)) == 3  # nothing half-made
+
+
+def test_default_bridges_fall_back_to_slash_20s_when_the_three_defaults_are_taken():
+    pool = networks.default_pool()
+    assert [ipv4.int_to_ip(n) + f"/{p}" for n, p in pool[:5]] == [
+        "10.66.0.0/16",
+        "10.65.0.0/16",
+        "10.64.0.0/16",
+        "10.80.0.0/20",
+        "10.80.16.0/20",
+    ]
+    used = [ipv4.parse_subnet(s) for s in networks.DEFAULT_SUBNETS]
+    assert ipv4.free_subnet(pool, used) == ipv4.parse_subnet("10.80.0.0/20")
