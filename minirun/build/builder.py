@@ -331,6 +331,7 @@ class BuildOptions:
     tags: list = field(default_factory=list)  # Reference
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
+    labels: dict[str, str] = field(default_factory=dict)  # --label: a last LABEL step, as the classic builder adds
 
 
 @dataclass
@@ -392,6 +393,9 @@ class _Builder:
         except OSError as exc:
             raise MinirunError(f"reading {path}: {exc.strerror}") from None
         instructions = parse_dockerfile(text, os.path.basename(path))
+        if self.options.labels and instructions:
+            pairs = " ".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in self.options.labels.items())
+            instructions.append(Instruction("LABEL", pairs, f"LABEL {pairs}", instructions[-1].line))
         for number, instruction in enumerate(instructions, 1):
             self.progress.step(number, len(instructions), instruction.text)
             self._dispatch(instruction)

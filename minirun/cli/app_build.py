@@ -118,6 +118,7 @@ def build(
         [], "--build-arg", help="A build-time variable, K=V (K alone: from the environment)."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the layer cache."),
+    label: list[str] = typer.Option([], "--label", help="Set metadata for an image, K=V (repeatable)."),
     quiet: bool = typer.Option(
         False, "-q", "--quiet", help="Print only the final lines; a failing RUN's output goes to stderr."
     ),
@@ -131,8 +132,15 @@ def build(
     from minirun.store.reference import parse_reference
 
     refs = [parse_reference(t) for t in tag]  # a bad tag fails before any step runs
+    from minirun.cli.runargs import parse_labels
+
     build_options = BuildOptions(
-        context=context, dockerfile=file, tags=refs, build_args=parse_build_args(build_arg), no_cache=no_cache
+        context=context,
+        dockerfile=file,
+        tags=refs,
+        build_args=parse_build_args(build_arg),
+        no_cache=no_cache,
+        labels=parse_labels(label, []),
     )
     view = _view(progress, quiet)
     result = build_image(Store(globals_.root), build_options, view)

@@ -18,9 +18,6 @@ import pytest
 from tests.conftest import Result, require_root
 
 REPO = Path(__file__).resolve().parents[2]
-# `build` registers on the typer app when minirun.cli.app_build is imported; this entry imports it
-# itself, so the tests do not depend on cli.main doing it (importing it twice is harmless).
-ENTRY = "import sys, minirun.cli.app_build; from minirun.cli.main import main; sys.argv[0] = 'minirun'; main()"
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +29,7 @@ def _root():
 def mr(isolated_store):
     def run(*args: str) -> Result:
         env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
-        proc = subprocess.run([sys.executable, "-c", ENTRY, *args], capture_output=True, env=env, timeout=300)
+        proc = subprocess.run([sys.executable, "-m", "minirun", *args], capture_output=True, env=env, timeout=300)
         return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
 
     return run
@@ -193,6 +190,14 @@ def test_entrypoint_keeps_a_cmd_of_the_same_stage_only(mr, tmp_path):
     ok(mr("build", "-t", "ep2", str(ctx)))
     assert image_config(mr, "ep2")["Config"]["Cmd"] == ["hi"]
     assert ok(mr("run", "--rm", "ep2")).out == "hi\n"
+
+
+def test_labels_from_the_flag_go_on_the_last_step(mr, tmp_path):
+    ctx = context(tmp_path, 'FROM busybox\nLABEL kept=file shared=file\nCMD ["true"]\n')
+    built = ok(mr("build", "--label", "shared=flag", "--label", "added=yes", "-t", "labelled", str(ctx)))
+    assert "Successfully tagged labelled:latest" in built.out
+    labels = image_config(mr, "labelled")["Config"]["Labels"]
+    assert labels == {"kept": "file", "shared": "flag", "added": "yes"}
 
 
 def test_shell_form_cmd_and_continuations(mr, tmp_path):
