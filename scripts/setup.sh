@@ -39,3 +39,12 @@ fi
 # Byte-compile now: with PYTHONDONTWRITEBYTECODE set (as on these machines) every start would
 # otherwise recompile minirun's modules, ~13 ms of each `run`.
 .venv/bin/python -m compileall -q minirun images >/dev/null
+
+# `minirun` by name, with bash completion: for the machine's user, so the plain set-up only (a
+# test run's clone must not take over the host's command; it calls .venv/bin/minirun itself)
+if [[ "${1:-}" != "--test" ]]; then
+  ln -sfn "$PWD/.venv/bin/minirun" /usr/local/bin/minirun
+  if [[ -d /etc/bash_completion.d ]]; then
+    .venv/bin/minirun completion bash >/etc/bash_completion.d/minirun
+  fi
+fi

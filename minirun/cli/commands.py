@@ -16,21 +16,33 @@ class Command:
     """`target`: "module:function" for a lean verb, "module:app" for a typer app. A plain class,
     not a NamedTuple: typing costs ~6 ms on the paths the benchmarks time."""
 
-    __slots__ = ("target", "summary", "lean")
+    __slots__ = ("target", "summary", "lean", "options")
 
-    def __init__(self, target: str, summary: str, lean: bool = False) -> None:
-        self.target, self.summary, self.lean = target, summary, lean
+    def __init__(self, target: str, summary: str, lean: bool = False, options: str | None = None) -> None:
+        # options: a lean verb's "module:function" returning its parser (shell completion reads it)
+        self.target, self.summary, self.lean, self.options = target, summary, lean, options
 
 
 COMMANDS: dict[str, Command] = {
     # containers
-    "run": Command("minirun.cli.run:run_command", "Create and run a new container from an image", lean=True),
-    "exec": Command("minirun.cli.execcmd:exec_command", "Execute a command in a running container", lean=True),
-    "ps": Command("minirun.cli.ps:ps_command", "List containers", lean=True),
+    "run": Command(
+        "minirun.cli.run:run_command",
+        "Create and run a new container from an image",
+        lean=True,
+        options="minirun.cli.runargs:parser",
+    ),
+    "exec": Command(
+        "minirun.cli.execcmd:exec_command",
+        "Execute a command in a running container",
+        lean=True,
+        options="minirun.cli.execargs:parser",
+    ),
+    "ps": Command("minirun.cli.ps:ps_command", "List containers", lean=True, options="minirun.cli.ps:parser"),
     "diff": Command(
         "minirun.cli.diffcmd:diff_command",
         "Inspect changes to files or directories on a container's filesystem",
         lean=True,
+        options="minirun.cli.diffcmd:parser",
     ),
     "start": Command("minirun.cli.app_containers:app", "Start one or more stopped containers"),
     "stop": Command("minirun.cli.app_containers:app", "Stop one or more running containers"),
@@ -54,7 +66,10 @@ COMMANDS: dict[str, Command] = {
     "tag": Command("minirun.cli.app_images:app", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
     "inspect": Command("minirun.cli.app_images:app", "Return low-level information on containers or images"),
     "import": Command(
-        "minirun.cli.importcmd:import_command", "Import the contents from a tarball to create an image", lean=True
+        "minirun.cli.importcmd:import_command",
+        "Import the contents from a tarball to create an image",
+        lean=True,
+        options="minirun.cli.importcmd:parser",
     ),
     "build": Command("minirun.cli.app_build:app", "Build an image from a Containerfile or Dockerfile"),
     "load": Command("minirun.cli.app_archive:app", "Load images from a tar archive or STDIN"),
@@ -69,6 +84,12 @@ COMMANDS: dict[str, Command] = {
     "system": Command("minirun.cli.app_inspect_fs:app", "Manage minirun"),
     "info": Command("minirun.cli.app_system:app", "Display system-wide information"),
     "version": Command("minirun.cli.app_system:app", "Show the minirun version information"),
+    "completion": Command(
+        "minirun.cli.completion:completion_command",
+        "Print a shell completion script (bash)",
+        lean=True,
+    ),
+    "__complete": Command("minirun.cli.completion:complete_command", "", lean=True),  # the script's helper
 }
 
 # docker's management groups: `minirun container ls` is `minirun ps`, `image rm` is `rmi`, `image inspect`
@@ -173,5 +194,5 @@ def top_help() -> str:
         "Options:\n"
         + definition_list(GLOBAL_OPTIONS)
         + "\nCommands:\n"
-        + definition_list(sorted((name, c.summary) for name, c in COMMANDS.items()))
+        + definition_list(sorted((name, c.summary) for name, c in COMMANDS.items() if not name.startswith("_")))
     )

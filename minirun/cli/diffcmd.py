@@ -8,13 +8,15 @@ from minirun.cli.leanparser import Parser
 from minirun.errors import UsageError
 
 
+def parser() -> Parser:
+    p = Parser(prog="minirun diff", description="Inspect changes to files or directories on a container's filesystem.")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("--format", default=None, help="'json' for docker's API form")
+    return p
+
+
 def diff_command(argv: list[str], root: str | None) -> int:
-    parser = Parser(
-        prog="minirun diff", description="Inspect changes to files or directories on a container's filesystem."
-    )
-    parser.add_argument("container", metavar="CONTAINER")
-    parser.add_argument("--format", default=None, help="'json' for docker's API form")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     if args.format not in (None, "json"):
         raise UsageError(f"unsupported --format {args.format!r} (use 'json')")
 

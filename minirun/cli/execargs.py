@@ -11,7 +11,7 @@ from minirun.errors import UsageError
 from minirun.runtime.execin import ExecOptions
 
 
-def _parser() -> Parser:
+def parser() -> Parser:
     p = Parser(
         prog="minirun exec",
         add_help=False,
@@ -30,7 +30,7 @@ def _parser() -> Parser:
 
 
 def parse_exec_args(argv: list[str], environ: dict[str, str] | None = None) -> ExecOptions:
-    ns = _parser().parse_args(argv)
+    ns = parser().parse_args(argv)
     if not ns.command:
         raise UsageError('"minirun exec" requires at least 2 arguments: CONTAINER COMMAND [ARG...]')
     env = process_env(ns, environ)

@@ -8,19 +8,19 @@ from minirun.cli.leanparser import Parser
 from minirun.errors import NotFound, UsageError
 
 
-def import_command(argv: list[str], root: str | None) -> int:
-    parser = Parser(
-        prog="minirun import", description="Import the contents from a tarball to create a filesystem image."
-    )
-    parser.add_argument(
-        "tarball", metavar="TARBALL|-", help="a rootfs tar (plain, gzip, zstd, xz, bzip2) or - for stdin"
-    )
-    parser.add_argument("name", nargs="?", default=None, metavar="NAME[:TAG]")
-    parser.add_argument("-m", "--message", default="", help="Set commit message for imported image")
-    parser.add_argument(
+def parser() -> Parser:
+    p = Parser(prog="minirun import", description="Import the contents from a tarball to create a filesystem image.")
+    p.add_argument("tarball", metavar="TARBALL|-", help="a rootfs tar (plain, gzip, zstd, xz, bzip2) or - for stdin")
+    p.add_argument("name", nargs="?", default=None, metavar="NAME[:TAG]")
+    p.add_argument("-m", "--message", default="", help="Set commit message for imported image")
+    p.add_argument(
         "-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the created image"
     )
-    args = parser.parse_args(argv)
+    return p
+
+
+def import_command(argv: list[str], root: str | None) -> int:
+    args = parser().parse_args(argv)
 
     from minirun.image.importer import import_tarball
     from minirun.store import Store

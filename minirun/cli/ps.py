@@ -9,20 +9,20 @@ from minirun.cli.leanparser import Parser
 from minirun.errors import UsageError
 
 
-def ps_command(argv: list[str], root: str | None) -> int:
-    parser = Parser(prog="minirun ps", description="List containers.")
-    parser.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
-    parser.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
-    parser.add_argument("--format", default=None, help="'json' or 'table'")
-    parser.add_argument(
+def parser() -> Parser:
+    p = Parser(prog="minirun ps", description="List containers.")
+    p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("--format", default=None, help="'json' or 'table'")
+    p.add_argument(
         "-n", "--last", type=int, default=-1, metavar="INT", help="Show n last created containers (includes all states)"
     )
-    parser.add_argument(
+    p.add_argument(
         "-l", "--latest", action="store_true", help="Show the latest created container (includes all states)"
     )
-    parser.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
-    parser.add_argument(
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+    p.add_argument(
         "-f",
         "--filter",
         action="append",
@@ -30,7 +30,11 @@ def ps_command(argv: list[str], root: str | None) -> int:
         metavar="FILTER",
         help="Filter output based on conditions provided",
     )
-    args = parser.parse_args(argv)
+    return p
+
+
+def ps_command(argv: list[str], root: str | None) -> int:
+    args = parser().parse_args(argv)
     if args.format not in (None, "table", "json"):
         raise UsageError(f"unsupported --format {args.format!r} (use 'table' or 'json')")
     last = 1 if args.latest else args.last

@@ -43,7 +43,7 @@ class RunOptions:
     labels: dict = field(default_factory=dict)  # --label-file, then -l (a later key wins)
 
 
-def _parser() -> Parser:
+def parser() -> Parser:
     p = Parser(
         prog="minirun run",
         add_help=False,
@@ -103,7 +103,7 @@ def _parser() -> Parser:
 
 
 def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> RunOptions:
-    ns = _parser().parse_args(argv)
+    ns = parser().parse_args(argv)
     env = process_env(ns, environ)
     validate_hostname(ns.hostname)
     publish = parse_network_options(ns.network, ns.hostname, ns.publish)

@@ -48,7 +48,7 @@ def test_the_top_help_lists_every_verb_once():
     listed = [line.split()[0] for line in text.split("Commands:\n", 1)[1].splitlines() if line.startswith("  ")]
     listed = [name for name in listed if name in COMMANDS]  # a wrapped summary's next line is no verb
     for name in COMMANDS:
-        assert listed.count(name) == 1, name
+        assert listed.count(name) == (0 if name.startswith("_") else 1), name  # _: for scripts, not users
 
 
 def mr(*args: str, root, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
