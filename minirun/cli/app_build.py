@@ -15,7 +15,7 @@ import time
 import typer
 
 from minirun.build.builder import Progress
-from minirun.cli.typerapp import globals_, new_app
+from minirun.cli.typerapp import new_app, open_store
 from minirun.errors import UsageError
 
 app = new_app()
@@ -128,7 +128,6 @@ def build(
 ) -> None:
     """Build an image from a Containerfile (Dockerfile), with a layer cache."""
     from minirun.build.builder import BuildOptions, build_image, parse_build_args
-    from minirun.store import Store
     from minirun.store.reference import parse_reference
 
     refs = [parse_reference(t) for t in tag]  # a bad tag fails before any step runs
@@ -143,7 +142,7 @@ def build(
         labels=parse_labels(label, []),
     )
     view = _view(progress, quiet)
-    result = build_image(Store(globals_.root), build_options, view)
+    result = build_image(open_store(), build_options, view)
     if result.unused_args:
         print(f"[Warning] One or more build-args [{' '.join(result.unused_args)}] were not consumed", file=sys.stderr)
     print(f"Successfully built {result.image.short_id}")

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from minirun.cli.typerapp import act_on_each, globals_, new_app, print_table
+from minirun.cli.typerapp import act_on_each, new_app, open_store, print_table
 from minirun.errors import MinirunError
 
 app = new_app()
@@ -15,9 +15,8 @@ app = new_app()
 
 def _containers():
     from minirun.containers.container import Containers
-    from minirun.store import Store
 
-    return Containers(Store(globals_.root))
+    return Containers(open_store())
 
 
 def _each(names: list[str], action) -> None:

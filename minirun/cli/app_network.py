@@ -6,19 +6,13 @@ import json
 
 import typer
 
-from minirun.cli.typerapp import act_on_each, globals_, new_app, print_table
+from minirun.cli.typerapp import act_on_each, new_app, open_store, print_table
 from minirun.errors import MinirunError, NotFound
 
 app = new_app()
 
 network_app = new_app(help="Manage networks.")
 app.add_typer(network_app, name="network")
-
-
-def open_store():
-    from minirun.store import Store
-
-    return Store(globals_.root)
 
 
 def _networks(store=None):
@@ -42,54 +36,52 @@ def network_create(
     print(_networks().create(name, subnet, gateway, driver).id)
 
 
-def _ls(quiet: bool, no_trunc: bool, format_: str | None) -> None:
+@network_app.command("ls")
+def network_ls(
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only display network IDs."),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate the output."),
+    format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
+    filter_: list[str] = typer.Option([], "-f", "--filter", help="Filter output based on conditions provided."),
+) -> None:
+    """List networks."""
     if format_ not in (None, "table", "json"):
         raise MinirunError(f"unsupported --format {format_!r} (use 'table' or 'json')")
     networks = _networks().all()
+    if filter_:
+        from minirun.cli.filters import NETWORK_KEYS, Filters, network_filter
+        from minirun.containers.container import Containers
+
+        store = open_store()
+        in_use = {c.config.network for c in Containers(store).all()}
+        keep = network_filter(Filters(filter_, NETWORK_KEYS), in_use)
+        networks = [n for n in networks if keep(n)]
     shown = [(n.id if no_trunc else n.id[:12], n) for n in networks]
     if quiet:
         for id_, _ in shown:
             print(id_)
     elif format_ == "json":
         for id_, n in shown:
-            print(
-                json.dumps(
-                    {
-                        "CreatedAt": n.created,
-                        "Driver": n.driver,
-                        "ID": id_,
-                        "IPv6": "false",
-                        "Internal": "false",
-                        "Labels": "",
-                        "Name": n.name,
-                        "Scope": "local",
-                    }
-                )
-            )
+            document = {
+                "CreatedAt": n.created,
+                "Driver": n.driver,
+                "ID": id_,
+                "IPv6": "false",
+                "Internal": "false",
+                "Labels": "",
+                "Name": n.name,
+                "Scope": "local",
+            }
+            print(json.dumps(document))
     else:
         print_table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[id_, n.name, n.driver, "local"] for id_, n in shown])
 
 
-@network_app.command("ls")
-def network_ls(
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only display network IDs."),
-    no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate the output."),
-    format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
-) -> None:
-    """List networks."""
-    _ls(quiet, no_trunc, format_)
+network_app.command("list", hidden=True)(network_ls)  # docker's alias
 
 
-@network_app.command("list", hidden=True)
-def network_list(
-    quiet: bool = typer.Option(False, "-q", "--quiet"),
-    no_trunc: bool = typer.Option(False, "--no-trunc"),
-    format_: str | None = typer.Option(None, "--format"),
-) -> None:
-    _ls(quiet, no_trunc, format_)
-
-
-def _rm(names: list[str]) -> None:
+@network_app.command("rm")
+def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
+    """Remove networks (their bridge too); refused while a running container uses one."""
     networks = _networks()
 
     def one(name: str) -> None:
@@ -99,15 +91,7 @@ def _rm(names: list[str]) -> None:
     act_on_each(names, one)
 
 
-@network_app.command("rm")
-def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
-    """Remove networks (their bridge too); refused while a running container uses one."""
-    _rm(names)
-
-
-@network_app.command("remove", hidden=True)
-def network_remove(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
-    _rm(names)
+network_app.command("remove", hidden=True)(network_rm)  # docker's alias
 
 
 @network_app.command("inspect")

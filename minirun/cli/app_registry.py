@@ -12,7 +12,7 @@ import threading
 
 import typer
 
-from minirun.cli.typerapp import globals_, new_app
+from minirun.cli.typerapp import new_app, open_store
 from minirun.errors import UsageError
 
 app = new_app()
@@ -123,12 +123,11 @@ def pull(
 ) -> None:
     """Download an image from a registry."""
     from minirun.distribution.pull import pull as pull_image
-    from minirun.store import Store
 
     view = _view(quiet, pulling=True)
     try:
         _default_tag_note(reference, view)
-        result = pull_image(Store(globals_.root), reference, insecure=insecure, view=view)  # type: ignore[arg-type]
+        result = pull_image(open_store(), reference, insecure=insecure, view=view)  # type: ignore[arg-type]
     finally:
         view.close()
     print(result.reference)
@@ -142,12 +141,11 @@ def push(
 ) -> None:
     """Upload an image to a registry."""
     from minirun.distribution.push import push as push_image
-    from minirun.store import Store
 
     view = _view(quiet, pulling=False)
     try:
         _default_tag_note(reference, view)
-        push_image(Store(globals_.root), reference, insecure=insecure, view=view)  # type: ignore[arg-type]
+        push_image(open_store(), reference, insecure=insecure, view=view)  # type: ignore[arg-type]
     finally:
         view.close()
 

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from minirun.cli.typerapp import act_on_each, globals_, new_app
+from minirun.cli.typerapp import act_on_each, new_app, open_store
 from minirun.errors import MinirunError, UsageError
 
 app = new_app()
@@ -15,9 +15,8 @@ app = new_app()
 
 def _containers():
     from minirun.containers.container import Containers
-    from minirun.store import Store
 
-    return Containers(Store(globals_.root))
+    return Containers(open_store())
 
 
 @app.command("update")

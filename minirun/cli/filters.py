@@ -5,7 +5,7 @@ filters.Args.Match: `name=web` matches `myweb`, `name=^web$` only `web`). An unk
 line and exit 125, as is a bad value of a known one.
 
 Which keys a verb takes and what they mean: PS_KEYS and container_filter for `ps`, IMAGE_KEYS
-and image_filter for `images`."""
+and image_filter for `images`, NETWORK_KEYS and network_filter for `network ls`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from minirun.containers.container import Container
+    from minirun.net.networks import Network
     from minirun.store import Store
     from minirun.store.images import Image
 
@@ -38,6 +39,7 @@ PS_KEYS = (
     "is-task",
 )
 IMAGE_KEYS = ("dangling", "label", "reference", "before", "since")
+NETWORK_KEYS = ("driver", "id", "label", "name", "scope", "type", "dangling")
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 HEALTH = ("starting", "healthy", "unhealthy", "none")
 
@@ -162,6 +164,27 @@ def image_filter(filters: Filters, store: Store) -> Callable[[Image, str | None]
             and all(image.created < when for when in before)
             and all(image.created > when for when in since)
             and (not patterns or (name is not None and any(_reference_matches(p, name) for p in patterns)))
+        )
+
+    return keep
+
+
+def network_filter(filters: Filters, in_use: set[str]) -> Callable[[Network], bool]:
+    """A predicate for `network ls --filter`; `in_use`: the names containers are on (dangling)."""
+    for kind in filters.get("type"):
+        if kind not in ("custom", "builtin"):
+            raise UsageError(f"invalid filter 'type={kind}'")
+    dangling = filters.boolean("dangling")
+
+    def keep(n: Network) -> bool:
+        return (
+            filters.match("name", n.name)
+            and filters.match("id", n.id)
+            and filters.match("driver", n.driver)
+            and filters.match_labels({})  # networks carry no labels here
+            and (not filters.get("scope") or "local" in filters.get("scope"))
+            and (not filters.get("type") or ("builtin" if n.predefined else "custom") in filters.get("type"))
+            and (dangling is None or dangling == (n.name not in in_use and not n.predefined))
         )
 
     return keep

@@ -106,3 +106,25 @@ def test_images_filters(cli, busybox):
     assert refs("since=busybox", "dangling=false") == ["labelled:2"]
     bad = cli("images", "--filter", "status=x")
     assert bad.code == 125 and bad.err == "minirun: error: invalid filter 'status'\n"
+
+
+def test_network_ls_filters(cli, busybox):
+    assert cli("network", "create", "filtnet").code == 0
+    try:
+
+        def names(*filters: str) -> list[str]:
+            args = [a for f in filters for a in ("--filter", f)]
+            done = cli("network", "ls", "--format", "json", *args)
+            assert done.code == 0, done.err
+            return sorted(__import__("json").loads(line)["Name"] for line in done.out.splitlines())
+
+        assert names("type=custom") == ["filtnet"]
+        assert names("type=builtin") == ["bridge", "host", "none"]
+        assert names("driver=null") == ["none"]
+        assert names("name=filt", "driver=bridge") == ["filtnet"]
+        assert names("dangling=true") == ["filtnet"]  # no container on it
+        assert cli("network", "list", "-q", "-f", "name=^filtnet$").out.count("\n") == 1  # the alias, same options
+        bad = cli("network", "ls", "-f", "type=other")
+        assert bad.code == 125 and bad.err == "minirun: error: invalid filter 'type=other'\n"
+    finally:
+        cli("network", "rm", "filtnet")
