@@ -84,7 +84,10 @@ def load(
 
             with Rich(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), transient=False) as bars:
                 loaded = load_archive(store, stream, _Bars(bars))  # type: ignore[arg-type]  # duck-typed Progress
+    from minirun import events
+
     for image in loaded:
+        events.record(store.root, "image", "load", image.image_id, {"name": (image.refs or [image.image_id])[0]})
         for name, old_id in image.replaced:
             print(f"The image {name} already exists, renaming the old one with ID {old_id} to empty string")
         for name in image.refs:
@@ -99,14 +102,17 @@ def save(
     output: str | None = typer.Option(None, "-o", "--output", help="Write to a file, instead of STDOUT."),
 ) -> None:
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
+    from minirun import events
     from minirun.distribution.imagesave import save_images, save_to_file
 
     store = open_store()
     if output:  # docker: an empty -o means stdout
         save_to_file(store, images, output)
-        return
-    if sys.stdout.isatty():
-        raise UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    sys.stdout.flush()
-    with open(os.dup(sys.stdout.fileno()), "wb", buffering=1 << 20) as out:
-        save_images(store, images, out)
+    else:
+        if sys.stdout.isatty():
+            raise UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        sys.stdout.flush()
+        with open(os.dup(sys.stdout.fileno()), "wb", buffering=1 << 20) as out:
+            save_images(store, images, out)
+    for name in images:
+        events.record(store.root, "image", "save", name, {"name": name})

@@ -232,9 +232,11 @@ def commit(
     ref = parse_reference(repository) if repository else None
     apply_changes({}, list(change))  # a bad -c fails before any work
     containers = _containers()
-    image = commit_container(
-        containers.store, containers.find(name), message=message, author=author, changes=change, ref=ref
-    )
+    container = containers.find(name)
+    image = commit_container(containers.store, container, message=message, author=author, changes=change, ref=ref)
+    from minirun.containers.container import record_event
+
+    record_event(containers.store.root, container, "commit", comment=message)
     print(image.id)
 
 

@@ -33,7 +33,12 @@ def network_create(
     driver: str = typer.Option("bridge", "-d", "--driver", help="Driver to manage the network (bridge only)."),
 ) -> None:
     """Create a network: a bridge of its own, with its own subnet."""
-    print(_networks().create(name, subnet, gateway, driver).id)
+    from minirun import events
+
+    store = open_store()
+    network = _networks(store).create(name, subnet, gateway, driver)
+    events.record(store.root, "network", "create", network.id, {"name": network.name, "type": network.driver})
+    print(network.id)
 
 
 @network_app.command("ls")
@@ -82,10 +87,16 @@ network_app.command("list", hidden=True)(network_ls)  # docker's alias
 @network_app.command("rm")
 def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
     """Remove networks (their bridge too); refused while a running container uses one."""
+    from minirun import events
+
     networks = _networks()
 
     def one(name: str) -> None:
-        networks.remove(networks.find(name))
+        network = networks.find(name)
+        networks.remove(network)
+        events.record(
+            networks.store.root, "network", "destroy", network.id, {"name": network.name, "type": network.driver}
+        )
         print(name)
 
     act_on_each(names, one)

@@ -12,6 +12,7 @@ import threading
 
 import typer
 
+from minirun import events
 from minirun.cli.typerapp import new_app, open_store
 from minirun.errors import UsageError
 
@@ -127,9 +128,11 @@ def pull(
     view = _view(quiet, pulling=True)
     try:
         _default_tag_note(reference, view)
-        result = pull_image(open_store(), reference, insecure=insecure, view=view)  # type: ignore[arg-type]
+        store = open_store()
+        result = pull_image(store, reference, insecure=insecure, view=view)  # type: ignore[arg-type]
     finally:
         view.close()
+    events.record(store.root, "image", "pull", result.image.id, {"name": result.reference})
     print(result.reference)
 
 
@@ -145,9 +148,11 @@ def push(
     view = _view(quiet, pulling=False)
     try:
         _default_tag_note(reference, view)
-        push_image(open_store(), reference, insecure=insecure, view=view)  # type: ignore[arg-type]
+        store = open_store()
+        push_image(store, reference, insecure=insecure, view=view)  # type: ignore[arg-type]
     finally:
         view.close()
+    events.record(store.root, "image", "push", reference, {"name": reference})
 
 
 @app.command("login")

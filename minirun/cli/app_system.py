@@ -84,3 +84,55 @@ def info(format_: str | None = typer.Option(None, "-f", "--format", help="'json'
 def _rows(rows: list[tuple[str, str]], width: int, indent: int = 1) -> None:
     for key, value in rows:
         print(f"{' ' * indent}{key + ':':<{width}}{value}")
+
+
+@app.command("events")
+def events_(
+    since: str | None = typer.Option(None, "--since", help="Show all events created since timestamp (e.g. 42m)."),
+    until: str | None = typer.Option(None, "--until", help="Stream events until this timestamp."),
+    filter_: list[str] = typer.Option([], "-f", "--filter", help="Filter output based on conditions provided."),
+    format_: str | None = typer.Option(None, "--format", help="'json'."),
+) -> None:
+    """Get real time events: those since --since, then new ones until --until (or ^C)."""
+    import time
+
+    from minirun import events
+    from minirun.cli.filters import EVENT_KEYS, Filters, event_filter
+    from minirun.humanize import parse_timestamp
+
+    as_json = _json_or_text(format_)
+    keep = event_filter(Filters(filter_, EVENT_KEYS))
+    now = time.time_ns()
+
+    def stamp(option: str, value: str | None) -> int | None:
+        try:
+            return parse_timestamp(value, now) if value else None
+        except UsageError as exc:
+            raise UsageError(f"{option}: {exc.message}") from None
+
+    start, stop = stamp("--since", since), stamp("--until", until)
+    store = open_store()
+    shown = now  # without --since: only what happens from now on, as docker
+    if start is not None:
+        for event in events.read(store.root):
+            if start <= event["timeNano"] and (stop is None or event["timeNano"] < stop):
+                shown = max(shown, event["timeNano"])  # the follow below starts after it
+                if keep(event):
+                    _print_event(event, as_json)
+    if stop is not None and stop <= time.time_ns():
+        return
+    for event in events.follow(store.root, shown, stop):
+        if keep(event):
+            _print_event(event, as_json)
+
+
+def _print_event(event: dict, as_json: bool) -> None:
+    from minirun.humanize import rfc3339_ns
+
+    if as_json:
+        print(json.dumps(event), flush=True)
+        return
+    actor = event.get("Actor") or {}
+    attributes = ", ".join(f"{k}={v}" for k, v in sorted((actor.get("Attributes") or {}).items()))
+    line = f"{rfc3339_ns(event['timeNano'])} {event.get('Type')} {event.get('Action')} {actor.get('ID', '')}"
+    print(line + (f" ({attributes})" if attributes else ""), flush=True)

@@ -84,6 +84,7 @@ COMMANDS: dict[str, Command] = {
     "system": Command("minirun.cli.app_inspect_fs:app", "Manage minirun"),
     "info": Command("minirun.cli.app_system:app", "Display system-wide information"),
     "version": Command("minirun.cli.app_system:app", "Show the minirun version information"),
+    "events": Command("minirun.cli.app_system:app", "Get real time events from the store"),
     "completion": Command(
         "minirun.cli.completion:completion_command",
         "Print a shell completion script (bash)",
@@ -137,7 +138,7 @@ GROUPS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "push": ("push",),
         "prune": None,
     },
-    "system": {"df": None, "prune": None, "check": None, "info": ("info",)},
+    "system": {"df": None, "prune": None, "check": None, "info": ("info",), "events": ("events",)},
 }
 GROUP_SUMMARIES = {  # the group's own subcommands
     ("container", "prune"): "Remove all stopped containers",

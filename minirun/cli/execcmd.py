@@ -30,16 +30,28 @@ def exec_command(argv: list[str], root: str | None) -> int:
     if opts.privileged:
         capabilities = privileges.all_capabilities()
     namespaces = execin.open_namespaces(container.id, container.state)
+    from minirun.containers.container import record_event
+
+    exec_id = os.urandom(32).hex()
+    command = " ".join(opts.command)
+    record_event(store.root, container, "exec_create: " + command, execID=exec_id)
+    record_event(store.root, container, "exec_start: " + command, execID=exec_id)
+    code = None
     try:
         from minirun.runtime import cgroups
 
-        return execin.exec_in(
+        code = execin.exec_in(
             container,
             opts,
             namespaces,
             cgroups.existing_paths(container.id),
             (capabilities, no_new_privileges, program),
         )
+        return code
     finally:
         for fd in namespaces.values():
             os.close(fd)
+        if not opts.detach:  # a detached command's end is its container's business
+            record_event(
+                store.root, container, "exec_die", execID=exec_id, exitCode=str(code if code is not None else 126)
+            )

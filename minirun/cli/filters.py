@@ -40,6 +40,8 @@ PS_KEYS = (
 )
 IMAGE_KEYS = ("dangling", "label", "reference", "before", "since")
 NETWORK_KEYS = ("driver", "id", "label", "name", "scope", "type", "dangling")
+EVENT_KEYS = ("container", "event", "image", "label", "network", "type", "volume", "scope", "daemon")
+EVENT_TYPES = ("container", "image", "network", "volume", "daemon", "plugin", "service", "node", "secret", "config")
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 HEALTH = ("starting", "healthy", "unhealthy", "none")
 
@@ -185,6 +187,46 @@ def network_filter(filters: Filters, in_use: set[str]) -> Callable[[Network], bo
             and (not filters.get("scope") or "local" in filters.get("scope"))
             and (not filters.get("type") or ("builtin" if n.predefined else "custom") in filters.get("type"))
             and (dangling is None or dangling == (n.name not in in_use and not n.predefined))
+        )
+
+    return keep
+
+
+def event_filter(filters: Filters) -> Callable[[dict], bool]:
+    """A predicate for `events --filter` over event messages (minirun.events)."""
+    for kind in filters.get("type"):
+        if kind not in EVENT_TYPES:
+            raise UsageError(f"invalid filter 'type={kind}'")
+
+    def named(key: str, event: dict, type_: str) -> bool:
+        """container=, image=, network=, volume=: the actor's id or name, for events of that type
+        (docker also matches a container event by its image for image=)."""
+        values = filters.get(key)
+        if not values:
+            return True
+        actor = event.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
+        candidates = set()
+        if event.get("Type") == type_:
+            candidates |= {actor.get("ID", ""), attributes.get("name", "")}
+        if key == "image" and event.get("Type") == "container":
+            candidates.add(attributes.get("image", ""))
+        if key in ("container",) and event.get("Type") == "network":
+            candidates.add(attributes.get("container", ""))
+        return any(v == c or (len(v) >= 3 and c.startswith(v)) for v in values for c in candidates if c)
+
+    def keep(event: dict) -> bool:
+        action = str(event.get("Action", ""))
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        return (
+            (not filters.get("type") or event.get("Type") in filters.get("type"))
+            and (not filters.get("event") or action.split(":", 1)[0] in filters.get("event"))
+            and named("container", event, "container")
+            and named("image", event, "image")
+            and named("network", event, "network")
+            and named("volume", event, "volume")
+            and filters.match_labels(attributes)
+            and (not filters.get("scope") or "local" in filters.get("scope"))
         )
 
     return keep

@@ -39,5 +39,8 @@ def import_command(argv: list[str], root: str | None) -> int:
             raise UsageError(f"{args.tarball} is a directory, not a tarball") from None
         with stream:
             image = import_tarball(store, stream, ref, args.message, args.change)
+    from minirun import events
+
+    events.record(store.root, "image", "import", image.id, {"name": str(ref) if ref else image.id})
     sys.stdout.write(image.id + "\n")
     return 0

@@ -257,7 +257,9 @@ class Containers:
             atomic_write(os.path.join(path, "state.json"), json.dumps(state).encode(), durable=False)
             # config.json last: a dir without it is debris, never listed
             atomic_write(os.path.join(path, "config.json"), json.dumps(config.to_json()).encode(), durable=False)
-        return Container(config=config, dir=path, state=state)
+        created = Container(config=config, dir=path, state=state)
+        record_event(self.store.root, created, "create")
+        return created
 
     def update_state(self, container: Container, **fields: object) -> None:
         if container.state.get("Status") == "dead":
@@ -318,3 +320,12 @@ def validate_name(name: str) -> None:
     # docker: [a-zA-Z0-9][a-zA-Z0-9_.-]+
     if len(name) < 2 or not name[0].isalnum() or not set(name) <= _NAME_CHARS or not name.isascii():
         raise UsageError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+
+
+def record_event(store_root: str, container: Container, action: str, **extra: str) -> None:
+    """docker's container event: the container's labels, image and name as its attributes."""
+    from minirun import events
+
+    config = container.config
+    attributes = {**config.labels, "image": config.image_ref, "name": config.name, **extra}
+    events.record(store_root, "container", action, config.id, attributes)

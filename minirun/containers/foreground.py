@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from minirun.containers.container import record_event
 from minirun.errors import MinirunError
 from minirun.runtime import supervise
 
@@ -96,6 +97,7 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
         MonitorStartTime=start_time(os.getpid()),
         StartedAt=rfc3339_now(),
     )
+    record_event(store.root, container, "start")
     try:
         code = (
             tty.attach(started.pid, master, config.interactive)
@@ -108,5 +110,8 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
     containers.update_state(
         container, Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom, FinishedAt=rfc3339_now()
     )
+    if oom:
+        record_event(store.root, container, "oom")
+    record_event(store.root, container, "die", exitCode=str(code))
     unpublish(store, container)
     return code

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from minirun.containers.container import Container, Containers
+from minirun.containers.container import Container, Containers, record_event
 from minirun.containers.liveness import is_dead, is_running, refresh, remove_cgroups
 from minirun.errors import Conflict, UsageError
 from minirun.procs import is_alive
@@ -67,6 +67,7 @@ def kill(containers: Containers, container: Container, sig: int = signal.SIGKILL
     if not is_running(container):
         raise Conflict(f"Cannot kill container: {container.id[:12]}: container {container.id} is not running")
     _signal(container, sig)
+    record_event(containers.store.root, container, "kill", signal=str(sig))
 
 
 def wait_for_exit(containers: Containers, container: Container, timeout: float | None = None) -> Container:
@@ -87,10 +88,13 @@ def stop(containers: Containers, container: Container, timeout: float, stop_sign
     if not is_running(container):
         return
     _signal(container, stop_signal)
+    record_event(containers.store.root, container, "kill", signal=str(stop_signal))
     container = wait_for_exit(containers, container, timeout)
     if is_running(container):
         _signal(container, signal.SIGKILL)
+        record_event(containers.store.root, container, "kill", signal=str(signal.SIGKILL))
         wait_for_exit(containers, container, 30)
+    record_event(containers.store.root, container, "stop")
 
 
 def _signal(container: Container, sig: int) -> None:
@@ -113,6 +117,7 @@ def remove(containers: Containers, container: Container, force: bool) -> None:
             )
     if is_running(container):  # a dead one's processes are killed through its cgroups below
         _signal(container, signal.SIGKILL)
+        record_event(containers.store.root, container, "kill", signal=str(signal.SIGKILL))
         container = wait_for_exit(containers, container, 30)
         # an --rm container's monitor removes it itself; give it the moment it needs
         deadline = time.monotonic() + 5
@@ -130,7 +135,10 @@ def remove(containers: Containers, container: Container, force: bool) -> None:
 def discard(containers: Containers, container: Container) -> None:
     """The record removed, then what the container held on the host: its address, published
     ports and its line in its peers' hosts files."""
+    existed = os.path.isdir(container.dir)
     containers.remove(container)
+    if existed:
+        record_event(containers.store.root, container, "destroy")
     if container.state.get("NetworkSettings"):
         from minirun.containers.network import release
 
@@ -164,10 +172,12 @@ def rename(containers: Containers, container: Container, new_name: str) -> None:
                     f'Conflict. The container name "/{new_name}" is already in use by container '
                     f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.'
                 )
+        old_name = container.config.name
         container.config.name = new_name
         atomic_write(
             os.path.join(container.dir, "config.json"), json.dumps(container.config.to_json()).encode(), durable=False
         )
+    record_event(containers.store.root, container, "rename", oldName="/" + old_name)
 
 
 def prune(containers: Containers) -> tuple[list[str], int]:

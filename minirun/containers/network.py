@@ -60,6 +60,15 @@ def prepare(store, container, plan) -> None:
     }
     containers = Containers(store)
     containers.update_state(container, NetworkSettings=settings)
+    from minirun import events
+
+    events.record(
+        store.root,
+        "network",
+        "connect",
+        network.id,
+        {"container": container.id, "name": network.name, "type": "bridge"},
+    )
     if config.ports:
         from minirun.net import portmap
 
@@ -178,8 +187,14 @@ def release(store_root: str, container_id: str, settings: dict | None) -> None:
     if not os.path.isdir(book.dir):
         return
     with book.locked():
-        if book.release(store_root, container_id) and settings.get("Network") != DEFAULT_NETWORK:
+        released = book.release(store_root, container_id)
+        if released and settings.get("Network") != DEFAULT_NETWORK:
             write_hosts(book, resolve_peers=True)
+    if released:
+        from minirun import events
+
+        attributes = {"container": container_id, "name": settings.get("Network", ""), "type": "bridge"}
+        events.record(store_root, "network", "disconnect", settings.get("NetworkID", ""), attributes)
 
 
 def after_exit(store_root: str, container_id: str, settings_text: str, auto_remove: str) -> None:

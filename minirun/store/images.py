@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from minirun import events
 from minirun.errors import Conflict, DamagedRecord, NotFound, UsageError, warn
 from minirun.store.fsutil import atomic_write, read_record
 
@@ -81,6 +82,7 @@ def image_id(data: bytes) -> str:
 
 class ImageStore:
     def __init__(self, store_root: str) -> None:
+        self.root = store_root
         self.dir = os.path.join(store_root, "images")
         self.tags_path = os.path.join(store_root, "tags.json")
 
@@ -210,11 +212,14 @@ class ImageStore:
         tags = self.read_tags()
         tags[str(ref)] = id_
         self._write_tags(tags)
+        events.record(self.root, "image", "tag", id_, {"name": str(ref)})
 
     def untag(self, ref: str) -> None:
         tags = self.read_tags()
-        tags.pop(ref, None)
+        id_ = tags.pop(ref, None)
         self._write_tags(tags)
+        if id_ is not None:
+            events.record(self.root, "image", "untag", id_, {"name": ref})
 
     def delete(self, id_: str) -> None:
         tags = self.read_tags()
@@ -224,7 +229,8 @@ class ImageStore:
         try:
             os.unlink(self._config_path(id_.split(":", 1)[1]))
         except FileNotFoundError:
-            pass
+            return
+        events.record(self.root, "image", "delete", id_, {"name": id_})
 
 
 _warned: set[str] = set()

@@ -63,4 +63,14 @@ def test_no_module_uses_another_modules_private_names():
 def test_the_top_level_holds_only_the_leaves():
     """Everything else lives in a package of the layout (README, pyproject's layers contract)."""
     top = {p.stem for p in PACKAGE.glob("*.py")}
-    assert top == {"__init__", "__main__", "errors", "linux", "procs", "humanize", "hostwide", "atomicfile"}, top
+    assert top == {
+        "__init__",
+        "__main__",
+        "errors",
+        "linux",
+        "procs",
+        "humanize",
+        "hostwide",
+        "atomicfile",
+        "events",
+    }, top
