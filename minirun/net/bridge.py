@@ -12,8 +12,12 @@ import socket
 
 from minirun.errors import MinirunError
 
+TYPE_CHECKING = False  # not typing's, as in the rest of net/; pyroute2 itself loads only on use
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute  # no type information: mypy sees Any (see pyproject.toml)
 
-def _ipr():
+
+def _ipr() -> IPRoute:
     from pyroute2 import IPRoute
 
     return IPRoute()
@@ -82,7 +86,7 @@ def host_subnets() -> list[tuple[int, int]]:
     """Destinations of the host's IPv4 routes, every table, the default route left out."""
     from minirun.net.ipv4 import ip_to_int
 
-    found = []
+    found: list[tuple[int, int]] = []
     with _ipr() as ipr:
         for route in ipr.get_routes(family=socket.AF_INET):
             dst = route.get_attr("RTA_DST")

@@ -40,6 +40,27 @@ from minirun.net.ipv4 import (
     parse_subnet,
 )
 
+TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, TypedDict
+
+    from minirun.store import Store
+
+    class BridgeInfo(TypedDict, total=False):
+        """A bridge's net.json, as read back (any key may be missing from a file on disk);
+        ensure_bridge adds the device's index to what it returns."""
+
+        subnet: str  # ADDRESS/PREFIX
+        gateway: str  # the bridge's own address
+        network: str  # a user network's bridge: its network's id and store ("" for the default bridge)
+        store: str
+        index: int
+
+    # An address booking: the JSON of a file in an address book ({"store", "container", "name",
+    # "hostname"}) and its "ip"; a plain dict, as containers/network.py writes hosts files from it
+    Booking = dict[str, Any]
+
 HOST_DIR = hostwide.RUN_DIR
 DEFAULT_NETWORK = "bridge"
 DEFAULT_BRIDGE = hostwide.DEFAULT_BRIDGE
@@ -93,7 +114,7 @@ def validate_network_name(name: str) -> None:
 
 
 class Networks:
-    def __init__(self, store) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.dir = os.path.join(store.root, "networks")
 
@@ -220,7 +241,7 @@ def _new_network(name: str, driver: str, bridge: str) -> Network:
     return Network(id=os.urandom(32).hex(), name=name, driver=driver, created=rfc3339_now(), bridge=bridge)
 
 
-def _is_running(member: dict) -> bool:
+def _is_running(member: Booking) -> bool:
     from minirun.procs import is_alive
 
     try:
@@ -238,22 +259,23 @@ def bridge_dir(bridge: str) -> str:
     return os.path.join(HOST_DIR, "bridges", bridge)
 
 
-def bridge_info(bridge: str) -> dict | None:
+def bridge_info(bridge: str) -> BridgeInfo | None:
     try:
         with open(os.path.join(bridge_dir(bridge), "net.json"), "rb") as f:
-            return json.load(f)
+            info: BridgeInfo = json.load(f)
+            return info
     except (OSError, ValueError):
         return None
 
 
-def ensure_bridge(network: Network, store_root: str) -> dict:
+def ensure_bridge(network: Network, store_root: str) -> BridgeInfo:
     """The network's bridge exists, with its address, and is up: {"subnet", "gateway", "index"}.
     The fast path reads two small files; making a bridge (pyroute2) happens once per boot."""
     info = bridge_info(network.bridge)
     if info is not None:
         try:
             with open(f"/sys/class/net/{network.bridge}/ifindex", "rb") as f:
-                return dict(info, index=int(f.read()))
+                return {**info, "index": int(f.read())}
         except FileNotFoundError:
             pass
     from minirun.net import bridge as device  # pyroute2: ~100 ms, only here
@@ -266,7 +288,7 @@ def ensure_bridge(network: Network, store_root: str) -> dict:
         existing = device.address_of(network.bridge)
         if existing is not None:  # made meanwhile, or by an earlier minirun whose records were lost
             subnet, gateway = existing
-            info = dict(info or {}, subnet=subnet, gateway=gateway)
+            info = {**(info or {}), "subnet": f"{int_to_ip(subnet[0])}/{subnet[1]}", "gateway": gateway}
         else:
             reclaim_stale_bridges(exclude=network.bridge)
             subnet_text = (info or {}).get("subnet") or network.subnet
@@ -291,11 +313,11 @@ def ensure_bridge(network: Network, store_root: str) -> dict:
             info = {"subnet": f"{int_to_ip(subnet[0])}/{subnet[1]}", "gateway": gateway}
             device.create_bridge(network.bridge, gateway, subnet[1], int_to_ip(broadcast(*subnet)))
         owned = not network.predefined  # a user network's bridge belongs to its store; minirun0 to none
-        info.update(network=network.id if owned else "", store=store_root if owned else "")
+        info.update({"network": network.id if owned else "", "store": store_root if owned else ""})
         os.makedirs(bridge_dir(network.bridge), exist_ok=True)
         atomic_write(os.path.join(bridge_dir(network.bridge), "net.json"), json.dumps(info).encode(), durable=False)
     with open(f"/sys/class/net/{network.bridge}/ifindex", "rb") as f:
-        return dict(info, index=int(f.read()))
+        return {**info, "index": int(f.read())}
 
 
 def registered_subnets(exclude: str = "") -> list[tuple[int, int]]:
@@ -351,14 +373,14 @@ class AddressBook:
         self.dir = bridge_dir(bridge)
 
     @contextlib.contextmanager
-    def locked(self):
+    def locked(self) -> Iterator[None]:
         from minirun.store.fsutil import flocked
 
         os.makedirs(self.dir, exist_ok=True)
         with flocked(os.path.join(self.dir, "lock")):
             yield
 
-    def entries(self) -> list[dict]:
+    def entries(self) -> list[Booking]:
         """Every booking as recorded, stale ones too ({"ip", "store", "container", ...})."""
         try:
             names = os.listdir(self.dir)
@@ -377,7 +399,7 @@ class AddressBook:
             entries.append(entry)
         return entries
 
-    def members(self) -> list[dict]:
+    def members(self) -> list[Booking]:
         """Live bookings ({"ip", "store", "container", "name", "hostname"}); call under the lock.
         Stale ones (their container record is gone) are removed on the way."""
         live = []
@@ -397,7 +419,8 @@ class AddressBook:
         members = self.members()
         for entry in members:
             if entry["store"] == store_root and entry["container"] == container_id:
-                return entry["ip"]
+                held: str = entry["ip"]
+                return held
         network = parse_subnet(subnet)
         taken = {ip_to_int(e["ip"]) for e in members} | {ip_to_int(gateway)}
         address = first_free_address(network, taken)
@@ -426,7 +449,7 @@ def _unlink(path: str) -> None:
         pass
 
 
-def owner_of(address: str) -> dict | None:
+def owner_of(address: str) -> Booking | None:
     """The booking of `address` on any minirun bridge, or None."""
     try:
         bridges = os.listdir(os.path.join(HOST_DIR, "bridges"))
@@ -441,6 +464,6 @@ def owner_of(address: str) -> dict | None:
     return None
 
 
-def is_running(member: dict) -> bool:
+def is_running(member: Booking) -> bool:
     """Whether the booking's container runs now (by its state and its PID 1's start time)."""
     return _is_running(member)

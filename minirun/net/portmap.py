@@ -32,6 +32,31 @@ import os
 from minirun import hostwide
 from minirun.errors import Conflict, MinirunError, UsageError
 
+TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypedDict
+
+    # [host_ip ("" = every address), host_port (0 = picked at start), container_port, proto]: a
+    # JSON array in config.json and state.json, so a list, and a list type cannot tell its items apart
+    Binding = list[Any]
+    # (proto, host_ip or "", host_port, container_ip, container_port): an element of the nft maps
+    Element = tuple[str, str, int, str, int]
+
+    class ProxyRecord(TypedDict):
+        """The proxy process, by pid and start time (pids are reused)."""
+
+        pid: int
+        start: int | None
+
+    class Backend(TypedDict, total=False):
+        """What publish_ports adds to NetworkSettings for unpublish_ports."""
+
+        PortBackend: str  # "nft" or "proxy"
+        Proxy: ProxyRecord  # with "proxy"
+
+
 TABLE = hostwide.NFT_TABLE
 PROTOCOLS = ("tcp", "udp")
 _TABLE_DEF = f"""table ip {hostwide.NFT_TABLE} {{
@@ -58,7 +83,7 @@ _TABLE_DEF = f"""table ip {hostwide.NFT_TABLE} {{
 # -- docker's spelling (pure) --------------------------------------------------------------------
 
 
-def parse_publish(spec: str) -> list[list]:
+def parse_publish(spec: str) -> list[Binding]:
     """`[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]` (ports may be equal-length ranges) ->
     bindings [host_ip, host_port, container_port, proto]; host_ip "" means every address and
     host_port 0 a free port picked at start."""
@@ -106,12 +131,12 @@ def shown_ip(host_ip: str) -> str:
     return host_ip or "0.0.0.0"
 
 
-def ps_text(bindings: list[list]) -> str:
+def ps_text(bindings: list[Binding]) -> str:
     """docker ps's PORTS: `127.0.0.1:8080->80/tcp, 0.0.0.0:5353->53/udp`."""
     return ", ".join(f"{shown_ip(ip)}:{h}->{c}/{p}" for ip, h, c, p in bindings)
 
 
-def port_lines(bindings: list[list], private: str | None = None) -> list[str]:
+def port_lines(bindings: list[Binding], private: str | None = None) -> list[str]:
     """docker port: `80/tcp -> 0.0.0.0:8080` lines; with PRIVATE_PORT[/PROTO] just `0.0.0.0:8080`."""
     if private is None:
         return [f"{c}/{p} -> {shown_ip(ip)}:{h}" for ip, h, c, p in sorted(bindings, key=lambda b: (b[2], b[3]))]
@@ -120,17 +145,17 @@ def port_lines(bindings: list[list], private: str | None = None) -> list[str]:
     return [f"{shown_ip(ip)}:{h}" for ip, h, c, p in bindings if str(c) == port and p == proto]
 
 
-def inspect_ports(bindings: list[list]) -> dict:
+def inspect_ports(bindings: list[Binding]) -> dict[str, list[dict[str, str]]]:
     """NetworkSettings.Ports: {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}."""
-    ports: dict[str, list] = {}
+    ports: dict[str, list[dict[str, str]]] = {}
     for ip, h, c, p in bindings:
         ports.setdefault(f"{c}/{p}", []).append({"HostIp": shown_ip(ip), "HostPort": str(h)})
     return ports
 
 
-def port_bindings(bindings: list[list]) -> dict:
+def port_bindings(bindings: list[Binding]) -> dict[str, list[dict[str, str]]]:
     """HostConfig.PortBindings: as asked (host port "" when docker would pick one)."""
-    ports: dict[str, list] = {}
+    ports: dict[str, list[dict[str, str]]] = {}
     for ip, h, c, p in bindings:
         ports.setdefault(f"{c}/{p}", []).append({"HostIp": ip, "HostPort": str(h) if h else ""})
     return ports
@@ -145,7 +170,7 @@ class NftUnavailable(MinirunError):
     """nftables cannot hold minirun's table here: the proxy takes the ports instead."""
 
 
-def publish_ports(bindings: list[list], address: str) -> tuple[list[list], dict]:
+def publish_ports(bindings: list[Binding], address: str) -> tuple[list[Binding], Backend]:
     """Publish by the backend at hand: (bindings with the host ports picked, what to record in
     NetworkSettings for unpublish_ports)."""
     forced = os.environ.get(BACKEND_ENV, "")
@@ -160,7 +185,7 @@ def publish_ports(bindings: list[list], address: str) -> tuple[list[list], dict]
     return _publish_by_proxy(bindings, address)
 
 
-def unpublish_ports(settings: dict, still_ours=None) -> None:
+def unpublish_ports(settings: Mapping[str, Any], still_ours: Callable[[], bool] | None = None) -> None:
     """Undo publish_ports: the proxy is killed whatever `still_ours` says (a new run has its own)."""
     if settings.get("Proxy"):
         stop_proxy(settings["Proxy"])
@@ -168,11 +193,11 @@ def unpublish_ports(settings: dict, still_ours=None) -> None:
         unpublish(settings["IPAddress"], still_ours)
 
 
-def _publish_by_proxy(bindings: list[list], address: str) -> tuple[list[list], dict]:
+def _publish_by_proxy(bindings: list[Binding], address: str) -> tuple[list[Binding], Backend]:
     from minirun.net.networks import HOST_DIR
     from minirun.store.fsutil import flocked
 
-    sockets: list = []
+    sockets: list[socket.socket] = []
     try:
         resolved = [_bind_for_proxy(b, sockets) for b in bindings]
         os.makedirs(HOST_DIR, exist_ok=True)
@@ -185,7 +210,7 @@ def _publish_by_proxy(bindings: list[list], address: str) -> tuple[list[list], d
     return resolved, {"PortBackend": "proxy", "Proxy": proxy}
 
 
-def _bind_for_proxy(binding: list, sockets: list) -> list:
+def _bind_for_proxy(binding: Binding, sockets: list[socket.socket]) -> Binding:
     """Bind (and listen on) the host socket the proxy serves. No SO_REUSEADDR on UDP: with it
     on both sides Linux lets a second socket bind the same port, and the port must stay taken."""
     import socket
@@ -201,7 +226,7 @@ def _bind_for_proxy(binding: list, sockets: list) -> list:
     return [host_ip, sock.getsockname()[1], container_port, proto]
 
 
-def _refuse_ports_dnated_elsewhere(resolved: list[list], address: str) -> None:
+def _refuse_ports_dnated_elsewhere(resolved: list[Binding], address: str) -> None:
     """A port a running container holds by DNAT is bound by nobody: the bind cannot see it."""
     if nft_binary() is None:
         return
@@ -217,7 +242,7 @@ def _refuse_ports_dnated_elsewhere(resolved: list[list], address: str) -> None:
                 raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
 
 
-def _spawn_proxy(specs: list[tuple]) -> dict:
+def _spawn_proxy(specs: list[tuple[int, str, str, int]]) -> ProxyRecord:
     """portproxy.py as this process's child, given only the listening sockets: an inherited pipe
     (the monitor's log pipes, its ready fd) would keep its reader from ever seeing EOF."""
     import signal
@@ -258,7 +283,7 @@ def _spawn_proxy(specs: list[tuple]) -> dict:
     return {"pid": pid, "start": start_time(pid)}
 
 
-def stop_proxy(proxy: dict) -> None:
+def stop_proxy(proxy: ProxyRecord) -> None:
     """Kill the proxy (by pid and start time: pids are reused) and wait until its sockets are
     closed, so the ports are free when this returns."""
     import signal
@@ -289,14 +314,14 @@ def _reap(pid: int) -> bool:
 # -- the nftables backend -------------------------------------------------------------------------
 
 
-def publish(bindings: list[list], address: str) -> list[list]:
+def publish(bindings: list[Binding], address: str) -> list[Binding]:
     """DNAT each binding to `address`; returns them with the host ports picked. Raises Conflict
     for a host port that is taken (by a host process or another container)."""
     from minirun.net.networks import HOST_DIR
     from minirun.store.fsutil import flocked
 
     resolved = [_claim_host_port(b) for b in bindings]
-    seen: set[tuple] = set()
+    seen: set[tuple[str, int] | tuple[str, int, str]] = set()
     for ip, h, _, p in resolved:
         if (p, h) in seen or (p, h, ip) in seen:
             raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
@@ -313,7 +338,7 @@ def publish(bindings: list[list], address: str) -> list[list]:
         for element in elements:
             if element[3] == address:  # left from this container's previous run
                 script.append(_delete(element))
-        debris = set()
+        debris: set[str] = set()
         for ip, h, c, p in resolved:
             for element in elements:
                 eproto, eip, eport, target = element[0], element[1], element[2], element[3]
@@ -336,7 +361,7 @@ def publish(bindings: list[list], address: str) -> list[list]:
     return resolved
 
 
-def unpublish(address: str, still_ours=None) -> None:
+def unpublish(address: str, still_ours: Callable[[], bool] | None = None) -> None:
     """Remove every element leading to `address` (the container's, since it holds the address);
     `still_ours()`, asked under the lock, may call it off."""
     from minirun.net.networks import HOST_DIR
@@ -394,7 +419,7 @@ def _unlink(path: str) -> None:
         pass
 
 
-def list_elements() -> list[tuple] | None:
+def list_elements() -> list[Element] | None:
     """(proto, host_ip or "", host_port, container_ip, container_port) of every published port;
     None when the table does not exist yet."""
     code, out, err = _run_nft(["-j", "list", "table", "ip", TABLE])
@@ -402,7 +427,7 @@ def list_elements() -> list[tuple] | None:
         if b"No such file or directory" in err:
             return None
         raise MinirunError(f"nft list table ip {TABLE}: {err.decode(errors='replace').strip()}")
-    found = []
+    found: list[Element] = []
     for item in json.loads(out).get("nftables", []):
         m = item.get("map")
         if not m or m.get("table") != TABLE:
@@ -420,7 +445,7 @@ def _element(verb: str, proto: str, host_ip: str, host_port: int) -> str:
     return f"{verb} element ip {TABLE} {proto}_any {{ {host_port}"
 
 
-def _delete(element: tuple) -> str:
+def _delete(element: Element) -> str:
     return _element("delete", element[0], element[1], element[2]) + " }"
 
 
@@ -437,7 +462,7 @@ def _held_by_running_container(address: str) -> bool:
     return owner is not None and is_running(owner)
 
 
-def _claim_host_port(binding: list) -> list:
+def _claim_host_port(binding: Binding) -> Binding:
     """docker refuses a port some host process listens on: try to bind it (and pick a free
     one for host port 0); nothing stays bound, the DNAT takes the traffic."""
     import socket
@@ -450,7 +475,7 @@ def _claim_host_port(binding: list) -> list:
         return [host_ip, sock.getsockname()[1], container_port, proto]
 
 
-def _bind(sock, host_ip: str, host_port: int) -> None:
+def _bind(sock: socket.socket, host_ip: str, host_port: int) -> None:
     """Bind a host port as docker reports it: a taken one is "port is already allocated"."""
     try:
         sock.bind((host_ip or "0.0.0.0", host_port))

@@ -89,7 +89,7 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 
 
 class _Session:
-    def __init__(self, target: tuple[str, int]):
+    def __init__(self, target: tuple[str, int]) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.connect(target)
         self.sock.settimeout(UDP_IDLE)
@@ -97,7 +97,7 @@ class _Session:
 
 
 def _serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
-    sessions: dict[tuple, _Session] = {}
+    sessions: dict[tuple[str, int], _Session] = {}
     lock = threading.Lock()
     while True:
         try:
@@ -119,7 +119,13 @@ def _serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
             pass  # ECONNREFUSED from an earlier datagram, a full buffer: UDP may drop
 
 
-def _replies(listener, client, session: _Session, sessions: dict, lock) -> None:
+def _replies(
+    listener: socket.socket,
+    client: tuple[str, int],
+    session: _Session,
+    sessions: dict[tuple[str, int], _Session],
+    lock: threading.Lock,
+) -> None:
     while True:
         try:
             data = session.sock.recv(BUFFER)

@@ -22,6 +22,17 @@ import os
 from minirun import hostwide
 from minirun.errors import MinirunError
 
+TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from minirun.runtime.devices import Rule
+
+    # docker's HostConfig fields as config.json records them (Memory, MemorySwap, NanoCpus,
+    # CpuShares, PidsLimit: ints; CpusetCpus: a string), only those given
+    Resources = Mapping[str, Any]
+
 PARENT = hostwide.CGROUP_PARENT  # "minirun", unless a sandbox has its own
 CFS_PERIOD_US = 100000  # docker's --cpus period
 # v1 controllers a hierarchy may carry; a hierarchy with none (name=systemd) is left alone
@@ -70,7 +81,7 @@ def parse_mountinfo(text: str) -> list[Hierarchy]:
     """Every cgroup mount of a mountinfo text, first mount of each hierarchy only. Pure: a v2
     hierarchy's controllers are left empty (they live in its cgroup.controllers file)."""
     found: list[Hierarchy] = []
-    seen: set = set()
+    seen: set[str | tuple[str, ...]] = set()
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
@@ -78,7 +89,7 @@ def parse_mountinfo(text: str) -> list[Hierarchy]:
             continue
         fstype, options = tail[0], tail[2]
         if fstype == "cgroup2":
-            key: object = "v2"
+            key: str | tuple[str, ...] = "v2"
             hierarchy = Hierarchy(_unescape(fields[4]), 2, ())
         elif fstype == "cgroup":
             names = options.split(",")
@@ -188,7 +199,7 @@ def cfs_quota(nano_cpus: int) -> int:
     return nano_cpus * CFS_PERIOD_US // 1_000_000_000
 
 
-def limit_writes(resources: dict, version: int, current_memory: int | None = None) -> list[tuple[str, str, str]]:
+def limit_writes(resources: Resources, version: int, current_memory: int | None = None) -> list[tuple[str, str, str]]:
     """(controller, file, value) to write, in order, for docker's resource fields in `resources`
     (Memory, MemorySwap, NanoCpus, CpuShares, CpusetCpus, PidsLimit) on a cgroup `version`
     hierarchy. `current_memory` is v1's memory.limit_in_bytes now: v1 refuses a memory limit
@@ -238,7 +249,7 @@ def limit_writes(resources: dict, version: int, current_memory: int | None = Non
 # -- creating, joining, removing ----------------------------------------------------------------
 
 
-def create(container_id: str, resources: dict, devices: list | None = None) -> list[str]:
+def create(container_id: str, resources: Resources, devices: list[Rule] | None = None) -> list[str]:
     """The container's cgroups with `resources` applied and, given `devices` (devices.rules_for),
     its devices policy; returns their paths for PID 1 to join. Where no hierarchy can be written
     (minirun inside a container with a read-only cgroupfs), a container without limits runs
@@ -274,7 +285,7 @@ def create(container_id: str, resources: dict, devices: list | None = None) -> l
     return made
 
 
-def apply(container_id: str, resources: dict) -> None:
+def apply(container_id: str, resources: Resources) -> None:
     """Write the limits into the container's existing cgroups (at create, and by `update`).
     Each controller's files follow its own hierarchy's version (a hybrid host may have both)."""
     found = hierarchies()

@@ -20,7 +20,7 @@ import struct
 
 from minirun.errors import MinirunError, UsageError
 
-Rule = tuple  # (type, major, minor, access)
+Rule = tuple[str, int, int, str]  # (type, major, minor, access)
 
 # docker's defaults (runc's AllowedDevices): mknod of anything, and the nodes every container has
 DEFAULT_RULES: tuple[Rule, ...] = (
@@ -42,7 +42,7 @@ ALL_DEVICES: tuple[Rule, ...] = (("a", -1, -1, "rwm"),)
 # -- --device HOST[:CONTAINER][:PERMS] (pure but for the stat of HOST) -------------------------------
 
 
-def parse_device(spec: str) -> list:
+def parse_device(spec: str) -> list[str]:
     """docker's --device: [host path, container path, permissions]; the host path must be a
     device node (docker follows a symlink to it)."""
     parts = spec.split(":")
@@ -84,7 +84,7 @@ def device_number(path: str) -> tuple[str, int, int]:
     return kind, os.major(st.st_rdev), os.minor(st.st_rdev)
 
 
-def rules_for(devices: list, privileged: bool) -> list[Rule]:
+def rules_for(devices: list[list[str]], privileged: bool) -> list[Rule]:
     """The container's rules: every device when privileged, else docker's defaults and one rule
     per --device (its node as it is now)."""
     if privileged:
@@ -147,7 +147,7 @@ def bpf_program(rules: list[Rule]) -> bytes:
         _load_word(_R5, 8),
     ]
     for kind, major, minor, access in rules:
-        checks: list = []  # instructions, and ("jne", reg, imm) placeholders resolved below
+        checks: list[bytes | tuple[str, int, int]] = []  # instructions, and ("jne", reg, imm) placeholders
         if kind != "a":
             checks.append(("jne", _R3, _TYPE[kind]))
         denied = 7 & ~sum(_ACCESS[a] for a in access)
@@ -164,8 +164,8 @@ def bpf_program(rules: list[Rule]) -> bytes:
         for i, item in enumerate(block):
             if isinstance(item, tuple):
                 _, reg, imm = item
-                block[i] = _jne(reg, imm, len(block) - i - 1)  # past the rest of this rule
-        body += block
+                item = _jne(reg, imm, len(block) - i - 1)  # past the rest of this rule
+            body.append(item)
         if not checks:  # it allows everything: what would follow is unreachable, which the verifier refuses
             return b"".join(body)
     body += [_insn(0xB7, _R0, imm=0), _insn(0x95)]  # r0 = 0; exit: refused

@@ -27,7 +27,33 @@ from minirun.runtime import executable, supervise
 
 TYPE_CHECKING = False  # typing costs ~6 ms on the path the exec benchmark times
 if TYPE_CHECKING:
-    from typing import Any
+    import socket
+    from collections.abc import Mapping
+    from typing import Any, NoReturn, Protocol
+
+    from minirun.runtime.seccomp import Program
+
+    class _Config(Protocol):
+        @property
+        def workdir(self) -> str: ...
+        @property
+        def user(self) -> str: ...
+        @property
+        def env(self) -> list[str]: ...
+        @property
+        def hostname(self) -> str: ...
+
+    class Target(Protocol):
+        """What exec reads of the container (containers' Container): its id and its config."""
+
+        @property
+        def id(self) -> str: ...
+        @property
+        def config(self) -> _Config: ...
+
+    # what the container's processes may do (privileges.for_container): capabilities,
+    # no_new_privileges, the seccomp program (None: unconfined)
+    Allowed = tuple[list[str], bool, Program | None]
 
 # joined by the child in this order: mnt last, since after it no host path is reachable
 CHILD_NAMESPACES: tuple[tuple[str, int], ...] = (
@@ -43,7 +69,7 @@ class NotRunning(MinirunError):
     """exec into a container whose PID 1 is gone (or never started): docker's 125."""
 
 
-def open_namespaces(container_id: str, state: dict) -> dict[str, int]:
+def open_namespaces(container_id: str, state: Mapping[str, Any]) -> dict[str, int]:
     """Close-on-exec fds of PID 1's namespaces ("pid" and CHILD_NAMESPACES' names), taken only
     if it is the very process the state recorded (pid and start time: pids are reused); one
     that is ours too (net with --network host) is left out. NotRunning otherwise."""
@@ -89,10 +115,11 @@ def open_namespaces(container_id: str, state: dict) -> dict[str, int]:
     return fds
 
 
-def exec_in(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths: list[str], allowed: tuple) -> int:
+def exec_in(
+    container: Target, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths: list[str], allowed: Allowed
+) -> int:
     from minirun.runtime import launch
 
-    tty: Any = None  # the tty module, with -t
     rows, cols = 24, 80
     console = child_console = None
     if opts.tty:
@@ -132,9 +159,10 @@ def exec_in(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_pat
     if child_console is not None:
         child_console.close()  # the child holds the only other end: its failure reads as EOF
     started = launch.Started(pid=pid, error_fd=read_fd, console=console)
-    master = tty.receive_master(console) if tty else None
+    # (there is a console, and the tty module is loaded, exactly with -t)
+    master = tty.receive_master(console) if console is not None else None
     failure = launch.read_start_error(started)
-    if failure is None and tty and master is None:
+    if failure is None and console is not None and master is None:
         supervise.kill(pid)
         failure = MinirunError("the exec'd process's pty never arrived")
     if failure is not None or opts.detach:
@@ -146,14 +174,23 @@ def exec_in(container, opts: ExecOptions, namespaces: dict[str, int], cgroup_pat
         if failure is not None:
             raise failure
         return 0
-    if tty:
+    if master is not None:
         return tty.attach(pid, master, opts.interactive)
     return supervise.wait_for_exit(pid)
 
 
 def _child_main(
-    container, opts, namespaces, error_fd, old_mask, console, rows, cols, cgroup_paths, allowed: tuple
-) -> None:
+    container: Target,
+    opts: ExecOptions,
+    namespaces: dict[str, int],
+    error_fd: int,
+    old_mask: set[int],
+    console: socket.socket | None,
+    rows: int,
+    cols: int,
+    cgroup_paths: list[str],
+    allowed: Allowed,
+) -> NoReturn:
     """Never returns: execs, or reports on the error pipe and exits with the error's code."""
     from minirun.runtime import cgroups
 
@@ -180,15 +217,15 @@ def _child_main(
 
 
 def _child(
-    container,
+    container: Target,
     opts: ExecOptions,
     namespaces: dict[str, int],
     error_fd: int,
-    old_mask,
-    console,
+    old_mask: set[int],
+    console: socket.socket | None,
     rows: int,
     cols: int,
-    allowed: tuple,
+    allowed: Allowed,
 ) -> None:
     """`allowed`: (capabilities, no_new_privileges, seccomp program or None)."""
     # everything needed after the mount namespace is joined is imported before it

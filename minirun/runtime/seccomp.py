@@ -27,6 +27,23 @@ except ImportError:  # pragma: no cover - an interpreter built without it
     from hashlib import blake2b as _digest
 from minirun.errors import MinirunError, UsageError
 
+TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
+if TYPE_CHECKING:
+    from typing import Any, TypedDict
+
+    # A profile in docker's format, and its rules and argument conditions: JSON objects, checked
+    # by check_profile (their fields are many, mostly optional, of several types each)
+    JsonObject = dict[str, Any]
+
+    class Resolved(TypedDict):
+        """resolve()'s result: what compile_program needs."""
+
+        default: tuple[str, int]  # (action, errno)
+        arches: list[str]
+        flags: int
+        rules: list[tuple[str, int, list[str], list[JsonObject]]]  # (action, errno, names, args)
+
+
 PROFILE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
 DEFAULT_PROFILE = os.path.join(PROFILE_DIR, "seccomp.json")
 UNCONFINED = "unconfined"
@@ -136,7 +153,7 @@ def _kernel_at_least(wanted: str, release: str) -> bool:
     return numbers(release) >= numbers(wanted)
 
 
-def _applies(rule: dict, capabilities: frozenset, arch: str, release: str) -> bool:
+def _applies(rule: JsonObject, capabilities: frozenset[str], arch: str, release: str) -> bool:
     """docker's includes/excludes: every included capability held, no excluded one, the arch and
     kernel as asked."""
     includes, excludes = rule.get("includes") or {}, rule.get("excludes") or {}
@@ -155,7 +172,7 @@ def _applies(rule: dict, capabilities: frozenset, arch: str, release: str) -> bo
     return True
 
 
-def resolve(profile: dict, capabilities: frozenset, machine: str, release: str) -> dict:
+def resolve(profile: JsonObject, capabilities: frozenset[str], machine: str, release: str) -> Resolved:
     """The rules that apply to a container holding `capabilities`, with the architectures to
     filter: {"default": (action, errno), "arches": [...], "flags": int, "rules": [(action, errno,
     [names], [args])]}. Pure."""
@@ -197,14 +214,14 @@ def _seccomp_arch_is(name: str, machine: str) -> bool:
 # -- compiling (libseccomp) and caching -------------------------------------------------------------
 
 
-def compile_program(resolved: dict) -> bytes:
+def compile_program(resolved: Resolved) -> bytes:
     """libseccomp's BPF for resolved rules, as runc builds it: names the library does not know
     are skipped (a profile lists syscalls of newer kernels and other arches), a rule whose action
     is the default one is left out, and conditions on one argument index are separate rules."""
     import pyseccomp as sc  # ~35 ms: only when a program is not in the cache
 
     def action(name: str, errno_: int) -> int:
-        return {
+        actions: dict[str, int] = {
             "SCMP_ACT_KILL": sc.KILL,
             "SCMP_ACT_KILL_THREAD": sc.KILL_THREAD,
             "SCMP_ACT_KILL_PROCESS": sc.KILL_PROCESS,
@@ -213,7 +230,8 @@ def compile_program(resolved: dict) -> bytes:
             "SCMP_ACT_TRACE": sc.TRACE(errno_),
             "SCMP_ACT_ALLOW": sc.ALLOW,
             "SCMP_ACT_LOG": sc.LOG,
-        }[name]
+        }
+        return actions[name]
 
     ops = {
         "SCMP_CMP_NE": sc.NE,
