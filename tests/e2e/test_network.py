@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import minirun.store
 from minirun.net import ipv4, networks, portmap
 from minirun.net.bridge import link_names
 from minirun.runtime import cgroups
@@ -509,3 +510,15 @@ def test_a_deleted_stores_bridge_is_reclaimed(cli, busybox, tmp_path):
     shutil.rmtree(gone)
     assert cli("network", "create", "fresh").code == 0
     assert bridge not in link_names() and not os.path.exists(networks.bridge_dir(bridge))
+
+
+def test_a_bridge_whose_record_is_gone_is_recorded_again_as_text(cli, busybox):
+    """A bridge that exists without its net.json (lost records, another start making it): its
+    subnet is read from the device and written back as ADDRESS/PREFIX, and starts go on."""
+    assert cli("network", "create", "--subnet", "10.99.77.0/24", "lostrec").code == 0
+    assert cli("run", "--rm", "--network", "lostrec", "busybox", "true").code == 0
+    bridge = next(n for n in networks.Networks(minirun.store.Store(None)).all() if n.name == "lostrec").bridge
+    os.unlink(os.path.join(networks.bridge_dir(bridge), "net.json"))
+    assert cli("run", "--rm", "--network", "lostrec", "busybox", "true").code == 0
+    assert networks.bridge_info(bridge)["subnet"] == "10.99.77.0/24"
+    assert cli("run", "--rm", "--network", "lostrec", "busybox", "true").code == 0
