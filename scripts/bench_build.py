@@ -16,6 +16,10 @@ flags these machines need (PEERS.md), `--network none` as minirun's RUN, `--pull
 The rounds are interleaved so machine noise hits both tools alike, and every timed build starts
 after a sync(2), so neither pays for flushing what the other wrote. If podman fails it is
 reported and skipped; minirun's own figures still print.
+minirun runs with host-wide names of this run's own (scripts/benchenv.py), removed at the end.
+podman's import and builds run in a mount namespace of their own so that their blob-info cache is
+not the host's /var/lib/containers/cache (tests/peers.py): that adds an unshare and a mount, a few
+ms, to each timed podman build.
 
 Also checked, not timed: the cached rebuild says `Using cache` for every step and leaves no
 container, and nothing is left mounted. Exits 0 whatever the figures; 1 if a command failed or
@@ -55,6 +59,7 @@ from bench_start import (  # noqa: E402  (shared helpers of the start benchmark)
     unfix_hybrid_cgroups,
     version,
 )
+from benchenv import HostNames, own_blob_cache, private_names  # noqa: E402
 
 TARGET_STEPS_PER_S = 5.0
 PODMAN_IMAGE = "localhost/minirun-bench-build-busybox:latest"
@@ -134,23 +139,25 @@ class Podman(Builder):
         super().__init__("podman", self.glob, None, tmp, PODMAN_IMAGE, steps)
 
     def prepare(self) -> None:
-        run([*self.glob, "import", "--quiet", str(self.tar), PODMAN_IMAGE])
+        run(own_blob_cache([*self.glob, "import", "--quiet", str(self.tar), PODMAN_IMAGE]))
 
     def command(self, variant: str, cached: bool) -> list[str]:
         extra = [] if cached else ["--no-cache"]
-        return [
-            *self.glob,
-            "build",
-            "--layers",
-            *extra,
-            "--pull=never",
-            "--network",
-            "none",
-            *PODMAN_RUN,
-            "-t",
-            f"localhost/bench-{variant}",
-            str(self.contexts[variant]),
-        ]
+        return own_blob_cache(
+            [
+                *self.glob,
+                "build",
+                "--layers",
+                *extra,
+                "--pull=never",
+                "--network",
+                "none",
+                *PODMAN_RUN,
+                "-t",
+                f"localhost/bench-{variant}",
+                str(self.contexts[variant]),
+            ]
+        )
 
     def cleanup(self) -> list[str]:
         try:
@@ -185,12 +192,14 @@ def main() -> int:
     sys.stdout.flush()
 
     tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-build-"))
+    names: HostNames | None = None
     tools: list[Builder] = []
     hybrid_fix: list[tuple[str, bool]] = []
     failed = False
     leftovers: list[str] = []
     checks: list[str] = []
     try:
+        names = private_names(tmp)  # before the first minirun
         minirun = Minirun(tmp, args.steps)
         tools.append(minirun)
         if podman_bin:
@@ -233,6 +242,8 @@ def main() -> int:
                 leftovers += t.cleanup()
             elif isinstance(t, Minirun):
                 leftovers += t.leftovers()
+        if names:
+            leftovers += names.cleanup()
         leftovers += remove_temp_dir(tmp)
         remove_side_paths(side_before)
         unfix_hybrid_cgroups(hybrid_fix)

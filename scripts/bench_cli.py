@@ -7,7 +7,9 @@ podman's same verbs on the same images, in one run.
 
 Each minirun command and its podman twin run in turn (A B A B ...) against a store and a podman
 root of this run's own, each holding the embedded busybox and a few imported images; the ratio is
-taken pair by pair and its median printed, so drift of the machine's speed cancels out.
+taken pair by pair and its median printed, so drift of the machine's speed cancels out. minirun
+runs with host-wide names of this run's own (scripts/benchenv.py), removed at the end; podman's
+imports run with a blob-info cache of their own, never the host's (tests/peers.py).
 
     .venv/bin/python scripts/bench_cli.py [--runs 25]
 
@@ -28,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import forget_podman, podman_command  # noqa: E402  (the script's own directory, on the path above)
+from benchenv import own_blob_cache, private_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = 5  # imported beside busybox: a listing with a few rows, as a small host has
@@ -64,8 +67,8 @@ def main() -> int:
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="minirun-bench-cli-", dir="/var/tmp")
     root = os.path.join(work, "store")
-    # a run dir of this run's own (hostwide.py): nothing of the host's /run/minirun is touched
-    env = dict(os.environ, MINIRUN_ROOT=root, MINIRUN_RUN_DIR=os.path.join(work, "run"))
+    names = private_names(work)  # no minirun0, /run/minirun, ... of the host's is touched
+    env = dict(os.environ, MINIRUN_ROOT=root)
     minirun = [sys.executable, "-m", "minirun"]
     binary = shutil.which("podman")
     podman_base = Path(work) / "podman"
@@ -77,7 +80,9 @@ def main() -> int:
         for i in range(IMAGES):
             subprocess.run([*minirun, "import", tar, f"bench-{i}:latest"], check=True, capture_output=True, env=env)
             if podman:
-                subprocess.run([*podman, "import", tar, f"bench-{i}:latest"], check=True, capture_output=True)
+                subprocess.run(
+                    own_blob_cache([*podman, "import", tar, f"bench-{i}:latest"]), check=True, capture_output=True
+                )
         subprocess.run([*minirun, "run", "--rm", "--network", "none", "busybox", "true"], check=True, env=env)
         rows = [
             ("images", ["images"], ["images"]),
@@ -99,6 +104,8 @@ def main() -> int:
     finally:
         if podman:
             forget_podman(podman, [str(podman_base)])
+        for note in names.cleanup():
+            print(f"left behind: {note}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
 
 

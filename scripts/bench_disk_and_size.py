@@ -8,6 +8,9 @@
 
     .venv/bin/python scripts/bench_disk_and_size.py [--containers 20] [--runs 15] [--layers 50] [--megabytes 300]
 
+minirun runs with host-wide names of this run's own (scripts/benchenv.py), removed at the end;
+podman's import runs with a blob-info cache of its own, never the host's (tests/peers.py).
+
 A measurement, not a test: exits 0 whatever the figures, non-zero only if a command failed.
 """
 
@@ -32,6 +35,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     remove_side_paths,
     side_paths_present,
 )
+from benchenv import own_blob_cache, private_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -68,7 +72,7 @@ def podman_disk_per_container(work: str, count: int) -> float | None:
     with open(tar, "wb") as out:
         subprocess.run([sys.executable, str(REPO / "images/busybox/rootfs.py")], stdout=out, check=True)
     try:
-        subprocess.run([*base, "import", tar, "bench-busybox"], check=True, capture_output=True)
+        subprocess.run(own_blob_cache([*base, "import", tar, "bench-busybox"]), check=True, capture_output=True)
         subprocess.run(["sync"])
         before = du_kib(storage)
         for _ in range(count):
@@ -136,6 +140,7 @@ def main() -> int:
     args = parser.parse_args()
     side_before = side_paths_present()  # podman's own state outside our dirs, if this run makes it
     work = tempfile.mkdtemp(prefix="minirun-bench-disk-", dir="/var/tmp")
+    names = private_names(work)  # before the first minirun, here or in this process (make_big_image)
     try:
         root = os.path.join(work, "store")
         mine = disk_per_container(root, args.containers)
@@ -162,6 +167,8 @@ def main() -> int:
         print(f"command failed: {exc.cmd}: exit {exc.returncode}", file=sys.stderr)
         return 1
     finally:
+        for note in names.cleanup():
+            print(f"left behind: {note}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
         remove_side_paths(side_before)
 

@@ -16,7 +16,9 @@ interleaved (the order rotates every round) so machine noise hits every tool ali
   - floors: `nsenter -t <minirun's PID 1> -a true` (joining the same namespaces, no checks, no
     capability drop) and the interpreter's `python -c pass`.
 A peer that fails to prepare is reported and skipped; everything created is removed at the end
-(containers, mounts, cgroups, temp dirs) and the leftovers line says so.
+(containers, mounts, cgroups, temp dirs) and the leftovers line says so. minirun runs with
+host-wide names of this run's own (scripts/benchenv.py), removed at the end; podman's import runs
+with a blob-info cache of its own, never the host's (tests/peers.py).
 Shares its helpers with scripts/bench_start.py. Standard library only. Run as root.
 """
 
@@ -63,6 +65,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     unfix_hybrid_cgroups,
     version,
 )
+from benchenv import HostNames, own_blob_cache, private_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PODMAN_IMAGE = "localhost/minirun-bench-exec-busybox:latest"
@@ -232,7 +235,7 @@ class Podman(Tool):
         self.cmd = [*self.glob, "exec", self.name, "true"]
 
     def prepare(self) -> None:
-        run([*self.glob, "import", "--quiet", str(self.tar), PODMAN_IMAGE])
+        run(own_blob_cache([*self.glob, "import", "--quiet", str(self.tar), PODMAN_IMAGE]))
         run(
             [
                 *self.glob,
@@ -295,6 +298,7 @@ def main() -> int:
     sys.stdout.flush()
 
     tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-exec-"))
+    names: HostNames | None = None
     tools: list[Tool] = []
     hybrid_fix: list[tuple[str, bool]] = []
     cgroups_before: set[str] | None = None
@@ -304,6 +308,7 @@ def main() -> int:
         if binaries["podman"]:
             hybrid_fix, runtime = podman_peer(args.mount_v2_controllers)
         cgroups_before = cgroup_dirs()
+        names = private_names(tmp)  # before the first minirun
         tar, lower = prepare_rootfs(tmp)
         minirun = Minirun(tmp / "store")
         tools += [minirun, Nsenter(minirun)]
@@ -326,6 +331,8 @@ def main() -> int:
         cleanup_tools(tools)
         for t in tools:
             leftovers += t.left
+        if names:
+            leftovers += names.cleanup()
         leftovers += remove_temp_dir(tmp)
         new_cgroups = cgroup_dirs() - cgroups_before if cgroups_before is not None else set()
         ours = (f"mrbx{os.getpid()}", f"minirun-bench-{os.getpid()}")

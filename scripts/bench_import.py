@@ -11,6 +11,9 @@ ext4_without_journal) and `sync` is called before every timed run. minirun runs 
 `sys.executable -m minirun`, from this checkout. It also checks that a second import of the same tar
 under another name grows the store by less than 1% of the tar (one shared layer).
 
+minirun runs with host-wide names of this run's own (scripts/benchenv.py: run dir, bridge prefix,
+nft table, cgroup parent), never the host's, and they are removed at the end.
+
 This is a measurement, not a test: it exits 0 whatever the ratio, non-zero only if a command failed.
 Standard library only.
 """
@@ -32,6 +35,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+from benchenv import private_names  # noqa: E402
+
 GENERATOR_VERSION = 1  # bump when the generated tar changes, so a stale cache is not reused
 TARGET_RATIO = 1.10
 DEDUP_LIMIT_PCT = 1.0
@@ -422,7 +428,6 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     tar_path = work / f"rootfs-v{GENERATOR_VERSION}-seed{args.seed}-{args.files}files-{args.megabytes}MB.tar"
     py = sys.executable
-    env = minirun_env()
 
     tar_version = run(["tar", "--version"]).stdout.splitlines()[0]
     fstype = run(["stat", "-f", "-c", "%T", str(work)]).stdout.strip()
@@ -482,6 +487,8 @@ def main() -> int:
     print(flush=True)
 
     scratch = Path(tempfile.mkdtemp(prefix="run-", dir=work))
+    names = private_names(scratch)  # before the first minirun
+    env = minirun_env()
     try:
         if drop:
             sync()
@@ -539,6 +546,8 @@ def main() -> int:
         print(f"\nbench_import: command failed: {e}", file=sys.stderr)
         return 1
     finally:
+        for note in names.cleanup():
+            print(f"left behind: {note}", file=sys.stderr)
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"  cleaned up  : {scratch} removed; the tar stays cached at {tar_path}")
     return 0

@@ -14,6 +14,9 @@ Timed (wall time of one command from this process, interleaved round-robin so no
     the child joining through cgroup.procs (the kernel's global lock and its RCU grace period) to
     show what writing `tasks` saves on v1.
 Everything created is removed at the end (containers, cgroups, temp dirs); the leftovers line says so.
+minirun runs with host-wide names of this run's own (scripts/benchenv.py), here and in this process
+(the cgroup work goes under this run's cgroup parent), removed at the end; podman's import runs
+with a blob-info cache of its own, never the host's (tests/peers.py).
 Shares its helpers with scripts/bench_start.py. Run as root.
 """
 
@@ -46,6 +49,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     unfix_hybrid_cgroups,
     version,
 )
+from benchenv import private_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -127,6 +131,8 @@ def main() -> int:
         print("bench_limits: must run as root", file=sys.stderr)
         return 2
     stop = defer_signals()
+    tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-limits-"))
+    names = private_names(tmp)  # before the first minirun, and before minirun is imported here
     from minirun.runtime import cgroups
 
     podman = shutil.which("podman")
@@ -136,11 +142,11 @@ def main() -> int:
     print(f"  limits      : {' '.join(LIMITS)}")
     sys.stdout.flush()
 
-    tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-limits-"))
     tools: list[Tool] = []
     hybrid_fix: list = []
     failed = False
     leftovers: list[str] = []
+    others: list[str] = []  # new cgroups of another user of the host (a test session beside this one)
     cgroups_before = set()
     work: dict[str, list[float]] = {}
     try:
@@ -166,6 +172,7 @@ def main() -> int:
         store_containers = tmp / "store" / "containers"
         if store_containers.is_dir():
             leftovers += [f"minirun container {c.name}" for c in store_containers.iterdir()]
+        leftovers += names.cleanup()  # this run's cgroup parents too: none of the host's is used
         leftovers += remove_temp_dir(tmp)
         ours = (f"minirun-bench-{os.getpid()}",)
         for d in sorted(cgroup_dirs() - cgroups_before, key=len, reverse=True):
@@ -174,8 +181,8 @@ def main() -> int:
                     os.rmdir(d)
                 except OSError:
                     leftovers.append(f"cgroup {d} (busy)")
-            elif not d.endswith(f"/{cgroups.PARENT}"):  # minirun's parents stay, as docker's /docker
-                leftovers.append(f"cgroup {d} (new)")
+            else:
+                others.append(d)
         unfix_hybrid_cgroups(hybrid_fix)
 
     print()
@@ -201,6 +208,8 @@ def main() -> int:
     print(
         f"  leftovers   : {', '.join(leftovers) if leftovers else 'none (no containers, cgroups or temp dirs remain)'}"
     )
+    if others:
+        print(f"  not ours    : {len(others)} new cgroups of other users of the host, left alone (e.g. {others[0]})")
     return 1 if failed or leftovers else 0
 
 

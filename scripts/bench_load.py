@@ -20,6 +20,11 @@ The runs alternate between the tools; `sync` runs before every timed run and is 
 (+sync). On an ext4 without a journal, outputs are kept until the end (see bench_import.py's
 ext4_without_journal for why). Targets (issue 6): minirun <= 1.0x tar, <= 0.6x podman.
 
+minirun runs with host-wide names of this run's own (scripts/benchenv.py), removed at the end.
+podman's load runs in a mount namespace of its own so that its blob-info cache is not the host's
+/var/lib/containers/cache (tests/peers.py): that adds an unshare and a mount, a few ms, to each
+timed podman load.
+
 This is a measurement, not a test: it exits 0 whatever the ratios, non-zero only if a command
 failed. Standard library only. Run as root.
 """
@@ -53,6 +58,7 @@ from bench_import import (  # noqa: E402
     run,
     sync,
 )
+from benchenv import own_blob_cache, private_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ARCHIVE_VERSION = 1  # bump when the archive layout changes
@@ -226,7 +232,6 @@ def main() -> int:
     work = args.dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    env = minirun_env()
     use_podman = not args.no_podman and shutil.which("podman") is not None
     t0 = time.perf_counter()
     layer_paths = make_layers(work, args.layers, args.files, args.megabytes, args.seed)
@@ -263,6 +268,8 @@ def main() -> int:
     print(flush=True)
 
     scratch = Path(tempfile.mkdtemp(prefix="load-", dir=work))
+    names = private_names(scratch)  # before the first minirun
+    env = minirun_env()
     podmans: list[tuple[PodmanStore, Path]] = []
     times: dict[str, list[float]] = {t: [] for t in tools}
     after: dict[str, list[float]] = {t: [] for t in tools}
@@ -297,7 +304,7 @@ def main() -> int:
                 elif tool == "podman":
                     podman = PodmanStore(out)
                     podmans.append((podman, out))
-                    run([*podman.cmd, "load", "-q", "-i", str(archive)])
+                    run(own_blob_cache([*podman.cmd, "load", "-q", "-i", str(archive)]))
                 else:
                     tar_layers(layer_paths, out, 2 if tool == "tar -P2" else 1)
                 elapsed = time.perf_counter() - start
@@ -334,6 +341,8 @@ def main() -> int:
     finally:
         for podman, out in podmans:
             podman.remove(out)
+        for note in names.cleanup():
+            print(f"left behind: {note}", file=sys.stderr)
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"\n  cleaned up  : {scratch} removed; the archive and layers stay cached in {work}")
     return 0

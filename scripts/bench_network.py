@@ -8,16 +8,20 @@
 Target (issue 7): --network bridge adds at most 30 ms to minirun's start (median bridge - median
 none). Prepared once, untimed, in a temporary directory: a fresh minirun store (`--root`), minirun
 byte-compiled first (as scripts/setup.sh does), the busybox image built by the first run, and one
-warm-up run per command (the first bridge run makes the bridge minirun0 if this host has none);
-podman's own storage with the same busybox tar imported, run with the flags these machines need
-(PEERS.md). The timed runs are interleaved round-robin, the order rotating each round, so machine
+warm-up run per command (the first bridge run makes this run's bridge, mb<hex>0: minirun runs
+with host-wide names of this run's own, scripts/benchenv.py, never the host's minirun0, table ip
+minirun or /run/minirun); podman's own storage with the same busybox tar imported, run with the
+flags these machines need (PEERS.md). The timed runs are interleaved round-robin, the order rotating each round, so machine
 noise hits every command alike. Each time is one command's wall time from this process.
 
 Left behind: nothing of minirun's (no container, no booked address, no published port) and the
-leftovers line checks it. podman's netavark changes the host for --network bridge (iptables-nft
-tables `ip nat`/`ip filter` with NETAVARK chains, net.ipv4.ip_forward=1): those this run made are
-undone at the end, and minirun's bridges get back the per-interface forwarding that resetting
-ip_forward clears. The bridge minirun0 stays, as docker's docker0 does.
+leftovers line checks it; then this run's bridge, nft table, run dir and cgroup parents are
+removed. podman's network backend (netavark, or CNI on older podman) changes the host for
+--network bridge (iptables-nft tables `ip nat`/`ip filter` with NETAVARK or CNI chains, its bridge
+podman0 or cni-podman0, CNI's /var/lib/cni, /run/netns mounted on itself, net.ipv4.ip_forward=1): what this run made
+is undone at the end, and every interface gets back the per-interface forwarding it had before
+(resetting ip_forward clears it everywhere; bridges made meanwhile, such as other minirun
+sessions', get it on, as minirun makes them).
 
 A measurement, not a test: exits 0 whatever the figures, 1 if a command failed or something was
 left behind. Shares its helpers with scripts/bench_start.py. Standard library only. Run as root.
@@ -35,6 +39,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,6 +52,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     cgroup_dirs,
     cleanup_tools,
     defer_signals,
+    mounts,
     podman_peer,
     prepare_rootfs,
     prepare_tools,
@@ -56,10 +63,14 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     unfix_hybrid_cgroups,
     version,
 )
+from benchenv import HostNames, private_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_ADDED_S = 0.030
-HOST_DIR = Path("/run/minirun")
+# what podman's --network bridge may make outside its dirs: its default network's bridge (netavark's
+# name, CNI's), CNI's address bookings and the dir of named network namespaces
+PEER_LINKS = ("podman0", "cni-podman0")
+PEER_DIRS = ("/var/lib/cni", "/run/netns")
 
 
 def free_port() -> int:
@@ -80,12 +91,12 @@ class PodmanBridge(Tool):
         self.once(-1)  # warm-up: netavark makes its bridge
 
 
-def minirun_leftovers(root: Path) -> list[str]:
+def minirun_leftovers(root: Path, names: HostNames) -> list[str]:
     found = []
     cdir = root / "containers"
     if cdir.is_dir():
         found += [f"minirun container dir {c.name}" for c in cdir.iterdir()]
-    bridges = HOST_DIR / "bridges"
+    bridges = Path(names.run_dir) / "bridges"
     for bridge in bridges.iterdir() if bridges.is_dir() else []:
         for entry in bridge.iterdir():
             if entry.name.count(".") == 3:
@@ -95,7 +106,7 @@ def minirun_leftovers(root: Path) -> list[str]:
                     continue
                 if owner.get("store") == str(root):
                     found.append(f"address {entry.name} booked on {bridge.name}")
-    p = subprocess.run(["nft", "-j", "list", "table", "ip", "minirun"], capture_output=True, text=True)
+    p = subprocess.run(["nft", "-j", "list", "table", "ip", names.nft_table], capture_output=True, text=True)
     if p.returncode == 0:
         for item in json.loads(p.stdout).get("nftables", []):
             if "map" in item and item["map"].get("elem"):
@@ -108,26 +119,88 @@ def nft_tables() -> set[str]:
     return set(p.stdout.splitlines()) if p.returncode == 0 else set()
 
 
-def undo_netavark(tables_before: set[str], forward_before: str) -> list[str]:
-    """Remove the iptables-nft tables netavark made in this run (if they hold nothing but its
-    chains), restore net.ipv4.ip_forward, and give minirun's bridges their forwarding back."""
+def forwarding() -> dict[str, str]:
+    """Every interface's net.ipv4.conf.<name>.forwarding."""
+    conf = Path("/proc/sys/net/ipv4/conf")
+    return {d.name: (d / "forwarding").read_text().strip() for d in conf.iterdir() if d.name not in ("all", "default")}
+
+
+@dataclass
+class NetworkState:
+    """What podman's --network bridge may change on the host, as it is (read before the run)."""
+
+    tables: set[str]
+    ip_forward: str
+    forwarding: dict[str, str]
+    links: set[str]
+    dirs: set[str]
+
+
+def network_state() -> NetworkState:
+    return NetworkState(
+        nft_tables(),
+        Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
+        forwarding(),
+        set(os.listdir("/sys/class/net")),
+        {d for d in PEER_DIRS if os.path.lexists(d)},
+    )
+
+
+def undo_podman_network(before: NetworkState) -> list[str]:
+    """Remove the iptables-nft tables podman's network backend made in this run (if they hold
+    nothing but its chains), its bridge and dirs if this run made them (the bridge only without
+    ports, /run/netns only empty), restore net.ipv4.ip_forward and give every interface its
+    forwarding back."""
     notes = []
-    for table in sorted(nft_tables() - tables_before):
+    for table in sorted(nft_tables() - before.tables):
         family_name = table.split()[1:]  # "table ip nat" -> ["ip", "nat"]
-        if family_name == ["ip", "minirun"] or len(family_name) != 2:
+        if len(family_name) != 2 or family_name[1].startswith("minirun"):
             continue
         listing = subprocess.run(["nft", "list", "table", *family_name], capture_output=True, text=True).stdout
         chains = [line.split()[1] for line in listing.splitlines() if line.strip().startswith("chain ")]
-        if all(c.startswith("NETAVARK") or c.isupper() for c in chains):
+        if all(c.startswith(("NETAVARK", "CNI")) or c.isupper() for c in chains):
             subprocess.run(["nft", "delete", "table", *family_name], capture_output=True)
-            notes.append(f"removed netavark's {' '.join(family_name)} table")
+            notes.append(f"removed podman's {' '.join(family_name)} table")
+    for link in PEER_LINKS:
+        ports = Path("/sys/class/net", link, "brif")
+        if link not in before.links and ports.is_dir() and not any(ports.iterdir()):
+            subprocess.run(["ip", "link", "del", link], capture_output=True)
+            notes.append(f"removed podman's bridge {link}")
+    for directory in PEER_DIRS:
+        if directory in before.dirs or not os.path.isdir(directory):
+            continue
+        if directory == "/run/netns":
+            # podman bind-mounts it on itself (shared) to mount namespaces in it: unmount and remove
+            # it only once empty (a namespace there is someone's); podman's cleanup of its --rm
+            # container may still be unmounting its own for a moment
+            for _ in range(50):
+                if not os.listdir(directory):
+                    break
+                time.sleep(0.1)
+            else:
+                continue
+            for _ in range(5):  # the bind mount, maybe more than once
+                if directory not in {point for _, point, _ in mounts()} or os.listdir(directory):
+                    break
+                if subprocess.run(["umount", directory], capture_output=True).returncode != 0:
+                    break
+            try:
+                os.rmdir(directory)
+            except OSError:
+                continue
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+        notes.append(f"removed {directory}")
     forward = Path("/proc/sys/net/ipv4/ip_forward")
-    if forward.read_text().strip() != forward_before:
-        forward.write_text(forward_before)
-        notes.append(f"net.ipv4.ip_forward back to {forward_before}")
-        for conf in Path("/proc/sys/net/ipv4/conf").iterdir():
-            if conf.name.startswith("minirun"):
-                (conf / "forwarding").write_text("1")
+    if forward.read_text().strip() != before.ip_forward:
+        forward.write_text(before.ip_forward)  # sets every interface's forwarding to the same
+        notes.append(f"net.ipv4.ip_forward back to {before.ip_forward}")
+        for name, value in forwarding().items():
+            was = before.forwarding.get(name)
+            if was is None and Path("/sys/class/net", name, "bridge").is_dir():
+                was = "1"  # a bridge made during the run (a minirun session's: minirun turns it on)
+            if was is not None and was != value:
+                Path("/proc/sys/net/ipv4/conf", name, "forwarding").write_text(was)
     return notes
 
 
@@ -141,8 +214,7 @@ def main() -> int:
         return 2
     stop = defer_signals()
     side_before = side_paths_present()
-    tables_before = nft_tables()
-    forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    network_before = network_state()
     podman = shutil.which("podman")
     print(f"bench_network: container start by network mode, median wall time of {args.runs} runs each, interleaved")
     print(
@@ -158,6 +230,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-network-"))
     store = tmp / "store"
+    names: HostNames | None = None
     tools: list[Tool] = []
     failed = False
     leftovers: list[str] = []
@@ -168,6 +241,7 @@ def main() -> int:
         if podman:
             hybrid_fix, runtime = podman_peer(args.mount_v2_controllers)
         cgroups_before = cgroup_dirs()
+        names = private_names(tmp)  # before the first minirun
         tar, _ = prepare_rootfs(tmp)
         port = free_port()
         tools += [
@@ -185,11 +259,13 @@ def main() -> int:
         failed = True
     finally:
         cleanup_tools(tools)
-        leftovers += minirun_leftovers(store)
         for t in tools:
             leftovers += getattr(t, "leftovers", lambda: [])() if isinstance(t, Podman) else []
+        if names:
+            leftovers += minirun_leftovers(store, names)
+            leftovers += names.cleanup()  # this run's bridge, nft table, run dir, cgroup parents
         leftovers += remove_temp_dir(tmp)
-        notes += undo_netavark(tables_before, forward_before)
+        notes += undo_podman_network(network_before)
         remove_side_paths(side_before)
         if cgroups_before is not None:
             new = cgroup_dirs() - cgroups_before

@@ -8,6 +8,9 @@
 
     .venv/bin/python scripts/bench_ps_monitor.py [--containers 100] [--monitored 10] [--runs 10]
 
+minirun runs with host-wide names of this run's own (scripts/benchenv.py), removed at the end;
+podman's import runs with a blob-info cache of its own, never the host's (tests/peers.py).
+
 A measurement, not a test: exits 0 whatever the figures, non-zero only if a command failed.
 """
 
@@ -34,6 +37,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     side_paths_present,
     unfix_hybrid_cgroups,
 )
+from benchenv import own_blob_cache, private_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PODMAN = ["podman", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "overlay"]
@@ -76,7 +80,7 @@ def podman_conmon(work: str, count: int, runtime: str | None) -> tuple[float, fl
     with open(tar, "wb") as out:
         subprocess.run([sys.executable, str(REPO / "images/busybox/rootfs.py")], stdout=out, check=True)
     try:
-        subprocess.run([*base, "import", tar, "bench-busybox"], check=True, capture_output=True)
+        subprocess.run(own_blob_cache([*base, "import", tar, "bench-busybox"]), check=True, capture_output=True)
         for _ in range(count):
             subprocess.run(
                 [*base, "run", "-d", *PODMAN_RUN, "bench-busybox", "sleep", "1000"], check=True, capture_output=True
@@ -103,6 +107,7 @@ def main() -> int:
     side_before = side_paths_present()  # podman's own state outside our dirs, if this run makes it
     work = tempfile.mkdtemp(prefix="minirun-bench-ps-", dir="/var/tmp")
     root = os.path.join(work, "store")
+    names = private_names(work)  # before the first minirun
     try:
         ids = [minirun(root, "run", "-d", "busybox", "sleep", "1000").strip() for _ in range(args.monitored)]
         monitors = [json.load(open(os.path.join(root, "containers", i, "state.json")))["MonitorPid"] for i in ids]
@@ -140,6 +145,8 @@ def main() -> int:
             text=True,
         ).stdout.split():
             subprocess.run([sys.executable, "-m", "minirun", "--root", root, "rm", "-f", line], capture_output=True)
+        for note in names.cleanup():
+            print(f"left behind: {note}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
         remove_side_paths(side_before)
 

@@ -23,6 +23,11 @@ Then, interleaved (the order rotates each round), each timed:
 journal, deleting 20,000 files slows the creates of the next minutes: see
 bench_import.ext4_without_journal). The registry is stopped and every output removed at the end.
 
+minirun runs with host-wide names of this run's own (scripts/benchenv.py), removed at the end.
+skopeo runs in a mount namespace of its own so that its blob-info cache is not the host's
+/var/lib/containers/cache (tests/peers.py): that adds an unshare and a mount, a few ms, to each
+timed skopeo copy.
+
 This is a measurement, not a test: it exits 0 whatever the figures, 1 if a command failed.
 Standard library only (minirun's own modules build the source image). Run as root.
 """
@@ -48,6 +53,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_import import CommandFailed, ext4_without_journal, minirun_env, read_through, run, sync, timed  # noqa: E402
 from bench_load import make_layers  # noqa: E402  (the same layer tars as the load benchmark)
+from benchenv import own_blob_cache, private_names  # noqa: E402
 
 IMAGE = "bench:1"
 
@@ -137,7 +143,6 @@ def main() -> int:
     work = args.dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    env = minirun_env()
     per_files, per_mb = max(1, args.files // args.layers), max(1, args.megabytes // args.layers)
     fstype = run(["stat", "-f", "-c", "%T", str(work)]).stdout.strip()
     if ext4_without_journal(work):
@@ -160,6 +165,8 @@ def main() -> int:
     )
 
     scratch = Path(tempfile.mkdtemp(prefix="pull-", dir=work))
+    names = private_names(scratch)  # before the first minirun, here or in this process
+    env = minirun_env()
     registry = None
     try:
         (scratch / "registry").mkdir()
@@ -188,7 +195,11 @@ def main() -> int:
                 if tool == "minirun":
                     t = timed([py, "-m", "minirun", "--root", str(out), "pull", "-q", ref], env=env)
                 elif tool == "skopeo":
-                    t = timed(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"dir:{out}"])
+                    t = timed(
+                        own_blob_cache(
+                            ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"dir:{out}"]
+                        )
+                    )
                 else:
                     out.mkdir()
                     t0 = time.perf_counter()
@@ -218,6 +229,8 @@ def main() -> int:
     finally:
         if registry is not None:
             stop(registry)
+        for note in names.cleanup():
+            print(f"left behind: {note}", file=sys.stderr)
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"  cleaned up  : registry stopped, {scratch} removed; the layer tars stay cached in {work}")
     return 0

@@ -1,7 +1,8 @@
 """load and save against the real peers: archives podman and skopeo write load and run here (the
 deleted file gone, the rewritten one at its last version), and what minirun saves podman loads and
 runs and skopeo reads. podman runs with a private --root/--runroot in a temp dir, without cgroups,
-so nothing of it outlives the tests."""
+so nothing of it outlives the tests; its copying verbs and skopeo run with a blob-info cache of
+their own (tests/peers.py), so the host's /var/lib/containers/cache is never made or written."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import tarfile
 import time
 
 import pytest
+
+from tests.peers import PODMAN_COPYING_VERBS, own_blob_cache
 
 # runc, not podman's default crun: crun refuses a hybrid host whose cgroup2 mount carries a controller
 # (hugetlb here), and mounting a v1 hierarchy for it would change the host (PEERS.md)
@@ -76,7 +79,8 @@ class Podman:
     def __call__(self, *args: str) -> subprocess.CompletedProcess:
         if args[:1] == ("run",):
             args = ("run", "--cgroup-parent", self.cgroup_parent, *args[1:])
-        return sh(*self.cmd, *args)
+        command = [*self.cmd, *args]
+        return sh(*(own_blob_cache(command) if args[0] in PODMAN_COPYING_VERBS else command))
 
     def remove(self) -> None:
         subprocess.run([*self.cmd, "rm", "--all", "--force"], capture_output=True, timeout=60)
@@ -94,6 +98,10 @@ class Podman:
         for mount in reversed(left):
             subprocess.run(["umount", "-l", mount], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def skopeo(*args: str) -> subprocess.CompletedProcess:
+    return sh(*own_blob_cache(["skopeo", *args]))
 
 
 def minirun(root, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
@@ -121,16 +129,14 @@ def archives(tmp_path_factory):
         podman("save", "-q", "--format", "oci-archive", "-o", str(found["oci-archive-gzip"]), "localhost/wh:1")
         # skopeo: gzip into an OCI archive, and zstd into an OCI layout dir, tarred as a user would
         found["skopeo-oci-archive-gzip"] = work / "skopeo-gzip.tar"
-        sh(
-            "skopeo",
+        skopeo(
             "copy",
             "-q",
             "--dest-compress",
             f"docker-archive:{found['docker-archive']}",
             f"oci-archive:{found['skopeo-oci-archive-gzip']}:localhost/wh:1",
         )
-        sh(
-            "skopeo",
+        skopeo(
             "copy",
             "-q",
             "--dest-compress",
@@ -173,7 +179,7 @@ def test_minirun_save_loads_into_podman_and_runs(cli, archives, tmp_path):
     out = tmp_path / "saved.tar"
     saved = cli("save", "-o", str(out), "localhost/wh:1", "wh:saved")
     assert saved.code == 0 and saved.out == "", saved.err
-    inspected = json.loads(sh("skopeo", "inspect", f"docker-archive:{out}:localhost/wh:1").stdout)
+    inspected = json.loads(skopeo("inspect", f"docker-archive:{out}:localhost/wh:1").stdout)
     config = json.loads(cli("inspect", "localhost/wh:1").out)[0]
     assert inspected["Layers"] == config["RootFS"]["Layers"] and inspected["Os"] == "linux"
     podman = Podman()

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from tests.helpers import d, f, make_image, make_tar
+from tests.peers import own_blob_cache
 from tests.registryserver import (  # noqa: F401
     PASSWORD,
     USER,
@@ -303,7 +304,8 @@ def _new_layout(tmp_path, name: str):
 def _skopeo(*args: str) -> None:
     if shutil.which("skopeo") is None:
         pytest.skip("skopeo is not installed")
-    proc = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=120)
+    # a blob-info cache of its own, never the host's /var/lib/containers/cache (tests/peers.py)
+    proc = subprocess.run(own_blob_cache(["skopeo", *args]), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
 

@@ -1,0 +1,45 @@
+"""Running podman and skopeo (the peers) without writing the host's /var/lib/containers.
+
+Every image copy of containers/image (skopeo copy; podman import, load, save, build, commit, pull,
+push) opens its blob-info cache, and for root that is /var/lib/containers/cache: neither skopeo
+1.9 nor podman 4.3 has an option or a containers.conf / registries.conf setting for its place
+(containers/image takes it from SystemContext.BlobInfoCacheDir, which neither CLI sets; podman's
+--root does not move it), so any such copy would create or update
+/var/lib/containers/cache/blob-info-cache-v1.boltdb on the host.
+
+`own_blob_cache(argv)` runs such a command in a mount namespace of its own in which
+/var/lib/containers is an empty tmpfs: the cache is made there and goes when the command exits.
+If the host has no /var/lib/containers (nothing to mount on, and creating it would change the
+host), /var/lib is read-only in that namespace instead: containers/image cannot make the cache
+directory and keeps a memory-only cache, as it does wherever it cannot write.
+The mounts are the namespace's alone (private propagation); those made before it are seen as they
+are, so the command finds its own --root and --runroot as always.
+
+Only the copying commands need it: podman's other verbs (run, create, exec, diff, images, ps, rm,
+rmi) never open the cache, and they stay in the host's namespace, where their containers' mounts
+must be seen by the next podman command. Standard library only (the benchmarks use it too).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+# `sh -c SCRIPT sh ARGV...`: mount, then exec the peer's command in the new namespace
+_SCRIPT = """
+if [ -d /var/lib/containers ]; then
+    mount -t tmpfs -o mode=0700,size=64m minirun-peer-cache /var/lib/containers || exit 125
+else
+    { mount --bind /var/lib /var/lib && mount -o remount,bind,ro /var/lib; } || exit 125
+fi
+exec "$@"
+"""
+
+# the verbs of podman that copy an image (and so open the blob-info cache)
+PODMAN_COPYING_VERBS = frozenset({"import", "load", "save", "build", "commit", "pull", "push"})
+
+
+def own_blob_cache(argv: list[str]) -> list[str]:
+    """`argv` to run in a mount namespace where the host's /var/lib/containers cannot be written
+    (see the module's docstring). Needs root, like the peers' tests and benchmarks themselves."""
+    unshare = shutil.which("unshare") or "unshare"
+    return [unshare, "--mount", "--propagation", "private", "--", "sh", "-c", _SCRIPT, "sh", *argv]
