@@ -22,6 +22,7 @@ def images(
     filter_: list[str] = typer.Option([], "-f", "--filter", help="Filter output based on conditions provided."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
     format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
+    digests: bool = typer.Option(False, "--digests", help="Show digests."),
 ) -> None:
     """List images."""
     from minirun.cli.imageinfo import image_rows
@@ -41,6 +42,14 @@ def images(
     def shown_id(row) -> str:
         return row.image.id if no_trunc else row.image.short_id
 
+    def digest_of(row) -> str:
+        """The digest this row's repository knows the image by (docker's DIGEST column)."""
+        for ref in store.images.repo_digests(row.image.id):
+            name, _, digest = ref.rpartition("@")
+            if name == row.repository:
+                return digest
+        return "<none>"
+
     if quiet:
         for row in rows:
             print(shown_id(row))
@@ -52,7 +61,7 @@ def images(
                 "Containers": "N/A",
                 "CreatedAt": r.image.created,
                 "CreatedSince": image_age(r.image.created),
-                "Digest": "<none>",
+                "Digest": digest_of(r),
                 "ID": shown_id(r),
                 "Repository": r.repository,
                 "SharedSize": "N/A",
@@ -63,10 +72,13 @@ def images(
             }
             print(json.dumps(document, sort_keys=True))
         return
-    print_table(
-        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-        [[r.repository, r.tag, shown_id(r), image_age(r.image.created), human_size(r.size)] for r in rows],
-    )
+    headers = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+    table = [[r.repository, r.tag, shown_id(r), image_age(r.image.created), human_size(r.size)] for r in rows]
+    if digests:  # docker puts the column after TAG
+        headers.insert(2, "DIGEST")
+        for line, r in zip(table, rows):
+            line.insert(2, digest_of(r))
+    print_table(headers, table)
 
 
 @app.command("history")

@@ -93,7 +93,7 @@ def inspect_image(store: Store, image: Image) -> dict:
     return {
         "Id": image.id,
         "RepoTags": store.images.tags_of(image.id),
-        "RepoDigests": [],
+        "RepoDigests": store.images.repo_digests(image.id),
         "Parent": "",
         "Comment": history[-1].get("comment", "") if history else "",
         "Created": image.created,

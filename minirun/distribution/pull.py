@@ -86,6 +86,8 @@ def pull(store: Store, text: str, insecure: bool = False, view: TransferView | N
     tag_ref = Reference(ref.name, None, ref.digest) if ref.digest else ref
     previous = store.images.tags().get(str(tag_ref))
     image = store.commit_image(staged, config, tag_ref, raw_config=config_bytes)
+    with store.locked():
+        store.images.add_repo_digest(image.id, ref.name, digest)
     _remember_sources(store, host, repo, layers, manifest["config"])
     view.line(f"Digest: {digest}")
     downloaded = bool(staged) or previous != image_id

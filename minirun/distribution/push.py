@@ -82,6 +82,8 @@ def push(store: Store, text: str, insecure: bool = False, view: TransferView | N
     if stored and stored != digest:
         raise MinirunError(f"the registry stored the manifest as {stored}, not {digest}")
     blobsources.remember(store, host, repo, diff_ids + [image.id])
+    with store.locked():
+        store.images.add_repo_digest(image.id, ref.name, digest)
     tag = ref.tag or "latest"
     view.line(f"{tag}: digest: {digest} size: {len(manifest)}")
     return PushResult(tag=tag, digest=digest, size=len(manifest))

@@ -85,6 +85,9 @@ class ImageStore:
         self.root = store_root
         self.dir = os.path.join(store_root, "images")
         self.tags_path = os.path.join(store_root, "tags.json")
+        # image id -> ["name@sha256:..."]: the manifests it was pulled or pushed as (docker's
+        # RepoDigests), apart from tags.json so a tag's removal never loses them
+        self.digests_path = os.path.join(store_root, "repodigests.json")
 
     def ensure_dirs(self) -> None:
         os.makedirs(self.dir, exist_ok=True)
@@ -161,6 +164,33 @@ class ImageStore:
             raise DamagedRecord(self.tags_path, "not a map of names to image ids")
         return tags
 
+    def repo_digests(self, id_: str) -> list[str]:
+        """docker's RepoDigests of an image; [] when the record is missing or damaged."""
+        try:
+            digests = self._read_digests()
+        except DamagedRecord as exc:
+            _warn_once(exc)
+            return []
+        return list(digests.get(id_, []))
+
+    def add_repo_digest(self, id_: str, name: str, digest: str) -> None:
+        """Record that `id_` is `name@digest` (a pull or push); one digest a repository, the latest."""
+        digests = self._read_digests()
+        kept = [d for d in digests.get(id_, []) if d.rsplit("@", 1)[0] != name]
+        digests[id_] = sorted(kept + [f"{name}@{digest}"])
+        atomic_write(self.digests_path, json.dumps(digests, indent=1, sort_keys=True).encode())
+
+    def _read_digests(self) -> dict[str, list[str]]:
+        try:
+            data = read_record(self.digests_path)
+        except FileNotFoundError:
+            return {}
+        if not isinstance(data, dict) or not all(
+            isinstance(v, list) and all(isinstance(d, str) for d in v) for v in data.values()
+        ):
+            raise DamagedRecord(self.digests_path, "not a map of image ids to digest references")
+        return data
+
     def tags_of(self, id_: str) -> list[str]:
         return sorted(ref for ref, target in self.tags().items() if target == id_)
 
@@ -226,6 +256,12 @@ class ImageStore:
         kept = {ref: target for ref, target in tags.items() if target != id_}
         if kept != tags:
             self._write_tags(kept)
+        try:
+            digests = self._read_digests()
+        except DamagedRecord:
+            digests = {}  # left as it is: an entry for a deleted image is never shown
+        if digests.pop(id_, None) is not None:
+            atomic_write(self.digests_path, json.dumps(digests, indent=1, sort_keys=True).encode())
         try:
             os.unlink(self._config_path(id_.split(":", 1)[1]))
         except FileNotFoundError:

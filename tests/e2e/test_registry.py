@@ -117,7 +117,14 @@ def test_push_then_pull_into_a_second_store(cli, store, busybox, registry, store
     assert f"Digest: {manifest_digest}" in out
     assert out[-2:] == [f"Status: Downloaded newer image for {ref}", ref]
     assert sum(line.endswith(": Pull complete") for line in out) == 2
-    assert json.loads(cli("inspect", ref, root=store2).out)[0]["Id"] == image.id  # sha256 of the config bytes
+    inspected = json.loads(cli("inspect", ref, root=store2).out)[0]
+    assert inspected["Id"] == image.id  # sha256 of the config bytes
+    repository = f"{registry.host}/team/app"
+    assert inspected["RepoDigests"] == [f"{repository}@{manifest_digest}"]  # docker's, on pull
+    assert json.loads(cli("inspect", ref).out)[0]["RepoDigests"] == [f"{repository}@{manifest_digest}"]  # and on push
+    listed = cli("images", "--digests", root=store2).out.splitlines()
+    assert listed[0].split()[:3] == ["REPOSITORY", "TAG", "DIGEST"]
+    assert listed[1].split()[:3] == [repository, "1", manifest_digest]
     assert cli("run", "--rm", ref, root=store2).out == "hello from the registry\n"
 
     up_to_date = cli("pull", ref, root=store2).out.splitlines()
