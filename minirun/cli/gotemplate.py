@@ -28,7 +28,7 @@ class TemplateError(UsageError):
     """A template that does not parse, or that fails while it runs: one line, exit 125."""
 
 
-class Map(dict):  # type: ignore[type-arg]
+class Map(dict[object, object]):
     """A Go map: a missing key gives no value instead of an error."""
 
 
@@ -459,3 +459,602 @@ def parse_format(fmt: str) -> tuple[bool, str]:
         fmt = "{{json .}}"
     fmt = fmt.strip(" ")
     return table, fmt.replace("\\t", "\t").replace("\\n", "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Values: Go's truthiness and Go's printing of them.
+
+
+def truth(v: object) -> bool:
+    """Go's truth: false, 0, nil, and empty strings, lists and maps are false."""
+    if v is None or v is NO_VALUE:
+        return False
+    if isinstance(v, bool | int | float):
+        return bool(v)
+    if isinstance(v, str | list | tuple | dict):
+        return len(v) > 0
+    return True
+
+
+def _digits(f: float) -> tuple[str, int]:
+    """The shortest decimal digits of abs(f) and the decimal exponent of the first one."""
+    mant, _, e = repr(abs(f)).partition("e")
+    whole, _, frac = mant.partition(".")
+    allds = whole + frac
+    stripped = allds.lstrip("0")
+    if not stripped.strip("0"):
+        return "0", 0
+    point = len(whole) + (int(e) if e else 0) - (len(allds) - len(stripped))
+    return stripped.rstrip("0"), point - 1
+
+
+def _float_text(f: float, low: int, high: int, exp_digits: int) -> str:
+    """Shortest form: positional unless the exponent is < low or >= high, then d.ddde±XX."""
+    if f != f:
+        return "NaN"
+    if f in (float("inf"), float("-inf")):
+        return "+Inf" if f > 0 else "-Inf"
+    ds, exp = _digits(f)
+    sign = "-" if str(f).startswith("-") else ""
+    if ds != "0" and (exp < low or exp >= high):
+        mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+        return f"{sign}{mant}e{'-' if exp < 0 else '+'}{abs(exp):0{exp_digits}d}"
+    point = exp + 1
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{ds}"
+    if point >= len(ds):
+        return sign + ds + "0" * (point - len(ds))
+    return f"{sign}{ds[:point]}.{ds[point:]}"
+
+
+def go_float(f: float) -> str:
+    """A float as Go's %v prints it: 3, 0.5, 1e+06, 1.5e-07."""
+    return _float_text(f, -4, 6, 2)
+
+
+def _sorted_keys(d: dict[object, object]) -> list[object]:
+    try:
+        return sorted(d)  # type: ignore[type-var]
+    except TypeError:
+        return sorted(d, key=str)
+
+
+def show(v: object) -> str:
+    """A value as {{.}} and %v print it."""
+    if isinstance(v, str):
+        return v
+    if v is NO_VALUE:
+        return "<no value>"
+    if v is None:
+        return "<nil>"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return go_float(v)
+    if isinstance(v, list | tuple):
+        return "[" + " ".join(show(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "map[" + " ".join(f"{show(k)}:{show(v[k])}" for k in _sorted_keys(v)) + "]"
+    return str(v)
+
+
+_QUOTE_ESC = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r"}
+_QUOTE_ESC.update({"\t": "\\t", "\v": "\\v"})
+
+
+def go_quote(s: str) -> str:
+    """Go's strconv.Quote: a double-quoted string with Go escapes."""
+    out = ['"']
+    for c in s:
+        o = ord(c)
+        if c in _QUOTE_ESC:
+            out.append(_QUOTE_ESC[c])
+        elif c.isprintable():
+            out.append(c)
+        elif o < 0x80:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def gotype(v: object) -> str:
+    """The Go type docker would report for a value, for error texts and %!verb(...)."""
+    if v is None or v is NO_VALUE:
+        return "<nil>"
+    names = {bool: "bool", int: "int", float: "float64", str: "string", list: "[]interface {}"}
+    if isinstance(v, dict):
+        return "map[string]interface {}"
+    return names.get(type(v), type(v).__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# printf: Go's fmt verbs, flags, width and precision.
+
+_VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d*|\*))?(.?)", re.S)
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _verb(verb: str, a: object, flags: str, prec: int | None) -> str | None:
+    """One argument under one verb, before padding; None for a verb that does not fit."""
+    plus = "+" if "+" in flags and _is_num(a) and a >= 0 else ""  # type: ignore[operator]
+    if verb == "v":
+        return plus + show(a)
+    if verb == "s" and not isinstance(a, bool | int | float):
+        text = show(a)
+        return text if prec is None else text[:prec]
+    if verb == "q" and isinstance(a, str):
+        return go_quote(a)
+    if verb == "t" and isinstance(a, bool):
+        return "true" if a else "false"
+    if verb in "fFeEgG" and _is_num(a):
+        f = float(a)  # type: ignore[arg-type]
+        if verb in "gG" and prec is None:
+            text = go_float(f)
+        else:
+            text = format(f, f".{6 if prec is None else prec}{verb}")
+        return plus + (text.upper() if verb == "G" else text)
+    if not isinstance(a, int) or isinstance(a, bool):
+        if verb in "xX" and isinstance(a, str):
+            text = a.encode().hex()
+            return text.upper() if verb == "X" else text
+        return None
+    if verb == "d":
+        return plus + str(a)
+    if verb in "xXob":
+        text = format(a, verb)
+        if "#" in flags and verb in "xX":
+            text = ("-" if a < 0 else "") + "0" + verb + text.lstrip("-")
+        return plus + text
+    if verb == "c":
+        return chr(a)
+    if verb == "q":
+        return "'" + go_quote(chr(a))[1:-1].replace("'", "\\'").replace('\\"', '"') + "'"
+    if verb == "U":
+        return f"U+{a:04X}"
+    return None
+
+
+def sprintf(fmt: str, args: list[object]) -> str:
+    """Go's fmt.Sprintf over template values, with Go's %!verb(...) for misfits."""
+    out: list[str] = []
+    pos, i = 0, 0
+    for m in _VERB.finditer(fmt):
+        out.append(fmt[pos : m.start()])
+        pos = m.end()
+        flags, width_s, prec_s, verb = m.groups()
+        if verb == "%":
+            out.append("%")
+            continue
+        if not verb:
+            out.append("%!(NOVERB)")
+            continue
+        sizes: list[int | None] = []
+        for spec in (width_s, prec_s):
+            if spec == "*":
+                star = args[i] if i < len(args) else None
+                i += 1
+                sizes.append(star if isinstance(star, int) and not isinstance(star, bool) else None)
+            else:
+                sizes.append(int(spec) if spec else (0 if spec == "" else None))
+        width, prec = sizes
+        if i >= len(args):
+            out.append(f"%!{verb}(MISSING)")
+            continue
+        a = args[i]
+        i += 1
+        text = _verb(verb, a, flags, prec)
+        if text is None:
+            text = f"%!{verb}({gotype(a)}={show(a)})"
+        elif width and len(text) < width:
+            if "-" in flags:
+                text = text.ljust(width)
+            elif "0" in flags and _is_num(a) and verb not in "sqtc":
+                sign = text[0] if text[0] in "+-" else ""
+                text = sign + text[len(sign) :].rjust(width - len(sign), "0")
+            else:
+                text = text.rjust(width)
+        out.append(text)
+    out.append(fmt[pos:])
+    if i < len(args):
+        out.append("%!(EXTRA " + ", ".join(f"{gotype(a)}={show(a)}" for a in args[i:]) + ")")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Functions: Go's builtins and docker's.
+
+
+class _FuncError(Exception):
+    """A function failed: reported as `error calling <name>: <message>`."""
+
+
+class _ArgError(_FuncError):
+    """An argument of the wrong type: reported as is."""
+
+
+def _want(kind: type | tuple[type, ...], v: object, what: str) -> None:
+    if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+        raise _ArgError(f"wrong type for value; expected {what}; got {gotype(v)}")
+
+
+def _len(a: object) -> int:
+    if isinstance(a, str):
+        return len(a.encode())
+    if isinstance(a, list | tuple | dict):
+        return len(a)
+    raise _FuncError(f"len of type {gotype(a)}")
+
+
+def _index(a: object, *keys: object) -> object:
+    for k in keys:
+        if isinstance(a, dict):
+            a = a.get(k, "")  # a missing key gives the zero value: docker's maps hold strings
+        elif isinstance(a, str | list | tuple):
+            if not isinstance(k, int) or isinstance(k, bool):
+                raise _FuncError(f"cannot index slice/array with type {gotype(k)}")
+            if not 0 <= k < len(a):
+                raise _FuncError(f"index out of range: {k}")
+            a = a.encode()[k] if isinstance(a, str) else a[k]
+        elif a is None or a is NO_VALUE:
+            raise _FuncError("index of untyped nil")
+        else:
+            raise _FuncError(f"can't index item of type {gotype(a)}")
+    return a
+
+
+def _slice(a: object, *idx: object) -> object:
+    if not isinstance(a, str | list | tuple):
+        raise _FuncError(f"can't slice item of type {gotype(a)}")
+    if len(idx) > 2:
+        raise _FuncError("too many slice indexes")
+    for k in idx:
+        _want(int, k, "int")
+    bounds = [int(k) for k in idx]  # type: ignore[call-overload]
+    lo = bounds[0] if bounds else 0
+    hi = bounds[1] if len(bounds) > 1 else len(a)
+    if not 0 <= lo <= hi <= len(a):
+        raise _FuncError(f"index out of range: {hi if lo <= len(a) else lo}")
+    return a[lo:hi]
+
+
+def _kind(v: object) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    return "int" if isinstance(v, int) else "float" if isinstance(v, float) else "string" if isinstance(v, str) else ""
+
+
+def _eq(a: object, *others: object) -> bool:
+    if not others:
+        raise _FuncError("missing argument for comparison")
+    for b in others:
+        ka, kb = _kind(a), _kind(b)
+        if ka and kb and ka != kb:
+            raise _FuncError("incompatible types for comparison")
+        if a == b:
+            return True
+    return False
+
+
+def _lt(a: object, b: object) -> bool:
+    ka, kb = _kind(a), _kind(b)
+    if not ka or not kb or "bool" in (ka, kb):
+        raise _FuncError("invalid type for comparison")
+    if ka != kb:
+        raise _FuncError("incompatible types for comparison")
+    return a < b  # type: ignore[operator]
+
+
+def _sprint(*args: object) -> str:
+    """Go's Sprint: a space between operands when neither is a string."""
+    out = []
+    for i, a in enumerate(args):
+        if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
+            out.append(" ")
+        out.append(show(a))
+    return "".join(out)
+
+
+def _printf(fmt: object, *args: object) -> str:
+    _want(str, fmt, "string")
+    return sprintf(str(fmt), list(args))
+
+
+def _one_text(args: tuple[object, ...]) -> str:
+    """html, js and urlquery take one string as it is, anything else as print shows it."""
+    return args[0] if len(args) == 1 and isinstance(args[0], str) else _sprint(*args)
+
+
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "'": "&#39;", '"': "&#34;", "\0": "\ufffd"}
+_JS = {"\\": "\\\\", "'": "\\'", '"': '\\"', "<": "\\u003C", ">": "\\u003E", "&": "\\u0026", "=": "\\u003D"}
+
+
+def _html(*args: object) -> str:
+    return "".join(_HTML.get(c, c) for c in _one_text(args))
+
+
+def _js(*args: object) -> str:
+    return "".join(
+        _JS.get(c) or (f"\\u{ord(c):04X}" if ord(c) < 0x20 or not c.isprintable() else c) for c in _one_text(args)
+    )
+
+
+def _urlquery(*args: object) -> str:
+    from urllib.parse import quote_plus
+
+    return quote_plus(_one_text(args), safe="")
+
+
+_JSON_ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+_JSON_ESC.update({"\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _json_str(s: str) -> str:
+    return '"' + "".join(_JSON_ESC.get(c) or (f"\\u{ord(c):04x}" if c < " " else c) for c in s) + '"'
+
+
+def to_json(v: object) -> str:
+    """docker's json function: Go's encoder without HTML escaping, map keys sorted, struct
+    fields (plain dicts) in their order, no trailing newline."""
+    if v is None or v is NO_VALUE:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return _float_text(v, -6, 21, 1) if v == v and abs(v) != float("inf") else "null"
+    if isinstance(v, str):
+        return _json_str(v)
+    if isinstance(v, list | tuple):
+        return "[" + ",".join(to_json(x) for x in v) + "]"
+    if isinstance(v, dict):
+        keys = _sorted_keys(v) if isinstance(v, Map) else list(v)
+        return "{" + ",".join(f"{_json_str(show(k))}:{to_json(v[k])}" for k in keys) + "}"
+    if hasattr(v, "__dict__"):
+        return to_json({k: x for k, x in vars(v).items() if not k.startswith("_")})
+    return _json_str(str(v))
+
+
+def _split(s: object, sep: object) -> list[str]:
+    _want(str, s, "string")
+    _want(str, sep, "string")
+    return list(str(s)) if sep == "" else str(s).split(str(sep))
+
+
+def _join(items: object, sep: object) -> str:
+    _want((list, tuple), items, "[]string")
+    _want(str, sep, "string")
+    return str(sep).join(show(x) for x in items)  # type: ignore[attr-defined]
+
+
+def _title(s: object) -> str:
+    _want(str, s, "string")
+    return re.sub(r"(?<!\w)\w", lambda m: m.group().upper(), str(s))
+
+
+def _case(upper: bool) -> Callable[[object], str]:
+    def change(s: object) -> str:
+        _want(str, s, "string")
+        return str(s).upper() if upper else str(s).lower()
+
+    return change
+
+
+def _pad(s: object, before: object, after: object) -> str:
+    _want(str, s, "string")
+    _want(int, before, "int")
+    _want(int, after, "int")
+    return "" if s == "" else " " * before + str(s) + " " * after  # type: ignore[operator]
+
+
+def _truncate(s: object, n: object) -> str:
+    _want(str, s, "string")
+    _want(int, n, "int")
+    return str(s)[: max(n, 0)]  # type: ignore[call-overload]
+
+
+def _lazy(*args: object) -> object:  # and, or: the executor evaluates them, lazily
+    raise AssertionError("and/or are evaluated by the executor")
+
+
+# name -> (function, least and most arguments; -1: any number)
+FUNCS: dict[str, tuple[Callable[..., object], int, int]] = {
+    "and": (_lazy, 1, -1),
+    "or": (_lazy, 1, -1),
+    "not": (lambda a: not truth(a), 1, 1),
+    "len": (_len, 1, 1),
+    "index": (_index, 1, -1),
+    "slice": (_slice, 1, -1),
+    "eq": (_eq, 1, -1),
+    "ne": (lambda a, b: not _eq(a, b), 2, 2),
+    "lt": (_lt, 2, 2),
+    "le": (lambda a, b: _lt(a, b) or _eq(a, b), 2, 2),
+    "gt": (lambda a, b: not (_lt(a, b) or _eq(a, b)), 2, 2),
+    "ge": (lambda a, b: not _lt(a, b), 2, 2),
+    "print": (_sprint, 0, -1),
+    "printf": (_printf, 1, -1),
+    "println": (lambda *a: " ".join(show(x) for x in a) + "\n", 0, -1),
+    "html": (_html, 0, -1),
+    "js": (_js, 0, -1),
+    "urlquery": (_urlquery, 0, -1),
+    "json": (to_json, 1, 1),
+    "split": (_split, 2, 2),
+    "join": (_join, 2, 2),
+    "title": (_title, 1, 1),
+    "lower": (_case(False), 1, 1),
+    "upper": (_case(True), 1, 1),
+    "pad": (_pad, 3, 3),
+    "truncate": (_truncate, 2, 2),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Executor: walks the nodes with dot and the variables.
+
+_NOARG = object()  # no value piped in from the previous command
+
+
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
+
+
+class _Exec:
+    def __init__(self, src: str, data: object, out: list[str]) -> None:
+        self.src, self.out = src, out
+        self.vars: list[list[object]] = [["$", data]]
+
+    def fail(self, node: Node, message: str) -> TemplateError:
+        before = self.src[: node.pos]
+        col = node.pos - before.rfind("\n") - 1 if "\n" in before else node.pos
+        at = self.src[node.pos : node.end]
+        return TemplateError(f'template: :{_line(self.src, node.pos)}:{col}: executing "" at <{at}>: {message}')
+
+    def run(self, nodes: list[object], dot: object) -> None:
+        for n in nodes:
+            if isinstance(n, Text):
+                self.out.append(n.text)
+            elif isinstance(n, Action):
+                v = self.pipe(n.pipe, dot)
+                if not n.pipe.decls:
+                    self.out.append(show(v))
+            elif isinstance(n, Branch):
+                mark = len(self.vars)
+                try:
+                    self.branch(n, dot)
+                finally:
+                    del self.vars[mark:]
+            elif isinstance(n, LoopControl):
+                raise _Break() if n.word == "break" else _Continue()
+
+    def branch(self, n: Branch, dot: object) -> None:
+        v = self.pipe(n.pipe, dot, bind=n.kind != "range")
+        if n.kind != "range":
+            if truth(v):
+                self.run(n.body, v if n.kind == "with" else dot)
+            else:
+                self.run(n.otherwise, dot)
+            return
+        if v is None or v is NO_VALUE:
+            items: list[tuple[object, object]] = []
+        elif isinstance(v, dict):
+            items = [(k, v[k]) for k in _sorted_keys(v)]
+        elif isinstance(v, list | tuple):
+            items = list(enumerate(v))
+        elif isinstance(v, int) and not isinstance(v, bool):
+            items = [(i, i) for i in range(v)]
+        else:
+            raise self.fail(n.pipe, f"range can't iterate over {show(v)}")
+        if not items:
+            self.run(n.otherwise, dot)
+            return
+        mark = len(self.vars)
+        names = n.pipe.decls
+        for key, item in items:
+            del self.vars[mark:]
+            values = [item] if len(names) == 1 else [key, item]
+            for name, value in zip(names, values):
+                self.bind(name, value, n.pipe.assign)
+            try:
+                self.run(n.body, item)
+            except _Break:
+                break
+            except _Continue:
+                continue
+
+    def bind(self, name: str, value: object, assign: bool) -> None:
+        if not assign:
+            self.vars.append([name, value])
+            return
+        for slot in reversed(self.vars):
+            if slot[0] == name:
+                slot[1] = value
+                return
+
+    def lookup(self, name: str) -> object:
+        for slot in reversed(self.vars):
+            if slot[0] == name:
+                return slot[1]
+        return NO_VALUE
+
+    def pipe(self, p: Pipe, dot: object, bind: bool = True) -> object:
+        v: object = _NOARG
+        for cmd in p.cmds:
+            v = self.command(cmd, dot, v)
+        if bind:
+            for name in p.decls:
+                self.bind(name, v, p.assign)
+        return v
+
+    def command(self, cmd: Command, dot: object, piped: object) -> object:
+        first = cmd.args[0]
+        if isinstance(first, Ident):
+            return self.call(first.name, cmd, cmd.args[1:], dot, piped)
+        if len(cmd.args) > 1 or piped is not _NOARG:
+            raise self.fail(first, f"can't give argument to non-function {self.src[first.pos : first.end]}")
+        return self.arg(first, dot)
+
+    def arg(self, node: Node, dot: object) -> object:
+        if isinstance(node, Field):
+            return self.fields(node, dot, node.names)
+        if isinstance(node, Variable):
+            return self.fields(node, self.lookup(node.name), node.names)
+        if isinstance(node, Chain):
+            return self.fields(node, self.arg(node.node, dot), node.names)
+        if isinstance(node, Literal):
+            return node.value
+        if isinstance(node, Pipe):
+            return self.pipe(node, dot)
+        if isinstance(node, Ident):
+            return self.call(node.name, node, [], dot, _NOARG)
+        raise AssertionError(f"unknown node {node!r}")
+
+    def fields(self, node: Node, v: object, names: list[str]) -> object:
+        for name in names:
+            if v is NO_VALUE:
+                continue
+            if v is None:
+                raise self.fail(node, f"nil pointer evaluating interface {{}}.{name}")
+            if isinstance(v, Map):
+                v = v.get(name, NO_VALUE)
+            elif isinstance(v, dict):
+                if name not in v:
+                    raise self.fail(node, f"can't evaluate field {name} in type struct")
+                v = v[name]
+            elif isinstance(v, str | int | float | list | tuple) or name.startswith("_") or not hasattr(v, name):
+                raise self.fail(node, f"can't evaluate field {name} in type {gotype(v)}")
+            else:
+                v = getattr(v, name)
+                v = v() if callable(v) else v
+        return v
+
+    def call(self, name: str, node: Node, argnodes: list[Node], dot: object, piped: object) -> object:
+        fn, least, most = FUNCS[name]
+        count = len(argnodes) + (piped is not _NOARG)
+        if count < least or 0 <= most < count:
+            want = f"at least {least}" if most < 0 else str(least)
+            raise self.fail(node, f"wrong number of args for {name}: want {want} got {count}")
+        if name in ("and", "or"):
+            v: object = _NOARG
+            for a in argnodes:
+                v = self.arg(a, dot)
+                if truth(v) != (name == "and"):
+                    return v
+            return v if piped is _NOARG else piped
+        args = [self.arg(a, dot) for a in argnodes]
+        if piped is not _NOARG:
+            args.append(piped)
+        try:
+            return fn(*args)
+        except _ArgError as e:
+            raise self.fail(node, str(e)) from None
+        except _FuncError as e:
+            raise self.fail(node, f"error calling {name}: {e}") from None
