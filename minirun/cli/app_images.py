@@ -21,15 +21,15 @@ def images(
     all_: bool = typer.Option(False, "-a", "--all", help="Show all images (default hides intermediate images)."),
     filter_: list[str] = typer.Option([], "-f", "--filter", help="Filter output based on conditions provided."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
-    format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
+    format_: str | None = typer.Option(
+        None, "--format", help="'table', 'table TEMPLATE', 'json' or a Go TEMPLATE (docker's placeholders)."
+    ),
     digests: bool = typer.Option(False, "--digests", help="Show digests."),
 ) -> None:
     """List images."""
+    from minirun.cli.formatting import write
     from minirun.cli.imageinfo import image_rows
     from minirun.humanize import human_size, image_age
-
-    if format_ not in (None, "table", "json"):
-        raise UsageError(f"unsupported --format {format_!r} (use 'table' or 'json')")
 
     store = open_store()
     rows = image_rows(store, all_)
@@ -54,31 +54,49 @@ def images(
         for row in rows:
             print(shown_id(row))
         return
-    if format_ == "json":  # docker's keys, one object a line
-        for r in rows:
-            size = human_size(r.size)
-            document = {
-                "Containers": "N/A",
-                "CreatedAt": r.image.created,
-                "CreatedSince": image_age(r.image.created),
-                "Digest": digest_of(r),
-                "ID": shown_id(r),
-                "Repository": r.repository,
-                "SharedSize": "N/A",
-                "Size": size,
-                "Tag": r.tag,
-                "UniqueSize": "N/A",
-                "VirtualSize": size,
-            }
-            print(json.dumps(document, sort_keys=True))
-        return
-    headers = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
-    table = [[r.repository, r.tag, shown_id(r), image_age(r.image.created), human_size(r.size)] for r in rows]
-    if digests:  # docker puts the column after TAG
-        headers.insert(2, "DIGEST")
-        for line, r in zip(table, rows):
-            line.insert(2, digest_of(r))
-    print_table(headers, table)
+
+    def document(r) -> dict:
+        size = human_size(r.size)
+        return {
+            "Containers": "N/A",
+            "CreatedAt": r.image.created,
+            "CreatedSince": image_age(r.image.created),
+            "Digest": digest_of(r),
+            "ID": shown_id(r),
+            "Repository": r.repository,
+            "SharedSize": "N/A",
+            "Size": size,
+            "Tag": r.tag,
+            "UniqueSize": "N/A",
+            "VirtualSize": size,
+        }
+
+    def table() -> None:
+        headers = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+        cells = [[r.repository, r.tag, shown_id(r), image_age(r.image.created), human_size(r.size)] for r in rows]
+        if digests:  # docker puts the column after TAG
+            headers.insert(2, "DIGEST")
+            for line, r in zip(cells, rows):
+                line.insert(2, digest_of(r))
+        print_table(headers, cells)
+
+    write(format_, [document(r) for r in rows], IMAGE_HEADERS, table)
+
+
+# docker's table headers of images' placeholders (its formatter's)
+IMAGE_HEADERS = {
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "Digest": "DIGEST",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Size": "SIZE",
+    "Containers": "CONTAINERS",
+    "VirtualSize": "VIRTUAL SIZE",
+    "SharedSize": "SHARED SIZE",
+    "UniqueSize": "UNIQUE SIZE",
+}
 
 
 @app.command("history")
@@ -86,15 +104,16 @@ def history(
     image: str = typer.Argument(..., metavar="IMAGE"),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
-    format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
+    format_: str | None = typer.Option(
+        None, "--format", help="'table', 'table TEMPLATE', 'json' or a Go TEMPLATE (docker's placeholders)."
+    ),
 ) -> None:
     """Show the history of an image, newest first."""
+    from minirun.cli.formatting import write
     from minirun.cli.imageinfo import history_rows
     from minirun.humanize import ellipsis, human_size, image_age
     from minirun.image.embedded import find_image
 
-    if format_ not in (None, "table", "json"):
-        raise UsageError(f"unsupported --format {format_!r} (use 'table' or 'json')")
     store = open_store()
     rows = history_rows(store, find_image(store, image))
 
@@ -110,22 +129,20 @@ def history(
     if quiet:
         for row in rows:
             print(shown_id(row.image_id))
-    elif format_ == "json":
-        for row in rows:
-            print(
-                json.dumps(
-                    {
-                        "Comment": row.comment,
-                        "CreatedAt": row.created,
-                        "CreatedBy": created_by(row.created_by),
-                        "CreatedSince": image_age(row.created) if row.created else "",
-                        "ID": shown_id(row.image_id),
-                        "Size": human_size(row.size),
-                    },
-                    sort_keys=True,
-                )
-            )
-    else:
+        return
+    documents = [
+        {
+            "Comment": row.comment,
+            "CreatedAt": row.created,
+            "CreatedBy": created_by(row.created_by),
+            "CreatedSince": image_age(row.created) if row.created else "",
+            "ID": shown_id(row.image_id),
+            "Size": human_size(row.size),
+        }
+        for row in rows
+    ]
+
+    def table() -> None:
         print_table(
             ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
             [
@@ -139,6 +156,18 @@ def history(
                 for r in rows
             ],
         )
+
+    write(format_, documents, HISTORY_HEADERS, table)
+
+
+HISTORY_HEADERS = {
+    "ID": "IMAGE",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "CreatedBy": "CREATED BY",
+    "Size": "SIZE",
+    "Comment": "COMMENT",
+}
 
 
 @app.command("rmi")
@@ -179,6 +208,7 @@ def tag(
 def inspect(
     names: list[str] = typer.Argument(..., metavar="NAME|ID..."),
     type_: str | None = typer.Option(None, "--type", help="'container' or 'image' (default: a container first)."),
+    format_: str | None = typer.Option(None, "-f", "--format", help="A Go TEMPLATE run on each object ('json')."),
 ) -> None:
     """Show low-level information on containers or images as JSON."""
     from minirun.cli.containerinfo import inspect_container
@@ -189,6 +219,10 @@ def inspect(
 
     if type_ not in (None, "container", "image"):
         raise UsageError(f'"{type_}" is not a valid value for --type')
+    if format_ and "{{" in format_:
+        from minirun.cli.gotemplate import compile, parse_format
+
+        compile(parse_format(format_)[1])  # a bad template fails before any lookup
     store = open_store()
     containers = Containers(store)
     documents = []
@@ -201,4 +235,7 @@ def inspect(
                 if type_ == "container":
                     raise
         documents.append(inspect_image(store, find_image(store, name)))
-    print(json.dumps(documents, indent=4))
+    from minirun.cli.formatting import write_one_each
+
+    if not write_one_each(format_, documents):
+        print(json.dumps(documents, indent=4))

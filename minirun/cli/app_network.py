@@ -7,7 +7,7 @@ import json
 import typer
 
 from minirun.cli.typerapp import act_on_each, new_app, open_store, print_table
-from minirun.errors import MinirunError, NotFound
+from minirun.errors import NotFound
 
 app = new_app()
 
@@ -45,12 +45,14 @@ def network_create(
 def network_ls(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only display network IDs."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate the output."),
-    format_: str | None = typer.Option(None, "--format", help="'json' or 'table'."),
+    format_: str | None = typer.Option(
+        None, "--format", help="'table', 'table TEMPLATE', 'json' or a Go TEMPLATE (docker's placeholders)."
+    ),
     filter_: list[str] = typer.Option([], "-f", "--filter", help="Filter output based on conditions provided."),
 ) -> None:
     """List networks."""
-    if format_ not in (None, "table", "json"):
-        raise MinirunError(f"unsupported --format {format_!r} (use 'table' or 'json')")
+    from minirun.cli.formatting import write
+
     networks = _networks().all()
     if filter_:
         from minirun.cli.filters import NETWORK_KEYS, Filters, network_filter
@@ -64,21 +66,40 @@ def network_ls(
     if quiet:
         for id_, _ in shown:
             print(id_)
-    elif format_ == "json":
-        for id_, n in shown:
-            document = {
-                "CreatedAt": n.created,
-                "Driver": n.driver,
-                "ID": id_,
-                "IPv6": "false",
-                "Internal": "false",
-                "Labels": "",
-                "Name": n.name,
-                "Scope": "local",
-            }
-            print(json.dumps(document))
-    else:
-        print_table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[id_, n.name, n.driver, "local"] for id_, n in shown])
+        return
+    documents = [
+        {
+            "CreatedAt": n.created,
+            "Driver": n.driver,
+            "ID": id_,
+            "IPv6": "false",
+            "Internal": "false",
+            "Labels": "",
+            "Name": n.name,
+            "Scope": "local",
+        }
+        for id_, n in shown
+    ]
+    write(
+        format_,
+        documents,
+        NETWORK_HEADERS,
+        lambda: print_table(
+            ["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[i, n.name, n.driver, "local"] for i, n in shown]
+        ),
+    )
+
+
+NETWORK_HEADERS = {
+    "ID": "NETWORK ID",
+    "Name": "NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "IPv6": "IPV6",
+    "Internal": "INTERNAL",
+    "Labels": "LABELS",
+    "CreatedAt": "CREATED AT",
+}
 
 
 network_app.command("list", hidden=True)(network_ls)  # docker's alias
@@ -106,12 +127,18 @@ network_app.command("remove", hidden=True)(network_rm)  # docker's alias
 
 
 @network_app.command("inspect")
-def network_inspect(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
+def network_inspect(
+    names: list[str] = typer.Argument(..., metavar="NETWORK..."),
+    format_: str | None = typer.Option(None, "-f", "--format", help="A Go TEMPLATE run on each network ('json')."),
+) -> None:
     """Show networks as JSON, with their running containers."""
+    from minirun.cli.formatting import write_one_each
+
     store = open_store()
     networks = _networks(store)
     documents = [network_document(store, networks.find(name)) for name in names]
-    print(json.dumps(documents, indent=4))
+    if not write_one_each(format_, documents):
+        print(json.dumps(documents, indent=4))
 
 
 def network_document(store, network) -> dict:

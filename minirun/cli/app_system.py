@@ -13,20 +13,25 @@ from minirun.errors import UsageError
 app = new_app()
 
 
-def _json_or_text(format_: str | None) -> bool:
-    if format_ not in (None, "json"):
-        raise UsageError(f"unsupported --format {format_!r} (use 'json')")
-    return format_ == "json"
+def _formatted(format_: str | None, document: dict) -> bool:
+    """--format json or a Go template, done here; False: the caller prints its text form."""
+    if format_ is None:
+        return False
+    if format_.strip() == "json":
+        print(json.dumps(document))
+        return True
+    from minirun.cli.formatting import write_one_each
+
+    return write_one_each(format_, [document])
 
 
 @app.command("version")
-def version(format_: str | None = typer.Option(None, "-f", "--format", help="'json'.")) -> None:
+def version(format_: str | None = typer.Option(None, "-f", "--format", help="'json' or a Go TEMPLATE.")) -> None:
     """Show the minirun version information."""
     from minirun.cli.systeminfo import version_document
 
     document = version_document()
-    if _json_or_text(format_):
-        print(json.dumps(document))
+    if _formatted(format_, document):
         return
     client, server = document["Client"], document["Server"]
     print("Client:")
@@ -45,14 +50,13 @@ def version(format_: str | None = typer.Option(None, "-f", "--format", help="'js
 
 
 @app.command("info")
-def info(format_: str | None = typer.Option(None, "-f", "--format", help="'json'.")) -> None:
+def info(format_: str | None = typer.Option(None, "-f", "--format", help="'json' or a Go TEMPLATE.")) -> None:
     """Display system-wide information."""
     from minirun.cli.systeminfo import info_document
     from minirun.humanize import bytes_size
 
     document = info_document(open_store())
-    if _json_or_text(format_):
-        print(json.dumps(document))
+    if _formatted(format_, document):
         return
     d = document
     print("Server:")
@@ -91,7 +95,7 @@ def events_(
     since: str | None = typer.Option(None, "--since", help="Show all events created since timestamp (e.g. 42m)."),
     until: str | None = typer.Option(None, "--until", help="Stream events until this timestamp."),
     filter_: list[str] = typer.Option([], "-f", "--filter", help="Filter output based on conditions provided."),
-    format_: str | None = typer.Option(None, "--format", help="'json'."),
+    format_: str | None = typer.Option(None, "--format", help="'json' or a Go TEMPLATE."),
 ) -> None:
     """Get real time events: those since --since, then new ones until --until (or ^C)."""
     import time
@@ -100,8 +104,12 @@ def events_(
     from minirun.cli.filters import EVENT_KEYS, Filters, event_filter
     from minirun.humanize import parse_timestamp
 
-    as_json = _json_or_text(format_)
     keep = event_filter(Filters(filter_, EVENT_KEYS))
+    template = None
+    if format_ is not None and format_.strip() != "json":
+        from minirun.cli.gotemplate import compile, parse_format
+
+        template = compile(parse_format(format_)[1])
     now = time.time_ns()
 
     def stamp(option: str, value: str | None) -> int | None:
@@ -118,18 +126,23 @@ def events_(
             if start <= event["timeNano"] and (stop is None or event["timeNano"] < stop):
                 shown = max(shown, event["timeNano"])  # the follow below starts after it
                 if keep(event):
-                    _print_event(event, as_json)
+                    _print_event(event, format_, template)
     if stop is not None and stop <= time.time_ns():
         return
     for event in events.follow(store.root, shown, stop):
         if keep(event):
-            _print_event(event, as_json)
+            _print_event(event, format_, template)
 
 
-def _print_event(event: dict, as_json: bool) -> None:
+def _print_event(event: dict, format_: str | None, template) -> None:
     from minirun.humanize import rfc3339_ns
 
-    if as_json:
+    if template is not None:
+        from minirun.cli.formatting import as_go_values
+
+        print(template.execute(as_go_values(event)), flush=True)
+        return
+    if format_ is not None:  # json
         print(json.dumps(event), flush=True)
         return
     actor = event.get("Actor") or {}

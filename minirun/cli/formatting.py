@@ -54,16 +54,50 @@ def write_one_each(format_: str | None, documents: list[dict]) -> bool:
 
     _, text = parse_format(format_)
     template = compile(text)
-    sys.stdout.write("".join(template.execute(d) + "\n" for d in documents))
+    sys.stdout.write("".join(template.execute(as_go_values(d)) + "\n" for d in documents))
     return True
 
 
-class _HeaderRow(dict):
-    """What the table's header row is made from: each placeholder's header, and for one docker
-    names no header, the placeholder's name in capitals (as docker does)."""
+# keys whose values are Go maps in docker's inspect documents (the rest are structs): a missing
+# key of a map reads as no value, a missing field of a struct is an error, as in docker
+MAP_KEYS = {
+    "Labels",
+    "ExposedPorts",
+    "Volumes",
+    "Networks",
+    "Ports",
+    "PortBindings",
+    "Options",
+    "Data",
+    "Containers",
+    "Attributes",
+}
 
-    def __missing__(self, key: str) -> str:
-        return key.upper()
+
+def as_go_values(value: object, key: str = "") -> object:
+    """A JSON document for templates: the dicts under MAP_KEYS become gotemplate.Map."""
+    from minirun.cli.gotemplate import Map
+
+    if isinstance(value, dict):
+        items = {k: as_go_values(v, k) for k, v in value.items()}
+        return Map(items) if key in MAP_KEYS else items
+    if isinstance(value, list):
+        return [as_go_values(v) for v in value]
+    return value
+
+
+class _HeaderRow:
+    """What the table's header row is made from: each placeholder's header, and for one docker
+    names no header, the placeholder's name in capitals (as docker does). An object, not a dict:
+    the template engine reads an object's fields through getattr, so any name answers."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._headers.get(name, name.upper())
 
 
 def _pad(row: list[str], width: int) -> list[str]:

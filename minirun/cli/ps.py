@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from minirun.cli.leanparser import Parser
-from minirun.errors import UsageError
 
 
 def parser() -> Parser:
@@ -14,7 +12,9 @@ def parser() -> Parser:
     p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
     p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
-    p.add_argument("--format", default=None, help="'json' or 'table'")
+    p.add_argument(
+        "--format", default=None, help="'table', 'table TEMPLATE', 'json' or a Go TEMPLATE (docker's placeholders)"
+    )
     p.add_argument(
         "-n", "--last", type=int, default=-1, metavar="INT", help="Show n last created containers (includes all states)"
     )
@@ -35,9 +35,11 @@ def parser() -> Parser:
 
 def ps_command(argv: list[str], root: str | None) -> int:
     args = parser().parse_args(argv)
-    if args.format not in (None, "table", "json"):
-        raise UsageError(f"unsupported --format {args.format!r} (use 'table' or 'json')")
     last = 1 if args.latest else args.last
+    if args.format and "{{" in args.format:
+        from minirun.cli.gotemplate import compile, parse_format
+
+        compile(parse_format(args.format)[1])  # a bad template fails before any work
 
     from minirun.cli.containerinfo import ps_json, ps_rows
     from minirun.containers.container import Containers
@@ -56,7 +58,7 @@ def ps_command(argv: list[str], root: str | None) -> int:
         listed = [c for c in listed if keep(c)]
         show_all = show_all or shows_every_state(filters)
     rows = ps_rows(listed, show_all, args.no_trunc, last)
-    if args.size:
+    if args.size or ".Size" in (args.format or ""):  # docker sizes only when asked or shown
         from dataclasses import replace
 
         from minirun.cli.containerinfo import size_text
@@ -64,16 +66,39 @@ def ps_command(argv: list[str], root: str | None) -> int:
         rows = [replace(row, size=size_text(store, row.container)) for row in rows]
     if args.quiet:
         sys.stdout.write("".join(row.id + "\n" for row in rows))
-    elif args.format == "json":
-        sys.stdout.write("".join(json.dumps(ps_json(row)) + "\n" for row in rows))
-    else:
+        return 0
+
+    def table() -> None:
         from minirun.cli.tables import render_table
 
         headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
-        table = [[r.id, r.image, r.command, r.created, r.status, r.ports, r.names] for r in rows]
+        cells = [[r.id, r.image, r.command, r.created, r.status, r.ports, r.names] for r in rows]
         if args.size:  # docker's last column
             headers.append("SIZE")
-            for line, row in zip(table, rows):
+            for line, row in zip(cells, rows):
                 line.append(row.size)
-        sys.stdout.write(render_table(headers, table))
+        sys.stdout.write(render_table(headers, cells))
+
+    from minirun.cli.formatting import write
+
+    write(args.format, [ps_json(row) for row in rows], PS_HEADERS, table)
     return 0
+
+
+# docker's table headers of ps's placeholders (its formatter's)
+PS_HEADERS = {
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED",
+    "Ports": "PORTS",
+    "State": "STATE",
+    "Status": "STATUS",
+    "Size": "SIZE",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Mounts": "MOUNTS",
+    "LocalVolumes": "LOCAL VOLUMES",
+    "Networks": "NETWORKS",
+}
