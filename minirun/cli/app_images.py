@@ -27,9 +27,11 @@ def images(
     digests: bool = typer.Option(False, "--digests", help="Show digests."),
 ) -> None:
     """List images."""
-    from minirun.cli.formatting import write
+    from minirun.cli.formatting import check, write
     from minirun.cli.imageinfo import image_rows
     from minirun.humanize import human_size, image_age
+
+    check(format_)
 
     store = open_store()
     rows = image_rows(store, all_)
@@ -109,11 +111,12 @@ def history(
     ),
 ) -> None:
     """Show the history of an image, newest first."""
-    from minirun.cli.formatting import write
+    from minirun.cli.formatting import check, write
     from minirun.cli.imageinfo import history_rows
     from minirun.humanize import ellipsis, human_size, image_age
     from minirun.image.embedded import find_image
 
+    check(format_)
     store = open_store()
     rows = history_rows(store, find_image(store, image))
 
@@ -219,10 +222,9 @@ def inspect(
 
     if type_ not in (None, "container", "image"):
         raise UsageError(f'"{type_}" is not a valid value for --type')
-    if format_ and "{{" in format_:
-        from minirun.cli.gotemplate import compile, parse_format
+    from minirun.cli.formatting import check
 
-        compile(parse_format(format_)[1])  # a bad template fails before any lookup
+    check(format_)
     store = open_store()
     containers = Containers(store)
     documents = []

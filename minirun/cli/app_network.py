@@ -51,8 +51,9 @@ def network_ls(
     filter_: list[str] = typer.Option([], "-f", "--filter", help="Filter output based on conditions provided."),
 ) -> None:
     """List networks."""
-    from minirun.cli.formatting import write
+    from minirun.cli.formatting import check, write
 
+    check(format_)
     networks = _networks().all()
     if filter_:
         from minirun.cli.filters import NETWORK_KEYS, Filters, network_filter
@@ -132,8 +133,9 @@ def network_inspect(
     format_: str | None = typer.Option(None, "-f", "--format", help="A Go TEMPLATE run on each network ('json')."),
 ) -> None:
     """Show networks as JSON, with their running containers."""
-    from minirun.cli.formatting import write_one_each
+    from minirun.cli.formatting import check, write_one_each
 
+    check(format_)
     store = open_store()
     networks = _networks(store)
     documents = [network_document(store, networks.find(name)) for name in names]

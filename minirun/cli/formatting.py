@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
+def check(format_: str | None) -> None:
+    """A bad template fails before the verb does any work (nothing built, pulled or read)."""
+    if format_ and "{{" in format_:
+        from minirun.cli.gotemplate import compile, parse_format
+
+        compile(parse_format(format_)[1])
+
+
 def write(
     format_: str | None,
     documents: list[dict],

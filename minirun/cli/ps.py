@@ -36,10 +36,9 @@ def parser() -> Parser:
 def ps_command(argv: list[str], root: str | None) -> int:
     args = parser().parse_args(argv)
     last = 1 if args.latest else args.last
-    if args.format and "{{" in args.format:
-        from minirun.cli.gotemplate import compile, parse_format
+    from minirun.cli.formatting import check
 
-        compile(parse_format(args.format)[1])  # a bad template fails before any work
+    check(args.format)
 
     from minirun.cli.containerinfo import ps_json, ps_rows
     from minirun.containers.container import Containers

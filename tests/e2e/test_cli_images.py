@@ -144,7 +144,7 @@ def test_rmi_of_one_of_two_tags_only_untags(cli, rootfs, store):
         (["import", "{rootfs}", "Bad_Name"], "invalid reference format"),
         (["import", "{rootfs}", "x", "-c", "FROBNICATE yes"], "FROBNICATE"),
         (["images", "--bogus-flag"], "--bogus-flag"),
-        (["history", "--format", "xml", "busybox"], "format"),
+        (["history", "--format", "{{.ID", "busybox"], "template parsing error"),  # other text is a template
     ],
 )
 def test_bad_input_is_one_line_and_exit_125(cli, rootfs, args, needle, isolated_store):
