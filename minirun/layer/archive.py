@@ -26,17 +26,18 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from minirun.errors import BadArchive
 from minirun.layer.tarheaders import MAX_EXTENDED, HeaderReader, TarMember, Unsupported, pax_xattrs
+from minirun.layer.whiteouts import (
+    WHITEOUT_PREFIX,
+    Whiteout,
+    is_overlay_xattr,
+    make_opaque,
+    make_whiteout,
+    parse_whiteout,
+)
 
 if TYPE_CHECKING:
     import tarfile
 
-WHITEOUT_PREFIX = ".wh."
-WHITEOUT_META_PREFIX = ".wh..wh."
-WHITEOUT_OPAQUE = ".wh..wh..opq"
-OPAQUE_XATTR = "trusted.overlay.opaque"
-# Overlay reads these from lower dirs; a crafted one (redirect, metacopy, origin) could make the
-# kernel serve a file from outside the layer, so they never come in from a tar.
-FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 # Set on a directory, it overrides the modes of everything later created inside (see _DirState).
 DEFAULT_ACL_XATTR = "system.posix_acl_default"
 
@@ -678,38 +679,10 @@ def normalize_member_path(name: str) -> str:
     return "/".join(parts)
 
 
-@dataclass(frozen=True)
-class Whiteout:
-    """What an OCI whiteout member means for overlay: hide `target`, or make `target` opaque."""
-
-    target: str
-    opaque: bool
-
-
-def parse_whiteout(path: str) -> Whiteout | None:
-    """Map an OCI whiteout path to overlay's meaning; None for an ordinary path.
-
-    `.wh..wh..opq` -> its directory is opaque; `.wh.NAME` -> NAME is hidden. Other `.wh..wh.*`
-    names are aufs bookkeeping and ignored (docker does the same): returned as opaque=False with
-    an empty target.
-    """
-    parent, _, base = path.rpartition("/")
-    if not base.startswith(WHITEOUT_PREFIX):
-        return None
-    if base == WHITEOUT_OPAQUE:
-        return Whiteout(target=parent, opaque=True)
-    if base.startswith(WHITEOUT_META_PREFIX):
-        return Whiteout(target="", opaque=False)
-    hidden = base[len(WHITEOUT_PREFIX) :]
-    if hidden in ("", ".", ".."):
-        raise BadArchive(f"refusing malformed whiteout in layer: {path!r}")
-    return Whiteout(target=f"{parent}/{hidden}" if parent else hidden, opaque=False)
-
-
 def member_xattrs(member: tarfile.TarInfo | TarMember) -> dict[str, bytes]:
     """The xattrs a member carries (PAX `SCHILY.xattr.*`, libarchive's `LIBARCHIVE.xattr.*`), minus overlay's."""
     found = member.xattrs if isinstance(member, TarMember) else pax_xattrs(dict(member.pax_headers))
-    return {k: v for k, v in (found or {}).items() if not k.startswith(FORBIDDEN_XATTR_PREFIXES)}
+    return {k: v for k, v in (found or {}).items() if not is_overlay_xattr(k)}
 
 
 # The kinds of entry a layer dir holds, as _Applier records them.
@@ -853,12 +826,12 @@ class _Applier:
                 self.dirs[whiteout.target] = parent
             elif kind != _DIR:
                 raise BadArchive(f"refusing opaque marker under a {kind}: {member.name!r}")
-            os.setxattr(self._host(whiteout.target), OPAQUE_XATTR, b"y", follow_symlinks=False)
+            make_opaque(self._host(whiteout.target))
             self.opaque.add(whiteout.target)
             return
         parent, _ = self._claim(whiteout.target, _WHITEOUT, member.name)
         host = self._host(whiteout.target)
-        os.mknod(host, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        make_whiteout(host)
         if self._chown_needed(member, parent):
             os.chown(host, member.uid, member.gid, follow_symlinks=False)
 
@@ -926,7 +899,7 @@ class _Applier:
 
     def _set_xattrs(self, target: str | int, member: TarMember, follow: bool) -> None:
         for name, value in member.xattrs.items():  # type: ignore[union-attr]
-            if name.startswith(FORBIDDEN_XATTR_PREFIXES):
+            if is_overlay_xattr(name):
                 continue
             try:
                 os.setxattr(target, name, value, follow_symlinks=follow)
