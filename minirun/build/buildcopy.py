@@ -158,7 +158,7 @@ def _walk(top: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
 
 def is_tar(path: str) -> bool:
     """docker's ADD rule: a file whose (decompressed) start is a valid tar header is extracted."""
-    from minirun.layer.archive import decompressed
+    from minirun.layer.compression import decompressed
 
     try:
         with open(path, "rb") as f:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
-from minirun.distribution.layerworkers import COMPRESSED_MAGIC, DEFAULT_WORKERS, unpack_layers
+from minirun.distribution.layerworkers import DEFAULT_WORKERS, unpack_layers
 from minirun.errors import BadArchive, MinirunError
 from minirun.image.manifests import (
     ANNOTATION_IMAGE_NAME,
@@ -49,6 +49,7 @@ from minirun.image.manifests import (
     sha256_digest,
     verify_blob,
 )
+from minirun.layer.compression import corrupt, decompressed, is_bad_data, is_compressed_at
 
 if TYPE_CHECKING:
     from minirun.store import Store
@@ -554,15 +555,13 @@ def _archive_fd(store: Store, stream: BinaryIO, progress: Progress) -> int:
     fd = _fileno(stream)
     if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):
         position = os.lseek(fd, 0, os.SEEK_CUR)
-        if position == 0 and not os.pread(fd, 6, 0).startswith(COMPRESSED_MAGIC):
+        if position == 0 and not is_compressed_at(fd, 0):
             return fd
     return _spool(store, stream, progress)
 
 
 def _spool(store: Store, stream: BinaryIO, progress: Progress) -> int:
     import tempfile
-
-    from minirun.layer.archive import decompressed
 
     store.ensure()
     # O_TMPFILE in the store: on its filesystem, and gone however this process ends.
@@ -574,15 +573,9 @@ def _spool(store: Store, stream: BinaryIO, progress: Progress) -> int:
         while True:
             try:
                 n = source.readinto(buffer)  # type: ignore[attr-defined]
-            except (OSError, EOFError, ValueError) as exc:
-                if isinstance(exc, OSError) and exc.errno is not None:
-                    raise
-                raise BadArchive(
-                    f"invalid compressed archive: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                ) from None
             except Exception as exc:
-                if type(exc).__module__ in ("zlib", "zstandard", "_lzma", "lzma"):
-                    raise BadArchive(f"invalid compressed archive: {exc}") from None
+                if is_bad_data(exc):
+                    raise corrupt(exc, "archive") from None
                 raise
             if not n:
                 break

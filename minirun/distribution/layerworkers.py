@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from minirun.errors import BadArchive, MinirunError
+from minirun.layer.compression import is_compressed_at
 
 if TYPE_CHECKING:
     from minirun.distribution.imageload import Archive, ImagePlan, LayerPlan, Progress
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 # core keeps the cores busy; more only contend (scripts/bench_load.py, 2 cores: 3 were slower).
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 _PROGRESS_EVERY = 1 << 20  # bytes a child unpacks between two progress reports to the parent
-# gzip, zstd, xz, bzip2: a layer (or a whole archive) starting so is decompressed as it is read
-COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh")
 
 
 class _Section(io.RawIOBase):
@@ -66,7 +65,7 @@ def _apply_member(
     member = plan.member
     fd = archive.reopen()
     try:
-        if os.pread(fd, 6, member.offset).startswith(COMPRESSED_MAGIC):
+        if is_compressed_at(fd, member.offset):
             # The compressed bytes have a digest of their own: hash them as they stream by.
             reader = HashingReader(_Section(fd, member.offset, member.size, advanced))  # type: ignore[arg-type]
             store.layers.unpack(staged, reader)  # type: ignore[arg-type]

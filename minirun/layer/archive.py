@@ -25,6 +25,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from minirun.errors import BadArchive
+from minirun.layer.compression import (
+    MAGIC_SIZE,
+    corrupt,
+    decompressed,
+    is_bad_data,
+    is_compressed,
+    is_decompressor_error,
+)
 from minirun.layer.tarheaders import MAX_EXTENDED, HeaderReader, TarMember, Unsupported, pax_xattrs
 from minirun.layer.whiteouts import (
     WHITEOUT_PREFIX,
@@ -87,29 +95,6 @@ class HashingReader(io.RawIOBase):
             self.count += len(data)
 
 
-def decompressed(stream: BinaryIO) -> BinaryIO:
-    """The stream with gzip, zstd, xz or bzip2 removed, sniffed from its magic bytes."""
-    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[type-var]
-    magic = buffered.peek(6)[:6]
-    if magic[:2] == b"\x1f\x8b":
-        import gzip
-
-        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
-    if magic[:4] == b"\x28\xb5\x2f\xfd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
-    if magic[:6] == b"\xfd7zXZ\x00":
-        import lzma
-
-        return lzma.LZMAFile(buffered)  # type: ignore[return-value]
-    if magic[:3] == b"BZh":
-        import bz2
-
-        return bz2.BZ2File(buffered)  # type: ignore[return-value]
-    return buffered
-
-
 def apply_layer(
     stream: BinaryIO, dest: str | os.PathLike[str], length: int | None = None, split_path: str | None = None
 ) -> AppliedLayer:
@@ -144,13 +129,11 @@ def apply_layer(
                 diff_id, tar_size = _apply_streaming(stream, applier, split)
         except BadArchive:
             raise
-        except (EOFError, OSError, ValueError) as exc:
-            if isinstance(exc, OSError) and not _is_stream_error(exc):
-                raise
-            raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
-        except Exception as exc:  # zlib.error, zstandard.ZstdError, lzma.LZMAError: corrupt compression
-            if type(exc).__module__ in ("zlib", "zstandard", "_lzma", "lzma", "zstd"):
-                raise BadArchive(f"invalid compressed stream: {_describe(exc)}") from exc
+        except Exception as exc:
+            if is_decompressor_error(exc):
+                raise corrupt(exc) from exc
+            if is_bad_data(exc):  # cut short, or headers the tar readers could not take
+                raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
             raise
         applier.finish()
         recorded = split.close()
@@ -234,11 +217,11 @@ def _is_plain_file(stream: BinaryIO) -> bool:
         if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
             return False
         position = stream.tell()
-        magic = stream.read(6)
+        magic = stream.read(MAGIC_SIZE)
         stream.seek(position)
     except (AttributeError, OSError, io.UnsupportedOperation):
         return False
-    return not magic.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh"))
+    return not is_compressed(magic)
 
 
 def _apply_seekable(stream: BinaryIO, applier: _Applier, split, length: int | None) -> tuple[str, int]:
@@ -654,11 +637,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _is_stream_error(exc: OSError) -> bool:
-    # gzip raises BadGzipFile (an OSError) for a corrupt stream; real I/O errors carry an errno.
-    return exc.errno is None
 
 
 def _describe(exc: BaseException) -> str:
