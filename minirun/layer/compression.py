@@ -18,9 +18,10 @@ XZ_MAGIC = b"\xfd7zXZ\x00"
 BZIP2_MAGIC = b"BZh"
 MAGICS = (GZIP_MAGIC, ZSTD_MAGIC, XZ_MAGIC, BZIP2_MAGIC)
 MAGIC_SIZE = 6  # enough bytes to tell any of them
-# The modules whose exceptions are a decompressor's complaint about its input (zlib.error,
+# The packages whose exceptions are a decompressor's complaint about its input (zlib.error,
 # zstandard.ZstdError, lzma.LZMAError), told by module: the classes need not have been imported.
-_DECOMPRESSOR_MODULES = ("zlib", "zstandard", "_lzma", "lzma", "zstd")
+# ZstdError's module is zstandard.backend_c (or .backend_cffi): the package is what counts.
+_DECOMPRESSOR_PACKAGES = ("zlib", "zstandard", "_lzma", "lzma", "zstd")
 
 
 def is_compressed(head: bytes) -> bool:
@@ -58,7 +59,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
 
 def is_decompressor_error(exc: BaseException) -> bool:
     """A decompressor's own exception: the compressed bytes are corrupt."""
-    return type(exc).__module__ in _DECOMPRESSOR_MODULES
+    return type(exc).__module__.partition(".")[0] in _DECOMPRESSOR_PACKAGES
 
 
 def is_bad_data(exc: BaseException) -> bool:
