@@ -111,7 +111,7 @@ class Archive:
         """Headers by minirun.layer.tarheaders, which holds no extended header above MAX_EXTENDED in
         memory (tarfile reads whatever size a PAX or GNU long-name header claims: a crafted 1 MB
         archive made it take gigabytes); from a member it does not handle on, tarfile through
-        archive._TarfileInput, which refuses any single read of that size."""
+        tarheaders.open_tarfile, which refuses any single read of that size."""
         from minirun.layer.tarheaders import BLOCK, HeaderReader, Unsupported
 
         reader = HeaderReader(_PreadSource(self.fd, self.size))
@@ -139,19 +139,14 @@ class Archive:
         returns where the end-of-archive block must be."""
         import tarfile
 
-        from minirun.layer.archive import _TarfileInput
+        from minirun.layer.tarheaders import open_tarfile
 
         raw = os.fdopen(self.reopen(), "rb")  # its own offset
         try:
             raw.seek(start)
-            with tarfile.open(  # type: ignore[call-overload]  # a file object of ours, not the stubs' _Fileobj
-                fileobj=_TarfileInput(raw, start),  # type: ignore[arg-type]
-                mode="r:",
-                encoding="utf-8",
-                errors="surrogateescape",
-            ) as tar:
+            with open_tarfile(raw, start) as tar:
                 while (info := tar.next()) is not None:
-                    tar.members.clear()  # tarfile keeps every TarInfo it read; nothing here needs them
+                    tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every TarInfo it read; nothing here needs them
                     if info.sparse is not None or info.type == tarfile.GNUTYPE_SPARSE:
                         continue  # its data is not where it could be read from: not an image file
                     kind = b"0" if info.isreg() else b"2" if info.issym() else b"1" if info.islnk() else b"5"

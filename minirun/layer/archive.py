@@ -33,7 +33,7 @@ from minirun.layer.compression import (
     is_compressed,
     is_decompressor_error,
 )
-from minirun.layer.tarheaders import MAX_EXTENDED, HeaderReader, TarMember, Unsupported, pax_xattrs
+from minirun.layer.tarheaders import HeaderReader, TarMember, Unsupported, open_tarfile, pax_xattrs
 from minirun.layer.whiteouts import (
     WHITEOUT_PREFIX,
     Whiteout,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 # Set on a directory, it overrides the modes of everything later created inside (see _DirState).
 DEFAULT_ACL_XATTR = "system.posix_acl_default"
 
-_COPY_CHUNK = 1 << 20
+_COPY_CHUNK = 1 << 20  # no more than tarheaders.MAX_EXTENDED: TarfileInput refuses larger reads
 _STREAM_BUFFER = 1 << 17
 # Member types (tarfile's constants, without importing tarfile on the common path).
 _REGTYPE, _AREGTYPE, _CONTTYPE, _SPARSETYPE = b"0", b"\0", b"7", b"S"
@@ -239,15 +239,8 @@ def _apply_seekable(stream: BinaryIO, applier: _Applier, split, length: int | No
             for member in HeaderReader(source, start):
                 applier.apply(member, source)
         except Unsupported as rest:
-            import tarfile
-
             with _tarfile_errors():
-                with tarfile.open(  # type: ignore[call-overload]  # a file object of ours, not the stubs' _Fileobj
-                    fileobj=_TarfileInput(source.replay_from(rest.start), rest.start),  # type: ignore[arg-type]
-                    mode="r:",
-                    encoding="utf-8",
-                    errors="surrogateescape",
-                ) as tar:
+                with open_tarfile(source.replay_from(rest.start), rest.start) as tar:
                     _apply_with_tarfile(tar, applier)
         source.record_to(end)  # the end blocks and whatever padding follows belong to the tar
     finally:
@@ -322,15 +315,8 @@ def _apply_streaming(stream: BinaryIO, applier: _Applier, split) -> tuple[str, i
         for member in HeaderReader(source, 0):
             applier.apply(member, source)
     except Unsupported as rest:
-        import tarfile
-
         with _tarfile_errors():
-            with tarfile.open(  # type: ignore[call-overload]  # a file object of ours, not the stubs' _Fileobj
-                fileobj=_TarfileInput(source.replay_from(rest.start), rest.start),  # type: ignore[arg-type]
-                mode="r:",
-                encoding="utf-8",
-                errors="surrogateescape",
-            ) as tar:
+            with open_tarfile(source.replay_from(rest.start), rest.start) as tar:
                 _apply_with_tarfile(tar, applier)
     source.drain()  # the end blocks and whatever padding follows belong to the tar (and its digest)
     reader.drain()
@@ -517,66 +503,6 @@ class _Replay(io.RawIOBase):
             self._head = self._head[n:]
             return n
         return self._tail.readinto(buf)
-
-
-class _TarfileInput(io.RawIOBase):
-    """What tarfile reads once the header reader gave up: forward only (a step back within the
-    last block is served again from memory, as tarfile's next() takes one), and never a single
-    read above MAX_EXTENDED. In its random-access mode tarfile asks for an extended header in
-    one read, so a crafted header that claims gigabytes is refused here, not loaded into memory.
-    (Contents are read in _COPY_CHUNK pieces.)"""
-
-    def __init__(self, raw: io.RawIOBase, start: int) -> None:
-        self._raw = raw
-        self._pos = start
-        self._behind = b""  # the last bytes read, for a step back
-        self._again = b""  # bytes stepped back over, served before new ones
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence == 1:
-            pos += self._pos
-        elif whence != 0:
-            raise io.UnsupportedOperation("seek from the end")
-        if pos < self._pos:
-            step = self._pos - pos
-            if step > len(self._behind):
-                raise BadArchive(f"invalid tar stream: cannot go back to offset {pos}")
-            self._again = self._behind[-step:] + self._again
-            self._behind = self._behind[:-step]
-            self._pos = pos
-        while self._pos < pos:
-            if not self.read(min(pos - self._pos, _COPY_CHUNK)):
-                break
-        return self._pos
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0 or size > max(MAX_EXTENDED, _COPY_CHUNK):
-            raise BadArchive(
-                f"refusing a tar member header of {size} bytes at offset {self._pos} (limit {MAX_EXTENDED})"
-            )
-        data, self._again = self._again[:size], self._again[size:]
-        while len(data) < size:
-            more = self._raw.read(size - len(data))
-            if not more:
-                break
-            data += more
-        self._pos += len(data)
-        self._behind = (self._behind + data)[-2 * 512 :]
-        return data
-
-    def readinto(self, buf) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
 
 
 class _TarfileSource:
