@@ -7,7 +7,8 @@ bytes inside the archive (pread). Threads were measured first (scripts/bench_loa
 gained little over one (1.3-1.6 s vs 1.8 s) where two processes take 1.1 s. The parent stages each
 layer (its temp dir and the flock that keeps a sweep away stay the parent's), the child fills it and
 sends back what it applied; on any failure the parent kills the other children and discards every
-staged layer. minirun.distribution.imageload reads the archive and plans the layers; this module only unpacks.
+staged layer. minirun.distribution.imageload reads the archive and plans the layers (the types in
+archive_index); this module only unpacks.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from minirun.errors import BadArchive, MinirunError
 from minirun.layer.compression import is_compressed_at
 
 if TYPE_CHECKING:
-    from minirun.distribution.imageload import Archive, ImagePlan, LayerPlan, Progress
+    from minirun.distribution.archive_index import Archive, ImagePlan, LayerPlan, Progress
     from minirun.store import Store
     from minirun.store.layers import StagedLayer
 
