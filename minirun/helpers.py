@@ -1,7 +1,8 @@
 """The command line of minirun's own helper processes (a detached container's monitor, the log
 copier it execs into, the port proxy): a fresh `python -S`, so none of the CLI's imports and none
 of site's start-up work, with only the package's parent and the site dirs put back on sys.path,
-running one "module:function".
+running one "module:function". `-P` keeps the cwd off sys.path: `-c` would put it first, and a
+root helper started from a directory holding a `json.py` would run that.
 
 Lean on purpose (os and sys only): the monitor imports it, and its start is on `run -d`'s clock.
 """
@@ -30,5 +31,5 @@ def search_path() -> str:
 
 
 def helper_argv(target: str, *args: str) -> list[str]:
-    """The argv of a `python -S` that runs `target` ("package.module:function") on `args`."""
-    return [sys.executable, "-S", "-c", _BOOT, search_path(), target, *args]
+    """The argv of a `python -S -P` that runs `target` ("package.module:function") on `args`."""
+    return [sys.executable, "-S", "-P", "-c", _BOOT, search_path(), target, *args]
