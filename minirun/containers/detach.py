@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 
-from minirun.errors import EXIT_RUNTIME, MinirunError
+from minirun.childfailure import parse_report
+from minirun.errors import MinirunError
 from minirun.helpers import helper_argv
 
 
@@ -33,10 +34,9 @@ def spawn_monitor(store_root: str, container_id: str, on_spawned=None) -> None:
     while chunk := os.read(read_fd, 65536):
         chunks.append(chunk)
     os.close(read_fd)
-    answer = b"".join(chunks).decode(errors="replace")
-    if answer == "ok":
+    answer = b"".join(chunks)
+    if answer == b"ok":  # the monitor's word for success: its PID 1 runs
         return
     if not answer:
         raise MinirunError("the container's monitor died before the container started")
-    code, _, message = answer.partition("\n")
-    raise MinirunError(message, exit_code=int(code) if code.isdigit() else EXIT_RUNTIME)
+    raise parse_report(answer)

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 
+from minirun.childfailure import encode_report
 from minirun.containers import logcopier
 from minirun.containers.logcopier import CODE_MARK, TIME_MARK
 from minirun.helpers import helper_argv
@@ -154,7 +155,7 @@ def _stop_publishing(store, container) -> None:
 
 
 def _report(ready_fd: int, failure) -> None:
-    _tell(ready_fd, f"{failure.exit_code}\n{failure.message}".encode(errors="replace"))
+    _tell(ready_fd, encode_report(failure.exit_code, failure.message))
 
 
 def _tell(ready_fd: int, message: bytes) -> None:
