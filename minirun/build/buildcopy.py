@@ -21,9 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from minirun.errors import MinirunError, NotFound, UsageError
+from minirun.layer.whiteouts import is_overlay_xattr, is_whiteout
 
-# overlay's own xattrs never travel (archive.py refuses them in layers for the same reason)
-_FORBIDDEN_XATTRS = ("trusted.overlay.", "user.overlay.")
 _MAX_SYMLINKS = 255
 _CHUNK = 1 << 20
 
@@ -159,7 +158,7 @@ def _walk(top: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
 
 def is_tar(path: str) -> bool:
     """docker's ADD rule: a file whose (decompressed) start is a valid tar header is extracted."""
-    from minirun.layer.archive import decompressed
+    from minirun.layer.compression import decompressed
 
     try:
         with open(path, "rb") as f:
@@ -331,7 +330,7 @@ class _Copier:
 
     def _file(self, dir_fd: int, name: str, st: os.stat_result, target: str, owner, xattrs: bool) -> None:
         mode = st.st_mode
-        if stat.S_ISCHR(mode) and st.st_rdev == 0:
+        if is_whiteout(st):
             return  # an overlay whiteout from an extracted archive: nothing to copy
         if stat.S_ISSOCK(mode):
             return  # tar cannot hold sockets; docker skips them too
@@ -377,7 +376,7 @@ class _Copier:
         os.chmod(target, stat.S_IMODE(st.st_mode))
         if fd is not None:
             for name in os.listxattr(fd):
-                if not name.startswith(_FORBIDDEN_XATTRS):
+                if not is_overlay_xattr(name):  # overlay's own xattrs never travel
                     os.setxattr(target, name, os.getxattr(fd, name))
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
 

@@ -21,8 +21,8 @@ app = new_app()
 
 
 class _Bars:
-    """One rich progress row per layer (and one for reading a piped archive): imageload.Progress,
-    duck-typed so that other verbs need not import imageload."""
+    """One rich progress row per layer (and one for reading a piped archive): archive_index.Progress,
+    duck-typed so that other verbs need not import the load machinery."""
 
     def __init__(self, progress) -> None:
         self.progress = progress

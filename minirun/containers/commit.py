@@ -15,7 +15,7 @@ import tarfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from minirun.layer.archive import FORBIDDEN_XATTR_PREFIXES, OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
+from minirun.layer.whiteouts import is_opaque, is_overlay_xattr, is_whiteout, oci_opaque, oci_whiteout
 
 
 def _xattrs(path: str) -> dict[str, str]:
@@ -26,7 +26,7 @@ def _xattrs(path: str) -> dict[str, str]:
     except OSError:
         return found
     for name in names:
-        if name.startswith(FORBIDDEN_XATTR_PREFIXES):
+        if is_overlay_xattr(name):
             continue
         try:
             value = os.getxattr(path, name, follow_symlinks=False)
@@ -57,11 +57,9 @@ def _entries(root: str, oci_whiteouts: bool) -> Iterator[tuple[tarfile.TarInfo, 
         for entry in entries:
             name = f"{rel}/{entry.name}" if rel else entry.name
             st = entry.stat(follow_symlinks=False)
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            if is_whiteout(st):
                 if oci_whiteouts:  # overlay's whiteout -> OCI's
-                    info = tarfile.TarInfo(
-                        f"{rel}/{WHITEOUT_PREFIX}{entry.name}" if rel else WHITEOUT_PREFIX + entry.name
-                    )
+                    info = tarfile.TarInfo(oci_whiteout(rel, entry.name))
                     info.mtime, info.uname, info.gname = int(st.st_mtime), "", ""
                     yield info, None
                 continue
@@ -69,8 +67,8 @@ def _entries(root: str, oci_whiteouts: bool) -> Iterator[tuple[tarfile.TarInfo, 
             if stat.S_ISDIR(st.st_mode):
                 info.type = tarfile.DIRTYPE
                 yield info, None
-                if oci_whiteouts and _opaque(entry.path):
-                    marker = tarfile.TarInfo(f"{name}/{WHITEOUT_OPAQUE}")
+                if oci_whiteouts and is_opaque(entry.path):
+                    marker = tarfile.TarInfo(oci_opaque(name))
                     marker.mtime, marker.uname, marker.gname = int(st.st_mtime), "", ""
                     yield marker, None
                 yield from visit(name)
@@ -98,13 +96,6 @@ def _entries(root: str, oci_whiteouts: bool) -> Iterator[tuple[tarfile.TarInfo, 
             # sockets are not archived (tar cannot hold them; docker skips them too)
 
     yield from visit("")
-
-
-def _opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
 
 
 def write_tar(root: str, out: BinaryIO, oci_whiteouts: bool) -> None:

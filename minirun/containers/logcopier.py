@@ -253,8 +253,10 @@ def pack_args(args: list[str], after_exit: list[str]) -> int:
     return fd
 
 
-def boot(args_fd: int) -> int:
-    """The copier's entry point: its arguments from the memfd, then the network's exit hook."""
+def boot(argv: list[str]) -> int:
+    """The copier's entry point (argv: the fd of the memfd): its arguments from the memfd, then
+    the network's exit hook."""
+    args_fd = int(argv[0])
     chunks = []
     while chunk := os.read(args_fd, 1 << 16):
         chunks.append(chunk)

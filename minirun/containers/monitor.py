@@ -1,7 +1,7 @@
 """The monitor of a detached container: starts its PID 1, then execs into logcopier.py, which
 stays as PID 1's parent, writes its log and records its exit.
 
-Started by `run -d`/`start` as `python -S` with a bare sys.path (see detach.py), in its own
+Started by `run -d`/`start` as `python -S` with a bare sys.path (see helpers.py), in its own
 session with no terminal; no typer, rich or pyroute2 ever load here.
 
 Log: one JSON object per line, docker's json-file format: {"log": "...", "stream": "stdout",
@@ -15,17 +15,12 @@ import os
 import signal
 import sys
 
+from minirun.childfailure import encode_report
 from minirun.containers import logcopier
 from minirun.containers.lifecycle import discard
 from minirun.containers.logcopier import CODE_MARK, TIME_MARK
+from minirun.helpers import helper_argv
 from minirun.runtime import supervise
-
-# The copier's arguments (the state template, cgroup paths, network settings) travel in a
-# memfd, never on the command line, which any local user can read through ps.
-COPIER_BOOT = (
-    "import sys; sys.path[:0] = [sys.argv[1]]; from minirun.containers.logcopier import boot; "
-    "sys.exit(boot(int(sys.argv[2])))"
-)
 
 
 def main(argv: list[str]) -> int:
@@ -143,7 +138,10 @@ def main(argv: list[str]) -> int:
         hook,
     )
     # Become the lean copier (logcopier.py): same process, still PID 1's parent, a fraction of the memory.
-    os.execv(sys.executable, [sys.executable, "-S", "-c", COPIER_BOOT, _package_parent(), str(args)])
+    # Its arguments (the state template, cgroup paths, network settings) travel in the memfd
+    # `args`, never on the command line, which any local user can read through ps.
+    argv = helper_argv("minirun.containers.logcopier:boot", str(args))
+    os.execv(argv[0], argv)
 
 
 def _stop_publishing(store, container) -> None:
@@ -159,7 +157,7 @@ def _stop_publishing(store, container) -> None:
 
 
 def _report(ready_fd: int, failure) -> None:
-    _tell(ready_fd, f"{failure.exit_code}\n{failure.message}".encode(errors="replace"))
+    _tell(ready_fd, encode_report(failure.exit_code, failure.message))
 
 
 def _tell(ready_fd: int, message: bytes) -> None:
@@ -176,10 +174,6 @@ def _tell(ready_fd: int, message: bytes) -> None:
 def _maybe_remove(containers, container) -> None:
     if container.config.auto_remove:
         discard(containers, container)
-
-
-def _package_parent() -> str:
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ compressed layers), every layer's diff_id against its config, sizes against desc
 staged layers are committed with their images only when all of them passed.
 
 A small compressed archive can claim gigabytes: the index holds no tar header above 1 MiB, and
-documents, configs, entries and names have limits (the _MAX_* below), so what load holds in memory
-stays in the tens of MiB whatever the archive says.
+documents, configs, entries and names have limits (the _MAX_* below and in archive_index), so
+what load holds in memory stays in the tens of MiB whatever the archive says.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ import io
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from minirun.distribution.layerworkers import COMPRESSED_MAGIC, DEFAULT_WORKERS, unpack_layers
+from minirun.distribution.archive_index import Archive, ImagePlan, LayerPlan, Member, Progress, blob_path, clean_name
+from minirun.distribution.layerworkers import DEFAULT_WORKERS, unpack_layers
 from minirun.errors import BadArchive, MinirunError
 from minirun.image.manifests import (
     ANNOTATION_IMAGE_NAME,
@@ -49,6 +50,7 @@ from minirun.image.manifests import (
     sha256_digest,
     verify_blob,
 )
+from minirun.layer.compression import corrupt, decompressed, is_bad_data, is_compressed_at
 
 if TYPE_CHECKING:
     from minirun.store import Store
@@ -56,219 +58,12 @@ if TYPE_CHECKING:
     from minirun.store.reference import Reference
 
 _CHUNK = 1 << 20
-_BLOCK = 512
-# Limits on what an archive may make this process hold (a crafted archive is small compressed):
+# Limits on what an archive may make this process hold (a crafted archive is small compressed;
+# archive_index bounds its files and names):
 _MAX_DOCUMENT = 4 << 20  # manifest.json, index.json, a manifest: the registry's limit on manifests
 _MAX_CONFIG = 8 << 20  # an image config, as pull takes it
 _MAX_CONFIGS = 32 << 20  # all the configs of one archive, held until the images are committed
 _MAX_IMAGES = 1000  # entries in manifest.json or index.json
-_MAX_FILES = 100_000  # files and links in the archive (directories are not kept)
-_MAX_NAME_BYTES = 16 << 20  # their names and link targets, in all
-
-
-# -- progress ----------------------------------------------------------------------------------
-
-
-class Progress:
-    """What load reports while it works; the CLI draws it (or not)."""
-
-    def spooled(self, nbytes: int) -> None:
-        pass
-
-    def layer_started(self, key: str, total: int) -> None:
-        pass
-
-    def layer_advanced(self, key: str, nbytes: int) -> None:
-        pass
-
-    def layer_finished(self, key: str, note: str) -> None:
-        pass
-
-
-# -- the outer archive -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Member:
-    name: str
-    offset: int  # of the data, in the archive file
-    size: int
-
-
-class Archive:
-    """An uncompressed tar file, indexed by member name; read at random, never extracted."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.size = os.fstat(fd).st_size
-        self.members: dict[str, Member] = {}
-        self._links: dict[str, str] = {}
-        self._name_bytes = 0
-        self._index()
-
-    def _index(self) -> None:
-        """Headers by minirun.layer.tarheaders, which holds no extended header above MAX_EXTENDED in
-        memory (tarfile reads whatever size a PAX or GNU long-name header claims: a crafted 1 MB
-        archive made it take gigabytes); from a member it does not handle on, tarfile through
-        archive._TarfileInput, which refuses any single read of that size."""
-        from minirun.layer.tarheaders import BLOCK, HeaderReader, Unsupported
-
-        reader = HeaderReader(_PreadSource(self.fd, self.size))
-        try:
-            try:
-                for member in reader:
-                    self._add(member.name, member.type, member.linkname, member.offset, member.size)
-                end = reader.pos
-            except Unsupported as rest:
-                end = self._index_with_tarfile(rest.start)
-        except BadArchive as exc:
-            if exc.message.startswith(("truncated archive", "not an image archive")):
-                raise
-            raise BadArchive(f"invalid archive: {exc.message}") from None
-        # The end-of-archive block must be there: without it the archive was cut short.
-        if os.pread(self.fd, BLOCK, end) != bytes(BLOCK):
-            raise BadArchive("truncated or corrupt archive: no end-of-archive marker after the last member")
-        for name in self._links:
-            target = self._resolve(name, self._links)
-            if target is not None:
-                self.members[name] = Member(name, target.offset, target.size)
-
-    def _index_with_tarfile(self, start: int) -> int:
-        """The members from `start` on, by tarfile (PAX global headers, sparse files, ...);
-        returns where the end-of-archive block must be."""
-        import tarfile
-
-        from minirun.layer.archive import _TarfileInput
-
-        raw = os.fdopen(self.reopen(), "rb")  # its own offset
-        try:
-            raw.seek(start)
-            with tarfile.open(  # type: ignore[call-overload]  # a file object of ours, not the stubs' _Fileobj
-                fileobj=_TarfileInput(raw, start),  # type: ignore[arg-type]
-                mode="r:",
-                encoding="utf-8",
-                errors="surrogateescape",
-            ) as tar:
-                while (info := tar.next()) is not None:
-                    tar.members.clear()  # tarfile keeps every TarInfo it read; nothing here needs them
-                    if info.sparse is not None or info.type == tarfile.GNUTYPE_SPARSE:
-                        continue  # its data is not where it could be read from: not an image file
-                    kind = b"0" if info.isreg() else b"2" if info.issym() else b"1" if info.islnk() else b"5"
-                    self._add(info.name, kind, info.linkname, info.offset_data, info.size)
-                return tar.offset
-        except tarfile.TarError as exc:
-            raise BadArchive(str(exc) or type(exc).__name__) from None
-        finally:
-            raw.close()
-
-    def _add(self, raw_name: str, kind: bytes, linkname: str, offset: int, size: int) -> None:
-        """Index one member: regular files by name, links to resolve once all are known."""
-        from minirun.layer.tarheaders import REGULAR_TYPES
-
-        if kind not in REGULAR_TYPES and kind not in (b"1", b"2"):
-            return  # directories and the like name nothing to read
-        name = _clean(raw_name)
-        self._name_bytes += len(name) + len(linkname)
-        if len(self.members) + len(self._links) >= _MAX_FILES or self._name_bytes > _MAX_NAME_BYTES:
-            raise BadArchive(
-                f"not an image archive: more than {_MAX_FILES} files, or names of more than {_MAX_NAME_BYTES >> 20} MiB"
-            )
-        if kind == b"2":
-            target = linkname if linkname.startswith("/") else os.path.join(os.path.dirname(name), linkname)
-            self._links[name] = _clean(os.path.normpath(target))
-        elif kind == b"1":
-            self._links[name] = _clean(linkname)
-        else:
-            if offset + size > self.size:
-                raise BadArchive(f"truncated archive: {name} ends past the end of the file")
-            self.members[name] = Member(name, offset, size)
-
-    def _resolve(self, name: str, links: dict[str, str]) -> Member | None:
-        for _ in range(16):  # a loop of links names nothing
-            name = links.get(name, name)
-            if name in self.members:
-                return self.members[name]
-            if name not in links:
-                return None
-        return None
-
-    def has(self, name: str) -> bool:
-        return name in self.members
-
-    def member(self, name: str, what: str) -> Member:
-        try:
-            return self.members[_clean(name)]
-        except KeyError:
-            raise BadArchive(f"{what}: {name} is missing from the archive") from None
-
-    def read(self, name: str, what: str, limit: int) -> bytes:
-        """A small member (a JSON document) whole; one above `limit` bytes is not what it claims."""
-        member = self.member(name, what)
-        if member.size > limit:
-            raise BadArchive(f"{what}: {name} is too large ({member.size} bytes, at most {limit})")
-        data = os.pread(self.fd, member.size, member.offset)
-        if len(data) != member.size:
-            raise BadArchive(f"truncated archive: {name} is cut short")
-        return data
-
-    def reopen(self) -> int:
-        """A new file description of the archive (its own offset), for one worker thread."""
-        return os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
-
-
-class _PreadSource:
-    """The archive's header blocks for tarheaders.HeaderReader, by pread: member data between
-    them is never read while indexing."""
-
-    def __init__(self, fd: int, size: int) -> None:
-        self.fd, self.size = fd, size
-
-    def begin_member(self, offset: int) -> None:
-        pass
-
-    def read_at(self, offset: int, size: int) -> bytes:
-        size = max(0, min(size, self.size - offset))
-        return os.pread(self.fd, size, offset) if size else b""
-
-
-def _clean(name: str) -> str:
-    while name.startswith("./"):
-        name = name[2:]
-    return name.lstrip("/").rstrip("/")
-
-
-def blob_path(digest: str) -> str:
-    algorithm, _, hexpart = digest.partition(":")
-    return f"blobs/{algorithm}/{hexpart}"
-
-
-# -- what the archive holds --------------------------------------------------------------------
-
-
-@dataclass
-class LayerPlan:
-    diff_id: str  # what the config says the layer is
-    member: Member
-    blob_digest: str | None  # what the archive says the member's bytes hash to, when it says
-    what: str  # how error messages name it
-
-
-@dataclass
-class ImagePlan:
-    id: str  # the config's digest
-    raw_config: bytes
-    diff_ids: list[str]
-    layers: list[LayerPlan]
-    names: dict[Reference, None] = field(default_factory=dict)  # ordered, each once
-
-    @property
-    def refs(self) -> list[Reference]:
-        return list(self.names)
-
-    def config(self) -> dict:
-        """Parsed when committed, one image at a time: a parsed config can take many times its
-        size (plans hold the bytes only, at most _MAX_CONFIGS of them)."""
-        return load_json(self.raw_config, "image config")
 
 
 class _Plans:
@@ -318,7 +113,7 @@ def _digest_in_path(path: str) -> str | None:
     containers/image names its blobs; a legacy `<v1 id>/layer.tar` promises nothing."""
     import re
 
-    path = _clean(path)
+    path = clean_name(path)
     match = re.fullmatch(r"blobs/sha256/([a-f0-9]{64})|([a-f0-9]{64})\.(?:tar|tar\.gz|tgz|tar\.zst|json)", path)
     if match is None:
         return None
@@ -554,15 +349,13 @@ def _archive_fd(store: Store, stream: BinaryIO, progress: Progress) -> int:
     fd = _fileno(stream)
     if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):
         position = os.lseek(fd, 0, os.SEEK_CUR)
-        if position == 0 and not os.pread(fd, 6, 0).startswith(COMPRESSED_MAGIC):
+        if position == 0 and not is_compressed_at(fd, 0):
             return fd
     return _spool(store, stream, progress)
 
 
 def _spool(store: Store, stream: BinaryIO, progress: Progress) -> int:
     import tempfile
-
-    from minirun.layer.archive import decompressed
 
     store.ensure()
     # O_TMPFILE in the store: on its filesystem, and gone however this process ends.
@@ -574,15 +367,9 @@ def _spool(store: Store, stream: BinaryIO, progress: Progress) -> int:
         while True:
             try:
                 n = source.readinto(buffer)  # type: ignore[attr-defined]
-            except (OSError, EOFError, ValueError) as exc:
-                if isinstance(exc, OSError) and exc.errno is not None:
-                    raise
-                raise BadArchive(
-                    f"invalid compressed archive: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                ) from None
             except Exception as exc:
-                if type(exc).__module__ in ("zlib", "zstandard", "_lzma", "lzma"):
-                    raise BadArchive(f"invalid compressed archive: {exc}") from None
+                if is_bad_data(exc):
+                    raise corrupt(exc, "archive") from None
                 raise
             if not n:
                 break

@@ -7,7 +7,8 @@ bytes inside the archive (pread). Threads were measured first (scripts/bench_loa
 gained little over one (1.3-1.6 s vs 1.8 s) where two processes take 1.1 s. The parent stages each
 layer (its temp dir and the flock that keeps a sweep away stay the parent's), the child fills it and
 sends back what it applied; on any failure the parent kills the other children and discards every
-staged layer. minirun.distribution.imageload reads the archive and plans the layers; this module only unpacks.
+staged layer. minirun.distribution.imageload reads the archive and plans the layers (the types in
+archive_index); this module only unpacks.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from minirun.errors import BadArchive, MinirunError
+from minirun.layer.compression import is_compressed_at
 
 if TYPE_CHECKING:
-    from minirun.distribution.imageload import Archive, ImagePlan, LayerPlan, Progress
+    from minirun.distribution.archive_index import Archive, ImagePlan, LayerPlan, Progress
     from minirun.store import Store
     from minirun.store.layers import StagedLayer
 
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
 # core keeps the cores busy; more only contend (scripts/bench_load.py, 2 cores: 3 were slower).
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 _PROGRESS_EVERY = 1 << 20  # bytes a child unpacks between two progress reports to the parent
-# gzip, zstd, xz, bzip2: a layer (or a whole archive) starting so is decompressed as it is read
-COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh")
 
 
 class _Section(io.RawIOBase):
@@ -66,7 +66,7 @@ def _apply_member(
     member = plan.member
     fd = archive.reopen()
     try:
-        if os.pread(fd, 6, member.offset).startswith(COMPRESSED_MAGIC):
+        if is_compressed_at(fd, member.offset):
             # The compressed bytes have a digest of their own: hash them as they stream by.
             reader = HashingReader(_Section(fd, member.offset, member.size, advanced))  # type: ignore[arg-type]
             store.layers.unpack(staged, reader)  # type: ignore[arg-type]

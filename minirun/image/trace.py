@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 from minirun.errors import MinirunError, UsageError
 from minirun.humanize import ellipsis, human_size
-from minirun.layer.changes import OPAQUE_XATTR
+from minirun.layer.whiteouts import is_opaque, is_whiteout
 from minirun.store import Store
 from minirun.store.images import Image
 
@@ -182,7 +182,7 @@ def mount_notes(container, path: str) -> list[str]:
 
 def _entry_of(st: os.stat_result, target: str, opaque: bool) -> Entry:
     mode = st.st_mode
-    if stat.S_ISCHR(mode) and st.st_rdev == 0:
+    if is_whiteout(st):
         kind = "whiteout"
     elif stat.S_ISREG(mode):
         kind = "file"
@@ -199,13 +199,6 @@ def _entry_of(st: os.stat_result, target: str, opaque: bool) -> Entry:
     else:
         kind = "socket"
     return Entry(kind, mode, st.st_uid, st.st_gid, st.st_size, target, opaque, st.st_rdev)
-
-
-def _opaque_fd(fd: int) -> bool:
-    try:
-        return os.getxattr(fd, OPAQUE_XATTR) == b"y"
-    except OSError:
-        return False
 
 
 def _open_dir(root: str, parts: Sequence[str]) -> int | None:
@@ -233,7 +226,7 @@ def _probe(root: str, parts: Sequence[str]) -> Entry | None:
         if fd is None:
             return None
         try:
-            return _entry_of(os.fstat(fd), "", _opaque_fd(fd))
+            return _entry_of(os.fstat(fd), "", is_opaque(fd))
         finally:
             os.close(fd)
     fd = _open_dir(root, parts[:-1])
@@ -253,7 +246,7 @@ def _probe(root: str, parts: Sequence[str]) -> Entry | None:
             except OSError:
                 child = -1
             if child >= 0:
-                opaque = _opaque_fd(child)
+                opaque = is_opaque(child)
                 os.close(child)
         return _entry_of(st, target, opaque)
     finally:
@@ -270,7 +263,7 @@ def _listing(root: str, parts: Sequence[str]) -> dict[str, bool]:
         with os.scandir(fd) as it:
             for item in it:
                 st = item.stat(follow_symlinks=False)
-                found[item.name] = stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+                found[item.name] = is_whiteout(st)
         return found
     finally:
         os.close(fd)

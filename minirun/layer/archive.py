@@ -25,22 +25,31 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from minirun.errors import BadArchive
-from minirun.layer.tarheaders import MAX_EXTENDED, HeaderReader, TarMember, Unsupported, pax_xattrs
+from minirun.layer.compression import (
+    MAGIC_SIZE,
+    corrupt,
+    decompressed,
+    is_bad_data,
+    is_compressed,
+    is_decompressor_error,
+)
+from minirun.layer.tarheaders import HeaderReader, TarMember, Unsupported, open_tarfile, pax_xattrs
+from minirun.layer.whiteouts import (
+    WHITEOUT_PREFIX,
+    Whiteout,
+    is_overlay_xattr,
+    make_opaque,
+    make_whiteout,
+    parse_whiteout,
+)
 
 if TYPE_CHECKING:
     import tarfile
 
-WHITEOUT_PREFIX = ".wh."
-WHITEOUT_META_PREFIX = ".wh..wh."
-WHITEOUT_OPAQUE = ".wh..wh..opq"
-OPAQUE_XATTR = "trusted.overlay.opaque"
-# Overlay reads these from lower dirs; a crafted one (redirect, metacopy, origin) could make the
-# kernel serve a file from outside the layer, so they never come in from a tar.
-FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 # Set on a directory, it overrides the modes of everything later created inside (see _DirState).
 DEFAULT_ACL_XATTR = "system.posix_acl_default"
 
-_COPY_CHUNK = 1 << 20
+_COPY_CHUNK = 1 << 20  # no more than tarheaders.MAX_EXTENDED: TarfileInput refuses larger reads
 _STREAM_BUFFER = 1 << 17
 # Member types (tarfile's constants, without importing tarfile on the common path).
 _REGTYPE, _AREGTYPE, _CONTTYPE, _SPARSETYPE = b"0", b"\0", b"7", b"S"
@@ -86,29 +95,6 @@ class HashingReader(io.RawIOBase):
             self.count += len(data)
 
 
-def decompressed(stream: BinaryIO) -> BinaryIO:
-    """The stream with gzip, zstd, xz or bzip2 removed, sniffed from its magic bytes."""
-    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[type-var]
-    magic = buffered.peek(6)[:6]
-    if magic[:2] == b"\x1f\x8b":
-        import gzip
-
-        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
-    if magic[:4] == b"\x28\xb5\x2f\xfd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
-    if magic[:6] == b"\xfd7zXZ\x00":
-        import lzma
-
-        return lzma.LZMAFile(buffered)  # type: ignore[return-value]
-    if magic[:3] == b"BZh":
-        import bz2
-
-        return bz2.BZ2File(buffered)  # type: ignore[return-value]
-    return buffered
-
-
 def apply_layer(
     stream: BinaryIO, dest: str | os.PathLike[str], length: int | None = None, split_path: str | None = None
 ) -> AppliedLayer:
@@ -143,13 +129,11 @@ def apply_layer(
                 diff_id, tar_size = _apply_streaming(stream, applier, split)
         except BadArchive:
             raise
-        except (EOFError, OSError, ValueError) as exc:
-            if isinstance(exc, OSError) and not _is_stream_error(exc):
-                raise
-            raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
-        except Exception as exc:  # zlib.error, zstandard.ZstdError, lzma.LZMAError: corrupt compression
-            if type(exc).__module__ in ("zlib", "zstandard", "_lzma", "lzma", "zstd"):
-                raise BadArchive(f"invalid compressed stream: {_describe(exc)}") from exc
+        except Exception as exc:
+            if is_decompressor_error(exc):
+                raise corrupt(exc) from exc
+            if is_bad_data(exc):  # cut short, or headers the tar readers could not take
+                raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
             raise
         applier.finish()
         recorded = split.close()
@@ -233,11 +217,11 @@ def _is_plain_file(stream: BinaryIO) -> bool:
         if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
             return False
         position = stream.tell()
-        magic = stream.read(6)
+        magic = stream.read(MAGIC_SIZE)
         stream.seek(position)
     except (AttributeError, OSError, io.UnsupportedOperation):
         return False
-    return not magic.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh"))
+    return not is_compressed(magic)
 
 
 def _apply_seekable(stream: BinaryIO, applier: _Applier, split, length: int | None) -> tuple[str, int]:
@@ -255,15 +239,8 @@ def _apply_seekable(stream: BinaryIO, applier: _Applier, split, length: int | No
             for member in HeaderReader(source, start):
                 applier.apply(member, source)
         except Unsupported as rest:
-            import tarfile
-
             with _tarfile_errors():
-                with tarfile.open(  # type: ignore[call-overload]  # a file object of ours, not the stubs' _Fileobj
-                    fileobj=_TarfileInput(source.replay_from(rest.start), rest.start),  # type: ignore[arg-type]
-                    mode="r:",
-                    encoding="utf-8",
-                    errors="surrogateescape",
-                ) as tar:
+                with open_tarfile(source.replay_from(rest.start), rest.start) as tar:
                     _apply_with_tarfile(tar, applier)
         source.record_to(end)  # the end blocks and whatever padding follows belong to the tar
     finally:
@@ -338,15 +315,8 @@ def _apply_streaming(stream: BinaryIO, applier: _Applier, split) -> tuple[str, i
         for member in HeaderReader(source, 0):
             applier.apply(member, source)
     except Unsupported as rest:
-        import tarfile
-
         with _tarfile_errors():
-            with tarfile.open(  # type: ignore[call-overload]  # a file object of ours, not the stubs' _Fileobj
-                fileobj=_TarfileInput(source.replay_from(rest.start), rest.start),  # type: ignore[arg-type]
-                mode="r:",
-                encoding="utf-8",
-                errors="surrogateescape",
-            ) as tar:
+            with open_tarfile(source.replay_from(rest.start), rest.start) as tar:
                 _apply_with_tarfile(tar, applier)
     source.drain()  # the end blocks and whatever padding follows belong to the tar (and its digest)
     reader.drain()
@@ -535,66 +505,6 @@ class _Replay(io.RawIOBase):
         return self._tail.readinto(buf)
 
 
-class _TarfileInput(io.RawIOBase):
-    """What tarfile reads once the header reader gave up: forward only (a step back within the
-    last block is served again from memory, as tarfile's next() takes one), and never a single
-    read above MAX_EXTENDED. In its random-access mode tarfile asks for an extended header in
-    one read, so a crafted header that claims gigabytes is refused here, not loaded into memory.
-    (Contents are read in _COPY_CHUNK pieces.)"""
-
-    def __init__(self, raw: io.RawIOBase, start: int) -> None:
-        self._raw = raw
-        self._pos = start
-        self._behind = b""  # the last bytes read, for a step back
-        self._again = b""  # bytes stepped back over, served before new ones
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence == 1:
-            pos += self._pos
-        elif whence != 0:
-            raise io.UnsupportedOperation("seek from the end")
-        if pos < self._pos:
-            step = self._pos - pos
-            if step > len(self._behind):
-                raise BadArchive(f"invalid tar stream: cannot go back to offset {pos}")
-            self._again = self._behind[-step:] + self._again
-            self._behind = self._behind[:-step]
-            self._pos = pos
-        while self._pos < pos:
-            if not self.read(min(pos - self._pos, _COPY_CHUNK)):
-                break
-        return self._pos
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0 or size > max(MAX_EXTENDED, _COPY_CHUNK):
-            raise BadArchive(
-                f"refusing a tar member header of {size} bytes at offset {self._pos} (limit {MAX_EXTENDED})"
-            )
-        data, self._again = self._again[:size], self._again[size:]
-        while len(data) < size:
-            more = self._raw.read(size - len(data))
-            if not more:
-                break
-            data += more
-        self._pos += len(data)
-        self._behind = (self._behind + data)[-2 * 512 :]
-        return data
-
-    def readinto(self, buf) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-
 class _TarfileSource:
     """Contents of members tarfile read (their `origin`)."""
 
@@ -655,11 +565,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _is_stream_error(exc: OSError) -> bool:
-    # gzip raises BadGzipFile (an OSError) for a corrupt stream; real I/O errors carry an errno.
-    return exc.errno is None
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0]
@@ -678,38 +583,10 @@ def normalize_member_path(name: str) -> str:
     return "/".join(parts)
 
 
-@dataclass(frozen=True)
-class Whiteout:
-    """What an OCI whiteout member means for overlay: hide `target`, or make `target` opaque."""
-
-    target: str
-    opaque: bool
-
-
-def parse_whiteout(path: str) -> Whiteout | None:
-    """Map an OCI whiteout path to overlay's meaning; None for an ordinary path.
-
-    `.wh..wh..opq` -> its directory is opaque; `.wh.NAME` -> NAME is hidden. Other `.wh..wh.*`
-    names are aufs bookkeeping and ignored (docker does the same): returned as opaque=False with
-    an empty target.
-    """
-    parent, _, base = path.rpartition("/")
-    if not base.startswith(WHITEOUT_PREFIX):
-        return None
-    if base == WHITEOUT_OPAQUE:
-        return Whiteout(target=parent, opaque=True)
-    if base.startswith(WHITEOUT_META_PREFIX):
-        return Whiteout(target="", opaque=False)
-    hidden = base[len(WHITEOUT_PREFIX) :]
-    if hidden in ("", ".", ".."):
-        raise BadArchive(f"refusing malformed whiteout in layer: {path!r}")
-    return Whiteout(target=f"{parent}/{hidden}" if parent else hidden, opaque=False)
-
-
 def member_xattrs(member: tarfile.TarInfo | TarMember) -> dict[str, bytes]:
     """The xattrs a member carries (PAX `SCHILY.xattr.*`, libarchive's `LIBARCHIVE.xattr.*`), minus overlay's."""
     found = member.xattrs if isinstance(member, TarMember) else pax_xattrs(dict(member.pax_headers))
-    return {k: v for k, v in (found or {}).items() if not k.startswith(FORBIDDEN_XATTR_PREFIXES)}
+    return {k: v for k, v in (found or {}).items() if not is_overlay_xattr(k)}
 
 
 # The kinds of entry a layer dir holds, as _Applier records them.
@@ -853,12 +730,12 @@ class _Applier:
                 self.dirs[whiteout.target] = parent
             elif kind != _DIR:
                 raise BadArchive(f"refusing opaque marker under a {kind}: {member.name!r}")
-            os.setxattr(self._host(whiteout.target), OPAQUE_XATTR, b"y", follow_symlinks=False)
+            make_opaque(self._host(whiteout.target))
             self.opaque.add(whiteout.target)
             return
         parent, _ = self._claim(whiteout.target, _WHITEOUT, member.name)
         host = self._host(whiteout.target)
-        os.mknod(host, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        make_whiteout(host)
         if self._chown_needed(member, parent):
             os.chown(host, member.uid, member.gid, follow_symlinks=False)
 
@@ -926,7 +803,7 @@ class _Applier:
 
     def _set_xattrs(self, target: str | int, member: TarMember, follow: bool) -> None:
         for name, value in member.xattrs.items():  # type: ignore[union-attr]
-            if name.startswith(FORBIDDEN_XATTR_PREFIXES):
+            if is_overlay_xattr(name):
                 continue
             try:
                 os.setxattr(target, name, value, follow_symlinks=follow)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import stat
 
-OPAQUE_XATTR = "trusted.overlay.opaque"
+from minirun.layer.whiteouts import is_opaque, is_whiteout
+
 MODIFIED, ADDED, DELETED = "C", "A", "D"
 KIND_CODES = {MODIFIED: 0, ADDED: 1, DELETED: 2}  # docker's API: Kind 0/1/2
 # minirun's mount points and provided files: never changes of the container (docker keeps them
@@ -43,17 +44,6 @@ class Change:
 
     def __str__(self) -> str:
         return f"{self.kind} {self.path}"
-
-
-def is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
 
 
 class _Lowers:

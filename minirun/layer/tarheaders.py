@@ -9,7 +9,8 @@ input that ends inside it.
 
 Anything else -- GNU sparse files (type `S` or PAX `GNU.sparse.*`), PAX global headers (`g`),
 Solaris `X` headers, multi-volume and other types -- raises `Unsupported` before anything of that
-member is returned: the caller hands the rest of the archive, from `Unsupported.start`, to tarfile.
+member is returned: the caller hands the rest of the archive, from `Unsupported.start`, to tarfile
+through `open_tarfile`, which keeps tarfile to the same bound on extended headers.
 
 Semantics chosen where formats leave room (as Go's archive/tar, which containerd and docker use):
 - PAX `path`/`linkpath` win over GNU `L`/`K` names, which win over the ustar name (+ prefix);
@@ -23,11 +24,16 @@ Semantics chosen where formats leave room (as Go's archive/tar, which containerd
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from minirun.errors import BadArchive
+
+if TYPE_CHECKING:
+    import tarfile
+    from typing import BinaryIO
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
@@ -390,3 +396,79 @@ class HeaderReader:
             data_at,
             xattrs,
         )
+
+
+# -- the rest, by tarfile ----------------------------------------------------------------------
+
+
+class TarfileInput(io.RawIOBase):
+    """What tarfile reads once the header reader gave up: forward only (a step back within the
+    last block is served again from memory, as tarfile's next() takes one), and never a single
+    read above MAX_EXTENDED. In its random-access mode tarfile asks for an extended header in
+    one read, so a crafted header that claims gigabytes is refused here, not loaded into memory.
+    (Whoever copies contents out of tarfile reads them in pieces of at most MAX_EXTENDED.)"""
+
+    def __init__(self, raw: BinaryIO, start: int) -> None:
+        self._raw = raw
+        self._pos = start
+        self._behind = b""  # the last bytes read, for a step back
+        self._again = b""  # bytes stepped back over, served before new ones
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 1:
+            pos += self._pos
+        elif whence != 0:
+            raise io.UnsupportedOperation("seek from the end")
+        if pos < self._pos:
+            step = self._pos - pos
+            if step > len(self._behind):
+                raise BadArchive(f"invalid tar stream: cannot go back to offset {pos}")
+            self._again = self._behind[-step:] + self._again
+            self._behind = self._behind[:-step]
+            self._pos = pos
+        while self._pos < pos:
+            if not self.read(min(pos - self._pos, MAX_EXTENDED)):
+                break
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > MAX_EXTENDED:
+            raise BadArchive(
+                f"refusing a tar member header of {size} bytes at offset {self._pos} (limit {MAX_EXTENDED})"
+            )
+        data, self._again = self._again[:size], self._again[size:]
+        while len(data) < size:
+            more = self._raw.read(size - len(data))
+            if not more:
+                break
+            data += more
+        self._pos += len(data)
+        self._behind = (self._behind + data)[-2 * BLOCK :]
+        return data
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+def open_tarfile(raw: BinaryIO, start: int) -> tarfile.TarFile:
+    """tarfile over `raw`, whose next byte is at offset `start` (`Unsupported.start`), reading
+    through TarfileInput. Names that are not UTF-8 survive as surrogate escapes."""
+    import tarfile
+
+    return tarfile.open(
+        fileobj=TarfileInput(raw, start),
+        mode="r:",
+        encoding="utf-8",
+        errors="surrogateescape",
+    )

@@ -246,26 +246,16 @@ def _spawn_proxy(specs: list[tuple[int, str, str, int]]) -> ProxyRecord:
     """portproxy.py as this process's child, given only the listening sockets: an inherited pipe
     (the monitor's log pipes, its ready fd) would keep its reader from ever seeing EOF."""
     import signal
-    import sys
 
     from minirun import linux
+    from minirun.helpers import helper_argv
     from minirun.procs import start_time
 
     fds = sorted(spec[0] for spec in specs)
     owner = os.getpid()
-    boot = (
-        "import sys; sys.path[:0] = sys.argv[1].split(':'); from minirun.net.portproxy import main; "
-        "sys.exit(main(sys.argv[2:]))"
+    argv = helper_argv(
+        "minirun.net.portproxy:main", str(owner), *(f"{fd}/{proto}/{ip}/{port}" for fd, proto, ip, port in specs)
     )
-    argv = [
-        sys.executable,
-        "-S",
-        "-c",
-        boot,
-        ":".join(p for p in sys.path if p),
-        str(owner),
-        *(f"{fd}/{proto}/{ip}/{port}" for fd, proto, ip, port in specs),
-    ]
     pid = os.fork()
     if pid == 0:  # only os calls until the exec
         try:
@@ -277,7 +267,7 @@ def _spawn_proxy(specs: list[tuple[int, str, str, int]]) -> ProxyRecord:
             for fd in fds:
                 os.set_inheritable(fd, True)
             linux.close_fds(keep=fds)
-            os.execv(sys.executable, argv)
+            os.execv(argv[0], argv)
         finally:
             os._exit(127)
     return {"pid": pid, "start": start_time(pid)}

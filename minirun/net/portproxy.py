@@ -8,8 +8,8 @@ way as with nftables; it then starts this as that owner's child, handing the soc
 with the owner (PR_SET_PDEATHSIG: a SIGKILLed CLI leaves no proxy holding its ports), and the
 owner kills us when PID 1 exits.
 
-Started as `python -S -c ...` with argv: owner pid, then one `FD/PROTO/TARGET_IP/TARGET_PORT`
-per socket. Stdlib and threads only: a thread per listener, two per TCP connection, one per UDP
+Started as a `python -S` helper (minirun.helpers) whose main() gets: owner pid, then one
+`FD/PROTO/TARGET_IP/TARGET_PORT` per socket. Stdlib and threads only: a thread per listener, two per TCP connection, one per UDP
 client (a session, dropped after UDP_IDLE seconds without traffic either way).
 """
 

@@ -22,7 +22,8 @@ import stat
 from dataclasses import dataclass, field
 
 from minirun import linux
-from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_RUNTIME, MinirunError
+from minirun.childfailure import exit_reporting
+from minirun.errors import EXIT_CANNOT_INVOKE, MinirunError
 from minirun.runtime import executable, supervise
 
 TYPE_CHECKING = False  # typing costs ~6 ms on the path the exec benchmark times
@@ -194,8 +195,7 @@ def _child_main(
     """Never returns: execs, or reports on the error pipe and exits with the error's code."""
     from minirun.runtime import cgroups
 
-    code, message = EXIT_RUNTIME, "exec failed"
-    try:
+    def run() -> None:
         # Right after the fork: no fd the CLI holds (or was started with) goes any further, into
         # the cgroup, the namespaces or near a container file (runc CVE-2024-21626).
         keep = [error_fd, *namespaces.values()] + ([console.fileno()] if console is not None else [])
@@ -204,16 +204,8 @@ def _child_main(
         # cgroup could not be moved into it from inside
         cgroups.join(cgroup_paths)
         _child(container, opts, namespaces, error_fd, old_mask, console, rows, cols, allowed)
-    except executable.ExecFailure as exc:
-        code, message = exc.code, exc.message
-    except MinirunError as exc:
-        code, message = exc.exit_code, exc.message
-    except BaseException as exc:  # a bug; still one line, never a traceback
-        message = f"exec: {type(exc).__name__}: {exc}"
-    try:
-        os.write(error_fd, f"{code}\n{message}".encode(errors="replace"))
-    finally:
-        os._exit(code)
+
+    exit_reporting(error_fd, run, "exec")
 
 
 def _child(

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import stat
 
-from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND
+from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, MinirunError
 
 
-class ExecFailure(Exception):
+class ExecFailure(MinirunError):
+    """The command cannot be exec'd: docker's 126 (cannot invoke) or 127 (not found)."""
+
     def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
+        super().__init__(message, exit_code=code)
 
 
 def find_executable(name: str, path_env: str | None) -> str:

@@ -6,8 +6,8 @@ stays on the host. The child then unshares mount, UTS, IPC, network and cgroup n
 itself, mounts the overlay where only it can see it (nothing leaks to the host, even after
 kill -9: the mount dies with the namespace), pivots, drops privileges and execs.
 
-Errors in the child travel back through a close-on-exec pipe: EOF without data means the exec
-happened; otherwise "<exit code>\\n<message>". With -t, PID 1 also sends the master of a pty it
+Errors in the child travel back through a close-on-exec pipe (minirun.childfailure): EOF without
+data means the exec happened; otherwise "<exit code>\\n<message>". With -t, PID 1 also sends the master of a pty it
 allocated in its own devpts over a socketpair (tty.py).
 """
 
@@ -18,9 +18,10 @@ import signal
 from dataclasses import dataclass, field
 
 from minirun import linux
-from minirun.errors import EXIT_RUNTIME, MinirunError
+from minirun.childfailure import exit_reporting, read_report
+from minirun.errors import MinirunError
 from minirun.runtime import cgroups, supervise
-from minirun.runtime.executable import ExecFailure, env_dict, env_value, exec_error, find_executable, with_default_env
+from minirun.runtime.executable import env_dict, env_value, exec_error, find_executable, with_default_env
 from minirun.runtime.privileges import DEFAULT_CAPABILITIES
 
 TYPE_CHECKING = False  # typing costs ~6 ms on the path the start benchmark times
@@ -107,19 +108,7 @@ def start(plan: LaunchPlan) -> Started:
         os.close(read_fd)
         if console is not None:
             console.close()
-        code, message = EXIT_RUNTIME, "container init failed"
-        try:
-            _child(plan, write_fd, old_mask, child_console)
-        except ExecFailure as exc:
-            code, message = exc.code, exc.message
-        except MinirunError as exc:
-            code, message = exc.exit_code, exc.message
-        except BaseException as exc:  # anything else is a bug; still one line, never a traceback
-            message = f"container init: {type(exc).__name__}: {exc}"
-        try:
-            os.write(write_fd, f"{code}\n{message}".encode(errors="replace"))
-        finally:
-            os._exit(code)
+        exit_reporting(write_fd, lambda: _child(plan, write_fd, old_mask, child_console), "container init")
     os.close(write_fd)
     if child_console is not None:
         # PID 1 holds the only other end: a failure before it sends the master reads as EOF
@@ -129,17 +118,7 @@ def start(plan: LaunchPlan) -> Started:
 
 def read_start_error(started: Started) -> MinirunError | None:
     """Block until PID 1 has exec'd (EOF) or failed (a message)."""
-    chunks = []
-    while True:
-        chunk = os.read(started.error_fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(started.error_fd)
-    if not chunks:
-        return None
-    code_text, _, message = b"".join(chunks).decode(errors="replace").partition("\n")
-    return MinirunError(message, exit_code=int(code_text) if code_text.isdigit() else EXIT_RUNTIME)
+    return read_report(started.error_fd)
 
 
 def _child(plan: LaunchPlan, error_fd: int, old_mask: set[int], console: socket.socket | None = None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from minirun.childfailure import read_report, send_report
 from minirun.errors import MinirunError
 
 
@@ -27,13 +28,12 @@ def in_private_mounts(work: Callable[[], None], what: str) -> None:
             work()
         except BaseException as exc:
             text = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
-            os.write(write_fd, (text or type(exc).__name__).encode(errors="replace"))
             code = 1
+            send_report(write_fd, code, text or type(exc).__name__)
         finally:
             os._exit(code)
     os.close(write_fd)
-    with open(read_fd, "rb") as pipe:
-        message = pipe.read().decode(errors="replace")
+    failure = read_report(read_fd)
     _, status = os.waitpid(pid, 0)
-    if message or os.waitstatus_to_exitcode(status) != 0:
-        raise MinirunError(f"{what}: {message or 'the child process failed'}")
+    if failure is not None or os.waitstatus_to_exitcode(status) != 0:
+        raise MinirunError(f"{what}: {failure.message if failure else 'the child process failed'}")

@@ -146,6 +146,7 @@ def test_oci_whiteouts_become_overlay_whiteouts(tmp_path):
         pytest.param(None, id="truncated-tar"),
         pytest.param("gzip-truncated", id="truncated-gzip"),
         pytest.param("gzip-corrupt", id="corrupt-gzip"),
+        pytest.param("zstd-corrupt", id="corrupt-zstd"),
     ],
 )
 def test_corrupt_streams_are_refused_and_leave_nothing(store, payload):
@@ -158,6 +159,8 @@ def test_corrupt_streams_are_refused_and_leave_nothing(store, payload):
         packed = bytearray(gzip.compress(tar))
         packed[100:140] = b"\x00" * 40
         payload = bytes(packed)
+    elif payload == "zstd-corrupt":  # zstandard's error class lives in zstandard.backend_c
+        payload = zstandard.ZstdCompressor(write_checksum=True).compress(tar)[:-4] + b"\x00" * 4
     with pytest.raises(BadArchive):
         import_tarball(store, io.BytesIO(payload), parse_reference("broken"))
     assert store.images.all() == [] and store.images.tags() == {}

@@ -73,4 +73,6 @@ def test_the_top_level_holds_only_the_leaves():
         "hostwide",
         "atomicfile",
         "events",
+        "childfailure",
+        "helpers",
     }, top
