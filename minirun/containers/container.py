@@ -322,10 +322,13 @@ def validate_name(name: str) -> None:
         raise UsageError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
 
 
+def event_attributes(container: Container) -> dict[str, str]:
+    """docker's container event attributes: the container's labels, its image and its name."""
+    config = container.config
+    return {**config.labels, "image": config.image_ref, "name": config.name}
+
+
 def record_event(store_root: str, container: Container, action: str, **extra: str) -> None:
-    """docker's container event: the container's labels, image and name as its attributes."""
     from minirun import events
 
-    config = container.config
-    attributes = {**config.labels, "image": config.image_ref, "name": config.name, **extra}
-    events.record(store_root, "container", action, config.id, attributes)
+    events.record(store_root, "container", action, container.id, {**event_attributes(container), **extra})

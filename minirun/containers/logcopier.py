@@ -210,6 +210,7 @@ def main(argv: list[str]) -> int:
         max_size,
         max_file,
         compress,
+        event_attributes,
     ) = argv
     log = (
         None
@@ -226,7 +227,8 @@ def main(argv: list[str]) -> int:
     state = template.replace(CODE_MARK, str(exit_code(status))).replace(TIME_MARK, now())
     if log is not None and log.dropped:
         state = state.replace(f'"{DROPPED_KEY}": 0', f'"{DROPPED_KEY}": {log.dropped}', 1)
-    if cgroups.oom_killed(paths):
+    oom = cgroups.oom_killed(paths)
+    if oom:
         state = state.replace('"OOMKilled": false', '"OOMKilled": true', 1)
     try:
         from minirun.atomicfile import atomic_write  # os and errno only, as this module
@@ -236,8 +238,20 @@ def main(argv: list[str]) -> int:
         # PID 1 is reaped: its PID namespace, and so the cgroups, are empty. They go even when the
         # record cannot be written (its dir removed, a full disk): nobody else would remove them.
         cgroups.remove(paths)
+    # the store's event log; imported only now, after PID 1's exit, so the copier's memory while
+    # the container runs stays as small as it was
+    import json
+
+    from minirun import events
+
+    store_root, container_id = os.path.dirname(os.path.dirname(container_dir)), os.path.basename(container_dir)
+    attributes = json.loads(event_attributes)
+    if oom:
+        events.record(store_root, "container", "oom", container_id, attributes)
+    events.record(store_root, "container", "die", container_id, {**attributes, "exitCode": str(exit_code(status))})
     if auto_remove == "1":
         remove_container(container_dir, lock_path)
+        events.record(store_root, "container", "destroy", container_id, attributes)
     return 0
 
 

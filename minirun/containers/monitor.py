@@ -17,6 +17,7 @@ import sys
 
 from minirun.childfailure import encode_report
 from minirun.containers import logcopier
+from minirun.containers.container import event_attributes, record_event
 from minirun.containers.lifecycle import discard
 from minirun.containers.logcopier import CODE_MARK, TIME_MARK
 from minirun.helpers import helper_argv
@@ -98,6 +99,7 @@ def main(argv: list[str]) -> int:
         Error="",
         OOMKilled=False,
     )
+    record_event(store.root, container, "start")
     _tell(ready_fd, b"ok")
     exited = dict(
         container.state,
@@ -134,6 +136,7 @@ def main(argv: list[str]) -> int:
             str(max_size),
             str(max_file),
             "1" if compress else "0",
+            json.dumps(event_attributes(container)),
         ],
         hook,
     )

@@ -110,3 +110,22 @@ def test_bad_input(cli):
     ]:
         done = cli("events", "--until", "0s", *args)
         assert done.code == 125 and done.err.startswith("minirun: error: " + message), done
+
+
+def test_a_detached_containers_start_and_die_come_from_its_monitor(cli, busybox):
+    started = cli(
+        "run", "-d", "--rm", "--name", "bg", "-l", "k=v", "--network", "none", "busybox", "sh", "-c", "exit 5"
+    )
+    assert started.code == 0, started.err
+    assert cli("wait", "bg").code in (0, 125)  # --rm: it may be gone already
+    from tests.helpers import wait_until
+
+    assert wait_until(lambda: ("container", "destroy") in actions(cli, "-f", "container=bg"), timeout=30)
+    assert actions(cli, "-f", "container=bg") == [
+        ("container", "create"),
+        ("container", "start"),
+        ("container", "die"),
+        ("container", "destroy"),
+    ]
+    die = json.loads(cli("events", "--since", "1h", "--until", "0s", "--format", "json", "-f", "event=die").out)
+    assert die["Actor"]["Attributes"] == {"k": "v", "image": "busybox", "name": "bg", "exitCode": "5"}
