@@ -84,20 +84,9 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
         )
         unpublish(store, container)
         raise failure
-    from minirun.procs import start_time
+    from minirun.containers.liveness import mark_running
 
-    # the CLI is this container's monitor: `ps` checks both processes, by pid and start time
-    containers.update_state(
-        container,
-        Status="running",
-        Running=True,
-        Pid=started.pid,
-        PidStartTime=start_time(started.pid),
-        MonitorPid=os.getpid(),
-        MonitorStartTime=start_time(os.getpid()),
-        StartedAt=rfc3339_now(),
-    )
-    record_event(store.root, container, "start")
+    mark_running(containers, container, started.pid)  # the CLI is this container's monitor
     try:
         code = (
             tty.attach(started.pid, master, config.interactive)

@@ -63,3 +63,29 @@ def remove_cgroups(container: Container) -> None:
     from minirun.runtime import cgroups
 
     cgroups.remove(cgroups.existing_paths(container.id))
+
+
+def mark_running(containers: Containers, container: Container, pid: int) -> None:
+    """PID 1 runs, and this process (the foreground CLI or the monitor) is its parent: both are
+    recorded by pid and start time, which is how refresh tells them alive (pids are reused); what
+    an earlier run left (its exit) is cleared, and the start is an event."""
+    import os
+
+    from minirun.containers.container import record_event
+    from minirun.procs import start_time
+
+    containers.update_state(
+        container,
+        Status="running",
+        Running=True,
+        Pid=pid,
+        PidStartTime=start_time(pid),
+        MonitorPid=os.getpid(),
+        MonitorStartTime=start_time(os.getpid()),
+        StartedAt=rfc3339_now(),
+        FinishedAt="0001-01-01T00:00:00Z",
+        ExitCode=0,
+        Error="",
+        OOMKilled=False,
+    )
+    record_event(containers.store.root, container, "start")

@@ -17,8 +17,9 @@ import sys
 
 from minirun.childfailure import encode_report
 from minirun.containers import logcopier
-from minirun.containers.container import event_attributes, record_event
+from minirun.containers.container import event_attributes
 from minirun.containers.lifecycle import discard
+from minirun.containers.liveness import mark_running
 from minirun.containers.logcopier import CODE_MARK, TIME_MARK
 from minirun.helpers import helper_argv
 from minirun.runtime import supervise
@@ -30,7 +31,6 @@ def main(argv: list[str]) -> int:
     from minirun.containers.plan import build_plan, create_cgroups
     from minirun.errors import MinirunError
     from minirun.humanize import rfc3339_now
-    from minirun.procs import start_time
     from minirun.runtime import cgroups, launch
     from minirun.store import Store
     from minirun.store.initlayer import init_layer_link
@@ -85,21 +85,7 @@ def main(argv: list[str]) -> int:
         _report(ready_fd, failure)
         _maybe_remove(containers, container)
         return 1
-    containers.update_state(
-        container,
-        Status="running",
-        Running=True,
-        Pid=started.pid,
-        PidStartTime=start_time(started.pid),
-        MonitorPid=os.getpid(),
-        MonitorStartTime=start_time(os.getpid()),
-        StartedAt=rfc3339_now(),
-        FinishedAt="0001-01-01T00:00:00Z",
-        ExitCode=0,
-        Error="",
-        OOMKilled=False,
-    )
-    record_event(store.root, container, "start")
+    mark_running(containers, container, started.pid)
     _tell(ready_fd, b"ok")
     exited = dict(
         container.state,
