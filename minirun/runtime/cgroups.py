@@ -10,8 +10,8 @@ namespace's root is the container's own cgroup and nothing the container runs is
 it. The exit is read back here (OOM kills), and the directories go when the container stops or
 is removed; the `minirun` parents stay, as docker's `/docker` does.
 
-Imports only os and errno (and the tiny errors module): the run path, PID 1 and the monitor's
-lean log copier all load it.
+Imports only os and errno (and the tiny errors and hostwide modules): the run path, PID 1 and
+the monitor's lean log copier all load it.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from __future__ import annotations
 import errno
 import os
 
+from minirun import hostwide
 from minirun.errors import MinirunError
 
-PARENT = "minirun"
+PARENT = hostwide.CGROUP_PARENT  # "minirun" but in a sandbox (hostwide.py)
 CFS_PERIOD_US = 100000  # docker's --cpus period
 # v1 controllers a hierarchy may carry; a hierarchy with none (name=systemd) is left alone
 V1_CONTROLLERS = frozenset(

@@ -9,6 +9,8 @@ which is exactly what the address book is for. User networks made here are remov
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -68,7 +70,8 @@ def seen(isolated_store):
     return Seen(isolated_store)
 
 
-def bookings_of(store_root) -> list[str]:
+def bookings_of(store_root, others: bool = False) -> list[str]:
+    """`bridge/address` of each booking of this store (of every other store: `others`)."""
     found = []
     bridges = os.path.join(networks.HOST_DIR, "bridges")
     for bridge in os.listdir(bridges) if os.path.isdir(bridges) else []:
@@ -76,15 +79,36 @@ def bookings_of(store_root) -> list[str]:
             if name.count(".") == 3:
                 try:
                     with open(os.path.join(bridges, bridge, name)) as f:
-                        if json.load(f)["store"] == str(store_root):
+                        if (json.load(f)["store"] == str(store_root)) != others:
                             found.append(f"{bridge}/{name}")
                 except (OSError, ValueError):
                     continue
     return found
 
 
+@contextlib.contextmanager
+def addresses_of_other_stores():
+    """The addresses other stores' containers hold now, every address book locked meanwhile: an
+    address a test's container freed may be booked at once by another store's container (another
+    xdist worker's test, on the session's bridge), which then publishes ports of its own to it.
+    Its ports are booked after its address and freed before it, so under the locks a port leading
+    to an address nobody else holds is the test's."""
+    bridges = os.path.join(networks.HOST_DIR, "bridges")
+    with contextlib.ExitStack() as held:
+        for bridge in sorted(os.listdir(bridges)) if os.path.isdir(bridges) else []:
+            try:  # not AddressBook.locked(): it would make the dir of a bridge being removed again
+                fd = os.open(os.path.join(bridges, bridge, "lock"), os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            held.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield {entry.rsplit("/", 1)[1] for entry in bookings_of(os.environ["MINIRUN_ROOT"], others=True)}
+
+
 def elements_to(addresses: set[str]) -> list[tuple]:
-    return [e for e in portmap.list_elements() or [] if e[3] in addresses]
+    """The nft elements leading to `addresses`, the test's containers' (see above)."""
+    with addresses_of_other_stores() as theirs:
+        return [e for e in portmap.list_elements() or [] if e[3] in addresses - theirs]
 
 
 @pytest.fixture(autouse=True)
@@ -294,7 +318,9 @@ def test_a_port_is_held_from_its_publish_on_not_from_the_running_state(cli, busy
 
 
 def publisher_recorded(address: str) -> bool:
-    return os.path.exists(os.path.join(networks.HOST_DIR, "publishers", address))
+    """Whether a record of who published ports to `address`, a test's container's, is there."""
+    with addresses_of_other_stores() as theirs:
+        return address not in theirs and os.path.exists(os.path.join(networks.HOST_DIR, "publishers", address))
 
 
 @pytest.mark.parametrize("detach", [False, True])

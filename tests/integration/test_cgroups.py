@@ -76,7 +76,7 @@ def own_cgroup() -> str:
 
 def test_a_v2_container_cgroup_from_creation_to_removal(v2, container_id, tmp_path):
     paths = cgroups.create(container_id, {})
-    assert paths == [f"{v2.mount}/minirun/{container_id}"] and os.path.isdir(paths[0])
+    assert paths == [f"{v2.mount}/{cgroups.PARENT}/{container_id}"] and os.path.isdir(paths[0])
     assert cgroups.layout() == "v2" and cgroups.namespace_mounts() == [(os.path.basename(v2.mount), "cgroup2", None)]
 
     def body() -> dict:
@@ -95,9 +95,9 @@ def test_a_v2_container_cgroup_from_creation_to_removal(v2, container_id, tmp_pa
 
     seen = in_child(body)
     assert "error" not in seen, seen
-    assert seen["before"] == f"0::/minirun/{container_id}"
+    assert seen["before"] == f"0::/{cgroups.PARENT}/{container_id}"
     assert seen["inside"] == "0::/"  # the cgroup namespace's root is the container's cgroup
-    assert "minirun" not in seen["listing"] and "cgroup.procs" in seen["listing"]  # nothing above it
+    assert cgroups.PARENT not in seen["listing"] and "cgroup.procs" in seen["listing"]  # nothing above it
     assert seen["procs"] == [seen["pid"]]
     usage = cgroups.usage(container_id)
     assert usage is not None and usage["cpu_ns"] > 0  # v2's cpu.stat, even without the cpu controller
@@ -140,5 +140,5 @@ def test_a_limit_no_hierarchy_can_hold_fails_and_leaves_nothing(v2, container_id
 
 
 def test_joining_a_missing_cgroup_is_an_error(v2, container_id):
-    result = in_child(lambda: cgroups.join([f"{v2.mount}/minirun/{container_id}"]) or {})
+    result = in_child(lambda: cgroups.join([f"{v2.mount}/{cgroups.PARENT}/{container_id}"]) or {})
     assert result["error"].startswith("MinirunError: cgroup: join ")
