@@ -329,7 +329,7 @@ def ensure_bridge(network: Network, store_root: str) -> dict:
         existing = device.address_of(network.bridge)
         if existing is not None:  # made meanwhile, or by an earlier minirun whose records were lost
             subnet, gateway = existing
-            info = dict(info or {}, subnet=subnet, gateway=gateway)
+            info = dict(info or {}, subnet=f"{int_to_ip(subnet[0])}/{subnet[1]}", gateway=gateway)
         else:
             reclaim_stale_bridges(exclude=network.bridge)
             subnet_text = (info or {}).get("subnet") or network.subnet

@@ -535,3 +535,18 @@ def test_a_deleted_stores_bridge_is_reclaimed(cli, busybox, tmp_path):
     shutil.rmtree(gone)
     assert cli("network", "create", "fresh").code == 0
     assert bridge not in link_names() and not os.path.exists(networks.bridge_dir(bridge))
+
+
+def test_a_bridge_whose_record_was_lost_is_taken_as_it_is(cli, busybox):
+    """A bridge on the host without its net.json (a lost record, or one a concurrent first start
+    made meanwhile, as parallel starts and xdist workers do) is taken with its address, and the
+    record written again is one the next start reads."""
+    made = cli("network", "create", "lost")
+    assert made.code == 0, made.err
+    bridge = f"{networks.BRIDGE_PREFIX}-{made.out.strip()[:7]}"
+    subnet = networks.bridge_info(bridge)["subnet"]
+    os.unlink(os.path.join(networks.bridge_dir(bridge), "net.json"))
+    for word in ("one", "two"):
+        ran = cli("run", "--rm", "--network", "lost", "busybox", "echo", word)
+        assert (ran.code, ran.out, ran.err) == (0, word + "\n", "")
+    assert networks.bridge_info(bridge)["subnet"] == subnet
