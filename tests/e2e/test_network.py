@@ -114,13 +114,15 @@ def elements_to(addresses: set[str]) -> list[tuple]:
 @pytest.fixture(autouse=True)
 def nothing_left(cli, isolated_store, seen):
     yield
-    for cid in cli("ps", "-a", "-q", "--no-trunc").out.split():
+    ids = cli("ps", "-a", "-q", "--no-trunc").out.split()
+    for cid in ids:
         seen(cid)
-        assert cli("rm", "-f", cid).code == 0
-    for name in cli("network", "ls", "--format", "json").out.splitlines():
-        name = json.loads(name)["Name"]
-        if name not in ("bridge", "host", "none"):
-            assert cli("network", "rm", name).code == 0
+    if ids:  # one `rm` for them all: each CLI start costs ~0.3 s of CPU
+        assert cli("rm", "-f", *ids).code == 0
+    names = [json.loads(line)["Name"] for line in cli("network", "ls", "--format", "json").out.splitlines()]
+    made = [name for name in names if name not in ("bridge", "host", "none")]
+    if made:
+        assert cli("network", "rm", *made).code == 0
     assert bookings_of(isolated_store) == []
     addresses = {s["IPAddress"] for s in seen.settings.values() if s.get("IPAddress")}
     assert elements_to(addresses) == []
