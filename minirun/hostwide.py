@@ -1,11 +1,11 @@
 """The names minirun uses on the host, shared by every store on it: its state dir under /run
 (address bookings, port publishers, bridge records), the default bridge and the prefix of user
-networks' bridges, its nftables table, and the cgroup under which each container's cgroups are.
+networks' bridges, its nftables table, and the parent of containers' cgroups in every hierarchy.
 
 A sandbox (a test session) gives its own through the environment, so two of them share a host
 without meeting: MINIRUN_RUN_DIR, MINIRUN_BRIDGE_PREFIX (at most 7 letters and digits: a user
 network's bridge is PREFIX-<7 hex>, and Linux names stop at 15), MINIRUN_NFT_TABLE,
-MINIRUN_CGROUP_PARENT (`system check` then sees only its own containers' cgroups).
+MINIRUN_CGROUP_PARENT (`system check` takes every cgroup under it for its store's business).
 """
 
 from __future__ import annotations
@@ -26,4 +26,4 @@ RUN_DIR = os.environ.get("MINIRUN_RUN_DIR") or "/run/minirun"
 BRIDGE_PREFIX = _name("MINIRUN_BRIDGE_PREFIX", "minirun", 7)
 DEFAULT_BRIDGE = f"{BRIDGE_PREFIX}0"  # the `bridge` network's, as docker0 is docker's
 NFT_TABLE = _name("MINIRUN_NFT_TABLE", "minirun", 32)
-CGROUP_PARENT = _name("MINIRUN_CGROUP_PARENT", "minirun", 32)
+CGROUP_PARENT = _name("MINIRUN_CGROUP_PARENT", "minirun", 64)  # <hierarchy>/PARENT/<container id>

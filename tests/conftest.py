@@ -1,7 +1,14 @@
 """Every test gets its own store; the real /var/lib/minirun is unusable from tests. The session
-has host-wide names of its own (minirun/hostwide.py): a run dir, a bridge prefix, an nft table and a
-cgroup parent no other session uses, so two copies of the suite on one host do not meet; it removes them at the
-end, so the host ends as it began."""
+has host-wide names of its own (minirun/hostwide.py): a run dir, a bridge prefix, an nft table and
+a cgroup parent no other session uses, so two copies of the suite on one host do not meet; it
+removes them at the end, so the host ends as it began.
+
+Under pytest-xdist (`-n 2`) the workers share the session's run dir, bridges and nft table, as the
+stores of one host share /run/minirun (what the address book and the port lock are for), and as a
+default bridge takes one of only three /16 subnets (minirun/net/networks.py), which two copies of
+the suite would run out of with a bridge per worker; the controller removes them once every worker
+is done. Each worker has a cgroup parent of its own: `system check` takes every cgroup under it for
+its store's business, so a check in one worker must not see the other's containers."""
 
 from __future__ import annotations
 
@@ -13,12 +20,16 @@ from dataclasses import dataclass
 
 import pytest
 
-# Before anything imports minirun: its host-wide names are read once, at import.
+# Before anything imports minirun: its host-wide names are read once, at import. An xdist worker
+# inherits the controller's (its environment is the controller's, these set in it).
 _SESSION = f"{os.getpid() % 0xFFFFF:05x}"
 os.environ.setdefault("MINIRUN_RUN_DIR", f"/run/minirun-test-{_SESSION}")
 os.environ.setdefault("MINIRUN_BRIDGE_PREFIX", f"mt{_SESSION}")
 os.environ.setdefault("MINIRUN_NFT_TABLE", f"miniruntest{_SESSION}")
 os.environ.setdefault("MINIRUN_CGROUP_PARENT", f"miniruntest{_SESSION}")
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1"... set before conftests load
+if _WORKER and not os.environ["MINIRUN_CGROUP_PARENT"].endswith(_WORKER):
+    os.environ["MINIRUN_CGROUP_PARENT"] += _WORKER
 
 import minirun.store  # noqa: E402
 
@@ -41,28 +52,38 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def session_host_names_removed():
-    """The session's bridges (its default one stays after a container, as docker0 does), its nft
-    table, its run dir and its (empty) cgroup parents go at the end, by their names, which are this
-    session's alone."""
-    yield
+def pytest_sessionfinish(session) -> None:
+    """What the session made on the host goes, by its names, which are its alone: a worker's (or
+    a serial run's) cgroup parent at its end; the bridges (the default one stays after a
+    container, as docker0 does), the nft table and the run dir once every worker is done, in the
+    controller (or the serial run)."""
     if os.geteuid() != 0:
         return
     from minirun import hostwide
     from minirun.net.bridge import delete_bridge
     from minirun.runtime import cgroups
 
+    for hierarchy in cgroups.hierarchies():
+        parent = f"{hierarchy.mount}/{hostwide.CGROUP_PARENT}"
+        # a child left here is a leak, but it is ours: an empty one goes (a busy one refuses)
+        for child in os.listdir(parent) if os.path.isdir(parent) else []:
+            if os.path.isdir(f"{parent}/{child}"):
+                _rmdir(f"{parent}/{child}")
+        _rmdir(parent)
+    if hasattr(session.config, "workerinput"):
+        return  # a worker: the other may still use the bridges, the table and the run dir
     for name in os.listdir("/sys/class/net"):
         if name == hostwide.DEFAULT_BRIDGE or name.startswith(hostwide.BRIDGE_PREFIX + "-"):
             delete_bridge(name)
     subprocess.run(["nft", "delete", "table", "ip", hostwide.NFT_TABLE], capture_output=True)
     shutil.rmtree(hostwide.RUN_DIR, ignore_errors=True)
-    for hierarchy in cgroups.hierarchies():
-        try:
-            os.rmdir(f"{hierarchy.mount}/{hostwide.CGROUP_PARENT}")
-        except FileNotFoundError:
-            pass
+
+
+def _rmdir(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 @pytest.fixture(autouse=True)

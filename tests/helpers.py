@@ -151,3 +151,13 @@ def minirun_started(store, *args: str) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def assert_sees_the_hosts_links(listed_inside: Callable[[], list[str]]) -> None:
+    """`listed_inside()` lists /sys/class/net in a container on the host's network: the host's
+    links. Other containers (another xdist worker's, another test session's) add and remove veths
+    meanwhile, so every link there before and after must be seen, and none that was never there."""
+    before = set(os.listdir("/sys/class/net"))
+    inside = listed_inside()
+    after = set(os.listdir("/sys/class/net"))
+    assert before & after <= set(inside) <= before | after, (sorted(before), inside, sorted(after))

@@ -10,8 +10,8 @@ namespace's root is the container's own cgroup and nothing the container runs is
 it. The exit is read back here (OOM kills), and the directories go when the container stops or
 is removed; the `minirun` parents stay, as docker's `/docker` does.
 
-Imports only os and errno (and the tiny errors module): the run path, PID 1 and the monitor's
-lean log copier all load it.
+Imports only os and errno (and the tiny errors and hostwide modules): the run path, PID 1 and
+the monitor's lean log copier all load it.
 """
 
 from __future__ import annotations

@@ -30,8 +30,9 @@ def processes_of(container_id: str) -> list[str]:
 def nothing_left_running(cli, isolated_store):
     yield
     # whatever a test left running is killed and removed, so no monitor outlives the test
-    for line in cli("ps", "-a", "-q", "--no-trunc").out.split():
-        cli("rm", "-f", line)
+    ids = cli("ps", "-a", "-q", "--no-trunc").out.split()
+    if ids:  # one `rm` for them all: each CLI start costs ~0.3 s of CPU
+        cli("rm", "-f", *ids)
     assert not [p for p in processes_of(str(isolated_store)) if "logcopier" in p or "monitor" in p]
 
 

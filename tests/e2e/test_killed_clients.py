@@ -37,7 +37,7 @@ def ours_left(store, before: set[str] = frozenset()) -> list[str]:
     for pid in os.listdir("/proc"):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"29.7373" in f.read():
+                if MARK.encode() in f.read():
                     left.append(f"process {pid}")
         except OSError:
             continue
@@ -55,7 +55,10 @@ def _children(path: str) -> list[str]:
         return []
 
 
-SLEEPER = ["busybox", "sleep", "29.7373"]  # an odd argument: the container's processes are findable by it
+# an odd argument, this process's own: the container's processes are findable by it, and not
+# another xdist worker's or test session's, which may run these tests at the same time
+MARK = f"29.8{os.getpid() % 1_000_000:06d}"
+SLEEPER = ["busybox", "sleep", MARK]
 
 
 @pytest.mark.parametrize("delay", DELAYS)
@@ -108,11 +111,11 @@ def test_a_killed_detached_client_leaves_a_container_its_monitor_owns_or_none(cl
 def test_an_exec_and_a_start_attach_outlive_their_clients(cli, busybox, isolated_store):
     before = set(_cgroup_dirs())
     assert cli("run", "-d", "--name", "box", "--network", "none", "busybox", "sleep", "300").code == 0
-    exec_ = client(isolated_store, "exec", "box", "sleep", "29.7373")
-    assert wait_until(lambda: "29.7373" in cli("top", "box").out)
+    exec_ = client(isolated_store, "exec", "box", "sleep", MARK)
+    assert wait_until(lambda: MARK in cli("top", "box").out)
     killed_after(exec_, 0)
     time.sleep(0.2)
-    assert "29.7373" in cli("top", "box").out  # docker's exec goes on too
+    assert MARK in cli("top", "box").out  # docker's exec goes on too
     assert cli("stop", "-t", "0", "box").code == 0
     attach = client(isolated_store, "start", "-a", "box")
     assert wait_until(lambda: '"running"' in cli("inspect", "box").out)
