@@ -247,7 +247,9 @@ def test_a_compressed_archive_on_stdin_is_spooled_and_decompressed(store, tmp_pa
     loaded = load(store, gzip.compress(legacy_docker_archive(cfg, LAYERS, ["app:1"])), tmp_path, "pipe")
     assert loaded[0].image_id == sha(cfg)
     assert [
-        n for n in os.listdir(store.root) if not n.startswith(("layers", "l", "images", "containers", "lock", "tags"))
+        n
+        for n in os.listdir(store.root)
+        if not n.startswith(("layers", "l", "images", "containers", "lock", "tags", "events"))
     ] == []
 
 
