@@ -38,18 +38,37 @@ FORBIDDEN_ROOT = "/dev/null/minirun-tests-must-not-touch-the-real-store"
 
 _PEER_MODULES = {"test_load_save", "test_registry", "test_registry_client", "test_load_formats", "test_chaos"}
 _SLOW_MODULES = {"test_chaos", "test_killed_clients", "test_full_disk"}
+_SLOW_TESTS = {"test_many_run_d_rm_f_cycles_leave_nothing"}  # 200 cycles of `run -d` and `rm -f`: over a minute
+# Under xdist the slow tests start first, the longest first, each followed by a quick one: with
+# scripts/test.sh's `--maxschedchunk 2` every worker's first pair holds one of the long ones, so they
+# run side by side from the start, not one after another at the end of a worker's queue.
+_LONGEST_FIRST = [
+    "test_many_run_d_rm_f_cycles_leave_nothing",
+    "test_kill_9_anywhere_then_system_check_repairs_everything",
+]
 
 
-def pytest_collection_modifyitems(items) -> None:
-    """The markers by where a test lives: root for integration and e2e, peers and slow by module."""
+def pytest_collection_modifyitems(config, items) -> None:
+    """The markers by where a test lives: root for integration and e2e, peers and slow by module
+    (and the one slow test of a module of quick ones); under xdist, the slow tests first."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
         if ".integration." in item.module.__name__ or ".e2e." in item.module.__name__:
             item.add_marker(pytest.mark.root)
         if module in _PEER_MODULES:
             item.add_marker(pytest.mark.peers)
-        if module in _SLOW_MODULES:
+        if module in _SLOW_MODULES or item.originalname in _SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+    if hasattr(config, "workerinput"):  # every worker orders alike: the controller checks that
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        slow.sort(
+            key=lambda item: (
+                _LONGEST_FIRST.index(item.originalname) if item.originalname in _LONGEST_FIRST else len(_LONGEST_FIRST)
+            )
+        )
+        quick = [item for item in items if not item.get_closest_marker("slow")]
+        paired = [each for pair in zip(slow, quick) for each in pair]
+        items[:] = paired + slow[len(quick) :] + quick[len(slow) :]
 
 
 def pytest_sessionfinish(session) -> None:

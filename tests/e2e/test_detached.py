@@ -203,6 +203,9 @@ def test_bad_input_is_one_line_and_125(cli, args, needle):
     )
 
 
+# 400 CLI starts: over a minute alone, and it has taken 300 s with three more xdist workers on two
+# cores another test session also used (tests/conftest.py marks it slow and starts it first)
+@pytest.mark.timeout(600)
 def test_many_run_d_rm_f_cycles_leave_nothing(cli, busybox, isolated_store):
     cycles = int(os.environ.get("MINIRUN_CYCLES", "200"))
     with ThreadPoolExecutor(2) as pool:
