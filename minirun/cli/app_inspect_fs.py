@@ -68,20 +68,32 @@ def trace_command(
 @system_app.command("df")
 def system_df(
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show detailed information on space usage."),
+    format_: str | None = typer.Option(
+        None, "--format", help="'table', 'table TEMPLATE', 'json' or a Go TEMPLATE (docker's placeholders)."
+    ),
 ) -> None:
     """Show disk usage: images (each layer counted once), containers (their own upper dirs)."""
     from minirun.cli.containerinfo import command_text, status_text
+    from minirun.cli.formatting import check, write
     from minirun.containers.diskusage import disk_usage, reclaimable_text
     from minirun.humanize import human_size, image_age, time_ago
 
+    check(format_)
     usage = disk_usage(open_store())
     if not verbose:
-        print_table(
-            ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-            [
-                [r.type, str(r.total), str(r.active), human_size(r.size, 4), reclaimable_text(r)]
-                for r in usage.summary()
-            ],
+        cells = [
+            [r.type, str(r.total), str(r.active), human_size(r.size, 4), reclaimable_text(r)] for r in usage.summary()
+        ]
+        documents = [dict(zip(("Type", "TotalCount", "Active", "Size", "Reclaimable"), row)) for row in cells]
+        headers = {
+            "Type": "TYPE",
+            "TotalCount": "TOTAL",
+            "Active": "ACTIVE",
+            "Size": "SIZE",
+            "Reclaimable": "RECLAIMABLE",
+        }
+        write(
+            format_, documents, headers, lambda: print_table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], cells)
         )
         return
     # docker's precisions: image and container SIZE 3 digits, SHARED/UNIQUE SIZE 4

@@ -65,14 +65,19 @@ def stats(
     all_: bool = typer.Option(False, "-a", "--all", help="Show all containers (default shows just running)"),
     no_stream: bool = typer.Option(False, "--no-stream", help="Disable streaming stats and only pull the first result"),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate output"),
+    format_: str | None = typer.Option(
+        None, "--format", help="'table', 'table TEMPLATE', 'json' or a Go TEMPLATE (docker's placeholders)."
+    ),
 ) -> None:
     """Display a live stream of container(s) resource usage statistics."""
     import time
 
+    from minirun.cli.formatting import check, write
     from minirun.cli.tables import render_table
     from minirun.containers import stats as stats_
     from minirun.containers.liveness import refresh
 
+    check(format_)
     containers = _containers()
 
     def chosen() -> list:
@@ -94,7 +99,13 @@ def stats(
                 rows.append(stats_.row(container, previous, after[container.id], no_trunc))
             if not no_stream:
                 sys.stdout.write("\033[2J\033[H")  # docker redraws the table in place
-            sys.stdout.write(render_table(stats_.HEADERS, rows))
+            documents = [dict(zip(STATS_FIELDS, cells), Container=cells[0]) for cells in rows]
+            table = render_table(stats_.HEADERS, rows)
+
+            def default(table: str = table) -> None:
+                sys.stdout.write(table)
+
+            write(format_, documents, STATS_HEADERS, default)
             sys.stdout.flush()
             if no_stream:
                 return
@@ -102,3 +113,18 @@ def stats(
             shown = chosen()
     except KeyboardInterrupt:
         return
+
+
+# docker's stats placeholders, in the order of the table's columns, and their table headers
+STATS_FIELDS = ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs")
+STATS_HEADERS = {
+    "Container": "CONTAINER",
+    "ID": "CONTAINER ID",
+    "Name": "NAME",
+    "CPUPerc": "CPU %",
+    "MemUsage": "MEM USAGE / LIMIT",
+    "MemPerc": "MEM %",
+    "NetIO": "NET I/O",
+    "BlockIO": "BLOCK I/O",
+    "PIDs": "PIDS",
+}

@@ -84,7 +84,24 @@ def ps_rows(containers: list[Container], all_: bool, no_trunc: bool, last: int =
     ]
 
 
-def ps_json(row: PsRow) -> dict:
+class PsDocument(dict):
+    """ps's row for --format: docker's placeholders as keys, and its one method, `.Label "key"`
+    (a label's value, empty when the container has no such label)."""
+
+    labels: dict[str, str] = {}
+
+    def Label(self, key: str) -> str:  # noqa: N802  (docker's placeholder name)
+        return self.labels.get(key, "")
+
+
+def ps_json(row: PsRow) -> PsDocument:
+    c = row.container
+    document = PsDocument(_ps_fields(row))
+    document.labels = c.config.labels
+    return document
+
+
+def _ps_fields(row: PsRow) -> dict:
     c = row.container
     return {
         "Command": row.command,

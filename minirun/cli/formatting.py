@@ -107,6 +107,9 @@ class _HeaderRow:
             raise AttributeError(name)
         return self._headers.get(name, name.upper())
 
+    def Label(self, key: str) -> str:  # noqa: N802  (ps's `.Label "key"` heads its column LABEL)
+        return self._headers.get("Label", "LABEL")
+
 
 def _pad(row: list[str], width: int) -> list[str]:
     return row + [""] * (width - len(row))

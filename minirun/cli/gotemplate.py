@@ -998,6 +998,10 @@ class _Exec:
         first = cmd.args[0]
         if isinstance(first, Ident):
             return self.call(first.name, cmd, cmd.args[1:], dot, piped)
+        method = self.method(first, dot) if len(cmd.args) > 1 or piped is not _NOARG else None
+        if method is not None:  # `.Label "key"`: a method with arguments, as Go calls it
+            args = [self.arg(a, dot) for a in cmd.args[1:]] + ([] if piped is _NOARG else [piped])
+            return method(*args)
         if len(cmd.args) > 1 or piped is not _NOARG:
             raise self.fail(first, f"can't give argument to non-function {self.src[first.pos : first.end]}")
         return self.arg(first, dot)
@@ -1016,6 +1020,24 @@ class _Exec:
         if isinstance(node, Ident):
             return self.call(node.name, node, [], dot, _NOARG)
         raise AssertionError(f"unknown node {node!r}")
+
+    def method(self, node: Node, dot: object) -> Callable[..., object] | None:
+        """The method a field chain ends in (`.Label` of a document class that defines Label),
+        or None when its last name is no method."""
+        if isinstance(node, Field):
+            base, names = dot, node.names
+        elif isinstance(node, Variable):
+            base, names = self.lookup(node.name), node.names
+        else:
+            return None
+        if not names:
+            return None
+        receiver = self.fields(node, base, names[:-1])
+        found = getattr(type(receiver), names[-1], None)
+        if names[-1].startswith("_") or not callable(found):
+            return None
+        bound: Callable[..., object] = getattr(receiver, names[-1])
+        return bound
 
     def fields(self, node: Node, v: object, names: list[str]) -> object:
         for name in names:

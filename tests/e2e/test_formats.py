@@ -68,3 +68,15 @@ def test_bad_templates_are_one_line(cli, busybox, args, message):
     assert done.code == 125 and len(lines) == 1 and lines[0].startswith("minirun: error: ") and message in lines[0], (
         done
     )
+
+
+def test_ps_label_method_stats_and_df_formats(cli, web):
+    assert cli("ps", "--format", '{{.Names}}={{.Label "tier"}}[{{.Label "none"}}]').out == "web=front[]\n"
+    table = cli("ps", "--format", 'table {{.Names}}\\t{{.Label "tier"}}').out.splitlines()
+    assert table[0].split() == ["NAMES", "LABEL"] and table[1].split() == ["web", "front"]
+    assert cli("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}").out == "web 1\n"
+    stats = cli("stats", "--no-stream", "--format", "table {{.Container}}\\t{{.MemPerc}}").out.splitlines()
+    assert stats[0].split() == ["CONTAINER", "MEM", "%"] and stats[1].startswith(web[:12])
+    df = cli("system", "df", "--format", "{{.Type}}={{.TotalCount}}").out.splitlines()
+    assert df[:2] == ["Images=1", "Containers=1"]
+    assert json.loads(cli("system", "df", "--format", "json").out.splitlines()[0])["Type"] == "Images"

@@ -390,3 +390,13 @@ def test_method_and_attribute_fields():
 
     assert render("{{.ID}} {{.Image}}", Ctx()) == "abc alpine"
     assert error_of("{{._secret}}", Ctx()).endswith("can't evaluate field _secret in type Ctx")
+
+
+def test_a_method_with_arguments_is_called_as_go_calls_it():
+    class Row(dict):
+        def Label(self, key):  # noqa: N802
+            return {"a": "1"}.get(key, "")
+
+    from minirun.cli.gotemplate import compile as compile_template
+
+    assert compile_template('{{.Label "a"}}|{{.Label "b"}}|{{"a" | .Label}}').execute(Row(x=1)) == "1||1"
