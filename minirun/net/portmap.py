@@ -170,6 +170,16 @@ class NftUnavailable(MinirunError):
     """nftables cannot hold minirun's table here: the proxy takes the ports instead."""
 
 
+# What nft says on a kernel without nf_tables (or without its ip family). Only these mean the
+# proxy may take over: after any other failure an element may well exist that the proxy would
+# not see, and two containers would get one port.
+_UNSUPPORTED = ("not supported", "No such file or directory", "Operation not permitted")
+
+
+def _unsupported(exc: MinirunError) -> bool:
+    return any(text in exc.message for text in _UNSUPPORTED)
+
+
 def publish_ports(bindings: list[Binding], address: str) -> tuple[list[Binding], Backend]:
     """Publish by the backend at hand: (bindings with the host ports picked, what to record in
     NetworkSettings for unpublish_ports)."""
@@ -232,8 +242,10 @@ def _refuse_ports_dnated_elsewhere(resolved: list[Binding], address: str) -> Non
         return
     try:
         elements = list_elements() or []
-    except MinirunError:
-        return  # no nftables in this kernel: nobody DNATs
+    except MinirunError as exc:
+        if _unsupported(exc):
+            return  # no nftables in this kernel: nobody DNATs
+        raise
     for ip, h, _, p in resolved:
         for eproto, eip, eport, target, _ in elements:
             if target == address or eproto != p or eport != h or (ip and eip and ip != eip):
@@ -321,6 +333,8 @@ def publish(bindings: list[Binding], address: str) -> list[Binding]:
         try:
             elements = list_elements()
         except MinirunError as exc:  # e.g. "Protocol not supported": no nf_tables in the kernel
+            if not _unsupported(exc):
+                raise
             raise NftUnavailable(str(exc)) from None
         creating = elements is None
         script = [_TABLE_DEF] if creating else []
@@ -342,7 +356,7 @@ def publish(bindings: list[Binding], address: str) -> list[Binding]:
         try:
             _nft(["-f", "-"], "\n".join(script) + "\n")
         except MinirunError as exc:
-            if not creating:  # the table is there: a refused element is a real error
+            if not creating or not _unsupported(exc):  # the table is there: a refused element is a real error
                 raise
             raise NftUnavailable(str(exc)) from None
         _record_publisher(address)

@@ -337,3 +337,33 @@ def test_default_bridges_fall_back_to_slash_20s_when_the_three_defaults_are_take
     ]
     used = [ipv4.parse_subnet(s) for s in networks.DEFAULT_SUBNETS]
     assert ipv4.free_subnet(pool, used) == ipv4.parse_subnet("10.80.0.0/20")
+
+
+@pytest.mark.parametrize(
+    "failure, falls_back",
+    [
+        ("nft list table ip t: Error: Could not process rule: Protocol not supported", True),
+        ("nft list table ip t: Error: Could not process rule: Device or resource busy", False),
+    ],
+)
+def test_only_a_kernel_without_nftables_hands_ports_to_the_proxy(monkeypatch, tmp_path, failure, falls_back):
+    """After any other nft failure a DNAT element may exist that the proxy would not see: the
+    start fails instead, so two containers never get one host port."""
+    from minirun.errors import MinirunError
+
+    monkeypatch.setattr(portmap, "nft_binary", lambda: "/usr/sbin/nft")
+    monkeypatch.setattr(networks, "HOST_DIR", str(tmp_path))
+    monkeypatch.setattr(portmap, "_claim_host_port", lambda binding: binding)
+
+    def fail() -> None:
+        raise MinirunError(failure)
+
+    monkeypatch.setattr(portmap, "list_elements", fail)
+    monkeypatch.setattr(portmap, "_publish_by_proxy", lambda bindings, address: (bindings, {"PortBackend": "proxy"}))
+    binding = ["", 8080, 80, "tcp"]
+    if falls_back:
+        assert portmap.publish_ports([binding], "10.66.0.2")[1] == {"PortBackend": "proxy"}
+    else:
+        with pytest.raises(MinirunError) as err:
+            portmap.publish_ports([binding], "10.66.0.2")
+        assert "busy" in err.value.message
