@@ -13,7 +13,7 @@ import time
 import pytest
 
 from minirun.containers.container import Containers
-from tests.helpers import assert_sees_the_hosts_links
+from tests.helpers import assert_sees_the_hosts_links, minirun_in
 
 CAPS_DOCKER = "00000000a80425fb"
 TIMEOUT = 20
@@ -238,14 +238,15 @@ def test_tty(cli, box):
     assert (not_a_tty.code, not_a_tty.err) == (125, "minirun: error: the input device is not a TTY\n")
 
 
-def test_detach_returns_at_once_and_the_command_runs(cli, box):
-    started = time.monotonic()
-    detached = cli("exec", "-d", "box", "sh", "-c", "sleep 1; echo later > /tmp/detached")
-    took = time.monotonic() - started
+def test_detach_returns_at_once_and_the_command_runs(cli, box, isolated_store):
+    # the command waits for /tmp/go, made only after `exec -d` has returned: were the CLI to wait
+    # for it, or for its stdout, it would never return (and time out), however fast the machine
+    waits = "until [ -e /tmp/go ]; do sleep 0.05; done; echo later > /tmp/detached"
+    detached = minirun_in(isolated_store, "exec", "-d", "box", "sh", "-c", waits, timeout=60)
     # the captured stdout closed at once: the command holds nothing of the CLI's
-    assert (detached.code, detached.out, detached.err) == (0, "", "")
-    assert took < 1.0
+    assert (detached.returncode, detached.stdout, detached.stderr) == (0, "", "")
     assert cli("exec", "box", "test", "-e", "/tmp/detached").code == 1
+    assert cli("exec", "box", "touch", "/tmp/go").code == 0
     deadline = time.monotonic() + TIMEOUT
     while (seen := cli("exec", "box", "cat", "/tmp/detached")).code != 0:
         assert time.monotonic() < deadline
