@@ -18,24 +18,24 @@ _RFC3339_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+)
 
 def human_size(n: float, precision: int = 3) -> str:
     """go-units HumanSizeWithPrecision: decimal units, `%.*g`, no space (`1.98MB`)."""
-    size = float(n)
-    unit = 0
-    while size >= 1000 and unit < len(_DECIMAL_UNITS) - 1:
-        size /= 1000
-        unit += 1
-    # Python's %g and Go's %g agree here: same rounding (half-even on the exact binary
-    # value), trailing zeros dropped, exponent of at least two digits (999999 -> 1e+03kB).
-    return f"{size:.{precision}g}{_DECIMAL_UNITS[unit]}"
+    return _custom_size(n, 1000, _DECIMAL_UNITS, precision)
 
 
 def bytes_size(n: float) -> str:
     """go-units BytesSize: binary units, `%.4g` (`23.43GiB`), as docker info's Total Memory."""
+    return _custom_size(n, 1024, _BINARY_UNITS, 4)
+
+
+def _custom_size(n: float, base: int, units: list[str], precision: int) -> str:
+    """go-units CustomSize. Python's %g and Go's %g agree here: same rounding (half-even on the
+    exact binary value), trailing zeros dropped, exponent of at least two digits (999999 ->
+    1e+03kB)."""
     size = float(n)
     unit = 0
-    while size >= 1024 and unit < len(_BINARY_UNITS) - 1:
-        size /= 1024
+    while size >= base and unit < len(units) - 1:
+        size /= base
         unit += 1
-    return f"{size:.4g}{_BINARY_UNITS[unit]}"
+    return f"{size:.{precision}g}{units[unit]}"
 
 
 def human_duration(seconds: float) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 
+from minirun.humanize import bytes_size
+
 HEADERS = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
 INTERVAL = 1.0  # seconds between samples: docker's daemon samples once a second
-_BINARY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
 
 
 class Sample:
@@ -67,15 +68,6 @@ def cpu_percent(cpu_before: int, cpu_after: int, system_before: int, system_afte
     if system_delta > 0 and cpu_delta > 0:
         return cpu_delta / system_delta * cpus * 100.0
     return 0.0
-
-
-def bytes_size(n: float) -> str:
-    """go-units BytesSize: binary units, `%.4g` (`1.5MiB`, `31.26GiB`)."""
-    size, unit = float(n), 0
-    while size >= 1024 and unit < len(_BINARY_UNITS) - 1:
-        size /= 1024
-        unit += 1
-    return f"{size:.4g}{_BINARY_UNITS[unit]}"
 
 
 def human_size(n: float) -> str:

@@ -18,6 +18,7 @@ from minirun.containers.resources import (
     validate,
 )
 from minirun.errors import UsageError
+from minirun.humanize import bytes_size
 from minirun.runtime import cgroups
 from minirun.runtime.cgroups import cpu_weight, flat_keyed, io_bytes, layout, limit_writes, parse_mountinfo
 
@@ -336,11 +337,11 @@ def test_counters():
 
 
 def test_dockers_size_formats():
-    assert stats.bytes_size(0) == "0B"
-    assert stats.bytes_size(520 * 1024) == "520KiB"
-    assert stats.bytes_size(32 * MiB) == "32MiB"
-    assert stats.bytes_size(1.5 * (1 << 30)) == "1.5GiB"
-    assert stats.bytes_size(33554431) == "32MiB"  # %.4g rounds
+    assert bytes_size(0) == "0B"
+    assert bytes_size(520 * 1024) == "520KiB"
+    assert bytes_size(32 * MiB) == "32MiB"
+    assert bytes_size(1.5 * (1 << 30)) == "1.5GiB"
+    assert bytes_size(33554431) == "32MiB"  # %.4g rounds
     assert stats.human_size(1234) == "1.23kB"
 
 
