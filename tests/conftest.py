@@ -3,12 +3,12 @@ has host-wide names of its own (minirun/hostwide.py): a run dir, a bridge prefix
 a cgroup parent no other session uses, so two copies of the suite on one host do not meet; it
 removes them at the end, so the host ends as it began.
 
-Under pytest-xdist (`-n 2`) the workers share the session's run dir, bridges and nft table, as the
+Under pytest-xdist (scripts/test.sh runs `-n 4`) the workers share the session's run dir, bridges and nft table, as the
 stores of one host share /run/minirun (what the address book and the port lock are for), and as a
 default bridge takes one of only three /16 subnets (minirun/net/networks.py), which two copies of
 the suite would run out of with a bridge per worker; the controller removes them once every worker
 is done. Each worker has a cgroup parent of its own: `system check` takes every cgroup under it for
-its store's business, so a check in one worker must not see the other's containers."""
+its store's business, so a check in one worker must not see another's containers."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def pytest_sessionfinish(session) -> None:
                 _rmdir(f"{parent}/{child}")
         _rmdir(parent)
     if hasattr(session.config, "workerinput"):
-        return  # a worker: the other may still use the bridges, the table and the run dir
+        return  # a worker: the others may still use the bridges, the table and the run dir
     for name in os.listdir("/sys/class/net"):
         if name == hostwide.DEFAULT_BRIDGE or name.startswith(hostwide.BRIDGE_PREFIX + "-"):
             delete_bridge(name)
