@@ -133,16 +133,18 @@ def remove(containers: Containers, container: Container, force: bool) -> None:
 
 
 def discard(containers: Containers, container: Container) -> None:
-    """The record removed, then what the container held on the host: its address, published
-    ports and its line in its peers' hosts files."""
-    existed = os.path.isdir(container.dir)
-    containers.remove(container)
-    if existed:
-        record_event(containers.store.root, container, "destroy")
+    """What the container held on the host (its address, published ports, its line in its
+    peers' hosts files), then its record. In that order, as docker's disconnect comes before
+    destroy: with the record gone first, another store's allocation on the same bridge could
+    take the booking for stale and remove it, and this release would find nothing to release."""
     if container.state.get("NetworkSettings"):
         from minirun.containers.network import release
 
         release(containers.store.root, container.id, container.state["NetworkSettings"])
+    existed = os.path.isdir(container.dir)
+    containers.remove(container)
+    if existed:
+        record_event(containers.store.root, container, "destroy")
 
 
 def start(containers: Containers, container: Container) -> Container:
