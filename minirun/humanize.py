@@ -3,7 +3,6 @@ the times its --since/--until options take."""
 
 from __future__ import annotations
 
-import calendar
 import re
 import time
 import unicodedata
@@ -116,6 +115,8 @@ def parse_timestamp(text: str, now_ns: int | None = None) -> int:
     if zone is None:  # the client's local time, as docker reads it
         epoch = int(time.mktime((*fields, 0, 0, -1)))
     else:
+        import calendar  # here, not at the top: humanize is on run's path, --since is not
+
         epoch = calendar.timegm((*fields, 0, 0, 0))
         if zone not in ("Z", "z"):
             sign = 1 if zone[0] == "+" else -1
