@@ -1,4 +1,4 @@
-"""Image verbs on typer: images, history, rmi, tag, and inspect (of images and containers alike)."""
+"""Image verbs on typer: history, rmi, tag, and inspect (of images and containers alike)."""
 
 from __future__ import annotations
 
@@ -10,95 +10,6 @@ from minirun.cli.typerapp import act_on_each, new_app, open_store, print_table
 from minirun.errors import NotFound, UsageError
 
 app = new_app()
-
-
-# -- images -------------------------------------------------------------------------------
-
-
-@app.command("images")
-def images(
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
-    all_: bool = typer.Option(False, "-a", "--all", help="Show all images (default hides intermediate images)."),
-    filter_: list[str] = typer.Option([], "-f", "--filter", help="Filter output based on conditions provided."),
-    no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
-    format_: str | None = typer.Option(
-        None, "--format", help="'table', 'table TEMPLATE', 'json' or a Go TEMPLATE (docker's placeholders)."
-    ),
-    digests: bool = typer.Option(False, "--digests", help="Show digests."),
-) -> None:
-    """List images."""
-    from minirun.cli.formatting import check, write
-    from minirun.cli.imageinfo import image_rows
-    from minirun.humanize import human_size, image_age
-
-    check(format_)
-
-    store = open_store()
-    rows = image_rows(store, all_)
-    if filter_:
-        from minirun.cli.filters import IMAGE_KEYS, Filters, image_filter
-
-        keep = image_filter(Filters(filter_, IMAGE_KEYS), store)
-        rows = [r for r in rows if keep(r.image, None if r.repository == "<none>" else f"{r.repository}:{r.tag}")]
-
-    def shown_id(row) -> str:
-        return row.image.id if no_trunc else row.image.short_id
-
-    def digest_of(row) -> str:
-        """The digest this row's repository knows the image by (docker's DIGEST column)."""
-        for ref in store.images.repo_digests(row.image.id):
-            name, _, digest = ref.rpartition("@")
-            if name == row.repository:
-                return digest
-        return "<none>"
-
-    if quiet:
-        for row in rows:
-            print(shown_id(row))
-        return
-
-    def document(r) -> dict:
-        size = human_size(r.size)
-        return {
-            "Containers": "N/A",
-            "CreatedAt": r.image.created,
-            "CreatedSince": image_age(r.image.created),
-            "Digest": digest_of(r),
-            "ID": shown_id(r),
-            "Repository": r.repository,
-            "SharedSize": "N/A",
-            "Size": size,
-            "Tag": r.tag,
-            "UniqueSize": "N/A",
-            "VirtualSize": size,
-        }
-
-    def table() -> None:
-        headers = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
-        cells = [[r.repository, r.tag, shown_id(r), image_age(r.image.created), human_size(r.size)] for r in rows]
-        if digests:  # docker puts the column after TAG
-            headers.insert(2, "DIGEST")
-            for line, r in zip(cells, rows):
-                line.insert(2, digest_of(r))
-        print_table(headers, cells)
-
-    write(format_, [document(r) for r in rows], IMAGE_HEADERS, table)
-
-
-# docker's table headers of images' placeholders (its formatter's)
-IMAGE_HEADERS = {
-    "ID": "IMAGE ID",
-    "Repository": "REPOSITORY",
-    "Tag": "TAG",
-    "Digest": "DIGEST",
-    "CreatedSince": "CREATED",
-    "CreatedAt": "CREATED AT",
-    "Size": "SIZE",
-    "Containers": "CONTAINERS",
-    "VirtualSize": "VIRTUAL SIZE",
-    "SharedSize": "SHARED SIZE",
-    "UniqueSize": "UNIQUE SIZE",
-}
 
 
 @app.command("history")

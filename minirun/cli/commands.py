@@ -1,6 +1,6 @@
 """The command table: every verb, where it lives and what it does, in one place. Nothing here
 imports a verb: main.py loads only the module of the verb it runs, so `ps` never pays for typer
-and `images` never pays for build or pull.
+and `rmi` never pays for build or pull.
 
 A verb is "lean" (a function `(argv, root) -> int` with its own argparse parser: the verbs whose
 start time is benchmarked, or that later issues make hot) or "typer" (a typer app in the module
@@ -60,7 +60,9 @@ COMMANDS: dict[str, Command] = {
     "port": Command("minirun.cli.app_network:app", "List port mappings of a container"),
     "trace": Command("minirun.cli.app_inspect_fs:app", "Show how the merged view answers for a path, layer by layer"),
     # images
-    "images": Command("minirun.cli.app_images:app", "List images"),
+    "images": Command(
+        "minirun.cli.imagescmd:images_command", "List images", lean=True, options="minirun.cli.imagescmd:parser"
+    ),
     "history": Command("minirun.cli.app_images:app", "Show the history of an image"),
     "rmi": Command("minirun.cli.app_images:app", "Remove one or more images"),
     "tag": Command("minirun.cli.app_images:app", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),

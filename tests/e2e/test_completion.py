@@ -30,7 +30,7 @@ def complete(isolated_store, *words: str) -> list[str]:
         (["r"], ["rename", "rm", "rmi", "run"]),
         (["container", "l"], ["list", "logs", "ls"]),
         (["ps", "--f"], ["--filter", "--format"]),  # a lean verb's parser
-        (["images", "--f"], ["--filter", "--format"]),  # a typer verb's
+        (["history", "--f"], ["--format"]),  # a typer verb's
         (["run", "--priv"], ["--privileged"]),
         (["--"], ["--debug", "--help", "--root", "--version"]),
     ],

@@ -43,6 +43,7 @@ def box(cli, busybox):
         ["ps", "-a"],
         ["diff", "box"],
         ["import", "/dev/null", "empty:1"],
+        ["images"],
     ],
 )
 def test_a_hot_verb_imports_nothing_heavy(isolated_store, box, args):

@@ -84,6 +84,7 @@ def test_no_verb_prints_the_top_help(isolated_store):
         (["--frob"], "unknown flag: --frob"),
         (["ps", "--frob"], "--frob"),
         (["images", "--frob"], "--frob"),
+        (["history", "--frob"], "--frob"),
         (["network", "ls", "--frob"], "--frob"),
         (["rm"], "Missing argument"),
     ],
@@ -107,20 +108,20 @@ def test_global_options_come_before_the_verb_on_both_parsers(tmp_path, isolated_
     assert mr("images", "-q", root=isolated_store).stdout == ""
 
 
-@pytest.mark.parametrize("verb", ["ps", "images", "--help"])
-def test_a_closed_pipe_ends_the_verb_quietly(verb, busybox, isolated_store):
+@pytest.mark.parametrize("args", [["ps"], ["images"], ["history", "busybox"], ["--help"]])
+def test_a_closed_pipe_ends_the_verb_quietly(args, busybox, isolated_store):
     """`minirun ps | head -0`: the reader is gone before the first byte; the verb ends as a
     program killed by SIGPIPE would (141), with nothing on stderr, whichever parser it has."""
     read, write = os.pipe()
     os.close(read)
     try:
-        done = mr(verb, root=isolated_store, stdout=write)
+        done = mr(*args, root=isolated_store, stdout=write)
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (141, ""), done
 
 
-@pytest.mark.parametrize("args", [["images"], ["images", "--help"], ["network", "ls"]])
+@pytest.mark.parametrize("args", [["history", "busybox"], ["history", "--help"], ["network", "ls"]])
 def test_a_typer_verb_loads_typer_and_nothing_else_heavy(args, isolated_store):
     """typer, but not rich (help is plain), pydantic (typer < 0.29), pyroute2 or pyseccomp."""
     modules = {m.split(".")[0] for m in imported(isolated_store, *args)}
