@@ -1,6 +1,10 @@
 """COPY and ADD for the builder: sources found inside the build context (never outside it), their
 digest for the layer cache, and the copy itself into an image's merged view.
 
+Files the context's ignore file excludes (minirun.build.ignore) are not there for COPY and ADD:
+a name given directly is not found, a wildcard does not match them, a directory is copied
+without them, and they are out of the cache digest too.
+
 The copy runs in a forked child that mounts the image's layers under the step's upper dir in its
 own mount namespace and chroots into the union. Symlinks in the destination path then resolve
 inside the image (docker's FollowSymlinkInScope), a parent dir that exists keeps its owner and
@@ -20,6 +24,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+from minirun.build.ignore import ContextFilter
 from minirun.errors import MinirunError, NotFound, UsageError
 from minirun.layer.whiteouts import is_overlay_xattr, is_whiteout
 
@@ -36,11 +41,15 @@ class Source:
     digest: str  # "file:<hex>" or "dir:<hex>": what the layer cache compares
     archive: bool = False  # ADD: a local tar, extracted into the destination
     preserve_owner: bool = False  # extracted archives keep their owners; context files become root's
+    excludes: ContextFilter | None = None  # the ignore file's rules over `rel` (context sources only)
 
 
 # -- the sources, seen from the host -------------------------------------------------------
-def collect_sources(context: str, words: list[str], instruction: str, allow_archives: bool) -> list[Source]:
-    """Every source the words name (wildcards expanded), resolved inside `context`."""
+def collect_sources(
+    context: str, words: list[str], instruction: str, allow_archives: bool, excludes: ContextFilter | None = None
+) -> list[Source]:
+    """Every source the words name (wildcards expanded), resolved inside `context`; what
+    `excludes` leaves out is not there."""
     sources: list[Source] = []
     for word in words:
         if word.startswith(("http://", "https://", "git@")):
@@ -50,12 +59,13 @@ def collect_sources(context: str, words: list[str], instruction: str, allow_arch
         rel = _clean_source(word, instruction)
         if any(ch in rel for ch in "*?["):
             matches = sorted(glob.glob(rel, root_dir=context, include_hidden=True))
+            matches = [m for m in matches if present(excludes, context, m)]
             if not matches:
                 raise NotFound(f"{instruction} failed: no source files were specified")
         else:
             matches = [rel]
         for match in matches:
-            sources.append(_source(context, match, word, instruction, allow_archives))
+            sources.append(_source(context, match, word, instruction, allow_archives, excludes))
     return sources
 
 
@@ -75,10 +85,17 @@ def _clean_source(word: str, instruction: str) -> str:
     return cleaned
 
 
-def _source(context: str, rel: str, word: str, instruction: str, allow_archives: bool) -> Source:
-    resolved = resolve_in_scope(context, rel)
+def _source(
+    context: str, rel: str, word: str, instruction: str, allow_archives: bool, excludes: ContextFilter | None
+) -> Source:
+    links: list[str] = []
+    resolved = resolve_in_scope(context, rel, links)
     full = os.path.join(context, resolved) if resolved else context
+    # an excluded name, or a link that is or goes through one, is not in the context
+    hidden = any(excludes is not None and excludes.excluded(link) for link in links)
     try:
+        if hidden or not present(excludes, context, resolved):
+            raise FileNotFoundError
         st = os.lstat(full)
     except (FileNotFoundError, NotADirectoryError):
         raise NotFound(
@@ -87,16 +104,18 @@ def _source(context: str, rel: str, word: str, instruction: str, allow_archives:
         ) from None
     name = posixpath.basename(rel.rstrip("/")) if rel not in ("", ".") else posixpath.basename(context)
     if stat.S_ISDIR(st.st_mode):
-        return Source(context, resolved, name, True, "dir:" + _tree_digest(full))
+        digest = "dir:" + _tree_digest(full, resolved, excludes)
+        return Source(context, resolved, name, True, digest, excludes=excludes)
     if not stat.S_ISREG(st.st_mode):
         raise UsageError(f"{instruction} failed: {word} is not a regular file or directory")
     archive = allow_archives and is_tar(full)
     return Source(context, resolved, name, False, "file:" + _file_digest(full, name, st), archive=archive)
 
 
-def resolve_in_scope(root: str, rel: str) -> str:
+def resolve_in_scope(root: str, rel: str, links: list[str] | None = None) -> str:
     """`rel` with every symlink followed as if `root` were `/`: an absolute target restarts at
-    root and `..` stops there, so the result never leaves root (docker's FollowSymlinkInScope)."""
+    root and `..` stops there, so the result never leaves root (docker's FollowSymlinkInScope).
+    The links followed are appended to `links` (their paths below root)."""
     pending = [p for p in rel.split("/") if p not in ("", ".")]
     resolved: list[str] = []
     hops = 0
@@ -112,6 +131,8 @@ def resolve_in_scope(root: str, rel: str) -> str:
             if hops > _MAX_SYMLINKS:
                 raise UsageError(f"too many links while resolving {rel} in the build context")
             target = os.readlink(path)
+            if links is not None:
+                links.append("/".join([*resolved, part]))
             if target.startswith("/"):
                 resolved = []
             pending = [p for p in target.split("/") if p not in ("", ".")] + pending
@@ -130,30 +151,98 @@ def _file_digest(path: str, name: str, st: os.stat_result) -> str:
     return hasher.hexdigest()
 
 
-def _tree_digest(top: str) -> str:
+def _tree_digest(top: str, top_rel: str, excludes: ContextFilter | None) -> str:
     hasher = hashlib.sha256()
-    for rel, st in _walk(top):
-        full = os.path.join(top, rel)
-        line = f"{rel}\0{stat.S_IFMT(st.st_mode):o}\0{stat.S_IMODE(st.st_mode):o}\0"
-        if stat.S_ISREG(st.st_mode):
-            line += f"{st.st_size}\0" + _file_digest(full, "", st)
-        elif stat.S_ISLNK(st.st_mode):
-            line += os.readlink(full)
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-            line += f"{st.st_rdev}"
-        hasher.update(line.encode(errors="surrogateescape") + b"\n")
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for rel, st in _walk(fd, "", top_rel, excludes):
+            full = os.path.join(top, rel)
+            line = f"{rel}\0{stat.S_IFMT(st.st_mode):o}\0{stat.S_IMODE(st.st_mode):o}\0"
+            if stat.S_ISREG(st.st_mode):
+                line += f"{st.st_size}\0" + _file_digest(full, "", st)
+            elif stat.S_ISLNK(st.st_mode):
+                line += os.readlink(full)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                line += f"{st.st_rdev}"
+            hasher.update(line.encode(errors="surrogateescape") + b"\n")
+    finally:
+        os.close(fd)
     return hasher.hexdigest()
 
 
-def _walk(top: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
-    with os.scandir(os.path.join(top, rel) if rel else top) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
+def _walk(
+    dir_fd: int, rel: str, context_rel: str, excludes: ContextFilter | None
+) -> Iterator[tuple[str, os.stat_result]]:
+    for entry, st in kept_entries(dir_fd, context_rel, excludes):
         child = f"{rel}/{entry.name}" if rel else entry.name
-        st = entry.stat(follow_symlinks=False)
         yield child, st
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(top, child)
+            fd = _open_dir(entry.name, dir_fd)
+            try:
+                yield from _walk(fd, child, _join(context_rel, entry.name), excludes)
+            finally:
+                os.close(fd)
+
+
+# -- what the ignore file leaves ------------------------------------------------------------
+def present(excludes: ContextFilter | None, context: str, rel: str) -> bool:
+    """Whether `rel` (no symlinks in it) is in the context as COPY sees it: not excluded, or an
+    excluded directory that still holds something an exception brings back (docker sends that
+    directory for the sake of those)."""
+    if excludes is None or not excludes.excluded(rel):
+        return True
+    if not excludes.may_keep_below(rel):
+        return False
+    try:
+        fd = _open_dir(os.path.join(context, rel), None)
+    except (NotADirectoryError, FileNotFoundError, OSError):
+        return False
+    try:
+        return _holds_kept(fd, rel, excludes)
+    finally:
+        os.close(fd)
+
+
+def kept_entries(
+    dir_fd: int, dir_rel: str | None, excludes: ContextFilter | None
+) -> list[tuple[os.DirEntry, os.stat_result]]:
+    """The entries of a directory (by fd; `dir_rel` is its path in the context) that the ignore
+    file leaves, sorted by name."""
+    with os.scandir(dir_fd) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    kept = []
+    for entry in entries:
+        st = entry.stat(follow_symlinks=False)
+        if excludes is not None and dir_rel is not None:
+            rel = _join(dir_rel, entry.name)
+            if excludes.excluded(rel) and not (
+                stat.S_ISDIR(st.st_mode)
+                and excludes.may_keep_below(rel)
+                and _child_holds_kept(dir_fd, entry.name, rel, excludes)
+            ):
+                continue
+        kept.append((entry, st))
+    return kept
+
+
+def _child_holds_kept(dir_fd: int, name: str, rel: str, excludes: ContextFilter) -> bool:
+    fd = _open_dir(name, dir_fd)
+    try:
+        return _holds_kept(fd, rel, excludes)
+    finally:
+        os.close(fd)
+
+
+def _holds_kept(dir_fd: int, rel: str, excludes: ContextFilter) -> bool:
+    return bool(kept_entries(dir_fd, rel, excludes))
+
+
+def _open_dir(path: str, dir_fd: int | None) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def _join(rel: str, name: str) -> str:
+    return f"{rel}/{name}" if rel else name
 
 
 def is_tar(path: str) -> bool:
@@ -189,7 +278,9 @@ def extract_archives(store, sources: list[Source]) -> tuple[list[Source], list]:
                 staged = store.unpack_layer(stream)
             staged_layers.append(staged)
             result.append(
-                replace(source, root=staged.diff_dir, rel="", is_dir=True, archive=False, preserve_owner=True)
+                replace(
+                    source, root=staged.diff_dir, rel="", is_dir=True, archive=False, preserve_owner=True, excludes=None
+                )
             )
     except BaseException:
         for staged in staged_layers:
@@ -281,7 +372,7 @@ class _Copier:
                     source.rel or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd
                 )
                 try:
-                    self._children(fd, dest, owner, source.preserve_owner)
+                    self._children(fd, dest, owner, source.preserve_owner, source.rel, source.excludes)
                 finally:
                     os.close(fd)
                 continue
@@ -309,11 +400,16 @@ class _Copier:
             os.chown(current, uid, gid)
             os.chmod(current, 0o755)
 
-    def _children(self, dir_fd: int, target_dir: str, owner: tuple[int, int] | None, xattrs: bool) -> None:
-        with os.scandir(dir_fd) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            st = entry.stat(follow_symlinks=False)
+    def _children(
+        self,
+        dir_fd: int,
+        target_dir: str,
+        owner: tuple[int, int] | None,
+        xattrs: bool,
+        rel: str,
+        excludes: ContextFilter | None,
+    ) -> None:
+        for entry, st in kept_entries(dir_fd, rel, excludes):
             target = posixpath.join(target_dir, entry.name)
             if stat.S_ISDIR(st.st_mode):
                 self._clear(target, keep_dir=True)
@@ -321,7 +417,7 @@ class _Copier:
                     os.mkdir(target, 0o700)
                 fd = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
                 try:
-                    self._children(fd, target, owner, xattrs)
+                    self._children(fd, target, owner, xattrs, _join(rel, entry.name), excludes)
                     self._meta(target, st, owner, fd=fd if xattrs else None)
                 finally:
                     os.close(fd)

@@ -28,6 +28,7 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from minirun.build.ignore import ContextFilter, load_filter
 from minirun.containers import guard
 from minirun.containers.lifecycle import discard
 from minirun.errors import MinirunError, NotFound, UsageError
@@ -383,11 +384,14 @@ class _Builder:
         self.declared: set[str] = set()
         self.cached = 0
         self.containers = 0
+        self.excludes: ContextFilter | None = None
 
     def build(self) -> BuildResult:
         from minirun.store.fsutil import read_capped
 
         path = find_dockerfile(self.options.context, self.options.dockerfile)
+        # read before any step: a bad pattern fails the build before anything runs
+        self.excludes = load_filter(self.context, os.path.abspath(path))
         try:
             text = read_capped(path, DOCKERFILE_LIMIT, "Dockerfile").decode("utf-8", "surrogateescape")
         except OSError as exc:
@@ -680,7 +684,9 @@ class _Builder:
         words = [_expand(w, env, ins.keyword) for w in (words if is_json else ins.args.split())]
         sources_words, dest = words[:-1], words[-1]
         chown = _expand(ins.flag("chown") or "", env, ins.keyword)
-        sources = buildcopy.collect_sources(self.context, sources_words, ins.keyword, ins.keyword == "ADD")
+        sources = buildcopy.collect_sources(
+            self.context, sources_words, ins.keyword, ins.keyword == "ADD", self.excludes
+        )
         if len(sources) > 1 and not dest.endswith("/"):
             raise UsageError(
                 f"When using {ins.keyword} with more than one source file, "
