@@ -46,10 +46,17 @@ class Source:
 
 # -- the sources, seen from the host -------------------------------------------------------
 def collect_sources(
-    context: str, words: list[str], instruction: str, allow_archives: bool, excludes: ContextFilter | None = None
+    context: str,
+    words: list[str],
+    instruction: str,
+    allow_archives: bool,
+    excludes: ContextFilter | None = None,
+    image: str | None = None,
 ) -> list[Source]:
     """Every source the words name (wildcards expanded), resolved inside `context`; what
-    `excludes` leaves out is not there."""
+    `excludes` leaves out is not there. With `image` (`COPY --from`; what it names, for
+    messages) `context` is that image's root: its files keep their owners, and no digest is
+    taken (the image's id stands for its content in the cache key)."""
     sources: list[Source] = []
     for word in words:
         if word.startswith(("http://", "https://", "git@")):
@@ -65,7 +72,7 @@ def collect_sources(
         else:
             matches = [rel]
         for match in matches:
-            sources.append(_source(context, match, word, instruction, allow_archives, excludes))
+            sources.append(_source(context, match, word, instruction, allow_archives, excludes, image))
     return sources
 
 
@@ -86,7 +93,13 @@ def _clean_source(word: str, instruction: str) -> str:
 
 
 def _source(
-    context: str, rel: str, word: str, instruction: str, allow_archives: bool, excludes: ContextFilter | None
+    context: str,
+    rel: str,
+    word: str,
+    instruction: str,
+    allow_archives: bool,
+    excludes: ContextFilter | None,
+    image: str | None,
 ) -> Source:
     links: list[str] = []
     resolved = resolve_in_scope(context, rel, links)
@@ -98,11 +111,11 @@ def _source(
             raise FileNotFoundError
         st = os.lstat(full)
     except (FileNotFoundError, NotADirectoryError):
-        raise NotFound(
-            f"{instruction} failed: file not found in build context or excluded by "
-            f".dockerignore: stat {word}: file does not exist"
-        ) from None
+        where = f"{image}" if image else "build context or excluded by .dockerignore"
+        raise NotFound(f"{instruction} failed: file not found in {where}: stat {word}: file does not exist") from None
     name = posixpath.basename(rel.rstrip("/")) if rel not in ("", ".") else posixpath.basename(context)
+    if image is not None:
+        return Source(context, resolved, name, stat.S_ISDIR(st.st_mode), "", preserve_owner=True)
     if stat.S_ISDIR(st.st_mode):
         digest = "dir:" + _tree_digest(full, resolved, excludes)
         return Source(context, resolved, name, True, digest, excludes=excludes)
@@ -254,6 +267,11 @@ def is_tar(path: str) -> bool:
             block = decompressed(f).read(tarfile.BLOCKSIZE)
     except (OSError, EOFError, ValueError, ImportError):
         return False
+    return is_tar_header(block)
+
+
+def is_tar_header(block: bytes) -> bool:
+    """Whether `block` (a tar's first 512 bytes) is a valid tar header."""
     if len(block) < tarfile.BLOCKSIZE:
         return False
     try:
@@ -290,6 +308,17 @@ def extract_archives(store, sources: list[Source]) -> tuple[list[Source], list]:
 
 
 # -- the copy, inside the image's root -------------------------------------------------------
+@dataclass(frozen=True)
+class FromImage:
+    """`COPY --from`: the sources are `words` in the root of another image (a stage or an image),
+    found inside the copy's child once that root is mounted."""
+
+    name: str  # what --from names, for messages
+    lowers: list[str]  # its layers, relative to the store root, topmost first
+    words: list[str]
+    scratch: str  # an empty dir of the step's own: the mount point, and the mount's unused upper
+
+
 def copy_into_image(
     store_root: str,
     lowers: list[str],
@@ -300,31 +329,55 @@ def copy_into_image(
     dest_is_dir: bool,
     chown: str,
     instruction: str,
+    from_image: FromImage | None = None,
 ) -> None:
-    """Copy `sources` to `dest` (absolute, in the image) through the union of `lowers` (relative
-    to the store root, topmost first) and `upper`. With no lowers (FROM scratch) the upper is
-    the whole view and is written directly."""
+    """Copy `sources` (or what `from_image` names) to `dest` (absolute, in the image) through
+    the union of `lowers` (relative to the store root, topmost first) and `upper`. With no
+    lowers (FROM scratch) the upper is the whole view and is written directly."""
     from minirun.runtime.overlay import mount_overlay
     from minirun.runtime.privatemounts import in_private_mounts
 
-    roots = sorted({s.root for s in sources})
     mountpoint = os.path.join(store_root, "mnt")
     os.makedirs(mountpoint, exist_ok=True)
 
     def copy() -> None:
+        os.chdir(store_root)  # the lowers are relative to it: the mount's option string stays short
+        chosen = sources if from_image is None else _sources_in(from_image, instruction)
+        if len(chosen) > 1 and not dest_is_dir:
+            raise MinirunError(
+                f"When using {instruction} with more than one source file, "
+                "the destination must be a directory and end with a /"
+            )
         if lowers:
-            os.chdir(store_root)
             mount_overlay(mountpoint, lowers, upper, work)
             root = mountpoint
         else:
             root = upper
-        fds = {r: os.open(r, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for r in roots}
+        fds = {r: os.open(r, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for r in sorted({s.root for s in chosen})}
         os.chroot(root)
         os.chdir("/")
         os.umask(0o022)
-        _Copier(fds, _owner(chown) if chown else None).copy(sources, dest, dest_is_dir)
+        _Copier(fds, _owner(chown) if chown else None).copy(chosen, dest, dest_is_dir)
 
     in_private_mounts(copy, f"{instruction} failed")
+
+
+def _sources_in(image: FromImage, instruction: str) -> list[Source]:
+    """The sources of `COPY --from`, in the other image's root, mounted here (in the copy's own
+    mount namespace) over an upper nothing writes to; an image with no layers is empty."""
+    from minirun.runtime.overlay import mount_overlay
+
+    root = os.path.join(image.scratch, "root")
+    os.makedirs(root, exist_ok=True)
+    if image.lowers:
+        upper, work = os.path.join(image.scratch, "upper"), os.path.join(image.scratch, "work")
+        os.makedirs(upper, exist_ok=True)
+        os.makedirs(work, exist_ok=True)
+        mount_overlay(root, image.lowers, upper, work)
+    try:
+        return collect_sources(root, image.words, instruction, False, image=image.name)
+    except MinirunError as exc:  # in_private_mounts says "COPY failed" already
+        raise MinirunError(exc.message.removeprefix(f"{instruction} failed: ")) from None
 
 
 def _owner(spec: str) -> tuple[int, int]:

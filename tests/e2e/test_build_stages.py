@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Result, require_root
+from tests.registryserver import registry  # noqa: F401 - a fixture
 
 
 @pytest.fixture(autouse=True)
@@ -135,3 +136,164 @@ def test_dockerignore_keeps_listed_files_out_of_every_layer(cli, tmp_path, isola
         125,
         f"minirun: error: {ctx}/.dockerignore: syntax error in pattern: [a-\n",
     )
+
+
+# -- multi-stage -----------------------------------------------------------------------------
+STAGES = """\
+ARG BASE=busybox
+FROM ${BASE} AS builder
+RUN mkdir /out && echo built > /out/app && echo junk > /builder-only && chown 1000:1000 /out/app
+FROM busybox AS unused
+RUN echo never > /never
+FROM busybox
+COPY --from=builder /out/app /app
+COPY --from=0 /out /out2/
+COPY --from=busybox /bin/busybox /copied-busybox
+HEALTHCHECK --interval=5s --timeout=2s --start-period=1s --retries=3 CMD wget -q localhost || exit 1
+STOPSIGNAL SIGQUIT
+SHELL ["/bin/sh", "-ec"]
+CMD cat /app
+"""
+
+
+def inspect(cli, name: str, *more: str):
+    """The image's inspect document; with more names, a list of them (one CLI process)."""
+    documents = json.loads(ok(cli("inspect", "--type", "image", name, *more)).out)
+    return documents if more else documents[0]
+
+
+def test_multi_stage_final_image_holds_only_what_it_copied(cli, tmp_path, isolated_store):
+    ctx = context(tmp_path, STAGES, {})
+    built = ok(cli("build", "--progress=plain", "-t", "final", str(ctx)))
+    # BuildKit's rule: the stage `unused` is not needed by the last stage, so it never runs
+    assert "echo never" not in built.out
+    steps = [line for line in built.out.splitlines() if line.startswith("Step ")]
+    assert len(steps) == 11 and steps[-1] == "Step 11/11 : CMD cat /app"
+
+    final, busybox = inspect(cli, "final", "busybox")
+    assert final["RootFS"]["Layers"][0] == busybox["RootFS"]["Layers"][0]
+    layers = layer_members(cli, tmp_path, "final")
+    above = set().union(*layers[1:])
+    assert above == {"app", "out2", "out2/app", "copied-busybox"}  # nothing else of the builder
+    with tarfile.open(tmp_path / "final.tar") as outer:  # COPY --from keeps the owner it had there
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        data = outer.extractfile(manifest[0]["Layers"][1]).read()  # type: ignore[union-attr]
+    with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+        app = layer.getmember("app")
+        assert (app.uid, app.gid, layer.extractfile(app).read()) == (1000, 1000, b"built\n")  # type: ignore[union-attr]
+
+    config = final["Config"]
+    assert config["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "wget -q localhost || exit 1"],
+        "Interval": 5_000_000_000,
+        "Timeout": 2_000_000_000,
+        "StartPeriod": 1_000_000_000,
+        "Retries": 3,
+    }
+    assert config["StopSignal"] == "SIGQUIT"
+    assert config["Cmd"] == ["/bin/sh", "-ec", "cat /app"]  # SHELL applies to what follows
+    history = ok(cli("history", "--no-trunc", "--format", "{{.CreatedBy}}", "final")).out.splitlines()
+    assert (
+        '/bin/sh -c #(nop)  HEALTHCHECK &{["CMD-SHELL" "wget -q localhost || exit 1"] "5s" "2s" "1s" "0s" '
+        "'\\x03'}" in history
+    )
+
+    # --target builds that stage (and what it needs): -q prints the id alone; all else is cached
+    quiet = ok(cli("build", "-q", "--target", "unused", "-t", "unused", str(ctx)))
+    assert quiet.out == inspect(cli, "unused")["Id"] + "\n" and quiet.err == ""
+    assert any("echo never" in line for line in ok(cli("history", "--no-trunc", "unused")).out.splitlines())
+    again = ok(cli("build", "--progress=plain", "-t", "final", str(ctx)))
+    assert again.out.count("Using cache") == 8 and inspect(cli, "final")["Id"] == final["Id"]
+
+    for text, message in [
+        ("FROM busybox\nCOPY --from=later /x /x\nFROM busybox AS later\n", "refers to current or future build stage"),
+        ("FROM busybox AS a\nFROM busybox AS A\n", 'duplicate stage name "a"'),
+        ("FROM busybox\nCOPY --from=0 /x /x\n", "invalid from flag value 0"),
+    ]:
+        (ctx / "Containerfile").write_text(text)
+        result = cli("build", str(ctx))
+        assert result.code == 125 and message in result.err and len(result.err.splitlines()) == 1
+    (ctx / "Containerfile").write_text(STAGES)
+    missing = cli("build", "--target", "nope", str(ctx))
+    assert (missing.code, missing.err) == (125, 'minirun: error: target stage "nope" could not be found\n')
+    (ctx / "Containerfile").write_text("FROM busybox AS b\nFROM busybox\nCOPY --from=b /no/such /x\n")
+    result = cli("build", str(ctx))
+    assert (result.code, result.err) == (
+        125,
+        "minirun: error: COPY failed: file not found in stage b: stat /no/such: file does not exist\n",
+    )
+    assert [p.name for p in (isolated_store / "containers").iterdir()] == []
+
+
+# -- stdin -----------------------------------------------------------------------------------
+def _tar_gz(files: dict[str, str]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return out.getvalue()
+
+
+def test_dockerfile_and_context_from_stdin(cli, tmp_path, isolated_store):
+    ctx = context(tmp_path, "FROM busybox\n", {"a.txt": "from the dir\n", ".dockerignore": "secret.txt\n"})
+    (ctx / "secret.txt").write_text(SECRET)
+    # -f -: the Dockerfile from stdin, the context from the directory (its .dockerignore too)
+    piped = b'FROM busybox\nCOPY . /ctx/\nLABEL from="stdin"\n'
+    ok(cli("build", "-f", "-", "-t", "dash-f", str(ctx), input=piped))
+    assert inspect(cli, "dash-f")["Config"]["Labels"] == {"from": "stdin"}
+    assert set().union(*layer_members(cli, tmp_path, "dash-f")[1:]) >= {"ctx/a.txt", "ctx/Containerfile"}
+    assert "ctx/secret.txt" not in set().union(*layer_members(cli, tmp_path, "dash-f")[1:])
+
+    # build -: a gzip tar is the context; -f names a file inside it; its .dockerignore applies
+    archive = _tar_gz(
+        {
+            "sub/app.Dockerfile": "FROM busybox\nCOPY . /ctx/\n",
+            "b.txt": "from the tar\n",
+            "secret.txt": SECRET,
+            ".dockerignore": "secret.txt\n",
+        }
+    )
+    ok(cli("build", "-f", "sub/app.Dockerfile", "-t", "tar-ctx", "-", input=archive))
+    above = set().union(*layer_members(cli, tmp_path, "tar-ctx")[1:])
+    assert {"ctx/b.txt", "ctx/sub/app.Dockerfile"} <= above and "ctx/secret.txt" not in above
+
+    # build -: anything else on stdin is a Dockerfile, with an empty context
+    ok(cli("build", "-t", "no-ctx", "-", input=b"FROM busybox\nENV ONLY=dockerfile\n"))
+    assert "ONLY=dockerfile" in inspect(cli, "no-ctx")["Config"]["Env"]
+    lonely = cli("build", "-", input=b"FROM busybox\nCOPY a.txt /\n")
+    assert lonely.code == 125 and "file not found in build context" in lonely.err
+
+    assert [p.name for p in (isolated_store / "layers").iterdir() if p.name.startswith(".tmp-")] == []
+    both = cli("build", "-f", "-", "-", input=b"FROM busybox\n")
+    assert (both.code, both.err) == (
+        125,
+        "minirun: error: invalid argument: can't use stdin for both build context and dockerfile\n",
+    )
+
+
+# -- base images from a registry ---------------------------------------------------------------
+def test_a_missing_base_is_pulled_and_pull_fetches_it_again(cli, tmp_path, registry):  # noqa: F811
+    base = f"{registry.host}/base:1"
+    ok(cli("tag", "busybox", base))
+    ok(cli("push", "-q", base))
+    ok(cli("rmi", base))
+    ctx = context(tmp_path, f"FROM {base}\nLABEL app=1\n", {"new.txt": "newer base\n"})
+    ok(cli("build", "-q", "-t", "app", str(ctx)))  # the store lacks it: pulled, as docker does
+    old, app = inspect(cli, base, "app")
+    assert old["RepoDigests"] and app["RootFS"] == old["RootFS"]
+
+    # a newer base:1 in the registry; the store keeps the old one
+    (tmp_path / "newer").mkdir()
+    (tmp_path / "newer" / "Containerfile").write_text("FROM busybox\nCOPY new.txt /\n")
+    (tmp_path / "newer" / "new.txt").write_text("newer base\n")
+    ok(cli("build", "-q", "-t", base, str(tmp_path / "newer")))
+    ok(cli("push", "-q", base))
+    newer = inspect(cli, base)["RootFS"]
+    ok(cli("tag", old["Id"], base))
+
+    ok(cli("build", "-q", "-t", "app", str(ctx)))
+    assert inspect(cli, "app")["RootFS"] == old["RootFS"]  # without --pull: the store's
+    ok(cli("build", "-q", "--pull", "-t", "app", str(ctx)))
+    assert [d["RootFS"] for d in inspect(cli, "app", base)] == [newer, newer]  # --pull: the registry's
