@@ -14,7 +14,6 @@ opened through directory fds taken before the chroot.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import posixpath
@@ -24,7 +23,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from minirun.build.ignore import ContextFilter
+from minirun.build.ignore import ContextFilter, component_matcher
 from minirun.errors import MinirunError, NotFound, UsageError
 from minirun.layer.whiteouts import is_overlay_xattr, is_whiteout
 
@@ -65,8 +64,10 @@ def collect_sources(
             raise UsageError(f"ADD failed: remote sources are not supported by minirun build: {word}")
         rel = _clean_source(word, instruction)
         if any(ch in rel for ch in "*?["):
-            matches = sorted(glob.glob(rel, root_dir=context, include_hidden=True))
-            matches = [m for m in matches if present(excludes, context, m)]
+            try:
+                matches = [m for m in glob_in_scope(context, rel) if _visible(excludes, context, m) is not None]
+            except UsageError as exc:
+                raise UsageError(f"{instruction} failed: {exc.message}") from None
             if not matches:
                 raise NotFound(f"{instruction} failed: no source files were specified")
         else:
@@ -101,13 +102,10 @@ def _source(
     excludes: ContextFilter | None,
     image: str | None,
 ) -> Source:
-    links: list[str] = []
-    resolved = resolve_in_scope(context, rel, links)
-    full = os.path.join(context, resolved) if resolved else context
-    # an excluded name, or a link that is or goes through one, is not in the context
-    hidden = any(excludes is not None and excludes.excluded(link) for link in links)
+    resolved = _visible(excludes, context, rel)
+    full = os.path.join(context, resolved or "")
     try:
-        if hidden or not present(excludes, context, resolved):
+        if resolved is None:
             raise FileNotFoundError
         st = os.lstat(full)
     except (FileNotFoundError, NotADirectoryError):
@@ -123,6 +121,37 @@ def _source(
         raise UsageError(f"{instruction} failed: {word} is not a regular file or directory")
     archive = allow_archives and is_tar(full)
     return Source(context, resolved, name, False, "file:" + _file_digest(full, name, st), archive=archive)
+
+
+def _visible(excludes: ContextFilter | None, context: str, rel: str) -> str | None:
+    """`rel` resolved inside the context; None when the ignore file hides it: an excluded name,
+    or a link that is one or goes through one, is not in the context."""
+    links: list[str] = []
+    resolved = resolve_in_scope(context, rel, links)
+    if excludes is not None and any(excludes.excluded(link) for link in links):
+        return None
+    return resolved if present(excludes, context, resolved) else None
+
+
+def glob_in_scope(root: str, pattern: str) -> list[str]:
+    """The paths below root that `pattern` (Go's filepath.Match, one component at a time) names,
+    sorted, as written (links not resolved). Every directory listed is first resolved inside root,
+    so a link in an image or a context never lists a directory of the host."""
+    found = [""]
+    for part in [p for p in pattern.split("/") if p not in ("", ".")]:
+        matcher = component_matcher(part)
+        if matcher is None:
+            found = [_join(path, part) for path in found]
+            continue
+        listed = []
+        for path in found:
+            try:
+                names = os.listdir(os.path.join(root, resolve_in_scope(root, path)))
+            except (OSError, UsageError):
+                continue
+            listed += [_join(path, name) for name in names if matcher(name)]
+        found = listed
+    return sorted(p for p in found if p and os.path.lexists(os.path.join(root, resolve_in_scope(root, p))))
 
 
 def resolve_in_scope(root: str, rel: str, links: list[str] | None = None) -> str:

@@ -7,6 +7,8 @@ like a Go path and a leading `/` is dropped (patterns are always relative to the
 is excluded when the last pattern that matches it, or one of its parent directories, is not an
 exception. So `docs` then `!docs/README.md` keeps only the README of `docs/`.
 
+COPY's own wildcards are filepath.Match too, one path component at a time (component_matcher).
+
 The file used is `<Dockerfile>.dockerignore` next to the Dockerfile when there is one (BuildKit's
 rule), else `.containerignore` (podman's) or `.dockerignore` at the context root. The Dockerfile
 and the ignore file may be listed: they are still read, but COPY does not see them, as in docker.
@@ -18,6 +20,7 @@ import os
 import posixpath
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from minirun.errors import UsageError
@@ -109,8 +112,9 @@ def _pattern(text: str, exception: bool) -> Pattern | None:
     return Pattern(text, exception, kind, regexp)
 
 
-def _translate(pattern: str) -> tuple[str, str]:
-    """patternmatcher's compile: the match kind and, for "regexp", the regular expression."""
+def _translate(pattern: str, globstar: bool = True) -> tuple[str, str]:
+    """patternmatcher's compile: the match kind and, for "regexp", the regular expression.
+    Without `globstar`, `**` is two `*` (filepath.Match's own meaning)."""
     out: list[str] = []
     kind = "exact"
     i = 0
@@ -118,7 +122,7 @@ def _translate(pattern: str) -> tuple[str, str]:
         ch = pattern[i]
         at_start = i == 0
         i += 1
-        if ch == "*" and pattern[i : i + 1] == "*":
+        if globstar and ch == "*" and pattern[i : i + 1] == "*":
             i += 1
             if pattern[i : i + 1] == "/":  # `**/` is `**`: the slash is eaten
                 i += 1
@@ -201,6 +205,22 @@ def _class_char(pattern: str, i: int) -> int:
             return -1
     i += 1
     return i if i < len(pattern) else -1
+
+
+def component_matcher(part: str) -> Callable[[str], bool] | None:
+    """Go's filepath.Match for one path component, as COPY's wildcards use it (`*` and `?` never
+    cross a slash; a leading dot is matched like any other character); None for a plain name."""
+    if not any(ch in part for ch in "*?["):
+        return None
+    try:
+        if not _valid_go_pattern(part):
+            raise re.error("")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            regexp = re.compile(_translate(part, globstar=False)[1])
+    except re.error:
+        raise UsageError(f"syntax error in pattern: {part}") from None
+    return lambda name: regexp.fullmatch(name) is not None
 
 
 class ContextFilter:

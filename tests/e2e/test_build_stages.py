@@ -39,17 +39,28 @@ def context(tmp_path: Path, containerfile: str, files: dict[str, str]) -> Path:
 
 
 def layer_members(cli, tmp_path: Path, image: str) -> list[set[str]]:
-    """The names in each layer tar of `image`, bottom first, as `save` writes them."""
+    """The names in each layer tar of `image`, bottom first, as `save` writes them (to
+    tmp_path/IMAGE.tar, for saved_layers)."""
     archive = tmp_path / f"{image.replace(':', '_')}.tar"
     ok(cli("save", "-o", str(archive), image))
     layers = []
+    for data in saved_layers(archive):
+        with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+            layers.append({m.name.rstrip("/") for m in layer.getmembers()})
+    return layers
+
+
+def saved_layers(archive: Path) -> list[bytes]:
+    """Each layer tar of a `save` archive's first image, bottom first."""
     with tarfile.open(archive) as outer:
         manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
-        for path in manifest[0]["Layers"]:
-            data = outer.extractfile(path).read()  # type: ignore[union-attr]
-            with tarfile.open(fileobj=io.BytesIO(data)) as layer:
-                layers.append({m.name.rstrip("/") for m in layer.getmembers()})
-    return layers
+        return [outer.extractfile(path).read() for path in manifest[0]["Layers"]]  # type: ignore[union-attr]
+
+
+def member(layer_tar: bytes, name: str) -> tuple[tarfile.TarInfo, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(layer_tar)) as layer:
+        info = layer.getmember(name)
+        return info, layer.extractfile(info).read()  # type: ignore[union-attr]
 
 
 def files_holding(root: Path, marker: bytes) -> list[str]:
@@ -142,13 +153,15 @@ def test_dockerignore_keeps_listed_files_out_of_every_layer(cli, tmp_path, isola
 STAGES = """\
 ARG BASE=busybox
 FROM ${BASE} AS builder
-RUN mkdir /out && echo built > /out/app && echo junk > /builder-only && chown 1000:1000 /out/app
+RUN mkdir /out && echo built > /out/app && echo junk > /builder-only && chown 1000:1000 /out/app \\
+ && ln -s / /hostroot && mkdir -p PROBE && echo image > PROBE/a.txt && echo image > PROBE/b.txt
 FROM busybox AS unused
 RUN echo never > /never
 FROM busybox
 COPY --from=builder /out/app /app
 COPY --from=0 /out /out2/
 COPY --from=busybox /bin/busybox /copied-busybox
+COPY --from=builder /hostroot/PROBE/*.txt /probe/
 HEALTHCHECK --interval=5s --timeout=2s --start-period=1s --retries=3 CMD wget -q localhost || exit 1
 STOPSIGNAL SIGQUIT
 SHELL ["/bin/sh", "-ec"]
@@ -163,24 +176,27 @@ def inspect(cli, name: str, *more: str):
 
 
 def test_multi_stage_final_image_holds_only_what_it_copied(cli, tmp_path, isolated_store):
-    ctx = context(tmp_path, STAGES, {})
+    # a stage's link to / must not make a wildcard list the host: the host's PROBE holds a.txt only
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "a.txt").write_text("host\n")
+    ctx = context(tmp_path, STAGES.replace("PROBE", str(probe)), {})
     built = ok(cli("build", "--progress=plain", "-t", "final", str(ctx)))
     # BuildKit's rule: the stage `unused` is not needed by the last stage, so it never runs
     assert "echo never" not in built.out
     steps = [line for line in built.out.splitlines() if line.startswith("Step ")]
-    assert len(steps) == 11 and steps[-1] == "Step 11/11 : CMD cat /app"
+    assert len(steps) == 12 and steps[-1] == "Step 12/12 : CMD cat /app"
 
     final, busybox = inspect(cli, "final", "busybox")
     assert final["RootFS"]["Layers"][0] == busybox["RootFS"]["Layers"][0]
     layers = layer_members(cli, tmp_path, "final")
     above = set().union(*layers[1:])
-    assert above == {"app", "out2", "out2/app", "copied-busybox"}  # nothing else of the builder
-    with tarfile.open(tmp_path / "final.tar") as outer:  # COPY --from keeps the owner it had there
-        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
-        data = outer.extractfile(manifest[0]["Layers"][1]).read()  # type: ignore[union-attr]
-    with tarfile.open(fileobj=io.BytesIO(data)) as layer:
-        app = layer.getmember("app")
-        assert (app.uid, app.gid, layer.extractfile(app).read()) == (1000, 1000, b"built\n")  # type: ignore[union-attr]
+    # nothing else of the builder; both files of the image's PROBE (none of the host's)
+    assert above == {"app", "out2", "out2/app", "copied-busybox", "probe", "probe/a.txt", "probe/b.txt"}
+    tars = saved_layers(tmp_path / "final.tar")
+    app, data = member(tars[1], "app")
+    assert (app.uid, app.gid, data) == (1000, 1000, b"built\n")  # COPY --from keeps the owner it had there
+    assert member(tars[4], "probe/a.txt")[1] == b"image\n"
 
     config = final["Config"]
     assert config["Healthcheck"] == {
@@ -203,7 +219,7 @@ def test_multi_stage_final_image_holds_only_what_it_copied(cli, tmp_path, isolat
     assert quiet.out == inspect(cli, "unused")["Id"] + "\n" and quiet.err == ""
     assert any("echo never" in line for line in ok(cli("history", "--no-trunc", "unused")).out.splitlines())
     again = ok(cli("build", "--progress=plain", "-t", "final", str(ctx)))
-    assert again.out.count("Using cache") == 8 and inspect(cli, "final")["Id"] == final["Id"]
+    assert again.out.count("Using cache") == 9 and inspect(cli, "final")["Id"] == final["Id"]
 
     for text, message in [
         ("FROM busybox\nCOPY --from=later /x /x\nFROM busybox AS later\n", "refers to current or future build stage"),

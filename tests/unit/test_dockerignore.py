@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from minirun.build.buildcopy import kept_entries, present
+from minirun.build.buildcopy import glob_in_scope, kept_entries, present
 from minirun.build.ignore import ContextFilter, find_ignore_file, read_patterns
 from minirun.errors import UsageError
 
@@ -137,3 +137,25 @@ def test_which_ignore_file(tmp_path):
     assert find_ignore_file(str(tmp_path), None) == str(tmp_path / ".containerignore")
     (tmp_path / "Dockerfile.dockerignore").write_text("b\n")
     assert find_ignore_file(str(tmp_path), str(tmp_path / "Dockerfile")) == str(tmp_path / "Dockerfile.dockerignore")
+
+
+def test_wildcards_resolve_links_inside_the_root(tmp_path):
+    root = tmp_path / "root"
+    for name in ("srv/app/a.conf", "srv/app/b.conf", "srv/app/.hidden.conf", "etc/x.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x")
+    os.symlink("/srv/app", root / "app")  # absolute: it means root/srv/app, never the host's
+    os.symlink("/", root / "hostroot")
+    (tmp_path / "outside.txt").write_text("host")
+    assert glob_in_scope(str(root), "app/*.conf") == ["app/.hidden.conf", "app/a.conf", "app/b.conf"]
+    assert glob_in_scope(str(root), "hostroot/e*/*.txt") == ["hostroot/etc/x.txt"]
+    assert glob_in_scope(str(root), f"hostroot{tmp_path}/*.txt") == []  # the host's dir is never listed
+    assert glob_in_scope(str(root), "*/app/[ab].conf") == [
+        "hostroot/app/a.conf",  # hostroot is root itself
+        "hostroot/app/b.conf",
+        "srv/app/a.conf",
+        "srv/app/b.conf",
+    ]
+    assert glob_in_scope(str(root), "srv/**.conf") == []  # `**` is `*` to filepath.Match: one level
+    with pytest.raises(UsageError, match=r"syntax error in pattern: \[a-"):
+        glob_in_scope(str(root), "srv/[a-")
