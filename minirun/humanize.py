@@ -183,3 +183,68 @@ def _width(ch: str) -> int:
 
 def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+_DURATION_NS = {
+    "ns": 1,
+    "us": 1000,
+    "µs": 1000,
+    "μs": 1000,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
+_GO_DURATION_TOKEN = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]*)")
+_MAX_DURATION = (1 << 63) - 1
+
+
+def parse_go_duration(text: str) -> int:
+    """Go's time.ParseDuration, in nanoseconds: `1h30m`, `1.5s`, `-5ms`, `0`; its error text."""
+    body = text[1:] if text[:1] in "+-" else text
+    if body == "0":
+        return 0
+    if not body:
+        raise UsageError(f'time: invalid duration "{text}"')
+    total = 0
+    pos = 0
+    while pos < len(body):
+        match = _GO_DURATION_TOKEN.match(body, pos)
+        assert match is not None  # every part is optional: it always matches
+        whole, fraction, unit = match.groups()
+        if not whole and not fraction:
+            raise UsageError(f'time: invalid duration "{text}"')
+        if not unit:
+            raise UsageError(f'time: missing unit in duration "{text}"')
+        if unit not in _DURATION_NS:
+            raise UsageError(f'time: unknown unit "{unit}" in duration "{text}"')
+        scale = _DURATION_NS[unit]
+        total += int(whole or 0) * scale + (int(fraction) * scale // 10 ** len(fraction) if fraction else 0)
+        if total > _MAX_DURATION:
+            raise UsageError(f'time: invalid duration "{text}"')
+        pos = match.end()
+    return -total if text.startswith("-") else total
+
+
+def go_duration(ns: int) -> str:
+    """Go's Duration.String: `0s`, `1.5s`, `5m0s`, `1h0m0s`, `100ms`, `2µs`."""
+    sign, u = ("-", -ns) if ns < 0 else ("", ns)
+    if u == 0:
+        return "0s"
+    if u < 1000:
+        return f"{sign}{u}ns"
+    if u < 10**6:
+        return f"{sign}{_go_fraction(u, 3)}µs"
+    if u < 10**9:
+        return f"{sign}{_go_fraction(u, 6)}ms"
+    seconds = _go_fraction(u % (60 * 10**9), 9) + "s"
+    minutes, hours = (u // (60 * 10**9)) % 60, u // (3600 * 10**9)
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    return f"{sign}{minutes}m{seconds}" if minutes else sign + seconds
+
+
+def _go_fraction(value: int, digits: int) -> str:
+    whole, fraction = divmod(value, 10**digits)
+    text = str(fraction).rjust(digits, "0").rstrip("0")
+    return f"{whole}.{text}" if text else str(whole)

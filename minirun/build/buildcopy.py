@@ -1,6 +1,10 @@
 """COPY and ADD for the builder: sources found inside the build context (never outside it), their
 digest for the layer cache, and the copy itself into an image's merged view.
 
+Files the context's ignore file excludes (minirun.build.ignore) are not there for COPY and ADD:
+a name given directly is not found, a wildcard does not match them, a directory is copied
+without them, and they are out of the cache digest too.
+
 The copy runs in a forked child that mounts the image's layers under the step's upper dir in its
 own mount namespace and chroots into the union. Symlinks in the destination path then resolve
 inside the image (docker's FollowSymlinkInScope), a parent dir that exists keeps its owner and
@@ -10,7 +14,6 @@ opened through directory fds taken before the chroot.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import posixpath
@@ -20,6 +23,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+from minirun.build.ignore import ContextFilter, component_matcher
 from minirun.errors import MinirunError, NotFound, UsageError
 from minirun.layer.whiteouts import is_overlay_xattr, is_whiteout
 
@@ -36,11 +40,22 @@ class Source:
     digest: str  # "file:<hex>" or "dir:<hex>": what the layer cache compares
     archive: bool = False  # ADD: a local tar, extracted into the destination
     preserve_owner: bool = False  # extracted archives keep their owners; context files become root's
+    excludes: ContextFilter | None = None  # the ignore file's rules over `rel` (context sources only)
 
 
 # -- the sources, seen from the host -------------------------------------------------------
-def collect_sources(context: str, words: list[str], instruction: str, allow_archives: bool) -> list[Source]:
-    """Every source the words name (wildcards expanded), resolved inside `context`."""
+def collect_sources(
+    context: str,
+    words: list[str],
+    instruction: str,
+    allow_archives: bool,
+    excludes: ContextFilter | None = None,
+    image: str | None = None,
+) -> list[Source]:
+    """Every source the words name (wildcards expanded), resolved inside `context`; what
+    `excludes` leaves out is not there. With `image` (`COPY --from`; what it names, for
+    messages) `context` is that image's root: its files keep their owners, and no digest is
+    taken (the image's id stands for its content in the cache key)."""
     sources: list[Source] = []
     for word in words:
         if word.startswith(("http://", "https://", "git@")):
@@ -49,13 +64,16 @@ def collect_sources(context: str, words: list[str], instruction: str, allow_arch
             raise UsageError(f"ADD failed: remote sources are not supported by minirun build: {word}")
         rel = _clean_source(word, instruction)
         if any(ch in rel for ch in "*?["):
-            matches = sorted(glob.glob(rel, root_dir=context, include_hidden=True))
+            try:
+                matches = [m for m in glob_in_scope(context, rel) if _visible(excludes, context, m) is not None]
+            except UsageError as exc:
+                raise UsageError(f"{instruction} failed: {exc.message}") from None
             if not matches:
                 raise NotFound(f"{instruction} failed: no source files were specified")
         else:
             matches = [rel]
         for match in matches:
-            sources.append(_source(context, match, word, instruction, allow_archives))
+            sources.append(_source(context, match, word, instruction, allow_archives, excludes, image))
     return sources
 
 
@@ -75,28 +93,71 @@ def _clean_source(word: str, instruction: str) -> str:
     return cleaned
 
 
-def _source(context: str, rel: str, word: str, instruction: str, allow_archives: bool) -> Source:
-    resolved = resolve_in_scope(context, rel)
-    full = os.path.join(context, resolved) if resolved else context
+def _source(
+    context: str,
+    rel: str,
+    word: str,
+    instruction: str,
+    allow_archives: bool,
+    excludes: ContextFilter | None,
+    image: str | None,
+) -> Source:
+    resolved = _visible(excludes, context, rel)
+    full = os.path.join(context, resolved or "")
     try:
+        if resolved is None:
+            raise FileNotFoundError
         st = os.lstat(full)
     except (FileNotFoundError, NotADirectoryError):
-        raise NotFound(
-            f"{instruction} failed: file not found in build context or excluded by "
-            f".dockerignore: stat {word}: file does not exist"
-        ) from None
+        where = f"{image}" if image else "build context or excluded by .dockerignore"
+        raise NotFound(f"{instruction} failed: file not found in {where}: stat {word}: file does not exist") from None
     name = posixpath.basename(rel.rstrip("/")) if rel not in ("", ".") else posixpath.basename(context)
+    if image is not None:
+        return Source(context, resolved, name, stat.S_ISDIR(st.st_mode), "", preserve_owner=True)
     if stat.S_ISDIR(st.st_mode):
-        return Source(context, resolved, name, True, "dir:" + _tree_digest(full))
+        digest = "dir:" + _tree_digest(full, resolved, excludes)
+        return Source(context, resolved, name, True, digest, excludes=excludes)
     if not stat.S_ISREG(st.st_mode):
         raise UsageError(f"{instruction} failed: {word} is not a regular file or directory")
     archive = allow_archives and is_tar(full)
     return Source(context, resolved, name, False, "file:" + _file_digest(full, name, st), archive=archive)
 
 
-def resolve_in_scope(root: str, rel: str) -> str:
+def _visible(excludes: ContextFilter | None, context: str, rel: str) -> str | None:
+    """`rel` resolved inside the context; None when the ignore file hides it: an excluded name,
+    or a link that is one or goes through one, is not in the context."""
+    links: list[str] = []
+    resolved = resolve_in_scope(context, rel, links)
+    if excludes is not None and any(excludes.excluded(link) for link in links):
+        return None
+    return resolved if present(excludes, context, resolved) else None
+
+
+def glob_in_scope(root: str, pattern: str) -> list[str]:
+    """The paths below root that `pattern` (Go's filepath.Match, one component at a time) names,
+    sorted, as written (links not resolved). Every directory listed is first resolved inside root,
+    so a link in an image or a context never lists a directory of the host."""
+    found = [""]
+    for part in [p for p in pattern.split("/") if p not in ("", ".")]:
+        matcher = component_matcher(part)
+        if matcher is None:
+            found = [_join(path, part) for path in found]
+            continue
+        listed = []
+        for path in found:
+            try:
+                names = os.listdir(os.path.join(root, resolve_in_scope(root, path)))
+            except (OSError, UsageError):
+                continue
+            listed += [_join(path, name) for name in names if matcher(name)]
+        found = listed
+    return sorted(p for p in found if p and os.path.lexists(os.path.join(root, resolve_in_scope(root, p))))
+
+
+def resolve_in_scope(root: str, rel: str, links: list[str] | None = None) -> str:
     """`rel` with every symlink followed as if `root` were `/`: an absolute target restarts at
-    root and `..` stops there, so the result never leaves root (docker's FollowSymlinkInScope)."""
+    root and `..` stops there, so the result never leaves root (docker's FollowSymlinkInScope).
+    The links followed are appended to `links` (their paths below root)."""
     pending = [p for p in rel.split("/") if p not in ("", ".")]
     resolved: list[str] = []
     hops = 0
@@ -112,6 +173,8 @@ def resolve_in_scope(root: str, rel: str) -> str:
             if hops > _MAX_SYMLINKS:
                 raise UsageError(f"too many links while resolving {rel} in the build context")
             target = os.readlink(path)
+            if links is not None:
+                links.append("/".join([*resolved, part]))
             if target.startswith("/"):
                 resolved = []
             pending = [p for p in target.split("/") if p not in ("", ".")] + pending
@@ -130,30 +193,98 @@ def _file_digest(path: str, name: str, st: os.stat_result) -> str:
     return hasher.hexdigest()
 
 
-def _tree_digest(top: str) -> str:
+def _tree_digest(top: str, top_rel: str, excludes: ContextFilter | None) -> str:
     hasher = hashlib.sha256()
-    for rel, st in _walk(top):
-        full = os.path.join(top, rel)
-        line = f"{rel}\0{stat.S_IFMT(st.st_mode):o}\0{stat.S_IMODE(st.st_mode):o}\0"
-        if stat.S_ISREG(st.st_mode):
-            line += f"{st.st_size}\0" + _file_digest(full, "", st)
-        elif stat.S_ISLNK(st.st_mode):
-            line += os.readlink(full)
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-            line += f"{st.st_rdev}"
-        hasher.update(line.encode(errors="surrogateescape") + b"\n")
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for rel, st in _walk(fd, "", top_rel, excludes):
+            full = os.path.join(top, rel)
+            line = f"{rel}\0{stat.S_IFMT(st.st_mode):o}\0{stat.S_IMODE(st.st_mode):o}\0"
+            if stat.S_ISREG(st.st_mode):
+                line += f"{st.st_size}\0" + _file_digest(full, "", st)
+            elif stat.S_ISLNK(st.st_mode):
+                line += os.readlink(full)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                line += f"{st.st_rdev}"
+            hasher.update(line.encode(errors="surrogateescape") + b"\n")
+    finally:
+        os.close(fd)
     return hasher.hexdigest()
 
 
-def _walk(top: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
-    with os.scandir(os.path.join(top, rel) if rel else top) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
+def _walk(
+    dir_fd: int, rel: str, context_rel: str, excludes: ContextFilter | None
+) -> Iterator[tuple[str, os.stat_result]]:
+    for entry, st in kept_entries(dir_fd, context_rel, excludes):
         child = f"{rel}/{entry.name}" if rel else entry.name
-        st = entry.stat(follow_symlinks=False)
         yield child, st
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(top, child)
+            fd = _open_dir(entry.name, dir_fd)
+            try:
+                yield from _walk(fd, child, _join(context_rel, entry.name), excludes)
+            finally:
+                os.close(fd)
+
+
+# -- what the ignore file leaves ------------------------------------------------------------
+def present(excludes: ContextFilter | None, context: str, rel: str) -> bool:
+    """Whether `rel` (no symlinks in it) is in the context as COPY sees it: not excluded, or an
+    excluded directory that still holds something an exception brings back (docker sends that
+    directory for the sake of those)."""
+    if excludes is None or not excludes.excluded(rel):
+        return True
+    if not excludes.may_keep_below(rel):
+        return False
+    try:
+        fd = _open_dir(os.path.join(context, rel), None)
+    except (NotADirectoryError, FileNotFoundError, OSError):
+        return False
+    try:
+        return _holds_kept(fd, rel, excludes)
+    finally:
+        os.close(fd)
+
+
+def kept_entries(
+    dir_fd: int, dir_rel: str | None, excludes: ContextFilter | None
+) -> list[tuple[os.DirEntry, os.stat_result]]:
+    """The entries of a directory (by fd; `dir_rel` is its path in the context) that the ignore
+    file leaves, sorted by name."""
+    with os.scandir(dir_fd) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    kept = []
+    for entry in entries:
+        st = entry.stat(follow_symlinks=False)
+        if excludes is not None and dir_rel is not None:
+            rel = _join(dir_rel, entry.name)
+            if excludes.excluded(rel) and not (
+                stat.S_ISDIR(st.st_mode)
+                and excludes.may_keep_below(rel)
+                and _child_holds_kept(dir_fd, entry.name, rel, excludes)
+            ):
+                continue
+        kept.append((entry, st))
+    return kept
+
+
+def _child_holds_kept(dir_fd: int, name: str, rel: str, excludes: ContextFilter) -> bool:
+    fd = _open_dir(name, dir_fd)
+    try:
+        return _holds_kept(fd, rel, excludes)
+    finally:
+        os.close(fd)
+
+
+def _holds_kept(dir_fd: int, rel: str, excludes: ContextFilter) -> bool:
+    return bool(kept_entries(dir_fd, rel, excludes))
+
+
+def _open_dir(path: str, dir_fd: int | None) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def _join(rel: str, name: str) -> str:
+    return f"{rel}/{name}" if rel else name
 
 
 def is_tar(path: str) -> bool:
@@ -165,6 +296,11 @@ def is_tar(path: str) -> bool:
             block = decompressed(f).read(tarfile.BLOCKSIZE)
     except (OSError, EOFError, ValueError, ImportError):
         return False
+    return is_tar_header(block)
+
+
+def is_tar_header(block: bytes) -> bool:
+    """Whether `block` (a tar's first 512 bytes) is a valid tar header."""
     if len(block) < tarfile.BLOCKSIZE:
         return False
     try:
@@ -189,7 +325,9 @@ def extract_archives(store, sources: list[Source]) -> tuple[list[Source], list]:
                 staged = store.unpack_layer(stream)
             staged_layers.append(staged)
             result.append(
-                replace(source, root=staged.diff_dir, rel="", is_dir=True, archive=False, preserve_owner=True)
+                replace(
+                    source, root=staged.diff_dir, rel="", is_dir=True, archive=False, preserve_owner=True, excludes=None
+                )
             )
     except BaseException:
         for staged in staged_layers:
@@ -199,6 +337,17 @@ def extract_archives(store, sources: list[Source]) -> tuple[list[Source], list]:
 
 
 # -- the copy, inside the image's root -------------------------------------------------------
+@dataclass(frozen=True)
+class FromImage:
+    """`COPY --from`: the sources are `words` in the root of another image (a stage or an image),
+    found inside the copy's child once that root is mounted."""
+
+    name: str  # what --from names, for messages
+    lowers: list[str]  # its layers, relative to the store root, topmost first
+    words: list[str]
+    scratch: str  # an empty dir of the step's own: the mount point, and the mount's unused upper
+
+
 def copy_into_image(
     store_root: str,
     lowers: list[str],
@@ -209,31 +358,55 @@ def copy_into_image(
     dest_is_dir: bool,
     chown: str,
     instruction: str,
+    from_image: FromImage | None = None,
 ) -> None:
-    """Copy `sources` to `dest` (absolute, in the image) through the union of `lowers` (relative
-    to the store root, topmost first) and `upper`. With no lowers (FROM scratch) the upper is
-    the whole view and is written directly."""
+    """Copy `sources` (or what `from_image` names) to `dest` (absolute, in the image) through
+    the union of `lowers` (relative to the store root, topmost first) and `upper`. With no
+    lowers (FROM scratch) the upper is the whole view and is written directly."""
     from minirun.runtime.overlay import mount_overlay
     from minirun.runtime.privatemounts import in_private_mounts
 
-    roots = sorted({s.root for s in sources})
     mountpoint = os.path.join(store_root, "mnt")
     os.makedirs(mountpoint, exist_ok=True)
 
     def copy() -> None:
+        os.chdir(store_root)  # the lowers are relative to it: the mount's option string stays short
+        chosen = sources if from_image is None else _sources_in(from_image, instruction)
+        if len(chosen) > 1 and not dest_is_dir:
+            raise MinirunError(
+                f"When using {instruction} with more than one source file, "
+                "the destination must be a directory and end with a /"
+            )
         if lowers:
-            os.chdir(store_root)
             mount_overlay(mountpoint, lowers, upper, work)
             root = mountpoint
         else:
             root = upper
-        fds = {r: os.open(r, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for r in roots}
+        fds = {r: os.open(r, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for r in sorted({s.root for s in chosen})}
         os.chroot(root)
         os.chdir("/")
         os.umask(0o022)
-        _Copier(fds, _owner(chown) if chown else None).copy(sources, dest, dest_is_dir)
+        _Copier(fds, _owner(chown) if chown else None).copy(chosen, dest, dest_is_dir)
 
     in_private_mounts(copy, f"{instruction} failed")
+
+
+def _sources_in(image: FromImage, instruction: str) -> list[Source]:
+    """The sources of `COPY --from`, in the other image's root, mounted here (in the copy's own
+    mount namespace) over an upper nothing writes to; an image with no layers is empty."""
+    from minirun.runtime.overlay import mount_overlay
+
+    root = os.path.join(image.scratch, "root")
+    os.makedirs(root, exist_ok=True)
+    if image.lowers:
+        upper, work = os.path.join(image.scratch, "upper"), os.path.join(image.scratch, "work")
+        os.makedirs(upper, exist_ok=True)
+        os.makedirs(work, exist_ok=True)
+        mount_overlay(root, image.lowers, upper, work)
+    try:
+        return collect_sources(root, image.words, instruction, False, image=image.name)
+    except MinirunError as exc:  # in_private_mounts says "COPY failed" already
+        raise MinirunError(exc.message.removeprefix(f"{instruction} failed: ")) from None
 
 
 def _owner(spec: str) -> tuple[int, int]:
@@ -281,7 +454,7 @@ class _Copier:
                     source.rel or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd
                 )
                 try:
-                    self._children(fd, dest, owner, source.preserve_owner)
+                    self._children(fd, dest, owner, source.preserve_owner, source.rel, source.excludes)
                 finally:
                     os.close(fd)
                 continue
@@ -309,11 +482,16 @@ class _Copier:
             os.chown(current, uid, gid)
             os.chmod(current, 0o755)
 
-    def _children(self, dir_fd: int, target_dir: str, owner: tuple[int, int] | None, xattrs: bool) -> None:
-        with os.scandir(dir_fd) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            st = entry.stat(follow_symlinks=False)
+    def _children(
+        self,
+        dir_fd: int,
+        target_dir: str,
+        owner: tuple[int, int] | None,
+        xattrs: bool,
+        rel: str,
+        excludes: ContextFilter | None,
+    ) -> None:
+        for entry, st in kept_entries(dir_fd, rel, excludes):
             target = posixpath.join(target_dir, entry.name)
             if stat.S_ISDIR(st.st_mode):
                 self._clear(target, keep_dir=True)
@@ -321,7 +499,7 @@ class _Copier:
                     os.mkdir(target, 0o700)
                 fd = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
                 try:
-                    self._children(fd, target, owner, xattrs)
+                    self._children(fd, target, owner, xattrs, _join(rel, entry.name), excludes)
                     self._meta(target, st, owner, fd=fd if xattrs else None)
                 finally:
                     os.close(fd)

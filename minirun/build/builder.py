@@ -1,4 +1,6 @@
-"""`build`: a Containerfile (or Dockerfile) into an image, the way docker's classic builder does it.
+"""`build`: a Containerfile (or Dockerfile) into an image, the way docker's classic builder does it,
+stage by stage (minirun.build.dockerfile plans which stages the target needs; the others are
+skipped, as BuildKit skips them). `COPY --from` reads where an earlier stage ended, or an image.
 
 Every instruction after FROM is a step whose result is an image of its own, kept in the store
 untagged: RUN is a container on the previous step's image plus a commit of its upper dir; COPY
@@ -12,6 +14,10 @@ the config. So `history` finds an image id for every row, and the layer cache is
   RUN with ARGs      |1 VERSION=2 /bin/sh -c make          (docker's prependEnvOnCmd)
   COPY, ADD          /bin/sh -c #(nop) COPY file:<hex> in /dest      (one space; note the
                      trailing space, and `--chown=1:1file:<hex>` with no space, as docker has it)
+  COPY --from        /bin/sh -c #(nop) COPY --from=build /out/app in /app   (the sources as
+                     written: their digest would need the other image mounted; its id is in the
+                     cache key instead)
+  HEALTHCHECK        /bin/sh -c #(nop)  HEALTHCHECK &{["CMD-SHELL" "true"] "5s" "0s" "0s" "0s" '\x00'}
   WORKDIR            /bin/sh -c #(nop) WORKDIR /app                  (one space)
   the others         /bin/sh -c #(nop)  CMD ["sleep" "100000"]       (two spaces; Go's %q of a list)
 """
@@ -23,11 +29,24 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import signal
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
+from minirun.build.buildcopy import FromImage
+from minirun.build.dockerfile import (
+    BUILTIN_ARGS,
+    DOCKERFILE_LIMIT,
+    BuildPlan,
+    Instruction,
+    Stage,
+    find_dockerfile,
+    parse_dockerfile,
+    plan_stages,
+    split_global_args,
+    stage_for,
+)
+from minirun.build.ignore import ContextFilter, load_filter
 from minirun.containers import guard
 from minirun.containers.lifecycle import discard
 from minirun.errors import MinirunError, NotFound, UsageError
@@ -35,11 +54,11 @@ from minirun.image.instructions import (
     DEFAULT_SHELL,
     apply_changes,
     env_set,
+    parse_healthcheck,
     parse_json_or_shell,
     parse_key_values,
     process_word,
     process_words,
-    split_instruction,
 )
 from minirun.runtime import supervise
 from minirun.store import Store
@@ -47,177 +66,6 @@ from minirun.store.images import Image
 
 CACHE_FILE = "build-cache.json"
 _CACHE_VERSION = "1"
-KNOWN_INSTRUCTIONS = frozenset(
-    {
-        "FROM",
-        "RUN",
-        "CMD",
-        "LABEL",
-        "MAINTAINER",
-        "EXPOSE",
-        "ENV",
-        "ADD",
-        "COPY",
-        "ENTRYPOINT",
-        "VOLUME",
-        "USER",
-        "WORKDIR",
-        "ARG",
-        "ONBUILD",
-        "STOPSIGNAL",
-        "HEALTHCHECK",
-        "SHELL",
-    }
-)
-_UNSUPPORTED = frozenset({"ONBUILD", "HEALTHCHECK"})
-# Flags each instruction takes (`--name=value` words before the arguments); those docker
-# knows but minirun does not do are refused by name rather than as unknown.
-_FLAGS = {
-    "FROM": {"platform"},
-    "RUN": {"mount", "network", "security"},
-    "COPY": {"chown", "from", "chmod", "link", "parents", "exclude"},
-    "ADD": {"chown", "chmod", "checksum", "keep-git-dir", "link", "exclude"},
-}
-_SUPPORTED_FLAGS = {"COPY": {"chown"}, "ADD": {"chown"}}
-# docker's builtinAllowedBuildArgs: usable without an ARG, never in history unless declared.
-BUILTIN_ARGS = frozenset(
-    {
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "FTP_PROXY",
-        "ftp_proxy",
-        "NO_PROXY",
-        "no_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    }
-)
-_CONTINUATION = re.compile(r"\\[ \t]*$")
-
-
-# -- parsing ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Instruction:
-    keyword: str  # upper-cased
-    args: str  # after the keyword and its flags
-    text: str  # the instruction on one line, as `Step N/M : ...` shows it
-    line: int
-    flags: tuple[tuple[str, str], ...] = ()
-
-    def flag(self, name: str) -> str | None:
-        return next((value for key, value in self.flags if key == name), None)
-
-
-DOCKERFILE_LIMIT = 4 << 20  # no real Dockerfile comes near: an endless -f /dev/zero is refused at once
-
-
-def parse_dockerfile(text: str, name: str = "Containerfile") -> list[Instruction]:
-    """Instructions with continuation lines joined and comments dropped, checked for what can
-    be checked before anything runs (unknown instructions, flags, argument counts, FROM first)."""
-    instructions: list[Instruction] = []
-    parts: list[str] = []
-    start = 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue  # also inside a continuation, as docker drops them there
-        if not parts:
-            start, raw = number, raw.lstrip()
-        match = _CONTINUATION.search(raw)
-        if match:
-            # docker keeps the text before the backslash and the next line's indent as they are
-            parts.append(raw[: match.start()])
-            continue
-        parts.append(raw)
-        instructions.append(_instruction("".join(parts), start))
-        parts = []
-    if parts and "".join(parts).strip():
-        instructions.append(_instruction("".join(parts), start))
-    if not instructions:
-        raise UsageError(f"the Dockerfile ({name}) cannot be empty")
-    first = next((i for i in instructions if i.keyword != "ARG"), None)
-    if first is None or first.keyword != "FROM":
-        line = first.line if first is not None else instructions[-1].line
-        raise UsageError(f"Dockerfile parse error line {line}: no build stage in current context")
-    return instructions
-
-
-def _instruction(line: str, number: int) -> Instruction:
-    def fail(message: str) -> UsageError:
-        return UsageError(f"Dockerfile parse error line {number}: {message}")
-
-    keyword, args = split_instruction(line)
-    if keyword not in KNOWN_INSTRUCTIONS:
-        raise fail(f"unknown instruction: {keyword}")
-    if keyword in _UNSUPPORTED:
-        raise fail(f"{keyword} is not supported by minirun build")
-    flags: list[tuple[str, str]] = []
-    if keyword in _FLAGS:
-        while args.startswith("--"):
-            word, _, rest = args.partition(" ")
-            name, eq, value = word[2:].partition("=")
-            if name not in _FLAGS[keyword]:
-                raise fail(f"Unknown flag: {name}")
-            if name not in _SUPPORTED_FLAGS.get(keyword, ()):
-                raise fail(f"{keyword} --{name} is not supported by minirun build")
-            if not eq:
-                raise fail(f"missing a value on flag: {name}")
-            flags.append((name, value))
-            args = rest.strip()
-    if keyword == "FROM" and len(args.split()) not in (1, 3):
-        raise fail("FROM requires either one or three arguments")
-    if keyword == "FROM" and len(args.split()) == 3 and args.split()[1].lower() != "as":
-        raise fail("FROM requires either one or three arguments")
-    if keyword in ("COPY", "ADD"):
-        words, is_json = parse_json_or_shell(args)
-        if len(words if is_json else args.split()) < 2:
-            raise fail(
-                f"{keyword} requires at least two arguments, but only one was provided. "
-                "Destination could not be determined."
-            )
-    elif keyword in ("WORKDIR", "USER", "STOPSIGNAL", "MAINTAINER") and not args:
-        raise fail(f"{keyword} requires exactly one argument")
-    elif not args:
-        raise fail(f"{keyword} requires at least one argument")
-    try:
-        if keyword in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "VOLUME", "COPY", "ADD"):
-            parse_json_or_shell(args)  # a JSON array of non-strings fails now, not at its step
-    except UsageError as exc:
-        raise fail(exc.message) from None
-    return Instruction(keyword, args, line.strip(), number, tuple(flags))
-
-
-def find_dockerfile(context: str, file: str | None) -> str:
-    """-f FILE as given (relative to the current dir, as docker), else CONTEXT/Containerfile,
-    else CONTEXT/Dockerfile."""
-    if not os.path.isdir(context):
-        raise NotFound(f'unable to prepare context: path "{context}" not found')
-    if file:
-        if not os.path.isfile(file):
-            raise NotFound(f"unable to prepare context: the Dockerfile ({file}) does not exist")
-        return file
-    for name in ("Containerfile", "Dockerfile"):
-        path = os.path.join(context, name)
-        if os.path.isfile(path):
-            return path
-    raise NotFound(f"unable to prepare context: no Containerfile or Dockerfile in {context}")
-
-
-def parse_build_args(items: list[str], environ: dict[str, str] | None = None) -> dict[str, str]:
-    """--build-arg K=V, or K alone to take K from the environment (skipped when unset), as docker."""
-    env: Mapping[str, str] = os.environ if environ is None else environ
-    args: dict[str, str] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid build argument: {item!r}")
-        if eq:
-            args[key] = value
-        elif key in env:
-            args[key] = env[key]
-    return args
 
 
 # -- docker's spellings ---------------------------------------------------------------------
@@ -247,6 +95,27 @@ _GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", 
 def go_quote_list(items: list[str] | None) -> str:
     """`%q` of a []string: `["sleep" "100000"]`, no commas."""
     return "[" + " ".join(go_quote(item) for item in items or []) + "]"
+
+
+def go_quote_rune(value: int) -> str:
+    """`%q` of an int: Go's strconv.QuoteRune, `'\\x03'` for 3, `'A'` for 65."""
+    ch = chr(value) if 0 <= value <= 0x10FFFF else "\ufffd"
+    if ch == "'":
+        return "'\\''"
+    return "'" + go_quote(ch)[1:-1].replace('\\"', '"') + "'"
+
+
+def health_text(health: dict) -> str:
+    """`%q` of docker's *HealthConfig, as HEALTHCHECK's history shows it:
+    `&{["CMD-SHELL" "curl -f http://x/"] "30s" "3s" "0s" "0s" '\\x03'}`."""
+    from minirun.humanize import go_duration
+
+    durations = [
+        go_quote(go_duration(health.get(key, 0))) for key in ("Interval", "Timeout", "StartPeriod", "StartInterval")
+    ]
+    return (
+        "&{" + " ".join([go_quote_list(health.get("Test")), *durations, go_quote_rune(health.get("Retries", 0))]) + "}"
+    )
 
 
 def nop(shell: list[str], text: str, single: bool = False) -> str:
@@ -332,6 +201,11 @@ class BuildOptions:
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
     labels: dict[str, str] = field(default_factory=dict)  # --label: a last LABEL step, as the classic builder adds
+    target: str = ""  # --target: the stage to build (and the stages it needs); default the last
+    pull: bool = False  # --pull, passed to find_image
+    dockerfile_text: str | None = None  # -f -: the Dockerfile itself
+    # how FROM and COPY --from find an image: (store, name, pull) -> Image; the CLI's pulls
+    find_image: Callable[[Store, str, bool], Image] = field(default=lambda store, name, pull: local_image(store, name))
 
 
 @dataclass
@@ -366,6 +240,19 @@ class _Stage:
         self.document = copy.deepcopy(image.config)
 
 
+def local_image(store: Store, name: str) -> Image:
+    """An image of the store (or an embedded recipe's, built on first use)."""
+    from minirun.image.embedded import find_image
+
+    return find_image(store, name)
+
+
+def _arg_names(ins: Instruction) -> list[str]:
+    from minirun.image.instructions import split_words
+
+    return [word.partition("=")[0] for word in split_words(ins.args)]
+
+
 def build_image(store: Store, options: BuildOptions, progress: Progress | None = None) -> BuildResult:
     return _Builder(store, options, progress or Progress()).build()
 
@@ -377,47 +264,86 @@ class _Builder:
         self.progress = progress
         self.context = os.path.abspath(options.context)
         self.cache = BuildCache(store)
-        self.stage: _Stage | None = None
-        self.stages: dict[str, Image] = {}
+        self.stage: _Stage | None = None  # the stage being built
+        self.index = 0  # its index in the plan
+        self.finished: dict[int, _Stage] = {}  # stages built, by index
+        self.images: dict[str, Image] = {}  # images FROM and COPY --from named
+        self.plan = BuildPlan([], [], 0, [])
         self.meta_args: dict[str, str | None] = {}
         self.declared: set[str] = set()
         self.cached = 0
         self.containers = 0
+        self.excludes: ContextFilter | None = None
 
     def build(self) -> BuildResult:
-        from minirun.store.fsutil import read_capped
-
-        path = find_dockerfile(self.options.context, self.options.dockerfile)
-        try:
-            text = read_capped(path, DOCKERFILE_LIMIT, "Dockerfile").decode("utf-8", "surrogateescape")
-        except OSError as exc:
-            raise MinirunError(f"reading {path}: {exc.strerror}") from None
-        instructions = parse_dockerfile(text, os.path.basename(path))
-        if self.options.labels and instructions:
+        text, name = self._read_dockerfile()
+        instructions = parse_dockerfile(text, name)
+        global_args, rest = split_global_args(instructions)
+        self.declared = {key for ins in instructions if ins.keyword == "ARG" for key in _arg_names(ins)}
+        for ins in global_args:  # first: every FROM and --from may use them
+            self._arg(ins, None)
+        self.plan = plan = plan_stages(global_args, rest, self._expand_global, self.options.target)
+        if self.options.labels:  # on the image built: the target's last step
             pairs = " ".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in self.options.labels.items())
-            instructions.append(Instruction("LABEL", pairs, f"LABEL {pairs}", instructions[-1].line))
-        for number, instruction in enumerate(instructions, 1):
-            self.progress.step(number, len(instructions), instruction.text)
-            self._dispatch(instruction)
-        if self.stage is None or self.stage.image is None:
+            last = plan.stages[plan.target].instructions[-1].line
+            plan.stages[plan.target].instructions.append(Instruction("LABEL", pairs, f"LABEL {pairs}", last))
+        total = plan.steps()
+        for number, ins in enumerate(global_args, 1):
+            self.progress.step(number, total, ins.text)
+        number = len(global_args)
+        for index in plan.needed:
+            self.index = index
+            for ins in plan.stages[index].instructions:
+                number += 1
+                self.progress.step(number, total, ins.text)
+                self._dispatch(ins)
+            assert self.stage is not None
+            self.finished[index] = self.stage
+        built = self.finished[plan.target]
+        if built.image is None:
             raise MinirunError("No image was generated. Is your Dockerfile empty?")
-        image = self.stage.image
+        image = built.image
         tags = [str(ref) for ref in self.options.tags]
         if self.options.tags:
             with self.store.locked():
                 for ref in self.options.tags:
                     self.store.images.tag(ref, image.id)
         unused = sorted(k for k in self.options.build_args if k not in self.declared and k not in BUILTIN_ARGS)
-        return BuildResult(image, tags, len(instructions), self.cached, self.containers, unused)
+        return BuildResult(image, tags, total, self.cached, self.containers, unused)
+
+    def _read_dockerfile(self) -> tuple[str, str]:
+        """The Dockerfile's text and name; the context's ignore rules are read with it, so a bad
+        pattern fails the build before any step runs."""
+        from minirun.store.fsutil import read_capped
+
+        if self.options.dockerfile_text is not None:  # -f -
+            if not os.path.isdir(self.context):
+                raise NotFound(f'unable to prepare context: path "{self.options.context}" not found')
+            self.excludes = load_filter(self.context, None)
+            return self.options.dockerfile_text, "Dockerfile"
+        path = find_dockerfile(self.options.context, self.options.dockerfile)
+        self.excludes = load_filter(self.context, os.path.abspath(path))
+        try:
+            text = read_capped(path, DOCKERFILE_LIMIT, "Dockerfile").decode("utf-8", "surrogateescape")
+        except OSError as exc:
+            raise MinirunError(f"reading {path}: {exc.strerror}") from None
+        return text, os.path.basename(path)
+
+    def _expand_global(self, word: str) -> str:
+        return process_word(word, [f"{k}={v}" for k, v in self.meta_args.items() if v is not None])
+
+    def _image(self, name: str) -> Image:
+        """An image FROM or COPY --from names, once per build (--pull pulls it once)."""
+        if name not in self.images:
+            self.images[name] = self.options.find_image(self.store, name, self.options.pull)
+        return self.images[name]
 
     # -- dispatch -----------------------------------------------------------------------
     def _dispatch(self, ins: Instruction) -> None:
         if ins.keyword == "FROM":
-            self._from(ins)
+            self._from(self.plan.stages[self.index])
             return
-        if self.stage is None:  # only ARG comes before the first FROM (parse_dockerfile checked)
-            self._arg(ins, None)
-            return
+        assert self.stage is not None
         stage = self.stage
         if ins.keyword == "RUN":
             self._run(stage, ins)
@@ -428,16 +354,13 @@ class _Builder:
         else:
             self._config_step(stage, ins)
 
-    def _from(self, ins: Instruction) -> None:
-        from minirun.image.embedded import find_image, host_architecture
+    def _from(self, planned: Stage) -> None:
+        from minirun.image.embedded import host_architecture
 
-        words = ins.args.split()
-        meta_env = [f"{k}={v}" for k, v in self.meta_args.items() if v is not None]
-        name = process_word(words[0], meta_env)
-        if not name:
-            raise UsageError(f"base name ({words[0]}) should not be blank")
-        stage_name = words[2].lower() if len(words) == 3 else ""
-        if name.lower() == "scratch":
+        if planned.base_stage is not None:  # an earlier stage: where it ended
+            earlier = self.finished[planned.base_stage]
+            self.stage = _Stage(earlier.image, copy.deepcopy(earlier.document), planned.name)
+        elif planned.base.lower() == "scratch":
             document = {
                 "architecture": host_architecture(),
                 "os": "linux",
@@ -445,16 +368,13 @@ class _Builder:
                 "rootfs": {"type": "layers", "diff_ids": []},
                 "history": [],
             }
-            self.stage = _Stage(None, document, stage_name)
+            self.stage = _Stage(None, document, planned.name)
             return
-        image = self.stages.get(name.lower()) or find_image(self.store, name)
-        self.stage = _Stage(image, copy.deepcopy(image.config), stage_name)
-        self.progress.image(image.id)
-        self._finish_stage_name()
-
-    def _finish_stage_name(self) -> None:
-        if self.stage is not None and self.stage.name and self.stage.image is not None:
-            self.stages[self.stage.name] = self.stage.image
+        else:
+            image = self._image(planned.base)
+            self.stage = _Stage(image, copy.deepcopy(image.config), planned.name)
+        if self.stage.image is not None:
+            self.progress.image(self.stage.image.id)
 
     # -- environment for substitution and RUN ---------------------------------------------
     def _allowed_args(self, stage: _Stage) -> dict[str, str]:
@@ -567,6 +487,9 @@ class _Builder:
                 raise UsageError("SHELL requires the arguments to be in JSON form")
             config["Shell"] = words
             text = "SHELL [" + " ".join(words) + "]"
+        elif keyword == "HEALTHCHECK":
+            config["Healthcheck"] = parse_healthcheck(args, dict(ins.flags))
+            text = "HEALTHCHECK " + health_text(config["Healthcheck"])
         elif keyword == "MAINTAINER":
             stage.maintainer = args
             text = "MAINTAINER " + args
@@ -680,7 +603,12 @@ class _Builder:
         words = [_expand(w, env, ins.keyword) for w in (words if is_json else ins.args.split())]
         sources_words, dest = words[:-1], words[-1]
         chown = _expand(ins.flag("chown") or "", env, ins.keyword)
-        sources = buildcopy.collect_sources(self.context, sources_words, ins.keyword, ins.keyword == "ADD")
+        if ins.flag("from") is not None:
+            self._copy_from(stage, ins.flag("from") or "", sources_words, dest, chown)
+            return
+        sources = buildcopy.collect_sources(
+            self.context, sources_words, ins.keyword, ins.keyword == "ADD", self.excludes
+        )
         if len(sources) > 1 and not dest.endswith("/"):
             raise UsageError(
                 f"When using {ins.keyword} with more than one source file, "
@@ -695,8 +623,49 @@ class _Builder:
         image = self._copy_and_commit(stage, sources, target, dest_is_dir, chown, ins.keyword, created_by)
         self._done(stage, key, image)
 
+    def _copy_from(self, stage: _Stage, value: str, words: list[str], dest: str, chown: str) -> None:
+        """`COPY --from=stage|index|image`: from where an earlier stage ended, or from an image.
+        The cache key holds the source's image id: the same image gives the same files."""
+        from minirun.build import buildcopy
+
+        name = self._expand_global(value)
+        if not name:
+            raise UsageError(f"COPY --from={value}: the stage or image name is empty")
+        index = stage_for(self.plan.stages, name, self.index)
+        if index is not None:
+            source = self.finished[index]
+            diff_ids = source.document.get("rootfs", {}).get("diff_ids", [])
+            origin, identity = f"stage {self.plan.stages[index].name or index}", source.parent
+        else:
+            image = self._image(name)
+            diff_ids, origin, identity = image.diff_ids, f"image {name}", image.id
+        if len(words) > 1 and not dest.endswith("/"):
+            raise UsageError(
+                "When using COPY with more than one source file, the destination must be a directory and end with a /"
+            )
+        chown_flag = f"--chown={chown} " if chown else ""
+        created_by = nop(
+            self._shell(stage.config), f"COPY {chown_flag}--from={name} {' '.join(words)} in {dest} ", single=True
+        )
+        key = cache_key(stage.parent, created_by, identity)
+        if self._cached(stage, key):
+            return
+        target, dest_is_dir = _destination(stage.config.get("WorkingDir") or "/", dest)
+        lowers = [os.path.relpath(self.store.layers.short_link(d), self.store.root) for d in reversed(diff_ids)]
+        from_image = buildcopy.FromImage(origin, lowers, words, scratch="")
+        image = self._copy_and_commit(stage, [], target, dest_is_dir, chown, "COPY", created_by, from_image)
+        self._done(stage, key, image)
+
     def _copy_and_commit(
-        self, stage: _Stage, sources: list, target: str, dest_is_dir: bool, chown: str, keyword: str, created_by: str
+        self,
+        stage: _Stage,
+        sources: list,
+        target: str,
+        dest_is_dir: bool,
+        chown: str,
+        keyword: str,
+        created_by: str,
+        from_image: FromImage | None = None,
     ) -> Image:
         from minirun.build import buildcopy
         from minirun.containers.commit import is_empty, stage_upper
@@ -727,8 +696,19 @@ class _Builder:
             sources, extracted = buildcopy.extract_archives(self.store, sources)
             diff_ids = stage.document.get("rootfs", {}).get("diff_ids", [])
             lowers = [os.path.relpath(self.store.layers.short_link(d), self.store.root) for d in reversed(diff_ids)]
+            if from_image is not None:  # its mount lives in the step's dir, gone with it
+                from_image = replace(from_image, scratch=os.path.join(container.dir, "from"))
             buildcopy.copy_into_image(
-                self.store.root, lowers, container.upper, container.work, sources, target, dest_is_dir, chown, keyword
+                self.store.root,
+                lowers,
+                container.upper,
+                container.work,
+                sources,
+                target,
+                dest_is_dir,
+                chown,
+                keyword,
+                from_image,
             )
             entry: dict = {"created_by": created_by}
             if is_empty(container.upper):
@@ -756,14 +736,12 @@ class _Builder:
         self.cached += 1
         stage.adopt(image)
         self.progress.image(image.id)
-        self._finish_stage_name()
         return True
 
     def _done(self, stage: _Stage, key: str, image: Image) -> None:
         self.cache.record(key, image.id)
         stage.adopt(image)
         self.progress.image(image.id)
-        self._finish_stage_name()
 
     def _child(self, stage: _Stage, config: dict, entry: dict, diff_id: str | None = None) -> dict:
         """The image config of a step: the parent's, with this config, one more history entry

@@ -424,3 +424,52 @@ def _pieces(word: str, env: list[str] | None) -> list[tuple[str, bool]]:
         return _Lexer(word, env or []).pieces()
     except UsageError as e:
         raise UsageError(f'failed to process "{word}": {e.message}') from None
+
+
+# -- HEALTHCHECK ----------------------------------------------------------------------------
+HEALTHCHECK_FLAGS = ("interval", "timeout", "start-period", "start-interval", "retries")
+_HEALTH_DURATIONS = {
+    "interval": "Interval",
+    "timeout": "Timeout",
+    "start-period": "StartPeriod",
+    "start-interval": "StartInterval",
+}
+_MIN_HEALTH_DURATION = 1_000_000  # docker's container.MinimumDuration: 1ms
+
+
+def parse_healthcheck(args: str, flags: dict[str, str] | None = None) -> dict:
+    """`HEALTHCHECK [--interval=D ...] CMD ...` or `HEALTHCHECK NONE` as the image config's
+    Healthcheck (docker's JSON: durations in ns, zero fields left out)."""
+    from minirun.humanize import parse_go_duration
+
+    flags = flags or {}
+    parts = args.split(None, 1)
+    if not parts:
+        raise UsageError("HEALTHCHECK requires at least one argument")
+    kind, rest = parts[0].upper(), parts[1] if len(parts) == 2 else ""
+    if kind == "NONE":
+        if rest.strip() or flags:
+            raise UsageError("HEALTHCHECK NONE takes no arguments")
+        return {"Test": ["NONE"]}
+    if kind != "CMD":
+        raise UsageError(f'Unknown type "{parts[0].upper()}" in HEALTHCHECK (try CMD)')
+    command, is_json = parse_json_or_shell(rest)
+    if not command:
+        raise UsageError("Missing command after HEALTHCHECK CMD")
+    health: dict = {"Test": (["CMD"] if is_json else ["CMD-SHELL"]) + command}
+    for flag, key in _HEALTH_DURATIONS.items():
+        if flags.get(flag):
+            ns = parse_go_duration(flags[flag])
+            if ns and ns < _MIN_HEALTH_DURATION:
+                raise UsageError(f'Interval "{flag}" cannot be less than 1ms')
+            if ns:
+                health[key] = ns
+    if flags.get("retries"):
+        text = flags["retries"]
+        if not re.fullmatch(r"[+-]?\d+", text, re.ASCII) or abs(int(text)) >= 1 << 31:
+            raise UsageError(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+        if int(text) < 0:
+            raise UsageError(f"--retries cannot be negative ({int(text)})")
+        if int(text):
+            health["Retries"] = int(text)
+    return health
