@@ -57,15 +57,17 @@ class EscapeMatcher:
         """(what the container gets now, whether the sequence is complete)."""
         out = bytearray()
         for byte in data:
-            candidate = self.held + bytes((byte,))
-            if self.keys.startswith(candidate):
-                if candidate == self.keys:
-                    self.held = b""
-                    return bytes(out), True
-                self.held = candidate
-                continue
-            out += candidate
-            self.held = b""
+            key = bytes((byte,))
+            if not self.keys.startswith(self.held + key):
+                out += self.held  # not the keys after all: typed as it was
+                self.held = b""
+                if not self.keys.startswith(key):  # this key may start them anew
+                    out += key
+                    continue
+            self.held += key
+            if self.held == self.keys:
+                self.held = b""
+                return bytes(out), True
         return bytes(out), False
 
 

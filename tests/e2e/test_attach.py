@@ -44,12 +44,15 @@ class Terminal:
             preexec_fn=_take_terminal,
         )
 
-    def read_until(self, needle: bytes) -> bytes:
-        """The output up to and including the first `needle` not read before; what follows stays."""
-        deadline = time.monotonic() + TIMEOUT
+    def read_until(self, needle: bytes, timeout: float = TIMEOUT) -> bytes:
+        """The output up to and including the first `needle` not read before; what follows stays.
+        b"" if `timeout` passes first."""
+        deadline = time.monotonic() + timeout
         while needle not in self.output:
             left = deadline - time.monotonic()
-            assert left > 0, f"no {needle!r} in {self.output!r}"
+            if left <= 0:
+                assert timeout < TIMEOUT, f"no {needle!r} in {self.output!r}"
+                return b""
             if select.select([self.master], [], [], left)[0]:
                 self.output += os.read(self.master, 65536)
         head, _, self.output = self.output.partition(needle)
@@ -121,6 +124,15 @@ def test_run_dit_attach_type_resize_detach_exec_and_exit(cli, terminal, busybox)
     assert term.raw()
     _set_size(term.master, 40, 120)  # the attach client's SIGWINCH, passed on to the container's pty
     _ask(term, b"stty size", b"\r\n40 120\r\n")
+    # a second client at once, output only: it sees what the first one's typing makes
+    watcher = terminal("attach", "--no-stdin", "box", rows=40, cols=120)
+    for _ in range(100):
+        term.type(b"echo ping\r")
+        if watcher.read_until(b"\nping\r", timeout=0.2):  # (its terminal is cooked: \r\r\n)
+            break
+    else:
+        raise AssertionError(f"the second client saw nothing: {watcher.output!r}")
+    assert not watcher.raw()  # no stdin attached: its terminal stays as it was
     term.type(CTRL_P + CTRL_Q)
     assert term.wait() == 0
     assert b"read escape sequence" in term.output
@@ -132,7 +144,8 @@ def test_run_dit_attach_type_resize_detach_exec_and_exit(cli, terminal, busybox)
     _ask(again, b"echo back", b"\r\nback\r\n")
     again.type(b"exit 5\r")
     assert again.wait() == 5  # the container's exit code is attach's
-    assert again.restored()
+    assert watcher.wait() == 5
+    assert again.restored() and watcher.restored()
     assert _status(cli, "box").startswith("Exited (5) ")
 
 
