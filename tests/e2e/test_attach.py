@@ -109,7 +109,40 @@ def _ask(term: Terminal, command: bytes, answer: bytes, tries: int = 50) -> None
     raise AssertionError(f"{command!r} never answered {answer!r}")
 
 
-def test_run_dit_attach_type_resize_detach_exec_and_exit(cli, terminal, busybox):
+_AS_NOBODY = """
+import os, socket, sys
+fd = os.open(sys.argv[1], os.O_PATH | os.O_DIRECTORY)  # opened as root; the socket is what is tried
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(f"/proc/self/fd/{fd}/attach.sock")
+except OSError as exc:
+    sys.exit(f"connect: {exc.strerror}")
+s.settimeout(10)
+sys.exit(f"served: {s.recv(100)!r}")
+"""
+
+
+def _only_root_attaches(container_dir) -> None:
+    """A user who is not root reaches no container's terminal: the socket file is root's 0600,
+    and were its mode loosened, the monitor turns a peer that is not root away (at once, EOF)."""
+
+    def as_nobody() -> str:
+        return subprocess.run(
+            [sys.executable, "-c", _AS_NOBODY, str(container_dir)], capture_output=True, text=True, timeout=30
+        ).stderr
+
+    assert as_nobody() == "connect: Permission denied\n"
+    socket_file = container_dir / "attach.sock"
+    assert socket_file.stat().st_mode & 0o777 == 0o600
+    socket_file.chmod(0o666)
+    try:
+        assert as_nobody() == "served: b''\n"
+    finally:
+        socket_file.chmod(0o600)
+
+
+def test_run_dit_attach_type_resize_detach_exec_and_exit(cli, terminal, busybox, isolated_store):
     run = cli("run", "-dit", "--name", "box", "--network", "none", "busybox", "sh")
     assert run.code == 0 and len(run.out.strip()) == 64, run.err
     # a terminal's input comes from a terminal: raw mode and the detach keys need one (docker's check)
@@ -133,6 +166,7 @@ def test_run_dit_attach_type_resize_detach_exec_and_exit(cli, terminal, busybox)
     else:
         raise AssertionError(f"the second client saw nothing: {watcher.output!r}")
     assert not watcher.raw()  # no stdin attached: its terminal stays as it was
+    _only_root_attaches(isolated_store / "containers" / run.out.strip())
     term.type(CTRL_P + CTRL_Q)
     assert term.wait() == 0
     assert b"read escape sequence" in term.output
