@@ -85,8 +85,9 @@ def start(
     interactive: bool = typer.Option(False, "-i", "--interactive", help="Attach container's STDIN."),
     detach_keys: str = typer.Option("", "--detach-keys", help="Override the key sequence for detaching a container."),
 ) -> None:
-    """Start stopped containers (the same command, on the same writable layer); -a and -i
-    attach to it (containers/attachclient.py) and exit with its exit code."""
+    """Start stopped containers (the same command, on the same writable layer); with -a or -i,
+    attached to the one named, exiting with its exit code."""
+    # attached from before PID 1 starts: containers/attachclient.py
     from minirun.containers import lifecycle
 
     if not (attach or interactive):

@@ -15,9 +15,13 @@ def parser() -> Parser:
         usage="minirun attach [OPTIONS] CONTAINER",
         description="Attach local standard input, output, and error streams to a running container.",
     )
-    p.add_argument("--detach-keys", default="", help="Override the key sequence for detaching a container")
+    p.add_argument(
+        "--detach-keys", default="", metavar="KEYS", help="Override the key sequence for detaching a container"
+    )
     p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
-    add_bool_option(p, "--sig-proxy", True, "Proxy all received signals to the process (--sig-proxy=false: not)")
+    add_bool_option(
+        p, "--sig-proxy", True, "Proxy all received signals to the process (default; --sig-proxy=false: not)"
+    )
     p.add_argument("container", metavar="CONTAINER")
     return p
 

@@ -62,8 +62,12 @@ def parser(verb: str = "run") -> Parser:
     p.add_argument("--help", action="help", help="Show this message and exit.")
     if verb == "run":
         p.add_argument("-d", "--detach", action="store_true", help="Run container in background and print container ID")
-        p.add_argument("--detach-keys", default="", help="Override the key sequence for detaching a container")
-        add_bool_option(p, "--sig-proxy", True, "Proxy received signals to the process (--sig-proxy=false: not)")
+        p.add_argument(
+            "--detach-keys", default="", metavar="KEYS", help="Override the key sequence for detaching a container"
+        )
+        add_bool_option(
+            p, "--sig-proxy", True, "Proxy received signals to the process (default; --sig-proxy=false: not)"
+        )
     p.add_argument("--rm", action="store_true", help="Automatically remove the container when it exits")
     p.add_argument("--name", default="", help="Assign a name to the container")
     p.add_argument("-l", "--label", action="append", default=[], help="Set meta data on a container (K=V)")

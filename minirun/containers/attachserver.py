@@ -159,13 +159,17 @@ def listen(container_dir: str) -> int:
         except FileNotFoundError:
             pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # bind creates the file: 0600 from its first moment
         try:
-            sock.bind(short_path(dir_fd, SOCKET_NAME))
-        finally:
-            os.umask(old_umask)
-        sock.listen(16)
-        sock.setblocking(False)
+            old_umask = os.umask(0o177)  # bind creates the file: 0600 from its first moment
+            try:
+                sock.bind(short_path(dir_fd, SOCKET_NAME))
+            finally:
+                os.umask(old_umask)
+            sock.listen(16)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
         return sock.detach()
     finally:
         os.close(dir_fd)
@@ -194,8 +198,6 @@ class Hub:
         # the copier reads the master and closes it once PID 1 is gone; resizes and typed input
         # go through a copy of our own, so never to whatever reuses that fd's number
         self.console = os.dup(master) if master >= 0 else -1
-        if self.console >= 0:
-            os.set_inheritable(self.console, False)
         self.input = (self.console if interactive else -1) if master >= 0 else stdin_w
         if self.input >= 0:
             os.set_blocking(self.input, False)  # a container that does not read must not stop us
