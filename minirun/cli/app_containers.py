@@ -81,32 +81,25 @@ def rm(
 @app.command("start")
 def start(
     names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
-    attach: bool = typer.Option(False, "-a", "--attach", help="Attach STDOUT/STDERR and forward the exit code."),
+    attach: bool = typer.Option(False, "-a", "--attach", help="Attach STDOUT/STDERR and forward signals."),
+    interactive: bool = typer.Option(False, "-i", "--interactive", help="Attach container's STDIN."),
+    detach_keys: str = typer.Option("", "--detach-keys", help="Override the key sequence for detaching a container."),
 ) -> None:
-    """Start stopped containers (the same command, on the same writable layer)."""
-    from minirun.containers import lifecycle, liveness
+    """Start stopped containers (the same command, on the same writable layer); with -a or -i,
+    attached to the one named, exiting with its exit code."""
+    # attached from before PID 1 starts: containers/attachclient.py
+    from minirun.containers import lifecycle
 
-    if not attach:
+    if not (attach or interactive):
         _each(names, lambda cs, c: lifecycle.start(cs, c))
         return
     if len(names) != 1:
         raise MinirunError("you cannot start and attach multiple containers at once")
-    from minirun.containers.logs import show_logs
-    from minirun.humanize import rfc3339_now
+    from minirun.containers.attachclient import parse_detach_keys, start_attached
 
+    keys = parse_detach_keys(detach_keys)
     containers = _containers()
-    container = containers.find(names[0])
-    since = rfc3339_now()  # this run's output only: every entry is stamped when the copier reads it
-    container = lifecycle.start(containers, container)
-    show_logs(
-        container,
-        None,
-        False,
-        True,
-        lambda: liveness.is_running(liveness.refresh(containers, container)),
-        since=since,
-    )
-    raise typer.Exit(liveness.refresh(containers, container).state.get("ExitCode", 0))
+    raise typer.Exit(start_attached(containers, containers.find(names[0]), stdin=interactive, keys=keys))
 
 
 @app.command("wait")

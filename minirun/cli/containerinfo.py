@@ -211,6 +211,7 @@ def inspect_container(store, container: Container) -> dict:
             "User": config.user,
             "Tty": config.tty,
             "OpenStdin": config.interactive,
+            "StdinOnce": config.stdin_once,
             "Env": config.env,
             "Cmd": config.argv,
             "Image": config.image_ref,

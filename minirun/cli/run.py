@@ -42,16 +42,15 @@ def image_labels(image_config: dict) -> dict[str, str]:
     return {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def run_command(argv: list[str], root: str | None) -> int:
+def run_command(argv: list[str], root: str | None, create_only: bool = False) -> int:
+    """`run`; with `create_only` (cli/create.py), `create`: the record made and its id printed."""
     from minirun.containers.container import ContainerConfig, Containers, new_container_id
     from minirun.humanize import rfc3339_now
     from minirun.image.embedded import find_image
     from minirun.store.initlayer import init_layer_link
 
-    opts = parse_run_args(argv)
-    if opts.detach and (opts.tty or opts.interactive):
-        raise UsageError("-d with -t or -i is not supported yet")
-    if opts.tty and opts.interactive and not os.isatty(0):
+    opts = parse_run_args(argv, verb="create" if create_only else "run")
+    if opts.tty and opts.interactive and not opts.detach and not create_only and not os.isatty(0):
         # docker's check, before anything is created: raw mode needs a terminal to put raw
         raise UsageError("the input device is not a TTY")
     store = Store(root)
@@ -91,6 +90,7 @@ def run_command(argv: list[str], root: str | None) -> int:
         devices=opts.devices,
         log_config=log_config,
         labels={**image_labels(image_config), **opts.labels},
+        stdin_once=opts.interactive and not opts.detach,
     )
     containers = Containers(store)
     init = init_layer_link(store)
@@ -100,8 +100,16 @@ def run_command(argv: list[str], root: str | None) -> int:
     watch = guard.start(store.root, container_id)
     try:
         container = containers.create(config, host_resolv_conf())
+        if create_only:
+            print(container.id)
+            return 0
         if opts.detach:
             return _detach(store, containers, container, on_spawned=watch.done)
+        if opts.tty and opts.interactive:  # through a monitor, so the detach keys can leave it running
+            from minirun.containers.attachclient import parse_detach_keys, run_attached
+
+            keys = parse_detach_keys(opts.detach_keys)
+            return run_attached(containers, container, watch.done, keys, opts.sig_proxy)
         try:
             return run_foreground(store, containers, container, image, init)
         finally:
@@ -130,8 +138,13 @@ def _detach(store, containers, container, on_spawned=None) -> int:
     """docker run -d: the monitor owns the container from here; print the full id once it runs."""
     from minirun.containers.detach import spawn_monitor
 
+    size = (24, 80)
+    if container.config.tty:  # the container's terminal starts as big as ours (attachclient.py)
+        from minirun.containers.attachclient import console_size
+
+        size = console_size(True)
     try:
-        spawn_monitor(store.root, container.id, on_spawned)
+        spawn_monitor(store.root, container.id, on_spawned, console_size=size)
     except BaseException:
         if container.config.auto_remove:
             discard(containers, container)  # the monitor may have removed it already

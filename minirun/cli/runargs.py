@@ -41,17 +41,33 @@ class RunOptions:
     log_driver: str | None = None
     log_opts: dict = field(default_factory=dict)  # resolved against the store's defaults by run.py
     labels: dict = field(default_factory=dict)  # --label-file, then -l (a later key wins)
+    detach_keys: str = ""  # run -it: docker's --detach-keys ("": ctrl-p,ctrl-q)
+    sig_proxy: bool = True  # run -it: signals the client gets go on to PID 1
 
 
-def parser() -> Parser:
+_DESCRIPTIONS = {
+    "run": "Create and run a new container from an image.",
+    "create": "Create a new container from an image (`start` runs it).",
+}
+
+
+def parser(verb: str = "run") -> Parser:
+    """`run`'s options; `create` has the same but those of running it (-d, --detach-keys, --sig-proxy)."""
     p = Parser(
-        prog="minirun run",
+        prog=f"minirun {verb}",
         add_help=False,
-        usage="minirun run [OPTIONS] IMAGE [COMMAND] [ARG...]",
-        description="Create and run a new container from an image.",
+        usage=f"minirun {verb} [OPTIONS] IMAGE [COMMAND] [ARG...]",
+        description=_DESCRIPTIONS[verb],
     )
     p.add_argument("--help", action="help", help="Show this message and exit.")
-    p.add_argument("-d", "--detach", action="store_true", help="Run container in background and print container ID")
+    if verb == "run":
+        p.add_argument("-d", "--detach", action="store_true", help="Run container in background and print container ID")
+        p.add_argument(
+            "--detach-keys", default="", metavar="KEYS", help="Override the key sequence for detaching a container"
+        )
+        add_bool_option(
+            p, "--sig-proxy", True, "Proxy received signals to the process (default; --sig-proxy=false: not)"
+        )
     p.add_argument("--rm", action="store_true", help="Automatically remove the container when it exits")
     p.add_argument("--name", default="", help="Assign a name to the container")
     p.add_argument("-l", "--label", action="append", default=[], help="Set meta data on a container (K=V)")
@@ -102,8 +118,8 @@ def parser() -> Parser:
     return p
 
 
-def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> RunOptions:
-    ns = parser().parse_args(argv)
+def parse_run_args(argv: list[str], environ: dict[str, str] | None = None, verb: str = "run") -> RunOptions:
+    ns = parser(verb).parse_args(argv)
     env = process_env(ns, environ)
     validate_hostname(ns.hostname)
     publish = parse_network_options(ns.network, ns.hostname, ns.publish)
@@ -116,7 +132,7 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
         image=ns.image,
         command=list(ns.command),
         rm=ns.rm,
-        detach=ns.detach,
+        detach=getattr(ns, "detach", False),
         name=ns.name,
         env=env,
         workdir=ns.workdir,
@@ -151,7 +167,22 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
         from minirun.runtime.devices import parse_device
 
         opts.devices = [parse_device(d) for d in ns.device]
+    if getattr(ns, "detach_keys", ""):
+        from minirun.containers.attachclient import parse_detach_keys
+
+        parse_detach_keys(ns.detach_keys)  # refused now, before anything is created
+        opts.detach_keys = ns.detach_keys
+    opts.sig_proxy = getattr(ns, "sig_proxy", True)
     return opts
+
+
+def add_bool_option(p: Parser, name: str, default: bool, help_text: str) -> None:
+    """A docker boolean flag: `--x` and `--x=true` set it, `--x=false` clears it (argparse
+    matches a whole `--x=false` before it splits at `=`; a bare `--x` never takes the next word)."""
+    dest = name.lstrip("-").replace("-", "_")
+    p.add_argument(name, dest=dest, action="store_true", default=default, help=help_text)
+    p.add_argument(f"{name}=true", dest=dest, action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(f"{name}=false", dest=dest, action="store_false", help=argparse.SUPPRESS)
 
 
 def validate_hostname(hostname: str) -> None:

@@ -53,6 +53,7 @@ _CONFIG_FIELDS = (
     # docker's HostConfig.LogConfig ({"Type": driver, "Config": {opt: value}}; logconfig.py); {}: unbounded json-file
     ("log_config", dict),
     ("labels", dict),  # the image's Labels, then --label-file and -l on top (docker's Config.Labels)
+    ("stdin_once", False),  # docker's StdinOnce (-i, not detached): the attached client's EOF closes stdin
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
 
@@ -86,6 +87,7 @@ class ContainerConfig:
     devices: list[list]
     log_config: dict
     labels: dict
+    stdin_once: bool
 
     def __init__(self, **values: object) -> None:
         unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}

@@ -147,15 +147,16 @@ def discard(containers: Containers, container: Container) -> None:
         record_event(containers.store.root, container, "destroy")
 
 
-def start(containers: Containers, container: Container) -> Container:
-    """docker start: run an exited container's command again on the same upper dir."""
+def start(containers: Containers, container: Container, **monitor_options) -> Container:
+    """docker start: run an exited container's command again on the same upper dir.
+    `monitor_options`: spawn_monitor's attach_fd and console_size (attachclient.start_attached)."""
     from minirun.containers.detach import spawn_monitor
 
     container = refresh(containers, container)
     if is_running(container):
         return container
     refuse_dead(container)
-    spawn_monitor(containers.store.root, container.id)
+    spawn_monitor(containers.store.root, container.id, **monitor_options)
     return containers.load(container.id)
 
 

@@ -140,17 +140,32 @@ class LogFile:
         self.wait_compressor()
 
 
-def copy_output(log: LogFile | None, streams: dict[int, str]) -> None:
+def copy_output(log: LogFile | None, streams: dict[int, str], hub=None) -> None:
     """Until both pipes close (PID 1 and everything in its namespace are gone); `log` None: the
-    `none` driver, output read and dropped (the container must never block on a full pipe)."""
+    `none` driver, output read and dropped (the container must never block on a full pipe).
+    `hub`: attachserver.Hub, which serves attach clients in the same loop and gets the output too."""
     pending = {fd: b"" for fd in streams}
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
+    if hub is not None:
+        hub.register(poller)
+    paused = False
     while pending:
-        for fd, _ in poller.poll():
-            chunk = os.read(fd, 65536)
+        for fd, events in poller.poll():
+            if fd not in pending:
+                if hub is not None and hub.owns(fd):
+                    hub.handle(fd, events)
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:  # a pty master the hub made non-blocking
+                continue
+            except OSError:  # EIO: a pty master with no slave left, PID 1 is gone
+                chunk = b""
             stamp = now()
+            if hub is not None and chunk:
+                hub.send(streams[fd], chunk)
             if not chunk:
                 poller.unregister(fd)
                 rest = pending.pop(fd)
@@ -168,6 +183,12 @@ def copy_output(log: LogFile | None, streams: dict[int, str]) -> None:
                 pending[fd] = pending[fd][MAX_LINE:]
             if complete:
                 log.write_entries([entry(line, streams[fd], stamp) for line in complete])
+        if hub is not None:
+            hub.update()
+            if hub.backlogged() != paused:  # a slow client slows PID 1's output, as in docker
+                paused = not paused
+                for fd in pending:
+                    poller.modify(fd, 0 if paused else select.POLLIN)
 
 
 def exit_code(status: int) -> int:
@@ -211,13 +232,17 @@ def main(argv: list[str]) -> int:
         max_file,
         compress,
         event_attributes,
+        attach,
     ) = argv
+    from minirun.containers.attachserver import Hub  # os and select only, as this module
+
+    hub = Hub(attach, int(pid))
     log = (
         None
         if driver == "none"
         else LogFile(os.path.join(container_dir, LOG_NAME), int(max_size), int(max_file), compress == "1")
     )
-    copy_output(log, {int(out_fd): "stdout", int(err_fd): "stderr"})
+    copy_output(log, {int(out_fd): "stdout", int(err_fd): "stderr", **hub.streams()}, hub)
     if log is not None:
         log.close()
     _, status = os.waitpid(int(pid), 0)
@@ -252,6 +277,7 @@ def main(argv: list[str]) -> int:
     if auto_remove == "1":
         remove_container(container_dir, lock_path)
         events.record(store_root, "container", "destroy", container_id, attributes)
+    hub.finish(exit_code(status))  # last: an attached `run --rm` returns once all is done
     return 0
 
 

@@ -16,7 +16,7 @@ import signal
 import sys
 
 from minirun.childfailure import encode_report
-from minirun.containers import logcopier
+from minirun.containers import attachserver, logcopier
 from minirun.containers.container import event_attributes
 from minirun.containers.lifecycle import discard
 from minirun.containers.liveness import mark_running
@@ -44,19 +44,27 @@ def main(argv: list[str]) -> int:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open("/dev/null", os.O_RDONLY)
-    plan = started = None
+    plan = started = stdio = None
     # build_plan publishes the ports: from there on, whatever fails frees them (and the cgroups)
     try:
+        stdio = attachserver.Stdio(container, argv[3:])  # -t, -i and attach clients (attachserver.py)
         image = store.images.get(container.config.image)
         plan = build_plan(store, container, image, init_layer_link(store))
-        plan.stdio, plan.die_with_parent, plan.interactive = (null, out_w, err_w), True, True
+        plan.stdio, plan.die_with_parent, plan.interactive = (stdio.stdin(null), out_w, err_w), True, True
+        stdio.configure(plan)
         plan.cgroups = create_cgroups(container)
         started = launch.start(plan)
+        stdio.started(started)
         for fd in (null, out_w, err_w):  # PID 1 has them: the copier must see EOF when it exits
             os.close(fd)
         null = out_w = err_w = -1
         failure = launch.read_start_error(started)
+        if failure is None and stdio.missing_console():
+            supervise.kill(started.pid)
+            failure = MinirunError("the container's pty never arrived")
     except BaseException as exc:
+        if stdio is not None:
+            stdio.close()
         if started is not None:
             supervise.kill(started.pid)
             os.waitpid(started.pid, 0)
@@ -71,6 +79,7 @@ def main(argv: list[str]) -> int:
                 os.close(fd)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, supervise.FORWARDED_SIGNALS)
     if failure is not None:
+        stdio.close()
         os.waitpid(started.pid, 0)
         cgroups.remove(plan.cgroups)
         containers.update_state(
@@ -123,6 +132,7 @@ def main(argv: list[str]) -> int:
             str(max_file),
             "1" if compress else "0",
             json.dumps(event_attributes(container)),
+            stdio.copier_arg(),
         ],
         hook,
     )

@@ -252,6 +252,7 @@ def _child(
         # the command's parent leaves at once, so the container's PID 1 adopts (and reaps) it
         # (a plain fork: clone without namespace flags, which the seccomp filter allows)
         os._exit(0)
+    supervise.default_dispositions()
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     try:
         os.execve(path, opts.command, executable.env_dict(env))

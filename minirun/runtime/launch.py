@@ -192,6 +192,7 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set[int], console: socket.
         os.close(null)
     executable = find_executable(plan.argv[0], env_value(env, "PATH"))
     lock_down(user, plan.capabilities, plan.no_new_privileges, plan.seccomp, keep_fds=(error_fd,))
+    supervise.default_dispositions()
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     try:
         os.execve(executable, plan.argv, env_dict(env))

@@ -59,3 +59,16 @@ def exit_code_of(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.waitstatus_to_exitcode(status)
+
+
+def default_dispositions() -> None:
+    """Every signal back to its default action, in a child about to exec a container's process:
+    an ignored signal stays ignored across exec, and Python ignores SIGPIPE and SIGXFSZ (a
+    monitor also SIGINT and SIGHUP), which a container's processes must get as docker's do
+    (`yes | head -1` ends by SIGPIPE; a shell cannot even trap a signal ignored at its start)."""
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass  # the C library's own real-time signals

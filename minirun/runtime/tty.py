@@ -201,7 +201,7 @@ def _relay(master: int, interactive: bool) -> None:
                         return
                     if output_ok:
                         # a closed or hung-up stdout must not stop the draining: PID 1 would block
-                        output_ok = _write_all(1, data)
+                        output_ok = write_all(1, data)
             else:
                 try:
                     data = os.read(0, 65536)
@@ -225,7 +225,7 @@ def _write_some(fd: int, data: bytes) -> bytes:
         raise
 
 
-def _write_all(fd: int, data: bytes) -> bool:
+def write_all(fd: int, data: bytes) -> bool:
     view = memoryview(data)
     while view:
         try:
