@@ -53,6 +53,8 @@ _CONFIG_FIELDS = (
     # docker's HostConfig.LogConfig ({"Type": driver, "Config": {opt: value}}; logconfig.py); {}: unbounded json-file
     ("log_config", dict),
     ("labels", dict),  # the image's Labels, then --label-file and -l on top (docker's Config.Labels)
+    # docker's Mounts (containers/mounts.py): binds, volumes and --mount tmpfs as inspect shows them
+    ("mounts", list),
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
 
@@ -86,6 +88,7 @@ class ContainerConfig:
     devices: list[list]
     log_config: dict
     labels: dict
+    mounts: list[dict]
 
     def __init__(self, **values: object) -> None:
         unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}
