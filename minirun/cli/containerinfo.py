@@ -111,7 +111,11 @@ def _ps_fields(row: PsRow) -> dict:
         "Image": row.image,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.config.labels.items())),
         "LocalVolumes": str(sum(1 for m in mount_points(c.config) if m.get("Driver") == "local")),
-        "Mounts": ",".join(m.get("Name") or m["Source"] for m in mount_points(c.config)),
+        # docker's: a volume's name, else the source; cut to 15 columns unless --no-trunc
+        "Mounts": ",".join(
+            (name if len(row.id) == 64 else ellipsis(name, 15))
+            for name in (m.get("Name") or m["Source"] for m in mount_points(c.config))
+        ),
         "Names": row.names,
         "Networks": (c.state.get("NetworkSettings") or {}).get("Network", c.config.network),
         "Ports": row.ports,

@@ -182,11 +182,13 @@ def volume_source(volume: Volume) -> tuple[str, str, bool]:
 
 def create_volume(store: Store, name: str, labels: dict | None, options: dict | None) -> tuple[Volume, bool]:
     """`volume create`: the volume, and whether it is new (an existing name is docker's answer
-    too: the same volume, unchanged)."""
+    too: the same volume, unchanged). No name: an anonymous volume, as docker makes it."""
     from minirun.store.volumes import VolumeStore, validate_name
 
     if name:
         validate_name(name)
+    else:
+        labels = {**(labels or {}), **_anonymous_labels()}
     check_options(options or {})
     volumes = VolumeStore(store.root)
     with store.locked():
