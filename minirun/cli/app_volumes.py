@@ -49,7 +49,7 @@ def volume_create(
     ),
     name_option: str = typer.Option("", "--name", hidden=True, help="Specify volume name."),
 ) -> None:
-    """Create a volume (without a name: an anonymous one, named by 64 hex digits)."""
+    """Create a volume. Without a name: an anonymous one, named by 64 hex digits."""
     from minirun.containers.mounts import check_driver, create_volume
 
     if name and name_option and name != name_option:
@@ -138,7 +138,7 @@ def volume_rm(
         help="Force the removal (a volume that does not exist is no error; one in use still is).",
     ),
 ) -> None:
-    """Remove one or more volumes; a volume any container uses (running or not) cannot be removed."""
+    """Remove one or more volumes. A volume any container uses (running or not) cannot be removed."""
     from minirun.containers.mounts import remove_volume
 
     store = open_store()
@@ -159,7 +159,7 @@ def volume_prune(
     filter_: list[str] = typer.Option([], "--filter", help="Provide filter values (label=, label!=)."),
     force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation."),
 ) -> None:
-    """Remove unused local volumes: the anonymous ones, or with -a every one no container uses."""
+    """Remove unused local volumes. The anonymous ones, or with -a every one no container uses."""
     from minirun.cli.filters import Filters
     from minirun.containers.mounts import prune_volumes
     from minirun.humanize import human_size

@@ -117,7 +117,7 @@ def read_mounts(container_dir: str) -> list[dict]:
     return [m for m in mounts if isinstance(m, dict)] if isinstance(mounts, list) else []
 
 
-def in_use_error(name: str, users: list[str]):
+def in_use_error(name: str, users: list[str]) -> Exception:
     from minirun.errors import Conflict
 
     return Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
@@ -284,14 +284,13 @@ def plan_mounts(
     volumes = VolumeStore(store.root)
     plan = MountPlan()
     plan.tmpfs = list(tmpfs)
-    given = set(targets(specs))
+    covered = set(targets(specs)) | set(tmpfs_targets)  # what --volumes-from and VOLUME give way to
     for record in _from_containers(store, volumes_from):
-        if record["Destination"] not in given:
-            given.add(record["Destination"])
+        if record["Destination"] not in covered:
+            covered.add(record["Destination"])
             _add(plan, volumes, record, copy=False)
     for spec in specs:
         _add_spec(plan, volumes, spec)
-    covered = given | set(tmpfs_targets)
     image_volumes = image_config.get("Volumes")
     for path in sorted(image_volumes) if isinstance(image_volumes, dict) else ():
         target = os.path.normpath(path) if isinstance(path, str) and path.startswith("/") else None

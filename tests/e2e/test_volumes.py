@@ -198,6 +198,12 @@ def test_copy_up_fills_new_empty_volumes_once_and_rm_v_takes_the_anonymous_ones(
     # rm -v: the anonymous volumes go, the named ones stay
     ok(cli("rm", "-v", "v1"))
     assert sorted(names(cli)) == ["filled", "nc", "sb"]
+    # a detached --rm container's monitor takes its anonymous volumes with it (VOLUMEs and -v /x)
+    ok(cli("run", "-d", "--rm", "--network", "none", "-v", "sb:/sbin", "-v", "/x", "vimg", "true"))
+    deadline = time.monotonic() + 30
+    while sorted(names(cli)) != ["filled", "nc", "sb"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(names(cli)) == ["filled", "nc", "sb"] and ok(cli("ps", "-aq")).out == ""
 
 
 @pytest.fixture
@@ -275,8 +281,9 @@ def test_volume_verbs_outputs_errors_and_prune(cli, isolated_store):
         f.write(b"x" * 1000)
     df = ok(cli("system", "df", "--format", "{{.Type}}: {{.TotalCount}} {{.Active}} {{.Size}} {{.Reclaimable}}"))
     assert "Local Volumes: 2 0 1kB 1kB (100%)\n" in df.out  # `fast` has driver options: docker leaves it out
-    # prune: anonymous only; -a: every unused one but those with driver options; label!= keeps
-    assert ok(cli("volume", "prune", "-f")).out == f"Deleted Volumes:\n{anon}\n\nTotal reclaimed space: 0B\n"
+    # prune: anonymous only (system prune --volumes as well); -a: every unused one but those with
+    # driver options; label!= keeps
+    assert f"Deleted Volumes:\n{anon}\n\n" in ok(cli("system", "prune", "-f", "--volumes")).out
     ok(cli("volume", "create", "beta"))
     assert ok(cli("volume", "prune", "-af", "--filter", "label!=keep")).out == (
         "Deleted Volumes:\nbeta\n\nTotal reclaimed space: 0B\n"
