@@ -408,7 +408,18 @@ def release(store_root: str, names: list[str]) -> list[str]:
 
 
 def anonymous_volumes(mounts: list[dict]) -> list[str]:
-    return [m["Name"] for m in mounts if m.get("Type") == "volume" and m.get(ANONYMOUS) and m.get("Name")]
+    from minirun.errors import UsageError
+    from minirun.store.volumes import validate_name
+
+    found = []
+    for m in mounts:
+        if m.get("Type") == "volume" and m.get(ANONYMOUS) and isinstance(m.get("Name"), str):
+            try:
+                validate_name(m["Name"])  # a record says it: still never a path
+            except UsageError:
+                continue
+            found.append(m["Name"])
+    return found
 
 
 # -- events of a container's start and exit --------------------------------------------------------

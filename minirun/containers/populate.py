@@ -166,7 +166,14 @@ class _Copy:
     def file(self, name: str, src_parent: int, dst_parent: int, rel: str, st: os.stat_result) -> None:
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in self.links:
-            os.link(self.links[key], name, src_dir_fd=self.root_fd, dst_dir_fd=dst_parent, follow_symlinks=False)
+            first_dir, first_name = os.path.split(self.links[key])
+            # the first copy's dir, opened a name at a time: a container sharing the volume
+            # could have put a link where a dir of ours was, and the link must not be followed
+            first_fd = _open_beneath(self.root_fd, first_dir)
+            try:
+                os.link(first_name, name, src_dir_fd=first_fd, dst_dir_fd=dst_parent, follow_symlinks=False)
+            finally:
+                os.close(first_fd)
             return
         src_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_parent)
         try:
@@ -186,6 +193,18 @@ class _Copy:
             os.close(src_fd)
         if st.st_nlink > 1:
             self.links[key] = rel
+
+
+def _open_beneath(root_fd: int, rel: str) -> int:
+    """A dir below `root_fd`, never through a symlink."""
+    fd = os.dup(root_fd)
+    for part in [p for p in rel.split("/") if p]:
+        try:
+            next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = next_fd
+    return fd
 
 
 def _copy_attributes(src_fd: int, dst_fd: int, st: os.stat_result) -> None:

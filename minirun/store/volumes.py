@@ -186,6 +186,7 @@ class VolumeStore:
         """Gone at once (renamed aside), then its data deleted; the caller checked nobody uses it."""
         from minirun.store.fsutil import remove_tree
 
+        validate_name(name)  # a name is never a path: nothing outside volumes/ goes
         aside = os.path.join(self.dir, TMP_PREFIX + os.urandom(8).hex())
         os.rename(self.path(name), aside)
         remove_tree(aside)
