@@ -69,13 +69,13 @@ def rm(
     names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
     force: bool = typer.Option(False, "-f", "--force", help="Force the removal of a running container."),
     volumes: bool = typer.Option(
-        False, "-v", "--volumes", help="Accepted for docker compatibility (no anonymous volumes)."
+        False, "-v", "--volumes", help="Remove anonymous volumes associated with the container."
     ),
 ) -> None:
     """Remove containers: their writable layer, records and logs."""
     from minirun.containers import lifecycle
 
-    _each(names, lambda cs, c: lifecycle.remove(cs, c, force))
+    _each(names, lambda cs, c: lifecycle.remove(cs, c, force, volumes))
 
 
 @app.command("start")

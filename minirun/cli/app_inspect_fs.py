@@ -72,10 +72,11 @@ def system_df(
         None, "--format", help="'table', 'table TEMPLATE', 'json' or a Go TEMPLATE (docker's placeholders)."
     ),
 ) -> None:
-    """Show disk usage: images (each layer counted once), containers (their own upper dirs)."""
+    """Show disk usage: images (each layer counted once), containers (their own upper dirs), volumes."""
     from minirun.cli.containerinfo import command_text, status_text
     from minirun.cli.formatting import check, write
     from minirun.containers.diskusage import disk_usage, reclaimable_text
+    from minirun.containers.mounts import mount_points
     from minirun.humanize import human_size, image_age, time_ago
 
     check(format_)
@@ -128,7 +129,7 @@ def system_df(
                 u.container.id[:12],
                 u.container.config.image_ref,
                 command_text(u.container, truncate=True),
-                "0",
+                str(sum(1 for m in mount_points(u.container.config) if m.get("Driver") == "local")),
                 human_size(u.size),
                 time_ago(u.container.config.created),
                 status_text(u.container),
@@ -138,7 +139,7 @@ def system_df(
         ],
     )
     print("\nLocal Volumes space usage:\n")
-    print_table(["VOLUME NAME", "LINKS", "SIZE"], [])
+    print_table(["VOLUME NAME", "LINKS", "SIZE"], [[v.name, str(v.links), human_size(v.size)] for v in usage.volumes])
     print("\nBuild cache usage: 0B\n")
     print_table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"], [])
     sys.stdout.flush()
@@ -167,15 +168,20 @@ def image_prune(
 def system_prune(
     all_: bool = typer.Option(False, "-a", "--all", help="Remove all unused images, not just dangling ones."),
     force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation."),
+    volumes: bool = typer.Option(False, "--volumes", help="Prune anonymous volumes."),
 ) -> None:
-    """Remove stopped containers, unused networks and dangling (or, with -a, unused) images."""
+    """Remove stopped containers, unused networks and dangling (or, with -a, unused) images;
+    with --volumes, the anonymous volumes no container uses."""
     from minirun.containers import lifecycle
     from minirun.containers.container import Containers
     from minirun.humanize import human_size
     from minirun.net.networks import Networks
 
-    what = "all stopped containers, all networks not used by at least one container and all " + (
-        "images without at least one container associated to them" if all_ else "dangling images"
+    what = (
+        "all stopped containers, all networks not used by at least one container, "
+        + ("all anonymous volumes not used by at least one container, " if volumes else "")
+        + "and all "
+        + ("images without at least one container associated to them" if all_ else "dangling images")
     )
     if not confirm_removal(what, force):
         return
@@ -184,6 +190,12 @@ def system_prune(
     removed, freed = lifecycle.prune(containers)
     _print_deleted("Containers", removed)
     _print_deleted("Networks", Networks(store).prune({c.config.network for c in containers.all()}))
+    if volumes:
+        from minirun.containers.mounts import prune_volumes
+
+        removed_volumes, volumes_freed = prune_volumes(store, lambda v: not v.anonymous)
+        _print_deleted("Volumes", removed_volumes)
+        freed += volumes_freed
     lines, images_freed = store.prune_images(all_)
     _print_deleted("Images", [line[0].lower() + line[1:] for line in lines])
     print(f"Total reclaimed space: {human_size(freed + images_freed)}")

@@ -95,6 +95,7 @@ COMMANDS: dict[str, Command] = {
     "image": Command("minirun.cli.app_inspect_fs:app", "Manage images"),
     # the rest
     "network": Command("minirun.cli.app_network:app", "Manage networks"),
+    "volume": Command("minirun.cli.app_volumes:app", "Manage volumes"),
     "system": Command("minirun.cli.app_inspect_fs:app", "Manage minirun"),
     "info": Command("minirun.cli.app_system:app", "Display system-wide information"),
     "version": Command("minirun.cli.app_system:app", "Show the minirun version information"),

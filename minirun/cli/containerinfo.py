@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass
 
 from minirun.containers.container import Container
+from minirun.containers.mounts import anonymous_destinations, host_config_binds, mount_points
 from minirun.errors import MinirunError
 from minirun.humanize import ellipsis, human_duration, parse_rfc3339, time_ago
 
@@ -109,8 +110,12 @@ def _ps_fields(row: PsRow) -> dict:
         "ID": row.id,
         "Image": row.image,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.config.labels.items())),
-        "LocalVolumes": "0",
-        "Mounts": ",".join(b[0] for b in c.config.binds),
+        "LocalVolumes": str(sum(1 for m in mount_points(c.config) if m.get("Driver") == "local")),
+        # docker's: a volume's name, else the source; cut to 15 columns unless --no-trunc
+        "Mounts": ",".join(
+            (name if len(row.id) == 64 else ellipsis(name, 15))
+            for name in (m.get("Name") or m["Source"] for m in mount_points(c.config))
+        ),
         "Names": row.names,
         "Networks": (c.state.get("NetworkSettings") or {}).get("Network", c.config.network),
         "Ports": row.ports,
@@ -173,7 +178,7 @@ def inspect_container(store, container: Container) -> dict:
             "PortBindings": port_bindings(config.ports),
             "AutoRemove": config.auto_remove,
             "ReadonlyRootfs": config.readonly,
-            "Binds": [f"{s}:{t}" + (":ro" if ro else "") for s, t, ro in config.binds],
+            "Binds": host_config_binds(config),
             "Tmpfs": dict(spec.partition(":")[::2] for spec in config.tmpfs),
             "CapAdd": config.cap_add or None,
             "CapDrop": config.cap_drop or None,
@@ -194,17 +199,7 @@ def inspect_container(store, container: Container) -> dict:
                 "WorkDir": container.work,
             },
         },
-        "Mounts": [
-            {
-                "Type": "bind",
-                "Source": s,
-                "Destination": t,
-                "Mode": "ro" if ro else "",
-                "RW": not ro,
-                "Propagation": "rprivate",
-            }
-            for s, t, ro in config.binds
-        ],
+        "Mounts": mount_points(config),
         "NetworkSettings": inspect_settings(container),
         "Config": {
             "Hostname": config.hostname,
@@ -217,6 +212,7 @@ def inspect_container(store, container: Container) -> dict:
             "Image": config.image_ref,
             "WorkingDir": config.workdir,
             "Labels": config.labels,
+            "Volumes": anonymous_destinations(config),
         },
     }
 

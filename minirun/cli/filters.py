@@ -5,7 +5,8 @@ filters.Args.Match: `name=web` matches `myweb`, `name=^web$` only `web`). An unk
 line and exit 125, as is a bad value of a known one.
 
 Which keys a verb takes and what they mean: PS_KEYS and container_filter for `ps`, IMAGE_KEYS
-and image_filter for `images`, NETWORK_KEYS and network_filter for `network ls`."""
+and image_filter for `images`, NETWORK_KEYS and network_filter for `network ls`, VOLUME_KEYS and
+volume_filter for `volume ls`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from minirun.net.networks import Network
     from minirun.store import Store
     from minirun.store.images import Image
+    from minirun.store.volumes import Volume
 
 PS_KEYS = (
     "id",
@@ -40,6 +42,7 @@ PS_KEYS = (
 )
 IMAGE_KEYS = ("dangling", "label", "reference", "before", "since")
 NETWORK_KEYS = ("driver", "id", "label", "name", "scope", "type", "dangling")
+VOLUME_KEYS = ("dangling", "driver", "label", "name")
 EVENT_KEYS = ("container", "event", "image", "label", "network", "type", "volume", "scope", "daemon")
 EVENT_TYPES = ("container", "image", "network", "volume", "daemon", "plugin", "service", "node", "secret", "config")
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
@@ -131,10 +134,7 @@ def container_filter(filters: Filters, store: Store, containers: list[Container]
             and all(c.config.created > when for when in since)
             and (ancestors is None or c.config.image in ancestors)
             and (network_names is None or _network_of(c) in network_names)
-            and (
-                not filters.get("volume")
-                or any(v in (s, t) for s, t, _ in c.config.binds for v in filters.get("volume"))
-            )
+            and (not filters.get("volume") or _mounts_any(c, filters.get("volume")))
             and (not filters.get("health") or "none" in filters.get("health"))  # no healthchecks yet
             and (not publish or _ports_in(_published(c), publish))
             and (not expose or _ports_in(_published(c) | _exposed(store, c), expose))
@@ -142,6 +142,14 @@ def container_filter(filters: Filters, store: Store, containers: list[Container]
         )
 
     return keep
+
+
+def _mounts_any(c: Container, values: list[str]) -> bool:
+    """docker's volume=: a mount's volume name (its source, for a bind) or its destination."""
+    from minirun.containers.mounts import mount_points
+
+    points = mount_points(c.config)
+    return any(v in (m.get("Name") or m["Source"], m["Destination"]) for m in points for v in values)
 
 
 def shows_every_state(filters: Filters) -> bool:
@@ -187,6 +195,21 @@ def network_filter(filters: Filters, in_use: set[str]) -> Callable[[Network], bo
             and (not filters.get("scope") or "local" in filters.get("scope"))
             and (not filters.get("type") or ("builtin" if n.predefined else "custom") in filters.get("type"))
             and (dangling is None or dangling == (n.name not in in_use and not n.predefined))
+        )
+
+    return keep
+
+
+def volume_filter(filters: Filters, in_use: set[str]) -> Callable[[Volume], bool]:
+    """A predicate for `volume ls --filter`; `in_use`: the names containers' records name (dangling)."""
+    dangling = filters.boolean("dangling")
+
+    def keep(v: Volume) -> bool:
+        return (
+            filters.match("name", v.name)
+            and (not filters.get("driver") or v.driver in filters.get("driver"))
+            and filters.match_labels(v.labels or {})
+            and (dangling is None or dangling == (v.name not in in_use))
         )
 
     return keep

@@ -62,6 +62,11 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
     from minirun.containers import logconfig
 
     log_config = logconfig.resolve(opts.log_driver, opts.log_opts, logconfig.store_defaults(store.root))
+    mount_plan = None
+    if opts.volumes or opts.mounts or opts.volumes_from or image_config.get("Volumes"):
+        from minirun.containers.mounts import plan_mounts
+
+        mount_plan = plan_mounts(store, opts.volumes + opts.mounts, opts.volumes_from, opts.tmpfs, image_config)
     container_id = new_container_id()
     config = ContainerConfig(
         id=container_id,
@@ -74,8 +79,8 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
         workdir=opts.workdir or image_config.get("WorkingDir") or "/",
         user=opts.user or image_config.get("User") or "",
         hostname=network_hostname or opts.hostname or container_id[:12],
-        binds=[[s, t, ro] for s, t, ro in opts.volumes],
-        tmpfs=opts.tmpfs,
+        binds=mount_plan.binds if mount_plan else [],
+        tmpfs=mount_plan.tmpfs if mount_plan else opts.tmpfs,
         readonly=opts.read_only,
         network=network,
         ports=opts.publish,
@@ -91,6 +96,7 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
         log_config=log_config,
         labels={**image_labels(image_config), **opts.labels},
         stdin_once=opts.interactive and not opts.detach,
+        mounts=mount_plan.records if mount_plan else [],
     )
     containers = Containers(store)
     init = init_layer_link(store)
@@ -99,7 +105,12 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
     # from before the record exists to after --rm: a killed client leaves nothing behind (guard.py)
     watch = guard.start(store.root, container_id)
     try:
-        container = containers.create(config, host_resolv_conf())
+        if mount_plan is None:
+            container = containers.create(config, host_resolv_conf())
+        else:
+            from minirun.containers.populate import create_container
+
+            container = create_container(store, containers, config, host_resolv_conf(), mount_plan, image)
         if create_only:
             print(container.id)
             return 0

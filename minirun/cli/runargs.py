@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from minirun.cli.leanparser import Parser
 from minirun.errors import UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minirun.containers.mountspec import MountSpec
+
 DEFAULT_NETWORK = "bridge"  # as docker's; the others: none, host, container:NAME, a user network
 
 
@@ -24,7 +28,7 @@ class RunOptions:
     workdir: str = ""
     user: str = ""
     hostname: str = ""
-    volumes: list[tuple[str, str, bool]] = field(default_factory=list)
+    volumes: list[MountSpec] = field(default_factory=list)  # -v, as mountspec.parse_volume reads it
     tmpfs: list[str] = field(default_factory=list)
     read_only: bool = False
     entrypoint: str | None = None
@@ -43,6 +47,8 @@ class RunOptions:
     labels: dict = field(default_factory=dict)  # --label-file, then -l (a later key wins)
     detach_keys: str = ""  # run -it: docker's --detach-keys ("": ctrl-p,ctrl-q)
     sig_proxy: bool = True  # run -it: signals the client gets go on to PID 1
+    mounts: list[MountSpec] = field(default_factory=list)  # --mount (mountspec.parse_mount)
+    volumes_from: list[str] = field(default_factory=list)  # --volumes-from CONTAINER[:ro|rw], checked
 
 
 _DESCRIPTIONS = {
@@ -74,7 +80,18 @@ def parser(verb: str = "run") -> Parser:
     p.add_argument("--label-file", action="append", default=[], help="Read in a line delimited file of labels")
     add_process_options(p)
     p.add_argument("-h", "--hostname", default="", help="Container host name")
-    p.add_argument("-v", "--volume", action="append", default=[], help="Bind mount a volume (SRC:DST[:ro])")
+    p.add_argument(
+        "-v", "--volume", action="append", default=[], help="Bind mount a volume ([HOST_PATH|NAME:]DST[:ro|rw,nocopy])"
+    )
+    p.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        help="Attach a filesystem mount (type=bind|volume|tmpfs,source=,target=,readonly,volume-opt=,tmpfs-size=,...)",
+    )
+    p.add_argument(
+        "--volumes-from", action="append", default=[], help="Mount volumes from the specified container(s) ([:ro|rw])"
+    )
     p.add_argument(
         "--tmpfs",
         action="append",
@@ -123,11 +140,11 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None, verb:
     env = process_env(ns, environ)
     validate_hostname(ns.hostname)
     publish = parse_network_options(ns.network, ns.hostname, ns.publish)
-    volumes = [parse_volume(v) for v in ns.volume]
+    volumes, mounts = parse_mount_options(ns.volume, ns.mount, ns.volumes_from)
     tmpfs = [parse_tmpfs(t) for t in ns.tmpfs]
     from minirun.runtime.rootfs import check_targets
 
-    check_targets([target for _, target, _ in volumes] + [t.partition(":")[0] for t in tmpfs])
+    check_targets([m.target for m in volumes + mounts] + [t.partition(":")[0] for t in tmpfs])
     opts = RunOptions(
         image=ns.image,
         command=list(ns.command),
@@ -150,6 +167,8 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None, verb:
         privileged=ns.privileged,
         log_driver=ns.log_driver,
         labels=parse_labels(ns.label, ns.label_file),
+        mounts=mounts,
+        volumes_from=list(ns.volumes_from),
     )
     if ns.log_opt:
         from minirun.containers.logconfig import parse_opts
@@ -308,27 +327,16 @@ def read_env_file(path: str, host_env) -> list[str]:
     return [item for line in _text_lines(path, "env file") for item in env_item(line, host_env)]
 
 
-def parse_volume(spec: str) -> tuple[str, str, bool]:
-    """SRC:DST[:ro|rw] with an absolute, existing SRC (named volumes are not supported)."""
-    parts = spec.split(":")
-    readonly = False
-    if len(parts) == 3:
-        mode = parts.pop()
-        if mode not in ("ro", "rw"):
-            raise UsageError(f"invalid mode: {mode}")
-        readonly = mode == "ro"
-    if len(parts) != 2 or not parts[0] or not parts[1]:
-        raise UsageError(f"invalid volume specification: '{spec}'")
-    source, target = parts
-    if not source.startswith("/"):
-        raise UsageError(
-            f"invalid volume specification: '{spec}': named volumes are not supported, SRC must be an absolute host path"
-        )
-    if not target.startswith("/") or target == "/":
-        raise UsageError(f"invalid volume specification: '{spec}': destination must be an absolute path other than /")
-    if not os.path.exists(source):
-        raise UsageError(f"invalid mount config: bind source path does not exist: {source}")
-    return source, os.path.normpath(target), readonly
+def parse_mount_options(volumes: list[str], mounts: list[str], volumes_from: list[str]):
+    """-v, --mount and --volumes-from, checked now (mountspec.py): nothing is created for a
+    mistake. Which volume a name means is decided at create time (containers/mounts.py)."""
+    if not (volumes or mounts or volumes_from):
+        return [], []
+    from minirun.containers.mountspec import parse_mount, parse_volume, parse_volumes_from
+
+    for spec in volumes_from:
+        parse_volumes_from(spec)
+    return [parse_volume(v) for v in volumes], [parse_mount(m) for m in mounts]
 
 
 def parse_tmpfs(spec: str) -> str:

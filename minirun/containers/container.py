@@ -54,6 +54,8 @@ _CONFIG_FIELDS = (
     ("log_config", dict),
     ("labels", dict),  # the image's Labels, then --label-file and -l on top (docker's Config.Labels)
     ("stdin_once", False),  # docker's StdinOnce (-i, not detached): the attached client's EOF closes stdin
+    # docker's Mounts (containers/mounts.py): binds, volumes and --mount tmpfs as inspect shows them
+    ("mounts", list),
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
 
@@ -88,6 +90,7 @@ class ContainerConfig:
     log_config: dict
     labels: dict
     stdin_once: bool
+    mounts: list[dict]
 
     def __init__(self, **values: object) -> None:
         unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}

@@ -11,7 +11,7 @@ free: the layers no such image needs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from minirun.store import Store
 from minirun.store.fsutil import tree_size
@@ -55,6 +55,13 @@ class ContainerUsage:
 
 
 @dataclass(frozen=True)
+class VolumeUsage:
+    name: str
+    links: int  # how many containers' records name it
+    size: int  # its data's bytes, measured as a container's upper dir
+
+
+@dataclass(frozen=True)
 class SummaryRow:
     type: str
     total: int
@@ -69,6 +76,7 @@ class DiskUsage:
     containers: list[ContainerUsage]
     layers: list[LayerUsage]
     images_reclaimable: int
+    volumes: list[VolumeUsage] = field(default_factory=list)
 
     @property
     def layers_size(self) -> int:
@@ -91,7 +99,13 @@ class DiskUsage:
                 sum(c.size for c in self.containers),
                 sum(c.size for c in self.containers if not c.running),
             ),
-            SummaryRow("Local Volumes", 0, 0, 0, 0),
+            SummaryRow(
+                "Local Volumes",
+                len(self.volumes),
+                sum(1 for v in self.volumes if v.links),
+                sum(v.size for v in self.volumes),
+                sum(v.size for v in self.volumes if not v.links),
+            ),
             SummaryRow("Build Cache", 0, 0, 0, 0),
         ]
 
@@ -154,7 +168,21 @@ def disk_usage(store: Store) -> DiskUsage:
         ContainerUsage(c, tree_size(c.upper), is_running(c))
         for c in sorted(records, key=lambda c: c.config.created, reverse=True)
     ]
-    return DiskUsage(image_rows, container_rows, layers, reclaimable)
+    return DiskUsage(image_rows, container_rows, layers, reclaimable, volume_usage(store))
+
+
+def volume_usage(store: Store) -> list[VolumeUsage]:
+    """The local volumes without driver options, as docker counts them (a tmpfs or a bound host
+    directory holds nothing of the store's)."""
+    from minirun.containers.mounts import volume_users
+    from minirun.store.volumes import VolumeStore
+
+    users = volume_users(store.root)
+    return [
+        VolumeUsage(v.name, len(users.get(v.name, [])), tree_size(v.mountpoint))
+        for v in VolumeStore(store.root).all()
+        if not v.options
+    ]
 
 
 def reclaimable_text(row: SummaryRow) -> str:

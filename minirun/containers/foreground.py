@@ -102,5 +102,9 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
     if oom:
         record_event(store.root, container, "oom")
     record_event(store.root, container, "die", exitCode=str(code))
+    if config.mounts:
+        from minirun.containers.mounts import record_unmounts
+
+        record_unmounts(store.root, container.id, config.mounts)
     unpublish(store, container)
     return code

@@ -107,7 +107,8 @@ def _signal(container: Container, sig: int) -> None:
         pass
 
 
-def remove(containers: Containers, container: Container, force: bool) -> None:
+def remove(containers: Containers, container: Container, force: bool, volumes: bool = False) -> None:
+    """docker rm; `volumes` (-v): the container's anonymous volumes go with it."""
     container = refresh(containers, container)
     if is_running(container) or (is_dead(container) and has_processes(container)):
         if not force:
@@ -129,10 +130,10 @@ def remove(containers: Containers, container: Container, force: bool) -> None:
         remove_cgroups(container)
     # an --rm container's monitor may have removed the record and be releasing its address: done
     # before we return all the same (release is idempotent)
-    discard(containers, container)
+    discard(containers, container, volumes)
 
 
-def discard(containers: Containers, container: Container) -> None:
+def discard(containers: Containers, container: Container, volumes: bool = False) -> None:
     """What the container held on the host (its address, published ports, its line in its
     peers' hosts files), then its record. In that order, as docker's disconnect comes before
     destroy: with the record gone first, another store's allocation on the same bridge could
@@ -145,6 +146,11 @@ def discard(containers: Containers, container: Container) -> None:
     containers.remove(container)
     if existed:
         record_event(containers.store.root, container, "destroy")
+    if (volumes or container.config.auto_remove) and container.config.mounts:
+        # rm -v, and --rm as docker's auto-removal does it: the anonymous volumes no one else uses
+        from minirun.containers.mounts import release_anonymous
+
+        release_anonymous(containers.store.root, container.config.mounts)
 
 
 def start(containers: Containers, container: Container, **monitor_options) -> Container:

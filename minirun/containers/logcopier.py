@@ -274,9 +274,13 @@ def main(argv: list[str]) -> int:
     if oom:
         events.record(store_root, "container", "oom", container_id, attributes)
     events.record(store_root, "container", "die", container_id, {**attributes, "exitCode": str(exit_code(status))})
+    from minirun.containers import mounts  # os and json at its top; the volumes' unmount events
+
+    volume_mounts = mounts.exited(container_dir)
     if auto_remove == "1":
         remove_container(container_dir, lock_path)
         events.record(store_root, "container", "destroy", container_id, attributes)
+        mounts.release_anonymous(store_root, volume_mounts)  # docker's --rm takes the anonymous volumes too
     hub.finish(exit_code(status))  # last: an attached `run --rm` returns once all is done
     return 0
 

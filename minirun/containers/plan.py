@@ -20,11 +20,7 @@ def build_plan(store: Store, container: Container, image: Image, init_link: str)
     # a volume of the user's at /etc/hosts (or hostname, resolv.conf) replaces minirun's, as in docker
     taken = {os.path.normpath(target) for _, target, _ in config.binds}
     provided = [[container.provided_file(n), f"/etc/{n}", False] for n in PROVIDED_FILES if f"/etc/{n}" not in taken]
-    lowers = [os.path.relpath(store.layers.short_link(d), store.root) for d in reversed(image.diff_ids)]
-    # The init layer costs one of overlay's 500 lowers; an image that uses them all gets its
-    # missing mount points created in its upper instead (diff knows them by name).
-    if len(lowers) < MAX_LOWERS:
-        lowers.insert(0, init_link)
+    lowers = union_lowers(store, image, init_link)
     mountpoint = os.path.join(store.root, "mnt")
     os.makedirs(mountpoint, exist_ok=True)
     plan = LaunchPlan(
@@ -52,7 +48,21 @@ def build_plan(store: Store, container: Container, image: Image, init_link: str)
         from minirun.containers.network import prepare  # books the address, writes hosts, publishes ports
 
         prepare(store, container, plan)
+    if config.mounts:
+        from minirun.containers.mounts import record_mounts
+
+        record_mounts(store.root, container)
     return plan
+
+
+def union_lowers(store: Store, image: Image, init_link: str) -> list[str]:
+    """The container's lower dirs, relative to the store root (short), topmost first."""
+    lowers = [os.path.relpath(store.layers.short_link(d), store.root) for d in reversed(image.diff_ids)]
+    # The init layer costs one of overlay's 500 lowers; an image that uses them all gets its
+    # missing mount points created in its upper instead (diff knows them by name).
+    if len(lowers) < MAX_LOWERS:
+        lowers.insert(0, init_link)
+    return lowers
 
 
 def create_cgroups(container: Container) -> list[str]:

@@ -30,7 +30,10 @@ def test_volumes_and_tmpfs(tmp_path):
     opts = parse_run_args(
         ["-v", f"{tmp_path}:/data:ro", "-v", f"{tmp_path}:/rw/", "--tmpfs", "/scratch:size=1m", "img"]
     )
-    assert opts.volumes == [(str(tmp_path), "/data", True), (str(tmp_path), "/rw", False)]
+    assert [(m.type, m.source, m.target, m.readonly) for m in opts.volumes] == [
+        ("bind", str(tmp_path), "/data", True),
+        ("bind", str(tmp_path), "/rw", False),
+    ]
     assert opts.tmpfs == ["/scratch:size=1m"]  # the options are kept, for the mount
 
 
@@ -40,7 +43,11 @@ def test_volumes_and_tmpfs(tmp_path):
         (["--bogus", "img"], "--bogus"),
         ([], "IMAGE"),
         (["-v", "/definitely/not/here:/x", "img"], "does not exist"),
-        (["-v", "named:/x", "img"], "named volumes"),
+        (["-v", "./relative:/x", "img"], "use absolute path"),
+        (["-v", "/tmp:/x", "--mount", "type=tmpfs,dst=/x", "img"], "Duplicate mount point"),
+        (["-v", "data:/x", "--tmpfs", "/x", "img"], "Duplicate mount point"),
+        (["--mount", "type=bind,src=/tmp,dst=/proc/x", "img"], "inside /proc"),
+        (["--volumes-from", "other:nocopy", "img"], "invalid mode"),
         (["-v", "/tmp:relative", "img"], "absolute"),
         (["-v", "/tmp:/x:rx", "img"], "invalid mode"),
         (["-w", "relative", "img"], "absolute path"),
