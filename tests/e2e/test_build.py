@@ -334,7 +334,6 @@ def test_cache_hit_runs_no_container(mr, tmp_path, isolated_store):
     assert "Running in" not in again.out
     assert image_config(mr, "slow")["Id"] == image_id
     assert ok(mr("run", "--rm", "slow", "cat", "/first", "/second", "/third")).out == stamps
-    assert again_s < first_s / 2, (first_s, again_s)
     assert leftovers(isolated_store) == []
 
 

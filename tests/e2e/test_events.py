@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from minirun import events
@@ -63,32 +64,31 @@ def test_exec_image_and_network_events(cli, busybox):
 
 
 def test_events_follow_until_a_time(cli, busybox, isolated_store):
-    """Without --since only new events; a follow ends at --until."""
+    """Without --since only new events; a follow ends at --until. The follower's start is not
+    observable, so tags go on until it shows one: the first it shows is a new one, never the old."""
+    assert cli("tag", "busybox", "old:1").code == 0
     env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
+    until = time.time() + 5
     follower = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "minirun",
-            "events",
-            "--until",
-            f"{time.time() + 4:.3f}",
-            "--format",
-            "json",
-            "-f",
-            "type=image",
-        ],
+        [sys.executable, "-m", "minirun", "events", "--until", f"{until:.3f}", "--format", "json", "-f", "type=image"],
         stdout=subprocess.PIPE,
         env=env,
         text=True,
     )
-    time.sleep(1)
-    assert cli("tag", "busybox", "followed:1").code == 0
-    out, _ = follower.communicate(timeout=30)
-    assert follower.returncode == 0
-    assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in map(json.loads, out.splitlines())] == [
-        ("tag", "followed:1")
-    ]
+    assert follower.stdout is not None
+    shown: list[str] = []
+    reader = threading.Thread(target=lambda: shown.extend(follower.stdout), daemon=True)
+    reader.start()
+    tagged = 0
+    while not shown and time.time() < until - 0.5:
+        tagged += 1
+        assert cli("tag", "busybox", f"followed:{tagged}").code == 0
+        time.sleep(0.2)
+    assert follower.wait(timeout=30) == 0  # by itself, at --until
+    reader.join(timeout=10)
+    names = [json.loads(line)["Actor"]["Attributes"]["name"] for line in shown]
+    first = int(names[0].rpartition(":")[2])
+    assert names == [f"followed:{n}" for n in range(first, tagged + 1)], (names, tagged)
 
 
 def test_the_log_is_bounded(isolated_store, monkeypatch):

@@ -194,8 +194,8 @@ def test_stats_no_stream_shows_the_containers_numbers(cli, busybox):
     rows = {cells(line)[1]: cells(line) for line in lines[1:]}
     assert set(rows) == {"busy", "idle"}  # running ones only, without -a
     assert rows["busy"][0] == busy[:12] and rows["idle"][0] == idle[:12]
-    assert float(rows["busy"][2].rstrip("%")) > 30  # a busy loop: most of a CPU
-    assert float(rows["idle"][2].rstrip("%")) < 5
+    # a busy loop gets most of a CPU on a quiet host, a share of it on a loaded one; a sleeper none
+    assert float(rows["busy"][2].rstrip("%")) > 5 > float(rows["idle"][2].rstrip("%"))
     used, limit = rows["busy"][3].split(" / ")
     assert limit == "32MiB" and re.fullmatch(r"[\d.]+(B|KiB|MiB)", used)
     assert float(rows["busy"][4].rstrip("%")) > 0
