@@ -43,9 +43,9 @@ def image_labels(image_config: dict) -> dict[str, str]:
 
 
 def run_command(argv: list[str], root: str | None) -> int:
+    from minirun.cli import runflags
     from minirun.containers.container import ContainerConfig, Containers, new_container_id
     from minirun.humanize import rfc3339_now
-    from minirun.image.embedded import find_image
     from minirun.store.initlayer import init_layer_link
 
     opts = parse_run_args(argv)
@@ -55,7 +55,7 @@ def run_command(argv: list[str], root: str | None) -> int:
         # docker's check, before anything is created: raw mode needs a terminal to put raw
         raise UsageError("the input device is not a TTY")
     store = Store(root)
-    image = find_image(store, opts.image)
+    image = runflags.resolve_image(store, opts.image, opts.flags)  # --pull, --platform
     if not image.diff_ids:
         raise UsageError(f"image {opts.image} has no layers: nothing to run")
     image_config = image.config.get("config", {})
@@ -74,7 +74,7 @@ def run_command(argv: list[str], root: str | None) -> int:
         env=merged_env(image_config.get("Env") or [], opts.env),
         workdir=opts.workdir or image_config.get("WorkingDir") or "/",
         user=opts.user or image_config.get("User") or "",
-        hostname=network_hostname or opts.hostname or container_id[:12],
+        hostname=network_hostname or opts.hostname or runflags.uts_hostname(opts.flags) or container_id[:12],
         binds=[[s, t, ro] for s, t, ro in opts.volumes],
         tmpfs=opts.tmpfs,
         readonly=opts.read_only,
@@ -91,6 +91,7 @@ def run_command(argv: list[str], root: str | None) -> int:
         devices=opts.devices,
         log_config=log_config,
         labels={**image_labels(image_config), **opts.labels},
+        **runflags.config_fields(opts.flags, image_config, opts.publish),
     )
     containers = Containers(store)
     init = init_layer_link(store)
@@ -99,7 +100,13 @@ def run_command(argv: list[str], root: str | None) -> int:
     # from before the record exists to after --rm: a killed client leaves nothing behind (guard.py)
     watch = guard.start(store.root, container_id)
     try:
-        container = containers.create(config, host_resolv_conf())
+        cidfile = runflags.open_cidfile(opts.flags.cidfile)
+        try:
+            container = containers.create(config, runflags.resolv_conf(opts.flags, host_resolv_conf()))
+        except BaseException:
+            runflags.discard_cidfile(cidfile, opts.flags.cidfile)
+            raise
+        runflags.write_cidfile(cidfile, container.id)
         if opts.detach:
             return _detach(store, containers, container, on_spawned=watch.done)
         try:

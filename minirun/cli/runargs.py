@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 
 from minirun.cli.leanparser import Parser
+from minirun.cli.runflags import RunFlags, add_options, parse_flags
 from minirun.errors import UsageError
 
 DEFAULT_NETWORK = "bridge"  # as docker's; the others: none, host, container:NAME, a user network
@@ -41,6 +42,7 @@ class RunOptions:
     log_driver: str | None = None
     log_opts: dict = field(default_factory=dict)  # resolved against the store's defaults by run.py
     labels: dict = field(default_factory=dict)  # --label-file, then -l (a later key wins)
+    flags: RunFlags = field(default_factory=RunFlags)  # -P, --init, --ulimit, --sysctl, --pull... (runflags.py)
 
 
 def parser() -> Parser:
@@ -97,6 +99,7 @@ def parser() -> Parser:
         default=[],
         help="Publish a container's port(s) to the host ([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])",
     )
+    add_options(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
     return p
@@ -134,6 +137,7 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
         privileged=ns.privileged,
         log_driver=ns.log_driver,
         labels=parse_labels(ns.label, ns.label_file),
+        flags=parse_flags(ns, ns.network, ns.hostname, ns.publish),
     )
     if ns.log_opt:
         from minirun.containers.logconfig import parse_opts

@@ -140,15 +140,30 @@ class LogFile:
         self.wait_compressor()
 
 
-def copy_output(log: LogFile | None, streams: dict[int, str]) -> None:
+def copy_output(
+    log: LogFile | None, streams: dict[int, str], pid: int = 0, cgroup_paths: list[str] | None = None
+) -> None:
     """Until both pipes close (PID 1 and everything in its namespace are gone); `log` None: the
-    `none` driver, output read and dropped (the container must never block on a full pipe)."""
+    `none` driver, output read and dropped (the container must never block on a full pipe).
+    When PID 1 (`pid`) exits, what is left in its cgroups is killed: with --pid host no PID
+    namespace takes it along, and an orphan holding the pipes would keep them open for good."""
     pending = {fd: b"" for fd in streams}
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
+    exit_fd = os.pidfd_open(pid) if pid and cgroup_paths else -1
+    if exit_fd >= 0:
+        poller.register(exit_fd, select.POLLIN)
     while pending:
         for fd, _ in poller.poll():
+            if fd == exit_fd:
+                poller.unregister(exit_fd)
+                os.close(exit_fd)
+                exit_fd = -1
+                from minirun.runtime import cgroups  # os only, as this module
+
+                cgroups.kill_all(cgroup_paths or [])
+                continue
             chunk = os.read(fd, 65536)
             stamp = now()
             if not chunk:
@@ -168,6 +183,8 @@ def copy_output(log: LogFile | None, streams: dict[int, str]) -> None:
                 pending[fd] = pending[fd][MAX_LINE:]
             if complete:
                 log.write_entries([entry(line, streams[fd], stamp) for line in complete])
+    if exit_fd >= 0:
+        os.close(exit_fd)
 
 
 def exit_code(status: int) -> int:
@@ -217,7 +234,9 @@ def main(argv: list[str]) -> int:
         if driver == "none"
         else LogFile(os.path.join(container_dir, LOG_NAME), int(max_size), int(max_file), compress == "1")
     )
-    copy_output(log, {int(out_fd): "stdout", int(err_fd): "stderr"})
+    copy_output(
+        log, {int(out_fd): "stdout", int(err_fd): "stderr"}, int(pid), cgroup_paths.split("\n") if cgroup_paths else []
+    )
     if log is not None:
         log.close()
     _, status = os.waitpid(int(pid), 0)
