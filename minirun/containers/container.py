@@ -62,7 +62,7 @@ _CONFIG_FIELDS = (
     ("ulimits", list),  # --ulimit: [{"Name", "Soft", "Hard"}]
     ("shm_size", 0),  # --shm-size in bytes; 0: docker's 64 MiB
     ("stop_signal", ""),  # --stop-signal, else the image's STOPSIGNAL; "": SIGTERM
-    ("stop_timeout", None),  # --stop-timeout seconds; None: stop's 10
+    ("stop_timeout", lambda: None),  # --stop-timeout seconds; None: stop's 10 (a callable: None marks required)
     ("group_add", list),  # --group-add: group names (of the container's /etc/group) or gids
     ("sysctls", dict),  # --sysctl, namespaced keys only (runtime/kernelsettings.py)
     ("pid_mode", ""),  # --pid, --ipc, --uts: "host" shares the host's namespace
