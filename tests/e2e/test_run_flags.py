@@ -191,10 +191,12 @@ def test_host_namespaces_share_only_what_was_asked_and_keep_every_other_wall(cli
 
 def test_exec_and_top_in_a_container_of_the_hosts_pid_namespace(cli, busybox, isolated_store):
     orphan, command = unique_sleep(), unique_sleep()
-    cid = cli("run", "-d", "--pid", "host", "busybox", "sh", "-c", f"{orphan} & exec {command}").out.strip()
+    flags = ["--pid", "host", "--ulimit", "nofile=300", "--group-add", "777"]
+    cid = cli("run", "-d", *flags, "busybox", "sh", "-c", f"{orphan} & exec {command}").out.strip()
     assert cid, "no container"
-    joined = cli("exec", cid, "sh", "-c", "readlink /proc/self/ns/pid; cat /proc/self/cgroup | head -1")
-    assert joined.code == 0 and joined.out.splitlines()[0] == namespace(os.getpid(), "pid"), joined
+    # an exec joins what the container has (the host's PID namespace) and gets its limits and groups, as docker's
+    joined = cli("exec", cid, "sh", "-c", "readlink /proc/self/ns/pid; ulimit -n; id -G")
+    assert joined.code == 0 and joined.out.splitlines() == [namespace(os.getpid(), "pid"), "300", "0 777"], joined
     top = cli("top", cid).out
     assert orphan in top and command in top and len(top.splitlines()) == 3, top  # its own, no host's
     # PID 1 killed: the orphan holding the log pipes goes with it, so the exit is recorded at once
