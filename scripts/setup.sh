@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # nftables: `-p` publishes ports with DNAT rules in minirun's own table
-packages=(busybox-static libcap-dev python3-venv python3-dev gcc nftables)
+packages=(busybox-static libcap-dev python3-venv python3-dev gcc nftables tini)
 if [[ "${1:-}" == "--test" ]]; then
   # peers the interoperability tests run: archives (podman with runc, skopeo), a registry
   # (distribution); libc6-dev for the static probe the containment tests build

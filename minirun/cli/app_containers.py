@@ -31,25 +31,30 @@ def _each(names: list[str], action) -> None:
 
 
 def _stop_signal(containers, container) -> int:
-    from minirun.containers.lifecycle import signal_number
+    """--stop-signal or the image's STOPSIGNAL (runconfig.stop_signal)."""
+    from minirun.containers.runconfig import stop_signal
 
-    try:
-        image = containers.store.images.get(container.config.image)
-        name = image.config.get("config", {}).get("StopSignal")
-    except MinirunError:
-        name = None
-    return signal_number(name) if name else 15
+    image_config = None
+    if not container.config.stop_signal:  # a record from before --stop-signal: its image's
+        try:
+            image_config = containers.store.images.get(container.config.image).config.get("config", {})
+        except MinirunError:
+            pass
+    return stop_signal(container.config, image_config)
 
 
 @app.command("stop")
 def stop(
     names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
-    time_: int = typer.Option(10, "-t", "--time", help="Seconds to wait before killing the container."),
+    time_: int | None = typer.Option(
+        None, "-t", "--time", help="Seconds to wait before killing the container (default: its --stop-timeout, or 10)."
+    ),
 ) -> None:
     """Stop running containers: the stop signal, then SIGKILL after the grace period."""
     from minirun.containers import lifecycle
+    from minirun.containers.runconfig import stop_timeout
 
-    _each(names, lambda cs, c: lifecycle.stop(cs, c, time_, _stop_signal(cs, c)))
+    _each(names, lambda cs, c: lifecycle.stop(cs, c, stop_timeout(c.config, time_), _stop_signal(cs, c)))
 
 
 @app.command("kill")

@@ -143,6 +143,7 @@ def size_text(store, container: Container) -> str:
 def inspect_container(store, container: Container) -> dict:
     from minirun.containers.network import inspect_settings
     from minirun.containers.resources import host_config
+    from minirun.containers.runconfig import inspect_config, inspect_host_config
     from minirun.net.portmap import port_bindings
 
     config = container.config
@@ -190,6 +191,7 @@ def inspect_container(store, container: Container) -> dict:
                 "Config": config.log_config.get("Config", {}),
             },
             **host_config(config.resources),
+            **inspect_host_config(config),
         },
         "GraphDriver": {
             "Name": "overlay",
@@ -213,6 +215,7 @@ def inspect_container(store, container: Container) -> dict:
             "WorkingDir": config.workdir,
             "Labels": config.labels,
             "Volumes": anonymous_destinations(config),
+            **inspect_config(config),
         },
     }
 
@@ -226,8 +229,13 @@ def top_rows(container: Container) -> list[list[str]]:
         return []
     ticks = os.sysconf("SC_CLK_TCK")
     rows = []
+    only = None
+    if container.config.pid_mode == "host":  # the namespace is the host's: its cgroups tell its processes
+        from minirun.runtime import cgroups
+
+        only = {str(pid) for path in cgroups.existing_paths(container.id) for pid in cgroups.members(path)}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or (only is not None and entry not in only):
             continue
         try:
             if os.readlink(f"/proc/{entry}/ns/pid") != namespace:

@@ -44,9 +44,9 @@ def image_labels(image_config: dict) -> dict[str, str]:
 
 def run_command(argv: list[str], root: str | None, create_only: bool = False) -> int:
     """`run`; with `create_only` (cli/create.py), `create`: the record made and its id printed."""
+    from minirun.cli import runflags
     from minirun.containers.container import ContainerConfig, Containers, new_container_id
     from minirun.humanize import rfc3339_now
-    from minirun.image.embedded import find_image
     from minirun.store.initlayer import init_layer_link
 
     opts = parse_run_args(argv, verb="create" if create_only else "run")
@@ -54,7 +54,7 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
         # docker's check, before anything is created: raw mode needs a terminal to put raw
         raise UsageError("the input device is not a TTY")
     store = Store(root)
-    image = find_image(store, opts.image)
+    image = runflags.resolve_image(store, opts.image, opts.flags)  # --pull, --platform
     if not image.diff_ids:
         raise UsageError(f"image {opts.image} has no layers: nothing to run")
     image_config = image.config.get("config", {})
@@ -78,7 +78,7 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
         env=merged_env(image_config.get("Env") or [], opts.env),
         workdir=opts.workdir or image_config.get("WorkingDir") or "/",
         user=opts.user or image_config.get("User") or "",
-        hostname=network_hostname or opts.hostname or container_id[:12],
+        hostname=network_hostname or opts.hostname or runflags.uts_hostname(opts.flags) or container_id[:12],
         binds=mount_plan.binds if mount_plan else [],
         tmpfs=mount_plan.tmpfs if mount_plan else opts.tmpfs,
         readonly=opts.read_only,
@@ -97,6 +97,7 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
         labels={**image_labels(image_config), **opts.labels},
         stdin_once=opts.interactive and not opts.detach,
         mounts=mount_plan.records if mount_plan else [],
+        **runflags.config_fields(opts.flags, image_config, opts.publish),
     )
     containers = Containers(store)
     init = init_layer_link(store)
@@ -105,12 +106,19 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
     # from before the record exists to after --rm: a killed client leaves nothing behind (guard.py)
     watch = guard.start(store.root, container_id)
     try:
-        if mount_plan is None:
-            container = containers.create(config, host_resolv_conf())
-        else:
-            from minirun.containers.populate import create_container
+        cidfile = runflags.open_cidfile(opts.flags.cidfile)
+        try:
+            resolv_conf = runflags.resolv_conf(opts.flags, host_resolv_conf())
+            if mount_plan is None:
+                container = containers.create(config, resolv_conf)
+            else:
+                from minirun.containers.populate import create_container
 
-            container = create_container(store, containers, config, host_resolv_conf(), mount_plan, image)
+                container = create_container(store, containers, config, resolv_conf, mount_plan, image)
+        except BaseException:
+            runflags.discard_cidfile(cidfile, opts.flags.cidfile)
+            raise
+        runflags.write_cidfile(cidfile, container.id)
         if create_only:
             print(container.id)
             return 0

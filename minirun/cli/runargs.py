@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 
 from minirun.cli.leanparser import Parser
+from minirun.cli.runflags import RunFlags, add_options, parse_flags
 from minirun.errors import UsageError
 
 TYPE_CHECKING = False
@@ -49,6 +50,7 @@ class RunOptions:
     sig_proxy: bool = True  # run -it: signals the client gets go on to PID 1
     mounts: list[MountSpec] = field(default_factory=list)  # --mount (mountspec.parse_mount)
     volumes_from: list[str] = field(default_factory=list)  # --volumes-from CONTAINER[:ro|rw], checked
+    flags: RunFlags = field(default_factory=RunFlags)  # -P, --init, --ulimit, --sysctl, --pull... (runflags.py)
 
 
 _DESCRIPTIONS = {
@@ -130,6 +132,7 @@ def parser(verb: str = "run") -> Parser:
         default=[],
         help="Publish a container's port(s) to the host ([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])",
     )
+    add_options(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
     return p
@@ -169,6 +172,7 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None, verb:
         labels=parse_labels(ns.label, ns.label_file),
         mounts=mounts,
         volumes_from=list(ns.volumes_from),
+        flags=parse_flags(ns, ns.network, ns.hostname, ns.publish),
     )
     if ns.log_opt:
         from minirun.containers.logconfig import parse_opts

@@ -56,6 +56,23 @@ _CONFIG_FIELDS = (
     ("stdin_once", False),  # docker's StdinOnce (-i, not detached): the attached client's EOF closes stdin
     # docker's Mounts (containers/mounts.py): binds, volumes and --mount tmpfs as inspect shows them
     ("mounts", list),
+    # run's flags as docker records them (runconfig.py shows them in inspect under docker's names)
+    ("extra_hosts", list),  # --add-host NAME:IP (or NAME:host-gateway): HostConfig.ExtraHosts
+    ("dns", list),  # --dns, --dns-search, --dns-option: written into resolv.conf at create
+    ("dns_search", list),
+    ("dns_options", list),
+    ("init", False),  # --init: tini as the process the container starts, the command its child
+    ("ulimits", list),  # --ulimit: [{"Name", "Soft", "Hard"}]
+    ("shm_size", 0),  # --shm-size in bytes; 0: docker's 64 MiB
+    ("stop_signal", ""),  # --stop-signal, else the image's STOPSIGNAL; "": SIGTERM
+    ("stop_timeout", lambda: None),  # --stop-timeout seconds; None: stop's 10 (a callable: None marks required)
+    ("group_add", list),  # --group-add: group names (of the container's /etc/group) or gids
+    ("sysctls", dict),  # --sysctl, namespaced keys only (runtime/kernelsettings.py)
+    ("pid_mode", ""),  # --pid, --ipc, --uts: "host" shares the host's namespace
+    ("ipc_mode", ""),
+    ("uts_mode", ""),
+    ("publish_all", False),  # -P: every exposed port, on ports picked at each start
+    ("exposed_ports", list),  # the image's EXPOSE, --expose and -p's ports: ["80/tcp", ...]
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
 
@@ -91,6 +108,22 @@ class ContainerConfig:
     labels: dict
     stdin_once: bool
     mounts: list[dict]
+    extra_hosts: list[str]
+    dns: list[str]
+    dns_search: list[str]
+    dns_options: list[str]
+    init: bool
+    ulimits: list[dict]
+    shm_size: int
+    stop_signal: str
+    stop_timeout: int | None
+    group_add: list[str]
+    sysctls: dict[str, str]
+    pid_mode: str
+    ipc_mode: str
+    uts_mode: str
+    publish_all: bool
+    exposed_ports: list[str]
 
     def __init__(self, **values: object) -> None:
         unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}

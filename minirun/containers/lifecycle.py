@@ -82,8 +82,10 @@ def wait_for_exit(containers: Containers, container: Container, timeout: float |
         time.sleep(_POLL)
 
 
-def stop(containers: Containers, container: Container, timeout: float, stop_signal: int = signal.SIGTERM) -> None:
-    """docker stop: the stop signal, then SIGKILL after `timeout` seconds; returns once exited."""
+def stop(
+    containers: Containers, container: Container, timeout: float | None, stop_signal: int = signal.SIGTERM
+) -> None:
+    """docker stop: the stop signal, then SIGKILL after `timeout` seconds (None: never); returns once exited."""
     container = refresh(containers, container)
     if not is_running(container):
         return

@@ -140,19 +140,34 @@ class LogFile:
         self.wait_compressor()
 
 
-def copy_output(log: LogFile | None, streams: dict[int, str], hub=None) -> None:
+def copy_output(
+    log: LogFile | None, streams: dict[int, str], hub=None, pid: int = 0, cgroup_paths: list[str] | None = None
+) -> None:
     """Until both pipes close (PID 1 and everything in its namespace are gone); `log` None: the
     `none` driver, output read and dropped (the container must never block on a full pipe).
-    `hub`: attachserver.Hub, which serves attach clients in the same loop and gets the output too."""
+    `hub`: attachserver.Hub, which serves attach clients in the same loop and gets the output too.
+    When PID 1 (`pid`) exits, what is left in its cgroups is killed: with --pid host no PID
+    namespace takes it along, and an orphan holding the pipes would keep them open for good."""
     pending = {fd: b"" for fd in streams}
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
     if hub is not None:
         hub.register(poller)
+    exit_fd = os.pidfd_open(pid) if pid and cgroup_paths else -1
+    if exit_fd >= 0:
+        poller.register(exit_fd, select.POLLIN)
     paused = False
     while pending:
         for fd, events in poller.poll():
+            if fd == exit_fd:
+                poller.unregister(exit_fd)
+                os.close(exit_fd)
+                exit_fd = -1
+                from minirun.runtime import cgroups  # os only, as this module
+
+                cgroups.kill_all(cgroup_paths or [])
+                continue
             if fd not in pending:
                 if hub is not None and hub.owns(fd):
                     hub.handle(fd, events)
@@ -189,6 +204,8 @@ def copy_output(log: LogFile | None, streams: dict[int, str], hub=None) -> None:
                 paused = not paused
                 for fd in pending:
                     poller.modify(fd, 0 if paused else select.POLLIN)
+    if exit_fd >= 0:
+        os.close(exit_fd)
 
 
 def exit_code(status: int) -> int:
@@ -242,7 +259,13 @@ def main(argv: list[str]) -> int:
         if driver == "none"
         else LogFile(os.path.join(container_dir, LOG_NAME), int(max_size), int(max_file), compress == "1")
     )
-    copy_output(log, {int(out_fd): "stdout", int(err_fd): "stderr", **hub.streams()}, hub)
+    copy_output(
+        log,
+        {int(out_fd): "stdout", int(err_fd): "stderr", **hub.streams()},
+        hub,
+        int(pid),
+        cgroup_paths.split("\n") if cgroup_paths else [],
+    )
     if log is not None:
         log.close()
     _, status = os.waitpid(int(pid), 0)

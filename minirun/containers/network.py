@@ -69,10 +69,15 @@ def prepare(store, container, plan) -> None:
         network.id,
         {"container": container.id, "name": network.name, "type": "bridge"},
     )
-    if config.ports:
+    ports = config.ports
+    if config.publish_all:  # -P: every exposed port not published by -p, on a port picked now
+        from minirun.containers.exposedports import publish_all_bindings
+
+        ports = ports + publish_all_bindings(config.exposed_ports, ports)
+    if ports:
         from minirun.net import portmap
 
-        settings["Ports"], backend = portmap.publish_ports(config.ports, address)  # nftables or the proxy
+        settings["Ports"], backend = portmap.publish_ports(ports, address)  # nftables or the proxy
         settings.update(backend)
         containers.update_state(container, NetworkSettings=settings)
     plan.net = {
@@ -109,13 +114,13 @@ def _join(store, container, plan, target: str) -> None:
             continue
 
 
-def hosts_text(own: dict, peers: list[dict]) -> str:
-    """docker's /etc/hosts with the container's own line (address, hostname, name) and one per
-    peer on a user network (address, name)."""
+def hosts_text(own: dict, peers: list[dict], extra: str = "") -> str:
+    """docker's /etc/hosts with the --add-host lines (`extra`), the container's own line
+    (address, hostname, name) and one per peer on a user network (address, name)."""
     from minirun.containers.container import HOSTS_BASE
 
     names = [own.get("hostname") or "", own.get("name") or ""]
-    lines = [HOSTS_BASE, own["ip"] + "\t" + " ".join(dict.fromkeys(n for n in names if n)) + "\n"]
+    lines = [HOSTS_BASE, extra, own["ip"] + "\t" + " ".join(dict.fromkeys(n for n in names if n)) + "\n"]
     for peer in sorted(peers, key=lambda p: p.get("name") or ""):
         if peer.get("name"):
             lines.append(f"{peer['ip']}\t{peer['name']}\n")
@@ -130,10 +135,23 @@ def write_hosts(book, resolve_peers: bool, only: tuple[str, str] | None = None) 
     for member in targets:
         peers = [m for m in members if m is not member] if resolve_peers else []
         path = os.path.join(member["store"], "containers", member["container"], "hosts")
+        extra = _extra_hosts(book.bridge, member)
         try:
-            write_in_place(path, hosts_text(member, peers).encode())
+            write_in_place(path, hosts_text(member, peers, extra).encode())
         except FileNotFoundError:
             continue
+
+
+def _extra_hosts(bridge: str, member: dict) -> str:
+    """A member's --add-host lines, host-gateway being its bridge's address."""
+    from minirun.containers.dnsfiles import extra_hosts_text, recorded_extra_hosts
+
+    extra = recorded_extra_hosts(member["store"], member["container"])
+    if not extra:
+        return ""
+    from minirun.net.networks import bridge_info
+
+    return extra_hosts_text(extra, (bridge_info(bridge) or {}).get("gateway", ""))
 
 
 def write_in_place(path: str, data: bytes) -> None:

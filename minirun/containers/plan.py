@@ -44,6 +44,9 @@ def build_plan(store: Store, container: Container, image: Image, init_link: str)
         devices=config.devices,
     )
     plan.capabilities, plan.no_new_privileges, plan.seccomp = for_container(config, store.seccomp_dir)
+    from minirun.containers.runconfig import apply_to_plan  # --init, --ulimit, --sysctl, --pid host...
+
+    apply_to_plan(store, container, plan)
     if config.network != "none":
         from minirun.containers.network import prepare  # books the address, writes hosts, publishes ports
 

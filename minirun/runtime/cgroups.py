@@ -568,3 +568,10 @@ def _flat_file(path: str) -> dict[str, int]:
         return flat_keyed(_read(path))
     except OSError:
         return {}
+
+
+def kill_all(paths: list[str]) -> None:
+    """SIGKILL every process in the container's cgroups: what outlives PID 1 when there is no
+    PID namespace to take it along (--pid host), as runc kills it."""
+    for path in paths:
+        _kill_members(path)

@@ -43,6 +43,10 @@ if TYPE_CHECKING:
         def env(self) -> list[str]: ...
         @property
         def hostname(self) -> str: ...
+        @property
+        def group_add(self) -> list[str]: ...
+        @property
+        def ulimits(self) -> list[dict[str, Any]]: ...
 
     class Target(Protocol):
         """What exec reads of the container (containers' Container): its id and its config."""
@@ -73,7 +77,8 @@ class NotRunning(MinirunError):
 def open_namespaces(container_id: str, state: Mapping[str, Any]) -> dict[str, int]:
     """Close-on-exec fds of PID 1's namespaces ("pid" and CHILD_NAMESPACES' names), taken only
     if it is the very process the state recorded (pid and start time: pids are reused); one
-    that is ours too (net with --network host) is left out. NotRunning otherwise."""
+    that is ours too (net with --network host, pid, ipc, uts with --pid/--ipc/--uts host) is
+    left out. NotRunning otherwise."""
     from minirun.procs import is_alive
 
     pid = state.get("Pid") or 0
@@ -100,7 +105,7 @@ def open_namespaces(container_id: str, state: Mapping[str, Any]) -> dict[str, in
                 raise MinirunError(f"container {container_id}: open /proc/{pid}/ns/{name}: {exc.strerror}") from None
             theirs, ours = os.fstat(fd), os.stat(f"/proc/self/ns/{name}")
             if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
-                if name in ("pid", "mnt"):
+                if name == "mnt":
                     # every container has its own: this pid is not a container's PID 1
                     os.close(fd)
                     raise not_running
@@ -132,11 +137,13 @@ def exec_in(
         console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     # for children only: the fork below is the first process of ours in the container's PID ns
-    pid_ns = namespaces.pop("pid")
-    try:
-        linux.setns(pid_ns, linux.CLONE_NEWPID)
-    finally:
-        os.close(pid_ns)
+    # (none to join with --pid host, like net with --network host)
+    pid_ns = namespaces.pop("pid", None)
+    if pid_ns is not None:
+        try:
+            linux.setns(pid_ns, linux.CLONE_NEWPID)
+        finally:
+            os.close(pid_ns)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
     try:
         pid = os.fork()
@@ -221,9 +228,13 @@ def _child(
 ) -> None:
     """`allowed`: (capabilities, no_new_privileges, seccomp program or None)."""
     # everything needed after the mount namespace is joined is imported before it
-    from minirun.runtime.security import lock_down, read_user_db, resolve_user
+    from minirun.runtime.security import added_groups, lock_down, read_user_db, resolve_user
 
     config = container.config
+    if config.ulimits:  # docker's exec takes the container's process limits too
+        import resource  # noqa: F401  (a C extension: loaded before setns into the mount namespace)
+
+        from minirun.runtime.kernelsettings import apply_ulimits
     # our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (as for run)
     os.setsid()
     for name, flag in CHILD_NAMESPACES:
@@ -236,6 +247,8 @@ def _child(
     _enter_workdir(opts.workdir or config.workdir or "/")
     passwd, group = read_user_db("/")
     user = resolve_user(opts.user or config.user or None, passwd, group)
+    if config.group_add:  # and its --group-add, as docker's exec
+        user.groups += [g for g in added_groups(config.group_add, group) if g not in user.groups]
     env = executable.with_default_env(executable.merged_env(config.env, opts.env), config.hostname, user.home, opts.tty)
     if console is not None:
         from minirun.runtime import tty  # already loaded by the parent, before the fork
@@ -247,6 +260,8 @@ def _child(
         _stdio_to_null((0,))
     path = executable.find_executable(opts.command[0], executable.env_value(env, "PATH"))
     capabilities, no_new_privileges, program = allowed
+    if config.ulimits:
+        apply_ulimits(config.ulimits)
     lock_down(user, capabilities, no_new_privileges, program, keep_fds=(error_fd,))
     if opts.detach and os.fork() != 0:
         # the command's parent leaves at once, so the container's PID 1 adopts (and reaps) it

@@ -69,6 +69,15 @@ class LaunchPlan:
     seccomp: Program | None = None
     privileged: bool = False  # also: no masked paths, /sys and cgroups writable, every host device
     devices: list[list[str]] = field(default_factory=list)  # --device: [host path, container path, permissions]
+    # run's flags (containers/runconfig.py): --init, --ulimit, --shm-size, --group-add, --sysctl, --pid/--ipc/--uts
+    init_path: str = ""  # an init bound into the root (tini), exec'd as `init -- argv`; "": argv itself
+    ulimits: list[dict[str, Any]] = field(default_factory=list)  # [{"Name", "Soft", "Hard"}] (kernelsettings.py)
+    shm_size: int = 0  # /dev/shm's size in bytes; 0: rootfs.py's default
+    group_add: list[str] = field(
+        default_factory=list
+    )  # supplementary groups: names in the container's /etc/group, gids
+    sysctls: dict[str, str] = field(default_factory=dict)
+    host_namespaces: list[str] = field(default_factory=list)  # of "pid", "ipc", "uts": the host's, no new one
 
 
 @dataclass
@@ -87,8 +96,10 @@ def start(plan: LaunchPlan) -> Started:
         import socket  # only with -t: ~3 ms of imports
 
         console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    linux.unshare(linux.CLONE_NEWPID)
+    own_pid_ns = None
+    if "pid" not in plan.host_namespaces:  # --pid host: the child is an ordinary host process
+        own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        linux.unshare(linux.CLONE_NEWPID)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
     try:
         pid = os.fork()
@@ -99,11 +110,12 @@ def start(plan: LaunchPlan) -> Started:
                 sock.close()
         raise
     finally:
-        if os.getpid() != 1:
-            # Back to our own namespace for later children: once PID 1 has exited, a fork or a
-            # new thread in the old one fails (ENOMEM, EINVAL), and builds and tests go on.
-            linux.setns(own_pid_ns, linux.CLONE_NEWPID)
-        os.close(own_pid_ns)
+        if own_pid_ns is not None:
+            if os.getpid() != 1:
+                # Back to our own namespace for later children: once PID 1 has exited, a fork or a
+                # new thread in the old one fails (ENOMEM, EINVAL), and builds and tests go on.
+                linux.setns(own_pid_ns, linux.CLONE_NEWPID)
+            os.close(own_pid_ns)
     if pid == 0:
         os.close(read_fd)
         if console is not None:
@@ -138,7 +150,7 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set[int], console: socket.
 
     # Every import PID 1 needs happens here, before pivot_root hides the host's site-packages
     # (security.py loads prctl at import time for that reason).
-    from minirun.runtime.security import lock_down, read_user_db, resolve_user
+    from minirun.runtime.security import added_groups, lock_down, read_user_db, resolve_user
 
     if plan.die_with_parent:
         import prctl
@@ -146,7 +158,11 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set[int], console: socket.
         prctl.set_pdeathsig(signal.SIGKILL)
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()
-    namespaces = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWCGROUP
+    namespaces = linux.CLONE_NEWNS | linux.CLONE_NEWCGROUP
+    if "uts" not in plan.host_namespaces:
+        namespaces |= linux.CLONE_NEWUTS
+    if "ipc" not in plan.host_namespaces:
+        namespaces |= linux.CLONE_NEWIPC
     own_netns = plan.network != "host" and not plan.join_netns
     if own_netns:
         namespaces |= linux.CLONE_NEWNET
@@ -160,11 +176,20 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set[int], console: socket.
     linux.unshare(namespaces)
     # Private before anything is mounted: no mount of ours may propagate to the host.
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    linux.sethostname(plan.hostname)
+    if "uts" not in plan.host_namespaces:  # --uts host: the host's name stays the host's
+        linux.sethostname(plan.hostname)
     if own_netns:
         _loopback_up()
     if host_side is not None and plan.net is not None:
         attach.attach(plan.net, host_side)
+    if plan.sysctls:  # after eth0 exists; while the host's /proc/sys is still writable
+        from minirun.runtime.kernelsettings import write_sysctls
+
+        write_sysctls(plan.sysctls, plan.network, "host" if "ipc" in plan.host_namespaces else "")
+    if plan.ulimits:
+        import resource  # noqa: F401  (a C extension: loaded now, before pivot_root hides lib-dynload)
+
+        from minirun.runtime.kernelsettings import apply_ulimits
     os.chdir(plan.store_root)
     mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
     binds = [Bind(source=s, target=t, readonly=bool(ro)) for s, t, ro in plan.binds]
@@ -177,11 +202,15 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set[int], console: socket.
             cgroups=cgroups.namespace_mounts() if plan.cgroups else [],
             privileged=plan.privileged,
             devices=[(h, c) for h, c, _ in plan.devices],
+            shm_size=plan.shm_size,
+            host_ipc="ipc" in plan.host_namespaces,
         )
     )
 
     passwd, group = read_user_db("/")
     user = resolve_user(plan.user or None, passwd, group)
+    if plan.group_add:
+        user.groups += [g for g in added_groups(plan.group_add, group) if g not in user.groups]
     env = with_default_env(plan.env, plan.hostname, user.home, plan.tty)
     if console is not None:  # (there is one exactly when plan.tty)
         setup_console(console, plan.rows, plan.cols, user.uid)
@@ -191,11 +220,19 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set[int], console: socket.
         os.dup2(null, 0)
         os.close(null)
     executable = find_executable(plan.argv[0], env_value(env, "PATH"))
+    argv = plan.argv
+    if plan.init_path:
+        # the command was found above, so a missing one fails as without --init (127, docker's
+        # words); -s: tini reaps orphans as a subreaper where it is not PID 1 (--pid host)
+        executable = plan.init_path
+        argv = [plan.init_path, *(["-s"] if "pid" in plan.host_namespaces else []), "--", *plan.argv]
+    if plan.ulimits:
+        apply_ulimits(plan.ulimits)  # as root still: raising a hard limit takes CAP_SYS_RESOURCE
     lock_down(user, plan.capabilities, plan.no_new_privileges, plan.seccomp, keep_fds=(error_fd,))
     supervise.default_dispositions()
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     try:
-        os.execve(executable, plan.argv, env_dict(env))
+        os.execve(executable, argv, env_dict(env))
     except OSError as exc:
         raise exec_error(plan.argv[0], exc) from None
 

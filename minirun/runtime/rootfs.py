@@ -62,6 +62,8 @@ class RootfsSpec:
     # --privileged: /sys and the cgroups writable, no masked or read-only paths, every host device
     privileged: bool = False
     devices: list[tuple[str, str]] = field(default_factory=list)  # --device: (host node, path in /dev)
+    shm_size: int = 0  # --shm-size: /dev/shm's size in bytes (0: docker's 64 MiB)
+    host_ipc: bool = False  # --ipc host: /dev/shm is the host's, as the IPC namespace is
 
 
 @dataclass
@@ -181,7 +183,17 @@ def plan_mounts(spec: RootfsSpec) -> list[Mount]:
     # a parent mounted after its child would hide it: shallow targets first, as docker sorts
     user.sort(key=lambda m: m.target.count("/"))
     system = SYSTEM_MOUNTS if not spec.privileged else tuple(_privileged(m) for m in SYSTEM_MOUNTS)
-    return [*system, *user]
+    return [*(_shm(m, spec) if m.target == "/dev/shm" else m for m in system), *user]
+
+
+def _shm(m: Mount, spec: RootfsSpec) -> Mount:
+    """/dev/shm: the host's own with --ipc host (POSIX shared memory lives there; docker binds it
+    too, nosuid, nodev, noexec as every bind here), else a tmpfs of --shm-size."""
+    if spec.host_ipc:
+        return Mount(m.target, None, "/dev/shm", MS_BIND | MS_REC)
+    if spec.shm_size:
+        return Mount(m.target, m.fstype, m.source, m.flags, f"mode=1777,size={spec.shm_size}")
+    return m
 
 
 def _privileged(m: Mount) -> Mount:
@@ -266,6 +278,8 @@ def setup_rootfs(spec: RootfsSpec) -> None:
             _populate_dev(os.path.join(root, "dev"), spec.devices, spec.privileged)
         elif m.target == "/sys/fs/cgroup":
             mount_cgroups(os.path.join(root, "sys/fs/cgroup"), spec.cgroups, writable=spec.privileged)
+        elif m.target == "/dev/shm" and spec.host_ipc:  # the host's: noexec too, as docker binds it
+            linux.mount_setattr(os.path.join(root, "dev/shm"), linux.MOUNT_ATTR_NOEXEC, recursive=True)
     if not spec.privileged:
         _mask_paths(root)
         _readonly_paths(root)

@@ -124,6 +124,22 @@ def resolve_user(spec: str | None, passwd: str, group: str) -> User:
     return user
 
 
+def added_groups(specs: Iterable[str], group: str) -> list[int]:
+    """docker's --group-add: each a group of the container's /etc/group by name, or a gid (which
+    needs no entry), in order."""
+    groups = _group(group)
+    gids = []
+    for spec in specs:
+        found = next((g[1] for g in groups if g[0] == spec), None)
+        if found is None:
+            number = _atoi(spec)
+            if number is None:
+                raise MinirunError(f"unable to find group {spec}: no matching entries in group file")
+            found = _in_range(number)
+        gids.append(found)
+    return gids
+
+
 def read_user_db(root: str = "/") -> tuple[str, str]:
     """The text of `root`/etc/passwd and /etc/group; a missing file reads as empty.
 

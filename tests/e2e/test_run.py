@@ -102,7 +102,7 @@ def test_default_hostname_is_the_short_id_and_env_defaults(cli, busybox, isolate
 @pytest.mark.parametrize(
     "args,code,needle",
     [
-        (["nosuchimage", "true"], 125, "No such image"),
+        (["--pull", "never", "nosuchimage", "true"], 125, "No such image"),  # (the default pulls: off the network)
         (["busybox", "nosuchcommand"], 127, 'exec: "nosuchcommand": executable file not found in $PATH'),
         (["busybox", "/no/such/path"], 127, "no such file or directory"),
         (["busybox", "/etc/passwd"], 126, "permission denied"),
