@@ -126,12 +126,28 @@ class Result:
     err: str
 
 
+@pytest.fixture(scope="session")
+def cli_forkserver(tmp_path_factory):
+    """tests/forkserver.py says why; MINIRUN_TEST_FORKSERVER=0 starts a new interpreter per call."""
+    if os.environ.get("MINIRUN_TEST_FORKSERVER", "1") == "0":
+        yield None
+        return
+    from tests.forkserver import ForkServer
+
+    server = ForkServer(str(tmp_path_factory.mktemp("forkserver") / "socket"))
+    yield server
+    server.close()
+
+
 @pytest.fixture
-def cli(isolated_store):
+def cli(isolated_store, cli_forkserver):
     """Run the CLI as a user types it, in a separate process, against the test's store."""
 
     def run(*args: str, input: bytes | None = None, root: str | None = None) -> Result:
         env = dict(os.environ, MINIRUN_ROOT=root or str(isolated_store))
+        if cli_forkserver is not None:
+            code, out, err = cli_forkserver.run(list(args), env, input, timeout=300)
+            return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
         proc = subprocess.run(
             [sys.executable, "-m", "minirun", *args], input=input, capture_output=True, env=env, timeout=300
         )
