@@ -45,7 +45,7 @@ def image_labels(image_config: dict) -> dict[str, str]:
 def run_command(argv: list[str], root: str | None, create_only: bool = False) -> int:
     """`run`; with `create_only` (cli/create.py), `create`: the record made and its id printed."""
     from minirun.cli import runflags
-    from minirun.containers.container import ContainerConfig, Containers, new_container_id
+    from minirun.containers.container import ContainerConfig, Containers, new_container_id, validate_name
     from minirun.humanize import rfc3339_now
     from minirun.store.initlayer import init_layer_link
 
@@ -62,6 +62,8 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
     from minirun.containers import logconfig
 
     log_config = logconfig.resolve(opts.log_driver, opts.log_opts, logconfig.store_defaults(store.root))
+    if opts.name:  # before volumes are made: a bad name leaves nothing behind, not even an event
+        validate_name(opts.name)
     mount_plan = None
     if opts.volumes or opts.mounts or opts.volumes_from or image_config.get("Volumes"):
         from minirun.containers.mounts import plan_mounts

@@ -236,6 +236,9 @@ def test_a_read_only_volume_is_read_only_all_the_way_down(cli, busybox, volume_w
 
 
 def test_volume_verbs_outputs_errors_and_prune(cli, isolated_store):
+    bad_name = cli("run", "--name", "b@d", "-v", "/anon", "busybox", "true")  # refused before any volume is made
+    assert bad_name.code == 125 and "Invalid container name (b@d)" in bad_name.err
+    assert ok(cli("volume", "ls", "-q")).out == ""
     ok(cli("volume", "create", "--label", "team=a", "--label", "keep", "alpha"))
     assert ok(cli("volume", "create", "alpha")).out == "alpha\n"  # the same volume again: docker's answer
     ok(cli("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=1m", "fast"))
