@@ -55,6 +55,7 @@ COMMANDS: dict[str, Command] = {
     "commit": Command("minirun.cli.app_containers:app", "Create a new image from a container's changes"),
     "export": Command("minirun.cli.app_containers:app", "Export a container's filesystem as a tar archive"),
     "container": Command("minirun.cli.app_containers:app", "Manage containers"),
+    "cp": Command("minirun.cli.app_copy:app", "Copy files/folders between a container and the local filesystem"),
     "update": Command("minirun.cli.app_resources:app", "Update the resource limits of one or more containers"),
     "stats": Command("minirun.cli.app_resources:app", "Display a live stream of container resource usage"),
     "port": Command("minirun.cli.app_network:app", "List port mappings of a container"),
@@ -121,6 +122,7 @@ GROUPS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "stats": ("stats",),
         "update": ("update",),
         "prune": None,
+        "cp": ("cp",),
     },
     "image": {
         "ls": ("images",),
