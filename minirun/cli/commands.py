@@ -56,6 +56,8 @@ COMMANDS: dict[str, Command] = {
     "export": Command("minirun.cli.app_containers:app", "Export a container's filesystem as a tar archive"),
     "container": Command("minirun.cli.app_containers:app", "Manage containers"),
     "cp": Command("minirun.cli.app_copy:app", "Copy files/folders between a container and the local filesystem"),
+    "pause": Command("minirun.cli.app_containers:app", "Pause all processes within one or more containers"),
+    "unpause": Command("minirun.cli.app_containers:app", "Unpause all processes within one or more containers"),
     "update": Command("minirun.cli.app_resources:app", "Update the resource limits of one or more containers"),
     "stats": Command("minirun.cli.app_resources:app", "Display a live stream of container resource usage"),
     "port": Command("minirun.cli.app_network:app", "List port mappings of a container"),
@@ -123,6 +125,8 @@ GROUPS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "update": ("update",),
         "prune": None,
         "cp": ("cp",),
+        "pause": ("pause",),
+        "unpause": ("unpause",),
     },
     "image": {
         "ls": ("images",),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from minirun import linux
 from minirun.childfailure import read_report, send_report
@@ -32,7 +33,7 @@ class ViewSpec:
     lowers: list[str] = field(default_factory=list)
     upper: str = ""
     work: str = ""
-    binds: list[list] = field(default_factory=list)  # [host source, container target, readonly]
+    binds: list[list[Any]] = field(default_factory=list)  # [host source, container target, readonly]
     readonly: bool = False  # --read-only: the root refuses writes (a running one's clone already does)
 
 
