@@ -1,5 +1,6 @@
 """Container verbs of the typer app: stop, kill, rm, start, wait, logs,
-rename, top, container prune. `run`, `exec` and `ps` take the lean path in main.py."""
+rename, top, pause, unpause, container prune. `run`, `exec` and `ps` take the lean path
+in main.py."""
 
 from __future__ import annotations
 

@@ -100,7 +100,7 @@ def _missing(path: str, container: str, exc: OSError) -> MinirunError:
 
     if exc.errno == errno.ENOTDIR:
         return MinirunError(f"{path}: not a directory (in container {container})")
-    if exc.errno in (errno.ENOENT, errno.ELOOP):
+    if exc.errno == errno.ENOENT:
         return NotFound(f"Could not find the file {path} in container {container}")
     return MinirunError(f"{path} in container {container}: {exc.strerror}")
 
@@ -236,26 +236,28 @@ def host_source(path: str, follow: bool) -> tuple[str, str, bool]:
 
 
 def host_dest_info(path: str) -> tuple[str, bool, bool]:
-    """docker's local destination: (path, exists, is a directory), symlinks followed (a dangling
-    one names the file to make); its parent must exist."""
+    """docker's local destination: (path, exists, is a directory). A symlink there is followed:
+    DEST is where it points (made if missing); the parent of what is made must exist."""
     import stat
 
+    target = path
+    for _ in range(11):  # docker follows 10 links here
+        if not os.path.islink(target.rstrip("/") or "/"):
+            break
+        link = os.readlink(target.rstrip("/"))
+        target = preserve_trailing(os.path.join(os.path.dirname(target.rstrip("/")), link), target)
+    else:
+        raise MinirunError(f"too many symlinks in {path}")
     try:
-        st = os.stat(path)
+        st = os.stat(target)
     except FileNotFoundError:
-        target = path
-        for _ in range(10):  # docker's own bound on the links it follows here
-            if not os.path.islink(target):
-                break
-            link = os.readlink(target)
-            target = link if link.startswith("/") else os.path.join(os.path.dirname(target.rstrip("/")), link)
         parent = split_dir_entry(target)[0]
         if not os.path.isdir(parent):
             raise NotFound(f"no such directory: {parent}") from None
-        return preserve_trailing(target, path), False, False
+        return target, False, False
     except NotADirectoryError:
         raise MinirunError(f"{path}: not a directory") from None
-    return path, True, stat.S_ISDIR(st.st_mode)
+    return target, True, stat.S_ISDIR(st.st_mode)
 
 
 def write_host_tar(out, path: str, arcname: str) -> int:
@@ -265,6 +267,8 @@ def write_host_tar(out, path: str, arcname: str) -> int:
     from minirun.layer.treetar import Writer
 
     directory, name = split_dir_entry(path)
+    if name == "/":
+        name = "."  # the host's root: its contents, as a container's `/` is copied
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:

@@ -221,6 +221,8 @@ class Extractor:
                     self._member(tar, member)
             self._finish()
         except (tarfile.TarError, EOFError) as exc:
+            if str(exc) == "empty file":
+                return  # no bytes at all: nothing to extract (docker's reader sees EOF, and is done)
             raise BadArchive(f"invalid tar stream: {exc}") from None
         finally:
             os.umask(old_umask)
