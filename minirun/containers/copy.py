@@ -345,9 +345,12 @@ def copy_from_container(containers, container, src: str, dst: str, *, archive: b
                 copied = _pump(stream, stdout)
             else:
                 copied = _extract_on_host(stream, found["dir"], found["name"], dst, archive)
-        except BaseException:
+        except BaseException as exc:
             stream.close()  # the child, still writing, stops at a broken pipe
-            child.wait()  # its own error first: ours may only follow from it
+            if isinstance(exc, KeyboardInterrupt):
+                child.reap()
+            else:
+                child.wait(strict=False)  # the error it explains first: ours may only follow from it
             raise
     child.wait()
     record_event(containers.store.root, container, "archive-path")
@@ -450,7 +453,7 @@ def copy_to_container(containers, container, src: str, dst: str, *, archive: boo
         except BrokenPipeError:
             pass  # the child stopped reading: its error says why
         except BaseException:
-            child.wait()
+            child.reap()  # it read a stream cut short by our own error, which is the one to tell
             raise
     child.wait()
     record_event(containers.store.root, container, "extract-to-dir")

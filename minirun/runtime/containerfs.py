@@ -43,18 +43,27 @@ class ViewChild:
     def __init__(self, pid: int, report_fd: int) -> None:
         self.pid, self._report_fd = pid, report_fd
         self._failure: MinirunError | None = None
-        self._done = False
+        self._done, self._status = False, 0
 
-    def wait(self) -> None:
-        """Reap the child (once; later calls give the same answer) and raise its failure."""
+    def wait(self, strict: bool = True) -> None:
+        """Reap the child (once; later calls give the same answer) and raise the error it
+        reported; with `strict`, also a failure it did not explain (it was interrupted)."""
         if not self._done:
             self._done = True
             self._failure = read_report(self._report_fd)
             _, status = os.waitpid(self.pid, 0)
-            if self._failure is None and os.waitstatus_to_exitcode(status) != 0:
-                self._failure = MinirunError("cp: the child process failed")
+            self._status = os.waitstatus_to_exitcode(status)
         if self._failure is not None:
             raise self._failure
+        if strict and self._status != 0:
+            raise MinirunError("cp: the child process failed")
+
+    def reap(self) -> None:
+        """Wait for the child, whatever it says: the caller has an error of its own to raise."""
+        try:
+            self.wait(strict=False)
+        except MinirunError:
+            pass
 
 
 def start_in_view(spec: ViewSpec, work: Callable[[int], None], close_in_child: tuple[int, ...] = ()) -> ViewChild:
@@ -71,6 +80,8 @@ def start_in_view(spec: ViewSpec, work: Callable[[int], None], close_in_child: t
             work(_mount_view(spec))
         except BrokenPipeError:
             pass  # the parent stopped reading: it knows why, and says so
+        except KeyboardInterrupt:
+            code = 130  # ^C reached the parent too: its own interrupt is the one reported
         except MinirunError as exc:
             code = exc.exit_code
             send_report(write_fd, code, exc.message)
