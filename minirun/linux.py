@@ -112,6 +112,8 @@ _SYSCALLS = {
         "fsconfig": 431,
         "fsmount": 432,
         "mount_setattr": 442,
+        "open_tree": 428,
+        "openat2": 437,
     },
     "aarch64": {
         "pivot_root": 41,
@@ -122,6 +124,8 @@ _SYSCALLS = {
         "fsconfig": 431,
         "fsmount": 432,
         "mount_setattr": 442,
+        "open_tree": 428,
+        "openat2": 437,
     },
 }
 
@@ -324,3 +328,45 @@ def has_new_mount_api() -> bool:
             finally:
                 os.close(fd)
     return _new_mount_api
+
+
+# openat2(2) (Linux >= 5.6): path resolution the kernel confines (linux/openat2.h)
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+# open_tree(2) (Linux >= 5.2)
+OPEN_TREE_CLONE = 1
+AT_EMPTY_PATH = 0x1000
+
+
+def openat2(dirfd: int, path: str | bytes, flags: int, resolve: int, mode: int = 0) -> int:
+    """open `path` below `dirfd` with RESOLVE_* rules the kernel applies to every component, even
+    a symlink swapped in while it walks: RESOLVE_IN_ROOT reads `dirfd` as `/` (an absolute link
+    restarts there, `..` stops there). The kernel answers EAGAIN when a concurrent rename might
+    have let `..` out; that is retried here."""
+    how = ctypes.create_string_buffer(
+        (flags | os.O_CLOEXEC).to_bytes(8, "little") + mode.to_bytes(8, "little") + resolve.to_bytes(8, "little")
+    )
+    raw = _b(path)
+    for _ in range(64):
+        ret = _syscall("openat2", dirfd, raw, how, 24)
+        if ret >= 0 or ctypes.get_errno() != 11:  # EAGAIN
+            break
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), os.fsdecode(path))
+    return ret
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """A mount (or, with OPEN_TREE_CLONE, a detached copy of it) as an fd for move_mount."""
+    return _check(_syscall("open_tree", dirfd, _b(path), flags | os.O_CLOEXEC), "open_tree", path or f"fd {dirfd}")
+
+
+def mount_setattr_fd(fd: int, attr_set: int, recursive: bool = True) -> None:
+    """mount_setattr on the mount `fd` refers to (a detached tree from open_tree included)."""
+    attr = ctypes.create_string_buffer(attr_set.to_bytes(8, "little") + bytes(24))
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(_syscall("mount_setattr", fd, b"", flags, attr, len(attr.raw)), "mount_setattr", f"fd {fd}")

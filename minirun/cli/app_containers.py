@@ -1,5 +1,6 @@
 """Container verbs of the typer app: stop, kill, rm, start, wait, logs,
-rename, top, container prune. `run`, `exec` and `ps` take the lean path in main.py."""
+rename, top, pause, unpause, container prune. `run`, `exec` and `ps` take the lean path
+in main.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 import typer
 
-from minirun.cli.typerapp import act_on_each, new_app, open_store, print_table
+from minirun.cli.typerapp import act_on_each, new_app, open_store
 from minirun.errors import MinirunError
 
 app = new_app()
@@ -176,17 +177,19 @@ def rename(
     lifecycle.rename(containers, containers.find(name), new_name)
 
 
-@app.command("top")
-def top(name: str = typer.Argument(..., metavar="CONTAINER")) -> None:
-    """Display the running processes of a container."""
-    from minirun.cli.containerinfo import top_rows
+@app.command("top", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def top(ctx: typer.Context, name: str = typer.Argument(..., metavar="CONTAINER [ps OPTIONS]")) -> None:
+    """Display the running processes of a container: the host's ps (-ef unless options are given)."""
+    from minirun.cli.tables import render_table
     from minirun.containers import liveness
+    from minirun.containers.top import top as ps_top
 
     containers = _containers()
     container = liveness.refresh(containers, containers.find(name), record=False)
     if not liveness.is_running(container):
         raise MinirunError(f"container {container.id} is not running")
-    print_table(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], top_rows(container))
+    titles, rows = ps_top(container, list(ctx.args))
+    sys.stdout.write(render_table(titles, rows, min_width=20))  # docker's tabwriter for top: 20, not 10
 
 
 container_app = new_app(help="Manage containers.")
@@ -265,3 +268,19 @@ def export(
     except BaseException:
         remove_tree(tmp)
         raise
+
+
+@app.command("pause")
+def pause(names: list[str] = typer.Argument(..., metavar="CONTAINER...")) -> None:
+    """Pause all processes within one or more containers."""
+    from minirun.containers.pause import pause as pause_container
+
+    _each(names, pause_container)
+
+
+@app.command("unpause")
+def unpause(names: list[str] = typer.Argument(..., metavar="CONTAINER...")) -> None:
+    """Unpause all processes within one or more containers."""
+    from minirun.containers.pause import unpause as unpause_container
+
+    _each(names, unpause_container)

@@ -19,7 +19,7 @@ complete -o default -F _minirun minirun
 # which verbs take a container, which an image (as their first operand)
 CONTAINER_VERBS = {
     "start", "stop", "kill", "rm", "wait", "logs", "rename", "top", "commit", "export", "exec", "diff", "port",
-    "stats", "update", "inspect",
+    "stats", "update", "inspect", "pause", "unpause",
 }  # fmt: skip
 IMAGE_VERBS = {"run", "rmi", "tag", "history", "save", "push", "inspect"}
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shlex
 from dataclasses import dataclass
 
 from minirun.containers.container import Container
 from minirun.containers.mounts import anonymous_destinations, host_config_binds, mount_points
+from minirun.containers.pause import is_paused
+from minirun.containers.pause import status as pause_status
 from minirun.errors import MinirunError
 from minirun.humanize import ellipsis, human_duration, parse_rfc3339, time_ago
 
@@ -21,7 +21,8 @@ def status_text(container: Container, now: float | None = None) -> str:
     now = time.time() if now is None else now
     state = container.state
     if state.get("Status") == "running":
-        return "Up " + human_duration(now - parse_rfc3339(state["StartedAt"]).timestamp())
+        up = "Up " + human_duration(now - parse_rfc3339(state["StartedAt"]).timestamp())
+        return up + " (Paused)" if state.get("Paused") else up
     if state.get("Status") == "exited":
         return (
             f"Exited ({state.get('ExitCode', 0)}) "
@@ -121,7 +122,7 @@ def _ps_fields(row: PsRow) -> dict:
         "Ports": row.ports,
         "RunningFor": row.created,
         "Size": row.size,
-        "State": c.state.get("Status", "created"),
+        "State": pause_status(c),
         "Status": row.status,
     }
 
@@ -160,9 +161,9 @@ def inspect_container(store, container: Container) -> dict:
         "Path": config.argv[0] if config.argv else "",
         "Args": config.argv[1:],
         "State": {
-            "Status": state.get("Status", "created"),
+            "Status": pause_status(container),
             "Running": state.get("Status") == "running",
-            "Paused": False,
+            "Paused": is_paused(container),
             "Restarting": False,
             "OOMKilled": bool(state.get("OOMKilled", False)),
             "Dead": False,
@@ -218,59 +219,3 @@ def inspect_container(store, container: Container) -> dict:
             **inspect_config(config),
         },
     }
-
-
-def top_rows(container: Container) -> list[list[str]]:
-    """`ps -ef` columns for every process in the container's PID namespace."""
-    pid1 = container.state.get("Pid", 0)
-    try:
-        namespace = os.readlink(f"/proc/{pid1}/ns/pid")
-    except OSError:
-        return []
-    ticks = os.sysconf("SC_CLK_TCK")
-    rows = []
-    only = None
-    if container.config.pid_mode == "host":  # the namespace is the host's: its cgroups tell its processes
-        from minirun.runtime import cgroups
-
-        only = {str(pid) for path in cgroups.existing_paths(container.id) for pid in cgroups.members(path)}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or (only is not None and entry not in only):
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/ns/pid") != namespace:
-                continue
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().rstrip(b"\0").split(b"\0")
-            uid = os.stat(f"/proc/{entry}").st_uid
-        except OSError:
-            continue  # gone meanwhile
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        cpu_seconds = (int(fields[11]) + int(fields[12])) // ticks
-        comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
-        command = (
-            " ".join(
-                shlex.quote(a.decode(errors="replace"))
-                if " " in a.decode(errors="replace")
-                else a.decode(errors="replace")
-                for a in cmdline
-                if a
-            )
-            or f"[{comm}]"
-        )
-        rows.append(
-            [
-                str(uid),
-                entry,
-                fields[1].decode(),
-                "0",
-                "-",
-                "?",
-                f"{cpu_seconds // 3600:02d}:{cpu_seconds // 60 % 60:02d}:{cpu_seconds % 60:02d}",
-                command,
-            ]
-        )
-    rows.sort(key=lambda r: int(r[1]))
-    return rows

@@ -101,6 +101,8 @@ class Filters:
 
 def container_filter(filters: Filters, store: Store, containers: list[Container]) -> Callable[[Container], bool]:
     """A predicate for `ps --filter`, its values checked (and names resolved) before any row."""
+    from minirun.containers.pause import status as docker_status
+
     for status in filters.get("status"):
         if status not in STATUSES:
             raise UsageError(f"invalid filter 'status={status}'")
@@ -123,7 +125,7 @@ def container_filter(filters: Filters, store: Store, containers: list[Container]
 
     def keep(c: Container) -> bool:
         state = c.state
-        status = state.get("Status", "created")
+        status = docker_status(c)
         return (
             filters.match("id", c.id)
             and filters.match("name", "/" + c.name)

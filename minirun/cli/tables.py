@@ -11,13 +11,13 @@ from minirun.humanize import display_width
 _MIN_WIDTH, _PADDING = 10, 3  # docker's tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], min_width: int = _MIN_WIDTH) -> str:
     table = [list(headers), *(list(row) for row in rows)]
     widths = [max(display_width(row[i]) for row in table) for i in range(len(headers))]
     lines = []
     for row in table:
         cells = [
-            cell if i == len(row) - 1 else cell + " " * (max(widths[i] + _PADDING, _MIN_WIDTH) - display_width(cell))
+            cell if i == len(row) - 1 else cell + " " * (max(widths[i] + _PADDING, min_width) - display_width(cell))
             for i, cell in enumerate(row)
         ]
         lines.append("".join(cells).rstrip())

@@ -66,7 +66,7 @@ def kill(containers: Containers, container: Container, sig: int = signal.SIGKILL
     container = refresh(containers, container)
     if not is_running(container):
         raise Conflict(f"Cannot kill container: {container.id[:12]}: container {container.id} is not running")
-    _signal(container, sig)
+    _signal(containers, container, sig)
     record_event(containers.store.root, container, "kill", signal=str(sig))
 
 
@@ -89,17 +89,17 @@ def stop(
     container = refresh(containers, container)
     if not is_running(container):
         return
-    _signal(container, stop_signal)
+    _signal(containers, container, stop_signal)
     record_event(containers.store.root, container, "kill", signal=str(stop_signal))
     container = wait_for_exit(containers, container, timeout)
     if is_running(container):
-        _signal(container, signal.SIGKILL)
+        _signal(containers, container, signal.SIGKILL)
         record_event(containers.store.root, container, "kill", signal=str(signal.SIGKILL))
         wait_for_exit(containers, container, 30)
     record_event(containers.store.root, container, "stop")
 
 
-def _signal(container: Container, sig: int) -> None:
+def _signal(containers: Containers, container: Container, sig: int) -> None:
     pid = container.state.get("Pid")
     if not isinstance(pid, int) or pid <= 0:  # kill(0) or kill(-1) would hit our own group, or everyone
         return
@@ -107,19 +107,28 @@ def _signal(container: Container, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+    if container.state.get("Paused"):  # the signal waits in frozen tasks: docker unpauses after it
+        from minirun.containers.pause import thaw_after_signal
+
+        thaw_after_signal(containers, container)
 
 
 def remove(containers: Containers, container: Container, force: bool, volumes: bool = False) -> None:
     """docker rm; `volumes` (-v): the container's anonymous volumes go with it."""
     container = refresh(containers, container)
     if is_running(container) or (is_dead(container) and has_processes(container)):
+        if not force and container.state.get("Paused"):
+            raise Conflict(
+                f"You cannot remove a paused container {container.id}. "
+                "Unpause and then stop the container before attempting removal or force remove"
+            )
         if not force:
             raise Conflict(
                 f"You cannot remove a running container {container.id}. "
                 "Stop the container before attempting removal or force remove"
             )
     if is_running(container):  # a dead one's processes are killed through its cgroups below
-        _signal(container, signal.SIGKILL)
+        _signal(containers, container, signal.SIGKILL)
         record_event(containers.store.root, container, "kill", signal=str(signal.SIGKILL))
         container = wait_for_exit(containers, container, 30)
         # an --rm container's monitor removes it itself; give it the moment it needs

@@ -87,5 +87,6 @@ def mark_running(containers: Containers, container: Container, pid: int) -> None
         ExitCode=0,
         Error="",
         OOMKilled=False,
+        Paused=False,
     )
     record_event(containers.store.root, container, "start")

@@ -17,10 +17,7 @@ PROVIDED_FILES = ("hosts", "hostname", "resolv.conf")
 
 def build_plan(store: Store, container: Container, image: Image, init_link: str) -> LaunchPlan:
     config = container.config
-    # a volume of the user's at /etc/hosts (or hostname, resolv.conf) replaces minirun's, as in docker
-    taken = {os.path.normpath(target) for _, target, _ in config.binds}
-    provided = [[container.provided_file(n), f"/etc/{n}", False] for n in PROVIDED_FILES if f"/etc/{n}" not in taken]
-    lowers = union_lowers(store, image, init_link)
+    lowers = container_lowers(store, image, init_link)
     mountpoint = os.path.join(store.root, "mnt")
     os.makedirs(mountpoint, exist_ok=True)
     plan = LaunchPlan(
@@ -36,7 +33,7 @@ def build_plan(store: Store, container: Container, image: Image, init_link: str)
         hostname=config.hostname,
         network=config.network,
         readonly=config.readonly,
-        binds=provided + config.binds,
+        binds=container_binds(container),
         tmpfs=config.tmpfs,
         interactive=config.interactive,
         tty=config.tty,
@@ -58,14 +55,25 @@ def build_plan(store: Store, container: Container, image: Image, init_link: str)
     return plan
 
 
-def union_lowers(store: Store, image: Image, init_link: str) -> list[str]:
-    """The container's lower dirs, relative to the store root (short), topmost first."""
+def container_lowers(store: Store, image: Image, init_link: str) -> list[str]:
+    """The union's lower dirs, topmost first, relative to the store root (short links keep
+    mount(2)'s page short)."""
     lowers = [os.path.relpath(store.layers.short_link(d), store.root) for d in reversed(image.diff_ids)]
     # The init layer costs one of overlay's 500 lowers; an image that uses them all gets its
     # missing mount points created in its upper instead (diff knows them by name).
     if len(lowers) < MAX_LOWERS:
         lowers.insert(0, init_link)
     return lowers
+
+
+def container_binds(container: Container) -> list[list]:
+    """Every bind into the container, [host source, container target, readonly]: minirun's
+    /etc/hosts, hostname and resolv.conf, then the user's binds and volumes."""
+    binds = container.config.binds
+    # a volume of the user's at /etc/hosts (or hostname, resolv.conf) replaces minirun's, as in docker
+    taken = {os.path.normpath(target) for _, target, _ in binds}
+    provided = [[container.provided_file(n), f"/etc/{n}", False] for n in PROVIDED_FILES if f"/etc/{n}" not in taken]
+    return provided + binds
 
 
 def create_cgroups(container: Container) -> list[str]:

@@ -78,13 +78,13 @@ def copy_up(store: Store, container: Container, image: Image, pairs: list[tuple[
     """For each (path in the container, host dir of a volume): the image's content at the path
     into the dir, if the dir is empty and the path a directory; a file there is an error, as
     in docker (a volume cannot cover it)."""
-    from minirun.containers.plan import union_lowers
+    from minirun.containers.plan import container_lowers
     from minirun.runtime.overlay import mount_overlay
     from minirun.runtime.privatemounts import in_private_mounts
     from minirun.runtime.rootfs import remount_readonly, resolve_in_root
     from minirun.store.initlayer import init_layer_link
 
-    lowers = union_lowers(store, image, init_layer_link(store))
+    lowers = container_lowers(store, image, init_layer_link(store))
     mountpoint = os.path.join(store.root, "mnt")
     os.makedirs(mountpoint, exist_ok=True)
 

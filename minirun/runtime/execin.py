@@ -87,6 +87,8 @@ def open_namespaces(container_id: str, state: Mapping[str, Any]) -> dict[str, in
     not_running = NotRunning(f"container {container_id} is not running")
     if state.get("Status") != "running" or not isinstance(pid, int) or pid <= 0:
         raise not_running
+    if state.get("Paused"):
+        raise MinirunError(f"Container {container_id} is paused, unpause the container before exec")
     try:
         # this directory stays that process's for good: checked once, a reused pid cannot slip in
         proc = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
