@@ -183,3 +183,16 @@ def _width(ch: str) -> int:
 
 def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def parse_go_duration(text: str) -> int:
+    """A Go duration as docker's flags take it (`30s`, `1m30s`, `1.5h`, `200ms`, `0`), in ns;
+    ValueError for anything else."""
+    value = text.strip()
+    unsigned = value.lstrip("+-")
+    if unsigned == "0":
+        return 0
+    if not unsigned or len(value) - len(unsigned) > 1 or not _GO_DURATION_RE.fullmatch(unsigned):
+        raise ValueError(f"time: invalid duration {text!r}")
+    ns = round(sum(float(n) * _DURATION_SECONDS[unit] for n, unit in _GO_DURATION_PART.findall(unsigned)) * 1e9)
+    return -ns if value.startswith("-") else ns

@@ -61,7 +61,25 @@ def kill(
     from minirun.containers import lifecycle
 
     number = lifecycle.signal_number(signal_)
-    _each(names, lambda cs, c: lifecycle.kill(cs, c, number))
+    _each(names, lambda cs, c: lifecycle.kill(cs, c, number, _stop_signal(cs, c)))
+
+
+@app.command("restart")
+def restart(
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
+    time_: int | None = typer.Option(
+        None, "-t", "--timeout", "--time", help="Seconds to wait before killing the container (default 10)."
+    ),
+    signal_: str | None = typer.Option(None, "-s", "--signal", help="Signal to send to the container."),
+) -> None:
+    """Restart containers: stop (as `stop`), then start; stopped ones are just started."""
+    from minirun.containers import autostart, lifecycle
+
+    number = lifecycle.signal_number(signal_) if signal_ else None
+    _each(
+        names,
+        lambda cs, c: autostart.restart(cs, c, 10 if time_ is None else time_, number or _stop_signal(cs, c)),
+    )
 
 
 @app.command("rm")

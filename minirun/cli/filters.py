@@ -135,13 +135,21 @@ def container_filter(filters: Filters, store: Store, containers: list[Container]
                 not filters.get("volume")
                 or any(v in (s, t) for s, t, _ in c.config.binds for v in filters.get("volume"))
             )
-            and (not filters.get("health") or "none" in filters.get("health"))  # no healthchecks yet
+            and (not filters.get("health") or _health_of(c) in filters.get("health"))
             and (not publish or _ports_in(_published(c), publish))
             and (not expose or _ports_in(_published(c) | _exposed(store, c), expose))
             and is_task is not True
         )
 
     return keep
+
+
+def _health_of(c: Container) -> str:
+    if not c.config.healthcheck:
+        return "none"
+    from minirun.containers.healthconfig import status_of
+
+    return status_of(c)
 
 
 def shows_every_state(filters: Filters) -> bool:

@@ -91,6 +91,8 @@ def run_command(argv: list[str], root: str | None) -> int:
         devices=opts.devices,
         log_config=log_config,
         labels={**image_labels(image_config), **opts.labels},
+        restart_policy=opts.restart_policy,
+        healthcheck=_healthcheck(opts, image_config),
     )
     containers = Containers(store)
     init = init_layer_link(store)
@@ -103,12 +105,26 @@ def run_command(argv: list[str], root: str | None) -> int:
         if opts.detach:
             return _detach(store, containers, container, on_spawned=watch.done)
         try:
-            return run_foreground(store, containers, container, image, init)
+            code = run_foreground(store, containers, container, image, init)
+            if opts.restart_policy:  # docker's daemon restarts it after the client returned: a monitor does
+                from minirun.containers.restartpolicy import hand_over
+
+                hand_over(store.root, containers, container, code)
+            return code
         finally:
             if opts.rm:
                 discard(containers, container)
     finally:
         watch.done()
+
+
+def _healthcheck(opts: RunOptions, image_config: dict) -> dict:
+    """Config.Healthcheck: the image's, the --health-* flags over it (healthconfig.py)."""
+    if opts.healthcheck is None and not image_config.get("Healthcheck"):
+        return {}
+    from minirun.containers.healthconfig import merged
+
+    return merged(opts.healthcheck, image_config.get("Healthcheck"))
 
 
 def resolve_network(store, mode: str) -> tuple[str, str]:

@@ -41,6 +41,8 @@ class RunOptions:
     log_driver: str | None = None
     log_opts: dict = field(default_factory=dict)  # resolved against the store's defaults by run.py
     labels: dict = field(default_factory=dict)  # --label-file, then -l (a later key wins)
+    restart_policy: dict = field(default_factory=dict)  # --restart (restartpolicy.parse_policy); {}: no
+    healthcheck: dict | None = None  # --health-*, --no-healthcheck (healthconfig.from_flags); None: the image's
 
 
 def parser() -> Parser:
@@ -97,6 +99,7 @@ def parser() -> Parser:
         default=[],
         help="Publish a container's port(s) to the host ([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])",
     )
+    add_restart_health_options(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
     return p
@@ -151,7 +154,53 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None) -> Ru
         from minirun.runtime.devices import parse_device
 
         opts.devices = [parse_device(d) for d in ns.device]
+    restart_health_options(ns, opts)
     return opts
+
+
+def add_restart_health_options(p: Parser) -> None:
+    p.add_argument(
+        "--restart",
+        default="no",
+        help="Restart policy when the container exits (no, on-failure[:N], always, unless-stopped)",
+    )
+    p.add_argument("--health-cmd", default="", help="Command to run to check health")
+    p.add_argument("--health-interval", default=None, help="Time between running the check (ms|s|m|h) (default 30s)")
+    p.add_argument(
+        "--health-timeout", default=None, help="Maximum time to allow one check to run (ms|s|m|h) (default 30s)"
+    )
+    p.add_argument(
+        "--health-retries", type=int, default=0, help="Consecutive failures needed to report unhealthy (default 3)"
+    )
+    p.add_argument(
+        "--health-start-period",
+        default=None,
+        help="Start period for the container to initialize before counting retries (ms|s|m|h) (default 0s)",
+    )
+    p.add_argument(
+        "--health-start-interval",
+        default=None,
+        help="Time between running the check during the start period (ms|s|m|h) (default 5s)",
+    )
+    p.add_argument("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
+
+
+def restart_health_options(ns, opts: RunOptions) -> None:
+    """--restart (refused with --rm, as docker) and the healthcheck flags, parsed and checked."""
+    if ns.restart not in ("", "no"):
+        from minirun.containers.restartpolicy import parse_policy
+
+        opts.restart_policy = parse_policy(ns.restart)
+        if ns.rm:
+            raise UsageError("conflicting options: cannot specify both --restart and --rm")
+    timings = {
+        name: getattr(ns, name)
+        for name in ("health_interval", "health_timeout", "health_start_period", "health_start_interval")
+    }
+    if ns.health_cmd or ns.health_retries or ns.no_healthcheck or any(v is not None for v in timings.values()):
+        from minirun.containers.healthconfig import from_flags
+
+        opts.healthcheck = from_flags(ns.health_cmd, timings, ns.health_retries, ns.no_healthcheck)
 
 
 def validate_hostname(hostname: str) -> None:

@@ -53,6 +53,11 @@ _CONFIG_FIELDS = (
     # docker's HostConfig.LogConfig ({"Type": driver, "Config": {opt: value}}; logconfig.py); {}: unbounded json-file
     ("log_config", dict),
     ("labels", dict),  # the image's Labels, then --label-file and -l on top (docker's Config.Labels)
+    # docker's HostConfig.RestartPolicy {"Name", "MaximumRetryCount"} (restartpolicy.py); {}: "no"
+    ("restart_policy", dict),
+    # docker's Config.Healthcheck (Test, Interval, Timeout, StartPeriod, StartInterval in ns, Retries;
+    # healthconfig.py), the image's merged with --health-*; {}: none
+    ("healthcheck", dict),
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
 
@@ -86,6 +91,8 @@ class ContainerConfig:
     devices: list[list]
     log_config: dict
     labels: dict
+    restart_policy: dict
+    healthcheck: dict
 
     def __init__(self, **values: object) -> None:
         unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}
@@ -278,7 +285,7 @@ class Containers:
             remove_tree(container.dir)
 
 
-_STATUSES = ("created", "running", "exited")
+_STATUSES = ("created", "running", "exited", "restarting")  # restarting: restartpolicy.py
 _PID_FIELDS = ("Pid", "MonitorPid")
 
 

@@ -12,13 +12,14 @@ from minirun.errors import MinirunError
 from minirun.helpers import helper_argv
 
 
-def spawn_monitor(store_root: str, container_id: str, on_spawned=None) -> None:
+def spawn_monitor(store_root: str, container_id: str, on_spawned=None, extra: tuple[str, ...] = ()) -> None:
     """Start the monitor of `container_id` and return once its PID 1 runs; raise its error else.
-    `on_spawned()` runs as soon as the monitor exists (it owns the container from then on)."""
+    `on_spawned()` runs as soon as the monitor exists (it owns the container from then on).
+    `extra`: a restart's arguments (restartpolicy.restart_args), which answers once it claimed it."""
     read_fd, write_fd = os.pipe()
     try:
         subprocess.Popen(
-            helper_argv("minirun.containers.monitor:main", store_root, container_id, str(write_fd)),
+            helper_argv("minirun.containers.monitor:main", store_root, container_id, str(write_fd), *extra),
             pass_fds=(write_fd,),
             start_new_session=True,
             close_fds=True,

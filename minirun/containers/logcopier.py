@@ -140,15 +140,21 @@ class LogFile:
         self.wait_compressor()
 
 
-def copy_output(log: LogFile | None, streams: dict[int, str]) -> None:
+def copy_output(log: LogFile | None, streams: dict[int, str], health=None) -> None:
     """Until both pipes close (PID 1 and everything in its namespace are gone); `log` None: the
-    `none` driver, output read and dropped (the container must never block on a full pipe)."""
+    `none` driver, output read and dropped (the container must never block on a full pipe).
+    `health`: the health checks' scheduler (health.py), which shares this loop."""
     pending = {fd: b"" for fd in streams}
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
+    if health is not None:
+        health.register(poller)
     while pending:
-        for fd, _ in poller.poll():
+        for fd, _ in poller.poll(health.timeout_ms() if health is not None else None):
+            if health is not None and fd not in pending:  # not the container's output: a probe's
+                health.ready(fd)
+                continue
             chunk = os.read(fd, 65536)
             stamp = now()
             if not chunk:
@@ -168,6 +174,10 @@ def copy_output(log: LogFile | None, streams: dict[int, str]) -> None:
                 pending[fd] = pending[fd][MAX_LINE:]
             if complete:
                 log.write_entries([entry(line, streams[fd], stamp) for line in complete])
+        if health is not None:
+            health.tick()
+    if health is not None:
+        health.close()
 
 
 def exit_code(status: int) -> int:
@@ -211,20 +221,30 @@ def main(argv: list[str]) -> int:
         max_file,
         compress,
         event_attributes,
+        health_spec,
     ) = argv
+    ran_from = time.monotonic()
+    paths = cgroup_paths.split("\n") if cgroup_paths else []
+    health = None
+    if health_spec:
+        from minirun.containers.health import Scheduler
+
+        health = Scheduler(health_spec, container_dir, paths, event_attributes)
     log = (
         None
         if driver == "none"
         else LogFile(os.path.join(container_dir, LOG_NAME), int(max_size), int(max_file), compress == "1")
     )
-    copy_output(log, {int(out_fd): "stdout", int(err_fd): "stderr"})
+    copy_output(log, {int(out_fd): "stdout", int(err_fd): "stderr"}, health)
     if log is not None:
         log.close()
     _, status = os.waitpid(int(pid), 0)
     from minirun.runtime import cgroups  # os only, as this module
 
-    paths = cgroup_paths.split("\n") if cgroup_paths else []
     state = template.replace(CODE_MARK, str(exit_code(status))).replace(TIME_MARK, now())
+    from minirun.containers import restartpolicy  # after PID 1's exit: the copier's memory stays as it was
+
+    state = restartpolicy.after_exit(container_dir, state, exit_code(status), time.monotonic() - ran_from)
     if log is not None and log.dropped:
         state = state.replace(f'"{DROPPED_KEY}": 0', f'"{DROPPED_KEY}": {log.dropped}', 1)
     oom = cgroups.oom_killed(paths)
@@ -249,7 +269,7 @@ def main(argv: list[str]) -> int:
     if oom:
         events.record(store_root, "container", "oom", container_id, attributes)
     events.record(store_root, "container", "die", container_id, {**attributes, "exitCode": str(exit_code(status))})
-    if auto_remove == "1":
+    if auto_remove == "1" and not restartpolicy.keeps_record(container_dir):
         remove_container(container_dir, lock_path)
         events.record(store_root, "container", "destroy", container_id, attributes)
     return 0
@@ -277,10 +297,18 @@ def boot(argv: list[str]) -> int:
     os.close(args_fd)
     count, *items = b"".join(chunks).decode().split("\0")
     code = main(items[: int(count)])
+    from minirun.containers import restartpolicy
+
+    container_dir = items[0]
     if items[int(count) :]:
         from minirun.containers.network import after_exit
 
-        after_exit(*items[int(count) :])
+        hook = items[int(count) :]
+        if restartpolicy.keeps_record(container_dir):
+            hook[-1] = "0"  # an --rm container the `restart` verb starts again keeps its address
+        after_exit(*hook)
+    store_root, container_id = os.path.dirname(os.path.dirname(container_dir)), os.path.basename(container_dir)
+    restartpolicy.relaunch(store_root, container_id, container_dir)  # execs the monitor if it restarts
     return code
 
 

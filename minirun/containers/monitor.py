@@ -16,7 +16,7 @@ import signal
 import sys
 
 from minirun.childfailure import encode_report
-from minirun.containers import logcopier
+from minirun.containers import logcopier, restartpolicy
 from minirun.containers.container import event_attributes
 from minirun.containers.lifecycle import discard
 from minirun.containers.liveness import mark_running
@@ -27,6 +27,7 @@ from minirun.runtime import supervise
 
 def main(argv: list[str]) -> int:
     store_root, container_id, ready_fd = argv[0], argv[1], int(argv[2])
+    restart_delay = restartpolicy.restart_args(argv[3:])  # None: a start by the user
     from minirun.containers.container import Containers
     from minirun.containers.plan import build_plan, create_cgroups
     from minirun.errors import MinirunError
@@ -41,6 +42,12 @@ def main(argv: list[str]) -> int:
     store = Store(store_root)
     containers = Containers(store)
     container = containers.load(container_id)
+    if restart_delay is not None:  # a restart of the policy's: no client waits past the claim
+        restartpolicy.claim(containers, container)
+        _tell(ready_fd, b"ok")
+        ready_fd = -1
+        if not restartpolicy.backoff_or_stay_down(container, restart_delay):
+            return 0
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open("/dev/null", os.O_RDONLY)
@@ -63,7 +70,10 @@ def main(argv: list[str]) -> int:
         if plan is not None:
             cgroups.remove(plan.cgroups)
         _stop_publishing(store, container)
-        _report(ready_fd, exc if isinstance(exc, MinirunError) else MinirunError(f"{type(exc).__name__}: {exc}"))
+        error = exc if isinstance(exc, MinirunError) else MinirunError(f"{type(exc).__name__}: {exc}")
+        if restart_delay is not None:
+            restartpolicy.relaunch_failed(containers, container, error.message)
+        _report(ready_fd, error)
         return 1
     finally:
         for fd in (null, out_w, err_w):
@@ -104,6 +114,7 @@ def main(argv: list[str]) -> int:
         from minirun.containers.network import exit_hook_args
 
         hook = exit_hook_args(store.root, container)
+    from minirun.containers import healthconfig
     from minirun.containers.logconfig import limits
 
     log_config = container.config.log_config
@@ -123,6 +134,7 @@ def main(argv: list[str]) -> int:
             str(max_file),
             "1" if compress else "0",
             json.dumps(event_attributes(container)),
+            healthconfig.copier_spec(container),  # "": no health checks
         ],
         hook,
     )
@@ -151,7 +163,9 @@ def _report(ready_fd: int, failure) -> None:
 
 def _tell(ready_fd: int, message: bytes) -> None:
     """Answer the client that started us; one killed meanwhile hears nothing, and the container
-    goes on (EPIPE must not end the monitor, and PID 1 with it)."""
+    goes on (EPIPE must not end the monitor, and PID 1 with it). -1: nobody is waiting."""
+    if ready_fd < 0:
+        return
     try:
         os.write(ready_fd, message)
     except BrokenPipeError:
