@@ -1,7 +1,8 @@
-"""One health check, in the child the monitor's copier forks for it (health.py): the container's
-record read, the check's command exec'd in the container as `exec` would (its user, env, workdir
-and walls, no privileges, no terminal), its output on our stdout and stderr (the copier's pipe),
-its exit code ours. The heavy imports (json, the exec machinery) happen here, never in the copier.
+"""What a health check runs (`probe_argv`: docker's CMD and CMD-SHELL), and one check, run in
+the child the monitor's copier forks for it (health.py): the container's record read, the
+check's command exec'd in the container as `exec` would (its user, env, workdir and walls, no
+privileges, no terminal), its output on our stdout and stderr (the copier's pipe), its exit
+code ours. The heavy imports (json, the exec machinery) happen here, never in the copier.
 
 SIGALRM from the copier means the timeout passed: the command (our child) gets SIGKILL.
 """
