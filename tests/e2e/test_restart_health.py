@@ -119,7 +119,9 @@ def test_always_stop_restart_and_boot(cli, busybox, isolated_store):
 
 
 def test_healthcheck_turns_healthy_then_unhealthy(cli, busybox, isolated_store):
-    check = "test -f /tmp/ok && echo fine || { [ -f /tmp/slow ] && sleep 5; exit 1; }"
+    # the check also tells what it may do: no more than an `exec` (docker's capabilities, no_new_privs, fds 0-2)
+    walls = "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status && ls /proc/self/fd"
+    check = f"test -f /tmp/ok && {walls} || {{ [ -f /tmp/slow ] && sleep 5; exit 1; }}"
     run = cli(
         "run", "-d", "--name", "web", "--network", "none",
         "--health-cmd", check, "--health-interval", "200ms", "--health-timeout", "1s", "--health-retries", "2",
@@ -131,6 +133,10 @@ def test_healthcheck_turns_healthy_then_unhealthy(cli, busybox, isolated_store):
     assert "(healthy)" in cli("ps", "--format", "{{.Status}}").out
     assert cli("ps", "-q", "--filter", "health=healthy").out == cid[:12] + "\n"
     assert cli("ps", "-q", "--filter", "health=unhealthy").out == ""
+    healthy = health_of(isolated_store, cid)["Log"][-1]
+    assert healthy["ExitCode"] == 0
+    # ls's own directory fd is the 3: nothing of the monitor's reached the check
+    assert healthy["Output"] == "CapEff:\t00000000a80425fb\nNoNewPrivs:\t1\n0\n1\n2\n3\n", healthy
 
     assert cli("exec", "web", "rm", "/tmp/ok").code == 0
     assert wait_until(lambda: health_of(isolated_store, cid).get("Status") == "unhealthy")
