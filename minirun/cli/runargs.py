@@ -162,24 +162,39 @@ def add_restart_health_options(p: Parser) -> None:
     p.add_argument(
         "--restart",
         default="no",
+        metavar="POLICY",
         help="Restart policy when the container exits (no, on-failure[:N], always, unless-stopped)",
     )
-    p.add_argument("--health-cmd", default="", help="Command to run to check health")
-    p.add_argument("--health-interval", default=None, help="Time between running the check (ms|s|m|h) (default 30s)")
+    p.add_argument("--health-cmd", default="", metavar="CMD", help="Command to run to check health")
     p.add_argument(
-        "--health-timeout", default=None, help="Maximum time to allow one check to run (ms|s|m|h) (default 30s)"
+        "--health-interval",
+        default=None,
+        metavar="DURATION",
+        help="Time between running the check (ms|s|m|h) (default 30s)",
     )
     p.add_argument(
-        "--health-retries", type=int, default=0, help="Consecutive failures needed to report unhealthy (default 3)"
+        "--health-timeout",
+        default=None,
+        metavar="DURATION",
+        help="Maximum time to allow one check to run (ms|s|m|h) (default 30s)",
+    )
+    p.add_argument(
+        "--health-retries",
+        type=int,
+        default=0,
+        metavar="INT",
+        help="Consecutive failures needed to report unhealthy (default 3)",
     )
     p.add_argument(
         "--health-start-period",
         default=None,
+        metavar="DURATION",
         help="Start period for the container to initialize before counting retries (ms|s|m|h) (default 0s)",
     )
     p.add_argument(
         "--health-start-interval",
         default=None,
+        metavar="DURATION",
         help="Time between running the check during the start period (ms|s|m|h) (default 5s)",
     )
     p.add_argument("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
