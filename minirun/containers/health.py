@@ -180,7 +180,10 @@ class Scheduler:
                 if self._frozen():
                     self.due = now + self._interval()
                 else:
-                    self._start()
+                    try:
+                        self._start()
+                    except OSError as exc:  # no fork, no pipe: a failed check, never a dead copier
+                        self._record(stamp(), -1, f"the health check could not start: {exc.strerror or exc}")
             return
         if not probe.alarmed and now >= probe.deadline:
             probe.alarmed = now
@@ -190,7 +193,12 @@ class Scheduler:
 
     def _start(self) -> None:
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
         if pid == 0:  # the probe: never returns
             code = 125
             try:
@@ -206,7 +214,13 @@ class Scheduler:
                 os._exit(code)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        pidfd = os.pidfd_open(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            _kill(pid, SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_fd)
+            raise
         self.probe = Probe(pid, read_fd, pidfd, time.monotonic() + self.timeout)
         if self.poller is not None:
             self.poller.register(read_fd, select.POLLIN)
@@ -214,12 +228,14 @@ class Scheduler:
 
     def _finish(self, probe: Probe, exit_code: int, output: str) -> None:
         self._forget(probe)
+        self._record(probe.started, exit_code, output)
+
+    def _record(self, started: str, exit_code: int, output: str) -> None:
         in_start_period = time.monotonic() - self.started < self.start_period
         old = self.status
         self.status, self.streak = next_status(old, self.streak, exit_code, self.retries, in_start_period)
         entry = (
-            f'{{"Start": "{probe.started}", "End": "{stamp()}", "ExitCode": {exit_code}, '
-            f'"Output": {json_string(output)}}}'
+            f'{{"Start": "{started}", "End": "{stamp()}", "ExitCode": {exit_code}, "Output": {json_string(output)}}}'
         )
         self.log = [*self.log, entry][-MAX_LOG:]
         self.write()
@@ -250,7 +266,10 @@ class Scheduler:
     def _event(self) -> None:
         """`health_status: <status>`, recorded by a grandchild (events.py loads json): the child
         leaves at once, so nothing is left to reap."""
-        child = os.fork()
+        try:
+            child = os.fork()
+        except OSError:
+            return  # the event is lost, the container goes on
         if child == 0:
             try:
                 if os.fork() == 0:
