@@ -3,6 +3,8 @@ exit, record it. monitor.py execs into this once the container runs, in the same
 PID 1's parent), so what stays resident is a bare `python -S` with os, select and time: about
 8 MB instead of the ~17 MB the start-up code's imports cost. No json module either: the log
 lines are encoded by hand and the exit is written into a state template made by monitor.py.
+Health checks share its poll loop (health.py); after the exit, a restart policy may turn it
+back into the monitor (restartpolicy.py).
 """
 
 from __future__ import annotations

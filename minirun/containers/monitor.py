@@ -2,7 +2,10 @@
 stays as PID 1's parent, writes its log and records its exit.
 
 Started by `run -d`/`start` as `python -S` with a bare sys.path (see helpers.py), in its own
-session with no terminal; no typer, rich or pyroute2 ever load here.
+session with no terminal; no typer, rich or pyroute2 ever load here. A restart policy's restart
+runs it again in the same process: the copier execs back into it with `restart DELAY_MS` after
+the three usual arguments (restartpolicy.py), and a foreground `run --restart` hands its
+container over to one started so.
 
 Log: one JSON object per line, docker's json-file format: {"log": "...", "stream": "stdout",
 "time": "<RFC 3339>"}; a line longer than 16 KiB is split, as docker does.
