@@ -117,7 +117,8 @@ def _end(containers: Containers, container: Container, timeout: float, stop_sign
             break
         if is_running(container):
             pid = (container.state.get("Pid"), container.state.get("PidStartTime"))
-            sig = stop_signal if time.monotonic() < deadline else signal.SIGKILL
+            # the stop signal first, even with no time to wait (docker's stop -t 0), then SIGKILL
+            sig = stop_signal if (pid, stop_signal) not in signalled or time.monotonic() < deadline else signal.SIGKILL
             if (pid, sig) not in signalled:
                 signalled.add((pid, sig))
                 _signal(container, sig)
