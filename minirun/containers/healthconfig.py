@@ -95,7 +95,10 @@ def copier_spec(container) -> str:
     log = (read_health(container) or {}).get("Log") or []
     entries = [json.dumps(entry) for entry in log if isinstance(entry, dict)]
     document = {"Status": "starting", "FailingStreak": 0, "Log": log}
-    atomic_write(os.path.join(container.dir, HEALTH_FILE), json.dumps(document).encode(), durable=False)
+    try:
+        atomic_write(os.path.join(container.dir, HEALTH_FILE), json.dumps(document).encode(), durable=False)
+    except OSError:
+        pass  # a full disk: the first result rewrites it, the checks run all the same
     timings = tuple(int(healthcheck.get(field) or 0) for field in TIMINGS)
     return spec_text((*timings, int(healthcheck.get("Retries") or 0)), entries)
 

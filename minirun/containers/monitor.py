@@ -98,6 +98,9 @@ def main(argv: list[str]) -> int:
         _report(ready_fd, failure)
         _maybe_remove(containers, container)
         return 1
+    from minirun.containers import healthconfig
+
+    health_spec = healthconfig.copier_spec(container)  # State.Health `starting` before the state says running
     mark_running(containers, container, started.pid)
     _tell(ready_fd, b"ok")
     exited = dict(
@@ -117,7 +120,6 @@ def main(argv: list[str]) -> int:
         from minirun.containers.network import exit_hook_args
 
         hook = exit_hook_args(store.root, container)
-    from minirun.containers import healthconfig
     from minirun.containers.logconfig import limits
 
     log_config = container.config.log_config
@@ -137,7 +139,7 @@ def main(argv: list[str]) -> int:
             str(max_file),
             "1" if compress else "0",
             json.dumps(event_attributes(container)),
-            healthconfig.copier_spec(container),  # "": no health checks
+            health_spec,  # "": no health checks
         ],
         hook,
     )
