@@ -31,19 +31,6 @@ def _each(names: list[str], action) -> None:
     act_on_each(names, one)
 
 
-def _stop_signal(containers, container) -> int:
-    """--stop-signal or the image's STOPSIGNAL (runconfig.stop_signal)."""
-    from minirun.containers.runconfig import stop_signal
-
-    image_config = None
-    if not container.config.stop_signal:  # a record from before --stop-signal: its image's
-        try:
-            image_config = containers.store.images.get(container.config.image).config.get("config", {})
-        except MinirunError:
-            pass
-    return stop_signal(container.config, image_config)
-
-
 @app.command("stop")
 def stop(
     names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
@@ -53,9 +40,9 @@ def stop(
 ) -> None:
     """Stop running containers: the stop signal, then SIGKILL after the grace period."""
     from minirun.containers import lifecycle
-    from minirun.containers.runconfig import stop_timeout
+    from minirun.containers.runconfig import stop_signal_of, stop_timeout
 
-    _each(names, lambda cs, c: lifecycle.stop(cs, c, stop_timeout(c.config, time_), _stop_signal(cs, c)))
+    _each(names, lambda cs, c: lifecycle.stop(cs, c, stop_timeout(c.config, time_), stop_signal_of(cs, c)))
 
 
 @app.command("kill")
@@ -65,9 +52,33 @@ def kill(
 ) -> None:
     """Kill running containers."""
     from minirun.containers import lifecycle
+    from minirun.containers.runconfig import stop_signal_of
 
     number = lifecycle.signal_number(signal_)
-    _each(names, lambda cs, c: lifecycle.kill(cs, c, number))
+    _each(names, lambda cs, c: lifecycle.kill(cs, c, number, stop_signal_of(cs, c)))
+
+
+@app.command("restart")
+def restart(
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
+    time_: int | None = typer.Option(
+        None,
+        "-t",
+        "--timeout",
+        "--time",
+        help="Seconds to wait before killing the container (default: its --stop-timeout, or 10).",
+    ),
+    signal_: str | None = typer.Option(None, "-s", "--signal", help="Signal to send to the container."),
+) -> None:
+    """Restart containers: stop (as `stop`), then start; stopped ones are just started."""
+    from minirun.containers import autostart, lifecycle
+    from minirun.containers.runconfig import stop_signal_of, stop_timeout
+
+    number = lifecycle.signal_number(signal_) if signal_ else None
+    _each(
+        names,
+        lambda cs, c: autostart.restart(cs, c, stop_timeout(c.config, time_), number or stop_signal_of(cs, c)),
+    )
 
 
 @app.command("rm")

@@ -220,3 +220,27 @@ def system_check(
     lines, code = run_check(open_store(), repair, verify_layers=not quick)
     print("\n".join(lines))
     raise typer.Exit(code)
+
+
+@system_app.command("boot")
+def system_boot() -> None:
+    """Start the containers a restart policy brings back after a reboot (always, and
+    unless-stopped ones not stopped by the user), as docker's daemon does when it starts. For
+    an init system: contrib/minirun-boot.service. Prints each name started."""
+    from minirun.containers import autostart
+    from minirun.containers.container import Containers
+
+    raise typer.Exit(autostart.boot(Containers(open_store())))
+
+
+@system_app.command("shutdown")
+def system_shutdown(
+    time_: int = typer.Option(10, "-t", "--time", help="Seconds to wait for each container before killing it."),
+) -> None:
+    """Stop every running container, not as stopped by the user: `system boot` starts the
+    unless-stopped ones again (docker's daemon shutdown). Prints each name stopped."""
+    from minirun.containers import autostart
+    from minirun.containers.container import Containers
+
+    for name in autostart.shutdown(Containers(open_store()), time_):
+        print(name)

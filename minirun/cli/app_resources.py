@@ -32,6 +32,11 @@ def update(
     pids_limit: str | None = typer.Option(
         None, "--pids-limit", help="Tune container pids limit (set -1 for unlimited)"
     ),
+    restart: str | None = typer.Option(
+        None,
+        "--restart",
+        help="Restart policy to apply when a container exits (no, on-failure[:N], always, unless-stopped)",
+    ),
 ) -> None:
     """Update configuration of one or more containers (their resource limits)."""
     from minirun.containers.resources import parse_options, update_container
@@ -44,14 +49,25 @@ def update(
         "cpuset_cpus": cpuset_cpus,
         "pids_limit": pids_limit,
     }
-    if all(value is None for value in given.values()):
+    if all(value is None for value in given.values()) and restart is None:
         raise UsageError("you must provide one or more flags when using this command")
-    changes = parse_options(given)
+    changes = parse_options(given) if any(value is not None for value in given.values()) else None
+    policy = None
+    if restart is not None:
+        from minirun.containers.restartpolicy import parse_policy
+
+        policy = parse_policy(restart or "no")
     containers = _containers()
 
     def one(name: str) -> None:
         try:
-            update_container(containers, containers.find(name), changes)
+            container = containers.find(name)
+            if policy is not None:
+                from minirun.containers.autostart import set_policy
+
+                set_policy(containers, container, policy)
+            if changes is not None:
+                update_container(containers, container, changes)
         except MinirunError as exc:
             raise MinirunError(f"Cannot update container {name}: {exc.message}") from None
         print(name)

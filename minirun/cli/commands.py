@@ -59,6 +59,7 @@ COMMANDS: dict[str, Command] = {
     "start": Command("minirun.cli.app_containers:app", "Start one or more stopped containers"),
     "stop": Command("minirun.cli.app_containers:app", "Stop one or more running containers"),
     "kill": Command("minirun.cli.app_containers:app", "Kill one or more running containers"),
+    "restart": Command("minirun.cli.app_containers:app", "Restart one or more containers"),
     "rm": Command("minirun.cli.app_containers:app", "Remove one or more containers"),
     "wait": Command("minirun.cli.app_containers:app", "Block until containers stop, then print their exit codes"),
     "logs": Command("minirun.cli.app_containers:app", "Fetch the logs of a container"),
@@ -127,6 +128,7 @@ GROUPS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "start": ("start",),
         "stop": ("stop",),
         "kill": ("kill",),
+        "restart": ("restart",),
         "rm": ("rm",),
         "remove": ("rm",),
         "wait": ("wait",),
@@ -161,7 +163,15 @@ GROUPS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "push": ("push",),
         "prune": None,
     },
-    "system": {"df": None, "prune": None, "check": None, "info": ("info",), "events": ("events",)},
+    "system": {
+        "df": None,
+        "prune": None,
+        "check": None,
+        "info": ("info",),
+        "events": ("events",),
+        "boot": None,
+        "shutdown": None,
+    },
 }
 GROUP_SUMMARIES = {  # the group's own subcommands
     ("container", "prune"): "Remove all stopped containers",
@@ -169,6 +179,8 @@ GROUP_SUMMARIES = {  # the group's own subcommands
     ("system", "df"): "Show minirun disk usage",
     ("system", "prune"): "Remove unused data",
     ("system", "check"): "Check the store and what minirun keeps on the host",
+    ("system", "boot"): "Start the containers a restart policy brings back after a reboot",
+    ("system", "shutdown"): "Stop every running container, to be started again by system boot",
 }
 
 

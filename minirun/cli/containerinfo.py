@@ -22,7 +22,12 @@ def status_text(container: Container, now: float | None = None) -> str:
     state = container.state
     if state.get("Status") == "running":
         up = "Up " + human_duration(now - parse_rfc3339(state["StartedAt"]).timestamp())
-        return up + " (Paused)" if state.get("Paused") else up
+        if state.get("Paused"):  # docker's State.String: paused before health
+            return up + " (Paused)"
+        return up + health_suffix(container)
+    if state.get("Status") == "restarting":
+        ago = human_duration(now - parse_rfc3339(state["FinishedAt"]).timestamp())
+        return f"Restarting ({state.get('ExitCode', 0)}) {ago} ago"
     if state.get("Status") == "exited":
         return (
             f"Exited ({state.get('ExitCode', 0)}) "
@@ -32,6 +37,18 @@ def status_text(container: Container, now: float | None = None) -> str:
     if state.get("Status") == "dead":
         return "Dead"  # docker's word for a container it cannot account for; rm -f removes it
     return "Created"
+
+
+def health_suffix(container: Container) -> str:
+    """` (healthy)`, ` (unhealthy)`, ` (health: starting)`: docker's, for a container with a check."""
+    if not container.config.healthcheck:
+        return ""
+    from minirun.containers.healthconfig import status_of
+
+    status = status_of(container)
+    if status == "none":
+        return ""
+    return " (health: starting)" if status == "starting" else f" ({status})"
 
 
 def command_text(container: Container, truncate: bool) -> str:
@@ -67,7 +84,7 @@ def ports_text(container: Container) -> str:
 
 def ps_rows(containers: list[Container], all_: bool, no_trunc: bool, last: int = -1) -> list[PsRow]:
     """Newest first; `last` > 0: only that many of the newest, whatever their state (docker's -n)."""
-    shown = [c for c in containers if all_ or last > 0 or c.state.get("Status") == "running"]
+    shown = [c for c in containers if all_ or last > 0 or c.state.get("Status") in ("running", "restarting")]
     shown.sort(key=lambda c: c.config.created, reverse=True)
     if last > 0:
         shown = shown[:last]
@@ -162,9 +179,9 @@ def inspect_container(store, container: Container) -> dict:
         "Args": config.argv[1:],
         "State": {
             "Status": pause_status(container),
-            "Running": state.get("Status") == "running",
+            "Running": state.get("Status") in ("running", "restarting"),  # docker's, while restarting too
             "Paused": is_paused(container),
-            "Restarting": False,
+            "Restarting": state.get("Status") == "restarting",
             "OOMKilled": bool(state.get("OOMKilled", False)),
             "Dead": False,
             "Pid": state.get("Pid", 0) if state.get("Status") == "running" else 0,
@@ -172,9 +189,11 @@ def inspect_container(store, container: Container) -> dict:
             "Error": state.get("Error", ""),
             "StartedAt": state.get("StartedAt", NEVER),
             "FinishedAt": state.get("FinishedAt", NEVER),
+            **_health(container),
         },
         "Image": config.image,
         "Name": "/" + config.name,
+        "RestartCount": state.get("RestartCount", 0),
         "HostConfig": {
             "NetworkMode": config.network,
             "PortBindings": port_bindings(config.ports),
@@ -193,6 +212,10 @@ def inspect_container(store, container: Container) -> dict:
             },
             **host_config(config.resources),
             **inspect_host_config(config),
+            "RestartPolicy": {
+                "Name": config.restart_policy.get("Name") or "no",
+                "MaximumRetryCount": config.restart_policy.get("MaximumRetryCount") or 0,
+            },
         },
         "GraphDriver": {
             "Name": "overlay",
@@ -217,5 +240,16 @@ def inspect_container(store, container: Container) -> dict:
             "Labels": config.labels,
             "Volumes": anonymous_destinations(config),
             **inspect_config(config),
+            **({"Healthcheck": config.healthcheck} if config.healthcheck else {}),
         },
     }
+
+
+def _health(container: Container) -> dict:
+    """State.Health, docker's, for a container with a check that has started."""
+    if not container.config.healthcheck:
+        return {}
+    from minirun.containers.healthconfig import read_health
+
+    health = read_health(container)
+    return {"Health": health} if health is not None else {}

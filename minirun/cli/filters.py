@@ -137,7 +137,7 @@ def container_filter(filters: Filters, store: Store, containers: list[Container]
             and (ancestors is None or c.config.image in ancestors)
             and (network_names is None or _network_of(c) in network_names)
             and (not filters.get("volume") or _mounts_any(c, filters.get("volume")))
-            and (not filters.get("health") or "none" in filters.get("health"))  # no healthchecks yet
+            and (not filters.get("health") or _health_of(c) in filters.get("health"))
             and (not publish or _ports_in(_published(c), publish))
             and (not expose or _ports_in(_published(c) | _exposed(store, c), expose))
             and is_task is not True
@@ -152,6 +152,14 @@ def _mounts_any(c: Container, values: list[str]) -> bool:
 
     points = mount_points(c.config)
     return any(v in (m.get("Name") or m["Source"], m["Destination"]) for m in points for v in values)
+
+
+def _health_of(c: Container) -> str:
+    if not c.config.healthcheck:
+        return "none"
+    from minirun.containers.healthconfig import status_of
+
+    return status_of(c)
 
 
 def shows_every_state(filters: Filters) -> bool:

@@ -100,6 +100,8 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
         stdin_once=opts.interactive and not opts.detach,
         mounts=mount_plan.records if mount_plan else [],
         **runflags.config_fields(opts.flags, image_config, opts.publish),
+        restart_policy=opts.restart_policy,
+        healthcheck=_healthcheck(opts, image_config),
     )
     containers = Containers(store)
     init = init_layer_link(store)
@@ -132,12 +134,26 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
             keys = parse_detach_keys(opts.detach_keys)
             return run_attached(containers, container, watch.done, keys, opts.sig_proxy)
         try:
-            return run_foreground(store, containers, container, image, init)
+            code = run_foreground(store, containers, container, image, init)
+            if opts.restart_policy:  # docker's daemon restarts it after the client returned: a monitor does
+                from minirun.containers.restartpolicy import hand_over
+
+                hand_over(store.root, containers, container, code)
+            return code
         finally:
             if opts.rm:
                 discard(containers, container)
     finally:
         watch.done()
+
+
+def _healthcheck(opts: RunOptions, image_config: dict) -> dict:
+    """Config.Healthcheck: the image's, the --health-* flags over it (healthconfig.py)."""
+    if opts.healthcheck is None and not image_config.get("Healthcheck"):
+        return {}
+    from minirun.containers.healthconfig import merged
+
+    return merged(opts.healthcheck, image_config.get("Healthcheck"))
 
 
 def resolve_network(store, mode: str) -> tuple[str, str]:

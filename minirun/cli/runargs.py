@@ -51,6 +51,8 @@ class RunOptions:
     mounts: list[MountSpec] = field(default_factory=list)  # --mount (mountspec.parse_mount)
     volumes_from: list[str] = field(default_factory=list)  # --volumes-from CONTAINER[:ro|rw], checked
     flags: RunFlags = field(default_factory=RunFlags)  # -P, --init, --ulimit, --sysctl, --pull... (runflags.py)
+    restart_policy: dict = field(default_factory=dict)  # --restart (restartpolicy.parse_policy); {}: no
+    healthcheck: dict | None = None  # --health-*, --no-healthcheck (healthconfig.from_flags); None: the image's
 
 
 _DESCRIPTIONS = {
@@ -133,6 +135,7 @@ def parser(verb: str = "run") -> Parser:
         help="Publish a container's port(s) to the host ([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])",
     )
     add_options(p)
+    add_restart_health_options(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
     return p
@@ -196,6 +199,7 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None, verb:
         parse_detach_keys(ns.detach_keys)  # refused now, before anything is created
         opts.detach_keys = ns.detach_keys
     opts.sig_proxy = getattr(ns, "sig_proxy", True)
+    restart_health_options(ns, opts)
     return opts
 
 
@@ -206,6 +210,66 @@ def add_bool_option(p: Parser, name: str, default: bool, help_text: str) -> None
     p.add_argument(name, dest=dest, action="store_true", default=default, help=help_text)
     p.add_argument(f"{name}=true", dest=dest, action="store_true", help=argparse.SUPPRESS)
     p.add_argument(f"{name}=false", dest=dest, action="store_false", help=argparse.SUPPRESS)
+
+
+def add_restart_health_options(p: Parser) -> None:
+    p.add_argument(
+        "--restart",
+        default="no",
+        metavar="POLICY",
+        help="Restart policy when the container exits (no, on-failure[:N], always, unless-stopped)",
+    )
+    p.add_argument("--health-cmd", default="", metavar="CMD", help="Command to run to check health")
+    p.add_argument(
+        "--health-interval",
+        default=None,
+        metavar="DURATION",
+        help="Time between running the check (ms|s|m|h) (default 30s)",
+    )
+    p.add_argument(
+        "--health-timeout",
+        default=None,
+        metavar="DURATION",
+        help="Maximum time to allow one check to run (ms|s|m|h) (default 30s)",
+    )
+    p.add_argument(
+        "--health-retries",
+        type=int,
+        default=0,
+        metavar="INT",
+        help="Consecutive failures needed to report unhealthy (default 3)",
+    )
+    p.add_argument(
+        "--health-start-period",
+        default=None,
+        metavar="DURATION",
+        help="Start period for the container to initialize before counting retries (ms|s|m|h) (default 0s)",
+    )
+    p.add_argument(
+        "--health-start-interval",
+        default=None,
+        metavar="DURATION",
+        help="Time between running the check during the start period (ms|s|m|h) (default 5s)",
+    )
+    p.add_argument("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
+
+
+def restart_health_options(ns, opts: RunOptions) -> None:
+    """--restart (refused with --rm, as docker) and the healthcheck flags, parsed and checked."""
+    if ns.restart not in ("", "no"):
+        from minirun.containers.restartpolicy import parse_policy
+
+        opts.restart_policy = parse_policy(ns.restart)
+        if ns.rm:
+            raise UsageError("conflicting options: cannot specify both --restart and --rm")
+    timings = {
+        name: getattr(ns, name)
+        for name in ("health_interval", "health_timeout", "health_start_period", "health_start_interval")
+    }
+    if ns.health_cmd or ns.health_retries or ns.no_healthcheck or any(v is not None for v in timings.values()):
+        from minirun.containers.healthconfig import from_flags
+
+        opts.healthcheck = from_flags(ns.health_cmd, timings, ns.health_retries, ns.no_healthcheck)
 
 
 def validate_hostname(hostname: str) -> None:

@@ -73,6 +73,11 @@ _CONFIG_FIELDS = (
     ("uts_mode", ""),
     ("publish_all", False),  # -P: every exposed port, on ports picked at each start
     ("exposed_ports", list),  # the image's EXPOSE, --expose and -p's ports: ["80/tcp", ...]
+    # docker's HostConfig.RestartPolicy {"Name", "MaximumRetryCount"} (restartpolicy.py); {}: "no"
+    ("restart_policy", dict),
+    # docker's Config.Healthcheck (Test, Interval, Timeout, StartPeriod, StartInterval in ns, Retries;
+    # healthconfig.py), the image's merged with --health-*; {}: none
+    ("healthcheck", dict),
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
 
@@ -124,6 +129,8 @@ class ContainerConfig:
     uts_mode: str
     publish_all: bool
     exposed_ports: list[str]
+    restart_policy: dict
+    healthcheck: dict
 
     def __init__(self, **values: object) -> None:
         unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}
@@ -316,7 +323,7 @@ class Containers:
             remove_tree(container.dir)
 
 
-_STATUSES = ("created", "running", "exited")
+_STATUSES = ("created", "running", "exited", "restarting")  # restarting: restartpolicy.py
 _PID_FIELDS = ("Pid", "MonitorPid")
 
 

@@ -13,17 +13,23 @@ from minirun.helpers import helper_argv
 
 
 def spawn_monitor(
-    store_root: str, container_id: str, on_spawned=None, attach_fd: int = -1, console_size: tuple[int, int] = (24, 80)
+    store_root: str,
+    container_id: str,
+    on_spawned=None,
+    attach_fd: int = -1,
+    console_size: tuple[int, int] = (24, 80),
+    extra: tuple[str, ...] = (),
 ) -> None:
     """Start the monitor of `container_id` and return once its PID 1 runs; raise its error else.
     `on_spawned()` runs as soon as the monitor exists (it owns the container from then on).
     `attach_fd`: a connected socket the monitor serves as its first attach client (attachserver.py);
-    `console_size`: the rows and cols of the container's terminal (-t) at its start."""
+    `console_size`: the rows and cols of the container's terminal (-t) at its start.
+    `extra`: a restart's arguments (restartpolicy.restart_args), which answers once it claimed it."""
     read_fd, write_fd = os.pipe()
-    extra = [str(attach_fd), *(str(n) for n in console_size)]
+    arguments = [str(attach_fd), *(str(n) for n in console_size), *extra]  # monitor.py's argv[3:]
     try:
         subprocess.Popen(
-            helper_argv("minirun.containers.monitor:main", store_root, container_id, str(write_fd), *extra),
+            helper_argv("minirun.containers.monitor:main", store_root, container_id, str(write_fd), *arguments),
             pass_fds=(write_fd,) if attach_fd < 0 else (write_fd, attach_fd),
             start_new_session=True,
             close_fds=True,

@@ -3,12 +3,14 @@ docker's semantics. Whether one still runs is liveness.py's to say."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
 
+from minirun.containers import restartpolicy
 from minirun.containers.container import Container, Containers, record_event
-from minirun.containers.liveness import is_dead, is_running, refresh, remove_cgroups
+from minirun.containers.liveness import is_dead, is_restarting, is_running, refresh, remove_cgroups
 from minirun.errors import Conflict, UsageError
 from minirun.procs import is_alive
 
@@ -62,11 +64,18 @@ def signal_number(name: str | int) -> int:
     raise UsageError(f"invalid signal: {name}")
 
 
-def kill(containers: Containers, container: Container, sig: int = signal.SIGKILL) -> None:
+def kill(
+    containers: Containers, container: Container, sig: int = signal.SIGKILL, stop_signal: int = signal.SIGTERM
+) -> None:
+    """docker kill: with SIGKILL or the stop signal no restart policy brings it back (and the
+    user stopped it: `unless-stopped` stays down); a restarting one's restart is called off."""
     container = refresh(containers, container)
-    if not is_running(container):
+    if not is_running(container) and not is_restarting(container):
         raise Conflict(f"Cannot kill container: {container.id[:12]}: container {container.id} is not running")
-    _signal(containers, container, sig)
+    ends_it = sig in (signal.SIGKILL, stop_signal)
+    restartpolicy.write_request(container.dir, restartpolicy.STOP if ends_it else restartpolicy.SIGNAL)
+    if is_running(container):
+        _signal(containers, container, sig)
     record_event(containers.store.root, container, "kill", signal=str(sig))
 
 
@@ -83,20 +92,43 @@ def wait_for_exit(containers: Containers, container: Container, timeout: float |
 
 
 def stop(
-    containers: Containers, container: Container, timeout: float | None, stop_signal: int = signal.SIGTERM
+    containers: Containers,
+    container: Container,
+    timeout: float | None,
+    stop_signal: int = signal.SIGTERM,
+    request: str = restartpolicy.STOP,
 ) -> None:
-    """docker stop: the stop signal, then SIGKILL after `timeout` seconds (None: never); returns once exited."""
+    """docker stop: the stop signal, then SIGKILL after `timeout` seconds (None: never); returns once exited.
+    The request (restartpolicy.py) goes first, so no restart policy starts it again; a PID 1
+    its monitor started meanwhile (a restart that was under way) gets the same treatment."""
     container = refresh(containers, container)
-    if not is_running(container):
+    if not is_running(container) and not is_restarting(container):
         return
-    _signal(containers, container, stop_signal)
-    record_event(containers.store.root, container, "kill", signal=str(stop_signal))
-    container = wait_for_exit(containers, container, timeout)
-    if is_running(container):
-        _signal(containers, container, signal.SIGKILL)
-        record_event(containers.store.root, container, "kill", signal=str(signal.SIGKILL))
-        wait_for_exit(containers, container, 30)
+    _end(containers, container, timeout, stop_signal, request)
     record_event(containers.store.root, container, "stop")
+
+
+def _end(containers: Containers, container: Container, timeout: float | None, stop_signal: int, request: str) -> None:
+    restartpolicy.write_request(container.dir, request)
+    deadline = math.inf if timeout is None else time.monotonic() + timeout
+    signalled: set[tuple[object, int]] = set()
+    while True:
+        container = refresh(containers, container)
+        if not os.path.isdir(container.dir):
+            break
+        if is_running(container):
+            pid = (container.state.get("Pid"), container.state.get("PidStartTime"))
+            # the stop signal first, even with no time to wait (docker's stop -t 0), then SIGKILL
+            sig = stop_signal if (pid, stop_signal) not in signalled or time.monotonic() < deadline else signal.SIGKILL
+            if (pid, sig) not in signalled:
+                signalled.add((pid, sig))
+                _signal(containers, container, sig)
+                record_event(containers.store.root, container, "kill", signal=str(sig))
+        elif not is_restarting(container):
+            break
+        if time.monotonic() > deadline + 30:
+            break
+        time.sleep(_POLL)
 
 
 def _signal(containers: Containers, container: Container, sig: int) -> None:
@@ -116,7 +148,7 @@ def _signal(containers: Containers, container: Container, sig: int) -> None:
 def remove(containers: Containers, container: Container, force: bool, volumes: bool = False) -> None:
     """docker rm; `volumes` (-v): the container's anonymous volumes go with it."""
     container = refresh(containers, container)
-    if is_running(container) or (is_dead(container) and has_processes(container)):
+    if is_running(container) or is_restarting(container) or (is_dead(container) and has_processes(container)):
         if not force and container.state.get("Paused"):
             raise Conflict(
                 f"You cannot remove a paused container {container.id}. "
@@ -124,13 +156,12 @@ def remove(containers: Containers, container: Container, force: bool, volumes: b
             )
         if not force:
             raise Conflict(
-                f"You cannot remove a running container {container.id}. "
-                "Stop the container before attempting removal or force remove"
+                f"You cannot remove a {'restarting' if is_restarting(container) else 'running'} container "
+                f"{container.id}. Stop the container before attempting removal or force remove"
             )
-    if is_running(container):  # a dead one's processes are killed through its cgroups below
-        _signal(containers, container, signal.SIGKILL)
-        record_event(containers.store.root, container, "kill", signal=str(signal.SIGKILL))
-        container = wait_for_exit(containers, container, 30)
+    if is_running(container) or is_restarting(container):  # a dead one's are killed through its cgroups below
+        _end(containers, container, 0, signal.SIGKILL, restartpolicy.STOP)
+        container = refresh(containers, container)
         # an --rm container's monitor removes it itself; give it the moment it needs
         deadline = time.monotonic() + 5
         while container.config.auto_remove and os.path.isdir(container.dir) and time.monotonic() < deadline:
@@ -170,9 +201,10 @@ def start(containers: Containers, container: Container, **monitor_options) -> Co
     from minirun.containers.detach import spawn_monitor
 
     container = refresh(containers, container)
-    if is_running(container):
+    if is_running(container) or is_restarting(container):
         return container
     refuse_dead(container)
+    restartpolicy.user_started(containers, container)
     spawn_monitor(containers.store.root, container.id, **monitor_options)
     return containers.load(container.id)
 
@@ -207,7 +239,7 @@ def prune(containers: Containers) -> tuple[list[str], int]:
     removed, freed = [], 0
     for container in containers.all():
         container = refresh(containers, container)
-        if is_running(container) or (is_dead(container) and has_processes(container)):
+        if is_running(container) or is_restarting(container) or (is_dead(container) and has_processes(container)):
             continue
         freed += tree_size(container.upper)
         remove_cgroups(container)

@@ -19,6 +19,11 @@ def is_running(container: Container) -> bool:
     return container.state.get("Status") == "running"
 
 
+def is_restarting(container: Container) -> bool:
+    """Between two runs of a restart policy's (restartpolicy.py): docker counts it as running."""
+    return container.state.get("Status") == "restarting"
+
+
 def is_dead(container: Container) -> bool:
     """A container whose record is damaged (Containers.load_or_dead): its processes may still run."""
     return container.state.get("Status") == "dead"
@@ -35,9 +40,9 @@ def refresh(containers: Containers, container: Container, reload: bool = True, r
         except NotFound:  # removed meanwhile: keep what we had
             return container
     state = container.state
-    if state.get("Status") != "running":
+    if state.get("Status") not in ("running", "restarting"):  # restarting: its monitor waits a back-off
         return container
-    if is_alive(state.get("Pid", 0), state.get("PidStartTime")):
+    if state.get("Status") == "running" and is_alive(state.get("Pid", 0), state.get("PidStartTime")):
         return container
     if is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")):
         return container  # PID 1 just ended; its parent is writing the exit now

@@ -3,6 +3,8 @@ exit, record it. monitor.py execs into this once the container runs, in the same
 PID 1's parent), so what stays resident is a bare `python -S` with os, select and time: about
 8 MB instead of the ~17 MB the start-up code's imports cost. No json module either: the log
 lines are encoded by hand and the exit is written into a state template made by monitor.py.
+Health checks share its poll loop (health.py); after the exit, a restart policy may turn it
+back into the monitor (restartpolicy.py).
 """
 
 from __future__ import annotations
@@ -141,25 +143,33 @@ class LogFile:
 
 
 def copy_output(
-    log: LogFile | None, streams: dict[int, str], hub=None, pid: int = 0, cgroup_paths: list[str] | None = None
+    log: LogFile | None,
+    streams: dict[int, str],
+    hub=None,
+    pid: int = 0,
+    cgroup_paths: list[str] | None = None,
+    health=None,
 ) -> None:
     """Until both pipes close (PID 1 and everything in its namespace are gone); `log` None: the
     `none` driver, output read and dropped (the container must never block on a full pipe).
     `hub`: attachserver.Hub, which serves attach clients in the same loop and gets the output too.
     When PID 1 (`pid`) exits, what is left in its cgroups is killed: with --pid host no PID
-    namespace takes it along, and an orphan holding the pipes would keep them open for good."""
+    namespace takes it along, and an orphan holding the pipes would keep them open for good.
+    `health`: the health checks' scheduler (health.py), which shares this loop."""
     pending = {fd: b"" for fd in streams}
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
     if hub is not None:
         hub.register(poller)
+    if health is not None:
+        health.register(poller)
     exit_fd = os.pidfd_open(pid) if pid and cgroup_paths else -1
     if exit_fd >= 0:
         poller.register(exit_fd, select.POLLIN)
     paused = False
     while pending:
-        for fd, events in poller.poll():
+        for fd, events in poller.poll(health.timeout_ms() if health is not None else None):
             if fd == exit_fd:
                 poller.unregister(exit_fd)
                 os.close(exit_fd)
@@ -168,9 +178,11 @@ def copy_output(
 
                 cgroups.kill_all(cgroup_paths or [])
                 continue
-            if fd not in pending:
+            if fd not in pending:  # an attach client's, or a health probe's
                 if hub is not None and hub.owns(fd):
                     hub.handle(fd, events)
+                elif health is not None:
+                    health.ready(fd)
                 continue
             try:
                 chunk = os.read(fd, 65536)
@@ -204,8 +216,12 @@ def copy_output(
                 paused = not paused
                 for fd in pending:
                     poller.modify(fd, 0 if paused else select.POLLIN)
+        if health is not None:
+            health.tick()
     if exit_fd >= 0:
         os.close(exit_fd)
+    if health is not None:
+        health.close()
 
 
 def exit_code(status: int) -> int:
@@ -250,29 +266,33 @@ def main(argv: list[str]) -> int:
         compress,
         event_attributes,
         attach,
+        health_spec,
     ) = argv
     from minirun.containers.attachserver import Hub  # os and select only, as this module
 
     hub = Hub(attach, int(pid))
+    ran_from = time.monotonic()
+    paths = cgroup_paths.split("\n") if cgroup_paths else []
+    health = None
+    if health_spec:
+        from minirun.containers.health import Scheduler
+
+        health = Scheduler(health_spec, container_dir, paths, event_attributes)
     log = (
         None
         if driver == "none"
         else LogFile(os.path.join(container_dir, LOG_NAME), int(max_size), int(max_file), compress == "1")
     )
-    copy_output(
-        log,
-        {int(out_fd): "stdout", int(err_fd): "stderr", **hub.streams()},
-        hub,
-        int(pid),
-        cgroup_paths.split("\n") if cgroup_paths else [],
-    )
+    copy_output(log, {int(out_fd): "stdout", int(err_fd): "stderr", **hub.streams()}, hub, int(pid), paths, health)
     if log is not None:
         log.close()
     _, status = os.waitpid(int(pid), 0)
     from minirun.runtime import cgroups  # os only, as this module
 
-    paths = cgroup_paths.split("\n") if cgroup_paths else []
     state = template.replace(CODE_MARK, str(exit_code(status))).replace(TIME_MARK, now())
+    from minirun.containers import restartpolicy  # after PID 1's exit: the copier's memory stays as it was
+
+    state = restartpolicy.after_exit(container_dir, state, exit_code(status), time.monotonic() - ran_from)
     if log is not None and log.dropped:
         state = state.replace(f'"{DROPPED_KEY}": 0', f'"{DROPPED_KEY}": {log.dropped}', 1)
     oom = cgroups.oom_killed(paths)
@@ -300,7 +320,7 @@ def main(argv: list[str]) -> int:
     from minirun.containers import mounts  # os and json at its top; the volumes' unmount events
 
     volume_mounts = mounts.exited(container_dir)
-    if auto_remove == "1":
+    if auto_remove == "1" and not restartpolicy.keeps_record(container_dir):
         remove_container(container_dir, lock_path)
         events.record(store_root, "container", "destroy", container_id, attributes)
         mounts.release_anonymous(store_root, volume_mounts)  # docker's --rm takes the anonymous volumes too
@@ -330,10 +350,18 @@ def boot(argv: list[str]) -> int:
     os.close(args_fd)
     count, *items = b"".join(chunks).decode().split("\0")
     code = main(items[: int(count)])
+    from minirun.containers import restartpolicy
+
+    container_dir = items[0]
     if items[int(count) :]:
         from minirun.containers.network import after_exit
 
-        after_exit(*items[int(count) :])
+        hook = items[int(count) :]
+        if restartpolicy.keeps_record(container_dir):
+            hook[-1] = "0"  # an --rm container the `restart` verb starts again keeps its address
+        after_exit(*hook)
+    store_root, container_id = os.path.dirname(os.path.dirname(container_dir)), os.path.basename(container_dir)
+    restartpolicy.relaunch(store_root, container_id, container_dir)  # execs the monitor if it restarts
     return code
 
 

@@ -2,7 +2,10 @@
 stays as PID 1's parent, writes its log and records its exit.
 
 Started by `run -d`/`start` as `python -S` with a bare sys.path (see helpers.py), in its own
-session with no terminal; no typer, rich or pyroute2 ever load here.
+session with no terminal; no typer, rich or pyroute2 ever load here. A restart policy's restart
+runs it again in the same process: the copier execs back into it with `restart DELAY_MS` after
+the three usual arguments (restartpolicy.py), and a foreground `run --restart` hands its
+container over to one started so.
 
 Log: one JSON object per line, docker's json-file format: {"log": "...", "stream": "stdout",
 "time": "<RFC 3339>"}; a line longer than 16 KiB is split, as docker does.
@@ -16,7 +19,7 @@ import signal
 import sys
 
 from minirun.childfailure import encode_report
-from minirun.containers import attachserver, logcopier
+from minirun.containers import attachserver, logcopier, restartpolicy
 from minirun.containers.container import event_attributes
 from minirun.containers.lifecycle import discard
 from minirun.containers.liveness import mark_running
@@ -27,6 +30,7 @@ from minirun.runtime import supervise
 
 def main(argv: list[str]) -> int:
     store_root, container_id, ready_fd = argv[0], argv[1], int(argv[2])
+    restart_delay = restartpolicy.restart_args(argv[6:])  # None: a start by the user
     from minirun.containers.container import Containers
     from minirun.containers.plan import build_plan, create_cgroups
     from minirun.errors import MinirunError
@@ -41,13 +45,19 @@ def main(argv: list[str]) -> int:
     store = Store(store_root)
     containers = Containers(store)
     container = containers.load(container_id)
+    if restart_delay is not None:  # a restart of the policy's: no client waits past the claim
+        restartpolicy.claim(containers, container)
+        _tell(ready_fd, b"ok")
+        ready_fd = -1
+        if not restartpolicy.backoff_or_stay_down(container, restart_delay):
+            return 0
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open("/dev/null", os.O_RDONLY)
     plan = started = stdio = None
     # build_plan publishes the ports: from there on, whatever fails frees them (and the cgroups)
     try:
-        stdio = attachserver.Stdio(container, argv[3:])  # -t, -i and attach clients (attachserver.py)
+        stdio = attachserver.Stdio(container, argv[3:6])  # -t, -i and attach clients (attachserver.py)
         image = store.images.get(container.config.image)
         plan = build_plan(store, container, image, init_layer_link(store))
         plan.stdio, plan.die_with_parent, plan.interactive = (stdio.stdin(null), out_w, err_w), True, True
@@ -71,7 +81,10 @@ def main(argv: list[str]) -> int:
         if plan is not None:
             cgroups.remove(plan.cgroups)
         _stop_publishing(store, container)
-        _report(ready_fd, exc if isinstance(exc, MinirunError) else MinirunError(f"{type(exc).__name__}: {exc}"))
+        error = exc if isinstance(exc, MinirunError) else MinirunError(f"{type(exc).__name__}: {exc}")
+        if restart_delay is not None:
+            restartpolicy.relaunch_failed(containers, container, error.message)
+        _report(ready_fd, error)
         return 1
     finally:
         for fd in (null, out_w, err_w):
@@ -94,6 +107,9 @@ def main(argv: list[str]) -> int:
         _report(ready_fd, failure)
         _maybe_remove(containers, container)
         return 1
+    from minirun.containers import healthconfig
+
+    health_spec = healthconfig.copier_spec(container)  # State.Health `starting` before the state says running
     mark_running(containers, container, started.pid)
     _tell(ready_fd, b"ok")
     exited = dict(
@@ -133,6 +149,7 @@ def main(argv: list[str]) -> int:
             "1" if compress else "0",
             json.dumps(event_attributes(container)),
             stdio.copier_arg(),
+            health_spec,  # "": no health checks
         ],
         hook,
     )
@@ -161,7 +178,9 @@ def _report(ready_fd: int, failure) -> None:
 
 def _tell(ready_fd: int, message: bytes) -> None:
     """Answer the client that started us; one killed meanwhile hears nothing, and the container
-    goes on (EPIPE must not end the monitor, and PID 1 with it)."""
+    goes on (EPIPE must not end the monitor, and PID 1 with it). -1: nobody is waiting."""
+    if ready_fd < 0:
+        return
     try:
         os.write(ready_fd, message)
     except BrokenPipeError:

@@ -80,6 +80,17 @@ def stop_signal(config: ContainerConfig, image_config: dict | None = None) -> in
         raise MinirunError(f"container {config.id[:12]} has an invalid stop signal: {name!r}") from None
 
 
+def stop_signal_of(containers, container) -> int:
+    """stop_signal for a container on record: an older record has only its image's STOPSIGNAL."""
+    image_config = None
+    if not container.config.stop_signal:
+        try:
+            image_config = containers.store.images.get(container.config.image).config.get("config", {})
+        except MinirunError:
+            pass
+    return stop_signal(container.config, image_config)
+
+
 def stop_timeout(config: ContainerConfig, given: int | None) -> float | None:
     """`stop -t`, else --stop-timeout, else 10 seconds; a negative one waits for good (None)."""
     seconds = given if given is not None else config.stop_timeout

@@ -27,7 +27,7 @@ def complete(isolated_store, *words: str) -> list[str]:
 @pytest.mark.parametrize(
     "words, expected",
     [
-        (["r"], ["rename", "rm", "rmi", "run"]),
+        (["r"], ["rename", "restart", "rm", "rmi", "run"]),
         (["container", "l"], ["list", "logs", "ls"]),
         (["ps", "--f"], ["--filter", "--format"]),  # a lean verb's parser
         (["history", "--f"], ["--format"]),  # a typer verb's
