@@ -51,28 +51,6 @@ def json_string(text: str) -> str:
     return '"' + text.translate(_ESCAPES) + '"'
 
 
-def go_duration(ns: int) -> str:
-    """Go's time.Duration.String() for what docker prints in its timeout message (30s, 1.5s, 200ms, 1m0s)."""
-    if ns == 0:
-        return "0s"
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size or unit == "ns":
-                return _decimal(ns, size) + unit
-    hours, rest = divmod(ns, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    text = _decimal(rest, 1_000_000_000) + "s"
-    if hours or minutes:
-        text = f"{minutes}m" + text
-    return f"{hours}h" + text if hours else text
-
-
-def _decimal(value: int, size: int) -> str:
-    whole, fraction = divmod(value, size)
-    digits = str(fraction).rjust(len(str(size)) - 1, "0").rstrip("0") if size > 1 else ""
-    return f"{whole}.{digits}" if digits else str(whole)
-
-
 def next_status(status: str, streak: int, exit_code: int, retries: int, in_start_period: bool) -> tuple[str, int]:
     """docker's handleProbeResult: success is healthy; a failure counts (unless the container is
     still `starting` within its start period) and `retries` of them in a row make it unhealthy."""
@@ -149,6 +127,8 @@ class Scheduler:
             status = 0
         self._read(probe, drain=True)
         if probe.alarmed:
+            from minirun.humanize import go_duration  # only now: the copier stays lean while checks pass
+
             message = f"Health check exceeded timeout ({go_duration(self.timeout_ns)})"
             output = probe.output.decode("utf-8", "replace") + ("..." if probe.truncated else "")
             self._finish(probe, -1, f"{message}: {output}" if output else message)

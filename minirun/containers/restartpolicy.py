@@ -27,7 +27,7 @@ import time
 POLICIES = ("no", "always", "unless-stopped", "on-failure")
 FIRST_DELAY_MS, MAX_DELAY_MS = 100, 60_000  # docker's restart manager
 RESET_AFTER_SECONDS = 10  # a run this long starts the back-off again from FIRST_DELAY_MS
-REQUEST_FILE = "stop-request"
+REQUEST_PREFIX = "stop-request."
 STOP, SIGNAL, RESTART, SHUTDOWN = "stop", "signal", "restart", "shutdown"
 _POLL = 0.05
 NEVER = "0001-01-01T00:00:00Z"
@@ -94,31 +94,39 @@ def starts_at_boot(policy: dict, request, state: dict) -> bool:
 
 
 def read_request(container_dir: str) -> str | None:
+    """The user's last word on the container (an empty file `stop-request.<word>`), if any."""
     try:
-        with open(os.path.join(container_dir, REQUEST_FILE)) as f:
-            return f.read().strip() or None
+        names = os.listdir(container_dir)
     except OSError:
         return None
+    found = {name[len(REQUEST_PREFIX) :] for name in names if name.startswith(REQUEST_PREFIX)}
+    return next((word for word in (RESTART, SHUTDOWN, STOP, SIGNAL) if word in found), None)
 
 
 def write_request(container_dir: str, request: str) -> None:
     """Before the signal that ends PID 1, so the monitor reads it when it sees the exit; a
-    weaker request (SIGNAL) never replaces a stronger one."""
+    weaker request (SIGNAL) never replaces a stronger one. The word is the file's name, the file
+    empty: it takes no data block, so `stop` on a full disk still keeps the policy off."""
     if request == SIGNAL and read_request(container_dir) is not None:
         return
-    from minirun.atomicfile import atomic_write
-
     try:
-        atomic_write(os.path.join(container_dir, REQUEST_FILE), request.encode(), durable=False)
+        os.close(os.open(os.path.join(container_dir, REQUEST_PREFIX + request), os.O_WRONLY | os.O_CREAT, 0o600))
     except FileNotFoundError:
-        pass  # removed meanwhile (an --rm container's monitor): nothing left to restart
+        return  # removed meanwhile (an --rm container's monitor): nothing left to restart
+    _remove_requests(container_dir, keep=request)
 
 
 def clear_request(container_dir: str) -> None:
-    try:
-        os.unlink(os.path.join(container_dir, REQUEST_FILE))
-    except FileNotFoundError:
-        pass
+    _remove_requests(container_dir, keep=None)
+
+
+def _remove_requests(container_dir: str, keep: str | None) -> None:
+    for word in (STOP, SIGNAL, RESTART, SHUTDOWN):
+        if word != keep:
+            try:
+                os.unlink(os.path.join(container_dir, REQUEST_PREFIX + word))
+            except FileNotFoundError:
+                pass
 
 
 def keeps_record(container_dir: str) -> bool:

@@ -7,11 +7,11 @@ import pytest
 
 from minirun.cli.runargs import parse_run_args
 from minirun.containers import restartpolicy as rp
-from minirun.containers.health import go_duration, next_status, spec_text
+from minirun.containers.health import next_status, spec_text
 from minirun.containers.healthconfig import from_flags, merged
 from minirun.containers.healthprobe import probe_argv
 from minirun.errors import UsageError
-from minirun.humanize import parse_go_duration
+from minirun.humanize import go_duration, parse_go_duration
 
 ALWAYS = {"Name": "always", "MaximumRetryCount": 0}
 
@@ -110,7 +110,7 @@ def test_go_duration_text_is_gos():
         "0s",
     ]
     for bad in ("", "10", "1x", "s", "--1s"):
-        with pytest.raises(ValueError):
+        with pytest.raises(UsageError, match="time: "):
             parse_go_duration(bad)
 
 
