@@ -35,12 +35,12 @@ set -x
 "$minirun" volume create site
 "$minirun" run -d --name web -p 127.0.0.1:8080:80 -v site:/www --restart on-failure:3 \
     --health-cmd 'wget -q -O /dev/null http://127.0.0.1/' --health-interval 1s --health-retries 2 \
-    busybox sh -c 'httpd -f -p 80 -h /www'
+    busybox sh -c 'httpd -f -p 80 -h /www; exit 1'
 "$minirun" exec web sh -c 'echo "hello from the volume site" > /www/index.html'
 await_web '{{.State.Health.Status}}' healthy
 "$minirun" ps --filter name=web
 busybox wget -q -O - http://127.0.0.1:8080/
-"$minirun" exec web pkill httpd   # the server dies; on-failure restarts the container
+"$minirun" exec web sh -c 'kill $(pidof httpd)'   # the server dies; on-failure restarts the container
 await_web '{{.RestartCount}} {{.State.Status}}' "1 running"
 await_web '{{.State.Health.Status}}' healthy
 "$minirun" inspect -f 'restarts: {{.RestartCount}}, health: {{.State.Health.Status}}' web
