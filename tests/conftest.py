@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 
 import pytest
@@ -126,32 +125,29 @@ class Result:
     err: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def cli_forkserver(tmp_path_factory):
     """tests/forkserver.py says why; MINIRUN_TEST_FORKSERVER=0 starts a new interpreter per call."""
-    if os.environ.get("MINIRUN_TEST_FORKSERVER", "1") == "0":
-        yield None
-        return
-    from tests.forkserver import ForkServer
+    from tests import forkserver
 
-    server = ForkServer(str(tmp_path_factory.mktemp("forkserver") / "socket"))
-    yield server
-    server.close()
+    if os.environ.get("MINIRUN_TEST_FORKSERVER", "1") == "0":
+        yield
+        return
+    forkserver.SERVER = forkserver.ForkServer(str(tmp_path_factory.mktemp("forkserver") / "socket"))
+    yield
+    forkserver.SERVER.close()
+    forkserver.SERVER = None
 
 
 @pytest.fixture
-def cli(isolated_store, cli_forkserver):
+def cli(isolated_store):
     """Run the CLI as a user types it, in a separate process, against the test's store."""
+    from tests.forkserver import run_minirun
 
     def run(*args: str, input: bytes | None = None, root: str | None = None) -> Result:
         env = dict(os.environ, MINIRUN_ROOT=root or str(isolated_store))
-        if cli_forkserver is not None:
-            code, out, err = cli_forkserver.run(list(args), env, input, timeout=300)
-            return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
-        proc = subprocess.run(
-            [sys.executable, "-m", "minirun", *args], input=input, capture_output=True, env=env, timeout=300
-        )
-        return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+        code, out, err = run_minirun(list(args), env, input, timeout=300)
+        return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
 
     return run
 

@@ -29,6 +29,7 @@ import time
 PRELOAD = ("typer", "typer.main", "argparse", "json", "subprocess", "dataclasses", "inspect", "tarfile", "hashlib")
 MAIN_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "minirun", "__main__.py")
 _INT = struct.Struct("i")
+SERVER: ForkServer | None = None  # this test process's (tests/conftest.py), None: no server
 
 
 def serve(path: str) -> None:
@@ -85,8 +86,19 @@ def _become_the_cli(request: dict, fds: list[int]) -> None:
         os._exit(120)
 
 
+def run_minirun(argv: list[str], env: dict[str, str], input: bytes | None = None, timeout: float = 300):
+    """(exit code, stdout, stderr) of `minirun ARGV`: through this test process's server
+    (SERVER, which tests/conftest.py starts), or a new interpreter when there is none."""
+    if SERVER is not None:
+        return SERVER.run(argv, env, input, timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "minirun", *argv], input=input, capture_output=True, env=env, timeout=timeout
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
 class ForkServer:
-    """The client: one server per test process, started on first use."""
+    """The client: one server per test process, started at the session's start."""
 
     def __init__(self, path: str) -> None:
         self.path = path

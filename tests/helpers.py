@@ -135,9 +135,11 @@ def wait_until(predicate: Callable[[], object], timeout: float = 15.0) -> bool:
 
 def minirun_in(store, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """`minirun ARGS` on `store`, to its end: code, stdout and stderr as text."""
-    env = dict(os.environ, MINIRUN_ROOT=str(store))
-    return subprocess.run(
-        [sys.executable, "-m", "minirun", *args], env=env, capture_output=True, text=True, timeout=timeout
+    from tests.forkserver import run_minirun
+
+    code, out, err = run_minirun(list(args), dict(os.environ, MINIRUN_ROOT=str(store)), timeout=timeout)
+    return subprocess.CompletedProcess(
+        ["minirun", *args], code, out.decode(errors="replace"), err.decode(errors="replace")
     )
 
 

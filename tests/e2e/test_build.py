@@ -7,8 +7,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -26,13 +24,8 @@ def _root():
 
 
 @pytest.fixture
-def mr(isolated_store):
-    def run(*args: str) -> Result:
-        env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
-        proc = subprocess.run([sys.executable, "-m", "minirun", *args], capture_output=True, env=env, timeout=300)
-        return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
-
-    return run
+def mr(cli):
+    return cli
 
 
 def context(tmp_path: Path, containerfile: str, files: dict[str, str | bytes] | None = None) -> Path:

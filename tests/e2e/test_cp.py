@@ -68,12 +68,11 @@ def test_cp_both_ways_in_a_running_container(cli, busybox, tmp_path):
 
 def cli_bytes(*args: str) -> bytes:
     """The raw stdout of a CLI call (the `cli` fixture decodes it)."""
-    import subprocess
-    import sys
+    from tests.forkserver import run_minirun
 
-    done = subprocess.run([sys.executable, "-m", "minirun", *args], capture_output=True, env=dict(os.environ))
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    code, out, err = run_minirun(list(args), dict(os.environ))
+    assert code == 0, err
+    return out
 
 
 def test_cp_with_stopped_containers_and_their_volumes(cli, busybox, tmp_path):

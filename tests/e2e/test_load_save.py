@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from tests.forkserver import run_minirun
 from tests.peers import PODMAN_COPYING_VERBS, own_blob_cache
 
 # runc, not podman's default crun: crun refuses a hybrid host whose cgroup2 mount carries a controller
@@ -105,10 +106,8 @@ def skopeo(*args: str) -> subprocess.CompletedProcess:
 
 
 def minirun(root, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MINIRUN_ROOT=str(root))
-    return subprocess.run(
-        [sys.executable, "-m", "minirun", *args], input=input, capture_output=True, env=env, timeout=120
-    )
+    code, out, err = run_minirun(list(args), dict(os.environ, MINIRUN_ROOT=str(root)), input, timeout=120)
+    return subprocess.CompletedProcess(["minirun", *args], code, out, err)
 
 
 @pytest.fixture(scope="module")
