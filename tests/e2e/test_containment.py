@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -546,6 +547,7 @@ def test_the_monitors_command_line_carries_no_state(cli, busybox, isolated_store
 def test_a_start_reads_the_compiled_filter_and_never_loads_libseccomp(cli, busybox, isolated_store):
     """Compiling a profile costs ~60 ms (most of it loading libseccomp): done once per profile and
     capability set, kept in the store; every later start only reads the program back."""
+    shutil.rmtree(isolated_store / "seccomp")  # the busybox fixture's store has the default's compiled
     env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
     argv = [sys.executable, "-X", "importtime", "-m", "minirun", "run", "--rm", "--network", "none", "busybox", "true"]
     first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
