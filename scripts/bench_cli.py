@@ -3,7 +3,7 @@
 podman's same verbs on the same images, in one run.
 
 - `images` (a lean verb since it became one; target <= 80 ms median), `images --help`, `ps -a`;
-- `history busybox` (a typer verb: typer's own import is its floor), `minirun --help`.
+- `history bench-0` (a typer verb: typer's own import is its floor), `minirun --help`.
 
 Each minirun command and its podman twin run in turn (A B A B ...) against a store and a podman
 root of this run's own, each holding the embedded busybox and a few imported images; the ratio is
@@ -88,7 +88,7 @@ def main() -> int:
             ("images", ["images"], ["images"]),
             ("images --help", ["images", "--help"], ["images", "--help"]),
             ("ps -a", ["ps", "-a"], ["ps", "-a"]),
-            ("history busybox", ["history", "busybox"], ["history", "busybox"]),
+            ("history bench-0", ["history", "bench-0"], ["history", "bench-0"]),
             ("--help", ["--help"], ["--help"]),
         ]
         print(f"median wall ms of {args.runs} runs each, A B A B; ratio = median of the pairs' minirun/podman")

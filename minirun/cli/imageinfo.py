@@ -3,28 +3,33 @@ the CLI renders it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from minirun.store import Store
 from minirun.store.images import Image, lineage_key
 from minirun.store.reference import parse_reference
 
 
-@dataclass(frozen=True)
 class ImageRow:
-    repository: str
-    tag: str
-    image: Image
-    size: int
+    """A line of `images`. A plain class: dataclasses import inspect, ~9 ms of the verb's start."""
+
+    __slots__ = ("repository", "tag", "image", "size")
+
+    def __init__(self, repository: str, tag: str, image: Image, size: int) -> None:
+        self.repository, self.tag, self.image, self.size = repository, tag, image, size
 
 
-@dataclass(frozen=True)
 class HistoryRow:
-    image_id: str | None  # None: the entry is not an image of this store (docker's <missing>)
-    created: str
-    created_by: str
-    size: int
-    comment: str
+    """A line of `history`; image_id None: the entry is not an image of this store (docker's <missing>)."""
+
+    __slots__ = ("image_id", "created", "created_by", "size", "comment")
+
+    def __init__(self, image_id: str | None, created: str, created_by: str, size: int, comment: str) -> None:
+        self.image_id, self.created, self.created_by, self.size, self.comment = (
+            image_id,
+            created,
+            created_by,
+            size,
+            comment,
+        )
 
 
 def image_rows(store: Store, all_: bool = False) -> list[ImageRow]:
