@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from minirun.containers.container import Container
 from minirun.containers.mounts import anonymous_destinations, host_config_binds, mount_points
 from minirun.containers.pause import is_paused
@@ -59,17 +57,25 @@ def command_text(container: Container, truncate: bool) -> str:
     return json.dumps(ellipsis(command, 20) if truncate else command, ensure_ascii=False)
 
 
-@dataclass(frozen=True)
 class PsRow:
-    container: Container
-    id: str
-    image: str
-    command: str
-    created: str
-    status: str
-    names: str
-    ports: str = ""
-    size: str = ""  # ps -s only: it walks the writable layer
+    """A line of `ps`. A plain class: `dataclasses` imports `inspect`, ~9 ms of every ps."""
+
+    __slots__ = ("container", "id", "image", "command", "created", "status", "names", "ports", "size")
+
+    def __init__(
+        self,
+        container: Container,
+        id: str,
+        image: str,
+        command: str,
+        created: str,
+        status: str,
+        names: str,
+        ports: str = "",
+        size: str = "",  # ps -s only: it walks the writable layer
+    ) -> None:
+        self.container, self.id, self.image, self.command = container, id, image, command
+        self.created, self.status, self.names, self.ports, self.size = created, status, names, ports, size
 
 
 def ports_text(container: Container) -> str:

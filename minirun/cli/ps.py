@@ -58,11 +58,10 @@ def ps_command(argv: list[str], root: str | None) -> int:
         show_all = show_all or shows_every_state(filters)
     rows = ps_rows(listed, show_all, args.no_trunc, last)
     if args.size or ".Size" in (args.format or ""):  # docker sizes only when asked or shown
-        from dataclasses import replace
-
         from minirun.cli.containerinfo import size_text
 
-        rows = [replace(row, size=size_text(store, row.container)) for row in rows]
+        for row in rows:
+            row.size = size_text(store, row.container)
     if args.quiet:
         sys.stdout.write("".join(row.id + "\n" for row in rows))
         return 0
