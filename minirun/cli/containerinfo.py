@@ -8,6 +8,7 @@ from minirun.containers.pause import is_paused
 from minirun.containers.pause import status as pause_status
 from minirun.errors import MinirunError
 from minirun.humanize import ellipsis, human_duration, parse_rfc3339, time_ago
+from minirun.records import Record
 
 NEVER = "0001-01-01T00:00:00Z"
 
@@ -57,25 +58,19 @@ def command_text(container: Container, truncate: bool) -> str:
     return json.dumps(ellipsis(command, 20) if truncate else command, ensure_ascii=False)
 
 
-class PsRow:
-    """A line of `ps`. A plain class: `dataclasses` imports `inspect`, ~9 ms of every ps."""
+class PsRow(Record):
+    """A line of `ps`."""
 
-    __slots__ = ("container", "id", "image", "command", "created", "status", "names", "ports", "size")
-
-    def __init__(
-        self,
-        container: Container,
-        id: str,
-        image: str,
-        command: str,
-        created: str,
-        status: str,
-        names: str,
-        ports: str = "",
-        size: str = "",  # ps -s only: it walks the writable layer
-    ) -> None:
-        self.container, self.id, self.image, self.command = container, id, image, command
-        self.created, self.status, self.names, self.ports, self.size = created, status, names, ports, size
+    container: Container
+    id: str
+    image: str
+    command: str
+    created: str
+    status: str
+    names: str
+    ports: str
+    size: str  # ps -s only: it walks the writable layer
+    DEFAULTS = {"ports": "", "size": ""}
 
 
 def ports_text(container: Container) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field
 
 from minirun.cli.leanparser import Parser
 from minirun.cli.runflags import RunFlags, add_options, parse_flags
 from minirun.errors import UsageError
+from minirun.records import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -18,41 +18,56 @@ if TYPE_CHECKING:
 DEFAULT_NETWORK = "bridge"  # as docker's; the others: none, host, container:NAME, a user network
 
 
-@dataclass
-class RunOptions:
+class RunOptions(Record):
+    """What `run` (or `create`) was asked, parsed and checked."""
+
     image: str
     command: list[str]
-    rm: bool = False
-    detach: bool = False
-    name: str = ""
-    env: list[str] = field(default_factory=list)  # resolved K=V, in order
-    workdir: str = ""
-    user: str = ""
-    hostname: str = ""
-    volumes: list[MountSpec] = field(default_factory=list)  # -v, as mountspec.parse_volume reads it
-    tmpfs: list[str] = field(default_factory=list)
-    read_only: bool = False
-    entrypoint: str | None = None
-    interactive: bool = False
-    tty: bool = False
-    network: str = DEFAULT_NETWORK
-    publish: list[list] = field(default_factory=list)  # portmap.parse_publish's bindings
-    resources: dict = field(default_factory=dict)  # docker's HostConfig fields (resources.py)
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    privileged: bool = False
-    security_opt: list[str] = field(default_factory=list)  # as recorded (privileges.parse_security_opts)
-    devices: list[list] = field(default_factory=list)  # [host, container, permissions]
-    log_driver: str | None = None
-    log_opts: dict = field(default_factory=dict)  # resolved against the store's defaults by run.py
-    labels: dict = field(default_factory=dict)  # --label-file, then -l (a later key wins)
-    detach_keys: str = ""  # run -it: docker's --detach-keys ("": ctrl-p,ctrl-q)
-    sig_proxy: bool = True  # run -it: signals the client gets go on to PID 1
-    mounts: list[MountSpec] = field(default_factory=list)  # --mount (mountspec.parse_mount)
-    volumes_from: list[str] = field(default_factory=list)  # --volumes-from CONTAINER[:ro|rw], checked
-    flags: RunFlags = field(default_factory=RunFlags)  # -P, --init, --ulimit, --sysctl, --pull... (runflags.py)
-    restart_policy: dict = field(default_factory=dict)  # --restart (restartpolicy.parse_policy); {}: no
-    healthcheck: dict | None = None  # --health-*, --no-healthcheck (healthconfig.from_flags); None: the image's
+    rm: bool
+    detach: bool
+    name: str
+    env: list[str]  # resolved K=V, in order
+    workdir: str
+    user: str
+    hostname: str
+    volumes: list[MountSpec]  # -v, as mountspec.parse_volume reads it
+    tmpfs: list[str]
+    read_only: bool
+    entrypoint: str | None
+    interactive: bool
+    tty: bool
+    network: str
+    publish: list[list]  # portmap.parse_publish's bindings
+    resources: dict  # docker's HostConfig fields (resources.py)
+    cap_add: list[str]
+    cap_drop: list[str]
+    privileged: bool
+    security_opt: list[str]  # as recorded (privileges.parse_security_opts)
+    devices: list[list]  # [host, container, permissions]
+    log_driver: str | None
+    log_opts: dict  # resolved against the store's defaults by run.py
+    labels: dict  # --label-file, then -l (a later key wins)
+    detach_keys: str  # run -it: docker's --detach-keys ("": ctrl-p,ctrl-q)
+    sig_proxy: bool  # run -it: signals the client gets go on to PID 1
+    mounts: list[MountSpec]  # --mount (mountspec.parse_mount)
+    volumes_from: list[str]  # --volumes-from CONTAINER[:ro|rw], checked
+    flags: RunFlags  # -P, --init, --ulimit, --sysctl, --pull... (runflags.py)
+    restart_policy: dict  # --restart (restartpolicy.parse_policy); {}: no
+    healthcheck: dict | None  # --health-*, --no-healthcheck (healthconfig.from_flags); None: the image's
+
+    DEFAULTS = {
+        **dict.fromkeys(("rm", "detach", "read_only", "interactive", "tty", "privileged"), False),
+        **dict.fromkeys(("name", "workdir", "user", "hostname", "detach_keys"), ""),
+        **dict.fromkeys(("entrypoint", "log_driver", "healthcheck"), None),
+        **dict.fromkeys(
+            ("env", "volumes", "tmpfs", "publish", "cap_add", "cap_drop", "security_opt", "devices", "mounts"), list
+        ),
+        "volumes_from": list,
+        **dict.fromkeys(("resources", "log_opts", "labels", "restart_policy"), dict),
+        "network": DEFAULT_NETWORK,
+        "sig_proxy": True,
+        "flags": RunFlags,
+    }
 
 
 _DESCRIPTIONS = {

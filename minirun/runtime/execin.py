@@ -19,11 +19,11 @@ import errno
 import os
 import signal
 import stat
-from dataclasses import dataclass, field
 
 from minirun import linux
 from minirun.childfailure import exit_reporting
 from minirun.errors import EXIT_CANNOT_INVOKE, MinirunError
+from minirun.records import Record
 from minirun.runtime import executable, supervise
 
 TYPE_CHECKING = False  # typing costs ~6 ms on the path the exec benchmark times
@@ -311,14 +311,24 @@ def _stdio_to_null(targets: tuple[int, ...]) -> None:
     os.close(fd)
 
 
-@dataclass
-class ExecOptions:
+class ExecOptions(Record):
+    """What `exec` runs."""
+
     container: str
     command: list[str]
-    detach: bool = False
-    interactive: bool = False
-    tty: bool = False
-    env: list[str] = field(default_factory=list)  # resolved K=V, in order
-    workdir: str = ""  # "": the container's
-    user: str = ""  # "": the container's
-    privileged: bool = False  # every capability (the container's seccomp filter stays, as in docker)
+    detach: bool
+    interactive: bool
+    tty: bool
+    env: list[str]  # resolved K=V, in order
+    workdir: str  # "": the container's
+    user: str  # "": the container's
+    privileged: bool  # every capability (the container's seccomp filter stays, as in docker)
+    DEFAULTS = {
+        "detach": False,
+        "interactive": False,
+        "tty": False,
+        "env": list,
+        "workdir": "",
+        "user": "",
+        "privileged": False,
+    }

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass, field
 
 from minirun import linux
 from minirun.childfailure import exit_reporting, read_report
 from minirun.errors import MinirunError
+from minirun.records import Record
 from minirun.runtime import cgroups, supervise
 from minirun.runtime.executable import env_dict, env_value, exec_error, find_executable, with_default_env
 from minirun.runtime.privileges import DEFAULT_CAPABILITIES
@@ -35,8 +35,7 @@ if TYPE_CHECKING:
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
-@dataclass
-class LaunchPlan:
+class LaunchPlan(Record):
     """Everything PID 1 needs, decided by the parent before the fork."""
 
     store_root: str
@@ -49,42 +48,68 @@ class LaunchPlan:
     workdir: str
     user: str
     hostname: str
-    network: str = "none"
-    readonly: bool = False
+    network: str
+    readonly: bool
     # [source, target, readonly]: JSON arrays from config.json (a list type cannot tell its items apart)
-    binds: list[list[Any]] = field(default_factory=list)
-    tmpfs: list[str] = field(default_factory=list)
-    interactive: bool = False
-    tty: bool = False
-    rows: int = 24  # the pty's first window size: the CLI's terminal's, measured before the fork
-    cols: int = 80
-    stdio: tuple[int, int, int] | None = None  # fds for PID 1's 0, 1, 2 (a monitor's pipes); None: inherit
-    die_with_parent: bool = False  # a detached container dies with its monitor: nobody else records its exit
-    cgroups: list[str] = field(default_factory=list)  # the container's cgroup dirs (cgroups.create), joined first
-    net: NetSpec | None = None  # bridge networks: eth0's veth, address and route (net/attach.py), made by PID 1
-    join_netns: str = ""  # --network container:ID: that container's /proc/PID/ns/net, joined instead of a new one
+    binds: list[list[Any]]
+    tmpfs: list[str]
+    interactive: bool
+    tty: bool
+    rows: int  # the pty's first window size: the CLI's terminal's, measured before the fork
+    cols: int
+    stdio: tuple[int, int, int] | None  # fds for PID 1's 0, 1, 2 (a monitor's pipes); None: inherit
+    die_with_parent: bool  # a detached container dies with its monitor: nobody else records its exit
+    cgroups: list[str]  # the container's cgroup dirs (cgroups.create), joined first
+    net: NetSpec | None  # bridge networks: eth0's veth, address and route (net/attach.py), made by PID 1
+    join_netns: str  # --network container:ID: that container's /proc/PID/ns/net, joined instead of a new one
     # what the process may do (privileges.py): capabilities, no_new_privs, the seccomp.Program (None: unconfined)
-    capabilities: list[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
-    no_new_privileges: bool = True
-    seccomp: Program | None = None
-    privileged: bool = False  # also: no masked paths, /sys and cgroups writable, every host device
-    devices: list[list[str]] = field(default_factory=list)  # --device: [host path, container path, permissions]
+    capabilities: list[str]
+    no_new_privileges: bool
+    seccomp: Program | None
+    privileged: bool  # also: no masked paths, /sys and cgroups writable, every host device
+    devices: list[list[str]]  # --device: [host path, container path, permissions]
     # run's flags (containers/runconfig.py): --init, --ulimit, --shm-size, --group-add, --sysctl, --pid/--ipc/--uts
-    init_path: str = ""  # an init bound into the root (tini), exec'd as `init -- argv`; "": argv itself
-    ulimits: list[dict[str, Any]] = field(default_factory=list)  # [{"Name", "Soft", "Hard"}] (kernelsettings.py)
-    shm_size: int = 0  # /dev/shm's size in bytes; 0: rootfs.py's default
-    group_add: list[str] = field(
-        default_factory=list
-    )  # supplementary groups: names in the container's /etc/group, gids
-    sysctls: dict[str, str] = field(default_factory=dict)
-    host_namespaces: list[str] = field(default_factory=list)  # of "pid", "ipc", "uts": the host's, no new one
+    init_path: str  # an init bound into the root (tini), exec'd as `init -- argv`; "": argv itself
+    ulimits: list[dict[str, Any]]  # [{"Name", "Soft", "Hard"}] (kernelsettings.py)
+    shm_size: int  # /dev/shm's size in bytes; 0: rootfs.py's default
+    group_add: list[str]  # supplementary groups: /etc/group names, gids
+    sysctls: dict[str, str]
+    host_namespaces: list[str]  # of "pid", "ipc", "uts": the host's, no new one
+    DEFAULTS = {
+        "network": "none",
+        "readonly": False,
+        "binds": list,
+        "tmpfs": list,
+        "interactive": False,
+        "tty": False,
+        "rows": 24,
+        "cols": 80,
+        "stdio": None,
+        "die_with_parent": False,
+        "cgroups": list,
+        "net": None,
+        "join_netns": "",
+        "capabilities": lambda: list(DEFAULT_CAPABILITIES),
+        "no_new_privileges": True,
+        "seccomp": None,
+        "privileged": False,
+        "devices": list,
+        "init_path": "",
+        "ulimits": list,
+        "shm_size": 0,
+        "group_add": list,
+        "sysctls": dict,
+        "host_namespaces": list,
+    }
 
 
-@dataclass
-class Started:
+class Started(Record):
     pid: int
     error_fd: int
-    console: socket.socket | None = None  # with tty: the socket PID 1 sends the pty master over (tty.receive_master)
+    console: socket.socket | None  # with tty: the socket PID 1 sends the pty master over (tty.receive_master)
+    DEFAULTS = {
+        "console": None,
+    }
 
 
 def start(plan: LaunchPlan) -> Started:

@@ -18,7 +18,6 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from minirun import linux
 from minirun.errors import MinirunError, NotFound, SyscallError, UsageError
@@ -37,44 +36,59 @@ from minirun.linux import (
     MS_SLAVE,
     MS_STRICTATIME,
 )
+from minirun.records import Record
 
 
-@dataclass
-class Bind:
+class Bind(Record):
     """A host path shown at `target`, a path inside the container (`-v SRC:DST[:ro]`)."""
 
     source: str
     target: str
-    readonly: bool = False
+    readonly: bool
+    DEFAULTS = {
+        "readonly": False,
+    }
 
 
-@dataclass
-class RootfsSpec:
+class RootfsSpec(Record):
     """The mounted union at `root` and what to put on it; /etc/hosts and friends come as binds."""
 
     root: str
-    readonly: bool = False
-    binds: list[Bind] = field(default_factory=list)
-    tmpfs: list[str] = field(default_factory=list)
+    readonly: bool
+    binds: list[Bind]
+    tmpfs: list[str]
     # the container's cgroup hierarchies as (dir under /sys/fs/cgroup, fstype, options); see
     # cgroups.namespace_mounts. Empty: /sys/fs/cgroup stays an empty read-only tmpfs.
-    cgroups: list[tuple[str, str, str | None]] = field(default_factory=list)
+    cgroups: list[tuple[str, str, str | None]]
     # --privileged: /sys and the cgroups writable, no masked or read-only paths, every host device
-    privileged: bool = False
-    devices: list[tuple[str, str]] = field(default_factory=list)  # --device: (host node, path in /dev)
-    shm_size: int = 0  # --shm-size: /dev/shm's size in bytes (0: docker's 64 MiB)
-    host_ipc: bool = False  # --ipc host: /dev/shm is the host's, as the IPC namespace is
+    privileged: bool
+    devices: list[tuple[str, str]]  # --device: (host node, path in /dev)
+    shm_size: int  # --shm-size: /dev/shm's size in bytes (0: docker's 64 MiB)
+    host_ipc: bool  # --ipc host: /dev/shm is the host's, as the IPC namespace is
+    DEFAULTS = {
+        "readonly": False,
+        "binds": list,
+        "tmpfs": list,
+        "cgroups": list,
+        "privileged": False,
+        "devices": list,
+        "shm_size": 0,
+        "host_ipc": False,
+    }
 
 
-@dataclass
-class Mount:
+class Mount(Record):
     """One mount(2) call as data; `target` is a path inside the container."""
 
     target: str
     fstype: str | None  # None: a bind mount of `source`, a host path
     source: str
-    flags: int = 0
-    data: str | None = None
+    flags: int
+    data: str | None
+    DEFAULTS = {
+        "flags": 0,
+        "data": None,
+    }
 
 
 _NOSUID_NODEV_NOEXEC = MS_NOSUID | MS_NODEV | MS_NOEXEC

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import prctl
 
 from minirun import linux
 from minirun.errors import MinirunError
+from minirun.records import Record
 from minirun.runtime.privileges import DEFAULT_CAPABILITIES, capability_number
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
@@ -26,12 +26,14 @@ if TYPE_CHECKING:
 _MAX_ID = 2**31 - 1  # runc's range for uids and gids
 
 
-@dataclass
-class User:
+class User(Record):
+    """Who the process runs as."""
+
     uid: int
     gid: int
-    groups: list[int] = field(default_factory=list)  # supplementary groups, for setgroups(2)
-    home: str = "/"
+    groups: list[int]  # supplementary groups, for setgroups(2)
+    home: str
+    DEFAULTS = {"groups": list, "home": "/"}
 
 
 # --- users: docker's -u rules (runc's GetExecUser), pure ---

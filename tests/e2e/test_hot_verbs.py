@@ -50,3 +50,15 @@ def test_a_hot_verb_imports_nothing_heavy(isolated_store, box, args):
     modules = imported(isolated_store, *args)
     assert "minirun" in modules  # the measurement saw the command at all
     assert not {m.split(".")[0] for m in modules} & HEAVY, sorted(m for m in modules if m.split(".")[0] in HEAVY)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["run", "--rm", "--network", "none", "busybox", "true"], ["exec", "box", "true"], ["ps", "-a"], ["images"]],
+)
+def test_the_start_paths_import_no_dataclasses(isolated_store, box, args):
+    """dataclasses imports inspect, ~9 ms of a start: these paths use minirun.records instead.
+    (A bridge network's start still loads it, through net/networks.py.)"""
+    modules = imported(isolated_store, *args)
+    assert "minirun" in modules
+    assert not modules & {"dataclasses", "inspect"}, sorted(modules & {"dataclasses", "inspect"})

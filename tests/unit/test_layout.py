@@ -75,4 +75,5 @@ def test_the_top_level_holds_only_the_leaves():
         "events",
         "childfailure",
         "helpers",
+        "records",
     }, top
