@@ -56,9 +56,10 @@ def test_a_hot_verb_imports_nothing_heavy(isolated_store, box, args):
     "args",
     [["run", "--rm", "--network", "none", "busybox", "true"], ["exec", "box", "true"], ["ps", "-a"], ["images"]],
 )
-def test_the_start_paths_import_no_dataclasses(isolated_store, box, args):
-    """dataclasses imports inspect, ~9 ms of a start: these paths use minirun.records instead.
-    (A bridge network's start still loads it, through net/networks.py.)"""
+def test_the_start_paths_import_no_dataclasses_or_typing(isolated_store, box, args):
+    """dataclasses imports inspect, ~9 ms of a start: these paths use minirun.records instead;
+    typing costs ~4 ms. (A bridge network's start still loads dataclasses, through net/networks.py.)"""
     modules = imported(isolated_store, *args)
     assert "minirun" in modules
-    assert not modules & {"dataclasses", "inspect"}, sorted(modules & {"dataclasses", "inspect"})
+    slow = {"dataclasses", "inspect", "typing"}
+    assert not modules & slow, sorted(modules & slow)
