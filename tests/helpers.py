@@ -165,3 +165,89 @@ def assert_sees_the_hosts_links(listed_inside: Callable[[], list[str]]) -> None:
     after = set(os.listdir("/sys/class/net"))
     passing = {name for name in set(inside) - (before | after) if name.startswith("veth")}
     assert before & after <= set(inside) <= before | after | passing, (sorted(before), inside, sorted(after))
+
+
+PTY_TIMEOUT = 20
+
+
+def set_pty_size(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, rows.to_bytes(2, sys.byteorder) + cols.to_bytes(2, sys.byteorder) + bytes(4))
+
+
+def _take_terminal() -> None:
+    """After setsid (start_new_session): the pty on fd 0 becomes the CLI's controlling terminal,
+    so resizing it sends the CLI SIGWINCH, as a shell's foreground job gets."""
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class PtyCli:
+    """A minirun command with stdin, stdout and stderr on the slave of a pty the test holds the
+    master of, as in a terminal. TERM is not passed on: the container's must come from -t."""
+
+    def __init__(self, store, rows: int = 24, cols: int = 80) -> None:
+        import termios
+
+        self.master, self.slave = os.openpty()
+        set_pty_size(self.slave, rows, cols)
+        self.mode_before = termios.tcgetattr(self.slave)
+        self.env = dict(os.environ, MINIRUN_ROOT=str(store))
+        self.env.pop("TERM", None)
+        self.proc: subprocess.Popen | None = None
+        self.output = b""
+
+    def spawn(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "minirun", *args],
+            stdin=self.slave,
+            stdout=self.slave,
+            stderr=self.slave,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_take_terminal,
+        )
+
+    def read_for(self, seconds: float) -> bool:
+        """Add what arrives within `seconds` to `output`; False if nothing did."""
+        import select
+
+        if not select.select([self.master], [], [], seconds)[0]:
+            return False
+        self.output += os.read(self.master, 65536)
+        return True
+
+    def type(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def wait(self) -> int:
+        assert self.proc is not None
+        code = self.proc.wait(timeout=PTY_TIMEOUT)
+        # the test still holds the slave: read what is left without waiting for an EOF
+        while self.read_for(0.05):
+            pass
+        return code
+
+    def raw(self) -> bool:
+        import termios
+
+        return termios.tcgetattr(self.slave)[3] & termios.ICANON == 0
+
+    def restored(self) -> bool:
+        import termios
+
+        return termios.tcgetattr(self.slave) == self.mode_before
+
+    def text(self) -> str:
+        return self.output.decode().replace("\r", "")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+        os.close(self.slave)

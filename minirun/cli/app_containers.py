@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from minirun.cli.typerapp import act_on_each, new_app, open_store
+from minirun.cli.typerapp import act_on_each, new_app, open_store, print_deleted
 from minirun.errors import MinirunError
 
 app = new_app()
@@ -217,11 +217,7 @@ def container_prune(force: bool = typer.Option(False, "-f", "--force", help="Do 
     if not confirm_removal("all stopped containers", force):
         return
     removed, freed = lifecycle.prune(_containers())
-    if removed:
-        print("Deleted Containers:")
-        for id_ in removed:
-            print(id_)
-        print()
+    print_deleted("Containers", removed)
     print(f"Total reclaimed space: {human_size(freed)}")
 
 

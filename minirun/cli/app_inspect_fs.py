@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from minirun.cli.typerapp import confirm_removal, new_app, open_store, print_table
+from minirun.cli.typerapp import confirm_removal, new_app, open_store, print_deleted, print_table
 from minirun.errors import NotFound, UsageError
 
 app = new_app()
@@ -160,7 +160,7 @@ def image_prune(
     if not confirm_removal("all dangling images" if not all_ else "all images without at least one container", force):
         return
     lines, freed = open_store().prune_images(all_)
-    _print_deleted("Images", [line[0].lower() + line[1:] for line in lines])
+    print_deleted("Images", [line[0].lower() + line[1:] for line in lines])
     print(f"Total reclaimed space: {human_size(freed)}")
 
 
@@ -188,25 +188,17 @@ def system_prune(
     store = open_store()
     containers = Containers(store)
     removed, freed = lifecycle.prune(containers)
-    _print_deleted("Containers", removed)
-    _print_deleted("Networks", Networks(store).prune({c.config.network for c in containers.all()}))
+    print_deleted("Containers", removed)
+    print_deleted("Networks", Networks(store).prune({c.config.network for c in containers.all()}))
     if volumes:
         from minirun.containers.mounts import prune_volumes
 
         removed_volumes, volumes_freed = prune_volumes(store, lambda v: not v.anonymous)
-        _print_deleted("Volumes", removed_volumes)
+        print_deleted("Volumes", removed_volumes)
         freed += volumes_freed
     lines, images_freed = store.prune_images(all_)
-    _print_deleted("Images", [line[0].lower() + line[1:] for line in lines])
+    print_deleted("Images", [line[0].lower() + line[1:] for line in lines])
     print(f"Total reclaimed space: {human_size(freed + images_freed)}")
-
-
-def _print_deleted(kind: str, names: list[str]) -> None:
-    if names:
-        print(f"Deleted {kind}:")
-        for name in names:
-            print(name)
-        print()
 
 
 @system_app.command("check")

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from minirun.cli.typerapp import act_on_each, confirm_removal, new_app, open_store, print_table
+from minirun.cli.typerapp import act_on_each, confirm_removal, new_app, open_store, print_deleted, print_table
 from minirun.errors import UsageError
 
 app = new_app()
@@ -170,11 +170,7 @@ def volume_prune(
     if not confirm_removal(f"{what} local volumes not used by at least one container", force):
         return
     removed, freed = prune_volumes(open_store(), lambda v: not prunable(v, filters, everything))
-    if removed:
-        print("Deleted Volumes:")
-        for name in removed:
-            print(name)
-        print()
+    print_deleted("Volumes", removed)
     print(f"Total reclaimed space: {human_size(freed)}")
 
 

@@ -57,6 +57,15 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     sys.stdout.write(render_table(headers, rows))
 
 
+def print_deleted(kind: str, names: list[str]) -> None:
+    """A prune's section, as docker prints it: `Deleted Containers:`, the names, a blank line."""
+    if names:
+        print(f"Deleted {kind}:")
+        for name in names:
+            print(name)
+        print()
+
+
 def confirm_removal(what: str, force: bool) -> bool:
     """docker's prune prompt, asked only on a terminal and without -f."""
     if force or not sys.stdin.isatty():

@@ -3,46 +3,24 @@ a terminal or open stdin, reached through its monitor's socket; the CLI on a pty
 
 from __future__ import annotations
 
-import fcntl
-import os
-import select
 import subprocess
 import sys
-import termios
 import time
 
 import pytest
 
-TIMEOUT = 20
+from tests.helpers import PTY_TIMEOUT, PtyCli, set_pty_size
+
+TIMEOUT = PTY_TIMEOUT
 CTRL_P, CTRL_Q = b"\x10", b"\x11"
 
 
-def _set_size(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, rows.to_bytes(2, sys.byteorder) + cols.to_bytes(2, sys.byteorder) + bytes(4))
-
-
-def _take_terminal() -> None:
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the pty becomes the CLI's terminal: resizes send it SIGWINCH
-
-
-class Terminal:
-    """One CLI command with stdin, stdout and stderr on a pty the test holds the master of."""
+class Terminal(PtyCli):
+    """One CLI command on a pty, started at once; `read_until` consumes what it returns."""
 
     def __init__(self, store, args: tuple[str, ...], rows: int = 24, cols: int = 80) -> None:
-        self.master, self.slave = os.openpty()
-        _set_size(self.slave, rows, cols)
-        self.mode_before = termios.tcgetattr(self.slave)
-        env = dict(os.environ, MINIRUN_ROOT=str(store))
-        self.output = b""
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "minirun", *args],
-            stdin=self.slave,
-            stdout=self.slave,
-            stderr=self.slave,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_take_terminal,
-        )
+        super().__init__(store, rows, cols)
+        self.spawn(*args)
 
     def read_until(self, needle: bytes, timeout: float = TIMEOUT) -> bytes:
         """The output up to and including the first `needle` not read before; what follows stays.
@@ -53,32 +31,9 @@ class Terminal:
             if left <= 0:
                 assert timeout < TIMEOUT, f"no {needle!r} in {self.output!r}"
                 return b""
-            if select.select([self.master], [], [], left)[0]:
-                self.output += os.read(self.master, 65536)
+            self.read_for(left)
         head, _, self.output = self.output.partition(needle)
         return head + needle
-
-    def type(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def wait(self) -> int:
-        code = self.proc.wait(timeout=TIMEOUT)
-        while select.select([self.master], [], [], 0.05)[0]:
-            self.output += os.read(self.master, 65536)
-        return code
-
-    def raw(self) -> bool:
-        return termios.tcgetattr(self.slave)[3] & termios.ICANON == 0
-
-    def restored(self) -> bool:
-        return termios.tcgetattr(self.slave) == self.mode_before
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.master)
-        os.close(self.slave)
 
 
 @pytest.fixture
@@ -155,7 +110,7 @@ def test_run_dit_attach_type_resize_detach_exec_and_exit(cli, terminal, busybox,
     term = terminal("attach", "box", rows=30, cols=90)
     _ask(term, b"stty size; echo $((6 * 7))", b"\r\n30 90\r\n42\r\n")
     assert term.raw()
-    _set_size(term.master, 40, 120)  # the attach client's SIGWINCH, passed on to the container's pty
+    set_pty_size(term.master, 40, 120)  # the attach client's SIGWINCH, passed on to the container's pty
     _ask(term, b"stty size", b"\r\n40 120\r\n")
     # a second client at once, output only: it sees what the first one's typing makes
     watcher = terminal("attach", "--no-stdin", "box", rows=40, cols=120)

@@ -371,19 +371,11 @@ def test_the_exec_cli_is_not_dumpable(box, store):
 
 
 def test_interactive_shell_on_a_terminal(box, isolated_store):
-    from tests.e2e.test_tty import Terminal, _take_terminal
+    from tests.e2e.test_tty import Terminal
 
     term = Terminal(isolated_store, rows=33, cols=101)
     try:
-        term.proc = subprocess.Popen(
-            [sys.executable, "-m", "minirun", "exec", "-it", "box", "sh"],
-            stdin=term.slave,
-            stdout=term.slave,
-            stderr=term.slave,
-            env=term.env,
-            start_new_session=True,
-            preexec_fn=_take_terminal,
-        )
+        term.spawn("exec", "-it", "box", "sh")
         term.read_until(b"# ")
         term.type(b"stty size; tty; echo $((6 * 7)); exit 3\r")
         assert term.wait() == 3

@@ -2,53 +2,23 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import select
 import signal
-import struct
-import subprocess
-import sys
 import termios
 import time
 
 import pytest
 
-TIMEOUT = 20
+from tests.helpers import PTY_TIMEOUT, PtyCli, set_pty_size
+
+TIMEOUT = PTY_TIMEOUT
 
 
-def _set_size(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def _take_terminal() -> None:
-    # after setsid (start_new_session): the pty on fd 0 becomes the CLI's controlling terminal,
-    # so resizing it sends the CLI SIGWINCH, as a shell's foreground job gets
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-class Terminal:
-    """The CLI with stdin, stdout and stderr on the slave of a pty the test holds the master of."""
-
-    def __init__(self, store, rows: int = 24, cols: int = 80) -> None:
-        self.master, self.slave = os.openpty()
-        _set_size(self.slave, rows, cols)
-        self.mode_before = termios.tcgetattr(self.slave)
-        self.env = dict(os.environ, MINIRUN_ROOT=str(store))
-        self.env.pop("TERM", None)  # the container's TERM must come from -t, not from here
-        self.proc: subprocess.Popen | None = None
-        self.output = b""
+class Terminal(PtyCli):
+    """`minirun run ARGS` on a pty; `read_until` keeps everything read in `output`."""
 
     def start(self, *args: str) -> Terminal:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "minirun", "run", *args],
-            stdin=self.slave,
-            stdout=self.slave,
-            stderr=self.slave,
-            env=self.env,
-            start_new_session=True,
-            preexec_fn=_take_terminal,
-        )
+        self.spawn("run", *args)
         return self
 
     def read_until(self, needle: bytes) -> bytes:
@@ -56,29 +26,8 @@ class Terminal:
         while needle not in self.output:
             left = deadline - time.monotonic()
             assert left > 0, f"no {needle!r} in {self.output!r}"
-            if select.select([self.master], [], [], left)[0]:
-                self.output += os.read(self.master, 65536)
+            self.read_for(left)
         return self.output
-
-    def type(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def wait(self) -> int:
-        code = self.proc.wait(timeout=TIMEOUT)
-        # the test still holds the slave: read what is left without waiting for an EOF
-        while select.select([self.master], [], [], 0.05)[0]:
-            self.output += os.read(self.master, 65536)
-        return code
-
-    def text(self) -> str:
-        return self.output.decode().replace("\r", "")
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.master)
-        os.close(self.slave)
 
 
 @pytest.fixture
@@ -172,7 +121,7 @@ def test_window_changes_reach_the_container(terminal, busybox):
     script = "trap 'stty size; exit 0' WINCH; echo ready; while true; do sleep 0.05; done"
     term = terminal(rows=33, cols=101).start("--rm", "-t", "busybox", "sh", "-c", script)
     term.read_until(b"ready")
-    _set_size(term.master, 40, 120)  # the kernel sends the CLI SIGWINCH; it resizes the container's pty
+    set_pty_size(term.master, 40, 120)  # the kernel sends the CLI SIGWINCH; it resizes the container's pty
     assert term.wait() == 0
     assert term.text().splitlines() == ["ready", "40 120"]
 
