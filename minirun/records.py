@@ -45,6 +45,10 @@ class Record:
                 raise TypeError(f"{name} needs its field {field!r}")
             setattr(self, field, value)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields and their values (shallow, as the JSON of a record)."""
+        return {field: getattr(self, field) for field in self.FIELDS}
+
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented

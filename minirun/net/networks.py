@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass
 
 from minirun import hostwide
 from minirun.errors import Conflict, MinirunError, NotFound, UsageError
@@ -39,6 +38,7 @@ from minirun.net.ipv4 import (
     overlaps,
     parse_subnet,
 )
+from minirun.records import Record
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
 if TYPE_CHECKING:
@@ -93,15 +93,15 @@ def _split(pool: str, prefix_length: int) -> list[tuple[int, int]]:
 # -- definitions in the store ----------------------------------------------------------------
 
 
-@dataclass
-class Network:
+class Network(Record):
     id: str
     name: str
     driver: str  # bridge, host, null
     created: str
-    bridge: str = ""  # the host device; "" for host and null
-    subnet: str = ""  # "" until the bridge is made (the default network takes minirun0's)
-    gateway: str = ""
+    bridge: str  # the host device; "" for host and null
+    subnet: str  # "" until the bridge is made (the default network takes minirun0's)
+    gateway: str
+    DEFAULTS = {"bridge": "", "subnet": "", "gateway": ""}
 
     @property
     def predefined(self) -> bool:
@@ -138,7 +138,9 @@ class Networks:
         from minirun.store.fsutil import atomic_write
 
         os.makedirs(self.dir, exist_ok=True)
-        atomic_write(os.path.join(self.dir, network.id + ".json"), json.dumps(asdict(network)).encode(), durable=False)
+        atomic_write(
+            os.path.join(self.dir, network.id + ".json"), json.dumps(network.as_dict()).encode(), durable=False
+        )
 
     def all(self) -> list[Network]:
         """Every network, the predefined ones made on first use; sorted by name as docker lists them."""

@@ -54,11 +54,17 @@ def test_a_hot_verb_imports_nothing_heavy(isolated_store, box, args):
 
 @pytest.mark.parametrize(
     "args",
-    [["run", "--rm", "--network", "none", "busybox", "true"], ["exec", "box", "true"], ["ps", "-a"], ["images"]],
+    [
+        ["run", "--rm", "--network", "none", "busybox", "true"],
+        ["run", "--rm", "busybox", "true"],
+        ["exec", "box", "true"],
+        ["ps", "-a"],
+        ["images"],
+    ],
 )
 def test_the_start_paths_import_no_dataclasses_or_typing(isolated_store, box, args):
     """dataclasses imports inspect, ~9 ms of a start: these paths use minirun.records instead;
-    typing costs ~4 ms. (A bridge network's start still loads dataclasses, through net/networks.py.)"""
+    typing costs ~4 ms."""
     modules = imported(isolated_store, *args)
     assert "minirun" in modules
     slow = {"dataclasses", "inspect", "typing"}

@@ -21,6 +21,7 @@ def test_fields_defaults_and_fresh_mutable_defaults():
     assert b.tags == [] and Point(1).tags == []  # a callable default makes a new list each time
     assert a != b and Point(2) != Point(1)
     assert repr(Point(1, 2, ["t"])) == "Point(x=1, y=2, tags=['t'])"
+    assert Point(1, 2, ["t"]).as_dict() == {"x": 1, "y": 2, "tags": ["t"]}
 
 
 @pytest.mark.parametrize(
