@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 
+from minirun.procs import is_alive
 from minirun.runtime import cgroups
+from tests.helpers import wait_until
 
 
 def check(cli, *args: str):
@@ -67,6 +69,9 @@ def test_a_record_that_says_running_and_an_orphan_cgroup(cli, busybox, isolated_
     state_path = isolated_store / "containers" / cid / "state.json"
     state = json.loads(state_path.read_text())
     os.kill(state["MonitorPid"], 9)  # PID 1 dies with it; the record still says running
+    # its death takes a moment (a PID namespace's init tears the namespace down): the check is of
+    # a container whose processes are gone, so it waits for that
+    assert wait_until(lambda: not is_alive(state["Pid"], state.get("PidStartTime")))
     orphan = "e" * 64
     hierarchy = cgroups.hierarchies()[0]
     os.makedirs(hierarchy.path(orphan), exist_ok=True)
