@@ -1,4 +1,4 @@
-"""`run`'s options for what a service container needs beyond its command (issue 15): -P and
+"""`run`'s options for what a service container needs beyond its command: -P and
 --expose, --add-host and --dns*, --init, --ulimit, --shm-size, --stop-signal, --stop-timeout,
 --group-add, --sysctl, --cidfile, --pull, --platform, --pid/--ipc/--uts host. Parsed and checked
 here with docker's words before anything is created; a container carries them as
