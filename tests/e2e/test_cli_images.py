@@ -210,3 +210,29 @@ def test_an_image_without_a_creation_date_lists_as_na(cli, store):
     assert listed.code == 0, listed.err
     assert [line.split()[3] for line in listed.out.splitlines()[1:]] == ["N/A", "N/A"]
     assert cli("history", "nodate:1").code == 0
+
+
+def test_a_second_import_of_the_same_file_takes_its_layer_and_never_a_stale_one(cli, rootfs, isolated_store):
+    """The store remembers which layer an unchanged file became (store/importmemo.py): a second
+    import shares it. A file written since is unpacked again, and a layer that has gone is made
+    again: the memo is a hint, never the content (the time saved is bench_import.py's to show)."""
+
+    def layers(name: str) -> list[str]:
+        return json.loads(cli("inspect", name).out)[0]["RootFS"]["Layers"]
+
+    assert cli("import", str(rootfs), "first:1").code == 0
+    assert cli("import", str(rootfs), "second:1").code == 0
+    assert layers("first:1") == layers("second:1")
+    memo = json.loads((isolated_store / "imports.json").read_text())
+    assert list(memo.values()) == layers("first:1")
+
+    with open(rootfs, "ab") as tar:  # a tar's end is two zero blocks: more of them, other bytes
+        tar.write(bytes(1024))
+    assert cli("import", str(rootfs), "third:1").code == 0
+    assert layers("third:1") != layers("first:1")
+
+    assert cli("rmi", "first:1", "second:1", "third:1").code == 0  # every layer goes
+    assert not os.listdir(isolated_store / "layers")
+    assert cli("import", str(rootfs), "fourth:1").code == 0  # the memo names a layer that has gone
+    assert layers("fourth:1") == list(json.loads((isolated_store / "imports.json").read_text()).values())[-1:]
+    assert cli("system", "check").code == 0
