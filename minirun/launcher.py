@@ -1,0 +1,42 @@
+"""The `minirun` command itself: the script scripts/setup.sh writes over the one pip makes.
+
+pip's script runs a full interpreter start (site, the venv's .pth files) and imports `re` for an
+argv[0] fix-up that only Windows needs: ~15 ms of CPU before any verb begins, as much as a whole
+`exec` should take. This one runs `python -S -P`, as minirun's helper processes do (helpers.py),
+with the package's parent and the site dirs put back on sys.path by hand.
+
+    python -m minirun.launcher PATH     (re)writes the script at PATH, for this interpreter
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from minirun.atomicfile import atomic_write
+from minirun.helpers import search_path
+
+
+def script(python: str, dirs: list[str]) -> str:
+    """The text of the command: `-SP` travels as one shebang argument, which python splits."""
+    return (
+        f"#!{python} -SP\n"
+        "# minirun's command, written by `python -m minirun.launcher` (minirun/launcher.py)\n"
+        "import sys\n"
+        f"sys.path[:0] = {dirs!r}\n"
+        "from minirun.cli.main import main\n"
+        "main()\n"
+    )
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m minirun.launcher PATH\n")
+        return 2
+    path = os.path.abspath(argv[0])
+    atomic_write(path, script(sys.executable, search_path().split(":")).encode(), mode=0o755)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
