@@ -88,7 +88,7 @@ def options_of(verb: str) -> list[str]:
             return []
         module_name, _, function = command.options.partition(":")
         parser = getattr(__import__(module_name, fromlist=[function]), function)()
-        return [name for action in parser._actions for name in action.option_strings]  # argparse keeps no public list
+        return parser.option_names()
     from typer.main import get_command
 
     app = getattr(__import__(module_name, fromlist=[attribute]), attribute)

@@ -51,11 +51,11 @@ def health_suffix(container: Container) -> str:
 
 
 def command_text(container: Container, truncate: bool) -> str:
-    import json
+    from minirun import leanjson
 
     command = " ".join(container.config.argv)
     # docker quotes with Go's strconv.Quote; JSON's string escaping agrees on what matters here
-    return json.dumps(ellipsis(command, 20) if truncate else command, ensure_ascii=False)
+    return leanjson.dumps(ellipsis(command, 20) if truncate else command, ensure_ascii=False)
 
 
 class PsRow(Record):

@@ -32,9 +32,9 @@ def diff_command(argv: list[str], root: str | None) -> int:
     lowers = [init_layer_dir(store)] + [store.layers.diff_dir(d) for d in reversed(image.diff_ids)]
     found = changes(container.upper, lowers)
     if args.format == "json":
-        import json
+        from minirun import leanjson
 
-        sys.stdout.write(json.dumps([{"Kind": KIND_CODES[c.kind], "Path": c.path} for c in found]) + "\n")
+        sys.stdout.write(leanjson.dumps([{"Kind": KIND_CODES[c.kind], "Path": c.path} for c in found]) + "\n")
     else:
         sys.stdout.write("".join(f"{c.kind} {c.path}\n" for c in found))
     return 0

@@ -3,9 +3,7 @@ spelling and meaning; errors are UsageError (exit 125)."""
 
 from __future__ import annotations
 
-import argparse
-
-from minirun.cli.leanparser import Parser
+from minirun.cli.leanparser import REMAINDER, Parser
 from minirun.cli.runargs import add_process_options, process_env
 from minirun.errors import UsageError
 from minirun.runtime.execin import ExecOptions
@@ -25,7 +23,7 @@ def parser() -> Parser:
     p.add_argument("--privileged", action="store_true", help="Give extended privileges to the command")
     add_process_options(p)
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.add_argument("command", nargs=REMAINDER, metavar="COMMAND")
     return p
 
 

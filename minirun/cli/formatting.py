@@ -8,8 +8,9 @@ a table's header row is the template run over those headers, as docker computes 
 
 from __future__ import annotations
 
-import json
 import sys
+
+from minirun import leanjson
 
 TYPE_CHECKING = False  # typing costs ~6 ms on ps's path
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def write(
         default()
         return
     if format_.strip() == "json":
-        sys.stdout.write("".join(json.dumps(d, separators=(",", ":"), sort_keys=True) + "\n" for d in documents))
+        sys.stdout.write("".join(leanjson.dumps(d, separators=(",", ":"), sort_keys=True) + "\n" for d in documents))
         return
     from minirun.cli.gotemplate import compile, parse_format
 

@@ -4,10 +4,9 @@ budget (scripts/bench_cli.py)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from minirun.cli.leanparser import Parser
+from minirun.cli.leanparser import SUPPRESS, Parser
 
 
 def parser() -> Parser:
@@ -27,7 +26,7 @@ def parser() -> Parser:
         "--format", default=None, help="'table', 'table TEMPLATE', 'json' or a Go TEMPLATE (docker's placeholders)."
     )
     p.add_argument("--digests", action="store_true", help="Show digests.")
-    p.add_argument("repository", nargs="?", default=None, metavar="REPOSITORY[:TAG]", help=argparse.SUPPRESS)
+    p.add_argument("repository", nargs="?", default=None, metavar="REPOSITORY[:TAG]", help=SUPPRESS)
     return p
 
 

@@ -3,10 +3,9 @@ spelling and meaning; errors are UsageError (exit 125)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 
-from minirun.cli.leanparser import Parser
+from minirun.cli.leanparser import REMAINDER, SUPPRESS, Parser
 from minirun.cli.runflags import RunFlags, add_options, parse_flags
 from minirun.errors import UsageError
 from minirun.records import Record
@@ -152,7 +151,7 @@ def parser(verb: str = "run") -> Parser:
     add_options(p)
     add_restart_health_options(p)
     p.add_argument("image", metavar="IMAGE")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.add_argument("command", nargs=REMAINDER, metavar="COMMAND")
     return p
 
 
@@ -223,8 +222,8 @@ def add_bool_option(p: Parser, name: str, default: bool, help_text: str) -> None
     matches a whole `--x=false` before it splits at `=`; a bare `--x` never takes the next word)."""
     dest = name.lstrip("-").replace("-", "_")
     p.add_argument(name, dest=dest, action="store_true", default=default, help=help_text)
-    p.add_argument(f"{name}=true", dest=dest, action="store_true", help=argparse.SUPPRESS)
-    p.add_argument(f"{name}=false", dest=dest, action="store_false", help=argparse.SUPPRESS)
+    p.add_argument(f"{name}=true", dest=dest, action="store_true", help=SUPPRESS)
+    p.add_argument(f"{name}=false", dest=dest, action="store_false", help=SUPPRESS)
 
 
 def add_restart_health_options(p: Parser) -> None:
