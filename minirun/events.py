@@ -10,9 +10,10 @@ Imports only os, json and time: a monitor started with `python -S` records `die`
 
 from __future__ import annotations
 
-import json
 import os
 import time
+
+from minirun import leanjson
 
 LOG_NAME = "events.log"
 MAX_BYTES = 4 << 20
@@ -33,7 +34,7 @@ def record(store_root: str, type_: str, action: str, actor_id: str, attributes: 
         if type_ == "container" and attributes and "image" in attributes:
             event["from"] = attributes["image"]
     path = os.path.join(store_root, LOG_NAME)
-    line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+    line = (leanjson.dumps(event, separators=(",", ":")) + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
@@ -74,7 +75,7 @@ def _parse(data: bytes) -> list[dict]:
     events = []
     for line in data.split(b"\n"):
         try:
-            event = json.loads(line)
+            event = leanjson.loads(line)
         except ValueError:
             continue  # a torn or damaged line: the others still stand
         if isinstance(event, dict) and isinstance(event.get("timeNano"), int):

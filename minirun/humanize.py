@@ -3,16 +3,19 @@ the times its --since/--until options take."""
 
 from __future__ import annotations
 
-import re
 import time
-import unicodedata
-from datetime import UTC, datetime
 
 from minirun.errors import UsageError
 
+# re, datetime and unicodedata are imported where they are used: humanize is on the start path
+# (rfc3339_now), and together they cost ~5 ms there. Patterns are strings: re caches them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import datetime
+
 _DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
 _BINARY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
-_RFC3339_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
+_RFC3339 = r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})"
 
 
 def human_size(n: float, precision: int = 3) -> str:
@@ -68,7 +71,10 @@ def human_duration(seconds: float) -> str:
 
 def parse_rfc3339(text: str) -> datetime:
     """An aware datetime from RFC 3339 text with up to nanoseconds (digits past micro dropped)."""
-    match = _RFC3339_RE.fullmatch(text.strip())
+    import re
+    from datetime import datetime
+
+    match = re.fullmatch(_RFC3339, text.strip())
     if match is None:
         raise UsageError(f"invalid timestamp: {text!r}")
     day, clock, fraction, offset = match.groups()
@@ -81,10 +87,10 @@ def parse_rfc3339(text: str) -> datetime:
         raise UsageError(f"invalid timestamp: {text!r}") from None
 
 
-_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_DURATION_RE = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
+_GO_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
+_GO_DURATION = r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+"
 _DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DATE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?)?([Zz]|[+-]\d{2}:\d{2})?")
+_DATE = r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?)?([Zz]|[+-]\d{2}:\d{2})?"
 
 
 def parse_timestamp(text: str, now_ns: int | None = None) -> int:
@@ -92,17 +98,20 @@ def parse_timestamp(text: str, now_ns: int | None = None) -> int:
     from now (`42m`, `1h30m`), Unix seconds[.nanoseconds], or a date: RFC 3339 (with nanoseconds),
     `2006-01-02T15:04:05[.999999999]`, `2006-01-02Z07:00` or `2006-01-02`, local time when it
     names no zone (docker's GetTimestamp)."""
+    import re
+    from datetime import datetime
+
     value = text.strip()
     now_ns = time.time_ns() if now_ns is None else now_ns
     unsigned = value.lstrip("+-")
-    if unsigned and _GO_DURATION_RE.fullmatch(unsigned):
-        seconds = sum(float(n) * _DURATION_SECONDS[unit] for n, unit in _GO_DURATION_PART.findall(unsigned))
+    if unsigned and re.fullmatch(_GO_DURATION, unsigned):
+        seconds = sum(float(n) * _DURATION_SECONDS[unit] for n, unit in re.findall(_GO_DURATION_PART, unsigned))
         ago = round(seconds * 1e9)
         return now_ns + ago if value.startswith("-") else now_ns - ago
     if re.fullmatch(r"\d+(\.\d{1,9})?", value):
         whole, _, fraction = value.partition(".")
         return int(whole) * 1_000_000_000 + int(fraction.ljust(9, "0") or 0)
-    match = _DATE_RE.fullmatch(value)
+    match = re.fullmatch(_DATE, value)
     if match is None:
         raise UsageError(f"invalid time {text!r}: a date (RFC 3339), Unix seconds or a duration like 42m")
     year, month, day, hour, minute, second, fraction, zone = match.groups()
@@ -126,6 +135,8 @@ def parse_timestamp(text: str, now_ns: int | None = None) -> int:
 
 def time_ago(created: datetime | str, now: datetime | None = None) -> str:
     """`2 hours ago`, as docker's CREATED columns say it. Naive datetimes are taken as UTC."""
+    from datetime import UTC, datetime
+
     when = parse_rfc3339(created) if isinstance(created, str) else created
     now = now or datetime.now(UTC)
     return human_duration((_as_utc(now) - _as_utc(when)).total_seconds()) + " ago"
@@ -149,8 +160,7 @@ def rfc3339_now() -> str:
 
 def rfc3339_ns(ns: int) -> str:
     """A time in nanoseconds since the epoch, as rfc3339_now writes it."""
-    stamp = datetime.fromtimestamp(ns // 1_000_000_000, UTC)
-    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{ns % 1_000_000_000:09d}Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
 
 
 def ellipsis(text: str, max_len: int) -> str:
@@ -176,12 +186,16 @@ def display_width(text: str) -> int:
 
 
 def _width(ch: str) -> int:
+    import unicodedata
+
     if unicodedata.combining(ch):
         return 0
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
 def _as_utc(value: datetime) -> datetime:
+    from datetime import UTC
+
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
@@ -195,7 +209,7 @@ _DURATION_NS = {
     "m": 60 * 10**9,
     "h": 3600 * 10**9,
 }
-_GO_DURATION_TOKEN = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]*)")
+_GO_DURATION_TOKEN = r"(\d*)(?:\.(\d*))?([^\d.]*)"
 _MAX_DURATION = (1 << 63) - 1
 
 
@@ -206,10 +220,13 @@ def parse_go_duration(text: str) -> int:
         return 0
     if not body:
         raise UsageError(f'time: invalid duration "{text}"')
+    import re
+
+    token = re.compile(_GO_DURATION_TOKEN)
     total = 0
     pos = 0
     while pos < len(body):
-        match = _GO_DURATION_TOKEN.match(body, pos)
+        match = token.match(body, pos)
         assert match is not None  # every part is optional: it always matches
         whole, fraction, unit = match.groups()
         if not whole and not fraction:

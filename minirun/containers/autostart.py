@@ -80,9 +80,9 @@ def shutdown(containers: Containers, timeout: float) -> list[str]:
 def set_policy(containers: Containers, container: Container, policy: dict) -> None:
     """`update --restart`: into config.json, under the store lock and re-read there (a concurrent
     rename or update is kept); the monitor reads it at the next exit."""
-    import json
     import os
 
+    from minirun import leanjson
     from minirun.store.fsutil import atomic_write
 
     with containers.store.locked():
@@ -90,4 +90,6 @@ def set_policy(containers: Containers, container: Container, policy: dict) -> No
         if fresh.config.auto_remove and policy.get("Name") != "no":
             raise MinirunError("Restart policy cannot be updated because AutoRemove is enabled for the container")
         fresh.config.restart_policy = policy
-        atomic_write(os.path.join(fresh.dir, "config.json"), json.dumps(fresh.config.to_json()).encode(), durable=False)
+        atomic_write(
+            os.path.join(fresh.dir, "config.json"), leanjson.dumps(fresh.config.to_json()).encode(), durable=False
+        )

@@ -4,12 +4,16 @@ resolv.conf). config.json is written once; state.json is replaced atomically on 
 
 from __future__ import annotations
 
-import json
 import os
 
+from minirun import leanjson
 from minirun.errors import Conflict, DamagedRecord, NotFound, UsageError
 from minirun.store import Store
 from minirun.store.fsutil import atomic_write, read_record, remove_tree
+
+TYPE_CHECKING = False  # typing costs ~6 ms of every start
+if TYPE_CHECKING:
+    from typing import Any
 
 HOSTS_BASE = (
     "127.0.0.1\tlocalhost\n"
@@ -144,9 +148,7 @@ class ContainerConfig:
         return isinstance(other, ContainerConfig) and self.to_json() == other.to_json()
 
     def to_json(self) -> dict:
-        import copy
-
-        data = {name: copy.deepcopy(getattr(self, name)) for name, _ in _CONFIG_FIELDS}
+        data = {name: _copied(getattr(self, name)) for name, _ in _CONFIG_FIELDS}
         data["Image"] = self.image  # the key Store.containers_using reads
         return data
 
@@ -299,9 +301,9 @@ class Containers:
             }
             # Not fsynced: after a power cut a container whose files did not survive is debris
             # (never listed), and state is checked against the live process anyway.
-            atomic_write(os.path.join(path, "state.json"), json.dumps(state).encode(), durable=False)
+            atomic_write(os.path.join(path, "state.json"), leanjson.dumps(state).encode(), durable=False)
             # config.json last: a dir without it is debris, never listed
-            atomic_write(os.path.join(path, "config.json"), json.dumps(config.to_json()).encode(), durable=False)
+            atomic_write(os.path.join(path, "config.json"), leanjson.dumps(config.to_json()).encode(), durable=False)
         created = Container(config=config, dir=path, state=state)
         record_event(self.store.root, created, "create")
         return created
@@ -310,7 +312,7 @@ class Containers:
         if container.state.get("Status") == "dead":
             raise Conflict(f"container {container.id} is dead (its record is damaged): remove it with rm -f")
         container.state.update(fields)
-        atomic_write(os.path.join(container.dir, "state.json"), json.dumps(container.state).encode(), durable=False)
+        atomic_write(os.path.join(container.dir, "state.json"), leanjson.dumps(container.state).encode(), durable=False)
 
     def remove(self, container: Container) -> None:
         """The record only: lifecycle.discard also gives back what the container held on the host."""
@@ -377,3 +379,12 @@ def record_event(store_root: str, container: Container, action: str, **extra: st
     from minirun import events
 
     events.record(store_root, "container", action, container.id, {**event_attributes(container), **extra})
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of a JSON value (copy.deepcopy's answer, without its ~2 ms import)."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value

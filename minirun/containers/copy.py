@@ -312,8 +312,7 @@ def view_spec(containers, container):
 
 def copy_from_container(containers, container, src: str, dst: str, *, archive: bool, follow: bool, stdout) -> int:
     """`cp CONTAINER:SRC DST` (DST `-`: the tar on `stdout`); returns the bytes copied."""
-    import json
-
+    from minirun import leanjson
     from minirun.containers.container import record_event
     from minirun.runtime.containerfs import start_in_view
 
@@ -328,7 +327,7 @@ def copy_from_container(containers, container, src: str, dst: str, *, archive: b
 
         source = resolve_source(Tree(root_fd, IN_CONTAINER), src, follow, name)
         with open(write_fd, "wb") as out:
-            out.write(json.dumps({"dir": source.is_dir, "name": source.arcname}).encode() + b"\n")
+            out.write(leanjson.dumps({"dir": source.is_dir, "name": source.arcname}).encode() + b"\n")
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 Writer(tar).add(source.dir_fd, source.name, source.arcname)
 
@@ -340,7 +339,7 @@ def copy_from_container(containers, container, src: str, dst: str, *, archive: b
             if not header:
                 child.wait()  # the child's error: the source is missing, or the like
                 raise MinirunError(f"cp: no archive came from container {name}")
-            found = json.loads(header)
+            found = leanjson.loads(header)
             if dst == "-":
                 copied = _pump(stream, stdout)
             else:

@@ -18,9 +18,14 @@ terminal's signals.
 from __future__ import annotations
 
 import os
-import signal
 
 from minirun.containers.lifecycle import discard
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
+    import _signal as signal
 
 CLIENT_KILLED = 137  # the exit code docker users read as "killed": PID 1 was, by SIGKILL
 _POLL = 0.02

@@ -253,9 +253,7 @@ class Scheduler:
         if child == 0:
             try:
                 if os.fork() == 0:
-                    import json
-
-                    from minirun import events
+                    from minirun import events, leanjson
 
                     container_id = os.path.basename(self.container_dir)
                     store_root = os.path.dirname(os.path.dirname(self.container_dir))
@@ -264,7 +262,7 @@ class Scheduler:
                         "container",
                         f"health_status: {self.status}",
                         container_id,
-                        json.loads(self.attributes),
+                        leanjson.loads(self.attributes),
                     )
             finally:
                 os._exit(0)

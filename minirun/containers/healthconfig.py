@@ -5,9 +5,9 @@ and what `inspect` and `ps` show of the results the monitor records (health.py).
 
 from __future__ import annotations
 
-import json
 import os
 
+from minirun import leanjson
 from minirun.containers.health import HEALTH_FILE, spec_text
 from minirun.containers.healthprobe import probe_argv
 from minirun.errors import UsageError
@@ -91,10 +91,10 @@ def copier_spec(container) -> str:
     from minirun.atomicfile import atomic_write
 
     log = (read_health(container) or {}).get("Log") or []
-    entries = [json.dumps(entry) for entry in log if isinstance(entry, dict)]
+    entries = [leanjson.dumps(entry) for entry in log if isinstance(entry, dict)]
     document = {"Status": "starting", "FailingStreak": 0, "Log": log}
     try:
-        atomic_write(os.path.join(container.dir, HEALTH_FILE), json.dumps(document).encode(), durable=False)
+        atomic_write(os.path.join(container.dir, HEALTH_FILE), leanjson.dumps(document).encode(), durable=False)
     except OSError:
         pass  # a full disk: the first result rewrites it, the checks run all the same
     timings = tuple(int(healthcheck.get(field) or 0) for field in TIMINGS)
@@ -107,7 +107,7 @@ def read_health(container) -> dict | None:
         return None
     try:
         with open(os.path.join(container.dir, HEALTH_FILE), "rb") as f:
-            health = json.load(f)
+            health = leanjson.load(f)
     except (OSError, ValueError):
         return None
     return health if isinstance(health, dict) else None

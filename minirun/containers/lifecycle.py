@@ -3,9 +3,7 @@ docker's semantics. Whether one still runs is liveness.py's to say."""
 
 from __future__ import annotations
 
-import math
 import os
-import signal
 import time
 
 from minirun.containers import restartpolicy
@@ -13,6 +11,12 @@ from minirun.containers.container import Container, Containers, record_event
 from minirun.containers.liveness import is_dead, is_restarting, is_running, refresh, remove_cgroups
 from minirun.errors import Conflict, UsageError
 from minirun.procs import is_alive
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
+    import _signal as signal
 
 _POLL = 0.02
 
@@ -57,8 +61,10 @@ def signal_number(name: str | int) -> int:
         if 0 < number < 65:
             return number
     else:
+        from signal import Signals  # the names' enum: here, not on the start path
+
         try:
-            return int(signal.Signals[text if text.startswith("SIG") else "SIG" + text])
+            return int(Signals[text if text.startswith("SIG") else "SIG" + text])
         except (KeyError, ValueError):
             pass
     raise UsageError(f"invalid signal: {name}")
@@ -110,7 +116,7 @@ def stop(
 
 def _end(containers: Containers, container: Container, timeout: float | None, stop_signal: int, request: str) -> None:
     restartpolicy.write_request(container.dir, request)
-    deadline = math.inf if timeout is None else time.monotonic() + timeout
+    deadline = float("inf") if timeout is None else time.monotonic() + timeout
     signalled: set[tuple[object, int]] = set()
     while True:
         container = refresh(containers, container)
@@ -210,8 +216,7 @@ def start(containers: Containers, container: Container, **monitor_options) -> Co
 
 
 def rename(containers: Containers, container: Container, new_name: str) -> None:
-    import json
-
+    from minirun import leanjson
     from minirun.containers.container import validate_name
     from minirun.store.fsutil import atomic_write
 
@@ -227,7 +232,9 @@ def rename(containers: Containers, container: Container, new_name: str) -> None:
         old_name = container.config.name
         container.config.name = new_name
         atomic_write(
-            os.path.join(container.dir, "config.json"), json.dumps(container.config.to_json()).encode(), durable=False
+            os.path.join(container.dir, "config.json"),
+            leanjson.dumps(container.config.to_json()).encode(),
+            durable=False,
         )
     record_event(containers.store.root, container, "rename", oldName="/" + old_name)
 

@@ -308,12 +308,10 @@ def main(argv: list[str]) -> int:
         cgroups.remove(paths)
     # the store's event log; imported only now, after PID 1's exit, so the copier's memory while
     # the container runs stays as small as it was
-    import json
-
-    from minirun import events
+    from minirun import events, leanjson
 
     store_root, container_id = os.path.dirname(os.path.dirname(container_dir)), os.path.basename(container_dir)
-    attributes = json.loads(event_attributes)
+    attributes = leanjson.loads(event_attributes)
     if oom:
         events.record(store_root, "container", "oom", container_id, attributes)
     events.record(store_root, "container", "die", container_id, {**attributes, "exitCode": str(exit_code(status))})

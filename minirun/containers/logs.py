@@ -4,12 +4,12 @@ oldest first). stdout entries go to stdout, stderr entries to stderr."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 
+from minirun import leanjson
 from minirun.containers.logcopier import DROPPED_KEY, LOG_NAME
 from minirun.errors import MinirunError, warn
 from minirun.humanize import rfc3339_ns
@@ -63,7 +63,7 @@ def _entries(lines: list[bytes], since: str = "", until: str = "") -> Iterator[d
     RFC 3339 in UTC), so they compare as text."""
     for line in lines:
         try:
-            entry = json.loads(line)
+            entry = leanjson.loads(line)
         except ValueError:
             continue  # a torn last line: the copier is still writing it
         if not isinstance(entry, dict):

@@ -13,11 +13,10 @@ Log: one JSON object per line, docker's json-file format: {"log": "...", "stream
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
 
+from minirun import leanjson
 from minirun.childfailure import encode_report
 from minirun.containers import attachserver, logcopier, restartpolicy
 from minirun.containers.container import event_attributes
@@ -26,6 +25,12 @@ from minirun.containers.liveness import mark_running
 from minirun.containers.logcopier import CODE_MARK, TIME_MARK
 from minirun.helpers import helper_argv
 from minirun.runtime import supervise
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
+    import _signal as signal
 
 
 def main(argv: list[str]) -> int:
@@ -121,7 +126,7 @@ def main(argv: list[str]) -> int:
         FinishedAt=TIME_MARK,
         **{logcopier.DROPPED_KEY: 0},
     )
-    template = json.dumps(exited).replace('"ExitCode": 0', f'"ExitCode": {CODE_MARK}', 1)
+    template = leanjson.dumps(exited).replace('"ExitCode": 0', f'"ExitCode": {CODE_MARK}', 1)
     for fd in (out_r, err_r):
         os.set_inheritable(fd, True)
     hook = []
@@ -147,7 +152,7 @@ def main(argv: list[str]) -> int:
             str(max_size),
             str(max_file),
             "1" if compress else "0",
-            json.dumps(event_attributes(container)),
+            leanjson.dumps(event_attributes(container)),
             stdio.copier_arg(),
             health_spec,  # "": no health checks
         ],

@@ -20,8 +20,9 @@ releases its volumes with it, and ps imports mount_points.
 
 from __future__ import annotations
 
-import json
 import os
+
+from minirun import leanjson
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def read_mounts(container_dir: str) -> list[dict]:
     """config.mounts of the record in `container_dir`; [] for none, or for a record that is not one."""
     try:
         with open(os.path.join(container_dir, "config.json"), "rb") as f:
-            data = json.load(f)
+            data = leanjson.load(f)
     except (OSError, ValueError, RecursionError):
         return []
     mounts = data.get("mounts") if isinstance(data, dict) else None

@@ -14,9 +14,9 @@ pyroute2 unless a bridge must be made (networks.ensure_bridge); nothing here run
 
 from __future__ import annotations
 
-import json
 import os
 
+from minirun import leanjson
 from minirun.errors import Conflict, NotFound
 
 
@@ -183,7 +183,7 @@ def stopped(store_root: str, container_id: str, settings: dict | None) -> None:
     def still_ours() -> bool:
         try:
             with open(os.path.join(store_root, "containers", container_id, "state.json"), "rb") as f:
-                state = json.load(f)
+                state = leanjson.load(f)
         except (OSError, ValueError):
             return True  # removed: nobody can have started it again
         return (state.get("NetworkSettings") or {}).get("Token") == settings.get("Token")
@@ -219,7 +219,7 @@ def after_exit(store_root: str, container_id: str, settings_text: str, auto_remo
     """The monitor's last step, once its log copier has recorded the exit (and removed an --rm
     container): a headless process, so failures are dropped rather than raised."""
     try:
-        settings = json.loads(settings_text)
+        settings = leanjson.loads(settings_text)
         stopped(store_root, container_id, settings)
         if auto_remove == "1":
             release(store_root, container_id, settings)
@@ -232,7 +232,7 @@ def exit_hook_args(store_root: str, container) -> list[str]:
     settings = container.state.get("NetworkSettings")
     if not settings or not (settings.get("Ports") or (container.config.auto_remove and settings.get("Bridge"))):
         return []
-    return [store_root, container.id, json.dumps(settings), "1" if container.config.auto_remove else "0"]
+    return [store_root, container.id, leanjson.dumps(settings), "1" if container.config.auto_remove else "0"]
 
 
 # -- what inspect and ps show --------------------------------------------------------------------

@@ -230,8 +230,7 @@ def update_container(containers, container, changes: dict) -> dict:
     """docker update: the merged limits go into the running container's cgroups first (a write
     the kernel refuses, say a memory limit below what is in use, changes nothing), then into
     config.json, under the store lock and re-read there so a concurrent rename is kept."""
-    import json
-
+    from minirun import leanjson
     from minirun.containers.liveness import is_running, refresh
     from minirun.runtime import cgroups
     from minirun.store.fsutil import atomic_write
@@ -242,5 +241,7 @@ def update_container(containers, container, changes: dict) -> dict:
         if is_running(fresh) and cgroups.existing_paths(fresh.id):
             cgroups.apply(fresh.id, resources)
         fresh.config.resources = resources
-        atomic_write(os.path.join(fresh.dir, "config.json"), json.dumps(fresh.config.to_json()).encode(), durable=False)
+        atomic_write(
+            os.path.join(fresh.dir, "config.json"), leanjson.dumps(fresh.config.to_json()).encode(), durable=False
+        )
     return resources

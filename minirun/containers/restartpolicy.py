@@ -140,12 +140,12 @@ def keeps_record(container_dir: str) -> bool:
 def after_exit(container_dir: str, state_text: str, exit_code: int, ran_seconds: float) -> str:
     """The copier's exit record (JSON text), turned into a `restarting` one when the policy (read
     now from config.json: `update --restart` may have changed it) restarts the container."""
-    import json
+    from minirun import leanjson
 
     try:
         with open(os.path.join(container_dir, "config.json"), "rb") as f:
-            policy = policy_of(json.load(f))
-        state = json.loads(state_text)
+            policy = policy_of(leanjson.load(f))
+        state = leanjson.loads(state_text)
     except (OSError, ValueError, AttributeError):
         return state_text  # an unreadable config restarts nothing
     count = state.get("RestartCount") or 0
@@ -155,7 +155,7 @@ def after_exit(container_dir: str, state_text: str, exit_code: int, ran_seconds:
     if not delay:
         return state_text
     state.update(Status="restarting", RestartCount=count + 1, RestartBackoffMs=delay)
-    return json.dumps(state)
+    return leanjson.dumps(state)
 
 
 def wait_backoff(container_dir: str, delay_ms: int) -> bool:
@@ -173,12 +173,12 @@ def wait_backoff(container_dir: str, delay_ms: int) -> bool:
 def relaunch(store_root: str, container_id: str, container_dir: str) -> None:
     """The copier's last step: if its exit record says `restarting`, wait the back-off and exec
     back into the monitor (never returns then); a back-off cut short records the exit."""
-    import json
+    from minirun import leanjson
 
     state_path = os.path.join(container_dir, "state.json")
     try:
         with open(state_path, "rb") as f:
-            state = json.load(f)
+            state = leanjson.load(f)
     except (OSError, ValueError):
         return
     if state.get("Status") != "restarting":
@@ -196,15 +196,14 @@ def relaunch(store_root: str, container_id: str, container_dir: str) -> None:
 
 def stay_down(state_path: str, state: dict, error: str = "") -> None:
     """A restart that will not happen: the last exit stands (docker's SetStopped)."""
-    import json
-
+    from minirun import leanjson
     from minirun.atomicfile import atomic_write
 
     state.update(Status="exited", Running=False, Pid=0)
     if error:
         state["Error"] = error
     try:
-        atomic_write(state_path, json.dumps(state).encode(), durable=False)
+        atomic_write(state_path, leanjson.dumps(state).encode(), durable=False)
     except OSError:
         pass  # removed meanwhile (rm -f)
 

@@ -3,10 +3,9 @@ the way docker pulls an image the first time a command names it."""
 
 from __future__ import annotations
 
-import json
 import os
-import runpy
 
+from minirun import leanjson
 from minirun.errors import MinirunError, NotFound
 from minirun.humanize import rfc3339_now
 from minirun.store import Store
@@ -29,7 +28,7 @@ def recipe_for(text: str) -> tuple[str, dict] | None:
     directory = os.path.join(IMAGES_DIR, ref.name)
     try:
         with open(os.path.join(directory, "recipe.json"), "rb") as f:
-            recipe = json.load(f)
+            recipe = leanjson.load(f)
     except (FileNotFoundError, NotADirectoryError):
         return None
     if recipe.get("tag", "latest") != ref.tag:
@@ -51,6 +50,8 @@ def find_image(store: Store, text: str) -> Image:
 def build(store: Store, directory: str, recipe: dict) -> Image:
     if "rootfs" not in recipe:
         raise MinirunError(f"recipe {directory} has no rootfs builder")
+    import runpy  # here: only a first build runs a recipe
+
     module = runpy.run_path(os.path.join(directory, recipe["rootfs"]))
     staged = store.unpack_written(module["write_rootfs"], f"building image {recipe['name']}")
     created = rfc3339_now()

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import copy
-import json
 import posixpath
 import re
 import signal
 from collections.abc import Callable
 
+from minirun import leanjson
 from minirun.errors import UsageError
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -40,7 +40,7 @@ def parse_json_or_shell(args: str) -> tuple[list[str], bool]:
     text = args.strip()
     if text.startswith("["):
         try:
-            value = json.loads(text)
+            value = leanjson.loads(text)
         except (ValueError, RecursionError):
             value = None
         if isinstance(value, list):

@@ -26,10 +26,9 @@ NetworkSettings records the backend ("PortBackend") and the proxy (pid, start ti
 
 from __future__ import annotations
 
-import json
 import os
 
-from minirun import hostwide
+from minirun import hostwide, leanjson
 from minirun.errors import Conflict, MinirunError, UsageError
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
@@ -399,7 +398,7 @@ def _record_publisher(address: str) -> None:
     path = _publisher_path(address)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     pid = os.getpid()
-    atomic_write(path, json.dumps({"pid": pid, "start": start_time(pid)}).encode(), durable=False)
+    atomic_write(path, leanjson.dumps({"pid": pid, "start": start_time(pid)}).encode(), durable=False)
 
 
 def publisher_alive(address: str) -> bool:
@@ -409,7 +408,7 @@ def publisher_alive(address: str) -> bool:
 
     try:
         with open(_publisher_path(address), "rb") as f:
-            record = json.load(f)
+            record = leanjson.load(f)
         pid, start = int(record["pid"]), record["start"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -432,7 +431,7 @@ def list_elements() -> list[Element] | None:
             return None
         raise MinirunError(f"nft list table ip {TABLE}: {err.decode(errors='replace').strip()}")
     found: list[Element] = []
-    for item in json.loads(out).get("nftables", []):
+    for item in leanjson.loads(out).get("nftables", []):
         m = item.get("map")
         if not m or m.get("table") != TABLE:
             continue

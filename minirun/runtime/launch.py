@@ -14,7 +14,6 @@ allocated in its own devpts over a socketpair (tty.py).
 from __future__ import annotations
 
 import os
-import signal
 
 from minirun import linux
 from minirun.childfailure import exit_reporting, read_report
@@ -26,11 +25,14 @@ from minirun.runtime.privileges import DEFAULT_CAPABILITIES
 
 TYPE_CHECKING = False  # typing costs ~6 ms on the path the start benchmark times
 if TYPE_CHECKING:
+    import signal
     import socket
     from typing import Any
 
     from minirun.net.attach import NetSpec
     from minirun.runtime.seccomp import Program
+else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
+    import _signal as signal
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
@@ -275,14 +277,17 @@ def _join_netns(path: str) -> None:
 
 def _loopback_up() -> None:
     """`ip link set lo up` in the new network namespace: one ioctl, no netlink library."""
+    import _socket  # socket.py would add enum and selectors: ~3 ms of the child's start
     import fcntl
-    import socket
     import struct
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         request = struct.pack("16sH22x", b"lo", 0)
         flags = struct.unpack("16sH22x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+    finally:
+        sock.close()
 
 
 def _enter_workdir(workdir: str, readonly: bool) -> None:

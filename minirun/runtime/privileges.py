@@ -7,12 +7,11 @@ the container's record through it. security.py carries the result out on the pro
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from minirun.errors import MinirunError, UsageError
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Protocol
 
     from minirun.runtime.seccomp import Program

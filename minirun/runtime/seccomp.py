@@ -16,10 +16,9 @@ mount its own cgroups.
 
 from __future__ import annotations
 
-import json
 import os
 
-from minirun import linux
+from minirun import leanjson, linux
 
 try:  # the builtin hashlib wraps: importing hashlib itself loads OpenSSL, ~4 ms of every start
     from _blake2 import blake2b as _digest
@@ -88,11 +87,11 @@ def read_profile(path: str) -> str:
     except OSError as exc:
         raise UsageError(f"opening seccomp profile ({path}) failed: {(exc.strerror or str(exc)).lower()}") from None
     try:
-        profile = json.loads(raw)
+        profile = leanjson.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise UsageError(f"decoding seccomp profile ({path}) failed: {str(exc).splitlines()[0]}") from None
     check_profile(profile, path)
-    return json.dumps(profile, separators=(",", ":"))
+    return leanjson.dumps(profile, separators=(",", ":"))
 
 
 def check_profile(profile: object, where: str) -> None:
@@ -319,7 +318,7 @@ def program_for(cache_dir: str, text: str, capabilities: list[str]) -> Program:
             return Program(blob[4:], int.from_bytes(blob[:4], "little"))
     except FileNotFoundError:
         pass
-    profile = json.loads(text)
+    profile = leanjson.loads(text)
     check_profile(profile, "SecurityOpt")
     resolved = resolve(profile, frozenset(capabilities), uname.machine, uname.release)
     program = Program(compile_program(resolved), resolved["flags"])

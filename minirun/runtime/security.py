@@ -10,7 +10,6 @@ module; it costs ~3 ms, most of it python-prctl.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 
 import prctl
 
@@ -21,6 +20,8 @@ from minirun.runtime.privileges import DEFAULT_CAPABILITIES, capability_number
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from minirun.runtime.seccomp import Program
 
 _MAX_ID = 2**31 - 1  # runc's range for uids and gids

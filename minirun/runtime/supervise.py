@@ -4,7 +4,6 @@ code. Shared by the foreground run, `run -t`'s relay and exec."""
 from __future__ import annotations
 
 import os
-import signal
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
 if TYPE_CHECKING:
@@ -13,6 +12,9 @@ if TYPE_CHECKING:
 
     # what signal.signal takes and gives back: a function, SIG_DFL, SIG_IGN, or None (not set from Python)
     Handler = Callable[[int, FrameType | None], object] | int | None
+    import signal
+else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
+    import _signal as signal
 
 # What the parent passes on to PID 1; start() blocks them before the fork so none is lost.
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)

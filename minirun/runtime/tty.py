@@ -17,7 +17,6 @@ import errno
 import fcntl
 import os
 import select
-import signal
 import socket
 import struct
 import termios
@@ -28,7 +27,10 @@ from minirun.runtime import supervise
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
 if TYPE_CHECKING:
+    import signal
     from typing import Any
+else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
+    import _signal as signal
 
 DEFAULT_SIZE = (24, 80)  # rows, cols: docker's when its stdout is not a terminal
 _WINSIZE = "HHHH"

@@ -6,18 +6,17 @@ for short metadata steps; unpacking a layer happens outside it, in a temp dir no
 
 from __future__ import annotations
 
-import contextlib
 import os
-from functools import cached_property
 
 from minirun.errors import Conflict, MinirunError, NotFound
 from minirun.store.fsutil import flocked
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~7 ms on every start
 if TYPE_CHECKING:  # the image and layer modules load on first use: exec and ps never need them
-    from collections.abc import Callable, Iterator, Sequence
-    from typing import BinaryIO
+    from collections.abc import Callable, Sequence
+    from typing import Any, BinaryIO
 
+    from minirun.store.fsutil import FileLock
     from minirun.store.images import Image, ImageStore
     from minirun.store.layers import LayerStore, StagedLayer
     from minirun.store.reference import Reference
@@ -35,18 +34,25 @@ class Store:
         self.containers_dir = os.path.join(self.root, "containers")
         self.seccomp_dir = os.path.join(self.root, "seccomp")  # compiled profiles (runtime/seccomp.py)
         self._swept = False
+        # made on first use (plain properties: functools, for cached_property, costs ~2 ms a start)
+        self._layers: LayerStore | None = None
+        self._images: ImageStore | None = None
 
-    @cached_property
+    @property
     def layers(self) -> LayerStore:
-        from minirun.store.layers import LayerStore
+        if self._layers is None:
+            from minirun.store.layers import LayerStore
 
-        return LayerStore(self.root)
+            self._layers = LayerStore(self.root)
+        return self._layers
 
-    @cached_property
+    @property
     def images(self) -> ImageStore:
-        from minirun.store.images import ImageStore
+        if self._images is None:
+            from minirun.store.images import ImageStore
 
-        return ImageStore(self.root)
+            self._images = ImageStore(self.root)
+        return self._images
 
     def ensure(self) -> None:
         """Create the layout; refuse a root we cannot use with one clear line."""
@@ -58,15 +64,10 @@ class Store:
         except OSError as exc:
             raise MinirunError(f"cannot use store root {self.root}: {exc.strerror}") from exc
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """The store-wide lock for metadata updates; the first holder in a process sweeps debris."""
-        self.ensure()
-        with flocked(os.path.join(self.root, "lock")):
-            if not self._swept:
-                self.layers.sweep()
-                self._swept = True
-            yield
+    def locked(self) -> StoreLock:
+        """The store-wide lock for metadata updates (a `with` block); the first holder in a
+        process sweeps debris."""
+        return StoreLock(self)
 
     # -- layers --------------------------------------------------------------------------
     def unpack_layer(self, stream: BinaryIO, length: int | None = None) -> StagedLayer:
@@ -147,7 +148,7 @@ class Store:
 
     def containers_using(self, image_id: str) -> list[str]:
         """Ids of containers whose config names this image (they keep its layers alive)."""
-        import json
+        from minirun import leanjson
 
         users: list[str] = []
         try:
@@ -157,7 +158,7 @@ class Store:
         for name in names:
             try:
                 with open(os.path.join(self.containers_dir, name, "config.json"), "rb") as f:
-                    if json.load(f).get("Image") == image_id:
+                    if leanjson.load(f).get("Image") == image_id:
                         users.append(name)
             except (FileNotFoundError, ValueError):
                 continue
@@ -256,3 +257,29 @@ class Store:
 def _with_default_tag(text: str) -> str:
     last = text.rsplit("/", 1)[-1]
     return text if ":" in last or "@" in last else text + ":latest"
+
+
+class StoreLock:
+    """Store.locked(): a class, not @contextlib.contextmanager, for fsutil's reason."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.held: FileLock | None = None
+
+    def __enter__(self) -> None:
+        self.store.ensure()
+        held = flocked(os.path.join(self.store.root, "lock"))
+        held.__enter__()
+        try:
+            if not self.store._swept:
+                self.store.layers.sweep()
+                self.store._swept = True
+        except BaseException:
+            held.__exit__(None, None, None)
+            raise
+        self.held = held
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: Any) -> None:
+        assert self.held is not None
+        self.held.__exit__(kind, value, tb)
+        self.held = None

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 
-from minirun import events
+from minirun import events, leanjson
 from minirun.errors import Conflict, DamagedRecord, NotFound, UsageError, warn
 from minirun.store.fsutil import atomic_write, read_record
 
@@ -67,11 +66,11 @@ class Image:
 def lineage_key(history: list[dict], diff_ids: list[str]) -> str:
     """An image as its history and layers: two images with the same key are the same image up
     to their configs, and a key that is a strict prefix of another image's marks its parent."""
-    return json.dumps([history, diff_ids], sort_keys=True)
+    return leanjson.dumps([history, diff_ids], sort_keys=True)
 
 
 def config_bytes(config: dict) -> bytes:
-    return json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
+    return leanjson.dumps(config, separators=(",", ":"), sort_keys=True).encode()
 
 
 def image_id(data: bytes) -> str:
@@ -178,7 +177,7 @@ class ImageStore:
         digests = self._read_digests()
         kept = [d for d in digests.get(id_, []) if d.rsplit("@", 1)[0] != name]
         digests[id_] = sorted(kept + [f"{name}@{digest}"])
-        atomic_write(self.digests_path, json.dumps(digests, indent=1, sort_keys=True).encode())
+        atomic_write(self.digests_path, leanjson.dumps(digests, indent=1, sort_keys=True).encode())
 
     def _read_digests(self) -> dict[str, list[str]]:
         try:
@@ -233,10 +232,10 @@ class ImageStore:
         path = self._config_path(id_.split(":", 1)[1])
         if not os.path.exists(path):
             atomic_write(path, data)
-        return Image(id=id_, config=json.loads(data))
+        return Image(id=id_, config=leanjson.loads(data))
 
     def _write_tags(self, tags: dict[str, str]) -> None:
-        atomic_write(self.tags_path, json.dumps(tags, indent=1, sort_keys=True).encode())
+        atomic_write(self.tags_path, leanjson.dumps(tags, indent=1, sort_keys=True).encode())
 
     def tag(self, ref: Reference, id_: str) -> None:
         tags = self.read_tags()
@@ -261,7 +260,7 @@ class ImageStore:
         except DamagedRecord:
             digests = {}  # left as it is: an entry for a deleted image is never shown
         if digests.pop(id_, None) is not None:
-            atomic_write(self.digests_path, json.dumps(digests, indent=1, sort_keys=True).encode())
+            atomic_write(self.digests_path, leanjson.dumps(digests, indent=1, sort_keys=True).encode())
         try:
             os.unlink(self._config_path(id_.split(":", 1)[1]))
         except FileNotFoundError:

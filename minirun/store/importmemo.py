@@ -9,10 +9,10 @@ commit_image checks under the store lock."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 
+from minirun import leanjson
 from minirun.atomicfile import atomic_write
 
 MEMO_NAME = "imports.json"
@@ -40,7 +40,7 @@ def remember(store_root: str, key: str, diff_id: str) -> None:
     memo[key] = diff_id  # the newest last: the oldest go first
     kept = dict(list(memo.items())[-MAX_ENTRIES:])
     try:
-        atomic_write(os.path.join(store_root, MEMO_NAME), json.dumps(kept).encode(), mode=0o600, durable=False)
+        atomic_write(os.path.join(store_root, MEMO_NAME), leanjson.dumps(kept).encode(), mode=0o600, durable=False)
     except OSError:
         pass
 
@@ -48,7 +48,7 @@ def remember(store_root: str, key: str, diff_id: str) -> None:
 def _read(store_root: str) -> dict[str, str]:
     try:
         with open(os.path.join(store_root, MEMO_NAME), "rb") as f:
-            memo = json.loads(f.read(1 << 20))
+            memo = leanjson.loads(f.read(1 << 20))
     except (OSError, ValueError):
         return {}
     if not isinstance(memo, dict):

@@ -6,9 +6,9 @@ leaves a temp dir (swept later) and never a half layer under a real name.
 
 from __future__ import annotations
 
-import json
 import os
 
+from minirun import leanjson
 from minirun.store.fsutil import atomic_write, fsync_dir, remove_tree, try_flock
 
 TYPE_CHECKING = False  # typing costs ~4 ms to import; annotations are strings here anyway
@@ -141,7 +141,7 @@ class LayerStore:
             if self.exists(diff_id):
                 return False
             meta = {"diff_id": diff_id, "size": staged.applied.size, "tar_size": staged.applied.tar_size}
-            atomic_write(os.path.join(staged.tmp_dir, "meta.json"), json.dumps(meta).encode())
+            atomic_write(os.path.join(staged.tmp_dir, "meta.json"), leanjson.dumps(meta).encode())
             os.unlink(os.path.join(staged.tmp_dir, _INPROGRESS))
             final = self.layer_dir(diff_id)
             remove_tree(final)  # a dir without meta.json is debris of an older crash

@@ -69,3 +69,18 @@ def test_the_start_paths_import_no_dataclasses_or_typing(isolated_store, box, ar
     assert "minirun" in modules
     slow = {"dataclasses", "inspect", "typing"}
     assert not modules & slow, sorted(modules & slow)
+
+
+def test_the_minirun_command_runs_exec_on_a_bare_interpreter(isolated_store, box, tmp_path):
+    """The `minirun` that scripts/setup.sh writes (minirun/launcher.py) starts `python -S -P`,
+    and exec then imports no pure-Python stdlib package of weight: each of these costs 1-10 ms
+    of a verb that runc does in 15 (argparse, json and re, enum under signal, contextlib...)."""
+    command = tmp_path / "minirun"
+    subprocess.run([sys.executable, "-m", "minirun.launcher", str(command)], check=True, timeout=60)
+    env = dict(os.environ, MINIRUN_ROOT=str(isolated_store), PYTHONPROFILEIMPORTTIME="1")
+    done = subprocess.run([str(command), "exec", box, "true"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "minirun.runtime.execin" in modules
+    heavy = {"site", "argparse", "json", "re", "enum", "functools", "collections", "contextlib", "shutil", "typing"}
+    assert not modules & heavy, sorted(modules & heavy)

@@ -76,4 +76,6 @@ def test_the_top_level_holds_only_the_leaves():
         "childfailure",
         "helpers",
         "records",
+        "leanjson",
+        "launcher",
     }, top
