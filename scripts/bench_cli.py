@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import forget_podman, podman_command  # noqa: E402  (the script's own directory, on the path above)
-from benchenv import own_blob_cache, private_names  # noqa: E402
+from benchenv import minirun_command, own_blob_cache, private_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = 5  # imported beside busybox: a listing with a few rows, as a small host has
@@ -69,7 +69,7 @@ def main() -> int:
     root = os.path.join(work, "store")
     names = private_names(work)  # no minirun0, /run/minirun, ... of the host's is touched
     env = dict(os.environ, MINIRUN_ROOT=root)
-    minirun = [sys.executable, "-m", "minirun"]
+    minirun = minirun_command()
     binary = shutil.which("podman")
     podman_base = Path(work) / "podman"
     podman = podman_command(binary, podman_base, None) if binary else None

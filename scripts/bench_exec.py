@@ -65,7 +65,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     unfix_hybrid_cgroups,
     version,
 )
-from benchenv import HostNames, own_blob_cache, private_names  # noqa: E402
+from benchenv import HostNames, minirun_command, own_blob_cache, private_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PODMAN_IMAGE = "localhost/minirun-bench-exec-busybox:latest"
@@ -107,7 +107,7 @@ class Minirun(Tool):
     def __init__(self, root: Path) -> None:
         super().__init__("minirun exec bench true")
         self.root = root
-        self.base = [sys.executable, "-m", "minirun", "--root", str(root)]
+        self.base = [*minirun_command(), "--root", str(root)]
         self.cmd = [*self.base, "exec", "bench", "true"]
         self.env = minirun_env()
         self.proc: subprocess.Popen | None = None

@@ -49,7 +49,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     unfix_hybrid_cgroups,
     version,
 )
-from benchenv import private_names  # noqa: E402
+from benchenv import minirun_command, private_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -61,7 +61,7 @@ class Minirun(Tool):
         args = ["run", "--rm", "--network", "none", *(LIMITS if limits else []), "busybox", "true"]
         super().__init__(
             "minirun run --rm" + (" + limits" if limits else ""),
-            [sys.executable, "-m", "minirun", "--root", str(root), *args],
+            [*minirun_command(), "--root", str(root), *args],
             env=minirun_env(),
         )
 

@@ -55,7 +55,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchenv import HostNames, own_blob_cache, private_names
+from benchenv import HostNames, minirun_command, own_blob_cache, private_names
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_S = 0.150
@@ -196,7 +196,7 @@ class Minirun(Tool):
     def __init__(self, root: Path, label: str = "minirun run --rm busybox true", run_args: tuple[str, ...] = ()):
         super().__init__(
             label,
-            [sys.executable, "-m", "minirun", "--root", str(root), "run", "--rm", *run_args, "busybox", "true"],
+            [*minirun_command(), "--root", str(root), "run", "--rm", *run_args, "busybox", "true"],
             env=minirun_env(),
         )
         self.root = root
