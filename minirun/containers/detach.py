@@ -1,15 +1,14 @@
-"""Starting a detached container: a monitor process per container (monitor.py), in a new session,
-as a fresh `python -S` whose sys.path holds only minirun and its site-packages (minirun.helpers),
-so it carries none of the CLI's imports. The CLI waits on a pipe until PID 1 has exec'd or failed."""
+"""Starting a detached container: a monitor process per container (monitor.py), forked by the
+monitors' server (monitorserver.py) in a session of its own, so it carries none of the CLI's
+imports. The CLI waits on a pipe until PID 1 has exec'd or failed."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 
 from minirun.childfailure import parse_report
+from minirun.containers import monitorserver
 from minirun.errors import MinirunError
-from minirun.helpers import helper_argv
 
 
 def spawn_monitor(
@@ -26,17 +25,15 @@ def spawn_monitor(
     `console_size`: the rows and cols of the container's terminal (-t) at its start.
     `extra`: a restart's arguments (restartpolicy.restart_args), which answers once it claimed it."""
     read_fd, write_fd = os.pipe()
-    arguments = [str(attach_fd), *(str(n) for n in console_size), *extra]  # monitor.py's argv[3:]
+    fds = [write_fd] if attach_fd < 0 else [write_fd, attach_fd]
+    attach = "-1" if attach_fd < 0 else "fd:1"
+    # monitor.main's argv; "fd:N" is fds[N] as the monitor receives it
+    argv = [store_root, container_id, "fd:0", attach, *(str(n) for n in console_size), *extra]
     try:
-        subprocess.Popen(
-            helper_argv("minirun.containers.monitor:main", store_root, container_id, str(write_fd), *arguments),
-            pass_fds=(write_fd,) if attach_fd < 0 else (write_fd, attach_fd),
-            start_new_session=True,
-            close_fds=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        monitorserver.request(store_root, argv, fds)
+    except BaseException:
+        os.close(read_fd)
+        raise
     finally:
         os.close(write_fd)
     if on_spawned is not None:

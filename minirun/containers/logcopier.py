@@ -1,10 +1,9 @@
 """The long-lived half of a container's monitor: copy PID 1's output to the log, wait for its
-exit, record it. monitor.py execs into this once the container runs, in the same process (still
-PID 1's parent), so what stays resident is a bare `python -S` with os, select and time: about
-8 MB instead of the ~17 MB the start-up code's imports cost. No json module either: the log
-lines are encoded by hand and the exit is written into a state template made by monitor.py.
-Health checks share its poll loop (health.py); after the exit, a restart policy may turn it
-back into the monitor (restartpolicy.py).
+exit, record it. monitor.py runs this once the container runs, in the same process (still
+PID 1's parent), a fork of the monitors' server whose pages it shares (monitorserver.py). No
+json either: the log lines are encoded by hand and the exit is written into a state template
+made by monitor.py. Health checks share its poll loop (health.py); after the exit, a restart
+policy may have the monitor start PID 1 again (restartpolicy.py).
 """
 
 from __future__ import annotations
@@ -326,41 +325,21 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def pack_args(args: list[str], after_exit: list[str]) -> int:
-    """An inheritable memfd holding main's arguments and, if any, network.after_exit's: the
-    monitor hands them over through it, so no state or settings show on a command line."""
-    fd = os.memfd_create("minirun-monitor", 0)
-    data = "\0".join([str(len(args)), *args, *after_exit]).encode()
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-def boot(argv: list[str]) -> int:
-    """The copier's entry point (argv: the fd of the memfd): its arguments from the memfd, then
-    the network's exit hook."""
-    args_fd = int(argv[0])
-    chunks = []
-    while chunk := os.read(args_fd, 1 << 16):
-        chunks.append(chunk)
-    os.close(args_fd)
-    count, *items = b"".join(chunks).decode().split("\0")
-    code = main(items[: int(count)])
+def run(items: list[str], hook: list[str]) -> bool:
+    """The copier's part of a monitor (monitor.main): main, then the network's exit hook.
+    True when the restart policy starts PID 1 again (after its back-off)."""
+    main(items)
     from minirun.containers import restartpolicy
 
     container_dir = items[0]
-    if items[int(count) :]:
+    if hook:
         from minirun.containers.network import after_exit
 
-        hook = items[int(count) :]
+        hook = list(hook)
         if restartpolicy.keeps_record(container_dir):
             hook[-1] = "0"  # an --rm container the `restart` verb starts again keeps its address
         after_exit(*hook)
-    store_root, container_id = os.path.dirname(os.path.dirname(container_dir)), os.path.basename(container_dir)
-    restartpolicy.relaunch(store_root, container_id, container_dir)  # execs the monitor if it restarts
-    return code
+    return restartpolicy.relaunch(container_dir)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""The monitor of a detached container: starts its PID 1, then execs into logcopier.py, which
-stays as PID 1's parent, writes its log and records its exit.
+"""The monitor of a detached container: starts its PID 1, then runs the log copier
+(logcopier.py), which stays as PID 1's parent, writes its log and records its exit; and while the
+restart policy says so (restartpolicy.py), starts PID 1 again in the same process.
 
-Started by `run -d`/`start` as `python -S` with a bare sys.path (see helpers.py), in its own
-session with no terminal; no typer, rich or pyroute2 ever load here. A restart policy's restart
-runs it again in the same process: the copier execs back into it with `restart DELAY_MS` after
-the three usual arguments (restartpolicy.py), and a foreground `run --restart` hands its
-container over to one started so.
+Forked by the monitors' server (monitorserver.py) for `run -d`/`start`, in its own session with
+no terminal; no typer, rich or pyroute2 ever load here. Its argv: the store, the container, the
+fd to report the start on, then attachserver.Stdio's three, then `restart DELAY_MS` for a restart
+(a foreground `run --restart` hands its container over to one started so).
 
 Log: one JSON object per line, docker's json-file format: {"log": "...", "stream": "stdout",
 "time": "<RFC 3339>"}; a line longer than 16 KiB is split, as docker does.
@@ -23,7 +23,6 @@ from minirun.containers.container import event_attributes
 from minirun.containers.lifecycle import discard
 from minirun.containers.liveness import mark_running
 from minirun.containers.logcopier import CODE_MARK, TIME_MARK
-from minirun.helpers import helper_argv
 from minirun.runtime import supervise
 
 TYPE_CHECKING = False
@@ -34,6 +33,21 @@ else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (en
 
 
 def main(argv: list[str]) -> int:
+    """A monitor's life: start PID 1, copy its output until it exits, record the exit; again while
+    the restart policy restarts it. The exit status: 1 if a start failed."""
+    while True:
+        copier = start(argv)
+        if isinstance(copier, int):
+            return copier
+        _as_if_exec()
+        if not logcopier.run(*copier):
+            return 0
+        argv = restartpolicy.restart_argv(argv[0], argv[1])
+
+
+def start(argv: list[str]) -> int | tuple[list[str], list[str]]:
+    """PID 1 started and the start reported: the copier's arguments and the network's exit hook.
+    An exit status if it did not start (reported too)."""
     store_root, container_id, ready_fd = argv[0], argv[1], int(argv[2])
     restart_delay = restartpolicy.restart_args(argv[6:])  # None: a start by the user
     from minirun.containers.container import Containers
@@ -138,31 +152,43 @@ def main(argv: list[str]) -> int:
 
     log_config = container.config.log_config
     max_size, max_file, compress = limits(log_config)
-    args = logcopier.pack_args(
-        [
-            container.dir,
-            os.path.join(store.root, "lock"),
-            str(started.pid),
-            str(out_r),
-            str(err_r),
-            "1" if container.config.auto_remove else "0",
-            template,
-            "\n".join(plan.cgroups),
-            log_config.get("Type", "json-file"),
-            str(max_size),
-            str(max_file),
-            "1" if compress else "0",
-            leanjson.dumps(event_attributes(container)),
-            stdio.copier_arg(),
-            health_spec,  # "": no health checks
-        ],
-        hook,
-    )
-    # Become the lean copier (logcopier.py): same process, still PID 1's parent, a fraction of the memory.
-    # Its arguments (the state template, cgroup paths, network settings) travel in the memfd
-    # `args`, never on the command line, which any local user can read through ps.
-    argv = helper_argv("minirun.containers.logcopier:boot", str(args))
-    os.execv(argv[0], argv)
+    args = [
+        container.dir,
+        os.path.join(store.root, "lock"),
+        str(started.pid),
+        str(out_r),
+        str(err_r),
+        "1" if container.config.auto_remove else "0",
+        template,
+        "\n".join(plan.cgroups),
+        log_config.get("Type", "json-file"),
+        str(max_size),
+        str(max_file),
+        "1" if compress else "0",
+        leanjson.dumps(event_attributes(container)),
+        stdio.copier_arg(),
+        health_spec,  # "": no health checks
+    ]
+    return args, hook
+
+
+def _as_if_exec() -> None:
+    """Leave the start's leftovers as an exec would: its close-on-exec fds closed (the copier's
+    own were made inheritable: attachserver.Stdio.copier_arg, the output pipes) and no Python
+    signal handler left in place."""
+    import signal as signals  # valid_signals and getsignal: not _signal's
+
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                if not os.get_inheritable(fd):
+                    os.close(fd)
+            except OSError:
+                pass  # the listing's own fd, gone already
+    for sig in signals.valid_signals():
+        if callable(signals.getsignal(sig)):
+            signals.signal(sig, signals.SIG_DFL)
 
 
 def _stop_publishing(store, container) -> None:

@@ -4,8 +4,8 @@ by a container's monitor since there is no daemon.
 When PID 1 exits, the log copier (logcopier.py) asks `after_exit` whether the policy restarts
 it; if so the state says `restarting` (RestartCount one up) and, once docker's back-off has
 passed (100 ms, doubling at each restart up to a minute, back to 100 ms after a run of 10 s or
-more), `relaunch` execs the copier back into monitor.py, which starts PID 1 again: same
-process, same log file (appended to), same record.
+more), `relaunch` tells monitor.py to start PID 1 again: same process, same log file (appended
+to), same record.
 
 What the user did is told to the monitor through a small file in the container's dir, the
 *request* (docker's HasBeenManuallyStopped and its restart manager's cancel): `stop`, and
@@ -170,9 +170,9 @@ def wait_backoff(container_dir: str, delay_ms: int) -> bool:
         time.sleep(min(left, _POLL))
 
 
-def relaunch(store_root: str, container_id: str, container_dir: str) -> None:
-    """The copier's last step: if its exit record says `restarting`, wait the back-off and exec
-    back into the monitor (never returns then); a back-off cut short records the exit."""
+def relaunch(container_dir: str) -> bool:
+    """The copier's last step: True if its exit record says `restarting` and the back-off went by
+    (the monitor then starts PID 1 again); a back-off cut short records the exit."""
     from minirun import leanjson
 
     state_path = os.path.join(container_dir, "state.json")
@@ -180,18 +180,18 @@ def relaunch(store_root: str, container_id: str, container_dir: str) -> None:
         with open(state_path, "rb") as f:
             state = leanjson.load(f)
     except (OSError, ValueError):
-        return
+        return False
     if state.get("Status") != "restarting":
-        return
+        return False
     if not wait_backoff(container_dir, state.get("RestartBackoffMs") or 0):
         stay_down(state_path, state)
-        return
-    from minirun.helpers import helper_argv
+        return False
+    return True
 
-    argv = helper_argv(
-        "minirun.containers.monitor:main", store_root, container_id, "-1", "-1", "24", "80", "restart", "0"
-    )
-    os.execv(argv[0], argv)
+
+def restart_argv(store_root: str, container_id: str) -> list[str]:
+    """monitor.main's argv for a restart of the policy's: nobody to report to, no attach client."""
+    return [store_root, container_id, "-1", "-1", "24", "80", "restart", "0"]
 
 
 def stay_down(state_path: str, state: dict, error: str = "") -> None:

@@ -189,3 +189,38 @@ def test_looks_like_id(text: str) -> None:
 @pytest.mark.parametrize("text", ["", "sha256:", "ABC", "busybox", HEX + "0", "sha512:abc", "abc:def"])
 def test_does_not_look_like_id(text: str) -> None:
     assert not looks_like_id(text)
+
+
+def test_the_simple_shapes_read_without_re_as_the_grammar_reads_them():
+    """reference._simple_reference (no re) against docker's grammar (re), on names people type
+    and on shapes made to trip it: wherever it answers, the grammar answers the same."""
+    import random
+    import re
+
+    from minirun.store import reference
+
+    def by_grammar(text):
+        try:
+            if len(text) == 64 and set(text) <= set("0123456789abcdef"):
+                return "error"
+            match = re.fullmatch(reference._REFERENCE, text, re.ASCII)
+            if match is None or text.split(":", 1)[0].lower() != text.split(":", 1)[0]:
+                return "error"
+            name, tag, digest = match.groups()
+            if digest is not None or len("library/" + name) > 255 or "/" in name:
+                return "other"
+            return reference.Reference(name, tag or "latest", None)
+        except Exception:
+            return "error"
+
+    rng = random.Random(16)
+    alphabet = "ab09.-_:/@Z"
+    samples = ["busybox", "app:1.0", "a__b", "a___b", "a.-b", "a--b:v", "a:", ":a", "a:.x", "a:_x", "a" * 300, "f" * 64]
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(5000)]
+    answered = 0
+    for text in samples:
+        fast = reference._simple_reference(text, "latest")
+        if fast is not None:
+            answered += 1
+            assert by_grammar(text) == fast, text
+    assert answered > 500
