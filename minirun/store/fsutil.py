@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import stat
@@ -85,14 +86,39 @@ def replace_when_done(tmp: str, path: str) -> ReplaceWhenDone:
 
 
 def remove_tree(path: str) -> None:
-    """Remove a tree we own, including dirs whose mode forbids writing (root ignores it)."""
-    if os.path.lexists(path):
-        if os.path.isdir(path) and not os.path.islink(path):
-            import shutil  # not at the top: it pulls in fnmatch and re, a few ms of every start
+    """Remove a tree we own, including dirs whose mode forbids writing (root ignores it). What is
+    in it may be a container's: every step is relative to an open directory and never follows a
+    link, as shutil.rmtree's fd-based walk (whose import, with fnmatch and re, costs a `run --rm`
+    ~5 ms)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except (NotADirectoryError, OSError) as exc:
+        if not isinstance(exc, NotADirectoryError) and exc.errno != errno.ELOOP:
+            raise
+        os.unlink(path)  # a file, or a link (never followed)
+        return
+    try:
+        _empty_dir(fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path)
 
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
+
+def _empty_dir(dir_fd: int) -> None:
+    with os.scandir(dir_fd) as entries:
+        names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_dir in names:
+        if not is_dir:
+            os.unlink(name, dir_fd=dir_fd)
+            continue
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            _empty_dir(fd)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=dir_fd)
 
 
 class FileLock:
