@@ -53,6 +53,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_PARENT = 0x00008000
 CLONE_FS = 0x00000200
 CLONE_FILES = 0x00000400
 CLONE_SYSVSEM = 0x00040000
@@ -105,6 +106,7 @@ BPF_CGROUP_DEVICE = 6
 _SYSCALLS = {
     "x86_64": {
         "pivot_root": 155,
+        "clone": 56,
         "seccomp": 317,
         "bpf": 321,
         "move_mount": 429,
@@ -117,6 +119,7 @@ _SYSCALLS = {
     },
     "aarch64": {
         "pivot_root": 41,
+        "clone": 220,
         "seccomp": 277,
         "bpf": 280,
         "move_mount": 429,
@@ -138,6 +141,10 @@ _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.syscall.restype = ctypes.c_long
+# The same library called with the GIL held (fork_to_parent's child must wake up holding it)
+_libc_gil = ctypes.PyDLL(None, use_errno=True)
+_libc_gil.syscall.restype = ctypes.c_long
+_SIGCHLD = 17  # the same on every Linux architecture minirun knows
 
 
 def _b(value: str | bytes | None) -> bytes | None:
@@ -370,3 +377,17 @@ def mount_setattr_fd(fd: int, attr_set: int, recursive: bool = True) -> None:
     attr = ctypes.create_string_buffer(attr_set.to_bytes(8, "little") + bytes(24))
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     _check(_syscall("mount_setattr", fd, b"", flags, attr, len(attr.raw)), "mount_setattr", f"fd {fd}")
+
+
+def fork_to_parent() -> int:
+    """fork(2), but the child's parent is the caller's parent (clone's CLONE_PARENT): that process
+    waits for it and gets its exit, and its parent-death signal follows that process. 0 in the
+    child, its pid in the caller. A raw clone: the GIL stays held across it (PyDLL), and CPython's
+    fork hooks (os.register_at_fork, its locks' reinit) are skipped, which is sound only in a
+    single-threaded process whose child execs soon, as launch.start's does."""
+    nr = _NR.get("clone")
+    if nr is None:
+        raise SyscallError("clone", 38)
+    zero = ctypes.c_long(0)
+    pid = _libc_gil.syscall(ctypes.c_long(nr), ctypes.c_long(CLONE_PARENT | _SIGCHLD), zero, zero, zero, zero)
+    return _check(pid, "clone", None)

@@ -70,9 +70,9 @@ def remove_cgroups(container: Container) -> None:
     cgroups.remove(cgroups.existing_paths(container.id))
 
 
-def mark_running(containers: Containers, container: Container, pid: int) -> None:
-    """PID 1 runs, and this process (the foreground CLI or the monitor) is its parent: both are
-    recorded by pid and start time, which is how refresh tells them alive (pids are reused); what
+def mark_running(containers: Containers, container: Container, pid: int, monitor: int = 0) -> None:
+    """PID 1 runs, and its parent is `monitor` (the monitor), else this process (the foreground
+    CLI): both are recorded by pid and start time, which is how refresh tells them alive (pids are reused); what
     an earlier run left (its exit) is cleared, and the start is an event."""
     import os
 
@@ -85,8 +85,8 @@ def mark_running(containers: Containers, container: Container, pid: int) -> None
         Running=True,
         Pid=pid,
         PidStartTime=start_time(pid),
-        MonitorPid=os.getpid(),
-        MonitorStartTime=start_time(os.getpid()),
+        MonitorPid=monitor or os.getpid(),
+        MonitorStartTime=start_time(monitor or os.getpid()),
         StartedAt=rfc3339_now(),
         FinishedAt="0001-01-01T00:00:00Z",
         ExitCode=0,

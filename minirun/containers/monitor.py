@@ -25,6 +25,10 @@ from minirun.containers.liveness import mark_running
 from minirun.containers.logcopier import CODE_MARK, TIME_MARK
 from minirun.runtime import supervise
 
+_HIGH_FD = 1000  # the monitor's own channel, and the handed-over fds before they take their numbers
+_MAX_FDS = 16  # the copier's fds: two output pipes and attachserver.Stdio's four at most
+_MAX_HANDOVER = 1 << 20
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
@@ -34,20 +38,119 @@ else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (en
 
 def main(argv: list[str]) -> int:
     """A monitor's life: start PID 1, copy its output until it exits, record the exit; again while
-    the restart policy restarts it. The exit status: 1 if a start failed."""
+    the restart policy restarts it. The exit status: 1 if a start failed.
+
+    The start runs in a throwaway child, the launcher (start), which makes PID 1 this process's
+    child (launch's pid1_to_parent) and hands over what the copier needs: the start touches
+    megabytes of the interpreter's pages, and this process, a fork of the monitors' server,
+    shares them only as long as it does not."""
+    # A terminal hang-up or Ctrl-C aimed at the CLI that started us must not end the container.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     while True:
-        copier = start(argv)
+        copier = _launch(argv)
         if isinstance(copier, int):
             return copier
-        _as_if_exec()
         if not logcopier.run(*copier):
             return 0
         argv = restartpolicy.restart_argv(argv[0], argv[1])
 
 
-def start(argv: list[str]) -> int | tuple[list[str], list[str]]:
-    """PID 1 started and the start reported: the copier's arguments and the network's exit hook.
-    An exit status if it did not start (reported too)."""
+def _launch(argv: list[str]) -> int | tuple[list[str], list[str]]:
+    """Run start() in a child and take over its PID 1: the copier's arguments, their fds put
+    back at the numbers they name. An exit status if there is no PID 1 to copy for."""
+    import array
+    import fcntl
+    import socket
+
+    from minirun import leanjson
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # high, so that no fd the launcher hands over has to land on it
+    channel = socket.socket(fileno=fcntl.fcntl(ours.detach(), fcntl.F_DUPFD_CLOEXEC, _HIGH_FD))
+    launcher = os.fork()
+    if launcher == 0:
+        code = 1
+        try:
+            channel.close()
+            code = _launcher(argv, theirs)
+        finally:
+            os._exit(code)
+    theirs.close()
+    for fd in (int(argv[2]), int(argv[3])):  # the launcher's now: a client waits for their EOF
+        if fd >= 0:
+            os.close(fd)
+    pid1 = None
+    handover = None
+    fds = array.array("i")
+    while handover is None:
+        data, ancillary, _, _ = channel.recvmsg(_MAX_HANDOVER, socket.CMSG_SPACE(_MAX_FDS * fds.itemsize))
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        if not data:
+            break  # the launcher is gone: no start, or it failed (and told its client)
+        message = leanjson.loads(data)
+        if "pid" in message:
+            pid1 = message["pid"]
+        else:
+            handover = message
+    channel.close()
+    _, status = os.waitpid(launcher, 0)
+    if handover is None:  # a start that failed (reported), or a restart that stays down (0)
+        if pid1 is not None:  # a launcher killed between the clone and the handover
+            supervise.kill(pid1)
+        _reap_all()
+        return supervise.exit_code_of(status)
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in fds]
+    for fd in fds:
+        os.close(fd)
+    for fd, number in zip(high, handover["fds"]):
+        os.dup2(fd, number)
+        os.close(fd)
+    return handover["args"], handover["hook"]
+
+
+def _launcher(argv: list[str], channel) -> int:
+    """The launcher's life: start(), then hand the copier's arguments and fds to the monitor."""
+    import array
+    import socket
+
+    from minirun import leanjson
+
+    copier = start(argv, lambda pid: channel.send(leanjson.dumps({"pid": pid}).encode()))
+    if isinstance(copier, int):
+        return copier
+    args, hook = copier
+    keep = channel.fileno()
+    fds = [int(n) for n in os.listdir("/proc/self/fd") if int(n) > 2 and int(n) != keep and _inheritable(int(n))]
+    message = leanjson.dumps({"args": args, "hook": hook, "fds": fds}).encode()
+    channel.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+    return 0
+
+
+def _inheritable(fd: int) -> bool:
+    """What an exec would keep (the copier's fds were made so: attachserver.Stdio.copier_arg,
+    the output pipes); the listing's own fd is gone by now."""
+    try:
+        return os.get_inheritable(fd)
+    except OSError:
+        return False
+
+
+def _reap_all() -> None:
+    """Wait for every child left (a PID 1 the launcher killed is ours to reap)."""
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:
+    """The launcher's part: PID 1 started (our parent's child) and the start reported to the
+    client; `tell_pid(pid)` as soon as PID 1 exists. The copier's arguments and the network's
+    exit hook; an exit status if it did not start (reported too)."""
     store_root, container_id, ready_fd = argv[0], argv[1], int(argv[2])
     restart_delay = restartpolicy.restart_args(argv[6:])  # None: a start by the user
     from minirun.containers.container import Containers
@@ -58,14 +161,11 @@ def start(argv: list[str]) -> int | tuple[list[str], list[str]]:
     from minirun.store import Store
     from minirun.store.initlayer import init_layer_link
 
-    # A terminal hang-up or Ctrl-C aimed at the CLI that started us must not end the container.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     store = Store(store_root)
     containers = Containers(store)
     container = containers.load(container_id)
     if restart_delay is not None:  # a restart of the policy's: no client waits past the claim
-        restartpolicy.claim(containers, container)
+        restartpolicy.claim(containers, container, os.getppid())  # the monitor: the launcher's parent
         _tell(ready_fd, b"ok")
         ready_fd = -1
         if not restartpolicy.backoff_or_stay_down(container, restart_delay):
@@ -82,7 +182,9 @@ def start(argv: list[str]) -> int | tuple[list[str], list[str]]:
         plan.stdio, plan.die_with_parent, plan.interactive = (stdio.stdin(null), out_w, err_w), True, True
         stdio.configure(plan)
         plan.cgroups = create_cgroups(container)
+        plan.pid1_to_parent = True
         started = launch.start(plan)
+        tell_pid(started.pid)
         stdio.started(started)
         for fd in (null, out_w, err_w):  # PID 1 has them: the copier must see EOF when it exits
             os.close(fd)
@@ -96,7 +198,7 @@ def start(argv: list[str]) -> int | tuple[list[str], list[str]]:
             stdio.close()
         if started is not None:
             supervise.kill(started.pid)
-            os.waitpid(started.pid, 0)
+            _wait_gone(started.pid)
         if plan is not None:
             cgroups.remove(plan.cgroups)
         _stop_publishing(store, container)
@@ -112,7 +214,7 @@ def start(argv: list[str]) -> int | tuple[list[str], list[str]]:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, supervise.FORWARDED_SIGNALS)
     if failure is not None:
         stdio.close()
-        os.waitpid(started.pid, 0)
+        _wait_gone(started.pid)
         cgroups.remove(plan.cgroups)
         containers.update_state(
             container,
@@ -129,7 +231,7 @@ def start(argv: list[str]) -> int | tuple[list[str], list[str]]:
     from minirun.containers import healthconfig
 
     health_spec = healthconfig.copier_spec(container)  # State.Health `starting` before the state says running
-    mark_running(containers, container, started.pid)
+    mark_running(containers, container, started.pid, monitor=os.getppid())
     _tell(ready_fd, b"ok")
     exited = dict(
         container.state,
@@ -172,23 +274,18 @@ def start(argv: list[str]) -> int | tuple[list[str], list[str]]:
     return args, hook
 
 
-def _as_if_exec() -> None:
-    """Leave the start's leftovers as an exec would: its close-on-exec fds closed (the copier's
-    own were made inheritable: attachserver.Stdio.copier_arg, the output pipes) and no Python
-    signal handler left in place."""
-    import signal as signals  # valid_signals and getsignal: not _signal's
+def _wait_gone(pid: int) -> None:
+    """Wait until PID 1, our parent's child, has exited (our parent reaps it)."""
+    import select
 
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2:
-            try:
-                if not os.get_inheritable(fd):
-                    os.close(fd)
-            except OSError:
-                pass  # the listing's own fd, gone already
-    for sig in signals.valid_signals():
-        if callable(signals.getsignal(sig)):
-            signals.signal(sig, signals.SIG_DFL)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([pidfd], [], [])
+    finally:
+        os.close(pidfd)
 
 
 def _stop_publishing(store, container) -> None:

@@ -223,7 +223,7 @@ def _serve_one(listener, poller, monitors: dict[int, int]) -> None:
         argv = [str(fds[int(a[len(_FD_MARK) :])]) if a.startswith(_FD_MARK) else a for a in data.decode().split("\0")]
         pid = os.fork()
         if pid == 0:
-            _become_monitor(argv, listener, conn, monitors)
+            _become_monitor(argv, fds, listener, conn)
         pidfd = os.pidfd_open(pid)
         os.set_inheritable(pidfd, False)
         monitors[pidfd] = pid
@@ -237,17 +237,18 @@ def _serve_one(listener, poller, monitors: dict[int, int]) -> None:
             os.close(fd)  # the monitor has them: its client must see EOF when it closes its own
 
 
-def _become_monitor(argv: list[str], listener, conn, monitors: dict[int, int]) -> None:
-    """In the forked child: shed the server's sockets, take a session of its own, run the
-    monitor, and never return to the server's loop."""
+def _become_monitor(argv: list[str], fds, listener, conn) -> None:
+    """In the forked child: shed the server's fds (its lock above all: a monitor must not keep a
+    new server out), take a session of its own, run the monitor, never return to the loop."""
     import signal
 
     code = 1
     try:
-        listener.close()
-        conn.close()
-        for pidfd in monitors:
-            os.close(pidfd)
+        from minirun.linux import close_fds
+
+        listener.detach()  # closed below, with every fd of the server's but the request's
+        conn.detach()
+        close_fds(keep=fds)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
         from minirun.containers import monitor

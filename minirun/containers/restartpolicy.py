@@ -216,12 +216,11 @@ def restart_args(extra: list[str]) -> int | None:
     return None
 
 
-def claim(containers, container) -> None:
-    """The monitor of a restart: the process that records the container's exit is this one from
+def claim(containers, container, pid: int) -> None:
+    """The monitor of a restart: the process that records the container's exit is `pid` from
     now on (a handed-over foreground container's was the client's)."""
     from minirun.procs import start_time
 
-    pid = os.getpid()
     containers.update_state(container, MonitorPid=pid, MonitorStartTime=start_time(pid))
 
 

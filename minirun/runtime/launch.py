@@ -77,6 +77,7 @@ class LaunchPlan(Record):
     group_add: list[str]  # supplementary groups: /etc/group names, gids
     sysctls: dict[str, str]
     host_namespaces: list[str]  # of "pid", "ipc", "uts": the host's, no new one
+    pid1_to_parent: bool
     DEFAULTS = {
         "network": "none",
         "readonly": False,
@@ -102,6 +103,7 @@ class LaunchPlan(Record):
         "group_add": list,
         "sysctls": dict,
         "host_namespaces": list,
+        "pid1_to_parent": False,  # PID 1 becomes our parent's child (linux.fork_to_parent): monitor.py
     }
 
 
@@ -129,7 +131,7 @@ def start(plan: LaunchPlan) -> Started:
         linux.unshare(linux.CLONE_NEWPID)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
     try:
-        pid = os.fork()
+        pid = linux.fork_to_parent() if plan.pid1_to_parent else os.fork()
     except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         for sock in (console, child_console):
