@@ -18,13 +18,22 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # add_argument asks for a formatter to check each metavar; without a width argparse's
+        # asks the terminal, importing shutil (and with it bz2, lzma, fnmatch) on every start
+        return argparse.HelpFormatter(prog=self.prog, width=HELP_WIDTH)  # no parser here sets formatter_class
+
     def format_help(self) -> str:
         usage = (self.usage or self.prog).replace("%(prog)s", self.prog)
         if usage.startswith("usage: "):
             usage = usage[len("usage: ") :]
-        rows = []
+        rows, arguments = [], []
         for action in self._actions:
-            if not action.option_strings or action.help == argparse.SUPPRESS:
+            if not action.option_strings:  # an argument with help of its own gets a line of it
+                if action.help and action.help != argparse.SUPPRESS:
+                    arguments.append((action.metavar or action.dest.upper(), action.help))
+                continue
+            if action.help == argparse.SUPPRESS:
                 continue
             names = ", ".join(action.option_strings)
             if action.nargs != 0:
@@ -34,6 +43,8 @@ class Parser(argparse.ArgumentParser):
         text = f"Usage: {usage}\n"
         if self.description:
             text += "\n" + _wrap(self.description, 2) + "\n"
+        if arguments:
+            text += "\nArguments:\n" + definition_list(arguments)
         return text + "\nOptions:\n" + definition_list(rows)
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 
 from minirun.errors import MinirunError, NotFound
-from minirun.humanize import rfc3339_now
 from minirun.store import Store
 from minirun.store.images import Image
 from minirun.store.reference import parse_reference
@@ -49,6 +47,10 @@ def find_image(store: Store, text: str) -> Image:
 
 
 def build(store: Store, directory: str, recipe: dict) -> Image:
+    import runpy  # here, with humanize: finding an image already built needs neither
+
+    from minirun.humanize import rfc3339_now
+
     if "rootfs" not in recipe:
         raise MinirunError(f"recipe {directory} has no rootfs builder")
     module = runpy.run_path(os.path.join(directory, recipe["rootfs"]))
