@@ -77,7 +77,6 @@ def build_command(argv: list[str], root: str | None) -> int:
     from minirun.build.builder import BuildOptions, build_image
     from minirun.build.dockerfile import parse_build_args
     from minirun.cli.buildview import view_for
-    from minirun.cli.runargs import parse_labels
     from minirun.store import Store
     from minirun.store.reference import parse_reference
 
@@ -92,7 +91,7 @@ def build_command(argv: list[str], root: str | None) -> int:
         tags=refs,
         build_args=parse_build_args(args.build_arg),
         no_cache=args.no_cache,
-        labels=parse_labels(args.label, []),
+        labels=labels(args.label),
         target=args.target,
         pull=args.pull,
         find_image=find_image,
@@ -107,6 +106,15 @@ def build_command(argv: list[str], root: str | None) -> int:
     sys.stdout.write(f"Successfully built {result.image.short_id}\n")
     sys.stdout.write("".join(f"Successfully tagged {name}\n" for name in result.tags))
     return 0
+
+
+def labels(given: list[str]) -> dict[str, str]:
+    """--label K=V, as run's -l reads them (run's parser loads only when one is given)."""
+    if not given:
+        return {}
+    from minirun.cli.runargs import parse_labels
+
+    return parse_labels(given, [])
 
 
 @contextlib.contextmanager
