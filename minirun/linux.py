@@ -391,3 +391,24 @@ def fork_to_parent() -> int:
     zero = ctypes.c_long(0)
     pid = _libc_gil.syscall(ctypes.c_long(nr), ctypes.c_long(CLONE_PARENT | _SIGCHLD), zero, zero, zero, zero)
     return _check(pid, "clone", None)
+
+
+_children_to_parent = False
+
+
+def hand_children_to_parent() -> None:
+    """From now on fork_owned() makes this process's children its parent's: a monitor's launcher
+    (containers/monitor.py) starts what the monitor will own (PID 1, a port proxy) and exits."""
+    global _children_to_parent
+    _children_to_parent = True
+
+
+def owner_pid() -> int:
+    """The process fork_owned()'s children will have as their parent."""
+    return os.getppid() if _children_to_parent else os.getpid()
+
+
+def fork_owned() -> int:
+    """fork(), or fork_to_parent() after hand_children_to_parent(); see fork_to_parent for when
+    that is sound."""
+    return fork_to_parent() if _children_to_parent else os.fork()

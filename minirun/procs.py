@@ -25,6 +25,16 @@ def is_alive(pid: int, recorded_start: int | None) -> bool:
     return now is not None and (recorded_start is None or now == recorded_start)
 
 
+def is_zombie(pid: int) -> bool:
+    """Exited, not yet reaped (by a parent other than us: a monitor's launcher's children)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return data[data.rindex(b")") + 2 :].startswith(b"Z")
+
+
 def parent_of(pid: int) -> int:
     """Field 4 of /proc/PID/stat, or 0 if there is no such process."""
     try:

@@ -14,33 +14,34 @@ opened through directory fds taken before the chroot.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
-import shutil
 import stat
-import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 
+from minirun.build import sha256
 from minirun.build.ignore import ContextFilter, component_matcher
 from minirun.errors import MinirunError, NotFound, UsageError
 from minirun.layer.whiteouts import is_overlay_xattr, is_whiteout
+from minirun.records import Record
+
+# tarfile and shutil load where used (ADD's archives, a replaced tree): a cached build needs neither
+TAR_BLOCK = 512
 
 _MAX_SYMLINKS = 255
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(Record):
     root: str  # host directory `rel` is below: the context, or an archive extracted for ADD
     rel: str  # resolved inside root, no symlinks in it ("" is root itself)
     name: str  # the name a file takes in a destination directory (the source as written)
     is_dir: bool
     digest: str  # "file:<hex>" or "dir:<hex>": what the layer cache compares
-    archive: bool = False  # ADD: a local tar, extracted into the destination
-    preserve_owner: bool = False  # extracted archives keep their owners; context files become root's
-    excludes: ContextFilter | None = None  # the ignore file's rules over `rel` (context sources only)
+    archive: bool  # ADD: a local tar, extracted into the destination
+    preserve_owner: bool  # extracted archives keep their owners; context files become root's
+    excludes: ContextFilter | None  # the ignore file's rules over `rel` (context sources only)
+    DEFAULTS = {"archive": False, "preserve_owner": False, "excludes": None}
 
 
 # -- the sources, seen from the host -------------------------------------------------------
@@ -81,7 +82,7 @@ def sources_digest(sources: list[Source]) -> str:
     """docker's getSourceHashFromInfos: one source's own hash, several hashed together."""
     if len(sources) == 1:
         return sources[0].digest
-    return "multi:" + hashlib.sha256(",".join(s.digest for s in sources).encode()).hexdigest()
+    return "multi:" + sha256.new(",".join(s.digest for s in sources).encode()).hexdigest()
 
 
 def _clean_source(word: str, instruction: str) -> str:
@@ -186,7 +187,8 @@ def resolve_in_scope(root: str, rel: str, links: list[str] | None = None) -> str
 def _file_digest(path: str, name: str, st: os.stat_result) -> str:
     # The name is in: renaming a source changes what lands in a destination dir. mtime and
     # owner are not (docker's tarsum leaves mtime out; COPY gives files to root anyway).
-    hasher = hashlib.sha256(f"{name}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_size}\0".encode(errors="surrogateescape"))
+    header = f"{name}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_size}\0".encode(errors="surrogateescape")
+    hasher = sha256.new(header, st.st_size)
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             hasher.update(chunk)
@@ -194,7 +196,7 @@ def _file_digest(path: str, name: str, st: os.stat_result) -> str:
 
 
 def _tree_digest(top: str, top_rel: str, excludes: ContextFilter | None) -> str:
-    hasher = hashlib.sha256()
+    hasher = sha256.new()
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         for rel, st in _walk(fd, "", top_rel, excludes):
@@ -293,7 +295,7 @@ def is_tar(path: str) -> bool:
 
     try:
         with open(path, "rb") as f:
-            block = decompressed(f).read(tarfile.BLOCKSIZE)
+            block = decompressed(f).read(TAR_BLOCK)
     except (OSError, EOFError, ValueError, ImportError):
         return False
     return is_tar_header(block)
@@ -301,7 +303,9 @@ def is_tar(path: str) -> bool:
 
 def is_tar_header(block: bytes) -> bool:
     """Whether `block` (a tar's first 512 bytes) is a valid tar header."""
-    if len(block) < tarfile.BLOCKSIZE:
+    import tarfile
+
+    if len(block) < TAR_BLOCK:
         return False
     try:
         tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
@@ -324,11 +328,8 @@ def extract_archives(store, sources: list[Source]) -> tuple[list[Source], list]:
             with open(os.path.join(source.root, source.rel), "rb") as stream:
                 staged = store.unpack_layer(stream)
             staged_layers.append(staged)
-            result.append(
-                replace(
-                    source, root=staged.diff_dir, rel="", is_dir=True, archive=False, preserve_owner=True, excludes=None
-                )
-            )
+            changes = {"root": staged.diff_dir, "rel": "", "is_dir": True, "archive": False, "preserve_owner": True}
+            result.append(Source(**{**source.as_dict(), **changes, "excludes": None}))
     except BaseException:
         for staged in staged_layers:
             store.layers.discard(staged)
@@ -337,8 +338,7 @@ def extract_archives(store, sources: list[Source]) -> tuple[list[Source], list]:
 
 
 # -- the copy, inside the image's root -------------------------------------------------------
-@dataclass(frozen=True)
-class FromImage:
+class FromImage(Record):
     """`COPY --from`: the sources are `words` in the root of another image (a stage or an image),
     found inside the copy's child once that root is mounted."""
 
@@ -566,6 +566,8 @@ class _Copier:
         if os.path.isdir(target) and not os.path.islink(target):
             if keep_dir:
                 return
+            import shutil
+
             shutil.rmtree(target)
         else:
             os.unlink(target)

@@ -25,15 +25,11 @@ the config. So `history` finds an image id for every row, and the layer cache is
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import posixpath
-import signal
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 
-from minirun.build.buildcopy import FromImage
+from minirun.build import sha256
 from minirun.build.dockerfile import (
     BUILTIN_ARGS,
     DOCKERFILE_LIMIT,
@@ -47,8 +43,6 @@ from minirun.build.dockerfile import (
     stage_for,
 )
 from minirun.build.ignore import ContextFilter, load_filter
-from minirun.containers import guard
-from minirun.containers.lifecycle import discard
 from minirun.errors import MinirunError, NotFound, UsageError
 from minirun.image.instructions import (
     DEFAULT_SHELL,
@@ -60,9 +54,17 @@ from minirun.image.instructions import (
     process_word,
     process_words,
 )
-from minirun.runtime import supervise
+from minirun.records import Record
 from minirun.store import Store
 from minirun.store.images import Image
+
+# What only a step that runs needs (containers, signals, the copy) loads in that step: a fully
+# cached build imports none of it (scripts/bench_build.py times one).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from minirun.build.buildcopy import FromImage
 
 CACHE_FILE = "build-cache.json"
 _CACHE_VERSION = "1"
@@ -148,7 +150,7 @@ class Progress:
 # -- the layer cache ------------------------------------------------------------------------
 def cache_key(parent: str, created_by: str, extra: str = "") -> str:
     data = json.dumps([_CACHE_VERSION, parent, created_by, extra], separators=(",", ":"))
-    return hashlib.sha256(data.encode(errors="surrogateescape")).hexdigest()
+    return sha256.new(data.encode(errors="surrogateescape")).hexdigest()
 
 
 class BuildCache:
@@ -193,23 +195,32 @@ class BuildCache:
 
 
 # -- the build ------------------------------------------------------------------------------
-@dataclass
-class BuildOptions:
+class BuildOptions(Record):
     context: str
-    dockerfile: str | None = None  # -f; default CONTEXT/Containerfile, else CONTEXT/Dockerfile
-    tags: list = field(default_factory=list)  # Reference
-    build_args: dict[str, str] = field(default_factory=dict)
-    no_cache: bool = False
-    labels: dict[str, str] = field(default_factory=dict)  # --label: a last LABEL step, as the classic builder adds
-    target: str = ""  # --target: the stage to build (and the stages it needs); default the last
-    pull: bool = False  # --pull, passed to find_image
-    dockerfile_text: str | None = None  # -f -: the Dockerfile itself
+    dockerfile: str | None  # -f; default CONTEXT/Containerfile, else CONTEXT/Dockerfile
+    tags: list  # Reference
+    build_args: dict[str, str]
+    no_cache: bool
+    labels: dict[str, str]  # --label: a last LABEL step, as the classic builder adds
+    target: str  # --target: the stage to build (and the stages it needs); default the last
+    pull: bool  # --pull, passed to find_image
+    dockerfile_text: str | None  # -f -: the Dockerfile itself
     # how FROM and COPY --from find an image: (store, name, pull) -> Image; the CLI's pulls
-    find_image: Callable[[Store, str, bool], Image] = field(default=lambda store, name, pull: local_image(store, name))
+    find_image: Callable[[Store, str, bool], Image]
+    DEFAULTS = {
+        "dockerfile": None,
+        "tags": list,
+        "build_args": dict,
+        "no_cache": False,
+        "labels": dict,
+        "target": "",
+        "pull": False,
+        "dockerfile_text": None,
+        "find_image": lambda: lambda store, name, pull: local_image(store, name),  # a callable default is a factory
+    }
 
 
-@dataclass
-class BuildResult:
+class BuildResult(Record):
     image: Image
     tags: list[str]
     steps: int
@@ -218,14 +229,14 @@ class BuildResult:
     unused_args: list[str]
 
 
-@dataclass
-class _Stage:
+class _Stage(Record):
     image: Image | None  # None right after FROM scratch
     document: dict  # the image config (architecture, os, config, rootfs, history)
-    name: str = ""
-    args: dict[str, str | None] = field(default_factory=dict)  # ARGs declared here: value or None
-    cmd_set: bool = False  # a CMD in this stage: a later ENTRYPOINT keeps it
-    maintainer: str = ""
+    name: str
+    args: dict[str, str | None]  # ARGs declared here: value or None
+    cmd_set: bool  # a CMD in this stage: a later ENTRYPOINT keeps it
+    maintainer: str
+    DEFAULTS = {"name": "", "args": dict, "cmd_set": False, "maintainer": ""}
 
     @property
     def config(self) -> dict:
@@ -236,8 +247,10 @@ class _Stage:
         return self.image.id if self.image is not None else "scratch"
 
     def adopt(self, image: Image) -> None:
+        """Continue from a step's image, just read from the store or written: no one else holds
+        its config, and every step copies the document before changing it, so it is not copied."""
         self.image = image
-        self.document = copy.deepcopy(image.config)
+        self.document = image.config
 
 
 def local_image(store: Store, name: str) -> Image:
@@ -530,10 +543,15 @@ class _Builder:
         self._done(stage, key, image)
 
     def _run_and_commit(self, stage: _Stage, cmd: list[str], env: list[str], created_by: str) -> Image:
+        import signal
+
+        from minirun.containers import guard
         from minirun.containers.commit import commit_container
         from minirun.containers.container import ContainerConfig, Containers, new_container_id
         from minirun.containers.foreground import host_resolv_conf, run_foreground
+        from minirun.containers.lifecycle import discard
         from minirun.humanize import rfc3339_now
+        from minirun.runtime import supervise
         from minirun.store.initlayer import init_layer_link
 
         assert stage.image is not None
@@ -668,9 +686,11 @@ class _Builder:
         from_image: FromImage | None = None,
     ) -> Image:
         from minirun.build import buildcopy
+        from minirun.containers import guard
         from minirun.containers.commit import is_empty, stage_upper
         from minirun.containers.container import ContainerConfig, Containers, new_container_id
         from minirun.containers.foreground import host_resolv_conf
+        from minirun.containers.lifecycle import discard
         from minirun.humanize import rfc3339_now
 
         containers = Containers(self.store)
@@ -697,7 +717,9 @@ class _Builder:
             diff_ids = stage.document.get("rootfs", {}).get("diff_ids", [])
             lowers = [os.path.relpath(self.store.layers.short_link(d), self.store.root) for d in reversed(diff_ids)]
             if from_image is not None:  # its mount lives in the step's dir, gone with it
-                from_image = replace(from_image, scratch=os.path.join(container.dir, "from"))
+                from_image = buildcopy.FromImage(
+                    **{**from_image.as_dict(), "scratch": os.path.join(container.dir, "from")}
+                )
             buildcopy.copy_into_image(
                 self.store.root,
                 lowers,
@@ -771,6 +793,9 @@ class BuildInterrupted(MinirunError):
 def _wait_interruptible(pid: int) -> int:
     """Wait for a RUN's PID 1, forwarding signals; Ctrl-C (or TERM, HUP) ends the step and the
     build, as docker's does: a shell as PID 1 would ignore a forwarded SIGINT."""
+    import signal
+
+    from minirun.runtime import supervise
 
     received: list[int] = []
 

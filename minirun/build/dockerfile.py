@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from minirun.errors import NotFound, UsageError
 from minirun.image.instructions import HEALTHCHECK_FLAGS, parse_healthcheck, parse_json_or_shell, split_instruction
+from minirun.records import Record
 
 KNOWN_INSTRUCTIONS = frozenset(
     {
@@ -68,13 +68,13 @@ _CONTINUATION = re.compile(r"\\[ \t]*$")
 
 
 # -- parsing ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Instruction:
+class Instruction(Record):
     keyword: str  # upper-cased
     args: str  # after the keyword and its flags
     text: str  # the instruction on one line, as `Step N/M : ...` shows it
     line: int
-    flags: tuple[tuple[str, str], ...] = ()
+    flags: tuple[tuple[str, str], ...]
+    DEFAULTS = {"flags": ()}
 
     def flag(self, name: str) -> str | None:
         return next((value for key, value in self.flags if key == name), None)
@@ -196,8 +196,7 @@ def parse_build_args(items: list[str], environ: dict[str, str] | None = None) ->
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9\-_.]*", re.ASCII)
 
 
-@dataclass
-class Stage:
+class Stage(Record):
     index: int
     name: str  # the `AS` name, lower-cased; "" without one
     base: str  # what FROM names, its ARGs expanded: "scratch", an earlier stage or an image
@@ -206,8 +205,7 @@ class Stage:
     uses: set[int]  # the earlier stages it needs: its FROM and its COPY --from
 
 
-@dataclass
-class BuildPlan:
+class BuildPlan(Record):
     global_args: list[Instruction]  # the ARGs before the first FROM
     stages: list[Stage]
     target: int  # --target's stage, else the last

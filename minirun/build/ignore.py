@@ -21,9 +21,9 @@ import posixpath
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from minirun.errors import UsageError
+from minirun.records import Record
 
 IGNORE_FILE_LIMIT = 4 << 20  # as a Dockerfile: no real one comes near
 _UTF8_BOM = "\ufeff"
@@ -59,8 +59,7 @@ def read_patterns(text: str) -> list[str]:
     return patterns
 
 
-@dataclass(frozen=True)
-class Pattern:
+class Pattern(Record):
     text: str  # cleaned, without the `!`
     exception: bool
     kind: str  # "exact", "prefix" (`dir/**`), "suffix" (`**/name`) or "regexp"

@@ -89,7 +89,12 @@ COMMANDS: dict[str, Command] = {
         lean=True,
         options="minirun.cli.importcmd:parser",
     ),
-    "build": Command("minirun.cli.app_build:app", "Build an image from a Containerfile or Dockerfile"),
+    "build": Command(
+        "minirun.cli.buildcmd:build_command",
+        "Build an image from a Containerfile or Dockerfile",
+        lean=True,
+        options="minirun.cli.buildcmd:parser",
+    ),
     "load": Command("minirun.cli.app_archive:app", "Load images from a tar archive or STDIN"),
     "save": Command("minirun.cli.app_archive:app", "Save one or more images to a tar archive"),
     "pull": Command("minirun.cli.app_registry:app", "Download an image from a registry"),

@@ -70,13 +70,21 @@ def _argparse_class():
         def error(self, message: str) -> None:  # type: ignore[override]
             raise UsageError(message)
 
+        def _get_formatter(self) -> argparse.HelpFormatter:
+            # without a width argparse asks the terminal, importing shutil (bz2, lzma, fnmatch)
+            return argparse.HelpFormatter(prog=self.prog, width=HELP_WIDTH)  # no parser here sets formatter_class
+
         def format_help(self) -> str:
             usage = (self.usage or self.prog).replace("%(prog)s", self.prog)
             if usage.startswith("usage: "):
                 usage = usage[len("usage: ") :]
-            rows = []
+            rows, arguments = [], []
             for action in self._actions:
-                if not action.option_strings or action.help == SUPPRESS:
+                if not action.option_strings:  # an argument with help of its own gets a line of it
+                    if action.help and action.help != SUPPRESS:
+                        arguments.append((action.metavar or action.dest.upper(), action.help))
+                    continue
+                if action.help == SUPPRESS:
                     continue
                 names = ", ".join(action.option_strings)
                 if action.nargs != 0:
@@ -86,6 +94,8 @@ def _argparse_class():
             text = f"Usage: {usage}\n"
             if self.description:
                 text += "\n" + _wrap(self.description, 2) + "\n"
+            if arguments:
+                text += "\nArguments:\n" + definition_list(arguments)
             return text + "\nOptions:\n" + definition_list(rows)
 
     return ArgparseParser

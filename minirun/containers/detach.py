@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from minirun.childfailure import parse_report
-from minirun.containers import monitorserver
+from minirun.containers import monitorclient
 from minirun.errors import MinirunError
 
 
@@ -30,7 +30,7 @@ def spawn_monitor(
     # monitor.main's argv; "fd:N" is fds[N] as the monitor receives it
     argv = [store_root, container_id, "fd:0", attach, *(str(n) for n in console_size), *extra]
     try:
-        monitorserver.request(store_root, argv, fds)
+        monitorclient.request(store_root, argv, fds)
     except BaseException:
         os.close(read_fd)
         raise

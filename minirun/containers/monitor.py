@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     the restart policy restarts it. The exit status: 1 if a start failed.
 
     The start runs in a throwaway child, the launcher (start), which makes PID 1 this process's
-    child (launch's pid1_to_parent) and hands over what the copier needs: the start touches
+    child (linux.hand_children_to_parent) and hands over what the copier needs: the start touches
     megabytes of the interpreter's pages, and this process, a fork of the monitors' server,
     shares them only as long as it does not."""
     # A terminal hang-up or Ctrl-C aimed at the CLI that started us must not end the container.
@@ -116,8 +116,9 @@ def _launcher(argv: list[str], channel) -> int:
     import array
     import socket
 
-    from minirun import leanjson
+    from minirun import leanjson, linux
 
+    linux.hand_children_to_parent()  # PID 1 and a port proxy are the monitor's
     copier = start(argv, lambda pid: channel.send(leanjson.dumps({"pid": pid}).encode()))
     if isinstance(copier, int):
         return copier
@@ -182,7 +183,6 @@ def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:
         plan.stdio, plan.die_with_parent, plan.interactive = (stdio.stdin(null), out_w, err_w), True, True
         stdio.configure(plan)
         plan.cgroups = create_cgroups(container)
-        plan.pid1_to_parent = True
         started = launch.start(plan)
         tell_pid(started.pid)
         stdio.started(started)

@@ -5,7 +5,8 @@ Why: a monitor lives as long as its container, and a fresh `python -S` dirties ~
 own before it does anything (~2.8 MiB as a log copier). Forked from a server that has imported
 everything a monitor runs, with gc.freeze() so that the collector never writes to those objects,
 a monitor shares the interpreter's pages with the server and every other monitor, copy-on-write,
-and owns only what it writes (scripts/bench_ps_monitor.py measures it).
+and owns only what it writes: ~1.3 MiB, since the start, which touches much more, runs in a
+throwaway launcher (monitor.py). scripts/bench_ps_monitor.py measures it.
 
 What a crash costs: a monitor's, its own container, as before; the server's, nothing that runs:
 each monitor is a process of its own (its own session, no parent-death signal), and the next
@@ -13,115 +14,19 @@ detached start finds no server and starts one.
 
 The server lives while it has monitors and IDLE_SECONDS after the last one. It listens on a
 root-only unix socket in the run dir named after the store, this interpreter and checkout, and
-the MINIRUN_* environment, so two stores or two test sessions never share one. A request is
-monitor.main's argv, with the fds it names (the start report's pipe, a first attach client)
-passed along (SCM_RIGHTS); the answer is the monitor's pid.
+the MINIRUN_* environment (monitorclient.socket_path), so two stores or two test sessions never
+share one.
 
-The client side (request) imports _socket only: it is on `run -d`'s clock.
+The client side is monitorclient.py.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+
+from minirun.containers.monitorclient import FD_MARK, MAX_REQUEST
 
 IDLE_SECONDS = 2.0
-_FD_MARK = "fd:"  # an argument that names one of the passed fds, by its index
-_MAX_REQUEST = 1 << 16
-
-
-def socket_path(store_root: str) -> str:
-    """The server's socket for this store as this process would start it."""
-    import _blake2
-
-    from minirun.helpers import search_path
-    from minirun.hostwide import RUN_DIR
-
-    names = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MINIRUN_"))
-    key = "\0".join([store_root, sys.executable, search_path(), *names]).encode()
-    return os.path.join(RUN_DIR, "monitors", _blake2.blake2b(key, digest_size=8).hexdigest() + ".sock")
-
-
-def request(store_root: str, argv: list[str], fds: list[int]) -> int:
-    """Have the server fork a monitor that runs monitor.main(argv), where an argument `fd:N`
-    stands for fds[N] as the monitor receives it; the monitor's pid. Starts the server if there
-    is none, and asks again if the one it reached was closing."""
-    import time
-
-    from minirun.errors import MinirunError
-
-    path = socket_path(store_root)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        sock = _connect(path)
-        if sock is None:
-            if not _start_server(store_root, path):
-                time.sleep(0.005)  # another client's server is starting, or the last one closing
-            continue
-        try:
-            pid = _ask(sock, argv, fds)
-        finally:
-            sock.close()
-        if pid is not None:
-            return pid
-    raise MinirunError(f"no monitor server answered on {path}")
-
-
-def _connect(path: str):
-    import _socket
-
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
-    try:
-        sock.connect(path)
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
-        return None
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _ask(sock, argv: list[str], fds: list[int]) -> int | None:
-    """One request on a connected socket: the monitor's pid, or None if the server hung up."""
-    import _socket
-    import _struct
-
-    rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _struct.pack(f"{len(fds)}i", *fds))] if fds else []
-    try:
-        sock.sendmsg(["\0".join(argv).encode()], rights)
-        answer = sock.recv(64)
-    except (ConnectionResetError, BrokenPipeError):
-        return None
-    return int(answer) if answer else None
-
-
-def _start_server(store_root: str, path: str) -> bool:
-    """Start a server for `path` and wait until it listens: True. False if it found another
-    holding the name (which will listen soon, or is closing down)."""
-    import subprocess
-
-    from minirun.helpers import helper_argv
-
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    read_fd, write_fd = os.pipe()
-    try:
-        subprocess.Popen(
-            helper_argv("minirun.containers.monitorserver:serve", store_root, path, str(write_fd)),
-            pass_fds=(write_fd,),
-            start_new_session=True,
-            close_fds=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    finally:
-        os.close(write_fd)
-    try:
-        return os.read(read_fd, 16) == b"ok"
-    finally:
-        os.close(read_fd)
-
 
 # What a monitor runs, imported once by the server so that every monitor shares it. Not the
 # network's modules: containers/network.py loads pyroute2 only for a container that has a network,
@@ -214,13 +119,13 @@ def _serve_one(listener, poller, monitors: dict[int, int]) -> None:
     fds = array.array("i")
     try:
         peer = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-        data, ancillary, _, _ = conn.recvmsg(_MAX_REQUEST, socket.CMSG_SPACE(4 * fds.itemsize))
+        data, ancillary, _, _ = conn.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(4 * fds.itemsize))
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
         if peer[1] != 0 or not data:  # the socket is root's already; a second lock on the door
             return
-        argv = [str(fds[int(a[len(_FD_MARK) :])]) if a.startswith(_FD_MARK) else a for a in data.decode().split("\0")]
+        argv = [str(fds[int(a[len(FD_MARK) :])]) if a.startswith(FD_MARK) else a for a in data.decode().split("\0")]
         pid = os.fork()
         if pid == 0:
             _become_monitor(argv, fds, listener, conn)

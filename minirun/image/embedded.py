@@ -7,7 +7,6 @@ import os
 
 from minirun import leanjson
 from minirun.errors import MinirunError, NotFound
-from minirun.humanize import rfc3339_now
 from minirun.store import Store
 from minirun.store.images import Image
 from minirun.store.reference import parse_reference
@@ -48,10 +47,12 @@ def find_image(store: Store, text: str) -> Image:
 
 
 def build(store: Store, directory: str, recipe: dict) -> Image:
+    import runpy  # here, with humanize: finding an image already built needs neither
+
+    from minirun.humanize import rfc3339_now
+
     if "rootfs" not in recipe:
         raise MinirunError(f"recipe {directory} has no rootfs builder")
-    import runpy  # here: only a first build runs a recipe
-
     module = runpy.run_path(os.path.join(directory, recipe["rootfs"]))
     staged = store.unpack_written(module["write_rootfs"], f"building image {recipe['name']}")
     created = rfc3339_now()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import posixpath
 import re
-import signal
 from collections.abc import Callable
 
 from minirun import leanjson
@@ -17,11 +16,6 @@ DEFAULT_SHELL = ["/bin/sh", "-c"]
 _UNSUPPORTED = {"HEALTHCHECK", "ONBUILD"}
 _PORT_RE = re.compile(r"(\d+)(?:-(\d+))?", re.ASCII)
 _PROTOCOLS = {"tcp", "udp", "sctp"}
-_SIGNALS = (
-    {name[3:] for name in signal.Signals.__members__ if name.startswith("SIG")}
-    | {f"RTMIN+{n}" for n in range(1, 16)}
-    | {f"RTMAX-{n}" for n in range(1, 15)}
-)
 _MAX_SIGNAL = 64  # SIGRTMAX on Linux
 
 
@@ -208,13 +202,24 @@ def _volume(config: dict, args: str) -> None:
     config["Volumes"] = volumes
 
 
+def _signal_names() -> set[str]:
+    """The names STOPSIGNAL takes, without SIG. signal loads here: only STOPSIGNAL needs it."""
+    import signal
+
+    return (
+        {name[3:] for name in signal.Signals.__members__ if name.startswith("SIG")}
+        | {f"RTMIN+{n}" for n in range(1, 16)}
+        | {f"RTMAX-{n}" for n in range(1, 15)}
+    )
+
+
 def _stopsignal(config: dict, args: str) -> None:
     sig = _expand(_one_argument("STOPSIGNAL", args), config.get("Env"), "STOPSIGNAL")
     if sig.isdigit() and sig.isascii():
         valid = 0 < int(sig) <= _MAX_SIGNAL
     else:
         upper = sig.upper()
-        valid = (upper[3:] if upper.startswith("SIG") else upper) in _SIGNALS
+        valid = (upper[3:] if upper.startswith("SIG") else upper) in _signal_names()
     if not valid:
         raise UsageError(f"STOPSIGNAL: invalid signal: {sig}")
     # Stored as written (`SIGTERM`, `term`, `15`), as docker does.

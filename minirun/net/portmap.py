@@ -263,11 +263,11 @@ def _spawn_proxy(specs: list[tuple[int, str, str, int]]) -> ProxyRecord:
     from minirun.procs import start_time
 
     fds = sorted(spec[0] for spec in specs)
-    owner = os.getpid()
+    owner = linux.owner_pid()  # a monitor's launcher hands it to the monitor
     argv = helper_argv(
         "minirun.net.portproxy:main", str(owner), *(f"{fd}/{proto}/{ip}/{port}" for fd, proto, ip, port in specs)
     )
-    pid = os.fork()
+    pid = linux.fork_owned()
     if pid == 0:  # only os calls until the exec
         try:
             os.setsid()  # the terminal's Ctrl-C is for the CLI and the container, not for us
@@ -290,7 +290,7 @@ def stop_proxy(proxy: ProxyRecord) -> None:
     import signal
     import time
 
-    from minirun.procs import is_alive
+    from minirun.procs import is_alive, is_zombie
 
     pid, start = int(proxy["pid"]), proxy.get("start")
     if start is None or not is_alive(pid, start):
@@ -300,7 +300,7 @@ def stop_proxy(proxy: ProxyRecord) -> None:
     if _reap(pid):
         return
     deadline = time.monotonic() + 5
-    while is_alive(pid, start) and time.monotonic() < deadline:  # another process's child (rm -f)
+    while is_alive(pid, start) and not is_zombie(pid) and time.monotonic() < deadline:  # another's child (rm -f)
         time.sleep(0.01)
 
 

@@ -77,7 +77,6 @@ class LaunchPlan(Record):
     group_add: list[str]  # supplementary groups: /etc/group names, gids
     sysctls: dict[str, str]
     host_namespaces: list[str]  # of "pid", "ipc", "uts": the host's, no new one
-    pid1_to_parent: bool
     DEFAULTS = {
         "network": "none",
         "readonly": False,
@@ -103,7 +102,6 @@ class LaunchPlan(Record):
         "group_add": list,
         "sysctls": dict,
         "host_namespaces": list,
-        "pid1_to_parent": False,  # PID 1 becomes our parent's child (linux.fork_to_parent): monitor.py
     }
 
 
@@ -131,7 +129,7 @@ def start(plan: LaunchPlan) -> Started:
         linux.unshare(linux.CLONE_NEWPID)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
     try:
-        pid = linux.fork_to_parent() if plan.pid1_to_parent else os.fork()
+        pid = linux.fork_owned()
     except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         for sock in (console, child_console):

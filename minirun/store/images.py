@@ -238,9 +238,12 @@ class ImageStore:
         atomic_write(self.tags_path, leanjson.dumps(tags, indent=1, sort_keys=True).encode())
 
     def tag(self, ref: Reference, id_: str) -> None:
+        """Point `ref` at the image; a tag already there is not written again (a rebuild from
+        the cache retags its image), but is reported as a tag event all the same, as docker's."""
         tags = self.read_tags()
-        tags[str(ref)] = id_
-        self._write_tags(tags)
+        if tags.get(str(ref)) != id_:
+            tags[str(ref)] = id_
+            self._write_tags(tags)
         events.record(self.root, "image", "tag", id_, {"name": str(ref)})
 
     def untag(self, ref: str) -> None:

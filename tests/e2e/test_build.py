@@ -353,6 +353,43 @@ def test_cache_misses_after_a_context_change_and_with_no_cache(mr, tmp_path):
     assert [h["ID"] for h in history(mr, "slow")][1:4] != changed_ids[1:4]
 
 
+def cache_hits(output: str) -> list[bool]:
+    """For each step after the first (FROM) of a --progress=plain build: whether the cache answered."""
+    return ["Using cache" in step for step in output.split("Step ")[2:]]
+
+
+def test_a_cached_build_misses_on_whatever_its_steps_read(mr, busybox, tmp_path):
+    """Every input a step reads invalidates it and the steps after it: the files a COPY takes (as
+    .dockerignore and a wildcard select them), the Dockerfile's text, and the base image behind an
+    unchanged name. Nothing else does: the unchanged rebuild is answered by the cache throughout."""
+    ctx = context(
+        tmp_path,
+        "FROM base:1\nCOPY src/ /src/\nCOPY *.txt /txt/\nENV MODE=one\n",
+        {"src/app.sh": "echo app\n", "src/secret": "s3cret\n", "a.txt": "a\n"},
+    )
+    ok(mr("tag", "busybox", "base:1"))
+    built = ok(mr("build", "--progress=plain", "-t", "inputs", str(ctx)))
+    assert cache_hits(built.out) == [False, False, False]
+
+    def rebuild() -> list[bool]:
+        return cache_hits(ok(mr("build", "--progress=plain", "-t", "inputs", str(ctx))).out)
+
+    assert rebuild() == [True, True, True]
+    (ctx / ".dockerignore").write_text("src/secret\n")  # the first COPY's directory loses a file
+    assert rebuild() == [False, False, False]
+    (ctx / "b.txt").write_text("b\n")  # the wildcard now takes one more file
+    assert rebuild() == [True, False, False]
+    (ctx / "Containerfile").write_text("FROM base:1\nCOPY src/ /src/\nCOPY *.txt /txt/\nENV MODE=two\n")
+    assert rebuild() == [True, True, False]
+    config = image_config(mr, "inputs")
+    assert "MODE=two" in config["Config"]["Env"]
+    ok(mr("build", "-q", "-t", "other-base", str(context(tmp_path / "other", "FROM busybox\nLABEL x=y\n"))))
+    ok(mr("tag", "other-base", "base:1"))  # the same name, another image
+    assert rebuild() == [False, False, False]
+    assert rebuild() == [True, True, True]
+    assert ok(mr("run", "--rm", "inputs", "sh", "-c", "ls /src /txt")).out == "/src:\napp.sh\n\n/txt:\na.txt\nb.txt\n"
+
+
 def test_empty_run_makes_no_layer(mr, tmp_path, isolated_store):
     ctx = context(tmp_path, "FROM busybox\nRUN true\nRUN echo x > /x\n")
     ok(mr("build", "-t", "empty", str(ctx)))

@@ -1,5 +1,6 @@
-"""The hot verbs stay lean: run, exec, ps, diff and import never import typer, rich, pydantic or
-pyroute2 (each costs tens of ms at every start). Checked with `python -X importtime`, for real."""
+"""The hot verbs stay lean: run, exec, ps, diff, import, images and build never import typer,
+rich, pydantic or pyroute2 (each costs tens of ms at every start). Checked with
+`python -X importtime`, for real."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ HEAVY = {"typer", "rich", "pydantic", "pyroute2", "pyseccomp"}
 
 
 def imported(store, *args: str) -> set[str]:
+    return imported_and_output(store, *args)[0]
+
+
+def imported_and_output(store, *args: str) -> tuple[set[str], str]:
+    """The modules a command imported, and what it printed."""
     env = dict(os.environ, MINIRUN_ROOT=str(store))
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "minirun", *args],
@@ -21,7 +27,8 @@ def imported(store, *args: str) -> set[str]:
         text=True,
         timeout=120,
     )
-    return {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    lines = done.stderr.splitlines()
+    return {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}, done.stdout
 
 
 @pytest.fixture
@@ -84,3 +91,20 @@ def test_the_minirun_command_runs_exec_on_a_bare_interpreter(isolated_store, box
     assert "minirun.runtime.execin" in modules
     heavy = {"site", "argparse", "json", "re", "enum", "functools", "collections", "contextlib", "shutil", "typing"}
     assert not modules & heavy, sorted(modules & heavy)
+
+
+def test_a_cached_build_loads_no_container_code(isolated_store, cli, busybox, tmp_path):
+    """A rebuild the cache answers throughout loads nothing a step that runs would need: no
+    containers or runtime package, no tarfile or shutil, no OpenSSL (hashlib), no dataclasses."""
+    ctx = tmp_path / "ctx"
+    (ctx / "src").mkdir(parents=True)
+    (ctx / "src" / "app.sh").write_text("echo app\n")
+    (ctx / "Containerfile").write_text("FROM busybox\nARG V=1\nCOPY src/ /src/\nRUN echo $V > /v\nCMD cat /v\n")
+    assert cli("build", "-q", "-t", "cached", str(ctx)).code == 0
+    modules, out = imported_and_output(isolated_store, "build", "--progress=plain", "-t", "cached", str(ctx))
+    assert out.count(" ---> Using cache") == 4 and "Successfully tagged cached:latest" in out, out
+    assert "minirun.build.builder" in modules
+    assert not {m.split(".")[0] for m in modules} & HEAVY
+    slow = {"dataclasses", "inspect", "typing", "hashlib", "tarfile", "shutil"}
+    assert not modules & slow, sorted(modules & slow)
+    assert not [m for m in modules if m.startswith(("minirun.containers", "minirun.runtime"))]

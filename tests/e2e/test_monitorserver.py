@@ -10,7 +10,8 @@ import signal
 import stat
 import time
 
-from minirun.containers.monitorserver import IDLE_SECONDS, socket_path
+from minirun.containers.monitorclient import socket_path
+from minirun.containers.monitorserver import IDLE_SECONDS
 
 
 def state_of(store, cid: str) -> dict:

@@ -69,7 +69,7 @@ def test_detached_container_through_the_proxy(cli, busybox, seen, isolated_store
     settings = seen(web)
     assert settings["PortBackend"] == "proxy" and elements_to({settings["IPAddress"]}) == []
     proxy = settings["Proxy"]["pid"]
-    # the monitor started it and exec'd into the log copier: the proxy is still its child
+    # the monitor's launcher started it for the monitor (linux.fork_owned): it is the monitor's child
     state = json.loads((isolated_store / "containers" / web / "state.json").read_text())
     assert parent_of(proxy) == state["MonitorPid"] == parent_of(state["Pid"])
     assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {web[:12]}\n"
