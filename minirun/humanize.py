@@ -3,7 +3,6 @@ the times its --since/--until options take."""
 
 from __future__ import annotations
 
-import re
 import time
 import unicodedata
 from datetime import UTC, datetime
@@ -12,7 +11,9 @@ from minirun.errors import UsageError
 
 _DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
 _BINARY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
-_RFC3339_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
+# Patterns, not compiled ones: `re` and the compiling cost ~4 ms of every start that imports humanize
+# (run, ps); a function compiles its own on first use (re caches it).
+_RFC3339_RE = r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})"
 
 
 def human_size(n: float, precision: int = 3) -> str:
@@ -68,23 +69,40 @@ def human_duration(seconds: float) -> str:
 
 def parse_rfc3339(text: str) -> datetime:
     """An aware datetime from RFC 3339 text with up to nanoseconds (digits past micro dropped)."""
-    match = _RFC3339_RE.fullmatch(text.strip())
-    if match is None:
-        raise UsageError(f"invalid timestamp: {text!r}")
-    day, clock, fraction, offset = match.groups()
-    # fromisoformat in 3.11 takes at most 6 fraction digits; Go writes up to 9.
-    micro = f".{(fraction or '')[:6]:0<6}"
-    offset = "+00:00" if offset in ("Z", "z") else offset
+    if _is_rfc3339_ns(text):  # rfc3339_ns's own form, what every record holds: no regex needed
+        iso = f"{text[:26]}+00:00"
+    else:
+        import re
+
+        match = re.fullmatch(_RFC3339_RE, text.strip())
+        if match is None:
+            raise UsageError(f"invalid timestamp: {text!r}")
+        day, clock, fraction, offset = match.groups()
+        # fromisoformat in 3.11 takes at most 6 fraction digits; Go writes up to 9.
+        micro = f".{(fraction or '')[:6]:0<6}"
+        offset = "+00:00" if offset in ("Z", "z") else offset
+        iso = f"{day}T{clock}{micro}{offset}"
     try:
-        return datetime.fromisoformat(f"{day}T{clock}{micro}{offset}")
+        return datetime.fromisoformat(iso)
     except ValueError:
         raise UsageError(f"invalid timestamp: {text!r}") from None
 
 
-_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_DURATION_RE = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
+def _is_rfc3339_ns(text: str) -> bool:
+    """`2026-11-28T20:37:38.123456789Z` exactly (ASCII digits where digits go): what _RFC3339_RE
+    would take apart into these very slices."""
+    return (
+        len(text) == 30
+        and text.isascii()
+        and text[4] + text[7] + text[10] + text[13] + text[16] + text[19] + text[29] == "--T::.Z"
+        and (text[:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19] + text[20:29]).isdigit()
+    )
+
+
+_GO_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
+_GO_DURATION_RE = r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+"
 _DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DATE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?)?([Zz]|[+-]\d{2}:\d{2})?")
+_DATE_RE = r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?)?([Zz]|[+-]\d{2}:\d{2})?"
 
 
 def parse_timestamp(text: str, now_ns: int | None = None) -> int:
@@ -92,17 +110,19 @@ def parse_timestamp(text: str, now_ns: int | None = None) -> int:
     from now (`42m`, `1h30m`), Unix seconds[.nanoseconds], or a date: RFC 3339 (with nanoseconds),
     `2006-01-02T15:04:05[.999999999]`, `2006-01-02Z07:00` or `2006-01-02`, local time when it
     names no zone (docker's GetTimestamp)."""
+    import re
+
     value = text.strip()
     now_ns = time.time_ns() if now_ns is None else now_ns
     unsigned = value.lstrip("+-")
-    if unsigned and _GO_DURATION_RE.fullmatch(unsigned):
-        seconds = sum(float(n) * _DURATION_SECONDS[unit] for n, unit in _GO_DURATION_PART.findall(unsigned))
+    if unsigned and re.fullmatch(_GO_DURATION_RE, unsigned):
+        seconds = sum(float(n) * _DURATION_SECONDS[unit] for n, unit in re.findall(_GO_DURATION_PART, unsigned))
         ago = round(seconds * 1e9)
         return now_ns + ago if value.startswith("-") else now_ns - ago
     if re.fullmatch(r"\d+(\.\d{1,9})?", value):
         whole, _, fraction = value.partition(".")
         return int(whole) * 1_000_000_000 + int(fraction.ljust(9, "0") or 0)
-    match = _DATE_RE.fullmatch(value)
+    match = re.fullmatch(_DATE_RE, value)
     if match is None:
         raise UsageError(f"invalid time {text!r}: a date (RFC 3339), Unix seconds or a duration like 42m")
     year, month, day, hour, minute, second, fraction, zone = match.groups()
@@ -172,6 +192,8 @@ def ellipsis(text: str, max_len: int) -> str:
 
 def display_width(text: str) -> int:
     """Columns `text` takes on a terminal: East Asian wide characters two, combining marks none."""
+    if text.isascii():  # one column each (ps's tables are mostly ASCII: the per-character look-up costs)
+        return len(text)
     return sum(_width(ch) for ch in text)
 
 
@@ -195,12 +217,15 @@ _DURATION_NS = {
     "m": 60 * 10**9,
     "h": 3600 * 10**9,
 }
-_GO_DURATION_TOKEN = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]*)")
+_GO_DURATION_TOKEN = r"(\d*)(?:\.(\d*))?([^\d.]*)"
 _MAX_DURATION = (1 << 63) - 1
 
 
 def parse_go_duration(text: str) -> int:
     """Go's time.ParseDuration, in nanoseconds: `1h30m`, `1.5s`, `-5ms`, `0`; its error text."""
+    import re
+
+    token = re.compile(_GO_DURATION_TOKEN)
     body = text[1:] if text[:1] in "+-" else text
     if body == "0":
         return 0
@@ -209,7 +234,7 @@ def parse_go_duration(text: str) -> int:
     total = 0
     pos = 0
     while pos < len(body):
-        match = _GO_DURATION_TOKEN.match(body, pos)
+        match = token.match(body, pos)
         assert match is not None  # every part is optional: it always matches
         whole, fraction, unit = match.groups()
         if not whole and not fraction:

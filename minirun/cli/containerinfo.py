@@ -51,11 +51,15 @@ def health_suffix(container: Container) -> str:
 
 
 def command_text(container: Container, truncate: bool) -> str:
+    command = " ".join(container.config.argv)
+    if truncate:
+        command = ellipsis(command, 20)
+    if command.isprintable() and '"' not in command and "\\" not in command:
+        return f'"{command}"'  # what json.dumps gives such a text, without importing json (and re)
     import json
 
-    command = " ".join(container.config.argv)
     # docker quotes with Go's strconv.Quote; JSON's string escaping agrees on what matters here
-    return json.dumps(ellipsis(command, 20) if truncate else command, ensure_ascii=False)
+    return json.dumps(command, ensure_ascii=False)
 
 
 class PsRow(Record):

@@ -4,37 +4,31 @@ from __future__ import annotations
 
 import sys
 
-from minirun.cli.leanparser import Parser
+from minirun.cli.quickargs import APPEND, FLAG, INT, VALUE, Option, argparse_parser, quick_parse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minirun.cli.leanparser import Parser
+
+OPTIONS = (
+    Option(("-a", "--all"), FLAG, "Show all containers (default shows just running)"),
+    Option(("-q", "--quiet"), FLAG, "Only display container IDs"),
+    Option(("--no-trunc",), FLAG, "Don't truncate output"),
+    Option(("--format",), VALUE, "'table', 'table TEMPLATE', 'json' or a Go TEMPLATE (docker's placeholders)"),
+    Option(("-n", "--last"), INT, "Show n last created containers (includes all states)", -1, "INT"),
+    Option(("-l", "--latest"), FLAG, "Show the latest created container (includes all states)"),
+    Option(("-s", "--size"), FLAG, "Display total file sizes"),
+    Option(("-f", "--filter"), APPEND, "Filter output based on conditions provided", metavar="FILTER"),
+)
 
 
 def parser() -> Parser:
-    p = Parser(prog="minirun ps", description="List containers.")
-    p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
-    p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
-    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
-    p.add_argument(
-        "--format", default=None, help="'table', 'table TEMPLATE', 'json' or a Go TEMPLATE (docker's placeholders)"
-    )
-    p.add_argument(
-        "-n", "--last", type=int, default=-1, metavar="INT", help="Show n last created containers (includes all states)"
-    )
-    p.add_argument(
-        "-l", "--latest", action="store_true", help="Show the latest created container (includes all states)"
-    )
-    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
-    p.add_argument(
-        "-f",
-        "--filter",
-        action="append",
-        default=[],
-        metavar="FILTER",
-        help="Filter output based on conditions provided",
-    )
-    return p
+    return argparse_parser("minirun ps", "List containers.", OPTIONS)
 
 
 def ps_command(argv: list[str], root: str | None) -> int:
-    args = parser().parse_args(argv)
+    # argparse only for what the quick reader leaves to it: help, errors, rare spellings
+    args = quick_parse(argv, OPTIONS) or parser().parse_args(argv)
     last = 1 if args.latest else args.last
     from minirun.cli.formatting import check
 
@@ -42,12 +36,13 @@ def ps_command(argv: list[str], root: str | None) -> int:
 
     from minirun.cli.containerinfo import ps_json, ps_rows
     from minirun.containers.container import Containers
+    from minirun.containers.listindex import listing
     from minirun.containers.liveness import refresh
     from minirun.store import Store
 
     store = Store(root)
     containers = Containers(store)
-    listed = [refresh(containers, c, reload=False, record=False) for c in containers.all()]
+    listed = [refresh(containers, c, reload=False, record=False) for c in listing(containers)]
     show_all = args.all
     if args.filter:
         from minirun.cli.filters import PS_KEYS, Filters, container_filter, shows_every_state
@@ -77,9 +72,10 @@ def ps_command(argv: list[str], root: str | None) -> int:
                 line.append(row.size)
         sys.stdout.write(render_table(headers, cells))
 
-    from minirun.cli.formatting import write
+    from minirun.cli.formatting import is_default, write
 
-    write(args.format, [ps_json(row) for row in rows], PS_HEADERS, table)
+    documents: list[dict] = [] if is_default(args.format) else [ps_json(row) for row in rows]  # the table needs none
+    write(args.format, documents, PS_HEADERS, table)
     return 0
 
 

@@ -4,7 +4,6 @@ resolv.conf). config.json is written once; state.json is replaced atomically on 
 
 from __future__ import annotations
 
-import json
 import os
 
 from minirun.errors import Conflict, DamagedRecord, NotFound, UsageError
@@ -80,6 +79,10 @@ _CONFIG_FIELDS = (
     ("healthcheck", dict),
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
+_KNOWN = frozenset(name for name, _ in _CONFIG_FIELDS)
+# defaults split once: plain values copied as they are, callables called for a fresh value each time
+_PLAIN_DEFAULTS = {name: default for name, default in _CONFIG_FIELDS if default is not None and not callable(default)}
+_FRESH_DEFAULTS = tuple((name, default) for name, default in _CONFIG_FIELDS if callable(default))
 
 
 class ContainerConfig:
@@ -133,12 +136,17 @@ class ContainerConfig:
     healthcheck: dict
 
     def __init__(self, **values: object) -> None:
-        unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}
+        unknown = values.keys() - _KNOWN
         missing = _REQUIRED - values.keys()
         if unknown or missing:
             raise TypeError(f"ContainerConfig: unknown {sorted(unknown)}, missing {sorted(missing)}")
-        for name, default in _CONFIG_FIELDS:
-            setattr(self, name, values[name] if name in values else (default() if callable(default) else default))
+        # straight into __dict__: ps builds one per container, and 47 setattr calls each showed
+        fields = self.__dict__
+        fields.update(_PLAIN_DEFAULTS)
+        for name, make in _FRESH_DEFAULTS:
+            if name not in values:
+                fields[name] = make()
+        fields.update(values)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ContainerConfig) and self.to_json() == other.to_json()
@@ -152,8 +160,7 @@ class ContainerConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> ContainerConfig:
-        known = {name for name, _ in _CONFIG_FIELDS}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in _KNOWN})
 
 
 class Container:
@@ -206,9 +213,14 @@ class Containers:
             state = read_record(os.path.join(path, "state.json"))
         except FileNotFoundError:
             raise NotFound(f"No such container: {id_}") from None
-        _check_state(state, os.path.join(path, "state.json"))
-        assert isinstance(state, dict)
-        return Container(config=config, dir=path, state=state)
+        return _checked(config, path, state)
+
+    def from_records(self, id_: str, config_data: object, state_data: object) -> Container:
+        """The container whose config.json and state.json held these (parsed) values, checked as
+        `load` checks what it reads: DamagedRecord naming the file at fault. listindex.py hands
+        over the values it cached."""
+        path = self._path(id_)
+        return _checked(_config_from(config_data, os.path.join(path, "config.json")), path, state_data)
 
     def load_or_dead(self, id_: str) -> Container:
         """The record, or for one that is damaged a stand-in in docker's `dead` state that still
@@ -297,6 +309,8 @@ class Containers:
                 "FinishedAt": "0001-01-01T00:00:00Z",
                 "OOMKilled": False,
             }
+            import json  # here, not at the top: ps reads no JSON when its index is current
+
             # Not fsynced: after a power cut a container whose files did not survive is debris
             # (never listed), and state is checked against the live process anyway.
             atomic_write(os.path.join(path, "state.json"), json.dumps(state).encode(), durable=False)
@@ -309,6 +323,8 @@ class Containers:
     def update_state(self, container: Container, **fields: object) -> None:
         if container.state.get("Status") == "dead":
             raise Conflict(f"container {container.id} is dead (its record is damaged): remove it with rm -f")
+        import json
+
         container.state.update(fields)
         atomic_write(os.path.join(container.dir, "state.json"), json.dumps(container.state).encode(), durable=False)
 
@@ -339,6 +355,12 @@ def _config_from(data: object, path: str) -> ContainerConfig:
         return ContainerConfig.from_json(data)
     except TypeError as exc:
         raise DamagedRecord(path, str(exc)) from None
+
+
+def _checked(config: ContainerConfig, path: str, state: object) -> Container:
+    _check_state(state, os.path.join(path, "state.json"))
+    assert isinstance(state, dict)
+    return Container(config=config, dir=path, state=state)
 
 
 def _check_state(state: object, path: str) -> None:

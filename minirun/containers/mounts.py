@@ -20,7 +20,6 @@ releases its volumes with it, and ps imports mount_points.
 
 from __future__ import annotations
 
-import json
 import os
 
 TYPE_CHECKING = False
@@ -108,6 +107,8 @@ def volume_users(store_root: str) -> dict[str, list[str]]:
 
 def read_mounts(container_dir: str) -> list[dict]:
     """config.mounts of the record in `container_dir`; [] for none, or for a record that is not one."""
+    import json  # here: ps imports this module, and needs no json
+
     try:
         with open(os.path.join(container_dir, "config.json"), "rb") as f:
             data = json.load(f)

@@ -9,6 +9,7 @@ import pytest
 
 from minirun.errors import UsageError
 from minirun.humanize import (
+    display_width,
     ellipsis,
     human_duration,
     human_size,
@@ -128,6 +129,41 @@ def test_parse_rfc3339_keeps_microseconds_and_offset() -> None:
 def test_parse_rfc3339_rejects_bad_text(text: str) -> None:
     with pytest.raises(UsageError, match="invalid timestamp"):
         parse_rfc3339(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-28T20:37:38.123456789Z",
+        "1970-01-01T00:00:00.000000000Z",
+        "2026-12-31T23:59:59.999999999Z",
+        "2026-13-28T20:37:38.123456789Z",  # no 13th month: an error either way
+        "2026-02-30T20:37:38.123456789Z",
+        "2026-11-28T24:00:00.000000000Z",
+        "２026-11-28T20:37:38.123456789Z",  # a fullwidth digit: the pattern's \d takes it, the quick path does not
+    ],
+)
+def test_parse_rfc3339_reads_records_own_form_as_the_general_pattern_does(text: str) -> None:
+    """Records hold rfc3339_ns's fixed form, read without a regex; `t` for `T` (or a space around)
+    takes the general path, which must give the same."""
+
+    def reading(value: str) -> object:
+        try:
+            return parse_rfc3339(value)
+        except UsageError as exc:
+            return exc.message.replace(repr(value), "TEXT")
+
+    assert reading(text) == reading(text.replace("T", "t")) == reading(f" {text}")
+
+
+def test_display_width_of_ascii_is_its_length_as_the_tables_say() -> None:
+    import unicodedata
+
+    for code in range(128):
+        ch = chr(code)
+        by_table = 0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        assert display_width(ch * 3) == 3 * by_table
+    assert display_width("日本") == 4 and display_width("e\u0301") == 1
 
 
 def test_rfc3339_now_is_utc_with_nanoseconds() -> None:
