@@ -80,6 +80,7 @@ _CONFIG_FIELDS = (
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
 _KNOWN = frozenset(name for name, _ in _CONFIG_FIELDS)
+_KNOWN_WITH_COPY = _KNOWN | {"Image"}  # to_json's copy of `image`
 # defaults split once: plain values copied as they are, callables called for a fresh value each time
 _PLAIN_DEFAULTS = {name: default for name, default in _CONFIG_FIELDS if default is not None and not callable(default)}
 _FRESH_DEFAULTS = tuple((name, default) for name, default in _CONFIG_FIELDS if callable(default))
@@ -137,10 +138,16 @@ class ContainerConfig:
 
     def __init__(self, **values: object) -> None:
         unknown = values.keys() - _KNOWN
+        if unknown:
+            raise TypeError(f"ContainerConfig: unknown {sorted(unknown)}")
+        self._fill(values)
+
+    def _fill(self, values: dict) -> None:
+        """The fields from `values` (known names only), defaults for the rest; straight into
+        __dict__: ps builds one per container, and 47 setattr calls each showed."""
         missing = _REQUIRED - values.keys()
-        if unknown or missing:
-            raise TypeError(f"ContainerConfig: unknown {sorted(unknown)}, missing {sorted(missing)}")
-        # straight into __dict__: ps builds one per container, and 47 setattr calls each showed
+        if missing:
+            raise TypeError(f"ContainerConfig: missing {sorted(missing)}")
         fields = self.__dict__
         fields.update(_PLAIN_DEFAULTS)
         for name, make in _FRESH_DEFAULTS:
@@ -160,7 +167,18 @@ class ContainerConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> ContainerConfig:
-        return cls(**{k: v for k, v in data.items() if k in _KNOWN})
+        """Unknown keys are dropped: to_json's `Image`, or a field a later minirun added."""
+        if data.keys() == _KNOWN_WITH_COPY:  # as to_json wrote it: every field, nothing to fill
+            config = cls.__new__(cls)
+            config.__dict__.update(data)
+            del config.__dict__["Image"]
+            return config
+        if not data.keys() <= _KNOWN_WITH_COPY:
+            data = {k: v for k, v in data.items() if k in _KNOWN}
+        config = cls.__new__(cls)
+        config._fill(data)
+        config.__dict__.pop("Image", None)
+        return config
 
 
 class Container:
@@ -220,7 +238,7 @@ class Containers:
         `load` checks what it reads: DamagedRecord naming the file at fault. listindex.py hands
         over the values it cached."""
         path = self._path(id_)
-        return _checked(_config_from(config_data, os.path.join(path, "config.json")), path, state_data)
+        return _checked(_config_from(config_data, path + "/config.json"), path, state_data)
 
     def load_or_dead(self, id_: str) -> Container:
         """The record, or for one that is damaged a stand-in in docker's `dead` state that still
@@ -358,7 +376,7 @@ def _config_from(data: object, path: str) -> ContainerConfig:
 
 
 def _checked(config: ContainerConfig, path: str, state: object) -> Container:
-    _check_state(state, os.path.join(path, "state.json"))
+    _check_state(state, path + "/state.json")  # not os.path.join: ps checks a hundred of these
     assert isinstance(state, dict)
     return Container(config=config, dir=path, state=state)
 
