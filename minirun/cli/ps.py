@@ -35,9 +35,10 @@ def ps_command(argv: list[str], root: str | None) -> int:
     # argparse only for what the quick reader leaves to it: help, errors, rare spellings
     args = quick_parse(argv, OPTIONS) or parser().parse_args(argv)
     last = 1 if args.latest else args.last
-    from minirun.cli.formatting import check
+    if args.format is not None:  # formatting.py only for a format: the plain table needs none of it
+        from minirun.cli.formatting import check
 
-    check(args.format)
+        check(args.format)
 
     from minirun.cli.containerinfo import ps_json, ps_rows
     from minirun.containers.container import Containers
@@ -79,6 +80,9 @@ def ps_command(argv: list[str], root: str | None) -> int:
                 line.append(row.size)
         sys.stdout.write(render_table(headers, cells))
 
+    if args.format is None:
+        table()
+        return 0
     from minirun.cli.formatting import is_default, write
 
     documents: list[dict] = [] if is_default(args.format) else [ps_json(row) for row in rows]  # the table needs none

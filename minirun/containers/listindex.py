@@ -4,7 +4,8 @@ a second truth: what is listed, and in which state, is what the records say.
 
 `containers.index` at the store's root (not in containers/, where `system check` takes any other
 name for debris), mode 0600 (records hold env values): {id: [config stamp, state stamp, config,
-state]}, a stamp being [inode, size, mtime ns, ctime ns] of the file when it was read. In marshal's
+state]}, a stamp being [inode, size, mtime ns, ctime ns] of the file when it was read, the config
+without the fields ContainerConfig.from_json fills in itself (a third of it to load). In marshal's
 format, not JSON: `json` and the `re` it imports are ~5 ms of ps's start, marshal is built in and
 loads as fast. marshal's format is the interpreter's own and it trusts what it reads: so the file
 starts with a line naming the format, the interpreter's version and a CRC of the rest, and an index
@@ -38,7 +39,7 @@ import time
 import zlib
 
 from minirun.atomicfile import atomic_write
-from minirun.containers.container import Container, Containers
+from minirun.containers.container import Container, Containers, without_defaults
 from minirun.errors import DamagedRecord, NotFound, UsageError
 from minirun.store.fsutil import read_capped, read_record
 
@@ -79,7 +80,7 @@ def listing(containers: Containers) -> list[Container]:
             continue  # removed meanwhile
         found.append(container)
         if records is not None and _settled(stamps, started):
-            entries[id_] = [*stamps, *records]
+            entries[id_] = [*stamps, without_defaults(records[0]), records[1]]
             added = True
     if added or cached.keys() - entries.keys():
         _write_index(path, entries)
