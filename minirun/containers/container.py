@@ -184,13 +184,17 @@ class ContainerConfig:
 
 def without_defaults(data: dict) -> dict:
     """A config.json's fields but those from_json fills in itself with the very same value (and
-    to_json's copy `Image`): how listindex.py caches a config, at a third of its size."""
+    to_json's copy `Image`): how listindex.py caches a config, at a third of its size. What it
+    leaves out is only right under the same defaults: DEFAULTS_TAG names them."""
     return {
         key: value
         for key, value in data.items()
         if key in _KNOWN
         and not (key in _DEFAULT_VALUES and type(value) is type(_DEFAULT_VALUES[key]) and value == _DEFAULT_VALUES[key])
     }
+
+
+DEFAULTS_TAG = repr(sorted(_DEFAULT_VALUES.items())).encode()  # the defaults, as without_defaults counts on them
 
 
 class Container:

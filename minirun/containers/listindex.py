@@ -8,8 +8,8 @@ state]}, a stamp being [inode, size, mtime ns, ctime ns] of the file when it was
 without the fields ContainerConfig.from_json fills in itself (a third of it to load). In marshal's
 format, not JSON: `json` and the `re` it imports are ~5 ms of ps's start, marshal is built in and
 loads as fast. marshal's format is the interpreter's own and it trusts what it reads: so the file
-starts with a line naming the format, the interpreter's version and a CRC of the rest, and an index
-whose line is not exactly that is not read (the store is root's alone, as is every record in it).
+starts with a line naming the format, the interpreter's version, the config defaults (a later
+minirun may change one) and a CRC of the rest, and an index whose line is not exactly that is not read (the store is root's alone, as is every record in it).
 A listing
 - lists containers/ (which containers exist is never the index's say) and stats both records of
   each: a container without config.json is debris, never listed (Containers.ids);
@@ -39,12 +39,14 @@ import time
 import zlib
 
 from minirun.atomicfile import atomic_write
-from minirun.containers.container import Container, Containers, without_defaults
+from minirun.containers.container import DEFAULTS_TAG, Container, Containers, without_defaults
 from minirun.errors import DamagedRecord, NotFound, UsageError
 from minirun.store.fsutil import read_capped, read_record
 
 INDEX_NAME = "containers.index"
-HEADER = b"minirun containers index 1 python %x marshal %d crc " % (sys.hexversion, marshal.version)
+# the format; the interpreter and marshal versions; the config defaults its entries leave out
+_FORMAT = (1, sys.hexversion, marshal.version, zlib.crc32(DEFAULTS_TAG))
+HEADER = b"minirun containers index %d python %x marshal %d defaults %08x crc " % _FORMAT
 SETTLED_NS = 2_000_000_000  # past any file system's timestamp granularity (FAT's is 2 s)
 INDEX_LIMIT = 256 << 20  # a bigger index is not written (and one found is not read): records are
 
