@@ -7,15 +7,17 @@ import time
 
 from minirun.errors import UsageError
 
-# re, datetime and unicodedata are imported where they are used: humanize is on the start path
-# (rfc3339_now), and together they cost ~5 ms there. Patterns are strings: re caches them.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import datetime
+# datetime is imported where it is used: its module is ~1.5 ms of every start that imports this
+# one (run, ps), and records' own timestamps are read and written without it.
 
 _DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
 _BINARY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
-_RFC3339 = r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})"
+# Patterns, not compiled ones: `re` and the compiling cost ~4 ms of every start that imports humanize
+# (run, ps); a function compiles its own on first use (re caches it).
+_RFC3339_RE = r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})"
 
 
 def human_size(n: float, precision: int = 3) -> str:
@@ -71,26 +73,90 @@ def human_duration(seconds: float) -> str:
 
 def parse_rfc3339(text: str) -> datetime:
     """An aware datetime from RFC 3339 text with up to nanoseconds (digits past micro dropped)."""
-    import re
+    if _is_rfc3339_ns(text):  # rfc3339_ns's own form, what every record holds: no regex needed
+        iso = f"{text[:26]}+00:00"
+    else:
+        import re
+
+        match = re.fullmatch(_RFC3339_RE, text.strip())
+        if match is None:
+            raise UsageError(f"invalid timestamp: {text!r}")
+        day, clock, fraction, offset = match.groups()
+        # fromisoformat in 3.11 takes at most 6 fraction digits; Go writes up to 9.
+        micro = f".{(fraction or '')[:6]:0<6}"
+        offset = "+00:00" if offset in ("Z", "z") else offset
+        iso = f"{day}T{clock}{micro}{offset}"
     from datetime import datetime
 
-    match = re.fullmatch(_RFC3339, text.strip())
-    if match is None:
-        raise UsageError(f"invalid timestamp: {text!r}")
-    day, clock, fraction, offset = match.groups()
-    # fromisoformat in 3.11 takes at most 6 fraction digits; Go writes up to 9.
-    micro = f".{(fraction or '')[:6]:0<6}"
-    offset = "+00:00" if offset in ("Z", "z") else offset
     try:
-        return datetime.fromisoformat(f"{day}T{clock}{micro}{offset}")
+        return datetime.fromisoformat(iso)
     except ValueError:
         raise UsageError(f"invalid timestamp: {text!r}") from None
 
 
+def epoch_seconds(text: str) -> float:
+    """parse_rfc3339(text).timestamp(), to the bit; rfc3339_ns's form without datetime (ps reads
+    two a container: a date's day number is worked out once, the clock in one int())."""
+    if len(text) == 30 and text.isascii() and text[10] + text[13] + text[16] + text[19] + text[29] == "T::.Z":
+        days = _day_number(text[:10])
+        clock = text[11:13] + text[14:16] + text[17:19] + text[20:26]  # hhmmssuuuuuu
+        if days is not None and clock.isdigit() and text[26:29].isdigit():
+            rest, micro = divmod(int(clock), 1_000_000)
+            hours_minutes, second = divmod(rest, 100)
+            hour, minute = divmod(hours_minutes, 100)
+            if hour < 24 and minute < 60 and second < 60:
+                whole = days * 86400 + hour * 3600 + minute * 60 + second
+                return (whole * 1_000_000 + micro) / 1_000_000  # timedelta.total_seconds' rounding
+    return parse_rfc3339(text).timestamp()  # the general form, and datetime's error for a time that is none
+
+
+_DAY_NUMBERS: dict[str, int | None] = {}
+
+
+def _day_number(date: str) -> int | None:
+    """Days from 1970-01-01 to `YYYY-MM-DD`; None for text that is no such day."""
+    if date not in _DAY_NUMBERS:
+        days = None
+        if date[4] + date[7] == "--" and (date[:4] + date[5:7] + date[8:]).isdigit():
+            year, month, day = int(date[:4]), int(date[5:7]), int(date[8:])
+            if year >= 1 and 1 <= month <= 12 and 1 <= day <= _days_in_month(year, month):
+                days = _days_since_epoch(year, month, day)
+        _DAY_NUMBERS[date] = days
+    return _DAY_NUMBERS[date]
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def _days_since_epoch(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 in the proleptic Gregorian calendar (datetime's), counting years from
+    March so that February's leap day falls last (H. Hinnant's days_from_civil)."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month - 3 if month > 2 else month + 9) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
+def _is_rfc3339_ns(text: str) -> bool:
+    """`2026-11-28T20:37:38.123456789Z` exactly (ASCII digits where digits go): what _RFC3339_RE
+    would take apart into these very slices."""
+    return (
+        len(text) == 30
+        and text.isascii()
+        and text[4] + text[7] + text[10] + text[13] + text[16] + text[19] + text[29] == "--T::.Z"
+        and (text[:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19] + text[20:29]).isdigit()
+    )
+
+
 _GO_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
-_GO_DURATION = r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+"
+_GO_DURATION_RE = r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+"
 _DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DATE = r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?)?([Zz]|[+-]\d{2}:\d{2})?"
+_DATE_RE = r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?)?([Zz]|[+-]\d{2}:\d{2})?"
 
 
 def parse_timestamp(text: str, now_ns: int | None = None) -> int:
@@ -99,24 +165,25 @@ def parse_timestamp(text: str, now_ns: int | None = None) -> int:
     `2006-01-02T15:04:05[.999999999]`, `2006-01-02Z07:00` or `2006-01-02`, local time when it
     names no zone (docker's GetTimestamp)."""
     import re
-    from datetime import datetime
 
     value = text.strip()
     now_ns = time.time_ns() if now_ns is None else now_ns
     unsigned = value.lstrip("+-")
-    if unsigned and re.fullmatch(_GO_DURATION, unsigned):
+    if unsigned and re.fullmatch(_GO_DURATION_RE, unsigned):
         seconds = sum(float(n) * _DURATION_SECONDS[unit] for n, unit in re.findall(_GO_DURATION_PART, unsigned))
         ago = round(seconds * 1e9)
         return now_ns + ago if value.startswith("-") else now_ns - ago
     if re.fullmatch(r"\d+(\.\d{1,9})?", value):
         whole, _, fraction = value.partition(".")
         return int(whole) * 1_000_000_000 + int(fraction.ljust(9, "0") or 0)
-    match = re.fullmatch(_DATE, value)
+    match = re.fullmatch(_DATE_RE, value)
     if match is None:
         raise UsageError(f"invalid time {text!r}: a date (RFC 3339), Unix seconds or a duration like 42m")
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     fields = (int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
     try:
+        from datetime import datetime
+
         datetime(*fields)  # a real day and time
     except ValueError:
         raise UsageError(f"invalid time {text!r}: no such date") from None
@@ -135,6 +202,8 @@ def parse_timestamp(text: str, now_ns: int | None = None) -> int:
 
 def time_ago(created: datetime | str, now: datetime | None = None) -> str:
     """`2 hours ago`, as docker's CREATED columns say it. Naive datetimes are taken as UTC."""
+    if isinstance(created, str) and now is None:
+        return human_duration(time.time() - epoch_seconds(created)) + " ago"
     from datetime import UTC, datetime
 
     when = parse_rfc3339(created) if isinstance(created, str) else created
@@ -160,7 +229,9 @@ def rfc3339_now() -> str:
 
 def rfc3339_ns(ns: int) -> str:
     """A time in nanoseconds since the epoch, as rfc3339_now writes it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+    # time.strftime is what datetime's formatting calls too
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
+    return f"{stamp}.{ns % 1_000_000_000:09d}Z"
 
 
 def ellipsis(text: str, max_len: int) -> str:
@@ -182,11 +253,13 @@ def ellipsis(text: str, max_len: int) -> str:
 
 def display_width(text: str) -> int:
     """Columns `text` takes on a terminal: East Asian wide characters two, combining marks none."""
+    if text.isascii():  # one column each (ps's tables are mostly ASCII: the per-character look-up costs)
+        return len(text)
     return sum(_width(ch) for ch in text)
 
 
 def _width(ch: str) -> int:
-    import unicodedata
+    import unicodedata  # here: only text that is not ASCII needs it
 
     if unicodedata.combining(ch):
         return 0
@@ -215,14 +288,14 @@ _MAX_DURATION = (1 << 63) - 1
 
 def parse_go_duration(text: str) -> int:
     """Go's time.ParseDuration, in nanoseconds: `1h30m`, `1.5s`, `-5ms`, `0`; its error text."""
+    import re
+
+    token = re.compile(_GO_DURATION_TOKEN)
     body = text[1:] if text[:1] in "+-" else text
     if body == "0":
         return 0
     if not body:
         raise UsageError(f'time: invalid duration "{text}"')
-    import re
-
-    token = re.compile(_GO_DURATION_TOKEN)
     total = 0
     pos = 0
     while pos < len(body):

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+from minirun import leanjson
 from minirun.containers.container import Container
-from minirun.containers.mounts import anonymous_destinations, host_config_binds, mount_points
-from minirun.containers.pause import is_paused
-from minirun.containers.pause import status as pause_status
 from minirun.errors import MinirunError
-from minirun.humanize import ellipsis, human_duration, parse_rfc3339, time_ago
-from minirun.records import Record
+from minirun.humanize import ellipsis, epoch_seconds, human_duration, time_ago
 
 NEVER = "0001-01-01T00:00:00Z"
 
@@ -20,18 +17,16 @@ def status_text(container: Container, now: float | None = None) -> str:
     now = time.time() if now is None else now
     state = container.state
     if state.get("Status") == "running":
-        up = "Up " + human_duration(now - parse_rfc3339(state["StartedAt"]).timestamp())
+        up = "Up " + human_duration(now - epoch_seconds(state["StartedAt"]))
         if state.get("Paused"):  # docker's State.String: paused before health
             return up + " (Paused)"
         return up + health_suffix(container)
     if state.get("Status") == "restarting":
-        ago = human_duration(now - parse_rfc3339(state["FinishedAt"]).timestamp())
+        ago = human_duration(now - epoch_seconds(state["FinishedAt"]))
         return f"Restarting ({state.get('ExitCode', 0)}) {ago} ago"
     if state.get("Status") == "exited":
         return (
-            f"Exited ({state.get('ExitCode', 0)}) "
-            + human_duration(now - parse_rfc3339(state["FinishedAt"]).timestamp())
-            + " ago"
+            f"Exited ({state.get('ExitCode', 0)}) " + human_duration(now - epoch_seconds(state["FinishedAt"])) + " ago"
         )
     if state.get("Status") == "dead":
         return "Dead"  # docker's word for a container it cannot account for; rm -f removes it
@@ -51,26 +46,33 @@ def health_suffix(container: Container) -> str:
 
 
 def command_text(container: Container, truncate: bool) -> str:
-    from minirun import leanjson
-
     command = " ".join(container.config.argv)
+    if truncate:
+        command = ellipsis(command, 20)
     # docker quotes with Go's strconv.Quote; JSON's string escaping agrees on what matters here
-    return leanjson.dumps(ellipsis(command, 20) if truncate else command, ensure_ascii=False)
+    return leanjson.dumps(command, ensure_ascii=False)
 
 
-class PsRow(Record):
-    """A line of `ps`."""
+class PsRow:
+    """A line of `ps`. A plain class with slots, not a Record: ps makes one a container, and
+    Record's general __init__ was a third of a row's cost."""
 
-    container: Container
-    id: str
-    image: str
-    command: str
-    created: str
-    status: str
-    names: str
-    ports: str
-    size: str  # ps -s only: it walks the writable layer
-    DEFAULTS = {"ports": "", "size": ""}
+    __slots__ = ("container", "id", "image", "command", "created", "status", "names", "ports", "size")
+
+    def __init__(
+        self,
+        container: Container,
+        id: str,
+        image: str,
+        command: str,
+        created: str,
+        status: str,
+        names: str,
+        ports: str = "",
+        size: str = "",  # ps -s only: it walks the writable layer
+    ) -> None:
+        self.container, self.id, self.image, self.command = container, id, image, command
+        self.created, self.status, self.names, self.ports, self.size = created, status, names, ports, size
 
 
 def ports_text(container: Container) -> str:
@@ -83,16 +85,23 @@ def ports_text(container: Container) -> str:
     return ps_text(settings["Ports"])
 
 
-def ps_rows(containers: list[Container], all_: bool, no_trunc: bool, last: int = -1) -> list[PsRow]:
+def ps_shown(containers: list[Container], all_: bool, last: int = -1) -> list[Container]:
     """Newest first; `last` > 0: only that many of the newest, whatever their state (docker's -n)."""
     shown = [c for c in containers if all_ or last > 0 or c.state.get("Status") in ("running", "restarting")]
     shown.sort(key=lambda c: c.config.created, reverse=True)
-    if last > 0:
-        shown = shown[:last]
+    return shown[:last] if last > 0 else shown
+
+
+def ps_id(container: Container, no_trunc: bool) -> str:
+    return container.id if no_trunc else container.id[:12]
+
+
+def ps_rows(containers: list[Container], all_: bool, no_trunc: bool, last: int = -1) -> list[PsRow]:
+    """ps_shown's containers as rows."""
     return [
         PsRow(
             container=c,
-            id=c.id if no_trunc else c.id[:12],
+            id=ps_id(c, no_trunc),
             image=c.config.image_ref,
             command=command_text(c, truncate=not no_trunc),
             created=time_ago(c.config.created),
@@ -100,7 +109,7 @@ def ps_rows(containers: list[Container], all_: bool, no_trunc: bool, last: int =
             names=c.name,
             ports=ports_text(c),
         )
-        for c in shown
+        for c in ps_shown(containers, all_, last)
     ]
 
 
@@ -122,6 +131,10 @@ def ps_json(row: PsRow) -> PsDocument:
 
 
 def _ps_fields(row: PsRow) -> dict:
+    # here, not at the top: ps's own table needs neither (each module is a fraction of a ms of its start)
+    from minirun.containers.mounts import mount_points
+    from minirun.containers.pause import status as pause_status
+
     c = row.container
     return {
         "Command": row.command,
@@ -160,7 +173,10 @@ def size_text(store, container: Container) -> str:
 
 
 def inspect_container(store, container: Container) -> dict:
+    from minirun.containers.mounts import anonymous_destinations, host_config_binds, mount_points
     from minirun.containers.network import inspect_settings
+    from minirun.containers.pause import is_paused
+    from minirun.containers.pause import status as pause_status
     from minirun.containers.resources import host_config
     from minirun.containers.runconfig import inspect_config, inspect_host_config
     from minirun.net.portmap import port_bindings

@@ -25,6 +25,11 @@ def check(format_: str | None) -> None:
         compile(parse_format(format_)[1])
 
 
+def is_default(format_: str | None) -> bool:
+    """No format, or `table`: the verb's own table, which needs no documents."""
+    return format_ is None or format_.strip() == "table"
+
+
 def write(
     format_: str | None,
     documents: list[dict],
@@ -32,7 +37,7 @@ def write(
     default: Callable[[], None],
 ) -> None:
     """Print `documents` as `format_` asks; `default()` prints the verb's own table."""
-    if format_ is None or format_.strip() == "table":
+    if format_ is None or is_default(format_):  # None first: mypy narrows on it
         default()
         return
     if format_.strip() == "json":

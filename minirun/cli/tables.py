@@ -4,9 +4,11 @@ and rich costs ~25 ms of imports."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from minirun.humanize import display_width
+
+TYPE_CHECKING = False  # collections.abc is a fraction of a ms of ps's start, for an annotation
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _MIN_WIDTH, _PADDING = 10, 3  # docker's tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)
 

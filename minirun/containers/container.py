@@ -84,6 +84,12 @@ _CONFIG_FIELDS = (
     ("healthcheck", dict),
 )
 _REQUIRED = {name for name, default in _CONFIG_FIELDS if default is None}
+_KNOWN = frozenset(name for name, _ in _CONFIG_FIELDS)
+_KNOWN_WITH_COPY = _KNOWN | {"Image"}  # to_json's copy of `image`
+# defaults split once: plain values copied as they are, callables called for a fresh value each time
+_PLAIN_DEFAULTS = {name: default for name, default in _CONFIG_FIELDS if default is not None and not callable(default)}
+_FRESH_DEFAULTS = tuple((name, default) for name, default in _CONFIG_FIELDS if callable(default))
+_DEFAULT_VALUES: dict[str, object] = {**_PLAIN_DEFAULTS, **{name: make() for name, make in _FRESH_DEFAULTS}}
 
 
 class ContainerConfig:
@@ -137,12 +143,23 @@ class ContainerConfig:
     healthcheck: dict
 
     def __init__(self, **values: object) -> None:
-        unknown = values.keys() - {name for name, _ in _CONFIG_FIELDS}
+        unknown = values.keys() - _KNOWN
+        if unknown:
+            raise TypeError(f"ContainerConfig: unknown {sorted(unknown)}")
+        self._fill(values)
+
+    def _fill(self, values: dict) -> None:
+        """The fields from `values` (known names only), defaults for the rest; straight into
+        __dict__: ps builds one per container, and 47 setattr calls each showed."""
         missing = _REQUIRED - values.keys()
-        if unknown or missing:
-            raise TypeError(f"ContainerConfig: unknown {sorted(unknown)}, missing {sorted(missing)}")
-        for name, default in _CONFIG_FIELDS:
-            setattr(self, name, values[name] if name in values else (default() if callable(default) else default))
+        if missing:
+            raise TypeError(f"ContainerConfig: missing {sorted(missing)}")
+        fields = self.__dict__
+        fields.update(_PLAIN_DEFAULTS)
+        for name, make in _FRESH_DEFAULTS:
+            if name not in values:
+                fields[name] = make()
+        fields.update(values)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ContainerConfig) and self.to_json() == other.to_json()
@@ -154,8 +171,33 @@ class ContainerConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> ContainerConfig:
-        known = {name for name, _ in _CONFIG_FIELDS}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """Unknown keys are dropped: to_json's `Image`, or a field a later minirun added."""
+        if data.keys() == _KNOWN_WITH_COPY:  # as to_json wrote it: every field, nothing to fill
+            config = cls.__new__(cls)
+            config.__dict__.update(data)
+            del config.__dict__["Image"]
+            return config
+        if not data.keys() <= _KNOWN_WITH_COPY:
+            data = {k: v for k, v in data.items() if k in _KNOWN}
+        config = cls.__new__(cls)
+        config._fill(data)
+        config.__dict__.pop("Image", None)
+        return config
+
+
+def without_defaults(data: dict) -> dict:
+    """A config.json's fields but those from_json fills in itself with the very same value (and
+    to_json's copy `Image`): how listindex.py caches a config, at a third of its size. What it
+    leaves out is only right under the same defaults: DEFAULTS_TAG names them."""
+    return {
+        key: value
+        for key, value in data.items()
+        if key in _KNOWN
+        and not (key in _DEFAULT_VALUES and type(value) is type(_DEFAULT_VALUES[key]) and value == _DEFAULT_VALUES[key])
+    }
+
+
+DEFAULTS_TAG = repr(sorted(_DEFAULT_VALUES.items())).encode()  # the defaults, as without_defaults counts on them
 
 
 class Container:
@@ -208,9 +250,14 @@ class Containers:
             state = read_record(os.path.join(path, "state.json"))
         except FileNotFoundError:
             raise NotFound(f"No such container: {id_}") from None
-        _check_state(state, os.path.join(path, "state.json"))
-        assert isinstance(state, dict)
-        return Container(config=config, dir=path, state=state)
+        return _checked(config, path, state)
+
+    def from_records(self, id_: str, config_data: object, state_data: object) -> Container:
+        """The container whose config.json and state.json held these (parsed) values, checked as
+        `load` checks what it reads: DamagedRecord naming the file at fault. listindex.py hands
+        over the values it cached."""
+        path = f"{self.dir}/{id_}"  # self._path's, without os.path.join's checks (ps: once a container)
+        return _checked(_config_from(config_data, path + "/config.json"), path, state_data)
 
     def load_or_dead(self, id_: str) -> Container:
         """The record, or for one that is damaged a stand-in in docker's `dead` state that still
@@ -299,6 +346,7 @@ class Containers:
                 "FinishedAt": "0001-01-01T00:00:00Z",
                 "OOMKilled": False,
             }
+
             # Not fsynced: after a power cut a container whose files did not survive is debris
             # (never listed), and state is checked against the live process anyway.
             atomic_write(os.path.join(path, "state.json"), leanjson.dumps(state).encode(), durable=False)
@@ -311,6 +359,7 @@ class Containers:
     def update_state(self, container: Container, **fields: object) -> None:
         if container.state.get("Status") == "dead":
             raise Conflict(f"container {container.id} is dead (its record is damaged): remove it with rm -f")
+
         container.state.update(fields)
         atomic_write(os.path.join(container.dir, "state.json"), leanjson.dumps(container.state).encode(), durable=False)
 
@@ -331,11 +380,7 @@ _PID_FIELDS = ("Pid", "MonitorPid")
 
 def _config_from(data: object, path: str) -> ContainerConfig:
     """A config.json that is what it says: the fields every reader relies on have their types."""
-    if (
-        not isinstance(data, dict)
-        or not all(isinstance(data.get(k), str) for k in ("id", "name", "image", "created"))
-        or not all(isinstance(data.get(k), list) for k in ("argv", "env"))
-    ):
+    if not isinstance(data, dict) or not _typed(data, _STR_FIELDS, str) or not _typed(data, _LIST_FIELDS, list):
         raise DamagedRecord(path, "not a container's config")
     try:
         return ContainerConfig.from_json(data)
@@ -343,11 +388,30 @@ def _config_from(data: object, path: str) -> ContainerConfig:
         raise DamagedRecord(path, str(exc)) from None
 
 
+_STR_FIELDS = ("id", "name", "image", "created")
+_LIST_FIELDS = ("argv", "env")
+
+
+def _typed(data: dict, keys: tuple[str, ...], kind: type) -> bool:
+    for key in keys:  # a loop, not all(<generator>): ps checks a hundred configs
+        if not isinstance(data.get(key), kind):
+            return False
+    return True
+
+
+def _checked(config: ContainerConfig, path: str, state: object) -> Container:
+    _check_state(state, path + "/state.json")  # not os.path.join: ps checks a hundred of these
+    assert isinstance(state, dict)
+    return Container(config=config, dir=path, state=state)
+
+
 def _check_state(state: object, path: str) -> None:
     if not isinstance(state, dict) or state.get("Status") not in _STATUSES:
         raise DamagedRecord(path, "not a container's state")
-    if not all(isinstance(state.get(k, 0), int) and state.get(k, 0) >= 0 for k in _PID_FIELDS):
-        raise DamagedRecord(path, "a pid that is no pid")
+    for key in _PID_FIELDS:
+        pid = state.get(key, 0)
+        if not isinstance(pid, int) or pid < 0:
+            raise DamagedRecord(path, "a pid that is no pid")
 
 
 def _mtime(path: str) -> str:

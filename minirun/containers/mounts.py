@@ -109,6 +109,7 @@ def volume_users(store_root: str) -> dict[str, list[str]]:
 
 def read_mounts(container_dir: str) -> list[dict]:
     """config.mounts of the record in `container_dir`; [] for none, or for a record that is not one."""
+
     try:
         with open(os.path.join(container_dir, "config.json"), "rb") as f:
             data = leanjson.load(f)

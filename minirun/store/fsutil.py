@@ -25,7 +25,11 @@ def read_capped(path: str, limit: int, what: str) -> bytes:
     from minirun.errors import UsageError
 
     with open(path, "rb") as f:
-        data = f.read(limit + 1)
+        # sized by the file: read(limit + 1) would allocate (and page in) `limit` bytes each time
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(min(size, limit) + 1)
+        if len(data) > size:  # grown meanwhile, or a device whose size says nothing (/dev/zero)
+            data += f.read(limit + 1 - len(data))
     if len(data) > limit:
         raise UsageError(f"{what} {path} is larger than {limit >> 10} KiB")
     return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +10,9 @@ import pytest
 
 from minirun.errors import UsageError
 from minirun.humanize import (
+    display_width,
     ellipsis,
+    epoch_seconds,
     human_duration,
     human_size,
     image_age,
@@ -128,6 +131,75 @@ def test_parse_rfc3339_keeps_microseconds_and_offset() -> None:
 def test_parse_rfc3339_rejects_bad_text(text: str) -> None:
     with pytest.raises(UsageError, match="invalid timestamp"):
         parse_rfc3339(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-28T20:37:38.123456789Z",
+        "1970-01-01T00:00:00.000000000Z",
+        "2026-12-31T23:59:59.999999999Z",
+        "2026-13-28T20:37:38.123456789Z",  # no 13th month: an error either way
+        "2026-02-30T20:37:38.123456789Z",
+        "2026-11-28T24:00:00.000000000Z",
+        "２026-11-28T20:37:38.123456789Z",  # a fullwidth digit: the pattern's \d takes it, the quick path does not
+    ],
+)
+def test_parse_rfc3339_reads_records_own_form_as_the_general_pattern_does(text: str) -> None:
+    """Records hold rfc3339_ns's fixed form, read without a regex; `t` for `T` (or a space around)
+    takes the general path, which must give the same."""
+
+    def reading(value: str) -> object:
+        try:
+            return parse_rfc3339(value)
+        except UsageError as exc:
+            return exc.message.replace(repr(value), "TEXT")
+
+    assert reading(text) == reading(text.replace("T", "t")) == reading(f" {text}")
+
+
+def test_epoch_seconds_of_records_own_form_are_datetimes_to_the_bit() -> None:
+    """Read without datetime: the same float as parse_rfc3339(...).timestamp(), the same error
+    for a day that does not exist, across the calendar (leap years, centuries, before 1970)."""
+    rng = random.Random(16)
+    stamps = [rfc3339_ns(rng.randrange(-(2**61), 2**62)) for _ in range(20000)]
+    stamps += [f"{y:04d}-02-{d:02d}T23:59:59.999999999Z" for y in (1, 1900, 1970, 2000, 2023, 2024) for d in (28, 29)]
+    stamps += ["2024-02-30T00:00:00.000000000Z", "2024-04-31T00:00:00.000000000Z", "2024-13-01T00:00:00.000000000Z"]
+    stamps += ["0000-01-01T00:00:00.000000000Z", "2024-01-01T24:00:00.000000000Z", "2024-01-01T00:00:60.000000000Z"]
+    stamps += ["2024-0a-01T00:00:00.000000000Z", "2024-01-01T0a:00:00.000000000Z", "2024-01-01T00:00:00.00000000aZ"]
+    stamps += ["2024-01-01t00:00:00.000000000Z", "2024-01-01T00:00:00,000000000Z", "2024-01-01T00:00:00.000000000z"]
+    stamps += ["2026-11-28T20:37:38Z", "2026-11-28T20:37:38.5+02:00"]  # other forms: datetime's way
+
+    def both(text: str) -> tuple[object, object]:
+        try:
+            general: object = parse_rfc3339(text).timestamp()
+        except UsageError as exc:
+            general = exc.message
+        try:
+            return epoch_seconds(text), general
+        except UsageError as exc:
+            return exc.message, general
+
+    for text in stamps:
+        mine, general = both(text)
+        assert mine == general, text
+
+
+def test_rfc3339_ns_writes_what_datetime_would() -> None:
+    rng = random.Random(17)
+    for ns in [0, -1, 10**18, *(rng.randrange(-(2**61), 2**62) for _ in range(5000))]:
+        stamp = datetime.fromtimestamp(ns // 1_000_000_000, UTC)
+        assert rfc3339_ns(ns) == f"{stamp:%Y-%m-%dT%H:%M:%S}.{ns % 1_000_000_000:09d}Z"
+
+
+def test_display_width_of_ascii_is_its_length_as_the_tables_say() -> None:
+    import unicodedata
+
+    for code in range(128):
+        ch = chr(code)
+        by_table = 0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        assert display_width(ch * 3) == 3 * by_table
+    assert display_width("日本") == 4 and display_width("e\u0301") == 1
 
 
 def test_rfc3339_now_is_utc_with_nanoseconds() -> None:
