@@ -44,7 +44,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     side_paths_present,
     unfix_hybrid_cgroups,
 )
-from benchenv import own_blob_cache, private_names  # noqa: E402
+from benchenv import minirun_command, own_blob_cache, private_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PODMAN = ["podman", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "overlay"]
@@ -53,8 +53,13 @@ PODMAN_RUN = ["--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit",
 
 def minirun(root: str, *args: str) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "minirun", "--root", root, *args], check=True, capture_output=True, text=True
+        [*minirun_command(), "--root", root, *args], check=True, capture_output=True, text=True
     ).stdout
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[1])
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -145,6 +150,9 @@ def main() -> int:
         monitors = [json.load(open(os.path.join(root, "containers", i, "state.json")))["MonitorPid"] for i in ids]
         figures = [memory_kib(p) for p in monitors]
         rss, pss = statistics.mean(f[0] for f in figures), statistics.mean(f[1] for f in figures)
+        # the monitors' server (containers/monitorserver.py) forked them all: its PSS is theirs too
+        servers = {parent_of(p) for p in monitors} - {0, 1}
+        server_pss = sum(memory_kib(p)[1] for p in servers)
         hybrid_fix, runtime = podman_peer(args.mount_v2_controllers)
         conmon = None
         if shutil.which("podman"):
@@ -153,7 +161,9 @@ def main() -> int:
             podman.run(args.monitored, "sleep", "1000", detached=True)
             conmon = podman.conmon_memory()
         print(f"monitor memory per detached container (mean of {args.monitored}, from smaps_rollup):")
-        print(f"  minirun monitor   RSS {rss / 1024:5.1f} MiB   PSS {pss / 1024:5.1f} MiB   (target RSS <= 10 MB)")
+        print(f"  minirun monitor   RSS {rss / 1024:5.1f} MiB   PSS {pss / 1024:5.1f} MiB   (target PSS <= 1.0 MiB)")
+        share = pss + server_pss / len(monitors)
+        print(f"  with its share of the monitors' server ({len(servers)}): PSS {share / 1024:5.1f} MiB")
         if conmon:
             print(f"  podman conmon     RSS {conmon[0] / 1024:5.1f} MiB   PSS {conmon[1] / 1024:5.1f} MiB")
         else:
@@ -170,7 +180,7 @@ def main() -> int:
         # ps reads a record written in the last SETTLED_NS from its files, not from its index: the
         # last containers made above are that young, a host's are not (the first ps then caches them)
         time.sleep(SETTLED_NS / 1e9)
-        ps = [sys.executable, "-m", "minirun", "--root", root, "ps"]
+        ps = [*minirun_command(), "--root", root, "ps"]
         print(f"`ps` with {args.containers} containers ({args.monitored} running), {args.runs} pairs A B A B:")
         for extra in ([], ["-a"]):
             mine, peer, ratio = paired(ps + extra, [*podman.base, "ps", *extra] if podman else None, args.runs)
@@ -188,11 +198,11 @@ def main() -> int:
             podman.forget()
         unfix_hybrid_cgroups(hybrid_fix)
         for line in subprocess.run(
-            [sys.executable, "-m", "minirun", "--root", root, "ps", "-a", "-q", "--no-trunc"],
+            [*minirun_command(), "--root", root, "ps", "-a", "-q", "--no-trunc"],
             capture_output=True,
             text=True,
         ).stdout.split():
-            subprocess.run([sys.executable, "-m", "minirun", "--root", root, "rm", "-f", line], capture_output=True)
+            subprocess.run([*minirun_command(), "--root", root, "rm", "-f", line], capture_output=True)
         for note in names.cleanup():
             print(f"left behind: {note}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)

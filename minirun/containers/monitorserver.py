@@ -102,7 +102,10 @@ def serve(argv: list[str]) -> int:
                 del monitors[fd]
                 if not monitors:
                     idle_since = time.monotonic()
-    os.unlink(path)  # still under the lock: a new server binds only after this
+    try:
+        os.unlink(path)  # still under the lock: a new server binds only after this
+    except FileNotFoundError:
+        pass  # its run dir was removed (a test session's, a benchmark's)
     listener.close()
     return 0
 
