@@ -6,15 +6,22 @@ from __future__ import annotations
 import os
 
 from minirun.cli.leanparser import REMAINDER, SUPPRESS, Parser
-from minirun.cli.runflags import RunFlags, add_options, parse_flags
 from minirun.errors import UsageError
 from minirun.records import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from minirun.cli.runflags import RunFlags
     from minirun.containers.mountspec import MountSpec
 
 DEFAULT_NETWORK = "bridge"  # as docker's; the others: none, host, container:NAME, a user network
+
+
+def _no_flags() -> RunFlags:
+    """RunOptions' default flags; runflags loads here, not with this module, which exec shares."""
+    from minirun.cli.runflags import RunFlags
+
+    return RunFlags()
 
 
 class RunOptions(Record):
@@ -65,7 +72,7 @@ class RunOptions(Record):
         **dict.fromkeys(("resources", "log_opts", "labels", "restart_policy"), dict),
         "network": DEFAULT_NETWORK,
         "sig_proxy": True,
-        "flags": RunFlags,
+        "flags": _no_flags,
     }
 
 
@@ -148,6 +155,8 @@ def parser(verb: str = "run") -> Parser:
         default=[],
         help="Publish a container's port(s) to the host ([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])",
     )
+    from minirun.cli.runflags import add_options  # here: exec shares this module, not run's flags
+
     add_options(p)
     add_restart_health_options(p)
     p.add_argument("image", metavar="IMAGE")
@@ -156,6 +165,8 @@ def parser(verb: str = "run") -> Parser:
 
 
 def parse_run_args(argv: list[str], environ: dict[str, str] | None = None, verb: str = "run") -> RunOptions:
+    from minirun.cli import runflags
+
     ns = parser(verb).parse_args(argv)
     env = process_env(ns, environ)
     validate_hostname(ns.hostname)
@@ -189,7 +200,7 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None, verb:
         labels=parse_labels(ns.label, ns.label_file),
         mounts=mounts,
         volumes_from=list(ns.volumes_from),
-        flags=parse_flags(ns, ns.network, ns.hostname, ns.publish),
+        flags=runflags.parse_flags(ns, ns.network, ns.hostname, ns.publish),
     )
     if ns.log_opt:
         from minirun.containers.logconfig import parse_opts

@@ -20,7 +20,7 @@ import os
 import stat
 
 from minirun import linux
-from minirun.childfailure import exit_reporting
+from minirun.childfailure import exit_reporting, read_report
 from minirun.errors import EXIT_CANNOT_INVOKE, MinirunError
 from minirun.records import Record
 from minirun.runtime import executable, supervise
@@ -128,8 +128,6 @@ def open_namespaces(container_id: str, state: Mapping[str, Any]) -> dict[str, in
 def exec_in(
     container: Target, opts: ExecOptions, namespaces: dict[str, int], cgroup_paths: list[str], allowed: Allowed
 ) -> int:
-    from minirun.runtime import launch
-
     rows, cols = 24, 80
     console = child_console = None
     if opts.tty:
@@ -170,10 +168,9 @@ def exec_in(
     namespaces.clear()
     if child_console is not None:
         child_console.close()  # the child holds the only other end: its failure reads as EOF
-    started = launch.Started(pid=pid, error_fd=read_fd, console=console)
     # (there is a console, and the tty module is loaded, exactly with -t)
     master = tty.receive_master(console) if console is not None else None
-    failure = launch.read_start_error(started)
+    failure = read_report(read_fd)  # EOF once the command runs, as launch.read_start_error
     if failure is None and console is not None and master is None:
         supervise.kill(pid)
         failure = MinirunError("the exec'd process's pty never arrived")
