@@ -415,10 +415,10 @@ def main() -> int:
     )
     ap.add_argument("--seed", type=int, default=20240601, help="seed of the generated tar")
     ap.add_argument(
-        "--no-drop-caches",
+        "--drop-caches",
         action="store_true",
-        help="on an ext4 without a journal, do not drop the page cache once before the first run "
-        "(see ext4_without_journal)",
+        help="on an ext4 without a journal, drop the page cache once before the first run (see "
+        "ext4_without_journal): host-wide, every process's cache, so only when asked",
     )
     args = ap.parse_args()
     if args.runs < 1 or args.files < 1 or args.megabytes < 1:
@@ -432,7 +432,7 @@ def main() -> int:
     tar_version = run(["tar", "--version"]).stdout.splitlines()[0]
     fstype = run(["stat", "-f", "-c", "%T", str(work)]).stdout.strip()
     nojournal_dev = ext4_without_journal(work)
-    drop = bool(nojournal_dev) and not args.no_drop_caches and os.access(DROP_CACHES, os.W_OK)
+    drop = bool(nojournal_dev) and args.drop_caches and os.access(DROP_CACHES, os.W_OK)
     keep_outputs = bool(nojournal_dev)
     if nojournal_dev:
         fstype = f"ext4 without a journal on {nojournal_dev}"
@@ -480,7 +480,7 @@ def main() -> int:
             print("                  do not run this within ~6 minutes of deleting many files here), then")
             print("                  the tar, tar and minirun's modules are read again.")
         else:
-            print("                - caches not dropped (--no-drop-caches or not root): deletions made here")
+            print("                - caches not dropped (no --drop-caches, or not root): deletions made here")
             print("                  in the last ~6 minutes slow down the first runs.")
     print("  commands    : tar -x -f TAR -C FRESH_DIR")
     print(f"                {py} -m minirun --root FRESH_ROOT import TAR bench")
