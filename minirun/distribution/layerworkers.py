@@ -117,6 +117,7 @@ class _Child:
         status = 1
         try:
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent handles ^C and stops us
+            signal.signal(signal.SIGTERM, _stopped)  # how it stops us: unwinding stops our file writer
             pending = [0]
 
             def advanced(n: int) -> None:
@@ -182,14 +183,22 @@ class _Child:
         _check(self.plan, self.staged, digest)
 
     def kill(self) -> None:
+        """Stop the child, and return once nothing of it writes any more: its file writer holds
+        the pipe too (minirun.layer.filewriter), so its end means both have gone."""
         import signal
 
         try:
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid, signal.SIGTERM)
         except ProcessLookupError:
+            pass
+        while os.read(self.fd, 1 << 16):
             pass
         os.close(self.fd)
         os.waitpid(self.pid, 0)
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def _error(reported: tuple) -> BaseException:

@@ -548,6 +548,22 @@ class _RingSource:
             writer.write(self.window_offset + at, self.window_offset + at + count)
             self.pos += count
 
+    def copy(self, out: int, member: TarMember, path: str) -> None:
+        """fill(), written to `out` here, from the windows."""
+        until = member.offset + member.size
+        if until > self.end:
+            raise BadArchive(f"unexpected end of data in {member.name!r}")
+        self._raw(member.offset, keep=False)
+        self.split.content(member.size, path)
+        while self.pos < until:
+            at = self.pos - self.window_start
+            if at >= len(self.window):
+                self._load()
+                at = 0
+            count = min(len(self.window) - at, until - self.pos)
+            _write_all(out, self.window[at : at + count])
+            self.pos += count
+
     def replay_from(self, start: int) -> BinaryIO:
         """For tarfile, from the unsupported member on: its header blocks as they were read,
         then the rest; from here on windows are read into memory of this process's own (the
@@ -737,7 +753,7 @@ def _tarfile_errors() -> Iterator[None]:
         raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -919,7 +935,10 @@ class _Applier:
     def _file(self, path: str, member: TarMember, source, parent: _DirState) -> None:
         mode = member.mode & 0o7777
         writer = self.writer
-        if writer is not None:
+        # Created here instead when the writer has plenty to do: its creates come before later
+        # members', and this one depends on none of them (its directory is made; a hardlink to
+        # it is queued after it exists).
+        if writer is not None and not writer.lagging():
             writer.open(f"{self.root}/{path}", mode & 0o777 if parent.exact else 0o600)
             if member.size:
                 source.fill(writer, member, path)
@@ -963,7 +982,7 @@ class _Applier:
 
     def _symlink(self, host: str, member: TarMember, parent: _DirState) -> None:
         chown = self._chown_needed(member, parent)
-        if self.writer is not None:
+        if self.writer is not None and not self.writer.lagging():
             uid = member.uid if chown else NO_CHANGE
             self.writer.symlink(host, member.linkname, uid, member.gid, self._xattrs(member), member.mtime_ns)
             return

@@ -17,8 +17,10 @@ creates the files while the applier moves on, so the two overlap on two cores.
   stops at that error, and the applier raises it.
 
 The writer is a plain fork of a single-threaded process (callers check `can_fork`). It imports
-nothing, and it exits when the job pipe closes. If the applier dies, its end of the pipe closes,
-so the writer never outlives it.
+nothing, and it exits when the job pipe closes. It holds every descriptor the applier's process
+held (the staged layer's lock among them) until then, so nobody takes the layer for abandoned
+while files still land in it. It dies with the applier (PR_SET_PDEATHSIG): a layer nobody will
+commit needs no more files, and its lock is then free for the next command's sweep.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from minirun.errors import BadArchive, MinirunError
 RING_SIZE = 16 << 20
 _MARK_EVERY = 2 << 20  # ring bytes between two marks the writer acknowledges
 _BATCH_JOBS = 128  # jobs per pipe write
+_LAG = 2 * _BATCH_JOBS  # jobs the writer may have ahead of it before the applier creates files itself
 _PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ of the job pipe: the applier can run this far ahead
 _F_SETPIPE_SZ = 1031
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -98,6 +101,8 @@ class FileWriter:
         ring_size = ring_size or RING_SIZE
         self._ring = mmap.mmap(-1, ring_size)  # MAP_SHARED: the writer sees what is read into it
         self._view = memoryview(self._ring)
+        self._counter = mmap.mmap(-1, mmap.PAGESIZE)  # the writer counts the jobs it has done there
+        self._done = memoryview(self._counter).cast("Q")
         self._size = ring_size
         jobs_read, self._jobs_fd = os.pipe()
         self._acks_fd, acks_write = os.pipe()
@@ -105,13 +110,22 @@ class FileWriter:
             fcntl.fcntl(self._jobs_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
         except OSError:  # over /proc/sys/fs/pipe-max-size for an unprivileged user: the default will do
             pass
+        import prctl  # here, not in the writer: it imports nothing (~2 ms, so not at the top either)
+
+        applier = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:  # the writer: never returns
-            _serve(jobs_read, acks_write, self._view)
+            prctl.set_pdeathsig(signal.SIGKILL)  # a SIGKILLed applier takes its writer along
+            if os.getppid() != applier:  # it died before that took hold
+                os._exit(1)
+            os.close(self._jobs_fd)  # else the job pipe would never end
+            os.close(self._acks_fd)
+            _serve(jobs_read, acks_write, self._view, self._done)
         os.close(jobs_read)
         os.close(acks_write)
         os.set_blocking(self._acks_fd, False)
         self._jobs: list[tuple] = []
+        self._queued = 0  # jobs queued so far
         self._acks = b""
         self._produced = 0  # ring bytes lent so far (a position that only grows; offset = position % size)
         self._done_with = 0  # the caller is done with the ring before this position (see room())
@@ -187,7 +201,13 @@ class FileWriter:
         del self._file[2:]
 
     # -- the pipes ----------------------------------------------------------------------------
+    def lagging(self) -> bool:
+        """Whether the writer has more than enough queued: the applier had better create the next
+        file itself, so that both cores stay busy (the writer's share of the work is the larger)."""
+        return self._queued - self._done[0] > _LAG
+
     def _queue(self, job: tuple) -> None:
+        self._queued += 1
         self._jobs.append(job)
         if len(self._jobs) >= _BATCH_JOBS:
             self._flush()
@@ -303,6 +323,8 @@ class FileWriter:
             self._status = os.waitpid(self.pid, 0)[1]
             self.pid = 0
         self._view.release()
+        self._done.release()
+        self._counter.close()
         try:
             self._ring.close()
         except BufferError:  # a view of it still held (a traceback's): the collector closes it
@@ -312,18 +334,16 @@ class FileWriter:
 # -- the writer ---------------------------------------------------------------------------------
 
 
-def _serve(jobs_fd: int, acks_fd: int, ring: memoryview) -> None:
+def _serve(jobs_fd: int, acks_fd: int, ring: memoryview, done: memoryview) -> None:
     """The forked writer's life: do the jobs in order until the pipe closes, then exit."""
     status = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # ^C: the applier's to handle, and it kills us
-        # Nothing of the applier's process but the pipes: a lock or a pipe end held here would
-        # outlive the process that owns it.
-        keep = sorted((jobs_fd, acks_fd))
-        os.closerange(3, keep[0])
-        os.closerange(keep[0] + 1, keep[1])
-        os.closerange(keep[1] + 1, 1 << 16)
-        _run(jobs_fd, acks_fd, ring)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # The descriptors the applier's process holds stay open here until the last create: the
+        # staged layer's liveness lock (no sweep takes the dir while files still land in it), a
+        # pipe whose end tells a parent that this process is done (load's layer workers).
+        _run(jobs_fd, acks_fd, ring, done)
         status = 0
     except BaseException as exc:  # reported, never raised: this process must not return
         report: tuple
@@ -342,13 +362,16 @@ def _serve(jobs_fd: int, acks_fd: int, ring: memoryview) -> None:
         os._exit(status)
 
 
-def _run(jobs_fd: int, acks_fd: int, ring: memoryview) -> None:
+def _run(jobs_fd: int, acks_fd: int, ring: memoryview, done: memoryview) -> None:
     jobs = os.fdopen(jobs_fd, "rb", buffering=1 << 16)
     write, utime, chown, chmod = os.write, os.utime, os.fchown, os.fchmod
     current = -1  # the file an _OPEN job left open
+    count = 0
     while head := jobs.read(_LENGTH.size):
         payload = jobs.read(_LENGTH.unpack(head)[0])
         for job in marshal.loads(payload):
+            done[0] = count  # the jobs before this one (read by lagging())
+            count += 1
             kind = job[0]
             if kind == _FILE:
                 _, path, mode, ranges, uid, gid, new_mode, xattrs, mtime_ns = job

@@ -1,8 +1,9 @@
 """apply_layer's ways in give one result: a regular file (read at random, once) and a stream
 (pipe, gzip: read once through HashingReader); each with the creates made by a forked writer
 (minirun.layer.filewriter: whenever the process runs no other thread) or by the applier itself.
-The regular file is also applied with no writer ("file-inline") and through a writer with a tiny
-ring ("file-ring-8k": every window wraps, marks and waits).
+The regular file is also applied with no writer ("file-inline"), through a writer with a tiny
+ring ("file-ring-8k": every window wraps, marks and waits), and with the applier creating every
+other file itself beside its writer ("file-shared", "gzip-shared": as when the writer lags).
 
 Every layer here is applied through every feed, and the trees must be identical to the last bit
 (modes incl. setuid/setgid/sticky, owners, ns mtimes, xattrs, hardlinks, symlinks, devices,
@@ -15,6 +16,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import itertools
 import os
 import shutil
 import stat
@@ -34,13 +36,14 @@ from tests.helpers import d, f, hard, make_tar, member, sym
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown, mknod and trusted.* xattrs need root")
 
 FEEDS = ["file", "bytesio", "pipe", "gzip"]  # the pipe's feeding thread keeps its creates in this process
-ALL_FEEDS = [*FEEDS, "file-inline", "file-ring-8k"]
+ALL_FEEDS = [*FEEDS, "file-inline", "file-ring-8k", "file-shared", "gzip-shared"]
 
 
 @contextlib.contextmanager
 def fed(data: bytes, how: str, tmp_path: Path):
     """`data` as apply_layer gets it: an open regular file, a BytesIO, a real pipe, or gzipped."""
-    if how.startswith("file"):
+    how = how.partition("-")[0]  # the feed; what follows says how the creates happen (created_as)
+    if how == "file":
         path = tmp_path / f"layer-{os.urandom(4).hex()}.tar"
         path.write_bytes(data)
         with open(path, "rb") as stream:
@@ -75,6 +78,9 @@ def created_as(how: str):
             patch.setattr(archive, "can_fork", lambda: False)
         elif how == "file-ring-8k":
             patch.setattr(filewriter, "RING_SIZE", 8192)
+        elif how.endswith("-shared"):
+            turns = itertools.count()
+            patch.setattr(filewriter.FileWriter, "lagging", lambda self: next(turns) % 2 == 0)
         yield
 
 
@@ -341,7 +347,7 @@ def _insert_global_header(before: list, after: list) -> bytes:
     return head[:end] + tarfile.TarInfo.create_pax_global_header({"comment": "from git archive"}) + make_tar(after)
 
 
-@pytest.mark.parametrize("how", [*FEEDS, "file-ring-8k"])
+@pytest.mark.parametrize("how", [*FEEDS, "file-ring-8k", "file-shared"])
 def test_a_global_header_hands_the_rest_to_tarfile(tmp_path, how):
     before = [d("a"), f("a/one", b"1", mode=0o4755), sym("a/s", "one")]
     after = [
