@@ -3,7 +3,7 @@
 GNU `tar -x` of the same layer tars, in one run, round by round.
 
     .venv/bin/python scripts/bench_load.py [--layers 10] [--files 20000] [--megabytes 300] [--runs 5]
-                                           [--dir DIR] [--fs private|host] [--no-podman]
+                                           [--warmup 1] [--dir DIR] [--fs private|host] [--no-podman]
 
 The archive is generated once (deterministic from --seed) and cached in the work dir (default
 /var/tmp/minirun-bench): --layers layer tars made by bench_import.py's generator (many small files,
@@ -17,8 +17,9 @@ form minirun save writes and both tools load. Every run starts from an empty sto
   - tar -P2 : the same ten extractions, two at a time (what two cores allow any tool).
 minirun is byte-compiled first, as an installed minirun is (these machines set
 PYTHONDONTWRITEBYTECODE, which would recompile it on every run). A round runs each tool once, in
-an order that rotates from round to round. `sync` runs before
-every timed run and is shown apart after it (+sync), with the CPU the tool's processes used (user,
+an order that rotates from round to round; a warm-up round (--warmup) goes first, shown but left
+out of the figures (on a fresh filesystem every tool's first run was ~20% slower, whichever ran
+first). `sync` runs before every timed run and is shown apart after it (+sync), with the CPU the tool's processes used (user,
 sys) and a probe taken just before it: the time to create 1,000 empty files on the same filesystem
 (scripts/benchfs.py). The per-round table at the end shows whether a tool's times stay flat.
 
@@ -257,14 +258,13 @@ def report(tools: list[str], runs: dict[str, list[Run]]) -> None:
     print(
         f"  {'tool':<10}{'median':>9}{'+sync':>9}{'user':>8}{'sys':>8}{'last/first':>12}{'minirun / tool':>16}{'target':>9}"
     )
-    mine = statistics.median(r.elapsed for r in runs["minirun"])
     for tool in tools:
         mid = statistics.median(r.elapsed for r in runs[tool])
         drift = runs[tool][-1].elapsed / runs[tool][0].elapsed
         shown = target = verdict = ""
         if tool != "minirun":
-            # The ratio of the medians; the per-round ratios above show its spread.
-            ratio = mine / mid
+            # Pair by pair: the median of the rounds' ratios (a drift of the machine's speed cancels out).
+            ratio = statistics.median(m.elapsed / t.elapsed for m, t in zip(runs["minirun"], runs[tool]))
             shown = f"{ratio:.2f}x"
             limit = {"tar": TARGET_TAR, "podman": TARGET_PODMAN}.get(tool)
             if limit is not None:
@@ -275,6 +275,7 @@ def report(tools: list[str], runs: dict[str, list[Run]]) -> None:
             f"{statistics.median(r.user for r in runs[tool]):>7.2f}s{statistics.median(r.sys for r in runs[tool]):>7.2f}s"
             f"{drift:>11.2f}x{shown:>16}{target:>9}{verdict}"
         )
+    print("  (minirun / tool: the median of the rounds' ratios; last/first: the last round's time over the first's)")
 
 
 def main() -> int:
@@ -285,6 +286,7 @@ def main() -> int:
     )
     ap.add_argument("--megabytes", type=int, default=300, help="archive size in MB, all layers together (default 300)")
     ap.add_argument("--runs", type=int, default=5, help="rounds: timed runs of each tool (default 5)")
+    ap.add_argument("--warmup", type=int, default=1, help="rounds run first and left out of the figures (default 1)")
     ap.add_argument(
         "--dir", type=Path, default=Path("/var/tmp/minirun-bench"), help="work dir (default /var/tmp/minirun-bench)"
     )
@@ -297,8 +299,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20240701, help="seed of the generated layers")
     ap.add_argument("--no-podman", action="store_true", help="leave podman out")
     args = ap.parse_args()
-    if min(args.layers, args.files, args.megabytes, args.runs) < 1:
-        ap.error("--layers, --files, --megabytes and --runs must be positive")
+    if min(args.layers, args.files, args.megabytes, args.runs) < 1 or args.warmup < 0:
+        ap.error("--layers, --files, --megabytes and --runs must be positive, --warmup not negative")
     if os.geteuid() != 0:
         print("bench_load: must run as root (layers keep owners)", file=sys.stderr)
         return 2
@@ -370,7 +372,7 @@ def main() -> int:
             env=env,
         )
         print(f"  {'round':<6}{'tool':<10}{'time':>9}{'+sync':>9}{'user':>8}{'sys':>8}{'probe':>9}", flush=True)
-        for i in range(args.runs):
+        for i in range(-args.warmup, args.runs):
             order = tools[i % len(tools) :] + tools[: i % len(tools)]
             for tool in order:
                 out = scratch / f"{tool.replace(' ', '')}-{i}"
@@ -392,8 +394,9 @@ def main() -> int:
                 elapsed = time.perf_counter() - start
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 done = Run(elapsed, sync(), after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, probe)
-                runs[tool].append(done)
-                print(f"  {i + 1:<6}{tool:<10}{done.row()}", flush=True)
+                if i >= 0:
+                    runs[tool].append(done)
+                print(f"  {i + 1 if i >= 0 else 'warm':<6}{tool:<10}{done.row()}", flush=True)
                 if tool == "minirun":
                     loaded = run([py, "-m", "minirun", "--root", str(out), "images", "-q"], env=env).stdout.split()
                     if loaded != [image_id.split(":")[1][:12]]:
