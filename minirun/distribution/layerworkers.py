@@ -9,6 +9,10 @@ layer (its temp dir and the flock that keeps a sweep away stay the parent's), th
 sends back what it applied; on any failure the parent kills the other children and discards every
 staged layer. minirun.distribution.imageload reads the archive and plans the layers (the types in
 archive_index); this module only unpacks.
+
+Each child forks a file writer of its own (minirun.layer.filewriter). A child is stopped with
+SIGTERM, which unwinds it and stops its writer; the writer holds the child's end of the pipe too,
+so that pipe's end means nothing of the child writes any more.
 """
 
 from __future__ import annotations

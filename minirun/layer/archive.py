@@ -10,6 +10,13 @@ member on. Every byte of the tar is read once, and the bytes applied are the byt
 diff_id: a regular uncompressed file by pread (headers parsed, contents written, both handed to
 a hashing thread), anything else (pipes, compressed streams) in order through `HashingReader`.
 Reading twice would let a file rewritten meanwhile store a layer under a digest it does not have.
+
+The creates themselves go to a forked writer when the process may fork one (see
+minirun.layer.filewriter): the applier decides each one, in order, and the writer makes it on
+another core. A regular file is then read in 1 MiB windows straight into the writer's shared ring
+(`_RingSource`), each window hashed here as it arrives; contents are written from the ring. When
+the writer lags, the applier makes the next file itself. Either way the checks, the order of the
+creates and the errors are the applier's.
 """
 
 from __future__ import annotations
