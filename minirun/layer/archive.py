@@ -133,7 +133,10 @@ def apply_layer(
     writer = None
     try:
         if can_fork():  # after umask 0: the writer inherits it
-            writer = FileWriter()
+            try:
+                writer = FileWriter()
+            except OSError:  # no process to be had: the creates happen here, as they always could
+                writer = None
         applier = _Applier(os.fspath(dest), writer)
         try:
             try:

@@ -114,7 +114,12 @@ class FileWriter:
         import prctl  # here, not in the writer: it imports nothing (~2 ms, so not at the top either)
 
         applier = os.getpid()
-        self.pid = os.fork()
+        try:
+            self.pid = os.fork()
+        except OSError:  # EAGAIN, ENOMEM: the caller creates the files itself
+            for fd in (jobs_read, self._jobs_fd, self._acks_fd, acks_write):
+                os.close(fd)
+            raise
         if self.pid == 0:  # the writer: never returns
             prctl.set_pdeathsig(signal.SIGKILL)  # a SIGKILLed applier takes its writer along
             if os.getppid() != applier:  # it died before that took hold
