@@ -1,24 +1,38 @@
 #!/usr/bin/env python3
 """Benchmark `minirun load` of a 10-layer image archive beside `podman load` of the same archive and
-GNU `tar -x` of the same layer tars, in one run.
+GNU `tar -x` of the same layer tars, in one run, round by round.
 
-    .venv/bin/python scripts/bench_load.py [--layers 10] [--files 20000] [--megabytes 300] [--runs 3]
-                                           [--dir DIR] [--no-podman]
+    .venv/bin/python scripts/bench_load.py [--layers 10] [--files 20000] [--megabytes 300] [--runs 5]
+                                           [--warmup 1] [--dir DIR] [--fs private|host] [--no-podman]
 
 The archive is generated once (deterministic from --seed) and cached in the work dir (default
 /var/tmp/minirun-bench): --layers layer tars made by bench_import.py's generator (many small files,
 a few large ones; --files and --megabytes split evenly between the layers), packed as docker >= 25's
 `docker save` archive (blobs/sha256/<diff_id>, uncompressed layers, manifest.json + index.json), the
-form minirun save writes and both tools load. Every run starts from an empty store / directory on
-the same filesystem:
+form minirun save writes and both tools load. Every run starts from an empty store / directory:
   - minirun : `python -m minirun --root FRESH load -i ARCHIVE` (independent layers in parallel);
   - podman  : `podman --root FRESH ... load -i ARCHIVE` (its own storage, overlay driver);
   - tar     : `tar -x -f LAYER -C FRESH/<n>` for each layer, one after the other (the floor of doing
               the same file creations with one process);
   - tar -P2 : the same ten extractions, two at a time (what two cores allow any tool).
-The runs alternate between the tools; `sync` runs before every timed run and is shown apart after it
-(+sync). On an ext4 without a journal, outputs are kept until the end (see bench_import.py's
-ext4_without_journal for why). Targets (issue 6): minirun <= 1.0x tar, <= 0.6x podman.
+minirun is byte-compiled first, as an installed minirun is (these machines set
+PYTHONDONTWRITEBYTECODE, which would recompile it on every run). A round runs each tool once, in
+an order that rotates from round to round; a warm-up round (--warmup) goes first, shown but left
+out of the figures (on a fresh filesystem every tool's first run was ~20% slower, whichever ran
+first). `sync` runs before every timed run and is shown apart after it (+sync), with the CPU the tool's processes used (user,
+sys) and a probe taken just before it: the time to create 1,000 empty files on the same filesystem
+(scripts/benchfs.py). The per-round table at the end shows whether a tool's times stay flat.
+
+Where the outputs go (--fs):
+  - private (the default): a fresh ext4 with a journal, made for this run in a sparse image under
+    the work dir and loop-mounted (scripts/benchfs.py); outputs are deleted after each run.
+  - host: the work dir's own filesystem. On an ext4 without a journal this measures the
+    filesystem's history more than the tools: every create steps over the inodes freed in the
+    last 1-6 minutes (bench_import.ext4_without_journal), so a run after deleting a store is up to
+    ~6x slower, and rounds drift with the clock. That is what made `load` look slower every round
+    (1.9 s to 5.4 s over 5 rounds in issue 16): the probe column shows it, growing with the tools'
+    sys time while their user time stays flat. There, outputs are kept until the end.
+Targets (issue 16): minirun <= 1.0x tar, <= 0.5x podman, flat over rounds.
 
 minirun runs with host-wide names of this run's own (scripts/benchenv.py), removed at the end.
 podman's load runs in a mount namespace of its own so that its blob-info cache is not the host's
@@ -36,6 +50,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -51,6 +66,7 @@ from bench_import import (  # noqa: E402
     DROP_CACHES,
     GENERATOR_VERSION,
     CommandFailed,
+    compile_minirun,
     ext4_without_journal,
     generate_tar,
     minirun_env,
@@ -59,11 +75,12 @@ from bench_import import (  # noqa: E402
     sync,
 )
 from benchenv import own_blob_cache, private_names  # noqa: E402
+from benchfs import PROBE_FILES, PrivateFs, create_probe  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ARCHIVE_VERSION = 1  # bump when the archive layout changes
 TARGET_TAR = 1.0
-TARGET_PODMAN = 0.6
+TARGET_PODMAN = 0.5
 PODMAN_GLOBAL = ["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "overlay"]
 IMAGE = "bench/load:1"
 
@@ -209,6 +226,58 @@ class PodmanStore:
         shutil.rmtree(self.runroot, ignore_errors=True)
 
 
+# -- the figures --------------------------------------------------------------------------------
+
+
+class Run:
+    """One timed run: wall time, the sync after it, the CPU of its processes, the probe before it."""
+
+    def __init__(self, elapsed: float, flushed: float, user: float, sys_: float, probe: float) -> None:
+        self.elapsed, self.flushed, self.user, self.sys, self.probe = elapsed, flushed, user, sys_, probe
+
+    def row(self) -> str:
+        return (
+            f"{self.elapsed:>7.2f} s{self.flushed:>7.2f} s{self.user:>7.2f}s{self.sys:>7.2f}s"
+            f"{self.probe * 1000:>6.0f} ms"
+        )
+
+
+def report(tools: list[str], runs: dict[str, list[Run]]) -> None:
+    """Round by round (is any tool drifting?), then medians and minirun's ratios to its peers."""
+    peers = [t for t in ("tar", "podman") if t in tools]
+    print()
+    print("  round by round (wall seconds; ratios within the round):")
+    head = "".join(f"{t:>10}" for t in tools) + "".join(f"{'mr/' + t:>11}" for t in peers) + f"{'probe':>9}"
+    print(f"  {'round':<6}{head}")
+    for i in range(len(runs["minirun"])):
+        cells = "".join(f"{runs[t][i].elapsed:>8.2f} s" for t in tools)
+        ratios = "".join(f"{runs['minirun'][i].elapsed / runs[t][i].elapsed:>10.2f}x" for t in peers)
+        probe = statistics.median(runs[t][i].probe for t in tools) * 1000
+        print(f"  {i + 1:<6}{cells}{ratios}{probe:>6.0f} ms")
+    print()
+    print(
+        f"  {'tool':<10}{'median':>9}{'+sync':>9}{'user':>8}{'sys':>8}{'last/first':>12}{'minirun / tool':>16}{'target':>9}"
+    )
+    for tool in tools:
+        mid = statistics.median(r.elapsed for r in runs[tool])
+        drift = runs[tool][-1].elapsed / runs[tool][0].elapsed
+        shown = target = verdict = ""
+        if tool != "minirun":
+            # Pair by pair: the median of the rounds' ratios (a drift of the machine's speed cancels out).
+            ratio = statistics.median(m.elapsed / t.elapsed for m, t in zip(runs["minirun"], runs[tool]))
+            shown = f"{ratio:.2f}x"
+            limit = {"tar": TARGET_TAR, "podman": TARGET_PODMAN}.get(tool)
+            if limit is not None:
+                target = f"<= {limit:.1f}x"
+                verdict = " met" if ratio <= limit else " MISSED"
+        print(
+            f"  {tool:<10}{mid:>7.2f} s{statistics.median(r.flushed for r in runs[tool]):>7.2f} s"
+            f"{statistics.median(r.user for r in runs[tool]):>7.2f}s{statistics.median(r.sys for r in runs[tool]):>7.2f}s"
+            f"{drift:>11.2f}x{shown:>16}{target:>9}{verdict}"
+        )
+    print("  (minirun / tool: the median of the rounds' ratios; last/first: the last round's time over the first's)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers", type=int, default=10, help="layers in the image (default 10)")
@@ -216,15 +285,22 @@ def main() -> int:
         "--files", type=int, default=20000, help="non-directory members, all layers together (default 20000)"
     )
     ap.add_argument("--megabytes", type=int, default=300, help="archive size in MB, all layers together (default 300)")
-    ap.add_argument("--runs", type=int, default=3, help="timed runs of each tool; the median counts (default 3)")
+    ap.add_argument("--runs", type=int, default=5, help="rounds: timed runs of each tool (default 5)")
+    ap.add_argument("--warmup", type=int, default=1, help="rounds run first and left out of the figures (default 1)")
     ap.add_argument(
         "--dir", type=Path, default=Path("/var/tmp/minirun-bench"), help="work dir (default /var/tmp/minirun-bench)"
+    )
+    ap.add_argument(
+        "--fs",
+        choices=("private", "host"),
+        default="private",
+        help="where outputs go: a fresh ext4 of this run's own (default), or the work dir's filesystem",
     )
     ap.add_argument("--seed", type=int, default=20240701, help="seed of the generated layers")
     ap.add_argument("--no-podman", action="store_true", help="leave podman out")
     args = ap.parse_args()
-    if min(args.layers, args.files, args.megabytes, args.runs) < 1:
-        ap.error("--layers, --files, --megabytes and --runs must be positive")
+    if min(args.layers, args.files, args.megabytes, args.runs) < 1 or args.warmup < 0:
+        ap.error("--layers, --files, --megabytes and --runs must be positive, --warmup not negative")
     if os.geteuid() != 0:
         print("bench_load: must run as root (layers keep owners)", file=sys.stderr)
         return 2
@@ -246,33 +322,39 @@ def main() -> int:
             image_id = json.load(tar.extractfile("manifest.json"))[0]["Config"].replace("blobs/sha256/", "sha256:")
     prepared = time.perf_counter() - t0
 
-    nojournal = ext4_without_journal(work)
+    size = archive.stat().st_size
+    tools = ["minirun", "tar", "tar -P2"] + (["podman"] if use_podman else [])
+    private = PrivateFs(work, 3 * size * len(tools) + (2 << 30)) if args.fs == "private" else None
+    nojournal = None if private else ext4_without_journal(work)
     keep_outputs = bool(nojournal)
     drop = keep_outputs and os.access(DROP_CACHES, os.W_OK)
-    size = archive.stat().st_size
-    needed = size * 3 * args.runs * (4 if use_podman else 3)
+    needed = size * 3 * args.runs * len(tools)
     if keep_outputs and shutil.disk_usage(work).free < needed:
         keep_outputs = False
-    tools = ["minirun", "tar", "tar -P2"] + (["podman"] if use_podman else [])
-    print(f"bench_load: load of a {args.layers}-layer archive, median of {args.runs} runs each")
+    if private:
+        where = f"{private.describe()}: outputs deleted after each run"
+    elif nojournal:
+        where = f"{work}, an ext4 without a journal: outputs kept until the end (see --fs)"
+    else:
+        where = f"{work}: outputs deleted after each run"
+    print(f"bench_load: load of a {args.layers}-layer archive, {args.runs} rounds")
     print(f"  machine     : {os.cpu_count()} CPUs, kernel {os.uname().release}, {py}")
+    print(f"  outputs     : {where}")
     print(
-        f"  work dir    : {work} ({'ext4 without a journal: outputs kept until the end' if nojournal else 'outputs deleted between runs'})"
-    )
-    print(
-        f"  archive     : {archive.name} ({size / 1e6:.1f} MB, {args.layers} uncompressed layers, "
+        f"  archive     : {archive} ({size / 1e6:.1f} MB, {args.layers} uncompressed layers, "
         f"~{args.files // args.layers:,} files each; {'cached' if cached else f'generated in {prepared:.0f} s'})"
     )
     print(f"  image id    : {image_id}")
     print(f"  tools       : {', '.join(tools)}" + ("" if use_podman else "  (podman: not run)"))
+    print(f"  probe       : ms to create {PROBE_FILES:,} empty files on the outputs' filesystem, just before the run")
     print(flush=True)
 
-    scratch = Path(tempfile.mkdtemp(prefix="load-", dir=work))
+    scratch = Path(tempfile.mkdtemp(prefix="load-", dir=private.mount if private else work))
     names = private_names(scratch)  # before the first minirun
     env = minirun_env()
+    compile_minirun(py)
     podmans: list[tuple[PodmanStore, Path]] = []
-    times: dict[str, list[float]] = {t: [] for t in tools}
-    after: dict[str, list[float]] = {t: [] for t in tools}
+    runs: dict[str, list[Run]] = {t: [] for t in tools}
     try:
         if drop:
             sync()
@@ -289,13 +371,15 @@ def main() -> int:
             ],
             env=env,
         )
-        print(f"  {'run':<4}{'tool':<10}{'time':>10}{'+sync':>10}", flush=True)
-        for i in range(args.runs):
+        print(f"  {'round':<6}{'tool':<10}{'time':>9}{'+sync':>9}{'user':>8}{'sys':>8}{'probe':>9}", flush=True)
+        for i in range(-args.warmup, args.runs):
             order = tools[i % len(tools) :] + tools[: i % len(tools)]
             for tool in order:
                 out = scratch / f"{tool.replace(' ', '')}-{i}"
                 out.mkdir()
+                probe = create_probe(scratch)
                 sync()
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
                 if tool == "minirun":
                     result = run([py, "-m", "minirun", "--root", str(out), "load", "-i", str(archive)], env=env)
@@ -308,10 +392,11 @@ def main() -> int:
                 else:
                     tar_layers(layer_paths, out, 2 if tool == "tar -P2" else 1)
                 elapsed = time.perf_counter() - start
-                flushed = sync()
-                times[tool].append(elapsed)
-                after[tool].append(flushed)
-                print(f"  {i + 1:<4}{tool:<10}{elapsed:>8.2f} s{flushed:>8.2f} s", flush=True)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                done = Run(elapsed, sync(), after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, probe)
+                if i >= 0:
+                    runs[tool].append(done)
+                print(f"  {i + 1 if i >= 0 else 'warm':<6}{tool:<10}{done.row()}", flush=True)
                 if tool == "minirun":
                     loaded = run([py, "-m", "minirun", "--root", str(out), "images", "-q"], env=env).stdout.split()
                     if loaded != [image_id.split(":")[1][:12]]:
@@ -320,21 +405,7 @@ def main() -> int:
                     if tool == "podman":
                         podmans[-1][0].remove(out)
                     shutil.rmtree(out)
-        med = {t: statistics.median(v) for t, v in times.items()}
-        print()
-        print(f"  {'tool':<10}{'median':>10}{'+sync':>10}{'minirun / tool':>18}{'target':>10}")
-        for tool in tools:
-            ratio = med["minirun"] / med[tool]
-            target = {"tar": f"<= {TARGET_TAR:.1f}x", "podman": f"<= {TARGET_PODMAN:.1f}x"}.get(tool, "")
-            verdict = ""
-            if tool == "tar":
-                verdict = " met" if ratio <= TARGET_TAR else " MISSED"
-            elif tool == "podman":
-                verdict = " met" if ratio <= TARGET_PODMAN else " MISSED"
-            shown = "" if tool == "minirun" else f"{ratio:.2f}x"
-            print(
-                f"  {tool:<10}{med[tool]:>8.2f} s{statistics.median(after[tool]):>8.2f} s{shown:>18}{target:>10}{verdict}"
-            )
+        report(tools, runs)
     except CommandFailed as exc:
         print(f"\nbench_load: command failed: {exc}", file=sys.stderr)
         return 1
@@ -344,7 +415,10 @@ def main() -> int:
         for note in names.cleanup():
             print(f"left behind: {note}", file=sys.stderr)
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"\n  cleaned up  : {scratch} removed; the archive and layers stay cached in {work}")
+        for note in private.close() if private else []:
+            print(f"note: {note}", file=sys.stderr)
+    gone = f"{scratch} removed" + (" with its filesystem" if private else "")
+    print(f"\n  cleaned up  : {gone}; the archive and layers stay cached in {work}")
     return 0
 
 

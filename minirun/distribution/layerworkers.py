@@ -9,6 +9,10 @@ layer (its temp dir and the flock that keeps a sweep away stay the parent's), th
 sends back what it applied; on any failure the parent kills the other children and discards every
 staged layer. minirun.distribution.imageload reads the archive and plans the layers (the types in
 archive_index); this module only unpacks.
+
+Each child forks a file writer of its own (minirun.layer.filewriter). A child is stopped with
+SIGTERM, which unwinds it and stops its writer; the writer holds the child's end of the pipe too,
+so that pipe's end means nothing of the child writes any more.
 """
 
 from __future__ import annotations
@@ -117,6 +121,7 @@ class _Child:
         status = 1
         try:
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent handles ^C and stops us
+            signal.signal(signal.SIGTERM, _stopped)  # how it stops us: unwinding stops our file writer
             pending = [0]
 
             def advanced(n: int) -> None:
@@ -182,14 +187,22 @@ class _Child:
         _check(self.plan, self.staged, digest)
 
     def kill(self) -> None:
+        """Stop the child, and return once nothing of it writes any more: its file writer holds
+        the pipe too (minirun.layer.filewriter), so its end means both have gone."""
         import signal
 
         try:
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid, signal.SIGTERM)
         except ProcessLookupError:
+            pass
+        while os.read(self.fd, 1 << 16):
             pass
         os.close(self.fd)
         os.waitpid(self.pid, 0)
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def _error(reported: tuple) -> BaseException:

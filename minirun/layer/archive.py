@@ -10,6 +10,13 @@ member on. Every byte of the tar is read once, and the bytes applied are the byt
 diff_id: a regular uncompressed file by pread (headers parsed, contents written, both handed to
 a hashing thread), anything else (pipes, compressed streams) in order through `HashingReader`.
 Reading twice would let a file rewritten meanwhile store a layer under a digest it does not have.
+
+The creates themselves go to a forked writer when the process may fork one (see
+minirun.layer.filewriter): the applier decides each one, in order, and the writer makes it on
+another core. A regular file is then read in 1 MiB windows straight into the writer's shared ring
+(`_RingSource`), each window hashed here as it arrives; contents are written from the ring. When
+the writer lags, the applier makes the next file itself. Either way the checks, the order of the
+creates and the errors are the applier's.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from minirun.layer.compression import (
     is_compressed,
     is_decompressor_error,
 )
+from minirun.layer.filewriter import NO_CHANGE, FileWriter, WriterFailed, can_fork, set_xattrs
 from minirun.layer.tarheaders import HeaderReader, TarMember, Unsupported, open_tarfile, pax_xattrs
 from minirun.layer.whiteouts import (
     WHITEOUT_PREFIX,
@@ -51,6 +59,7 @@ DEFAULT_ACL_XATTR = "system.posix_acl_default"
 
 _COPY_CHUNK = 1 << 20  # no more than tarheaders.MAX_EXTENDED: TarfileInput refuses larger reads
 _STREAM_BUFFER = 1 << 17
+_WINDOW = 1 << 20  # bytes of a regular file read at once into a writer's ring
 # Member types (tarfile's constants, without importing tarfile on the common path).
 _REGTYPE, _AREGTYPE, _CONTTYPE, _SPARSETYPE = b"0", b"\0", b"7", b"S"
 _LNKTYPE, _SYMTYPE, _CHRTYPE, _BLKTYPE, _DIRTYPE, _FIFOTYPE = b"1", b"2", b"3", b"4", b"5", b"6"
@@ -111,6 +120,9 @@ def apply_layer(
     their exact modes, sparing a chmod each), and restored when the last one ends, also on
     error; layers may be applied from several threads at once. Nothing else in minirun creates
     files meanwhile: a layer is applied by a command doing nothing else.
+
+    A process that runs no other thread and may use two CPUs leaves the creates to a forked
+    writer (minirun.layer.filewriter), which works beside it on the other core.
     """
     if os.listdir(dest):  # the breakout checks rely on knowing every entry: start from nothing
         raise ValueError(f"layer destination {os.fspath(dest)} is not empty")
@@ -118,15 +130,32 @@ def apply_layer(
 
     split = SplitWriter(split_path) if split_path else _NoSplit()
     _umask_zero.enter()
+    writer = None
     try:
-        applier = _Applier(os.fspath(dest))
+        if can_fork():  # after umask 0: the writer inherits it
+            try:
+                writer = FileWriter()
+            except OSError:  # no process to be had: the creates happen here, as they always could
+                writer = None
+        applier = _Applier(os.fspath(dest), writer)
         try:
-            if _is_plain_file(stream):
-                diff_id, tar_size = _apply_seekable(stream, applier, split, length)
-            else:
-                if length is not None:
-                    stream = _Window(stream, length)  # type: ignore[assignment]
-                diff_id, tar_size = _apply_streaming(stream, applier, split)
+            try:
+                if _is_plain_file(stream):
+                    diff_id, tar_size = _apply_seekable(stream, applier, split, length)
+                else:
+                    if length is not None:
+                        stream = _Window(stream, length)  # type: ignore[assignment]
+                    diff_id, tar_size = _apply_streaming(stream, applier, split)
+            except WriterFailed:
+                raise
+            except Exception:
+                # A create queued before this failure may have failed first: that one is reported.
+                earlier = writer.reported() if writer is not None else None
+                if earlier is not None:
+                    raise earlier from None
+                raise
+        except WriterFailed as failure:
+            raise failure.exception() from None
         except BadArchive:
             raise
         except Exception as exc:
@@ -141,6 +170,8 @@ def apply_layer(
         split.abort()
         raise
     finally:
+        if writer is not None:
+            writer.stop()
         _umask_zero.leave()
     if recorded not in (None, tar_size):
         raise BadArchive(f"layer tar recorded as {recorded} bytes, read {tar_size}")
@@ -232,8 +263,15 @@ def _apply_seekable(stream: BinaryIO, applier: _Applier, split, length: int | No
     fd = stream.fileno()
     start = stream.tell()
     end = os.fstat(fd).st_size if length is None else start + length
-    hasher = _ThreadedHash()
-    source = _FileSource(fd, end, _Recorder(split, hasher), start)
+    source: _FileSource | _RingSource
+    if applier.writer is not None:
+        # This process has time to hash: a thread of its own would only add GIL handovers.
+        inline = _InlineHash()
+        hasher: _ThreadedHash | _InlineHash = inline
+        source = _RingSource(fd, end, split, inline, applier.writer, start)
+    else:
+        hasher = _ThreadedHash()
+        source = _FileSource(fd, end, _Recorder(split, hasher), start)
     try:
         try:
             for member in HeaderReader(source, start):
@@ -289,19 +327,31 @@ class _ThreadedHash:
         return "sha256:" + self._hasher.hexdigest()
 
 
+class _InlineHash:
+    """_ThreadedHash's interface, hashing in the calling thread."""
+
+    def __init__(self) -> None:
+        self._hasher = hashlib.sha256()
+        self.update = self._hasher.update
+
+    def finish(self) -> str:
+        return "sha256:" + self._hasher.hexdigest()
+
+
 class _Recorder:
     """Where the file path's bytes go: all of them to the hash; to the split verbatim, except a
     file's contents, which it records as a reference."""
 
-    def __init__(self, split, hasher: _ThreadedHash) -> None:
+    def __init__(self, split, hasher: _ThreadedHash | _InlineHash) -> None:
         self.split, self.hasher = split, hasher
 
     def raw(self, data: bytes) -> None:
         self.split.raw(data)
         self.hasher.update(data)
 
-    def contents(self, data: bytes) -> None:
-        self.hasher.update(data)
+    def contents(self, data: bytes | memoryview) -> None:
+        # A view of the writer's ring only ever goes to an _InlineHash, which is done with it at once.
+        self.hasher.update(data)  # type: ignore[arg-type]
 
     def content(self, size: int, path: str) -> None:
         self.split.content(size, path)
@@ -407,6 +457,141 @@ class _FileSource:
         return n
 
 
+class _RingSource:
+    """A regular file read for a writer: in windows of _WINDOW bytes straight into its ring, each
+    window hashed whole as it arrives, in order. Headers are parsed from the ring and recorded
+    verbatim; contents never leave it: the writer writes them from there. Every byte is read
+    once, and the bytes hashed are the bytes parsed and written."""
+
+    def __init__(self, fd: int, end: int, split, hasher: _InlineHash, writer: FileWriter, start: int) -> None:
+        self.fd, self.end, self.split, self.hasher = fd, end, split, hasher
+        self.writer: FileWriter | None = writer  # None once tarfile reads the rest
+        self.pos = start  # the bytes before are recorded, or handed to the writer
+        self.window = memoryview(b"")  # the file's bytes from window_start, in the ring
+        self.window_start = start
+        self.window_offset = 0  # the ring offset of window[0]
+        self.member_start = start
+        self.member_bytes = bytearray()  # the current member's header blocks, as read
+
+    def _load(self) -> None:
+        """The next window, from `pos` on."""
+        size = min(_WINDOW, self.end - self.pos)
+        if size <= 0:
+            raise BadArchive(f"unexpected end of data at offset {self.pos}")
+        if self.writer is not None:
+            room = self.writer.room(size)  # the writer is done with the windows before, or told of them
+            self.window_offset = self.writer.room_offset
+        else:
+            room = memoryview(bytearray(size))
+        count = os.preadv(self.fd, [room], self.pos)
+        if not count:  # the file shrank under us
+            raise BadArchive(f"unexpected end of data at offset {self.pos}")
+        if self.writer is not None:
+            self.writer.filled(count)
+        self.window = room[:count]
+        self.window_start = self.pos
+        self.hasher.update(self.window)
+
+    def _raw(self, until: int, keep: bool) -> bytes:
+        """Record the bytes up to `until` verbatim (headers, padding); returns them if `keep`."""
+        kept = []
+        while self.pos < until:
+            at = self.pos - self.window_start
+            if at >= len(self.window):
+                self._load()
+                at = 0
+            piece = self.window[at : at + until - self.pos].tobytes()
+            self.split.raw(piece)
+            if keep:
+                kept.append(piece)
+            self.pos += len(piece)
+        return b"".join(kept)
+
+    def begin_member(self, offset: int) -> None:
+        self.member_start = offset
+        self.member_bytes = bytearray()
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        first = self.pos - self.window_start
+        stop = offset + size - self.window_start
+        if self.pos <= offset and stop <= len(self.window):  # the common case: all in this window
+            piece = self.window[first:stop].tobytes()  # the padding since the last data, then the header
+            self.split.raw(piece)
+            data = piece[offset - self.pos :]
+            self.pos = offset + size
+        else:
+            size = max(0, min(size, self.end - offset))
+            if not size:
+                return b""
+            if offset < self.pos:
+                raise BadArchive(f"invalid tar stream: header at offset {offset} read twice")
+            self._raw(offset, keep=False)  # padding since the last member's data
+            data = self._raw(offset + size, keep=True)
+        if offset == self.member_start + len(self.member_bytes):
+            self.member_bytes += data
+        return data
+
+    def record_to(self, offset: int) -> None:
+        """Read (and record) up to `offset`: padding, the end blocks."""
+        self._raw(offset, keep=False)
+        self.window = memoryview(b"")  # the ring goes with the writer
+
+    def fill(self, writer: FileWriter, member: TarMember, path: str) -> None:
+        """A file's contents: recorded as a reference, handed to the writer as ring ranges."""
+        until = member.offset + member.size
+        if until > self.end:
+            raise BadArchive(f"unexpected end of data in {member.name!r}")
+        self._raw(member.offset, keep=False)
+        self.split.content(member.size, path)
+        stop = until - self.window_start
+        if stop <= len(self.window):  # the common case: all in this window
+            at = self.pos - self.window_start
+            writer.write(self.window_offset + at, self.window_offset + stop)
+            self.pos = until
+            return
+        while self.pos < until:
+            at = self.pos - self.window_start
+            if at >= len(self.window):
+                self._load()
+                at = 0
+            count = min(len(self.window) - at, until - self.pos)
+            writer.write(self.window_offset + at, self.window_offset + at + count)
+            self.pos += count
+
+    def copy(self, out: int, member: TarMember, path: str) -> None:
+        """fill(), written to `out` here, from the windows."""
+        until = member.offset + member.size
+        if until > self.end:
+            raise BadArchive(f"unexpected end of data in {member.name!r}")
+        self._raw(member.offset, keep=False)
+        self.split.content(member.size, path)
+        while self.pos < until:
+            at = self.pos - self.window_start
+            if at >= len(self.window):
+                self._load()
+                at = 0
+            count = min(len(self.window) - at, until - self.pos)
+            _write_all(out, self.window[at : at + count])
+            self.pos += count
+
+    def replay_from(self, start: int) -> BinaryIO:
+        """For tarfile, from the unsupported member on: its header blocks as they were read,
+        then the rest; from here on windows are read into memory of this process's own (the
+        applier lets the writer go), and what is left of this one is copied there."""
+        if start != self.member_start or start + len(self.member_bytes) != self.pos:
+            raise BadArchive(f"invalid tar stream: cannot resume at offset {start}")
+        self.writer = None
+        self.window = memoryview(self.window[self.pos - self.window_start :].tobytes())
+        self.window_start = self.pos
+        return _Replay(bytes(self.member_bytes), self)  # type: ignore[return-value]
+
+    def readinto(self, buf) -> int:
+        """The bytes after `pos`, recorded verbatim (what tarfile reads through replay_from)."""
+        data = self._raw(min(self.pos + len(buf), self.end), keep=True)
+        buf[: len(data)] = data
+        return len(data)
+
+
 class _StreamSource:
     """A stream read once, in order. It keeps the header blocks of the member being read, so
     that tarfile can be handed the stream from that member's first block on (`replay_from`)."""
@@ -460,6 +645,24 @@ class _StreamSource:
             _write_all(out, chunk)
             self.pos += len(chunk)
             left -= len(chunk)
+        if left:
+            raise BadArchive(f"unexpected end of data in {member.name!r}")
+
+    def fill(self, writer: FileWriter, member: TarMember, path: str) -> None:
+        """copy(), into the writer's ring (hashed on the way in, by HashingReader)."""
+        self._skip_to(member.offset)
+        left = member.size if self.pos == member.offset else -1
+        if left > 0:
+            self.split.content(left, path)
+        while left > 0:
+            room = writer.room(left)
+            count = self.raw.readinto(room)
+            if not count:
+                break
+            writer.filled(count)
+            writer.write(writer.room_offset, writer.room_offset + count)
+            self.pos += count
+            left -= count
         if left:
             raise BadArchive(f"unexpected end of data in {member.name!r}")
 
@@ -524,6 +727,7 @@ class _TarfileSource:
 
 
 def _apply_with_tarfile(tar: tarfile.TarFile, applier: _Applier) -> None:
+    applier.write_here()  # the rare tail tarfile reads: no ring for it
     source = _TarfileSource(tar)
     while (info := tar.next()) is not None:
         applier.apply(_from_tarinfo(info), source)
@@ -559,7 +763,7 @@ def _tarfile_errors() -> Iterator[None]:
         raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -609,8 +813,11 @@ class _DirState:
 
 
 class _Applier:
-    def __init__(self, root: str) -> None:
+    """Checks every member and decides what to create; creates it, or has `writer` create it."""
+
+    def __init__(self, root: str, writer: FileWriter | None = None) -> None:
         self.root = root
+        self.writer = writer
         self.kinds: dict[str, str] = {"": _DIR}
         self.explicit: set[str] = set()  # paths named by a member (implicit parents are not)
         self.opaque: set[str] = set()
@@ -674,6 +881,7 @@ class _Applier:
         elif path == "":
             if type_ != _DIRTYPE:
                 raise BadArchive(f"refusing non-directory layer root: {member.name!r}")
+            self._settle()
             self._dir_meta(self.root, "", member, self.dirs[""], chown=True, chmod=True)
         elif type_ in _FILE_TYPES:
             parent, _ = self._claim(path, _OTHER, member.name)
@@ -682,6 +890,7 @@ class _Applier:
             parent, existed = self._claim(path, _DIR, member.name)
             host = self._host(path)
             if existed:  # an implicit dir: its mode and owner are 0755 and whatever the kernel gave
+                self._settle()
                 self._dir_meta(host, path, member, self.dirs[path], chown=True, chmod=True)
             else:
                 mode = member.mode & 0o7777
@@ -696,13 +905,7 @@ class _Applier:
                 )
         elif type_ == _SYMTYPE:
             parent, _ = self._claim(path, _SYMLINK, member.name)
-            host = self._host(path)
-            os.symlink(member.linkname, host)
-            if self._chown_needed(member, parent):
-                os.chown(host, member.uid, member.gid, follow_symlinks=False)
-            if member.xattrs:
-                self._set_xattrs(host, member, follow=False)
-            os.utime(host, ns=(member.mtime_ns, member.mtime_ns), follow_symlinks=False)
+            self._symlink(self._host(path), member, parent)
             self.size += len(os.fsencode(member.linkname))
         elif type_ == _LNKTYPE:
             self._hardlink(path, member)
@@ -741,6 +944,23 @@ class _Applier:
 
     def _file(self, path: str, member: TarMember, source, parent: _DirState) -> None:
         mode = member.mode & 0o7777
+        writer = self.writer
+        # Created here instead when the writer has plenty to do: its creates come before later
+        # members', and this one depends on none of them (its directory is made; a hardlink to
+        # it is queued after it exists).
+        if writer is not None and not writer.lagging():
+            writer.open(f"{self.root}/{path}", mode & 0o777 if parent.exact else 0o600)
+            if member.size:
+                source.fill(writer, member, path)
+            writer.close(
+                NO_CHANGE if parent.ours and member.uid == self.euid and member.gid == self.egid else member.uid,
+                member.gid,
+                mode if not parent.exact or mode & 0o7000 else NO_CHANGE,
+                self._xattrs(member),
+                member.mtime_ns,
+            )
+            self.size += member.size
+            return
         fd = os.open(f"{self.root}/{path}", _OPEN_FLAGS, mode & 0o777 if parent.exact else 0o600)
         try:
             if member.size:
@@ -765,7 +985,23 @@ class _Applier:
         if kind in (_DIR, _WHITEOUT):
             raise BadArchive(f"refusing hardlink to a {kind}: {member.name!r} -> {member.linkname!r}")
         self._claim(path, kind, member.name)
-        os.link(self._host(target), self._host(path), follow_symlinks=False)
+        if self.writer is not None:  # after the create of its target, in the writer's order
+            self.writer.link(self._host(target), self._host(path))
+        else:
+            os.link(self._host(target), self._host(path), follow_symlinks=False)
+
+    def _symlink(self, host: str, member: TarMember, parent: _DirState) -> None:
+        chown = self._chown_needed(member, parent)
+        if self.writer is not None and not self.writer.lagging():
+            uid = member.uid if chown else NO_CHANGE
+            self.writer.symlink(host, member.linkname, uid, member.gid, self._xattrs(member), member.mtime_ns)
+            return
+        os.symlink(member.linkname, host)
+        if chown:
+            os.chown(host, member.uid, member.gid, follow_symlinks=False)
+        if member.xattrs:
+            self._set_xattrs(host, member, follow=False)
+        os.utime(host, ns=(member.mtime_ns, member.mtime_ns), follow_symlinks=False)
 
     def _node(self, path: str, member: TarMember, parent: _DirState) -> None:
         host = self._host(path)
@@ -801,19 +1037,36 @@ class _Applier:
         )
         self.dir_times.append((host, member.mtime_ns))
 
+    def _xattrs(self, member: TarMember) -> tuple[str, dict[str, bytes]] | None:
+        """The member's xattrs to set (overlay's own never), with its name for messages."""
+        if not member.xattrs:
+            return None
+        wanted = {k: v for k, v in member.xattrs.items() if not is_overlay_xattr(k)}
+        return (member.name, wanted) if wanted else None
+
     def _set_xattrs(self, target: str | int, member: TarMember, follow: bool) -> None:
-        for name, value in member.xattrs.items():  # type: ignore[union-attr]
-            if is_overlay_xattr(name):
-                continue
-            try:
-                os.setxattr(target, name, value, follow_symlinks=follow)
-            except OSError as exc:
-                # EOPNOTSUPP: a namespace this filesystem lacks; EPERM: user.* on a symlink,
-                # which Linux forbids (docker skips both)
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EPERM):
-                    raise BadArchive(f"cannot set xattr {name} on {member.name!r}: {exc.strerror}") from exc
+        wanted = self._xattrs(member)
+        if wanted is not None:
+            set_xattrs(target, wanted[1], follow, member.name)
+
+    def _settle(self) -> None:
+        """Wait for the writer: what comes next changes what its queued creates would meet (the
+        group, setgid bit or default ACL of a directory that already has entries)."""
+        if self.writer is not None:
+            self.writer.settle()
+
+    def write_here(self) -> None:
+        """Create what follows in this process: the writer finishes its queue and goes."""
+        if self.writer is not None:
+            self.writer.finish()
+            self.writer = None
 
     def finish(self) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.finish()
+            except WriterFailed as failure:
+                raise failure.exception() from None
         for path, mtime_ns in reversed(self.dir_times):
             os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 

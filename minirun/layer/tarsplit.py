@@ -48,10 +48,16 @@ class SplitWriter:
                 self._flush()
 
     def content(self, size: int, path: str) -> None:
-        self._flush()
+        records = self._records
+        if self._pending:  # _flush(), inline: this runs for every file of a layer
+            records += _RAW + _RAW_HEAD.pack(len(self._pending))
+            records += self._pending
+            self._pending.clear()
         encoded = os.fsencode(path)
-        self._records += _FILE + _FILE_HEAD.pack(size, len(encoded)) + encoded
+        records += _FILE + _FILE_HEAD.pack(size, len(encoded)) + encoded
         self.total += size
+        if len(records) >= _FLUSH_AT:
+            self._compress()
 
     def _flush(self) -> None:
         if self._pending:

@@ -1,5 +1,9 @@
-"""apply_layer's two ways in give one result: a regular file (headers by pread, contents by
-copy_file_range, hashed on a thread) and a stream (pipe, gzip: read once through HashingReader).
+"""apply_layer's ways in give one result: a regular file (read at random, once) and a stream
+(pipe, gzip: read once through HashingReader); each with the creates made by a forked writer
+(minirun.layer.filewriter: whenever the process runs no other thread) or by the applier itself.
+The regular file is also applied with no writer ("file-inline"), through a writer with a tiny
+ring ("file-ring-8k": every window wraps, marks and waits), and with the applier creating every
+other file itself beside its writer ("file-shared", "gzip-shared": as when the writer lags).
 
 Every layer here is applied through every feed, and the trees must be identical to the last bit
 (modes incl. setuid/setgid/sticky, owners, ns mtimes, xattrs, hardlinks, symlinks, devices,
@@ -12,6 +16,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import itertools
 import os
 import shutil
 import stat
@@ -24,17 +29,20 @@ from pathlib import Path
 import pytest
 
 from minirun.errors import BadArchive
+from minirun.layer import archive, filewriter
 from minirun.layer.archive import apply_layer, normalize_member_path
 from tests.helpers import d, f, hard, make_tar, member, sym
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown, mknod and trusted.* xattrs need root")
 
-FEEDS = ["file", "bytesio", "pipe", "gzip"]
+FEEDS = ["file", "bytesio", "pipe", "gzip"]  # the pipe's feeding thread keeps its creates in this process
+ALL_FEEDS = [*FEEDS, "file-inline", "file-ring-8k", "file-shared", "gzip-shared"]
 
 
 @contextlib.contextmanager
 def fed(data: bytes, how: str, tmp_path: Path):
     """`data` as apply_layer gets it: an open regular file, a BytesIO, a real pipe, or gzipped."""
+    how = how.partition("-")[0]  # the feed; what follows says how the creates happen (created_as)
     if how == "file":
         path = tmp_path / f"layer-{os.urandom(4).hex()}.tar"
         path.write_bytes(data)
@@ -61,12 +69,30 @@ def fed(data: bytes, how: str, tmp_path: Path):
         raise AssertionError(how)
 
 
+@contextlib.contextmanager
+def created_as(how: str):
+    """Where the creates of `how` happen: "file-inline" with no writer, "file-ring-8k" through a
+    writer with an 8 KiB ring, the others as apply_layer decides."""
+    with pytest.MonkeyPatch.context() as patch:
+        if how == "file-inline":
+            patch.setattr(archive, "can_fork", lambda: False)
+        elif how == "file-ring-8k":
+            patch.setattr(filewriter, "RING_SIZE", 8192)
+        elif how.endswith("-shared"):
+            turns = itertools.count()
+            patch.setattr(filewriter.FileWriter, "lagging", lambda self: next(turns) % 2 == 0)
+        yield
+
+
+def apply_fed(data: bytes, how: str, tmp_path: Path, dest: Path):
+    with fed(data, how, tmp_path) as stream, created_as(how):
+        return apply_layer(stream, dest)
+
+
 def apply(data: bytes, how: str, tmp_path: Path, name: str | None = None):
     dest = tmp_path / (name or f"dest-{how}")
     dest.mkdir()
-    with fed(data, how, tmp_path) as stream:
-        applied = apply_layer(stream, dest)
-    return dest, applied
+    return dest, apply_fed(data, how, tmp_path, dest)
 
 
 def timed_paths(members: list[tuple[tarfile.TarInfo, bytes]]) -> set[str]:
@@ -221,7 +247,7 @@ RICH = [
 def test_every_feed_gives_the_same_layer(tmp_path):
     data = make_tar(RICH) + b"\0" * 3000 + b"trailing bytes count in the digest"
     results = {}
-    for how in FEEDS:
+    for how in ALL_FEEDS:
         dest, applied = apply(data, how, tmp_path)
         check_against_headers(dest, RICH)
         results[how] = (snapshot(dest, timed_paths(RICH)), applied)
@@ -248,7 +274,7 @@ def test_sizes_and_offsets_at_block_boundaries(tmp_path):
     members = [f(f"f{n}", os.urandom(n)) for n in sizes]
     data = make_tar(members)
     trees = []
-    for how in FEEDS:
+    for how in ALL_FEEDS:
         dest, _ = apply(data, how, tmp_path)
         check_against_headers(dest, members)
         trees.append(snapshot(dest, timed_paths(members)))
@@ -321,7 +347,7 @@ def _insert_global_header(before: list, after: list) -> bytes:
     return head[:end] + tarfile.TarInfo.create_pax_global_header({"comment": "from git archive"}) + make_tar(after)
 
 
-@pytest.mark.parametrize("how", FEEDS)
+@pytest.mark.parametrize("how", [*FEEDS, "file-ring-8k", "file-shared"])
 def test_a_global_header_hands_the_rest_to_tarfile(tmp_path, how):
     before = [d("a"), f("a/one", b"1", mode=0o4755), sym("a/s", "one")]
     after = [
@@ -339,8 +365,8 @@ def test_a_global_header_hands_the_rest_to_tarfile(tmp_path, how):
     for evil in ([f("a/one", b"again")], [hard("c", "../outside")], [sym("l", "/etc"), f("l/x")]):
         fresh = tmp_path / f"evil-{os.urandom(3).hex()}"
         fresh.mkdir()
-        with fed(_insert_global_header(before, evil), how, tmp_path) as stream, pytest.raises(BadArchive):
-            apply_layer(stream, fresh)
+        with pytest.raises(BadArchive):
+            apply_fed(_insert_global_header(before, evil), how, tmp_path, fresh)
 
 
 @pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar makes the sparse archives")

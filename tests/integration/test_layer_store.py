@@ -21,7 +21,7 @@ from minirun.image.importer import import_tarball
 from minirun.layer.archive import apply_layer
 from minirun.store import Store
 from minirun.store.reference import parse_reference
-from tests.helpers import d, f, hard, make_tar, member, sym
+from tests.helpers import d, f, hard, make_tar, member, sym, wait_until
 
 
 def du_bytes(path) -> int:
@@ -168,6 +168,14 @@ def test_corrupt_streams_are_refused_and_leave_nothing(store, payload):
     assert os.listdir(store.layers.dir) == []
 
 
+def _dead(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def test_kill_9_mid_import_leaves_a_consistent_store(store, tmp_path):
     """A crash mid-unpack leaves only a temp dir, which the next command sweeps."""
     tar_path = tmp_path / "big.tar"
@@ -184,9 +192,13 @@ def test_kill_9_mid_import_leaves_a_consistent_store(store, tmp_path):
             break
         time.sleep(0.05)
     time.sleep(0.3)
+    with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as listing:
+        helpers = listing.read().split()  # its file writer (minirun.layer.filewriter)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdin.close()
+    # The writer dies with it (PR_SET_PDEATHSIG) a moment later; the crash is over when both are.
+    assert wait_until(lambda: all(_dead(pid) for pid in helpers))
     assert [n for n in os.listdir(store.layers.dir) if n.startswith(".tmp-")], "the importer never started unpacking"
     later = Store(store.root)
     assert later.images.all() == [] and later.layers.all_ids() == []
