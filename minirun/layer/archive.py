@@ -538,28 +538,17 @@ class _RingSource:
 
     def fill(self, writer: FileWriter, member: TarMember, path: str) -> None:
         """A file's contents: recorded as a reference, handed to the writer as ring ranges."""
-        until = member.offset + member.size
-        if until > self.end:
-            raise BadArchive(f"unexpected end of data in {member.name!r}")
-        self._raw(member.offset, keep=False)
-        self.split.content(member.size, path)
-        stop = until - self.window_start
-        if stop <= len(self.window):  # the common case: all in this window
-            at = self.pos - self.window_start
-            writer.write(self.window_offset + at, self.window_offset + stop)
-            self.pos = until
-            return
-        while self.pos < until:
-            at = self.pos - self.window_start
-            if at >= len(self.window):
-                self._load()
-                at = 0
-            count = min(len(self.window) - at, until - self.pos)
+        for at, count in self._contents(member, path):
             writer.write(self.window_offset + at, self.window_offset + at + count)
-            self.pos += count
 
     def copy(self, out: int, member: TarMember, path: str) -> None:
         """fill(), written to `out` here, from the windows."""
+        for at, count in self._contents(member, path):
+            _write_all(out, self.window[at : at + count])
+
+    def _contents(self, member: TarMember, path: str) -> Iterator[tuple[int, int]]:
+        """A file's contents recorded as a reference, then its parts in the windows, in order:
+        (offset in the window, length); the next window loads once the caller has used one."""
         until = member.offset + member.size
         if until > self.end:
             raise BadArchive(f"unexpected end of data in {member.name!r}")
@@ -571,7 +560,7 @@ class _RingSource:
                 self._load()
                 at = 0
             count = min(len(self.window) - at, until - self.pos)
-            _write_all(out, self.window[at : at + count])
+            yield at, count
             self.pos += count
 
     def replay_from(self, start: int) -> BinaryIO:

@@ -368,9 +368,20 @@ def _serve(jobs_fd: int, acks_fd: int, ring: memoryview, done: memoryview) -> No
         os._exit(status)
 
 
+def _finish(fd: int, uid: int, gid: int, new_mode: int, xattrs, mtime_ns: int) -> None:
+    """A written file's owner, mode, xattrs and time, in that order."""
+    if uid != NO_CHANGE:  # chown first: it clears setuid/setgid bits and capabilities
+        os.fchown(fd, uid, gid)
+    if new_mode != NO_CHANGE:
+        os.fchmod(fd, new_mode)
+    if xattrs is not None:
+        set_xattrs(fd, xattrs[1], True, xattrs[0])
+    os.utime(fd, ns=(mtime_ns, mtime_ns))
+
+
 def _run(jobs_fd: int, acks_fd: int, ring: memoryview, done: memoryview) -> None:
     jobs = os.fdopen(jobs_fd, "rb", buffering=1 << 16)
-    write, utime, chown, chmod = os.write, os.utime, os.fchown, os.fchmod
+    write, utime = os.write, os.utime
     current = -1  # the file an _OPEN job left open
     count = 0
     while head := jobs.read(_LENGTH.size):
@@ -385,13 +396,7 @@ def _run(jobs_fd: int, acks_fd: int, ring: memoryview, done: memoryview) -> None
                 try:
                     for i in range(0, len(ranges), 2):
                         _write_all(write, fd, ring[ranges[i] : ranges[i + 1]])
-                    if uid != NO_CHANGE:  # chown first: it clears setuid/setgid bits and capabilities
-                        chown(fd, uid, gid)
-                    if new_mode != NO_CHANGE:
-                        chmod(fd, new_mode)
-                    if xattrs is not None:
-                        set_xattrs(fd, xattrs[1], True, xattrs[0])
-                    utime(fd, ns=(mtime_ns, mtime_ns))
+                    _finish(fd, uid, gid, new_mode, xattrs, mtime_ns)
                 finally:
                     os.close(fd)
             elif kind == _SYMLINK:
@@ -414,13 +419,7 @@ def _run(jobs_fd: int, acks_fd: int, ring: memoryview, done: memoryview) -> None
             elif kind == _CLOSE:
                 _, uid, gid, new_mode, xattrs, mtime_ns = job
                 try:
-                    if uid != NO_CHANGE:
-                        chown(current, uid, gid)
-                    if new_mode != NO_CHANGE:
-                        chmod(current, new_mode)
-                    if xattrs is not None:
-                        set_xattrs(current, xattrs[1], True, xattrs[0])
-                    utime(current, ns=(mtime_ns, mtime_ns))
+                    _finish(current, uid, gid, new_mode, xattrs, mtime_ns)
                 finally:
                     os.close(current)
                     current = -1
