@@ -8,7 +8,9 @@ Imports stay at ctypes and os: this module is on the path of every `run`.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import sys
 
 from minirun.errors import SyscallError
 
@@ -54,6 +56,7 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 CLONE_PARENT = 0x00008000
+CLONE_INTO_CGROUP = 0x200000000  # clone3 only (Linux >= 5.7)
 CLONE_FS = 0x00000200
 CLONE_FILES = 0x00000400
 CLONE_SYSVSEM = 0x00040000
@@ -107,6 +110,7 @@ _SYSCALLS = {
     "x86_64": {
         "pivot_root": 155,
         "clone": 56,
+        "clone3": 435,
         "seccomp": 317,
         "bpf": 321,
         "move_mount": 429,
@@ -120,6 +124,7 @@ _SYSCALLS = {
     "aarch64": {
         "pivot_root": 41,
         "clone": 220,
+        "clone3": 435,
         "seccomp": 277,
         "bpf": 280,
         "move_mount": 429,
@@ -379,26 +384,54 @@ def mount_setattr_fd(fd: int, attr_set: int, recursive: bool = True) -> None:
     _check(_syscall("mount_setattr", fd, b"", flags, attr, len(attr.raw)), "mount_setattr", f"fd {fd}")
 
 
-def fork_to_parent() -> int:
-    """fork(2), but the child's parent is the caller's parent (clone's CLONE_PARENT): that process
-    waits for it and gets its exit, and its parent-death signal follows that process. 0 in the
-    child, its pid in the caller. A raw clone: the GIL stays held across it (PyDLL), and CPython's
-    fork hooks (os.register_at_fork, its locks' reinit) are skipped, which is sound only in a
-    single-threaded process whose child execs soon, as launch.start's does."""
-    nr = _NR.get("clone")
-    if nr is None:
-        raise SyscallError("clone", 38)
-    zero = ctypes.c_long(0)
-    pid = _libc_gil.syscall(ctypes.c_long(nr), ctypes.c_long(CLONE_PARENT | _SIGCHLD), zero, zero, zero, zero)
-    return _check(pid, "clone", None)
+class _CloneArgs(ctypes.Structure):
+    """struct clone_args (linux/sched.h) up to its cgroup field: clone3's second version."""
+
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "flags",
+            "pidfd",
+            "child_tid",
+            "parent_tid",
+            "exit_signal",
+            "stack",
+            "stack_size",
+            "tls",
+            "set_tid",
+            "set_tid_size",
+            "cgroup",
+        )
+    ]
+
+
+# errnos of a kernel without clone3 (ENOSYS, < 5.3) or CLONE_INTO_CGROUP (EINVAL, E2BIG, < 5.7),
+# or of a directory it cannot be born into (EBADF: not cgroup2; EOPNOTSUPP: not a domain)
+_NO_CLONE_INTO = (errno.ENOSYS, errno.EINVAL, errno.E2BIG, errno.EBADF, errno.EOPNOTSUPP)
+_clone_into_works = True
+
+
+def _raw_fork(flags: int, cgroup_fd: int = -1) -> int:
+    """fork(2) as a raw clone, or clone3 into the cgroup `cgroup_fd`. The GIL stays held across it
+    (PyDLL), and CPython's fork hooks (os.register_at_fork, its locks' reinit) are skipped, which
+    is sound only in a single-threaded process whose child execs soon, as launch.start's does."""
+    if cgroup_fd < 0:
+        zero = ctypes.c_long(0)
+        nr = ctypes.c_long(_NR.get("clone", -1))  # -1: ENOSYS on an architecture we have no table for
+        return _check(_libc_gil.syscall(nr, ctypes.c_long(flags | _SIGCHLD), zero, zero, zero, zero), "clone", None)
+    args = _CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    nr = ctypes.c_long(_NR.get("clone3", -1))
+    return _check(_libc_gil.syscall(nr, ctypes.byref(args), ctypes.c_long(ctypes.sizeof(args))), "clone3", None)
 
 
 _children_to_parent = False
 
 
 def hand_children_to_parent() -> None:
-    """From now on fork_owned() makes this process's children its parent's: a monitor's launcher
-    (containers/monitor.py) starts what the monitor will own (PID 1, a port proxy) and exits."""
+    """From now on fork_owned() makes this process's children its parent's (clone's CLONE_PARENT):
+    that process waits for them and gets their exit, and their parent-death signal follows it. A
+    monitor's launcher (containers/monitor.py) starts what the monitor will own (PID 1, a port
+    proxy) and exits."""
     global _children_to_parent
     _children_to_parent = True
 
@@ -408,7 +441,25 @@ def owner_pid() -> int:
     return os.getppid() if _children_to_parent else os.getpid()
 
 
-def fork_owned() -> int:
-    """fork(), or fork_to_parent() after hand_children_to_parent(); see fork_to_parent for when
-    that is sound."""
-    return fork_to_parent() if _children_to_parent else os.fork()
+def fork_owned(cgroup_fd: int = -1) -> tuple[int, bool]:
+    """fork(): (0, _) in the child, (its pid, _) in the caller. The child is the caller's, or after
+    hand_children_to_parent() the caller's parent's. Given `cgroup_fd`, an open cgroup2 directory,
+    the child is born in that cgroup (clone3's CLONE_INTO_CGROUP) and the second value is True:
+    moving a process there by writing cgroup.procs waits ~7-15 ms for an RCU grace period under
+    the kernel's global threadgroup lock. False: the child must join it itself (an older kernel,
+    or other threads in this process, with which a raw clone is unsound; see _raw_fork)."""
+    global _clone_into_works
+    flags = CLONE_PARENT if _children_to_parent else 0
+    if cgroup_fd >= 0 and _clone_into_works and _single_threaded():
+        try:
+            return _raw_fork(flags, cgroup_fd), True
+        except SyscallError as exc:
+            if exc.errno not in _NO_CLONE_INTO:
+                raise
+            _clone_into_works = False
+    return (_raw_fork(flags) if flags else os.fork()), False
+
+
+def _single_threaded() -> bool:
+    threading = sys.modules.get("threading")  # nothing else of ours starts threads
+    return threading is None or threading.active_count() == 1

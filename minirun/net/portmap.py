@@ -267,7 +267,7 @@ def _spawn_proxy(specs: list[tuple[int, str, str, int]]) -> ProxyRecord:
     argv = helper_argv(
         "minirun.net.portproxy:main", str(owner), *(f"{fd}/{proto}/{ip}/{port}" for fd, proto, ip, port in specs)
     )
-    pid = linux.fork_owned()
+    pid, _ = linux.fork_owned()
     if pid == 0:  # only os calls until the exec
         try:
             os.setsid()  # the terminal's Ctrl-C is for the CLI and the container, not for us

@@ -21,7 +21,7 @@ import stat
 
 from minirun import linux
 from minirun.childfailure import exit_reporting, read_report
-from minirun.errors import EXIT_CANNOT_INVOKE, MinirunError
+from minirun.errors import EXIT_CANNOT_INVOKE, MinirunError, SyscallError
 from minirun.records import Record
 from minirun.runtime import executable, supervise
 
@@ -137,6 +137,8 @@ def exec_in(
 
         rows, cols = tty.window_size(1)  # docker measures its stdout
         console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    from minirun.runtime import cgroups
+
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     # for children only: the fork below is the first process of ours in the container's PID ns
     # (none to join with --pid host, like net with --network host)
@@ -148,8 +150,8 @@ def exec_in(
             os.close(pid_ns)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
     try:
-        pid = os.fork()
-    except OSError as exc:
+        pid, to_join = cgroups.fork_in(cgroup_paths)
+    except (OSError, SyscallError) as exc:  # (a raw clone's failure is a SyscallError)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(read_fd)
         os.close(write_fd)
@@ -160,7 +162,7 @@ def exec_in(
         os.close(read_fd)
         if console is not None:
             console.close()
-        _child_main(container, opts, namespaces, write_fd, old_mask, child_console, rows, cols, cgroup_paths, allowed)
+        _child_main(container, opts, namespaces, write_fd, old_mask, child_console, rows, cols, to_join, allowed)
     os.close(write_fd)
     # the child has its own copies: holding the namespaces for as long as the command runs is no use
     for fd in namespaces.values():
@@ -197,10 +199,11 @@ def _child_main(
     console: socket.socket | None,
     rows: int,
     cols: int,
-    cgroup_paths: list[str],
+    to_join: list[str],
     allowed: Allowed,
 ) -> NoReturn:
-    """Never returns: execs, or reports on the error pipe and exits with the error's code."""
+    """Never returns: execs, or reports on the error pipe and exits with the error's code.
+    `to_join`: the container's cgroups the fork did not already place it in (cgroups.fork_in)."""
     from minirun.runtime import cgroups
 
     def run() -> None:
@@ -210,7 +213,7 @@ def _child_main(
         linux.close_fds(keep=keep)
         # then, before the cgroup namespace is joined: a process outside the namespace's root
         # cgroup could not be moved into it from inside
-        cgroups.join(cgroup_paths)
+        cgroups.join(to_join)
         _child(container, opts, namespaces, error_fd, old_mask, console, rows, cols, allowed)
 
     exit_reporting(error_fd, run, "exec")

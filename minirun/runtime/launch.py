@@ -129,7 +129,7 @@ def start(plan: LaunchPlan) -> Started:
         linux.unshare(linux.CLONE_NEWPID)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
     try:
-        pid = linux.fork_owned()
+        pid, to_join = cgroups.fork_in(plan.cgroups)
     except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         for sock in (console, child_console):
@@ -147,7 +147,7 @@ def start(plan: LaunchPlan) -> Started:
         os.close(read_fd)
         if console is not None:
             console.close()
-        exit_reporting(write_fd, lambda: _child(plan, write_fd, old_mask, child_console), "container init")
+        exit_reporting(write_fd, lambda: _child(plan, write_fd, old_mask, to_join, child_console), "container init")
     os.close(write_fd)
     if child_console is not None:
         # PID 1 holds the only other end: a failure before it sends the master reads as EOF
@@ -160,7 +160,9 @@ def read_start_error(started: Started) -> MinirunError | None:
     return read_report(started.error_fd)
 
 
-def _child(plan: LaunchPlan, error_fd: int, old_mask: set[int], console: socket.socket | None = None) -> None:
+def _child(
+    plan: LaunchPlan, error_fd: int, old_mask: set[int], to_join: list[str], console: socket.socket | None = None
+) -> None:
     if plan.stdio is not None:
         for target, fd in enumerate(plan.stdio):
             os.dup2(fd, target)
@@ -169,7 +171,8 @@ def _child(plan: LaunchPlan, error_fd: int, old_mask: set[int], console: socket.
     linux.close_fds(keep=(error_fd,) if console is None else (error_fd, console.fileno()))
     # First after that, so everything PID 1 does (and every child of it) is limited and counted,
     # and before unshare(CLONE_NEWCGROUP), which makes the cgroup we are in the namespace's root.
-    cgroups.join(plan.cgroups)
+    # (The fork may have placed us in the cgroup2 one already: cgroups.fork_in.)
+    cgroups.join(to_join)
     if plan.tty:
         from minirun.runtime.tty import setup_console
     from minirun.runtime.overlay import mount_overlay

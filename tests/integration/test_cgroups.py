@@ -142,3 +142,46 @@ def test_a_limit_no_hierarchy_can_hold_fails_and_leaves_nothing(v2, container_id
 def test_joining_a_missing_cgroup_is_an_error(v2, container_id):
     result = in_child(lambda: cgroups.join([f"{v2.mount}/{cgroups.PARENT}/{container_id}"]) or {})
     assert result["error"].startswith("MinirunError: cgroup: join ")
+
+
+def _born(paths: list[str]) -> tuple[str, list[str]]:
+    """cgroups.fork_in(paths): the child's v2 cgroup line, read before it joins anything, and
+    what it was left to join."""
+    read_fd, write_fd = os.pipe()
+    pid, to_join = cgroups.fork_in(paths)
+    if pid == 0:
+        try:
+            os.write(write_fd, json.dumps([own_cgroup(), to_join]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as f:
+        line, left = json.loads(f.read())
+    os.waitpid(pid, 0)
+    return line, left
+
+
+def test_a_child_is_born_in_the_v2_cgroup_with_nothing_left_to_join(v2, container_id):
+    paths = cgroups.create(container_id, {})
+    # from a fork of the test process, which has threads of its own (a fork has one)
+    seen = in_child(lambda: dict(zip(("line", "left"), _born(paths))))
+    line, left = seen["line"], seen["left"]
+    # clone3's CLONE_INTO_CGROUP (Linux >= 5.7): no write to cgroup.procs, whose lock waits for RCU
+    assert line == f"0::/{cgroups.PARENT}/{container_id}"
+    assert left == []
+
+
+def test_with_other_threads_the_child_is_forked_and_joins_itself(v2, container_id):
+    import threading
+
+    paths = cgroups.create(container_id, {})
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        line, left = _born(paths)  # a raw clone beside other threads is unsound: os.fork instead
+    finally:
+        stop.set()
+        thread.join()
+    assert line != f"0::/{cgroups.PARENT}/{container_id}"
+    assert left == paths
