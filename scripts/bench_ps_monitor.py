@@ -57,11 +57,6 @@ def minirun(root: str, *args: str) -> str:
     ).stdout
 
 
-def parent_of(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        return int(f.read().rsplit(b")", 1)[1].split()[1])
-
-
 def memory_kib(pid: int) -> tuple[int, int]:
     """(RSS, PSS) in KiB from /proc/PID/smaps_rollup."""
     rss = pss = 0
@@ -132,6 +127,12 @@ class Podman:
         forget_podman(self.base, self.roots)
 
 
+def monitor_pss(root: str, ids: list[str]) -> float:
+    """PSS KiB of the processes that monitor `ids` (each counted once)."""
+    pids = {json.load(open(os.path.join(root, "containers", i, "state.json")))["MonitorPid"] for i in ids}
+    return sum(memory_kib(p)[1] for p in pids)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--containers", type=int, default=100)
@@ -146,13 +147,19 @@ def main() -> int:
     hybrid_fix: list[tuple[str, bool]] = []
     podman: Podman | None = None
     try:
-        ids = [minirun(root, "run", "-d", "busybox", "sleep", "1000").strip() for _ in range(args.monitored)]
-        monitors = [json.load(open(os.path.join(root, "containers", i, "state.json")))["MonitorPid"] for i in ids]
+        # the monitors' server (containers/monitorserver.py) monitors every detached container of
+        # the store in a thread: its PSS with one container is the fixed cost, and what N more add
+        # is the cost per container; the figure to set beside conmon is its PSS over N
+        first = minirun(root, "run", "-d", "busybox", "sleep", "1000").strip()
+        time.sleep(1)  # the launcher, a throwaway fork, is gone
+        one = monitor_pss(root, [first])
+        ids = [first] + [
+            minirun(root, "run", "-d", "busybox", "sleep", "1000").strip() for _ in range(args.monitored - 1)
+        ]
+        time.sleep(1)
+        monitors = {json.load(open(os.path.join(root, "containers", i, "state.json")))["MonitorPid"] for i in ids}
         figures = [memory_kib(p) for p in monitors]
-        rss, pss = statistics.mean(f[0] for f in figures), statistics.mean(f[1] for f in figures)
-        # the monitors' server (containers/monitorserver.py) forked them all: its PSS is theirs too
-        servers = {parent_of(p) for p in monitors} - {0, 1}
-        server_pss = sum(memory_kib(p)[1] for p in servers)
+        rss, pss = sum(f[0] for f in figures), sum(f[1] for f in figures)
         hybrid_fix, runtime = podman_peer(args.mount_v2_controllers)
         conmon = None
         if shutil.which("podman"):
@@ -160,10 +167,15 @@ def main() -> int:
             podman.import_busybox()
             podman.run(args.monitored, "sleep", "1000", detached=True)
             conmon = podman.conmon_memory()
-        print(f"monitor memory per detached container (mean of {args.monitored}, from smaps_rollup):")
-        print(f"  minirun monitor   RSS {rss / 1024:5.1f} MiB   PSS {pss / 1024:5.1f} MiB   (target PSS <= 1.0 MiB)")
-        share = pss + server_pss / len(monitors)
-        print(f"  with its share of the monitors' server ({len(servers)}): PSS {share / 1024:5.1f} MiB")
+        n = len(ids)
+        print(f"monitor memory per detached container ({n} running, from smaps_rollup):")
+        print(
+            f"  minirun monitors: {len(monitors)} process(es), RSS {rss / 1024:5.1f} MiB, PSS {pss / 1024:5.1f} MiB in all"
+        )
+        print(f"  minirun per container: PSS {pss / n / 1024:5.2f} MiB   (target PSS <= 1.0 MiB)")
+        print(
+            f"  with 1 container: PSS {one / 1024:5.2f} MiB; each more adds {(pss - one) / max(n - 1, 1) / 1024:5.2f} MiB"
+        )
         if conmon:
             print(f"  podman conmon     RSS {conmon[0] / 1024:5.1f} MiB   PSS {conmon[1] / 1024:5.1f} MiB")
         else:

@@ -219,6 +219,7 @@ class Hub:
         if self._first >= 0:
             os.set_blocking(self._first, False)
             self._add(self._first)
+            self._first = -1  # a client now, closed as one
 
     def owns(self, fd: int) -> bool:
         return fd == self.listener or fd == self.input or fd in self.clients
@@ -287,18 +288,34 @@ class Hub:
         for fd in list(self.clients):
             self._drop(fd)
 
+    def fds(self) -> list[int]:
+        """Every fd the hub holds (for a forked finisher that closes all others)."""
+        return [fd for fd in (self.listener, self.input, self.console, self._first, *self.clients) if fd >= 0]
+
+    def release(self) -> None:
+        """Close this process's copies of every fd, telling no one: the monitor's, once the
+        finisher it forked holds its own (logcopier.run) and will finish()."""
+        self._close_listener()
+        self._drop_input()
+        for fd in (self.console, self._first, *self.clients):
+            if fd >= 0:
+                os.close(fd)
+        self.console = self._first = -1
+        self.clients.clear()
+
     def _accept(self) -> None:
-        import socket
+        import _socket  # socket.py loads enum and selectors, which the monitors' server would keep
 
         if self._accepting is None:
-            self._accepting = socket.socket(fileno=self.listener)
+            self._accepting = _socket.socket(fileno=self.listener)
         while True:
             try:
-                conn, _ = self._accepting.accept()
+                fd, _ = self._accepting._accept()  # accept4 with SOCK_CLOEXEC
             except OSError:  # none left (EAGAIN), or one that gave up before we got to it
                 return
+            conn = _socket.socket(fileno=fd)
             # the socket file is root's 0600 already; a peer that is not root (or us) is not one
-            credentials = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            credentials = conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
             if int.from_bytes(credentials[4:8], sys.byteorder) not in (0, os.geteuid()):
                 conn.close()
                 continue

@@ -187,6 +187,9 @@ class Scheduler:
                 os.dup2(null, 0)
                 os.dup2(write_fd, 1)
                 os.dup2(write_fd, 2)
+                from minirun.linux import close_fds
+
+                close_fds()  # the monitors' server's fds, other containers' among them
                 from minirun.containers.healthprobe import run_probe
 
                 code = run_probe(self.container_dir)
@@ -252,6 +255,9 @@ class Scheduler:
             return  # the event is lost, the container goes on
         if child == 0:
             try:
+                from minirun.linux import close_fds
+
+                close_fds()  # the monitors' server's fds, other containers' among them
                 if os.fork() == 0:
                     from minirun import events, leanjson
 

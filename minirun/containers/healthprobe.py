@@ -10,7 +10,12 @@ SIGALRM from the copier means the timeout passed: the command (our child) gets S
 from __future__ import annotations
 
 import os
-import signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:  # signal.py loads enum: ~0.5 MiB that the monitors' server, which imports us, would keep
+    import _signal as signal
 
 
 def probe_argv(healthcheck: dict, shell: list[str] | None = None) -> list[str] | None:

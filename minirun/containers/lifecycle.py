@@ -30,6 +30,9 @@ def _kill_dead(container: Container) -> None:
 
     members = {pid for path in cgroups.existing_paths(container.id) for pid in cgroups.members(path)}
     parents = {parent_of(pid) for pid in members} - members - {0, 1, os.getpid()}
+    # not the monitors' server: it monitors the store's other containers too (its thread for this
+    # one records the exit into a record on its way out, or finds it gone)
+    parents = {pid for pid in parents if not _is_monitor_server(pid)}
     for pid in (*parents, *members):
         try:
             os.kill(pid, signal.SIGKILL)
@@ -38,6 +41,14 @@ def _kill_dead(container: Container) -> None:
     deadline = time.monotonic() + 5
     while any(is_alive(pid, None) for pid in parents) and time.monotonic() < deadline:
         time.sleep(_POLL)
+
+
+def _is_monitor_server(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"minirun.containers.monitorserver:serve" in f.read()
+    except OSError:
+        return False
 
 
 def refuse_dead(container: Container) -> None:

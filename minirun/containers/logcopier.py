@@ -1,7 +1,7 @@
 """The long-lived half of a container's monitor: copy PID 1's output to the log, wait for its
-exit, record it. monitor.py runs this once the container runs, in the same process (still
-PID 1's parent), a fork of the monitors' server whose pages it shares (monitorserver.py). No
-json either: the log lines are encoded by hand and the exit is written into a state template
+exit, record it. monitor.py runs this once the container runs, in the same thread of the
+monitors' server (still PID 1's parent, monitorserver.py); the record is written by a forked
+child (run). No json either: the log lines are encoded by hand and the exit is written into a state template
 made by monitor.py. Health checks share its poll loop (health.py); after the exit, a restart
 policy may have the monitor start PID 1 again (restartpolicy.py).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import select
-import sys
 import time
 
 MAX_LINE = 16 * 1024  # docker's json-file splits longer lines
@@ -110,6 +109,7 @@ class LogFile:
             self.compressor = pid
             return
         try:  # the child: zlib loads here only, the copier stays small
+            _close_all_but([])  # the server's fds, other containers' among them
             import zlib
 
             packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: the gzip format
@@ -223,6 +223,14 @@ def copy_output(
         health.close()
 
 
+def _close_all_but(keep: list[int]) -> None:
+    """In a child forked from the monitors' server: every fd above 2 but `keep` closed, so that
+    no other container's pipe or client waits on this child's exit for its EOF."""
+    from minirun.linux import close_fds  # ctypes: the server has it loaded
+
+    close_fds(keep=keep)
+
+
 def exit_code(status: int) -> int:
     return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.waitstatus_to_exitcode(status)
 
@@ -249,51 +257,77 @@ def remove_container(container_dir: str, lock_path: str) -> None:
         os.close(lock)
 
 
-def main(argv: list[str]) -> int:
-    (
-        container_dir,
-        lock_path,
-        pid,
-        out_fd,
-        err_fd,
-        auto_remove,
-        template,
-        cgroup_paths,
-        driver,
-        max_size,
-        max_file,
-        compress,
-        event_attributes,
-        attach,
-        health_spec,
-    ) = argv
-    from minirun.containers.attachserver import Hub  # os and select only, as this module
+# where the copier's argv (monitor.start builds it) names fds: PID 1's two output pipes, and the
+# attach argument's first four fields (attachserver.Stdio.copier_arg)
+_FD_ITEMS, _ATTACH_ITEM = (3, 4), 13
 
-    hub = Hub(attach, int(pid))
+
+def fds_in(items: list[str]) -> list[int]:
+    """The fds the copier's argv names, which the launcher hands over to the monitor."""
+    attach = [int(n) for n in items[_ATTACH_ITEM].split()[:4]]
+    return [fd for fd in [*(int(items[i]) for i in _FD_ITEMS), *attach] if fd >= 0]
+
+
+def with_fds(items: list[str], numbers: dict[int, int]) -> list[str]:
+    """The argv with every fd it names renumbered: the launcher's number -> the monitor's."""
+    items = list(items)
+    for i in _FD_ITEMS:
+        items[i] = str(numbers.get(int(items[i]), int(items[i])))
+    fields = items[_ATTACH_ITEM].split()
+    fields[:4] = [str(numbers.get(int(n), int(n))) for n in fields[:4]]
+    items[_ATTACH_ITEM] = " ".join(fields)
+    return items
+
+
+class Exit:
+    """What the copying learnt, for the exit's record: PID 1's status, how long it ran, the bytes
+    the disk refused."""
+
+    __slots__ = ("status", "ran", "dropped")
+
+    def __init__(self, status: int, ran: float, dropped: int) -> None:
+        self.status, self.ran, self.dropped = status, ran, dropped
+
+
+def copy(items: list[str], hub) -> Exit:
+    """Copy PID 1's output (and serve its attach clients and health checks) until it exits; reap it."""
+    _, _, pid, out_fd, err_fd, _, _, cgroup_paths, driver, max_size, max_file, compress, attributes = items[:13]
+    container_dir, health_spec = items[0], items[14]
     ran_from = time.monotonic()
     paths = cgroup_paths.split("\n") if cgroup_paths else []
     health = None
     if health_spec:
         from minirun.containers.health import Scheduler
 
-        health = Scheduler(health_spec, container_dir, paths, event_attributes)
+        health = Scheduler(health_spec, container_dir, paths, attributes)
     log = (
         None
         if driver == "none"
         else LogFile(os.path.join(container_dir, LOG_NAME), int(max_size), int(max_file), compress == "1")
     )
-    copy_output(log, {int(out_fd): "stdout", int(err_fd): "stderr", **hub.streams()}, hub, int(pid), paths, health)
-    if log is not None:
-        log.close()
+    try:
+        copy_output(log, {int(out_fd): "stdout", int(err_fd): "stderr", **hub.streams()}, hub, int(pid), paths, health)
+    finally:
+        if log is not None:
+            log.close()
     _, status = os.waitpid(int(pid), 0)
+    return Exit(status, time.monotonic() - ran_from, log.dropped if log is not None else 0)
+
+
+def record(items: list[str], hub, ended: Exit) -> None:
+    """After PID 1's exit: the state, the cgroups, the events, --rm; the attach clients told last."""
+    container_dir, lock_path, _, _, _, auto_remove, template, cgroup_paths = items[:8]
+    event_attributes = items[12]
+    paths = cgroup_paths.split("\n") if cgroup_paths else []
     from minirun.runtime import cgroups  # os only, as this module
 
-    state = template.replace(CODE_MARK, str(exit_code(status))).replace(TIME_MARK, now())
-    from minirun.containers import restartpolicy  # after PID 1's exit: the copier's memory stays as it was
+    code = exit_code(ended.status)
+    state = template.replace(CODE_MARK, str(code)).replace(TIME_MARK, now())
+    from minirun.containers import restartpolicy
 
-    state = restartpolicy.after_exit(container_dir, state, exit_code(status), time.monotonic() - ran_from)
-    if log is not None and log.dropped:
-        state = state.replace(f'"{DROPPED_KEY}": 0', f'"{DROPPED_KEY}": {log.dropped}', 1)
+    state = restartpolicy.after_exit(container_dir, state, code, ended.ran)
+    if ended.dropped:
+        state = state.replace(f'"{DROPPED_KEY}": 0', f'"{DROPPED_KEY}": {ended.dropped}', 1)
     oom = cgroups.oom_killed(paths)
     if oom:
         state = state.replace('"OOMKilled": false', '"OOMKilled": true', 1)
@@ -305,32 +339,56 @@ def main(argv: list[str]) -> int:
         # PID 1 is reaped: its PID namespace, and so the cgroups, are empty. They go even when the
         # record cannot be written (its dir removed, a full disk): nobody else would remove them.
         cgroups.remove(paths)
-    # the store's event log; imported only now, after PID 1's exit, so the copier's memory while
-    # the container runs stays as small as it was
     from minirun import events, leanjson
 
     store_root, container_id = os.path.dirname(os.path.dirname(container_dir)), os.path.basename(container_dir)
     attributes = leanjson.loads(event_attributes)
     if oom:
         events.record(store_root, "container", "oom", container_id, attributes)
-    events.record(store_root, "container", "die", container_id, {**attributes, "exitCode": str(exit_code(status))})
-    from minirun.containers import mounts  # os and json at its top; the volumes' unmount events
+    events.record(store_root, "container", "die", container_id, {**attributes, "exitCode": str(code)})
+    from minirun.containers import mounts  # the volumes' unmount events
 
     volume_mounts = mounts.exited(container_dir)
     if auto_remove == "1" and not restartpolicy.keeps_record(container_dir):
         remove_container(container_dir, lock_path)
         events.record(store_root, "container", "destroy", container_id, attributes)
         mounts.release_anonymous(store_root, volume_mounts)  # docker's --rm takes the anonymous volumes too
-    hub.finish(exit_code(status))  # last: an attached `run --rm` returns once all is done
-    return 0
+    hub.finish(code)  # last: an attached `run --rm` returns once all is done
+
+
+_RELAUNCH = 3  # the finisher's exit status when the restart policy starts PID 1 again
 
 
 def run(items: list[str], hook: list[str]) -> bool:
-    """The copier's part of a monitor (monitor.main): main, then the network's exit hook.
-    True when the restart policy starts PID 1 again (after its back-off)."""
-    main(items)
+    """The copier's part of a monitor (monitor.main): copy, then record the exit and run the
+    network's exit hook. True when the restart policy starts PID 1 again (after its back-off).
+
+    The copying runs in the calling thread of the monitors' server, PID 1's parent. What follows
+    PID 1's exit runs in a forked child, the finisher: its imports (events, the network's
+    pyroute2) and its waits (attach clients, the back-off) never weigh on the server."""
+    from minirun.containers.attachserver import Hub  # os and select only, as this module
+
+    hub = Hub(items[13], int(items[2]))
+    try:
+        ended = copy(items, hub)
+        finisher = os.fork()
+        if finisher == 0:
+            code = 1
+            try:
+                _close_all_but(hub.fds())  # other containers' fds, the server's: not ours to hold
+                code = _RELAUNCH if _finish(items, hook, hub, ended) else 0
+            finally:
+                os._exit(code)
+    finally:
+        hub.release()  # the finisher has its own copies
+    _, status = os.waitpid(finisher, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == _RELAUNCH
+
+
+def _finish(items: list[str], hook: list[str], hub, ended: Exit) -> bool:
     from minirun.containers import restartpolicy
 
+    record(items, hub, ended)
     container_dir = items[0]
     if hook:
         from minirun.containers.network import after_exit
@@ -340,7 +398,3 @@ def run(items: list[str], hook: list[str]) -> bool:
             hook[-1] = "0"  # an --rm container the `restart` verb starts again keeps its address
         after_exit(*hook)
     return restartpolicy.relaunch(container_dir)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

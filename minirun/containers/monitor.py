@@ -1,9 +1,9 @@
 """The monitor of a detached container: starts its PID 1, then runs the log copier
 (logcopier.py), which stays as PID 1's parent, writes its log and records its exit; and while the
-restart policy says so (restartpolicy.py), starts PID 1 again in the same process.
+restart policy says so (restartpolicy.py), starts PID 1 again in the same thread.
 
-Forked by the monitors' server (monitorserver.py) for `run -d`/`start`, in its own session with
-no terminal; no typer, rich or pyroute2 ever load here. Its argv: the store, the container, the
+A thread of the monitors' server (monitorserver.py), started for `run -d`/`start`; no typer,
+rich or pyroute2 ever load in it (what needs more runs in forked children). Its argv: the store, the container, the
 fd to report the start on, then attachserver.Stdio's three, then `restart DELAY_MS` for a restart
 (a foreground `run --restart` hands its container over to one started so).
 
@@ -25,7 +25,6 @@ from minirun.containers.liveness import mark_running
 from minirun.containers.logcopier import CODE_MARK, TIME_MARK
 from minirun.runtime import supervise
 
-_HIGH_FD = 1000  # the monitor's own channel, and the handed-over fds before they take their numbers
 _MAX_FDS = 16  # the copier's fds: two output pipes and attachserver.Stdio's four at most
 _MAX_HANDOVER = 1 << 20
 
@@ -37,42 +36,78 @@ else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (en
 
 
 def main(argv: list[str]) -> int:
-    """A monitor's life: start PID 1, copy its output until it exits, record the exit; again while
-    the restart policy restarts it. The exit status: 1 if a start failed.
+    """A monitor's life, in a thread of the monitors' server: start PID 1, copy its output until it
+    exits, record the exit; again while the restart policy restarts it. 1 if a start failed.
 
-    The start runs in a throwaway child, the launcher (start), which makes PID 1 this process's
+    The start runs in a throwaway child, the launcher (start), which makes PID 1 this thread's
     child (linux.hand_children_to_parent) and hands over what the copier needs: the start touches
-    megabytes of the interpreter's pages, and this process, a fork of the monitors' server,
-    shares them only as long as it does not."""
-    # A terminal hang-up or Ctrl-C aimed at the CLI that started us must not end the container.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    while True:
-        copier = _launch(argv)
-        if isinstance(copier, int):
-            return copier
-        if not logcopier.run(*copier):
-            return 0
-        argv = restartpolicy.restart_argv(argv[0], argv[1])
+    megabytes of the interpreter's pages, which the server never has to own."""
+    try:
+        while True:
+            copier = _launch(argv)
+            if isinstance(copier, int):
+                return copier
+            if not logcopier.run(*copier):
+                return 0
+            argv = restartpolicy.restart_argv(argv[0], argv[1])
+    finally:
+        _reap_own_children()
+
+
+def failed(argv: list[str], exc: BaseException) -> None:
+    """A monitor thread's unexpected end: its container is stopped and the exit recorded, as the
+    monitor's failure. Otherwise the record would say running for good: liveness.py takes the
+    live server for a monitor still at work."""
+    from minirun.containers.container import Containers
+    from minirun.containers.liveness import UNKNOWN_EXIT
+    from minirun.humanize import rfc3339_now
+    from minirun.runtime import cgroups
+    from minirun.store import Store
+
+    try:
+        containers = Containers(Store(argv[0]))
+        container = containers.load(argv[1])
+        state = container.state
+        if state.get("MonitorPid") != os.getpid() or state.get("Status") not in ("running", "restarting"):
+            return
+        paths = cgroups.existing_paths(container.id)
+        cgroups.kill_all(paths)
+        try:
+            os.waitpid(state.get("Pid", 0), 0)  # this thread's child
+        except (ChildProcessError, OSError):
+            pass
+        containers.update_state(
+            container,
+            Status="exited",
+            Running=False,
+            Pid=0,
+            ExitCode=UNKNOWN_EXIT,
+            Error=f"the container's monitor failed: {type(exc).__name__}: {exc}",
+            FinishedAt=rfc3339_now(),
+        )
+        cgroups.remove(paths)
+    except Exception:  # noqa: BLE001 - best effort: the next reader finds PID 1 gone
+        pass
+    finally:
+        _reap_own_children()
 
 
 def _launch(argv: list[str]) -> int | tuple[list[str], list[str]]:
-    """Run start() in a child and take over its PID 1: the copier's arguments, their fds put
-    back at the numbers they name. An exit status if there is no PID 1 to copy for."""
+    """Run start() in a child and take over its PID 1: the copier's arguments, naming the fds
+    as this process received them. An exit status if there is no PID 1 to copy for."""
+    import _socket  # socket.py loads enum and selectors, which the monitors' server would keep
     import array
-    import fcntl
-    import socket
 
-    from minirun import leanjson
+    from minirun import leanjson, linux
 
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    # high, so that no fd the launcher hands over has to land on it
-    channel = socket.socket(fileno=fcntl.fcntl(ours.detach(), fcntl.F_DUPFD_CLOEXEC, _HIGH_FD))
+    channel, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     launcher = os.fork()
     if launcher == 0:
         code = 1
         try:
             channel.close()
+            # the server's fds, other containers' among them, stay out of this start
+            linux.close_fds(keep=[theirs.fileno(), *(int(a) for a in argv[2:4] if int(a) >= 0)])
             code = _launcher(argv, theirs)
         finally:
             os._exit(code)
@@ -84,9 +119,10 @@ def _launch(argv: list[str]) -> int | tuple[list[str], list[str]]:
     handover = None
     fds = array.array("i")
     while handover is None:
-        data, ancillary, _, _ = channel.recvmsg(_MAX_HANDOVER, socket.CMSG_SPACE(_MAX_FDS * fds.itemsize))
+        space = _socket.CMSG_SPACE(_MAX_FDS * fds.itemsize)
+        data, ancillary, _, _ = channel.recvmsg(_MAX_HANDOVER, space, _socket.MSG_CMSG_CLOEXEC)
         for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
                 fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
         if not data:
             break  # the launcher is gone: no start, or it failed (and told its client)
@@ -98,23 +134,23 @@ def _launch(argv: list[str]) -> int | tuple[list[str], list[str]]:
     channel.close()
     _, status = os.waitpid(launcher, 0)
     if handover is None:  # a start that failed (reported), or a restart that stays down (0)
+        for fd in fds:
+            os.close(fd)
         if pid1 is not None:  # a launcher killed between the clone and the handover
             supervise.kill(pid1)
-        _reap_all()
+            os.waitpid(pid1, 0)
+        _reap_own_children()  # a port proxy the failed start stopped
         return supervise.exit_code_of(status)
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in fds]
-    for fd in fds:
-        os.close(fd)
-    for fd, number in zip(high, handover["fds"]):
-        os.dup2(fd, number)
-        os.close(fd)
-    return handover["args"], handover["hook"]
+    # the fds arrived at numbers of this process's choosing (close-on-exec: no other container's
+    # fork may carry them); the copier's argv is renumbered to match
+    numbers = dict(zip(handover["fds"], fds))
+    return logcopier.with_fds(handover["args"], numbers), handover["hook"]
 
 
 def _launcher(argv: list[str], channel) -> int:
     """The launcher's life: start(), then hand the copier's arguments and fds to the monitor."""
+    import _socket
     import array
-    import socket
 
     from minirun import leanjson, linux
 
@@ -123,29 +159,28 @@ def _launcher(argv: list[str], channel) -> int:
     if isinstance(copier, int):
         return copier
     args, hook = copier
-    keep = channel.fileno()
-    fds = [int(n) for n in os.listdir("/proc/self/fd") if int(n) > 2 and int(n) != keep and _inheritable(int(n))]
+    fds = logcopier.fds_in(args)
     message = leanjson.dumps({"args": args, "hook": hook, "fds": fds}).encode()
-    channel.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+    channel.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
     return 0
 
 
-def _inheritable(fd: int) -> bool:
-    """What an exec would keep (the copier's fds were made so: attachserver.Stdio.copier_arg,
-    the output pipes); the listing's own fd is gone by now."""
+def _reap_own_children() -> None:
+    """Reap what this thread forked and nobody waits for: a port proxy, stopped when PID 1 exited
+    or its start failed. Only this thread's own children (/proc/self/task/TID/children): the
+    other threads' PID 1s are theirs to wait for."""
+    import _thread
+
     try:
-        return os.get_inheritable(fd)
+        with open(f"/proc/self/task/{_thread.get_native_id()}/children") as f:
+            children = [int(pid) for pid in f.read().split()]
     except OSError:
-        return False
-
-
-def _reap_all() -> None:
-    """Wait for every child left (a PID 1 the launcher killed is ours to reap)."""
-    while True:
+        return
+    for pid in children:
         try:
-            os.waitpid(-1, 0)
+            os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            return
+            pass
 
 
 def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:

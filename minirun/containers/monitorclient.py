@@ -15,7 +15,10 @@ MAX_REQUEST = 1 << 16
 
 
 def socket_path(store_root: str) -> str:
-    """The server's socket for this store as this process would start it."""
+    """The server's socket for this store as this process would start it. Every MINIRUN_*
+    variable is part of the name: MINIRUN_MONITOR_GROUP=NAME, read nowhere else, gives the
+    containers started with it a server of their own, so a crash of one server (which takes its
+    containers along, monitorserver.py) never reaches another group's."""
     import _blake2
 
     from minirun.helpers import search_path

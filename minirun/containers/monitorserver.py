@@ -1,21 +1,28 @@
-"""The monitors' server: one process per store (and set of host-wide names) that forks the monitor
-of every detached container (monitor.py), where each used to be an interpreter of its own.
+"""The monitors' server: one process per store (and set of host-wide names) that monitors every
+detached container of the store, each in a thread of its own (monitor.py), where each used to be a
+process of its own.
 
-Why: a monitor lives as long as its container, and a fresh `python -S` dirties ~2.3 MiB of its
-own before it does anything (~2.8 MiB as a log copier). Forked from a server that has imported
-everything a monitor runs, with gc.freeze() so that the collector never writes to those objects,
-a monitor shares the interpreter's pages with the server and every other monitor, copy-on-write,
-and owns only what it writes: ~1.3 MiB, since the start, which touches much more, runs in a
-throwaway launcher (monitor.py). scripts/bench_ps_monitor.py measures it.
+Why: a monitor lives as long as its container. A monitor process, even one forked from a server
+that had imported everything (gc.freeze, copy-on-write), owned ~1.3 MiB it wrote to (the
+interpreter's refcounts, its heap) and ~2 MiB PSS in all. A thread owns its stack and the few
+objects of its copy loop: ~0.1 MiB. The start, which touches megabytes, still runs in a throwaway
+launcher forked by the thread, and what follows PID 1's exit in a forked finisher
+(logcopier.run), so the server itself never grows with them. scripts/bench_ps_monitor.py
+measures it.
 
-What a crash costs: a monitor's, its own container, as before; the server's, nothing that runs:
-each monitor is a process of its own (its own session, no parent-death signal), and the next
-detached start finds no server and starts one.
+What a crash costs: an exception in one monitor's thread, that container alone (its thread ends,
+its PID 1's parent-death signal follows the thread, and the exit is recorded as the monitor's
+failure); the server process's death (a kill -9, a crash of the interpreter), every detached
+container of its store: each PID 1 dies with its parent thread, and the next reader of each record
+finds it dead (liveness.py) and says so. The next detached start starts a new server. (Each was a
+process of its own before: a crash cost its own container. docker's daemon without live-restore
+makes the same trade.)
 
 The server lives while it has monitors and IDLE_SECONDS after the last one. It listens on a
 root-only unix socket in the run dir named after the store, this interpreter and checkout, and
 the MINIRUN_* environment (monitorclient.socket_path), so two stores or two test sessions never
-share one.
+share one. Every fd it holds is close-on-exec, and every child it forks closes the fds that are
+not its own container's first (a launcher, a finisher, a health probe, a log compressor).
 
 The client side is monitorclient.py.
 """
@@ -25,6 +32,12 @@ from __future__ import annotations
 import os
 
 from minirun.containers.monitorclient import FD_MARK, MAX_REQUEST
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:  # signal.py loads enum, which the server would keep
+    import _signal as signal
 
 IDLE_SECONDS = 2.0
 
@@ -51,11 +64,12 @@ PRELOAD = (
 def serve(argv: list[str]) -> int:
     """The server (a `python -S` helper, argv: store root, socket path, the fd to say `ok` on
     once it listens). Exits at once, saying nothing, if another server holds the name."""
+    # not socket.py, signal.py, threading.py: they load enum, selectors, collections, ~1 MiB the
+    # server would carry for as long as it monitors anything
+    import _socket as socket
     import fcntl
     import gc
     import select
-    import signal
-    import socket
     import time
 
     _, path, ready_fd = argv[0], argv[1], int(argv[2])
@@ -78,14 +92,17 @@ def serve(argv: list[str]) -> int:
     finally:
         os.umask(umask)
     listener.listen(64)
-    # the kernel reaps the monitors; each sets SIGCHLD back to the default for its own PID 1
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    gc.freeze()  # everything so far stays shared: the collector never touches it again
+    # A terminal hang-up or Ctrl-C aimed at the CLI that started us must not end the containers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # _signal's (see the module's imports)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    gc.freeze()  # what the launchers and finishers are forked with: the collector leaves it be
     os.write(ready_fd, b"ok")
     os.close(ready_fd)
+    ended_r, ended_w = os.pipe2(os.O_CLOEXEC)  # a byte from each monitor thread as it ends
     poller = select.poll()
     poller.register(listener.fileno(), select.POLLIN)
-    monitors: dict[int, int] = {}  # pidfd -> pid
+    poller.register(ended_r, select.POLLIN)
+    monitors = 0
     idle_since = time.monotonic()
     while True:
         timeout = None
@@ -95,11 +112,9 @@ def serve(argv: list[str]) -> int:
                 break
         for fd, _ in poller.poll(None if timeout is None else int(timeout * 1000) + 1):
             if fd == listener.fileno():
-                _serve_one(listener, poller, monitors)
-            else:  # a monitor exited
-                poller.unregister(fd)
-                os.close(fd)
-                del monitors[fd]
+                monitors += _serve_one(listener, ended_w)
+            else:
+                monitors -= len(os.read(ended_r, 4096))
                 if not monitors:
                     idle_since = time.monotonic()
     try:
@@ -110,57 +125,47 @@ def serve(argv: list[str]) -> int:
     return 0
 
 
-def _serve_one(listener, poller, monitors: dict[int, int]) -> None:
-    """Accept one request and fork its monitor; a request that cannot be read is dropped (its
-    client sees the connection close and says so)."""
+def _serve_one(listener, ended_w: int) -> int:
+    """Accept one request and start its monitor's thread: 1, or 0 for a request that cannot be
+    read, which is dropped (its client sees the connection close and says so)."""
+    import _socket as socket
+    import _thread
     import array
-    import select
-    import socket
     import struct
 
-    conn, _ = listener.accept()
+    conn = socket.socket(fileno=listener._accept()[0])
     fds = array.array("i")
+    started = False
     try:
         peer = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-        data, ancillary, _, _ = conn.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(4 * fds.itemsize))
+        space = socket.CMSG_SPACE(4 * fds.itemsize)
+        data, ancillary, _, _ = conn.recvmsg(MAX_REQUEST, space, socket.MSG_CMSG_CLOEXEC)
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
         if peer[1] != 0 or not data:  # the socket is root's already; a second lock on the door
-            return
+            return 0
         argv = [str(fds[int(a[len(FD_MARK) :])]) if a.startswith(FD_MARK) else a for a in data.decode().split("\0")]
-        pid = os.fork()
-        if pid == 0:
-            _become_monitor(argv, fds, listener, conn)
-        pidfd = os.pidfd_open(pid)
-        os.set_inheritable(pidfd, False)
-        monitors[pidfd] = pid
-        poller.register(pidfd, select.POLLIN)
-        conn.send(str(pid).encode())
+        _thread.start_new_thread(_monitor, (argv, ended_w))
+        started = True
+        conn.send(str(os.getpid()).encode())
     except (OSError, ValueError, IndexError):
         pass
     finally:
         conn.close()
-        for fd in fds:
-            os.close(fd)  # the monitor has them: its client must see EOF when it closes its own
+        if not started:
+            for fd in fds:
+                os.close(fd)  # a monitor's are its own to close (its client waits for their EOF)
+    return int(started)
 
 
-def _become_monitor(argv: list[str], fds, listener, conn) -> None:
-    """In the forked child: shed the server's fds (its lock above all: a monitor must not keep a
-    new server out), take a session of its own, run the monitor, never return to the loop."""
-    import signal
+def _monitor(argv: list[str], ended_w: int) -> None:
+    """A monitor thread's life; whatever it raises ends its container alone, recorded."""
+    from minirun.containers import monitor
 
-    code = 1
     try:
-        from minirun.linux import close_fds
-
-        listener.detach()  # closed below, with every fd of the server's but the request's
-        conn.detach()
-        close_fds(keep=fds)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.setsid()
-        from minirun.containers import monitor
-
-        code = monitor.main(argv)
+        monitor.main(argv)
+    except BaseException as exc:  # noqa: BLE001 - one container's failure, never the server's
+        monitor.failed(argv, exc)
     finally:
-        os._exit(code)
+        os.write(ended_w, b"x")

@@ -13,11 +13,11 @@ it before pivot_root: termios is an extension module that would not be found aft
 
 from __future__ import annotations
 
+import _socket  # socket.py loads enum and selectors: ~1 MiB that the monitors' server would keep
 import errno
 import fcntl
 import os
 import select
-import socket
 import struct
 import termios
 
@@ -28,6 +28,7 @@ from minirun.runtime import supervise
 TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
 if TYPE_CHECKING:
     import signal
+    import socket
     from typing import Any
 else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
     import _signal as signal
@@ -61,7 +62,7 @@ def setup_console(sock: socket.socket, rows: int, cols: int, uid: int, bind_cons
         os.fchown(slave, uid, -1)
         if bind_console:
             _bind_console(f"/dev/pts/{number}")
-        socket.send_fds(sock, [b"pty"], [master])
+        sock.sendmsg([b"pty"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))])
     except OSError as exc:
         raise MinirunError(f"setting up the pty: {exc.strerror or exc}") from None
     finally:
@@ -101,11 +102,11 @@ def receive_master(sock: socket.socket) -> int | None:
     fds = array.array("i")
     try:
         # socket.recv_fds would drop MSG_CMSG_CLOEXEC (3.11 ignores its flags)
-        _, ancdata, _, _ = sock.recvmsg(16, socket.CMSG_LEN(fds.itemsize), socket.MSG_CMSG_CLOEXEC)
+        _, ancdata, _, _ = sock.recvmsg(16, _socket.CMSG_LEN(fds.itemsize), _socket.MSG_CMSG_CLOEXEC)
     finally:
         sock.close()
     for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
     for extra in fds[1:]:
         os.close(extra)

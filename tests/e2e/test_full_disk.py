@@ -98,7 +98,7 @@ def test_a_full_disk_keeps_containers_running_and_every_command_working(small_st
     assert minirun(store, "system", "prune", "-f").returncode == 0
 
 
-def test_commands_that_only_read_write_nothing(small_store, tmp_path):
+def test_commands_that_only_read_write_nothing(small_store, tmp_path, monkeypatch):
     """ps, inspect, logs, images, top, stats, port and system df against a read-only view of the
     store: any write they tried would fail there."""
     store = small_store
@@ -106,9 +106,11 @@ def test_commands_that_only_read_write_nothing(small_store, tmp_path):
         store, "run", "-d", "--name", "up", "--network", "none", "busybox", "sh", "-c", "echo hello; sleep 300"
     ).stdout.strip()
     assert minirun(store, "run", "--name", "down", "--network", "none", "busybox", "true").returncode == 0
-    orphan = minirun(
-        store, "run", "-d", "--name", "orphan", "--network", "none", "busybox", "sleep", "300"
-    ).stdout.strip()
+    with monkeypatch.context() as env:  # a monitors' server of its own, whose death takes only it
+        env.setenv("MINIRUN_MONITOR_GROUP", "orphan")
+        orphan = minirun(
+            store, "run", "-d", "--name", "orphan", "--network", "none", "busybox", "sleep", "300"
+        ).stdout.strip()
     state = json.loads((store / "containers" / orphan / "state.json").read_text())
     os.kill(state["MonitorPid"], 9)  # its record says running; whoever looks first finds out it is not
     assert wait_until(lambda: not os.path.exists(f"/proc/{state['Pid']}"))

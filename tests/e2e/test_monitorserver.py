@@ -1,6 +1,7 @@
-"""The monitors' server (containers/monitorserver.py): one per store forks every detached
-container's monitor; the monitor, not the throwaway launcher, is PID 1's parent; killing the
-server touches nothing that runs; it leaves once its last monitor has gone."""
+"""The monitors' server (containers/monitorserver.py): one process per store monitors every
+detached container, each in a thread that is its PID 1's parent; a monitor's fds are its own; a
+server's death takes its own containers alone (MINIRUN_MONITOR_GROUP makes another); it leaves
+once its last monitor has gone."""
 
 from __future__ import annotations
 
@@ -32,31 +33,50 @@ def wait_until(check, seconds: float = 10.0) -> bool:
     return check()
 
 
-def test_one_server_forks_the_monitors_which_are_pid1s_parents(cli, busybox, isolated_store):
+def fds_of(pid: int) -> list[str]:
+    names = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            names.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            pass
+    return names
+
+
+def test_one_server_monitors_every_container_in_threads(cli, busybox, isolated_store, monkeypatch):
     ids = [cli("run", "-d", "--network", "none", "busybox", "sleep", "1000").out.strip() for _ in range(2)]
     states = [state_of(isolated_store, cid) for cid in ids]
-    monitors = [s["MonitorPid"] for s in states]
-    assert [parent_of(s["Pid"]) for s in states] == monitors  # the recorded monitor is PID 1's parent
-    servers = {parent_of(m) for m in monitors}
-    assert len(servers) == 1  # both forked by one server
+    servers = {s["MonitorPid"] for s in states}
+    assert len(servers) == 1  # both monitored by one process
+    (server,) = servers
+    assert [parent_of(s["Pid"]) for s in states] == [server, server]  # the recorded monitor is PID 1's parent
+    with open(f"/proc/{server}/cmdline", "rb") as f:
+        assert b"monitorserver" in f.read()
+    assert len(os.listdir(f"/proc/{server}/task")) == 3  # its own thread and one per container
     path = socket_path(str(isolated_store))
     for where in (path, os.path.dirname(path)):  # whoever reaches it starts containers: root alone
         assert os.stat(where).st_uid == 0 and not stat.S_IMODE(os.stat(where).st_mode) & 0o077
-    (server,) = servers
-    with open(f"/proc/{server}/cmdline", "rb") as f:
-        assert b"monitorserver" in f.read()
 
-    # killed, it takes nothing with it; the next detached start starts a new one
-    os.kill(server, signal.SIGKILL)
-    assert wait_until(lambda: not os.path.exists(f"/proc/{server}") or parent_of(server) == 0)
-    assert cli("exec", ids[0], "true").code == 0
-    third = cli("run", "-d", "--network", "none", "busybox", "sleep", "1000").out.strip()
-    assert parent_of(state_of(isolated_store, third)["MonitorPid"]) not in (server, 0)
+    # another group's server: its death takes its own container, and nothing else
+    with monkeypatch.context() as env:
+        env.setenv("MINIRUN_MONITOR_GROUP", "other")
+        other = cli("run", "-d", "--network", "none", "busybox", "sleep", "1000").out.strip()
+    other_server = state_of(isolated_store, other)["MonitorPid"]
+    assert other_server != server
+    os.kill(other_server, signal.SIGKILL)
+    assert wait_until(lambda: "Exited (255)" in cli("ps", "-a", "--filter", f"id={other}").out)
+    assert cli("exec", ids[0], "true").code == 0 and cli("exec", ids[1], "true").code == 0
 
-    # a monitor's exit is still recorded by the monitor, and the server leaves after the last
+    # a stop is recorded by the container's thread, which leaves nothing of its own open
+    log = str(isolated_store / "containers" / ids[0] / "container.log")
+    assert log in fds_of(server)
     assert cli("stop", "-t", "0", ids[0]).code == 0
     assert state_of(isolated_store, ids[0])["Status"] == "exited"
-    new_server = parent_of(state_of(isolated_store, third)["MonitorPid"])
-    assert cli("rm", "-f", *ids, third).code == 0
-    assert wait_until(lambda: not os.path.exists(f"/proc/{new_server}"), IDLE_SECONDS + 10)
+    assert wait_until(lambda: len(os.listdir(f"/proc/{server}/task")) == 2)
+    assert not any(ids[0] in name for name in fds_of(server))
+    assert cli("exec", ids[1], "true").code == 0
+
+    # the server leaves after the last
+    assert cli("rm", "-f", *ids, other).code == 0
+    assert wait_until(lambda: not os.path.exists(f"/proc/{server}"), IDLE_SECONDS + 10)
     assert not os.path.exists(path)
