@@ -71,9 +71,12 @@ def failed(argv: list[str], exc: BaseException) -> None:
         if state.get("MonitorPid") != os.getpid() or state.get("Status") not in ("running", "restarting"):
             return
         paths = cgroups.existing_paths(container.id)
-        cgroups.kill_all(paths)
+        pid = state.get("Pid", 0)
+        if pid > 0:  # this thread's child, not reaped yet: never a reused pid
+            supervise.kill(pid)
+        cgroups.kill_all(paths)  # what a --pid host container left
         try:
-            os.waitpid(state.get("Pid", 0), 0)  # this thread's child
+            os.waitpid(pid, 0)
         except (ChildProcessError, OSError):
             pass
         containers.update_state(

@@ -11,6 +11,8 @@ import signal
 import stat
 import time
 
+import pytest
+
 from minirun.containers.monitorclient import socket_path
 from minirun.containers.monitorserver import IDLE_SECONDS
 
@@ -53,6 +55,8 @@ def test_one_server_monitors_every_container_in_threads(cli, busybox, isolated_s
     with open(f"/proc/{server}/cmdline", "rb") as f:
         assert b"monitorserver" in f.read()
     assert len(os.listdir(f"/proc/{server}/task")) == 3  # its own thread and one per container
+    for state in states:  # what the server holds of the other container never reaches a PID 1
+        assert sorted(os.listdir(f"/proc/{state['Pid']}/fd")) == ["0", "1", "2"]
     path = socket_path(str(isolated_store))
     for where in (path, os.path.dirname(path)):  # whoever reaches it starts containers: root alone
         assert os.stat(where).st_uid == 0 and not stat.S_IMODE(os.stat(where).st_mode) & 0o077
@@ -80,3 +84,41 @@ def test_one_server_monitors_every_container_in_threads(cli, busybox, isolated_s
     assert cli("rm", "-f", *ids, other).code == 0
     assert wait_until(lambda: not os.path.exists(f"/proc/{server}"), IDLE_SECONDS + 10)
     assert not os.path.exists(path)
+
+
+def test_a_monitor_threads_failure_ends_its_container_recorded(cli, busybox, isolated_store):
+    """monitor.failed, what the server calls when a monitor's thread raises: PID 1 (the thread's
+    child) killed and reaped, the exit recorded as the monitor's failure, never left `running`."""
+    from minirun.containers import monitor
+    from minirun.containers.container import Containers
+    from minirun.procs import start_time
+    from minirun.store import Store
+
+    cid = cli("create", "--network", "none", "busybox", "sleep", "300").out.strip()
+    containers = Containers(Store(str(isolated_store)))
+    pid = os.fork()
+    if pid == 0:  # stands for PID 1: this process's child, as PID 1 is its monitor thread's
+        time.sleep(300)
+        os._exit(0)
+    running = dict(Status="running", Running=True, Pid=pid, PidStartTime=start_time(pid))
+    try:
+        # another process's container: not this one's to end
+        containers.update_state(containers.load(cid), **running, MonitorPid=1, MonitorStartTime=start_time(1))
+        monitor.failed([str(isolated_store), cid], RuntimeError("boom"))
+        assert state_of(isolated_store, cid)["Status"] == "running" and os.waitpid(pid, os.WNOHANG) == (0, 0)
+
+        me = dict(MonitorPid=os.getpid(), MonitorStartTime=start_time(os.getpid()))
+        containers.update_state(containers.load(cid), **running, **me)
+        monitor.failed([str(isolated_store), cid], RuntimeError("boom"))
+        with pytest.raises(ChildProcessError):  # killed and reaped by failed()
+            os.waitpid(pid, os.WNOHANG)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    state = state_of(isolated_store, cid)
+    assert state["Status"] == "exited" and state["ExitCode"] == 255 and not state["Running"]
+    assert state["Error"] == "the container's monitor failed: RuntimeError: boom"
+    assert "Exited (255)" in cli("ps", "-a").out
