@@ -40,12 +40,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_start import (  # noqa: E402  (the script's own directory, put on the path just above)
+    HELPER_NOTE,
     MNT_DETACH,
     PODMAN_RUN,
     CommandFailed,
     add_mount_flag,
     cgroup_dirs,
     cleanup_tools,
+    crun_refuses_this_host,
     defer_signals,
     minirun_env,
     mount,
@@ -66,6 +68,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     version,
 )
 from benchenv import HostNames, minirun_command, own_blob_cache, private_names  # noqa: E402
+from benchns import NamespaceHelper, print_pairs  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PODMAN_IMAGE = "localhost/minirun-bench-exec-busybox:latest"
@@ -165,13 +168,18 @@ class Nsenter(Tool):
         self.once()
 
 
-class Runc(Tool):
-    def __init__(self, binary: str, tmp: Path, bundle: Path, lower: Path) -> None:
-        super().__init__("runc exec true")
-        self.binary, self.bundle, self.lower = binary, bundle, lower
-        self.state = tmp / "runc-state"
-        self.scratch = tmp / "runc-overlay"
-        self.id = f"mrbx{os.getpid()}"
+class OciExec(Tool):
+    """runc or crun: `run -d` of a sleeping container on an overlay, then `exec <it> true` timed.
+    in_helper: run by benchns's helper, in a mount namespace without cgroup2 (dirs and id of its own)."""
+
+    def __init__(self, name: str, binary: str, tmp: Path, bundle: Path, lower: Path, in_helper: bool = False) -> None:
+        key = f"{name}-ns" if in_helper else name
+        super().__init__(f"{name} exec true" + (" (in the helper)" if in_helper else ""))
+        self.key, self.in_helper = key, in_helper
+        self.name, self.binary, self.bundle, self.lower = name, binary, bundle, lower
+        self.state = tmp / f"{key}-state"
+        self.scratch = tmp / f"{key}-overlay"
+        self.id = f"mrbx{os.getpid()}-{key}"
         self.cmd = [binary, "--root", str(self.state), "exec", self.id, "true"]
         self.mounted = False
 
@@ -190,16 +198,19 @@ class Runc(Tool):
             f"lowerdir={self.lower},upperdir={self.scratch / 'upper'},workdir={self.scratch / 'work'},index=off",
         )
         self.mounted = True
-        # detached, so its stdio must be none of ours (a pipe would stay open)
-        p = subprocess.run(
-            [self.binary, "--root", str(self.state), "run", "-d", self.id],
-            cwd=self.bundle,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        # detached, so its stdio must be none of ours (a pipe would stay open): errors go to a file
+        errors = self.scratch / "run-d.stderr"
+        with open(errors, "w") as stderr:
+            p = subprocess.run(
+                [self.binary, "--root", str(self.state), "run", "-d", self.id],
+                cwd=self.bundle,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         if p.returncode != 0:
-            raise CommandFailed(f"runc run -d exited {p.returncode}")
+            said = " | ".join(errors.read_text(errors="replace").strip().splitlines()[-3:])[-400:]
+            raise CommandFailed(f"{self.name} run -d exited {p.returncode}: {said or '(no output)'}")
         self.once()
 
     def cleanup(self) -> None:
@@ -216,7 +227,7 @@ class Runc(Tool):
                 )
             except (CommandFailed, ValueError, OSError):
                 listed = []
-            self.left += [f"runc container {c['id']}" for c in listed]
+            self.left += [f"{self.name} container {c['id']}" for c in listed]
         if self.mounted:
             rootfs = str(self.bundle / "rootfs")
             try:
@@ -269,6 +280,21 @@ class Podman(Tool):
         self.left += [f"cgroup {d} (busy)" for d in remove_cgroups(self.cgroup_parent.strip("/"))]
 
 
+def exec_pairs(tools: list) -> list[tuple[str, list[float], list[float]]]:
+    """minirun against each OCI runtime, crun against runc where both ran in the same place, and runc
+    in the helper against runc here (the control: what the helper's conditions change)."""
+    minirun = tools[0] if tools and isinstance(tools[0], Minirun) else None
+    oci = {(t.name, t.in_helper): t for t in tools if hasattr(t, "in_helper")}
+    peers = [t for (name, in_helper), t in oci.items() if not (name == "runc" and in_helper)]  # not the control
+    pairs = [(f"minirun ÷ {t.label}", minirun.times, t.times) for t in peers if minirun]
+    for in_helper, where in ((False, "here"), (True, "both in the helper")):
+        if ("crun", in_helper) in oci and ("runc", in_helper) in oci:
+            pairs.append((f"crun ÷ runc, {where}", oci["crun", in_helper].times, oci["runc", in_helper].times))
+    if ("runc", True) in oci and ("runc", False) in oci:
+        pairs.append(("runc in the helper ÷ runc here", oci["runc", True].times, oci["runc", False].times))
+    return pairs
+
+
 def fmt(t: float | None) -> str:
     return "      –" if t is None else f"{t:7.3f}"
 
@@ -284,7 +310,7 @@ def main() -> int:
     stop = defer_signals()
 
     side_before = side_paths_present()
-    binaries = {n: shutil.which(n) for n in ("runc", "podman")}
+    binaries = {n: shutil.which(n) for n in ("runc", "crun", "podman")}
     print(
         f"bench_exec: `exec C true` into a running busybox container, median of {args.runs} runs each, "
         "interleaved round-robin"
@@ -304,16 +330,34 @@ def main() -> int:
     cgroups_before: set[str] | None = None
     failed = False
     leftovers: list[str] = []
+    helper: NamespaceHelper | None = None
     try:
-        if binaries["podman"]:
-            hybrid_fix, runtime = podman_peer(args.mount_v2_controllers)
+        # --mount-v2-controllers: crun and podman's crun run on the host; else, where crun refuses
+        # this host, podman runs runc and crun runs in the helper
+        hybrid_fix, runtime = podman_peer(args.mount_v2_controllers)
+        crun_in_helper = bool(binaries["crun"]) and crun_refuses_this_host()
+        if crun_in_helper:
+            print(HELPER_NOTE)
         cgroups_before = cgroup_dirs()
         names = private_names(tmp)  # before the first minirun
         tar, lower = prepare_rootfs(tmp)
         minirun = Minirun(tmp / "store")
         tools += [minirun, Nsenter(minirun)]
-        if binaries["runc"]:
-            tools.append(Runc(binaries["runc"], tmp, prepare_bundle(tmp, binaries["runc"]), lower))
+        spec_binary = binaries["runc"] or binaries["crun"]
+        oci = [(name, crun_in_helper and name == "crun") for name in ("runc", "crun") if binaries[name]]
+        if crun_in_helper and binaries["runc"]:
+            oci.append(("runc", True))  # the control: runc in the helper too
+        made = []
+        for name, in_helper in oci:
+            key = f"{name}-ns" if in_helper else name
+            bundle = prepare_bundle(tmp, spec_binary, f"bundle-{key}")
+            made.append(OciExec(name, binaries[name], tmp, bundle, lower, in_helper))
+        tools += [t for t in made if not t.in_helper]
+        if crun_in_helper:
+            helper = NamespaceHelper({t.key: t for t in made if t.in_helper}, tmp)
+            if helper.failed:
+                print(f"  note        : the helper could not start: {helper.failed}")
+            tools += [helper.adopt(key) for key in helper.tools]
         if binaries["podman"]:
             tools.append(Podman(binaries["podman"], tmp, tar, runtime))
         python = Tool("floor: python -c pass")
@@ -331,6 +375,8 @@ def main() -> int:
         cleanup_tools(tools)
         for t in tools:
             leftovers += t.left
+        if helper:
+            leftovers += helper.close()
         if names:
             leftovers += names.cleanup()
         leftovers += remove_temp_dir(tmp)
@@ -362,6 +408,7 @@ def main() -> int:
     for t in tools:
         for f in t.failures[:3]:
             print(f"  FAILED {t.label}: {f}")
+    print_pairs(exec_pairs(tools), args.runs)
     print()
     if base is not None:
         for label, target in TARGETS:

@@ -24,9 +24,12 @@ run dir and cgroup parent), never the host's minirun0, `table ip minirun`, /run/
 <cgroup>/minirun, and they are removed at the end. podman's `import` runs with a blob-info cache of
 its own (tests/peers.py), never the host's /var/lib/containers/cache.
 crun (podman's default runtime here) refuses hybrid cgroups while a controller lives only in cgroup
-v2 (hugetlb on these VMs): there crun is left out and podman runs runc, unless
---mount-v2-controllers asks to mount that controller as a v1 hierarchy for the run (a change to the
-host, undone at the end).
+v2 (hugetlb on these VMs). There crun's rows come from a helper process (scripts/benchns.py) in a
+private mount namespace where /sys/fs/cgroup/unified is unmounted, the host's mounts untouched:
+crun's containers get the v1 cgroups runc's get but no cgroup2 cgroup. The helper times each
+command as this process does; runc is timed in it too, as a control. podman runs runc there.
+--mount-v2-controllers instead mounts that controller as a v1 hierarchy for the run (a change to
+the host, undone at the end), so crun and podman's crun run as they are.
 
 The timed runs are interleaved round-robin (the order rotates each round) so machine noise hits
 every tool alike. Each time is the wall time of one command as seen from this Python process
@@ -56,6 +59,7 @@ import time
 from pathlib import Path
 
 from benchenv import HostNames, minirun_command, own_blob_cache, private_names
+from benchns import InHelper, NamespaceHelper, print_pairs
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_S = 0.150
@@ -74,6 +78,13 @@ SIDE_PATHS = (
     "/etc/containers/networks",
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+HELPER_NOTE = """\
+  note        : crun refuses this hybrid host (a controller in cgroup2). Its rows come from a helper
+                process that this benchmark forks into a private mount namespace where
+                /sys/fs/cgroup/unified is unmounted (there only: the host's mounts are not changed).
+                crun's containers there get the v1 cgroups runc's get, but no cgroup2 cgroup (the
+                hugetlb controller's). The helper times each command itself (fork+exec+wait, as for
+                every row); runc is timed in it too, as a control. podman runs runc."""
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -217,15 +228,17 @@ class Minirun(Tool):
 class OciRuntime(Tool):
     """runc or crun on a bundle whose rootfs is a fresh overlay per run."""
 
-    def __init__(self, name: str, binary: str, tmp: Path, bundle: Path, lower: Path):
+    def __init__(self, name: str, binary: str, tmp: Path, bundle: Path, lower: Path, in_helper: bool = False):
+        # in_helper: run by benchns's helper, in a mount namespace without cgroup2 (its own dirs and names)
+        key, where = (f"{name}-ns", ", in the helper") if in_helper else (name, "")
         self.name = name
-        self.state = tmp / f"{name}-state"
-        self.scratch = tmp / f"{name}-overlays"
+        self.state = tmp / f"{key}-state"
+        self.scratch = tmp / f"{key}-overlays"
         self.bundle = bundle
         self.lower = lower
-        self.prefix = f"mrb{os.getpid()}-{name}"
-        super().__init__(f"{name} run (on a fresh overlay)", [binary, "--root", str(self.state), "run"])
-        self.extra_label = f"{name} mount+run+umount"
+        self.prefix = f"mrb{os.getpid()}-{key}"
+        super().__init__(f"{name} run (on a fresh overlay{where})", [binary, "--root", str(self.state), "run"])
+        self.extra_label = f"{name} mount+run+umount{where}"
 
     def prepare(self) -> None:
         self.state.mkdir()
@@ -563,8 +576,8 @@ def prepare_rootfs(tmp: Path) -> tuple[Path, Path]:
     return tar, lower
 
 
-def prepare_bundle(tmp: Path, spec_binary: str) -> Path:
-    bundle = tmp / "bundle"
+def prepare_bundle(tmp: Path, spec_binary: str, name: str = "bundle") -> Path:
+    bundle = tmp / name
     bundle.mkdir()
     run([spec_binary, "spec"], cwd=bundle)
     cfg_path = bundle / "config.json"
@@ -575,6 +588,22 @@ def prepare_bundle(tmp: Path, spec_binary: str) -> Path:
     cfg_path.write_text(json.dumps(cfg, indent=2))
     (bundle / "rootfs").mkdir()
     return bundle
+
+
+def oci_pairs(tools: list) -> list[tuple[str, list[float], list[float]]]:
+    """The pairs worth a same-round ratio: minirun against each OCI runtime's mount+run+umount
+    (what minirun's `run --rm` does too), crun against runc where both ran in the same place, and
+    runc in the helper against runc here (the control: what the helper's conditions change)."""
+    minirun = tools[0] if tools and isinstance(tools[0], Minirun) else None
+    oci = {(t.name, isinstance(t, InHelper)): t for t in tools if hasattr(t, "extra_label")}
+    peers = [t for (name, in_helper), t in oci.items() if not (name == "runc" and in_helper)]  # not the control
+    pairs = [(f"minirun ÷ {t.extra_label}", minirun.times, t.extra) for t in peers if minirun]
+    for in_helper, where in ((False, "here"), (True, "both in the helper")):
+        if ("crun", in_helper) in oci and ("runc", in_helper) in oci:
+            pairs.append((f"crun ÷ runc, {where} (run)", oci["crun", in_helper].times, oci["runc", in_helper].times))
+    if ("runc", True) in oci and ("runc", False) in oci:
+        pairs.append(("runc in the helper ÷ runc here (run)", oci["runc", True].times, oci["runc", False].times))
+    return pairs
 
 
 def defer_signals() -> list[int]:
@@ -599,8 +628,8 @@ def main() -> int:
         "--mount-v2-controllers",
         action="store_true",
         help="on a hybrid host whose cgroup2 mount carries a controller, mount it as a v1 hierarchy "
-        "for the run (host-wide, undone at the end) so crun can be timed; without it crun is "
-        "left out there and podman runs runc",
+        "for the run (host-wide, undone at the end) so crun and podman's crun run on the host; "
+        "without it crun runs in a helper's mount namespace without cgroup2 and podman runs runc",
     )
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -639,7 +668,8 @@ def main() -> int:
     leftovers: list[str] = []
     others: list[str] = []  # new cgroups of another user of the host (a test session beside this one)
     podman_runtime = None
-    left_out: dict[str, str] = {}
+    crun_in_helper = False
+    helper: NamespaceHelper | None = None
     try:
         if crun_refuses_this_host():
             if args.mount_v2_controllers:
@@ -649,14 +679,10 @@ def main() -> int:
                         f"  note        : mounted {target} as cgroup v1 for crun (hybrid cgroups); unmounted at the end"
                     )
             else:
-                # never change the host unasked: crun is left out, podman runs runc
-                binaries["crun"] = None
-                left_out["crun"] = "left out: refuses this hybrid host (see --mount-v2-controllers)"
+                # never change the host unasked: crun runs in the helper, podman (whose crun cannot) runs runc
+                crun_in_helper = bool(binaries["crun"])
                 podman_runtime = "runc" if binaries["runc"] else None
-                print(
-                    "  note        : crun refuses this hybrid host (a controller in cgroup2): left out, podman "
-                    "runs runc (--mount-v2-controllers to time crun)"
-                )
+                print(HELPER_NOTE if crun_in_helper else "  note        : podman runs runc (crun refuses this host)")
         cgroups_before = cgroup_dirs()
         names = private_names(tmp)  # before the first minirun
         tar, lower = prepare_rootfs(tmp)
@@ -676,8 +702,18 @@ def main() -> int:
         spec_binary = binaries["runc"] or binaries["crun"]
         bundle = prepare_bundle(tmp, spec_binary) if spec_binary else None
         for name in ("runc", "crun"):
-            if binaries[name]:
+            if binaries[name] and not (name == "crun" and crun_in_helper):
                 tools.append(OciRuntime(name, binaries[name], tmp, bundle, lower))
+        if crun_in_helper:
+            in_helper = {
+                name: OciRuntime(name, binaries[name], tmp, bundle, lower, in_helper=True)
+                for name in ("crun", "runc")
+                if binaries[name]
+            }
+            helper = NamespaceHelper(in_helper, tmp)
+            if helper.failed:
+                print(f"  note        : the helper could not start: {helper.failed}")
+            tools += [helper.adopt(name) for name in in_helper]
         if binaries["podman"]:
             tools.append(Podman(binaries["podman"], tmp, tar, podman_runtime))
         tools.append(Tool("python -c pass", [py, "-c", "pass"]))
@@ -694,6 +730,8 @@ def main() -> int:
         cleanup_tools(tools)
         for t in tools:  # before the temp dir goes: minirun's store is in it
             leftovers += getattr(t, "leftovers", lambda: [])()
+        if helper:
+            leftovers += helper.close()
         if names:
             leftovers += names.cleanup()
         leftovers += remove_temp_dir(tmp)
@@ -719,7 +757,7 @@ def main() -> int:
     for t in tools:
         med = statistics.median(t.times) if t.times else None
         rows.append((t.label, t, t.times, med))
-        if isinstance(t, OciRuntime):
+        if hasattr(t, "extra_label"):  # an OciRuntime, here or in the helper
             rows.append((t.extra_label, t, t.extra, statistics.median(t.extra) if t.extra else None))
         if t is minirun:
             rows += [(name, None, [], None) for name, b in binaries.items() if not b]
@@ -728,7 +766,7 @@ def main() -> int:
     print(f"  {'what':<{w}}{'median s':>9}{'min':>8}{'max':>8}{'×minirun':>10}{'ok':>7}")
     for label, t, times, med in rows:
         if t is None:
-            print(f"  {label:<{w}}  {left_out.get(label, 'not installed')}")
+            print(f"  {label:<{w}}  not installed")
             continue
         if t.skipped:
             print(f"  {label:<{w}}  NOT TIMED: {t.skipped}")
@@ -744,6 +782,7 @@ def main() -> int:
             print(f"  FAILED {t.label}: {f}")
         if len(t.failures) > 3:
             print(f"  FAILED {t.label}: … and {len(t.failures) - 3} more")
+    print_pairs(oci_pairs(tools), args.runs)
     print()
     unconfined = tools[1] if len(tools) > 1 and isinstance(tools[1], Minirun) else None
     if minirun and unconfined and minirun.times and len(minirun.times) == len(unconfined.times):
