@@ -68,11 +68,12 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     version,
 )
 from benchenv import HostNames, minirun_command, own_blob_cache, private_names  # noqa: E402
-from benchns import NamespaceHelper, print_pairs  # noqa: E402
+from benchns import InHelper, NamespaceHelper, print_pairs  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PODMAN_IMAGE = "localhost/minirun-bench-exec-busybox:latest"
 SLEEP = ["sleep", "100000"]
+FLOOR = "floor: python -c pass"
 TARGETS = (("docker exec (PEERS.md)", 0.116), ("runc exec (PEERS.md)", 0.023))
 
 
@@ -292,6 +293,9 @@ def exec_pairs(tools: list) -> list[tuple[str, list[float], list[float]]]:
             pairs.append((f"crun ÷ runc, {where}", oci["crun", in_helper].times, oci["runc", in_helper].times))
     if ("runc", True) in oci and ("runc", False) in oci:
         pairs.append(("runc in the helper ÷ runc here", oci["runc", True].times, oci["runc", False].times))
+    floors = {isinstance(t, InHelper): t for t in tools if t.label.startswith(FLOOR)}
+    if len(floors) == 2:
+        pairs.append((f"{FLOOR}: in the helper ÷ here", floors[True].times, floors[False].times))
     return pairs
 
 
@@ -354,15 +358,21 @@ def main() -> int:
             made.append(OciExec(name, binaries[name], tmp, bundle, lower, in_helper))
         tools += [t for t in made if not t.in_helper]
         if crun_in_helper:
-            helper = NamespaceHelper({t.key: t for t in made if t.in_helper}, tmp)
+            in_helper: dict[str, Tool] = {t.key: t for t in made if t.in_helper}
+            # the floor there too: that the helper times a command as this process does
+            in_helper["floor"] = Tool(f"{FLOOR} (in the helper)")
+            in_helper["floor"].cmd = [sys.executable, "-c", "pass"]
+            helper = NamespaceHelper(in_helper, tmp)
             if helper.failed:
                 print(f"  note        : the helper could not start: {helper.failed}")
-            tools += [helper.adopt(key) for key in helper.tools]
+            tools += [helper.adopt(key) for key in in_helper if key != "floor"]
         if binaries["podman"]:
             tools.append(Podman(binaries["podman"], tmp, tar, runtime))
-        python = Tool("floor: python -c pass")
+        python = Tool(FLOOR)
         python.cmd = [sys.executable, "-c", "pass"]
         tools.append(python)
+        if helper:
+            tools.append(helper.adopt("floor"))
         # a peer that cannot prepare is reported and skipped; minirun failing is the benchmark failing
         failed = minirun in prepare_tools(tools, stop, errors=(CommandFailed, OSError, ValueError))
         failed = time_round_robin(tools, args.runs, stop) or failed

@@ -78,13 +78,14 @@ SIDE_PATHS = (
     "/etc/containers/networks",
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+FLOOR = "python -S -c pass"
 HELPER_NOTE = """\
   note        : crun refuses this hybrid host (a controller in cgroup2). Its rows come from a helper
                 process that this benchmark forks into a private mount namespace where
                 /sys/fs/cgroup/unified is unmounted (there only: the host's mounts are not changed).
                 crun's containers there get the v1 cgroups runc's get, but no cgroup2 cgroup (the
                 hugetlb controller's). The helper times each command itself (fork+exec+wait, as for
-                every row); runc is timed in it too, as a control. podman runs runc."""
+                every row); runc and the floor are timed in it too, as controls. podman runs runc."""
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -603,6 +604,9 @@ def oci_pairs(tools: list) -> list[tuple[str, list[float], list[float]]]:
             pairs.append((f"crun ÷ runc, {where} (run)", oci["crun", in_helper].times, oci["runc", in_helper].times))
     if ("runc", True) in oci and ("runc", False) in oci:
         pairs.append(("runc in the helper ÷ runc here (run)", oci["runc", True].times, oci["runc", False].times))
+    floors = {isinstance(t, InHelper): t for t in tools if t.label.startswith(FLOOR)}
+    if len(floors) == 2:
+        pairs.append((f"{FLOOR}: in the helper ÷ here", floors[True].times, floors[False].times))
     return pairs
 
 
@@ -710,14 +714,18 @@ def main() -> int:
                 for name in ("crun", "runc")
                 if binaries[name]
             }
+            # the floor there too: that the helper times a command as this process does
+            in_helper["floor"] = Tool(f"{FLOOR}, in the helper", [py, "-S", "-c", "pass"])
             helper = NamespaceHelper(in_helper, tmp)
             if helper.failed:
                 print(f"  note        : the helper could not start: {helper.failed}")
-            tools += [helper.adopt(name) for name in in_helper]
+            tools += [helper.adopt(name) for name in in_helper if name != "floor"]
         if binaries["podman"]:
             tools.append(Podman(binaries["podman"], tmp, tar, podman_runtime))
         tools.append(Tool("python -c pass", [py, "-c", "pass"]))
-        tools.append(Tool("python -S -c pass", [py, "-S", "-c", "pass"]))
+        tools.append(Tool(FLOOR, [py, "-S", "-c", "pass"]))
+        if helper:
+            tools.append(helper.adopt("floor"))
 
         failed = bool(prepare_tools(tools, stop))
         failed = time_round_robin(tools, args.runs, stop) or failed
