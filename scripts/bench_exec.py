@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark `exec C true` into a running busybox container: minirun beside runc and podman, in one run.
+"""Benchmark `exec C true` into a running busybox container: minirun beside runc, crun and podman, in one run.
 
     .venv/bin/python scripts/bench_exec.py [--runs 30]
 
@@ -9,8 +9,11 @@ interleaved (the order rotates every round) so machine noise hits every tool ali
   - minirun: a fresh store (`--root`), minirun byte-compiled first (as scripts/setup.sh does: with
     PYTHONDONTWRITEBYTECODE set every start would recompile), a foreground
     `minirun run --name bench busybox sh -c "echo ready; sleep 100000"` kept in the background.
-  - runc: `runc run -d` on an OCI bundle from `runc spec` whose rootfs is an overlay (lower = the
-    extracted busybox tar), `runc exec <id> true` timed.
+  - runc and crun: `run -d` on an OCI bundle of its own from `runc spec` whose rootfs is an overlay
+    (lower = the extracted busybox tar), `exec <id> true` timed. Where crun refuses this hybrid host
+    (a controller in cgroup2), it runs in a helper process in a private mount namespace without
+    /sys/fs/cgroup/unified, the host's mounts untouched (scripts/benchns.py); runc and the python
+    floor are timed there too, as controls. --mount-v2-controllers instead changes the host for the run.
   - podman: its own storage in the temp dir, the tar imported, `podman run -d --network none`
     with the flags these machines need (docs: /work/shared/PEERS.md), `podman exec <id> true` timed.
   - floors: `nsenter -t <minirun's PID 1> -a true` (joining the same namespaces, no checks, no

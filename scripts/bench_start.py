@@ -427,7 +427,8 @@ def add_mount_flag(parser: argparse.ArgumentParser) -> None:
         "--mount-v2-controllers",
         action="store_true",
         help="on a hybrid host whose cgroup2 mount carries a controller, mount it as a v1 hierarchy "
-        "for the run (host-wide, undone at the end) so podman's crun can run; without it podman runs runc",
+        "for the run (host-wide, undone at the end) so podman's crun (and crun) can run; without it podman "
+        "runs runc",
     )
 
 

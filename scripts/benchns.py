@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import os
 import pickle
+import re
 import signal
 import statistics
 import sys
@@ -74,7 +75,7 @@ def mounts_under(path: Path) -> list[str]:
     points = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            point = line.split()[4].replace("\\040", " ")
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
             if point == top or point.startswith(top + "/"):
                 points.append(point)
     return points
