@@ -132,7 +132,7 @@ class NamespaceHelper:
             pickle.dump(("call", key, method, args), self.requests)
             self.requests.flush()
             reply: tuple[str, Any, dict[str, Any]] = pickle.load(self.replies)
-        except EOFError:
+        except (EOFError, BrokenPipeError):
             self.failed = "it exited"
             raise OSError("the helper in its own mount namespace exited") from None
         except BaseException:  # interrupted mid-call: its reply may still come, so stop talking
@@ -152,7 +152,7 @@ class NamespaceHelper:
         except OSError:
             pass
         try:
-            while True:  # skip a reply to an interrupted call, to the final report
+            while True:  # past any reply to an interrupted call, up to the final report
                 message = pickle.load(self.replies)
                 if message[0] == "final":
                     left += message[1]
@@ -201,8 +201,11 @@ class NamespaceHelper:
                 data = pickle.dumps(reply)
             except Exception as e:  # an exception that does not pickle comes back as an OSError
                 data = pickle.dumps(("raise", OSError(f"{reply[1]!r} (unpicklable: {e})"), _state(tool)))
-            replies.write(data)
-            replies.flush()
+            try:
+                replies.write(data)
+                replies.flush()
+            except OSError:  # the benchmark is gone: clean up all the same
+                break
         for key in self.tools.keys() - cleaned:
             try:
                 self.tools[key].cleanup()
