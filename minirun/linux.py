@@ -418,7 +418,10 @@ def _raw_fork(flags: int, cgroup_fd: int = -1) -> int:
         zero = ctypes.c_long(0)
         nr = ctypes.c_long(_NR.get("clone", -1))  # -1: ENOSYS on an architecture we have no table for
         return _check(_libc_gil.syscall(nr, ctypes.c_long(flags | _SIGCHLD), zero, zero, zero, zero), "clone", None)
-    args = _CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    # clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the child gets the caller's own,
+    # which for a forked process is SIGCHLD, as clone(2) does
+    exit_signal = 0 if flags & CLONE_PARENT else _SIGCHLD
+    args = _CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=exit_signal, cgroup=cgroup_fd)
     nr = ctypes.c_long(_NR.get("clone3", -1))
     return _check(_libc_gil.syscall(nr, ctypes.byref(args), ctypes.c_long(ctypes.sizeof(args))), "clone3", None)
 

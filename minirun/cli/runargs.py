@@ -173,9 +173,11 @@ def parse_run_args(argv: list[str], environ: dict[str, str] | None = None, verb:
     publish = parse_network_options(ns.network, ns.hostname, ns.publish)
     volumes, mounts = parse_mount_options(ns.volume, ns.mount, ns.volumes_from)
     tmpfs = [parse_tmpfs(t) for t in ns.tmpfs]
-    from minirun.runtime.rootfs import check_targets
+    targets = [m.target for m in volumes + mounts] + [t.partition(":")[0] for t in tmpfs]
+    if targets:  # rootfs.py loads ctypes: not for a run without mounts
+        from minirun.runtime.rootfs import check_targets
 
-    check_targets([m.target for m in volumes + mounts] + [t.partition(":")[0] for t in tmpfs])
+        check_targets(targets)
     opts = RunOptions(
         image=ns.image,
         command=list(ns.command),

@@ -185,3 +185,37 @@ def test_with_other_threads_the_child_is_forked_and_joins_itself(v2, container_i
         thread.join()
     assert line != f"0::/{cgroups.PARENT}/{container_id}"
     assert left == paths
+
+
+def test_a_launchers_child_is_born_in_the_v2_cgroup_as_its_parents_child(v2, container_id):
+    """After linux.hand_children_to_parent() (a monitor's launcher) the child is cloned with
+    CLONE_PARENT, which clone3 takes only without an exit signal of its own: it must still be
+    born in the cgroup, and be the launcher's parent's child, which gets its SIGCHLD and reaps it."""
+    paths = cgroups.create(container_id, {})
+
+    def parent() -> dict:
+        read_fd, write_fd = os.pipe()
+        launcher = os.fork()
+        if launcher == 0:
+            try:
+                linux.hand_children_to_parent()
+                pid, to_join = cgroups.fork_in(paths)
+                if pid == 0:
+                    os.write(write_fd, json.dumps([own_cgroup(), to_join, os.getppid()]).encode() + b"\n")
+                    os._exit(0)
+                os.write(write_fd, json.dumps(pid).encode() + b"\n")
+            finally:
+                os._exit(0)
+        os.close(write_fd)
+        os.waitpid(launcher, 0)
+        with os.fdopen(read_fd) as f:  # two lines, in either order: the launcher's and the child's
+            lines = [json.loads(line) for line in f.read().split("\n") if line]
+        child = next(item for item in lines if isinstance(item, int))
+        report = next(item for item in lines if isinstance(item, list))
+        reaped, status = os.waitpid(child, 0)  # ours to reap: ChildProcessError otherwise
+        return {"report": report, "ours": reaped == child and os.WIFEXITED(status), "me": os.getpid()}
+
+    seen = in_child(parent)
+    line, left, its_parent = seen["report"]
+    assert line == f"0::/{cgroups.PARENT}/{container_id}" and left == []
+    assert seen["ours"] and its_parent == seen["me"]
