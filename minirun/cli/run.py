@@ -140,7 +140,7 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
             if opts.rm:
                 discard(containers, container)
     finally:
-        watch.done()
+        watch.done(reap=False)  # the CLI exits next (main.py)
 
 
 def _healthcheck(opts: RunOptions, image_config: dict) -> dict:
