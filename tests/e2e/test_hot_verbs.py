@@ -108,3 +108,40 @@ def test_a_cached_build_loads_no_container_code(isolated_store, cli, busybox, tm
     slow = {"dataclasses", "inspect", "typing", "hashlib", "tarfile", "shutil"}
     assert not modules & slow, sorted(modules & slow)
     assert not [m for m in modules if m.startswith(("minirun.containers", "minirun.runtime"))]
+
+
+# The CLI's own modules, written as it exits (main() ends with os._exit): -X importtime cannot
+# tell them from those of the processes it forks, which write to the same stderr.
+_OWN_MODULES = """
+import os, sys
+out, me, real_exit = sys.argv.pop(1), os.getpid(), os._exit
+def own_exit(code):
+    if os.getpid() == me:
+        with open(out, "w") as f:
+            f.write("\\n".join(sorted(sys.modules)))
+    real_exit(code)
+os._exit = own_exit
+from minirun.cli.main import main
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    "args", [["create", "busybox", "true"], ["run", "-d", "--rm", "--network", "none", "busybox", "true"]]
+)
+def test_a_client_that_starts_nothing_itself_loads_no_ctypes(isolated_store, busybox, tmp_path, args):
+    """`create` and `run -d` fork no PID 1 of their own (a monitor does, for run -d): ctypes,
+    the syscalls and the root's mounts (~5 ms) are not theirs to load, not even for the guard."""
+    listing = tmp_path / "modules"
+    done = subprocess.run(
+        [sys.executable, "-c", _OWN_MODULES, str(listing), *args],
+        env=dict(os.environ, MINIRUN_ROOT=str(isolated_store)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and len(done.stdout.strip()) == 64, done.stderr  # the id
+    modules = set(listing.read_text().split())
+    assert "minirun.containers.guard" in modules
+    unneeded = {"ctypes", "_ctypes", "minirun.linux", "minirun.runtime.rootfs"}
+    assert not modules & unneeded, sorted(modules & unneeded)
