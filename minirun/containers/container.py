@@ -228,9 +228,17 @@ class Container:
 
 
 class Containers:
+    """The store's container records. Names are also links, `<store>/names/<name>` -> id, so
+    that a name is found (find) and checked (create, rename) without reading every record. The
+    records stay the truth: a link counts only when its container's record carries that name
+    (a crash, or an --rm by a monitor, may leave one pointing elsewhere), and a store from before
+    the links has them made once, under the lock, by the first create or rename (`.complete`
+    marks that); until then, lookups read every record, as they used to."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
         self.dir = store.containers_dir
+        self.names_dir = names_dir(store.root)
 
     def _path(self, id_: str) -> str:
         return os.path.join(self.dir, id_)
@@ -298,8 +306,18 @@ class Containers:
         """By full id, name, or unique id prefix (docker's order)."""
         if len(text) == 64 and all(c in "0123456789abcdef" for c in text) and os.path.isdir(self._path(text)):
             return self.load_or_dead(text)
-        containers = self.all()
         wanted = text.lstrip("/")
+        named = self.named(wanted)
+        if named is not None:
+            return named
+        if self._names_complete():  # no such name: an id prefix, found without reading records
+            prefixed = [id_ for id_ in self.ids() if id_.startswith(text)] if text else []
+            if len(prefixed) == 1:
+                return self.load_or_dead(prefixed[0])
+            if len(prefixed) > 1:
+                raise Conflict(f"multiple containers found with provided prefix: {text}")
+            raise NotFound(f"No such container: {text}")
+        containers = self.all()
         for container in containers:
             if container.name == wanted:
                 return container
@@ -310,22 +328,70 @@ class Containers:
             raise Conflict(f"multiple containers found with provided prefix: {text}")
         raise NotFound(f"No such container: {text}")
 
+    def named(self, name: str) -> Container | None:
+        """The container whose record carries `name`, through its link (None: no link does)."""
+        try:
+            id_ = os.readlink(os.path.join(self.names_dir, name))
+        except (OSError, ValueError):  # no link; a name no link could have (NUL)
+            return None
+        if len(id_) != 64 or "/" in id_:
+            return None
+        try:
+            container = self.load_or_dead(id_)
+        except NotFound:
+            return None
+        return container if container.config.name == name else None
+
+    def claim_name(self, name: str, id_: str) -> None:
+        """Under the store lock: `name` is `id_`'s from now on, or Conflict if another has it."""
+        self._complete_names()
+        owner = self.named(name)
+        if owner is not None and owner.id != id_:
+            raise Conflict(
+                f'Conflict. The container name "/{name}" is already in use by container '
+                f'"{owner.id}". You have to remove (or rename) that container to be able to reuse that name.'
+            )
+        self._link(name, id_)
+
+    def release_name(self, name: str, id_: str) -> None:
+        """Under the store lock: `name`'s link goes, if it still points to `id_`."""
+        release_name(self.names_dir, name, id_)
+
+    def _link(self, name: str, id_: str) -> None:
+        temporary = os.path.join(self.names_dir, f".new-{id_}")
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        os.symlink(id_, temporary)
+        os.replace(temporary, os.path.join(self.names_dir, name))  # a stale link replaced at once
+
+    def _names_complete(self) -> bool:
+        return os.path.exists(os.path.join(self.names_dir, ".complete"))
+
+    def _complete_names(self) -> None:
+        """Under the store lock: a store from before the links gets them, once."""
+        if self._names_complete():
+            return
+        os.makedirs(self.names_dir, exist_ok=True)
+        for container in self.all():
+            if container.name:
+                self._link(container.name, container.id)
+        with open(os.path.join(self.names_dir, ".complete"), "w"):
+            pass
+
     def create(self, config: ContainerConfig, resolv_conf: bytes) -> Container:
         """Write the record and the empty writable layer; the name is checked under the lock."""
         from minirun.containers.names import generate_name
 
         with self.store.locked():
-            taken = {c.name for c in self.all()}
             if config.name:
                 validate_name(config.name)
-                if config.name in taken:
-                    owner = next(c for c in self.all() if c.name == config.name)
-                    raise Conflict(
-                        f'Conflict. The container name "/{config.name}" is already in use by container '
-                        f'"{owner.id}". You have to remove (or rename) that container to be able to reuse that name.'
-                    )
+                self.claim_name(config.name, config.id)
             else:
-                config.name = generate_name(taken)
+                self._complete_names()
+                config.name = generate_name(set(os.listdir(self.names_dir)))  # stale ones too: no matter
+                self._link(config.name, config.id)
             path = self._path(config.id)
             os.makedirs(os.path.join(path, "upper"), mode=0o755)
             os.mkdir(os.path.join(path, "work"), 0o700)
@@ -371,6 +437,8 @@ class Containers:
                 os.unlink(os.path.join(container.dir, "config.json"))
             except FileNotFoundError:
                 pass
+            if container.name:  # before the dir goes: whoever sees it gone sees the name free
+                self.release_name(container.name, container.id)
             remove_tree(container.dir)
 
 
@@ -425,6 +493,22 @@ def _mtime(path: str) -> str:
 
 def new_container_id() -> str:
     return os.urandom(32).hex()
+
+
+def names_dir(store_root: str) -> str:
+    """Where a store's container names are links to their ids (Containers)."""
+    return os.path.join(store_root, "names")
+
+
+def release_name(directory: str, name: str, id_: str) -> None:
+    """`name`'s link in `directory` (names_dir) goes if it still points to `id_` (logcopier's
+    --rm, which has no Containers, calls this too)."""
+    path = os.path.join(directory, name)
+    try:
+        if os.readlink(path) == id_:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def validate_name(name: str) -> None:

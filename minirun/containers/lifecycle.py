@@ -234,12 +234,7 @@ def rename(containers: Containers, container: Container, new_name: str) -> None:
     validate_name(new_name)
     refuse_dead(container)
     with containers.store.locked():
-        for other in containers.all():
-            if other.name == new_name and other.id != container.id:
-                raise Conflict(
-                    f'Conflict. The container name "/{new_name}" is already in use by container '
-                    f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.'
-                )
+        containers.claim_name(new_name, container.id)  # the link first: the record is the truth
         old_name = container.config.name
         container.config.name = new_name
         atomic_write(
@@ -247,6 +242,8 @@ def rename(containers: Containers, container: Container, new_name: str) -> None:
             leanjson.dumps(container.config.to_json()).encode(),
             durable=False,
         )
+        if old_name != new_name:
+            containers.release_name(old_name, container.id)
     record_event(containers.store.root, container, "rename", oldName="/" + old_name)
 
 

@@ -239,13 +239,24 @@ def remove_container(container_dir: str, lock_path: str) -> None:
     """--rm: the same order as Containers.remove, under the store lock."""
     import fcntl
 
+    from minirun import leanjson
+    from minirun.containers.container import names_dir, release_name
+
     lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            with open(os.path.join(container_dir, "config.json"), "rb") as f:
+                name = leanjson.load(f).get("name") or ""
+        except (OSError, ValueError, AttributeError):
+            name = ""  # a damaged record: its link, if any, is stale and harmless
+        try:
             os.unlink(os.path.join(container_dir, "config.json"))
         except FileNotFoundError:
             pass
+        if name:  # before the dir goes: whoever sees it gone sees the name free
+            store_root = os.path.dirname(os.path.dirname(container_dir))
+            release_name(names_dir(store_root), name, os.path.basename(container_dir))
         for top, dirs, files in os.walk(container_dir, topdown=False):
             for name in files:
                 os.unlink(os.path.join(top, name))

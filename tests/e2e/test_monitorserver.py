@@ -122,3 +122,10 @@ def test_a_monitor_threads_failure_ends_its_container_recorded(cli, busybox, iso
     assert state["Status"] == "exited" and state["ExitCode"] == 255 and not state["Running"]
     assert state["Error"] == "the container's monitor failed: RuntimeError: boom"
     assert "Exited (255)" in cli("ps", "-a").out
+
+
+def test_a_detached_rm_gives_its_name_back(cli, busybox, isolated_store):
+    cid = cli("run", "-d", "--rm", "--name", "brief", "--network", "none", "busybox", "true").out.strip()
+    assert wait_until(lambda: not (isolated_store / "containers" / cid).exists())
+    assert not os.path.lexists(isolated_store / "names" / "brief")  # the monitor's finisher took its link
+    assert cli("run", "--rm", "--name", "brief", "--network", "none", "busybox", "true").code == 0
