@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from tests.peers import own_blob_cache  # noqa: E402  (shared with the tests that run the peers)
+from tests.peers import own_blob_cache, plain_cgroup_dirs, remove_plain_tree  # noqa: E402  (shared with the tests)
 
 __all__ = ["HostNames", "minirun_command", "own_blob_cache", "private_names"]
 
@@ -50,6 +50,8 @@ def minirun_command() -> list[str]:
 class HostNames:
     tag: str  # 5 hex digits
     run_dir: str
+    # plain dirs under /sys/fs/cgroup when the run began (tests/peers.py's plain_cgroup_dirs)
+    plain_cgroup_dirs_before: frozenset[str] = frozenset()
 
     @property
     def bridge_prefix(self) -> str:
@@ -115,6 +117,9 @@ class HostNames:
                     notes += _rmdir(os.path.join(top, name), "container cgroup")
             if os.path.isdir(parent):
                 notes += _rmdir(parent, "cgroup parent")
+        # a peer's plain dirs on the host's cgroup tmpfs (tests/peers.py), new since the run began
+        for plain in sorted(plain_cgroup_dirs() - self.plain_cgroup_dirs_before):
+            notes += [f"a peer's plain dir: {left}" for left in remove_plain_tree(plain)]
         return notes
 
 
@@ -152,11 +157,12 @@ def private_names(work: str | os.PathLike[str]) -> HostNames:
     crashed run of the same pid, say), a random one."""
     if "minirun.hostwide" in sys.modules:
         raise RuntimeError("minirun was imported before the benchmark's host-wide names were set")
-    names = HostNames(f"{os.getpid() % 0xFFFFF:05x}", os.path.join(os.fspath(work), "minirun-run"))
+    before = plain_cgroup_dirs()
+    names = HostNames(f"{os.getpid() % 0xFFFFF:05x}", os.path.join(os.fspath(work), "minirun-run"), before)
     for _ in range(20):
         if not names.in_use():
             break
-        names = HostNames(os.urandom(3).hex()[:5], names.run_dir)
+        names = HostNames(os.urandom(3).hex()[:5], names.run_dir, before)
     else:
         raise RuntimeError(f"no free host-wide names for minirun: {names.in_use()}")
     os.environ.update(names.env)

@@ -70,6 +70,15 @@ def pytest_collection_modifyitems(config, items) -> None:
         items[:] = paired + slow[len(quick) :] + quick[len(slow) :]
 
 
+def _plain_cgroup_dirs_now() -> frozenset[str]:
+    from tests.peers import plain_cgroup_dirs
+
+    return plain_cgroup_dirs() if os.geteuid() == 0 else frozenset()
+
+
+_PLAIN_CGROUP_DIRS = _plain_cgroup_dirs_now()  # the host's before this session (the controller's view)
+
+
 def pytest_sessionfinish(session) -> None:
     """What the session made on the host goes, by its names, which are its alone: a worker's (or
     a serial run's) cgroup parent at its end; the bridges (the default one stays after a
@@ -90,6 +99,10 @@ def pytest_sessionfinish(session) -> None:
         _rmdir(parent)
     if hasattr(session.config, "workerinput"):
         return  # a worker: the others may still use the bridges, the table and the run dir
+    from tests.peers import plain_cgroup_dirs, remove_plain_tree
+
+    for plain in plain_cgroup_dirs() - _PLAIN_CGROUP_DIRS:  # runc's, under the peer tests' podman
+        remove_plain_tree(plain)
     for name in os.listdir("/sys/class/net"):
         if name == hostwide.DEFAULT_BRIDGE or name.startswith(hostwide.BRIDGE_PREFIX + "-"):
             delete_bridge(name)

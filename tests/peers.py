@@ -22,6 +22,7 @@ must be seen by the next podman command. Standard library only (the benchmarks u
 
 from __future__ import annotations
 
+import os
 import shutil
 
 # `sh -c SCRIPT sh ARGV...`: mount, then exec the peer's command in the new namespace
@@ -43,3 +44,42 @@ def own_blob_cache(argv: list[str]) -> list[str]:
     (see the module's docstring). Needs root, like the peers' tests and benchmarks themselves."""
     unshare = shutil.which("unshare") or "unshare"
     return [unshare, "--mount", "--propagation", "private", "--", "sh", "-c", _SCRIPT, "sh", *argv]
+
+
+def plain_cgroup_dirs() -> frozenset[str]:
+    """Dirs right under /sys/fs/cgroup that are no mount. runc under podman makes one on a hybrid
+    host for a controller it expects as a v1 hierarchy but finds only in cgroup2 (hugetlb on these
+    VMs): plain dirs on the host's tmpfs for its containers' cgroup paths, with a `tasks` file
+    conmon writes. Whoever ran the peer removes them (remove_plain_tree)."""
+    root = "/sys/fs/cgroup"
+    with open("/proc/self/mountinfo") as f:
+        points = {line.split()[4] for line in f}
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return frozenset()
+    return frozenset(p for n in names if os.path.isdir(p := f"{root}/{n}") and p not in points)
+
+
+def remove_plain_tree(path: str) -> list[str]:
+    """Remove `path`, a plain dir of plain_cgroup_dirs or one below it, with what is in it; what
+    stayed (as notes)."""
+    left = []
+    for top, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            try:
+                os.unlink(os.path.join(top, name))
+            except OSError as e:
+                left.append(f"{os.path.join(top, name)} ({e.strerror})")
+        for name in dirs:
+            try:
+                os.rmdir(os.path.join(top, name))
+            except OSError as e:
+                left.append(f"{os.path.join(top, name)} ({e.strerror})")
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        left.append(f"{path} ({e.strerror})")
+    return left

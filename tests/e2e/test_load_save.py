@@ -18,7 +18,7 @@ import time
 import pytest
 
 from tests.forkserver import run_minirun
-from tests.peers import PODMAN_COPYING_VERBS, own_blob_cache
+from tests.peers import PODMAN_COPYING_VERBS, own_blob_cache, plain_cgroup_dirs, remove_plain_tree
 
 # runc, not podman's default crun: crun refuses a hybrid host whose cgroup2 mount carries a controller
 # (hugetlb here), and mounting a v1 hierarchy for it would change the host (PEERS.md)
@@ -94,6 +94,8 @@ class Podman:
                         os.rmdir(os.path.join(top, name))
                 if os.path.isdir(parent):
                     os.rmdir(parent)
+        for plain in plain_cgroup_dirs():  # runc's, for a controller it finds only in cgroup2
+            remove_plain_tree(plain + self.cgroup_parent)
         with open("/proc/mounts") as mounts:
             left = [line.split()[1] for line in mounts if str(self.base) in line]
         for mount in reversed(left):
