@@ -71,7 +71,7 @@ from bench_start import (  # noqa: E402  (the script's own directory, put on the
     version,
 )
 from benchenv import HostNames, minirun_command, own_blob_cache, private_names  # noqa: E402
-from benchns import InHelper, NamespaceHelper, print_pairs  # noqa: E402
+from benchns import InHelper, NamespaceHelper, print_pairs, runtime_pairs  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PODMAN_IMAGE = "localhost/minirun-bench-exec-busybox:latest"
@@ -285,21 +285,11 @@ class Podman(Tool):
 
 
 def exec_pairs(tools: list) -> list[tuple[str, list[float], list[float]]]:
-    """minirun against each OCI runtime, crun against runc where both ran in the same place, and runc
-    in the helper against runc here (the control: what the helper's conditions change)."""
+    """minirun against each OCI runtime's exec, and the controls (benchns.runtime_pairs)."""
     minirun = tools[0] if tools and isinstance(tools[0], Minirun) else None
     oci = {(t.name, t.in_helper): t for t in tools if hasattr(t, "in_helper")}
-    peers = [t for (name, in_helper), t in oci.items() if not (name == "runc" and in_helper)]  # not the control
-    pairs = [(f"minirun ÷ {t.label}", minirun.times, t.times) for t in peers if minirun]
-    for in_helper, where in ((False, "here"), (True, "both in the helper")):
-        if ("crun", in_helper) in oci and ("runc", in_helper) in oci:
-            pairs.append((f"crun ÷ runc, {where}", oci["crun", in_helper].times, oci["runc", in_helper].times))
-    if ("runc", True) in oci and ("runc", False) in oci:
-        pairs.append(("runc in the helper ÷ runc here", oci["runc", True].times, oci["runc", False].times))
     floors = {isinstance(t, InHelper): t for t in tools if t.label.startswith(FLOOR)}
-    if len(floors) == 2:
-        pairs.append((f"{FLOOR}: in the helper ÷ here", floors[True].times, floors[False].times))
-    return pairs
+    return runtime_pairs(minirun, oci, lambda t: (t.label, t.times), floors)
 
 
 def fmt(t: float | None) -> str:

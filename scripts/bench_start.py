@@ -59,7 +59,7 @@ import time
 from pathlib import Path
 
 from benchenv import HostNames, minirun_command, own_blob_cache, private_names
-from benchns import InHelper, NamespaceHelper, print_pairs
+from benchns import InHelper, NamespaceHelper, print_pairs, runtime_pairs
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_S = 0.150
@@ -593,22 +593,12 @@ def prepare_bundle(tmp: Path, spec_binary: str, name: str = "bundle") -> Path:
 
 
 def oci_pairs(tools: list) -> list[tuple[str, list[float], list[float]]]:
-    """The pairs worth a same-round ratio: minirun against each OCI runtime's mount+run+umount
-    (what minirun's `run --rm` does too), crun against runc where both ran in the same place, and
-    runc in the helper against runc here (the control: what the helper's conditions change)."""
+    """minirun against each OCI runtime's mount+run+umount (what minirun's `run --rm` does too), and
+    the controls (benchns.runtime_pairs), those of the runtimes timing `run` alone."""
     minirun = tools[0] if tools and isinstance(tools[0], Minirun) else None
     oci = {(t.name, isinstance(t, InHelper)): t for t in tools if hasattr(t, "extra_label")}
-    peers = [t for (name, in_helper), t in oci.items() if not (name == "runc" and in_helper)]  # not the control
-    pairs = [(f"minirun ÷ {t.extra_label}", minirun.times, t.extra) for t in peers if minirun]
-    for in_helper, where in ((False, "here"), (True, "both in the helper")):
-        if ("crun", in_helper) in oci and ("runc", in_helper) in oci:
-            pairs.append((f"crun ÷ runc, {where} (run)", oci["crun", in_helper].times, oci["runc", in_helper].times))
-    if ("runc", True) in oci and ("runc", False) in oci:
-        pairs.append(("runc in the helper ÷ runc here (run)", oci["runc", True].times, oci["runc", False].times))
     floors = {isinstance(t, InHelper): t for t in tools if t.label.startswith(FLOOR)}
-    if len(floors) == 2:
-        pairs.append((f"{FLOOR}: in the helper ÷ here", floors[True].times, floors[False].times))
-    return pairs
+    return runtime_pairs(minirun, oci, lambda t: (t.extra_label, t.extra), floors, " (run)")
 
 
 def defer_signals() -> list[int]:

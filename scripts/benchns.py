@@ -258,6 +258,26 @@ class InHelper:
         return self.left
 
 
+def runtime_pairs(
+    minirun: Any, oci: dict[tuple[str, bool], Any], versus: Any, floors: dict[bool, Any], suffix: str = ""
+) -> list[tuple[str, list[float], list[float]]]:
+    """The pairs worth a same-round ratio, for print_pairs: minirun (its `times`) against each OCI
+    runtime's figure `versus(tool)` -> (label, times), crun against runc where both ran in the same
+    place, runc in the helper against runc here (the control: what the helper's conditions change),
+    and the floor in the helper against the floor here. `oci`: (name, in the helper) -> tool;
+    `floors`: in the helper -> the floor's tool; `suffix` names what the runtimes' own pairs time."""
+    peers = [t for (name, in_helper), t in oci.items() if not (name == "runc" and in_helper)]  # not the control
+    pairs = [(f"minirun ÷ {label}", minirun.times, times) for label, times in map(versus, peers)] if minirun else []
+    for in_helper, where in ((False, "here"), (True, "both in the helper")):
+        if ("crun", in_helper) in oci and ("runc", in_helper) in oci:
+            pairs.append((f"crun ÷ runc, {where}{suffix}", oci["crun", in_helper].times, oci["runc", in_helper].times))
+    if ("runc", True) in oci and ("runc", False) in oci:
+        pairs.append((f"runc in the helper ÷ runc here{suffix}", oci["runc", True].times, oci["runc", False].times))
+    if len(floors) == 2:
+        pairs.append((f"{floors[False].label}: in the helper ÷ here", floors[True].times, floors[False].times))
+    return pairs
+
+
 def print_pairs(pairs: list[tuple[str, list[float], list[float]]], runs: int) -> None:
     """Print, for each (label, a, b), the median of the same-round ratios a[i] / b[i]: the figure a
     pair-by-pair comparison gives. Pairs whose two tools did not both time every round are left out
