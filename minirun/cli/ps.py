@@ -34,11 +34,6 @@ def parser() -> Parser:
 
 
 def ps_command(argv: list[str], root: str | None) -> int:
-    import gc
-
-    # ps lives for milliseconds and builds thousands of dicts and lists (every record), none in a
-    # cycle: the collector's passes over them were ~15 % of the listing
-    gc.disable()
     args = parser().parse_args(argv)
     last = 1 if args.latest else args.last
     if args.format is not None:  # formatting.py only for a format: the plain table needs none of it
