@@ -145,3 +145,43 @@ def test_a_client_that_starts_nothing_itself_loads_no_ctypes(isolated_store, bus
     assert "minirun.containers.guard" in modules
     unneeded = {"ctypes", "_ctypes", "minirun.linux", "minirun.runtime.rootfs"}
     assert not modules & unneeded, sorted(modules & unneeded)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["run", "--rm", "--network", "none", "busybox", "true"], ["exec", "box", "true"]],
+)
+def test_the_start_paths_modules_are_compiled(isolated_store, box, args):
+    """With PYTHONDONTWRITEBYTECODE (as on these machines) a module without its .pyc is compiled
+    anew at every start: python-prctl's prctl.py was, ~4 ms of each container's PID 1, until
+    scripts/setup.sh compiled the dependencies too."""
+    import importlib.util
+
+    uncompiled = []
+    for name in imported(isolated_store, *args):
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec else None
+        if origin and origin.endswith(".py") and not os.path.exists(importlib.util.cache_from_source(origin)):
+            uncompiled.append(origin)
+    assert not uncompiled, uncompiled
+
+
+@pytest.mark.parametrize(("args", "collects"), [(["ps", "-q"], False), (["volume", "ls", "-q"], True)])
+def test_only_typer_verbs_run_the_cycle_collector(isolated_store, args, collects):
+    """main() turns the collector off for the lean verbs' milliseconds; a typer verb may serve for
+    hours (events, logs -f, stats) and gets it back. Seen at the command's own exit."""
+    probe = (
+        "import gc, os, sys\n"
+        "from minirun.cli import main as cli\n"
+        "real_exit = os._exit\n"
+        "def report(code):\n"
+        "    sys.stderr.write(f'collector={gc.isenabled()}\\n')\n"
+        "    real_exit(code)\n"
+        "os._exit = report\n"
+        f"sys.argv = ['minirun', *{args!r}]\n"
+        "cli.main()\n"
+    )
+    env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"collector={collects}" in done.stderr.splitlines()
