@@ -179,13 +179,13 @@ def _child(
     from minirun.runtime.rootfs import Bind, RootfsSpec, setup_rootfs
 
     # Every import PID 1 needs happens here, before pivot_root hides the host's site-packages
-    # (security.py loads prctl at import time for that reason).
+    # (security.py loads python-prctl at import time for that reason).
     from minirun.runtime.security import added_groups, lock_down, read_user_db, resolve_user
 
     if plan.die_with_parent:
-        import prctl
+        import _prctl
 
-        prctl.set_pdeathsig(signal.SIGKILL)
+        _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()
     namespaces = linux.CLONE_NEWNS | linux.CLONE_NEWCGROUP
