@@ -12,6 +12,9 @@ if [[ "${1:-}" == "--test" ]]; then
   # peers the interoperability tests run: archives (podman with runc, skopeo), a registry
   # (distribution); libc6-dev for the static probe the containment tests build
   packages+=(zstd xz-utils skopeo podman runc docker-registry openssl libc6-dev)
+  # crun: the start and exec benchmarks' second OCI runtime beside runc (scripts/bench_start.py);
+  # the tests run podman with runc (tests/e2e/test_load_save.py says why)
+  packages+=(crun)
 fi
 
 missing=()
