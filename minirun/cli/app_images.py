@@ -23,7 +23,7 @@ def history(
 ) -> None:
     """Show the history of an image, newest first."""
     from minirun.cli.formatting import check, write
-    from minirun.cli.imageinfo import history_rows
+    from minirun.frontend.imageinfo import history_rows
     from minirun.humanize import ellipsis, human_size, image_age
     from minirun.image.embedded import find_image
 
@@ -125,10 +125,10 @@ def inspect(
     format_: str | None = typer.Option(None, "-f", "--format", help="A Go TEMPLATE run on each object ('json')."),
 ) -> None:
     """Show low-level information on containers or images as JSON."""
-    from minirun.cli.containerinfo import inspect_container
-    from minirun.cli.imageinfo import inspect_image
     from minirun.containers.container import Containers
     from minirun.containers.liveness import refresh
+    from minirun.frontend.containerinfo import inspect_container
+    from minirun.frontend.imageinfo import inspect_image
     from minirun.image.embedded import find_image
 
     if type_ not in (None, "container", "image"):

@@ -73,10 +73,10 @@ def system_df(
     ),
 ) -> None:
     """Show disk usage: images (each layer counted once), containers (their own upper dirs), volumes."""
-    from minirun.cli.containerinfo import command_text, status_text
     from minirun.cli.formatting import check, write
     from minirun.containers.diskusage import disk_usage, reclaimable_text
     from minirun.containers.mounts import mount_points
+    from minirun.frontend.containerinfo import command_text, status_text
     from minirun.humanize import human_size, image_age, time_ago
 
     check(format_)
