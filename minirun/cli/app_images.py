@@ -105,17 +105,9 @@ def tag(
     target: str = typer.Argument(..., metavar="TARGET_IMAGE[:TAG]"),
 ) -> None:
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
-    from minirun.image.embedded import find_image
-    from minirun.store.reference import parse_reference
+    from minirun.frontend.imagetag import tag_image
 
-    ref = parse_reference(target)
-    if ref.digest is not None:
-        raise UsageError(f"refusing to create a tag with a digest reference: {target}")
-    store = open_store()
-    image = find_image(store, source)
-    with store.locked():
-        store.images.get(image.id)  # still there: an rmi may have run meanwhile
-        store.images.tag(ref, image.id)
+    tag_image(open_store(), source, target)
 
 
 @app.command("inspect")
