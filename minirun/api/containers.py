@@ -342,7 +342,9 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stopped = threading.Event()
 
     def still_running() -> bool:
-        return not stopped.is_set() and liveness.is_running(liveness.refresh(cs, container, record=False))
+        if stopped.is_set() or not os.path.isdir(container.dir):  # removed: nothing more will come
+            return False
+        return liveness.is_running(liveness.refresh(cs, container, record=False))
 
     entries = read_entries(container, tail, follow, still_running, since, until)
     try:

@@ -123,7 +123,8 @@ async def _serve(path: str, idle_seconds: float, store_root: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     idle = _Idle(idle_seconds, stop)
     app = build_app(store_root, idle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # at the end, what is still attached, followed or waited on is cut after 2 s
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2)
     await runner.setup()
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     _remove_stale(path)
