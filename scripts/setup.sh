@@ -39,6 +39,17 @@ if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
   .venv/bin/pip install -q --disable-pip-version-check --config-settings editable_mode=compat -e ".${extra}"
   touch "$stamp"
 fi
+# The docker CLI the Engine API's tests drive (tests/e2e/test_engine_api.py): Debian's docker.io
+# client, taken out of its package, never installed: its postinst would start dockerd.
+if [[ "${1:-}" == "--test" && ! -x .venv/docker/docker ]]; then
+  cache=.venv/docker/deb
+  mkdir -p "$cache"
+  (cd "$cache" && { apt-get download -qq docker.io 2>/dev/null || { apt-get update -qq && apt-get download -qq docker.io 2>/dev/null; }; })
+  rm -rf "$cache/x"
+  dpkg -x "$cache"/docker.io_*.deb "$cache/x"
+  cp "$cache/x/usr/bin/docker" .venv/docker/docker
+  rm -rf "$cache"
+fi
 # Byte-compile now: with PYTHONDONTWRITEBYTECODE set (as on these machines) every start would
 # otherwise recompile minirun's modules, ~13 ms of each `run`.
 .venv/bin/python -m compileall -q minirun images >/dev/null

@@ -23,7 +23,7 @@ def history(
 ) -> None:
     """Show the history of an image, newest first."""
     from minirun.cli.formatting import check, write
-    from minirun.cli.imageinfo import history_rows
+    from minirun.frontend.imageinfo import history_rows
     from minirun.humanize import ellipsis, human_size, image_age
     from minirun.image.embedded import find_image
 
@@ -105,17 +105,9 @@ def tag(
     target: str = typer.Argument(..., metavar="TARGET_IMAGE[:TAG]"),
 ) -> None:
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
-    from minirun.image.embedded import find_image
-    from minirun.store.reference import parse_reference
+    from minirun.frontend.imagetag import tag_image
 
-    ref = parse_reference(target)
-    if ref.digest is not None:
-        raise UsageError(f"refusing to create a tag with a digest reference: {target}")
-    store = open_store()
-    image = find_image(store, source)
-    with store.locked():
-        store.images.get(image.id)  # still there: an rmi may have run meanwhile
-        store.images.tag(ref, image.id)
+    tag_image(open_store(), source, target)
 
 
 @app.command("inspect")
@@ -125,10 +117,10 @@ def inspect(
     format_: str | None = typer.Option(None, "-f", "--format", help="A Go TEMPLATE run on each object ('json')."),
 ) -> None:
     """Show low-level information on containers or images as JSON."""
-    from minirun.cli.containerinfo import inspect_container
-    from minirun.cli.imageinfo import inspect_image
     from minirun.containers.container import Containers
     from minirun.containers.liveness import refresh
+    from minirun.frontend.containerinfo import inspect_container
+    from minirun.frontend.imageinfo import inspect_image
     from minirun.image.embedded import find_image
 
     if type_ not in (None, "container", "image"):

@@ -73,10 +73,10 @@ def system_df(
     ),
 ) -> None:
     """Show disk usage: images (each layer counted once), containers (their own upper dirs), volumes."""
-    from minirun.cli.containerinfo import command_text, status_text
     from minirun.cli.formatting import check, write
     from minirun.containers.diskusage import disk_usage, reclaimable_text
     from minirun.containers.mounts import mount_points
+    from minirun.frontend.containerinfo import command_text, status_text
     from minirun.humanize import human_size, image_age, time_ago
 
     check(format_)
@@ -236,3 +236,23 @@ def system_shutdown(
 
     for name in autostart.shutdown(Containers(open_store()), time_):
         print(name)
+
+
+@system_app.command("service")
+def system_service(
+    uri: str | None = typer.Argument(
+        None, metavar="[URI]", help="unix:///PATH to listen on (default unix://$MINIRUN_RUN_DIR/minirun.sock)."
+    ),
+    time_: int = typer.Option(5, "-t", "--time", help="Seconds without a request before the service exits (0: never)."),
+) -> None:
+    """Serve the Docker Engine API on a unix socket, for the docker CLI (DOCKER_HOST), docker-py
+    and the like. The socket is root's alone (0600): whoever reaches it is root."""
+    from minirun.errors import UsageError
+
+    if time_ < 0:
+        raise UsageError("--time must not be negative")
+    try:
+        from minirun.api.server import default_uri, serve
+    except ModuleNotFoundError as exc:  # aiohttp: scripts/setup.sh installs it
+        raise UsageError(f"the Engine API needs {exc.name}: run scripts/setup.sh") from None
+    raise typer.Exit(serve(uri or default_uri(), time_, open_store().root))

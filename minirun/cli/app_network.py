@@ -56,8 +56,8 @@ def network_ls(
     check(format_)
     networks = _networks().all()
     if filter_:
-        from minirun.cli.filters import NETWORK_KEYS, Filters, network_filter
         from minirun.containers.container import Containers
+        from minirun.frontend.filters import NETWORK_KEYS, Filters, network_filter
 
         store = open_store()
         in_use = {c.config.network for c in Containers(store).all()}

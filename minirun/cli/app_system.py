@@ -28,7 +28,7 @@ def _formatted(format_: str | None, document: dict) -> bool:
 @app.command("version")
 def version(format_: str | None = typer.Option(None, "-f", "--format", help="'json' or a Go TEMPLATE.")) -> None:
     """Show the minirun version information."""
-    from minirun.cli.systeminfo import version_document
+    from minirun.frontend.systeminfo import version_document
 
     document = version_document()
     if _formatted(format_, document):
@@ -52,7 +52,7 @@ def version(format_: str | None = typer.Option(None, "-f", "--format", help="'js
 @app.command("info")
 def info(format_: str | None = typer.Option(None, "-f", "--format", help="'json' or a Go TEMPLATE.")) -> None:
     """Display system-wide information."""
-    from minirun.cli.systeminfo import info_document
+    from minirun.frontend.systeminfo import info_document
     from minirun.humanize import bytes_size
 
     document = info_document(open_store())
@@ -101,7 +101,7 @@ def events_(
     import time
 
     from minirun import events
-    from minirun.cli.filters import EVENT_KEYS, Filters, event_filter
+    from minirun.frontend.filters import EVENT_KEYS, Filters, event_filter
     from minirun.humanize import parse_timestamp
 
     keep = event_filter(Filters(filter_, EVENT_KEYS))

@@ -77,8 +77,8 @@ def volume_ls(
     store = open_store()
     volumes = VolumeStore(store.root).all()
     if filter_:
-        from minirun.cli.filters import VOLUME_KEYS, Filters, volume_filter
         from minirun.containers.mounts import volume_users
+        from minirun.frontend.filters import VOLUME_KEYS, Filters, volume_filter
 
         keep = volume_filter(Filters(filter_, VOLUME_KEYS), set(volume_users(store.root)))
         volumes = [v for v in volumes if keep(v)]
@@ -160,8 +160,8 @@ def volume_prune(
     force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation."),
 ) -> None:
     """Remove unused local volumes. The anonymous ones, or with -a every one no container uses."""
-    from minirun.cli.filters import Filters
     from minirun.containers.mounts import prune_volumes
+    from minirun.frontend.filters import Filters
     from minirun.humanize import human_size
 
     filters = Filters(filter_, ("label", "label!", "all"))

@@ -112,7 +112,7 @@ def labels(given: list[str]) -> dict[str, str]:
     """--label K=V, as run's -l reads them (run's parser loads only when one is given)."""
     if not given:
         return {}
-    from minirun.cli.runargs import parse_labels
+    from minirun.frontend.runoptions import parse_labels
 
     return parse_labels(given, [])
 

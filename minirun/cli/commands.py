@@ -176,6 +176,7 @@ GROUPS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "events": ("events",),
         "boot": None,
         "shutdown": None,
+        "service": None,
     },
 }
 GROUP_SUMMARIES = {  # the group's own subcommands
@@ -186,6 +187,7 @@ GROUP_SUMMARIES = {  # the group's own subcommands
     ("system", "check"): "Check the store and what minirun keeps on the host",
     ("system", "boot"): "Start the containers a restart policy brings back after a reboot",
     ("system", "shutdown"): "Stop every running container, to be started again by system boot",
+    ("system", "service"): "Serve the Docker Engine API on a unix socket",
 }
 
 

@@ -21,16 +21,13 @@ def diff_command(argv: list[str], root: str | None) -> int:
         raise UsageError(f"unsupported --format {args.format!r} (use 'json')")
 
     from minirun.containers.container import Containers
-    from minirun.layer.changes import KIND_CODES, changes
+    from minirun.frontend.containerdiff import container_changes
+    from minirun.layer.changes import KIND_CODES
     from minirun.store import Store
-    from minirun.store.initlayer import init_layer_dir
 
     containers = Containers(Store(root))
     container = containers.find(args.container)
-    store = containers.store
-    image = store.images.get(container.config.image)
-    lowers = [init_layer_dir(store)] + [store.layers.diff_dir(d) for d in reversed(image.diff_ids)]
-    found = changes(container.upper, lowers)
+    found = container_changes(containers.store, container)
     if args.format == "json":
         from minirun import leanjson
 

@@ -4,8 +4,9 @@ spelling and meaning; errors are UsageError (exit 125)."""
 from __future__ import annotations
 
 from minirun.cli.leanparser import REMAINDER, Parser
-from minirun.cli.runargs import add_process_options, process_env
+from minirun.cli.runargs import add_process_options
 from minirun.errors import UsageError
+from minirun.frontend.runoptions import process_env
 from minirun.runtime.execin import ExecOptions
 
 

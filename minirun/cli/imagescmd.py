@@ -35,7 +35,7 @@ def images_command(argv: list[str], root: str | None) -> int:
     from minirun.cli.formatting import check, write
 
     check(args.format)
-    from minirun.cli.imageinfo import image_rows
+    from minirun.frontend.imageinfo import image_rows
     from minirun.humanize import human_size, image_age
     from minirun.store import Store
 
@@ -44,7 +44,7 @@ def images_command(argv: list[str], root: str | None) -> int:
     # docker's REPOSITORY[:TAG] argument is a reference filter
     filter_args = args.filter + ([f"reference={args.repository}"] if args.repository else [])
     if filter_args:
-        from minirun.cli.filters import IMAGE_KEYS, Filters, image_filter
+        from minirun.frontend.filters import IMAGE_KEYS, Filters, image_filter
 
         keep = image_filter(Filters(filter_args, IMAGE_KEYS), store)
         rows = [r for r in rows if keep(r.image, None if r.repository == "<none>" else f"{r.repository}:{r.tag}")]

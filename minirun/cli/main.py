@@ -62,7 +62,7 @@ def dispatch(args: list[str], root: str | None, debug: bool, help_: bool, verb_a
         return 0
     verb, argv = args[verb_at], args[verb_at + 1 :]
     if verb in ("-v", "--version"):  # docker's one-line form of `version`
-        from minirun.cli.systeminfo import VERSION
+        from minirun.frontend.systeminfo import VERSION
 
         sys.stdout.write(f"minirun version {VERSION}\n")
         return 0

@@ -41,10 +41,10 @@ def ps_command(argv: list[str], root: str | None) -> int:
 
         check(args.format)
 
-    from minirun.cli.containerinfo import ps_json, ps_rows
     from minirun.containers.container import Containers
     from minirun.containers.listindex import listing
     from minirun.containers.liveness import refresh
+    from minirun.frontend.containerinfo import ps_json, ps_rows
     from minirun.store import Store
 
     store = Store(root)
@@ -52,20 +52,20 @@ def ps_command(argv: list[str], root: str | None) -> int:
     listed = [refresh(containers, c, reload=False, record=False) for c in listing(containers)]
     show_all = args.all
     if args.filter:
-        from minirun.cli.filters import PS_KEYS, Filters, container_filter, shows_every_state
+        from minirun.frontend.filters import PS_KEYS, Filters, container_filter, shows_every_state
 
         filters = Filters(args.filter, PS_KEYS)
         keep = container_filter(filters, store, listed)
         listed = [c for c in listed if keep(c)]
         show_all = show_all or shows_every_state(filters)
     if args.quiet:  # ids alone: no row text to make, no size to walk
-        from minirun.cli.containerinfo import ps_id, ps_shown
+        from minirun.frontend.containerinfo import ps_id, ps_shown
 
         sys.stdout.write("".join(ps_id(c, args.no_trunc) + "\n" for c in ps_shown(listed, show_all, last)))
         return 0
     rows = ps_rows(listed, show_all, args.no_trunc, last)
     if args.size or ".Size" in (args.format or ""):  # docker sizes only when asked or shown
-        from minirun.cli.containerinfo import size_text
+        from minirun.frontend.containerinfo import size_text
 
         for row in rows:
             row.size = size_text(store, row.container)

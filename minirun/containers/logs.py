@@ -1,6 +1,6 @@
 """Reading a container's log (docker's json-file lines, written by the monitor's copier): `logs`
 with --tail, -t and -f, across the rotated files (`container.log.N`, `.gz` when compressed,
-oldest first). stdout entries go to stdout, stderr entries to stderr."""
+oldest first). stdout entries go to stdout, stderr entries to stderr; the Engine API frames them."""
 
 from __future__ import annotations
 
@@ -96,8 +96,26 @@ def show_logs(
     since: str = "",
     until: str = "",
 ) -> None:
-    """`since`: only entries stamped at or after it (start -a shows this run only); `until`: only
-    those before it, and a follow ends when the clock reaches it (docker's --until)."""
+    """`logs`: the entries (read_entries) to stdout and stderr."""
+    for entry in read_entries(container, tail, follow, still_running, since, until):
+        write_entry(entry, timestamps)
+    dropped = container.state.get(DROPPED_KEY) or 0
+    if dropped and not follow:
+        warn(f"{dropped} bytes of this container's output were dropped: its disk was full")
+
+
+def read_entries(
+    container,
+    tail: int | None,
+    follow: bool,
+    still_running: Callable[[], bool],
+    since: str = "",
+    until: str = "",
+) -> Iterator[dict]:
+    """The log's entries ({"log", "stream", "time"}), oldest first: the last `tail` (None: all);
+    with `follow`, then new ones until `still_running()` says no. `since`: only entries stamped
+    at or after it (start -a shows this run only); `until`: only those before it, and a follow
+    ends when the clock reaches it (docker's --until). `logs` prints them, the Engine API frames them."""
     if until:
         # nothing stamped at or after `until` is shown: following past it would only wait
         running = still_running
@@ -113,7 +131,7 @@ def show_logs(
         f = open(path, "rb")
     except FileNotFoundError:
         if not follow:
-            _history(container, b"", tail, timestamps, since, until)
+            yield from _history(container, b"", tail, since, until)
             return
         while not os.path.exists(path) and still_running():
             time.sleep(_POLL)
@@ -123,15 +141,12 @@ def show_logs(
     with f:
         data = f.read()
         partial = data[data.rfind(b"\n") + 1 :]
-        _history(container, data, tail, timestamps, since, until)
+        yield from _history(container, data, tail, since, until)
         if follow:
-            _follow(f, path, partial, timestamps, still_running, until)
-    dropped = container.state.get(DROPPED_KEY) or 0
-    if dropped and not follow:
-        warn(f"{dropped} bytes of this container's output were dropped: its disk was full")
+            yield from _follow(f, path, partial, still_running, until)
 
 
-def _history(container, current: bytes, tail: int | None, timestamps: bool, since: str, until: str) -> None:
+def _history(container, current: bytes, tail: int | None, since: str, until: str) -> Iterator[dict]:
     """What is logged so far: the rotated files, oldest first, then `current`; for --tail only
     as many files back as the last `tail` lines need."""
     lines = _lines(current)
@@ -142,11 +157,10 @@ def _history(container, current: bytes, tail: int | None, timestamps: bool, sinc
         lines = lines[-tail:] if tail > 0 else []
     else:
         lines = [line for path in reversed(older) for line in _lines(_read(path))] + lines
-    for entry in _entries(lines, since, until):
-        write_entry(entry, timestamps)
+    yield from _entries(lines, since, until)
 
 
-def _follow(f, path: str, partial: bytes, timestamps: bool, still_running: Callable[[], bool], until: str) -> None:
+def _follow(f, path: str, partial: bytes, still_running: Callable[[], bool], until: str) -> Iterator[dict]:
     """New entries as they come; when the copier rotates, the rest of the old file, then the new."""
     current = f
     try:
@@ -156,8 +170,7 @@ def _follow(f, path: str, partial: bytes, timestamps: bool, still_running: Calla
             if chunk:
                 data = partial + chunk
                 complete, _, partial = data.rpartition(b"\n")
-                for entry in _entries(complete.split(b"\n") if complete else [], until=until):
-                    write_entry(entry, timestamps)
+                yield from _entries(complete.split(b"\n") if complete else [], until=until)
                 continue
             if _rotated_away(current, path):
                 try:

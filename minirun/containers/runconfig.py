@@ -2,7 +2,7 @@
 --shm-size, --stop-signal, --stop-timeout, --group-add, --sysctl, --pid, --ipc, --uts, --add-host
 off a bridge): what a start makes of them (apply_to_plan), what `stop` makes of them, and how
 inspect shows them and -P, --expose, --dns* under docker's HostConfig and Config names. The flags
-are parsed by cli/runflags.py; dnsfiles.py and exposedports.py hold the rest.
+are parsed by frontend/runflags.py; dnsfiles.py and exposedports.py hold the rest.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from minirun.cli.filters import IMAGE_KEYS, PS_KEYS, Filters, _port_range, _reference_matches
 from minirun.errors import UsageError
+from minirun.frontend.filters import IMAGE_KEYS, PS_KEYS, Filters, _port_range, _reference_matches
 
 
 def test_values_of_one_key_are_alternatives_and_patterns():

@@ -9,9 +9,10 @@ import os
 
 import pytest
 
-from minirun.cli.runargs import parse_network_options, parse_run_args
+from minirun.cli.runargs import parse_run_args
 from minirun.containers.network import hosts_text
 from minirun.errors import Conflict, UsageError
+from minirun.frontend.runoptions import parse_network_options
 from minirun.net import ipv4, networks, portmap
 
 # -- subnets ------------------------------------------------------------------------------------

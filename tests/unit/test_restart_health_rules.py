@@ -166,8 +166,8 @@ def test_the_copiers_spec_fills_in_dockers_defaults():
 
 
 def test_ps_status_of_a_restarting_and_a_healthy_container(tmp_path):
-    from minirun.cli.containerinfo import status_text
     from minirun.containers.container import Container, ContainerConfig
+    from minirun.frontend.containerinfo import status_text
     from minirun.humanize import parse_rfc3339
 
     config = ContainerConfig(id="a" * 64, name="x", image="", image_ref="", created="", argv=["true"], env=[])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from minirun.cli.run import container_argv
 from minirun.cli.runargs import parse_run_args
 from minirun.errors import UsageError
+from minirun.frontend.create import container_argv
 from minirun.runtime.executable import merged_env
 
 
@@ -88,7 +88,7 @@ def test_good_hostnames_pass():
 
 
 def test_labels_from_files_then_flags(tmp_path):
-    from minirun.cli.run import image_labels
+    from minirun.frontend.create import image_labels
 
     path = tmp_path / "labels"
     path.write_text("# a comment\n\ncom.example.a=1\ncom.example.b=from-file\n")

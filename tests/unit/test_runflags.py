@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from minirun.cli import runflags
 from minirun.cli.runargs import parse_run_args
 from minirun.containers import dnsfiles, runconfig
 from minirun.containers.container import ContainerConfig
 from minirun.containers.exposedports import exposed_ports, parse_expose, publish_all_bindings
 from minirun.containers.network import hosts_text
 from minirun.errors import MinirunError, UsageError
+from minirun.frontend import runflags
 from minirun.image.embedded import host_architecture
 from minirun.runtime import kernelsettings, rootfs
 from minirun.runtime.security import added_groups

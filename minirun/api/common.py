@@ -1,0 +1,95 @@
+"""What every handler uses: the store, query parameters as docker spells them, JSON answers,
+blocking library calls off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from minirun.api.errors import ApiError
+
+T = TypeVar("T")
+STORE_ROOT = web.AppKey("store_root", str)
+
+
+def store(request: web.Request):
+    from minirun.store import Store
+
+    return Store(request.app[STORE_ROOT])
+
+
+def containers(request: web.Request):
+    from minirun.containers.container import Containers
+
+    return Containers(store(request))
+
+
+async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A library call that does not fork (those go to worker.py), in the thread pool."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def as_json(document: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=json.dumps(document).encode(), content_type="application/json")
+
+
+def flag(request: web.Request, name: str, default: bool = False) -> bool:
+    """docker's boolean query values: 1/true/True (and 0/false/False)."""
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise ApiError(400, f"invalid boolean value for {name}: {value!r}")
+
+
+def integer(request: web.Request, name: str, default: int | None = None) -> int | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, f"invalid value for {name}: {value!r}") from None
+
+
+def filters(request: web.Request) -> list[str]:
+    """docker's `filters` query ({"status": ["running"], "label": {"a=b": true}}) as the CLI's
+    -f KEY=VALUE words (frontend/filters.py reads both front ends' alike)."""
+    text = request.query.get("filters")
+    if not text:
+        return []
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise ApiError(400, f"invalid filters: {text!r}") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, f"invalid filters: {text!r}")
+    words = []
+    for key, values in document.items():
+        if isinstance(values, dict):  # the older map form: {"value": true}
+            values = [v for v, on in values.items() if on]
+        if not isinstance(values, list):
+            raise ApiError(400, f"invalid filters: {text!r}")
+        words += [f"{key}={value}" for value in values]
+    return words
+
+
+async def body(request: web.Request) -> dict:
+    if not request.can_read_body:
+        return {}
+    try:
+        document = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, f"invalid JSON: {exc}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ApiError(400, "invalid JSON: an object is expected")
+    return document

@@ -1,0 +1,537 @@
+"""`/containers/...`: list, create, inspect, start, stop, restart, kill, pause, unpause, wait,
+logs, top, changes, rename, delete, prune, attach, resize. Each is the library call the CLI's
+verb makes (containers/lifecycle.py and its neighbours), its document the CLI's
+(frontend/containerinfo.py) in the Engine API's shape."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+from aiohttp import web
+
+from minirun.api import streams
+from minirun.api.common import STORE_ROOT, as_json, blocking, body, containers, flag, integer
+from minirun.api.errors import ApiError
+
+# attach requests waiting for their container's start (docker run: create, attach, start, wait):
+# container id -> the sockets the monitor is to serve as its first clients (attachserver.py)
+_PENDING_ATTACH: dict[str, list] = {}
+
+
+def _find(request: web.Request):
+    from minirun.containers.liveness import refresh
+
+    cs = containers(request)
+    return cs, refresh(cs, cs.find(request.match_info["id"]), record=False)
+
+
+# -- list, inspect ---------------------------------------------------------------------------------
+
+
+def summary(store_, container) -> dict:
+    """A container as /containers/json lists it (docker's ContainerSummary)."""
+    from minirun.containers.mounts import mount_points
+    from minirun.containers.pause import status as pause_status
+    from minirun.frontend.containerinfo import status_text
+    from minirun.humanize import epoch_seconds
+    from minirun.net.portmap import port_bindings
+
+    config = container.config
+    settings = container.state.get("NetworkSettings") or {}
+    published = settings.get("Ports") if container.state.get("Status") == "running" else None
+    ports = []
+    for port, bindings in (published or port_bindings(config.ports) or {}).items():
+        number, _, proto = port.partition("/")
+        for binding in bindings or [{}]:
+            entry: dict = {"PrivatePort": int(number), "Type": proto or "tcp"}
+            if published and binding.get("HostPort"):
+                entry.update(IP=binding.get("HostIp") or "0.0.0.0", PublicPort=int(binding["HostPort"]))
+            ports.append(entry)
+    network = settings.get("Network", config.network)
+    return {
+        "Id": container.id,
+        "Names": ["/" + config.name],
+        "Image": config.image_ref,
+        "ImageID": "sha256:" + config.image,
+        "Command": " ".join(config.argv),
+        "Created": int(epoch_seconds(config.created)),
+        "Ports": ports,
+        "Labels": config.labels,
+        "State": pause_status(container),
+        "Status": status_text(container),
+        "HostConfig": {"NetworkMode": config.network},
+        "NetworkSettings": {"Networks": {network: {"IPAddress": settings.get("IPAddress", "")}}},
+        "Mounts": mount_points(config),
+    }
+
+
+def _listing(request: web.Request, words: list[str]) -> list[dict]:
+    from minirun.containers.listindex import listing
+    from minirun.containers.liveness import refresh
+    from minirun.frontend.containerinfo import ps_shown
+    from minirun.frontend.filters import PS_KEYS, Filters, container_filter, shows_every_state
+
+    cs = containers(request)
+    listed = [refresh(cs, c, reload=False, record=False) for c in listing(cs)]
+    show_all = flag(request, "all")
+    if words:
+        filters = Filters(words, PS_KEYS)
+        keep = container_filter(filters, cs.store, listed)
+        listed = [c for c in listed if keep(c)]
+        show_all = show_all or shows_every_state(filters)
+    limit = integer(request, "limit", -1)
+    shown = ps_shown(listed, show_all or (limit or 0) > 0, limit if limit and limit > 0 else -1)
+    documents = [summary(cs.store, c) for c in shown]
+    if flag(request, "size"):
+        from minirun.store.fsutil import tree_size
+
+        for document, c in zip(documents, shown):
+            document["SizeRw"] = tree_size(c.upper)
+    return documents
+
+
+async def list_(request: web.Request) -> web.Response:
+    from minirun.api.common import filters
+
+    return as_json(await blocking(_listing, request, filters(request)))
+
+
+async def inspect(request: web.Request) -> web.Response:
+    from minirun.frontend.containerinfo import inspect_container
+
+    def document() -> dict:
+        cs, container = _find(request)
+        result = inspect_container(cs.store, container)
+        if flag(request, "size"):
+            from minirun.store.fsutil import tree_size
+
+            result["SizeRw"] = tree_size(container.upper)
+        return result
+
+    return as_json(await blocking(document))
+
+
+# -- create, start, stop... --------------------------------------------------------------------------
+
+
+async def create(request: web.Request) -> web.Response:
+    from minirun.api import worker
+    from minirun.api.containerspec import namespace
+
+    config = await body(request)
+    ns = namespace(config, request.query.get("name", ""), request.query.get("platform", ""))
+    values = dict(vars(ns))
+    # docker's StdinOnce is `run -i` without -d: the attached client's EOF closes the container's stdin
+    values["detach"] = not config.get("StdinOnce")
+    container_id = await worker.call("minirun.api.worker:create_container", request.app[STORE_ROOT], values)
+    return as_json({"Id": container_id, "Warnings": []}, status=201)
+
+
+async def start(request: web.Request) -> web.Response:
+    from minirun.containers import lifecycle
+    from minirun.containers.liveness import is_restarting, is_running
+
+    def run() -> bool:
+        cs, container = _find(request)
+        if is_running(container) or is_restarting(container):
+            return False
+        pending = _PENDING_ATTACH.pop(container.id, [])
+        options: dict = {}
+        if pending:  # the first attached client, connected before PID 1 runs: it misses nothing
+            options["attach_fd"] = pending[0].fileno()
+            if container.config.tty:
+                options["console_size"] = (24, 80)
+        try:
+            lifecycle.start(cs, container, **options)
+        finally:
+            for sock in pending:
+                sock.close()
+        return True
+
+    started = await blocking(run)
+    return web.Response(status=204 if started else 304)
+
+
+def _timeout(request: web.Request) -> int | None:
+    return integer(request, "t", None) if "t" in request.query else integer(request, "timeout", None)
+
+
+async def stop(request: web.Request) -> web.Response:
+    from minirun.containers import lifecycle
+    from minirun.containers.liveness import is_restarting, is_running
+    from minirun.containers.runconfig import stop_signal_of, stop_timeout
+
+    def run() -> bool:
+        cs, container = _find(request)
+        if not (is_running(container) or is_restarting(container)):
+            return False
+        signal = request.query.get("signal")
+        number = lifecycle.signal_number(signal) if signal else stop_signal_of(cs, container)
+        lifecycle.stop(cs, container, stop_timeout(container.config, _timeout(request)), number)
+        return True
+
+    return web.Response(status=204 if await blocking(run) else 304)
+
+
+async def restart(request: web.Request) -> web.Response:
+    from minirun.containers import autostart, lifecycle
+    from minirun.containers.runconfig import stop_signal_of, stop_timeout
+
+    def run() -> None:
+        cs, container = _find(request)
+        signal = request.query.get("signal")
+        number = lifecycle.signal_number(signal) if signal else stop_signal_of(cs, container)
+        autostart.restart(cs, container, stop_timeout(container.config, _timeout(request)), number)
+
+    await blocking(run)
+    return web.Response(status=204)
+
+
+async def kill(request: web.Request) -> web.Response:
+    from minirun.containers import lifecycle
+    from minirun.containers.runconfig import stop_signal_of
+
+    def run() -> None:
+        cs, container = _find(request)
+        number = lifecycle.signal_number(request.query.get("signal") or "KILL")
+        lifecycle.kill(cs, container, number, stop_signal_of(cs, container))
+
+    await blocking(run)
+    return web.Response(status=204)
+
+
+async def pause(request: web.Request) -> web.Response:
+    from minirun.containers.pause import pause as pause_container
+
+    await blocking(lambda: pause_container(*_find(request)))
+    return web.Response(status=204)
+
+
+async def unpause(request: web.Request) -> web.Response:
+    from minirun.containers.pause import unpause as unpause_container
+
+    await blocking(lambda: unpause_container(*_find(request)))
+    return web.Response(status=204)
+
+
+async def delete(request: web.Request) -> web.Response:
+    from minirun.containers import lifecycle
+
+    def run() -> None:
+        cs, container = _find(request)
+        lifecycle.remove(cs, container, flag(request, "force"), flag(request, "v"))
+        for sock in _PENDING_ATTACH.pop(container.id, []):
+            sock.close()
+
+    await blocking(run)
+    return web.Response(status=204)
+
+
+async def rename(request: web.Request) -> web.Response:
+    from minirun.containers import lifecycle
+
+    name = request.query.get("name", "")
+    if not name:
+        raise ApiError(400, "name is required")
+
+    def run() -> None:
+        cs, container = _find(request)
+        lifecycle.rename(cs, container, name.lstrip("/"))
+
+    await blocking(run)
+    return web.Response(status=204)
+
+
+async def prune(request: web.Request) -> web.Response:
+    from minirun.containers import lifecycle
+
+    removed, freed = await blocking(lambda: lifecycle.prune(containers(request)))
+    return as_json({"ContainersDeleted": removed or None, "SpaceReclaimed": freed})
+
+
+# -- wait ----------------------------------------------------------------------------------------------
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    """docker's wait: the headers at once (its client waits for them before it starts the
+    container), the exit code when the condition holds: `not-running` (the default), `next-exit`
+    (the exit after the next start), `removed`."""
+    condition = request.query.get("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise ApiError(400, f"invalid condition: {condition!r}")
+    cs, container = await blocking(_find, request)
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    code = await _wait_for(cs, container, condition, request)
+    if code is not None:
+        try:
+            await response.write(f'{{"StatusCode":{code},"Error":null}}\n'.encode())
+            await response.write_eof()
+        except ConnectionError:
+            pass
+    return response
+
+
+async def _wait_for(cs, container, condition: str, request: web.Request) -> int | None:
+    """The exit code once `condition` holds; None if the client left first."""
+    from minirun.containers.liveness import is_restarting, is_running, refresh
+
+    first = container.state.get("FinishedAt")
+    seen_running = False
+    while True:
+        if request.transport is None or request.transport.is_closing():
+            return None
+        gone = not os.path.isdir(container.dir)
+        if not gone:
+            container = await blocking(refresh, cs, container, True, False)
+        running = is_running(container) or is_restarting(container)
+        seen_running = seen_running or running
+        code = int(container.state.get("ExitCode") or 0)
+        if gone:  # an --rm container's monitor removed it: its exit is in its "die" event
+            return await blocking(_last_exit, cs.store.root, container.id, code)
+        elif not running:
+            exited_since = container.state.get("FinishedAt") != first and container.state.get("Status") == "exited"
+            if condition == "not-running" or seen_running or exited_since:
+                return code
+        await asyncio.sleep(0.05)
+
+
+def _last_exit(store_root: str, container_id: str, known: int) -> int:
+    from minirun import events
+
+    for event in reversed(events.read(store_root)):
+        if event.get("Action") == "die" and (event.get("Actor") or {}).get("ID") == container_id:
+            return int(event["Actor"].get("Attributes", {}).get("exitCode", known))
+    return known
+
+
+# -- logs ------------------------------------------------------------------------------------------------
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    from minirun.containers import liveness
+    from minirun.containers.logs import read_entries
+    from minirun.humanize import parse_timestamp, rfc3339_ns
+
+    stdout, stderr = flag(request, "stdout"), flag(request, "stderr")
+    if not (stdout or stderr):
+        raise ApiError(400, "Bad parameters: you must choose at least one stream")
+    follow, timestamps = flag(request, "follow"), flag(request, "timestamps")
+    tail_text = request.query.get("tail", "all")
+    tail = None if tail_text in ("all", "") else integer(request, "tail")
+    if tail is not None and tail < 0:
+        tail = None
+
+    def stamp(name: str) -> str:
+        value = request.query.get(name, "")
+        if value in ("", "0"):
+            return ""
+        return rfc3339_ns(parse_timestamp(value))
+
+    since, until = stamp("since"), stamp("until")
+    cs, container = await blocking(_find, request)
+    if container.config.log_config.get("Type") == "none":
+        raise ApiError(501, "configured logging driver does not support reading")
+    response = web.StreamResponse(
+        headers={"Content-Type": streams.RAW_STREAM if container.config.tty else streams.MULTIPLEXED_STREAM}
+    )
+    await response.prepare(request)
+    output = streams.Output(response, bool(container.config.tty))
+    stopped = threading.Event()
+
+    def still_running() -> bool:
+        if stopped.is_set() or not os.path.isdir(container.dir):  # removed: nothing more will come
+            return False
+        return liveness.is_running(liveness.refresh(cs, container, record=False))
+
+    entries = read_entries(container, tail, follow, still_running, since, until)
+    try:
+        async for entry in _items(entries, stopped):
+            kind = streams.STDERR if entry.get("stream") == "stderr" else streams.STDOUT
+            if (kind == streams.STDOUT and not stdout) or (kind == streams.STDERR and not stderr):
+                continue
+            text = entry.get("log", "")
+            if timestamps:
+                text = f"{entry.get('time', '')} {text}"
+            await output.write(kind, text.encode())
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client left
+    finally:
+        stopped.set()
+    return response
+
+
+async def _items(entries, stopped: threading.Event):
+    """A blocking generator's items, read by a thread (a followed log waits in it for the next
+    line); `stopped` ends it early. Handed over one by one: a follow's line is sent as it comes."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1024)
+    done = object()
+
+    def put(item) -> None:
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+    def pump() -> None:
+        try:
+            for item in entries:
+                if stopped.is_set():
+                    return
+                put(item)
+        except BaseException as exc:  # noqa: BLE001  (the handler raises it)
+            put(exc)
+        finally:
+            if not stopped.is_set():
+                put(done)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        item = await queue.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+# -- top, changes -----------------------------------------------------------------------------------------
+
+
+async def top(request: web.Request) -> web.Response:
+    import shlex
+
+    from minirun.containers import liveness
+    from minirun.containers.top import top as ps_top
+
+    def run() -> dict:
+        cs, container = _find(request)
+        if not liveness.is_running(container):
+            from minirun.errors import Conflict
+
+            raise Conflict(f"Container {container.id} is not running")
+        titles, rows = ps_top(container, shlex.split(request.query.get("ps_args", "")))
+        return {"Titles": titles, "Processes": rows}
+
+    return as_json(await blocking(run))
+
+
+async def changes(request: web.Request) -> web.Response:
+    from minirun.frontend.containerdiff import container_changes
+    from minirun.layer.changes import KIND_CODES
+
+    def run() -> list[dict]:
+        cs, container = _find(request)
+        return [{"Path": c.path, "Kind": KIND_CODES[c.kind]} for c in container_changes(cs.store, container)]
+
+    return as_json(await blocking(run) or None)
+
+
+# -- attach, resize ----------------------------------------------------------------------------------------
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    """Hijacked: the container's output (multiplexed without a terminal) to the client, its
+    input to the container's stdin (with OpenStdin). Before the container starts (docker run),
+    the monitor gets our socket as its first client at the start, so nothing is missed."""
+    import socket
+
+    from minirun.containers.attachclient import connect
+    from minirun.containers.liveness import is_running
+
+    if not flag(request, "stream"):
+        raise ApiError(400, "only stream=1 attaches are served (logs=1 alone: use /logs)")
+    cs, container = await blocking(_find, request)
+    if container.state.get("Paused"):
+        raise ApiError(409, "You cannot attach to a paused container, unpause it first")
+    theirs = None
+    if is_running(container):
+        sock = socket.socket(fileno=await blocking(connect, container))
+    else:  # served from its next start (start takes `theirs`)
+        sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        _PENDING_ATTACH.setdefault(container.id, []).append(theirs)
+    sock.setblocking(False)
+    want = {
+        streams.STDOUT: flag(request, "stdout"),
+        streams.STDERR: flag(request, "stderr"),
+    }
+    stdin = flag(request, "stdin") and bool(container.config.interactive)
+    content_type = streams.RAW_STREAM if container.config.tty else streams.MULTIPLEXED_STREAM
+    hijacked = await streams.hijack(request, content_type)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    output = streams.Output(hijacked.response, bool(container.config.tty))
+    relay_in = asyncio.create_task(_client_to_monitor(hijacked, writer, stdin))
+    try:
+        await _monitor_to_client(reader, output, want)
+    except ConnectionError:
+        pass
+    finally:
+        relay_in.cancel()
+        writer.close()
+        await hijacked.close()
+        if theirs is not None and theirs in _PENDING_ATTACH.get(container.id, []):  # never started
+            _PENDING_ATTACH[container.id].remove(theirs)
+            theirs.close()
+    return hijacked.response
+
+
+async def _monitor_to_client(reader: asyncio.StreamReader, output: streams.Output, want: dict) -> None:
+    from minirun.containers.attachserver import EXIT, HEADER, STDERR
+
+    while True:
+        try:
+            header = await reader.readexactly(HEADER)
+            payload = await reader.readexactly(int.from_bytes(header[1:HEADER], "big"))
+        except asyncio.IncompleteReadError:
+            return
+        kind = header[:1]
+        if kind == EXIT:
+            return
+        stream = streams.STDERR if kind == STDERR else streams.STDOUT
+        if want.get(stream):
+            await output.write(stream, payload)
+
+
+async def _client_to_monitor(hijacked: streams.Hijacked, writer: asyncio.StreamWriter, stdin: bool) -> None:
+    from minirun.containers.attachserver import CLOSE_STDIN, STDIN, frame
+
+    while True:
+        data = await hijacked.input.read()
+        if not stdin:
+            if not data:
+                return
+            continue
+        writer.write(frame(CLOSE_STDIN) if not data else frame(STDIN, data))
+        await writer.drain()
+        if not data:
+            return
+
+
+async def resize(request: web.Request) -> web.Response:
+    """Accepted: a container's terminal follows its attached CLI's size (attachclient.py); the
+    Engine API's clients' resizes are not passed on yet."""
+    await blocking(_find, request)
+    return web.Response(status=200)
+
+
+ROUTES = [
+    web.get("/containers/json", list_),
+    web.post("/containers/create", create),
+    web.post("/containers/prune", prune),
+    web.get("/containers/{id}/json", inspect),
+    web.post("/containers/{id}/start", start),
+    web.post("/containers/{id}/stop", stop),
+    web.post("/containers/{id}/restart", restart),
+    web.post("/containers/{id}/kill", kill),
+    web.post("/containers/{id}/pause", pause),
+    web.post("/containers/{id}/unpause", unpause),
+    web.post("/containers/{id}/wait", wait),
+    web.get("/containers/{id}/logs", logs),
+    web.get("/containers/{id}/top", top),
+    web.get("/containers/{id}/changes", changes),
+    web.post("/containers/{id}/rename", rename),
+    web.post("/containers/{id}/attach", attach),
+    web.post("/containers/{id}/resize", resize),
+    web.delete("/containers/{id}", delete),
+]

@@ -1,0 +1,338 @@
+"""A create request's JSON (docker's Config with its HostConfig) as the namespace `run`'s parser
+makes (cli/runargs.py): the same option words, so frontend/runoptions.run_options checks it with
+the CLI's rules and the container is made as `minirun create` makes it. Pure.
+
+docker's clients send every field, zero when unset: only what is given counts. A field minirun
+has no option for is refused when set (400), never dropped in silence."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from minirun.api.errors import ApiError
+
+# `run`'s options, unset: the attributes cli/runargs.py's parser gives for `create IMAGE`
+# (tests/unit/test_engine_api.py checks they are the same)
+NAMESPACE_DEFAULTS: dict[str, Any] = {
+    "rm": False,
+    "name": "",
+    "label": [],
+    "label_file": [],
+    "env": [],
+    "env_file": [],
+    "workdir": "",
+    "user": "",
+    "hostname": "",
+    "volume": [],
+    "mount": [],
+    "volumes_from": [],
+    "tmpfs": [],
+    "read_only": False,
+    "entrypoint": None,
+    "interactive": False,
+    "tty": False,
+    "memory": None,
+    "memory_swap": None,
+    "cpus": None,
+    "cpu_shares": None,
+    "cpuset_cpus": None,
+    "pids_limit": None,
+    "cap_add": [],
+    "cap_drop": [],
+    "privileged": False,
+    "security_opt": [],
+    "device": [],
+    "log_driver": None,
+    "log_opt": [],
+    "network": "bridge",
+    "publish": [],
+    "publish_all": False,
+    "expose": [],
+    "add_host": [],
+    "dns": [],
+    "dns_search": [],
+    "dns_option": [],
+    "init": False,
+    "ulimit": [],
+    "shm_size": None,
+    "stop_signal": None,
+    "stop_timeout": None,
+    "group_add": [],
+    "sysctl": [],
+    "cidfile": "",
+    "pull": "missing",
+    "platform": "",
+    "pid": "",
+    "ipc": "",
+    "uts": "",
+    "restart": "no",
+    "health_cmd": "",
+    "health_interval": None,
+    "health_timeout": None,
+    "health_retries": 0,
+    "health_start_period": None,
+    "health_start_interval": None,
+    "no_healthcheck": False,
+    "image": "",
+    "command": [],
+}
+
+# Config and HostConfig fields this module reads, and those a client may send with a value that
+# means "unset" (docker's own zero values, and the defaults docker's CLI fills in)
+_IGNORED_CONFIG = {
+    "AttachStdin", "AttachStdout", "AttachStderr", "StdinOnce", "Domainname", "Volumes", "OnBuild",
+    "NetworkDisabled", "MacAddress", "ArgsEscaped", "Shell", "HostConfig", "NetworkingConfig", "Platform",
+}  # fmt: skip
+_IGNORED_HOST = {
+    "ContainerIDFile", "ConsoleSize", "Isolation", "LogConfig", "KernelMemory", "KernelMemoryTCP",
+    "OomKillDisable", "MemorySwappiness", "MemoryReservation", "CgroupnsMode", "Cgroup", "CgroupParent",
+    "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetMems",
+    "DeviceCgroupRules", "DeviceRequests", "DiskQuota", "OomScoreAdj", "Links", "DnsOptions", "UsernsMode",
+    "VolumeDriver", "MaskedPaths", "ReadonlyPaths", "Runtime", "CpuCount", "CpuPercent", "IOMaximumIOps",
+    "IOMaximumBandwidth", "Annotations",
+}  # fmt: skip
+
+
+class Namespace:
+    """What argparse gives: the options as attributes."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+def namespace(config: dict, name: str = "", platform: str = "") -> Namespace:
+    """The create request's body and its `name` query as `run`'s parsed options."""
+    if not isinstance(config, dict):
+        raise ApiError(400, "config must be an object")
+    host = config.get("HostConfig") or {}
+    if not isinstance(host, dict):
+        raise ApiError(400, "HostConfig must be an object")
+    values: dict[str, Any] = {k: (list(v) if isinstance(v, list) else v) for k, v in NAMESPACE_DEFAULTS.items()}
+    # the API never pulls on create: docker answers 404 and its client pulls (/images/create)
+    values.update(name=name.lstrip("/"), platform=platform, pull="never")
+    image = config.get("Image")
+    if not isinstance(image, str) or not image:
+        raise ApiError(400, "config.Image must be given")
+    values["image"] = image
+    _process(config, values)
+    _host(host, values)
+    _networking(config, values)
+    return Namespace(**values)
+
+
+def _words(value: Any, field: str) -> list[str]:
+    """A command field: docker takes a list of strings, or one string (split as a shell would)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return shlex.split(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ApiError(400, f"{field} must be a list of strings")
+
+
+def _strings(value: Any, field: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ApiError(400, f"{field} must be a list of strings")
+
+
+def _mapping(value: Any, field: str) -> dict:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise ApiError(400, f"{field} must be an object")
+
+
+def _process(config: dict, values: dict) -> None:
+    cmd = _words(config.get("Cmd"), "Cmd")
+    entrypoint = config.get("Entrypoint")
+    if entrypoint is not None:
+        # `run` takes one word for --entrypoint and the rest as the command: the same argv
+        words = _words(entrypoint, "Entrypoint")
+        values["entrypoint"] = words[0] if words else ""
+        cmd = words[1:] + cmd
+    values["command"] = cmd
+    values["env"] = _strings(config.get("Env"), "Env")
+    values["workdir"] = config.get("WorkingDir") or ""
+    values["user"] = config.get("User") or ""
+    values["hostname"] = config.get("Hostname") or ""
+    values["tty"] = bool(config.get("Tty"))
+    values["interactive"] = bool(config.get("OpenStdin"))
+    values["label"] = [f"{k}={v}" for k, v in _mapping(config.get("Labels"), "Labels").items()]
+    values["expose"] = list(_mapping(config.get("ExposedPorts"), "ExposedPorts"))
+    if config.get("StopSignal"):
+        values["stop_signal"] = str(config["StopSignal"])
+    if config.get("StopTimeout") is not None:
+        values["stop_timeout"] = str(config["StopTimeout"])
+    _healthcheck(_mapping(config.get("Healthcheck"), "Healthcheck"), values)
+    unknown = sorted(k for k, v in config.items() if v and k not in _CONFIG_READ and k not in _IGNORED_CONFIG)
+    if unknown:
+        raise ApiError(400, f"unsupported field(s) in the container's config: {', '.join(unknown)}")
+
+
+_CONFIG_READ = {
+    "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Hostname", "Tty", "OpenStdin", "Labels",
+    "ExposedPorts", "StopSignal", "StopTimeout", "Healthcheck",
+}  # fmt: skip
+
+
+def _healthcheck(check: dict, values: dict) -> None:
+    test = check.get("Test") or []
+    if test[:1] == ["NONE"]:
+        values["no_healthcheck"] = True
+        return
+    if test[:1] == ["CMD-SHELL"] and len(test) == 2:
+        values["health_cmd"] = test[1]
+    elif test[:1] == ["CMD"]:
+        values["health_cmd"] = shlex.join(test[1:])
+    elif test:
+        raise ApiError(400, f"invalid Healthcheck.Test: {test!r}")
+    for field, option in (
+        ("Interval", "health_interval"),
+        ("Timeout", "health_timeout"),
+        ("StartPeriod", "health_start_period"),
+        ("StartInterval", "health_start_interval"),
+    ):
+        if check.get(field):
+            values[option] = f"{int(check[field])}ns"  # the API's durations are nanoseconds
+    if check.get("Retries"):
+        values["health_retries"] = int(check["Retries"])
+
+
+def _host(host: dict, values: dict) -> None:
+    values["volume"] = _strings(host.get("Binds"), "HostConfig.Binds")
+    values["mount"] = [_mount_words(m) for m in host.get("Mounts") or []]
+    values["tmpfs"] = [f"{path}:{options}" if options else path for path, options in _tmpfs(host).items()]
+    values["volumes_from"] = _strings(host.get("VolumesFrom"), "HostConfig.VolumesFrom")
+    values["publish"] = _publish(_mapping(host.get("PortBindings"), "HostConfig.PortBindings"))
+    values["publish_all"] = bool(host.get("PublishAllPorts"))
+    policy = _mapping(host.get("RestartPolicy"), "HostConfig.RestartPolicy")
+    if policy.get("Name") not in (None, "", "no"):
+        count = policy.get("MaximumRetryCount") or 0
+        values["restart"] = f"{policy['Name']}:{count}" if count else str(policy["Name"])
+    for field, option in (("Memory", "memory"), ("MemorySwap", "memory_swap"), ("CpuShares", "cpu_shares")):
+        if host.get(field):
+            values[option] = str(host[field])
+    if host.get("NanoCpus"):
+        values["cpus"] = f"{int(host['NanoCpus'])}/1000000000"
+    if host.get("CpusetCpus"):
+        values["cpuset_cpus"] = str(host["CpusetCpus"])
+    if host.get("PidsLimit"):  # 0 and null: unset; -1: unlimited
+        values["pids_limit"] = str(host["PidsLimit"])
+    values["cap_add"] = _strings(host.get("CapAdd"), "HostConfig.CapAdd")
+    values["cap_drop"] = _strings(host.get("CapDrop"), "HostConfig.CapDrop")
+    values["security_opt"] = _strings(host.get("SecurityOpt"), "HostConfig.SecurityOpt")
+    values["privileged"] = bool(host.get("Privileged"))
+    values["read_only"] = bool(host.get("ReadonlyRootfs"))
+    values["init"] = bool(host.get("Init"))
+    values["rm"] = bool(host.get("AutoRemove"))
+    network = host.get("NetworkMode") or "default"
+    values["network"] = "bridge" if network == "default" else network
+    values["dns"] = _strings(host.get("Dns"), "HostConfig.Dns")
+    values["dns_search"] = _strings(host.get("DnsSearch"), "HostConfig.DnsSearch")
+    values["dns_option"] = _strings(host.get("DnsOptions"), "HostConfig.DnsOptions")
+    values["add_host"] = _strings(host.get("ExtraHosts"), "HostConfig.ExtraHosts")
+    values["group_add"] = _strings(host.get("GroupAdd"), "HostConfig.GroupAdd")
+    values["sysctl"] = [f"{k}={v}" for k, v in _mapping(host.get("Sysctls"), "HostConfig.Sysctls").items()]
+    values["ulimit"] = [_ulimit(u) for u in host.get("Ulimits") or []]
+    if host.get("ShmSize"):
+        values["shm_size"] = str(host["ShmSize"])
+    values["device"] = [_device(d) for d in host.get("Devices") or []]
+    log = _mapping(host.get("LogConfig"), "HostConfig.LogConfig")
+    if log.get("Type"):
+        values["log_driver"] = log["Type"]
+        values["log_opt"] = [f"{k}={v}" for k, v in _mapping(log.get("Config"), "LogConfig.Config").items()]
+    for field, option in (("PidMode", "pid"), ("IpcMode", "ipc"), ("UTSMode", "uts")):
+        mode = host.get(field) or ""
+        if option == "ipc" and mode in ("private", "shareable", ""):
+            mode = ""  # docker's clients send its default, "private" or "shareable"
+        values[option] = mode
+    unknown = sorted(k for k, v in host.items() if v and k not in _HOST_READ and k not in _IGNORED_HOST)
+    if unknown:
+        raise ApiError(400, f"unsupported HostConfig field(s): {', '.join(unknown)}")
+
+
+_HOST_READ = {
+    "Binds", "Mounts", "Tmpfs", "VolumesFrom", "PortBindings", "PublishAllPorts", "RestartPolicy", "Memory",
+    "MemorySwap", "CpuShares", "NanoCpus", "CpusetCpus", "PidsLimit", "CapAdd", "CapDrop", "SecurityOpt",
+    "Privileged", "ReadonlyRootfs", "Init", "AutoRemove", "NetworkMode", "Dns", "DnsSearch", "DnsOptions",
+    "ExtraHosts", "GroupAdd", "Sysctls", "Ulimits", "ShmSize", "Devices", "LogConfig", "PidMode", "IpcMode",
+    "UTSMode",
+}  # fmt: skip
+
+
+def _tmpfs(host: dict) -> dict:
+    return _mapping(host.get("Tmpfs"), "HostConfig.Tmpfs")
+
+
+def _mount_words(mount: Any) -> str:
+    """A Mounts entry as `--mount`'s comma-separated words."""
+    if not isinstance(mount, dict):
+        raise ApiError(400, "HostConfig.Mounts entries must be objects")
+    words = [f"type={mount.get('Type') or 'volume'}"]
+    if mount.get("Source"):
+        words.append(f"source={mount['Source']}")
+    if not mount.get("Target"):
+        raise ApiError(400, "HostConfig.Mounts: Target must be given")
+    words.append(f"target={mount['Target']}")
+    if mount.get("ReadOnly"):
+        words.append("readonly")
+    bind = mount.get("BindOptions") or {}
+    if bind.get("Propagation"):
+        words.append(f"bind-propagation={bind['Propagation']}")
+    volume = mount.get("VolumeOptions") or {}
+    if volume.get("NoCopy"):
+        words.append("volume-nocopy")
+    for key, value in (volume.get("Labels") or {}).items():
+        words.append(f"volume-label={key}={value}")
+    driver = volume.get("DriverConfig") or {}
+    for key, value in (driver.get("Options") or {}).items():
+        words.append(f"volume-opt={key}={value}")
+    tmpfs = mount.get("TmpfsOptions") or {}
+    if tmpfs.get("SizeBytes"):
+        words.append(f"tmpfs-size={tmpfs['SizeBytes']}")
+    if tmpfs.get("Mode"):
+        words.append(f"tmpfs-mode={tmpfs['Mode']:o}")
+    return ",".join(words)
+
+
+def _publish(bindings: dict) -> list[str]:
+    """PortBindings {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]} as -p words."""
+    words = []
+    for port, hosts in bindings.items():
+        for binding in hosts or [{}]:
+            ip, host_port = (binding or {}).get("HostIp") or "", (binding or {}).get("HostPort") or ""
+            if ip and ":" in ip:
+                ip = f"[{ip}]"
+            words.append(f"{ip}:{host_port}:{port}" if ip else (f"{host_port}:{port}" if host_port else port))
+    return words
+
+
+def _ulimit(ulimit: Any) -> str:
+    if not isinstance(ulimit, dict) or not ulimit.get("Name"):
+        raise ApiError(400, "HostConfig.Ulimits entries need a Name")
+    return f"{ulimit['Name']}={ulimit.get('Soft', 0)}:{ulimit.get('Hard', 0)}"
+
+
+def _device(device: Any) -> str:
+    if not isinstance(device, dict) or not device.get("PathOnHost"):
+        raise ApiError(400, "HostConfig.Devices entries need a PathOnHost")
+    inside = device.get("PathInContainer") or device["PathOnHost"]
+    return f"{device['PathOnHost']}:{inside}:{device.get('CgroupPermissions') or 'rwm'}"
+
+
+def _networking(config: dict, values: dict) -> None:
+    """NetworkingConfig: one network, the one NetworkMode names (aliases are not kept here)."""
+    endpoints = _mapping((config.get("NetworkingConfig") or {}).get("EndpointsConfig"), "EndpointsConfig")
+    others = [name for name in endpoints if name not in (values["network"], "default", "bridge")]
+    if others and values["network"] == "bridge":
+        values["network"] = others[0]
+        others = others[1:]
+    if others:
+        raise ApiError(400, "a container is created on one network: connect it to more afterwards")

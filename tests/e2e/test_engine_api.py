@@ -1,0 +1,200 @@
+"""`minirun system service`: the Docker Engine API, driven by real clients only: Debian's docker
+CLI 20.10 (taken out of its package by scripts/setup.sh --test into .venv/docker) through
+DOCKER_HOST, and docker-py. Each test has a service of its own on its store, stopped at its end,
+its socket gone."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+DOCKER = Path(__file__).resolve().parents[2] / ".venv" / "docker" / "docker"
+
+
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=30)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(self.path)
+
+
+class Service:
+    def __init__(self, path: str, process: subprocess.Popen) -> None:
+        self.path, self.process = path, process
+        self.env = dict(os.environ, DOCKER_HOST=f"unix://{path}", DOCKER_CONFIG=os.path.dirname(path))
+
+    def docker(self, *args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        assert DOCKER.is_file(), f"{DOCKER}: scripts/setup.sh --test puts Debian's docker client there"
+        return subprocess.run(
+            [str(DOCKER), *args], env=self.env, input=input, capture_output=True, text=True, timeout=timeout
+        )
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict, bytes]:
+        connection = _UnixHTTP(self.path)
+        try:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+
+def start_service(root: str, directory: Path, *extra: str) -> Service:
+    from minirun import hostwide
+
+    os.makedirs(hostwide.RUN_DIR, exist_ok=True)
+    path = os.path.join(hostwide.RUN_DIR, f"api-{uuid.uuid4().hex[:12]}.sock")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "minirun", "system", "service", *extra, f"unix://{path}"],
+        env=dict(os.environ, MINIRUN_ROOT=root),
+        stdout=subprocess.DEVNULL,
+        stderr=open(directory / "service.log", "wb"),
+    )
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path):
+        assert process.poll() is None, (directory / "service.log").read_text()
+        assert time.monotonic() < deadline, "the service did not listen"
+        time.sleep(0.02)
+    return Service(path, process)
+
+
+@pytest.fixture
+def service(isolated_store, busybox, tmp_path):
+    found = start_service(str(isolated_store), tmp_path, "--time", "0")
+    yield found
+    for container in found.docker("ps", "-aq").stdout.split():
+        found.docker("rm", "-f", container)
+    found.process.send_signal(signal.SIGTERM)
+    assert found.process.wait(timeout=60) == 0, (tmp_path / "service.log").read_text()
+    assert not os.path.exists(found.path)
+    assert "Traceback" not in (tmp_path / "service.log").read_text(), (tmp_path / "service.log").read_text()
+
+
+def test_ping_heads_without_a_body_and_the_socket_is_roots_alone(service):
+    status, headers, body = service.request("HEAD", "/_ping")
+    assert status == 200 and body == b""
+    assert headers["Api-Version"] == "1.43" and headers["Ostype"] == "linux" and headers["Builder-Version"] == "1"
+    assert service.request("GET", "/v1.41/_ping")[2] == b"OK"
+    assert os.stat(service.path).st_mode & 0o777 == 0o600
+
+
+def test_docker_version_negotiates_down(service):
+    done = service.docker(
+        "version", "--format", "{{.Client.APIVersion}} {{.Server.APIVersion}} {{.Server.MinAPIVersion}}"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1.41", "1.43", "1.24"]
+
+
+def test_docker_run_rm_prints_the_output_and_exits_with_the_code(service):
+    done = service.docker("run", "--rm", "busybox", "echo", "hi")
+    assert (done.returncode, done.stdout) == (0, "hi\n"), done.stderr
+    done = service.docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    assert service.docker("ps", "-aq").stdout == ""  # --rm: gone
+
+
+def test_docker_run_with_stdin(service):
+    done = service.docker("run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z; echo done", input="hello\n")
+    assert (done.returncode, done.stdout) == (0, "HELLO\ndone\n"), done.stderr
+
+
+def test_docker_run_d_ps_logs_exec_stop_rm(service):
+    done = service.docker(
+        "run", "-d", "--name", "web", "-l", "tier=front", "-e", "WHO=api",
+        "busybox", "sh", "-c", "echo started $WHO; echo warn >&2; exec sleep 300",
+    )  # fmt: skip
+    assert done.returncode == 0 and len(done.stdout.strip()) == 64, done.stderr
+    done = service.docker("ps", "--format", '{{.Names}}|{{.Image}}|{{.Label "tier"}}|{{.State}}')
+    assert done.stdout == "web|busybox|front|running\n", done.stderr
+    assert service.docker("ps", "-q", "--filter", "label=tier=front").stdout.strip() == done_id(service, "web")[:12]
+    assert service.docker("ps", "-q", "--filter", "status=exited").stdout == ""
+    deadline = time.monotonic() + 30
+    while "started api" not in (logs := service.docker("logs", "web")).stdout:
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.05)
+    assert (logs.stdout, logs.stderr) == ("started api\n", "warn\n")
+    done = service.docker("exec", "web", "sh", "-c", "echo in $WHO; echo e >&2; exit 4")
+    assert (done.returncode, done.stdout, done.stderr) == (4, "in api\n", "e\n")
+    assert service.docker("exec", "-i", "web", "cat", input="piped\n").stdout == "piped\n"
+    assert service.docker("exec", "web", "touch", "/tmp/made").returncode == 0
+    assert service.docker("diff", "web").stdout == "C /tmp\nA /tmp/made\n"
+    assert "sleep 300" in service.docker("top", "web").stdout
+    done = service.docker("stop", "-t", "1", "web")
+    assert (done.returncode, done.stdout) == (0, "web\n"), done.stderr
+    state = service.docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.Name}}", "web").stdout
+    assert state == "exited 137 /web\n"  # PID 1 has no SIGTERM handler: killed after -t 1
+    assert service.docker("rm", "-f", "web").returncode == 0
+    assert service.docker("ps", "-aq").stdout == ""
+
+
+def done_id(service, name: str) -> str:
+    return service.docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
+
+
+def test_docker_images_inspect_history_tag_rmi(service):
+    done = service.docker("images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert done.stdout == "busybox:latest\n", done.stderr
+    assert service.docker("tag", "busybox", "mine:1").returncode == 0
+    tags = json.loads(service.docker("image", "inspect", "-f", "{{json .RepoTags}}", "busybox").stdout)
+    assert sorted(tags) == ["busybox:latest", "mine:1"]
+    assert service.docker("history", "-q", "mine:1").returncode == 0
+    done = service.docker("rmi", "mine:1")
+    assert (done.returncode, done.stdout) == (0, "Untagged: mine:1\n"), done.stderr
+
+
+def test_errors_are_dockers(service):
+    done = service.docker("logs", "nope")
+    assert done.returncode == 1 and "No such container: nope" in done.stderr
+    status, headers, body = service.request("GET", "/v1.41/containers/nope/json")
+    assert status == 404 and json.loads(body) == {"message": "No such container: nope"}
+    status, _, body = service.request("GET", "/v9.99/containers/json")
+    assert status == 400 and "too new" in json.loads(body)["message"]
+    status, _, body = service.request("POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Foo": 1}})
+    assert status == 400 and "Foo" in json.loads(body)["message"]
+    assert service.docker("run", "-d", "--name", "twice", "busybox", "sleep", "300").returncode == 0
+    done = service.docker("run", "-d", "--name", "twice", "busybox", "true")
+    assert done.returncode == 125 and "already in use" in done.stderr
+
+
+def test_docker_py_runs_execs_and_reads_logs(service):
+    import docker
+
+    client = docker.DockerClient(base_url=f"unix://{service.path}", version="auto")
+    assert client.containers.run("busybox", ["sh", "-c", "echo out; echo err >&2"], remove=True) == b"out\n"
+    container = client.containers.run("busybox", ["sh", "-c", "echo one; exec sleep 300"], detach=True, name="py")
+    result = container.exec_run(["sh", "-c", "echo hi; exit 2"])
+    assert (result.exit_code, result.output) == (2, b"hi\n")
+    assert container.exec_run("echo tty", tty=True).output == b"tty\r\n"
+    assert next(iter(container.logs(stream=True, follow=True))) == b"one\n"
+    assert container.logs() == b"one\n"
+    container.reload()
+    assert container.status == "running" and container.labels == {}
+    container.stop(timeout=1)
+    container.reload()
+    assert container.attrs["State"]["ExitCode"] == 137
+    container.remove()
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get("py")
+
+
+def test_the_service_exits_when_idle_and_takes_its_socket(isolated_store, busybox, tmp_path):
+    found = start_service(str(isolated_store), tmp_path, "--time", "1")
+    assert found.request("GET", "/_ping")[0] == 200
+    assert found.process.wait(timeout=30) == 0
+    assert not os.path.exists(found.path)

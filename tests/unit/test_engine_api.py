@@ -1,0 +1,109 @@
+"""The Engine API's pure parts: a create request as `run`'s options (api/containerspec.py),
+docker's stream framing (api/streams.py), its filters query as the CLI's -f words."""
+
+from __future__ import annotations
+
+import pytest
+
+from minirun.api import containerspec, streams
+from minirun.api.errors import ApiError
+from minirun.cli.runargs import parse_run_args, parser
+from minirun.frontend.runoptions import run_options
+
+
+def test_the_namespace_defaults_are_the_parsers():
+    """A new `run` option is a new key here too, or the API's create would fail on it."""
+    assert containerspec.NAMESPACE_DEFAULTS == vars(parser("create").parse_args(["img"])) | {"image": ""}
+
+
+def _opts(config: dict, name: str = ""):
+    return run_options(containerspec.namespace(config, name), environ={})
+
+
+def test_a_docker_cli_request_means_what_the_same_flags_mean():
+    config = {
+        "Image": "busybox",
+        "Cmd": ["echo", "hi"],
+        "Env": ["A=1"],
+        "WorkingDir": "/tmp",
+        "User": "1000:1000",
+        "Labels": {"tier": "front"},
+        "Tty": False,
+        "OpenStdin": True,
+        "ExposedPorts": {"80/tcp": {}},
+        "HostConfig": {
+            "Binds": ["/srv:/data:ro"],
+            "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]},
+            "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+            "Memory": 64 << 20,
+            "NanoCpus": 500_000_000,
+            "CpuShares": 512,
+            "PidsLimit": 100,
+            "CapAdd": ["NET_ADMIN"],
+            "CapDrop": ["MKNOD"],
+            "Tmpfs": {"/run": "size=1m"},
+            "NetworkMode": "default",
+            "Init": True,
+            "LogConfig": {"Type": "", "Config": {}},
+            "IpcMode": "private",
+        },
+    }
+    argv = [
+        "--name", "web", "-e", "A=1", "-w", "/tmp", "-u", "1000:1000", "-l", "tier=front", "-i", "--expose", "80/tcp",
+        "-v", "/srv:/data:ro", "-p", "127.0.0.1:8080:80/tcp", "--restart", "on-failure:3", "-m", "64m",
+        "--cpus", "0.5", "--cpu-shares", "512", "--pids-limit", "100", "--cap-add", "NET_ADMIN",
+        "--cap-drop", "MKNOD", "--tmpfs", "/run:size=1m", "--init", "--pull", "never", "busybox", "echo", "hi",
+    ]  # fmt: skip
+    assert _opts(config, "/web") == parse_run_args(argv, environ={}, verb="create")
+
+
+def test_entrypoint_words_become_runs_entrypoint_and_command():
+    opts = _opts({"Image": "busybox", "Entrypoint": ["sh", "-c"], "Cmd": ["echo hi"]})
+    assert (opts.entrypoint, opts.command) == ("sh", ["-c", "echo hi"])
+    assert _opts({"Image": "busybox", "Entrypoint": []}).entrypoint == ""
+    assert _opts({"Image": "busybox", "Entrypoint": None}).entrypoint is None
+
+
+def test_mounts_are_mount_words():
+    mount = {"Type": "tmpfs", "Target": "/cache", "TmpfsOptions": {"SizeBytes": 1 << 20, "Mode": 0o1777}}
+    assert containerspec._mount_words(mount) == "type=tmpfs,target=/cache,tmpfs-size=1048576,tmpfs-mode=1777"
+    bind = {"Type": "bind", "Source": "/srv", "Target": "/data", "ReadOnly": True}
+    assert containerspec._mount_words(bind) == "type=bind,source=/srv,target=/data,readonly"
+
+
+def test_port_bindings_are_publish_words():
+    assert containerspec._publish({"80/tcp": [{"HostIp": "", "HostPort": ""}], "53/udp": None}) == ["80/tcp", "53/udp"]
+    assert containerspec._publish({"80/tcp": [{"HostIp": "::1", "HostPort": "8080"}]}) == ["[::1]:8080:80/tcp"]
+
+
+def test_what_minirun_cannot_do_is_refused_not_dropped():
+    with pytest.raises(ApiError) as caught:
+        containerspec.namespace({"Image": "busybox", "HostConfig": {"CpuRealtimeRuntime": 0, "Frobnicate": 1}})
+    assert caught.value.status == 400 and "Frobnicate" in caught.value.message
+    with pytest.raises(ApiError):
+        containerspec.namespace({"Cmd": ["true"]})  # no image
+
+
+def test_the_api_never_pulls_on_create():
+    assert _opts({"Image": "busybox"}).flags.pull == "never"
+
+
+def test_frames_round_trip():
+    data = streams.frame(streams.STDOUT, b"out") + streams.frame(streams.STDERR, b"err\n") + b"\x01\x00"
+    assert data[:8] == b"\x01\x00\x00\x00\x00\x00\x00\x03"
+    frames, rest = streams.unframe(data)
+    assert frames == [(1, b"out"), (2, b"err\n")] and rest == b"\x01\x00"
+
+
+class _Request:
+    def __init__(self, query: dict) -> None:
+        self.query = query
+
+
+def test_filters_query_is_the_clis_words():
+    from minirun.api.common import filters
+
+    request = _Request({"filters": '{"status": ["running"], "label": {"a=b": true, "c": false}}'})
+    assert filters(request) == ["status=running", "label=a=b"]  # type: ignore[arg-type]
+    with pytest.raises(ApiError):
+        filters(_Request({"filters": "[1]"}))  # type: ignore[arg-type]
