@@ -50,6 +50,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "publish_all": False,
     "expose": [],
     "add_host": [],
+    "network_alias": [],
     "dns": [],
     "dns_search": [],
     "dns_option": [],
@@ -328,7 +329,8 @@ def _device(device: Any) -> str:
 
 
 def _networking(config: dict, values: dict) -> None:
-    """NetworkingConfig: one network, the one NetworkMode names (aliases are not kept here)."""
+    """NetworkingConfig: one network, the one NetworkMode names, with its endpoint's Aliases
+    (compose names a service's containers so on the project's network)."""
     endpoints = _mapping((config.get("NetworkingConfig") or {}).get("EndpointsConfig"), "EndpointsConfig")
     others = [name for name in endpoints if name not in (values["network"], "default", "bridge")]
     if others and values["network"] == "bridge":
@@ -336,3 +338,5 @@ def _networking(config: dict, values: dict) -> None:
         others = others[1:]
     if others:
         raise ApiError(400, "a container is created on one network: connect it to more afterwards")
+    endpoint = _mapping(endpoints.get(values["network"]), f"EndpointsConfig.{values['network']}")
+    values["network_alias"] = _strings(endpoint.get("Aliases"), "Aliases")

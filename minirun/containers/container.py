@@ -62,6 +62,7 @@ _CONFIG_FIELDS = (
     ("mounts", list),
     # run's flags as docker records them (runconfig.py shows them in inspect under docker's names)
     ("extra_hosts", list),  # --add-host NAME:IP (or NAME:host-gateway): HostConfig.ExtraHosts
+    ("network_aliases", list),  # --network-alias: more names of it on its user network (peers' /etc/hosts)
     ("dns", list),  # --dns, --dns-search, --dns-option: written into resolv.conf at create
     ("dns_search", list),
     ("dns_options", list),
@@ -124,6 +125,7 @@ class ContainerConfig:
     stdin_once: bool
     mounts: list[dict]
     extra_hosts: list[str]
+    network_aliases: list[str]
     dns: list[str]
     dns_search: list[str]
     dns_options: list[str]

@@ -32,6 +32,13 @@ def parse_add_host(spec: str) -> str:
     return f"{name}:{address}"
 
 
+def parse_alias(alias: str) -> str:
+    """A --network-alias: one word of a hosts line."""
+    if not _is_word(alias):
+        raise UsageError(f"invalid network alias: {alias!r}")
+    return alias
+
+
 def _is_word(text: str) -> bool:
     """No whitespace or control character: each value becomes one field of one line."""
     return bool(text) and text.isprintable() and not any(c.isspace() for c in text)

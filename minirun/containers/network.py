@@ -39,7 +39,13 @@ def prepare(store, container, plan) -> None:
     book = AddressBook(network.bridge)
     with book.locked():
         address = book.allocate(
-            info["subnet"], info["gateway"], store.root, container.id, container.name, config.hostname
+            info["subnet"],
+            info["gateway"],
+            store.root,
+            container.id,
+            container.name,
+            config.hostname,
+            config.network_aliases,
         )
         write_hosts(book, network.name != DEFAULT_NETWORK, only=(store.root, container.id))
     subnet = parse_subnet(info["subnet"])
@@ -116,14 +122,16 @@ def _join(store, container, plan, target: str) -> None:
 
 def hosts_text(own: dict, peers: list[dict], extra: str = "") -> str:
     """docker's /etc/hosts with the --add-host lines (`extra`), the container's own line
-    (address, hostname, name) and one per peer on a user network (address, name)."""
+    (address, hostname, name, aliases) and one per peer on a user network (address, name,
+    aliases: the names docker's embedded DNS answers for it there)."""
     from minirun.containers.container import HOSTS_BASE
 
-    names = [own.get("hostname") or "", own.get("name") or ""]
+    names = [own.get("hostname") or "", own.get("name") or "", *own.get("aliases", ())]
     lines = [HOSTS_BASE, extra, own["ip"] + "\t" + " ".join(dict.fromkeys(n for n in names if n)) + "\n"]
     for peer in sorted(peers, key=lambda p: p.get("name") or ""):
         if peer.get("name"):
-            lines.append(f"{peer['ip']}\t{peer['name']}\n")
+            peer_names = " ".join(dict.fromkeys([peer["name"], *peer.get("aliases", ())]))
+            lines.append(f"{peer['ip']}\t{peer_names}\n")
     return "".join(lines)
 
 
@@ -244,6 +252,13 @@ def published(container) -> list[list]:
     return settings.get("Ports") or [] if container.state.get("Status") == "running" else []
 
 
+def network_aliases(container) -> list[str]:
+    """inspect's Aliases on a user network: --network-alias, then its short id, as docker's daemon
+    adds it (compose reads that one to know a container is connected). The peers' /etc/hosts
+    name it by the --network-alias ones (the short id is its own hostname already)."""
+    return list(dict.fromkeys([*container.config.network_aliases, container.id[:12]]))
+
+
 def inspect_settings(container) -> dict:
     """docker inspect's NetworkSettings. The top-level address fields are filled for the default
     bridge network only, as docker fills them; every network's are under Networks."""
@@ -280,7 +295,10 @@ def inspect_settings(container) -> dict:
         key: endpoint[key] if default else ("" if key != "IPPrefixLen" else 0)
         for key in ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress")
     }
-    networks = {} if mode.startswith("container:") else {settings.get("Network", mode): endpoint}
+    network = settings.get("Network", mode)
+    if network not in ("bridge", "none", "host") and not mode.startswith("container:"):
+        endpoint["Aliases"] = network_aliases(container)
+    networks = {} if mode.startswith("container:") else {network: endpoint}
     pid = container.state.get("Pid", 0)
     return {
         "Bridge": "",

@@ -1,6 +1,6 @@
 """`run`'s options for what a service container needs beyond its command: -P and
 --expose, --add-host and --dns*, --init, --ulimit, --shm-size, --stop-signal, --stop-timeout,
---group-add, --sysctl, --cidfile, --pull, --platform, --pid/--ipc/--uts host. Parsed and checked
+--group-add, --sysctl, --network-alias, --cidfile, --pull, --platform, --pid/--ipc/--uts host. Parsed and checked
 here with docker's words before anything is created; a container carries them as
 containers/runconfig.py says. Lean, as runargs.py: the heavier checks are imported when used.
 """
@@ -21,6 +21,7 @@ class RunFlags(Record):
     publish_all: bool
     expose: list[str]  # ["80/tcp", ...]
     extra_hosts: list[str]  # ["NAME:IP", ...]
+    network_aliases: list[str]  # more names on a user network
     dns: list[str]
     dns_search: list[str]
     dns_options: list[str]
@@ -39,7 +40,10 @@ class RunFlags(Record):
     uts_mode: str
     DEFAULTS = {
         **dict.fromkeys(("publish_all", "init"), False),
-        **dict.fromkeys(("expose", "extra_hosts", "dns", "dns_search", "dns_options", "ulimits", "group_add"), list),
+        **dict.fromkeys(
+            ("expose", "extra_hosts", "network_aliases", "dns", "dns_search", "dns_options", "ulimits", "group_add"),
+            list,
+        ),
         **dict.fromkeys(("stop_signal", "cidfile", "platform", "pid_mode", "ipc_mode", "uts_mode"), ""),
         "shm_size": 0,
         "stop_timeout": None,
@@ -55,6 +59,9 @@ def add_options(p) -> None:
         "--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip, host:host-gateway)"
     )
     p.add_argument("--dns", action="append", default=[], help="Set custom DNS servers")
+    p.add_argument(
+        "--network-alias", "--net-alias", action="append", default=[], help="Add network-scoped alias for the container"
+    )
     p.add_argument("--dns-search", action="append", default=[], help="Set custom DNS search domains")
     p.add_argument("--dns-option", action="append", default=[], help="Set DNS options")
     p.add_argument(
@@ -142,6 +149,13 @@ def _network_flags(ns, flags: RunFlags, network: str, publish: list[str]) -> Non
         from minirun.containers.exposedports import parse_expose
 
         flags.expose = [key for spec in ns.expose for key in parse_expose(spec)]
+    if ns.network_alias:
+        from minirun.containers import dnsfiles
+
+        # docker's rule: a default bridge, none, host or container: network has no aliases
+        if network in ("bridge", "none", "host", "default") or network.startswith("container:"):
+            raise UsageError("network-scoped alias is supported only for containers in user defined networks")
+        flags.network_aliases = list(dict.fromkeys(dnsfiles.parse_alias(a) for a in ns.network_alias))
     if ns.add_host or ns.dns or ns.dns_search or ns.dns_option:
         from minirun.containers import dnsfiles
 
@@ -209,6 +223,7 @@ def config_fields(flags: RunFlags, image_config: dict, publish: list[list]) -> d
 
     return {
         "extra_hosts": flags.extra_hosts,
+        "network_aliases": flags.network_aliases,
         "dns": flags.dns,
         "dns_search": flags.dns_search,
         "dns_options": flags.dns_options,

@@ -416,8 +416,18 @@ class AddressBook:
                 _unlink(os.path.join(self.dir, entry["ip"]))
         return live
 
-    def allocate(self, subnet: str, gateway: str, store_root: str, container_id: str, name: str, hostname: str) -> str:
-        """This container's address: the one it already holds, else the lowest free. Under the lock."""
+    def allocate(
+        self,
+        subnet: str,
+        gateway: str,
+        store_root: str,
+        container_id: str,
+        name: str,
+        hostname: str,
+        aliases: list[str] | None = None,
+    ) -> str:
+        """This container's address: the one it already holds, else the lowest free. Under the lock.
+        `aliases`: more names of it for its peers' /etc/hosts (--network-alias)."""
         members = self.members()
         for entry in members:
             if entry["store"] == store_root and entry["container"] == container_id:
@@ -429,7 +439,9 @@ class AddressBook:
         if address is None:
             raise MinirunError(f"no available IPv4 addresses on network {subnet} (bridge {self.bridge})")
         ip = int_to_ip(address)
-        record = {"store": store_root, "container": container_id, "name": name, "hostname": hostname}
+        record: dict[str, object] = {"store": store_root, "container": container_id, "name": name, "hostname": hostname}
+        if aliases:
+            record["aliases"] = aliases
         with open(os.path.join(self.dir, ip), "x") as f:  # O_EXCL: a booking is never overwritten
             json.dump(record, f)
         return ip

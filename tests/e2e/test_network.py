@@ -552,3 +552,24 @@ def test_a_bridge_whose_record_was_lost_is_taken_as_it_is(cli, busybox):
         ran = cli("run", "--rm", "--network", "lost", "busybox", "echo", word)
         assert (ran.code, ran.out, ran.err) == (0, word + "\n", "")
     assert networks.bridge_info(bridge)["subnet"] == subnet
+
+
+def test_a_network_alias_names_a_container_for_its_peers(cli, busybox, seen):
+    """--network-alias (compose names a service's containers so): peers reach it by the alias, and
+    inspect lists the aliases with the short id, as docker's daemon does."""
+    assert cli("network", "create", "aliasnet").code == 0
+    web = start_web(cli, "--network", "aliasnet", "--network-alias", "db", "--net-alias", "db.internal")
+    got = cli("run", "--rm", "--network", "aliasnet", "busybox", "sh", "-c", fetch_loop("http://db.internal/"))
+    assert got.out == f"hello from {web[:12]}\n", got.err
+    assert (
+        f"{seen(web)['IPAddress']}\tweb db db.internal"
+        in cli("run", "--rm", "--network", "aliasnet", "busybox", "cat", "/etc/hosts").out.splitlines()
+    )
+    endpoint = json.loads(cli("inspect", "web").out)[0]["NetworkSettings"]["Networks"]["aliasnet"]
+    assert endpoint["Aliases"] == ["db", "db.internal", web[:12]]
+    refused = cli("run", "--rm", "--network-alias", "db", "busybox", "true")
+    assert refused.code == 125 and "only for containers in user defined networks" in refused.err
+    bad = cli("run", "--rm", "--network", "aliasnet", "--network-alias", "a b", "busybox", "true")
+    assert bad.code == 125 and "invalid network alias" in bad.err
+    assert cli("rm", "-f", "web").code == 0
+    assert cli("network", "rm", "aliasnet").code == 0
