@@ -149,7 +149,7 @@ async def start(request: web.Request) -> web.Response:
         except NotFound:
             # start re-reads the record once PID 1 runs: an --rm container quick to exit may be
             # gone by then (its monitor removed it), which is no failure to start
-            if not container.config.auto_remove or os.path.isdir(container.dir):
+            if not container.config.auto_remove:  # its record may be half gone: no look at it
                 raise
         finally:
             for sock in pending:
