@@ -132,6 +132,7 @@ async def create(request: web.Request) -> web.Response:
 async def start(request: web.Request) -> web.Response:
     from minirun.containers import lifecycle
     from minirun.containers.liveness import is_restarting, is_running
+    from minirun.errors import NotFound
 
     def run() -> bool:
         cs, container = _find(request)
@@ -145,6 +146,11 @@ async def start(request: web.Request) -> web.Response:
                 options["console_size"] = (24, 80)
         try:
             lifecycle.start(cs, container, **options)
+        except NotFound:
+            # start re-reads the record once PID 1 runs: an --rm container quick to exit may be
+            # gone by then (its monitor removed it), which is no failure to start
+            if not container.config.auto_remove:  # its record may be half gone: no look at it
+                raise
         finally:
             for sock in pending:
                 sock.close()
