@@ -44,6 +44,7 @@ fi
 .venv/bin/python -m compileall -q "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null
 # Our own `minirun` over pip's: `python -S -P`, ~15 ms less of every verb (minirun/launcher.py)
 .venv/bin/python -m minirun.launcher .venv/bin/minirun
+.venv/bin/python -m minirun.launcher .venv/bin/minirun-oci minirun.oci.main
 
 # `minirun` by name, with bash completion: for the machine's user, so the plain set-up only (a
 # test run's clone must not take over the host's command; it calls .venv/bin/minirun itself)
