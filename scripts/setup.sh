@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 packages=(busybox-static libcap-dev python3-venv python3-dev gcc nftables tini)
 if [[ "${1:-}" == "--test" ]]; then
   # peers the interoperability tests run: archives (podman with runc, skopeo), a registry
-  # (distribution); libc6-dev for the static probe the containment tests build
-  packages+=(zstd xz-utils skopeo podman runc docker-registry openssl libc6-dev)
+  # (distribution); libc6-dev for the static probe the containment tests build; containerd
+  # (1.6, with ctr and its runc shim) runs minirun-oci as its runtime (tests/e2e/test_oci_containerd.py)
+  packages+=(zstd xz-utils skopeo podman runc docker-registry openssl libc6-dev containerd)
 fi
 
 missing=()
