@@ -5,7 +5,8 @@ argv[0] fix-up that only Windows needs: ~15 ms of CPU before any verb begins, as
 `exec` should take. This one runs `python -S -P`, as minirun's helper processes do (helpers.py),
 with the package's parent and the site dirs put back on sys.path by hand.
 
-    python -m minirun.launcher PATH     (re)writes the script at PATH, for this interpreter
+    python -m minirun.launcher PATH [MODULE]   (re)writes the script at PATH, for this interpreter,
+                                               running MODULE's main() (minirun.cli.main's by default)
 """
 
 from __future__ import annotations
@@ -17,24 +18,25 @@ from minirun.atomicfile import atomic_write
 from minirun.helpers import search_path
 
 
-def script(python: str, dirs: list[str]) -> str:
+def script(python: str, dirs: list[str], module: str = "minirun.cli.main") -> str:
     """The text of the command: `-SP` travels as one shebang argument, which python splits."""
     return (
         f"#!{python} -SP\n"
         "# minirun's command, written by `python -m minirun.launcher` (minirun/launcher.py)\n"
         "import sys\n"
         f"sys.path[:0] = {dirs!r}\n"
-        "from minirun.cli.main import main\n"
+        f"from {module} import main\n"
         "main()\n"
     )
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        sys.stderr.write("usage: python -m minirun.launcher PATH\n")
+    if len(argv) not in (1, 2):
+        sys.stderr.write("usage: python -m minirun.launcher PATH [MODULE]\n")
         return 2
     path = os.path.abspath(argv[0])
-    atomic_write(path, script(sys.executable, search_path().split(":")).encode(), mode=0o755)
+    module = argv[1] if len(argv) == 2 else "minirun.cli.main"
+    atomic_write(path, script(sys.executable, search_path().split(":"), module).encode(), mode=0o755)
     return 0
 
 

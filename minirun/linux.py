@@ -201,6 +201,12 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(_libc.setns(fd, nstype), "setns", f"fd {fd}")
 
 
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2) for the options python-prctl does not know (PR_CAP_AMBIENT)."""
+    args = (ctypes.c_ulong(a) for a in (arg2, arg3, arg4, arg5))
+    return _check(_libc.prctl(ctypes.c_int(option), *args), "prctl", None)
+
+
 def sethostname(name: str) -> None:
     raw = _b(name) or b""
     _check(_libc.sethostname(raw, len(raw)), "sethostname", name)

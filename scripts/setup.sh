@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 packages=(busybox-static libcap-dev python3-venv python3-dev gcc nftables tini)
 if [[ "${1:-}" == "--test" ]]; then
   # peers the interoperability tests run: archives (podman with runc, skopeo), a registry
-  # (distribution); libc6-dev for the static probe the containment tests build
-  packages+=(zstd xz-utils skopeo podman runc docker-registry openssl libc6-dev)
+  # (distribution); libc6-dev for the static probe the containment tests build; containerd
+  # (1.6, with ctr and its runc shim) runs minirun-oci as its runtime (tests/e2e/test_oci_containerd.py)
+  packages+=(zstd xz-utils skopeo podman runc docker-registry openssl libc6-dev containerd)
   # crun: the start and exec benchmarks' second OCI runtime beside runc (scripts/bench_start.py);
   # the tests run podman with runc (tests/e2e/test_load_save.py says why)
   packages+=(crun)
@@ -58,6 +59,7 @@ fi
 .venv/bin/python -m compileall -q "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null
 # Our own `minirun` over pip's: `python -S -P`, ~15 ms less of every verb (minirun/launcher.py)
 .venv/bin/python -m minirun.launcher .venv/bin/minirun
+.venv/bin/python -m minirun.launcher .venv/bin/minirun-oci minirun.oci.main
 
 # `minirun` by name, with bash completion: for the machine's user, so the plain set-up only (a
 # test run's clone must not take over the host's command; it calls .venv/bin/minirun itself)

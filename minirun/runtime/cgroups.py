@@ -73,6 +73,10 @@ class Hierarchy:
     def path(self, container_id: str) -> str:
         return f"{self.mount}/{PARENT}/{container_id}"
 
+    def at(self, rel: str) -> str:
+        """The cgroup `rel` (a path below every hierarchy's root, as an OCI cgroupsPath) here."""
+        return f"{self.mount}/{rel.strip('/')}"
+
 
 # -- the layout -------------------------------------------------------------------------------
 
@@ -224,6 +228,20 @@ def limit_writes(resources: Resources, version: int, current_memory: int | None 
             writes.append(("memory", "memory.swap.max", "max"))
         elif swap > 0 and memory > 0:
             writes.append(("memory", "memory.swap.max", str(swap - memory)))
+    reservation = resources.get("MemoryReservation") or 0
+    if reservation > 0:
+        writes.append(
+            ("memory", "memory.soft_limit_in_bytes", str(reservation))
+            if version == 1
+            else ("memory", "memory.low", str(reservation))
+        )
+    quota, period = resources.get("CpuQuota") or 0, resources.get("CpuPeriod") or 0
+    if quota or period:  # docker's --cpu-quota/--cpu-period (and an OCI bundle's cpu.quota/period)
+        if version == 1:
+            writes += [("cpu", "cpu.cfs_period_us", str(period))] if period else []
+            writes += [("cpu", "cpu.cfs_quota_us", str(quota))] if quota else []
+        else:
+            writes.append(("cpu", "cpu.max", f"{quota if quota > 0 else 'max'} {period or CFS_PERIOD_US}"))
     nano = resources.get("NanoCpus") or 0
     if nano > 0:
         if version == 1:
@@ -240,6 +258,8 @@ def limit_writes(resources: Resources, version: int, current_memory: int | None 
         )
     if resources.get("CpusetCpus"):
         writes.append(("cpuset", "cpuset.cpus", resources["CpusetCpus"]))
+    if resources.get("CpusetMems"):
+        writes.append(("cpuset", "cpuset.mems", resources["CpusetMems"]))
     pids = resources.get("PidsLimit")
     if pids is not None:
         writes.append(("pids", "pids.max", str(pids) if pids > 0 else "max"))
@@ -254,11 +274,17 @@ def create(container_id: str, resources: Resources, devices: list[Rule] | None =
     its devices policy; returns their paths for PID 1 to join. Where no hierarchy can be written
     (minirun inside a container with a read-only cgroupfs), a container without limits runs
     without cgroups; one with limits fails."""
+    return create_at(f"{PARENT}/{container_id}", resources, devices)
+
+
+def create_at(rel: str, resources: Resources, devices: list[Rule] | None = None) -> list[str]:
+    """create() for the cgroup `rel` below each hierarchy's root (an OCI bundle's cgroupsPath);
+    missing ancestors are made as the `minirun` parent is."""
     made: list[str] = []
     try:
         for hierarchy in hierarchies():
-            _ensure_parent(hierarchy)
-            path = hierarchy.path(container_id)
+            _ensure_ancestors(hierarchy, rel)
+            path = hierarchy.at(rel)
             try:
                 os.mkdir(path, 0o755)
             except FileExistsError:
@@ -266,13 +292,11 @@ def create(container_id: str, resources: Resources, devices: list[Rule] | None =
             made.append(path)
             if "cpuset" in hierarchy.controllers and hierarchy.version == 1:
                 _fill_cpuset(path)
-        apply(container_id, resources)
+        apply_at(rel, resources)
         if devices is not None and made:
             from minirun.runtime import devices as device_policy
 
-            device_policy.apply(
-                [(h.path(container_id), h.version, "devices" in h.controllers) for h in hierarchies()], devices
-            )
+            device_policy.apply([(h.at(rel), h.version, "devices" in h.controllers) for h in hierarchies()], devices)
     except OSError as exc:
         remove(made)
         # (the devices policy of whoever holds the cgroupfs read-only applies to us too)
@@ -288,11 +312,16 @@ def create(container_id: str, resources: Resources, devices: list[Rule] | None =
 def apply(container_id: str, resources: Resources) -> None:
     """Write the limits into the container's existing cgroups (at create, and by `update`).
     Each controller's files follow its own hierarchy's version (a hybrid host may have both)."""
+    apply_at(f"{PARENT}/{container_id}", resources)
+
+
+def apply_at(rel: str, resources: Resources) -> None:
+    """apply() to the cgroup `rel` below each hierarchy's root."""
     found = hierarchies()
     memory = owner("memory", found)
     current = None
     if memory is not None and memory.version == 1 and resources.get("Memory"):
-        current = int(_read(f"{memory.path(container_id)}/memory.limit_in_bytes"))
+        current = int(_read(f"{memory.at(rel)}/memory.limit_in_bytes"))
     writes = {1: limit_writes(resources, 1, current), 2: limit_writes(resources, 2)}
     for controller in dict.fromkeys(c for c, _, _ in writes[1]):  # v1 and v2 need the same controllers
         hierarchy = owner(controller, found)
@@ -300,7 +329,7 @@ def apply(container_id: str, resources: Resources) -> None:
             raise MinirunError(
                 f"cannot apply the container's limits: no cgroup hierarchy has the {controller} controller"
             )
-        path = hierarchy.path(container_id)
+        path = hierarchy.at(rel)
         for _, name, value in (w for w in writes[hierarchy.version] if w[0] == controller):
             if name == "memory.memsw.limit_in_bytes" and not os.path.exists(f"{path}/{name}"):
                 continue  # no swap accounting (swapaccount=0): docker limits memory without swap
@@ -395,6 +424,20 @@ def namespace_mounts(found: list[Hierarchy] | None = None) -> list[tuple[str, st
     return mounts
 
 
+def bind_mounts(paths: list[str], found: list[Hierarchy] | None = None) -> list[tuple[str, str, str | None]]:
+    """namespace_mounts() for a container without a cgroup namespace of its own (an OCI bundle
+    may ask for that): its own cgroup of each hierarchy bound there, as runc binds it, with the
+    fstype "bind" and the host path as options."""
+    mounts: list[tuple[str, str, str | None]] = []
+    for hierarchy in hierarchies() if found is None else found:
+        mine = next((p for p in paths if p.startswith(hierarchy.mount.rstrip("/") + "/")), None)
+        if mine is None:
+            continue
+        is_root = hierarchy.version == 2 and hierarchy.mount.rstrip("/") == "/sys/fs/cgroup"
+        mounts.append(("" if is_root else os.path.basename(hierarchy.mount.rstrip("/")), "bind", mine))
+    return mounts
+
+
 # -- reading usage (stats) ----------------------------------------------------------------------
 
 
@@ -432,8 +475,13 @@ def io_bytes(text: str, version: int) -> tuple[int, int]:
 def usage(container_id: str) -> dict[str, int] | None:
     """What the container's cgroups say now: cpu_ns, memory (minus inactive file cache, as
     docker counts it), memory_limit (0: none), pids, blk_read, blk_write. None without cgroups."""
+    return usage_at(f"{PARENT}/{container_id}")
+
+
+def usage_at(rel: str) -> dict[str, int] | None:
+    """usage() of the cgroup `rel` below each hierarchy's root."""
     found = hierarchies()
-    paths = {id(h): h.path(container_id) for h in found}
+    paths = {id(h): h.at(rel) for h in found}
     if not any(os.path.isdir(p) for p in paths.values()):
         return None
     result = {"cpu_ns": 0, "memory": 0, "memory_limit": 0, "pids": 0, "blk_read": 0, "blk_write": 0}
@@ -494,24 +542,29 @@ def available_cpus() -> str:
 # -- plumbing -----------------------------------------------------------------------------------
 
 
-def _ensure_parent(hierarchy: Hierarchy) -> None:
-    parent = f"{hierarchy.mount}/{PARENT}"
-    try:
-        os.mkdir(parent, 0o755)
-        created = True
-    except FileExistsError:
-        created = False
-    if hierarchy.version == 1:
-        if created and "cpuset" in hierarchy.controllers:
-            _fill_cpuset(parent)
+def _ensure_ancestors(hierarchy: Hierarchy, rel: str) -> None:
+    """Every cgroup above `rel` (for minirun's own containers, the `minirun` parent)."""
+    names = [n for n in rel.strip("/").split("/") if n][:-1]
+    if any(n in (".", "..") for n in names):
+        raise MinirunError(f"cgroup: invalid path {rel!r}")
+    parents = ["/".join(names[: i + 1]) for i in range(len(names))]
+    for parent in parents:
+        try:
+            os.mkdir(f"{hierarchy.mount}/{parent}", 0o755)
+            created = True
+        except FileExistsError:
+            created = False
+        if hierarchy.version == 1 and created and "cpuset" in hierarchy.controllers:
+            _fill_cpuset(f"{hierarchy.mount}/{parent}")
             # children copy the parent's cpus and mems when they are made (v1 leaves them empty,
             # and an empty cpuset takes no process)
-            _write(f"{parent}/cgroup.clone_children", "1")
+            _write(f"{hierarchy.mount}/{parent}/cgroup.clone_children", "1")
+    if hierarchy.version == 1:
         return
     # v2: a controller reaches a child only through every ancestor's subtree_control (runc enables
     # them the same way); checked on each start, as another start may be making the parent now
     wanted = [c for c in V2_WANTED if c in hierarchy.controllers]
-    for directory in (hierarchy.mount, parent):
+    for directory in (hierarchy.mount, *(f"{hierarchy.mount}/{p}" for p in parents)):
         enabled = set(_read(f"{directory}/cgroup.subtree_control").split())
         missing = [c for c in wanted if c not in enabled]
         if missing:

@@ -136,7 +136,15 @@ def exec_in(
         from minirun.runtime import tty
 
         rows, cols = tty.window_size(1)  # docker measures its stdout
-        console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if opts.console_socket:  # runc's exec --console-socket: the master goes there
+            child_console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                child_console.connect(opts.console_socket)
+            except OSError as exc:
+                child_console.close()
+                raise MinirunError(f"connect to the console socket {opts.console_socket}: {exc.strerror}") from None
+        else:
+            console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     from minirun.runtime import cgroups
 
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
@@ -176,6 +184,12 @@ def exec_in(
     if failure is None and console is not None and master is None:
         supervise.kill(pid)
         failure = MinirunError("the exec'd process's pty never arrived")
+    if opts.leave:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        if failure is not None:
+            os.waitpid(pid, 0)
+            raise failure
+        return pid
     if failure is not None or opts.detach:
         # -d: the child forked the command and left; its exit code tells nothing more
         if master is not None:
@@ -209,7 +223,8 @@ def _child_main(
     def run() -> None:
         # Right after the fork: no fd the CLI holds (or was started with) goes any further, into
         # the cgroup, the namespaces or near a container file (runc CVE-2024-21626).
-        keep = [error_fd, *namespaces.values()] + ([console.fileno()] if console is not None else [])
+        keep = [error_fd, *namespaces.values(), *range(3, 3 + opts.preserve_fds)]
+        keep += [console.fileno()] if console is not None else []
         linux.close_fds(keep=keep)
         # then, before the cgroup namespace is joined: a process outside the namespace's root
         # cgroup could not be moved into it from inside
@@ -253,12 +268,16 @@ def _child(
     user = resolve_user(opts.user or config.user or None, passwd, group)
     if config.group_add:  # and its --group-add, as docker's exec
         user.groups += [g for g in added_groups(config.group_add, group) if g not in user.groups]
-    env = executable.with_default_env(executable.merged_env(config.env, opts.env), config.hostname, user.home, opts.tty)
+    env = executable.merged_env(config.env, opts.env)
+    if not opts.exact_env:
+        env = executable.with_default_env(env, config.hostname, user.home, opts.tty)
+    elif executable.env_value(env, "HOME") is None:  # runc adds HOME alone
+        env.append(f"HOME={user.home or '/'}")
     if console is not None:
         from minirun.runtime import tty  # already loaded by the parent, before the fork
 
         tty.setup_console(console, rows, cols, user.uid, bind_console=False)
-    elif opts.detach:
+    elif opts.detach and not opts.leave:
         _stdio_to_null((0, 1, 2))  # holding the CLI's stdout would keep its reader waiting
     elif not opts.interactive:
         _stdio_to_null((0,))
@@ -266,8 +285,17 @@ def _child(
     capabilities, no_new_privileges, program = allowed
     if config.ulimits:
         apply_ulimits(config.ulimits)
-    lock_down(user, capabilities, no_new_privileges, program, keep_fds=(error_fd,))
-    if opts.detach and os.fork() != 0:
+    for fd in range(3, 3 + opts.preserve_fds):
+        os.set_inheritable(fd, True)
+    lock_down(
+        user,
+        capabilities,
+        no_new_privileges,
+        program,
+        keep_fds=(error_fd, *range(3, 3 + opts.preserve_fds)),
+        capability_sets=opts.capability_sets,
+    )
+    if opts.detach and not opts.leave and os.fork() != 0:
         # the command's parent leaves at once, so the container's PID 1 adopts (and reaps) it
         # (a plain fork: clone without namespace flags, which the seccomp filter allows)
         os._exit(0)
@@ -325,6 +353,14 @@ class ExecOptions(Record):
     workdir: str  # "": the container's
     user: str  # "": the container's
     privileged: bool  # every capability (the container's seccomp filter stays, as in docker)
+    # runc's exec (minirun/oci): its five capability sets, the env as given (HOME alone added),
+    # the pty master to a socket, fds 3.. kept, and `leave`: exec_in returns the process's pid
+    # once it runs, and nobody here waits for it (a subreaper above does)
+    capability_sets: dict[str, list[str]] | None
+    exact_env: bool
+    console_socket: str
+    preserve_fds: int
+    leave: bool
     DEFAULTS = {
         "detach": False,
         "interactive": False,
@@ -333,4 +369,9 @@ class ExecOptions(Record):
         "workdir": "",
         "user": "",
         "privileged": False,
+        "capability_sets": None,
+        "exact_env": False,
+        "console_socket": "",
+        "preserve_fds": 0,
+        "leave": False,
     }

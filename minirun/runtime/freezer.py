@@ -20,12 +20,18 @@ _TIMEOUT = 10.0
 
 def _freezer(container_id: str) -> tuple[str, int]:
     """(the cgroup that freezes the container, its hierarchy's version)."""
+    return freezer_at(f"{cgroups.PARENT}/{container_id}", container_id)
+
+
+def freezer_at(rel: str, container_id: str) -> tuple[str, int]:
+    """_freezer() for the cgroup `rel` below the hierarchies' roots (an OCI cgroupsPath):
+    (path, version) for set_frozen and cgroup_frozen."""
     found = cgroups.hierarchies()
     unified = next((h for h in found if h.version == 2), None)  # every v2 cgroup has cgroup.freeze
     hierarchy = unified or cgroups.owner("freezer", found)
     if hierarchy is None:
         raise MinirunError("pause needs a cgroup freezer: this host has neither cgroup v2 nor the v1 freezer")
-    path = hierarchy.path(container_id)
+    path = hierarchy.at(rel)
     if not os.path.isdir(path):
         raise MinirunError(f"container {container_id} has no cgroup to freeze (cgroups were not writable at its start)")
     return path, hierarchy.version

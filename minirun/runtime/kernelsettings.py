@@ -40,6 +40,8 @@ ULIMITS: dict[str, int] = {
     "rtprio": 14,
     "rttime": 15,
 }
+# what apply_ulimits sets: docker's names, and RLIMIT_AS, which an OCI bundle may limit (docker's --ulimit not)
+RLIMITS: dict[str, int] = {**ULIMITS, "as": 9}
 UNLIMITED = -1  # docker's spelling of RLIM_INFINITY
 
 # The IPC namespace's sysctls (docker's list), and prefixes of namespaced families
@@ -97,7 +99,7 @@ def apply_ulimits(ulimits: list[Ulimit]) -> None:
         name = limit["Name"]
         soft, hard = (resource.RLIM_INFINITY if v == UNLIMITED else v for v in (limit["Soft"], limit["Hard"]))
         try:
-            resource.setrlimit(ULIMITS[name], (soft, hard))
+            resource.setrlimit(RLIMITS[name], (soft, hard))
         except (OSError, ValueError) as exc:
             raise MinirunError(f"setrlimit {name}={limit['Soft']}:{limit['Hard']}: {exc}") from None
 

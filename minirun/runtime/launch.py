@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from minirun.net.attach import NetSpec
+    from minirun.runtime.rootfs import Mount
     from minirun.runtime.seccomp import Program
 else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
     import _signal as signal
@@ -76,7 +77,22 @@ class LaunchPlan(Record):
     shm_size: int  # /dev/shm's size in bytes; 0: rootfs.py's default
     group_add: list[str]  # supplementary groups: /etc/group names, gids
     sysctls: dict[str, str]
-    host_namespaces: list[str]  # of "pid", "ipc", "uts": the host's, no new one
+    host_namespaces: list[str]  # of "pid", "ipc", "uts" (and for an OCI bundle "cgroup"): the host's, no new one
+    # An OCI bundle's (minirun/oci), all unset for minirun's own containers:
+    root_dir: str  # the root: this directory bound onto itself ("": the overlay of `lowers`)
+    mounts: list[Mount] | None  # its mounts, instead of docker's and the binds (rootfs.RootfsSpec)
+    masked_paths: list[str] | None  # None: docker's
+    readonly_paths: list[str] | None
+    device_nodes: list[list[Any]]  # [path, type, major, minor, mode, uid, gid]
+    namespace_paths: dict[str, str]  # "pid", "ipc", "uts", "cgroup" -> a namespace file to join instead
+    capability_sets: dict[str, list[str]] | None  # the five sets, instead of `capabilities`' rule
+    oom_score_adj: int | None
+    rootfs_propagation: int  # MS_SHARED, MS_SLAVE... (| MS_REC) for the root after pivot_root
+    preserve_fds: int  # fds 3 .. 3+N-1 go to the process too (runc's --preserve-fds)
+    exec_fifo: str  # PID 1 waits before execve until `start` opens this fifo (runc's exec fifo)
+    console_socket: str  # with tty: the pty master goes to this socket, not back to the caller
+    exact_env: bool  # the env as given (only HOME added when missing, as runc): no docker additions
+    umask: int | None
     DEFAULTS = {
         "network": "none",
         "readonly": False,
@@ -102,6 +118,20 @@ class LaunchPlan(Record):
         "group_add": list,
         "sysctls": dict,
         "host_namespaces": list,
+        "root_dir": "",
+        "mounts": None,
+        "masked_paths": None,
+        "readonly_paths": None,
+        "device_nodes": list,
+        "namespace_paths": dict,
+        "capability_sets": None,
+        "oom_score_adj": None,
+        "rootfs_propagation": 0,
+        "preserve_fds": 0,
+        "exec_fifo": "",
+        "console_socket": "",
+        "exact_env": False,
+        "umask": None,
     }
 
 
@@ -122,9 +152,15 @@ def start(plan: LaunchPlan) -> Started:
     if plan.tty:
         import socket  # only with -t: ~3 ms of imports
 
-        console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if plan.console_socket:  # runc's --console-socket: the master goes to whoever listens there
+            child_console = _connect(plan.console_socket)
+        else:
+            console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     own_pid_ns = None
-    if "pid" not in plan.host_namespaces:  # --pid host: the child is an ordinary host process
+    if "pid" in plan.namespace_paths:  # an OCI bundle's: the child joins a PID namespace by its path
+        own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        _join(plan.namespace_paths["pid"], linux.CLONE_NEWPID)
+    elif "pid" not in plan.host_namespaces:  # --pid host: the child is an ordinary host process
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         linux.unshare(linux.CLONE_NEWPID)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
@@ -168,7 +204,8 @@ def _child(
             os.dup2(fd, target)
     # Before anything else: no fd the CLI (or whoever started it) holds may follow PID 1 into
     # its namespaces, not even for the length of the setup (runc CVE-2024-21626).
-    linux.close_fds(keep=(error_fd,) if console is None else (error_fd, console.fileno()))
+    keep = [error_fd, *range(3, 3 + plan.preserve_fds)]
+    linux.close_fds(keep=keep if console is None else [*keep, console.fileno()])
     # First after that, so everything PID 1 does (and every child of it) is limited and counted,
     # and before unshare(CLONE_NEWCGROUP), which makes the cgroup we are in the namespace's root.
     # (The fork may have placed us in the cgroup2 one already: cgroups.fork_in.)
@@ -186,13 +223,17 @@ def _child(
         import _prctl
 
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if plan.oom_score_adj is not None:
+        _write_file("/proc/self/oom_score_adj", str(plan.oom_score_adj))
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()
-    namespaces = linux.CLONE_NEWNS | linux.CLONE_NEWCGROUP
-    if "uts" not in plan.host_namespaces:
-        namespaces |= linux.CLONE_NEWUTS
-    if "ipc" not in plan.host_namespaces:
-        namespaces |= linux.CLONE_NEWIPC
+    namespaces = linux.CLONE_NEWNS
+    for name, flag in (("cgroup", linux.CLONE_NEWCGROUP), ("uts", linux.CLONE_NEWUTS), ("ipc", linux.CLONE_NEWIPC)):
+        if name in plan.namespace_paths:
+            _join(plan.namespace_paths[name], flag)
+        elif name not in plan.host_namespaces:
+            namespaces |= flag
+    new_uts = bool(namespaces & linux.CLONE_NEWUTS)
     own_netns = plan.network != "host" and not plan.join_netns
     if own_netns:
         namespaces |= linux.CLONE_NEWNET
@@ -206,7 +247,7 @@ def _child(
     linux.unshare(namespaces)
     # Private before anything is mounted: no mount of ours may propagate to the host.
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    if "uts" not in plan.host_namespaces:  # --uts host: the host's name stays the host's
+    if new_uts and plan.hostname:  # --uts host: the host's name stays the host's
         linux.sethostname(plan.hostname)
     if own_netns:
         _loopback_up()
@@ -220,28 +261,48 @@ def _child(
         import resource  # noqa: F401  (a C extension: loaded now, before pivot_root hides lib-dynload)
 
         from minirun.runtime.kernelsettings import apply_ulimits
-    os.chdir(plan.store_root)
-    mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
+    if plan.root_dir:
+        # pivot_root needs a mount point: the directory bound onto itself, as runc does
+        linux.mount(plan.root_dir, plan.root_dir, None, linux.MS_BIND | linux.MS_REC)
+    else:
+        os.chdir(plan.store_root)
+        mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
+    fifo = os.open(plan.exec_fifo, os.O_PATH | os.O_CLOEXEC) if plan.exec_fifo else -1
     binds = [Bind(source=s, target=t, readonly=bool(ro)) for s, t, ro in plan.binds]
+    if not plan.cgroups:
+        cgroup_mounts = []
+    elif namespaces & linux.CLONE_NEWCGROUP:
+        cgroup_mounts = cgroups.namespace_mounts()
+    else:
+        cgroup_mounts = cgroups.bind_mounts(plan.cgroups)
     setup_rootfs(
         RootfsSpec(
-            root=plan.mountpoint,
+            root=plan.root_dir or plan.mountpoint,
             readonly=plan.readonly,
             binds=binds,
             tmpfs=list(plan.tmpfs),
-            cgroups=cgroups.namespace_mounts() if plan.cgroups else [],
+            cgroups=cgroup_mounts,
             privileged=plan.privileged,
             devices=[(h, c) for h, c, _ in plan.devices],
             shm_size=plan.shm_size,
             host_ipc="ipc" in plan.host_namespaces,
+            mounts=plan.mounts,
+            masked_paths=plan.masked_paths,
+            readonly_paths=plan.readonly_paths,
+            device_nodes=plan.device_nodes,
         )
     )
+    if plan.rootfs_propagation:
+        linux.mount(None, "/", None, plan.rootfs_propagation)
 
     passwd, group = read_user_db("/")
     user = resolve_user(plan.user or None, passwd, group)
     if plan.group_add:
         user.groups += [g for g in added_groups(plan.group_add, group) if g not in user.groups]
-    env = with_default_env(plan.env, plan.hostname, user.home, plan.tty)
+    if plan.exact_env:
+        env = list(plan.env) + ([] if env_value(plan.env, "HOME") is not None else [f"HOME={user.home or '/'}"])
+    else:
+        env = with_default_env(plan.env, plan.hostname, user.home, plan.tty)
     if console is not None:  # (there is one exactly when plan.tty)
         setup_console(console, plan.rows, plan.cols, user.uid)
     _enter_workdir(plan.workdir, plan.readonly)
@@ -258,13 +319,71 @@ def _child(
         argv = [plan.init_path, *(["-s"] if "pid" in plan.host_namespaces else []), "--", *plan.argv]
     if plan.ulimits:
         apply_ulimits(plan.ulimits)  # as root still: raising a hard limit takes CAP_SYS_RESOURCE
-    lock_down(user, plan.capabilities, plan.no_new_privileges, plan.seccomp, keep_fds=(error_fd,))
+    if plan.umask is not None:
+        os.umask(plan.umask)
+    for fd in range(3, 3 + plan.preserve_fds):
+        os.set_inheritable(fd, True)
+    kept = (error_fd, *range(3, 3 + plan.preserve_fds), *([fifo] if fifo >= 0 else []))
+    lock_down(
+        user,
+        plan.capabilities,
+        plan.no_new_privileges,
+        plan.seccomp,
+        keep_fds=kept,
+        capability_sets=plan.capability_sets,
+        ready=(lambda: _wait_for_start(error_fd, fifo)) if fifo >= 0 else None,
+    )
     supervise.default_dispositions()
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     try:
         os.execve(executable, argv, env_dict(env))
     except OSError as exc:
         raise exec_error(plan.argv[0], exc) from None
+
+
+def _wait_for_start(error_fd: int, fifo: int) -> None:
+    """runc's exec fifo: the set-up is done (EOF on the error pipe tells `create` so), then block
+    opening the fifo for writing until `start` opens it for reading; the byte written tells it
+    the wait is over. Reopened through /proc/self/fd: the O_PATH fd was taken before pivot_root."""
+    os.close(error_fd)
+    fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo)
+
+
+def _join(path: str, flag: int) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise MinirunError(f"open namespace {path}: {exc.strerror}") from None
+    try:
+        linux.setns(fd, flag)
+    finally:
+        os.close(fd)
+
+
+def _connect(path: str) -> socket.socket:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise MinirunError(f"connect to the console socket {path}: {exc.strerror}") from None
+    return sock
+
+
+def _write_file(path: str, value: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise MinirunError(f"write {value} to {path}: {exc.strerror}") from None
 
 
 def _join_netns(path: str) -> None:

@@ -28,18 +28,22 @@ from minirun.linux import (
     MS_NODIRATIME,
     MS_NOEXEC,
     MS_NOSUID,
+    MS_PRIVATE,
     MS_RDONLY,
     MS_REC,
     MS_RELATIME,
     MS_REMOUNT,
+    MS_SHARED,
     MS_SLAVE,
     MS_STRICTATIME,
+    MS_UNBINDABLE,
 )
 from minirun.records import Record
 
 TYPE_CHECKING = False  # collections.abc costs ~1 ms of every start
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 
 class Bind(Record):
@@ -68,6 +72,13 @@ class RootfsSpec(Record):
     devices: list[tuple[str, str]]  # --device: (host node, path in /dev)
     shm_size: int  # --shm-size: /dev/shm's size in bytes (0: docker's 64 MiB)
     host_ipc: bool  # --ipc host: /dev/shm is the host's, as the IPC namespace is
+    # An OCI bundle's (minirun/oci): its mounts in its order instead of docker's and the binds
+    # (None: docker's), its masked and read-only paths (None: docker's), and the device nodes
+    # it asks for, [path, type, major, minor, mode, uid, gid], made with mknod(2)
+    mounts: list[Mount] | None
+    masked_paths: list[str] | None
+    readonly_paths: list[str] | None
+    device_nodes: list[list[Any]]
     DEFAULTS = {
         "readonly": False,
         "binds": list,
@@ -77,6 +88,10 @@ class RootfsSpec(Record):
         "devices": list,
         "shm_size": 0,
         "host_ipc": False,
+        "mounts": None,
+        "masked_paths": None,
+        "readonly_paths": None,
+        "device_nodes": list,
     }
 
 
@@ -88,9 +103,15 @@ class Mount(Record):
     source: str
     flags: int
     data: str | None
+    # OCI mounts only: MS_SHARED, MS_PRIVATE... (| MS_REC) set after the mount, and
+    # MOUNT_ATTR_* set on it and every mount below it (runc's rro, rnosuid...)
+    propagation: int
+    recursive_attrs: int
     DEFAULTS = {
         "flags": 0,
         "data": None,
+        "propagation": 0,
+        "recursive_attrs": 0,
     }
 
 
@@ -289,7 +310,9 @@ def setup_rootfs(spec: RootfsSpec) -> None:
     would propagate to the host) and `root` must be a mount point (pivot_root's rule).
     """
     root = os.path.abspath(spec.root)
-    for m in plan_mounts(spec):
+    if spec.mounts is not None:
+        _oci_mounts(root, spec)
+    for m in plan_mounts(spec) if spec.mounts is None else ():
         _mount(root, m)
         if m.target == "/dev":
             _populate_dev(os.path.join(root, "dev"), spec.devices, spec.privileged)
@@ -298,8 +321,8 @@ def setup_rootfs(spec: RootfsSpec) -> None:
         elif m.target == "/dev/shm" and spec.host_ipc:  # the host's: noexec too, as docker binds it
             linux.mount_setattr(os.path.join(root, "dev/shm"), linux.MOUNT_ATTR_NOEXEC, recursive=True)
     if not spec.privileged:
-        _mask_paths(root)
-        _readonly_paths(root)
+        _mask_paths(root, MASKED_PATHS if spec.masked_paths is None else spec.masked_paths)
+        _readonly_paths(root, READONLY_PATHS if spec.readonly_paths is None else spec.readonly_paths)
     if spec.readonly:
         # after every mount point was created; the mounts on top keep their own flags
         remount_readonly(root)
@@ -451,6 +474,12 @@ def mount_cgroups(path: str, hierarchies: list[tuple[str, str, str | None]], wri
     if not writable:
         remount_readonly(path)  # the tmpfs, before a v2 hierarchy may cover it
     for name, fstype, options in hierarchies:
+        if fstype == "bind" and options:  # no cgroup namespace: the container's own cgroup (bind_mounts)
+            target = os.path.join(path, name) if name else path
+            linux.mount(options, target, None, MS_BIND)
+            if not writable:
+                remount(target, MS_RDONLY | _NOSUID_NODEV_NOEXEC)
+            continue
         linux.mount(
             fstype,
             os.path.join(path, name) if name else path,
@@ -460,10 +489,77 @@ def mount_cgroups(path: str, hierarchies: list[tuple[str, str, str | None]], wri
         )
 
 
-def _mask_paths(root: str) -> None:
-    """Hide MASKED_PATHS: /dev/null over a file, an empty read-only tmpfs over a directory."""
+# -- an OCI bundle's mounts -----------------------------------------------------------------------
+
+_PROPAGATION = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE
+
+
+def _oci_mounts(root: str, spec: RootfsSpec) -> None:
+    """An OCI bundle's mounts, in its order and as it says them (runc's rules, not docker's: no
+    target is refused, a bind keeps the flags it asks for); then /dev's nodes, if /dev is a
+    filesystem of the container's own."""
+    own_dev = False
+    for m in spec.mounts or []:
+        path = resolve_in_root(root, m.target)
+        if m.target in _NO_SYMLINK and path != os.path.join(root, m.target.lstrip("/")):
+            raise MinirunError(f"{m.target} in the root is a symlink: {m.fstype} must be mounted on a directory")
+        if m.fstype is None:
+            if not os.path.exists(m.source):
+                raise NotFound(f"mount {m.source} to {m.target}: no such file or directory")
+            _ensure_mount_point(path, m.target, is_dir=os.path.isdir(m.source))
+            linux.mount(m.source, path, None, MS_BIND | (m.flags & MS_REC))
+            extra = m.flags & ~(MS_BIND | MS_REC | MS_REMOUNT | _PROPAGATION)
+            if extra:  # a bind takes its flags only from a remount
+                try:
+                    linux.mount(None, path, None, MS_BIND | MS_REMOUNT | extra)
+                except SyscallError as exc:
+                    if exc.errno != errno.EPERM:
+                        raise
+                    remount(path, extra)  # flags the source's mount locks (nodev...) kept, as runc retries
+        elif m.fstype == "cgroup":
+            _ensure_mount_point(path, m.target, is_dir=True)
+            linux.mount("cgroup", path, "tmpfs", (m.flags & ~MS_RDONLY) | _NOSUID_NODEV_NOEXEC, "mode=755")
+            mount_cgroups(path, spec.cgroups, writable=not m.flags & MS_RDONLY)
+        else:
+            _ensure_mount_point(path, m.target, is_dir=True)
+            linux.mount(m.source, path, m.fstype, m.flags, m.data)
+            own_dev = own_dev or m.target == "/dev"
+        if m.recursive_attrs:
+            linux.mount_setattr(path, m.recursive_attrs, recursive=True)
+        if m.propagation:
+            linux.mount(None, path, None, m.propagation)
+    if own_dev:
+        _oci_dev(root, spec.device_nodes)
+
+
+def _oci_dev(root: str, nodes: Sequence[Sequence[Any]]) -> None:
+    """runc's /dev: its default nodes (here the host's, bound, as for minirun's containers), the
+    usual links, and each node the bundle lists, made with mknod(2) (a node already there stays)."""
+    dev = os.path.join(root, "dev")
+    for name, _, _ in DEVICES:
+        if not os.path.lexists(os.path.join(dev, name)):
+            _bind_node(f"/dev/{name}", os.path.join(dev, name))
+    for name, target in DEV_SYMLINKS:
+        if not os.path.lexists(os.path.join(dev, name)):
+            os.symlink(target, os.path.join(dev, name))
+    kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+    for path, kind, major, minor, mode, uid, gid in nodes:
+        host = resolve_in_root(root, path)
+        if os.path.lexists(host):
+            continue
+        os.makedirs(os.path.dirname(host), 0o755, exist_ok=True)
+        try:
+            os.mknod(host, kinds[kind] | (mode & 0o7777), os.makedev(major, minor))
+            os.chown(host, uid, gid, follow_symlinks=False)
+            os.chmod(host, mode & 0o7777)  # what the umask took off mknod's mode
+        except OSError as exc:
+            raise MinirunError(f"mknod {path}: {exc.strerror}") from None
+
+
+def _mask_paths(root: str, paths: Sequence[str]) -> None:
+    """Hide `paths`: /dev/null over a file, an empty read-only tmpfs over a directory."""
     null = os.path.join(root, "dev/null")  # the container's node: nothing of the host's devtmpfs
-    for path in MASKED_PATHS:
+    for path in paths:
         host = resolve_in_root(root, path)
         try:
             mode = os.lstat(host).st_mode
@@ -475,9 +571,9 @@ def _mask_paths(root: str) -> None:
             linux.mount(null, host, None, MS_BIND)
 
 
-def _readonly_paths(root: str) -> None:
+def _readonly_paths(root: str, paths: Sequence[str]) -> None:
     # bind each path onto itself so it becomes its own mount, whose flags we may then change
-    for path in READONLY_PATHS:
+    for path in paths:
         host = resolve_in_root(root, path)
         if not os.path.lexists(host):
             continue

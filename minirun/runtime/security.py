@@ -22,7 +22,7 @@ from minirun.runtime.privileges import DEFAULT_CAPABILITIES, capability_number
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     from minirun.runtime.seccomp import Program
 
@@ -171,6 +171,8 @@ def lock_down(
     no_new_privileges: bool = True,
     seccomp: Program | None = None,
     keep_fds: Iterable[int] = (),
+    capability_sets: Mapping[str, list[str]] | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> None:
     """The last steps before execve: become `user` with at most `capabilities`, keep no fd but
     0-2 and `keep_fds`, and install the `seccomp` program (seccomp.Program) last of all.
@@ -178,21 +180,32 @@ def lock_down(
     The filter goes in after no_new_privs, when nothing but execve is left to do. Without
     no_new_privs, loading a filter needs CAP_SYS_ADMIN, so it goes in before the capabilities
     are dropped (as runc does), and the filter must allow the steps after it (the default does).
+
+    `capability_sets` (an OCI process's five sets) replaces docker's rule for `capabilities`;
+    `ready` runs just before the filter goes in: an OCI container's PID 1 waits there for `start`
+    (runc's exec fifo), so a profile need not allow the wait.
     """
+    if capability_sets is not None:
+        capabilities = capability_sets.get("bounding") or []
     if seccomp is not None and not no_new_privileges:
         _drop_bounding(capabilities)
         seccomp.install()
         seccomp = None
-    apply_security(user, capabilities, no_new_privileges)
+    apply_security(user, capabilities, no_new_privileges, capability_sets)
     # Only 0-2 cross into the container (runc CVE-2024-21626 leaked a host dir fd); an error
     # pipe is close-on-exec and closes itself.
     linux.close_fds(keep=keep_fds)
+    if ready is not None:
+        ready()
     if seccomp is not None:
         seccomp.install()
 
 
 def apply_security(
-    user: User, capabilities: Iterable[str] = DEFAULT_CAPABILITIES, no_new_privileges: bool = True
+    user: User,
+    capabilities: Iterable[str] = DEFAULT_CAPABILITIES,
+    no_new_privileges: bool = True,
+    capability_sets: Mapping[str, list[str]] | None = None,
 ) -> None:
     """Become `user` with at most `capabilities`, and (with no_new_privileges) no way back up.
 
@@ -200,6 +213,11 @@ def apply_security(
     `capabilities` (permitted and effective), anyone else nothing until a file capability
     grants some, and no_new_privs forbids even that. Inheritable stays empty (CVE-2022-24769).
     """
+    if capability_sets is not None:
+        _apply_sets(user, capability_sets)
+        if no_new_privileges:
+            _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
+        return
     keep = _drop_bounding(capabilities)
     # the ids, while CAP_SETGID and CAP_SETUID are still effective (even if not kept);
     # setuid from root to anyone else clears permitted and effective: no keepcaps needed
@@ -214,6 +232,32 @@ def apply_security(
     if no_new_privileges:
         # survives fork and execve; setuid binaries and file capabilities grant nothing
         _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
+
+
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE = 47, 2
+
+
+def _apply_sets(user: User, sets: Mapping[str, list[str]]) -> None:
+    """An OCI process's capabilities as runc sets them: the bounding set, the ids (keeping the
+    permitted set across setuid, so a non-root user may hold some), then effective, permitted and
+    inheritable exactly as given, then each ambient one the kernel allows (runc ignores the rest:
+    an ambient capability must be permitted and inheritable)."""
+    _drop_bounding(sets.get("bounding") or [])
+    if user.uid != 0:
+        _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 1)
+    os.setgroups(user.groups)
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    if user.uid != 0:
+        _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 0)
+    every = list(range(_prctl.CAP_LAST_CAP + 1))
+    chosen = [{capability_number(n) for n in sets.get(k) or []} for k in ("effective", "permitted", "inheritable")]
+    _prctl.set_caps(*[sorted(c) for c in chosen], *[[n for n in every if n not in c] for c in chosen])
+    for name in sets.get("ambient") or []:
+        try:
+            linux.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, capability_number(name))
+        except MinirunError:
+            pass
 
 
 def _drop_bounding(capabilities: Iterable[str]) -> set[int]:

@@ -1,0 +1,425 @@
+"""An OCI bundle's config.json as the LaunchPlan minirun's own containers start from, plus what
+the runtime keeps beside it (cgroup path, limits, device rules, hooks). Pure but for reading the
+file, the bundle's paths and the seccomp compile: tests reach it without root.
+
+What the runtime spec allows and minirun cannot do yet is refused, never ignored: ConfigError,
+one line naming the field."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from minirun import linux
+from minirun.errors import MinirunError
+from minirun.records import Record
+from minirun.runtime.launch import LaunchPlan
+from minirun.runtime.privileges import CAPABILITIES
+
+OCI_VERSION = "1.0.2"
+NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
+CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+RLIM_INFINITY = 2**64 - 1
+
+# runc's mount options (libcontainer/specconv): flag set, or flag cleared
+_SET = {
+    "bind": linux.MS_BIND,
+    "rbind": linux.MS_BIND | linux.MS_REC,
+    "dirsync": linux.MS_DIRSYNC,
+    "mand": 64,  # MS_MANDLOCK
+    "noatime": linux.MS_NOATIME,
+    "nodev": linux.MS_NODEV,
+    "nodiratime": linux.MS_NODIRATIME,
+    "noexec": linux.MS_NOEXEC,
+    "nosuid": linux.MS_NOSUID,
+    "nosymfollow": linux.MS_NOSYMFOLLOW,
+    "relatime": linux.MS_RELATIME,
+    "remount": linux.MS_REMOUNT,
+    "ro": linux.MS_RDONLY,
+    "silent": linux.MS_SILENT,
+    "strictatime": linux.MS_STRICTATIME,
+    "sync": linux.MS_SYNCHRONOUS,
+    "acl": 1 << 16,  # MS_POSIXACL
+    "iversion": 1 << 23,
+    "lazytime": 1 << 25,
+    "defaults": 0,
+}
+_CLEAR = {
+    "async": linux.MS_SYNCHRONOUS,
+    "atime": linux.MS_NOATIME,
+    "dev": linux.MS_NODEV,
+    "diratime": linux.MS_NODIRATIME,
+    "exec": linux.MS_NOEXEC,
+    "loud": linux.MS_SILENT,
+    "noacl": 1 << 16,
+    "noiversion": 1 << 23,
+    "nolazytime": 1 << 25,
+    "nomand": 64,
+    "norelatime": linux.MS_RELATIME,
+    "nostrictatime": linux.MS_STRICTATIME,
+    "rw": linux.MS_RDONLY,
+    "suid": linux.MS_NOSUID,
+    "symfollow": linux.MS_NOSYMFOLLOW,
+}
+PROPAGATION = {
+    "private": linux.MS_PRIVATE,
+    "rprivate": linux.MS_PRIVATE | linux.MS_REC,
+    "shared": linux.MS_SHARED,
+    "rshared": linux.MS_SHARED | linux.MS_REC,
+    "slave": linux.MS_SLAVE,
+    "rslave": linux.MS_SLAVE | linux.MS_REC,
+    "unbindable": linux.MS_UNBINDABLE,
+    "runbindable": linux.MS_UNBINDABLE | linux.MS_REC,
+}
+_RECURSIVE = {
+    "rro": linux.MOUNT_ATTR_RDONLY,
+    "rnosuid": linux.MOUNT_ATTR_NOSUID,
+    "rnodev": linux.MOUNT_ATTR_NODEV,
+    "rnoexec": linux.MOUNT_ATTR_NOEXEC,
+    "rnodiratime": linux.MOUNT_ATTR_NODIRATIME,
+    "rnosymfollow": linux.MOUNT_ATTR_NOSYMFOLLOW,
+}
+_RLIMITS = {
+    "RLIMIT_CPU": "cpu",
+    "RLIMIT_FSIZE": "fsize",
+    "RLIMIT_DATA": "data",
+    "RLIMIT_STACK": "stack",
+    "RLIMIT_CORE": "core",
+    "RLIMIT_RSS": "rss",
+    "RLIMIT_NPROC": "nproc",
+    "RLIMIT_NOFILE": "nofile",
+    "RLIMIT_MEMLOCK": "memlock",
+    "RLIMIT_AS": "as",
+    "RLIMIT_LOCKS": "locks",
+    "RLIMIT_SIGPENDING": "sigpending",
+    "RLIMIT_MSGQUEUE": "msgqueue",
+    "RLIMIT_NICE": "nice",
+    "RLIMIT_RTPRIO": "rtprio",
+    "RLIMIT_RTTIME": "rttime",
+}
+
+
+class ConfigError(MinirunError):
+    """A config.json minirun-oci cannot run: bad, or asking for what is not supported yet."""
+
+
+class Bundle(Record):
+    """A bundle translated: the plan for PID 1 and what the runtime itself does around it."""
+
+    plan: LaunchPlan
+    cgroup: str  # cgroupsPath, below every hierarchy's root
+    resources: dict[str, Any]  # docker's HostConfig names (cgroups.limit_writes)
+    device_rules: list[tuple[str, int, int, str]]
+    hooks: dict[str, list[dict[str, Any]]]
+    annotations: dict[str, str]
+    rootfs: str
+    terminal: bool
+
+
+def load(bundle: str) -> dict[str, Any]:
+    import json
+
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"JSON specification file {path} not found") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"reading {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: not a JSON object")
+    return config
+
+
+def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_parent: str) -> Bundle:
+    """The bundle's LaunchPlan and runtime settings; ConfigError for what cannot run."""
+    bundle = os.path.abspath(bundle)
+    process = config.get("process")
+    if not isinstance(process, dict):
+        raise ConfigError("process property must not be empty")
+    linux_ = config.get("linux") or {}
+    root = config.get("root") or {}
+    if not root.get("path"):
+        raise ConfigError("root.path is empty")
+    rootfs = os.path.realpath(os.path.join(bundle, root["path"]))
+    if not os.path.isdir(rootfs):
+        raise ConfigError(f"rootfs ({rootfs}) does not exist")
+    _refuse(config, linux_, process)
+    namespaces, paths = _namespaces(linux_.get("namespaces") or [])
+    if config.get("hostname") and "uts" not in namespaces:
+        raise ConfigError("unable to set hostname without a private UTS namespace")
+    network = "none" if "network" in namespaces else "host"
+    args = process.get("args") or []
+    if not args:
+        raise ConfigError("args must not be empty")
+    cwd = process.get("cwd") or ""
+    if not cwd.startswith("/"):
+        raise ConfigError("cwd property must not be empty and must be an absolute path")
+    user = process.get("user") or {}
+    plan = LaunchPlan(
+        store_root="",
+        lowers=[],
+        upper="",
+        work="",
+        mountpoint=rootfs,
+        argv=[str(a) for a in args],
+        env=[str(e) for e in process.get("env") or []],
+        workdir=cwd,
+        user=f"{int(user.get('uid', 0))}:{int(user.get('gid', 0))}",
+        hostname=str(config.get("hostname") or ""),
+        network=network,
+        readonly=bool(root.get("readonly")),
+        interactive=True,  # stdio as the caller gave it (containerd's fifos), never /dev/null
+        tty=bool(process.get("terminal")),
+        join_netns=paths.pop("network", ""),
+        host_namespaces=[n for n in ("pid", "ipc", "uts", "cgroup") if n not in namespaces],
+        namespace_paths=paths,
+        root_dir=rootfs,
+        mounts=[mount_of(m, bundle) for m in config.get("mounts") or []],
+        masked_paths=list(linux_.get("maskedPaths") or []),
+        readonly_paths=list(linux_.get("readonlyPaths") or []),
+        device_nodes=[_device_node(d) for d in linux_.get("devices") or []],
+        capability_sets=translate_capabilities(process.get("capabilities") or {}),
+        no_new_privileges=bool(process.get("noNewPrivileges")),
+        ulimits=[translate_rlimit(r) for r in process.get("rlimits") or []],
+        group_add=[str(int(g)) for g in user.get("additionalGids") or []],
+        sysctls={str(k): str(v) for k, v in (linux_.get("sysctl") or {}).items()},
+        oom_score_adj=process.get("oomScoreAdj"),
+        rootfs_propagation=_propagation(linux_.get("rootfsPropagation") or ""),
+        exact_env=True,
+        umask=user.get("umask"),
+    )
+    size = process.get("consoleSize") or {}
+    if size.get("height") and size.get("width"):
+        plan.rows, plan.cols = int(size["height"]), int(size["width"])
+    plan.capabilities = list((plan.capability_sets or {}).get("bounding") or [])
+    if "mount" not in namespaces:
+        raise ConfigError("a container without a mount namespace of its own is not supported")
+    resources = linux_.get("resources") or {}
+    seccomp = linux_.get("seccomp")
+    if seccomp:
+        plan.seccomp = _seccomp(seccomp, plan.capabilities)
+    cgroup = linux_.get("cgroupsPath") or f"/{cgroup_parent}/{container_id}"
+    if ":" in cgroup and not cgroup.startswith("/"):
+        raise ConfigError(f"cgroupsPath {cgroup!r}: systemd cgroup paths (slice:prefix:name) are not supported")
+    if not cgroup.startswith("/"):
+        cgroup = f"/{cgroup_parent}/{cgroup}"
+    hooks = config.get("hooks") or {}
+    for kind, entries in hooks.items():
+        if kind not in HOOK_KINDS:
+            raise ConfigError(f"unknown hook kind {kind!r}")
+        for hook in entries or []:
+            if not str(hook.get("path", "")).startswith("/"):
+                raise ConfigError(f"{kind} hook: path must be absolute")
+    return Bundle(
+        plan=plan,
+        cgroup=cgroup,
+        resources=limits(resources),
+        device_rules=device_rules(resources.get("devices") or [], linux_.get("devices") or []),
+        hooks={k: list(v or []) for k, v in hooks.items()},
+        annotations={str(k): str(v) for k, v in (config.get("annotations") or {}).items()},
+        rootfs=rootfs,
+        terminal=plan.tty,
+    )
+
+
+def _refuse(config: dict[str, Any], linux_: dict[str, Any], process: dict[str, Any]) -> None:
+    """What the spec has that minirun-oci does not do yet: refused by name, never ignored."""
+    unsupported = [
+        ("process.apparmorProfile", process.get("apparmorProfile"), "this host has no AppArmor"),
+        ("process.selinuxLabel", process.get("selinuxLabel"), "this host has no SELinux"),
+        ("linux.mountLabel", linux_.get("mountLabel"), "this host has no SELinux"),
+        ("process.ioPriority", process.get("ioPriority"), ""),
+        ("process.scheduler", process.get("scheduler"), ""),
+        ("linux.personality", linux_.get("personality"), ""),
+        ("linux.intelRdt", linux_.get("intelRdt"), ""),
+        ("linux.uidMappings", linux_.get("uidMappings"), "user namespaces"),
+        ("linux.gidMappings", linux_.get("gidMappings"), "user namespaces"),
+        ("domainname", config.get("domainname"), ""),
+    ]
+    for name, value, why in unsupported:
+        if value:
+            raise ConfigError(f"{name} is not supported by minirun-oci" + (f" ({why})" if why else ""))
+
+
+def _namespaces(entries: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
+    seen: set[str] = set()
+    paths: dict[str, str] = {}
+    for entry in entries:
+        kind = entry.get("type", "")
+        if kind in ("user", "time"):
+            raise ConfigError(f"{kind} namespaces are not supported by minirun-oci")
+        if kind not in NAMESPACES:
+            raise ConfigError(f"namespace type {kind!r} is unknown")
+        if kind in seen:
+            raise ConfigError(f"duplicated namespace {kind!r}")
+        seen.add(kind)
+        if entry.get("path"):
+            if kind == "mount":
+                raise ConfigError("joining a mount namespace by path is not supported by minirun-oci")
+            paths[kind] = str(entry["path"])
+    return seen, paths
+
+
+def mount_of(entry: dict[str, Any], bundle: str) -> Any:
+    """One config.json mount as a rootfs.Mount: flags, propagation, recursive attributes, and
+    the options the kernel takes as data. Pure."""
+    from minirun.runtime.rootfs import Mount
+
+    target = entry.get("destination") or ""
+    if not target.startswith("/"):
+        raise ConfigError(f"mount destination {target!r} is not absolute")
+    fstype = entry.get("type") or ""
+    source = entry.get("source") or ""
+    flags = propagation = recursive = 0
+    data = []
+    for option in entry.get("options") or []:
+        if option in _SET:
+            flags |= _SET[option]
+        elif option in _CLEAR:
+            flags &= ~_CLEAR[option]
+        elif option in PROPAGATION:
+            propagation |= PROPAGATION[option]
+        elif option in _RECURSIVE:
+            recursive |= _RECURSIVE[option]
+        elif option in ("tmpcopyup", "idmap", "ridmap") or (option.startswith("r") and option[1:] in _CLEAR):
+            raise ConfigError(f"mount {target}: option {option!r} is not supported by minirun-oci")
+        else:
+            data.append(option)
+    bind = fstype == "bind" or flags & linux.MS_BIND
+    if bind:
+        if not source.startswith("/"):
+            source = os.path.join(bundle, source)
+        return Mount(target, None, source, flags, None, propagation, recursive)
+    if fstype == "cgroup":
+        return Mount(target, "cgroup", "cgroup", flags, None, propagation, recursive)
+    if not fstype:
+        raise ConfigError(f"mount {target}: no type")
+    return Mount(target, fstype, source or fstype, flags, ",".join(data) or None, propagation, recursive)
+
+
+def mount_option_names() -> list[str]:
+    return sorted([*_SET, *_CLEAR, *PROPAGATION, *_RECURSIVE])
+
+
+def _propagation(name: str) -> int:
+    if not name:
+        return 0
+    if name not in PROPAGATION:
+        raise ConfigError(f"rootfsPropagation {name!r} is unknown")
+    return PROPAGATION[name]
+
+
+def translate_capabilities(caps: dict[str, Any]) -> dict[str, list[str]]:
+    sets = {}
+    for kind in CAP_SETS:
+        names = [str(n) for n in caps.get(kind) or []]
+        for name in names:
+            if name not in CAPABILITIES:
+                raise ConfigError(f"unknown capability {name!r}")
+        sets[kind] = names
+    return sets
+
+
+def translate_rlimit(entry: dict[str, Any]) -> dict[str, Any]:
+    kind = entry.get("type", "")
+    if kind not in _RLIMITS:
+        raise ConfigError(f"rlimit type {kind!r} is unknown")
+
+    def value(n: Any) -> int:
+        n = int(n)
+        return -1 if n >= 2**63 else n
+
+    return {"Name": _RLIMITS[kind], "Soft": value(entry.get("soft", 0)), "Hard": value(entry.get("hard", 0))}
+
+
+def _device_node(entry: dict[str, Any]) -> list[Any]:
+    path = entry.get("path") or ""
+    kind = entry.get("type") or ""
+    if not path.startswith("/dev/") or kind not in ("c", "b", "u", "p"):
+        raise ConfigError(f"device {path!r} of type {kind!r}: a path under /dev and a type c, b, u or p")
+    mode = entry.get("fileMode")
+    return [
+        path,
+        kind,
+        int(entry.get("major", 0)),
+        int(entry.get("minor", 0)),
+        0o666 if mode is None else int(mode),
+        int(entry.get("uid", 0)),
+        int(entry.get("gid", 0)),
+    ]
+
+
+def device_rules(rules: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> list[tuple[str, int, int, str]]:
+    """linux.resources.devices as devices.Rule allow rules after a deny of everything (the only
+    shape minirun's devices policy takes, and the shape every engine writes): rules before the
+    last deny-all are moot; runc's default nodes and each linux.devices node are allowed too."""
+    from minirun.runtime import devices
+
+    def number(n: Any) -> int:
+        return -1 if n is None else int(n)
+
+    last_deny = max(
+        (i for i, r in enumerate(rules) if not r.get("allow") and r.get("type", "a") == "a" and r.get("major") is None),
+        default=-1,
+    )
+    if last_deny < 0:
+        if any(not r.get("allow") for r in rules):
+            raise ConfigError("device rules that deny some devices of an allowed all are not supported by minirun-oci")
+        return list(devices.ALL_DEVICES)
+    allowed: list[tuple[str, int, int, str]] = list(devices.DEFAULT_RULES)
+    for rule in rules[last_deny + 1 :]:
+        if not rule.get("allow"):
+            raise ConfigError(
+                "a device rule denying some devices after allowing others is not supported by minirun-oci"
+            )
+        kind = rule.get("type") or "a"
+        access = rule.get("access") or "rwm"
+        allowed.append((kind, number(rule.get("major")), number(rule.get("minor")), access))
+    for node in nodes:
+        kind = "c" if node.get("type") == "u" else node.get("type", "c")
+        if kind in ("c", "b"):
+            allowed.append((kind, int(node.get("major", 0)), int(node.get("minor", 0)), "rwm"))
+    return allowed
+
+
+def limits(resources: dict[str, Any]) -> dict[str, Any]:
+    """linux.resources as docker's HostConfig names (what cgroups.limit_writes takes)."""
+    for name in ("blockIO", "hugepageLimits", "network", "rdma", "unified"):
+        if resources.get(name):
+            raise ConfigError(f"linux.resources.{name} is not supported by minirun-oci")
+    memory, cpu, pids = resources.get("memory") or {}, resources.get("cpu") or {}, resources.get("pids") or {}
+    for name in ("kernel", "kernelTCP", "swappiness", "disableOOMKiller"):
+        if memory.get(name):
+            raise ConfigError(f"linux.resources.memory.{name} is not supported by minirun-oci")
+    for name in ("realtimeRuntime", "realtimePeriod", "idle"):
+        if cpu.get(name):
+            raise ConfigError(f"linux.resources.cpu.{name} is not supported by minirun-oci")
+    out: dict[str, Any] = {}
+    pairs = (
+        ("Memory", memory.get("limit")),
+        ("MemorySwap", memory.get("swap")),
+        ("MemoryReservation", memory.get("reservation")),
+        ("CpuShares", cpu.get("shares")),
+        ("CpuQuota", cpu.get("quota")),
+        ("CpuPeriod", cpu.get("period")),
+        ("CpusetCpus", cpu.get("cpus")),
+        ("CpusetMems", cpu.get("mems")),
+        ("PidsLimit", pids.get("limit")),
+    )
+    for key, value in pairs:
+        if value not in (None, "", 0):
+            out[key] = value
+    return out
+
+
+def _seccomp(profile: dict[str, Any], capabilities: list[str]) -> Any:
+    from minirun.runtime import seccomp
+
+    profile = dict(profile)
+    seccomp.check_profile(profile, "linux.seccomp")
+    uname = os.uname()
+    resolved = seccomp.resolve(profile, frozenset(capabilities), uname.machine, uname.release)
+    return seccomp.Program(seccomp.compile_program(resolved), resolved["flags"])

@@ -1,0 +1,337 @@
+"""runc's verbs on a container: create (PID 1 set up completely, waiting before execve on the
+exec fifo), start (open the fifo: PID 1 goes on), state, kill, delete, run, pause, resume, ps,
+events, update. PID 1 comes from runtime/launch.py, the code `minirun run` starts its own
+containers with; `create` returns once it is set up, and PID 1 goes to whoever is the
+subreaper above us (containerd's shim, podman's conmon), as runc's does."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from minirun.errors import MinirunError, warn
+from minirun.oci import config as oci_config
+from minirun.oci.state import State
+from minirun.runtime import cgroups, launch
+
+_STOP_TIMEOUT = 10.0
+
+
+class CreateOptions:
+    def __init__(
+        self,
+        bundle: str,
+        pid_file: str = "",
+        console_socket: str = "",
+        preserve_fds: int = 0,
+    ) -> None:
+        self.bundle = os.path.abspath(bundle or ".")
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.preserve_fds = preserve_fds
+
+
+def create(root: str, container_id: str, opts: CreateOptions, foreground: bool = False) -> launch.Started:
+    """Set PID 1 up; it then waits for `start` on the exec fifo. `foreground`: for `run`, which
+    stays PID 1's parent and may relay a terminal itself."""
+    state = State(root, container_id)
+    spec = oci_config.load(opts.bundle)
+    bundle = oci_config.translate(spec, opts.bundle, container_id, cgroups.PARENT)
+    plan = bundle.plan
+    if bundle.terminal and not foreground and not opts.console_socket:
+        raise MinirunError("cannot allocate tty if runc will detach without setting console socket")
+    if opts.console_socket and not bundle.terminal:
+        raise MinirunError("cannot use console socket if runc will not allocate tty")
+    plan.console_socket = opts.console_socket and os.path.abspath(opts.console_socket)
+    plan.preserve_fds = opts.preserve_fds
+    state.make()
+    state.data = {
+        "ociVersion": spec.get("ociVersion", oci_config.OCI_VERSION),
+        "bundle": opts.bundle,
+        "rootfs": bundle.rootfs,
+        "created": _now(),
+        "annotations": bundle.annotations,
+        "cgroup": bundle.cgroup,
+        "cgroup_paths": [],
+        "hooks": bundle.hooks,
+        "pid": 0,
+    }
+    started = None
+    try:
+        state.save()
+        os.mkfifo(state.fifo, 0o622)
+        os.chmod(state.fifo, 0o622)  # the umask took the others' write bit: a user's PID 1 opens it
+        plan.exec_fifo = state.fifo
+        plan.cgroups = cgroups.create_at(bundle.cgroup, bundle.resources, bundle.device_rules)
+        state.data["cgroup_paths"] = plan.cgroups
+        state.save()
+        started = launch.start(plan)
+        # EOF: set up and waiting on the fifo (a pty was sent before)
+        failure = launch.read_start_error(started)
+        if failure is not None:
+            os.waitpid(started.pid, 0)
+            raise failure
+        from minirun import procs
+
+        state.data["pid"] = started.pid
+        state.data["pid_start"] = procs.start_time(started.pid)
+        state.save()
+        for kind in ("prestart", "createRuntime", "createContainer"):
+            run_hooks(state, kind)
+        if opts.pid_file:
+            _write_pid_file(opts.pid_file, started.pid)
+    except BaseException:
+        if started is not None:
+            _kill_and_reap(started.pid)
+        state.data["failed"] = True
+        _destroy(state, hooks=False)
+        raise
+    return started
+
+
+def start(root: str, container_id: str) -> None:
+    state = State(root, container_id).load()
+    status = state.status()
+    if status != "created":
+        raise MinirunError(
+            "cannot start a container that has stopped" if status == "stopped" else f"cannot start a {status} container"
+        )
+    try:
+        fd = os.open(state.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise MinirunError("cannot start an already running container") from None
+    try:
+        # PID 1's open for writing completes now that there is a reader; its byte says it goes on.
+        # Until then EOF reads (no writer yet): poll, and give up if PID 1 is gone meanwhile.
+        while True:
+            try:
+                if os.read(fd, 1):
+                    break
+            except BlockingIOError:
+                pass
+            if not state.alive():
+                raise MinirunError("cannot start a container that has stopped")
+            time.sleep(0.002)
+    finally:
+        os.close(fd)
+    os.unlink(state.fifo)
+    run_hooks(state, "poststart", fatal=False)
+
+
+def kill(root: str, container_id: str, signal_name: str, all_processes: bool = False) -> None:
+    state = State(root, container_id).load()
+    signum = parse_signal(signal_name)
+    if state.status() == "stopped":
+        raise MinirunError("container not running")
+    if all_processes:
+        for path in state.data.get("cgroup_paths") or []:
+            for pid in cgroups.members(path):
+                _signal(pid, signum)
+        return
+    _signal(state.pid, signum)
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    state = State(root, container_id)
+    try:
+        state.load()
+    except MinirunError:
+        if force:
+            return
+        raise
+    status = state.status()
+    if status in ("running", "paused") and not force:
+        raise MinirunError(f"cannot delete container {container_id} that is not stopped: {status}")
+    if status != "stopped":
+        if status == "paused":
+            _thaw(state)
+        _signal(state.pid, 9)
+        _wait_gone(state)
+    _destroy(state, hooks=status != "creating")
+
+
+def run(root: str, container_id: str, opts: CreateOptions, detach: bool) -> int:
+    """create + start; in the foreground the container's exit code (128+N for signal N), with
+    the signals we get passed on and, for a terminal without --console-socket, its pty relayed."""
+    if detach:
+        create(root, container_id, opts)
+        start(root, container_id)
+        return 0
+    from minirun.runtime import supervise
+
+    started = create(root, container_id, opts, foreground=True)
+    state = State(root, container_id).load()
+    try:
+        master = None
+        if started.console is not None:
+            from minirun.runtime import tty
+
+            master = tty.receive_master(started.console)
+            if master is None:
+                raise MinirunError("the container's pty never arrived")
+        start(root, container_id)
+        if master is not None:
+            return tty.attach(started.pid, master, interactive=True)
+        return supervise.wait_for_exit(started.pid)
+    finally:
+        if state.alive():  # (checked by start time: a reaped pid may be someone else's now)
+            _kill_and_reap(started.pid)
+        _destroy(state, hooks=True)
+
+
+def pause(root: str, container_id: str, frozen: bool) -> None:
+    from minirun.runtime import freezer
+
+    state = State(root, container_id).load()
+    status = state.status()
+    if status not in ("running", "paused", "created"):
+        raise MinirunError("container not running")
+    freezer.set_frozen(*freezer.freezer_at(state.data["cgroup"], container_id), frozen)
+
+
+def pids(root: str, container_id: str) -> list[int]:
+    state = State(root, container_id).load()
+    found: list[int] = []
+    for path in state.data.get("cgroup_paths") or []:
+        found += [p for p in cgroups.members(path) if p not in found]
+    return sorted(found)
+
+
+def stats(root: str, container_id: str) -> dict[str, Any]:
+    """runc's `events --stats` object, the fields minirun's cgroups module reads."""
+    state = State(root, container_id).load()
+    if state.status() == "stopped":
+        raise MinirunError("container not running")
+    usage = cgroups.usage_at(state.data["cgroup"]) or {}
+    data = {
+        "cpu": {"usage": {"total": usage.get("cpu_ns", 0)}},
+        "memory": {"usage": {"usage": usage.get("memory", 0), "limit": usage.get("memory_limit", 0)}},
+        "pids": {"current": usage.get("pids", 0)},
+        "blkio": {"read": usage.get("blk_read", 0), "write": usage.get("blk_write", 0)},
+    }
+    return {"type": "stats", "id": container_id, "data": data}
+
+
+def update(root: str, container_id: str, resources: dict[str, Any]) -> None:
+    state = State(root, container_id).load()
+    if state.status() == "stopped":
+        raise MinirunError("container not running")
+    cgroups.apply_at(state.data["cgroup"], oci_config.limits(resources))
+
+
+# -- hooks ------------------------------------------------------------------------------------
+
+
+def run_hooks(state: State, kind: str, fatal: bool = True) -> None:
+    """The bundle's hooks of `kind`, each given the container's state on stdin, in order. A
+    failure of prestart, createRuntime, createContainer, startContainer fails the verb; of
+    poststart and poststop it is a warning, as in runc."""
+    import json
+    import subprocess
+
+    hooks = (state.data.get("hooks") or {}).get(kind) or []
+    if not hooks:
+        return
+    payload = json.dumps(state.oci()).encode()
+    for hook in hooks:
+        argv = hook.get("args") or [hook["path"]]
+        env = dict(item.split("=", 1) for item in hook.get("env") or [] if "=" in item)
+        timeout = hook.get("timeout")
+        try:
+            done = subprocess.run(
+                argv,
+                executable=hook["path"],
+                input=payload,
+                env=env,
+                capture_output=True,
+                timeout=timeout if timeout and timeout > 0 else None,
+            )
+            error = None if done.returncode == 0 else f"exit status {done.returncode}: {done.stderr.decode()[-200:]}"
+        except subprocess.TimeoutExpired:
+            error = f"timeout after {timeout} seconds"
+        except OSError as exc:
+            error = str(exc)
+        if error is not None:
+            message = f"{kind} hook {hook['path']}: {error.strip()}"
+            if fatal:
+                raise MinirunError(message)
+            warn(message)
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+
+def _destroy(state: State, hooks: bool) -> None:
+    """What a stopped container leaves: its cgroups (and any process the PID namespace did not
+    take along: a bundle may share the host's), its state directory; then poststop hooks."""
+    import shutil
+
+    paths = state.data.get("cgroup_paths") or []
+    cgroups.kill_all(paths)
+    stayed = cgroups.remove(paths)
+    if hooks:
+        run_hooks(state, "poststop", fatal=False)
+    shutil.rmtree(state.dir, ignore_errors=True)
+    if stayed:
+        raise MinirunError(f"cgroups still busy: {', '.join(stayed)}")
+
+
+def _wait_gone(state: State) -> None:
+    deadline = time.monotonic() + _STOP_TIMEOUT
+    while state.alive():
+        if time.monotonic() > deadline:
+            raise MinirunError(f"container {state.id}: PID 1 did not exit after SIGKILL")
+        time.sleep(0.005)
+
+
+def _thaw(state: State) -> None:
+    from minirun.runtime import freezer
+
+    try:
+        freezer.set_frozen(*freezer.freezer_at(state.data["cgroup"], state.id), False)
+    except MinirunError:
+        pass
+
+
+def _kill_and_reap(pid: int) -> None:
+    _signal(pid, 9)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _signal(pid: int, signum: int) -> None:
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def parse_signal(name: str) -> int:
+    """runc's spellings: 9, KILL, SIGKILL."""
+    import signal
+
+    if name.isdigit():
+        return int(name)
+    key = name.upper()
+    key = key if key.startswith("SIG") else f"SIG{key}"
+    number = getattr(signal.Signals, key, None) if not key.startswith("SIG_") else None
+    if number is None:
+        raise MinirunError(f"unknown signal {name!r}")
+    return int(number)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    from minirun.atomicfile import atomic_write
+
+    atomic_write(os.path.abspath(path), str(pid).encode(), mode=0o644, durable=False)
+
+
+def _now() -> str:
+    from minirun.humanize import rfc3339_ns
+
+    return rfc3339_ns(time.time_ns())

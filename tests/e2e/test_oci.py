@@ -1,0 +1,397 @@
+"""`minirun-oci`, runc's command line, on bundles of the embedded busybox root, against the real
+kernel: the create/start split, state, kill, delete, run's exit code, --console-socket, the
+process settings of config.json, exec, pause, update; and a state beside runc's on the same
+bundle. Each test has its own --root; every container goes with the test."""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from minirun import hostwide
+from minirun.runtime import cgroups
+from tests.helpers import wait_until
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OCI = [sys.executable, "-m", "minirun.oci.main"]
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory):
+    path = tmp_path_factory.mktemp("oci-busybox") / "rootfs.tar"
+    with open(path, "wb") as out:
+        subprocess.run([sys.executable, os.path.join(REPO, "images", "busybox", "rootfs.py")], stdout=out, check=True)
+    return path
+
+
+class Oci:
+    """minirun-oci with a --root of the test's own."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        # files, not pipes: a created container keeps the stdio it was given (as runc's does), so
+        # a pipe would see no EOF before the container's end
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            code = subprocess.run(
+                [*OCI, "--root", self.root, *args], stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=60
+            ).returncode
+            out.seek(0)
+            err.seek(0)
+            done = subprocess.CompletedProcess(args, code, out.read().decode(), err.read().decode())
+        if check:
+            assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done
+
+    def state(self, container_id: str) -> dict:
+        return json.loads(self("state", container_id).stdout)
+
+    def status(self, container_id: str) -> str:
+        return self.state(container_id)["status"]
+
+
+@pytest.fixture
+def oci(tmp_path):
+    runtime = Oci(str(tmp_path / "oci-root"))
+    yield runtime
+    for name in os.listdir(runtime.root) if os.path.isdir(runtime.root) else []:
+        runtime("delete", "--force", name, check=False)
+    assert not os.listdir(runtime.root) if os.path.isdir(runtime.root) else True
+
+
+@pytest.fixture
+def bundle(tmp_path, busybox_tar, oci):
+    """make(args, **process/linux changes) -> a bundle dir from `minirun-oci spec`."""
+
+    def make(args: list[str], name: str = "bundle", edit=None) -> str:
+        path = tmp_path / name
+        (path / "rootfs").mkdir(parents=True)
+        subprocess.run(["tar", "-x", "-f", str(busybox_tar), "-C", str(path / "rootfs")], check=True)
+        subprocess.run([*OCI, "spec", "--bundle", str(path)], check=True)
+        config = json.loads((path / "config.json").read_text())
+        config["process"]["terminal"] = False
+        config["process"]["args"] = args
+        if edit is not None:
+            edit(config)
+        (path / "config.json").write_text(json.dumps(config))
+        return str(path)
+
+    return make
+
+
+def cgroup_dirs(container_id: str) -> list[str]:
+    return [h.at(f"{hostwide.CGROUP_PARENT}/{container_id}") for h in cgroups.hierarchies()]
+
+
+def cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
+
+
+def test_spec_writes_runcs_default_config(tmp_path):
+    subprocess.run([*OCI, "spec", "--bundle", str(tmp_path)], check=True)
+    ours = json.loads((tmp_path / "config.json").read_text())
+    assert ours["root"] == {"path": "rootfs", "readonly": True}
+    assert ours["process"]["terminal"] is True and ours["process"]["args"] == ["sh"]
+    again = subprocess.run([*OCI, "spec", "--bundle", str(tmp_path)], capture_output=True, text=True)
+    assert again.returncode == 1 and "exists" in again.stderr
+    if shutil.which("runc"):
+        runc_dir = tmp_path / "runc"
+        runc_dir.mkdir()
+        subprocess.run(["runc", "spec"], cwd=runc_dir, check=True)
+        theirs = json.loads((runc_dir / "config.json").read_text())
+        assert [m["destination"] for m in ours["mounts"]] == [m["destination"] for m in theirs["mounts"]]
+        assert ours["linux"]["maskedPaths"] == theirs["linux"]["maskedPaths"]
+        assert ours["linux"]["readonlyPaths"] == theirs["linux"]["readonlyPaths"]
+        assert ours["process"]["capabilities"] == theirs["process"]["capabilities"]
+
+
+def test_features_name_what_is_supported():
+    features = json.loads(subprocess.run([*OCI, "features"], capture_output=True, check=True).stdout)
+    assert "poststop" in features["hooks"] and "rbind" in features["mountOptions"]
+    assert set(features["linux"]["namespaces"]) >= {"pid", "network", "mount", "ipc", "uts", "cgroup"}
+
+
+def test_create_start_kill_delete(oci, bundle, tmp_path):
+    path = bundle(["sleep", "300"])
+    pid_file = tmp_path / "pid"
+    oci("create", "--bundle", path, "--pid-file", str(pid_file), "box")
+    pid = int(pid_file.read_text())
+    state = oci.state("box")
+    assert state["status"] == "created" and state["pid"] == pid and state["id"] == "box"
+    assert state["bundle"] == path and state["ociVersion"]
+    assert b"sleep" not in cmdline(pid)  # set up, waiting before execve
+    assert all(os.path.isdir(d) for d in cgroup_dirs("box"))
+    oci("start", "box")
+    assert oci.status("box") == "running"
+    assert cmdline(pid) == b"sleep\x00300\x00"
+    again = oci("start", "box", check=False)
+    assert again.returncode == 1 and "running" in again.stderr
+    refused = oci("delete", "box", check=False)
+    assert refused.returncode == 1 and "not stopped" in refused.stderr
+    oci("kill", "box", "KILL")
+    assert wait_until(lambda: oci.status("box") == "stopped")
+    assert oci.state("box")["pid"] == 0
+    oci("delete", "box")
+    assert oci("state", "box", check=False).returncode == 1
+    assert not any(os.path.isdir(d) for d in cgroup_dirs("box"))
+
+
+def test_delete_force_kills_a_running_container(oci, bundle):
+    oci("run", "-d", "--bundle", bundle(["sleep", "300"]), "forced")
+    pid = oci.state("forced")["pid"]
+    oci("delete", "--force", "forced")
+    assert not os.path.exists(f"/proc/{pid}") or b"sleep" not in cmdline(pid)
+    assert json.loads(oci("list", "--format", "json").stdout) == []
+
+
+def test_run_gives_the_exit_code_and_output(oci, bundle):
+    path = bundle(["sh", "-c", "echo out; echo err >&2; env | sort | tr '\\n' ' '; hostname; exit 7"])
+    done = oci("run", "--bundle", path, "runner", check=False)
+    assert done.returncode == 7, done.stderr
+    # the env as config.json gives it: no HOSTNAME added (docker would)
+    assert done.stdout.splitlines() == [
+        "out",
+        "HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PWD=/ SHLVL=1 TERM=xterm minirun",
+    ]
+    assert done.stderr == "err\n"
+    assert not os.path.exists(os.path.join(oci.root, "runner"))
+
+
+def test_list_shows_runcs_table_and_json(oci, bundle):
+    oci("create", "--bundle", bundle(["true"]), "listed")
+    table = oci("list").stdout.splitlines()
+    assert table[0].split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    assert table[1].split()[:3] == ["listed", str(oci.state("listed")["pid"]), "created"]
+    assert [s["id"] for s in json.loads(oci("list", "--format", "json").stdout)] == ["listed"]
+    assert oci("list", "-q").stdout == "listed\n"
+
+
+def test_console_socket_gets_the_pty_master(oci, bundle, tmp_path):
+    def tty(config):
+        config["process"]["terminal"] = True
+
+    path = bundle(["sh", "-c", "tty; echo hello-through-the-pty; sleep 300"], edit=tty)
+    socket_path = str(tmp_path / "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(1)
+    listener.settimeout(30)
+    creating = subprocess.Popen(
+        [*OCI, "--root", oci.root, "create", "--bundle", path, "--console-socket", socket_path, "tty"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    conn, _ = listener.accept()
+    fds = array.array("i")
+    _, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_LEN(fds.itemsize))
+    conn.close()
+    listener.close()
+    assert creating.wait(timeout=60) == 0, creating.stderr.read()
+    fds.frombytes(ancdata[0][2])
+    master = fds[0]
+    try:
+        oci("start", "tty")
+        output = b""
+        deadline = time.monotonic() + 30
+        while b"hello-through-the-pty" not in output and time.monotonic() < deadline:
+            output += os.read(master, 4096)
+        assert b"/dev/pts/0" in output and b"hello-through-the-pty" in output
+    finally:
+        os.close(master)
+    # without a socket, create refuses a terminal (runc's words)
+    refused = oci("create", "--bundle", path, "tty2", check=False)
+    assert refused.returncode == 1 and "console socket" in refused.stderr
+
+
+def _settings(config):
+    process = config["process"]
+    process["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [5, 6]}
+    process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]
+    process["capabilities"] = {
+        "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN"],
+        "effective": ["CAP_KILL"],
+        "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "inheritable": ["CAP_NET_BIND_SERVICE"],
+        "ambient": ["CAP_NET_BIND_SERVICE"],
+    }
+    process["env"] = ["PATH=/bin:/usr/bin", "A=b"]
+    process["cwd"] = "/tmp"
+    process["oomScoreAdj"] = 123
+    config["hostname"] = "ocihost"
+    config["linux"]["maskedPaths"] += ["/etc/group"]
+
+
+def test_process_settings_of_config_json(oci, bundle):
+    script = (
+        "id; ulimit -n; ulimit -Hn; grep -E '^Cap(Eff|Prm|Inh|Bnd|Amb)' /proc/self/status; pwd; hostname;"
+        "echo A=$A HOME=$HOME; cat /proc/self/oom_score_adj; wc -c < /etc/group; wc -c < /proc/keys; touch /x 2>/dev/null || echo ro-root;"
+        "echo x 2>/dev/null > /proc/sys/kernel/domainname || echo ro-proc-sys; grep NoNewPrivs /proc/self/status"
+    )
+    done = oci("run", "--bundle", bundle(["sh", "-c", script], edit=_settings), "settings", check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "uid=1000 gid=1001 groups=5,6"
+    assert lines[1:3] == ["123", "456"]
+    caps = dict(line.split(":\t") for line in lines[3:8])
+    kill, bind, chown = 1 << 5, 1 << 10, 1 << 0
+    # not root: execve keeps the ambient set alone (the kernel's rule; runc's containers alike)
+    assert int(caps["CapEff"], 16) == bind
+    assert int(caps["CapPrm"], 16) == bind
+    assert int(caps["CapInh"], 16) == bind
+    assert int(caps["CapBnd"], 16) == kill | bind | chown
+    assert int(caps["CapAmb"], 16) == bind
+    assert lines[8:12] == ["/tmp", "ocihost", "A=b HOME=/", "123"]
+    assert lines[12:14] == ["0", "0"]  # masked (/dev/null over the file): the bundle's, runc's default
+    assert lines[14] == "ro-root"  # root.readonly (runc's spec default)
+    assert lines[-2] == "ro-proc-sys"  # linux.readonlyPaths
+    assert lines[-1].split() == ["NoNewPrivs:", "1"]
+
+
+def test_unsupported_settings_are_refused_in_one_line(oci, bundle):
+    def userns(config):
+        config["linux"]["namespaces"].append({"type": "user"})
+
+    done = oci("create", "--bundle", bundle(["true"], edit=userns), "userns", check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["minirun-oci: error: user namespaces are not supported by minirun-oci"]
+    assert not os.path.exists(os.path.join(oci.root, "userns"))
+
+
+def test_errors_go_to_the_log_in_runcs_json(oci, tmp_path):
+    log = tmp_path / "log.json"
+    done = oci("--log", str(log), "--log-format", "json", "state", "nosuch", check=False)
+    assert done.returncode == 1
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "error" and "nosuch" in entry["msg"] and entry["time"]
+
+
+def test_exec_inline_process_file_and_detached(oci, bundle, tmp_path):
+    oci("run", "-d", "--bundle", bundle(["sleep", "300"]), "execbox")
+    done = oci("exec", "--cwd", "/etc", "--env", "X=y", "execbox", "sh", "-c", "echo $X $(pwd); exit 4", check=False)
+    assert (done.returncode, done.stdout) == (4, "y /etc\n"), done.stderr
+    process = {
+        "args": ["sh", "-c", "id; cat /proc/1/cmdline | tr '\\0' ' '"],
+        "env": ["PATH=/bin"],
+        "cwd": "/",
+        "user": {"uid": 65534, "gid": 65534},
+        "terminal": False,
+    }
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    done = oci("exec", "--process", str(tmp_path / "process.json"), "execbox")
+    assert done.stdout.splitlines() == ["uid=65534(nobody) gid=65534(nobody)", "sleep 300 "]
+    pid_file = tmp_path / "exec.pid"
+    oci("exec", "-d", "--pid-file", str(pid_file), "execbox", "sleep", "200")
+    pid = int(pid_file.read_text())
+    assert cmdline(pid) == b"sleep\x00200\x00"
+    assert pid in json.loads(oci("ps", "--format", "json", "execbox").stdout)
+
+
+def test_pause_resume_update_and_stats(oci, bundle):
+    oci("run", "-d", "--bundle", bundle(["sleep", "300"]), "limits")
+    oci("pause", "limits")
+    assert oci.status("limits") == "paused"
+    oci("resume", "limits")
+    assert oci.status("limits") == "running"
+    oci("update", "--memory", "64m", "--pids-limit", "50", "limits")
+    memory = cgroups.owner("memory")
+    pids = cgroups.owner("pids")
+    rel = f"{hostwide.CGROUP_PARENT}/limits"
+    if memory is not None and memory.version == 1:
+        assert open(f"{memory.at(rel)}/memory.limit_in_bytes").read().strip() == str(64 << 20)
+    if pids is not None:
+        assert open(f"{pids.at(rel)}/pids.max").read().strip() == "50"
+    stats = json.loads(oci("events", "--stats", "limits").stdout)
+    assert stats["type"] == "stats" and stats["data"]["pids"]["current"] == 1
+
+
+def test_resources_and_cgroups_path_from_config(oci, bundle):
+    rel = f"{hostwide.CGROUP_PARENT}/nested/pathed"
+
+    def resources(config):
+        config["linux"]["cgroupsPath"] = "/" + rel
+        config["linux"]["resources"]["pids"] = {"limit": 42}
+        config["linux"]["resources"]["cpu"] = {"shares": 512, "quota": 20000, "period": 50000}
+
+    oci("create", "--bundle", bundle(["true"], edit=resources), "pathed")
+    try:
+        pids, cpu = cgroups.owner("pids"), cgroups.owner("cpu")
+        if pids is not None:
+            assert open(f"{pids.at(rel)}/pids.max").read().strip() == "42"
+        if cpu is not None and cpu.version == 1:
+            assert open(f"{cpu.at(rel)}/cpu.cfs_quota_us").read().strip() == "20000"
+            assert open(f"{cpu.at(rel)}/cpu.cfs_period_us").read().strip() == "50000"
+            assert open(f"{cpu.at(rel)}/cpu.shares").read().strip() == "512"
+    finally:
+        oci("delete", "--force", "pathed")
+        for hierarchy in cgroups.hierarchies():
+            assert not os.path.exists(hierarchy.at(rel))
+            os.rmdir(hierarchy.at(f"{hostwide.CGROUP_PARENT}/nested"))
+
+
+def test_hooks_get_the_state_on_stdin(oci, bundle, tmp_path):
+    out = tmp_path / "hooks"
+    out.mkdir()
+
+    def hooks(config):
+        config["hooks"] = {
+            kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}/{kind}"]}]
+            for kind in ("prestart", "createRuntime", "poststart", "poststop")
+        }
+
+    oci("run", "--bundle", bundle(["true"], edit=hooks), "hooked")
+    for kind in ("prestart", "createRuntime", "poststart", "poststop"):
+        state = json.loads((out / kind).read_text())
+        assert state["id"] == "hooked" and state["ociVersion"], kind
+    assert json.loads((out / "createRuntime").read_text())["status"] == "created"
+
+
+@pytest.mark.skipif(not shutil.which("runc"), reason="runc is not installed")
+def test_state_matches_runcs_on_the_same_bundle(oci, bundle, tmp_path):
+    path = bundle(["sleep", "300"])
+    runc_root = str(tmp_path / "runc-root")
+
+    def runc(*args: str) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryFile() as out:  # a file: runc's container keeps its stdio too
+            code = subprocess.run(
+                ["runc", "--root", runc_root, *args], stdout=out, stderr=out, timeout=60, stdin=subprocess.DEVNULL
+            ).returncode
+            out.seek(0)
+            return subprocess.CompletedProcess(args, code, out.read().decode(), "")
+
+    # runc's cgroup by its own name, under this session's parent: removed with the session's
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    config["linux"]["cgroupsPath"] = f"/{hostwide.CGROUP_PARENT}/runc-twin"
+    runc_bundle = tmp_path / "runc-bundle"
+    runc_bundle.mkdir()
+    config["root"]["path"] = os.path.join(path, "rootfs")  # the same directory (runc takes no symlink)
+    (runc_bundle / "config.json").write_text(json.dumps(config))
+    try:
+        assert runc("create", "--bundle", str(runc_bundle), "twin").returncode == 0
+        oci("create", "--bundle", path, "twin")
+        theirs = json.loads(runc("state", "twin").stdout)
+        ours = oci.state("twin")
+        assert set(ours) == set(theirs)
+        assert ours["status"] == theirs["status"] == "created"
+        assert runc("start", "twin").returncode == 0
+        oci("start", "twin")
+        assert json.loads(runc("state", "twin").stdout)["status"] == oci.status("twin") == "running"
+        runc("kill", "twin", "KILL")
+        oci("kill", "twin", "KILL")
+        assert wait_until(lambda: json.loads(runc("state", "twin").stdout)["status"] == "stopped")
+        assert wait_until(lambda: oci.status("twin") == "stopped")
+    finally:
+        runc("delete", "--force", "twin")
+        shutil.rmtree(runc_root, ignore_errors=True)
