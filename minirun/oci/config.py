@@ -115,6 +115,7 @@ class Bundle(Record):
     annotations: dict[str, str]
     rootfs: str
     terminal: bool
+    warnings: list[str]  # what the bundle asks and this runtime ignores, as runc does: logged
 
 
 def load(bundle: str) -> dict[str, Any]:
@@ -158,6 +159,7 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
     if not cwd.startswith("/"):
         raise ConfigError("cwd property must not be empty and must be an absolute path")
     user = process.get("user") or {}
+    capability_sets, ignored_caps = translate_capabilities(process.get("capabilities") or {})
     plan = LaunchPlan(
         store_root="",
         lowers=[],
@@ -174,14 +176,14 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
         interactive=True,  # stdio as the caller gave it (containerd's fifos), never /dev/null
         tty=bool(process.get("terminal")),
         join_netns=paths.pop("network", ""),
-        host_namespaces=[n for n in ("pid", "ipc", "uts", "cgroup") if n not in namespaces],
+        host_namespaces=[n for n in ("pid", "ipc", "uts", "cgroup", "mount") if n not in namespaces],
         namespace_paths=paths,
         root_dir=rootfs,
         mounts=[mount_of(m, bundle) for m in config.get("mounts") or []],
         masked_paths=list(linux_.get("maskedPaths") or []),
         readonly_paths=list(linux_.get("readonlyPaths") or []),
         device_nodes=[_device_node(d) for d in linux_.get("devices") or []],
-        capability_sets=translate_capabilities(process.get("capabilities") or {}),
+        capability_sets=capability_sets,
         no_new_privileges=bool(process.get("noNewPrivileges")),
         ulimits=[translate_rlimit(r) for r in process.get("rlimits") or []],
         group_add=[str(int(g)) for g in user.get("additionalGids") or []],
@@ -195,8 +197,9 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
     if size.get("height") and size.get("width"):
         plan.rows, plan.cols = int(size["height"]), int(size["width"])
     plan.capabilities = list((plan.capability_sets or {}).get("bounding") or [])
-    if "mount" not in namespaces:
-        raise ConfigError("a container without a mount namespace of its own is not supported")
+    if "mount" not in namespaces and (plan.masked_paths or plan.readonly_paths):
+        # (runc's rule and words: the host's /proc and /sys would be the ones masked)
+        raise ConfigError("unable to restrict sys entries without a private MNT namespace")
     resources = linux_.get("resources") or {}
     seccomp = linux_.get("seccomp")
     if seccomp:
@@ -222,6 +225,7 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
         annotations={str(k): str(v) for k, v in (config.get("annotations") or {}).items()},
         rootfs=rootfs,
         terminal=plan.tty,
+        warnings=[f"ignoring unknown or unavailable capabilities: {', '.join(ignored_caps)}"] if ignored_caps else [],
     )
 
 
@@ -257,8 +261,6 @@ def _namespaces(entries: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]
             raise ConfigError(f"duplicated namespace {kind!r}")
         seen.add(kind)
         if entry.get("path"):
-            if kind == "mount":
-                raise ConfigError("joining a mount namespace by path is not supported by minirun-oci")
             paths[kind] = str(entry["path"])
     return seen, paths
 
@@ -312,15 +314,26 @@ def _propagation(name: str) -> int:
     return PROPAGATION[name]
 
 
-def translate_capabilities(caps: dict[str, Any]) -> dict[str, list[str]]:
-    sets = {}
+def translate_capabilities(caps: dict[str, Any], last_cap: int | None = None) -> tuple[dict[str, list[str]], list[str]]:
+    """The five sets, and the names left out of them: unknown ones and those the kernel does not
+    have (above `last_cap`, by default /proc/sys/kernel/cap_last_cap's), which runc 1.1 ignores
+    with a warning ("ignoring unknown or unavailable capabilities")."""
+    if last_cap is None:
+        last_cap = kernel_last_cap()
+    sets, ignored = {}, []
     for kind in CAP_SETS:
         names = [str(n) for n in caps.get(kind) or []]
-        for name in names:
-            if name not in CAPABILITIES:
-                raise ConfigError(f"unknown capability {name!r}")
-        sets[kind] = names
-    return sets
+        ignored += [n for n in names if CAPABILITIES.get(n, last_cap + 1) > last_cap and n not in ignored]
+        sets[kind] = [n for n in names if CAPABILITIES.get(n, last_cap + 1) <= last_cap]
+    return sets, ignored
+
+
+def kernel_last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return max(CAPABILITIES.values())
 
 
 def translate_rlimit(entry: dict[str, Any]) -> dict[str, Any]:
@@ -391,9 +404,9 @@ def limits(resources: dict[str, Any]) -> dict[str, Any]:
         if resources.get(name):
             raise ConfigError(f"linux.resources.{name} is not supported by minirun-oci")
     memory, cpu, pids = resources.get("memory") or {}, resources.get("cpu") or {}, resources.get("pids") or {}
-    for name in ("kernel", "kernelTCP", "swappiness", "disableOOMKiller"):
-        if memory.get(name):
-            raise ConfigError(f"linux.resources.memory.{name} is not supported by minirun-oci")
+    swappiness = memory.get("swappiness")
+    if swappiness is not None and int(swappiness) != -1 and not 0 <= int(swappiness) <= 100:
+        raise ConfigError(f"invalid value:{swappiness}. valid memory swappiness range is 0-100")
     for name in ("realtimeRuntime", "realtimePeriod", "idle"):
         if cpu.get(name):
             raise ConfigError(f"linux.resources.cpu.{name} is not supported by minirun-oci")
@@ -408,11 +421,38 @@ def limits(resources: dict[str, Any]) -> dict[str, Any]:
         ("CpusetCpus", cpu.get("cpus")),
         ("CpusetMems", cpu.get("mems")),
         ("PidsLimit", pids.get("limit")),
+        ("KernelMemoryTCP", memory.get("kernelTCP")),
     )
     for key, value in pairs:
         if value not in (None, "", 0):
             out[key] = value
+    if swappiness is not None and int(swappiness) != -1:  # 0 is a value: the kernel's "avoid swap"
+        out["MemorySwappiness"] = int(swappiness)
+    if memory.get("disableOOMKiller"):
+        out["OomKillDisable"] = True
     return out
+
+
+def ignored_settings(resources: dict[str, Any], memory_version: int | None) -> list[str]:
+    """What linux.resources asks that this host's kernel has no file for: a warning each, the
+    setting ignored, as runc ignores them (runc >= 1.0 drops kernel memory limits, which Linux
+    deprecated in 5.4 and stopped enforcing; cgroup v2 has no swappiness, no OOM-killer switch and
+    no TCP memory limit per cgroup). Pure."""
+    memory = resources.get("memory") or {}
+    found = []
+    if memory.get("kernel"):
+        found.append("linux.resources.memory.kernel: kernel memory limits are ignored (Linux no longer enforces them)")
+    if memory_version == 2:
+        swappiness = memory.get("swappiness")
+        v2_missing = (
+            ("kernelTCP", bool(memory.get("kernelTCP"))),
+            ("swappiness", swappiness is not None and int(swappiness) != -1),
+            ("disableOOMKiller", bool(memory.get("disableOOMKiller"))),
+        )
+        found += [
+            f"linux.resources.memory.{name}: cgroup v2 has no such setting, ignored" for name, on in v2_missing if on
+        ]
+    return found
 
 
 def _seccomp(profile: dict[str, Any], capabilities: list[str]) -> Any:

@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any
 
-from minirun.errors import MinirunError, warn
+from minirun.errors import MinirunError
 from minirun.oci import config as oci_config
 from minirun.oci.state import State
 from minirun.runtime import cgroups, launch
@@ -44,6 +44,7 @@ def create(root: str, container_id: str, opts: CreateOptions, foreground: bool =
     if opts.console_socket and not bundle.terminal:
         raise MinirunError("cannot use console socket if runc will not allocate tty")
     plan.console_socket = opts.console_socket and os.path.abspath(opts.console_socket)
+    _warn_ignored(spec, bundle.warnings)
     plan.preserve_fds = opts.preserve_fds
     state.make()
     state.data = {
@@ -57,6 +58,9 @@ def create(root: str, container_id: str, opts: CreateOptions, foreground: bool =
         "hooks": bundle.hooks,
         "pid": 0,
     }
+    if "mount" in plan.host_namespaces:
+        # its mounts land in our mount namespace: what is on the root now is not the container's
+        state.data["caller_mounts"] = [_mount_ns(), len(_mounts_at(bundle.rootfs))]
     started = None
     try:
         state.save()
@@ -116,7 +120,8 @@ def start(root: str, container_id: str) -> None:
     finally:
         os.close(fd)
     os.unlink(state.fifo)
-    run_hooks(state, "poststart", fatal=False)
+    # the state as `start` left it: the process running (it may have exited already)
+    run_hooks(state, "poststart", fatal=False, status="running")
 
 
 def kill(root: str, container_id: str, signal_name: str, all_processes: bool = False) -> None:
@@ -217,13 +222,14 @@ def update(root: str, container_id: str, resources: dict[str, Any]) -> None:
     state = State(root, container_id).load()
     if state.status() == "stopped":
         raise MinirunError("container not running")
+    _warn_ignored({"linux": {"resources": resources}}, [])
     cgroups.apply_at(state.data["cgroup"], oci_config.limits(resources))
 
 
 # -- hooks ------------------------------------------------------------------------------------
 
 
-def run_hooks(state: State, kind: str, fatal: bool = True) -> None:
+def run_hooks(state: State, kind: str, fatal: bool = True, status: str = "") -> None:
     """The bundle's hooks of `kind`, each given the container's state on stdin, in order. A
     failure of prestart, createRuntime, createContainer, startContainer fails the verb; of
     poststart and poststop it is a warning, as in runc."""
@@ -233,7 +239,10 @@ def run_hooks(state: State, kind: str, fatal: bool = True) -> None:
     hooks = (state.data.get("hooks") or {}).get(kind) or []
     if not hooks:
         return
-    payload = json.dumps(state.oci()).encode()
+    current = state.oci()
+    if status:
+        current.update(status=status, pid=state.pid)
+    payload = json.dumps(current).encode()
     for hook in hooks:
         argv = hook.get("args") or [hook["path"]]
         env = dict(item.split("=", 1) for item in hook.get("env") or [] if "=" in item)
@@ -256,10 +265,21 @@ def run_hooks(state: State, kind: str, fatal: bool = True) -> None:
             message = f"{kind} hook {hook['path']}: {error.strip()}"
             if fatal:
                 raise MinirunError(message)
-            warn(message)
+            from minirun.oci import runlog
+
+            runlog.warning(message)
 
 
 # -- plumbing ---------------------------------------------------------------------------------
+
+
+def _warn_ignored(spec: dict[str, Any], warnings: list[str]) -> None:
+    from minirun.oci import runlog
+
+    memory = cgroups.owner("memory")
+    resources = (spec.get("linux") or {}).get("resources") or {}
+    for message in [*warnings, *oci_config.ignored_settings(resources, memory.version if memory else None)]:
+        runlog.warning(message)
 
 
 def _destroy(state: State, hooks: bool) -> None:
@@ -270,11 +290,41 @@ def _destroy(state: State, hooks: bool) -> None:
     paths = state.data.get("cgroup_paths") or []
     cgroups.kill_all(paths)
     stayed = cgroups.remove(paths)
+    _detach_root(state)
     if hooks:
         run_hooks(state, "poststop", fatal=False)
     shutil.rmtree(state.dir, ignore_errors=True)
     if stayed:
         raise MinirunError(f"cgroups still busy: {', '.join(stayed)}")
+
+
+def _detach_root(state: State) -> None:
+    """A container without a mount namespace of its own left its root bound onto itself, and
+    everything it mounted below it, in its caller's namespace (as runc's does): detached, when
+    that is ours, down to the mounts that were there before `create`."""
+    from minirun import linux
+
+    recorded = state.data.get("caller_mounts")
+    if not recorded or recorded[0] != _mount_ns():
+        return
+    rootfs = state.data.get("rootfs", "")
+    for _ in range(len(_mounts_at(rootfs)) - int(recorded[1])):
+        try:
+            linux.umount2(rootfs, linux.MNT_DETACH)
+        except MinirunError:
+            break
+
+
+def _mount_ns() -> int:
+    return os.stat("/proc/self/ns/mnt").st_ino
+
+
+def _mounts_at(path: str) -> list[str]:
+    """The mount ids of the mounts stacked on `path` in our namespace."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        lines = f.read().splitlines()
+    escaped = path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
+    return [line.split()[0] for line in lines if line.split()[4] == escaped]
 
 
 def _wait_gone(state: State) -> None:

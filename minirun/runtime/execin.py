@@ -76,11 +76,12 @@ class NotRunning(MinirunError):
     """exec into a container whose PID 1 is gone (or never started): docker's 125."""
 
 
-def open_namespaces(container_id: str, state: Mapping[str, Any]) -> dict[str, int]:
+def open_namespaces(container_id: str, state: Mapping[str, Any], with_root: bool = False) -> dict[str, int]:
     """Close-on-exec fds of PID 1's namespaces ("pid" and CHILD_NAMESPACES' names), taken only
     if it is the very process the state recorded (pid and start time: pids are reused); one
     that is ours too (net with --network host, pid, ipc, uts with --pid/--ipc/--uts host) is
-    left out. NotRunning otherwise."""
+    left out. NotRunning otherwise. `with_root` (an OCI container, which may share our mount
+    namespace or another's and chroot): also "root", PID 1's root directory, entered last."""
     from minirun.procs import is_alive
 
     pid = state.get("Pid") or 0
@@ -109,13 +110,18 @@ def open_namespaces(container_id: str, state: Mapping[str, Any]) -> dict[str, in
                 raise MinirunError(f"container {container_id}: open /proc/{pid}/ns/{name}: {exc.strerror}") from None
             theirs, ours = os.fstat(fd), os.stat(f"/proc/self/ns/{name}")
             if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
-                if name == "mnt":
+                if name == "mnt" and not with_root:
                     # every container has its own: this pid is not a container's PID 1
                     os.close(fd)
                     raise not_running
                 os.close(fd)
                 continue
             fds[name] = fd
+        if with_root:
+            try:
+                fds["root"] = os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc)
+            except (FileNotFoundError, ProcessLookupError):
+                raise not_running from None
     except BaseException:
         for fd in fds.values():
             os.close(fd)
@@ -261,6 +267,11 @@ def _child(
         if fd is not None:
             linux.setns(fd, flag)
             os.close(fd)
+    root = namespaces.pop("root", None)
+    if root is not None:  # PID 1's root: its pivot_root's (the same then) or its chroot's
+        os.fchdir(root)
+        os.chroot(".")
+        os.close(root)
     # from here on "/" and the cwd are the container's root; nothing of the host is open but 0-2,
     # the error pipe (and with -t the console socket)
     _enter_workdir(opts.workdir or config.workdir or "/")

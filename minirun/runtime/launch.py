@@ -77,14 +77,15 @@ class LaunchPlan(Record):
     shm_size: int  # /dev/shm's size in bytes; 0: rootfs.py's default
     group_add: list[str]  # supplementary groups: /etc/group names, gids
     sysctls: dict[str, str]
-    host_namespaces: list[str]  # of "pid", "ipc", "uts" (and for an OCI bundle "cgroup"): the host's, no new one
+    # of "pid", "ipc", "uts" (and for an OCI bundle "cgroup", "mount"): the caller's, no new one
+    host_namespaces: list[str]
     # An OCI bundle's (minirun/oci), all unset for minirun's own containers:
     root_dir: str  # the root: this directory bound onto itself ("": the overlay of `lowers`)
     mounts: list[Mount] | None  # its mounts, instead of docker's and the binds (rootfs.RootfsSpec)
     masked_paths: list[str] | None  # None: docker's
     readonly_paths: list[str] | None
     device_nodes: list[list[Any]]  # [path, type, major, minor, mode, uid, gid]
-    namespace_paths: dict[str, str]  # "pid", "ipc", "uts", "cgroup" -> a namespace file to join instead
+    namespace_paths: dict[str, str]  # "pid", "ipc", "uts", "cgroup", "mount" -> a namespace file to join instead
     capability_sets: dict[str, list[str]] | None  # the five sets, instead of `capabilities`' rule
     oom_score_adj: int | None
     rootfs_propagation: int  # MS_SHARED, MS_SLAVE... (| MS_REC) for the root after pivot_root
@@ -164,6 +165,7 @@ def start(plan: LaunchPlan) -> Started:
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         linux.unshare(linux.CLONE_NEWPID)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
+    pid = -1
     try:
         pid, to_join = cgroups.fork_in(plan.cgroups)
     except BaseException:
@@ -174,7 +176,7 @@ def start(plan: LaunchPlan) -> Started:
         raise
     finally:
         if own_pid_ns is not None:
-            if os.getpid() != 1:
+            if pid != 0:  # the parent (the child of a joined namespace is no PID 1 there)
                 # Back to our own namespace for later children: once PID 1 has exited, a fork or a
                 # new thread in the old one fails (ENOMEM, EINVAL), and builds and tests go on.
                 linux.setns(own_pid_ns, linux.CLONE_NEWPID)
@@ -227,7 +229,11 @@ def _child(
         _write_file("/proc/self/oom_score_adj", str(plan.oom_score_adj))
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()
-    namespaces = linux.CLONE_NEWNS
+    # A mount namespace not of our making (an OCI bundle may share the caller's or join one by
+    # path) is never made private nor pivoted in: pivot_root would move the root of every process
+    # there, and the propagation of `/` is its owner's. The root is bound privately and chrooted.
+    own_mount_ns = "mount" not in plan.host_namespaces and "mount" not in plan.namespace_paths
+    namespaces = linux.CLONE_NEWNS if own_mount_ns else 0
     for name, flag in (("cgroup", linux.CLONE_NEWCGROUP), ("uts", linux.CLONE_NEWUTS), ("ipc", linux.CLONE_NEWIPC)):
         if name in plan.namespace_paths:
             _join(plan.namespace_paths[name], flag)
@@ -244,9 +250,14 @@ def _child(
         host_side = attach.open_host_side()  # before the unshare: it must reach the host's bridge
     elif plan.join_netns:
         _join_netns(plan.join_netns)
+    # (taken while the path is ours to see: a joined mount namespace may not show it)
+    fifo = os.open(plan.exec_fifo, os.O_PATH | os.O_CLOEXEC) if plan.exec_fifo else -1
     linux.unshare(namespaces)
-    # Private before anything is mounted: no mount of ours may propagate to the host.
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    if own_mount_ns:
+        # Private before anything is mounted: no mount of ours may propagate to the host.
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    elif "mount" in plan.namespace_paths:
+        _join(plan.namespace_paths["mount"], linux.CLONE_NEWNS)
     if new_uts and plan.hostname:  # --uts host: the host's name stays the host's
         linux.sethostname(plan.hostname)
     if own_netns:
@@ -264,10 +275,11 @@ def _child(
     if plan.root_dir:
         # pivot_root needs a mount point: the directory bound onto itself, as runc does
         linux.mount(plan.root_dir, plan.root_dir, None, linux.MS_BIND | linux.MS_REC)
+        if not own_mount_ns:  # what is mounted below it stays below it
+            linux.mount(None, plan.root_dir, None, linux.MS_REC | linux.MS_PRIVATE)
     else:
         os.chdir(plan.store_root)
         mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
-    fifo = os.open(plan.exec_fifo, os.O_PATH | os.O_CLOEXEC) if plan.exec_fifo else -1
     binds = [Bind(source=s, target=t, readonly=bool(ro)) for s, t, ro in plan.binds]
     if not plan.cgroups:
         cgroup_mounts = []
@@ -290,6 +302,7 @@ def _child(
             masked_paths=plan.masked_paths,
             readonly_paths=plan.readonly_paths,
             device_nodes=plan.device_nodes,
+            chroot=not own_mount_ns,
         )
     )
     if plan.rootfs_propagation:

@@ -79,6 +79,9 @@ class RootfsSpec(Record):
     masked_paths: list[str] | None
     readonly_paths: list[str] | None
     device_nodes: list[list[Any]]
+    # chroot, not pivot_root: the mount namespace is not the container's own (an OCI bundle's
+    # shared or joined one), so the old root stays, for the others there
+    chroot: bool
     DEFAULTS = {
         "readonly": False,
         "binds": list,
@@ -92,6 +95,7 @@ class RootfsSpec(Record):
         "masked_paths": None,
         "readonly_paths": None,
         "device_nodes": list,
+        "chroot": False,
     }
 
 
@@ -307,7 +311,8 @@ def setup_rootfs(spec: RootfsSpec) -> None:
     """Mount everything on `spec.root`, then make it `/` with the host's tree detached.
 
     The caller must be in its own mount namespace with `/` already rprivate (else the mounts
-    would propagate to the host) and `root` must be a mount point (pivot_root's rule).
+    would propagate to the host) and `root` must be a mount point (pivot_root's rule); with
+    `spec.chroot`, in someone else's, `root` itself a private mount.
     """
     root = os.path.abspath(spec.root)
     if spec.mounts is not None:
@@ -326,7 +331,12 @@ def setup_rootfs(spec: RootfsSpec) -> None:
     if spec.readonly:
         # after every mount point was created; the mounts on top keep their own flags
         remount_readonly(root)
-    pivot(root)
+    if spec.chroot:
+        os.chdir(root)
+        os.chroot(".")
+        os.chdir("/")
+    else:
+        pivot(root)
 
 
 def resolve_in_root(root: str, path: str) -> str:

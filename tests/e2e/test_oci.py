@@ -395,3 +395,144 @@ def test_state_matches_runcs_on_the_same_bundle(oci, bundle, tmp_path):
     finally:
         runc("delete", "--force", "twin")
         shutil.rmtree(runc_root, ignore_errors=True)
+
+
+def test_memory_settings_runc_takes(oci, bundle, tmp_path):
+    """swappiness, disableOOMKiller and kernelTCP where the kernel has them (cgroup v1); kernel
+    memory accepted and ignored, as runc >= 1.0, with a warning in --log."""
+    rel = f"{hostwide.CGROUP_PARENT}/memsettings"
+
+    def memory(config):
+        config["linux"]["cgroupsPath"] = "/" + rel
+        config["linux"]["resources"]["memory"] = {
+            "limit": 64 << 20,
+            "kernel": 32 << 20,
+            "kernelTCP": 16 << 20,
+            "swappiness": 10,
+            "disableOOMKiller": True,
+        }
+
+    log = tmp_path / "log.json"
+    oci("--log", str(log), "--log-format", "json", "create", "--bundle", bundle(["true"], edit=memory), "memsettings")
+    warnings = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(w["level"] == "warning" and "kernel memory" in w["msg"] for w in warnings)
+    owner = cgroups.owner("memory")
+    if owner is None:
+        pytest.skip("no memory controller")
+    path = owner.at(rel)
+    if owner.version == 1:
+        assert open(f"{path}/memory.swappiness").read().strip() == "10"
+        assert "oom_kill_disable 1" in open(f"{path}/memory.oom_control").read()
+        if os.path.exists(f"{path}/memory.kmem.tcp.limit_in_bytes"):
+            assert open(f"{path}/memory.kmem.tcp.limit_in_bytes").read().strip() == str(16 << 20)
+    else:  # no such files on v2: said, not failed
+        assert any("cgroup v2 has no such setting" in w["msg"] for w in warnings)
+    bad = bundle(["true"], name="bad", edit=lambda c: c["linux"]["resources"].update(memory={"swappiness": 101}))
+    refused = oci("create", "--bundle", bad, "badswap", check=False)
+    assert refused.returncode == 1 and "swappiness range is 0-100" in refused.stderr
+
+
+def test_unknown_capability_is_ignored_with_a_warning(oci, bundle):
+    """runc 1.1's rule: "ignoring unknown or unavailable capabilities", the container runs."""
+
+    def caps(config):
+        for kind in ("bounding", "effective", "permitted"):
+            config["process"]["capabilities"][kind] = ["CAP_KILL", "CAP_TEST"]
+
+    done = oci("run", "--bundle", bundle(["sh", "-c", "grep CapBnd /proc/self/status"], edit=caps), "capx")
+    assert int(done.stdout.split()[1], 16) == 1 << 5
+    assert "ignoring unknown or unavailable capabilities: CAP_TEST" in done.stderr
+
+
+def _ns(pid: int | str, name: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{name}")
+
+
+def test_namespaces_not_listed_are_the_runtimes(oci, bundle):
+    """No namespace listed: each is shared with the caller, the mount namespace too (the root is
+    chrooted, its mounts made in ours and detached by delete, which runc leaves behind)."""
+
+    def shared(config):
+        config["linux"]["namespaces"] = []
+        for key in ("maskedPaths", "readonlyPaths"):
+            config["linux"].pop(key)
+        config.pop("hostname")
+
+    path = bundle(["sleep", "300"], edit=shared)
+    rootfs = os.path.join(path, "rootfs")
+    oci("create", "--bundle", path, "shared")
+    pid = oci.state("shared")["pid"]
+    for name in ("mnt", "pid", "net", "ipc", "uts", "cgroup"):
+        assert _ns(pid, name) == _ns("self", name), name
+    assert os.readlink(f"/proc/{pid}/root") == rootfs
+    assert os.path.ismount(os.path.join(rootfs, "proc"))  # in our namespace, as the spec says
+    oci("start", "shared")
+    done = oci("exec", "shared", "sh", "-c", "cat /etc/hostname 2>/dev/null; ls /linuxrc")
+    assert done.stdout.splitlines()[-1] == "/linuxrc"  # the container's root, not ours
+    oci("delete", "--force", "shared")
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if rootfs in line]
+    # runc's rule: masking /proc paths without a mount namespace would mask the host's
+    masked = bundle(["true"], name="masked", edit=lambda c: (c["linux"].update(namespaces=[]), c.pop("hostname")))
+    refused = oci("create", "--bundle", masked, "masked", check=False)
+    assert refused.returncode == 1 and "without a private MNT namespace" in refused.stderr
+
+
+@pytest.fixture
+def holder():
+    """holder(flags) -> the pid of a process in new namespaces (`unshare FLAGS --fork sleep`),
+    killed at the end."""
+    started = []
+
+    def start(*flags: str) -> int:
+        proc = subprocess.Popen(["unshare", *flags, "--fork", "sleep", "300"], start_new_session=True)
+        started.append(proc)
+        assert wait_until(lambda: _ns(proc.pid, "mnt") != _ns("self", "mnt") or "--mount" not in flags)
+        return proc.pid
+
+    yield start
+    for proc in started:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+def test_namespaces_joined_by_path(oci, bundle, holder):
+    """A mount namespace and a PID namespace joined by their paths: PID 1's namespaces are
+    those, its root is the bundle's (chrooted: the others there keep theirs), and `state` gives
+    its pid as we see it."""
+    mnt_holder = holder("--mount")
+    pid_holder = holder("--pid")
+    deadline = time.monotonic() + 15
+    while _ns(pid_holder, "pid_for_children") == _ns("self", "pid") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    def joined(config):
+        for entry in config["linux"]["namespaces"]:
+            if entry["type"] == "mount":
+                entry["path"] = f"/proc/{mnt_holder}/ns/mnt"
+            elif entry["type"] == "pid":
+                entry["path"] = f"/proc/{pid_holder}/ns/pid_for_children"
+
+    oci("create", "--bundle", bundle(["sleep", "300"], edit=joined), "joined")
+    pid = oci.state("joined")["pid"]
+    assert _ns(pid, "mnt") == _ns(mnt_holder, "mnt")
+    assert _ns(pid, "pid") == _ns(pid_holder, "pid_for_children")
+    assert os.readlink(f"/proc/{mnt_holder}/root") == "/"  # the holder's root is untouched
+    oci("start", "joined")
+    assert cmdline(pid) == b"sleep\x00300\x00"
+    done = oci("exec", "joined", "sh", "-c", "ls /linuxrc; tr '\\0' ' ' < /proc/1/cmdline")
+    assert done.stdout.splitlines() == ["/linuxrc", "sleep 300 "]  # PID 1 there: the holder's sleep
+    oci("delete", "--force", "joined")
+
+
+def test_poststart_hook_sees_the_container_running(oci, bundle, tmp_path):
+    out = tmp_path / "poststart"
+
+    def hooks(config):
+        config["hooks"] = {"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}"]}]}
+
+    oci("create", "--bundle", bundle(["true"], edit=hooks), "poststarted")
+    pid = oci.state("poststarted")["pid"]
+    oci("start", "poststarted")
+    state = json.loads(out.read_text())
+    assert (state["status"], state["pid"]) == ("running", pid)
