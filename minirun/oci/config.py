@@ -8,6 +8,7 @@ one line naming the field."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from minirun import linux
@@ -100,6 +101,14 @@ _RLIMITS = {
 }
 
 
+# SemVer 2.0.0's grammar (semver.org), its numbers without leading zeros
+_SEMVER = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(-(0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*)?"
+    r"(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?"
+)
+
+
 class ConfigError(MinirunError):
     """A config.json minirun-oci cannot run: bad, or asking for what is not supported yet."""
 
@@ -137,6 +146,10 @@ def load(bundle: str) -> dict[str, Any]:
 def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_parent: str) -> Bundle:
     """The bundle's LaunchPlan and runtime settings; ConfigError for what cannot run."""
     bundle = os.path.abspath(bundle)
+    version = config.get("ociVersion")
+    if not isinstance(version, str) or not _SEMVER.fullmatch(version) or not version.startswith("1."):
+        # the spec's rule: SemVer 2.0.0; runc takes anything, runtime-tools' suite wants an error
+        raise ConfigError(f"ociVersion {version!r}: a SemVer 1.x.y version is required")
     process = config.get("process")
     if not isinstance(process, dict):
         raise ConfigError("process property must not be empty")
@@ -382,7 +395,9 @@ def device_rules(rules: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> li
         if any(not r.get("allow") for r in rules):
             raise ConfigError("device rules that deny some devices of an allowed all are not supported by minirun-oci")
         return list(devices.ALL_DEVICES)
-    allowed: list[tuple[str, int, int, str]] = list(devices.DEFAULT_RULES)
+    # the bundle's own rules first, in its order, then runc's defaults (allow rules commute: the
+    # order shows only in v1's devices.list, which runtime-tools reads back in the bundle's order)
+    allowed: list[tuple[str, int, int, str]] = []
     for rule in rules[last_deny + 1 :]:
         if not rule.get("allow"):
             raise ConfigError(
@@ -391,6 +406,7 @@ def device_rules(rules: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> li
         kind = rule.get("type") or "a"
         access = rule.get("access") or "rwm"
         allowed.append((kind, number(rule.get("major")), number(rule.get("minor")), access))
+    allowed += [rule for rule in devices.DEFAULT_RULES if rule not in allowed]
     for node in nodes:
         kind = "c" if node.get("type") == "u" else node.get("type", "c")
         if kind in ("c", "b"):

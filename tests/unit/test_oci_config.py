@@ -82,3 +82,24 @@ def test_a_bundles_warnings_name_the_ignored_capabilities(tmp_path):
         spec["process"]["capabilities"] = {"bounding": ["CAP_KILL", "CAP_NOPE"]}
 
     assert _bundle(tmp_path, caps).warnings == ["ignoring unknown or unavailable capabilities: CAP_NOPE"]
+
+
+def test_oci_version_must_be_semver_1(tmp_path):
+    for bad in ("invalid", "1.0", "2.0.0", None):
+        with pytest.raises(config.ConfigError, match="SemVer"):
+            _bundle(tmp_path, lambda spec, bad=bad: spec.update(ociVersion=bad))
+    for good in ("1.0.2-dev", "1.1.0+dev", "1.2.0"):
+        _bundle(tmp_path, lambda spec, good=good: spec.update(ociVersion=good))
+
+
+def test_device_rules_keep_the_bundles_order_before_runcs_defaults():
+    rules = [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+        {"allow": True, "type": "b", "major": 8, "minor": 20, "access": "rw"},
+        {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+    ]
+    allowed = config.device_rules(rules, [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}])
+    assert allowed[:3] == [("c", 10, 229, "rwm"), ("b", 8, 20, "rw"), ("c", 1, 3, "rwm")]
+    assert allowed.count(("c", 1, 3, "rwm")) == 1 and ("c", 136, -1, "rwm") in allowed
+    assert allowed[-1] == ("c", 10, 229, "rwm")  # the linux.devices node's
