@@ -140,6 +140,9 @@ def main() -> int:
     src = os.path.abspath(args.src)
     before = cgroup_dirs()
     work = tempfile.mkdtemp(prefix="minirun-ocival-", dir="/var/tmp")
+    # searchable by all (not readable): a user namespace's root, an unprivileged host uid, must
+    # reach the bundles below it (linux_uid_mappings, linux_ns_nopath), with runc as with ours
+    os.chmod(work, 0o711)
     leftovers: list[str] = []
     try:
         tests = build(src, work)

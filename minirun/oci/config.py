@@ -18,7 +18,7 @@ from minirun.runtime.launch import LaunchPlan
 from minirun.runtime.privileges import CAPABILITIES
 
 OCI_VERSION = "1.0.2"
-NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
+NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user")
 CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 RLIM_INFINITY = 2**64 - 1
@@ -205,6 +205,9 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
         rootfs_propagation=_propagation(linux_.get("rootfsPropagation") or ""),
         exact_env=True,
         umask=user.get("umask"),
+        userns="user" in namespaces and "user" not in paths,
+        uid_mappings=_mappings(linux_, "uidMappings", "user" in namespaces),
+        gid_mappings=_mappings(linux_, "gidMappings", "user" in namespaces),
     )
     size = process.get("consoleSize") or {}
     if size.get("height") and size.get("width"):
@@ -252,8 +255,6 @@ def _refuse(config: dict[str, Any], linux_: dict[str, Any], process: dict[str, A
         ("process.scheduler", process.get("scheduler"), ""),
         ("linux.personality", linux_.get("personality"), ""),
         ("linux.intelRdt", linux_.get("intelRdt"), ""),
-        ("linux.uidMappings", linux_.get("uidMappings"), "user namespaces"),
-        ("linux.gidMappings", linux_.get("gidMappings"), "user namespaces"),
         ("domainname", config.get("domainname"), ""),
     ]
     for name, value, why in unsupported:
@@ -266,8 +267,8 @@ def _namespaces(entries: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]
     paths: dict[str, str] = {}
     for entry in entries:
         kind = entry.get("type", "")
-        if kind in ("user", "time"):
-            raise ConfigError(f"{kind} namespaces are not supported by minirun-oci")
+        if kind == "time":
+            raise ConfigError("time namespaces are not supported by minirun-oci")
         if kind not in NAMESPACES:
             raise ConfigError(f"namespace type {kind!r} is unknown")
         if kind in seen:
@@ -276,6 +277,28 @@ def _namespaces(entries: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]
         if entry.get("path"):
             paths[kind] = str(entry["path"])
     return seen, paths
+
+
+def _mappings(linux_: dict[str, Any], key: str, userns: bool) -> list[list[int]]:
+    """linux.uidMappings or gidMappings as [inside, outside, count] (runc's rules: a new user
+    namespace needs both; none without one; a joined one takes the maps it has)."""
+    entries = linux_.get(key) or []
+    if entries and not userns:
+        raise ConfigError("user namespace mappings specified, but user namespace isn't enabled in the config")
+    namespaces = linux_.get("namespaces") or []
+    joined = any(n.get("type") == "user" and n.get("path") for n in namespaces)
+    if userns and not joined and not entries:
+        raise ConfigError(f"user namespaces enabled, but no {key} found")
+    found = []
+    for entry in entries:
+        try:
+            inside, outside, count = (int(entry[k]) for k in ("containerID", "hostID", "size"))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"linux.{key}: each needs containerID, hostID and size") from None
+        if min(inside, outside) < 0 or count <= 0:
+            raise ConfigError(f"linux.{key}: {entry} is no mapping")
+        found.append([inside, outside, count])
+    return [] if joined else found
 
 
 def mount_of(entry: dict[str, Any], bundle: str) -> Any:

@@ -62,8 +62,10 @@ if TYPE_CHECKING:
 else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
     import _signal as signal
 
-# joined by the child in this order: mnt last, since after it no host path is reachable
+# joined by the child in this order: user first, for the rights it gives over the others (an OCI
+# container's; theirs otherwise), mnt last, since after it no host path is reachable
 CHILD_NAMESPACES: tuple[tuple[str, int], ...] = (
+    ("user", linux.CLONE_NEWUSER),
     ("ipc", linux.CLONE_NEWIPC),
     ("uts", linux.CLONE_NEWUTS),
     ("net", linux.CLONE_NEWNET),
@@ -257,9 +259,11 @@ def _child(
 
     config = container.config
     if config.ulimits:  # docker's exec takes the container's process limits too
-        import resource  # noqa: F401  (a C extension: loaded before setns into the mount namespace)
-
         from minirun.runtime.kernelsettings import apply_ulimits
+
+        # as the host's root, before any namespace: raising a hard limit takes CAP_SYS_RESOURCE
+        # there (a user namespace's root has it only inside)
+        apply_ulimits(config.ulimits)
     # our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (as for run)
     os.setsid()
     for name, flag in CHILD_NAMESPACES:
@@ -294,8 +298,6 @@ def _child(
         _stdio_to_null((0,))
     path = executable.find_executable(opts.command[0], executable.env_value(env, "PATH"))
     capabilities, no_new_privileges, program = allowed
-    if config.ulimits:
-        apply_ulimits(config.ulimits)
     for fd in range(3, 3 + opts.preserve_fds):
         os.set_inheritable(fd, True)
     lock_down(

@@ -13,11 +13,12 @@ allocated in its own devpts over a socketpair (tty.py).
 
 from __future__ import annotations
 
+import errno
 import os
 
 from minirun import linux
 from minirun.childfailure import exit_reporting, read_report
-from minirun.errors import MinirunError
+from minirun.errors import MinirunError, SyscallError
 from minirun.records import Record
 from minirun.runtime import cgroups, supervise
 from minirun.runtime.executable import env_dict, env_value, exec_error, find_executable, with_default_env
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from minirun.net.attach import NetSpec
     from minirun.runtime.rootfs import Mount
     from minirun.runtime.seccomp import Program
+    from minirun.runtime.userns import Channel
 else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
     import _signal as signal
 
@@ -94,6 +96,11 @@ class LaunchPlan(Record):
     console_socket: str  # with tty: the pty master goes to this socket, not back to the caller
     exact_env: bool  # the env as given (only HOME added when missing, as runc): no docker additions
     umask: int | None
+    # a user namespace of its own (userns.py), with these [inside, outside, count] maps; or one
+    # joined by namespace_paths["user"]
+    userns: bool
+    uid_mappings: list[list[int]]
+    gid_mappings: list[list[int]]
     DEFAULTS = {
         "network": "none",
         "readonly": False,
@@ -133,6 +140,9 @@ class LaunchPlan(Record):
         "console_socket": "",
         "exact_env": False,
         "umask": None,
+        "userns": False,
+        "uid_mappings": list,
+        "gid_mappings": list,
     }
 
 
@@ -157,11 +167,19 @@ def start(plan: LaunchPlan) -> Started:
             child_console = _connect(plan.console_socket)
         else:
             console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    # runc's exec fifo, taken here: the child may no longer see the path (a joined mount namespace,
+    # a user namespace's root denied the directories above it)
+    fifo = os.open(plan.exec_fifo, os.O_PATH | os.O_CLOEXEC) if plan.exec_fifo else -1
+    channel = None
+    if plan.userns or "user" in plan.namespace_paths:
+        from minirun.runtime.userns import Channel
+
+        channel = Channel()  # (its PID namespace is made inside it, by the child: userns.py)
     own_pid_ns = None
-    if "pid" in plan.namespace_paths:  # an OCI bundle's: the child joins a PID namespace by its path
+    if channel is None and "pid" in plan.namespace_paths:  # an OCI bundle's: joined by its path
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         _join(plan.namespace_paths["pid"], linux.CLONE_NEWPID)
-    elif "pid" not in plan.host_namespaces:  # --pid host: the child is an ordinary host process
+    elif channel is None and "pid" not in plan.host_namespaces:  # --pid host: an ordinary host process
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         linux.unshare(linux.CLONE_NEWPID)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
@@ -173,6 +191,12 @@ def start(plan: LaunchPlan) -> Started:
         for sock in (console, child_console):
             if sock is not None:
                 sock.close()
+        for fd in (read_fd, write_fd, fifo):
+            if fd >= 0:
+                os.close(fd)
+        if channel is not None:
+            channel.close_parent_side()
+            channel.close_child_side()
         raise
     finally:
         if own_pid_ns is not None:
@@ -185,11 +209,19 @@ def start(plan: LaunchPlan) -> Started:
         os.close(read_fd)
         if console is not None:
             console.close()
-        exit_reporting(write_fd, lambda: _child(plan, write_fd, old_mask, to_join, child_console), "container init")
+        exit_reporting(
+            write_fd, lambda: _child(plan, write_fd, old_mask, to_join, child_console, fifo, channel), "container init"
+        )
     os.close(write_fd)
+    if fifo >= 0:
+        os.close(fifo)
     if child_console is not None:
         # PID 1 holds the only other end: a failure before it sends the master reads as EOF
         child_console.close()
+    if channel is not None:
+        from minirun.runtime.userns import parent_side
+
+        pid = parent_side(channel, pid, plan)
     return Started(pid=pid, error_fd=read_fd, console=console)
 
 
@@ -199,19 +231,30 @@ def read_start_error(started: Started) -> MinirunError | None:
 
 
 def _child(
-    plan: LaunchPlan, error_fd: int, old_mask: set[int], to_join: list[str], console: socket.socket | None = None
+    plan: LaunchPlan,
+    error_fd: int,
+    old_mask: set[int],
+    to_join: list[str],
+    console: socket.socket | None,
+    fifo: int,
+    channel: Channel | None,
 ) -> None:
     if plan.stdio is not None:
         for target, fd in enumerate(plan.stdio):
             os.dup2(fd, target)
     # Before anything else: no fd the CLI (or whoever started it) holds may follow PID 1 into
     # its namespaces, not even for the length of the setup (runc CVE-2024-21626).
-    keep = [error_fd, *range(3, 3 + plan.preserve_fds)]
-    linux.close_fds(keep=keep if console is None else [*keep, console.fileno()])
+    keep = [error_fd, *range(3, 3 + plan.preserve_fds), *([fifo] if fifo >= 0 else [])]
+    keep += [console.fileno()] if console is not None else []
+    linux.close_fds(keep=keep if channel is None else [*keep, *channel.child_fds()])
     # First after that, so everything PID 1 does (and every child of it) is limited and counted,
     # and before unshare(CLONE_NEWCGROUP), which makes the cgroup we are in the namespace's root.
     # (The fork may have placed us in the cgroup2 one already: cgroups.fork_in.)
     cgroups.join(to_join)
+    if channel is not None:
+        from minirun.runtime import userns
+
+        userns.stage1(plan, channel)  # returns in PID 1, the user namespace's first process
     if plan.tty:
         from minirun.runtime.tty import setup_console
     from minirun.runtime.overlay import mount_overlay
@@ -225,7 +268,7 @@ def _child(
         import _prctl
 
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if plan.oom_score_adj is not None:
+    if plan.oom_score_adj is not None and channel is None:  # (else stage 1 wrote it)
         _write_file("/proc/self/oom_score_adj", str(plan.oom_score_adj))
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()
@@ -250,8 +293,6 @@ def _child(
         host_side = attach.open_host_side()  # before the unshare: it must reach the host's bridge
     elif plan.join_netns:
         _join_netns(plan.join_netns)
-    # (taken while the path is ours to see: a joined mount namespace may not show it)
-    fifo = os.open(plan.exec_fifo, os.O_PATH | os.O_CLOEXEC) if plan.exec_fifo else -1
     linux.unshare(namespaces)
     if own_mount_ns:
         # Private before anything is mounted: no mount of ours may propagate to the host.
@@ -274,7 +315,7 @@ def _child(
         from minirun.runtime.kernelsettings import apply_ulimits
     if plan.root_dir:
         # pivot_root needs a mount point: the directory bound onto itself, as runc does
-        linux.mount(plan.root_dir, plan.root_dir, None, linux.MS_BIND | linux.MS_REC)
+        _bind_root(plan, channel is not None)
         if not own_mount_ns:  # what is mounted below it stays below it
             linux.mount(None, plan.root_dir, None, linux.MS_REC | linux.MS_PRIVATE)
     else:
@@ -303,6 +344,7 @@ def _child(
             readonly_paths=plan.readonly_paths,
             device_nodes=plan.device_nodes,
             chroot=not own_mount_ns,
+            userns=channel is not None,
         )
     )
     if plan.rootfs_propagation:
@@ -330,7 +372,7 @@ def _child(
         # words); -s: tini reaps orphans as a subreaper where it is not PID 1 (--pid host)
         executable = plan.init_path
         argv = [plan.init_path, *(["-s"] if "pid" in plan.host_namespaces else []), "--", *plan.argv]
-    if plan.ulimits:
+    if plan.ulimits and channel is None:  # (else stage 1 set them, as the host's root)
         apply_ulimits(plan.ulimits)  # as root still: raising a hard limit takes CAP_SYS_RESOURCE
     if plan.umask is not None:
         os.umask(plan.umask)
@@ -352,6 +394,21 @@ def _child(
         os.execve(executable, argv, env_dict(env))
     except OSError as exc:
         raise exec_error(plan.argv[0], exc) from None
+
+
+def _bind_root(plan: LaunchPlan, userns: bool) -> None:
+    try:
+        linux.mount(plan.root_dir, plan.root_dir, None, linux.MS_BIND | linux.MS_REC)
+    except SyscallError as exc:
+        if not userns or exc.errno != errno.EACCES:
+            raise
+        root = next(
+            (f"host uid {out - inside}" for inside, out, n in plan.uid_mappings if inside <= 0 < inside + n), ""
+        )
+        raise MinirunError(
+            f"root {plan.root_dir}: the container's root ({root or 'its user namespace'}) cannot reach it: "
+            "every directory above it must be searchable by that user"
+        ) from None
 
 
 def _wait_for_start(error_fd: int, fifo: int) -> None:

@@ -82,6 +82,8 @@ class RootfsSpec(Record):
     # chroot, not pivot_root: the mount namespace is not the container's own (an OCI bundle's
     # shared or joined one), so the old root stays, for the others there
     chroot: bool
+    # in a user namespace of its own, where mknod(2) makes no device: each node is the host's, bound
+    userns: bool
     DEFAULTS = {
         "readonly": False,
         "binds": list,
@@ -96,6 +98,7 @@ class RootfsSpec(Record):
         "readonly_paths": None,
         "device_nodes": list,
         "chroot": False,
+        "userns": False,
     }
 
 
@@ -539,12 +542,13 @@ def _oci_mounts(root: str, spec: RootfsSpec) -> None:
         if m.propagation:
             linux.mount(None, path, None, m.propagation)
     if own_dev:
-        _oci_dev(root, spec.device_nodes)
+        _oci_dev(root, spec.device_nodes, spec.userns)
 
 
-def _oci_dev(root: str, nodes: Sequence[Sequence[Any]]) -> None:
+def _oci_dev(root: str, nodes: Sequence[Sequence[Any]], userns: bool = False) -> None:
     """runc's /dev: its default nodes (here the host's, bound, as for minirun's containers), the
-    usual links, and each node the bundle lists, made with mknod(2) (a node already there stays)."""
+    usual links, and each node the bundle lists, made with mknod(2) (a node already there stays);
+    in a user namespace the host's node at that path, bound, as runc does there."""
     dev = os.path.join(root, "dev")
     for name, _, _ in DEVICES:
         if not os.path.lexists(os.path.join(dev, name)):
@@ -558,6 +562,11 @@ def _oci_dev(root: str, nodes: Sequence[Sequence[Any]]) -> None:
         if os.path.lexists(host):
             continue
         os.makedirs(os.path.dirname(host), 0o755, exist_ok=True)
+        if userns:
+            if not os.path.exists(path):
+                raise MinirunError(f"device {path}: no such node on the host to bind in a user namespace")
+            _bind_node(path, host)
+            continue
         try:
             os.mknod(host, kinds[kind] | (mode & 0o7777), os.makedev(major, minor))
             os.chown(host, uid, gid, follow_symlinks=False)

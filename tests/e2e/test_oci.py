@@ -260,13 +260,13 @@ def test_process_settings_of_config_json(oci, bundle):
 
 
 def test_unsupported_settings_are_refused_in_one_line(oci, bundle):
-    def userns(config):
-        config["linux"]["namespaces"].append({"type": "user"})
+    def timens(config):
+        config["linux"]["namespaces"].append({"type": "time"})
 
-    done = oci("create", "--bundle", bundle(["true"], edit=userns), "userns", check=False)
+    done = oci("create", "--bundle", bundle(["true"], edit=timens), "timens", check=False)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == ["minirun-oci: error: user namespaces are not supported by minirun-oci"]
-    assert not os.path.exists(os.path.join(oci.root, "userns"))
+    assert done.stderr.strip().splitlines() == ["minirun-oci: error: time namespaces are not supported by minirun-oci"]
+    assert not os.path.exists(os.path.join(oci.root, "timens"))
 
 
 def test_errors_go_to_the_log_in_runcs_json(oci, tmp_path):
@@ -536,3 +536,100 @@ def test_poststart_hook_sees_the_container_running(oci, bundle, tmp_path):
     oci("start", "poststarted")
     state = json.loads(out.read_text())
     assert (state["status"], state["pid"]) == ("running", pid)
+
+
+@pytest.fixture
+def open_dir():
+    """A directory every user may pass through (0711): a user namespace's root, an unprivileged
+    host uid, must reach its bundle (pytest's tmp dirs are 0700)."""
+    path = tempfile.mkdtemp(prefix="minirun-oci-userns-", dir="/tmp")
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path)
+
+
+HOST_ROOT = 100000  # the host uid and gid the container's root is mapped to
+
+
+def test_user_namespace_maps_root_to_an_unprivileged_range(oci, busybox_tar, open_dir):
+    path = os.path.join(open_dir, "bundle")
+    rootfs = os.path.join(path, "rootfs")
+    os.makedirs(rootfs)
+    subprocess.run(["tar", "-x", "-f", str(busybox_tar), "-C", rootfs], check=True)
+    subprocess.run(["chown", "-R", f"{HOST_ROOT}:{HOST_ROOT}", rootfs], check=True)  # the rootfs as given
+    subprocess.run([*OCI, "spec", "--bundle", path], check=True)
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    config["process"].update(terminal=False, args=["sh", "-c", "id -u; cat /proc/self/uid_map; touch /made; sleep 300"])
+    config["root"]["readonly"] = False
+    config["linux"]["namespaces"].append({"type": "user"})
+    for key in ("uidMappings", "gidMappings"):
+        config["linux"][key] = [{"containerID": 0, "hostID": HOST_ROOT, "size": 65536}]
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    out = os.path.join(open_dir, "out")
+    with open(out, "w") as stdout:
+        code = subprocess.run(
+            [*OCI, "--root", oci.root, "run", "-d", "--bundle", path, "mapped"], stdout=stdout
+        ).returncode
+    assert code == 0
+    assert wait_until(lambda: os.path.exists(os.path.join(rootfs, "made")))
+    with open(out) as f:
+        lines = f.read().split()
+    assert lines == ["0", "0", str(HOST_ROOT), "65536"]  # root inside; /proc/self/uid_map
+    made = os.stat(os.path.join(rootfs, "made"))
+    assert (made.st_uid, made.st_gid) == (HOST_ROOT, HOST_ROOT)  # owned by the mapped host ids
+    pid = oci.state("mapped")["pid"]
+    assert _ns(pid, "user") != _ns("self", "user")
+    with open(f"/proc/{pid}/status") as f:
+        uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+    assert uids == [str(HOST_ROOT)] * 4  # as the host sees PID 1
+    userns = os.stat(f"/proc/{pid}/ns/user").st_ino
+    for name in ("mnt", "net", "uts", "ipc", "pid", "cgroup"):  # each made inside it: its root's to run
+        assert _owner(f"/proc/{pid}/ns/{name}") == userns, name
+    done = oci("exec", "mapped", "sh", "-c", "id; cat /proc/self/uid_map; ls -n /made")
+    assert done.stdout.split()[:2] == ["uid=0(root)", "gid=0(root)"]
+    assert done.stdout.split()[2:5] == ["0", str(HOST_ROOT), "65536"]
+    assert done.stdout.split()[7:9] == ["0", "0"]  # the file's owner, as the container sees it
+    oci("delete", "--force", "mapped")
+
+
+def _owner(namespace: str) -> int:
+    """The inode of the user namespace owning `namespace` (ioctl NS_GET_USERNS)."""
+    import fcntl
+
+    fd = os.open(namespace, os.O_RDONLY)
+    try:
+        owner = fcntl.ioctl(fd, 0xB701)  # _IO(0xb7, 0x1)
+    finally:
+        os.close(fd)
+    try:
+        return os.fstat(owner).st_ino
+    finally:
+        os.close(owner)
+
+
+def test_user_namespace_rules(oci, bundle):
+    """runc's: mappings need a user namespace, a new one needs mappings, and the root must be
+    reachable by the mapped root (pytest's 0700 tmp dir is not)."""
+
+    def maps_only(config):
+        config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": HOST_ROOT, "size": 1}]
+
+    done = oci("create", "--bundle", bundle(["true"], edit=maps_only), "nouserns", check=False)
+    assert done.returncode == 1 and "user namespace isn't enabled" in done.stderr
+
+    def unmapped(config):
+        config["linux"]["namespaces"].append({"type": "user"})
+
+    done = oci("create", "--bundle", bundle(["true"], name="b2", edit=unmapped), "unmapped", check=False)
+    assert done.returncode == 1 and "no uidMappings found" in done.stderr
+
+    def mapped(config):
+        unmapped(config)
+        for key in ("uidMappings", "gidMappings"):
+            config["linux"][key] = [{"containerID": 0, "hostID": HOST_ROOT, "size": 65536}]
+
+    done = oci("create", "--bundle", bundle(["true"], name="b3", edit=mapped), "unreachable", check=False)
+    assert done.returncode == 1
+    assert f"the container's root (host uid {HOST_ROOT}) cannot reach it" in done.stderr

@@ -103,3 +103,27 @@ def test_device_rules_keep_the_bundles_order_before_runcs_defaults():
     assert allowed[:3] == [("c", 10, 229, "rwm"), ("b", 8, 20, "rw"), ("c", 1, 3, "rwm")]
     assert allowed.count(("c", 1, 3, "rwm")) == 1 and ("c", 136, -1, "rwm") in allowed
     assert allowed[-1] == ("c", 10, 229, "rwm")  # the linux.devices node's
+
+
+def test_user_namespace_mappings(tmp_path):
+    from minirun.runtime.userns import map_text
+
+    def userns(spec):
+        spec["linux"]["namespaces"].append({"type": "user"})
+        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 10}]
+
+    plan = _bundle(tmp_path, userns).plan
+    assert plan.userns and plan.uid_mappings == [[0, 100000, 65536]] and plan.gid_mappings == [[0, 200000, 10]]
+    assert map_text(plan.uid_mappings + [[70000, 5, 1]]) == "0 100000 65536\n70000 5 1\n"
+
+    def joined(spec):
+        userns(spec)
+        spec["linux"]["namespaces"][-1]["path"] = "/proc/9/ns/user"
+
+    plan = _bundle(tmp_path, joined).plan
+    assert not plan.userns and plan.namespace_paths == {"user": "/proc/9/ns/user"} and plan.uid_mappings == []
+    with pytest.raises(config.ConfigError, match="each needs containerID"):
+        _bundle(tmp_path, lambda spec: (userns(spec), spec["linux"]["uidMappings"].append({"size": 1})))
+    with pytest.raises(config.ConfigError, match="no gidMappings found"):
+        _bundle(tmp_path, lambda spec: (userns(spec), spec["linux"].pop("gidMappings")))
