@@ -232,6 +232,9 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
         for hook in entries or []:
             if not str(hook.get("path", "")).startswith("/"):
                 raise ConfigError(f"{kind} hook: path must be absolute")
+    present = {kind for kind, entries in hooks.items() if entries}
+    plan.hooks_point = bool(present & {"prestart", "createRuntime", "createContainer"})
+    plan.container_hooks = {k: list(hooks[k]) for k in ("createContainer", "startContainer") if k in present}
     return Bundle(
         plan=plan,
         cgroup=cgroup,

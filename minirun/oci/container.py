@@ -70,19 +70,20 @@ def create(root: str, container_id: str, opts: CreateOptions, foreground: bool =
         plan.cgroups = cgroups.create_at(bundle.cgroup, bundle.resources, bundle.device_rules)
         state.data["cgroup_paths"] = plan.cgroups
         state.save()
+        plan.hook_state = {k: v for k, v in state.oci().items() if k not in ("pid", "status")}
         started = launch.start(plan)
-        # EOF: set up and waiting on the fifo (a pty was sent before)
-        failure = launch.read_start_error(started)
-        if failure is not None:
-            os.waitpid(started.pid, 0)
-            raise failure
         from minirun import procs
 
         state.data["pid"] = started.pid
         state.data["pid_start"] = procs.start_time(started.pid)
         state.save()
-        for kind in ("prestart", "createRuntime", "createContainer"):
-            run_hooks(state, kind)
+        if started.hooks is not None:
+            _hooks_point(state, started.hooks)
+        # EOF: set up and waiting on the fifo (a pty was sent before)
+        failure = launch.read_start_error(started)
+        if failure is not None:
+            os.waitpid(started.pid, 0)
+            raise failure
         if opts.pid_file:
             _write_pid_file(opts.pid_file, started.pid)
     except BaseException:
@@ -92,6 +93,23 @@ def create(root: str, container_id: str, opts: CreateOptions, foreground: bool =
         _destroy(state, hooks=False)
         raise
     return started
+
+
+def _hooks_point(state: State, channel: Any) -> None:
+    """PID 1 has made its mounts and waits before pivot_root: the prestart and createRuntime
+    hooks run now, in our namespaces (runc's order); then PID 1 runs the createContainer ones."""
+    from minirun.runtime import hooks
+
+    failure = ""
+    try:
+        if hooks.wait_for_hooks_point(channel):
+            for kind in ("prestart", "createRuntime"):
+                run_hooks(state, kind)
+    except MinirunError as exc:
+        failure = exc.message
+        raise
+    finally:
+        hooks.answer_hooks_point(channel, failure)
 
 
 def start(root: str, container_id: str) -> None:
@@ -105,21 +123,30 @@ def start(root: str, container_id: str) -> None:
         fd = os.open(state.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise MinirunError("cannot start an already running container") from None
+    answer = b""
     try:
-        # PID 1's open for writing completes now that there is a reader; its byte says it goes on.
-        # Until then EOF reads (no writer yet): poll, and give up if PID 1 is gone meanwhile.
+        # PID 1's open for writing completes now that there is a reader; its byte says it goes on
+        # ("0"), after its startContainer hooks ("1" and why, if one failed). Until it opens, EOF
+        # reads (no writer yet): poll, and give up if PID 1 is gone meanwhile.
         while True:
             try:
-                if os.read(fd, 1):
-                    break
+                chunk = os.read(fd, 4096)
             except BlockingIOError:
-                pass
-            if not state.alive():
+                chunk = None  # PID 1 has it open, busy with its hooks
+            if chunk:
+                answer += chunk
+                if answer == b"0":
+                    break
+            elif chunk == b"" and answer:
+                break  # it wrote why it failed, and exited
+            elif chunk == b"" and not state.alive():
                 raise MinirunError("cannot start a container that has stopped")
             time.sleep(0.002)
     finally:
         os.close(fd)
     os.unlink(state.fifo)
+    if answer != b"0":
+        raise MinirunError(answer[1:].decode(errors="replace"))
     # the state as `start` left it: the process running (it may have exited already)
     run_hooks(state, "poststart", fatal=False, status="running")
 
@@ -233,41 +260,23 @@ def run_hooks(state: State, kind: str, fatal: bool = True, status: str = "") -> 
     """The bundle's hooks of `kind`, each given the container's state on stdin, in order. A
     failure of prestart, createRuntime, createContainer, startContainer fails the verb; of
     poststart and poststop it is a warning, as in runc."""
-    import json
-    import subprocess
+    from minirun.runtime import hooks
 
-    hooks = (state.data.get("hooks") or {}).get(kind) or []
-    if not hooks:
+    entries = (state.data.get("hooks") or {}).get(kind) or []
+    if not entries:
         return
     current = state.oci()
     if status:
         current.update(status=status, pid=state.pid)
-    payload = json.dumps(current).encode()
-    for hook in hooks:
-        argv = hook.get("args") or [hook["path"]]
-        env = dict(item.split("=", 1) for item in hook.get("env") or [] if "=" in item)
-        timeout = hook.get("timeout")
+    for hook in entries:
         try:
-            done = subprocess.run(
-                argv,
-                executable=hook["path"],
-                input=payload,
-                env=env,
-                capture_output=True,
-                timeout=timeout if timeout and timeout > 0 else None,
-            )
-            error = None if done.returncode == 0 else f"exit status {done.returncode}: {done.stderr.decode()[-200:]}"
-        except subprocess.TimeoutExpired:
-            error = f"timeout after {timeout} seconds"
-        except OSError as exc:
-            error = str(exc)
-        if error is not None:
-            message = f"{kind} hook {hook['path']}: {error.strip()}"
+            hooks.run(hook, current, kind)
+        except MinirunError as exc:
             if fatal:
-                raise MinirunError(message)
+                raise
             from minirun.oci import runlog
 
-            runlog.warning(message)
+            runlog.warning(exc.message)
 
 
 # -- plumbing ---------------------------------------------------------------------------------

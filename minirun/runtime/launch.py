@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from minirun.net.attach import NetSpec
+    from minirun.runtime.channel import Channel
     from minirun.runtime.rootfs import Mount
     from minirun.runtime.seccomp import Program
-    from minirun.runtime.userns import Channel
 else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
     import _signal as signal
 
@@ -101,6 +101,12 @@ class LaunchPlan(Record):
     userns: bool
     uid_mappings: list[list[int]]
     gid_mappings: list[list[int]]
+    # hooks.py: PID 1 stops before pivot_root for the runtime's prestart and createRuntime hooks,
+    # then runs these createContainer and (after `start`) startContainer hooks itself, each given
+    # hook_state (the OCI state but for pid and status, which PID 1 fills in)
+    hooks_point: bool
+    container_hooks: dict[str, list[dict[str, Any]]]
+    hook_state: dict[str, Any]
     DEFAULTS = {
         "network": "none",
         "readonly": False,
@@ -143,6 +149,9 @@ class LaunchPlan(Record):
         "userns": False,
         "uid_mappings": list,
         "gid_mappings": list,
+        "hooks_point": False,
+        "container_hooks": dict,
+        "hook_state": dict,
     }
 
 
@@ -150,8 +159,10 @@ class Started(Record):
     pid: int
     error_fd: int
     console: socket.socket | None  # with tty: the socket PID 1 sends the pty master over (tty.receive_master)
+    hooks: Channel | None  # with plan.hooks_point: where PID 1 waits for the runtime's hooks
     DEFAULTS = {
         "console": None,
+        "hooks": None,
     }
 
 
@@ -170,11 +181,13 @@ def start(plan: LaunchPlan) -> Started:
     # runc's exec fifo, taken here: the child may no longer see the path (a joined mount namespace,
     # a user namespace's root denied the directories above it)
     fifo = os.open(plan.exec_fifo, os.O_PATH | os.O_CLOEXEC) if plan.exec_fifo else -1
-    channel = None
-    if plan.userns or "user" in plan.namespace_paths:
-        from minirun.runtime.userns import Channel
+    channel = hooks = None
+    if plan.userns or "user" in plan.namespace_paths or plan.hooks_point:
+        from minirun.runtime.channel import Channel
 
-        channel = Channel()  # (its PID namespace is made inside it, by the child: userns.py)
+        if plan.userns or "user" in plan.namespace_paths:
+            channel = Channel()  # (its PID namespace is made inside it, by the child: userns.py)
+        hooks = Channel() if plan.hooks_point else None
     own_pid_ns = None
     if channel is None and "pid" in plan.namespace_paths:  # an OCI bundle's: joined by its path
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -194,9 +207,10 @@ def start(plan: LaunchPlan) -> Started:
         for fd in (read_fd, write_fd, fifo):
             if fd >= 0:
                 os.close(fd)
-        if channel is not None:
-            channel.close_parent_side()
-            channel.close_child_side()
+        for pipes in (channel, hooks):
+            if pipes is not None:
+                pipes.close_parent_side()
+                pipes.close_child_side()
         raise
     finally:
         if own_pid_ns is not None:
@@ -210,7 +224,9 @@ def start(plan: LaunchPlan) -> Started:
         if console is not None:
             console.close()
         exit_reporting(
-            write_fd, lambda: _child(plan, write_fd, old_mask, to_join, child_console, fifo, channel), "container init"
+            write_fd,
+            lambda: _child(plan, write_fd, old_mask, to_join, child_console, fifo, channel, hooks),
+            "container init",
         )
     os.close(write_fd)
     if fifo >= 0:
@@ -222,7 +238,7 @@ def start(plan: LaunchPlan) -> Started:
         from minirun.runtime.userns import parent_side
 
         pid = parent_side(channel, pid, plan)
-    return Started(pid=pid, error_fd=read_fd, console=console)
+    return Started(pid=pid, error_fd=read_fd, console=console, hooks=hooks)
 
 
 def read_start_error(started: Started) -> MinirunError | None:
@@ -238,6 +254,7 @@ def _child(
     console: socket.socket | None,
     fifo: int,
     channel: Channel | None,
+    hooks: Channel | None,
 ) -> None:
     if plan.stdio is not None:
         for target, fd in enumerate(plan.stdio):
@@ -246,7 +263,8 @@ def _child(
     # its namespaces, not even for the length of the setup (runc CVE-2024-21626).
     keep = [error_fd, *range(3, 3 + plan.preserve_fds), *([fifo] if fifo >= 0 else [])]
     keep += [console.fileno()] if console is not None else []
-    linux.close_fds(keep=keep if channel is None else [*keep, *channel.child_fds()])
+    keep += [fd for pipes in (channel, hooks) if pipes is not None for fd in pipes.child_fds()]
+    linux.close_fds(keep=keep)
     # First after that, so everything PID 1 does (and every child of it) is limited and counted,
     # and before unshare(CLONE_NEWCGROUP), which makes the cgroup we are in the namespace's root.
     # (The fork may have placed us in the cgroup2 one already: cgroups.fork_in.)
@@ -255,6 +273,12 @@ def _child(
         from minirun.runtime import userns
 
         userns.stage1(plan, channel)  # returns in PID 1, the user namespace's first process
+    hook_state = None
+    if plan.container_hooks or hooks is not None:
+        from minirun.runtime import hooks as container_hooks
+
+        # the spec's pid is the host's: /proc here is still the host's
+        hook_state = dict(plan.hook_state, pid=int(os.readlink("/proc/self")), status="creating")
     if plan.tty:
         from minirun.runtime.tty import setup_console
     from minirun.runtime.overlay import mount_overlay
@@ -345,7 +369,16 @@ def _child(
             device_nodes=plan.device_nodes,
             chroot=not own_mount_ns,
             userns=channel is not None,
-        )
+        ),
+        before_pivot=(
+            (
+                lambda: container_hooks.at_hooks_point(
+                    hooks, plan.container_hooks.get("createContainer") or [], hook_state
+                )
+            )
+            if hooks is not None and hook_state is not None
+            else None
+        ),
     )
     if plan.rootfs_propagation:
         linux.mount(None, "/", None, plan.rootfs_propagation)
@@ -386,7 +419,9 @@ def _child(
         plan.seccomp,
         keep_fds=kept,
         capability_sets=plan.capability_sets,
-        ready=(lambda: _wait_for_start(error_fd, fifo)) if fifo >= 0 else None,
+        ready=(lambda: _wait_for_start(error_fd, fifo, plan.container_hooks.get("startContainer"), hook_state))
+        if fifo >= 0
+        else None,
     )
     supervise.default_dispositions()
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
@@ -411,12 +446,24 @@ def _bind_root(plan: LaunchPlan, userns: bool) -> None:
         ) from None
 
 
-def _wait_for_start(error_fd: int, fifo: int) -> None:
+def _wait_for_start(
+    error_fd: int, fifo: int, start_hooks: list[dict[str, Any]] | None, state: dict[str, Any] | None
+) -> None:
     """runc's exec fifo: the set-up is done (EOF on the error pipe tells `create` so), then block
     opening the fifo for writing until `start` opens it for reading; the byte written tells it
-    the wait is over. Reopened through /proc/self/fd: the O_PATH fd was taken before pivot_root."""
+    the wait is over. Reopened through /proc/self/fd: the O_PATH fd was taken before pivot_root.
+    The startContainer hooks run in between: a failure goes to `start` instead of the byte."""
     os.close(error_fd)
     fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    if start_hooks and state is not None:
+        from minirun.runtime import hooks
+
+        try:
+            for hook in start_hooks:
+                hooks.run(hook, dict(state, status="created"), "startContainer")
+        except MinirunError as exc:
+            os.write(fd, b"1" + exc.message.encode(errors="replace"))
+            os._exit(exc.exit_code)  # (the error pipe is closed: `start` reports it)
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo)

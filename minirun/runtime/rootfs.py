@@ -42,7 +42,7 @@ from minirun.records import Record
 
 TYPE_CHECKING = False  # collections.abc costs ~1 ms of every start
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 
@@ -310,8 +310,9 @@ def _tmpfs_value_ok(key: str, value: str) -> bool:
     return False
 
 
-def setup_rootfs(spec: RootfsSpec) -> None:
-    """Mount everything on `spec.root`, then make it `/` with the host's tree detached.
+def setup_rootfs(spec: RootfsSpec, before_pivot: Callable[[], None] | None = None) -> None:
+    """Mount everything on `spec.root`, then make it `/` with the host's tree detached;
+    `before_pivot` runs in between (an OCI container's createContainer hooks).
 
     The caller must be in its own mount namespace with `/` already rprivate (else the mounts
     would propagate to the host) and `root` must be a mount point (pivot_root's rule); with
@@ -334,6 +335,8 @@ def setup_rootfs(spec: RootfsSpec) -> None:
     if spec.readonly:
         # after every mount point was created; the mounts on top keep their own flags
         remount_readonly(root)
+    if before_pivot is not None:
+        before_pivot()
     if spec.chroot:
         os.chdir(root)
         os.chroot(".")

@@ -24,6 +24,7 @@ import os
 
 from minirun import linux
 from minirun.errors import MinirunError
+from minirun.runtime.channel import Channel
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,25 +53,6 @@ _MAP_REQUEST, _MAPPED, _FAILED, _PID = b"M", b"K", b"E", b"P"
 def map_text(mappings: list[list[int]]) -> str:
     """/proc/PID/uid_map's format: `inside outside count` lines. Pure."""
     return "".join(f"{inside} {outside} {count}\n" for inside, outside, count in mappings)
-
-
-class Channel:
-    """The two pipes between the parent and stage 1: requests up, answers down."""
-
-    def __init__(self) -> None:
-        self.up_read, self.up_write = os.pipe2(os.O_CLOEXEC)
-        self.down_read, self.down_write = os.pipe2(os.O_CLOEXEC)
-
-    def child_fds(self) -> list[int]:
-        return [self.up_write, self.down_read]
-
-    def close_parent_side(self) -> None:
-        os.close(self.up_read)
-        os.close(self.down_write)
-
-    def close_child_side(self) -> None:
-        os.close(self.up_write)
-        os.close(self.down_read)
 
 
 def parent_side(channel: Channel, stage1: int, plan: LaunchPlan) -> int:

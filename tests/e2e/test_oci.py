@@ -633,3 +633,47 @@ def test_user_namespace_rules(oci, bundle):
     done = oci("create", "--bundle", bundle(["true"], name="b3", edit=mapped), "unreachable", check=False)
     assert done.returncode == 1
     assert f"the container's root (host uid {HOST_ROOT}) cannot reach it" in done.stderr
+
+
+def test_container_hooks_run_inside_in_runcs_order(oci, bundle, tmp_path):
+    """prestart and createRuntime in our namespaces, then createContainer in the container's
+    (its mounts made, our tree still in reach: before pivot_root), then at `start`
+    startContainer in the container, as its root, before the process."""
+    log = tmp_path / "order"
+    record = f"cat > {tmp_path}/$0.json; echo $0 >> {log}; readlink /proc/self/ns/mnt > {tmp_path}/$0.mnt"
+
+    def hooks(config):
+        config["root"]["readonly"] = False
+        config["hooks"] = {
+            kind: [{"path": "/bin/sh", "args": ["sh", "-c", record, kind]}]
+            for kind in ("prestart", "createRuntime", "createContainer")
+        }
+        config["hooks"]["startContainer"] = [
+            {"path": "/bin/sh", "args": ["sh", "-c", "cat > /start.json; echo startContainer >> /order"]}
+        ]
+
+    path = bundle(["sh", "-c", "echo process >> /order; sleep 300"], edit=hooks)
+    oci("create", "--bundle", path, "hooked")
+    pid = oci.state("hooked")["pid"]
+    assert log.read_text().split() == ["prestart", "createRuntime", "createContainer"]
+    assert (tmp_path / "createRuntime.mnt").read_text() == (tmp_path / "prestart.mnt").read_text()
+    assert (tmp_path / "createContainer.mnt").read_text().strip() == _ns(pid, "mnt") != _ns("self", "mnt")
+    inside = json.loads((tmp_path / "createContainer.json").read_text())
+    assert (inside["id"], inside["pid"], inside["status"]) == ("hooked", pid, "creating")
+    assert json.loads((tmp_path / "prestart.json").read_text())["status"] == "created"
+    oci("start", "hooked")
+    order = os.path.join(path, "rootfs", "order")
+    assert wait_until(lambda: os.path.exists(order) and open(order).read().split() == ["startContainer", "process"])
+    started = json.loads(open(os.path.join(path, "rootfs", "start.json")).read())
+    assert (started["pid"], started["status"]) == (pid, "created")
+
+
+def test_a_failing_start_container_hook_fails_start(oci, bundle):
+    def hooks(config):
+        config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no-go >&2; exit 3"]}]}
+
+    oci("create", "--bundle", bundle(["sleep", "300"], edit=hooks), "nogo")
+    done = oci("start", "nogo", check=False)
+    assert done.returncode == 1
+    assert "startContainer hook /bin/sh: exit status 3: no-go" in done.stderr
+    assert wait_until(lambda: oci.status("nogo") == "stopped")
