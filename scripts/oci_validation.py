@@ -14,7 +14,8 @@ What it does:
     Go cache of its own under the work dir;
   - runs each test twice, RUNTIME = a wrapper around runc and one around minirun-oci, each with a
     --root of this run's own (never /run/runc or /run/minirun-oci), bundles in a TMPDIR of its own;
-  - counts each test's TAP lines (ok, not ok, skip; a test without its plan line crashed) and prints
+  - counts each test's TAP lines (ok, not ok, skip; a test without its plan line crashed, one
+    with the plan 1..0 after an error's diagnostic gave up before its first check) and prints
     a table, the totals, and every check minirun-oci fails that runc passes, with its diagnostic.
 The host's cgroup dirs are listed before and after: a new dir of the suite's naming (its
 cgroupsPath "cgrouptest", "testdir/cgrouptest/container", or a container id, which it makes a
@@ -97,10 +98,17 @@ class Counts:
         self.crashed = not any(re.fullmatch(r"1\.\.\d+", line) for line in lines)
         if self.crashed:
             self.failures.append(f"no TAP plan (exit {code}): " + " | ".join(lines[-4:]))
+        # A test that gave up before its first check (util.Fatal) prints the plan "1..0" after
+        # why: no check failed, yet it did not pass either.
+        said = [line.strip() for line in lines if line.strip() and line not in ("TAP version 13", "1..0")]
+        errors = [line for line in said if line.startswith('"error"')] or [line for line in said if "error" in line]
+        self.gave_up = "1..0" in lines and bool(said) and not (self.passed or self.failed or self.skipped)
+        if self.gave_up:
+            self.failures.append("no checks run (1..0): " + (errors or said)[0][:250])
 
     def cell(self) -> str:
         text = f"{self.passed:>3} {self.failed:>3} {self.skipped:>3}"
-        return text + (" crashed" if self.crashed else "        ")
+        return text + (" crashed" if self.crashed else " gave up" if self.gave_up else "        ")
 
 
 def mounts_under(path: str) -> list[str]:
@@ -174,15 +182,20 @@ def main() -> int:
         for rt in runtimes:
             rows = [r[rt] for r in results.values()]
             total = sum(c.passed for c in rows), sum(c.failed for c in rows), sum(c.skipped for c in rows)
-            crashed = sum(c.crashed for c in rows)
-            print(f"  total {rt:<12}: {total[0]} ok, {total[1]} not ok, {total[2]} skipped; {crashed} tests crashed")
+            crashed, gave_up = sum(c.crashed for c in rows), sum(c.gave_up for c in rows)
+            print(
+                f"  total {rt:<12}: {total[0]} ok, {total[1]} not ok, {total[2]} skipped; "
+                f"{crashed} tests crashed, {gave_up} gave up before a check"
+            )
         for rt in runtimes:
             print(f"  {rt}'s failures (each with the other's result for the same test):")
             other_rt = "runc" if rt != "runc" else "minirun-oci"
             for name, row in results.items():
                 for failure in row[rt].failures:
                     other = row[other_rt]
-                    verdict = f"{other_rt}: " + ("crashed" if other.crashed else f"{other.failed} not ok")
+                    verdict = f"{other_rt}: " + (
+                        "crashed" if other.crashed else "gave up" if other.gave_up else f"{other.failed} not ok"
+                    )
                     print(f"    {name}: {failure[:300]}  [{verdict}]")
     finally:
         new = {d for d in cgroup_dirs() - before if SUITES_CGROUP.search(d)}
