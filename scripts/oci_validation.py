@@ -98,13 +98,16 @@ class Counts:
         self.crashed = not any(re.fullmatch(r"1\.\.\d+", line) for line in lines)
         if self.crashed:
             self.failures.append(f"no TAP plan (exit {code}): " + " | ".join(lines[-4:]))
-        # A test that gave up before its first check (util.Fatal) prints the plan "1..0" after
-        # why: no check failed, yet it did not pass either.
+        # A test that gave up before its first check prints the plan "1..0" after why: the YAML of
+        # an error (exit 0), or util.Fatal's words (exit 1). No check failed, yet it did not pass.
+        # (A test with no checks of its own, prestart_fail say, passes with 1..0 alone and exit 0.)
         said = [line.strip() for line in lines if line.strip() and line not in ("TAP version 13", "1..0")]
-        errors = [line for line in said if line.startswith('"error"')] or [line for line in said if "error" in line]
-        self.gave_up = "1..0" in lines and bool(said) and not (self.passed or self.failed or self.skipped)
+        errors = [line for line in said if line.startswith('"error"')]
+        if code != 0 and not errors:
+            errors = [line for line in said if "error" in line] or said[-1:]
+        self.gave_up = "1..0" in lines and bool(errors) and not (self.passed or self.failed or self.skipped)
         if self.gave_up:
-            self.failures.append("no checks run (1..0): " + (errors or said)[0][:250])
+            self.failures.append(f"no checks run (1..0, exit {code}): " + errors[0][:250])
 
     def cell(self) -> str:
         text = f"{self.passed:>3} {self.failed:>3} {self.skipped:>3}"
