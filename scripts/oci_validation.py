@@ -14,8 +14,10 @@ What it does:
     Go cache of its own under the work dir;
   - runs each test twice, RUNTIME = a wrapper around runc and one around minirun-oci, each with a
     --root of this run's own (never /run/runc or /run/minirun-oci), bundles in a TMPDIR of its own;
-  - counts each test's TAP lines (ok, not ok, skip; a test without its plan line crashed, one
-    with the plan 1..0 after an error's diagnostic gave up before its first check) and prints
+  - counts each test's TAP lines (ok, not ok, skip) and how it ended: without its plan line and
+    with an error exit it crashed, without TAP and exit 0 it passed (a _fail test refused as it
+    wished); the plan 1..0 after an error's diagnostic: it gave up before its first check; its
+    checks then an error exit (util.Fatal): it failed after them. It prints
     a table, the totals, and every check minirun-oci fails that runc passes, with its diagnostic.
 The host's cgroup dirs are listed before and after: a new dir of the suite's naming (its
 cgroupsPath "cgrouptest", "testdir/cgrouptest/container", or a container id, which it makes a
@@ -95,9 +97,19 @@ class Counts:
                         break
                     detail.append(follow.strip())
                 self.failures.append(line + (" | " + " ".join(detail) if detail else ""))
-        self.crashed = not any(re.fullmatch(r"1\.\.\d+", line) for line in lines)
+        planned = any(re.fullmatch(r"1\.\.\d+", line) for line in lines)
+        # A _fail test that got the refusal it wanted exits 0 without TAP (process_rlimits_fail):
+        # passed. Without a plan and with an error exit, it crashed.
+        self.untapped = not planned and code == 0
+        self.crashed = not planned and code != 0
         if self.crashed:
             self.failures.append(f"no TAP plan (exit {code}): " + " | ".join(lines[-4:]))
+        # After its checks, util.Fatal (exit 1) says the test failed all the same
+        # (process_capabilities_fail when the runtime ran what it should have refused).
+        self.exited = planned and code != 0 and bool(self.passed or self.failed or self.skipped)
+        if self.exited:
+            last = [line.strip() for line in lines if line.strip() and not re.fullmatch(r"1\.\.\d+", line)]
+            self.failures.append(f"exit {code} after its checks: " + " | ".join(last[-2:])[:250])
         # A test that gave up before its first check prints the plan "1..0" after why: the YAML of
         # an error (exit 0), or util.Fatal's words (exit 1). No check failed, yet it did not pass.
         # (A test with no checks of its own, prestart_fail say, passes with 1..0 alone and exit 0.)
@@ -111,7 +123,10 @@ class Counts:
 
     def cell(self) -> str:
         text = f"{self.passed:>3} {self.failed:>3} {self.skipped:>3}"
-        return text + (" crashed" if self.crashed else " gave up" if self.gave_up else "        ")
+        for flag, word in ((self.crashed, "crashed"), (self.gave_up, "gave up"), (self.exited, "exit!=0")):
+            if flag:
+                return f"{text} {word}"
+        return f"{text} no TAP" if self.untapped else f"{text}        "
 
 
 def mounts_under(path: str) -> list[str]:
@@ -186,9 +201,11 @@ def main() -> int:
             rows = [r[rt] for r in results.values()]
             total = sum(c.passed for c in rows), sum(c.failed for c in rows), sum(c.skipped for c in rows)
             crashed, gave_up = sum(c.crashed for c in rows), sum(c.gave_up for c in rows)
+            exited, untapped = sum(c.exited for c in rows), sum(c.untapped for c in rows)
             print(
-                f"  total {rt:<12}: {total[0]} ok, {total[1]} not ok, {total[2]} skipped; "
-                f"{crashed} tests crashed, {gave_up} gave up before a check"
+                f"  total {rt:<12}: {total[0]} ok, {total[1]} not ok, {total[2]} skipped; {crashed} tests "
+                f"crashed, {gave_up} gave up before a check, {exited} failed after their checks; "
+                f"{untapped} passed without TAP"
             )
         for rt in runtimes:
             print(f"  {rt}'s failures (each with the other's result for the same test):")
@@ -197,7 +214,13 @@ def main() -> int:
                 for failure in row[rt].failures:
                     other = row[other_rt]
                     verdict = f"{other_rt}: " + (
-                        "crashed" if other.crashed else "gave up" if other.gave_up else f"{other.failed} not ok"
+                        "crashed"
+                        if other.crashed
+                        else "gave up"
+                        if other.gave_up
+                        else "exit!=0"
+                        if other.exited
+                        else f"{other.failed} not ok"
                     )
                     print(f"    {name}: {failure[:300]}  [{verdict}]")
     finally:
