@@ -23,7 +23,10 @@ from minirun.runtime.channel import Channel
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from typing import Any
+else:  # signal.py only wraps _signal's calls in enums (supervise.py)
+    import _signal as signal
 
 _OUTPUT_KEPT = 4096
 _HOOKS_POINT, _GO_ON, _STOP = b"H", b"K", b"E"
@@ -41,6 +44,11 @@ def run(hook: dict[str, Any], state: dict[str, Any], kind: str) -> None:
     pid = os.fork()
     if pid == 0:
         try:
+            # a hook starts as subprocess would start it: no signal blocked (PID 1 blocks some
+            # until its exec), none ignored (Python ignores SIGPIPE and SIGXFSZ)
+            for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
             os.dup2(stdin_read, 0)
             os.dup2(out_write, 1)
             os.dup2(out_write, 2)

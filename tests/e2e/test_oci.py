@@ -649,7 +649,14 @@ def test_container_hooks_run_inside_in_runcs_order(oci, bundle, tmp_path):
             for kind in ("prestart", "createRuntime", "createContainer")
         }
         config["hooks"]["startContainer"] = [
-            {"path": "/bin/sh", "args": ["sh", "-c", "cat > /start.json; echo startContainer >> /order"]}
+            {
+                "path": "/bin/sh",
+                "args": [
+                    "sh",
+                    "-c",
+                    "cat > /start.json; echo startContainer >> /order; grep ^Sig /proc/self/status > /sigs",
+                ],
+            }
         ]
 
     path = bundle(["sh", "-c", "echo process >> /order; sleep 300"], edit=hooks)
@@ -666,6 +673,8 @@ def test_container_hooks_run_inside_in_runcs_order(oci, bundle, tmp_path):
     assert wait_until(lambda: os.path.exists(order) and open(order).read().split() == ["startContainer", "process"])
     started = json.loads(open(os.path.join(path, "rootfs", "start.json")).read())
     assert (started["pid"], started["status"]) == (pid, "created")
+    sigs = dict(line.split(":\t") for line in open(os.path.join(path, "rootfs", "sigs")).read().splitlines())
+    assert int(sigs["SigBlk"], 16) == 0 and not int(sigs["SigIgn"], 16) & (1 << 12)  # as subprocess starts one
 
 
 def test_a_failing_start_container_hook_fails_start(oci, bundle):
