@@ -515,10 +515,27 @@ async def _client_to_monitor(hijacked: streams.Hijacked, writer: asyncio.StreamW
 
 
 async def resize(request: web.Request) -> web.Response:
-    """Accepted: a container's terminal follows its attached CLI's size (attachclient.py); the
-    Engine API's clients' resizes are not passed on yet."""
-    await blocking(_find, request)
+    """The container's terminal takes the client's size: a resize frame to its monitor, as an
+    attached CLI sends on SIGWINCH (attachclient.py). Without a terminal there is nothing to size."""
+    rows, cols = integer(request, "h") or 0, integer(request, "w") or 0
+    if not (0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):
+        raise ApiError(400, f"bad terminal size: h={rows} w={cols}")
+    _, container = await blocking(_find, request)
+    await blocking(_resize, container, rows, cols)
     return web.Response(status=200)
+
+
+def _resize(container, rows: int, cols: int) -> None:
+    from minirun.containers.attachclient import connect
+    from minirun.containers.attachserver import RESIZE, frame, pack_size
+
+    if not container.config.tty or rows == 0 or cols == 0:
+        return
+    sock = connect(container)  # Conflict when it does not run: docker's 409 too
+    try:
+        os.write(sock, frame(RESIZE, pack_size(rows, cols)))  # 13 bytes into an empty socket buffer
+    finally:
+        os.close(sock)
 
 
 ROUTES = [

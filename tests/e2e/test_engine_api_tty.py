@@ -1,0 +1,95 @@
+"""The Engine API with a terminal: the docker CLI run under a pty of a known size, as a user's
+shell runs it (`docker run -it`, `docker exec -it`). The size reaches the container's terminal
+through the API's resize calls, which the CLI makes after the start; the container polls for it
+(the CLI's first resize follows the start, as against dockerd before API 1.42's ConsoleSize)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+import struct
+import subprocess
+import termios
+import time
+
+from tests.e2e.test_engine_api import DOCKER, service  # noqa: F401 (the fixture)
+
+ROWS, COLS = 33, 101
+NEW_ROWS, NEW_COLS = 41, 120
+
+
+def wait_for_size(rows: int, cols: int) -> str:
+    """Shell: the size the container's terminal has once it is rows x cols (at most ~10 s), else
+    the last one seen, printed as size=..."""
+    return (
+        f'for i in $(seq 100); do s=$(stty size); [ "$s" = "{rows} {cols}" ] && break; sleep 0.1; done; echo "size=$s"'
+    )
+
+
+def docker_on_a_pty(service, *args: str, resize_after: str = "", timeout: float = 60) -> tuple[int, str]:  # noqa: F811
+    """The docker CLI with a pty of ROWS x COLS as its stdin, stdout and stderr: exit code, output.
+    Once the output shows `resize_after`, the terminal becomes NEW_ROWS x NEW_COLS and the CLI gets
+    the SIGWINCH a user's terminal would send it."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+    process = subprocess.Popen(
+        [str(DOCKER), *args], stdin=slave, stdout=slave, stderr=slave, env=service.env, start_new_session=True
+    )
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the CLI and every child of it closed the pty
+                    break
+                if not data:
+                    break
+                output += data
+                if resize_after and resize_after.encode() in output:
+                    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", NEW_ROWS, NEW_COLS, 0, 0))
+                    process.send_signal(signal.SIGWINCH)
+                    resize_after = ""
+            elif process.poll() is not None:
+                break
+        code = process.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    return code, output.decode(errors="replace")
+
+
+def test_docker_run_it_gives_the_container_the_terminals_size(service):  # noqa: F811
+    code, output = docker_on_a_pty(service, "run", "--rm", "-it", "busybox", "sh", "-c", wait_for_size(ROWS, COLS))
+    assert code == 0, output
+    assert f"size={ROWS} {COLS}" in output, output
+
+
+def test_docker_exec_it_follows_the_terminals_size(service):  # noqa: F811
+    """The first size, then a window resized while the command runs (the CLI's SIGWINCH: a resize
+    call, passed on to `minirun exec -t` and from it to the container's terminal)."""
+    started = service.docker("run", "-d", "--name", "box", "busybox", "sleep", "300")
+    assert started.returncode == 0, started.stderr
+    script = wait_for_size(ROWS, COLS) + "; " + wait_for_size(NEW_ROWS, NEW_COLS)
+    code, output = docker_on_a_pty(
+        service, "exec", "-it", "box", "sh", "-c", script, resize_after=f"size={ROWS} {COLS}"
+    )
+    assert code == 0, output
+    assert f"size={ROWS} {COLS}" in output and f"size={NEW_ROWS} {NEW_COLS}" in output, output
+
+
+def test_a_running_containers_terminal_follows_the_window(service):  # noqa: F811
+    """docker run -it, then the window resized while it runs: the resize reaches its monitor."""
+    script = wait_for_size(ROWS, COLS) + "; " + wait_for_size(NEW_ROWS, NEW_COLS)
+    code, output = docker_on_a_pty(
+        service, "run", "--rm", "-it", "busybox", "sh", "-c", script, resize_after=f"size={ROWS} {COLS}"
+    )
+    assert code == 0, output
+    assert f"size={NEW_ROWS} {NEW_COLS}" in output, output
