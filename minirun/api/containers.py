@@ -440,10 +440,12 @@ async def changes(request: web.Request) -> web.Response:
 async def attach(request: web.Request) -> web.StreamResponse:
     """Hijacked: the container's output (multiplexed without a terminal) to the client, its
     input to the container's stdin (with OpenStdin). Before the container starts (docker run),
-    the monitor gets our socket as its first client at the start, so nothing is missed."""
+    the monitor gets our socket as its first client at the start, so nothing is missed. With a
+    terminal, the detach keys (`detachKeys`, docker's ctrl-p,ctrl-q by default) typed end the
+    attach and leave the container running, as dockerd's escape proxy does."""
     import socket
 
-    from minirun.containers.attachclient import connect
+    from minirun.containers.attachclient import EscapeMatcher, connect, parse_detach_keys
     from minirun.containers.liveness import is_running
 
     if not flag(request, "stream"):
@@ -451,6 +453,10 @@ async def attach(request: web.Request) -> web.StreamResponse:
     cs, container = await blocking(_find, request)
     if container.state.get("Paused"):
         raise ApiError(409, "You cannot attach to a paused container, unpause it first")
+    stdin = flag(request, "stdin") and bool(container.config.interactive)
+    escape = None
+    if stdin and container.config.tty:
+        escape = EscapeMatcher(parse_detach_keys(request.query.get("detachKeys", "")))  # a bad one: 400
     theirs = None
     if is_running(container):
         sock = socket.socket(fileno=await blocking(connect, container))
@@ -462,17 +468,21 @@ async def attach(request: web.Request) -> web.StreamResponse:
         streams.STDOUT: flag(request, "stdout"),
         streams.STDERR: flag(request, "stderr"),
     }
-    stdin = flag(request, "stdin") and bool(container.config.interactive)
     content_type = streams.RAW_STREAM if container.config.tty else streams.MULTIPLEXED_STREAM
     hijacked = await streams.hijack(request, content_type)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     output = streams.Output(hijacked.response, bool(container.config.tty))
-    relay_in = asyncio.create_task(_client_to_monitor(hijacked, writer, stdin))
+    relay_in = asyncio.create_task(_client_to_monitor(hijacked, writer, stdin, escape))
+    relay_out = asyncio.create_task(_monitor_to_client(reader, output, want))
     try:
-        await _monitor_to_client(reader, output, want)
+        # the output ends with the container; the input ends the attach on the detach keys alone
+        await asyncio.wait([relay_out, relay_in], return_when=asyncio.FIRST_COMPLETED)
+        if relay_in.done() and not relay_in.result():
+            await relay_out  # the client's EOF (or stdin closed): the output still flows to its end
     except ConnectionError:
         pass
     finally:
+        relay_out.cancel()
         relay_in.cancel()
         writer.close()
         await hijacked.close()
@@ -499,19 +509,28 @@ async def _monitor_to_client(reader: asyncio.StreamReader, output: streams.Outpu
             await output.write(stream, payload)
 
 
-async def _client_to_monitor(hijacked: streams.Hijacked, writer: asyncio.StreamWriter, stdin: bool) -> None:
+async def _client_to_monitor(hijacked: streams.Hijacked, writer: asyncio.StreamWriter, stdin: bool, escape) -> bool:
+    """The client's input to the container; True when it typed the detach keys."""
     from minirun.containers.attachserver import CLOSE_STDIN, STDIN, frame
 
     while True:
         data = await hijacked.input.read()
         if not stdin:
             if not data:
-                return
+                return False
             continue
-        writer.write(frame(CLOSE_STDIN) if not data else frame(STDIN, data))
-        await writer.drain()
+        detached = False
+        if escape is not None and data:
+            data, detached = escape.feed(data)
+            if not data and not detached:
+                continue  # a prefix of the keys, held back
+        if data or not detached:
+            writer.write(frame(CLOSE_STDIN) if not data else frame(STDIN, data))
+            await writer.drain()
+        if detached:
+            return True
         if not data:
-            return
+            return False
 
 
 async def resize(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ import fcntl
 import os
 import select
 import signal
+import socket
 import struct
 import subprocess
 import termios
@@ -28,10 +29,16 @@ def wait_for_size(rows: int, cols: int) -> str:
     )
 
 
-def docker_on_a_pty(service, *args: str, resize_after: str = "", timeout: float = 60) -> tuple[int, str]:  # noqa: F811
+def docker_on_a_pty(
+    service,  # noqa: F811
+    *args: str,
+    resize_after: str = "",
+    type_after: tuple[str, str] = ("", ""),
+    timeout: float = 60,
+) -> tuple[int, str]:
     """The docker CLI with a pty of ROWS x COLS as its stdin, stdout and stderr: exit code, output.
     Once the output shows `resize_after`, the terminal becomes NEW_ROWS x NEW_COLS and the CLI gets
-    the SIGWINCH a user's terminal would send it."""
+    the SIGWINCH a user's terminal would send it; once it shows type_after[0], type_after[1] is typed."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
     process = subprocess.Popen(
@@ -55,6 +62,9 @@ def docker_on_a_pty(service, *args: str, resize_after: str = "", timeout: float 
                     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", NEW_ROWS, NEW_COLS, 0, 0))
                     process.send_signal(signal.SIGWINCH)
                     resize_after = ""
+                if type_after[0] and type_after[0].encode() in output:
+                    os.write(master, type_after[1].encode())
+                    type_after = ("", "")
             elif process.poll() is not None:
                 break
         code = process.wait(timeout=max(1, deadline - time.monotonic()))
@@ -93,3 +103,33 @@ def test_a_running_containers_terminal_follows_the_window(service):  # noqa: F81
     )
     assert code == 0, output
     assert f"size={NEW_ROWS} {NEW_COLS}" in output, output
+
+
+def test_the_detach_keys_end_an_api_attach_and_leave_the_container_running(service):  # noqa: F811
+    """dockerd's escape proxy, server side (the docker CLI also watches the keys itself, so this
+    speaks the API): the keys typed end the hijacked attach; the container goes on."""
+    started = service.docker("run", "-dit", "--name", "kept", "busybox", "cat")
+    assert started.returncode == 0, started.stderr
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(service.path)
+    try:
+        sock.sendall(
+            b"POST /v1.41/containers/kept/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-x,ctrl-y HTTP/1.1\r\n"
+            b"Host: localhost\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        sock.sendall(b"echoed\r")  # cat, on the container's terminal, says it back
+        seen = head.partition(b"\r\n\r\n")[2]
+        while b"echoed" not in seen:
+            seen += sock.recv(4096)
+        sock.sendall(b"\x18\x19")
+        while chunk := sock.recv(4096):  # the service ends the attach: EOF
+            seen += chunk
+    finally:
+        sock.close()
+    running = service.docker("inspect", "-f", "{{.State.Running}}", "kept")
+    assert running.stdout.strip() == "true", running.stderr
