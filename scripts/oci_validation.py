@@ -14,6 +14,8 @@ What it does:
     Go cache of its own under the work dir;
   - runs each test twice, RUNTIME = a wrapper around runc and one around minirun-oci, each with a
     --root of this run's own (never /run/runc or /run/minirun-oci), bundles in a TMPDIR of its own;
+    minirun-oci's cgroup parent (where a config without cgroupsPath, or with a relative one, puts
+    its container) is this run's own too, MINIRUN_CGROUP_PARENT=ocival<pid>, removed at the end;
   - counts each test's TAP lines (ok, not ok, skip; a test without its plan line crashed) and prints
     a table, the totals, and every check minirun-oci fails that runc passes, with its diagnostic.
 The host's cgroup dirs are listed before and after: a new dir of the suite's naming (its
@@ -39,6 +41,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 MINIRUN_OCI = os.path.join(os.path.dirname(HERE), ".venv", "bin", "minirun-oci")
 CGROUP_ROOT = "/sys/fs/cgroup"
+PARENT = f"ocival{os.getpid()}"  # minirun-oci's cgroup parent in this run (hostwide.py's MINIRUN_CGROUP_PARENT)
 # the suite's own cgroup names: its cgroupsPath values (runtime-tools' cgroups/cgroups.go) and its
 # containers' ids (uuid.NewV4)
 SUITES_CGROUP = re.compile(r"/(cgrouptest|testdir)(/|$)|/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -55,7 +58,7 @@ def cgroup_dirs() -> set[str]:
 
 def wrapper(path: str, command: list[str]) -> str:
     with open(path, "w") as f:
-        f.write("#!/bin/sh\nexec " + " ".join(command) + ' "$@"\n')
+        f.write("#!/bin/sh\nexec env " + " ".join(command) + ' "$@"\n')
     os.chmod(path, 0o755)
     return path
 
@@ -141,6 +144,7 @@ def main() -> int:
     before = cgroup_dirs()
     work = tempfile.mkdtemp(prefix="minirun-ocival-", dir="/var/tmp")
     leftovers: list[str] = []
+    removed = 0
     try:
         tests = build(src, work)
         if args.only:
@@ -148,7 +152,8 @@ def main() -> int:
         runtimes = {
             "runc": wrapper(os.path.join(work, "runc"), ["runc", "--root", os.path.join(work, "runc-root")]),
             "minirun-oci": wrapper(
-                os.path.join(work, "minirun-oci"), [MINIRUN_OCI, "--root", os.path.join(work, "minirun-root")]
+                os.path.join(work, "minirun-oci"),
+                [f"MINIRUN_CGROUP_PARENT={PARENT}", MINIRUN_OCI, "--root", os.path.join(work, "minirun-root")],
             ),
         }
         tmp = os.path.join(work, "bundles")
@@ -182,18 +187,21 @@ def main() -> int:
                     verdict = f"{other_rt}: " + ("crashed" if other.crashed else f"{other.failed} not ok")
                     print(f"    {name}: {failure[:300]}  [{verdict}]")
     finally:
-        new = {d for d in cgroup_dirs() - before if SUITES_CGROUP.search(d)}
-        for leftover in sorted(new, key=len, reverse=True):
-            leftovers.append(leftover)
+        # the suite's relative cgroupsPath leaves its parents (testdir/cgrouptest) with both
+        # runtimes, which remove only the container's own dir: removed here, counted, not failed
+        new = {d for d in cgroup_dirs() - before if SUITES_CGROUP.search(d) or f"/{PARENT}" in d}
+        for directory in sorted(new, key=len, reverse=True):
             try:
-                os.rmdir(leftover)
+                os.rmdir(directory)
+                removed += 1
             except OSError:
-                pass
+                leftovers.append(f"{directory} (not empty, kept)")
         leftovers += [f"{m} (unmounted)" for m in unmount_under(work)]
         if not mounts_under(work):  # never remove through a mount
             shutil.rmtree(work, ignore_errors=True)
+    print(f"  cleaned up  : {removed} cgroup dirs of the suite's naming and this run's parent, removed")
     if leftovers:
-        print("  leftovers   : " + ", ".join(x.strip() for x in leftovers) + " (empty cgroup dirs removed)")
+        print("  leftovers   : " + "; ".join(x.strip() for x in leftovers))
         return 1
     print("  leftovers   : none (no cgroup dirs, mounts or work dir remain)")
     return 0
