@@ -198,3 +198,60 @@ def test_the_service_exits_when_idle_and_takes_its_socket(isolated_store, busybo
     assert found.request("GET", "/_ping")[0] == 200
     assert found.process.wait(timeout=30) == 0
     assert not os.path.exists(found.path)
+
+
+def test_docker_network_create_ls_inspect_rm_prune(service):
+    done = service.docker("network", "create", "--label", "team=a", "--subnet", "10.67.201.0/24", "apinet")
+    assert done.returncode == 0 and len(done.stdout.strip()) == 64, done.stderr
+    network_id = done.stdout.strip()
+    done = service.docker("network", "ls", "--format", "{{.Name}} {{.Driver}}", "--filter", "label=team=a")
+    assert done.stdout == "apinet bridge\n", done.stderr
+    assert service.docker("network", "ls", "-q", "--filter", "name=^apinet$").stdout.strip() == network_id[:12]
+    names = service.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert {"bridge", "host", "none", "apinet"} <= set(names)
+    assert service.docker("network", "create", "apinet").returncode == 1  # a duplicate: 409
+    done = service.docker("run", "-d", "--name", "onnet", "--network", "apinet", "--network-alias", "svc",
+                          "busybox", "sleep", "300")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    document = json.loads(service.docker("network", "inspect", "apinet").stdout)[0]
+    assert document["Id"] == network_id and document["Labels"] == {"team": "a"}
+    assert document["IPAM"]["Config"] == [{"Subnet": "10.67.201.0/24", "Gateway": "10.67.201.1"}]
+    assert [c["Name"] for c in document["Containers"].values()] == ["onnet"]
+    aliases = json.loads(service.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", "onnet").stdout)
+    assert aliases["apinet"]["Aliases"][0] == "svc" and aliases["apinet"]["IPAddress"].startswith("10.67.201.")
+    done = service.docker("network", "rm", "apinet")
+    assert done.returncode == 1 and "active endpoints" in done.stderr
+    assert service.docker("rm", "-f", "onnet").returncode == 0
+    assert service.docker("network", "rm", "apinet").stdout == "apinet\n"
+    done = service.docker("network", "inspect", "apinet")
+    assert done.returncode == 1 and "No such network: apinet" in done.stderr
+    assert service.docker("network", "create", "spare").returncode == 0
+    done = service.docker("network", "prune", "-f")
+    assert (done.returncode, done.stdout) == (0, "Deleted Networks:\nspare\n\n"), done.stderr
+    status, _, body = service.request("POST", "/networks/bridge/connect", {"Container": "x"})
+    assert status == 501 and "not supported" in json.loads(body)["message"]
+
+
+def test_docker_volume_create_ls_inspect_rm_prune(service):
+    done = service.docker("volume", "create", "--label", "team=a", "data")
+    assert (done.returncode, done.stdout) == (0, "data\n"), done.stderr
+    assert service.docker("volume", "ls", "-q", "--filter", "label=team=a").stdout == "data\n"
+    document = json.loads(service.docker("volume", "inspect", "data").stdout)[0]
+    assert (document["Name"], document["Driver"], document["Labels"]) == ("data", "local", {"team": "a"})
+    done = service.docker("run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo kept > /data/f")
+    assert done.returncode == 0, done.stderr
+    assert Path(document["Mountpoint"], "f").read_text() == "kept\n"
+    assert service.docker("run", "-d", "--name", "user", "-v", "data:/data", "busybox", "sleep", "300").returncode == 0
+    done = service.docker("volume", "rm", "data")
+    assert done.returncode == 1 and "volume is in use" in done.stderr
+    assert service.docker("rm", "-f", "user").returncode == 0
+    assert service.docker("volume", "rm", "data").stdout == "data\n"
+    assert service.docker("volume", "inspect", "data").returncode == 1
+    anonymous = service.docker("volume", "create").stdout.strip()
+    assert service.docker("volume", "create", "named").returncode == 0
+    status, _, body = service.request("POST", "/v1.43/volumes/prune")  # since 1.42: the anonymous ones
+    assert (status, json.loads(body)["VolumesDeleted"]) == (200, [anonymous])
+    assert service.docker("volume", "create", "--label", "keep=1", "kept").returncode == 0
+    done = service.docker("volume", "prune", "-f", "--filter", "label!=keep")  # 1.41: every unused one
+    assert done.returncode == 0 and done.stdout.startswith("Deleted Volumes:\nnamed\n"), done.stderr
+    assert service.docker("volume", "ls", "-q").stdout == "kept\n"
