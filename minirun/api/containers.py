@@ -33,14 +33,15 @@ def _find(request: web.Request):
 def summary(store_, container) -> dict:
     """A container as /containers/json lists it (docker's ContainerSummary)."""
     from minirun.containers.mounts import mount_points
+    from minirun.containers.network import inspect_settings
+    from minirun.containers.network import published as published_ports
     from minirun.containers.pause import status as pause_status
     from minirun.frontend.containerinfo import status_text
     from minirun.humanize import epoch_seconds
-    from minirun.net.portmap import port_bindings
+    from minirun.net.portmap import inspect_ports, port_bindings
 
     config = container.config
-    settings = container.state.get("NetworkSettings") or {}
-    published = settings.get("Ports") if container.state.get("Status") == "running" else None
+    published = inspect_ports(published_ports(container))  # while it runs; its bindings' list
     ports = []
     for port, bindings in (published or port_bindings(config.ports) or {}).items():
         number, _, proto = port.partition("/")
@@ -49,7 +50,6 @@ def summary(store_, container) -> dict:
             if published and binding.get("HostPort"):
                 entry.update(IP=binding.get("HostIp") or "0.0.0.0", PublicPort=int(binding["HostPort"]))
             ports.append(entry)
-    network = settings.get("Network", config.network)
     return {
         "Id": container.id,
         "Names": ["/" + config.name],
@@ -62,7 +62,7 @@ def summary(store_, container) -> dict:
         "State": pause_status(container),
         "Status": status_text(container),
         "HostConfig": {"NetworkMode": config.network},
-        "NetworkSettings": {"Networks": {network: {"IPAddress": settings.get("IPAddress", "")}}},
+        "NetworkSettings": {"Networks": inspect_settings(container)["Networks"]},
         "Mounts": mount_points(config),
     }
 

@@ -185,3 +185,12 @@ def test_docker_volume_create_ls_inspect_rm_prune(service):
     done = service.docker("volume", "prune", "-f", "--filter", "label!=keep")  # 1.41: every unused one
     assert done.returncode == 0 and done.stdout.startswith("Deleted Volumes:\nnamed\n"), done.stderr
     assert service.docker("volume", "ls", "-q").stdout == "kept\n"
+
+
+def test_docker_ps_lists_published_ports(service):
+    done = service.docker("run", "-d", "--name", "pub", "-p", "127.0.0.1::80", "busybox", "sleep", "300")
+    assert done.returncode == 0, done.stderr
+    port = service.docker("port", "pub", "80").stdout.strip()
+    assert port.startswith("127.0.0.1:")
+    done = service.docker("ps", "--format", "{{.Ports}}")
+    assert done.stdout == f"{port}->80/tcp\n", done.stderr
