@@ -69,7 +69,7 @@ class _Idle:
 
 
 def build_app(store_root: str, idle: _Idle | None = None) -> web.Application:
-    from minirun.api import containers, execs, images, networks, system, volumes
+    from minirun.api import build, containers, execs, images, networks, system, volumes
 
     @web.middleware
     async def versioned(request: web.Request, handler):
@@ -91,6 +91,7 @@ def build_app(store_root: str, idle: _Idle | None = None) -> web.Application:
         *images.ROUTES,
         *networks.ROUTES,
         *volumes.ROUTES,
+        *build.ROUTES,
     ]
     for route in routes:
         app.router.add_route(route.method, route.path, route.handler)

@@ -31,9 +31,10 @@ class _UnixHTTP(http.client.HTTPConnection):
 
 
 class Service:
-    def __init__(self, path: str, process: subprocess.Popen) -> None:
+    def __init__(self, path: str, process: subprocess.Popen, client_config: str) -> None:
         self.path, self.process = path, process
-        self.env = dict(os.environ, DOCKER_HOST=f"unix://{path}", DOCKER_CONFIG=os.path.dirname(path))
+        # the docker CLI's config (docker login's credentials): the test's own
+        self.env = dict(os.environ, DOCKER_HOST=f"unix://{path}", DOCKER_CONFIG=client_config)
 
     def docker(self, *args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         assert DOCKER.is_file(), f"{DOCKER}: scripts/setup.sh --test puts Debian's docker client there"
@@ -68,7 +69,7 @@ def start_service(root: str, directory: Path, *extra: str) -> Service:
         assert process.poll() is None, (directory / "service.log").read_text()
         assert time.monotonic() < deadline, "the service did not listen"
         time.sleep(0.02)
-    return Service(path, process)
+    return Service(path, process, str(directory / "docker-config"))
 
 
 @pytest.fixture
