@@ -354,7 +354,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
     entries = read_entries(container, tail, follow, still_running, since, until)
     try:
-        async for entry in _items(entries, stopped):
+        async for entry in streams.items(entries, stopped):
             kind = streams.STDERR if entry.get("stream") == "stderr" else streams.STDOUT
             if (kind == streams.STDOUT and not stdout) or (kind == streams.STDERR and not stderr):
                 continue
@@ -368,38 +368,6 @@ async def logs(request: web.Request) -> web.StreamResponse:
     finally:
         stopped.set()
     return response
-
-
-async def _items(entries, stopped: threading.Event):
-    """A blocking generator's items, read by a thread (a followed log waits in it for the next
-    line); `stopped` ends it early. Handed over one by one: a follow's line is sent as it comes."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue(maxsize=1024)
-    done = object()
-
-    def put(item) -> None:
-        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-
-    def pump() -> None:
-        try:
-            for item in entries:
-                if stopped.is_set():
-                    return
-                put(item)
-        except BaseException as exc:  # noqa: BLE001  (the handler raises it)
-            put(exc)
-        finally:
-            if not stopped.is_set():
-                put(done)
-
-    threading.Thread(target=pump, daemon=True).start()
-    while True:
-        item = await queue.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
 
 
 # -- top, changes -----------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ class _Idle:
 
 
 def build_app(store_root: str, idle: _Idle | None = None) -> web.Application:
-    from minirun.api import build, containers, execs, images, networks, system, volumes
+    from minirun.api import build, containers, events, execs, images, networks, system, volumes
 
     @web.middleware
     async def versioned(request: web.Request, handler):
@@ -92,6 +92,7 @@ def build_app(store_root: str, idle: _Idle | None = None) -> web.Application:
         *networks.ROUTES,
         *volumes.ROUTES,
         *build.ROUTES,
+        *events.ROUTES,
     ]
     for route in routes:
         app.router.add_route(route.method, route.path, route.handler)

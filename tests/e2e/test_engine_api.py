@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.engineapi import service, start_service  # noqa: F401  (service: a fixture)
+from tests.e2e.engineapi import DOCKER, service, start_service  # noqa: F401  (service: a fixture)
 
 
 def test_ping_heads_without_a_body_and_the_socket_is_roots_alone(service):
@@ -194,3 +195,53 @@ def test_docker_ps_lists_published_ports(service):
     assert port.startswith("127.0.0.1:")
     done = service.docker("ps", "--format", "{{.Ports}}")
     assert done.stdout == f"{port}->80/tcp\n", done.stderr
+
+
+def test_docker_events_since_until_with_filters_and_streamed(service):
+    since = f"{time.time():.3f}"
+    assert service.docker("run", "--rm", "--name", "ev", "-l", "kind=probe", "busybox", "true").returncode == 0
+    until = f"{time.time() + 0.001:.3f}"
+    done = service.docker(
+        "events", "--since", since, "--until", until, "--filter", "type=container", "--filter", "label=kind=probe",
+        "--format", "{{.Action}} {{.Actor.Attributes.name}}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    actions = [line.split()[0] for line in done.stdout.splitlines()]
+    assert actions[:2] == ["create", "attach"] or actions[0] == "create", actions
+    assert {"start", "die", "destroy"} <= set(actions) and all(
+        line.endswith(" ev") for line in done.stdout.splitlines()
+    )
+    since = f"{time.time():.3f}"
+    watcher = subprocess.Popen(
+        [
+            str(DOCKER),
+            "events",
+            "--since",
+            since,
+            "--filter",
+            "type=network",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ],
+        env=service.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert service.docker("network", "create", "first").returncode == 0
+        assert watcher.stdout.readline() == "create first\n"
+        # the watcher is following now: the next one comes as it happens
+        assert service.docker("network", "rm", "first").returncode == 0
+        assert watcher.stdout.readline() == "destroy first\n"
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_docker_system_df(service):
+    assert service.docker("run", "-d", "--name", "dfc", "-v", "dfvol:/data", "busybox", "sleep", "300").returncode == 0
+    done = service.docker("system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:3] == ["Images 1 1", "Containers 1 1", "Local Volumes 1 1"]
+    verbose = service.docker("system", "df", "-v")
+    assert "dfvol" in verbose.stdout and "dfc" in verbose.stdout
