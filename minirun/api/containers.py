@@ -33,14 +33,15 @@ def _find(request: web.Request):
 def summary(store_, container) -> dict:
     """A container as /containers/json lists it (docker's ContainerSummary)."""
     from minirun.containers.mounts import mount_points
+    from minirun.containers.network import inspect_settings
+    from minirun.containers.network import published as published_ports
     from minirun.containers.pause import status as pause_status
     from minirun.frontend.containerinfo import status_text
     from minirun.humanize import epoch_seconds
-    from minirun.net.portmap import port_bindings
+    from minirun.net.portmap import inspect_ports, port_bindings
 
     config = container.config
-    settings = container.state.get("NetworkSettings") or {}
-    published = settings.get("Ports") if container.state.get("Status") == "running" else None
+    published = inspect_ports(published_ports(container))  # while it runs; its bindings' list
     ports = []
     for port, bindings in (published or port_bindings(config.ports) or {}).items():
         number, _, proto = port.partition("/")
@@ -49,7 +50,6 @@ def summary(store_, container) -> dict:
             if published and binding.get("HostPort"):
                 entry.update(IP=binding.get("HostIp") or "0.0.0.0", PublicPort=int(binding["HostPort"]))
             ports.append(entry)
-    network = settings.get("Network", config.network)
     return {
         "Id": container.id,
         "Names": ["/" + config.name],
@@ -62,7 +62,7 @@ def summary(store_, container) -> dict:
         "State": pause_status(container),
         "Status": status_text(container),
         "HostConfig": {"NetworkMode": config.network},
-        "NetworkSettings": {"Networks": {network: {"IPAddress": settings.get("IPAddress", "")}}},
+        "NetworkSettings": {"Networks": inspect_settings(container)["Networks"]},
         "Mounts": mount_points(config),
     }
 
@@ -354,7 +354,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
     entries = read_entries(container, tail, follow, still_running, since, until)
     try:
-        async for entry in _items(entries, stopped):
+        async for entry in streams.items(entries, stopped):
             kind = streams.STDERR if entry.get("stream") == "stderr" else streams.STDOUT
             if (kind == streams.STDOUT and not stdout) or (kind == streams.STDERR and not stderr):
                 continue
@@ -368,38 +368,6 @@ async def logs(request: web.Request) -> web.StreamResponse:
     finally:
         stopped.set()
     return response
-
-
-async def _items(entries, stopped: threading.Event):
-    """A blocking generator's items, read by a thread (a followed log waits in it for the next
-    line); `stopped` ends it early. Handed over one by one: a follow's line is sent as it comes."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue(maxsize=1024)
-    done = object()
-
-    def put(item) -> None:
-        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-
-    def pump() -> None:
-        try:
-            for item in entries:
-                if stopped.is_set():
-                    return
-                put(item)
-        except BaseException as exc:  # noqa: BLE001  (the handler raises it)
-            put(exc)
-        finally:
-            if not stopped.is_set():
-                put(done)
-
-    threading.Thread(target=pump, daemon=True).start()
-    while True:
-        item = await queue.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
 
 
 # -- top, changes -----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import subprocess
 import termios
 import time
 
-from tests.e2e.test_engine_api import DOCKER, service  # noqa: F401 (the fixture)
+from tests.e2e.engineapi import DOCKER, service  # noqa: F401 (the fixture)
 
 ROWS, COLS = 33, 101
 NEW_ROWS, NEW_COLS = 41, 120
