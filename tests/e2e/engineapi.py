@@ -53,13 +53,14 @@ class Service:
             connection.close()
 
 
-def start_service(root: str, directory: Path, *extra: str) -> Service:
+def start_service(root: str, directory: Path, *extra: str, command: list[str] | None = None) -> Service:
+    """`command`: how minirun is run (default `python -m minirun`)."""
     from minirun import hostwide
 
     os.makedirs(hostwide.RUN_DIR, exist_ok=True)
     path = os.path.join(hostwide.RUN_DIR, f"api-{uuid.uuid4().hex[:12]}.sock")
     process = subprocess.Popen(
-        [sys.executable, "-m", "minirun", "system", "service", *extra, f"unix://{path}"],
+        [*(command or [sys.executable, "-m", "minirun"]), "system", "service", *extra, f"unix://{path}"],
         env=dict(os.environ, MINIRUN_ROOT=root),
         stdout=subprocess.DEVNULL,
         stderr=open(directory / "service.log", "wb"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -245,3 +246,17 @@ def test_docker_system_df(service):
     assert done.stdout.splitlines()[:3] == ["Images 1 1", "Containers 1 1", "Local Volumes 1 1"]
     verbose = service.docker("system", "df", "-v")
     assert "dfvol" in verbose.stdout and "dfc" in verbose.stdout
+
+
+def test_the_installed_command_serves_what_forks_in_workers(isolated_store, busybox, tmp_path):
+    """Through `minirun` as scripts/setup.sh writes it (launcher.py), not `python -m minirun`: a
+    create runs in a spawned worker, which runs the parent's __main__ file again; without the
+    script's __name__ guard every worker ran the CLI and died."""
+    command = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "minirun"
+    service = start_service(str(isolated_store), tmp_path, "--time", "0", command=[str(command)])
+    try:
+        done = service.docker("run", "--rm", "busybox", "echo", "hi")
+        assert (done.returncode, done.stdout) == (0, "hi\n"), done.stderr
+    finally:
+        service.process.send_signal(signal.SIGTERM)
+        assert service.process.wait(timeout=60) == 0, (tmp_path / "service.log").read_text()
