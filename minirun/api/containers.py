@@ -340,11 +340,6 @@ async def logs(request: web.Request) -> web.StreamResponse:
     cs, container = await blocking(_find, request)
     if container.config.log_config.get("Type") == "none":
         raise ApiError(501, "configured logging driver does not support reading")
-    response = web.StreamResponse(
-        headers={"Content-Type": streams.RAW_STREAM if container.config.tty else streams.MULTIPLEXED_STREAM}
-    )
-    await response.prepare(request)
-    output = streams.Output(response, bool(container.config.tty))
     stopped = threading.Event()
 
     def still_running() -> bool:
@@ -352,7 +347,13 @@ async def logs(request: web.Request) -> web.StreamResponse:
             return False
         return liveness.is_running(liveness.refresh(cs, container, record=False))
 
-    entries = read_entries(container, tail, follow, still_running, since, until)
+    # the log opened before the headers go: docker-py's run() removes the container, then reads
+    entries = await blocking(read_entries, container, tail, follow, still_running, since, until)
+    response = web.StreamResponse(
+        headers={"Content-Type": streams.RAW_STREAM if container.config.tty else streams.MULTIPLEXED_STREAM}
+    )
+    await response.prepare(request)
+    output = streams.Output(response, bool(container.config.tty))
     try:
         async for entry in streams.items(entries, stopped):
             kind = streams.STDERR if entry.get("stream") == "stderr" else streams.STDOUT
