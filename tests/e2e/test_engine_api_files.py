@@ -66,6 +66,10 @@ def test_docker_cp_both_ways_running_and_stopped(service, tmp_path):
     done = service.docker("start", "-a", "st")
     assert (done.returncode, done.stdout) == (0, "a file\n"), done.stderr
 
+    assert service.docker("create", "--read-only", "--name", "ro", "busybox", "true").returncode == 0
+    refused = service.docker("cp", str(tmp_path / "file.txt"), "ro:/tmp/")
+    assert refused.returncode != 0 and "container rootfs is marked read-only" in refused.stderr
+
 
 def test_the_archive_stat_header_is_dockers(service):
     import base64
