@@ -12,8 +12,9 @@ import threading
 from aiohttp import web
 
 from minirun.api import streams
-from minirun.api.common import STORE_ROOT, as_json, blocking, body, containers, flag, integer
+from minirun.api.common import STORE_ROOT, as_json, blocking, body, containers, find, flag, integer
 from minirun.api.errors import ApiError
+from minirun.errors import MinirunError
 
 # attach requests waiting for their container's start (docker run: create, attach, start, wait):
 # container id -> the sockets the monitor is to serve as its first clients (attachserver.py)
@@ -21,10 +22,7 @@ _PENDING_ATTACH: dict[str, list] = {}
 
 
 def _find(request: web.Request):
-    from minirun.containers.liveness import refresh
-
-    cs = containers(request)
-    return cs, refresh(cs, cs.find(request.match_info["id"]), record=False)
+    return find(request)
 
 
 # -- list, inspect ---------------------------------------------------------------------------------
@@ -412,35 +410,84 @@ async def attach(request: web.Request) -> web.StreamResponse:
     the monitor gets our socket as its first client at the start, so nothing is missed. With a
     terminal, the detach keys (`detachKeys`, docker's ctrl-p,ctrl-q by default) typed end the
     attach and leave the container running, as dockerd's escape proxy does."""
-    import socket
+    from minirun.containers.attachclient import EscapeMatcher, parse_detach_keys
 
-    from minirun.containers.attachclient import EscapeMatcher, connect, parse_detach_keys
-    from minirun.containers.liveness import is_running
-
-    if not flag(request, "stream"):
-        raise ApiError(400, "only stream=1 attaches are served (logs=1 alone: use /logs)")
+    stream, logs = flag(request, "stream"), flag(request, "logs")
     cs, container = await blocking(_find, request)
-    if container.state.get("Paused"):
+    if container.state.get("Paused") and stream:
         raise ApiError(409, "You cannot attach to a paused container, unpause it first")
     stdin = flag(request, "stdin") and bool(container.config.interactive)
     escape = None
     if stdin and container.config.tty:
         escape = EscapeMatcher(parse_detach_keys(request.query.get("detachKeys", "")))  # a bad one: 400
-    theirs = None
-    if is_running(container):
-        sock = socket.socket(fileno=await blocking(connect, container))
-    else:  # served from its next start (start takes `theirs`)
-        sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        _PENDING_ATTACH.setdefault(container.id, []).append(theirs)
-    sock.setblocking(False)
     want = {
         streams.STDOUT: flag(request, "stdout"),
         streams.STDERR: flag(request, "stderr"),
     }
     content_type = streams.RAW_STREAM if container.config.tty else streams.MULTIPLEXED_STREAM
-    hijacked = await streams.hijack(request, content_type)
+    if logs or not stream:
+        # dockerd's order: the log as it is, then (stream=1) what comes from now on
+        hijacked = await streams.hijack(request, content_type)
+        output = streams.Output(hijacked.response, bool(container.config.tty))
+        try:
+            if logs:
+                await _replay_log(cs, container, output, want)
+            if stream:
+                return await _attach_stream(request, cs, container, hijacked, output, stdin, escape, want)
+        except ConnectionError:
+            pass
+        await hijacked.close()
+        return hijacked.response
+    return await _attach_stream(request, cs, container, None, None, stdin, escape, want)
+
+
+async def _replay_log(cs, container, output: streams.Output, want: dict) -> None:
+    """The container's log so far (none with the `none` driver), its streams as `want` says."""
+    from minirun.containers.logs import read_entries
+
+    if container.config.log_config.get("Type") == "none":
+        return
+    stopped = threading.Event()
+    try:
+        async for entry in streams.items(read_entries(container, None, False, lambda: False, "", ""), stopped):
+            kind = streams.STDERR if entry.get("stream") == "stderr" else streams.STDOUT
+            if want.get(kind):
+                await output.write(kind, entry.get("log", "").encode())
+    finally:
+        stopped.set()
+
+
+async def _attach_stream(
+    request: web.Request, cs, container, hijacked, output, stdin: bool, escape, want: dict
+) -> web.StreamResponse:
+    """The attach proper: the container's output from now on to the client (`hijacked` already,
+    or taken over here once the container is reached), the client's input to its stdin."""
+    import socket
+
+    from minirun.containers.attachclient import connect
+    from minirun.containers.liveness import is_running, refresh
+
+    theirs = None
+    if hijacked is not None:  # the log went first: the container may have stopped meanwhile
+        container = await blocking(refresh, cs, container, True, False)
+    if is_running(container):
+        try:
+            sock = socket.socket(fileno=await blocking(connect, container))
+        except MinirunError:
+            if hijacked is None:
+                raise
+            await hijacked.close()  # it ended while its log was read: the log was all of it
+            return hijacked.response
+    else:  # served from its next start (start takes `theirs`)
+        sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        _PENDING_ATTACH.setdefault(container.id, []).append(theirs)
+    sock.setblocking(False)
+    if hijacked is None:
+        content_type = streams.RAW_STREAM if container.config.tty else streams.MULTIPLEXED_STREAM
+        hijacked = await streams.hijack(request, content_type)
+        output = streams.Output(hijacked.response, bool(container.config.tty))
+    assert output is not None
     reader, writer = await asyncio.open_unix_connection(sock=sock)
-    output = streams.Output(hijacked.response, bool(container.config.tty))
     relay_in = asyncio.create_task(_client_to_monitor(hijacked, writer, stdin, escape))
     relay_out = asyncio.create_task(_monitor_to_client(reader, output, want))
     try:

@@ -48,8 +48,11 @@ async def run_job(
     params: dict,
     content_type: str = JSON_STREAM,
     body: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Run job `kind` with `params` (and the store's root); stream its output as the response."""
+    """Run job `kind` with `params` (and the store's root); stream its output as the response
+    (with `headers` besides its type)."""
+    headers = {**(headers or {}), "Content-Type": content_type}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -74,7 +77,7 @@ async def run_job(
             if hold and held.count(b"\n") < 2:
                 continue
             if response is None:
-                response = web.StreamResponse(headers={"Content-Type": content_type})
+                response = web.StreamResponse(headers=headers)
                 await response.prepare(request)
             await response.write(held)
             held = b""
@@ -91,14 +94,17 @@ async def run_job(
         kind_name, text = failure
         raise getattr(errors, kind_name, errors.MinirunError)(text)
     if response is None:
-        response = web.StreamResponse(headers={"Content-Type": content_type})
+        response = web.StreamResponse(headers=headers)
         await response.prepare(request)
-    if held:
-        await response.write(held)
-    if failure is not None and content_type == JSON_STREAM:
-        text = failure[1]
-        await response.write((json.dumps({"errorDetail": {"message": text}, "error": text}) + "\n").encode())
-    await response.write_eof()
+    try:
+        if held:
+            await response.write(held)
+        if failure is not None and content_type == JSON_STREAM:
+            text = failure[1]
+            await response.write((json.dumps({"errorDetail": {"message": text}, "error": text}) + "\n").encode())
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client had all it wanted (a tar reader stops at the archive's end) and left
     return response
 
 

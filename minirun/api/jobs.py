@@ -109,7 +109,47 @@ def build(store, params: dict) -> None:
     build_image(store, params)
 
 
-KINDS = {"pull": pull, "push": push, "save": save, "load": load, "build": build}
+def archive(store, params: dict) -> None:
+    """GET /containers/{id}/archive: the tar `cp CONTAINER:PATH -` writes."""
+    from minirun.containers.container import Containers
+    from minirun.containers.copy import copy_from_container
+
+    containers = Containers(store)
+    container = containers.find(params["id"])
+    stdout = jobstream.channel()
+    copy_from_container(containers, container, params["path"], "-", archive=True, follow=False, stdout=stdout)
+
+
+def extract(store, params: dict) -> None:
+    """PUT /containers/{id}/archive: the request's tar into a directory, as `cp - CONTAINER:DIR`
+    does; the archive's owners are kept, as dockerd keeps them."""
+    from minirun.containers.container import Containers
+    from minirun.containers.copy import copy_to_container
+
+    containers = Containers(store)
+    container = containers.find(params["id"])
+    with open(0, "rb", closefd=False) as stdin:
+        copy_to_container(containers, container, "-", params["path"], archive=True, follow=False, stdin=stdin)
+
+
+def export(store, params: dict) -> None:
+    """GET /containers/{id}/export: the tar `minirun export` writes."""
+    from minirun.containers.commit import export_container
+    from minirun.containers.container import Containers
+
+    export_container(store, Containers(store).find(params["id"]), jobstream.channel())
+
+
+KINDS = {
+    "pull": pull,
+    "push": push,
+    "save": save,
+    "load": load,
+    "build": build,
+    "archive": archive,
+    "extract": extract,
+    "export": export,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -69,7 +69,7 @@ class _Idle:
 
 
 def build_app(store_root: str, idle: _Idle | None = None) -> web.Application:
-    from minirun.api import build, containers, events, execs, images, networks, system, volumes
+    from minirun.api import archive, build, containers, events, execs, images, networks, resources, system, volumes
 
     @web.middleware
     async def versioned(request: web.Request, handler):
@@ -87,6 +87,8 @@ def build_app(store_root: str, idle: _Idle | None = None) -> web.Application:
     routes: list[web.RouteDef] = [
         *system.ROUTES,
         *containers.ROUTES,
+        *archive.ROUTES,
+        *resources.ROUTES,
         *execs.ROUTES,
         *images.ROUTES,
         *networks.ROUTES,
