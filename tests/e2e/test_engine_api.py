@@ -260,3 +260,37 @@ def test_the_installed_command_serves_what_forks_in_workers(isolated_store, busy
     finally:
         service.process.send_signal(signal.SIGTERM)
         assert service.process.wait(timeout=60) == 0, (tmp_path / "service.log").read_text()
+
+
+def test_docker_logs_follow_and_attach_end_with_the_container(service):
+    """`docker logs -f` prints the history, then what comes, and returns when the container ends;
+    `docker attach` shows the running container's output from then on and exits with its code."""
+    started = service.docker(
+        "run", "-d", "--name", "talker", "busybox", "sh", "-c",
+        "echo first; until [ -e /tmp/go ]; do echo tick; sleep 0.1; done; echo last; exit 7",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    pipes = {"env": service.env, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    follow = subprocess.Popen([str(DOCKER), "logs", "-f", "talker"], **pipes)
+    attach = subprocess.Popen([str(DOCKER), "attach", "--no-stdin", "talker"], **pipes)
+    assert follow.stdout is not None and attach.stdout is not None
+    assert follow.stdout.readline() == "first\n"
+    assert attach.stdout.readline() == "tick\n"  # attached: the live output flows
+    assert service.docker("exec", "talker", "touch", "/tmp/go").returncode == 0
+    out, err = follow.communicate(timeout=60)
+    assert follow.returncode == 0 and out.endswith("tick\nlast\n"), (out, err)
+    out, err = attach.communicate(timeout=60)
+    assert attach.returncode == 7 and out.endswith("last\n"), (out, err)
+
+
+def test_docker_py_diff(service):
+    import docker
+
+    client = docker.DockerClient(base_url=f"unix://{service.path}", version="auto")
+    container = client.containers.run(
+        "busybox", ["sh", "-c", "mkdir /made && touch /made/f && rm /etc/group"], detach=True
+    )
+    assert container.wait()["StatusCode"] == 0
+    changes = {(c["Path"], c["Kind"]) for c in container.diff()}
+    assert {("/made", 1), ("/made/f", 1), ("/etc", 0), ("/etc/group", 2)} <= changes, changes
+    container.remove()
