@@ -83,11 +83,12 @@ def _parse(data: bytes) -> list[dict]:
     return events
 
 
-def follow(store_root: str, after: int, stop_at: int | None, poll: float = 0.1):
-    """Events stamped after `after` (ns) as they are appended, until `stop_at` (ns) if given."""
+def follow(store_root: str, after: int, stop_at: int | None, poll: float = 0.1, stopped=None):
+    """Events stamped after `after` (ns) as they are appended, until `stop_at` (ns) if given, or
+    until `stopped()` is true (the Engine API's client left)."""
     path = os.path.join(store_root, LOG_NAME)
     position, inode = 0, None
-    while stop_at is None or time.time_ns() < stop_at:
+    while (stop_at is None or time.time_ns() < stop_at) and not (stopped is not None and stopped()):
         try:
             st = os.stat(path)
         except FileNotFoundError:

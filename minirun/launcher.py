@@ -26,7 +26,10 @@ def script(python: str, dirs: list[str], module: str = "minirun.cli.main") -> st
         "import sys\n"
         f"sys.path[:0] = {dirs!r}\n"
         f"from {module} import main\n"
-        "main()\n"
+        # the guard: multiprocessing's spawn runs the parent's __main__ file again in each child
+        # (as __mp_main__), and `system service`'s workers are such children
+        'if __name__ == "__main__":\n'
+        "    main()\n"
     )
 
 

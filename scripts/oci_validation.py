@@ -14,6 +14,8 @@ What it does:
     Go cache of its own under the work dir;
   - runs each test twice, RUNTIME = a wrapper around runc and one around minirun-oci, each with a
     --root of this run's own (never /run/runc or /run/minirun-oci), bundles in a TMPDIR of its own;
+    minirun-oci's cgroup parent (where a config without cgroupsPath, or with a relative one, puts
+    its container) is this run's own too, MINIRUN_CGROUP_PARENT=ocival<pid>, removed at the end;
   - counts each test's TAP lines (ok, not ok, skip) and how it ended: without its plan line and
     with an error exit it crashed, without TAP and exit 0 it passed (a _fail test refused as it
     wished); the plan 1..0 after an error's diagnostic: it gave up before its first check; its
@@ -42,6 +44,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 MINIRUN_OCI = os.path.join(os.path.dirname(HERE), ".venv", "bin", "minirun-oci")
 CGROUP_ROOT = "/sys/fs/cgroup"
+PARENT = f"ocival{os.getpid()}"  # minirun-oci's cgroup parent in this run (hostwide.py's MINIRUN_CGROUP_PARENT)
 # the suite's own cgroup names: its cgroupsPath values (runtime-tools' cgroups/cgroups.go) and its
 # containers' ids (uuid.NewV4)
 SUITES_CGROUP = re.compile(r"/(cgrouptest|testdir)(/|$)|/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -58,7 +61,7 @@ def cgroup_dirs() -> set[str]:
 
 def wrapper(path: str, command: list[str]) -> str:
     with open(path, "w") as f:
-        f.write("#!/bin/sh\nexec " + " ".join(command) + ' "$@"\n')
+        f.write("#!/bin/sh\nexec env " + " ".join(command) + ' "$@"\n')
     os.chmod(path, 0o755)
     return path
 
@@ -170,6 +173,7 @@ def main() -> int:
     # reach the bundles below it (linux_uid_mappings, linux_ns_nopath), with runc as with ours
     os.chmod(work, 0o711)
     leftovers: list[str] = []
+    removed = 0
     try:
         tests = build(src, work)
         if args.only:
@@ -177,7 +181,8 @@ def main() -> int:
         runtimes = {
             "runc": wrapper(os.path.join(work, "runc"), ["runc", "--root", os.path.join(work, "runc-root")]),
             "minirun-oci": wrapper(
-                os.path.join(work, "minirun-oci"), [MINIRUN_OCI, "--root", os.path.join(work, "minirun-root")]
+                os.path.join(work, "minirun-oci"),
+                [f"MINIRUN_CGROUP_PARENT={PARENT}", MINIRUN_OCI, "--root", os.path.join(work, "minirun-root")],
             ),
         }
         tmp = os.path.join(work, "bundles")
@@ -224,18 +229,21 @@ def main() -> int:
                     )
                     print(f"    {name}: {failure[:300]}  [{verdict}]")
     finally:
-        new = {d for d in cgroup_dirs() - before if SUITES_CGROUP.search(d)}
-        for leftover in sorted(new, key=len, reverse=True):
-            leftovers.append(leftover)
+        # the suite's relative cgroupsPath leaves its parents (testdir/cgrouptest) with both
+        # runtimes, which remove only the container's own dir: removed here, counted, not failed
+        new = {d for d in cgroup_dirs() - before if SUITES_CGROUP.search(d) or f"/{PARENT}" in d}
+        for directory in sorted(new, key=len, reverse=True):
             try:
-                os.rmdir(leftover)
+                os.rmdir(directory)
+                removed += 1
             except OSError:
-                pass
+                leftovers.append(f"{directory} (not empty, kept)")
         leftovers += [f"{m} (unmounted)" for m in unmount_under(work)]
         if not mounts_under(work):  # never remove through a mount
             shutil.rmtree(work, ignore_errors=True)
+    print(f"  cleaned up  : {removed} cgroup dirs of the suite's naming and this run's parent, removed")
     if leftovers:
-        print("  leftovers   : " + ", ".join(x.strip() for x in leftovers) + " (empty cgroup dirs removed)")
+        print("  leftovers   : " + "; ".join(x.strip() for x in leftovers))
         return 1
     print("  leftovers   : none (no cgroup dirs, mounts or work dir remain)")
     return 0

@@ -16,6 +16,9 @@ if [[ "${1:-}" == "--test" ]]; then
   # crun: the start and exec benchmarks' second OCI runtime beside runc (scripts/bench_start.py);
   # the tests run podman with runc (tests/e2e/test_load_save.py says why)
   packages+=(crun)
+  # docker-compose 1.29 (Debian's, on the system python3 and its python3-docker): the Engine
+  # API's compose test drives it; --no-install-recommends keeps docker.io's daemon out
+  packages+=(docker-compose)
 fi
 
 missing=()

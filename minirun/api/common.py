@@ -28,6 +28,14 @@ def containers(request: web.Request):
     return Containers(store(request))
 
 
+def find(request: web.Request):
+    """(Containers, the container named by the path's `id`, its state refreshed); NotFound."""
+    from minirun.containers.liveness import refresh
+
+    cs = containers(request)
+    return cs, refresh(cs, cs.find(request.match_info["id"]), record=False)
+
+
 async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """A library call that does not fork (those go to worker.py), in the thread pool."""
     return await asyncio.to_thread(fn, *args, **kwargs)

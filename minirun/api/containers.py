@@ -12,8 +12,9 @@ import threading
 from aiohttp import web
 
 from minirun.api import streams
-from minirun.api.common import STORE_ROOT, as_json, blocking, body, containers, flag, integer
+from minirun.api.common import STORE_ROOT, as_json, blocking, body, containers, find, flag, integer
 from minirun.api.errors import ApiError
+from minirun.errors import MinirunError
 
 # attach requests waiting for their container's start (docker run: create, attach, start, wait):
 # container id -> the sockets the monitor is to serve as its first clients (attachserver.py)
@@ -21,10 +22,7 @@ _PENDING_ATTACH: dict[str, list] = {}
 
 
 def _find(request: web.Request):
-    from minirun.containers.liveness import refresh
-
-    cs = containers(request)
-    return cs, refresh(cs, cs.find(request.match_info["id"]), record=False)
+    return find(request)
 
 
 # -- list, inspect ---------------------------------------------------------------------------------
@@ -33,14 +31,15 @@ def _find(request: web.Request):
 def summary(store_, container) -> dict:
     """A container as /containers/json lists it (docker's ContainerSummary)."""
     from minirun.containers.mounts import mount_points
+    from minirun.containers.network import inspect_settings
+    from minirun.containers.network import published as published_ports
     from minirun.containers.pause import status as pause_status
     from minirun.frontend.containerinfo import status_text
     from minirun.humanize import epoch_seconds
-    from minirun.net.portmap import port_bindings
+    from minirun.net.portmap import inspect_ports, port_bindings
 
     config = container.config
-    settings = container.state.get("NetworkSettings") or {}
-    published = settings.get("Ports") if container.state.get("Status") == "running" else None
+    published = inspect_ports(published_ports(container))  # while it runs; its bindings' list
     ports = []
     for port, bindings in (published or port_bindings(config.ports) or {}).items():
         number, _, proto = port.partition("/")
@@ -49,7 +48,6 @@ def summary(store_, container) -> dict:
             if published and binding.get("HostPort"):
                 entry.update(IP=binding.get("HostIp") or "0.0.0.0", PublicPort=int(binding["HostPort"]))
             ports.append(entry)
-    network = settings.get("Network", config.network)
     return {
         "Id": container.id,
         "Names": ["/" + config.name],
@@ -62,7 +60,7 @@ def summary(store_, container) -> dict:
         "State": pause_status(container),
         "Status": status_text(container),
         "HostConfig": {"NetworkMode": config.network},
-        "NetworkSettings": {"Networks": {network: {"IPAddress": settings.get("IPAddress", "")}}},
+        "NetworkSettings": {"Networks": inspect_settings(container)["Networks"]},
         "Mounts": mount_points(config),
     }
 
@@ -340,11 +338,6 @@ async def logs(request: web.Request) -> web.StreamResponse:
     cs, container = await blocking(_find, request)
     if container.config.log_config.get("Type") == "none":
         raise ApiError(501, "configured logging driver does not support reading")
-    response = web.StreamResponse(
-        headers={"Content-Type": streams.RAW_STREAM if container.config.tty else streams.MULTIPLEXED_STREAM}
-    )
-    await response.prepare(request)
-    output = streams.Output(response, bool(container.config.tty))
     stopped = threading.Event()
 
     def still_running() -> bool:
@@ -352,9 +345,15 @@ async def logs(request: web.Request) -> web.StreamResponse:
             return False
         return liveness.is_running(liveness.refresh(cs, container, record=False))
 
-    entries = read_entries(container, tail, follow, still_running, since, until)
+    # the log opened before the headers go: docker-py's run() removes the container, then reads
+    entries = await blocking(read_entries, container, tail, follow, still_running, since, until)
+    response = web.StreamResponse(
+        headers={"Content-Type": streams.RAW_STREAM if container.config.tty else streams.MULTIPLEXED_STREAM}
+    )
+    await response.prepare(request)
+    output = streams.Output(response, bool(container.config.tty))
     try:
-        async for entry in _items(entries, stopped):
+        async for entry in streams.items(entries, stopped):
             kind = streams.STDERR if entry.get("stream") == "stderr" else streams.STDOUT
             if (kind == streams.STDOUT and not stdout) or (kind == streams.STDERR and not stderr):
                 continue
@@ -368,38 +367,6 @@ async def logs(request: web.Request) -> web.StreamResponse:
     finally:
         stopped.set()
     return response
-
-
-async def _items(entries, stopped: threading.Event):
-    """A blocking generator's items, read by a thread (a followed log waits in it for the next
-    line); `stopped` ends it early. Handed over one by one: a follow's line is sent as it comes."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue(maxsize=1024)
-    done = object()
-
-    def put(item) -> None:
-        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-
-    def pump() -> None:
-        try:
-            for item in entries:
-                if stopped.is_set():
-                    return
-                put(item)
-        except BaseException as exc:  # noqa: BLE001  (the handler raises it)
-            put(exc)
-        finally:
-            if not stopped.is_set():
-                put(done)
-
-    threading.Thread(target=pump, daemon=True).start()
-    while True:
-        item = await queue.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
 
 
 # -- top, changes -----------------------------------------------------------------------------------------
@@ -440,39 +407,98 @@ async def changes(request: web.Request) -> web.Response:
 async def attach(request: web.Request) -> web.StreamResponse:
     """Hijacked: the container's output (multiplexed without a terminal) to the client, its
     input to the container's stdin (with OpenStdin). Before the container starts (docker run),
-    the monitor gets our socket as its first client at the start, so nothing is missed."""
-    import socket
+    the monitor gets our socket as its first client at the start, so nothing is missed. With a
+    terminal, the detach keys (`detachKeys`, docker's ctrl-p,ctrl-q by default) typed end the
+    attach and leave the container running, as dockerd's escape proxy does."""
+    from minirun.containers.attachclient import EscapeMatcher, parse_detach_keys
 
-    from minirun.containers.attachclient import connect
-    from minirun.containers.liveness import is_running
-
-    if not flag(request, "stream"):
-        raise ApiError(400, "only stream=1 attaches are served (logs=1 alone: use /logs)")
+    stream, logs = flag(request, "stream"), flag(request, "logs")
     cs, container = await blocking(_find, request)
-    if container.state.get("Paused"):
+    if container.state.get("Paused") and stream:
         raise ApiError(409, "You cannot attach to a paused container, unpause it first")
-    theirs = None
-    if is_running(container):
-        sock = socket.socket(fileno=await blocking(connect, container))
-    else:  # served from its next start (start takes `theirs`)
-        sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        _PENDING_ATTACH.setdefault(container.id, []).append(theirs)
-    sock.setblocking(False)
+    stdin = flag(request, "stdin") and bool(container.config.interactive)
+    escape = None
+    if stdin and container.config.tty:
+        escape = EscapeMatcher(parse_detach_keys(request.query.get("detachKeys", "")))  # a bad one: 400
     want = {
         streams.STDOUT: flag(request, "stdout"),
         streams.STDERR: flag(request, "stderr"),
     }
-    stdin = flag(request, "stdin") and bool(container.config.interactive)
     content_type = streams.RAW_STREAM if container.config.tty else streams.MULTIPLEXED_STREAM
-    hijacked = await streams.hijack(request, content_type)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
-    output = streams.Output(hijacked.response, bool(container.config.tty))
-    relay_in = asyncio.create_task(_client_to_monitor(hijacked, writer, stdin))
+    if logs or not stream:
+        # dockerd's order: the log as it is, then (stream=1) what comes from now on
+        hijacked = await streams.hijack(request, content_type)
+        output = streams.Output(hijacked.response, bool(container.config.tty))
+        try:
+            if logs:
+                await _replay_log(cs, container, output, want)
+            if stream:
+                return await _attach_stream(request, cs, container, hijacked, output, stdin, escape, want)
+        except ConnectionError:
+            pass
+        await hijacked.close()
+        return hijacked.response
+    return await _attach_stream(request, cs, container, None, None, stdin, escape, want)
+
+
+async def _replay_log(cs, container, output: streams.Output, want: dict) -> None:
+    """The container's log so far (none with the `none` driver), its streams as `want` says."""
+    from minirun.containers.logs import read_entries
+
+    if container.config.log_config.get("Type") == "none":
+        return
+    stopped = threading.Event()
     try:
-        await _monitor_to_client(reader, output, want)
+        async for entry in streams.items(read_entries(container, None, False, lambda: False, "", ""), stopped):
+            kind = streams.STDERR if entry.get("stream") == "stderr" else streams.STDOUT
+            if want.get(kind):
+                await output.write(kind, entry.get("log", "").encode())
+    finally:
+        stopped.set()
+
+
+async def _attach_stream(
+    request: web.Request, cs, container, hijacked, output, stdin: bool, escape, want: dict
+) -> web.StreamResponse:
+    """The attach proper: the container's output from now on to the client (`hijacked` already,
+    or taken over here once the container is reached), the client's input to its stdin."""
+    import socket
+
+    from minirun.containers.attachclient import connect
+    from minirun.containers.liveness import is_running, refresh
+
+    theirs = None
+    if hijacked is not None:  # the log went first: the container may have stopped meanwhile
+        container = await blocking(refresh, cs, container, True, False)
+    if is_running(container):
+        try:
+            sock = socket.socket(fileno=await blocking(connect, container))
+        except MinirunError:
+            if hijacked is None:
+                raise
+            await hijacked.close()  # it ended while its log was read: the log was all of it
+            return hijacked.response
+    else:  # served from its next start (start takes `theirs`)
+        sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        _PENDING_ATTACH.setdefault(container.id, []).append(theirs)
+    sock.setblocking(False)
+    if hijacked is None:
+        content_type = streams.RAW_STREAM if container.config.tty else streams.MULTIPLEXED_STREAM
+        hijacked = await streams.hijack(request, content_type)
+        output = streams.Output(hijacked.response, bool(container.config.tty))
+    assert output is not None
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    relay_in = asyncio.create_task(_client_to_monitor(hijacked, writer, stdin, escape))
+    relay_out = asyncio.create_task(_monitor_to_client(reader, output, want))
+    try:
+        # the output ends with the container; the input ends the attach on the detach keys alone
+        await asyncio.wait([relay_out, relay_in], return_when=asyncio.FIRST_COMPLETED)
+        if relay_in.done() and not relay_in.result():
+            await relay_out  # the client's EOF (or stdin closed): the output still flows to its end
     except ConnectionError:
         pass
     finally:
+        relay_out.cancel()
         relay_in.cancel()
         writer.close()
         await hijacked.close()
@@ -499,26 +525,52 @@ async def _monitor_to_client(reader: asyncio.StreamReader, output: streams.Outpu
             await output.write(stream, payload)
 
 
-async def _client_to_monitor(hijacked: streams.Hijacked, writer: asyncio.StreamWriter, stdin: bool) -> None:
+async def _client_to_monitor(hijacked: streams.Hijacked, writer: asyncio.StreamWriter, stdin: bool, escape) -> bool:
+    """The client's input to the container; True when it typed the detach keys."""
     from minirun.containers.attachserver import CLOSE_STDIN, STDIN, frame
 
     while True:
         data = await hijacked.input.read()
         if not stdin:
             if not data:
-                return
+                return False
             continue
-        writer.write(frame(CLOSE_STDIN) if not data else frame(STDIN, data))
-        await writer.drain()
+        detached = False
+        if escape is not None and data:
+            data, detached = escape.feed(data)
+            if not data and not detached:
+                continue  # a prefix of the keys, held back
+        if data or not detached:
+            writer.write(frame(CLOSE_STDIN) if not data else frame(STDIN, data))
+            await writer.drain()
+        if detached:
+            return True
         if not data:
-            return
+            return False
 
 
 async def resize(request: web.Request) -> web.Response:
-    """Accepted: a container's terminal follows its attached CLI's size (attachclient.py); the
-    Engine API's clients' resizes are not passed on yet."""
-    await blocking(_find, request)
+    """The container's terminal takes the client's size: a resize frame to its monitor, as an
+    attached CLI sends on SIGWINCH (attachclient.py). Without a terminal there is nothing to size."""
+    rows, cols = integer(request, "h") or 0, integer(request, "w") or 0
+    if not (0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):
+        raise ApiError(400, f"bad terminal size: h={rows} w={cols}")
+    _, container = await blocking(_find, request)
+    await blocking(_resize, container, rows, cols)
     return web.Response(status=200)
+
+
+def _resize(container, rows: int, cols: int) -> None:
+    from minirun.containers.attachclient import connect
+    from minirun.containers.attachserver import RESIZE, frame, pack_size
+
+    if not container.config.tty or rows == 0 or cols == 0:
+        return
+    sock = connect(container)  # Conflict when it does not run: docker's 409 too
+    try:
+        os.write(sock, frame(RESIZE, pack_size(rows, cols)))  # 13 bytes into an empty socket buffer
+    finally:
+        os.close(sock)
 
 
 ROUTES = [

@@ -260,9 +260,8 @@ async def inspect(request: web.Request) -> web.Response:
 
 
 async def resize(request: web.Request) -> web.Response:
-    """The exec's outer terminal gets the size; `minirun exec -t` passes it on to the
-    container's on its next read of it (a SIGWINCH does not reach it: it is no session leader of
-    this pty)."""
+    """The exec's outer terminal gets the size, and `minirun exec -t` a SIGWINCH to pass it on to
+    the container's terminal."""
     exec_ = _find(request)
     try:
         rows, cols = int(request.query.get("h", "0")), int(request.query.get("w", "0"))
@@ -270,6 +269,12 @@ async def resize(request: web.Request) -> web.Response:
         raise ApiError(400, "h and w must be numbers") from None
     if exec_.master >= 0 and rows > 0 and cols > 0:
         _set_size(exec_.master, rows, cols)
+        if exec_.running and exec_.pid:  # our child, not reaped while it runs: never a reused pid
+            import signal
+
+            # no session leader of this pty holds it as its terminal, so the kernel signals no one:
+            # `minirun exec -t` takes the new size onto the container's pty on SIGWINCH (tty.attach)
+            os.kill(exec_.pid, signal.SIGWINCH)
     return web.Response(status=201)
 
 

@@ -1,6 +1,7 @@
-"""`/images/...`: list, inspect, history, tag, delete: the documents `images`, `inspect` and
-`history` show (frontend/imageinfo.py), in the Engine API's shape. An image is looked up, never
-built or pulled here (docker answers 404 and its client pulls)."""
+"""`/images/...`: list, inspect, history, tag, delete, prune: the documents `images`, `inspect`
+and `history` show (frontend/imageinfo.py), in the Engine API's shape. An image is looked up,
+never built or pulled by these (docker answers 404 and its client pulls). create (pull), push,
+get (save) and load run as job processes (jobs.py): they fork and they stream."""
 
 from __future__ import annotations
 
@@ -114,8 +115,72 @@ async def delete(request: web.Request) -> web.Response:
     return as_json(await blocking(run))
 
 
+async def prune(request: web.Request) -> web.Response:
+    from minirun.frontend.filters import Filters
+
+    words = Filters(filters(request), ("dangling", "label", "until"))
+    if words.get("label") or words.get("until"):
+        raise ApiError(400, "image prune filters label and until are not supported (dangling only)")
+    dangling = words.boolean("dangling")
+
+    def run() -> tuple[list[str], int]:
+        return store(request).prune_images(all_=dangling is False)
+
+    lines, freed = await blocking(run)
+    deleted = [{kind: what} for kind, _, what in (line.partition(": ") for line in lines)]
+    return as_json({"ImagesDeleted": deleted or None, "SpaceReclaimed": freed})
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    """docker pull: fromImage and tag (a tag, or a digest); fromSrc (import) is not served."""
+    from minirun.api.jobrunner import registry_auth, run_job
+
+    if request.query.get("fromSrc"):
+        raise ApiError(501, "image import through the API is not supported: use `minirun import`")
+    name, tag = request.query.get("fromImage", ""), request.query.get("tag", "")
+    if not name:
+        raise ApiError(400, "fromImage is required")
+    if tag:
+        name += ("@" if ":" in tag else ":") + tag
+    return await run_job(request, "pull", {"ref": name, "auth": registry_auth(request)})
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    from minirun.api.jobrunner import registry_auth, run_job
+
+    name, tag = request.match_info["name"], request.query.get("tag", "")
+    return await run_job(request, "push", {"ref": f"{name}:{tag}" if tag else name, "auth": registry_auth(request)})
+
+
+async def get(request: web.Request) -> web.StreamResponse:
+    """docker save: /images/{name}/get for one, /images/get?names=...&names=... for several."""
+    from minirun.api.jobrunner import run_job
+
+    names = [request.match_info["name"]] if "name" in request.match_info else request.query.getall("names", [])
+    if not names:
+        raise ApiError(400, "no image named to save")
+    return await run_job(request, "save", {"names": names}, content_type="application/x-tar")
+
+
+async def load(request: web.Request) -> web.StreamResponse:
+    from minirun.api.jobrunner import run_job
+
+    return await run_job(request, "load", {}, body=True)
+
+
+async def search(request: web.Request) -> web.Response:
+    raise ApiError(501, "image search is not supported: minirun keeps no registry index")
+
+
 ROUTES = [
     web.get("/images/json", list_),
+    web.post("/images/create", create),
+    web.post("/images/load", load),
+    web.post("/images/prune", prune),
+    web.get("/images/search", search),
+    web.get("/images/get", get),
+    web.get("/images/{name:.+}/get", get),
+    web.post("/images/{name:.+}/push", push),
     web.get("/images/{name:.+}/json", inspect),
     web.get("/images/{name:.+}/history", history),
     web.post("/images/{name:.+}/tag", tag),

@@ -69,7 +69,7 @@ class _Idle:
 
 
 def build_app(store_root: str, idle: _Idle | None = None) -> web.Application:
-    from minirun.api import containers, execs, images, system
+    from minirun.api import archive, build, containers, events, execs, images, networks, resources, system, volumes
 
     @web.middleware
     async def versioned(request: web.Request, handler):
@@ -84,7 +84,18 @@ def build_app(store_root: str, idle: _Idle | None = None) -> web.Application:
 
     app = web.Application(middlewares=[errors.middleware, versioned], client_max_size=1 << 30)
     app[STORE_ROOT] = store_root
-    routes: list[web.RouteDef] = [*system.ROUTES, *containers.ROUTES, *execs.ROUTES, *images.ROUTES]
+    routes: list[web.RouteDef] = [
+        *system.ROUTES,
+        *containers.ROUTES,
+        *archive.ROUTES,
+        *resources.ROUTES,
+        *execs.ROUTES,
+        *images.ROUTES,
+        *networks.ROUTES,
+        *volumes.ROUTES,
+        *build.ROUTES,
+        *events.ROUTES,
+    ]
     for route in routes:
         app.router.add_route(route.method, route.path, route.handler)
         # the same handler under /vX.Y: docker's clients call the version they negotiated

@@ -11,6 +11,7 @@ the container's output one way, its stdin the other, until the client's half-clo
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from aiohttp import web
 
@@ -124,3 +125,35 @@ async def hijack(request: web.Request, content_type: str) -> Hijacked:
     # connection's loss)
     transport.set_protocol(_Relay(request.protocol, input_))
     return Hijacked(response, input_)
+
+
+async def items(entries, stopped: threading.Event):
+    """A blocking generator's items, read by a thread (a followed log waits in it for the next
+    line); `stopped` ends it early. Handed over one by one: a follow's line is sent as it comes."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1024)
+    done = object()
+
+    def put(item) -> None:
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+    def pump() -> None:
+        try:
+            for item in entries:
+                if stopped.is_set():
+                    return
+                put(item)
+        except BaseException as exc:  # noqa: BLE001  (the handler raises it)
+            put(exc)
+        finally:
+            if not stopped.is_set():
+                put(done)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        item = await queue.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item

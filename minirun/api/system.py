@@ -1,6 +1,6 @@
 """`/_ping` (GET and HEAD: no body for HEAD; the headers clients negotiate with), `/version`,
 `/info`: the documents `minirun version` and `minirun info` print (frontend/systeminfo.py), in
-the Engine API's shape."""
+the Engine API's shape; `/auth`: docker login's check of credentials against a registry."""
 
 from __future__ import annotations
 
@@ -74,7 +74,26 @@ async def info(request: web.Request) -> web.Response:
     return as_json(await blocking(info_document, store(request)))
 
 
+async def auth(request: web.Request) -> web.Response:
+    """docker login: the credentials checked against the registry, kept by the client (which
+    sends them with each pull and push, X-Registry-Auth), not here."""
+    from minirun.api.common import body
+    from minirun.api.errors import ApiError
+    from minirun.distribution import credentials
+    from minirun.errors import MinirunError
+
+    config = await body(request)
+    user, password = str(config.get("username") or ""), str(config.get("password") or "")
+    server = str(config.get("serveraddress") or "docker.io")
+    try:
+        await blocking(credentials.check, server, user, password)
+    except MinirunError as exc:
+        raise ApiError(401, exc.message) from None
+    return as_json({"Status": "Login Succeeded", "IdentityToken": ""})
+
+
 ROUTES = [
+    web.post("/auth", auth),
     web.get("/_ping", ping, allow_head=False),
     web.head("/_ping", ping),
     web.get("/version", version),

@@ -78,3 +78,14 @@ def create_container(store_root: str, values: dict) -> str:
     resolv_conf = runflags.resolv_conf(opts.flags, host_resolv_conf())
     container = create_record(store, Containers(store), config, mount_plan, image, resolv_conf)
     return container.id
+
+
+def stat_path(store_root: str, container_id: str, path: str) -> dict:
+    """docker's stat of `path` in the container (containers/copy.py): its view is mounted by a
+    forked child."""
+    from minirun.containers.container import Containers
+    from minirun.containers.copy import stat_path as stat_in_container
+    from minirun.store import Store
+
+    containers = Containers(Store(store_root))
+    return stat_in_container(containers, containers.find(container_id), path)

@@ -31,13 +31,12 @@ def network_create(
         None, "--gateway", help="IPv4 gateway for the subnet (default: its first address)."
     ),
     driver: str = typer.Option("bridge", "-d", "--driver", help="Driver to manage the network (bridge only)."),
+    labels: list[str] = typer.Option([], "--label", help="Set metadata on a network (KEY=VALUE)."),
 ) -> None:
     """Create a network: a bridge of its own, with its own subnet."""
-    from minirun import events
+    from minirun.frontend.networkinfo import create_network, parse_labels
 
-    store = open_store()
-    network = _networks(store).create(name, subnet, gateway, driver)
-    events.record(store.root, "network", "create", network.id, {"name": network.name, "type": network.driver})
+    network = create_network(open_store(), name, subnet, gateway, driver, parse_labels(labels))
     print(network.id)
 
 
@@ -52,17 +51,10 @@ def network_ls(
 ) -> None:
     """List networks."""
     from minirun.cli.formatting import check, write
+    from minirun.frontend.networkinfo import list_networks
 
     check(format_)
-    networks = _networks().all()
-    if filter_:
-        from minirun.containers.container import Containers
-        from minirun.frontend.filters import NETWORK_KEYS, Filters, network_filter
-
-        store = open_store()
-        in_use = {c.config.network for c in Containers(store).all()}
-        keep = network_filter(Filters(filter_, NETWORK_KEYS), in_use)
-        networks = [n for n in networks if keep(n)]
+    networks = list_networks(open_store(), filter_)
     shown = [(n.id if no_trunc else n.id[:12], n) for n in networks]
     if quiet:
         for id_, _ in shown:
@@ -75,7 +67,7 @@ def network_ls(
             "ID": id_,
             "IPv6": "false",
             "Internal": "false",
-            "Labels": "",
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(n.labels.items())),
             "Name": n.name,
             "Scope": "local",
         }
@@ -109,16 +101,12 @@ network_app.command("list", hidden=True)(network_ls)  # docker's alias
 @network_app.command("rm")
 def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
     """Remove networks (their bridge too); refused while a running container uses one."""
-    from minirun import events
+    from minirun.frontend.networkinfo import remove_network
 
-    networks = _networks()
+    store = open_store()
 
     def one(name: str) -> None:
-        network = networks.find(name)
-        networks.remove(network)
-        events.record(
-            networks.store.root, "network", "destroy", network.id, {"name": network.name, "type": network.driver}
-        )
+        remove_network(store, name)
         print(name)
 
     act_on_each(names, one)
@@ -134,6 +122,7 @@ def network_inspect(
 ) -> None:
     """Show networks as JSON, with their running containers."""
     from minirun.cli.formatting import check, write_one_each
+    from minirun.frontend.networkinfo import network_document
 
     check(format_)
     store = open_store()
@@ -141,80 +130,6 @@ def network_inspect(
     documents = [network_document(store, networks.find(name)) for name in names]
     if not write_one_each(format_, documents):
         print(json.dumps(documents, indent=4))
-
-
-def network_document(store, network) -> dict:
-    """docker network inspect's document."""
-    from minirun.net.networks import AddressBook, bridge_info
-
-    subnet, gateway = network.subnet, network.gateway
-    containers = {}
-    if network.driver == "bridge":
-        info = bridge_info(network.bridge) or {}
-        subnet, gateway = subnet or info.get("subnet", ""), gateway or info.get("gateway", "")
-        book = AddressBook(network.bridge)
-        members = []
-        if subnet:
-            with book.locked():
-                members = book.members()
-        for member in members:
-            if member["store"] != store.root:
-                continue
-            container = _running(store, member["container"])
-            if container is not None:
-                settings = container.state.get("NetworkSettings") or {}
-                containers[container.id] = {
-                    "Name": container.name,
-                    "EndpointID": settings.get("Token", ""),
-                    "MacAddress": settings.get("MacAddress", ""),
-                    "IPv4Address": f"{member['ip']}/{subnet.split('/')[1]}",
-                    "IPv6Address": "",
-                }
-    else:
-        from minirun.containers.container import Containers
-
-        for container in Containers(store).all():
-            if container.config.network == network.name and _running(store, container.id) is not None:
-                containers[container.id] = {
-                    "Name": container.name,
-                    "EndpointID": "",
-                    "MacAddress": "",
-                    "IPv4Address": "",
-                    "IPv6Address": "",
-                }
-    return {
-        "Name": network.name,
-        "Id": network.id,
-        "Created": network.created,
-        "Scope": "local",
-        "Driver": network.driver,
-        "EnableIPv6": False,
-        "IPAM": {
-            "Driver": "default",
-            "Options": None,
-            "Config": [{"Subnet": subnet, "Gateway": gateway}] if subnet else [],
-        },
-        "Internal": False,
-        "Attachable": False,
-        "Ingress": False,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False,
-        "Containers": containers,
-        "Options": {"com.docker.network.bridge.name": network.bridge} if network.bridge else {},
-        "Labels": {},
-    }
-
-
-def _running(store, container_id: str):
-    from minirun.containers.container import Containers
-    from minirun.containers.liveness import is_running, refresh
-
-    containers = Containers(store)
-    try:
-        container = refresh(containers, containers.load(container_id), reload=False)
-    except NotFound:
-        return None
-    return container if is_running(container) else None
 
 
 @app.command("port")

@@ -71,17 +71,10 @@ def volume_ls(
 ) -> None:
     """List volumes."""
     from minirun.cli.formatting import check, write
-    from minirun.store.volumes import VolumeStore
+    from minirun.frontend.volumeinfo import list_volumes
 
     check(format_)
-    store = open_store()
-    volumes = VolumeStore(store.root).all()
-    if filter_:
-        from minirun.containers.mounts import volume_users
-        from minirun.frontend.filters import VOLUME_KEYS, Filters, volume_filter
-
-        keep = volume_filter(Filters(filter_, VOLUME_KEYS), set(volume_users(store.root)))
-        volumes = [v for v in volumes if keep(v)]
+    volumes = list_volumes(open_store(), filter_)
     if quiet:
         for volume in volumes:
             print(volume.name)
@@ -160,30 +153,14 @@ def volume_prune(
     force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation."),
 ) -> None:
     """Remove unused local volumes. The anonymous ones, or with -a every one no container uses."""
-    from minirun.containers.mounts import prune_volumes
     from minirun.frontend.filters import Filters
+    from minirun.frontend.volumeinfo import PRUNE_KEYS, prune_volumes
     from minirun.humanize import human_size
 
-    filters = Filters(filter_, ("label", "label!", "all"))
-    everything = all_ or bool(filters.boolean("all"))
+    everything = all_ or bool(Filters(filter_, PRUNE_KEYS).boolean("all"))
     what = "all" if everything else "anonymous"
     if not confirm_removal(f"{what} local volumes not used by at least one container", force):
         return
-    removed, freed = prune_volumes(open_store(), lambda v: not prunable(v, filters, everything))
+    removed, freed = prune_volumes(open_store(), filter_, everything)
     print_deleted("Volumes", removed)
     print(f"Total reclaimed space: {human_size(freed)}")
-
-
-def prunable(volume, filters, everything: bool) -> bool:
-    """docker's prune filters: anonymous only unless -a (or all=true); label= must match,
-    label!= must not."""
-    labels = volume.labels or {}
-    if not everything and not volume.anonymous:
-        return False
-    if not filters.match_labels(labels):
-        return False
-    for value in filters.get("label!"):
-        key, sep, wanted = value.partition("=")
-        if key in labels and (not sep or labels[key] == wanted):
-            return False
-    return True

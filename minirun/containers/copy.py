@@ -457,3 +457,104 @@ def copy_to_container(containers, container, src: str, dst: str, *, archive: boo
     child.wait()
     record_event(containers.store.root, container, "extract-to-dir")
     return copied
+
+
+# -- docker's stat of a container path (the Engine API's archive HEAD) ----------------------------
+
+# Go's os.FileMode type bits, which docker's stat carries as they are (its clients test them)
+_GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
+_GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = 1 << 23, 1 << 22, 1 << 21, 1 << 20
+
+
+def go_file_mode(st_mode: int) -> int:
+    """A stat's st_mode as Go's os.FileMode: the permission bits, and type and set-id bits in
+    Go's own places (not the kernel's)."""
+    import stat
+
+    mode = st_mode & 0o777
+    kind = stat.S_IFMT(st_mode)
+    mode |= {
+        stat.S_IFDIR: _GO_DIR,
+        stat.S_IFLNK: _GO_SYMLINK,
+        stat.S_IFBLK: _GO_DEVICE,
+        stat.S_IFCHR: _GO_DEVICE | _GO_CHARDEV,
+        stat.S_IFIFO: _GO_PIPE,
+        stat.S_IFSOCK: _GO_SOCKET,
+    }.get(kind, 0)
+    if st_mode & stat.S_ISUID:
+        mode |= _GO_SETUID
+    if st_mode & stat.S_ISGID:
+        mode |= _GO_SETGID
+    if st_mode & stat.S_ISVTX:
+        mode |= _GO_STICKY
+    return mode
+
+
+def stat_entry(tree, path: str) -> dict | None:
+    """docker's ContainerStatPath of `path` (in the child): every component's symlink followed
+    but the last's (that one too with a trailing `/`), a link's target given as the container
+    path it reaches; None when there is no such path."""
+    import stat
+
+    from minirun.humanize import rfc3339_ns
+
+    wanted = container_path(path)
+    directory, _, base = wanted.rpartition("/")
+    name = posixpath.basename(wanted.rstrip("/")) if base != "." else "."
+    try:
+        dir_fd = tree.open(directory + "/")
+    except OSError:
+        return None
+    try:
+        if base in ("", "."):
+            st = os.fstat(dir_fd)
+        else:
+            st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+        link_target = ""
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                fd = tree.open(wanted, os.O_PATH)
+            except OSError:  # dangling: where it points, in the container
+                link_target = clean_path(posixpath.join(_view_path(tree.fd, dir_fd), os.readlink(base, dir_fd=dir_fd)))
+            else:
+                try:
+                    link_target = _view_path(tree.fd, fd)
+                finally:
+                    os.close(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(dir_fd)
+    return {
+        "name": name or "/",
+        "size": st.st_size,
+        "mode": go_file_mode(st.st_mode),
+        "mtime": rfc3339_ns(st.st_mtime_ns),
+        "linkTarget": link_target,
+    }
+
+
+def stat_path(containers, container, path: str) -> dict:
+    """docker's stat of a path in a container (running or stopped); NotFound when missing."""
+    from minirun import leanjson
+    from minirun.runtime.containerfs import start_in_view
+
+    spec = view_spec(containers, container)
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+
+    def work(root_fd: int) -> None:  # in the child
+        from minirun.layer.treetar import IN_CONTAINER, Tree
+
+        found = stat_entry(Tree(root_fd, IN_CONTAINER), path)
+        with open(write_fd, "wb") as out:
+            out.write(leanjson.dumps(found).encode())
+
+    child = start_in_view(spec, work, close_in_child=(read_fd,))
+    os.close(write_fd)
+    with open(read_fd, "rb") as stream:
+        data = stream.read()
+    child.wait()
+    found = leanjson.loads(data) if data else None
+    if found is None:
+        raise NotFound(f"Could not find the file {path} in container {container.name}")
+    return found

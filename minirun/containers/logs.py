@@ -115,7 +115,31 @@ def read_entries(
     """The log's entries ({"log", "stream", "time"}), oldest first: the last `tail` (None: all);
     with `follow`, then new ones until `still_running()` says no. `since`: only entries stamped
     at or after it (start -a shows this run only); `until`: only those before it, and a follow
-    ends when the clock reaches it (docker's --until). `logs` prints them, the Engine API frames them."""
+    ends when the clock reaches it (docker's --until). `logs` prints them, the Engine API frames them.
+
+    The log is opened here, at the call, not at the first entry: a reader that answers before it
+    reads (the Engine API sends its headers first; docker-py removes the container, then reads the
+    stream) still has the whole log once the container and its files are gone."""
+    if container.config.log_config.get("Type") == "none":
+        raise MinirunError("configured logging driver does not support reading")
+    path = log_path(container)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        f = None
+    return _read_entries(container, f, path, tail, follow, still_running, since, until)
+
+
+def _read_entries(
+    container,
+    f,
+    path: str,
+    tail: int | None,
+    follow: bool,
+    still_running: Callable[[], bool],
+    since: str,
+    until: str,
+) -> Iterator[dict]:
     if until:
         # nothing stamped at or after `until` is shown: following past it would only wait
         running = still_running
@@ -124,12 +148,7 @@ def read_entries(
             return running() and rfc3339_ns(time.time_ns()) < until
 
         follow = follow and rfc3339_ns(time.time_ns()) < until
-    if container.config.log_config.get("Type") == "none":
-        raise MinirunError("configured logging driver does not support reading")
-    path = log_path(container)
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
+    if f is None:
         if not follow:
             yield from _history(container, b"", tail, since, until)
             return

@@ -123,3 +123,42 @@ def parse_net_dev(lines: list[str]) -> tuple[int, int]:
         rx += int(fields[0])
         tx += int(fields[8])
     return rx, tx
+
+
+# /proc/net/dev's counters, in its order, as docker's NetworkStats names them
+_NET_FIELDS = {
+    0: "rx_bytes",
+    1: "rx_packets",
+    2: "rx_errors",
+    3: "rx_dropped",
+    8: "tx_bytes",
+    9: "tx_packets",
+    10: "tx_errors",
+    11: "tx_dropped",
+}
+
+
+def net_interfaces(pid: int) -> dict[str, dict[str, int]]:
+    """Each interface but lo of `pid`'s network namespace with its counters (the Engine API's
+    `networks`); none when that namespace is the host's (--network host)."""
+    if pid <= 0:
+        return {}
+    try:
+        if os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
+            return {}
+        with open(f"/proc/{pid}/net/dev") as f:
+            lines = f.read().splitlines()[2:]
+    except OSError:
+        return {}
+    return parse_net_interfaces(lines)
+
+
+def parse_net_interfaces(lines: list[str]) -> dict[str, dict[str, int]]:
+    found = {}
+    for line in lines:
+        name, _, counters = line.partition(":")
+        fields = counters.split()
+        if name.strip() == "lo" or len(fields) < 12:
+            continue
+        found[name.strip()] = {key: int(fields[i]) for i, key in _NET_FIELDS.items()}
+    return found

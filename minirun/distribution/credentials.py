@@ -48,6 +48,14 @@ def server_key(server: str) -> str:
 def login(server: str, user: str, password: str) -> str:
     """Check the credentials against the registry (GET /v2/, through its token server when it
     has one), then save them. Returns the key they were saved under."""
+    key = check(server, user, password)
+    save(key, user, password)
+    return key
+
+
+def check(server: str, user: str, password: str) -> str:
+    """Check the credentials against the registry, saving nothing (the Engine API's /auth: the
+    client keeps them); the registry's key."""
     from minirun.distribution.registry import Registry
 
     if not user:
@@ -60,7 +68,6 @@ def login(server: str, user: str, password: str) -> str:
         registry.ping()
     finally:
         registry.close()
-    save(key, user, password)
     return key
 
 

@@ -60,7 +60,15 @@ class LayerVerificationError(MinirunError):
     pass
 
 
-def pull(store: Store, text: str, insecure: bool = False, view: TransferView | None = None) -> PullResult:
+def pull(
+    store: Store,
+    text: str,
+    insecure: bool = False,
+    view: TransferView | None = None,
+    auth: tuple[str, str] | None = None,
+) -> PullResult:
+    """`auth`: the (user, password) to use instead of those `login` saved (the Engine API's
+    X-Registry-Auth header)."""
     from minirun.distribution import credentials
 
     view = view or TransferView()
@@ -68,7 +76,7 @@ def pull(store: Store, text: str, insecure: bool = False, view: TransferView | N
     host = registry_host(ref.domain)
     repo = repository_path(ref.domain, ref.path)
     registry = Registry(
-        host, insecure=insecure, credentials=credentials.lookup(host), scopes=[f"repository:{repo}:pull"]
+        host, insecure=insecure, credentials=auth or credentials.lookup(host), scopes=[f"repository:{repo}:pull"]
     )
     try:
         view.line(f"{ref.digest or ref.tag}: Pulling from {repo}")

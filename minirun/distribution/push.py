@@ -34,7 +34,15 @@ class PushResult:
     size: int
 
 
-def push(store: Store, text: str, insecure: bool = False, view: TransferView | None = None) -> PushResult:
+def push(
+    store: Store,
+    text: str,
+    insecure: bool = False,
+    view: TransferView | None = None,
+    auth: tuple[str, str] | None = None,
+) -> PushResult:
+    """`auth`: the (user, password) to use instead of those `login` saved (the Engine API's
+    X-Registry-Auth header)."""
     from minirun.distribution import credentials
 
     view = view or TransferView()
@@ -58,7 +66,7 @@ def push(store: Store, text: str, insecure: bool = False, view: TransferView | N
     registry = Registry(
         host,
         insecure=insecure,
-        credentials=credentials.lookup(host),
+        credentials=auth or credentials.lookup(host),
         scopes=[f"repository:{repo}:pull,push", *mount_scopes],
     )
     try:

@@ -201,7 +201,7 @@ def network_filter(filters: Filters, in_use: set[str]) -> Callable[[Network], bo
             filters.match("name", n.name)
             and filters.match("id", n.id)
             and filters.match("driver", n.driver)
-            and filters.match_labels({})  # networks carry no labels here
+            and filters.match_labels(n.labels)
             and (not filters.get("scope") or "local" in filters.get("scope"))
             and (not filters.get("type") or ("builtin" if n.predefined else "custom") in filters.get("type"))
             and (dangling is None or dangling == (n.name not in in_use and not n.predefined))

@@ -101,7 +101,8 @@ class Network(Record):
     bridge: str  # the host device; "" for host and null
     subnet: str  # "" until the bridge is made (the default network takes minirun0's)
     gateway: str
-    DEFAULTS = {"bridge": "", "subnet": "", "gateway": ""}
+    labels: dict[str, str]  # network create --label (compose marks its networks so)
+    DEFAULTS = {"bridge": "", "subnet": "", "gateway": "", "labels": dict}
 
     @property
     def predefined(self) -> bool:
@@ -170,7 +171,12 @@ class Networks:
         raise NotFound(f"network {text} not found")
 
     def create(
-        self, name: str, subnet: str | None = None, gateway: str | None = None, driver: str = "bridge"
+        self,
+        name: str,
+        subnet: str | None = None,
+        gateway: str | None = None,
+        driver: str = "bridge",
+        labels: dict[str, str] | None = None,
     ) -> Network:
         """A user bridge network; its bridge is made now (subnet checked against the host)."""
         validate_network_name(name)
@@ -190,6 +196,7 @@ class Networks:
                 raise Conflict(f"network with name {name} already exists")
             network = _new_network(name, driver, "")
             network.bridge = f"{BRIDGE_PREFIX}-{network.id[:7]}"
+            network.labels = dict(labels or {})
             if wanted is not None:
                 network.subnet = f"{int_to_ip(wanted[0])}/{wanted[1]}"
                 network.gateway = gateway or int_to_ip(wanted[0] + 1)

@@ -5,84 +5,16 @@ its socket gone."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-DOCKER = Path(__file__).resolve().parents[2] / ".venv" / "docker" / "docker"
-
-
-class _UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=30)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self.path)
-
-
-class Service:
-    def __init__(self, path: str, process: subprocess.Popen) -> None:
-        self.path, self.process = path, process
-        self.env = dict(os.environ, DOCKER_HOST=f"unix://{path}", DOCKER_CONFIG=os.path.dirname(path))
-
-    def docker(self, *args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-        assert DOCKER.is_file(), f"{DOCKER}: scripts/setup.sh --test puts Debian's docker client there"
-        return subprocess.run(
-            [str(DOCKER), *args], env=self.env, input=input, capture_output=True, text=True, timeout=timeout
-        )
-
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict, bytes]:
-        connection = _UnixHTTP(self.path)
-        try:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-            response = connection.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        finally:
-            connection.close()
-
-
-def start_service(root: str, directory: Path, *extra: str) -> Service:
-    from minirun import hostwide
-
-    os.makedirs(hostwide.RUN_DIR, exist_ok=True)
-    path = os.path.join(hostwide.RUN_DIR, f"api-{uuid.uuid4().hex[:12]}.sock")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "minirun", "system", "service", *extra, f"unix://{path}"],
-        env=dict(os.environ, MINIRUN_ROOT=root),
-        stdout=subprocess.DEVNULL,
-        stderr=open(directory / "service.log", "wb"),
-    )
-    deadline = time.monotonic() + 30
-    while not os.path.exists(path):
-        assert process.poll() is None, (directory / "service.log").read_text()
-        assert time.monotonic() < deadline, "the service did not listen"
-        time.sleep(0.02)
-    return Service(path, process)
-
-
-@pytest.fixture
-def service(isolated_store, busybox, tmp_path):
-    found = start_service(str(isolated_store), tmp_path, "--time", "0")
-    yield found
-    for container in found.docker("ps", "-aq").stdout.split():
-        found.docker("rm", "-f", container)
-    found.process.send_signal(signal.SIGTERM)
-    assert found.process.wait(timeout=60) == 0, (tmp_path / "service.log").read_text()
-    assert not os.path.exists(found.path)
-    assert "Traceback" not in (tmp_path / "service.log").read_text(), (tmp_path / "service.log").read_text()
+from tests.e2e.engineapi import DOCKER, service, start_service  # noqa: F401  (service: a fixture)
 
 
 def test_ping_heads_without_a_body_and_the_socket_is_roots_alone(service):
@@ -198,3 +130,167 @@ def test_the_service_exits_when_idle_and_takes_its_socket(isolated_store, busybo
     assert found.request("GET", "/_ping")[0] == 200
     assert found.process.wait(timeout=30) == 0
     assert not os.path.exists(found.path)
+
+
+def test_docker_network_create_ls_inspect_rm_prune(service):
+    done = service.docker("network", "create", "--label", "team=a", "--subnet", "10.67.201.0/24", "apinet")
+    assert done.returncode == 0 and len(done.stdout.strip()) == 64, done.stderr
+    network_id = done.stdout.strip()
+    done = service.docker("network", "ls", "--format", "{{.Name}} {{.Driver}}", "--filter", "label=team=a")
+    assert done.stdout == "apinet bridge\n", done.stderr
+    assert service.docker("network", "ls", "-q", "--filter", "name=^apinet$").stdout.strip() == network_id[:12]
+    names = service.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert {"bridge", "host", "none", "apinet"} <= set(names)
+    assert service.docker("network", "create", "apinet").returncode == 1  # a duplicate: 409
+    done = service.docker("run", "-d", "--name", "onnet", "--network", "apinet", "--network-alias", "svc",
+                          "busybox", "sleep", "300")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    document = json.loads(service.docker("network", "inspect", "apinet").stdout)[0]
+    assert document["Id"] == network_id and document["Labels"] == {"team": "a"}
+    assert document["IPAM"]["Config"] == [{"Subnet": "10.67.201.0/24", "Gateway": "10.67.201.1"}]
+    assert [c["Name"] for c in document["Containers"].values()] == ["onnet"]
+    aliases = json.loads(service.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", "onnet").stdout)
+    assert aliases["apinet"]["Aliases"][0] == "svc" and aliases["apinet"]["IPAddress"].startswith("10.67.201.")
+    done = service.docker("network", "rm", "apinet")
+    assert done.returncode == 1 and "active endpoints" in done.stderr
+    assert service.docker("rm", "-f", "onnet").returncode == 0
+    assert service.docker("network", "rm", "apinet").stdout == "apinet\n"
+    done = service.docker("network", "inspect", "apinet")
+    assert done.returncode == 1 and "No such network: apinet" in done.stderr
+    assert service.docker("network", "create", "spare").returncode == 0
+    done = service.docker("network", "prune", "-f")
+    assert (done.returncode, done.stdout) == (0, "Deleted Networks:\nspare\n\n"), done.stderr
+    status, _, body = service.request("POST", "/networks/bridge/connect", {"Container": "x"})
+    assert status == 501 and "not supported" in json.loads(body)["message"]
+
+
+def test_docker_volume_create_ls_inspect_rm_prune(service):
+    done = service.docker("volume", "create", "--label", "team=a", "data")
+    assert (done.returncode, done.stdout) == (0, "data\n"), done.stderr
+    assert service.docker("volume", "ls", "-q", "--filter", "label=team=a").stdout == "data\n"
+    document = json.loads(service.docker("volume", "inspect", "data").stdout)[0]
+    assert (document["Name"], document["Driver"], document["Labels"]) == ("data", "local", {"team": "a"})
+    done = service.docker("run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo kept > /data/f")
+    assert done.returncode == 0, done.stderr
+    assert Path(document["Mountpoint"], "f").read_text() == "kept\n"
+    assert service.docker("run", "-d", "--name", "user", "-v", "data:/data", "busybox", "sleep", "300").returncode == 0
+    done = service.docker("volume", "rm", "data")
+    assert done.returncode == 1 and "volume is in use" in done.stderr
+    assert service.docker("rm", "-f", "user").returncode == 0
+    assert service.docker("volume", "rm", "data").stdout == "data\n"
+    assert service.docker("volume", "inspect", "data").returncode == 1
+    anonymous = service.docker("volume", "create").stdout.strip()
+    assert service.docker("volume", "create", "named").returncode == 0
+    status, _, body = service.request("POST", "/v1.43/volumes/prune")  # since 1.42: the anonymous ones
+    assert (status, json.loads(body)["VolumesDeleted"]) == (200, [anonymous])
+    assert service.docker("volume", "create", "--label", "keep=1", "kept").returncode == 0
+    done = service.docker("volume", "prune", "-f", "--filter", "label!=keep")  # 1.41: every unused one
+    assert done.returncode == 0 and done.stdout.startswith("Deleted Volumes:\nnamed\n"), done.stderr
+    assert service.docker("volume", "ls", "-q").stdout == "kept\n"
+
+
+def test_docker_ps_lists_published_ports(service):
+    done = service.docker("run", "-d", "--name", "pub", "-p", "127.0.0.1::80", "busybox", "sleep", "300")
+    assert done.returncode == 0, done.stderr
+    port = service.docker("port", "pub", "80").stdout.strip()
+    assert port.startswith("127.0.0.1:")
+    done = service.docker("ps", "--format", "{{.Ports}}")
+    assert done.stdout == f"{port}->80/tcp\n", done.stderr
+
+
+def test_docker_events_since_until_with_filters_and_streamed(service):
+    since = f"{time.time():.3f}"
+    assert service.docker("run", "--rm", "--name", "ev", "-l", "kind=probe", "busybox", "true").returncode == 0
+    until = f"{time.time() + 0.001:.3f}"
+    done = service.docker(
+        "events", "--since", since, "--until", until, "--filter", "type=container", "--filter", "label=kind=probe",
+        "--format", "{{.Action}} {{.Actor.Attributes.name}}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    actions = [line.split()[0] for line in done.stdout.splitlines()]
+    assert actions[:2] == ["create", "attach"] or actions[0] == "create", actions
+    assert {"start", "die", "destroy"} <= set(actions) and all(
+        line.endswith(" ev") for line in done.stdout.splitlines()
+    )
+    since = f"{time.time():.3f}"
+    watcher = subprocess.Popen(
+        [
+            str(DOCKER),
+            "events",
+            "--since",
+            since,
+            "--filter",
+            "type=network",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ],
+        env=service.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert service.docker("network", "create", "first").returncode == 0
+        assert watcher.stdout.readline() == "create first\n"
+        # the watcher is following now: the next one comes as it happens
+        assert service.docker("network", "rm", "first").returncode == 0
+        assert watcher.stdout.readline() == "destroy first\n"
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_docker_system_df(service):
+    assert service.docker("run", "-d", "--name", "dfc", "-v", "dfvol:/data", "busybox", "sleep", "300").returncode == 0
+    done = service.docker("system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:3] == ["Images 1 1", "Containers 1 1", "Local Volumes 1 1"]
+    verbose = service.docker("system", "df", "-v")
+    assert "dfvol" in verbose.stdout and "dfc" in verbose.stdout
+
+
+def test_the_installed_command_serves_what_forks_in_workers(isolated_store, busybox, tmp_path):
+    """Through `minirun` as scripts/setup.sh writes it (launcher.py), not `python -m minirun`: a
+    create runs in a spawned worker, which runs the parent's __main__ file again; without the
+    script's __name__ guard every worker ran the CLI and died."""
+    command = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "minirun"
+    service = start_service(str(isolated_store), tmp_path, "--time", "0", command=[str(command)])
+    try:
+        done = service.docker("run", "--rm", "busybox", "echo", "hi")
+        assert (done.returncode, done.stdout) == (0, "hi\n"), done.stderr
+    finally:
+        service.process.send_signal(signal.SIGTERM)
+        assert service.process.wait(timeout=60) == 0, (tmp_path / "service.log").read_text()
+
+
+def test_docker_logs_follow_and_attach_end_with_the_container(service):
+    """`docker logs -f` prints the history, then what comes, and returns when the container ends;
+    `docker attach` shows the running container's output from then on and exits with its code."""
+    started = service.docker(
+        "run", "-d", "--name", "talker", "busybox", "sh", "-c",
+        "echo first; until [ -e /tmp/go ]; do echo tick; sleep 0.1; done; echo last; exit 7",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    pipes = {"env": service.env, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    follow = subprocess.Popen([str(DOCKER), "logs", "-f", "talker"], **pipes)
+    attach = subprocess.Popen([str(DOCKER), "attach", "--no-stdin", "talker"], **pipes)
+    assert follow.stdout is not None and attach.stdout is not None
+    assert follow.stdout.readline() == "first\n"
+    assert attach.stdout.readline() == "tick\n"  # attached: the live output flows
+    assert service.docker("exec", "talker", "touch", "/tmp/go").returncode == 0
+    out, err = follow.communicate(timeout=60)
+    assert follow.returncode == 0 and out.endswith("tick\nlast\n"), (out, err)
+    out, err = attach.communicate(timeout=60)
+    assert attach.returncode == 7 and out.endswith("last\n"), (out, err)
+
+
+def test_docker_py_diff(service):
+    import docker
+
+    client = docker.DockerClient(base_url=f"unix://{service.path}", version="auto")
+    container = client.containers.run(
+        "busybox", ["sh", "-c", "mkdir /made && touch /made/f && rm /etc/group"], detach=True
+    )
+    assert container.wait()["StatusCode"] == 0
+    changes = {(c["Path"], c["Kind"]) for c in container.diff()}
+    assert {("/made", 1), ("/made/f", 1), ("/etc", 0), ("/etc/group", 2)} <= changes, changes
+    container.remove()

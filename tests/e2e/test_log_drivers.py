@@ -154,3 +154,20 @@ def test_bad_log_options_are_refused_before_anything_is_created(cli, busybox, ar
 def test_unbounded_on_request(cli, busybox):
     cid = run_d(cli, "--log-opt", "max-size=-1", "--log-opt", "max-file=1", "busybox", "true")
     assert json.loads(cli("inspect", cid).out)[0]["HostConfig"]["LogConfig"]["Config"]["max-size"] == "-1"
+
+
+def test_a_log_read_begun_before_the_container_is_removed_reads_it_whole(cli, busybox, store):
+    """read_entries opens the log at the call: a reader that answers first and reads after (the
+    Engine API sends its headers; docker-py's run() then removes the container and reads the
+    stream) still gets every line, the container and its files gone meanwhile."""
+    from minirun.containers.container import Containers
+    from minirun.containers.logs import read_entries
+
+    done = cli("run", "-d", "--name", "gone", "busybox", "sh", "-c", "echo one; echo two")
+    assert done.code == 0, done.err
+    containers = Containers(store)
+    assert wait_until(lambda: containers.find("gone").state.get("Status") == "exited")
+    entries = read_entries(containers.find("gone"), None, True, lambda: False)
+    assert cli("rm", "gone").code == 0
+    assert not os.path.exists(os.path.join(str(store.root), "containers", done.out.strip()))
+    assert [e["log"] for e in entries] == ["one\n", "two\n"]

@@ -107,3 +107,71 @@ def test_filters_query_is_the_clis_words():
     assert filters(request) == ["status=running", "label=a=b"]  # type: ignore[arg-type]
     with pytest.raises(ApiError):
         filters(_Request({"filters": "[1]"}))  # type: ignore[arg-type]
+
+
+def test_go_file_modes_are_gos_bits():
+    import stat
+
+    from minirun.containers.copy import go_file_mode
+
+    assert go_file_mode(stat.S_IFREG | 0o644) == 0o644
+    assert go_file_mode(stat.S_IFDIR | 0o1777) == (1 << 31) | (1 << 20) | 0o777  # ModeDir|ModeSticky
+    assert go_file_mode(stat.S_IFLNK | 0o777) == (1 << 27) | 0o777
+    assert go_file_mode(stat.S_IFCHR | 0o666) == (1 << 26) | (1 << 21) | 0o666  # ModeDevice|ModeCharDevice
+    assert go_file_mode(stat.S_IFREG | stat.S_ISUID | 0o755) == (1 << 23) | 0o755
+
+
+def test_an_update_config_is_the_clis_update():
+    from minirun.api.resources import update_changes
+
+    # what the docker CLI sends for `update --memory 64m --restart on-failure:3`: zeros unchanged
+    config = {"Memory": 64 << 20, "MemorySwap": 0, "NanoCpus": 0, "CpuShares": 0, "CpusetCpus": "", "CpuQuota": 0}
+    config["RestartPolicy"] = {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert update_changes(config) == (
+        {"Memory": 64 << 20},
+        {"Name": "on-failure", "MaximumRetryCount": 3},
+        [],
+    )
+    assert update_changes({"CpuQuota": 50_000, "CpuPeriod": 100_000})[0] == {"NanoCpus": 500_000_000}
+    assert update_changes({"PidsLimit": -1, "RestartPolicy": {"Name": ""}})[:2] == ({"PidsLimit": -1}, None)
+    assert update_changes({"BlkioWeight": 300})[2] == ["minirun does not apply BlkioWeight: it was ignored"]
+    with pytest.raises(ApiError):
+        update_changes({"Memory": "64m"})
+
+
+def test_a_stats_document_is_what_docker_clients_compute_from():
+    from types import SimpleNamespace
+
+    from minirun.api.resources import document
+    from minirun.containers.stats import Sample
+
+    usage = {"cpu_ns": 3_000, "memory": 10 << 20, "memory_limit": 0, "pids": 2, "blk_read": 5, "blk_write": 7}
+    before = SimpleNamespace(sample=Sample({**usage, "cpu_ns": 1_000}, 100_000, (0, 0)), read="T0", networks={})
+    after = SimpleNamespace(sample=Sample(usage, 200_000, (0, 0)), read="T1", networks={"eth0": {"rx_bytes": 1}})
+    container = SimpleNamespace(name="web", id="abc", config=SimpleNamespace(resources={"PidsLimit": 9}))
+    found = document(container, after, before, 1 << 30, 2)
+    assert found["cpu_stats"]["cpu_usage"]["total_usage"] == 3_000 and found["cpu_stats"]["system_cpu_usage"] == 200_000
+    assert found["precpu_stats"]["cpu_usage"]["total_usage"] == 1_000 and found["cpu_stats"]["online_cpus"] == 2
+    assert (
+        found["memory_stats"]["usage"] == 10 << 20 and found["memory_stats"]["limit"] == 1 << 30
+    )  # no limit: the host's
+    assert found["pids_stats"] == {"current": 2, "limit": 9} and found["networks"] == {"eth0": {"rx_bytes": 1}}
+    assert [e["value"] for e in found["blkio_stats"]["io_service_bytes_recursive"]] == [5, 7]
+    assert (found["name"], found["read"], found["preread"]) == ("/web", "T1", "T0")
+    stopped = document(container, None, None, 1 << 30, 2)
+    assert stopped["memory_stats"] == {} and stopped["read"] == "0001-01-01T00:00:00Z"
+
+
+def test_net_dev_lines_are_dockers_network_counters():
+    from minirun.containers.stats import parse_net_interfaces
+
+    lines = [
+        "    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0",
+        "  eth0:    1500      12    1    2    0     0          0         0      700       9    3    4    0     0       0          0",
+    ]
+    assert parse_net_interfaces(lines) == {
+        "eth0": {
+            "rx_bytes": 1500, "rx_packets": 12, "rx_errors": 1, "rx_dropped": 2,
+            "tx_bytes": 700, "tx_packets": 9, "tx_errors": 3, "tx_dropped": 4,
+        }
+    }  # fmt: skip

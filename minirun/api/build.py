@@ -1,0 +1,48 @@
+"""`POST /build`: docker's classic builder's API (BuildKit's session is not served: clients use it
+with DOCKER_BUILDKIT=0, and `Builder-Version: 1` in /_ping says so). The body is the context's
+tar; the build runs as a job process (buildjob.py)."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from minirun.api.common import flag
+from minirun.api.errors import ApiError
+
+
+def _map(request: web.Request, name: str) -> dict[str, str]:
+    text = request.query.get(name, "")
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ApiError(400, f"invalid {name}: {text!r}") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, f"invalid {name}: an object is expected")
+    return {str(k): "" if v is None else str(v) for k, v in value.items()}
+
+
+async def build(request: web.Request) -> web.StreamResponse:
+    from minirun.api.jobrunner import run_job
+
+    if request.query.get("remote"):
+        raise ApiError(501, "a remote build context is not supported: send the context as a tar")
+    if request.query.get("version") == "2":
+        raise ApiError(501, "BuildKit is not supported: build with DOCKER_BUILDKIT=0 (the classic builder)")
+    params = {
+        "dockerfile": request.query.get("dockerfile", ""),
+        "tags": request.query.getall("t", []),
+        "buildargs": _map(request, "buildargs"),
+        "labels": _map(request, "labels"),
+        "nocache": flag(request, "nocache"),
+        "quiet": flag(request, "q"),
+        "target": request.query.get("target", ""),
+        "pull": flag(request, "pull"),
+    }
+    return await run_job(request, "build", params, body=True)
+
+
+ROUTES = [web.post("/build", build)]

@@ -1,0 +1,73 @@
+"""docker-compose 1.29 (Debian's, on the system python3 and its docker-py) drives minirun through
+the Engine API: a project's network, two services that find each other by name on it, ps, logs,
+down. Each test has a service of its own (engineapi.py) and a project name of its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.e2e.engineapi import service  # noqa: F401  (a fixture)
+
+COMPOSE = shutil.which("docker-compose") or "/usr/bin/docker-compose"
+
+PROJECT_FILE = """\
+version: "3.8"
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www"]
+    stop_grace_period: 1s
+  client:
+    image: busybox
+    depends_on: [web]
+    command: ["sh", "-c", "until wget -q -O - http://web/; do sleep 0.2; done; exec sleep 300"]
+    stop_grace_period: 1s
+"""
+
+
+@pytest.fixture
+def compose(service, tmp_path):  # noqa: F811
+    assert os.access(COMPOSE, os.X_OK), "scripts/setup.sh --test installs Debian's docker-compose"
+    (tmp_path / "docker-compose.yml").write_text(PROJECT_FILE)
+    env = dict(service.env, COMPOSE_PROJECT_NAME=f"t{uuid.uuid4().hex[:10]}")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [COMPOSE, "--no-ansi", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
+        )
+
+    run.project = env["COMPOSE_PROJECT_NAME"]  # type: ignore[attr-defined]
+    yield run
+    run("down", "--timeout", "1")  # a test that failed halfway leaves no network behind
+
+
+def test_compose_up_ps_logs_down(compose, service):  # noqa: F811
+    project = compose.project
+    done = compose("up", "-d")
+    assert done.returncode == 0, done.stderr
+    assert f'Creating network "{project}_default"' in done.stderr
+    deadline = time.monotonic() + 60
+    while "hello-from-web" not in (logs := compose("logs", "--no-color", "client")).stdout:
+        assert time.monotonic() < deadline, (logs.stdout, logs.stderr)
+        time.sleep(0.2)
+    assert "client_1  | hello-from-web" in logs.stdout
+    lines = compose("ps").stdout.splitlines()
+    assert sorted(line.split()[0] for line in lines[2:]) == [f"{project}_client_1", f"{project}_web_1"]
+    assert all(" Up " in line for line in lines[2:]), lines
+    networks = service.docker(
+        "network", "ls", "--format", "{{.Name}}", "--filter", f"label=com.docker.compose.project={project}"
+    )
+    assert networks.stdout == f"{project}_default\n"
+    again = compose("up", "-d")  # the same project again: nothing to recreate
+    assert again.returncode == 0 and "up-to-date" in again.stderr, again.stderr
+    done = compose("down")
+    assert done.returncode == 0, done.stderr
+    assert f"Removing network {project}_default" in done.stderr
+    assert service.docker("ps", "-aq").stdout == ""
+    assert project not in service.docker("network", "ls").stdout
