@@ -468,6 +468,13 @@ def fork_owned(cgroup_fd: int = -1) -> tuple[int, bool]:
     return (_raw_fork(flags) if flags else os.fork()), False
 
 
+def fork_sibling() -> int:
+    """fork(), the child made the caller's parent's (CLONE_PARENT): a runtime's stage that exits
+    once it forked hands the child to the runtime, which waits for it. Single-threaded callers
+    only (_raw_fork)."""
+    return _raw_fork(CLONE_PARENT)
+
+
 def _single_threaded() -> bool:
     """The kernel's count (/proc/self/stat's 20th field), whatever started the threads."""
     try:

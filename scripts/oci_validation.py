@@ -16,7 +16,10 @@ What it does:
     --root of this run's own (never /run/runc or /run/minirun-oci), bundles in a TMPDIR of its own;
     minirun-oci's cgroup parent (where a config without cgroupsPath, or with a relative one, puts
     its container) is this run's own too, MINIRUN_CGROUP_PARENT=ocival<pid>, removed at the end;
-  - counts each test's TAP lines (ok, not ok, skip; a test without its plan line crashed) and prints
+  - counts each test's TAP lines (ok, not ok, skip) and how it ended: without its plan line and
+    with an error exit it crashed, without TAP and exit 0 it passed (a _fail test refused as it
+    wished); the plan 1..0 after an error's diagnostic: it gave up before its first check; its
+    checks then an error exit (util.Fatal): it failed after them. It prints
     a table, the totals, and every check minirun-oci fails that runc passes, with its diagnostic.
 The host's cgroup dirs are listed before and after: a new dir of the suite's naming (its
 cgroupsPath "cgrouptest", "testdir/cgrouptest/container", or a container id, which it makes a
@@ -97,13 +100,36 @@ class Counts:
                         break
                     detail.append(follow.strip())
                 self.failures.append(line + (" | " + " ".join(detail) if detail else ""))
-        self.crashed = not any(re.fullmatch(r"1\.\.\d+", line) for line in lines)
+        planned = any(re.fullmatch(r"1\.\.\d+", line) for line in lines)
+        # A _fail test that got the refusal it wanted exits 0 without TAP (process_rlimits_fail):
+        # passed. Without a plan and with an error exit, it crashed.
+        self.untapped = not planned and code == 0
+        self.crashed = not planned and code != 0
         if self.crashed:
             self.failures.append(f"no TAP plan (exit {code}): " + " | ".join(lines[-4:]))
+        # After its checks, util.Fatal (exit 1) says the test failed all the same
+        # (process_capabilities_fail when the runtime ran what it should have refused).
+        self.exited = planned and code != 0 and bool(self.passed or self.failed or self.skipped)
+        if self.exited:
+            last = [line.strip() for line in lines if line.strip() and not re.fullmatch(r"1\.\.\d+", line)]
+            self.failures.append(f"exit {code} after its checks: " + " | ".join(last[-2:])[:250])
+        # A test that gave up before its first check prints the plan "1..0" after why: the YAML of
+        # an error (exit 0), or util.Fatal's words (exit 1). No check failed, yet it did not pass.
+        # (A test with no checks of its own, prestart_fail say, passes with 1..0 alone and exit 0.)
+        said = [line.strip() for line in lines if line.strip() and line not in ("TAP version 13", "1..0")]
+        errors = [line for line in said if line.startswith('"error"')]
+        if code != 0 and not errors:
+            errors = [line for line in said if "error" in line] or said[-1:]
+        self.gave_up = "1..0" in lines and bool(errors) and not (self.passed or self.failed or self.skipped)
+        if self.gave_up:
+            self.failures.append(f"no checks run (1..0, exit {code}): " + errors[0][:250])
 
     def cell(self) -> str:
         text = f"{self.passed:>3} {self.failed:>3} {self.skipped:>3}"
-        return text + (" crashed" if self.crashed else "        ")
+        for flag, word in ((self.crashed, "crashed"), (self.gave_up, "gave up"), (self.exited, "exit!=0")):
+            if flag:
+                return f"{text} {word}"
+        return f"{text} no TAP" if self.untapped else f"{text}        "
 
 
 def mounts_under(path: str) -> list[str]:
@@ -143,6 +169,9 @@ def main() -> int:
     src = os.path.abspath(args.src)
     before = cgroup_dirs()
     work = tempfile.mkdtemp(prefix="minirun-ocival-", dir="/var/tmp")
+    # searchable by all (not readable): a user namespace's root, an unprivileged host uid, must
+    # reach the bundles below it (linux_uid_mappings, linux_ns_nopath), with runc as with ours
+    os.chmod(work, 0o711)
     leftovers: list[str] = []
     removed = 0
     try:
@@ -176,15 +205,28 @@ def main() -> int:
         for rt in runtimes:
             rows = [r[rt] for r in results.values()]
             total = sum(c.passed for c in rows), sum(c.failed for c in rows), sum(c.skipped for c in rows)
-            crashed = sum(c.crashed for c in rows)
-            print(f"  total {rt:<12}: {total[0]} ok, {total[1]} not ok, {total[2]} skipped; {crashed} tests crashed")
+            crashed, gave_up = sum(c.crashed for c in rows), sum(c.gave_up for c in rows)
+            exited, untapped = sum(c.exited for c in rows), sum(c.untapped for c in rows)
+            print(
+                f"  total {rt:<12}: {total[0]} ok, {total[1]} not ok, {total[2]} skipped; {crashed} tests "
+                f"crashed, {gave_up} gave up before a check, {exited} failed after their checks; "
+                f"{untapped} passed without TAP"
+            )
         for rt in runtimes:
             print(f"  {rt}'s failures (each with the other's result for the same test):")
             other_rt = "runc" if rt != "runc" else "minirun-oci"
             for name, row in results.items():
                 for failure in row[rt].failures:
                     other = row[other_rt]
-                    verdict = f"{other_rt}: " + ("crashed" if other.crashed else f"{other.failed} not ok")
+                    verdict = f"{other_rt}: " + (
+                        "crashed"
+                        if other.crashed
+                        else "gave up"
+                        if other.gave_up
+                        else "exit!=0"
+                        if other.exited
+                        else f"{other.failed} not ok"
+                    )
                     print(f"    {name}: {failure[:300]}  [{verdict}]")
     finally:
         # the suite's relative cgroupsPath leaves its parents (testdir/cgrouptest) with both

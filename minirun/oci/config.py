@@ -8,6 +8,7 @@ one line naming the field."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from minirun import linux
@@ -17,7 +18,7 @@ from minirun.runtime.launch import LaunchPlan
 from minirun.runtime.privileges import CAPABILITIES
 
 OCI_VERSION = "1.0.2"
-NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
+NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user")
 CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 RLIM_INFINITY = 2**64 - 1
@@ -100,6 +101,14 @@ _RLIMITS = {
 }
 
 
+# SemVer 2.0.0's grammar (semver.org), its numbers without leading zeros
+_SEMVER = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(-(0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*)?"
+    r"(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?"
+)
+
+
 class ConfigError(MinirunError):
     """A config.json minirun-oci cannot run: bad, or asking for what is not supported yet."""
 
@@ -115,6 +124,7 @@ class Bundle(Record):
     annotations: dict[str, str]
     rootfs: str
     terminal: bool
+    warnings: list[str]  # what the bundle asks and this runtime ignores, as runc does: logged
 
 
 def load(bundle: str) -> dict[str, Any]:
@@ -136,6 +146,10 @@ def load(bundle: str) -> dict[str, Any]:
 def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_parent: str) -> Bundle:
     """The bundle's LaunchPlan and runtime settings; ConfigError for what cannot run."""
     bundle = os.path.abspath(bundle)
+    version = config.get("ociVersion")
+    if not isinstance(version, str) or not _SEMVER.fullmatch(version) or not version.startswith("1."):
+        # the spec's rule: SemVer 2.0.0; runc takes anything, runtime-tools' suite wants an error
+        raise ConfigError(f"ociVersion {version!r}: a SemVer 1.x.y version is required")
     process = config.get("process")
     if not isinstance(process, dict):
         raise ConfigError("process property must not be empty")
@@ -158,6 +172,7 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
     if not cwd.startswith("/"):
         raise ConfigError("cwd property must not be empty and must be an absolute path")
     user = process.get("user") or {}
+    capability_sets, ignored_caps = translate_capabilities(process.get("capabilities") or {})
     plan = LaunchPlan(
         store_root="",
         lowers=[],
@@ -174,14 +189,14 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
         interactive=True,  # stdio as the caller gave it (containerd's fifos), never /dev/null
         tty=bool(process.get("terminal")),
         join_netns=paths.pop("network", ""),
-        host_namespaces=[n for n in ("pid", "ipc", "uts", "cgroup") if n not in namespaces],
+        host_namespaces=[n for n in ("pid", "ipc", "uts", "cgroup", "mount") if n not in namespaces],
         namespace_paths=paths,
         root_dir=rootfs,
         mounts=[mount_of(m, bundle) for m in config.get("mounts") or []],
         masked_paths=list(linux_.get("maskedPaths") or []),
         readonly_paths=list(linux_.get("readonlyPaths") or []),
         device_nodes=[_device_node(d) for d in linux_.get("devices") or []],
-        capability_sets=translate_capabilities(process.get("capabilities") or {}),
+        capability_sets=capability_sets,
         no_new_privileges=bool(process.get("noNewPrivileges")),
         ulimits=[translate_rlimit(r) for r in process.get("rlimits") or []],
         group_add=[str(int(g)) for g in user.get("additionalGids") or []],
@@ -190,13 +205,17 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
         rootfs_propagation=_propagation(linux_.get("rootfsPropagation") or ""),
         exact_env=True,
         umask=user.get("umask"),
+        userns="user" in namespaces and "user" not in paths,
+        uid_mappings=_mappings(linux_, "uidMappings", "user" in namespaces),
+        gid_mappings=_mappings(linux_, "gidMappings", "user" in namespaces),
     )
     size = process.get("consoleSize") or {}
     if size.get("height") and size.get("width"):
         plan.rows, plan.cols = int(size["height"]), int(size["width"])
     plan.capabilities = list((plan.capability_sets or {}).get("bounding") or [])
-    if "mount" not in namespaces:
-        raise ConfigError("a container without a mount namespace of its own is not supported")
+    if "mount" not in namespaces and (plan.masked_paths or plan.readonly_paths):
+        # (runc's rule and words: the host's /proc and /sys would be the ones masked)
+        raise ConfigError("unable to restrict sys entries without a private MNT namespace")
     resources = linux_.get("resources") or {}
     seccomp = linux_.get("seccomp")
     if seccomp:
@@ -213,6 +232,9 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
         for hook in entries or []:
             if not str(hook.get("path", "")).startswith("/"):
                 raise ConfigError(f"{kind} hook: path must be absolute")
+    present = {kind for kind, entries in hooks.items() if entries}
+    plan.hooks_point = bool(present & {"prestart", "createRuntime", "createContainer"})
+    plan.container_hooks = {k: list(hooks[k]) for k in ("createContainer", "startContainer") if k in present}
     return Bundle(
         plan=plan,
         cgroup=cgroup,
@@ -222,6 +244,7 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
         annotations={str(k): str(v) for k, v in (config.get("annotations") or {}).items()},
         rootfs=rootfs,
         terminal=plan.tty,
+        warnings=[f"ignoring unknown or unavailable capabilities: {', '.join(ignored_caps)}"] if ignored_caps else [],
     )
 
 
@@ -235,8 +258,6 @@ def _refuse(config: dict[str, Any], linux_: dict[str, Any], process: dict[str, A
         ("process.scheduler", process.get("scheduler"), ""),
         ("linux.personality", linux_.get("personality"), ""),
         ("linux.intelRdt", linux_.get("intelRdt"), ""),
-        ("linux.uidMappings", linux_.get("uidMappings"), "user namespaces"),
-        ("linux.gidMappings", linux_.get("gidMappings"), "user namespaces"),
         ("domainname", config.get("domainname"), ""),
     ]
     for name, value, why in unsupported:
@@ -249,18 +270,38 @@ def _namespaces(entries: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]
     paths: dict[str, str] = {}
     for entry in entries:
         kind = entry.get("type", "")
-        if kind in ("user", "time"):
-            raise ConfigError(f"{kind} namespaces are not supported by minirun-oci")
+        if kind == "time":
+            raise ConfigError("time namespaces are not supported by minirun-oci")
         if kind not in NAMESPACES:
             raise ConfigError(f"namespace type {kind!r} is unknown")
         if kind in seen:
             raise ConfigError(f"duplicated namespace {kind!r}")
         seen.add(kind)
         if entry.get("path"):
-            if kind == "mount":
-                raise ConfigError("joining a mount namespace by path is not supported by minirun-oci")
             paths[kind] = str(entry["path"])
     return seen, paths
+
+
+def _mappings(linux_: dict[str, Any], key: str, userns: bool) -> list[list[int]]:
+    """linux.uidMappings or gidMappings as [inside, outside, count] (runc's rules: a new user
+    namespace needs both; none without one; a joined one takes the maps it has)."""
+    entries = linux_.get(key) or []
+    if entries and not userns:
+        raise ConfigError("user namespace mappings specified, but user namespace isn't enabled in the config")
+    namespaces = linux_.get("namespaces") or []
+    joined = any(n.get("type") == "user" and n.get("path") for n in namespaces)
+    if userns and not joined and not entries:
+        raise ConfigError(f"user namespaces enabled, but no {key} found")
+    found = []
+    for entry in entries:
+        try:
+            inside, outside, count = (int(entry[k]) for k in ("containerID", "hostID", "size"))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"linux.{key}: each needs containerID, hostID and size") from None
+        if min(inside, outside) < 0 or count <= 0:
+            raise ConfigError(f"linux.{key}: {entry} is no mapping")
+        found.append([inside, outside, count])
+    return [] if joined else found
 
 
 def mount_of(entry: dict[str, Any], bundle: str) -> Any:
@@ -312,15 +353,26 @@ def _propagation(name: str) -> int:
     return PROPAGATION[name]
 
 
-def translate_capabilities(caps: dict[str, Any]) -> dict[str, list[str]]:
-    sets = {}
+def translate_capabilities(caps: dict[str, Any], last_cap: int | None = None) -> tuple[dict[str, list[str]], list[str]]:
+    """The five sets, and the names left out of them: unknown ones and those the kernel does not
+    have (above `last_cap`, by default /proc/sys/kernel/cap_last_cap's), which runc 1.1 ignores
+    with a warning ("ignoring unknown or unavailable capabilities")."""
+    if last_cap is None:
+        last_cap = kernel_last_cap()
+    sets, ignored = {}, []
     for kind in CAP_SETS:
         names = [str(n) for n in caps.get(kind) or []]
-        for name in names:
-            if name not in CAPABILITIES:
-                raise ConfigError(f"unknown capability {name!r}")
-        sets[kind] = names
-    return sets
+        ignored += [n for n in names if CAPABILITIES.get(n, last_cap + 1) > last_cap and n not in ignored]
+        sets[kind] = [n for n in names if CAPABILITIES.get(n, last_cap + 1) <= last_cap]
+    return sets, ignored
+
+
+def kernel_last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return max(CAPABILITIES.values())
 
 
 def translate_rlimit(entry: dict[str, Any]) -> dict[str, Any]:
@@ -369,7 +421,9 @@ def device_rules(rules: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> li
         if any(not r.get("allow") for r in rules):
             raise ConfigError("device rules that deny some devices of an allowed all are not supported by minirun-oci")
         return list(devices.ALL_DEVICES)
-    allowed: list[tuple[str, int, int, str]] = list(devices.DEFAULT_RULES)
+    # the bundle's own rules first, in its order, then runc's defaults (allow rules commute: the
+    # order shows only in v1's devices.list, which runtime-tools reads back in the bundle's order)
+    allowed: list[tuple[str, int, int, str]] = []
     for rule in rules[last_deny + 1 :]:
         if not rule.get("allow"):
             raise ConfigError(
@@ -378,6 +432,7 @@ def device_rules(rules: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> li
         kind = rule.get("type") or "a"
         access = rule.get("access") or "rwm"
         allowed.append((kind, number(rule.get("major")), number(rule.get("minor")), access))
+    allowed += [rule for rule in devices.DEFAULT_RULES if rule not in allowed]
     for node in nodes:
         kind = "c" if node.get("type") == "u" else node.get("type", "c")
         if kind in ("c", "b"):
@@ -391,9 +446,9 @@ def limits(resources: dict[str, Any]) -> dict[str, Any]:
         if resources.get(name):
             raise ConfigError(f"linux.resources.{name} is not supported by minirun-oci")
     memory, cpu, pids = resources.get("memory") or {}, resources.get("cpu") or {}, resources.get("pids") or {}
-    for name in ("kernel", "kernelTCP", "swappiness", "disableOOMKiller"):
-        if memory.get(name):
-            raise ConfigError(f"linux.resources.memory.{name} is not supported by minirun-oci")
+    swappiness = memory.get("swappiness")
+    if swappiness is not None and int(swappiness) != -1 and not 0 <= int(swappiness) <= 100:
+        raise ConfigError(f"invalid value:{swappiness}. valid memory swappiness range is 0-100")
     for name in ("realtimeRuntime", "realtimePeriod", "idle"):
         if cpu.get(name):
             raise ConfigError(f"linux.resources.cpu.{name} is not supported by minirun-oci")
@@ -408,11 +463,38 @@ def limits(resources: dict[str, Any]) -> dict[str, Any]:
         ("CpusetCpus", cpu.get("cpus")),
         ("CpusetMems", cpu.get("mems")),
         ("PidsLimit", pids.get("limit")),
+        ("KernelMemoryTCP", memory.get("kernelTCP")),
     )
     for key, value in pairs:
         if value not in (None, "", 0):
             out[key] = value
+    if swappiness is not None and int(swappiness) != -1:  # 0 is a value: the kernel's "avoid swap"
+        out["MemorySwappiness"] = int(swappiness)
+    if memory.get("disableOOMKiller"):
+        out["OomKillDisable"] = True
     return out
+
+
+def ignored_settings(resources: dict[str, Any], memory_version: int | None) -> list[str]:
+    """What linux.resources asks that this host's kernel has no file for: a warning each, the
+    setting ignored, as runc ignores them (runc >= 1.0 drops kernel memory limits, which Linux
+    deprecated in 5.4 and stopped enforcing; cgroup v2 has no swappiness, no OOM-killer switch and
+    no TCP memory limit per cgroup). Pure."""
+    memory = resources.get("memory") or {}
+    found = []
+    if memory.get("kernel"):
+        found.append("linux.resources.memory.kernel: kernel memory limits are ignored (Linux no longer enforces them)")
+    if memory_version == 2:
+        swappiness = memory.get("swappiness")
+        v2_missing = (
+            ("kernelTCP", bool(memory.get("kernelTCP"))),
+            ("swappiness", swappiness is not None and int(swappiness) != -1),
+            ("disableOOMKiller", bool(memory.get("disableOOMKiller"))),
+        )
+        found += [
+            f"linux.resources.memory.{name}: cgroup v2 has no such setting, ignored" for name, on in v2_missing if on
+        ]
+    return found
 
 
 def _seccomp(profile: dict[str, Any], capabilities: list[str]) -> Any:

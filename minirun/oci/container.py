@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any
 
-from minirun.errors import MinirunError, warn
+from minirun.errors import MinirunError
 from minirun.oci import config as oci_config
 from minirun.oci.state import State
 from minirun.runtime import cgroups, launch
@@ -44,6 +44,7 @@ def create(root: str, container_id: str, opts: CreateOptions, foreground: bool =
     if opts.console_socket and not bundle.terminal:
         raise MinirunError("cannot use console socket if runc will not allocate tty")
     plan.console_socket = opts.console_socket and os.path.abspath(opts.console_socket)
+    _warn_ignored(spec, bundle.warnings)
     plan.preserve_fds = opts.preserve_fds
     state.make()
     state.data = {
@@ -57,6 +58,9 @@ def create(root: str, container_id: str, opts: CreateOptions, foreground: bool =
         "hooks": bundle.hooks,
         "pid": 0,
     }
+    if "mount" in plan.host_namespaces:
+        # its mounts land in our mount namespace: what is on the root now is not the container's
+        state.data["caller_mounts"] = [_mount_ns(), len(_mounts_at(bundle.rootfs))]
     started = None
     try:
         state.save()
@@ -66,19 +70,20 @@ def create(root: str, container_id: str, opts: CreateOptions, foreground: bool =
         plan.cgroups = cgroups.create_at(bundle.cgroup, bundle.resources, bundle.device_rules)
         state.data["cgroup_paths"] = plan.cgroups
         state.save()
+        plan.hook_state = {k: v for k, v in state.oci().items() if k not in ("pid", "status")}
         started = launch.start(plan)
-        # EOF: set up and waiting on the fifo (a pty was sent before)
-        failure = launch.read_start_error(started)
-        if failure is not None:
-            os.waitpid(started.pid, 0)
-            raise failure
         from minirun import procs
 
         state.data["pid"] = started.pid
         state.data["pid_start"] = procs.start_time(started.pid)
         state.save()
-        for kind in ("prestart", "createRuntime", "createContainer"):
-            run_hooks(state, kind)
+        if started.hooks is not None:
+            _hooks_point(state, started.hooks)
+        # EOF: set up and waiting on the fifo (a pty was sent before)
+        failure = launch.read_start_error(started)
+        if failure is not None:
+            os.waitpid(started.pid, 0)
+            raise failure
         if opts.pid_file:
             _write_pid_file(opts.pid_file, started.pid)
     except BaseException:
@@ -88,6 +93,23 @@ def create(root: str, container_id: str, opts: CreateOptions, foreground: bool =
         _destroy(state, hooks=False)
         raise
     return started
+
+
+def _hooks_point(state: State, channel: Any) -> None:
+    """PID 1 has made its mounts and waits before pivot_root: the prestart and createRuntime
+    hooks run now, in our namespaces (runc's order); then PID 1 runs the createContainer ones."""
+    from minirun.runtime import hooks
+
+    failure = ""
+    try:
+        if hooks.wait_for_hooks_point(channel):
+            for kind in ("prestart", "createRuntime"):
+                run_hooks(state, kind)
+    except MinirunError as exc:
+        failure = exc.message
+        raise
+    finally:
+        hooks.answer_hooks_point(channel, failure)
 
 
 def start(root: str, container_id: str) -> None:
@@ -101,22 +123,32 @@ def start(root: str, container_id: str) -> None:
         fd = os.open(state.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise MinirunError("cannot start an already running container") from None
+    answer = b""
     try:
-        # PID 1's open for writing completes now that there is a reader; its byte says it goes on.
-        # Until then EOF reads (no writer yet): poll, and give up if PID 1 is gone meanwhile.
+        # PID 1's open for writing completes now that there is a reader; its byte says it goes on
+        # ("0"), after its startContainer hooks ("1" and why, if one failed). Until it opens, EOF
+        # reads (no writer yet): poll, and give up if PID 1 is gone meanwhile.
         while True:
             try:
-                if os.read(fd, 1):
-                    break
+                chunk = os.read(fd, 4096)
             except BlockingIOError:
-                pass
-            if not state.alive():
+                chunk = None  # PID 1 has it open, busy with its hooks
+            if chunk:
+                answer += chunk
+                if answer == b"0":
+                    break
+            elif chunk == b"" and answer:
+                break  # it wrote why it failed, and exited
+            elif chunk == b"" and not state.alive():
                 raise MinirunError("cannot start a container that has stopped")
             time.sleep(0.002)
     finally:
         os.close(fd)
     os.unlink(state.fifo)
-    run_hooks(state, "poststart", fatal=False)
+    if answer != b"0":
+        raise MinirunError(answer[1:].decode(errors="replace"))
+    # the state as `start` left it: the process running (it may have exited already)
+    run_hooks(state, "poststart", fatal=False, status="running")
 
 
 def kill(root: str, container_id: str, signal_name: str, all_processes: bool = False) -> None:
@@ -217,49 +249,46 @@ def update(root: str, container_id: str, resources: dict[str, Any]) -> None:
     state = State(root, container_id).load()
     if state.status() == "stopped":
         raise MinirunError("container not running")
+    _warn_ignored({"linux": {"resources": resources}}, [])
     cgroups.apply_at(state.data["cgroup"], oci_config.limits(resources))
 
 
 # -- hooks ------------------------------------------------------------------------------------
 
 
-def run_hooks(state: State, kind: str, fatal: bool = True) -> None:
+def run_hooks(state: State, kind: str, fatal: bool = True, status: str = "") -> None:
     """The bundle's hooks of `kind`, each given the container's state on stdin, in order. A
     failure of prestart, createRuntime, createContainer, startContainer fails the verb; of
     poststart and poststop it is a warning, as in runc."""
-    import json
-    import subprocess
+    from minirun.runtime import hooks
 
-    hooks = (state.data.get("hooks") or {}).get(kind) or []
-    if not hooks:
+    entries = (state.data.get("hooks") or {}).get(kind) or []
+    if not entries:
         return
-    payload = json.dumps(state.oci()).encode()
-    for hook in hooks:
-        argv = hook.get("args") or [hook["path"]]
-        env = dict(item.split("=", 1) for item in hook.get("env") or [] if "=" in item)
-        timeout = hook.get("timeout")
+    current = state.oci()
+    if status:
+        current.update(status=status, pid=state.pid)
+    for hook in entries:
         try:
-            done = subprocess.run(
-                argv,
-                executable=hook["path"],
-                input=payload,
-                env=env,
-                capture_output=True,
-                timeout=timeout if timeout and timeout > 0 else None,
-            )
-            error = None if done.returncode == 0 else f"exit status {done.returncode}: {done.stderr.decode()[-200:]}"
-        except subprocess.TimeoutExpired:
-            error = f"timeout after {timeout} seconds"
-        except OSError as exc:
-            error = str(exc)
-        if error is not None:
-            message = f"{kind} hook {hook['path']}: {error.strip()}"
+            hooks.run(hook, current, kind)
+        except MinirunError as exc:
             if fatal:
-                raise MinirunError(message)
-            warn(message)
+                raise
+            from minirun.oci import runlog
+
+            runlog.warning(exc.message)
 
 
 # -- plumbing ---------------------------------------------------------------------------------
+
+
+def _warn_ignored(spec: dict[str, Any], warnings: list[str]) -> None:
+    from minirun.oci import runlog
+
+    memory = cgroups.owner("memory")
+    resources = (spec.get("linux") or {}).get("resources") or {}
+    for message in [*warnings, *oci_config.ignored_settings(resources, memory.version if memory else None)]:
+        runlog.warning(message)
 
 
 def _destroy(state: State, hooks: bool) -> None:
@@ -270,11 +299,41 @@ def _destroy(state: State, hooks: bool) -> None:
     paths = state.data.get("cgroup_paths") or []
     cgroups.kill_all(paths)
     stayed = cgroups.remove(paths)
+    _detach_root(state)
     if hooks:
         run_hooks(state, "poststop", fatal=False)
     shutil.rmtree(state.dir, ignore_errors=True)
     if stayed:
         raise MinirunError(f"cgroups still busy: {', '.join(stayed)}")
+
+
+def _detach_root(state: State) -> None:
+    """A container without a mount namespace of its own left its root bound onto itself, and
+    everything it mounted below it, in its caller's namespace (as runc's does): detached, when
+    that is ours, down to the mounts that were there before `create`."""
+    from minirun import linux
+
+    recorded = state.data.get("caller_mounts")
+    if not recorded or recorded[0] != _mount_ns():
+        return
+    rootfs = state.data.get("rootfs", "")
+    for _ in range(len(_mounts_at(rootfs)) - int(recorded[1])):
+        try:
+            linux.umount2(rootfs, linux.MNT_DETACH)
+        except MinirunError:
+            break
+
+
+def _mount_ns() -> int:
+    return os.stat("/proc/self/ns/mnt").st_ino
+
+
+def _mounts_at(path: str) -> list[str]:
+    """The mount ids of the mounts stacked on `path` in our namespace."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        lines = f.read().splitlines()
+    escaped = path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
+    return [line.split()[0] for line in lines if line.split()[4] == escaped]
 
 
 def _wait_gone(state: State) -> None:

@@ -57,7 +57,11 @@ def exec_command(root: str, args: argparse.Namespace) -> int:
     if args.console_socket and not tty:
         raise MinirunError("cannot use console socket if runc will not allocate tty")
     user = process.get("user") or {}
-    caps = oci_config.translate_capabilities(process.get("capabilities") or {})
+    caps, ignored = oci_config.translate_capabilities(process.get("capabilities") or {})
+    if ignored:
+        from minirun.oci import runlog
+
+        runlog.warning(f"ignoring unknown or unavailable capabilities: {', '.join(ignored)}")
     target = _Target(
         id=args.id,
         config=_Config(
@@ -84,7 +88,7 @@ def exec_command(root: str, args: argparse.Namespace) -> int:
     allowed = (caps.get("bounding") or [], bool(process.get("noNewPrivileges")), bundle.plan.seccomp)
     set_non_dumpable()
     running = {"Pid": state.pid, "PidStartTime": state.data.get("pid_start"), "Status": "running"}
-    namespaces = execin.open_namespaces(args.id, running)
+    namespaces = execin.open_namespaces(args.id, running, with_root=True)
     result = execin.exec_in(target, opts, namespaces, state.data.get("cgroup_paths") or [], allowed)
     if args.detach:
         if args.pid_file:

@@ -150,11 +150,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str]) -> int:
-    log: tuple[str, str] = ("", "text")
+    from minirun.oci import runlog
+
     debug = False
     try:
         args = _parser().parse_args(normalize(argv))
-        log, debug = (args.log, args.log_format), args.debug
+        runlog.configure(args.log, args.log_format)
+        debug = args.debug
         if args.version:
             from minirun.oci.config import OCI_VERSION
 
@@ -173,7 +175,7 @@ def run(argv: list[str]) -> int:
 
             traceback.print_exception(exc)
         message = one_line(exc.message if isinstance(exc, MinirunError) else f"{type(exc).__name__}: {exc}")
-        _log_error(log, message)
+        runlog.error(message)
         print(f"minirun-oci: error: {message}", file=sys.stderr)
         return 1
 
@@ -330,26 +332,6 @@ def _bytes(text: str) -> int:
         return int(text[:-1]) * units[suffix] if suffix in units else int(text)
     except ValueError:
         raise MinirunError(f"invalid value {text!r}") from None
-
-
-def _log_error(log: tuple[str, str], message: str) -> None:
-    path, format_ = log
-    if not path:
-        return
-    import time
-
-    from minirun.humanize import rfc3339_ns
-
-    now = rfc3339_ns(time.time_ns())
-    if format_ == "json":
-        line = json.dumps({"level": "error", "msg": message, "time": now})
-    else:
-        line = f'time="{now}" level=error msg={json.dumps(message)}'
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-    except OSError:
-        pass
 
 
 if __name__ == "__main__":

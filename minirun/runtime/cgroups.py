@@ -57,6 +57,7 @@ V1_CONTROLLERS = frozenset(
 # what a v2 parent enables for its children (where the hierarchy has them)
 V2_WANTED = ("cpu", "cpuset", "io", "memory", "pids")
 _EBUSY_RETRIES = 50
+_OPTIONAL_FILES = frozenset({"memory.memsw.limit_in_bytes", "memory.kmem.tcp.limit_in_bytes"})
 
 
 class Hierarchy:
@@ -205,7 +206,8 @@ def cfs_quota(nano_cpus: int) -> int:
 
 def limit_writes(resources: Resources, version: int, current_memory: int | None = None) -> list[tuple[str, str, str]]:
     """(controller, file, value) to write, in order, for docker's resource fields in `resources`
-    (Memory, MemorySwap, NanoCpus, CpuShares, CpusetCpus, PidsLimit) on a cgroup `version`
+    (Memory, MemorySwap, MemorySwappiness, OomKillDisable, KernelMemoryTCP, NanoCpus, CpuShares,
+    CpusetCpus, PidsLimit) on a cgroup `version`
     hierarchy. `current_memory` is v1's memory.limit_in_bytes now: v1 refuses a memory limit
     above memory+swap's, so when the memory limit grows, memory+swap must grow first."""
     writes: list[tuple[str, str, str]] = []
@@ -228,6 +230,13 @@ def limit_writes(resources: Resources, version: int, current_memory: int | None 
             writes.append(("memory", "memory.swap.max", "max"))
         elif swap > 0 and memory > 0:
             writes.append(("memory", "memory.swap.max", str(swap - memory)))
+    if version == 1:  # (v2 has none of these three: oci/config.ignored_settings says so)
+        if resources.get("MemorySwappiness") is not None:
+            writes.append(("memory", "memory.swappiness", str(resources["MemorySwappiness"])))
+        if resources.get("OomKillDisable"):
+            writes.append(("memory", "memory.oom_control", "1"))
+        if resources.get("KernelMemoryTCP"):
+            writes.append(("memory", "memory.kmem.tcp.limit_in_bytes", str(resources["KernelMemoryTCP"])))
     reservation = resources.get("MemoryReservation") or 0
     if reservation > 0:
         writes.append(
@@ -331,8 +340,10 @@ def apply_at(rel: str, resources: Resources) -> None:
             )
         path = hierarchy.at(rel)
         for _, name, value in (w for w in writes[hierarchy.version] if w[0] == controller):
-            if name == "memory.memsw.limit_in_bytes" and not os.path.exists(f"{path}/{name}"):
-                continue  # no swap accounting (swapaccount=0): docker limits memory without swap
+            if name in _OPTIONAL_FILES and not os.path.exists(f"{path}/{name}"):
+                # no swap accounting (swapaccount=0): docker limits memory without swap; no kmem
+                # accounting (CONFIG_MEMCG_KMEM off): runc never sets a TCP limit anyway
+                continue
             try:
                 _write(f"{path}/{name}", value)
             except OSError as exc:

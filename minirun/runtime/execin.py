@@ -62,8 +62,10 @@ if TYPE_CHECKING:
 else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
     import _signal as signal
 
-# joined by the child in this order: mnt last, since after it no host path is reachable
+# joined by the child in this order: user first, for the rights it gives over the others (an OCI
+# container's; theirs otherwise), mnt last, since after it no host path is reachable
 CHILD_NAMESPACES: tuple[tuple[str, int], ...] = (
+    ("user", linux.CLONE_NEWUSER),
     ("ipc", linux.CLONE_NEWIPC),
     ("uts", linux.CLONE_NEWUTS),
     ("net", linux.CLONE_NEWNET),
@@ -76,11 +78,12 @@ class NotRunning(MinirunError):
     """exec into a container whose PID 1 is gone (or never started): docker's 125."""
 
 
-def open_namespaces(container_id: str, state: Mapping[str, Any]) -> dict[str, int]:
+def open_namespaces(container_id: str, state: Mapping[str, Any], with_root: bool = False) -> dict[str, int]:
     """Close-on-exec fds of PID 1's namespaces ("pid" and CHILD_NAMESPACES' names), taken only
     if it is the very process the state recorded (pid and start time: pids are reused); one
     that is ours too (net with --network host, pid, ipc, uts with --pid/--ipc/--uts host) is
-    left out. NotRunning otherwise."""
+    left out. NotRunning otherwise. `with_root` (an OCI container, which may share our mount
+    namespace or another's and chroot): also "root", PID 1's root directory, entered last."""
     from minirun.procs import is_alive
 
     pid = state.get("Pid") or 0
@@ -109,13 +112,18 @@ def open_namespaces(container_id: str, state: Mapping[str, Any]) -> dict[str, in
                 raise MinirunError(f"container {container_id}: open /proc/{pid}/ns/{name}: {exc.strerror}") from None
             theirs, ours = os.fstat(fd), os.stat(f"/proc/self/ns/{name}")
             if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
-                if name == "mnt":
+                if name == "mnt" and not with_root:
                     # every container has its own: this pid is not a container's PID 1
                     os.close(fd)
                     raise not_running
                 os.close(fd)
                 continue
             fds[name] = fd
+        if with_root:
+            try:
+                fds["root"] = os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc)
+            except (FileNotFoundError, ProcessLookupError):
+                raise not_running from None
     except BaseException:
         for fd in fds.values():
             os.close(fd)
@@ -251,9 +259,11 @@ def _child(
 
     config = container.config
     if config.ulimits:  # docker's exec takes the container's process limits too
-        import resource  # noqa: F401  (a C extension: loaded before setns into the mount namespace)
-
         from minirun.runtime.kernelsettings import apply_ulimits
+
+        # as the host's root, before any namespace: raising a hard limit takes CAP_SYS_RESOURCE
+        # there (a user namespace's root has it only inside)
+        apply_ulimits(config.ulimits)
     # our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (as for run)
     os.setsid()
     for name, flag in CHILD_NAMESPACES:
@@ -261,6 +271,11 @@ def _child(
         if fd is not None:
             linux.setns(fd, flag)
             os.close(fd)
+    root = namespaces.pop("root", None)
+    if root is not None:  # PID 1's root: its pivot_root's (the same then) or its chroot's
+        os.fchdir(root)
+        os.chroot(".")
+        os.close(root)
     # from here on "/" and the cwd are the container's root; nothing of the host is open but 0-2,
     # the error pipe (and with -t the console socket)
     _enter_workdir(opts.workdir or config.workdir or "/")
@@ -283,8 +298,6 @@ def _child(
         _stdio_to_null((0,))
     path = executable.find_executable(opts.command[0], executable.env_value(env, "PATH"))
     capabilities, no_new_privileges, program = allowed
-    if config.ulimits:
-        apply_ulimits(config.ulimits)
     for fd in range(3, 3 + opts.preserve_fds):
         os.set_inheritable(fd, True)
     lock_down(

@@ -13,11 +13,12 @@ allocated in its own devpts over a socketpair (tty.py).
 
 from __future__ import annotations
 
+import errno
 import os
 
 from minirun import linux
 from minirun.childfailure import exit_reporting, read_report
-from minirun.errors import MinirunError
+from minirun.errors import MinirunError, SyscallError
 from minirun.records import Record
 from minirun.runtime import cgroups, supervise
 from minirun.runtime.executable import env_dict, env_value, exec_error, find_executable, with_default_env
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from minirun.net.attach import NetSpec
+    from minirun.runtime.channel import Channel
     from minirun.runtime.rootfs import Mount
     from minirun.runtime.seccomp import Program
 else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
@@ -77,14 +79,15 @@ class LaunchPlan(Record):
     shm_size: int  # /dev/shm's size in bytes; 0: rootfs.py's default
     group_add: list[str]  # supplementary groups: /etc/group names, gids
     sysctls: dict[str, str]
-    host_namespaces: list[str]  # of "pid", "ipc", "uts" (and for an OCI bundle "cgroup"): the host's, no new one
+    # of "pid", "ipc", "uts" (and for an OCI bundle "cgroup", "mount"): the caller's, no new one
+    host_namespaces: list[str]
     # An OCI bundle's (minirun/oci), all unset for minirun's own containers:
     root_dir: str  # the root: this directory bound onto itself ("": the overlay of `lowers`)
     mounts: list[Mount] | None  # its mounts, instead of docker's and the binds (rootfs.RootfsSpec)
     masked_paths: list[str] | None  # None: docker's
     readonly_paths: list[str] | None
     device_nodes: list[list[Any]]  # [path, type, major, minor, mode, uid, gid]
-    namespace_paths: dict[str, str]  # "pid", "ipc", "uts", "cgroup" -> a namespace file to join instead
+    namespace_paths: dict[str, str]  # "pid", "ipc", "uts", "cgroup", "mount" -> a namespace file to join instead
     capability_sets: dict[str, list[str]] | None  # the five sets, instead of `capabilities`' rule
     oom_score_adj: int | None
     rootfs_propagation: int  # MS_SHARED, MS_SLAVE... (| MS_REC) for the root after pivot_root
@@ -93,6 +96,17 @@ class LaunchPlan(Record):
     console_socket: str  # with tty: the pty master goes to this socket, not back to the caller
     exact_env: bool  # the env as given (only HOME added when missing, as runc): no docker additions
     umask: int | None
+    # a user namespace of its own (userns.py), with these [inside, outside, count] maps; or one
+    # joined by namespace_paths["user"]
+    userns: bool
+    uid_mappings: list[list[int]]
+    gid_mappings: list[list[int]]
+    # hooks.py: PID 1 stops before pivot_root for the runtime's prestart and createRuntime hooks,
+    # then runs these createContainer and (after `start`) startContainer hooks itself, each given
+    # hook_state (the OCI state but for pid and status, which PID 1 fills in)
+    hooks_point: bool
+    container_hooks: dict[str, list[dict[str, Any]]]
+    hook_state: dict[str, Any]
     DEFAULTS = {
         "network": "none",
         "readonly": False,
@@ -132,6 +146,12 @@ class LaunchPlan(Record):
         "console_socket": "",
         "exact_env": False,
         "umask": None,
+        "userns": False,
+        "uid_mappings": list,
+        "gid_mappings": list,
+        "hooks_point": False,
+        "container_hooks": dict,
+        "hook_state": dict,
     }
 
 
@@ -139,8 +159,10 @@ class Started(Record):
     pid: int
     error_fd: int
     console: socket.socket | None  # with tty: the socket PID 1 sends the pty master over (tty.receive_master)
+    hooks: Channel | None  # with plan.hooks_point: where PID 1 waits for the runtime's hooks
     DEFAULTS = {
         "console": None,
+        "hooks": None,
     }
 
 
@@ -156,14 +178,25 @@ def start(plan: LaunchPlan) -> Started:
             child_console = _connect(plan.console_socket)
         else:
             console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    # runc's exec fifo, taken here: the child may no longer see the path (a joined mount namespace,
+    # a user namespace's root denied the directories above it)
+    fifo = os.open(plan.exec_fifo, os.O_PATH | os.O_CLOEXEC) if plan.exec_fifo else -1
+    channel = hooks = None
+    if plan.userns or "user" in plan.namespace_paths or plan.hooks_point:
+        from minirun.runtime.channel import Channel
+
+        if plan.userns or "user" in plan.namespace_paths:
+            channel = Channel()  # (its PID namespace is made inside it, by the child: userns.py)
+        hooks = Channel() if plan.hooks_point else None
     own_pid_ns = None
-    if "pid" in plan.namespace_paths:  # an OCI bundle's: the child joins a PID namespace by its path
+    if channel is None and "pid" in plan.namespace_paths:  # an OCI bundle's: joined by its path
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         _join(plan.namespace_paths["pid"], linux.CLONE_NEWPID)
-    elif "pid" not in plan.host_namespaces:  # --pid host: the child is an ordinary host process
+    elif channel is None and "pid" not in plan.host_namespaces:  # --pid host: an ordinary host process
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         linux.unshare(linux.CLONE_NEWPID)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
+    pid = -1
     try:
         pid, to_join = cgroups.fork_in(plan.cgroups)
     except BaseException:
@@ -171,10 +204,17 @@ def start(plan: LaunchPlan) -> Started:
         for sock in (console, child_console):
             if sock is not None:
                 sock.close()
+        for fd in (read_fd, write_fd, fifo):
+            if fd >= 0:
+                os.close(fd)
+        for pipes in (channel, hooks):
+            if pipes is not None:
+                pipes.close_parent_side()
+                pipes.close_child_side()
         raise
     finally:
         if own_pid_ns is not None:
-            if os.getpid() != 1:
+            if pid != 0:  # the parent (the child of a joined namespace is no PID 1 there)
                 # Back to our own namespace for later children: once PID 1 has exited, a fork or a
                 # new thread in the old one fails (ENOMEM, EINVAL), and builds and tests go on.
                 linux.setns(own_pid_ns, linux.CLONE_NEWPID)
@@ -183,12 +223,22 @@ def start(plan: LaunchPlan) -> Started:
         os.close(read_fd)
         if console is not None:
             console.close()
-        exit_reporting(write_fd, lambda: _child(plan, write_fd, old_mask, to_join, child_console), "container init")
+        exit_reporting(
+            write_fd,
+            lambda: _child(plan, write_fd, old_mask, to_join, child_console, fifo, channel, hooks),
+            "container init",
+        )
     os.close(write_fd)
+    if fifo >= 0:
+        os.close(fifo)
     if child_console is not None:
         # PID 1 holds the only other end: a failure before it sends the master reads as EOF
         child_console.close()
-    return Started(pid=pid, error_fd=read_fd, console=console)
+    if channel is not None:
+        from minirun.runtime.userns import parent_side
+
+        pid = parent_side(channel, pid, plan)
+    return Started(pid=pid, error_fd=read_fd, console=console, hooks=hooks)
 
 
 def read_start_error(started: Started) -> MinirunError | None:
@@ -197,19 +247,38 @@ def read_start_error(started: Started) -> MinirunError | None:
 
 
 def _child(
-    plan: LaunchPlan, error_fd: int, old_mask: set[int], to_join: list[str], console: socket.socket | None = None
+    plan: LaunchPlan,
+    error_fd: int,
+    old_mask: set[int],
+    to_join: list[str],
+    console: socket.socket | None,
+    fifo: int,
+    channel: Channel | None,
+    hooks: Channel | None,
 ) -> None:
     if plan.stdio is not None:
         for target, fd in enumerate(plan.stdio):
             os.dup2(fd, target)
     # Before anything else: no fd the CLI (or whoever started it) holds may follow PID 1 into
     # its namespaces, not even for the length of the setup (runc CVE-2024-21626).
-    keep = [error_fd, *range(3, 3 + plan.preserve_fds)]
-    linux.close_fds(keep=keep if console is None else [*keep, console.fileno()])
+    keep = [error_fd, *range(3, 3 + plan.preserve_fds), *([fifo] if fifo >= 0 else [])]
+    keep += [console.fileno()] if console is not None else []
+    keep += [fd for pipes in (channel, hooks) if pipes is not None for fd in pipes.child_fds()]
+    linux.close_fds(keep=keep)
     # First after that, so everything PID 1 does (and every child of it) is limited and counted,
     # and before unshare(CLONE_NEWCGROUP), which makes the cgroup we are in the namespace's root.
     # (The fork may have placed us in the cgroup2 one already: cgroups.fork_in.)
     cgroups.join(to_join)
+    if channel is not None:
+        from minirun.runtime import userns
+
+        userns.stage1(plan, channel)  # returns in PID 1, the user namespace's first process
+    hook_state = None
+    if plan.container_hooks or hooks is not None:
+        from minirun.runtime import hooks as container_hooks
+
+        # the spec's pid is the host's: /proc here is still the host's
+        hook_state = dict(plan.hook_state, pid=int(os.readlink("/proc/self")), status="creating")
     if plan.tty:
         from minirun.runtime.tty import setup_console
     from minirun.runtime.overlay import mount_overlay
@@ -223,11 +292,15 @@ def _child(
         import _prctl
 
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if plan.oom_score_adj is not None:
+    if plan.oom_score_adj is not None and channel is None:  # (else stage 1 wrote it)
         _write_file("/proc/self/oom_score_adj", str(plan.oom_score_adj))
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()
-    namespaces = linux.CLONE_NEWNS
+    # A mount namespace not of our making (an OCI bundle may share the caller's or join one by
+    # path) is never made private nor pivoted in: pivot_root would move the root of every process
+    # there, and the propagation of `/` is its owner's. The root is bound privately and chrooted.
+    own_mount_ns = "mount" not in plan.host_namespaces and "mount" not in plan.namespace_paths
+    namespaces = linux.CLONE_NEWNS if own_mount_ns else 0
     for name, flag in (("cgroup", linux.CLONE_NEWCGROUP), ("uts", linux.CLONE_NEWUTS), ("ipc", linux.CLONE_NEWIPC)):
         if name in plan.namespace_paths:
             _join(plan.namespace_paths[name], flag)
@@ -245,8 +318,11 @@ def _child(
     elif plan.join_netns:
         _join_netns(plan.join_netns)
     linux.unshare(namespaces)
-    # Private before anything is mounted: no mount of ours may propagate to the host.
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    if own_mount_ns:
+        # Private before anything is mounted: no mount of ours may propagate to the host.
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    elif "mount" in plan.namespace_paths:
+        _join(plan.namespace_paths["mount"], linux.CLONE_NEWNS)
     if new_uts and plan.hostname:  # --uts host: the host's name stays the host's
         linux.sethostname(plan.hostname)
     if own_netns:
@@ -263,11 +339,12 @@ def _child(
         from minirun.runtime.kernelsettings import apply_ulimits
     if plan.root_dir:
         # pivot_root needs a mount point: the directory bound onto itself, as runc does
-        linux.mount(plan.root_dir, plan.root_dir, None, linux.MS_BIND | linux.MS_REC)
+        _bind_root(plan, channel is not None)
+        if not own_mount_ns:  # what is mounted below it stays below it
+            linux.mount(None, plan.root_dir, None, linux.MS_REC | linux.MS_PRIVATE)
     else:
         os.chdir(plan.store_root)
         mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
-    fifo = os.open(plan.exec_fifo, os.O_PATH | os.O_CLOEXEC) if plan.exec_fifo else -1
     binds = [Bind(source=s, target=t, readonly=bool(ro)) for s, t, ro in plan.binds]
     if not plan.cgroups:
         cgroup_mounts = []
@@ -290,7 +367,18 @@ def _child(
             masked_paths=plan.masked_paths,
             readonly_paths=plan.readonly_paths,
             device_nodes=plan.device_nodes,
-        )
+            chroot=not own_mount_ns,
+            userns=channel is not None,
+        ),
+        before_pivot=(
+            (
+                lambda: container_hooks.at_hooks_point(
+                    hooks, plan.container_hooks.get("createContainer") or [], hook_state
+                )
+            )
+            if hooks is not None and hook_state is not None
+            else None
+        ),
     )
     if plan.rootfs_propagation:
         linux.mount(None, "/", None, plan.rootfs_propagation)
@@ -317,7 +405,7 @@ def _child(
         # words); -s: tini reaps orphans as a subreaper where it is not PID 1 (--pid host)
         executable = plan.init_path
         argv = [plan.init_path, *(["-s"] if "pid" in plan.host_namespaces else []), "--", *plan.argv]
-    if plan.ulimits:
+    if plan.ulimits and channel is None:  # (else stage 1 set them, as the host's root)
         apply_ulimits(plan.ulimits)  # as root still: raising a hard limit takes CAP_SYS_RESOURCE
     if plan.umask is not None:
         os.umask(plan.umask)
@@ -331,7 +419,9 @@ def _child(
         plan.seccomp,
         keep_fds=kept,
         capability_sets=plan.capability_sets,
-        ready=(lambda: _wait_for_start(error_fd, fifo)) if fifo >= 0 else None,
+        ready=(lambda: _wait_for_start(error_fd, fifo, plan.container_hooks.get("startContainer"), hook_state))
+        if fifo >= 0
+        else None,
     )
     supervise.default_dispositions()
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
@@ -341,12 +431,39 @@ def _child(
         raise exec_error(plan.argv[0], exc) from None
 
 
-def _wait_for_start(error_fd: int, fifo: int) -> None:
+def _bind_root(plan: LaunchPlan, userns: bool) -> None:
+    try:
+        linux.mount(plan.root_dir, plan.root_dir, None, linux.MS_BIND | linux.MS_REC)
+    except SyscallError as exc:
+        if not userns or exc.errno != errno.EACCES:
+            raise
+        root = next(
+            (f"host uid {out - inside}" for inside, out, n in plan.uid_mappings if inside <= 0 < inside + n), ""
+        )
+        raise MinirunError(
+            f"root {plan.root_dir}: the container's root ({root or 'its user namespace'}) cannot reach it: "
+            "every directory above it must be searchable by that user"
+        ) from None
+
+
+def _wait_for_start(
+    error_fd: int, fifo: int, start_hooks: list[dict[str, Any]] | None, state: dict[str, Any] | None
+) -> None:
     """runc's exec fifo: the set-up is done (EOF on the error pipe tells `create` so), then block
     opening the fifo for writing until `start` opens it for reading; the byte written tells it
-    the wait is over. Reopened through /proc/self/fd: the O_PATH fd was taken before pivot_root."""
+    the wait is over. Reopened through /proc/self/fd: the O_PATH fd was taken before pivot_root.
+    The startContainer hooks run in between: a failure goes to `start` instead of the byte."""
     os.close(error_fd)
     fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    if start_hooks and state is not None:
+        from minirun.runtime import hooks
+
+        try:
+            for hook in start_hooks:
+                hooks.run(hook, dict(state, status="created"), "startContainer")
+        except MinirunError as exc:
+            os.write(fd, b"1" + exc.message.encode(errors="replace"))
+            os._exit(exc.exit_code)  # (the error pipe is closed: `start` reports it)
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo)

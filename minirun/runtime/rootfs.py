@@ -42,7 +42,7 @@ from minirun.records import Record
 
 TYPE_CHECKING = False  # collections.abc costs ~1 ms of every start
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 
@@ -79,6 +79,11 @@ class RootfsSpec(Record):
     masked_paths: list[str] | None
     readonly_paths: list[str] | None
     device_nodes: list[list[Any]]
+    # chroot, not pivot_root: the mount namespace is not the container's own (an OCI bundle's
+    # shared or joined one), so the old root stays, for the others there
+    chroot: bool
+    # in a user namespace of its own, where mknod(2) makes no device: each node is the host's, bound
+    userns: bool
     DEFAULTS = {
         "readonly": False,
         "binds": list,
@@ -92,6 +97,8 @@ class RootfsSpec(Record):
         "masked_paths": None,
         "readonly_paths": None,
         "device_nodes": list,
+        "chroot": False,
+        "userns": False,
     }
 
 
@@ -303,11 +310,13 @@ def _tmpfs_value_ok(key: str, value: str) -> bool:
     return False
 
 
-def setup_rootfs(spec: RootfsSpec) -> None:
-    """Mount everything on `spec.root`, then make it `/` with the host's tree detached.
+def setup_rootfs(spec: RootfsSpec, before_pivot: Callable[[], None] | None = None) -> None:
+    """Mount everything on `spec.root`, then make it `/` with the host's tree detached;
+    `before_pivot` runs in between (an OCI container's createContainer hooks).
 
     The caller must be in its own mount namespace with `/` already rprivate (else the mounts
-    would propagate to the host) and `root` must be a mount point (pivot_root's rule).
+    would propagate to the host) and `root` must be a mount point (pivot_root's rule); with
+    `spec.chroot`, in someone else's, `root` itself a private mount.
     """
     root = os.path.abspath(spec.root)
     if spec.mounts is not None:
@@ -326,7 +335,14 @@ def setup_rootfs(spec: RootfsSpec) -> None:
     if spec.readonly:
         # after every mount point was created; the mounts on top keep their own flags
         remount_readonly(root)
-    pivot(root)
+    if before_pivot is not None:
+        before_pivot()
+    if spec.chroot:
+        os.chdir(root)
+        os.chroot(".")
+        os.chdir("/")
+    else:
+        pivot(root)
 
 
 def resolve_in_root(root: str, path: str) -> str:
@@ -529,12 +545,13 @@ def _oci_mounts(root: str, spec: RootfsSpec) -> None:
         if m.propagation:
             linux.mount(None, path, None, m.propagation)
     if own_dev:
-        _oci_dev(root, spec.device_nodes)
+        _oci_dev(root, spec.device_nodes, spec.userns)
 
 
-def _oci_dev(root: str, nodes: Sequence[Sequence[Any]]) -> None:
+def _oci_dev(root: str, nodes: Sequence[Sequence[Any]], userns: bool = False) -> None:
     """runc's /dev: its default nodes (here the host's, bound, as for minirun's containers), the
-    usual links, and each node the bundle lists, made with mknod(2) (a node already there stays)."""
+    usual links, and each node the bundle lists, made with mknod(2) (a node already there stays);
+    in a user namespace the host's node at that path, bound, as runc does there."""
     dev = os.path.join(root, "dev")
     for name, _, _ in DEVICES:
         if not os.path.lexists(os.path.join(dev, name)):
@@ -548,6 +565,11 @@ def _oci_dev(root: str, nodes: Sequence[Sequence[Any]]) -> None:
         if os.path.lexists(host):
             continue
         os.makedirs(os.path.dirname(host), 0o755, exist_ok=True)
+        if userns:
+            if not os.path.exists(path):
+                raise MinirunError(f"device {path}: no such node on the host to bind in a user namespace")
+            _bind_node(path, host)
+            continue
         try:
             os.mknod(host, kinds[kind] | (mode & 0o7777), os.makedev(major, minor))
             os.chown(host, uid, gid, follow_symlinks=False)

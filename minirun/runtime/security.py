@@ -18,7 +18,7 @@ import _prctl
 from minirun import linux
 from minirun.errors import MinirunError
 from minirun.records import Record
-from minirun.runtime.privileges import DEFAULT_CAPABILITIES, capability_number
+from minirun.runtime.privileges import CAPABILITIES, DEFAULT_CAPABILITIES, capability_number
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
 if TYPE_CHECKING:
@@ -252,12 +252,25 @@ def _apply_sets(user: User, sets: Mapping[str, list[str]]) -> None:
         _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 0)
     every = list(range(_prctl.CAP_LAST_CAP + 1))
     chosen = [{capability_number(n) for n in sets.get(k) or []} for k in ("effective", "permitted", "inheritable")]
-    _prctl.set_caps(*[sorted(c) for c in chosen], *[[n for n in every if n not in c] for c in chosen])
+    try:
+        _prctl.set_caps(*[sorted(c) for c in chosen], *[[n for n in every if n not in c] for c in chosen])
+    except PermissionError:
+        raise MinirunError(_unheld(chosen[0] | chosen[1] | chosen[2])) from None
     for name in sets.get("ambient") or []:
         try:
             linux.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, capability_number(name))
         except MinirunError:
             pass
+
+
+def _unheld(wanted: set[int]) -> str:
+    """Why capset(2) refused: capabilities the runtime itself does not hold (its own bounding set
+    lacks them: the runtime runs confined), named."""
+    names = {number: name for name, number in CAPABILITIES.items()}
+    missing = [names.get(n, str(n)) for n in sorted(wanted) if not _prctl.prctl(_prctl.PR_CAPBSET_READ, n)]
+    if not missing:
+        return "capset: operation not permitted"
+    return f"unable to apply caps: {', '.join(missing)} not in the runtime's own bounding set"
 
 
 def _drop_bounding(capabilities: Iterable[str]) -> set[int]:

@@ -260,13 +260,13 @@ def test_process_settings_of_config_json(oci, bundle):
 
 
 def test_unsupported_settings_are_refused_in_one_line(oci, bundle):
-    def userns(config):
-        config["linux"]["namespaces"].append({"type": "user"})
+    def timens(config):
+        config["linux"]["namespaces"].append({"type": "time"})
 
-    done = oci("create", "--bundle", bundle(["true"], edit=userns), "userns", check=False)
+    done = oci("create", "--bundle", bundle(["true"], edit=timens), "timens", check=False)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == ["minirun-oci: error: user namespaces are not supported by minirun-oci"]
-    assert not os.path.exists(os.path.join(oci.root, "userns"))
+    assert done.stderr.strip().splitlines() == ["minirun-oci: error: time namespaces are not supported by minirun-oci"]
+    assert not os.path.exists(os.path.join(oci.root, "timens"))
 
 
 def test_errors_go_to_the_log_in_runcs_json(oci, tmp_path):
@@ -395,3 +395,294 @@ def test_state_matches_runcs_on_the_same_bundle(oci, bundle, tmp_path):
     finally:
         runc("delete", "--force", "twin")
         shutil.rmtree(runc_root, ignore_errors=True)
+
+
+def test_memory_settings_runc_takes(oci, bundle, tmp_path):
+    """swappiness, disableOOMKiller and kernelTCP where the kernel has them (cgroup v1); kernel
+    memory accepted and ignored, as runc >= 1.0, with a warning in --log."""
+    rel = f"{hostwide.CGROUP_PARENT}/memsettings"
+
+    def memory(config):
+        config["linux"]["cgroupsPath"] = "/" + rel
+        config["linux"]["resources"]["memory"] = {
+            "limit": 64 << 20,
+            "kernel": 32 << 20,
+            "kernelTCP": 16 << 20,
+            "swappiness": 10,
+            "disableOOMKiller": True,
+        }
+
+    log = tmp_path / "log.json"
+    oci("--log", str(log), "--log-format", "json", "create", "--bundle", bundle(["true"], edit=memory), "memsettings")
+    warnings = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(w["level"] == "warning" and "kernel memory" in w["msg"] for w in warnings)
+    owner = cgroups.owner("memory")
+    if owner is None:
+        pytest.skip("no memory controller")
+    path = owner.at(rel)
+    if owner.version == 1:
+        assert open(f"{path}/memory.swappiness").read().strip() == "10"
+        assert "oom_kill_disable 1" in open(f"{path}/memory.oom_control").read()
+        if os.path.exists(f"{path}/memory.kmem.tcp.limit_in_bytes"):
+            assert open(f"{path}/memory.kmem.tcp.limit_in_bytes").read().strip() == str(16 << 20)
+    else:  # no such files on v2: said, not failed
+        assert any("cgroup v2 has no such setting" in w["msg"] for w in warnings)
+    bad = bundle(["true"], name="bad", edit=lambda c: c["linux"]["resources"].update(memory={"swappiness": 101}))
+    refused = oci("create", "--bundle", bad, "badswap", check=False)
+    assert refused.returncode == 1 and "swappiness range is 0-100" in refused.stderr
+
+
+def test_unknown_capability_is_ignored_with_a_warning(oci, bundle):
+    """runc 1.1's rule: "ignoring unknown or unavailable capabilities", the container runs."""
+
+    def caps(config):
+        for kind in ("bounding", "effective", "permitted"):
+            config["process"]["capabilities"][kind] = ["CAP_KILL", "CAP_TEST"]
+
+    done = oci("run", "--bundle", bundle(["sh", "-c", "grep CapBnd /proc/self/status"], edit=caps), "capx")
+    assert int(done.stdout.split()[1], 16) == 1 << 5
+    assert "ignoring unknown or unavailable capabilities: CAP_TEST" in done.stderr
+
+
+def _ns(pid: int | str, name: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{name}")
+
+
+def test_namespaces_not_listed_are_the_runtimes(oci, bundle):
+    """No namespace listed: each is shared with the caller, the mount namespace too (the root is
+    chrooted, its mounts made in ours and detached by delete, which runc leaves behind)."""
+
+    def shared(config):
+        config["linux"]["namespaces"] = []
+        for key in ("maskedPaths", "readonlyPaths"):
+            config["linux"].pop(key)
+        config.pop("hostname")
+
+    path = bundle(["sleep", "300"], edit=shared)
+    rootfs = os.path.join(path, "rootfs")
+    oci("create", "--bundle", path, "shared")
+    pid = oci.state("shared")["pid"]
+    for name in ("mnt", "pid", "net", "ipc", "uts", "cgroup"):
+        assert _ns(pid, name) == _ns("self", name), name
+    assert os.readlink(f"/proc/{pid}/root") == rootfs
+    assert os.path.ismount(os.path.join(rootfs, "proc"))  # in our namespace, as the spec says
+    oci("start", "shared")
+    done = oci("exec", "shared", "sh", "-c", "cat /etc/hostname 2>/dev/null; ls /linuxrc")
+    assert done.stdout.splitlines()[-1] == "/linuxrc"  # the container's root, not ours
+    oci("delete", "--force", "shared")
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if rootfs in line]
+    # runc's rule: masking /proc paths without a mount namespace would mask the host's
+    masked = bundle(["true"], name="masked", edit=lambda c: (c["linux"].update(namespaces=[]), c.pop("hostname")))
+    refused = oci("create", "--bundle", masked, "masked", check=False)
+    assert refused.returncode == 1 and "without a private MNT namespace" in refused.stderr
+
+
+@pytest.fixture
+def holder():
+    """holder(flags) -> the pid of a process in new namespaces (`unshare FLAGS --fork sleep`),
+    killed at the end."""
+    started = []
+
+    def start(*flags: str) -> int:
+        proc = subprocess.Popen(["unshare", *flags, "--fork", "sleep", "300"], start_new_session=True)
+        started.append(proc)
+        assert wait_until(lambda: _ns(proc.pid, "mnt") != _ns("self", "mnt") or "--mount" not in flags)
+        return proc.pid
+
+    yield start
+    for proc in started:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+def test_namespaces_joined_by_path(oci, bundle, holder):
+    """A mount namespace and a PID namespace joined by their paths: PID 1's namespaces are
+    those, its root is the bundle's (chrooted: the others there keep theirs), and `state` gives
+    its pid as we see it."""
+    mnt_holder = holder("--mount")
+    pid_holder = holder("--pid")
+    deadline = time.monotonic() + 15
+    while _ns(pid_holder, "pid_for_children") == _ns("self", "pid") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    def joined(config):
+        for entry in config["linux"]["namespaces"]:
+            if entry["type"] == "mount":
+                entry["path"] = f"/proc/{mnt_holder}/ns/mnt"
+            elif entry["type"] == "pid":
+                entry["path"] = f"/proc/{pid_holder}/ns/pid_for_children"
+
+    oci("create", "--bundle", bundle(["sleep", "300"], edit=joined), "joined")
+    pid = oci.state("joined")["pid"]
+    assert _ns(pid, "mnt") == _ns(mnt_holder, "mnt")
+    assert _ns(pid, "pid") == _ns(pid_holder, "pid_for_children")
+    assert os.readlink(f"/proc/{mnt_holder}/root") == "/"  # the holder's root is untouched
+    oci("start", "joined")
+    assert cmdline(pid) == b"sleep\x00300\x00"
+    done = oci("exec", "joined", "sh", "-c", "ls /linuxrc; tr '\\0' ' ' < /proc/1/cmdline")
+    assert done.stdout.splitlines() == ["/linuxrc", "sleep 300 "]  # PID 1 there: the holder's sleep
+    oci("delete", "--force", "joined")
+
+
+def test_poststart_hook_sees_the_container_running(oci, bundle, tmp_path):
+    out = tmp_path / "poststart"
+
+    def hooks(config):
+        config["hooks"] = {"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}"]}]}
+
+    oci("create", "--bundle", bundle(["true"], edit=hooks), "poststarted")
+    pid = oci.state("poststarted")["pid"]
+    oci("start", "poststarted")
+    state = json.loads(out.read_text())
+    assert (state["status"], state["pid"]) == ("running", pid)
+
+
+@pytest.fixture
+def open_dir():
+    """A directory every user may pass through (0711): a user namespace's root, an unprivileged
+    host uid, must reach its bundle (pytest's tmp dirs are 0700)."""
+    path = tempfile.mkdtemp(prefix="minirun-oci-userns-", dir="/tmp")
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path)
+
+
+HOST_ROOT = 100000  # the host uid and gid the container's root is mapped to
+
+
+def test_user_namespace_maps_root_to_an_unprivileged_range(oci, busybox_tar, open_dir):
+    path = os.path.join(open_dir, "bundle")
+    rootfs = os.path.join(path, "rootfs")
+    os.makedirs(rootfs)
+    subprocess.run(["tar", "-x", "-f", str(busybox_tar), "-C", rootfs], check=True)
+    subprocess.run(["chown", "-R", f"{HOST_ROOT}:{HOST_ROOT}", rootfs], check=True)  # the rootfs as given
+    subprocess.run([*OCI, "spec", "--bundle", path], check=True)
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    config["process"].update(terminal=False, args=["sh", "-c", "id -u; cat /proc/self/uid_map; touch /made; sleep 300"])
+    config["root"]["readonly"] = False
+    config["linux"]["namespaces"].append({"type": "user"})
+    for key in ("uidMappings", "gidMappings"):
+        config["linux"][key] = [{"containerID": 0, "hostID": HOST_ROOT, "size": 65536}]
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    out = os.path.join(open_dir, "out")
+    with open(out, "w") as stdout:
+        code = subprocess.run(
+            [*OCI, "--root", oci.root, "run", "-d", "--bundle", path, "mapped"], stdout=stdout
+        ).returncode
+    assert code == 0
+    assert wait_until(lambda: os.path.exists(os.path.join(rootfs, "made")))
+    with open(out) as f:
+        lines = f.read().split()
+    assert lines == ["0", "0", str(HOST_ROOT), "65536"]  # root inside; /proc/self/uid_map
+    made = os.stat(os.path.join(rootfs, "made"))
+    assert (made.st_uid, made.st_gid) == (HOST_ROOT, HOST_ROOT)  # owned by the mapped host ids
+    pid = oci.state("mapped")["pid"]
+    assert _ns(pid, "user") != _ns("self", "user")
+    with open(f"/proc/{pid}/status") as f:
+        uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+    assert uids == [str(HOST_ROOT)] * 4  # as the host sees PID 1
+    userns = os.stat(f"/proc/{pid}/ns/user").st_ino
+    for name in ("mnt", "net", "uts", "ipc", "pid", "cgroup"):  # each made inside it: its root's to run
+        assert _owner(f"/proc/{pid}/ns/{name}") == userns, name
+    done = oci("exec", "mapped", "sh", "-c", "id; cat /proc/self/uid_map; ls -n /made")
+    assert done.stdout.split()[:2] == ["uid=0(root)", "gid=0(root)"]
+    assert done.stdout.split()[2:5] == ["0", str(HOST_ROOT), "65536"]
+    assert done.stdout.split()[7:9] == ["0", "0"]  # the file's owner, as the container sees it
+    oci("delete", "--force", "mapped")
+
+
+def _owner(namespace: str) -> int:
+    """The inode of the user namespace owning `namespace` (ioctl NS_GET_USERNS)."""
+    import fcntl
+
+    fd = os.open(namespace, os.O_RDONLY)
+    try:
+        owner = fcntl.ioctl(fd, 0xB701)  # _IO(0xb7, 0x1)
+    finally:
+        os.close(fd)
+    try:
+        return os.fstat(owner).st_ino
+    finally:
+        os.close(owner)
+
+
+def test_user_namespace_rules(oci, bundle):
+    """runc's: mappings need a user namespace, a new one needs mappings, and the root must be
+    reachable by the mapped root (pytest's 0700 tmp dir is not)."""
+
+    def maps_only(config):
+        config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": HOST_ROOT, "size": 1}]
+
+    done = oci("create", "--bundle", bundle(["true"], edit=maps_only), "nouserns", check=False)
+    assert done.returncode == 1 and "user namespace isn't enabled" in done.stderr
+
+    def unmapped(config):
+        config["linux"]["namespaces"].append({"type": "user"})
+
+    done = oci("create", "--bundle", bundle(["true"], name="b2", edit=unmapped), "unmapped", check=False)
+    assert done.returncode == 1 and "no uidMappings found" in done.stderr
+
+    def mapped(config):
+        unmapped(config)
+        for key in ("uidMappings", "gidMappings"):
+            config["linux"][key] = [{"containerID": 0, "hostID": HOST_ROOT, "size": 65536}]
+
+    done = oci("create", "--bundle", bundle(["true"], name="b3", edit=mapped), "unreachable", check=False)
+    assert done.returncode == 1
+    assert f"the container's root (host uid {HOST_ROOT}) cannot reach it" in done.stderr
+
+
+def test_container_hooks_run_inside_in_runcs_order(oci, bundle, tmp_path):
+    """prestart and createRuntime in our namespaces, then createContainer in the container's
+    (its mounts made, our tree still in reach: before pivot_root), then at `start`
+    startContainer in the container, as its root, before the process."""
+    log = tmp_path / "order"
+    record = f"cat > {tmp_path}/$0.json; echo $0 >> {log}; readlink /proc/self/ns/mnt > {tmp_path}/$0.mnt"
+
+    def hooks(config):
+        config["root"]["readonly"] = False
+        config["hooks"] = {
+            kind: [{"path": "/bin/sh", "args": ["sh", "-c", record, kind]}]
+            for kind in ("prestart", "createRuntime", "createContainer")
+        }
+        config["hooks"]["startContainer"] = [
+            {
+                "path": "/bin/sh",
+                "args": [
+                    "sh",
+                    "-c",
+                    "cat > /start.json; echo startContainer >> /order; grep ^Sig /proc/self/status > /sigs",
+                ],
+            }
+        ]
+
+    path = bundle(["sh", "-c", "echo process >> /order; sleep 300"], edit=hooks)
+    oci("create", "--bundle", path, "hooked")
+    pid = oci.state("hooked")["pid"]
+    assert log.read_text().split() == ["prestart", "createRuntime", "createContainer"]
+    assert (tmp_path / "createRuntime.mnt").read_text() == (tmp_path / "prestart.mnt").read_text()
+    assert (tmp_path / "createContainer.mnt").read_text().strip() == _ns(pid, "mnt") != _ns("self", "mnt")
+    inside = json.loads((tmp_path / "createContainer.json").read_text())
+    assert (inside["id"], inside["pid"], inside["status"]) == ("hooked", pid, "creating")
+    assert json.loads((tmp_path / "prestart.json").read_text())["status"] == "created"
+    oci("start", "hooked")
+    order = os.path.join(path, "rootfs", "order")
+    assert wait_until(lambda: os.path.exists(order) and open(order).read().split() == ["startContainer", "process"])
+    started = json.loads(open(os.path.join(path, "rootfs", "start.json")).read())
+    assert (started["pid"], started["status"]) == (pid, "created")
+    sigs = dict(line.split(":\t") for line in open(os.path.join(path, "rootfs", "sigs")).read().splitlines())
+    assert int(sigs["SigBlk"], 16) == 0 and not int(sigs["SigIgn"], 16) & (1 << 12)  # as subprocess starts one
+
+
+def test_a_failing_start_container_hook_fails_start(oci, bundle):
+    def hooks(config):
+        config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no-go >&2; exit 3"]}]}
+
+    oci("create", "--bundle", bundle(["sleep", "300"], edit=hooks), "nogo")
+    done = oci("start", "nogo", check=False)
+    assert done.returncode == 1
+    assert "startContainer hook /bin/sh: exit status 3: no-go" in done.stderr
+    assert wait_until(lambda: oci.status("nogo") == "stopped")
