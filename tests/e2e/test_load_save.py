@@ -64,6 +64,13 @@ class Podman:
         from pathlib import Path
 
         base = self.base = Path(tempfile.mkdtemp(prefix="minirun-podman-"))
+        # runc's state under this base too, not the host's /run/runc: podman passes no root of its
+        # own to runc (nor --runtime-flag to the runc its cleanup runs), so runc is this script
+        runtime = base / "runc"
+        runtime.write_text(f'#!/bin/sh\nexec runc --root "{base}/runc-root" "$@"\n')
+        runtime.chmod(0o755)
+        global_options = list(PODMAN_GLOBAL)
+        global_options[global_options.index("--runtime") + 1] = str(runtime)
         self.cmd = [
             "podman",
             "--root",
@@ -72,7 +79,7 @@ class Podman:
             str(base / "run"),
             "--tmpdir",
             str(base / "tmp"),
-            *PODMAN_GLOBAL,
+            *global_options,
         ]
         # runc cannot run without cgroups: its containers go under a parent of this test's own
         self.cgroup_parent = f"/{base.name}"
