@@ -335,7 +335,7 @@ def main() -> int:
             str(tmp / "podman" / "tmp"),
             *PODMAN_GLOBAL,
             # runc where crun refuses this host (a hybrid one): podman_peer changes nothing unasked
-            *runtime_option(podman_peer(False)[1]),
+            *runtime_option(podman_peer(False)[1], tmp / "podman"),
         ]
         if podman
         else None

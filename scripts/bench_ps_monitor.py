@@ -99,7 +99,7 @@ class Podman:
         self.work = work
         self.roots = [os.path.join(work, "p-root"), os.path.join(work, "p-run")]
         self.base = [*PODMAN[:1], "--root", self.roots[0], "--runroot", self.roots[1], *PODMAN[1:]]
-        self.base += runtime_option(runtime)
+        self.base += runtime_option(runtime, Path(work) / "p-runtime")
 
     def import_busybox(self) -> None:
         tar = os.path.join(self.work, "busybox.tar")

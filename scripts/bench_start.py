@@ -402,8 +402,16 @@ def podman_peer(mount_v2_controllers: bool) -> tuple[list[tuple[str, bool]], str
     return [], "runc" if shutil.which("runc") else None
 
 
-def runtime_option(runtime: str | None) -> list[str]:
-    return ["--runtime", runtime] if runtime else []
+def runtime_option(runtime: str | None, base: Path) -> list[str]:
+    """podman's --runtime. runc gets its state under `base` (a two-line script adds --root): podman
+    passes it no root, and the host's /run/runc is not the benchmark's to make."""
+    if runtime != "runc":
+        return ["--runtime", runtime] if runtime else []
+    base.mkdir(parents=True, exist_ok=True)
+    script = base / "runc"
+    script.write_text(f'#!/bin/sh\nexec runc --root "{base}/runc-root" "$@"\n')
+    script.chmod(0o755)
+    return ["--runtime", str(script)]
 
 
 def podman_command(binary: str, base: Path, runtime: str | None) -> list[str]:
@@ -418,7 +426,7 @@ def podman_command(binary: str, base: Path, runtime: str | None) -> list[str]:
         "--tmpdir",
         str(base / "tmp"),
         *PODMAN_GLOBAL,
-        *runtime_option(runtime),
+        *runtime_option(runtime, base),
     ]
 
 
