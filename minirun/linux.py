@@ -201,6 +201,18 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(_libc.setns(fd, nstype), "setns", f"fd {fd}")
 
 
+def join_namespace(path: str, nstype: int) -> None:
+    """setns into the namespace at `path` (/proc/PID/ns/..., or a bind of one)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SyscallError("open namespace", exc.errno or errno.EIO, path) from None
+    try:
+        setns(fd, nstype)
+    finally:
+        os.close(fd)
+
+
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     """prctl(2) for the options python-prctl does not know (PR_CAP_AMBIENT)."""
     args = (ctypes.c_ulong(a) for a in (arg2, arg3, arg4, arg5))

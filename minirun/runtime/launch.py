@@ -191,7 +191,7 @@ def start(plan: LaunchPlan) -> Started:
     own_pid_ns = None
     if channel is None and "pid" in plan.namespace_paths:  # an OCI bundle's: joined by its path
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        _join(plan.namespace_paths["pid"], linux.CLONE_NEWPID)
+        linux.join_namespace(plan.namespace_paths["pid"], linux.CLONE_NEWPID)
     elif channel is None and "pid" not in plan.host_namespaces:  # --pid host: an ordinary host process
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         linux.unshare(linux.CLONE_NEWPID)
@@ -303,7 +303,7 @@ def _child(
     namespaces = linux.CLONE_NEWNS if own_mount_ns else 0
     for name, flag in (("cgroup", linux.CLONE_NEWCGROUP), ("uts", linux.CLONE_NEWUTS), ("ipc", linux.CLONE_NEWIPC)):
         if name in plan.namespace_paths:
-            _join(plan.namespace_paths[name], flag)
+            linux.join_namespace(plan.namespace_paths[name], flag)
         elif name not in plan.host_namespaces:
             namespaces |= flag
     new_uts = bool(namespaces & linux.CLONE_NEWUTS)
@@ -322,7 +322,7 @@ def _child(
         # Private before anything is mounted: no mount of ours may propagate to the host.
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     elif "mount" in plan.namespace_paths:
-        _join(plan.namespace_paths["mount"], linux.CLONE_NEWNS)
+        linux.join_namespace(plan.namespace_paths["mount"], linux.CLONE_NEWNS)
     if new_uts and plan.hostname:  # --uts host: the host's name stays the host's
         linux.sethostname(plan.hostname)
     if own_netns:
@@ -467,17 +467,6 @@ def _wait_for_start(
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo)
-
-
-def _join(path: str, flag: int) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise MinirunError(f"open namespace {path}: {exc.strerror}") from None
-    try:
-        linux.setns(fd, flag)
-    finally:
-        os.close(fd)
 
 
 def _connect(path: str) -> socket.socket:

@@ -100,7 +100,7 @@ def stage1(plan: LaunchPlan, channel: Channel) -> None:
 
         apply_ulimits(plan.ulimits)
     if "user" in plan.namespace_paths:
-        _join(plan.namespace_paths["user"], linux.CLONE_NEWUSER)
+        linux.join_namespace(plan.namespace_paths["user"], linux.CLONE_NEWUSER)
     else:
         linux.unshare(linux.CLONE_NEWUSER)
         os.write(channel.up_write, _MAP_REQUEST)
@@ -117,7 +117,7 @@ def stage1(plan: LaunchPlan, channel: Channel) -> None:
     except PermissionError:
         pass  # a joined namespace made by an unprivileged user denies setgroups: none to drop then
     if "pid" in plan.namespace_paths:
-        _join(plan.namespace_paths["pid"], linux.CLONE_NEWPID)
+        linux.join_namespace(plan.namespace_paths["pid"], linux.CLONE_NEWPID)
     elif "pid" not in plan.host_namespaces:
         linux.unshare(linux.CLONE_NEWPID)
     pid = linux.fork_sibling()
@@ -125,14 +125,3 @@ def stage1(plan: LaunchPlan, channel: Channel) -> None:
         os.write(channel.up_write, _PID + str(pid).encode())
         os._exit(0)
     channel.close_child_side()
-
-
-def _join(path: str, flag: int) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise MinirunError(f"open namespace {path}: {exc.strerror}") from None
-    try:
-        linux.setns(fd, flag)
-    finally:
-        os.close(fd)
