@@ -452,6 +452,14 @@ def forget_podman(base: list[str], dirs: list[str]) -> None:
             except OSError:
                 pass
         shutil.rmtree(directory, ignore_errors=True)
+    # conmon's cgroup, <hierarchy>/libpod_parent/conmon, which podman leaves: when empty (another
+    # podman's running conmon keeps it), as tests/peers.remove_conmon_cgroups does
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        for path in (hierarchy / "libpod_parent" / "conmon", hierarchy / "libpod_parent"):
+            try:
+                path.rmdir()
+            except OSError:
+                pass
 
 
 def fix_hybrid_cgroups() -> list[tuple[str, bool]]:

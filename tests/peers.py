@@ -83,3 +83,23 @@ def remove_plain_tree(path: str) -> list[str]:
     except OSError as e:
         left.append(f"{path} ({e.strerror})")
     return left
+
+
+CONMON_PARENT = "libpod_parent"  # podman's cgroupfs parent: conmon's own cgroup, libpod_parent/conmon
+
+
+def remove_conmon_cgroups() -> None:
+    """podman (cgroupfs) puts every conmon in <hierarchy>/libpod_parent/conmon, whatever
+    --cgroup-parent its containers get, and leaves the dirs. Removed when empty: another podman on
+    the host with a conmon running keeps them (rmdir fails), and podman makes them again as needed."""
+    root = "/sys/fs/cgroup"
+    try:
+        hierarchies = [os.path.join(root, name) for name in os.listdir(root)]
+    except OSError:
+        return
+    for hierarchy in hierarchies:
+        for path in (f"{hierarchy}/{CONMON_PARENT}/conmon", f"{hierarchy}/{CONMON_PARENT}"):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass

@@ -18,7 +18,13 @@ import time
 import pytest
 
 from tests.forkserver import run_minirun
-from tests.peers import PODMAN_COPYING_VERBS, own_blob_cache, plain_cgroup_dirs, remove_plain_tree
+from tests.peers import (
+    PODMAN_COPYING_VERBS,
+    own_blob_cache,
+    plain_cgroup_dirs,
+    remove_conmon_cgroups,
+    remove_plain_tree,
+)
 
 # runc, not podman's default crun: crun refuses a hybrid host whose cgroup2 mount carries a controller
 # (hugetlb here), and mounting a v1 hierarchy for it would change the host (PEERS.md)
@@ -92,6 +98,7 @@ class Podman:
 
     def remove(self) -> None:
         subprocess.run([*self.cmd, "rm", "--all", "--force"], capture_output=True, timeout=60)
+        remove_conmon_cgroups()
         with open("/proc/self/mountinfo") as f:  # every cgroup mount, name=systemd's too
             mounts = [line.split()[4] for line in f if line.split(" - ")[-1].startswith(("cgroup ", "cgroup2 "))]
             for mount in mounts:

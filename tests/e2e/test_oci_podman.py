@@ -79,7 +79,10 @@ class Podman:
         return found
 
     def remove(self) -> None:
+        from tests.peers import remove_conmon_cgroups
+
         subprocess.run([*self.cmd, "rm", "--all", "--force"], capture_output=True, timeout=120)
+        remove_conmon_cgroups()
         for path in sorted(self.cgroup_dirs(), key=len, reverse=True):
             os.rmdir(path)
         with open("/proc/self/mountinfo") as f:
