@@ -37,18 +37,23 @@ def opens_in(cgroup: str) -> dict[str, int]:
         where = tempfile.mkdtemp(prefix="devices-test-")
         linux.mount("tmpfs", where, "tmpfs", 0, "size=64k")
         found = {}
-        for name, kind, major, minor, flags in NODES:
-            path = f"{where}/{name}"
-            try:
-                os.mknod(path, kind | 0o600, os.makedev(major, minor))
-            except OSError as exc:
-                found[f"mknod {name}"] = exc.errno
-                continue
-            try:
-                os.close(os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC))
-                found[name] = 0
-            except OSError as exc:
-                found[name] = exc.errno
+        try:
+            for name, kind, major, minor, flags in NODES:
+                path = f"{where}/{name}"
+                try:
+                    os.mknod(path, kind | 0o600, os.makedev(major, minor))
+                except OSError as exc:
+                    found[f"mknod {name}"] = exc.errno
+                    continue
+                try:
+                    os.close(os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC))
+                    found[name] = 0
+                except OSError as exc:
+                    found[name] = exc.errno
+        finally:
+            # the mount goes with the namespace, the dir under it would stay in the host's /tmp
+            linux.umount2(where, linux.MNT_DETACH)
+            os.rmdir(where)
         return found
 
     return in_mount_ns(body)
