@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import errno
 import json
 import os
 import platform
@@ -453,13 +454,19 @@ def forget_podman(base: list[str], dirs: list[str]) -> None:
                 pass
         shutil.rmtree(directory, ignore_errors=True)
     # conmon's cgroup, <hierarchy>/libpod_parent/conmon, which podman leaves: when empty (another
-    # podman's running conmon keeps it), as tests/peers.remove_conmon_cgroups does
+    # podman's running conmon keeps it), as tests/peers.remove_conmon_cgroups does; `podman rm`
+    # returns before its conmons are gone, hence the few seconds' grace
+    deadline = time.monotonic() + 5
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         for path in (hierarchy / "libpod_parent" / "conmon", hierarchy / "libpod_parent"):
-            try:
-                path.rmdir()
-            except OSError:
-                pass
+            while True:
+                try:
+                    path.rmdir()
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                break
 
 
 def fix_hybrid_cgroups() -> list[tuple[str, bool]]:

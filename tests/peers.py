@@ -92,14 +92,22 @@ def remove_conmon_cgroups() -> None:
     """podman (cgroupfs) puts every conmon in <hierarchy>/libpod_parent/conmon, whatever
     --cgroup-parent its containers get, and leaves the dirs. Removed when empty: another podman on
     the host with a conmon running keeps them (rmdir fails), and podman makes them again as needed."""
+    import errno
+    import time
+
     root = "/sys/fs/cgroup"
     try:
         hierarchies = [os.path.join(root, name) for name in os.listdir(root)]
     except OSError:
         return
+    deadline = time.monotonic() + 5  # `podman rm` returns before its conmons are gone
     for hierarchy in hierarchies:
         for path in (f"{hierarchy}/{CONMON_PARENT}/conmon", f"{hierarchy}/{CONMON_PARENT}"):
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass
+            while True:
+                try:
+                    os.rmdir(path)
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                break
