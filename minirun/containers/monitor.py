@@ -269,6 +269,11 @@ def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:
     from minirun.containers import healthconfig
 
     health_spec = healthconfig.copier_spec(container)  # State.Health `starting` before the state says running
+    if container.config.log_config.get("Type") != "none":
+        # the log exists once `start` returns, before the copier opens it: a reader that opens it
+        # then keeps it, removed or not (docker-py's run(): logs, wait, remove, then it reads)
+        log = os.path.join(container.dir, logcopier.LOG_NAME)
+        os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640))
     mark_running(containers, container, started.pid, monitor=os.getppid())
     _tell(ready_fd, b"ok")
     exited = dict(

@@ -53,6 +53,15 @@ class Service:
             connection.close()
 
 
+def _listening(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 def start_service(root: str, directory: Path, *extra: str, command: list[str] | None = None) -> Service:
     """`command`: how minirun is run (default `python -m minirun`)."""
     from minirun import hostwide
@@ -66,7 +75,7 @@ def start_service(root: str, directory: Path, *extra: str, command: list[str] | 
         stderr=open(directory / "service.log", "wb"),
     )
     deadline = time.monotonic() + 30
-    while not os.path.exists(path):
+    while not _listening(path):  # the path exists from bind(), a connect succeeds from listen()
         assert process.poll() is None, (directory / "service.log").read_text()
         assert time.monotonic() < deadline, "the service did not listen"
         time.sleep(0.02)
