@@ -21,7 +21,8 @@ from tests.helpers import wait_until
 MiB = 1 << 20
 # busybox dd reads 100 MB into one buffer: every page of it is touched, so really allocated
 ALLOCATE_100M = ["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"]
-FORK_BOMB = "f(){ f | f & }; f; sleep 120"
+# PID 1 execs its sleep (no fork): the bomb at the limit must not stop PID 1 from staying
+FORK_BOMB = "f(){ f | f & }; f; exec sleep 120"
 
 
 def inspect(cli, name) -> dict:
