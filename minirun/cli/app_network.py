@@ -34,9 +34,10 @@ def network_create(
     labels: list[str] = typer.Option([], "--label", help="Set metadata on a network (KEY=VALUE)."),
 ) -> None:
     """Create a network: a bridge of its own, with its own subnet."""
-    from minirun.frontend.networkinfo import create_network, parse_labels
+    from minirun.frontend.networkinfo import create_network
+    from minirun.frontend.runoptions import key_values
 
-    network = create_network(open_store(), name, subnet, gateway, driver, parse_labels(labels))
+    network = create_network(open_store(), name, subnet, gateway, driver, key_values(labels, "label"))
     print(network.id)
 
 

@@ -28,17 +28,6 @@ VOLUME_HEADERS = {
 }
 
 
-def _pairs(items: list[str], what: str) -> dict[str, str]:
-    """--label k=v / -o k=v, docker's way: a key alone has an empty value; the last one wins."""
-    pairs: dict[str, str] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid {what} {item!r}: an empty key")
-        pairs[key] = value
-    return pairs
-
-
 @volume_app.command("create")
 def volume_create(
     name: str = typer.Argument("", metavar="[VOLUME]"),
@@ -51,11 +40,14 @@ def volume_create(
 ) -> None:
     """Create a volume. Without a name: an anonymous one, named by 64 hex digits."""
     from minirun.containers.mounts import check_driver, create_volume
+    from minirun.frontend.runoptions import key_values
 
     if name and name_option and name != name_option:
         raise UsageError("conflicting options: either specify --name or provide positional arg, not both")
     check_driver(driver)
-    volume, _ = create_volume(open_store(), name or name_option, _pairs(labels, "label"), _pairs(options, "option"))
+    volume, _ = create_volume(
+        open_store(), name or name_option, key_values(labels, "label"), key_values(options, "option")
+    )
     print(volume.name)
 
 

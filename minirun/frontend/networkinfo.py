@@ -4,7 +4,7 @@ recorded as docker's event."""
 
 from __future__ import annotations
 
-from minirun.errors import NotFound, UsageError
+from minirun.errors import NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -183,14 +183,3 @@ def _running(store: Store, container_id: str):
     except NotFound:
         return None
     return container if is_running(container) else None
-
-
-def parse_labels(items: list[str]) -> dict[str, str]:
-    """--label k=v, docker's way: a key alone has an empty value; the last one wins."""
-    labels: dict[str, str] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid label {item!r}: an empty key")
-        labels[key] = value
-    return labels

@@ -237,12 +237,17 @@ def env_item(item: str, host_env) -> list[str]:
 def parse_labels(labels: list[str], files: list[str]) -> dict[str, str]:
     """docker's -l K=V (K alone: an empty value) and --label-file (one per line, # comments), the
     files first; a key given twice keeps its last value."""
-    items = [line for path in files for line in _text_lines(path, "label file")] + list(labels)
+    return key_values([line for path in files for line in _text_lines(path, "label file")] + list(labels), "label")
+
+
+def key_values(items: list[str], what: str) -> dict[str, str]:
+    """K=V words, docker's way (--label, a volume's -o): a key alone has an empty value, a key
+    given twice keeps its last one; an empty key is refused, named as `what`."""
     result: dict[str, str] = {}
     for item in items:
         key, _, value = item.partition("=")
         if not key.strip():
-            raise UsageError(f"invalid label {item!r}: an empty key")
+            raise UsageError(f"invalid {what} {item!r}: an empty key")
         result[key] = value
     return result
 
