@@ -4,25 +4,14 @@ tar; the build runs as a job process (buildjob.py)."""
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
-from minirun.api.common import flag
+from minirun.api.common import flag, json_query
 from minirun.api.errors import ApiError
 
 
 def _map(request: web.Request, name: str) -> dict[str, str]:
-    text = request.query.get(name, "")
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise ApiError(400, f"invalid {name}: {text!r}") from None
-    if not isinstance(value, dict):
-        raise ApiError(400, f"invalid {name}: an object is expected")
-    return {str(k): "" if v is None else str(v) for k, v in value.items()}
+    return {str(k): "" if v is None else str(v) for k, v in json_query(request, name).items()}
 
 
 async def build(request: web.Request) -> web.StreamResponse:

@@ -67,18 +67,25 @@ def integer(request: web.Request, name: str, default: int | None = None) -> int 
         raise ApiError(400, f"invalid value for {name}: {value!r}") from None
 
 
+def json_query(request: web.Request, name: str) -> dict:
+    """A query parameter that holds a JSON object (filters, buildargs, labels); {} when absent."""
+    text = request.query.get(name, "")
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ApiError(400, f"invalid {name}: {text!r}") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, f"invalid {name}: an object is expected")
+    return value
+
+
 def filters(request: web.Request) -> list[str]:
     """docker's `filters` query ({"status": ["running"], "label": {"a=b": true}}) as the CLI's
     -f KEY=VALUE words (frontend/filters.py reads both front ends' alike)."""
+    document = json_query(request, "filters")
     text = request.query.get("filters")
-    if not text:
-        return []
-    try:
-        document = json.loads(text)
-    except ValueError:
-        raise ApiError(400, f"invalid filters: {text!r}") from None
-    if not isinstance(document, dict):
-        raise ApiError(400, f"invalid filters: {text!r}")
     words = []
     for key, values in document.items():
         if isinstance(values, dict):  # the older map form: {"value": true}
