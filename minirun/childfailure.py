@@ -1,5 +1,7 @@
 """How a forked child (or a helper process) tells the process that started it why it failed: one
-report on a pipe, `<exit code>\\n<message>`, and no report at all when it succeeded. A child that
+report on a pipe, `<exit code>[:<kind>]\\n<message>`, and no report at all when it succeeded. The
+kind is the error's class in minirun.errors (NotFound, Forbidden...), so that the parent raises
+what the child raised; a report without one (an older process's) reads as a MinirunError. A child that
 execs leaves EOF behind (the pipe is O_CLOEXEC), so its parent reads until EOF: nothing read means
 the exec happened.
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from minirun.errors import EXIT_RUNTIME, MinirunError
+from minirun.errors import EXIT_RUNTIME, MinirunError, error_kind, rebuild_error
 
 TYPE_CHECKING = False  # collections.abc and typing stay off the start path
 if TYPE_CHECKING:
@@ -19,18 +21,19 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 
-def encode_report(code: int, message: str) -> bytes:
-    return f"{code}\n{message}".encode(errors="replace")
+def encode_report(code: int, message: str, kind: str = "MinirunError") -> bytes:
+    return f"{code}:{kind}\n{message}".encode(errors="replace")
 
 
 def parse_report(data: bytes) -> MinirunError:
     """The error a report describes (EXIT_RUNTIME when its code is unreadable)."""
-    code_text, _, message = data.decode(errors="replace").partition("\n")
-    return MinirunError(message, exit_code=int(code_text) if code_text.isdigit() else EXIT_RUNTIME)
+    head, _, message = data.decode(errors="replace").partition("\n")
+    code_text, _, kind = head.partition(":")
+    return rebuild_error(kind, message, int(code_text) if code_text.isdigit() else EXIT_RUNTIME)
 
 
-def send_report(fd: int, code: int, message: str) -> None:
-    os.write(fd, encode_report(code, message))
+def send_report(fd: int, code: int, message: str, kind: str = "MinirunError") -> None:
+    os.write(fd, encode_report(code, message, kind))
 
 
 def read_report(fd: int) -> MinirunError | None:
@@ -46,14 +49,14 @@ def exit_reporting(fd: int, body: Callable[[], object], what: str) -> NoReturn:
     """In a forked child that must exec: run `body()`, which execs or raises. Whatever it raised
     goes to the parent on `fd`, and the child exits with that code. Never returns: the child never
     unwinds into the stack it shares with its parent."""
-    code, message = EXIT_RUNTIME, f"{what} failed"
+    code, message, kind = EXIT_RUNTIME, f"{what} failed", "MinirunError"
     try:
         body()
     except MinirunError as exc:
-        code, message = exc.exit_code, exc.message
+        code, message, kind = exc.exit_code, exc.message, error_kind(exc)
     except BaseException as exc:  # anything else is a bug; still one line, never a traceback
         message = f"{what}: {type(exc).__name__}: {exc}"
     try:
-        send_report(fd, code, message)
+        send_report(fd, code, message, kind)
     finally:
         os._exit(code)

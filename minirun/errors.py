@@ -35,6 +35,10 @@ class Conflict(MinirunError):
     """The request contradicts the store's state (in use, ambiguous, duplicate)."""
 
 
+class Forbidden(MinirunError):
+    """Refused by what the container was made with (a read-only root or volume), whoever asks."""
+
+
 class BadArchive(MinirunError):
     """A tar stream that is corrupt or tries to write outside its layer."""
 
@@ -97,3 +101,25 @@ def report(exc: BaseException, debug: bool = False) -> int:
         message, code = f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", EXIT_RUNTIME
     print(f"minirun: error: {one_line(str(message))}", file=sys.stderr)
     return code
+
+
+def error_kind(exc: MinirunError) -> str:
+    """The name of the class of this module that `exc` is, to raise again in another process
+    (rebuild_error): its own if plain, else the nearest plain one it derives from."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == __name__ and _plain(cls):
+            return cls.__name__
+    return "MinirunError"
+
+
+def rebuild_error(kind: str, message: str, exit_code: int | None = None) -> MinirunError:
+    """The error another process reported by error_kind's name (MinirunError for a name unknown here)."""
+    cls = globals().get(kind)
+    if not (isinstance(cls, type) and issubclass(cls, MinirunError) and _plain(cls)):
+        cls = MinirunError
+    return cls(message, exit_code)
+
+
+def _plain(cls: type) -> bool:
+    """Made from a message and an exit code alone (not DamagedRecord, SyscallError...)."""
+    return cls.__init__ is MinirunError.__init__  # type: ignore[misc]

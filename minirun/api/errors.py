@@ -1,5 +1,6 @@
 """docker's error answers: a JSON body `{"message": ...}` with its status codes. minirun's own
-errors map by kind: NotFound 404, Conflict 409, UsageError 400 (a bad parameter), others 500."""
+errors map by kind: NotFound 404, Conflict 409, UsageError 400 (a bad parameter), Forbidden 403,
+others 500."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 from aiohttp import web
 
-from minirun.errors import BadArchive, Conflict, MinirunError, NotFound, UsageError
+from minirun.errors import BadArchive, Conflict, Forbidden, MinirunError, NotFound, UsageError
 
 
 class ApiError(Exception):
@@ -21,6 +22,8 @@ def status_of(exc: MinirunError) -> int:
         return 404
     if isinstance(exc, Conflict):
         return 409
+    if isinstance(exc, Forbidden):
+        return 403
     if isinstance(exc, UsageError | BadArchive):
         return 400
     return 500

@@ -92,7 +92,7 @@ async def run_job(
     failure = _failure(await diagnostics) if code != 0 else None
     if failure is not None and response is None:
         kind_name, text = failure
-        raise getattr(errors, kind_name, errors.MinirunError)(text)
+        raise errors.rebuild_error(kind_name, text)
     if response is None:
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)

@@ -161,8 +161,7 @@ def main(argv: list[str]) -> int:
     try:
         KINDS[kind](Store(params["root"]), params)
     except errors.MinirunError as exc:
-        kind_name = next(c.__name__ for c in type(exc).__mro__ if c.__module__ == errors.__name__)
-        _fail(kind_name, exc.message)
+        _fail(errors.error_kind(exc), exc.message)
         return 1
     except Exception as exc:  # a bug of ours: the traceback on the service's stderr, a 500
         import traceback

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import posixpath
 
-from minirun.errors import MinirunError, NotFound, UsageError
+from minirun.errors import Forbidden, MinirunError, NotFound, UsageError
 
 # -- docker's path rules (pure) ------------------------------------------------------------------
 
@@ -203,9 +203,9 @@ def extraction_dir(tree, path: str, container: str, binds: list[list], readonly_
     if holders:
         deepest = max(holders, key=lambda b: len(clean_path(b[1])))
         if deepest[2]:
-            raise UsageError("mounted volume is marked read-only")
+            raise Forbidden("mounted volume is marked read-only")
     elif readonly_root:
-        raise UsageError("container rootfs is marked read-only")
+        raise Forbidden("container rootfs is marked read-only")
     return resolved
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from minirun import linux
 from minirun.childfailure import read_report, send_report
-from minirun.errors import MinirunError, NotFound
+from minirun.errors import MinirunError, NotFound, error_kind
 
 
 @dataclass
@@ -84,7 +84,7 @@ def start_in_view(spec: ViewSpec, work: Callable[[int], None], close_in_child: t
             code = 130  # ^C reached the parent too: its own interrupt is the one reported
         except MinirunError as exc:
             code = exc.exit_code
-            send_report(write_fd, code, exc.message)
+            send_report(write_fd, code, exc.message, error_kind(exc))
         except BaseException as exc:
             code = 125
             send_report(write_fd, code, _describe(exc))

@@ -69,6 +69,16 @@ def test_docker_cp_both_ways_running_and_stopped(service, tmp_path):
     assert service.docker("create", "--read-only", "--name", "ro", "busybox", "true").returncode == 0
     refused = service.docker("cp", str(tmp_path / "file.txt"), "ro:/tmp/")
     assert refused.returncode != 0 and "container rootfs is marked read-only" in refused.stderr
+    import docker
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("empty"))
+    try:
+        _client(service).api.put_archive("ro", "/tmp", data.getvalue())
+        raise AssertionError("a read-only root was extracted into")
+    except docker.errors.APIError as exc:
+        assert exc.response.status_code == 403, exc  # docker's status for it: Forbidden
 
 
 def test_the_archive_stat_header_is_dockers(service):

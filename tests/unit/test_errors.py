@@ -43,3 +43,20 @@ def test_plain_messages_are_printed_as_they_are(capsys):
         'minirun: error: No such image: "café:1" (tab\\tstays escaped)\n',
     )
     assert one_line("nothing to escape: ü, 中文, \\n as typed") == "nothing to escape: ü, 中文, \\n as typed"
+
+
+def test_a_childs_report_raises_the_same_kind_in_the_parent():
+    from minirun.childfailure import encode_report, parse_report
+    from minirun.errors import DamagedRecord, Forbidden, error_kind
+
+    forbidden = parse_report(encode_report(125, "container rootfs is marked read-only", error_kind(Forbidden("x"))))
+    assert type(forbidden) is Forbidden and (forbidden.exit_code, forbidden.message) == (
+        125,
+        "container rootfs is marked read-only",
+    )
+    # A kind that takes more than a message (or none known here) comes back as a MinirunError with the text.
+    damaged = parse_report(encode_report(125, "damaged record x: y", error_kind(DamagedRecord("x", "y"))))
+    assert type(damaged) is MinirunError and damaged.message == "damaged record x: y"
+    assert type(parse_report(b"3:NoSuchKind\nboom")) is MinirunError
+    old = parse_report(b"127\nnot found")  # an older process's report: no kind
+    assert type(old) is MinirunError and (old.exit_code, old.message) == (127, "not found")
