@@ -79,7 +79,7 @@ def disk_usage_document(store) -> dict:
                 "Size": row.size,
                 "SharedSize": row.shared_size,
                 "VirtualSize": row.size,
-                "Labels": row.image.config.get("config", {}).get("Labels") or {},
+                "Labels": row.image.labels,
                 "Containers": row.containers,
             },
         )

@@ -40,7 +40,7 @@ def _listing(request: web.Request, words: list[str]) -> list[dict]:
                 "Size": row.size,
                 "VirtualSize": row.size,
                 "SharedSize": -1,
-                "Labels": row.image.config.get("config", {}).get("Labels") or {},
+                "Labels": row.image.labels,
                 "Containers": -1,
             }
         if row.repository != "<none>":
@@ -116,17 +116,10 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def prune(request: web.Request) -> web.Response:
-    from minirun.frontend.filters import Filters
+    from minirun.frontend.imageinfo import prune_images
 
-    words = Filters(filters(request), ("dangling", "label", "until"))
-    if words.get("label") or words.get("until"):
-        raise ApiError(400, "image prune filters label and until are not supported (dangling only)")
-    dangling = words.boolean("dangling")
-
-    def run() -> tuple[list[str], int]:
-        return store(request).prune_images(all_=dangling is False)
-
-    lines, freed = await blocking(run)
+    words = filters(request)
+    lines, freed = await blocking(lambda: prune_images(store(request), words))
     deleted = [{kind: what} for kind, _, what in (line.partition(": ") for line in lines)]
     return as_json({"ImagesDeleted": deleted or None, "SpaceReclaimed": freed})
 

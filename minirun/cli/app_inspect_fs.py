@@ -152,14 +152,20 @@ app.add_typer(image_app, name="image")
 @image_app.command("prune")
 def image_prune(
     all_: bool = typer.Option(False, "-a", "--all", help="Remove all unused images, not just dangling ones."),
+    filter_: list[str] = typer.Option(
+        [], "--filter", help="Provide filter values (e.g. 'until=<timestamp>', 'label=<key>=<value>')."
+    ),
     force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation."),
 ) -> None:
     """Remove unused images."""
+    from minirun.frontend.filters import Filters
+    from minirun.frontend.imageinfo import PRUNE_KEYS, prune_images
     from minirun.humanize import human_size
 
+    Filters(filter_, PRUNE_KEYS)  # a bad filter is refused before the question
     if not confirm_removal("all dangling images" if not all_ else "all images without at least one container", force):
         return
-    lines, freed = open_store().prune_images(all_)
+    lines, freed = prune_images(open_store(), filter_, all_)
     print_deleted("Images", [line[0].lower() + line[1:] for line in lines])
     print(f"Total reclaimed space: {human_size(freed)}")
 

@@ -83,12 +83,12 @@ class Filters:
         return False
 
     def match_labels(self, labels: dict[str, str]) -> bool:
-        """Every `label=KEY` present and every `label=KEY=VALUE` equal."""
+        """Every `label=KEY` present and every `label=KEY=VALUE` equal, and (prune's `label!`)
+        no `label!=KEY` present nor `label!=KEY=VALUE` equal."""
         for value in self.get("label"):
-            key, sep, wanted = value.partition("=")
-            if key not in labels or (sep and labels[key] != wanted):
+            if not _has_label(value, labels):
                 return False
-        return True
+        return not any(_has_label(value, labels) for value in self.get("label!"))
 
     def boolean(self, key: str) -> bool | None:
         values = {v.lower() for v in self.get(key)}
@@ -177,10 +177,9 @@ def image_filter(filters: Filters, store: Store) -> Callable[[Image, str | None]
     patterns = filters.get("reference")
 
     def keep(image: Image, name: str | None) -> bool:
-        labels = image.config.get("config", {}).get("Labels") or {}
         return (
             (dangling is None or dangling == (name is None))
-            and filters.match_labels(labels if isinstance(labels, dict) else {})
+            and filters.match_labels(image.labels)
             and all(image.created < when for when in before)
             and all(image.created > when for when in since)
             and (not patterns or (name is not None and any(_reference_matches(p, name) for p in patterns)))
@@ -263,6 +262,12 @@ def event_filter(filters: Filters) -> Callable[[dict], bool]:
         )
 
     return keep
+
+
+def _has_label(value: str, labels: dict[str, str]) -> bool:
+    """`KEY` is among `labels`, or `KEY=VALUE` is."""
+    key, sep, wanted = value.partition("=")
+    return key in labels and (not sep or labels[key] == wanted)
 
 
 def _reference_matches(pattern: str, name: str) -> bool:

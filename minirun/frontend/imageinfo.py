@@ -106,3 +106,26 @@ def inspect_image(store: Store, image: Image) -> dict:
         "GraphDriver": {"Name": "overlay", "Data": graph},
         "RootFS": {"Type": "layers", "Layers": image.diff_ids},
     }
+
+
+PRUNE_KEYS = ("dangling", "label", "label!", "until")
+
+
+def prune_images(store: Store, words: list[str], all_: bool = False) -> tuple[list[str], int]:
+    """docker image prune with its filters: dangling=false as -a; label=, label!= on the image's
+    labels; until= keeps images created after that time. (report lines, bytes freed)"""
+    from minirun.errors import MinirunError
+    from minirun.frontend.filters import Filters
+    from minirun.humanize import epoch_seconds, parse_timestamp
+
+    filters = Filters(words, PRUNE_KEYS)
+    until = [parse_timestamp(value) for value in filters.get("until")]
+
+    def allowed(image: Image) -> bool:
+        try:
+            created_ns = epoch_seconds(image.created) * 1e9
+        except (MinirunError, ValueError):  # none, or junk a loaded config came with: as old as can be
+            created_ns = 0
+        return filters.match_labels(image.labels) and all(created_ns < when for when in until)
+
+    return store.prune_images(all_ or filters.boolean("dangling") is False, allowed)

@@ -84,7 +84,6 @@ def prune_networks(store: Store, words: list[str]) -> list[str]:
             or network.name in used
             or network.id in used
             or not filters.match_labels(labels)
-            or any(_label_matches(value, labels) for value in filters.get("label!"))
             or any(epoch_seconds(network.created) * 1e9 >= when for when in until)
         ):
             continue
@@ -95,11 +94,6 @@ def prune_networks(store: Store, words: list[str]) -> list[str]:
         _event(store, "destroy", network)
         removed.append(network.name)
     return removed
-
-
-def _label_matches(value: str, labels: dict[str, str]) -> bool:
-    key, sep, wanted = value.partition("=")
-    return key in labels and (not sep or labels[key] == wanted)
 
 
 def network_document(store: Store, network: Network, with_containers: bool = True) -> dict:

@@ -41,10 +41,4 @@ def prunable(volume: Volume, filters: Filters, everything: bool) -> bool:
     labels = volume.labels or {}
     if not everything and not volume.anonymous:
         return False
-    if not filters.match_labels(labels):
-        return False
-    for value in filters.get("label!"):
-        key, sep, wanted = value.partition("=")
-        if key in labels and (not sep or labels[key] == wanted):
-            return False
-    return True
+    return filters.match_labels(labels)

@@ -201,9 +201,10 @@ class Store:
         lines += self._collect_layers(image)
         return lines
 
-    def prune_images(self, all_: bool = False) -> tuple[list[str], int]:
+    def prune_images(self, all_: bool = False, allowed: Callable[[Image], bool] | None = None) -> tuple[list[str], int]:
         """docker image prune: every dangling image (untagged, and no other image's parent), or
-        with `all_` every image no container uses; (report lines, bytes freed)."""
+        with `all_` every image no container uses, that `allowed` (the filters) lets go; (report
+        lines, bytes freed)."""
         lines: list[str] = []
         freed = 0
         with self.locked():
@@ -215,7 +216,7 @@ class Store:
                     continue
                 if not all_ and image.lineage_key() in parents:
                     continue  # a build step under a tagged image: not dangling
-                if self.containers_using(image.id):
+                if self.containers_using(image.id) or (allowed is not None and not allowed(image)):
                     continue
                 before = self._layer_bytes()
                 try:

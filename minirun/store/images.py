@@ -49,6 +49,11 @@ class Image:
         created = self.config.get("created")  # a loaded or pulled config may lack it, or hold junk
         return created if isinstance(created, str) else ""
 
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = (self.config.get("config") or {}).get("Labels")
+        return labels if isinstance(labels, dict) else {}
+
     def lineage_key(self) -> str:
         return lineage_key(self.history, self.diff_ids)
 

@@ -125,6 +125,8 @@ def test_docker_py_builds_and_pulls(service, context, registry):  # noqa: F811
     client.images.remove(f"{name}:2")
     pulled = client.images.pull(name, tag="2")
     assert f"{name}:2" in pulled.tags and pulled.id == image.id
+    kept = client.images.prune(filters={"dangling": False, "label": ["no.such.label"]})
+    assert kept["ImagesDeleted"] is None and client.images.get(f"{name}:2").id == image.id
     removed = client.images.prune(filters={"dangling": False})
     assert isinstance(removed["ImagesDeleted"], list | None)
     status = service.request("GET", "/images/search?term=busybox")[0]

@@ -128,3 +128,32 @@ def test_network_ls_filters(cli, busybox):
         assert bad.code == 125 and bad.err == "minirun: error: invalid filter 'type=other'\n"
     finally:
         cli("network", "rm", "filtnet")
+
+
+def test_image_prune_filters_by_label_and_age(cli, tmp_path):
+    import io
+    import tarfile
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("file")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    (tmp_path / "rootfs.tar").write_bytes(data.getvalue())
+    for name, label in [("kept", "keep=yes"), ("other", "keep=no"), ("plain", "")]:
+        change = ["-c", f"LABEL {label}"] if label else []
+        assert cli("import", *change, str(tmp_path / "rootfs.tar"), name).code == 0
+
+    def names() -> list[str]:
+        return sorted(line.split()[0] for line in cli("images").out.splitlines()[1:])
+
+    assert cli("image", "prune", "-af", "--filter", "until=1h").out.startswith("Total reclaimed space")
+    assert names() == ["kept", "other", "plain"]  # all three newer than an hour ago
+    pruned = cli("image", "prune", "-af", "--filter", "label!=keep=yes", "--filter", "label=keep")
+    assert pruned.code == 0 and pruned.out.startswith("Deleted Images:\nuntagged: other:latest\n"), pruned
+    assert names() == ["kept", "plain"]
+    assert cli("image", "prune", "-af", "--filter", "label!=keep").code == 0
+    assert names() == ["kept"]
+    refused = cli("image", "prune", "-af", "--filter", "reference=kept")
+    assert (refused.code, refused.err) == (125, "minirun: error: invalid filter 'reference'\n")
+    assert names() == ["kept"]
