@@ -57,15 +57,15 @@ async def put(request: web.Request) -> web.StreamResponse:
     """The body's tar into the directory `path`, which must exist (404) and be one (400). An
     existing directory is never replaced by a non-directory nor the reverse (docker's
     noOverwriteDirNonDir, which its clients always ask for); the archive's owners are kept, as
-    dockerd keeps them (copyUIDGID's mapping to the container's user is not done)."""
+    dockerd keeps them, unless copyUIDGID (`docker cp -a`) asks for the container user's."""
     from minirun.api.jobrunner import run_job
 
     flag(request, "noOverwriteDirNonDir")  # a malformed value is a 400, as any boolean
-    flag(request, "copyUIDGID")
+    to_user = flag(request, "copyUIDGID")
     container_id, found = await _stat(request)
     if not found["mode"] & GO_DIR and not found["linkTarget"]:  # a link's target: the copy checks it
         raise ApiError(400, f"extraction point is not a directory: {_path(request)}")
-    params = {"id": container_id, "path": _path(request)}
+    params = {"id": container_id, "path": _path(request), "copy_uid_gid": to_user}
     return await run_job(request, "extract", params, content_type=TAR, body=True)
 
 

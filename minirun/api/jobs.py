@@ -122,14 +122,24 @@ def archive(store, params: dict) -> None:
 
 def extract(store, params: dict) -> None:
     """PUT /containers/{id}/archive: the request's tar into a directory, as `cp - CONTAINER:DIR`
-    does; the archive's owners are kept, as dockerd keeps them."""
+    does; the archive's owners are kept, as dockerd keeps them, or with copyUIDGID made the
+    container user's."""
     from minirun.containers.container import Containers
     from minirun.containers.copy import copy_to_container
 
     containers = Containers(store)
     container = containers.find(params["id"])
     with open(0, "rb", closefd=False) as stdin:
-        copy_to_container(containers, container, "-", params["path"], archive=True, follow=False, stdin=stdin)
+        copy_to_container(
+            containers,
+            container,
+            "-",
+            params["path"],
+            archive=True,
+            follow=False,
+            stdin=stdin,
+            to_user=bool(params.get("copy_uid_gid")),
+        )
 
 
 def export(store, params: dict) -> None:

@@ -406,13 +406,17 @@ class _Counting:
         return data
 
 
-def copy_to_container(containers, container, src: str, dst: str, *, archive: bool, follow: bool, stdin) -> int:
-    """`cp SRC CONTAINER:DST` (SRC `-`: a tar read from `stdin`); returns the bytes of the files."""
+def copy_to_container(
+    containers, container, src: str, dst: str, *, archive: bool, follow: bool, stdin, to_user: bool = False
+) -> int:
+    """`cp SRC CONTAINER:DST` (SRC `-`: a tar read from `stdin`); returns the bytes of the files.
+    Owners: the archive's with `archive`, else root's; `to_user`: the container's user's (-u,
+    resolved in its own passwd and group files), as dockerd's copyUIDGID."""
     from minirun.containers.container import record_event
     from minirun.runtime.containerfs import start_in_view
 
     spec = view_spec(containers, container)
-    name, readonly_root = container.name, container.config.readonly
+    name, readonly_root, user = container.name, container.config.readonly, container.config.user
     if src == "-":
         source = None
         read_fd, write_fd = stdin.fileno(), -1
@@ -436,9 +440,8 @@ def copy_to_container(containers, container, src: str, dst: str, *, archive: boo
             rename = rebase(archive_root(old), new) if old is not None and new is not None else None
         resolved = extraction_dir(tree, into, name, spec.binds, readonly_root)
         root_ids = (0, 0)  # the container's root (no user namespace remaps it)
-        extractor = Extractor(
-            tree, resolved, resolved, owner=None if archive else root_ids, implied_owner=root_ids, rename=rename
-        )
+        owner = _user_ids(tree, user) if to_user else None if archive else root_ids
+        extractor = Extractor(tree, resolved, resolved, owner=owner, implied_owner=root_ids, rename=rename)
         with open(read_fd, "rb", closefd=False) as stream:
             extractor.extract(stream)
 
@@ -457,6 +460,25 @@ def copy_to_container(containers, container, src: str, dst: str, *, archive: boo
     child.wait()
     record_event(containers.store.root, container, "extract-to-dir")
     return copied
+
+
+def _user_ids(tree, user: str) -> tuple[int, int]:
+    """The uid and gid the container's user resolves to in its own /etc/passwd and /etc/group."""
+    from minirun.runtime.security import resolve_user
+
+    passwd, group = (_text_in(tree, path) for path in ("etc/passwd", "etc/group"))
+    found = resolve_user(user or None, passwd, group)
+    return found.uid, found.gid
+
+
+def _text_in(tree, path: str) -> str:
+    """A file of the container's (symlinks resolved inside it); a missing one reads as empty."""
+    try:
+        fd = tree.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+    with open(fd, encoding="utf-8", errors="surrogateescape") as f:
+        return f.read()
 
 
 # -- docker's stat of a container path (the Engine API's archive HEAD) ----------------------------

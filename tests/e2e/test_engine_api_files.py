@@ -81,6 +81,18 @@ def test_docker_cp_both_ways_running_and_stopped(service, tmp_path):
         assert exc.response.status_code == 403, exc  # docker's status for it: Forbidden
 
 
+def test_docker_cp_a_gives_the_files_to_the_containers_user(service, tmp_path):
+    # dockerd keeps the archive's owners, and with copyUIDGID (`cp -a`) makes them the user's
+    (tmp_path / "owned").write_text("x")
+    os.chown(tmp_path / "owned", 1234, 99)
+    assert service.docker("run", "-d", "--name", "nob", "-u", "nobody", "busybox", "sleep", "300").returncode == 0
+    assert service.docker("cp", str(tmp_path / "owned"), "nob:/tmp/kept").returncode == 0
+    done = service.docker("cp", "-a", str(tmp_path / "owned"), "nob:/tmp/given")
+    assert done.returncode == 0, done.stderr
+    owners = service.docker("exec", "nob", "stat", "-c", "%u:%g", "/tmp/kept", "/tmp/given").stdout
+    assert owners == "1234:99\n65534:65534\n"
+
+
 def test_the_archive_stat_header_is_dockers(service):
     import base64
 
