@@ -11,6 +11,7 @@ import tarfile
 import pytest
 
 from tests.e2e.engineapi import service  # noqa: F401  (a fixture)
+from tests.helpers import wait_until
 from tests.registryserver import PASSWORD, USER, auth_registry, minirun_config, registry  # noqa: F401
 
 DOCKERFILE = """\
@@ -58,6 +59,40 @@ def test_docker_build_streams_the_classic_builders_steps(service, context):  # n
     failed = service.docker("build", "-t", "broken", str(context))  # the last stage's RUN false
     assert failed.returncode == 1
     assert "The command '/bin/sh -c false' returned a non-zero code: 1" in failed.stderr + failed.stdout
+
+
+def test_a_runs_output_streams_while_it_runs(service):  # noqa: F811
+    """The RUN prints, then sleeps until the test, having read that line from the stream, kills
+    its sleep: a server that sent the output only when the step ended would never get there."""
+    import docker
+
+    client = docker.APIClient(base_url=f"unix://{service.path}", version="auto")
+    dockerfile = io.BytesIO(b"FROM busybox\nRUN echo ready-to-be-woken; sleep 4242; echo woken\n")
+    seen = []
+    for chunk in client.build(fileobj=dockerfile, tag="woken:1", decode=True):
+        seen.append(chunk.get("stream", ""))
+        if chunk.get("stream", "").startswith("ready-to-be-woken"):  # the shell starts its sleep next
+            assert wait_until(lambda: _kill_sleep("4242") == 1)
+    text = "".join(seen)
+    assert "ready-to-be-woken\n" in text and "woken\n" in text.split("ready-to-be-woken")[1]
+    assert text.endswith("Successfully tagged woken:1\n"), text
+
+
+def _kill_sleep(seconds: str) -> int:
+    """SIGKILL every `sleep SECONDS` on the host (the number is this test's own); how many."""
+    import os
+    import signal
+
+    killed = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[:2] == [b"sleep", seconds.encode()]:
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed += 1
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return killed
 
 
 def test_docker_save_then_load(service, tmp_path):  # noqa: F811
