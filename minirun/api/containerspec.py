@@ -45,7 +45,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "device": [],
     "log_driver": None,
     "log_opt": [],
-    "network": "bridge",
+    "network": [],  # HostConfig.NetworkMode sets it (and more EndpointsConfig entries)
     "publish": [],
     "publish_all": False,
     "expose": [],

@@ -103,8 +103,7 @@ def _plug(store: Store, containers: Containers, container: Container, network: N
     settings = dict(container.state.get("NetworkSettings") or {})
     used = {"eth0", *(a.get("Interface", "") for a in settings.get("Attachments", ()))}
     ifname = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
-    known: dict[str, list] = {}
-    spec = book_address(store, container, network, entry, ifname, known)
+    spec = book_address(store, container, network, entry, ifname)
     book = AddressBook(network.bridge)
     try:
         attach.plug_running(container.state["Pid"], {k: v for k, v in spec.items() if k != "gateway"})  # type: ignore[arg-type]
@@ -115,10 +114,9 @@ def _plug(store: Store, containers: Containers, container: Container, network: N
     record = attachment_record(network, entry, spec)
     settings["Attachments"] = [*settings.get("Attachments", ()), record]
     _update_settings(containers, container, settings)
-    write_hosts_of(store.root, container.id, {})
+    write_hosts_of(store.root, container.id)
     if network.bridge != DEFAULT_BRIDGE:
-        with book.locked():
-            write_hosts(book, True, skip=(store.root, container.id))
+        write_hosts(book, True, skip=(store.root, container.id))
     events.record(
         store.root,
         "network",
@@ -195,9 +193,9 @@ def _release_on(store: Store, container: Container, bridge: str, record: dict, n
         return
     with book.locked():
         released = book.release(store.root, container.id)
-        if released and bridge != DEFAULT_BRIDGE:
-            write_hosts(book, resolve_peers=True)
-    write_hosts_of(store.root, container.id, {})
+    if released and bridge != DEFAULT_BRIDGE:
+        write_hosts(book, resolve_peers=True)
+    write_hosts_of(store.root, container.id)
     if released:
         network_id = network.id if network is not None else record.get("NetworkID", "")
         name = network.name if network is not None else record.get("Network", "")

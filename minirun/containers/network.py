@@ -55,18 +55,13 @@ def prepare(store, container, plan) -> None:
     if not found:  # disconnected from every network: lo only, as docker leaves it
         containers.update_state(container, NetworkSettings={})
         return
-    known: dict[str, list] = {}
-    specs = [
-        book_address(store, container, network, wanted, f"eth{i}", known) for i, (network, wanted) in enumerate(found)
-    ]
-    write_hosts_of(store.root, container.id, known, list(known))
+    specs = [book_address(store, container, network, wanted, f"eth{i}") for i, (network, wanted) in enumerate(found)]
+    write_hosts_of(store.root, container.id, [network.bridge for network, _ in found])
     for network, _ in found:
         if network.bridge != DEFAULT_BRIDGE:
             from minirun.net.networks import AddressBook
 
-            book = AddressBook(network.bridge)
-            with book.locked():
-                write_hosts(book, True, skip=(store.root, container.id))
+            write_hosts(AddressBook(network.bridge), True, skip=(store.root, container.id))
     first = specs[0]
     settings = {
         "Network": found[0][0].name,
@@ -118,9 +113,9 @@ def prepare(store, container, plan) -> None:
     }
 
 
-def book_address(store, container, network, wanted: dict, ifname: str, known: dict[str, list]) -> dict:
+def book_address(store, container, network, wanted: dict, ifname: str) -> dict:
     """The container's address on `network` (booked now, or the one it holds): an interface
-    spec for net/attach.py, with its network's gateway. `known`: the bridge's members after."""
+    spec for net/attach.py, with its network's gateway."""
     from minirun.net.ipv4 import broadcast, int_to_ip, mac_for, parse_subnet
     from minirun.net.networks import AddressBook, ensure_bridge
 
@@ -139,7 +134,6 @@ def book_address(store, container, network, wanted: dict, ifname: str, known: di
             ifname,
             wanted.get("ip") or "",
         )
-        known[network.bridge] = book.members()
     subnet = parse_subnet(info["subnet"])
     return {
         "bridge": network.bridge,
@@ -207,41 +201,51 @@ def hosts_text(own: dict, peers: list[dict], extra: str = "") -> str:
     return "".join(lines)
 
 
-def write_hosts(book, resolve_peers: bool, only: tuple[str, str] | None = None, skip: tuple = ()) -> None:
-    """Rewrite /etc/hosts of the containers booked on `book` (under its lock): on a user network
-    every member's (but `skip`'s), each with its own line and one per peer on each of its user
-    networks; else only `only`'s (store, id)."""
-    members = book.members()
-    targets = members if resolve_peers else [m for m in members if (m["store"], m["container"]) == only]
-    for member in targets:
+def write_hosts(book, resolve_peers: bool, skip: tuple = ()) -> None:
+    """Rewrite /etc/hosts of the containers booked on `book` (a user network's, when
+    `resolve_peers`): every member's but `skip`'s (store, id), each from all its networks."""
+    if not resolve_peers:
+        return
+    with book.locked():
+        members = book.members()  # stale bookings go on the way
+    for member in members:
         if (member["store"], member["container"]) != skip:
-            write_hosts_of(member["store"], member["container"], {book.bridge: members})
+            write_hosts_of(member["store"], member["container"])
 
 
-def write_hosts_of(store_root: str, container_id: str, known: dict[str, list], bridges: list | None = None) -> None:
+def write_hosts_of(store_root: str, container_id: str, bridges: list[str] | None = None) -> None:
     """One container's /etc/hosts from its bookings on every bridge it is on (`bridges`, else
     found): its own line by its first interface's address, a line per peer on its user networks.
-    `known`: the members of some bridges, read under their locks already."""
+    Under a flock of the file itself, the bookings read inside it: of two writers (a peer's
+    start on one network, another's on a second) the later one reads what both made."""
+    import fcntl
+
     from minirun.net.networks import AddressBook, bridges_of
 
-    if bridges is None:
-        bridges = bridges_of(store_root, container_id)
-    books = {b: known[b] if b in known else _live(AddressBook(b).entries()) for b in bridges}
-
-    def ours(entry: dict) -> bool:
-        return entry.get("store") == store_root and entry.get("container") == container_id
-
-    own = [(entry.get("interface", "eth0"), bridge, entry) for bridge, members in books.items() for entry in members]
-    own = [item for item in own if ours(item[2])]
-    if not own:
-        return
-    _, own_bridge, own_entry = min(own, key=lambda item: interface_order(item[0]))
-    peers = [e for b, members in books.items() if b != DEFAULT_BRIDGE for e in members if not ours(e)]
     path = os.path.join(store_root, "containers", container_id, "hosts")
     try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # removed meanwhile
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if bridges is None:
+            bridges = bridges_of(store_root, container_id)
+
+        def ours(entry: dict) -> bool:
+            return entry.get("store") == store_root and entry.get("container") == container_id
+
+        books = {bridge: _live(AddressBook(bridge).entries()) for bridge in bridges}
+        own = [(e.get("interface", "eth0"), bridge, e) for bridge, members in books.items() for e in members if ours(e)]
+        if not own:
+            return
+        _, own_bridge, own_entry = min(own, key=lambda item: interface_order(item[0]))
+        peers = [e for b, members in books.items() if b != DEFAULT_BRIDGE for e in members if not ours(e)]
         write_in_place(path, hosts_text(own_entry, peers, _extra_hosts(own_bridge, own_entry)).encode())
     except FileNotFoundError:
         pass
+    finally:
+        os.close(fd)
 
 
 def _live(entries: list[dict]) -> list[dict]:
@@ -319,8 +323,8 @@ def release(store_root: str, container_id: str, settings: dict | None) -> None:
         book = AddressBook(bridge)
         with book.locked():
             released = book.release(store_root, container_id)
-            if released and bridge != DEFAULT_BRIDGE:
-                write_hosts(book, resolve_peers=True)
+        if released and bridge != DEFAULT_BRIDGE:
+            write_hosts(book, resolve_peers=True)
         if released:
             _disconnected_event(store_root, container_id, settings, bridge)
 
