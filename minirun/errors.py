@@ -36,7 +36,8 @@ class Conflict(MinirunError):
 
 
 class Forbidden(MinirunError):
-    """Refused by what the container was made with (a read-only root or volume), whoever asks."""
+    """Refused by what the container was made with (a read-only root or volume), whoever asks, or
+    by where it is (already on the network a connect names: docker's "endpoint ... exists")."""
 
 
 class BadArchive(MinirunError):

@@ -45,7 +45,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "device": [],
     "log_driver": None,
     "log_opt": [],
-    "network": "bridge",
+    "network": [],  # HostConfig.NetworkMode sets it (and more EndpointsConfig entries)
     "publish": [],
     "publish_all": False,
     "expose": [],
@@ -329,14 +329,18 @@ def _device(device: Any) -> str:
 
 
 def _networking(config: dict, values: dict) -> None:
-    """NetworkingConfig: one network, the one NetworkMode names, with its endpoint's Aliases
-    (compose names a service's containers so on the project's network)."""
+    """NetworkingConfig: the network NetworkMode names, with its endpoint's Aliases (compose
+    names a service's containers so on the project's network), then any other endpoint's."""
     endpoints = _mapping((config.get("NetworkingConfig") or {}).get("EndpointsConfig"), "EndpointsConfig")
     others = [name for name in endpoints if name not in (values["network"], "default", "bridge")]
     if others and values["network"] == "bridge":
         values["network"] = others[0]
         others = others[1:]
-    if others:
-        raise ApiError(400, "a container is created on one network: connect it to more afterwards")
+    for name in others:  # docker >= 25 sends every --network here
+        extra = _mapping(endpoints.get(name), f"EndpointsConfig.{name}")
+        if extra.get("Aliases") or (extra.get("IPAMConfig") or {}).get("IPv4Address"):
+            raise ApiError(400, f"EndpointsConfig.{name}: aliases and addresses on a second network need a connect")
     endpoint = _mapping(endpoints.get(values["network"]), f"EndpointsConfig.{values['network']}")
     values["network_alias"] = _strings(endpoint.get("Aliases"), "Aliases")
+    if others:
+        values["network"] = [values["network"], *others]

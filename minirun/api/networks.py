@@ -1,7 +1,6 @@
 """`/networks/...`: list, inspect, create, delete, prune, with the library calls and documents of
-`network ls/inspect/create/rm` (frontend/networkinfo.py). A container is on one network, the one
-it was created on (docker's NetworkingConfig with its Aliases): connect and disconnect answer
-501, as minirun has no `network connect`."""
+`network ls/inspect/create/rm` (frontend/networkinfo.py), and connect/disconnect with
+`network connect/disconnect`'s (containers/netconnect.py)."""
 
 from __future__ import annotations
 
@@ -92,12 +91,44 @@ async def prune(request: web.Request) -> web.Response:
     return as_json({"NetworksDeleted": removed or None})
 
 
+def _container_of(config: dict) -> str:
+    container = config.get("Container")
+    if not isinstance(container, str) or not container:
+        raise ApiError(400, "Container: a container's name or id is required")
+    return container
+
+
 async def connect(request: web.Request) -> web.Response:
-    raise ApiError(
-        501,
-        "network connect/disconnect is not supported: a container is on the one network it was created on "
-        "(create it with --network NAME and --network-alias)",
-    )
+    """NetworkConnectRequest: Container, EndpointConfig with Aliases and IPAMConfig.IPv4Address."""
+    from minirun.containers.netconnect import connect as connect_container
+
+    config = await body(request)
+    container = _container_of(config)
+    endpoint = config.get("EndpointConfig") or {}
+    if not isinstance(endpoint, dict):
+        raise ApiError(400, "EndpointConfig: an object is expected")
+    aliases = endpoint.get("Aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise ApiError(400, "EndpointConfig.Aliases: a list of strings is expected")
+    ipam = endpoint.get("IPAMConfig") or {}
+    ip = ipam.get("IPv4Address") or "" if isinstance(ipam, dict) else ""
+    if not isinstance(ip, str):
+        raise ApiError(400, "EndpointConfig.IPAMConfig.IPv4Address: a string is expected")
+    network = request.match_info["id"]
+    await blocking(lambda: connect_container(store(request), container, network, aliases, ip))
+    return web.Response(status=200)
+
+
+async def disconnect(request: web.Request) -> web.Response:
+    """NetworkDisconnectRequest: Container, Force."""
+    from minirun.containers.netconnect import disconnect as disconnect_container
+
+    config = await body(request)
+    container = _container_of(config)
+    force = bool(config.get("Force"))
+    network = request.match_info["id"]
+    await blocking(lambda: disconnect_container(store(request), container, network, force))
+    return web.Response(status=200)
 
 
 ROUTES = [
@@ -107,5 +138,5 @@ ROUTES = [
     web.get("/networks/{id}", inspect),
     web.delete("/networks/{id}", delete),
     web.post("/networks/{id}/connect", connect),
-    web.post("/networks/{id}/disconnect", connect),
+    web.post("/networks/{id}/disconnect", disconnect),
 ]

@@ -1,4 +1,4 @@
-"""Network verbs of the typer app: network create/ls/rm/inspect, and port."""
+"""Network verbs of the typer app: network create/ls/rm/inspect/connect/disconnect, and port."""
 
 from __future__ import annotations
 
@@ -114,6 +114,31 @@ def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> 
 
 
 network_app.command("remove", hidden=True)(network_rm)  # docker's alias
+
+
+@network_app.command("connect")
+def network_connect(
+    network: str = typer.Argument(..., metavar="NETWORK"),
+    container: str = typer.Argument(..., metavar="CONTAINER"),
+    aliases: list[str] = typer.Option([], "--alias", help="Add network-scoped alias for the container."),
+    ip: str = typer.Option("", "--ip", help="IPv4 address (e.g., 172.30.100.104)."),
+) -> None:
+    """Connect a container to a network (now if it runs, else at its next start)."""
+    from minirun.containers.netconnect import connect
+
+    connect(open_store(), container, network, aliases, ip)
+
+
+@network_app.command("disconnect")
+def network_disconnect(
+    network: str = typer.Argument(..., metavar="NETWORK"),
+    container: str = typer.Argument(..., metavar="CONTAINER"),
+    force: bool = typer.Option(False, "-f", "--force", help="Force the container to disconnect from a network."),
+) -> None:
+    """Disconnect a container from a network."""
+    from minirun.containers.netconnect import disconnect
+
+    disconnect(open_store(), container, network, force)
 
 
 @network_app.command("inspect")

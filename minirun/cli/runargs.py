@@ -5,7 +5,7 @@ them); errors are UsageError (exit 125)."""
 from __future__ import annotations
 
 from minirun.cli.leanparser import REMAINDER, SUPPRESS, Parser
-from minirun.frontend.runoptions import DEFAULT_NETWORK, RunOptions, run_options
+from minirun.frontend.runoptions import RunOptions, run_options
 
 _DESCRIPTIONS = {
     "run": "Create and run a new container from an image.",
@@ -76,8 +76,9 @@ def parser(verb: str = "run") -> Parser:
     p.add_argument(
         "--network",
         "--net",
-        default=DEFAULT_NETWORK,
-        help="Connect a container to a network (bridge, none, host, container:NAME, or a user network)",
+        action="append",
+        default=[],
+        help="Connect a container to a network (bridge, none, host, container:NAME, or user networks)",
     )
     p.add_argument(
         "-p",

@@ -63,6 +63,9 @@ _CONFIG_FIELDS = (
     # run's flags as docker records them (runconfig.py shows them in inspect under docker's names)
     ("extra_hosts", list),  # --add-host NAME:IP (or NAME:host-gateway): HostConfig.ExtraHosts
     ("network_aliases", list),  # --network-alias: more names of it on its user network (peers' /etc/hosts)
+    # the networks it is on, [{"name", "aliases", "ip"}], the first eth0's: written by network
+    # connect/disconnect (and run --network twice); None: `network` with `network_aliases`
+    ("networks", lambda: None),
     ("dns", list),  # --dns, --dns-search, --dns-option: written into resolv.conf at create
     ("dns_search", list),
     ("dns_options", list),
@@ -126,6 +129,7 @@ class ContainerConfig:
     mounts: list[dict]
     extra_hosts: list[str]
     network_aliases: list[str]
+    networks: list[dict] | None
     dns: list[str]
     dns_search: list[str]
     dns_options: list[str]

@@ -18,6 +18,24 @@ import os
 
 from minirun import leanjson
 from minirun.errors import Conflict, NotFound
+from minirun.hostwide import DEFAULT_BRIDGE
+
+
+def wanted_networks(config) -> list[dict]:
+    """The networks the container is to be on, in order, each {"name", "aliases", "ip"} (ip:
+    connect --ip's, "" for any): the first is eth0's. A record from before `network connect`
+    has none of its own: its --network (and --network-alias) then."""
+    if config.networks is not None:
+        return config.networks
+    mode = config.network
+    if mode in ("none", "host") or mode.startswith("container:"):
+        return []
+    return [{"name": mode, "aliases": list(config.network_aliases), "ip": ""}]
+
+
+def interface_order(name: str) -> int:
+    """eth2 before eth10."""
+    return int(name[3:]) if name[3:].isdigit() else 0
 
 
 def prepare(store, container, plan) -> None:
@@ -28,12 +46,79 @@ def prepare(store, container, plan) -> None:
         _join(store, container, plan, mode.split(":", 1)[1])
         return
     from minirun.containers.container import Containers
-    from minirun.net.ipv4 import broadcast, int_to_ip, mac_for, parse_subnet
-    from minirun.net.networks import DEFAULT_NETWORK, AddressBook, Networks, ensure_bridge
+    from minirun.net.networks import Networks
 
-    network = Networks(store).find(mode)
-    if network.driver != "bridge":  # `host`/`none` named by id
+    networks = Networks(store)
+    found = [(networks.find(w["name"]), w) for w in wanted_networks(container.config)]
+    found = [(n, w) for n, w in found if n.driver == "bridge"]  # `host`/`none` named by id
+    containers = Containers(store)
+    if not found:  # disconnected from every network: lo only, as docker leaves it
+        containers.update_state(container, NetworkSettings={})
         return
+    specs = [book_address(store, container, network, wanted, f"eth{i}") for i, (network, wanted) in enumerate(found)]
+    write_hosts_of(store.root, container.id, [network.bridge for network, _ in found])
+    for network, _ in found:
+        if network.bridge != DEFAULT_BRIDGE:
+            from minirun.net.networks import AddressBook
+
+            write_hosts(AddressBook(network.bridge), True, skip=(store.root, container.id))
+    first = specs[0]
+    settings = {
+        "Network": found[0][0].name,
+        "NetworkID": found[0][0].id,
+        "Bridge": first["bridge"],
+        "Veth": first["veth"],
+        "IPAddress": first["address"],
+        "IPPrefixLen": first["prefixlen"],
+        "Gateway": first["gateway"],
+        "MacAddress": first["mac"],
+        "Ports": [],
+        # a new one per start: the exit of an older run never removes this run's ports
+        "Token": os.urandom(8).hex(),
+        "Attachments": [attachment_record(n, w, spec) for (n, w), spec in zip(found[1:], specs[1:])],
+    }
+    containers.update_state(container, NetworkSettings=settings)
+    from minirun import events
+
+    for network, _ in found:
+        events.record(
+            store.root,
+            "network",
+            "connect",
+            network.id,
+            {"container": container.id, "name": network.name, "type": "bridge"},
+        )
+    config = container.config
+    ports = config.ports
+    if config.publish_all:  # -P: every exposed port not published by -p, on a port picked now
+        from minirun.containers.exposedports import publish_all_bindings
+
+        ports = ports + publish_all_bindings(config.exposed_ports, ports)
+    if ports:
+        from minirun.net import portmap
+
+        settings["Ports"], backend = portmap.publish_ports(ports, first["address"])  # nftables or the proxy
+        settings.update(backend)
+        containers.update_state(container, NetworkSettings=settings)
+    plan.net = {
+        "bridge": first["bridge"],
+        "bridge_index": first["bridge_index"],
+        "veth": first["veth"],
+        "address": first["address"],
+        "prefixlen": first["prefixlen"],
+        "broadcast": first["broadcast"],
+        "gateway": first["gateway"],
+        "mac": first["mac"],
+        "extra": [{k: v for k, v in spec.items() if k != "gateway"} for spec in specs[1:]],
+    }
+
+
+def book_address(store, container, network, wanted: dict, ifname: str) -> dict:
+    """The container's address on `network` (booked now, or the one it holds): an interface
+    spec for net/attach.py, with its network's gateway."""
+    from minirun.net.ipv4 import broadcast, int_to_ip, mac_for, parse_subnet
+    from minirun.net.networks import AddressBook, ensure_bridge
+
     info = ensure_bridge(network, store.root)
     config = container.config
     book = AddressBook(network.bridge)
@@ -45,56 +130,37 @@ def prepare(store, container, plan) -> None:
             container.id,
             container.name,
             config.hostname,
-            config.network_aliases,
+            wanted.get("aliases") or [],
+            ifname,
+            wanted.get("ip") or "",
         )
-        write_hosts(book, network.name != DEFAULT_NETWORK, only=(store.root, container.id))
     subnet = parse_subnet(info["subnet"])
-    prefix = subnet[1]
-    veth = "veth" + os.urandom(4).hex()[:7]  # the host's end; eth0 inside
-    settings = {
-        "Network": network.name,
-        "NetworkID": network.id,
-        "Bridge": network.bridge,
-        "Veth": veth,
-        "IPAddress": address,
-        "IPPrefixLen": prefix,
-        "Gateway": info["gateway"],
-        "MacAddress": mac_for(address),
-        "Ports": [],
-        # a new one per start: the exit of an older run never removes this run's ports
-        "Token": os.urandom(8).hex(),
-    }
-    containers = Containers(store)
-    containers.update_state(container, NetworkSettings=settings)
-    from minirun import events
-
-    events.record(
-        store.root,
-        "network",
-        "connect",
-        network.id,
-        {"container": container.id, "name": network.name, "type": "bridge"},
-    )
-    ports = config.ports
-    if config.publish_all:  # -P: every exposed port not published by -p, on a port picked now
-        from minirun.containers.exposedports import publish_all_bindings
-
-        ports = ports + publish_all_bindings(config.exposed_ports, ports)
-    if ports:
-        from minirun.net import portmap
-
-        settings["Ports"], backend = portmap.publish_ports(ports, address)  # nftables or the proxy
-        settings.update(backend)
-        containers.update_state(container, NetworkSettings=settings)
-    plan.net = {
+    return {
         "bridge": network.bridge,
         "bridge_index": info["index"],
-        "veth": veth,
+        "veth": "veth" + os.urandom(4).hex()[:7],  # the host's end
+        "ifname": ifname,
         "address": address,
-        "prefixlen": prefix,
+        "prefixlen": subnet[1],
         "broadcast": int_to_ip(broadcast(*subnet)),
         "gateway": info["gateway"],
-        "mac": settings["MacAddress"],
+        "mac": mac_for(address),
+    }
+
+
+def attachment_record(network, wanted: dict, spec: dict) -> dict:
+    """NetworkSettings' record of an interface past eth0 (its "Attachments")."""
+    return {
+        "Network": network.name,
+        "NetworkID": network.id,
+        "Bridge": spec["bridge"],
+        "Veth": spec["veth"],
+        "Interface": spec["ifname"],
+        "IPAddress": spec["address"],
+        "IPPrefixLen": spec["prefixlen"],
+        "Gateway": spec["gateway"],
+        "MacAddress": spec["mac"],
+        "EndpointID": os.urandom(8).hex(),
     }
 
 
@@ -135,19 +201,62 @@ def hosts_text(own: dict, peers: list[dict], extra: str = "") -> str:
     return "".join(lines)
 
 
-def write_hosts(book, resolve_peers: bool, only: tuple[str, str] | None = None) -> None:
-    """Rewrite /etc/hosts of the containers booked on `book` (under its lock): on a user network
-    every member's, each with its own line and one per peer; else only `only`'s (store, id)."""
-    members = book.members()
-    targets = members if resolve_peers else [m for m in members if (m["store"], m["container"]) == only]
-    for member in targets:
-        peers = [m for m in members if m is not member] if resolve_peers else []
-        path = os.path.join(member["store"], "containers", member["container"], "hosts")
-        extra = _extra_hosts(book.bridge, member)
-        try:
-            write_in_place(path, hosts_text(member, peers, extra).encode())
-        except FileNotFoundError:
-            continue
+def write_hosts(book, resolve_peers: bool, skip: tuple = ()) -> None:
+    """Rewrite /etc/hosts of the containers booked on `book` (a user network's, when
+    `resolve_peers`): every member's but `skip`'s (store, id), each from all its networks."""
+    if not resolve_peers:
+        return
+    with book.locked():
+        members = book.members()  # stale bookings go on the way
+    for member in members:
+        if (member["store"], member["container"]) != skip:
+            write_hosts_of(member["store"], member["container"])
+
+
+def write_hosts_of(store_root: str, container_id: str, bridges: list[str] | None = None) -> None:
+    """One container's /etc/hosts from its bookings on every bridge it is on (`bridges`, else
+    found): its own line by its first interface's address, a line per peer on its user networks.
+    Under a flock of the file itself, the bookings read inside it: of two writers (a peer's
+    start on one network, another's on a second) the later one reads what both made."""
+    import fcntl
+
+    from minirun.net.networks import AddressBook, bridges_of
+
+    path = os.path.join(store_root, "containers", container_id, "hosts")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # removed meanwhile
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if bridges is None:
+            bridges = bridges_of(store_root, container_id)
+
+        def ours(entry: dict) -> bool:
+            return entry.get("store") == store_root and entry.get("container") == container_id
+
+        books = {bridge: _live(AddressBook(bridge).entries()) for bridge in bridges}
+        own = [(e.get("interface", "eth0"), bridge, e) for bridge, members in books.items() for e in members if ours(e)]
+        if not own:
+            return
+        _, own_bridge, own_entry = min(own, key=lambda item: interface_order(item[0]))
+        peers = [e for b, members in books.items() if b != DEFAULT_BRIDGE for e in members if not ours(e)]
+        write_in_place(path, hosts_text(own_entry, peers, _extra_hosts(own_bridge, own_entry)).encode())
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _live(entries: list[dict]) -> list[dict]:
+    """Bookings whose container's record exists (read without the book's lock)."""
+    return [
+        e
+        for e in entries
+        if os.path.exists(
+            os.path.join(e.get("store", "/nonexistent"), "containers", e.get("container", "-"), "config.json")
+        )
+    ]
 
 
 def _extra_hosts(bridge: str, member: dict) -> str:
@@ -200,27 +309,37 @@ def stopped(store_root: str, container_id: str, settings: dict | None) -> None:
 
 
 def release(store_root: str, container_id: str, settings: dict | None) -> None:
-    """On rm: published ports, the address booking, the peers' hosts lines. Idempotent."""
-    if not settings or not settings.get("Bridge"):
+    """On rm: published ports, the address bookings on every bridge (those its record knows
+    and any a connect made after that record was read), the peers' hosts lines. Idempotent."""
+    if not settings:
         return
-    from minirun.net.networks import DEFAULT_NETWORK, AddressBook
+    from minirun.net.networks import AddressBook, bridges_of
 
     if settings.get("Ports"):
         from minirun.net import portmap
 
         portmap.unpublish_ports(settings)  # the address is still ours: so are these
-    book = AddressBook(settings["Bridge"])
-    if not os.path.isdir(book.dir):
-        return
-    with book.locked():
-        released = book.release(store_root, container_id)
-        if released and settings.get("Network") != DEFAULT_NETWORK:
+    for bridge in bridges_of(store_root, container_id):
+        book = AddressBook(bridge)
+        with book.locked():
+            released = book.release(store_root, container_id)
+        if released and bridge != DEFAULT_BRIDGE:
             write_hosts(book, resolve_peers=True)
-    if released:
-        from minirun import events
+        if released:
+            _disconnected_event(store_root, container_id, settings, bridge)
 
-        attributes = {"container": container_id, "name": settings.get("Network", ""), "type": "bridge"}
-        events.record(store_root, "network", "disconnect", settings.get("NetworkID", ""), attributes)
+
+def _disconnected_event(store_root: str, container_id: str, settings: dict, bridge: str) -> None:
+    from minirun import events
+
+    records = [settings, *settings.get("Attachments", ())]
+    record = next((r for r in records if r.get("Bridge") == bridge), None)
+    if record is None:  # connected after `settings` was read: the bridge knows its network
+        from minirun.net.networks import bridge_info
+
+        record = {"NetworkID": (bridge_info(bridge) or {}).get("network", ""), "Network": ""}
+    attributes = {"container": container_id, "name": record.get("Network", ""), "type": "bridge"}
+    events.record(store_root, "network", "disconnect", record.get("NetworkID", ""), attributes)
 
 
 def after_exit(store_root: str, container_id: str, settings_text: str, auto_remove: str) -> None:
@@ -238,7 +357,7 @@ def after_exit(store_root: str, container_id: str, settings_text: str, auto_remo
 def exit_hook_args(store_root: str, container) -> list[str]:
     """Arguments for after_exit, or [] when this container leaves nothing to undo at its exit."""
     settings = container.state.get("NetworkSettings")
-    if not settings or not (settings.get("Ports") or (container.config.auto_remove and settings.get("Bridge"))):
+    if not settings or not (settings.get("Ports") or container.config.auto_remove):
         return []
     return [store_root, container.id, leanjson.dumps(settings), "1" if container.config.auto_remove else "0"]
 
@@ -252,26 +371,21 @@ def published(container) -> list[list]:
     return settings.get("Ports") or [] if container.state.get("Status") == "running" else []
 
 
-def network_aliases(container) -> list[str]:
-    """inspect's Aliases on a user network: --network-alias, then its short id, as docker's daemon
-    adds it (compose reads that one to know a container is connected). The peers' /etc/hosts
-    name it by the --network-alias ones (the short id is its own hostname already)."""
-    return list(dict.fromkeys([*container.config.network_aliases, container.id[:12]]))
+def network_aliases(container, aliases: list[str] | None = None) -> list[str]:
+    """inspect's Aliases on a user network: --network-alias (or connect --alias), then its short
+    id, as docker's daemon adds it (compose reads that one to know a container is connected).
+    The peers' /etc/hosts name it by the --network-alias ones (the short id is its own hostname
+    already)."""
+    given = container.config.network_aliases if aliases is None else aliases
+    return list(dict.fromkeys([*given, container.id[:12]]))
 
 
-def inspect_settings(container) -> dict:
-    """docker inspect's NetworkSettings. The top-level address fields are filled for the default
-    bridge network only, as docker fills them; every network's are under Networks."""
-    from minirun.net.portmap import inspect_ports
-
-    settings = container.state.get("NetworkSettings") or {}
-    running = container.state.get("Status") == "running"
-    mode = container.config.network
-    endpoint = {
+def _endpoint(network_id: str) -> dict:
+    return {
         "IPAMConfig": None,
         "Links": None,
         "Aliases": None,
-        "NetworkID": settings.get("NetworkID", ""),
+        "NetworkID": network_id,
         "EndpointID": "",
         "Gateway": "",
         "IPAddress": "",
@@ -282,23 +396,56 @@ def inspect_settings(container) -> dict:
         "MacAddress": "",
         "DriverOpts": None,
     }
-    if running and settings.get("IPAddress"):
-        endpoint.update(
-            EndpointID=settings.get("Token", ""),
-            Gateway=settings["Gateway"],
-            IPAddress=settings["IPAddress"],
-            IPPrefixLen=settings["IPPrefixLen"],
-            MacAddress=settings["MacAddress"],
-        )
-    default = settings.get("Network", mode) == "bridge"
+
+
+def endpoints(container) -> dict[str, dict]:
+    """inspect's NetworkSettings.Networks: every network the container is on (or is to be on,
+    until it starts), each with its own address while it runs."""
+    settings = container.state.get("NetworkSettings") or {}
+    mode = container.config.network
+    if mode.startswith("container:"):
+        return {}
+    running = container.state.get("Status") == "running"
+    records = [settings, *settings.get("Attachments", ())] if settings.get("IPAddress") else []
+    wanted = wanted_networks(container.config)
+    if not wanted and mode in ("none", "host"):
+        return {mode: _endpoint("")}
+    shown = {}
+    for i, entry in enumerate(wanted):
+        name = entry["name"]
+        record = next((r for r in records if name in (r.get("Network"), r.get("NetworkID"))), None)
+        if record is None and i == 0 and records:  # --network given by an id (prefix): eth0's
+            record = records[0]
+        endpoint = _endpoint(record.get("NetworkID", "") if record else "")
+        if record is not None and running:
+            endpoint.update(
+                EndpointID=record.get("EndpointID") or record.get("Token", ""),
+                Gateway=record["Gateway"],
+                IPAddress=record["IPAddress"],
+                IPPrefixLen=record["IPPrefixLen"],
+                MacAddress=record["MacAddress"],
+            )
+        if entry.get("ip"):
+            endpoint["IPAMConfig"] = {"IPv4Address": entry["ip"]}
+        if name not in ("bridge", "none", "host"):
+            endpoint["Aliases"] = network_aliases(container, entry.get("aliases") or [])
+        shown[record.get("Network", name) if record else name] = endpoint
+    return shown
+
+
+def inspect_settings(container) -> dict:
+    """docker inspect's NetworkSettings. The top-level address fields are filled for the default
+    bridge network only, as docker fills them; every network's are under Networks."""
+    from minirun.net.portmap import inspect_ports
+
+    settings = container.state.get("NetworkSettings") or {}
+    running = container.state.get("Status") == "running"
+    networks = endpoints(container)
+    default = networks.get("bridge") if settings.get("Network", container.config.network) == "bridge" else None
     top = {
-        key: endpoint[key] if default else ("" if key != "IPPrefixLen" else 0)
+        key: (default[key] if default else ("" if key != "IPPrefixLen" else 0))
         for key in ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress")
     }
-    network = settings.get("Network", mode)
-    if network not in ("bridge", "none", "host") and not mode.startswith("container:"):
-        endpoint["Aliases"] = network_aliases(container)
-    networks = {} if mode.startswith("container:") else {network: endpoint}
     pid = container.state.get("Pid", 0)
     return {
         "Bridge": "",

@@ -85,6 +85,14 @@ def ports_text(container: Container) -> str:
     return ps_text(settings["Ports"])
 
 
+def _networks_text(c: Container) -> str:
+    """ps --format's {{.Networks}}: every network it is on, comma-separated, as docker's."""
+    first = (c.state.get("NetworkSettings") or {}).get("Network", c.config.network)
+    if c.config.networks is None:
+        return first
+    return ",".join(w["name"] for w in c.config.networks)
+
+
 def ps_shown(containers: list[Container], all_: bool, last: int = -1) -> list[Container]:
     """Newest first; `last` > 0: only that many of the newest, whatever their state (docker's -n)."""
     shown = [c for c in containers if all_ or last > 0 or c.state.get("Status") in ("running", "restarting")]
@@ -149,7 +157,7 @@ def _ps_fields(row: PsRow) -> dict:
             for name in (m.get("Name") or m["Source"] for m in mount_points(c.config))
         ),
         "Names": row.names,
-        "Networks": (c.state.get("NetworkSettings") or {}).get("Network", c.config.network),
+        "Networks": _networks_text(c),
         "Ports": row.ports,
         "RunningFor": row.created,
         "Size": row.size,

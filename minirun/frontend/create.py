@@ -90,6 +90,12 @@ def container_config(store, opts: RunOptions):
         restart_policy=opts.restart_policy,
         healthcheck=_healthcheck(opts, image_config),
     )
+    if opts.more_networks:  # --network twice: every one recorded, --network-alias the first's
+        more = [resolve_network(store, n)[0] for n in opts.more_networks]
+        config.networks = [
+            {"name": n, "aliases": a, "ip": ""}
+            for n, a in [(network, config.network_aliases)] + [(n, []) for n in more]
+        ]
     return config, mount_plan, image
 
 

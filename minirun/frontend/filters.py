@@ -135,7 +135,7 @@ def container_filter(filters: Filters, store: Store, containers: list[Container]
             and all(c.config.created < when for when in before)
             and all(c.config.created > when for when in since)
             and (ancestors is None or c.config.image in ancestors)
-            and (network_names is None or _network_of(c) in network_names)
+            and (network_names is None or not network_names.isdisjoint(_networks_of(c)))
             and (not filters.get("volume") or _mounts_any(c, filters.get("volume")))
             and (not filters.get("health") or _health_of(c) in filters.get("health"))
             and (not publish or _ports_in(_published(c), publish))
@@ -324,8 +324,12 @@ def _network_names(store: Store, values: list[str]) -> set[str] | None:
     return names
 
 
-def _network_of(c: Container) -> str:
-    return (c.state.get("NetworkSettings") or {}).get("Network") or c.config.network
+def _networks_of(c: Container) -> list[str]:
+    """Its first network as it ran (the name it had), and every network it is on."""
+    first = (c.state.get("NetworkSettings") or {}).get("Network") or c.config.network
+    if c.config.networks is None:
+        return [first]
+    return [first, *(w["name"] for w in c.config.networks)]
 
 
 def _port_range(value: str, key: str) -> tuple[int, int, str]:

@@ -29,8 +29,13 @@ def _event(store: Store, action: str, network: Network) -> None:
 def in_use(store: Store) -> set[str]:
     """The networks (by name) the store's containers are on, running or not."""
     from minirun.containers.container import Containers
+    from minirun.containers.network import wanted_networks
 
-    return {c.config.network for c in Containers(store).all()}
+    used = set()
+    for container in Containers(store).all():
+        used.add(container.config.network)
+        used.update(w["name"] for w in wanted_networks(container.config))
+    return used
 
 
 def create_network(
@@ -157,10 +162,12 @@ def _bridge_members(store: Store, network: Network, subnet: str) -> dict[str, di
         container = _running(store, member["container"])
         if container is not None:
             settings = container.state.get("NetworkSettings") or {}
+            records = [settings, *settings.get("Attachments", ())]
+            record: dict = next((r for r in records if r.get("Bridge") == network.bridge), {})
             containers[container.id] = {
                 "Name": container.name,
-                "EndpointID": settings.get("Token", ""),
-                "MacAddress": settings.get("MacAddress", ""),
+                "EndpointID": record.get("EndpointID") or record.get("Token", ""),
+                "MacAddress": record.get("MacAddress", ""),
                 "IPv4Address": f"{member['ip']}/{subnet.split('/')[1]}",
                 "IPv6Address": "",
             }

@@ -43,6 +43,7 @@ class RunOptions(Record):
     interactive: bool
     tty: bool
     network: str
+    more_networks: list[str]  # --network given again: the container is on these too (eth1...)
     publish: list[list]  # portmap.parse_publish's bindings
     resources: dict  # docker's HostConfig fields (resources.py)
     cap_add: list[str]
@@ -69,6 +70,7 @@ class RunOptions(Record):
             ("env", "volumes", "tmpfs", "publish", "cap_add", "cap_drop", "security_opt", "devices", "mounts"), list
         ),
         "volumes_from": list,
+        "more_networks": list,
         **dict.fromkeys(("resources", "log_opts", "labels", "restart_policy"), dict),
         "network": DEFAULT_NETWORK,
         "sig_proxy": True,
@@ -83,7 +85,8 @@ def run_options(ns, environ: dict[str, str] | None = None) -> RunOptions:
 
     env = process_env(ns, environ)
     validate_hostname(ns.hostname)
-    publish = parse_network_options(ns.network, ns.hostname, ns.publish)
+    network, *more_networks = given_networks(ns.network)
+    publish = parse_network_options(network, ns.hostname, ns.publish)
     volumes, mounts = parse_mount_options(ns.volume, ns.mount, ns.volumes_from)
     tmpfs = [parse_tmpfs(t) for t in ns.tmpfs]
     targets = [m.target for m in volumes + mounts] + [t.partition(":")[0] for t in tmpfs]
@@ -107,7 +110,8 @@ def run_options(ns, environ: dict[str, str] | None = None) -> RunOptions:
         entrypoint=ns.entrypoint,
         interactive=ns.interactive,
         tty=ns.tty,
-        network=ns.network,
+        network=network,
+        more_networks=more_networks,
         publish=publish,
         resources=resource_options(ns),
         privileged=ns.privileged,
@@ -115,7 +119,7 @@ def run_options(ns, environ: dict[str, str] | None = None) -> RunOptions:
         labels=parse_labels(ns.label, ns.label_file),
         mounts=mounts,
         volumes_from=list(ns.volumes_from),
-        flags=runflags.parse_flags(ns, ns.network, ns.hostname, ns.publish),
+        flags=runflags.parse_flags(ns, network, ns.hostname, ns.publish),
     )
     if ns.log_opt:
         from minirun.containers.logconfig import parse_opts
@@ -176,6 +180,19 @@ def validate_hostname(hostname: str) -> None:
         )
     ):
         raise UsageError(f"invalid hostname format: {hostname!r}")
+
+
+def given_networks(given: str | list[str]) -> list[str]:
+    """--network, once or more (a list from the CLI's parser, one name from the Engine API's):
+    the default bridge when none; more than one only of bridge networks, each once, as docker 25."""
+    networks = [given] if isinstance(given, str) else list(given) or [DEFAULT_NETWORK]
+    if len(networks) > 1:
+        if any(n in ("host", "none") or n.startswith("container:") for n in networks):
+            raise UsageError("conflicting options: cannot attach both user-defined and non-user-defined network-modes")
+        twice = next((n for i, n in enumerate(networks) if n in networks[:i]), None)
+        if twice is not None:
+            raise UsageError(f'network "{twice}" is specified multiple times')
+    return networks
 
 
 def parse_network_options(network: str, hostname: str, publish: list[str]) -> list[list]:

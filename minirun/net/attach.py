@@ -1,9 +1,15 @@
-"""PID 1's side of a bridge network, run in launch._child with no round trip to the parent:
-open_host_side() before the unshare keeps a netlink socket and an fd of the host's network
-namespace (a netlink socket stays in the namespace it was opened in); attach() inside the new
-namespace creates the veth pair with its other end already in the host's namespace, plugs that
-end into the bridge, and gives eth0 its address and default route. The veth pair dies with the
-namespace. What goes in `net` is decided before the fork by containers/network.py."""
+"""A container's side of its bridge networks. At start, in PID 1 (launch._child) with no round
+trip to the parent: open_host_side() before the unshare keeps a netlink socket and an fd of the
+host's network namespace (a netlink socket stays in the namespace it was opened in); attach()
+inside the new namespace creates each veth pair with its other end already in the host's
+namespace, plugs that end into its bridge, gives the inner end (eth0, then eth1... for the
+networks it was connected to) its address, and eth0 the default route: the other networks are
+reached by their subnet's route only, as docker routes them. The pairs die with the namespace.
+
+On a running container, `network connect` plugs one more pair the same way from a thread that
+steps into the container's namespace (setns(2) moves only the calling thread), and `disconnect`
+deletes the host's end (its peer goes with it). What goes in a spec is decided by
+containers/network.py."""
 
 from __future__ import annotations
 
@@ -17,17 +23,31 @@ if TYPE_CHECKING:
 
     from minirun.net.rtnl import Netlink
 
-    class NetSpec(TypedDict):
-        """LaunchPlan.net, made by containers/network.py's prepare()."""
+    class InterfaceSpec(TypedDict):
+        """One interface of the container on one bridge, made by containers/network.py."""
 
         bridge: str  # the host's bridge device and its index
         bridge_index: int
-        veth: str  # the host's end of the pair; eth0 inside
-        address: str  # eth0's, with its prefix length and broadcast address
+        veth: str  # the host's end of the pair
+        ifname: str  # the container's end: eth0, eth1...
+        address: str  # its address, with its prefix length and broadcast address
         prefixlen: int
         broadcast: str
-        gateway: str  # the bridge's address: the default route
         mac: str
+
+    class NetSpec(TypedDict):
+        """LaunchPlan.net, made by containers/network.py's prepare(): eth0 and its route, then
+        the interfaces on the networks it was connected to."""
+
+        bridge: str
+        bridge_index: int
+        veth: str
+        address: str
+        prefixlen: int
+        broadcast: str
+        gateway: str  # eth0's bridge's address: the default route
+        mac: str
+        extra: list[InterfaceSpec]
 
 
 def open_host_side() -> tuple[Netlink, int]:
@@ -38,21 +58,18 @@ def open_host_side() -> tuple[Netlink, int]:
 
 
 def attach(net: NetSpec, host_side: tuple[Netlink, int]) -> None:
-    """In the container's new network namespace: eth0, its peer on the bridge, address, route."""
-    import socket
-
+    """In the container's new network namespace: eth0 and the others, their peers on their
+    bridges, addresses, eth0's default route."""
     from minirun.net.rtnl import Netlink
 
     host, host_ns = host_side
     inside: Netlink | None = None
     try:
         inside = Netlink()
-        inside.add_veth("eth0", bytes.fromhex(net["mac"].replace(":", "")), net["veth"], host_ns)
-        host.set_up(net["veth"], (net["bridge_index"], net["bridge"]))
-        inside.set_up("eth0")
-        index = socket.if_nametoindex("eth0")
-        inside.add_address(index, net["address"], net["prefixlen"], net["broadcast"], "eth0")
+        index = _plug(host, host_ns, inside, net, "eth0")
         inside.add_default_route(net["gateway"], index)
+        for spec in net.get("extra", ()):
+            _plug(host, host_ns, inside, spec, spec["ifname"])
     except OSError as exc:
         raise MinirunError(f"container network: {exc.strerror or exc}") from None
     finally:
@@ -60,3 +77,65 @@ def attach(net: NetSpec, host_side: tuple[Netlink, int]) -> None:
             if sock is not None:
                 sock.close()
         os.close(host_ns)
+
+
+def _plug(host: Netlink, host_ns: int, inside: Netlink, spec: InterfaceSpec | NetSpec, ifname: str) -> int:
+    """One veth pair: `ifname` here (the calling thread's namespace), its peer on the bridge;
+    the interface's index."""
+    import socket
+
+    inside.add_veth(ifname, bytes.fromhex(spec["mac"].replace(":", "")), spec["veth"], host_ns)
+    host.set_up(spec["veth"], (spec["bridge_index"], spec["bridge"]))
+    inside.set_up(ifname)
+    index = socket.if_nametoindex(ifname)
+    inside.add_address(index, spec["address"], spec["prefixlen"], spec["broadcast"], ifname)
+    return index
+
+
+def plug_running(pid: int, spec: InterfaceSpec) -> None:
+    """`network connect` on a running container: `spec`'s interface in PID 1's namespace."""
+    from minirun import linux
+    from minirun.net.rtnl import Netlink
+
+    try:
+        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        raise MinirunError("cannot connect a container that is no longer running") from None
+    host, host_ns = open_host_side()
+    inside: Netlink | None = None
+    try:
+        linux.setns(target, linux.CLONE_NEWNET)
+        try:
+            inside = Netlink()
+            _plug(host, host_ns, inside, spec, spec["ifname"])
+        finally:
+            linux.setns(host_ns, linux.CLONE_NEWNET)  # this thread goes back to the host's
+    except OSError as exc:
+        try:  # a pair half made goes: its host end takes the peer with it
+            host.delete_link(spec["veth"])
+        except OSError:
+            pass
+        raise MinirunError(f"container network: {exc.strerror or exc}") from None
+    finally:
+        for sock in (host, inside):
+            if sock is not None:
+                sock.close()
+        os.close(host_ns)
+        os.close(target)
+
+
+def unplug(veth: str) -> None:
+    """`network disconnect` on a running container: the host's end of the pair goes, and the
+    container's interface with it. Gone already (the container exited meanwhile) is fine."""
+    import errno
+
+    from minirun.net.rtnl import Netlink
+
+    host = Netlink()
+    try:
+        host.delete_link(veth)
+    except OSError as exc:
+        if exc.errno != errno.ENODEV:
+            raise MinirunError(f"container network: {exc.strerror or exc}") from None
+    finally:
+        host.close()

@@ -432,9 +432,12 @@ class AddressBook:
         name: str,
         hostname: str,
         aliases: list[str] | None = None,
+        interface: str = "eth0",
+        wanted: str = "",
     ) -> str:
-        """This container's address: the one it already holds, else the lowest free. Under the lock.
-        `aliases`: more names of it for its peers' /etc/hosts (--network-alias)."""
+        """This container's address: the one it already holds, else `wanted` (connect --ip) or the
+        lowest free. Under the lock. `aliases`: more names of it for its peers' /etc/hosts
+        (--network-alias); `interface`: its device inside (eth0 on its first network)."""
         members = self.members()
         for entry in members:
             if entry["store"] == store_root and entry["container"] == container_id:
@@ -442,13 +445,23 @@ class AddressBook:
                 return held
         network = parse_subnet(subnet)
         taken = {ip_to_int(e["ip"]) for e in members} | {ip_to_int(gateway)}
-        address = first_free_address(network, taken)
+        address: int | None
+        if wanted:
+            address = ip_to_int(canonical_ip(wanted))
+            if not in_subnet(address, network) or address in (network[0], broadcast(*network)):
+                raise UsageError(f"invalid address {wanted}: it does not belong to the network's subnet {subnet}")
+            if address in taken:
+                raise Conflict(f"Address already in use: {wanted} on network {subnet}")
+        else:
+            address = first_free_address(network, taken)
         if address is None:
             raise MinirunError(f"no available IPv4 addresses on network {subnet} (bridge {self.bridge})")
         ip = int_to_ip(address)
         record: dict[str, object] = {"store": store_root, "container": container_id, "name": name, "hostname": hostname}
         if aliases:
             record["aliases"] = aliases
+        if interface != "eth0":  # eth0's bookings leave it out, as those from before connect did
+            record["interface"] = interface
         with open(os.path.join(self.dir, ip), "x") as f:  # O_EXCL: a booking is never overwritten
             json.dump(record, f)
         return ip
@@ -468,6 +481,22 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def bridges_of(store_root: str, container_id: str) -> list[str]:
+    """Every bridge on which the container holds an address, whatever its record says (a
+    connect after an --rm container's monitor took its record's copy): for teardown."""
+    try:
+        bridges = os.listdir(os.path.join(HOST_DIR, "bridges"))
+    except FileNotFoundError:
+        return []
+    return [
+        bridge
+        for bridge in bridges
+        if any(
+            e.get("store") == store_root and e.get("container") == container_id for e in AddressBook(bridge).entries()
+        )
+    ]
 
 
 def owner_of(address: str) -> Booking | None:

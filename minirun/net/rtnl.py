@@ -1,5 +1,5 @@
-"""The few rtnetlink requests a container start needs (veth pair, address, default route), by
-hand on an AF_NETLINK socket.
+"""The few rtnetlink requests a container start (veth pair, address, default route) and a
+`network connect`/`disconnect` (the same, a link deleted) need, by hand on an AF_NETLINK socket.
 
 Why not pyroute2, the project's netlink library: every module of it imports the whole package
 first, ~100 ms here (`-X importtime`, pyroute2 0.9.7), and the issue allows --network bridge
@@ -17,7 +17,7 @@ import socket
 import struct
 
 NETLINK_ROUTE = 0
-RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLA_F_NESTED = 0x8000
@@ -83,6 +83,10 @@ class Netlink:
         info = attr(IFLA_INFO_KIND, b"veth") + attr(IFLA_INFO_DATA | NLA_F_NESTED, data)
         body = ifinfomsg() + name_attr(name) + attr(IFLA_ADDRESS, mac) + attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create veth pair {name}/{peer_name}")
+
+    def delete_link(self, name: str) -> None:
+        """`ip link del NAME` (a veth's peer goes with it)."""
+        self.request(RTM_DELLINK, 0, ifinfomsg() + name_attr(name), f"delete {name}")
 
     def set_up(self, name: str, master: tuple[int, str] | None = None) -> None:
         """`ip link set NAME [master BRIDGE] up`; master is (index, name)."""

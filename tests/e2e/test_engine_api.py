@@ -161,7 +161,7 @@ def test_docker_network_create_ls_inspect_rm_prune(service):
     done = service.docker("network", "prune", "-f")
     assert (done.returncode, done.stdout) == (0, "Deleted Networks:\nspare\n\n"), done.stderr
     status, _, body = service.request("POST", "/networks/bridge/connect", {"Container": "x"})
-    assert status == 501 and "not supported" in json.loads(body)["message"]
+    assert status == 404 and json.loads(body)["message"] == "No such container: x"
 
 
 def test_docker_volume_create_ls_inspect_rm_prune(service):

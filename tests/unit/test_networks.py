@@ -10,9 +10,10 @@ import os
 import pytest
 
 from minirun.cli.runargs import parse_run_args
-from minirun.containers.network import hosts_text
+from minirun.containers.container import Container, ContainerConfig
+from minirun.containers.network import endpoints, hosts_text, wanted_networks
 from minirun.errors import Conflict, UsageError
-from minirun.frontend.runoptions import parse_network_options
+from minirun.frontend.runoptions import given_networks, parse_network_options
 from minirun.net import ipv4, networks, portmap
 
 # -- subnets ------------------------------------------------------------------------------------
@@ -368,3 +369,87 @@ def test_only_a_kernel_without_nftables_hands_ports_to_the_proxy(monkeypatch, tm
         with pytest.raises(MinirunError) as err:
             portmap.publish_ports([binding], "10.66.0.2")
         assert "busy" in err.value.message
+
+
+# -- more than one network ----------------------------------------------------------------------
+
+
+def test_network_given_twice():
+    opts = parse_run_args(["--network", "a", "--net", "b", "img"])
+    assert (opts.network, opts.more_networks) == ("a", ["b"])
+    assert parse_run_args(["img"]).more_networks == []
+    assert given_networks("x") == ["x"] and given_networks([]) == ["bridge"]
+    for networks_, needle in [
+        (["a", "host"], "cannot attach both user-defined and non-user-defined"),
+        (["none", "a"], "cannot attach both"),
+        (["a", "container:web"], "cannot attach both"),
+        (["a", "b", "a"], 'network "a" is specified multiple times'),
+    ]:
+        with pytest.raises(UsageError) as err:
+            given_networks(networks_)
+        assert needle in err.value.message
+
+
+def _config(**values) -> ContainerConfig:
+    return ContainerConfig(id="c" * 64, name="c", image="i", image_ref="i", created="t", argv=[], env=[], **values)
+
+
+def test_a_record_from_before_connect_is_on_its_one_network():
+    """config.json without `networks` (every record before connect): its --network, with its aliases."""
+    assert wanted_networks(_config(network="appnet", network_aliases=["db"])) == [
+        {"name": "appnet", "aliases": ["db"], "ip": ""}
+    ]
+    assert wanted_networks(_config(network="bridge")) == [{"name": "bridge", "aliases": [], "ip": ""}]
+    for mode in ("none", "host", "container:" + "d" * 64):
+        assert wanted_networks(_config(network=mode)) == []
+    old = _config(network="appnet").to_json()
+    del old["networks"]
+    assert ContainerConfig.from_json(old).networks is None
+    connected = _config(
+        network="a", networks=[{"name": "a", "aliases": [], "ip": ""}, {"name": "b", "aliases": ["x"], "ip": ""}]
+    )
+    assert [w["name"] for w in wanted_networks(ContainerConfig.from_json(connected.to_json()))] == ["a", "b"]
+    assert wanted_networks(_config(network="a", networks=[])) == []  # disconnected from all
+
+
+def test_inspect_shows_every_network_with_its_own_address():
+    config = _config(
+        network="a",
+        networks=[{"name": "a", "aliases": [], "ip": ""}, {"name": "b", "aliases": ["x"], "ip": "10.9.0.9"}],
+    )
+    settings = {
+        "Network": "a", "NetworkID": "ida", "Bridge": "br-a", "IPAddress": "10.8.0.2", "IPPrefixLen": 24,
+        "Gateway": "10.8.0.1", "MacAddress": "m1", "Token": "t1",
+        "Attachments": [{"Network": "b", "NetworkID": "idb", "Bridge": "br-b", "Interface": "eth1",
+                         "IPAddress": "10.9.0.9", "IPPrefixLen": 24, "Gateway": "10.9.0.1", "MacAddress": "m2",
+                         "EndpointID": "e2"}],
+    }  # fmt: skip
+    running = Container(config, "/nonexistent", {"Status": "running", "NetworkSettings": settings})
+    shown = endpoints(running)
+    assert list(shown) == ["a", "b"]
+    assert (shown["a"]["IPAddress"], shown["a"]["EndpointID"], shown["a"]["Aliases"]) == ("10.8.0.2", "t1", ["c" * 12])
+    assert (shown["b"]["IPAddress"], shown["b"]["Gateway"], shown["b"]["MacAddress"]) == ("10.9.0.9", "10.9.0.1", "m2")
+    assert shown["b"]["Aliases"] == ["x", "c" * 12] and shown["b"]["IPAMConfig"] == {"IPv4Address": "10.9.0.9"}
+    stopped = Container(config, "/nonexistent", {"Status": "exited", "NetworkSettings": settings})
+    assert [e["IPAddress"] for e in endpoints(stopped).values()] == ["", ""]
+
+
+def test_bookings_name_their_interface_and_may_ask_for_an_address(host_dir, tmp_path):
+    store = str(tmp_path / "store")
+    fake_container(store, "a" * 64)
+    fake_container(store, "b" * 64)
+    book = networks.AddressBook("mrtest1")
+    with book.locked():
+        assert (
+            book.allocate("10.70.1.0/24", "10.70.1.1", store, "a" * 64, "a", "a", [], "eth1", "10.70.1.50")
+            == "10.70.1.50"
+        )
+        record = json.loads((host_dir / "bridges" / "mrtest1" / "10.70.1.50").read_text())
+        assert record["interface"] == "eth1"
+        with pytest.raises(Conflict):
+            book.allocate("10.70.1.0/24", "10.70.1.1", store, "b" * 64, "b", "b", [], "eth0", "10.70.1.50")
+        for outside in ("10.70.2.5", "10.70.1.255", "10.70.1.0"):
+            with pytest.raises(UsageError):
+                book.allocate("10.70.1.0/24", "10.70.1.1", store, "b" * 64, "b", "b", [], "eth0", outside)
+    assert networks.bridges_of(store, "a" * 64) == ["mrtest1"]
+    assert networks.bridges_of(store, "b" * 64) == []

@@ -1,0 +1,221 @@
+"""`network connect` and `network disconnect`: a container on more networks than the one it was
+created on, with docker's rules and errors.
+
+The record: config.json's `networks` lists the networks the container is on, eth0's first
+(network.py's wanted_networks reads a record from before this as its --network). A connect or
+disconnect rewrites it under the store lock; a container that is not running takes it at its
+next start (network.prepare books and plugs every one). On a running one the change is made now
+too: an address booked on the network's bridge, a veth pair plugged into PID 1's namespace
+(net/attach.py) as the next free ethN with a route to that subnet only, the peers' /etc/hosts
+rewritten (their lines name it by its aliases there), and state.json's NetworkSettings gains its
+record; disconnect undoes each of these. Its first network (eth0, the default route, where its
+ports are published) is only left while it is stopped."""
+
+from __future__ import annotations
+
+import os
+
+from minirun import leanjson
+from minirun.containers.container import Container, Containers
+from minirun.containers.liveness import is_dead, is_running, refresh
+from minirun.containers.network import (
+    DEFAULT_BRIDGE,
+    attachment_record,
+    book_address,
+    wanted_networks,
+    write_hosts,
+    write_hosts_of,
+)
+from minirun.errors import Conflict, Forbidden, MinirunError, UsageError
+from minirun.store.fsutil import atomic_write
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minirun.net.networks import Network
+    from minirun.store import Store
+
+# docker's runconfig errors (400: a request that can never be met, whatever the state)
+HOST_NETWORK = "container cannot be disconnected from host network or connected to host network"
+SHARED_NETWORK = (
+    "container sharing network namespace with another container or host cannot be connected to any other network"
+)
+NO_NETWORK = "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+
+
+def _check_mode(container: Container, network: Network | None) -> None:
+    mode = container.config.network
+    if mode == "host" or (network is not None and network.driver == "host"):
+        raise UsageError(HOST_NETWORK)
+    if mode.startswith("container:"):
+        raise UsageError(SHARED_NETWORK)
+    if mode == "none" or (network is not None and network.driver == "null"):
+        raise UsageError(NO_NETWORK)
+
+
+def _same(store: Store, name: str, network: Network) -> bool:
+    """Whether a recorded network name (or id) is `network`."""
+    from minirun.net.networks import Networks
+
+    if name in (network.name, network.id):
+        return True
+    try:
+        return Networks(store).find(name).id == network.id
+    except MinirunError:
+        return False
+
+
+def connect(store: Store, text: str, network_text: str, aliases: list[str] | None = None, ip: str = "") -> Container:
+    """docker network connect [--alias A] [--ip IP] NETWORK CONTAINER."""
+    from minirun.containers.dnsfiles import parse_alias
+    from minirun.net.ipv4 import canonical_ip
+    from minirun.net.networks import Networks
+
+    network = Networks(store).find(network_text)
+    containers = Containers(store)
+    container = refresh(containers, containers.find(text))
+    if is_dead(container):
+        raise Conflict(f"container {container.id} is dead: remove it with rm -f")
+    _check_mode(container, network)
+    aliases = [parse_alias(a) for a in aliases or []]
+    if ip:
+        ip = canonical_ip(ip)
+        if network.predefined:
+            raise UsageError("user specified IP address is supported on user defined networks only")
+    wanted = wanted_networks(container.config)
+    if any(_same(store, w["name"], network) for w in wanted):
+        raise Forbidden(f"endpoint with name {container.name} already exists in network {network.name}")
+    entry = {"name": network.name, "aliases": aliases, "ip": ip}
+    _write_networks(containers, container, [*wanted, entry])
+    if is_running(container):
+        try:
+            _plug(store, containers, container, network, entry)
+        except BaseException:
+            _write_networks(containers, container, wanted)
+            raise
+    return container
+
+
+def _plug(store: Store, containers: Containers, container: Container, network: Network, entry: dict) -> None:
+    from minirun import events
+    from minirun.net import attach
+    from minirun.net.networks import AddressBook
+
+    settings = dict(container.state.get("NetworkSettings") or {})
+    used = {"eth0", *(a.get("Interface", "") for a in settings.get("Attachments", ()))}
+    ifname = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
+    spec = book_address(store, container, network, entry, ifname)
+    book = AddressBook(network.bridge)
+    try:
+        attach.plug_running(container.state["Pid"], {k: v for k, v in spec.items() if k != "gateway"})  # type: ignore[arg-type]
+    except BaseException:
+        with book.locked():
+            book.release(store.root, container.id)
+        raise
+    record = attachment_record(network, entry, spec)
+    settings["Attachments"] = [*settings.get("Attachments", ()), record]
+    _update_settings(containers, container, settings)
+    write_hosts_of(store.root, container.id)
+    if network.bridge != DEFAULT_BRIDGE:
+        write_hosts(book, True, skip=(store.root, container.id))
+    events.record(
+        store.root,
+        "network",
+        "connect",
+        network.id,
+        {"container": container.id, "name": network.name, "type": "bridge"},
+    )
+
+
+def disconnect(store: Store, text: str, network_text: str, force: bool = False) -> Container:
+    """docker network disconnect [-f] NETWORK CONTAINER."""
+    from minirun.net.networks import Networks
+
+    containers = Containers(store)
+    container = refresh(containers, containers.find(text))
+    try:
+        network: Network | None = Networks(store).find(network_text)
+    except MinirunError:
+        if not force:
+            raise
+        network = None  # -f: a network since removed is still left by the name the record has
+    mode = container.config.network
+    if mode == "host" or mode.startswith("container:") or (network is not None and network.driver == "host"):
+        raise UsageError(HOST_NETWORK if not mode.startswith("container:") else SHARED_NETWORK)
+    wanted = wanted_networks(container.config)
+    matches = [
+        w for w in wanted if (_same(store, w["name"], network) if network is not None else w["name"] == network_text)
+    ]
+    if not matches:
+        shown = network.name if network is not None else network_text
+        raise MinirunError(f"container {container.id} is not connected to the network {shown}")
+    entry = matches[0]
+    settings = dict(container.state.get("NetworkSettings") or {})
+    attachments = list(settings.get("Attachments", ()))
+    record = next((a for a in attachments if _same_record(a, entry, network)), None)
+    first = wanted.index(entry) == 0
+    if is_running(container):
+        if first or record is None and settings.get("IPAddress") and _same_record(settings, entry, network):
+            raise Conflict(
+                f"cannot disconnect running container {container.name} from {entry['name']}, its first network "
+                "(eth0, its default route and published ports): stop it first"
+            )
+        if record is not None:
+            from minirun.net.attach import unplug
+
+            unplug(record["Veth"])
+            attachments.remove(record)
+            settings["Attachments"] = attachments
+            _update_settings(containers, container, settings)
+    elif record is not None:
+        attachments.remove(record)
+        settings["Attachments"] = attachments
+        _update_settings(containers, container, settings)
+    _write_networks(containers, container, [w for w in wanted if w is not entry])
+    bridge = network.bridge if network is not None else (record or {}).get("Bridge", "")
+    if bridge:
+        _release_on(store, container, bridge, record or settings, network)
+    return container
+
+
+def _same_record(record: dict, entry: dict, network: Network | None) -> bool:
+    if network is not None:
+        return record.get("NetworkID") == network.id
+    return record.get("Network") == entry["name"]
+
+
+def _release_on(store: Store, container: Container, bridge: str, record: dict, network: Network | None) -> None:
+    """The container's booking on `bridge` goes; its peers there and itself get new hosts files."""
+    from minirun import events
+    from minirun.net.networks import AddressBook
+
+    book = AddressBook(bridge)
+    if not os.path.isdir(book.dir):
+        return
+    with book.locked():
+        released = book.release(store.root, container.id)
+    if released and bridge != DEFAULT_BRIDGE:
+        write_hosts(book, resolve_peers=True)
+    write_hosts_of(store.root, container.id)
+    if released:
+        network_id = network.id if network is not None else record.get("NetworkID", "")
+        name = network.name if network is not None else record.get("Network", "")
+        attributes = {"container": container.id, "name": name, "type": "bridge"}
+        events.record(store.root, "network", "disconnect", network_id, attributes)
+
+
+def _write_networks(containers: Containers, container: Container, networks: list[dict]) -> None:
+    """config.json's `networks`, under the store lock (as rename rewrites its name)."""
+    with containers.store.locked():
+        fresh = containers.load(container.id)
+        fresh.config.networks = networks
+        atomic_write(
+            os.path.join(container.dir, "config.json"), leanjson.dumps(fresh.config.to_json()).encode(), durable=False
+        )
+    container.config.networks = networks
+
+
+def _update_settings(containers: Containers, container: Container, settings: dict) -> None:
+    """state.json's NetworkSettings, the rest of the state as it is on disk now."""
+    fresh = containers.load(container.id)
+    containers.update_state(fresh, NetworkSettings=settings)
+    container.state["NetworkSettings"] = settings

@@ -1,0 +1,301 @@
+"""A container on more than one network: `network connect`/`disconnect` on running, created and
+stopped containers, `run --network A --network B`, docker's errors, the docker CLI and
+docker-compose through the Engine API, and nothing left behind (veths, bookings) after rm.
+
+Containers talk to each other only (busybox httpd serves, wget and ping reach it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from minirun.net import ipv4
+from minirun.net.bridge import link_names
+from tests.e2e.engineapi import service  # noqa: F401  (a fixture)
+from tests.e2e.test_network import SERVE, bookings_of, fetch_loop
+from tests.helpers import wait_until
+
+
+def veths_of(root, container_id: str) -> set[str]:
+    """The host ends of a container's veth pairs, as its state records them."""
+    try:
+        with open(os.path.join(root, "containers", container_id, "state.json")) as f:
+            settings = json.load(f).get("NetworkSettings") or {}
+    except FileNotFoundError:
+        return set()
+    return {s["Veth"] for s in [settings, *settings.get("Attachments", ())] if s.get("Veth")}
+
+
+class Veths:
+    """Every veth a test's containers had: none may outlive the test."""
+
+    def __init__(self, root):
+        self.root, self.seen = root, set()
+
+    def __call__(self, container_id: str) -> set[str]:
+        found = veths_of(self.root, container_id)
+        self.seen |= found
+        return found
+
+
+@pytest.fixture
+def veths(cli, isolated_store):
+    found = Veths(isolated_store)
+    yield found
+    ids = cli("ps", "-a", "-q", "--no-trunc").out.split()
+    for cid in ids:
+        found(cid)
+    if ids:
+        assert cli("rm", "-f", *ids).code == 0
+    made = [json.loads(line)["Name"] for line in cli("network", "ls", "--format", "json").out.splitlines()]
+    made = [name for name in made if name not in ("bridge", "host", "none")]
+    if made:
+        assert cli("network", "rm", *made).code == 0
+    assert bookings_of(isolated_store) == []
+    # a veth pair dies with its namespace, which the kernel tears down a moment after PID 1
+    assert wait_until(lambda: not found.seen & set(link_names())), found.seen & set(link_names())
+
+
+def networks_of(cli, name: str) -> dict:
+    return json.loads(cli("inspect", "-f", "{{json .NetworkSettings.Networks}}", name).out)
+
+
+def ipv4_lines(cli, name: str) -> dict[str, str]:
+    """interface -> ADDRESS/PREFIX inside the container."""
+    out = cli("exec", name, "ip", "-o", "-4", "addr").out
+    return {m.group(1): m.group(2) for m in re.finditer(r"^\d+: (\S+)\s+inet (\S+)", out, re.M)}
+
+
+def subnet_of(cli, network: str) -> tuple[int, int]:
+    document = json.loads(cli("network", "inspect", network).out)[0]
+    return ipv4.parse_subnet(document["IPAM"]["Config"][0]["Subnet"])
+
+
+def test_connect_and_disconnect_a_running_container(cli, busybox, veths):
+    assert cli("network", "create", "front").code == 0
+    assert cli("network", "create", "back").code == 0
+    web = cli("run", "-d", "--name", "web", "--network", "back", "busybox", "sh", "-c", SERVE).out.strip()
+    box = cli("run", "-d", "--name", "box", "--network", "front", "busybox", "sleep", "1000").out.strip()
+    veths(box)
+    assert cli("exec", "box", "grep", "-w", "web", "/etc/hosts").code == 1  # not a peer on front
+
+    done = cli("network", "connect", "--alias", "boxy", "back", "box")
+    assert (done.code, done.out, done.err) == (0, "", "")
+    veths(box)
+    inside = ipv4_lines(cli, "box")
+    assert set(inside) == {"lo", "eth0", "eth1"}
+    address, prefix = inside["eth1"].split("/")
+    back = subnet_of(cli, "back")
+    assert ipv4.in_subnet(ipv4.ip_to_int(address), back) and int(prefix) == back[1]
+    routes = cli("exec", "box", "ip", "route").out
+    assert [line for line in routes.splitlines() if line.startswith("default")] == [
+        line for line in routes.splitlines() if line.startswith("default") and "dev eth0" in line
+    ]
+    assert re.search(rf"^{ipv4.int_to_ip(back[0])}/{back[1]} dev eth1", routes, re.M), routes
+    got = cli("exec", "box", "sh", "-c", fetch_loop("http://web/"))
+    assert got.code == 0 and got.out == f"hello from {web[:12]}\n", got.err
+    assert f"{address}\tbox boxy" in cli("exec", "web", "cat", "/etc/hosts").out.splitlines()
+    assert cli("exec", "web", "ping", "-c", "1", "-W", "2", "boxy").code == 0
+
+    shown = networks_of(cli, "box")
+    assert set(shown) == {"front", "back"}
+    assert shown["back"]["IPAddress"] == address and shown["back"]["Aliases"] == ["boxy", box[:12]]
+    assert shown["front"]["IPAddress"] == inside["eth0"].split("/")[0]
+    members = json.loads(cli("network", "inspect", "back").out)[0]["Containers"]
+    assert members[box]["IPv4Address"] == inside["eth1"] and members[box]["Name"] == "box"
+    assert {m["Name"] for m in members.values()} == {"web", "box"}
+    assert cli("ps", "--filter", "network=back", "--format", "{{.Names}}").out.split() == ["box", "web"]
+
+    again = cli("network", "connect", "back", "box")
+    assert (again.code, again.err) == (125, "minirun: error: endpoint with name box already exists in network back\n")
+    busy = cli("network", "rm", "back")
+    assert busy.code == 125 and "has active endpoints" in busy.err
+
+    done = cli("network", "disconnect", "back", "box")
+    assert (done.code, done.out, done.err) == (0, "", "")
+    assert set(ipv4_lines(cli, "box")) == {"lo", "eth0"}
+    assert "box" not in cli("exec", "web", "cat", "/etc/hosts").out
+    assert cli("exec", "web", "ping", "-c", "1", "-W", "1", address).code != 0
+    assert cli("exec", "box", "grep", "-w", "web", "/etc/hosts").code == 1
+    assert set(networks_of(cli, "box")) == {"front"}
+    gone = cli("network", "disconnect", "back", "box")
+    assert gone.code == 125 and f"container {box} is not connected to the network back" in gone.err
+    first = cli("network", "disconnect", "front", "box")
+    assert first.code == 125 and "stop it first" in first.err
+
+
+def test_connect_a_created_container_then_start_it(cli, busybox, veths):
+    assert cli("network", "create", "one").code == 0
+    assert cli("network", "create", "two").code == 0
+    web = cli("run", "-d", "--name", "web", "--network", "two", "busybox", "sh", "-c", SERVE).out.strip()
+    created = cli("create", "--name", "box", "--network", "one", "busybox", "sleep", "1000")
+    assert created.code == 0, created.err
+    assert cli("network", "connect", "--alias", "boxy", "two", "box").code == 0
+    shown = networks_of(cli, "box")
+    assert set(shown) == {"one", "two"} and shown["two"]["IPAddress"] == ""
+    assert cli("start", "box").code == 0
+    veths(created.out.strip())
+    assert set(ipv4_lines(cli, "box")) == {"lo", "eth0", "eth1"}
+    got = cli("exec", "box", "sh", "-c", fetch_loop("http://web/"))
+    assert got.out == f"hello from {web[:12]}\n", got.err
+    assert cli("exec", "web", "ping", "-c", "1", "-W", "2", "boxy").code == 0
+    # stopped: disconnect is recorded, and the next start has eth0 only
+    assert cli("stop", "-t", "0", "box").code == 0
+    assert cli("network", "disconnect", "two", "box").code == 0
+    assert cli("exec", "web", "grep", "-w", "boxy", "/etc/hosts").code == 1
+    assert cli("start", "box").code == 0
+    veths(created.out.strip())
+    assert set(ipv4_lines(cli, "box")) == {"lo", "eth0"}
+    # a stopped container's first network may go too: it then starts with loopback only
+    assert cli("stop", "-t", "0", "box").code == 0
+    assert cli("network", "disconnect", "one", "box").code == 0
+    assert cli("start", "box").code == 0
+    assert set(ipv4_lines(cli, "box")) == {"lo"}
+
+
+def test_run_with_two_networks(cli, busybox, veths):
+    assert cli("network", "create", "one").code == 0
+    assert cli("network", "create", "two").code == 0
+    ran = cli("run", "--rm", "--network", "one", "--network", "two", "busybox", "ip", "-o", "-4", "addr")
+    assert ran.code == 0, ran.err
+    one, two = subnet_of(cli, "one"), subnet_of(cli, "two")
+    found = dict(re.findall(r"^\d+: (eth\d)\s+inet (\S+)/", ran.out, re.M))
+    assert ipv4.in_subnet(ipv4.ip_to_int(found["eth0"]), one) and ipv4.in_subnet(ipv4.ip_to_int(found["eth1"]), two)
+    both = cli("run", "--rm", "--network", "one", "--network", "none", "busybox", "true")
+    assert both.code == 125 and "cannot attach both user-defined and non-user-defined" in both.err
+    twice = cli("run", "--rm", "--network", "one", "--network", "one", "busybox", "true")
+    assert twice.code == 125 and 'network "one" is specified multiple times' in twice.err
+
+
+def test_docker_errors_of_connect(cli, busybox, veths):
+    assert cli("network", "create", "one").code == 0
+    assert cli("run", "-d", "--name", "lonely", "--network", "none", "busybox", "sleep", "1000").code == 0
+    assert cli("run", "-d", "--name", "hosted", "--network", "host", "busybox", "sleep", "1000").code == 0
+    assert cli("run", "-d", "--name", "box", "busybox", "sleep", "1000").code == 0
+    for args, message in [
+        (("one", "lonely"), "cannot be connected to multiple networks with one of the networks in private (none)"),
+        (("one", "hosted"), "cannot be disconnected from host network or connected to host network"),
+        (("host", "box"), "cannot be disconnected from host network or connected to host network"),
+        (("none", "box"), "private (none) mode"),
+        (("nosuch", "box"), "network nosuch not found"),
+        (("one", "nosuch"), "No such container: nosuch"),
+        (("--ip", "10.1.2.3", "bridge", "box"), "user specified IP address is supported on user defined networks only"),
+        (("--alias", "a b", "one", "box"), "invalid network alias"),
+    ]:
+        done = cli("network", "connect", *args)
+        assert done.code == 125 and message in done.err and done.err.count("\n") == 1, (args, done.err)
+    one = subnet_of(cli, "one")
+    wanted = ipv4.int_to_ip(one[0] + 77)
+    assert cli("network", "connect", "--ip", wanted, "one", "box").code == 0
+    assert networks_of(cli, "box")["one"]["IPAddress"] == wanted
+    assert ipv4_lines(cli, "box")["eth1"] == f"{wanted}/{one[1]}"
+    veths(cli("inspect", "-f", "{{.Id}}", "box").out.strip())
+
+
+def test_an_rm_container_connected_after_its_start_leaves_no_booking(cli, busybox, veths, isolated_store):
+    assert cli("network", "create", "one").code == 0
+    cid = cli("run", "-d", "--rm", "--name", "brief", "busybox", "sleep", "1000").out.strip()
+    assert cli("network", "connect", "one", "brief").code == 0
+    veths(cid)
+    assert len(bookings_of(isolated_store)) == 2
+    assert cli("kill", "brief").code == 0
+    assert wait_until(lambda: not os.path.exists(isolated_store / "containers" / cid))
+    assert wait_until(lambda: bookings_of(isolated_store) == []), bookings_of(isolated_store)
+
+
+def test_docker_cli_network_connect_and_disconnect(service):  # noqa: F811
+    assert service.docker("network", "create", "apione").returncode == 0
+    assert service.docker("network", "create", "apitwo").returncode == 0
+    done = service.docker("run", "-d", "--name", "web", "--network", "apitwo", "busybox", "sh", "-c", SERVE)
+    assert done.returncode == 0, done.stderr
+    done = service.docker("run", "-d", "--name", "box", "--network", "apione", "busybox", "sleep", "300")
+    assert done.returncode == 0, done.stderr
+    done = service.docker("network", "connect", "--alias", "boxy", "apitwo", "box")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    got = service.docker("exec", "box", "sh", "-c", fetch_loop("http://web/"))
+    assert got.returncode == 0 and got.stdout.startswith("hello from "), got.stderr
+    assert service.docker("exec", "web", "ping", "-c", "1", "-W", "2", "boxy").returncode == 0
+    document = json.loads(service.docker("network", "inspect", "apitwo").stdout)[0]
+    assert {c["Name"] for c in document["Containers"].values()} == {"web", "box"}
+    shown = json.loads(service.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", "box").stdout)
+    assert set(shown) == {"apione", "apitwo"} and shown["apitwo"]["Aliases"][0] == "boxy"
+    again = service.docker("network", "connect", "apitwo", "box")
+    assert again.returncode == 1 and "endpoint with name box already exists in network apitwo" in again.stderr
+    status, _, body = service.request("POST", "/networks/apitwo/connect", {"Container": "box"})
+    assert status == 403, body
+    done = service.docker("network", "disconnect", "apitwo", "box")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert service.docker("exec", "web", "grep", "-w", "boxy", "/etc/hosts").returncode == 1
+    assert set(json.loads(service.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", "box").stdout)) == {
+        "apione"
+    }
+    status, _, body = service.request("POST", "/networks/apitwo/disconnect", {"Container": "box", "Force": True})
+    assert status == 500 and "is not connected to the network apitwo" in json.loads(body)["message"]
+    assert service.docker("rm", "-f", "web", "box").returncode == 0
+    assert service.docker("network", "rm", "apione", "apitwo").returncode == 0
+
+
+COMPOSE_FILE = """\
+version: "3.8"
+services:
+  api:
+    image: busybox
+    command: ["sh", "-c", "mkdir /www && echo hello-from-api > /www/index.html && exec httpd -f -p 80 -h /www"]
+    networks: [front, back]
+    stop_grace_period: 1s
+  user:
+    image: busybox
+    command: ["sh", "-c", "until wget -q -O - http://api/; do sleep 0.2; done; exec sleep 300"]
+    networks: [front]
+    stop_grace_period: 1s
+  worker:
+    image: busybox
+    command: ["sh", "-c", "until wget -q -O - http://api/; do sleep 0.2; done; exec sleep 300"]
+    networks: [back]
+    stop_grace_period: 1s
+networks:
+  front:
+  back:
+"""
+
+
+def test_compose_service_on_two_networks(service, tmp_path):  # noqa: F811
+    import shutil
+    import time
+    import uuid
+
+    compose_bin = shutil.which("docker-compose") or "/usr/bin/docker-compose"
+    assert os.access(compose_bin, os.X_OK), "scripts/setup.sh --test installs Debian's docker-compose"
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_FILE)
+    project = f"t{uuid.uuid4().hex[:10]}"
+    env = dict(service.env, COMPOSE_PROJECT_NAME=project)
+
+    def compose(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [compose_bin, "--no-ansi", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
+        )
+
+    try:
+        done = compose("up", "-d")
+        assert done.returncode == 0, done.stderr
+        for client in ("user", "worker"):
+            deadline = time.monotonic() + 60
+            while "hello-from-api" not in (logs := compose("logs", "--no-color", client)).stdout:
+                assert time.monotonic() < deadline, (logs.stdout, logs.stderr)
+                time.sleep(0.2)
+        shown = service.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", f"{project}_api_1")
+        assert set(json.loads(shown.stdout)) == {f"{project}_front", f"{project}_back"}, shown.stdout
+        user_hosts = service.docker("exec", f"{project}_user_1", "cat", "/etc/hosts").stdout
+        assert "worker" not in user_hosts and "api" in user_hosts  # front only: api, not worker
+        again = compose("up", "-d")  # the same project again: nothing to recreate
+        assert again.returncode == 0 and "up-to-date" in again.stderr, again.stderr
+        done = compose("down")
+        assert done.returncode == 0, done.stderr
+        assert service.docker("ps", "-aq").stdout == ""
+        assert project not in service.docker("network", "ls").stdout
+    finally:
+        compose("down", "--timeout", "1")
