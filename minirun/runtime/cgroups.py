@@ -434,8 +434,10 @@ def apply_at(rel: str, resources: Resources) -> None:
     current = None
     if memory is not None and memory.version == 1 and resources.get("Memory"):
         current = int(_read(f"{memory.at(rel)}/memory.limit_in_bytes"))
-    blkio = _owner_of("blkio", found)
-    bfq = blkio is not None and _bfq(blkio, blkio.at(rel))
+    bfq = False
+    if resources.get("BlkioWeight") or resources.get("BlkioWeightDevice"):  # (a probe only then)
+        blkio = _owner_of("blkio", found)
+        bfq = blkio is not None and _bfq(blkio, blkio.at(rel))
     writes = {1: limit_writes(resources, 1, current, bfq), 2: limit_writes(resources, 2, None, bfq)}
     for controller in dict.fromkeys(c for version in (1, 2) for c, _, _ in writes[version]):
         if controller == "unified":
