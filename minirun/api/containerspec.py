@@ -73,6 +73,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "pid": "",
     "ipc": "",
     "uts": "",
+    "runtime": "",
     "restart": "no",
     "health_cmd": "",
     "health_interval": None,
