@@ -7,8 +7,9 @@ namespace of its own (nothing reaches the host's, and the mount goes when the ru
 container is gone). Then the conmon shape: this process is a child subreaper, the runner execs
 `RUNTIME create`, whose container init reparents to us when it exits; `RUNTIME start`; we wait
 for PID 1 ourselves (its exit code, signals forwarded, a pty relayed from --console-socket) and
-`RUNTIME delete` takes the cgroups and the runtime's state. Foreground only: minirun's monitors
-(-d, -it, create/start, restart policies) drive the in-process path."""
+`RUNTIME delete` takes the cgroups and the runtime's state. A bridge network's eth0 is made from
+here, in the network namespace the runtime made, while PID 1 waits for `start`. Foreground only:
+minirun's monitors (-d, -it, create/start, restart policies) drive the in-process path."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from minirun.containers.container import Container, Containers
+    from minirun.net.attach import NetSpec
     from minirun.runtime.launch import LaunchPlan
     from minirun.store import Store
     from minirun.store.images import Image
@@ -70,11 +72,6 @@ def run_with_runtime(store: Store, containers: Containers, container: Container,
 
     config = container.config
     runtime = find_runtime(config.runtime)
-    if config.network not in ("none", "host") and not config.network.startswith("container:"):
-        raise UsageError(
-            f"--runtime needs --network none, host or container:NAME: the {config.network!r} network's "
-            "interface is made by minirun's own PID 1"
-        )
     root = os.path.join(hostwide.RUN_DIR, "runtimes", os.path.basename(runtime))
     bundle = os.path.join(container.dir, "bundle")
     os.makedirs(bundle, exist_ok=True)
@@ -90,6 +87,8 @@ def run_with_runtime(store: Store, containers: Containers, container: Container,
         extras = _host_side(store, container, plan)
         console = _console_socket() if config.tty else None
         pid = _create(plan, bundle, state, extras, console)
+        if plan.net is not None:  # a bridge network: eth0 while PID 1 waits for `start`
+            _attach_network(pid, plan.net)
         master = None
         if console is not None:
             from minirun.runtime import tty
@@ -266,6 +265,34 @@ def _create(plan: LaunchPlan, bundle: str, state: _Runtime, extras: dict[str, An
             return int(f.read().strip())
     except (OSError, ValueError):
         raise MinirunError(f"{state.name} create: no pid in {pid_file}") from None
+
+
+def _attach_network(pid: int, net: NetSpec) -> None:
+    """What minirun's PID 1 does for itself (net/attach.py), from a child that joins the network
+    namespace the runtime made for PID 1: the veth pair, eth0's address and route."""
+    from minirun import linux
+    from minirun.childfailure import exit_reporting, read_report
+    from minirun.net import attach
+
+    host_side = attach.open_host_side()
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        os.close(read_fd)
+
+        def body() -> None:
+            linux.join_namespace(f"/proc/{pid}/ns/net", linux.CLONE_NEWNET)
+            attach.attach(net, host_side)
+            os._exit(0)
+
+        exit_reporting(write_fd, body, "container network")
+    os.close(write_fd)
+    host_side[0].close()
+    os.close(host_side[1])
+    failure = read_report(read_fd)
+    _reap(child)
+    if failure is not None:
+        raise failure
 
 
 def _runner(plan: LaunchPlan, bundle: str, extras: dict[str, Any], argv: list[str]) -> None:
