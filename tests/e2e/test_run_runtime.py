@@ -81,6 +81,8 @@ def test_exit_code_stdin_and_the_record(cli, busybox):
     assert done.code == 7
     state = cli("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "viarunc")
     assert state.out.split() == ["exited", "7"]
+    again = cli("start", "viarunc")  # minirun's monitor would start it in-process: refused
+    assert again.code != 0 and "runs with --runtime runc: start it again with `run --runtime`" in again.err
     assert cli("rm", "viarunc").code == 0
     echoed = cli("run", "--rm", "-i", "--network", "none", "--runtime", "runc", "busybox", "cat", input=b"hello\n")
     assert (echoed.code, echoed.out) == (0, "hello\n")
