@@ -21,7 +21,8 @@ What it does:
     wished); the plan 1..0 after an error's diagnostic: it gave up before its first check; its
     checks then an error exit (util.Fatal): it failed after them. It prints
     a table, the totals, and every check minirun-oci fails that runc passes, with its diagnostic.
-The host's cgroup dirs are listed before and after: a new dir of the suite's naming (its
+The host's cgroup dirs are listed before and after (and each cgroup2 root's subtree_control, whose
+additions are undone): a new dir of the suite's naming (its
 cgroupsPath "cgrouptest", "testdir/cgrouptest/container", or a container id, which it makes a
 UUID) is reported and removed if empty; others' dirs that come and go meanwhile are not ours.
 The work dir is removed at the end.
@@ -57,6 +58,35 @@ def cgroup_dirs() -> set[str]:
         for directory, _, _ in os.walk(top):
             found.add(directory)
     return found
+
+
+def subtree_controls() -> dict[str, set[str]]:
+    """cgroup.subtree_control of each cgroup2 mount's root: a runtime enables a controller there
+    for a container that asks (minirun-oci: hugetlb on the hybrid layout), runc's way on v2."""
+    found = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if line.split(" - ")[-1].startswith("cgroup2 "):
+                path = os.path.join(line.split()[4], "cgroup.subtree_control")
+                try:
+                    with open(path) as control:
+                        found[path] = set(control.read().split())
+                except OSError:
+                    continue
+    return found
+
+
+def restore_subtree_controls(before: dict[str, set[str]]) -> list[str]:
+    """Turn off what this run turned on at a cgroup2 root; what stays busy is said."""
+    kept = []
+    for path, controllers in subtree_controls().items():
+        for name in sorted(controllers - before.get(path, controllers)):
+            try:
+                with open(path, "w") as control:
+                    control.write(f"-{name}")
+            except OSError:
+                kept.append(f"{path}: +{name} (busy, kept)")
+    return kept
 
 
 def wrapper(path: str, command: list[str]) -> str:
@@ -168,6 +198,7 @@ def main() -> int:
         sys.exit("oci_validation: run as root")
     src = os.path.abspath(args.src)
     before = cgroup_dirs()
+    controls = subtree_controls()
     work = tempfile.mkdtemp(prefix="minirun-ocival-", dir="/var/tmp")
     # searchable by all (not readable): a user namespace's root, an unprivileged host uid, must
     # reach the bundles below it (linux_uid_mappings, linux_ns_nopath), with runc as with ours
@@ -239,6 +270,7 @@ def main() -> int:
             except OSError:
                 leftovers.append(f"{directory} (not empty, kept)")
         leftovers += [f"{m} (unmounted)" for m in unmount_under(work)]
+        leftovers += restore_subtree_controls(controls)
         if not mounts_under(work):  # never remove through a mount
             shutil.rmtree(work, ignore_errors=True)
     print(f"  cleaned up  : {removed} cgroup dirs of the suite's naming and this run's parent, removed")

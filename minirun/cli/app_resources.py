@@ -32,6 +32,9 @@ def update(
     pids_limit: str | None = typer.Option(
         None, "--pids-limit", help="Tune container pids limit (set -1 for unlimited)"
     ),
+    blkio_weight: str | None = typer.Option(
+        None, "--blkio-weight", help="Block IO (relative weight), between 10 and 1000, or 0 to disable"
+    ),
     restart: str | None = typer.Option(
         None,
         "--restart",
@@ -48,6 +51,7 @@ def update(
         "cpu_shares": cpu_shares,
         "cpuset_cpus": cpuset_cpus,
         "pids_limit": pids_limit,
+        "blkio_weight": blkio_weight,
     }
     if all(value is None for value in given.values()) and restart is None:
         raise UsageError("you must provide one or more flags when using this command")

@@ -26,6 +26,11 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
     if opts.tty and opts.interactive and not opts.detach and not create_only and not os.isatty(0):
         # docker's check, before anything is created: raw mode needs a terminal to put raw
         raise UsageError("the input device is not a TTY")
+    if opts.flags.runtime:
+        from minirun.containers.ociruntime import check_runtime_options
+
+        attached = opts.tty and opts.interactive
+        check_runtime_options(opts.flags.runtime, opts.detach, attached, create_only, bool(opts.restart_policy))
     store = Store(root)
     config, mount_plan, image = container_config(store, opts)
     container_id = config.id
@@ -55,7 +60,12 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
             keys = parse_detach_keys(opts.detach_keys)
             return run_attached(containers, container, watch.done, keys, opts.sig_proxy)
         try:
-            code = run_foreground(store, containers, container, image, init)
+            if container.config.runtime:  # an OCI runtime from a bundle, instead of PID 1 in-process
+                from minirun.containers.ociruntime import run_with_runtime
+
+                code = run_with_runtime(store, containers, container, image, init)
+            else:
+                code = run_foreground(store, containers, container, image, init)
             if opts.restart_policy:  # docker's daemon restarts it after the client returned: a monitor does
                 from minirun.containers.restartpolicy import hand_over
 

@@ -79,6 +79,7 @@ _CONFIG_FIELDS = (
     ("pid_mode", ""),  # --pid, --ipc, --uts: "host" shares the host's namespace
     ("ipc_mode", ""),
     ("uts_mode", ""),
+    ("runtime", ""),  # --runtime: an OCI runtime (path or name) runs it from a bundle; "": in-process
     ("publish_all", False),  # -P: every exposed port, on ports picked at each start
     ("exposed_ports", list),  # the image's EXPOSE, --expose and -p's ports: ["80/tcp", ...]
     # docker's HostConfig.RestartPolicy {"Name", "MaximumRetryCount"} (restartpolicy.py); {}: "no"
@@ -143,6 +144,7 @@ class ContainerConfig:
     pid_mode: str
     ipc_mode: str
     uts_mode: str
+    runtime: str
     publish_all: bool
     exposed_ports: list[str]
     restart_policy: dict

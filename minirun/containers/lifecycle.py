@@ -9,7 +9,7 @@ import time
 from minirun.containers import restartpolicy
 from minirun.containers.container import Container, Containers, record_event
 from minirun.containers.liveness import is_dead, is_restarting, is_running, refresh, remove_cgroups
-from minirun.errors import Conflict, UsageError
+from minirun.errors import Conflict, MinirunError, UsageError
 from minirun.procs import is_alive
 
 TYPE_CHECKING = False
@@ -221,6 +221,11 @@ def start(containers: Containers, container: Container, **monitor_options) -> Co
     if is_running(container) or is_restarting(container):
         return container
     refuse_dead(container)
+    if container.config.runtime:  # (ociruntime.py: the monitor starts PID 1 in-process only)
+        raise MinirunError(
+            f"container {container.name} runs with --runtime {container.config.runtime}: "
+            "start it again with `run --runtime`, in the foreground"
+        )
     restartpolicy.user_started(containers, container)
     spawn_monitor(containers.store.root, container.id, **monitor_options)
     return containers.load(container.id)

@@ -1,7 +1,8 @@
-"""docker's resource options: --memory, --memory-swap, --cpus, --cpu-shares, --cpuset-cpus and
---pids-limit, parsed and checked the way the docker CLI and daemon do it (same values, same
+"""docker's resource options: --memory, --memory-swap, --cpus, --cpu-shares, --cpuset-cpus,
+--pids-limit and the block I/O ones (--blkio-weight, --blkio-weight-device, --device-read-bps and
+its three siblings), parsed and checked the way the docker CLI and daemon do it (same values, same
 wording), into the fields docker's HostConfig names: Memory, MemorySwap, NanoCpus, CpuShares,
-CpusetCpus, PidsLimit. A container's config.json records them under `resources`; only the
+CpusetCpus, PidsLimit, BlkioWeight, BlkioWeightDevice, BlkioDevice{Read,Write}{Bps,IOps}. A container's config.json records them under `resources`; only the
 fields that were given are kept. `update` merges new values into that record.
 
 On the run path: only stdlib modules already loaded there (fractions only with --cpus).
@@ -24,7 +25,15 @@ FLAGS = {
     "cpu_shares": ("-c, --cpu-shares", "CpuShares"),
     "cpuset_cpus": ("--cpuset-cpus", "CpusetCpus"),
     "pids_limit": ("--pids-limit", "PidsLimit"),
+    "blkio_weight": ("--blkio-weight", "BlkioWeight"),
+    # repeatable, each PATH:VALUE (docker's opts.ValidateWeightDevice, ValidateThrottle*Device)
+    "blkio_weight_device": ("--blkio-weight-device", "BlkioWeightDevice"),
+    "device_read_bps": ("--device-read-bps", "BlkioDeviceReadBps"),
+    "device_write_bps": ("--device-write-bps", "BlkioDeviceWriteBps"),
+    "device_read_iops": ("--device-read-iops", "BlkioDeviceReadIOps"),
+    "device_write_iops": ("--device-write-iops", "BlkioDeviceWriteIOps"),
 }
+_DEVICE_FLAGS = ("blkio_weight_device", "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -38,18 +47,63 @@ def add_options(p) -> None:
     p.add_argument("-c", "--cpu-shares", default=None, help="CPU shares (relative weight)")
     p.add_argument("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1)")
     p.add_argument("--pids-limit", default=None, help="Tune container pids limit (set -1 for unlimited)")
+    p.add_argument("--blkio-weight", default=None, help="Block IO (relative weight), between 10 and 1000, or 0")
+    p.add_argument(
+        "--blkio-weight-device", action="append", default=None, help="Block IO weight (relative device weight)"
+    )
+    p.add_argument("--device-read-bps", action="append", default=None, help="Limit read rate (bytes per second)")
+    p.add_argument("--device-write-bps", action="append", default=None, help="Limit write rate (bytes per second)")
+    p.add_argument("--device-read-iops", action="append", default=None, help="Limit read rate (IO per second)")
+    p.add_argument("--device-write-iops", action="append", default=None, help="Limit write rate (IO per second)")
 
 
-def parse_options(values: dict[str, str | None]) -> dict:
-    """{"memory": "512m", ...} (flag names, text or None) -> {"Memory": 536870912, ...} with only
-    the given ones. Syntax errors are the CLI's (`invalid argument ... for ... flag`)."""
+def parse_options(values: dict) -> dict:
+    """{"memory": "512m", ...} (flag names, text or None; a list for the repeatable per-device
+    ones) -> {"Memory": 536870912, ...} with only the given ones. Syntax errors are the CLI's
+    (`invalid argument ... for ... flag`)."""
     result: dict = {}
     for key, text in values.items():
-        if text is None:
+        if not text and (text is None or key in _DEVICE_FLAGS):
             continue
         flag, field = FLAGS[key]
-        result[field] = _parse_value(key, flag, text)
+        if key in _DEVICE_FLAGS:
+            result[field] = [_parse_device(key, flag, item) for item in text]
+        else:
+            result[field] = _parse_value(key, flag, text)
     return result
+
+
+def _parse_device(key: str, flag: str, text: str) -> dict:
+    """PATH:WEIGHT, PATH:RATE[unit] or PATH:IOPS as docker's opts package checks them; the
+    device's numbers are found when the limits are applied (cgroups.resolve_devices)."""
+
+    def bad(reason: str) -> UsageError:
+        return UsageError(f'invalid argument "{text}" for "{flag}" flag: {reason}')
+
+    path, colon, value = text.partition(":")
+    if not colon:
+        raise bad(f"bad format: {text}")
+    if not path.startswith("/dev/"):
+        raise bad(f"bad format for device path: {text}")
+    if key == "blkio_weight_device":
+        weight = int(value) if value.isdigit() and value.isascii() else -1
+        if not 0 <= weight < 1 << 16 or (weight > 0 and not 10 <= weight <= 1000):
+            raise bad(f"invalid weight for device: {text}")
+        return {"Path": path, "Weight": weight}
+    if key.endswith("_bps"):
+        rate = ram_in_bytes(value) if value else None
+        if rate is None:
+            raise bad(
+                f"invalid rate for device: {text}. The correct format is <device-path>:<number>[<unit>]. "
+                "Number must be a positive integer. Unit is optional and can be kb, mb, or gb"
+            )
+        return {"Path": path, "Rate": rate}
+    if not (value.isdigit() and value.isascii() and int(value) < 1 << 64):
+        raise bad(
+            f"invalid rate for device: {text}. The correct format is <device-path>:<number>. "
+            "Number must be a positive integer"
+        )
+    return {"Path": path, "Rate": int(value)}
 
 
 def _parse_value(key: str, flag: str, text: str):
@@ -65,6 +119,10 @@ def _parse_value(key: str, flag: str, text: str):
         return size
     if key == "cpus":
         return nano_cpus(text, bad)
+    if key == "blkio_weight":
+        if not (text.isdigit() and text.isascii() and int(text) < 1 << 16):
+            raise bad(f'strconv.ParseUint: parsing "{text}": invalid syntax')
+        return int(text)
     if key in ("cpu_shares", "pids_limit"):
         body = text[1:] if text[:1] in "+-" else text
         if not body.isdigit() or not body.isascii():
@@ -151,6 +209,9 @@ def validate(resources: dict, ncpu: int | None = None, available: str | None = N
     pids = resources.get("PidsLimit")
     if pids is not None and pids > PIDS_MAX:  # (0 or less: unlimited, as docker has it)
         raise UsageError(f"invalid --pids-limit {pids}: the kernel allows at most {PIDS_MAX} (0 or -1 for unlimited)")
+    weight = resources.get("BlkioWeight", 0)
+    if weight and not 10 <= weight <= 1000:
+        raise UsageError("Range of blkio weight is from 10 to 1000")
     if resources.get("CpuShares", 0) < 0:
         raise UsageError(f"invalid CPU shares {resources['CpuShares']}: the minimum is 2 (0 for the default)")
     cpuset = resources.get("CpusetCpus")
@@ -189,7 +250,7 @@ def merged(current: dict, changes: dict, ncpu: int | None = None, available: str
         result["Memory"] = memory
     if swap:
         result["MemorySwap"] = swap
-    for field in ("NanoCpus", "CpuShares", "CpusetCpus"):
+    for field in ("NanoCpus", "CpuShares", "CpusetCpus", "BlkioWeight"):
         if changes.get(field):
             result[field] = changes[field]
     if changes.get("PidsLimit") is not None:
@@ -223,6 +284,8 @@ def host_config(resources: dict) -> dict:
         "CpuShares": resources.get("CpuShares", 0),
         "CpusetCpus": resources.get("CpusetCpus", ""),
         "PidsLimit": resources.get("PidsLimit"),
+        "BlkioWeight": resources.get("BlkioWeight", 0),
+        **{field: resources.get(field, []) for _, field in (FLAGS[key] for key in _DEVICE_FLAGS)},
     }
 
 

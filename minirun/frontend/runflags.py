@@ -37,6 +37,7 @@ class RunFlags(Record):
     platform: str  # os/arch[/variant] as given; "": any (a warning if not the host's)
     pid_mode: str
     ipc_mode: str
+    runtime: str  # --runtime: an OCI runtime's path or name (containers/ociruntime.py)
     uts_mode: str
     DEFAULTS = {
         **dict.fromkeys(("publish_all", "init"), False),
@@ -44,7 +45,7 @@ class RunFlags(Record):
             ("expose", "extra_hosts", "network_aliases", "dns", "dns_search", "dns_options", "ulimits", "group_add"),
             list,
         ),
-        **dict.fromkeys(("stop_signal", "cidfile", "platform", "pid_mode", "ipc_mode", "uts_mode"), ""),
+        **dict.fromkeys(("stop_signal", "cidfile", "platform", "pid_mode", "ipc_mode", "uts_mode", "runtime"), ""),
         "shm_size": 0,
         "stop_timeout": None,
         "sysctls": dict,
@@ -83,6 +84,9 @@ def add_options(p) -> None:
     p.add_argument("--pid", default="", help="PID namespace to use (host)")
     p.add_argument("--ipc", default="", help="IPC mode to use (private, shareable, host)")
     p.add_argument("--uts", default="", help="UTS namespace to use (host)")
+    p.add_argument(
+        "--runtime", default="", help="OCI runtime to run the container with (runc, crun, minirun-oci, a path)"
+    )
 
 
 def parse_flags(ns, network: str, hostname: str, publish: list[str]) -> RunFlags:
@@ -97,6 +101,7 @@ def parse_flags(ns, network: str, hostname: str, publish: list[str]) -> RunFlags
         pid_mode=_namespace_mode("pid", ns.pid, ("host",)),
         ipc_mode=_namespace_mode("ipc", ns.ipc, ("host", "private", "shareable")),
         uts_mode=_namespace_mode("uts", ns.uts, ("host",)),
+        runtime=ns.runtime,
     )
     if flags.pull not in PULL_POLICIES:
         raise UsageError(f'invalid pull option: \'{flags.pull}\': must be one of "always", "missing" or "never"')
@@ -107,6 +112,10 @@ def parse_flags(ns, network: str, hostname: str, publish: list[str]) -> RunFlags
             raise UsageError(f"platform {flags.platform} cannot run on this linux/{host_architecture()} host")
     if flags.cidfile and os.path.lexists(flags.cidfile):  # before any pull (created by open_cidfile)
         raise UsageError(_cidfile_found(flags.cidfile))
+    if flags.runtime:
+        from minirun.containers.ociruntime import find_runtime
+
+        find_runtime(flags.runtime)  # before anything is created: docker's "unknown or invalid runtime name"
     if flags.uts_mode == "host" and hostname:
         raise UsageError("conflicting options: hostname and the UTS mode")
     _network_flags(ns, flags, network, publish)
@@ -237,6 +246,7 @@ def config_fields(flags: RunFlags, image_config: dict, publish: list[list]) -> d
         "pid_mode": flags.pid_mode,
         "ipc_mode": flags.ipc_mode,
         "uts_mode": flags.uts_mode,
+        "runtime": flags.runtime,
         "publish_all": flags.publish_all,
         "exposed_ports": exposed_ports(image_config, flags.expose, publish),
     }

@@ -224,7 +224,7 @@ def resource_options(ns) -> dict:
     """--memory and friends, parsed and checked with docker's defaults (nothing is created before)."""
     from minirun.containers.resources import FLAGS, for_run, parse_options
 
-    return for_run(parse_options({key: getattr(ns, key) for key in FLAGS}))
+    return for_run(parse_options({key: getattr(ns, key, None) for key in FLAGS}))
 
 
 def process_env(ns, environ: dict[str, str] | None) -> list[str]:

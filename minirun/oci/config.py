@@ -442,9 +442,6 @@ def device_rules(rules: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> li
 
 def limits(resources: dict[str, Any]) -> dict[str, Any]:
     """linux.resources as docker's HostConfig names (what cgroups.limit_writes takes)."""
-    for name in ("blockIO", "hugepageLimits", "network", "rdma", "unified"):
-        if resources.get(name):
-            raise ConfigError(f"linux.resources.{name} is not supported by minirun-oci")
     memory, cpu, pids = resources.get("memory") or {}, resources.get("cpu") or {}, resources.get("pids") or {}
     swappiness = memory.get("swappiness")
     if swappiness is not None and int(swappiness) != -1 and not 0 <= int(swappiness) <= 100:
@@ -472,16 +469,103 @@ def limits(resources: dict[str, Any]) -> dict[str, Any]:
         out["MemorySwappiness"] = int(swappiness)
     if memory.get("disableOOMKiller"):
         out["OomKillDisable"] = True
+    out.update(_other_limits(resources))
     return out
 
 
-def ignored_settings(resources: dict[str, Any], memory_version: int | None) -> list[str]:
+def _other_limits(resources: dict[str, Any]) -> dict[str, Any]:
+    """blockIO, hugepageLimits, network, rdma and unified as runc's configs.Resources names them
+    (docker's where docker has the field: BlkioWeight, BlkioDeviceReadBps...)."""
+    out: dict[str, Any] = {}
+    block = resources.get("blockIO") or {}
+    for key, name in (("weight", "BlkioWeight"), ("leafWeight", "BlkioLeafWeight")):
+        if block.get(key):
+            out[name] = _uint(block[key], f"blockIO.{key}")
+    weights = []
+    for entry in block.get("weightDevice") or []:
+        device = _block_device(entry, "blockIO.weightDevice")
+        for key, name in (("weight", "Weight"), ("leafWeight", "LeafWeight")):
+            if entry.get(key):
+                device[name] = _uint(entry[key], f"blockIO.weightDevice.{key}")
+        weights.append(device)
+    if weights:
+        out["BlkioWeightDevice"] = weights
+    for key, name in (
+        ("throttleReadBpsDevice", "BlkioDeviceReadBps"),
+        ("throttleWriteBpsDevice", "BlkioDeviceWriteBps"),
+        ("throttleReadIOPSDevice", "BlkioDeviceReadIOps"),
+        ("throttleWriteIOPSDevice", "BlkioDeviceWriteIOps"),
+    ):
+        entries = block.get(key) or []
+        if entries:
+            out[name] = [
+                {**_block_device(e, f"blockIO.{key}"), "Rate": _uint(e.get("rate", 0), f"blockIO.{key}.rate")}
+                for e in entries
+            ]
+    pages = []
+    for entry in resources.get("hugepageLimits") or []:
+        size = entry.get("pageSize")
+        if not isinstance(size, str) or not re.fullmatch(r"[0-9]+[KMGTP]?B", size):
+            raise ConfigError(f"linux.resources.hugepageLimits: pageSize {size!r} is not a size like 2MB")
+        pages.append({"Pagesize": size, "Limit": _uint(entry.get("limit", 0), "hugepageLimits.limit")})
+    if pages:
+        out["HugepageLimits"] = pages
+    network = resources.get("network") or {}
+    if network.get("classID") is not None:
+        out["NetClsClassid"] = _uint(network["classID"], "network.classID")
+    priorities = [
+        {"Interface": str(p.get("name", "")), "Priority": _uint(p.get("priority", 0), "network.priorities.priority")}
+        for p in network.get("priorities") or []
+    ]
+    if priorities:
+        out["NetPrioIfpriomap"] = priorities
+    rdma = {}
+    for device, limit in (resources.get("rdma") or {}).items():
+        rdma[str(device)] = {
+            "HcaHandles": None if limit.get("hcaHandles") is None else _uint(limit["hcaHandles"], "rdma.hcaHandles"),
+            "HcaObjects": None if limit.get("hcaObjects") is None else _uint(limit["hcaObjects"], "rdma.hcaObjects"),
+        }
+    if rdma:
+        out["Rdma"] = rdma
+    unified = resources.get("unified") or {}
+    if unified:
+        out["Unified"] = {str(k): str(v) for k, v in unified.items()}
+    return out
+
+
+def _uint(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"linux.resources.{name}: {value!r} is not an unsigned integer")
+    return value
+
+
+def _block_device(entry: dict[str, Any], name: str) -> dict[str, Any]:
+    return {"Major": _int(entry.get("major"), f"{name}.major"), "Minor": _int(entry.get("minor"), f"{name}.minor")}
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"linux.resources.{name}: {value!r} is not an integer")
+    return value
+
+
+def ignored_settings(
+    resources: dict[str, Any], memory_version: int | None, io_version: int | None = None, any_v1: bool = True
+) -> list[str]:
     """What linux.resources asks that this host's kernel has no file for: a warning each, the
     setting ignored, as runc ignores them (runc >= 1.0 drops kernel memory limits, which Linux
     deprecated in 5.4 and stopped enforcing; cgroup v2 has no swappiness, no OOM-killer switch and
-    no TCP memory limit per cgroup). Pure."""
+    no TCP memory limit per cgroup, no leaf weights; a host with no v1 hierarchy has no net_cls
+    or net_prio). `io_version`: the block I/O controller's; `any_v1`: the host has v1. Pure."""
     memory = resources.get("memory") or {}
     found = []
+    block = resources.get("blockIO") or {}
+    leaf = block.get("leafWeight") or any(d.get("leafWeight") for d in block.get("weightDevice") or [])
+    if io_version == 2 and leaf:
+        found.append("linux.resources.blockIO: cgroup v2 has no leaf weights, ignored")
+    network = resources.get("network") or {}
+    if not any_v1 and (network.get("classID") is not None or network.get("priorities")):
+        found.append("linux.resources.network: cgroup v2 has no net_cls or net_prio, ignored")
     if memory.get("kernel"):
         found.append("linux.resources.memory.kernel: kernel memory limits are ignored (Linux no longer enforces them)")
     if memory_version == 2:

@@ -285,9 +285,11 @@ def run_hooks(state: State, kind: str, fatal: bool = True, status: str = "") -> 
 def _warn_ignored(spec: dict[str, Any], warnings: list[str]) -> None:
     from minirun.oci import runlog
 
-    memory = cgroups.owner("memory")
+    memory, io = cgroups.owner("memory"), cgroups.owner("blkio") or cgroups.owner("io")
     resources = (spec.get("linux") or {}).get("resources") or {}
-    for message in [*warnings, *oci_config.ignored_settings(resources, memory.version if memory else None)]:
+    any_v1 = any(h.version == 1 for h in cgroups.hierarchies())
+    versions = (memory.version if memory else None, io.version if io else None)
+    for message in [*warnings, *oci_config.ignored_settings(resources, *versions, any_v1)]:
         runlog.warning(message)
 
 

@@ -81,12 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("--memory", default="")
     update.add_argument("--memory-swap", default="")
     update.add_argument("--memory-reservation", default="")
-    update.add_argument("--cpu-shares", default="")
+    update.add_argument("--cpu-share", "--cpu-shares", dest="cpu_shares", default="")
     update.add_argument("--cpu-quota", default="")
     update.add_argument("--cpu-period", default="")
     update.add_argument("--cpuset-cpus", default="")
     update.add_argument("--cpuset-mems", default="")
     update.add_argument("--pids-limit", default="")
+    update.add_argument("--blkio-weight", default="")
     execute = command("exec")
     execute.add_argument("command", nargs=argparse.REMAINDER)
     execute.add_argument("-p", "--process", default="")
@@ -322,6 +323,8 @@ def _update_resources(args: argparse.Namespace) -> dict[str, Any]:
         cpu["mems"] = args.cpuset_mems
     if args.pids_limit:
         resources["pids"] = {"limit": int(args.pids_limit)}
+    if args.blkio_weight:
+        resources.setdefault("blockIO", {})["weight"] = _bytes(args.blkio_weight)
     return resources
 
 

@@ -204,12 +204,18 @@ def cfs_quota(nano_cpus: int) -> int:
     return nano_cpus * CFS_PERIOD_US // 1_000_000_000
 
 
-def limit_writes(resources: Resources, version: int, current_memory: int | None = None) -> list[tuple[str, str, str]]:
+def limit_writes(
+    resources: Resources, version: int, current_memory: int | None = None, bfq: bool = False
+) -> list[tuple[str, str, str]]:
     """(controller, file, value) to write, in order, for docker's resource fields in `resources`
     (Memory, MemorySwap, MemorySwappiness, OomKillDisable, KernelMemoryTCP, NanoCpus, CpuShares,
-    CpusetCpus, PidsLimit) on a cgroup `version`
+    CpusetCpus, PidsLimit, the Blkio* ones) and the OCI-only ones runc's configs name (BlkioLeafWeight,
+    HugepageLimits, NetClsClassid, NetPrioIfpriomap, Rdma, Unified) on a cgroup `version`
     hierarchy. `current_memory` is v1's memory.limit_in_bytes now: v1 refuses a memory limit
-    above memory+swap's, so when the memory limit grows, memory+swap must grow first."""
+    above memory+swap's, so when the memory limit grows, memory+swap must grow first. `bfq`: the
+    block weights go to BFQ's files (v1: blkio.weight is absent, as since Linux 5.0 and CFQ's end;
+    v2: io.bfq.weight is there). The controller of a write is its v1 name (blkio for v2's io);
+    "unified" for the files of linux.resources.unified, which only v2 has."""
     writes: list[tuple[str, str, str]] = []
     memory, swap = resources.get("Memory") or 0, resources.get("MemorySwap") or 0
     if version == 1:
@@ -272,7 +278,101 @@ def limit_writes(resources: Resources, version: int, current_memory: int | None 
     pids = resources.get("PidsLimit")
     if pids is not None:
         writes.append(("pids", "pids.max", str(pids) if pids > 0 else "max"))
+    writes += [("blkio", name, value) for name, value in blkio_writes(resources, version, bfq)]
+    for limit in resources.get("HugepageLimits") or ():
+        suffix = "limit_in_bytes" if version == 1 else "max"
+        writes.append(("hugetlb", f"hugetlb.{limit['Pagesize']}.{suffix}", str(limit["Limit"])))
+    if version == 1:  # net_cls and net_prio are v1 controllers only (runc's fs2 has no network)
+        if resources.get("NetClsClassid"):
+            writes.append(("net_cls", "net_cls.classid", str(resources["NetClsClassid"])))
+        for entry in resources.get("NetPrioIfpriomap") or ():
+            writes.append(("net_prio", "net_prio.ifpriomap", f"{entry['Interface']} {entry['Priority']}"))
+    for device, limit in (resources.get("Rdma") or {}).items():
+        words = [device]  # runc's createCmdString: only the limits given
+        words += [f"hca_handle={limit['HcaHandles']}"] if limit.get("HcaHandles") is not None else []
+        words += [f"hca_object={limit['HcaObjects']}"] if limit.get("HcaObjects") is not None else []
+        writes.append(("rdma", "rdma.max", " ".join(words)))
+    if version == 2:
+        writes += [("unified", name, str(value)) for name, value in (resources.get("Unified") or {}).items()]
     return writes
+
+
+# docker's per-device fields, each with its v1 file and v2 io.max key
+_THROTTLES = (
+    ("BlkioDeviceReadBps", "blkio.throttle.read_bps_device", "rbps"),
+    ("BlkioDeviceWriteBps", "blkio.throttle.write_bps_device", "wbps"),
+    ("BlkioDeviceReadIOps", "blkio.throttle.read_iops_device", "riops"),
+    ("BlkioDeviceWriteIOps", "blkio.throttle.write_iops_device", "wiops"),
+)
+
+
+def blkio_writes(resources: Resources, version: int, bfq: bool = False) -> list[tuple[str, str]]:
+    """(file, value) for the block I/O fields, as runc 1.1 writes them (libcontainer/cgroups/fs
+    blkio.go, fs2 io.go). Devices are {"Major", "Minor", ...} (resolve_devices makes docker's
+    {"Path"} so). v2 has no leaf weights (ignored, as runc does; oci/config says so) and takes
+    per-device weights only with BFQ; without BFQ the weight goes to io.weight, scaled from
+    blkio's [10, 1000] to [1, 10000]."""
+    out: list[tuple[str, str]] = []
+    weight, leaf = resources.get("BlkioWeight") or 0, resources.get("BlkioLeafWeight") or 0
+    devices = resources.get("BlkioWeightDevice") or ()
+    if version == 1:
+        if weight:
+            out.append(("blkio.bfq.weight" if bfq else "blkio.weight", str(weight)))
+        if leaf:
+            out.append(("blkio.leaf_weight", str(leaf)))
+        for device in devices:
+            if device.get("Weight"):
+                name = "blkio.bfq.weight_device" if bfq else "blkio.weight_device"
+                out.append((name, f"{device['Major']}:{device['Minor']} {device['Weight']}"))
+            if device.get("LeafWeight"):
+                out.append(("blkio.leaf_weight_device", f"{device['Major']}:{device['Minor']} {device['LeafWeight']}"))
+    else:
+        if weight:
+            out.append(("io.bfq.weight", str(weight)) if bfq else ("io.weight", str(io_weight(weight))))
+        if bfq:
+            out += [("io.bfq.weight", f"{d['Major']}:{d['Minor']} {d['Weight']}") for d in devices if d.get("Weight")]
+    for field, v1_file, key in _THROTTLES:
+        for device in resources.get(field) or ():
+            where = f"{device['Major']}:{device['Minor']}"
+            out.append(
+                (v1_file, f"{where} {device['Rate']}")
+                if version == 1
+                else ("io.max", f"{where} {key}={device['Rate']}")
+            )
+    return out
+
+
+def io_weight(blkio_weight: int) -> int:
+    """blkio.weight [10, 1000] -> io.weight [1, 10000], runc's ConvertBlkIOToIOWeightValue."""
+    return 1 + (blkio_weight - 10) * 9999 // 990 if blkio_weight else 0
+
+
+_DEVICE_FIELDS = ("BlkioWeightDevice", *(t[0] for t in _THROTTLES))
+
+
+def resolve_devices(resources: Resources) -> Resources:
+    """`resources` with each block device given by path (docker's {"Path": "/dev/sda"}) given by
+    number as well, stat'ed now, as docker's daemon does at each start."""
+    if not any(resources.get(f) for f in _DEVICE_FIELDS):
+        return resources
+    import stat
+
+    resolved = dict(resources)
+    for field in _DEVICE_FIELDS:
+        entries = []
+        for entry in resources.get(field) or ():
+            if "Major" not in entry:
+                try:
+                    info = os.stat(entry["Path"])
+                except OSError as exc:
+                    raise MinirunError(f"{field}: {entry['Path']}: {exc.strerror}") from None
+                if not stat.S_ISBLK(info.st_mode):
+                    raise MinirunError(f"{field}: {entry['Path']} is not a block device")
+                entry = {**entry, "Major": os.major(info.st_rdev), "Minor": os.minor(info.st_rdev)}
+            entries.append(entry)
+        if entries:
+            resolved[field] = entries
+    return resolved
 
 
 # -- creating, joining, removing ----------------------------------------------------------------
@@ -325,20 +425,35 @@ def apply(container_id: str, resources: Resources) -> None:
 
 
 def apply_at(rel: str, resources: Resources) -> None:
-    """apply() to the cgroup `rel` below each hierarchy's root."""
+    """apply() to the cgroup `rel` below each hierarchy's root. A limit no hierarchy can hold is
+    an error (runc's), but for the v1-only network controllers on a host with no v1 at all,
+    which runc's cgroup v2 code ignores too (oci/config warns)."""
     found = hierarchies()
+    resources = resolve_devices(resources)
     memory = owner("memory", found)
     current = None
     if memory is not None and memory.version == 1 and resources.get("Memory"):
         current = int(_read(f"{memory.at(rel)}/memory.limit_in_bytes"))
-    writes = {1: limit_writes(resources, 1, current), 2: limit_writes(resources, 2)}
-    for controller in dict.fromkeys(c for c, _, _ in writes[1]):  # v1 and v2 need the same controllers
-        hierarchy = owner(controller, found)
+    bfq = False
+    if resources.get("BlkioWeight") or resources.get("BlkioWeightDevice"):  # (a probe only then)
+        blkio = _owner_of("blkio", found)
+        bfq = blkio is not None and _bfq(blkio, blkio.at(rel))
+    writes = {1: limit_writes(resources, 1, current, bfq), 2: limit_writes(resources, 2, None, bfq)}
+    for controller in dict.fromkeys(c for version in (1, 2) for c, _, _ in writes[version]):
+        if controller == "unified":
+            _write_unified(found, rel, [(n, v) for c, n, v in writes[2] if c == controller])
+            continue
+        hierarchy = _owner_of(controller, found)
         if hierarchy is None:
+            if controller in ("net_cls", "net_prio") and not any(h.version == 1 for h in found):
+                continue
             raise MinirunError(
-                f"cannot apply the container's limits: no cgroup hierarchy has the {controller} controller"
+                f"cannot set {controller} limit: no cgroup hierarchy has the {controller} controller"
+                " (container could not join or create cgroup)"
             )
         path = hierarchy.at(rel)
+        if hierarchy.version == 2 and V2_NAMES.get(controller, controller) not in V2_WANTED:
+            _ensure_ancestors(hierarchy, rel, (V2_NAMES.get(controller, controller),))
         for _, name, value in (w for w in writes[hierarchy.version] if w[0] == controller):
             if name in _OPTIONAL_FILES and not os.path.exists(f"{path}/{name}"):
                 # no swap accounting (swapaccount=0): docker limits memory without swap; no kmem
@@ -347,7 +462,80 @@ def apply_at(rel: str, resources: Resources) -> None:
             try:
                 _write(f"{path}/{name}", value)
             except OSError as exc:
-                raise MinirunError(f"cgroup: write {value} to {path}/{name}: {exc.strerror}") from None
+                raise MinirunError(f"cgroup: write {value} to {path}/{name}: {_why(exc, name)}") from None
+
+
+# v1 controller names whose v2 controller is named otherwise
+V2_NAMES = {"blkio": "io"}
+
+
+def _owner_of(controller: str, found: list[Hierarchy]) -> Hierarchy | None:
+    """The hierarchy holding `controller` (a v1 name: a v2 hierarchy holds blkio as io)."""
+    for hierarchy in found:
+        name = V2_NAMES.get(controller, controller) if hierarchy.version == 2 else controller
+        if name in hierarchy.controllers:
+            return hierarchy
+    return None
+
+
+def _bfq(hierarchy: Hierarchy, path: str) -> bool:
+    """Whether block weights go to BFQ's files, by runc's probes: v1 without blkio.weight (CFQ
+    is gone since Linux 5.0), v2 with io.bfq.weight."""
+    if hierarchy.version == 1:
+        return not os.path.exists(f"{path}/blkio.weight")
+    return os.path.exists(f"{path}/io.bfq.weight")
+
+
+def _write_unified(found: list[Hierarchy], rel: str, entries: list[tuple[str, str]]) -> None:
+    """linux.resources.unified: each key a file of the container's cgroup2 cgroup, with runc's
+    checks and words (libcontainer/cgroups/fs2 setUnified)."""
+    unified = next((h for h in found if h.version == 2), None)
+    if unified is None:
+        raise MinirunError("invalid configuration: cannot use unified on cgroup v1")
+    path = unified.at(rel)
+    for name, value in entries:
+        if "/" in name or name in ("", ".", ".."):
+            raise MinirunError(f"unified resource {name!r} must be a file name (no slashes)")
+        controller, dot, _ = name.partition(".")
+        if not dot:
+            raise MinirunError(f"unified resource {name!r} must be in the form CONTROLLER.PARAMETER")
+        if controller != "cgroup" and controller in unified.controllers and controller not in V2_WANTED:
+            _ensure_ancestors(unified, rel, (controller,))
+        try:
+            _write(f"{path}/{name}", value)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM) and controller != "cgroup":
+                if controller not in unified.controllers:
+                    raise MinirunError(
+                        f"unified resource {name!r} can't be set: controller {controller!r} not available"
+                    ) from None
+            raise MinirunError(f"unable to set unified resource {name!r}: {exc.strerror}") from None
+
+
+def _why(exc: OSError, name: str) -> str:
+    if exc.errno == errno.ENOENT and name.startswith("hugetlb."):
+        sizes = ", ".join(hugepage_sizes()) or "none"
+        return f"no such huge page size here (the kernel's: {sizes})"
+    if exc.errno == errno.ENODEV:
+        return "no such block device"
+    return exc.strerror or str(exc)
+
+
+def hugepage_sizes() -> list[str]:
+    """The kernel's huge page sizes as cgroup file names spell them (2MB, 1GB), runc's way."""
+    try:
+        names = os.listdir("/sys/kernel/mm/hugepages")
+    except OSError:
+        return []
+    sizes = []
+    for name in names:
+        kib = name.removeprefix("hugepages-").removesuffix("kB")
+        if kib.isdigit():
+            size, unit = int(kib), 0
+            while size >= 1024 and size % 1024 == 0 and unit < 3:
+                size, unit = size // 1024, unit + 1
+            sizes.append((int(kib), f"{size}{('KB', 'MB', 'GB', 'TB')[unit]}"))
+    return [text for _, text in sorted(sizes)]
 
 
 def fork_in(paths: list[str]) -> tuple[int, list[str]]:
@@ -553,8 +741,10 @@ def available_cpus() -> str:
 # -- plumbing -----------------------------------------------------------------------------------
 
 
-def _ensure_ancestors(hierarchy: Hierarchy, rel: str) -> None:
-    """Every cgroup above `rel` (for minirun's own containers, the `minirun` parent)."""
+def _ensure_ancestors(hierarchy: Hierarchy, rel: str, wanted_v2: tuple[str, ...] = V2_WANTED) -> None:
+    """Every cgroup above `rel` (for minirun's own containers, the `minirun` parent); on v2, with
+    `wanted_v2` enabled for their children (others, hugetlb or rdma, only for a container that
+    asks: each is a change to the hierarchy's root)."""
     names = [n for n in rel.strip("/").split("/") if n][:-1]
     if any(n in (".", "..") for n in names):
         raise MinirunError(f"cgroup: invalid path {rel!r}")
@@ -574,7 +764,7 @@ def _ensure_ancestors(hierarchy: Hierarchy, rel: str) -> None:
         return
     # v2: a controller reaches a child only through every ancestor's subtree_control (runc enables
     # them the same way); checked on each start, as another start may be making the parent now
-    wanted = [c for c in V2_WANTED if c in hierarchy.controllers]
+    wanted = [c for c in wanted_v2 if c in hierarchy.controllers]
     for directory in (hierarchy.mount, *(f"{hierarchy.mount}/{p}" for p in parents)):
         enabled = set(_read(f"{directory}/cgroup.subtree_control").split())
         missing = [c for c in wanted if c not in enabled]

@@ -307,3 +307,51 @@ def test_bad_values_are_125_and_create_nothing(cli, busybox, isolated_store, arg
     assert result.err.startswith("minirun: error: ") and result.err.count("\n") == 1 and message in result.err
     assert cli("ps", "-a", "-q").out == ""
     assert not (isolated_store / "containers").exists() or os.listdir(isolated_store / "containers") == []
+
+
+def _whole_disk() -> str:
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("zram", "loop", "ram", "nbd")):
+            return name
+    pytest.skip("no disk to throttle")
+
+
+def test_block_io_flags_land_in_the_cgroup_files(cli, busybox):
+    """docker's --blkio-weight and --device-{read,write}-{bps,iops}: the device by path, its
+    numbers found at start; blkio.* files on v1 (BFQ's weight file where CFQ's is gone), io.* on v2."""
+    io = cgroups.owner("blkio") or cgroups.owner("io")
+    if io is None:
+        pytest.skip("no block I/O controller")
+    disk = _whole_disk()
+    with open(f"/sys/block/{disk}/dev") as f:
+        numbers = f.read().strip()
+    device = f"/dev/{disk}"
+    if not os.path.exists(device):
+        pytest.skip(f"no {device} node")
+    flags = ["--blkio-weight", "300", "--device-read-bps", f"{device}:1mb", "--device-write-bps", f"{device}:2mb"]
+    flags += ["--device-read-iops", f"{device}:100", "--device-write-iops", f"{device}:200"]
+    cid = run_d(cli, *flags, "busybox", "sleep", "100")
+    path = io.path(cid)
+
+    def read(name: str) -> str:
+        with open(f"{path}/{name}") as f:
+            return f.read().strip()
+
+    if io.version == 1:
+        weight = "blkio.weight" if os.path.exists(f"{path}/blkio.weight") else "blkio.bfq.weight"
+        assert read(weight).split()[-1] == "300"
+        assert read("blkio.throttle.read_bps_device") == f"{numbers} {MiB}"
+        assert read("blkio.throttle.write_bps_device") == f"{numbers} {2 * MiB}"
+        assert read("blkio.throttle.read_iops_device") == f"{numbers} 100"
+        assert read("blkio.throttle.write_iops_device") == f"{numbers} 200"
+    else:
+        line = next(x for x in read("io.max").splitlines() if x.startswith(numbers))
+        assert line.split()[1:] == [f"rbps={MiB}", f"wbps={2 * MiB}", "riops=100", "wiops=200"]
+    host = inspect(cli, cid)["HostConfig"]
+    assert host["BlkioWeight"] == 300
+    assert host["BlkioDeviceReadBps"] == [{"Path": device, "Rate": MiB}]
+    assert cli("update", "--blkio-weight", "600", cid).code == 0
+    if io.version == 1:
+        assert read(weight).split()[-1] == "600"
+    missing = cli("run", "--rm", "--device-read-bps", "/dev/nosuchdisk:1mb", "busybox", "true")
+    assert missing.code == 125 and "/dev/nosuchdisk: No such file or directory" in missing.err

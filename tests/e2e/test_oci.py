@@ -686,3 +686,195 @@ def test_a_failing_start_container_hook_fails_start(oci, bundle):
     assert done.returncode == 1
     assert "startContainer hook /bin/sh: exit status 3: no-go" in done.stderr
     assert wait_until(lambda: oci.status("nogo") == "stopped")
+
+
+def _disk() -> str:
+    """major:minor of a whole disk the kernel throttles (not zram, loop or ram), or skip."""
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("zram", "loop", "ram", "nbd")):
+            with open(f"/sys/block/{name}/dev") as f:
+                return f.read().strip()
+    pytest.skip("no disk to throttle")
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def test_block_io_limits_land_in_the_kernels_files(oci, bundle):
+    """runc 1.1's blkio/io files: the weight in CFQ's blkio.weight or, without it, BFQ's
+    blkio.bfq.weight (v1), io.bfq.weight or io.weight (v2); throttles in blkio.throttle.* or io.max."""
+    disk = _disk()
+    major, minor = (int(n) for n in disk.split(":"))
+    rel = f"{hostwide.CGROUP_PARENT}/blockio"
+    io = cgroups.owner("blkio") or cgroups.owner("io")
+    if io is None:
+        pytest.skip("no block I/O controller")
+
+    def block(config):
+        config["linux"]["cgroupsPath"] = "/" + rel
+        device = {"major": major, "minor": minor}
+        config["linux"]["resources"]["blockIO"] = {
+            "weight": 500,
+            "throttleReadBpsDevice": [{**device, "rate": 1048576}],
+            "throttleWriteBpsDevice": [{**device, "rate": 2097152}],
+            "throttleReadIOPSDevice": [{**device, "rate": 100}],
+            "throttleWriteIOPSDevice": [{**device, "rate": 200}],
+        }
+
+    oci("create", "--bundle", bundle(["true"], edit=block), "blockio")
+    path = io.at(rel)
+    if io.version == 1:
+        weight = "blkio.weight" if os.path.exists(f"{path}/blkio.weight") else "blkio.bfq.weight"
+        assert _read(f"{path}/{weight}").split()[-1] == "500"
+        assert _read(f"{path}/blkio.throttle.read_bps_device").split() == [disk, "1048576"]
+        assert _read(f"{path}/blkio.throttle.write_bps_device").split() == [disk, "2097152"]
+        assert _read(f"{path}/blkio.throttle.read_iops_device").split() == [disk, "100"]
+        assert _read(f"{path}/blkio.throttle.write_iops_device").split() == [disk, "200"]
+    else:
+        if os.path.exists(f"{path}/io.bfq.weight"):
+            assert "default 500" in _read(f"{path}/io.bfq.weight")
+        else:
+            assert "default 4950" in _read(f"{path}/io.weight")
+        line = next(x for x in _read(f"{path}/io.max").splitlines() if x.startswith(disk))
+        assert line.split()[1:] == ["rbps=1048576", "wbps=2097152", "riops=100", "wiops=200"]
+    # runc update's --blkio-weight, and -r with a throttle
+    oci("update", "--blkio-weight", "300", "blockio")
+    if io.version == 1:
+        assert _read(f"{path}/{weight}").split()[-1] == "300"
+    done = subprocess.run(
+        [*OCI, "--root", oci.root, "update", "-r", "-", "blockio"],
+        input=json.dumps({"blockIO": {"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 4096}]}}),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    if io.version == 1:
+        assert _read(f"{path}/blkio.throttle.read_bps_device").split() == [disk, "4096"]
+    else:
+        assert "rbps=4096" in _read(f"{path}/io.max")
+    oci("delete", "--force", "blockio")
+
+
+def test_a_device_the_kernel_has_not_is_runcs_error(oci, bundle):
+    """runtime-tools' blkio test throttles 8:0; the kernel refuses a device it has not (ENODEV)."""
+    if cgroups.owner("blkio") is None and cgroups.owner("io") is None:
+        pytest.skip("no block I/O controller")
+    if os.path.exists("/sys/dev/block/8:0"):
+        pytest.skip("this host has 8:0")
+
+    def block(config):
+        config["linux"]["resources"]["blockIO"] = {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1}]}
+
+    done = oci("create", "--bundle", bundle(["true"], edit=block), "nodisk", check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("minirun-oci: error: cgroup: write 8:0") and "no such block device" in done.stderr
+    assert not os.path.exists(os.path.join(oci.root, "nodisk"))
+
+
+@pytest.fixture
+def hugetlb_enabled():
+    """The hugetlb hierarchy's root as it was: a v2 root gets +hugetlb for a container that asks
+    (runc's way); taken back at the end when it was not there before."""
+    owner = cgroups.owner("hugetlb")
+    if owner is None:
+        pytest.skip("no hugetlb controller")
+    control = f"{owner.mount}/cgroup.subtree_control"
+    before = owner.version == 2 and "hugetlb" in _read(control).split()
+    yield owner
+    if owner.version == 2 and not before:
+        parent = f"{owner.mount}/{hostwide.CGROUP_PARENT}"
+        for directory in (parent, owner.mount):
+            try:
+                with open(f"{directory}/cgroup.subtree_control", "w") as f:
+                    f.write("-hugetlb")
+            except OSError:
+                pass  # another worker's container uses it now; that session's end takes it
+
+
+def test_hugetlb_limits_per_page_size(oci, bundle, hugetlb_enabled):
+    owner = hugetlb_enabled
+    sizes = cgroups.hugepage_sizes()
+    if not sizes:
+        pytest.skip("no huge pages")
+    rel = f"{hostwide.CGROUP_PARENT}/hugetlb"
+
+    def pages(config):
+        config["linux"]["cgroupsPath"] = "/" + rel
+        config["linux"]["resources"]["hugepageLimits"] = [
+            {"pageSize": size, "limit": (i + 1) << 30} for i, size in enumerate(sizes)
+        ]
+
+    oci("create", "--bundle", bundle(["true"], edit=pages), "hugetlb")
+    suffix = "limit_in_bytes" if owner.version == 1 else "max"
+    for i, size in enumerate(sizes):
+        assert _read(f"{owner.at(rel)}/hugetlb.{size}.{suffix}").strip() == str((i + 1) << 30)
+    oci("delete", "--force", "hugetlb")
+
+    def wrong(config):  # runtime-tools' testWrongHugetlb
+        config["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "3MB", "limit": 100 * 3 << 20}]
+
+    done = oci("create", "--bundle", bundle(["true"], name="wrong", edit=wrong), "wrongsize", check=False)
+    assert done.returncode == 1
+    assert f"no such huge page size here (the kernel's: {', '.join(sizes)})" in done.stderr
+
+
+def test_network_classid_and_priorities(oci, bundle):
+    """net_cls.classid and net_prio.ifpriomap where v1 has them; runc's error where a v1 host has
+    not mounted them; ignored with a warning on a host with no v1 at all, as runc's fs2."""
+    rel = f"{hostwide.CGROUP_PARENT}/netcls"
+
+    def network(config):
+        config["linux"]["cgroupsPath"] = "/" + rel
+        config["linux"]["resources"]["network"] = {"classID": 1048577, "priorities": [{"name": "lo", "priority": 10}]}
+
+    path = bundle(["true"], edit=network)
+    done = oci("create", "--bundle", path, "netcls", check=False)
+    net_cls, net_prio = cgroups.owner("net_cls"), cgroups.owner("net_prio")
+    if net_cls is not None and net_prio is not None:
+        assert done.returncode == 0, done.stderr
+        assert _read(f"{net_cls.at(rel)}/net_cls.classid").strip() == "1048577"
+        assert "lo 10" in _read(f"{net_prio.at(rel)}/net_prio.ifpriomap").splitlines()
+    elif any(h.version == 1 for h in cgroups.hierarchies()):
+        assert done.returncode == 1
+        assert "cannot set net_cls limit" in done.stderr and "container could not join or create cgroup" in done.stderr
+        assert not any(os.path.exists(h.at(rel)) for h in cgroups.hierarchies())
+    else:
+        assert done.returncode == 0 and "cgroup v2 has no net_cls or net_prio, ignored" in done.stderr
+
+
+def test_rdma_and_unified(oci, bundle):
+    """rdma.max and linux.resources.unified: written where the kernel has them, else runc's errors."""
+
+    def rdma(config):
+        config["linux"]["resources"]["rdma"] = {"mlx4_0": {"hcaHandles": 2, "hcaObjects": 10}}
+
+    done = oci("create", "--bundle", bundle(["true"], name="rdma", edit=rdma), "rdma", check=False)
+    if cgroups.owner("rdma") is None:
+        assert done.returncode == 1 and "cannot set rdma limit" in done.stderr
+    elif done.returncode == 1:  # no such device here: the kernel's word
+        assert "rdma.max" in done.stderr
+    rel = f"{hostwide.CGROUP_PARENT}/unified"
+    unified = next((h for h in cgroups.hierarchies() if h.version == 2), None)
+
+    def keys(config):
+        config["linux"]["cgroupsPath"] = "/" + rel
+        config["linux"]["resources"]["unified"] = {"pids.max": "33"}
+
+    done = oci("create", "--bundle", bundle(["true"], name="unified", edit=keys), "unified", check=False)
+    if unified is None:
+        assert done.stderr.strip() == "minirun-oci: error: invalid configuration: cannot use unified on cgroup v1"
+    elif "pids" not in unified.controllers:
+        assert "unified resource 'pids.max' can't be set: controller 'pids' not available" in done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+        assert _read(f"{unified.at(rel)}/pids.max").strip() == "33"
+        oci("delete", "--force", "unified")
+
+    def slash(config):
+        config["linux"]["resources"]["unified"] = {"../pids.max": "1"}
+
+    done = oci("create", "--bundle", bundle(["true"], name="slash", edit=slash), "slash", check=False)
+    assert done.returncode == 1
+    assert "must be a file name (no slashes)" in done.stderr or "cannot use unified on cgroup v1" in done.stderr

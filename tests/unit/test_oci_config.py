@@ -127,3 +127,111 @@ def test_user_namespace_mappings(tmp_path):
         _bundle(tmp_path, lambda spec: (userns(spec), spec["linux"]["uidMappings"].append({"size": 1})))
     with pytest.raises(config.ConfigError, match="no gidMappings found"):
         _bundle(tmp_path, lambda spec: (userns(spec), spec["linux"].pop("gidMappings")))
+
+
+# runtime-tools' linux_cgroups_blkio settings (validation/linux_cgroups_blkio), on device 8:0
+BLOCK_IO = {
+    "weight": 500,
+    "leafWeight": 300,
+    "weightDevice": [{"major": 8, "minor": 0, "weight": 500, "leafWeight": 300}],
+    "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 102400}],
+    "throttleWriteBpsDevice": [{"major": 8, "minor": 0, "rate": 102400}],
+    "throttleReadIOPSDevice": [{"major": 8, "minor": 0, "rate": 100}],
+    "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 200}],
+}
+
+
+def test_block_io_as_runcs_files_per_cgroup_version():
+    resources = config.limits({"blockIO": BLOCK_IO})
+    assert resources["BlkioWeight"] == 500 and resources["BlkioLeafWeight"] == 300
+    assert resources["BlkioWeightDevice"] == [{"Major": 8, "Minor": 0, "Weight": 500, "LeafWeight": 300}]
+    throttles = [
+        ("blkio", "blkio.throttle.read_bps_device", "8:0 102400"),
+        ("blkio", "blkio.throttle.write_bps_device", "8:0 102400"),
+        ("blkio", "blkio.throttle.read_iops_device", "8:0 100"),
+        ("blkio", "blkio.throttle.write_iops_device", "8:0 200"),
+    ]
+    assert limit_writes(resources, 1) == [
+        ("blkio", "blkio.weight", "500"),  # CFQ's files
+        ("blkio", "blkio.leaf_weight", "300"),
+        ("blkio", "blkio.weight_device", "8:0 500"),
+        ("blkio", "blkio.leaf_weight_device", "8:0 300"),
+        *throttles,
+    ]
+    assert limit_writes(resources, 1, bfq=True)[:4] == [  # no blkio.weight (Linux >= 5.0): BFQ's
+        ("blkio", "blkio.bfq.weight", "500"),
+        ("blkio", "blkio.leaf_weight", "300"),
+        ("blkio", "blkio.bfq.weight_device", "8:0 500"),
+        ("blkio", "blkio.leaf_weight_device", "8:0 300"),
+    ]
+    io_max = [
+        ("blkio", "io.max", "8:0 rbps=102400"),
+        ("blkio", "io.max", "8:0 wbps=102400"),
+        ("blkio", "io.max", "8:0 riops=100"),
+        ("blkio", "io.max", "8:0 wiops=200"),
+    ]
+    # v2: no leaf weights; without BFQ the weight is scaled into io.weight and device weights go
+    assert limit_writes(resources, 2) == [("blkio", "io.weight", "4950"), *io_max]
+    assert limit_writes(resources, 2, bfq=True) == [
+        ("blkio", "io.bfq.weight", "500"),
+        ("blkio", "io.bfq.weight", "8:0 500"),
+        *io_max,
+    ]
+    assert config.ignored_settings({"blockIO": BLOCK_IO}, 2, 2) == [
+        "linux.resources.blockIO: cgroup v2 has no leaf weights, ignored"
+    ]
+    assert config.ignored_settings({"blockIO": BLOCK_IO}, 1, 1) == []
+
+
+def test_io_weight_is_runcs_conversion():
+    from minirun.runtime.cgroups import io_weight
+
+    assert [io_weight(w) for w in (0, 10, 100, 500, 1000)] == [0, 1, 910, 4950, 10000]
+
+
+def test_hugetlb_network_rdma_and_unified_files():
+    resources = config.limits(
+        {
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 30}, {"pageSize": "1GB", "limit": 0}],
+            "network": {"classID": 1048577, "priorities": [{"name": "lo", "priority": 10}]},
+            "rdma": {"mlx5_1": {"hcaHandles": 3}, "mlx4_0": {"hcaHandles": 2, "hcaObjects": 100}},
+            "unified": {"memory.high": "50000000", "io.weight": 200},
+        }
+    )
+    hugetlb_v1 = [
+        ("hugetlb", "hugetlb.2MB.limit_in_bytes", str(1 << 30)),
+        ("hugetlb", "hugetlb.1GB.limit_in_bytes", "0"),
+    ]
+    rdma = [("rdma", "rdma.max", "mlx5_1 hca_handle=3"), ("rdma", "rdma.max", "mlx4_0 hca_handle=2 hca_object=100")]
+    assert limit_writes(resources, 1) == [
+        *hugetlb_v1,
+        ("net_cls", "net_cls.classid", "1048577"),
+        ("net_prio", "net_prio.ifpriomap", "lo 10"),
+        *rdma,
+    ]
+    assert limit_writes(resources, 2) == [
+        ("hugetlb", "hugetlb.2MB.max", str(1 << 30)),
+        ("hugetlb", "hugetlb.1GB.max", "0"),
+        *rdma,
+        ("unified", "memory.high", "50000000"),
+        ("unified", "io.weight", "200"),
+    ]
+    network = {"network": {"classID": 1}}
+    assert config.ignored_settings(network, 2, 2, any_v1=False) == [
+        "linux.resources.network: cgroup v2 has no net_cls or net_prio, ignored"
+    ]
+    assert config.ignored_settings(network, 1, 1) == []
+
+
+@pytest.mark.parametrize(
+    ("resources", "words"),
+    [
+        ({"hugepageLimits": [{"pageSize": "2M", "limit": 1}]}, "pageSize '2M' is not a size"),
+        ({"blockIO": {"weight": -1}}, "blockIO.weight: -1 is not an unsigned integer"),
+        ({"blockIO": {"throttleReadBpsDevice": [{"major": "8", "minor": 0, "rate": 1}]}}, "major: '8'"),
+        ({"network": {"classID": "x"}}, "network.classID: 'x'"),
+    ],
+)
+def test_bad_resources_are_refused_by_field(resources, words):
+    with pytest.raises(config.ConfigError, match=words):
+        config.limits(resources)

@@ -94,6 +94,20 @@ def test_run_options_become_hostconfig_fields_with_dockers_default_swap():
     assert parse_run_args(["--pids-limit", "-1", "img"]).resources == {"PidsLimit": -1}
 
 
+def test_block_io_flags_are_dockers_hostconfig_fields():
+    argv = ["--blkio-weight", "300", "--blkio-weight-device", "/dev/vda:200", "--device-read-bps", "/dev/vda:1mb"]
+    argv += ["--device-write-bps", "/dev/vda:512k", "--device-read-iops", "/dev/vda:100"]
+    argv += ["--device-write-iops", "/dev/vda:200", "--device-write-iops", "/dev/vdb:7"]
+    assert parse_run_args([*argv, "img"]).resources == {
+        "BlkioWeight": 300,
+        "BlkioWeightDevice": [{"Path": "/dev/vda", "Weight": 200}],
+        "BlkioDeviceReadBps": [{"Path": "/dev/vda", "Rate": MiB}],
+        "BlkioDeviceWriteBps": [{"Path": "/dev/vda", "Rate": 512 << 10}],
+        "BlkioDeviceReadIOps": [{"Path": "/dev/vda", "Rate": 100}],
+        "BlkioDeviceWriteIOps": [{"Path": "/dev/vda", "Rate": 200}, {"Path": "/dev/vdb", "Rate": 7}],
+    }
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [
@@ -127,6 +141,13 @@ def test_run_options_become_hostconfig_fields_with_dockers_default_swap():
         (["--cpuset-cpus", "0,,1"], "Invalid value 0,,1 for cpuset cpus: invalid format: 0,,1"),
         (["--cpuset-cpus", "a"], "invalid format: a"),
         (["--cpuset-cpus", "100000"], "Requested CPUs are not available - requested 100000, available: "),
+        (["--blkio-weight", "5"], "Range of blkio weight is from 10 to 1000"),
+        (["--blkio-weight", "x"], 'for "--blkio-weight" flag: strconv.ParseUint: parsing "x": invalid syntax'),
+        (["--blkio-weight-device", "/dev/vda"], 'for "--blkio-weight-device" flag: bad format: /dev/vda'),
+        (["--blkio-weight-device", "vda:100"], "bad format for device path: vda:100"),
+        (["--blkio-weight-device", "/dev/vda:5"], "invalid weight for device: /dev/vda:5"),
+        (["--device-read-bps", "/dev/vda:x"], "invalid rate for device: /dev/vda:x. The correct format is"),
+        (["--device-write-iops", "/dev/vda:1k"], "invalid rate for device: /dev/vda:1k."),
     ],
 )
 def test_bad_values_are_usage_errors_in_dockers_words(argv, message):
@@ -204,6 +225,12 @@ def test_inspect_shows_dockers_names_and_defaults():
         "CpuShares": 0,
         "CpusetCpus": "",
         "PidsLimit": None,
+        "BlkioWeight": 0,
+        "BlkioWeightDevice": [],
+        "BlkioDeviceReadBps": [],
+        "BlkioDeviceWriteBps": [],
+        "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [],
     }
     assert host_config({"Memory": 7, "PidsLimit": 64})["PidsLimit"] == 64
 

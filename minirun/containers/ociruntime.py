@@ -1,0 +1,350 @@
+"""`minirun run --runtime PATH|NAME` (docker's and podman's flag): the container handed to an OCI
+runtime (runc, crun, minirun-oci) as a bundle, the way docker and podman hand theirs over.
+
+The same LaunchPlan as the in-process path (plan.build_plan), turned into config.json by
+runtime/ocispec.py; the root is the container's overlay, mounted by a runner child in a mount
+namespace of its own (nothing reaches the host's, and the mount goes when the runtime's
+container is gone). Then the conmon shape: this process is a child subreaper, the runner execs
+`RUNTIME create`, whose container init reparents to us when it exits; `RUNTIME start`; we wait
+for PID 1 ourselves (its exit code, signals forwarded, a pty relayed from --console-socket) and
+`RUNTIME delete` takes the cgroups and the runtime's state. A bridge network's eth0 is made from
+here, in the network namespace the runtime made, while PID 1 waits for `start`. Foreground only:
+minirun's monitors (-d, -it, create/start, restart policies) drive the in-process path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from minirun import hostwide
+from minirun.errors import MinirunError, UsageError
+from minirun.runtime import supervise
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from minirun.containers.container import Container, Containers
+    from minirun.net.attach import NetSpec
+    from minirun.runtime.launch import LaunchPlan
+    from minirun.store import Store
+    from minirun.store.images import Image
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def find_runtime(name: str) -> str:
+    """The runtime's executable: a path, a name on PATH, or minirun-oci beside this Python."""
+    if "/" in name:
+        path = os.path.abspath(name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    else:
+        found = shutil.which(name)
+        if found:
+            return found
+        beside = os.path.join(os.path.dirname(sys.executable), name)
+        if name == "minirun-oci" and os.access(beside, os.X_OK):
+            return beside
+    raise UsageError(f"unknown or invalid runtime name: {name}")
+
+
+def check_runtime_options(runtime: str, detach: bool, attached: bool, create_only: bool, restart: bool) -> None:
+    """--runtime runs in the foreground only: minirun's monitors start PID 1 in-process."""
+    if not runtime:
+        return
+    for on, what in ((create_only, "create"), (detach, "-d"), (attached, "-it"), (restart, "--restart")):
+        if on:
+            raise UsageError(
+                f"--runtime with {what} is not supported: an OCI runtime runs a container in the foreground "
+                "only (minirun's monitor starts its containers in-process)"
+            )
+
+
+def run_with_runtime(store: Store, containers: Containers, container: Container, image: Image, init_link: str) -> int:
+    """run_foreground's work through `container.config.runtime`: returns PID 1's exit code."""
+    from minirun.containers.foreground import unpublish
+    from minirun.containers.liveness import mark_running
+    from minirun.containers.plan import build_plan
+    from minirun.humanize import rfc3339_now
+    from minirun.runtime import cgroups
+
+    config = container.config
+    runtime = find_runtime(config.runtime)
+    root = os.path.join(hostwide.RUN_DIR, "runtimes", os.path.basename(runtime))
+    bundle = os.path.join(container.dir, "bundle")
+    os.makedirs(bundle, exist_ok=True)
+    state = _Runtime(runtime, root, container.id, os.path.join(bundle, "runtime.log"))
+    linux_prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    pid = 0
+    try:
+        plan = build_plan(store, container, image, init_link)
+        if config.tty:
+            from minirun.runtime import tty
+
+            plan.rows, plan.cols = tty.window_size(1)
+        extras = _host_side(store, container, plan)
+        console = _console_socket() if config.tty else None
+        pid = _create(plan, bundle, state, extras, console)
+        if plan.net is not None:  # a bridge network: eth0 while PID 1 waits for `start`
+            _attach_network(pid, plan.net)
+        master = None
+        if console is not None:
+            from minirun.runtime import tty
+
+            master = tty.receive_master(console.accept()[0])
+            console.close()
+            if master is None:
+                raise MinirunError(f"{state.name}: the container's pty never arrived")
+        mark_running(containers, container, pid)
+        state.call("start")
+        if master is not None:
+            from minirun.runtime import tty
+
+            code = tty.attach(pid, master, config.interactive)
+        else:
+            code = supervise.wait_for_exit(pid)
+        pid = 0
+        oom = cgroups.oom_killed(cgroups.existing_paths(container.id))
+    except BaseException:
+        if pid:
+            supervise.kill(pid)
+            _reap(pid)
+        state.delete()
+        unpublish(store, container, best_effort=True)
+        raise
+    finally:
+        linux_prctl(_PR_SET_CHILD_SUBREAPER, 0)
+    state.delete()
+    from minirun.containers.container import record_event
+
+    containers.update_state(
+        container, Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom, FinishedAt=rfc3339_now()
+    )
+    if oom:
+        record_event(store.root, container, "oom")
+    record_event(store.root, container, "die", exitCode=str(code))
+    if config.mounts:
+        from minirun.containers.mounts import record_unmounts
+
+        record_unmounts(store.root, container.id, config.mounts)
+    unpublish(store, container)
+    return code
+
+
+class _Runtime:
+    """One container of an OCI runtime, under a --root of minirun's (never the runtime's default)."""
+
+    def __init__(self, path: str, root: str, container_id: str, log: str) -> None:
+        self.path, self.root, self.id, self.log = path, root, container_id, log
+        self.name = os.path.basename(path)
+
+    def argv(self, verb: str, *args: str) -> list[str]:
+        return [self.path, "--root", self.root, "--log", self.log, "--log-format", "json", verb, *args, self.id]
+
+    def call(self, verb: str, *args: str) -> None:
+        import subprocess
+
+        done = subprocess.run(self.argv(verb, *args), stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        if done.returncode != 0:
+            raise MinirunError(self.failed(verb, self.error(done.stderr.decode(errors="replace"))))
+
+    def failed(self, verb: str, message: str) -> str:
+        return message if message.startswith(f"{self.name} {verb}") else f"{self.name} {verb}: {message}"
+
+    def delete(self) -> None:
+        try:
+            self.call("delete", "--force")
+        except MinirunError:
+            pass
+
+    def error(self, stderr: str = "") -> str:
+        """The runtime's own words: the last error of its --log, else of its stderr."""
+        import json
+
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            lines = []
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("level") == "error":
+                return str(entry.get("msg", "")).strip()
+        text = [line for line in stderr.splitlines() if line.strip()]
+        return text[-1].strip() if text else "failed"
+
+
+def _host_side(store: Store, container: Container, plan: LaunchPlan) -> dict[str, Any]:
+    """What config.json needs that only the host knows: the limits with block devices numbered,
+    the devices policy and --device nodes, the seccomp profile resolved for the capabilities."""
+    from minirun.runtime import cgroups, devices
+    from minirun.runtime.ocispec import seccomp_json
+
+    config = container.config
+    seccomp = None
+    if plan.seccomp is not None:
+        from minirun import leanjson
+        from minirun.runtime import seccomp as engine
+
+        profile = leanjson.loads(engine.profile_text(config.security_opt))
+        uname = os.uname()
+        seccomp = seccomp_json(engine.resolve(profile, frozenset(plan.capabilities), uname.machine, uname.release))
+    nodes = []
+    for host, inside, _perms in config.devices:
+        kind, major, minor = devices.device_number(host)
+        nodes.append((inside, kind, major, minor))
+    return {
+        "cgroups_path": f"/{cgroups.PARENT}/{container.id}",
+        "resources": cgroups.resolve_devices(config.resources),
+        "device_rules": devices.rules_for(config.devices, config.privileged),
+        "device_nodes": nodes,
+        "seccomp": seccomp,
+    }
+
+
+def _console_socket() -> _ConsoleSocket:
+    import socket
+    import tempfile
+
+    # sun_path holds 108 bytes: a short directory of its own, not the store's deep one
+    directory = tempfile.mkdtemp(prefix="minirun-console-")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    console = _ConsoleSocket(sock, directory, os.path.join(directory, "sock"))
+    try:
+        sock.bind(console.path)
+        sock.listen(1)
+    except BaseException:
+        console.close()
+        raise
+    return console
+
+
+class _ConsoleSocket:
+    def __init__(self, sock: Any, directory: str, path: str) -> None:
+        self.sock, self.directory, self.path = sock, directory, path
+
+    def accept(self) -> Any:
+        return self.sock.accept()
+
+    def close(self) -> None:
+        self.sock.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _create(plan: LaunchPlan, bundle: str, state: _Runtime, extras: dict[str, Any], console: Any) -> int:
+    """`RUNTIME create` from a runner child that mounts the overlay in a mount namespace of its
+    own and writes config.json there (the user's ids come from the image's /etc/passwd); returns
+    PID 1's pid, which reparents to us (a subreaper) when the runtime returns."""
+    from minirun.childfailure import exit_reporting, read_report
+
+    pid_file = os.path.join(bundle, "pid")
+    if os.path.exists(pid_file):
+        os.unlink(pid_file)
+    argv = state.argv("create", "--bundle", bundle, "--pid-file", pid_file)
+    if console is not None:
+        argv[-1:-1] = ["--console-socket", console.path]
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    runner = os.fork()
+    if runner == 0:
+        os.close(read_fd)
+        exit_reporting(write_fd, lambda: _runner(plan, bundle, extras, argv), f"{state.name} create")
+    os.close(write_fd)
+    failure = read_report(read_fd)
+    _, status = os.waitpid(runner, 0)
+    if failure is not None:
+        raise failure
+    if status != 0:
+        raise MinirunError(state.failed("create", state.error()))
+    try:
+        with open(pid_file, encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        raise MinirunError(f"{state.name} create: no pid in {pid_file}") from None
+
+
+def _attach_network(pid: int, net: NetSpec) -> None:
+    """What minirun's PID 1 does for itself (net/attach.py), from a child that joins the network
+    namespace the runtime made for PID 1: the veth pair, eth0's address and route."""
+    from minirun import linux
+    from minirun.childfailure import exit_reporting, read_report
+    from minirun.net import attach
+
+    host_side = attach.open_host_side()
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        os.close(read_fd)
+
+        def body() -> None:
+            linux.join_namespace(f"/proc/{pid}/ns/net", linux.CLONE_NEWNET)
+            attach.attach(net, host_side)
+            os._exit(0)
+
+        exit_reporting(write_fd, body, "container network")
+    os.close(write_fd)
+    host_side[0].close()
+    os.close(host_side[1])
+    failure = read_report(read_fd)
+    _reap(child)
+    if failure is not None:
+        raise failure
+
+
+def _runner(plan: LaunchPlan, bundle: str, extras: dict[str, Any], argv: list[str]) -> None:
+    import json
+
+    from minirun import linux
+    from minirun.runtime.executable import with_default_env
+    from minirun.runtime.ocispec import config_json
+    from minirun.runtime.overlay import mount_overlay
+    from minirun.runtime.rootfs import resolve_in_root
+    from minirun.runtime.security import added_groups, resolve_user
+
+    # the overlay in a mount namespace of ours: the runtime's container copies it, the host never sees it
+    linux.unshare(linux.CLONE_NEWNS)
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    os.chdir(plan.store_root)
+    mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
+    passwd, group = (_read(resolve_in_root(plan.mountpoint, f"/etc/{name}")) for name in ("passwd", "group"))
+    user = resolve_user(plan.user or None, passwd, group)
+    if plan.group_add:
+        user.groups += [g for g in added_groups(plan.group_add, group) if g not in user.groups]
+    env = with_default_env(plan.env, plan.hostname, user.home, plan.tty)
+    workdir = resolve_in_root(plan.mountpoint, plan.workdir or "/")
+    if not os.path.lexists(workdir) and not plan.readonly:
+        os.makedirs(workdir, 0o755)  # docker creates a missing working directory
+    config = config_json(plan, user, env, **extras)
+    with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=1)
+    if not plan.interactive and not plan.tty:  # docker's: no stdin without -i
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+    supervise.default_dispositions()
+    os.execv(argv[0], argv)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def linux_prctl(option: int, value: int) -> None:
+    from minirun import linux
+
+    linux.prctl(option, value)
