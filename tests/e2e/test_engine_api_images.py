@@ -69,10 +69,13 @@ def test_a_runs_output_streams_while_it_runs(service):  # noqa: F811
     client = docker.APIClient(base_url=f"unix://{service.path}", version="auto")
     dockerfile = io.BytesIO(b"FROM busybox\nRUN echo ready-to-be-woken; sleep 4242; echo woken\n")
     seen = []
-    for chunk in client.build(fileobj=dockerfile, tag="woken:1", decode=True):
-        seen.append(chunk.get("stream", ""))
-        if chunk.get("stream", "").startswith("ready-to-be-woken"):  # the shell starts its sleep next
-            assert wait_until(lambda: _kill_sleep("4242") == 1)
+    try:
+        for chunk in client.build(fileobj=dockerfile, tag="woken:1", decode=True):
+            seen.append(chunk.get("stream", ""))
+            if chunk.get("stream", "").startswith("ready-to-be-woken"):  # the shell starts its sleep next
+                assert wait_until(lambda: _kill_sleep("4242") == 1)
+    finally:  # failed or not, no step container sleeps on past the test (and its session's cgroups)
+        _kill_sleep("4242")
     text = "".join(seen)
     assert "ready-to-be-woken\n" in text and "woken\n" in text.split("ready-to-be-woken")[1]
     assert text.endswith("Successfully tagged woken:1\n"), text
