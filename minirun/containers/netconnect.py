@@ -8,8 +8,11 @@ next start (network.prepare books and plugs every one). On a running one the cha
 too: an address booked on the network's bridge, a veth pair plugged into PID 1's namespace
 (net/attach.py) as the next free ethN with a route to that subnet only, the peers' /etc/hosts
 rewritten (their lines name it by its aliases there), and state.json's NetworkSettings gains its
-record; disconnect undoes each of these. Its first network (eth0, the default route, where its
-ports are published) is only left while it is stopped."""
+record; disconnect undoes each of these. NetworkSettings' top level is the first network's (the
+default route, where ports are published): when a running container leaves it, its ports go,
+the next network's record moves up and the default route goes through that network's gateway,
+as docker moves it; a container left on no network has loopback only, and the next connect
+becomes its first network again."""
 
 from __future__ import annotations
 
@@ -101,18 +104,23 @@ def _plug(store: Store, containers: Containers, container: Container, network: N
     from minirun.net.networks import AddressBook
 
     settings = dict(container.state.get("NetworkSettings") or {})
-    used = {"eth0", *(a.get("Interface", "") for a in settings.get("Attachments", ()))}
+    first = not settings.get("IPAddress")  # on no network now: this one becomes its first
+    used = {_interface(settings), *(a.get("Interface", "") for a in settings.get("Attachments", ()))}
     ifname = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
     spec = book_address(store, container, network, entry, ifname)
     book = AddressBook(network.bridge)
     try:
-        attach.plug_running(container.state["Pid"], {k: v for k, v in spec.items() if k != "gateway"})  # type: ignore[arg-type]
+        interface = {k: v for k, v in spec.items() if k != "gateway"}
+        attach.plug_running(container.state["Pid"], interface, spec["gateway"] if first else "")  # type: ignore[arg-type]
     except BaseException:
         with book.locked():
             book.release(store.root, container.id)
         raise
     record = attachment_record(network, entry, spec)
-    settings["Attachments"] = [*settings.get("Attachments", ()), record]
+    if first:
+        settings = {**record, "Ports": [], "Token": settings.get("Token") or os.urandom(8).hex(), "Attachments": []}
+    else:
+        settings["Attachments"] = [*settings.get("Attachments", ()), record]
     _update_settings(containers, container, settings)
     write_hosts_of(store.root, container.id)
     if network.bridge != DEFAULT_BRIDGE:
@@ -152,14 +160,11 @@ def disconnect(store: Store, text: str, network_text: str, force: bool = False) 
     settings = dict(container.state.get("NetworkSettings") or {})
     attachments = list(settings.get("Attachments", ()))
     record = next((a for a in attachments if _same_record(a, entry, network)), None)
-    first = wanted.index(entry) == 0
     if is_running(container):
-        if first or record is None and settings.get("IPAddress") and _same_record(settings, entry, network):
-            raise Conflict(
-                f"cannot disconnect running container {container.name} from {entry['name']}, its first network "
-                "(eth0, its default route and published ports): stop it first"
-            )
-        if record is not None:
+        if record is None and settings.get("IPAddress") and _same_record(settings, entry, network):
+            record = dict(settings)  # the first network's: its own record is the top level
+            _leave_first(containers, container, settings)
+        elif record is not None:
             from minirun.net.attach import unplug
 
             unplug(record["Veth"])
@@ -175,6 +180,32 @@ def disconnect(store: Store, text: str, network_text: str, force: bool = False) 
     if bridge:
         _release_on(store, container, bridge, record or settings, network)
     return container
+
+
+def _leave_first(containers: Containers, container: Container, settings: dict) -> None:
+    """A running container leaves its first network: its published ports and its interface go;
+    the next network's record moves up, and the default route with it (none left: lo only)."""
+    from minirun.net import attach
+
+    if settings.get("Ports"):
+        from minirun.net import portmap
+
+        portmap.unpublish_ports(settings)
+    attach.unplug(settings["Veth"])
+    rest = list(settings.get("Attachments", ()))
+    if not rest:
+        _update_settings(containers, container, {"Token": settings.get("Token", "")})
+        return
+    nxt = rest.pop(0)
+    moved = {**nxt, "Ports": [], "Token": settings.get("Token", ""), "Attachments": rest}
+    _update_settings(containers, container, moved)
+    attach.route_through(container.state["Pid"], nxt["Gateway"], nxt["Interface"])
+
+
+def _interface(settings: dict) -> str:
+    """The interface of NetworkSettings' top-level record: eth0, unless it moved up from the
+    Attachments when the first network was left."""
+    return settings.get("Interface", "eth0") if settings.get("IPAddress") else ""
 
 
 def _same_record(record: dict, entry: dict, network: Network | None) -> bool:

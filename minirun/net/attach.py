@@ -92,24 +92,15 @@ def _plug(host: Netlink, host_ns: int, inside: Netlink, spec: InterfaceSpec | Ne
     return index
 
 
-def plug_running(pid: int, spec: InterfaceSpec) -> None:
-    """`network connect` on a running container: `spec`'s interface in PID 1's namespace."""
-    from minirun import linux
-    from minirun.net.rtnl import Netlink
-
-    try:
-        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        raise MinirunError("cannot connect a container that is no longer running") from None
+def plug_running(pid: int, spec: InterfaceSpec, gateway: str = "") -> None:
+    """`network connect` on a running container: `spec`'s interface in PID 1's namespace (with
+    the default route through `gateway`, if given: the container had no network left)."""
     host, host_ns = open_host_side()
-    inside: Netlink | None = None
     try:
-        linux.setns(target, linux.CLONE_NEWNET)
-        try:
-            inside = Netlink()
-            _plug(host, host_ns, inside, spec, spec["ifname"])
-        finally:
-            linux.setns(host_ns, linux.CLONE_NEWNET)  # this thread goes back to the host's
+        with _inside(pid, "cannot connect a container that is no longer running") as inside:
+            index = _plug(host, host_ns, inside, spec, spec["ifname"])
+            if gateway:
+                inside.add_default_route(gateway, index)
     except OSError as exc:
         try:  # a pair half made goes: its host end takes the peer with it
             host.delete_link(spec["veth"])
@@ -117,11 +108,63 @@ def plug_running(pid: int, spec: InterfaceSpec) -> None:
             pass
         raise MinirunError(f"container network: {exc.strerror or exc}") from None
     finally:
-        for sock in (host, inside):
-            if sock is not None:
-                sock.close()
+        host.close()
         os.close(host_ns)
-        os.close(target)
+
+
+def route_through(pid: int, gateway: str, ifname: str) -> None:
+    """The default route of a running container through `gateway` on `ifname`: the network that
+    carried it was disconnected, and the next one takes it over (as docker moves its gateway)."""
+    import socket
+
+    try:
+        with _inside(pid, "exited") as inside:
+            inside.add_default_route(gateway, socket.if_nametoindex(ifname))
+    except MinirunError:
+        pass  # exited meanwhile: nothing left to route
+    except OSError as exc:
+        raise MinirunError(f"container network: {exc.strerror or exc}") from None
+
+
+class _inside:  # noqa: N801  (used as a function: `with _inside(pid, ...) as netlink`)
+    """This thread in PID 1's network namespace, with a netlink socket there, for the `with`
+    block; then back in the host's. A container gone already is MinirunError(`gone`)."""
+
+    def __init__(self, pid: int, gone: str) -> None:
+        try:
+            self.target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            raise MinirunError(gone) from None
+
+    def __enter__(self) -> Netlink:
+        from minirun import linux
+        from minirun.net.rtnl import Netlink
+
+        self.host_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            linux.setns(self.target, linux.CLONE_NEWNET)
+            try:
+                self.netlink = Netlink()
+            except BaseException:
+                linux.setns(self.host_ns, linux.CLONE_NEWNET)
+                raise
+        except BaseException:
+            self._close()
+            raise
+        return self.netlink
+
+    def __exit__(self, *exc: object) -> None:
+        from minirun import linux
+
+        try:
+            self.netlink.close()
+            linux.setns(self.host_ns, linux.CLONE_NEWNET)  # this thread goes back to the host's
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        os.close(self.host_ns)
+        os.close(self.target)
 
 
 def unplug(veth: str) -> None:

@@ -124,8 +124,46 @@ def test_connect_and_disconnect_a_running_container(cli, busybox, veths):
     assert set(networks_of(cli, "box")) == {"front"}
     gone = cli("network", "disconnect", "back", "box")
     assert gone.code == 125 and f"container {box} is not connected to the network back" in gone.err
-    first = cli("network", "disconnect", "front", "box")
-    assert first.code == 125 and "stop it first" in first.err
+
+
+def test_a_running_container_leaves_its_first_network(cli, busybox, veths):
+    """docker lets a running container leave the network of its default route and published
+    ports: they go, and the next network's gateway takes the default route; with no network
+    left it has loopback only, and a connect gives it a first network again."""
+    assert cli("network", "create", "front").code == 0
+    assert cli("network", "create", "back").code == 0
+    web = cli("run", "-d", "--name", "web", "--network", "back", "busybox", "sh", "-c", SERVE).out.strip()
+    box = cli("run", "-d", "--name", "box", "--network", "front", "-p", "127.0.0.1::80", "busybox", "sleep", "1000")
+    assert box.code == 0, box.err
+    assert cli("network", "connect", "back", "box").code == 0
+    veths(box.out.strip())
+    assert cli("port", "box").out.startswith("80/tcp -> 127.0.0.1:")
+    front = subnet_of(cli, "front")
+
+    done = cli("network", "disconnect", "front", "box")
+    assert (done.code, done.out, done.err) == (0, "", "")
+    assert set(ipv4_lines(cli, "box")) == {"lo", "eth1"}
+    back_gateway = json.loads(cli("network", "inspect", "back").out)[0]["IPAM"]["Config"][0]["Gateway"]
+    routes = [line.strip() for line in cli("exec", "box", "ip", "route").out.splitlines() if line.startswith("default")]
+    assert routes == [f"default via {back_gateway} dev eth1"], routes
+    assert set(networks_of(cli, "box")) == {"back"}
+    assert cli("port", "box").out == ""  # its ports were published on front's address
+    got = cli("exec", "box", "sh", "-c", fetch_loop("http://web/"))
+    assert got.out == f"hello from {web[:12]}\n", got.err
+    front_peers = json.loads(cli("network", "inspect", "front").out)[0]["Containers"]
+    assert front_peers in ({}, None)
+    assert not any(ipv4.in_subnet(ipv4.ip_to_int(a.split("/")[0]), front) for a in ipv4_lines(cli, "box").values())
+
+    assert cli("network", "disconnect", "back", "box").code == 0
+    assert set(ipv4_lines(cli, "box")) == {"lo"} and networks_of(cli, "box") == {}
+    assert cli("exec", "web", "grep", "-w", "box", "/etc/hosts").code == 1
+    assert cli("network", "connect", "front", "box").code == 0  # its first network again: eth0, the default route
+    veths(box.out.strip())
+    assert set(ipv4_lines(cli, "box")) == {"lo", "eth0"}
+    front_gateway = json.loads(cli("network", "inspect", "front").out)[0]["IPAM"]["Config"][0]["Gateway"]
+    routes = [line.strip() for line in cli("exec", "box", "ip", "route").out.splitlines() if line.startswith("default")]
+    assert routes == [f"default via {front_gateway} dev eth0"], routes
+    assert set(networks_of(cli, "box")) == {"front"}
 
 
 def test_connect_a_created_container_then_start_it(cli, busybox, veths):
