@@ -96,15 +96,23 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
         oom = cgroups.oom_killed(plan.cgroups)
     finally:
         cgroups.remove(plan.cgroups)  # PID 1 is reaped: its PID namespace, and so the cgroups, are empty
+    record_exit(store, containers, container, code, oom)
+    return code
+
+
+def record_exit(store, containers, container, code: int, oom: bool) -> None:
+    """A foreground container's PID 1 has been reaped: its record says so, the events are told
+    (oom, die), its volumes unmounted and its ports unpublished."""
+    from minirun.humanize import rfc3339_now
+
     containers.update_state(
         container, Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom, FinishedAt=rfc3339_now()
     )
     if oom:
         record_event(store.root, container, "oom")
     record_event(store.root, container, "die", exitCode=str(code))
-    if config.mounts:
+    if container.config.mounts:
         from minirun.containers.mounts import record_unmounts
 
-        record_unmounts(store.root, container.id, config.mounts)
+        record_unmounts(store.root, container.id, container.config.mounts)
     unpublish(store, container)
-    return code

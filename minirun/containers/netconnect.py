@@ -25,6 +25,7 @@ from minirun.containers.network import (
     DEFAULT_BRIDGE,
     attachment_record,
     book_address,
+    connected_event,
     wanted_networks,
     write_hosts,
     write_hosts_of,
@@ -99,7 +100,6 @@ def connect(store: Store, text: str, network_text: str, aliases: list[str] | Non
 
 
 def _plug(store: Store, containers: Containers, container: Container, network: Network, entry: dict) -> None:
-    from minirun import events
     from minirun.net import attach
     from minirun.net.networks import AddressBook
 
@@ -125,13 +125,7 @@ def _plug(store: Store, containers: Containers, container: Container, network: N
     write_hosts_of(store.root, container.id)
     if network.bridge != DEFAULT_BRIDGE:
         write_hosts(book, True, skip=(store.root, container.id))
-    events.record(
-        store.root,
-        "network",
-        "connect",
-        network.id,
-        {"container": container.id, "name": network.name, "type": "bridge"},
-    )
+    connected_event(store.root, container.id, network)
 
 
 def disconnect(store: Store, text: str, network_text: str, force: bool = False) -> Container:

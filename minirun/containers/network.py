@@ -78,16 +78,8 @@ def prepare(store, container, plan) -> None:
         "Attachments": [attachment_record(n, w, spec) for (n, w), spec in zip(found[1:], specs[1:])],
     }
     containers.update_state(container, NetworkSettings=settings)
-    from minirun import events
-
     for network, _ in found:
-        events.record(
-            store.root,
-            "network",
-            "connect",
-            network.id,
-            {"container": container.id, "name": network.name, "type": "bridge"},
-        )
+        connected_event(store.root, container.id, network)
     config = container.config
     ports = config.ports
     if config.publish_all:  # -P: every exposed port not published by -p, on a port picked now
@@ -111,6 +103,14 @@ def prepare(store, container, plan) -> None:
         "mac": first["mac"],
         "extra": [{k: v for k, v in spec.items() if k != "gateway"} for spec in specs[1:]],
     }
+
+
+def connected_event(store_root: str, container_id: str, network) -> None:
+    """docker's `network connect` event: at each start for every network, and at a connect."""
+    from minirun import events
+
+    attributes = {"container": container_id, "name": network.name, "type": "bridge"}
+    events.record(store_root, "network", "connect", network.id, attributes)
 
 
 def book_address(store, container, network, wanted: dict, ifname: str) -> dict:

@@ -64,10 +64,9 @@ def check_runtime_options(runtime: str, detach: bool, attached: bool, create_onl
 
 def run_with_runtime(store: Store, containers: Containers, container: Container, image: Image, init_link: str) -> int:
     """run_foreground's work through `container.config.runtime`: returns PID 1's exit code."""
-    from minirun.containers.foreground import unpublish
+    from minirun.containers.foreground import record_exit, unpublish
     from minirun.containers.liveness import mark_running
     from minirun.containers.plan import build_plan
-    from minirun.humanize import rfc3339_now
     from minirun.runtime import cgroups
 
     config = container.config
@@ -117,19 +116,7 @@ def run_with_runtime(store: Store, containers: Containers, container: Container,
     finally:
         linux_prctl(_PR_SET_CHILD_SUBREAPER, 0)
     state.delete()
-    from minirun.containers.container import record_event
-
-    containers.update_state(
-        container, Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom, FinishedAt=rfc3339_now()
-    )
-    if oom:
-        record_event(store.root, container, "oom")
-    record_event(store.root, container, "die", exitCode=str(code))
-    if config.mounts:
-        from minirun.containers.mounts import record_unmounts
-
-        record_unmounts(store.root, container.id, config.mounts)
-    unpublish(store, container)
+    record_exit(store, containers, container, code, oom)
     return code
 
 
