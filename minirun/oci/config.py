@@ -15,6 +15,7 @@ from minirun import linux
 from minirun.errors import MinirunError
 from minirun.records import Record
 from minirun.runtime.launch import LaunchPlan
+from minirun.runtime.ocispec import BLKIO_THROTTLES, BLKIO_WEIGHTS
 from minirun.runtime.privileges import CAPABILITIES
 
 OCI_VERSION = "1.0.2"
@@ -484,18 +485,13 @@ def _other_limits(resources: dict[str, Any]) -> dict[str, Any]:
     weights = []
     for entry in block.get("weightDevice") or []:
         device = _block_device(entry, "blockIO.weightDevice")
-        for key, name in (("weight", "Weight"), ("leafWeight", "LeafWeight")):
+        for key, name in BLKIO_WEIGHTS:
             if entry.get(key):
                 device[name] = _uint(entry[key], f"blockIO.weightDevice.{key}")
         weights.append(device)
     if weights:
         out["BlkioWeightDevice"] = weights
-    for key, name in (
-        ("throttleReadBpsDevice", "BlkioDeviceReadBps"),
-        ("throttleWriteBpsDevice", "BlkioDeviceWriteBps"),
-        ("throttleReadIOPSDevice", "BlkioDeviceReadIOps"),
-        ("throttleWriteIOPSDevice", "BlkioDeviceWriteIOps"),
-    ):
+    for key, name in BLKIO_THROTTLES:
         entries = block.get(key) or []
         if entries:
             out[name] = [

@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from minirun.runtime.security import User
 
 OCI_VERSION = "1.0.2"
+# linux.resources.blockIO's per-device keys, and the names (docker's) minirun's resources use
+BLKIO_WEIGHTS = (("weight", "Weight"), ("leafWeight", "LeafWeight"))
+BLKIO_THROTTLES = (
+    ("throttleReadBpsDevice", "BlkioDeviceReadBps"),
+    ("throttleWriteBpsDevice", "BlkioDeviceWriteBps"),
+    ("throttleReadIOPSDevice", "BlkioDeviceReadIOps"),
+    ("throttleWriteIOPSDevice", "BlkioDeviceWriteIOps"),
+)
 RLIM_INFINITY = 2**64 - 1
 # mount(2) flags as runc's option words (libcontainer/specconv's mountPropagationMapping's kin)
 _FLAG_WORDS = (
@@ -230,16 +238,11 @@ def _block_io(resources: dict[str, Any]) -> dict[str, Any]:
     weights = []
     for device in resources.get("BlkioWeightDevice") or ():
         entry = {"major": device["Major"], "minor": device["Minor"]}
-        entry.update({k: device[n] for k, n in (("weight", "Weight"), ("leafWeight", "LeafWeight")) if device.get(n)})
+        entry.update({k: device[n] for k, n in BLKIO_WEIGHTS if device.get(n)})
         weights.append(entry)
     if weights:
         block["weightDevice"] = weights
-    for key, name in (
-        ("throttleReadBpsDevice", "BlkioDeviceReadBps"),
-        ("throttleWriteBpsDevice", "BlkioDeviceWriteBps"),
-        ("throttleReadIOPSDevice", "BlkioDeviceReadIOps"),
-        ("throttleWriteIOPSDevice", "BlkioDeviceWriteIOps"),
-    ):
+    for key, name in BLKIO_THROTTLES:
         entries = resources.get(name) or ()
         if entries:
             block[key] = [{"major": d["Major"], "minor": d["Minor"], "rate": d["Rate"]} for d in entries]
