@@ -133,6 +133,8 @@ def mounts_json(plan: LaunchPlan) -> list[dict[str, Any]]:
         if m.target == "/dev":  # the runtime mknods its nodes there (the in-process path binds the host's)
             words.remove("nodev")
         if m.target == "/sys/fs/cgroup":
+            if not plan.privileged and "ro" not in words:  # read-only as in-process (mount_cgroups): its limits stay
+                words.append("ro")
             out.append({"destination": m.target, "type": "cgroup", "source": "cgroup", "options": words})
         elif m.fstype is None:  # a bind: nosuid and nodev as the in-process path's protect_bind
             bind = ["rbind" if m.flags & linux.MS_REC else "bind", "rprivate", "nosuid", "nodev"]

@@ -74,6 +74,32 @@ def test_the_container_sees_the_same_through_a_runtime(cli, busybox, runtime, va
     assert cli("ps", "-a", "-q").out == ""  # --rm took both
 
 
+# Root in the container tries to lift its own limits through /sys/fs/cgroup (v1 or v2 paths).
+LIFT = r"""
+for f in pids/pids.max pids.max; do [ -e /sys/fs/cgroup/$f ] && { echo max > /sys/fs/cgroup/$f; cat /sys/fs/cgroup/$f; }; done
+for f in memory/memory.limit_in_bytes memory.max; do
+  [ -e /sys/fs/cgroup/$f ] && { echo 1073741824 > /sys/fs/cgroup/$f; cat /sys/fs/cgroup/$f; }
+done
+where=/sys/fs/cgroup; [ -d $where/memory ] && where=$where/memory  # a cgroup dir: v1's memory, or v2's root
+mkdir $where/escape 2>/dev/null && echo made a cgroup
+true
+"""
+
+
+@pytest.mark.parametrize("runtime", ["runc", "minirun-oci"])
+def test_the_cgroup_limits_stay_out_of_the_containers_reach(cli, busybox, runtime):
+    """docker mounts /sys/fs/cgroup read-only: a runtime given the bundle must too, or root in
+    the container raises its own memory and pids limits (the in-process path's wall)."""
+    if runtime == "runc" and not shutil.which("runc"):
+        pytest.skip("no runc")
+    done = cli(
+        "run", "--rm", "--runtime", runtime, "--memory", "64m", "--pids-limit", "20", "busybox", "sh", "-c", LIFT
+    )
+    assert done.code == 0, done
+    assert done.out.split() == ["20", str(64 << 20)], done.out
+    assert "made a cgroup" not in done.out and "Read-only file system" in done.err
+
+
 def test_exit_code_stdin_and_the_record(cli, busybox):
     if not shutil.which("runc"):
         pytest.skip("no runc")
