@@ -462,23 +462,38 @@ def copy_to_container(
     return copied
 
 
+_USER_DB_LIMIT = 1 << 20  # bytes of /etc/passwd or /etc/group read on the host's side, at most
+
+
 def _user_ids(tree, user: str) -> tuple[int, int]:
-    """The uid and gid the container's user resolves to in its own /etc/passwd and /etc/group."""
+    """The uid and gid the container's user resolves to in its own /etc/passwd and /etc/group
+    (no user: root, nothing read)."""
     from minirun.runtime.security import resolve_user
 
-    passwd, group = (_text_in(tree, path) for path in ("etc/passwd", "etc/group"))
-    found = resolve_user(user or None, passwd, group)
+    if not user:
+        return 0, 0
+    passwd, group = (_user_db(tree, path) for path in ("etc/passwd", "etc/group"))
+    found = resolve_user(user, passwd, group)
     return found.uid, found.gid
 
 
-def _text_in(tree, path: str) -> str:
-    """A file of the container's (symlinks resolved inside it); a missing one reads as empty."""
+def _user_db(tree, path: str) -> str:
+    """A user database of the container's, read here, outside its limits: symlinks resolved
+    inside its root, a regular file only (a FIFO would hang the copy), and at most
+    _USER_DB_LIMIT bytes (a sparse giant would fill this process's memory). Missing: empty."""
+    import stat
+
     try:
-        fd = tree.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = tree.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return ""
-    with open(fd, encoding="utf-8", errors="surrogateescape") as f:
-        return f.read()
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise MinirunError(f"cannot resolve the container's user: /{path} is not a regular file")
+        data = f.read(_USER_DB_LIMIT + 1)
+    if len(data) > _USER_DB_LIMIT:
+        raise MinirunError(f"cannot resolve the container's user: /{path} is over {_USER_DB_LIMIT} bytes")
+    return data.decode("utf-8", "surrogateescape")
 
 
 # -- docker's stat of a container path (the Engine API's archive HEAD) ----------------------------

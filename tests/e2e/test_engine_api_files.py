@@ -91,6 +91,15 @@ def test_docker_cp_a_gives_the_files_to_the_containers_user(service, tmp_path):
     assert done.returncode == 0, done.stderr
     owners = service.docker("exec", "nob", "stat", "-c", "%u:%g", "/tmp/kept", "/tmp/given").stdout
     assert owners == "1234:99\n65534:65534\n"
+    # The container's files are read on the host's side: a sparse giant must not fill its memory,
+    # a FIFO must not hang it (last: an exec, as runc's, would wait on it too).
+    for make, why in [
+        ("rm /etc/passwd && dd if=/dev/zero of=/etc/passwd bs=1 count=0 seek=1G", "/etc/passwd is over"),
+        ("rm /etc/passwd && mkfifo /etc/passwd", "/etc/passwd is not a regular file"),
+    ]:
+        assert service.docker("exec", "-u", "0", "nob", "sh", "-c", make).returncode == 0
+        refused = service.docker("cp", "-a", str(tmp_path / "owned"), "nob:/tmp/")
+        assert refused.returncode != 0 and why in refused.stderr, refused.stderr
 
 
 def test_the_archive_stat_header_is_dockers(service):
