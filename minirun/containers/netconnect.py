@@ -70,13 +70,20 @@ def _same(store: Store, name: str, network: Network) -> bool:
 
 def connect(store: Store, text: str, network_text: str, aliases: list[str] | None = None, ip: str = "") -> Container:
     """docker network connect [--alias A] [--ip IP] NETWORK CONTAINER."""
-    from minirun.containers.dnsfiles import parse_alias
-    from minirun.net.ipv4 import canonical_ip
     from minirun.net.networks import Networks
 
     network = Networks(store).find(network_text)
     containers = Containers(store)
-    container = refresh(containers, containers.find(text))
+    with _network_lock(containers, containers.find(text)) as container:
+        return _connect(store, containers, container, network, aliases, ip)
+
+
+def _connect(
+    store: Store, containers: Containers, container: Container, network: Network, aliases: list[str] | None, ip: str
+) -> Container:
+    from minirun.containers.dnsfiles import parse_alias
+    from minirun.net.ipv4 import canonical_ip
+
     if is_dead(container):
         raise Conflict(f"container {container.id} is dead: remove it with rm -f")
     _check_mode(container, network)
@@ -133,13 +140,19 @@ def disconnect(store: Store, text: str, network_text: str, force: bool = False) 
     from minirun.net.networks import Networks
 
     containers = Containers(store)
-    container = refresh(containers, containers.find(text))
     try:
         network: Network | None = Networks(store).find(network_text)
     except MinirunError:
         if not force:
             raise
         network = None  # -f: a network since removed is still left by the name the record has
+    with _network_lock(containers, containers.find(text)) as container:
+        return _disconnect(store, containers, container, network, network_text)
+
+
+def _disconnect(
+    store: Store, containers: Containers, container: Container, network: Network | None, network_text: str
+) -> Container:
     mode = container.config.network
     if mode == "host" or mode.startswith("container:") or (network is not None and network.driver == "host"):
         raise UsageError(HOST_NETWORK if not mode.startswith("container:") else SHARED_NETWORK)
@@ -174,6 +187,29 @@ def disconnect(store: Store, text: str, network_text: str, force: bool = False) 
     if bridge:
         _release_on(store, container, bridge, record or settings, network)
     return container
+
+
+class _network_lock:  # noqa: N801  (used as a function: `with _network_lock(...) as container`)
+    """One connect or disconnect of a container at a time (each reads its networks and writes
+    them back, and picks the next free ethN): an flock in its dir, and the container as it is
+    once that is held."""
+
+    def __init__(self, containers: Containers, container: Container) -> None:
+        from minirun.store.fsutil import flocked
+
+        self.containers, self.id = containers, container.id
+        self.lock = flocked(os.path.join(container.dir, "network.lock"))
+
+    def __enter__(self) -> Container:
+        self.lock.__enter__()
+        try:
+            return refresh(self.containers, self.containers.load(self.id))
+        except BaseException:
+            self.lock.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.__exit__(None, None, None)
 
 
 def _leave_first(containers: Containers, container: Container, settings: dict) -> None:

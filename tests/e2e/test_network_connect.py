@@ -166,6 +166,33 @@ def test_a_running_container_leaves_its_first_network(cli, busybox, veths):
     assert set(networks_of(cli, "box")) == {"front"}
 
 
+def test_connects_and_disconnects_at_once_keep_the_records_whole(cli, busybox, veths):
+    """Each reads the container's networks and writes them back, and picks the next free ethN:
+    run at once they must take turns, or one's record (or interface name) is lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for name in ("n1", "n2", "n3", "n4", "n5"):
+        assert cli("network", "create", name).code == 0
+    ran = cli("run", "-d", "--name", "qq", "--network", "n1", "busybox", "sleep", "1000")
+    assert ran.code == 0, ran
+    box = ran.out.strip()
+    assert cli("network", "connect", "n4", "qq").code == 0
+    veths(box)
+    calls = [("disconnect", "n4", "qq"), ("connect", "n2", "qq"), ("connect", "n3", "qq"), ("connect", "n5", "qq")]
+    with ThreadPoolExecutor(len(calls)) as pool:
+        done = list(pool.map(lambda args: cli("network", *args), calls))
+    assert [d.code for d in done] == [0, 0, 0, 0], [d.err for d in done]
+    veths(box)
+    assert set(networks_of(cli, "qq")) == {"n1", "n2", "n3", "n5"}
+    inside = ipv4_lines(cli, "qq")
+    assert len(inside) == 5 and "eth0" in inside  # lo, and one interface a network
+    for name in ("n2", "n3", "n5"):  # each network's interface holds an address of its subnet
+        subnet = subnet_of(cli, name)
+        assert any(ipv4.in_subnet(ipv4.ip_to_int(a.split("/")[0]), subnet) for a in inside.values()), (name, inside)
+    assert cli("network", "disconnect", "n2", "qq").code == 0  # the record knows it: it can leave
+    assert len(ipv4_lines(cli, "qq")) == 4
+
+
 def test_connect_a_created_container_then_start_it(cli, busybox, veths):
     assert cli("network", "create", "one").code == 0
     assert cli("network", "create", "two").code == 0
