@@ -185,6 +185,10 @@ def remove(containers: Containers, container: Container, force: bool, volumes: b
             time.sleep(_POLL)
     if is_dead(container):
         _kill_dead(container)
+    if container.config.runtime:  # its runtime's state, left behind if the run was killed
+        from minirun.containers.ociruntime import forget
+
+        forget(container)
     if os.path.isdir(container.dir):
         remove_cgroups(container)
     # an --rm container's monitor may have removed the record and be releasing its address: done

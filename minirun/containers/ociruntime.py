@@ -71,10 +71,9 @@ def run_with_runtime(store: Store, containers: Containers, container: Container,
 
     config = container.config
     runtime = find_runtime(config.runtime)
-    root = os.path.join(hostwide.RUN_DIR, "runtimes", os.path.basename(runtime))
     bundle = os.path.join(container.dir, "bundle")
     os.makedirs(bundle, exist_ok=True)
-    state = _Runtime(runtime, root, container.id, os.path.join(bundle, "runtime.log"))
+    state = _runtime_of(container, runtime)
     linux_prctl(_PR_SET_CHILD_SUBREAPER, 1)
     pid = 0
     try:
@@ -118,6 +117,25 @@ def run_with_runtime(store: Store, containers: Containers, container: Container,
     state.delete()
     record_exit(store, containers, container, code, oom)
     return code
+
+
+def forget(container: Container) -> None:
+    """rm of a container an OCI runtime ran: the runtime's `delete --force` (its state, its
+    cgroups), which the run does itself at its end, unless it was killed first. Best effort."""
+    try:
+        runtime = find_runtime(container.config.runtime)
+    except MinirunError:  # gone from PATH since: nothing of it to ask
+        return
+    state = _runtime_of(container, runtime)
+    if os.path.isdir(state.root):
+        state.delete()
+
+
+def _runtime_of(container: Container, runtime: str) -> _Runtime:
+    """The runtime's view of the container: under a --root of minirun's, one per runtime."""
+    root = os.path.join(hostwide.RUN_DIR, "runtimes", os.path.basename(runtime))
+    log = os.path.join(container.dir, "bundle", "runtime.log")
+    return _Runtime(runtime, root, container.id, log if os.path.isdir(os.path.dirname(log)) else os.devnull)
 
 
 class _Runtime:

@@ -114,6 +114,31 @@ def test_exit_code_stdin_and_the_record(cli, busybox):
     assert (echoed.code, echoed.out) == (0, "hello\n")
 
 
+def test_rm_after_the_run_was_killed_leaves_nothing_of_the_runtimes(cli, busybox, isolated_store):
+    """The run deletes its runtime's container at its end; killed first, it cannot: rm -f must
+    (runc's state under minirun's --root, and the cgroups runc made)."""
+    import signal
+    import subprocess
+
+    from minirun import hostwide
+    from tests.helpers import minirun_started, wait_until
+
+    if not shutil.which("runc"):
+        pytest.skip("no runc")
+    run = minirun_started(isolated_store, "run", "--name", "killed", "--runtime", "runc", "busybox", "sleep", "3600")
+    try:
+        assert wait_until(lambda: cli("inspect", "-f", "{{.State.Status}}", "killed").out == "running\n")
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    cid = cli("inspect", "-f", "{{.Id}}", "killed").out.strip()
+    assert cli("rm", "-f", "killed").code == 0
+    root = os.path.join(hostwide.RUN_DIR, "runtimes", "runc")
+    listed = subprocess.run(["runc", "--root", root, "list", "-q"], capture_output=True, text=True)
+    assert cid not in listed.stdout.split(), listed
+    assert wait_until(lambda: not cgroups.existing_paths(cid)), cgroups.existing_paths(cid)
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
