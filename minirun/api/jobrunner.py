@@ -15,6 +15,7 @@ from minirun import errors
 from minirun.api.common import STORE_ROOT
 
 JSON_STREAM = "application/json"
+_CLIENT_CHECK = 0.5  # seconds between two looks at whether a job's client is still there
 
 
 def registry_auth(request: web.Request) -> list[str] | None:
@@ -66,6 +67,7 @@ async def run_job(
     )
     assert process.stdout is not None and process.stderr is not None
     feeding = asyncio.create_task(_feed(request, process)) if body else None
+    watching = asyncio.create_task(_stop_when_the_client_leaves(request, process))
     diagnostics = asyncio.create_task(process.stderr.read())
     response: web.StreamResponse | None = None
     # a JSON stream's first message is held back until a second one: a pull's "Pulling from"
@@ -87,6 +89,7 @@ async def run_job(
         await process.wait()
         raise
     finally:
+        watching.cancel()
         if feeding is not None:
             feeding.cancel()
     failure = _failure(await diagnostics) if code != 0 else None
@@ -118,6 +121,17 @@ async def _feed(request: web.Request, process: asyncio.subprocess.Process) -> No
         pass
     finally:
         process.stdin.close()
+
+
+async def _stop_when_the_client_leaves(request: web.Request, process: asyncio.subprocess.Process) -> None:
+    """A job whose client went (docker build ^C'd, a closed socket) is stopped, as docker cancels
+    a build: aiohttp tells a handler only when it writes, and a silent RUN writes nothing."""
+    while process.returncode is None:
+        await asyncio.sleep(_CLIENT_CHECK)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            _stop(process)  # a RUN's step ends on it (builder._wait_interruptible), and so the job
+            return
 
 
 def _stop(process: asyncio.subprocess.Process) -> None:

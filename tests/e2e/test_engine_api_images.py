@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 
 import pytest
@@ -79,6 +80,47 @@ def test_a_runs_output_streams_while_it_runs(service):  # noqa: F811
     text = "".join(seen)
     assert "ready-to-be-woken\n" in text and "woken\n" in text.split("ready-to-be-woken")[1]
     assert text.endswith("Successfully tagged woken:1\n"), text
+
+
+def test_a_build_whose_client_left_stops_even_a_silent_run(service):  # noqa: F811
+    """docker cancels a build when its client goes. A RUN that writes nothing gives the service
+    no failed write to notice it by: the service must look, and stop the job, and the step."""
+    from tests.e2e.engineapi import _UnixHTTP
+
+    def sleeping() -> int:
+        return _count_sleeps("4244")
+
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        text = b"FROM busybox\nRUN sleep 4244\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    connection = _UnixHTTP(service.path)
+    try:
+        connection.request(
+            "POST", "/build?t=silent:1", body=context.getvalue(), headers={"Content-Type": "application/x-tar"}
+        )
+        response = connection.getresponse()
+        assert response.status == 200
+        assert wait_until(lambda: sleeping() == 1)
+    finally:
+        connection.close()  # the client leaves mid-RUN
+    try:
+        assert wait_until(lambda: sleeping() == 0)
+    finally:
+        _kill_sleep("4244")
+
+
+def _count_sleeps(seconds: str) -> int:
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                count += f.read().split(b"\0")[:2] == [b"sleep", seconds.encode()]
+        except FileNotFoundError:
+            pass
+    return count
 
 
 def _kill_sleep(seconds: str) -> int:
