@@ -186,7 +186,7 @@ def remove(containers: Containers, container: Container, force: bool, volumes: b
     if is_dead(container):
         _kill_dead(container)
     if container.config.runtime:  # its runtime's state, left behind if the run was killed
-        from minirun.containers.ociruntime import forget
+        from minirun.containers.runtimestate import forget
 
         forget(container)
     if os.path.isdir(container.dir):

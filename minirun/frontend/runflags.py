@@ -113,7 +113,7 @@ def parse_flags(ns, network: str, hostname: str, publish: list[str]) -> RunFlags
     if flags.cidfile and os.path.lexists(flags.cidfile):  # before any pull (created by open_cidfile)
         raise UsageError(_cidfile_found(flags.cidfile))
     if flags.runtime:
-        from minirun.containers.ociruntime import find_runtime
+        from minirun.containers.runtimestate import find_runtime
 
         find_runtime(flags.runtime)  # before anything is created: docker's "unknown or invalid runtime name"
     if flags.uts_mode == "host" and hostname:
