@@ -82,7 +82,7 @@ async def run_job(
                 response = web.StreamResponse(headers=headers)
                 await response.prepare(request)
             await response.write(held)
-            held = b""
+            held, hold = b"", False  # from the second message on, each goes as it comes
         code = await process.wait()
     except (ConnectionError, asyncio.CancelledError):  # the client left: so does the job
         _stop(process)

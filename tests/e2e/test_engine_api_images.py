@@ -62,6 +62,7 @@ def test_docker_build_streams_the_classic_builders_steps(service, context):  # n
     assert "The command '/bin/sh -c false' returned a non-zero code: 1" in failed.stderr + failed.stdout
 
 
+@pytest.mark.timeout(60)  # without streaming it would wait on the RUN's 70-minute sleep
 def test_a_runs_output_streams_while_it_runs(service):  # noqa: F811
     """The RUN prints, then sleeps until the test, having read that line from the stream, kills
     its sleep: a server that sent the output only when the step ended would never get there."""
@@ -82,6 +83,7 @@ def test_a_runs_output_streams_while_it_runs(service):  # noqa: F811
     assert text.endswith("Successfully tagged woken:1\n"), text
 
 
+@pytest.mark.timeout(60)
 def test_a_build_whose_client_left_stops_even_a_silent_run(service):  # noqa: F811
     """docker cancels a build when its client goes. A RUN that writes nothing gives the service
     no failed write to notice it by: the service must look, and stop the job, and the step."""
