@@ -30,7 +30,7 @@ from minirun.containers.network import (
     write_hosts,
     write_hosts_of,
 )
-from minirun.errors import Conflict, Forbidden, MinirunError, UsageError
+from minirun.errors import Conflict, Forbidden, MinirunError, NotFound, UsageError
 from minirun.store.fsutil import atomic_write
 
 TYPE_CHECKING = False
@@ -201,7 +201,10 @@ class _network_lock:  # noqa: N801  (used as a function: `with _network_lock(...
         self.lock = flocked(os.path.join(container.dir, "network.lock"))
 
     def __enter__(self) -> Container:
-        self.lock.__enter__()
+        try:
+            self.lock.__enter__()
+        except FileNotFoundError:  # removed since it was found
+            raise NotFound(f"No such container: {self.id}") from None
         try:
             return refresh(self.containers, self.containers.load(self.id))
         except BaseException:
