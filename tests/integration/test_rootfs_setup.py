@@ -167,9 +167,13 @@ class Container:
         return self.tmp / "rootfs"
 
 
-def _host_mounts() -> list[str]:
+def _host_mounts(*under: Path) -> list[str]:
+    """The host's mounts at or below `under`: the only places this test's setup mounts (the
+    rest of the host is another test's, which may mount its own meanwhile)."""
+    tops = [str(path) for path in under]
     with open("/proc/mounts") as f:
-        return f.read().splitlines()
+        lines = f.read().splitlines()
+    return [line for line in lines if any(f"{line.split()[1]}/".startswith(f"{top}/") for top in tops)]
 
 
 def _script(checks: dict[str, str]) -> str:
@@ -209,7 +213,7 @@ def run(c: Container) -> tuple[int, str]:
     if c.root_kind == "overlay":
         (c.tmp / "upper").mkdir()
         (c.tmp / "work").mkdir()
-    before = _host_mounts()
+    before = _host_mounts(c.tmp, c.root)
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # never return into pytest
@@ -227,7 +231,7 @@ def run(c: Container) -> tuple[int, str]:
     with os.fdopen(rfd, "rb") as pipe:
         out = pipe.read().decode(errors="replace")
     _, status = os.waitpid(pid, 0)
-    assert _host_mounts() == before, "a mount leaked into the host"
+    assert _host_mounts(c.tmp, c.root) == before, "a mount leaked into the host"
     return os.waitstatus_to_exitcode(status), out
 
 
