@@ -18,12 +18,16 @@ are, so the command finds its own --root and --runroot as always.
 Only the copying commands need it: podman's other verbs (run, create, exec, diff, images, ps, rm,
 rmi) never open the cache, and they stay in the host's namespace, where their containers' mounts
 must be seen by the next podman command. Standard library only (the benchmarks use it too).
+
+`PrivatePodman` is podman on storage, a runtime root and cgroups of its own, for the tests.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import tempfile
 
 # `sh -c SCRIPT sh ARGV...`: mount, then exec the peer's command in the new namespace
 _SCRIPT = """
@@ -111,3 +115,60 @@ def remove_conmon_cgroups() -> None:
                         time.sleep(0.05)
                         continue
                 break
+
+
+# podman's defaults for nofile and nproc are above this host's hard limits (a runtime may lower a
+# limit, never raise one past them)
+PODMAN_ULIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
+
+
+class PrivatePodman:
+    """podman on storage of its own in a temp dir under /tmp (podman refuses a runroot of more
+    than 50 characters), with the OCI runtime `runtime` given a --root there too (podman passes it
+    none, so runc would write the host's /run/runc), and its containers' cgroups under a parent
+    named after the dir. `run_options` go into every `run`. remove() takes all of it away."""
+
+    def __init__(self, runtime: str, prefix: str, run_options: tuple[str, ...] = ()) -> None:
+        self.base = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+        self.runtime_root = os.path.join(self.base, "runtime-root")
+        script = os.path.join(self.base, "runtime")
+        with open(script, "w") as f:
+            f.write(f'#!/bin/sh\nexec {runtime} --root "{self.runtime_root}" "$@"\n')
+        os.chmod(script, 0o755)
+        self.cmd = [
+            *("podman", "--root", f"{self.base}/root", "--runroot", f"{self.base}/run", "--tmpdir", f"{self.base}/tmp"),
+            *("--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "overlay"),
+            *("--runtime", script),
+        ]
+        self.cgroup_parent = f"/{os.path.basename(self.base)}"
+        self.run_options = run_options
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        if args[:1] == ("run",):
+            args = ("run", "--cgroup-parent", self.cgroup_parent, *self.run_options, *args[1:])
+        command = [*self.cmd, *args]
+        if args[0] in PODMAN_COPYING_VERBS:
+            command = own_blob_cache(command)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if check:
+            assert done.returncode == 0, f"{' '.join(args)}: {done.stderr[-2000:]}"
+        return done
+
+    def cgroup_dirs(self) -> list[str]:
+        """Every dir under this podman's cgroup parent, in every cgroup mount (name=systemd's too)."""
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split(" - ")[-1].startswith(("cgroup ", "cgroup2 "))]
+        return [top for mount in mounts for top, _, _ in os.walk(mount + self.cgroup_parent)]
+
+    def remove(self) -> None:
+        subprocess.run([*self.cmd, "rm", "--all", "--force"], capture_output=True, timeout=120)
+        remove_conmon_cgroups()
+        for path in sorted(self.cgroup_dirs(), key=len, reverse=True):
+            os.rmdir(path)
+        for plain in plain_cgroup_dirs():  # runc's, for a controller it finds only in cgroup2
+            remove_plain_tree(plain + self.cgroup_parent)
+        with open("/proc/self/mountinfo") as f:
+            left = [line.split()[4] for line in f if line.split()[4].startswith(self.base + "/")]
+        for mount in sorted(left, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mount], capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)

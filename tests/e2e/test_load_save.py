@@ -18,27 +18,9 @@ import time
 import pytest
 
 from tests.forkserver import run_minirun
-from tests.peers import (
-    PODMAN_COPYING_VERBS,
-    own_blob_cache,
-    plain_cgroup_dirs,
-    remove_conmon_cgroups,
-    remove_plain_tree,
-)
+from tests.peers import PODMAN_ULIMITS, PrivatePodman, own_blob_cache
 
-# runc, not podman's default crun: crun refuses a hybrid host whose cgroup2 mount carries a controller
-# (hugetlb here), and mounting a v1 hierarchy for it would change the host (PEERS.md)
-PODMAN_GLOBAL = [
-    "--cgroup-manager",
-    "cgroupfs",
-    "--events-backend",
-    "file",
-    "--storage-driver",
-    "overlay",
-    "--runtime",
-    "runc",
-]
-PODMAN_RUN = ["--rm", "--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
+PODMAN_RUN = ["--rm", "--network", "none", *PODMAN_ULIMITS]
 # A base file deleted, another rewritten twice, each in a layer of its own.
 CONTAINERFILE = """FROM docker.io/library/busybox:latest
 RUN rm /etc/group
@@ -61,60 +43,10 @@ def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
-class Podman:
-    """podman on storage of its own in a temp dir; removed with it. (podman refuses a runroot
-    path of more than 50 characters: pytest's tmp_path is too deep for it.)"""
-
-    def __init__(self) -> None:
-        import tempfile
-        from pathlib import Path
-
-        base = self.base = Path(tempfile.mkdtemp(prefix="minirun-podman-"))
-        # runc's state under this base too, not the host's /run/runc: podman passes no root of its
-        # own to runc (nor --runtime-flag to the runc its cleanup runs), so runc is this script
-        runtime = base / "runc"
-        runtime.write_text(f'#!/bin/sh\nexec runc --root "{base}/runc-root" "$@"\n')
-        runtime.chmod(0o755)
-        global_options = list(PODMAN_GLOBAL)
-        global_options[global_options.index("--runtime") + 1] = str(runtime)
-        self.cmd = [
-            "podman",
-            "--root",
-            str(base / "root"),
-            "--runroot",
-            str(base / "run"),
-            "--tmpdir",
-            str(base / "tmp"),
-            *global_options,
-        ]
-        # runc cannot run without cgroups: its containers go under a parent of this test's own
-        self.cgroup_parent = f"/{base.name}"
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        if args[:1] == ("run",):
-            args = ("run", "--cgroup-parent", self.cgroup_parent, *args[1:])
-        command = [*self.cmd, *args]
-        return sh(*(own_blob_cache(command) if args[0] in PODMAN_COPYING_VERBS else command))
-
-    def remove(self) -> None:
-        subprocess.run([*self.cmd, "rm", "--all", "--force"], capture_output=True, timeout=60)
-        remove_conmon_cgroups()
-        with open("/proc/self/mountinfo") as f:  # every cgroup mount, name=systemd's too
-            mounts = [line.split()[4] for line in f if line.split(" - ")[-1].startswith(("cgroup ", "cgroup2 "))]
-            for mount in mounts:
-                parent = mount + self.cgroup_parent
-                for top, dirs, _ in os.walk(parent, topdown=False):
-                    for name in dirs:
-                        os.rmdir(os.path.join(top, name))
-                if os.path.isdir(parent):
-                    os.rmdir(parent)
-        for plain in plain_cgroup_dirs():  # runc's, for a controller it finds only in cgroup2
-            remove_plain_tree(plain + self.cgroup_parent)
-        with open("/proc/mounts") as mounts:
-            left = [line.split()[1] for line in mounts if str(self.base) in line]
-        for mount in reversed(left):
-            subprocess.run(["umount", "-l", mount], capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
+def _podman() -> PrivatePodman:
+    # runc, not podman's default crun: crun refuses a hybrid host whose cgroup2 mount carries a
+    # controller (hugetlb here), and mounting a v1 hierarchy for it would change the host (PEERS.md)
+    return PrivatePodman("runc", "minirun-podman-")
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess:
@@ -130,7 +62,7 @@ def minirun(root, *args: str, input: bytes | None = None) -> subprocess.Complete
 def archives(tmp_path_factory):
     """The test image in every archive form: built by podman on busybox saved by minirun."""
     work = tmp_path_factory.mktemp("peers")
-    podman = Podman()
+    podman = _podman()
     try:
         saved = minirun(work / "store", "save", "-o", str(work / "busybox.tar"), "busybox")
         assert saved.returncode == 0, saved.stderr
@@ -197,7 +129,7 @@ def test_minirun_save_loads_into_podman_and_runs(cli, archives, tmp_path):
     inspected = json.loads(skopeo("inspect", f"docker-archive:{out}:localhost/wh:1").stdout)
     config = json.loads(cli("inspect", "localhost/wh:1").out)[0]
     assert inspected["Layers"] == config["RootFS"]["Layers"] and inspected["Os"] == "linux"
-    podman = Podman()
+    podman = _podman()
     try:
         loaded = podman("load", "-i", str(out)).stdout
         assert "localhost/wh:1" in loaded and "wh:saved" in loaded  # podman puts short names under localhost/

@@ -14,88 +14,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 
 import pytest
 
 from tests.helpers import minirun_in, wait_until
-from tests.peers import PODMAN_COPYING_VERBS, own_blob_cache
+from tests.peers import PODMAN_ULIMITS, PrivatePodman
 
 pytestmark = pytest.mark.skipif(not shutil.which("podman"), reason="podman is not installed")
 IMAGE = "docker.io/library/busybox:latest"
 MINIRUN_OCI = os.path.realpath(os.path.join(os.path.dirname(sys.executable), "minirun-oci"))
-# podman's defaults for nofile and nproc are above this host's hard limits (a runtime may lower
-# a limit, never raise one past them)
-RUN = ["--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
-
-
-class Podman:
-    def __init__(self) -> None:
-        # short: podman refuses a runroot of more than 50 characters
-        self.base = tempfile.mkdtemp(prefix="moci-podman-", dir="/tmp")
-        self.oci_root = os.path.join(self.base, "oci-root")
-        self.runtime = os.path.join(self.base, "minirun-oci")
-        with open(self.runtime, "w") as f:
-            f.write(f'#!/bin/sh\nexec {MINIRUN_OCI} --root {self.oci_root} "$@"\n')
-        os.chmod(self.runtime, 0o755)
-        self.cmd = [
-            "podman",
-            "--root",
-            f"{self.base}/root",
-            "--runroot",
-            f"{self.base}/run",
-            "--tmpdir",
-            f"{self.base}/tmp",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-            "--storage-driver",
-            "overlay",
-            "--runtime",
-            self.runtime,
-        ]
-        self.cgroup_parent = f"/{os.path.basename(self.base)}"
-
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        if args[:1] == ("run",):
-            args = ("run", "--cgroup-parent", self.cgroup_parent, *RUN, *args[1:])
-        command = [*self.cmd, *args]
-        if args[0] in PODMAN_COPYING_VERBS:
-            command = own_blob_cache(command)
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        if check:
-            assert done.returncode == 0, (args, done.stdout, done.stderr)
-        return done
-
-    def cgroup_dirs(self) -> list[str]:
-        """Every dir under the test's cgroup parent, in every hierarchy."""
-        found = []
-        for hierarchy in os.listdir("/sys/fs/cgroup"):
-            parent = f"/sys/fs/cgroup/{hierarchy}{self.cgroup_parent}"
-            found += [top for top, _, _ in os.walk(parent)]
-        return found
-
-    def remove(self) -> None:
-        from tests.peers import remove_conmon_cgroups
-
-        subprocess.run([*self.cmd, "rm", "--all", "--force"], capture_output=True, timeout=120)
-        remove_conmon_cgroups()
-        for path in sorted(self.cgroup_dirs(), key=len, reverse=True):
-            os.rmdir(path)
-        with open("/proc/self/mountinfo") as f:
-            left = [line.split()[4] for line in f if self.base in line.split()[4]]
-        for mount in sorted(left, key=len, reverse=True):
-            subprocess.run(["umount", "-l", mount], capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory):
     work = tmp_path_factory.mktemp("podman-oci")
-    runner = Podman()
+    runner = PrivatePodman(MINIRUN_OCI, "moci-podman-", ("--network", "none", *PODMAN_ULIMITS))
     try:
         saved = minirun_in(work / "store", "save", "-o", str(work / "busybox.tar"), "busybox")
         assert saved.returncode == 0, saved.stderr
@@ -104,7 +38,7 @@ def podman(tmp_path_factory):
         runner("rm", "--all", "--force")
         # nothing of the containers is left: no state of minirun-oci's, no mount, no cgroup but
         # conmon's (podman's own, under the same parent)
-        assert os.listdir(runner.oci_root) == []
+        assert os.listdir(runner.runtime_root) == []
         with open("/proc/self/mountinfo") as f:
             assert not [line for line in f if f"{runner.base}/root/overlay/" in line and "merged" in line]
         assert not [d for d in runner.cgroup_dirs() if "libpod-" in d]
@@ -116,13 +50,13 @@ def test_podman_run_gives_the_exit_code_and_output(podman):
     done = podman("run", "--rm", IMAGE, "sh", "-c", "echo out; echo err >&2; id -u; exit 3", check=False)
     assert done.returncode == 3, done.stderr
     assert done.stdout.split() == ["out", "0"] and "err" in done.stderr
-    assert os.listdir(podman.oci_root) == []  # --rm: deleted from minirun-oci's state too
+    assert os.listdir(podman.runtime_root) == []  # --rm: deleted from minirun-oci's state too
 
 
 def test_podman_run_d_exec_logs_stop_rm(podman):
     script = 'echo started; trap "echo bye; exit 0" TERM; while :; do sleep 0.1; done'
     cid = podman("run", "-d", "--name", "served", IMAGE, "sh", "-c", script).stdout.strip()
-    state = os.path.join(podman.oci_root, cid, "state.json")
+    state = os.path.join(podman.runtime_root, cid, "state.json")
     assert os.path.isfile(state)  # minirun-oci's container
     pid = json.loads(podman("inspect", "served").stdout)[0]["State"]["Pid"]
     with open(f"/proc/{pid}/cmdline", "rb") as f:
