@@ -456,8 +456,12 @@ def _populate_dev(dev: str, devices: Sequence[tuple[str, str]] = (), privileged:
 
 
 def _bind_node(host: str, node: str) -> None:
+    """The host's node, bound read-only: the device still reads and writes, but its inode is the
+    host's, so the container's root (CAP_FOWNER, CAP_CHOWN) must not chmod, chown or touch it
+    (docker's nodes are the container's own, made with mknod)."""
     os.close(os.open(node, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666))
     linux.mount(host, node, None, MS_BIND)
+    remount(node, MS_RDONLY | MS_NOSUID | MS_NOEXEC)
 
 
 def _copy_host_nodes(dev: str) -> None:
@@ -580,7 +584,7 @@ def _oci_dev(root: str, nodes: Sequence[Sequence[Any]], userns: bool = False) ->
 
 def _mask_paths(root: str, paths: Sequence[str]) -> None:
     """Hide `paths`: /dev/null over a file, an empty read-only tmpfs over a directory."""
-    null = os.path.join(root, "dev/null")  # the container's node: nothing of the host's devtmpfs
+    null = os.path.join(root, "dev/null")  # the container's node (the host's inode, bound read-only)
     for path in paths:
         host = resolve_in_root(root, path)
         try:
@@ -591,6 +595,7 @@ def _mask_paths(root: str, paths: Sequence[str]) -> None:
             linux.mount("tmpfs", host, "tmpfs", MS_RDONLY | _NOSUID_NODEV_NOEXEC)
         else:
             linux.mount(null, host, None, MS_BIND)
+            remount(host, MS_RDONLY | MS_NOSUID | MS_NOEXEC)  # /dev/null is the host's inode
 
 
 def _readonly_paths(root: str, paths: Sequence[str]) -> None:
