@@ -3,11 +3,12 @@
 The CLI marks itself non-dumpable before it touches the container (runc CVE-2019-5736: a
 dumpable process in the container's PID namespace would let the container's root open
 /proc/<pid>/exe, the host's python binary, and the fds of the process). It opens PID 1's
-/proc/PID/ns/* while the host's /proc is still its /proc, joins the PID namespace for its
-children only (setns(CLONE_NEWPID) moves the caller nowhere, as unshare does) and forks; the
-child joins the other namespaces, mount last (after it, its root and cwd are the container's),
-and then goes the way of PID 1 in launch.py: workdir, user from the container's /etc/passwd,
-capabilities and no_new_privs, no fd but 0-2, exec. Errors come back on launch's close-on-exec
+/proc/PID/ns/* while the host's /proc is still its /proc and forks stage 1, which joins the PID
+namespace for its children only (setns(CLONE_NEWPID) moves the caller nowhere, as unshare does),
+then the other namespaces, mount last (after it, its root and cwd are the container's), and
+forks stage 2 as the CLI's child: the first process of ours the container can see is born with
+its root, cwd and namespaces (runc's nsexec order). Stage 2 goes the way of PID 1 in launch.py:
+workdir, user from the container's /etc/passwd, capabilities and no_new_privs, no fd but 0-2, exec. Errors come back on launch's close-on-exec
 pipe ("<code>\\n<message>"), so 126/127 read exactly as they do for `run`.
 
 The request comes from cli/execcmd.py, which finds the container and its walls.
@@ -156,36 +157,38 @@ def exec_in(
     from minirun.runtime import cgroups
 
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    # for children only: the fork below is the first process of ours in the container's PID ns
-    # (none to join with --pid host, like net with --network host)
-    pid_ns = namespaces.pop("pid", None)
-    if pid_ns is not None:
-        try:
-            linux.setns(pid_ns, linux.CLONE_NEWPID)
-        finally:
-            os.close(pid_ns)
+    # stage 1 (below) says on this pipe the pid of stage 2, the process that execs the command
+    pid_read, pid_write = os.pipe2(os.O_CLOEXEC)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, supervise.FORWARDED_SIGNALS)
     try:
-        pid, to_join = cgroups.fork_in(cgroup_paths)
-    except (OSError, SyscallError) as exc:  # (a raw clone's failure is a SyscallError)
+        stage1, to_join = cgroups.fork_in(cgroup_paths)
+    except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        os.close(read_fd)
-        os.close(write_fd)
-        if exc.errno == errno.ENOMEM:  # the namespace's init has exited: no process may join
-            raise NotRunning(f"container {container.id} is not running") from None
+        for fd in (read_fd, write_fd, pid_read, pid_write):
+            os.close(fd)
         raise
-    if pid == 0:
+    if stage1 == 0:
         os.close(read_fd)
+        os.close(pid_read)
         if console is not None:
             console.close()
-        _child_main(container, opts, namespaces, write_fd, old_mask, child_console, rows, cols, to_join, allowed)
+        _child_main(
+            container, opts, namespaces, write_fd, pid_write, old_mask, child_console, rows, cols, to_join, allowed
+        )
     os.close(write_fd)
+    os.close(pid_write)
     # the child has its own copies: holding the namespaces for as long as the command runs is no use
     for fd in namespaces.values():
         os.close(fd)
     namespaces.clear()
     if child_console is not None:
         child_console.close()  # the child holds the only other end: its failure reads as EOF
+    pid = _stage2_pid(pid_read, stage1)
+    if pid is None:  # stage 1 failed before it forked: its report is all the error pipe holds
+        if console is not None:
+            console.close()
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        raise read_report(read_fd) or MinirunError("exec failed")
     # (there is a console, and the tty module is loaded, exactly with -t)
     master = tty.receive_master(console) if console is not None else None
     failure = read_report(read_fd)  # EOF once the command runs, as launch.read_start_error
@@ -212,11 +215,23 @@ def exec_in(
     return supervise.wait_for_exit(pid)
 
 
+def _stage2_pid(fd: int, stage1: int) -> int | None:
+    """Stage 2's pid, read to EOF from `fd` (closed), once stage 1 is reaped; None if it failed."""
+    chunks = []
+    while chunk := os.read(fd, 64):
+        chunks.append(chunk)
+    os.close(fd)
+    os.waitpid(stage1, 0)
+    text = b"".join(chunks)
+    return int(text) if text.isdigit() else None
+
+
 def _child_main(
     container: Target,
     opts: ExecOptions,
     namespaces: dict[str, int],
     error_fd: int,
+    pid_fd: int,
     old_mask: set[int],
     console: socket.socket | None,
     rows: int,
@@ -225,38 +240,45 @@ def _child_main(
     allowed: Allowed,
 ) -> NoReturn:
     """Never returns: execs, or reports on the error pipe and exits with the error's code.
-    `to_join`: the container's cgroups the fork did not already place it in (cgroups.fork_in)."""
-    from minirun.runtime import cgroups
+    `to_join`: the container's cgroups the fork did not already place it in (cgroups.fork_in).
+
+    Two stages, as runc's nsexec: stage 1, still on the host, joins every namespace of the
+    container, then forks stage 2 as our parent's child (CLONE_PARENT), tells its pid on `pid_fd`
+    and exits. Stage 2 is the first process of ours in the container's PID namespace, and it is
+    born with the container's root, cwd and namespaces: a process visible there with the host's
+    (its /proc/PID/root, cwd, ns/*) would hand them to a container's root that may ptrace
+    (CAP_SYS_PTRACE passes the non-dumpable check)."""
+    # security: stage 2's, loaded here while the host's site-packages are reachable
+    from minirun.runtime import cgroups, security  # noqa: F401
 
     def run() -> None:
         # Right after the fork: no fd the CLI holds (or was started with) goes any further, into
         # the cgroup, the namespaces or near a container file (runc CVE-2024-21626).
-        keep = [error_fd, *namespaces.values(), *range(3, 3 + opts.preserve_fds)]
+        keep = [error_fd, pid_fd, *namespaces.values(), *range(3, 3 + opts.preserve_fds)]
         keep += [console.fileno()] if console is not None else []
         linux.close_fds(keep=keep)
         # then, before the cgroup namespace is joined: a process outside the namespace's root
         # cgroup could not be moved into it from inside
         cgroups.join(to_join)
-        _child(container, opts, namespaces, error_fd, old_mask, console, rows, cols, allowed)
+        _join(container, namespaces)
+        try:
+            pid = linux.fork_sibling()
+        except SyscallError as exc:
+            if exc.errno == errno.ENOMEM:  # the namespace's init has exited: no process may join
+                raise NotRunning(f"container {container.id} is not running") from None
+            raise
+        if pid != 0:
+            os.write(pid_fd, str(pid).encode())
+            os._exit(0)
+        os.close(pid_fd)
+        _child(container, opts, error_fd, old_mask, console, rows, cols, allowed)
 
     exit_reporting(error_fd, run, "exec")
 
 
-def _child(
-    container: Target,
-    opts: ExecOptions,
-    namespaces: dict[str, int],
-    error_fd: int,
-    old_mask: set[int],
-    console: socket.socket | None,
-    rows: int,
-    cols: int,
-    allowed: Allowed,
-) -> None:
-    """`allowed`: (capabilities, no_new_privileges, seccomp program or None)."""
-    # everything needed after the mount namespace is joined is imported before it
-    from minirun.runtime.security import added_groups, lock_down, read_user_db, resolve_user
-
+def _join(container: Target, namespaces: dict[str, int]) -> None:
+    """Stage 1: the container's process limits, then its namespaces (PID for our children only),
+    mount last (after it, our root and cwd are the container's), then PID 1's root if given."""
     config = container.config
     if config.ulimits:  # docker's exec takes the container's process limits too
         from minirun.runtime.kernelsettings import apply_ulimits
@@ -264,9 +286,8 @@ def _child(
         # as the host's root, before any namespace: raising a hard limit takes CAP_SYS_RESOURCE
         # there (a user namespace's root has it only inside)
         apply_ulimits(config.ulimits)
-    # our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (as for run)
-    os.setsid()
-    for name, flag in CHILD_NAMESPACES:
+    # (none to join with --pid host, like net with --network host)
+    for name, flag in (("pid", linux.CLONE_NEWPID), *CHILD_NAMESPACES):
         fd = namespaces.pop(name, None)
         if fd is not None:
             linux.setns(fd, flag)
@@ -276,7 +297,27 @@ def _child(
         os.fchdir(root)
         os.chroot(".")
         os.close(root)
-    # from here on "/" and the cwd are the container's root; nothing of the host is open but 0-2,
+
+
+def _child(
+    container: Target,
+    opts: ExecOptions,
+    error_fd: int,
+    old_mask: set[int],
+    console: socket.socket | None,
+    rows: int,
+    cols: int,
+    allowed: Allowed,
+) -> None:
+    """Stage 2, in every namespace of the container. `allowed`: (capabilities,
+    no_new_privileges, seccomp program or None)."""
+    # (loaded before the mount namespace was joined: _child_main)
+    from minirun.runtime.security import added_groups, lock_down, read_user_db, resolve_user
+
+    config = container.config
+    # our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (as for run)
+    os.setsid()
+    # "/" and the cwd are the container's root; nothing of the host is open but 0-2,
     # the error pipe (and with -t the console socket)
     _enter_workdir(opts.workdir or config.workdir or "/")
     passwd, group = read_user_db("/")

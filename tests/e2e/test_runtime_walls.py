@@ -4,9 +4,15 @@ up in its PID namespace (`exec`)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
+
+from minirun.runtime import freezer
+from tests.helpers import wait_until
 
 
 def run(cli, *args: str):
@@ -43,3 +49,58 @@ def test_the_container_cannot_chmod_or_chown_the_hosts_device_nodes(cli, busybox
     assert out == "3\n"  # every change refused; the devices still work
     after = os.stat(host_node)
     assert (after.st_mode, after.st_uid, after.st_ctime_ns) == (before.st_mode, before.st_uid, before.st_ctime_ns)
+
+
+# -- exec: what the container sees of the host's side --------------------------------------------------
+
+
+def test_execs_first_process_in_the_pid_namespace_has_the_containers_root(cli, busybox, isolated_store):
+    """runc CVE-2019-5736's class: a process of ours that shows up in the container's PID
+    namespace with the host's root (or cwd, or namespaces) hands them to a root there that may
+    ptrace (--cap-add SYS_PTRACE passes the non-dumpable check): cat /proc/PID/root/etc/shadow.
+    The container is frozen, so exec's first process stops where the kernel places it (born in
+    the container's cgroup); every process then in the container's PID namespace must have PID
+    1's root."""
+    started = cli("run", "-d", "--network", "none", "busybox", "sleep", "300")
+    assert started.code == 0, started
+    cid = started.out.strip()
+    pid1 = json.loads(cli("inspect", cid).out)[0]["State"]["Pid"]
+    freezer.freeze(cid)
+    env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
+    execing = subprocess.Popen([sys.executable, "-m", "minirun", "exec", cid, "true"], env=env)
+    try:
+        assert wait_until(lambda: _in_container(_descendants(execing.pid), cid), timeout=30)
+        pid_ns, root = os.stat(f"/proc/{pid1}/ns/pid"), os.stat(f"/proc/{pid1}/root")
+        for pid in _descendants(execing.pid):
+            try:
+                theirs = os.stat(f"/proc/{pid}/ns/pid")
+                if (theirs.st_dev, theirs.st_ino) == (pid_ns.st_dev, pid_ns.st_ino):
+                    mine = os.stat(f"/proc/{pid}/root")
+                    assert (mine.st_dev, mine.st_ino) == (root.st_dev, root.st_ino), f"pid {pid}: the host's root"
+            except FileNotFoundError:
+                continue
+    finally:
+        freezer.thaw(cid)
+        assert execing.wait(timeout=60) == 0
+    assert cli("rm", "-f", cid).code == 0
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+    return children + [d for child in children for d in _descendants(child)]
+
+
+def _in_container(pids: list[int], cid: str) -> bool:
+    """Whether one of `pids` is in the container's cgroup (there, it is frozen)."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                if cid in f.read():
+                    return True
+        except OSError:
+            continue
+    return False
