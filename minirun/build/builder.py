@@ -205,6 +205,7 @@ class BuildOptions(Record):
     target: str  # --target: the stage to build (and the stages it needs); default the last
     pull: bool  # --pull, passed to find_image
     dockerfile_text: str | None  # -f -: the Dockerfile itself
+    archive_context: bool  # the context is an archive unpacked (build -, the Engine API): none of its links leads out
     # how FROM and COPY --from find an image: (store, name, pull) -> Image; the CLI's pulls
     find_image: Callable[[Store, str, bool], Image]
     DEFAULTS = {
@@ -216,6 +217,7 @@ class BuildOptions(Record):
         "target": "",
         "pull": False,
         "dockerfile_text": None,
+        "archive_context": False,
         "find_image": lambda: lambda store, name, pull: local_image(store, name),  # a callable default is a factory
     }
 
@@ -332,15 +334,27 @@ class _Builder:
         if self.options.dockerfile_text is not None:  # -f -
             if not os.path.isdir(self.context):
                 raise NotFound(f'unable to prepare context: path "{self.options.context}" not found')
-            self.excludes = load_filter(self.context, None)
+            self.excludes = load_filter(self.context, None, self._inside)
             return self.options.dockerfile_text, "Dockerfile"
-        path = find_dockerfile(self.options.context, self.options.dockerfile)
-        self.excludes = load_filter(self.context, os.path.abspath(path))
+        path = find_dockerfile(self.options.context, self.options.dockerfile, self._inside)
+        self.excludes = load_filter(self.context, os.path.abspath(path), self._inside)
         try:
             text = read_capped(path, DOCKERFILE_LIMIT, "Dockerfile").decode("utf-8", "surrogateescape")
         except OSError as exc:
             raise MinirunError(f"reading {path}: {exc.strerror}") from None
         return text, os.path.basename(path)
+
+    def _inside(self, path: str) -> str:
+        """Where `path` of an archive context (`build -`, the Engine API's) leads, as docker's
+        daemon opens its Dockerfile and ignore file: links followed inside the context, never
+        out of it (an archive may hold `Dockerfile -> /etc/shadow`). A directory context is the
+        user's own: its links are followed as they are, as docker's CLI does."""
+        if not self.options.archive_context:
+            return path
+        from minirun.build.buildcopy import resolve_in_scope
+
+        rel = os.path.relpath(os.path.abspath(path), self.context)
+        return os.path.join(self.context, resolve_in_scope(self.context, rel))
 
     def _expand_global(self, word: str) -> str:
         return process_word(word, [f"{k}={v}" for k, v in self.meta_args.items() if v is not None])

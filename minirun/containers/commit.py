@@ -9,13 +9,21 @@ sorted order with numeric owners only, so the same upper always gives the same d
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tarfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from minirun.errors import MinirunError
 from minirun.layer.whiteouts import is_opaque, is_overlay_xattr, is_whiteout, oci_opaque, oci_whiteout
+
+# The walk goes by directory fds, one name at a time, never following a link, and opens a file
+# without blocking: a running container may swap any entry for a symlink to a host path or for a
+# FIFO between our stat and our open (docker pauses the container; CVE-2018-15664 is that race).
+_READ_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 def _xattrs(path: str) -> dict[str, str]:
@@ -46,13 +54,17 @@ def _info(path: str, name: str, st: os.stat_result) -> tarfile.TarInfo:
     return info
 
 
-def _entries(root: str, oci_whiteouts: bool) -> Iterator[tuple[tarfile.TarInfo, str | None]]:
-    """(header, path of the file to copy) for every entry below `root`, parents first, sorted."""
+def _changed(name: str) -> MinirunError:
+    return MinirunError(f"{name}: changed while it was being read")
+
+
+def _entries(root: str, oci_whiteouts: bool) -> Iterator[tuple[tarfile.TarInfo, tuple[int, str] | None]]:
+    """(header, (dir fd, name) of the file to copy) for every entry below `root`, parents first,
+    sorted."""
     links: dict[tuple[int, int], str] = {}
 
-    def visit(rel: str) -> Iterator[tuple[tarfile.TarInfo, str | None]]:
-        directory = os.path.join(root, rel) if rel else root
-        with os.scandir(directory) as it:
+    def visit(dir_fd: int, rel: str) -> Iterator[tuple[tarfile.TarInfo, tuple[int, str] | None]]:
+        with os.scandir(dir_fd) as it:
             entries = sorted(it, key=lambda e: e.name)
         for entry in entries:
             name = f"{rel}/{entry.name}" if rel else entry.name
@@ -63,15 +75,25 @@ def _entries(root: str, oci_whiteouts: bool) -> Iterator[tuple[tarfile.TarInfo, 
                     info.mtime, info.uname, info.gname = int(st.st_mtime), "", ""
                     yield info, None
                 continue
-            info = _info(entry.path, name, st)
+            # the last component is never followed; /proc/self/fd/N is the directory we hold
+            info = _info(f"/proc/self/fd/{dir_fd}/{entry.name}", name, st)
             if stat.S_ISDIR(st.st_mode):
-                info.type = tarfile.DIRTYPE
-                yield info, None
-                if oci_whiteouts and is_opaque(entry.path):
-                    marker = tarfile.TarInfo(oci_opaque(name))
-                    marker.mtime, marker.uname, marker.gname = int(st.st_mtime), "", ""
-                    yield marker, None
-                yield from visit(name)
+                try:
+                    fd = os.open(entry.name, _READ_DIR, dir_fd=dir_fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                        raise _changed(name) from None
+                    raise
+                try:
+                    info.type = tarfile.DIRTYPE
+                    yield info, None
+                    if oci_whiteouts and is_opaque(fd):
+                        marker = tarfile.TarInfo(oci_opaque(name))
+                        marker.mtime, marker.uname, marker.gname = int(st.st_mtime), "", ""
+                        yield marker, None
+                    yield from visit(fd, name)
+                finally:
+                    os.close(fd)
                 continue
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
@@ -82,9 +104,9 @@ def _entries(root: str, oci_whiteouts: bool) -> Iterator[tuple[tarfile.TarInfo, 
                 links[key] = name
             if stat.S_ISREG(st.st_mode):
                 info.type, info.size = tarfile.REGTYPE, st.st_size
-                yield info, entry.path
+                yield info, (dir_fd, entry.name)
             elif stat.S_ISLNK(st.st_mode):
-                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(entry.path)
+                info.type, info.linkname = tarfile.SYMTYPE, _readlink(dir_fd, entry.name, name)
                 yield info, None
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
                 info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
@@ -95,16 +117,44 @@ def _entries(root: str, oci_whiteouts: bool) -> Iterator[tuple[tarfile.TarInfo, 
                 yield info, None
             # sockets are not archived (tar cannot hold them; docker skips them too)
 
-    yield from visit("")
+    root_fd = os.open(root, _READ_DIR)
+    try:
+        yield from visit(root_fd, "")
+    finally:
+        os.close(root_fd)
+
+
+def _readlink(dir_fd: int, name: str, shown: str) -> str:
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # no longer a symlink
+            raise _changed(shown) from None
+        raise
+
+
+def _open_regular(dir_fd: int, name: str, shown: str) -> BinaryIO:
+    """The regular file `name` in `dir_fd`, open to read; an error if it is no longer one."""
+    try:
+        fd = os.open(name, _READ_FILE, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink now: O_NOFOLLOW refused it
+            raise _changed(shown) from None
+        raise
+    f = open(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device now
+        f.close()
+        raise _changed(shown)
+    return f
 
 
 def write_tar(root: str, out: BinaryIO, oci_whiteouts: bool) -> None:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for info, path in _entries(root, oci_whiteouts):
-            if path is None:
+        for info, source in _entries(root, oci_whiteouts):
+            if source is None:
                 tar.addfile(info)
                 continue
-            with open(path, "rb") as f:
+            with _open_regular(*source, info.name) as f:
                 tar.addfile(info, f)
 
 

@@ -1,0 +1,73 @@
+"""Files of an image or a container that the host's side of minirun reads, outside any
+container's limits (build's COPY --chown lookups, ...): a hostile file there must neither hang
+the host's side nor fill its memory, nor lead it to a host file."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from tests.conftest import require_root
+
+
+@pytest.fixture(autouse=True)
+def _root():
+    require_root()
+
+
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        ("dd if=/dev/zero of=/etc/passwd bs=1 count=0 seek=100M", "/etc/passwd is over"),
+        ("mkfifo /etc/passwd", "/etc/passwd is not a regular file"),
+        ("mkfifo /etc/group", "/etc/group is not a regular file"),
+    ],
+)
+def test_build_chown_refuses_a_hostile_user_database(cli, busybox, tmp_path, make, why):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("x")
+    target = make.split()[-1] if make.startswith("mkfifo") else "/etc/passwd"
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN rm {target} && {make}\nCOPY --chown=nobody:nogroup f /f\n")
+    built = cli("build", "-t", "hostile-passwd", str(ctx))
+    assert built.code != 0 and why in built.err, built.err
+    assert cli("images", "-q", "hostile-passwd").out == ""
+
+
+def _tar(entries: dict[str, str | tuple[str]]) -> bytes:
+    """A context tar: name -> text (a file) or (target,) (a symlink)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, value in entries.items():
+            info = tarfile.TarInfo(name)
+            if isinstance(value, tuple):
+                info.type, info.linkname = tarfile.SYMTYPE, value[0]
+                tar.addfile(info)
+            else:
+                info.size = len(value.encode())
+                tar.addfile(info, io.BytesIO(value.encode()))
+    return out.getvalue()
+
+
+def test_an_archive_contexts_links_never_lead_its_dockerfile_out_of_it(cli, busybox, tmp_path):
+    # docker's daemon opens an archive context's Dockerfile and .dockerignore with their links
+    # resolved inside the context (FollowSymlinkInScope): a host file is never read as either
+    secret = tmp_path / "secret"
+    secret.write_text("HOST-SECRET-LINE\n")
+    built = cli("build", "-", input=_tar({"Dockerfile": (str(secret),)}))
+    assert built.code != 0 and "HOST-SECRET" not in built.err, built.err
+    built = cli("build", "-", input=_tar({"Dockerfile": ("../../../../../../.." + str(secret),)}))
+    assert built.code != 0 and "HOST-SECRET" not in built.err, built.err
+    # a host ignore file that would hide `f`: not the context's, so f is copied
+    ignore = tmp_path / "ignore"
+    ignore.write_text("f\n")
+    context = {"Dockerfile": "FROM busybox\nCOPY f /f\n", "f": "mine\n", ".dockerignore": (str(ignore),)}
+    built = cli("build", "-t", "scoped", "-", input=_tar(context))
+    assert built.code == 0, built.err
+    # links inside the context still lead where they point, from its root
+    context = {"sub/real": "FROM busybox\nCOPY f /f\n", "Dockerfile": ("/sub/real",), "f": "x\n", "sub/ign": "f\n"}
+    context[".dockerignore"] = ("sub/ign",)
+    built = cli("build", "-", input=_tar(context))
+    assert built.code != 0 and "COPY failed: file not found" in built.err, built.err
