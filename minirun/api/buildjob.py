@@ -116,6 +116,7 @@ def _options(params: dict, context: str, dockerfile_text: str | None):
         context=context,
         dockerfile=dockerfile if dockerfile_text is None else None,
         dockerfile_text=dockerfile_text,
+        sent_context=True,
         tags=[parse_reference(t) for t in params.get("tags", [])],
         build_args=params.get("buildargs") or {},
         no_cache=bool(params.get("nocache")),

@@ -205,6 +205,10 @@ class BuildOptions(Record):
     target: str  # --target: the stage to build (and the stages it needs); default the last
     pull: bool  # --pull, passed to find_image
     dockerfile_text: str | None  # -f -: the Dockerfile itself
+    # the context was sent as a tar (stdin, the Engine API): its links are followed as if it were
+    # `/`, as docker's daemon reads a context it is sent, so a Dockerfile or ignore file that is a
+    # link never reads a file of the host
+    sent_context: bool
     # how FROM and COPY --from find an image: (store, name, pull) -> Image; the CLI's pulls
     find_image: Callable[[Store, str, bool], Image]
     DEFAULTS = {
@@ -216,6 +220,7 @@ class BuildOptions(Record):
         "target": "",
         "pull": False,
         "dockerfile_text": None,
+        "sent_context": False,
         "find_image": lambda: lambda store, name, pull: local_image(store, name),  # a callable default is a factory
     }
 
@@ -334,13 +339,22 @@ class _Builder:
                 raise NotFound(f'unable to prepare context: path "{self.options.context}" not found')
             self.excludes = load_filter(self.context, None)
             return self.options.dockerfile_text, "Dockerfile"
-        path = find_dockerfile(self.options.context, self.options.dockerfile)
-        self.excludes = load_filter(self.context, os.path.abspath(path))
+        resolve = self._in_sent_context if self.options.sent_context else None
+        path = find_dockerfile(self.options.context, self.options.dockerfile, resolve)
+        self.excludes = load_filter(self.context, os.path.abspath(path), resolve)
         try:
             text = read_capped(path, DOCKERFILE_LIMIT, "Dockerfile").decode("utf-8", "surrogateescape")
         except OSError as exc:
             raise MinirunError(f"reading {path}: {exc.strerror}") from None
         return text, os.path.basename(path)
+
+    def _in_sent_context(self, path: str) -> str:
+        """`path` (in the context, or named relative to it) with its links resolved inside the
+        context: what docker's daemon reads for it (FollowSymlinkInScope)."""
+        from minirun.build.buildcopy import resolve_in_scope
+
+        rel = os.path.relpath(os.path.abspath(path), self.context)
+        return os.path.join(self.context, resolve_in_scope(self.context, rel))
 
     def _expand_global(self, word: str) -> str:
         return process_word(word, [f"{k}={v}" for k, v in self.meta_args.items() if v is not None])

@@ -161,17 +161,20 @@ def _instruction(line: str, number: int) -> Instruction:
     return Instruction(keyword, args, line.strip(), number, tuple(flags))
 
 
-def find_dockerfile(context: str, file: str | None) -> str:
+def find_dockerfile(context: str, file: str | None, resolve: Callable[[str], str] | None = None) -> str:
     """-f FILE as given (relative to the current dir, as docker), else CONTEXT/Containerfile,
-    else CONTEXT/Dockerfile."""
+    else CONTEXT/Dockerfile. `resolve`: how a path is read in a context that was sent (its
+    links stay inside it)."""
     if not os.path.isdir(context):
         raise NotFound(f'unable to prepare context: path "{context}" not found')
     if file:
-        if not os.path.isfile(file):
+        path = resolve(file) if resolve else file
+        if not os.path.isfile(path):
             raise NotFound(f"unable to prepare context: the Dockerfile ({file}) does not exist")
-        return file
+        return path
     for name in ("Containerfile", "Dockerfile"):
         path = os.path.join(context, name)
+        path = resolve(path) if resolve else path
         if os.path.isfile(path):
             return path
     raise NotFound(f"unable to prepare context: no Containerfile or Dockerfile in {context}")

@@ -274,18 +274,23 @@ def _could_match_below(pattern_parts: list[str], dir_parts: list[str]) -> bool:
     return True
 
 
-def find_ignore_file(context: str, dockerfile: str | None) -> str | None:
-    """The ignore file a build uses, or None."""
+def find_ignore_file(context: str, dockerfile: str | None, resolve: Callable[[str], str] | None = None) -> str | None:
+    """The ignore file a build uses, or None. `resolve`: how a path is read in a context that
+    was sent (its links stay inside it)."""
     candidates = [dockerfile + ".dockerignore"] if dockerfile else []
     candidates += [os.path.join(context, ".containerignore"), os.path.join(context, ".dockerignore")]
+    if resolve is not None:
+        candidates = [resolve(path) for path in candidates]
     return next((path for path in candidates if os.path.isfile(path)), None)
 
 
-def load_filter(context: str, dockerfile: str | None) -> ContextFilter | None:
+def load_filter(
+    context: str, dockerfile: str | None, resolve: Callable[[str], str] | None = None
+) -> ContextFilter | None:
     """The context's filter from its ignore file; None when there is none."""
     from minirun.store.fsutil import read_capped
 
-    path = find_ignore_file(context, dockerfile)
+    path = find_ignore_file(context, dockerfile, resolve)
     if path is None:
         return None
     try:

@@ -136,6 +136,7 @@ def stdin_context(store: Store, options: BuildOptions) -> Iterator[None]:
     stdin = read_stdin_context(store, sys.stdin.buffer)
     try:
         options.context, options.dockerfile_text = stdin.directory, stdin.dockerfile_text
+        options.sent_context = True
         if options.dockerfile and stdin.dockerfile_text is None:
             options.dockerfile = os.path.join(stdin.directory, options.dockerfile)
         yield
