@@ -1,11 +1,12 @@
 """What a sent build context (a tar on stdin, the Engine API's /build body) or a client's request
 can make the host do: a link in the context is followed as if the context were `/` (docker's
 daemon reads a context it is sent with FollowSymlinkInScope), so a Dockerfile or ignore file that
-is a link never reads a file of the host."""
+is a link never reads a file of the host, and a body nested past the parser is a 400."""
 
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import pytest
@@ -89,3 +90,16 @@ def test_the_apis_build_reads_no_host_file_through_a_link(service, secret):  # n
             connection.close()
         assert "matkc-host-secret" not in text.lower(), text
         assert "does not exist" in text or "no Containerfile or Dockerfile" in text, text
+
+
+def test_a_body_nested_past_the_parser_is_a_400(service):  # noqa: F811
+    connection = _UnixHTTP(service.path)
+    try:
+        body = "[" * 100_000 + "]" * 100_000
+        connection.request("POST", "/containers/create", body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 400, answer
+    assert answer["message"].startswith("invalid JSON"), answer
