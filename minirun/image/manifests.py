@@ -141,10 +141,19 @@ _HEALTHCHECK_FIELDS: dict[str, object] = {
 }
 
 
+# Entries in a config's history: one per Dockerfile step, so a real image has tens, and each is
+# work for every command that relates images (`images`, `history`, `rmi`); an 8 MiB config holds
+# millions of `{}`.
+MAX_HISTORY = 10 * MAX_LAYERS
+
+
 def check_config(config: dict, what: str) -> None:
     """BadArchive naming `what` and the field when a field of the image config `config` has a
-    JSON type docker's decoding refuses (_IMAGE_FIELDS and below)."""
+    JSON type docker's decoding refuses (_IMAGE_FIELDS and below), or its history is longer than
+    MAX_HISTORY."""
     _check_fields(config, _IMAGE_FIELDS, what, nullable=False)
+    if len(config.get("history", [])) > MAX_HISTORY:
+        raise BadArchive(f"{what}: {len(config['history'])} history entries, more than the {MAX_HISTORY} taken")
     for i, entry in enumerate(config.get("history", [])):
         if not isinstance(entry, dict):
             raise BadArchive(f"{what}: history entry {i + 1} is not an object")

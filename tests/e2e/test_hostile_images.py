@@ -38,10 +38,11 @@ def _config(layer: bytes, **fields) -> bytes:
     return json.dumps({**document, **fields}).encode()
 
 
-def _archive(config: bytes, layer: bytes, tag: str) -> bytes:
-    """docker save's combined layout, one image."""
+def _archive(config: bytes, layer: bytes, tag: str | None) -> bytes:
+    """docker save's combined layout, one image (`tag` None: untagged)."""
     layer_path, config_path = f"blobs/sha256/{_sha(layer)[7:]}", f"blobs/sha256/{_sha(config)[7:]}"
-    manifest = json.dumps([{"Config": config_path, "RepoTags": [tag], "Layers": [layer_path]}]).encode()
+    tags = [tag] if tag else []
+    manifest = json.dumps([{"Config": config_path, "RepoTags": tags, "Layers": [layer_path]}]).encode()
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
         for name, data in ((layer_path, layer), (config_path, config), ("manifest.json", manifest)):
@@ -123,3 +124,36 @@ def test_pull_refuses_a_config_docker_cannot_decode(cli, busybox, registry):  # 
     assert pulled.code == 125 and "history is not a list" in pulled.err, pulled
     listed = cli("images")
     assert listed.code == 0 and listed.err == "" and "hostile" not in listed.out, listed
+
+
+def test_a_history_longer_than_any_build_makes_is_refused(cli, busybox, tmp_path):
+    from minirun.image.manifests import MAX_HISTORY
+
+    layer = _layer()
+    archive = tmp_path / "image.tar"
+    archive.write_bytes(_archive(_config(layer, history=[{}] * (MAX_HISTORY + 1)), layer, "long:1"))
+    loaded = cli("load", "-i", str(archive))
+    assert loaded.code == 125 and f"more than the {MAX_HISTORY} taken" in loaded.err, loaded
+
+
+@pytest.mark.timeout(60)  # each prefix's key made of its whole text: this ran for many minutes
+def test_the_longest_history_taken_still_relates_images_at_once(cli, busybox, tmp_path):
+    """A parent (the first MAX_HISTORY - 1 entries, untagged, as a build's step image) and its
+    child: `images` hides the parent, `history` names it, `rmi` of the child deletes both."""
+    from minirun.image.manifests import MAX_HISTORY
+
+    layer = _layer()
+    step = "RUN " + "x" * 100  # a Dockerfile line
+    history = [{"created_by": f"{step} {i}", **({"empty_layer": True} if i else {})} for i in range(MAX_HISTORY)]
+    parent, child = _config(layer, history=history[:-1]), _config(layer, history=history)
+    for config, tag in ((parent, None), (child, "long:1")):
+        archive = tmp_path / "image.tar"
+        archive.write_bytes(_archive(config, layer, tag))
+        assert cli("load", "-i", str(archive)).code == 0
+    listed = cli("images", "-q", "--no-trunc")
+    assert listed.code == 0 and _sha(parent) not in listed.out and _sha(child) in listed.out, listed
+    shown = cli("history", "-q", "--no-trunc", "long:1")
+    assert shown.out.split()[:2] == [_sha(child), _sha(parent)], shown.out[:300]
+    removed = cli("rmi", "long:1")
+    deleted = [f"Deleted: {_sha(child)}", f"Deleted: {_sha(parent)}"]  # then its layer
+    assert removed.code == 0 and removed.out.splitlines()[1:3] == deleted, removed
