@@ -103,6 +103,8 @@ async def body(request: web.Request) -> dict:
         document = await request.json()
     except ValueError as exc:
         raise ApiError(400, f"invalid JSON: {exc}") from None
+    except RecursionError:  # "[" * 100000: nested deeper than the parser goes
+        raise ApiError(400, "invalid JSON: nested too deeply") from None
     if document is None:
         return {}
     if not isinstance(document, dict):

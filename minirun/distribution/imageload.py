@@ -37,6 +37,7 @@ from minirun.image.manifests import (
     ANNOTATION_REF_NAME,
     DOCKER_CONFIG,
     OCI_CONFIG,
+    check_config,
     check_descriptor,
     check_digest,
     familiar_name,
@@ -277,6 +278,7 @@ def _references(names: list[str], what: str) -> list[Reference]:
 def _config_diff_ids(raw: bytes, what: str) -> list[str]:
     """The config's diff_ids, once it is checked to be a linux image config."""
     config = load_json(raw, what)
+    check_config(config, what)
     rootfs = config.get("rootfs")
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     if not isinstance(diff_ids, list) or not diff_ids:

@@ -152,6 +152,7 @@ def _fetch_config(registry: Registry, repo: str, descriptor: dict) -> tuple[byte
     if len(data) != descriptor["size"] or manifests.sha256_digest(data) != descriptor["digest"]:
         raise LayerVerificationError(f"image config verification failed for digest {descriptor['digest']}")
     config = manifests.load_json(data, "image config")
+    manifests.check_config(config, f"image config {descriptor['digest']}")
     rootfs = config.get("rootfs")
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     if not isinstance(diff_ids, list):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from minirun.records import Record
 from minirun.store import Store
-from minirun.store.images import Image, lineage_key
+from minirun.store.images import Image, lineage_keys
 from minirun.store.reference import parse_reference
 
 
@@ -54,11 +54,12 @@ def image_rows(store: Store, all_: bool = False) -> list[ImageRow]:
 def history_rows(store: Store, image: Image) -> list[HistoryRow]:
     """Newest first. An entry shows an image id when some stored image is exactly this image up
     to that entry (a build's intermediate or a base image); otherwise it is <missing>."""
-    known = {lineage_key(other.history, other.diff_ids): other.id for other in store.images.all()}
+    known = {other.lineage_key(): other.id for other in store.images.all()}
     diff_ids = image.diff_ids
     rows: list[HistoryRow] = []
     layer_index = 0
     history = image.history or [{"created": image.created}] * max(1, len(diff_ids))
+    prefix_keys = lineage_keys(history, diff_ids)[:-1]  # the last entry is the image itself (below)
     for i, entry in enumerate(history):
         size = 0
         if not entry.get("empty_layer", False) and layer_index < len(diff_ids):
@@ -66,7 +67,7 @@ def history_rows(store: Store, image: Image) -> list[HistoryRow]:
             layer_index += 1
             if store.layers.exists(diff_id):
                 size = store.layers.meta(diff_id).size
-        prefix_id = known.get(lineage_key(history[: i + 1], diff_ids[:layer_index]))
+        prefix_id = known.get(prefix_keys[i]) if i < len(prefix_keys) else None
         rows.append(
             HistoryRow(
                 image_id=prefix_id,

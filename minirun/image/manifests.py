@@ -104,6 +104,108 @@ def verify_blob(data: bytes, desc: dict, what: str) -> bytes:
     return data
 
 
+# -- image configs -----------------------------------------------------------------------------
+
+# The JSON types of the config fields docker decodes into typed structs (image.Image, its
+# history, container.Config, its healthcheck): a config with another type there fails docker's
+# load and pull. Taken as it was, such an image made history, inspect, run and `images REPO` fail
+# with internal errors, or (a history that is no list) could be neither read nor removed. null is
+# what docker writes for an empty container.Config list or map, so it passes there; the image's
+# own fields and its history entries it never writes as null (omitempty), and our readers take
+# them as the type. Fields not named here are not looked at, as in Go.
+_STRS, _STR_MAP, _OBJ_MAP = "strings", "string map", "object map"
+_IMAGE_FIELDS: dict[str, object] = {
+    **dict.fromkeys(("architecture", "os", "variant", "os.version", "author", "comment", "created"), str),
+    **dict.fromkeys(("docker_version", "container", "parent", "id"), str),
+    **dict.fromkeys(("config", "container_config", "rootfs"), dict),
+    "history": list,
+    "os.features": _STRS,
+}
+_HISTORY_FIELDS: dict[str, object] = {
+    **dict.fromkeys(("created", "created_by", "author", "comment"), str),
+    "empty_layer": bool,
+}
+_CONTAINER_FIELDS: dict[str, object] = {
+    **dict.fromkeys(("Hostname", "Domainname", "User", "Image", "WorkingDir", "MacAddress", "StopSignal"), str),
+    **dict.fromkeys(("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"), bool),
+    **dict.fromkeys(("ArgsEscaped", "NetworkDisabled"), bool),
+    **dict.fromkeys(("Env", "Cmd", "Entrypoint", "Shell", "OnBuild"), _STRS),
+    "StopTimeout": int,
+    "Labels": _STR_MAP,
+    **dict.fromkeys(("ExposedPorts", "Volumes"), _OBJ_MAP),
+    "Healthcheck": dict,
+}
+_HEALTHCHECK_FIELDS: dict[str, object] = {
+    "Test": _STRS,
+    **dict.fromkeys(("Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"), int),
+}
+
+
+# Entries in a config's history: one per Dockerfile step, so a real image has tens, and each is
+# work for every command that relates images (`images`, `history`, `rmi`); an 8 MiB config holds
+# millions of `{}`.
+MAX_HISTORY = 10 * MAX_LAYERS
+
+
+def check_config(config: dict, what: str) -> None:
+    """BadArchive naming `what` and the field when a field of the image config `config` has a
+    JSON type docker's decoding refuses (_IMAGE_FIELDS and below), or its history is longer than
+    MAX_HISTORY."""
+    _check_fields(config, _IMAGE_FIELDS, what, nullable=False)
+    if len(config.get("history", [])) > MAX_HISTORY:
+        raise BadArchive(f"{what}: {len(config['history'])} history entries, more than the {MAX_HISTORY} taken")
+    for i, entry in enumerate(config.get("history", [])):
+        if not isinstance(entry, dict):
+            raise BadArchive(f"{what}: history entry {i + 1} is not an object")
+        _check_fields(entry, _HISTORY_FIELDS, what, f"history entry {i + 1} ", nullable=False)
+    for key in ("config", "container_config"):
+        container = config.get(key, {})
+        _check_fields(container, _CONTAINER_FIELDS, what, f"{key}.")
+        _check_fields(container.get("Healthcheck") or {}, _HEALTHCHECK_FIELDS, what, f"{key}.Healthcheck.")
+
+
+def _check_fields(
+    document: dict, fields: dict[str, object], what: str, prefix: str = "", nullable: bool = True
+) -> None:
+    for name, kind in fields.items():
+        if name not in document:
+            continue
+        value = document[name]
+        if (value is not None or not nullable) and not _has_kind(value, kind):
+            raise BadArchive(f"{what}: {prefix}{name} is not {_KIND_NAMES.get(kind, kind)}: {_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    try:
+        return json.dumps(value)[:80]
+    except RecursionError:  # parsed, yet nested deeper than the encoder goes
+        return type(value).__name__
+
+
+_KIND_NAMES: dict[object, str] = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    dict: "an object",
+    list: "a list",
+    _STRS: "a list of strings",
+    _STR_MAP: "a map of strings",
+    _OBJ_MAP: "a map of objects",
+}
+
+
+def _has_kind(value: object, kind: object) -> bool:
+    if kind == _STRS:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == _STR_MAP:
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if kind == _OBJ_MAP:
+        return isinstance(value, dict) and all(v is None or isinstance(v, dict) for v in value.values())
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)  # type: ignore[arg-type]  # None is no str, dict, list, bool
+
+
 # -- manifests and indexes ---------------------------------------------------------------------
 
 

@@ -233,15 +233,17 @@ class Store:
         """docker deletes a removed image's untagged parents (a build's step images) that no
         other image builds on and no container uses."""
         deleted = []
+        images = self.images.all()  # read once: a crafted history has thousands of ancestors
+        ancestors = {image.id: set(image.ancestor_keys()) for image in images}
         for key in removed.ancestor_keys():
-            images = self.images.all()
             parent = next((i for i in images if i.lineage_key() == key), None)
             if parent is None:
                 continue
-            still_a_parent = any(key in other.ancestor_keys() for other in images)
+            still_a_parent = any(key in ancestors[other.id] for other in images)
             if self.images.tags_of(parent.id) or still_a_parent or self.containers_using(parent.id):
                 break
             self.images.delete(parent.id)
+            images.remove(parent)
             deleted.append(f"Deleted: {parent.id}")
         return deleted
 

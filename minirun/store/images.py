@@ -17,10 +17,11 @@ class Image:
     """A stored image: its id ("sha256:<hex>") and parsed config. A plain class: `dataclasses`
     costs ~9 ms of imports on every ps and diff."""
 
-    __slots__ = ("id", "config")
+    __slots__ = ("id", "config", "_lineage")
 
     def __init__(self, id: str, config: dict) -> None:
         self.id, self.config = id, config
+        self._lineage: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"Image(id={self.id!r})"
@@ -55,23 +56,47 @@ class Image:
         return labels if isinstance(labels, dict) else {}
 
     def lineage_key(self) -> str:
-        return lineage_key(self.history, self.diff_ids)
+        return self._lineage_keys()[-1]
 
     def ancestor_keys(self) -> list[str]:
         """The lineage keys of every strict prefix of this image: the images a build made on the
         way to it (docker's parent images), nearest first."""
-        keys, layer = [], 0
-        history, diff_ids = self.history, self.diff_ids
-        for i, entry in enumerate(history[:-1]):
-            layer += 0 if entry.get("empty_layer") else 1
-            keys.append(lineage_key(history[: i + 1], diff_ids[:layer]))
-        return keys[::-1]
+        return self._lineage_keys()[-2::-1]
+
+    def _lineage_keys(self) -> list[str]:
+        if self._lineage is None:
+            self._lineage = lineage_keys(self.history, self.diff_ids)
+        return self._lineage
 
 
-def lineage_key(history: list[dict], diff_ids: list[str]) -> str:
-    """An image as its history and layers: two images with the same key are the same image up
-    to their configs, and a key that is a strict prefix of another image's marks its parent."""
-    return leanjson.dumps([history, diff_ids], sort_keys=True)
+def lineage_keys(history: list[dict], diff_ids: list[str]) -> list[str]:
+    """An image as its history and layers, and each prefix of it: the key of the image a build
+    made at each entry but the last, then the whole image's. Two images with the same key are the
+    same image up to their configs, and one whose key is another's prefix key is its parent.
+
+    The keys are chained digests, one step an entry (with the layer it made), so an image of n
+    entries costs n digests: a key of each prefix's whole text cost n^2, and a crafted config of
+    40,000 empty entries made every `images` take 40 s and 3 GB, and `rmi` longer still."""
+    import hashlib
+
+    keys: list[str] = []
+    state, used = hashlib.sha256(b"lineage").digest(), 0
+    for entry in history:
+        layer = None
+        if not entry.get("empty_layer") and used < len(diff_ids):
+            layer, used = diff_ids[used], used + 1
+        state = hashlib.sha256(state + leanjson.dumps([entry, layer], sort_keys=True).encode()).digest()
+        keys.append(_lineage_end(state, []))
+    if keys:
+        keys.pop()  # the whole image's comes last, with any layers its history does not account for
+    keys.append(_lineage_end(state, diff_ids[used:]))
+    return keys
+
+
+def _lineage_end(state: bytes, rest: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256(state + b"end" + leanjson.dumps(rest).encode()).hexdigest()
 
 
 def config_bytes(config: dict) -> bytes:
