@@ -48,11 +48,18 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
 
     config = container.config
     tty: Any = None
-    plan = started = None
+    plan = started = relay = None
     # build_plan publishes the ports: from there on, whatever fails frees them (and the cgroups)
     try:
         plan = build_plan(store, container, image, init_link)
         plan.stdio = stdio
+        if stdio is None and wait is None and not config.tty:  # (a build's RUN waits its own way)
+            from minirun.runtime.stdiorelay import Relay
+
+            # a pipe for each of our 0-2 that is a host file or terminal (stdiorelay.py says why)
+            relay = Relay(config.interactive)
+            relay = relay if relay.needed else None
+            plan.stdio = None if relay is None else (relay.child[0], relay.child[1], relay.child[2])
         plan.die_with_parent = True  # no daemon: PID 1 goes with the client that runs it (guard.py)
         if config.tty:
             from minirun.runtime import tty
@@ -60,10 +67,14 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
             plan.rows, plan.cols = tty.window_size(1)  # docker measures its stdout
         plan.cgroups = create_cgroups(container)
         started = launch.start(plan)
+        if relay is not None:
+            relay.close_child_side()
         # the master comes before the exec, so before the error pipe's EOF
         master = tty.receive_master(started.console) if tty else None
         failure = launch.read_start_error(started)
     except BaseException:
+        if relay is not None:
+            relay.close()
         if started is not None:
             supervise.kill(started.pid)
             os.waitpid(started.pid, 0)
@@ -77,6 +88,8 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
     if failure is not None:
         if master is not None:
             os.close(master)
+        if relay is not None:
+            relay.close()
         os.waitpid(started.pid, 0)
         cgroups.remove(plan.cgroups)
         containers.update_state(
@@ -91,7 +104,7 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
         code = (
             tty.attach(started.pid, master, config.interactive)
             if tty
-            else (wait or supervise.wait_for_exit)(started.pid)
+            else (wait or (relay.wait if relay is not None else supervise.wait_for_exit))(started.pid)
         )
         oom = cgroups.oom_killed(plan.cgroups)
     finally:

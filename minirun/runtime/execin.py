@@ -156,6 +156,13 @@ def exec_in(
             console, child_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     from minirun.runtime import cgroups
 
+    relay = None
+    if not (opts.tty or opts.detach or opts.leave):
+        from minirun.runtime.stdiorelay import Relay
+
+        # a pipe for each of our 0-2 that is a host file or terminal (stdiorelay.py says why)
+        relay = Relay(opts.interactive)
+        relay = relay if relay.needed else None
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     # stage 1 (below) says on this pipe the pid of stage 2, the process that execs the command
     pid_read, pid_write = os.pipe2(os.O_CLOEXEC)
@@ -166,15 +173,22 @@ def exec_in(
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         for fd in (read_fd, write_fd, pid_read, pid_write):
             os.close(fd)
+        if relay is not None:
+            relay.close()
         raise
     if stage1 == 0:
         os.close(read_fd)
         os.close(pid_read)
         if console is not None:
             console.close()
+        if relay is not None:
+            for target, fd in enumerate(relay.child):
+                os.dup2(fd, target)
         _child_main(
             container, opts, namespaces, write_fd, pid_write, old_mask, child_console, rows, cols, to_join, allowed
         )
+    if relay is not None:
+        relay.close_child_side()
     os.close(write_fd)
     os.close(pid_write)
     # the child has its own copies: holding the namespaces for as long as the command runs is no use
@@ -187,6 +201,8 @@ def exec_in(
     if pid is None:  # stage 1 failed before it forked: its report is all the error pipe holds
         if console is not None:
             console.close()
+        if relay is not None:
+            relay.close()
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         raise read_report(read_fd) or MinirunError("exec failed")
     # (there is a console, and the tty module is loaded, exactly with -t)
@@ -205,6 +221,8 @@ def exec_in(
         # -d: the child forked the command and left; its exit code tells nothing more
         if master is not None:
             os.close(master)
+        if relay is not None:
+            relay.close()
         os.waitpid(pid, 0)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         if failure is not None:
@@ -212,7 +230,7 @@ def exec_in(
         return 0
     if master is not None:
         return tty.attach(pid, master, opts.interactive)
-    return supervise.wait_for_exit(pid)
+    return relay.wait(pid) if relay is not None else supervise.wait_for_exit(pid)
 
 
 def _stage2_pid(fd: int, stage1: int) -> int | None:

@@ -104,3 +104,30 @@ def _in_container(pids: list[int], cid: str) -> bool:
         except OSError:
             continue
     return False
+
+
+# -- the CLI's stdio: never a host inode in the container ---------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["run", "exec"])
+def test_the_clis_stdout_file_never_reaches_the_container(cli, busybox, isolated_store, tmp_path, verb):
+    """`run ... >out` (or >/dev/null, or a terminal) handed the container the host's inode as its
+    fd 1: its root chmod-ed it through /proc/self/fd/1 (a setuid root file of its own writing; a
+    /dev/null no host user can open). It gets a pipe, as from docker's and podman's shims."""
+    out = tmp_path / "out"
+    out.write_text("the host's line\n")
+    os.chmod(out, 0o644)
+    env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
+    script = "chmod 4755 /proc/self/fd/1; chmod 4755 /proc/self/fd/2; echo mine; echo also >&2"
+    if verb == "exec":
+        assert cli("run", "-d", "--name", "target", "--network", "none", "busybox", "sleep", "300").code == 0
+        argv = ["exec", "target", "sh", "-c", script]
+    else:
+        argv = ["run", "--rm", "--network", "none", "busybox", "sh", "-c", script]
+    with open(out, "a") as f:
+        done = subprocess.run([sys.executable, "-m", "minirun", *argv], stdout=f, stderr=f, env=env, timeout=120)
+    assert done.returncode == 0
+    assert os.stat(out).st_mode & 0o7777 == 0o644
+    assert out.read_text() == "the host's line\nmine\nalso\n"
+    if verb == "exec":
+        assert cli("rm", "-f", "target").code == 0
