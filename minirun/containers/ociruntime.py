@@ -233,7 +233,7 @@ def _runner(plan: LaunchPlan, bundle: str, extras: dict[str, Any], argv: list[st
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     os.chdir(plan.store_root)
     mount_overlay(plan.mountpoint, plan.lowers, plan.upper, plan.work)
-    passwd, group = (_read(resolve_in_root(plan.mountpoint, f"/etc/{name}")) for name in ("passwd", "group"))
+    passwd, group = (_read(resolve_in_root(plan.mountpoint, f"/etc/{n}"), f"/etc/{n}") for n in ("passwd", "group"))
     user = resolve_user(plan.user or None, passwd, group)
     if plan.group_add:
         user.groups += [g for g in added_groups(plan.group_add, group) if g not in user.groups]
@@ -252,12 +252,27 @@ def _runner(plan: LaunchPlan, bundle: str, extras: dict[str, Any], argv: list[st
     os.execv(argv[0], argv)
 
 
-def _read(path: str) -> str:
+_USER_DB_LIMIT = 1 << 20  # bytes of the image's /etc/passwd or /etc/group read, at most (as cp's)
+
+
+def _read(path: str, shown: str) -> str:
+    """The image's /etc/passwd or /etc/group, read here on the host's side (runc would read it
+    inside the container): a regular file only, opened without blocking (a FIFO would hang the
+    run outside any container, where `rm -f` finds nothing to kill), and bounded (a sparse
+    giant would fill this process's memory). Missing: empty."""
+    import stat
+
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return ""
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MinirunError(f"cannot resolve the container's user: {shown} is not a regular file")
+        data = f.read(_USER_DB_LIMIT + 1)
+    if len(data) > _USER_DB_LIMIT:
+        raise MinirunError(f"cannot resolve the container's user: {shown} is over {_USER_DB_LIMIT} bytes")
+    return data.decode("utf-8", "replace")
 
 
 def _reap(pid: int) -> None:

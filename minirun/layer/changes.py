@@ -14,6 +14,7 @@ one dir cost 10,000 dict lookups, not 10,000 walks through the layers.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -126,18 +127,43 @@ def _same(a: os.stat_result, b: os.stat_result, a_path: str, b_path: str) -> boo
 def changes(upper: str, lowers: list[str]) -> list[Change]:
     """Changes of the union (upper over lowers, topmost first) against the lowers, sorted by path."""
     result: list[Change] = []
-    _walk(upper, "", _Lowers(lowers), result, hidden=is_opaque(upper))
+    with _Dir(upper) as here:
+        if here is not None:
+            _walk(here, "", _Lowers(lowers), result, hidden=is_opaque(upper))
     result.sort(key=lambda c: c.path)
     return result
 
 
-def _walk(upper: str, rel: str, lowers: _Lowers, out: list[Change], hidden: bool) -> bool:
-    """Report the changes inside dir `rel`, which the image also has as a dir; `hidden`: the
-    lowers' entries do not show through here (an opaque dir, or inside one). True if any."""
+class _Dir:
+    """A dir of the upper held open, as a path that reaches it through the fd (/proc/self/fd/N):
+    a running container may swap a dir for a symlink to a host dir while we walk, and the walk
+    must never list that (its names would show in diff). None: no longer a dir."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.fd = path, -1
+
+    def __enter__(self) -> str | None:
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                return None
+            raise
+        return f"/proc/self/fd/{self.fd}"
+
+    def __exit__(self, *_: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
+def _walk(here: str, rel: str, lowers: _Lowers, out: list[Change], hidden: bool) -> bool:
+    """Report the changes inside dir `rel` (held open at `here`), which the image also has as a
+    dir; `hidden`: the lowers' entries do not show through here (an opaque dir, or inside one).
+    True if any."""
     before = len(out)
     image = lowers.children(rel) or {}
     present = set()
-    with os.scandir(os.path.join(upper, rel)) as it:
+    with os.scandir(here) as it:
         entries = list(it)
     for entry in entries:
         child = f"{rel}/{entry.name}" if rel else entry.name
@@ -153,7 +179,8 @@ def _walk(upper: str, rel: str, lowers: _Lowers, out: list[Change], hidden: bool
         present.add(entry.name)
         had = image.get(entry.name)
         if is_dir and had is not None and stat.S_ISDIR(had.st_mode):
-            inner = _walk(upper, child, lowers, out, hidden or is_opaque(entry.path))
+            with _Dir(entry.path) as below:
+                inner = below is not None and _walk(below, child, lowers, out, hidden or is_opaque(entry.path))
             if shown not in PROVIDED and (inner or not _same(entry.stat(follow_symlinks=False), had, entry.path, "")):
                 out.append(Change(MODIFIED, shown))
         elif shown in PROVIDED:
@@ -161,9 +188,9 @@ def _walk(upper: str, rel: str, lowers: _Lowers, out: list[Change], hidden: bool
         elif had is None:
             out.append(Change(ADDED, shown))
             if is_dir:
-                _all_added(upper, child, out)
+                _all_added(entry.path, child, out)
         elif is_dir:  # a dir where the image had a file: all inside is new
-            _all_added(upper, child, out)
+            _all_added(entry.path, child, out)
             out.append(Change(MODIFIED, shown))
         elif not _same(entry.stat(follow_symlinks=False), had, entry.path, _lower_path(lowers, child)):
             out.append(Change(MODIFIED, shown))
@@ -175,22 +202,25 @@ def _walk(upper: str, rel: str, lowers: _Lowers, out: list[Change], hidden: bool
     return len(out) > before
 
 
-def _all_added(upper: str, rel: str, out: list[Change]) -> None:
+def _all_added(path: str, rel: str, out: list[Change]) -> None:
     """Everything inside a dir the image did not have (whiteouts there hide nothing)."""
-    with os.scandir(os.path.join(upper, rel)) as it:
-        entries = list(it)
-    for entry in entries:
-        child = f"{rel}/{entry.name}"
-        if entry.is_dir(follow_symlinks=False):
-            out.append(Change(ADDED, "/" + child))
-            _all_added(upper, child, out)
-        # d_type answers for files and links; only the rest (devices, fifos) need an lstat
-        elif (
-            entry.is_file(follow_symlinks=False)
-            or entry.is_symlink()
-            or not is_whiteout(entry.stat(follow_symlinks=False))
-        ):
-            out.append(Change(ADDED, "/" + child))
+    with _Dir(path) as here:
+        if here is None:
+            return
+        with os.scandir(here) as it:
+            entries = list(it)
+        for entry in entries:  # entry.path reaches it through `here`: inside the with
+            child = f"{rel}/{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                out.append(Change(ADDED, "/" + child))
+                _all_added(entry.path, child, out)
+            # d_type answers for files and links; only the rest (devices, fifos) need an lstat
+            elif (
+                entry.is_file(follow_symlinks=False)
+                or entry.is_symlink()
+                or not is_whiteout(entry.stat(follow_symlinks=False))
+            ):
+                out.append(Change(ADDED, "/" + child))
 
 
 def _lower_path(lowers: _Lowers, rel: str) -> str:

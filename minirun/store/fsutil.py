@@ -161,28 +161,44 @@ def try_flock(fd: int) -> bool:
 
 def tree_size(path: str) -> int:
     """docker's directory.Size: lstat sizes of all but dirs, a hardlinked inode once; symlinks
-    are never followed and a tree that changes meanwhile (a running container) is tolerated."""
+    are never followed and a tree that changes meanwhile (a running container) is tolerated.
+    Each dir is opened below the top with no link followed on the way (openat2): a container
+    that swaps a dir for a link to / meanwhile never has the host's tree walked as its own."""
+    from minirun import linux
+
+    resolve = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_SYMLINKS
     total = 0
     seen: set[tuple[int, int]] = set()
-    pending = [path]
-    while pending:
-        try:
-            it = os.scandir(pending.pop())
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    pending.append(entry.path)
-                    continue
-                if st.st_nlink > 1:
-                    key = (st.st_dev, st.st_ino)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                total += st.st_size
+    try:
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        pending = ["."]
+        while pending:
+            rel = pending.pop()
+            try:
+                fd = linux.openat2(top, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, resolve)
+            except OSError:
+                continue
+            try:
+                with os.scandir(fd) as it:
+                    for entry in it:
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        if stat.S_ISDIR(st.st_mode):
+                            pending.append(f"{rel}/{entry.name}")
+                            continue
+                        if st.st_nlink > 1:
+                            key = (st.st_dev, st.st_ino)
+                            if key in seen:
+                                continue
+                            seen.add(key)
+                        total += st.st_size
+            finally:
+                os.close(fd)
+    finally:
+        os.close(top)
     return total

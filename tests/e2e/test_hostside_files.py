@@ -71,3 +71,22 @@ def test_an_archive_contexts_links_never_lead_its_dockerfile_out_of_it(cli, busy
     context[".dockerignore"] = ("sub/ign",)
     built = cli("build", "-", input=_tar(context))
     assert built.code != 0 and "COPY failed: file not found" in built.err, built.err
+
+
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        ("dd if=/dev/zero of=/etc/passwd bs=1 count=0 seek=100M", "/etc/passwd is over"),
+        ("mkfifo /etc/passwd", "/etc/passwd is not a regular file"),
+    ],
+)
+def test_run_with_an_oci_runtime_refuses_a_hostile_user_database(cli, busybox, make, why):
+    # with --runtime, the user is resolved on the host's side, before the runtime makes the
+    # container: a FIFO there would hang the run where no container holds it
+    assert (
+        cli("run", "--name", "maker", "--network", "none", "busybox", "sh", "-c", f"rm /etc/passwd; {make}").code == 0
+    )
+    assert cli("commit", "maker", "hostile-passwd").code == 0
+    ran = cli("run", "--rm", "--network", "none", "--runtime", "runc", "hostile-passwd", "echo", "ran")
+    assert ran.code == 125 and why in ran.err, ran.err
+    assert cli("ps", "-aq", "--filter", "ancestor=hostile-passwd").out == ""

@@ -119,3 +119,72 @@ def test_an_unchanged_upper_is_archived_as_it_is(upper):
         members = {m.name: m for m in tar}
     assert members["link"].issym() and members["link"].linkname == "/etc/passwd"
     assert members["fifo"].isfifo() and members["x2"].islnk() and members["x2"].linkname == "x"
+
+
+def test_diff_never_lists_a_host_dir_swapped_in_for_a_dir(tmp_path, monkeypatch):
+    from minirun.layer import changes
+
+    upper, lower = tmp_path / "upper", tmp_path / "lower"
+    (upper / "d").mkdir(parents=True)
+    (upper / "d" / "mine").write_text("x")
+    lower.mkdir()
+    (tmp_path / "hostdir").mkdir()
+    (tmp_path / "hostdir" / "host-secret-name").write_text("x")
+    scandir = os.scandir
+    calls = []
+
+    class Listed(list):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            pass
+
+    def swapping_scandir(path):
+        with scandir(path) as it:
+            listed = Listed(it)
+        if not str(path).startswith(str(lower)):
+            calls.append(path)
+        # the upper's root listed: now the container swaps d for a link to a host dir
+        if len(calls) == 1 and not upper.joinpath("d").is_symlink():
+            os.rename(upper / "d", tmp_path / "d.away")
+            os.symlink(tmp_path / "hostdir", upper / "d")
+        return listed
+
+    monkeypatch.setattr(changes.os, "scandir", swapping_scandir)
+    found = [str(c) for c in changes.changes(str(upper), [str(lower)])]
+    assert not [c for c in found if "host-secret-name" in c], found
+    assert "A /d" in found
+
+
+def test_tree_size_never_counts_a_host_dir_swapped_in_for_a_dir(tmp_path, monkeypatch):
+    from minirun.store import fsutil
+
+    upper = tmp_path / "upper"
+    (upper / "d").mkdir(parents=True)
+    (upper / "d" / "mine").write_text("x")
+    (tmp_path / "hostdir").mkdir()
+    (tmp_path / "hostdir" / "big").write_bytes(b"h" * 100_000)
+    scandir = os.scandir
+    calls = []
+
+    class Listed(list):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            pass
+
+    def swapping_scandir(path):
+        with scandir(path) as it:
+            listed = Listed(it)
+        for entry in listed:
+            entry.stat(follow_symlinks=False)  # the walk's lstat, before the swap
+        calls.append(path)
+        if len(calls) == 1:  # the top listed: now the container swaps d for a link to a host dir
+            os.rename(upper / "d", tmp_path / "d.away")
+            os.symlink(tmp_path / "hostdir", upper / "d")
+        return listed
+
+    monkeypatch.setattr(fsutil.os, "scandir", swapping_scandir)
+    assert fsutil.tree_size(str(upper)) < 100_000
