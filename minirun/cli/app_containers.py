@@ -229,7 +229,11 @@ def commit(
     author: str = typer.Option("", "-a", "--author", help='Author (e.g. "Jane Doe <jane@example.com>").'),
     change: list[str] = typer.Option([], "-c", "--change", help="Apply a Dockerfile instruction to the image."),
     pause: bool = typer.Option(
-        True, "-p", "--pause", help="Accepted for docker compatibility; the upper is read as it is."
+        True,
+        "--pause/--no-pause",
+        "-p",
+        show_default=False,
+        help="Pause the container during commit (--pause=false: read it running).",
     ),
 ) -> None:
     """Create a new image from a container's changes (its upper dir becomes a layer)."""
@@ -241,7 +245,9 @@ def commit(
     apply_changes({}, list(change))  # a bad -c fails before any work
     containers = _containers()
     container = containers.find(name)
-    image = commit_container(containers.store, container, message=message, author=author, changes=change, ref=ref)
+    image = commit_container(
+        containers.store, container, message=message, author=author, changes=change, ref=ref, pause=pause
+    )
     from minirun.containers.container import record_event
 
     record_event(containers.store.root, container, "commit", comment=message)

@@ -105,6 +105,7 @@ def run_app(app: typer.Typer, verb: str, argv: list[str]) -> int:
     only.registered_commands = [c for c in app.registered_commands if c.name == verb]
     only.registered_groups = [g for g in app.registered_groups if g.name == verb]
     command = get_command(only)
+    argv = _docker_booleans(getattr(command, "commands", {}).get(verb, command), argv)
     try:
         with command.make_context("minirun", [verb, *argv]) as ctx:
             code = command.invoke(ctx)
@@ -118,3 +119,27 @@ def run_app(app: typer.Typer, verb: str, argv: list[str]) -> int:
     except (Abort, EOFError):
         raise KeyboardInterrupt from None
     return code if isinstance(code, int) else 0
+
+
+def _docker_booleans(command, argv: list[str]) -> list[str]:
+    """docker spells a boolean that defaults to true `--x=false` (and `--x=true`); click's flags
+    declared `--x/--no-x` take neither: each becomes the flag click knows. Words after `--` are
+    left as they are."""
+    flags = {
+        name
+        for param in getattr(command, "params", ())
+        if getattr(param, "is_flag", False)
+        for name in param.opts
+        if f"--no-{name[2:]}" in getattr(param, "secondary_opts", ())
+    }
+    if not flags:
+        return argv
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[i:]
+        name, eq, value = arg.partition("=")
+        if eq and name in flags and value.lower() in ("true", "false", "1", "0"):
+            arg = name if value.lower() in ("true", "1") else f"--no-{name[2:]}"
+        out.append(arg)
+    return out

@@ -9,6 +9,7 @@ sorted order with numeric owners only, so the same upper always gives the same d
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -184,11 +185,13 @@ def commit_container(
     created_by: str | None = None,
     empty_layer_if_unchanged: bool = False,
     config: dict | None = None,
+    pause: bool = False,
 ):
     """docker commit: the upper becomes a layer on top of the container's image; a new image whose
     history gains one entry. `config` replaces the image config's `config` (the builder keeps its
     own); by default it is the container's, as docker's commit does. With
-    `empty_layer_if_unchanged`, an empty upper adds no layer, only a history entry (the builder)."""
+    `empty_layer_if_unchanged`, an empty upper adds no layer, only a history entry (the builder).
+    With `pause` (docker's default), a running container is frozen while its upper is read."""
     import copy
 
     from minirun.humanize import rfc3339_now
@@ -202,7 +205,8 @@ def commit_container(
     staged = []
     empty = empty_layer_if_unchanged and is_empty(container.upper)
     if not empty:
-        staged.append(stage_upper(store, container.upper))
+        with _frozen(container, pause):
+            staged.append(stage_upper(store, container.upper))
     created = rfc3339_now()
     entry: dict[str, object] = {
         "created": created,
@@ -227,6 +231,29 @@ def commit_container(
         base.pop("author", None)
     base["container"] = container.id
     return store.commit_image(staged, base, ref)
+
+
+@contextlib.contextmanager
+def _frozen(container, pause: bool) -> Iterator[None]:
+    """The container's processes frozen meanwhile, if `pause` and it runs unpaused: nothing in it
+    changes the upper while it is read (the walk above refuses a swap, but would report it as an
+    error, and a file written meanwhile would be taken half-written). Not recorded as a pause:
+    to everyone else the container keeps running, as with docker's commit."""
+    from minirun.containers.liveness import is_running
+
+    if not (pause and is_running(container)):
+        yield
+        return
+    from minirun.runtime import freezer
+
+    if freezer.is_frozen(container.id):  # paused by its user (the kernel's word, not a record's): it stays so
+        yield
+        return
+    freezer.freeze(container.id)
+    try:
+        yield
+    finally:
+        freezer.thaw(container.id)
 
 
 def _container_config(image_config: dict, container) -> dict:

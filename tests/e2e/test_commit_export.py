@@ -107,3 +107,39 @@ def test_export_and_commit_errors(cli, tmp_path):
     assert not (tmp_path / "x.tar").exists()
     missing = cli("commit", "nosuch", "x:1")
     assert missing.code == 125 and "No such container" in missing.err
+
+
+def test_commit_freezes_a_running_container_while_it_reads_its_upper(cli, busybox, store, monkeypatch):
+    """docker's commit pauses the container (--pause, on by default): a process inside cannot swap
+    or rewrite its files while the upper is read. --pause=false reads it running."""
+    from minirun.containers import commit
+    from minirun.containers.container import Containers
+    from minirun.runtime import freezer
+
+    started = cli("run", "-d", "--name", "busy", "busybox", "sh", "-c", "echo x > /f; exec sleep 600")
+    assert started.code == 0, started
+    containers = Containers(store)
+    container = containers.find("busy")
+    seen = []
+    staged = commit.stage_upper
+
+    def stage_and_look(store_, upper):
+        seen.append(freezer.is_frozen(container.id))
+        return staged(store_, upper)
+
+    monkeypatch.setattr(commit, "stage_upper", stage_and_look)
+    try:
+        commit.commit_container(store, container, pause=True)
+        commit.commit_container(store, container, pause=False)
+        assert seen == [True, False]
+        assert not freezer.is_frozen(container.id)  # thawed again, and still running unpaused
+        listed = cli("ps", "--filter", "name=busy", "--format", "{{.Status}}").out
+        assert listed.startswith("Up") and "Paused" not in listed, listed
+        # a container the user paused stays paused
+        assert cli("pause", "busy").code == 0
+        commit.commit_container(store, container, pause=True)
+        assert freezer.is_frozen(container.id) and seen[-1] is True
+        assert cli("unpause", "busy").code == 0
+        assert cli("commit", "--pause=false", "busy", "snap:running").code == 0
+    finally:
+        cli("rm", "-f", "busy")
