@@ -143,3 +143,21 @@ def test_commit_freezes_a_running_container_while_it_reads_its_upper(cli, busybo
         assert cli("commit", "--pause=false", "busy", "snap:running").code == 0
     finally:
         cli("rm", "-f", "busy")
+
+
+def test_unpause_thaws_a_container_a_killed_commit_left_frozen(cli, busybox, store):
+    """commit's freeze is not recorded as a pause: should the commit be killed meanwhile, the
+    container stays frozen with no record of it, and unpause must still thaw it."""
+    from minirun.containers.container import Containers
+    from minirun.runtime import freezer
+
+    assert cli("run", "-d", "--name", "left", "busybox", "sleep", "600").code == 0
+    try:
+        container = Containers(store).find("left")
+        freezer.freeze(container.id)  # where a SIGKILLed commit leaves it
+        done = cli("unpause", "left")
+        assert done.code == 0, done
+        assert not freezer.is_frozen(container.id)
+        assert cli("unpause", "left").code == 125  # not paused now, by either account
+    finally:
+        cli("rm", "-f", "left")
