@@ -19,6 +19,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO, TextIO
 
+    from minirun.runtime.stdiorelay import Relay
+
 PROGRESS_MODES = ("auto", "plain", "tty", "quiet")
 
 # SGR parameters of the styles the terminal view uses
@@ -36,6 +38,7 @@ class BuildView(Progress):
         self.capture = capture
         self._captured: BinaryIO | None = None
         self._null = -1
+        self._copier: tuple[int, Relay] | None = None  # copies a RUN's output to ours (run_stdio)
         self._step_started = time.monotonic()
 
     def _paint(self, text: str, sgr: str) -> str:
@@ -69,9 +72,19 @@ class BuildView(Progress):
         sys.stdout.flush()
         sys.stderr.flush()
         if not self.capture:
-            return None
+            from minirun.runtime.stdiorelay import Relay
+
+            # our stdout and stderr, through pipes where they are a host file or terminal
+            # (stdiorelay.py says why): a forked copier passes the output on as it comes. (The
+            # RUN's stdin is its own /dev/null: launch.py replaces whatever it is given.)
+            relay = Relay(interactive=False)
+            if not relay.needed:
+                return None
+            self._copier = (relay.copy_in_child(), relay)
+            return (0, relay.child[1], relay.child[2])
         import tempfile
 
+        # (a temp file of our own, unlinked: nothing of the host's for the RUN to chmod or read)
         if self._captured is None:
             self._captured = tempfile.TemporaryFile()
             self._null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -81,6 +94,11 @@ class BuildView(Progress):
         return (self._null, fd, fd)
 
     def run_done(self, failed: bool) -> None:
+        if self._copier is not None:  # the RUN is over: the copier passes on what is left, then ends
+            pid, relay = self._copier
+            self._copier = None
+            relay.close()
+            os.waitpid(pid, 0)
         if self.capture and failed and self._captured is not None:
             self._captured.seek(0)
             sys.stderr.buffer.write(self._captured.read())

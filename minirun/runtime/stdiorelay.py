@@ -61,6 +61,32 @@ class Relay:
                 self._child_side.append(write_end)
         self.needed = bool(self._child_side)
 
+    def copy_in_child(self) -> int:
+        """Fork a process that copies the outputs until every writer has gone, for a process whose
+        waiting is someone else's (a build's RUN); returns its pid. The child's ends stay here:
+        once the process is done, close_child_side() lets the copier see EOF and end."""
+        import select
+
+        pid = os.fork()
+        if pid == 0:  # the copier: never returns
+            status = 0
+            try:
+                for fd in self._child_side:
+                    os.close(fd)
+                for fd in self._outputs:
+                    os.set_blocking(fd, False)
+                while self._outputs:
+                    for fd in select.select(list(self._outputs), [], [])[0]:
+                        self._copy_out(fd)
+            except BaseException:
+                status = 1
+            finally:
+                os._exit(status)
+        for fd in self._outputs:  # the copier's now
+            os.close(fd)
+        self._outputs = {}
+        return pid
+
     def close_child_side(self) -> None:
         """Once the process is forked: only its copies of the child's ends may remain, so that
         its exit (and its children's) reads as EOF."""

@@ -131,3 +131,14 @@ def test_the_clis_stdout_file_never_reaches_the_container(cli, busybox, isolated
     assert out.read_text() == "the host's line\nmine\nalso\n"
     if verb == "exec":
         assert cli("rm", "-f", "target").code == 0
+
+
+def test_a_build_runs_step_never_gets_the_clis_output_file(cli, busybox, tmp_path):
+    """A RUN is a container too: a Dockerfile's `RUN chmod 4755 /proc/self/fd/1` must not reach
+    the file or terminal the build writes to (the test's CLI writes to a memfd, a host inode).
+    docker's RUN writes to pipes; so does ours now (stdiorelay.Relay, through a copier)."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN for fd in 1 2; do readlink /proc/self/fd/$fd; done\n")
+    built = cli("build", "--no-cache", "--progress", "plain", str(tmp_path))
+    assert built.code == 0, built
+    shown = [line for line in (built.out + built.err).splitlines() if line.startswith(("/", "pipe:", "anon"))]
+    assert len(shown) == 2 and all(line.startswith("pipe:") for line in shown), built
