@@ -205,7 +205,7 @@ def commit_container(
     staged = []
     empty = empty_layer_if_unchanged and is_empty(container.upper)
     if not empty:
-        with _frozen(container, pause):
+        with _frozen(store, container, pause):
             staged.append(stage_upper(store, container.upper))
     created = rfc3339_now()
     entry: dict[str, object] = {
@@ -234,26 +234,30 @@ def commit_container(
 
 
 @contextlib.contextmanager
-def _frozen(container, pause: bool) -> Iterator[None]:
-    """The container's processes frozen meanwhile, if `pause` and it runs unpaused: nothing in it
-    changes the upper while it is read (the walk above refuses a swap, but would report it as an
-    error, and a file written meanwhile would be taken half-written). Not recorded as a pause:
-    to everyone else the container keeps running, as with docker's commit."""
-    from minirun.containers.liveness import is_running
-
-    if not (pause and is_running(container)):
+def _frozen(store, container, pause: bool) -> Iterator[None]:
+    """The container paused meanwhile, if `pause` and it runs unpaused: nothing in it changes the
+    upper while it is read (the walk above refuses a swap, but would fail the commit, and a file
+    written meanwhile would be taken half-written). Recorded as a pause, with its events, as
+    docker's commit does: a commit killed meanwhile leaves a container that says it is paused,
+    which exec refuses and stop, kill, rm -f and unpause thaw."""
+    if not pause:
         yield
         return
-    from minirun.runtime import freezer
+    from minirun.containers.container import Containers
+    from minirun.containers.pause import pause as pause_container
+    from minirun.containers.pause import unpause as unpause_container
+    from minirun.errors import Conflict
 
-    if freezer.is_frozen(container.id):  # paused by its user (the kernel's word, not a record's): it stays so
+    containers = Containers(store)
+    try:
+        pause_container(containers, container)
+    except Conflict:  # not running, or paused by its user: read as it is, and left so
         yield
         return
-    freezer.freeze(container.id)
     try:
         yield
     finally:
-        freezer.thaw(container.id)
+        unpause_container(containers, container)
 
 
 def _container_config(image_config: dict, container) -> dict:

@@ -40,8 +40,8 @@ def unpause(containers: Containers, container: Container) -> None:
     from minirun.runtime import freezer
 
     container = refresh(containers, container)
-    # A commit killed while it held the container frozen (commit.py) left no record of it: the
-    # kernel's word counts too, so that unpause can thaw it.
+    # A pause or commit killed between the freeze and its record leaves a frozen container that
+    # says it runs: the kernel's word counts too, so that unpause can thaw it.
     if not is_paused(container) and not (is_running(container) and freezer.is_frozen(container.id)):
         raise Conflict(f"Container {container.id} is not paused")
     freezer.thaw(container.id)

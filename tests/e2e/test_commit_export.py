@@ -124,7 +124,9 @@ def test_commit_freezes_a_running_container_while_it_reads_its_upper(cli, busybo
     staged = commit.stage_upper
 
     def stage_and_look(store_, upper):
-        seen.append(freezer.is_frozen(container.id))
+        # frozen, and recorded so: a commit SIGKILLed here leaves a container that says it is paused
+        recorded = Containers(store).find("busy").state.get("Paused", False)
+        seen.append(freezer.is_frozen(container.id) and recorded)
         return staged(store_, upper)
 
     monkeypatch.setattr(commit, "stage_upper", stage_and_look)
@@ -140,14 +142,16 @@ def test_commit_freezes_a_running_container_while_it_reads_its_upper(cli, busybo
         commit.commit_container(store, container, pause=True)
         assert freezer.is_frozen(container.id) and seen[-1] is True
         assert cli("unpause", "busy").code == 0
+        events = cli("events", "--since", "0", "--until", "0s", "--filter", "container=busy", "--format", "{{.Action}}")
+        assert events.out.split().count("pause") == 2, events  # the commit's, then the user's
         assert cli("commit", "--pause=false", "busy", "snap:running").code == 0
     finally:
         cli("rm", "-f", "busy")
 
 
 def test_unpause_thaws_a_container_a_killed_commit_left_frozen(cli, busybox, store):
-    """commit's freeze is not recorded as a pause: should the commit be killed meanwhile, the
-    container stays frozen with no record of it, and unpause must still thaw it."""
+    """A pause or commit killed between its freeze and its record leaves the container frozen
+    with no record of it: unpause must still thaw it."""
     from minirun.containers.container import Containers
     from minirun.runtime import freezer
 
