@@ -434,26 +434,15 @@ def _lookup(name: str, path: str, what: str, kind: str) -> int:
     )
 
 
-_USER_DB_LIMIT = 1 << 20  # bytes of /etc/passwd or /etc/group read, at most (as cp's, containers/copy.py)
-
-
 def _user_db(path: str) -> str:
     """The image's /etc/passwd or /etc/group ("" if it cannot be opened), read by the builder
-    outside any container's limits: a regular file only (a FIFO would hang the build) and at
-    most _USER_DB_LIMIT bytes (a sparse giant would fill the builder's memory)."""
+    outside any container (fsutil.read_user_db: no FIFO, no giant)."""
+    from minirun.store.fsutil import read_user_db
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError:
-        return ""
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise MinirunError(f"unable to convert uid/gid chown string to host mapping: {path} is not a regular file")
-        data = f.read(_USER_DB_LIMIT + 1)
-    if len(data) > _USER_DB_LIMIT:
-        raise MinirunError(
-            f"unable to convert uid/gid chown string to host mapping: {path} is over {_USER_DB_LIMIT} bytes"
-        )
-    return data.decode("utf-8", "surrogateescape")
+        return read_user_db(path)
+    except ValueError as exc:
+        raise MinirunError(f"unable to convert uid/gid chown string to host mapping: {path} {exc}") from None
 
 
 class _Copier:

@@ -252,27 +252,16 @@ def _runner(plan: LaunchPlan, bundle: str, extras: dict[str, Any], argv: list[st
     os.execv(argv[0], argv)
 
 
-_USER_DB_LIMIT = 1 << 20  # bytes of the image's /etc/passwd or /etc/group read, at most (as cp's)
-
-
 def _read(path: str, shown: str) -> str:
     """The image's /etc/passwd or /etc/group, read here on the host's side (runc would read it
-    inside the container): a regular file only, opened without blocking (a FIFO would hang the
-    run outside any container, where `rm -f` finds nothing to kill), and bounded (a sparse
-    giant would fill this process's memory). Missing: empty."""
-    import stat
+    inside the container), where a FIFO would hang the run outside any container and `rm -f`
+    finds nothing to kill (fsutil.read_user_db). Missing: empty."""
+    from minirun.store.fsutil import read_user_db
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError:
-        return ""
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise MinirunError(f"cannot resolve the container's user: {shown} is not a regular file")
-        data = f.read(_USER_DB_LIMIT + 1)
-    if len(data) > _USER_DB_LIMIT:
-        raise MinirunError(f"cannot resolve the container's user: {shown} is over {_USER_DB_LIMIT} bytes")
-    return data.decode("utf-8", "replace")
+        return read_user_db(path)
+    except ValueError as exc:
+        raise MinirunError(f"cannot resolve the container's user: {shown} {exc}") from None
 
 
 def _reap(pid: int) -> None:

@@ -202,3 +202,24 @@ def tree_size(path: str) -> int:
     finally:
         os.close(top)
     return total
+
+
+USER_DB_LIMIT = 1 << 20  # bytes of an image's /etc/passwd or /etc/group read on the host's side, at most
+
+
+def read_user_db(path: str) -> str:
+    """An image's /etc/passwd or /etc/group, read on the host's side, outside any container's
+    limits: a regular file only, opened without blocking (a FIFO would hang the reader), and at
+    most USER_DB_LIMIT bytes (a sparse giant would fill its memory). "" when it cannot be opened;
+    ValueError, with the reason, for anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("is not a regular file")
+        data = f.read(USER_DB_LIMIT + 1)
+    if len(data) > USER_DB_LIMIT:
+        raise ValueError(f"is over {USER_DB_LIMIT} bytes")
+    return data.decode("utf-8", "surrogateescape")
