@@ -121,6 +121,39 @@ def test_an_unchanged_upper_is_archived_as_it_is(upper):
     assert members["fifo"].isfifo() and members["x2"].islnk() and members["x2"].linkname == "x"
 
 
+class _Listed(list):
+    """A directory's entries, read at once, usable as scandir's context manager."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        pass
+
+
+def _scandir_swapping_d(upper, tmp_path, counts=lambda path: True, lstat_first=False):
+    """os.scandir as the walk sees it while a container swaps `upper/d` for a link to the host's
+    `tmp_path/hostdir`: right after the first listing that `counts`. `lstat_first`: the walk's
+    lstat of each entry is done before the swap."""
+    scandir = os.scandir
+    calls = []
+
+    def swapping_scandir(path):
+        with scandir(path) as it:
+            listed = _Listed(it)
+        if lstat_first:
+            for entry in listed:
+                entry.stat(follow_symlinks=False)
+        if counts(path):
+            calls.append(path)
+        if len(calls) == 1 and not upper.joinpath("d").is_symlink():
+            os.rename(upper / "d", tmp_path / "d.away")
+            os.symlink(tmp_path / "hostdir", upper / "d")
+        return listed
+
+    return swapping_scandir
+
+
 def test_diff_never_lists_a_host_dir_swapped_in_for_a_dir(tmp_path, monkeypatch):
     from minirun.layer import changes
 
@@ -130,28 +163,9 @@ def test_diff_never_lists_a_host_dir_swapped_in_for_a_dir(tmp_path, monkeypatch)
     lower.mkdir()
     (tmp_path / "hostdir").mkdir()
     (tmp_path / "hostdir" / "host-secret-name").write_text("x")
-    scandir = os.scandir
-    calls = []
-
-    class Listed(list):
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *_):
-            pass
-
-    def swapping_scandir(path):
-        with scandir(path) as it:
-            listed = Listed(it)
-        if not str(path).startswith(str(lower)):
-            calls.append(path)
-        # the upper's root listed: now the container swaps d for a link to a host dir
-        if len(calls) == 1 and not upper.joinpath("d").is_symlink():
-            os.rename(upper / "d", tmp_path / "d.away")
-            os.symlink(tmp_path / "hostdir", upper / "d")
-        return listed
-
-    monkeypatch.setattr(changes.os, "scandir", swapping_scandir)
+    # the upper's root listed (the lower's listings do not count): the container swaps d
+    swapping = _scandir_swapping_d(upper, tmp_path, counts=lambda path: not str(path).startswith(str(lower)))
+    monkeypatch.setattr(changes.os, "scandir", swapping)
     found = [str(c) for c in changes.changes(str(upper), [str(lower)])]
     assert not [c for c in found if "host-secret-name" in c], found
     assert "A /d" in found
@@ -165,26 +179,6 @@ def test_tree_size_never_counts_a_host_dir_swapped_in_for_a_dir(tmp_path, monkey
     (upper / "d" / "mine").write_text("x")
     (tmp_path / "hostdir").mkdir()
     (tmp_path / "hostdir" / "big").write_bytes(b"h" * 100_000)
-    scandir = os.scandir
-    calls = []
-
-    class Listed(list):
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *_):
-            pass
-
-    def swapping_scandir(path):
-        with scandir(path) as it:
-            listed = Listed(it)
-        for entry in listed:
-            entry.stat(follow_symlinks=False)  # the walk's lstat, before the swap
-        calls.append(path)
-        if len(calls) == 1:  # the top listed: now the container swaps d for a link to a host dir
-            os.rename(upper / "d", tmp_path / "d.away")
-            os.symlink(tmp_path / "hostdir", upper / "d")
-        return listed
-
-    monkeypatch.setattr(fsutil.os, "scandir", swapping_scandir)
+    # the top listed and lstat-ed: the container swaps d
+    monkeypatch.setattr(fsutil.os, "scandir", _scandir_swapping_d(upper, tmp_path, lstat_first=True))
     assert fsutil.tree_size(str(upper)) < 100_000
