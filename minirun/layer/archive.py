@@ -13,10 +13,13 @@ Reading twice would let a file rewritten meanwhile store a layer under a digest 
 
 The creates themselves go to a forked writer when the process may fork one (see
 minirun.layer.filewriter): the applier decides each one, in order, and the writer makes it on
-another core. A regular file is then read in 1 MiB windows straight into the writer's shared ring
-(`_RingSource`), each window hashed here as it arrives; contents are written from the ring. When
-the writer lags, the applier makes the next file itself. Either way the checks, the order of the
-creates and the errors are the applier's.
+another core. A regular file is then read in place where a read lease can be had
+(minirun.layer.leasedmap): mapped before the fork, parsed here, hashed whole on a thread of its own
+and written by the writer straight from the mapping, nothing copied (`_MappedSource`); the lease
+shows that the bytes never changed meanwhile. Without a lease (the file is open for writing
+elsewhere) it is read in 1 MiB windows into the writer's shared ring (`_RingSource`), each window
+hashed here as it arrives. When the writer lags, the applier makes the next file itself. Either
+way the checks, the order of the creates and the errors are the applier's.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ from minirun.layer.whiteouts import (
 
 if TYPE_CHECKING:
     import tarfile
+
+    from minirun.layer.leasedmap import LeasedMap
 
 # Set on a directory, it overrides the modes of everything later created inside (see _DirState).
 DEFAULT_ACL_XATTR = "system.posix_acl_default"
@@ -131,17 +136,21 @@ def apply_layer(
     split = SplitWriter(split_path) if split_path else _NoSplit()
     _umask_zero.enter()
     writer = None
+    mapped = None
     try:
+        plain = _is_plain_file(stream)
         if can_fork():  # after umask 0: the writer inherits it
+            if plain:  # mapped before the fork, for the writer to write from
+                mapped = _leased_map(stream, length)
             try:
-                writer = FileWriter()
+                writer = FileWriter(source=mapped.view if mapped is not None else None)
             except OSError:  # no process to be had: the creates happen here, as they always could
                 writer = None
         applier = _Applier(os.fspath(dest), writer)
         try:
             try:
-                if _is_plain_file(stream):
-                    diff_id, tar_size = _apply_seekable(stream, applier, split, length)
+                if plain:
+                    diff_id, tar_size = _apply_seekable(stream, applier, split, length, mapped)
                 else:
                     if length is not None:
                         stream = _Window(stream, length)  # type: ignore[assignment]
@@ -165,6 +174,8 @@ def apply_layer(
                 raise BadArchive(f"invalid tar stream: {_describe(exc)}") from exc
             raise
         applier.finish()
+        if mapped is not None:
+            _check_intact(mapped, stream)  # after the writer's last byte
         recorded = split.close()
     except BaseException:
         split.abort()
@@ -172,6 +183,8 @@ def apply_layer(
     finally:
         if writer is not None:
             writer.stop()
+        if mapped is not None:
+            mapped.close()
         _umask_zero.leave()
     if recorded not in (None, tar_size):
         raise BadArchive(f"layer tar recorded as {recorded} bytes, read {tar_size}")
@@ -255,19 +268,44 @@ def _is_plain_file(stream: BinaryIO) -> bool:
     return not is_compressed(magic)
 
 
-def _apply_seekable(stream: BinaryIO, applier: _Applier, split, length: int | None) -> tuple[str, int]:
+def _leased_map(stream: BinaryIO, length: int | None) -> LeasedMap | None:
+    """The rest of a plain file (or its next `length` bytes) mapped under a read lease, or None."""
+    from minirun.layer.leasedmap import LeasedMap
+
+    fd = stream.fileno()
+    start = stream.tell()
+    size = os.fstat(fd).st_size - start if length is None else length
+    return LeasedMap.take(fd, start, size)
+
+
+def _check_intact(mapped: LeasedMap, stream: BinaryIO) -> None:
+    if not mapped.intact():
+        name = getattr(stream, "name", "the tar")
+        raise BadArchive(f"{name} was opened for writing while it was read: read it again when it is written")
+
+
+def _apply_seekable(
+    stream: BinaryIO, applier: _Applier, split, length: int | None, mapped: LeasedMap | None = None
+) -> tuple[str, int]:
     """A regular file, read at random: headers by pread, contents pread and written. Every byte
     is read once, and that very byte is applied, recorded and hashed (on a thread: hashlib
     releases the GIL on large buffers), so a file rewritten while it is applied can never get
-    a layer stored under a digest its contents do not have. Returns the diff_id and the length."""
+    a layer stored under a digest its contents do not have. Returns the diff_id and the length.
+
+    With `mapped` (the same bytes under a read lease) nothing is copied: the writer writes from
+    the mapping, and the lease shows that the file never changed (see minirun.layer.leasedmap)."""
     fd = stream.fileno()
     start = stream.tell()
     end = os.fstat(fd).st_size if length is None else start + length
     source: _FileSource | _RingSource
-    if applier.writer is not None:
+    hasher: _ThreadedHash | _InlineHash | _MappedHash
+    if mapped is not None:
+        hasher = _MappedHash(mapped, end - start)
+        source = _MappedSource(mapped, stream, end, split, applier.writer, start)
+    elif applier.writer is not None:
         # This process has time to hash: a thread of its own would only add GIL handovers.
         inline = _InlineHash()
-        hasher: _ThreadedHash | _InlineHash = inline
+        hasher = inline
         source = _RingSource(fd, end, split, inline, applier.writer, start)
     else:
         hasher = _ThreadedHash()
@@ -281,6 +319,10 @@ def _apply_seekable(stream: BinaryIO, applier: _Applier, split, length: int | No
                 with open_tarfile(source.replay_from(rest.start), rest.start) as tar:
                     _apply_with_tarfile(tar, applier)
         source.record_to(end)  # the end blocks and whatever padding follows belong to the tar
+    except BaseException:
+        if isinstance(hasher, _MappedHash):
+            hasher.abandon()
+        raise
     finally:
         digest = hasher.finish()
     stream.seek(end)
@@ -323,6 +365,38 @@ class _ThreadedHash:
     def finish(self) -> str:
         self._flush()
         self._queue.put(None)
+        self._thread.join()
+        return "sha256:" + self._hasher.hexdigest()
+
+
+class _MappedHash:
+    """sha256 of a mapped tar on a thread of its own, start to end, apart from the parsing: the
+    bytes stay as they are (the lease), so nothing needs hashing in step. Pieces are large, as
+    hashlib lets go of the GIL while it hashes one and the thread waits for it between two."""
+
+    _PIECE = 64 << 20
+
+    def __init__(self, mapped: LeasedMap, size: int) -> None:
+        import threading
+
+        self._mapped, self._size = mapped, min(size, len(mapped.view))  # a shorter file fails the parse
+        self._hasher = hashlib.sha256()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="layer-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        view = self._mapped.view
+        for at in range(0, self._size, self._PIECE):
+            if self._stop or not self._mapped.intact():  # a truncate could follow: read no further
+                return
+            self._hasher.update(view[at : min(at + self._PIECE, self._size)])
+
+    def abandon(self) -> None:
+        """The layer failed: the rest of its hash is not needed."""
+        self._stop = True
+
+    def finish(self) -> str:
         self._thread.join()
         return "sha256:" + self._hasher.hexdigest()
 
@@ -579,6 +653,30 @@ class _RingSource:
         data = self._raw(min(self.pos + len(buf), self.end), keep=True)
         buf[: len(data)] = data
         return len(data)
+
+
+class _MappedSource(_RingSource):
+    """_RingSource over the tar itself, mapped: a window is the next _WINDOW bytes of the mapping,
+    with the lease checked each time (no copy, no ring to recycle; _MappedHash hashes)."""
+
+    def __init__(self, mapped: LeasedMap, stream: BinaryIO, end: int, split, writer, start: int) -> None:
+        super().__init__(mapped.fd, end, split, None, writer, start)  # type: ignore[arg-type]
+        self.mapped, self.stream, self.base = mapped, stream, start
+
+    def _load(self) -> None:
+        self.window_offset = self.pos - self.base
+        size = min(_WINDOW, self.end - self.pos, len(self.mapped.view) - self.window_offset)
+        if size <= 0:
+            raise BadArchive(f"unexpected end of data at offset {self.pos}")
+        _check_intact(self.mapped, self.stream)
+        self.window = self.mapped.view[self.window_offset : self.window_offset + size]
+        self.window_start = self.pos
+
+    def replay_from(self, start: int) -> BinaryIO:
+        if start != self.member_start or start + len(self.member_bytes) != self.pos:
+            raise BadArchive(f"invalid tar stream: cannot resume at offset {start}")
+        self.writer = None  # the mapping stays: no copy needed
+        return _Replay(bytes(self.member_bytes), self)  # type: ignore[return-value]
 
 
 class _StreamSource:

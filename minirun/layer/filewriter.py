@@ -11,7 +11,8 @@ creates the files while the applier moves on, so the two overlap on two cores.
   directories the applier has already made.
 - **Contents.** File data goes through a ring of shared memory, mapped before the fork. The
   applier reads the tar straight into the ring, then hashes and records those very bytes; the
-  writer writes them out. No byte of the tar is read twice.
+  writer writes them out. No byte of the tar is read twice. (Or, when the tar is a file mapped
+  under a read lease, the writer writes straight from that mapping: see minirun.layer.leasedmap.)
 - **Acknowledgements.** The writer answers marks on a second pipe: a mark frees ring space once
   every job before it is done. The same pipe carries the writer's first error back. The writer
   stops at that error, and the applier raises it.
@@ -96,12 +97,20 @@ class FileWriter:
     The ring is lent in order: room() hands out the space after the last, once the writer is
     done with what was there before. Whoever calls room() must be done with everything it was
     lent earlier, in the sense that every job that will read those bytes has been queued or
-    handed to write() (a mark then frees them for good once the writer passes it)."""
+    handed to write() (a mark then frees them for good once the writer passes it).
 
-    def __init__(self, ring_size: int | None = None) -> None:
+    `source`: the tar itself, mapped (minirun.layer.leasedmap), in place of a ring: write() then
+    takes offsets into it, and room() is never called."""
+
+    def __init__(self, ring_size: int | None = None, source: memoryview | None = None) -> None:
         ring_size = ring_size or RING_SIZE
-        self._ring = mmap.mmap(-1, ring_size)  # MAP_SHARED: the writer sees what is read into it
-        self._view = memoryview(self._ring)
+        self._ring: mmap.mmap | None = None
+        if source is None:
+            self._ring = mmap.mmap(-1, ring_size)  # MAP_SHARED: the writer sees what is read into it
+            self._view = memoryview(self._ring)
+        else:
+            self._view = source  # mapped before the fork: the writer sees it too
+            ring_size = len(source)
         self._counter = mmap.mmap(-1, mmap.PAGESIZE)  # the writer counts the jobs it has done there
         self._done = memoryview(self._counter).cast("Q")
         self._size = ring_size
@@ -328,13 +337,14 @@ class FileWriter:
         if self.pid:
             self._status = os.waitpid(self.pid, 0)[1]
             self.pid = 0
-        self._view.release()
         self._done.release()
         self._counter.close()
-        try:
-            self._ring.close()
-        except BufferError:  # a view of it still held (a traceback's): the collector closes it
-            pass
+        if self._ring is not None:  # (a source is the caller's)
+            self._view.release()
+            try:
+                self._ring.close()
+            except BufferError:  # a view of it still held (a traceback's): the collector closes it
+                pass
 
 
 # -- the writer ---------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""apply_layer's ways in give one result: a regular file (read at random, once) and a stream
-(pipe, gzip: read once through HashingReader); each with the creates made by a forked writer
-(minirun.layer.filewriter: whenever the process runs no other thread) or by the applier itself.
-The regular file is also applied with no writer ("file-inline"), through a writer with a tiny
-ring ("file-ring-8k": every window wraps, marks and waits), and with the applier creating every
-other file itself beside its writer ("file-shared", "gzip-shared": as when the writer lags).
+"""apply_layer's ways in give one result: a regular file (mapped under a read lease, see
+minirun.layer.leasedmap) and a stream (pipe, gzip: read once through HashingReader); each with the
+creates made by a forked writer (minirun.layer.filewriter: whenever the process runs no other
+thread) or by the applier itself. The regular file is also applied with no writer
+("file-inline"), without a lease (read once into the writer's ring: "file-ring", as when the file
+is open for writing elsewhere), through a writer with a tiny ring ("file-ring-8k": every window
+wraps, marks and waits), and with the applier creating every other file itself beside its writer
+("file-shared", "gzip-shared": as when the writer lags).
 
 Every layer here is applied through every feed, and the trees must be identical to the last bit
 (modes incl. setuid/setgid/sticky, owners, ns mtimes, xattrs, hardlinks, symlinks, devices,
@@ -36,7 +38,7 @@ from tests.helpers import d, f, hard, make_tar, member, sym
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown, mknod and trusted.* xattrs need root")
 
 FEEDS = ["file", "bytesio", "pipe", "gzip"]  # the pipe's feeding thread keeps its creates in this process
-ALL_FEEDS = [*FEEDS, "file-inline", "file-ring-8k", "file-shared", "gzip-shared"]
+ALL_FEEDS = [*FEEDS, "file-inline", "file-ring", "file-ring-8k", "file-shared", "gzip-shared"]
 
 
 @contextlib.contextmanager
@@ -71,13 +73,16 @@ def fed(data: bytes, how: str, tmp_path: Path):
 
 @contextlib.contextmanager
 def created_as(how: str):
-    """Where the creates of `how` happen: "file-inline" with no writer, "file-ring-8k" through a
-    writer with an 8 KiB ring, the others as apply_layer decides."""
+    """Where the creates of `how` happen: "file-inline" with no writer, "file-ring" through the
+    writer's ring (no lease to be had), "file-ring-8k" through a ring of 8 KiB, the others as
+    apply_layer decides."""
     with pytest.MonkeyPatch.context() as patch:
         if how == "file-inline":
             patch.setattr(archive, "can_fork", lambda: False)
-        elif how == "file-ring-8k":
-            patch.setattr(filewriter, "RING_SIZE", 8192)
+        elif how.startswith("file-ring"):
+            patch.setattr(archive, "_leased_map", lambda stream, length: None)
+            if how == "file-ring-8k":
+                patch.setattr(filewriter, "RING_SIZE", 8192)
         elif how.endswith("-shared"):
             turns = itertools.count()
             patch.setattr(filewriter.FileWriter, "lagging", lambda self: next(turns) % 2 == 0)
@@ -331,7 +336,7 @@ def test_umask_is_restored_after_success_and_failure(tmp_path):
         os.umask(previous)
 
 
-@pytest.mark.parametrize("how", FEEDS)
+@pytest.mark.parametrize("how", [*FEEDS, "file-ring"])
 def test_truncated_contents_are_refused(tmp_path, how):
     data = make_tar([f("a", b"x" * 100), f("b", os.urandom(50_000))])
     with pytest.raises(BadArchive, match="unexpected end of data"):
@@ -347,7 +352,7 @@ def _insert_global_header(before: list, after: list) -> bytes:
     return head[:end] + tarfile.TarInfo.create_pax_global_header({"comment": "from git archive"}) + make_tar(after)
 
 
-@pytest.mark.parametrize("how", [*FEEDS, "file-ring-8k", "file-shared"])
+@pytest.mark.parametrize("how", [*FEEDS, "file-ring", "file-ring-8k", "file-shared"])
 def test_a_global_header_hands_the_rest_to_tarfile(tmp_path, how):
     before = [d("a"), f("a/one", b"1", mode=0o4755), sym("a/s", "one")]
     after = [

@@ -1,0 +1,139 @@
+"""A plain tar file is applied in place, from a mapping under a read lease (minirun.layer.leasedmap):
+the hash and the writer read the same bytes only because nobody can change them meanwhile. These
+tests open the tar for writing while it is applied, as a racing process would, and show that the
+layer is refused rather than stored with files its diff_id does not describe."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from minirun.errors import BadArchive
+from minirun.layer import archive, leasedmap
+from minirun.layer.archive import apply_layer
+from tests.helpers import f, make_tar
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="leases on files of others need CAP_LEASE")
+
+_OVERWRITE = (
+    "import sys\nwith open(sys.argv[1], 'r+b') as out:\n    out.seek(int(sys.argv[2]))\n    out.write(b'EVIL')\n"
+)
+
+
+def _tar(tmp_path: Path) -> tuple[Path, bytes, int]:
+    """A tar of three files; the offset of the last one's contents."""
+    data = make_tar([f("first", b"1" * 100), f("second", b"2" * 100), f("last", b"good")])
+    path = tmp_path / "layer.tar"
+    path.write_bytes(data)
+    return path, data, data.index(b"good")
+
+
+def _spy_maps(monkeypatch) -> list:
+    taken: list = []
+    real = archive._leased_map
+
+    def spy(stream, length):
+        taken.append(real(stream, length))
+        return taken[-1]
+
+    monkeypatch.setattr(archive, "_leased_map", spy)
+    return taken
+
+
+def test_a_plain_file_is_applied_in_place(tmp_path, monkeypatch):
+    path, data, _ = _tar(tmp_path)
+    taken = _spy_maps(monkeypatch)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with open(path, "rb") as stream:
+        applied = apply_layer(stream, dest)
+    assert isinstance(taken[0], leasedmap.LeasedMap)
+    assert applied.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert (dest / "last").read_bytes() == b"good"
+    with open(path, "rb") as stream:  # the lease went with the apply
+        assert fcntl.fcntl(stream.fileno(), fcntl.F_GETLEASE) == fcntl.F_UNLCK
+
+
+def test_a_file_open_for_writing_elsewhere_is_read_once_instead(tmp_path, monkeypatch):
+    path, data, _ = _tar(tmp_path)
+    taken = _spy_maps(monkeypatch)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    holder = os.open(path, os.O_WRONLY)  # no lease is granted while this is open
+    try:
+        with open(path, "rb") as stream:
+            applied = apply_layer(stream, dest)
+    finally:
+        os.close(holder)
+    assert taken == [None]
+    assert applied.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert (dest / "last").read_bytes() == b"good"
+
+
+def _race(tmp_path: Path, monkeypatch, leased: bool):
+    """Apply the tar; while its second member is applied, another process opens the tar for
+    writing and overwrites the last file's contents. Returns (apply's outcome, dest, process)."""
+    path, data, offset = _tar(tmp_path)
+    if not leased:  # the wall taken down: a map without a lease
+        real_fcntl = fcntl.fcntl
+
+        def no_lease(fd, cmd, arg=0):
+            if cmd == fcntl.F_SETLEASE:
+                return 0
+            if cmd == fcntl.F_GETLEASE:
+                return fcntl.F_RDLCK
+            return real_fcntl(fd, cmd, arg)
+
+        monkeypatch.setattr(leasedmap.fcntl, "fcntl", no_lease)
+    real_apply = archive._Applier.apply
+    seen: list = []
+
+    def racing_apply(self, member, source):
+        seen.append(member.name)
+        if len(seen) == 2:
+            for thread in threading.enumerate():  # the hash has read the bytes before the race
+                if thread.name == "layer-hash":
+                    thread.join()
+            seen.append(subprocess.Popen([sys.executable, "-c", _OVERWRITE, str(path), str(offset)]))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # until the other process is in (or past) its open
+                if not leased and seen[-1].poll() is not None:
+                    break
+                if leased and fcntl.fcntl(stream.fileno(), fcntl.F_GETLEASE) != fcntl.F_RDLCK:
+                    break
+                time.sleep(0.01)
+            else:
+                raise AssertionError("the racing process never opened the tar")
+        return real_apply(self, member, source)
+
+    monkeypatch.setattr(archive._Applier, "apply", racing_apply)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with open(path, "rb") as stream:
+        try:
+            outcome: object = apply_layer(stream, dest)
+        except BadArchive as exc:
+            outcome = exc
+    process = seen[2]
+    assert process.wait(timeout=60) == 0
+    return outcome, dest, data
+
+
+def test_without_the_lease_a_racing_writer_gets_other_bytes_into_the_layer(tmp_path, monkeypatch):
+    outcome, dest, data = _race(tmp_path, monkeypatch, leased=False)
+    assert outcome.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()  # the bytes before the race...
+    assert (dest / "last").read_bytes() == b"EVIL"  # ...but a file of the race's
+
+
+def test_a_racing_writer_waits_and_the_layer_is_refused(tmp_path, monkeypatch):
+    outcome, _, _ = _race(tmp_path, monkeypatch, leased=True)
+    assert isinstance(outcome, BadArchive)
+    assert "layer.tar was opened for writing while it was read" in str(outcome)
