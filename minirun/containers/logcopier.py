@@ -237,14 +237,11 @@ def exit_code(status: int) -> int:
 
 def remove_container(container_dir: str, lock_path: str) -> None:
     """--rm: the same order as Containers.remove, under the store lock."""
-    import fcntl
-
     from minirun import leanjson
     from minirun.containers.container import names_dir, release_name
+    from minirun.store.fsutil import flocked
 
-    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with flocked(lock_path):
         try:
             with open(os.path.join(container_dir, "config.json"), "rb") as f:
                 name = leanjson.load(f).get("name") or ""
@@ -264,8 +261,6 @@ def remove_container(container_dir: str, lock_path: str) -> None:
                 path = os.path.join(top, name)
                 os.unlink(path) if os.path.islink(path) else os.rmdir(path)
         os.rmdir(container_dir)
-    finally:
-        os.close(lock)
 
 
 # where the copier's argv (monitor.start builds it) names fds: PID 1's two output pipes, and the
@@ -344,8 +339,13 @@ def record(items: list[str], hub, ended: Exit) -> None:
         state = state.replace('"OOMKilled": false', '"OOMKilled": true', 1)
     try:
         from minirun.atomicfile import atomic_write  # os and errno only, as this module
+        from minirun.store.fsutil import flocked  # the monitors' server has it (initlayer)
 
-        atomic_write(os.path.join(container_dir, "state.json"), state.encode(), durable=False)
+        # under the store lock, and only while the record is there: `rm -f` of a dead container
+        # removes it (config.json first) under that lock while this may still be writing
+        with flocked(lock_path):
+            if os.path.exists(os.path.join(container_dir, "config.json")):
+                atomic_write(os.path.join(container_dir, "state.json"), state.encode(), durable=False)
     finally:
         # PID 1 is reaped: its PID namespace, and so the cgroups, are empty. They go even when the
         # record cannot be written (its dir removed, a full disk): nobody else would remove them.

@@ -255,7 +255,7 @@ def _remove_cgroups(container_id: str) -> None:
 def _check_host(store, findings: list[Finding], known: set[str]) -> None:
     _check_cgroups(findings, known)
     _check_bookings(store, findings)
-    _check_ports(findings)
+    _check_ports(store, findings)
     _check_mounts(store, findings)
 
 
@@ -331,8 +331,11 @@ def _release(book, entry: dict) -> None:
         book.release(entry.get("store", ""), entry.get("container", ""))
 
 
-def _check_ports(findings: list[Finding]) -> None:
+def _check_ports(store, findings: list[Finding]) -> None:
+    """Published ports whose container is not running, of this store or of none (another store's
+    are its business, as its bookings are: one of them may be stopping now)."""
     from minirun.net import portmap
+    from minirun.net.networks import owner_of
 
     try:
         elements = portmap.list_elements() or []
@@ -341,6 +344,9 @@ def _check_ports(findings: list[Finding]) -> None:
     for element in elements:
         proto, host_ip, host_port, address, port = element
         if portmap.in_use(address):
+            continue
+        owner = (owner_of(address) or {}).get("store", store.root)
+        if owner != store.root and os.path.isdir(owner):
             continue
         findings.append(
             Finding(
