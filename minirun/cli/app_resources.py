@@ -42,7 +42,7 @@ def update(
     ),
 ) -> None:
     """Update configuration of one or more containers (their resource limits)."""
-    from minirun.containers.resources import parse_options, update_container
+    from minirun.containers.resources import discard_unsupported, parse_options, update_container
 
     given = {
         "memory": memory,
@@ -56,6 +56,8 @@ def update(
     if all(value is None for value in given.values()) and restart is None:
         raise UsageError("you must provide one or more flags when using this command")
     changes = parse_options(given) if any(value is not None for value in given.values()) else None
+    for warning in discard_unsupported(changes or {}):
+        print(f"WARNING: {warning}", file=sys.stderr)
     policy = None
     if restart is not None:
         from minirun.containers.restartpolicy import parse_policy

@@ -236,6 +236,25 @@ def for_run(given: dict, ncpu: int | None = None, available: str | None = None) 
     return resources
 
 
+def discard_unsupported(resources: dict) -> list[str]:
+    """docker's daemon drops a block weight the kernel has no file for (no CFQ, no BFQ), with
+    these warnings, rather than fail the create or update: `resources` loses those fields."""
+    if not (resources.get("BlkioWeight") or resources.get("BlkioWeightDevice")):
+        return []
+    from minirun.runtime import cgroups
+
+    if cgroups.block_weights():
+        return []
+    warnings = []
+    if resources.pop("BlkioWeight", 0):
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
+    if resources.pop("BlkioWeightDevice", None):
+        warnings.append(
+            "Your kernel does not support Block I/O weight_device or the cgroup is not mounted. Weight-device discarded."
+        )
+    return warnings
+
+
 def merged(current: dict, changes: dict, ncpu: int | None = None, available: str | None = None) -> dict:
     """`update`: the container's resources with `changes` in (a 0 or empty value changes nothing,
     as in docker); a memory limit above the memory+swap already set needs a new memory-swap."""

@@ -478,6 +478,18 @@ def _owner_of(controller: str, found: list[Hierarchy]) -> Hierarchy | None:
     return None
 
 
+def block_weights() -> bool:
+    """Whether the kernel takes block I/O weights, as docker's daemon asks it (pkg/sysinfo): v1
+    with a weight file at the blkio root, CFQ's or BFQ's (with neither scheduler there is none);
+    v2 with the io controller."""
+    io = _owner_of("blkio", hierarchies())
+    if io is None:
+        return False
+    if io.version == 2:
+        return True
+    return any(os.path.exists(f"{io.mount}/{name}") for name in ("blkio.weight", "blkio.bfq.weight"))
+
+
 def _bfq(hierarchy: Hierarchy, path: str) -> bool:
     """Whether block weights go to BFQ's files, by runc's probes: v1 without blkio.weight (CFQ
     is gone since Linux 5.0), v2 with io.bfq.weight."""

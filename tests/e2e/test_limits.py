@@ -330,7 +330,12 @@ def test_block_io_flags_land_in_the_cgroup_files(cli, busybox):
         pytest.skip(f"no {device} node")
     flags = ["--blkio-weight", "300", "--device-read-bps", f"{device}:1mb", "--device-write-bps", f"{device}:2mb"]
     flags += ["--device-read-iops", f"{device}:100", "--device-write-iops", f"{device}:200"]
-    cid = run_d(cli, *flags, "busybox", "sleep", "100")
+    # without CFQ or BFQ the kernel has no weight file: docker's daemon drops the weight, warning
+    weighs = io.version == 2 or any(os.path.exists(f"{io.mount}/{n}") for n in ("blkio.weight", "blkio.bfq.weight"))
+    dropped = "WARNING: Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+    started = cli("run", "-d", *flags, "busybox", "sleep", "100")
+    assert started.code == 0 and (dropped in started.err) == (not weighs), started
+    cid = started.out.strip()
     path = io.path(cid)
 
     def read(name: str) -> str:
@@ -339,7 +344,7 @@ def test_block_io_flags_land_in_the_cgroup_files(cli, busybox):
 
     if io.version == 1:
         weight = "blkio.weight" if os.path.exists(f"{path}/blkio.weight") else "blkio.bfq.weight"
-        assert read(weight).split()[-1] == "300"
+        assert not weighs or read(weight).split()[-1] == "300"
         assert read("blkio.throttle.read_bps_device") == f"{numbers} {MiB}"
         assert read("blkio.throttle.write_bps_device") == f"{numbers} {2 * MiB}"
         assert read("blkio.throttle.read_iops_device") == f"{numbers} 100"
@@ -348,10 +353,11 @@ def test_block_io_flags_land_in_the_cgroup_files(cli, busybox):
         line = next(x for x in read("io.max").splitlines() if x.startswith(numbers))
         assert line.split()[1:] == [f"rbps={MiB}", f"wbps={2 * MiB}", "riops=100", "wiops=200"]
     host = inspect(cli, cid)["HostConfig"]
-    assert host["BlkioWeight"] == 300
+    assert host["BlkioWeight"] == (300 if weighs else 0)
     assert host["BlkioDeviceReadBps"] == [{"Path": device, "Rate": MiB}]
-    assert cli("update", "--blkio-weight", "600", cid).code == 0
-    if io.version == 1:
+    updated = cli("update", "--blkio-weight", "600", cid)
+    assert updated.code == 0 and (dropped in updated.err) == (not weighs), updated
+    if io.version == 1 and weighs:
         assert read(weight).split()[-1] == "600"
     missing = cli("run", "--rm", "--device-read-bps", "/dev/nosuchdisk:1mb", "busybox", "true")
     assert missing.code == 125 and "/dev/nosuchdisk: No such file or directory" in missing.err
