@@ -56,6 +56,14 @@ def container_config(store, opts: RunOptions):
         from minirun.containers.mounts import plan_mounts
 
         mount_plan = plan_mounts(store, opts.volumes + opts.mounts, opts.volumes_from, opts.tmpfs, image_config)
+    resources = dict(opts.resources)
+    if resources:
+        from minirun.containers.resources import discard_unsupported
+
+        for warning in discard_unsupported(resources):  # the daemon's part: client-side flags parse anywhere
+            import sys
+
+            print(f"WARNING: {warning}", file=sys.stderr)
     container_id = new_container_id()
     config = ContainerConfig(
         id=container_id,
@@ -76,7 +84,7 @@ def container_config(store, opts: RunOptions):
         auto_remove=opts.rm,
         interactive=opts.interactive,
         tty=opts.tty,
-        resources=opts.resources,
+        resources=resources,
         cap_add=opts.cap_add,
         cap_drop=opts.cap_drop,
         privileged=opts.privileged,

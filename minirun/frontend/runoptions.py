@@ -222,14 +222,9 @@ def parse_network_options(network: str, hostname: str, publish: list[str]) -> li
 
 def resource_options(ns) -> dict:
     """--memory and friends, parsed and checked with docker's defaults (nothing is created before)."""
-    from minirun.containers.resources import FLAGS, discard_unsupported, for_run, parse_options
+    from minirun.containers.resources import FLAGS, for_run, parse_options
 
-    resources = for_run(parse_options({key: getattr(ns, key, None) for key in FLAGS}))
-    for warning in discard_unsupported(resources):
-        import sys
-
-        print(f"WARNING: {warning}", file=sys.stderr)
-    return resources
+    return for_run(parse_options({key: getattr(ns, key, None) for key in FLAGS}))
 
 
 def process_env(ns, environ: dict[str, str] | None) -> list[str]:
