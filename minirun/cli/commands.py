@@ -95,7 +95,12 @@ COMMANDS: dict[str, Command] = {
         lean=True,
         options="minirun.cli.buildcmd:parser",
     ),
-    "load": Command("minirun.cli.app_archive:app", "Load images from a tar archive or STDIN"),
+    "load": Command(
+        "minirun.cli.loadcmd:load_command",
+        "Load images from a tar archive or STDIN",
+        lean=True,
+        options="minirun.cli.loadcmd:parser",
+    ),
     "save": Command("minirun.cli.app_archive:app", "Save one or more images to a tar archive"),
     "pull": Command("minirun.cli.app_registry:app", "Download an image from a registry"),
     "push": Command("minirun.cli.app_registry:app", "Upload an image to a registry"),

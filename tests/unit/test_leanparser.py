@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from minirun.cli import attachcmd, diffcmd, execargs, imagescmd, importcmd, ps, runargs
+from minirun.cli import attachcmd, diffcmd, execargs, imagescmd, importcmd, loadcmd, ps, runargs
 from minirun.cli.leanparser import Parser, fast_parse
 from minirun.errors import UsageError
 
@@ -19,6 +19,7 @@ PARSERS = {
     "ps": ps.parser,
     "images": imagescmd.parser,
     "import": importcmd.parser,
+    "load": loadcmd.parser,
     "diff": diffcmd.parser,
     "attach": attachcmd.parser,
 }
@@ -62,6 +63,11 @@ TYPED = [
     ("import", ["a.tar", "-m", "msg", "img:1"]),
     ("import", ["-", "img"]),
     ("import", []),
+    ("load", ["-i", "a.tar"]),
+    ("load", ["-q", "--input=a.tar"]),
+    ("load", ["-qi", "a.tar"]),
+    ("load", ["--input"]),
+    ("load", ["a.tar"]),
     ("diff", ["c"]),
     ("attach", ["--no-stdin", "--sig-proxy=false", "c"]),
     ("attach", ["--detach-keys", "ctrl-a,x", "c"]),
