@@ -1,18 +1,19 @@
 """Unpacking an image archive's layers in parallel worker processes, each layer checked against
 what the archive promises (its blob digest, its config's diff_id) before it counts.
 
-Each layer is unpacked by a child process of its own (fork), several at a time, straight from its
-bytes inside the archive (pread). Threads were measured first (scripts/bench_load.py, 10 layers x
-2,000 files, 2 cores): the per-member Python work of the applier holds the GIL, so two threads
-gained little over one (1.3-1.6 s vs 1.8 s) where two processes take 1.1 s. The parent stages each
-layer (its temp dir and the flock that keeps a sweep away stay the parent's), the child fills it and
-sends back what it applied; on any failure the parent kills the other children and discards every
-staged layer. minirun.distribution.imageload reads the archive and plans the layers (the types in
+Layers are unpacked by worker processes (fork), one per core, each taking the next layer as it
+finishes one, straight from its bytes inside the archive (pread, or mapped). Threads were measured
+first (scripts/bench_load.py, 10 layers x 2,000 files, 2 cores): the per-member Python work of the
+applier holds the GIL, so two threads gained little over one (1.3-1.6 s vs 1.8 s) where two
+processes take 1.1 s. The parent stages every
+layer (its temp dir and the flock that keeps a sweep away stay the parent's), a worker fills one and
+sends back what it applied; on any failure the parent kills the workers and discards every staged
+layer. minirun.distribution.imageload reads the archive and plans the layers (the types in
 archive_index); this module only unpacks.
 
-Each child forks a file writer of its own (minirun.layer.filewriter). A child is stopped with
-SIGTERM, which unwinds it and stops its writer; the writer holds the child's end of the pipe too,
-so that pipe's end means nothing of the child writes any more.
+A worker forks a file writer for each layer (minirun.layer.filewriter). A worker is stopped with
+SIGTERM, which unwinds it and stops its writer; the writer holds the worker's end of the pipe too,
+so that pipe's end means nothing of the worker writes any more.
 """
 
 from __future__ import annotations
@@ -97,31 +98,77 @@ def _check(plan: LayerPlan, staged: StagedLayer, blob_digest: str) -> None:
         raise BadArchive(f"{plan.what}: diff_id mismatch (the config says {plan.diff_id}, the layer is {actual})")
 
 
-class _Child:
-    """A forked process unpacking one layer; it reports on a pipe: progress, then a result."""
+class _Worker:
+    """A forked process that unpacks the layers it is sent, one at a time, and reports on a pipe:
+    progress, then a result, for each. One per core for the whole load: a fork's copy-on-write
+    faults (~2,700 pages of the parent's heap, ~10 ms of CPU) are paid per worker, not per layer.
+    The parent sends a layer's index in `queue` (the worker has the plans and staged layers of
+    the fork); closing the command pipe ends the worker."""
 
     _HEADER = struct.Struct("!cI")
+    _INDEX = struct.Struct("!I")
+    pid: int
+    fd: int  # what the worker reports
+    command: int  # the layers it is sent; -1 once closed
 
-    def __init__(self, store: Store, archive: Archive, plan: LayerPlan, staged: StagedLayer) -> None:
-        self.plan, self.staged = plan, staged
+    def __init__(
+        self, store: Store, archive: Archive, queue: list[tuple[LayerPlan, StagedLayer]], others: list[_Worker]
+    ) -> None:
+        self.queue = queue
+        self.index: int | None = None  # the layer being unpacked
         self.buffer = b""
         self.result: tuple[str, object] | None = None
         read_fd, write_fd = os.pipe()
+        command_r, command_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns
             os.close(read_fd)
-            self._run(store, archive, write_fd)
+            os.close(command_w)
+            for other in others:  # holding another's command pipe open would keep it from its end
+                os.close(other.fd)
+                os.close(other.command)
+            self._serve(store, archive, command_r, write_fd)
         os.close(write_fd)
-        self.pid, self.fd = pid, read_fd
+        os.close(command_r)
+        self.pid, self.fd, self.command = pid, read_fd, command_w
 
-    def _run(self, store: Store, archive: Archive, out: int) -> None:
-        import pickle
+    @property
+    def plan(self) -> LayerPlan:
+        assert self.index is not None
+        return self.queue[self.index][0]
+
+    def send(self, index: int) -> None:
+        self.index, self.result = index, None
+        os.write(self.command, self._INDEX.pack(index))
+
+    def done_sending(self) -> None:
+        if self.command >= 0:
+            os.close(self.command)
+            self.command = -1
+
+    def _serve(self, store: Store, archive: Archive, commands: int, out: int) -> None:
         import signal
 
         status = 1
         try:
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent handles ^C and stops us
             signal.signal(signal.SIGTERM, _stopped)  # how it stops us: unwinding stops our file writer
+            while True:
+                data = _read_exactly(commands, self._INDEX.size)
+                if not data:
+                    break
+                if not self._unpack(store, archive, self._INDEX.unpack(data)[0], out):
+                    break
+            status = 0
+        finally:
+            os._exit(status)
+
+    def _unpack(self, store: Store, archive: Archive, index: int, out: int) -> bool:
+        """One layer; False if it failed (reported: the parent stops the load)."""
+        import pickle
+
+        plan, staged = self.queue[index]
+        try:
             pending = [0]
 
             def advanced(n: int) -> None:
@@ -130,12 +177,14 @@ class _Child:
                     self._send(out, b"P", str(pending[0]).encode())
                     pending[0] = 0
 
-            digest = _apply_member(store, self.staged, archive, self.plan, advanced)
+            digest = _apply_member(store, staged, archive, plan, advanced)
             if pending[0]:
                 self._send(out, b"P", str(pending[0]).encode())
-            self._send(out, b"R", pickle.dumps((self.staged.applied, digest)))
-            status = 0
+            self._send(out, b"R", pickle.dumps((staged.applied, digest)))
+            return True
         except BaseException as exc:
+            if isinstance(exc, SystemExit):  # stopped: the parent is not listening
+                raise
             try:  # plain values: an exception class need not survive pickling
                 error: tuple
                 if isinstance(exc, MinirunError):
@@ -147,8 +196,7 @@ class _Child:
                 self._send(out, b"E", pickle.dumps(error))
             except BaseException:
                 pass
-        finally:
-            os._exit(status)
+            return False
 
     def _send(self, out: int, tag: bytes, payload: bytes) -> None:
         data = self._HEADER.pack(tag, len(payload)) + payload
@@ -156,7 +204,7 @@ class _Child:
             data = data[os.write(out, data) :]
 
     def read(self, progress: Progress) -> bool:
-        """Take what the child wrote; False at its end (EOF)."""
+        """Take what the worker wrote; False at its end (EOF)."""
         chunk = os.read(self.fd, 1 << 16)
         self.buffer += chunk
         while len(self.buffer) >= self._HEADER.size:
@@ -173,24 +221,34 @@ class _Child:
                 self.result = (tag.decode(), pickle.loads(payload))
         return bool(chunk)
 
-    def finish(self) -> None:
-        """Reap the child; raise what it reported, or check what it applied."""
-        os.close(self.fd)
-        _, status = os.waitpid(self.pid, 0)
+    def take_result(self) -> bool:
+        """Check the layer the worker reported (raising what it reported); False if it has not yet."""
         if self.result is None:
-            raise MinirunError(f"{self.plan.what}: unpacking ended without a result (status {status})")
+            return False
         kind, value = self.result
         if kind == "E":
             raise _error(value)  # type: ignore[arg-type]
-        sent: tuple = value  # type: ignore[assignment]  # what _run sent: (AppliedLayer, digest)
-        self.staged.applied, digest = sent
-        _check(self.plan, self.staged, digest)
+        staged = self.queue[self.index][1]  # type: ignore[index]
+        sent: tuple = value  # type: ignore[assignment]  # what _unpack sent: (AppliedLayer, digest)
+        staged.applied, digest = sent
+        _check(self.plan, staged, digest)
+        self.index, self.result = None, None
+        return True
+
+    def finish(self) -> None:
+        """Reap the worker, which has ended (EOF); a layer it had not reported is an error."""
+        os.close(self.fd)
+        self.done_sending()
+        _, status = os.waitpid(self.pid, 0)
+        if self.index is not None and not self.take_result():
+            raise MinirunError(f"{self.plan.what}: unpacking ended without a result (status {status})")
 
     def kill(self) -> None:
-        """Stop the child, and return once nothing of it writes any more: its file writer holds
+        """Stop the worker, and return once nothing of it writes any more: its file writer holds
         the pipe too (minirun.layer.filewriter), so its end means both have gone."""
         import signal
 
+        self.done_sending()
         try:
             os.kill(self.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -199,6 +257,16 @@ class _Child:
             pass
         os.close(self.fd)
         os.waitpid(self.pid, 0)
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return b""
+        data += chunk
+    return data
 
 
 def _stopped(signum: int, frame: object) -> None:
@@ -266,23 +334,36 @@ def _unpack_in_children(
     import select
 
     _preload()
-    running: dict[int, _Child] = {}
+    for plan in queue:  # all staged before the workers fork: they inherit the list
+        staged[plan.diff_id] = _stage(store)
+    jobs = [(plan, staged[plan.diff_id]) for plan in queue]
+    next_job = 0
+    running: dict[int, _Worker] = {}
     try:
-        while queue or running:
-            while queue and len(running) < workers:
-                plan = queue.pop(0)
-                staged[plan.diff_id] = layer = _stage(store)
-                child = _Child(store, archive, plan, layer)
-                running[child.fd] = child
+        for _ in range(min(workers, len(jobs))):
+            worker = _Worker(store, archive, jobs, list(running.values()))
+            running[worker.fd] = worker
+            worker.send(next_job)
+            next_job += 1
+        while running:
             for fd in select.select(list(running), [], [])[0]:
-                child = running[fd]
-                if not child.read(progress):
+                worker = running[fd]
+                alive = worker.read(progress)
+                if worker.index is not None:
+                    diff_id = worker.plan.diff_id
+                    if worker.take_result():
+                        progress.layer_finished(diff_id, "Loaded")
+                        if next_job < len(jobs):
+                            worker.send(next_job)
+                            next_job += 1
+                        else:
+                            worker.done_sending()
+                if not alive:
                     del running[fd]
-                    child.finish()
-                    progress.layer_finished(child.plan.diff_id, "Loaded")
+                    worker.finish()
     except BaseException:
-        for child in running.values():
-            child.kill()
+        for worker in running.values():
+            worker.kill()
         raise
 
 
