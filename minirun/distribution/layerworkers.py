@@ -137,9 +137,15 @@ class _Worker:
         assert self.index is not None
         return self.queue[self.index][0]
 
-    def send(self, index: int) -> None:
+    def send(self, index: int) -> bool:
+        """Hand it layer `index`; False if it has ended (its EOF is on the way)."""
+        try:
+            os.write(self.command, self._INDEX.pack(index))
+        except BrokenPipeError:
+            self.done_sending()
+            return False
         self.index, self.result = index, None
-        os.write(self.command, self._INDEX.pack(index))
+        return True
 
     def done_sending(self) -> None:
         if self.command >= 0:
@@ -343,8 +349,7 @@ def _unpack_in_children(
         for _ in range(min(workers, len(jobs))):
             worker = _Worker(store, archive, jobs, list(running.values()))
             running[worker.fd] = worker
-            worker.send(next_job)
-            next_job += 1
+            next_job += worker.send(next_job)
         while running:
             for fd in select.select(list(running), [], [])[0]:
                 worker = running[fd]
@@ -354,13 +359,14 @@ def _unpack_in_children(
                     if worker.take_result():
                         progress.layer_finished(diff_id, "Loaded")
                         if next_job < len(jobs):
-                            worker.send(next_job)
-                            next_job += 1
+                            next_job += worker.send(next_job)
                         else:
                             worker.done_sending()
                 if not alive:
                     del running[fd]
                     worker.finish()
+        if next_job < len(jobs):  # every worker ended, killed between two layers: none is left to send to
+            raise MinirunError(f"{jobs[next_job][0].what}: the workers ended before unpacking it")
     except BaseException:
         for worker in running.values():
             worker.kill()

@@ -494,6 +494,34 @@ def test_a_bad_layer_among_good_ones_discards_the_good_ones_too(store, tmp_path)
     assert_untouched(store)
 
 
+def test_workers_that_end_between_two_layers_leave_no_layer_unpacked(store, tmp_path, monkeypatch):
+    """A worker killed right after it reported a layer takes no more; when none is left for
+    the layers still to do, the load fails and stores nothing. (Without the check after the
+    loop, such a load returned with layers staged but never filled.)"""
+    import select
+    import signal
+
+    from minirun.distribution import layerworkers
+
+    send = layerworkers._Worker.send
+    sent: set[int] = set()
+
+    def killed_after_one(self, index):
+        if self.pid in sent:  # its first layer is done: it dies before the next one comes
+            pidfd = os.pidfd_open(self.pid)
+            os.kill(self.pid, signal.SIGKILL)
+            select.select([pidfd], [], [])
+            os.close(pidfd)
+        sent.add(self.pid)
+        return send(self, index)
+
+    monkeypatch.setattr(layerworkers._Worker, "send", killed_after_one)
+    layers = [make_tar([d(f"d{i}"), f(f"d{i}/x", os.urandom(1000))]) for i in range(5)]
+    with pytest.raises(MinirunError, match="the workers ended before unpacking it"):
+        load(store, oci_archive(config(layers), layers, "gzip"), tmp_path, workers=2)
+    assert_untouched(store)
+
+
 def test_manifest_json_layer_count_must_match_the_config(store, tmp_path):
     cfg = config(LAYERS[:2])
     with pytest.raises(BadArchive, match="3 layers, but its config lists 2 diff_ids"):
