@@ -134,6 +134,9 @@ def book_address(store, container, network, wanted: dict, ifname: str) -> dict:
             ifname,
             wanted.get("ip") or "",
         )
+    from minirun.net.portmap import drop_debris
+
+    drop_debris(address)  # nobody else's now: ports still leading to it are nobody's either
     subnet = parse_subnet(info["subnet"])
     return {
         "bridge": network.bridge,

@@ -332,13 +332,13 @@ def publish(bindings: list[Binding], address: str) -> list[Binding]:
                 script.append(_delete(element))
                 debris.add(target)
             script.append(_element("create", p, ip, h) + f" : {address} . {c} }}")
+        _record_publisher(address)  # first: no element is ever left without it (see drop_debris)
         try:
             nftables.nft(["-f", "-"], "\n".join(script) + "\n")
         except MinirunError as exc:
             if not creating or not _unsupported(exc):  # the table is there: a refused element is a real error
                 raise
             raise NftUnavailable(str(exc)) from None
-        _record_publisher(address)
         for target in debris:
             _unlink(_publisher_path(target))
     return resolved
@@ -359,6 +359,15 @@ def unpublish(address: str, still_ours: Callable[[], bool] | None = None) -> Non
         if ours:
             nftables.nft(["-f", "-"], "\n".join(_delete(e) for e in ours) + "\n")
         _unlink(_publisher_path(address))
+
+
+def drop_debris(address: str) -> None:
+    """A start has just booked `address` on its bridge: an element still leading to it is debris
+    (its container's monitor was killed and its record went with its store, so nobody removed
+    it), and would hand this container host ports it never published. Only where a publisher
+    record was left: one stat on an ordinary start."""
+    if os.path.exists(_publisher_path(address)):
+        unpublish(address)
 
 
 # -- who published: held from the publish on, before the container's state says running -----------

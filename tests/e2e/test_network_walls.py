@@ -17,7 +17,8 @@ import subprocess
 
 import pytest
 
-from minirun.net import networks
+from minirun.net import networks, portmap
+from tests.helpers import wait_until
 
 PROBES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes")
 SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
@@ -229,3 +230,27 @@ def test_forged_router_advertisements_configure_nobody(cli, busybox, cleanup, pr
         subprocess.run(["ip", "-6", "route", "flush", "dev", bridge, "proto", "ra"], capture_output=True)
         subprocess.run(["ip", "-6", "route", "del", "2001:db8:bad::/64", "dev", bridge], capture_output=True)
         subprocess.run(["ip", "-6", "addr", "flush", "dev", bridge, "scope", "global"], capture_output=True)
+
+
+def test_a_start_never_inherits_ports_a_vanished_container_left(cli, busybox, cleanup, isolated_store):
+    """A container's monitor killed (its containers die with it) and its record gone (a store
+    deleted, as a test session deletes its stores): nobody removes its DNAT elements. The next
+    container given its address must not serve them: it published nothing."""
+    assert cli("network", "create", "walldebris").code == 0
+    cleanup["networks"].append("walldebris")
+    port = free_port()
+    doomed = start(cli, cleanup, "walldoomed", "--network", "walldebris", "-p", f"{port}:80", command="sleep 300")
+    address = address_of(cli, "walldoomed")
+    server = subprocess.run(
+        ["pgrep", "-f", f"monitorserver:serve {isolated_store} "], capture_output=True, text=True
+    ).stdout.split()
+    assert len(server) == 1, server
+    os.kill(int(server[0]), 9)
+    assert wait_until(lambda: "Exited" in cli("ps", "-a", "--format", "{{.Status}}").out)
+    subprocess.run(["rm", "-rf", str(isolated_store / "containers" / doomed)], check=True)
+    assert [e for e in portmap.list_elements() or [] if e[3] == address] == [("tcp", "", port, address, 80)]
+    start(cli, cleanup, "wallnewcomer", "--network", "walldebris")
+    assert address_of(cli, "wallnewcomer") == address
+    assert [e for e in portmap.list_elements() or [] if e[3] == address] == []
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
