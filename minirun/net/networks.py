@@ -512,6 +512,11 @@ def bridges_of(store_root: str, container_id: str) -> list[str]:
     ]
 
 
+def publisher_path(address: str) -> str:
+    """The record of the process that published ports to `address` (portmap.py's)."""
+    return os.path.join(HOST_DIR, "publishers", address)
+
+
 def owner_of(address: str) -> Booking | None:
     """The booking of `address` on any minirun bridge, or None."""
     try:

@@ -332,7 +332,7 @@ def publish(bindings: list[Binding], address: str) -> list[Binding]:
                 script.append(_delete(element))
                 debris.add(target)
             script.append(_element("create", p, ip, h) + f" : {address} . {c} }}")
-        _record_publisher(address)  # first: no element is ever left without it (see drop_debris)
+        _record_publisher(address)  # first: no element is ever left without it (network.book_address)
         try:
             nftables.nft(["-f", "-"], "\n".join(script) + "\n")
         except MinirunError as exc:
@@ -361,22 +361,13 @@ def unpublish(address: str, still_ours: Callable[[], bool] | None = None) -> Non
         _unlink(_publisher_path(address))
 
 
-def drop_debris(address: str) -> None:
-    """A start has just booked `address` on its bridge: an element still leading to it is debris
-    (its container's monitor was killed and its record went with its store, so nobody removed
-    it), and would hand this container host ports it never published. Only where a publisher
-    record was left: one stat on an ordinary start."""
-    if os.path.exists(_publisher_path(address)):
-        unpublish(address)
-
-
 # -- who published: held from the publish on, before the container's state says running -----------
 
 
 def _publisher_path(address: str) -> str:
-    from minirun.net.networks import HOST_DIR
+    from minirun.net.networks import publisher_path
 
-    return os.path.join(HOST_DIR, "publishers", address)
+    return publisher_path(address)
 
 
 def _record_publisher(address: str) -> None:

@@ -254,3 +254,17 @@ def test_a_start_never_inherits_ports_a_vanished_container_left(cli, busybox, cl
     assert [e for e in portmap.list_elements() or [] if e[3] == address] == []
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_an_earlier_holders_exit_never_takes_the_ports_of_its_address(cli, busybox, cleanup, isolated_store):
+    """An --rm container's record goes before its monitor's exit work unpublishes its ports, so
+    its address may be booked and published to by a new start first: that late unpublish must
+    leave the new holder's ports alone."""
+    from minirun.containers.network import stopped
+
+    port = free_port()
+    start(cli, cleanup, "wallholder", "-p", f"127.0.0.1:{port}:80", command="sleep 300")
+    address = address_of(cli, "wallholder")
+    earlier = {"IPAddress": address, "Ports": [["127.0.0.1", free_port(), 80, "tcp"]], "Token": "an earlier run's"}
+    stopped(str(isolated_store), "f" * 64, earlier)  # its record is gone already
+    assert [e for e in portmap.list_elements() or [] if e[3] == address] == [("tcp", "127.0.0.1", port, address, 80)]
