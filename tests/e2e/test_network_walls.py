@@ -152,8 +152,9 @@ def another_host():
     ip_forward on, a docker host's): (namespace, its address, the host's address and MAC there)."""
     tag = f"{os.getpid() % 100000:05d}"
     namespace, veth = f"mrpeer{tag}", f"xpeer{tag}"  # not our bridges' prefix: the walls are not about it
-    subnet = 10 + os.getpid() % 200
-    host_ip, peer_ip = f"10.253.{subnet}.1", f"10.253.{subnet}.2"
+    pid = os.getpid()  # a /30 of 10.253/16 of this worker's own (not in minirun's pools)
+    third, fourth = (pid >> 6) % 256, (pid % 64) * 4
+    host_ip, peer_ip = f"10.253.{third}.{fourth + 1}", f"10.253.{third}.{fourth + 2}"
 
     def ip(*args: str) -> None:
         subprocess.run(["ip", *args], check=True, capture_output=True)
