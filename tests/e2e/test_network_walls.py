@@ -4,7 +4,8 @@ host" (a network namespace with a veth to the host): the host's loopback stays t
 networks do not reach each other, a port published on 127.0.0.1 is not reachable from elsewhere,
 and forged IPv6 router advertisements configure neither the host nor another container. Each test
 also shows its probe getting through where the wall has a door (a published port), so a probe that
-reaches nothing never passes for a wall.
+reaches nothing never passes for a wall. The last two: DNAT elements follow their container only,
+neither left to the next holder of its address nor taken from it.
 """
 
 from __future__ import annotations
