@@ -117,7 +117,7 @@ def book_address(store, container, network, wanted: dict, ifname: str) -> dict:
     """The container's address on `network` (booked now, or the one it holds): an interface
     spec for net/attach.py, with its network's gateway."""
     from minirun.net.ipv4 import broadcast, int_to_ip, mac_for, parse_subnet
-    from minirun.net.networks import AddressBook, ensure_bridge
+    from minirun.net.networks import AddressBook, ensure_bridge, publisher_path
 
     info = ensure_bridge(network, store.root)
     config = container.config
@@ -134,6 +134,13 @@ def book_address(store, container, network, wanted: dict, ifname: str) -> dict:
             ifname,
             wanted.get("ip") or "",
         )
+    if os.path.exists(publisher_path(address)):
+        # the address is this container's alone now: ports still leading to it are debris (a
+        # container whose monitor was killed and whose record went with its store), and would
+        # hand this one host ports it never published
+        from minirun.net.portmap import unpublish
+
+        unpublish(address)
     subnet = parse_subnet(info["subnet"])
     return {
         "bridge": network.bridge,
@@ -302,7 +309,12 @@ def stopped(store_root: str, container_id: str, settings: dict | None) -> None:
             with open(os.path.join(store_root, "containers", container_id, "state.json"), "rb") as f:
                 state = leanjson.load(f)
         except (OSError, ValueError):
-            return True  # removed: nobody can have started it again
+            # removed (an --rm container's record goes before this runs): its booking went
+            # stale, and a start may have booked the address and published its own ports to it
+            from minirun.net.networks import owner_of
+
+            owner = owner_of(settings.get("IPAddress", "")) or {}
+            return owner.get("store", store_root) == store_root and owner.get("container", container_id) == container_id
         return (state.get("NetworkSettings") or {}).get("Token") == settings.get("Token")
 
     portmap.unpublish_ports(settings, still_ours)

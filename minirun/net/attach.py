@@ -85,11 +85,23 @@ def _plug(host: Netlink, host_ns: int, inside: Netlink, spec: InterfaceSpec | Ne
     import socket
 
     inside.add_veth(ifname, bytes.fromhex(spec["mac"].replace(":", "")), spec["veth"], host_ns)
+    _refuse_router_advertisements(ifname)
     host.set_up(spec["veth"], (spec["bridge_index"], spec["bridge"]))
     inside.set_up(ifname)
     index = socket.if_nametoindex(ifname)
     inside.add_address(index, spec["address"], spec["prefixlen"], spec["broadcast"], ifname)
     return index
+
+
+def _refuse_router_advertisements(ifname: str) -> None:
+    """Before the interface is up: a forged IPv6 router advertisement from another container on
+    the bridge (its root has CAP_NET_RAW) must not become this one's default route. /proc/sys/net
+    is the calling thread's network namespace's."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/accept_ra", "w") as f:
+            f.write("0")
+    except FileNotFoundError:
+        pass  # no IPv6 in this kernel
 
 
 def plug_running(pid: int, spec: InterfaceSpec, gateway: str = "") -> None:

@@ -3,7 +3,11 @@ so its ~100 ms import never lands on an ordinary start (see rtnl.py for the per-
 
 Forwarding and route_localnet are switched on for our bridges alone (per-interface sysctls):
 forwarding lets a container's packets be routed beyond the bridge; route_localnet lets a port
-published on 127.0.0.1 be DNATed to a container (portmap.py). No other host interface is touched.
+published on 127.0.0.1 be DNATed to a container (portmap.py), and is set only where nftables.py's
+walls keep containers from the host's loopback. IPv6 router advertisements are refused on them,
+as docker refuses them on its bridges (CVE-2020-13401): a container's root has CAP_NET_RAW, and
+its forged advertisement would become a default route of the host's through that container.
+No other host interface is touched.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ def _ipr() -> IPRoute:
     return IPRoute()
 
 
-def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str) -> None:
+def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str, route_localnet: bool) -> None:
     from pyroute2 import NetlinkError
 
     with _ipr() as ipr:
@@ -35,9 +39,7 @@ def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str) -> No
         try:
             index = ipr.link_lookup(ifname=name)[0]
             ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen, broadcast=broadcast)
-            for key in ("forwarding", "route_localnet"):
-                with open(f"/proc/sys/net/ipv4/conf/{name}/{key}", "w") as f:
-                    f.write("1")
+            set_sysctls(name, route_localnet)
             ipr.link("set", index=index, state="up")
         except BaseException as exc:
             try:
@@ -47,6 +49,20 @@ def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str) -> No
             if isinstance(exc, NetlinkError):
                 raise MinirunError(f"set up bridge {name}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
             raise
+
+
+def set_sysctls(name: str, route_localnet: bool) -> None:
+    """Our sysctls of a bridge (see above), on a new one or one an earlier minirun made."""
+    settings = {"ipv4/conf": {"forwarding": "1", "route_localnet": "1" if route_localnet else "0"}}
+    settings["ipv6/conf"] = {"accept_ra": "0"}
+    for family, values in settings.items():
+        for key, value in values.items():
+            try:
+                with open(f"/proc/sys/net/{family}/{name}/{key}", "w") as f:
+                    f.write(value)
+            except FileNotFoundError:
+                if family == "ipv4/conf":
+                    raise  # (a kernel without IPv6 has no ipv6/conf)
 
 
 def delete_bridge(name: str) -> None:

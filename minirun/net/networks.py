@@ -281,7 +281,7 @@ def ensure_bridge(network: Network, store_root: str) -> BridgeInfo:
     """The network's bridge exists, with its address, and is up: {"subnet", "gateway", "index"}.
     The fast path reads two small files; making a bridge (pyroute2) happens once per boot."""
     info = bridge_info(network.bridge)
-    if info is not None:
+    if info is not None and _hardened(network.bridge):
         try:
             with open(f"/sys/class/net/{network.bridge}/ifindex", "rb") as f:
                 return {**info, "index": int(f.read())}
@@ -290,14 +290,17 @@ def ensure_bridge(network: Network, store_root: str) -> BridgeInfo:
     from minirun.net import bridge as device  # pyroute2: ~100 ms, only here
 
     os.makedirs(HOST_DIR, exist_ok=True)
+    from minirun.net.nftables import ensure_table
     from minirun.store.fsutil import atomic_write, flocked
 
     with flocked(os.path.join(HOST_DIR, "lock")):  # one maker of bridges and chooser of subnets at a time
         info = bridge_info(network.bridge)
+        guarded = ensure_table()  # the walls before the bridge carries a container (nftables.py)
         existing = device.address_of(network.bridge)
         if existing is not None:  # made meanwhile, or by an earlier minirun whose records were lost
             subnet, gateway = existing
             info = {**(info or {}), "subnet": f"{int_to_ip(subnet[0])}/{subnet[1]}", "gateway": gateway}
+            device.set_sysctls(network.bridge, guarded)
         else:
             reclaim_stale_bridges(exclude=network.bridge)
             subnet_text = (info or {}).get("subnet") or network.subnet
@@ -320,13 +323,23 @@ def ensure_bridge(network: Network, store_root: str) -> BridgeInfo:
                 subnet = free
             gateway = (info or {}).get("gateway") or network.gateway or int_to_ip(subnet[0] + 1)
             info = {"subnet": f"{int_to_ip(subnet[0])}/{subnet[1]}", "gateway": gateway}
-            device.create_bridge(network.bridge, gateway, subnet[1], int_to_ip(broadcast(*subnet)))
+            device.create_bridge(network.bridge, gateway, subnet[1], int_to_ip(broadcast(*subnet)), guarded)
         owned = not network.predefined  # a user network's bridge belongs to its store; minirun0 to none
         info.update({"network": network.id if owned else "", "store": store_root if owned else ""})
         os.makedirs(bridge_dir(network.bridge), exist_ok=True)
         atomic_write(os.path.join(bridge_dir(network.bridge), "net.json"), json.dumps(info).encode(), durable=False)
     with open(f"/sys/class/net/{network.bridge}/ifindex", "rb") as f:
         return {**info, "index": int(f.read())}
+
+
+def _hardened(bridge: str) -> bool:
+    """Whether the bridge has our sysctls and walls (bridge.set_sysctls, nftables.py): a bridge an
+    older minirun made still takes router advertisements, and gets them on its next start."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{bridge}/accept_ra", "rb") as f:
+            return f.read().strip() == b"0"
+    except FileNotFoundError:
+        return True  # no such bridge (the slow path makes it), or no IPv6 in this kernel
 
 
 def registered_subnets(exclude: str = "") -> list[tuple[int, int]]:
@@ -497,6 +510,11 @@ def bridges_of(store_root: str, container_id: str) -> list[str]:
             e.get("store") == store_root and e.get("container") == container_id for e in AddressBook(bridge).entries()
         )
     ]
+
+
+def publisher_path(address: str) -> str:
+    """The record of the process that published ports to `address` (portmap.py's)."""
+    return os.path.join(HOST_DIR, "publishers", address)
 
 
 def owner_of(address: str) -> Booking | None:

@@ -4,8 +4,9 @@ The host side is nftables DNAT in minirun's own table `ip minirun` (no other tab
 interface of the host is touched). Four maps hold the bindings, keyed by (host address, port) or,
 for ports published on every address, by port alone; each element leads to (container address,
 port). Ports published on 127.0.0.1 work because minirun's bridges have route_localnet (see
-runtime/bridge.py) and the postrouting chain masquerades DNATed loopback traffic leaving on
-them: the container could not answer 127.0.0.1 itself.
+net/bridge.py) and the postrouting chain masquerades DNATed loopback traffic leaving on
+them: the container could not answer 127.0.0.1 itself. The table and the walls that keep
+route_localnet from opening the host's loopback to containers are nftables.py's.
 
 Every change happens under a host-wide flock, after reading the maps: a port another container
 holds (from any store) is refused as docker refuses it. A container holds its ports from the
@@ -28,8 +29,10 @@ from __future__ import annotations
 
 import os
 
-from minirun import hostwide, leanjson
+from minirun import leanjson
 from minirun.errors import Conflict, MinirunError, UsageError
+from minirun.net import nftables
+from minirun.net.nftables import nft_binary
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~6 ms on the start path
 if TYPE_CHECKING:
@@ -56,27 +59,8 @@ if TYPE_CHECKING:
         Proxy: ProxyRecord  # with "proxy"
 
 
-TABLE = hostwide.NFT_TABLE
+TABLE = nftables.TABLE
 PROTOCOLS = ("tcp", "udp")
-_TABLE_DEF = f"""table ip {hostwide.NFT_TABLE} {{
-  map tcp4 {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
-  map udp4 {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
-  map tcp_any {{ type inet_service : ipv4_addr . inet_service; }}
-  map udp_any {{ type inet_service : ipv4_addr . inet_service; }}
-  chain publish {{
-    dnat ip to ip daddr . tcp dport map @tcp4
-    dnat ip to ip daddr . udp dport map @udp4
-    dnat ip to tcp dport map @tcp_any
-    dnat ip to udp dport map @udp_any
-  }}
-  chain prerouting {{ type nat hook prerouting priority dstnat; policy accept; fib daddr type local jump publish; }}
-  chain output {{ type nat hook output priority -100; policy accept; fib daddr type local jump publish; }}
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    ip saddr 127.0.0.0/8 ct status dnat oifname "{hostwide.BRIDGE_PREFIX}*" masquerade
-  }}
-}}
-"""
 
 
 # -- docker's spelling (pure) --------------------------------------------------------------------
@@ -169,14 +153,10 @@ class NftUnavailable(MinirunError):
     """nftables cannot hold minirun's table here: the proxy takes the ports instead."""
 
 
-# What nft says on a kernel without nf_tables (or without its ip family). Only these mean the
-# proxy may take over: after any other failure an element may well exist that the proxy would
-# not see, and two containers would get one port.
-_UNSUPPORTED = ("not supported", "No such file or directory", "Operation not permitted")
-
-
 def _unsupported(exc: MinirunError) -> bool:
-    return any(text in exc.message for text in _UNSUPPORTED)
+    """Only these failures mean the proxy may take over: after any other an element may well
+    exist that the proxy would not see, and two containers would get one port."""
+    return nftables.unsupported(exc.message)
 
 
 def publish_ports(bindings: list[Binding], address: str) -> tuple[list[Binding], Backend]:
@@ -336,7 +316,7 @@ def publish(bindings: list[Binding], address: str) -> list[Binding]:
                 raise
             raise NftUnavailable(str(exc)) from None
         creating = elements is None
-        script = [_TABLE_DEF] if creating else []
+        script = [nftables.table_script()]  # the walls too, also in a table an older minirun made
         elements = elements or []
         for element in elements:
             if element[3] == address:  # left from this container's previous run
@@ -352,13 +332,13 @@ def publish(bindings: list[Binding], address: str) -> list[Binding]:
                 script.append(_delete(element))
                 debris.add(target)
             script.append(_element("create", p, ip, h) + f" : {address} . {c} }}")
+        _record_publisher(address)  # first: no element is ever left without it (network.book_address)
         try:
-            _nft(["-f", "-"], "\n".join(script) + "\n")
+            nftables.nft(["-f", "-"], "\n".join(script) + "\n")
         except MinirunError as exc:
             if not creating or not _unsupported(exc):  # the table is there: a refused element is a real error
                 raise
             raise NftUnavailable(str(exc)) from None
-        _record_publisher(address)
         for target in debris:
             _unlink(_publisher_path(target))
     return resolved
@@ -377,7 +357,7 @@ def unpublish(address: str, still_ours: Callable[[], bool] | None = None) -> Non
             return
         ours = [e for e in list_elements() or [] if e[3] == address]
         if ours:
-            _nft(["-f", "-"], "\n".join(_delete(e) for e in ours) + "\n")
+            nftables.nft(["-f", "-"], "\n".join(_delete(e) for e in ours) + "\n")
         _unlink(_publisher_path(address))
 
 
@@ -385,9 +365,9 @@ def unpublish(address: str, still_ours: Callable[[], bool] | None = None) -> Non
 
 
 def _publisher_path(address: str) -> str:
-    from minirun.net.networks import HOST_DIR
+    from minirun.net.networks import publisher_path
 
-    return os.path.join(HOST_DIR, "publishers", address)
+    return publisher_path(address)
 
 
 def _record_publisher(address: str) -> None:
@@ -425,7 +405,7 @@ def _unlink(path: str) -> None:
 def list_elements() -> list[Element] | None:
     """(proto, host_ip or "", host_port, container_ip, container_port) of every published port;
     None when the table does not exist yet."""
-    code, out, err = _run_nft(["-j", "list", "table", "ip", TABLE])
+    code, out, err = nftables.run_nft(["-j", "list", "table", "ip", TABLE])
     if code != 0:
         if b"No such file or directory" in err:
             return None
@@ -486,58 +466,3 @@ def _bind(sock: socket.socket, host_ip: str, host_port: int) -> None:
         if exc.errno == 98:  # EADDRINUSE
             raise Conflict(f"Bind for {shown_ip(host_ip)}:{host_port} failed: port is already allocated") from None
         raise MinirunError(f"Bind for {shown_ip(host_ip)}:{host_port} failed: {exc.strerror}") from None
-
-
-def nft_binary() -> str | None:
-    for directory in os.environ.get("PATH", "").split(":") + ["/usr/sbin", "/sbin"]:
-        path = os.path.join(directory or ".", "nft")
-        if os.access(path, os.X_OK):
-            return path
-    return None
-
-
-def _nft(args: list[str], script: str | None = None) -> bytes:
-    code, out, err = _run_nft(args, script)
-    if code != 0:
-        text = err.decode(errors="replace").strip().splitlines()
-        raise MinirunError("nft: " + (text[0] if text else f"exit {code}"))
-    return out
-
-
-def _run_nft(args: list[str], stdin: str | None = None) -> tuple[int, bytes, bytes]:
-    """nft, by posix_spawn and pipes: the subprocess module costs ~12 ms of imports."""
-    binary = nft_binary()
-    if binary is None:
-        raise MinirunError("publishing ports needs nftables (the nft command): not found")
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    try:
-        if stdin:
-            data = stdin.encode()
-            if len(data) > 65536:
-                raise MinirunError("nft script too long")
-            os.write(in_w, data)
-        os.close(in_w)
-        in_w = -1
-        actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
-        pid = os.posix_spawn(binary, [binary, *args], os.environ, file_actions=actions)
-    finally:
-        for fd in (in_r, in_w, out_w, err_w):
-            if fd >= 0:
-                os.close(fd)
-    try:
-        out = _read_all(out_r)
-        err = _read_all(err_r)
-    finally:
-        os.close(out_r)
-        os.close(err_r)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), out, err
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -1,0 +1,165 @@
+"""minirun's own nftables table `ip minirun` (hostwide.NFT_TABLE): its definition, and running nft.
+
+The table holds the published ports (portmap.py's maps and NAT chains) and the walls docker puts
+up with its iptables chains, for minirun's bridges alone (interfaces named BRIDGE_PREFIX*):
+- guard_prerouting drops what a container sends to or from 127.0.0.0/8. Our bridges have
+  route_localnet (a port published on 127.0.0.1 is DNATed out of the host's loopback), which
+  would otherwise hand a container with CAP_NET_RAW the host's loopback-only services (a frame
+  for 127.0.0.1 sent to the bridge's MAC: CVE-2020-8558), or let it pass for 127.0.0.1 to them.
+- guard_forward keeps traffic out of a bridge unless it comes from that bridge (docker's
+  DOCKER-ISOLATION and its FORWARD drop): a container on one network never reaches one on
+  another, nor does another host that routes to a bridge's subnet. Replies to a container's
+  own connections and DNATed (published) ports pass. `fib daddr . iif oif missing` says "the
+  destination is not on the interface this came in by" without naming each bridge, so a
+  network made or removed never touches the rules.
+- the NAT prerouting chain never DNATs a packet for 127.0.0.0/8: one arriving from outside is
+  another host's (the host's own go through the output chain), and a port published on
+  127.0.0.1 is the host's alone, as docker 28 keeps it.
+
+The script is idempotent: every chain is flushed and written again, maps are only added, so it
+brings a table made by an older minirun up to date without touching its published ports.
+"""
+
+from __future__ import annotations
+
+import os
+
+from minirun import hostwide
+from minirun.errors import MinirunError
+
+TABLE = hostwide.NFT_TABLE
+_BRIDGES = f'"{hostwide.BRIDGE_PREFIX}*"'
+_MAP = "{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }"
+_ANY_MAP = "{ type inet_service : ipv4_addr . inet_service; }"
+# (chain, its base-chain spec or "", its rules)
+_CHAINS = (
+    (
+        "publish",
+        "",
+        (
+            "dnat ip to ip daddr . tcp dport map @tcp4",
+            "dnat ip to ip daddr . udp dport map @udp4",
+            "dnat ip to tcp dport map @tcp_any",
+            "dnat ip to udp dport map @udp_any",
+        ),
+    ),
+    (
+        "prerouting",
+        "type nat hook prerouting priority dstnat; policy accept;",
+        ("ip daddr != 127.0.0.0/8 fib daddr type local jump publish",),
+    ),
+    ("output", "type nat hook output priority -100; policy accept;", ("fib daddr type local jump publish",)),
+    (
+        "postrouting",
+        "type nat hook postrouting priority srcnat; policy accept;",
+        (f"ip saddr 127.0.0.0/8 ct status dnat oifname {_BRIDGES} masquerade",),
+    ),
+    (
+        "guard_prerouting",
+        "type filter hook prerouting priority raw; policy accept;",
+        (f"iifname {_BRIDGES} ip daddr 127.0.0.0/8 drop", f"iifname {_BRIDGES} ip saddr 127.0.0.0/8 drop"),
+    ),
+    (
+        "guard_forward",
+        "type filter hook forward priority filter; policy accept;",
+        (
+            f"oifname {_BRIDGES} ct state established,related accept",
+            f"oifname {_BRIDGES} ct status dnat accept",
+            f"oifname {_BRIDGES} fib daddr . iif oif missing drop",
+        ),
+    ),
+)
+
+
+def table_script() -> str:
+    """The table, its maps and every chain with its rules, for `nft -f -` (see above)."""
+    lines = [f"add table ip {TABLE}"]
+    lines += [f"add map ip {TABLE} {proto}4 {_MAP}" for proto in ("tcp", "udp")]
+    lines += [f"add map ip {TABLE} {proto}_any {_ANY_MAP}" for proto in ("tcp", "udp")]
+    for chain, spec, rules in _CHAINS:
+        lines.append(f"add chain ip {TABLE} {chain}" + (f" {{ {spec} }}" if spec else ""))
+        lines.append(f"flush chain ip {TABLE} {chain}")
+        lines += [f"add rule ip {TABLE} {chain} {rule}" for rule in rules]
+    return "\n".join(lines) + "\n"
+
+
+def ensure_table() -> bool:
+    """The table with its walls, before a bridge of ours carries a container; False where
+    nftables cannot hold it (no nft, or a kernel without nf_tables): a bridge then gets no
+    route_localnet (the proxy that publishes ports there needs none)."""
+    if nft_binary() is None:
+        return False
+    from minirun.store.fsutil import flocked
+
+    os.makedirs(hostwide.RUN_DIR, exist_ok=True)
+    with flocked(os.path.join(hostwide.RUN_DIR, "ports.lock")):  # portmap's: one writer of the table
+        code, _, err = run_nft(["-f", "-"], table_script())
+    if code == 0:
+        return True
+    message = err.decode(errors="replace").strip()
+    if unsupported(message):
+        return False
+    raise MinirunError("nft: " + (message.splitlines()[0] if message else f"exit {code}"))
+
+
+# What nft says on a kernel without nf_tables (or without its ip family).
+_UNSUPPORTED = ("not supported", "No such file or directory", "Operation not permitted")
+
+
+def unsupported(message: str) -> bool:
+    return any(text in message for text in _UNSUPPORTED)
+
+
+def nft_binary() -> str | None:
+    for directory in os.environ.get("PATH", "").split(":") + ["/usr/sbin", "/sbin"]:
+        path = os.path.join(directory or ".", "nft")
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def nft(args: list[str], script: str | None = None) -> bytes:
+    code, out, err = run_nft(args, script)
+    if code != 0:
+        text = err.decode(errors="replace").strip().splitlines()
+        raise MinirunError("nft: " + (text[0] if text else f"exit {code}"))
+    return out
+
+
+def run_nft(args: list[str], stdin: str | None = None) -> tuple[int, bytes, bytes]:
+    """nft, by posix_spawn and pipes: the subprocess module costs ~12 ms of imports."""
+    binary = nft_binary()
+    if binary is None:
+        raise MinirunError("publishing ports needs nftables (the nft command): not found")
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        if stdin:
+            data = stdin.encode()
+            if len(data) > 65536:
+                raise MinirunError("nft script too long")
+            os.write(in_w, data)
+        os.close(in_w)
+        in_w = -1
+        actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
+        pid = os.posix_spawn(binary, [binary, *args], os.environ, file_actions=actions)
+    finally:
+        for fd in (in_r, in_w, out_w, err_w):
+            if fd >= 0:
+                os.close(fd)
+    try:
+        out = _read_all(out_r)
+        err = _read_all(err_r)
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out, err
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,272 @@
+"""The network walls docker puts up, attacked from inside containers (tests/probes/netattack.c:
+hand-made frames, as a container's root may send them with docker's CAP_NET_RAW) and from "another
+host" (a network namespace with a veth to the host): the host's loopback stays the host's, user
+networks do not reach each other, a port published on 127.0.0.1 is not reachable from elsewhere,
+and forged IPv6 router advertisements configure neither the host nor another container. Each test
+also shows its probe getting through where the wall has a door (a published port), so a probe that
+reaches nothing never passes for a wall. The last two: DNAT elements follow their container only,
+neither left to the next holder of its address nor taken from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+
+from minirun.net import networks, portmap
+from tests.helpers import wait_until
+
+PROBES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes")
+SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+# the bridge's MAC, as a container learns it: the probe sends its frames there
+GATEWAY_MAC = (
+    "gw=$(ip route | awk '/default/ {print $3}'); ping -c 1 -W 1 $gw >/dev/null; "
+    "mac=$(awk -v gw=$gw '$1 == gw {print $4}' /proc/net/arp); "
+)
+
+
+@pytest.fixture(scope="session")
+def attack_dir(tmp_path_factory) -> str:
+    """tests/probes/netattack.c, built static: it runs in busybox, which has no libc."""
+    out = tmp_path_factory.mktemp("netprobes")
+    subprocess.run(
+        ["gcc", "-static", "-O1", "-o", str(out / "netattack"), os.path.join(PROBES, "netattack.c")],
+        check=True,
+        capture_output=True,
+    )
+    return str(out)
+
+
+@pytest.fixture
+def probe(attack_dir) -> list[str]:
+    return ["-v", f"{attack_dir}:/probe:ro"]
+
+
+@pytest.fixture
+def cleanup(cli):
+    """Containers and networks a test made go with it, by name."""
+    made: dict[str, list[str]] = {"containers": [], "networks": []}
+    yield made
+    if made["containers"]:
+        cli("rm", "-f", *made["containers"])
+    if made["networks"]:
+        cli("network", "rm", *made["networks"])
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fetch_loop(url: str) -> str:
+    """A shell loop: fetch `url` once httpd is up (at most ~5 s)."""
+    return f"for i in $(seq 50); do wget -q -O- {url} && exit 0; sleep 0.1; done; exit 1"
+
+
+def labelled(text: str) -> dict[str, str]:
+    """`LABEL RESULT...` lines (the probes run side by side) -> {label: first word of the result}."""
+    found = {}
+    for line in text.splitlines():
+        label, _, result = line.partition(" ")
+        if label and label not in found:
+            found[label] = result.split(" ", 1)[0]
+    return found
+
+
+def start(cli, cleanup, name: str, *args: str, command: str = SERVE) -> str:
+    result = cli("run", "-d", "--name", name, *args, "busybox", "sh", "-c", command)
+    assert result.code == 0, result.err
+    cleanup["containers"].append(name)
+    return result.out.strip()
+
+
+def address_of(cli, name: str) -> str:
+    document = json.loads(cli("inspect", name).out)[0]
+    return next(iter(document["NetworkSettings"]["Networks"].values()))["IPAddress"]
+
+
+def test_a_container_never_reaches_the_hosts_loopback(cli, busybox, probe):
+    """Our bridges have route_localnet (ports published on 127.0.0.1 are DNATed out of lo): a frame
+    for 127.0.0.1 sent to the bridge's MAC would reach the host's loopback-only services
+    (CVE-2020-8558), and a forged 127.0.0.1 source would pass for the host itself. Docker's
+    containers reach neither; they do reach what listens on the bridge's address."""
+    with contextlib.ExitStack() as stack:
+        loop_tcp = stack.enter_context(socket.socket())
+        loop_tcp.bind(("127.0.0.1", 0))
+        loop_tcp.listen(8)
+        loop_udp = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        loop_udp.bind(("127.0.0.1", 0))
+        any_udp = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        any_udp.bind(("0.0.0.0", 0))
+        door = stack.enter_context(socket.socket())
+        door.bind(("0.0.0.0", 0))
+        door.listen(8)
+        attacks = {
+            "loopback-tcp": f"127.0.0.1 {loop_tcp.getsockname()[1]} tcp",
+            "loopback-udp": f"127.0.0.1 {loop_udp.getsockname()[1]} udp",
+            "forged-source": f"$gw {any_udp.getsockname()[1]} udp 127.0.0.1",
+            "bridge-address": f"$gw {door.getsockname()[1]} tcp",
+        }
+        script = GATEWAY_MAC + "".join(
+            f"echo {label} $(/probe/netattack eth0 $mac {target}) & " for label, target in attacks.items()
+        )
+        result = cli("run", "--rm", *probe, "busybox", "sh", "-c", script + "wait")
+        assert result.code == 0, result.err
+        seen = labelled(result.out)
+        assert seen == {"loopback-tcp": "timeout", "loopback-udp": "timeout", "forged-source": "timeout",
+                        "bridge-address": "synack"}, result.out  # fmt: skip
+        for sock in (loop_udp, any_udp):
+            sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                sock.recvfrom(100)
+
+
+def test_user_networks_do_not_reach_each_other(cli, busybox, cleanup):
+    """docker's DOCKER-ISOLATION: a container on one network never reaches one on another (nor
+    from the default bridge); a port it publishes is open to them, as to any host."""
+    for name in ("walla", "wallb"):
+        assert cli("network", "create", name).code == 0
+        cleanup["networks"].append(name)
+    start(cli, cleanup, "wallweb", "--network", "wallb", "-p", "80")
+    target = address_of(cli, "wallweb")
+    port = json.loads(cli("inspect", "wallweb").out)[0]["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+    same = cli("run", "--rm", "--network", "wallb", "busybox", "sh", "-c", fetch_loop(f"http://{target}/"))
+    assert same.code == 0 and same.out.startswith("hello from"), same
+    fetch = f"timeout 3 wget -q -O- http://{target}/; echo direct $?; timeout 3 wget -q -O- http://$gw:{port}/; echo published $?"
+    script = "gw=$(ip route | awk '/default/ {print $3}'); " + fetch
+    for network in ("walla", "bridge"):
+        result = cli("run", "--rm", "--network", network, "busybox", "sh", "-c", script)
+        lines = result.out.splitlines()
+        assert len(lines) == 3 and lines[0].startswith("direct ") and lines[0] != "direct 0", result.out
+        assert lines[1].startswith("hello from") and lines[2] == "published 0", result.out
+
+
+@contextlib.contextmanager
+def another_host():
+    """A network namespace with a veth to the host, whose host end forwards (as on any host with
+    ip_forward on, a docker host's): (namespace, its address, the host's address and MAC there)."""
+    tag = f"{os.getpid() % 100000:05d}"
+    namespace, veth = f"mrpeer{tag}", f"xpeer{tag}"  # not our bridges' prefix: the walls are not about it
+    pid = os.getpid()  # a /30 of 10.253/16 of this worker's own (not in minirun's pools)
+    third, fourth = (pid >> 6) % 256, (pid % 64) * 4
+    host_ip, peer_ip = f"10.253.{third}.{fourth + 1}", f"10.253.{third}.{fourth + 2}"
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    ip("netns", "add", namespace)
+    try:
+        ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+        ip("addr", "add", f"{host_ip}/30", "dev", veth)
+        ip("link", "set", veth, "up")
+        ip("-n", namespace, "addr", "add", f"{peer_ip}/30", "dev", "eth0")
+        ip("-n", namespace, "link", "set", "eth0", "up")
+        ip("-n", namespace, "link", "set", "lo", "up")
+        ip("-n", namespace, "route", "add", "default", "via", host_ip)
+        with open(f"/proc/sys/net/ipv4/conf/{veth}/forwarding", "w") as f:
+            f.write("1")
+        with open(f"/sys/class/net/{veth}/address") as f:
+            mac = f.read().strip()
+        yield namespace, host_ip, mac
+    finally:
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+
+
+def test_a_port_published_on_loopback_is_the_hosts_alone(cli, busybox, cleanup, attack_dir):
+    """-p 127.0.0.1:P:80 is for the host's own clients: another host sending a frame for
+    127.0.0.1:P to this one gets nothing (docker 28 drops it), nor does it reach a container's
+    address directly; a port published on every address is its door."""
+    local, everywhere = free_port(), free_port()
+    start(cli, cleanup, "wallweb", "-p", f"127.0.0.1:{local}:80", "-p", f"{everywhere}:80")
+    target = address_of(cli, "wallweb")
+    probe = os.path.join(attack_dir, "netattack")
+    with another_host() as (namespace, host_ip, mac):
+
+        def attack(address: str, port: int) -> str:
+            result = subprocess.run(
+                ["ip", "netns", "exec", namespace, probe, "eth0", mac, address, str(port), "tcp"],
+                capture_output=True,
+                text=True,
+            )
+            return result.stdout
+
+        door = subprocess.run(  # the peer's own stack: the probe's handshake would meet its RST
+            ["ip", "netns", "exec", namespace, "busybox", "sh", "-c", fetch_loop(f"http://{host_ip}:{everywhere}/")],
+            capture_output=True,
+            text=True,
+        )
+        assert door.stdout.startswith("hello from"), door
+        assert attack("127.0.0.1", local) == "timeout\n"
+        assert attack(target, 80) == "timeout\n"
+    with socket.create_connection(("127.0.0.1", local), timeout=5) as conn:  # the host's own client
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert b"hello from" in conn.makefile("rb").read()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/sys/net/ipv6"), reason="no IPv6 in this kernel")
+def test_forged_router_advertisements_configure_nobody(cli, busybox, cleanup, probe):
+    """CVE-2020-13401: a container's root sends an IPv6 router advertisement on the bridge. Docker's
+    bridges refuse them; so do ours (also one an older minirun made, hardened at the next start)
+    and the other containers on it."""
+    bridge = networks.DEFAULT_BRIDGE
+    start(cli, cleanup, "wallvictim", command="sleep 60")  # the bridge exists from here on
+    with open(f"/proc/sys/net/ipv6/conf/{bridge}/accept_ra", "w") as f:
+        f.write("1")  # as an older minirun left it
+    try:
+        start(cli, cleanup, "wallvictim2", command="sleep 60")
+        result = cli("run", "--rm", *probe, "busybox", "sh", "-c", "sleep 1; /probe/netattack ra eth0; sleep 1")
+        assert result.out == "sent\n", result
+        host_routes = subprocess.run(["ip", "-6", "route", "show", "dev", bridge], capture_output=True, text=True)
+        assert "proto ra" not in host_routes.stdout and "2001:db8:bad" not in host_routes.stdout, host_routes.stdout
+        for victim in ("wallvictim", "wallvictim2"):
+            routes = cli("exec", victim, "ip", "-6", "route").out
+            assert "default" not in routes and "2001:db8:bad" not in routes, routes
+    finally:  # a failure leaves the host a route through a container: it goes
+        subprocess.run(["ip", "-6", "route", "flush", "dev", bridge, "proto", "ra"], capture_output=True)
+        subprocess.run(["ip", "-6", "route", "del", "2001:db8:bad::/64", "dev", bridge], capture_output=True)
+        subprocess.run(["ip", "-6", "addr", "flush", "dev", bridge, "scope", "global"], capture_output=True)
+
+
+def test_a_start_never_inherits_ports_a_vanished_container_left(cli, busybox, cleanup, isolated_store):
+    """A container's monitor killed (its containers die with it) and its record gone (a store
+    deleted, as a test session deletes its stores): nobody removes its DNAT elements. The next
+    container given its address must not serve them: it published nothing."""
+    assert cli("network", "create", "walldebris").code == 0
+    cleanup["networks"].append("walldebris")
+    port = free_port()
+    doomed = start(cli, cleanup, "walldoomed", "--network", "walldebris", "-p", f"{port}:80", command="sleep 300")
+    address = address_of(cli, "walldoomed")
+    server = subprocess.run(
+        ["pgrep", "-f", f"monitorserver:serve {isolated_store} "], capture_output=True, text=True
+    ).stdout.split()
+    assert len(server) == 1, server
+    os.kill(int(server[0]), 9)
+    assert wait_until(lambda: "Exited" in cli("ps", "-a", "--format", "{{.Status}}").out)
+    subprocess.run(["rm", "-rf", str(isolated_store / "containers" / doomed)], check=True)
+    assert [e for e in portmap.list_elements() or [] if e[3] == address] == [("tcp", "", port, address, 80)]
+    start(cli, cleanup, "wallnewcomer", "--network", "walldebris")
+    assert address_of(cli, "wallnewcomer") == address
+    assert [e for e in portmap.list_elements() or [] if e[3] == address] == []
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_an_earlier_holders_exit_never_takes_the_ports_of_its_address(cli, busybox, cleanup, isolated_store):
+    """An --rm container's record goes before its monitor's exit work unpublishes its ports, so
+    its address may be booked and published to by a new start first: that late unpublish must
+    leave the new holder's ports alone."""
+    from minirun.containers.network import stopped
+
+    port = free_port()
+    start(cli, cleanup, "wallholder", "-p", f"127.0.0.1:{port}:80", command="sleep 300")
+    address = address_of(cli, "wallholder")
+    earlier = {"IPAddress": address, "Ports": [["127.0.0.1", free_port(), 80, "tcp"]], "Token": "an earlier run's"}
+    stopped(str(isolated_store), "f" * 64, earlier)  # its record is gone already
+    assert [e for e in portmap.list_elements() or [] if e[3] == address] == [("tcp", "127.0.0.1", port, address, 80)]
