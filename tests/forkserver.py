@@ -33,6 +33,9 @@ SERVER: ForkServer | None = None  # this test process's (tests/conftest.py), Non
 
 
 def serve(path: str) -> None:
+    # the minirun beside these tests, not one installed in the venv (a worktree's tests would
+    # otherwise run another checkout's CLI): `python tests/forkserver.py` puts only tests/ first
+    sys.path.insert(0, os.path.dirname(os.path.dirname(MAIN_FILE)))
     for name in PRELOAD:
         __import__(name)
     assert not [m for m in sys.modules if m.startswith("minirun")], "the server must not import minirun"
