@@ -93,7 +93,10 @@ def remove_tree(path: str) -> None:
     """Remove a tree we own, including dirs whose mode forbids writing (root ignores it). What is
     in it may be a container's: every step is relative to an open directory and never follows a
     link, as shutil.rmtree's fd-based walk (whose import, with fnmatch and re, costs a `run --rm`
-    ~5 ms)."""
+    ~5 ms). A container may nest dirs deeper than any limit (one name at a time): past
+    _REMOVE_DEPTH a dir is moved up to the top and removed from there, so the walk's recursion
+    and its open fds stay bounded however deep the tree (a deep upper once made every `rm`, and
+    a commit's unfinished layer every locked verb of the store, fail)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -104,25 +107,36 @@ def remove_tree(path: str) -> None:
         os.unlink(path)  # a file, or a link (never followed)
         return
     try:
-        _empty_dir(fd)
+        while _empty_dir(fd, fd, 0):  # dirs moved up to the top meanwhile: another round
+            pass
     finally:
         os.close(fd)
     os.rmdir(path)
 
 
-def _empty_dir(dir_fd: int) -> None:
+_REMOVE_DEPTH = 64
+
+
+def _empty_dir(dir_fd: int, top_fd: int, depth: int) -> bool:
+    """Remove what `dir_fd` holds; True if a dir too deep was moved up to `top_fd` instead."""
     with os.scandir(dir_fd) as entries:
         names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    moved = False
     for name, is_dir in names:
         if not is_dir:
             os.unlink(name, dir_fd=dir_fd)
             continue
+        if depth >= _REMOVE_DEPTH:
+            os.rename(name, f".deep-{os.urandom(8).hex()}", src_dir_fd=dir_fd, dst_dir_fd=top_fd)
+            moved = True
+            continue
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
-            _empty_dir(fd)
+            moved = _empty_dir(fd, top_fd, depth + 1) or moved
         finally:
             os.close(fd)
-        os.rmdir(name, dir_fd=dir_fd)
+        os.rmdir(name, dir_fd=dir_fd)  # what was moved up left it: it is empty
+    return moved
 
 
 class FileLock:

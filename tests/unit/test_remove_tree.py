@@ -4,6 +4,7 @@ never followed, and dirs whose mode forbids writing go too."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 from minirun.store.fsutil import remove_tree
 
@@ -37,3 +38,32 @@ def test_a_file_a_link_and_nothing(tmp_path):
     remove_tree(str(file))
     assert not file.exists()
     remove_tree(str(tmp_path / "missing"))
+
+
+def make_deep(top, depth: int, width: int = 1) -> None:
+    """`depth` nested dirs below `top` (each `width` wide at the bottom, a file in each), made one
+    name at a time: deeper than PATH_MAX and Python's recursion limit, as a container may."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    for i in range(width):
+        os.mkdir(f"w{i}", dir_fd=fd)
+    os.close(fd)
+
+
+def test_a_tree_deeper_than_any_limit_goes(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    try:
+        make_deep(tree, 5000, width=3)
+        (tree / "side").mkdir()
+        make_deep(tree / "side", 300)
+        remove_tree(str(tree))
+        assert not os.path.lexists(tree)
+        assert os.listdir(tmp_path) == []
+    finally:  # pytest's own cleanup (shutil.rmtree, recursive) would fail on what a failure left
+        subprocess.run(["rm", "-rf", "--", str(tree)], check=True)
