@@ -171,11 +171,17 @@ def test_a_store_where_no_index_can_be_written_still_lists(containers, settled):
 
 
 def lister(root: str, rounds: int, results) -> None:
-    """In a process of its own: list again and again; every container is there, with a state
-    some writer wrote (never a torn or stale mix of two). Puts the states seen, or the failure."""
+    """In a process of its own: list again and again, at least `rounds` times and until it has
+    seen several states (on a loaded machine the writer may get few turns in 100 rounds), 60 s
+    at most; every container is there, with a state some writer wrote (never a torn or stale
+    mix of two). Puts the states seen, or the failure."""
+    import time
+
     containers = Containers(Store(root))
     seen_errors = set()
-    for _ in range(rounds):
+    done, deadline = 0, time.monotonic() + 60
+    while done < rounds or (len(seen_errors) < 4 and time.monotonic() < deadline):
+        done += 1
         listed = listindex.listing(containers)
         if len(listed) != 4 or any(c.state.get("Status") not in ("created", "exited") for c in listed):
             results.put(("failed", [(c.id, c.state) for c in listed]))
