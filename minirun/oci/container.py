@@ -287,7 +287,7 @@ def _warn_ignored(spec: dict[str, Any], warnings: list[str]) -> None:
 
     memory, io = cgroups.owner("memory"), cgroups.owner("blkio") or cgroups.owner("io")
     resources = (spec.get("linux") or {}).get("resources") or {}
-    any_v1 = any(h.version == 1 for h in cgroups.hierarchies())
+    any_v1 = any(h.version == 1 and h.controllers for h in cgroups.hierarchies())
     versions = (memory.version if memory else None, io.version if io else None)
     for message in [*warnings, *oci_config.ignored_settings(resources, *versions, any_v1)]:
         runlog.warning(message)

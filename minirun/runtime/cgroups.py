@@ -1,5 +1,5 @@
 """A container's cgroups: `<hierarchy>/minirun/<container id>` in every cgroup hierarchy that has
-controllers, for the three layouts a host may have: v2 (one unified hierarchy), v1 (one
+controllers, and in every v1 hierarchy that has only a name (name=systemd), for the three layouts a host may have: v2 (one unified hierarchy), v1 (one
 hierarchy per controller group under /sys/fs/cgroup/<ctrl>) and hybrid (v1 controllers beside a
 v2 mount that holds few or none of them). The layout is read once per process, from
 /proc/self/mountinfo.
@@ -7,7 +7,10 @@ v2 mount that holds few or none of them). The layout is read once per process, f
 The parent creates the directories and writes the limits before PID 1 forks; PID 1 (and every
 exec'd process) joins them as its very first step, before unshare(CLONE_NEWCGROUP), so the
 namespace's root is the container's own cgroup and nothing the container runs is ever outside
-it. The exit is read back here (OOM kills), and the directories go when the container stops or
+it. A named v1 hierarchy holds no limit, but it is joined too (runc joins name=systemd): the
+container's root with CAP_SYS_ADMIN may mount any v1 hierarchy the kernel has, and one where it
+sat at the root would show it the host's release_agent (a program the kernel runs as root on
+the host). The exit is read back here (OOM kills), and the directories go when the container stops or
 is removed; the `minirun` parents stay, as docker's `/docker` does.
 
 Imports only os and errno (and the tiny errors and hostwide modules): the run path, PID 1 and
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
 
 PARENT = hostwide.CGROUP_PARENT  # "minirun", unless a sandbox has its own
 CFS_PERIOD_US = 100000  # docker's --cpus period
-# v1 controllers a hierarchy may carry; a hierarchy with none (name=systemd) is left alone
+# v1 controllers a hierarchy may carry; a hierarchy with none has a name (name=systemd)
 V1_CONTROLLERS = frozenset(
     {
         "blkio",
@@ -84,7 +87,8 @@ class Hierarchy:
 
 def parse_mountinfo(text: str) -> list[Hierarchy]:
     """Every cgroup mount of a mountinfo text, first mount of each hierarchy only. Pure: a v2
-    hierarchy's controllers are left empty (they live in its cgroup.controllers file)."""
+    hierarchy's controllers are left empty (they live in its cgroup.controllers file); a named v1
+    hierarchy has none, and its name= as its options."""
     found: list[Hierarchy] = []
     seen: set[str | tuple[str, ...]] = set()
     for line in text.splitlines():
@@ -100,9 +104,9 @@ def parse_mountinfo(text: str) -> list[Hierarchy]:
             names = options.split(",")
             controllers = tuple(sorted(n for n in names if n in V1_CONTROLLERS))
             named = [n for n in names if n.startswith("name=")]
-            if not controllers:
+            if not controllers and not named:
                 continue
-            key = controllers
+            key = controllers or tuple(named)
             hierarchy = Hierarchy(_unescape(fields[4]), 1, controllers, ",".join([*controllers, *named]))
         else:
             continue
@@ -132,7 +136,7 @@ _unused_v2 = False  # a v2 mount without controllers was left out (the hybrid la
 
 
 def hierarchies() -> list[Hierarchy]:
-    """The host's hierarchies that carry controllers (read once per process)."""
+    """The host's hierarchies that carry controllers, and its named v1 ones (read once per process)."""
     global _detected, _unused_v2
     if _detected is None:
         found = parse_mountinfo(_read("/proc/self/mountinfo"))
@@ -144,7 +148,9 @@ def hierarchies() -> list[Hierarchy]:
                     hierarchy.controllers = ()
         # A v2 hierarchy without controllers (the hybrid layout's unified mount) would hold the
         # container to no limit, and joining it costs an RCU grace period (~10-15 ms) per start.
-        _detected = [h for h in found if h.controllers]
+        # A named v1 hierarchy stays: no limit, but a container left at its root would find
+        # the host's release_agent there (the module's docstring).
+        _detected = [h for h in found if h.controllers or h.version == 1]
         _unused_v2 = any(h.version == 2 and not h.controllers for h in found)
     return _detected
 
@@ -156,7 +162,7 @@ def layout(found: list[Hierarchy] | None = None) -> str:
         found = hierarchies()
         if _unused_v2 and found:
             return "hybrid"
-    versions = {h.version for h in found}
+    versions = {h.version for h in found if h.controllers}  # (a named v1 hierarchy limits nothing)
     if versions == {2}:
         return "v2"
     if versions == {1}:
@@ -445,7 +451,7 @@ def apply_at(rel: str, resources: Resources) -> None:
             continue
         hierarchy = _owner_of(controller, found)
         if hierarchy is None:
-            if controller in ("net_cls", "net_prio") and not any(h.version == 1 for h in found):
+            if controller in ("net_cls", "net_prio") and not any(h.version == 1 and h.controllers for h in found):
                 continue
             raise MinirunError(
                 f"cannot set {controller} limit: no cgroup hierarchy has the {controller} controller"

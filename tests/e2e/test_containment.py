@@ -170,6 +170,30 @@ def test_a_container_cannot_lift_its_own_v2_limits(cli, busybox, probe):
     assert steps["mount"] == 0 and steps["cgroup.max.descendants"] == 0 and limits == "max", steps
 
 
+# each v1 hierarchy of the container (id:controllers:path), mounted anew from inside its cgroup
+# namespace: the mount's root is where PID 1 was when it unshared that namespace
+HIERARCHIES = r"""
+while IFS=: read -r id ctrls path; do
+  [ "$id" = 0 ] && continue
+  mkdir -p /tmp/h$id && mount -t cgroup -o "${ctrls:-none}" cgroup /tmp/h$id || continue
+  [ -e /tmp/h$id/release_agent ] && echo "$ctrls release_agent" || echo "$ctrls own"
+done < /proc/self/cgroup
+"""
+
+
+def test_no_cgroup_hierarchy_shows_a_cap_sys_admin_container_the_release_agent(cli, busybox):
+    """A v1 hierarchy's root holds release_agent, a program the kernel runs as the host's root
+    when a cgroup empties (CVE-2022-0492's way out). A container with CAP_SYS_ADMIN may mount
+    any v1 hierarchy the kernel has; one it was never put in (name=systemd, which carries no
+    controller) came up at its root, release_agent and all. Every one must show its own cgroup."""
+    with open("/proc/self/cgroup") as f:
+        v1 = [line.split(":")[1] for line in f if not line.startswith("0::")]
+    if not v1:
+        pytest.skip("no cgroup v1 hierarchy on this host")
+    out = run(cli, "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c", HIERARCHIES).out
+    assert sorted(out.splitlines()) == sorted(f"{names} own" for names in v1), out
+
+
 def test_podmans_own_profile_loads_and_shows_in_inspect(cli, busybox, probe):
     path = "/usr/share/containers/seccomp.json"
     if not os.path.exists(path):

@@ -319,10 +319,14 @@ def test_hybrid_mountinfo():
     found = parse_mountinfo(HYBRID)
     assert [(h.mount, h.version, h.controllers, h.options) for h in found] == [
         ("/sys/fs/cgroup/unified", 2, (), ""),
+        ("/sys/fs/cgroup/systemd", 1, (), "name=systemd"),
         ("/sys/fs/cgroup/cpu,cpuacct", 1, ("cpu", "cpuacct"), "cpu,cpuacct"),
         ("/sys/fs/cgroup/memory", 1, ("memory",), "memory"),
         ("/sys/fs/cgroup/pids", 1, ("pids",), "pids"),
-    ]  # name=systemd has no controller; the second mount of cpu,cpuacct is the same hierarchy
+    ]  # name=systemd has no controller, only its name; the second mount of cpu,cpuacct is the same hierarchy
+    # the container joins and sees a named hierarchy too: left at its root, it would find release_agent
+    assert cgroups.namespace_mounts(found[1:2]) == [("systemd", "cgroup", "name=systemd")]
+    assert layout(found[1:]) == "v1"
     with_controllers = [h for h in found if h.controllers]
     assert layout(with_controllers) == "v1"
     assert cgroups.owner("cpuacct", with_controllers).mount == "/sys/fs/cgroup/cpu,cpuacct"
