@@ -896,3 +896,25 @@ def test_rdma_and_unified(oci, bundle):
     done = oci("create", "--bundle", bundle(["true"], name="slash", edit=slash), "slash", check=False)
     assert done.returncode == 1
     assert "must be a file name (no slashes)" in done.stderr or "cannot use unified on cgroup v1" in done.stderr
+
+
+def test_no_cgroup_hierarchy_shows_a_cap_sys_admin_container_the_release_agent(oci, bundle):
+    """runc joins name=systemd, which carries no controller; a bundle with CAP_SYS_ADMIN and a
+    cgroup namespace that sat at that hierarchy's root mounted it with the host's release_agent
+    (test_containment.py's attack, on minirun-oci's path)."""
+    from tests.e2e.test_containment import HIERARCHIES
+
+    with open("/proc/self/cgroup") as f:
+        v1 = [line.split(":")[1] for line in f if not line.startswith("0::")]
+    if not v1:
+        pytest.skip("no cgroup v1 hierarchy on this host")
+
+    def admin(config):
+        config["root"]["readonly"] = False  # for the mount points
+        for kind in ("bounding", "effective", "permitted"):
+            config["process"]["capabilities"][kind].append("CAP_SYS_ADMIN")
+        if not any(n["type"] == "cgroup" for n in config["linux"]["namespaces"]):
+            config["linux"]["namespaces"].append({"type": "cgroup"})
+
+    done = oci("run", "--bundle", bundle(["sh", "-c", HIERARCHIES], edit=admin), "agent")
+    assert sorted(done.stdout.splitlines()) == sorted(f"{names} own" for names in v1), done.stdout
