@@ -267,7 +267,7 @@ def _child_main(
     (its /proc/PID/root, cwd, ns/*) would hand them to a container's root that may ptrace
     (CAP_SYS_PTRACE passes the non-dumpable check)."""
     # security: stage 2's, loaded here while the host's site-packages are reachable
-    from minirun.runtime import cgroups, security  # noqa: F401
+    from minirun.runtime import cgroups, security
 
     def run() -> None:
         # Right after the fork: no fd the CLI holds (or was started with) goes any further, into
@@ -279,6 +279,9 @@ def _child_main(
         # cgroup could not be moved into it from inside
         cgroups.join(to_join)
         _join(container, namespaces)
+        # stage 2 shows up in the container's PID namespace: never with more than it needs
+        capabilities, no_new_privileges, program = allowed
+        security.confine_before_entering(capabilities, no_new_privileges, program, opts.capability_sets)
         try:
             pid = linux.fork_sibling()
         except SyscallError as exc:
@@ -356,14 +359,14 @@ def _child(
     elif not opts.interactive:
         _stdio_to_null((0,))
     path = executable.find_executable(opts.command[0], executable.env_value(env, "PATH"))
-    capabilities, no_new_privileges, program = allowed
+    capabilities, no_new_privileges, _ = allowed  # the filter is on already (stage 1)
     for fd in range(3, 3 + opts.preserve_fds):
         os.set_inheritable(fd, True)
     lock_down(
         user,
         capabilities,
         no_new_privileges,
-        program,
+        None,
         keep_fds=(error_fd, *range(3, 3 + opts.preserve_fds)),
         capability_sets=opts.capability_sets,
     )

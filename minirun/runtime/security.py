@@ -201,6 +201,36 @@ def lock_down(
         seccomp.install()
 
 
+# what exec's stage 2 still needs beyond the container's capabilities, to become its user and own
+# its terminal (lock_down, tty.setup_console): all of them in docker's default set
+_SETUP_CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER")
+
+
+def confine_before_entering(
+    capabilities: Iterable[str],
+    no_new_privileges: bool,
+    seccomp: Program | None,
+    capability_sets: Mapping[str, list[str]] | None = None,
+) -> None:
+    """exec's stage 1, in the container's namespaces, before it forks the process that shows up
+    in the container's PID namespace: no_new_privs and the `seccomp` filter on, and no capability
+    kept that the container (`capabilities`, or an OCI process's sets) lacks but those stage 2
+    needs for its setup. A root there with CAP_SYS_PTRACE (which passes the non-dumpable check)
+    could attach to stage 2 and run any syscall in it: with every capability of the host's root
+    and no filter, that was a way out (open_by_handle_at, finit_module). Stage 2's setup then
+    runs under the filter; docker's and podman's profiles allow it."""
+    names = set(capabilities)
+    if capability_sets is not None:
+        names = {name for kind in capability_sets.values() for name in kind or []}
+    keep = {capability_number(name) for name in names | set(_SETUP_CAPABILITIES)}
+    if no_new_privileges:
+        _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
+    if seccomp is not None:
+        seccomp.install()  # (without no_new_privs this takes CAP_SYS_ADMIN: before the drop)
+    drop = [cap for cap in range(_prctl.CAP_LAST_CAP + 1) if cap not in keep]
+    _prctl.set_caps([], [], [], drop, drop, [])
+
+
 def apply_security(
     user: User,
     capabilities: Iterable[str] = DEFAULT_CAPABILITIES,

@@ -312,6 +312,25 @@ def test_exec_privileged_gets_every_capability_and_keeps_the_filter(cli, busybox
         assert cli("rm", "-f", "ex").code == 0
 
 
+def test_execs_process_never_shows_up_in_the_container_with_more_than_the_container(cli, busybox, probe):
+    """exec's stage 2 is born in the container's PID namespace; it used to arrive there with every
+    capability of the host's root and no seccomp filter, for as long as its setup took. A root
+    there with CAP_SYS_PTRACE (which passes the non-dumpable check) attached to it and could make
+    it run any syscall: open_by_handle_at, finit_module, unshare a user namespace. The watcher
+    needs no capability: any process may read another's status."""
+    started = cli("run", "-d", "--network", "none", *probe, "busybox", "/probe/attack", "watch", "6")
+    assert started.code == 0, started
+    cid = started.out.strip()
+    try:
+        assert wait_until(lambda: cli("logs", cid).out.startswith("ready"), timeout=20)
+        for _ in range(5):
+            assert cli("exec", cid, "true").code == 0
+        assert cli("wait", cid).out.strip() == "0"
+        assert cli("logs", cid).out == "ready\n"
+    finally:
+        assert cli("rm", "-f", cid).code == 0
+
+
 # -- --privileged and devices -------------------------------------------------------------------------
 
 # /dev/kmsg (1:11) opened for writing: a node of the host's kernel that asks for no capability then

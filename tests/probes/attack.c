@@ -4,6 +4,8 @@
  *   attack syscalls          each call docker's profile denies, one line "NAME errno" (0: it worked)
  *   attack escalate V1|V2    user + mount + cgroup namespace, mount its cgroups, lift its own limits
  *   attack open PATH [w]     open a path for reading (or writing), print "open 0" or "open ERRNO"
+ *   attack watch SECONDS     print "ready", then "PID CAPEFF SECCOMP" for each process that shows
+ *                            up with other capabilities than ours or no seccomp filter
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -11,6 +13,7 @@
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <linux/userfaultfd.h>
+#include <dirent.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef UFFD_USER_MODE_ONLY
@@ -158,6 +162,56 @@ static int escalate(const char *version) {
     return 0;
 }
 
+/* CapEff and Seccomp of /proc/PID/status (any process may read them: no ptrace needed) */
+static int status_of(const char *pid, char *cap, size_t cap_size, char *seccomp, size_t seccomp_size) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%s/status", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    cap[0] = seccomp[0] = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "CapEff:\t", 8) == 0)
+            snprintf(cap, cap_size, "%.*s", (int)strcspn(line + 8, "\n"), line + 8);
+        if (strncmp(line, "Seccomp:\t", 9) == 0)
+            snprintf(seccomp, seccomp_size, "%.*s", (int)strcspn(line + 9, "\n"), line + 9);
+    }
+    fclose(f);
+    return cap[0] ? 0 : -1;
+}
+
+/* What a root that may ptrace (CAP_SYS_PTRACE) could attach to: a process of the runtime's in
+ * the container's PID namespace holding more than the container, or not yet filtered. */
+static int watch(int seconds) {
+    static char reported[1 << 22];
+    char mine[32], mine_seccomp[8], cap[32], seccomp[8], self[16];
+    snprintf(self, sizeof self, "%d", getpid());
+    if (status_of(self, mine, sizeof mine, mine_seccomp, sizeof mine_seccomp) < 0)
+        return 1;
+    printf("ready\n");
+    fflush(stdout);
+    time_t end = time(NULL) + seconds;
+    while (time(NULL) < end) {
+        DIR *dir = opendir("/proc");
+        struct dirent *entry;
+        while (dir != NULL && (entry = readdir(dir)) != NULL) {
+            int pid = atoi(entry->d_name);
+            if (pid <= 1 || pid == getpid() || pid >= (int)sizeof reported || reported[pid])
+                continue;
+            if (status_of(entry->d_name, cap, sizeof cap, seccomp, sizeof seccomp) < 0)
+                continue;
+            if (strcmp(cap, mine) != 0 || strcmp(seccomp, mine_seccomp) != 0) {
+                reported[pid] = 1;
+                printf("%d %s %s\n", pid, cap, seccomp);
+                fflush(stdout);
+            }
+        }
+        if (dir != NULL)
+            closedir(dir);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "syscalls") == 0)
         return syscalls();
@@ -169,6 +223,8 @@ int main(int argc, char **argv) {
         report("open", fd);
         return 0;
     }
-    fprintf(stderr, "usage: attack syscalls | escalate v1|v2 | open PATH [w]\n");
+    if (argc >= 3 && strcmp(argv[1], "watch") == 0)
+        return watch(atoi(argv[2]));
+    fprintf(stderr, "usage: attack syscalls | escalate v1|v2 | open PATH [w] | watch SECONDS\n");
     return 2;
 }
