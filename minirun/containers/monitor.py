@@ -218,7 +218,10 @@ def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:
         stdio = attachserver.Stdio(container, argv[3:6])  # -t, -i and attach clients (attachserver.py)
         image = store.images.get(container.config.image)
         plan = build_plan(store, container, image, init_layer_link(store))
-        plan.stdio, plan.die_with_parent, plan.interactive = (stdio.stdin(null), out_w, err_w), True, True
+        plan.stdio, plan.die_with_parent = (stdio.stdin(null), out_w, err_w), True
+        # without -i, PID 1 takes the container's /dev/null after pivot_root: ours is the host's
+        # inode on the host's mount, which the container's root could chmod through /proc/self/fd/0
+        plan.interactive = plan.stdio[0] != null
         stdio.configure(plan)
         plan.cgroups = create_cgroups(container)
         started = launch.start(plan)

@@ -133,6 +133,28 @@ def test_the_clis_stdout_file_never_reaches_the_container(cli, busybox, isolated
         assert cli("rm", "-f", "target").code == 0
 
 
+@pytest.mark.parametrize("verb", ["run", "start"])
+def test_a_detached_containers_stdin_is_no_host_inode(cli, busybox, verb):
+    """Without -i, the monitor handed PID 1 its own /dev/null as stdin: the host's inode on the
+    host's devtmpfs mount, so `chmod 000 /proc/self/fd/0` in any `run -d` (or `start`) broke
+    /dev/null for every host user. PID 1 takes the container's, bound read-only, as `run` does."""
+    before = os.stat("/dev/null")
+    script = "readlink /proc/self/fd/0; chmod 666 /proc/self/fd/0 2>&1; chown 0:0 /proc/self/fd/0 2>&1; cat"
+    if verb == "run":
+        started = cli("run", "-d", "--network", "none", "busybox", "sh", "-c", script)
+    else:
+        started = cli("create", "--network", "none", "busybox", "sh", "-c", script)
+        assert started.code == 0 and cli("start", started.out.strip()).code == 0
+    assert started.code == 0, started
+    cid = started.out.strip()
+    assert cli("wait", cid).out.strip() == "0"
+    out = cli("logs", cid).out.splitlines()
+    assert out[0] == "/dev/null" and all("Read-only file system" in line for line in out[1:]), out
+    after = os.stat("/dev/null")
+    assert (after.st_mode, after.st_uid, after.st_ctime_ns) == (before.st_mode, before.st_uid, before.st_ctime_ns)
+    assert cli("rm", cid).code == 0
+
+
 def test_a_build_runs_step_never_gets_the_clis_output_file(cli, busybox, tmp_path):
     """A RUN is a container too: a Dockerfile's `RUN chmod 4755 /proc/self/fd/1` must not reach
     the file or terminal the build writes to (the test's CLI writes to a memfd, a host inode).
