@@ -1,8 +1,8 @@
 """A container's cgroups: `<hierarchy>/minirun/<container id>` in every cgroup hierarchy that has
-controllers, and in every v1 hierarchy that has only a name (name=systemd), for the three layouts a host may have: v2 (one unified hierarchy), v1 (one
-hierarchy per controller group under /sys/fs/cgroup/<ctrl>) and hybrid (v1 controllers beside a
-v2 mount that holds few or none of them). The layout is read once per process, from
-/proc/self/mountinfo.
+controllers, and in every v1 hierarchy that has only a name (name=systemd), for the three layouts
+a host may have: v2 (one unified hierarchy), v1 (one hierarchy per controller group under
+/sys/fs/cgroup/<ctrl>) and hybrid (v1 controllers beside a v2 mount that holds few or none of
+them). The layout is read once per process, from /proc/self/mountinfo.
 
 The parent creates the directories and writes the limits before PID 1 forks; PID 1 (and every
 exec'd process) joins them as its very first step, before unshare(CLONE_NEWCGROUP), so the
@@ -10,8 +10,8 @@ namespace's root is the container's own cgroup and nothing the container runs is
 it. A named v1 hierarchy holds no limit, but it is joined too (runc joins name=systemd): the
 container's root with CAP_SYS_ADMIN may mount any v1 hierarchy the kernel has, and one where it
 sat at the root would show it the host's release_agent (a program the kernel runs as root on
-the host). The exit is read back here (OOM kills), and the directories go when the container stops or
-is removed; the `minirun` parents stay, as docker's `/docker` does.
+the host). The exit is read back here (OOM kills), and the directories go when the container
+stops or is removed; the `minirun` parents stay, as docker's `/docker` does.
 
 Imports only os and errno (and the tiny errors and hostwide modules): the run path, PID 1 and
 the monitor's lean log copier all load it.
