@@ -127,6 +127,20 @@ def in_mount_ns(fn: Callable[..., object], *args: object) -> object:
     return value
 
 
+PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes")
+
+
+def build_probe(out_dir, name: str) -> str:
+    """tests/probes/NAME.c built static into `out_dir` (a busybox container has no libc to
+    link against); returns the dir, for a read-only volume at /probe."""
+    subprocess.run(
+        ["gcc", "-static", "-O1", "-o", os.path.join(out_dir, name), os.path.join(PROBES, f"{name}.c")],
+        check=True,
+        capture_output=True,
+    )
+    return str(out_dir)
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 15.0) -> bool:
     """Poll `predicate` until it holds (True) or `timeout` seconds pass (False): for what a
     container's monitor or the kernel finishes after the CLI has returned."""

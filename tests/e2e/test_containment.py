@@ -21,11 +21,10 @@ import pytest
 
 from minirun.runtime import cgroups
 from minirun.runtime.privileges import all_capabilities, capability_mask
-from tests.helpers import make_image, make_tar, member, wait_until
+from tests.helpers import build_probe, make_image, make_tar, member, wait_until
 
 EPERM, EACCES, EROFS, ENOSYS = 1, 13, 30, 38
 CAPS_DOCKER = "00000000a80425fb"
-PROBES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes")
 # what docker's profile denies and a container's root could otherwise do: (probe, errno under it)
 DENIED = {
     "unshare_user": EPERM,
@@ -50,14 +49,7 @@ def every_capability() -> str:
 
 @pytest.fixture(scope="session")
 def attack_dir(tmp_path_factory) -> str:
-    """tests/probes/attack.c, built static: it runs in busybox, which has no libc."""
-    out = tmp_path_factory.mktemp("probes")
-    subprocess.run(
-        ["gcc", "-static", "-O1", "-o", str(out / "attack"), os.path.join(PROBES, "attack.c")],
-        check=True,
-        capture_output=True,
-    )
-    return str(out)
+    return build_probe(tmp_path_factory.mktemp("probes"), "attack")
 
 
 @pytest.fixture

@@ -19,9 +19,8 @@ import subprocess
 import pytest
 
 from minirun.net import networks, portmap
-from tests.helpers import wait_until
+from tests.helpers import build_probe, wait_until
 
-PROBES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes")
 SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
 # the bridge's MAC, as a container learns it: the probe sends its frames there
 GATEWAY_MAC = (
@@ -32,14 +31,7 @@ GATEWAY_MAC = (
 
 @pytest.fixture(scope="session")
 def attack_dir(tmp_path_factory) -> str:
-    """tests/probes/netattack.c, built static: it runs in busybox, which has no libc."""
-    out = tmp_path_factory.mktemp("netprobes")
-    subprocess.run(
-        ["gcc", "-static", "-O1", "-o", str(out / "netattack"), os.path.join(PROBES, "netattack.c")],
-        check=True,
-        capture_output=True,
-    )
-    return str(out)
+    return build_probe(tmp_path_factory.mktemp("netprobes"), "netattack")
 
 
 @pytest.fixture
