@@ -157,6 +157,32 @@ def _mapping(value: Any, field: str) -> dict:
     raise ApiError(400, f"{field} must be an object")
 
 
+def _string_map(value: Any, field: str) -> dict[str, str]:
+    """docker's map[string]string (Labels, Sysctls, LogConfig.Config, Tmpfs)."""
+    found = _mapping(value, field)
+    if not all(isinstance(v, str) for v in found.values()):
+        raise ApiError(400, f"{field} must be an object of strings")
+    return found
+
+
+def _string(value: Any, field: str) -> str:
+    """A string field; null and "" are unset."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    raise ApiError(400, f"{field} must be a string")
+
+
+def _integer(value: Any, field: str) -> int:
+    """An integer field (a count, bytes, nanoseconds); null is 0."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ApiError(400, f"{field} must be an integer")
+
+
 def _process(config: dict, values: dict) -> None:
     cmd = _words(config.get("Cmd"), "Cmd")
     entrypoint = config.get("Entrypoint")
@@ -167,12 +193,12 @@ def _process(config: dict, values: dict) -> None:
         cmd = words[1:] + cmd
     values["command"] = cmd
     values["env"] = _strings(config.get("Env"), "Env")
-    values["workdir"] = config.get("WorkingDir") or ""
-    values["user"] = config.get("User") or ""
-    values["hostname"] = config.get("Hostname") or ""
+    values["workdir"] = _string(config.get("WorkingDir"), "WorkingDir")
+    values["user"] = _string(config.get("User"), "User")
+    values["hostname"] = _string(config.get("Hostname"), "Hostname")
     values["tty"] = bool(config.get("Tty"))
     values["interactive"] = bool(config.get("OpenStdin"))
-    values["label"] = [f"{k}={v}" for k, v in _mapping(config.get("Labels"), "Labels").items()]
+    values["label"] = [f"{k}={v}" for k, v in _string_map(config.get("Labels"), "Labels").items()]
     values["expose"] = list(_mapping(config.get("ExposedPorts"), "ExposedPorts"))
     if config.get("StopSignal"):
         values["stop_signal"] = str(config["StopSignal"])
@@ -207,10 +233,10 @@ def _healthcheck(check: dict, values: dict) -> None:
         ("StartPeriod", "health_start_period"),
         ("StartInterval", "health_start_interval"),
     ):
-        if check.get(field):
-            values[option] = f"{int(check[field])}ns"  # the API's durations are nanoseconds
-    if check.get("Retries"):
-        values["health_retries"] = int(check["Retries"])
+        if duration := _integer(check.get(field), f"Healthcheck.{field}"):
+            values[option] = f"{duration}ns"  # the API's durations are nanoseconds
+    if retries := _integer(check.get("Retries"), "Healthcheck.Retries"):
+        values["health_retries"] = retries
 
 
 def _host(host: dict, values: dict) -> None:
@@ -227,8 +253,8 @@ def _host(host: dict, values: dict) -> None:
     for field, option in (("Memory", "memory"), ("MemorySwap", "memory_swap"), ("CpuShares", "cpu_shares")):
         if host.get(field):
             values[option] = str(host[field])
-    if host.get("NanoCpus"):
-        values["cpus"] = f"{int(host['NanoCpus'])}/1000000000"
+    if nano_cpus := _integer(host.get("NanoCpus"), "HostConfig.NanoCpus"):
+        values["cpus"] = f"{nano_cpus}/1000000000"
     if host.get("CpusetCpus"):
         values["cpuset_cpus"] = str(host["CpusetCpus"])
     if host.get("PidsLimit"):  # 0 and null: unset; -1: unlimited
@@ -240,14 +266,14 @@ def _host(host: dict, values: dict) -> None:
     values["read_only"] = bool(host.get("ReadonlyRootfs"))
     values["init"] = bool(host.get("Init"))
     values["rm"] = bool(host.get("AutoRemove"))
-    network = host.get("NetworkMode") or "default"
+    network = _string(host.get("NetworkMode"), "HostConfig.NetworkMode") or "default"
     values["network"] = "bridge" if network == "default" else network
     values["dns"] = _strings(host.get("Dns"), "HostConfig.Dns")
     values["dns_search"] = _strings(host.get("DnsSearch"), "HostConfig.DnsSearch")
     values["dns_option"] = _strings(host.get("DnsOptions"), "HostConfig.DnsOptions")
     values["add_host"] = _strings(host.get("ExtraHosts"), "HostConfig.ExtraHosts")
     values["group_add"] = _strings(host.get("GroupAdd"), "HostConfig.GroupAdd")
-    values["sysctl"] = [f"{k}={v}" for k, v in _mapping(host.get("Sysctls"), "HostConfig.Sysctls").items()]
+    values["sysctl"] = [f"{k}={v}" for k, v in _string_map(host.get("Sysctls"), "HostConfig.Sysctls").items()]
     values["ulimit"] = [_ulimit(u) for u in host.get("Ulimits") or []]
     if host.get("ShmSize"):
         values["shm_size"] = str(host["ShmSize"])
@@ -291,23 +317,34 @@ def _mount_words(mount: Any) -> str:
     words.append(f"target={mount['Target']}")
     if mount.get("ReadOnly"):
         words.append("readonly")
-    bind = mount.get("BindOptions") or {}
+    bind = _mapping(mount.get("BindOptions"), "Mounts.BindOptions")
     if bind.get("Propagation"):
         words.append(f"bind-propagation={bind['Propagation']}")
-    volume = mount.get("VolumeOptions") or {}
+    volume = _mapping(mount.get("VolumeOptions"), "Mounts.VolumeOptions")
     if volume.get("NoCopy"):
         words.append("volume-nocopy")
-    for key, value in (volume.get("Labels") or {}).items():
+    for key, value in _string_map(volume.get("Labels"), "Mounts.VolumeOptions.Labels").items():
         words.append(f"volume-label={key}={value}")
-    driver = volume.get("DriverConfig") or {}
-    for key, value in (driver.get("Options") or {}).items():
+    driver = _mapping(volume.get("DriverConfig"), "Mounts.VolumeOptions.DriverConfig")
+    for key, value in _string_map(driver.get("Options"), "Mounts.VolumeOptions.DriverConfig.Options").items():
         words.append(f"volume-opt={key}={value}")
-    tmpfs = mount.get("TmpfsOptions") or {}
-    if tmpfs.get("SizeBytes"):
-        words.append(f"tmpfs-size={tmpfs['SizeBytes']}")
-    if tmpfs.get("Mode"):
-        words.append(f"tmpfs-mode={tmpfs['Mode']:o}")
-    return ",".join(words)
+    tmpfs = _mapping(mount.get("TmpfsOptions"), "Mounts.TmpfsOptions")
+    if size := _integer(tmpfs.get("SizeBytes"), "Mounts.TmpfsOptions.SizeBytes"):
+        words.append(f"tmpfs-size={size}")
+    if mode := _integer(tmpfs.get("Mode"), "Mounts.TmpfsOptions.Mode"):
+        words.append(f"tmpfs-mode={mode:o}")
+    return _csv(words)
+
+
+def _csv(words: list[str]) -> str:
+    """`--mount`'s CSV line (mountspec.parse_mount reads it with csv): a value with a comma or a
+    quote is quoted, so a Target of "/x,type=bind,source=/" stays one field, never three."""
+    import csv
+    import io
+
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(words)
+    return line.getvalue()
 
 
 def _publish(bindings: dict) -> list[str]:
