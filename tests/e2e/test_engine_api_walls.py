@@ -1,0 +1,105 @@
+"""The Engine API never does more than the request asks: a filter it cannot apply is a 400, not
+a filter dropped (a prune that takes everything), and a malformed body is a 400, not a 500."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+import pytest
+
+from tests.e2e.engineapi import service  # noqa: F401  (a fixture)
+
+
+def _create(service, name: str, labels: dict) -> str:  # noqa: F811
+    status, _, body = service.request("POST", f"/containers/create?name={name}", {"Image": "busybox", "Labels": labels})
+    assert status == 201, body
+    return json.loads(body)["Id"]
+
+
+def _names(service) -> set[str]:  # noqa: F811
+    status, _, body = service.request("GET", "/containers/json?all=1")
+    assert status == 200, body
+    return {c["Names"][0].lstrip("/") for c in json.loads(body)}
+
+
+def _prune(service, filters: str) -> tuple[int, dict]:  # noqa: F811
+    status, _, body = service.request("POST", "/v1.41/containers/prune?filters=" + urllib.parse.quote(filters))
+    return status, json.loads(body)
+
+
+def test_container_prune_takes_only_what_its_filters_let_go(service):  # noqa: F811
+    _create(service, "plain", {})
+    gone = _create(service, "scratch", {"purpose": "scratch"})
+    _create(service, "kept", {"purpose": "keep"})
+    for bad in ("notjson", json.dumps({"labels": ["purpose"]}), json.dumps({"until": ["soon"]})):
+        status, answer = _prune(service, bad)
+        assert status == 400, answer
+    assert _names(service) == {"plain", "scratch", "kept"}  # a filter not understood takes nothing
+    status, answer = _prune(service, json.dumps({"until": ["2001-01-01T00:00:00Z"]}))
+    assert (status, answer["ContainersDeleted"]) == (200, None)  # all of them are newer
+    status, answer = _prune(service, json.dumps({"label": ["purpose=scratch"]}))
+    assert (status, answer["ContainersDeleted"]) == (200, [gone])
+    status, answer = _prune(service, json.dumps({"label!": ["purpose"]}))
+    assert status == 200 and _names(service) == {"kept"}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"WorkingDir": ["/a"]},
+        {"Hostname": 5},
+        {"User": {"a": 1}},
+        {"Labels": {"a": {"b": 1}}},
+        {"Healthcheck": {"Test": ["CMD", "true"], "Interval": "abc"}},
+        {"HostConfig": {"NanoCpus": "abc"}},
+        {"HostConfig": {"NetworkMode": 5}},
+        {"HostConfig": {"Mounts": [{"Type": "bind", "Source": "/tmp", "Target": "/x", "BindOptions": "x"}]}},
+        {"HostConfig": {"Mounts": [{"Type": "tmpfs", "Target": "/x", "TmpfsOptions": {"Mode": "777"}}]}},
+    ],
+)
+def test_a_malformed_create_is_a_400(service, config):  # noqa: F811
+    status, _, body = service.request("POST", "/containers/create", {"Image": "busybox", **config})
+    assert status == 400, body
+    assert _names(service) == set()
+
+
+def test_a_mounts_target_with_commas_stays_one_field(service):  # noqa: F811
+    """Mounts go to `--mount`'s CSV words: a comma in a value must not add words, which made a
+    volume asked for at "/x,type=bind,source=/" a bind of the host's root."""
+    mount = {"Type": "volume", "Source": "vol1", "Target": "/x,type=bind,source=/"}
+    status, _, body = service.request(
+        "POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Mounts": [mount]}}
+    )
+    if status == 201:
+        status, _, body = service.request("GET", f"/containers/{json.loads(body)['Id']}/json")
+        mounts = json.loads(body)["Mounts"]
+        assert [(m["Type"], m.get("Name"), m["Destination"]) for m in mounts] == [
+            ("volume", "vol1", "/x,type=bind,source=")  # docker's clean path: no trailing slash
+        ], mounts
+    else:
+        assert status == 400, body
+
+
+@pytest.mark.parametrize(
+    ("path", "document"),
+    [
+        ("/networks/create", {"Name": "n1", "IPAM": "x"}),
+        ("/networks/create", {"Name": "n2", "IPAM": {"Config": "x"}}),
+        ("/networks/create", {"Name": "n3", "IPAM": {"Config": ["x"]}}),
+    ],
+)
+def test_a_malformed_network_is_a_400(service, path, document):  # noqa: F811
+    status, _, body = service.request("POST", path, document)
+    assert status == 400, body
+
+
+def test_a_malformed_exec_is_a_400(service):  # noqa: F811
+    status, _, body = service.request(
+        "POST", "/containers/create?name=idle", {"Image": "busybox", "Cmd": ["sleep", "300"]}
+    )
+    assert status == 201, body
+    assert service.request("POST", "/containers/idle/start")[0] == 204
+    for config in ({"User": 5}, {"WorkingDir": ["/"]}):
+        status, _, body = service.request("POST", "/containers/idle/exec", {"Cmd": ["id"], **config})
+        assert status == 400, body
