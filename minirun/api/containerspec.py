@@ -95,8 +95,7 @@ _IGNORED_CONFIG = {
 _IGNORED_HOST = {
     "ContainerIDFile", "ConsoleSize", "Isolation", "LogConfig", "KernelMemory", "KernelMemoryTCP",
     "OomKillDisable", "MemorySwappiness", "MemoryReservation", "CgroupnsMode", "Cgroup", "CgroupParent",
-    "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
-    "BlkioDeviceWriteIOps", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetMems",
+    "CpuRealtimePeriod", "CpuRealtimeRuntime",
     "DeviceCgroupRules", "DeviceRequests", "DiskQuota", "OomScoreAdj", "Links", "DnsOptions", "UsernsMode",
     "VolumeDriver", "MaskedPaths", "ReadonlyPaths", "Runtime", "CpuCount", "CpuPercent", "IOMaximumIOps",
     "IOMaximumBandwidth", "Annotations",
@@ -255,6 +254,8 @@ def _host(host: dict, values: dict) -> None:
             values[option] = str(host[field])
     if nano_cpus := _integer(host.get("NanoCpus"), "HostConfig.NanoCpus"):
         values["cpus"] = f"{nano_cpus}/1000000000"
+    _cpu_quota(host, values)
+    _block_io(host, values)
     if host.get("CpusetCpus"):
         values["cpuset_cpus"] = str(host["CpusetCpus"])
     if host.get("PidsLimit"):  # 0 and null: unset; -1: unlimited
@@ -297,8 +298,51 @@ _HOST_READ = {
     "MemorySwap", "CpuShares", "NanoCpus", "CpusetCpus", "PidsLimit", "CapAdd", "CapDrop", "SecurityOpt",
     "Privileged", "ReadonlyRootfs", "Init", "AutoRemove", "NetworkMode", "Dns", "DnsSearch", "DnsOptions",
     "ExtraHosts", "GroupAdd", "Sysctls", "Ulimits", "ShmSize", "Devices", "LogConfig", "PidMode", "IpcMode",
-    "UTSMode",
+    "UTSMode", "CpuQuota", "CpuPeriod", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps",
 }  # fmt: skip
+
+
+def _cpu_quota(host: dict, values: dict) -> None:
+    """CpuQuota (with CpuPeriod, default 100 ms) as the share of a CPU --cpus gives: the same
+    cfs quota per period. Dropped, it left the container without the CPU limit it asked for."""
+    quota = _integer(host.get("CpuQuota"), "HostConfig.CpuQuota")
+    period = _integer(host.get("CpuPeriod"), "HostConfig.CpuPeriod")
+    if period and not 1000 <= period <= 1_000_000:
+        raise ApiError(
+            400, "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1 second (i.e. 1000000)"
+        )
+    if quota <= 0:  # 0 unset, -1 unlimited: no quota
+        return
+    if quota < 1000:
+        raise ApiError(400, "CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    if values["cpus"] is not None:
+        raise ApiError(400, "Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
+    values["cpus"] = f"{quota * 1_000_000_000 // (period or 100_000)}/1000000000"
+
+
+def _block_io(host: dict, values: dict) -> None:
+    """docker's block I/O fields as the CLI's --blkio-weight, --blkio-weight-device and
+    --device-{read,write}-{bps,iops} words: the limits `run` applies, never dropped."""
+    if weight := _integer(host.get("BlkioWeight"), "HostConfig.BlkioWeight"):
+        values["blkio_weight"] = str(weight)
+    for field, option, key in (
+        ("BlkioWeightDevice", "blkio_weight_device", "Weight"),
+        ("BlkioDeviceReadBps", "device_read_bps", "Rate"),
+        ("BlkioDeviceWriteBps", "device_write_bps", "Rate"),
+        ("BlkioDeviceReadIOps", "device_read_iops", "Rate"),
+        ("BlkioDeviceWriteIOps", "device_write_iops", "Rate"),
+    ):
+        entries = host.get(field) or []
+        if not isinstance(entries, list):
+            raise ApiError(400, f"HostConfig.{field} must be a list")
+        words = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("Path"), str):
+                raise ApiError(400, f"HostConfig.{field} entries need a Path")
+            words.append(f"{entry['Path']}:{_integer(entry.get(key), f'HostConfig.{field}.{key}')}")
+        if words:
+            values[option] = words
 
 
 def _tmpfs(host: dict) -> dict:
