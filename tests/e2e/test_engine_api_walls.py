@@ -103,3 +103,24 @@ def test_a_malformed_exec_is_a_400(service):  # noqa: F811
     for config in ({"User": 5}, {"WorkingDir": ["/"]}):
         status, _, body = service.request("POST", "/containers/idle/exec", {"Cmd": ["id"], **config})
         assert status == 400, body
+
+
+def test_cpu_quota_and_block_io_limits_are_applied_not_dropped(service):  # noqa: F811
+    """What the CLI's --device-read-bps & co. and a CPU quota apply, the API's fields apply too:
+    they were taken and dropped, the container ran without the limits it asked for."""
+    limits = {
+        "CpuQuota": 20000,
+        "CpuPeriod": 100000,
+        "BlkioDeviceReadBps": [{"Path": "/dev/null", "Rate": 1048576}],
+        "BlkioDeviceWriteIOps": [{"Path": "/dev/null", "Rate": 10}],
+    }
+    status, _, body = service.request("POST", "/containers/create", {"Image": "busybox", "HostConfig": limits})
+    assert status == 201, body
+    status, _, body = service.request("GET", f"/containers/{json.loads(body)['Id']}/json")
+    host = json.loads(body)["HostConfig"]
+    assert host["NanoCpus"] == 200_000_000
+    assert host["BlkioDeviceReadBps"] == [{"Path": "/dev/null", "Rate": 1048576}]
+    assert host["BlkioDeviceWriteIOps"] == [{"Path": "/dev/null", "Rate": 10}]
+    for refused in ({"CpusetMems": "0"}, {"CpuQuota": 20000, "NanoCpus": 10**9}, {"CpuQuota": 10}):
+        status, _, body = service.request("POST", "/containers/create", {"Image": "busybox", "HostConfig": refused})
+        assert status == 400, (refused, body)
