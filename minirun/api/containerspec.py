@@ -90,7 +90,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
 # means "unset" (docker's own zero values, and the defaults docker's CLI fills in)
 _IGNORED_CONFIG = {
     "AttachStdin", "AttachStdout", "AttachStderr", "StdinOnce", "Domainname", "Volumes", "OnBuild",
-    "NetworkDisabled", "MacAddress", "ArgsEscaped", "Shell", "HostConfig", "NetworkingConfig", "Platform",
+    "MacAddress", "ArgsEscaped", "Shell", "HostConfig", "NetworkingConfig", "Platform",
 }  # fmt: skip
 _IGNORED_HOST = {
     "ContainerIDFile", "ConsoleSize", "Isolation", "LogConfig", "KernelMemory", "KernelMemoryTCP",
@@ -126,7 +126,20 @@ def namespace(config: dict, name: str = "", platform: str = "") -> Namespace:
     _process(config, values)
     _host(host, values)
     _networking(config, values)
+    if config.get("NetworkDisabled"):
+        _network_disabled(values)
     return Namespace(**values)
+
+
+def _network_disabled(values: dict) -> None:
+    """Config.NetworkDisabled (docker-py's network_disabled): no network but the container's own
+    loopback, as --network none; dropped, the container was on the bridge. Another network named
+    with it is a conflict, not a choice between the two."""
+    if values["network"] not in ("bridge", "none"):
+        raise ApiError(400, f"conflicting options: NetworkDisabled and network {values['network']!r}")
+    if values["publish"] or values["publish_all"]:
+        raise ApiError(400, "conflicting options: NetworkDisabled and published ports")
+    values["network"], values["network_alias"] = "none", []
 
 
 def _words(value: Any, field: str) -> list[str]:
@@ -211,7 +224,7 @@ def _process(config: dict, values: dict) -> None:
 
 _CONFIG_READ = {
     "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Hostname", "Tty", "OpenStdin", "Labels",
-    "ExposedPorts", "StopSignal", "StopTimeout", "Healthcheck",
+    "ExposedPorts", "StopSignal", "StopTimeout", "Healthcheck", "NetworkDisabled",
 }  # fmt: skip
 
 
