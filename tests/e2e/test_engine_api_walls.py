@@ -124,3 +124,18 @@ def test_cpu_quota_and_block_io_limits_are_applied_not_dropped(service):  # noqa
     for refused in ({"CpusetMems": "0"}, {"CpuQuota": 20000, "NanoCpus": 10**9}, {"CpuQuota": 10}):
         status, _, body = service.request("POST", "/containers/create", {"Image": "busybox", "HostConfig": refused})
         assert status == 400, (refused, body)
+
+
+def test_network_disabled_leaves_the_container_its_loopback_alone(service):  # noqa: F811
+    """docker-py's network_disabled=True: only `lo`, as --network none; it was ignored, and the
+    container was on the bridge with a route out."""
+    config = {"Image": "busybox", "Cmd": ["cat", "/proc/net/dev"], "NetworkDisabled": True}
+    status, _, body = service.request("POST", "/containers/create?name=offline", config)
+    assert status == 201, body
+    assert service.request("POST", "/containers/offline/start")[0] == 204
+    status, _, body = service.request("POST", "/containers/offline/wait")
+    assert (status, json.loads(body)["StatusCode"]) == (200, 0), body
+    status, _, logs = service.request("GET", "/containers/offline/logs?stdout=1")
+    assert b" lo:" in logs and b"eth" not in logs, logs
+    status, _, body = service.request("POST", "/containers/create", {**config, "HostConfig": {"NetworkMode": "host"}})
+    assert status == 400, body
