@@ -97,7 +97,7 @@ _IGNORED_HOST = {
     "OomKillDisable", "MemorySwappiness", "MemoryReservation", "CgroupnsMode", "Cgroup", "CgroupParent",
     "CpuRealtimePeriod", "CpuRealtimeRuntime",
     "DeviceCgroupRules", "DeviceRequests", "DiskQuota", "OomScoreAdj", "Links", "DnsOptions", "UsernsMode",
-    "VolumeDriver", "MaskedPaths", "ReadonlyPaths", "Runtime", "CpuCount", "CpuPercent", "IOMaximumIOps",
+    "VolumeDriver", "MaskedPaths", "ReadonlyPaths", "CpuCount", "CpuPercent", "IOMaximumIOps",
     "IOMaximumBandwidth", "Annotations",
 }  # fmt: skip
 
@@ -268,6 +268,10 @@ def _host(host: dict, values: dict) -> None:
     if nano_cpus := _integer(host.get("NanoCpus"), "HostConfig.NanoCpus"):
         values["cpus"] = f"{nano_cpus}/1000000000"
     _cpu_quota(host, values)
+    # docker's default runtime is runc, which minirun's own stands for; any other (a sandbox such
+    # as runsc) is `run --runtime`'s, never dropped for a weaker one
+    runtime = _string(host.get("Runtime"), "HostConfig.Runtime")
+    values["runtime"] = "" if runtime == "runc" else runtime
     _block_io(host, values)
     if host.get("CpusetCpus"):
         values["cpuset_cpus"] = str(host["CpusetCpus"])
@@ -311,7 +315,7 @@ _HOST_READ = {
     "MemorySwap", "CpuShares", "NanoCpus", "CpusetCpus", "PidsLimit", "CapAdd", "CapDrop", "SecurityOpt",
     "Privileged", "ReadonlyRootfs", "Init", "AutoRemove", "NetworkMode", "Dns", "DnsSearch", "DnsOptions",
     "ExtraHosts", "GroupAdd", "Sysctls", "Ulimits", "ShmSize", "Devices", "LogConfig", "PidMode", "IpcMode",
-    "UTSMode", "CpuQuota", "CpuPeriod", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
+    "UTSMode", "Runtime", "CpuQuota", "CpuPeriod", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps",
 }  # fmt: skip
 
