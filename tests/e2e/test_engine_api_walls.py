@@ -139,3 +139,15 @@ def test_network_disabled_leaves_the_container_its_loopback_alone(service):  # n
     assert b" lo:" in logs and b"eth" not in logs, logs
     status, _, body = service.request("POST", "/containers/create", {**config, "HostConfig": {"NetworkMode": "host"}})
     assert status == 400, body
+
+
+def test_a_runtime_asked_for_is_used_or_refused_never_dropped(service):  # noqa: F811
+    """HostConfig.Runtime (a sandbox such as runsc) was ignored: the container ran under
+    minirun's own runtime instead of the one asked for."""
+    config = {"Image": "busybox", "HostConfig": {"Runtime": "no-such-sandbox-runtime"}}
+    status, _, body = service.request("POST", "/containers/create", config)
+    assert status == 400 and "no-such-sandbox-runtime" in json.loads(body)["message"], body
+    status, _, body = service.request(
+        "POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Runtime": "runc"}}
+    )
+    assert status == 201, body  # docker's default: minirun's own
