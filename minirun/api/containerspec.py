@@ -97,7 +97,7 @@ _IGNORED_HOST = {
     "OomKillDisable", "MemorySwappiness", "MemoryReservation", "CgroupnsMode", "Cgroup", "CgroupParent",
     "CpuRealtimePeriod", "CpuRealtimeRuntime",
     "DeviceCgroupRules", "DeviceRequests", "DiskQuota", "OomScoreAdj", "Links", "DnsOptions", "UsernsMode",
-    "VolumeDriver", "MaskedPaths", "ReadonlyPaths", "CpuCount", "CpuPercent", "IOMaximumIOps",
+    "VolumeDriver", "CpuCount", "CpuPercent", "IOMaximumIOps",
     "IOMaximumBandwidth", "Annotations",
 }  # fmt: skip
 
@@ -268,6 +268,7 @@ def _host(host: dict, values: dict) -> None:
     if nano_cpus := _integer(host.get("NanoCpus"), "HostConfig.NanoCpus"):
         values["cpus"] = f"{nano_cpus}/1000000000"
     _cpu_quota(host, values)
+    _system_paths(host)
     # docker's default runtime is runc, which minirun's own stands for; any other (a sandbox such
     # as runsc) is `run --runtime`'s, never dropped for a weaker one
     runtime = _string(host.get("Runtime"), "HostConfig.Runtime")
@@ -315,9 +316,21 @@ _HOST_READ = {
     "MemorySwap", "CpuShares", "NanoCpus", "CpusetCpus", "PidsLimit", "CapAdd", "CapDrop", "SecurityOpt",
     "Privileged", "ReadonlyRootfs", "Init", "AutoRemove", "NetworkMode", "Dns", "DnsSearch", "DnsOptions",
     "ExtraHosts", "GroupAdd", "Sysctls", "Ulimits", "ShmSize", "Devices", "LogConfig", "PidMode", "IpcMode",
-    "UTSMode", "Runtime", "CpuQuota", "CpuPeriod", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
+    "UTSMode", "Runtime", "MaskedPaths", "ReadonlyPaths", "CpuQuota", "CpuPeriod", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps",
 }  # fmt: skip
+
+
+def _system_paths(host: dict) -> None:
+    """MaskedPaths, ReadonlyPaths: every container gets docker's defaults. A list within them is
+    taken (those paths stay masked, as more is never less safe); a path beyond them would be left
+    open where the client asked for it hidden: refused."""
+    from minirun.runtime.rootfs import MASKED_PATHS, READONLY_PATHS
+
+    for field, defaults in (("MaskedPaths", MASKED_PATHS), ("ReadonlyPaths", READONLY_PATHS)):
+        extra = sorted(set(_strings(host.get(field), f"HostConfig.{field}")) - set(defaults))
+        if extra:
+            raise ApiError(400, f"HostConfig.{field}: only docker's default paths are served, not {', '.join(extra)}")
 
 
 def _cpu_quota(host: dict, values: dict) -> None:
