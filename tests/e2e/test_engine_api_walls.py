@@ -151,3 +151,13 @@ def test_a_runtime_asked_for_is_used_or_refused_never_dropped(service):  # noqa:
         "POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Runtime": "runc"}}
     )
     assert status == 201, body  # docker's default: minirun's own
+
+
+def test_masked_paths_beyond_the_defaults_are_refused_not_left_open(service):  # noqa: F811
+    for field, path in (("MaskedPaths", "/proc/cpuinfo"), ("ReadonlyPaths", "/proc/self/attr")):
+        config = {"Image": "busybox", "HostConfig": {field: [path]}}
+        status, _, body = service.request("POST", "/containers/create", config)
+        assert status == 400 and path in json.loads(body)["message"], body
+    config = {"Image": "busybox", "HostConfig": {"MaskedPaths": ["/proc/kcore"], "ReadonlyPaths": ["/proc/sys"]}}
+    status, _, body = service.request("POST", "/containers/create", config)
+    assert status == 201, body  # within docker's: the defaults stay
