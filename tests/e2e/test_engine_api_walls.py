@@ -8,7 +8,17 @@ import urllib.parse
 
 import pytest
 
-from tests.e2e.engineapi import service  # noqa: F401  (a fixture)
+from tests.e2e.engineapi import _UnixHTTP, service  # noqa: F401  (service: a fixture)
+
+
+def _post_raw(service, path: str, data: bytes, content_type: str) -> tuple[int, bytes]:  # noqa: F811
+    connection = _UnixHTTP(service.path)
+    try:
+        connection.request("POST", path, body=data, headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
 def _create(service, name: str, labels: dict) -> str:  # noqa: F811
@@ -161,3 +171,23 @@ def test_masked_paths_beyond_the_defaults_are_refused_not_left_open(service):  #
     config = {"Image": "busybox", "HostConfig": {"MaskedPaths": ["/proc/kcore"], "ReadonlyPaths": ["/proc/sys"]}}
     status, _, body = service.request("POST", "/containers/create", config)
     assert status == 201, body  # within docker's: the defaults stay
+
+
+def test_a_build_asked_for_limits_is_refused_not_run_without_them(service):  # noqa: F811
+    """/build's memory, cpuquota & co. were dropped: the RUNs ran with no limit at all."""
+    import io
+    import tarfile
+
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as archive:
+        dockerfile = b"FROM busybox\nRUN true\n"
+        member = tarfile.TarInfo("Dockerfile")
+        member.size = len(dockerfile)
+        archive.addfile(member, io.BytesIO(dockerfile))
+    for query in ("memory=8388608", "cpuquota=10000", "cpusetcpus=0", 'ulimits=[{"Name":"nproc","Soft":1,"Hard":1}]'):
+        status, body = _post_raw(service, f"/build?{query}", context.getvalue(), "application/x-tar")
+        assert status == 400 and "limits are not supported" in json.loads(body)["message"], (query, body)
+    # what docker's CLI sends when no limit is asked for
+    defaults = "memory=0&memswap=0&cpushares=0&cpuperiod=0&cpuquota=0&shmsize=0&cpusetcpus=&ulimits=null"
+    status, body = _post_raw(service, f"/build?{defaults}", context.getvalue(), "application/x-tar")
+    assert status == 200 and b"Successfully built" in body, body
