@@ -376,7 +376,13 @@ def _block_io(host: dict, values: dict) -> None:
 
 
 def _tmpfs(host: dict) -> dict:
-    return _mapping(host.get("Tmpfs"), "HostConfig.Tmpfs")
+    """Tmpfs {path: options}, as --tmpfs PATH:OPTIONS words: a ":" in the path would add options
+    (a path of "/x:exec,suid" asked for a tmpfs there, with docker's noexec,nosuid)."""
+    found = _string_map(host.get("Tmpfs"), "HostConfig.Tmpfs")
+    for path in found:
+        if ":" in path:
+            raise ApiError(400, f"HostConfig.Tmpfs: invalid path {path!r}")
+    return found
 
 
 def _mount_words(mount: Any) -> str:
