@@ -191,3 +191,9 @@ def test_a_build_asked_for_limits_is_refused_not_run_without_them(service):  # n
     defaults = "memory=0&memswap=0&cpushares=0&cpuperiod=0&cpuquota=0&shmsize=0&cpusetcpus=&ulimits=null"
     status, body = _post_raw(service, f"/build?{defaults}", context.getvalue(), "application/x-tar")
     assert status == 200 and b"Successfully built" in body, body
+
+
+def test_a_tmpfs_path_with_a_colon_adds_no_options(service):  # noqa: F811
+    config = {"Image": "busybox", "HostConfig": {"Tmpfs": {"/x:exec,suid": ""}}}
+    status, _, body = service.request("POST", "/containers/create", config)
+    assert status == 400, body
