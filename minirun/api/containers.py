@@ -249,9 +249,15 @@ async def rename(request: web.Request) -> web.Response:
 
 
 async def prune(request: web.Request) -> web.Response:
+    """docker's container prune with its filters (label, label!, until): an unknown key or a bad
+    value is a 400 before anything goes, never a filter dropped, which would take every stopped
+    container."""
+    from minirun.api.common import filters
     from minirun.containers import lifecycle
+    from minirun.frontend.filters import container_prune_filter
 
-    removed, freed = await blocking(lambda: lifecycle.prune(containers(request)))
+    allowed = container_prune_filter(filters(request))
+    removed, freed = await blocking(lambda: lifecycle.prune(containers(request), allowed))
     return as_json({"ContainersDeleted": removed or None, "SpaceReclaimed": freed})
 
 

@@ -90,15 +90,14 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
 # means "unset" (docker's own zero values, and the defaults docker's CLI fills in)
 _IGNORED_CONFIG = {
     "AttachStdin", "AttachStdout", "AttachStderr", "StdinOnce", "Domainname", "Volumes", "OnBuild",
-    "NetworkDisabled", "MacAddress", "ArgsEscaped", "Shell", "HostConfig", "NetworkingConfig", "Platform",
+    "MacAddress", "ArgsEscaped", "Shell", "HostConfig", "NetworkingConfig", "Platform",
 }  # fmt: skip
 _IGNORED_HOST = {
     "ContainerIDFile", "ConsoleSize", "Isolation", "LogConfig", "KernelMemory", "KernelMemoryTCP",
     "OomKillDisable", "MemorySwappiness", "MemoryReservation", "CgroupnsMode", "Cgroup", "CgroupParent",
-    "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
-    "BlkioDeviceWriteIOps", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetMems",
+    "CpuRealtimePeriod", "CpuRealtimeRuntime",
     "DeviceCgroupRules", "DeviceRequests", "DiskQuota", "OomScoreAdj", "Links", "DnsOptions", "UsernsMode",
-    "VolumeDriver", "MaskedPaths", "ReadonlyPaths", "Runtime", "CpuCount", "CpuPercent", "IOMaximumIOps",
+    "VolumeDriver", "CpuCount", "CpuPercent", "IOMaximumIOps",
     "IOMaximumBandwidth", "Annotations",
 }  # fmt: skip
 
@@ -127,7 +126,20 @@ def namespace(config: dict, name: str = "", platform: str = "") -> Namespace:
     _process(config, values)
     _host(host, values)
     _networking(config, values)
+    if config.get("NetworkDisabled"):
+        _network_disabled(values)
     return Namespace(**values)
+
+
+def _network_disabled(values: dict) -> None:
+    """Config.NetworkDisabled (docker-py's network_disabled): no network but the container's own
+    loopback, as --network none; dropped, the container was on the bridge. Another network named
+    with it is a conflict, not a choice between the two."""
+    if values["network"] not in ("bridge", "none"):
+        raise ApiError(400, f"conflicting options: NetworkDisabled and network {values['network']!r}")
+    if values["publish"] or values["publish_all"]:
+        raise ApiError(400, "conflicting options: NetworkDisabled and published ports")
+    values["network"], values["network_alias"] = "none", []
 
 
 def _words(value: Any, field: str) -> list[str]:
@@ -157,6 +169,32 @@ def _mapping(value: Any, field: str) -> dict:
     raise ApiError(400, f"{field} must be an object")
 
 
+def _string_map(value: Any, field: str) -> dict[str, str]:
+    """docker's map[string]string (Labels, Sysctls, LogConfig.Config, Tmpfs)."""
+    found = _mapping(value, field)
+    if not all(isinstance(v, str) for v in found.values()):
+        raise ApiError(400, f"{field} must be an object of strings")
+    return found
+
+
+def _string(value: Any, field: str) -> str:
+    """A string field; null and "" are unset."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    raise ApiError(400, f"{field} must be a string")
+
+
+def _integer(value: Any, field: str) -> int:
+    """An integer field (a count, bytes, nanoseconds); null is 0."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ApiError(400, f"{field} must be an integer")
+
+
 def _process(config: dict, values: dict) -> None:
     cmd = _words(config.get("Cmd"), "Cmd")
     entrypoint = config.get("Entrypoint")
@@ -167,12 +205,12 @@ def _process(config: dict, values: dict) -> None:
         cmd = words[1:] + cmd
     values["command"] = cmd
     values["env"] = _strings(config.get("Env"), "Env")
-    values["workdir"] = config.get("WorkingDir") or ""
-    values["user"] = config.get("User") or ""
-    values["hostname"] = config.get("Hostname") or ""
+    values["workdir"] = _string(config.get("WorkingDir"), "WorkingDir")
+    values["user"] = _string(config.get("User"), "User")
+    values["hostname"] = _string(config.get("Hostname"), "Hostname")
     values["tty"] = bool(config.get("Tty"))
     values["interactive"] = bool(config.get("OpenStdin"))
-    values["label"] = [f"{k}={v}" for k, v in _mapping(config.get("Labels"), "Labels").items()]
+    values["label"] = [f"{k}={v}" for k, v in _string_map(config.get("Labels"), "Labels").items()]
     values["expose"] = list(_mapping(config.get("ExposedPorts"), "ExposedPorts"))
     if config.get("StopSignal"):
         values["stop_signal"] = str(config["StopSignal"])
@@ -186,7 +224,7 @@ def _process(config: dict, values: dict) -> None:
 
 _CONFIG_READ = {
     "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Hostname", "Tty", "OpenStdin", "Labels",
-    "ExposedPorts", "StopSignal", "StopTimeout", "Healthcheck",
+    "ExposedPorts", "StopSignal", "StopTimeout", "Healthcheck", "NetworkDisabled",
 }  # fmt: skip
 
 
@@ -207,10 +245,10 @@ def _healthcheck(check: dict, values: dict) -> None:
         ("StartPeriod", "health_start_period"),
         ("StartInterval", "health_start_interval"),
     ):
-        if check.get(field):
-            values[option] = f"{int(check[field])}ns"  # the API's durations are nanoseconds
-    if check.get("Retries"):
-        values["health_retries"] = int(check["Retries"])
+        if duration := _integer(check.get(field), f"Healthcheck.{field}"):
+            values[option] = f"{duration}ns"  # the API's durations are nanoseconds
+    if retries := _integer(check.get("Retries"), "Healthcheck.Retries"):
+        values["health_retries"] = retries
 
 
 def _host(host: dict, values: dict) -> None:
@@ -227,8 +265,15 @@ def _host(host: dict, values: dict) -> None:
     for field, option in (("Memory", "memory"), ("MemorySwap", "memory_swap"), ("CpuShares", "cpu_shares")):
         if host.get(field):
             values[option] = str(host[field])
-    if host.get("NanoCpus"):
-        values["cpus"] = f"{int(host['NanoCpus'])}/1000000000"
+    if nano_cpus := _integer(host.get("NanoCpus"), "HostConfig.NanoCpus"):
+        values["cpus"] = f"{nano_cpus}/1000000000"
+    _cpu_quota(host, values)
+    _system_paths(host)
+    # docker's default runtime is runc, which minirun's own stands for; any other (a sandbox such
+    # as runsc) is `run --runtime`'s, never dropped for a weaker one
+    runtime = _string(host.get("Runtime"), "HostConfig.Runtime")
+    values["runtime"] = "" if runtime == "runc" else runtime
+    _block_io(host, values)
     if host.get("CpusetCpus"):
         values["cpuset_cpus"] = str(host["CpusetCpus"])
     if host.get("PidsLimit"):  # 0 and null: unset; -1: unlimited
@@ -240,14 +285,14 @@ def _host(host: dict, values: dict) -> None:
     values["read_only"] = bool(host.get("ReadonlyRootfs"))
     values["init"] = bool(host.get("Init"))
     values["rm"] = bool(host.get("AutoRemove"))
-    network = host.get("NetworkMode") or "default"
+    network = _string(host.get("NetworkMode"), "HostConfig.NetworkMode") or "default"
     values["network"] = "bridge" if network == "default" else network
     values["dns"] = _strings(host.get("Dns"), "HostConfig.Dns")
     values["dns_search"] = _strings(host.get("DnsSearch"), "HostConfig.DnsSearch")
     values["dns_option"] = _strings(host.get("DnsOptions"), "HostConfig.DnsOptions")
     values["add_host"] = _strings(host.get("ExtraHosts"), "HostConfig.ExtraHosts")
     values["group_add"] = _strings(host.get("GroupAdd"), "HostConfig.GroupAdd")
-    values["sysctl"] = [f"{k}={v}" for k, v in _mapping(host.get("Sysctls"), "HostConfig.Sysctls").items()]
+    values["sysctl"] = [f"{k}={v}" for k, v in _string_map(host.get("Sysctls"), "HostConfig.Sysctls").items()]
     values["ulimit"] = [_ulimit(u) for u in host.get("Ulimits") or []]
     if host.get("ShmSize"):
         values["shm_size"] = str(host["ShmSize"])
@@ -271,12 +316,73 @@ _HOST_READ = {
     "MemorySwap", "CpuShares", "NanoCpus", "CpusetCpus", "PidsLimit", "CapAdd", "CapDrop", "SecurityOpt",
     "Privileged", "ReadonlyRootfs", "Init", "AutoRemove", "NetworkMode", "Dns", "DnsSearch", "DnsOptions",
     "ExtraHosts", "GroupAdd", "Sysctls", "Ulimits", "ShmSize", "Devices", "LogConfig", "PidMode", "IpcMode",
-    "UTSMode",
+    "UTSMode", "Runtime", "MaskedPaths", "ReadonlyPaths", "CpuQuota", "CpuPeriod", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps",
 }  # fmt: skip
 
 
+def _system_paths(host: dict) -> None:
+    """MaskedPaths, ReadonlyPaths: every container gets docker's defaults. A list within them is
+    taken (those paths stay masked, as more is never less safe); a path beyond them would be left
+    open where the client asked for it hidden: refused."""
+    from minirun.runtime.rootfs import MASKED_PATHS, READONLY_PATHS
+
+    for field, defaults in (("MaskedPaths", MASKED_PATHS), ("ReadonlyPaths", READONLY_PATHS)):
+        extra = sorted(set(_strings(host.get(field), f"HostConfig.{field}")) - set(defaults))
+        if extra:
+            raise ApiError(400, f"HostConfig.{field}: only docker's default paths are served, not {', '.join(extra)}")
+
+
+def _cpu_quota(host: dict, values: dict) -> None:
+    """CpuQuota (with CpuPeriod, default 100 ms) as the share of a CPU --cpus gives: the same
+    cfs quota per period. Dropped, it left the container without the CPU limit it asked for."""
+    quota = _integer(host.get("CpuQuota"), "HostConfig.CpuQuota")
+    period = _integer(host.get("CpuPeriod"), "HostConfig.CpuPeriod")
+    if period and not 1000 <= period <= 1_000_000:
+        raise ApiError(
+            400, "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1 second (i.e. 1000000)"
+        )
+    if quota <= 0:  # 0 unset, -1 unlimited: no quota
+        return
+    if quota < 1000:
+        raise ApiError(400, "CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    if values["cpus"] is not None:
+        raise ApiError(400, "Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
+    values["cpus"] = f"{quota * 1_000_000_000 // (period or 100_000)}/1000000000"
+
+
+def _block_io(host: dict, values: dict) -> None:
+    """docker's block I/O fields as the CLI's --blkio-weight, --blkio-weight-device and
+    --device-{read,write}-{bps,iops} words: the limits `run` applies, never dropped."""
+    if weight := _integer(host.get("BlkioWeight"), "HostConfig.BlkioWeight"):
+        values["blkio_weight"] = str(weight)
+    for field, option, key in (
+        ("BlkioWeightDevice", "blkio_weight_device", "Weight"),
+        ("BlkioDeviceReadBps", "device_read_bps", "Rate"),
+        ("BlkioDeviceWriteBps", "device_write_bps", "Rate"),
+        ("BlkioDeviceReadIOps", "device_read_iops", "Rate"),
+        ("BlkioDeviceWriteIOps", "device_write_iops", "Rate"),
+    ):
+        entries = host.get(field) or []
+        if not isinstance(entries, list):
+            raise ApiError(400, f"HostConfig.{field} must be a list")
+        words = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("Path"), str):
+                raise ApiError(400, f"HostConfig.{field} entries need a Path")
+            words.append(f"{entry['Path']}:{_integer(entry.get(key), f'HostConfig.{field}.{key}')}")
+        if words:
+            values[option] = words
+
+
 def _tmpfs(host: dict) -> dict:
-    return _mapping(host.get("Tmpfs"), "HostConfig.Tmpfs")
+    """Tmpfs {path: options}, as --tmpfs PATH:OPTIONS words: a ":" in the path would add options
+    (a path of "/x:exec,suid" asked for a tmpfs there, with docker's noexec,nosuid)."""
+    found = _string_map(host.get("Tmpfs"), "HostConfig.Tmpfs")
+    for path in found:
+        if ":" in path:
+            raise ApiError(400, f"HostConfig.Tmpfs: invalid path {path!r}")
+    return found
 
 
 def _mount_words(mount: Any) -> str:
@@ -291,23 +397,34 @@ def _mount_words(mount: Any) -> str:
     words.append(f"target={mount['Target']}")
     if mount.get("ReadOnly"):
         words.append("readonly")
-    bind = mount.get("BindOptions") or {}
+    bind = _mapping(mount.get("BindOptions"), "Mounts.BindOptions")
     if bind.get("Propagation"):
         words.append(f"bind-propagation={bind['Propagation']}")
-    volume = mount.get("VolumeOptions") or {}
+    volume = _mapping(mount.get("VolumeOptions"), "Mounts.VolumeOptions")
     if volume.get("NoCopy"):
         words.append("volume-nocopy")
-    for key, value in (volume.get("Labels") or {}).items():
+    for key, value in _string_map(volume.get("Labels"), "Mounts.VolumeOptions.Labels").items():
         words.append(f"volume-label={key}={value}")
-    driver = volume.get("DriverConfig") or {}
-    for key, value in (driver.get("Options") or {}).items():
+    driver = _mapping(volume.get("DriverConfig"), "Mounts.VolumeOptions.DriverConfig")
+    for key, value in _string_map(driver.get("Options"), "Mounts.VolumeOptions.DriverConfig.Options").items():
         words.append(f"volume-opt={key}={value}")
-    tmpfs = mount.get("TmpfsOptions") or {}
-    if tmpfs.get("SizeBytes"):
-        words.append(f"tmpfs-size={tmpfs['SizeBytes']}")
-    if tmpfs.get("Mode"):
-        words.append(f"tmpfs-mode={tmpfs['Mode']:o}")
-    return ",".join(words)
+    tmpfs = _mapping(mount.get("TmpfsOptions"), "Mounts.TmpfsOptions")
+    if size := _integer(tmpfs.get("SizeBytes"), "Mounts.TmpfsOptions.SizeBytes"):
+        words.append(f"tmpfs-size={size}")
+    if mode := _integer(tmpfs.get("Mode"), "Mounts.TmpfsOptions.Mode"):
+        words.append(f"tmpfs-mode={mode:o}")
+    return _csv(words)
+
+
+def _csv(words: list[str]) -> str:
+    """`--mount`'s CSV line (mountspec.parse_mount reads it with csv): a value with a comma or a
+    quote is quoted, so a Target of "/x,type=bind,source=/" stays one field, never three."""
+    import csv
+    import io
+
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(words)
+    return line.getvalue()
 
 
 def _publish(bindings: dict) -> list[str]:

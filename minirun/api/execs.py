@@ -63,6 +63,9 @@ async def create(request: web.Request) -> web.Response:
     env = config.get("Env") or []
     if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
         raise ApiError(400, "Env must be a list of strings")
+    for field in ("User", "WorkingDir"):
+        if not isinstance(config.get(field) or "", str):
+            raise ApiError(400, f"{field} must be a string")
 
     def find():
         cs = containers(request)

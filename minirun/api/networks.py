@@ -48,6 +48,10 @@ def _create_options(config: dict) -> dict:
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise ApiError(400, "Labels: an object of strings is expected")
     ipam = config.get("IPAM") or {}
+    if not isinstance(ipam, dict):
+        raise ApiError(400, "IPAM: an object is expected")
+    if not isinstance(ipam.get("Config") or [], list) or not all(isinstance(p, dict) for p in ipam.get("Config") or []):
+        raise ApiError(400, "IPAM.Config: a list of objects is expected")
     if ipam.get("Driver") not in (None, "", "default"):
         raise ApiError(400, f"IPAM driver {ipam['Driver']!r} is not supported (only default)")
     pools = ipam.get("Config") or []

@@ -15,6 +15,7 @@ from minirun.procs import is_alive
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
+    from collections.abc import Callable
 else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
     import _signal as signal
 
@@ -256,14 +257,17 @@ def rename(containers: Containers, container: Container, new_name: str) -> None:
     record_event(containers.store.root, container, "rename", oldName="/" + old_name)
 
 
-def prune(containers: Containers) -> tuple[list[str], int]:
-    """Remove every container that is not running; returns their ids and the bytes freed."""
+def prune(containers: Containers, allowed: Callable[[Container], bool] | None = None) -> tuple[list[str], int]:
+    """Remove every container that is not running (and that `allowed`, a prune's filters, lets
+    go); returns their ids and the bytes freed."""
     from minirun.store.fsutil import tree_size
 
     removed, freed = [], 0
     for container in containers.all():
         container = refresh(containers, container)
         if is_running(container) or is_restarting(container) or (is_dead(container) and has_processes(container)):
+            continue
+        if allowed is not None and not allowed(container):
             continue
         freed += tree_size(container.upper)
         remove_cgroups(container)

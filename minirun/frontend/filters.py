@@ -162,6 +162,29 @@ def _health_of(c: Container) -> str:
     return status_of(c)
 
 
+CONTAINER_PRUNE_KEYS = ("label", "label!", "until")
+
+
+def container_prune_filter(words: list[str]) -> Callable[[Container], bool]:
+    """docker container prune's filters: label=, label!= on the container's labels; until= keeps
+    containers created after that time. An unknown key or a bad time fails here, before any
+    container goes."""
+    from minirun.errors import MinirunError
+    from minirun.humanize import epoch_seconds, parse_timestamp
+
+    filters = Filters(words, CONTAINER_PRUNE_KEYS)
+    until = [parse_timestamp(value) for value in filters.get("until")]
+
+    def allowed(c: Container) -> bool:
+        try:
+            created_ns = epoch_seconds(c.config.created) * 1e9
+        except (MinirunError, ValueError):
+            created_ns = float("inf")  # no time to compare: an `until` keeps it
+        return filters.match_labels(c.config.labels or {}) and all(created_ns < when for when in until)
+
+    return allowed
+
+
 def shows_every_state(filters: Filters) -> bool:
     """docker: a status filter lists containers in any state, as -a does."""
     return "status" in filters
