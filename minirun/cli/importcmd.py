@@ -31,16 +31,21 @@ def import_command(argv: list[str], root: str | None) -> int:
     if args.tarball == "-":
         image = import_tarball(store, sys.stdin.buffer, ref, args.message, args.change)
     else:
-        try:
-            stream = open(args.tarball, "rb")
-        except FileNotFoundError:
-            raise NotFound(f"open {args.tarball}: no such file or directory") from None
-        except IsADirectoryError:
-            raise UsageError(f"{args.tarball} is a directory, not a tarball") from None
-        with stream:
+        with open_named(args.tarball, "a tarball") as stream:
             image = import_tarball(store, stream, ref, args.message, args.change)
     from minirun import events
 
     events.record(store.root, "image", "import", image.id, {"name": str(ref) if ref else image.id})
     sys.stdout.write(image.id + "\n")
     return 0
+
+
+def open_named(path: str, what: str):
+    """The file an argument names, for reading; docker's words when it is not one (`what`: "a
+    tarball", "an archive")."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"open {path}: no such file or directory") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not {what}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from minirun.cli.leanparser import Parser
-from minirun.errors import NotFound, UsageError
+from minirun.errors import UsageError
 
 TYPE_CHECKING = False  # typing costs ~6 ms to import
 if TYPE_CHECKING:
@@ -38,12 +38,9 @@ def load_command(argv: list[str], root: str | None) -> int:
     store = Store(root)
     stream: BinaryIO
     if args.input is not None:
-        try:
-            stream = open(args.input, "rb")
-        except FileNotFoundError:
-            raise NotFound(f"open {args.input}: no such file or directory") from None
-        except IsADirectoryError:
-            raise UsageError(f"{args.input} is a directory, not an archive") from None
+        from minirun.cli.importcmd import open_named
+
+        stream = open_named(args.input, "an archive")
     else:
         stream = sys.stdin.buffer
     with stream:

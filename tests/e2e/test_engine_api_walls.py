@@ -175,21 +175,15 @@ def test_masked_paths_beyond_the_defaults_are_refused_not_left_open(service):  #
 
 def test_a_build_asked_for_limits_is_refused_not_run_without_them(service):  # noqa: F811
     """/build's memory, cpuquota & co. were dropped: the RUNs ran with no limit at all."""
-    import io
-    import tarfile
+    from tests.helpers import f, make_tar
 
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as archive:
-        dockerfile = b"FROM busybox\nRUN true\n"
-        member = tarfile.TarInfo("Dockerfile")
-        member.size = len(dockerfile)
-        archive.addfile(member, io.BytesIO(dockerfile))
+    context = make_tar([f("Dockerfile", b"FROM busybox\nRUN true\n")])
     for query in ("memory=8388608", "cpuquota=10000", "cpusetcpus=0", 'ulimits=[{"Name":"nproc","Soft":1,"Hard":1}]'):
-        status, body = _post_raw(service, f"/build?{query}", context.getvalue(), "application/x-tar")
+        status, body = _post_raw(service, f"/build?{query}", context, "application/x-tar")
         assert status == 400 and "limits are not supported" in json.loads(body)["message"], (query, body)
     # what docker's CLI sends when no limit is asked for
     defaults = "memory=0&memswap=0&cpushares=0&cpuperiod=0&cpuquota=0&shmsize=0&cpusetcpus=&ulimits=null"
-    status, body = _post_raw(service, f"/build?{defaults}", context.getvalue(), "application/x-tar")
+    status, body = _post_raw(service, f"/build?{defaults}", context, "application/x-tar")
     assert status == 200 and b"Successfully built" in body, body
 
 
