@@ -195,3 +195,13 @@ def test_a_passwd_uid_of_minus_one_never_leaves_the_process_root(cli, busybox, t
         assert result.code != 0 and "uid=" not in result.out, result
     finally:
         cli("rm", "-f", cid)
+
+
+def test_a_working_dir_with_dot_dots_is_made_in_the_container_as_docker_cleans_it(cli, busybox, tmp_path):
+    """An image's WorkingDir (or -w) may climb: `/../../<host dir>/../x`. docker cleans it to
+    `/<...>/x`, in the container; makedirs stumbled on the `..` and the container never ran."""
+    host = tmp_path / "wd"
+    workdir = "/../../" + str(host).lstrip("/") + "/../wd"
+    result = cli("run", "--rm", "--network", "none", "-w", workdir, "busybox", "pwd")
+    assert result.code == 0 and result.out == f"{host}\n", result
+    assert not host.exists()
