@@ -519,7 +519,8 @@ def _loopback_up() -> None:
 
 
 def _enter_workdir(workdir: str, readonly: bool) -> None:
-    path = workdir or "/"
+    # cleaned, as docker cleans Config.WorkingDir: makedirs would stumble on an image's `/a/../b`
+    path = os.path.normpath(workdir or "/")
     if not os.path.isdir(path):
         if os.path.lexists(path):
             raise MinirunError(f"chdir to cwd ({path!r}) set in config failed: not a directory")

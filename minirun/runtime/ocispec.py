@@ -136,7 +136,7 @@ def mounts_json(plan: LaunchPlan) -> list[dict[str, Any]]:
             if not plan.privileged and "ro" not in words:  # read-only as in-process (mount_cgroups): its limits stay
                 words.append("ro")
             out.append({"destination": m.target, "type": "cgroup", "source": "cgroup", "options": words})
-        elif m.fstype is None:  # a bind: nosuid and nodev as the in-process path's protect_bind
+        elif m.fstype is None:  # a bind: nosuid and nodev as the in-process path's _bind_at
             bind = ["rbind" if m.flags & linux.MS_REC else "bind", "rprivate", "nosuid", "nodev"]
             out.append({"destination": m.target, "type": "bind", "source": m.source, "options": bind + words})
         else:

@@ -390,26 +390,98 @@ def _mount(root: str, m: Mount) -> None:
     path = resolve_in_root(root, m.target)
     if m.target in _NO_SYMLINK and path != os.path.join(root, m.target.lstrip("/")):
         raise MinirunError(f"{m.target} in the image is a symlink: {m.fstype} must be mounted on a directory")
-    _ensure_mount_point(path, m.target, is_dir=not bind or os.path.isdir(m.source))
-    # MS_RDONLY and MS_NODEV are ignored on a new bind mount: they take a second call
-    linux.mount(m.source, path, m.fstype, m.flags & ~MS_RDONLY if bind else m.flags, m.data)
-    if bind:
-        protect_bind(path, readonly=bool(m.flags & MS_RDONLY))
+    target_fd = _mount_point(root, path, m.target, is_dir=not bind or os.path.isdir(m.source))
+    try:
+        if bind:
+            _bind_at(m.source, target_fd, readonly=bool(m.flags & MS_RDONLY))
+        else:
+            linux.mount(m.source, _fd_path(target_fd, path), m.fstype, m.flags, m.data)
+    finally:
+        os.close(target_fd)
 
 
-def protect_bind(path: str, readonly: bool) -> None:
-    """nosuid and nodev (and read-only, if asked) on a recursive bind and every mount below it:
-    a remount changes only the top one, and `-v /:/host:ro` would leave /host/proc, /host/dev
-    and every tmpfs under it writable (docker >= 25 does the same with mount_setattr)."""
+def _fd_path(fd: int, path: str) -> str:
+    """A path that names exactly the inode `fd` holds (the host's procfs magic link), so that
+    nothing swapped in on the way to `path` since it was opened can move a mount (runc's
+    answer to CVE-2021-30465); `path` itself where there is no procfs to ask."""
+    link = f"/proc/self/fd/{fd}"
+    return link if os.path.lexists(link) else path
+
+
+def _bind_at(source: str, target_fd: int, readonly: bool) -> None:
+    """`source` (a host path) on the mount point `target_fd`, recursive: a clone of its tree
+    made nosuid and nodev (and read-only, if asked) all the way down while still detached, then
+    attached where `target_fd` is. A remount after mount(2) would change only the top mount, and
+    `-v /:/host:ro` would leave /host/proc, /host/dev and every tmpfs under it writable (docker >=
+    25 does the same with mount_setattr); a path looked up again could be another mount by then."""
     attrs = linux.MOUNT_ATTR_NOSUID | linux.MOUNT_ATTR_NODEV | (linux.MOUNT_ATTR_RDONLY if readonly else 0)
     try:
-        linux.mount_setattr(path, attrs, recursive=True)
+        clone = linux.open_tree(linux.AT_FDCWD, source, linux.OPEN_TREE_CLONE | linux.AT_RECURSIVE)
     except SyscallError as exc:
         if exc.errno == errno.ENOSYS:
             raise MinirunError(
                 "volumes need mount_setattr(2) (Linux >= 5.12) to be read-only and nodev all the way down"
             ) from None
         raise
+    try:
+        linux.mount_setattr_fd(clone, attrs)
+        flags = linux.MOVE_MOUNT_F_EMPTY_PATH | linux.MOVE_MOUNT_T_EMPTY_PATH
+        linux.move_mount(clone, "", target_fd, "", flags)
+    finally:
+        os.close(clone)
+
+
+# the kernel resolves with the container's root as `/`: an absolute link restarts there, `..` stops there
+_IN_ROOT = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS
+
+
+def _mount_point(root: str, path: str, shown: str, *, is_dir: bool) -> int:
+    """An O_PATH fd of the mount point at `path` (resolve_in_root's answer for `shown`); what is
+    missing is made (0755 directories, an empty 0644 file for a file's bind), one existing one is
+    left exactly as it is. Every step is resolved by the kernel inside `root` (openat2's
+    RESOLVE_IN_ROOT) and each new entry made by name in a directory so resolved: a container
+    sharing a volume on the way can swap a directory for a symlink between our look and our
+    mkdir, and that link must lead inside this root, never to the host's `/` (runc CVE-2021-30465)."""
+    rel = os.path.relpath(path, root)
+    parts = [] if rel == "." else rel.split("/")
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = os.dup(fd)
+    try:
+        for i, name in enumerate(parts):
+            sub = "/".join(parts[: i + 1])
+            try:
+                try:
+                    below = linux.openat2(root_fd, sub, os.O_PATH, _IN_ROOT)
+                except FileNotFoundError:
+                    _make_entry(fd, name, directory=is_dir or i < len(parts) - 1)
+                    below = linux.openat2(root_fd, sub, os.O_PATH, _IN_ROOT)
+            except NotADirectoryError:
+                raise MinirunError(f"cannot mount on {shown}: a parent is not a directory") from None
+            except OSError as exc:
+                raise MinirunError(f"cannot create mount point {shown}: {exc.strerror}") from None
+            os.close(fd)
+            fd = below
+        if shown in _NO_SYMLINK and not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise MinirunError(f"cannot mount on {shown}: not a directory in the image")
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        os.close(root_fd)
+    return fd
+
+
+def _make_entry(parent_fd: int, name: str, *, directory: bool) -> None:
+    """A new directory or empty file `name` in `parent_fd`; one made meanwhile is no error (a
+    link made meanwhile is: the open after this one refuses what it leads out to)."""
+    try:
+        if directory:
+            os.mkdir(name, 0o755, dir_fd=parent_fd)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            os.close(os.open(name, flags, 0o644, dir_fd=parent_fd))
+    except FileExistsError:
+        pass
 
 
 def _ensure_mount_point(path: str, shown: str, *, is_dir: bool) -> None:

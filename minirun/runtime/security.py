@@ -126,6 +126,10 @@ def resolve_user(spec: str | None, passwd: str, group: str) -> User:
         for _name, gid, members in _group(group):
             if name in members and gid not in user.groups:
                 user.groups.append(gid)
+    # ids the image's files give are checked too: (uid_t)-1 in a passwd line would make
+    # setresuid(2) leave the process root ("unchanged"), where runc's setuid(2) fails
+    for value in (user.uid, user.gid, *user.groups):
+        _in_range(value)
     return user
 
 
@@ -140,8 +144,8 @@ def added_groups(specs: Iterable[str], group: str) -> list[int]:
             number = _atoi(spec)
             if number is None:
                 raise MinirunError(f"unable to find group {spec}: no matching entries in group file")
-            found = _in_range(number)
-        gids.append(found)
+            found = number
+        gids.append(_in_range(found))
     return gids
 
 

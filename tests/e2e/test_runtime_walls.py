@@ -164,3 +164,44 @@ def test_a_build_runs_step_never_gets_the_clis_output_file(cli, busybox, tmp_pat
     assert built.code == 0, built
     shown = [line for line in (built.out + built.err).splitlines() if line.startswith(("/", "pipe:", "anon"))]
     assert len(shown) == 2 and all(line.startswith("pipe:") for line in shown), built
+
+
+# -- users: ids the image's own files give ----------------------------------------------------------
+
+
+def test_a_passwd_uid_of_minus_one_never_leaves_the_process_root(cli, busybox, tmp_path):
+    """An image's /etc/passwd may say `evil:x:4294967295:4294967295`: (uid_t)-1 is "leave it
+    unchanged" to setresuid(2), so the process stayed uid 0 (owner of every root file) while
+    the image, inspect and ps said otherwise. runc's setuid(2) fails on it: so must we, for the
+    image's USER, -u by name or by number, a group's gid, and exec."""
+    lines = [
+        "evil:x:4294967295:4294967295::/:/bin/sh",
+        "half:x:1000:4294967295::/:/bin/sh",
+        "app:x:1001:1001::/:/bin/sh",
+    ]
+    script = " && ".join(f"echo '{line}' >> /etc/passwd" for line in lines)
+    script += " && echo 'bad:x:4294967295:app' >> /etc/group"
+    (tmp_path / "Dockerfile").write_text(f"FROM busybox\nRUN {script}\nUSER evil\n")
+    built = cli("build", "-q", "-t", "evil-ids", str(tmp_path))
+    assert built.code == 0, built
+    cases = [[], ["-u", "evil"], ["-u", "4294967295"], ["-u", "half"], ["-u", "app"], ["-u", "0", "--group-add", "bad"]]
+    for args in cases:
+        result = cli("run", "--rm", "--network", "none", *args, "evil-ids", "id")
+        assert result.code == 125 and "uid=" not in result.out, (args, result)
+        assert "uids and gids must be in range 0-2147483647" in result.err, (args, result)
+    cid = cli("run", "-d", "--network", "none", "-u", "0", "evil-ids", "sleep", "60").out.strip()
+    try:
+        result = cli("exec", "-u", "evil", cid, "id")
+        assert result.code != 0 and "uid=" not in result.out, result
+    finally:
+        cli("rm", "-f", cid)
+
+
+def test_a_working_dir_with_dot_dots_is_made_in_the_container_as_docker_cleans_it(cli, busybox, tmp_path):
+    """An image's WorkingDir (or -w) may climb: `/../../<host dir>/../x`. docker cleans it to
+    `/<...>/x`, in the container; makedirs stumbled on the `..` and the container never ran."""
+    host = tmp_path / "wd"
+    workdir = "/../../" + str(host).lstrip("/") + "/../wd"
+    result = cli("run", "--rm", "--network", "none", "-w", workdir, "busybox", "pwd")
+    assert result.code == 0 and result.out == f"{host}\n", result
+    assert not host.exists()

@@ -594,3 +594,43 @@ def test_a_missing_bind_source_is_an_error(tmp: Path) -> None:
     code, out = run(Container(tmp, binds=[Bind(str(tmp / "nope"), "/x")], checks={"never": "true"}))
     assert code == 99
     assert f"bind source path does not exist: {tmp}/nope" in out
+
+
+@needs_root
+@pytest.mark.parametrize("target", ["/vol/a/b/f", "/vol/a/f"])
+def test_a_mount_point_swapped_for_a_host_link_mid_setup_stays_in_the_root(
+    tmp: Path, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    """runc CVE-2021-30465's race: a container sharing a volume (here /vol) with the one starting
+    swaps a directory on the way to a nested mount point for a link to a host dir, between
+    setup's look (resolve_in_root) and its mkdir. Setup ran as the host's root on the host's
+    terms there: it made `b/f` in the host's dir (any dir, any name the -v target has). Every
+    entry made and the mount itself must stay inside the root."""
+    from minirun.runtime import rootfs
+    from minirun.runtime.privatemounts import in_private_mounts
+
+    root, outside, src = tmp / "root", tmp / "outside", tmp / "src"
+    (root / "vol").mkdir(parents=True)
+    outside.mkdir()
+    (root / str(outside).lstrip("/")).mkdir(parents=True)  # where the link leads in the root
+    src.write_text("bound\n")
+    real = rootfs.resolve_in_root
+
+    def racing(where: str, path: str) -> str:
+        found = real(where, path)
+        if path == target:  # the other container's move, just after the look
+            shutil.rmtree(root / "vol/a", ignore_errors=True)
+            os.symlink(str(outside), root / "vol/a")
+        return found
+
+    monkeypatch.setattr(rootfs, "resolve_in_root", racing)
+
+    def setup() -> None:
+        rootfs._mount(str(root), rootfs.Mount(target, None, str(src), linux.MS_BIND | linux.MS_REC))
+        inside = root / str(outside).lstrip("/") / target.removeprefix("/vol/a/")
+        assert inside.read_text() == "bound\n", "the bind is on the mount point made in the root"
+
+    if target == "/vol/a/f":
+        (root / "vol/a").mkdir()  # a dir there at the look: the swap replaces it
+    in_private_mounts(setup, "setup")
+    assert os.listdir(outside) == []  # nothing made (or mounted) on the host's side

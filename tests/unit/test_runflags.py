@@ -233,7 +233,7 @@ def test_shm_is_sized_or_the_hosts_with_ipc_host():
     assert sized.fstype == "tmpfs" and sized.data == f"mode=1777,size={16 << 20}"
     assert sized.flags & rootfs.MS_NOEXEC and sized.flags & rootfs.MS_NODEV and sized.flags & rootfs.MS_NOSUID
     host = shm(host_ipc=True)
-    assert host.fstype is None and host.source == "/dev/shm"  # a bind: protect_bind makes it nosuid, nodev
+    assert host.fstype is None and host.source == "/dev/shm"  # a bind: _bind_at makes it nosuid, nodev
 
 
 def test_group_add_by_name_in_the_containers_group_file_or_by_number():

@@ -142,3 +142,21 @@ def test_prctl_is_loaded_with_the_module_not_after_pivot_root() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]
     ).stdout
     assert out.split() == ["False", "True", "False"]
+
+
+EVIL_PASSWD = "evil:x:4294967295:4294967295::/:/bin/sh\nhalf:x:1000:-1::/:/bin/sh\nok:x:1001:1001::/:/bin/sh\n"
+EVIL_GROUP = "bad:x:4294967295:ok\n"
+
+
+@pytest.mark.parametrize("spec", ["evil", "4294967295", "half", "ok", "ok:bad"])
+def test_ids_from_the_images_files_are_range_checked(spec: str) -> None:
+    """(uid_t)-1 from a passwd or group line would leave setresuid(2)/setresgid(2) unchanged: root."""
+    with pytest.raises(MinirunError, match="must be in range 0-2147483647"):
+        resolve_user(spec, EVIL_PASSWD, EVIL_GROUP)
+
+
+def test_a_group_added_by_name_is_range_checked() -> None:
+    from minirun.runtime.security import added_groups
+
+    with pytest.raises(MinirunError, match="must be in range 0-2147483647"):
+        added_groups(["bad"], EVIL_GROUP)
