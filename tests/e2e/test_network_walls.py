@@ -142,9 +142,11 @@ def test_user_networks_do_not_reach_each_other(cli, busybox, cleanup):
 @contextlib.contextmanager
 def another_host():
     """A network namespace with a veth to the host, whose host end forwards (as on any host with
-    ip_forward on, a docker host's): (namespace, its address, the host's address and MAC there)."""
+    ip_forward on, a docker host's): (the argv prefix that runs a command in it, its address, the
+    host's address and MAC there). The namespace is a process's, never a name under /run/netns:
+    `ip netns add` leaves /run/netns bind-mounted on the host for good."""
     tag = f"{os.getpid() % 100000:05d}"
-    namespace, veth = f"mrpeer{tag}", f"xpeer{tag}"  # not our bridges' prefix: the walls are not about it
+    veth = f"xpeer{tag}"  # not our bridges' prefix: the walls are not about it
     pid = os.getpid()  # a /30 of 10.253/16 of this worker's own (not in minirun's pools)
     third, fourth = (pid >> 6) % 256, (pid % 64) * 4
     host_ip, peer_ip = f"10.253.{third}.{fourth + 1}", f"10.253.{third}.{fourth + 2}"
@@ -152,23 +154,30 @@ def another_host():
     def ip(*args: str) -> None:
         subprocess.run(["ip", *args], check=True, capture_output=True)
 
-    ip("netns", "add", namespace)
+    holder = subprocess.Popen(["unshare", "--net", "busybox", "sleep", "3600"])
+    inside = ["nsenter", "-t", str(holder.pid), "-n"]
     try:
-        ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+        ours = os.readlink("/proc/self/ns/net")
+        assert wait_until(lambda: os.readlink(f"/proc/{holder.pid}/ns/net") != ours)
+        ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", str(holder.pid))
         ip("addr", "add", f"{host_ip}/30", "dev", veth)
         ip("link", "set", veth, "up")
-        ip("-n", namespace, "addr", "add", f"{peer_ip}/30", "dev", "eth0")
-        ip("-n", namespace, "link", "set", "eth0", "up")
-        ip("-n", namespace, "link", "set", "lo", "up")
-        ip("-n", namespace, "route", "add", "default", "via", host_ip)
+        for args in (
+            ["addr", "add", f"{peer_ip}/30", "dev", "eth0"],
+            ["link", "set", "eth0", "up"],
+            ["link", "set", "lo", "up"],
+            ["route", "add", "default", "via", host_ip],
+        ):
+            subprocess.run([*inside, "ip", *args], check=True, capture_output=True)
         with open(f"/proc/sys/net/ipv4/conf/{veth}/forwarding", "w") as f:
             f.write("1")
         with open(f"/sys/class/net/{veth}/address") as f:
             mac = f.read().strip()
-        yield namespace, host_ip, mac
+        yield inside, host_ip, mac
     finally:
         subprocess.run(["ip", "link", "del", veth], capture_output=True)
-        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+        holder.kill()
+        holder.wait()
 
 
 def test_a_port_published_on_loopback_is_the_hosts_alone(cli, busybox, cleanup, attack_dir):
@@ -179,18 +188,18 @@ def test_a_port_published_on_loopback_is_the_hosts_alone(cli, busybox, cleanup, 
     start(cli, cleanup, "wallweb", "-p", f"127.0.0.1:{local}:80", "-p", f"{everywhere}:80")
     target = address_of(cli, "wallweb")
     probe = os.path.join(attack_dir, "netattack")
-    with another_host() as (namespace, host_ip, mac):
+    with another_host() as (inside, host_ip, mac):
 
         def attack(address: str, port: int) -> str:
             result = subprocess.run(
-                ["ip", "netns", "exec", namespace, probe, "eth0", mac, address, str(port), "tcp"],
+                [*inside, probe, "eth0", mac, address, str(port), "tcp"],
                 capture_output=True,
                 text=True,
             )
             return result.stdout
 
         door = subprocess.run(  # the peer's own stack: the probe's handshake would meet its RST
-            ["ip", "netns", "exec", namespace, "busybox", "sh", "-c", fetch_loop(f"http://{host_ip}:{everywhere}/")],
+            [*inside, "busybox", "sh", "-c", fetch_loop(f"http://{host_ip}:{everywhere}/")],
             capture_output=True,
             text=True,
         )
