@@ -484,24 +484,14 @@ def _make_entry(parent_fd: int, name: str, *, directory: bool) -> None:
         pass
 
 
-def _ensure_mount_point(path: str, shown: str, *, is_dir: bool) -> None:
-    """Create a missing mount point; one that exists is left exactly as it is."""
+def _open_in_root(root: str, path: str) -> int:
+    """An O_PATH fd of what `path` (under `root`) is now, resolved by the kernel inside `root`:
+    after a mount, the new mount's root."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        pass
-    except NotADirectoryError:
-        raise MinirunError(f"cannot mount on {shown}: a parent is not a directory") from None
-    else:
-        if shown in _NO_SYMLINK and not stat.S_ISDIR(mode):
-            raise MinirunError(f"cannot mount on {shown}: not a directory in the image")
-        return
-    try:
-        os.makedirs(path if is_dir else os.path.dirname(path), 0o755, exist_ok=True)
-        if not is_dir:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
-    except OSError as exc:
-        raise MinirunError(f"cannot create mount point {shown}: {exc.strerror}") from None
+        return linux.openat2(root_fd, os.path.relpath(path, root), os.O_PATH, _IN_ROOT)
+    finally:
+        os.close(root_fd)
 
 
 def _populate_dev(dev: str, devices: Sequence[tuple[str, str]] = (), privileged: bool = False) -> None:
@@ -589,39 +579,56 @@ _PROPAGATION = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE
 def _oci_mounts(root: str, spec: RootfsSpec) -> None:
     """An OCI bundle's mounts, in its order and as it says them (runc's rules, not docker's: no
     target is refused, a bind keeps the flags it asks for); then /dev's nodes, if /dev is a
-    filesystem of the container's own."""
+    filesystem of the container's own. Each mount point is made and mounted on through fds
+    resolved inside the root, as for minirun's own mounts (runc CVE-2021-30465: a volume shared
+    with a running container may be changed under us), and what follows the mount (a bind's
+    remount, propagation, attributes) acts on the new mount found again inside the root."""
     own_dev = False
     for m in spec.mounts or []:
         path = resolve_in_root(root, m.target)
         if m.target in _NO_SYMLINK and path != os.path.join(root, m.target.lstrip("/")):
             raise MinirunError(f"{m.target} in the root is a symlink: {m.fstype} must be mounted on a directory")
-        if m.fstype is None:
-            if not os.path.exists(m.source):
-                raise NotFound(f"mount {m.source} to {m.target}: no such file or directory")
-            _ensure_mount_point(path, m.target, is_dir=os.path.isdir(m.source))
-            linux.mount(m.source, path, None, MS_BIND | (m.flags & MS_REC))
-            extra = m.flags & ~(MS_BIND | MS_REC | MS_REMOUNT | _PROPAGATION)
-            if extra:  # a bind takes its flags only from a remount
-                try:
-                    linux.mount(None, path, None, MS_BIND | MS_REMOUNT | extra)
-                except SyscallError as exc:
-                    if exc.errno != errno.EPERM:
-                        raise
-                    remount(path, extra)  # flags the source's mount locks (nodev...) kept, as runc retries
-        elif m.fstype == "cgroup":
-            _ensure_mount_point(path, m.target, is_dir=True)
-            linux.mount("cgroup", path, "tmpfs", (m.flags & ~MS_RDONLY) | _NOSUID_NODEV_NOEXEC, "mode=755")
-            mount_cgroups(path, spec.cgroups, writable=not m.flags & MS_RDONLY)
-        else:
-            _ensure_mount_point(path, m.target, is_dir=True)
-            linux.mount(m.source, path, m.fstype, m.flags, m.data)
-            own_dev = own_dev or m.target == "/dev"
-        if m.recursive_attrs:
-            linux.mount_setattr(path, m.recursive_attrs, recursive=True)
-        if m.propagation:
-            linux.mount(None, path, None, m.propagation)
+        bind = m.fstype is None
+        if bind and not os.path.exists(m.source):
+            raise NotFound(f"mount {m.source} to {m.target}: no such file or directory")
+        point = _mount_point(root, path, m.target, is_dir=not bind or os.path.isdir(m.source))
+        try:
+            on = _fd_path(point, path)
+            if bind:
+                linux.mount(m.source, on, None, MS_BIND | (m.flags & MS_REC))
+            elif m.fstype == "cgroup":
+                linux.mount("cgroup", on, "tmpfs", (m.flags & ~MS_RDONLY) | _NOSUID_NODEV_NOEXEC, "mode=755")
+            else:
+                linux.mount(m.source, on, m.fstype, m.flags, m.data)
+                own_dev = own_dev or m.target == "/dev"
+        finally:
+            os.close(point)
+        mounted = _open_in_root(root, path)
+        try:
+            _after_oci_mount(m, _fd_path(mounted, path), spec)
+            if m.recursive_attrs:
+                linux.mount_setattr_fd(mounted, m.recursive_attrs, recursive=True)
+        finally:
+            os.close(mounted)
     if own_dev:
         _oci_dev(root, spec.device_nodes, spec.userns)
+
+
+def _after_oci_mount(m: Mount, at: str, spec: RootfsSpec) -> None:
+    """What a mount of the bundle's asks for beyond mount(2), on the mount now at `at`."""
+    if m.fstype is None:
+        extra = m.flags & ~(MS_BIND | MS_REC | MS_REMOUNT | _PROPAGATION)
+        if extra:  # a bind takes its flags only from a remount
+            try:
+                linux.mount(None, at, None, MS_BIND | MS_REMOUNT | extra)
+            except SyscallError as exc:
+                if exc.errno != errno.EPERM:
+                    raise
+                remount(at, extra)  # flags the source's mount locks (nodev...) kept, as runc retries
+    elif m.fstype == "cgroup":
+        mount_cgroups(at, spec.cgroups, writable=not m.flags & MS_RDONLY)
+    if m.propagation:
+        linux.mount(None, at, None, m.propagation)
 
 
 def _oci_dev(root: str, nodes: Sequence[Sequence[Any]], userns: bool = False) -> None:

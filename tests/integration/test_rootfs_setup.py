@@ -597,15 +597,17 @@ def test_a_missing_bind_source_is_an_error(tmp: Path) -> None:
 
 
 @needs_root
+@pytest.mark.parametrize("face", ["run", "oci"])
 @pytest.mark.parametrize("target", ["/vol/a/b/f", "/vol/a/f"])
 def test_a_mount_point_swapped_for_a_host_link_mid_setup_stays_in_the_root(
-    tmp: Path, monkeypatch: pytest.MonkeyPatch, target: str
+    tmp: Path, monkeypatch: pytest.MonkeyPatch, target: str, face: str
 ) -> None:
     """runc CVE-2021-30465's race: a container sharing a volume (here /vol) with the one starting
     swaps a directory on the way to a nested mount point for a link to a host dir, between
     setup's look (resolve_in_root) and its mkdir. Setup ran as the host's root on the host's
     terms there: it made `b/f` in the host's dir (any dir, any name the -v target has). Every
-    entry made and the mount itself must stay inside the root."""
+    entry made and the mount itself must stay inside the root, for `run`'s mounts and for an
+    OCI bundle's (minirun-oci), a read-only bind there, whose remount must find the new mount."""
     from minirun.runtime import rootfs
     from minirun.runtime.privatemounts import in_private_mounts
 
@@ -626,9 +628,15 @@ def test_a_mount_point_swapped_for_a_host_link_mid_setup_stays_in_the_root(
     monkeypatch.setattr(rootfs, "resolve_in_root", racing)
 
     def setup() -> None:
-        rootfs._mount(str(root), rootfs.Mount(target, None, str(src), linux.MS_BIND | linux.MS_REC))
+        if face == "run":
+            rootfs._mount(str(root), rootfs.Mount(target, None, str(src), linux.MS_BIND | linux.MS_REC))
+        else:
+            bind = rootfs.Mount(target, None, str(src), linux.MS_BIND | linux.MS_REC | linux.MS_RDONLY)
+            rootfs._oci_mounts(str(root), rootfs.RootfsSpec(str(root), mounts=[bind]))
         inside = root / str(outside).lstrip("/") / target.removeprefix("/vol/a/")
         assert inside.read_text() == "bound\n", "the bind is on the mount point made in the root"
+        if face == "oci":
+            assert os.statvfs(inside).f_flag & os.ST_RDONLY, "the remount found the bind"
 
     if target == "/vol/a/f":
         (root / "vol/a").mkdir()  # a dir there at the look: the swap replaces it
