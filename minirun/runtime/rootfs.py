@@ -484,12 +484,12 @@ def _make_entry(parent_fd: int, name: str, *, directory: bool) -> None:
         pass
 
 
-def _open_in_root(root: str, path: str) -> int:
-    """An O_PATH fd of what `path` (under `root`) is now, resolved by the kernel inside `root`:
-    after a mount, the new mount's root."""
+def _open_in_root(root: str, target: str) -> int:
+    """An O_PATH fd of what container path `target` is now, resolved by the kernel inside `root`
+    as resolve_in_root reads links: after a mount, the new mount's root."""
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return linux.openat2(root_fd, os.path.relpath(path, root), os.O_PATH, _IN_ROOT)
+        return linux.openat2(root_fd, target.lstrip("/") or ".", os.O_PATH, _IN_ROOT)
     finally:
         os.close(root_fd)
 
@@ -603,7 +603,7 @@ def _oci_mounts(root: str, spec: RootfsSpec) -> None:
                 own_dev = own_dev or m.target == "/dev"
         finally:
             os.close(point)
-        mounted = _open_in_root(root, path)
+        mounted = _open_in_root(root, m.target)
         try:
             _after_oci_mount(m, _fd_path(mounted, path), spec)
             if m.recursive_attrs:
@@ -662,29 +662,56 @@ def _oci_dev(root: str, nodes: Sequence[Sequence[Any]], userns: bool = False) ->
 
 
 def _mask_paths(root: str, paths: Sequence[str]) -> None:
-    """Hide `paths`: /dev/null over a file, an empty read-only tmpfs over a directory."""
-    null = os.path.join(root, "dev/null")  # the container's node (the host's inode, bound read-only)
-    for path in paths:
-        host = resolve_in_root(root, path)
-        try:
-            mode = os.lstat(host).st_mode
-        except FileNotFoundError:
-            continue  # /proc/acpi without ACPI, /sys/devices/virtual/powercap without RAPL...
-        if stat.S_ISDIR(mode):
-            linux.mount("tmpfs", host, "tmpfs", MS_RDONLY | _NOSUID_NODEV_NOEXEC)
-        else:
-            linux.mount(null, host, None, MS_BIND)
-            remount(host, MS_RDONLY | MS_NOSUID | MS_NOEXEC)  # /dev/null is the host's inode
+    """Hide `paths`: /dev/null over a file, an empty read-only tmpfs over a directory. The null is
+    the host's own node, checked, never the root's /dev/null (runc CVE-2025-31133: an OCI bundle's
+    /dev may be a dir a container writes, its `null` a link to any host file); each path is found
+    and mounted on through an fd inside the root."""
+    null = os.open("/dev/null", os.O_PATH | os.O_CLOEXEC)
+    try:
+        st = os.fstat(null)
+        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+            raise MinirunError("the host's /dev/null is not the character device 1:3")
+        for path in paths:
+            try:
+                fd = _open_in_root(root, path)
+            except FileNotFoundError:
+                continue  # /proc/acpi without ACPI, /sys/devices/virtual/powercap without RAPL...
+            try:
+                at = _fd_path(fd, os.path.join(root, path.lstrip("/")))
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    linux.mount("tmpfs", at, "tmpfs", MS_RDONLY | _NOSUID_NODEV_NOEXEC)
+                    continue
+                linux.mount(_fd_path(null, "/dev/null"), at, None, MS_BIND)
+            finally:
+                os.close(fd)
+            _remount_in_root(root, path, MS_RDONLY | MS_NOSUID | MS_NOEXEC)  # /dev/null is the host's inode
+    finally:
+        os.close(null)
 
 
 def _readonly_paths(root: str, paths: Sequence[str]) -> None:
-    # bind each path onto itself so it becomes its own mount, whose flags we may then change
+    """Make `paths` read-only: each bound onto itself so it becomes its own mount, whose flags may
+    then change; found and mounted on through fds inside the root."""
     for path in paths:
-        host = resolve_in_root(root, path)
-        if not os.path.lexists(host):
+        try:
+            fd = _open_in_root(root, path)
+        except FileNotFoundError:
             continue
-        linux.mount(host, host, None, MS_BIND | MS_REC)
-        remount_readonly(host)
+        try:
+            at = _fd_path(fd, os.path.join(root, path.lstrip("/")))
+            linux.mount(at, at, None, MS_BIND | MS_REC)
+        finally:
+            os.close(fd)
+        _remount_in_root(root, path, MS_RDONLY)
+
+
+def _remount_in_root(root: str, target: str, add: int) -> None:
+    """remount() of the mount now at container path `target`, opened again inside the root."""
+    fd = _open_in_root(root, target)
+    try:
+        remount(_fd_path(fd, os.path.join(root, target.lstrip("/"))), add)
+    finally:
+        os.close(fd)
 
 
 # statvfs(3) flag -> the mount(2) flag that keeps it

@@ -642,3 +642,28 @@ def test_a_mount_point_swapped_for_a_host_link_mid_setup_stays_in_the_root(
         (root / "vol/a").mkdir()  # a dir there at the look: the swap replaces it
     in_private_mounts(setup, "setup")
     assert os.listdir(outside) == []  # nothing made (or mounted) on the host's side
+
+
+@needs_root
+def test_a_mask_is_the_hosts_null_device_never_what_the_roots_dev_null_leads_to(tmp: Path) -> None:
+    """runc CVE-2025-31133: masks bind /dev/null over a file. An OCI bundle's /dev may be a bind of
+    a dir a running container writes (then it holds no node of ours), and its `null` a link to a
+    host file: bound over /proc/kcore, the host's file would be readable there. The mask is the
+    host's own /dev/null, checked to be the null device; a masked path is found inside the root."""
+    from minirun.runtime import rootfs
+    from minirun.runtime.privatemounts import in_private_mounts
+
+    root, secret = tmp / "root", tmp / "secret"
+    (root / "dev").mkdir(parents=True)
+    (root / "proc").mkdir()
+    (root / "proc/kcore").write_text("")
+    secret.write_text("the host's secret\n")
+    os.symlink(str(secret), root / "dev/null")
+
+    def setup() -> None:
+        rootfs._mask_paths(str(root), ["/proc/kcore"])
+        masked = root / "proc/kcore"
+        assert masked.read_text() == "", "the mask reads as /dev/null"
+        assert os.stat(masked).st_rdev == os.makedev(1, 3)
+
+    in_private_mounts(setup, "setup")
