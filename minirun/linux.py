@@ -389,6 +389,14 @@ def openat2(dirfd: int, path: str | bytes, flags: int, resolve: int, mode: int =
     return ret
 
 
+def fd_path(fd: int, path: str) -> str:
+    """A path that names exactly the inode `fd` holds (procfs's magic link), so that nothing
+    swapped in on the way to `path` since it was opened can move a mount (runc's answer to
+    CVE-2021-30465); `path` itself where there is no procfs to ask."""
+    link = f"/proc/self/fd/{fd}"
+    return link if os.path.lexists(link) else path
+
+
 def open_tree(dirfd: int, path: str, flags: int) -> int:
     """A mount (or, with OPEN_TREE_CLONE, a detached copy of it) as an fd for move_mount."""
     return _check(_syscall("open_tree", dirfd, _b(path), flags | os.O_CLOEXEC), "open_tree", path or f"fd {dirfd}")

@@ -395,17 +395,9 @@ def _mount(root: str, m: Mount) -> None:
         if bind:
             _bind_at(m.source, target_fd, readonly=bool(m.flags & MS_RDONLY))
         else:
-            linux.mount(m.source, _fd_path(target_fd, path), m.fstype, m.flags, m.data)
+            linux.mount(m.source, linux.fd_path(target_fd, path), m.fstype, m.flags, m.data)
     finally:
         os.close(target_fd)
-
-
-def _fd_path(fd: int, path: str) -> str:
-    """A path that names exactly the inode `fd` holds (the host's procfs magic link), so that
-    nothing swapped in on the way to `path` since it was opened can move a mount (runc's
-    answer to CVE-2021-30465); `path` itself where there is no procfs to ask."""
-    link = f"/proc/self/fd/{fd}"
-    return link if os.path.lexists(link) else path
 
 
 def _bind_at(source: str, target_fd: int, readonly: bool) -> None:
@@ -593,7 +585,7 @@ def _oci_mounts(root: str, spec: RootfsSpec) -> None:
             raise NotFound(f"mount {m.source} to {m.target}: no such file or directory")
         point = _mount_point(root, path, m.target, is_dir=not bind or os.path.isdir(m.source))
         try:
-            on = _fd_path(point, path)
+            on = linux.fd_path(point, path)
             if bind:
                 linux.mount(m.source, on, None, MS_BIND | (m.flags & MS_REC))
             elif m.fstype == "cgroup":
@@ -605,7 +597,7 @@ def _oci_mounts(root: str, spec: RootfsSpec) -> None:
             os.close(point)
         mounted = _open_in_root(root, m.target)
         try:
-            _after_oci_mount(m, _fd_path(mounted, path), spec)
+            _after_oci_mount(m, linux.fd_path(mounted, path), spec)
             if m.recursive_attrs:
                 linux.mount_setattr_fd(mounted, m.recursive_attrs, recursive=True)
         finally:
@@ -677,11 +669,11 @@ def _mask_paths(root: str, paths: Sequence[str]) -> None:
             except FileNotFoundError:
                 continue  # /proc/acpi without ACPI, /sys/devices/virtual/powercap without RAPL...
             try:
-                at = _fd_path(fd, os.path.join(root, path.lstrip("/")))
+                at = linux.fd_path(fd, os.path.join(root, path.lstrip("/")))
                 if stat.S_ISDIR(os.fstat(fd).st_mode):
                     linux.mount("tmpfs", at, "tmpfs", MS_RDONLY | _NOSUID_NODEV_NOEXEC)
                     continue
-                linux.mount(_fd_path(null, "/dev/null"), at, None, MS_BIND)
+                linux.mount(linux.fd_path(null, "/dev/null"), at, None, MS_BIND)
             finally:
                 os.close(fd)
             _remount_in_root(root, path, MS_RDONLY | MS_NOSUID | MS_NOEXEC)  # /dev/null is the host's inode
@@ -698,7 +690,7 @@ def _readonly_paths(root: str, paths: Sequence[str]) -> None:
         except FileNotFoundError:
             continue
         try:
-            at = _fd_path(fd, os.path.join(root, path.lstrip("/")))
+            at = linux.fd_path(fd, os.path.join(root, path.lstrip("/")))
             linux.mount(at, at, None, MS_BIND | MS_REC)
         finally:
             os.close(fd)
@@ -709,7 +701,7 @@ def _remount_in_root(root: str, target: str, add: int) -> None:
     """remount() of the mount now at container path `target`, opened again inside the root."""
     fd = _open_in_root(root, target)
     try:
-        remount(_fd_path(fd, os.path.join(root, target.lstrip("/"))), add)
+        remount(linux.fd_path(fd, os.path.join(root, target.lstrip("/"))), add)
     finally:
         os.close(fd)
 

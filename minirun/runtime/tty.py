@@ -36,7 +36,6 @@ else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (en
 DEFAULT_SIZE = (24, 80)  # rows, cols: docker's when its stdout is not a terminal
 _WINSIZE = "HHHH"
 # asm-generic/ioctls.h; not in the termios module
-_TIOCGPTN = 0x80045430
 _TIOCSPTLCK = 0x40045431
 _TIOCGPTPEER = 0x5441
 
@@ -56,12 +55,11 @@ def setup_console(sock: socket.socket, rows: int, cols: int, uid: int, bind_cons
         fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
         # TIOCGPTPEER: the slave from the master itself, no path lookup an image could redirect
         slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
-        number = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, bytes(4)))[0]
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack(_WINSIZE, rows, cols, 0, 0))
         # runc's fixStdioPermissions: the user owns its terminal (the gid stays devpts' tty group)
         os.fchown(slave, uid, -1)
         if bind_console:
-            _bind_console(f"/dev/pts/{number}")
+            _bind_console(slave)
         sock.sendmsg([b"pty"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))])
     except OSError as exc:
         raise MinirunError(f"setting up the pty: {exc.strerror or exc}") from None
@@ -76,11 +74,22 @@ def setup_console(sock: socket.socket, rows: int, cols: int, uid: int, bind_cons
         os.close(slave)
 
 
-def _bind_console(pts: str) -> None:
-    """runc's /dev/console: the container's own pty, never the host's console."""
+def _bind_console(slave: int) -> None:
+    """runc's /dev/console: the container's own pty, never the host's console. Bound from the
+    slave's fd onto the fd of the file made for it: an OCI bundle's /dev/pts may be a dir a
+    running container writes, and /dev/pts/N looked up by name a link to a /proc/sys file, then
+    bound writable where the container can write it (runc CVE-2025-52565)."""
     fd = os.open("/dev/console", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    os.close(fd)
-    linux.mount(pts, "/dev/console", None, linux.MS_BIND)
+    try:
+        # fd to fd, no path: the container's /proc may be a bundle's dir too, not procfs
+        clone = linux.open_tree(slave, "", linux.OPEN_TREE_CLONE | linux.AT_EMPTY_PATH)
+        try:
+            flags = linux.MOVE_MOUNT_F_EMPTY_PATH | linux.MOVE_MOUNT_T_EMPTY_PATH
+            linux.move_mount(clone, "", fd, "", flags)
+        finally:
+            os.close(clone)
+    finally:
+        os.close(fd)
 
 
 # --- in the CLI -------------------------------------------------------------------------------

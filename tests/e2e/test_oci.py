@@ -177,18 +177,14 @@ def test_list_shows_runcs_table_and_json(oci, bundle):
     assert oci("list", "-q").stdout == "listed\n"
 
 
-def test_console_socket_gets_the_pty_master(oci, bundle, tmp_path):
-    def tty(config):
-        config["process"]["terminal"] = True
-
-    path = bundle(["sh", "-c", "tty; echo hello-through-the-pty; sleep 300"], edit=tty)
-    socket_path = str(tmp_path / "console.sock")
+def _create_with_console(oci, path: str, name: str, socket_path: str) -> int:
+    """`create NAME --console-socket`: the pty master it sends."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
     listener.listen(1)
     listener.settimeout(30)
     creating = subprocess.Popen(
-        [*OCI, "--root", oci.root, "create", "--bundle", path, "--console-socket", socket_path, "tty"],
+        [*OCI, "--root", oci.root, "create", "--bundle", path, "--console-socket", socket_path, name],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -200,19 +196,67 @@ def test_console_socket_gets_the_pty_master(oci, bundle, tmp_path):
     listener.close()
     assert creating.wait(timeout=60) == 0, creating.stderr.read()
     fds.frombytes(ancdata[0][2])
-    master = fds[0]
+    return fds[0]
+
+
+def _read_until(master: int, end: bytes) -> bytes:
+    output = b""
+    deadline = time.monotonic() + 30
+    while end not in output and time.monotonic() < deadline:
+        output += os.read(master, 4096)
+    return output
+
+
+def test_console_socket_gets_the_pty_master(oci, bundle, tmp_path):
+    def tty(config):
+        config["process"]["terminal"] = True
+
+    path = bundle(["sh", "-c", "tty; echo hello-through-the-pty; sleep 300"], edit=tty)
+    master = _create_with_console(oci, path, "tty", str(tmp_path / "console.sock"))
     try:
         oci("start", "tty")
-        output = b""
-        deadline = time.monotonic() + 30
-        while b"hello-through-the-pty" not in output and time.monotonic() < deadline:
-            output += os.read(master, 4096)
+        output = _read_until(master, b"hello-through-the-pty")
         assert b"/dev/pts/0" in output and b"hello-through-the-pty" in output
     finally:
         os.close(master)
     # without a socket, create refuses a terminal (runc's words)
     refused = oci("create", "--bundle", path, "tty2", check=False)
     assert refused.returncode == 1 and "console socket" in refused.stderr
+
+
+def test_the_console_is_the_pty_even_when_pts_is_a_dir_of_links(oci, bundle, tmp_path):
+    """runc CVE-2025-52565: /dev/console is the pty bound over it. A bundle's /dev/pts may be a dir
+    a running container writes; bound by name, /dev/pts/0 would be the link planted there (to a
+    /proc/sys file, writable then; here a file of the root's). The pty comes from its ptmx
+    (here a devpts the bundle mounts elsewhere, which the planted ptmx leads to)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.symlink("/dev/realpts/ptmx", shared / "ptmx")
+    os.symlink("/decoy", shared / "0")
+
+    def planted(config):
+        config["process"]["terminal"] = True
+        mounts = [m for m in config["mounts"] if m["destination"] != "/dev/pts"]
+        mounts.append({"destination": "/dev/pts", "type": "bind", "source": str(shared), "options": ["rbind"]})
+        mounts.append(
+            {
+                "destination": "/dev/realpts",
+                "type": "devpts",
+                "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+            }
+        )
+        config["mounts"] = mounts
+
+    path = bundle(["sh", "-c", "stat -c 'console:%F:%t' /dev/console; echo end-of-test; sleep 300"], edit=planted)
+    (tmp_path / "bundle/rootfs/decoy").write_text("decoy\n")
+    master = _create_with_console(oci, path, "planted", str(tmp_path / "console.sock"))
+    try:
+        oci("start", "planted")
+        output = _read_until(master, b"end-of-test")
+    finally:
+        os.close(master)
+    assert b"console:character special file:88" in output, output
 
 
 def _settings(config):
