@@ -58,6 +58,11 @@ class Store:
         """Create the layout; refuse a root we cannot use with one clear line."""
         try:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
+            if os.stat(self.root).st_mode & 0o077:
+                # a root made by someone else (mkdir -p): layers and upper dirs hold files images and
+                # containers made, setuid-root ones too, which no user of the host may reach (docker
+                # CVE-2021-41091: it locks its data root down at start the same way)
+                os.chmod(self.root, 0o700)
             self.layers.ensure_dirs()
             self.images.ensure_dirs()
             os.makedirs(self.containers_dir, exist_ok=True)

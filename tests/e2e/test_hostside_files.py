@@ -4,8 +4,14 @@ the host's side nor fill its memory, nor lead it to a host file."""
 
 from __future__ import annotations
 
+import glob
 import io
+import os
+import shutil
+import stat
+import subprocess
 import tarfile
+import tempfile
 
 import pytest
 
@@ -90,3 +96,46 @@ def test_run_with_an_oci_runtime_refuses_a_hostile_user_database(cli, busybox, m
     ran = cli("run", "--rm", "--network", "none", "--runtime", "runc", "hostile-passwd", "echo", "ran")
     assert ran.code == 125 and why in ran.err, ran.err
     assert cli("ps", "-aq", "--filter", "ancestor=hostile-passwd").out == ""
+
+
+def test_a_store_root_someone_else_left_open_is_closed_to_the_hosts_users(cli, busybox_template):
+    """docker CVE-2021-41091: a store root made open (an admin's `mkdir -p`, 0755) let any user of
+    the host walk into layers and containers' upper dirs and run the setuid-root file a
+    container's root made there. The store closes its root (0700) before use."""
+    base = tempfile.mkdtemp(dir="/var/tmp", prefix="minirun-test-")
+    try:
+        os.chmod(base, 0o755)
+        root = os.path.join(base, "store")
+        subprocess.run(["cp", "-a", "--", str(busybox_template), root], check=True)
+        os.chmod(root, 0o755)
+        made = cli(
+            "run",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "cp /bin/busybox /planted && chmod 4755 /planted",
+            root=root,
+        )
+        assert made.code == 0, made.err
+        (planted,) = glob.glob(os.path.join(root, "**", "planted"), recursive=True)
+        assert os.stat(planted).st_mode & stat.S_ISUID
+        pid = os.fork()
+        if pid == 0:  # a user of the host: nobody
+            try:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                os.stat(planted)
+                os._exit(1)
+            except PermissionError:
+                os._exit(0)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "nobody reached the container's setuid-root file"
+        assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    finally:
+        cli("container", "prune", "-f", root=os.path.join(base, "store"))
+        shutil.rmtree(base)
