@@ -90,6 +90,7 @@ def container_config(store, opts: RunOptions):
         privileged=opts.privileged,
         security_opt=opts.security_opt,
         devices=opts.devices,
+        device_cgroup_rules=opts.device_cgroup_rules,
         log_config=log_config,
         labels={**image_labels(image_config), **opts.labels},
         stdin_once=opts.interactive and not opts.detach,
