@@ -66,7 +66,7 @@ def parser(verb: str = "run") -> Parser:
         "--security-opt",
         action="append",
         default=[],
-        help="Security options (seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false])",
+        help="Security options (seccomp=PROFILE.json|unconfined|builtin, no-new-privileges[=true|false])",
     )
     p.add_argument(
         "--device", action="append", default=[], help="Add a host device to the container (HOST[:CONTAINER][:rwm])"
