@@ -292,7 +292,7 @@ def merged(current: dict, changes: dict, ncpu: int | None = None, available: str
         result["Memory"] = memory
     if swap:
         result["MemorySwap"] = swap
-    for field in ("NanoCpus", "CpuShares", "CpusetCpus", "BlkioWeight"):
+    for field in ("NanoCpus", "CpuShares", "CpusetCpus", "BlkioWeight", "MemoryReservation"):
         if changes.get(field):
             result[field] = changes[field]
     if changes.get("PidsLimit") is not None:

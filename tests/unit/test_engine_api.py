@@ -160,6 +160,7 @@ def test_an_update_config_is_the_clis_update():
     assert update_changes({"CpuQuota": 50_000, "CpuPeriod": 100_000})[0] == {"NanoCpus": 500_000_000}
     assert update_changes({"PidsLimit": -1, "RestartPolicy": {"Name": ""}})[:2] == ({"PidsLimit": -1}, None)
     assert update_changes({"BlkioWeight": 300})[2] == ["minirun does not apply BlkioWeight: it was ignored"]
+    assert update_changes({"MemoryReservation": 16 << 20}) == ({"MemoryReservation": 16 << 20}, None, [])
     with pytest.raises(ApiError):
         update_changes({"Memory": "64m"})
 

@@ -234,6 +234,10 @@ def test_update_merges_like_docker():
     }
     with pytest.raises(UsageError, match="memoryswap limit should be larger"):
         merged(current, {"MemorySwap": 16 * MiB})
+    # docker's update --memory-reservation: below the memory limit, 6 MB at least
+    assert merged(current, {"MemoryReservation": 16 * MiB})["MemoryReservation"] == 16 * MiB
+    with pytest.raises(UsageError, match="can not be less than memory reservation limit"):
+        merged(current, {"MemoryReservation": 48 * MiB})
     # no earlier limit: any memory limit goes
     assert merged({}, {"Memory": 100 * MiB, "PidsLimit": 10}) == {"Memory": 100 * MiB, "PidsLimit": 10}
     # 0 or empty changes nothing; a pids limit of 0 or -1 lifts it
