@@ -1,8 +1,9 @@
 """The run flags a container carries beyond its command, mounts and limits (--init, --ulimit,
 --shm-size, --stop-signal, --stop-timeout, --group-add, --sysctl, --oom-score-adj, --pid, --ipc,
---uts, --add-host off a bridge): what a start makes of them (apply_to_plan), what `stop` makes of them, and how
-inspect shows them and -P, --expose, --dns* under docker's HostConfig and Config names. The flags
-are parsed by frontend/runflags.py; dnsfiles.py and exposedports.py hold the rest.
+--uts, --add-host off a bridge): what a start makes of them (apply_to_plan), what `stop` makes of
+them, and how inspect shows them and -P, --expose, --dns*, --device-cgroup-rule under docker's
+HostConfig and Config names. The flags are parsed by frontend/runflags.py (--device-cgroup-rule
+by runoptions.py); dnsfiles.py and exposedports.py hold the rest.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`run`'s options for what a service container needs beyond its command: -P and
 --expose, --add-host and --dns*, --init, --ulimit, --shm-size, --stop-signal, --stop-timeout,
---group-add, --sysctl, --network-alias, --cidfile, --pull, --platform, --pid/--ipc/--uts host. Parsed and checked
+--group-add, --sysctl, --oom-score-adj, --network-alias, --cidfile, --pull, --platform,
+--pid/--ipc/--uts host. Parsed and checked
 here with docker's words before anything is created; a container carries them as
 containers/runconfig.py says. Lean, as runargs.py: the heavier checks are imported when used.
 """
