@@ -34,6 +34,8 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "tty": False,
     "memory": None,
     "memory_swap": None,
+    "memory_reservation": None,
+    "oom_kill_disable": False,
     "cpus": None,
     "cpu_shares": None,
     "cpuset_cpus": None,
@@ -49,6 +51,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "privileged": False,
     "security_opt": [],
     "device": [],
+    "device_cgroup_rule": [],
     "log_driver": None,
     "log_opt": [],
     "network": [],  # HostConfig.NetworkMode sets it (and more EndpointsConfig entries)
@@ -67,6 +70,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "stop_timeout": None,
     "group_add": [],
     "sysctl": [],
+    "oom_score_adj": None,
     "cidfile": "",
     "pull": "missing",
     "platform": "",
@@ -94,9 +98,9 @@ _IGNORED_CONFIG = {
 }  # fmt: skip
 _IGNORED_HOST = {
     "ContainerIDFile", "ConsoleSize", "Isolation", "LogConfig", "KernelMemory", "KernelMemoryTCP",
-    "OomKillDisable", "MemorySwappiness", "MemoryReservation", "CgroupnsMode", "Cgroup", "CgroupParent",
+    "MemorySwappiness", "CgroupnsMode", "Cgroup", "CgroupParent",
     "CpuRealtimePeriod", "CpuRealtimeRuntime",
-    "DeviceCgroupRules", "DeviceRequests", "DiskQuota", "OomScoreAdj", "Links", "DnsOptions", "UsernsMode",
+    "DeviceRequests", "DiskQuota", "Links", "DnsOptions", "UsernsMode",
     "VolumeDriver", "CpuCount", "CpuPercent", "IOMaximumIOps",
     "IOMaximumBandwidth", "Annotations",
 }  # fmt: skip
@@ -281,6 +285,10 @@ def _host(host: dict, values: dict) -> None:
     values["cap_add"] = _strings(host.get("CapAdd"), "HostConfig.CapAdd")
     values["cap_drop"] = _strings(host.get("CapDrop"), "HostConfig.CapDrop")
     values["security_opt"] = _strings(host.get("SecurityOpt"), "HostConfig.SecurityOpt")
+    # a seccomp= value is the profile's JSON (docker's CLI reads the file and sends its content),
+    # or docker's names unconfined and builtin: never a path for the server to open
+    values["inline_profiles"] = True
+    _memory_and_oom(host, values)
     values["privileged"] = bool(host.get("Privileged"))
     values["read_only"] = bool(host.get("ReadonlyRootfs"))
     values["init"] = bool(host.get("Init"))
@@ -297,6 +305,7 @@ def _host(host: dict, values: dict) -> None:
     if host.get("ShmSize"):
         values["shm_size"] = str(host["ShmSize"])
     values["device"] = [_device(d) for d in host.get("Devices") or []]
+    values["device_cgroup_rule"] = _device_cgroup_rules(host)
     log = _mapping(host.get("LogConfig"), "HostConfig.LogConfig")
     if log.get("Type"):
         values["log_driver"] = log["Type"]
@@ -317,8 +326,38 @@ _HOST_READ = {
     "Privileged", "ReadonlyRootfs", "Init", "AutoRemove", "NetworkMode", "Dns", "DnsSearch", "DnsOptions",
     "ExtraHosts", "GroupAdd", "Sysctls", "Ulimits", "ShmSize", "Devices", "LogConfig", "PidMode", "IpcMode",
     "UTSMode", "Runtime", "MaskedPaths", "ReadonlyPaths", "CpuQuota", "CpuPeriod", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
-    "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps",
+    "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "MemoryReservation", "OomKillDisable",
+    "OomScoreAdj", "DeviceCgroupRules",
 }  # fmt: skip
+
+
+def _memory_and_oom(host: dict, values: dict) -> None:
+    """MemoryReservation, OomKillDisable and OomScoreAdj as --memory-reservation,
+    --oom-kill-disable and --oom-score-adj: checked and applied by the same code, never dropped."""
+    reservation = _integer(host.get("MemoryReservation"), "HostConfig.MemoryReservation")
+    if reservation < 0:
+        raise ApiError(400, f"HostConfig.MemoryReservation: invalid value {reservation}: it must not be negative")
+    if reservation:
+        values["memory_reservation"] = str(reservation)
+    disable = host.get("OomKillDisable")
+    if disable is not None and not isinstance(disable, bool):
+        raise ApiError(400, "HostConfig.OomKillDisable must be a boolean")
+    values["oom_kill_disable"] = bool(disable)
+    if adj := _integer(host.get("OomScoreAdj"), "HostConfig.OomScoreAdj"):
+        values["oom_score_adj"] = str(adj)
+
+
+def _device_cgroup_rules(host: dict) -> list[str]:
+    """DeviceCgroupRules as --device-cgroup-rule words, each checked here in the daemon's words."""
+    from minirun.runtime.devices import parse_cgroup_rule
+
+    rules = _strings(host.get("DeviceCgroupRules"), "HostConfig.DeviceCgroupRules")
+    for rule in rules:
+        try:
+            parse_cgroup_rule(rule)
+        except ValueError:
+            raise ApiError(400, f"HostConfig.DeviceCgroupRules: invalid device cgroup rule format: '{rule}'") from None
+    return rules
 
 
 def _system_paths(host: dict) -> None:

@@ -140,7 +140,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
 # -- update --------------------------------------------------------------------------------------
 
 # UpdateConfig's fields minirun applies (containers/resources.py), and those it does not
-_APPLIED = ("Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpusetCpus", "PidsLimit")
+_APPLIED = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpusetCpus", "PidsLimit")
 _IGNORED = (
     "BlkioWeight",
     "CpuRealtimePeriod",
@@ -148,7 +148,6 @@ _IGNORED = (
     "CpusetMems",
     "KernelMemory",
     "KernelMemoryTCP",
-    "MemoryReservation",
     "MemorySwappiness",
 )
 

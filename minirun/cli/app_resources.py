@@ -26,6 +26,7 @@ def update(
     memory_swap: str | None = typer.Option(
         None, "--memory-swap", help="Swap limit equal to memory plus swap: -1 to enable unlimited swap"
     ),
+    memory_reservation: str | None = typer.Option(None, "--memory-reservation", help="Memory soft limit"),
     cpus: str | None = typer.Option(None, "--cpus", help="Number of CPUs"),
     cpu_shares: str | None = typer.Option(None, "-c", "--cpu-shares", help="CPU shares (relative weight)"),
     cpuset_cpus: str | None = typer.Option(None, "--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)"),
@@ -47,6 +48,7 @@ def update(
     given = {
         "memory": memory,
         "memory_swap": memory_swap,
+        "memory_reservation": memory_reservation,
         "cpus": cpus,
         "cpu_shares": cpu_shares,
         "cpuset_cpus": cpuset_cpus,

@@ -66,10 +66,16 @@ def parser(verb: str = "run") -> Parser:
         "--security-opt",
         action="append",
         default=[],
-        help="Security options (seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false])",
+        help="Security options (seccomp=PROFILE.json|unconfined|builtin, no-new-privileges[=true|false])",
     )
     p.add_argument(
         "--device", action="append", default=[], help="Add a host device to the container (HOST[:CONTAINER][:rwm])"
+    )
+    p.add_argument(
+        "--device-cgroup-rule",
+        action="append",
+        default=[],
+        help="Add a rule to the cgroup allowed devices list ('c|b|a MAJOR:MINOR rwm', * for any number)",
     )
     p.add_argument("--log-driver", default=None, help="Logging driver for the container (json-file, local, none)")
     p.add_argument("--log-opt", action="append", default=[], help="Log driver options (max-size, max-file, compress)")
@@ -155,6 +161,7 @@ def add_resource_options(p: Parser) -> None:
     from minirun.containers.resources import add_options
 
     add_options(p)
+    add_bool_option(p, "--oom-kill-disable", False, "Disable OOM Killer (cgroup v1 memory only)")
 
 
 def add_process_options(p: Parser) -> None:

@@ -54,6 +54,7 @@ _CONFIG_FIELDS = (
     ("privileged", False),
     ("security_opt", list),
     ("devices", list),  # --device: [host path, container path, permissions]
+    ("device_cgroup_rules", list),  # --device-cgroup-rule: docker's HostConfig.DeviceCgroupRules, as given
     # docker's HostConfig.LogConfig ({"Type": driver, "Config": {opt: value}}; logconfig.py); {}: unbounded json-file
     ("log_config", dict),
     ("labels", dict),  # the image's Labels, then --label-file and -l on top (docker's Config.Labels)
@@ -76,6 +77,7 @@ _CONFIG_FIELDS = (
     ("stop_timeout", lambda: None),  # --stop-timeout seconds; None: stop's 10 (a callable: None marks required)
     ("group_add", list),  # --group-add: group names (of the container's /etc/group) or gids
     ("sysctls", dict),  # --sysctl, namespaced keys only (runtime/kernelsettings.py)
+    ("oom_score_adj", 0),  # --oom-score-adj, PID 1's /proc/self/oom_score_adj; 0: left as inherited
     ("pid_mode", ""),  # --pid, --ipc, --uts: "host" shares the host's namespace
     ("ipc_mode", ""),
     ("uts_mode", ""),
@@ -124,6 +126,7 @@ class ContainerConfig:
     privileged: bool
     security_opt: list[str]
     devices: list[list]
+    device_cgroup_rules: list[str]
     log_config: dict
     labels: dict
     stdin_once: bool
@@ -141,6 +144,7 @@ class ContainerConfig:
     stop_timeout: int | None
     group_add: list[str]
     sysctls: dict[str, str]
+    oom_score_adj: int
     pid_mode: str
     ipc_mode: str
     uts_mode: str

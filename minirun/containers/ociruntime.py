@@ -124,7 +124,7 @@ def _host_side(store: Store, container: Container, plan: LaunchPlan) -> dict[str
     return {
         "cgroups_path": f"/{cgroups.PARENT}/{container.id}",
         "resources": cgroups.resolve_devices(config.resources),
-        "device_rules": devices.rules_for(config.devices, config.privileged),
+        "device_rules": devices.rules_for(config.devices, config.privileged, config.device_cgroup_rules),
         "device_nodes": nodes,
         "seccomp": seccomp,
     }

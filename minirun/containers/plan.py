@@ -81,4 +81,5 @@ def create_cgroups(container: Container) -> list[str]:
     from minirun.runtime import cgroups, devices
 
     config = container.config
-    return cgroups.create(container.id, config.resources, devices.rules_for(config.devices, config.privileged))
+    rules = devices.rules_for(config.devices, config.privileged, config.device_cgroup_rules)
+    return cgroups.create(container.id, config.resources, rules)

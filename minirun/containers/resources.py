@@ -1,9 +1,11 @@
-"""docker's resource options: --memory, --memory-swap, --cpus, --cpu-shares, --cpuset-cpus,
---pids-limit and the block I/O ones (--blkio-weight, --blkio-weight-device, --device-read-bps and
-its three siblings), parsed and checked the way the docker CLI and daemon do it (same values, same
-wording), into the fields docker's HostConfig names: Memory, MemorySwap, NanoCpus, CpuShares,
-CpusetCpus, PidsLimit, BlkioWeight, BlkioWeightDevice, BlkioDevice{Read,Write}{Bps,IOps}. A container's config.json records them under `resources`; only the
-fields that were given are kept. `update` merges new values into that record.
+"""docker's resource options: --memory, --memory-swap, --memory-reservation, --oom-kill-disable,
+--cpus, --cpu-shares, --cpuset-cpus, --pids-limit and the block I/O ones (--blkio-weight,
+--blkio-weight-device, --device-read-bps and its three siblings), parsed and checked the way the
+docker CLI and daemon do it (same values, same wording), into the fields docker's HostConfig
+names: Memory, MemorySwap, MemoryReservation, OomKillDisable, NanoCpus, CpuShares, CpusetCpus,
+PidsLimit, BlkioWeight, BlkioWeightDevice, BlkioDevice{Read,Write}{Bps,IOps}. A container's
+config.json records them under `resources`; only the fields that were given are kept. `update`
+merges new values into that record.
 
 On the run path: only stdlib modules already loaded there (fractions only with --cpus).
 """
@@ -21,6 +23,8 @@ FIELDS = ("Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpusetCpus", "PidsLi
 FLAGS = {
     "memory": ("-m, --memory", "Memory"),
     "memory_swap": ("--memory-swap", "MemorySwap"),
+    "memory_reservation": ("--memory-reservation", "MemoryReservation"),  # v1 soft limit, v2 memory.low
+    "oom_kill_disable": ("--oom-kill-disable", "OomKillDisable"),  # a flag: True or unset (v1 only)
     "cpus": ("--cpus", "NanoCpus"),
     "cpu_shares": ("-c, --cpu-shares", "CpuShares"),
     "cpuset_cpus": ("--cpuset-cpus", "CpusetCpus"),
@@ -38,11 +42,13 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 
 
 
 def add_options(p) -> None:
-    """The six options on an argparse parser (run's); values stay text until parse_options."""
+    """The options on an argparse parser (run's); values stay text until parse_options. (The
+    boolean --oom-kill-disable is cli/runargs.py's, made as its other docker booleans.)"""
     p.add_argument("-m", "--memory", default=None, help="Memory limit")
     p.add_argument(
         "--memory-swap", default=None, help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap"
     )
+    p.add_argument("--memory-reservation", default=None, help="Memory soft limit")
     p.add_argument("--cpus", default=None, help="Number of CPUs")
     p.add_argument("-c", "--cpu-shares", default=None, help="CPU shares (relative weight)")
     p.add_argument("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1)")
@@ -59,10 +65,14 @@ def add_options(p) -> None:
 
 def parse_options(values: dict) -> dict:
     """{"memory": "512m", ...} (flag names, text or None; a list for the repeatable per-device
-    ones) -> {"Memory": 536870912, ...} with only the given ones. Syntax errors are the CLI's
-    (`invalid argument ... for ... flag`)."""
+    ones; a bool for --oom-kill-disable) -> {"Memory": 536870912, ...} with only the given ones.
+    Syntax errors are the CLI's (`invalid argument ... for ... flag`)."""
     result: dict = {}
     for key, text in values.items():
+        if key == "oom_kill_disable":
+            if text:  # false is docker's default: nothing recorded
+                result["OomKillDisable"] = True
+            continue
         if not text and (text is None or key in _DEVICE_FLAGS):
             continue
         flag, field = FLAGS[key]
@@ -112,7 +122,7 @@ def _parse_value(key: str, flag: str, text: str):
 
     if key == "memory_swap" and text == "-1":
         return -1
-    if key in ("memory", "memory_swap"):
+    if key in ("memory", "memory_swap", "memory_reservation"):
         size = ram_in_bytes(text)
         if size is None:
             raise bad(f"invalid size: '{text}'")
@@ -200,6 +210,11 @@ def validate(resources: dict, ncpu: int | None = None, available: str | None = N
         raise UsageError("Minimum memoryswap limit should be larger than memory limit, see usage")
     if memory == 0 and swap > 0:
         raise UsageError("You should always set the Memory limit when using Memoryswap limit, see usage")
+    reservation = resources.get("MemoryReservation", 0)
+    if memory > 0 and reservation > 0 and memory < reservation:
+        raise UsageError("Minimum memory limit can not be less than memory reservation limit, see usage")
+    if 0 < reservation < MIN_MEMORY:
+        raise UsageError("Minimum memory reservation allowed is 6MB")
     nano = resources.get("NanoCpus", 0)
     if nano:
         ncpu = ncpu or len(os.sched_getaffinity(0))
@@ -237,15 +252,23 @@ def for_run(given: dict, ncpu: int | None = None, available: str | None = None) 
 
 
 def discard_unsupported(resources: dict) -> list[str]:
-    """docker's daemon drops a block weight the kernel has no file for (no CFQ, no BFQ), with
+    """docker's daemon drops a block weight the kernel has no file for (no CFQ, no BFQ), and
+    OomKillDisable where the memory controller is cgroup v2's (which has no such switch), with
     these warnings, rather than fail the create or update: `resources` loses those fields."""
+    warnings = []
+    if resources.get("OomKillDisable"):
+        from minirun.runtime import cgroups
+
+        memory = cgroups.owner("memory")
+        if memory is None or memory.version != 1:
+            del resources["OomKillDisable"]
+            warnings.append("Your kernel does not support OomKillDisable. OomKillDisable discarded.")
     if not (resources.get("BlkioWeight") or resources.get("BlkioWeightDevice")):
-        return []
+        return warnings
     from minirun.runtime import cgroups
 
     if cgroups.block_weights():
-        return []
-    warnings = []
+        return warnings
     if resources.pop("BlkioWeight", 0):
         warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
     if resources.pop("BlkioWeightDevice", None):
@@ -269,7 +292,7 @@ def merged(current: dict, changes: dict, ncpu: int | None = None, available: str
         result["Memory"] = memory
     if swap:
         result["MemorySwap"] = swap
-    for field in ("NanoCpus", "CpuShares", "CpusetCpus", "BlkioWeight"):
+    for field in ("NanoCpus", "CpuShares", "CpusetCpus", "BlkioWeight", "MemoryReservation"):
         if changes.get(field):
             result[field] = changes[field]
     if changes.get("PidsLimit") is not None:
@@ -299,6 +322,8 @@ def host_config(resources: dict) -> dict:
     return {
         "Memory": resources.get("Memory", 0),
         "MemorySwap": resources.get("MemorySwap", 0),
+        "MemoryReservation": resources.get("MemoryReservation", 0),
+        "OomKillDisable": resources.get("OomKillDisable", False),
         "NanoCpus": resources.get("NanoCpus", 0),
         "CpuShares": resources.get("CpuShares", 0),
         "CpusetCpus": resources.get("CpusetCpus", ""),

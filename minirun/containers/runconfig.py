@@ -1,8 +1,9 @@
 """The run flags a container carries beyond its command, mounts and limits (--init, --ulimit,
---shm-size, --stop-signal, --stop-timeout, --group-add, --sysctl, --pid, --ipc, --uts, --add-host
-off a bridge): what a start makes of them (apply_to_plan), what `stop` makes of them, and how
-inspect shows them and -P, --expose, --dns* under docker's HostConfig and Config names. The flags
-are parsed by frontend/runflags.py; dnsfiles.py and exposedports.py hold the rest.
+--shm-size, --stop-signal, --stop-timeout, --group-add, --sysctl, --oom-score-adj, --pid, --ipc,
+--uts, --add-host off a bridge): what a start makes of them (apply_to_plan), what `stop` makes of
+them, and how inspect shows them and -P, --expose, --dns*, --device-cgroup-rule under docker's
+HostConfig and Config names. The flags are parsed by frontend/runflags.py (--device-cgroup-rule
+by runoptions.py); dnsfiles.py and exposedports.py hold the rest.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def apply_to_plan(store: Store, container: Container, plan: LaunchPlan) -> None:
     plan.shm_size = config.shm_size or DEFAULT_SHM_SIZE
     plan.group_add = config.group_add
     plan.sysctls = config.sysctls
+    if config.oom_score_adj:  # (0: PID 1 keeps the value it inherits, as minirun's other processes)
+        plan.oom_score_adj = config.oom_score_adj
     plan.host_namespaces = [n for n in NAMESPACE_MODES if getattr(config, f"{n}_mode") == "host"]
     if config.extra_hosts and config.network in ("none", "host"):
         # on a bridge network.prepare writes these lines with the container's own; here no one else does
@@ -118,6 +121,8 @@ def inspect_host_config(config: ContainerConfig) -> dict:
         "Sysctls": config.sysctls or None,
         "Init": True if config.init else None,
         "Ulimits": config.ulimits or None,
+        "OomScoreAdj": config.oom_score_adj,
+        "DeviceCgroupRules": config.device_cgroup_rules or None,
     }
 
 

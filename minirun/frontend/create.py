@@ -60,7 +60,12 @@ def container_config(store, opts: RunOptions):
     if resources:
         from minirun.containers.resources import discard_unsupported
 
-        for warning in discard_unsupported(resources):  # the daemon's part: client-side flags parse anywhere
+        warnings = discard_unsupported(resources)  # the daemon's part: client-side flags parse anywhere
+        if resources.get("OomKillDisable") and not resources.get("Memory"):  # docker's CLI says so too
+            warnings.append(
+                "Disabling the OOM killer on containers without setting a '-m/--memory' limit may be dangerous."
+            )
+        for warning in warnings:
             import sys
 
             print(f"WARNING: {warning}", file=sys.stderr)
@@ -90,6 +95,7 @@ def container_config(store, opts: RunOptions):
         privileged=opts.privileged,
         security_opt=opts.security_opt,
         devices=opts.devices,
+        device_cgroup_rules=opts.device_cgroup_rules,
         log_config=log_config,
         labels={**image_labels(image_config), **opts.labels},
         stdin_once=opts.interactive and not opts.detach,

@@ -1,6 +1,7 @@
 """`run`'s options for what a service container needs beyond its command: -P and
 --expose, --add-host and --dns*, --init, --ulimit, --shm-size, --stop-signal, --stop-timeout,
---group-add, --sysctl, --network-alias, --cidfile, --pull, --platform, --pid/--ipc/--uts host. Parsed and checked
+--group-add, --sysctl, --oom-score-adj, --network-alias, --cidfile, --pull, --platform,
+--pid/--ipc/--uts host. Parsed and checked
 here with docker's words before anything is created; a container carries them as
 containers/runconfig.py says. Lean, as runargs.py: the heavier checks are imported when used.
 """
@@ -32,6 +33,7 @@ class RunFlags(Record):
     stop_timeout: int | None
     group_add: list[str]
     sysctls: dict[str, str]
+    oom_score_adj: int  # --oom-score-adj; 0: unset
     cidfile: str
     pull: str
     platform: str  # os/arch[/variant] as given; "": any (a warning if not the host's)
@@ -47,6 +49,7 @@ class RunFlags(Record):
         ),
         **dict.fromkeys(("stop_signal", "cidfile", "platform", "pid_mode", "ipc_mode", "uts_mode", "runtime"), ""),
         "shm_size": 0,
+        "oom_score_adj": 0,
         "stop_timeout": None,
         "sysctls": dict,
         "pull": "missing",
@@ -76,6 +79,7 @@ def add_options(p) -> None:
     p.add_argument(
         "--sysctl", action="append", default=[], help="Sysctl options (namespaced keys: net.*, kernel.shm*...)"
     )
+    p.add_argument("--oom-score-adj", default=None, help="Tune host's OOM preferences (-1000 to 1000)")
     p.add_argument("--cidfile", default="", help="Write the container ID to the file")
     p.add_argument(
         "--pull", default="missing", help='Pull image before running ("always", "missing", "never") (default "missing")'
@@ -201,6 +205,16 @@ def _process_flags(ns, flags: RunFlags) -> None:
         if not (digits.isascii() and digits.isdigit()) or len(digits) > 9:
             raise UsageError(f"invalid --stop-timeout {ns.stop_timeout!r}: a whole number of seconds")
         flags.stop_timeout = int(text)
+    if ns.oom_score_adj is not None:
+        text = ns.oom_score_adj
+        digits = text[1:] if text[:1] in "+-" else text
+        if not (digits.isascii() and digits.isdigit()):
+            raise UsageError(
+                f'invalid argument "{text}" for "--oom-score-adj" flag: strconv.ParseInt: parsing "{text}": invalid syntax'
+            )
+        if not -1000 <= int(text) <= 1000:  # the daemon's check, its words
+            raise UsageError(f"Invalid value {int(text)}, range for oom score adj is [-1000, 1000]")
+        flags.oom_score_adj = int(text)
     for group in ns.group_add:
         if not group or ":" in group or not group.isprintable() or any(c.isspace() for c in group):
             raise UsageError(f"invalid --group-add {group!r}: a group name or a gid")
@@ -243,6 +257,7 @@ def config_fields(flags: RunFlags, image_config: dict, publish: list[list]) -> d
         "stop_timeout": flags.stop_timeout,
         "group_add": flags.group_add,
         "sysctls": flags.sysctls,
+        "oom_score_adj": flags.oom_score_adj,
         "pid_mode": flags.pid_mode,
         "ipc_mode": flags.ipc_mode,
         "uts_mode": flags.uts_mode,

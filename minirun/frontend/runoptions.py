@@ -51,6 +51,7 @@ class RunOptions(Record):
     privileged: bool
     security_opt: list[str]  # as recorded (privileges.parse_security_opts)
     devices: list[list]  # [host, container, permissions]
+    device_cgroup_rules: list[str]  # --device-cgroup-rule, checked, as given
     log_driver: str | None
     log_opts: dict  # resolved against the store's defaults by run.py
     labels: dict  # --label-file, then -l (a later key wins)
@@ -69,6 +70,7 @@ class RunOptions(Record):
         **dict.fromkeys(
             ("env", "volumes", "tmpfs", "publish", "cap_add", "cap_drop", "security_opt", "devices", "mounts"), list
         ),
+        "device_cgroup_rules": list,
         "volumes_from": list,
         "more_networks": list,
         **dict.fromkeys(("resources", "log_opts", "labels", "restart_policy"), dict),
@@ -132,11 +134,23 @@ def run_options(ns, environ: dict[str, str] | None = None) -> RunOptions:
             privileges.normalize_capabilities(ns.cap_add),
             privileges.normalize_capabilities(ns.cap_drop),
         )
-        opts.security_opt = privileges.parse_security_opts(ns.security_opt)
+        # (the Engine API's namespace says its seccomp values are profiles' JSON, not paths)
+        opts.security_opt = privileges.parse_security_opts(ns.security_opt, getattr(ns, "inline_profiles", False))
     if ns.device:
         from minirun.runtime.devices import parse_device
 
         opts.devices = [parse_device(d) for d in ns.device]
+    if ns.device_cgroup_rule:
+        from minirun.runtime.devices import parse_cgroup_rule
+
+        for rule in ns.device_cgroup_rule:
+            try:
+                parse_cgroup_rule(rule)
+            except ValueError:
+                raise UsageError(
+                    f'invalid argument "{rule}" for "--device-cgroup-rule" flag: invalid device cgroup format \'{rule}\''
+                ) from None
+        opts.device_cgroup_rules = list(ns.device_cgroup_rule)
     if getattr(ns, "detach_keys", ""):
         from minirun.containers.attachclient import parse_detach_keys
 

@@ -26,6 +26,7 @@ class _Config(Record):
     hostname: str
     group_add: list[str]
     ulimits: list[dict[str, Any]]
+    oom_score_adj: int  # the container's (config.json's process.oomScoreAdj), as runc's exec takes it
 
 
 class _Target(Record):
@@ -71,6 +72,7 @@ def exec_command(root: str, args: argparse.Namespace) -> int:
             hostname="",
             group_add=[str(int(g)) for g in user.get("additionalGids") or []],
             ulimits=[oci_config.translate_rlimit(r) for r in process.get("rlimits") or []],
+            oom_score_adj=int((spec.get("process") or {}).get("oomScoreAdj") or 0),
         ),
     )
     opts = execin.ExecOptions(

@@ -1,5 +1,5 @@
-"""The devices a container may open: docker's default allow list plus `--device`, enforced by
-the cgroup on both versions.
+"""The devices a container may open: docker's default allow list plus `--device` and
+`--device-cgroup-rule`, enforced by the cgroup on both versions.
 
 cgroup v1 has a devices controller: `devices.deny` takes "a" (nothing), then `devices.allow`
 takes one rule per line. cgroup v2 has no such files: the kernel asks a BPF program of type
@@ -84,15 +84,52 @@ def device_number(path: str) -> tuple[str, int, int]:
     return kind, os.major(st.st_rdev), os.minor(st.st_rdev)
 
 
-def rules_for(devices: list[list[str]], privileged: bool) -> list[Rule]:
-    """The container's rules: every device when privileged, else docker's defaults and one rule
-    per --device (its node as it is now)."""
+# -- --device-cgroup-rule 'TYPE MAJOR:MINOR ACCESS' (pure) ---------------------------------------
+
+
+def parse_cgroup_rule(text: str) -> Rule:
+    """docker's --device-cgroup-rule (its ValidateDeviceCgroupRule's pattern: `c 1:3 rwm`,
+    `b 8:* r`, `a *:* m`) as a rule; ValueError when it is not one. Only a rule for the cgroup:
+    no node is made. Type `a` allows every device, whatever its numbers and access say: runc's
+    devices emulator (and the v1 kernel itself) reads an `a` rule so, and docker runs that."""
+    words = text.split(" ")
+    if len(words) != 3 or words[0] not in ("a", "b", "c") or not _is_access(words[2]):
+        raise ValueError(text)
+    major, colon, minor = words[1].partition(":")
+    if not colon:
+        raise ValueError(text)
+    numbers = []
+    for number in (major, minor):
+        if number == "*":
+            numbers.append(-1)
+        elif number.isascii() and number.isdigit() and int(number) < 1 << 32:  # (the kernel's u32)
+            numbers.append(int(number))
+        else:
+            raise ValueError(text)
+    if words[0] == "a":
+        return ALL_DEVICES[0]
+    access = "".join(a for a in "rwm" if a in words[2])  # "rrr" is "r", as the kernel reads it
+    return (words[0], numbers[0], numbers[1], access)
+
+
+def _is_access(text: str) -> bool:
+    return 1 <= len(text) <= 3 and set(text) <= set("rwm")
+
+
+def rules_for(devices: list[list[str]], privileged: bool, cgroup_rules: list[str] | tuple[str, ...] = ()) -> list[Rule]:
+    """The container's rules: every device when privileged, else docker's defaults, one rule
+    per --device (its node as it is now) and one per --device-cgroup-rule."""
     if privileged:
         return list(ALL_DEVICES)
     rules = list(DEFAULT_RULES)
     for host, _container, perms in devices:
         kind, major, minor = device_number(host)
         rules.append((kind, major, minor, perms))
+    for text in cgroup_rules:
+        try:
+            rules.append(parse_cgroup_rule(text))
+        except ValueError:
+            raise UsageError(f"invalid device cgroup rule format: '{text}'") from None
     return rules
 
 
@@ -129,7 +166,9 @@ def _load_word(dst: int, offset: int) -> bytes:
 
 
 def _jne(reg: int, imm: int, skip: int) -> bytes:
-    return _insn(0x55, reg, 0, skip, imm)  # if reg != imm: skip `skip` instructions
+    # if reg != imm: skip `skip` instructions. imm is sign-extended: a number of 2**31 or more
+    # (a --device-cgroup-rule's, which no device has) then never matches the register's u32
+    return _insn(0x55, reg, 0, skip, imm if imm < 1 << 31 else imm - (1 << 32))
 
 
 def bpf_program(rules: list[Rule]) -> bytes:

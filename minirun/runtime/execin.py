@@ -47,6 +47,8 @@ if TYPE_CHECKING:
         def group_add(self) -> list[str]: ...
         @property
         def ulimits(self) -> list[dict[str, Any]]: ...
+        @property
+        def oom_score_adj(self) -> int: ...
 
     class Target(Protocol):
         """What exec reads of the container (containers' Container): its id and its config."""
@@ -298,9 +300,16 @@ def _child_main(
 
 
 def _join(container: Target, namespaces: dict[str, int]) -> None:
-    """Stage 1: the container's process limits, then its namespaces (PID for our children only),
-    mount last (after it, our root and cwd are the container's), then PID 1's root if given."""
+    """Stage 1: the container's process limits and OOM score, then its namespaces (PID for our
+    children only), mount last (after it, our root and cwd are the container's), then PID 1's
+    root if given."""
     config = container.config
+    if config.oom_score_adj:  # as runc's exec: the container's, PID 1's value
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(config.oom_score_adj))
+        except OSError as exc:
+            raise MinirunError(f"write {config.oom_score_adj} to /proc/self/oom_score_adj: {exc.strerror}") from None
     if config.ulimits:  # docker's exec takes the container's process limits too
         from minirun.runtime.kernelsettings import apply_ulimits
 

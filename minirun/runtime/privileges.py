@@ -1,5 +1,5 @@
 """What a container is allowed, as docker's options say it: capabilities (--cap-add, --cap-drop,
---privileged) and --security-opt (seccomp=PROFILE|unconfined, no-new-privileges[=true|false]).
+--privileged) and --security-opt (seccomp=PROFILE|unconfined|builtin, no-new-privileges[=true|false]).
 
 Pure and cheap: the CLI checks options here before anything is created, and every start reads
 the container's record through it. security.py carries the result out on the process.
@@ -159,9 +159,11 @@ def container_capabilities(
 _NO_LSM = ("apparmor=", "label=")
 
 
-def parse_security_opts(opts: list[str]) -> list[str]:
+def parse_security_opts(opts: list[str], inline_profiles: bool = False) -> list[str]:
     """--security-opt values as the container records them (docker's HostConfig.SecurityOpt): a
-    profile file is read now and kept as its compact JSON, so a later start does not depend on it."""
+    profile file is read now and kept as its compact JSON, so a later start does not depend on it.
+    `inline_profiles`: a seccomp value is the profile's JSON itself, as docker's CLI sends the
+    file's content to the Engine API (whose server never reads a path a client names)."""
     result = []
     for opt in opts:
         # docker splits at the first "=", or at the first ":" (the old spelling) when there is none
@@ -173,9 +175,12 @@ def parse_security_opts(opts: list[str]) -> list[str]:
         elif key == "seccomp" and value:
             from minirun.runtime import seccomp
 
-            result.append(
-                "seccomp=unconfined" if value == seccomp.UNCONFINED else f"seccomp={seccomp.read_profile(value)}"
-            )
+            if value in (seccomp.UNCONFINED, seccomp.BUILTIN):  # docker's two names, kept as given
+                result.append(f"seccomp={value}")
+            elif inline_profiles:
+                result.append(f"seccomp={seccomp.compact_profile(value, 'HostConfig.SecurityOpt')}")
+            else:
+                result.append(f"seccomp={seccomp.read_profile(value)}")
         elif f"{key}=" in _NO_LSM and value:
             result.append(f"{key}={value}")
         else:

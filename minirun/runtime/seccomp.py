@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 PROFILE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
 DEFAULT_PROFILE = os.path.join(PROFILE_DIR, "seccomp.json")
 UNCONFINED = "unconfined"
+BUILTIN = "builtin"  # docker's name for its default profile (seccompProfileDefault)
+_MAX_PROFILE = 4 << 20
 _FORMAT = b"minirun-seccomp-1"  # part of every cache key: a change of this file's rules changes it
 
 # docker's architecture names (Go's GOARCH, as profiles spell them in includes/excludes) by uname -m
@@ -83,14 +85,22 @@ def read_profile(path: str) -> str:
     """A profile file's text, checked and compacted (docker stores it so, in SecurityOpt)."""
     try:
         with open(path, "rb") as f:
-            raw = f.read(4 << 20)
+            raw = f.read(_MAX_PROFILE)
     except OSError as exc:
         raise UsageError(f"opening seccomp profile ({path}) failed: {(exc.strerror or str(exc)).lower()}") from None
+    return compact_profile(raw, path)
+
+
+def compact_profile(raw: str | bytes, where: str) -> str:
+    """A profile's JSON text (a file's, or what docker's CLI sends in SecurityOpt: the file's
+    content), checked and compacted; `where` names it in the errors."""
+    if len(raw) >= _MAX_PROFILE:
+        raise UsageError(f"seccomp profile ({where}) is too large: more than {_MAX_PROFILE >> 20} MiB")
     try:
         profile = leanjson.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise UsageError(f"decoding seccomp profile ({path}) failed: {str(exc).splitlines()[0]}") from None
-    check_profile(profile, path)
+        raise UsageError(f"decoding seccomp profile ({where}) failed: {str(exc).splitlines()[0]}") from None
+    check_profile(profile, where)
     return leanjson.dumps(profile, separators=(",", ":"))
 
 
@@ -296,7 +306,7 @@ def profile_text(security_opt: list[str]) -> str:
     """The profile a confined container's SecurityOpt names: its own, or the default."""
     for opt in security_opt:
         key, _, value = opt.partition("=")
-        if key == "seccomp" and value != UNCONFINED:
+        if key == "seccomp" and value not in (UNCONFINED, BUILTIN):
             return value
     with open(DEFAULT_PROFILE, encoding="utf-8") as f:
         return f.read()

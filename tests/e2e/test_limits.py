@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -126,6 +127,32 @@ def test_cpu_limits_show_in_the_cgroup_and_in_inspect(cli, busybox):
     assert cli("exec", "cpu", "grep", "Cpus_allowed_list", "/proc/self/status").out.split()[-1] == "0"
 
 
+def test_memory_reservation_oom_kill_disable_and_oom_score_adj(cli, busybox):
+    """docker's --memory-reservation (the v1 soft limit, v2's memory.low), --oom-kill-disable
+    (v1's memory.oom_control) and --oom-score-adj (PID 1's and every exec'd process's)."""
+    cid = run_d(
+        cli, "--name", "soft", "-m", "64m", "--memory-reservation", "16m", "--oom-kill-disable",
+        "--oom-score-adj", "400", "busybox", "sleep", "300",
+    )  # fmt: skip
+    memory = cgroups.owner("memory")
+    if memory.version == 1:
+        assert int(cgroup_file(cid, "memory", "memory.soft_limit_in_bytes")) == 16 * MiB
+        assert "oom_kill_disable 1" in cgroup_file(cid, "memory", "memory.oom_control")
+    else:
+        assert int(cgroup_file(cid, "memory", "memory.low")) == 16 * MiB
+    assert cli("exec", "soft", "cat", "/proc/1/oom_score_adj", "/proc/self/oom_score_adj").out.split() == ["400"] * 2
+    host = inspect(cli, "soft")["HostConfig"]
+    assert (host["MemoryReservation"], host["OomKillDisable"], host["OomScoreAdj"]) == (
+        16 * MiB,
+        memory.version == 1,
+        400,
+    )
+    plain = run_d(cli, "busybox", "sleep", "300")
+    assert (
+        cli("exec", plain, "cat", "/proc/self/oom_score_adj").out == Path("/proc/self/oom_score_adj").read_text()
+    )  # inherited
+
+
 def test_update_changes_limits_live_and_records_them(cli, busybox):
     cid = run_d(cli, "--name", "up", "-m", "32m", "busybox", "sleep", "300")
     assert cgroup_file(
@@ -149,6 +176,10 @@ def test_update_changes_limits_live_and_records_them(cli, busybox):
         "already set memoryswap limit, update the memoryswap at the same time\n"
     )
     assert inspect(cli, "up")["HostConfig"]["Memory"] == 64 * MiB
+    assert cli("update", "--memory-reservation", "16m", "up").code == 0
+    soft = "memory.soft_limit_in_bytes" if cgroups.owner("memory").version == 1 else "memory.low"
+    assert int(cgroup_file(cid, "memory", soft)) == 16 * MiB
+    assert inspect(cli, "up")["HostConfig"]["MemoryReservation"] == 16 * MiB
     no_flags = cli("update", "up")
     assert no_flags.code == 125 and "you must provide one or more flags" in no_flags.err
     bad = cli("update", "--cpus", "lots", "up")

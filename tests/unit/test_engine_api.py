@@ -57,6 +57,31 @@ def test_a_docker_cli_request_means_what_the_same_flags_mean():
     assert _opts(config, "/web") == parse_run_args(argv, environ={}, verb="create")
 
 
+def test_security_memory_oom_and_device_rule_fields_mean_the_flags(tmp_path):
+    """What docker's CLI sends for these flags: the seccomp file's content, not its path."""
+    profile = tmp_path / "p.json"
+    profile.write_text('{\n  "defaultAction": "SCMP_ACT_ALLOW",\n  "syscalls": []\n}\n')
+    config = {
+        "Image": "busybox",
+        "HostConfig": {
+            "SecurityOpt": [f"seccomp={profile.read_text()}", "no-new-privileges"],
+            "Memory": 64 << 20,
+            "MemoryReservation": 16 << 20,
+            "OomKillDisable": True,
+            "OomScoreAdj": 500,
+            "DeviceCgroupRules": ["c 10:229 r", "b 7:* rw"],
+        },
+    }
+    argv = [
+        "--security-opt", f"seccomp={profile}", "--security-opt", "no-new-privileges", "-m", "64m",
+        "--memory-reservation", "16m", "--oom-kill-disable", "--oom-score-adj", "500",
+        "--device-cgroup-rule", "c 10:229 r", "--device-cgroup-rule", "b 7:* rw", "--pull", "never", "busybox",
+    ]  # fmt: skip
+    assert _opts(config) == parse_run_args(argv, environ={}, verb="create")
+    unset = {"Image": "busybox", "HostConfig": {"OomKillDisable": False, "OomScoreAdj": 0, "MemoryReservation": 0}}
+    assert _opts(unset) == parse_run_args(["--pull", "never", "busybox"], environ={}, verb="create")
+
+
 def test_entrypoint_words_become_runs_entrypoint_and_command():
     opts = _opts({"Image": "busybox", "Entrypoint": ["sh", "-c"], "Cmd": ["echo hi"]})
     assert (opts.entrypoint, opts.command) == ("sh", ["-c", "echo hi"])
@@ -135,6 +160,7 @@ def test_an_update_config_is_the_clis_update():
     assert update_changes({"CpuQuota": 50_000, "CpuPeriod": 100_000})[0] == {"NanoCpus": 500_000_000}
     assert update_changes({"PidsLimit": -1, "RestartPolicy": {"Name": ""}})[:2] == ({"PidsLimit": -1}, None)
     assert update_changes({"BlkioWeight": 300})[2] == ["minirun does not apply BlkioWeight: it was ignored"]
+    assert update_changes({"MemoryReservation": 16 << 20}) == ({"MemoryReservation": 16 << 20}, None, [])
     with pytest.raises(ApiError):
         update_changes({"Memory": "64m"})
 

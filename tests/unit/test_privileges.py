@@ -71,6 +71,34 @@ def test_security_opts_are_recorded_as_docker_records_them(tmp_path):
     assert privileges.no_new_privileges([]) is True  # minirun's default
     assert privileges.no_new_privileges(opts) is False  # the last one says
     assert privileges.parse_security_opts(["seccomp=unconfined"]) == ["seccomp=unconfined"]
+    assert privileges.parse_security_opts(["seccomp=builtin"]) == ["seccomp=builtin"]  # docker's default profile
+    assert not privileges.seccomp_unconfined(["seccomp=builtin"], False)
+
+
+def test_an_engine_api_seccomp_value_is_the_profiles_json_never_a_path(tmp_path):
+    """docker's CLI reads the file and sends its content; the server opens no path it is sent."""
+    profile = tmp_path / "p.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+    sent = '{"defaultAction": "SCMP_ACT_ALLOW",\n "syscalls": []}'
+    assert privileges.parse_security_opts([f"seccomp={sent}"], inline_profiles=True) == [
+        'seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[]}'
+    ]
+    assert privileges.parse_security_opts(["seccomp=unconfined", "seccomp=builtin"], inline_profiles=True) == [
+        "seccomp=unconfined",
+        "seccomp=builtin",
+    ]
+    for bad in (str(profile), "{", '{"defaultAction": "SCMP_ACT_NOPE"}', "[]"):
+        with pytest.raises(UsageError, match=r"seccomp profile \(HostConfig.SecurityOpt\)"):
+            privileges.parse_security_opts([f"seccomp={bad}"], inline_profiles=True)
+
+
+def test_a_builtin_seccomp_names_the_default_profile():
+    from minirun.runtime import seccomp
+
+    with open(seccomp.DEFAULT_PROFILE) as f:
+        default = f.read()
+    assert seccomp.profile_text(["seccomp=builtin"]) == seccomp.profile_text([]) == default
+    assert seccomp.profile_text(["seccomp={}"]) == "{}"
     assert privileges.seccomp_unconfined(["seccomp=unconfined"], False)
     assert privileges.seccomp_unconfined([], True) and not privileges.seccomp_unconfined([], False)
 
@@ -295,3 +323,61 @@ def test_v1_lines_deny_everything_first():
     assert devices.v1_lines(list(devices.ALL_DEVICES)) == [("devices.deny", "a"), ("devices.allow", "a")]
     assert devices.rules_for([], True) == list(devices.ALL_DEVICES)
     assert devices.rules_for([["/dev/null", "/dev/n", "r"]], False)[-1] == ("c", 1, 3, "r")
+
+
+def test_device_cgroup_rules_are_dockers_pattern_and_only_rules():
+    assert devices.parse_cgroup_rule("c 10:229 rw") == ("c", 10, 229, "rw")
+    assert devices.parse_cgroup_rule("b 8:* r") == ("b", 8, -1, "r")
+    assert devices.parse_cgroup_rule("c *:* m") == ("c", -1, -1, "m")
+    assert devices.parse_cgroup_rule("c 1:3 rrw") == ("c", 1, 3, "rw")  # as the kernel reads "rrw"
+    assert devices.parse_cgroup_rule("c 1:3 mwr") == ("c", 1, 3, "rwm")
+    # an "a" rule is every device, whatever else it says: runc's emulator and the v1 kernel read it so
+    assert devices.parse_cgroup_rule("a 1:3 r") == devices.ALL_DEVICES[0]
+    for bad in (
+        "c 1:3",
+        "c 1:3 rwx",
+        "c 1:3 rwmr",
+        "x 1:3 r",
+        "c 1 r",
+        "c a:3 r",
+        "c 1:3 r\n",
+        "c  1:3 r",
+        "",
+        "c 1:-1 r",
+    ):
+        with pytest.raises(ValueError):
+            devices.parse_cgroup_rule(bad)
+    with pytest.raises(ValueError):
+        devices.parse_cgroup_rule(f"c {1 << 32}:1 r")
+    rules = devices.rules_for([], False, ["c 10:229 r", "b 7:* rw"])
+    assert rules == [*devices.DEFAULT_RULES, ("c", 10, 229, "r"), ("b", 7, -1, "rw")]
+    assert devices.rules_for([], True, ["c 10:229 r"]) == list(devices.ALL_DEVICES)
+    with pytest.raises(UsageError, match="invalid device cgroup rule format: 'c 10'"):
+        devices.rules_for([], False, ["c 10"])
+    devices.bpf_program([("c", (1 << 32) - 1, 1, "r")])  # a number past the BPF's signed imm still packs
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--device-cgroup-rule", "c 1:3"], 'invalid argument "c 1:3" for "--device-cgroup-rule" flag'),
+        (["--oom-score-adj", "1001"], "Invalid value 1001, range for oom score adj is [-1000, 1000]"),
+        (["--oom-score-adj", "-1001"], "Invalid value -1001, range for oom score adj is [-1000, 1000]"),
+        (["--oom-score-adj", "x"], 'invalid argument "x" for "--oom-score-adj" flag: strconv.ParseInt'),
+    ],
+)
+def test_bad_oom_score_adj_and_device_cgroup_rules(argv, message):
+    from minirun.cli.runargs import parse_run_args
+
+    with pytest.raises(UsageError) as err:
+        parse_run_args([*argv, "img"])
+    assert message in err.value.message
+
+
+def test_oom_score_adj_and_device_cgroup_rules_are_recorded():
+    from minirun.cli.runargs import parse_run_args
+
+    opts = parse_run_args(["--oom-score-adj", "-500", "--device-cgroup-rule", "c 10:* rw", "img"])
+    assert (opts.flags.oom_score_adj, opts.device_cgroup_rules) == (-500, ["c 10:* rw"])
+    opts = parse_run_args(["img"])
+    assert (opts.flags.oom_score_adj, opts.device_cgroup_rules) == (0, [])

@@ -94,6 +94,26 @@ def test_run_options_become_hostconfig_fields_with_dockers_default_swap():
     assert parse_run_args(["--pids-limit", "-1", "img"]).resources == {"PidsLimit": -1}
 
 
+def test_memory_reservation_and_oom_kill_disable_are_dockers_hostconfig_fields():
+    argv = ["-m", "64m", "--memory-reservation", "16m", "--oom-kill-disable", "img"]
+    assert parse_run_args(argv).resources == {
+        "Memory": 64 * MiB,
+        "MemorySwap": 128 * MiB,
+        "MemoryReservation": 16 * MiB,
+        "OomKillDisable": True,
+    }
+    assert parse_run_args(["--oom-kill-disable=false", "img"]).resources == {}  # docker's default: not recorded
+    assert parse_run_args(["--oom-kill-disable=true", "img"]).resources == {"OomKillDisable": True}
+    assert parse_run_args(["--memory-reservation", "6m", "img"]).resources == {"MemoryReservation": 6 * MiB}
+    assert limit_writes({"MemoryReservation": 16 * MiB, "OomKillDisable": True}, 1) == [
+        ("memory", "memory.oom_control", "1"),
+        ("memory", "memory.soft_limit_in_bytes", str(16 * MiB)),
+    ]
+    assert limit_writes({"MemoryReservation": 16 * MiB, "OomKillDisable": True}, 2) == [
+        ("memory", "memory.low", str(16 * MiB))  # (v2 has no OOM switch: discarded at create, with a warning)
+    ]
+
+
 def test_block_io_flags_are_dockers_hostconfig_fields():
     argv = ["--blkio-weight", "300", "--blkio-weight-device", "/dev/vda:200", "--device-read-bps", "/dev/vda:1mb"]
     argv += ["--device-write-bps", "/dev/vda:512k", "--device-read-iops", "/dev/vda:100"]
@@ -148,6 +168,12 @@ def test_block_io_flags_are_dockers_hostconfig_fields():
         (["--blkio-weight-device", "/dev/vda:5"], "invalid weight for device: /dev/vda:5"),
         (["--device-read-bps", "/dev/vda:x"], "invalid rate for device: /dev/vda:x. The correct format is"),
         (["--device-write-iops", "/dev/vda:1k"], "invalid rate for device: /dev/vda:1k."),
+        (["--memory-reservation", "lots"], 'invalid argument "lots" for "--memory-reservation" flag: invalid size'),
+        (["--memory-reservation", "5m"], "Minimum memory reservation allowed is 6MB"),
+        (
+            ["-m", "8m", "--memory-reservation", "16m"],
+            "Minimum memory limit can not be less than memory reservation limit, see usage",
+        ),
     ],
 )
 def test_bad_values_are_usage_errors_in_dockers_words(argv, message):
@@ -208,6 +234,10 @@ def test_update_merges_like_docker():
     }
     with pytest.raises(UsageError, match="memoryswap limit should be larger"):
         merged(current, {"MemorySwap": 16 * MiB})
+    # docker's update --memory-reservation: below the memory limit, 6 MB at least
+    assert merged(current, {"MemoryReservation": 16 * MiB})["MemoryReservation"] == 16 * MiB
+    with pytest.raises(UsageError, match="can not be less than memory reservation limit"):
+        merged(current, {"MemoryReservation": 48 * MiB})
     # no earlier limit: any memory limit goes
     assert merged({}, {"Memory": 100 * MiB, "PidsLimit": 10}) == {"Memory": 100 * MiB, "PidsLimit": 10}
     # 0 or empty changes nothing; a pids limit of 0 or -1 lifts it
@@ -225,6 +255,8 @@ def test_inspect_shows_dockers_names_and_defaults():
         "CpuShares": 0,
         "CpusetCpus": "",
         "PidsLimit": None,
+        "MemoryReservation": 0,
+        "OomKillDisable": False,
         "BlkioWeight": 0,
         "BlkioWeightDevice": [],
         "BlkioDeviceReadBps": [],

@@ -272,11 +272,15 @@ def test_inspect_shows_docker_names_and_defaults():
         "Sysctls": None,
         "Init": None,
         "Ulimits": None,
+        "OomScoreAdj": 0,
+        "DeviceCgroupRules": None,
     }
     assert runconfig.inspect_config(plain) == {}
     given = _config(exposed_ports=["80/tcp"], stop_signal="SIGINT", stop_timeout=3, pid_mode="host", init=True)
     assert runconfig.inspect_config(given) == {"ExposedPorts": {"80/tcp": {}}, "StopSignal": "SIGINT", "StopTimeout": 3}
     assert runconfig.inspect_host_config(given)["PidMode"] == "host" and runconfig.inspect_host_config(given)["Init"]
+    ruled = runconfig.inspect_host_config(_config(oom_score_adj=-20, device_cgroup_rules=["c 10:* r"]))
+    assert (ruled["OomScoreAdj"], ruled["DeviceCgroupRules"]) == (-20, ["c 10:* r"])
 
 
 def test_stop_uses_the_containers_signal_and_timeout():
