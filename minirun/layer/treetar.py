@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from minirun import linux
 from minirun.errors import BadArchive, MinirunError
+from minirun.layer.dirchain import DirChain
 
 IN_CONTAINER = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS
 ON_HOST = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_SYMLINKS | linux.RESOLVE_NO_MAGICLINKS
@@ -111,7 +112,33 @@ class Writer:
         self._links: dict[tuple[int, int], str] = {}
 
     def add(self, dir_fd: int, name: str, arcname: str) -> None:
-        """`name` (one component, or "." for `dir_fd` itself) and, for a directory, all below it."""
+        """`name` (one component, or "." for `dir_fd` itself) and, for a directory, all below it:
+        parents first, each dir's entries sorted. The walk keeps its own stack (layer/dirchain.py):
+        a container may nest dirs deeper than Python's recursion limit and PATH_MAX."""
+        info = self._entry(dir_fd, name, arcname)
+        if info is None:
+            return
+        fd = os.open(name, _READ_DIR, dir_fd=dir_fd)
+        chain = DirChain(fd)
+        try:
+            stack = [(arcname, self._add_dir(fd, info))]
+            while stack:
+                parent, names = stack[-1]
+                if not names:
+                    stack.pop()
+                    if stack:
+                        chain.leave()
+                    continue
+                child = names.pop()
+                info = self._entry(chain.fd(), child, f"{parent}/{child}")
+                if info is not None:
+                    stack.append((info.name, self._add_dir(chain.enter(child), info)))
+        finally:
+            chain.close()
+            os.close(fd)
+
+    def _entry(self, dir_fd: int, name: str, arcname: str) -> tarfile.TarInfo | None:
+        """Archive `name` unless it is a directory: then its header, for _add_dir once it is open."""
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         info = tarfile.TarInfo(arcname)
         info.mode, info.uid, info.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
@@ -119,13 +146,13 @@ class Writer:
         ns = st.st_mtime_ns
         info.mtime = ns // 1_000_000_000 if ns % 1_000_000_000 == 0 else ns / 1e9
         if stat.S_ISDIR(st.st_mode):
-            self._add_dir(dir_fd, name, info)
-        elif stat.S_ISREG(st.st_mode):
+            return info
+        if stat.S_ISREG(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in self._links:
                 info.type, info.linkname = tarfile.LNKTYPE, self._links[key]
                 self.tar.addfile(info)
-                return
+                return None
             if st.st_nlink > 1:
                 self._links[key] = arcname
             self._add_file(dir_fd, name, info)
@@ -139,17 +166,14 @@ class Writer:
         elif stat.S_ISFIFO(st.st_mode):
             info.type = tarfile.FIFOTYPE
             self.tar.addfile(info)
+        return None
 
-    def _add_dir(self, dir_fd: int, name: str, info: tarfile.TarInfo) -> None:
-        fd = os.open(name, _READ_DIR, dir_fd=dir_fd)
-        try:
-            info.type = tarfile.DIRTYPE
-            info.pax_headers = _xattrs(fd)
-            self.tar.addfile(info)
-            for child in sorted(os.listdir(fd)):
-                self.add(fd, child, f"{info.name}/{child}")
-        finally:
-            os.close(fd)
+    def _add_dir(self, fd: int, info: tarfile.TarInfo) -> list[str]:
+        """The header of the dir open at `fd`; its names, last first (a stack's order)."""
+        info.type = tarfile.DIRTYPE
+        info.pax_headers = _xattrs(fd)
+        self.tar.addfile(info)
+        return sorted(os.listdir(fd), reverse=True)
 
     def _add_file(self, dir_fd: int, name: str, info: tarfile.TarInfo) -> None:
         fd = os.open(name, _READ_FILE, dir_fd=dir_fd)
