@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from minirun import linux
 from minirun.errors import BadArchive, MinirunError
+from minirun.layer import longpaths
 from minirun.layer.dirchain import DirChain
 
 IN_CONTAINER = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS
@@ -236,6 +237,7 @@ class Extractor:
         self.warn = warn or (lambda message: None)
         self._dirs: list[tuple[str, int]] = []  # (path below dest, mtime ns): set last
         self._parent: tuple[str, int] | None = None  # the last parent resolved, kept open
+        self._cut_dirs: dict[str, int] = {}  # dirs at the cuts of paths past PATH_MAX, oldest first
 
     def extract(self, stream) -> None:
         old_umask = os.umask(0)  # modes exactly as the archive gives them
@@ -252,6 +254,8 @@ class Extractor:
             os.umask(old_umask)
             if self._parent is not None:
                 os.close(self._parent[1])
+            for fd in self._cut_dirs.values():
+                os.close(fd)
 
     def _path(self, name: str) -> str:
         return f"{self.dest}/{name}" if name else self.dest
@@ -262,11 +266,37 @@ class Extractor:
     def _parent_fd(self, parent: str) -> int:
         if self._parent is not None and self._parent[0] == parent:
             return self._parent[1]
-        fd = self.tree.make_dirs(self._path(parent), self.implied_owner)
+        fd = self._resolve(self._path(parent), make=True)
         if self._parent is not None:
             os.close(self._parent[1])
         self._parent = (parent, fd)
         return fd
+
+    def _resolve(self, path: str, flags: int = _DIR_PATH, make: bool = False) -> int:
+        """tree.open (or make_dirs) of `path`, also past PATH_MAX (a tree a container nested one
+        name at a time): such a path is cut into chunks (layer/longpaths.py), each resolved
+        below the dir of the one before under the tree's rule, so a symlink deep in a path that
+        long resolves within the dir at the last cut, never above it."""
+        tree = self.tree
+        cuts = longpaths.cuts_of(path) if len(path) >= longpaths.SHORT else []
+        if cuts:
+            tree = Tree(self._cut_dir(path, cuts, make), tree.resolve)
+            path = path[cuts[-1] + 1 :]
+        return tree.make_dirs(path, self.implied_owner) if make else tree.open(path, flags)
+
+    def _cut_dir(self, path: str, cuts: list[int], make: bool) -> int:
+        i = len(cuts) - 1
+        while i >= 0 and path[: cuts[i]] not in self._cut_dirs:
+            i -= 1
+        tree = Tree(self._cut_dirs[path[: cuts[i]]], self.tree.resolve) if i >= 0 else self.tree
+        for j in range(i + 1, len(cuts)):
+            chunk = path[cuts[j - 1] + 1 if j else 0 : cuts[j]]
+            fd = tree.make_dirs(chunk, self.implied_owner) if make else tree.open(chunk)
+            if len(self._cut_dirs) >= 64:
+                os.close(self._cut_dirs.pop(next(iter(self._cut_dirs))))  # the oldest (its child is open)
+            self._cut_dirs[path[: cuts[j]]] = fd
+            tree = Tree(fd, self.tree.resolve)
+        return tree.fd
 
     def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         name = self.rename(clean_name(member.name, self.shown_dest))
@@ -358,7 +388,7 @@ class Extractor:
         target_parent, _, target_base = target.rpartition("/")
         if not target_base:
             raise BadArchive(f"hardlink {member.name!r} to the destination itself")
-        target_fd = self.tree.open(self._path(target_parent))
+        target_fd = self._resolve(self._path(target_parent))
         try:
             os.link(target_base, base, src_dir_fd=target_fd, dst_dir_fd=parent_fd, follow_symlinks=False)
         finally:
@@ -368,7 +398,7 @@ class Extractor:
         """Directory times last: every entry made inside one changed its mtime. Deepest first."""
         for name, ns in reversed(self._dirs):
             try:
-                fd = self.tree.open(self._path(name), _READ_DIR)
+                fd = self._resolve(self._path(name), _READ_DIR)
             except OSError:
                 continue  # removed or replaced meanwhile: nothing to date
             try:
