@@ -55,3 +55,22 @@ def test_short_paths_reach_the_bottom(tree):
         assert paths("d/d") == f"{tree}/d/d"  # short: as it is
     finally:
         paths.close()
+
+
+def test_a_dir_chain_holds_few_fds_and_reopens_what_it_closed(tree):
+    from minirun.layer.dirchain import DirChain
+
+    make_deep(tree, 500)
+    before = len(os.listdir("/proc/self/fd"))
+    top = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    chain = DirChain(top)
+    inodes = [os.fstat(top).st_ino]
+    for _ in range(500):
+        inodes.append(os.fstat(chain.enter("d")).st_ino)
+    assert len(os.listdir("/proc/self/fd")) - before < 100
+    while chain.depth:
+        assert os.fstat(chain.fd()).st_ino == inodes[chain.depth]
+        chain.leave()
+    chain.close()
+    os.close(top)
+    assert len(os.listdir("/proc/self/fd")) == before
