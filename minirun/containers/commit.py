@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from minirun.errors import MinirunError
+from minirun.layer.dirchain import DirChain
 from minirun.layer.whiteouts import is_opaque, is_overlay_xattr, is_whiteout, oci_opaque, oci_whiteout
 
 # The walk goes by directory fds, one name at a time, never following a link, and opens a file
@@ -61,68 +62,84 @@ def _changed(name: str) -> MinirunError:
 
 def _entries(root: str, oci_whiteouts: bool) -> Iterator[tuple[tarfile.TarInfo, tuple[int, str] | None]]:
     """(header, (dir fd, name) of the file to copy) for every entry below `root`, parents first,
-    sorted."""
+    sorted. The walk keeps its own stack (layer/dirchain.py): a container may nest dirs deeper
+    than Python's recursion limit and PATH_MAX."""
     links: dict[tuple[int, int], str] = {}
-
-    def visit(dir_fd: int, rel: str) -> Iterator[tuple[tarfile.TarInfo, tuple[int, str] | None]]:
-        with os.scandir(dir_fd) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            name = f"{rel}/{entry.name}" if rel else entry.name
-            st = entry.stat(follow_symlinks=False)
+    root_fd = os.open(root, _READ_DIR)
+    chain = DirChain(root_fd)
+    try:
+        # per level: the dir's path in the tar, and its names yet to visit (reversed: pop() is next)
+        stack = [("", _sorted_names(root_fd))]
+        while stack:
+            rel, names = stack[-1]
+            if not names:
+                stack.pop()
+                if stack:
+                    chain.leave()
+                continue
+            entry = names.pop()
+            dir_fd = chain.fd()
+            name = f"{rel}/{entry}" if rel else entry
+            st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
             if is_whiteout(st):
                 if oci_whiteouts:  # overlay's whiteout -> OCI's
-                    info = tarfile.TarInfo(oci_whiteout(rel, entry.name))
+                    info = tarfile.TarInfo(oci_whiteout(rel, entry))
                     info.mtime, info.uname, info.gname = int(st.st_mtime), "", ""
                     yield info, None
                 continue
             # the last component is never followed; /proc/self/fd/N is the directory we hold
-            info = _info(f"/proc/self/fd/{dir_fd}/{entry.name}", name, st)
+            info = _info(f"/proc/self/fd/{dir_fd}/{entry}", name, st)
             if stat.S_ISDIR(st.st_mode):
                 try:
-                    fd = os.open(entry.name, _READ_DIR, dir_fd=dir_fd)
+                    fd = chain.enter(entry)
                 except OSError as exc:
                     if exc.errno in (errno.ENOTDIR, errno.ELOOP):
                         raise _changed(name) from None
                     raise
-                try:
-                    info.type = tarfile.DIRTYPE
-                    yield info, None
-                    if oci_whiteouts and is_opaque(fd):
-                        marker = tarfile.TarInfo(oci_opaque(name))
-                        marker.mtime, marker.uname, marker.gname = int(st.st_mtime), "", ""
-                        yield marker, None
-                    yield from visit(fd, name)
-                finally:
-                    os.close(fd)
+                stack.append((name, _sorted_names(fd)))
+                info.type = tarfile.DIRTYPE
+                yield info, None
+                if oci_whiteouts and is_opaque(chain.fd()):
+                    marker = tarfile.TarInfo(oci_opaque(name))
+                    marker.mtime, marker.uname, marker.gname = int(st.st_mtime), "", ""
+                    yield marker, None
                 continue
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-                if key in links:
-                    info.type, info.linkname = tarfile.LNKTYPE, links[key]
-                    yield info, None
-                    continue
-                links[key] = name
-            if stat.S_ISREG(st.st_mode):
-                info.type, info.size = tarfile.REGTYPE, st.st_size
-                yield info, (dir_fd, entry.name)
-            elif stat.S_ISLNK(st.st_mode):
-                info.type, info.linkname = tarfile.SYMTYPE, _readlink(dir_fd, entry.name, name)
-                yield info, None
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-                yield info, None
-            elif stat.S_ISFIFO(st.st_mode):
-                info.type = tarfile.FIFOTYPE
-                yield info, None
-            # sockets are not archived (tar cannot hold them; docker skips them too)
-
-    root_fd = os.open(root, _READ_DIR)
-    try:
-        yield from visit(root_fd, "")
+            yield from _non_dir(dir_fd, entry, name, st, info, links)
     finally:
+        chain.close()
         os.close(root_fd)
+
+
+def _sorted_names(fd: int) -> list[str]:
+    """The names in dir `fd`, last first (a stack's order)."""
+    with os.scandir(fd) as it:
+        return sorted((entry.name for entry in it), reverse=True)
+
+
+def _non_dir(
+    dir_fd: int, entry: str, name: str, st: os.stat_result, info: tarfile.TarInfo, links: dict[tuple[int, int], str]
+) -> Iterator[tuple[tarfile.TarInfo, tuple[int, str] | None]]:
+    key = (st.st_dev, st.st_ino)
+    if st.st_nlink > 1:
+        if key in links:
+            info.type, info.linkname = tarfile.LNKTYPE, links[key]
+            yield info, None
+            return
+        links[key] = name
+    if stat.S_ISREG(st.st_mode):
+        info.type, info.size = tarfile.REGTYPE, st.st_size
+        yield info, (dir_fd, entry)
+    elif stat.S_ISLNK(st.st_mode):
+        info.type, info.linkname = tarfile.SYMTYPE, _readlink(dir_fd, entry, name)
+        yield info, None
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        yield info, None
+    elif stat.S_ISFIFO(st.st_mode):
+        info.type = tarfile.FIFOTYPE
+        yield info, None
+    # sockets are not archived (tar cannot hold them; docker skips them too)
 
 
 def _readlink(dir_fd: int, name: str, shown: str) -> str:

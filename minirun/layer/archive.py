@@ -44,6 +44,7 @@ from minirun.layer.compression import (
     is_decompressor_error,
 )
 from minirun.layer.filewriter import NO_CHANGE, FileWriter, WriterFailed, can_fork, set_xattrs
+from minirun.layer.longpaths import SHORT, ShortPaths
 from minirun.layer.tarheaders import HeaderReader, TarMember, Unsupported, open_tarfile, pax_xattrs
 from minirun.layer.whiteouts import (
     WHITEOUT_PREFIX,
@@ -137,6 +138,7 @@ def apply_layer(
     _umask_zero.enter()
     writer = None
     mapped = None
+    applier = None
     try:
         plain = _is_plain_file(stream)
         if can_fork():  # after umask 0: the writer inherits it
@@ -185,6 +187,8 @@ def apply_layer(
             writer.stop()
         if mapped is not None:
             mapped.close()
+        if applier is not None:
+            applier.close()
         _umask_zero.leave()
     if recorded not in (None, tar_size):
         raise BadArchive(f"layer tar recorded as {recorded} bytes, read {tar_size}")
@@ -905,6 +909,7 @@ class _Applier:
     def __init__(self, root: str, writer: FileWriter | None = None) -> None:
         self.root = root
         self.writer = writer
+        self._paths = ShortPaths(root)
         self.kinds: dict[str, str] = {"": _DIR}
         self.explicit: set[str] = set()  # paths named by a member (implicit parents are not)
         self.opaque: set[str] = set()
@@ -956,7 +961,11 @@ class _Applier:
         self.dirs[path] = parent  # same ACL, group and setgid doubts as its parent
 
     def _host(self, path: str) -> str:
-        return f"{self.root}/{path}" if path else self.root
+        """`path` as calls take it, past PATH_MAX too (layer/longpaths.py): such a path is valid in
+        this process only, so what follows is created here, not by the writer."""
+        if len(path) + len(self.root) >= SHORT and self.writer is not None:
+            self.write_here()
+        return self._paths(path)
 
     # -- members -------------------------------------------------------------------------
     def apply(self, member: TarMember, source) -> None:
@@ -1031,12 +1040,13 @@ class _Applier:
 
     def _file(self, path: str, member: TarMember, source, parent: _DirState) -> None:
         mode = member.mode & 0o7777
+        host = self._host(path)
         writer = self.writer
         # Created here instead when the writer has plenty to do: its creates come before later
         # members', and this one depends on none of them (its directory is made; a hardlink to
         # it is queued after it exists).
         if writer is not None and not writer.lagging():
-            writer.open(f"{self.root}/{path}", mode & 0o777 if parent.exact else 0o600)
+            writer.open(host, mode & 0o777 if parent.exact else 0o600)
             if member.size:
                 source.fill(writer, member, path)
             writer.close(
@@ -1048,7 +1058,7 @@ class _Applier:
             )
             self.size += member.size
             return
-        fd = os.open(f"{self.root}/{path}", _OPEN_FLAGS, mode & 0o777 if parent.exact else 0o600)
+        fd = os.open(host, _OPEN_FLAGS, mode & 0o777 if parent.exact else 0o600)
         try:
             if member.size:
                 source.copy(fd, member, path)
@@ -1072,7 +1082,18 @@ class _Applier:
         if kind in (_DIR, _WHITEOUT):
             raise BadArchive(f"refusing hardlink to a {kind}: {member.name!r} -> {member.linkname!r}")
         self._claim(path, kind, member.name)
-        if self.writer is not None:  # after the create of its target, in the writer's order
+        if max(len(target), len(path)) + len(self.root) >= SHORT:
+            self.write_here()  # two long paths: each made valid in turn, by a dir opened here
+            with _opened_dir(self._host(target.rpartition("/")[0])) as target_dir:
+                with _opened_dir(self._host(path.rpartition("/")[0])) as dir_fd:
+                    os.link(
+                        target.rpartition("/")[2],
+                        path.rpartition("/")[2],
+                        src_dir_fd=target_dir,
+                        dst_dir_fd=dir_fd,
+                        follow_symlinks=False,
+                    )
+        elif self.writer is not None:  # after the create of its target, in the writer's order
             self.writer.link(self._host(target), self._host(path))
         else:
             os.link(self._host(target), self._host(path), follow_symlinks=False)
@@ -1122,7 +1143,7 @@ class _Applier:
         self.dirs[path] = _DirState(
             exact=parent.exact and not acl, ours=member.gid == self.egid, sgid=bool(mode & stat.S_ISGID)
         )
-        self.dir_times.append((host, member.mtime_ns))
+        self.dir_times.append((path, member.mtime_ns))
 
     def _xattrs(self, member: TarMember) -> tuple[str, dict[str, bytes]] | None:
         """The member's xattrs to set (overlay's own never), with its name for messages."""
@@ -1155,7 +1176,20 @@ class _Applier:
             except WriterFailed as failure:
                 raise failure.exception() from None
         for path, mtime_ns in reversed(self.dir_times):
-            os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+            os.utime(self._paths(path), ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+
+    def close(self) -> None:
+        """Close the dirs held open for long paths."""
+        self._paths.close()
+
+
+@contextlib.contextmanager
+def _opened_dir(path: str) -> Iterator[int]:
+    fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _may_have_default_acl(path: str) -> bool:

@@ -18,6 +18,7 @@ import errno
 import os
 import stat
 
+from minirun.layer.dirchain import DirChain
 from minirun.layer.whiteouts import is_opaque, is_whiteout
 
 MODIFIED, ADDED, DELETED = "C", "A", "D"
@@ -127,100 +128,168 @@ def _same(a: os.stat_result, b: os.stat_result, a_path: str, b_path: str) -> boo
 def changes(upper: str, lowers: list[str]) -> list[Change]:
     """Changes of the union (upper over lowers, topmost first) against the lowers, sorted by path."""
     result: list[Change] = []
-    with _Dir(upper) as here:
-        if here is not None:
-            _walk(here, "", _Lowers(lowers), result, hidden=is_opaque(upper))
+    try:
+        top = os.open(upper, _READ_DIR)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            return result
+        raise
+    try:
+        _walk(top, _Lowers(lowers), result, hidden=is_opaque(top))
+    finally:
+        os.close(top)
     result.sort(key=lambda c: c.path)
     return result
 
 
-class _Dir:
-    """A dir of the upper held open, as a path that reaches it through the fd (/proc/self/fd/N):
-    a running container may swap a dir for a symlink to a host dir while we walk, and the walk
-    must never list that (its names would show in diff). None: no longer a dir."""
+# Every dir of the upper is opened by one name below one held open (layer/dirchain.py), never
+# followed: a running container may swap a dir for a symlink to a host dir while we walk, and the
+# walk must never list that (its names would show in diff). The walks keep their own stacks: a
+# container may nest dirs deeper than Python's recursion limit and PATH_MAX.
+_READ_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_GONE = (errno.ELOOP, errno.ENOTDIR, errno.ENOENT)  # no longer a dir: nothing below it to tell
 
-    def __init__(self, path: str) -> None:
-        self.path, self.fd = path, -1
-
-    def __enter__(self) -> str | None:
-        try:
-            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
-                return None
-            raise
-        return f"/proc/self/fd/{self.fd}"
-
-    def __exit__(self, *_: object) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
+# d_type, read with the names: dirs, files and links told apart without a syscall
+_IS_DIR, _IS_FILE, _IS_OTHER = 0, 1, 2
 
 
-def _walk(here: str, rel: str, lowers: _Lowers, out: list[Change], hidden: bool) -> bool:
-    """Report the changes inside dir `rel` (held open at `here`), which the image also has as a
-    dir; `hidden`: the lowers' entries do not show through here (an opaque dir, or inside one).
-    True if any."""
-    before = len(out)
-    image = lowers.children(rel) or {}
-    present = set()
-    with os.scandir(here) as it:
-        entries = list(it)
-    for entry in entries:
-        child = f"{rel}/{entry.name}" if rel else entry.name
-        shown = "/" + child
-        is_dir = entry.is_dir(follow_symlinks=False)
-        # d_type tells dirs, files and links apart without a syscall: only other kinds can be
-        # whiteouts, and only entries the image also has need their lstat compared
-        if not is_dir and not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
-            if is_whiteout(entry.stat(follow_symlinks=False)):
-                if entry.name in image and shown not in PROVIDED:
+def _listing(fd: int) -> list[tuple[str, int]]:
+    with os.scandir(fd) as it:
+        return [
+            (
+                entry.name,
+                _IS_DIR
+                if entry.is_dir(follow_symlinks=False)
+                else _IS_FILE
+                if entry.is_file(follow_symlinks=False) or entry.is_symlink()
+                else _IS_OTHER,
+            )
+            for entry in it
+        ]
+
+
+class _Frame:
+    """A dir of the upper the image also has as a dir, being walked."""
+
+    __slots__ = ("rel", "entries", "image", "present", "hidden", "before", "name", "had")
+
+    def __init__(self, rel: str, fd: int, lowers: _Lowers, hidden: bool, before: int) -> None:
+        self.rel, self.hidden, self.before = rel, hidden, before
+        self.entries = _listing(fd)
+        self.entries.reverse()  # pop() takes them in the listing's order
+        self.image = lowers.children(rel) or {}
+        self.present: set[str] = set()
+        self.name = ""  # the child dir being walked
+        self.had: os.stat_result | None = None  # and the image's lstat of it
+
+
+def _walk(top: int, lowers: _Lowers, out: list[Change], hidden: bool) -> None:
+    """Report the changes inside the upper (held open at `top`), which the image has as a dir;
+    `hidden`: the lowers' entries do not show through (an opaque dir, or inside one)."""
+    chain = DirChain(top)
+    stack = [_Frame("", top, lowers, hidden, 0)]
+    try:
+        while stack:
+            frame = stack[-1]
+            if not frame.entries:
+                _finish_dir(frame, out)
+                stack.pop()
+                if stack:  # the parent's own line for the dir just walked
+                    chain.leave()
+                    parent = stack[-1]
+                    shown = f"/{frame.rel}"
+                    st = os.stat(parent.name, dir_fd=chain.fd(), follow_symlinks=False)
+                    had = parent.had
+                    assert had is not None
+                    if shown not in PROVIDED and (len(out) > frame.before or not _same(st, had, "", "")):
+                        out.append(Change(MODIFIED, shown))
+                continue
+            name, kind = frame.entries.pop()
+            dir_fd = chain.fd()
+            child = f"{frame.rel}/{name}" if frame.rel else name
+            shown = "/" + child
+            if kind == _IS_OTHER and is_whiteout(os.stat(name, dir_fd=dir_fd, follow_symlinks=False)):
+                if name in frame.image and shown not in PROVIDED:
                     out.append(Change(DELETED, shown))
                 continue
-        present.add(entry.name)
-        had = image.get(entry.name)
-        if is_dir and had is not None and stat.S_ISDIR(had.st_mode):
-            with _Dir(entry.path) as below:
-                inner = below is not None and _walk(below, child, lowers, out, hidden or is_opaque(entry.path))
-            if shown not in PROVIDED and (inner or not _same(entry.stat(follow_symlinks=False), had, entry.path, "")):
+            frame.present.add(name)
+            had = frame.image.get(name)
+            is_dir = kind == _IS_DIR
+            if is_dir and had is not None and stat.S_ISDIR(had.st_mode):
+                try:
+                    below = chain.enter(name)
+                except OSError as exc:
+                    if exc.errno not in _GONE:
+                        raise
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    if shown not in PROVIDED and not _same(st, had, "", ""):
+                        out.append(Change(MODIFIED, shown))
+                    continue
+                frame.name, frame.had = name, had
+                stack.append(_Frame(child, below, lowers, frame.hidden or is_opaque(below), len(out)))
+            elif shown in PROVIDED:
+                continue  # a mount point's stub, made in the upper for a 500-layer image
+            elif had is None:
+                out.append(Change(ADDED, shown))
+                if is_dir:
+                    _all_added(chain, name, child, out)
+            elif is_dir:  # a dir where the image had a file: all inside is new
+                _all_added(chain, name, child, out)
                 out.append(Change(MODIFIED, shown))
-        elif shown in PROVIDED:
-            continue  # a mount point's stub, made in the upper for a 500-layer image
-        elif had is None:
-            out.append(Change(ADDED, shown))
-            if is_dir:
-                _all_added(entry.path, child, out)
-        elif is_dir:  # a dir where the image had a file: all inside is new
-            _all_added(entry.path, child, out)
-            out.append(Change(MODIFIED, shown))
-        elif not _same(entry.stat(follow_symlinks=False), had, entry.path, _lower_path(lowers, child)):
-            out.append(Change(MODIFIED, shown))
-    if hidden:
-        for name in image.keys() - present:
-            shown = f"/{rel}/{name}" if rel else f"/{name}"
-            if shown not in PROVIDED:
-                out.append(Change(DELETED, shown))
-    return len(out) > before
+            else:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if not _same(st, had, f"/proc/self/fd/{dir_fd}/{name}", _lower_path(lowers, child)):
+                    out.append(Change(MODIFIED, shown))
+    finally:
+        chain.close()
 
 
-def _all_added(path: str, rel: str, out: list[Change]) -> None:
-    """Everything inside a dir the image did not have (whiteouts there hide nothing)."""
-    with _Dir(path) as here:
-        if here is None:
+def _finish_dir(frame: _Frame, out: list[Change]) -> None:
+    """What the image has in an opaque dir (or inside one) that the upper does not show: deleted."""
+    if not frame.hidden:
+        return
+    rel = frame.rel
+    for name in frame.image.keys() - frame.present:
+        shown = f"/{rel}/{name}" if rel else f"/{name}"
+        if shown not in PROVIDED:
+            out.append(Change(DELETED, shown))
+
+
+def _all_added(chain: DirChain, name: str, rel: str, out: list[Change]) -> None:
+    """Everything inside dir `name` of the chain's current dir, which the image did not have
+    (whiteouts there hide nothing). The chain is back where it was when this returns."""
+    depth = chain.depth
+    try:
+        fd = chain.enter(name)
+    except OSError as exc:
+        if exc.errno in _GONE:
             return
-        with os.scandir(here) as it:
-            entries = list(it)
-        for entry in entries:  # entry.path reaches it through `here`: inside the with
-            child = f"{rel}/{entry.name}"
-            if entry.is_dir(follow_symlinks=False):
+        raise
+    stack = [(rel, _listing(fd))]
+    try:
+        while stack:
+            rel, entries = stack[-1]
+            if not entries:
+                stack.pop()
+                chain.leave()
+                continue
+            name, kind = entries.pop()
+            child = f"{rel}/{name}"
+            if kind == _IS_DIR:
                 out.append(Change(ADDED, "/" + child))
-                _all_added(entry.path, child, out)
+                try:
+                    fd = chain.enter(name)
+                except OSError as exc:
+                    if exc.errno in _GONE:
+                        continue
+                    raise
+                stack.append((child, _listing(fd)))
             # d_type answers for files and links; only the rest (devices, fifos) need an lstat
-            elif (
-                entry.is_file(follow_symlinks=False)
-                or entry.is_symlink()
-                or not is_whiteout(entry.stat(follow_symlinks=False))
-            ):
+            elif kind == _IS_FILE or not is_whiteout(os.stat(name, dir_fd=chain.fd(), follow_symlinks=False)):
                 out.append(Change(ADDED, "/" + child))
+    finally:
+        while chain.depth > depth:
+            chain.leave()
 
 
 def _lower_path(lowers: _Lowers, rel: str) -> str:

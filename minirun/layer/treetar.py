@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 from minirun import linux
 from minirun.errors import BadArchive, MinirunError
+from minirun.layer import longpaths
+from minirun.layer.dirchain import DirChain
 
 IN_CONTAINER = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS
 ON_HOST = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_SYMLINKS | linux.RESOLVE_NO_MAGICLINKS
@@ -111,7 +113,33 @@ class Writer:
         self._links: dict[tuple[int, int], str] = {}
 
     def add(self, dir_fd: int, name: str, arcname: str) -> None:
-        """`name` (one component, or "." for `dir_fd` itself) and, for a directory, all below it."""
+        """`name` (one component, or "." for `dir_fd` itself) and, for a directory, all below it:
+        parents first, each dir's entries sorted. The walk keeps its own stack (layer/dirchain.py):
+        a container may nest dirs deeper than Python's recursion limit and PATH_MAX."""
+        info = self._entry(dir_fd, name, arcname)
+        if info is None:
+            return
+        fd = os.open(name, _READ_DIR, dir_fd=dir_fd)
+        chain = DirChain(fd)
+        try:
+            stack = [(arcname, self._add_dir(fd, info))]
+            while stack:
+                parent, names = stack[-1]
+                if not names:
+                    stack.pop()
+                    if stack:
+                        chain.leave()
+                    continue
+                child = names.pop()
+                info = self._entry(chain.fd(), child, f"{parent}/{child}")
+                if info is not None:
+                    stack.append((info.name, self._add_dir(chain.enter(child), info)))
+        finally:
+            chain.close()
+            os.close(fd)
+
+    def _entry(self, dir_fd: int, name: str, arcname: str) -> tarfile.TarInfo | None:
+        """Archive `name` unless it is a directory: then its header, for _add_dir once it is open."""
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         info = tarfile.TarInfo(arcname)
         info.mode, info.uid, info.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
@@ -119,13 +147,13 @@ class Writer:
         ns = st.st_mtime_ns
         info.mtime = ns // 1_000_000_000 if ns % 1_000_000_000 == 0 else ns / 1e9
         if stat.S_ISDIR(st.st_mode):
-            self._add_dir(dir_fd, name, info)
-        elif stat.S_ISREG(st.st_mode):
+            return info
+        if stat.S_ISREG(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in self._links:
                 info.type, info.linkname = tarfile.LNKTYPE, self._links[key]
                 self.tar.addfile(info)
-                return
+                return None
             if st.st_nlink > 1:
                 self._links[key] = arcname
             self._add_file(dir_fd, name, info)
@@ -139,17 +167,14 @@ class Writer:
         elif stat.S_ISFIFO(st.st_mode):
             info.type = tarfile.FIFOTYPE
             self.tar.addfile(info)
+        return None
 
-    def _add_dir(self, dir_fd: int, name: str, info: tarfile.TarInfo) -> None:
-        fd = os.open(name, _READ_DIR, dir_fd=dir_fd)
-        try:
-            info.type = tarfile.DIRTYPE
-            info.pax_headers = _xattrs(fd)
-            self.tar.addfile(info)
-            for child in sorted(os.listdir(fd)):
-                self.add(fd, child, f"{info.name}/{child}")
-        finally:
-            os.close(fd)
+    def _add_dir(self, fd: int, info: tarfile.TarInfo) -> list[str]:
+        """The header of the dir open at `fd`; its names, last first (a stack's order)."""
+        info.type = tarfile.DIRTYPE
+        info.pax_headers = _xattrs(fd)
+        self.tar.addfile(info)
+        return sorted(os.listdir(fd), reverse=True)
 
     def _add_file(self, dir_fd: int, name: str, info: tarfile.TarInfo) -> None:
         fd = os.open(name, _READ_FILE, dir_fd=dir_fd)
@@ -212,6 +237,7 @@ class Extractor:
         self.warn = warn or (lambda message: None)
         self._dirs: list[tuple[str, int]] = []  # (path below dest, mtime ns): set last
         self._parent: tuple[str, int] | None = None  # the last parent resolved, kept open
+        self._cut_dirs: dict[str, int] = {}  # dirs at the cuts of paths past PATH_MAX, oldest first
 
     def extract(self, stream) -> None:
         old_umask = os.umask(0)  # modes exactly as the archive gives them
@@ -228,6 +254,8 @@ class Extractor:
             os.umask(old_umask)
             if self._parent is not None:
                 os.close(self._parent[1])
+            for fd in self._cut_dirs.values():
+                os.close(fd)
 
     def _path(self, name: str) -> str:
         return f"{self.dest}/{name}" if name else self.dest
@@ -238,11 +266,37 @@ class Extractor:
     def _parent_fd(self, parent: str) -> int:
         if self._parent is not None and self._parent[0] == parent:
             return self._parent[1]
-        fd = self.tree.make_dirs(self._path(parent), self.implied_owner)
+        fd = self._resolve(self._path(parent), make=True)
         if self._parent is not None:
             os.close(self._parent[1])
         self._parent = (parent, fd)
         return fd
+
+    def _resolve(self, path: str, flags: int = _DIR_PATH, make: bool = False) -> int:
+        """tree.open (or make_dirs) of `path`, also past PATH_MAX (a tree a container nested one
+        name at a time): such a path is cut into chunks (layer/longpaths.py), each resolved
+        below the dir of the one before under the tree's rule, so a symlink deep in a path that
+        long resolves within the dir at the last cut, never above it."""
+        tree = self.tree
+        cuts = longpaths.cuts_of(path) if len(path) >= longpaths.SHORT else []
+        if cuts:
+            tree = Tree(self._cut_dir(path, cuts, make), tree.resolve)
+            path = path[cuts[-1] + 1 :]
+        return tree.make_dirs(path, self.implied_owner) if make else tree.open(path, flags)
+
+    def _cut_dir(self, path: str, cuts: list[int], make: bool) -> int:
+        i = len(cuts) - 1
+        while i >= 0 and path[: cuts[i]] not in self._cut_dirs:
+            i -= 1
+        tree = Tree(self._cut_dirs[path[: cuts[i]]], self.tree.resolve) if i >= 0 else self.tree
+        for j in range(i + 1, len(cuts)):
+            chunk = path[cuts[j - 1] + 1 if j else 0 : cuts[j]]
+            fd = tree.make_dirs(chunk, self.implied_owner) if make else tree.open(chunk)
+            if len(self._cut_dirs) >= 64:
+                os.close(self._cut_dirs.pop(next(iter(self._cut_dirs))))  # the oldest (its child is open)
+            self._cut_dirs[path[: cuts[j]]] = fd
+            tree = Tree(fd, self.tree.resolve)
+        return tree.fd
 
     def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         name = self.rename(clean_name(member.name, self.shown_dest))
@@ -334,7 +388,7 @@ class Extractor:
         target_parent, _, target_base = target.rpartition("/")
         if not target_base:
             raise BadArchive(f"hardlink {member.name!r} to the destination itself")
-        target_fd = self.tree.open(self._path(target_parent))
+        target_fd = self._resolve(self._path(target_parent))
         try:
             os.link(target_base, base, src_dir_fd=target_fd, dst_dir_fd=parent_fd, follow_symlinks=False)
         finally:
@@ -344,7 +398,7 @@ class Extractor:
         """Directory times last: every entry made inside one changed its mtime. Deepest first."""
         for name, ns in reversed(self._dirs):
             try:
-                fd = self.tree.open(self._path(name), _READ_DIR)
+                fd = self._resolve(self._path(name), _READ_DIR)
             except OSError:
                 continue  # removed or replaced meanwhile: nothing to date
             try:

@@ -176,46 +176,62 @@ def try_flock(fd: int) -> bool:
 def tree_size(path: str) -> int:
     """docker's directory.Size: lstat sizes of all but dirs, a hardlinked inode once; symlinks
     are never followed and a tree that changes meanwhile (a running container) is tolerated.
-    Each dir is opened below the top with no link followed on the way (openat2): a container
-    that swaps a dir for a link to / meanwhile never has the host's tree walked as its own."""
-    from minirun import linux
+    Each dir is opened by one name below a dir held open, never following a link
+    (layer/dirchain.py): a container that swaps a dir for a link to / meanwhile never has the
+    host's tree walked as its own, and one that nests dirs past PATH_MAX has them all counted."""
+    from minirun.layer.dirchain import DirChain
 
-    resolve = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_SYMLINKS
-    total = 0
-    seen: set[tuple[int, int]] = set()
+    sizes = _Sizes()
     try:
         top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return 0
+    chain = DirChain(top)
     try:
-        pending = ["."]
-        while pending:
-            rel = pending.pop()
-            try:
-                fd = linux.openat2(top, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, resolve)
-            except OSError:
+        stack = [sizes.scan(top)]  # per level: the dirs in it yet to visit
+        while stack:
+            names = stack[-1]
+            if not names:
+                stack.pop()
+                if stack:
+                    chain.leave()
                 continue
+            depth = chain.depth
             try:
-                with os.scandir(fd) as it:
-                    for entry in it:
-                        try:
-                            st = entry.stat(follow_symlinks=False)
-                        except OSError:
-                            continue
-                        if stat.S_ISDIR(st.st_mode):
-                            pending.append(f"{rel}/{entry.name}")
-                            continue
-                        if st.st_nlink > 1:
-                            key = (st.st_dev, st.st_ino)
-                            if key in seen:
-                                continue
-                            seen.add(key)
-                        total += st.st_size
-            finally:
-                os.close(fd)
+                stack.append(sizes.scan(chain.enter(names.pop())))
+            except OSError:  # gone, or no longer a dir
+                if chain.depth > depth:
+                    chain.leave()
     finally:
+        chain.close()
         os.close(top)
-    return total
+    return sizes.total
+
+
+class _Sizes:
+    def __init__(self) -> None:
+        self.total = 0
+        self.seen: set[tuple[int, int]] = set()
+
+    def scan(self, fd: int) -> list[str]:
+        """Count what dir `fd` holds but its dirs; their names."""
+        dirs = []
+        with os.scandir(fd) as it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    dirs.append(entry.name)
+                    continue
+                if st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    if key in self.seen:
+                        continue
+                    self.seen.add(key)
+                self.total += st.st_size
+        return dirs
 
 
 USER_DB_LIMIT = 1 << 20  # bytes of an image's /etc/passwd or /etc/group read on the host's side, at most

@@ -1,0 +1,126 @@
+"""Trees a container nests deeper than the host's verbs could once walk: past Python's recursion
+limit (a RecursionError in diff, commit, export and cp) and past PATH_MAX (4,096 bytes, where
+whole-path calls fail with ENAMETOOLONG and tree_size skipped what lay below). Each verb works
+and what it makes holds the file at the bottom."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+
+import pytest
+
+from minirun.store.fsutil import remove_tree
+from tests.forkserver import run_minirun
+
+MAKE = "mk() { p=$1; i=0; while [ $i -lt $2 ]; do p=$p/d; i=$((i+1)); done; mkdir -p $p && echo $p; }; "
+SHAPES = {
+    # 1,500 levels (3,000 bytes): past the recursion limit, within PATH_MAX
+    "deep": ("d", MAKE + "b=$(mk /d 1499) && echo bottom > $b/f", "d/" * 1500 + "f"),
+    # 2,202 levels (4,400 bytes): past both; a path that long can be made only by moving a
+    # tree below another, as no call takes it whole
+    "long": (
+        "y",
+        MAKE + "b=$(mk /x 1100) && echo bottom > $b/f && t=$(mk /y 1100) && mv /x $t/x",
+        "y/" + "d/" * 1100 + "x/" + "d/" * 1100 + "f",
+    ),
+}
+
+
+@pytest.fixture(params=sorted(SHAPES))
+def shape(request):
+    return SHAPES[request.param]
+
+
+@pytest.fixture
+def deep(cli, busybox, tmp_path, shape):
+    """A stopped container named `deep` holding the shape's tree; (its top dir, the bottom file).
+    pytest's own cleanup (shutil.rmtree, recursive) fails on trees this deep, GNU rm takes
+    seconds: minirun's remove_tree does it."""
+    top, script, bottom = shape
+    made = cli("run", "--name", "deep", "--network", "none", "busybox", "sh", "-c", script)
+    assert made.code == 0, made.err
+    yield top, bottom
+    for name in os.listdir(tmp_path):  # the store is there too
+        remove_tree(str(tmp_path / name))
+
+
+def read_below(top: str, rel: str) -> bytes:
+    """A file below `top` by a path longer than PATH_MAX: one name at a time."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    parts = rel.split("/")
+    for name in parts[:-1]:
+        below = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        os.close(fd)
+        fd = below
+    try:
+        with open(os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd), "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def member_bytes(data: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.extractfile(name)
+        assert member is not None
+        return member.read()
+
+
+def test_diff(cli, deep):
+    _, bottom = deep
+    diff = cli("diff", "deep")
+    assert diff.code == 0, diff.err
+    assert f"A /{bottom}" in diff.out.splitlines()
+
+
+def test_commit_and_run(cli, deep):
+    top, bottom = deep
+    committed = cli("commit", "deep", "deep:1")
+    assert committed.code == 0, committed.err
+    # in the new container, the bottom is reached in two halves, each within PATH_MAX
+    head, _, tail = bottom.rpartition("/x/") if "/x/" in bottom else ("", "", bottom)
+    reach = f"cd /{head} && cat x/{tail}" if head else f"cat /{tail}"  # no path is past PATH_MAX
+    run = cli("run", "--rm", "--network", "none", "deep:1", "sh", "-c", reach)
+    assert (run.code, run.out) == (0, "bottom\n"), run.err
+
+
+def test_export(cli, deep, tmp_path):
+    _, bottom = deep
+    out = tmp_path / "export.tar"
+    exported = cli("export", "deep", "-o", str(out))
+    assert exported.code == 0, exported.err
+    assert member_bytes(out.read_bytes(), bottom) == b"bottom\n"
+
+
+def test_cp_out_of_the_container(cli, deep, tmp_path):
+    top, bottom = deep
+    copied = cli("cp", f"deep:/{top}", str(tmp_path / "out"))
+    assert copied.code == 0, copied.err
+    assert read_below(str(tmp_path / "out"), bottom.partition("/")[2]) == b"bottom\n"
+
+
+def test_cp_to_a_stream(deep, isolated_store):
+    top, bottom = deep
+    code, out, err = run_minirun(["cp", f"deep:/{top}", "-"], dict(os.environ, MINIRUN_ROOT=str(isolated_store)))
+    assert code == 0, err
+    assert member_bytes(out, bottom) == b"bottom\n"
+
+
+def test_size_counts_the_bottom(cli, deep):
+    listed = cli("ps", "-a", "-s", "--format", "{{.Size}}")
+    assert listed.code == 0, listed.err
+    assert listed.out.split()[0] == "7B", listed.out  # "bottom\n"
+
+
+def test_export_then_import_and_run(cli, deep, tmp_path):
+    _, bottom = deep
+    out = tmp_path / "export.tar"
+    assert cli("export", "deep", "-o", str(out)).code == 0
+    imported = cli("import", str(out), "flat:1")
+    assert imported.code == 0, imported.err
+    head, _, tail = bottom.rpartition("/x/") if "/x/" in bottom else ("", "", bottom)
+    reach = f"cd /{head} && cat x/{tail}" if head else f"cat /{tail}"  # no path is past PATH_MAX
+    run = cli("run", "--rm", "--network", "none", "flat:1", "/bin/sh", "-c", reach)
+    assert (run.code, run.out) == (0, "bottom\n"), run.err
