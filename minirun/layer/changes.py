@@ -255,16 +255,23 @@ def _finish_dir(frame: _Frame, out: list[Change]) -> None:
             out.append(Change(DELETED, shown))
 
 
+def _enter(chain: DirChain, name: str) -> int | None:
+    """The chain one level down, into dir `name`; None if a running container removed it meanwhile."""
+    try:
+        return chain.enter(name)
+    except OSError as exc:
+        if exc.errno in _GONE:
+            return None
+        raise
+
+
 def _all_added(chain: DirChain, name: str, rel: str, out: list[Change]) -> None:
     """Everything inside dir `name` of the chain's current dir, which the image did not have
     (whiteouts there hide nothing). The chain is back where it was when this returns."""
     depth = chain.depth
-    try:
-        fd = chain.enter(name)
-    except OSError as exc:
-        if exc.errno in _GONE:
-            return
-        raise
+    fd = _enter(chain, name)
+    if fd is None:
+        return
     stack = [(rel, _listing(fd))]
     try:
         while stack:
@@ -277,13 +284,9 @@ def _all_added(chain: DirChain, name: str, rel: str, out: list[Change]) -> None:
             child = f"{rel}/{name}"
             if kind == _IS_DIR:
                 out.append(Change(ADDED, "/" + child))
-                try:
-                    fd = chain.enter(name)
-                except OSError as exc:
-                    if exc.errno in _GONE:
-                        continue
-                    raise
-                stack.append((child, _listing(fd)))
+                fd = _enter(chain, name)
+                if fd is not None:
+                    stack.append((child, _listing(fd)))
             # d_type answers for files and links; only the rest (devices, fifos) need an lstat
             elif kind == _IS_FILE or not is_whiteout(os.stat(name, dir_fd=chain.fd(), follow_symlinks=False)):
                 out.append(Change(ADDED, "/" + child))
