@@ -8,6 +8,14 @@ and ADD copy into such an upper without running anything; the other instructions
 the config. So `history` finds an image id for every row, and the layer cache is a map from
 (parent image, step) to the image that step made last time: a hit runs nothing.
 
+VOLUME is config only (a step with no layer). Each RUN container after it gets the VOLUME paths
+no mount covers made if missing, 0755 and root's (containers/plan.uncovered_volumes, made by
+rootfs.make_volume_dirs), so they land in that step's layer: docker's classic builder, whose RUN
+containers have anonymous volumes there and runc makes their mount points. BuildKit makes no such
+path (`RUN ls /data` fails there) but keeps what a RUN writes in it, which the classic builder lost
+in each step's fresh volume; minirun keeps it too, as it mounts no volume in a step. So `RUN mkdir
+/data` after `VOLUME /data` fails, as in the classic builder, where BuildKit lets it pass.
+
 `created_by` is written as docker's classic builder writes it, because `history` shows it:
   RUN (shell form)   /bin/sh -c echo v1 > /etc/config.yaml
   RUN (exec form)    echo hi

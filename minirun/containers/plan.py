@@ -35,6 +35,7 @@ def build_plan(store: Store, container: Container, image: Image, init_link: str)
         readonly=config.readonly,
         binds=container_binds(container),
         tmpfs=config.tmpfs,
+        volume_dirs=uncovered_volumes(image.config.get("config") or {}, config.binds, config.tmpfs),
         interactive=config.interactive,
         tty=config.tty,
         privileged=config.privileged,
@@ -74,6 +75,24 @@ def container_binds(container: Container) -> list[list]:
     taken = {os.path.normpath(target) for _, target, _ in binds}
     provided = [[container.provided_file(n), f"/etc/{n}", False] for n in PROVIDED_FILES if f"/etc/{n}" not in taken]
     return provided + binds
+
+
+def uncovered_volumes(image_config: dict, binds: list[list], tmpfs: list[str]) -> list[str]:
+    """The image's VOLUME paths that no bind or tmpfs of the container covers, cleaned and sorted:
+    a build's RUN step has no mounts, and docker's classic builder still leaves each path a
+    directory in that step's layer (a run's anonymous volumes cover every one: none is left).
+    What is not absolute, and /, is skipped, as plan_mounts skips it. Pure."""
+    volumes = image_config.get("Volumes")
+    if not isinstance(volumes, dict) or not volumes:
+        return []
+    covered = {_clean(t) for _, t, _ in binds} | {_clean(t.partition(":")[0]) for t in tmpfs}
+    paths = {_clean(p) for p in volumes if isinstance(p, str) and p.startswith("/")}
+    return sorted(paths - covered - {"/"})
+
+
+def _clean(path: str) -> str:
+    """Go's filepath.Clean of an absolute path: normpath keeps a leading `//`."""
+    return "/" + os.path.normpath(path).lstrip("/")
 
 
 def create_cgroups(container: Container) -> list[str]:

@@ -58,6 +58,7 @@ class LaunchPlan(Record):
     # [source, target, readonly]: JSON arrays from config.json (a list type cannot tell its items apart)
     binds: list[list[Any]]
     tmpfs: list[str]
+    volume_dirs: list[str]  # the image's VOLUMEs no bind or tmpfs covers, made if missing (rootfs.make_volume_dirs)
     interactive: bool
     tty: bool
     rows: int  # the pty's first window size: the CLI's terminal's, measured before the fork
@@ -112,6 +113,7 @@ class LaunchPlan(Record):
         "readonly": False,
         "binds": list,
         "tmpfs": list,
+        "volume_dirs": list,
         "interactive": False,
         "tty": False,
         "rows": 24,
@@ -358,6 +360,7 @@ def _child(
             readonly=plan.readonly,
             binds=binds,
             tmpfs=list(plan.tmpfs),
+            volume_dirs=list(plan.volume_dirs),
             cgroups=cgroup_mounts,
             privileged=plan.privileged,
             devices=[(h, c) for h, c, _ in plan.devices],

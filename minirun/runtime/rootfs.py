@@ -84,6 +84,9 @@ class RootfsSpec(Record):
     chroot: bool
     # in a user namespace of its own, where mknod(2) makes no device: each node is the host's, bound
     userns: bool
+    # paths made if missing, as directories (0755, root's) in the root before anything is mounted:
+    # an image's VOLUMEs that no mount covers (a build's RUN step; see make_volume_dirs)
+    volume_dirs: list[str]
     DEFAULTS = {
         "readonly": False,
         "binds": list,
@@ -99,6 +102,7 @@ class RootfsSpec(Record):
         "device_nodes": list,
         "chroot": False,
         "userns": False,
+        "volume_dirs": list,
     }
 
 
@@ -319,6 +323,8 @@ def setup_rootfs(spec: RootfsSpec, before_pivot: Callable[[], None] | None = Non
     `spec.chroot`, in someone else's, `root` itself a private mount.
     """
     root = os.path.abspath(spec.root)
+    if spec.volume_dirs:
+        make_volume_dirs(root, spec.volume_dirs)
     if spec.mounts is not None:
         _oci_mounts(root, spec)
     for m in plan_mounts(spec) if spec.mounts is None else ():
@@ -343,6 +349,29 @@ def setup_rootfs(spec: RootfsSpec, before_pivot: Callable[[], None] | None = Non
         os.chdir("/")
     else:
         pivot(root)
+
+
+def make_volume_dirs(root: str, paths: Sequence[str]) -> None:
+    """Each missing path as a directory, 0755 and root's (the umask set aside), its missing
+    parents too, as runc makes a volume's mount point and docker's classic builder leaves it in
+    the layer of the RUN step that follows a VOLUME. Resolved and made inside `root`, as mount
+    points are (a link on the way leads where it leads in the container). What is there already
+    is left as it is, and a path that cannot be made (a parent that is a file, a link that loops)
+    is skipped: no mount goes there, and the step sees the image as BuildKit leaves it. So is one
+    in /proc, /sys or /dev: the kernel's filesystems cover it (and run refuses a volume there)."""
+    umask = os.umask(0o022)
+    try:
+        for target in paths:
+            try:
+                path = resolve_in_root(root, target)
+                if os.path.relpath(path, root).split("/")[0] in (".", "proc", "sys", "dev"):
+                    continue
+                fd = _mount_point(root, path, target, is_dir=True)
+            except (MinirunError, OSError):
+                continue
+            os.close(fd)
+    finally:
+        os.umask(umask)
 
 
 def resolve_in_root(root: str, path: str) -> str:

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import tarfile
 import time
 from pathlib import Path
@@ -403,6 +404,49 @@ def test_empty_run_makes_no_layer(mr, tmp_path, isolated_store):
     assert "empty_layer" not in document["history"][2]
     rows = history(mr, "empty")
     assert [r["Size"] for r in rows[:2]] == ["2B", "0B"]
+
+
+VOLUME_FIRST = """\
+FROM busybox
+RUN ln -s /real /link && mkdir /kept && echo image > /kept/old
+VOLUME /data /srv/a/b /link/x /kept
+RUN stat -c '%a %u:%g %F %n' /data /srv/a/b /srv/a /real/x > /modes && echo written > /data/file
+RUN cat /data/file /kept/old
+"""
+
+
+def test_a_volume_path_exists_for_later_run_steps_in_their_layer(mr, tmp_path, isolated_store):
+    """docker's classic builder: the VOLUME step has no layer; the next RUN's container makes each
+    missing path (0755, root's, parents too, through links inside the root) and that step's layer
+    keeps it. What a RUN writes there stays, as BuildKit keeps it (the classic builder mounted a
+    fresh volume there for each step and lost it)."""
+    ctx = context(tmp_path, VOLUME_FIRST)
+    built = ok(mr("build", "--progress=plain", "-t", "vol-first", str(ctx)))
+    assert "written\nimage\n" in built.out
+    document = stored_config(isolated_store, image_config(mr, "vol-first")["Id"])
+    entries = document["history"][-3:]
+    assert entries[0]["created_by"] == "/bin/sh -c #(nop)  VOLUME [/data /srv/a/b /link/x /kept]"
+    assert entries[0]["empty_layer"] and entries[2]["empty_layer"] and "empty_layer" not in entries[1]
+    layer = isolated_store / "layers" / document["rootfs"]["diff_ids"][-1].split(":")[-1] / "diff"
+    made = sorted(str(p.relative_to(layer)) for p in layer.rglob("*"))
+    assert made == ["data", "data/file", "modes", "real", "real/x", "srv", "srv/a", "srv/a/b"]
+    for name in ("data", "srv", "srv/a", "srv/a/b", "real/x"):
+        st = os.lstat(layer / name)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o755, 0, 0), name
+    # run: each VOLUME an anonymous volume filled from the image, the build's writes included
+    out = ok(mr("run", "--rm", "--network", "none", "vol-first", "sh", "-c", "cat /modes /data/file"))
+    assert out.out == "755 0:0 directory /data\n755 0:0 directory /srv/a/b\n755 0:0 directory /srv/a\n" + (
+        "755 0:0 directory /real/x\nwritten\n"
+    )
+    assert leftovers(isolated_store) == []
+
+
+def test_run_makes_a_volume_path_the_image_lacks(mr, tmp_path):
+    """No RUN after the VOLUME: the image has no such path; a container of it gets it made, 0755
+    and root's, as runc makes the mount point of docker's anonymous volume."""
+    ok(mr("build", "-q", "-t", "vol-only", str(context(tmp_path, "FROM busybox\nVOLUME /fresh/dir\n"))))
+    out = ok(mr("run", "--rm", "--network", "none", "vol-only", "stat", "-c", "%a %U %F", "/fresh", "/fresh/dir"))
+    assert out.out == "755 root directory\n755 root directory\n"
 
 
 # -- ARG ---------------------------------------------------------------------------------------

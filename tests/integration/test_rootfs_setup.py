@@ -159,6 +159,7 @@ class Container:
     readonly: bool = False
     binds: list[Bind] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
+    volume_dirs: list[str] = field(default_factory=list)
     user: str | None = None
     prepare: Callable[[Path], None] | None = None  # edits the image before it is mounted
 
@@ -266,7 +267,8 @@ def _pid1(c: Container) -> None:
     assert os.getpid() == 1
     # a host directory fd, as runc CVE-2024-21626 leaked one: it must not reach the container
     os.dup2(os.open(str(c.tmp), os.O_RDONLY | os.O_DIRECTORY), LEAKED_FD, inheritable=True)
-    setup_rootfs(RootfsSpec(str(c.root), readonly=c.readonly, binds=c.binds, tmpfs=c.tmpfs))
+    spec = RootfsSpec(str(c.root), readonly=c.readonly, binds=c.binds, tmpfs=c.tmpfs, volume_dirs=c.volume_dirs)
+    setup_rootfs(spec)
     assert os.getcwd() == "/"
     user = resolve_user(c.user, *read_user_db("/"))
     apply_security(user)
@@ -567,6 +569,62 @@ def test_an_overlay_root_gets_no_changes_from_setup(tmp: Path) -> None:
     assert _sections(out)["hosts"] == (0, "h\nh\nh")
     upper = tmp / "upper"
     assert sorted(str(p.relative_to(upper)) for p in upper.rglob("*")) == ["opt", "opt/volume", "opt/volume/file"]
+
+
+@needs_root
+def test_volume_dirs_are_made_in_the_upper_inside_the_root(tmp: Path) -> None:
+    """A build step's VOLUME paths: each missing one made 0755 whatever the umask, parents too,
+    through links resolved in the root; what exists stays; what cannot be made, or lies in a
+    kernel filesystem, is skipped without an error. Nothing lands on the host's side."""
+    outside = tmp / "outside"
+    outside.mkdir()
+
+    def image(root: Path) -> None:
+        os.symlink("/real", root / "link")
+        os.symlink("../" * 12 + str(outside).lstrip("/"), root / "esc")  # climbs past /
+        (root / "file").write_text("f\n")
+        (root / "file").chmod(0o644)
+        (root / "kept").mkdir()
+        (root / "kept").chmod(0o700)
+        os.symlink("loop", root / "loop")
+
+    c = Container(
+        tmp,
+        root_kind="overlay",
+        prepare=image,
+        volume_dirs=[
+            "/data",
+            "/srv/a/b",
+            "/link/x",
+            "/esc",
+            "/file",
+            "/file/sub",
+            "/kept",
+            "/loop",
+            "/proc/v",
+            "/dev/v",
+        ],
+        checks={
+            "made": "stat -c '%a %u %F %n' /data /srv/a/b /srv/a /real/x",
+            "left": "stat -c '%a %F %n' /file /kept",
+        },
+    )
+    umask = os.umask(0o077)  # PID 1's, inherited
+    try:
+        code, out = run(c)
+    finally:
+        os.umask(umask)
+    assert code == 0, out
+    s = _sections(out)
+    made = "\n".join(f"755 0 directory {p}" for p in ("/data", "/srv/a/b", "/srv/a", "/real/x"))
+    assert s["made"] == (0, made)
+    assert s["left"] == (0, "644 regular file /file\n700 directory /kept")
+    upper = tmp / "upper"
+    inside = str(outside).lstrip("/")
+    parts = [str(Path(*Path(inside).parts[: i + 1])) for i in range(len(Path(inside).parts))]
+    expected = ["data", "real", "real/x", "srv", "srv/a", "srv/a/b", *parts]
+    assert sorted(str(p.relative_to(upper)) for p in upper.rglob("*")) == sorted(expected)
+    assert os.listdir(outside) == []
 
 
 @needs_root

@@ -165,6 +165,21 @@ def test_plan_resolves_names_anonymous_and_image_volumes(tmp_path):
     assert not volumes.exists("fresh")  # planning writes nothing
 
 
+def test_image_volumes_no_mount_covers_are_made_as_dirs(tmp_path):
+    """A run's plan covers every VOLUME of the image (launch makes none); a build's RUN step has
+    no mounts, so each absolute path other than / is left for PID 1 to make, cleaned."""
+    from minirun.containers.plan import uncovered_volumes
+
+    store = Store(str(tmp_path / "store"))
+    store.ensure()
+    image = {"Volumes": {"/a": {}, "/img/": {}, "/t": {}, "/scratch": {}, "relative": {}, "/": {}, "//x/../y": {}}}
+    plan = plan_mounts(store, [parse_volume("fresh:/a"), parse_mount("type=tmpfs,dst=/t")], [], ["/scratch"], image)
+    assert uncovered_volumes(image, plan.binds, plan.tmpfs) == []
+    assert uncovered_volumes(image, [], []) == ["/a", "/img", "/scratch", "/t", "/y"]
+    assert uncovered_volumes(image, [["/host", "/a/", False]], ["/t:size=1m"]) == ["/img", "/scratch", "/y"]
+    assert uncovered_volumes({}, [], []) == uncovered_volumes({"Volumes": None}, [], []) == []
+
+
 def test_plan_refuses_a_missing_volume_from_nowhere_and_walls(tmp_path):
     store = Store(str(tmp_path / "store"))
     with pytest.raises(UsageError, match="inside /proc"):
