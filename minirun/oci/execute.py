@@ -86,6 +86,7 @@ def exec_command(root: str, args: argparse.Namespace) -> int:
         console_socket=os.path.abspath(args.console_socket) if args.console_socket else "",
         preserve_fds=args.preserve_fds,
         leave=args.detach,
+        umask=user.get("umask"),
     )
     allowed = (caps.get("bounding") or [], bool(process.get("noNewPrivileges")), bundle.plan.seccomp)
     set_non_dumpable()

@@ -25,6 +25,7 @@ from minirun.childfailure import exit_reporting, read_report
 from minirun.errors import EXIT_CANNOT_INVOKE, MinirunError, SyscallError
 from minirun.records import Record
 from minirun.runtime import executable, supervise
+from minirun.runtime.executable import DEFAULT_UMASK
 
 TYPE_CHECKING = False  # typing costs ~6 ms on the path the exec benchmark times
 if TYPE_CHECKING:
@@ -369,6 +370,7 @@ def _child(
         _stdio_to_null((0,))
     path = executable.find_executable(opts.command[0], executable.env_value(env, "PATH"))
     capabilities, no_new_privileges, _ = allowed  # the filter is on already (stage 1)
+    os.umask(DEFAULT_UMASK if opts.umask is None else opts.umask)
     for fd in range(3, 3 + opts.preserve_fds):
         os.set_inheritable(fd, True)
     lock_down(
@@ -445,6 +447,8 @@ class ExecOptions(Record):
     console_socket: str
     preserve_fds: int
     leave: bool
+    # runc's process.user.umask; None: 0022, as runc's and docker's exec (never the CLI's own)
+    umask: int | None
     DEFAULTS = {
         "detach": False,
         "interactive": False,
@@ -458,4 +462,5 @@ class ExecOptions(Record):
         "console_socket": "",
         "preserve_fds": 0,
         "leave": False,
+        "umask": None,
     }

@@ -9,6 +9,11 @@ import stat
 
 from minirun.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, MinirunError
 
+# A container's processes start with this umask, whatever the caller's (runc's default when a
+# config names none, and so docker's and podman's): a CLI run under umask 077 must not make
+# every file a container writes private.
+DEFAULT_UMASK = 0o022
+
 
 class ExecFailure(MinirunError):
     """The command cannot be exec'd: docker's 126 (cannot invoke) or 127 (not found)."""

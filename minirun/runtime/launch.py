@@ -21,7 +21,14 @@ from minirun.childfailure import exit_reporting, read_report
 from minirun.errors import MinirunError, SyscallError
 from minirun.records import Record
 from minirun.runtime import cgroups, supervise
-from minirun.runtime.executable import env_dict, env_value, exec_error, find_executable, with_default_env
+from minirun.runtime.executable import (
+    DEFAULT_UMASK,
+    env_dict,
+    env_value,
+    exec_error,
+    find_executable,
+    with_default_env,
+)
 from minirun.runtime.privileges import DEFAULT_CAPABILITIES
 
 TYPE_CHECKING = False  # typing costs ~6 ms on the path the start benchmark times
@@ -96,7 +103,7 @@ class LaunchPlan(Record):
     exec_fifo: str  # PID 1 waits before execve until `start` opens this fifo (runc's exec fifo)
     console_socket: str  # with tty: the pty master goes to this socket, not back to the caller
     exact_env: bool  # the env as given (only HOME added when missing, as runc): no docker additions
-    umask: int | None
+    umask: int | None  # runc's process.user.umask; None: 0022 (executable.DEFAULT_UMASK)
     # a user namespace of its own (userns.py), with these [inside, outside, count] maps; or one
     # joined by namespace_paths["user"]
     userns: bool
@@ -410,8 +417,7 @@ def _child(
         argv = [plan.init_path, *(["-s"] if "pid" in plan.host_namespaces else []), "--", *plan.argv]
     if plan.ulimits and channel is None:  # (else stage 1 set them, as the host's root)
         apply_ulimits(plan.ulimits)  # as root still: raising a hard limit takes CAP_SYS_RESOURCE
-    if plan.umask is not None:
-        os.umask(plan.umask)
+    os.umask(DEFAULT_UMASK if plan.umask is None else plan.umask)  # never the CLI's own
     for fd in range(3, 3 + plan.preserve_fds):
         os.set_inheritable(fd, True)
     kept = (error_fd, *range(3, 3 + plan.preserve_fds), *([fifo] if fifo >= 0 else []))

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -223,3 +224,23 @@ def test_pull_policies(cli, store, busybox, registry, minirun_config, tmp_path):
     gone = cli("run", "--rm", f"{registry.host}/team/nothing:1", "true", root=other)
     assert gone.code == 125 and len(gone.err.splitlines()) == 1, gone
     assert gone.err.startswith(f"minirun: error: No such image: {registry.host}/team/nothing:1 (pulling it: ")
+
+
+def test_a_containers_processes_start_with_umask_0022_whatever_the_callers(cli, busybox, isolated_store):
+    """runc's default (docker's, podman's): a CLI run under umask 077 must not make every file the
+    container writes private to its owner; for run, detached PID 1 and exec alike."""
+    env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
+
+    def minirun(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "minirun", *args], env=env, capture_output=True, text=True, umask=0o077, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert minirun("run", "--rm", "--network", "none", "busybox", "sh", "-c", "umask") == "0022"
+    container = minirun("run", "-d", "--network", "none", "busybox", "sh", "-c", "umask > /pid1; sleep 300")
+    try:
+        assert minirun("exec", container, "sh", "-c", "umask; cat /pid1") == "0022\n0022"
+    finally:
+        cli("rm", "-f", container)
