@@ -385,11 +385,7 @@ def _unserved_host(host: dict, version: tuple[int, ...], values: dict) -> None:
                 400, f"HostConfig.MemorySwappiness: Invalid value: {swappiness}, valid memory swappiness range is 0-100"
             )
         raise _refuse("MemorySwappiness", "a memory swappiness (docker's --memory-swappiness)")
-    if _strings(host.get("Links"), "HostConfig.Links"):  # (docker: /etc/hosts entries and env of the other)
-        raise ApiError(
-            400,
-            "HostConfig.Links: legacy links (docker's --link) are not supported by minirun: use a user-defined network",
-        )
+    _links(host)
     requests = host.get("DeviceRequests")
     if requests is not None and not isinstance(requests, list):
         raise ApiError(400, "HostConfig.DeviceRequests must be a list")
@@ -437,6 +433,31 @@ def _unserved_host(host: dict, version: tuple[int, ...], values: dict) -> None:
     if _string(host.get("Cgroup"), "HostConfig.Cgroup"):
         raise _refuse("Cgroup", "another container's cgroup (docker's Cgroup container:ID)")
     values["console_size"] = _console_size(host.get("ConsoleSize"), version)
+
+
+def _links(host: dict) -> None:
+    """HostConfig.Links: docker's legacy links (the other's address in /etc/hosts, its ports in
+    the environment) on the default bridge or none: refused. On a user-defined network docker's
+    daemon makes none (moby daemon_unix.go registerLinks): its CLI sends --link as that
+    network's EndpointsConfig Links, refused in _networking; compose's `run` sends them, ignored."""
+    if not _strings(host.get("Links"), "HostConfig.Links"):
+        return
+    network = _string(host.get("NetworkMode"), "HostConfig.NetworkMode")
+    if network == "host":  # docker's checks, its words (runconfig/hostconfig_unix.go)
+        raise ApiError(
+            400,
+            "conflicting options: host type networking can't be used with links. This would result in undefined behavior",
+        )
+    if network.startswith("container:"):
+        raise ApiError(
+            400,
+            "conflicting options: container type network can't be used with links. This would result in undefined behavior",
+        )
+    if network in ("", "default", "bridge", "none"):
+        raise ApiError(
+            400,
+            "HostConfig.Links: legacy links (docker's --link) are not supported by minirun: use a user-defined network",
+        )
 
 
 def _kernel_memory(host: dict, version: tuple[int, ...], values: dict) -> None:
@@ -649,6 +670,13 @@ def _networking(config: dict, values: dict) -> None:
         extra = _mapping(endpoints.get(name), f"EndpointsConfig.{name}")
         if extra.get("Aliases") or (extra.get("IPAMConfig") or {}).get("IPv4Address"):
             raise ApiError(400, f"EndpointsConfig.{name}: aliases and addresses on a second network need a connect")
+    for name, settings in endpoints.items():  # docker: aliases the container alone resolves
+        if _strings(_mapping(settings, f"EndpointsConfig.{name}").get("Links"), f"EndpointsConfig.{name}.Links"):
+            raise ApiError(
+                400,
+                f"EndpointsConfig.{name}.Links: links (docker's --link) are not supported by minirun: "
+                "its network's DNS answers the containers' names and aliases",
+            )
     endpoint = _mapping(endpoints.get(values["network"]), f"EndpointsConfig.{values['network']}")
     values["network_alias"] = _strings(endpoint.get("Aliases"), "Aliases")
     if others:

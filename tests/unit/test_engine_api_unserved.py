@@ -93,6 +93,9 @@ def test_the_clients_defaults_mean_no_option():
         ({"MemorySwappiness": "60"}, "HostConfig.MemorySwappiness"),
         ({"Links": ["db:db"]}, "HostConfig.Links"),
         ({"Links": "db:db"}, "HostConfig.Links"),
+        ({"Links": ["db:db"], "NetworkMode": "none"}, "HostConfig.Links"),
+        ({"Links": ["db:db"], "NetworkMode": "host"}, "host type networking can't be used with links"),
+        ({"Links": ["db:db"], "NetworkMode": "container:db"}, "container type network can't be used with links"),
         ({"DeviceRequests": [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]}, "HostConfig.DeviceRequests"),
         ({"CgroupParent": "/mine"}, "HostConfig.CgroupParent"),
         ({"CpuRealtimePeriod": 1_000_000}, "HostConfig.CpuRealtimePeriod"),
@@ -157,3 +160,17 @@ def test_config_volumes_and_console_size_are_carried_to_the_container():
     opts = _opts({"ConsoleSize": [40, 120]}, Volumes={"/data": {}, "/cache/": {}})
     assert opts.config_volumes == ["/data", "/cache/"] and opts.console_size == [40, 120]
     assert _opts({"ConsoleSize": [0, 0]}).console_size == []
+
+
+def test_links_on_a_user_defined_network_are_its_endpoints():
+    """docker's daemon makes no legacy link on a user-defined network: compose's `run` sends its
+    service's containers as HostConfig.Links there, taken as docker takes them (no effect). Its CLI
+    sends --link as the network's EndpointsConfig Links too: aliases minirun has not, refused."""
+    linked = _opts({"NetworkMode": "project_default", "Links": ["project_web_1:web"]})
+    assert linked == parse_run_args(["--network", "project_default", "--pull", "never", "busybox"], environ={})
+    with pytest.raises(ApiError) as caught:
+        _namespace(
+            {"NetworkMode": "mynet", "Links": ["db:database"]},
+            NetworkingConfig={"EndpointsConfig": {"mynet": {"Links": ["db:database"]}}},
+        )
+    assert caught.value.status == 400 and "EndpointsConfig.mynet.Links" in caught.value.message
