@@ -3,7 +3,8 @@ makes (cli/runargs.py): the same option words, so frontend/runoptions.run_option
 the CLI's rules and the container is made as `minirun create` makes it. Pure.
 
 docker's clients send every field, zero when unset: only what is given counts. A field minirun
-has no option for is refused when set (400), never dropped in silence."""
+has no option for is refused when set (400), never dropped in silence, but for those docker's
+Linux daemon itself ignores (_IGNORED_CONFIG, _IGNORED_HOST, _unserved_host: each says where)."""
 
 from __future__ import annotations
 
