@@ -117,14 +117,17 @@ async def inspect(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     from minirun.api import worker
     from minirun.api.containerspec import namespace
+    from minirun.api.versions import API_VERSION
 
     config = await body(request)
-    ns = namespace(config, request.query.get("name", ""), request.query.get("platform", ""))
+    version = request.match_info.get("version") or API_VERSION
+    ns = namespace(config, request.query.get("name", ""), request.query.get("platform", ""), version)
     values = dict(vars(ns))
+    warnings = values.pop("api_warnings")
     # docker's StdinOnce is `run -i` without -d: the attached client's EOF closes the container's stdin
     values["detach"] = not config.get("StdinOnce")
     container_id = await worker.call("minirun.api.worker:create_container", request.app[STORE_ROOT], values)
-    return as_json({"Id": container_id, "Warnings": []}, status=201)
+    return as_json({"Id": container_id, "Warnings": warnings}, status=201)
 
 
 async def start(request: web.Request) -> web.Response:
@@ -139,9 +142,8 @@ async def start(request: web.Request) -> web.Response:
         pending = _PENDING_ATTACH.pop(container.id, [])
         options: dict = {}
         if pending:  # the first attached client, connected before PID 1 runs: it misses nothing
+            # (a -t terminal starts at the request's ConsoleSize, else 24x80: attachserver.Stdio)
             options["attach_fd"] = pending[0].fileno()
-            if container.config.tty:
-                options["console_size"] = (24, 80)
         try:
             lifecycle.start(cs, container, **options)
         except NotFound:

@@ -3,7 +3,8 @@ makes (cli/runargs.py): the same option words, so frontend/runoptions.run_option
 the CLI's rules and the container is made as `minirun create` makes it. Pure.
 
 docker's clients send every field, zero when unset: only what is given counts. A field minirun
-has no option for is refused when set (400), never dropped in silence."""
+has no option for is refused when set (400), never dropped in silence, but for those docker's
+Linux daemon itself ignores (_IGNORED_CONFIG, _IGNORED_HOST, _unserved_host: each says where)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shlex
 from typing import Any
 
 from minirun.api.errors import ApiError
+from minirun.api.versions import API_VERSION
 
 # `run`'s options, unset: the attributes cli/runargs.py's parser gives for `create IMAGE`
 # (tests/unit/test_engine_api.py checks they are the same)
@@ -90,19 +92,23 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "command": [],
 }
 
-# Config and HostConfig fields this module reads, and those a client may send with a value that
-# means "unset" (docker's own zero values, and the defaults docker's CLI fills in)
+# Config and HostConfig fields a client may send and docker's Linux daemon itself never acts on:
+# dropped here as there. The rest is read (_CONFIG_READ, _HOST_READ) or refused when set.
 _IGNORED_CONFIG = {
-    "AttachStdin", "AttachStdout", "AttachStderr", "StdinOnce", "Domainname", "Volumes", "OnBuild",
-    "MacAddress", "ArgsEscaped", "Shell", "HostConfig", "NetworkingConfig", "Platform",
+    # the daemon never reads a container's: the attach request's own query says which streams go
+    # (moby daemon/ reads Config.Attach* only to compare build cache entries)
+    "AttachStdin", "AttachStdout", "AttachStderr",
+    "ArgsEscaped",  # "(Windows specific)": moby api/types/container/config.go
+    "Platform",  # no field of docker's Config: the platform is the `platform` query's
 }  # fmt: skip
 _IGNORED_HOST = {
-    "ContainerIDFile", "ConsoleSize", "Isolation", "LogConfig", "KernelMemory", "KernelMemoryTCP",
-    "MemorySwappiness", "CgroupnsMode", "Cgroup", "CgroupParent",
-    "CpuRealtimePeriod", "CpuRealtimeRuntime",
-    "DeviceRequests", "DiskQuota", "Links", "DnsOptions", "UsernsMode",
-    "VolumeDriver", "CpuCount", "CpuPercent", "IOMaximumIOps",
-    "IOMaximumBandwidth", "Annotations",
+    "ContainerIDFile",  # the client's: docker's CLI writes the file, the daemon only keeps the name
+    # "CPU count (Windows only)" in docker's CLI: moby's Linux daemon never reads Resources.CPUCount
+    # (daemon_windows.go does); CpuPercent: daemon_unix.go discards it with a warning (_unserved_host)
+    "CpuCount", "CpuPercent",
+    "DiskQuota",  # no moby daemon code reads Resources.DiskQuota (a disk limit is StorageOpt's size)
+    # KernelMemory: API >= 1.42 drops it (moby's postContainersCreate); older ones see _unserved_host
+    "KernelMemory",
 }  # fmt: skip
 
 
@@ -113,8 +119,11 @@ class Namespace:
         self.__dict__.update(values)
 
 
-def namespace(config: dict, name: str = "", platform: str = "") -> Namespace:
-    """The create request's body and its `name` query as `run`'s parsed options."""
+def namespace(config: dict, name: str = "", platform: str = "", version: str = API_VERSION) -> Namespace:
+    """The create request's body and its `name` query as `run`'s parsed options; `version`: the
+    API version the request was made in (docker drops some fields for older ones). Beyond the
+    parser's attributes: `api_warnings`, the create answer's Warnings, and what only a request
+    gives (`config_volumes`, `console_size`, `inline_profiles`)."""
     if not isinstance(config, dict):
         raise ApiError(400, "config must be an object")
     host = config.get("HostConfig") or {}
@@ -127,8 +136,12 @@ def namespace(config: dict, name: str = "", platform: str = "") -> Namespace:
     if not isinstance(image, str) or not image:
         raise ApiError(400, "config.Image must be given")
     values["image"] = image
+    values.update(api_warnings=[], config_volumes=[], console_size=[])
     _process(config, values)
+    _unserved_config(config)
+    values["config_volumes"] = _config_volumes(config)
     _host(host, values)
+    _unserved_host(host, _version(version), values)
     _networking(config, values)
     if config.get("NetworkDisabled"):
         _network_disabled(values)
@@ -228,7 +241,8 @@ def _process(config: dict, values: dict) -> None:
 
 _CONFIG_READ = {
     "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Hostname", "Tty", "OpenStdin", "Labels",
-    "ExposedPorts", "StopSignal", "StopTimeout", "Healthcheck", "NetworkDisabled",
+    "ExposedPorts", "StopSignal", "StopTimeout", "Healthcheck", "NetworkDisabled", "HostConfig",
+    "NetworkingConfig", "StdinOnce", "Volumes", "Domainname", "MacAddress", "OnBuild", "Shell",
 }  # fmt: skip
 
 
@@ -320,6 +334,160 @@ def _host(host: dict, values: dict) -> None:
         raise ApiError(400, f"unsupported HostConfig field(s): {', '.join(unknown)}")
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _config_volumes(config: dict) -> list[str]:
+    """Config.Volumes {"/data": {}}: docker's CLI puts a -v without a source here (docker-py and
+    compose every volume's target): anonymous volumes, made as for the image's VOLUMEs, where no
+    bind, mount, tmpfs or --volumes-from is (moby daemon/create_unix.go)."""
+    paths = list(_mapping(config.get("Volumes"), "Volumes"))
+    for path in paths:
+        if not path.startswith("/") or path.rstrip("/") == "":
+            raise ApiError(400, f"Volumes: invalid volume destination {path!r}: an absolute path other than /")
+    return paths
+
+
+def _unserved_config(config: dict) -> None:
+    """Config fields `run` has no option for: set, they are a 400 naming them, never dropped."""
+    refused = {
+        "Domainname": "a NIS domain name (docker's --domainname)",
+        "MacAddress": "a MAC address (docker's --mac-address)",
+        "OnBuild": "ONBUILD triggers",
+        "Shell": "a container's Shell (a build's SHELL)",
+    }
+    for field, what in refused.items():
+        if config.get(field):
+            raise ApiError(400, f"{field}: {what} is not supported by minirun")
+
+
+# HostConfig fields with no `run` option that docker's Linux daemon acts on when set: refused
+# when set, docker's own defaults taken (its clients send every field, zero when unset)
+_UNSERVED_HOST = {
+    "MemorySwappiness", "Links", "DeviceRequests", "CgroupParent", "CpuRealtimePeriod", "CpuRealtimeRuntime",
+    "IOMaximumIOps", "IOMaximumBandwidth", "KernelMemoryTCP", "UsernsMode", "CgroupnsMode", "Annotations",
+    "VolumeDriver", "Isolation", "ConsoleSize", "Cgroup",
+}  # fmt: skip
+
+
+def _refuse(field: str, what: str) -> ApiError:
+    return ApiError(400, f"HostConfig.{field}: {what} is not supported by minirun")
+
+
+def _unserved_host(host: dict, version: tuple[int, ...], values: dict) -> None:
+    """What docker does with the HostConfig fields `run` has no option for (moby's daemon/ and
+    its API router): taken as docker takes them where minirun does the same, ignored where
+    docker's Linux daemon ignores them, refused with a 400 naming the field when set otherwise."""
+    swappiness = host.get("MemorySwappiness")
+    if swappiness is not None and _integer(swappiness, "HostConfig.MemorySwappiness") != -1:
+        if not 0 <= swappiness <= 100:  # (-1: docker's CLI's unset)
+            raise ApiError(
+                400, f"HostConfig.MemorySwappiness: Invalid value: {swappiness}, valid memory swappiness range is 0-100"
+            )
+        raise _refuse("MemorySwappiness", "a memory swappiness (docker's --memory-swappiness)")
+    _links(host)
+    requests = host.get("DeviceRequests")
+    if requests is not None and not isinstance(requests, list):
+        raise ApiError(400, "HostConfig.DeviceRequests must be a list")
+    if requests:
+        raise _refuse("DeviceRequests", "a device request (docker's --gpus, CDI devices)")
+    if _string(host.get("CgroupParent"), "HostConfig.CgroupParent"):
+        raise _refuse("CgroupParent", "a parent cgroup (docker's --cgroup-parent)")
+    for field in ("CpuRealtimePeriod", "CpuRealtimeRuntime"):
+        if _integer(host.get(field), f"HostConfig.{field}"):
+            raise _refuse(field, "a real-time CPU period or runtime (docker's --cpu-rt-period, --cpu-rt-runtime)")
+    # docker's Linux daemon refuses them (moby daemon/internal/runconfig/hostconfig_unix.go validateQoS)
+    if _integer(host.get("IOMaximumBandwidth"), "HostConfig.IOMaximumBandwidth"):
+        raise ApiError(
+            400,
+            "HostConfig.IOMaximumBandwidth: invalid option: QoS maximum bandwidth configuration is not supported on linux",
+        )
+    if _integer(host.get("IOMaximumIOps"), "HostConfig.IOMaximumIOps"):
+        raise ApiError(
+            400, "HostConfig.IOMaximumIOps: invalid option: QoS maximum IOPs configuration is not supported on linux"
+        )
+    if _integer(host.get("CpuPercent"), "HostConfig.CpuPercent") > 0:  # moby daemon_unix.go: dropped, said so
+        values["api_warnings"].append("linux does not support CPU percent. Percent discarded.")
+    _integer(host.get("CpuCount"), "HostConfig.CpuCount")
+    _integer(host.get("DiskQuota"), "HostConfig.DiskQuota")
+    _kernel_memory(host, version, values)
+    userns = _string(host.get("UsernsMode"), "HostConfig.UsernsMode")
+    if userns not in ("", "host"):  # minirun makes no user namespace: the host's is what "host" asks
+        raise ApiError(400, f"HostConfig.UsernsMode: invalid user namespace mode {userns!r}: only host is served")
+    cgroupns = _string(host.get("CgroupnsMode"), "HostConfig.CgroupnsMode")
+    if cgroupns == "host":
+        raise _refuse("CgroupnsMode", "the host's cgroup namespace (every container has its own: private)")
+    if cgroupns not in ("", "private"):
+        raise ApiError(400, f"HostConfig.CgroupnsMode: invalid cgroup namespace mode: {cgroupns}")
+    annotations = _string_map(host.get("Annotations"), "HostConfig.Annotations")
+    if annotations and version >= (1, 43):  # older versions: dropped (moby's postContainersCreate)
+        raise _refuse("Annotations", "an OCI annotation (docker's --annotation)")
+    driver = _string(host.get("VolumeDriver"), "HostConfig.VolumeDriver")
+    if driver not in ("", "local"):
+        raise ApiError(
+            400, f'HostConfig.VolumeDriver: error looking up volume plugin {driver}: plugin "{driver}" not found'
+        )
+    isolation = _string(host.get("Isolation"), "HostConfig.Isolation")
+    if isolation.lower() not in ("", "default"):  # moby runconfig/hostconfig_unix.go validateIsolation
+        raise ApiError(400, f"HostConfig.Isolation: invalid isolation ({isolation}): linux only supports 'default'")
+    if _string(host.get("Cgroup"), "HostConfig.Cgroup"):
+        raise _refuse("Cgroup", "another container's cgroup (docker's Cgroup container:ID)")
+    values["console_size"] = _console_size(host.get("ConsoleSize"), version)
+
+
+def _links(host: dict) -> None:
+    """HostConfig.Links: docker's legacy links (the other's address in /etc/hosts, its ports in
+    the environment) on the default bridge or none: refused. On a user-defined network docker's
+    daemon makes none (moby daemon_unix.go registerLinks): its CLI sends --link as that
+    network's EndpointsConfig Links, refused in _networking; compose's `run` sends them, ignored."""
+    if not _strings(host.get("Links"), "HostConfig.Links"):
+        return
+    network = _string(host.get("NetworkMode"), "HostConfig.NetworkMode")
+    if network == "host":  # docker's checks, its words (runconfig/hostconfig_unix.go)
+        raise ApiError(
+            400,
+            "conflicting options: host type networking can't be used with links. This would result in undefined behavior",
+        )
+    if network.startswith("container:"):
+        raise ApiError(
+            400,
+            "conflicting options: container type network can't be used with links. This would result in undefined behavior",
+        )
+    if network in ("", "default", "bridge", "none"):
+        raise ApiError(
+            400,
+            "HostConfig.Links: legacy links (docker's --link) are not supported by minirun: use a user-defined network",
+        )
+
+
+def _kernel_memory(host: dict, version: tuple[int, ...], values: dict) -> None:
+    """KernelMemory: docker drops it from API 1.42 on; before, it checks it and hands it to runc,
+    which since 1.0 drops kernel memory limits (Linux stopped enforcing them): a warning here.
+    KernelMemoryTCP (API 1.40 on; dropped before): the TCP buffer limit docker applies, refused."""
+    kernel = _integer(host.get("KernelMemory"), "HostConfig.KernelMemory")
+    if kernel > 0 and version < (1, 42):
+        if kernel < 6 * 1024 * 1024:
+            raise ApiError(400, "Minimum kernel memory limit allowed is 6MB")
+        values["api_warnings"].append("Kernel memory limits are not enforced by Linux: KernelMemory discarded.")
+    if _integer(host.get("KernelMemoryTCP"), "HostConfig.KernelMemoryTCP") and version >= (1, 40):
+        raise _refuse("KernelMemoryTCP", "a kernel TCP buffer limit")
+
+
+def _console_size(value: Any, version: tuple[int, ...]) -> list[int]:
+    """ConsoleSize [height, width]: the first size of a -t container's terminal (docker's CLI
+    sends its own terminal's); [0, 0]: unset. Before API 1.42 docker's Linux daemon ignored it."""
+    if value is None or version < (1, 42):
+        return []
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 65535 for n in value)
+    ):
+        raise ApiError(400, "HostConfig.ConsoleSize must be [height, width], two integers from 0 to 65535")
+    return list(value) if any(value) else []
+
+
 _HOST_READ = {
     "Binds", "Mounts", "Tmpfs", "VolumesFrom", "PortBindings", "PublishAllPorts", "RestartPolicy", "Memory",
     "MemorySwap", "CpuShares", "NanoCpus", "CpusetCpus", "PidsLimit", "CapAdd", "CapDrop", "SecurityOpt",
@@ -327,7 +495,7 @@ _HOST_READ = {
     "ExtraHosts", "GroupAdd", "Sysctls", "Ulimits", "ShmSize", "Devices", "LogConfig", "PidMode", "IpcMode",
     "UTSMode", "Runtime", "MaskedPaths", "ReadonlyPaths", "CpuQuota", "CpuPeriod", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "MemoryReservation", "OomKillDisable",
-    "OomScoreAdj", "DeviceCgroupRules",
+    "OomScoreAdj", "DeviceCgroupRules", *_UNSERVED_HOST,
 }  # fmt: skip
 
 
@@ -503,6 +671,13 @@ def _networking(config: dict, values: dict) -> None:
         extra = _mapping(endpoints.get(name), f"EndpointsConfig.{name}")
         if extra.get("Aliases") or (extra.get("IPAMConfig") or {}).get("IPv4Address"):
             raise ApiError(400, f"EndpointsConfig.{name}: aliases and addresses on a second network need a connect")
+    for name, settings in endpoints.items():  # docker: aliases the container alone resolves
+        if _strings(_mapping(settings, f"EndpointsConfig.{name}").get("Links"), f"EndpointsConfig.{name}.Links"):
+            raise ApiError(
+                400,
+                f"EndpointsConfig.{name}.Links: links (docker's --link) are not supported by minirun: "
+                "its network's DNS answers the containers' names and aliases",
+            )
     endpoint = _mapping(endpoints.get(values["network"]), f"EndpointsConfig.{values['network']}")
     values["network_alias"] = _strings(endpoint.get("Aliases"), "Aliases")
     if others:

@@ -91,14 +91,18 @@ def unpack_size(payload: bytes) -> tuple[int, int] | None:
 class Stdio:
     """PID 1's stdin and terminal as the monitor arranges them. `extra`: the monitor's optional
     arguments from spawn_monitor: the fd of a connected first client (-1: none), then the
-    terminal's first rows and cols."""
+    terminal's first rows and cols (0 0: the container's HostConfig.ConsoleSize, else 24x80)."""
 
     def __init__(self, container, extra: list[str]) -> None:
         config = container.config
         self.tty, self.interactive = bool(config.tty), bool(config.interactive)
         self.stdin_once = bool(config.stdin_once)
         self.client = int(extra[0]) if extra else -1
-        self.size = (int(extra[1]), int(extra[2])) if len(extra) >= 3 else (24, 80)
+        size = (int(extra[1]), int(extra[2])) if len(extra) >= 3 else (0, 0)
+        if not any(size):  # docker sets the size a create request gave whenever either is set
+            given = getattr(config, "console_size", None) or []
+            size = (given[0], given[1]) if len(given) == 2 and any(given) else (24, 80)
+        self.size = size
         self.stdin_r = self.stdin_w = self.master = self.listener = -1
         try:
             if self.interactive and not self.tty:

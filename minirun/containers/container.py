@@ -59,6 +59,7 @@ _CONFIG_FIELDS = (
     ("log_config", dict),
     ("labels", dict),  # the image's Labels, then --label-file and -l on top (docker's Config.Labels)
     ("stdin_once", False),  # docker's StdinOnce (-i, not detached): the attached client's EOF closes stdin
+    ("console_size", list),  # docker's HostConfig.ConsoleSize [height, width]: a -t terminal's first; []: 24x80
     # docker's Mounts (containers/mounts.py): binds, volumes and --mount tmpfs as inspect shows them
     ("mounts", list),
     # run's flags as docker records them (runconfig.py shows them in inspect under docker's names)
@@ -130,6 +131,7 @@ class ContainerConfig:
     log_config: dict
     labels: dict
     stdin_once: bool
+    console_size: list[int]
     mounts: list[dict]
     extra_hosts: list[str]
     network_aliases: list[str]

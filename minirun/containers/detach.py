@@ -16,13 +16,14 @@ def spawn_monitor(
     container_id: str,
     on_spawned=None,
     attach_fd: int = -1,
-    console_size: tuple[int, int] = (24, 80),
+    console_size: tuple[int, int] = (0, 0),
     extra: tuple[str, ...] = (),
 ) -> None:
     """Start the monitor of `container_id` and return once its PID 1 runs; raise its error else.
     `on_spawned()` runs as soon as the monitor exists (it owns the container from then on).
     `attach_fd`: a connected socket the monitor serves as its first attach client (attachserver.py);
-    `console_size`: the rows and cols of the container's terminal (-t) at its start.
+    `console_size`: the rows and cols of the container's terminal (-t) at its start; (0, 0): the
+    container's own (HostConfig.ConsoleSize of an API request), else 24x80.
     `extra`: a restart's arguments (restartpolicy.restart_args), which answers once it claimed it."""
     read_fd, write_fd = os.pipe()
     fds = [write_fd] if attach_fd < 0 else [write_fd, attach_fd]

@@ -191,7 +191,7 @@ def relaunch(container_dir: str) -> bool:
 
 def restart_argv(store_root: str, container_id: str) -> list[str]:
     """monitor.main's argv for a restart of the policy's: nobody to report to, no attach client."""
-    return [store_root, container_id, "-1", "-1", "24", "80", "restart", "0"]
+    return [store_root, container_id, "-1", "-1", "0", "0", "restart", "0"]  # 0 0: the container's size
 
 
 def stay_down(state_path: str, state: dict, error: str = "") -> None:

@@ -231,6 +231,7 @@ def inspect_container(store, container: Container) -> dict:
             "Privileged": config.privileged,
             "SecurityOpt": config.security_opt or None,
             "Devices": [{"PathOnHost": h, "PathInContainer": c, "CgroupPermissions": p} for h, c, p in config.devices],
+            "ConsoleSize": list(config.console_size or (0, 0)),
             "LogConfig": {
                 "Type": config.log_config.get("Type", "json-file"),
                 "Config": config.log_config.get("Config", {}),

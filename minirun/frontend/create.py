@@ -52,6 +52,11 @@ def container_config(store, opts: RunOptions):
     if opts.name:  # before volumes are made: a bad name leaves nothing behind, not even an event
         validate_name(opts.name)
     mount_plan = None
+    if opts.config_volumes:  # docker merges a request's Config.Volumes with the image's
+        image_config = {
+            **image_config,
+            "Volumes": {**(image_config.get("Volumes") or {}), **dict.fromkeys(opts.config_volumes, {})},
+        }
     if opts.volumes or opts.mounts or opts.volumes_from or image_config.get("Volumes"):
         from minirun.containers.mounts import plan_mounts
 
@@ -99,6 +104,7 @@ def container_config(store, opts: RunOptions):
         log_config=log_config,
         labels={**image_labels(image_config), **opts.labels},
         stdin_once=opts.interactive and not opts.detach,
+        console_size=opts.console_size,
         mounts=mount_plan.records if mount_plan else [],
         **runflags.config_fields(opts.flags, image_config, opts.publish),
         restart_policy=opts.restart_policy,

@@ -62,6 +62,10 @@ class RunOptions(Record):
     flags: RunFlags  # -P, --init, --ulimit, --sysctl, --pull... (runflags.py)
     restart_policy: dict  # --restart (restartpolicy.parse_policy); {}: no
     healthcheck: dict | None  # --health-*, --no-healthcheck (healthconfig.from_flags); None: the image's
+    # only an Engine API request's (api/containerspec.py): Config.Volumes' paths, anonymous volumes
+    # as the image's VOLUMEs; HostConfig.ConsoleSize [height, width] of a -t terminal ([]: unset)
+    config_volumes: list[str]
+    console_size: list[int]
 
     DEFAULTS = {
         **dict.fromkeys(("rm", "detach", "read_only", "interactive", "tty", "privileged"), False),
@@ -73,6 +77,8 @@ class RunOptions(Record):
         "device_cgroup_rules": list,
         "volumes_from": list,
         "more_networks": list,
+        "config_volumes": list,
+        "console_size": list,
         **dict.fromkeys(("resources", "log_opts", "labels", "restart_policy"), dict),
         "network": DEFAULT_NETWORK,
         "sig_proxy": True,
@@ -122,6 +128,8 @@ def run_options(ns, environ: dict[str, str] | None = None) -> RunOptions:
         mounts=mounts,
         volumes_from=list(ns.volumes_from),
         flags=runflags.parse_flags(ns, network, ns.hostname, ns.publish),
+        config_volumes=list(getattr(ns, "config_volumes", [])),
+        console_size=list(getattr(ns, "console_size", [])),
     )
     if ns.log_opt:
         from minirun.containers.logconfig import parse_opts

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from minirun.api import streams
 from minirun.runtime import cgroups
 from tests.e2e.engineapi import service  # noqa: F401  (service: a fixture)
 
@@ -144,3 +145,76 @@ def test_bad_memory_oom_and_device_rule_values_are_a_400(service, host, words): 
     status, answer = _create(service, {"HostConfig": host})
     assert status == 400 and words in answer["message"], answer
     assert _names(service) == []
+
+
+def _run_to_end(service, name: str, config: dict, version: str = "v1.43") -> tuple[dict, str]:  # noqa: F811
+    """Create (at API `version`), start and wait for a container: the create answer, its logs."""
+    status, _, body = service.request(
+        "POST", f"/{version}/containers/create?name={name}", {"Image": "busybox", **config}
+    )
+    assert status == 201, body
+    assert service.request("POST", f"/containers/{name}/start")[0] == 204
+    status, _, waited = service.request("POST", f"/containers/{name}/wait")
+    assert json.loads(waited)["StatusCode"] == 0, waited
+    _, _, logs = service.request("GET", f"/containers/{name}/logs?stdout=1&stderr=1")
+    if not config.get("Tty"):  # docker's frames, one per write
+        logs = b"".join(data for _, data in streams.unframe(logs)[0])
+    return json.loads(body), logs.decode(errors="replace")
+
+
+def test_config_volumes_are_anonymous_volumes(service, tmp_path):  # noqa: F811
+    """`docker run -v /data` sends /data in Config.Volumes, not HostConfig.Binds: it was dropped,
+    and the container wrote into its own upper dir where it asked for a volume. A target a bind
+    covers (compose sends every volume's target there too) is the bind's."""
+    shown = "grep -c ' /data ' /proc/mounts; grep ' /srv ' /proc/mounts | grep -c ' ro,'"
+    (tmp_path / "srv").mkdir()
+    ran = service.docker(
+        "run", "--name", "vol", "-v", "/data", "-v", f"{tmp_path / 'srv'}:/srv:ro", "busybox", "sh", "-c", shown
+    )
+    assert (ran.returncode, ran.stdout.split()) == (0, ["1", "1"]), ran
+    (mount,) = [m for m in _inspect(service, "vol")["Mounts"] if m["Destination"] == "/data"]
+    assert mount["Type"] == "volume" and mount["Name"] in service.docker("volume", "ls", "-q").stdout.split()
+    config = {"Cmd": ["sh", "-c", shown], "Volumes": {"/data": {}, "/srv": {}}}
+    _, logs = _run_to_end(service, "compose-like", {**config, "HostConfig": {"Binds": [f"{tmp_path / 'srv'}:/srv:ro"]}})
+    assert logs.split() == ["1", "1"], logs
+    assert [m["Type"] for m in _inspect(service, "compose-like")["Mounts"] if m["Destination"] == "/srv"] == ["bind"]
+    status, answer = _create(service, {"Volumes": {"data": {}}})
+    assert status == 400 and answer["message"].startswith("Volumes"), answer
+
+
+def test_console_size_is_a_tty_containers_first_size(service):  # noqa: F811
+    """docker's CLI (23+) sends its terminal's size as HostConfig.ConsoleSize: the container's
+    terminal had 24x80 instead until a client resized it (and for ever with none attached)."""
+    size = {"Tty": True, "Cmd": ["stty", "size"], "HostConfig": {"ConsoleSize": [33, 101]}}
+    answer, logs = _run_to_end(service, "sized", size)
+    assert (answer["Warnings"], logs.strip()) == ([], "33 101"), logs
+    assert _inspect(service, "sized")["HostConfig"]["ConsoleSize"] == [33, 101]
+    assert service.request("POST", "/containers/sized/start")[0] == 204  # every start, as docker's
+    service.request("POST", "/containers/sized/wait")
+    _, _, logs_again = service.request("GET", "/containers/sized/logs?stdout=1")
+    assert logs_again.decode().split() == ["33", "101", "33", "101"], logs_again
+    _, logs = _run_to_end(service, "default-size", {**size, "HostConfig": {"ConsoleSize": [0, 0]}})
+    assert logs.strip() == "24 80", logs
+    _, logs = _run_to_end(service, "old-client", size, version="v1.41")  # docker ignored it before 1.42
+    assert logs.strip() == "24 80", logs
+
+
+def test_docker_cli_flags_minirun_does_not_apply_are_refused(service):  # noqa: F811
+    """Each was accepted and dropped: the container ran without the limit, link or parent asked."""
+    count = len(_names(service))
+    for flags, field in (
+        (["--memory-swappiness", "10"], "HostConfig.MemorySwappiness"),
+        (["--link", "other:db"], "HostConfig.Links"),
+        (["--cgroup-parent", "mine"], "HostConfig.CgroupParent"),
+        (["--cpu-rt-runtime", "950000"], "HostConfig.CpuRealtimeRuntime"),
+        (["--cgroupns", "host"], "HostConfig.CgroupnsMode"),
+        (["--domainname", "example.com"], "Domainname"),
+        (["--isolation", "hyperv"], "HostConfig.Isolation"),
+        (["--gpus", "all"], "HostConfig.DeviceRequests"),
+    ):
+        ran = service.docker("create", *flags, "busybox", "true")
+        assert ran.returncode != 0 and field in ran.stderr, (flags, ran)
+    assert len(_names(service)) == count
+    # docker's Linux daemon drops CpuPercent with a warning (its CLI refuses the flag on linux)
+    status, answer = _create(service, {"HostConfig": {"CpuPercent": 50}})
+    assert (status, answer["Warnings"]) == (201, ["linux does not support CPU percent. Percent discarded."]), answer
