@@ -204,3 +204,40 @@ def test_diff_of_changes_inside_a_deep_image_layer(cli, deep):
     dirs = where.split("/")
     expected = {f"C /{'/'.join(dirs[:i])}" for i in range(1, len(dirs) + 1)} | {f"C /{bottom}", f"A /{where}/g"}
     assert set(diff.out.splitlines()) == expected
+
+
+@pytest.fixture
+def cleaned(tmp_path):
+    """tmp_path, its deep trees (the store's, a build context's) removed at the end."""
+    yield tmp_path
+    for name in os.listdir(tmp_path):
+        remove_tree(str(tmp_path / name))
+
+
+def test_build_copies_a_deep_tree_from_a_stage(cli, busybox, cleaned, shape):
+    top, script, bottom = shape
+    ctx = cleaned / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text(
+        f"FROM busybox AS deep\nRUN {script}\nFROM busybox\nCOPY --from=deep /{top} /{top}\n"
+    )
+    built = cli("build", "-q", "-t", "copied:1", str(ctx))
+    assert built.code == 0, built.err
+    run = cli("run", "--rm", "--network", "none", "copied:1", "sh", "-c", reach(bottom))
+    assert (run.code, run.out) == (0, "bottom\n"), run.err
+
+
+def test_build_copies_a_deep_context_dir(cli, busybox, cleaned, shape):
+    top, _, bottom = shape
+    ctx = cleaned / "ctx"
+    ctx.mkdir()
+    make_below(str(ctx), bottom)
+    (ctx / "Containerfile").write_text(f"FROM busybox\nCOPY {top} /{top}\n")
+    built = cli("build", "--progress=plain", "-t", "copied:1", str(ctx))
+    assert built.code == 0, built.err
+    again = cli("build", "--progress=plain", "-t", "copied:1", str(ctx))  # the tree's digest again: cached
+    assert again.code == 0, again.err
+    assert again.out.count(" ---> Using cache") == 1, again.out
+    assert again.out.splitlines()[-2:] == built.out.splitlines()[-2:]  # the same image
+    run = cli("run", "--rm", "--network", "none", "copied:1", "sh", "-c", reach(bottom))
+    assert (run.code, run.out) == (0, "bottom\n"), run.err
