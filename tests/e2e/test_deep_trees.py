@@ -47,10 +47,11 @@ def deep(cli, busybox, tmp_path, shape):
         remove_tree(str(tmp_path / name))
 
 
-def reach(bottom: str, command: str = "cat") -> str:
-    """A shell line that runs `command` on the bottom file, in two halves each within PATH_MAX."""
+def reach(bottom: str, command: str = "cat {}") -> str:
+    """A shell line that runs `command` with the bottom file's path for {}, a path within
+    PATH_MAX: the long shape's is reached in two halves."""
     head, _, tail = bottom.rpartition("/x/") if "/x/" in bottom else ("", "", bottom)
-    return f"cd /{head} && {command} x/{tail}" if head else f"{command} /{tail}"
+    return f"cd /{head} && " + command.format(f"x/{tail}") if head else command.format(f"/{tail}")
 
 
 def make_below(top: str, rel: str, data: bytes = b"bottom\n") -> None:
@@ -196,7 +197,7 @@ def test_diff_of_changes_inside_a_deep_image_layer(cli, deep):
     top, bottom = deep
     assert cli("commit", "deep", "deep:1").code == 0
     where = bottom.rpartition("/")[0]
-    change = reach(bottom, "echo changed >") + " && " + reach(f"{where}/g", "echo new >")
+    change = reach(bottom, "echo changed > {}") + " && " + reach(f"{where}/g", "echo new > {}")
     ran = cli("run", "--name", "changed", "--network", "none", "deep:1", "sh", "-c", change)
     assert ran.code == 0, ran.err
     diff = cli("diff", "changed")
@@ -219,12 +220,14 @@ def test_build_copies_a_deep_tree_from_a_stage(cli, busybox, cleaned, shape):
     ctx = cleaned / "ctx"
     ctx.mkdir()
     (ctx / "Containerfile").write_text(
-        f"FROM busybox AS deep\nRUN {script}\nFROM busybox\nCOPY --from=deep /{top} /{top}\n"
+        f"FROM busybox AS deep\nRUN {script}\nRUN {reach(bottom, 'ln {0} {0}h')}\n"
+        f"FROM busybox\nCOPY --from=deep /{top} /{top}\n"
     )
     built = cli("build", "-q", "-t", "copied:1", str(ctx))
     assert built.code == 0, built.err
-    run = cli("run", "--rm", "--network", "none", "copied:1", "sh", "-c", reach(bottom))
-    assert (run.code, run.out) == (0, "bottom\n"), run.err
+    # the hardlink at the bottom is one still: made past PATH_MAX in the long shape
+    run = cli("run", "--rm", "--network", "none", "copied:1", "sh", "-c", reach(bottom, "cat {0}h && stat -c %h {0}"))
+    assert (run.code, run.out) == (0, "bottom\n2\n"), run.err
 
 
 def test_build_copies_a_deep_context_dir(cli, busybox, cleaned, shape):
