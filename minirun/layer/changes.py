@@ -19,14 +19,19 @@ import os
 import stat
 
 from minirun.layer.dirchain import DirChain
-from minirun.layer.longpaths import SHORT, ShortPaths
 from minirun.layer.whiteouts import is_opaque, is_whiteout
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minirun.layer.longpaths import ShortPaths
 
 MODIFIED, ADDED, DELETED = "C", "A", "D"
 KIND_CODES = {MODIFIED: 0, ADDED: 1, DELETED: 2}  # docker's API: Kind 0/1/2
 # minirun's mount points and provided files: never changes of the container (docker keeps them
 # in its init layer; so do we, or as empty stubs in the upper of a 500-layer image)
 PROVIDED = frozenset({"/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab"})
+# layer/longpaths.py's SHORT, here so that diff imports longpaths only for a path this long
+_SHORT = 3072
 
 
 class Change:
@@ -132,9 +137,11 @@ class _Lowers:
         """`rel` in layer `i` as calls take it: whole, or past PATH_MAX through a dir opened below
         the layer (valid until the next such path is asked for)."""
         layer = self.layers[i]
-        if len(layer) + len(rel) < SHORT:
+        if len(layer) + len(rel) < _SHORT:
             return f"{layer}/{rel}" if rel else layer
         if self._long is None:
+            from minirun.layer.longpaths import ShortPaths
+
             self._long = ShortPaths()
         return self._long(rel, layer)
 

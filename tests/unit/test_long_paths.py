@@ -76,6 +76,12 @@ def test_a_dir_chain_holds_few_fds_and_reopens_what_it_closed(tree):
     assert len(os.listdir("/proc/self/fd")) == before
 
 
+def test_diff_cuts_where_short_paths_do():
+    from minirun.layer import changes, longpaths
+
+    assert changes._SHORT == longpaths.SHORT
+
+
 def test_diff_looks_up_a_lower_layer_past_the_limits(tmp_path):
     """A dir 2,100 deep in the image (past PATH_MAX and the recursion limit), asked for cold, and
     a container's change at its bottom."""
