@@ -222,7 +222,8 @@ def _walk(top: int, context_rel: str, excludes: ContextFilter | None) -> Iterato
     opened by one name (layer/dirchain.py): a context may nest dirs past the recursion limit and
     PATH_MAX."""
     chain = DirChain(top)
-    stack = [("", context_rel, _stacked(kept_entries(top, context_rel, excludes)))]
+    known: dict[str, bool] = {}
+    stack = [("", context_rel, _stacked(kept_entries(top, context_rel, excludes, known)))]
     try:
         while stack:
             rel, dir_rel, entries = stack[-1]
@@ -236,7 +237,8 @@ def _walk(top: int, context_rel: str, excludes: ContextFilter | None) -> Iterato
             yield chain.fd(), entry.name, child, st
             if stat.S_ISDIR(st.st_mode):
                 below = _join(dir_rel, entry.name)
-                stack.append((child, below, _stacked(kept_entries(chain.enter(entry.name), below, excludes))))
+                entries = kept_entries(chain.enter(entry.name), below, excludes, known)
+                stack.append((child, below, _stacked(entries)))
     finally:
         chain.close()
 
@@ -267,10 +269,11 @@ def present(excludes: ContextFilter | None, context: str, rel: str) -> bool:
 
 
 def kept_entries(
-    dir_fd: int, dir_rel: str | None, excludes: ContextFilter | None
+    dir_fd: int, dir_rel: str | None, excludes: ContextFilter | None, known: dict[str, bool] | None = None
 ) -> list[tuple[os.DirEntry, os.stat_result]]:
     """The entries of a directory (by fd; `dir_rel` is its path in the context) that the ignore
-    file leaves, sorted by name."""
+    file leaves, sorted by name. `known`: what one walk found of which excluded dirs hold kept
+    entries (_holds_kept), so that a walk down a deep excluded tree searches each dir once."""
     with os.scandir(dir_fd) as it:
         entries = sorted(it, key=lambda e: e.name)
     kept = []
@@ -281,24 +284,30 @@ def kept_entries(
             if excludes.excluded(rel) and not (
                 stat.S_ISDIR(st.st_mode)
                 and excludes.may_keep_below(rel)
-                and _child_holds_kept(dir_fd, entry.name, rel, excludes)
+                and _child_holds_kept(dir_fd, entry.name, rel, excludes, known)
             ):
                 continue
         kept.append((entry, st))
     return kept
 
 
-def _child_holds_kept(dir_fd: int, name: str, rel: str, excludes: ContextFilter) -> bool:
+def _child_holds_kept(
+    dir_fd: int, name: str, rel: str, excludes: ContextFilter, known: dict[str, bool] | None = None
+) -> bool:
+    if known is not None and rel in known:
+        return known[rel]
     fd = _open_dir(name, dir_fd)
     try:
-        return _holds_kept(fd, rel, excludes)
+        return _holds_kept(fd, rel, excludes, known)
     finally:
         os.close(fd)
 
 
-def _holds_kept(top: int, rel: str, excludes: ContextFilter) -> bool:
+def _holds_kept(top: int, rel: str, excludes: ContextFilter, known: dict[str, bool] | None = None) -> bool:
     """Whether kept_entries of the dir open at `top` (`rel` in the context) has any: an entry
-    not excluded, or an excluded dir that holds one, searched below with a stack of its own."""
+    not excluded, or an excluded dir that holds one, searched below with a stack of its own.
+    The dirs it settles go into `known`: those on the way to a kept entry hold one, those
+    searched through do not."""
     chain = DirChain(top)
     stack = [(rel, os.listdir(top))]
     try:
@@ -306,17 +315,28 @@ def _holds_kept(top: int, rel: str, excludes: ContextFilter) -> bool:
             rel, names = stack[-1]
             if not names:
                 stack.pop()
+                if known is not None:
+                    known[rel] = False
                 if stack:
                     chain.leave()
                 continue
             name = names.pop()
             child = _join(rel, name)
-            if not excludes.excluded(child):
-                return True
-            if excludes.may_keep_below(child) and stat.S_ISDIR(
-                os.stat(name, dir_fd=chain.fd(), follow_symlinks=False).st_mode
-            ):
-                stack.append((child, os.listdir(chain.enter(name))))
+            below = None
+            if excludes.excluded(child):
+                if not excludes.may_keep_below(child) or not stat.S_ISDIR(
+                    os.stat(name, dir_fd=chain.fd(), follow_symlinks=False).st_mode
+                ):
+                    continue
+                below = known.get(child) if known is not None else None
+                if below is None:
+                    stack.append((child, os.listdir(chain.enter(name))))
+                    continue
+                if not below:
+                    continue
+            if known is not None:  # a kept entry below each dir on the way
+                known.update((way, True) for way, _ in stack)
+            return True
         return False
     finally:
         chain.close()
@@ -556,7 +576,8 @@ class _Copier:
         source, dest = DirChain(top), DirChain(dest_top)
         # per dir: its entries yet to copy (last first), its path in the image and in the context,
         # and its lstat (for its metadata once it is done)
-        stack = [(_stacked(kept_entries(top, rel, excludes)), target_dir, rel, None)]
+        known: dict[str, bool] = {}
+        stack = [(_stacked(kept_entries(top, rel, excludes, known)), target_dir, rel, None)]
         try:
             while stack:
                 entries, target_dir, rel, dir_st = stack[-1]
@@ -576,7 +597,8 @@ class _Copier:
                     below = source.enter(name)
                     dest.enter(name)
                     child_rel = _join(rel, name)
-                    stack.append((_stacked(kept_entries(below, child_rel, excludes)), target, child_rel, st))
+                    entries = kept_entries(below, child_rel, excludes, known)
+                    stack.append((_stacked(entries), target, child_rel, st))
                 else:
                     self._file(source.fd(), name, st, dest.fd(), name, target, owner, xattrs)
         finally:

@@ -54,8 +54,9 @@ def reach(bottom: str, command: str = "cat {}") -> str:
     return f"cd /{head} && " + command.format(f"x/{tail}") if head else command.format(f"/{tail}")
 
 
-def make_below(top: str, rel: str, data: bytes = b"bottom\n") -> None:
-    """The file `rel` below `top` holding `data`, its dirs made one name at a time."""
+def make_below(top: str, rel: str, data: bytes = b"bottom\n", beside: str = "") -> None:
+    """The file `rel` below `top` holding `data` (and one named `beside` next to it), its dirs
+    made one name at a time."""
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
     parts = rel.split("/")
     for name in parts[:-1]:
@@ -64,8 +65,9 @@ def make_below(top: str, rel: str, data: bytes = b"bottom\n") -> None:
         os.close(fd)
         fd = below
     try:
-        with open(os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=fd), "wb") as f:
-            f.write(data)
+        for name in filter(None, (parts[-1], beside)):
+            with open(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=fd), "wb") as f:
+                f.write(data)
     finally:
         os.close(fd)
 
@@ -234,8 +236,10 @@ def test_build_copies_a_deep_context_dir(cli, busybox, cleaned, shape):
     top, _, bottom = shape
     ctx = cleaned / "ctx"
     ctx.mkdir()
-    make_below(str(ctx), bottom)
+    make_below(str(ctx), bottom, beside="left-out")
     (ctx / "Containerfile").write_text(f"FROM busybox\nCOPY {top} /{top}\n")
+    # the tree is excluded but for what holds its bottom file: each dir is searched once
+    (ctx / ".dockerignore").write_text(f"*.log\n{top}\n!{top}/**/f\n")
     built = cli("build", "--progress=plain", "-t", "copied:1", str(ctx))
     assert built.code == 0, built.err
     again = cli("build", "--progress=plain", "-t", "copied:1", str(ctx))  # the tree's digest again: cached
@@ -244,3 +248,5 @@ def test_build_copies_a_deep_context_dir(cli, busybox, cleaned, shape):
     assert again.out.splitlines()[-2:] == built.out.splitlines()[-2:]  # the same image
     run = cli("run", "--rm", "--network", "none", "copied:1", "sh", "-c", reach(bottom))
     assert (run.code, run.out) == (0, "bottom\n"), run.err
+    beside = cli("run", "--rm", "--network", "none", "copied:1", "sh", "-c", reach(bottom.rpartition("/")[0], "ls {}"))
+    assert (beside.code, beside.out) == (0, "f\n"), beside.err
