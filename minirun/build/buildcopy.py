@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from minirun.build import sha256
 from minirun.build.ignore import ContextFilter, component_matcher
 from minirun.errors import MinirunError, NotFound, UsageError
+from minirun.layer.dirchain import DirChain
+from minirun.layer.longpaths import SHORT, cuts_of
 from minirun.layer.whiteouts import is_overlay_xattr, is_whiteout
 from minirun.records import Record
 
@@ -184,12 +186,12 @@ def resolve_in_scope(root: str, rel: str, links: list[str] | None = None) -> str
     return "/".join(resolved)
 
 
-def _file_digest(path: str, name: str, st: os.stat_result) -> str:
+def _file_digest(path: str, name: str, st: os.stat_result, dir_fd: int | None = None) -> str:
     # The name is in: renaming a source changes what lands in a destination dir. mtime and
     # owner are not (docker's tarsum leaves mtime out; COPY gives files to root anyway).
     header = f"{name}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_size}\0".encode(errors="surrogateescape")
     hasher = sha256.new(header, st.st_size)
-    with open(path, "rb") as f:
+    with open(os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd), "rb") as f:
         while chunk := f.read(_CHUNK):
             hasher.update(chunk)
     return hasher.hexdigest()
@@ -199,13 +201,12 @@ def _tree_digest(top: str, top_rel: str, excludes: ContextFilter | None) -> str:
     hasher = sha256.new()
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        for rel, st in _walk(fd, "", top_rel, excludes):
-            full = os.path.join(top, rel)
+        for dir_fd, name, rel, st in _walk(fd, top_rel, excludes):
             line = f"{rel}\0{stat.S_IFMT(st.st_mode):o}\0{stat.S_IMODE(st.st_mode):o}\0"
             if stat.S_ISREG(st.st_mode):
-                line += f"{st.st_size}\0" + _file_digest(full, "", st)
+                line += f"{st.st_size}\0" + _file_digest(name, "", st, dir_fd)
             elif stat.S_ISLNK(st.st_mode):
-                line += os.readlink(full)
+                line += os.readlink(name, dir_fd=dir_fd)
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
                 line += f"{st.st_rdev}"
             hasher.update(line.encode(errors="surrogateescape") + b"\n")
@@ -214,18 +215,38 @@ def _tree_digest(top: str, top_rel: str, excludes: ContextFilter | None) -> str:
     return hasher.hexdigest()
 
 
-def _walk(
-    dir_fd: int, rel: str, context_rel: str, excludes: ContextFilter | None
-) -> Iterator[tuple[str, os.stat_result]]:
-    for entry, st in kept_entries(dir_fd, context_rel, excludes):
-        child = f"{rel}/{entry.name}" if rel else entry.name
-        yield child, st
-        if stat.S_ISDIR(st.st_mode):
-            fd = _open_dir(entry.name, dir_fd)
-            try:
-                yield from _walk(fd, child, _join(context_rel, entry.name), excludes)
-            finally:
-                os.close(fd)
+def _walk(top: int, context_rel: str, excludes: ContextFilter | None) -> Iterator[tuple[int, str, str, os.stat_result]]:
+    """What the ignore file leaves below the dir open at `top` (`context_rel` in the context):
+    (its dir's fd, valid until the next step; its name; its path below top; its lstat), each
+    dir's entries by name, a dir before what it holds. The walk keeps its own stack of dirs, each
+    opened by one name (layer/dirchain.py): a context may nest dirs past the recursion limit and
+    PATH_MAX."""
+    chain = DirChain(top)
+    known: dict[str, bool] = {}
+    stack = [("", context_rel, _stacked(kept_entries(top, context_rel, excludes, known)))]
+    try:
+        while stack:
+            rel, dir_rel, entries = stack[-1]
+            if not entries:
+                stack.pop()
+                if stack:
+                    chain.leave()
+                continue
+            entry, st = entries.pop()
+            child = f"{rel}/{entry.name}" if rel else entry.name
+            yield chain.fd(), entry.name, child, st
+            if stat.S_ISDIR(st.st_mode):
+                below = _join(dir_rel, entry.name)
+                entries = kept_entries(chain.enter(entry.name), below, excludes, known)
+                stack.append((child, below, _stacked(entries)))
+    finally:
+        chain.close()
+
+
+def _stacked(entries: list) -> list:
+    """`entries` last first: pop() takes them in order."""
+    entries.reverse()
+    return entries
 
 
 # -- what the ignore file leaves ------------------------------------------------------------
@@ -248,10 +269,11 @@ def present(excludes: ContextFilter | None, context: str, rel: str) -> bool:
 
 
 def kept_entries(
-    dir_fd: int, dir_rel: str | None, excludes: ContextFilter | None
+    dir_fd: int, dir_rel: str | None, excludes: ContextFilter | None, known: dict[str, bool] | None = None
 ) -> list[tuple[os.DirEntry, os.stat_result]]:
     """The entries of a directory (by fd; `dir_rel` is its path in the context) that the ignore
-    file leaves, sorted by name."""
+    file leaves, sorted by name. `known`: what one walk found of which excluded dirs hold kept
+    entries (_holds_kept), so that a walk down a deep excluded tree searches each dir once."""
     with os.scandir(dir_fd) as it:
         entries = sorted(it, key=lambda e: e.name)
     kept = []
@@ -262,23 +284,62 @@ def kept_entries(
             if excludes.excluded(rel) and not (
                 stat.S_ISDIR(st.st_mode)
                 and excludes.may_keep_below(rel)
-                and _child_holds_kept(dir_fd, entry.name, rel, excludes)
+                and _child_holds_kept(dir_fd, entry.name, rel, excludes, known)
             ):
                 continue
         kept.append((entry, st))
     return kept
 
 
-def _child_holds_kept(dir_fd: int, name: str, rel: str, excludes: ContextFilter) -> bool:
+def _child_holds_kept(
+    dir_fd: int, name: str, rel: str, excludes: ContextFilter, known: dict[str, bool] | None = None
+) -> bool:
+    if known is not None and rel in known:
+        return known[rel]
     fd = _open_dir(name, dir_fd)
     try:
-        return _holds_kept(fd, rel, excludes)
+        return _holds_kept(fd, rel, excludes, known)
     finally:
         os.close(fd)
 
 
-def _holds_kept(dir_fd: int, rel: str, excludes: ContextFilter) -> bool:
-    return bool(kept_entries(dir_fd, rel, excludes))
+def _holds_kept(top: int, rel: str, excludes: ContextFilter, known: dict[str, bool] | None = None) -> bool:
+    """Whether kept_entries of the dir open at `top` (`rel` in the context) has any: an entry
+    not excluded, or an excluded dir that holds one, searched below with a stack of its own.
+    The dirs it settles go into `known`: those on the way to a kept entry hold one, those
+    searched through do not."""
+    chain = DirChain(top)
+    stack = [(rel, os.listdir(top))]
+    try:
+        while stack:
+            rel, names = stack[-1]
+            if not names:
+                stack.pop()
+                if known is not None:
+                    known[rel] = False
+                if stack:
+                    chain.leave()
+                continue
+            name = names.pop()
+            child = _join(rel, name)
+            below = None
+            if excludes.excluded(child):
+                if not excludes.may_keep_below(child) or not stat.S_ISDIR(
+                    os.stat(name, dir_fd=chain.fd(), follow_symlinks=False).st_mode
+                ):
+                    continue
+                below = known.get(child) if known is not None else None
+                if below is None:
+                    stack.append((child, os.listdir(chain.enter(name))))
+                    continue
+                if not below:
+                    continue
+            if known is not None:  # a kept entry below each dir on the way
+                known.update((way, True) for way, _ in stack)
+            return True
+        return False
+    finally:
+        chain.close()
 
 
 def _open_dir(path: str, dir_fd: int | None) -> int:
@@ -445,11 +506,18 @@ def _user_db(path: str) -> str:
         raise MinirunError(f"unable to convert uid/gid chown string to host mapping: {path} {exc}") from None
 
 
+_READ_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
 class _Copier:
+    """Copies sources into the image (this process is chrooted into its union). Below the
+    destination every entry is made by one name in a dir held open, never by a whole path: a tree
+    may nest dirs past PATH_MAX (and no /proc is mounted here to shorten a path through)."""
+
     def __init__(self, root_fds: dict[str, int], owner: tuple[int, int] | None) -> None:
         self.root_fds = root_fds
         self.owner = owner  # None: root's for context files, the archive's own for archives
-        self.links: dict[tuple[int, int], str] = {}
+        self.links: dict[tuple[int, int], str] = {}  # a hardlinked inode -> its first copy's path
 
     def copy(self, sources: list[Source], dest: str, dest_is_dir: bool) -> None:
         for source in sources:
@@ -457,11 +525,9 @@ class _Copier:
             root_fd = self.root_fds[source.root]
             if source.is_dir:
                 self._makedirs(dest)
-                fd = os.open(
-                    source.rel or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd
-                )
+                fd = os.open(source.rel or ".", _READ_DIR | os.O_NOFOLLOW, dir_fd=root_fd)
                 try:
-                    self._children(fd, dest, owner, source.preserve_owner, source.rel, source.excludes)
+                    self._tree(fd, dest, owner, source.preserve_owner, source.rel, source.excludes)
                 finally:
                     os.close(fd)
                 continue
@@ -472,7 +538,12 @@ class _Copier:
                 self._makedirs(posixpath.dirname(dest))
                 target = dest
             st = os.stat(source.rel, dir_fd=root_fd, follow_symlinks=False)
-            self._file(root_fd, source.rel, st, target, owner, False)
+            parent, _, name = target.rpartition("/")
+            dir_fd = os.open(parent or "/", _READ_DIR)  # the path as the image resolves it, as docker's
+            try:
+                self._file(root_fd, source.rel, st, dir_fd, name, target, owner, False)
+            finally:
+                os.close(dir_fd)
 
     def _makedirs(self, path: str) -> None:
         """Missing parents are made 0755 and given to the --chown owner (root by default); a
@@ -489,58 +560,86 @@ class _Copier:
             os.chown(current, uid, gid)
             os.chmod(current, 0o755)
 
-    def _children(
+    def _tree(
         self,
-        dir_fd: int,
+        top: int,
         target_dir: str,
         owner: tuple[int, int] | None,
         xattrs: bool,
         rel: str,
         excludes: ContextFilter | None,
     ) -> None:
-        for entry, st in kept_entries(dir_fd, rel, excludes):
-            target = posixpath.join(target_dir, entry.name)
-            if stat.S_ISDIR(st.st_mode):
-                self._clear(target, keep_dir=True)
-                if not os.path.isdir(target):
-                    os.mkdir(target, 0o700)
-                fd = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-                try:
-                    self._children(fd, target, owner, xattrs, _join(rel, entry.name), excludes)
-                    self._meta(target, st, owner, fd=fd if xattrs else None)
-                finally:
-                    os.close(fd)
-            else:
-                self._file(dir_fd, entry.name, st, target, owner, xattrs)
+        """What the source dir open at `top` (`rel` in the context) holds, into the dir
+        `target_dir`; a dir's own metadata after what it holds. Both sides are walked with stacks
+        of dirs opened one name at a time (layer/dirchain.py), not by recursion."""
+        dest_top = os.open(target_dir, _READ_DIR)  # the path as the image resolves it, as docker's
+        source, dest = DirChain(top), DirChain(dest_top)
+        # per dir: its entries yet to copy (last first), its path in the image and in the context,
+        # and its lstat (for its metadata once it is done)
+        known: dict[str, bool] = {}
+        stack = [(_stacked(kept_entries(top, rel, excludes, known)), target_dir, rel, None)]
+        try:
+            while stack:
+                entries, target_dir, rel, dir_st = stack[-1]
+                if not entries:
+                    stack.pop()
+                    if dir_st is not None:
+                        self._meta(dest.fd(), dir_st, owner, fd=source.fd() if xattrs else None)
+                        source.leave()
+                        dest.leave()
+                    continue
+                entry, st = entries.pop()
+                name = entry.name
+                target = posixpath.join(target_dir, name)
+                if stat.S_ISDIR(st.st_mode):
+                    if not self._clear(dest.fd(), name, keep_dir=True):
+                        os.mkdir(name, 0o700, dir_fd=dest.fd())
+                    below = source.enter(name)
+                    dest.enter(name)
+                    child_rel = _join(rel, name)
+                    entries = kept_entries(below, child_rel, excludes, known)
+                    stack.append((_stacked(entries), target, child_rel, st))
+                else:
+                    self._file(source.fd(), name, st, dest.fd(), name, target, owner, xattrs)
+        finally:
+            source.close()
+            dest.close()
+            os.close(dest_top)
 
-    def _file(self, dir_fd: int, name: str, st: os.stat_result, target: str, owner, xattrs: bool) -> None:
+    def _file(
+        self, dir_fd: int, name: str, st: os.stat_result, dest_fd: int, dest: str, target: str, owner, xattrs: bool
+    ) -> None:
+        """Source `name` in `dir_fd` to `dest` in `dest_fd` (`target`: its path in the image)."""
         mode = st.st_mode
         if is_whiteout(st):
             return  # an overlay whiteout from an extracted archive: nothing to copy
         if stat.S_ISSOCK(mode):
             return  # tar cannot hold sockets; docker skips them too
-        self._clear(target, keep_dir=False)
+        self._clear(dest_fd, dest, keep_dir=False)
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in self.links:
-            os.link(self.links[key], target)
+            _link(self.links[key], dest_fd, dest)
             return
         if stat.S_ISREG(mode):
-            self._regular(dir_fd, name, st, target, owner, xattrs)
+            self._regular(dir_fd, name, st, dest_fd, dest, owner, xattrs)
         elif stat.S_ISLNK(mode):
-            os.symlink(os.readlink(name, dir_fd=dir_fd), target)
+            os.symlink(os.readlink(name, dir_fd=dir_fd), dest, dir_fd=dest_fd)
             uid, gid = owner or (st.st_uid, st.st_gid)
-            os.chown(target, uid, gid, follow_symlinks=False)
-            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            os.chown(dest, uid, gid, dir_fd=dest_fd, follow_symlinks=False)
+            os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dest_fd, follow_symlinks=False)
         else:  # devices and fifos (the overlay is nodev: a device node never opens here)
-            os.mknod(target, mode, st.st_rdev)
-            self._meta(target, st, owner)
+            os.mknod(dest, mode, st.st_rdev, dir_fd=dest_fd)
+            self._meta(dest, st, owner, dir_fd=dest_fd)
         if st.st_nlink > 1:
             self.links[key] = target
 
-    def _regular(self, dir_fd: int, name: str, st: os.stat_result, target: str, owner, xattrs: bool) -> None:
+    def _regular(
+        self, dir_fd: int, name: str, st: os.stat_result, dest_fd: int, dest: str, owner, xattrs: bool
+    ) -> None:
         src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
-            out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            out = os.open(dest, flags, 0o600, dir_fd=dest_fd)
             try:
                 offset = 0
                 while offset < st.st_size:
@@ -554,27 +653,58 @@ class _Copier:
         finally:
             os.close(src)
 
-    def _meta(self, target: str | int, st: os.stat_result, owner, fd: int | None = None) -> None:
+    def _meta(
+        self, target: str | int, st: os.stat_result, owner, fd: int | None = None, dir_fd: int | None = None
+    ) -> None:
+        """Owner, mode, xattrs (of the source open at `fd`) and times of `target`: an open fd, or
+        a name in `dir_fd`."""
         # chown before chmod: chown clears setuid/setgid bits; capabilities xattrs after chown too
         uid, gid = owner or (st.st_uid, st.st_gid)
-        os.chown(target, uid, gid)
-        os.chmod(target, stat.S_IMODE(st.st_mode))
+        os.chown(target, uid, gid, dir_fd=dir_fd)
+        os.chmod(target, stat.S_IMODE(st.st_mode), dir_fd=dir_fd)
         if fd is not None:
             for name in os.listxattr(fd):
                 if not is_overlay_xattr(name):  # overlay's own xattrs never travel
                     os.setxattr(target, name, os.getxattr(fd, name))
-        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dir_fd)
 
     @staticmethod
-    def _clear(target: str, keep_dir: bool) -> None:
-        """Make room for a new entry: whatever is there goes, except a real dir we merge into."""
-        if not os.path.lexists(target):
-            return
-        if os.path.isdir(target) and not os.path.islink(target):
-            if keep_dir:
-                return
-            import shutil
-
-            shutil.rmtree(target)
+    def _clear(dir_fd: int, name: str, keep_dir: bool) -> bool:
+        """Make room for a new entry `name` in `dir_fd`: whatever is there goes, except a real dir
+        we merge into (then True)."""
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=dir_fd)
+        elif keep_dir:
+            return True
         else:
-            os.unlink(target)
+            from minirun.store.fsutil import remove_below
+
+            remove_below(dir_fd, name)
+        return False
+
+
+def _link(path: str, dest_fd: int, dest: str) -> None:
+    """A hardlink `dest` in `dest_fd` to `path` (a copy made before, in the image). Past PATH_MAX
+    its dir is opened chunk by chunk: the first as the image resolves it, the rest below it with
+    no symlink followed (the copy made them all dirs)."""
+    parent, _, name = path.rpartition("/")
+    cuts = cuts_of(parent) if len(path) >= SHORT else []
+    if not cuts:
+        os.link(path, dest, dst_dir_fd=dest_fd, follow_symlinks=False)
+        return
+    from minirun import linux
+
+    fd = os.open(parent[: cuts[0]] or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for start, end in zip(cuts, [*cuts[1:], len(parent)]):
+            rule = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_SYMLINKS | linux.RESOLVE_NO_MAGICLINKS
+            below = linux.openat2(fd, parent[start + 1 : end], os.O_PATH | os.O_DIRECTORY, rule)
+            os.close(fd)
+            fd = below
+        os.link(name, dest, src_dir_fd=fd, dst_dir_fd=dest_fd, follow_symlinks=False)
+    finally:
+        os.close(fd)

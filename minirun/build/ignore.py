@@ -230,6 +230,9 @@ class ContextFilter:
         compiled = [compile_pattern(p, source) for p in patterns]
         self.patterns = [p for p in compiled if p is not None]
         self.has_exceptions = any(p.exception for p in self.patterns)
+        # a dir -> per pattern, whether it matches the dir or one of its parents: a walk asks
+        # about every entry of a dir, and a context may nest dirs thousands deep
+        self._above: dict[str, list[bool]] = {}
 
     def excluded(self, rel: str) -> bool:
         """patternmatcher's MatchesOrParentMatches: the last pattern matching the path or one
@@ -237,15 +240,32 @@ class ContextFilter:
         path = go_clean(rel)
         if path == ".":
             return False
-        parents = path.split("/")[:-1]
-        prefixes = ["/".join(parents[: i + 1]) for i in range(len(parents))]
+        parent, slash, _ = path.rpartition("/")
+        above = self._matched_above(parent) if slash else None  # "" for "/x": a parent, as split has it
         matched = False
-        for pattern in self.patterns:
+        for i, pattern in enumerate(self.patterns):
             if pattern.exception != matched:
                 continue  # an inclusion already holds, or an exception has nothing to undo
-            if pattern.matches(path) or any(pattern.matches(p) for p in prefixes):
+            if pattern.matches(path) or (above is not None and above[i]):
                 matched = not pattern.exception
         return matched
+
+    def _matched_above(self, path: str) -> list[bool]:
+        """Per pattern, whether it matches dir `path` or one of its parents: each dir's from its
+        parent's, the parents not known yet found in a loop."""
+        found = self._above.get(path)
+        if found is not None:
+            return found
+        todo = [path]
+        while "/" in todo[-1] and todo[-1].rpartition("/")[0] not in self._above:
+            todo.append(todo[-1].rpartition("/")[0])
+        for each in reversed(todo):
+            parent, slash, _ = each.rpartition("/")
+            up = self._above[parent] if slash else None
+            self._above[each] = [
+                (up is not None and up[i]) or pattern.matches(each) for i, pattern in enumerate(self.patterns)
+            ]
+        return self._above[path]
 
     def may_keep_below(self, rel: str) -> bool:
         """Whether an excluded directory can hold a path an exception brings back: False lets

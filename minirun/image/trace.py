@@ -297,19 +297,27 @@ class _Merged:
         return self._entries[key]
 
     def scan(self, parts: tuple[str, ...]) -> _Scan:
-        """How the merged view answers for `parts`; parents must be dirs (or it is missing)."""
-        if parts in self._scans:
-            return self._scans[parts]
-        if not parts:
-            result = self._scan_in(list(range(len(self.layers))), parts)
-        else:
-            parent = self.scan(parts[:-1])
-            if parent.answer != "dir":
-                result = _Scan("missing", None, [], [])
+        """How the merged view answers for `parts`; parents must be dirs (or it is missing).
+        The parents not scanned yet are, from the nearest one scanned down: a loop, not
+        recursion, as a path may have more components than Python's recursion limit."""
+        found = self._scans.get(parts)
+        if found is not None:
+            return found
+        known = len(parts) - 1
+        while known >= 0 and parts[:known] not in self._scans:
+            known -= 1
+        for depth in range(known + 1, len(parts) + 1):
+            here = parts[:depth]
+            if not here:
+                result = self._scan_in(list(range(len(self.layers))), here)
             else:
-                result = self._scan_in(parent.contributors, parts)
-        self._scans[parts] = result
-        return result
+                parent = self._scans[here[:-1]]
+                if parent.answer != "dir":
+                    result = _Scan("missing", None, [], [])
+                else:
+                    result = self._scan_in(parent.contributors, here)
+            self._scans[here] = result
+        return self._scans[parts]
 
     def _scan_in(self, candidates: list[int], parts: tuple[str, ...]) -> _Scan:
         result = _Scan("missing", None, [], [])

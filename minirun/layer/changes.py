@@ -21,11 +21,17 @@ import stat
 from minirun.layer.dirchain import DirChain
 from minirun.layer.whiteouts import is_opaque, is_whiteout
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minirun.layer.longpaths import ShortPaths
+
 MODIFIED, ADDED, DELETED = "C", "A", "D"
 KIND_CODES = {MODIFIED: 0, ADDED: 1, DELETED: 2}  # docker's API: Kind 0/1/2
 # minirun's mount points and provided files: never changes of the container (docker keeps them
 # in its init layer; so do we, or as empty stubs in the upper of a 500-layer image)
 PROVIDED = frozenset({"/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab"})
+# layer/longpaths.py's SHORT, here so that diff imports longpaths only for a path this long
+_SHORT = 3072
 
 
 class Change:
@@ -49,51 +55,75 @@ class Change:
 
 
 class _Lowers:
-    """The merged lower layers (topmost first), asked one directory at a time."""
+    """The merged lower layers (topmost first), asked one directory at a time.
+
+    A dir's layers are found from its parent's, as overlay looks a name up: the name in each
+    layer that shows the parent, down to the first where it is opaque or something other than a
+    dir hides it (a layer's own symlink on the way is never followed). The walks keep their own
+    loops, and a layer's path past PATH_MAX is reached through dirs opened below the layer
+    (layer/longpaths.py): an image may nest dirs as deep as a container committed them."""
 
     def __init__(self, layers: list[str]) -> None:
         self.layers = layers
-        self._cache: dict[str, dict[str, os.stat_result] | None] = {}
+        self._long: ShortPaths | None = None
+        # rel -> (name -> lstat of what the lowers show in it, or None: no dir there; the
+        # indexes of the layers that show it, topmost first)
+        self._cache: dict[str, tuple[dict[str, os.stat_result] | None, list[int]]] = {}
 
     def children(self, rel: str) -> dict[str, os.stat_result] | None:
         """Name -> lstat of what the lowers show inside dir `rel` ("" is the root); None when the
         lowers show no directory there."""
-        if rel in self._cache:
-            return self._cache[rel]
-        found: dict[str, os.stat_result] | None
-        if rel == "":
-            found = self._merge([""])
-        else:
-            parent, _, name = rel.rpartition("/")
-            siblings = self.children(parent)
-            st = siblings.get(name) if siblings is not None else None
-            found = self._merge(self._dirs_of(rel)) if st is not None and stat.S_ISDIR(st.st_mode) else None
-        self._cache[rel] = found
-        return found
+        known = self._cache.get(rel)
+        if known is not None:
+            return known[0]
+        todo = [rel]  # up to the nearest dir known, then down from it
+        while todo[-1] and todo[-1].rpartition("/")[0] not in self._cache:
+            todo.append(todo[-1].rpartition("/")[0])
+        for each in reversed(todo):
+            self._cache[each] = self._look_up(each)
+        return self._cache[rel][0]
 
-    def _dirs_of(self, rel: str) -> list[str]:
-        """The layers that contribute to dir `rel`, topmost first: down to the first layer where
-        it is opaque, or where something other than a dir hides it."""
-        contributing = []
-        for layer in self.layers:
-            path = os.path.join(layer, rel)
+    def link(self, rel: str) -> str:
+        """The target of the symlink the lowers show at `rel` (whose dir was asked for)."""
+        for i in self._cache[rel.rpartition("/")[0]][1]:
+            try:
+                return os.readlink(self._path(i, rel))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return ""
+
+    def _look_up(self, rel: str) -> tuple[dict[str, os.stat_result] | None, list[int]]:
+        """What `children` caches for `rel`, whose parent is cached."""
+        shown: list[int] = []
+        if rel == "":
+            for i, layer in enumerate(self.layers):
+                shown.append(i)
+                if is_opaque(layer):
+                    break
+            return self._merge(rel, shown), shown
+        parent, _, name = rel.rpartition("/")
+        siblings, above = self._cache[parent]
+        st = siblings.get(name) if siblings is not None else None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            return None, shown
+        for i in above:
+            path = self._path(i, rel)
             try:
                 st = os.lstat(path)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             if not stat.S_ISDIR(st.st_mode):
                 break  # a file or whiteout here hides the dir of every layer below
-            contributing.append(path)
+            shown.append(i)
             if is_opaque(path):
                 break
-        return contributing
+        return self._merge(rel, shown), shown
 
-    def _merge(self, dirs: list[str]) -> dict[str, os.stat_result]:
-        rel_dirs = dirs if dirs != [""] else self._root_dirs()
+    def _merge(self, rel: str, shown: list[int]) -> dict[str, os.stat_result]:
         merged: dict[str, os.stat_result | None] = {}
-        for directory in rel_dirs:
+        for i in shown:
             try:
-                entries = list(os.scandir(directory))
+                entries = list(os.scandir(self._path(i, rel)))
             except OSError:
                 continue
             for entry in entries:
@@ -103,25 +133,32 @@ class _Lowers:
                 merged[entry.name] = None if is_whiteout(st) else st
         return {name: st for name, st in merged.items() if st is not None}
 
-    def _root_dirs(self) -> list[str]:
-        dirs = []
-        for layer in self.layers:
-            dirs.append(layer)
-            if is_opaque(layer):
-                break
-        return dirs
+    def _path(self, i: int, rel: str) -> str:
+        """`rel` in layer `i` as calls take it: whole, or past PATH_MAX through a dir opened below
+        the layer (valid until the next such path is asked for)."""
+        layer = self.layers[i]
+        if len(layer) + len(rel) < _SHORT:
+            return f"{layer}/{rel}" if rel else layer
+        if self._long is None:
+            from minirun.layer.longpaths import ShortPaths
+
+            self._long = ShortPaths()
+        return self._long(rel, layer)
+
+    def close(self) -> None:
+        if self._long is not None:
+            self._long.close()
 
 
-def _same(a: os.stat_result, b: os.stat_result, a_path: str, b_path: str) -> bool:
-    """A full comparison's verdict on one entry (docker's naive differ: no content reads)."""
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    """A full comparison's verdict on one entry's lstat (docker's naive differ: no content reads);
+    a symlink's target is the caller's to compare."""
     if stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode):
         return False
     if (stat.S_IMODE(a.st_mode), a.st_uid, a.st_gid) != (stat.S_IMODE(b.st_mode), b.st_uid, b.st_gid):
         return False
     if stat.S_ISDIR(a.st_mode):
         return True  # a dir's mtime moves with every create or delete inside it
-    if stat.S_ISLNK(a.st_mode) and (not b_path or os.readlink(a_path) != os.readlink(b_path)):
-        return False
     return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns and a.st_rdev == b.st_rdev
 
 
@@ -134,9 +171,11 @@ def changes(upper: str, lowers: list[str]) -> list[Change]:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
             return result
         raise
+    looked_up = _Lowers(lowers)
     try:
-        _walk(top, _Lowers(lowers), result, hidden=is_opaque(top))
+        _walk(top, looked_up, result, hidden=is_opaque(top))
     finally:
+        looked_up.close()
         os.close(top)
     result.sort(key=lambda c: c.path)
     return result
@@ -201,7 +240,7 @@ def _walk(top: int, lowers: _Lowers, out: list[Change], hidden: bool) -> None:
                     st = os.stat(parent.name, dir_fd=chain.fd(), follow_symlinks=False)
                     had = parent.had
                     assert had is not None
-                    if shown not in PROVIDED and (len(out) > frame.before or not _same(st, had, "", "")):
+                    if shown not in PROVIDED and (len(out) > frame.before or not _same(st, had)):
                         out.append(Change(MODIFIED, shown))
                 continue
             name, kind = frame.entries.pop()
@@ -222,7 +261,7 @@ def _walk(top: int, lowers: _Lowers, out: list[Change], hidden: bool) -> None:
                     if exc.errno not in _GONE:
                         raise
                     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                    if shown not in PROVIDED and not _same(st, had, "", ""):
+                    if shown not in PROVIDED and not _same(st, had):
                         out.append(Change(MODIFIED, shown))
                     continue
                 frame.name, frame.had = name, had
@@ -238,7 +277,9 @@ def _walk(top: int, lowers: _Lowers, out: list[Change], hidden: bool) -> None:
                 out.append(Change(MODIFIED, shown))
             else:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                if not _same(st, had, f"/proc/self/fd/{dir_fd}/{name}", _lower_path(lowers, child)):
+                if not _same(st, had) or (
+                    stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=dir_fd) != lowers.link(child)
+                ):
                     out.append(Change(MODIFIED, shown))
     finally:
         chain.close()
@@ -293,12 +334,3 @@ def _all_added(chain: DirChain, name: str, rel: str, out: list[Change]) -> None:
     finally:
         while chain.depth > depth:
             chain.leave()
-
-
-def _lower_path(lowers: _Lowers, rel: str) -> str:
-    """The path of `rel` in the topmost layer that has it (for readlink)."""
-    for layer in lowers.layers:
-        path = os.path.join(layer, rel)
-        if os.path.lexists(path):
-            return path
-    return ""

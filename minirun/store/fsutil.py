@@ -97,21 +97,27 @@ def remove_tree(path: str) -> None:
     _REMOVE_DEPTH a dir is moved up to the top and removed from there, so the walk's recursion
     and its open fds stay bounded however deep the tree (a deep upper once made every `rm`, and
     a commit's unfinished layer every locked verb of the store, fail)."""
+    remove_below(None, path)
+
+
+def remove_below(dir_fd: int | None, name: str) -> None:
+    """remove_tree of `name` in the dir open at `dir_fd` (None: `name` is a path), one name below
+    it: where no path reaches (past PATH_MAX, or in a root where /proc is not mounted)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         return
     except (NotADirectoryError, OSError) as exc:
         if not isinstance(exc, NotADirectoryError) and exc.errno != errno.ELOOP:
             raise
-        os.unlink(path)  # a file, or a link (never followed)
+        os.unlink(name, dir_fd=dir_fd)  # a file, or a link (never followed)
         return
     try:
         while _empty_dir(fd, fd, 0):  # dirs moved up to the top meanwhile: another round
             pass
     finally:
         os.close(fd)
-    os.rmdir(path)
+    os.rmdir(name, dir_fd=dir_fd)
 
 
 _REMOVE_DEPTH = 64

@@ -171,6 +171,14 @@ def test_a_parent_that_is_a_file_and_a_path_no_layer_has(cli, stacked):
     assert nowhere["Verdict"] == "/nope/deeper does not exist in the merged view: no layer has it"
 
 
+def test_a_path_with_more_names_than_the_recursion_limit(cli, stacked):
+    below = "/d" * 1500  # each parent is looked up before its child, in a loop
+    under_file = traced(cli, "stacked:1", "/etc/config.yaml" + below)
+    assert not under_file["Exists"] and "/etc/config.yaml is a file, not a directory" in under_file["Verdict"]
+    nowhere = traced(cli, "stacked:1", "/nope" + below)
+    assert nowhere["Verdict"] == f"/nope{below} does not exist in the merged view: no layer has it"
+
+
 def test_bad_input(cli, stacked):
     assert "No such image: nosuch:latest" in one_error_line(cli("trace", "nosuch", "/etc"))
     one_error_line(cli("trace", "stacked:1", ""))

@@ -74,3 +74,33 @@ def test_a_dir_chain_holds_few_fds_and_reopens_what_it_closed(tree):
     chain.close()
     os.close(top)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_diff_cuts_where_short_paths_do():
+    from minirun.layer import changes, longpaths
+
+    assert changes._SHORT == longpaths.SHORT
+
+
+def test_diff_looks_up_a_lower_layer_past_the_limits(tmp_path):
+    """A dir 2,100 deep in the image (past PATH_MAX and the recursion limit), asked for cold, and
+    a container's change at its bottom."""
+    from minirun.layer.changes import _Lowers, changes
+
+    layer, upper = tmp_path / "layer", tmp_path / "upper"
+    layer.mkdir()
+    upper.mkdir()
+    try:
+        make_deep(layer, 2100)  # an empty file `f` in every level, a dir w0 at the bottom
+        paths = ShortPaths(str(upper))
+        for depth in range(1, 2100):
+            os.mkdir(paths("/".join(["d"] * depth)))
+        with open(paths("d/" * 2099 + "f"), "w") as f:  # changed in the container
+            f.write("x")
+        paths.close()
+        assert list(_Lowers([str(layer)]).children("/".join(["d"] * 2100))) == ["w0"]
+        found = [str(c) for c in changes(str(upper), [str(layer)])]
+        assert found == ["C /" + "/".join(["d"] * i) for i in range(1, 2100)] + ["C /" + "d/" * 2099 + "f"]
+    finally:
+        remove_tree(str(layer))
+        remove_tree(str(upper))
