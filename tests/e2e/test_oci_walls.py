@@ -1,0 +1,63 @@
+"""Attacks on minirun-oci from where runc's advisories stood: an image whose /proc is its own
+files, a container's PID 1 that chroots before the runtime's `exec`, a container that shares its
+PID namespace with one being created (a pod's). Each checks the wall from the kernel's side."""
+
+from __future__ import annotations
+
+import os
+
+from tests.e2e.test_oci import Oci, bundle, busybox_tar, oci  # noqa: F401  (fixtures)
+from tests.helpers import wait_until
+
+# docker's default capabilities, as containerd's and podman's bundles list them
+DOCKER_CAPS = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+
+
+def _caps(status: str) -> dict[str, int]:
+    return {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines() if line.startswith("Cap")}
+
+
+def _mask(names: list[str]) -> int:
+    from minirun.runtime.privileges import capability_mask
+
+    return capability_mask(names)
+
+
+def test_a_fake_cap_last_cap_in_the_image_keeps_no_capability_bounded(oci: Oci, bundle) -> None:  # noqa: F811
+    """The bounding set is dropped up to the kernel's last capability, which must come from the
+    kernel: an image's /proc/sys/kernel/cap_last_cap saying 0 (its /proc its own files, procfs
+    elsewhere) left every capability in the bounding set, for a setuid binary to take."""
+
+    def edit(config):
+        for mount in config["mounts"]:
+            if mount["destination"] == "/proc":
+                mount["destination"] = "/realproc"
+        config["linux"]["maskedPaths"] = config["linux"]["readonlyPaths"] = []
+        config["process"]["user"] = {"uid": 1000, "gid": 1000}
+        config["process"]["noNewPrivileges"] = False
+
+    path = bundle(["cat", "/realproc/self/status"], edit=edit)
+    rootfs = os.path.join(path, "rootfs")
+    os.makedirs(os.path.join(rootfs, "realproc"))
+    os.makedirs(os.path.join(rootfs, "proc/sys/kernel"))
+    os.symlink("/realproc/self", os.path.join(rootfs, "proc/self"))  # the exec fifo's way
+    with open(os.path.join(rootfs, "proc/sys/kernel/cap_last_cap"), "w") as f:
+        f.write("0\n")
+    done = oci("run", "--bundle", path, "fakecap")
+    caps = _caps(done.stdout)
+    assert caps["CapBnd"] == _mask(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]), done.stdout
