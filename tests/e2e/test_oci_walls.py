@@ -61,3 +61,31 @@ def test_a_fake_cap_last_cap_in_the_image_keeps_no_capability_bounded(oci: Oci, 
     done = oci("run", "--bundle", path, "fakecap")
     caps = _caps(done.stdout)
     assert caps["CapBnd"] == _mask(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]), done.stdout
+
+
+def test_exec_enters_the_containers_root_not_where_pid1_chrooted(oci: Oci, bundle, tmp_path) -> None:  # noqa: F811
+    """runc's exec joins the mount namespace and so its root. PID 1 (CAP_SYS_CHROOT, docker's
+    default) chrooting into a tree of its own must not take the runtime's exec there: that tree
+    had a /proc/sys/kernel/cap_last_cap of "0" and the exec'd process every capability."""
+    script = (
+        "mkdir -p /fake/proc/sys/kernel && cp -a /bin /fake/ && echo 0 > /fake/proc/sys/kernel/cap_last_cap"
+        " && touch /ready && exec chroot /fake sleep 300"
+    )
+
+    def edit(config):
+        config["root"]["readonly"] = False
+        config["process"]["noNewPrivileges"] = False
+        config["process"]["capabilities"] = {k: DOCKER_CAPS for k in ("bounding", "effective", "permitted")}
+
+    path = bundle(["sh", "-c", script], edit=edit)
+    with open(os.path.join(path, "rootfs/marker"), "w") as f:
+        f.write("the container's root\n")
+    oci("run", "-d", "--bundle", path, "chrooted")
+    pid = oci.state("chrooted")["pid"]
+    assert wait_until(lambda: os.readlink(f"/proc/{pid}/root").endswith("/fake"))
+    assert oci("exec", "chrooted", "cat", "/marker").stdout == "the container's root\n"
+    pid_file = tmp_path / "exec.pid"
+    oci("exec", "-d", "--pid-file", str(pid_file), "chrooted", "sleep", "300")
+    with open(f"/proc/{int(pid_file.read_text())}/status") as f:
+        caps = _caps(f.read())
+    assert caps["CapBnd"] == caps["CapEff"] == _mask(DOCKER_CAPS), caps
