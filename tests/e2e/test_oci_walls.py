@@ -89,3 +89,26 @@ def test_exec_enters_the_containers_root_not_where_pid1_chrooted(oci: Oci, bundl
     with open(f"/proc/{int(pid_file.read_text())}/status") as f:
         caps = _caps(f.read())
     assert caps["CapBnd"] == caps["CapEff"] == _mask(DOCKER_CAPS), caps
+
+
+def test_a_pod_neighbour_cannot_reach_pid1_before_it_execs(oci: Oci, bundle) -> None:  # noqa: F811
+    """A container joining another's PID namespace (a pod's) shows its PID 1 there while it
+    waits for `start`: still the host's python, root with the same capabilities as its
+    neighbour. Dumpable, its /proc/PID/exe (the host's interpreter: runc CVE-2019-5736's
+    target), memory and environment were the neighbour's to open."""
+    oci("run", "-d", "--bundle", bundle(["sleep", "300"], name="first"), "first")
+    first = oci.state("first")["pid"]
+
+    def edit(config):
+        for namespace in config["linux"]["namespaces"]:
+            if namespace["type"] == "pid":
+                namespace["path"] = f"/proc/{first}/ns/pid"
+
+    oci("create", "--bundle", bundle(["sleep", "300"], name="second", edit=edit), "second")
+    with open(f"/proc/{oci.state('second')['pid']}/status") as f:
+        there = next(line for line in f if line.startswith("NSpid:")).split()[-1]
+    probe = " ; ".join(
+        f"head -c 4 /proc/{there}/{name} >/dev/null 2>&1 && echo {name} open" for name in ("exe", "environ", "mem")
+    )
+    assert oci("exec", "first", "sh", "-c", f"{probe}; true").stdout == ""
+    oci("start", "second")
