@@ -402,9 +402,12 @@ def open_tree(dirfd: int, path: str, flags: int) -> int:
     return _check(_syscall("open_tree", dirfd, _b(path), flags | os.O_CLOEXEC), "open_tree", path or f"fd {dirfd}")
 
 
-def mount_setattr_fd(fd: int, attr_set: int, recursive: bool = True) -> None:
-    """mount_setattr on the mount `fd` refers to (a detached tree from open_tree included)."""
-    attr = ctypes.create_string_buffer(attr_set.to_bytes(8, "little") + bytes(24))
+def mount_setattr_fd(fd: int, attr_set: int, recursive: bool = True, attr_clr: int = 0, propagation: int = 0) -> None:
+    """mount_setattr on the mount `fd` refers to (a detached tree from open_tree included);
+    `propagation`: one of MS_SHARED, MS_SLAVE, MS_PRIVATE, MS_UNBINDABLE, or 0 to leave it."""
+    attr = ctypes.create_string_buffer(
+        attr_set.to_bytes(8, "little") + attr_clr.to_bytes(8, "little") + propagation.to_bytes(8, "little") + bytes(8)
+    )
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     _check(_syscall("mount_setattr", fd, b"", flags, attr, len(attr.raw)), "mount_setattr", f"fd {fd}")
 

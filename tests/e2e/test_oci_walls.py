@@ -112,3 +112,26 @@ def test_a_pod_neighbour_cannot_reach_pid1_before_it_execs(oci: Oci, bundle) -> 
     )
     assert oci("exec", "first", "sh", "-c", f"{probe}; true").stdout == ""
     oci("start", "second")
+
+
+def test_a_read_only_bind_stays_read_only_whatever_its_target_leads_to_after(oci: Oci, bundle, tmp_path) -> None:  # noqa: F811
+    """runc CVE-2021-30465's race, made deterministic: the mount point is found through a link
+    of the image's (/l -> p/q/..), and the volume mounted there has a `q` of its own (a link to
+    /proc/sys). A lookup of /l after the mount ended at /proc, which was made read-only in the
+    bind's stead, and the host dir stayed writable. (A container renaming the mount point away in
+    a shared volume, a link to /proc in its place, won the same within some dozens of starts.)"""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    os.symlink("/proc/sys", volume / "q")
+
+    def edit(config):
+        config["mounts"].append(
+            {"destination": "/l", "type": "bind", "source": str(volume), "options": ["rbind", "ro"]}
+        )
+
+    path = bundle(["sh", "-c", "touch /p/written; grep -c ' /proc ro,' /proc/self/mountinfo; true"], edit=edit)
+    os.makedirs(os.path.join(path, "rootfs/p/q"))
+    os.symlink("p/q/..", os.path.join(path, "rootfs/l"))
+    done = oci("run", "--bundle", path, "relooked")
+    assert sorted(os.listdir(volume)) == ["q"], done.stderr
+    assert done.stdout == "0\n"
