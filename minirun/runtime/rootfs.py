@@ -669,7 +669,7 @@ def _detached_mount(m: Mount) -> int:
     if m.fstype == "cgroup":  # the tmpfs the hierarchies are mounted in
         fstype, source, flags, data = "tmpfs", "cgroup", (m.flags & ~MS_RDONLY) | _NOSUID_NODEV_NOEXEC, "mode=755"
     else:
-        fstype, source, flags, data = m.fstype or "", m.source, m.flags, m.data
+        fstype, source, flags, data = m.fstype or "", m.source, m.flags, m.data or ""
     context = linux.fsopen(fstype)
     try:
         if source:
@@ -677,7 +677,7 @@ def _detached_mount(m: Mount) -> int:
         for flag, name in _SB_FLAG_NAMES:
             if flags & flag:
                 linux.fsconfig(context, linux.FSCONFIG_SET_FLAG, name)
-        for option in filter(None, (data or "").split(",")):
+        for option in filter(None, data.split(",")):
             key, sep, value = option.partition("=")
             if sep:
                 linux.fsconfig_set_string(context, key, value)
