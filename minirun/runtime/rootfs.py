@@ -702,21 +702,49 @@ def _oci_dev(root: str, nodes: Sequence[Sequence[Any]], userns: bool = False) ->
             os.symlink(target, os.path.join(dev, name))
     kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
     for path, kind, major, minor, mode, uid, gid in nodes:
-        host = resolve_in_root(root, path)
-        if os.path.lexists(host):
-            continue
-        os.makedirs(os.path.dirname(host), 0o755, exist_ok=True)
-        if userns:
-            if not os.path.exists(path):
-                raise MinirunError(f"device {path}: no such node on the host to bind in a user namespace")
-            _bind_node(path, host)
-            continue
+        # made by name in its directory, opened through fds inside the root: a volume under /dev
+        # that a running container writes may turn any directory on the way, or the node itself
+        # once made, into a link to a host path, which a path-based chmod followed
+        parent_path = os.path.dirname(path)
+        parent = _mount_point(root, resolve_in_root(root, parent_path), parent_path, is_dir=True)
+        name = os.path.basename(path)
         try:
-            os.mknod(host, kinds[kind] | (mode & 0o7777), os.makedev(major, minor))
-            os.chown(host, uid, gid, follow_symlinks=False)
-            os.chmod(host, mode & 0o7777)  # what the umask took off mknod's mode
+            try:
+                os.lstat(name, dir_fd=parent)
+                continue  # a node already there stays
+            except FileNotFoundError:
+                pass
+            if userns:
+                if not os.path.exists(path):
+                    raise MinirunError(f"device {path}: no such node on the host to bind in a user namespace")
+                _bind_node_at(path, parent, name)
+                continue
+            umask = os.umask(0)  # the mode exactly, from mknod itself: no chmod by name after it
+            try:
+                os.mknod(name, kinds[kind] | (mode & 0o7777), os.makedev(major, minor), dir_fd=parent)
+            finally:
+                os.umask(umask)
+            os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
         except OSError as exc:
             raise MinirunError(f"mknod {path}: {exc.strerror}") from None
+        finally:
+            os.close(parent)
+
+
+def _bind_node_at(host: str, parent_fd: int, name: str) -> None:
+    """_bind_node's bind, onto the file made as `name` in `parent_fd`, through that file's fd."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    node = os.open(name, flags, 0o666, dir_fd=parent_fd)
+    try:
+        clone = linux.open_tree(linux.AT_FDCWD, host, linux.OPEN_TREE_CLONE)
+        try:
+            attrs = linux.MOUNT_ATTR_RDONLY | linux.MOUNT_ATTR_NOSUID | linux.MOUNT_ATTR_NOEXEC
+            linux.mount_setattr_fd(clone, attrs, recursive=False)
+            linux.move_mount(clone, "", node, "", linux.MOVE_MOUNT_F_EMPTY_PATH | linux.MOVE_MOUNT_T_EMPTY_PATH)
+        finally:
+            os.close(clone)
+    finally:
+        os.close(node)
 
 
 def _mask_paths(root: str, paths: Sequence[str]) -> None:

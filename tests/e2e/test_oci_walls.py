@@ -5,6 +5,10 @@ PID namespace with one being created (a pod's). Each checks the wall from the ke
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+import subprocess
+import sys
 
 from tests.e2e.test_oci import Oci, bundle, busybox_tar, oci  # noqa: F401  (fixtures)
 from tests.helpers import wait_until
@@ -135,3 +139,44 @@ def test_a_read_only_bind_stays_read_only_whatever_its_target_leads_to_after(oci
     done = oci("run", "--bundle", path, "relooked")
     assert sorted(os.listdir(volume)) == ["q"], done.stderr
     assert done.stdout == "0\n"
+
+
+# swaps `node` (once it exists) with `link`, as fast as Python goes: a container writing the volume
+_SWAPPER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+volume = os.open(sys.argv[1], os.O_PATH | os.O_DIRECTORY)
+while libc.renameat2(volume, b"node", volume, b"link", 2) != 0:  # RENAME_EXCHANGE
+    pass
+"""
+
+
+def test_a_device_node_in_a_shared_volume_never_changes_a_host_file(oci: Oci, bundle, tmp_path) -> None:  # noqa: F811
+    """linux.devices nodes were made by path and chmod-ed by path after mknod: a container writing
+    a volume under /dev that swapped the new node for a link to a host file (absolute: followed on
+    the host's terms) had that file chmod-ed to the node's mode, /etc/shadow to 0666. Raced with
+    the runtime, as in runc CVE-2021-30465; won within a few starts."""
+    victim = tmp_path / "victim"
+    victim.write_text("secret\n")
+    victim.chmod(0o600)
+    volume = tmp_path / "volume"
+
+    def edit(config):
+        config["mounts"].append(
+            {"destination": "/dev/vol", "type": "bind", "source": str(volume), "options": ["rbind"]}
+        )
+        node = {"path": "/dev/vol/node", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666}
+        config["linux"]["devices"] = [node]
+
+    path = bundle(["true"], edit=edit)
+    for attempt in range(30):
+        shutil.rmtree(volume, ignore_errors=True)
+        volume.mkdir()
+        os.symlink(str(victim), volume / "link")
+        swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(volume)])
+        try:
+            oci("run", "--bundle", path, f"node{attempt}", check=False)
+        finally:
+            swapper.kill()
+            swapper.wait()
+        assert stat.S_IMODE(victim.stat().st_mode) == 0o600, attempt
