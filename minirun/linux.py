@@ -119,6 +119,7 @@ _SYSCALLS = {
         "mount_setattr": 442,
         "open_tree": 428,
         "openat2": 437,
+        "execveat": 322,
     },
     "aarch64": {
         "pivot_root": 41,
@@ -133,6 +134,7 @@ _SYSCALLS = {
         "mount_setattr": 442,
         "open_tree": 428,
         "openat2": 437,
+        "execveat": 281,
     },
 }
 
@@ -395,6 +397,17 @@ def fd_path(fd: int, path: str) -> str:
     CVE-2021-30465); `path` itself where there is no procfs to ask."""
     link = f"/proc/self/fd/{fd}"
     return link if os.path.lexists(link) else path
+
+
+def execveat_fd(fd: int, argv: list[str], env: dict[str, str]) -> None:
+    """execveat(2) of the file `fd` refers to (AT_EMPTY_PATH: an O_PATH fd, a detached mount's
+    too); returns only by raising."""
+    args = [os.fsencode(a) for a in argv]
+    envs = [os.fsencode(f"{k}={v}") for k, v in env.items()]
+    c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
+    c_env = (ctypes.c_char_p * (len(envs) + 1))(*envs, None)
+    _check(_syscall("execveat", fd, b"", c_argv, c_env, AT_EMPTY_PATH), "execveat", argv[0])
+    raise SyscallError("execveat", 0, argv[0])  # (unreachable: it succeeded or raised)
 
 
 def open_tree(dirfd: int, path: str, flags: int) -> int:

@@ -10,7 +10,7 @@ import stat
 import subprocess
 import sys
 
-from tests.e2e.test_oci import Oci, bundle, busybox_tar, oci  # noqa: F401  (fixtures)
+from tests.e2e.test_oci import OCI, Oci, bundle, busybox_tar, oci  # noqa: F401  (fixtures)
 from tests.helpers import wait_until
 
 # docker's default capabilities, as containerd's and podman's bundles list them
@@ -180,3 +180,23 @@ def test_a_device_node_in_a_shared_volume_never_changes_a_host_file(oci: Oci, bu
             swapper.kill()
             swapper.wait()
         assert stat.S_IMODE(victim.stat().st_mode) == 0o600, attempt
+
+
+def _exe_read_only(pid: int) -> bool:
+    return bool(os.statvfs(f"/proc/{pid}/exe").f_flag & os.ST_RDONLY)
+
+
+def test_the_interpreter_a_container_can_see_is_read_only(oci: Oci, bundle) -> None:  # noqa: F811
+    """runc CVE-2019-5736: PID 1 waiting for `start` and exec's stages are the host's python, and
+    /proc/PID/exe of either is that binary. A container root with CAP_SYS_PTRACE (or a pod's
+    neighbour) could hold it open and write it once no python ran: the runtime's next call ran
+    the container's code as the host's root. Our processes run it through a read-only mount."""
+    oci("create", "--bundle", bundle(["sleep", "300"]), "sealed")
+    assert _exe_read_only(oci.state("sealed")["pid"])
+    oci("start", "sealed")
+    caller = subprocess.Popen([*OCI, "--root", oci.root, "exec", "sealed", "sleep", "5"], stdin=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: _exe_read_only(caller.pid), timeout=5)
+    finally:
+        caller.kill()
+        caller.wait()
