@@ -200,3 +200,26 @@ def test_the_interpreter_a_container_can_see_is_read_only(oci: Oci, bundle) -> N
     finally:
         caller.kill()
         caller.wait()
+
+
+def test_a_net_sysctl_is_refused_in_the_hosts_network_namespace_joined_by_path(oci: Oci, bundle) -> None:  # noqa: F811
+    """linux.sysctl's net.* keys are written from inside the container's network namespace: one
+    joined by path may be the host's, whose settings are everyone's (runc refuses it). The value
+    asked is the host's own, so even a write changes nothing here."""
+    key = "net.ipv4.tcp_keepalive_probes"
+    with open("/proc/sys/net/ipv4/tcp_keepalive_probes") as f:
+        value = f.read().strip()
+    holder = subprocess.Popen(["sleep", "60"])  # a process in the host's network namespace
+    try:
+
+        def edit(config):
+            for namespace in config["linux"]["namespaces"]:
+                if namespace["type"] == "network":
+                    namespace["path"] = f"/proc/{holder.pid}/ns/net"
+            config["linux"]["sysctl"] = {key: value}
+
+        done = oci("run", "--bundle", bundle(["true"], edit=edit), "hostnet", check=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 1 and "not allowed in host network namespace" in done.stderr, done.stderr
