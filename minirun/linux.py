@@ -119,6 +119,7 @@ _SYSCALLS = {
         "mount_setattr": 442,
         "open_tree": 428,
         "openat2": 437,
+        "execveat": 322,
     },
     "aarch64": {
         "pivot_root": 41,
@@ -133,6 +134,7 @@ _SYSCALLS = {
         "mount_setattr": 442,
         "open_tree": 428,
         "openat2": 437,
+        "execveat": 281,
     },
 }
 
@@ -397,14 +399,28 @@ def fd_path(fd: int, path: str) -> str:
     return link if os.path.lexists(link) else path
 
 
+def execveat_fd(fd: int, argv: list[str], env: dict[str, str]) -> None:
+    """execveat(2) of the file `fd` refers to (AT_EMPTY_PATH: an O_PATH fd, a detached mount's
+    too); returns only by raising."""
+    args = [os.fsencode(a) for a in argv]
+    envs = [os.fsencode(f"{k}={v}") for k, v in env.items()]
+    c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
+    c_env = (ctypes.c_char_p * (len(envs) + 1))(*envs, None)
+    _check(_syscall("execveat", fd, b"", c_argv, c_env, AT_EMPTY_PATH), "execveat", argv[0])
+    raise SyscallError("execveat", 0, argv[0])  # (unreachable: it succeeded or raised)
+
+
 def open_tree(dirfd: int, path: str, flags: int) -> int:
     """A mount (or, with OPEN_TREE_CLONE, a detached copy of it) as an fd for move_mount."""
     return _check(_syscall("open_tree", dirfd, _b(path), flags | os.O_CLOEXEC), "open_tree", path or f"fd {dirfd}")
 
 
-def mount_setattr_fd(fd: int, attr_set: int, recursive: bool = True) -> None:
-    """mount_setattr on the mount `fd` refers to (a detached tree from open_tree included)."""
-    attr = ctypes.create_string_buffer(attr_set.to_bytes(8, "little") + bytes(24))
+def mount_setattr_fd(fd: int, attr_set: int, recursive: bool = True, attr_clr: int = 0, propagation: int = 0) -> None:
+    """mount_setattr on the mount `fd` refers to (a detached tree from open_tree included);
+    `propagation`: one of MS_SHARED, MS_SLAVE, MS_PRIVATE, MS_UNBINDABLE, or 0 to leave it."""
+    attr = ctypes.create_string_buffer(
+        attr_set.to_bytes(8, "little") + attr_clr.to_bytes(8, "little") + propagation.to_bytes(8, "little") + bytes(8)
+    )
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     _check(_syscall("mount_setattr", fd, b"", flags, attr, len(attr.raw)), "mount_setattr", f"fd {fd}")
 

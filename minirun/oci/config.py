@@ -163,6 +163,7 @@ def translate(config: dict[str, Any], bundle: str, container_id: str, cgroup_par
         raise ConfigError(f"rootfs ({rootfs}) does not exist")
     _refuse(config, linux_, process)
     namespaces, paths = _namespaces(linux_.get("namespaces") or [])
+    _refuse_host_sysctls(linux_.get("sysctl") or {}, paths)
     if config.get("hostname") and "uts" not in namespaces:
         raise ConfigError("unable to set hostname without a private UTS namespace")
     network = "none" if "network" in namespaces else "host"
@@ -281,6 +282,23 @@ def _namespaces(entries: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]
         if entry.get("path"):
             paths[kind] = str(entry["path"])
     return seen, paths
+
+
+def _refuse_host_sysctls(sysctls: dict[str, Any], paths: dict[str, str]) -> None:
+    """A namespaced sysctl acts on the namespace PID 1 is in: one joined by path may be the
+    host's own, where net.* (or an IPC key) would change the host for everyone (runc refuses
+    net.* in the host's network namespace; the IPC keys here too)."""
+    for key in sysctls:
+        kind, mine = ("network", "net") if str(key).startswith("net.") else ("ipc", "ipc")
+        path = paths.get(kind)
+        if not path:
+            continue
+        try:
+            theirs, ours = os.stat(path), os.stat(f"/proc/self/ns/{mine}")
+        except OSError:
+            continue  # joining it fails later, with its own message
+        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+            raise ConfigError(f"sysctl {key!r} not allowed in host {kind} namespace")
 
 
 def _mappings(linux_: dict[str, Any], key: str, userns: bool) -> list[list[int]]:

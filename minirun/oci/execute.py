@@ -91,7 +91,14 @@ def exec_command(root: str, args: argparse.Namespace) -> int:
     allowed = (caps.get("bounding") or [], bool(process.get("noNewPrivileges")), bundle.plan.seccomp)
     set_non_dumpable()
     running = {"Pid": state.pid, "PidStartTime": state.data.get("pid_start"), "Status": "running"}
-    namespaces = execin.open_namespaces(args.id, running, with_root=True)
+    # PID 1's root only where the container chrooted in a mount namespace not its own; in its
+    # own, the namespace's root is the one pivot_root made (as runc's exec: setns alone). PID 1's
+    # root now is wherever it chrooted since (CAP_SYS_CHROOT is in docker's default set), and
+    # an exec must not land in a tree the container made for it.
+    own_mount_ns = any(
+        n.get("type") == "mount" and not n.get("path") for n in (spec.get("linux") or {}).get("namespaces") or []
+    )
+    namespaces = execin.open_namespaces(args.id, running, with_root=not own_mount_ns)
     result = execin.exec_in(target, opts, namespaces, state.data.get("cgroup_paths") or [], allowed)
     if args.detach:
         if args.pid_file:

@@ -146,8 +146,37 @@ _LONG_SINGLE_DASH = {
 }
 
 
+_PROGRAM = False  # main() runs as the process itself, which may then re-exec (_seal_interpreter)
+
+
 def main(argv: list[str] | None = None) -> None:
+    global _PROGRAM
+    _PROGRAM = argv is None
     sys.exit(run(sys.argv[1:] if argv is None else argv))
+
+
+def _seal_interpreter() -> None:
+    """Run on from the interpreter's binary seen through a read-only mount of its own, before any
+    process of ours shows up in a container (runc CVE-2019-5736: /proc/PID/exe of PID 1 waiting
+    for `start`, or of exec's stage 2, is the host's python, and a container root with
+    CAP_SYS_PTRACE opened it and wrote it once no python was running: the next call of this
+    runtime ran the container's code as the host's root). The binary is bound, detached and
+    read-only (open_tree, mount_setattr), and exec'd from that mount's fd with the same argv and
+    environment: /proc/PID/exe then opens read-only (EROFS), as runc's re-exec through a sealed
+    copy of itself. Once per process: an exe already on a read-only mount is left as it is."""
+    from minirun import linux
+
+    if os.statvfs("/proc/self/exe").f_flag & os.ST_RDONLY:
+        return
+    binary = linux.open_tree(linux.AT_FDCWD, os.path.realpath("/proc/self/exe"), linux.OPEN_TREE_CLONE)
+    try:
+        linux.mount_setattr_fd(binary, linux.MOUNT_ATTR_RDONLY, recursive=False)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # the same command line (sys.executable comes back from argv[0], the venv with it)
+        linux.execveat_fd(binary, [sys.executable, *sys.orig_argv[1:]], dict(os.environ))
+    finally:
+        os.close(binary)
 
 
 def run(argv: list[str]) -> int:
@@ -195,6 +224,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if name == "list":
         return _list(root, args.format, args.quiet)
+    if _PROGRAM and name in ("create", "run", "exec"):
+        _seal_interpreter()
     if name in ("create", "run"):
         opts = container.CreateOptions(args.bundle, args.pid_file, args.console_socket, args.preserve_fds)
         if name == "create":

@@ -265,6 +265,15 @@ def _child(
     channel: Channel | None,
     hooks: Channel | None,
 ) -> None:
+    # Non-dumpable until execve (which resets it for the container's own program), as runc's
+    # init: until then PID 1 is the host's python, and a container sharing its PID namespace (an
+    # OCI bundle's, joined by path, as a pod's) with the same uid and capabilities could ptrace
+    # it, read its memory and environment and open /proc/PID/exe, the host's interpreter, for
+    # the write of runc CVE-2019-5736, while it waits for `start`. (Its user switch would reset
+    # this only for a uid other than 0.)
+    import _prctl
+
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
     if plan.stdio is not None:
         for target, fd in enumerate(plan.stdio):
             os.dup2(fd, target)
@@ -298,8 +307,6 @@ def _child(
     from minirun.runtime.security import added_groups, lock_down, read_user_db, resolve_user
 
     if plan.die_with_parent:
-        import _prctl
-
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
     if plan.oom_score_adj is not None and channel is None:  # (else stage 1 wrote it)
         _write_file("/proc/self/oom_score_adj", str(plan.oom_score_adj))

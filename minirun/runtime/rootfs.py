@@ -600,10 +600,15 @@ _PROPAGATION = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE
 def _oci_mounts(root: str, spec: RootfsSpec) -> None:
     """An OCI bundle's mounts, in its order and as it says them (runc's rules, not docker's: no
     target is refused, a bind keeps the flags it asks for); then /dev's nodes, if /dev is a
-    filesystem of the container's own. Each mount point is made and mounted on through fds
-    resolved inside the root, as for minirun's own mounts (runc CVE-2021-30465: a volume shared
-    with a running container may be changed under us), and what follows the mount (a bind's
-    remount, propagation, attributes) acts on the new mount found again inside the root."""
+    filesystem of the container's own.
+
+    Each mount is made whole while detached (a bind's clone with its flags, a new filesystem from
+    fsopen(2)), then moved onto a mount point made and resolved through fds inside the root, and
+    what follows (cgroup hierarchies, propagation, recursive attributes) acts on the mount's own
+    fd: a volume shared with a running container may be changed under us at any moment (runc
+    CVE-2021-30465), so no path is looked up again once the mount is in place. (A lookup after
+    the mount once let a container that renamed the mount point away and put a link to /proc in
+    its place turn /proc read-only and leave a read-only bind of the host writable.)"""
     own_dev = False
     for m in spec.mounts or []:
         path = resolve_in_root(root, m.target)
@@ -612,44 +617,105 @@ def _oci_mounts(root: str, spec: RootfsSpec) -> None:
         bind = m.fstype is None
         if bind and not os.path.exists(m.source):
             raise NotFound(f"mount {m.source} to {m.target}: no such file or directory")
-        point = _mount_point(root, path, m.target, is_dir=not bind or os.path.isdir(m.source))
+        mounted = _detached_mount(m)
         try:
-            on = linux.fd_path(point, path)
-            if bind:
-                linux.mount(m.source, on, None, MS_BIND | (m.flags & MS_REC))
-            elif m.fstype == "cgroup":
-                linux.mount("cgroup", on, "tmpfs", (m.flags & ~MS_RDONLY) | _NOSUID_NODEV_NOEXEC, "mode=755")
-            else:
-                linux.mount(m.source, on, m.fstype, m.flags, m.data)
-                own_dev = own_dev or m.target == "/dev"
-        finally:
-            os.close(point)
-        mounted = _open_in_root(root, m.target)
-        try:
-            _after_oci_mount(m, linux.fd_path(mounted, path), spec)
+            point = _mount_point(root, path, m.target, is_dir=not bind or os.path.isdir(m.source))
+            try:
+                flags = linux.MOVE_MOUNT_F_EMPTY_PATH | linux.MOVE_MOUNT_T_EMPTY_PATH
+                linux.move_mount(mounted, "", point, "", flags)
+            finally:
+                os.close(point)
+            # from here `mounted` is the mount in its place, wherever that dir is renamed to
+            if m.fstype == "cgroup":
+                mount_cgroups(linux.fd_path(mounted, path), spec.cgroups, writable=not m.flags & MS_RDONLY)
+            if m.propagation:
+                kind = m.propagation & ~MS_REC
+                linux.mount_setattr_fd(mounted, 0, recursive=bool(m.propagation & MS_REC), propagation=kind)
             if m.recursive_attrs:
                 linux.mount_setattr_fd(mounted, m.recursive_attrs, recursive=True)
         finally:
             os.close(mounted)
+        own_dev = own_dev or (m.target == "/dev" and not bind and m.fstype != "cgroup")
     if own_dev:
         _oci_dev(root, spec.device_nodes, spec.userns)
 
 
-def _after_oci_mount(m: Mount, at: str, spec: RootfsSpec) -> None:
-    """What a mount of the bundle's asks for beyond mount(2), on the mount now at `at`."""
+# mount(2)'s per-mount flags as mount_setattr(2)'s and fsmount(2)'s attributes
+_MOUNT_ATTRS = (
+    (MS_RDONLY, linux.MOUNT_ATTR_RDONLY),
+    (MS_NOSUID, linux.MOUNT_ATTR_NOSUID),
+    (MS_NODEV, linux.MOUNT_ATTR_NODEV),
+    (MS_NOEXEC, linux.MOUNT_ATTR_NOEXEC),
+    (MS_NOATIME, linux.MOUNT_ATTR_NOATIME),
+    (MS_STRICTATIME, linux.MOUNT_ATTR_STRICTATIME),
+    (MS_NODIRATIME, linux.MOUNT_ATTR_NODIRATIME),
+    (linux.MS_NOSYMFOLLOW, linux.MOUNT_ATTR_NOSYMFOLLOW),
+)
+_ATIME_MASK = 0x70  # MOUNT_ATTR__ATIME: relatime, noatime and strictatime, one of them
+_ALL_ATTRS = _ATIME_MASK | linux.MOUNT_ATTR_NODIRATIME | 0xF | linux.MOUNT_ATTR_NOSYMFOLLOW
+# mount(2)'s superblock flags as fsconfig(2)'s flag names (the kernel's common_set_sb_flag)
+_SB_FLAG_NAMES = (
+    (MS_RDONLY, "ro"),
+    (linux.MS_SYNCHRONOUS, "sync"),
+    (linux.MS_DIRSYNC, "dirsync"),
+    (64, "mand"),  # MS_MANDLOCK
+    (1 << 16, "posixacl"),  # MS_POSIXACL
+    (1 << 25, "lazytime"),  # MS_LAZYTIME
+)
+
+
+def _mount_attrs(flags: int) -> int:
+    attrs = 0
+    for flag, attr in _MOUNT_ATTRS:
+        if flags & flag:
+            attrs |= attr
+    return attrs
+
+
+def _detached_mount(m: Mount) -> int:
+    """The bundle's mount `m` as a detached mount's fd, with every flag it asks for, for
+    move_mount(2): a bind is a clone of its source (its tree with rbind) given its flags as a bind
+    remount would (mount_setattr), anything else a new filesystem (fsopen, fsconfig, fsmount)."""
     if m.fstype is None:
-        extra = m.flags & ~(MS_BIND | MS_REC | MS_REMOUNT | _PROPAGATION)
-        if extra:  # a bind takes its flags only from a remount
-            try:
-                linux.mount(None, at, None, MS_BIND | MS_REMOUNT | extra)
-            except SyscallError as exc:
-                if exc.errno != errno.EPERM:
-                    raise
-                remount(at, extra)  # flags the source's mount locks (nodev...) kept, as runc retries
-    elif m.fstype == "cgroup":
-        mount_cgroups(at, spec.cgroups, writable=not m.flags & MS_RDONLY)
-    if m.propagation:
-        linux.mount(None, at, None, m.propagation)
+        recursive = linux.AT_RECURSIVE if m.flags & MS_REC else 0
+        clone = linux.open_tree(linux.AT_FDCWD, m.source, linux.OPEN_TREE_CLONE | recursive)
+        try:
+            extra = m.flags & ~(MS_BIND | MS_REC | MS_REMOUNT | _PROPAGATION)
+            if extra:  # a bind takes its flags only from a remount
+                attrs = _mount_attrs(extra)
+                try:  # a bind remount sets exactly these: the others cleared, relatime by default
+                    linux.mount_setattr_fd(clone, attrs, recursive=False, attr_clr=_ALL_ATTRS)
+                except SyscallError as exc:
+                    if exc.errno != errno.EPERM:
+                        raise
+                    # flags the source's mount locks (nodev...) kept, as runc retries
+                    atime = _ATIME_MASK if attrs & _ATIME_MASK else 0
+                    linux.mount_setattr_fd(clone, attrs, recursive=False, attr_clr=atime)
+        except BaseException:
+            os.close(clone)
+            raise
+        return clone
+    if m.fstype == "cgroup":  # the tmpfs the hierarchies are mounted in
+        fstype, source, flags, data = "tmpfs", "cgroup", (m.flags & ~MS_RDONLY) | _NOSUID_NODEV_NOEXEC, "mode=755"
+    else:
+        fstype, source, flags, data = m.fstype or "", m.source, m.flags, m.data or ""
+    context = linux.fsopen(fstype)
+    try:
+        if source:
+            linux.fsconfig_set_string(context, "source", source)
+        for flag, name in _SB_FLAG_NAMES:
+            if flags & flag:
+                linux.fsconfig(context, linux.FSCONFIG_SET_FLAG, name)
+        for option in filter(None, data.split(",")):
+            key, sep, value = option.partition("=")
+            if sep:
+                linux.fsconfig_set_string(context, key, value)
+            else:
+                linux.fsconfig(context, linux.FSCONFIG_SET_FLAG, key)
+        linux.fsconfig_create(context)
+        return linux.fsmount(context, linux.FSMOUNT_CLOEXEC, _mount_attrs(flags))
+    finally:
+        os.close(context)
 
 
 def _oci_dev(root: str, nodes: Sequence[Sequence[Any]], userns: bool = False) -> None:
@@ -665,21 +731,49 @@ def _oci_dev(root: str, nodes: Sequence[Sequence[Any]], userns: bool = False) ->
             os.symlink(target, os.path.join(dev, name))
     kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
     for path, kind, major, minor, mode, uid, gid in nodes:
-        host = resolve_in_root(root, path)
-        if os.path.lexists(host):
-            continue
-        os.makedirs(os.path.dirname(host), 0o755, exist_ok=True)
-        if userns:
-            if not os.path.exists(path):
-                raise MinirunError(f"device {path}: no such node on the host to bind in a user namespace")
-            _bind_node(path, host)
-            continue
+        # made by name in its directory, opened through fds inside the root: a volume under /dev
+        # that a running container writes may turn any directory on the way, or the node itself
+        # once made, into a link to a host path, which a path-based chmod followed
+        parent_path = os.path.dirname(path)
+        parent = _mount_point(root, resolve_in_root(root, parent_path), parent_path, is_dir=True)
+        name = os.path.basename(path)
         try:
-            os.mknod(host, kinds[kind] | (mode & 0o7777), os.makedev(major, minor))
-            os.chown(host, uid, gid, follow_symlinks=False)
-            os.chmod(host, mode & 0o7777)  # what the umask took off mknod's mode
+            try:
+                os.lstat(name, dir_fd=parent)
+                continue  # a node already there stays
+            except FileNotFoundError:
+                pass
+            if userns:
+                if not os.path.exists(path):
+                    raise MinirunError(f"device {path}: no such node on the host to bind in a user namespace")
+                _bind_node_at(path, parent, name)
+                continue
+            umask = os.umask(0)  # the mode exactly, from mknod itself: no chmod by name after it
+            try:
+                os.mknod(name, kinds[kind] | (mode & 0o7777), os.makedev(major, minor), dir_fd=parent)
+            finally:
+                os.umask(umask)
+            os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
         except OSError as exc:
             raise MinirunError(f"mknod {path}: {exc.strerror}") from None
+        finally:
+            os.close(parent)
+
+
+def _bind_node_at(host: str, parent_fd: int, name: str) -> None:
+    """_bind_node's bind, onto the file made as `name` in `parent_fd`, through that file's fd."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    node = os.open(name, flags, 0o666, dir_fd=parent_fd)
+    try:
+        clone = linux.open_tree(linux.AT_FDCWD, host, linux.OPEN_TREE_CLONE)
+        try:
+            attrs = linux.MOUNT_ATTR_RDONLY | linux.MOUNT_ATTR_NOSUID | linux.MOUNT_ATTR_NOEXEC
+            linux.mount_setattr_fd(clone, attrs, recursive=False)
+            linux.move_mount(clone, "", node, "", linux.MOVE_MOUNT_F_EMPTY_PATH | linux.MOVE_MOUNT_T_EMPTY_PATH)
+        finally:
+            os.close(clone)
+    finally:
+        os.close(node)
 
 
 def _mask_paths(root: str, paths: Sequence[str]) -> None:

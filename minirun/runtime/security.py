@@ -11,12 +11,13 @@ makes plainly.
 
 from __future__ import annotations
 
+import errno
 import os
 
 import _prctl
 
 from minirun import linux
-from minirun.errors import MinirunError
+from minirun.errors import MinirunError, SyscallError
 from minirun.records import Record
 from minirun.runtime.privileges import CAPABILITIES, DEFAULT_CAPABILITIES, capability_number
 
@@ -318,19 +319,38 @@ def _drop_bounding(capabilities: Iterable[str]) -> set[int]:
     return keep
 
 
+_PR_CAPBSET_READ = 23
+
+
 def _last_cap(known: int) -> int:
-    """The kernel's highest capability; refuse one python-prctl cannot drop (fail closed)."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            last = int(f.read())
-    except (OSError, ValueError):
-        return known
-    if last > known:
+    """The kernel's highest capability, asked of the kernel (PR_CAPBSET_READ answers EINVAL past
+    it), never read from /proc/sys/kernel/cap_last_cap: this runs after pivot_root (or, for exec,
+    in PID 1's root), where that file is whatever the container shows there (an OCI bundle's
+    /proc may be a dir of the image's, PID 1 may chroot into a dir of its own), and a "0" there
+    left every capability in the bounding set for execve to hand out. Refuse one python-prctl
+    cannot drop (fail closed)."""
+    if _kernel_has_cap(known + 1):
+        last = known + 1
+        while _kernel_has_cap(last + 1):
+            last += 1
         raise MinirunError(
             f"the kernel has capabilities up to {last}, python-prctl knows {known}: "
             "cannot drop them from the bounding set"
         )
+    last = known
+    while last > 0 and not _kernel_has_cap(last):  # an older kernel than python-prctl
+        last -= 1
     return last
+
+
+def _kernel_has_cap(number: int) -> bool:
+    try:
+        linux.prctl(_PR_CAPBSET_READ, number)
+    except SyscallError as exc:
+        if exc.errno == errno.EINVAL:
+            return False
+        raise
+    return True
 
 
 def set_non_dumpable() -> None:
