@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import select
+import stat
 import struct
 import termios
 
@@ -79,7 +80,7 @@ def _bind_console(slave: int) -> None:
     slave's fd onto the fd of the file made for it: an OCI bundle's /dev/pts may be a dir a
     running container writes, and /dev/pts/N looked up by name a link to a /proc/sys file, then
     bound writable where the container can write it (runc CVE-2025-52565)."""
-    fd = os.open("/dev/console", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = _console_mount_point()
     try:
         # fd to fd, no path: the container's /proc may be a bundle's dir too, not procfs
         clone = linux.open_tree(slave, "", linux.OPEN_TREE_CLONE | linux.AT_EMPTY_PATH)
@@ -90,6 +91,23 @@ def _bind_console(slave: int) -> None:
             os.close(clone)
     finally:
         os.close(fd)
+
+
+def _console_mount_point() -> int:
+    """/dev/console made, or the root's own opened O_PATH: a mount point needs no open(2) of its
+    contents, and a FIFO there (a root whose /dev is no filesystem of the container's) would have
+    kept a write-only open waiting for a reader for good, and a tty taken it as ours."""
+    made = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        return os.open("/dev/console", made, 0o600)
+    except FileExistsError:
+        pass
+    fd = os.open("/dev/console", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
+        os.close(fd)
+        raise MinirunError("/dev/console in the root is a directory or a link, not a file to bind the console on")
+    return fd
 
 
 # --- in the CLI -------------------------------------------------------------------------------

@@ -177,6 +177,16 @@ def test_list_shows_runcs_table_and_json(oci, bundle):
     assert oci("list", "-q").stdout == "listed\n"
 
 
+def _kill_runtime_processes(root: str) -> None:
+    """SIGKILL every process whose command line names this test's runtime root."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if root.encode() in cmdline(int(pid)):
+                os.kill(int(pid), 9)
+        except OSError:
+            pass
+
+
 def _create_with_console(oci, path: str, name: str, socket_path: str) -> int:
     """`create NAME --console-socket`: the pty master it sends."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -189,12 +199,18 @@ def _create_with_console(oci, path: str, name: str, socket_path: str) -> int:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    conn, _ = listener.accept()
-    fds = array.array("i")
-    _, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_LEN(fds.itemsize))
-    conn.close()
-    listener.close()
-    assert creating.wait(timeout=60) == 0, creating.stderr.read()
+    try:
+        conn, _ = listener.accept()
+        conn.settimeout(30)
+        fds = array.array("i")
+        _, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_LEN(fds.itemsize))
+        conn.close()
+        assert creating.wait(timeout=60) == 0, creating.stderr.read()
+    except BaseException:
+        _kill_runtime_processes(oci.root)  # a create stuck before its state was written
+        raise
+    finally:
+        listener.close()
     fds.frombytes(ancdata[0][2])
     return fds[0]
 
@@ -253,6 +269,29 @@ def test_the_console_is_the_pty_even_when_pts_is_a_dir_of_links(oci, bundle, tmp
     master = _create_with_console(oci, path, "planted", str(tmp_path / "console.sock"))
     try:
         oci("start", "planted")
+        output = _read_until(master, b"end-of-test")
+    finally:
+        os.close(master)
+    assert b"console:character special file:88" in output, output
+
+
+def test_a_fifo_at_dev_console_is_bound_over_not_opened(oci, bundle, tmp_path):
+    """/dev/console is a mount point, opened O_PATH: a FIFO the root has there (its /dev not a
+    filesystem of the container's own) must not stop `create` for good in open(2), waiting for a
+    reader no one will be."""
+
+    def own_dev_dir(config):
+        config["process"]["terminal"] = True
+        config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/dev"]
+
+    path = bundle(["sh", "-c", "stat -c 'console:%F:%t' /dev/console; echo end-of-test; sleep 300"], edit=own_dev_dir)
+    dev = tmp_path / "bundle/rootfs/dev"
+    dev.mkdir(exist_ok=True)
+    os.mkfifo(dev / "console")
+    os.symlink("pts/ptmx", dev / "ptmx")
+    master = _create_with_console(oci, path, "fifo", str(tmp_path / "console.sock"))
+    try:
+        oci("start", "fifo")
         output = _read_until(master, b"end-of-test")
     finally:
         os.close(master)
