@@ -8,6 +8,7 @@ one line naming the field."""
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from typing import Any
 
@@ -409,6 +410,8 @@ def translate_rlimit(entry: dict[str, Any]) -> dict[str, Any]:
 def _device_node(entry: dict[str, Any]) -> list[Any]:
     path = entry.get("path") or ""
     kind = entry.get("type") or ""
+    if path:  # "/dev/../etc/x" is no path under /dev
+        path = posixpath.normpath(path)
     if not path.startswith("/dev/") or kind not in ("c", "b", "u", "p"):
         raise ConfigError(f"device {path!r} of type {kind!r}: a path under /dev and a type c, b, u or p")
     mode = entry.get("fileMode")

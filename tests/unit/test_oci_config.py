@@ -92,6 +92,15 @@ def test_oci_version_must_be_semver_1(tmp_path):
         _bundle(tmp_path, lambda spec, good=good: spec.update(ociVersion=good))
 
 
+@pytest.mark.parametrize("path", ["/dev/../etc/shadow", "/dev/..", "/etc/null", "dev/null"])
+def test_a_device_node_outside_dev_is_refused(tmp_path, path):
+    def device(spec):
+        spec["linux"]["devices"] = [{"path": path, "type": "c", "major": 1, "minor": 3}]
+
+    with pytest.raises(config.ConfigError, match="a path under /dev"):
+        _bundle(tmp_path, device)
+
+
 def test_device_rules_keep_the_bundles_order_before_runcs_defaults():
     rules = [
         {"allow": False, "access": "rwm"},
