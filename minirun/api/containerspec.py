@@ -37,6 +37,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "memory": None,
     "memory_swap": None,
     "memory_reservation": None,
+    "memory_swappiness": None,
     "oom_kill_disable": False,
     "cpus": None,
     "cpu_shares": None,
@@ -79,6 +80,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "pid": "",
     "ipc": "",
     "uts": "",
+    "cgroupns": "",
     "runtime": "",
     "restart": "no",
     "health_cmd": "",
@@ -365,7 +367,7 @@ def _unserved_config(config: dict) -> None:
 # HostConfig fields with no `run` option that docker's Linux daemon acts on when set: refused
 # when set, docker's own defaults taken (its clients send every field, zero when unset)
 _UNSERVED_HOST = {
-    "MemorySwappiness", "Links", "DeviceRequests", "CgroupParent", "CpuRealtimePeriod", "CpuRealtimeRuntime",
+    "Links", "DeviceRequests", "CgroupParent", "CpuRealtimePeriod", "CpuRealtimeRuntime",
     "IOMaximumIOps", "IOMaximumBandwidth", "KernelMemoryTCP", "UsernsMode", "CgroupnsMode", "Annotations",
     "VolumeDriver", "Isolation", "ConsoleSize", "Cgroup",
 }  # fmt: skip
@@ -385,7 +387,7 @@ def _unserved_host(host: dict, version: tuple[int, ...], values: dict) -> None:
             raise ApiError(
                 400, f"HostConfig.MemorySwappiness: Invalid value: {swappiness}, valid memory swappiness range is 0-100"
             )
-        raise _refuse("MemorySwappiness", "a memory swappiness (docker's --memory-swappiness)")
+        values["memory_swappiness"] = str(swappiness)  # --memory-swappiness's: v1's, warned about on v2
     _links(host)
     requests = host.get("DeviceRequests")
     if requests is not None and not isinstance(requests, list):
@@ -416,10 +418,10 @@ def _unserved_host(host: dict, version: tuple[int, ...], values: dict) -> None:
     if userns not in ("", "host"):  # minirun makes no user namespace: the host's is what "host" asks
         raise ApiError(400, f"HostConfig.UsernsMode: invalid user namespace mode {userns!r}: only host is served")
     cgroupns = _string(host.get("CgroupnsMode"), "HostConfig.CgroupnsMode")
-    if cgroupns == "host":
-        raise _refuse("CgroupnsMode", "the host's cgroup namespace (every container has its own: private)")
-    if cgroupns not in ("", "private"):
-        raise ApiError(400, f"HostConfig.CgroupnsMode: invalid cgroup namespace mode: {cgroupns}")
+    if cgroupns not in ("", "private", "host"):  # moby's validateHostConfig, its words
+        raise ApiError(400, f"invalid cgroup namespace mode: {cgroupns}")
+    if version >= (1, 41):  # added in 1.41: older clients' field is not read (moby's postContainersCreate)
+        values["cgroupns"] = cgroupns
     annotations = _string_map(host.get("Annotations"), "HostConfig.Annotations")
     if annotations and version >= (1, 43):  # older versions: dropped (moby's postContainersCreate)
         raise _refuse("Annotations", "an OCI annotation (docker's --annotation)")
@@ -495,7 +497,7 @@ _HOST_READ = {
     "ExtraHosts", "GroupAdd", "Sysctls", "Ulimits", "ShmSize", "Devices", "LogConfig", "PidMode", "IpcMode",
     "UTSMode", "Runtime", "MaskedPaths", "ReadonlyPaths", "CpuQuota", "CpuPeriod", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "MemoryReservation", "OomKillDisable",
-    "OomScoreAdj", "DeviceCgroupRules", *_UNSERVED_HOST,
+    "OomScoreAdj", "DeviceCgroupRules", "MemorySwappiness", *_UNSERVED_HOST,
 }  # fmt: skip
 
 

@@ -82,6 +82,7 @@ _CONFIG_FIELDS = (
     ("pid_mode", ""),  # --pid, --ipc, --uts: "host" shares the host's namespace
     ("ipc_mode", ""),
     ("uts_mode", ""),
+    ("cgroupns_mode", ""),  # --cgroupns: "host" shares the host's cgroup namespace; "" (older records): private
     ("runtime", ""),  # --runtime: an OCI runtime (path or name) runs it from a bundle; "": in-process
     ("publish_all", False),  # -P: every exposed port, on ports picked at each start
     ("exposed_ports", list),  # the image's EXPOSE, --expose and -p's ports: ["80/tcp", ...]
@@ -150,6 +151,7 @@ class ContainerConfig:
     pid_mode: str
     ipc_mode: str
     uts_mode: str
+    cgroupns_mode: str
     runtime: str
     publish_all: bool
     exposed_ports: list[str]

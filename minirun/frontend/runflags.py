@@ -1,7 +1,7 @@
 """`run`'s options for what a service container needs beyond its command: -P and
 --expose, --add-host and --dns*, --init, --ulimit, --shm-size, --stop-signal, --stop-timeout,
 --group-add, --sysctl, --oom-score-adj, --network-alias, --cidfile, --pull, --platform,
---pid/--ipc/--uts host. Parsed and checked
+--pid/--ipc/--uts host, --cgroupns. Parsed and checked
 here with docker's words before anything is created; a container carries them as
 containers/runconfig.py says. Lean, as runargs.py: the heavier checks are imported when used.
 """
@@ -41,6 +41,7 @@ class RunFlags(Record):
     ipc_mode: str
     runtime: str  # --runtime: an OCI runtime's path or name (containers/ociruntime.py)
     uts_mode: str
+    cgroupns_mode: str  # --cgroupns: "host" or "private" (minirun's default, on v1 as on v2)
     DEFAULTS = {
         **dict.fromkeys(("publish_all", "init"), False),
         **dict.fromkeys(
@@ -48,6 +49,7 @@ class RunFlags(Record):
             list,
         ),
         **dict.fromkeys(("stop_signal", "cidfile", "platform", "pid_mode", "ipc_mode", "uts_mode", "runtime"), ""),
+        "cgroupns_mode": "private",
         "shm_size": 0,
         "oom_score_adj": 0,
         "stop_timeout": None,
@@ -89,6 +91,11 @@ def add_options(p) -> None:
     p.add_argument("--ipc", default="", help="IPC mode to use (private, shareable, host)")
     p.add_argument("--uts", default="", help="UTS namespace to use (host)")
     p.add_argument(
+        "--cgroupns",
+        default="",
+        help="Cgroup namespace to use (host|private): 'host' the host's, 'private' its own (default private)",
+    )
+    p.add_argument(
         "--runtime", default="", help="OCI runtime to run the container with (runc, crun, minirun-oci, a path)"
     )
 
@@ -106,6 +113,7 @@ def parse_flags(ns, network: str, hostname: str, publish: list[str]) -> RunFlags
         ipc_mode=_namespace_mode("ipc", ns.ipc, ("host", "private", "shareable")),
         uts_mode=_namespace_mode("uts", ns.uts, ("host",)),
         runtime=ns.runtime,
+        cgroupns_mode=_cgroupns_mode(ns.cgroupns),
     )
     if flags.pull not in PULL_POLICIES:
         raise UsageError(f'invalid pull option: \'{flags.pull}\': must be one of "always", "missing" or "never"')
@@ -134,6 +142,14 @@ def parse_flags(ns, network: str, hostname: str, publish: list[str]) -> RunFlags
 
         check_init_binary()
     return flags
+
+
+def _cgroupns_mode(value: str) -> str:
+    """--cgroupns: docker's default is the daemon's (host on a cgroup v1 host, private on v2);
+    minirun keeps every container in a cgroup namespace of its own unless asked (DESIGN's walls)."""
+    if value not in ("", "host", "private"):
+        raise UsageError("--cgroupns: invalid CGROUP mode")  # docker's CLI's words
+    return value or "private"
 
 
 def _namespace_mode(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -261,6 +277,7 @@ def config_fields(flags: RunFlags, image_config: dict, publish: list[list]) -> d
         "pid_mode": flags.pid_mode,
         "ipc_mode": flags.ipc_mode,
         "uts_mode": flags.uts_mode,
+        "cgroupns_mode": flags.cgroupns_mode,
         "runtime": flags.runtime,
         "publish_all": flags.publish_all,
         "exposed_ports": exposed_ports(image_config, flags.expose, publish),

@@ -87,8 +87,6 @@ def test_the_clients_defaults_mean_no_option():
 @pytest.mark.parametrize(
     ("host", "words"),
     [
-        ({"MemorySwappiness": 60}, "HostConfig.MemorySwappiness"),
-        ({"MemorySwappiness": 0}, "HostConfig.MemorySwappiness"),
         ({"MemorySwappiness": 101}, "valid memory swappiness range is 0-100"),
         ({"MemorySwappiness": "60"}, "HostConfig.MemorySwappiness"),
         ({"Links": ["db:db"]}, "HostConfig.Links"),
@@ -104,7 +102,6 @@ def test_the_clients_defaults_mean_no_option():
         ({"IOMaximumBandwidth": 1 << 20}, "HostConfig.IOMaximumBandwidth: invalid option: QoS maximum bandwidth"),
         ({"KernelMemoryTCP": 64 * MiB}, "HostConfig.KernelMemoryTCP"),
         ({"UsernsMode": "private"}, "HostConfig.UsernsMode"),
-        ({"CgroupnsMode": "host"}, "HostConfig.CgroupnsMode"),
         ({"CgroupnsMode": "other"}, "invalid cgroup namespace mode: other"),
         ({"Annotations": {"io.kubernetes.cri.container-type": "sandbox"}}, "HostConfig.Annotations"),
         ({"VolumeDriver": "convoy"}, "HostConfig.VolumeDriver"),
@@ -174,3 +171,13 @@ def test_links_on_a_user_defined_network_are_its_endpoints():
             NetworkingConfig={"EndpointsConfig": {"mynet": {"Links": ["db:database"]}}},
         )
     assert caught.value.status == 400 and "EndpointsConfig.mynet.Links" in caught.value.message
+
+
+def test_memory_swappiness_and_cgroupns_mode_are_run_flags():
+    assert _opts({"MemorySwappiness": 60}).resources["MemorySwappiness"] == 60
+    assert _opts({"MemorySwappiness": 0}).resources["MemorySwappiness"] == 0
+    assert "MemorySwappiness" not in _opts({"MemorySwappiness": -1}).resources
+    assert _opts({"CgroupnsMode": "host"}).flags.cgroupns_mode == "host"
+    assert _opts({"CgroupnsMode": ""}).flags.cgroupns_mode == "private"
+    # API < 1.41 has no CgroupnsMode: an old client's field is not read
+    assert _opts({"CgroupnsMode": "host"}, version="1.40").flags.cgroupns_mode == "private"
