@@ -13,6 +13,7 @@ from typing import Any
 
 from minirun.api.errors import ApiError
 from minirun.api.versions import API_VERSION
+from minirun.containers.links import CONTAINER_LINKS, HOST_LINKS
 
 # `run`'s options, unset: the attributes cli/runargs.py's parser gives for `create IMAGE`
 # (tests/unit/test_engine_api.py checks they are the same)
@@ -63,6 +64,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "expose": [],
     "add_host": [],
     "network_alias": [],
+    "link": [],
     "dns": [],
     "dns_search": [],
     "dns_option": [],
@@ -388,7 +390,7 @@ def _unserved_host(host: dict, version: tuple[int, ...], values: dict) -> None:
                 400, f"HostConfig.MemorySwappiness: Invalid value: {swappiness}, valid memory swappiness range is 0-100"
             )
         values["memory_swappiness"] = str(swappiness)  # --memory-swappiness's: v1's, warned about on v2
-    _links(host)
+    _links(host, values)
     requests = host.get("DeviceRequests")
     if requests is not None and not isinstance(requests, list):
         raise ApiError(400, "HostConfig.DeviceRequests must be a list")
@@ -438,29 +440,21 @@ def _unserved_host(host: dict, version: tuple[int, ...], values: dict) -> None:
     values["console_size"] = _console_size(host.get("ConsoleSize"), version)
 
 
-def _links(host: dict) -> None:
+def _links(host: dict, values: dict) -> None:
     """HostConfig.Links: docker's legacy links (the other's address in /etc/hosts, its ports in
-    the environment) on the default bridge or none: refused. On a user-defined network docker's
-    daemon makes none (moby daemon_unix.go registerLinks): its CLI sends --link as that
-    network's EndpointsConfig Links, refused in _networking; compose's `run` sends them, ignored."""
-    if not _strings(host.get("Links"), "HostConfig.Links"):
+    the environment) on the default bridge, as --link. On a user-defined network docker's daemon
+    makes none from them (moby daemon_unix.go registerLinks): its CLI sends --link as that
+    network's EndpointsConfig Links (_networking); compose's `run` sends them here too, ignored."""
+    links = _strings(host.get("Links"), "HostConfig.Links")
+    if not links:
         return
     network = _string(host.get("NetworkMode"), "HostConfig.NetworkMode")
     if network == "host":  # docker's checks, its words (runconfig/hostconfig_unix.go)
-        raise ApiError(
-            400,
-            "conflicting options: host type networking can't be used with links. This would result in undefined behavior",
-        )
+        raise ApiError(400, HOST_LINKS)
     if network.startswith("container:"):
-        raise ApiError(
-            400,
-            "conflicting options: container type network can't be used with links. This would result in undefined behavior",
-        )
+        raise ApiError(400, CONTAINER_LINKS)
     if network in ("", "default", "bridge", "none"):
-        raise ApiError(
-            400,
-            "HostConfig.Links: legacy links (docker's --link) are not supported by minirun: use a user-defined network",
-        )
+        values["link"] = links
 
 
 def _kernel_memory(host: dict, version: tuple[int, ...], values: dict) -> None:
@@ -673,14 +667,15 @@ def _networking(config: dict, values: dict) -> None:
         extra = _mapping(endpoints.get(name), f"EndpointsConfig.{name}")
         if extra.get("Aliases") or (extra.get("IPAMConfig") or {}).get("IPv4Address"):
             raise ApiError(400, f"EndpointsConfig.{name}: aliases and addresses on a second network need a connect")
-    for name, settings in endpoints.items():  # docker: aliases the container alone resolves
-        if _strings(_mapping(settings, f"EndpointsConfig.{name}").get("Links"), f"EndpointsConfig.{name}.Links"):
-            raise ApiError(
-                400,
-                f"EndpointsConfig.{name}.Links: links (docker's --link) are not supported by minirun: "
-                "its network's DNS answers the containers' names and aliases",
-            )
+    for name in others:  # docker: names the container alone resolves, on that network
+        if _strings(
+            _mapping(endpoints.get(name), f"EndpointsConfig.{name}").get("Links"), f"EndpointsConfig.{name}.Links"
+        ):
+            raise ApiError(400, f"EndpointsConfig.{name}: links on a second network need a connect")
     endpoint = _mapping(endpoints.get(values["network"]), f"EndpointsConfig.{values['network']}")
     values["network_alias"] = _strings(endpoint.get("Aliases"), "Aliases")
+    # docker's CLI sends --link on a user network, and compose `links:`, as this endpoint's Links
+    if endpoint_links := _strings(endpoint.get("Links"), f"EndpointsConfig.{values['network']}.Links"):
+        values["link"] = list(dict.fromkeys([*values["link"], *endpoint_links]))
     if others:
         values["network"] = [values["network"], *others]

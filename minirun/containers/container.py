@@ -68,6 +68,7 @@ _CONFIG_FIELDS = (
     # the networks it is on, [{"name", "aliases", "ip"}], the first eth0's: written by network
     # connect/disconnect (and run --network twice); None: `network` with `network_aliases`
     ("networks", lambda: None),
+    ("links", list),  # --link [name, alias] on its first network (containers/links.py); a connect's in `networks`
     ("dns", list),  # --dns, --dns-search, --dns-option: written into resolv.conf at create
     ("dns_search", list),
     ("dns_options", list),
@@ -137,6 +138,7 @@ class ContainerConfig:
     extra_hosts: list[str]
     network_aliases: list[str]
     networks: list[dict] | None
+    links: list[list[str]]
     dns: list[str]
     dns_search: list[str]
     dns_options: list[str]

@@ -128,6 +128,10 @@ def inspect_host_config(config: ContainerConfig) -> dict:
         "Ulimits": config.ulimits or None,
         "OomScoreAdj": config.oom_score_adj,
         "DeviceCgroupRules": config.device_cgroup_rules or None,
+        # legacy links as docker records them, /NAME:/LINKER/ALIAS (a user network's are its endpoint's)
+        "Links": [f"/{n}:/{config.name}/{a}" for n, a in config.links] or None
+        if config.network in ("bridge", "none")
+        else None,
     }
 
 

@@ -23,6 +23,7 @@ class RunFlags(Record):
     expose: list[str]  # ["80/tcp", ...]
     extra_hosts: list[str]  # ["NAME:IP", ...]
     network_aliases: list[str]  # more names on a user network
+    links: list[list[str]]  # --link: [name, alias] (containers/links.py)
     dns: list[str]
     dns_search: list[str]
     dns_options: list[str]
@@ -45,7 +46,17 @@ class RunFlags(Record):
     DEFAULTS = {
         **dict.fromkeys(("publish_all", "init"), False),
         **dict.fromkeys(
-            ("expose", "extra_hosts", "network_aliases", "dns", "dns_search", "dns_options", "ulimits", "group_add"),
+            (
+                "expose",
+                "extra_hosts",
+                "network_aliases",
+                "links",
+                "dns",
+                "dns_search",
+                "dns_options",
+                "ulimits",
+                "group_add",
+            ),
             list,
         ),
         **dict.fromkeys(("stop_signal", "cidfile", "platform", "pid_mode", "ipc_mode", "uts_mode", "runtime"), ""),
@@ -69,6 +80,7 @@ def add_options(p) -> None:
         "--network-alias", "--net-alias", action="append", default=[], help="Add network-scoped alias for the container"
     )
     p.add_argument("--dns-search", action="append", default=[], help="Set custom DNS search domains")
+    p.add_argument("--link", action="append", default=[], help="Add link to another container (name[:alias])")
     p.add_argument("--dns-option", action="append", default=[], help="Set DNS options")
     p.add_argument(
         "--init", action="store_true", help="Run an init inside the container that forwards signals and reaps processes"
@@ -185,6 +197,11 @@ def _network_flags(ns, flags: RunFlags, network: str, publish: list[str]) -> Non
         if network in ("bridge", "none", "host", "default") or network.startswith("container:"):
             raise UsageError("network-scoped alias is supported only for containers in user defined networks")
         flags.network_aliases = list(dict.fromkeys(dnsfiles.parse_alias(a) for a in ns.network_alias))
+    if ns.link:
+        from minirun.containers import links
+
+        links.check_mode(network)
+        flags.links = list({alias: [name, alias] for name, alias in map(links.parse_link, ns.link)}.values())
     if ns.add_host or ns.dns or ns.dns_search or ns.dns_option:
         from minirun.containers import dnsfiles
 
@@ -263,6 +280,7 @@ def config_fields(flags: RunFlags, image_config: dict, publish: list[list]) -> d
     return {
         "extra_hosts": flags.extra_hosts,
         "network_aliases": flags.network_aliases,
+        "links": flags.links,
         "dns": flags.dns,
         "dns_search": flags.dns_search,
         "dns_options": flags.dns_options,

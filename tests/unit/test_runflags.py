@@ -275,6 +275,7 @@ def test_inspect_shows_docker_names_and_defaults():
         "Ulimits": None,
         "OomScoreAdj": 0,
         "DeviceCgroupRules": None,
+        "Links": None,
     }
     assert runconfig.inspect_config(plain) == {}
     given = _config(exposed_ports=["80/tcp"], stop_signal="SIGINT", stop_timeout=3, pid_mode="host", init=True)
