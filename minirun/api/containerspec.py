@@ -443,8 +443,10 @@ def _unserved_host(host: dict, version: tuple[int, ...], values: dict) -> None:
 def _links(host: dict, values: dict) -> None:
     """HostConfig.Links: docker's legacy links (the other's address in /etc/hosts, its ports in
     the environment) on the default bridge, as --link. On a user-defined network docker's daemon
-    makes none from them (moby daemon_unix.go registerLinks): its CLI sends --link as that
-    network's EndpointsConfig Links (_networking); compose's `run` sends them here too, ignored."""
+    reads that network's EndpointsConfig Links instead (moby daemon_unix.go registerLinks), which
+    its CLI sends with the same list; compose 1.x sends them only here and in a `network connect`
+    it skips for a container already on the network (minirun shows the short-id alias from
+    create): taken as that network's links, so `links:` works as under docker."""
     links = _strings(host.get("Links"), "HostConfig.Links")
     if not links:
         return
@@ -453,8 +455,7 @@ def _links(host: dict, values: dict) -> None:
         raise ApiError(400, HOST_LINKS)
     if network.startswith("container:"):
         raise ApiError(400, CONTAINER_LINKS)
-    if network in ("", "default", "bridge", "none"):
-        values["link"] = links
+    values["link"] = links
 
 
 def _kernel_memory(host: dict, version: tuple[int, ...], values: dict) -> None:

@@ -158,11 +158,12 @@ def test_config_volumes_and_console_size_are_carried_to_the_container():
 
 
 def test_links_on_a_user_defined_network_are_its_endpoints():
-    """docker's daemon makes no legacy link on a user-defined network: compose's `run` sends its
-    service's containers as HostConfig.Links there, taken as docker takes them (no effect). Its CLI
-    sends --link as the network's EndpointsConfig Links (compose `links:` too): run's --link."""
+    """docker's CLI sends --link on a user network as the network's EndpointsConfig Links (and
+    HostConfig.Links, the same list); compose 1.x sends `links:` as HostConfig.Links: run's --link."""
     linked = _opts({"NetworkMode": "project_default", "Links": ["project_web_1:web"]})
-    assert linked == parse_run_args(["--network", "project_default", "--pull", "never", "busybox"], environ={})
+    assert linked == parse_run_args(
+        ["--network", "project_default", "--link", "project_web_1:web", "--pull", "never", "busybox"], environ={}
+    )
     endpoint = _opts(
         {"NetworkMode": "mynet", "Links": ["db:database"]},
         NetworkingConfig={"EndpointsConfig": {"mynet": {"Links": ["db:database", "/cache"]}}},
