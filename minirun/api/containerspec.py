@@ -13,6 +13,7 @@ from typing import Any
 
 from minirun.api.errors import ApiError
 from minirun.api.versions import API_VERSION
+from minirun.containers.links import CONTAINER_LINKS, HOST_LINKS
 
 # `run`'s options, unset: the attributes cli/runargs.py's parser gives for `create IMAGE`
 # (tests/unit/test_engine_api.py checks they are the same)
@@ -37,6 +38,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "memory": None,
     "memory_swap": None,
     "memory_reservation": None,
+    "memory_swappiness": None,
     "oom_kill_disable": False,
     "cpus": None,
     "cpu_shares": None,
@@ -62,6 +64,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "expose": [],
     "add_host": [],
     "network_alias": [],
+    "link": [],
     "dns": [],
     "dns_search": [],
     "dns_option": [],
@@ -79,6 +82,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "pid": "",
     "ipc": "",
     "uts": "",
+    "cgroupns": "",
     "runtime": "",
     "restart": "no",
     "health_cmd": "",
@@ -365,7 +369,7 @@ def _unserved_config(config: dict) -> None:
 # HostConfig fields with no `run` option that docker's Linux daemon acts on when set: refused
 # when set, docker's own defaults taken (its clients send every field, zero when unset)
 _UNSERVED_HOST = {
-    "MemorySwappiness", "Links", "DeviceRequests", "CgroupParent", "CpuRealtimePeriod", "CpuRealtimeRuntime",
+    "Links", "DeviceRequests", "CgroupParent", "CpuRealtimePeriod", "CpuRealtimeRuntime",
     "IOMaximumIOps", "IOMaximumBandwidth", "KernelMemoryTCP", "UsernsMode", "CgroupnsMode", "Annotations",
     "VolumeDriver", "Isolation", "ConsoleSize", "Cgroup",
 }  # fmt: skip
@@ -385,8 +389,8 @@ def _unserved_host(host: dict, version: tuple[int, ...], values: dict) -> None:
             raise ApiError(
                 400, f"HostConfig.MemorySwappiness: Invalid value: {swappiness}, valid memory swappiness range is 0-100"
             )
-        raise _refuse("MemorySwappiness", "a memory swappiness (docker's --memory-swappiness)")
-    _links(host)
+        values["memory_swappiness"] = str(swappiness)  # --memory-swappiness's: v1's, warned about on v2
+    _links(host, values)
     requests = host.get("DeviceRequests")
     if requests is not None and not isinstance(requests, list):
         raise ApiError(400, "HostConfig.DeviceRequests must be a list")
@@ -416,10 +420,10 @@ def _unserved_host(host: dict, version: tuple[int, ...], values: dict) -> None:
     if userns not in ("", "host"):  # minirun makes no user namespace: the host's is what "host" asks
         raise ApiError(400, f"HostConfig.UsernsMode: invalid user namespace mode {userns!r}: only host is served")
     cgroupns = _string(host.get("CgroupnsMode"), "HostConfig.CgroupnsMode")
-    if cgroupns == "host":
-        raise _refuse("CgroupnsMode", "the host's cgroup namespace (every container has its own: private)")
-    if cgroupns not in ("", "private"):
-        raise ApiError(400, f"HostConfig.CgroupnsMode: invalid cgroup namespace mode: {cgroupns}")
+    if cgroupns not in ("", "private", "host"):  # moby's validateHostConfig, its words
+        raise ApiError(400, f"invalid cgroup namespace mode: {cgroupns}")
+    if version >= (1, 41):  # added in 1.41: older clients' field is not read (moby's postContainersCreate)
+        values["cgroupns"] = cgroupns
     annotations = _string_map(host.get("Annotations"), "HostConfig.Annotations")
     if annotations and version >= (1, 43):  # older versions: dropped (moby's postContainersCreate)
         raise _refuse("Annotations", "an OCI annotation (docker's --annotation)")
@@ -436,29 +440,22 @@ def _unserved_host(host: dict, version: tuple[int, ...], values: dict) -> None:
     values["console_size"] = _console_size(host.get("ConsoleSize"), version)
 
 
-def _links(host: dict) -> None:
+def _links(host: dict, values: dict) -> None:
     """HostConfig.Links: docker's legacy links (the other's address in /etc/hosts, its ports in
-    the environment) on the default bridge or none: refused. On a user-defined network docker's
-    daemon makes none (moby daemon_unix.go registerLinks): its CLI sends --link as that
-    network's EndpointsConfig Links, refused in _networking; compose's `run` sends them, ignored."""
-    if not _strings(host.get("Links"), "HostConfig.Links"):
+    the environment) on the default bridge, as --link. On a user-defined network docker's daemon
+    reads that network's EndpointsConfig Links instead (moby daemon_unix.go registerLinks), which
+    its CLI sends with the same list; compose 1.x sends them only here and in a `network connect`
+    it skips for a container already on the network (minirun shows the short-id alias from
+    create): taken as that network's links, so `links:` works as under docker."""
+    links = _strings(host.get("Links"), "HostConfig.Links")
+    if not links:
         return
     network = _string(host.get("NetworkMode"), "HostConfig.NetworkMode")
     if network == "host":  # docker's checks, its words (runconfig/hostconfig_unix.go)
-        raise ApiError(
-            400,
-            "conflicting options: host type networking can't be used with links. This would result in undefined behavior",
-        )
+        raise ApiError(400, HOST_LINKS)
     if network.startswith("container:"):
-        raise ApiError(
-            400,
-            "conflicting options: container type network can't be used with links. This would result in undefined behavior",
-        )
-    if network in ("", "default", "bridge", "none"):
-        raise ApiError(
-            400,
-            "HostConfig.Links: legacy links (docker's --link) are not supported by minirun: use a user-defined network",
-        )
+        raise ApiError(400, CONTAINER_LINKS)
+    values["link"] = links
 
 
 def _kernel_memory(host: dict, version: tuple[int, ...], values: dict) -> None:
@@ -495,7 +492,7 @@ _HOST_READ = {
     "ExtraHosts", "GroupAdd", "Sysctls", "Ulimits", "ShmSize", "Devices", "LogConfig", "PidMode", "IpcMode",
     "UTSMode", "Runtime", "MaskedPaths", "ReadonlyPaths", "CpuQuota", "CpuPeriod", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "MemoryReservation", "OomKillDisable",
-    "OomScoreAdj", "DeviceCgroupRules", *_UNSERVED_HOST,
+    "OomScoreAdj", "DeviceCgroupRules", "MemorySwappiness", *_UNSERVED_HOST,
 }  # fmt: skip
 
 
@@ -671,14 +668,15 @@ def _networking(config: dict, values: dict) -> None:
         extra = _mapping(endpoints.get(name), f"EndpointsConfig.{name}")
         if extra.get("Aliases") or (extra.get("IPAMConfig") or {}).get("IPv4Address"):
             raise ApiError(400, f"EndpointsConfig.{name}: aliases and addresses on a second network need a connect")
-    for name, settings in endpoints.items():  # docker: aliases the container alone resolves
-        if _strings(_mapping(settings, f"EndpointsConfig.{name}").get("Links"), f"EndpointsConfig.{name}.Links"):
-            raise ApiError(
-                400,
-                f"EndpointsConfig.{name}.Links: links (docker's --link) are not supported by minirun: "
-                "its network's DNS answers the containers' names and aliases",
-            )
+    for name in others:  # docker: names the container alone resolves, on that network
+        if _strings(
+            _mapping(endpoints.get(name), f"EndpointsConfig.{name}").get("Links"), f"EndpointsConfig.{name}.Links"
+        ):
+            raise ApiError(400, f"EndpointsConfig.{name}: links on a second network need a connect")
     endpoint = _mapping(endpoints.get(values["network"]), f"EndpointsConfig.{values['network']}")
     values["network_alias"] = _strings(endpoint.get("Aliases"), "Aliases")
+    # docker's CLI sends --link on a user network, and compose `links:`, as this endpoint's Links
+    if endpoint_links := _strings(endpoint.get("Links"), f"EndpointsConfig.{values['network']}.Links"):
+        values["link"] = list(dict.fromkeys([*values["link"], *endpoint_links]))
     if others:
         values["network"] = [values["network"], *others]

@@ -103,7 +103,7 @@ def _container_of(config: dict) -> str:
 
 
 async def connect(request: web.Request) -> web.Response:
-    """NetworkConnectRequest: Container, EndpointConfig with Aliases and IPAMConfig.IPv4Address."""
+    """NetworkConnectRequest: Container, EndpointConfig with Aliases, Links and IPAMConfig.IPv4Address."""
     from minirun.containers.netconnect import connect as connect_container
 
     config = await body(request)
@@ -118,8 +118,11 @@ async def connect(request: web.Request) -> web.Response:
     ip = ipam.get("IPv4Address") or "" if isinstance(ipam, dict) else ""
     if not isinstance(ip, str):
         raise ApiError(400, "EndpointConfig.IPAMConfig.IPv4Address: a string is expected")
+    links = endpoint.get("Links") or []
+    if not isinstance(links, list) or not all(isinstance(link, str) for link in links):
+        raise ApiError(400, "EndpointConfig.Links: a list of strings is expected")
     network = request.match_info["id"]
-    await blocking(lambda: connect_container(store(request), container, network, aliases, ip))
+    await blocking(lambda: connect_container(store(request), container, network, aliases, ip, links))
     return web.Response(status=200)
 
 

@@ -122,11 +122,12 @@ def network_connect(
     container: str = typer.Argument(..., metavar="CONTAINER"),
     aliases: list[str] = typer.Option([], "--alias", help="Add network-scoped alias for the container."),
     ip: str = typer.Option("", "--ip", help="IPv4 address (e.g., 172.30.100.104)."),
+    links: list[str] = typer.Option([], "--link", help="Add link to another container."),
 ) -> None:
     """Connect a container to a network (now if it runs, else at its next start)."""
     from minirun.containers.netconnect import connect
 
-    connect(open_store(), container, network, aliases, ip)
+    connect(open_store(), container, network, aliases, ip, links)
 
 
 @network_app.command("disconnect")

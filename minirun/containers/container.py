@@ -68,6 +68,7 @@ _CONFIG_FIELDS = (
     # the networks it is on, [{"name", "aliases", "ip"}], the first eth0's: written by network
     # connect/disconnect (and run --network twice); None: `network` with `network_aliases`
     ("networks", lambda: None),
+    ("links", list),  # --link [name, alias] on its first network (containers/links.py); a connect's in `networks`
     ("dns", list),  # --dns, --dns-search, --dns-option: written into resolv.conf at create
     ("dns_search", list),
     ("dns_options", list),
@@ -82,6 +83,7 @@ _CONFIG_FIELDS = (
     ("pid_mode", ""),  # --pid, --ipc, --uts: "host" shares the host's namespace
     ("ipc_mode", ""),
     ("uts_mode", ""),
+    ("cgroupns_mode", ""),  # --cgroupns: "host" shares the host's cgroup namespace; "" (older records): private
     ("runtime", ""),  # --runtime: an OCI runtime (path or name) runs it from a bundle; "": in-process
     ("publish_all", False),  # -P: every exposed port, on ports picked at each start
     ("exposed_ports", list),  # the image's EXPOSE, --expose and -p's ports: ["80/tcp", ...]
@@ -136,6 +138,7 @@ class ContainerConfig:
     extra_hosts: list[str]
     network_aliases: list[str]
     networks: list[dict] | None
+    links: list[list[str]]
     dns: list[str]
     dns_search: list[str]
     dns_options: list[str]
@@ -150,6 +153,7 @@ class ContainerConfig:
     pid_mode: str
     ipc_mode: str
     uts_mode: str
+    cgroupns_mode: str
     runtime: str
     publish_all: bool
     exposed_ports: list[str]

@@ -68,18 +68,31 @@ def _same(store: Store, name: str, network: Network) -> bool:
         return False
 
 
-def connect(store: Store, text: str, network_text: str, aliases: list[str] | None = None, ip: str = "") -> Container:
-    """docker network connect [--alias A] [--ip IP] NETWORK CONTAINER."""
+def connect(
+    store: Store,
+    text: str,
+    network_text: str,
+    aliases: list[str] | None = None,
+    ip: str = "",
+    links: list[str] | None = None,
+) -> Container:
+    """docker network connect [--alias A] [--ip IP] [--link NAME:ALIAS] NETWORK CONTAINER."""
     from minirun.net.networks import Networks
 
     network = Networks(store).find(network_text)
     containers = Containers(store)
     with _network_lock(containers, containers.find(text)) as container:
-        return _connect(store, containers, container, network, aliases, ip)
+        return _connect(store, containers, container, network, aliases, ip, links)
 
 
 def _connect(
-    store: Store, containers: Containers, container: Container, network: Network, aliases: list[str] | None, ip: str
+    store: Store,
+    containers: Containers,
+    container: Container,
+    network: Network,
+    aliases: list[str] | None,
+    ip: str,
+    links: list[str] | None = None,
 ) -> Container:
     from minirun.containers.dnsfiles import parse_alias
     from minirun.net.ipv4 import canonical_ip
@@ -95,7 +108,13 @@ def _connect(
     wanted = wanted_networks(container.config)
     if any(_same(store, w["name"], network) for w in wanted):
         raise Forbidden(f"endpoint with name {container.name} already exists in network {network.name}")
-    entry = {"name": network.name, "aliases": aliases, "ip": ip}
+    entry: dict = {"name": network.name, "aliases": aliases, "ip": ip}
+    if links:
+        from minirun.containers.links import parse_link
+
+        if network.predefined:  # docker's rule: links on a connect are a user network's
+            raise UsageError("links are only supported for user-defined networks")
+        entry["links"] = list({alias: [name, alias] for name, alias in map(parse_link, links)}.values())
     _write_networks(containers, container, [*wanted, entry])
     if is_running(container):
         try:

@@ -30,7 +30,8 @@ def wanted_networks(config) -> list[dict]:
     mode = config.network
     if mode in ("none", "host") or mode.startswith("container:"):
         return []
-    return [{"name": mode, "aliases": list(config.network_aliases), "ip": ""}]
+    entry = {"name": mode, "aliases": list(config.network_aliases), "ip": ""}
+    return [{**entry, "links": list(config.links)} if config.links else entry]
 
 
 def interface_order(name: str) -> int:
@@ -55,13 +56,18 @@ def prepare(store, container, plan) -> None:
     if not found:  # disconnected from every network: lo only, as docker leaves it
         containers.update_state(container, NetworkSettings={})
         return
+    legacy = [w["links"] for n, w in found if n.bridge == DEFAULT_BRIDGE and w.get("links")]
+    if legacy:  # docker's link variables, fixed at this start (before anything is booked: a stopped one is an error)
+        plan.env = _linked_env(store, container, plan, legacy[0])
     specs = [book_address(store, container, network, wanted, f"eth{i}") for i, (network, wanted) in enumerate(found)]
     write_hosts_of(store.root, container.id, [network.bridge for network, _ in found])
     for network, _ in found:
-        if network.bridge != DEFAULT_BRIDGE:
-            from minirun.net.networks import AddressBook
+        from minirun.net.networks import AddressBook
 
+        if network.bridge != DEFAULT_BRIDGE:
             write_hosts(AddressBook(network.bridge), True, skip=(store.root, container.id))
+        else:  # legacy links to it: their lines follow its address
+            write_linkers(AddressBook(network.bridge), skip=(store.root, container.id))
     first = specs[0]
     settings = {
         "Network": found[0][0].name,
@@ -133,6 +139,7 @@ def book_address(store, container, network, wanted: dict, ifname: str) -> dict:
             wanted.get("aliases") or [],
             ifname,
             wanted.get("ip") or "",
+            wanted.get("links") or [],
         )
     if os.path.exists(publisher_path(address)):
         # the address is this container's alone now: ports still leading to it are debris (a
@@ -193,14 +200,15 @@ def _join(store, container, plan, target: str) -> None:
             continue
 
 
-def hosts_text(own: dict, peers: list[dict], extra: str = "") -> str:
-    """docker's /etc/hosts with the --add-host lines (`extra`), the container's own line
+def hosts_text(own: dict, peers: list[dict], extra: str = "", linked: str = "") -> str:
+    """docker's /etc/hosts with the --add-host lines (`extra`), the lines of its links (`linked`:
+    before the peers', as docker's DNS answers a link's alias first), the container's own line
     (address, hostname, name, aliases) and one per peer on a user network (address, name,
     aliases: the names docker's embedded DNS answers for it there)."""
     from minirun.containers.container import HOSTS_BASE
 
     names = [own.get("hostname") or "", own.get("name") or "", *own.get("aliases", ())]
-    lines = [HOSTS_BASE, extra, own["ip"] + "\t" + " ".join(dict.fromkeys(n for n in names if n)) + "\n"]
+    lines = [HOSTS_BASE, extra, linked, own["ip"] + "\t" + " ".join(dict.fromkeys(n for n in names if n)) + "\n"]
     for peer in sorted(peers, key=lambda p: p.get("name") or ""):
         if peer.get("name"):
             peer_names = " ".join(dict.fromkeys([peer["name"], *peer.get("aliases", ())]))
@@ -217,6 +225,22 @@ def write_hosts(book, resolve_peers: bool, skip: tuple = ()) -> None:
         members = book.members()  # stale bookings go on the way
     for member in members:
         if (member["store"], member["container"]) != skip:
+            write_hosts_of(member["store"], member["container"])
+
+
+def _linked_env(store, container, plan, links: list[list[str]]) -> list[str]:
+    from minirun.containers.links import start_env, with_env
+
+    return with_env(start_env(store, container, links), plan.env)
+
+
+def write_linkers(book, skip: tuple = ()) -> None:
+    """Rewrite /etc/hosts of the default bridge's members with legacy links (a linked container
+    came or went): docker keeps their lines on its address."""
+    with book.locked():
+        members = book.members()
+    for member in members:
+        if member.get("links") and (member["store"], member["container"]) != skip:
             write_hosts_of(member["store"], member["container"])
 
 
@@ -248,7 +272,15 @@ def write_hosts_of(store_root: str, container_id: str, bridges: list[str] | None
             return
         _, own_bridge, own_entry = min(own, key=lambda item: interface_order(item[0]))
         peers = [e for b, members in books.items() if b != DEFAULT_BRIDGE for e in members if not ours(e)]
-        write_in_place(path, hosts_text(own_entry, peers, _extra_hosts(own_bridge, own_entry)).encode())
+        linked = ""
+        for _, bridge, entry in own:
+            if entry.get("links"):
+                from minirun.containers.links import hosts_lines
+
+                others = [e for e in books[bridge] if not ours(e)]
+                linked += hosts_lines(entry["links"], others, legacy=bridge == DEFAULT_BRIDGE)
+        text = hosts_text(own_entry, peers, _extra_hosts(own_bridge, own_entry), linked)
+        write_in_place(path, text.encode())
     except FileNotFoundError:
         pass
     finally:
@@ -337,6 +369,8 @@ def release(store_root: str, container_id: str, settings: dict | None) -> None:
             released = book.release(store_root, container_id)
         if released and bridge != DEFAULT_BRIDGE:
             write_hosts(book, resolve_peers=True)
+        elif released:
+            write_linkers(book)
         if released:
             _disconnected_event(store_root, container_id, settings, bridge)
 
@@ -441,6 +475,8 @@ def endpoints(container) -> dict[str, dict]:
             endpoint["IPAMConfig"] = {"IPv4Address": entry["ip"]}
         if name not in ("bridge", "none", "host"):
             endpoint["Aliases"] = network_aliases(container, entry.get("aliases") or [])
+            if entry.get("links"):  # docker shows a user network's links as given, NAME:ALIAS
+                endpoint["Links"] = [f"{n}:{a}" for n, a in entry["links"]]
         shown[record.get("Network", name) if record else name] = endpoint
     return shown
 

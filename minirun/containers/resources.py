@@ -1,8 +1,9 @@
 """docker's resource options: --memory, --memory-swap, --memory-reservation, --oom-kill-disable,
+--memory-swappiness (v1: memory.swappiness; warned about and dropped on v2, as docker),
 --cpus, --cpu-shares, --cpuset-cpus, --pids-limit and the block I/O ones (--blkio-weight,
 --blkio-weight-device, --device-read-bps and its three siblings), parsed and checked the way the
 docker CLI and daemon do it (same values, same wording), into the fields docker's HostConfig
-names: Memory, MemorySwap, MemoryReservation, OomKillDisable, NanoCpus, CpuShares, CpusetCpus,
+names: Memory, MemorySwap, MemoryReservation, OomKillDisable, MemorySwappiness, NanoCpus, CpuShares, CpusetCpus,
 PidsLimit, BlkioWeight, BlkioWeightDevice, BlkioDevice{Read,Write}{Bps,IOps}. A container's
 config.json records them under `resources`; only the fields that were given are kept. `update`
 merges new values into that record.
@@ -25,6 +26,7 @@ FLAGS = {
     "memory_swap": ("--memory-swap", "MemorySwap"),
     "memory_reservation": ("--memory-reservation", "MemoryReservation"),  # v1 soft limit, v2 memory.low
     "oom_kill_disable": ("--oom-kill-disable", "OomKillDisable"),  # a flag: True or unset (v1 only)
+    "memory_swappiness": ("--memory-swappiness", "MemorySwappiness"),  # 0-100, v1 only; -1: the kernel's
     "cpus": ("--cpus", "NanoCpus"),
     "cpu_shares": ("-c, --cpu-shares", "CpuShares"),
     "cpuset_cpus": ("--cpuset-cpus", "CpusetCpus"),
@@ -49,6 +51,7 @@ def add_options(p) -> None:
         "--memory-swap", default=None, help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap"
     )
     p.add_argument("--memory-reservation", default=None, help="Memory soft limit")
+    p.add_argument("--memory-swappiness", default=None, help="Tune container memory swappiness (0 to 100) (default -1)")
     p.add_argument("--cpus", default=None, help="Number of CPUs")
     p.add_argument("-c", "--cpu-shares", default=None, help="CPU shares (relative weight)")
     p.add_argument("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1)")
@@ -76,11 +79,30 @@ def parse_options(values: dict) -> dict:
         if not text and (text is None or key in _DEVICE_FLAGS):
             continue
         flag, field = FLAGS[key]
+        if key == "memory_swappiness":
+            if (swappiness := _swappiness(text)) is not None:
+                result[field] = swappiness
+            continue
         if key in _DEVICE_FLAGS:
             result[field] = [_parse_device(key, flag, item) for item in text]
         else:
             result[field] = _parse_value(key, flag, text)
     return result
+
+
+def _swappiness(text: str) -> int | None:
+    """--memory-swappiness: 0 to 100; -1 (docker's default) leaves the kernel's: None."""
+    body = text[1:] if text[:1] in "+-" else text
+    if not (body.isdigit() and body.isascii()):
+        raise UsageError(
+            f'invalid argument "{text}" for "--memory-swappiness" flag: strconv.ParseInt: parsing "{text}": invalid syntax'
+        )
+    value = int(text)
+    if value == -1:
+        return None
+    if not 0 <= value <= 100:  # docker's CLI's check, its words
+        raise UsageError(f"invalid value: {value}. Valid memory swappiness range is 0-100")
+    return value
 
 
 def _parse_device(key: str, flag: str, text: str) -> dict:
@@ -256,13 +278,20 @@ def discard_unsupported(resources: dict) -> list[str]:
     OomKillDisable where the memory controller is cgroup v2's (which has no such switch), with
     these warnings, rather than fail the create or update: `resources` loses those fields."""
     warnings = []
-    if resources.get("OomKillDisable"):
+    if resources.get("OomKillDisable") or resources.get("MemorySwappiness") is not None:
         from minirun.runtime import cgroups
 
         memory = cgroups.owner("memory")
-        if memory is None or memory.version != 1:
+        v1 = memory is not None and memory.version == 1
+        if resources.get("OomKillDisable") and not v1:
             del resources["OomKillDisable"]
             warnings.append("Your kernel does not support OomKillDisable. OomKillDisable discarded.")
+        if resources.get("MemorySwappiness") is not None and not v1:  # v2 has no memory.swappiness
+            del resources["MemorySwappiness"]
+            warnings.append(
+                "Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. "
+                "Memory swappiness discarded."
+            )
     if not (resources.get("BlkioWeight") or resources.get("BlkioWeightDevice")):
         return warnings
     from minirun.runtime import cgroups
@@ -324,6 +353,7 @@ def host_config(resources: dict) -> dict:
         "MemorySwap": resources.get("MemorySwap", 0),
         "MemoryReservation": resources.get("MemoryReservation", 0),
         "OomKillDisable": resources.get("OomKillDisable", False),
+        "MemorySwappiness": resources.get("MemorySwappiness"),
         "NanoCpus": resources.get("NanoCpus", 0),
         "CpuShares": resources.get("CpuShares", 0),
         "CpusetCpus": resources.get("CpusetCpus", ""),

@@ -49,6 +49,10 @@ def apply_to_plan(store: Store, container: Container, plan: LaunchPlan) -> None:
     if config.oom_score_adj:  # (0: PID 1 keeps the value it inherits, as minirun's other processes)
         plan.oom_score_adj = config.oom_score_adj
     plan.host_namespaces = [n for n in NAMESPACE_MODES if getattr(config, f"{n}_mode") == "host"]
+    if config.cgroupns_mode == "host":
+        # no namespace of its own: /sys/fs/cgroup holds its own cgroups bound read-only (as runc
+        # binds them), /proc/self/cgroup shows the host's paths
+        plan.host_namespaces.append("cgroup")
     if config.extra_hosts and config.network in ("none", "host"):
         # on a bridge network.prepare writes these lines with the container's own; here no one else does
         from minirun.containers.container import HOSTS_BASE
@@ -116,6 +120,7 @@ def inspect_host_config(config: ContainerConfig) -> dict:
         "IpcMode": config.ipc_mode or "private",
         "PidMode": config.pid_mode,
         "UTSMode": config.uts_mode,
+        "CgroupnsMode": config.cgroupns_mode or "private",
         "PublishAllPorts": config.publish_all,
         "ShmSize": config.shm_size or DEFAULT_SHM_SIZE,
         "Sysctls": config.sysctls or None,
@@ -123,6 +128,10 @@ def inspect_host_config(config: ContainerConfig) -> dict:
         "Ulimits": config.ulimits or None,
         "OomScoreAdj": config.oom_score_adj,
         "DeviceCgroupRules": config.device_cgroup_rules or None,
+        # legacy links as docker records them, /NAME:/LINKER/ALIAS (a user network's are its endpoint's)
+        "Links": [f"/{n}:/{config.name}/{a}" for n, a in config.links] or None
+        if config.network in ("bridge", "none")
+        else None,
     }
 
 

@@ -74,6 +74,10 @@ def container_config(store, opts: RunOptions):
             import sys
 
             print(f"WARNING: {warning}", file=sys.stderr)
+    if opts.flags.links and network in ("bridge", "none"):  # docker's legacy links: each must exist now
+        from minirun.containers.links import check_legacy
+
+        check_legacy(store, opts.flags.links)
     container_id = new_container_id()
     config = ContainerConfig(
         id=container_id,
@@ -113,8 +117,8 @@ def container_config(store, opts: RunOptions):
     if opts.more_networks:  # --network twice: every one recorded, --network-alias the first's
         more = [resolve_network(store, n)[0] for n in opts.more_networks]
         config.networks = [
-            {"name": n, "aliases": a, "ip": ""}
-            for n, a in [(network, config.network_aliases)] + [(n, []) for n in more]
+            {"name": n, "aliases": a, "ip": "", **({"links": k} if k else {})}
+            for n, a, k in [(network, config.network_aliases, config.links)] + [(n, [], []) for n in more]
         ]
     return config, mount_plan, image
 

@@ -1,7 +1,7 @@
 """`run`'s options for what a service container needs beyond its command: -P and
 --expose, --add-host and --dns*, --init, --ulimit, --shm-size, --stop-signal, --stop-timeout,
 --group-add, --sysctl, --oom-score-adj, --network-alias, --cidfile, --pull, --platform,
---pid/--ipc/--uts host. Parsed and checked
+--pid/--ipc/--uts host, --cgroupns. Parsed and checked
 here with docker's words before anything is created; a container carries them as
 containers/runconfig.py says. Lean, as runargs.py: the heavier checks are imported when used.
 """
@@ -23,6 +23,7 @@ class RunFlags(Record):
     expose: list[str]  # ["80/tcp", ...]
     extra_hosts: list[str]  # ["NAME:IP", ...]
     network_aliases: list[str]  # more names on a user network
+    links: list[list[str]]  # --link: [name, alias] (containers/links.py)
     dns: list[str]
     dns_search: list[str]
     dns_options: list[str]
@@ -41,13 +42,25 @@ class RunFlags(Record):
     ipc_mode: str
     runtime: str  # --runtime: an OCI runtime's path or name (containers/ociruntime.py)
     uts_mode: str
+    cgroupns_mode: str  # --cgroupns: "host" or "private" (minirun's default, on v1 as on v2)
     DEFAULTS = {
         **dict.fromkeys(("publish_all", "init"), False),
         **dict.fromkeys(
-            ("expose", "extra_hosts", "network_aliases", "dns", "dns_search", "dns_options", "ulimits", "group_add"),
+            (
+                "expose",
+                "extra_hosts",
+                "network_aliases",
+                "links",
+                "dns",
+                "dns_search",
+                "dns_options",
+                "ulimits",
+                "group_add",
+            ),
             list,
         ),
         **dict.fromkeys(("stop_signal", "cidfile", "platform", "pid_mode", "ipc_mode", "uts_mode", "runtime"), ""),
+        "cgroupns_mode": "private",
         "shm_size": 0,
         "oom_score_adj": 0,
         "stop_timeout": None,
@@ -67,6 +80,7 @@ def add_options(p) -> None:
         "--network-alias", "--net-alias", action="append", default=[], help="Add network-scoped alias for the container"
     )
     p.add_argument("--dns-search", action="append", default=[], help="Set custom DNS search domains")
+    p.add_argument("--link", action="append", default=[], help="Add link to another container (name[:alias])")
     p.add_argument("--dns-option", action="append", default=[], help="Set DNS options")
     p.add_argument(
         "--init", action="store_true", help="Run an init inside the container that forwards signals and reaps processes"
@@ -89,6 +103,11 @@ def add_options(p) -> None:
     p.add_argument("--ipc", default="", help="IPC mode to use (private, shareable, host)")
     p.add_argument("--uts", default="", help="UTS namespace to use (host)")
     p.add_argument(
+        "--cgroupns",
+        default="",
+        help="Cgroup namespace to use (host|private): 'host' the host's, 'private' its own (default private)",
+    )
+    p.add_argument(
         "--runtime", default="", help="OCI runtime to run the container with (runc, crun, minirun-oci, a path)"
     )
 
@@ -106,6 +125,7 @@ def parse_flags(ns, network: str, hostname: str, publish: list[str]) -> RunFlags
         ipc_mode=_namespace_mode("ipc", ns.ipc, ("host", "private", "shareable")),
         uts_mode=_namespace_mode("uts", ns.uts, ("host",)),
         runtime=ns.runtime,
+        cgroupns_mode=_cgroupns_mode(ns.cgroupns),
     )
     if flags.pull not in PULL_POLICIES:
         raise UsageError(f'invalid pull option: \'{flags.pull}\': must be one of "always", "missing" or "never"')
@@ -134,6 +154,14 @@ def parse_flags(ns, network: str, hostname: str, publish: list[str]) -> RunFlags
 
         check_init_binary()
     return flags
+
+
+def _cgroupns_mode(value: str) -> str:
+    """--cgroupns: docker's default is the daemon's (host on a cgroup v1 host, private on v2);
+    minirun keeps every container in a cgroup namespace of its own unless asked (DESIGN's walls)."""
+    if value not in ("", "host", "private"):
+        raise UsageError("--cgroupns: invalid CGROUP mode")  # docker's CLI's words
+    return value or "private"
 
 
 def _namespace_mode(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -169,6 +197,11 @@ def _network_flags(ns, flags: RunFlags, network: str, publish: list[str]) -> Non
         if network in ("bridge", "none", "host", "default") or network.startswith("container:"):
             raise UsageError("network-scoped alias is supported only for containers in user defined networks")
         flags.network_aliases = list(dict.fromkeys(dnsfiles.parse_alias(a) for a in ns.network_alias))
+    if ns.link:
+        from minirun.containers import links
+
+        links.check_mode(network)
+        flags.links = list({alias: [name, alias] for name, alias in map(links.parse_link, ns.link)}.values())
     if ns.add_host or ns.dns or ns.dns_search or ns.dns_option:
         from minirun.containers import dnsfiles
 
@@ -247,6 +280,7 @@ def config_fields(flags: RunFlags, image_config: dict, publish: list[list]) -> d
     return {
         "extra_hosts": flags.extra_hosts,
         "network_aliases": flags.network_aliases,
+        "links": flags.links,
         "dns": flags.dns,
         "dns_search": flags.dns_search,
         "dns_options": flags.dns_options,
@@ -261,6 +295,7 @@ def config_fields(flags: RunFlags, image_config: dict, publish: list[list]) -> d
         "pid_mode": flags.pid_mode,
         "ipc_mode": flags.ipc_mode,
         "uts_mode": flags.uts_mode,
+        "cgroupns_mode": flags.cgroupns_mode,
         "runtime": flags.runtime,
         "publish_all": flags.publish_all,
         "exposed_ports": exposed_ports(image_config, flags.expose, publish),

@@ -144,6 +144,14 @@ def run_options(ns, environ: dict[str, str] | None = None) -> RunOptions:
         )
         # (the Engine API's namespace says its seccomp values are profiles' JSON, not paths)
         opts.security_opt = privileges.parse_security_opts(ns.security_opt, getattr(ns, "inline_profiles", False))
+    if opts.flags.cgroupns_mode == "host" and not ns.privileged and ({"CAP_SYS_ADMIN", "ALL"} & set(opts.cap_add)):
+        # the host's cgroup namespace and the mount syscall: `mount -t cgroup` shows a v1
+        # hierarchy's root, with the release_agent the host's root runs (CVE-2022-0492). docker
+        # leaves that wall to AppArmor, which minirun does not have: refused
+        raise UsageError(
+            "conflicting options: --cgroupns host with CAP_SYS_ADMIN would let the container mount "
+            "the host's cgroup hierarchies (use --privileged to mean it)"
+        )
     if ns.device:
         from minirun.runtime.devices import parse_device
 

@@ -447,10 +447,12 @@ class AddressBook:
         aliases: list[str] | None = None,
         interface: str = "eth0",
         wanted: str = "",
+        links: list[list[str]] | None = None,
     ) -> str:
         """This container's address: the one it already holds, else `wanted` (connect --ip) or the
         lowest free. Under the lock. `aliases`: more names of it for its peers' /etc/hosts
-        (--network-alias); `interface`: its device inside (eth0 on its first network)."""
+        (--network-alias); `interface`: its device inside (eth0 on its first network); `links`:
+        its links on this network, [name, alias] (its own /etc/hosts: containers/links.py)."""
         members = self.members()
         for entry in members:
             if entry["store"] == store_root and entry["container"] == container_id:
@@ -473,6 +475,8 @@ class AddressBook:
         record: dict[str, object] = {"store": store_root, "container": container_id, "name": name, "hostname": hostname}
         if aliases:
             record["aliases"] = aliases
+        if links:
+            record["links"] = links
         if interface != "eth0":  # eth0's bookings leave it out, as those from before connect did
             record["interface"] = interface
         with open(os.path.join(self.dir, ip), "x") as f:  # O_EXCL: a booking is never overwritten

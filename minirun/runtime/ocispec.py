@@ -85,7 +85,7 @@ def config_json(
     if plan.oom_score_adj is not None:
         process["oomScoreAdj"] = plan.oom_score_adj
     namespaces = [{"type": n} for n in ("pid", "ipc", "uts") if n not in plan.host_namespaces]
-    namespaces += [{"type": "mount"}, {"type": "cgroup"}]
+    namespaces += [{"type": "mount"}] + ([] if "cgroup" in plan.host_namespaces else [{"type": "cgroup"}])
     if plan.join_netns:
         namespaces.append({"type": "network", "path": plan.join_netns})
     elif plan.network != "host":

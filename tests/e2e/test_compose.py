@@ -71,3 +71,31 @@ def test_compose_up_ps_logs_down(compose, service):  # noqa: F811
     assert f"Removing network {project}_default" in done.stderr
     assert service.docker("ps", "-aq").stdout == ""
     assert project not in service.docker("network", "ls").stdout
+
+
+LINKS_FILE = """\
+version: "3.8"
+services:
+  db:
+    image: busybox
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+  app:
+    image: busybox
+    links: ["db:database"]
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+"""
+
+
+def test_compose_links_name_the_service_for_the_linker(compose, service, tmp_path):  # noqa: F811
+    """compose sends `links:` as the project network's EndpointsConfig Links: the alias resolves
+    in the linking service's containers (docker's embedded DNS answers it to them alone)."""
+    (tmp_path / "docker-compose.yml").write_text(LINKS_FILE)
+    done = compose("up", "-d")
+    assert done.returncode == 0, done.stderr
+    app = service.docker("ps", "-q", "--filter", f"name={compose.project}_app_1").stdout.split()
+    db = service.docker("ps", "-q", "--filter", f"name={compose.project}_db_1").stdout.split()
+    assert app and db
+    assert service.docker("exec", app[0], "ping", "-c1", "database").returncode == 0
+    assert service.docker("exec", db[0], "ping", "-c1", "database").returncode != 0

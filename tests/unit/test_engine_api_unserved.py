@@ -87,13 +87,9 @@ def test_the_clients_defaults_mean_no_option():
 @pytest.mark.parametrize(
     ("host", "words"),
     [
-        ({"MemorySwappiness": 60}, "HostConfig.MemorySwappiness"),
-        ({"MemorySwappiness": 0}, "HostConfig.MemorySwappiness"),
         ({"MemorySwappiness": 101}, "valid memory swappiness range is 0-100"),
         ({"MemorySwappiness": "60"}, "HostConfig.MemorySwappiness"),
-        ({"Links": ["db:db"]}, "HostConfig.Links"),
         ({"Links": "db:db"}, "HostConfig.Links"),
-        ({"Links": ["db:db"], "NetworkMode": "none"}, "HostConfig.Links"),
         ({"Links": ["db:db"], "NetworkMode": "host"}, "host type networking can't be used with links"),
         ({"Links": ["db:db"], "NetworkMode": "container:db"}, "container type network can't be used with links"),
         ({"DeviceRequests": [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]}, "HostConfig.DeviceRequests"),
@@ -104,7 +100,6 @@ def test_the_clients_defaults_mean_no_option():
         ({"IOMaximumBandwidth": 1 << 20}, "HostConfig.IOMaximumBandwidth: invalid option: QoS maximum bandwidth"),
         ({"KernelMemoryTCP": 64 * MiB}, "HostConfig.KernelMemoryTCP"),
         ({"UsernsMode": "private"}, "HostConfig.UsernsMode"),
-        ({"CgroupnsMode": "host"}, "HostConfig.CgroupnsMode"),
         ({"CgroupnsMode": "other"}, "invalid cgroup namespace mode: other"),
         ({"Annotations": {"io.kubernetes.cri.container-type": "sandbox"}}, "HostConfig.Annotations"),
         ({"VolumeDriver": "convoy"}, "HostConfig.VolumeDriver"),
@@ -163,14 +158,30 @@ def test_config_volumes_and_console_size_are_carried_to_the_container():
 
 
 def test_links_on_a_user_defined_network_are_its_endpoints():
-    """docker's daemon makes no legacy link on a user-defined network: compose's `run` sends its
-    service's containers as HostConfig.Links there, taken as docker takes them (no effect). Its CLI
-    sends --link as the network's EndpointsConfig Links too: aliases minirun has not, refused."""
+    """docker's CLI sends --link on a user network as the network's EndpointsConfig Links (and
+    HostConfig.Links, the same list); compose 1.x sends `links:` as HostConfig.Links: run's --link."""
     linked = _opts({"NetworkMode": "project_default", "Links": ["project_web_1:web"]})
-    assert linked == parse_run_args(["--network", "project_default", "--pull", "never", "busybox"], environ={})
-    with pytest.raises(ApiError) as caught:
-        _namespace(
-            {"NetworkMode": "mynet", "Links": ["db:database"]},
-            NetworkingConfig={"EndpointsConfig": {"mynet": {"Links": ["db:database"]}}},
-        )
-    assert caught.value.status == 400 and "EndpointsConfig.mynet.Links" in caught.value.message
+    assert linked == parse_run_args(
+        ["--network", "project_default", "--link", "project_web_1:web", "--pull", "never", "busybox"], environ={}
+    )
+    endpoint = _opts(
+        {"NetworkMode": "mynet", "Links": ["db:database"]},
+        NetworkingConfig={"EndpointsConfig": {"mynet": {"Links": ["db:database", "/cache"]}}},
+    )
+    assert endpoint.flags.links == [["db", "database"], ["cache", "cache"]]
+    assert endpoint == parse_run_args(
+        ["--network", "mynet", "--link", "db:database", "--link", "/cache", "--pull", "never", "busybox"], environ={}
+    )
+    # on the default bridge: docker's legacy links, as --link there
+    legacy = _opts({"Links": ["db:database"]})
+    assert legacy.flags.links == [["db", "database"]] and legacy.network == "bridge"
+
+
+def test_memory_swappiness_and_cgroupns_mode_are_run_flags():
+    assert _opts({"MemorySwappiness": 60}).resources["MemorySwappiness"] == 60
+    assert _opts({"MemorySwappiness": 0}).resources["MemorySwappiness"] == 0
+    assert "MemorySwappiness" not in _opts({"MemorySwappiness": -1}).resources
+    assert _opts({"CgroupnsMode": "host"}).flags.cgroupns_mode == "host"
+    assert _opts({"CgroupnsMode": ""}).flags.cgroupns_mode == "private"
+    # API < 1.41 has no CgroupnsMode: an old client's field is not read
+    assert _opts({"CgroupnsMode": "host"}, version="1.40").flags.cgroupns_mode == "private"

@@ -257,6 +257,7 @@ def test_inspect_shows_dockers_names_and_defaults():
         "PidsLimit": None,
         "MemoryReservation": 0,
         "OomKillDisable": False,
+        "MemorySwappiness": None,
         "BlkioWeight": 0,
         "BlkioWeightDevice": [],
         "BlkioDeviceReadBps": [],
@@ -448,3 +449,17 @@ def test_net_dev_leaves_out_loopback():
         "  eth1:   10  1 0 0 0 0 0 0     1  1 0 0 0 0 0 0",
     ]
     assert stats.parse_net_dev(lines) == (2010, 301)
+
+
+def test_memory_swappiness_is_checked_as_docker_checks_it():
+    assert parse_options({"memory_swappiness": "0"}) == {"MemorySwappiness": 0}
+    assert parse_options({"memory_swappiness": "100"}) == {"MemorySwappiness": 100}
+    assert parse_options({"memory_swappiness": "-1"}) == {}  # docker's default: the kernel's
+    with pytest.raises(UsageError, match="invalid value: 101. Valid memory swappiness range is 0-100"):
+        parse_options({"memory_swappiness": "101"})
+    with pytest.raises(UsageError, match="invalid value: -2"):
+        parse_options({"memory_swappiness": "-2"})
+    with pytest.raises(UsageError, match="invalid syntax"):
+        parse_options({"memory_swappiness": "x"})
+    assert parse_run_args(["--memory-swappiness", "7", "busybox"]).resources == {"MemorySwappiness": 7}
+    assert limit_writes({"MemorySwappiness": 7}, 1) == [("memory", "memory.swappiness", "7")]

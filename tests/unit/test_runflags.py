@@ -267,6 +267,7 @@ def test_inspect_shows_docker_names_and_defaults():
         "IpcMode": "private",
         "PidMode": "",
         "UTSMode": "",
+        "CgroupnsMode": "private",
         "PublishAllPorts": False,
         "ShmSize": 67108864,
         "Sysctls": None,
@@ -274,6 +275,7 @@ def test_inspect_shows_docker_names_and_defaults():
         "Ulimits": None,
         "OomScoreAdj": 0,
         "DeviceCgroupRules": None,
+        "Links": None,
     }
     assert runconfig.inspect_config(plain) == {}
     given = _config(exposed_ports=["80/tcp"], stop_signal="SIGINT", stop_timeout=3, pid_mode="host", init=True)
@@ -308,3 +310,16 @@ def test_platform_of_a_local_image():
     runflags.check_platform({"os": "linux", "architecture": arch}, "", "img")
     with pytest.raises(UsageError, match="does not match the specified platform: wanted linux/.*, actual: linux/mips"):
         runflags.check_platform({"os": "linux", "architecture": "mips"}, f"linux/{arch}", "img")
+
+
+def test_cgroupns_takes_host_and_private_only():
+    def flags(*words):
+        return parse_run_args([*words, "busybox"]).flags
+
+    assert flags().cgroupns_mode == "private"
+    assert flags("--cgroupns", "host").cgroupns_mode == "host"
+    assert flags("--cgroupns", "private").cgroupns_mode == "private"
+    with pytest.raises(UsageError, match="--cgroupns: invalid CGROUP mode"):
+        flags("--cgroupns", "container:x")
+    plan_host = _config(cgroupns_mode="host")
+    assert runconfig.inspect_host_config(plan_host)["CgroupnsMode"] == "host"
