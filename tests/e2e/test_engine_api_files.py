@@ -285,3 +285,17 @@ def test_attach_with_logs_replays_the_log_then_streams(service):
     seen = _read_until(hijacked, b"then more\n")
     assert seen == _frame(1, b"first\n") + _frame(1, b"then more\n"), seen
     live.remove(force=True)
+
+
+def test_the_containers_list_names_the_image_id_as_inspect_does(service):  # noqa: F811
+    """ImageID in /containers/json is `sha256:<hex>`, the id inspect gives (it was prefixed
+    twice: `sha256:sha256:<hex>`, which docker's clients cannot look up)."""
+    assert service.docker("create", "--name", "listed", "busybox", "true").returncode == 0
+    status, _, body = service.request("GET", "/containers/json?all=1")
+    assert status == 200, body
+    (listed,) = [c for c in json.loads(body) if c["Names"] == ["/listed"]]
+    status, _, body = service.request("GET", "/containers/listed/json")
+    assert status == 200, body
+    image = json.loads(body)["Image"]
+    assert image.startswith("sha256:") and image.count("sha256:") == 1
+    assert listed["ImageID"] == image
