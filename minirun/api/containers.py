@@ -52,7 +52,7 @@ def summary(store_, container) -> dict:
         "Id": container.id,
         "Names": ["/" + config.name],
         "Image": config.image_ref,
-        "ImageID": "sha256:" + config.image,
+        "ImageID": config.image if config.image.startswith("sha256:") else "sha256:" + config.image,
         "Command": " ".join(config.argv),
         "Created": int(epoch_seconds(config.created)),
         "Ports": ports,

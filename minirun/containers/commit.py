@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from minirun.errors import MinirunError
-from minirun.layer.dirchain import DirChain
+from minirun.layer.dirchain import DirChain, open_regular
 from minirun.layer.whiteouts import is_opaque, is_overlay_xattr, is_whiteout, oci_opaque, oci_whiteout
 
-# The walk goes by directory fds, one name at a time, never following a link, and opens a file
-# without blocking: a running container may swap any entry for a symlink to a host path or for a
-# FIFO between our stat and our open (docker pauses the container; CVE-2018-15664 is that race).
+# The walk goes by directory fds, one name at a time, never following a link, and opens a file to
+# read only once an O_PATH open of it says it is a regular one (dirchain.open_regular): a running
+# container may swap any entry for a symlink to a host path, a FIFO or a device node between our
+# stat and our open (docker pauses the container; CVE-2018-15664 is that race).
 _READ_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 def _xattrs(path: str) -> dict[str, str]:
@@ -153,17 +153,10 @@ def _readlink(dir_fd: int, name: str, shown: str) -> str:
 
 def _open_regular(dir_fd: int, name: str, shown: str) -> BinaryIO:
     """The regular file `name` in `dir_fd`, open to read; an error if it is no longer one."""
-    try:
-        fd = os.open(name, _READ_FILE, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # a symlink now: O_NOFOLLOW refused it
-            raise _changed(shown) from None
-        raise
-    f = open(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device now
-        f.close()
+    fd = open_regular(dir_fd, name)
+    if fd is None:  # a symlink, a FIFO or a device now: never opened to read
         raise _changed(shown)
-    return f
+    return open(fd, "rb")
 
 
 def write_tar(root: str, out: BinaryIO, oci_whiteouts: bool) -> None:

@@ -194,9 +194,9 @@ def _join(store, container, plan, target: str) -> None:
     plan.join_netns = f"/proc/{other.state['Pid']}/ns/net"
     for name in ("hosts", "resolv.conf"):
         try:
-            with open(other.provided_file(name), "rb") as f:
+            with open(open_provided(other.provided_file(name), os.O_RDONLY), "rb") as f:
                 write_in_place(container.provided_file(name), f.read())
-        except FileNotFoundError:
+        except (FileNotFoundError, BlockingIOError):  # BlockingIOError: under the other's lease
             continue
 
 
@@ -247,15 +247,18 @@ def write_linkers(book, skip: tuple = ()) -> None:
 def write_hosts_of(store_root: str, container_id: str, bridges: list[str] | None = None) -> None:
     """One container's /etc/hosts from its bookings on every bridge it is on (`bridges`, else
     found): its own line by its first interface's address, a line per peer on its user networks.
-    Under a flock of the file itself, the bookings read inside it: of two writers (a peer's
-    start on one network, another's on a second) the later one reads what both made."""
+    Under a flock of the container's dir, the bookings read inside it: of two writers (a peer's
+    start on one network, another's on a second) the later one reads what both made. Not of the
+    file itself: it is bound into the container, whose flock on its /etc/hosts held every start
+    and stop of a peer on its networks waiting for good."""
     import fcntl
 
     from minirun.net.networks import AddressBook, bridges_of
 
-    path = os.path.join(store_root, "containers", container_id, "hosts")
+    directory = os.path.join(store_root, "containers", container_id)
+    path = os.path.join(directory, "hosts")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         return  # removed meanwhile
     try:
@@ -310,10 +313,16 @@ def _extra_hosts(bridge: str, member: dict) -> str:
     return extra_hosts_text(extra, (bridge_info(bridge) or {}).get("gateway", ""))
 
 
-def write_in_place(path: str, data: bytes) -> None:
+def write_in_place(path: str, data: bytes) -> bool:
     """Overwrite a provided file keeping its inode: it is bind-mounted into a running container,
-    and a rename would leave the container looking at the old file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    and a rename would leave the container looking at the old file. Opened without waiting: the
+    container's root owns the file, so it may hold a lease on it (fcntl F_SETLEASE), which made
+    every opener wait the kernel's lease-break-time (45 s), for each peer's start and stop, again
+    and again. A file under a lease is left as it is (False): its holder keeps a stale file."""
+    try:
+        fd = open_provided(path, os.O_WRONLY)
+    except BlockingIOError:
+        return False
     try:
         os.ftruncate(fd, 0)
         view = memoryview(data)
@@ -321,6 +330,13 @@ def write_in_place(path: str, data: bytes) -> None:
             view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
+    return True
+
+
+def open_provided(path: str, flags: int) -> int:
+    """A container's provided file (hosts, resolv.conf) open without waiting on a lease its
+    container holds: BlockingIOError then (the kernel has asked the holder to let go)."""
+    return os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
 # -- in PID 1 -------------------------------------------------------------------------------

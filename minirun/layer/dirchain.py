@@ -59,3 +59,24 @@ class DirChain:
     def close(self) -> None:
         while self._names:
             self.leave()
+
+
+# O_PATH opens nothing a node does on open (a FIFO's writer is not woken, no device's driver is
+# called); the inode it holds is then reopened to read only once fstat says it is a regular file.
+_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_regular(dir_fd: int, name: str) -> int | None:
+    """`name` in `dir_fd` open to read if it is a regular file, else None (a link, a FIFO, a
+    device: a running container may swap one in after the walk's stat). The host never opens
+    what it finds there for reading first: an open of a device node has its driver's effects (a
+    watchdog starts, a tape rewinds), even on the host's side of a container's upper dir."""
+    import stat
+
+    fd = os.open(name, _PATH, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)

@@ -22,15 +22,13 @@ from collections.abc import Callable
 from minirun import linux
 from minirun.errors import BadArchive, MinirunError
 from minirun.layer import longpaths
-from minirun.layer.dirchain import DirChain
+from minirun.layer.dirchain import DirChain, open_regular
 
 IN_CONTAINER = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS
 ON_HOST = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_SYMLINKS | linux.RESOLVE_NO_MAGICLINKS
 
 _DIR_PATH = os.O_PATH | os.O_DIRECTORY
 _READ_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# O_NONBLOCK: a FIFO swapped in for a file must not hang the copy; O_NOCTTY: nor a tty take it
-_READ_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CREATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
 
@@ -177,11 +175,11 @@ class Writer:
         return sorted(os.listdir(fd), reverse=True)
 
     def _add_file(self, dir_fd: int, name: str, info: tarfile.TarInfo) -> None:
-        fd = os.open(name, _READ_FILE, dir_fd=dir_fd)
+        fd = open_regular(dir_fd, name)
+        if fd is None:  # swapped since the stat: a link, a device, a FIFO (never opened to read)
+            raise MinirunError(f"{info.name}: changed while it was being copied")
         with open(fd, "rb") as f:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):  # swapped since the stat: a device, a FIFO
-                raise MinirunError(f"{info.name}: changed while it was being copied")
             info.type, info.size = tarfile.REGTYPE, st.st_size
             info.pax_headers = _xattrs(fd)
             self.tar.addfile(info, f)

@@ -92,14 +92,23 @@ def test_docker_cp_a_gives_the_files_to_the_containers_user(service, tmp_path):
     owners = service.docker("exec", "nob", "stat", "-c", "%u:%g", "/tmp/kept", "/tmp/given").stdout
     assert owners == "1234:99\n65534:65534\n"
     # The container's files are read on the host's side: a sparse giant must not fill its memory,
-    # a FIFO must not hang it (last: an exec, as runc's, would wait on it too).
-    for make, why in [
-        ("rm /etc/passwd && dd if=/dev/zero of=/etc/passwd bs=1 count=0 seek=1G", "/etc/passwd is over"),
-        ("rm /etc/passwd && mkfifo /etc/passwd", "/etc/passwd is not a regular file"),
-    ]:
-        assert service.docker("exec", "-u", "0", "nob", "sh", "-c", make).returncode == 0
+    # a FIFO must not hang it. No exec after the giant (it refuses it too, as runc's reader does)
+    # nor after the FIFO (it would wait on it, as runc's): the container swaps in the FIFO itself
+    # once a plain cp (which reads no passwd) gives it the word.
+    swap = "while [ ! -e /tmp/go ]; do sleep 0.1; done; mv /tmp/fifo /etc/passwd"
+    giant = "rm /etc/passwd && dd if=/dev/zero of=/etc/passwd bs=1 count=0 seek=1G && mkfifo /tmp/fifo"
+    assert (
+        service.docker("exec", "-u", "0", "nob", "sh", "-c", f"{giant} && ({swap}) >/dev/null 2>&1 &").returncode == 0
+    )
+
+    def refusal() -> str:
         refused = service.docker("cp", "-a", str(tmp_path / "owned"), "nob:/tmp/")
-        assert refused.returncode != 0 and why in refused.stderr, refused.stderr
+        assert refused.returncode != 0, refused.stderr
+        return refused.stderr
+
+    assert "/etc/passwd is over" in refusal()
+    assert service.docker("cp", str(tmp_path / "owned"), "nob:/tmp/go").returncode == 0
+    assert wait_until(lambda: "/etc/passwd is not a regular file" in refusal())
 
 
 def test_the_archive_stat_header_is_dockers(service):
@@ -285,3 +294,17 @@ def test_attach_with_logs_replays_the_log_then_streams(service):
     seen = _read_until(hijacked, b"then more\n")
     assert seen == _frame(1, b"first\n") + _frame(1, b"then more\n"), seen
     live.remove(force=True)
+
+
+def test_the_containers_list_names_the_image_id_as_inspect_does(service):  # noqa: F811
+    """ImageID in /containers/json is `sha256:<hex>`, the id inspect gives (it was prefixed
+    twice: `sha256:sha256:<hex>`, which docker's clients cannot look up)."""
+    assert service.docker("create", "--name", "listed", "busybox", "true").returncode == 0
+    status, _, body = service.request("GET", "/containers/json?all=1")
+    assert status == 200, body
+    (listed,) = [c for c in json.loads(body) if c["Names"] == ["/listed"]]
+    status, _, body = service.request("GET", "/containers/listed/json")
+    assert status == 200, body
+    image = json.loads(body)["Image"]
+    assert image.startswith("sha256:") and image.count("sha256:") == 1
+    assert listed["ImageID"] == image

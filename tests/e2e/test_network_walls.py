@@ -19,7 +19,7 @@ import subprocess
 import pytest
 
 from minirun.net import networks, portmap
-from tests.helpers import build_probe, wait_until
+from tests.helpers import build_probe, minirun_in, wait_until
 
 SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
 # the bridge's MAC, as a container learns it: the probe sends its frames there
@@ -271,3 +271,28 @@ def test_an_earlier_holders_exit_never_takes_the_ports_of_its_address(cli, busyb
     earlier = {"IPAddress": address, "Ports": [["127.0.0.1", free_port(), 80, "tcp"]], "Token": "an earlier run's"}
     stopped(str(isolated_store), "f" * 64, earlier)  # its record is gone already
     assert [e for e in portmap.list_elements() or [] if e[3] == address] == [("tcp", "127.0.0.1", port, address, 80)]
+
+
+@pytest.fixture(scope="session")
+def locker_dir(tmp_path_factory) -> str:
+    return build_probe(tmp_path_factory.mktemp("lockprobe"), "locker")
+
+
+def test_a_lock_on_its_own_hosts_file_holds_no_peer_waiting(cli, busybox, cleanup, isolated_store, locker_dir):
+    """A container's /etc/hosts is the host's file, rewritten at each peer's start and stop. The
+    rewrite took an flock of that file, which the container could take first (every peer's start
+    waited for good), and opened it to write, which waits out a lease the container's root (its
+    owner) may hold: 45 s (fs.lease-break-time) at every start and stop, again and again."""
+    assert cli("network", "create", "walllocks").code == 0
+    cleanup["networks"].append("walllocks")
+    for kind in ("flock", "lease"):
+        start(
+            cli, cleanup, f"wall{kind}", "--network", "walllocks", "-v", f"{locker_dir}:/probe:ro",
+            command=f"exec /probe/locker {kind} /etc/hosts",
+        )  # fmt: skip
+        assert wait_until(lambda name=f"wall{kind}": "locked" in cli("logs", name).out), cli("logs", f"wall{kind}")
+    start(cli, cleanup, "wallpeer", "--network", "walllocks", command="exec sleep 300")
+    for _ in range(2):  # a lease broken once is not the last: the holder takes it again
+        done = minirun_in(isolated_store, "run", "--rm", "--network", "walllocks", "busybox", "true", timeout=20)
+        assert done.returncode == 0, done.stderr
+    assert "wallflock" in cli("exec", "wallpeer", "cat", "/etc/hosts").out  # the others still get theirs

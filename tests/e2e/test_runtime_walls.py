@@ -205,3 +205,26 @@ def test_a_working_dir_with_dot_dots_is_made_in_the_container_as_docker_cleans_i
     result = cli("run", "--rm", "--network", "none", "-w", workdir, "busybox", "pwd")
     assert result.code == 0 and result.out == f"{host}\n", result
     assert not host.exists()
+
+
+# -- the user database: what the image or the container put at /etc/passwd ---------------------------
+
+
+def test_a_passwd_that_never_ends_is_refused_not_read_whole(cli, busybox, store):
+    """/etc/passwd a link to /dev/zero (the container's own, or an image's): run and exec read
+    it whole, PID 1 or the exec'd process filling memory until the OOM killer came (here the
+    container's limit; without one, the host's). runc's reader stops at a 64 KiB line. A link
+    to /dev/null reads as empty, as in docker."""
+    swap = "rm /etc/passwd; ln -s /dev/zero /etc/passwd; touch /ready; exec sleep 300"
+    assert cli("run", "-d", "--name", "zero", "-m", "64m", "--network", "none", "busybox", "sh", "-c", swap).code == 0
+    assert wait_until(lambda: "A /ready" in cli("diff", "zero").out)
+    refused = cli("exec", "zero", "true")
+    message = "minirun: error: cannot resolve the container's user: /etc/passwd is over 1048576 bytes\n"
+    assert (refused.code, refused.err) == (125, message)
+    assert cli("commit", "zero", "zeropasswd").code == 0
+    refused = cli("run", "--rm", "-m", "64m", "--network", "none", "zeropasswd", "true")
+    assert (refused.code, refused.err) == (125, message)
+    setup = "rm /etc/passwd; ln -s /dev/null /etc/passwd; touch /ready; exec sleep 300"
+    assert cli("run", "-d", "--name", "null", "--network", "none", "busybox", "sh", "-c", setup).code == 0
+    assert wait_until(lambda: "A /ready" in cli("diff", "null").out)
+    assert cli("exec", "-u", "0", "null", "true").code == 0
