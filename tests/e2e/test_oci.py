@@ -266,13 +266,7 @@ def test_the_console_is_the_pty_even_when_pts_is_a_dir_of_links(oci, bundle, tmp
 
     path = bundle(["sh", "-c", "stat -c 'console:%F:%t' /dev/console; echo end-of-test; sleep 300"], edit=planted)
     (tmp_path / "bundle/rootfs/decoy").write_text("decoy\n")
-    master = _create_with_console(oci, path, "planted", str(tmp_path / "console.sock"))
-    try:
-        oci("start", "planted")
-        output = _read_until(master, b"end-of-test")
-    finally:
-        os.close(master)
-    assert b"console:character special file:88" in output, output
+    assert b"console:character special file:88" in _console_output(oci, path, "planted", tmp_path)
 
 
 def test_a_fifo_at_dev_console_is_bound_over_not_opened(oci, bundle, tmp_path):
@@ -289,13 +283,17 @@ def test_a_fifo_at_dev_console_is_bound_over_not_opened(oci, bundle, tmp_path):
     dev.mkdir(exist_ok=True)
     os.mkfifo(dev / "console")
     os.symlink("pts/ptmx", dev / "ptmx")
-    master = _create_with_console(oci, path, "fifo", str(tmp_path / "console.sock"))
+    assert b"console:character special file:88" in _console_output(oci, path, "fifo", tmp_path)
+
+
+def _console_output(oci, path: str, name: str, tmp_path) -> bytes:
+    """What the container NAME writes to its console up to "end-of-test", created and started."""
+    master = _create_with_console(oci, path, name, str(tmp_path / "console.sock"))
     try:
-        oci("start", "fifo")
-        output = _read_until(master, b"end-of-test")
+        oci("start", name)
+        return _read_until(master, b"end-of-test")
     finally:
         os.close(master)
-    assert b"console:character special file:88" in output, output
 
 
 def _settings(config):

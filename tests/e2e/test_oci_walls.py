@@ -10,26 +10,12 @@ import stat
 import subprocess
 import sys
 
+from minirun.runtime.privileges import DEFAULT_CAPABILITIES
 from tests.e2e.test_oci import OCI, Oci, bundle, busybox_tar, oci  # noqa: F401  (fixtures)
 from tests.helpers import wait_until
 
 # docker's default capabilities, as containerd's and podman's bundles list them
-DOCKER_CAPS = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-]
+DOCKER_CAPS = list(DEFAULT_CAPABILITIES)
 
 
 def _caps(status: str) -> dict[str, int]:
