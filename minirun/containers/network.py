@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from minirun import leanjson
-from minirun.errors import Conflict, NotFound
+from minirun.errors import Conflict, MinirunError, NotFound
 from minirun.hostwide import DEFAULT_BRIDGE
 
 
@@ -195,9 +195,17 @@ def _join(store, container, plan, target: str) -> None:
     for name in ("hosts", "resolv.conf"):
         try:
             with open(open_provided(other.provided_file(name), os.O_RDONLY), "rb") as f:
-                write_in_place(container.provided_file(name), f.read())
+                data = f.read(PROVIDED_LIMIT + 1)
         except (FileNotFoundError, BlockingIOError):  # BlockingIOError: under the other's lease
             continue
+        if len(data) > PROVIDED_LIMIT:
+            raise MinirunError(f"the /etc/{name} of container {other.id[:12]} is over {PROVIDED_LIMIT} bytes")
+        write_in_place(container.provided_file(name), data)
+
+
+# bytes of another container's hosts or resolv.conf taken over, at most: that container writes
+# them, and one made a sparse giant filled this process's memory and the joiner's file on disk
+PROVIDED_LIMIT = 1 << 20
 
 
 def hosts_text(own: dict, peers: list[dict], extra: str = "", linked: str = "") -> str:

@@ -296,3 +296,13 @@ def test_a_lock_on_its_own_hosts_file_holds_no_peer_waiting(cli, busybox, cleanu
         done = minirun_in(isolated_store, "run", "--rm", "--network", "walllocks", "busybox", "true", timeout=20)
         assert done.returncode == 0, done.stderr
     assert "wallflock" in cli("exec", "wallpeer", "cat", "/etc/hosts").out  # the others still get theirs
+
+
+def test_a_hosts_file_grown_huge_is_not_taken_over_whole(cli, busybox, cleanup):
+    """--network container:X takes X's /etc/hosts and resolv.conf over; X writes them, and a sparse
+    giant was read whole into minirun's memory and written to the joiner's file on disk."""
+    start(cli, cleanup, "wallgiant", command="truncate -s 8G /etc/hosts && echo grown && exec sleep 300")
+    assert wait_until(lambda: "grown" in cli("logs", "wallgiant").out), cli("logs", "wallgiant")
+    joined = cli("run", "--rm", "--network", "container:wallgiant", "busybox", "true")
+    assert joined.code == 125 and "/etc/hosts of container" in joined.err and "over 1048576 bytes" in joined.err
+    assert len(joined.err.strip().splitlines()) == 1, joined.err
