@@ -9,11 +9,11 @@ Both take these types from here, so neither imports the other's module for them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from minirun.errors import BadArchive
 from minirun.image.manifests import load_json
+from minirun.records import Record
 
 if TYPE_CHECKING:
     from minirun.store.reference import Reference
@@ -45,8 +45,7 @@ class Progress:
 # -- the outer archive -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):  # a dict key (imageload's configs): hashable, as a frozen dataclass
     name: str
     offset: int  # of the data, in the archive file
     size: int
@@ -198,21 +197,20 @@ def blob_path(digest: str) -> str:
 # -- what the archive holds --------------------------------------------------------------------
 
 
-@dataclass
-class LayerPlan:
+class LayerPlan(Record):
     diff_id: str  # what the config says the layer is
     member: Member
     blob_digest: str | None  # what the archive says the member's bytes hash to, when it says
     what: str  # how error messages name it
 
 
-@dataclass
-class ImagePlan:
+class ImagePlan(Record):
     id: str  # the config's digest
     raw_config: bytes
     diff_ids: list[str]
     layers: list[LayerPlan]
-    names: dict[Reference, None] = field(default_factory=dict)  # ordered, each once
+    names: dict[Reference, None]  # ordered, each once
+    DEFAULTS = {"names": dict}
 
     @property
     def refs(self) -> list[Reference]:

@@ -26,7 +26,6 @@ import io
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from minirun.distribution.archive_index import Archive, ImagePlan, LayerPlan, Member, Progress, blob_path, clean_name
@@ -52,6 +51,7 @@ from minirun.image.manifests import (
     verify_blob,
 )
 from minirun.layer.compression import corrupt, decompressed, is_bad_data, is_compressed_at
+from minirun.records import Record
 
 if TYPE_CHECKING:
     from minirun.store import Store
@@ -293,8 +293,7 @@ def _config_diff_ids(raw: bytes, what: str) -> list[str]:
 # -- the whole load ----------------------------------------------------------------------------
 
 
-@dataclass
-class Loaded:
+class Loaded(Record):
     image_id: str
     refs: list[str]
     replaced: list[tuple[str, str]]  # (name, old image id) for a tag that moved to this image

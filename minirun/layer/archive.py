@@ -31,7 +31,6 @@ import io
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from minirun.errors import BadArchive
@@ -54,6 +53,7 @@ from minirun.layer.whiteouts import (
     make_whiteout,
     parse_whiteout,
 )
+from minirun.records import Record
 
 if TYPE_CHECKING:
     import tarfile
@@ -74,11 +74,11 @@ _NODE_TYPES = (_CHRTYPE, _BLKTYPE, _FIFOTYPE)
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True)
-class AppliedLayer:
+class AppliedLayer(Record):
     diff_id: str  # "sha256:<hex>" of the uncompressed tar stream
     size: int  # bytes of content, hardlinks counted once (docker's layer size)
-    tar_size: int = 0  # bytes of the uncompressed tar
+    tar_size: int  # bytes of the uncompressed tar
+    DEFAULTS = {"tar_size": 0}
 
 
 class HashingReader(io.RawIOBase):
@@ -888,7 +888,6 @@ def member_xattrs(member: tarfile.TarInfo | TarMember) -> dict[str, bytes]:
 _DIR, _OTHER, _SYMLINK, _WHITEOUT = "dir", "other", "symlink", "whiteout"
 
 
-@dataclass(frozen=True)
 class _DirState:
     """What the kernel will do to an entry created in a directory, as far as it is sure (umask 0):
 
@@ -898,9 +897,12 @@ class _DirState:
     sgid:  a new subdirectory may inherit the setgid bit.
     Whatever is not sure costs the chown or chmod that makes it so."""
 
-    exact: bool
-    ours: bool
-    sgid: bool
+    __slots__ = ("exact", "ours", "sgid")  # one per directory: a plain class, made fast
+
+    def __init__(self, exact: bool, ours: bool, sgid: bool) -> None:
+        self.exact = exact
+        self.ours = ours
+        self.sgid = sgid
 
 
 class _Applier:
