@@ -326,16 +326,26 @@ def write_in_place(path: str, data: bytes) -> bool:
     and a rename would leave the container looking at the old file. Opened without waiting: the
     container's root owns the file, so it may hold a lease on it (fcntl F_SETLEASE), which made
     every opener wait the kernel's lease-break-time (45 s), for each peer's start and stop, again
-    and again. A file under a lease is left as it is (False): its holder keeps a stale file."""
+    and again. A file under a lease is left as it is (False): its holder keeps a stale file.
+
+    The container may read it at any moment: a file that already says `data` is not written (every
+    start and stop on a network rewrites its members' files, mostly to what they say), and a new
+    text goes over the old before the file is cut to its length, never truncating it first, which
+    showed a reader an empty /etc/hosts between the two calls."""
     try:
-        fd = open_provided(path, os.O_WRONLY)
+        fd = open_provided(path, os.O_RDWR)
     except BlockingIOError:
         return False
     try:
-        os.ftruncate(fd, 0)
+        if os.pread(fd, len(data) + 1, 0) == data:
+            return True
+        offset = 0
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view) :]
+            written = os.pwrite(fd, view, offset)
+            offset += written
+            view = view[written:]
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
     return True

@@ -11,7 +11,7 @@ import pytest
 
 from minirun.cli.runargs import parse_run_args
 from minirun.containers.container import Container, ContainerConfig
-from minirun.containers.network import endpoints, hosts_text, wanted_networks
+from minirun.containers.network import endpoints, hosts_text, wanted_networks, write_in_place
 from minirun.errors import Conflict, UsageError
 from minirun.frontend.runoptions import given_networks, parse_network_options
 from minirun.net import ipv4, networks, portmap
@@ -453,3 +453,17 @@ def test_bookings_name_their_interface_and_may_ask_for_an_address(host_dir, tmp_
                 book.allocate("10.70.1.0/24", "10.70.1.1", store, "b" * 64, "b", "b", [], "eth0", outside)
     assert networks.bridges_of(store, "a" * 64) == ["mrtest1"]
     assert networks.bridges_of(store, "b" * 64) == []
+
+
+def test_a_provided_file_is_left_alone_unchanged_and_cut_only_after_a_rewrite(tmp_path):
+    """A container reads its /etc/hosts while peers' starts rewrite it: the same text is not
+    written at all, and a new one goes over the old before the cut (no empty file between)."""
+    path = tmp_path / "hosts"
+    path.write_bytes(b"127.0.0.1\tlocalhost\n10.0.0.2\tdb\n")
+    os.utime(path, ns=(1, 1))
+    assert write_in_place(str(path), b"127.0.0.1\tlocalhost\n10.0.0.2\tdb\n")
+    assert os.stat(path).st_mtime_ns == 1  # untouched
+    assert write_in_place(str(path), b"127.0.0.1\tlocalhost\n")
+    assert path.read_bytes() == b"127.0.0.1\tlocalhost\n"
+    assert write_in_place(str(path), b"127.0.0.1\tlocalhost\n10.0.0.3\tdb database\n")
+    assert path.read_bytes() == b"127.0.0.1\tlocalhost\n10.0.0.3\tdb database\n"
