@@ -3,10 +3,11 @@ so its ~100 ms import never lands on an ordinary start (see rtnl.py for the per-
 
 Forwarding and route_localnet are switched on for our bridges alone (per-interface sysctls):
 forwarding lets a container's packets be routed beyond the bridge; route_localnet lets a port
-published on 127.0.0.1 be DNATed to a container (portmap.py), and is set only where nftables.py's
-walls keep containers from the host's loopback. IPv6 router advertisements are refused on them,
-as docker refuses them on its bridges (CVE-2020-13401): a container's root has CAP_NET_RAW, and
-its forged advertisement would become a default route of the host's through that container.
+published on 127.0.0.1 be DNATed to a container (portmap.py); nftables.py's walls, without which
+no bridge is made (networks.ensure_bridge), keep containers from the host's loopback. IPv6 router
+advertisements are refused on them, as docker refuses them on its bridges (CVE-2020-13401): a
+container's root has CAP_NET_RAW, and its forged advertisement would become a default route of
+the host's through that container.
 No other host interface is touched.
 """
 
@@ -27,7 +28,7 @@ def _ipr() -> IPRoute:
     return IPRoute()
 
 
-def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str, route_localnet: bool) -> None:
+def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str) -> None:
     from pyroute2 import NetlinkError
 
     with _ipr() as ipr:
@@ -39,7 +40,7 @@ def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str, route
         try:
             index = ipr.link_lookup(ifname=name)[0]
             ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen, broadcast=broadcast)
-            set_sysctls(name, route_localnet)
+            set_sysctls(name)
             ipr.link("set", index=index, state="up")
         except BaseException as exc:
             try:
@@ -51,9 +52,9 @@ def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str, route
             raise
 
 
-def set_sysctls(name: str, route_localnet: bool) -> None:
+def set_sysctls(name: str) -> None:
     """Our sysctls of a bridge (see above), on a new one or one an earlier minirun made."""
-    settings = {"ipv4/conf": {"forwarding": "1", "route_localnet": "1" if route_localnet else "0"}}
+    settings = {"ipv4/conf": {"forwarding": "1", "route_localnet": "1"}}
     settings["ipv6/conf"] = {"accept_ra": "0"}
     for family, values in settings.items():
         for key, value in values.items():

@@ -295,12 +295,18 @@ def ensure_bridge(network: Network, store_root: str) -> BridgeInfo:
 
     with flocked(os.path.join(HOST_DIR, "lock")):  # one maker of bridges and chooser of subnets at a time
         info = bridge_info(network.bridge)
-        guarded = ensure_table()  # the walls before the bridge carries a container (nftables.py)
+        if not ensure_table():  # the walls before the bridge carries a container (nftables.py)
+            # docker's daemon does not start without iptables: a bridge without the walls would
+            # forward between networks and from other hosts into its containers
+            raise MinirunError(
+                "bridge networks need nftables (the nft command and nf_tables in the kernel) to keep "
+                "containers off other networks and hosts: install nftables, or use --network none or host"
+            )
         existing = device.address_of(network.bridge)
         if existing is not None:  # made meanwhile, or by an earlier minirun whose records were lost
             subnet, gateway = existing
             info = {**(info or {}), "subnet": f"{int_to_ip(subnet[0])}/{subnet[1]}", "gateway": gateway}
-            device.set_sysctls(network.bridge, guarded)
+            device.set_sysctls(network.bridge)
         else:
             reclaim_stale_bridges(exclude=network.bridge)
             subnet_text = (info or {}).get("subnet") or network.subnet
@@ -323,7 +329,7 @@ def ensure_bridge(network: Network, store_root: str) -> BridgeInfo:
                 subnet = free
             gateway = (info or {}).get("gateway") or network.gateway or int_to_ip(subnet[0] + 1)
             info = {"subnet": f"{int_to_ip(subnet[0])}/{subnet[1]}", "gateway": gateway}
-            device.create_bridge(network.bridge, gateway, subnet[1], int_to_ip(broadcast(*subnet)), guarded)
+            device.create_bridge(network.bridge, gateway, subnet[1], int_to_ip(broadcast(*subnet)))
         owned = not network.predefined  # a user network's bridge belongs to its store; minirun0 to none
         info.update({"network": network.id if owned else "", "store": store_root if owned else ""})
         os.makedirs(bridge_dir(network.bridge), exist_ok=True)

@@ -85,8 +85,7 @@ def table_script() -> str:
 
 def ensure_table() -> bool:
     """The table with its walls, before a bridge of ours carries a container; False where
-    nftables cannot hold it (no nft, or a kernel without nf_tables): a bridge then gets no
-    route_localnet (the proxy that publishes ports there needs none)."""
+    nftables cannot hold it (no nft, or a kernel without nf_tables): no bridge is made then."""
     if nft_binary() is None:
         return False
     from minirun.store.fsutil import flocked

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import subprocess
 
 import pytest
 
 from minirun.cli.runargs import parse_run_args
 from minirun.containers.container import Container, ContainerConfig
 from minirun.containers.network import endpoints, hosts_text, wanted_networks, write_in_place
-from minirun.errors import Conflict, UsageError
+from minirun.errors import Conflict, MinirunError, UsageError
 from minirun.frontend.runoptions import given_networks, parse_network_options
 from minirun.net import ipv4, networks, portmap
 
@@ -467,3 +468,22 @@ def test_a_provided_file_is_left_alone_unchanged_and_cut_only_after_a_rewrite(tm
     assert path.read_bytes() == b"127.0.0.1\tlocalhost\n"
     assert write_in_place(str(path), b"127.0.0.1\tlocalhost\n10.0.0.3\tdb database\n")
     assert path.read_bytes() == b"127.0.0.1\tlocalhost\n10.0.0.3\tdb database\n"
+
+
+def test_no_bridge_is_made_without_the_nftables_walls(tmp_path, monkeypatch):
+    """docker's daemon does not start without iptables: a bridge of ours without nftables.py's
+    walls would forward between networks, and from other hosts, into its containers."""
+    from minirun.net import nftables
+
+    monkeypatch.setattr(networks, "HOST_DIR", str(tmp_path))
+    monkeypatch.setattr(nftables, "ensure_table", lambda: False)
+    name = f"mrnone{os.getpid() % 100000}"  # (two suites on one host: each its own)
+    network = networks.Network("0" * 64, "walled", "bridge", "", bridge=name)
+    try:
+        with pytest.raises(MinirunError, match="bridge networks need nftables"):
+            networks.ensure_bridge(network, str(tmp_path / "store"))
+    finally:
+        made = os.path.exists(f"/sys/class/net/{name}")
+        if made:  # (only where the wall is missing)
+            subprocess.run(["ip", "link", "del", name], check=True)
+    assert not made
