@@ -366,8 +366,9 @@ def _unserved_config(config: dict) -> None:
             raise ApiError(400, f"{field}: {what} is not supported by minirun")
 
 
-# HostConfig fields with no `run` option that docker's Linux daemon acts on when set: refused
-# when set, docker's own defaults taken (its clients send every field, zero when unset)
+# HostConfig fields _unserved_host reads apart from _host's run options: taken as docker takes
+# them (Links, CgroupnsMode, ConsoleSize), or refused when set; docker's own defaults taken (its
+# clients send every field, zero when unset)
 _UNSERVED_HOST = {
     "Links", "DeviceRequests", "CgroupParent", "CpuRealtimePeriod", "CpuRealtimeRuntime",
     "IOMaximumIOps", "IOMaximumBandwidth", "KernelMemoryTCP", "UsernsMode", "CgroupnsMode", "Annotations",

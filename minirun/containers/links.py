@@ -35,6 +35,11 @@ def parse_link(text: str) -> list[str]:
     return [name, alias]
 
 
+def parse_links(texts: list[str]) -> list[list[str]]:
+    """Every NAME[:ALIAS] given, parsed; a later link with the same alias replaces an earlier one."""
+    return list({alias: [name, alias] for name, alias in map(parse_link, texts)}.values())
+
+
 def check_mode(network: str) -> None:
     if network == "host":
         raise UsageError(HOST_LINKS)

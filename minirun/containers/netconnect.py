@@ -110,11 +110,11 @@ def _connect(
         raise Forbidden(f"endpoint with name {container.name} already exists in network {network.name}")
     entry: dict = {"name": network.name, "aliases": aliases, "ip": ip}
     if links:
-        from minirun.containers.links import parse_link
+        from minirun.containers.links import parse_links
 
         if network.predefined:  # docker's rule: links on a connect are a user network's
             raise UsageError("links are only supported for user-defined networks")
-        entry["links"] = list({alias: [name, alias] for name, alias in map(parse_link, links)}.values())
+        entry["links"] = parse_links(links)
     _write_networks(containers, container, [*wanted, entry])
     if is_running(container):
         try:

@@ -201,7 +201,7 @@ def _network_flags(ns, flags: RunFlags, network: str, publish: list[str]) -> Non
         from minirun.containers import links
 
         links.check_mode(network)
-        flags.links = list({alias: [name, alias] for name, alias in map(links.parse_link, ns.link)}.values())
+        flags.links = links.parse_links(ns.link)
     if ns.add_host or ns.dns or ns.dns_search or ns.dns_option:
         from minirun.containers import dnsfiles
 
