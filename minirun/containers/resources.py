@@ -19,6 +19,9 @@ from minirun.errors import UsageError
 
 MIN_MEMORY = 6 * 1024 * 1024  # docker's linuxMinMemory
 PIDS_MAX = 4194304  # the kernel's PID_MAX_LIMIT: pids.max refuses more (EINVAL)
+# podman's default (containers.conf pids_limit): a fork bomb in one container cannot take the
+# host's PIDs (pid_max is 32768 on many hosts) from every other process. docker sets none.
+DEFAULT_PIDS_LIMIT = 2048
 FIELDS = ("Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpusetCpus", "PidsLimit")
 # flag -> (its name in docker's messages, the HostConfig field)
 FLAGS = {
@@ -271,6 +274,18 @@ def for_run(given: dict, ncpu: int | None = None, available: str | None = None) 
         resources["MemorySwap"] = resources["Memory"] * 2
     validate(resources, ncpu, available)
     return resources
+
+
+def default_pids_limit(resources: dict) -> None:
+    """A new container without --pids-limit gets podman's DEFAULT_PIDS_LIMIT, recorded (inspect shows
+    it, `update` changes it), where the host has a pids controller, as podman sets it only there.
+    An explicit 0 or -1 stays: no limit."""
+    if "PidsLimit" in resources:
+        return
+    from minirun.runtime import cgroups
+
+    if cgroups.owner("pids") is not None:
+        resources["PidsLimit"] = DEFAULT_PIDS_LIMIT
 
 
 def discard_unsupported(resources: dict) -> list[str]:

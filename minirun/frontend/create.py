@@ -62,9 +62,10 @@ def container_config(store, opts: RunOptions):
 
         mount_plan = plan_mounts(store, opts.volumes + opts.mounts, opts.volumes_from, opts.tmpfs, image_config)
     resources = dict(opts.resources)
-    if resources:
-        from minirun.containers.resources import discard_unsupported
+    from minirun.containers.resources import default_pids_limit, discard_unsupported
 
+    default_pids_limit(resources)
+    if resources:
         warnings = discard_unsupported(resources)  # the daemon's part: client-side flags parse anywhere
         if resources.get("OomKillDisable") and not resources.get("Memory"):  # docker's CLI says so too
             warnings.append(

@@ -23,7 +23,7 @@ from minirun.runtime import cgroups
 from minirun.runtime.privileges import all_capabilities, capability_mask
 from tests.helpers import build_probe, make_image, make_tar, member, wait_until
 
-EPERM, EACCES, EROFS, ENOSYS = 1, 13, 30, 38
+EPERM, EAGAIN, EACCES, EROFS, ENOSYS = 1, 11, 13, 30, 38
 CAPS_DOCKER = "00000000a80425fb"
 # what docker's profile denies and a container's root could otherwise do: (probe, errno under it)
 DENIED = {
@@ -160,6 +160,44 @@ def test_a_container_cannot_lift_its_own_v2_limits(cli, busybox, probe):
     assert steps == {"unshare": EPERM} and limits == "5"
     limits, steps = escalate(cli, probe, "v2", "--security-opt", "seccomp=unconfined")
     assert steps["mount"] == 0 and steps["cgroup.max.descendants"] == 0 and limits == "max", steps
+
+
+FORK_BOMB = 2100  # past podman's 2048, far below the host's pid_max
+
+
+def test_a_fork_bomb_stops_at_podmans_pids_limit(cli, busybox, probe):
+    """podman's default pids limit (2048): a container's fork bomb cannot take every PID of the
+    host. The attack: fork 2100 processes that wait; with --pids-limit -1 (no limit) all start."""
+    if cgroups.owner("pids") is None:
+        pytest.skip("no pids controller on this host: podman sets no default either")
+    bomb = cli("run", "--rm", "--network", "none", *probe, "busybox", "/probe/attack", "forks", str(FORK_BOMB))
+    assert bomb.code == 0 and bomb.out.split()[:1] == ["forks"], bomb
+    started, error = map(int, bomb.out.split()[1:3])
+    assert error == EAGAIN and started < 2048, bomb  # PID 1 (the probe) counts too
+    unlimited = cli(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pids-limit",
+        "-1",
+        *probe,
+        "busybox",
+        "/probe/attack",
+        "forks",
+        str(FORK_BOMB),
+    )
+    assert unlimited.out.split() == ["forks", str(FORK_BOMB), "0"], unlimited
+
+
+def test_the_default_pids_limit_is_recorded_and_can_be_changed(cli, busybox):
+    if cgroups.owner("pids") is None:
+        pytest.skip("no pids controller on this host")
+    assert cli("create", "--name", "pids-default", "busybox", "true").code == 0
+    assert cli("create", "--name", "pids-none", "--pids-limit", "0", "busybox", "true").code == 0
+    limits = cli("inspect", "-f", "{{.HostConfig.PidsLimit}}", "pids-default", "pids-none")
+    assert limits.out.split() == ["2048", "0"], limits
+    assert cli("rm", "pids-default", "pids-none").code == 0
 
 
 # each v1 hierarchy of the container (id:controllers:path), mounted anew from inside its cgroup

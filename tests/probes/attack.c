@@ -6,6 +6,8 @@
  *   attack open PATH [w]     open a path for reading (or writing), print "open 0" or "open ERRNO"
  *   attack watch SECONDS     print "ready", then "PID CAPEFF SECCOMP" for each process that shows
  *                            up with other capabilities than ours or no seccomp filter
+ *   attack forks N           a fork bomb held at N: fork children that wait, until N are up or a
+ *                            fork fails; print "forks COUNT ERRNO" (0: all N), then let them all go
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -212,6 +214,35 @@ static int watch(int seconds) {
     return 0;
 }
 
+static int forks(long wanted) {
+    int gate[2];
+    if (pipe(gate) < 0)
+        return 1;
+    long count = 0;
+    int failure = 0;
+    while (count < wanted) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            failure = errno;
+            break;
+        }
+        if (pid == 0) { /* wait for the gate to close: read returns 0 when the last writer goes */
+            char byte;
+            close(gate[1]);
+            while (read(gate[0], &byte, 1) < 0 && errno == EINTR)
+                ;
+            _exit(0);
+        }
+        count++;
+    }
+    close(gate[1]);
+    while (wait(NULL) > 0 || errno == EINTR)
+        ;
+    printf("forks %ld %d\n", count, failure);
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "syscalls") == 0)
         return syscalls();
@@ -225,6 +256,8 @@ int main(int argc, char **argv) {
     }
     if (argc >= 3 && strcmp(argv[1], "watch") == 0)
         return watch(atoi(argv[2]));
-    fprintf(stderr, "usage: attack syscalls | escalate v1|v2 | open PATH [w] | watch SECONDS\n");
+    if (argc >= 3 && strcmp(argv[1], "forks") == 0)
+        return forks(atol(argv[2]));
+    fprintf(stderr, "usage: attack syscalls | escalate v1|v2 | open PATH [w] | watch SECONDS | forks N\n");
     return 2;
 }
