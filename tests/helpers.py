@@ -130,6 +130,10 @@ def in_mount_ns(fn: Callable[..., object], *args: object) -> object:
 PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes")
 
 
+# busybox's ping opens a raw socket: docker's CAP_NET_RAW, which the default set (podman's) drops
+PING = ("--cap-add", "NET_RAW")
+
+
 def build_probe(out_dir, name: str) -> str:
     """tests/probes/NAME.c built static into `out_dir` (a busybox container has no libc to
     link against); returns the dir, for a read-only volume at /probe."""

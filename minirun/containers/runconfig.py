@@ -23,6 +23,7 @@ INIT_BINARY = "/usr/bin/tini-static"
 INIT_PATH = "/sbin/docker-init"
 DEFAULT_SHM_SIZE = 64 << 20  # docker's /dev/shm
 DEFAULT_STOP_TIMEOUT = 10
+PING_GROUP_RANGE = "net.ipv4.ping_group_range"
 NAMESPACE_MODES = ("pid", "ipc", "uts")
 
 
@@ -46,6 +47,10 @@ def apply_to_plan(store: Store, container: Container, plan: LaunchPlan) -> None:
     plan.shm_size = config.shm_size or DEFAULT_SHM_SIZE
     plan.group_add = config.group_add
     plan.sysctls = config.sysctls
+    if config.network != "host" and not config.network.startswith("container:"):
+        # docker's default (>= 20.10) in a network namespace of the container's own: ICMP echo
+        # sockets for every group, so a ping that can use them needs no CAP_NET_RAW (dropped)
+        plan.sysctls = {PING_GROUP_RANGE: "0 2147483647", **config.sysctls}
     if config.oom_score_adj:  # (0: PID 1 keeps the value it inherits, as minirun's other processes)
         plan.oom_score_adj = config.oom_score_adj
     plan.host_namespaces = [n for n in NAMESPACE_MODES if getattr(config, f"{n}_mode") == "host"]

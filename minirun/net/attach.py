@@ -95,8 +95,8 @@ def _plug(host: Netlink, host_ns: int, inside: Netlink, spec: InterfaceSpec | Ne
 
 def _refuse_router_advertisements(ifname: str) -> None:
     """Before the interface is up: a forged IPv6 router advertisement from another container on
-    the bridge (its root has CAP_NET_RAW) must not become this one's default route. /proc/sys/net
-    is the calling thread's network namespace's."""
+    the bridge (a root given CAP_NET_RAW, docker's default) must not become this one's default
+    route. /proc/sys/net is the calling thread's network namespace's."""
     try:
         with open(f"/proc/sys/net/ipv6/conf/{ifname}/accept_ra", "w") as f:
             f.write("0")

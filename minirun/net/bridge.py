@@ -6,8 +6,8 @@ forwarding lets a container's packets be routed beyond the bridge; route_localne
 published on 127.0.0.1 be DNATed to a container (portmap.py); nftables.py's walls, without which
 no bridge is made (networks.ensure_bridge), keep containers from the host's loopback. IPv6 router
 advertisements are refused on them, as docker refuses them on its bridges (CVE-2020-13401): a
-container's root has CAP_NET_RAW, and its forged advertisement would become a default route of
-the host's through that container.
+container's root given CAP_NET_RAW (docker's default, not ours) could forge one, and it would
+become a default route of the host's through that container.
 No other host interface is touched.
 """
 

@@ -78,10 +78,12 @@ version: "3.8"
 services:
   db:
     image: busybox
+    cap_add: [NET_RAW]  # busybox's ping: a raw socket
     command: ["sleep", "300"]
     stop_grace_period: 1s
   app:
     image: busybox
+    cap_add: [NET_RAW]
     links: ["db:database"]
     command: ["sleep", "300"]
     stop_grace_period: 1s

@@ -9,6 +9,7 @@ import json
 
 from tests.e2e.engineapi import service  # noqa: F401  (a fixture)
 from tests.e2e.test_network_connect import veths  # noqa: F401  (a fixture: nothing left behind)
+from tests.helpers import PING
 
 
 def ip_of(cli, name: str, network: str) -> str:
@@ -37,7 +38,7 @@ def test_a_link_on_a_user_network_names_the_container_for_the_linker_alone(cli, 
     assert cli("network", "create", "lnet").code == 0
     up(cli, "--name", "first", "--network", "lnet")
     # a link to a container that does not exist yet is taken, as docker takes it there
-    up(cli, "--name", "second", "--network", "lnet", "--link", "first:foo", "--link", "third:bar")
+    up(cli, "--name", "second", "--network", "lnet", *PING, "--link", "first:foo", "--link", "third:bar")
     up(cli, "--name", "other", "--network", "lnet")
     assert resolved(cli, "second", "foo") == ip_of(cli, "first", "lnet")
     assert cli("exec", "second", "ping", "-c", "1", "-W", "2", "foo").code == 0
@@ -113,7 +114,9 @@ def test_docker_clis_links_through_the_engine_api(service):  # noqa: F811
         service.docker("run", "-d", "--name", "first", "--network", "apinet", "busybox", "sleep", "300").returncode == 0
     )
     # docker's CLI sends --link on a user network as EndpointsConfig.apinet.Links
-    done = service.docker("run", "--rm", "--network", "apinet", "--link", "first:foo", "busybox", "ping", "-c1", "foo")
+    done = service.docker(
+        "run", "--rm", "--network", "apinet", "--link", "first:foo", *PING, "busybox", "ping", "-c1", "foo"
+    )
     assert done.returncode == 0, done
     # on the default bridge as HostConfig.Links: docker's legacy links
     assert service.docker("run", "-d", "--name", "db", "-e", "K=v", "busybox", "sleep", "300").returncode == 0
@@ -125,7 +128,8 @@ def test_docker_clis_links_through_the_engine_api(service):  # noqa: F811
     assert service.docker("network", "create", "apinet2").returncode == 0
     assert service.docker("network", "connect", "apinet2", "first").returncode == 0
     assert (
-        service.docker("run", "-d", "--name", "box", "--network", "apinet", "busybox", "sleep", "300").returncode == 0
+        service.docker("run", "-d", "--name", "box", "--network", "apinet", *PING, "busybox", "sleep", "300").returncode
+        == 0
     )
     done = service.docker("network", "connect", "--link", "first:viaconnect", "apinet2", "box")
     assert done.returncode == 0, done

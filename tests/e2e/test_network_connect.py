@@ -2,7 +2,8 @@
 stopped containers, `run --network A --network B`, docker's errors, the docker CLI and
 docker-compose through the Engine API, and nothing left behind (veths, bookings) after rm.
 
-Containers talk to each other only (busybox httpd serves, wget and ping reach it)."""
+Containers talk to each other only (busybox httpd serves, wget and ping reach it; busybox's ping
+needs a raw socket, so its containers get back docker's CAP_NET_RAW, which podman's default drops)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from minirun.net import ipv4
 from minirun.net.bridge import link_names
 from tests.e2e.engineapi import service  # noqa: F401  (a fixture)
 from tests.e2e.test_network import SERVE, bookings_of, fetch_loop
-from tests.helpers import wait_until
+from tests.helpers import PING, wait_until
 
 
 def veths_of(root, container_id: str) -> set[str]:
@@ -78,7 +79,7 @@ def subnet_of(cli, network: str) -> tuple[int, int]:
 def test_connect_and_disconnect_a_running_container(cli, busybox, veths):
     assert cli("network", "create", "front").code == 0
     assert cli("network", "create", "back").code == 0
-    web = cli("run", "-d", "--name", "web", "--network", "back", "busybox", "sh", "-c", SERVE).out.strip()
+    web = cli("run", "-d", "--name", "web", "--network", "back", *PING, "busybox", "sh", "-c", SERVE).out.strip()
     box = cli("run", "-d", "--name", "box", "--network", "front", "busybox", "sleep", "1000").out.strip()
     veths(box)
     assert cli("exec", "box", "grep", "-w", "web", "/etc/hosts").code == 1  # not a peer on front
@@ -196,7 +197,7 @@ def test_connects_and_disconnects_at_once_keep_the_records_whole(cli, busybox, v
 def test_connect_a_created_container_then_start_it(cli, busybox, veths):
     assert cli("network", "create", "one").code == 0
     assert cli("network", "create", "two").code == 0
-    web = cli("run", "-d", "--name", "web", "--network", "two", "busybox", "sh", "-c", SERVE).out.strip()
+    web = cli("run", "-d", "--name", "web", "--network", "two", *PING, "busybox", "sh", "-c", SERVE).out.strip()
     created = cli("create", "--name", "box", "--network", "one", "busybox", "sleep", "1000")
     assert created.code == 0, created.err
     assert cli("network", "connect", "--alias", "boxy", "two", "box").code == 0
@@ -275,7 +276,7 @@ def test_an_rm_container_connected_after_its_start_leaves_no_booking(cli, busybo
 def test_docker_cli_network_connect_and_disconnect(service):  # noqa: F811
     assert service.docker("network", "create", "apione").returncode == 0
     assert service.docker("network", "create", "apitwo").returncode == 0
-    done = service.docker("run", "-d", "--name", "web", "--network", "apitwo", "busybox", "sh", "-c", SERVE)
+    done = service.docker("run", "-d", "--name", "web", "--network", "apitwo", *PING, "busybox", "sh", "-c", SERVE)
     assert done.returncode == 0, done.stderr
     done = service.docker("run", "-d", "--name", "box", "--network", "apione", "busybox", "sleep", "300")
     assert done.returncode == 0, done.stderr

@@ -1,5 +1,6 @@
 """The network walls docker puts up, attacked from inside containers (tests/probes/netattack.c:
-hand-made frames, as a container's root may send them with docker's CAP_NET_RAW) and from "another
+hand-made frames, as a container's root may send them with docker's CAP_NET_RAW, which podman's
+default and ours drop: the first test) and from "another
 host" (a network namespace with a veth to the host): the host's loopback stays the host's, user
 networks do not reach each other, a port published on 127.0.0.1 is not reachable from elsewhere,
 and forged IPv6 router advertisements configure neither the host nor another container. Each test
@@ -36,7 +37,9 @@ def attack_dir(tmp_path_factory) -> str:
 
 @pytest.fixture
 def probe(attack_dir) -> list[str]:
-    return ["-v", f"{attack_dir}:/probe:ro"]
+    """The probe at /probe/netattack, with docker's CAP_NET_RAW back (podman's default, ours, drops
+    it): the walls below must hold for a container of docker's defaults too."""
+    return ["--cap-add", "NET_RAW", "-v", f"{attack_dir}:/probe:ro"]
 
 
 @pytest.fixture
@@ -81,6 +84,26 @@ def start(cli, cleanup, name: str, *args: str, command: str = SERVE) -> str:
 def address_of(cli, name: str) -> str:
     document = json.loads(cli("inspect", name).out)[0]
     return next(iter(document["NetworkSettings"]["Networks"].values()))["IPAddress"]
+
+
+def test_a_default_container_hand_makes_no_frames(cli, busybox, attack_dir, probe):
+    """podman's default set drops CAP_NET_RAW: a container's root cannot send frames of its own
+    making (any source address; ARP answers that take a neighbour's traffic). The attack, with
+    docker's CAP_NET_RAW given back: a datagram to a host socket, its source forged as another
+    address of the bridge's subnet, arrives as from that address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as host_udp:
+        host_udp.bind(("0.0.0.0", 0))
+        host_udp.settimeout(10)
+        port = host_udp.getsockname()[1]
+        forge = GATEWAY_MAC + (
+            "ip=$(ip -4 -o addr show eth0 | awk '{split($4, a, \"/\"); print a[1]}'); "
+            f'/probe/netattack eth0 "$mac" $gw {port} udp ${{ip%.*}}.250'
+        )
+        default = cli("run", "--rm", "-v", f"{attack_dir}:/probe:ro", "busybox", "sh", "-c", forge)
+        assert default.out == "socket 1\n", default  # EPERM
+        forged = cli("run", "--rm", *probe, "busybox", "sh", "-c", forge)
+        data, (source, _) = host_udp.recvfrom(100)
+        assert data == b"minirun-probe" and source.endswith(".250"), (data, source, forged)
 
 
 def test_a_container_never_reaches_the_hosts_loopback(cli, busybox, probe):

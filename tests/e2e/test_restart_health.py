@@ -136,7 +136,7 @@ def test_healthcheck_turns_healthy_then_unhealthy(cli, busybox, isolated_store):
     healthy = health_of(isolated_store, cid)["Log"][-1]
     assert healthy["ExitCode"] == 0
     # ls's own directory fd is the 3: nothing of the monitor's reached the check
-    assert healthy["Output"] == "CapEff:\t00000000a80425fb\nNoNewPrivs:\t1\n0\n1\n2\n3\n", healthy
+    assert healthy["Output"] == "CapEff:\t00000000800405fb\nNoNewPrivs:\t1\n0\n1\n2\n3\n", healthy
 
     assert cli("exec", "web", "rm", "/tmp/ok").code == 0
     assert wait_until(lambda: health_of(isolated_store, cid).get("Status") == "unhealthy")

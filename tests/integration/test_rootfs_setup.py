@@ -39,7 +39,7 @@ from minirun.runtime.security import apply_security, read_user_db, resolve_user
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
 BUSYBOX = "/bin/busybox"
-DOCKER_CAPS = "00000000a80425fb"
+DEFAULT_CAPS = "00000000800405fb"  # docker's 14 capabilities less podman's three drops
 LEAKED_FD = 42
 
 
@@ -420,9 +420,9 @@ def test_the_container_sees_only_its_own_world(tmp: Path) -> None:
     caps = _status_lines(s["caps"])
     assert caps == {
         "CapInh": "0000000000000000",
-        "CapPrm": DOCKER_CAPS,
-        "CapEff": DOCKER_CAPS,
-        "CapBnd": DOCKER_CAPS,
+        "CapPrm": DEFAULT_CAPS,
+        "CapEff": DEFAULT_CAPS,
+        "CapBnd": DEFAULT_CAPS,
         "CapAmb": "0000000000000000",
         "NoNewPrivs": "1",
     }
@@ -504,7 +504,7 @@ def test_a_non_root_user_ends_with_no_capabilities(tmp: Path) -> None:
         "CapInh": "0000000000000000",
         "CapPrm": "0000000000000000",
         "CapEff": "0000000000000000",
-        "CapBnd": DOCKER_CAPS,
+        "CapBnd": DEFAULT_CAPS,
         "CapAmb": "0000000000000000",
         "NoNewPrivs": "1",
     }
