@@ -288,7 +288,8 @@ def write_hosts_of(store_root: str, container_id: str, bridges: list[str] | None
             if entry.get("links"):
                 from minirun.containers.links import hosts_lines
 
-                others = [e for e in books[bridge] if not ours(e)]
+                # the default bridge's book is the host's, every store's: a link names a container of this one
+                others = [e for e in books[bridge] if not ours(e) and e.get("store") == store_root]
                 linked += hosts_lines(entry["links"], others, legacy=bridge == DEFAULT_BRIDGE)
         text = hosts_text(own_entry, peers, _extra_hosts(own_bridge, own_entry), linked)
         write_in_place(path, text.encode())

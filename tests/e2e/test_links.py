@@ -108,6 +108,20 @@ def test_legacy_links_on_the_default_bridge(cli, busybox, veths):  # noqa: F811
     assert started.code != 0 and "Cannot link to a non running container: /db AS /late/d" in started.err, started
 
 
+def test_a_legacy_link_names_a_container_of_its_own_store(cli, busybox, veths, tmp_path):  # noqa: F811
+    """The default bridge's address book is the host's, shared by every store: a container named
+    db in another store (another user's, started first) must not answer for this store's db."""
+    other = str(tmp_path / "other-store")
+    assert cli("run", "-d", "--name", "db", "--hostname", "otherstore", "busybox", "sleep", "300", root=other).code == 0
+    try:
+        up(cli, "--name", "db", "--hostname", "dbhost")
+        out = cli("run", "--rm", "--link", "db:database", "busybox", "cat", "/etc/hosts")
+        assert f"{ip_of(cli, 'db', 'bridge')}\tdatabase dbhost db" in out.out.splitlines(), out
+        assert "otherstore" not in out.out, out
+    finally:
+        assert cli("rm", "-f", "db", root=other).code == 0
+
+
 def test_docker_clis_links_through_the_engine_api(service):  # noqa: F811
     assert service.docker("network", "create", "apinet").returncode == 0
     assert (
