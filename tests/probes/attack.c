@@ -6,6 +6,8 @@
  *   attack open PATH [w]     open a path for reading (or writing), print "open 0" or "open ERRNO"
  *   attack watch SECONDS     print "ready", then "PID CAPEFF SECCOMP" for each process that shows
  *                            up with other capabilities than ours or no seccomp filter
+ *   attack keyring DESC      find the "user" key DESC from our session keyring down, print
+ *                            "keyring PAYLOAD" or "keyring ERRNO"
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -212,6 +214,17 @@ static int watch(int seconds) {
     return 0;
 }
 
+static int keyring(const char *description) {
+    long id = syscall(SYS_keyctl, 10 /* KEYCTL_SEARCH */, -3 /* session */, "user", description, 0);
+    char payload[256] = {0};
+    long n = id < 0 ? id : syscall(SYS_keyctl, 11 /* KEYCTL_READ */, id, payload, sizeof payload - 1);
+    if (n < 0)
+        printf("keyring %d\n", errno);
+    else
+        printf("keyring %s\n", payload);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "syscalls") == 0)
         return syscalls();
@@ -225,6 +238,8 @@ int main(int argc, char **argv) {
     }
     if (argc >= 3 && strcmp(argv[1], "watch") == 0)
         return watch(atoi(argv[2]));
-    fprintf(stderr, "usage: attack syscalls | escalate v1|v2 | open PATH [w] | watch SECONDS\n");
+    if (argc >= 3 && strcmp(argv[1], "keyring") == 0)
+        return keyring(argv[2]);
+    fprintf(stderr, "usage: attack syscalls | escalate v1|v2 | open PATH [w] | watch SECONDS | keyring DESC\n");
     return 2;
 }
