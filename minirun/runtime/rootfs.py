@@ -133,8 +133,9 @@ SYSTEM_MOUNTS: tuple[Mount, ...] = (
     # a new instance: we are PID 1 of the new PID namespace, so it lists only the container's
     Mount("/proc", "proc", "proc", _NOSUID_NODEV_NOEXEC),
     # a tmpfs, never the host's devtmpfs, and nodev: the container gets only the host's nodes
-    # bound onto it below; a node it makes itself (mknod) does not open
-    Mount("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=755,size=65536k"),
+    # bound onto it below; a node it makes itself (mknod) does not open. noexec, as podman's: it
+    # is writable in every container, --read-only ones too, and no program belongs in it
+    Mount("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_STRICTATIME, "mode=755,size=65536k"),
     # newinstance: the container's ptys are its own, neither visible to nor numbered among the host's
     Mount("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
     Mount("/dev/shm", "tmpfs", "shm", _NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k"),

@@ -92,3 +92,18 @@ def test_an_exec_never_shares_the_callers_session_keyring(cli, busybox, attack_d
         assert out == f"keyring {ENOKEY}\n"
     finally:
         assert cli("rm", "-f", cid).code == 0
+
+
+# -- /dev runs nothing ---------------------------------------------------------------------------------
+
+DROP_AND_RUN = "cp /bin/busybox /dev/busybox && echo copied; /dev/busybox echo ran; echo code $?"
+
+
+@pytest.mark.parametrize("flags", [["--read-only"], [], ["--privileged", "--read-only"]])
+def test_a_program_written_into_dev_does_not_run(cli, busybox, flags):
+    """podman's /dev is noexec: /dev is a writable tmpfs in every container, the one place a
+    --read-only container (root, /dev/shm, --tmpfs all noexec or read-only) could drop a
+    program it fetched and run it."""
+    result = cli("run", "--rm", "--network", "none", *flags, "busybox", "sh", "-c", DROP_AND_RUN)
+    assert result.code == 0, result
+    assert result.out == "copied\ncode 126\n"  # written, but EACCES at execve
