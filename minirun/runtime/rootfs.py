@@ -183,6 +183,24 @@ MASKED_PATHS: tuple[str, ...] = (
     "/sys/firmware",
     "/sys/devices/virtual/powercap",
 )
+# docker >= 28 also masks each CPU's thermal_throttle (moby#49560, GHSA-6fw5-f8r9-fgfm): its
+# thermal event counts, as /proc/interrupts', are a side channel on what other tenants compute.
+# Which CPUs have one is the host's to say: masked_paths() lists them at each start.
+_CPU_DIR = "/sys/devices/system/cpu"
+
+
+def masked_paths(cpu_dir: str = _CPU_DIR) -> list[str]:
+    """docker's masked paths on this host: MASKED_PATHS, then each CPU's thermal_throttle in
+    `cpu_dir` (the host's sysfs, which the container's shows too), in CPU order."""
+    try:
+        names = os.listdir(cpu_dir)
+    except OSError:
+        names = []
+    cpus = sorted(int(n[3:]) for n in names if n.startswith("cpu") and n[3:].isdigit())
+    throttles = [f"cpu{n}/thermal_throttle" for n in cpus]
+    return [*MASKED_PATHS, *(f"{_CPU_DIR}/{t}" for t in throttles if os.path.isdir(os.path.join(cpu_dir, t)))]
+
+
 # ...and kernel knobs it may read but never write (/proc/sys/kernel/hostname, sysrq, ...)
 READONLY_PATHS: tuple[str, ...] = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
@@ -337,7 +355,7 @@ def setup_rootfs(spec: RootfsSpec, before_pivot: Callable[[], None] | None = Non
         elif m.target == "/dev/shm" and spec.host_ipc:  # the host's: noexec too, as docker binds it
             linux.mount_setattr(os.path.join(root, "dev/shm"), linux.MOUNT_ATTR_NOEXEC, recursive=True)
     if not spec.privileged:
-        _mask_paths(root, MASKED_PATHS if spec.masked_paths is None else spec.masked_paths)
+        _mask_paths(root, masked_paths() if spec.masked_paths is None else spec.masked_paths)
         _readonly_paths(root, READONLY_PATHS if spec.readonly_paths is None else spec.readonly_paths)
     if spec.readonly:
         # after every mount point was created; the mounts on top keep their own flags
