@@ -103,6 +103,9 @@ BPF_PROG_ATTACH = 8
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6
 
+# keyctl(2) (linux/keyctl.h)
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
 # syscall(2) numbers for calls glibc lacks (pivot_root) or gained late (fs*, 2.36).
 # aarch64 uses the asm-generic table; numbers from 424 on are shared by every arch.
 _SYSCALLS = {
@@ -120,6 +123,7 @@ _SYSCALLS = {
         "open_tree": 428,
         "openat2": 437,
         "execveat": 322,
+        "keyctl": 250,
     },
     "aarch64": {
         "pivot_root": 41,
@@ -135,6 +139,7 @@ _SYSCALLS = {
         "open_tree": 428,
         "openat2": 437,
         "execveat": 281,
+        "keyctl": 219,
     },
 }
 
@@ -228,6 +233,12 @@ def sethostname(name: str) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_syscall("pivot_root", _b(new_root), _b(put_old)), "pivot_root", new_root)
+
+
+def join_session_keyring() -> int:
+    """A new anonymous session keyring for this process (and the children it forks after), in
+    place of the one it inherited: keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL). Its serial."""
+    return _check(_syscall("keyctl", KEYCTL_JOIN_SESSION_KEYRING, None), "keyctl", None)
 
 
 def close_fds(keep: Iterable[int] = ()) -> None:

@@ -530,9 +530,9 @@ def _system_paths(host: dict) -> None:
     """MaskedPaths, ReadonlyPaths: every container gets docker's defaults. A list within them is
     taken (those paths stay masked, as more is never less safe); a path beyond them would be left
     open where the client asked for it hidden: refused."""
-    from minirun.runtime.rootfs import MASKED_PATHS, READONLY_PATHS
+    from minirun.runtime.rootfs import READONLY_PATHS, masked_paths
 
-    for field, defaults in (("MaskedPaths", MASKED_PATHS), ("ReadonlyPaths", READONLY_PATHS)):
+    for field, defaults in (("MaskedPaths", masked_paths()), ("ReadonlyPaths", READONLY_PATHS)):
         extra = sorted(set(_strings(host.get(field), f"HostConfig.{field}")) - set(defaults))
         if extra:
             raise ApiError(400, f"HostConfig.{field}: only docker's default paths are served, not {', '.join(extra)}")

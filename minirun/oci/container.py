@@ -25,11 +25,13 @@ class CreateOptions:
         pid_file: str = "",
         console_socket: str = "",
         preserve_fds: int = 0,
+        new_keyring: bool = True,
     ) -> None:
         self.bundle = os.path.abspath(bundle or ".")
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.preserve_fds = preserve_fds
+        self.new_keyring = new_keyring  # False: runc's --no-new-keyring
 
 
 def create(root: str, container_id: str, opts: CreateOptions, foreground: bool = False) -> launch.Started:
@@ -46,6 +48,7 @@ def create(root: str, container_id: str, opts: CreateOptions, foreground: bool =
     plan.console_socket = opts.console_socket and os.path.abspath(opts.console_socket)
     _warn_ignored(spec, bundle.warnings)
     plan.preserve_fds = opts.preserve_fds
+    plan.session_keyring = opts.new_keyring
     state.make()
     state.data = {
         "ociVersion": spec.get("ociVersion", oci_config.OCI_VERSION),

@@ -227,7 +227,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if _PROGRAM and name in ("create", "run", "exec"):
         _seal_interpreter()
     if name in ("create", "run"):
-        opts = container.CreateOptions(args.bundle, args.pid_file, args.console_socket, args.preserve_fds)
+        opts = container.CreateOptions(
+            args.bundle, args.pid_file, args.console_socket, args.preserve_fds, not args.no_new_keyring
+        )
         if name == "create":
             container.create(root, args.id, opts)
             return 0

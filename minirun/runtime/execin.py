@@ -282,6 +282,7 @@ def _child_main(
         # cgroup could not be moved into it from inside
         cgroups.join(to_join)
         _join(container, namespaces)
+        security.new_session_keyring()  # not the CLI's (runc's exec leaves it too)
         # stage 2 shows up in the container's PID namespace: never with more than it needs
         capabilities, no_new_privileges, program = allowed
         security.confine_before_entering(capabilities, no_new_privileges, program, opts.capability_sets)

@@ -104,6 +104,7 @@ class LaunchPlan(Record):
     console_socket: str  # with tty: the pty master goes to this socket, not back to the caller
     exact_env: bool  # the env as given (only HOME added when missing, as runc): no docker additions
     umask: int | None  # runc's process.user.umask; None: 0022 (executable.DEFAULT_UMASK)
+    session_keyring: bool  # a new, empty session keyring (False: the caller's, runc's --no-new-keyring)
     # a user namespace of its own (userns.py), with these [inside, outside, count] maps; or one
     # joined by namespace_paths["user"]
     userns: bool
@@ -155,6 +156,7 @@ class LaunchPlan(Record):
         "console_socket": "",
         "exact_env": False,
         "umask": None,
+        "session_keyring": True,
         "userns": False,
         "uid_mappings": list,
         "gid_mappings": list,
@@ -304,7 +306,7 @@ def _child(
 
     # Every import PID 1 needs happens here, before pivot_root hides the host's site-packages
     # (security.py loads python-prctl at import time for that reason).
-    from minirun.runtime.security import added_groups, lock_down, read_user_db, resolve_user
+    from minirun.runtime.security import added_groups, lock_down, new_session_keyring, read_user_db, resolve_user
 
     if plan.die_with_parent:
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -312,6 +314,8 @@ def _child(
         _write_file("/proc/self/oom_score_adj", str(plan.oom_score_adj))
     # Our own session: the terminal's Ctrl-C goes to the CLI, which forwards it (docker's sig-proxy).
     os.setsid()
+    if plan.session_keyring:  # and a session keyring of our own, as runc's (security.py)
+        new_session_keyring()
     # A mount namespace not of our making (an OCI bundle may share the caller's or join one by
     # path) is never made private nor pivoted in: pivot_root would move the root of every process
     # there, and the propagation of `/` is its owner's. The root is bound privately and chrooted.

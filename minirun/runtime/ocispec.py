@@ -101,7 +101,7 @@ def config_json(
         "sysctl": dict(plan.sysctls),
     }
     if not plan.privileged:
-        linux_["maskedPaths"] = list(rootfs.MASKED_PATHS)
+        linux_["maskedPaths"] = rootfs.masked_paths()
         linux_["readonlyPaths"] = list(rootfs.READONLY_PATHS)
     if seccomp is not None:
         linux_["seccomp"] = seccomp

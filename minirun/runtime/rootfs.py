@@ -133,8 +133,9 @@ SYSTEM_MOUNTS: tuple[Mount, ...] = (
     # a new instance: we are PID 1 of the new PID namespace, so it lists only the container's
     Mount("/proc", "proc", "proc", _NOSUID_NODEV_NOEXEC),
     # a tmpfs, never the host's devtmpfs, and nodev: the container gets only the host's nodes
-    # bound onto it below; a node it makes itself (mknod) does not open
-    Mount("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=755,size=65536k"),
+    # bound onto it below; a node it makes itself (mknod) does not open. noexec, as podman's: it
+    # is writable in every container, --read-only ones too, and no program belongs in it
+    Mount("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_STRICTATIME, "mode=755,size=65536k"),
     # newinstance: the container's ptys are its own, neither visible to nor numbered among the host's
     Mount("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
     Mount("/dev/shm", "tmpfs", "shm", _NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k"),
@@ -182,6 +183,24 @@ MASKED_PATHS: tuple[str, ...] = (
     "/sys/firmware",
     "/sys/devices/virtual/powercap",
 )
+# docker >= 28 also masks each CPU's thermal_throttle (moby#49560, GHSA-6fw5-f8r9-fgfm): its
+# thermal event counts, as /proc/interrupts', are a side channel on what other tenants compute.
+# Which CPUs have one is the host's to say: masked_paths() lists them at each start.
+_CPU_DIR = "/sys/devices/system/cpu"
+
+
+def masked_paths(cpu_dir: str = _CPU_DIR) -> list[str]:
+    """docker's masked paths on this host: MASKED_PATHS, then each CPU's thermal_throttle in
+    `cpu_dir` (the host's sysfs, which the container's shows too), in CPU order."""
+    try:
+        names = os.listdir(cpu_dir)
+    except OSError:
+        names = []
+    cpus = sorted(int(n[3:]) for n in names if n.startswith("cpu") and n[3:].isdigit())
+    throttles = [f"cpu{n}/thermal_throttle" for n in cpus]
+    return [*MASKED_PATHS, *(f"{_CPU_DIR}/{t}" for t in throttles if os.path.isdir(os.path.join(cpu_dir, t)))]
+
+
 # ...and kernel knobs it may read but never write (/proc/sys/kernel/hostname, sysrq, ...)
 READONLY_PATHS: tuple[str, ...] = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
@@ -336,7 +355,7 @@ def setup_rootfs(spec: RootfsSpec, before_pivot: Callable[[], None] | None = Non
         elif m.target == "/dev/shm" and spec.host_ipc:  # the host's: noexec too, as docker binds it
             linux.mount_setattr(os.path.join(root, "dev/shm"), linux.MOUNT_ATTR_NOEXEC, recursive=True)
     if not spec.privileged:
-        _mask_paths(root, MASKED_PATHS if spec.masked_paths is None else spec.masked_paths)
+        _mask_paths(root, masked_paths() if spec.masked_paths is None else spec.masked_paths)
         _readonly_paths(root, READONLY_PATHS if spec.readonly_paths is None else spec.readonly_paths)
     if spec.readonly:
         # after every mount point was created; the mounts on top keep their own flags

@@ -190,6 +190,20 @@ def _read(path: str) -> str:
 # --- the process itself ---
 
 
+def new_session_keyring() -> None:
+    """Leave the session keyring the caller's shell or service left us (its keys, readable by
+    uid 0 with keyctl(2)) for a new, empty, anonymous one, as runc does for every container
+    process. docker's profile denies keyctl, but `seccomp=unconfined`, podman's profile and an
+    OCI bundle's own (Kubernetes' default is none) allow it. Before any filter goes in. A kernel
+    without keys (ENOSYS), or a filter above ours that already denies keyctl (EPERM: then the
+    container cannot reach any keyring either), leaves nothing to hide."""
+    try:
+        linux.join_session_keyring()
+    except SyscallError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EPERM):
+            raise
+
+
 def lock_down(
     user: User,
     capabilities: Iterable[str] = DEFAULT_CAPABILITIES,

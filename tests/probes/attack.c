@@ -8,6 +8,8 @@
  *                            up with other capabilities than ours or no seccomp filter
  *   attack forks N           a fork bomb held at N: fork children that wait, until N are up or a
  *                            fork fails; print "forks COUNT ERRNO" (0: all N), then let them all go
+ *   attack keyring DESC      find the "user" key DESC from our session keyring down, print
+ *                            "keyring PAYLOAD" or "keyring ERRNO"
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -243,6 +245,17 @@ static int forks(long wanted) {
     return 0;
 }
 
+static int keyring(const char *description) {
+    long id = syscall(SYS_keyctl, 10 /* KEYCTL_SEARCH */, -3 /* session */, "user", description, 0);
+    char payload[256] = {0};
+    long n = id < 0 ? id : syscall(SYS_keyctl, 11 /* KEYCTL_READ */, id, payload, sizeof payload - 1);
+    if (n < 0)
+        printf("keyring %d\n", errno);
+    else
+        printf("keyring %s\n", payload);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "syscalls") == 0)
         return syscalls();
@@ -258,6 +271,8 @@ int main(int argc, char **argv) {
         return watch(atoi(argv[2]));
     if (argc >= 3 && strcmp(argv[1], "forks") == 0)
         return forks(atol(argv[2]));
-    fprintf(stderr, "usage: attack syscalls | escalate v1|v2 | open PATH [w] | watch SECONDS | forks N\n");
+    if (argc >= 3 && strcmp(argv[1], "keyring") == 0)
+        return keyring(argv[2]);
+    fprintf(stderr, "usage: attack syscalls | escalate v1|v2 | open PATH [w] | watch SECONDS | forks N | keyring DESC\n");
     return 2;
 }
