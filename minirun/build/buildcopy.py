@@ -386,7 +386,7 @@ def extract_archives(store, sources: list[Source]) -> tuple[list[Source], list]:
             if not source.archive:
                 result.append(source)
                 continue
-            with open(os.path.join(source.root, source.rel), "rb") as stream:
+            with open(_open_archive(source), "rb") as stream:
                 staged = store.unpack_layer(stream)
             staged_layers.append(staged)
             changes = {"root": staged.diff_dir, "rel": "", "is_dir": True, "archive": False, "preserve_owner": True}
@@ -396,6 +396,33 @@ def extract_archives(store, sources: list[Source]) -> tuple[list[Source], list]:
             store.layers.discard(staged)
         raise
     return result, staged_layers
+
+
+def _open_archive(source: Source) -> int:
+    """ADD's archive, opened as it was found (_open_source): a regular file, or an error."""
+    try:
+        root_fd = os.open(source.root, _READ_DIR)
+        try:
+            fd = _open_source(root_fd, source.rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        finally:
+            os.close(root_fd)
+    except OSError as exc:
+        raise MinirunError(f"ADD failed: {source.rel}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise MinirunError(f"ADD failed: {source.rel} is no longer a regular file")
+    return fd
+
+
+def _open_source(root_fd: int, rel: str, flags: int) -> int:
+    """`rel` below the source root open at `root_fd`, no symlink followed on the way. `rel` was
+    resolved with none in it; a link swapped in since (a container sharing the context dir)
+    must not lead the copy out: from an fd outside the copy's chroot, a relative link's `..`
+    climbs to the host's own root."""
+    from minirun import linux
+
+    rule = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_SYMLINKS | linux.RESOLVE_NO_MAGICLINKS
+    return linux.openat2(root_fd, rel or ".", flags, rule)
 
 
 # -- the copy, inside the image's root -------------------------------------------------------
@@ -525,7 +552,7 @@ class _Copier:
             root_fd = self.root_fds[source.root]
             if source.is_dir:
                 self._makedirs(dest)
-                fd = os.open(source.rel or ".", _READ_DIR | os.O_NOFOLLOW, dir_fd=root_fd)
+                fd = _open_source(root_fd, source.rel, _READ_DIR)
                 try:
                     self._tree(fd, dest, owner, source.preserve_owner, source.rel, source.excludes)
                 finally:
@@ -537,13 +564,18 @@ class _Copier:
             else:
                 self._makedirs(posixpath.dirname(dest))
                 target = dest
-            st = os.stat(source.rel, dir_fd=root_fd, follow_symlinks=False)
+            source_dir, _, source_name = source.rel.rpartition("/")
+            source_fd = _open_source(root_fd, source_dir, _READ_DIR)
             parent, _, name = target.rpartition("/")
-            dir_fd = os.open(parent or "/", _READ_DIR)  # the path as the image resolves it, as docker's
             try:
-                self._file(root_fd, source.rel, st, dir_fd, name, target, owner, False)
+                st = os.stat(source_name, dir_fd=source_fd, follow_symlinks=False)
+                dir_fd = os.open(parent or "/", _READ_DIR)  # the path as the image resolves it, as docker's
+                try:
+                    self._file(source_fd, source_name, st, dir_fd, name, target, owner, False)
+                finally:
+                    os.close(dir_fd)
             finally:
-                os.close(dir_fd)
+                os.close(source_fd)
 
     def _makedirs(self, path: str) -> None:
         """Missing parents are made 0755 and given to the --chown owner (root by default); a

@@ -115,7 +115,7 @@ def copy_tree(source: str, dest: str) -> bool:
         try:
             if os.listdir(dst_fd):
                 return False
-            _Copy(dst_fd).children(src_fd, dst_fd, "")
+            _Copy(dst_fd).tree(src_fd, dst_fd)
             _copy_attributes(src_fd, dst_fd, os.fstat(src_fd))
         finally:
             os.close(dst_fd)
@@ -126,42 +126,60 @@ def copy_tree(source: str, dest: str) -> bool:
 
 class _Copy:
     """One tree's copy; `links` maps an inode already copied to its path under the root, so a
-    hardlink stays one."""
+    hardlink stays one. Both sides are walked with a stack of dirs opened one name at a time
+    (layer/dirchain.py), not by recursion: an image may nest dirs past Python's recursion limit,
+    and past any number of fds."""
 
     def __init__(self, root_fd: int) -> None:
         self.root_fd = root_fd
         self.links: dict[tuple[int, int], str] = {}
 
-    def children(self, src_fd: int, dst_fd: int, rel: str) -> None:
-        for name in sorted(os.listdir(src_fd)):
-            st = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
-            here = os.path.join(rel, name)
-            if stat.S_ISDIR(st.st_mode):
-                os.mkdir(name, 0o700, dir_fd=dst_fd)
-                self.directory(name, src_fd, dst_fd, here, st)
-            elif stat.S_ISREG(st.st_mode):
-                self.file(name, src_fd, dst_fd, here, st)
-            elif stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
-                os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_fd, follow_symlinks=False)
-                os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_fd, follow_symlinks=False)
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
-                os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst_fd)
-                os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_fd, follow_symlinks=False)
-                os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_fd, follow_symlinks=False)
-            # a socket is no content: nothing can listen on a copy of it
+    def tree(self, src_top: int, dst_top: int) -> None:
+        """What the dir open at `src_top` holds, into the dir open at `dst_top`; each dir's own
+        attributes after its children (their making moved its mtime)."""
+        from minirun.layer.dirchain import DirChain
 
-    def directory(self, name: str, src_parent: int, dst_parent: int, rel: str, st: os.stat_result) -> None:
-        src_fd = os.open(name, _DIR_FLAGS, dir_fd=src_parent)
+        source, dest = DirChain(src_top), DirChain(dst_top)
+        # per dir: its names yet to copy (last first), its path under the root, its lstat
+        stack: list[tuple[list[str], str, os.stat_result | None]] = [(_names(src_top), "", None)]
         try:
-            dst_fd = os.open(name, _DIR_FLAGS, dir_fd=dst_parent)
-            try:
-                self.children(src_fd, dst_fd, rel)
-                _copy_attributes(src_fd, dst_fd, st)  # after the children: their making moved its mtime
-            finally:
-                os.close(dst_fd)
+            while stack:
+                names, rel, dir_st = stack[-1]
+                if not names:
+                    stack.pop()
+                    if dir_st is not None:
+                        _copy_attributes(source.fd(), dest.fd(), dir_st)
+                        source.leave()
+                        dest.leave()
+                    continue
+                name = names.pop()
+                src_fd, dst_fd = source.fd(), dest.fd()
+                st = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+                here = os.path.join(rel, name)
+                if stat.S_ISDIR(st.st_mode):
+                    os.mkdir(name, 0o700, dir_fd=dst_fd)
+                    below = source.enter(name)
+                    dest.enter(name)
+                    stack.append((_names(below), here, st))
+                else:
+                    self.entry(name, src_fd, dst_fd, here, st)
         finally:
-            os.close(src_fd)
+            source.close()
+            dest.close()
+
+    def entry(self, name: str, src_fd: int, dst_fd: int, here: str, st: os.stat_result) -> None:
+        """One entry that is not a dir."""
+        if stat.S_ISREG(st.st_mode):
+            self.file(name, src_fd, dst_fd, here, st)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_fd, follow_symlinks=False)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst_fd)
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_fd, follow_symlinks=False)
+        # a socket is no content: nothing can listen on a copy of it
 
     def file(self, name: str, src_parent: int, dst_parent: int, rel: str, st: os.stat_result) -> None:
         key = (st.st_dev, st.st_ino)
@@ -193,6 +211,11 @@ class _Copy:
             os.close(src_fd)
         if st.st_nlink > 1:
             self.links[key] = rel
+
+
+def _names(dir_fd: int) -> list[str]:
+    """A dir's names, last first: pop() takes them in order."""
+    return sorted(os.listdir(dir_fd), reverse=True)
 
 
 def _open_beneath(root_fd: int, rel: str) -> int:

@@ -125,6 +125,19 @@ def test_commit_and_run(cli, deep):
     assert (run.code, run.out) == (0, "bottom\n"), run.err
 
 
+def test_copy_up_into_a_new_volume(cli, deep):
+    # docker's copy-up of an image's content into a new volume walked it by recursion: an image
+    # nesting dirs past the limit could not be run with a volume there
+    top, bottom = deep
+    assert cli("commit", "deep", "deep:1").code == 0
+    linked = cli("run", "--name", "linked", "--network", "none", "deep:1", "sh", "-c", reach(bottom, "ln {0} {0}h"))
+    assert linked.code == 0, linked.err
+    committed = cli("commit", "-c", f"VOLUME /{top}", "linked", "deep:2")
+    assert committed.code == 0, committed.err
+    run = cli("run", "--rm", "--network", "none", "deep:2", "sh", "-c", reach(bottom, "cat {0}h && stat -c %h {0}"))
+    assert (run.code, run.out) == (0, "bottom\n2\n"), run.err
+
+
 def test_export(cli, deep, tmp_path):
     _, bottom = deep
     out = tmp_path / "export.tar"

@@ -139,3 +139,44 @@ def test_a_store_root_someone_else_left_open_is_closed_to_the_hosts_users(cli, b
     finally:
         cli("container", "prune", "-f", root=os.path.join(base, "store"))
         shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("word", ["sub/file", "sub/dir", "sub/a.tar"])
+def test_a_context_link_swapped_in_by_a_container_never_leads_copy_out(cli, busybox, store, tmp_path, word):
+    """A container sharing the build context (compose's `build: .` beside `volumes: [.:/app]`)
+    swaps a dir of a COPY or ADD source for a relative link up and out, between the builder's
+    resolving the source and its copy. The copy then runs chrooted into the image but opens its
+    sources from an fd of the context, outside the chroot: `..` climbs to the host's root. The
+    builder's two halves are called here, the swap between them, as the worst moment is."""
+    from minirun.build import buildcopy
+    from minirun.errors import MinirunError
+
+    ctx, outside = tmp_path / "ctx", tmp_path / "outside"
+    for top, text in ((ctx / "sub", "context\n"), (outside, "HOST-SECRET\n")):
+        (top / "dir").mkdir(parents=True)
+        (top / "file").write_text(text)
+        (top / "dir" / "inner").write_text(text)
+        with tarfile.open(top / "a.tar", "w") as tar:
+            tar.add(top / "file", "unpacked")
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    racer = cli("run", "-d", "--network", "none", "-v", f"{ctx}:/ctx", "busybox", "sleep", "1000")
+    assert racer.code == 0, racer.err
+    instruction = "ADD" if word.endswith(".tar") else "COPY"
+    staged: list = []
+    try:
+        sources = buildcopy.collect_sources(str(ctx), [word], instruction, instruction == "ADD")
+        swapped = cli("exec", racer.out.strip(), "sh", "-c", "cd /ctx && mv sub old && ln -s ../outside sub")
+        assert swapped.code == 0, swapped.err
+        if instruction == "ADD":
+            sources, staged = buildcopy.extract_archives(store, sources)
+        buildcopy.copy_into_image(str(store.root), [], str(upper), str(work), sources, "/dst/", True, "", "COPY")
+    except MinirunError:
+        pass  # refused: what a source became is not what was resolved
+    finally:
+        for layer in staged:
+            store.layers.discard(layer)
+        assert cli("rm", "-f", racer.out.strip()).code == 0
+    copied = [p.read_text() for p in upper.rglob("*") if p.is_file()]
+    assert not any("HOST-SECRET" in text for text in copied), copied
