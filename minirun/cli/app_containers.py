@@ -4,6 +4,7 @@ in main.py."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -166,15 +167,13 @@ def logs(
     since_stamp, until_stamp = stamp("--since", since), stamp("--until", until)
     containers = _containers()
     container = containers.find(name)
-    show_logs(
-        container,
-        lines,
-        timestamps,
-        follow,
-        lambda: liveness.is_running(liveness.refresh(containers, container, record=False)),
-        since=since_stamp,
-        until=until_stamp,
-    )
+
+    def still_running() -> bool:
+        if not os.path.isdir(container.dir):  # removed (--rm): nothing more will come
+            return False
+        return liveness.is_running(liveness.refresh(containers, container, record=False))
+
+    show_logs(container, lines, timestamps, follow, still_running, since=since_stamp, until=until_stamp)
 
 
 @app.command("rename")
