@@ -1,6 +1,11 @@
 """A recorded container run in the foreground by the process that asked for it (`run` without
 -d, and a build's RUN step): PID 1 started, waited for and its exit recorded, with the CLI as
-its monitor; whatever fails on the way frees what the start took (ports, cgroups)."""
+its monitor; whatever fails on the way frees what the start took (ports, cgroups).
+
+A `run`'s output is logged as a detached one's is, with the container's log config, through the
+monitor's writer (logcopier.LogFile and Lines): `logs` and `logs -f` read it during and after the
+run, as docker's shim logs an attached container. A build's RUN steps are not logged (nor are
+docker's builder's)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from minirun.runtime import supervise
 TYPE_CHECKING = False  # typing costs ~6 ms on the path the start benchmark times
 if TYPE_CHECKING:
     from typing import Any
+
+    from minirun.containers.logcopier import Lines, LogFile
+    from minirun.runtime.stdiorelay import Relay
 
 
 def host_resolv_conf() -> bytes:
@@ -48,17 +56,16 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
 
     config = container.config
     tty: Any = None
-    plan = started = relay = None
+    plan = started = relay = log = None
     # build_plan publishes the ports: from there on, whatever fails frees them (and the cgroups)
     try:
         plan = build_plan(store, container, image, init_link)
         plan.stdio = stdio
-        if stdio is None and wait is None and not config.tty:  # (a build's RUN waits its own way)
-            from minirun.runtime.stdiorelay import Relay
-
-            # a pipe for each of our 0-2 that is a host file or terminal (stdiorelay.py says why)
-            relay = Relay(config.interactive)
-            relay = relay if relay.needed else None
+        if stdio is None and wait is None:  # a `run` (a build's RUN waits its own way)
+            # before PID 1 starts: `logs -f` finds the log once the container runs
+            log = open_log(container)
+        if stdio is None and wait is None and not config.tty:
+            relay = output_relay(container, log)
             plan.stdio = None if relay is None else (relay.child[0], relay.child[1], relay.child[2])
         plan.die_with_parent = True  # no daemon: PID 1 goes with the client that runs it (guard.py)
         if config.tty:
@@ -75,6 +82,8 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
     except BaseException:
         if relay is not None:
             relay.close()
+        if log is not None:
+            log.close()
         if started is not None:
             supervise.kill(started.pid)
             os.waitpid(started.pid, 0)
@@ -90,6 +99,8 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
             os.close(master)
         if relay is not None:
             relay.close()
+        if log is not None:
+            log.close()
         os.waitpid(started.pid, 0)
         cgroups.remove(plan.cgroups)
         containers.update_state(
@@ -102,24 +113,73 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
     mark_running(containers, container, started.pid)  # the CLI is this container's monitor
     try:
         code = (
-            tty.attach(started.pid, master, config.interactive)
+            tty.attach(started.pid, master, config.interactive, pty_lines(log, master))
             if tty
             else (wait or (relay.wait if relay is not None else supervise.wait_for_exit))(started.pid)
         )
         oom = cgroups.oom_killed(plan.cgroups)
     finally:
         cgroups.remove(plan.cgroups)  # PID 1 is reaped: its PID namespace, and so the cgroups, are empty
-    record_exit(store, containers, container, code, oom)
+        if log is not None:
+            log.close()
+    record_exit(store, containers, container, code, oom, log.dropped if log is not None else 0)
     return code
 
 
-def record_exit(store, containers, container, code: int, oom: bool) -> None:
-    """A foreground container's PID 1 has been reaped: its record says so, the events are told
-    (oom, die), its volumes unmounted and its ports unpublished."""
+def open_log(container) -> LogFile | None:
+    """The container's log (logcopier.LogFile) as its log config says, created now; None for the
+    `none` driver."""
+    log_config = container.config.log_config
+    if log_config.get("Type") == "none":
+        return None
+    from minirun.containers.logconfig import limits
+    from minirun.containers.logcopier import LOG_NAME, LogFile
+
+    max_size, max_file, compress = limits(log_config)
+    return LogFile(os.path.join(container.dir, LOG_NAME), max_size, max_file, compress)
+
+
+def output_relay(container, log: LogFile | None) -> Relay | None:
+    """The pipes between PID 1's 0-2 and ours (stdiorelay.py): one for each of ours that is a
+    host file or terminal, and for 1 and 2 whatever they are when `log` keeps the output, which
+    then goes there too. None when PID 1 can have ours as they are."""
+    from minirun.runtime.stdiorelay import Relay
+
+    relay = Relay(container.config.interactive, logged=log is not None)
+    if not relay.needed:
+        return None
+    if log is not None:
+        from minirun.containers.logcopier import Lines
+
+        relay.lines = Lines(log, relay.streams())
+    return relay
+
+
+def pty_lines(log: LogFile | None, master: int | None) -> Lines | None:
+    """What tty.attach logs the pty's output through: one stream, stdout, as docker's."""
+    if log is None or master is None:
+        return None
+    from minirun.containers.logcopier import Lines
+
+    return Lines(log, {master: "stdout"})
+
+
+def record_exit(store, containers, container, code: int, oom: bool, dropped: int = 0) -> None:
+    """A foreground container's PID 1 has been reaped: its record says so (and how many bytes of
+    its output the log's disk refused), the events are told (oom, die), its volumes unmounted and
+    its ports unpublished."""
+    from minirun.containers.logcopier import DROPPED_KEY
     from minirun.humanize import rfc3339_now
 
     containers.update_state(
-        container, Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom, FinishedAt=rfc3339_now()
+        container,
+        Status="exited",
+        Running=False,
+        Pid=0,
+        ExitCode=code,
+        OOMKilled=oom,
+        FinishedAt=rfc3339_now(),
+        **{DROPPED_KEY: dropped},
     )
     if oom:
         record_event(store.root, container, "oom")

@@ -141,6 +141,38 @@ class LogFile:
         self.wait_compressor()
 
 
+class Lines:
+    """PID 1's output streams into `log` as docker's json-file entries: each complete line (one
+    longer than MAX_LINE split) written as it comes, stamped with the time its chunk was read;
+    what is left without a newline when the stream ends, last. The one writer of the log's
+    entries: the monitor's copier (copy_output) and a foreground `run`'s relay
+    (runtime/stdiorelay.py) both write through it. `streams`: a key (an fd) -> its stream name."""
+
+    __slots__ = ("log", "streams", "pending")
+
+    def __init__(self, log: LogFile, streams: dict[int, str]) -> None:
+        self.log, self.streams = log, streams
+        self.pending = dict.fromkeys(streams, b"")
+
+    def add(self, key: int, chunk: bytes) -> None:
+        stamp = now()
+        parts = (self.pending[key] + chunk).split(b"\n")
+        rest = parts.pop()
+        complete = [line + b"\n" for line in parts]
+        while len(rest) >= MAX_LINE:
+            complete.append(rest[:MAX_LINE])
+            rest = rest[MAX_LINE:]
+        self.pending[key] = rest
+        if complete:
+            stream = self.streams[key]
+            self.log.write_entries([entry(line, stream, stamp) for line in complete])
+
+    def end(self, key: int) -> None:
+        rest = self.pending.pop(key, b"")
+        if rest:
+            self.log.write(entry(rest, self.streams[key], now()))
+
+
 def copy_output(
     log: LogFile | None,
     streams: dict[int, str],
@@ -155,7 +187,8 @@ def copy_output(
     When PID 1 (`pid`) exits, what is left in its cgroups is killed: with --pid host no PID
     namespace takes it along, and an orphan holding the pipes would keep them open for good.
     `health`: the health checks' scheduler (health.py), which shares this loop."""
-    pending = {fd: b"" for fd in streams}
+    pending = dict.fromkeys(streams, b"")  # the pipes still open
+    lines = None if log is None else Lines(log, streams)
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
@@ -189,26 +222,17 @@ def copy_output(
                 continue
             except OSError:  # EIO: a pty master with no slave left, PID 1 is gone
                 chunk = b""
-            stamp = now()
             if hub is not None and chunk:
                 hub.send(streams[fd], chunk)
             if not chunk:
                 poller.unregister(fd)
-                rest = pending.pop(fd)
-                if rest and log is not None:
-                    log.write(entry(rest, streams[fd], stamp))
+                del pending[fd]
+                if lines is not None:
+                    lines.end(fd)
                 os.close(fd)
                 continue
-            if log is None:
-                continue
-            lines = (pending[fd] + chunk).split(b"\n")
-            pending[fd] = lines.pop()
-            complete = [line + b"\n" for line in lines]
-            while len(pending[fd]) >= MAX_LINE:
-                complete.append(pending[fd][:MAX_LINE])
-                pending[fd] = pending[fd][MAX_LINE:]
-            if complete:
-                log.write_entries([entry(line, streams[fd], stamp) for line in complete])
+            if lines is not None:
+                lines.add(fd, chunk)
         if hub is not None:
             hub.update()
             if hub.backlogged() != paused:  # a slow client slows PID 1's output, as in docker

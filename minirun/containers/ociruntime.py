@@ -47,7 +47,7 @@ def check_runtime_options(runtime: str, detach: bool, attached: bool, create_onl
 
 def run_with_runtime(store: Store, containers: Containers, container: Container, image: Image, init_link: str) -> int:
     """run_foreground's work through `container.config.runtime`: returns PID 1's exit code."""
-    from minirun.containers.foreground import record_exit, unpublish
+    from minirun.containers.foreground import open_log, output_relay, pty_lines, record_exit, unpublish
     from minirun.containers.liveness import mark_running
     from minirun.containers.plan import build_plan
     from minirun.runtime import cgroups
@@ -59,6 +59,7 @@ def run_with_runtime(store: Store, containers: Containers, container: Container,
     state = runtime_state(container, runtime)
     linux_prctl(_PR_SET_CHILD_SUBREAPER, 1)
     pid = 0
+    log = relay = None
     try:
         plan = build_plan(store, container, image, init_link)
         if config.tty:
@@ -67,7 +68,12 @@ def run_with_runtime(store: Store, containers: Containers, container: Container,
             plan.rows, plan.cols = tty.window_size(1)
         extras = _host_side(store, container, plan)
         console = _console_socket() if config.tty else None
-        pid = _create(plan, bundle, state, extras, console)
+        log = open_log(container)  # logged as the in-process path logs it (foreground.py)
+        if not config.tty:
+            relay = output_relay(container, log)
+        pid = _create(plan, bundle, state, extras, console, relay.child if relay is not None else None)
+        if relay is not None:
+            relay.close_child_side()
         if plan.net is not None:  # a bridge network: eth0 while PID 1 waits for `start`
             _attach_network(pid, plan.net)
         master = None
@@ -83,9 +89,9 @@ def run_with_runtime(store: Store, containers: Containers, container: Container,
         if master is not None:
             from minirun.runtime import tty
 
-            code = tty.attach(pid, master, config.interactive)
+            code = tty.attach(pid, master, config.interactive, pty_lines(log, master))
         else:
-            code = supervise.wait_for_exit(pid)
+            code = relay.wait(pid) if relay is not None else supervise.wait_for_exit(pid)
         pid = 0
         oom = cgroups.oom_killed(cgroups.existing_paths(container.id))
     except BaseException:
@@ -97,8 +103,12 @@ def run_with_runtime(store: Store, containers: Containers, container: Container,
         raise
     finally:
         linux_prctl(_PR_SET_CHILD_SUBREAPER, 0)
+        if relay is not None:
+            relay.close()
+        if log is not None:
+            log.close()
     state.delete()
-    record_exit(store, containers, container, code, oom)
+    record_exit(store, containers, container, code, oom, log.dropped if log is not None else 0)
     return code
 
 
@@ -159,10 +169,13 @@ class _ConsoleSocket:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _create(plan: LaunchPlan, bundle: str, state: RuntimeState, extras: dict[str, Any], console: Any) -> int:
+def _create(
+    plan: LaunchPlan, bundle: str, state: RuntimeState, extras: dict[str, Any], console: Any, stdio: list[int] | None
+) -> int:
     """`RUNTIME create` from a runner child that mounts the overlay in a mount namespace of its
     own and writes config.json there (the user's ids come from the image's /etc/passwd); returns
-    PID 1's pid, which reparents to us (a subreaper) when the runtime returns."""
+    PID 1's pid, which reparents to us (a subreaper) when the runtime returns. `stdio`: the fds
+    PID 1 gets as its 0-2 (stdiorelay.Relay's), which the runtime passes through; None: ours."""
     from minirun.childfailure import exit_reporting, read_report
 
     pid_file = os.path.join(bundle, "pid")
@@ -175,7 +188,7 @@ def _create(plan: LaunchPlan, bundle: str, state: RuntimeState, extras: dict[str
     runner = os.fork()
     if runner == 0:
         os.close(read_fd)
-        exit_reporting(write_fd, lambda: _runner(plan, bundle, extras, argv), f"{state.name} create")
+        exit_reporting(write_fd, lambda: _runner(plan, bundle, extras, argv, stdio), f"{state.name} create")
     os.close(write_fd)
     failure = read_report(read_fd)
     _, status = os.waitpid(runner, 0)
@@ -218,7 +231,7 @@ def _attach_network(pid: int, net: NetSpec) -> None:
         raise failure
 
 
-def _runner(plan: LaunchPlan, bundle: str, extras: dict[str, Any], argv: list[str]) -> None:
+def _runner(plan: LaunchPlan, bundle: str, extras: dict[str, Any], argv: list[str], stdio: list[int] | None) -> None:
     import json
 
     from minirun import linux
@@ -244,6 +257,9 @@ def _runner(plan: LaunchPlan, bundle: str, extras: dict[str, Any], argv: list[st
     config = config_json(plan, user, env, **extras)
     with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
         json.dump(config, f, indent=1)
+    for target, fd in enumerate(stdio or []):
+        if fd != target:
+            os.dup2(fd, target)  # inheritable: the runtime hands them to PID 1
     if not plan.interactive and not plan.tty:  # docker's: no stdin without -i
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from minirun import leanjson
 from minirun.containers.container import Container
 from minirun.errors import MinirunError
@@ -217,6 +219,7 @@ def inspect_container(store, container: Container) -> dict:
             **_health(container),
         },
         "Image": config.image,
+        "LogPath": _log_path(container),
         "Name": "/" + config.name,
         "RestartCount": state.get("RestartCount", 0),
         "HostConfig": {
@@ -269,6 +272,17 @@ def inspect_container(store, container: Container) -> dict:
             **({"Healthcheck": config.healthcheck} if config.healthcheck else {}),
         },
     }
+
+
+def _log_path(container: Container) -> str:
+    """docker's .LogPath: the json-file driver's log once the container has started (its first
+    start creates it), "" otherwise (docker's `local` logs are its own business, `none` has none)."""
+    from minirun.containers.logs import log_path
+
+    if container.config.log_config.get("Type", "json-file") != "json-file":
+        return ""
+    path = log_path(container)
+    return path if os.path.exists(path) else ""
 
 
 def _health(container: Container) -> dict:

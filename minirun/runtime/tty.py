@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     import signal
     import socket
     from typing import Any
+
+    from minirun.runtime.stdiorelay import Sink
 else:  # signal.py only wraps _signal's calls in enums: ~3 ms of every start (enum, functools)
     import _signal as signal
 
@@ -140,8 +142,10 @@ def receive_master(sock: socket.socket) -> int | None:
     return fds[0] if fds else None
 
 
-def attach(pid: int, master: int, interactive: bool) -> int:
+def attach(pid: int, master: int, interactive: bool, lines: Sink | None = None) -> int:
     """Relay the pty until PID 1 is gone; return its exit code (docker's 128+N on signal N).
+    What the pty says also goes to `lines` (stdiorelay.Sink, keyed by `master`), if any: the
+    container's log, one stream, as docker logs a container with a terminal.
 
     With -i the CLI's terminal goes raw (Ctrl-C, Ctrl-D reach the container as bytes, as in
     docker); without -i it stays as it is and Ctrl-C is a SIGINT the CLI forwards.
@@ -155,7 +159,9 @@ def attach(pid: int, master: int, interactive: bool) -> int:
         if stdin_raw:
             saved = termios.tcgetattr(0)
             termios.tcsetattr(0, termios.TCSANOW, make_raw(saved))
-        _relay(master, interactive)
+        _relay(master, interactive, lines)
+        if lines is not None:
+            lines.end(master)
     except BaseException:
         supervise.kill(pid)  # nobody would drain its output any more: never leave it blocked
         raise
@@ -203,7 +209,7 @@ def _resize(master: int) -> None:
         pass  # the master is closing: nothing left to resize
 
 
-def _relay(master: int, interactive: bool) -> None:
+def _relay(master: int, interactive: bool, lines: Sink | None) -> None:
     # Non-blocking master: typed input the container does not read yet waits in `pending`
     # instead of blocking the CLI, which must keep draining the container's output.
     os.set_blocking(master, False)
@@ -229,6 +235,8 @@ def _relay(master: int, interactive: bool) -> None:
                         raise
                     if not data:
                         return
+                    if lines is not None:
+                        lines.add(master, data)
                     if output_ok:
                         # a closed or hung-up stdout must not stop the draining: PID 1 would block
                         output_ok = write_all(1, data)
