@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -109,11 +110,14 @@ def _in_container(pids: list[int], cid: str) -> bool:
 # -- the CLI's stdio: never a host inode in the container ---------------------------------------------
 
 
-@pytest.mark.parametrize("verb", ["run", "exec"])
+@pytest.mark.parametrize("verb", ["run", "exec", "runc"])
 def test_the_clis_stdout_file_never_reaches_the_container(cli, busybox, isolated_store, tmp_path, verb):
     """`run ... >out` (or >/dev/null, or a terminal) handed the container the host's inode as its
     fd 1: its root chmod-ed it through /proc/self/fd/1 (a setuid root file of its own writing; a
-    /dev/null no host user can open). It gets a pipe, as from docker's and podman's shims."""
+    /dev/null no host user can open). It gets a pipe, as from docker's and podman's shims; through
+    `run --runtime runc` too, whose PID 1 had the CLI's own fds."""
+    if verb == "runc" and not shutil.which("runc"):
+        pytest.skip("no runc")
     out = tmp_path / "out"
     out.write_text("the host's line\n")
     os.chmod(out, 0o644)
@@ -123,7 +127,8 @@ def test_the_clis_stdout_file_never_reaches_the_container(cli, busybox, isolated
         assert cli("run", "-d", "--name", "target", "--network", "none", "busybox", "sleep", "300").code == 0
         argv = ["exec", "target", "sh", "-c", script]
     else:
-        argv = ["run", "--rm", "--network", "none", "busybox", "sh", "-c", script]
+        runtime = ["--runtime", "runc"] if verb == "runc" else []
+        argv = ["run", "--rm", "--network", "none", *runtime, "busybox", "sh", "-c", script]
     with open(out, "a") as f:
         done = subprocess.run([sys.executable, "-m", "minirun", *argv], stdout=f, stderr=f, env=env, timeout=120)
     assert done.returncode == 0
