@@ -4,7 +4,9 @@ blocking library calls off the event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -37,8 +39,33 @@ def find(request: web.Request):
 
 
 async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """A library call that does not fork (those go to worker.py), in the thread pool."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    """A library call that does not fork (those go to worker.py), in a thread of its own.
+
+    Not the loop's default pool (asyncio.to_thread's): it has os.cpu_count() + 4 threads, and a
+    call may wait for as long as a user asks (a `stop -t 600` of a container that ignores
+    SIGTERM, a `docker compose down` stopping a few at once); a handful of them took every
+    thread, and every other client's `ps` or `inspect` waited behind them."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(value: Any, failed: bool) -> None:
+        if not future.done():  # a client that left cancelled it
+            future.set_exception(value) if failed else future.set_result(value)
+
+    def run() -> None:
+        value: Any
+        try:
+            value, failed = context.run(fn, *args, **kwargs), False
+        except BaseException as exc:  # noqa: BLE001  (the handler raises it)
+            value, failed = exc, True
+        try:
+            loop.call_soon_threadsafe(settle, value, failed)
+        except RuntimeError:
+            pass  # the loop is closed: the service is exiting, nobody waits for the answer
+
+    threading.Thread(target=run, name=f"blocking-{getattr(fn, '__name__', 'call')}").start()
+    return await future
 
 
 def as_json(document: Any, status: int = 200) -> web.Response:

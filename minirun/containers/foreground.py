@@ -110,7 +110,18 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
         raise failure
     from minirun.containers.liveness import mark_running
 
-    mark_running(containers, container, started.pid)  # the CLI is this container's monitor
+    try:
+        mark_running(containers, container, started.pid)  # the CLI is this container's monitor
+    except MinirunError:  # rm or prune took the record meanwhile: PID 1 goes
+        if master is not None:
+            os.close(master)
+        if relay is not None:
+            relay.close()
+        supervise.kill(started.pid)
+        os.waitpid(started.pid, 0)
+        cgroups.remove(plan.cgroups)
+        unpublish(store, container, best_effort=True)
+        raise
     try:
         code = (
             tty.attach(started.pid, master, config.interactive, pty_lines(log, master))

@@ -177,13 +177,24 @@ def remove(containers: Containers, container: Container, force: bool, volumes: b
                 f"You cannot remove a {'restarting' if is_restarting(container) else 'running'} container "
                 f"{container.id}. Stop the container before attempting removal or force remove"
             )
-    if is_running(container) or is_restarting(container):  # a dead one's are killed through its cgroups below
-        _end(containers, container, 0, signal.SIGKILL, restartpolicy.STOP)
+    while True:
+        if is_running(container) or is_restarting(container):  # a dead one's are killed through its cgroups below
+            _end(containers, container, 0, signal.SIGKILL, restartpolicy.STOP)
+            container = refresh(containers, container)
+            # an --rm container's monitor removes it itself; give it the moment it needs
+            deadline = time.monotonic() + 5
+            while container.config.auto_remove and os.path.isdir(container.dir) and time.monotonic() < deadline:
+                time.sleep(_POLL)
+        claimed = _claim(containers, container)
+        if claimed is not None:
+            container = claimed
+            break
+        if not force:  # started since it was looked at
+            raise Conflict(
+                f"You cannot remove a running container {container.id}. "
+                "Stop the container before attempting removal or force remove"
+            )
         container = refresh(containers, container)
-        # an --rm container's monitor removes it itself; give it the moment it needs
-        deadline = time.monotonic() + 5
-        while container.config.auto_remove and os.path.isdir(container.dir) and time.monotonic() < deadline:
-            time.sleep(_POLL)
     if is_dead(container):
         _kill_dead(container)
     if container.config.runtime:  # its runtime's state, left behind if the run was killed
@@ -226,6 +237,10 @@ def start(containers: Containers, container: Container, **monitor_options) -> Co
     if is_running(container) or is_restarting(container):
         return container
     refuse_dead(container)
+    from minirun.containers.liveness import REMOVAL_KEY
+
+    if container.state.get(REMOVAL_KEY):
+        raise Conflict(f"container {container.id} is marked for removal and cannot be started")
     if container.config.runtime:  # (ociruntime.py: the monitor starts PID 1 in-process only)
         raise MinirunError(
             f"container {container.name} runs with --runtime {container.config.runtime}: "
@@ -269,8 +284,30 @@ def prune(containers: Containers, allowed: Callable[[Container], bool] | None = 
             continue
         if allowed is not None and not allowed(container):
             continue
-        freed += tree_size(container.upper)
-        remove_cgroups(container)
-        discard(containers, container)
-        removed.append(container.id)
+        size = tree_size(container.upper)
+        claimed = _claim(containers, container)
+        if claimed is None:
+            continue  # started since it was looked at
+        remove_cgroups(claimed)
+        discard(containers, claimed)
+        freed += size
+        removed.append(claimed.id)
     return removed, freed
+
+
+def _claim(containers: Containers, container: Container) -> Container | None:
+    """Under the store lock, the record read afresh: None if a start has run it since (or it is
+    restarting), else it is marked for removal (docker's RemovalInProgress), and no start can mark
+    it running from here on (liveness.mark_running looks under the same lock). What the removal
+    kills through the cgroups is then at most a PID 1 whose start is about to fail."""
+    from minirun.containers.liveness import REMOVAL_KEY
+
+    with containers.store.locked():
+        if not os.path.exists(os.path.join(container.dir, "config.json")):
+            return container  # removed meanwhile (an --rm one's monitor): no start can run it
+        container = refresh(containers, container)
+        if is_running(container) or is_restarting(container):
+            return None
+        if not is_dead(container):
+            containers.update_state(container, **{REMOVAL_KEY: True})
+    return container

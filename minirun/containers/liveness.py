@@ -13,6 +13,7 @@ from minirun.humanize import rfc3339_now
 from minirun.procs import is_alive
 
 UNKNOWN_EXIT = 255  # docker's code when the exit status was lost with the process that knew it
+REMOVAL_KEY = "RemovalInProgress"  # docker's: rm or prune took it, no start may run it now
 
 
 def is_running(container: Container) -> bool:
@@ -73,10 +74,31 @@ def remove_cgroups(container: Container) -> None:
 def mark_running(containers: Containers, container: Container, pid: int, monitor: int = 0) -> None:
     """PID 1 runs, and its parent is `monitor` (the monitor), else this process (the foreground
     CLI): both are recorded by pid and start time, which is how refresh tells them alive (pids are reused); what
-    an earlier run left (its exit) is cleared, and the start is an event."""
+    an earlier run left (its exit) is cleared, and the start is an event. Conflict if rm or prune
+    has claimed the container meanwhile: the caller stops PID 1."""
     import os
 
     from minirun.containers.container import record_event
+    from minirun.errors import Conflict
+    from minirun.store.fsutil import flocked, read_record
+
+    # under the store lock, as rm and prune claim a container for removal (lifecycle.py): a
+    # record they took, or are taking, never says running, and they never take one that does
+    with flocked(os.path.join(containers.store.root, "lock")):
+        try:
+            claimed = read_record(os.path.join(container.dir, "state.json")).get(REMOVAL_KEY)
+            removed = not os.path.exists(os.path.join(container.dir, "config.json"))
+        except Exception:  # noqa: BLE001 - gone or damaged meanwhile: not ours to start either
+            claimed, removed = True, True
+        if claimed or removed:
+            raise Conflict(f"container {container.id} is marked for removal and cannot be started")
+        _mark_running(containers, container, pid, monitor)
+    record_event(containers.store.root, container, "start")
+
+
+def _mark_running(containers: Containers, container: Container, pid: int, monitor: int) -> None:
+    import os
+
     from minirun.procs import start_time
 
     containers.update_state(
@@ -94,4 +116,3 @@ def mark_running(containers: Containers, container: Container, pid: int, monitor
         OOMKilled=False,
         Paused=False,
     )
-    record_event(containers.store.root, container, "start")

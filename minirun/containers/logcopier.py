@@ -181,8 +181,9 @@ def copy_output(
     cgroup_paths: list[str] | None = None,
     health=None,
 ) -> None:
-    """Until both pipes close (PID 1 and everything in its namespace are gone); `log` None: the
-    `none` driver, output read and dropped (the container must never block on a full pipe).
+    """Until PID 1 (`pid`) has exited and both pipes closed (everything in its namespace is gone);
+    `log` None: the `none` driver, output read and dropped (the container must never block on a
+    full pipe).
     `hub`: attachserver.Hub, which serves attach clients in the same loop and gets the output too.
     When PID 1 (`pid`) exits, what is left in its cgroups is killed: with --pid host no PID
     namespace takes it along, and an orphan holding the pipes would keep them open for good.
@@ -196,19 +197,22 @@ def copy_output(
         hub.register(poller)
     if health is not None:
         health.register(poller)
-    exit_fd = os.pidfd_open(pid) if pid and cgroup_paths else -1
+    # PID 1's exit, not its pipes' EOF, ends the loop: a PID 1 that closes its stdout and stderr
+    # (`exec >&- 2>&-`) still has its attach clients, its stdin and its health checks served
+    exit_fd = os.pidfd_open(pid) if pid else -1
     if exit_fd >= 0:
         poller.register(exit_fd, select.POLLIN)
     paused = False
-    while pending:
+    while pending or exit_fd >= 0:
         for fd, events in poller.poll(health.timeout_ms() if health is not None else None):
             if fd == exit_fd:
                 poller.unregister(exit_fd)
                 os.close(exit_fd)
                 exit_fd = -1
-                from minirun.runtime import cgroups  # os only, as this module
+                if cgroup_paths:
+                    from minirun.runtime import cgroups  # os only, as this module
 
-                cgroups.kill_all(cgroup_paths or [])
+                    cgroups.kill_all(cgroup_paths)
                 continue
             if fd not in pending:  # an attach client's, or a health probe's
                 if hub is not None and hub.owns(fd):

@@ -277,7 +277,16 @@ def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:
         # then keeps it, removed or not (docker-py's run(): logs, wait, remove, then it reads)
         log = os.path.join(container.dir, logcopier.LOG_NAME)
         os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640))
-    mark_running(containers, container, started.pid, monitor=os.getppid())
+    try:
+        mark_running(containers, container, started.pid, monitor=os.getppid())
+    except MinirunError as exc:  # rm or prune took the record meanwhile: PID 1 goes
+        supervise.kill(started.pid)
+        stdio.close()
+        _wait_gone(started.pid)
+        cgroups.remove(plan.cgroups)
+        _stop_publishing(store, container)
+        _report(ready_fd, exc)
+        return 1
     _tell(ready_fd, b"ok")
     exited = dict(
         container.state,

@@ -261,3 +261,45 @@ def test_ps_last_latest_and_size(cli, busybox):
         assert re.search(r"  0B \(virtual \d+(\.\d+)?[kM]B\)$", by_id[ids[0]]), by_id[ids[0]]
     finally:
         cli("rm", "-f", *ids)
+
+
+def test_a_container_started_while_prune_looks_at_it_is_not_pruned(cli, busybox, isolated_store):
+    """`container prune` measures an exited container's upper dir; the container is started
+    meanwhile (the prune is held there, SIGSTOPped, as a busy host may hold it). Once the prune
+    goes on, the running container stays, listed and running: prune once went by what it had
+    read before, killed the new PID 1 through its cgroups and removed the record."""
+    import sys
+
+    script = "[ -f /again ] && exec sleep 1000; touch /again; mkdir /many; cd /many; seq 30000 | xargs touch"
+    run = cli("run", "-d", "--network", "none", "busybox", "sh", "-c", script)
+    assert run.code == 0, run
+    cid = run.out.strip()
+    assert cli("wait", cid).out == "0\n"
+    upper = str(isolated_store / "containers" / cid / "upper")
+    prune = subprocess.Popen(
+        [sys.executable, "-m", "minirun", "container", "prune", "-f"],
+        env=dict(os.environ, MINIRUN_ROOT=str(isolated_store)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def in_the_upper() -> bool:  # an fd of the prune's in the upper dir: it is measuring it
+        for fd in os.listdir(f"/proc/{prune.pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{prune.pid}/fd/{fd}").startswith(upper):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    try:
+        while not in_the_upper():
+            assert prune.poll() is None, "the prune ended before it was seen measuring the container"
+        os.kill(prune.pid, signal.SIGSTOP)
+        assert cli("start", cid).code == 0
+    finally:
+        os.kill(prune.pid, signal.SIGCONT)
+        pruned = prune.communicate(timeout=120)[0]
+    assert cid not in pruned, pruned
+    assert cli("ps", "-q", "--no-trunc").out == cid + "\n"
+    assert cli("inspect", "-f", "{{.State.Status}}", cid).out == "running\n"

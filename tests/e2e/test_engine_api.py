@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.engineapi import DOCKER, service, start_service  # noqa: F401  (service: a fixture)
+from tests.helpers import wait_until
 
 
 def test_ping_heads_without_a_body_and_the_socket_is_roots_alone(service):
@@ -294,3 +295,36 @@ def test_docker_py_diff(service):
     changes = {(c["Path"], c["Kind"]) for c in container.diff()}
     assert {("/made", 1), ("/made/f", 1), ("/etc", 0), ("/etc/group", 2)} <= changes, changes
     container.remove()
+
+
+def test_stops_that_wait_keep_the_service_answering(service, isolated_store, cli):
+    """Forty `stop -t 600` of a container that ignores SIGTERM (its PID 1 has no handler) are all
+    under way at once, and meanwhile everyone else's calls are answered: once they shared the
+    loop's thread pool (cpu_count + 4 threads), the first few took it and everything else, a
+    `ps` as much as a `kill`, waited behind them for ten minutes."""
+    import socket
+
+    run = service.docker("run", "-d", "--name", "stubborn", "--network", "none", "busybox", "sleep", "1000")
+    assert run.returncode == 0, run.stderr
+    stops = []
+    try:
+        for _ in range(40):
+            stop = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            stops.append(stop)
+            stop.connect(service.path)
+            stop.sendall(b"POST /containers/stubborn/stop?t=600 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+
+        def signalled() -> int:  # each stop records its SIGTERM as a `kill` event
+            return (isolated_store / "events.log").read_text().count('"Action":"kill"')
+
+        assert wait_until(lambda: signalled() == 40), signalled()
+        status, _, body = service.request("GET", "/containers/json")
+        assert status == 200 and [c["Names"] for c in json.loads(body)] == [["/stubborn"]], body
+        assert service.request("POST", "/containers/stubborn/kill")[0] == 204
+        for stop in stops:
+            stop.settimeout(60)
+            assert stop.recv(4096).startswith(b"HTTP/1.1 204"), "a stop did not end with its container"
+    finally:
+        cli("kill", "stubborn")  # not through the service: without threads to spare, it answers nothing
+        for stop in stops:
+            stop.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -154,3 +156,32 @@ def test_healthcheck_turns_healthy_then_unhealthy(cli, busybox, isolated_store):
     assert inspect["Config"]["Healthcheck"]["Interval"] == 200_000_000
     seen = actions(cli, cid)
     assert "health_status: healthy" in seen and "health_status: unhealthy" in seen, seen
+
+
+def test_a_pid_1_that_closes_its_output_is_still_served(cli, busybox, isolated_store):
+    """PID 1 closes its stdout and stderr and lives on: its monitor still runs its health checks
+    and still hands an attach client's input to its stdin (the copier once ended at the pipes'
+    EOF and waited for PID 1's exit, serving nothing: `attach` hung, proxying even its SIGTERM
+    into a socket nobody read, and the health stayed `starting` for good)."""
+    run = cli(
+        "run", "-d", "-i", "--network", "none", "--health-cmd", "test -f /tmp/hello", "--health-interval", "200ms",
+        "busybox", "sh", "-c", "exec >&- 2>&-; read word; touch /tmp/$word; exec sleep 1000",
+    )  # fmt: skip
+    assert run.code == 0, run
+    cid = run.out.strip()
+    env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
+    attach = subprocess.Popen(
+        [sys.executable, "-m", "minirun", "attach", cid], env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    try:
+        assert attach.stdin is not None
+        attach.stdin.write(b"hello\n")
+        attach.stdin.flush()
+        assert wait_until(lambda: health_of(isolated_store, cid).get("Status") == "healthy"), health_of(
+            isolated_store, cid
+        )
+        assert cli("stop", "-t", "1", cid).code == 0
+        assert attach.wait(timeout=60) == 137
+    finally:
+        attach.kill()
+        attach.wait()
