@@ -604,7 +604,14 @@ class _Builder:
             failed = True
             try:
                 code = run_foreground(
-                    self.store, containers, container, stage.image, init, stdio=stdio, wait=_wait_interruptible
+                    self.store,
+                    containers,
+                    container,
+                    stage.image,
+                    init,
+                    watch.pid,
+                    stdio=stdio,
+                    wait=_wait_interruptible,
                 )
                 failed = code != 0
             except BuildInterrupted:

@@ -63,9 +63,9 @@ def run_command(argv: list[str], root: str | None, create_only: bool = False) ->
             if container.config.runtime:  # an OCI runtime from a bundle, instead of PID 1 in-process
                 from minirun.containers.ociruntime import run_with_runtime
 
-                code = run_with_runtime(store, containers, container, image, init)
+                code = run_with_runtime(store, containers, container, image, init, watch.pid)
             else:
-                code = run_foreground(store, containers, container, image, init)
+                code = run_foreground(store, containers, container, image, init, watch.pid)
             if opts.restart_policy:  # docker's daemon restarts it after the client returned: a monitor does
                 from minirun.containers.restartpolicy import hand_over
 

@@ -461,7 +461,7 @@ class Containers:
 
 
 _STATUSES = ("created", "running", "exited", "restarting")  # restarting: restartpolicy.py
-_PID_FIELDS = ("Pid", "MonitorPid")
+_PID_FIELDS = ("Pid", "MonitorPid", "GuardPid")
 
 
 def _config_from(data: object, path: str) -> ContainerConfig:

@@ -46,10 +46,11 @@ def unpublish(store, container, best_effort: bool = False) -> None:
                 raise
 
 
-def run_foreground(store, containers, container, image, init_link: str, *, stdio=None, wait=None) -> int:
-    """Run a recorded container in the foreground and return its exit code. The builder passes
-    `stdio` (fds for PID 1's 0, 1, 2; None: inherit) and `wait` (pid -> exit code; default:
-    forward signals and wait) so a RUN step can capture its output and be interrupted."""
+def run_foreground(store, containers, container, image, init_link: str, guard: int, *, stdio=None, wait=None) -> int:
+    """Run a recorded container in the foreground and return its exit code; `guard` is the pid of
+    this CLI's guard (guard.py), recorded beside it. The builder passes `stdio` (fds for PID 1's 0,
+    1, 2; None: inherit) and `wait` (pid -> exit code; default: forward signals and wait) so a RUN
+    step can capture its output and be interrupted."""
     from minirun.containers.plan import build_plan, create_cgroups
     from minirun.humanize import rfc3339_now
     from minirun.runtime import cgroups, launch
@@ -111,7 +112,7 @@ def run_foreground(store, containers, container, image, init_link: str, *, stdio
     from minirun.containers.liveness import mark_running
 
     try:
-        mark_running(containers, container, started.pid)  # the CLI is this container's monitor
+        mark_running(containers, container, started.pid, guard=guard)  # the CLI is this container's monitor
     except MinirunError:  # rm or prune took the record meanwhile: PID 1 goes
         if master is not None:
             os.close(master)

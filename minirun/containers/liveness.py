@@ -1,8 +1,9 @@
 """The truth about whether a container still runs.
 
-state.json is written by whoever is PID 1's parent (the foreground CLI or the monitor). If that
-process died without writing the exit (kill -9, a reboot), `refresh` finds out from /proc, by pid
-and start time, and records an honest exit, so no command waits on a dead container.
+state.json is written by whoever is PID 1's parent (the foreground CLI or the monitor), or, when
+a foreground CLI was killed, by its guard (guard.py). If all of them died without writing the exit
+(kill -9, a reboot), `refresh` finds out from /proc, by pid and start time, and records an honest
+exit, so no command waits on a dead container.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def refresh(containers: Containers, container: Container, reload: bool = True, r
         return container
     if state.get("Status") == "running" and is_alive(state.get("Pid", 0), state.get("PidStartTime")):
         return container
-    if is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")):
-        return container  # PID 1 just ended; its parent is writing the exit now
+    if exit_writer_alive(state):
+        return container  # PID 1 just ended; its parent (or a killed client's guard) is writing the exit now
     exited = {
         "Status": "exited",
         "Running": False,
@@ -63,6 +64,14 @@ def refresh(containers: Containers, container: Container, reload: bool = True, r
     return container
 
 
+def exit_writer_alive(state: dict) -> bool:
+    """Whoever will record PID 1's exit still runs: the monitor (the foreground CLI for a `run`),
+    or the guard of a killed foreground CLI, which records 137 once it has cleaned up."""
+    return is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")) or is_alive(
+        state.get("GuardPid", 0), state.get("GuardStartTime")
+    )
+
+
 def remove_cgroups(container: Container) -> None:
     """Whoever records an exit removes the container's cgroups; this catches what a killed
     monitor or CLI left behind."""
@@ -71,11 +80,12 @@ def remove_cgroups(container: Container) -> None:
     cgroups.remove(cgroups.existing_paths(container.id))
 
 
-def mark_running(containers: Containers, container: Container, pid: int, monitor: int = 0) -> None:
+def mark_running(containers: Containers, container: Container, pid: int, monitor: int = 0, guard: int = 0) -> None:
     """PID 1 runs, and its parent is `monitor` (the monitor), else this process (the foreground
-    CLI): both are recorded by pid and start time, which is how refresh tells them alive (pids are reused); what
-    an earlier run left (its exit) is cleared, and the start is an event. Conflict if rm or prune
-    has claimed the container meanwhile: the caller stops PID 1."""
+    CLI, watched by its `guard`): all are recorded by pid and start time, which is how refresh
+    tells them alive (pids are reused); what an earlier run left (its exit) is cleared, and the
+    start is an event. Conflict if rm or prune has claimed the container meanwhile: the caller
+    stops PID 1."""
     import os
 
     from minirun.containers.container import record_event
@@ -92,15 +102,16 @@ def mark_running(containers: Containers, container: Container, pid: int, monitor
             claimed, removed = True, True
         if claimed or removed:
             raise Conflict(f"container {container.id} is marked for removal and cannot be started")
-        _mark_running(containers, container, pid, monitor)
+        _mark_running(containers, container, pid, monitor, guard)
     record_event(containers.store.root, container, "start")
 
 
-def _mark_running(containers: Containers, container: Container, pid: int, monitor: int) -> None:
+def _mark_running(containers: Containers, container: Container, pid: int, monitor: int, guard: int) -> None:
     import os
 
     from minirun.procs import start_time
 
+    guard_started = start_time(guard) if guard else None
     containers.update_state(
         container,
         Status="running",
@@ -109,6 +120,8 @@ def _mark_running(containers: Containers, container: Container, pid: int, monito
         PidStartTime=start_time(pid),
         MonitorPid=monitor or os.getpid(),
         MonitorStartTime=start_time(monitor or os.getpid()),
+        GuardPid=guard if guard_started is not None else 0,  # gone already: no pid that may be reused
+        GuardStartTime=guard_started,
         StartedAt=rfc3339_now(),
         FinishedAt="0001-01-01T00:00:00Z",
         ExitCode=0,

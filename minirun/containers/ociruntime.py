@@ -45,7 +45,9 @@ def check_runtime_options(runtime: str, detach: bool, attached: bool, create_onl
             )
 
 
-def run_with_runtime(store: Store, containers: Containers, container: Container, image: Image, init_link: str) -> int:
+def run_with_runtime(
+    store: Store, containers: Containers, container: Container, image: Image, init_link: str, guard: int
+) -> int:
     """run_foreground's work through `container.config.runtime`: returns PID 1's exit code."""
     from minirun.containers.foreground import open_log, output_relay, pty_lines, record_exit, unpublish
     from minirun.containers.liveness import mark_running
@@ -84,7 +86,7 @@ def run_with_runtime(store: Store, containers: Containers, container: Container,
             console.close()
             if master is None:
                 raise MinirunError(f"{state.name}: the container's pty never arrived")
-        mark_running(containers, container, pid)
+        mark_running(containers, container, pid, guard=guard)
         state.call("start")
         if master is not None:
             from minirun.runtime import tty

@@ -221,7 +221,9 @@ def claim(containers, container, pid: int) -> None:
     now on (a handed-over foreground container's was the client's)."""
     from minirun.procs import start_time
 
-    containers.update_state(container, MonitorPid=pid, MonitorStartTime=start_time(pid))
+    containers.update_state(
+        container, MonitorPid=pid, MonitorStartTime=start_time(pid), GuardPid=0, GuardStartTime=None
+    )
 
 
 def backoff_or_stay_down(container, delay_ms: int) -> bool:

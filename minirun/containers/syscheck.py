@@ -214,7 +214,7 @@ def _check_containers(store, findings: list[Finding], counts: dict[str, int]) ->
             continue
         if state.get("Status") == "running":
             pid1 = is_alive(state.get("Pid", 0), state.get("PidStartTime"))
-            if not pid1 and not is_alive(state.get("MonitorPid", 0), state.get("MonitorStartTime")):
+            if not pid1 and not liveness.exit_writer_alive(state):
                 findings.append(
                     Finding(
                         f"container {name} is recorded as running but its processes are gone",

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from minirun.procs import is_alive, parent_of
 from minirun.runtime import cgroups
 from tests.helpers import minirun_started as client
 from tests.helpers import wait_until
@@ -34,13 +35,7 @@ def ours_left(store, before: set[str] = frozenset()) -> list[str]:
     left = [f"cgroup {p}" for p in _cgroup_dirs() if p not in before]
     with open("/proc/mounts") as f:
         left += [line for line in f if str(store) in line]
-    for pid in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if MARK.encode() in f.read():
-                    left.append(f"process {pid}")
-        except OSError:
-            continue
+    left += [f"process {pid}" for pid in os.listdir("/proc") if pid.isdigit() and MARK.encode() in _cmdline(int(pid))]
     return left
 
 
@@ -53,6 +48,18 @@ def _children(path: str) -> list[str]:
         return [os.path.join(path, d) for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))]
     except FileNotFoundError:
         return []
+
+
+def _children_of(parent: int) -> list[int]:
+    return [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and parent_of(int(pid)) == parent]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 # an odd argument, this process's own: the container's processes are findable by it, and not
@@ -80,6 +87,25 @@ def test_a_killed_foreground_client_leaves_an_honest_record(cli, busybox, isolat
     state = json.loads(cli("inspect", "fg").out)[0]["State"]
     assert (state["ExitCode"], state["Error"]) == (137, "the minirun client running it was killed")
     assert wait_until(lambda: not ours_left(isolated_store, before)), ours_left(isolated_store, before)
+
+
+def test_a_killed_foreground_clients_exit_is_left_to_its_guard(cli, busybox, isolated_store):
+    """Between the client's death and its guard's record, PID 1 is gone but the exit is the
+    guard's to write: a look then shows the container running, not an exit nobody knows (255)."""
+    proc = client(isolated_store, "run", "--name", "fg", "--network", "none", *SLEEPER)
+    assert wait_until(lambda: '"running"' in cli("inspect", "fg").out)
+    cid = json.loads(cli("inspect", "fg").out)[0]["Id"]
+    with open(isolated_store / "containers" / cid / "state.json") as f:
+        state = json.load(f)
+    (guard,) = [pid for pid in _children_of(proc.pid) if b"minirun-guard" in _cmdline(pid)]
+    os.kill(guard, signal.SIGSTOP)  # the guard cannot write until it goes on
+    try:
+        killed_after(proc, 0)
+        assert wait_until(lambda: not is_alive(state["Pid"], state["PidStartTime"]))  # its parent-death signal
+        assert json.loads(cli("inspect", "fg").out)[0]["State"]["Status"] == "running"
+    finally:
+        os.kill(guard, signal.SIGCONT)
+    assert wait_until(lambda: json.loads(cli("inspect", "fg").out)[0]["State"]["ExitCode"] == 137)
 
 
 def test_a_killed_client_frees_its_published_ports(cli, busybox, isolated_store):
