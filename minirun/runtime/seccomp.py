@@ -17,6 +17,7 @@ mount its own cgroups.
 from __future__ import annotations
 
 import os
+import sys
 
 from minirun import leanjson, linux
 
@@ -48,7 +49,7 @@ DEFAULT_PROFILE = os.path.join(PROFILE_DIR, "seccomp.json")
 UNCONFINED = "unconfined"
 BUILTIN = "builtin"  # docker's name for its default profile (seccompProfileDefault)
 _MAX_PROFILE = 4 << 20
-_FORMAT = b"minirun-seccomp-1"  # part of every cache key: a change of this file's rules changes it
+_FORMAT = b"minirun-seccomp-2"  # part of every cache key: a change of this file's rules changes it
 
 # docker's architecture names (Go's GOARCH, as profiles spell them in includes/excludes) by uname -m
 _GO_ARCH = {
@@ -226,7 +227,8 @@ def _seccomp_arch_is(name: str, machine: str) -> bool:
 def compile_program(resolved: Resolved) -> bytes:
     """libseccomp's BPF for resolved rules, as runc builds it: names the library does not know
     are skipped (a profile lists syscalls of newer kernels and other arches), a rule whose action
-    is the default one is left out, and conditions on one argument index are separate rules."""
+    is the default one is left out, and conditions on one argument index are separate rules.
+    Before it, runc's ENOSYS stub (enosys_stub)."""
     import pyseccomp as sc  # ~35 ms: only when a program is not in the cache
 
     def action(name: str, errno_: int) -> int:
@@ -253,13 +255,15 @@ def compile_program(resolved: Resolved) -> bytes:
     }
     default = action(*resolved["default"])
     program = sc.SyscallFilter(default)
+    arches = [sc.system_arch()]
     for name in resolved["arches"]:
         arch = getattr(sc.Arch, name.removeprefix("SCMP_ARCH_"), None)
-        if arch is not None and arch != sc.system_arch():
+        if arch is not None and arch not in arches:
             try:
                 program.add_arch(arch)
             except OSError:
-                pass  # a sub-architecture this libseccomp cannot filter
+                continue  # a sub-architecture this libseccomp cannot filter
+            arches.append(arch)
     for act_name, errno_, names, args in resolved["rules"]:
         act = action(act_name, errno_)
         if act == default:
@@ -287,7 +291,64 @@ def compile_program(resolved: Resolved) -> bytes:
             chunks.append(chunk)
     finally:
         os.close(read_fd)
-    return b"".join(chunks)
+    if resolved["default"][0] in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"):
+        return b"".join(chunks)  # what the filter does not name runs anyway: nothing to tell apart
+    named = {name for _, _, rule_names, _ in resolved["rules"] for name in rule_names}
+    largest = {}
+    for arch in arches:
+        known = [n for n in (sc.resolve_syscall(arch, name) for name in named) if n >= 0]
+        if known:
+            largest[int(arch)] = max(known)
+    return enosys_stub(largest) + b"".join(chunks)
+
+
+# classic BPF (linux/filter.h, linux/seccomp.h, linux/audit.h)
+_LD_W_ABS, _JEQ_K, _JGT_K, _JSET_K, _JA, _RET_K = 0x20, 0x15, 0x25, 0x45, 0x05, 0x06
+_ARCH_OFFSET, _NR_OFFSET = 4, 0  # in struct seccomp_data
+_RET_ENOSYS = 0x00050000 | 38  # SECCOMP_RET_ERRNO | ENOSYS
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_SCMP_ARCH_X32 = 0x4000003E  # libseccomp's own token: the kernel reports x32 as x86_64 ...
+_X32_SYSCALL_BIT = 0x40000000  # ... with this bit set in the syscall number
+
+
+def enosys_stub(largest: dict[int, int]) -> bytes:
+    """BPF run before libseccomp's: a syscall numbered above the largest one the filter names
+    (`largest`, by libseccomp's arch token) gets ENOSYS, as runc's patchbpf gives it, and not the
+    profile's default EPERM. A syscall newer than this libseccomp is one the kernel may have (docker's
+    profile allows statmount, mseal, ...) but the filter cannot name: a program falls back on ENOSYS
+    as it would on an older kernel, where EPERM fails it. The rest goes on to libseccomp's program."""
+    sections: list[tuple[int, int, int | None]] = []  # (audit arch, largest plain, largest x32)
+    for token, number in largest.items():
+        if token == _SCMP_ARCH_X32:
+            continue
+        x32 = largest.get(_SCMP_ARCH_X32) if token == _AUDIT_ARCH_X86_64 else None
+        sections.append((token, number, x32))
+    # instructions as [code, jt, jf, k]; jumps name labels, resolved below
+    code: list[list[Any]] = [[_LD_W_ABS, 0, 0, _ARCH_OFFSET]]
+    code += [[_JEQ_K, f"arch{i}", 0, audit] for i, (audit, _, _) in enumerate(sections)]
+    code.append([_JA, 0, 0, "filter"])
+    labels: dict[str, int] = {}
+    for i, (audit, plain, x32) in enumerate(sections):
+        labels[f"arch{i}"] = len(code)
+        code.append([_LD_W_ABS, 0, 0, _NR_OFFSET])
+        if audit == _AUDIT_ARCH_X86_64:  # x32 calls: against x32's largest, else to the filter
+            code.append([_JSET_K, f"x32_{i}" if x32 is not None else "filter", 0, _X32_SYSCALL_BIT])
+        code.append([_JGT_K, "enosys", "filter", plain])
+        if audit == _AUDIT_ARCH_X86_64 and x32 is not None:
+            labels[f"x32_{i}"] = len(code)
+            code.append([_JGT_K, "enosys", "filter", x32])
+    labels["enosys"] = len(code)
+    code.append([_RET_K, 0, 0, _RET_ENOSYS])
+    labels["filter"] = len(code)
+    out = bytearray()
+    for at, (op, jt, jf, k) in enumerate(code):
+        if op == _JA:
+            k = labels[k] - at - 1
+        else:
+            jt = labels[jt] - at - 1 if isinstance(jt, str) else jt
+            jf = labels[jf] - at - 1 if isinstance(jf, str) else jf
+        out += op.to_bytes(2, sys.byteorder) + bytes((jt, jf)) + k.to_bytes(4, sys.byteorder)
+    return bytes(out)
 
 
 class Program:

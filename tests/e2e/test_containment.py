@@ -105,6 +105,21 @@ def test_a_default_container_runs_under_dockers_seccomp_profile(cli, busybox, pr
     assert status(cli, "--security-opt", "seccomp=unconfined")["Seccomp"] == "0"
 
 
+def test_a_syscall_newer_than_the_filter_gets_enosys_as_under_runc(cli, busybox, probe):
+    """runc's ENOSYS stub (seccomp.enosys_stub): a syscall numbered above every one the filter
+    names reads as one an older kernel lacks, so a program falls back; the profile's EPERM would
+    fail it. Those docker's profile allows that this libseccomp may not know (statmount, listmount,
+    lsm_*, mseal on x86_64: 457-462) are never EPERM, whichever libseccomp compiled the filter."""
+
+    def errno_of(number: int) -> int:
+        return results(run(cli, *probe, "busybox", "/probe/attack", "syscall", str(number)).out)["syscall"]
+
+    assert errno_of(1023) == ENOSYS  # above every syscall of today's kernels
+    assert errno_of(39) == 0  # getpid: the filter itself still runs after the stub
+    if os.uname().machine == "x86_64":
+        assert EPERM not in {errno_of(number) for number in range(457, 463)}
+
+
 def test_namespaces_and_mounts_follow_cap_sys_admin_as_in_docker(cli, busybox, probe):
     """docker's capability-conditional rules: the filter is built for the container's capabilities."""
     plain = results(run(cli, *probe, "busybox", "/probe/attack", "syscalls").out)

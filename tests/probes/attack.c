@@ -10,6 +10,7 @@
  *                            fork fails; print "forks COUNT ERRNO" (0: all N), then let them all go
  *   attack keyring DESC      find the "user" key DESC from our session keyring down, print
  *                            "keyring PAYLOAD" or "keyring ERRNO"
+ *   attack syscall NR        syscall number NR with zero arguments, print "syscall 0" or "syscall ERRNO"
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -273,6 +274,11 @@ int main(int argc, char **argv) {
         return forks(atol(argv[2]));
     if (argc >= 3 && strcmp(argv[1], "keyring") == 0)
         return keyring(argv[2]);
-    fprintf(stderr, "usage: attack syscalls | escalate v1|v2 | open PATH [w] | watch SECONDS | forks N | keyring DESC\n");
+    if (argc >= 3 && strcmp(argv[1], "syscall") == 0) {
+        report("syscall", syscall(atol(argv[2]), 0, 0, 0, 0, 0, 0));
+        return 0;
+    }
+    fprintf(stderr, "usage: attack syscalls | escalate v1|v2 | open PATH [w] | watch SECONDS | forks N | keyring DESC"
+                    " | syscall NR\n");
     return 2;
 }
