@@ -90,11 +90,12 @@ def mark_running(containers: Containers, container: Container, pid: int, monitor
 
     from minirun.containers.container import record_event
     from minirun.errors import Conflict
+    from minirun.store import lock_path
     from minirun.store.fsutil import flocked, read_record
 
     # under the store lock, as rm and prune claim a container for removal (lifecycle.py): a
     # record they took, or are taking, never says running, and they never take one that does
-    with flocked(os.path.join(containers.store.root, "lock")):
+    with flocked(lock_path(containers.store.root)):
         try:
             claimed = read_record(os.path.join(container.dir, "state.json")).get(REMOVAL_KEY)
             removed = not os.path.exists(os.path.join(container.dir, "config.json"))

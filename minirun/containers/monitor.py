@@ -197,7 +197,7 @@ def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:
     from minirun.errors import MinirunError
     from minirun.humanize import rfc3339_now
     from minirun.runtime import cgroups, launch
-    from minirun.store import Store
+    from minirun.store import Store, lock_path
     from minirun.store.initlayer import init_layer_link
 
     store = Store(store_root)
@@ -311,7 +311,7 @@ def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:
     max_size, max_file, compress = limits(log_config)
     args = [
         container.dir,
-        os.path.join(store.root, "lock"),
+        lock_path(store.root),
         str(started.pid),
         str(out_r),
         str(err_r),

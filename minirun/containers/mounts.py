@@ -393,12 +393,13 @@ def release(store_root: str, names: list[str]) -> list[str]:
     volume another container uses is not this one's to remove). Returns the names removed."""
     if not names:
         return []
+    from minirun.store import lock_path
     from minirun.store.fsutil import flocked
     from minirun.store.volumes import VolumeStore
 
     volumes = VolumeStore(store_root)
     removed = []
-    with flocked(os.path.join(store_root, "lock")):
+    with flocked(lock_path(store_root)):
         users = volume_users(store_root)
         for name in dict.fromkeys(names):
             if name not in users and os.path.isdir(volumes.path(name)):

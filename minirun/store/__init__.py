@@ -267,6 +267,12 @@ def _with_default_tag(text: str) -> str:
     return text if ":" in last or "@" in last else text + ":latest"
 
 
+def lock_path(root: str) -> str:
+    """The store-wide lock's file: Store.locked() holds it; paths that must stay light (a start's
+    mark_running, the monitor, volume removal) flock it alone, without the layout check and sweep."""
+    return os.path.join(root, "lock")
+
+
 class StoreLock:
     """Store.locked(): a class, not @contextlib.contextmanager, for fsutil's reason."""
 
@@ -276,7 +282,7 @@ class StoreLock:
 
     def __enter__(self) -> None:
         self.store.ensure()
-        held = flocked(os.path.join(self.store.root, "lock"))
+        held = flocked(lock_path(self.store.root))
         held.__enter__()
         try:
             if not self.store._swept:
