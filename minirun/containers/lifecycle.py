@@ -237,10 +237,10 @@ def start(containers: Containers, container: Container, **monitor_options) -> Co
     if is_running(container) or is_restarting(container):
         return container
     refuse_dead(container)
-    from minirun.containers.liveness import REMOVAL_KEY
+    from minirun.containers.liveness import REMOVAL_KEY, claimed_for_removal
 
     if container.state.get(REMOVAL_KEY):
-        raise Conflict(f"container {container.id} is marked for removal and cannot be started")
+        raise claimed_for_removal(container.id)
     if container.config.runtime:  # (ociruntime.py: the monitor starts PID 1 in-process only)
         raise MinirunError(
             f"container {container.name} runs with --runtime {container.config.runtime}: "

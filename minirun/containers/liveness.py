@@ -72,6 +72,13 @@ def exit_writer_alive(state: dict) -> bool:
     )
 
 
+def claimed_for_removal(container_id: str) -> Exception:
+    """The refusal of a start of a container rm or prune has claimed (REMOVAL_KEY)."""
+    from minirun.errors import Conflict
+
+    return Conflict(f"container {container_id} is marked for removal and cannot be started")
+
+
 def remove_cgroups(container: Container) -> None:
     """Whoever records an exit removes the container's cgroups; this catches what a killed
     monitor or CLI left behind."""
@@ -89,7 +96,6 @@ def mark_running(containers: Containers, container: Container, pid: int, monitor
     import os
 
     from minirun.containers.container import record_event
-    from minirun.errors import Conflict
     from minirun.store import lock_path
     from minirun.store.fsutil import flocked, read_record
 
@@ -102,7 +108,7 @@ def mark_running(containers: Containers, container: Container, pid: int, monitor
         except Exception:  # noqa: BLE001 - gone or damaged meanwhile: not ours to start either
             claimed, removed = True, True
         if claimed or removed:
-            raise Conflict(f"container {container.id} is marked for removal and cannot be started")
+            raise claimed_for_removal(container.id)
         _mark_running(containers, container, pid, monitor, guard)
     record_event(containers.store.root, container, "start")
 
