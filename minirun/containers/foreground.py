@@ -46,6 +46,28 @@ def unpublish(store, container, best_effort: bool = False) -> None:
                 raise
 
 
+def _abandon(store, container, plan, started, master, relay, log, free_ports: bool = True) -> None:
+    """PID 1 will not run to its end (a failed start, or rm took the record): it goes, with all
+    that was made for it (its pty, output relay, log, cgroups and, unless `free_ports` is False,
+    its ports, freed best effort since another error is on its way out). Any of them may be None:
+    the start failed before it."""
+    from minirun.runtime import cgroups
+
+    if master is not None:
+        os.close(master)
+    if relay is not None:
+        relay.close()
+    if log is not None:
+        log.close()
+    if started is not None:
+        supervise.kill(started.pid)  # (one that failed to start is gone already: no harm)
+        os.waitpid(started.pid, 0)
+    if plan is not None:
+        cgroups.remove(plan.cgroups)
+    if free_ports:
+        unpublish(store, container, best_effort=True)
+
+
 def run_foreground(store, containers, container, image, init_link: str, guard: int, *, stdio=None, wait=None) -> int:
     """Run a recorded container in the foreground and return its exit code; `guard` is the pid of
     this CLI's guard (guard.py), recorded beside it. The builder passes `stdio` (fds for PID 1's 0,
@@ -81,29 +103,13 @@ def run_foreground(store, containers, container, image, init_link: str, guard: i
         master = tty.receive_master(started.console) if tty else None
         failure = launch.read_start_error(started)
     except BaseException:
-        if relay is not None:
-            relay.close()
-        if log is not None:
-            log.close()
-        if started is not None:
-            supervise.kill(started.pid)
-            os.waitpid(started.pid, 0)
-        if plan is not None:
-            cgroups.remove(plan.cgroups)
-        unpublish(store, container, best_effort=True)
+        _abandon(store, container, plan, started, None, relay, log)
         raise
     if failure is None and tty and master is None:
         supervise.kill(started.pid)  # it exec'd without a terminal anyone reads: stop it
         failure = MinirunError("the container's pty never arrived")
     if failure is not None:
-        if master is not None:
-            os.close(master)
-        if relay is not None:
-            relay.close()
-        if log is not None:
-            log.close()
-        os.waitpid(started.pid, 0)
-        cgroups.remove(plan.cgroups)
+        _abandon(store, container, plan, started, master, relay, log, free_ports=False)
         containers.update_state(
             container, Status="exited", ExitCode=failure.exit_code, Error=failure.message, FinishedAt=rfc3339_now()
         )
@@ -114,14 +120,7 @@ def run_foreground(store, containers, container, image, init_link: str, guard: i
     try:
         mark_running(containers, container, started.pid, guard=guard)  # the CLI is this container's monitor
     except MinirunError:  # rm or prune took the record meanwhile: PID 1 goes
-        if master is not None:
-            os.close(master)
-        if relay is not None:
-            relay.close()
-        supervise.kill(started.pid)
-        os.waitpid(started.pid, 0)
-        cgroups.remove(plan.cgroups)
-        unpublish(store, container, best_effort=True)
+        _abandon(store, container, plan, started, master, relay, log)
         raise
     try:
         code = (
