@@ -4,8 +4,8 @@ networks' bridges, its nftables table, and the parent of containers' cgroups in 
 
 A sandbox (a test session) gives its own through the environment, so two of them share a host
 without meeting: MINIRUN_RUN_DIR, MINIRUN_BRIDGE_PREFIX (at most 7 letters and digits: a user
-network's bridge is PREFIX-<7 hex>, and Linux names stop at 15), MINIRUN_NFT_TABLE,
-MINIRUN_CGROUP_PARENT (`system check` takes every cgroup under it for its store's business).
+network's bridge is PREFIX-<7 hex>, or PREFIX.<7 hex> if internal, and Linux names stop at 15),
+MINIRUN_NFT_TABLE, MINIRUN_CGROUP_PARENT (`system check` takes every cgroup under it for its store's business).
 """
 
 from __future__ import annotations

@@ -76,9 +76,11 @@ class HostNames:
         }
 
     def bridges(self) -> list[str]:
-        """Our bridges that exist: the default one (PREFIX0) and user networks' (PREFIX-<hex>)."""
+        """Our bridges that exist: the default one (PREFIX0) and user networks' (PREFIX-<hex>, and
+        PREFIX.<hex> for internal ones)."""
         names = os.listdir("/sys/class/net")
-        return sorted(n for n in names if n == f"{self.bridge_prefix}0" or n.startswith(f"{self.bridge_prefix}-"))
+        user = (f"{self.bridge_prefix}-", f"{self.bridge_prefix}.")
+        return sorted(n for n in names if n == f"{self.bridge_prefix}0" or n.startswith(user))
 
     def in_use(self) -> list[str]:
         """What of these names the host already has (another run's: then these are not ours)."""

@@ -107,7 +107,9 @@ def pytest_sessionfinish(session) -> None:
     for plain in plain_cgroup_dirs() - _PLAIN_CGROUP_DIRS:  # runc's, under the peer tests' podman
         remove_plain_tree(plain)
     for name in os.listdir("/sys/class/net"):
-        if name == hostwide.DEFAULT_BRIDGE or name.startswith(hostwide.BRIDGE_PREFIX + "-"):
+        if name == hostwide.DEFAULT_BRIDGE or name.startswith(
+            (hostwide.BRIDGE_PREFIX + "-", hostwide.BRIDGE_PREFIX + ".")
+        ):
             delete_bridge(name)
     subprocess.run(["nft", "delete", "table", "ip", hostwide.NFT_TABLE], capture_output=True)
     shutil.rmtree(hostwide.RUN_DIR, ignore_errors=True)

@@ -39,7 +39,7 @@ def _create_options(config: dict) -> dict:
     name = config.get("Name")
     if not isinstance(name, str) or not name:
         raise ApiError(400, "network name is required")
-    for key in ("Internal", "EnableIPv6", "Ingress", "ConfigOnly"):
+    for key in ("EnableIPv6", "Ingress", "ConfigOnly"):
         if config.get(key):
             raise ApiError(400, f"{key} networks are not supported (bridge networks with their own subnet only)")
     if config.get("Options"):
@@ -69,6 +69,7 @@ def _create_options(config: dict) -> dict:
         "gateway": gateway,
         "driver": config.get("Driver") or "bridge",
         "labels": labels,
+        "internal": bool(config.get("Internal")),
     }
 
 

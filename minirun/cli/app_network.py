@@ -32,12 +32,13 @@ def network_create(
     ),
     driver: str = typer.Option("bridge", "-d", "--driver", help="Driver to manage the network (bridge only)."),
     labels: list[str] = typer.Option([], "--label", help="Set metadata on a network (KEY=VALUE)."),
+    internal: bool = typer.Option(False, "--internal", help="Restrict external access to the network."),
 ) -> None:
     """Create a network: a bridge of its own, with its own subnet."""
     from minirun.frontend.networkinfo import create_network
     from minirun.frontend.runoptions import key_values
 
-    network = create_network(open_store(), name, subnet, gateway, driver, key_values(labels, "label"))
+    network = create_network(open_store(), name, subnet, gateway, driver, key_values(labels, "label"), internal)
     print(network.id)
 
 
@@ -67,7 +68,7 @@ def network_ls(
             "Driver": n.driver,
             "ID": id_,
             "IPv6": "false",
-            "Internal": "false",
+            "Internal": "true" if n.internal else "false",
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(n.labels.items())),
             "Name": n.name,
             "Scope": "local",

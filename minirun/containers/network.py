@@ -92,7 +92,7 @@ def prepare(store, container, plan) -> None:
         from minirun.containers.exposedports import publish_all_bindings
 
         ports = ports + publish_all_bindings(config.exposed_ports, ports)
-    if ports:
+    if ports and not found[0][0].internal:  # docker publishes nothing on an internal network
         from minirun.net import portmap
 
         settings["Ports"], backend = portmap.publish_ports(ports, first["address"])  # nftables or the proxy
@@ -157,7 +157,9 @@ def book_address(store, container, network, wanted: dict, ifname: str) -> dict:
         "address": address,
         "prefixlen": subnet[1],
         "broadcast": int_to_ip(broadcast(*subnet)),
-        "gateway": info["gateway"],
+        # an internal network is no way out: no default route through it, as docker's bridge
+        # driver gives its endpoints no gateway (the bridge keeps its address: the host is reachable)
+        "gateway": "" if network.internal else info["gateway"],
         "mac": mac_for(address),
     }
 

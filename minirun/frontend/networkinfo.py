@@ -45,8 +45,9 @@ def create_network(
     gateway: str | None = None,
     driver: str = "bridge",
     labels: dict[str, str] | None = None,
+    internal: bool = False,
 ) -> Network:
-    network = _networks(store).create(name, subnet, gateway, driver, labels)
+    network = _networks(store).create(name, subnet, gateway, driver, labels, internal)
     _event(store, "create", network)
     return network
 
@@ -138,7 +139,7 @@ def network_document(store: Store, network: Network, with_containers: bool = Tru
             "Options": None,
             "Config": [{"Subnet": subnet, "Gateway": gateway}] if subnet else [],
         },
-        "Internal": False,
+        "Internal": network.internal,
         "Attachable": False,
         "Ingress": False,
         "ConfigFrom": {"Network": ""},

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
         address: str
         prefixlen: int
         broadcast: str
-        gateway: str  # eth0's bridge's address: the default route
+        gateway: str  # eth0's bridge's address: the default route ("" on an internal network)
         mac: str
         extra: list[InterfaceSpec]
 
@@ -67,7 +67,8 @@ def attach(net: NetSpec, host_side: tuple[Netlink, int]) -> None:
     try:
         inside = Netlink()
         index = _plug(host, host_ns, inside, net, "eth0")
-        inside.add_default_route(net["gateway"], index)
+        if net["gateway"]:  # none on an internal network
+            inside.add_default_route(net["gateway"], index)
         for spec in net.get("extra", ()):
             _plug(host, host_ns, inside, spec, spec["ifname"])
     except OSError as exc:
@@ -126,8 +127,12 @@ def plug_running(pid: int, spec: InterfaceSpec, gateway: str = "") -> None:
 
 def route_through(pid: int, gateway: str, ifname: str) -> None:
     """The default route of a running container through `gateway` on `ifname`: the network that
-    carried it was disconnected, and the next one takes it over (as docker moves its gateway)."""
+    carried it was disconnected, and the next one takes it over (as docker moves its gateway).
+    None when `gateway` is "": the next one is an internal network."""
     import socket
+
+    if not gateway:
+        return
 
     try:
         with _inside(pid, "exited") as inside:

@@ -102,7 +102,8 @@ class Network(Record):
     subnet: str  # "" until the bridge is made (the default network takes minirun0's)
     gateway: str
     labels: dict[str, str]  # network create --label (compose marks its networks so)
-    DEFAULTS = {"bridge": "", "subnet": "", "gateway": "", "labels": dict}
+    internal: bool  # network create --internal: nothing in or out past its subnet (bridge_name)
+    DEFAULTS = {"bridge": "", "subnet": "", "gateway": "", "labels": dict, "internal": False}
 
     @property
     def predefined(self) -> bool:
@@ -177,6 +178,7 @@ class Networks:
         gateway: str | None = None,
         driver: str = "bridge",
         labels: dict[str, str] | None = None,
+        internal: bool = False,
     ) -> Network:
         """A user bridge network; its bridge is made now (subnet checked against the host)."""
         validate_network_name(name)
@@ -195,8 +197,9 @@ class Networks:
             if any(n.name == name for n in self._read_all()):
                 raise Conflict(f"network with name {name} already exists")
             network = _new_network(name, driver, "")
-            network.bridge = f"{BRIDGE_PREFIX}-{network.id[:7]}"
+            network.bridge = bridge_name(network.id, internal)
             network.labels = dict(labels or {})
+            network.internal = internal
             if wanted is not None:
                 network.subnet = f"{int_to_ip(wanted[0])}/{wanted[1]}"
                 network.gateway = gateway or int_to_ip(wanted[0] + 1)
@@ -242,6 +245,13 @@ class Networks:
                 continue
             removed.append(network.name)
         return removed
+
+
+def bridge_name(network_id: str, internal: bool) -> str:
+    """A user network's bridge: PREFIX-<id>, or PREFIX.<id> for an --internal one. The walls
+    know an internal bridge by its name (nftables.INTERNAL_BRIDGES), so a bridge made again (after
+    a reboot, say) is walled as it was, with no list of bridges to keep in step."""
+    return f"{BRIDGE_PREFIX}{'.' if internal else '-'}{network_id[:7]}"
 
 
 def _new_network(name: str, driver: str, bridge: str) -> Network:

@@ -12,6 +12,10 @@ up with its iptables chains, for minirun's bridges alone (interfaces named BRIDG
   own connections and DNATed (published) ports pass. `fib daddr . iif oif missing` says "the
   destination is not on the interface this came in by" without naming each bridge, so a
   network made or removed never touches the rules.
+- guard_forward also walls in an --internal network (docker's `! -d SUBNET -i BRIDGE -j DROP`):
+  nothing its containers send leaves its bridge but for the host itself. (Nothing from elsewhere
+  enters it anyway: the rules above drop it, no port is published there, and no reply is due.)
+  Its bridge is known by its name, PREFIX.<id> (networks.bridge_name).
 - the NAT prerouting chain never DNATs a packet for 127.0.0.0/8: one arriving from outside is
   another host's (the host's own go through the output chain), and a port published on
   127.0.0.1 is the host's alone, as docker 28 keeps it.
@@ -29,6 +33,7 @@ from minirun.errors import MinirunError
 
 TABLE = hostwide.NFT_TABLE
 _BRIDGES = f'"{hostwide.BRIDGE_PREFIX}*"'
+INTERNAL_BRIDGES = f'"{hostwide.BRIDGE_PREFIX}.*"'
 _MAP = "{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }"
 _ANY_MAP = "{ type inet_service : ipv4_addr . inet_service; }"
 # (chain, its base-chain spec or "", its rules)
@@ -63,6 +68,7 @@ _CHAINS = (
         "guard_forward",
         "type filter hook forward priority filter; policy accept;",
         (
+            f"iifname {INTERNAL_BRIDGES} fib daddr . iif oif missing drop",
             f"oifname {_BRIDGES} ct state established,related accept",
             f"oifname {_BRIDGES} ct status dnat accept",
             f"oifname {_BRIDGES} fib daddr . iif oif missing drop",

@@ -158,7 +158,8 @@ def test_docker_network_create_ls_inspect_rm_prune(service):
     assert service.docker("network", "rm", "apinet").stdout == "apinet\n"
     done = service.docker("network", "inspect", "apinet")
     assert done.returncode == 1 and "No such network: apinet" in done.stderr
-    assert service.docker("network", "create", "spare").returncode == 0
+    assert service.docker("network", "create", "--internal", "spare").returncode == 0
+    assert service.docker("network", "inspect", "-f", "{{.Internal}}", "spare").stdout == "true\n"
     done = service.docker("network", "prune", "-f")
     assert (done.returncode, done.stdout) == (0, "Deleted Networks:\nspare\n\n"), done.stderr
     status, _, body = service.request("POST", "/networks/bridge/connect", {"Container": "x"})

@@ -165,8 +165,8 @@ def test_user_networks_do_not_reach_each_other(cli, busybox, cleanup):
 @contextlib.contextmanager
 def another_host():
     """A network namespace with a veth to the host, whose host end forwards (as on any host with
-    ip_forward on, a docker host's): (the argv prefix that runs a command in it, its address, the
-    host's address and MAC there). The namespace is a process's, never a name under /run/netns:
+    ip_forward on, a docker host's): (the argv prefix that runs a command in it, the host's
+    address and MAC there, its own address). The namespace is a process's, never a name under /run/netns:
     `ip netns add` leaves /run/netns bind-mounted on the host for good."""
     tag = f"{os.getpid() % 100000:05d}"
     veth = f"xpeer{tag}"  # not our bridges' prefix: the walls are not about it
@@ -196,7 +196,7 @@ def another_host():
             f.write("1")
         with open(f"/sys/class/net/{veth}/address") as f:
             mac = f.read().strip()
-        yield inside, host_ip, mac
+        yield inside, host_ip, mac, peer_ip
     finally:
         subprocess.run(["ip", "link", "del", veth], capture_output=True)
         holder.kill()
@@ -211,7 +211,7 @@ def test_a_port_published_on_loopback_is_the_hosts_alone(cli, busybox, cleanup, 
     start(cli, cleanup, "wallweb", "-p", f"127.0.0.1:{local}:80", "-p", f"{everywhere}:80")
     target = address_of(cli, "wallweb")
     probe = os.path.join(attack_dir, "netattack")
-    with another_host() as (inside, host_ip, mac):
+    with another_host() as (inside, host_ip, mac, _):
 
         def attack(address: str, port: int) -> str:
             result = subprocess.run(
@@ -329,3 +329,36 @@ def test_a_hosts_file_grown_huge_is_not_taken_over_whole(cli, busybox, cleanup):
     joined = cli("run", "--rm", "--network", "container:wallgiant", "busybox", "true")
     assert joined.code == 125 and "/etc/hosts of container" in joined.err and "over 1048576 bytes" in joined.err
     assert len(joined.err.strip().splitlines()) == 1, joined.err
+
+
+def test_an_internal_network_is_no_way_out(cli, busybox, cleanup):
+    """`network create --internal` (docker's): its containers reach each other and the host's
+    address on their bridge, and nothing past it. They get no default route and publish no
+    ports; one that makes its own route (NET_ADMIN) still reaches no other host, as docker's
+    DROP rules keep it in. A container of a plain network reaches that host (the control)."""
+    for name, *flags in (("wallin", "--internal"), ("wallout",)):
+        assert cli("network", "create", *flags, name).code == 0
+        cleanup["networks"].append(name)
+    listed = cli("network", "ls", "--format", "{{.Name}} {{.Internal}}").out.split("\n")
+    assert "wallin true" in listed and "wallout false" in listed
+    inspected = json.loads(cli("network", "inspect", "wallin").out)[0]
+    assert inspected["Internal"] is True
+    gateway = inspected["IPAM"]["Config"][0]["Gateway"]
+    start(cli, cleanup, "wallweb", "--network", "wallin", "-p", "80")
+    assert cli("port", "wallweb").out == ""
+    settings = json.loads(cli("inspect", "wallweb").out)[0]["NetworkSettings"]
+    assert settings["Ports"] == {} and settings["Networks"]["wallin"]["Gateway"] == ""
+    ping = "ping -c 1 -W 2 {} >/dev/null; echo $?"  # (ping takes NET_RAW: docker's default, not ours)
+    with another_host() as (_, _, _, peer):
+        control = cli(
+            "run", "--rm", "--network", "wallout", "--cap-add", "NET_RAW", "busybox", "sh", "-c", ping.format(peer)
+        )
+        assert control.out.strip() == "0", control
+        inside = cli(
+            "run", "--rm", "--network", "wallin", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW", "busybox", "sh", "-c",
+            "ip route | grep -c default; "
+            + f"({fetch_loop('http://wallweb/')}) >/dev/null; echo peer $?; "
+            + ping.format(gateway)
+            + "; ip route add default via " + gateway + "; " + ping.format(peer),
+        )  # fmt: skip
+        assert inside.out.split() == ["0", "peer", "0", "0", "1"], inside
