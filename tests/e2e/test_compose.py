@@ -1,6 +1,6 @@
 """docker-compose 1.29 (Debian's, on the system python3 and its docker-py) drives minirun through
-the Engine API: a project's network, two services that find each other by name on it, ps, logs,
-down. Each test has a service of its own (engineapi.py) and a project name of its own."""
+the Engine API: a project's (internal) network, two services that find each other by name on it,
+ps, logs, down. Each test has a service of its own (engineapi.py) and a project name of its own."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ services:
     depends_on: [web]
     command: ["sh", "-c", "until wget -q -O - http://web/; do sleep 0.2; done; exec sleep 300"]
     stop_grace_period: 1s
+networks:
+  default:
+    internal: true  # a backend's: the two find each other, and nothing else (docker's --internal)
 """
 
 
@@ -64,6 +67,8 @@ def test_compose_up_ps_logs_down(compose, service):  # noqa: F811
         "network", "ls", "--format", "{{.Name}}", "--filter", f"label=com.docker.compose.project={project}"
     )
     assert networks.stdout == f"{project}_default\n"
+    internal = service.docker("network", "inspect", "-f", "{{.Internal}}", f"{project}_default")
+    assert internal.stdout == "true\n", internal.stderr
     again = compose("up", "-d")  # the same project again: nothing to recreate
     assert again.returncode == 0 and "up-to-date" in again.stderr, again.stderr
     done = compose("down")
