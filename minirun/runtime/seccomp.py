@@ -49,7 +49,7 @@ DEFAULT_PROFILE = os.path.join(PROFILE_DIR, "seccomp.json")
 UNCONFINED = "unconfined"
 BUILTIN = "builtin"  # docker's name for its default profile (seccompProfileDefault)
 _MAX_PROFILE = 4 << 20
-_FORMAT = b"minirun-seccomp-2"  # part of every cache key: a change of this file's rules changes it
+_FORMAT = b"minirun-seccomp-3"  # part of every cache key: a change of this file's rules changes it
 
 # docker's architecture names (Go's GOARCH, as profiles spell them in includes/excludes) by uname -m
 _GO_ARCH = {
@@ -228,7 +228,7 @@ def compile_program(resolved: Resolved) -> bytes:
     """libseccomp's BPF for resolved rules, as runc builds it: names the library does not know
     are skipped (a profile lists syscalls of newer kernels and other arches), a rule whose action
     is the default one is left out, and conditions on one argument index are separate rules.
-    Before it, runc's ENOSYS stub (enosys_stub)."""
+    Before it, runc's ENOSYS stub (enosys_stub) and the guard of 32-bit arguments (int_args_stub)."""
     import pyseccomp as sc  # ~35 ms: only when a program is not in the cache
 
     def action(name: str, errno_: int) -> int:
@@ -291,21 +291,41 @@ def compile_program(resolved: Resolved) -> bytes:
             chunks.append(chunk)
     finally:
         os.close(read_fd)
+    denied = resolved["default"][1] if resolved["default"][0] == "SCMP_ACT_ERRNO" else EPERM
+    guard = int_args_stub(_narrowed_args(sc, arches, resolved), denied)
     if resolved["default"][0] in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"):
-        return b"".join(chunks)  # what the filter does not name runs anyway: nothing to tell apart
+        return guard + b"".join(chunks)  # what the filter does not name runs anyway: nothing to tell apart
     named = {name for _, _, rule_names, _ in resolved["rules"] for name in rule_names}
     largest = {}
     for arch in arches:
         known = [n for n in (sc.resolve_syscall(arch, name) for name in named) if n >= 0]
         if known:
             largest[int(arch)] = max(known)
-    return enosys_stub(largest) + b"".join(chunks)
+    return enosys_stub(largest) + guard + b"".join(chunks)
+
+
+def _narrowed_args(sc: Any, arches: list[Any], resolved: Resolved) -> dict[int, list[tuple[int, tuple[int, ...]]]]:
+    """int_args_stub's input: by audit arch, the syscall numbers and 32-bit argument indexes of
+    int_args_guarded, on the 64-bit arches (x32 among them: its arguments are 64-bit registers)."""
+    guarded = int_args_guarded(resolved)
+    narrow: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
+    for arch in arches:
+        token = int(arch)
+        if not token & _AUDIT_ARCH_64BIT and token != _SCMP_ARCH_X32:
+            continue  # a 32-bit arch: the filter sees the 32 bits the kernel takes
+        audit = _AUDIT_ARCH_X86_64 if token == _SCMP_ARCH_X32 else token  # x32: x86_64's, with a bit
+        for name, indexes in guarded.items():
+            number = sc.resolve_syscall(arch, name)
+            if number >= 0:
+                narrow.setdefault(audit, []).append((number, indexes))
+    return narrow
 
 
 # classic BPF (linux/filter.h, linux/seccomp.h, linux/audit.h)
 _LD_W_ABS, _JEQ_K, _JGT_K, _JSET_K, _JA, _RET_K = 0x20, 0x15, 0x25, 0x45, 0x05, 0x06
 _ARCH_OFFSET, _NR_OFFSET = 4, 0  # in struct seccomp_data
-_RET_ENOSYS = 0x00050000 | 38  # SECCOMP_RET_ERRNO | ENOSYS
+_RET_ERRNO = 0x00050000
+_RET_ENOSYS = _RET_ERRNO | 38  # SECCOMP_RET_ERRNO | ENOSYS
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _SCMP_ARCH_X32 = 0x4000003E  # libseccomp's own token: the kernel reports x32 as x86_64 ...
 _X32_SYSCALL_BIT = 0x40000000  # ... with this bit set in the syscall number
@@ -339,6 +359,12 @@ def enosys_stub(largest: dict[int, int]) -> bytes:
             code.append([_JGT_K, "enosys", "filter", x32])
     labels["enosys"] = len(code)
     code.append([_RET_K, 0, 0, _RET_ENOSYS])
+    return _assemble(code, labels)
+
+
+def _assemble(code: list[list[Any]], labels: dict[str, int]) -> bytes:
+    """Instructions as [code, jt, jf, k], jumps by label ("filter": past the end, on to the next
+    program) or by count, as classic BPF."""
     labels["filter"] = len(code)
     out = bytearray()
     for at, (op, jt, jf, k) in enumerate(code):
@@ -349,6 +375,63 @@ def enosys_stub(largest: dict[int, int]) -> bytes:
             jf = labels[jf] - at - 1 if isinstance(jf, str) else jf
         out += op.to_bytes(2, sys.byteorder) + bytes((jt, jf)) + k.to_bytes(4, sys.byteorder)
     return bytes(out)
+
+
+# Arguments the kernel reads as 32-bit ints (socket's family, type and protocol; personality's
+# persona) where libseccomp compares all 64 bits of the register on a 64-bit arch: socket(
+# 0x100000028, ...) is not "family > 40" to the kernel but AF_VSOCK, which docker's profile refuses.
+_INT_ARGS = {"socket": (0, 1, 2), "socketpair": (0, 1, 2), "personality": (0,)}
+_AUDIT_ARCH_64BIT = 0x80000000
+_ARGS_OFFSET = 16  # struct seccomp_data: u64 args[6] after nr, arch and instruction_pointer
+
+
+def int_args_guarded(resolved: Resolved) -> dict[str, tuple[int, ...]]:
+    """The 32-bit arguments (by syscall name) some applied rule conditions on with a comparison
+    the upper half can sway: all but SCMP_CMP_MASKED_EQ, whose mask's upper half is 0. Pure."""
+    guarded: dict[str, set[int]] = {}
+    for _, _, names, args in resolved["rules"]:
+        for arg in args:
+            index = int(arg["index"])
+            if arg["op"] == "SCMP_CMP_MASKED_EQ" and int(arg.get("value") or 0) < 2**32:
+                continue
+            for name in names:
+                if index in _INT_ARGS.get(name, ()):
+                    guarded.setdefault(name, set()).add(index)
+    return {name: tuple(sorted(indexes)) for name, indexes in sorted(guarded.items())}
+
+
+def int_args_stub(narrow: dict[int, list[tuple[int, tuple[int, ...]]]], errno_: int) -> bytes:
+    """BPF run before libseccomp's: on a 64-bit arch, a 32-bit argument (`narrow`: by audit arch,
+    (syscall number, argument indexes)) whose upper half is neither 0 nor the sign extension of
+    its lower half gets `errno_`. The kernel drops that half, the filter's comparisons do not: a
+    value the filter reads as allowed would reach the kernel as one it refuses. The rest goes on."""
+    if not narrow:
+        return b""
+    sections = sorted(narrow.items())
+    code: list[list[Any]] = [[_LD_W_ABS, 0, 0, _ARCH_OFFSET]]
+    code += [[_JEQ_K, f"arch{i}", 0, audit] for i, (audit, _) in enumerate(sections)]
+    code.append([_JA, 0, 0, "filter"])
+    labels: dict[str, int] = {}
+    for i, (_, calls) in enumerate(sections):
+        labels[f"arch{i}"] = len(code)
+        code.append([_LD_W_ABS, 0, 0, _NR_OFFSET])
+        code += [[_JEQ_K, f"call{i}_{j}", 0, number] for j, (number, _) in enumerate(calls)]
+        code.append([_JA, 0, 0, "filter"])
+        for j, (_, indexes) in enumerate(calls):
+            labels[f"call{i}_{j}"] = len(code)
+            for index in indexes:
+                low, high = _ARGS_OFFSET + 8 * index, _ARGS_OFFSET + 8 * index + 4
+                if sys.byteorder == "big":
+                    low, high = high, low
+                code.append([_LD_W_ABS, 0, 0, high])
+                code.append([_JEQ_K, 3, 0, 0])  # upper half 0: on to the next argument
+                code.append([_JEQ_K, 0, "deny", 0xFFFFFFFF])
+                code.append([_LD_W_ABS, 0, 0, low])
+                code.append([_JSET_K, 0, "deny", 0x80000000])  # a negative int, sign-extended
+            code.append([_JA, 0, 0, "filter"])
+    labels["deny"] = len(code)
+    code.append([_RET_K, 0, 0, _RET_ERRNO | errno_])
+    return _assemble(code, labels)
 
 
 class Program:

@@ -36,7 +36,10 @@ DENIED = {
     "userfaultfd": EPERM,
     "perf_event_open": EPERM,
     "personality": EPERM,
+    "vmsplice": EPERM,  # docker allows it, podman does not (nor we): profiles/seccomp.json
 }
+# the same calls through the i386 entry (int $0x80), by attack.c's names
+I386_PROBES = ("i386_unshare_user", "i386_clone_newuser", "i386_keyctl", "i386_personality", "i386_userfaultfd")
 
 
 def every_capability() -> str:
@@ -103,6 +106,31 @@ def test_a_default_container_runs_under_dockers_seccomp_profile(cli, busybox, pr
     )
     assert {name: control[name] for name in DENIED} == {name: 0 for name in DENIED}
     assert status(cli, "--security-opt", "seccomp=unconfined")["Seccomp"] == "0"
+
+
+def test_an_int_argument_with_high_bits_set_is_not_let_past_the_filter(cli, busybox, probe):
+    """socket's family is an int to the kernel and 64 bits to libseccomp: socket(1 << 32 | 40)
+    reads "family > 40", allowed, to the filter and AF_VSOCK, refused, to the kernel
+    (seccomp.int_args_stub). With the filter down it gets past (0, or EAFNOSUPPORT on a machine
+    without vsock)."""
+    assert results(run(cli, *probe, "busybox", "/probe/attack", "syscalls").out)["socket_vsock_high"] == EPERM
+    control = run(cli, *probe, "--security-opt", "seccomp=unconfined", "busybox", "/probe/attack", "syscalls")
+    assert results(control.out)["socket_vsock_high"] != EPERM
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the i386 entry of an x86_64 kernel")
+def test_the_i386_entry_meets_the_same_rules(cli, busybox, probe):
+    """int $0x80 from a 64-bit process: i386's numbers, which the filter checks by arch with
+    docker's rules as for x86_64 (its archMap names SCMP_ARCH_X86 under SCMP_ARCH_X86_64)."""
+    denied = {name: EPERM for name in DENIED if f"i386_{name}" in I386_PROBES}
+    control = results(
+        run(cli, *probe, "--security-opt", "seccomp=unconfined", "busybox", "/probe/attack", "syscalls").out
+    )
+    if control["i386_unshare_user"] == 255:
+        pytest.skip("no IA32 emulation in this kernel: int $0x80 is a SIGSEGV")
+    assert {name: control[name] for name in I386_PROBES} == {name: 0 for name in I386_PROBES}
+    got = results(run(cli, *probe, "busybox", "/probe/attack", "syscalls").out)
+    assert {name: got[f"i386_{name}"] for name in denied} == denied
 
 
 def test_a_syscall_newer_than_the_filter_gets_enosys_as_under_runc(cli, busybox, probe):

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,13 +95,54 @@ static long try_setns(void) { return setns(0, 0); } /* fd 0 is no namespace: EIN
 static long try_personality(void) { return syscall(SYS_personality, 0x0400000 /* READ_IMPLIES_EXEC */); }
 static long try_af_alg(void) { return socket(38 /* AF_ALG */, SOCK_SEQPACKET, 0); }
 
+/* AF_VSOCK (40) with a bit above the int the kernel reads: "family > 40" to a filter comparing
+ * all 64 bits, AF_VSOCK to the kernel (a host's vsock is not namespaced). */
+static long try_vsock_high(void) { return syscall(SYS_socket, (1L << 32) | 40, SOCK_STREAM, 0); }
+
+static long try_vmsplice(void) {
+    int fds[2];
+    static char page[64];
+    struct iovec iov = {page, sizeof page};
+    if (pipe(fds) < 0)
+        return -1;
+    return syscall(SYS_vmsplice, fds[1], &iov, 1, 0);
+}
+
+/* The i386 entry (int $0x80) from this 64-bit process: i386 numbers, arguments in ebx, ecx, edx,
+ * esi, edi (none of them pointers here: int $0x80 truncates them to 32 bits). A kernel without
+ * IA32 emulation answers with a SIGSEGV. */
+static long int80(long nr, long a, long b, long c) {
+#if defined(__x86_64__)
+    long ret;
+    __asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr), "b"(a), "c"(b), "d"(c) : "memory", "r8", "r9", "r10", "r11");
+    if (ret < 0 && ret > -4096) {
+        errno = (int)-ret;
+        return -1;
+    }
+    return ret;
+#else
+    (void)nr, (void)a, (void)b, (void)c;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static long try_i386_unshare_user(void) { return int80(310 /* unshare */, CLONE_NEWUSER, 0, 0); }
+static long try_i386_clone_newuser(void) { return reap(int80(120 /* clone */, CLONE_NEWUSER | SIGCHLD, 0, 0)); }
+static long try_i386_keyctl(void) { return int80(288 /* keyctl */, 0, -2, 1); }
+static long try_i386_personality(void) { return int80(136 /* personality */, 0x0400000, 0, 0); }
+static long try_i386_userfaultfd(void) { return int80(374 /* userfaultfd */, O_CLOEXEC | UFFD_USER_MODE_ONLY, 0, 0); }
+
 static const struct { const char *name; long (*call)(void); } probes[] = {
     {"unshare_user", try_unshare_user}, {"unshare_mount", try_unshare_mount},
     {"clone_newuser", try_clone_newuser}, {"clone3_newuser", try_clone3_newuser},
     {"keyctl", try_keyctl}, {"add_key", try_add_key}, {"io_uring_setup", try_io_uring_setup},
     {"userfaultfd", try_userfaultfd}, {"perf_event_open", try_perf_event_open},
     {"mount_tmpfs", try_mount_tmpfs}, {"setns", try_setns}, {"personality", try_personality},
-    {"socket_af_alg", try_af_alg},
+    {"socket_af_alg", try_af_alg}, {"socket_vsock_high", try_vsock_high}, {"vmsplice", try_vmsplice},
+    {"i386_unshare_user", try_i386_unshare_user}, {"i386_clone_newuser", try_i386_clone_newuser},
+    {"i386_keyctl", try_i386_keyctl}, {"i386_personality", try_i386_personality},
+    {"i386_userfaultfd", try_i386_userfaultfd},
 };
 
 /* Each in a child of its own, so one that works (a new user namespace) changes nothing for the next. */
