@@ -6,12 +6,20 @@ up with its iptables chains, for minirun's bridges alone (interfaces named BRIDG
   route_localnet (a port published on 127.0.0.1 is DNATed out of the host's loopback), which
   would otherwise hand a container with CAP_NET_RAW the host's loopback-only services (a frame
   for 127.0.0.1 sent to the bridge's MAC: CVE-2020-8558), or let it pass for 127.0.0.1 to them.
+  It also drops what comes in by any other interface with a source address of one of our
+  bridges (another host forging a container's address).
 - guard_forward keeps traffic out of a bridge unless it comes from that bridge (docker's
   DOCKER-ISOLATION and its FORWARD drop): a container on one network never reaches one on
   another, nor does another host that routes to a bridge's subnet. Replies to a container's
   own connections and DNATed (published) ports pass. `fib daddr . iif oif missing` says "the
   destination is not on the interface this came in by" without naming each bridge, so a
   network made or removed never touches the rules.
+  Conntrack's word that a packet is a reply is not taken for one bridge to another, nor is a
+  container's packet leaving for elsewhere with another network's source address forwarded:
+  with CAP_NET_RAW a container (or another host) can make up the connection it answers, a
+  datagram "from" the victim's port to its own, routed back by this host (docker drops
+  bridge-to-bridge traffic before it looks at conntrack, and all but its own bridge's traffic
+  to a container's address in its raw table).
 - the NAT prerouting chain never DNATs a packet for 127.0.0.0/8: one arriving from outside is
   another host's (the host's own go through the output chain), and a port published on
   127.0.0.1 is the host's alone, as docker 28 keeps it.
@@ -57,15 +65,21 @@ _CHAINS = (
     (
         "guard_prerouting",
         "type filter hook prerouting priority raw; policy accept;",
-        (f"iifname {_BRIDGES} ip daddr 127.0.0.0/8 drop", f"iifname {_BRIDGES} ip saddr 127.0.0.0/8 drop"),
+        (
+            f"iifname {_BRIDGES} ip daddr 127.0.0.0/8 drop",
+            f"iifname {_BRIDGES} ip saddr 127.0.0.0/8 drop",
+            f"iifname != {_BRIDGES} fib saddr oifname {_BRIDGES} drop",
+        ),
     ),
     (
         "guard_forward",
         "type filter hook forward priority filter; policy accept;",
         (
-            f"oifname {_BRIDGES} ct state established,related accept",
             f"oifname {_BRIDGES} ct status dnat accept",
+            f"iifname {_BRIDGES} oifname {_BRIDGES} fib daddr . iif oif missing drop",
+            f"oifname {_BRIDGES} ct state established,related accept",
             f"oifname {_BRIDGES} fib daddr . iif oif missing drop",
+            f"iifname {_BRIDGES} oifname != {_BRIDGES} fib saddr . iif oif missing drop",
         ),
     ),
 )
