@@ -25,7 +25,10 @@ up with its iptables chains, for minirun's bridges alone (interfaces named BRIDG
   127.0.0.1 is the host's alone, as docker 28 keeps it.
 
 The script is idempotent: every chain is flushed and written again, maps are only added, so it
-brings a table made by an older minirun up to date without touching its published ports.
+brings a table made by an older minirun up to date without touching its published ports. The
+script last written is kept in RUN_DIR (gone with the table at reboot): a start on a bridge that
+exists already writes the table again when that record is not today's script (up_to_date), so
+walls a newer minirun adds reach a host whose bridges an older one made.
 """
 
 from __future__ import annotations
@@ -102,17 +105,34 @@ def ensure_table() -> bool:
     nftables cannot hold it (no nft, or a kernel without nf_tables): no bridge is made then."""
     if nft_binary() is None:
         return False
+    from minirun.atomicfile import atomic_write
     from minirun.store.fsutil import flocked
 
     os.makedirs(hostwide.RUN_DIR, exist_ok=True)
+    script = table_script()
     with flocked(os.path.join(hostwide.RUN_DIR, "ports.lock")):  # portmap's: one writer of the table
-        code, _, err = run_nft(["-f", "-"], table_script())
+        code, _, err = run_nft(["-f", "-"], script)
+        if code == 0:
+            atomic_write(_record(), script.encode(), durable=False)
     if code == 0:
         return True
     message = err.decode(errors="replace").strip()
     if unsupported(message):
         return False
     raise MinirunError("nft: " + (message.splitlines()[0] if message else f"exit {code}"))
+
+
+def up_to_date() -> bool:
+    """Whether the table was last written with this minirun's script (see above)."""
+    try:
+        with open(_record(), "rb") as f:
+            return f.read() == table_script().encode()
+    except FileNotFoundError:
+        return False
+
+
+def _record() -> str:
+    return os.path.join(hostwide.RUN_DIR, "walls.nft")
 
 
 # What nft says on a kernel without nf_tables (or without its ip family).

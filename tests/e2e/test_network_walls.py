@@ -21,7 +21,7 @@ import threading
 import pytest
 
 from minirun import linux
-from minirun.net import networks, portmap
+from minirun.net import networks, nftables, portmap
 from tests.helpers import build_probe, minirun_in, wait_until
 
 SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
@@ -217,7 +217,11 @@ def test_a_forged_connection_opens_no_other_network(cli, busybox, cleanup, probe
     a connection up: a datagram "from" the victim's port to its own, routed back to it by the
     host, then its own to the victim's port, which passed as that answer. Docker drops anything
     from one of its bridges into another before it looks at conntrack."""
-    address, sock = victim
+    forge_a_connection(cli, probe, *victim)
+
+
+def forge_a_connection(cli, probe: list[str], address: str, sock: socket.socket) -> None:
+    """The attack above, from a container on the default bridge."""
     port = sock.getsockname()[1]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as door:
         door.bind(("0.0.0.0", 0))
@@ -232,6 +236,23 @@ def test_a_forged_connection_opens_no_other_network(cli, busybox, cleanup, probe
         assert labelled(result.out) == {"forge": "timeout", "attack": "timeout", "door": "timeout"}, result
         assert door.recvfrom(100)[0] == b"minirun-probe"  # the probe's datagrams do go out
     assert nothing_arrived(sock)
+
+
+def test_walls_added_since_reach_a_table_an_older_minirun_wrote(cli, busybox, cleanup, probe, victim):
+    """A start on a bridge that exists took the table as it found it: the walls above reached a
+    host whose bridges an older minirun made only at its next reboot (or new bridge)."""
+    assert cli("run", "--rm", "busybox", "true").code == 0  # the default bridge is there
+    table = nftables.TABLE
+    bridges = f'"{networks.BRIDGE_PREFIX}*"'
+    older = [  # the rules before conntrack's word stopped counting between bridges
+        f"flush chain ip {table} guard_forward",
+        f"add rule ip {table} guard_forward oifname {bridges} ct state established,related accept",
+        f"add rule ip {table} guard_forward oifname {bridges} ct status dnat accept",
+        f"add rule ip {table} guard_forward oifname {bridges} fib daddr . iif oif missing drop",
+    ]
+    subprocess.run(["nft", "-f", "-"], input="\n".join(older) + "\n", text=True, check=True)
+    os.unlink(os.path.join(networks.HOST_DIR, "walls.nft"))  # an older minirun kept no record
+    forge_a_connection(cli, probe, *victim)
 
 
 def test_a_forged_connection_lets_no_other_host_in(cli, busybox, cleanup, attack_dir, probe, victim):
