@@ -15,7 +15,8 @@ up with its iptables chains, for minirun's bridges alone (interfaces named BRIDG
   destination is not on the interface this came in by" without naming each bridge, so a
   network made or removed never touches the rules.
   Conntrack's word that a packet is a reply is not taken for one bridge to another, nor is a
-  container's packet leaving for elsewhere with another network's source address forwarded:
+  container's packet forwarded elsewhere with a source address not routed back through its
+  bridge (another network's, say: a strict reverse-path check, as the host routes):
   with CAP_NET_RAW a container (or another host) can make up the connection it answers, a
   datagram "from" the victim's port to its own, routed back by this host (docker drops
   bridge-to-bridge traffic before it looks at conntrack, and all but its own bridge's traffic
