@@ -350,7 +350,12 @@ def ensure_bridge(network: Network, store_root: str) -> BridgeInfo:
 
 def _hardened(bridge: str) -> bool:
     """Whether the bridge has our sysctls and walls (bridge.set_sysctls, nftables.py): a bridge an
-    older minirun made still takes router advertisements, and gets them on its next start."""
+    older minirun made still takes router advertisements, and its table may lack walls added
+    since; both are set again at its next start."""
+    from minirun.net import nftables
+
+    if not nftables.up_to_date():
+        return False
     try:
         with open(f"/proc/sys/net/ipv6/conf/{bridge}/accept_ra", "rb") as f:
             return f.read().strip() == b"0"

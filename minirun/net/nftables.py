@@ -6,22 +6,35 @@ up with its iptables chains, for minirun's bridges alone (interfaces named BRIDG
   route_localnet (a port published on 127.0.0.1 is DNATed out of the host's loopback), which
   would otherwise hand a container with CAP_NET_RAW the host's loopback-only services (a frame
   for 127.0.0.1 sent to the bridge's MAC: CVE-2020-8558), or let it pass for 127.0.0.1 to them.
+  It also drops what comes in by any other interface with a source address of one of our
+  bridges (another host forging a container's address).
 - guard_forward keeps traffic out of a bridge unless it comes from that bridge (docker's
   DOCKER-ISOLATION and its FORWARD drop): a container on one network never reaches one on
   another, nor does another host that routes to a bridge's subnet. Replies to a container's
   own connections and DNATed (published) ports pass. `fib daddr . iif oif missing` says "the
   destination is not on the interface this came in by" without naming each bridge, so a
   network made or removed never touches the rules.
-- guard_forward also walls in an --internal network (docker's `! -d SUBNET -i BRIDGE -j DROP`):
-  nothing its containers send leaves its bridge but for the host itself. (Nothing from elsewhere
-  enters it anyway: the rules above drop it, no port is published there, and no reply is due.)
-  Its bridge is known by its name, PREFIX.<id> (networks.bridge_name).
+  Conntrack's word that a packet is a reply is not taken for one bridge to another, nor is a
+  container's packet forwarded elsewhere with a source address not routed back through its
+  bridge (another network's, say: a strict reverse-path check, as the host routes):
+  with CAP_NET_RAW a container (or another host) can make up the connection it answers, a
+  datagram "from" the victim's port to its own, routed back by this host (docker drops
+  bridge-to-bridge traffic before it looks at conntrack, and all but its own bridge's traffic
+  to a container's address in its raw table).
+- guard_forward also walls in an --internal network first (docker's `! -d SUBNET -i BRIDGE -j
+  DROP`, ahead of its port rules): nothing its containers send leaves its bridge but for the host
+  itself, a published port of another network's included. (Nothing from elsewhere enters it
+  anyway: the rules above drop it, no port is published there, and no reply is due.) Its bridge
+  is known by its name, PREFIX.<id> (networks.bridge_name).
 - the NAT prerouting chain never DNATs a packet for 127.0.0.0/8: one arriving from outside is
   another host's (the host's own go through the output chain), and a port published on
   127.0.0.1 is the host's alone, as docker 28 keeps it.
 
 The script is idempotent: every chain is flushed and written again, maps are only added, so it
-brings a table made by an older minirun up to date without touching its published ports.
+brings a table made by an older minirun up to date without touching its published ports. The
+script last written is kept in RUN_DIR (gone with the table at reboot): a start on a bridge that
+exists already writes the table again when that record is not today's script (up_to_date), so
+walls a newer minirun adds reach a host whose bridges an older one made.
 """
 
 from __future__ import annotations
@@ -62,16 +75,22 @@ _CHAINS = (
     (
         "guard_prerouting",
         "type filter hook prerouting priority raw; policy accept;",
-        (f"iifname {_BRIDGES} ip daddr 127.0.0.0/8 drop", f"iifname {_BRIDGES} ip saddr 127.0.0.0/8 drop"),
+        (
+            f"iifname {_BRIDGES} ip daddr 127.0.0.0/8 drop",
+            f"iifname {_BRIDGES} ip saddr 127.0.0.0/8 drop",
+            f"iifname != {_BRIDGES} fib saddr oifname {_BRIDGES} drop",
+        ),
     ),
     (
         "guard_forward",
         "type filter hook forward priority filter; policy accept;",
         (
             f"iifname {INTERNAL_BRIDGES} fib daddr . iif oif missing drop",
-            f"oifname {_BRIDGES} ct state established,related accept",
             f"oifname {_BRIDGES} ct status dnat accept",
+            f"iifname {_BRIDGES} oifname {_BRIDGES} fib daddr . iif oif missing drop",
+            f"oifname {_BRIDGES} ct state established,related accept",
             f"oifname {_BRIDGES} fib daddr . iif oif missing drop",
+            f"iifname {_BRIDGES} oifname != {_BRIDGES} fib saddr . iif oif missing drop",
         ),
     ),
 )
@@ -94,17 +113,34 @@ def ensure_table() -> bool:
     nftables cannot hold it (no nft, or a kernel without nf_tables): no bridge is made then."""
     if nft_binary() is None:
         return False
+    from minirun.atomicfile import atomic_write
     from minirun.store.fsutil import flocked
 
     os.makedirs(hostwide.RUN_DIR, exist_ok=True)
+    script = table_script()
     with flocked(os.path.join(hostwide.RUN_DIR, "ports.lock")):  # portmap's: one writer of the table
-        code, _, err = run_nft(["-f", "-"], table_script())
+        code, _, err = run_nft(["-f", "-"], script)
+        if code == 0:
+            atomic_write(_record(), script.encode(), durable=False)
     if code == 0:
         return True
     message = err.decode(errors="replace").strip()
     if unsupported(message):
         return False
     raise MinirunError("nft: " + (message.splitlines()[0] if message else f"exit {code}"))
+
+
+def up_to_date() -> bool:
+    """Whether the table was last written with this minirun's script (see above)."""
+    try:
+        with open(_record(), "rb") as f:
+            return f.read() == table_script().encode()
+    except FileNotFoundError:
+        return False
+
+
+def _record() -> str:
+    return os.path.join(hostwide.RUN_DIR, "walls.nft")
 
 
 # What nft says on a kernel without nf_tables (or without its ip family).

@@ -16,10 +16,12 @@ import json
 import os
 import socket
 import subprocess
+import threading
 
 import pytest
 
-from minirun.net import networks, portmap
+from minirun import linux
+from minirun.net import networks, nftables, portmap
 from tests.helpers import build_probe, minirun_in, wait_until
 
 SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
@@ -160,6 +162,126 @@ def test_user_networks_do_not_reach_each_other(cli, busybox, cleanup):
         lines = result.out.splitlines()
         assert len(lines) == 3 and lines[0].startswith("direct ") and lines[0] != "direct 0", result.out
         assert lines[1].startswith("hello from") and lines[2] == "published 0", result.out
+
+
+def udp_socket_in(pid: int) -> socket.socket:
+    """A UDP socket on every address of process `pid`'s network namespace (a socket stays in the
+    namespace it was made in), made by a thread of ours that steps in and out: busybox has no
+    UDP server, and a victim's socket read here needs no output of the container's."""
+    made: list[socket.socket] = []
+
+    def make() -> None:
+        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            linux.setns(target, linux.CLONE_NEWNET)
+            try:
+                made.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            finally:
+                linux.setns(home, linux.CLONE_NEWNET)
+        finally:
+            os.close(target)
+            os.close(home)
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    made[0].bind(("0.0.0.0", 0))
+    made[0].setblocking(False)
+    return made[0]
+
+
+def nothing_arrived(sock: socket.socket) -> bool:
+    try:
+        sock.recvfrom(100)
+    except BlockingIOError:
+        return True
+    return False
+
+
+@pytest.fixture
+def victim(cli, busybox, cleanup):
+    """A container alone on its own network, with a UDP socket (its port closed to everyone off
+    that network): (its address, the socket)."""
+    assert cli("network", "create", "wallvictims").code == 0
+    cleanup["networks"].append("wallvictims")
+    start(cli, cleanup, "wallvictim", "--network", "wallvictims", command="sleep 300")
+    pid = json.loads(cli("inspect", "wallvictim").out)[0]["State"]["Pid"]
+    with udp_socket_in(pid) as sock:
+        yield address_of(cli, "wallvictim"), sock
+
+
+def test_a_forged_connection_opens_no_other_network(cli, busybox, cleanup, probe, victim):
+    """The isolation between networks let replies pass: a packet that conntrack takes for the
+    answer to a connection the other side opened. A container's root (CAP_NET_RAW) makes such
+    a connection up: a datagram "from" the victim's port to its own, routed back to it by the
+    host, then its own to the victim's port, which passed as that answer. Docker drops anything
+    from one of its bridges into another before it looks at conntrack."""
+    forge_a_connection(cli, probe, *victim)
+
+
+def forge_a_connection(cli, probe: list[str], address: str, sock: socket.socket) -> None:
+    """The attack above, from a container on the default bridge."""
+    port = sock.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as door:
+        door.bind(("0.0.0.0", 0))
+        door.setblocking(False)
+        script = GATEWAY_MAC + (
+            "me=$(ip -4 -o addr show eth0 | awk '{split($4, a, \"/\"); print a[1]}'); "
+            f"echo forge $(/probe/netattack eth0 $mac $me 40000 udp {address} {port}); "
+            f"echo attack $(/probe/netattack eth0 $mac {address} {port} udp - 40000); "
+            f"echo door $(/probe/netattack eth0 $mac $gw {door.getsockname()[1]} udp - 40000)"
+        )
+        result = cli("run", "--rm", *probe, "busybox", "sh", "-c", script)
+        assert labelled(result.out) == {"forge": "timeout", "attack": "timeout", "door": "timeout"}, result
+        assert door.recvfrom(100)[0] == b"minirun-probe"  # the probe's datagrams do go out
+    assert nothing_arrived(sock)
+
+
+def test_walls_added_since_reach_a_table_an_older_minirun_wrote(cli, busybox, cleanup, probe, victim):
+    """A start on a bridge that exists took the table as it found it: the walls above reached a
+    host whose bridges an older minirun made only at its next reboot (or new bridge)."""
+    assert cli("run", "--rm", "busybox", "true").code == 0  # the default bridge is there
+    table = nftables.TABLE
+    bridges = f'"{networks.BRIDGE_PREFIX}*"'
+    older = [  # the rules before conntrack's word stopped counting between bridges
+        f"flush chain ip {table} guard_forward",
+        f"add rule ip {table} guard_forward oifname {bridges} ct state established,related accept",
+        f"add rule ip {table} guard_forward oifname {bridges} ct status dnat accept",
+        f"add rule ip {table} guard_forward oifname {bridges} fib daddr . iif oif missing drop",
+    ]
+    subprocess.run(["nft", "-f", "-"], input="\n".join(older) + "\n", text=True, check=True)
+    os.unlink(os.path.join(networks.HOST_DIR, "walls.nft"))  # an older minirun kept no record
+    forge_a_connection(cli, probe, *victim)
+
+
+def test_a_forged_connection_lets_no_other_host_in(cli, busybox, cleanup, attack_dir, probe, victim):
+    """The same from another host (its traffic forwarded by this one, as a docker host's is): its
+    datagram "from" the victim's port, forwarded back to it, then its own to the victim's port;
+    or the first half sent for it by a container of any network (the address it forges is
+    another network's)."""
+    address, sock = victim
+    port = sock.getsockname()[1]
+    netattack = os.path.join(attack_dir, "netattack")
+    with another_host() as (inside, host_ip, mac, _), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as door:
+        door.bind(("0.0.0.0", 0))
+        door.setblocking(False)
+        peer = host_ip[: host_ip.rindex(".") + 1] + str(int(host_ip.rsplit(".", 1)[1]) + 1)
+
+        def attack(*args: str) -> str:
+            result = subprocess.run([*inside, netattack, "eth0", mac, *args], capture_output=True, text=True)
+            return result.stdout
+
+        assert attack(peer, "40000", "udp", address, str(port)) == "timeout\n"
+        assert attack(address, str(port), "udp", "-", "40000") == "timeout\n"
+        assert nothing_arrived(sock), "from another host"
+        helped = cli("run", "--rm", *probe, "busybox", "sh", "-c",
+                     GATEWAY_MAC + f"/probe/netattack eth0 $mac {peer} 40001 udp {address} {port}")  # fmt: skip
+        assert helped.out == "timeout\n", helped
+        assert attack(address, str(port), "udp", "-", "40001") == "timeout\n"
+        assert nothing_arrived(sock), "from another host, helped by a container"
+        assert attack(host_ip, str(door.getsockname()[1]), "udp") == "timeout\n"
+        assert door.recvfrom(100)[0] == b"minirun-probe"  # the peer's datagrams do reach this host
 
 
 @contextlib.contextmanager

@@ -1,10 +1,11 @@
 /* Network attacks a container's root (CAP_NET_RAW, docker's default) tries on the host and its
  * neighbours; built static by tests/e2e/test_network_walls.py and run from a read-only volume.
  *
- *   netattack IFACE DSTMAC DSTIP DPORT tcp|udp [SRCIP]
+ *   netattack IFACE DSTMAC DSTIP DPORT tcp|udp [SRCIP [SPORT]]
  *       one TCP handshake (then an HTTP GET) or one UDP datagram ("minirun-probe"), built by
  *       hand and sent as Ethernet frames to DSTMAC, past the kernel's routing (which keeps
- *       127.0.0.0/8 on lo); SRCIP forges the source. Prints what came back: "synack", "rst",
+ *       127.0.0.0/8 on lo); SRCIP forges the source ("-": IFACE's own), SPORT fixes the source
+ *       port (else a random one). Prints what came back: "synack", "rst",
  *       "data BYTES", "udp BYTES" or "timeout".
  *   netattack ra IFACE
  *       one IPv6 router advertisement (default router, high preference, lifetime 1800 s, the
@@ -105,7 +106,7 @@ static int advertise(const char *iface);
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "ra") == 0) return advertise(argv[2]);
-    if (argc < 6) { fprintf(stderr, "usage: netattack IFACE DSTMAC DSTIP DPORT tcp|udp [SRCIP] | ra IFACE\n"); return 2; }
+    if (argc < 6) { fprintf(stderr, "usage: netattack IFACE DSTMAC DSTIP DPORT tcp|udp [SRCIP [SPORT]] | ra IFACE\n"); return 2; }
     srand(getpid() ^ time(NULL));
     fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
     if (fd < 0) { printf("socket %d\n", errno); return 3; }
@@ -115,7 +116,7 @@ int main(int argc, char **argv) {
     ifindex = ifr.ifr_ifindex;
     if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) { perror("hwaddr"); return 2; }
     memcpy(mymac, ifr.ifr_hwaddr.sa_data, 6);
-    if (argc > 6) inet_pton(AF_INET, argv[6], &src);
+    if (argc > 6 && strcmp(argv[6], "-") != 0) inet_pton(AF_INET, argv[6], &src);
     else {
         ifr.ifr_addr.sa_family = AF_INET;
         if (ioctl(fd, SIOCGIFADDR, &ifr) < 0) { perror("ifaddr"); return 2; }
@@ -126,7 +127,7 @@ int main(int argc, char **argv) {
     sscanf(argv[2], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dstmac[0], &dstmac[1], &dstmac[2], &dstmac[3], &dstmac[4], &dstmac[5]);
     inet_pton(AF_INET, argv[3], &dst);
     dport = atoi(argv[4]);
-    sport = 20000 + rand() % 30000;
+    sport = argc > 7 ? atoi(argv[7]) : 20000 + rand() % 30000;
     uint8_t buf[2048];
     int len, off;
     if (strcmp(argv[5], "udp") == 0) {
