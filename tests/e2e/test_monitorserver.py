@@ -129,3 +129,31 @@ def test_a_detached_rm_gives_its_name_back(cli, busybox, isolated_store):
     assert wait_until(lambda: not (isolated_store / "containers" / cid).exists())
     assert not os.path.lexists(isolated_store / "names" / "brief")  # the monitor's finisher took its link
     assert cli("run", "--rm", "--name", "brief", "--network", "none", "busybox", "true").code == 0
+
+
+def test_a_silent_client_keeps_no_start_waiting(cli, busybox, isolated_store):
+    """A client that connects to the server and says nothing (a `run -d` stopped between its
+    connect and its request, anyone's wedged program) must not hold the server: the next
+    `run -d` is served by the same server while that connection stays open."""
+    import socket
+    import subprocess
+
+    from tests.forkserver import run_minirun
+
+    first = cli("run", "-d", "--network", "none", "busybox", "sleep", "1000").out.strip()
+    server = state_of(isolated_store, first)["MonitorPid"]
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    silent.connect(socket_path(str(isolated_store)))
+    try:
+        env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
+        argv = ["run", "-d", "--network", "none", "busybox", "sleep", "1000"]
+        try:  # the limit only ends a test that would hang: the server answers at once or never
+            code, out, _ = run_minirun(argv, env, None, timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("`run -d` waited for the silent client")
+        assert code == 0
+        second = out.decode().strip()
+        assert state_of(isolated_store, second)["MonitorPid"] == server
+        assert state_of(isolated_store, second)["Status"] == "running"
+    finally:
+        silent.close()
