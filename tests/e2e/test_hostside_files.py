@@ -304,3 +304,36 @@ def test_a_context_file_swapped_by_a_container_is_never_read_by_copy(store, tmp_
         buildcopy.copy_into_image(str(store.root), [], str(upper), str(work), sources, "/dst/", True, "", "COPY")
     assert "file: changed while it was being copied" in refused.value.message
     assert not (upper / "dst" / "file").exists()
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+@pytest.mark.parametrize("swapped", ["Dockerfile", ".dockerignore"])
+def test_a_dockerfile_swapped_by_a_container_is_never_opened(store, tmp_path, monkeypatch, kind, swapped):
+    """The Dockerfile and the ignore file are found by isfile, then read: a container sharing the
+    context swaps one for a FIFO or a device node in between (a wrapped load_filter or
+    find_ignore_file plays it, right after the isfile). The read refuses it, neither blocking on
+    the FIFO nor opening the device on the host's side."""
+    from minirun.build import builder, ignore
+    from minirun.errors import MinirunError
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\n")
+    (ctx / ".dockerignore").write_text("secret\n")
+    target = ctx / swapped
+
+    def swap() -> None:
+        dir_fd = os.open(ctx, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _swap_in(kind, dir_fd, swapped)
+        finally:
+            os.close(dir_fd)
+
+    if swapped == "Dockerfile":  # load_filter runs between find_dockerfile's isfile and the read
+        load_filter = builder.load_filter
+        monkeypatch.setattr(builder, "load_filter", lambda *args: (swap(), load_filter(*args))[1])
+    else:
+        find = ignore.find_ignore_file
+        monkeypatch.setattr(ignore, "find_ignore_file", lambda *args: (find(*args), swap())[0])
+    with _FifoWriter(target), pytest.raises(MinirunError, match=f"{swapped} is not a regular file"):
+        builder.build_image(store, builder.BuildOptions(context=str(ctx)))
