@@ -461,11 +461,14 @@ def _check_landing(root: str, target_fd: int, path: str, target: str) -> None:
     volume swapped in, leads onto a path check_targets refuses as written: a volume over the
     container's /proc, /sys or /dev/pts would replace what the kernel and minirun put there
     (runc's checkProcMount, CVE-2019-19921). Where the mount point is, is asked of its fd."""
-    try:
-        where = os.readlink(f"/proc/self/fd/{target_fd}")
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:  # both asked of fds: the root's own path may go through a link (/var/lib -> /srv)
+        where, top = (os.readlink(f"/proc/self/fd/{fd}") for fd in (target_fd, root_fd))
     except OSError:
-        where = path  # no procfs to ask (someone else's namespace): resolve_in_root's answer
-    rel = os.path.relpath(where, root)
+        where, top = path, root  # no procfs to ask (someone else's namespace): resolve_in_root's answer
+    finally:
+        os.close(root_fd)
+    rel = os.path.relpath(where, top)
     landing = "/" if rel == "." else "/" + rel
     if landing == os.path.normpath(target) or _refused_target(target):
         return  # as written (the system's own mounts, checked by check_targets for the user's)

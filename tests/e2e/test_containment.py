@@ -585,15 +585,20 @@ def test_an_images_link_never_leads_a_volume_where_run_refuses_one(cli, busybox,
     assert "FAKE" not in refused.out
 
 
-def test_an_images_link_to_a_plain_dir_still_takes_a_volume(cli, busybox, tmp_path):
+def test_an_images_link_to_a_plain_dir_still_takes_a_volume(cli, busybox, isolated_store, tmp_path):
+    """...in a store whose own path goes through a link too (where a mount lands is asked of fds)."""
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN mkdir /ok && ln -s /ok /data\n")
     assert cli("build", "-q", "-t", "linked", str(ctx)).code == 0
     (tmp_path / "vol").mkdir()
     (tmp_path / "vol" / "marker").write_text("mine\n")
-    out = run(cli, "-v", f"{tmp_path / 'vol'}:/data", "linked", "cat", "/ok/marker").out
-    assert out == "mine\n"
+    (tmp_path / "via").symlink_to(isolated_store.parent)
+    root = str(tmp_path / "via" / isolated_store.name)
+    for store in (None, root):
+        args = ("run", "--rm", "--network", "none", "-v", f"{tmp_path / 'vol'}:/data", "linked", "cat", "/ok/marker")
+        done = cli(*args, root=store)
+        assert (done.code, done.out) == (0, "mine\n"), done
 
 
 # -- what never reaches a container: host fds, the monitor's state ---------------------------------------
