@@ -36,6 +36,7 @@ from minirun.containers.monitorclient import FD_MARK, MAX_REQUEST
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
+    from typing import Any
 else:  # signal.py loads enum, which the server would keep
     import _signal as signal
 
@@ -109,25 +110,26 @@ def serve(argv: list[str]) -> int:
     # Connections whose request has not come yet, by fd. Each is read once poll says its request
     # is there (a SEQPACKET message comes whole) or its client is gone: a client that connects
     # and says nothing (stopped, wedged, hostile) holds its own connection, never the server.
-    waiting: dict[int, object] = {}
+    waiting: dict[int, Any] = {}
     while True:
         timeout = None
         if not monitors:
             timeout = IDLE_SECONDS - (time.monotonic() - idle_since)
             if timeout <= 0:
                 break
-        for fd, _ in poller.poll(None if timeout is None else int(timeout * 1000) + 1):
-            if fd == listener.fileno():
-                _accept(listener, poller, waiting)
-            elif fd in waiting:
+        ready = [fd for fd, _ in poller.poll(None if timeout is None else int(timeout * 1000) + 1)]
+        for fd in ready:
+            if fd in waiting:
                 poller.unregister(fd)
                 monitors += _serve_one(waiting.pop(fd), ended_w)
-            else:
+            elif fd == ended_r:
                 monitors -= len(os.read(ended_r, 4096))
                 if not monitors:
                     idle_since = time.monotonic()
+        if listener.fileno() in ready:  # last: a connection it drops has no event left in `ready`
+            _accept(listener, poller, waiting)
     for conn in waiting.values():  # their clients see the close and ask the next server
-        conn.close()  # type: ignore[attr-defined]
+        conn.close()
     try:
         os.unlink(path)  # still under the lock: a new server binds only after this
     except FileNotFoundError:
@@ -136,7 +138,7 @@ def serve(argv: list[str]) -> int:
     return 0
 
 
-def _accept(listener, poller, waiting: dict[int, object]) -> None:
+def _accept(listener, poller, waiting: dict[int, Any]) -> None:
     """Take every connection the listener holds into `waiting`, polled for its request. Past
     MAX_WAITING (or out of fds) the oldest goes: our clients send their request as they connect."""
     import _socket as socket
@@ -145,7 +147,7 @@ def _accept(listener, poller, waiting: dict[int, object]) -> None:
     def drop_oldest() -> None:
         oldest = next(iter(waiting))
         poller.unregister(oldest)
-        waiting.pop(oldest).close()  # type: ignore[attr-defined]
+        waiting.pop(oldest).close()
 
     while True:
         try:

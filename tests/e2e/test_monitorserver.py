@@ -5,6 +5,7 @@ once its last monitor has gone."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -142,8 +143,13 @@ def test_a_silent_client_keeps_no_start_waiting(cli, busybox, isolated_store):
 
     first = cli("run", "-d", "--network", "none", "busybox", "sleep", "1000").out.strip()
     server = state_of(isolated_store, first)["MonitorPid"]
-    silent = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    silent.connect(socket_path(str(isolated_store)))
+    silent = []
+    for _ in range(72):  # more than wait at once (MAX_WAITING, 64): the oldest go, the server stays
+        silent.append(socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET))
+        silent[-1].setblocking(False)  # a full backlog says EAGAIN: the server has not accepted yet
+        # (the limit ends a test that would hang: a server that accepts at all does so at once)
+        assert wait_until(lambda: silent[-1].connect_ex(socket_path(str(isolated_store))) in (0, errno.EISCONN), 60)
+        silent[-1].setblocking(True)
     try:
         env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
         argv = ["run", "-d", "--network", "none", "busybox", "sleep", "1000"]
@@ -155,5 +161,8 @@ def test_a_silent_client_keeps_no_start_waiting(cli, busybox, isolated_store):
         second = out.decode().strip()
         assert state_of(isolated_store, second)["MonitorPid"] == server
         assert state_of(isolated_store, second)["Status"] == "running"
+        for conn in silent[:8]:  # the oldest were let go
+            assert conn.recv(1) == b""
     finally:
-        silent.close()
+        for conn in silent:
+            conn.close()
