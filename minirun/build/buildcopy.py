@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from minirun.build import sha256
 from minirun.build.ignore import ContextFilter, component_matcher
 from minirun.errors import MinirunError, NotFound, UsageError
-from minirun.layer.dirchain import DirChain
+from minirun.layer.dirchain import DirChain, open_regular
 from minirun.layer.longpaths import SHORT, cuts_of
 from minirun.layer.whiteouts import is_overlay_xattr, is_whiteout
 from minirun.records import Record
@@ -122,8 +122,31 @@ def _source(
         return Source(context, resolved, name, True, digest, excludes=excludes)
     if not stat.S_ISREG(st.st_mode):
         raise UsageError(f"{instruction} failed: {word} is not a regular file or directory")
-    archive = allow_archives and is_tar(full)
-    return Source(context, resolved, name, False, "file:" + _file_digest(full, name, st), archive=archive)
+    with open(_open_context_file(context, resolved, f"{instruction} failed: {word}"), "rb") as f:
+        digest = "file:" + _file_digest(f, name, os.fstat(f.fileno()))
+        archive = allow_archives and f.seek(0) == 0 and is_tar(f)
+    return Source(context, resolved, name, False, digest, archive=archive)
+
+
+def _open_context_file(context: str, rel: str, shown: str) -> int:
+    """The regular file `rel` (resolved, no symlink in it) below `context`, open to read, or an
+    error if it is something else now: a container sharing the context dir may swap in a FIFO
+    (which would block the build), a device node (opened on the host, where no mount is nodev),
+    or a link (to /dev/zero, or out of the context) after our lstat. Nothing is opened to read
+    before fstat says it is a regular file (dirchain.open_regular)."""
+    parent, _, name = rel.rpartition("/")
+    root_fd = os.open(context, _READ_DIR)
+    try:
+        dir_fd = _open_source(root_fd, parent, _READ_DIR)
+    finally:
+        os.close(root_fd)
+    try:
+        fd = open_regular(dir_fd, name)
+    finally:
+        os.close(dir_fd)
+    if fd is None:
+        raise MinirunError(f"{shown}: changed while it was being read")
+    return fd
 
 
 def _visible(excludes: ContextFilter | None, context: str, rel: str) -> str | None:
@@ -186,14 +209,14 @@ def resolve_in_scope(root: str, rel: str, links: list[str] | None = None) -> str
     return "/".join(resolved)
 
 
-def _file_digest(path: str, name: str, st: os.stat_result, dir_fd: int | None = None) -> str:
+def _file_digest(f, name: str, st: os.stat_result) -> str:
+    """The digest of the regular file open as `f` (its lstat: `st`)."""
     # The name is in: renaming a source changes what lands in a destination dir. mtime and
     # owner are not (docker's tarsum leaves mtime out; COPY gives files to root anyway).
     header = f"{name}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_size}\0".encode(errors="surrogateescape")
     hasher = sha256.new(header, st.st_size)
-    with open(os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd), "rb") as f:
-        while chunk := f.read(_CHUNK):
-            hasher.update(chunk)
+    while chunk := f.read(_CHUNK):
+        hasher.update(chunk)
     return hasher.hexdigest()
 
 
@@ -204,7 +227,11 @@ def _tree_digest(top: str, top_rel: str, excludes: ContextFilter | None) -> str:
         for dir_fd, name, rel, st in _walk(fd, top_rel, excludes):
             line = f"{rel}\0{stat.S_IFMT(st.st_mode):o}\0{stat.S_IMODE(st.st_mode):o}\0"
             if stat.S_ISREG(st.st_mode):
-                line += f"{st.st_size}\0" + _file_digest(name, "", st, dir_fd)
+                file_fd = open_regular(dir_fd, name)
+                if file_fd is None:  # swapped since the walk's stat (see _open_context_file)
+                    raise MinirunError(f"{rel}: changed while it was being read")
+                with open(file_fd, "rb") as f:
+                    line += f"{st.st_size}\0" + _file_digest(f, "", st)
             elif stat.S_ISLNK(st.st_mode):
                 line += os.readlink(name, dir_fd=dir_fd)
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
@@ -350,13 +377,13 @@ def _join(rel: str, name: str) -> str:
     return f"{rel}/{name}" if rel else name
 
 
-def is_tar(path: str) -> bool:
-    """docker's ADD rule: a file whose (decompressed) start is a valid tar header is extracted."""
+def is_tar(f) -> bool:
+    """docker's ADD rule: a file (open as `f`, at its start) whose (decompressed) start is a
+    valid tar header is extracted."""
     from minirun.layer.compression import decompressed
 
     try:
-        with open(path, "rb") as f:
-            block = decompressed(f).read(TAR_BLOCK)
+        block = decompressed(f).read(TAR_BLOCK)
     except (OSError, EOFError, ValueError, ImportError):
         return False
     return is_tar_header(block)
@@ -471,10 +498,11 @@ def copy_into_image(
         else:
             root = upper
         fds = {r: os.open(r, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for r in sorted({s.root for s in chosen})}
+        fd_dir = os.open("/proc/self/fd", _READ_DIR)  # the chroot leaves /proc behind (open_regular)
         os.chroot(root)
         os.chdir("/")
         os.umask(0o022)
-        _Copier(fds, _owner(chown) if chown else None).copy(chosen, dest, dest_is_dir)
+        _Copier(fds, _owner(chown) if chown else None, fd_dir).copy(chosen, dest, dest_is_dir)
 
     in_private_mounts(copy, f"{instruction} failed")
 
@@ -541,8 +569,9 @@ class _Copier:
     destination every entry is made by one name in a dir held open, never by a whole path: a tree
     may nest dirs past PATH_MAX (and no /proc is mounted here to shorten a path through)."""
 
-    def __init__(self, root_fds: dict[str, int], owner: tuple[int, int] | None) -> None:
+    def __init__(self, root_fds: dict[str, int], owner: tuple[int, int] | None, fd_dir: int | None = None) -> None:
         self.root_fds = root_fds
+        self.fd_dir = fd_dir  # this process's /proc/self/fd, opened before the chroot
         self.owner = owner  # None: root's for context files, the archive's own for archives
         self.links: dict[tuple[int, int], str] = {}  # a hardlinked inode -> its first copy's path
 
@@ -668,7 +697,11 @@ class _Copier:
     def _regular(
         self, dir_fd: int, name: str, st: os.stat_result, dest_fd: int, dest: str, owner, xattrs: bool
     ) -> None:
-        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        # a context dir a container shares may hold a FIFO, a device or a link by now, where the
+        # walk's stat saw a file: never opened to read (_open_context_file)
+        src = open_regular(dir_fd, name, self.fd_dir)
+        if src is None:
+            raise MinirunError(f"{name}: changed while it was being copied")
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             out = os.open(dest, flags, 0o600, dir_fd=dest_fd)

@@ -347,7 +347,7 @@ class _Builder:
         path = find_dockerfile(self.options.context, self.options.dockerfile, self._inside)
         self.excludes = load_filter(self.context, os.path.abspath(path), self._inside)
         try:
-            text = read_capped(path, DOCKERFILE_LIMIT, "Dockerfile").decode("utf-8", "surrogateescape")
+            text = read_capped(path, DOCKERFILE_LIMIT, "Dockerfile", regular=True).decode("utf-8", "surrogateescape")
         except OSError as exc:
             raise MinirunError(f"reading {path}: {exc.strerror}") from None
         return text, os.path.basename(path)

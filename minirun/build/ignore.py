@@ -314,7 +314,7 @@ def load_filter(
     if path is None:
         return None
     try:
-        text = read_capped(path, IGNORE_FILE_LIMIT, "ignore file").decode("utf-8", "surrogateescape")
+        text = read_capped(path, IGNORE_FILE_LIMIT, "ignore file", regular=True).decode("utf-8", "surrogateescape")
     except OSError as exc:
         raise UsageError(f"reading {path}: {exc.strerror}") from None
     return ContextFilter(read_patterns(text), path)

@@ -36,10 +36,12 @@ from minirun.containers.monitorclient import FD_MARK, MAX_REQUEST
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
+    from typing import Any
 else:  # signal.py loads enum, which the server would keep
     import _signal as signal
 
 IDLE_SECONDS = 2.0
+MAX_WAITING = 64  # connections whose request has not come yet (the listener's backlog is as many)
 
 # What a monitor runs, imported once by the server so that every monitor shares it. Not the
 # network's modules: containers/network.py loads pyroute2 only for a container that has a network,
@@ -92,6 +94,7 @@ def serve(argv: list[str]) -> int:
     finally:
         os.umask(umask)
     listener.listen(64)
+    listener.setblocking(False)  # a client that gave up between the poll and the accept: EAGAIN
     # A terminal hang-up or Ctrl-C aimed at the CLI that started us must not end the containers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # _signal's (see the module's imports)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -104,19 +107,29 @@ def serve(argv: list[str]) -> int:
     poller.register(ended_r, select.POLLIN)
     monitors = 0
     idle_since = time.monotonic()
+    # Connections whose request has not come yet, by fd. Each is read once poll says its request
+    # is there (a SEQPACKET message comes whole) or its client is gone: a client that connects
+    # and says nothing (stopped, wedged, hostile) holds its own connection, never the server.
+    waiting: dict[int, Any] = {}
     while True:
         timeout = None
         if not monitors:
             timeout = IDLE_SECONDS - (time.monotonic() - idle_since)
             if timeout <= 0:
                 break
-        for fd, _ in poller.poll(None if timeout is None else int(timeout * 1000) + 1):
-            if fd == listener.fileno():
-                monitors += _serve_one(listener, ended_w)
-            else:
+        ready = [fd for fd, _ in poller.poll(None if timeout is None else int(timeout * 1000) + 1)]
+        for fd in ready:
+            if fd in waiting:
+                poller.unregister(fd)
+                monitors += _serve_one(waiting.pop(fd), ended_w)
+            elif fd == ended_r:
                 monitors -= len(os.read(ended_r, 4096))
                 if not monitors:
                     idle_since = time.monotonic()
+        if listener.fileno() in ready:  # last: a connection it drops has no event left in `ready`
+            _accept(listener, poller, waiting)
+    for conn in waiting.values():  # their clients see the close and ask the next server
+        conn.close()
     try:
         os.unlink(path)  # still under the lock: a new server binds only after this
     except FileNotFoundError:
@@ -125,15 +138,46 @@ def serve(argv: list[str]) -> int:
     return 0
 
 
-def _serve_one(listener, ended_w: int) -> int:
-    """Accept one request and start its monitor's thread: 1, or 0 for a request that cannot be
-    read, which is dropped (its client sees the connection close and says so)."""
+def _accept(listener, poller, waiting: dict[int, Any]) -> None:
+    """Take every connection the listener holds into `waiting`, polled for its request. Past
+    MAX_WAITING (or out of fds) the oldest goes: our clients send their request as they connect."""
+    import _socket as socket
+    import select
+
+    def drop_oldest() -> None:
+        oldest = next(iter(waiting))
+        poller.unregister(oldest)
+        waiting.pop(oldest).close()
+
+    while True:
+        try:
+            fd = listener._accept()[0]
+        except BlockingIOError:
+            return  # none left
+        except ConnectionAbortedError:
+            continue  # one that gave up before we got to it
+        except OSError:  # EMFILE and the like: never the server's end
+            if not waiting:
+                return
+            drop_oldest()
+            continue
+        if len(waiting) >= MAX_WAITING:
+            drop_oldest()
+        conn = socket.socket(fileno=fd)
+        conn.setblocking(False)
+        waiting[fd] = conn
+        poller.register(fd, select.POLLIN)
+
+
+def _serve_one(conn, ended_w: int) -> int:
+    """Read one connection's request, which poll says is there (or its client gone), and start
+    its monitor's thread: 1, or 0 for a request that cannot be read, which is dropped (its
+    client sees the connection close and says so)."""
     import _socket as socket
     import _thread
     import array
     import struct
 
-    conn = socket.socket(fileno=listener._accept()[0])
     fds = array.array("i")
     started = False
     try:

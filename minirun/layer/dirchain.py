@@ -66,17 +66,20 @@ class DirChain:
 _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def open_regular(dir_fd: int, name: str) -> int | None:
+def open_regular(dir_fd: int, name: str, fd_dir: int | None = None) -> int | None:
     """`name` in `dir_fd` open to read if it is a regular file, else None (a link, a FIFO, a
     device: a running container may swap one in after the walk's stat). The host never opens
     what it finds there for reading first: an open of a device node has its driver's effects (a
-    watchdog starts, a tape rewinds), even on the host's side of a container's upper dir."""
+    watchdog starts, a tape rewinds), even on the host's side of a container's upper dir.
+    `fd_dir`: this process's /proc/self/fd, opened before a chroot that left /proc behind."""
     import stat
 
     fd = os.open(name, _PATH, dir_fd=dir_fd)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
+        if fd_dir is not None:
+            return os.open(str(fd), os.O_RDONLY | os.O_CLOEXEC, dir_fd=fd_dir)
         return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(fd)

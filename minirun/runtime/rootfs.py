@@ -290,15 +290,22 @@ def check_targets(targets: list[str]) -> None:
         if clean in seen:
             raise UsageError(f"Duplicate mount point: {clean}")
         seen.add(clean)
-        if (clean == "/proc" or clean.startswith("/proc/")) and clean not in _PROC_ALLOWED:
-            raise UsageError(f"invalid mount config: {clean!r} cannot be mounted because it is inside /proc")
-        if clean == "/sys" or clean.startswith("/sys/"):
-            raise UsageError(f"invalid mount config: {clean!r} cannot be mounted because it is inside /sys")
-        if clean in _RUNTIME_OWNED:
-            raise UsageError(
-                f"invalid mount config: {clean} is mounted by minirun itself"
-                + (" (add devices with --device)" if clean == "/dev" else "")
-            )
+        refused = _refused_target(clean)
+        if refused:
+            raise UsageError(f"invalid mount config: {refused}")
+
+
+def _refused_target(clean: str) -> str:
+    """Why a clean container path may not take a volume or a tmpfs; "" if it may."""
+    if clean == "/":
+        return "destination can't be '/'"
+    if (clean == "/proc" or clean.startswith("/proc/")) and clean not in _PROC_ALLOWED:
+        return f"{clean!r} cannot be mounted because it is inside /proc"
+    if clean == "/sys" or clean.startswith("/sys/"):
+        return f"{clean!r} cannot be mounted because it is inside /sys"
+    if clean in _RUNTIME_OWNED:
+        return f"{clean} is mounted by minirun itself" + (" (add devices with --device)" if clean == "/dev" else "")
+    return ""
 
 
 def tmpfs_mount(spec: str) -> Mount:
@@ -440,12 +447,35 @@ def _mount(root: str, m: Mount) -> None:
         raise MinirunError(f"{m.target} in the image is a symlink: {m.fstype} must be mounted on a directory")
     target_fd = _mount_point(root, path, m.target, is_dir=not bind or os.path.isdir(m.source))
     try:
+        _check_landing(root, target_fd, path, m.target)
         if bind:
             _bind_at(m.source, target_fd, readonly=bool(m.flags & MS_RDONLY))
         else:
             linux.mount(m.source, linux.fd_path(target_fd, path), m.fstype, m.flags, m.data)
     finally:
         os.close(target_fd)
+
+
+def _check_landing(root: str, target_fd: int, path: str, target: str) -> None:
+    """Refuse a mount that an image's link (`/data -> /proc`), or one a container sharing a
+    volume swapped in, leads onto a path check_targets refuses as written: a volume over the
+    container's /proc, /sys or /dev/pts would replace what the kernel and minirun put there
+    (runc's checkProcMount, CVE-2019-19921). Where the mount point is, is asked of its fd."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:  # both asked of fds: the root's own path may go through a link (/var/lib -> /srv)
+        where, top = (os.readlink(f"/proc/self/fd/{fd}") for fd in (target_fd, root_fd))
+    except OSError:
+        where, top = path, root  # no procfs to ask (someone else's namespace): resolve_in_root's answer
+    finally:
+        os.close(root_fd)
+    rel = os.path.relpath(where, top)
+    landing = "/" if rel == "." else "/" + rel
+    if landing == os.path.normpath(target) or _refused_target(target):
+        return  # as written (the system's own mounts, checked by check_targets for the user's)
+    outside = rel == ".." or rel.startswith("../")
+    refused = "it is outside the container" if outside else _refused_target(landing)
+    if refused:
+        raise UsageError(f"invalid mount config: {target} leads to {landing}: {refused}")
 
 
 def _bind_at(source: str, target_fd: int, readonly: bool) -> None:

@@ -19,12 +19,16 @@ if TYPE_CHECKING:
 RECORD_LIMIT = 16 << 20  # no record of the store is near this: a bigger one is damaged
 
 
-def read_capped(path: str, limit: int, what: str) -> bytes:
+def read_capped(path: str, limit: int, what: str, regular: bool = False) -> bytes:
     """At most `limit` bytes of `path`; more is an error naming the file (an endless /dev/zero or
-    a huge file is refused at once, never read into memory). FileNotFoundError passes through."""
+    a huge file is refused at once, never read into memory). FileNotFoundError passes through.
+    `regular`: a regular file only, found so before it is opened to read (a build context's
+    Dockerfile, which a container sharing the context may swap for a FIFO, which would block
+    the open, or for a device node, whose open calls its driver, after the caller's isfile)."""
     from minirun.errors import UsageError
 
-    with open(path, "rb") as f:
+    fd = _open_regular_path(path, what) if regular else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
         # sized by the file: read(limit + 1) would allocate (and page in) `limit` bytes each time
         size = os.fstat(f.fileno()).st_size
         data = f.read(min(size, limit) + 1)
@@ -33,6 +37,19 @@ def read_capped(path: str, limit: int, what: str) -> bytes:
     if len(data) > limit:
         raise UsageError(f"{what} {path} is larger than {limit >> 10} KiB")
     return data
+
+
+def _open_regular_path(path: str, what: str) -> int:
+    """`path` (links followed) open to read if it is a regular file; an error naming it if not."""
+    from minirun.errors import UsageError
+
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # O_PATH: a FIFO or a device is not opened
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{what} {path} is not a regular file")
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
 
 
 def read_record(path: str, limit: int = RECORD_LIMIT) -> Any:

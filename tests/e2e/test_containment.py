@@ -583,6 +583,52 @@ def test_a_volume_over_hosts_replaces_miniruns_and_lxcfs_files_are_allowed(cli, 
     assert out == "10.9.9.9 mine\nMemTotal\n"
 
 
+@pytest.mark.parametrize(
+    "link, flag, message",
+    [
+        ("/proc", "-v", "/data leads to /proc: '/proc' cannot be mounted because it is inside /proc"),
+        ("/proc/sys", "--tmpfs", "/data leads to /proc/sys: '/proc/sys' cannot be mounted because it is inside /proc"),
+        (
+            "../../sys/kernel",
+            "-v",
+            "/data leads to /sys/kernel: '/sys/kernel' cannot be mounted because it is inside /sys",
+        ),
+        ("/dev/pts", "--tmpfs", "/data leads to /dev/pts: /dev/pts is mounted by minirun itself"),
+        ("/", "-v", "/data leads to /: destination can't be '/'"),
+    ],
+)
+def test_an_images_link_never_leads_a_volume_where_run_refuses_one(cli, busybox, tmp_path, link, flag, message):
+    """An image's `/data -> /proc` turned `-v DIR:/data` into a volume over the container's /proc
+    (a fake /proc/self/attr, CVE-2019-19921), `--tmpfs /data` over /proc/sys or /dev/pts: every
+    target run refuses as written is refused where a link leads, one line, exit 125."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN mkdir /ok && ln -s {link} /data\n")
+    assert cli("build", "-q", "-t", "linked", str(ctx)).code == 0
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "vol" / "version").write_text("FAKE\n")
+    mount = [flag, f"{tmp_path / 'vol'}:/data" if flag == "-v" else "/data"]
+    refused = cli("run", "--rm", "--network", "none", *mount, "linked", "cat", "/proc/version")
+    assert refused.code == 125 and refused.err == f"minirun: error: invalid mount config: {message}\n", refused
+    assert "FAKE" not in refused.out
+
+
+def test_an_images_link_to_a_plain_dir_still_takes_a_volume(cli, busybox, isolated_store, tmp_path):
+    """...in a store whose own path goes through a link too (where a mount lands is asked of fds)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN mkdir /ok && ln -s /ok /data\n")
+    assert cli("build", "-q", "-t", "linked", str(ctx)).code == 0
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "vol" / "marker").write_text("mine\n")
+    (tmp_path / "via").symlink_to(isolated_store.parent)
+    root = str(tmp_path / "via" / isolated_store.name)
+    for store in (None, root):
+        args = ("run", "--rm", "--network", "none", "-v", f"{tmp_path / 'vol'}:/data", "linked", "cat", "/ok/marker")
+        done = cli(*args, root=store)
+        assert (done.code, done.out) == (0, "mine\n"), done
+
+
 # -- what never reaches a container: host fds, the monitor's state ---------------------------------------
 
 

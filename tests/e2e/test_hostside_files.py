@@ -180,3 +180,160 @@ def test_a_context_link_swapped_in_by_a_container_never_leads_copy_out(cli, busy
         assert cli("rm", "-f", racer.out.strip()).code == 0
     copied = [p.read_text() for p in upper.rglob("*") if p.is_file()]
     assert not any("HOST-SECRET" in text for text in copied), copied
+
+
+# What a container sharing the build context (with CAP_MKNOD for a device) swaps in for a file the
+# builder has stat'ed: a FIFO (an open to read blocks), a device node (the context is on the
+# host's side, where no mount is nodev: the open calls its driver), a link to a host file.
+_SWAPS = {
+    "fifo": "mkfifo",
+    "device": "mknod {} c 1 3 && true",
+    "link": "ln -s /etc/hostname",
+}
+
+
+def _swap_command(kind: str, path: str) -> str:
+    make = _SWAPS[kind]
+    return f"rm {path} && " + (make.format(path) if "{}" in make else f"{make} {path}")
+
+
+class _FifoWriter:
+    """Lets an open of a FIFO that has no writer through, as a writer would: a builder blocked
+    opening it would hang the test; let through, it reads this instead of a file, and the test
+    fails on what it then does."""
+
+    def __init__(self, path) -> None:
+        import threading
+
+        self.path, self.done = path, threading.Event()
+        self.thread = threading.Thread(target=self._release, daemon=True)
+
+    def _release(self) -> None:
+        import errno
+
+        while not self.done.is_set():
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno not in (errno.ENXIO, errno.ENOENT):  # no reader yet, or no FIFO yet
+                    raise
+            else:
+                os.write(fd, b"FIFO-DATA\n")
+                os.close(fd)
+            self.done.wait(0.01)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+@pytest.mark.parametrize("kind", sorted(_SWAPS))
+def test_a_context_file_swapped_by_a_container_is_never_read_for_the_cache_digest(
+    cli, busybox, tmp_path, monkeypatch, kind
+):
+    """The container swaps `sub/file` right after the builder's walk has stat'ed the entries of
+    `sub` (the worst moment, played by a wrapped kept_entries): the digest refuses it, neither
+    blocking on a FIFO nor opening a device or following a link out of the context."""
+    from minirun.build import buildcopy
+    from minirun.errors import MinirunError
+
+    ctx = tmp_path / "ctx"
+    (ctx / "sub").mkdir(parents=True)
+    (ctx / "sub" / "file").write_text("context\n")
+    racer = cli("run", "-d", "--network", "none", "--cap-add", "MKNOD", "-v", f"{ctx}:/ctx", "busybox", "sleep", "1000")
+    assert racer.code == 0, racer.err
+    listed = buildcopy.kept_entries
+
+    def kept_entries(dir_fd, dir_rel, *args):
+        entries = listed(dir_fd, dir_rel, *args)
+        if dir_rel == "sub":
+            swapped = cli("exec", racer.out.strip(), "sh", "-c", _swap_command(kind, "/ctx/sub/file"))
+            assert swapped.code == 0, swapped.err
+        return entries
+
+    monkeypatch.setattr(buildcopy, "kept_entries", kept_entries)
+    try:
+        with _FifoWriter(ctx / "sub" / "file"), pytest.raises(MinirunError, match="changed while it was being read"):
+            buildcopy.collect_sources(str(ctx), ["sub"], "COPY", False)
+    finally:
+        assert cli("rm", "-f", racer.out.strip()).code == 0
+
+
+def _swap_in(kind: str, dir_fd: int, name: str) -> None:
+    """The container's swap, done by name in the dir the copy holds open (it is chrooted into the
+    image by then: no path of the host names the context)."""
+    import stat
+
+    os.unlink(name, dir_fd=dir_fd)
+    if kind == "fifo":
+        os.mkfifo(name, dir_fd=dir_fd)
+    elif kind == "device":
+        os.mknod(name, stat.S_IFCHR | 0o644, os.makedev(1, 3), dir_fd=dir_fd)
+    else:
+        os.symlink("/etc/hostname", name, dir_fd=dir_fd)
+
+
+@pytest.mark.parametrize("word", ["sub/file", "sub"])
+@pytest.mark.parametrize("kind", sorted(_SWAPS))
+def test_a_context_file_swapped_by_a_container_is_never_read_by_copy(store, tmp_path, monkeypatch, word, kind):
+    """The copy stats each source again, in its child; the swap comes right after that stat, just
+    before the file is opened (a wrapped _Copier._regular plays the container there): the copy
+    refuses it, neither blocking on a FIFO nor opening a device on the host's side."""
+    from minirun.build import buildcopy
+    from minirun.errors import MinirunError
+
+    ctx = tmp_path / "ctx"
+    (ctx / "sub").mkdir(parents=True)
+    (ctx / "sub" / "file").write_text("context\n")
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    regular = buildcopy._Copier._regular
+
+    def swapped_regular(self, dir_fd, name, *args):
+        _swap_in(kind, dir_fd, name)
+        return regular(self, dir_fd, name, *args)
+
+    monkeypatch.setattr(buildcopy._Copier, "_regular", swapped_regular)  # the copy's child inherits it
+    sources = buildcopy.collect_sources(str(ctx), [word], "COPY", False)
+    with _FifoWriter(ctx / "sub" / "file"), pytest.raises(MinirunError) as refused:
+        buildcopy.copy_into_image(str(store.root), [], str(upper), str(work), sources, "/dst/", True, "", "COPY")
+    assert "file: changed while it was being copied" in refused.value.message
+    assert not (upper / "dst" / "file").exists()
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+@pytest.mark.parametrize("swapped", ["Dockerfile", ".dockerignore"])
+def test_a_dockerfile_swapped_by_a_container_is_never_opened(store, tmp_path, monkeypatch, kind, swapped):
+    """The Dockerfile and the ignore file are found by isfile, then read: a container sharing the
+    context swaps one for a FIFO or a device node in between (a wrapped load_filter or
+    find_ignore_file plays it, right after the isfile). The read refuses it, neither blocking on
+    the FIFO nor opening the device on the host's side."""
+    from minirun.build import builder, ignore
+    from minirun.errors import MinirunError
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\n")
+    (ctx / ".dockerignore").write_text("secret\n")
+    target = ctx / swapped
+
+    def swap() -> None:
+        dir_fd = os.open(ctx, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _swap_in(kind, dir_fd, swapped)
+        finally:
+            os.close(dir_fd)
+
+    if swapped == "Dockerfile":  # load_filter runs between find_dockerfile's isfile and the read
+        load_filter = builder.load_filter
+        monkeypatch.setattr(builder, "load_filter", lambda *args: (swap(), load_filter(*args))[1])
+    else:
+        find = ignore.find_ignore_file
+        monkeypatch.setattr(ignore, "find_ignore_file", lambda *args: (find(*args), swap())[0])
+    with _FifoWriter(target), pytest.raises(MinirunError, match=f"{swapped} is not a regular file"):
+        builder.build_image(store, builder.BuildOptions(context=str(ctx)))

@@ -5,6 +5,7 @@ once its last monitor has gone."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -129,3 +130,39 @@ def test_a_detached_rm_gives_its_name_back(cli, busybox, isolated_store):
     assert wait_until(lambda: not (isolated_store / "containers" / cid).exists())
     assert not os.path.lexists(isolated_store / "names" / "brief")  # the monitor's finisher took its link
     assert cli("run", "--rm", "--name", "brief", "--network", "none", "busybox", "true").code == 0
+
+
+def test_a_silent_client_keeps_no_start_waiting(cli, busybox, isolated_store):
+    """A client that connects to the server and says nothing (a `run -d` stopped between its
+    connect and its request, anyone's wedged program) must not hold the server: the next
+    `run -d` is served by the same server while that connection stays open."""
+    import socket
+    import subprocess
+
+    from tests.forkserver import run_minirun
+
+    first = cli("run", "-d", "--network", "none", "busybox", "sleep", "1000").out.strip()
+    server = state_of(isolated_store, first)["MonitorPid"]
+    silent = []
+    for _ in range(72):  # more than wait at once (MAX_WAITING, 64): the oldest go, the server stays
+        silent.append(socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET))
+        silent[-1].setblocking(False)  # a full backlog says EAGAIN: the server has not accepted yet
+        # (the limit ends a test that would hang: a server that accepts at all does so at once)
+        assert wait_until(lambda: silent[-1].connect_ex(socket_path(str(isolated_store))) in (0, errno.EISCONN), 60)
+        silent[-1].setblocking(True)
+    try:
+        env = dict(os.environ, MINIRUN_ROOT=str(isolated_store))
+        argv = ["run", "-d", "--network", "none", "busybox", "sleep", "1000"]
+        try:  # the limit only ends a test that would hang: the server answers at once or never
+            code, out, _ = run_minirun(argv, env, None, timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("`run -d` waited for the silent client")
+        assert code == 0
+        second = out.decode().strip()
+        assert state_of(isolated_store, second)["MonitorPid"] == server
+        assert state_of(isolated_store, second)["Status"] == "running"
+        for conn in silent[:8]:  # the oldest were let go
+            assert conn.recv(1) == b""
+    finally:
+        for conn in silent:
+            conn.close()
