@@ -44,6 +44,8 @@ def _create_options(config: dict) -> dict:
             raise ApiError(400, f"{key} networks are not supported (bridge networks with their own subnet only)")
     if config.get("Options"):
         raise ApiError(400, f"network options are not supported: {sorted(config['Options'])}")
+    if not isinstance(config.get("Internal", False), (bool, type(None))):  # "false" is truthy
+        raise ApiError(400, "Internal: a boolean is expected")
     labels = config.get("Labels") or {}
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise ApiError(400, "Labels: an object of strings is expected")

@@ -131,13 +131,14 @@ def _plug(store: Store, containers: Containers, container: Container, network: N
 
     settings = dict(container.state.get("NetworkSettings") or {})
     first = not settings.get("IPAddress")  # on no network now: this one becomes its first
+    routed = first or _route_holder(settings) is None  # its networks are internal: this one routes
     used = {_interface(settings), *(a.get("Interface", "") for a in settings.get("Attachments", ()))}
     ifname = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
     spec = book_address(store, container, network, entry, ifname)
     book = AddressBook(network.bridge)
     try:
         interface = {k: v for k, v in spec.items() if k != "gateway"}
-        attach.plug_running(container.state["Pid"], interface, spec["gateway"] if first else "")  # type: ignore[arg-type]
+        attach.plug_running(container.state["Pid"], interface, spec["gateway"] if routed else "")  # type: ignore[arg-type]
     except BaseException:
         with book.locked():
             book.release(store.root, container.id)
@@ -191,12 +192,15 @@ def _disconnect(
             record = dict(settings)  # the first network's: its own record is the top level
             _leave_first(containers, container, settings)
         elif record is not None:
-            from minirun.net.attach import unplug
+            from minirun.net import attach
 
-            unplug(record["Veth"])
+            routed = _route_holder(settings) is record
+            attach.unplug(record["Veth"])
             attachments.remove(record)
             settings["Attachments"] = attachments
             _update_settings(containers, container, settings)
+            if routed:  # the default route went with it
+                _route_again(container, settings)
     elif record is not None:
         attachments.remove(record)
         settings["Attachments"] = attachments
@@ -251,7 +255,25 @@ def _leave_first(containers: Containers, container: Container, settings: dict) -
     nxt = rest.pop(0)
     moved = {**nxt, "Ports": [], "Token": settings.get("Token", ""), "Attachments": rest}
     _update_settings(containers, container, moved)
-    attach.route_through(container.state["Pid"], nxt["Gateway"], nxt["Interface"])
+    if settings.get("Gateway"):  # the default route went with it (else a later network holds it)
+        _route_again(container, moved)
+
+
+def _route_holder(settings: dict) -> dict | None:
+    """The record whose interface carries a running container's default route: the first network
+    with a gateway (an internal one has none), eth0's if it has one, as docker picks its gateway
+    endpoint; None when every network it is on is internal."""
+    records = [settings, *settings.get("Attachments", ())] if settings.get("IPAddress") else []
+    return next((r for r in records if r.get("Gateway")), None)
+
+
+def _route_again(container: Container, settings: dict) -> None:
+    """The interface that carried the default route is gone: the next network with a gateway takes it."""
+    from minirun.net import attach
+
+    holder = _route_holder(settings)
+    if holder is not None:
+        attach.route_through(container.state["Pid"], holder["Gateway"], _interface(holder) or "eth0")
 
 
 def _interface(settings: dict) -> str:

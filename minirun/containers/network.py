@@ -52,6 +52,10 @@ def prepare(store, container, plan) -> None:
     networks = Networks(store)
     found = [(networks.find(w["name"]), w) for w in wanted_networks(container.config)]
     found = [(n, w) for n, w in found if n.driver == "bridge"]  # `host`/`none` named by id
+    # eth0 carries the default route and the published ports: an internal network gives neither,
+    # so the first network that can is eth0, as docker routes and publishes through the first
+    # endpoint with a gateway (compose's `internal: true` backend beside a frontend, say)
+    found.sort(key=lambda item: item[0].internal)
     containers = Containers(store)
     if not found:  # disconnected from every network: lo only, as docker leaves it
         containers.update_state(container, NetworkSettings={})
@@ -494,11 +498,11 @@ def endpoints(container) -> dict[str, dict]:
     if not wanted and mode in ("none", "host"):
         return {mode: _endpoint("")}
     shown = {}
-    for i, entry in enumerate(wanted):
+    for entry in wanted:
         name = entry["name"]
         record = next((r for r in records if name in (r.get("Network"), r.get("NetworkID"))), None)
-        if record is None and i == 0 and records:  # --network given by an id (prefix): eth0's
-            record = records[0]
+        if record is None:  # --network given by an id prefix
+            record = next((r for r in records if name and r.get("NetworkID", "").startswith(name)), None)
         endpoint = _endpoint(record.get("NetworkID", "") if record else "")
         if record is not None and running:
             endpoint.update(

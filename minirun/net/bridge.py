@@ -7,7 +7,11 @@ published on 127.0.0.1 be DNATed to a container (portmap.py); nftables.py's wall
 no bridge is made (networks.ensure_bridge), keep containers from the host's loopback. IPv6 router
 advertisements are refused on them, as docker refuses them on its bridges (CVE-2020-13401): a
 container's root given CAP_NET_RAW (docker's default, not ours) could forge one, and it would
-become a default route of the host's through that container.
+become a default route of the host's through that container. IPv6 is off on them altogether
+(disable_ipv6): minirun gives containers IPv4 alone and its walls (nftables.py) are IPv4's, so a
+host that forwards IPv6 forwarded what a container sent the bridge (an address and a route it
+gave itself, or a frame of any source made with CAP_NET_RAW) past every wall, --internal's too.
+The containers on a bridge still reach each other's link-local addresses: that is switching.
 No other host interface is touched.
 """
 
@@ -55,7 +59,7 @@ def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str) -> No
 def set_sysctls(name: str) -> None:
     """Our sysctls of a bridge (see above), on a new one or one an earlier minirun made."""
     settings = {"ipv4/conf": {"forwarding": "1", "route_localnet": "1"}}
-    settings["ipv6/conf"] = {"accept_ra": "0"}
+    settings["ipv6/conf"] = {"accept_ra": "0", "disable_ipv6": "1"}
     for family, values in settings.items():
         for key, value in values.items():
             try:

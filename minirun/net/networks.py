@@ -350,17 +350,20 @@ def ensure_bridge(network: Network, store_root: str) -> BridgeInfo:
 
 def _hardened(bridge: str) -> bool:
     """Whether the bridge has our sysctls and walls (bridge.set_sysctls, nftables.py): a bridge an
-    older minirun made still takes router advertisements, and its table may lack walls added
-    since; both are set again at its next start."""
+    older minirun made still takes router advertisements and IPv6, and its table may lack walls
+    added since; all are set again at its next start."""
     from minirun.net import nftables
 
     if not nftables.up_to_date():
         return False
     try:
-        with open(f"/proc/sys/net/ipv6/conf/{bridge}/accept_ra", "rb") as f:
-            return f.read().strip() == b"0"
+        for key, value in (("accept_ra", b"0"), ("disable_ipv6", b"1")):
+            with open(f"/proc/sys/net/ipv6/conf/{bridge}/{key}", "rb") as f:
+                if f.read().strip() != value:
+                    return False
     except FileNotFoundError:
         return True  # no such bridge (the slow path makes it), or no IPv6 in this kernel
+    return True
 
 
 def registered_subnets(exclude: str = "") -> list[tuple[int, int]]:

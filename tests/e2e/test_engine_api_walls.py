@@ -97,6 +97,7 @@ def test_a_mounts_target_with_commas_stays_one_field(service):  # noqa: F811
         ("/networks/create", {"Name": "n1", "IPAM": "x"}),
         ("/networks/create", {"Name": "n2", "IPAM": {"Config": "x"}}),
         ("/networks/create", {"Name": "n3", "IPAM": {"Config": ["x"]}}),
+        ("/networks/create", {"Name": "n4", "Internal": "false"}),  # made an internal network: docker's 400
     ],
 )
 def test_a_malformed_network_is_a_400(service, path, document):  # noqa: F811

@@ -167,6 +167,43 @@ def test_a_running_container_leaves_its_first_network(cli, busybox, veths):
     assert set(networks_of(cli, "box")) == {"front"}
 
 
+def default_routes(cli, name: str) -> list[str]:
+    return [line.strip() for line in cli("exec", name, "ip", "route").out.splitlines() if line.startswith("default")]
+
+
+def test_an_internal_first_network_leaves_routing_and_ports_to_the_next(cli, busybox, veths):
+    """docker routes and publishes through the first network with a gateway, which an --internal
+    one is not (compose's `internal: true` backend beside a frontend): an internal first network
+    left such a container with neither. A connect of one gives it the default route; at its
+    start it is eth0, with the published ports; a container on internal networks alone has none."""
+    assert cli("network", "create", "--internal", "back").code == 0
+    assert cli("network", "create", "front").code == 0
+    front_gateway = json.loads(cli("network", "inspect", "front").out)[0]["IPAM"]["Config"][0]["Gateway"]
+    box = cli("run", "-d", "--name", "box", "--network", "back", "-p", "80", "busybox", "sh", "-c", SERVE)
+    assert box.code == 0, box.err
+    veths(box.out.strip())
+    assert default_routes(cli, "box") == [] and cli("port", "box").out == ""
+
+    assert cli("network", "connect", "front", "box").code == 0
+    veths(box.out.strip())
+    assert default_routes(cli, "box") == [f"default via {front_gateway} dev eth1"]
+    assert cli("restart", "box").code == 0
+    veths(box.out.strip())
+    assert default_routes(cli, "box") == [f"default via {front_gateway} dev eth0"]
+    assert set(networks_of(cli, "box")) == {"back", "front"} and networks_of(cli, "box")["back"]["Gateway"] == ""
+    port = cli("port", "box", "80").out.strip().rsplit(":", 1)[1]
+    got = cli("run", "--rm", "--network", "front", "busybox", "sh", "-c", fetch_loop(f"http://{front_gateway}:{port}/"))
+    assert got.out.startswith("hello from"), got
+
+    assert cli("network", "disconnect", "front", "box").code == 0  # back alone: no way out again
+    assert default_routes(cli, "box") == [] and cli("port", "box").out == ""
+    assert cli("network", "connect", "front", "box").code == 0
+    veths(box.out.strip())
+    assert default_routes(cli, "box") == [f"default via {front_gateway} dev eth0"]
+    assert cli("network", "disconnect", "back", "box").code == 0  # the route is front's: it stays
+    assert default_routes(cli, "box") == [f"default via {front_gateway} dev eth0"]
+
+
 def test_connects_and_disconnects_at_once_keep_the_records_whole(cli, busybox, veths):
     """Each reads the container's networks and writes them back, and picks the next free ethN:
     run at once they must take turns, or one's record (or interface name) is lost."""

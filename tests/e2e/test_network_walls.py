@@ -484,3 +484,71 @@ def test_an_internal_network_is_no_way_out(cli, busybox, cleanup):
             + "; ip route add default via " + gateway + "; " + ping.format(peer),
         )  # fmt: skip
         assert inside.out.split() == ["0", "peer", "0", "0", "1"], inside
+
+
+# The host of the test below, in a network and mount namespace of its own: IPv6 forwarding on
+# (as on a router, or a docker host with IPv6), which this host's own sysctl may not be; a fresh
+# sysfs shows its interfaces, the host's cgroups bound into it. Another host ("peer", a namespace
+# with a veth) listens for ICMPv6 echo requests until the host's own (the control) arrives.
+IPV6_HOST = r"""
+set -eu
+mkdir -p "$WORK/sys" && mount -t sysfs sysfs "$WORK/sys"
+mount --rbind /sys/fs/cgroup "$WORK/sys/fs/cgroup" && mount --rbind "$WORK/sys" /sys
+ip link set lo up
+echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
+unshare --net sleep 600 & peer=$!
+trap 'kill $peer' EXIT
+sleep 0.2
+ip link add xv6 type veth peer name eth0 netns $peer
+ip -6 addr add 2001:db8:77::1/64 dev xv6 nodad && ip link set xv6 up
+nsenter -t $peer -n sh -c 'ip link set lo up; ip link set eth0 up
+  ip -6 addr add 2001:db8:77::2/64 dev eth0 nodad; ip -6 route add default via 2001:db8:77::1'
+nsenter -t $peer -n "$PYTHON" -c "$LISTEN" > "$WORK/seen" &
+listener=$!
+"$PYTHON" -m minirun network create --internal wallv6 >/dev/null
+gw=$("$PYTHON" -m minirun network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' wallv6)
+"$PYTHON" -m minirun run --rm --network wallv6 --cap-add NET_RAW -v "$PROBES:/probe:ro" busybox sh -c "
+  ping -c 1 -W 1 $gw >/dev/null; mac=\$(awk '\$1 == \"$gw\" {print \$4}' /proc/net/arp)
+  /probe/netattack ping6 eth0 \$mac 2001:db8:99::5 2001:db8:77::2"
+sleep 1
+busybox ping -6 -c 1 -W 5 2001:db8:77::2 >/dev/null
+wait $listener
+"""
+LISTEN = r"""
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.settimeout(60)
+while True:
+    data, (source, *_) = s.recvfrom(2000)
+    if data[0] == 128:
+        print(source, flush=True)
+        if source == "2001:db8:77::1":
+            break
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/sys/net/ipv6"), reason="no IPv6 in this kernel")
+def test_an_internal_network_is_no_way_out_by_ipv6(busybox, isolated_store, tmp_path, attack_dir):
+    """The walls are IPv4's (the table is `ip`): on a host that forwards IPv6, a container of an
+    --internal network (or any other) with docker's CAP_NET_RAW sent IPv6 packets of any source
+    to the bridge's MAC, and the host forwarded them to other hosts. Our bridges take no IPv6
+    (minirun gives containers none; they still reach each other's link-local addresses)."""
+    import sys
+
+    env = dict(
+        os.environ,
+        MINIRUN_ROOT=str(isolated_store),
+        MINIRUN_RUN_DIR=str(tmp_path / "run"),
+        MINIRUN_BRIDGE_PREFIX="mrv6",
+        MINIRUN_NFT_TABLE="miniruntestv6",
+        WORK=str(tmp_path),
+        PROBES=attack_dir,
+        PYTHON=sys.executable,
+        LISTEN=LISTEN,
+    )
+    result = subprocess.run(
+        ["unshare", "--net", "--mount", "sh", "-c", IPV6_HOST], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout == "sent\n", (result.stdout, result.stderr)
+    seen = (tmp_path / "seen").read_text().split()
+    assert seen == ["2001:db8:77::1"], seen  # the host's ping (the control), and nothing of the container's

@@ -10,6 +10,9 @@
  *   netattack ra IFACE
  *       one IPv6 router advertisement (default router, high preference, lifetime 1800 s, the
  *       autonomous prefix 2001:db8:bad::/64) from IFACE's link-local address to ff02::1.
+ *   netattack ping6 IFACE DSTMAC SRC6 DST6
+ *       one ICMPv6 echo request from SRC6 (any address) to DST6, sent as a frame to DSTMAC (the
+ *       bridge's: as to a router). Prints "sent".
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -103,9 +106,11 @@ static int receive(uint8_t proto, uint8_t *buf, int *len, int ms) {
 }
 
 static int advertise(const char *iface);
+static int echo6(char **argv);
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "ra") == 0) return advertise(argv[2]);
+    if (argc == 6 && strcmp(argv[1], "ping6") == 0) return echo6(argv + 2);
     if (argc < 6) { fprintf(stderr, "usage: netattack IFACE DSTMAC DSTIP DPORT tcp|udp [SRCIP [SPORT]] | ra IFACE\n"); return 2; }
     srand(getpid() ^ time(NULL));
     fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
@@ -173,35 +178,17 @@ int main(int argc, char **argv) {
     return 0;
 }
 
-/* One router advertisement to ff02::1 (see the top). */
-static int advertise(const char *iface) {
+/* One IPv6 packet (ICMPv6 of `len` bytes at f + 54, its checksum filled in here) from IFACE to dmac. */
+static int send6(const char *iface, const uint8_t *dmac, uint8_t *f, int len) {
     int sock6 = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IPV6));
     if (sock6 < 0) { perror("socket"); return 3; }
     struct ifreq ifr = {0};
     strncpy(ifr.ifr_name, iface, IFNAMSIZ - 1);
     if (ioctl(sock6, SIOCGIFINDEX, &ifr) < 0) return 2;
     int index6 = ifr.ifr_ifindex;
-    if (ioctl(sock6, SIOCGIFHWADDR, &ifr) < 0) return 2;
-    uint8_t mac[6];
-    memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
-    uint8_t f[200] = {0};
-    uint8_t dmac[6] = {0x33, 0x33, 0, 0, 0, 1};
-    memcpy(f, dmac, 6); memcpy(f + 6, mac, 6); f[12] = 0x86; f[13] = 0xdd;
     uint8_t *ip = f + 14, *icmp = ip + 40;
-    uint8_t src6[16] = {0xfe, 0x80}, dst6[16] = {0xff, 0x02};
-    dst6[15] = 1;
-    src6[8] = mac[0] ^ 2; src6[9] = mac[1]; src6[10] = mac[2]; src6[11] = 0xff; src6[12] = 0xfe;
-    src6[13] = mac[3]; src6[14] = mac[4]; src6[15] = mac[5];
-    int len = 16 + 32 + 8;
-    ip[0] = 0x60; ip[4] = len >> 8; ip[5] = len & 255; ip[6] = 58; ip[7] = 255;
-    memcpy(ip + 8, src6, 16); memcpy(ip + 24, dst6, 16);
-    icmp[0] = 134; icmp[4] = 64; icmp[5] = 0x08 /* prf high */; icmp[6] = 0x07; icmp[7] = 0x08; /* 1800 s */
-    uint8_t *o = icmp + 16;  /* prefix information */
-    o[0] = 3; o[1] = 4; o[2] = 64; o[3] = 0xc0;
-    o[4] = 0; o[5] = 0; o[6] = 0x0e; o[7] = 0x10; o[8] = 0; o[9] = 0; o[10] = 0x0e; o[11] = 0x10;
-    uint8_t prefix[16] = {0x20, 0x01, 0x0d, 0xb8, 0x0b, 0xad};
-    memcpy(o + 16, prefix, 16);
-    o += 32; o[0] = 1; o[1] = 1; memcpy(o + 2, mac, 6);  /* source link-layer address */
+    memcpy(f, dmac, 6); f[12] = 0x86; f[13] = 0xdd;
+    ip[0] = 0x60; ip[4] = len >> 8; ip[5] = len & 255; ip[6] = 58;
     uint32_t sum = 0;
     for (int i = 0; i < 32; i += 2) sum += (ip[8 + i] << 8) | ip[9 + i];
     sum += len + 58;
@@ -214,4 +201,51 @@ static int advertise(const char *iface) {
     if (sendto(sock6, f, 14 + 40 + len, 0, (struct sockaddr *)&to6, sizeof to6) < 0) { perror("sendto"); return 1; }
     printf("sent\n");
     return 0;
+}
+
+static int mac_of(const char *iface, uint8_t *mac) {
+    int sock = socket(AF_INET, SOCK_DGRAM, 0);
+    struct ifreq ifr = {0};
+    strncpy(ifr.ifr_name, iface, IFNAMSIZ - 1);
+    int failed = sock < 0 || ioctl(sock, SIOCGIFHWADDR, &ifr) < 0;
+    if (!failed) memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+    if (sock >= 0) close(sock);
+    return failed ? -1 : 0;
+}
+
+/* One echo request (see the top): IFACE DSTMAC SRC6 DST6. */
+static int echo6(char **argv) {
+    uint8_t f[200] = {0}, dmac[6];
+    if (mac_of(argv[0], f + 6) < 0) return 2;
+    sscanf(argv[1], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dmac[0], &dmac[1], &dmac[2], &dmac[3], &dmac[4], &dmac[5]);
+    uint8_t *ip = f + 14, *icmp = ip + 40;
+    if (inet_pton(AF_INET6, argv[2], ip + 8) != 1 || inet_pton(AF_INET6, argv[3], ip + 24) != 1) return 2;
+    ip[7] = 64;
+    icmp[0] = 128; icmp[4] = 0x12; icmp[5] = 0x34; icmp[7] = 1;
+    memcpy(icmp + 8, "minirun-probe", 14);
+    return send6(argv[0], dmac, f, 8 + 14);
+}
+
+/* One router advertisement to ff02::1 (see the top). */
+static int advertise(const char *iface) {
+    uint8_t f[200] = {0};
+    uint8_t *mac = f + 6;
+    if (mac_of(iface, mac) < 0) return 2;
+    uint8_t dmac[6] = {0x33, 0x33, 0, 0, 0, 1};
+    uint8_t *ip = f + 14, *icmp = ip + 40;
+    uint8_t src6[16] = {0xfe, 0x80}, dst6[16] = {0xff, 0x02};
+    dst6[15] = 1;
+    src6[8] = mac[0] ^ 2; src6[9] = mac[1]; src6[10] = mac[2]; src6[11] = 0xff; src6[12] = 0xfe;
+    src6[13] = mac[3]; src6[14] = mac[4]; src6[15] = mac[5];
+    int len = 16 + 32 + 8;
+    ip[7] = 255;
+    memcpy(ip + 8, src6, 16); memcpy(ip + 24, dst6, 16);
+    icmp[0] = 134; icmp[4] = 64; icmp[5] = 0x08 /* prf high */; icmp[6] = 0x07; icmp[7] = 0x08; /* 1800 s */
+    uint8_t *o = icmp + 16;  /* prefix information */
+    o[0] = 3; o[1] = 4; o[2] = 64; o[3] = 0xc0;
+    o[4] = 0; o[5] = 0; o[6] = 0x0e; o[7] = 0x10; o[8] = 0; o[9] = 0; o[10] = 0x0e; o[11] = 0x10;
+    uint8_t prefix[16] = {0x20, 0x01, 0x0d, 0xb8, 0x0b, 0xad};
+    memcpy(o + 16, prefix, 16);
+    o += 32; o[0] = 1; o[1] = 1; memcpy(o + 2, mac, 6);  /* source link-layer address */
+    return send6(iface, dmac, f, len);
 }
