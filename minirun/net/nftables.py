@@ -26,6 +26,11 @@ up with its iptables chains, for minirun's bridges alone (interfaces named BRIDG
   itself, a published port of another network's included. (Nothing from elsewhere enters it
   anyway: the rules above drop it, no port is published there, and no reply is due.) Its bridge
   is known by its name, PREFIX.<id> (networks.bridge_name).
+- the NAT postrouting chain gives what a container sends past its bridge the host's address
+  (docker's `-s SUBNET ! -o BRIDGE -j MASQUERADE`): the other side has no route back to a
+  bridge's subnet. The replies come back through the host only where it forwards IPv4 on the
+  interface they arrive by (net.ipv4.ip_forward, which docker's daemon turns on and minirun
+  leaves as it finds it).
 - the NAT prerouting chain never DNATs a packet for 127.0.0.0/8: one arriving from outside is
   another host's (the host's own go through the output chain), and a port published on
   127.0.0.1 is the host's alone, as docker 28 keeps it.
@@ -70,7 +75,10 @@ _CHAINS = (
     (
         "postrouting",
         "type nat hook postrouting priority srcnat; policy accept;",
-        (f"ip saddr 127.0.0.0/8 ct status dnat oifname {_BRIDGES} masquerade",),
+        (
+            f"ip saddr 127.0.0.0/8 ct status dnat oifname {_BRIDGES} masquerade",
+            f"iifname {_BRIDGES} oifname != {_BRIDGES} masquerade",
+        ),
     ),
     (
         "guard_prerouting",

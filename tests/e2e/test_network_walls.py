@@ -552,3 +552,32 @@ def test_an_internal_network_is_no_way_out_by_ipv6(busybox, isolated_store, tmp_
     assert result.stdout == "sent\n", (result.stdout, result.stderr)
     seen = (tmp_path / "seen").read_text().split()
     assert seen == ["2001:db8:77::1"], seen  # the host's ping (the control), and nothing of the container's
+
+
+def test_what_a_container_sends_out_leaves_with_the_hosts_address(cli, busybox, cleanup, tmp_path):
+    """docker's MASQUERADE: another host that has no route back to a bridge's subnet (no default
+    route through this one, as on any real network) still answers a container, on the default
+    bridge and on a user network, since it sees the host's address."""
+    assert cli("network", "create", "wallnat").code == 0
+    cleanup["networks"].append("wallnat")
+    (tmp_path / "index.html").write_text("hello from outside\n")
+    with another_host() as (inside, _, _, peer):
+        subprocess.run([*inside, "ip", "route", "del", "default"], check=True, capture_output=True)
+        server = subprocess.Popen([*inside, "busybox", "httpd", "-f", "-p", "8000", "-h", str(tmp_path)])
+        try:
+            assert wait_until(lambda: _listening(peer, 8000))  # the host reaches it directly
+            for network in ("bridge", "wallnat"):
+                script = f"timeout 5 wget -q -O- http://{peer}:8000/ 2>&1"
+                result = cli("run", "--rm", "--network", network, "busybox", "sh", "-c", script)
+                assert result.out == "hello from outside\n", (network, result)
+        finally:
+            server.kill()
+            server.wait()
+
+
+def _listening(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
