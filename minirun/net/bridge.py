@@ -12,6 +12,9 @@ become a default route of the host's through that container. IPv6 is off on them
 host that forwards IPv6 forwarded what a container sent the bridge (an address and a route it
 gave itself, or a frame of any source made with CAP_NET_RAW) past every wall, --internal's too.
 The containers on a bridge still reach each other's link-local addresses: that is switching.
+A bridge's MAC is set when it is made (bridge_mac), as docker sets its bridges': one left to the
+kernel follows the lowest MAC among its ports, so it changed as containers came and went, and
+every container on it sent to a MAC nobody had any more until it asked again (ARP).
 No other host interface is touched.
 """
 
@@ -37,7 +40,7 @@ def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str) -> No
 
     with _ipr() as ipr:
         try:
-            ipr.link("add", ifname=name, kind="bridge")
+            ipr.link("add", ifname=name, kind="bridge", address=bridge_mac(gateway))
         except NetlinkError as exc:
             if exc.code != 17:  # EEXIST: a bridge of ours without its address (address_of said so)
                 raise MinirunError(f"create bridge {name}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
@@ -54,6 +57,31 @@ def create_bridge(name: str, gateway: str, prefixlen: int, broadcast: str) -> No
             if isinstance(exc, NetlinkError):
                 raise MinirunError(f"set up bridge {name}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
             raise
+
+
+def bridge_mac(gateway: str) -> str:
+    """The bridge's own MAC: its address's, by the scheme of containers' (ipv4.mac_for), and so
+    never one of theirs: the gateway is never a container's address."""
+    from minirun.net.ipv4 import mac_for
+
+    return mac_for(gateway)
+
+
+def has_own_mac(name: str) -> bool:
+    """Whether the bridge's MAC was set by hand (addr_assign_type NET_ADDR_SET), so that the
+    kernel keeps it; True for no such device (nothing to set)."""
+    try:
+        with open(f"/sys/class/net/{name}/addr_assign_type", "rb") as f:
+            return f.read().strip() == b"3"
+    except FileNotFoundError:
+        return True
+
+
+def keep_mac(name: str, gateway: str) -> None:
+    """An existing bridge (an earlier minirun's, whose MAC the kernel chose) gets its own."""
+    if not has_own_mac(name):
+        with _ipr() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], address=bridge_mac(gateway))
 
 
 def set_sysctls(name: str) -> None:

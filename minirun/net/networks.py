@@ -317,6 +317,7 @@ def ensure_bridge(network: Network, store_root: str) -> BridgeInfo:
             subnet, gateway = existing
             info = {**(info or {}), "subnet": f"{int_to_ip(subnet[0])}/{subnet[1]}", "gateway": gateway}
             device.set_sysctls(network.bridge)
+            device.keep_mac(network.bridge, gateway)
         else:
             reclaim_stale_bridges(exclude=network.bridge)
             subnet_text = (info or {}).get("subnet") or network.subnet
@@ -349,12 +350,14 @@ def ensure_bridge(network: Network, store_root: str) -> BridgeInfo:
 
 
 def _hardened(bridge: str) -> bool:
-    """Whether the bridge has our sysctls and walls (bridge.set_sysctls, nftables.py): a bridge an
-    older minirun made still takes router advertisements and IPv6, and its table may lack walls
-    added since; all are set again at its next start."""
+    """Whether the bridge has our sysctls, MAC and walls (bridge.set_sysctls, bridge.keep_mac,
+    nftables.py): a bridge an older minirun made still takes router advertisements and IPv6, its
+    MAC follows its ports, and its table may lack walls added since; all are set again at its
+    next start."""
+    from minirun.net import bridge as device  # (its pyroute2 loads only in what makes changes)
     from minirun.net import nftables
 
-    if not nftables.up_to_date():
+    if not nftables.up_to_date() or not device.has_own_mac(bridge):
         return False
     try:
         for key, value in (("accept_ra", b"0"), ("disable_ipv6", b"1")):

@@ -214,6 +214,10 @@ def test_user_network_resolves_names_through_hosts(cli, busybox, seen):
     # a user network's Options are what create was given, as docker shows them; its device is named by its id
     assert document["Options"] == {}
     bridge = f"{networks.BRIDGE_PREFIX}-{document['Id'][:7]}"
+    # its MAC its own, set by hand, not the lowest of its ports': one that followed them changed as
+    # containers came and went, and theirs sent to a MAC nobody had until they asked again (ARP)
+    with open(f"/sys/class/net/{bridge}/address") as f, open(f"/sys/class/net/{bridge}/addr_assign_type") as g:
+        assert (f.read().strip(), g.read().strip()) == (ipv4.mac_for(document["IPAM"]["Config"][0]["Gateway"]), "3")
     assert cli("rm", "-f", "web").code == 0
     assert cli("network", "rm", "appnet").out == "appnet\n"
     assert bridge not in link_names()

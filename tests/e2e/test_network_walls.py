@@ -225,7 +225,7 @@ def forge_a_connection(cli, probe: list[str], address: str, sock: socket.socket)
     port = sock.getsockname()[1]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as door:
         door.bind(("0.0.0.0", 0))
-        door.setblocking(False)
+        door.settimeout(5)  # (what the probe sent may still be on its way when its container is gone)
         script = GATEWAY_MAC + (
             "me=$(ip -4 -o addr show eth0 | awk '{split($4, a, \"/\"); print a[1]}'); "
             f"echo forge $(/probe/netattack eth0 $mac $me 40000 udp {address} {port}); "
@@ -265,7 +265,7 @@ def test_a_forged_connection_lets_no_other_host_in(cli, busybox, cleanup, attack
     netattack = os.path.join(attack_dir, "netattack")
     with another_host() as (inside, host_ip, mac, _), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as door:
         door.bind(("0.0.0.0", 0))
-        door.setblocking(False)
+        door.settimeout(5)  # (what the probe sent may still be on its way when its container is gone)
         peer = host_ip[: host_ip.rindex(".") + 1] + str(int(host_ip.rsplit(".", 1)[1]) + 1)
 
         def attack(*args: str) -> str:
