@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from minirun.cli.typerapp import act_on_each, new_app, open_store, print_table
+from minirun.cli.typerapp import act_on_each, confirm_removal, new_app, open_store, print_deleted, print_table
 from minirun.errors import NotFound
 
 app = new_app()
@@ -115,6 +115,18 @@ def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> 
 
 
 network_app.command("remove", hidden=True)(network_rm)  # docker's alias
+
+
+@network_app.command("prune")
+def network_prune(
+    filter_: list[str] = typer.Option([], "--filter", help="Provide filter values (label=, label!=, until=)."),
+    force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation."),
+) -> None:
+    """Remove all custom networks not used by at least one container."""
+    from minirun.frontend.networkinfo import prune_networks
+
+    if confirm_removal("all custom networks not used by at least one container", force):
+        print_deleted("Networks", prune_networks(open_store(), filter_))
 
 
 @network_app.command("connect")

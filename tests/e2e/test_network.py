@@ -581,3 +581,20 @@ def test_a_network_alias_names_a_container_for_its_peers(cli, busybox, seen):
     assert bad.code == 125 and "invalid network alias" in bad.err
     assert cli("rm", "-f", "web").code == 0
     assert cli("network", "rm", "aliasnet").code == 0
+
+
+def test_network_prune_takes_the_unused_custom_networks(cli, busybox):
+    """docker network prune: every custom network no container is on, that its filters let go."""
+    for args in (["prunea"], ["--label", "keep=1", "pruneb"], ["prunec"]):
+        assert cli("network", "create", *args).code == 0
+    assert cli("run", "-d", "--name", "pruner", "--network", "prunec", "busybox", "sleep", "300").code == 0
+    try:
+        done = cli("network", "prune", "-f", "--filter", "label!=keep=1")
+        assert (done.code, done.out) == (0, "Deleted Networks:\nprunea\n\n"), done
+        names = cli("network", "ls", "--format", "{{.Name}}").out.split()
+        assert "prunea" not in names and {"pruneb", "prunec", "bridge"} <= set(names)
+        bad = cli("network", "prune", "-f", "--filter", "bogus=1")
+        assert (bad.code, bad.err) == (125, "minirun: error: invalid filter 'bogus'\n")
+    finally:
+        cli("rm", "-f", "pruner")
+        cli("network", "rm", "pruneb", "prunec")
