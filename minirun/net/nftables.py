@@ -139,12 +139,44 @@ def ensure_table() -> bool:
 
 
 def up_to_date() -> bool:
-    """Whether the table was last written with this minirun's script (see above)."""
+    """Whether the table was last written with this minirun's script (see above) and is still
+    there: an `nft flush ruleset` (a firewall's reload, say) takes it and every wall with it,
+    while the record stays."""
     try:
         with open(_record(), "rb") as f:
-            return f.read() == table_script().encode()
+            if f.read() != table_script().encode():
+                return False
     except FileNotFoundError:
         return False
+    return _table_exists()
+
+
+_NETLINK_NETFILTER = 12
+_NFT_MSG_GETTABLE = (10 << 8) | 1  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETTABLE
+_NFTA_TABLE_NAME = 1
+
+
+def _table_exists() -> bool:
+    """One nf_tables request on a netlink socket (the start path asks it: no nft process). Only
+    the kernel's "no such table" says no: an answer it cannot give leaves the table as written."""
+    import errno
+    import socket
+    import struct
+
+    from minirun.net.rtnl import Netlink, attr
+
+    try:
+        link = Netlink(_NETLINK_NETFILTER)
+    except OSError:
+        return True
+    try:
+        body = struct.pack("=BBH", socket.AF_INET, 0, 0) + attr(_NFTA_TABLE_NAME, TABLE.encode() + b"\0")
+        link.request(_NFT_MSG_GETTABLE, 0, body, f"nft table {TABLE}")
+    except OSError as exc:
+        return exc.errno != errno.ENOENT
+    finally:
+        link.close()
+    return True
 
 
 def _record() -> str:

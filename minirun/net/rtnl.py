@@ -46,12 +46,12 @@ def name_attr(name: str) -> bytes:
 
 
 class Netlink:
-    """A NETLINK_ROUTE socket. It stays bound to the network namespace it was opened in, even
-    after its owner moves to another: that is how PID 1 reaches the host's bridge from inside
-    its own namespace."""
+    """A NETLINK_ROUTE socket (or another netlink `protocol`'s). It stays bound to the network
+    namespace it was opened in, even after its owner moves to another: that is how PID 1 reaches
+    the host's bridge from inside its own namespace."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    def __init__(self, protocol: int = NETLINK_ROUTE) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
         self.sock.bind((0, 0))
         self.seq = 0
 

@@ -581,3 +581,45 @@ def _listening(address: str, port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+FLUSHED_HOST = r"""
+set -eu
+mkdir -p "$WORK/sys" && mount -t sysfs sysfs "$WORK/sys"
+mount --rbind /sys/fs/cgroup "$WORK/sys/fs/cgroup" && mount --rbind "$WORK/sys" /sys
+ip link set lo up
+m() { "$PYTHON" -m minirun "$@"; }
+trap 'm rm -f wallweb >/dev/null 2>&1' EXIT
+m network create walla >/dev/null && m network create wallb >/dev/null
+m run -d --name wallweb --network wallb busybox sh -c "$SERVE" >/dev/null
+web=$(m inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' wallweb)
+m run --rm --network wallb busybox sh -c "for i in \$(seq 50); do wget -q -O- http://$web/ && exit 0; sleep 0.1; done; exit 1" >/dev/null  # up, and reached from its own network
+fetch() { m run --rm --network walla busybox sh -c "timeout 3 wget -q -O- http://$web/ >/dev/null && echo reached || echo walled"; }
+echo before $(fetch)
+nft flush ruleset  # this namespace's: a firewall's reload on a host
+echo after $(fetch)
+"""
+
+
+def test_a_flushed_ruleset_gets_its_walls_back_at_the_next_start(busybox, isolated_store, tmp_path):
+    """`nft flush ruleset` (a firewall's reload) takes minirun's table and every wall in it; the
+    bridges stay, and the record of the table last written (walls.nft) still reads as today's. The
+    next start on a bridge asks the kernel for the table and writes it again, so a container of
+    one network still does not reach one of another. In a network namespace of the test's own:
+    its ruleset is the one flushed."""
+    import sys
+
+    env = dict(
+        os.environ,
+        MINIRUN_ROOT=str(isolated_store),
+        MINIRUN_RUN_DIR=str(tmp_path / "run"),
+        MINIRUN_BRIDGE_PREFIX="mrfl",
+        MINIRUN_NFT_TABLE="miniruntestfl",
+        WORK=str(tmp_path),
+        PYTHON=sys.executable,
+        SERVE=SERVE,
+    )
+    result = subprocess.run(
+        ["unshare", "--net", "--mount", "sh", "-c", FLUSHED_HOST], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout == "before walled\nafter walled\n", (result.stdout, result.stderr)
