@@ -527,28 +527,30 @@ while True:
 """
 
 
+def on_a_host_of_its_own(script: str, store, tmp_path, **env: str) -> subprocess.CompletedProcess:
+    """`script` (sh) in a network and mount namespace of its own: root of a host whose network
+    (ruleset, sysctls, links) is the test's alone. minirun runs there as `"$PYTHON" -m minirun`
+    on `store`, with a run dir under tmp_path ($WORK); `env` is added to its environment."""
+    import sys
+
+    names = dict(MINIRUN_ROOT=str(store), MINIRUN_RUN_DIR=str(tmp_path / "run"), MINIRUN_BRIDGE_PREFIX="mrown")
+    names.update(MINIRUN_NFT_TABLE="minirunown", WORK=str(tmp_path), PYTHON=sys.executable, **env)
+    return subprocess.run(
+        ["unshare", "--net", "--mount", "sh", "-c", script],
+        env=dict(os.environ, **names),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/sys/net/ipv6"), reason="no IPv6 in this kernel")
 def test_an_internal_network_is_no_way_out_by_ipv6(busybox, isolated_store, tmp_path, attack_dir):
     """The walls are IPv4's (the table is `ip`): on a host that forwards IPv6, a container of an
     --internal network (or any other) with docker's CAP_NET_RAW sent IPv6 packets of any source
     to the bridge's MAC, and the host forwarded them to other hosts. Our bridges take no IPv6
     (minirun gives containers none; they still reach each other's link-local addresses)."""
-    import sys
-
-    env = dict(
-        os.environ,
-        MINIRUN_ROOT=str(isolated_store),
-        MINIRUN_RUN_DIR=str(tmp_path / "run"),
-        MINIRUN_BRIDGE_PREFIX="mrv6",
-        MINIRUN_NFT_TABLE="miniruntestv6",
-        WORK=str(tmp_path),
-        PROBES=attack_dir,
-        PYTHON=sys.executable,
-        LISTEN=LISTEN,
-    )
-    result = subprocess.run(
-        ["unshare", "--net", "--mount", "sh", "-c", IPV6_HOST], env=env, capture_output=True, text=True, timeout=120
-    )
+    result = on_a_host_of_its_own(IPV6_HOST, isolated_store, tmp_path, PROBES=attack_dir, LISTEN=LISTEN)
     assert result.stdout == "sent\n", (result.stdout, result.stderr)
     seen = (tmp_path / "seen").read_text().split()
     assert seen == ["2001:db8:77::1"], seen  # the host's ping (the control), and nothing of the container's
@@ -607,19 +609,5 @@ def test_a_flushed_ruleset_gets_its_walls_back_at_the_next_start(busybox, isolat
     next start on a bridge asks the kernel for the table and writes it again, so a container of
     one network still does not reach one of another. In a network namespace of the test's own:
     its ruleset is the one flushed."""
-    import sys
-
-    env = dict(
-        os.environ,
-        MINIRUN_ROOT=str(isolated_store),
-        MINIRUN_RUN_DIR=str(tmp_path / "run"),
-        MINIRUN_BRIDGE_PREFIX="mrfl",
-        MINIRUN_NFT_TABLE="miniruntestfl",
-        WORK=str(tmp_path),
-        PYTHON=sys.executable,
-        SERVE=SERVE,
-    )
-    result = subprocess.run(
-        ["unshare", "--net", "--mount", "sh", "-c", FLUSHED_HOST], env=env, capture_output=True, text=True, timeout=120
-    )
+    result = on_a_host_of_its_own(FLUSHED_HOST, isolated_store, tmp_path, SERVE=SERVE)
     assert result.stdout == "before walled\nafter walled\n", (result.stdout, result.stderr)
