@@ -590,10 +590,33 @@ def _tmpfs(host: dict) -> dict:
     return found
 
 
+# Mounts fields read here, by object; a field set beyond them is refused, never dropped (a
+# BindOptions.NonRecursive or VolumeOptions.Subpath dropped showed more of the host or the volume
+# than was asked for). The rest docker's Linux daemon ignores (Consistency: macOS's), or minirun
+# does already: its read-only binds are recursive (ReadOnlyForceRecursive); a missing bind source
+# is an error, never made (CreateMountpoint, which compose sends).
+_MOUNT_FIELDS: dict[str, set[str]] = {
+    "Mounts": {"Type", "Source", "Target", "ReadOnly", "BindOptions", "VolumeOptions", "TmpfsOptions", "Consistency"},
+    "BindOptions": {"Propagation", "NonRecursive", "CreateMountpoint", "ReadOnlyForceRecursive"},
+    "VolumeOptions": {"NoCopy", "Labels", "DriverConfig"},
+    "DriverConfig": {"Name", "Options"},
+    "TmpfsOptions": {"SizeBytes", "Mode"},
+}
+
+
+def _check_mount_fields(found: dict, kind: str) -> None:
+    unknown = sorted(
+        k for k, v in found.items() if v not in (None, False, "", 0, [], {}) and k not in _MOUNT_FIELDS[kind]
+    )
+    if unknown:
+        raise ApiError(400, f"HostConfig.Mounts: unsupported {kind} field(s): {', '.join(unknown)}")
+
+
 def _mount_words(mount: Any) -> str:
     """A Mounts entry as `--mount`'s comma-separated words."""
     if not isinstance(mount, dict):
         raise ApiError(400, "HostConfig.Mounts entries must be objects")
+    _check_mount_fields(mount, "Mounts")
     words = [f"type={mount.get('Type') or 'volume'}"]
     if mount.get("Source"):
         words.append(f"source={mount['Source']}")
@@ -603,17 +626,25 @@ def _mount_words(mount: Any) -> str:
     if mount.get("ReadOnly"):
         words.append("readonly")
     bind = _mapping(mount.get("BindOptions"), "Mounts.BindOptions")
+    _check_mount_fields(bind, "BindOptions")
     if bind.get("Propagation"):
         words.append(f"bind-propagation={bind['Propagation']}")
+    if bind.get("NonRecursive"):  # `--mount`'s bind-nonrecursive: refused there, as here
+        words.append("bind-nonrecursive")
     volume = _mapping(mount.get("VolumeOptions"), "Mounts.VolumeOptions")
+    _check_mount_fields(volume, "VolumeOptions")
     if volume.get("NoCopy"):
         words.append("volume-nocopy")
     for key, value in _string_map(volume.get("Labels"), "Mounts.VolumeOptions.Labels").items():
         words.append(f"volume-label={key}={value}")
     driver = _mapping(volume.get("DriverConfig"), "Mounts.VolumeOptions.DriverConfig")
+    _check_mount_fields(driver, "DriverConfig")
+    if name := _string(driver.get("Name"), "Mounts.VolumeOptions.DriverConfig.Name"):
+        words.append(f"volume-driver={name}")  # a plugin's: refused as `--mount` refuses it
     for key, value in _string_map(driver.get("Options"), "Mounts.VolumeOptions.DriverConfig.Options").items():
         words.append(f"volume-opt={key}={value}")
     tmpfs = _mapping(mount.get("TmpfsOptions"), "Mounts.TmpfsOptions")
+    _check_mount_fields(tmpfs, "TmpfsOptions")
     if size := _integer(tmpfs.get("SizeBytes"), "Mounts.TmpfsOptions.SizeBytes"):
         words.append(f"tmpfs-size={size}")
     if mode := _integer(tmpfs.get("Mode"), "Mounts.TmpfsOptions.Mode"):

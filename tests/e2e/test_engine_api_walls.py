@@ -192,3 +192,23 @@ def test_a_tmpfs_path_with_a_colon_adds_no_options(service):  # noqa: F811
     config = {"Image": "busybox", "HostConfig": {"Tmpfs": {"/x:exec,suid": ""}}}
     status, _, body = service.request("POST", "/containers/create", config)
     assert status == 400, body
+
+
+@pytest.mark.parametrize(
+    "mount",
+    [
+        # dropped, the bind showed the submounts under its source that the client asked hidden
+        {"Type": "bind", "Source": "/tmp", "Target": "/x", "BindOptions": {"NonRecursive": True}},
+        # dropped, the whole volume was mounted where one directory of it was asked for
+        {"Type": "volume", "Source": "vol1", "Target": "/x", "VolumeOptions": {"Subpath": "sub"}},
+        {"Type": "volume", "Source": "vol1", "Target": "/x", "VolumeOptions": {"DriverConfig": {"Name": "plugin"}}},
+        {"Type": "tmpfs", "Target": "/x", "TmpfsOptions": {"Options": [["exec"]]}},
+    ],
+)
+def test_a_mounts_option_not_served_is_refused_not_dropped(service, mount):  # noqa: F811
+    status, _, body = service.request(
+        "POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Mounts": [mount]}}
+    )
+    assert status == 400, body
+    assert _names(service) == set()
+
