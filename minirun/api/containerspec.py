@@ -294,6 +294,8 @@ def _host(host: dict, values: dict) -> None:
     # docker's default runtime is runc, which minirun's own stands for; any other (a sandbox such
     # as runsc) is `run --runtime`'s, never dropped for a weaker one
     runtime = _string(host.get("Runtime"), "HostConfig.Runtime")
+    if "/" in runtime:  # `run --runtime PATH` is the local user's; the service never runs a path it is sent
+        raise ApiError(400, f"unknown or invalid runtime name: {runtime}")
     values["runtime"] = "" if runtime == "runc" else runtime
     _block_io(host, values)
     if host.get("CpusetCpus"):

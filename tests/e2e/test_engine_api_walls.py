@@ -212,3 +212,14 @@ def test_a_mounts_option_not_served_is_refused_not_dropped(service, mount):  # n
     assert status == 400, body
     assert _names(service) == set()
 
+
+def test_a_runtime_path_sent_is_refused(service, tmp_path):  # noqa: F811
+    """`run --runtime PATH` is the local user's; HostConfig.Runtime "/path" was taken, for the
+    service to execute a host file the client named (docker takes only the runtimes its daemon knows)."""
+    runtime = tmp_path / "runtime"
+    runtime.write_text("#!/bin/sh\nexit 1\n")
+    runtime.chmod(0o755)
+    config = {"Image": "busybox", "HostConfig": {"Runtime": str(runtime)}}
+    status, _, body = service.request("POST", "/containers/create", config)
+    assert status == 400 and str(runtime) in json.loads(body)["message"], body
+    assert _names(service) == set()
