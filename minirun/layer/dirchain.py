@@ -66,15 +66,16 @@ class DirChain:
 _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def open_regular(dir_fd: int, name: str, fd_dir: int | None = None) -> int | None:
+def open_regular(dir_fd: int | None, name: str, fd_dir: int | None = None, follow: bool = False) -> int | None:
     """`name` in `dir_fd` open to read if it is a regular file, else None (a link, a FIFO, a
     device: a running container may swap one in after the walk's stat). The host never opens
     what it finds there for reading first: an open of a device node has its driver's effects (a
     watchdog starts, a tape rewinds), even on the host's side of a container's upper dir.
-    `fd_dir`: this process's /proc/self/fd, opened before a chroot that left /proc behind."""
+    `fd_dir`: this process's /proc/self/fd, opened before a chroot that left /proc behind.
+    `follow`: a link leads on to what it names (a path the caller chose, such as a Dockerfile's)."""
     import stat
 
-    fd = os.open(name, _PATH, dir_fd=dir_fd)
+    fd = os.open(name, _PATH & ~os.O_NOFOLLOW if follow else _PATH, dir_fd=dir_fd)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None

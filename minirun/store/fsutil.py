@@ -42,14 +42,12 @@ def read_capped(path: str, limit: int, what: str, regular: bool = False) -> byte
 def _open_regular_path(path: str, what: str) -> int:
     """`path` (links followed) open to read if it is a regular file; an error naming it if not."""
     from minirun.errors import UsageError
+    from minirun.layer.dirchain import open_regular
 
-    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # O_PATH: a FIFO or a device is not opened
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{what} {path} is not a regular file")
-        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
-    finally:
-        os.close(fd)
+    fd = open_regular(None, path, follow=True)  # (no dir: a path from here)
+    if fd is None:
+        raise UsageError(f"{what} {path} is not a regular file")
+    return fd
 
 
 def read_record(path: str, limit: int = RECORD_LIMIT) -> Any:
