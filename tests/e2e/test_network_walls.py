@@ -263,10 +263,9 @@ def test_a_forged_connection_lets_no_other_host_in(cli, busybox, cleanup, attack
     address, sock = victim
     port = sock.getsockname()[1]
     netattack = os.path.join(attack_dir, "netattack")
-    with another_host() as (inside, host_ip, mac, _), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as door:
+    with another_host() as (inside, host_ip, mac, peer), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as door:
         door.bind(("0.0.0.0", 0))
         door.settimeout(5)  # (what the probe sent may still be on its way when its container is gone)
-        peer = host_ip[: host_ip.rindex(".") + 1] + str(int(host_ip.rsplit(".", 1)[1]) + 1)
 
         def attack(*args: str) -> str:
             result = subprocess.run([*inside, netattack, "eth0", mac, *args], capture_output=True, text=True)
