@@ -25,5 +25,6 @@ def _name(variable: str, default: str, longest: int) -> str:
 RUN_DIR = os.environ.get("MINIRUN_RUN_DIR") or "/run/minirun"
 BRIDGE_PREFIX = _name("MINIRUN_BRIDGE_PREFIX", "minirun", 7)
 DEFAULT_BRIDGE = f"{BRIDGE_PREFIX}0"  # the `bridge` network's, as docker0 is docker's
+INTERNAL_BRIDGE_PREFIX = f"{BRIDGE_PREFIX}."  # an --internal network's bridge: the walls know it by name
 NFT_TABLE = _name("MINIRUN_NFT_TABLE", "minirun", 32)
 CGROUP_PARENT = _name("MINIRUN_CGROUP_PARENT", "minirun", 64)  # <hierarchy>/PARENT/<container id>

@@ -251,7 +251,7 @@ def bridge_name(network_id: str, internal: bool) -> str:
     """A user network's bridge: PREFIX-<id>, or PREFIX.<id> for an --internal one. The walls
     know an internal bridge by its name (nftables.INTERNAL_BRIDGES), so a bridge made again (after
     a reboot, say) is walled as it was, with no list of bridges to keep in step."""
-    return f"{BRIDGE_PREFIX}{'.' if internal else '-'}{network_id[:7]}"
+    return f"{hostwide.INTERNAL_BRIDGE_PREFIX if internal else BRIDGE_PREFIX + '-'}{network_id[:7]}"
 
 
 def _new_network(name: str, driver: str, bridge: str) -> Network:

@@ -7,23 +7,25 @@ up with its iptables chains, for minirun's bridges alone (interfaces named BRIDG
   would otherwise hand a container with CAP_NET_RAW the host's loopback-only services (a frame
   for 127.0.0.1 sent to the bridge's MAC: CVE-2020-8558), or let it pass for 127.0.0.1 to them.
   It also drops what comes in by any other interface with a source address of one of our
-  bridges (another host forging a container's address).
+  bridges (another host forging a container's address), and what comes in by a bridge with a
+  source address not routed back through it (a container forging another's, or another
+  network's, for the host or to be forwarded: a strict reverse-path check, as the host routes).
 - guard_forward keeps traffic out of a bridge unless it comes from that bridge (docker's
   DOCKER-ISOLATION and its FORWARD drop): a container on one network never reaches one on
   another, nor does another host that routes to a bridge's subnet. Replies to a container's
   own connections and DNATed (published) ports pass. `fib daddr . iif oif missing` says "the
   destination is not on the interface this came in by" without naming each bridge, so a
   network made or removed never touches the rules.
-  Conntrack's word that a packet is a reply is not taken for one bridge to another, nor is a
-  container's packet forwarded elsewhere with a source address not routed back through its
-  bridge (another network's, say: a strict reverse-path check, as the host routes):
+  Conntrack's word that a packet is a reply is not taken for one bridge to another, nor for a
+  container's packet with another's source address (dropped in raw prerouting, above):
   with CAP_NET_RAW a container (or another host) can make up the connection it answers, a
   datagram "from" the victim's port to its own, routed back by this host (docker drops
   bridge-to-bridge traffic before it looks at conntrack, and all but its own bridge's traffic
   to a container's address in its raw table).
 - guard_forward also walls in an --internal network first (docker's `! -d SUBNET -i BRIDGE -j
   DROP`, ahead of its port rules): nothing its containers send leaves its bridge but for the host
-  itself, a published port of another network's included. (Nothing from elsewhere enters it
+  itself, a published port of another network's included (portproxy.py turns such a client
+  away where the proxy serves the ports). (Nothing from elsewhere enters it
   anyway: the rules above drop it, no port is published there, and no reply is due.) Its bridge
   is known by its name, PREFIX.<id> (networks.bridge_name).
 - the NAT postrouting chain gives what a container sends past its bridge the host's address
@@ -51,7 +53,7 @@ from minirun.errors import MinirunError
 
 TABLE = hostwide.NFT_TABLE
 _BRIDGES = f'"{hostwide.BRIDGE_PREFIX}*"'
-INTERNAL_BRIDGES = f'"{hostwide.BRIDGE_PREFIX}.*"'
+INTERNAL_BRIDGES = f'"{hostwide.INTERNAL_BRIDGE_PREFIX}*"'
 _MAP = "{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }"
 _ANY_MAP = "{ type inet_service : ipv4_addr . inet_service; }"
 # (chain, its base-chain spec or "", its rules)
@@ -87,6 +89,7 @@ _CHAINS = (
             f"iifname {_BRIDGES} ip daddr 127.0.0.0/8 drop",
             f"iifname {_BRIDGES} ip saddr 127.0.0.0/8 drop",
             f"iifname != {_BRIDGES} fib saddr oifname {_BRIDGES} drop",
+            f"iifname {_BRIDGES} fib saddr . iif oif missing drop",
         ),
     ),
     (
@@ -98,7 +101,6 @@ _CHAINS = (
             f"iifname {_BRIDGES} oifname {_BRIDGES} fib daddr . iif oif missing drop",
             f"oifname {_BRIDGES} ct state established,related accept",
             f"oifname {_BRIDGES} fib daddr . iif oif missing drop",
-            f"iifname {_BRIDGES} oifname != {_BRIDGES} fib saddr . iif oif missing drop",
         ),
     ),
 )

@@ -11,18 +11,28 @@ owner kills us when PID 1 exits.
 Started as a `python -S` helper (minirun.helpers) whose main() gets: owner pid, then one
 `FD/PROTO/TARGET_IP/TARGET_PORT` per socket. Stdlib and threads only: a thread per listener, two per TCP connection, one per UDP
 client (a session, dropped after UDP_IDLE seconds without traffic either way).
+
+A client on an --internal network is turned away: with nftables its packets for a published
+port are DNATed and then dropped by the internal network's wall (nftables.py), as docker's
+are; here they would reach the host's socket, so the proxy asks whether the client's address
+lies on an internal bridge. (The address is the client's own: the walls drop a packet that
+comes in by a bridge with a source address not routed back through it.)
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 import time
+
+from minirun import hostwide
 
 BUFFER = 65536
 CONNECT_TIMEOUT = 5.0
 UDP_IDLE = 90.0  # docker-proxy's UDP conntrack timeout
+_SIOCGIFADDR, _SIOCGIFNETMASK = 0x8915, 0x891B
 
 
 def main(argv: list[str]) -> int:
@@ -43,15 +53,42 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def on_internal_network(address: str) -> bool:
+    """Whether `address` is on the subnet of an --internal network's bridge (asked of the
+    kernel each time: networks come and go while the proxy runs)."""
+    import fcntl
+
+    try:
+        peer = struct.unpack("!I", socket.inet_aton(address))[0]
+    except OSError:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _, name in socket.if_nameindex():
+            if not name.startswith(hostwide.INTERNAL_BRIDGE_PREFIX):
+                continue
+            request = struct.pack("16s16x", name.encode())
+            try:
+                own = struct.unpack_from("!I", fcntl.ioctl(probe, _SIOCGIFADDR, request), 20)[0]
+                mask = struct.unpack_from("!I", fcntl.ioctl(probe, _SIOCGIFNETMASK, request), 20)[0]
+            except OSError:  # gone meanwhile, or no address yet
+                continue
+            if peer & mask == own & mask:
+                return True
+    return False
+
+
 # -- TCP: accept, connect to the container, copy both ways -----------------------------------------
 
 
 def _serve_tcp(listener: socket.socket, target: tuple[str, int]) -> None:
     while True:
         try:
-            client, _ = listener.accept()
+            client, peer = listener.accept()
         except OSError:
             time.sleep(0.05)  # EMFILE and friends: let connections finish rather than spin
+            continue
+        if on_internal_network(peer[0]):
+            client.close()
             continue
         threading.Thread(target=_connection, args=(client, target), daemon=True).start()
 
@@ -107,6 +144,8 @@ def _serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
         with lock:
             session = sessions.get(client)
             if session is None:
+                if on_internal_network(client[0]):
+                    continue
                 try:
                     session = sessions[client] = _Session(target)
                 except OSError:

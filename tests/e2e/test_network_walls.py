@@ -22,6 +22,7 @@ import pytest
 
 from minirun import linux
 from minirun.net import networks, nftables, portmap
+from tests.e2e.test_network import seen  # noqa: F401
 from tests.helpers import build_probe, minirun_in, wait_until
 
 SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
@@ -164,7 +165,7 @@ def test_user_networks_do_not_reach_each_other(cli, busybox, cleanup):
         assert lines[1].startswith("hello from") and lines[2] == "published 0", result.out
 
 
-def udp_socket_in(pid: int) -> socket.socket:
+def udp_socket_in(pid: int, port: int = 0) -> socket.socket:
     """A UDP socket on every address of process `pid`'s network namespace (a socket stays in the
     namespace it was made in), made by a thread of ours that steps in and out: busybox has no
     UDP server, and a victim's socket read here needs no output of the container's."""
@@ -186,7 +187,7 @@ def udp_socket_in(pid: int) -> socket.socket:
     thread = threading.Thread(target=make)
     thread.start()
     thread.join()
-    made[0].bind(("0.0.0.0", 0))
+    made[0].bind(("0.0.0.0", port))
     made[0].setblocking(False)
     return made[0]
 
@@ -483,6 +484,90 @@ def test_an_internal_network_is_no_way_out(cli, busybox, cleanup):
             + "; ip route add default via " + gateway + "; " + ping.format(peer),
         )  # fmt: skip
         assert inside.out.split() == ["0", "peer", "0", "0", "1"], inside
+
+
+@pytest.mark.parametrize("backend", ["nft", "proxy"])
+def test_an_internal_network_reaches_no_published_port(cli, busybox, cleanup, monkeypatch, seen, backend):
+    """A port another network's container publishes is open to every network but an --internal
+    one, as in docker: by nftables its DNATed packets meet the internal wall, and the userspace
+    proxy (MINIRUN_PORT_BACKEND=proxy) turns such a client away itself. A container of a plain
+    network reaches the port by its own gateway (the control)."""
+    monkeypatch.setenv("MINIRUN_PORT_BACKEND", backend)
+    for name, *flags in (("portin", "--internal"), ("portout",), ("portweb",)):
+        assert cli("network", "create", *flags, name).code == 0
+        cleanup["networks"].append(name)
+    web = start(cli, cleanup, "portwebber", "--network", "portweb", "-p", "80")
+    assert seen(web)["PortBackend"] == backend
+    port = json.loads(cli("port", "portwebber", "80").out.split(":")[-1])
+    gateways = {
+        name: json.loads(cli("network", "inspect", name).out)[0]["IPAM"]["Config"][0]["Gateway"]
+        for name in ("portin", "portout")
+    }
+    control = cli(
+        "run",
+        "--rm",
+        "--network",
+        "portout",
+        "busybox",
+        "sh",
+        "-c",
+        fetch_loop(f"http://{gateways['portout']}:{port}/"),
+    )
+    assert control.code == 0 and control.out.startswith("hello from"), control
+    inside = cli(
+        "run", "--rm", "--network", "portin", "--cap-add", "NET_RAW", "busybox", "sh", "-c",
+        f"ping -c 1 -W 2 {gateways['portin']} >/dev/null && echo host; timeout 3 wget -q -O- http://{gateways['portin']}:{port}/; echo port $?",
+    )  # fmt: skip
+    lines = inside.out.splitlines()
+    assert lines[0] == "host" and lines[-1].startswith("port ") and lines[-1] != "port 0", inside
+
+
+def test_a_forged_source_takes_no_internal_datagram_through_the_proxy(cli, busybox, cleanup, monkeypatch, probe):
+    """The proxy turns away a client on an --internal network by its address (above), so that
+    address must be the client's own: a container of an internal network (docker's CAP_NET_RAW)
+    sent a datagram "from" an address of a plain network to the host's proxied port, and the
+    proxy passed it on to the container that published it. The walls drop what comes in by a
+    bridge with a source address not routed back through it. The control: the same datagram
+    from a plain network's container, with its own address, arrives."""
+    monkeypatch.setenv("MINIRUN_PORT_BACKEND", "proxy")
+    for name, *flags in (("forgein", "--internal"), ("forgeout",)):
+        assert cli("network", "create", *flags, name).code == 0
+        cleanup["networks"].append(name)
+    start(cli, cleanup, "forgetarget", "--network", "forgeout", "-p", "9000/udp", command="sleep 300")
+    port = cli("port", "forgetarget", "9000/udp").out.strip().split(":")[-1]
+    pid = json.loads(cli("inspect", "forgetarget").out)[0]["State"]["Pid"]
+    gateways = {
+        name: json.loads(cli("network", "inspect", name).out)[0]["IPAM"]["Config"][0]["Gateway"]
+        for name in ("forgein", "forgeout")
+    }
+    forged = address_of(cli, "forgetarget")  # any address of the plain network will do
+    send = "ping -c 1 -W 1 {gw} >/dev/null; mac=$(awk '$1 == \"{gw}\" {{print $4}}' /proc/net/arp); /probe/netattack eth0 $mac {gw} {port} udp {src} 40000"
+    with udp_socket_in(pid, 9000) as sock:
+        plain = cli(
+            "run",
+            "--rm",
+            "--network",
+            "forgeout",
+            *probe,
+            "busybox",
+            "sh",
+            "-c",
+            send.format(gw=gateways["forgeout"], port=port, src="-"),
+        )
+        assert wait_until(lambda: not nothing_arrived(sock), timeout=5), plain
+        attack = cli(
+            "run",
+            "--rm",
+            "--network",
+            "forgein",
+            *probe,
+            "busybox",
+            "sh",
+            "-c",
+            send.format(gw=gateways["forgein"], port=port, src=forged),
+        )
+        assert attack.out.strip() == "timeout", attack
+        assert not wait_until(lambda: not nothing_arrived(sock), timeout=2)
 
 
 # The host of the test below, in a network and mount namespace of its own: IPv6 forwarding on
