@@ -826,6 +826,9 @@ def _apply_with_tarfile(tar: tarfile.TarFile, applier: _Applier) -> None:
 
 
 def _from_tarinfo(info: tarfile.TarInfo) -> TarMember:
+    for name in (info.name, info.linkname):
+        if "\0" in name:  # tarfile takes one from a PAX record; the header reader refuses it (as Go's)
+            raise BadArchive(f"invalid tar header at offset {info.offset}: a NUL byte in {name[:100]!r}")
     return TarMember(
         info.name,
         info.type,

@@ -171,6 +171,9 @@ def _checksum_ok(block: bytes, stored: int) -> bool:
     return stored == unsigned - 256 * high
 
 
+_NAMES = (b"path", b"linkpath", b"uname", b"gname")  # records whose value is a name: no NUL in it
+
+
 def _pax_records(data: bytes, start: int) -> dict[bytes, bytes]:
     """`LEN KEY=VALUE\\n` records; NUL padding after the last one is allowed."""
     records: dict[bytes, bytes] = {}
@@ -186,6 +189,8 @@ def _pax_records(data: bytes, start: int) -> dict[bytes, bytes]:
         key, equals, value = data[space + 1 : record_end - 1].partition(b"=")
         if not key or not equals:
             raise BadArchive(f"invalid PAX header at offset {start}: record without a keyword")
+        if b"\0" in key or (key in _NAMES and b"\0" in value):  # as Go's archive/tar, docker's reader
+            raise BadArchive(f"invalid PAX header at offset {start}: a NUL byte in record {key[:100]!r}")
         records[key] = value
         pos = record_end
     if data[pos:].strip(b"\0"):
@@ -216,6 +221,8 @@ def pax_xattrs(records: dict[bytes, bytes] | dict[str, str]) -> dict[str, bytes]
     found: dict[str, bytes] = {}
     for key, value in records.items():
         k = _text(key) if isinstance(key, bytes) else key
+        if "\0" in k:  # (only tarfile's records get here with one: _pax_records refuses it)
+            raise BadArchive(f"invalid PAX header: a NUL byte in record {k[:100]!r}")
         if k.startswith("SCHILY.xattr."):
             found[k[13:]] = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
         elif k.startswith("LIBARCHIVE.xattr."):

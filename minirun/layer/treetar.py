@@ -297,6 +297,9 @@ class Extractor:
         return tree.fd
 
     def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        for text in (member.name, member.linkname, *member.pax_headers):
+            if "\0" in text:  # only a PAX record carries one; Go's archive/tar (docker's) refuses it
+                raise BadArchive(f"invalid tar stream: a NUL byte in {text[:100]!r}")
         name = self.rename(clean_name(member.name, self.shown_dest))
         if not name:
             return  # the destination itself (`.`): it exists, docker leaves it as it is

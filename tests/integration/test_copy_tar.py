@@ -121,6 +121,23 @@ def test_a_hostile_tar_stays_in_its_destination_on_the_host(tmp_path):
     assert (outside / "victim").read_text() == "untouched"
 
 
+@pytest.mark.parametrize(
+    "evil",
+    [
+        f("p", b"x", pax={"path": "a\0b"}),
+        sym("l", "t", pax={"linkpath": "x\0y"}),
+        f("x", b"", pax={"SCHILY.xattr.user.a\0b": "v"}),
+    ],
+    ids=["path", "linkpath", "xattr"],
+)
+def test_a_nul_byte_in_a_name_is_refused_by_name(tmp_path, evil):
+    """Only a PAX record carries a NUL into a name; Go's archive/tar (docker's) refuses it. It was
+    a bare "embedded null byte" with nothing named."""
+    with pytest.raises(BadArchive, match="a NUL byte in "):
+        extract(make_tar([evil]), tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_directory_and_a_file_never_replace_each_other(tmp_path):
     dest = tmp_path / "dest"
     (dest / "dir").mkdir(parents=True)

@@ -374,6 +374,25 @@ def test_a_global_header_hands_the_rest_to_tarfile(tmp_path, how):
             apply_fed(_insert_global_header(before, evil), how, tmp_path, fresh)
 
 
+@pytest.mark.parametrize("by_tarfile", [False, True])
+@pytest.mark.parametrize(
+    "evil",
+    [
+        f("p", b"x", pax={"path": "a\0b"}),
+        sym("l", "t", pax={"linkpath": "x\0y"}),
+        f("x", b"", pax={"SCHILY.xattr.user.a\0b": "v"}),
+    ],
+    ids=["path", "linkpath", "xattr"],
+)
+def test_a_nul_byte_in_a_name_is_refused_by_name(tmp_path, evil, by_tarfile):
+    """Only a PAX record can carry a NUL into a name. Go's archive/tar (docker's reader) refuses
+    it; here it was a bare "embedded null byte" from deep inside (no member named), whichever
+    reader had the member."""
+    data = _insert_global_header([d("a")], [evil]) if by_tarfile else make_tar([d("a"), evil])
+    with pytest.raises(BadArchive, match="a NUL byte in "):
+        apply(data, "file", tmp_path)
+
+
 @pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar makes the sparse archives")
 @pytest.mark.parametrize("fmt", ["gnu", "posix"])
 def test_sparse_files_are_left_to_tarfile(tmp_path, fmt):
