@@ -180,8 +180,12 @@ def record_exit(store, containers, container, code: int, oom: bool, dropped: int
     its output the log's disk refused), the events are told (oom, die), its volumes unmounted and
     its ports unpublished."""
     from minirun.containers.logcopier import DROPPED_KEY
+    from minirun.containers.network import recorded_settings
     from minirun.humanize import rfc3339_now
 
+    settings = recorded_settings(container.dir)
+    if settings is not None:  # not the start's: `network connect`/`disconnect` may have moved its ports
+        container.state["NetworkSettings"] = settings
     containers.update_state(
         container,
         Status="exited",

@@ -348,8 +348,10 @@ def copy(items: list[str], hub) -> Exit:
     return Exit(status, time.monotonic() - ran_from, log.dropped if log is not None else 0)
 
 
-def record(items: list[str], hub, ended: Exit) -> None:
-    """After PID 1's exit: the state, the cgroups, the events, --rm; the attach clients told last."""
+def record(items: list[str], hub, ended: Exit) -> dict | None:
+    """After PID 1's exit: the state, the cgroups, the events, --rm; the attach clients told last.
+    Returns the NetworkSettings the record held at the exit (None: no record), which the exit
+    record keeps: `network connect`/`disconnect` may have changed them since the start."""
     container_dir, lock_path, _, _, _, auto_remove, template, cgroup_paths = items[:8]
     event_attributes = items[12]
     paths = cgroup_paths.split("\n") if cgroup_paths else []
@@ -365,6 +367,9 @@ def record(items: list[str], hub, ended: Exit) -> None:
     oom = cgroups.oom_killed(paths)
     if oom:
         state = state.replace('"OOMKilled": false', '"OOMKilled": true', 1)
+    from minirun import events, leanjson
+
+    settings = None
     try:
         from minirun.atomicfile import atomic_write  # os and errno only, as this module
         from minirun.store.fsutil import flocked  # the monitors' server has it (initlayer)
@@ -373,13 +378,16 @@ def record(items: list[str], hub, ended: Exit) -> None:
         # removes it (config.json first) under that lock while this may still be writing
         with flocked(lock_path):
             if os.path.exists(os.path.join(container_dir, "config.json")):
+                from minirun.containers.network import recorded_settings
+
+                settings = recorded_settings(container_dir)
+                if settings is not None:
+                    state = leanjson.dumps({**leanjson.loads(state), "NetworkSettings": settings})
                 atomic_write(os.path.join(container_dir, "state.json"), state.encode(), durable=False)
     finally:
         # PID 1 is reaped: its PID namespace, and so the cgroups, are empty. They go even when the
         # record cannot be written (its dir removed, a full disk): nobody else would remove them.
         cgroups.remove(paths)
-    from minirun import events, leanjson
-
     store_root, container_id = os.path.dirname(os.path.dirname(container_dir)), os.path.basename(container_dir)
     attributes = leanjson.loads(event_attributes)
     if oom:
@@ -393,6 +401,7 @@ def record(items: list[str], hub, ended: Exit) -> None:
         events.record(store_root, "container", "destroy", container_id, attributes)
         mounts.release_anonymous(store_root, volume_mounts)  # docker's --rm takes the anonymous volumes too
     hub.finish(code)  # last: an attached `run --rm` returns once all is done
+    return settings
 
 
 _RELAUNCH = 3  # the finisher's exit status when the restart policy starts PID 1 again
@@ -427,13 +436,13 @@ def run(items: list[str], hook: list[str]) -> bool:
 def _finish(items: list[str], hook: list[str], hub, ended: Exit) -> bool:
     from minirun.containers import restartpolicy
 
-    record(items, hub, ended)
+    settings = record(items, hub, ended)
     container_dir = items[0]
     if hook:
         from minirun.containers.network import after_exit
 
-        hook = list(hook)
+        store_root, container_id, start_settings, auto_remove = hook
         if restartpolicy.keeps_record(container_dir):
-            hook[-1] = "0"  # an --rm container the `restart` verb starts again keeps its address
-        after_exit(*hook)
+            auto_remove = "0"  # an --rm container the `restart` verb starts again keeps its address
+        after_exit(store_root, container_id, start_settings, auto_remove, settings)
     return restartpolicy.relaunch(container_dir)

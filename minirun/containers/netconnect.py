@@ -8,11 +8,22 @@ next start (network.prepare books and plugs every one). On a running one the cha
 too: an address booked on the network's bridge, a veth pair plugged into PID 1's namespace
 (net/attach.py) as the next free ethN with a route to that subnet only, the peers' /etc/hosts
 rewritten (their lines name it by its aliases there), and state.json's NetworkSettings gains its
-record; disconnect undoes each of these. NetworkSettings' top level is the first network's (the
-default route, where ports are published): when a running container leaves it, its ports go,
-the next network's record moves up and the default route goes through that network's gateway,
-as docker moves it; a container left on no network has loopback only, and the next connect
-becomes its first network again."""
+record; disconnect undoes each of these. NetworkSettings' top level is the first network's; when
+a running container leaves it, the next network's record moves up. A container left on no network
+has loopback only, and the next connect becomes its first network again.
+
+The default route and the published ports (-p, -P) go together, as docker's gateway endpoint
+carries both: through the first network with a gateway (an --internal one has none, and never
+gets ports). When a connect or disconnect moves the route to another network (a connect to a
+container whose networks are all internal, or none; a disconnect of the network that held it),
+the ports leave the old address and are published to the new one (NetworkSettings' "Ports",
+"PortAddress" and the backend's record at its top level); a host port a binding names stays, a
+picked one (0) is picked again, as docker allocates them anew. A host port taken meanwhile is a
+Conflict: a connect then fails whole (docker rolls the join back: the container stays off the
+network, its ports where they were), while a disconnect is done all the same (docker logs the
+failure) and the error says that the ports were left unpublished. With the proxy backend the
+new proxy watches PID 1 (portmap.py). The exit of PID 1 unpublishes what the record holds then
+(network.after_exit, foreground.record_exit), not what it held at the start."""
 
 from __future__ import annotations
 
@@ -26,6 +37,7 @@ from minirun.containers.network import (
     attachment_record,
     book_address,
     connected_event,
+    publish_on_route,
     wanted_networks,
     write_hosts,
     write_hosts_of,
@@ -136,18 +148,24 @@ def _plug(store: Store, containers: Containers, container: Container, network: N
     ifname = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
     spec = book_address(store, container, network, entry, ifname)
     book = AddressBook(network.bridge)
-    try:
-        interface = {k: v for k, v in spec.items() if k != "gateway"}
-        attach.plug_running(container.state["Pid"], interface, spec["gateway"] if routed else "")  # type: ignore[arg-type]
-    except BaseException:
-        with book.locked():
-            book.release(store.root, container.id)
-        raise
     record = attachment_record(network, entry, spec)
     if first:
         settings = {**record, "Ports": [], "Token": settings.get("Token") or os.urandom(8).hex(), "Attachments": []}
     else:
         settings["Attachments"] = [*settings.get("Attachments", ()), record]
+    plugged = False
+    try:
+        interface = {k: v for k, v in spec.items() if k != "gateway"}
+        attach.plug_running(container.state["Pid"], interface, spec["gateway"] if routed else "")  # type: ignore[arg-type]
+        plugged = True
+        if routed and spec["gateway"]:  # the default route is this network's now: the ports follow it
+            publish_on_route(container, settings, record)
+    except BaseException:
+        if plugged:  # a port taken: docker's connect fails whole
+            attach.unplug(spec["veth"])
+        with book.locked():
+            book.release(store.root, container.id)
+        raise
     _update_settings(containers, container, settings)
     write_hosts_of(store.root, container.id)
     if network.bridge != DEFAULT_BRIDGE:
@@ -187,20 +205,23 @@ def _disconnect(
     settings = dict(container.state.get("NetworkSettings") or {})
     attachments = list(settings.get("Attachments", ()))
     record = next((a for a in attachments if _same_record(a, entry, network)), None)
+    unpublished = None
     if is_running(container):
         if record is None and settings.get("IPAddress") and _same_record(settings, entry, network):
             record = dict(settings)  # the first network's: its own record is the top level
-            _leave_first(containers, container, settings)
+            unpublished = _leave_first(containers, container, settings)
         elif record is not None:
             from minirun.net import attach
 
             routed = _route_holder(settings) is record
+            if routed:  # the default route goes with it, and the ports published to its address
+                _unpublish(settings)
             attach.unplug(record["Veth"])
             attachments.remove(record)
             settings["Attachments"] = attachments
             _update_settings(containers, container, settings)
-            if routed:  # the default route went with it
-                _route_again(container, settings)
+            if routed:
+                unpublished = _route_again(containers, container, settings)
     elif record is not None:
         attachments.remove(record)
         settings["Attachments"] = attachments
@@ -209,6 +230,9 @@ def _disconnect(
     bridge = network.bridge if network is not None else (record or {}).get("Bridge", "")
     if bridge:
         _release_on(store, container, bridge, record or settings, network)
+    if unpublished is not None:  # raised last: the disconnect is done, as docker's
+        shown = network.name if network is not None else network_text
+        raise Conflict(f"container {container.id} left network {shown}, but {unpublished.message}")
     return container
 
 
@@ -238,25 +262,41 @@ class _network_lock:  # noqa: N801  (used as a function: `with _network_lock(...
         self.lock.__exit__(None, None, None)
 
 
-def _leave_first(containers: Containers, container: Container, settings: dict) -> None:
-    """A running container leaves its first network: its published ports and its interface go;
-    the next network's record moves up, and the default route with it (none left: lo only)."""
+def _leave_first(containers: Containers, container: Container, settings: dict) -> MinirunError | None:
+    """A running container leaves its first network: its interface goes; the next network's record
+    moves up. The default route and the published ports go too if they were the first network's,
+    to the next network with a gateway (none left: lo only); see _route_again for the result."""
     from minirun.net import attach
 
-    if settings.get("Ports"):
-        from minirun.net import portmap
-
-        portmap.unpublish_ports(settings)
+    routed = bool(settings.get("Gateway"))  # else a later network holds the route, and the ports
+    ports = {key: settings[key] for key in _PORT_FACTS if key in settings}
+    if routed:
+        _unpublish(settings)
+        ports = {}
     attach.unplug(settings["Veth"])
     rest = list(settings.get("Attachments", ()))
     if not rest:
         _update_settings(containers, container, {"Token": settings.get("Token", "")})
-        return
+        return None
     nxt = rest.pop(0)
-    moved = {**nxt, "Ports": [], "Token": settings.get("Token", ""), "Attachments": rest}
+    moved = {**nxt, "Ports": [], **ports, "Token": settings.get("Token", ""), "Attachments": rest}
     _update_settings(containers, container, moved)
-    if settings.get("Gateway"):  # the default route went with it (else a later network holds it)
-        _route_again(container, moved)
+    return _route_again(containers, container, moved) if routed else None
+
+
+# what NetworkSettings records of the published ports (portmap.publish_ports's)
+_PORT_FACTS = ("Ports", "PortBackend", "Proxy", "PortAddress")
+
+
+def _unpublish(settings: dict) -> None:
+    """The ports published to the address of the default route's network go (it is leaving)."""
+    if settings.get("Ports"):
+        from minirun.net import portmap
+
+        portmap.unpublish_ports(settings)
+    for key in _PORT_FACTS:
+        settings.pop(key, None)
+    settings["Ports"] = []
 
 
 def _route_holder(settings: dict) -> dict | None:
@@ -267,13 +307,24 @@ def _route_holder(settings: dict) -> dict | None:
     return next((r for r in records if r.get("Gateway")), None)
 
 
-def _route_again(container: Container, settings: dict) -> None:
-    """The interface that carried the default route is gone: the next network with a gateway takes it."""
+def _route_again(containers: Containers, container: Container, settings: dict) -> MinirunError | None:
+    """The interface that carried the default route is gone: the next network with a gateway takes
+    it, and the published ports (docker moves them to its new gateway endpoint). A host port taken
+    meanwhile is returned, not raised: the disconnect stands all the same, as docker's does."""
     from minirun.net import attach
 
     holder = _route_holder(settings)
-    if holder is not None:
-        attach.route_through(container.state["Pid"], holder["Gateway"], _interface(holder) or "eth0")
+    if holder is None:
+        return None
+    attach.route_through(container.state["Pid"], holder["Gateway"], _interface(holder) or "eth0")
+    try:
+        publish_on_route(container, settings, holder)
+    except MinirunError as exc:
+        return MinirunError(
+            f"its ports could not follow its default route to network {holder['Network']}: {exc.message}"
+        )
+    _update_settings(containers, container, settings)
+    return None
 
 
 def _interface(settings: dict) -> str:

@@ -7,6 +7,12 @@ what PID 1 needs into the plan. `container:NAME` only names the namespace to joi
 
 In PID 1, net/attach.py makes eth0 from what prepare() put in the plan.
 
+A `network connect`/`disconnect` that moves a running container's default route moves its ports
+with it (publish_on_route, from netconnect.py): the record then names other ports than those of
+the start. So the exit works from what the record holds when PID 1 has exited (recorded_settings,
+read by the monitor's log copier and by a foreground run before they write the exit), and the
+start's copy is only the fallback of a record that is gone.
+
 When PID 1 has exited: stopped() removes the published ports (the DNAT elements, or the proxy).
 On rm: release() gives the address back and updates the peers' /etc/hosts. Nothing here imports
 pyroute2 unless a bridge must be made (networks.ensure_bridge); nothing here runs for --network none.
@@ -90,12 +96,7 @@ def prepare(store, container, plan) -> None:
     containers.update_state(container, NetworkSettings=settings)
     for network, _ in found:
         connected_event(store.root, container.id, network)
-    config = container.config
-    ports = config.ports
-    if config.publish_all:  # -P: every exposed port not published by -p, on a port picked now
-        from minirun.containers.exposedports import publish_all_bindings
-
-        ports = ports + publish_all_bindings(config.exposed_ports, ports)
+    ports = published_bindings(container.config)
     if ports and not found[0][0].internal:  # docker publishes nothing on an internal network
         from minirun.net import portmap
 
@@ -113,6 +114,33 @@ def prepare(store, container, plan) -> None:
         "mac": first["mac"],
         "extra": [{k: v for k, v in spec.items() if k != "gateway"} for spec in specs[1:]],
     }
+
+
+def published_bindings(config) -> list[list]:
+    """What the container publishes on the network of its default route: -p's bindings, and with
+    -P one for every exposed port -p does not publish (host port 0: picked when published)."""
+    ports = config.ports
+    if config.publish_all:
+        from minirun.containers.exposedports import publish_all_bindings
+
+        ports = ports + publish_all_bindings(config.exposed_ports, ports)
+    return ports
+
+
+def publish_on_route(container, settings: dict, holder: dict) -> None:
+    """Running `container`'s default route goes through `holder`'s network now (`holder`: a record
+    of its NetworkSettings `settings`, whose ports lead nowhere now): its ports are published to
+    that address, as docker publishes them on its new gateway endpoint, and `settings` say so (for
+    the caller to record). Host ports 0 get a new pick, as docker's do. Raises Conflict for a host
+    port taken now."""
+    ports = published_bindings(container.config)
+    if not ports:
+        return
+    from minirun.net import portmap
+
+    pid1 = (container.state["Pid"], container.state.get("PidStartTime"))
+    settings["Ports"], backend = portmap.publish_ports(ports, holder["IPAddress"], pid1)
+    settings.update(backend)
 
 
 def connected_event(store_root: str, container_id: str, network) -> None:
@@ -386,7 +414,7 @@ def stopped(store_root: str, container_id: str, settings: dict | None) -> None:
             # stale, and a start may have booked the address and published its own ports to it
             from minirun.net.networks import owner_of
 
-            owner = owner_of(settings.get("IPAddress", "")) or {}
+            owner = owner_of(portmap.published_address(settings)) or {}
             return owner.get("store", store_root) == store_root and owner.get("container", container_id) == container_id
         return (state.get("NetworkSettings") or {}).get("Token") == settings.get("Token")
 
@@ -429,11 +457,15 @@ def _disconnected_event(store_root: str, container_id: str, settings: dict, brid
     events.record(store_root, "network", "disconnect", record.get("NetworkID", ""), attributes)
 
 
-def after_exit(store_root: str, container_id: str, settings_text: str, auto_remove: str) -> None:
+def after_exit(
+    store_root: str, container_id: str, settings_text: str, auto_remove: str, current: dict | None = None
+) -> None:
     """The monitor's last step, once its log copier has recorded the exit (and removed an --rm
-    container): a headless process, so failures are dropped rather than raised."""
+    container): a headless process, so failures are dropped rather than raised. `current`: the
+    NetworkSettings the record held at the exit (recorded_settings), else those of the start
+    (`settings_text`): a connect or disconnect since may have moved the ports to another address."""
     try:
-        settings = leanjson.loads(settings_text)
+        settings = current if current is not None else leanjson.loads(settings_text)
         stopped(store_root, container_id, settings)
         if auto_remove == "1":
             release(store_root, container_id, settings)
@@ -442,11 +474,24 @@ def after_exit(store_root: str, container_id: str, settings_text: str, auto_remo
 
 
 def exit_hook_args(store_root: str, container) -> list[str]:
-    """Arguments for after_exit, or [] when this container leaves nothing to undo at its exit."""
-    settings = container.state.get("NetworkSettings")
-    if not settings or not (settings.get("Ports") or container.config.auto_remove):
+    """Arguments for after_exit, or [] when this container leaves nothing to undo at its exit: a
+    container with ports to publish may have them published after its start (publish_on_route)."""
+    config = container.config
+    if not (published_bindings(config) or config.auto_remove):
         return []
-    return [store_root, container.id, leanjson.dumps(settings), "1" if container.config.auto_remove else "0"]
+    settings = container.state.get("NetworkSettings") or {}
+    return [store_root, container.id, leanjson.dumps(settings), "1" if config.auto_remove else "0"]
+
+
+def recorded_settings(container_dir: str) -> dict | None:
+    """The NetworkSettings state.json holds now (None: unreadable), for the exit of a run whose
+    own copy dates from its start."""
+    try:
+        with open(os.path.join(container_dir, "state.json"), "rb") as f:
+            settings = leanjson.load(f).get("NetworkSettings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return settings if isinstance(settings, dict) else None
 
 
 # -- what inspect and ps show --------------------------------------------------------------------

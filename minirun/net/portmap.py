@@ -22,7 +22,14 @@ remove when it stops, and what to replace when it starts again.
 Where nftables is not there (no `nft` on PATH, or the kernel refuses the table), or when
 MINIRUN_PORT_BACKEND=proxy asks for it, the ports go through a userspace proxy instead
 (portproxy.py): the owner binds the host sockets itself and hands them to the proxy, its child.
-NetworkSettings records the backend ("PortBackend") and the proxy (pid, start time) for cleanup.
+NetworkSettings records the backend ("PortBackend"), the proxy (pid, start time) and the address
+the ports lead to ("PortAddress") for cleanup.
+
+Ports published to a running container (its default route moved to another network by `network
+connect`/`disconnect`) are published by that short-lived command, not by the owner: the nft
+elements outlive it as they are (a running container holds its address's ports), and a proxy is
+made nobody's child (a double fork) that watches a pidfd of the container's PID 1 and goes when
+that exits, as an owner's proxy goes with its owner.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
 
         PortBackend: str  # "nft" or "proxy"
         Proxy: ProxyRecord  # with "proxy"
+        PortAddress: str  # the container address the ports lead to: its default route's network's
 
 
 TABLE = nftables.TABLE
@@ -159,19 +167,27 @@ def _unsupported(exc: MinirunError) -> bool:
     return nftables.unsupported(exc.message)
 
 
-def publish_ports(bindings: list[Binding], address: str) -> tuple[list[Binding], Backend]:
+def publish_ports(
+    bindings: list[Binding], address: str, pid1: tuple[int, int | None] | None = None
+) -> tuple[list[Binding], Backend]:
     """Publish by the backend at hand: (bindings with the host ports picked, what to record in
-    NetworkSettings for unpublish_ports)."""
+    NetworkSettings for unpublish_ports). `pid1`: (pid, start time) of the container's PID 1 when
+    it runs already (the ports follow its default route): a proxy then lives as long as it does."""
     forced = os.environ.get(BACKEND_ENV, "")
     if forced not in ("", "nft", "proxy"):
         raise UsageError(f"invalid {BACKEND_ENV}: {forced!r} (supported: nft, proxy)")
     if forced == "nft" or (not forced and nft_binary() is not None):
         try:
-            return publish(bindings, address), {"PortBackend": "nft"}
+            return publish(bindings, address), {"PortBackend": "nft", "PortAddress": address}
         except NftUnavailable:
             if forced:
                 raise
-    return _publish_by_proxy(bindings, address)
+    return _publish_by_proxy(bindings, address, pid1)
+
+
+def published_address(settings: Mapping[str, Any]) -> str:
+    """The address the ports of `settings` lead to (a record from before "PortAddress": its own)."""
+    return str(settings.get("PortAddress") or settings.get("IPAddress", ""))
 
 
 def unpublish_ports(settings: Mapping[str, Any], still_ours: Callable[[], bool] | None = None) -> None:
@@ -179,10 +195,12 @@ def unpublish_ports(settings: Mapping[str, Any], still_ours: Callable[[], bool] 
     if settings.get("Proxy"):
         stop_proxy(settings["Proxy"])
     if settings.get("PortBackend", "nft") == "nft":
-        unpublish(settings["IPAddress"], still_ours)
+        unpublish(published_address(settings), still_ours)
 
 
-def _publish_by_proxy(bindings: list[Binding], address: str) -> tuple[list[Binding], Backend]:
+def _publish_by_proxy(
+    bindings: list[Binding], address: str, pid1: tuple[int, int | None] | None
+) -> tuple[list[Binding], Backend]:
     from minirun.net.networks import HOST_DIR
     from minirun.store.fsutil import flocked
 
@@ -192,11 +210,11 @@ def _publish_by_proxy(bindings: list[Binding], address: str) -> tuple[list[Bindi
         os.makedirs(HOST_DIR, exist_ok=True)
         with flocked(os.path.join(HOST_DIR, "ports.lock")):
             _refuse_ports_dnated_elsewhere(resolved, address)
-            proxy = _spawn_proxy([(s.fileno(), p, address, c) for s, (_, _, c, p) in zip(sockets, resolved)])
+            proxy = _spawn_proxy([(s.fileno(), p, address, c) for s, (_, _, c, p) in zip(sockets, resolved)], pid1)
     finally:
         for sock in sockets:  # the proxy has its own copies
             sock.close()
-    return resolved, {"PortBackend": "proxy", "Proxy": proxy}
+    return resolved, {"PortBackend": "proxy", "Proxy": proxy, "PortAddress": address}
 
 
 def _bind_for_proxy(binding: Binding, sockets: list[socket.socket]) -> Binding:
@@ -233,35 +251,71 @@ def _refuse_ports_dnated_elsewhere(resolved: list[Binding], address: str) -> Non
                 raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
 
 
-def _spawn_proxy(specs: list[tuple[int, str, str, int]]) -> ProxyRecord:
+def _spawn_proxy(specs: list[tuple[int, str, str, int]], pid1: tuple[int, int | None] | None) -> ProxyRecord:
     """portproxy.py as this process's child, given only the listening sockets: an inherited pipe
-    (the monitor's log pipes, its ready fd) would keep its reader from ever seeing EOF."""
-    import signal
-
+    (the monitor's log pipes, its ready fd) would keep its reader from ever seeing EOF. Given
+    `pid1`, a running container's, it is nobody's child and watches a pidfd of that PID 1."""
     from minirun import linux
     from minirun.helpers import helper_argv
     from minirun.procs import start_time
 
     fds = sorted(spec[0] for spec in specs)
-    owner = linux.owner_pid()  # a monitor's launcher hands it to the monitor
-    argv = helper_argv(
-        "minirun.net.portproxy:main", str(owner), *(f"{fd}/{proto}/{ip}/{port}" for fd, proto, ip, port in specs)
-    )
-    pid, _ = linux.fork_owned()
-    if pid == 0:  # only os calls until the exec
+    ports = [f"{fd}/{proto}/{ip}/{port}" for fd, proto, ip, port in specs]
+    if pid1 is None:
+        owner = linux.owner_pid()  # a monitor's launcher hands it to the monitor
+        pid, _ = linux.fork_owned()
+        if pid == 0:
+            _exec_proxy(helper_argv("minirun.net.portproxy:main", str(owner), *ports), fds)
+        return {"pid": pid, "start": start_time(pid)}
+    try:
+        watched = os.pidfd_open(pid1[0])
+    except ProcessLookupError:
+        raise MinirunError("the container is not running") from None
+    read, write = os.pipe()
+    try:
         try:
-            os.setsid()  # the terminal's Ctrl-C is for the CLI and the container, not for us
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])  # launch.start blocks some; exec keeps a mask
-            null = os.open("/dev/null", os.O_RDWR)
-            for target in (0, 1, 2):  # `minirun run ... | cat` must not wait for the proxy's EOF
-                os.dup2(null, target)
-            for fd in fds:
-                os.set_inheritable(fd, True)
-            linux.close_fds(keep=fds)
-            os.execv(argv[0], argv)
+            if start_time(pid1[0]) != pid1[1]:  # the pidfd is of a later process with that pid
+                raise MinirunError("the container is not running")
+            argv = helper_argv("minirun.net.portproxy:main", f"@{watched}", *ports)
+            middle = os.fork()  # it forks the proxy and exits: no caller (an API server) has to reap it
+            if middle == 0:  # only os calls until the exec: a thread of the API server may have forked
+                try:
+                    pid = os.fork()
+                    if pid == 0:
+                        _exec_proxy(argv, [*fds, watched])
+                    os.write(write, str(pid).encode())
+                finally:
+                    os._exit(0)
         finally:
-            os._exit(127)
+            os.close(watched)
+            os.close(write)
+        os.waitpid(middle, 0)
+        pid = int(os.read(read, 32) or b"0")
+    finally:
+        os.close(read)
+    if pid <= 0:
+        raise MinirunError("the port proxy could not be started")
     return {"pid": pid, "start": start_time(pid)}
+
+
+def _exec_proxy(argv: list[str], fds: list[int]) -> None:
+    """In a forked child: become the proxy, keeping only `fds` (never returns)."""
+    import signal
+
+    from minirun import linux
+
+    try:
+        os.setsid()  # the terminal's Ctrl-C is for the CLI and the container, not for us
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])  # launch.start blocks some; exec keeps a mask
+        null = os.open("/dev/null", os.O_RDWR)
+        for target in (0, 1, 2):  # `minirun run ... | cat` must not wait for the proxy's EOF
+            os.dup2(null, target)
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        linux.close_fds(keep=fds)
+        os.execv(argv[0], argv)
+    finally:
+        os._exit(127)
 
 
 def stop_proxy(proxy: ProxyRecord) -> None:

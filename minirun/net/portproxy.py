@@ -6,11 +6,14 @@ portmap.py binds the host sockets in the container's owner (the foreground CLI, 
 which later execs into the log copier) before PID 1 starts, so a taken port is refused the same
 way as with nftables; it then starts this as that owner's child, handing the sockets over. We die
 with the owner (PR_SET_PDEATHSIG: a SIGKILLed CLI leaves no proxy holding its ports), and the
-owner kills us when PID 1 exits.
+owner kills us when PID 1 exits. A proxy for ports that followed a running container's default
+route to another network (`network connect`/`disconnect`) has no owner that lives as long as the
+container: it gets a pidfd of the container's PID 1 instead, and ends when that exits.
 
-Started as a `python -S` helper (minirun.helpers) whose main() gets: owner pid, then one
-`FD/PROTO/TARGET_IP/TARGET_PORT` per socket. Stdlib and threads only: a thread per listener, two per TCP connection, one per UDP
-client (a session, dropped after UDP_IDLE seconds without traffic either way).
+Started as a `python -S` helper (minirun.helpers) whose main() gets: owner pid (or `@FD`, the
+pidfd), then one `FD/PROTO/TARGET_IP/TARGET_PORT` per socket. Stdlib and threads only: a thread
+per listener, two per TCP connection, one per UDP client (a session, dropped after UDP_IDLE
+seconds without traffic either way).
 
 A client on an --internal network is turned away: with nftables its packets for a published
 port are DNATed and then dropped by the internal network's wall (nftables.py), as docker's
@@ -36,20 +39,26 @@ _SIOCGIFADDR, _SIOCGIFNETMASK = 0x8915, 0x891B
 
 
 def main(argv: list[str]) -> int:
-    import signal
+    watched = int(argv[0][1:]) if argv[0].startswith("@") else -1
+    if watched < 0:
+        import signal
 
-    import prctl
+        import prctl
 
-    prctl.set_pdeathsig(signal.SIGKILL)
-    if os.getppid() != int(argv[0]):  # the owner died before the line above: nobody would kill us
-        return 1
+        prctl.set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != int(argv[0]):  # the owner died before the line above: nobody would kill us
+            return 1
     for spec in argv[1:]:
         fd, proto, ip, port = spec.split("/")
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
         listener = socket.socket(socket.AF_INET, kind, fileno=int(fd))
         serve = _serve_tcp if proto == "tcp" else _serve_udp
         threading.Thread(target=serve, args=(listener, (ip, int(port))), daemon=True).start()
-    threading.Event().wait()  # until the owner's SIGKILL
+    if watched < 0:
+        threading.Event().wait()  # until the owner's SIGKILL
+    import select
+
+    select.select([watched], [], [])  # readable once PID 1 has exited
     return 0
 
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 
 import pytest
 
 from minirun.net import ipv4
 from minirun.net.bridge import link_names
+from minirun.procs import is_alive
 from tests.e2e.engineapi import service  # noqa: F401  (a fixture)
-from tests.e2e.test_network import SERVE, bookings_of, fetch_loop
+from tests.e2e.test_network import SERVE, bookings_of, elements_to, fetch_loop, free_port, http_get
+from tests.e2e.test_port_proxy import port_free, start_foreground
 from tests.helpers import PING, wait_until
 
 
@@ -148,7 +151,7 @@ def test_a_running_container_leaves_its_first_network(cli, busybox, veths):
     routes = [line.strip() for line in cli("exec", "box", "ip", "route").out.splitlines() if line.startswith("default")]
     assert routes == [f"default via {back_gateway} dev eth1"], routes
     assert set(networks_of(cli, "box")) == {"back"}
-    assert cli("port", "box").out == ""  # its ports were published on front's address
+    assert cli("port", "box").out.startswith("80/tcp -> 127.0.0.1:")  # they follow the default route
     got = cli("exec", "box", "sh", "-c", fetch_loop("http://web/"))
     assert got.out == f"hello from {web[:12]}\n", got.err
     front_peers = json.loads(cli("network", "inspect", "front").out)[0]["Containers"]
@@ -202,6 +205,213 @@ def test_an_internal_first_network_leaves_routing_and_ports_to_the_next(cli, bus
     assert default_routes(cli, "box") == [f"default via {front_gateway} dev eth0"]
     assert cli("network", "disconnect", "back", "box").code == 0  # the route is front's: it stays
     assert default_routes(cli, "box") == [f"default via {front_gateway} dev eth0"]
+
+
+def settings_of(root, container_id: str) -> dict:
+    with open(os.path.join(root, "containers", container_id, "state.json")) as f:
+        return json.load(f).get("NetworkSettings") or {}
+
+
+def addresses_of(settings: dict) -> set[str]:
+    return {r["IPAddress"] for r in [settings, *settings.get("Attachments", ())] if r.get("IPAddress")}
+
+
+def host_port(cli, name: str) -> int:
+    return int(cli("port", name, "80").out.strip().rsplit(":", 1)[1])
+
+
+def test_published_ports_follow_the_default_route_of_a_running_container(cli, busybox, veths, isolated_store):
+    """docker publishes on the network of the default route (its gateway endpoint), and moves the
+    ports when a connect or disconnect moves the route: an internal network never has them."""
+    assert cli("network", "create", "--internal", "back").code == 0
+    assert cli("network", "create", "front").code == 0
+    box = cli("run", "-d", "--name", "box", "--network", "back", "-p", "80", "busybox", "sh", "-c", SERVE)
+    assert box.code == 0, box.err
+    cid = box.out.strip()
+    assert cli("port", "box").out == ""
+
+    assert cli("network", "connect", "front", "box").code == 0
+    veths(cid)
+    settings = settings_of(isolated_store, cid)
+    front_address = settings["Attachments"][0]["IPAddress"]
+    port = host_port(cli, "box")
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {cid[:12]}\n"
+    assert f"0.0.0.0:{port}->80/tcp" in cli("ps", "--format", "{{.Ports}}").out
+    shown = json.loads(cli("inspect", "-f", "{{json .NetworkSettings.Ports}}", "box").out)
+    assert shown == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
+    assert [e[3] for e in elements_to(addresses_of(settings))] == [front_address]
+
+    assert cli("network", "disconnect", "front", "box").code == 0  # back alone: no ports again
+    assert cli("port", "box").out == "" and elements_to({front_address}) == []
+    assert http_get(f"http://127.0.0.1:{port}/", timeout=1) is None
+
+    assert cli("network", "connect", "front", "box").code == 0
+    veths(cid)
+    settings = settings_of(isolated_store, cid)
+    assert http_get(f"http://127.0.0.1:{host_port(cli, 'box')}/") == f"hello from {cid[:12]}\n"
+    assert cli("stop", "-t", "1", "box").code == 0  # the exit takes the ports it has now
+    assert wait_until(lambda: elements_to(addresses_of(settings)) == []), elements_to(addresses_of(settings))
+
+
+def test_a_container_on_two_networks_keeps_serving_when_its_first_goes(cli, busybox, veths, isolated_store):
+    assert cli("network", "create", "one").code == 0
+    assert cli("network", "create", "two").code == 0
+    port = free_port()
+    on_both = ("--network", "one", "--network", "two", "-p", f"127.0.0.1:{port}:80")
+    box = cli("run", "-d", "--name", "web", *on_both, "busybox", "sh", "-c", SERVE)
+    assert box.code == 0, box.err
+    cid = box.out.strip()
+    veths(cid)
+    before = settings_of(isolated_store, cid)
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {cid[:12]}\n"
+
+    assert cli("network", "disconnect", "one", "web").code == 0
+    assert cli("port", "web").out == f"80/tcp -> 127.0.0.1:{port}\n"  # the host port it named
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {cid[:12]}\n"
+    after = settings_of(isolated_store, cid)
+    assert [e[3] for e in elements_to(addresses_of(before))] == [after["IPAddress"]] != [before["IPAddress"]]
+
+    assert cli("rm", "-f", "web").code == 0
+    assert elements_to(addresses_of(before)) == []
+
+
+def test_ports_that_follow_the_route_go_at_the_exit_of_an_rm_container(cli, busybox, veths, isolated_store):
+    assert cli("network", "create", "--internal", "back").code == 0
+    assert cli("network", "create", "front").code == 0
+    run = cli("run", "-d", "--rm", "--name", "brief", "--network", "back", "-p", "80", "busybox", "sh", "-c", SERVE)
+    assert run.code == 0, run.err
+    cid = run.out.strip()
+    assert cli("network", "connect", "front", "brief").code == 0
+    veths(cid)
+    addresses = addresses_of(settings_of(isolated_store, cid))
+    assert elements_to(addresses) != []
+    assert cli("kill", "brief").code == 0
+    assert wait_until(lambda: not os.path.exists(isolated_store / "containers" / cid))
+    assert wait_until(lambda: elements_to(addresses) == []), elements_to(addresses)
+
+
+def test_ports_that_follow_the_route_go_at_the_exit_of_a_foreground_run(cli, busybox, veths, isolated_store):
+    assert cli("network", "create", "--internal", "back").code == 0
+    assert cli("network", "create", "front").code == 0
+    run = start_foreground(
+        isolated_store, "--name", "fg", "--network", "back", "-p", "80", "busybox", "sh", "-c", SERVE
+    )
+    try:
+        assert wait_until(lambda: cli("inspect", "-f", "{{.State.Status}}", "fg").out.strip() == "running")
+        cid = cli("inspect", "-f", "{{.Id}}", "fg").out.strip()
+        assert cli("network", "connect", "front", "fg").code == 0
+        veths(cid)
+        addresses = addresses_of(settings_of(isolated_store, cid))
+        assert http_get(f"http://127.0.0.1:{host_port(cli, 'fg')}/") == f"hello from {cid[:12]}\n"
+        assert cli("stop", "-t", "1", "fg").code == 0
+        run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert elements_to(addresses) == []
+
+
+def test_ports_follow_the_route_through_the_proxy(cli, busybox, veths, isolated_store, monkeypatch):
+    """The proxy of ports published by `network connect` (a CLI that exits at once) is nobody's
+    child: it watches the container's PID 1, and goes at its exit with the port."""
+    monkeypatch.setenv("MINIRUN_PORT_BACKEND", "proxy")
+    assert cli("network", "create", "--internal", "back").code == 0
+    assert cli("network", "create", "front").code == 0
+    port = free_port()
+    box = cli(
+        "run", "-d", "--name", "box", "--network", "back", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c", SERVE
+    )
+    assert box.code == 0, box.err
+    cid = box.out.strip()
+    assert port_free(port)
+
+    assert cli("network", "connect", "front", "box").code == 0
+    veths(cid)
+    settings = settings_of(isolated_store, cid)
+    proxy = settings["Proxy"]
+    assert settings["PortBackend"] == "proxy" and is_alive(proxy["pid"], proxy["start"])
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {cid[:12]}\n"
+    assert not port_free(port) and elements_to(addresses_of(settings)) == []
+
+    assert cli("network", "disconnect", "front", "box").code == 0
+    assert not is_alive(proxy["pid"], proxy["start"]) and port_free(port) and cli("port", "box").out == ""
+
+    assert cli("network", "connect", "front", "box").code == 0
+    veths(cid)
+    proxy = settings_of(isolated_store, cid)["Proxy"]
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {cid[:12]}\n"
+    assert cli("stop", "-t", "1", "box").code == 0
+    assert wait_until(lambda: not is_alive(proxy["pid"], proxy["start"]) and port_free(port))
+
+
+@pytest.fixture
+def proxy_backend(monkeypatch):
+    monkeypatch.setenv("MINIRUN_PORT_BACKEND", "proxy")
+
+
+def test_a_proxy_the_service_starts_for_a_connect_is_not_its_child(proxy_backend, service, isolated_store):  # noqa: F811
+    """The service lives on after the connect (a thread of it runs the call): a proxy that was its
+    child would stay a zombie under it once it ended. (proxy_backend first: the service starts with it.)"""
+    from minirun.procs import parent_of
+
+    docker = service.docker
+    assert docker("network", "create", "--internal", "apiback").returncode == 0
+    assert docker("network", "create", "apifront").returncode == 0
+    port = free_port()
+    done = docker(
+        "run", "-d", "--name", "box", "--network", "apiback", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c", SERVE
+    )
+    assert done.returncode == 0, done.stderr
+    cid = done.stdout.strip()
+    done = docker("network", "connect", "apifront", "box")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    proxy = settings_of(isolated_store, cid)["Proxy"]
+    assert is_alive(proxy["pid"], proxy["start"]) and parent_of(proxy["pid"]) != service.process.pid
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {cid[:12]}\n"
+    assert docker("rm", "-f", "box").returncode == 0
+    assert wait_until(lambda: not is_alive(proxy["pid"], proxy["start"]) and port_free(port))
+    assert docker("network", "rm", "apiback", "apifront").returncode == 0
+
+
+def test_a_port_taken_meanwhile_fails_the_connect_and_not_the_disconnect(cli, busybox, veths, isolated_store):
+    """docker's connect fails whole when the new gateway endpoint cannot have the ports (its join
+    is rolled back); its disconnect goes through (the daemon logs it): here it says so."""
+    assert cli("network", "create", "--internal", "back").code == 0
+    assert cli("network", "create", "one").code == 0
+    assert cli("network", "create", "two").code == 0
+    port = free_port()
+    taker = cli(
+        "run", "-d", "--name", "taker", "--network", "one", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "100"
+    )
+    assert taker.code == 0, taker.err
+    box = cli(
+        "run", "-d", "--name", "box", "--network", "back", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "100"
+    )
+    assert box.code == 0, box.err
+    veths(box.out.strip())
+    done = cli("network", "connect", "two", "box")
+    assert (done.code, done.err) == (
+        125,
+        f"minirun: error: Bind for 127.0.0.1:{port} failed: port is already allocated\n",
+    )
+    assert set(networks_of(cli, "box")) == {"back"} and set(ipv4_lines(cli, "box")) == {"lo", "eth0"}
+    assert cli("port", "box").out == "" and len(bookings_of(isolated_store)) == 2  # taker's, box's on back
+    assert cli("rm", "-f", "taker", "box").code == 0
+
+    on_both = ("--network", "one", "--network", "two", "-p", f"127.0.0.1:{port}:80")
+    web = cli("run", "-d", "--name", "web", *on_both, "busybox", "sleep", "100")
+    assert web.code == 0, web.err
+    veths(web.out.strip())
+    with socket.socket() as holder:  # nftables binds nothing: a host process may take the port
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen(1)
+        done = cli("network", "disconnect", "one", "web")
+    assert done.code == 125 and done.err.count("\n") == 1, done.err
+    assert done.err.startswith(f"minirun: error: container {web.out.strip()} left network one, but its ports could not")
+    assert f"to network two: Bind for 127.0.0.1:{port} failed: port is already allocated" in done.err
+    assert set(networks_of(cli, "web")) == {"two"} and cli("port", "web").out == ""
 
 
 def test_connects_and_disconnects_at_once_keep_the_records_whole(cli, busybox, veths):

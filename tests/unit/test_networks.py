@@ -362,7 +362,9 @@ def test_only_a_kernel_without_nftables_hands_ports_to_the_proxy(monkeypatch, tm
         raise MinirunError(failure)
 
     monkeypatch.setattr(portmap, "list_elements", fail)
-    monkeypatch.setattr(portmap, "_publish_by_proxy", lambda bindings, address: (bindings, {"PortBackend": "proxy"}))
+    monkeypatch.setattr(
+        portmap, "_publish_by_proxy", lambda bindings, address, pid1: (bindings, {"PortBackend": "proxy"})
+    )
     binding = ["", 8080, 80, "tcp"]
     if falls_back:
         assert portmap.publish_ports([binding], "10.66.0.2")[1] == {"PortBackend": "proxy"}
