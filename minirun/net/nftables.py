@@ -1,7 +1,8 @@
 """minirun's own nftables table `ip minirun` (hostwide.NFT_TABLE): its definition, and running nft.
 
 The table holds the published ports (portmap.py's maps and NAT chains) and the walls docker puts
-up with its iptables chains, for minirun's bridges alone (interfaces named BRIDGE_PREFIX*):
+up with its iptables chains, for minirun's bridges alone (interfaces named BRIDGE_PREFIX*, as
+are the host's ends of containers' veth pairs):
 - guard_prerouting drops what a container sends to or from 127.0.0.0/8. Our bridges have
   route_localnet (a port published on 127.0.0.1 is DNATed out of the host's loopback), which
   would otherwise hand a container with CAP_NET_RAW the host's loopback-only services (a frame
@@ -10,6 +11,13 @@ up with its iptables chains, for minirun's bridges alone (interfaces named BRIDG
   bridges (another host forging a container's address), and what comes in by a bridge with a
   source address not routed back through it (a container forging another's, or another
   network's, for the host or to be forwarded: a strict reverse-path check, as the host routes).
+  And it drops all that comes in by the host's end of a container's veth pair itself (named
+  PREFIX_<hex>: hostwide.VETH_PREFIX). That end is a port of its bridge, and what the bridge
+  switches or takes for the host comes in by the bridge; but a frame sent to a link-local group
+  MAC (01:80:c2:00:00:0X, STP's, LLDP's: a bridge forwards none of some) is handed to the port's
+  own stack, so a container with CAP_NET_RAW sent the host datagrams of any source address that
+  way, past the reverse-path check (and past the proxy's look at its client's address:
+  portproxy.py).
 - guard_forward keeps traffic out of a bridge unless it comes from that bridge (docker's
   DOCKER-ISOLATION and its FORWARD drop): a container on one network never reaches one on
   another, nor does another host that routes to a bridge's subnet. Replies to a container's
@@ -54,6 +62,7 @@ from minirun.errors import MinirunError
 TABLE = hostwide.NFT_TABLE
 _BRIDGES = f'"{hostwide.BRIDGE_PREFIX}*"'
 INTERNAL_BRIDGES = f'"{hostwide.INTERNAL_BRIDGE_PREFIX}*"'
+_VETHS = f'"{hostwide.VETH_PREFIX}*"'
 _MAP = "{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }"
 _ANY_MAP = "{ type inet_service : ipv4_addr . inet_service; }"
 # (chain, its base-chain spec or "", its rules)
@@ -86,6 +95,7 @@ _CHAINS = (
         "guard_prerouting",
         "type filter hook prerouting priority raw; policy accept;",
         (
+            f"iifname {_VETHS} drop",
             f"iifname {_BRIDGES} ip daddr 127.0.0.0/8 drop",
             f"iifname {_BRIDGES} ip saddr 127.0.0.0/8 drop",
             f"iifname != {_BRIDGES} fib saddr oifname {_BRIDGES} drop",

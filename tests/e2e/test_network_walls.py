@@ -145,6 +145,39 @@ def test_a_container_never_reaches_the_hosts_loopback(cli, busybox, probe):
                 sock.recvfrom(100)
 
 
+# The link-local group MACs a bridge port hands its own stack: LLDP's (a bridge may be told to
+# forward it), the slow protocols' (never forwarded)
+PORT_ITSELF = ("01:80:c2:00:00:0e", "01:80:c2:00:00:02")
+
+
+def test_a_bridge_port_takes_no_datagram_for_the_host(cli, busybox, probe):
+    """The host's end of a container's veth pair is a port of its bridge: what it receives is
+    switched, or taken for the host by the bridge, where the walls look at it. But a port hands
+    a frame sent to a link-local group MAC to its own stack, and a container's root (docker's
+    CAP_NET_RAW) sent the host datagrams that way with any source address (another host's, say),
+    past the walls' reverse-path check. The control: its datagram to the bridge, from its own
+    address, arrives."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as host_udp:
+        host_udp.bind(("0.0.0.0", 0))
+        host_udp.settimeout(5)
+        port = host_udp.getsockname()[1]
+        script = GATEWAY_MAC + "".join(
+            f"/probe/netattack eth0 {mac} {target} {port} udp 198.51.100.7 4100{n}; "
+            for n, mac in enumerate(PORT_ITSELF)
+            for target in ("$gw", "255.255.255.255")
+        )
+        result = cli(
+            "run", "--rm", *probe, "busybox", "sh", "-c", script + f"/probe/netattack eth0 $mac $gw {port} udp - 41009"
+        )
+        assert result.out == "timeout\n" * 5, result
+        arrived = [host_udp.recvfrom(100)[1]]
+        host_udp.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                arrived.append(host_udp.recvfrom(100)[1])
+    assert [sport for _, sport in arrived] == [41009], arrived
+
+
 def test_user_networks_do_not_reach_each_other(cli, busybox, cleanup):
     """docker's DOCKER-ISOLATION: a container on one network never reaches one on another (nor
     from the default bridge); a port it publishes is open to them, as to any host."""
@@ -529,8 +562,10 @@ def test_a_forged_source_takes_no_internal_datagram_through_the_proxy(cli, busyb
     proxy passed it on to the container that published it. The walls drop what comes in by a
     bridge with a source address not routed back through it; but they pass 0.0.0.0/8 to a
     broadcast or local multicast address (as DHCP sends), and a datagram "from" 0.0.0.0 to
-    255.255.255.255 or 224.0.0.1 reached the proxy, which turns such a client away now. The
-    control: the same datagram from a plain network's container, with its own address, arrives."""
+    255.255.255.255 or 224.0.0.1 reached the proxy, which turns such a client away now; nor
+    did the walls see a datagram of any source sent to a link-local group MAC, which the bridge
+    port took for the host itself (above). The control: the same datagram from a plain
+    network's container, with its own address, arrives."""
     monkeypatch.setenv("MINIRUN_PORT_BACKEND", "proxy")
     for name, *flags in (("forgein", "--internal"), ("forgeout",)):
         assert cli("network", "create", *flags, name).code == 0
@@ -548,6 +583,7 @@ def test_a_forged_source_takes_no_internal_datagram_through_the_proxy(cli, busyb
         f"; /probe/netattack eth0 {mac} {group} {port} udp 0.0.0.0 4000{n + 1}"
         for n, (mac, group) in enumerate((("ff:ff:ff:ff:ff:ff", "255.255.255.255"), ("01:00:5e:00:00:01", "224.0.0.1")))
     )
+    past_the_bridge = f"; /probe/netattack eth0 {PORT_ITSELF[0]} {{gw}} {port} udp 198.51.100.7 40003"
     with udp_socket_in(pid, 9000) as sock:
         plain = cli(
             "run",
@@ -570,9 +606,9 @@ def test_a_forged_source_takes_no_internal_datagram_through_the_proxy(cli, busyb
             "busybox",
             "sh",
             "-c",
-            send.format(gw=gateways["forgein"], port=port, src=forged) + unaddressed,
+            (send + unaddressed + past_the_bridge).format(gw=gateways["forgein"], port=port, src=forged),
         )
-        assert attack.out == "timeout\n" * 3, attack
+        assert attack.out == "timeout\n" * 4, attack
         assert not wait_until(lambda: not nothing_arrived(sock), timeout=2)
 
 
