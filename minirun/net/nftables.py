@@ -17,7 +17,7 @@ are the host's ends of containers' veth pairs):
   MAC (01:80:c2:00:00:0X, STP's, LLDP's: a bridge forwards none of some) is handed to the port's
   own stack, so a container with CAP_NET_RAW sent the host datagrams of any source address that
   way, past the reverse-path check (and past the proxy's look at its client's address:
-  portproxy.py).
+  portproxy.py). The port's IPv6, which took router advertisements so, is off (net/attach.py).
 - guard_forward keeps traffic out of a bridge unless it comes from that bridge (docker's
   DOCKER-ISOLATION and its FORWARD drop): a container on one network never reaches one on
   another, nor does another host that routes to a bridge's subnet. Replies to a container's

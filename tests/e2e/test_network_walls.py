@@ -413,6 +413,35 @@ def test_forged_router_advertisements_configure_nobody(cli, busybox, cleanup, pr
         subprocess.run(["ip", "-6", "addr", "flush", "dev", bridge, "scope", "global"], capture_output=True)
 
 
+# A host in a network namespace of its own (see on_a_host_of_its_own): what the advertisement
+# would configure is its, not this host's. The container's veth goes with it, and any route through it.
+PORT_RA_HOST = r"""
+set -eu
+mkdir -p "$WORK/sys" && mount -t sysfs sysfs "$WORK/sys"
+mount --rbind /sys/fs/cgroup "$WORK/sys/fs/cgroup" && mount --rbind "$WORK/sys" /sys
+ip link set lo up
+m() { "$PYTHON" -m minirun "$@"; }
+trap 'm rm -f wallra >/dev/null 2>&1' EXIT
+m run -d --name wallra --cap-add NET_RAW -v "$PROBES:/probe:ro" busybox sleep 300 >/dev/null
+for mac in $MACS; do m exec wallra /probe/netattack ra eth0 $mac; done
+ip -6 route
+ip -6 addr show scope global
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/sys/net/ipv6"), reason="no IPv6 in this kernel")
+def test_a_bridge_port_takes_no_router_advertisement(busybox, isolated_store, tmp_path, attack_dir):
+    """The bridge refuses router advertisements (above), but a port hands a frame sent to a
+    link-local group MAC to its own stack (test_a_bridge_port_takes_no_datagram_for_the_host): the
+    host's end of a container's veth pair took the advertisement, and the host got an address of
+    the container's prefix and a default route through the container, of high preference
+    (CVE-2020-13401 again). On a host of its own: this host's routes stay as they are."""
+    macs = " ".join(PORT_ITSELF)
+    result = on_a_host_of_its_own(PORT_RA_HOST, isolated_store, tmp_path, PROBES=attack_dir, MACS=macs)
+    assert result.stdout.startswith("sent\nsent\n"), (result.stdout, result.stderr)
+    assert "proto ra" not in result.stdout and "2001:db8:bad" not in result.stdout, result.stdout
+
+
 def test_a_start_never_inherits_ports_a_vanished_container_left(cli, busybox, cleanup, isolated_store):
     """A container's monitor killed (its containers die with it) and its record gone (a store
     deleted, as a test session deletes its stores): nobody removes its DNAT elements. The next

@@ -7,9 +7,10 @@
  *       127.0.0.0/8 on lo); SRCIP forges the source ("-": IFACE's own), SPORT fixes the source
  *       port (else a random one). Prints what came back: "synack", "rst",
  *       "data BYTES", "udp BYTES" or "timeout".
- *   netattack ra IFACE
+ *   netattack ra IFACE [DSTMAC]
  *       one IPv6 router advertisement (default router, high preference, lifetime 1800 s, the
- *       autonomous prefix 2001:db8:bad::/64) from IFACE's link-local address to ff02::1.
+ *       autonomous prefix 2001:db8:bad::/64) from IFACE's link-local address to ff02::1, sent
+ *       to ff02::1's MAC or to DSTMAC.
  *   netattack ping6 IFACE DSTMAC SRC6 DST6
  *       one ICMPv6 echo request from SRC6 (any address) to DST6, sent as a frame to DSTMAC (the
  *       bridge's: as to a router). Prints "sent".
@@ -105,13 +106,13 @@ static int receive(uint8_t proto, uint8_t *buf, int *len, int ms) {
     }
 }
 
-static int advertise(const char *iface);
+static int advertise(const char *iface, const char *to);
 static int echo6(char **argv);
 
 int main(int argc, char **argv) {
-    if (argc == 3 && strcmp(argv[1], "ra") == 0) return advertise(argv[2]);
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "ra") == 0) return advertise(argv[2], argc == 4 ? argv[3] : NULL);
     if (argc == 6 && strcmp(argv[1], "ping6") == 0) return echo6(argv + 2);
-    if (argc < 6) { fprintf(stderr, "usage: netattack IFACE DSTMAC DSTIP DPORT tcp|udp [SRCIP [SPORT]] | ra IFACE\n"); return 2; }
+    if (argc < 6) { fprintf(stderr, "usage: netattack IFACE DSTMAC DSTIP DPORT tcp|udp [SRCIP [SPORT]] | ra IFACE [DSTMAC]\n"); return 2; }
     srand(getpid() ^ time(NULL));
     fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
     if (fd < 0) { printf("socket %d\n", errno); return 3; }
@@ -227,11 +228,12 @@ static int echo6(char **argv) {
 }
 
 /* One router advertisement to ff02::1 (see the top). */
-static int advertise(const char *iface) {
+static int advertise(const char *iface, const char *to) {
     uint8_t f[200] = {0};
     uint8_t *mac = f + 6;
     if (mac_of(iface, mac) < 0) return 2;
     uint8_t dmac[6] = {0x33, 0x33, 0, 0, 0, 1};
+    if (to) sscanf(to, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dmac[0], &dmac[1], &dmac[2], &dmac[3], &dmac[4], &dmac[5]);
     uint8_t *ip = f + 14, *icmp = ip + 40;
     uint8_t src6[16] = {0xfe, 0x80}, dst6[16] = {0xff, 0x02};
     dst6[15] = 1;
