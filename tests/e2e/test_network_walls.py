@@ -413,14 +413,19 @@ def test_forged_router_advertisements_configure_nobody(cli, busybox, cleanup, pr
         subprocess.run(["ip", "-6", "addr", "flush", "dev", bridge, "scope", "global"], capture_output=True)
 
 
-# A host in a network namespace of its own (see on_a_host_of_its_own): what the advertisement
-# would configure is its, not this host's. The container's veth goes with it, and any route through it.
-PORT_RA_HOST = r"""
+# What on_a_host_of_its_own runs before its script: a fresh sysfs shows the namespace's interfaces,
+# the host's cgroups bound into it; its loopback up; `m` runs minirun.
+OWN_HOST = r"""
 set -eu
 mkdir -p "$WORK/sys" && mount -t sysfs sysfs "$WORK/sys"
 mount --rbind /sys/fs/cgroup "$WORK/sys/fs/cgroup" && mount --rbind "$WORK/sys" /sys
 ip link set lo up
 m() { "$PYTHON" -m minirun "$@"; }
+"""
+
+# A host in a network namespace of its own (see on_a_host_of_its_own): what the advertisement
+# would configure is its, not this host's. The container's veth goes with it, and any route through it.
+PORT_RA_HOST = r"""
 trap 'm rm -f wallra >/dev/null 2>&1' EXIT
 m run -d --name wallra --cap-add NET_RAW -v "$PROBES:/probe:ro" busybox sleep 300 >/dev/null
 for mac in $MACS; do m exec wallra /probe/netattack ra eth0 $mac; done
@@ -642,14 +647,10 @@ def test_a_forged_source_takes_no_internal_datagram_through_the_proxy(cli, busyb
 
 
 # The host of the test below, in a network and mount namespace of its own: IPv6 forwarding on
-# (as on a router, or a docker host with IPv6), which this host's own sysctl may not be; a fresh
-# sysfs shows its interfaces, the host's cgroups bound into it. Another host ("peer", a namespace
-# with a veth) listens for ICMPv6 echo requests until the host's own (the control) arrives.
+# (as on a router, or a docker host with IPv6), which this host's own sysctl may not be. Another
+# host ("peer", a namespace with a veth) listens for ICMPv6 echo requests until the host's own (the
+# control) arrives.
 IPV6_HOST = r"""
-set -eu
-mkdir -p "$WORK/sys" && mount -t sysfs sysfs "$WORK/sys"
-mount --rbind /sys/fs/cgroup "$WORK/sys/fs/cgroup" && mount --rbind "$WORK/sys" /sys
-ip link set lo up
 echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
 unshare --net sleep 600 & peer=$!
 trap 'kill $peer' EXIT
@@ -684,14 +685,14 @@ while True:
 
 def on_a_host_of_its_own(script: str, store, tmp_path, **env: str) -> subprocess.CompletedProcess:
     """`script` (sh) in a network and mount namespace of its own: root of a host whose network
-    (ruleset, sysctls, links) is the test's alone. minirun runs there as `"$PYTHON" -m minirun`
+    (ruleset, sysctls, links) is the test's alone (OWN_HOST sets it up). minirun runs there as `m`
     on `store`, with a run dir under tmp_path ($WORK); `env` is added to its environment."""
     import sys
 
     names = dict(MINIRUN_ROOT=str(store), MINIRUN_RUN_DIR=str(tmp_path / "run"), MINIRUN_BRIDGE_PREFIX="mrown")
     names.update(MINIRUN_NFT_TABLE="minirunown", WORK=str(tmp_path), PYTHON=sys.executable, **env)
     return subprocess.run(
-        ["unshare", "--net", "--mount", "sh", "-c", script],
+        ["unshare", "--net", "--mount", "sh", "-c", OWN_HOST + script],
         env=dict(os.environ, **names),
         capture_output=True,
         text=True,
@@ -741,11 +742,6 @@ def _listening(address: str, port: int) -> bool:
 
 
 FLUSHED_HOST = r"""
-set -eu
-mkdir -p "$WORK/sys" && mount -t sysfs sysfs "$WORK/sys"
-mount --rbind /sys/fs/cgroup "$WORK/sys/fs/cgroup" && mount --rbind "$WORK/sys" /sys
-ip link set lo up
-m() { "$PYTHON" -m minirun "$@"; }
 trap 'm rm -f wallweb >/dev/null 2>&1' EXIT
 m network create walla >/dev/null && m network create wallb >/dev/null
 m run -d --name wallweb --network wallb busybox sh -c "$SERVE" >/dev/null
