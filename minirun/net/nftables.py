@@ -29,7 +29,12 @@ are the host's ends of containers' veth pairs):
   with CAP_NET_RAW a container (or another host) can make up the connection it answers, a
   datagram "from" the victim's port to its own, routed back by this host (docker drops
   bridge-to-bridge traffic before it looks at conntrack, and all but its own bridge's traffic
-  to a container's address in its raw table).
+  to a container's address in its raw table). Nor is its word that an ICMP error is related to
+  a published port's connection: it looks at the error's destination and the datagram quoted,
+  not at who sends it, so a container of a third network sent the container that published
+  the port errors "about" another's connection to it (a connected UDP socket's ECONNREFUSED, a
+  smaller path MTU). No router stands between a container and the host; from another host
+  such an error is a router's, and passes as a reply's.
 - guard_forward also walls in an --internal network first (docker's `! -d SUBNET -i BRIDGE -j
   DROP`, ahead of its port rules): nothing its containers send leaves its bridge but for the host
   itself, a published port of another network's included (portproxy.py turns such a client
@@ -107,7 +112,7 @@ _CHAINS = (
         "type filter hook forward priority filter; policy accept;",
         (
             f"iifname {INTERNAL_BRIDGES} fib daddr . iif oif missing drop",
-            f"oifname {_BRIDGES} ct status dnat accept",
+            f"oifname {_BRIDGES} ct status dnat ct state new,established accept",
             f"iifname {_BRIDGES} oifname {_BRIDGES} fib daddr . iif oif missing drop",
             f"oifname {_BRIDGES} ct state established,related accept",
             f"oifname {_BRIDGES} fib daddr . iif oif missing drop",

@@ -202,6 +202,13 @@ def udp_socket_in(pid: int, port: int = 0) -> socket.socket:
     """A UDP socket on every address of process `pid`'s network namespace (a socket stays in the
     namespace it was made in), made by a thread of ours that steps in and out: busybox has no
     UDP server, and a victim's socket read here needs no output of the container's."""
+    sock = socket_in(pid, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", port))
+    return sock
+
+
+def socket_in(pid: int, kind: int, proto: int = 0) -> socket.socket:
+    """A non-blocking IPv4 socket of process `pid`'s network namespace (see udp_socket_in)."""
     made: list[socket.socket] = []
 
     def make() -> None:
@@ -210,7 +217,7 @@ def udp_socket_in(pid: int, port: int = 0) -> socket.socket:
         try:
             linux.setns(target, linux.CLONE_NEWNET)
             try:
-                made.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                made.append(socket.socket(socket.AF_INET, kind, proto))
             finally:
                 linux.setns(home, linux.CLONE_NEWNET)
         finally:
@@ -220,7 +227,6 @@ def udp_socket_in(pid: int, port: int = 0) -> socket.socket:
     thread = threading.Thread(target=make)
     thread.start()
     thread.join()
-    made[0].bind(("0.0.0.0", port))
     made[0].setblocking(False)
     return made[0]
 
@@ -270,6 +276,55 @@ def forge_a_connection(cli, probe: list[str], address: str, sock: socket.socket)
         assert labelled(result.out) == {"forge": "timeout", "attack": "timeout", "door": "timeout"}, result
         assert door.recvfrom(100)[0] == b"minirun-probe"  # the probe's datagrams do go out
     assert nothing_arrived(sock)
+
+
+def test_an_icmp_error_opens_no_other_network(cli, busybox, cleanup, attack_dir, probe):
+    """A published port's connections pass from one bridge to another (they are DNATed), and so
+    did an ICMP error conntrack relates to one: it looks at the error's destination and the
+    datagram quoted, not at who sends it. A container of a third network (docker's CAP_NET_RAW)
+    sent the container that published a UDP port a "port unreachable" about another network's
+    client's datagram to it, as a router on its way would. No router stands between a
+    container and the host; from another host such an error is a router's, and arrives (the
+    control)."""
+    for name in ("wallicmpa", "wallicmpb", "wallicmpc"):
+        assert cli("network", "create", name).code == 0
+        cleanup["networks"].append(name)
+    start(cli, cleanup, "wallicmpweb", "--network", "wallicmpb", "-p", "9000/udp", command="sleep 300")
+    port = cli("port", "wallicmpweb", "9000/udp").out.strip().split(":")[-1]
+    pid = json.loads(cli("inspect", "wallicmpweb").out)[0]["State"]["Pid"]
+    start(cli, cleanup, "wallicmpclient", "--network", "wallicmpc", *probe, command="sleep 300")
+    client = address_of(cli, "wallicmpclient")
+    gateway = json.loads(cli("network", "inspect", "wallicmpc").out)[0]["IPAM"]["Config"][0]["Gateway"]
+    unreach = f"{gateway} {port} unreach - {client} 41000"
+    with socket_in(pid, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sent = cli(
+            "exec",
+            "wallicmpclient",
+            "sh",
+            "-c",
+            GATEWAY_MAC + f"/probe/netattack eth0 $mac {gateway} {port} udp - 41000",
+        )
+        assert sent.out == "timeout\n", sent  # (nothing answers in the container: conntrack has it all the same)
+        attack = cli(
+            "run",
+            "--rm",
+            "--network",
+            "wallicmpa",
+            *probe,
+            "busybox",
+            "sh",
+            "-c",
+            GATEWAY_MAC + f"/probe/netattack eth0 $mac {unreach}",
+        )
+        assert attack.out == "sent\n", attack
+        assert not wait_until(lambda: not nothing_arrived(sock), timeout=2)
+        netattack = os.path.join(attack_dir, "netattack")
+        with another_host() as (inside, _, mac, _):
+            control = subprocess.run(
+                [*inside, netattack, "eth0", mac, *unreach.split()], capture_output=True, text=True
+            )
+            assert control.stdout == "sent\n", control
+            assert wait_until(lambda: not nothing_arrived(sock), timeout=5)
 
 
 def test_walls_added_since_reach_a_table_an_older_minirun_wrote(cli, busybox, cleanup, probe, victim):

