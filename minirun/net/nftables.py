@@ -8,10 +8,16 @@ are the host's ends of containers' veth pairs):
   would otherwise hand a container with CAP_NET_RAW the host's loopback-only services (a frame
   for 127.0.0.1 sent to the bridge's MAC: CVE-2020-8558), or let it pass for 127.0.0.1 to them.
   It also drops what comes in by any other interface with a source address of one of our
-  bridges (another host forging a container's address), and what comes in by a bridge with a
-  source address not routed back through it (a container forging another's, or another
-  network's, for the host or to be forwarded: a strict reverse-path check, as the host routes).
-  And it drops all that comes in by the host's end of a container's veth pair itself (named
+  bridges (another host forging a container's address), or addressed to one: nothing comes so
+  but from another host that routes a bridge's subnet through this one (a published port is
+  reached at the host's address, and replies to what containers send past it come to the
+  host's, both translated after this table), and conntrack relates an ICMP error to a
+  connection by the datagram it quotes, whoever sends it, so guard_forward's `related` let
+  such a host's errors in (docker 28 drops what comes for a container's address by another
+  interface in its raw table too). It drops what comes in by a bridge with a source address
+  not routed back through it (a container forging another's, or another network's, for the
+  host or to be forwarded: a strict reverse-path check, as the host routes). And it drops all
+  that comes in by the host's end of a container's veth pair itself (named
   PREFIX_<hex>: hostwide.VETH_PREFIX). That end is a port of its bridge, and what the bridge
   switches or takes for the host comes in by the bridge; but a frame sent to a link-local group
   MAC (01:80:c2:00:00:0X, STP's, LLDP's: a bridge forwards none of some) is handed to the port's
@@ -104,6 +110,7 @@ _CHAINS = (
             f"iifname {_BRIDGES} ip daddr 127.0.0.0/8 drop",
             f"iifname {_BRIDGES} ip saddr 127.0.0.0/8 drop",
             f"iifname != {_BRIDGES} fib saddr oifname {_BRIDGES} drop",
+            f"iifname != {_BRIDGES} fib daddr oifname {_BRIDGES} drop",
             f"iifname {_BRIDGES} fib saddr . iif oif missing drop",
         ),
     ),

@@ -327,6 +327,47 @@ def test_an_icmp_error_opens_no_other_network(cli, busybox, cleanup, attack_dir,
             assert wait_until(lambda: not nothing_arrived(sock), timeout=5)
 
 
+def test_another_host_sends_a_container_no_error(cli, busybox, cleanup, attack_dir, probe):
+    """Another host that routes a bridge's subnet through this one sent a container an ICMP error
+    addressed to it: conntrack relates an error to a connection by the datagram it quotes (here
+    the container's to this host), whoever sends it, and the walls let what it relates into a
+    bridge. Nothing else comes for a container's address by another interface. The control: an
+    error about the container's datagram to that host, sent where a router's would go (to this
+    host's address, which the container's datagram left with), arrives."""
+    assert cli("network", "create", "wallerrors").code == 0
+    cleanup["networks"].append("wallerrors")
+    start(cli, cleanup, "wallerrvictim", "--network", "wallerrors", *probe, command="sleep 300")
+    victim = address_of(cli, "wallerrvictim")
+    pid = json.loads(cli("inspect", "wallerrvictim").out)[0]["State"]["Pid"]
+    gateway = json.loads(cli("network", "inspect", "wallerrors").out)[0]["IPAM"]["Config"][0]["Gateway"]
+    netattack = os.path.join(attack_dir, "netattack")
+    with another_host() as (inside, host_ip, mac, peer), socket_in(pid, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        for target in (gateway, peer):  # a datagram to each, from port 42000: two connections
+            sent = cli(
+                "exec",
+                "wallerrvictim",
+                "sh",
+                "-c",
+                GATEWAY_MAC + f"/probe/netattack eth0 $mac {target} 5555 udp - 42000",
+            )
+            assert sent.out == "timeout\n", sent
+        while not nothing_arrived(sock):  # (each answered "port unreachable")
+            pass
+
+        def error(to: str, about: str) -> None:
+            sent = subprocess.run(
+                [*inside, netattack, "eth0", mac, to, "42000", "unreach", "-", about, "5555"],
+                capture_output=True,
+                text=True,
+            )
+            assert sent.stdout == "sent\n", sent
+
+        error(victim, gateway)
+        assert not wait_until(lambda: not nothing_arrived(sock), timeout=2)
+        error(host_ip, peer)
+        assert wait_until(lambda: not nothing_arrived(sock), timeout=5)
+
+
 def test_walls_added_since_reach_a_table_an_older_minirun_wrote(cli, busybox, cleanup, probe, victim):
     """A start on a bridge that exists took the table as it found it: the walls above reached a
     host whose bridges an older minirun made only at its next reboot (or new bridge)."""
