@@ -4,7 +4,8 @@ networks' bridges, its nftables table, and the parent of containers' cgroups in 
 
 A sandbox (a test session) gives its own through the environment, so two of them share a host
 without meeting: MINIRUN_RUN_DIR, MINIRUN_BRIDGE_PREFIX (at most 7 letters and digits: a user
-network's bridge is PREFIX-<7 hex>, or PREFIX.<7 hex> if internal, and Linux names stop at 15),
+network's bridge is PREFIX-<7 hex>, or PREFIX.<7 hex> if internal, the host's end of a container's
+veth pair PREFIX_<7 hex>, and Linux names stop at 15),
 MINIRUN_NFT_TABLE, MINIRUN_CGROUP_PARENT (`system check` takes every cgroup under it for its store's business).
 """
 
@@ -26,5 +27,6 @@ RUN_DIR = os.environ.get("MINIRUN_RUN_DIR") or "/run/minirun"
 BRIDGE_PREFIX = _name("MINIRUN_BRIDGE_PREFIX", "minirun", 7)
 DEFAULT_BRIDGE = f"{BRIDGE_PREFIX}0"  # the `bridge` network's, as docker0 is docker's
 INTERNAL_BRIDGE_PREFIX = f"{BRIDGE_PREFIX}."  # an --internal network's bridge: the walls know it by name
+VETH_PREFIX = f"{BRIDGE_PREFIX}_"  # the host's end of a container's veth pair (a bridge port): so do they
 NFT_TABLE = _name("MINIRUN_NFT_TABLE", "minirun", 32)
 CGROUP_PARENT = _name("MINIRUN_CGROUP_PARENT", "minirun", 64)  # <hierarchy>/PARENT/<container id>

@@ -182,11 +182,14 @@ def assert_sees_the_hosts_links(listed_inside: Callable[[], list[str]]) -> None:
     """`listed_inside()` lists /sys/class/net in a container on the host's network: the host's
     links. Other containers (another xdist worker's, another test session's) add and remove veths
     meanwhile, so every link there before and after must be seen, and no other link but a veth that
-    came and went between the two listings."""
+    came and went between the two listings (PREFIX_<hex>, hostwide.VETH_PREFIX, or vethHEX as an
+    older minirun named them)."""
+    import re
+
     before = set(os.listdir("/sys/class/net"))
     inside = listed_inside()
     after = set(os.listdir("/sys/class/net"))
-    passing = {name for name in set(inside) - (before | after) if name.startswith("veth")}
+    passing = {n for n in set(inside) - (before | after) if re.fullmatch(r"(veth|[a-zA-Z0-9]+_)[0-9a-f]{7}", n)}
     assert before & after <= set(inside) <= before | after | passing, (sorted(before), inside, sorted(after))
 
 

@@ -24,7 +24,7 @@ import os
 
 from minirun import leanjson
 from minirun.errors import Conflict, MinirunError, NotFound
-from minirun.hostwide import DEFAULT_BRIDGE
+from minirun.hostwide import DEFAULT_BRIDGE, VETH_PREFIX
 
 
 def wanted_networks(config) -> list[dict]:
@@ -184,7 +184,7 @@ def book_address(store, container, network, wanted: dict, ifname: str) -> dict:
     return {
         "bridge": network.bridge,
         "bridge_index": info["index"],
-        "veth": "veth" + os.urandom(4).hex()[:7],  # the host's end
+        "veth": VETH_PREFIX + os.urandom(4).hex()[:7],  # the host's end: the walls know it by name
         "ifname": ifname,
         "address": address,
         "prefixlen": subnet[1],

@@ -87,6 +87,7 @@ def _plug(host: Netlink, host_ns: int, inside: Netlink, spec: InterfaceSpec | Ne
 
     inside.add_veth(ifname, bytes.fromhex(spec["mac"].replace(":", "")), spec["veth"], host_ns)
     _refuse_router_advertisements(ifname)
+    _no_ipv6_on_host_end(spec["veth"], host_ns)
     host.set_up(spec["veth"], (spec["bridge_index"], spec["bridge"]))
     inside.set_up(ifname)
     index = socket.if_nametoindex(ifname)
@@ -103,6 +104,29 @@ def _refuse_router_advertisements(ifname: str) -> None:
             f.write("0")
     except FileNotFoundError:
         pass  # no IPv6 in this kernel
+
+
+def _no_ipv6_on_host_end(veth: str, host_ns: int) -> None:
+    """Before the pair is up: the host's end is a port of its bridge and needs no IPv6, which
+    took what a port hands its own stack, frames sent to a link-local group MAC (nftables.py):
+    a router advertisement sent so by a container's root with CAP_NET_RAW (docker's default)
+    gave the host a default route through that container (CVE-2020-13401, past the bridge's
+    refusal: bridge.py). The sysctl is the host's network namespace's: this thread steps there
+    and back."""
+    from minirun import linux
+
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(host_ns, linux.CLONE_NEWNET)
+        try:
+            with open(f"/proc/sys/net/ipv6/conf/{veth}/disable_ipv6", "w") as f:
+                f.write("1")
+        except FileNotFoundError:
+            pass  # no IPv6 in this kernel
+        finally:
+            linux.setns(here, linux.CLONE_NEWNET)
+    finally:
+        os.close(here)
 
 
 def plug_running(pid: int, spec: InterfaceSpec, gateway: str = "") -> None:

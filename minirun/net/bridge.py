@@ -7,7 +7,8 @@ published on 127.0.0.1 be DNATed to a container (portmap.py); nftables.py's wall
 no bridge is made (networks.ensure_bridge), keep containers from the host's loopback. IPv6 router
 advertisements are refused on them, as docker refuses them on its bridges (CVE-2020-13401): a
 container's root given CAP_NET_RAW (docker's default, not ours) could forge one, and it would
-become a default route of the host's through that container. IPv6 is off on them altogether
+become a default route of the host's through that container (the host's end of a container's veth
+pair, a port, has its IPv6 off for the same reason: net/attach.py). IPv6 is off on them altogether
 (disable_ipv6): minirun gives containers IPv4 alone and its walls (nftables.py) are IPv4's, so a
 host that forwards IPv6 forwarded what a container sent the bridge (an address and a route it
 gave itself, or a frame of any source made with CAP_NET_RAW) past every wall, --internal's too.

@@ -1,15 +1,29 @@
 """minirun's own nftables table `ip minirun` (hostwide.NFT_TABLE): its definition, and running nft.
 
 The table holds the published ports (portmap.py's maps and NAT chains) and the walls docker puts
-up with its iptables chains, for minirun's bridges alone (interfaces named BRIDGE_PREFIX*):
+up with its iptables chains, for minirun's bridges alone (interfaces named BRIDGE_PREFIX*, as
+are the host's ends of containers' veth pairs):
 - guard_prerouting drops what a container sends to or from 127.0.0.0/8. Our bridges have
   route_localnet (a port published on 127.0.0.1 is DNATed out of the host's loopback), which
   would otherwise hand a container with CAP_NET_RAW the host's loopback-only services (a frame
   for 127.0.0.1 sent to the bridge's MAC: CVE-2020-8558), or let it pass for 127.0.0.1 to them.
   It also drops what comes in by any other interface with a source address of one of our
-  bridges (another host forging a container's address), and what comes in by a bridge with a
-  source address not routed back through it (a container forging another's, or another
-  network's, for the host or to be forwarded: a strict reverse-path check, as the host routes).
+  bridges (another host forging a container's address), or addressed to one: nothing comes so
+  but from another host that routes a bridge's subnet through this one (a published port is
+  reached at the host's address, and replies to what containers send past it come to the
+  host's, both translated after this table), and conntrack relates an ICMP error to a
+  connection by the datagram it quotes, whoever sends it, so guard_forward's `related` let
+  such a host's errors in (docker 28 drops what comes for a container's address by another
+  interface in its raw table too). It drops what comes in by a bridge with a source address
+  not routed back through it (a container forging another's, or another network's, for the
+  host or to be forwarded: a strict reverse-path check, as the host routes). And it drops all
+  that comes in by the host's end of a container's veth pair itself (named
+  PREFIX_<hex>: hostwide.VETH_PREFIX). That end is a port of its bridge, and what the bridge
+  switches or takes for the host comes in by the bridge; but a frame sent to a link-local group
+  MAC (01:80:c2:00:00:0X, STP's, LLDP's: a bridge forwards none of some) is handed to the port's
+  own stack, so a container with CAP_NET_RAW sent the host datagrams of any source address that
+  way, past the reverse-path check (and past the proxy's look at its client's address:
+  portproxy.py). The port's IPv6, which took router advertisements so, is off (net/attach.py).
 - guard_forward keeps traffic out of a bridge unless it comes from that bridge (docker's
   DOCKER-ISOLATION and its FORWARD drop): a container on one network never reaches one on
   another, nor does another host that routes to a bridge's subnet. Replies to a container's
@@ -21,7 +35,12 @@ up with its iptables chains, for minirun's bridges alone (interfaces named BRIDG
   with CAP_NET_RAW a container (or another host) can make up the connection it answers, a
   datagram "from" the victim's port to its own, routed back by this host (docker drops
   bridge-to-bridge traffic before it looks at conntrack, and all but its own bridge's traffic
-  to a container's address in its raw table).
+  to a container's address in its raw table). Nor is its word that an ICMP error is related to
+  a published port's connection: it looks at the error's destination and the datagram quoted,
+  not at who sends it, so a container of a third network sent the container that published
+  the port errors "about" another's connection to it (a connected UDP socket's ECONNREFUSED, a
+  smaller path MTU). No router stands between a container and the host; from another host
+  such an error is a router's, and passes as a reply's.
 - guard_forward also walls in an --internal network first (docker's `! -d SUBNET -i BRIDGE -j
   DROP`, ahead of its port rules): nothing its containers send leaves its bridge but for the host
   itself, a published port of another network's included (portproxy.py turns such a client
@@ -54,6 +73,7 @@ from minirun.errors import MinirunError
 TABLE = hostwide.NFT_TABLE
 _BRIDGES = f'"{hostwide.BRIDGE_PREFIX}*"'
 INTERNAL_BRIDGES = f'"{hostwide.INTERNAL_BRIDGE_PREFIX}*"'
+_VETHS = f'"{hostwide.VETH_PREFIX}*"'
 _MAP = "{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }"
 _ANY_MAP = "{ type inet_service : ipv4_addr . inet_service; }"
 # (chain, its base-chain spec or "", its rules)
@@ -86,9 +106,11 @@ _CHAINS = (
         "guard_prerouting",
         "type filter hook prerouting priority raw; policy accept;",
         (
+            f"iifname {_VETHS} drop",
             f"iifname {_BRIDGES} ip daddr 127.0.0.0/8 drop",
             f"iifname {_BRIDGES} ip saddr 127.0.0.0/8 drop",
             f"iifname != {_BRIDGES} fib saddr oifname {_BRIDGES} drop",
+            f"iifname != {_BRIDGES} fib daddr oifname {_BRIDGES} drop",
             f"iifname {_BRIDGES} fib saddr . iif oif missing drop",
         ),
     ),
@@ -97,7 +119,7 @@ _CHAINS = (
         "type filter hook forward priority filter; policy accept;",
         (
             f"iifname {INTERNAL_BRIDGES} fib daddr . iif oif missing drop",
-            f"oifname {_BRIDGES} ct status dnat accept",
+            f"oifname {_BRIDGES} ct status dnat ct state new,established accept",
             f"iifname {_BRIDGES} oifname {_BRIDGES} fib daddr . iif oif missing drop",
             f"oifname {_BRIDGES} ct state established,related accept",
             f"oifname {_BRIDGES} fib daddr . iif oif missing drop",

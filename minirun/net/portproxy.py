@@ -19,7 +19,10 @@ A client on an --internal network is turned away: with nftables its packets for 
 port are DNATed and then dropped by the internal network's wall (nftables.py), as docker's
 are; here they would reach the host's socket, so the proxy asks whether the client's address
 lies on an internal bridge. (The address is the client's own: the walls drop a packet that
-comes in by a bridge with a source address not routed back through it.)
+comes in by a bridge with a source address not routed back through it; but for 0.0.0.0/8,
+which they pass to a broadcast or local multicast address, as DHCP sends: a datagram "from"
+there, to 255.255.255.255 or 224.0.0.1, reached a UDP port from any network. Such a client,
+which no reply can reach either, is turned away too.)
 """
 
 from __future__ import annotations
@@ -63,14 +66,17 @@ def main(argv: list[str]) -> int:
 
 
 def on_internal_network(address: str) -> bool:
-    """Whether `address` is on the subnet of an --internal network's bridge (asked of the
-    kernel each time: networks come and go while the proxy runs)."""
+    """Whether a client of `address` may be on an --internal network: the address is on the
+    subnet of an internal bridge (asked of the kernel each time: networks come and go while the
+    proxy runs), or in 0.0.0.0/8, which tells nothing of where it is (see above)."""
     import fcntl
 
     try:
         peer = struct.unpack("!I", socket.inet_aton(address))[0]
     except OSError:
         return False
+    if peer >> 24 == 0:
+        return True
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for _, name in socket.if_nameindex():
             if not name.startswith(hostwide.INTERNAL_BRIDGE_PREFIX):

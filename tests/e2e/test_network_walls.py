@@ -145,6 +145,39 @@ def test_a_container_never_reaches_the_hosts_loopback(cli, busybox, probe):
                 sock.recvfrom(100)
 
 
+# The link-local group MACs a bridge port hands its own stack: LLDP's (a bridge may be told to
+# forward it), the slow protocols' (never forwarded)
+PORT_ITSELF = ("01:80:c2:00:00:0e", "01:80:c2:00:00:02")
+
+
+def test_a_bridge_port_takes_no_datagram_for_the_host(cli, busybox, probe):
+    """The host's end of a container's veth pair is a port of its bridge: what it receives is
+    switched, or taken for the host by the bridge, where the walls look at it. But a port hands
+    a frame sent to a link-local group MAC to its own stack, and a container's root (docker's
+    CAP_NET_RAW) sent the host datagrams that way with any source address (another host's, say),
+    past the walls' reverse-path check. The control: its datagram to the bridge, from its own
+    address, arrives."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as host_udp:
+        host_udp.bind(("0.0.0.0", 0))
+        host_udp.settimeout(5)
+        port = host_udp.getsockname()[1]
+        script = GATEWAY_MAC + "".join(
+            f"/probe/netattack eth0 {mac} {target} {port} udp 198.51.100.7 4100{n}; "
+            for n, mac in enumerate(PORT_ITSELF)
+            for target in ("$gw", "255.255.255.255")
+        )
+        result = cli(
+            "run", "--rm", *probe, "busybox", "sh", "-c", script + f"/probe/netattack eth0 $mac $gw {port} udp - 41009"
+        )
+        assert result.out == "timeout\n" * 5, result
+        arrived = [host_udp.recvfrom(100)[1]]
+        host_udp.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                arrived.append(host_udp.recvfrom(100)[1])
+    assert [sport for _, sport in arrived] == [41009], arrived
+
+
 def test_user_networks_do_not_reach_each_other(cli, busybox, cleanup):
     """docker's DOCKER-ISOLATION: a container on one network never reaches one on another (nor
     from the default bridge); a port it publishes is open to them, as to any host."""
@@ -169,6 +202,13 @@ def udp_socket_in(pid: int, port: int = 0) -> socket.socket:
     """A UDP socket on every address of process `pid`'s network namespace (a socket stays in the
     namespace it was made in), made by a thread of ours that steps in and out: busybox has no
     UDP server, and a victim's socket read here needs no output of the container's."""
+    sock = socket_in(pid, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", port))
+    return sock
+
+
+def socket_in(pid: int, kind: int, proto: int = 0) -> socket.socket:
+    """A non-blocking IPv4 socket of process `pid`'s network namespace (see udp_socket_in)."""
     made: list[socket.socket] = []
 
     def make() -> None:
@@ -177,7 +217,7 @@ def udp_socket_in(pid: int, port: int = 0) -> socket.socket:
         try:
             linux.setns(target, linux.CLONE_NEWNET)
             try:
-                made.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                made.append(socket.socket(socket.AF_INET, kind, proto))
             finally:
                 linux.setns(home, linux.CLONE_NEWNET)
         finally:
@@ -187,7 +227,6 @@ def udp_socket_in(pid: int, port: int = 0) -> socket.socket:
     thread = threading.Thread(target=make)
     thread.start()
     thread.join()
-    made[0].bind(("0.0.0.0", port))
     made[0].setblocking(False)
     return made[0]
 
@@ -237,6 +276,96 @@ def forge_a_connection(cli, probe: list[str], address: str, sock: socket.socket)
         assert labelled(result.out) == {"forge": "timeout", "attack": "timeout", "door": "timeout"}, result
         assert door.recvfrom(100)[0] == b"minirun-probe"  # the probe's datagrams do go out
     assert nothing_arrived(sock)
+
+
+def test_an_icmp_error_opens_no_other_network(cli, busybox, cleanup, attack_dir, probe):
+    """A published port's connections pass from one bridge to another (they are DNATed), and so
+    did an ICMP error conntrack relates to one: it looks at the error's destination and the
+    datagram quoted, not at who sends it. A container of a third network (docker's CAP_NET_RAW)
+    sent the container that published a UDP port a "port unreachable" about another network's
+    client's datagram to it, as a router on its way would. No router stands between a
+    container and the host; from another host such an error is a router's, and arrives (the
+    control)."""
+    for name in ("wallicmpa", "wallicmpb", "wallicmpc"):
+        assert cli("network", "create", name).code == 0
+        cleanup["networks"].append(name)
+    start(cli, cleanup, "wallicmpweb", "--network", "wallicmpb", "-p", "9000/udp", command="sleep 300")
+    port = cli("port", "wallicmpweb", "9000/udp").out.strip().split(":")[-1]
+    pid = json.loads(cli("inspect", "wallicmpweb").out)[0]["State"]["Pid"]
+    start(cli, cleanup, "wallicmpclient", "--network", "wallicmpc", *probe, command="sleep 300")
+    client = address_of(cli, "wallicmpclient")
+    gateway = json.loads(cli("network", "inspect", "wallicmpc").out)[0]["IPAM"]["Config"][0]["Gateway"]
+    unreach = f"{gateway} {port} unreach - {client} 41000"
+    with socket_in(pid, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sent = cli(
+            "exec",
+            "wallicmpclient",
+            "sh",
+            "-c",
+            GATEWAY_MAC + f"/probe/netattack eth0 $mac {gateway} {port} udp - 41000",
+        )
+        assert sent.out == "timeout\n", sent  # (nothing answers in the container: conntrack has it all the same)
+        attack = cli(
+            "run",
+            "--rm",
+            "--network",
+            "wallicmpa",
+            *probe,
+            "busybox",
+            "sh",
+            "-c",
+            GATEWAY_MAC + f"/probe/netattack eth0 $mac {unreach}",
+        )
+        assert attack.out == "sent\n", attack
+        assert not wait_until(lambda: not nothing_arrived(sock), timeout=2)
+        netattack = os.path.join(attack_dir, "netattack")
+        with another_host() as (inside, _, mac, _):
+            control = subprocess.run(
+                [*inside, netattack, "eth0", mac, *unreach.split()], capture_output=True, text=True
+            )
+            assert control.stdout == "sent\n", control
+            assert wait_until(lambda: not nothing_arrived(sock), timeout=5)
+
+
+def test_another_host_sends_a_container_no_error(cli, busybox, cleanup, attack_dir, probe):
+    """Another host that routes a bridge's subnet through this one sent a container an ICMP error
+    addressed to it: conntrack relates an error to a connection by the datagram it quotes (here
+    the container's to this host), whoever sends it, and the walls let what it relates into a
+    bridge. Nothing else comes for a container's address by another interface. The control: an
+    error about the container's datagram to that host, sent where a router's would go (to this
+    host's address, which the container's datagram left with), arrives."""
+    assert cli("network", "create", "wallerrors").code == 0
+    cleanup["networks"].append("wallerrors")
+    start(cli, cleanup, "wallerrvictim", "--network", "wallerrors", *probe, command="sleep 300")
+    victim = address_of(cli, "wallerrvictim")
+    pid = json.loads(cli("inspect", "wallerrvictim").out)[0]["State"]["Pid"]
+    gateway = json.loads(cli("network", "inspect", "wallerrors").out)[0]["IPAM"]["Config"][0]["Gateway"]
+    netattack = os.path.join(attack_dir, "netattack")
+    with another_host() as (inside, host_ip, mac, peer), socket_in(pid, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        for target in (gateway, peer):  # a datagram to each, from port 42000: two connections
+            sent = cli(
+                "exec",
+                "wallerrvictim",
+                "sh",
+                "-c",
+                GATEWAY_MAC + f"/probe/netattack eth0 $mac {target} 5555 udp - 42000",
+            )
+            assert sent.out == "timeout\n", sent
+        while not nothing_arrived(sock):  # (each answered "port unreachable")
+            pass
+
+        def error(to: str, about: str) -> None:
+            sent = subprocess.run(
+                [*inside, netattack, "eth0", mac, to, "42000", "unreach", "-", about, "5555"],
+                capture_output=True,
+                text=True,
+            )
+            assert sent.stdout == "sent\n", sent
+
+        error(victim, gateway)
+        assert not wait_until(lambda: not nothing_arrived(sock), timeout=2)
+        error(host_ip, peer)
+        assert wait_until(lambda: not nothing_arrived(sock), timeout=5)
 
 
 def test_walls_added_since_reach_a_table_an_older_minirun_wrote(cli, busybox, cleanup, probe, victim):
@@ -378,6 +507,40 @@ def test_forged_router_advertisements_configure_nobody(cli, busybox, cleanup, pr
         subprocess.run(["ip", "-6", "route", "flush", "dev", bridge, "proto", "ra"], capture_output=True)
         subprocess.run(["ip", "-6", "route", "del", "2001:db8:bad::/64", "dev", bridge], capture_output=True)
         subprocess.run(["ip", "-6", "addr", "flush", "dev", bridge, "scope", "global"], capture_output=True)
+
+
+# What on_a_host_of_its_own runs before its script: a fresh sysfs shows the namespace's interfaces,
+# the host's cgroups bound into it; its loopback up; `m` runs minirun.
+OWN_HOST = r"""
+set -eu
+mkdir -p "$WORK/sys" && mount -t sysfs sysfs "$WORK/sys"
+mount --rbind /sys/fs/cgroup "$WORK/sys/fs/cgroup" && mount --rbind "$WORK/sys" /sys
+ip link set lo up
+m() { "$PYTHON" -m minirun "$@"; }
+"""
+
+# A host in a network namespace of its own (see on_a_host_of_its_own): what the advertisement
+# would configure is its, not this host's. The container's veth goes with it, and any route through it.
+PORT_RA_HOST = r"""
+trap 'm rm -f wallra >/dev/null 2>&1' EXIT
+m run -d --name wallra --cap-add NET_RAW -v "$PROBES:/probe:ro" busybox sleep 300 >/dev/null
+for mac in $MACS; do m exec wallra /probe/netattack ra eth0 $mac; done
+ip -6 route
+ip -6 addr show scope global
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/sys/net/ipv6"), reason="no IPv6 in this kernel")
+def test_a_bridge_port_takes_no_router_advertisement(busybox, isolated_store, tmp_path, attack_dir):
+    """The bridge refuses router advertisements (above), but a port hands a frame sent to a
+    link-local group MAC to its own stack (test_a_bridge_port_takes_no_datagram_for_the_host): the
+    host's end of a container's veth pair took the advertisement, and the host got an address of
+    the container's prefix and a default route through the container, of high preference
+    (CVE-2020-13401 again). On a host of its own: this host's routes stay as they are."""
+    macs = " ".join(PORT_ITSELF)
+    result = on_a_host_of_its_own(PORT_RA_HOST, isolated_store, tmp_path, PROBES=attack_dir, MACS=macs)
+    assert result.stdout.startswith("sent\nsent\n"), (result.stdout, result.stderr)
+    assert "proto ra" not in result.stdout and "2001:db8:bad" not in result.stdout, result.stdout
 
 
 def test_a_start_never_inherits_ports_a_vanished_container_left(cli, busybox, cleanup, isolated_store):
@@ -527,8 +690,12 @@ def test_a_forged_source_takes_no_internal_datagram_through_the_proxy(cli, busyb
     address must be the client's own: a container of an internal network (docker's CAP_NET_RAW)
     sent a datagram "from" an address of a plain network to the host's proxied port, and the
     proxy passed it on to the container that published it. The walls drop what comes in by a
-    bridge with a source address not routed back through it. The control: the same datagram
-    from a plain network's container, with its own address, arrives."""
+    bridge with a source address not routed back through it; but they pass 0.0.0.0/8 to a
+    broadcast or local multicast address (as DHCP sends), and a datagram "from" 0.0.0.0 to
+    255.255.255.255 or 224.0.0.1 reached the proxy, which turns such a client away now; nor
+    did the walls see a datagram of any source sent to a link-local group MAC, which the bridge
+    port took for the host itself (above). The control: the same datagram from a plain
+    network's container, with its own address, arrives."""
     monkeypatch.setenv("MINIRUN_PORT_BACKEND", "proxy")
     for name, *flags in (("forgein", "--internal"), ("forgeout",)):
         assert cli("network", "create", *flags, name).code == 0
@@ -542,6 +709,11 @@ def test_a_forged_source_takes_no_internal_datagram_through_the_proxy(cli, busyb
     }
     forged = address_of(cli, "forgetarget")  # any address of the plain network will do
     send = "ping -c 1 -W 1 {gw} >/dev/null; mac=$(awk '$1 == \"{gw}\" {{print $4}}' /proc/net/arp); /probe/netattack eth0 $mac {gw} {port} udp {src} 40000"
+    unaddressed = "".join(
+        f"; /probe/netattack eth0 {mac} {group} {port} udp 0.0.0.0 4000{n + 1}"
+        for n, (mac, group) in enumerate((("ff:ff:ff:ff:ff:ff", "255.255.255.255"), ("01:00:5e:00:00:01", "224.0.0.1")))
+    )
+    past_the_bridge = f"; /probe/netattack eth0 {PORT_ITSELF[0]} {{gw}} {port} udp 198.51.100.7 40003"
     with udp_socket_in(pid, 9000) as sock:
         plain = cli(
             "run",
@@ -564,21 +736,17 @@ def test_a_forged_source_takes_no_internal_datagram_through_the_proxy(cli, busyb
             "busybox",
             "sh",
             "-c",
-            send.format(gw=gateways["forgein"], port=port, src=forged),
+            (send + unaddressed + past_the_bridge).format(gw=gateways["forgein"], port=port, src=forged),
         )
-        assert attack.out.strip() == "timeout", attack
+        assert attack.out == "timeout\n" * 4, attack
         assert not wait_until(lambda: not nothing_arrived(sock), timeout=2)
 
 
 # The host of the test below, in a network and mount namespace of its own: IPv6 forwarding on
-# (as on a router, or a docker host with IPv6), which this host's own sysctl may not be; a fresh
-# sysfs shows its interfaces, the host's cgroups bound into it. Another host ("peer", a namespace
-# with a veth) listens for ICMPv6 echo requests until the host's own (the control) arrives.
+# (as on a router, or a docker host with IPv6), which this host's own sysctl may not be. Another
+# host ("peer", a namespace with a veth) listens for ICMPv6 echo requests until the host's own (the
+# control) arrives.
 IPV6_HOST = r"""
-set -eu
-mkdir -p "$WORK/sys" && mount -t sysfs sysfs "$WORK/sys"
-mount --rbind /sys/fs/cgroup "$WORK/sys/fs/cgroup" && mount --rbind "$WORK/sys" /sys
-ip link set lo up
 echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
 unshare --net sleep 600 & peer=$!
 trap 'kill $peer' EXIT
@@ -613,14 +781,14 @@ while True:
 
 def on_a_host_of_its_own(script: str, store, tmp_path, **env: str) -> subprocess.CompletedProcess:
     """`script` (sh) in a network and mount namespace of its own: root of a host whose network
-    (ruleset, sysctls, links) is the test's alone. minirun runs there as `"$PYTHON" -m minirun`
+    (ruleset, sysctls, links) is the test's alone (OWN_HOST sets it up). minirun runs there as `m`
     on `store`, with a run dir under tmp_path ($WORK); `env` is added to its environment."""
     import sys
 
     names = dict(MINIRUN_ROOT=str(store), MINIRUN_RUN_DIR=str(tmp_path / "run"), MINIRUN_BRIDGE_PREFIX="mrown")
     names.update(MINIRUN_NFT_TABLE="minirunown", WORK=str(tmp_path), PYTHON=sys.executable, **env)
     return subprocess.run(
-        ["unshare", "--net", "--mount", "sh", "-c", script],
+        ["unshare", "--net", "--mount", "sh", "-c", OWN_HOST + script],
         env=dict(os.environ, **names),
         capture_output=True,
         text=True,
@@ -670,11 +838,6 @@ def _listening(address: str, port: int) -> bool:
 
 
 FLUSHED_HOST = r"""
-set -eu
-mkdir -p "$WORK/sys" && mount -t sysfs sysfs "$WORK/sys"
-mount --rbind /sys/fs/cgroup "$WORK/sys/fs/cgroup" && mount --rbind "$WORK/sys" /sys
-ip link set lo up
-m() { "$PYTHON" -m minirun "$@"; }
 trap 'm rm -f wallweb >/dev/null 2>&1' EXIT
 m network create walla >/dev/null && m network create wallb >/dev/null
 m run -d --name wallweb --network wallb busybox sh -c "$SERVE" >/dev/null

@@ -7,9 +7,13 @@
  *       127.0.0.0/8 on lo); SRCIP forges the source ("-": IFACE's own), SPORT fixes the source
  *       port (else a random one). Prints what came back: "synack", "rst",
  *       "data BYTES", "udp BYTES" or "timeout".
- *   netattack ra IFACE
+ *   netattack IFACE DSTMAC DSTIP DPORT unreach - TO TPORT
+ *       one ICMP port unreachable from IFACE's address to DSTIP, quoting a UDP datagram from
+ *       DSTIP:DPORT to TO:TPORT (as a host on the way to TO sends it back). Prints "sent".
+ *   netattack ra IFACE [DSTMAC]
  *       one IPv6 router advertisement (default router, high preference, lifetime 1800 s, the
- *       autonomous prefix 2001:db8:bad::/64) from IFACE's link-local address to ff02::1.
+ *       autonomous prefix 2001:db8:bad::/64) from IFACE's link-local address to ff02::1, sent
+ *       to ff02::1's MAC or to DSTMAC.
  *   netattack ping6 IFACE DSTMAC SRC6 DST6
  *       one ICMPv6 echo request from SRC6 (any address) to DST6, sent as a frame to DSTMAC (the
  *       bridge's: as to a router). Prints "sent".
@@ -105,13 +109,14 @@ static int receive(uint8_t proto, uint8_t *buf, int *len, int ms) {
     }
 }
 
-static int advertise(const char *iface);
+static int advertise(const char *iface, const char *to);
 static int echo6(char **argv);
+static int unreach(const char *to, int tport);
 
 int main(int argc, char **argv) {
-    if (argc == 3 && strcmp(argv[1], "ra") == 0) return advertise(argv[2]);
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "ra") == 0) return advertise(argv[2], argc == 4 ? argv[3] : NULL);
     if (argc == 6 && strcmp(argv[1], "ping6") == 0) return echo6(argv + 2);
-    if (argc < 6) { fprintf(stderr, "usage: netattack IFACE DSTMAC DSTIP DPORT tcp|udp [SRCIP [SPORT]] | ra IFACE\n"); return 2; }
+    if (argc < 6) { fprintf(stderr, "usage: netattack IFACE DSTMAC DSTIP DPORT tcp|udp [SRCIP [SPORT]] | ra IFACE [DSTMAC]\n"); return 2; }
     srand(getpid() ^ time(NULL));
     fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
     if (fd < 0) { printf("socket %d\n", errno); return 3; }
@@ -132,6 +137,7 @@ int main(int argc, char **argv) {
     sscanf(argv[2], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dstmac[0], &dstmac[1], &dstmac[2], &dstmac[3], &dstmac[4], &dstmac[5]);
     inet_pton(AF_INET, argv[3], &dst);
     dport = atoi(argv[4]);
+    if (argc == 9 && strcmp(argv[5], "unreach") == 0) return unreach(argv[7], atoi(argv[8]));
     sport = argc > 7 ? atoi(argv[7]) : 20000 + rand() % 30000;
     uint8_t buf[2048];
     int len, off;
@@ -175,6 +181,23 @@ int main(int argc, char **argv) {
         send_tcp(iss + 1 + strlen(req), next, 0x10, "", 0);
         if (buf[off + 13] & 0x05) break;
     }
+    return 0;
+}
+
+/* The ICMP error (see the top): dst's datagram dst:dport -> TO:TPORT quoted, its header and 8 bytes. */
+static int unreach(const char *to, int tport) {
+    uint8_t m[8 + 28] = {3, 3};
+    uint8_t *in = m + 8;
+    in[0] = 0x45; in[3] = 28 + 13; in[8] = 64; in[9] = 17;
+    memcpy(in + 12, &dst, 4);
+    if (inet_pton(AF_INET, to, in + 16) != 1) return 2;
+    uint16_t c = csum(in, 20, 0); memcpy(in + 10, &c, 2);
+    uint16_t v = htons(dport); memcpy(in + 20, &v, 2);
+    v = htons(tport); memcpy(in + 22, &v, 2);
+    v = htons(8 + 13); memcpy(in + 24, &v, 2);
+    c = csum(m, sizeof m, 0); memcpy(m + 2, &c, 2);
+    send_ip(1, m, sizeof m);
+    printf("sent\n");
     return 0;
 }
 
@@ -227,11 +250,12 @@ static int echo6(char **argv) {
 }
 
 /* One router advertisement to ff02::1 (see the top). */
-static int advertise(const char *iface) {
+static int advertise(const char *iface, const char *to) {
     uint8_t f[200] = {0};
     uint8_t *mac = f + 6;
     if (mac_of(iface, mac) < 0) return 2;
     uint8_t dmac[6] = {0x33, 0x33, 0, 0, 0, 1};
+    if (to) sscanf(to, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dmac[0], &dmac[1], &dmac[2], &dmac[3], &dmac[4], &dmac[5]);
     uint8_t *ip = f + 14, *icmp = ip + 40;
     uint8_t src6[16] = {0xfe, 0x80}, dst6[16] = {0xff, 0x02};
     dst6[15] = 1;
