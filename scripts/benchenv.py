@@ -21,8 +21,6 @@ never write the host's /var/lib/containers/cache. Standard library only.
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from tests.peers import own_blob_cache, plain_cgroup_dirs, remove_plain_tree  # noqa: E402  (shared with the tests)
+from tests.sessions import Names, remove_names  # noqa: E402  (reads no name of minirun's)
 
 __all__ = ["HostNames", "minirun_command", "own_blob_cache", "private_names"]
 
@@ -54,103 +53,42 @@ class HostNames:
     plain_cgroup_dirs_before: frozenset[str] = frozenset()
 
     @property
+    def names(self) -> Names:
+        # mb<tag>: 7 characters, so a network's bridge mb<tag>-<7 hex> stays within 15
+        return Names(self.run_dir, f"mb{self.tag}", f"minirunbench{self.tag}", f"minirunbench{self.tag}")
+
+    @property
     def bridge_prefix(self) -> str:
-        return f"mb{self.tag}"  # 7 characters: a network's bridge mb<tag>-<7 hex> stays within 15
+        return self.names.bridge_prefix
 
     @property
     def nft_table(self) -> str:
-        return f"minirunbench{self.tag}"
+        return self.names.nft_table
 
     @property
     def cgroup_parent(self) -> str:
-        return f"minirunbench{self.tag}"
+        return self.names.cgroup_parent
 
     @property
     def env(self) -> dict[str, str]:
         """The variables alone (minirun/hostwide.py reads them)."""
-        return {
-            "MINIRUN_RUN_DIR": self.run_dir,
-            "MINIRUN_BRIDGE_PREFIX": self.bridge_prefix,
-            "MINIRUN_NFT_TABLE": self.nft_table,
-            "MINIRUN_CGROUP_PARENT": self.cgroup_parent,
-        }
-
-    def bridges(self) -> list[str]:
-        """Our bridges that exist: the default one (PREFIX0) and user networks' (PREFIX-<hex>, and
-        PREFIX.<hex> for internal ones)."""
-        names = os.listdir("/sys/class/net")
-        user = (f"{self.bridge_prefix}-", f"{self.bridge_prefix}.")
-        return sorted(n for n in names if n == f"{self.bridge_prefix}0" or n.startswith(user))
+        return self.names.env
 
     def in_use(self) -> list[str]:
         """What of these names the host already has (another run's: then these are not ours)."""
-        found = [f"link {b}" for b in self.bridges()]
-        if _nft("list", "table", "ip", self.nft_table).returncode == 0:
-            found.append(f"nft table ip {self.nft_table}")
-        found += [f"cgroup {d}" for d in _cgroup_parents(self.cgroup_parent) if os.path.isdir(d)]
-        if os.path.lexists(self.run_dir):
-            found.append(f"run dir {self.run_dir}")
-        return found
+        return self.names.in_use()
 
     def cleanup(self) -> list[str]:
-        """Remove this run's bridges (and any veth still plugged into them), its nft table, its
-        run dir and its cgroup parents (empty cgroups only, deepest first). Returns what was found
-        in use and removed, or could not be removed, as leftover notes; [] when nothing remained
-        but the bridge, table, run dir and parents a run leaves by design."""
-        notes: list[str] = []
-        for bridge in self.bridges():
-            brif = Path("/sys/class/net", bridge, "brif")
-            for port in sorted(os.listdir(brif)) if brif.is_dir() else []:
-                notes.append(f"link {port} still plugged into {bridge} (removed)")
-                subprocess.run(["ip", "link", "del", port], capture_output=True)
-            p = subprocess.run(["ip", "link", "del", bridge], capture_output=True, text=True)
-            if p.returncode != 0 and os.path.exists(f"/sys/class/net/{bridge}"):
-                notes.append(f"bridge {bridge} (ip link del: {p.stderr.strip()})")
-        if _nft("list", "table", "ip", self.nft_table).returncode == 0:
-            p = _nft("delete", "table", "ip", self.nft_table)
-            if p.returncode != 0:
-                notes.append(f"nft table ip {self.nft_table} ({p.stderr.strip()})")
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        if os.path.lexists(self.run_dir):
-            notes.append(f"run dir {self.run_dir}")
-        for parent in _cgroup_parents(self.cgroup_parent):
-            for top, dirs, _ in os.walk(parent, topdown=False):
-                for name in dirs:
-                    notes += _rmdir(os.path.join(top, name), "container cgroup")
-            if os.path.isdir(parent):
-                notes += _rmdir(parent, "cgroup parent")
+        """Remove this run's nft table, bridges (and any veth still plugged into them), cgroup
+        parents (empty cgroups only, deepest first) and run dir, as a test session removes its own
+        (tests/sessions.py). Returns what was found in use and removed, or could not be removed, as
+        leftover notes; [] when nothing remained but the bridge, table, run dir and parents a run
+        leaves by design."""
+        notes = remove_names(self.names)
         # a peer's plain dirs on the host's cgroup tmpfs (tests/peers.py), new since the run began
         for plain in sorted(plain_cgroup_dirs() - self.plain_cgroup_dirs_before):
             notes += [f"a peer's plain dir: {left}" for left in remove_plain_tree(plain)]
         return notes
-
-
-def _nft(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["nft", *args], capture_output=True, text=True)
-
-
-def _rmdir(path: str, what: str) -> list[str]:
-    try:
-        os.rmdir(path)  # a cgroup goes only once it holds no process and no child
-    except FileNotFoundError:
-        return []
-    except OSError as e:
-        return [f"{what} {path} ({e.strerror})"]
-    return [f"{what} {path} (removed)"] if what == "container cgroup" else []
-
-
-def _cgroup_parents(parent: str) -> list[str]:
-    """<mount>/<parent> in every cgroup hierarchy mounted here: where minirun makes container
-    cgroups (minirun.runtime.cgroups.hierarchies(), read from the same mountinfo, is a subset).
-    Not minirun's own function: importing minirun would fix its names before they are set."""
-    points = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields, _, after = line.partition(" - ")
-            if after.split(" ", 1)[0] in ("cgroup", "cgroup2"):
-                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields.split()[4])
-                points.append(f"{point}/{parent}")
-    return points
 
 
 def private_names(work: str | os.PathLike[str]) -> HostNames:

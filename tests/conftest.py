@@ -1,7 +1,9 @@
 """Every test gets its own store; the real /var/lib/minirun is unusable from tests. The session
 has host-wide names of its own (minirun/hostwide.py): a run dir, a bridge prefix, an nft table and
 a cgroup parent no other session uses, so two copies of the suite on one host do not meet; it
-removes them at the end, so the host ends as it began.
+removes them at the end, so the host ends as it began. A session killed before its end leaves
+them, with its processes and mounts: the next session to start sweeps them, once the record the
+dead one kept in its run dir proves it dead (tests/sessions.py).
 
 Under pytest-xdist (scripts/test.sh runs `-n 4`) the workers share the session's run dir, bridges and nft table, as the
 stores of one host share /run/minirun (what the address book and the port lock are for), and as a
@@ -13,20 +15,26 @@ its store's business, so a check in one worker must not see another's containers
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
+from tests import sessions  # reads no name of minirun's: hostwide.py's are not fixed yet
+
 # Before anything imports minirun: its host-wide names are read once, at import. An xdist worker
-# inherits the controller's (its environment is the controller's, these set in it).
-_SESSION = f"{os.getpid() % 0xFFFFF:05x}"
-os.environ.setdefault("MINIRUN_RUN_DIR", f"/run/minirun-test-{_SESSION}")
-os.environ.setdefault("MINIRUN_BRIDGE_PREFIX", f"mt{_SESSION}")
-os.environ.setdefault("MINIRUN_NFT_TABLE", f"miniruntest{_SESSION}")
-os.environ.setdefault("MINIRUN_CGROUP_PARENT", f"miniruntest{_SESSION}")
+# inherits the controller's (its environment is the controller's, these set in it). The
+# controller, as root, first sweeps what dead sessions left, then claims an id and writes its
+# record, before any of its names is used; names given in the environment are not its to record.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1"... set before conftests load
+_RECORDED: sessions.Record | None = None
+_SWEPT: list[str] = []  # said in the terminal summary: pytest captures what this file prints
+if not _WORKER and os.geteuid() == 0:
+    _SWEPT = sessions.sweep_dead_sessions(spare_run_dir=os.environ.get("MINIRUN_RUN_DIR"))
+    if not any(variable in os.environ for variable in sessions.VARIABLES):
+        _RECORDED = sessions.claim_session(os.getpid())
+        os.environ.update(_RECORDED.names.env)
+for _variable, _value in sessions.Names.of_session(f"{os.getpid() % 0xFFFFF:05x}").env.items():
+    os.environ.setdefault(_variable, _value)
 if _WORKER and not os.environ["MINIRUN_CGROUP_PARENT"].endswith(_WORKER):
     os.environ["MINIRUN_CGROUP_PARENT"] += _WORKER
 
@@ -79,47 +87,49 @@ def _plain_cgroup_dirs_now() -> frozenset[str]:
 _PLAIN_CGROUP_DIRS = _plain_cgroup_dirs_now()  # the host's before this session (the controller's view)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist starts the workers (its sessionstart is trylast)
+def pytest_sessionstart(session) -> None:
+    """The record gets the dirs the session's tests mount under: pytest's basetemp (a worker's is
+    below the controller's)."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if _RECORDED is not None and factory is not None:
+        replace(_RECORDED, tmp=[str(factory.getbasetemp())]).write()
+
+
 def pytest_sessionfinish(session) -> None:
     """What the session made on the host goes, by its names, which are its alone: a worker's (or
     a serial run's) cgroup parent at its end; the bridges (the default one stays after a
-    container, as docker0 does), the nft table and the run dir once every worker is done, in the
-    controller (or the serial run)."""
+    container, as docker0 does), the nft table, every worker's cgroup parent and the run dir with
+    the session's record once every worker is done, in the controller (or the serial run)."""
     if os.geteuid() != 0:
         return
     from minirun import hostwide
-    from minirun.net.bridge import delete_bridge
 
-    # every cgroup mount, not only minirun's hierarchies: runc (the OCI tests' twin) also makes the
-    # parent in name=systemd, which carries no controller minirun uses
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line.split()[4] for line in f if line.split(" - ")[-1].startswith(("cgroup ", "cgroup2 "))]
-    for mount in mounts:
-        parent = f"{mount}/{hostwide.CGROUP_PARENT}"
-        # a child left here is a leak, but it is ours: an empty one goes (a busy one refuses)
-        for child in os.listdir(parent) if os.path.isdir(parent) else []:
-            if os.path.isdir(f"{parent}/{child}"):
-                _rmdir(f"{parent}/{child}")
-        _rmdir(parent)
     if hasattr(session.config, "workerinput"):
+        # a child left here is a leak, but it is ours: an empty one goes (a busy one refuses)
+        for mount in sessions.cgroup_mounts():
+            sessions.remove_cgroup_tree(f"{mount}/{hostwide.CGROUP_PARENT}")
         return  # a worker: the others may still use the bridges, the table and the run dir
     from tests.peers import plain_cgroup_dirs, remove_plain_tree
 
     for plain in plain_cgroup_dirs() - _PLAIN_CGROUP_DIRS:  # runc's, under the peer tests' podman
         remove_plain_tree(plain)
-    for name in os.listdir("/sys/class/net"):
-        if name == hostwide.DEFAULT_BRIDGE or name.startswith(
-            (hostwide.BRIDGE_PREFIX + "-", hostwide.BRIDGE_PREFIX + ".")
-        ):
-            delete_bridge(name)
-    subprocess.run(["nft", "delete", "table", "ip", hostwide.NFT_TABLE], capture_output=True)
-    shutil.rmtree(hostwide.RUN_DIR, ignore_errors=True)
+    sessions.remove_names(
+        sessions.Names(hostwide.RUN_DIR, hostwide.BRIDGE_PREFIX, hostwide.NFT_TABLE, hostwide.CGROUP_PARENT)
+    )
 
 
-def _rmdir(path: str) -> None:
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _SWEPT:
+        terminalreporter.write_sep("-", "swept at the start: what test sessions killed before their end left")
+        for line in _SWEPT:
+            terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config) -> None:
+    """A claimed run dir goes even when no session ran (`pytest --help` loads this file too)."""
+    if _RECORDED is not None:
+        sessions.remove_run_dir(_RECORDED.names.run_dir)
 
 
 @pytest.fixture(autouse=True)
