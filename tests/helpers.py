@@ -65,6 +65,14 @@ def hard(name: str, target: str, **kw):
     return member(name, tarfile.LNKTYPE, linkname=target, **kw)
 
 
+# Members a NUL byte gets into by a PAX record: a path, a link target, an xattr name.
+NUL_NAMES = [
+    f("p", b"x", pax={"path": "a\0b"}),
+    sym("l", "t", pax={"linkpath": "x\0y"}),
+    f("x", b"", pax={"SCHILY.xattr.user.a\0b": "v"}),
+]
+
+
 def make_image(store, name: str, layer_tars: list[bytes], config: dict | None = None, base=None):
     """Stack layer tars (bottom first) into an image in `store`, on top of `base`'s layers."""
     from minirun.humanize import rfc3339_now

@@ -14,7 +14,7 @@ import pytest
 
 from minirun.errors import BadArchive, MinirunError
 from minirun.layer.treetar import IN_CONTAINER, ON_HOST, Extractor, Tree, Writer
-from tests.helpers import d, f, hard, make_tar, member, sym
+from tests.helpers import NUL_NAMES, d, f, hard, make_tar, member, sym
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown, mknod and xattrs need root")
 
@@ -123,11 +123,7 @@ def test_a_hostile_tar_stays_in_its_destination_on_the_host(tmp_path):
 
 @pytest.mark.parametrize(
     "evil",
-    [
-        f("p", b"x", pax={"path": "a\0b"}),
-        sym("l", "t", pax={"linkpath": "x\0y"}),
-        f("x", b"", pax={"SCHILY.xattr.user.a\0b": "v"}),
-    ],
+    NUL_NAMES,
     ids=["path", "linkpath", "xattr"],
 )
 def test_a_nul_byte_in_a_name_is_refused_by_name(tmp_path, evil):

@@ -33,7 +33,7 @@ import pytest
 from minirun.errors import BadArchive
 from minirun.layer import archive, filewriter
 from minirun.layer.archive import apply_layer, normalize_member_path
-from tests.helpers import d, f, hard, make_tar, member, sym
+from tests.helpers import NUL_NAMES, d, f, hard, make_tar, member, sym
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown, mknod and trusted.* xattrs need root")
 
@@ -377,11 +377,7 @@ def test_a_global_header_hands_the_rest_to_tarfile(tmp_path, how):
 @pytest.mark.parametrize("by_tarfile", [False, True])
 @pytest.mark.parametrize(
     "evil",
-    [
-        f("p", b"x", pax={"path": "a\0b"}),
-        sym("l", "t", pax={"linkpath": "x\0y"}),
-        f("x", b"", pax={"SCHILY.xattr.user.a\0b": "v"}),
-    ],
+    NUL_NAMES,
     ids=["path", "linkpath", "xattr"],
 )
 def test_a_nul_byte_in_a_name_is_refused_by_name(tmp_path, evil, by_tarfile):
