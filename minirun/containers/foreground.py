@@ -175,17 +175,25 @@ def pty_lines(log: LogFile | None, master: int | None) -> Lines | None:
     return Lines(log, {master: "stdout"})
 
 
+def _connectable(mode: str) -> bool:
+    """Whether a running container of this network mode can be connected to a network (netconnect
+    refuses none, host and container:NAME): only then can its record's ports differ from the start's."""
+    return mode not in ("none", "host") and not mode.startswith("container:")
+
+
 def record_exit(store, containers, container, code: int, oom: bool, dropped: int = 0) -> None:
     """A foreground container's PID 1 has been reaped: its record says so (and how many bytes of
     its output the log's disk refused), the events are told (oom, die), its volumes unmounted and
     its ports unpublished."""
     from minirun.containers.logcopier import DROPPED_KEY
-    from minirun.containers.network import recorded_settings
     from minirun.humanize import rfc3339_now
 
-    settings = recorded_settings(container.dir)
-    if settings is not None:  # not the start's: `network connect`/`disconnect` may have moved its ports
-        container.state["NetworkSettings"] = settings
+    if _connectable(container.config.network):  # `network connect`/`disconnect` may have moved its ports
+        from minirun.containers.network import recorded_settings
+
+        settings = recorded_settings(container.dir)
+        if settings is not None:  # not the start's
+            container.state["NetworkSettings"] = settings
     containers.update_state(
         container,
         Status="exited",

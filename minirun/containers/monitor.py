@@ -300,9 +300,12 @@ def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:
     template = leanjson.dumps(exited).replace('"ExitCode": 0', f'"ExitCode": {CODE_MARK}', 1)
     for fd in (out_r, err_r):
         os.set_inheritable(fd, True)
-    from minirun.containers.network import exit_hook_args
+    hook = []
+    config = container.config
+    if config.ports or config.publish_all or config.auto_remove:  # else nothing to undo at the exit
+        from minirun.containers.network import exit_hook_args
 
-    hook = exit_hook_args(store.root, container)
+        hook = exit_hook_args(store.root, container)
     from minirun.containers.logconfig import limits
 
     log_config = container.config.log_config
