@@ -19,6 +19,11 @@ Every tool starts the same busybox root filesystem (the tar from images/busybox/
     need (cgroupfs, file events, overlay driver, rlimits within root's hard limit), cgroups under a
     parent of this benchmark's own.
   - the interpreter's floor: `sys.executable -c pass` and `sys.executable -S -c pass`.
+  - the floor of a start in Python (scripts/startfloor.py): `python -S -P`, minirun.linux, one fork
+    into the five namespaces of runc's bundle, the overlay of the same lower dir (fresh upper and
+    work each run), /proc and a /dev tmpfs, pivot_root, exec true; then the wait and the removal of
+    upper and work. None of minirun's records, cgroups, security or logs: what remains of the
+    runtime's start once only what any Python runtime must do is left.
 minirun runs with host-wide names of this run's own (scripts/benchenv.py: its bridges, nft table,
 run dir and cgroup parent), never the host's minirun0, `table ip minirun`, /run/minirun or
 <cgroup>/minirun, and they are removed at the end. podman's `import` runs with a blob-info cache of
@@ -80,6 +85,7 @@ SIDE_PATHS = (
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 FLOOR = "python -S -c pass"
+START_FLOOR = "python floor of a start (startfloor.py)"
 HELPER_NOTE = """\
   note        : crun refuses this hybrid host (a controller in cgroup2). Its rows come from a helper
                 process that this benchmark forks into a private mount namespace where
@@ -225,6 +231,15 @@ class Minirun(Tool):
         if cdir.is_dir():
             return [f"minirun container dir {c}" for c in cdir.iterdir()]
         return []
+
+
+class StartFloor(Tool):
+    """scripts/startfloor.py on the runtimes' lower dir, into `base` (its overlay's mount point,
+    base/root, made here; upper and work are made and removed by each run)."""
+
+    def __init__(self, py: str, lower: Path, base: Path):
+        super().__init__(START_FLOOR, [py, "-S", "-P", str(REPO / "scripts" / "startfloor.py"), str(lower), str(base)])
+        (base / "root").mkdir(parents=True)
 
 
 class OciRuntime(Tool):
@@ -621,7 +636,16 @@ def oci_pairs(tools: list) -> list[tuple[str, list[float], list[float]]]:
     minirun = tools[0] if tools and isinstance(tools[0], Minirun) else None
     oci = {(t.name, isinstance(t, InHelper)): t for t in tools if hasattr(t, "extra_label")}
     floors = {isinstance(t, InHelper): t for t in tools if t.label.startswith(FLOOR)}
-    return runtime_pairs(minirun, oci, lambda t: (t.extra_label, t.extra), floors, " (run)")
+    pairs = runtime_pairs(minirun, oci, lambda t: (t.extra_label, t.extra), floors, " (run)")
+    # how far the floor itself is from runc, and how much of minirun's start is above it
+    floor = next((t for t in tools if isinstance(t, StartFloor)), None)
+    runc = oci.get(("runc", False))
+    if floor is not None:
+        if minirun is not None:
+            pairs.insert(0, (f"minirun ÷ {START_FLOOR}", minirun.times, floor.times))
+        if runc is not None:
+            pairs.append((f"{START_FLOOR} ÷ {runc.extra_label}", floor.times, runc.extra))
+    return pairs
 
 
 def defer_signals() -> list[int]:
@@ -736,6 +760,7 @@ def main() -> int:
             tools += [helper.adopt(name) for name in in_helper if name != "floor"]
         if binaries["podman"]:
             tools.append(Podman(binaries["podman"], tmp, tar, podman_runtime))
+        tools.append(StartFloor(py, lower, tmp / "floor"))
         tools.append(Tool("python -c pass", [py, "-c", "pass"]))
         tools.append(Tool(FLOOR, [py, "-S", "-c", "pass"]))
         if helper:
