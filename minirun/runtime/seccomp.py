@@ -258,8 +258,11 @@ def compile_program(resolved: Resolved) -> bytes:
     # A binary tree of syscall numbers, not libseccomp's default list: seccomp(2) runs the program
     # once for every syscall number when it installs it (the kernel's allow cache), and through a
     # list of ~300 numbers that took 1.6 ms of every start and exec here, through the tree 0.8 ms
-    # (a few more instructions, each syscall's path far shorter).
-    program.set_attr(sc.Attr.CTL_OPTIMIZE, 2)
+    # (a few more instructions, each syscall's path far shorter). libseccomp < 2.5 has no tree: a list.
+    try:
+        program.set_attr(sc.Attr.CTL_OPTIMIZE, 2)
+    except OSError:
+        pass
     arches = [sc.system_arch()]
     for name in resolved["arches"]:
         arch = getattr(sc.Arch, name.removeprefix("SCMP_ARCH_"), None)
