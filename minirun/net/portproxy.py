@@ -22,11 +22,15 @@ lies on an internal bridge. (The address is the client's own: the walls drop a p
 comes in by a bridge with a source address not routed back through it; but for 0.0.0.0/8,
 which they pass to a broadcast or local multicast address, as DHCP sends: a datagram "from"
 there, to 255.255.255.255 or 224.0.0.1, reached a UDP port from any network. Such a client,
-which no reply can reach either, is turned away too.)
+which no reply can reach either, is turned away too.) A UDP session is kept to the bridge its
+client came in by: a datagram of the same address and port by another bridge (its network
+removed and made again --internal, with the same subnet) is a new client, asked anew, and a
+reply goes out by that bridge alone, so none reaches the address's next holder.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -39,6 +43,8 @@ BUFFER = 65536
 CONNECT_TIMEOUT = 5.0
 UDP_IDLE = 90.0  # docker-proxy's UDP conntrack timeout
 _SIOCGIFADDR, _SIOCGIFNETMASK = 0x8915, 0x891B
+_IP_PKTINFO = 8  # <linux/in.h>; the socket module of Python 3.11 does not name it
+_PKTINFO = struct.Struct("i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 
 
 def main(argv: list[str]) -> int:
@@ -141,28 +147,44 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 
 
 class _Session:
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], ifindex: int) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.connect(target)
         self.sock.settimeout(UDP_IDLE)
+        self.ifindex = ifindex  # the interface the client's datagrams come in by
         self.last = time.monotonic()
+        self.ended = False
+
+    def end(self) -> None:
+        """Stop the replies: its thread's recv returns at once and it closes the socket."""
+        self.ended = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
+    listener.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
     sessions: dict[tuple[str, int], _Session] = {}
     lock = threading.Lock()
     while True:
         try:
-            data, client = listener.recvfrom(BUFFER)
+            data, ancillary, _, client = listener.recvmsg(BUFFER, socket.CMSG_SPACE(_PKTINFO.size))
         except OSError:
             continue
+        ifindex = next((_PKTINFO.unpack_from(d)[0] for lvl, kind, d in ancillary if kind == _IP_PKTINFO), 0)
         with lock:
             session = sessions.get(client)
+            if session is not None and session.ifindex != ifindex:  # the same address, another bridge
+                del sessions[client]
+                session.end()
+                session = None
             if session is None:
                 if on_internal_network(client[0]):
                     continue
                 try:
-                    session = sessions[client] = _Session(target)
+                    session = sessions[client] = _Session(target, ifindex)
                 except OSError:
                     continue
                 threading.Thread(target=_replies, args=(listener, client, session, sessions, lock), daemon=True).start()
@@ -180,6 +202,8 @@ def _replies(
     sessions: dict[tuple[str, int], _Session],
     lock: threading.Lock,
 ) -> None:
+    # out by the client's own interface: gone (ENODEV), the session ends
+    by_interface = [(socket.IPPROTO_IP, _IP_PKTINFO, _PKTINFO.pack(session.ifindex, bytes(4), bytes(4)))]
     while True:
         try:
             data = session.sock.recv(BUFFER)
@@ -187,13 +211,20 @@ def _replies(
             with lock:
                 if time.monotonic() - session.last < UDP_IDLE:
                     continue  # the client spoke meanwhile
-                del sessions[client]
-            session.sock.close()
-            return
+                if sessions.get(client) is session:
+                    del sessions[client]
+            break
         except OSError:
             continue  # ECONNREFUSED: nothing listened in the container for one datagram
+        if session.ended:  # end(): the recv returned at once
+            break
         session.last = time.monotonic()
         try:
-            listener.sendto(data, client)
-        except OSError:
-            pass
+            listener.sendmsg([data], by_interface, 0, client)
+        except OSError as error:
+            if error.errno in (errno.ENODEV, errno.ENXIO):
+                with lock:
+                    if sessions.get(client) is session:
+                        del sessions[client]
+                break
+    session.sock.close()

@@ -742,6 +742,56 @@ def test_a_forged_source_takes_no_internal_datagram_through_the_proxy(cli, busyb
         assert not wait_until(lambda: not nothing_arrived(sock), timeout=2)
 
 
+def test_a_proxied_udp_session_goes_to_no_next_holder_of_its_address(cli, busybox, cleanup, monkeypatch, probe):
+    """The proxy keeps a UDP session per client address and port, and asks whether a client is
+    on an --internal network when its session begins. A network removed and made again
+    --internal with the same subnet gave its container of the same address and source port the
+    session a client of the plain network had left: its datagrams went on to the published port.
+    A session is kept to the bridge its client came in by now. The control: the plain network's
+    client, whose datagram arrives and gets its reply."""
+    monkeypatch.setenv("MINIRUN_PORT_BACKEND", "proxy")
+    for name in ("sessweb", "sessreuse"):
+        assert cli("network", "create", name).code == 0
+        cleanup["networks"].append(name)
+    start(cli, cleanup, "sesstarget", "--network", "sessweb", "-p", "9000/udp", command="sleep 300")
+    port = cli("port", "sesstarget", "9000/udp").out.strip().split(":")[-1]
+    pid = json.loads(cli("inspect", "sesstarget").out)[0]["State"]["Pid"]
+    config = json.loads(cli("network", "inspect", "sessreuse").out)[0]["IPAM"]["Config"][0]
+    send = (
+        f"ping -c 1 -W 1 {config['Gateway']} >/dev/null; "
+        f"mac=$(awk '$1 == \"{config['Gateway']}\" {{print $4}}' /proc/net/arp); "
+        f"/probe/netattack eth0 $mac {config['Gateway']} {port} udp - 40000"
+    )
+
+    def client_sends() -> tuple[str, str]:  # from port 40000 of the network's first address
+        start(cli, cleanup, "sessclient", "--network", "sessreuse", *probe, command="sleep 300")
+        sent = cli("exec", "sessclient", "sh", "-c", send)
+        address = address_of(cli, "sessclient")
+        assert cli("rm", "-f", "sessclient").code == 0
+        return address, sent.out + sent.err
+
+    def answer() -> bool:  # the control's datagram gets a reply, back through the proxy
+        try:
+            _, sender = sock.recvfrom(100)
+        except BlockingIOError:
+            return False
+        sock.sendto(b"pong", sender)
+        return True
+
+    with udp_socket_in(pid, 9000) as sock:
+        replier = threading.Thread(target=wait_until, args=(answer,), kwargs={"timeout": 20})
+        replier.start()
+        address, plain = client_sends()
+        replier.join()
+        assert "udp pong" in plain, plain
+        assert cli("network", "rm", "sessreuse").code == 0
+        again = cli("network", "create", "--internal", "--subnet", config["Subnet"], "sessreuse")
+        assert again.code == 0, again.err
+        same_address, attack = client_sends()
+        assert same_address == address
+        assert not wait_until(lambda: not nothing_arrived(sock), timeout=2), attack
+
+
 # The host of the test below, in a network and mount namespace of its own: IPv6 forwarding on
 # (as on a router, or a docker host with IPv6), which this host's own sysctl may not be. Another
 # host ("peer", a namespace with a veth) listens for ICMPv6 echo requests until the host's own (the
