@@ -222,18 +222,6 @@ def image_age(created: object) -> str:
         return "N/A"
 
 
-def rfc3339_now() -> str:
-    """UTC now with nanoseconds, fixed width: `2026-11-28T20:37:38.123456789Z`."""
-    return rfc3339_ns(time.time_ns())
-
-
-def rfc3339_ns(ns: int) -> str:
-    """A time in nanoseconds since the epoch, as rfc3339_now writes it."""
-    # time.strftime is what datetime's formatting calls too
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
-    return f"{stamp}.{ns % 1_000_000_000:09d}Z"
-
-
 def ellipsis(text: str, max_len: int) -> str:
     """docker CLI's formatter.Ellipsis: fit `max_len` columns (East Asian wide characters
     take two), ending in `…` when cut."""

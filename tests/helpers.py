@@ -75,8 +75,8 @@ NUL_NAMES = [
 
 def make_image(store, name: str, layer_tars: list[bytes], config: dict | None = None, base=None):
     """Stack layer tars (bottom first) into an image in `store`, on top of `base`'s layers."""
-    from minirun.humanize import rfc3339_now
     from minirun.store.reference import parse_reference
+    from minirun.timestamps import rfc3339_now
 
     staged = [store.unpack_layer(io.BytesIO(tar)) for tar in layer_tars]
     diff_ids = (base.diff_ids if base else []) + [s.applied.diff_id for s in staged]

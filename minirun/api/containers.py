@@ -325,7 +325,8 @@ def _last_exit(store_root: str, container_id: str, known: int) -> int:
 async def logs(request: web.Request) -> web.StreamResponse:
     from minirun.containers import liveness
     from minirun.containers.logs import read_entries
-    from minirun.humanize import parse_timestamp, rfc3339_ns
+    from minirun.humanize import parse_timestamp
+    from minirun.timestamps import rfc3339_ns
 
     stdout, stderr = flag(request, "stdout"), flag(request, "stderr")
     if not (stdout or stderr):

@@ -23,7 +23,7 @@ class Reading:
 
     def __init__(self, container) -> None:
         from minirun.containers import stats
-        from minirun.humanize import rfc3339_now
+        from minirun.timestamps import rfc3339_now
 
         self.sample = stats.take(container)
         self.read = rfc3339_now()

@@ -571,10 +571,10 @@ class _Builder:
         from minirun.containers.commit import commit_container
         from minirun.containers.container import ContainerConfig, Containers, new_container_id
         from minirun.containers.foreground import host_resolv_conf, run_foreground
-        from minirun.containers.lifecycle import discard
-        from minirun.humanize import rfc3339_now
+        from minirun.containers.removal import discard
         from minirun.runtime import supervise
         from minirun.store.initlayer import init_layer_link
+        from minirun.timestamps import rfc3339_now
 
         assert stage.image is not None
         containers = Containers(self.store)
@@ -719,8 +719,8 @@ class _Builder:
         from minirun.containers.commit import is_empty, stage_upper
         from minirun.containers.container import ContainerConfig, Containers, new_container_id
         from minirun.containers.foreground import host_resolv_conf
-        from minirun.containers.lifecycle import discard
-        from minirun.humanize import rfc3339_now
+        from minirun.containers.removal import discard
+        from minirun.timestamps import rfc3339_now
 
         containers = Containers(self.store)
         container_id = new_container_id()
@@ -797,7 +797,7 @@ class _Builder:
     def _child(self, stage: _Stage, config: dict, entry: dict, diff_id: str | None = None) -> dict:
         """The image config of a step: the parent's, with this config, one more history entry
         and maybe one more layer; nothing else of the parent's last commit carries over."""
-        from minirun.humanize import rfc3339_now
+        from minirun.timestamps import rfc3339_now
 
         created = rfc3339_now()
         document = {k: v for k, v in copy.deepcopy(stage.document).items() if k not in ("container", "comment")}

@@ -151,7 +151,8 @@ def logs(
     from minirun.containers import liveness
     from minirun.containers.logs import show_logs
     from minirun.errors import UsageError
-    from minirun.humanize import parse_timestamp, rfc3339_ns
+    from minirun.humanize import parse_timestamp
+    from minirun.timestamps import rfc3339_ns
 
     def stamp(option: str, value: str | None) -> str:
         try:

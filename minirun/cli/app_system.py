@@ -135,7 +135,7 @@ def events_(
 
 
 def _print_event(event: dict, format_: str | None, template) -> None:
-    from minirun.humanize import rfc3339_ns
+    from minirun.timestamps import rfc3339_ns
 
     if template is not None:
         from minirun.cli.formatting import as_go_values

@@ -10,7 +10,7 @@ import os
 
 from minirun.cli.runargs import parse_run_args
 from minirun.containers.foreground import host_resolv_conf, run_foreground
-from minirun.containers.lifecycle import discard
+from minirun.containers.removal import discard
 from minirun.errors import UsageError
 from minirun.frontend.create import container_config, create_record
 from minirun.store import Store

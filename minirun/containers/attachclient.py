@@ -315,7 +315,7 @@ def run_attached(containers, container, on_spawned, keys: bytes, sig_proxy: bool
     import socket
 
     from minirun.containers.detach import spawn_monitor
-    from minirun.containers.lifecycle import discard
+    from minirun.containers.removal import discard
 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

@@ -204,8 +204,8 @@ def commit_container(
     With `pause` (docker's default), a running container is frozen while its upper is read."""
     import copy
 
-    from minirun.humanize import rfc3339_now
     from minirun.image.instructions import apply_changes
+    from minirun.timestamps import rfc3339_now
 
     image = store.images.get(container.config.image)
     base = copy.deepcopy(image.config)

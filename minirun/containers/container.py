@@ -448,7 +448,7 @@ class Containers:
         atomic_write(os.path.join(container.dir, "state.json"), leanjson.dumps(container.state).encode(), durable=False)
 
     def remove(self, container: Container) -> None:
-        """The record only: lifecycle.discard also gives back what the container held on the host."""
+        """The record only: removal.discard also gives back what the container held on the host."""
         # config.json first: a crash mid-removal leaves debris that is never listed
         with self.store.locked():
             try:
@@ -501,7 +501,7 @@ def _check_state(state: object, path: str) -> None:
 
 
 def _mtime(path: str) -> str:
-    from minirun.humanize import rfc3339_ns
+    from minirun.timestamps import rfc3339_ns
 
     try:
         return rfc3339_ns(os.stat(path).st_mtime_ns)

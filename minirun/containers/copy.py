@@ -533,7 +533,7 @@ def stat_entry(tree, path: str) -> dict | None:
     path it reaches; None when there is no such path."""
     import stat
 
-    from minirun.humanize import rfc3339_ns
+    from minirun.timestamps import rfc3339_ns
 
     wanted = container_path(path)
     directory, _, base = wanted.rpartition("/")

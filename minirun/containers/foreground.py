@@ -3,7 +3,7 @@
 its monitor; whatever fails on the way frees what the start took (ports, cgroups).
 
 A `run`'s output is logged as a detached one's is, with the container's log config, through the
-monitor's writer (logcopier.LogFile and Lines): `logs` and `logs -f` read it during and after the
+monitor's writer (logfile.LogFile and Lines): `logs` and `logs -f` read it during and after the
 run, as docker's shim logs an attached container. A build's RUN steps are not logged (nor are
 docker's builder's)."""
 
@@ -19,7 +19,7 @@ TYPE_CHECKING = False  # typing costs ~6 ms on the path the start benchmark time
 if TYPE_CHECKING:
     from typing import Any
 
-    from minirun.containers.logcopier import Lines, LogFile
+    from minirun.containers.logfile import Lines, LogFile
     from minirun.runtime.stdiorelay import Relay
 
 
@@ -74,8 +74,8 @@ def run_foreground(store, containers, container, image, init_link: str, guard: i
     1, 2; None: inherit) and `wait` (pid -> exit code; default: forward signals and wait) so a RUN
     step can capture its output and be interrupted."""
     from minirun.containers.plan import build_plan, create_cgroups
-    from minirun.humanize import rfc3339_now
     from minirun.runtime import cgroups, launch
+    from minirun.timestamps import rfc3339_now
 
     config = container.config
     tty: Any = None
@@ -138,13 +138,13 @@ def run_foreground(store, containers, container, image, init_link: str, guard: i
 
 
 def open_log(container) -> LogFile | None:
-    """The container's log (logcopier.LogFile) as its log config says, created now; None for the
+    """The container's log (logfile.LogFile) as its log config says, created now; None for the
     `none` driver."""
     log_config = container.config.log_config
     if log_config.get("Type") == "none":
         return None
     from minirun.containers.logconfig import limits
-    from minirun.containers.logcopier import LOG_NAME, LogFile
+    from minirun.containers.logfile import LOG_NAME, LogFile
 
     max_size, max_file, compress = limits(log_config)
     return LogFile(os.path.join(container.dir, LOG_NAME), max_size, max_file, compress)
@@ -160,7 +160,7 @@ def output_relay(container, log: LogFile | None) -> Relay | None:
     if not relay.needed:
         return None
     if log is not None:
-        from minirun.containers.logcopier import Lines
+        from minirun.containers.logfile import Lines
 
         relay.lines = Lines(log, relay.streams())
     return relay
@@ -170,7 +170,7 @@ def pty_lines(log: LogFile | None, master: int | None) -> Lines | None:
     """What tty.attach logs the pty's output through: one stream, stdout, as docker's."""
     if log is None or master is None:
         return None
-    from minirun.containers.logcopier import Lines
+    from minirun.containers.logfile import Lines
 
     return Lines(log, {master: "stdout"})
 
@@ -185,8 +185,8 @@ def record_exit(store, containers, container, code: int, oom: bool, dropped: int
     """A foreground container's PID 1 has been reaped: its record says so (and how many bytes of
     its output the log's disk refused), the events are told (oom, die), its volumes unmounted and
     its ports unpublished."""
-    from minirun.containers.logcopier import DROPPED_KEY
-    from minirun.humanize import rfc3339_now
+    from minirun.containers.logfile import DROPPED_KEY
+    from minirun.timestamps import rfc3339_now
 
     if _connectable(container.config.network):  # `network connect`/`disconnect` may have moved its ports
         from minirun.containers.network import recorded_settings

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from minirun.containers.lifecycle import discard
+from minirun.containers.removal import discard
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -115,10 +115,10 @@ def clean_up_after(store_root: str, container_id: str, client: int) -> None:
     """The `client` process died before it was done with `container_id`: what it left, made honest."""
     from minirun.containers.container import Containers
     from minirun.errors import NotFound
-    from minirun.humanize import rfc3339_now
     from minirun.procs import is_alive
     from minirun.runtime import cgroups
     from minirun.store import Store
+    from minirun.timestamps import rfc3339_now
 
     containers = Containers(Store(store_root))
     with containers.store.locked():  # a create in progress finishes first

@@ -9,6 +9,7 @@ import time
 from minirun.containers import restartpolicy
 from minirun.containers.container import Container, Containers, record_event
 from minirun.containers.liveness import is_dead, is_restarting, is_running, refresh, remove_cgroups
+from minirun.containers.removal import discard
 from minirun.errors import Conflict, MinirunError, UsageError
 from minirun.procs import is_alive
 
@@ -206,26 +207,6 @@ def remove(containers: Containers, container: Container, force: bool, volumes: b
     # an --rm container's monitor may have removed the record and be releasing its address: done
     # before we return all the same (release is idempotent)
     discard(containers, container, volumes)
-
-
-def discard(containers: Containers, container: Container, volumes: bool = False) -> None:
-    """What the container held on the host (its address, published ports, its line in its
-    peers' hosts files), then its record. In that order, as docker's disconnect comes before
-    destroy: with the record gone first, another store's allocation on the same bridge could
-    take the booking for stale and remove it, and this release would find nothing to release."""
-    if container.state.get("NetworkSettings"):
-        from minirun.containers.network import release
-
-        release(containers.store.root, container.id, container.state["NetworkSettings"])
-    existed = os.path.isdir(container.dir)
-    containers.remove(container)
-    if existed:
-        record_event(containers.store.root, container, "destroy")
-    if (volumes or container.config.auto_remove) and container.config.mounts:
-        # rm -v, and --rm as docker's auto-removal does it: the anonymous volumes no one else uses
-        from minirun.containers.mounts import release_anonymous
-
-        release_anonymous(containers.store.root, container.config.mounts)
 
 
 def start(containers: Containers, container: Container, **monitor_options) -> Container:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from minirun.containers.container import Container, Containers
 from minirun.errors import NotFound
-from minirun.humanize import rfc3339_now
 from minirun.procs import is_alive
+from minirun.timestamps import rfc3339_now
 
 UNKNOWN_EXIT = 255  # docker's code when the exit status was lost with the process that knew it
 REMOVAL_KEY = "RemovalInProgress"  # docker's: rm or prune took it, no start may run it now

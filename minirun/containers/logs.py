@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable, Iterator
 
 from minirun import leanjson
-from minirun.containers.logcopier import DROPPED_KEY, LOG_NAME
+from minirun.containers.logfile import DROPPED_KEY, LOG_NAME
 from minirun.errors import MinirunError, warn
-from minirun.humanize import rfc3339_ns
+from minirun.timestamps import rfc3339_ns
 
 _POLL = 0.05
 
@@ -54,7 +54,7 @@ def _read(path: str) -> bytes:
         try:
             return zlib.decompress(data, 31)
         except zlib.error:
-            return b""  # a compression cut short: its plain file was kept (logcopier)
+            return b""  # a compression cut short: its plain file was kept (logfile.py)
     return data
 
 

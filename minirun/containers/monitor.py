@@ -20,9 +20,10 @@ from minirun import leanjson
 from minirun.childfailure import encode_report
 from minirun.containers import attachserver, logcopier, restartpolicy
 from minirun.containers.container import event_attributes
-from minirun.containers.lifecycle import discard
 from minirun.containers.liveness import mark_running
 from minirun.containers.logcopier import CODE_MARK, TIME_MARK
+from minirun.containers.logfile import DROPPED_KEY, LOG_NAME
+from minirun.containers.removal import discard
 from minirun.runtime import supervise
 
 _MAX_FDS = 16  # the copier's fds: two output pipes and attachserver.Stdio's four at most
@@ -60,9 +61,9 @@ def failed(argv: list[str], exc: BaseException) -> None:
     live server for a monitor still at work."""
     from minirun.containers.container import Containers
     from minirun.containers.liveness import UNKNOWN_EXIT
-    from minirun.humanize import rfc3339_now
     from minirun.runtime import cgroups
     from minirun.store import Store
+    from minirun.timestamps import rfc3339_now
 
     try:
         containers = Containers(Store(argv[0]))
@@ -195,10 +196,10 @@ def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:
     from minirun.containers.container import Containers
     from minirun.containers.plan import build_plan, create_cgroups
     from minirun.errors import MinirunError
-    from minirun.humanize import rfc3339_now
     from minirun.runtime import cgroups, launch
     from minirun.store import Store, lock_path
     from minirun.store.initlayer import init_layer_link
+    from minirun.timestamps import rfc3339_now
 
     store = Store(store_root)
     containers = Containers(store)
@@ -275,7 +276,7 @@ def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:
     if container.config.log_config.get("Type") != "none":
         # the log exists once `start` returns, before the copier opens it: a reader that opens it
         # then keeps it, removed or not (docker-py's run(): logs, wait, remove, then it reads)
-        log = os.path.join(container.dir, logcopier.LOG_NAME)
+        log = os.path.join(container.dir, LOG_NAME)
         os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640))
     try:
         mark_running(containers, container, started.pid, monitor=os.getppid())
@@ -295,7 +296,7 @@ def start(argv: list[str], tell_pid) -> int | tuple[list[str], list[str]]:
         Pid=0,
         ExitCode=0,
         FinishedAt=TIME_MARK,
-        **{logcopier.DROPPED_KEY: 0},
+        **{DROPPED_KEY: 0},
     )
     template = leanjson.dumps(exited).replace('"ExitCode": 0', f'"ExitCode": {CODE_MARK}', 1)
     for fd in (out_r, err_r):

@@ -50,7 +50,7 @@ def create_container(
         if plan.copy_up:
             copy_up(store, container, image, plan.copy_up)
     except BaseException:
-        from minirun.containers.lifecycle import discard
+        from minirun.containers.removal import discard
 
         discard(containers, container)
         release(store.root, made)

@@ -39,7 +39,7 @@ def container_config(store, opts: RunOptions):
     `create`'s work before anything is written but the volumes the plan makes."""
     from minirun.containers.container import ContainerConfig, new_container_id, validate_name
     from minirun.frontend import runflags
-    from minirun.humanize import rfc3339_now
+    from minirun.timestamps import rfc3339_now
 
     image = runflags.resolve_image(store, opts.image, opts.flags)  # --pull, --platform
     if not image.diff_ids:

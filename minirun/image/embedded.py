@@ -49,7 +49,7 @@ def find_image(store: Store, text: str) -> Image:
 def build(store: Store, directory: str, recipe: dict) -> Image:
     import runpy  # here, with humanize: finding an image already built needs neither
 
-    from minirun.humanize import rfc3339_now
+    from minirun.timestamps import rfc3339_now
 
     if "rootfs" not in recipe:
         raise MinirunError(f"recipe {directory} has no rootfs builder")

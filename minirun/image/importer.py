@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from minirun.errors import MinirunError
-from minirun.humanize import rfc3339_now
 from minirun.image.embedded import host_architecture
 from minirun.image.instructions import apply_changes
 from minirun.store import Store, importmemo
 from minirun.store.images import Image
 from minirun.store.reference import Reference
+from minirun.timestamps import rfc3339_now
 
 
 def import_tarball(

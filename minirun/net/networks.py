@@ -255,7 +255,7 @@ def bridge_name(network_id: str, internal: bool) -> str:
 
 
 def _new_network(name: str, driver: str, bridge: str) -> Network:
-    from minirun.humanize import rfc3339_now
+    from minirun.timestamps import rfc3339_now
 
     return Network(id=os.urandom(32).hex(), name=name, driver=driver, created=rfc3339_now(), bridge=bridge)
 

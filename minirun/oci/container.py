@@ -396,6 +396,6 @@ def _write_pid_file(path: str, pid: int) -> None:
 
 
 def _now() -> str:
-    from minirun.humanize import rfc3339_ns
+    from minirun.timestamps import rfc3339_ns
 
     return rfc3339_ns(time.time_ns())

@@ -33,7 +33,7 @@ def _write(level: str, message: str) -> bool:
         return False
     import time
 
-    from minirun.humanize import rfc3339_ns
+    from minirun.timestamps import rfc3339_ns
 
     now = rfc3339_ns(time.time_ns())
     if _log["format"] == "json":

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     class Sink(Protocol):
-        """Where logged output goes (containers/logcopier.Lines): chunks of a stream by key, then its end."""
+        """Where logged output goes (containers/logfile.Lines): chunks of a stream by key, then its end."""
 
         def add(self, key: int, chunk: bytes) -> None: ...
 

@@ -18,10 +18,9 @@ from minirun.humanize import (
     image_age,
     parse_rfc3339,
     parse_timestamp,
-    rfc3339_now,
-    rfc3339_ns,
     time_ago,
 )
+from minirun.timestamps import rfc3339_now, rfc3339_ns
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 WEEK, MONTH, YEAR = 7 * DAY, 30 * DAY, 365 * DAY

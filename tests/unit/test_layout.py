@@ -77,5 +77,6 @@ def test_the_top_level_holds_only_the_leaves():
         "helpers",
         "records",
         "leanjson",
+        "timestamps",
         "launcher",
     }, top

@@ -14,8 +14,8 @@ import pytest
 
 from minirun.containers import listindex
 from minirun.containers.container import ContainerConfig, Containers, new_container_id
-from minirun.humanize import rfc3339_now
 from minirun.store import Store
+from minirun.timestamps import rfc3339_now
 
 
 @pytest.fixture
