@@ -124,11 +124,12 @@ def _host_side(store: Store, container: Container, plan: LaunchPlan) -> dict[str
     seccomp = None
     if plan.seccomp is not None:
         from minirun import leanjson
-        from minirun.runtime import seccomp as engine
+        from minirun.runtime.seccomp import profile_text
+        from minirun.runtime.seccompcompile import resolve
 
-        profile = leanjson.loads(engine.profile_text(config.security_opt))
+        profile = leanjson.loads(profile_text(config.security_opt))
         uname = os.uname()
-        seccomp = seccomp_json(engine.resolve(profile, frozenset(plan.capabilities), uname.machine, uname.release))
+        seccomp = seccomp_json(resolve(profile, frozenset(plan.capabilities), uname.machine, uname.release))
     nodes = []
     for host, inside, _perms in config.devices:
         kind, major, minor = devices.device_number(host)

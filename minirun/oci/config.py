@@ -599,10 +599,10 @@ def ignored_settings(
 
 
 def _seccomp(profile: dict[str, Any], capabilities: list[str]) -> Any:
-    from minirun.runtime import seccomp
+    from minirun.runtime import seccomp, seccompcompile
 
     profile = dict(profile)
-    seccomp.check_profile(profile, "linux.seccomp")
+    seccompcompile.check_profile(profile, "linux.seccomp")
     uname = os.uname()
-    resolved = seccomp.resolve(profile, frozenset(capabilities), uname.machine, uname.release)
-    return seccomp.Program(seccomp.compile_program(resolved), resolved["flags"])
+    resolved = seccompcompile.resolve(profile, frozenset(capabilities), uname.machine, uname.release)
+    return seccomp.Program(seccompcompile.compile_program(resolved), resolved["flags"])

@@ -16,7 +16,7 @@ from minirun.runtime.launch import LaunchPlan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from minirun.runtime.seccomp import Resolved
+    from minirun.runtime.seccompcompile import Resolved
     from minirun.runtime.security import User
 
 OCI_VERSION = "1.0.2"
@@ -252,7 +252,7 @@ def _block_io(resources: dict[str, Any]) -> dict[str, Any]:
 
 
 def seccomp_json(resolved: Resolved) -> dict[str, Any]:
-    """A resolved profile (seccomp.resolve: the rules for this container's capabilities and this
+    """A resolved profile (seccompcompile.resolve: the rules for this container's capabilities and this
     machine) as linux.seccomp, which the OCI runtime compiles itself."""
     action, errno_ = resolved["default"]
     syscalls = []

@@ -174,14 +174,14 @@ def parse_security_opts(opts: list[str], inline_profiles: bool = False) -> list[
                 raise UsageError(f"invalid --security-opt {opt!r}: no-new-privileges takes true or false")
             result.append(f"no-new-privileges={value or 'true'}")
         elif key == "seccomp" and value:
-            from minirun.runtime import seccomp
+            from minirun.runtime import seccomp, seccompcompile
 
             if value in (seccomp.UNCONFINED, seccomp.BUILTIN):  # docker's two names, kept as given
                 result.append(f"seccomp={value}")
             elif inline_profiles:
-                result.append(f"seccomp={seccomp.compact_profile(value, 'HostConfig.SecurityOpt')}")
+                result.append(f"seccomp={seccompcompile.compact_profile(value, 'HostConfig.SecurityOpt')}")
             else:
-                result.append(f"seccomp={seccomp.read_profile(value)}")
+                result.append(f"seccomp={seccompcompile.read_profile(value)}")
         elif f"{key}=" in _NO_LSM and value:
             result.append(f"{key}={value}")
         else:

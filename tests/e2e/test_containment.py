@@ -111,7 +111,7 @@ def test_a_default_container_runs_under_dockers_seccomp_profile(cli, busybox, pr
 def test_an_int_argument_with_high_bits_set_is_not_let_past_the_filter(cli, busybox, probe):
     """socket's family is an int to the kernel and 64 bits to libseccomp: socket(1 << 32 | 40)
     reads "family > 40", allowed, to the filter and AF_VSOCK, refused, to the kernel
-    (seccomp.int_args_stub). With the filter down it gets past (0, or EAFNOSUPPORT on a machine
+    (seccompcompile.int_args_stub). With the filter down it gets past (0, or EAFNOSUPPORT on a machine
     without vsock)."""
     assert results(run(cli, *probe, "busybox", "/probe/attack", "syscalls").out)["socket_vsock_high"] == EPERM
     control = run(cli, *probe, "--security-opt", "seccomp=unconfined", "busybox", "/probe/attack", "syscalls")
@@ -134,7 +134,7 @@ def test_the_i386_entry_meets_the_same_rules(cli, busybox, probe):
 
 
 def test_a_syscall_newer_than_the_filter_gets_enosys_as_under_runc(cli, busybox, probe):
-    """runc's ENOSYS stub (seccomp.enosys_stub): a syscall numbered above every one the filter
+    """runc's ENOSYS stub (seccompcompile.enosys_stub): a syscall numbered above every one the filter
     names reads as one an older kernel lacks, so a program falls back; the profile's EPERM would
     fail it. Those docker's profile allows that this libseccomp may not know (statmount, listmount,
     lsm_*, mseal on x86_64: 457-462) are never EPERM, whichever libseccomp compiled the filter."""

@@ -1,5 +1,5 @@
 """The pure half of the walls: capabilities and --security-opt (privileges.py), seccomp profiles
-resolved as docker resolves them (seccomp.py), tmpfs options and volume targets (rootfs.py),
+resolved as docker resolves them (seccompcompile.py), tmpfs options and volume targets (rootfs.py),
 --device and the v1 device rules (devices.py). No root needed."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from minirun.errors import UsageError
 from minirun.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
-from minirun.runtime import devices, privileges, seccomp
+from minirun.runtime import devices, privileges, seccomp, seccompcompile
 from minirun.runtime.rootfs import TMPFS_FLAGS, check_targets, tmpfs_mount
 
 DOCKER = list(privileges.DEFAULT_CAPABILITIES)
@@ -150,7 +150,7 @@ def test_profiles_docker_would_refuse_are_refused(tmp_path, profile, message):
     path = tmp_path / "p.json"
     path.write_text(profile)
     with pytest.raises(UsageError, match=message):
-        seccomp.read_profile(str(path))
+        seccompcompile.read_profile(str(path))
 
 
 # -- the default profile and docker's resolution of a profile ------------------------------------------
@@ -173,7 +173,7 @@ def allowed(resolved: dict) -> set[str]:
 def test_the_default_profile_denies_what_docker_denies():
     profile = default_profile()
     assert (profile["defaultAction"], profile["defaultErrnoRet"]) == ("SCMP_ACT_ERRNO", 1)
-    plain = seccomp.resolve(profile, frozenset(DOCKER), "x86_64", "6.18.0")
+    plain = seccompcompile.resolve(profile, frozenset(DOCKER), "x86_64", "6.18.0")
     never = {
         "keyctl",
         "add_key",
@@ -208,11 +208,11 @@ def test_the_default_profile_denies_what_docker_denies():
 
 
 def test_capability_conditional_rules_resolve_against_the_containers_capabilities():
-    admin = seccomp.resolve(default_profile(), frozenset(DOCKER + ["CAP_SYS_ADMIN"]), "x86_64", "6.18.0")
+    admin = seccompcompile.resolve(default_profile(), frozenset(DOCKER + ["CAP_SYS_ADMIN"]), "x86_64", "6.18.0")
     assert {"unshare", "mount", "setns", "clone", "clone3", "bpf", "perf_event_open"} <= allowed(admin)
     assert not any(r[2] == ["clone3"] and r[0] == "SCMP_ACT_ERRNO" for r in admin["rules"])
     assert "keyctl" not in allowed(admin)
-    ptrace = seccomp.resolve(default_profile(), frozenset(DOCKER), "x86_64", "4.4.0")
+    ptrace = seccompcompile.resolve(default_profile(), frozenset(DOCKER), "x86_64", "4.4.0")
     assert "ptrace" not in allowed(ptrace)  # before 4.8 ptrace could step around seccomp
 
 
@@ -228,10 +228,10 @@ def test_includes_and_excludes_by_arch_and_kernel():
         ],
         "flags": ["SECCOMP_FILTER_FLAG_LOG"],
     }
-    amd = seccomp.resolve(profile, frozenset(), "x86_64", "6.1.0-13-amd64")
+    amd = seccompcompile.resolve(profile, frozenset(), "x86_64", "6.1.0-13-amd64")
     assert [r[2] for r in amd["rules"]] == [["d"], ["e"]]
     assert amd["rules"][1][:2] == ("SCMP_ACT_TRACE", 1) and amd["flags"] == 2
-    arm = seccomp.resolve(profile, frozenset(), "aarch64", "5.4.0")
+    arm = seccompcompile.resolve(profile, frozenset(), "aarch64", "5.4.0")
     assert [r[2] for r in arm["rules"]] == [["a"], ["b"], ["c"], ["d"], ["e"]]
 
 

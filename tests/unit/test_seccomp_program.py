@@ -1,5 +1,5 @@
 """The default seccomp program on the three ABIs of an x86_64 kernel, and which arguments
-seccomp.int_args_stub guards: the 32-bit ones a rule compares in a way the upper half of the
+seccompcompile.int_args_stub guards: the 32-bit ones a rule compares in a way the upper half of the
 register can sway."""
 
 from __future__ import annotations
@@ -10,21 +10,21 @@ import struct
 
 import pytest
 
-from minirun.runtime import seccomp
+from minirun.runtime import seccomp, seccompcompile
 
 
 def test_dockers_profile_guards_socket_family_and_personality():
     with open(seccomp.DEFAULT_PROFILE, encoding="utf-8") as f:
         profile = json.load(f)
-    resolved = seccomp.resolve(profile, frozenset(), "x86_64", os.uname().release)
-    assert seccomp.int_args_guarded(resolved) == {"personality": (0,), "socket": (0,)}
+    resolved = seccompcompile.resolve(profile, frozenset(), "x86_64", os.uname().release)
+    assert seccompcompile.int_args_guarded(resolved) == {"personality": (0,), "socket": (0,)}
 
 
 def test_a_mask_within_32_bits_and_a_64_bit_argument_need_no_guard():
     def rule(name: str, op: str, value: int, index: int = 0):
         return ("SCMP_ACT_ALLOW", 0, [name], [{"index": index, "op": op, "value": value}])
 
-    resolved: seccomp.Resolved = {
+    resolved: seccompcompile.Resolved = {
         "default": ("SCMP_ACT_ERRNO", 1),
         "arches": [],
         "flags": 0,
@@ -35,7 +35,7 @@ def test_a_mask_within_32_bits_and_a_64_bit_argument_need_no_guard():
             rule("socketpair", "SCMP_CMP_NE", 40),
         ],
     }
-    assert seccomp.int_args_guarded(resolved) == {"socket": (0,), "socketpair": (0,)}
+    assert seccompcompile.int_args_guarded(resolved) == {"socket": (0,), "socketpair": (0,)}
 
 
 # -- the compiled program, run by a classic BPF interpreter: every arch of x86_64's archMap --------
@@ -75,7 +75,7 @@ def default_program() -> bytes:
         pytest.skip("x86_64's archMap: x86_64, i386, x32")
     with open(seccomp.DEFAULT_PROFILE, encoding="utf-8") as f:
         profile = json.load(f)
-    return seccomp.compile_program(seccomp.resolve(profile, frozenset(), "x86_64", os.uname().release))
+    return seccompcompile.compile_program(seccompcompile.resolve(profile, frozenset(), "x86_64", os.uname().release))
 
 
 def test_i386_and_x32_calls_meet_the_rules_x86_64_calls_meet(default_program):
