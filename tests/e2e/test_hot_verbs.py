@@ -145,22 +145,27 @@ main()
 """
 
 
+def own_modules(store, tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """`minirun ARGS` on `store`, to its end, and the modules of its own process (_OWN_MODULES)."""
+    listing = tmp_path / "modules"
+    done = subprocess.run(
+        [sys.executable, "-c", _OWN_MODULES, str(listing), *args],
+        env=dict(os.environ, MINIRUN_ROOT=str(store)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done, set(listing.read_text().split()) if listing.exists() else set()
+
+
 @pytest.mark.parametrize(
     "args", [["create", "busybox", "true"], ["run", "-d", "--rm", "--network", "none", "busybox", "true"]]
 )
 def test_a_client_that_starts_nothing_itself_loads_no_ctypes(isolated_store, busybox, tmp_path, args):
     """`create` and `run -d` fork no PID 1 of their own (a monitor does, for run -d): ctypes,
     the syscalls and the root's mounts (~5 ms) are not theirs to load, not even for the guard."""
-    listing = tmp_path / "modules"
-    done = subprocess.run(
-        [sys.executable, "-c", _OWN_MODULES, str(listing), *args],
-        env=dict(os.environ, MINIRUN_ROOT=str(isolated_store)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done, modules = own_modules(isolated_store, tmp_path, *args)
     assert done.returncode == 0 and len(done.stdout.strip()) == 64, done.stderr  # the id
-    modules = set(listing.read_text().split())
     assert "minirun.containers.guard" in modules
     unneeded = {"ctypes", "_ctypes", "minirun.linux", "minirun.runtime.rootfs"}
     assert not modules & unneeded, sorted(modules & unneeded)
@@ -174,16 +179,8 @@ def test_a_foreground_run_loads_none_of_the_code_it_does_not_run(isolated_store,
     compiler (seccompcompile.py) once the store has the program: ~0.4 ms more."""
     run = ["run", "--rm", "--network", "none", "busybox", "true"]
     assert cli(*run).code == 0  # the program compiled and cached: what only a first start does
-    listing = tmp_path / "modules"
-    done = subprocess.run(
-        [sys.executable, "-c", _OWN_MODULES, str(listing), *run],
-        env=dict(os.environ, MINIRUN_ROOT=str(isolated_store)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done, modules = own_modules(isolated_store, tmp_path, *run)
     assert done.returncode == 0, done.stderr
-    modules = set(listing.read_text().split())
     assert {"minirun.containers.removal", "minirun.containers.logfile", "minirun.runtime.seccomp"} <= modules
     unneeded = {
         "minirun.containers.lifecycle",
