@@ -269,6 +269,8 @@ def _load_child_modules(plan: LaunchPlan) -> None:
         import resource  # noqa: F401
     if plan.net is not None:
         from minirun.net import attach  # noqa: F401
+    if plan.network != "host" and not plan.join_netns:  # _loopback_up's socket (a C extension)
+        import _socket  # noqa: F401
 
 
 def read_start_error(started: Started) -> MinirunError | None:
