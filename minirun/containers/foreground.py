@@ -73,6 +73,9 @@ def run_foreground(store, containers, container, image, init_link: str, guard: i
     this CLI's guard (guard.py), recorded beside it. The builder passes `stdio` (fds for PID 1's 0,
     1, 2; None: inherit) and `wait` (pid -> exit code; default: forward signals and wait) so a RUN
     step can capture its output and be interrupted."""
+    # liveness too, though it is wanted only once PID 1 runs: imported after the fork, each page it
+    # writes is a copy-on-write fault first (the same for the relay's select, stdiorelay.py)
+    from minirun.containers.liveness import mark_running
     from minirun.containers.plan import build_plan, create_cgroups
     from minirun.runtime import cgroups, launch
     from minirun.timestamps import rfc3339_now
@@ -115,8 +118,6 @@ def run_foreground(store, containers, container, image, init_link: str, guard: i
         )
         unpublish(store, container)
         raise failure
-    from minirun.containers.liveness import mark_running
-
     try:
         mark_running(containers, container, started.pid, guard=guard)  # the CLI is this container's monitor
     except MinirunError:  # rm or prune took the record meanwhile: PID 1 goes

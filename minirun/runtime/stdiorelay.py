@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select  # (not in wait(): after the fork its import writes copy-on-write pages)
 import stat
 
 from minirun.runtime import supervise
@@ -91,8 +92,6 @@ class Relay:
         """Fork a process that copies the outputs until every writer has gone, for a process whose
         waiting is someone else's (a build's RUN); returns its pid. The child's ends stay here:
         once the process is done, close_child_side() lets the copier see EOF and end."""
-        import select
-
         pid = os.fork()
         if pid == 0:  # the copier: never returns
             status = 0
@@ -132,8 +131,6 @@ class Relay:
         """Copy until `pid` exits, forwarding signals to it; its exit code as
         supervise.wait_for_exit gives it. What its output pipes hold then is copied too; a
         process it left behind that still writes there is not waited for."""
-        import select
-
         self.close_child_side()
         pidfd = os.pidfd_open(pid)
         previous = supervise.forward_signals(pid)
@@ -222,8 +219,6 @@ def _write_all(fd: int, data: bytes) -> bool:
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:  # someone made our shared stdout non-blocking: wait, keep order
-            import select
-
             select.select([], [fd], [])
         except OSError as exc:
             if exc.errno == errno.EPIPE:
