@@ -11,9 +11,11 @@ sends back what it applied; on any failure the parent kills the workers and disc
 layer. minirun.distribution.imageload reads the archive and plans the layers (the types in
 archive_index); this module only unpacks.
 
-A worker forks a file writer for each layer (minirun.layer.filewriter). A worker is stopped with
-SIGTERM, which unwinds it and stops its writer; the writer holds the worker's end of the pipe too,
-so that pipe's end means nothing of the worker writes any more.
+A worker creates a layer's files itself while every core has a worker (a forked file writer,
+minirun.layer.filewriter, would only add forks, pipes and handovers to busy cores); it forks one
+only where cores go spare (`_writers_help`). A worker is stopped with SIGTERM, which unwinds it
+and stops its writer; the writer holds the worker's end of the pipe too, so that pipe's end means
+nothing of the worker writes any more.
 """
 
 from __future__ import annotations
@@ -63,9 +65,15 @@ class _Section(io.RawIOBase):
 
 
 def _apply_member(
-    store: Store, staged: StagedLayer, archive: Archive, plan: LayerPlan, advanced: Callable[[int], None]
+    store: Store,
+    staged: StagedLayer,
+    archive: Archive,
+    plan: LayerPlan,
+    advanced: Callable[[int], None],
+    fork_writer: bool = True,
 ) -> str:
-    """Unpack the layer into `staged`; returns the digest of its bytes as the archive has them."""
+    """Unpack the layer into `staged`; returns the digest of its bytes as the archive has them.
+    `fork_writer`: whether a file writer may be forked for it (see apply_layer)."""
     from minirun.layer.archive import HashingReader
 
     member = plan.member
@@ -74,14 +82,14 @@ def _apply_member(
         if is_compressed_at(fd, member.offset):
             # The compressed bytes have a digest of their own: hash them as they stream by.
             reader = HashingReader(_Section(fd, member.offset, member.size, advanced))  # type: ignore[arg-type]
-            store.layers.unpack(staged, reader)  # type: ignore[arg-type]
+            store.layers.unpack(staged, reader, fork_writer=fork_writer)  # type: ignore[arg-type]
             reader.drain()  # bytes past the compressed stream's end count for the digest too
             return "sha256:" + reader.hasher.hexdigest()
         # An uncompressed member is unpacked in place (pread + copy_file_range): its blob digest
         # is the diff_id the unpacking computes.
         with open(fd, "rb", closefd=False) as f:
             f.seek(member.offset)
-            applied = store.layers.unpack(staged, f, length=member.size)
+            applied = store.layers.unpack(staged, f, length=member.size, fork_writer=fork_writer)
         advanced(member.size)
         return applied.diff_id
     except BadArchive as exc:
@@ -103,7 +111,8 @@ class _Worker:
     progress, then a result, for each. One per core for the whole load: a fork's copy-on-write
     faults (~2,700 pages of the parent's heap, ~10 ms of CPU) are paid per worker, not per layer.
     The parent sends a layer's index in `queue` (the worker has the plans and staged layers of
-    the fork); closing the command pipe ends the worker."""
+    the fork, and `writers`: whether to fork a file writer for each); closing the command pipe
+    ends the worker."""
 
     _HEADER = struct.Struct("!cI")
     _INDEX = struct.Struct("!I")
@@ -112,9 +121,14 @@ class _Worker:
     command: int  # the layers it is sent; -1 once closed
 
     def __init__(
-        self, store: Store, archive: Archive, queue: list[tuple[LayerPlan, StagedLayer]], others: list[_Worker]
+        self,
+        store: Store,
+        archive: Archive,
+        queue: list[tuple[LayerPlan, StagedLayer]],
+        writers: list[bool],
+        others: list[_Worker],
     ) -> None:
-        self.queue = queue
+        self.queue, self.writers = queue, writers
         self.index: int | None = None  # the layer being unpacked
         self.buffer = b""
         self.result: tuple[str, object] | None = None
@@ -183,7 +197,7 @@ class _Worker:
                     self._send(out, b"P", str(pending[0]).encode())
                     pending[0] = 0
 
-            digest = _apply_member(store, staged, archive, plan, advanced)
+            digest = _apply_member(store, staged, archive, plan, advanced, self.writers[index])
             if pending[0]:
                 self._send(out, b"P", str(pending[0]).encode())
             self._send(out, b"R", pickle.dumps((staged.applied, digest)))
@@ -343,11 +357,12 @@ def _unpack_in_children(
     for plan in queue:  # all staged before the workers fork: they inherit the list
         staged[plan.diff_id] = _stage(store)
     jobs = [(plan, staged[plan.diff_id]) for plan in queue]
+    writers = _writers_help([plan.member.size for plan in queue], workers)
     next_job = 0
     running: dict[int, _Worker] = {}
     try:
         for _ in range(min(workers, len(jobs))):
-            worker = _Worker(store, archive, jobs, list(running.values()))
+            worker = _Worker(store, archive, jobs, writers, list(running.values()))
             running[worker.fd] = worker
             next_job += worker.send(next_job)
         while running:
@@ -371,6 +386,17 @@ def _unpack_in_children(
         for worker in running.values():
             worker.kill()
         raise
+
+
+def _writers_help(sizes: list[int], workers: int) -> list[bool]:
+    """For each layer of the queue (`sizes`: its bytes, largest first), whether its worker forks a
+    file writer: only where a core would go spare. That is every layer when there are fewer than
+    workers; else a layer taken after the first round when fewer are left than workers, and the
+    first one when it outweighs the rest per other worker (it would run on alone at the end).
+    Elsewhere every core has a worker already."""
+    count = len(sizes)
+    dominant = count > 0 and workers > 1 and sizes[0] * (workers - 1) > sum(sizes[1:])
+    return [count < workers or (workers <= i and count - i < workers) or (i == 0 and dominant) for i in range(count)]
 
 
 def _preload() -> None:

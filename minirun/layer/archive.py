@@ -12,14 +12,15 @@ a hashing thread), anything else (pipes, compressed streams) in order through `H
 Reading twice would let a file rewritten meanwhile store a layer under a digest it does not have.
 
 The creates themselves go to a forked writer when the process may fork one (see
-minirun.layer.filewriter): the applier decides each one, in order, and the writer makes it on
-another core. A regular file is then read in place where a read lease can be had
-(minirun.layer.leasedmap): mapped before the fork, parsed here, hashed whole on a thread of its own
-and written by the writer straight from the mapping, nothing copied (`_MappedSource`); the lease
-shows that the bytes never changed meanwhile. Without a lease (the file is open for writing
-elsewhere) it is read in 1 MiB windows into the writer's shared ring (`_RingSource`), each window
-hashed here as it arrives. When the writer lags, the applier makes the next file itself. Either
-way the checks, the order of the creates and the errors are the applier's.
+minirun.layer.filewriter) and the caller wants one: the applier decides each one, in order, and
+the writer makes it on another core. A regular file is then read in place where a read lease can
+be had (minirun.layer.leasedmap): mapped before the fork, parsed here, hashed whole on a thread of
+its own and written by the writer straight from the mapping, nothing copied (`_MappedSource`);
+the lease shows that the bytes never changed meanwhile. Without a lease (the file is open for
+writing elsewhere) it is read in 1 MiB windows into the writer's shared ring (`_RingSource`), each
+window hashed here as it arrives. When the writer lags, the applier makes the next file itself.
+Either way the checks, the order of the creates and the errors are the applier's. A caller that
+wants no writer (its cores are busy) gets the same mapping, written from by the applier.
 """
 
 from __future__ import annotations
@@ -111,7 +112,11 @@ class HashingReader(io.RawIOBase):
 
 
 def apply_layer(
-    stream: BinaryIO, dest: str | os.PathLike[str], length: int | None = None, split_path: str | None = None
+    stream: BinaryIO,
+    dest: str | os.PathLike[str],
+    length: int | None = None,
+    split_path: str | None = None,
+    fork_writer: bool = True,
 ) -> AppliedLayer:
     """Unpack a (possibly compressed) layer tar into the empty directory `dest`.
 
@@ -128,7 +133,9 @@ def apply_layer(
     files meanwhile: a layer is applied by a command doing nothing else.
 
     A process that runs no other thread and may use two CPUs leaves the creates to a forked
-    writer (minirun.layer.filewriter), which works beside it on the other core.
+    writer (minirun.layer.filewriter), which works beside it on the other core. `fork_writer`
+    False keeps them here (a caller whose cores are busy already: load's workers); a plain file
+    is still read in place, mapped under its lease.
     """
     if os.listdir(dest):  # the breakout checks rely on knowing every entry: start from nothing
         raise ValueError(f"layer destination {os.fspath(dest)} is not empty")
@@ -142,12 +149,13 @@ def apply_layer(
     try:
         plain = _is_plain_file(stream)
         if can_fork():  # after umask 0: the writer inherits it
-            if plain:  # mapped before the fork, for the writer to write from
+            if plain:  # mapped before the fork: the writer (or the applier) writes from it
                 mapped = _leased_map(stream, length)
-            try:
-                writer = FileWriter(source=mapped.view if mapped is not None else None)
-            except OSError:  # no process to be had: the creates happen here, as they always could
-                writer = None
+            if fork_writer:
+                try:
+                    writer = FileWriter(source=mapped.view if mapped is not None else None)
+                except OSError:  # no process to be had: the creates happen here, as they always could
+                    writer = None
         applier = _Applier(os.fspath(dest), writer)
         try:
             try:

@@ -123,13 +123,16 @@ class LayerStore:
         os.mkdir(os.path.join(tmp_dir, "diff"), 0o755)
         return StagedLayer(tmp_dir=tmp_dir, lock_fd=fd)
 
-    def unpack(self, staged: StagedLayer, stream: BinaryIO, length: int | None = None) -> AppliedLayer:
+    def unpack(
+        self, staged: StagedLayer, stream: BinaryIO, length: int | None = None, fork_writer: bool = True
+    ) -> AppliedLayer:
         """Apply a tar stream into the staged dir; no store lock needed (nobody else sees it).
-        `length`: the layer is the next `length` bytes of the stream (see apply_layer)."""
+        `length`: the layer is the next `length` bytes of the stream; `fork_writer`: whether a
+        file writer may be forked for it (see apply_layer)."""
         from minirun.layer.archive import apply_layer  # tarfile and friends: not on the run path
 
         split = os.path.join(staged.tmp_dir, SPLIT_NAME)
-        staged.applied = apply_layer(stream, staged.diff_dir, length=length, split_path=split)
+        staged.applied = apply_layer(stream, staged.diff_dir, length=length, split_path=split, fork_writer=fork_writer)
         return staged.applied
 
     def commit(self, staged: StagedLayer) -> bool:

@@ -19,19 +19,20 @@ from tests.helpers import f, make_tar
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="trusted.* xattrs and mounts need root")
 
-WAYS = ["writer", "inline"]
+WAYS = ["writer", "inline", "unforked"]  # unforked: may fork, told not to (mapped, created here)
 
 
 def apply_as(way: str, data: bytes, tmp_path: Path, dest: Path | None = None):
-    """Apply `data` from a regular file, its creates made by the writer or by the applier itself."""
+    """Apply `data` from a regular file, its creates made by the writer or by the applier itself
+    (read by pread, or, "unforked", from the file mapped as for a writer)."""
     if dest is None:
         dest = tmp_path / f"dest-{way}-{os.urandom(3).hex()}"
         dest.mkdir()
     layer = tmp_path / f"layer-{os.urandom(3).hex()}.tar"
     layer.write_bytes(data)
     with pytest.MonkeyPatch.context() as patch, open(layer, "rb") as stream:
-        patch.setattr(archive, "can_fork", lambda: way == "writer")
-        return apply_layer(stream, dest)
+        patch.setattr(archive, "can_fork", lambda: way != "inline")
+        return apply_layer(stream, dest, fork_writer=way == "writer")
 
 
 def children() -> set[int]:

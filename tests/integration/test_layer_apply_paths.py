@@ -2,7 +2,8 @@
 minirun.layer.leasedmap) and a stream (pipe, gzip: read once through HashingReader); each with the
 creates made by a forked writer (minirun.layer.filewriter: whenever the process runs no other
 thread) or by the applier itself. The regular file is also applied with no writer
-("file-inline"), without a lease (read once into the writer's ring: "file-ring", as when the file
+("file-inline": read by pread, as beside another thread; "file-unforked": mapped under its lease
+all the same, as load's busy workers ask with fork_writer=False), without a lease (read once into the writer's ring: "file-ring", as when the file
 is open for writing elsewhere), through a writer with a tiny ring ("file-ring-8k": every window
 wraps, marks and waits), and with the applier creating every other file itself beside its writer
 ("file-shared", "gzip-shared": as when the writer lags).
@@ -38,7 +39,7 @@ from tests.helpers import NUL_NAMES, d, f, hard, make_tar, member, sym
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown, mknod and trusted.* xattrs need root")
 
 FEEDS = ["file", "bytesio", "pipe", "gzip"]  # the pipe's feeding thread keeps its creates in this process
-ALL_FEEDS = [*FEEDS, "file-inline", "file-ring", "file-ring-8k", "file-shared", "gzip-shared"]
+ALL_FEEDS = [*FEEDS, "file-inline", "file-unforked", "file-ring", "file-ring-8k", "file-shared", "gzip-shared"]
 
 
 @contextlib.contextmanager
@@ -75,7 +76,7 @@ def fed(data: bytes, how: str, tmp_path: Path):
 def created_as(how: str):
     """Where the creates of `how` happen: "file-inline" with no writer, "file-ring" through the
     writer's ring (no lease to be had), "file-ring-8k" through a ring of 8 KiB, the others as
-    apply_layer decides."""
+    apply_layer decides ("-unforked": told to fork no writer, see apply_fed)."""
     with pytest.MonkeyPatch.context() as patch:
         if how == "file-inline":
             patch.setattr(archive, "can_fork", lambda: False)
@@ -89,9 +90,9 @@ def created_as(how: str):
         yield
 
 
-def apply_fed(data: bytes, how: str, tmp_path: Path, dest: Path):
+def apply_fed(data: bytes, how: str, tmp_path: Path, dest: Path, split_path: str | None = None):
     with fed(data, how, tmp_path) as stream, created_as(how):
-        return apply_layer(stream, dest)
+        return apply_layer(stream, dest, split_path=split_path, fork_writer=not how.endswith("-unforked"))
 
 
 def apply(data: bytes, how: str, tmp_path: Path, name: str | None = None):
@@ -272,6 +273,44 @@ def test_every_feed_gives_the_same_layer(tmp_path):
     assert "trusted.overlay.redirect" not in os.listxattr(dest / "xattrs")
     inside = os.lstat(dest / "shared/implicit/inside")
     assert (inside.st_gid, stat.S_IMODE(inside.st_mode)) == (0, 0o600)
+
+
+def test_a_layer_unforked_is_the_layer_its_writer_makes(tmp_path, monkeypatch):
+    """fork_writer=False: no writer is forked, the tar is still read in place (mapped under its
+    lease), and the tree, diff_id, size and split are those a forked writer gives; the split
+    rebuilds the exact tar."""
+    from minirun.layer.tarsplit import LayerTarReader
+
+    members = [*RICH, f("several-windows", os.urandom(3 << 20) + b"tail", mode=0o640), hard("big-again", "big")]
+    data = make_tar(members) + b"\0" * 1024
+    made: list[str] = []
+    real_writer, real_source = filewriter.FileWriter, archive._MappedSource
+
+    def writer(*args, **kw):
+        made.append("writer")
+        return real_writer(*args, **kw)
+
+    class Mapped(real_source):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kw) -> None:
+            made.append("mapped")
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(archive, "FileWriter", writer)
+    monkeypatch.setattr(archive, "_MappedSource", Mapped)
+    results = {}
+    for how in ("file", "file-unforked"):
+        dest = tmp_path / f"dest-{how}"
+        dest.mkdir()
+        split = str(tmp_path / f"split-{how}")
+        made.clear()
+        applied = apply_fed(data, how, tmp_path, dest, split_path=split)
+        assert made == (["writer", "mapped"] if how == "file" else ["mapped"]), how  # read in place either way
+        check_against_headers(dest, members)
+        with io.BufferedReader(LayerTarReader(split, str(dest), applied.diff_id)) as rebuilt:
+            assert rebuilt.read() == data, how
+        results[how] = (snapshot(dest, timed_paths(members)), applied, Path(split).read_bytes())
+    assert results["file-unforked"] == results["file"]
+    assert results["file"][1].diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def test_sizes_and_offsets_at_block_boundaries(tmp_path):

@@ -28,7 +28,7 @@ from minirun.image.manifests import (
     image_manifest,
 )
 from minirun.store import Store
-from tests.helpers import d, f, make_image, make_tar
+from tests.helpers import d, f, hard, make_image, make_tar, sym
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="layers keep owners: needs root")
 
@@ -520,6 +520,42 @@ def test_workers_that_end_between_two_layers_leave_no_layer_unpacked(store, tmp_
     with pytest.raises(MinirunError, match="the workers ended before unpacking it"):
         load(store, oci_archive(config(layers), layers, "gzip"), tmp_path, workers=2)
     assert_untouched(store)
+
+
+@pytest.mark.parametrize(("policy", "writers"), [("as decided", 1), ("always", 4), ("never", 0)])
+def test_workers_fork_file_writers_only_as_decided(store, tmp_path, monkeypatch, policy, writers):
+    """Busy workers create a layer's files themselves (layerworkers._writers_help: here only the
+    last of four layers for two workers gets a writer); with or without, the same layers."""
+    from minirun.distribution import layerworkers
+    from minirun.layer import archive, filewriter
+
+    if not filewriter.can_fork():
+        pytest.skip("a writer needs two CPUs and a single-threaded process")
+    log = tmp_path / "writers.log"  # appended to by the workers: forked, they share no memory with us
+    real = archive.FileWriter
+
+    def logged(*args, **kw):
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.write(fd, b"w")
+        os.close(fd)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(archive, "FileWriter", logged)
+    if policy != "as decided":
+        monkeypatch.setattr(layerworkers, "_writers_help", lambda sizes, workers: [policy == "always"] * len(sizes))
+    layers = [
+        make_tar([d(f"d{i}"), f(f"d{i}/x", os.urandom(20_000 + i), uid=i), hard(f"d{i}/y", f"d{i}/x"), sym("s", "d")])
+        for i in range(4)
+    ]
+    cfg = config(layers)
+    load(store, oci_archive(cfg, layers), tmp_path, workers=2)  # plain layers: read in place
+    assert (log.read_bytes() if log.exists() else b"") == b"w" * writers
+    assert store.images.get(sha(cfg)).diff_ids == [sha(layer) for layer in layers]
+    for i, layer in enumerate(layers):
+        with store.layers.open_tar(sha(layer)) as tar:
+            assert tar.read() == layer
+        st = os.stat(os.path.join(store.layers.diff_dir(sha(layer)), f"d{i}", "y"))
+        assert (st.st_nlink, st.st_uid) == (2, i)
 
 
 def test_manifest_json_layer_count_must_match_the_config(store, tmp_path):
