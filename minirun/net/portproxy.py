@@ -13,7 +13,8 @@ container: it gets a pidfd of the container's PID 1 instead, and ends when that 
 Started as a `python -S` helper (minirun.helpers) whose main() gets: owner pid (or `@FD`, the
 pidfd), then one `FD/PROTO/TARGET_IP/TARGET_PORT` per socket. Stdlib and threads only: a thread
 per listener, two per TCP connection, one per UDP client (a session, dropped after UDP_IDLE
-seconds without traffic either way).
+seconds without traffic either way). A client no thread can start for is turned away, and the
+descriptor limit is the hard one: what a flood of clients exhausts costs them, not the port.
 
 A client on an --internal network is turned away: with nftables its packets for a published
 port are DNATed and then dropped by the internal network's wall (nftables.py), as docker's
@@ -36,8 +37,12 @@ import socket
 import struct
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from minirun import hostwide
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 BUFFER = 65536
 CONNECT_TIMEOUT = 5.0
@@ -48,6 +53,12 @@ _PKTINFO = struct.Struct("i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 
 
 def main(argv: list[str]) -> int:
+    import resource
+
+    # Two descriptors a connection: the soft limit a shell or systemd hands down (1024) would stop
+    # the accepts at ~510 clients. docker-proxy, a Go program, gets its hard limit as we take it.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     watched = int(argv[0][1:]) if argv[0].startswith("@") else -1
     if watched < 0:
         import signal
@@ -98,6 +109,18 @@ def on_internal_network(address: str) -> bool:
     return False
 
 
+def _started(target: Callable[..., object], *args: object) -> threading.Thread | None:
+    """A thread running `target(*args)`, or None where none can start (the host out of tasks or
+    memory, as a flood of clients may leave it): that costs its client alone, never the
+    listener that asked for it."""
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:
+        return None
+    return thread
+
+
 # -- TCP: accept, connect to the container, copy both ways -----------------------------------------
 
 
@@ -108,10 +131,8 @@ def _serve_tcp(listener: socket.socket, target: tuple[str, int]) -> None:
         except OSError:
             time.sleep(0.05)  # EMFILE and friends: let connections finish rather than spin
             continue
-        if on_internal_network(peer[0]):
+        if on_internal_network(peer[0]) or _started(_connection, client, target) is None:
             client.close()
-            continue
-        threading.Thread(target=_connection, args=(client, target), daemon=True).start()
 
 
 def _connection(client: socket.socket, target: tuple[str, int]) -> None:
@@ -121,10 +142,10 @@ def _connection(client: socket.socket, target: tuple[str, int]) -> None:
         client.close()  # nothing listens in the container (yet): the client sees the close
         return
     upstream.settimeout(None)
-    back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
-    back.start()
-    _pump(client, upstream)
-    back.join()
+    back = _started(_pump, upstream, client)
+    if back is not None:
+        _pump(client, upstream)
+        back.join()
     client.close()
     upstream.close()
 
@@ -184,10 +205,13 @@ def _serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
                 if on_internal_network(client[0]):
                     continue
                 try:
-                    session = sessions[client] = _Session(target, ifindex)
+                    session = _Session(target, ifindex)
                 except OSError:
                     continue
-                threading.Thread(target=_replies, args=(listener, client, session, sessions, lock), daemon=True).start()
+                if _started(_replies, listener, client, session, sessions, lock) is None:
+                    session.sock.close()
+                    continue
+                sessions[client] = session
             session.last = time.monotonic()
         try:
             session.sock.send(data)

@@ -1,0 +1,158 @@
+"""The userspace port proxy (minirun/net/portproxy.py) under the limits a flood of clients meets:
+run as minirun runs it, given listening sockets, in front of an echo server of the test's. A
+client that cannot be served costs that client alone, never the port: the proxy's threads and
+descriptors are what a container's clients (or another host's) can exhaust."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from minirun.helpers import helper_argv
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a thread limit binds only a user other than root")
+
+
+@contextlib.contextmanager
+def echo_server():
+    """TCP and UDP echo on one port of 127.0.0.1: (port)."""
+    tcp = socket.create_server(("127.0.0.1", 0))
+    port = tcp.getsockname()[1]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", port))
+    done = threading.Event()
+
+    def connection(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            while data := conn.recv(4096):
+                conn.sendall(data)
+
+    def serve_tcp() -> None:
+        while not done.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = tcp.accept()
+                threading.Thread(target=connection, args=(conn,), daemon=True).start()
+
+    def serve_udp() -> None:
+        while not done.is_set():
+            with contextlib.suppress(OSError):
+                data, peer = udp.recvfrom(4096)
+                if peer is not None:  # None: shut down
+                    udp.sendto(data, peer)
+
+    for serve in (serve_tcp, serve_udp):
+        threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield port
+    finally:
+        done.set()
+        for sock in (tcp, udp):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+@contextlib.contextmanager
+def proxy(target: int, preexec):
+    """The proxy for a TCP and a UDP port of 127.0.0.1 to `target`, started with `preexec` run
+    before its exec: (tcp port, udp port)."""
+    tcp = socket.create_server(("127.0.0.1", 0), backlog=512)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    specs = [f"{tcp.fileno()}/tcp/127.0.0.1/{target}", f"{udp.fileno()}/udp/127.0.0.1/{target}"]
+    process = subprocess.Popen(
+        helper_argv("minirun.net.portproxy:main", str(os.getpid()), *specs),
+        pass_fds=(tcp.fileno(), udp.fileno()),
+        preexec_fn=preexec,
+        stderr=subprocess.PIPE,
+    )
+    ports = (tcp.getsockname()[1], udp.getsockname()[1])
+    tcp.close()
+    udp.close()
+    try:
+        yield ports
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()
+
+
+def echoed(port: int, timeout: float = 3.0) -> socket.socket | None:
+    """A connection through the proxy that echoes, or None (closed, or no answer in time)."""
+    try:
+        conn = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError:
+        return None
+    try:
+        conn.sendall(b"ping")
+        if conn.recv(16) == b"ping":
+            return conn
+    except OSError:
+        pass
+    conn.close()
+    return None
+
+
+def udp_echoed(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(0.5)
+        client.sendto(b"ping", ("127.0.0.1", port))
+        try:
+            return client.recv(16) == b"ping"
+        except OSError:
+            return False
+
+
+@pytest.mark.parametrize("turned_away", ["tcp", "udp"])
+def test_a_client_without_a_thread_leaves_the_port_served(turned_away):
+    """A thread the proxy cannot start (the host out of tasks, as a flood of connections leaves
+    it: two threads each) ended its listener's thread: the port took connections into its
+    backlog, or datagrams, and never served one again, for anybody. Here the proxy runs as a
+    user of its own with room for one connection's threads: while it is held, a second client
+    is turned away, and once it is gone the next client is served."""
+    uid = 0x7FFE0000 + os.getpid() % 0x10000  # a user nothing else runs as: RLIMIT_NPROC counts its tasks
+
+    def one_connection_of_room() -> None:  # the main thread, two listeners, one connection's two
+        resource.setrlimit(resource.RLIMIT_NPROC, (5, 5))
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+    with echo_server() as target, proxy(target, one_connection_of_room) as (tcp, udp):
+        first = echoed(tcp)
+        assert first is not None
+        if turned_away == "tcp":
+            assert echoed(tcp, timeout=1) is None  # no thread for it: closed (or never served)
+            first.close()
+            assert wait_until(lambda: (conn := echoed(tcp, timeout=1)) is not None and conn.close() is None, timeout=10)
+        else:
+            assert not udp_echoed(udp)  # no thread for its session
+            first.close()
+            assert wait_until(lambda: udp_echoed(udp), timeout=10)
+
+
+def test_a_proxy_started_with_few_descriptors_takes_what_the_host_allows():
+    """Each proxied TCP connection holds two descriptors; started under a soft RLIMIT_NOFILE of
+    1024 (systemd's and a shell's default) the proxy stopped accepting at about 510 clients,
+    while the hard limit allowed far more: docker-proxy, a Go program, raises its soft limit to
+    the hard one, and so does the proxy. Here the soft limit it starts with is 48."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 60
+    if hard != resource.RLIM_INFINITY and hard < 2 * wanted + 64:
+        pytest.skip(f"a hard RLIMIT_NOFILE of {hard} leaves no room above the soft one")
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, hard))
+
+    with echo_server() as target, proxy(target, few_descriptors) as (tcp, _), contextlib.ExitStack() as held:
+        for n in range(wanted):
+            conn = echoed(tcp)
+            assert conn is not None, f"connection {n + 1} of {wanted} was not served"
+            held.enter_context(conn)
