@@ -24,9 +24,26 @@ def _name(variable: str, default: str, longest: int) -> str:
 
 
 RUN_DIR = os.environ.get("MINIRUN_RUN_DIR") or "/run/minirun"
-BRIDGE_PREFIX = _name("MINIRUN_BRIDGE_PREFIX", "minirun", 7)
+_PREFIX_LONGEST = 7  # PREFIX.<7 hex> and PREFIX_<7 hex> fill Linux's 15 letters
+BRIDGE_PREFIX = _name("MINIRUN_BRIDGE_PREFIX", "minirun", _PREFIX_LONGEST)
 DEFAULT_BRIDGE = f"{BRIDGE_PREFIX}0"  # the `bridge` network's, as docker0 is docker's
 INTERNAL_BRIDGE_PREFIX = f"{BRIDGE_PREFIX}."  # an --internal network's bridge: the walls know it by name
 VETH_PREFIX = f"{BRIDGE_PREFIX}_"  # the host's end of a container's veth pair (a bridge port): so do they
 NFT_TABLE = _name("MINIRUN_NFT_TABLE", "minirun", 32)
 CGROUP_PARENT = _name("MINIRUN_CGROUP_PARENT", "minirun", 64)  # <hierarchy>/PARENT/<container id>
+
+
+def is_internal_bridge(name: str) -> bool:
+    """Whether `name` is an --internal network's bridge of any minirun on this host, whatever its
+    prefix: PREFIX.<7 hex> (networks.bridge_name). Another minirun's walls drop what its internal
+    networks send to a port of ours that nftables DNATs; the port proxy turns their clients
+    away itself, and so must know their bridges too."""
+    prefix, dot, network = name.partition(".")
+    return (
+        bool(dot)
+        and 0 < len(prefix) <= _PREFIX_LONGEST
+        and prefix.isascii()
+        and prefix.isalnum()
+        and len(network) == 7
+        and all(c in "0123456789abcdef" for c in network)
+    )

@@ -19,7 +19,8 @@ descriptor limit is the hard one: what a flood of clients exhausts costs them, n
 A client on an --internal network is turned away: with nftables its packets for a published
 port are DNATed and then dropped by the internal network's wall (nftables.py), as docker's
 are; here they would reach the host's socket, so the proxy asks whether the client's address
-lies on an internal bridge. (The address is the client's own: the walls drop a packet that
+lies on an internal bridge, another minirun's too (another MINIRUN_BRIDGE_PREFIX: its walls drop
+what its internal networks send to a port nftables DNATs). (The address is the client's own: the walls drop a packet that
 comes in by a bridge with a source address not routed back through it; but for 0.0.0.0/8,
 which they pass to a broadcast or local multicast address, as DHCP sends: a datagram "from"
 there, to 255.255.255.255 or 224.0.0.1, reached a UDP port from any network. Such a client,
@@ -96,7 +97,7 @@ def on_internal_network(address: str) -> bool:
         return True
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for _, name in socket.if_nameindex():
-            if not name.startswith(hostwide.INTERNAL_BRIDGE_PREFIX):
+            if not hostwide.is_internal_bridge(name):
                 continue
             request = struct.pack("16s16x", name.encode())
             try:

@@ -22,6 +22,7 @@ import pytest
 
 from minirun import linux
 from minirun.net import networks, nftables, portmap
+from tests import sessions
 from tests.e2e.test_network import seen  # noqa: F401
 from tests.helpers import build_probe, minirun_in, wait_until
 
@@ -683,6 +684,37 @@ def test_an_internal_network_reaches_no_published_port(cli, busybox, cleanup, mo
     )  # fmt: skip
     lines = inside.out.splitlines()
     assert lines[0] == "host" and lines[-1].startswith("port ") and lines[-1] != "port 0", inside
+
+
+@pytest.mark.parametrize("backend", ["nft", "proxy"])
+def test_an_internal_network_of_another_minirun_reaches_no_published_port(cli, busybox, cleanup, monkeypatch, backend):
+    """Two minirun on one host, each with its own MINIRUN_BRIDGE_PREFIX, nft table and run dir
+    (as two copies of this suite run): the proxy knew the --internal bridges of its own prefix
+    alone, so a container of the other's internal network reached a port it served. By nftables
+    the DNATed packets meet the other's internal wall, as any published port's do. The control:
+    a container of the other's plain network reaches the port."""
+    monkeypatch.setenv("MINIRUN_PORT_BACKEND", backend)
+    assert cli("network", "create", "xprefweb").code == 0
+    cleanup["networks"].append("xprefweb")
+    start(cli, cleanup, "xprefwebber", "--network", "xprefweb", "-p", "80")
+    port = cli("port", "xprefwebber", "80").out.strip().split(":")[-1]
+    other = sessions.Names.of_session(os.urandom(3).hex()[:5])
+    fetched = {}
+    try:
+        with monkeypatch.context() as as_the_other:
+            for variable, value in other.env.items():
+                as_the_other.setenv(variable, value)
+            for name, *flags in (("xprefin", "--internal"), ("xprefout",)):
+                assert cli("network", "create", *flags, name).code == 0
+                gateway = json.loads(cli("network", "inspect", name).out)[0]["IPAM"]["Config"][0]["Gateway"]
+                fetch = f"timeout 5 wget -q -O- http://{gateway}:{port}/; echo port $?"
+                fetched[name] = cli("run", "--rm", "--network", name, "busybox", "sh", "-c", fetch)
+                assert cli("network", "rm", name).code == 0
+    finally:
+        left = sessions.remove_names(other)
+    assert left == [], left
+    assert fetched["xprefout"].out.startswith("hello from"), fetched["xprefout"]
+    assert "hello" not in fetched["xprefin"].out and fetched["xprefin"].out.strip() != "port 0", fetched["xprefin"]
 
 
 def test_a_forged_source_takes_no_internal_datagram_through_the_proxy(cli, busybox, cleanup, monkeypatch, probe):
