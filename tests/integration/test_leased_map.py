@@ -19,6 +19,7 @@ import pytest
 from minirun.errors import BadArchive
 from minirun.layer import archive, leasedmap
 from minirun.layer.archive import apply_layer
+from tests.fusefile import served_file
 from tests.helpers import f, make_tar
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="leases on files of others need CAP_LEASE")
@@ -137,3 +138,35 @@ def test_a_racing_writer_waits_and_the_layer_is_refused(tmp_path, monkeypatch):
     outcome, _, _ = _race(tmp_path, monkeypatch, leased=True)
     assert isinstance(outcome, BadArchive)
     assert "layer.tar was opened for writing while it was read" in str(outcome)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no FUSE in this kernel")
+def test_a_file_its_filesystem_changes_unopened_is_read_once(tmp_path, monkeypatch):
+    """A lease tells of this host's opens alone: a FUSE server (any user who may mount one can hand
+    root such a file) changes a file's bytes with nobody opening it. Mapped under a lease, the
+    hash read the tar's bytes and the writer, after the server's change, others: a layer stored
+    under a diff_id its files do not have, which the store, content-addressed, would give any
+    image whose layer has that diff_id. Such a file is read once, as a pipe is: the bytes
+    written are the bytes hashed."""
+    first = make_tar([f("first", b"1" * 100), f("second", b"2" * 100), f("last", b"good")])
+    real_apply = archive._Applier.apply
+    seen: list = []
+
+    def change_after_the_hash(self, member, source):
+        seen.append(member.name)
+        if len(seen) == 2:
+            for thread in threading.enumerate():  # (mapped) the hash has read the bytes before the change
+                if thread.name == "layer-hash":
+                    thread.join()
+            change()
+        return real_apply(self, member, source)
+
+    monkeypatch.setattr(archive._Applier, "apply", change_after_the_hash)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with served_file(tmp_path / "mnt", first, first.replace(b"good", b"EVIL")) as (path, change):
+        with open(path, "rb") as stream:
+            applied = apply_layer(stream, dest)
+    stored = (dest / "last").read_bytes()
+    written = make_tar([f("first", b"1" * 100), f("second", b"2" * 100), f("last", stored)])
+    assert applied.diff_id == "sha256:" + hashlib.sha256(written).hexdigest(), stored
