@@ -293,6 +293,8 @@ def _leased_map(stream: BinaryIO, length: int | None) -> LeasedMap | None:
 def _check_intact(mapped: LeasedMap, stream: BinaryIO) -> None:
     if not mapped.intact():
         name = getattr(stream, "name", "the tar")
+        if isinstance(name, int):  # opened from a descriptor (os.fdopen): its path is the file's name
+            name = os.readlink(f"/proc/self/fd/{name}")
         raise BadArchive(f"{name} was opened for writing while it was read: read it again when it is written")
 
 

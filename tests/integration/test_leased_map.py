@@ -79,7 +79,7 @@ def test_a_file_open_for_writing_elsewhere_is_read_once_instead(tmp_path, monkey
     assert (dest / "last").read_bytes() == b"good"
 
 
-def _race(tmp_path: Path, monkeypatch, leased: bool):
+def _race(tmp_path: Path, monkeypatch, leased: bool, by_descriptor: bool = False):
     """Apply the tar; while its second member is applied, another process opens the tar for
     writing and overwrites the last file's contents. Returns (apply's outcome, dest, process)."""
     path, data, offset = _tar(tmp_path)
@@ -118,7 +118,7 @@ def _race(tmp_path: Path, monkeypatch, leased: bool):
     monkeypatch.setattr(archive._Applier, "apply", racing_apply)
     dest = tmp_path / "dest"
     dest.mkdir()
-    with open(path, "rb") as stream:
+    with open(os.open(path, os.O_RDONLY) if by_descriptor else path, "rb") as stream:
         try:
             outcome: object = apply_layer(stream, dest)
         except BadArchive as exc:
@@ -134,10 +134,12 @@ def test_without_the_lease_a_racing_writer_gets_other_bytes_into_the_layer(tmp_p
     assert (dest / "last").read_bytes() == b"EVIL"  # ...but a file of the race's
 
 
-def test_a_racing_writer_waits_and_the_layer_is_refused(tmp_path, monkeypatch):
-    outcome, _, _ = _race(tmp_path, monkeypatch, leased=True)
+@pytest.mark.parametrize("by_descriptor", [False, True], ids=["path", "descriptor"])
+def test_a_racing_writer_waits_and_the_layer_is_refused(tmp_path, monkeypatch, by_descriptor):
+    """Refused with the tar's path, also when it was opened from a descriptor (its name an int)."""
+    outcome, _, _ = _race(tmp_path, monkeypatch, leased=True, by_descriptor=by_descriptor)
     assert isinstance(outcome, BadArchive)
-    assert "layer.tar was opened for writing while it was read" in str(outcome)
+    assert f"{tmp_path}/layer.tar was opened for writing while it was read" in str(outcome)
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no FUSE in this kernel")
