@@ -401,10 +401,13 @@ class _MappedHash:
 
     def _run(self) -> None:
         view = self._mapped.view
-        for at in range(0, self._size, self._PIECE):
-            if self._stop or not self._mapped.intact():  # a truncate could follow: read no further
-                return
-            self._hasher.update(view[at : min(at + self._PIECE, self._size)])
+        try:
+            for at in range(0, self._size, self._PIECE):
+                if self._stop or not self._mapped.intact():  # a truncate could follow: read no further
+                    return
+                self._hasher.update(view[at : min(at + self._PIECE, self._size)])
+        except ValueError:  # the view released: only after finish() was cut short (a signal's exit)
+            return
 
     def abandon(self) -> None:
         """The layer failed: the rest of its hash is not needed."""

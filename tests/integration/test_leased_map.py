@@ -172,3 +172,21 @@ def test_a_file_its_filesystem_changes_unopened_is_read_once(tmp_path, monkeypat
     stored = (dest / "last").read_bytes()
     written = make_tar([f("first", b"1" * 100), f("second", b"2" * 100), f("last", stored)])
     assert applied.diff_id == "sha256:" + hashlib.sha256(written).hexdigest(), stored
+
+
+def test_a_hash_cut_short_by_a_signal_ends_quietly(tmp_path, monkeypatch):
+    """A load worker's SIGTERM ends its apply inside the hash's join, and the mapping is closed
+    under the hash's thread: it printed a traceback ("Exception in thread layer-hash") into a
+    load's output. The digest is nobody's then: the thread just ends."""
+    path = tmp_path / "big.tar"
+    with open(path, "wb") as out:
+        out.truncate(1 << 30)  # sparse: a second or so to hash
+    failures: list = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    with open(path, "rb") as stream:
+        mapped = leasedmap.LeasedMap.take(stream.fileno(), 0, 1 << 30)
+        assert mapped is not None
+        hasher = archive._MappedHash(mapped, 1 << 30)
+        mapped.close()  # what apply_layer's finally does once the signal's exit left finish()
+        hasher._thread.join(timeout=60)
+    assert not hasher._thread.is_alive() and failures == []
