@@ -227,6 +227,10 @@ def _bind_for_proxy(binding: Binding, sockets: list[socket.socket]) -> Binding:
     sockets.append(sock)
     if proto == "tcp":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    else:  # from the first datagram on, which may come before the proxy runs
+        from minirun.net.portproxy import IP_PKTINFO
+
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
     _bind(sock, host_ip, host_port)
     if proto == "tcp":
         sock.listen(128)

@@ -27,7 +27,8 @@ there, to 255.255.255.255 or 224.0.0.1, reached a UDP port from any network. Suc
 which no reply can reach either, is turned away too.) A UDP session is kept to the bridge its
 client came in by: a datagram of the same address and port by another bridge (its network
 removed and made again --internal, with the same subnet) is a new client, asked anew, and a
-reply goes out by that bridge alone, so none reaches the address's next holder.
+reply goes out by that bridge alone (from the address its client sent to, as docker-proxy
+answers), so none reaches the address's next holder.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ BUFFER = 65536
 CONNECT_TIMEOUT = 5.0
 UDP_IDLE = 90.0  # docker-proxy's UDP conntrack timeout
 _SIOCGIFADDR, _SIOCGIFNETMASK = 0x8915, 0x891B
-_IP_PKTINFO = 8  # <linux/in.h>; the socket module of Python 3.11 does not name it
+IP_PKTINFO = 8  # <linux/in.h>; the socket module of Python 3.11 does not name it
 _PKTINFO = struct.Struct("i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 
 
@@ -169,11 +170,12 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 
 
 class _Session:
-    def __init__(self, target: tuple[str, int], ifindex: int) -> None:
+    def __init__(self, target: tuple[str, int], ifindex: int, local: bytes) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.connect(target)
         self.sock.settimeout(UDP_IDLE)
         self.ifindex = ifindex  # the interface the client's datagrams come in by
+        self.local = local  # the address they were sent to: the replies' source
         self.last = time.monotonic()
         self.ended = False
 
@@ -187,7 +189,9 @@ class _Session:
 
 
 def _serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
-    listener.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+    # Each datagram's interface and destination (portmap asked for them at the bind already: a
+    # datagram queued before this line has none, and would be answered as routing decides).
+    listener.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
     sessions: dict[tuple[str, int], _Session] = {}
     lock = threading.Lock()
     while True:
@@ -195,7 +199,9 @@ def _serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
             data, ancillary, _, client = listener.recvmsg(BUFFER, socket.CMSG_SPACE(_PKTINFO.size))
         except OSError:
             continue
-        ifindex = next((_PKTINFO.unpack_from(d)[0] for lvl, kind, d in ancillary if kind == _IP_PKTINFO), 0)
+        ifindex, local, _ = next(
+            (_PKTINFO.unpack_from(d) for lvl, kind, d in ancillary if kind == IP_PKTINFO), (0, bytes(4), None)
+        )
         with lock:
             session = sessions.get(client)
             if session is not None and session.ifindex != ifindex:  # the same address, another bridge
@@ -206,7 +212,7 @@ def _serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
                 if on_internal_network(client[0]):
                     continue
                 try:
-                    session = _Session(target, ifindex)
+                    session = _Session(target, ifindex, local)
                 except OSError:
                     continue
                 if _started(_replies, listener, client, session, sessions, lock) is None:
@@ -227,8 +233,9 @@ def _replies(
     sessions: dict[tuple[str, int], _Session],
     lock: threading.Lock,
 ) -> None:
-    # out by the client's own interface: gone (ENODEV), the session ends
-    by_interface = [(socket.IPPROTO_IP, _IP_PKTINFO, _PKTINFO.pack(session.ifindex, bytes(4), bytes(4)))]
+    # Out by the client's own interface (gone: ENODEV, the session ends), from the address it sent
+    # to, as docker-proxy answers: a client's connected socket takes replies from that one alone.
+    by_interface = [(socket.IPPROTO_IP, IP_PKTINFO, _PKTINFO.pack(session.ifindex, session.local, bytes(4)))]
     while True:
         try:
             data = session.sock.recv(BUFFER)

@@ -1,7 +1,8 @@
-"""The userspace port proxy (minirun/net/portproxy.py) under the limits a flood of clients meets:
-run as minirun runs it, given listening sockets, in front of an echo server of the test's. A
+"""The userspace port proxy (minirun/net/portproxy.py) run as minirun runs it, given listening
+sockets, in front of an echo server of the test's: under the limits a flood of clients meets (a
 client that cannot be served costs that client alone, never the port: the proxy's threads and
-descriptors are what a container's clients (or another host's) can exhaust."""
+descriptors are what a container's clients, or another host's, can exhaust), and answering a
+UDP client from the address it sent to."""
 
 from __future__ import annotations
 
@@ -60,12 +61,15 @@ def echo_server():
 
 
 @contextlib.contextmanager
-def proxy(target: int, preexec):
-    """The proxy for a TCP and a UDP port of 127.0.0.1 to `target`, started with `preexec` run
-    before its exec: (tcp port, udp port)."""
-    tcp = socket.create_server(("127.0.0.1", 0), backlog=512)
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
+def proxy(target: int, preexec, host: str = "127.0.0.1"):
+    """The proxy for a TCP and a UDP port of `host` to `target` on 127.0.0.1, started with
+    `preexec` run before its exec, its sockets bound as minirun binds them: (tcp port, udp port)."""
+    from minirun.net.portmap import _bind_for_proxy
+
+    sockets: list[socket.socket] = []
+    for proto in ("tcp", "udp"):
+        _bind_for_proxy([host, 0, target, proto], sockets)
+    tcp, udp = sockets
     specs = [f"{tcp.fileno()}/tcp/127.0.0.1/{target}", f"{udp.fileno()}/udp/127.0.0.1/{target}"]
     process = subprocess.Popen(
         helper_argv("minirun.net.portproxy:main", str(os.getpid()), *specs),
@@ -156,3 +160,17 @@ def test_a_proxy_started_with_few_descriptors_takes_what_the_host_allows():
             conn = echoed(tcp)
             assert conn is not None, f"connection {n + 1} of {wanted} was not served"
             held.enter_context(conn)
+
+
+def test_a_udp_reply_comes_from_the_address_its_client_sent_to():
+    """A client's connected UDP socket takes datagrams from the address it sent to alone; the
+    proxy's replies went out from the address the route back chose (for a client of 127.0.0.1,
+    127.0.0.1), so one that sent to the host's other address never saw them. docker-proxy
+    answers from the original destination, and so does the proxy: from 127.0.0.2 here. (Its
+    port is published on every address, as `-p PORT` publishes one.)"""
+    with echo_server() as target, proxy(target, None, host="0.0.0.0") as (_, udp):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(3)
+            client.connect(("127.0.0.2", udp))
+            client.send(b"ping")
+            assert client.recv(16) == b"ping"
