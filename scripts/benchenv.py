@@ -37,12 +37,17 @@ __all__ = ["HostNames", "minirun_command", "own_blob_cache", "private_names"]
 
 def minirun_command() -> list[str]:
     """How a benchmark starts minirun: as users do, the `minirun` that scripts/setup.sh writes
-    beside this interpreter (minirun/launcher.py: `python -S -P`), written now if it is missing
-    or pip's. `python -m minirun` would time site and runpy too, ~10 ms no user pays."""
+    beside this interpreter (minirun/launcher.py: `python -S -P`), written now with the bundle
+    of the modules as they are (codebundle.py: an edited module would be imported the slow way).
+    `python -m minirun` would time site and runpy too, ~10 ms no user pays."""
     command = Path(sys.executable).parent / "minirun"
-    if not command.is_file() or "minirun.launcher" not in command.read_text(errors="replace"):
+    if not _WRITTEN:  # once a run
         subprocess.run([sys.executable, "-m", "minirun.launcher", str(command)], check=True)
+        _WRITTEN.append(command)
     return [str(command)]
+
+
+_WRITTEN: list[Path] = []
 
 
 @dataclass(frozen=True)

@@ -79,4 +79,5 @@ def test_the_top_level_holds_only_the_leaves():
         "leanjson",
         "timestamps",
         "launcher",
+        "codebundle",
     }, top
