@@ -174,3 +174,37 @@ def test_a_udp_reply_comes_from_the_address_its_client_sent_to():
             client.connect(("127.0.0.2", udp))
             client.send(b"ping")
             assert client.recv(16) == b"ping"
+
+
+def test_a_flood_of_udp_clients_that_uses_every_descriptor_leaves_the_port_served():
+    """A UDP session holds a descriptor (its socket to the container) for UDP_IDLE seconds; a
+    client sending from as many source ports as the proxy has descriptors fills them all. The
+    next new client was asked whether it is on an --internal network with a socket of its own,
+    whose EMFILE ended the port's listener thread: the port took datagrams and never served one
+    again, not even a client whose session was open. Such a client must be turned away alone.
+    The proxy runs here with a hard RLIMIT_NOFILE of 40 (the flood needs the hard limit's
+    worth of source ports, 65535 an address); the control is the first client, echoed before."""
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    with echo_server() as target, proxy(target, few_descriptors) as (_, udp), contextlib.ExitStack() as held:
+        first = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        first.settimeout(1)
+        first.connect(("127.0.0.1", udp))
+        first.send(b"ping")
+        assert first.recv(16) == b"ping"  # the control: its session is open
+        for _ in range(60):  # more clients than the proxy has descriptors
+            flood = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            flood.sendto(b"ping", ("127.0.0.1", udp))
+
+        def first_echoed() -> bool:
+            first.send(b"ping")
+            try:
+                while first.recv(16) != b"ping":
+                    pass
+                return True
+            except OSError:
+                return False
+
+        assert wait_until(first_echoed, timeout=10), "the port's listener died"
