@@ -208,3 +208,29 @@ def test_a_flood_of_udp_clients_that_uses_every_descriptor_leaves_the_port_serve
                 return False
 
         assert wait_until(first_echoed, timeout=10), "the port's listener died"
+
+
+@pytest.mark.parametrize("limit", [40, 41])
+def test_a_tcp_flood_that_uses_every_descriptor_leaves_the_port_served(limit):
+    """A TCP connection holds two descriptors. Where one is left when a client is accepted (the
+    limit's parity decides), the internal-network check's own socket met EMFILE and ended the
+    port's listener thread: once the flood was gone, nobody was served again. Both parities
+    here; the control is a client served before the flood."""
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    with echo_server() as target, proxy(target, few_descriptors) as (tcp, _):
+        conn = echoed(tcp)
+        assert conn is not None  # the control
+        conn.close()
+        with contextlib.ExitStack() as held:
+            for _ in range(limit):  # more than the proxy can serve: the last are never accepted
+                try:
+                    held.enter_context(socket.create_connection(("127.0.0.1", tcp), timeout=1))
+                except OSError:
+                    break
+            import time
+
+            time.sleep(1)  # the proxy accepts what it can
+        assert wait_until(lambda: (c := echoed(tcp, timeout=1)) is not None and c.close() is None, timeout=10)
