@@ -87,15 +87,24 @@ def main(argv: list[str]) -> int:
 def on_internal_network(address: str) -> bool:
     """Whether a client of `address` may be on an --internal network: the address is on the
     subnet of an internal bridge (asked of the kernel each time: networks come and go while the
-    proxy runs), or in 0.0.0.0/8, which tells nothing of where it is (see above)."""
-    import fcntl
-
+    proxy runs), or in 0.0.0.0/8, which tells nothing of where it is (see above). Where the
+    kernel cannot be asked (no descriptor left for the probe: a flood of clients took them all),
+    it may: the client is turned away, and the listener that asked goes on."""
     try:
         peer = struct.unpack("!I", socket.inet_aton(address))[0]
     except OSError:
         return False
     if peer >> 24 == 0:
         return True
+    try:
+        return _on_internal_bridge(peer)
+    except OSError:
+        return True
+
+
+def _on_internal_bridge(peer: int) -> bool:
+    import fcntl
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for _, name in socket.if_nameindex():
             if not hostwide.is_internal_bridge(name):
