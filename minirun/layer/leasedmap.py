@@ -14,6 +14,9 @@ its bytes: on a filesystem that keeps them itself, on a disk or in memory (_KEEP
 FUSE server changes a file's bytes with nobody opening it (and any user who may mount one can
 hand root such a file), as do a network filesystem's other clients, a writer of an overlay's
 layer by its own path, or of a loop device's image file; such a file is read once instead.
+The devices asked about are the filesystem's own, not the file's st_dev alone: a btrfs file's
+st_dev is an anonymous device of btrfs's, whatever disks (or loop devices) hold its bytes, and a
+loop device may lie under a partition or a device-mapper or md device too.
 
 No signal announces a break here: a break would send SIGIO, which kills, so the file's signal is
 SIGURG instead, ignored unless handled. Readers ask `intact()` as they go and once more at the end.
@@ -25,15 +28,55 @@ import fcntl
 import mmap
 import os
 import signal
+import uuid
 
 _KEEPS_ITS_BYTES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs"})
 _LOOP_MAJOR = 7  # <linux/major.h>: a loop device's bytes are its image file's
+_BTRFS_IOC_FS_INFO = 0x8400941F  # _IOR(0x94, 31, struct btrfs_ioctl_fs_info_args): 1024 bytes, fsid at 16
+_CHANGED_ELSEWHERE = ("loop", "nbd", "ublkb", "rbd", "drbd")  # block devices whose bytes others write
+
+
+def _backing_devices(fd: int, fstype: str) -> list[str] | None:
+    """The sysfs directories of the block devices that hold the bytes of `fd`'s filesystem, or
+    None where they cannot be told."""
+    if fstype == "tmpfs":
+        return []
+    if fstype == "btrfs":  # st_dev is btrfs's own anonymous device: the disks are in /sys/fs/btrfs
+        args = bytearray(1024)
+        fcntl.ioctl(fd, _BTRFS_IOC_FS_INFO, args)
+        listed = f"/sys/fs/btrfs/{uuid.UUID(bytes=bytes(args[16:32]))}/devices"
+        return [os.path.realpath(os.path.join(listed, name)) for name in os.listdir(listed)] or None
+    dev = os.fstat(fd).st_dev
+    return [os.path.realpath(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")]
+
+
+def _changed_elsewhere(device: str) -> bool:
+    """Whether the block device (a sysfs directory), or any it is made of (a partition's disk, a
+    device-mapper or md device's slaves), has bytes changed other than through it: a loop
+    device's image file, a network block device's server. Unknown: yes."""
+    stack, seen = [device], set()
+    while stack:
+        path = stack.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        if not os.path.isfile(os.path.join(path, "dev")):
+            return True
+        if os.path.isdir(os.path.join(path, "loop")) or os.path.basename(path).startswith(_CHANGED_ELSEWHERE):
+            return True
+        if os.path.isfile(os.path.join(path, "partition")):
+            stack.append(os.path.dirname(path))
+        slaves = os.path.join(path, "slaves")
+        if os.path.isdir(slaves):
+            stack.extend(os.path.realpath(os.path.join(slaves, name)) for name in os.listdir(slaves))
+    return False
 
 
 def _lease_holds(fd: int) -> bool:
     """Whether only an open of the file on this host, which breaks a lease, changes its bytes:
     its filesystem (read off /proc/self/mountinfo by the fd's mount) is one of _KEEPS_ITS_BYTES,
-    on no loop device."""
+    on no device others change (a loop device, however deep), and not xfs with a realtime
+    device (another one, its files' bytes)."""
     if os.major(os.fstat(fd).st_dev) == _LOOP_MAJOR:
         return False
     with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
@@ -41,8 +84,14 @@ def _lease_holds(fd: int) -> bool:
     with open("/proc/self/mountinfo", "rb") as mounts:
         for line in mounts:
             if line.split(b" ", 1)[0] == mount:
-                return line.partition(b" - ")[2].split(b" ", 1)[0].decode() in _KEEPS_ITS_BYTES
-    return False
+                fstype, _, options = line.partition(b" - ")[2].rstrip(b"\n").split(b" ", 2)
+                break
+        else:
+            return False
+    if fstype.decode() not in _KEEPS_ITS_BYTES or b"rtdev=" in options:
+        return False
+    devices = _backing_devices(fd, fstype.decode())
+    return devices is not None and not any(_changed_elsewhere(device) for device in devices)
 
 
 class LeasedMap:

@@ -13,7 +13,9 @@ container: it gets a pidfd of the container's PID 1 instead, and ends when that 
 Started as a `python -S` helper (minirun.helpers) whose main() gets: owner pid (or `@FD`, the
 pidfd), then one `FD/PROTO/TARGET_IP/TARGET_PORT` per socket. Stdlib and threads only: a thread
 per listener, two per TCP connection, one per UDP client (a session, dropped after UDP_IDLE
-seconds without traffic either way). A client no thread can start for is turned away, and the
+seconds without traffic either way). A client no thread can start for is turned away, and so is
+one past the proxy's thread budget (thread_budget(): a thread is a task of the host's, and one
+client sending from thousands of source ports would take them all); the
 descriptor limit is the hard one: what a flood of clients exhausts costs them, not the port.
 
 A client on an --internal network is turned away: with nftables its packets for a published
@@ -61,6 +63,8 @@ def main(argv: list[str]) -> int:
     # the accepts at ~510 clients. docker-proxy, a Go program, gets its hard limit as we take it.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    global _slots
+    _slots = threading.BoundedSemaphore(thread_budget())  # before the listeners that take them
     watched = int(argv[0][1:]) if argv[0].startswith("@") else -1
     if watched < 0:
         import signal
@@ -87,15 +91,24 @@ def main(argv: list[str]) -> int:
 def on_internal_network(address: str) -> bool:
     """Whether a client of `address` may be on an --internal network: the address is on the
     subnet of an internal bridge (asked of the kernel each time: networks come and go while the
-    proxy runs), or in 0.0.0.0/8, which tells nothing of where it is (see above)."""
-    import fcntl
-
+    proxy runs), or in 0.0.0.0/8, which tells nothing of where it is (see above). Where the
+    kernel cannot be asked (no descriptor left for the probe: a flood of clients took them all),
+    it may: the client is turned away, and the listener that asked goes on."""
     try:
         peer = struct.unpack("!I", socket.inet_aton(address))[0]
     except OSError:
         return False
     if peer >> 24 == 0:
         return True
+    try:
+        return _on_internal_bridge(peer)
+    except OSError:
+        return True
+
+
+def _on_internal_bridge(peer: int) -> bool:
+    import fcntl
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for _, name in socket.if_nameindex():
             if not hostwide.is_internal_bridge(name):
@@ -111,14 +124,46 @@ def on_internal_network(address: str) -> bool:
     return False
 
 
+def thread_budget() -> int:
+    """How many threads the proxy runs for its clients at most: an eighth of the host's tasks
+    (pid_max, threads-max), at least 64. Each is a task every process on the host shares and
+    root's RLIMIT_NPROC does not count; unbounded, one client sending from thousands of source
+    ports (a thread a UDP session) took the host's last pid."""
+    tasks = []
+    for knob in ("/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"):
+        try:
+            with open(knob) as value:
+                tasks.append(int(value.read()))
+        except (OSError, ValueError):
+            pass
+    return max(64, min(tasks, default=32768) // 8)
+
+
+_slots: threading.BoundedSemaphore | None = None  # thread_budget()'s, taken by main()
+
+
 def _started(target: Callable[..., object], *args: object) -> threading.Thread | None:
-    """A thread running `target(*args)`, or None where none can start (the host out of tasks or
-    memory, as a flood of clients may leave it): that costs its client alone, never the
-    listener that asked for it."""
-    thread = threading.Thread(target=target, args=args, daemon=True)
+    """A thread running `target(*args)`, or None where none can start (the budget spent, the
+    host out of tasks or memory, as a flood of clients may leave it): that costs its client
+    alone, never the listener that asked for it."""
+    global _slots
+    if _slots is None:
+        _slots = threading.BoundedSemaphore(thread_budget())
+    slots = _slots
+    if not slots.acquire(blocking=False):
+        return None
+
+    def run() -> None:
+        try:
+            target(*args)
+        finally:
+            slots.release()
+
+    thread = threading.Thread(target=run, daemon=True)
     try:
         thread.start()
     except RuntimeError:
+        slots.release()
         return None
     return thread
 

@@ -190,3 +190,89 @@ def test_a_hash_cut_short_by_a_signal_ends_quietly(tmp_path, monkeypatch):
         mapped.close()  # what apply_layer's finally does once the signal's exit left finish()
         hasher._thread.join(timeout=60)
     assert not hasher._thread.is_alive() and failures == []
+
+
+def _mkfs(kind: str) -> str | None:
+    import shutil
+
+    return shutil.which(f"mkfs.{kind}", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
+@pytest.mark.parametrize("kind", ["ext4-unwalled", "ext4", "btrfs"])
+def test_a_file_on_a_loop_device_is_read_once_whatever_its_filesystem(tmp_path, monkeypatch, kind):
+    """A loop device's bytes are its image file's, which anyone who may write the image changes
+    with nobody opening the layer tar: no lease tells. The loop device was recognised by the
+    tar's st_dev alone; a btrfs file's st_dev is an anonymous device of btrfs's (0:N), never
+    the loop device's, so a tar on a btrfs image was mapped. Once the hash has read a page the
+    kernel may drop it (memory pressure, here MADV_PAGEOUT) and read it again, from the image,
+    when the writer gets there: the image's writer then put bytes of its own under the tar's
+    diff_id. ext4 on a loop device, read once: the same change comes too late. The control
+    (ext4-unwalled): the same tar mapped there all the same (the check taken down) takes the
+    image writer's bytes, so the probe reaches what a map reads."""
+    unwalled = kind == "ext4-unwalled"
+    kind = kind.removesuffix("-unwalled")
+    if unwalled:
+        monkeypatch.setattr(leasedmap, "_lease_holds", lambda fd: True)
+    mkfs = _mkfs(kind)
+    if mkfs is None:
+        pytest.skip(f"no mkfs.{kind}")
+    data = make_tar([f("first", b"1" * 8192), f("second", b"2" * 8192), f("last", b"good" * 2048)])
+    image, mnt = tmp_path / "image", tmp_path / "mnt"
+    with open(image, "wb") as out:
+        out.truncate(256 << 20)
+    subprocess.run([mkfs, "-q", str(image)], check=True, capture_output=True)
+    mnt.mkdir()
+    loop = subprocess.run(["losetup", "--show", "-f", str(image)], check=True, capture_output=True, text=True)
+    device = loop.stdout.strip()
+    try:
+        # nodatasum: btrfs would otherwise refuse (EIO) data its checksum does not match; the
+        # image's maker chooses its options (or sets the tar's NODATACOW attribute) as it likes.
+        options = ["-o", "nodatasum"] if kind == "btrfs" else []
+        subprocess.run(["mount", *options, device, str(mnt)], check=True)
+        try:
+            path = mnt / "layer.tar"
+            path.write_bytes(data)
+            os.sync()
+            # where the last file's bytes lie in the image (the tar is written in one extent)
+            with open(image, "rb") as raw:
+                whole = raw.read()
+            at = whole.find(data)
+            assert at >= 0
+            offset = at + data.index(b"good" * 2048)
+            del whole
+            taken = _spy_maps(monkeypatch)
+            real_apply = archive._Applier.apply
+            seen: list = []
+
+            def change_after_the_hash(self, member, source):
+                seen.append(member.name)
+                if len(seen) == 2:
+                    for thread in threading.enumerate():
+                        if thread.name == "layer-hash":
+                            thread.join()
+                    if taken and taken[0] is not None:  # the hashed pages dropped, as memory pressure does
+                        taken[0]._map.madvise(21)  # MADV_PAGEOUT
+                    with open(path, "rb") as reader:
+                        os.posix_fadvise(reader.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                    with open(image, "r+b") as raw:  # the image's writer: the tar is never opened
+                        raw.seek(offset)
+                        raw.write(b"EVIL" * 2048)
+                        raw.flush()
+                        os.fsync(raw.fileno())
+                return real_apply(self, member, source)
+
+            monkeypatch.setattr(archive._Applier, "apply", change_after_the_hash)
+            dest = tmp_path / "dest"
+            dest.mkdir()
+            with open(path, "rb") as stream:
+                applied = apply_layer(stream, dest)
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", device], check=True)
+    stored = (dest / "last").read_bytes()
+    written = make_tar([f("first", b"1" * 8192), f("second", b"2" * 8192), f("last", stored)])
+    if unwalled:
+        assert stored.startswith(b"EVIL") and applied.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+        return
+    assert applied.diff_id == "sha256:" + hashlib.sha256(written).hexdigest(), stored[:8]

@@ -174,3 +174,106 @@ def test_a_udp_reply_comes_from_the_address_its_client_sent_to():
             client.connect(("127.0.0.2", udp))
             client.send(b"ping")
             assert client.recv(16) == b"ping"
+
+
+def test_a_flood_of_udp_clients_that_uses_every_descriptor_leaves_the_port_served():
+    """A UDP session holds a descriptor (its socket to the container) for UDP_IDLE seconds; a
+    client sending from as many source ports as the proxy has descriptors fills them all. The
+    next new client was asked whether it is on an --internal network with a socket of its own,
+    whose EMFILE ended the port's listener thread: the port took datagrams and never served one
+    again, not even a client whose session was open. Such a client must be turned away alone.
+    The proxy runs here with a hard RLIMIT_NOFILE of 40 (the flood needs the hard limit's
+    worth of source ports, 65535 an address); the control is the first client, echoed before."""
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    with echo_server() as target, proxy(target, few_descriptors) as (_, udp), contextlib.ExitStack() as held:
+        first = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        first.settimeout(1)
+        first.connect(("127.0.0.1", udp))
+        first.send(b"ping")
+        assert first.recv(16) == b"ping"  # the control: its session is open
+        for _ in range(60):  # more clients than the proxy has descriptors
+            flood = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            flood.sendto(b"ping", ("127.0.0.1", udp))
+
+        def first_echoed() -> bool:
+            first.send(b"ping")
+            try:
+                while first.recv(16) != b"ping":
+                    pass
+                return True
+            except OSError:
+                return False
+
+        assert wait_until(first_echoed, timeout=10), "the port's listener died"
+
+
+@pytest.mark.parametrize("limit", [40, 41])
+def test_a_tcp_flood_that_uses_every_descriptor_leaves_the_port_served(limit):
+    """A TCP connection holds two descriptors. Where one is left when a client is accepted (the
+    limit's parity decides), the internal-network check's own socket met EMFILE and ended the
+    port's listener thread: once the flood was gone, nobody was served again. Both parities
+    here; the control is a client served before the flood."""
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    with echo_server() as target, proxy(target, few_descriptors) as (tcp, _):
+        conn = echoed(tcp)
+        assert conn is not None  # the control
+        conn.close()
+        with contextlib.ExitStack() as held:
+            for _ in range(limit):  # more than the proxy can serve: the last are never accepted
+                try:
+                    held.enter_context(socket.create_connection(("127.0.0.1", tcp), timeout=1))
+                except OSError:
+                    break
+            import time
+
+            time.sleep(1)  # the proxy accepts what it can
+        assert wait_until(lambda: (c := echoed(tcp, timeout=1)) is not None and c.close() is None, timeout=10)
+
+
+def _proxy_threads() -> int:
+    """How many threads the proxy (this process's child) runs."""
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as children:
+            for pid in children.read().split():
+                with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    if b"portproxy" in cmdline.read():
+                        with open(f"/proc/{pid}/status") as status:
+                            return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+    raise AssertionError("no proxy")
+
+
+def test_one_client_gets_no_more_of_the_hosts_tasks_than_the_proxys_budget():
+    """A UDP session is a thread for UDP_IDLE seconds, a TCP connection two: a task each, of the
+    host's pid_max (32768 on many hosts) that every process shares, and root's RLIMIT_NPROC
+    does not count them. One client sending from thousands of source ports (a container of any
+    network, another host) held a task per port: with the hard RLIMIT_NOFILE systemd gives
+    (524288), nothing stopped it short of the host's last pid, and then no process on the
+    host could fork. docker-proxy's goroutines cost no task. The proxy's threads are now
+    bounded (portproxy.thread_budget()); past the budget a client is turned away. The control:
+    the first clients, each of its own source port, are echoed (a session each)."""
+    from minirun.net import portproxy
+
+    budget = portproxy.thread_budget() if hasattr(portproxy, "thread_budget") else 4096
+    with echo_server() as target, proxy(target, None) as (_, udp), contextlib.ExitStack() as held:
+        for _ in range(20):  # the control
+            client = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            client.settimeout(3)
+            client.connect(("127.0.0.1", udp))
+            client.send(b"ping")
+            assert client.recv(16) == b"ping"
+        import time
+
+        for n in range(budget + 500):  # paced: the listener's receive buffer drops what it cannot queue
+            flood = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            flood.sendto(b"ping", ("127.0.0.1", udp))
+            if n % 100 == 99:
+                time.sleep(0.05)
+        time.sleep(1)
+        threads = _proxy_threads()
+        assert threads <= budget + 8, f"{threads} threads for one client (budget {budget})"
