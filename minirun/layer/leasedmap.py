@@ -28,7 +28,6 @@ import fcntl
 import mmap
 import os
 import signal
-import uuid
 
 _KEEPS_ITS_BYTES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs"})
 _LOOP_MAJOR = 7  # <linux/major.h>: a loop device's bytes are its image file's
@@ -44,7 +43,8 @@ def _backing_devices(fd: int, fstype: str) -> list[str] | None:
     if fstype == "btrfs":  # st_dev is btrfs's own anonymous device: the disks are in /sys/fs/btrfs
         args = bytearray(1024)
         fcntl.ioctl(fd, _BTRFS_IOC_FS_INFO, args)
-        listed = f"/sys/fs/btrfs/{uuid.UUID(bytes=bytes(args[16:32]))}/devices"
+        fsid = args[16:32].hex()  # as a UUID is written (uuid's import costs a load ~1 ms)
+        listed = f"/sys/fs/btrfs/{fsid[:8]}-{fsid[8:12]}-{fsid[12:16]}-{fsid[16:20]}-{fsid[20:]}/devices"
         return [os.path.realpath(os.path.join(listed, name)) for name in os.listdir(listed)] or None
     dev = os.fstat(fd).st_dev
     return [os.path.realpath(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")]
