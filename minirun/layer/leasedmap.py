@@ -30,7 +30,6 @@ import os
 import signal
 
 _KEEPS_ITS_BYTES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs"})
-_LOOP_MAJOR = 7  # <linux/major.h>: a loop device's bytes are its image file's
 _BTRFS_IOC_FS_INFO = 0x8400941F  # _IOR(0x94, 31, struct btrfs_ioctl_fs_info_args): 1024 bytes, fsid at 16
 _CHANGED_ELSEWHERE = ("loop", "nbd", "ublkb", "rbd", "drbd")  # block devices whose bytes others write
 
@@ -77,8 +76,6 @@ def _lease_holds(fd: int) -> bool:
     its filesystem (read off /proc/self/mountinfo by the fd's mount) is one of _KEEPS_ITS_BYTES,
     on no device others change (a loop device, however deep), and not xfs with a realtime
     device (another one, its files' bytes)."""
-    if os.major(os.fstat(fd).st_dev) == _LOOP_MAJOR:
-        return False
     with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
         mount = next((line.split()[1] for line in info if line.startswith(b"mnt_id:")), None)
     with open("/proc/self/mountinfo", "rb") as mounts:

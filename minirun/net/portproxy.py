@@ -15,22 +15,23 @@ pidfd), then one `FD/PROTO/TARGET_IP/TARGET_PORT` per socket. Stdlib and threads
 per listener, two per TCP connection, one per UDP client (a session, dropped after UDP_IDLE
 seconds without traffic either way). A client no thread can start for is turned away, and so is
 one past the proxy's thread budget (thread_budget(): a thread is a task of the host's, and one
-client sending from thousands of source ports would take them all); the
-descriptor limit is the hard one: what a flood of clients exhausts costs them, not the port.
+client sending from thousands of source ports would take them all); the descriptor limit is the
+hard one: what a flood of clients exhausts costs them, not the port.
 
 A client on an --internal network is turned away: with nftables its packets for a published
 port are DNATed and then dropped by the internal network's wall (nftables.py), as docker's
 are; here they would reach the host's socket, so the proxy asks whether the client's address
-lies on an internal bridge, another minirun's too (another MINIRUN_BRIDGE_PREFIX: its walls drop
-what its internal networks send to a port nftables DNATs). (The address is the client's own: the walls drop a packet that
-comes in by a bridge with a source address not routed back through it; but for 0.0.0.0/8,
-which they pass to a broadcast or local multicast address, as DHCP sends: a datagram "from"
-there, to 255.255.255.255 or 224.0.0.1, reached a UDP port from any network. Such a client,
-which no reply can reach either, is turned away too.) A UDP session is kept to the bridge its
-client came in by: a datagram of the same address and port by another bridge (its network
-removed and made again --internal, with the same subnet) is a new client, asked anew, and a
-reply goes out by that bridge alone (from the address its client sent to, as docker-proxy
-answers), so none reaches the address's next holder.
+lies on an internal bridge, another minirun's too (another MINIRUN_BRIDGE_PREFIX, whose walls
+drop what its internal networks send to a port nftables DNATs). (The address is the client's
+own: the walls drop a packet that comes in by a bridge with a source address not routed back
+through it; but for 0.0.0.0/8, which they pass to a broadcast or local multicast address, as
+DHCP sends: a datagram "from" there, to 255.255.255.255 or 224.0.0.1, reached a UDP port from
+any network. Such a client, which no reply can reach either, is turned away too.)
+
+A UDP session is kept to the bridge its client came in by: a datagram of the same address and
+port by another bridge (its network removed and made again --internal, with the same subnet) is
+a new client, asked anew, and a reply goes out by that bridge alone (from the address its
+client sent to, as docker-proxy answers), so none reaches the address's next holder.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def main(argv: list[str]) -> int:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     global _slots
-    _slots = threading.BoundedSemaphore(thread_budget())  # before the listeners that take them
+    _slots = threading.BoundedSemaphore(thread_budget())  # before any listener takes one
     watched = int(argv[0][1:]) if argv[0].startswith("@") else -1
     if watched < 0:
         import signal
@@ -139,16 +140,13 @@ def thread_budget() -> int:
     return max(64, min(tasks, default=32768) // 8)
 
 
-_slots: threading.BoundedSemaphore | None = None  # thread_budget()'s, taken by main()
+_slots = threading.BoundedSemaphore(64)  # main() sizes it by thread_budget() before any listener runs
 
 
 def _started(target: Callable[..., object], *args: object) -> threading.Thread | None:
     """A thread running `target(*args)`, or None where none can start (the budget spent, the
     host out of tasks or memory, as a flood of clients may leave it): that costs its client
     alone, never the listener that asked for it."""
-    global _slots
-    if _slots is None:
-        _slots = threading.BoundedSemaphore(thread_budget())
     slots = _slots
     if not slots.acquire(blocking=False):
         return None
