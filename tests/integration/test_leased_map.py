@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -193,8 +194,6 @@ def test_a_hash_cut_short_by_a_signal_ends_quietly(tmp_path, monkeypatch):
 
 
 def _mkfs(kind: str) -> str | None:
-    import shutil
-
     return shutil.which(f"mkfs.{kind}", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 
 

@@ -12,6 +12,7 @@ import resource
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -24,10 +25,16 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a thread limit binds 
 @contextlib.contextmanager
 def echo_server():
     """TCP and UDP echo on one port of 127.0.0.1: (port)."""
-    tcp = socket.create_server(("127.0.0.1", 0))
-    port = tcp.getsockname()[1]
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", port))
+    while True:  # a free TCP port, until its UDP twin is free too
+        tcp = socket.create_server(("127.0.0.1", 0))
+        port = tcp.getsockname()[1]
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            tcp.close()
+            udp.close()
     done = threading.Event()
 
     def connection(conn: socket.socket) -> None:
@@ -230,8 +237,6 @@ def test_a_tcp_flood_that_uses_every_descriptor_leaves_the_port_served(limit):
                     held.enter_context(socket.create_connection(("127.0.0.1", tcp), timeout=1))
                 except OSError:
                     break
-            import time
-
             time.sleep(1)  # the proxy accepts what it can
         assert wait_until(lambda: (c := echoed(tcp, timeout=1)) is not None and c.close() is None, timeout=10)
 
@@ -259,7 +264,7 @@ def test_one_client_gets_no_more_of_the_hosts_tasks_than_the_proxys_budget():
     the first clients, each of its own source port, are echoed (a session each)."""
     from minirun.net import portproxy
 
-    budget = portproxy.thread_budget() if hasattr(portproxy, "thread_budget") else 4096
+    budget = portproxy.thread_budget()
     with echo_server() as target, proxy(target, None) as (_, udp), contextlib.ExitStack() as held:
         for _ in range(20):  # the control
             client = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
@@ -267,8 +272,6 @@ def test_one_client_gets_no_more_of_the_hosts_tasks_than_the_proxys_budget():
             client.connect(("127.0.0.1", udp))
             client.send(b"ping")
             assert client.recv(16) == b"ping"
-        import time
-
         for n in range(budget + 500):  # paced: the listener's receive buffer drops what it cannot queue
             flood = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
             flood.sendto(b"ping", ("127.0.0.1", udp))
