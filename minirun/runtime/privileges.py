@@ -174,11 +174,14 @@ def parse_security_opts(opts: list[str], inline_profiles: bool = False) -> list[
                 raise UsageError(f"invalid --security-opt {opt!r}: no-new-privileges takes true or false")
             result.append(f"no-new-privileges={value or 'true'}")
         elif key == "seccomp" and value:
-            from minirun.runtime import seccomp, seccompcompile
+            from minirun.runtime import seccomp
 
             if value in (seccomp.UNCONFINED, seccomp.BUILTIN):  # docker's two names, kept as given
                 result.append(f"seccomp={value}")
-            elif inline_profiles:
+                continue
+            from minirun.runtime import seccompcompile  # a profile's own reader: 35 KB of bytecode
+
+            if inline_profiles:
                 result.append(f"seccomp={seccompcompile.compact_profile(value, 'HostConfig.SecurityOpt')}")
             else:
                 result.append(f"seccomp={seccompcompile.read_profile(value)}")
