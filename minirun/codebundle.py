@@ -11,8 +11,16 @@ does every module once the bundle's descriptor is no longer the bundle's (a chil
 
 The file sits beside the package's own bytecode, named for the interpreter as a .pyc is:
 minirun/__pycache__/bundle.<cache tag>.bin. It holds an 8-byte length, the marshalled index
-(the interpreter's magic number, then {module: (source, is_package, mtime_ns, size, offset,
-length)}) and each module's marshalled code, at its offset from the end of the index.
+(the interpreter's magic number and optimization level, then {module: (source, is_package,
+mtime_ns, size, offset, length)}) and each module's marshalled code, at its offset from the end
+of the index. It is only ever replaced by a rename, never rewritten in place: a process that
+holds the old one reads the old one's offsets in it (and a descriptor whose file changed size or
+mtime is not trusted either). A bundle that cannot be read changes nothing.
+
+Its modules' loader reads code only: minirun reads its data files by __file__, not through
+importlib.resources or pkgutil.get_data, which it does not serve. A module made a package (a
+new minirun/x/__init__.py beside an unchanged minirun/x.py) needs the bundle written again, as
+the launcher does at every setup.
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ def bundle_path() -> str:
     return os.path.join(package, "__pycache__", f"bundle.{sys.implementation.cache_tag}.bin")
 
 
-def _magic() -> bytes:
-    return sys.modules["_frozen_importlib_external"].MAGIC_NUMBER  # the .pyc header's: this bytecode's
+def _stamp() -> tuple[bytes, int]:
+    """This interpreter's bytecode: the .pyc header's magic number, and -O's level (asserts)."""
+    return sys.modules["_frozen_importlib_external"].MAGIC_NUMBER, sys.flags.optimize
 
 
 def build() -> bytes:
@@ -50,10 +59,13 @@ def build() -> bytes:
             is_package = dotted.endswith(".__init__")
             if is_package:
                 dotted = dotted[: -len(".__init__")]
-            code = marshal.dumps(compile(data, source, "exec", dont_inherit=True))
+            try:
+                code = marshal.dumps(compile(data, source, "exec", dont_inherit=True))
+            except SyntaxError:  # left out: an import of it says so, the usual way
+                continue
             index[dotted] = (source, is_package, stat.st_mtime_ns, stat.st_size, len(codes), len(code))
             codes += code
-    head = marshal.dumps((_magic(), index))
+    head = marshal.dumps((_stamp(), index))
     return len(head).to_bytes(_LENGTH, "little") + head + codes
 
 
@@ -63,16 +75,18 @@ class BundleFinder:
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_RDONLY)  # not inherited by an exec
         try:
-            self._identity = _identity(os.fstat(self._fd))
+            stat = os.fstat(self._fd)
+            self._identity = _identity(stat)
             length = int.from_bytes(os.pread(self._fd, _LENGTH, 0), "little")
-            magic, self._index = marshal.loads(os.pread(self._fd, length, _LENGTH))
+            if length > stat.st_size - _LENGTH:
+                raise ValueError(f"{path}: cut short")
+            stamp, self._index = marshal.loads(os.pread(self._fd, length, _LENGTH))
             self._codes = _LENGTH + length  # where the offsets count from
+            if stamp != _stamp() or not isinstance(self._index, dict):
+                raise ValueError(f"{path}: a bundle of another interpreter, or of -O")
         except BaseException:
             os.close(self._fd)
             raise
-        if magic != _magic() or not isinstance(self._index, dict):
-            os.close(self._fd)
-            raise ValueError(f"{path}: a bundle of another interpreter")
         self._spec = type(sys.__spec__)  # importlib's ModuleSpec, without importing importlib
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> object:
@@ -103,24 +117,34 @@ class BundleFinder:
         exec(marshal.loads(os.pread(self._fd, length, self._codes + offset)), module.__dict__)
 
 
-def _identity(stat: os.stat_result) -> tuple[int, int]:
-    return stat.st_dev, stat.st_ino
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def install() -> None:
     """Import minirun's modules from the bundle from now on, where there is a usable one."""
     try:
         finder = BundleFinder(bundle_path())
-    except (OSError, ValueError, EOFError, TypeError):
-        return  # none (never written, or for another interpreter): the usual imports
+    except Exception:  # none (never written, another interpreter's, damaged): the usual imports
+        return
     sys.meta_path.insert(0, finder)  # type: ignore[arg-type]
 
 
 def write() -> str:
-    """(Re)write the bundle for this interpreter; its path."""
-    from minirun.atomicfile import atomic_write
+    """(Re)write the bundle for this interpreter, by a rename alone (see above); its path."""
+    from minirun.atomicfile import write_all
 
     path = bundle_path()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, build(), mode=0o644)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            write_all(fd, build())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return path

@@ -96,3 +96,45 @@ def test_without_a_bundle_the_imports_are_the_usual_ones(copy):
     for bundle in (copy / "minirun" / "__pycache__").glob("bundle.*.bin"):
         bundle.unlink()
     assert json.loads(run(copy, "import minirun.cli.main"))["minirun.cli.main"] == "usual"
+
+
+def test_a_bundle_rewritten_in_place_under_a_process_is_not_read(copy):
+    """The bundle is replaced by a rename; one rewritten in place (cp, a full disk's fallback)
+    has new offsets under an index read before: its descriptor is not trusted once the file's
+    size or mtime changed, and the imports take the usual way."""
+    body = (
+        "import os\n"
+        "bundle = minirun.codebundle.bundle_path()\n"
+        "data = open(bundle, 'rb').read()\n"
+        "with open(bundle, 'r+b') as f:\n"
+        "    f.write(data[:8] + bytes(16) + data[8:])  # every offset moved\n"
+        "import minirun.linux"
+    )
+    assert json.loads(run(copy, body))["minirun.linux"] == "usual"
+
+
+@pytest.mark.parametrize("damage", ["length", "cut"])
+def test_a_damaged_bundle_changes_nothing(copy, damage):
+    bundle = next((copy / "minirun" / "__pycache__").glob("bundle.*.bin"))
+    data = bundle.read_bytes()
+    bundle.write_bytes(b"\xff" * 8 + data[8:] if damage == "length" else data[:100])
+    assert json.loads(run(copy, "import minirun.cli.main"))["minirun.cli.main"] == "usual"
+
+
+def test_a_bundle_of_another_optimization_level_is_not_used(copy):
+    """Built under -O (no asserts), a bundle is not the plain interpreter's, as a .pyc's opt-1
+    name says; the command runs python without -O."""
+    done = subprocess.run(
+        [sys.executable, "-S", "-P", "-O", "-c", "import sys; sys.path[:0] = [sys.argv[1]]\n"
+         "import minirun.codebundle; minirun.codebundle.write()", str(copy)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(run(copy, "import minirun.linux"))["minirun.linux"] == "usual"
+
+
+def test_a_module_that_does_not_compile_is_left_to_the_usual_import(copy):
+    (copy / "minirun" / "broken.py").write_text("def (:\n")
+    run(copy, "import minirun.codebundle; minirun.codebundle.write()", install=False)
+    found = json.loads(run(copy, "import minirun.linux"))
+    assert found["minirun.linux"] == "bundle"
