@@ -42,10 +42,10 @@ import socket
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from minirun import hostwide
 
+TYPE_CHECKING = False  # not typing's: portmap imports this module, and typing costs ~4 ms
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -127,9 +127,12 @@ def _on_internal_bridge(peer: int) -> bool:
 
 def thread_budget() -> int:
     """How many threads the proxy runs for its clients at most: an eighth of the host's tasks
-    (pid_max, threads-max), at least 64. Each is a task every process on the host shares and
-    root's RLIMIT_NPROC does not count; unbounded, one client sending from thousands of source
-    ports (a thread a UDP session) took the host's last pid."""
+    (pid_max, threads-max), at least 64, or MINIRUN_PROXY_THREADS. Each is a task every process
+    on the host shares and root's RLIMIT_NPROC does not count; unbounded, one client sending
+    from thousands of source ports (a thread a UDP session) took the host's last pid."""
+    given = os.environ.get("MINIRUN_PROXY_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
     tasks = []
     for knob in ("/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"):
         try:
@@ -160,7 +163,7 @@ def _started(target: Callable[..., object], *args: object) -> threading.Thread |
     thread = threading.Thread(target=run, daemon=True)
     try:
         thread.start()
-    except RuntimeError:
+    except (RuntimeError, MemoryError):
         slots.release()
         return None
     return thread
@@ -297,7 +300,8 @@ def _replies(
         try:
             listener.sendmsg([data], by_interface, 0, client)
         except OSError as error:
-            if error.errno in (errno.ENODEV, errno.ENXIO):
+            # its interface gone, or the address it sent to (no source for a reply any more)
+            if error.errno in (errno.ENODEV, errno.ENXIO, errno.EINVAL, errno.EADDRNOTAVAIL):
                 with lock:
                     if sessions.get(client) is session:
                         del sessions[client]
