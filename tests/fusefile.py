@@ -142,7 +142,11 @@ def served_file(mountpoint: Path, first: bytes, then: bytes) -> Iterator[tuple[P
         os.close(fd)
         if server is not None:
             server.stdin.close()
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # the detached mount still held by someone: no ENODEV yet
+                server.kill()
+                server.wait()
             server.stdout.close()
 
 
