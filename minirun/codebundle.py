@@ -3,7 +3,7 @@
 A verb imports 50 to 90 of them. Through importlib's path finder each one costs a dozen
 Python-level calls, stats, an open and a read of its .pyc before its code runs: about 3 ms of a
 30 ms `run`. The launcher (launcher.py) writes the bundle, and its command installs this finder
-before the first import of a verb: one dict lookup, one stat and one pread a module.
+before the first import of a verb: a dict lookup, a stat, an fstat and a pread a module.
 
 A module comes from the bundle only while its source file has the size and mtime it was compiled
 from, as a .pyc is checked: an edited module, or one the bundle lacks, takes the usual way. So
