@@ -46,6 +46,13 @@ def _needs_a_mappable(path: Path) -> None:
             pytest.skip(f"{path.parent} is on a filesystem whose files are never mapped")
 
 
+def _join_the_hash() -> None:
+    """Wait for a mapped apply's hash (archive._MappedHash's thread) to have read every byte."""
+    for thread in threading.enumerate():
+        if thread.name == "layer-hash":
+            thread.join()
+
+
 def _spy_maps(monkeypatch) -> list:
     taken: list = []
     real = archive._leased_map
@@ -109,9 +116,7 @@ def _race(tmp_path: Path, monkeypatch, leased: bool, by_descriptor: bool = False
     def racing_apply(self, member, source):
         seen.append(member.name)
         if len(seen) == 2:
-            for thread in threading.enumerate():  # the hash has read the bytes before the race
-                if thread.name == "layer-hash":
-                    thread.join()
+            _join_the_hash()  # it has read the bytes before the race
             seen.append(subprocess.Popen([sys.executable, "-c", _OVERWRITE, str(path), str(offset)]))
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:  # until the other process is in (or past) its open
@@ -170,9 +175,7 @@ def test_a_file_its_filesystem_changes_unopened_is_read_once(tmp_path, monkeypat
     def change_after_the_hash(self, member, source):
         seen.append(member.name)
         if len(seen) == 2:
-            for thread in threading.enumerate():  # (mapped) the hash has read the bytes before the change
-                if thread.name == "layer-hash":
-                    thread.join()
+            _join_the_hash()  # (mapped) it has read the bytes before the change
             change()
         return real_apply(self, member, source)
 
@@ -262,9 +265,7 @@ def test_a_file_on_a_loop_device_is_read_once_whatever_its_filesystem(tmp_path, 
             def change_after_the_hash(self, member, source):
                 seen.append(member.name)
                 if len(seen) == 2:
-                    for thread in threading.enumerate():
-                        if thread.name == "layer-hash":
-                            thread.join()
+                    _join_the_hash()
                     if taken and taken[0] is not None:  # the hashed pages dropped, as memory pressure does
                         taken[0]._map.madvise(21)  # MADV_PAGEOUT
                     with open(path, "rb") as reader:

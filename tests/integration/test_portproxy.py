@@ -111,6 +111,16 @@ def echoed(port: int, timeout: float = 3.0) -> socket.socket | None:
     return None
 
 
+def served_again(port: int) -> bool:
+    """Whether a new TCP client is echoed within 10 s (the proxy's threads or descriptors freed)."""
+    return wait_until(lambda: (conn := echoed(port, timeout=1)) is not None and conn.close() is None, timeout=10)
+
+
+def descriptors(soft: int, hard: int):
+    """A preexec for proxy(): start it under RLIMIT_NOFILE (soft, hard)."""
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def udp_echoed(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.settimeout(0.5)
@@ -142,7 +152,7 @@ def test_a_client_without_a_thread_leaves_the_port_served(turned_away):
         if turned_away == "tcp":
             assert echoed(tcp, timeout=1) is None  # no thread for it: closed (or never served)
             first.close()
-            assert wait_until(lambda: (conn := echoed(tcp, timeout=1)) is not None and conn.close() is None, timeout=10)
+            assert served_again(tcp)
         else:
             assert not udp_echoed(udp)  # no thread for its session
             first.close()
@@ -159,10 +169,7 @@ def test_a_proxy_started_with_few_descriptors_takes_what_the_host_allows():
     if hard != resource.RLIM_INFINITY and hard < 2 * wanted + 64:
         pytest.skip(f"a hard RLIMIT_NOFILE of {hard} leaves no room above the soft one")
 
-    def few_descriptors() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (48, hard))
-
-    with echo_server() as target, proxy(target, few_descriptors) as (tcp, _), contextlib.ExitStack() as held:
+    with echo_server() as target, proxy(target, descriptors(48, hard)) as (tcp, _), contextlib.ExitStack() as held:
         for n in range(wanted):
             conn = echoed(tcp)
             assert conn is not None, f"connection {n + 1} of {wanted} was not served"
@@ -192,10 +199,7 @@ def test_a_flood_of_udp_clients_that_uses_every_descriptor_leaves_the_port_serve
     The proxy runs here with a hard RLIMIT_NOFILE of 40 (the flood needs the hard limit's
     worth of source ports, 65535 an address); the control is the first client, echoed before."""
 
-    def few_descriptors() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
-
-    with echo_server() as target, proxy(target, few_descriptors) as (_, udp), contextlib.ExitStack() as held:
+    with echo_server() as target, proxy(target, descriptors(40, 40)) as (_, udp), contextlib.ExitStack() as held:
         first = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
         first.settimeout(1)
         first.connect(("127.0.0.1", udp))
@@ -224,10 +228,7 @@ def test_a_tcp_flood_that_uses_every_descriptor_leaves_the_port_served(limit):
     port's listener thread: once the flood was gone, nobody was served again. Both parities
     here; the control is a client served before the flood."""
 
-    def few_descriptors() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
-    with echo_server() as target, proxy(target, few_descriptors) as (tcp, _):
+    with echo_server() as target, proxy(target, descriptors(limit, limit)) as (tcp, _):
         conn = echoed(tcp)
         assert conn is not None  # the control
         conn.close()
@@ -238,7 +239,7 @@ def test_a_tcp_flood_that_uses_every_descriptor_leaves_the_port_served(limit):
                 except OSError:
                     break
             time.sleep(1)  # the proxy accepts what it can
-        assert wait_until(lambda: (c := echoed(tcp, timeout=1)) is not None and c.close() is None, timeout=10)
+        assert served_again(tcp)
 
 
 def _proxy_threads() -> int:
