@@ -235,9 +235,8 @@ class _Session:
 
 
 def _serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
-    # Each datagram's interface and destination (portmap asked for them at the bind already: a
-    # datagram queued before this line has none, and would be answered as routing decides).
-    listener.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    # Each datagram comes with its interface and destination: portmap asks for them (IP_PKTINFO)
+    # when it binds the socket, so that one queued before the proxy runs has them too.
     sessions: dict[tuple[str, int], _Session] = {}
     lock = threading.Lock()
     while True:
