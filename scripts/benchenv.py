@@ -20,6 +20,7 @@ never write the host's /var/lib/containers/cache. Standard library only.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -35,19 +36,15 @@ from tests.sessions import Names, remove_names  # noqa: E402  (reads no name of 
 __all__ = ["HostNames", "minirun_command", "own_blob_cache", "private_names"]
 
 
+@functools.cache  # the command and its bundle written once a run
 def minirun_command() -> list[str]:
     """How a benchmark starts minirun: as users do, the `minirun` that scripts/setup.sh writes
     beside this interpreter (minirun/launcher.py: `python -S -P`), written now with the bundle
     of the modules as they are (codebundle.py: an edited module would be imported the slow way).
     `python -m minirun` would time site and runpy too, ~10 ms no user pays."""
     command = Path(sys.executable).parent / "minirun"
-    if not _WRITTEN:  # once a run
-        subprocess.run([sys.executable, "-m", "minirun.launcher", str(command)], check=True)
-        _WRITTEN.append(command)
+    subprocess.run([sys.executable, "-m", "minirun.launcher", str(command)], check=True)
     return [str(command)]
-
-
-_WRITTEN: list[Path] = []
 
 
 @dataclass(frozen=True)
