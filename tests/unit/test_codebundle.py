@@ -60,6 +60,14 @@ def test_the_bundle_serves_the_modules_a_run_imports(copy):
     assert where.split()[:2] == [str(copy / "minirun/runtime/launch.py")] * 2
 
 
+def test_a_bundled_module_postpones_its_annotations_without_importing_future(copy):
+    """`from __future__ import annotations` is a compiler flag in the bundle, not an import."""
+    body = "import minirun.runtime.launch as m\nprint(m.start.__annotations__['plan'], '__future__' in sys.modules)"
+    assert run(copy, body, install=False).split() == ["LaunchPlan", "True"]  # the usual import: both
+    shown = run(copy, f"{body}\nraise SystemExit", install=True)
+    assert shown.split() == ["LaunchPlan", "False"]
+
+
 def test_an_edited_module_comes_from_its_source(copy):
     with open(copy / "minirun" / "errors.py", "a") as source:
         source.write("\nEDITED = 'since the bundle'\n")
