@@ -100,7 +100,8 @@ def prepare(store, container, plan) -> None:
     if ports and not found[0][0].internal:  # docker publishes nothing on an internal network
         from minirun.net import portmap
 
-        settings["Ports"], backend = portmap.publish_ports(ports, first["address"])  # nftables or the proxy
+        # nftables or the proxy
+        settings["Ports"], backend = portmap.publish_ports(ports, first["address"], proxy_cgroup=proxy_cgroup)
         settings.update(backend)
         containers.update_state(container, NetworkSettings=settings)
     plan.net = {
@@ -114,6 +115,16 @@ def prepare(store, container, plan) -> None:
         "mac": first["mac"],
         "extra": [{k: v for k, v in spec.items() if k != "gateway"} for spec in specs[1:]],
     }
+
+
+def proxy_cgroup() -> str | None:
+    """The cgroup every port proxy of this minirun joins (portproxy.py), its pids.max what they
+    may take of the host's tasks together: with each proxy's own budget alone, eight flooded
+    proxies took them all. None where it cannot be made: each proxy's own budget still holds."""
+    from minirun.net.portproxy import shared_budget
+    from minirun.runtime import cgroups
+
+    return cgroups.shared_task_limit(cgroups.PROXIES, shared_budget())
 
 
 def published_bindings(config) -> list[list]:
@@ -139,7 +150,7 @@ def publish_on_route(container, settings: dict, holder: dict) -> None:
     from minirun.net import portmap
 
     pid1 = (container.state["Pid"], container.state.get("PidStartTime"))
-    settings["Ports"], backend = portmap.publish_ports(ports, holder["IPAddress"], pid1)
+    settings["Ports"], backend = portmap.publish_ports(ports, holder["IPAddress"], pid1, proxy_cgroup)
     settings.update(backend)
 
 

@@ -272,6 +272,8 @@ def _check_cgroups(findings: list[Finding], known: set[str]) -> None:
         except FileNotFoundError:
             continue
         for container_id in ids:
+            if container_id == cgroups.PROXIES:  # the port proxies', kept as PARENT itself is
+                continue
             if container_id not in known and os.path.isdir(f"{parent}/{container_id}"):
                 found.setdefault(container_id, []).append(f"{parent}/{container_id}")
     for container_id, paths in sorted(found.items()):

@@ -168,11 +168,16 @@ def _unsupported(exc: MinirunError) -> bool:
 
 
 def publish_ports(
-    bindings: list[Binding], address: str, pid1: tuple[int, int | None] | None = None
+    bindings: list[Binding],
+    address: str,
+    pid1: tuple[int, int | None] | None = None,
+    proxy_cgroup: Callable[[], str | None] | None = None,
 ) -> tuple[list[Binding], Backend]:
     """Publish by the backend at hand: (bindings with the host ports picked, what to record in
     NetworkSettings for unpublish_ports). `pid1`: (pid, start time) of the container's PID 1 when
-    it runs already (the ports follow its default route): a proxy then lives as long as it does."""
+    it runs already (the ports follow its default route): a proxy then lives as long as it does.
+    `proxy_cgroup`, asked only when a proxy starts: the cgroup every proxy's tasks share (the
+    caller's to make: cgroups live a layer above this one), or None."""
     forced = os.environ.get(BACKEND_ENV, "")
     if forced not in ("", "nft", "proxy"):
         raise UsageError(f"invalid {BACKEND_ENV}: {forced!r} (supported: nft, proxy)")
@@ -182,7 +187,7 @@ def publish_ports(
         except NftUnavailable:
             if forced:
                 raise
-    return _publish_by_proxy(bindings, address, pid1)
+    return _publish_by_proxy(bindings, address, pid1, proxy_cgroup() if proxy_cgroup else None)
 
 
 def published_address(settings: Mapping[str, Any]) -> str:
@@ -199,7 +204,7 @@ def unpublish_ports(settings: Mapping[str, Any], still_ours: Callable[[], bool] 
 
 
 def _publish_by_proxy(
-    bindings: list[Binding], address: str, pid1: tuple[int, int | None] | None
+    bindings: list[Binding], address: str, pid1: tuple[int, int | None] | None, cgroup: str | None
 ) -> tuple[list[Binding], Backend]:
     from minirun.net.networks import HOST_DIR
     from minirun.store.fsutil import flocked
@@ -210,7 +215,8 @@ def _publish_by_proxy(
         os.makedirs(HOST_DIR, exist_ok=True)
         with flocked(os.path.join(HOST_DIR, "ports.lock")):
             _refuse_ports_dnated_elsewhere(resolved, address)
-            proxy = _spawn_proxy([(s.fileno(), p, address, c) for s, (_, _, c, p) in zip(sockets, resolved)], pid1)
+            specs = [(s.fileno(), p, address, c) for s, (_, _, c, p) in zip(sockets, resolved)]
+            proxy = _spawn_proxy(specs, pid1, cgroup)
     finally:
         for sock in sockets:  # the proxy has its own copies
             sock.close()
@@ -255,16 +261,23 @@ def _refuse_ports_dnated_elsewhere(resolved: list[Binding], address: str) -> Non
                 raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
 
 
-def _spawn_proxy(specs: list[tuple[int, str, str, int]], pid1: tuple[int, int | None] | None) -> ProxyRecord:
+def _spawn_proxy(
+    specs: list[tuple[int, str, str, int]], pid1: tuple[int, int | None] | None, cgroup: str | None = None
+) -> ProxyRecord:
     """portproxy.py as this process's child, given only the listening sockets: an inherited pipe
     (the monitor's log pipes, its ready fd) would keep its reader from ever seeing EOF. Given
-    `pid1`, a running container's, it is nobody's child and watches a pidfd of that PID 1."""
+    `pid1`, a running container's, it is nobody's child and watches a pidfd of that PID 1. Given
+    `cgroup`, it joins that once its listeners run (portproxy.main)."""
     from minirun import linux
     from minirun.helpers import helper_argv
     from minirun.procs import start_time
 
     fds = sorted(spec[0] for spec in specs)
     ports = [f"{fd}/{proto}/{ip}/{port}" for fd, proto, ip, port in specs]
+    if cgroup:
+        from minirun.net.portproxy import CGROUP_ARG
+
+        ports.insert(0, f"{CGROUP_ARG}{cgroup}")
     if pid1 is None:
         owner = linux.owner_pid()  # a monitor's launcher hands it to the monitor
         pid, _ = linux.fork_owned()

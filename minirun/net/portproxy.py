@@ -15,8 +15,10 @@ pidfd), then one `FD/PROTO/TARGET_IP/TARGET_PORT` per socket. Stdlib and threads
 per listener, two per TCP connection, one per UDP client (a session, dropped after UDP_IDLE
 seconds without traffic either way). A client no thread can start for is turned away, and so is
 one past the proxy's thread budget (thread_budget(): a thread is a task of the host's, and one
-client sending from thousands of source ports would take them all); the descriptor limit is the
-hard one: what a flood of clients exhausts costs them, not the port.
+client sending from thousands of source ports would take them all). All proxies together are
+bounded too: they share one cgroup whose pids.max is shared_budget(), half the host's tasks
+(the caller's, named by a `cgroup=PATH` argument before the sockets'). The descriptor limit is the hard one: what a flood
+of clients exhausts costs them, not the port.
 
 A client on an --internal network is turned away: with nftables its packets for a published
 port are DNATed and then dropped by the internal network's wall (nftables.py), as docker's
@@ -75,18 +77,37 @@ def main(argv: list[str]) -> int:
         prctl.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != int(argv[0]):  # the owner died before the line above: nobody would kill us
             return 1
-    for spec in argv[1:]:
+    specs = argv[1:]
+    cgroup = specs.pop(0)[len(CGROUP_ARG) :] if specs and specs[0].startswith(CGROUP_ARG) else ""
+    for spec in specs:
         fd, proto, ip, port = spec.split("/")
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
         listener = socket.socket(socket.AF_INET, kind, fileno=int(fd))
         serve = _serve_tcp if proto == "tcp" else _serve_udp
         threading.Thread(target=serve, args=(listener, (ip, int(port))), daemon=True).start()
+    if cgroup:
+        _join_shared_budget(cgroup)
     if watched < 0:
         threading.Event().wait()  # until the owner's SIGKILL
     import select
 
     select.select([watched], [], [])  # readable once PID 1 has exited
     return 0
+
+
+def _join_shared_budget(cgroup: str) -> None:
+    """Into the cgroup every proxy shares (cgroups.shared_task_limit: its pids.max is
+    shared_budget()), every thread of ours with us: the semaphore bounds one proxy's client
+    threads, this bounds all proxies' together, which eight flooded proxies would otherwise take
+    the host's tasks with. After the listeners start: the kernel never refuses a task that moves in, only
+    one made inside, so a proxy that starts while the others hold the budget still serves its
+    ports (its clients get a thread while the budget has one, as theirs do). Where the cgroup cannot be
+    joined, the semaphore alone bounds us."""
+    try:
+        with open(f"{cgroup}/cgroup.procs", "w") as procs:
+            procs.write(str(os.getpid()))
+    except OSError:
+        pass
 
 
 def on_internal_network(address: str) -> bool:
@@ -143,6 +164,14 @@ def thread_budget() -> int:
     return max(64, min(tasks, default=32768) // 8)
 
 
+def shared_budget() -> int:
+    """How many tasks all proxies take together (the pids.max of the cgroup they share): four
+    proxies' budgets, half the host's. A flood of one proxy leaves the others their clients, and
+    floods of all leave the host half its tasks."""
+    return 4 * thread_budget()
+
+
+CGROUP_ARG = "cgroup="  # the argument before the sockets' that names the cgroup to join (portmap)
 _slots = threading.BoundedSemaphore(64)  # main() sizes it by thread_budget() before any listener runs
 
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     Resources = Mapping[str, Any]
 
 PARENT = hostwide.CGROUP_PARENT  # "minirun", unless a sandbox has its own
+PROXIES = "proxies"  # PARENT/proxies: every port proxy's tasks under one pids.max (shared_task_limit)
 CFS_PERIOD_US = 100000  # docker's --cpus period
 # v1 controllers a hierarchy may carry; a hierarchy with none has a name (name=systemd)
 V1_CONTROLLERS = frozenset(
@@ -573,6 +574,28 @@ def fork_in(paths: list[str]) -> tuple[int, list[str]]:
     finally:
         os.close(fd)
     return pid, [path for path in paths if path != unified] if born_in else paths
+
+
+def shared_task_limit(name: str, limit: int) -> str | None:
+    """The cgroup PARENT/`name` of the hierarchy that holds the pids controller, made if missing,
+    its pids.max set to `limit`: the processes that join it (writing their pid into its
+    cgroup.procs) share that many of the host's tasks. Like PARENT, it stays once made. None
+    where there is none to be had: no pids controller, a cgroupfs we cannot write."""
+    hierarchy = owner("pids")
+    if hierarchy is None:
+        return None
+    rel = f"{PARENT}/{name}"
+    path = hierarchy.at(rel)
+    try:
+        _ensure_ancestors(hierarchy, rel)
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            pass
+        _write(f"{path}/pids.max", str(limit))
+    except (OSError, MinirunError):
+        return None
+    return path
 
 
 def join(paths: list[str]) -> None:

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from minirun.procs import is_alive
+from minirun.runtime import cgroups
 from tests.e2e.test_network import SERVE, elements_to, free_port, http_get, nothing_left, seen, start_web  # noqa: F401
 from tests.helpers import wait_until
 
@@ -73,6 +74,11 @@ def test_detached_container_through_the_proxy(cli, busybox, seen, isolated_store
     state = json.loads((isolated_store / "containers" / web / "state.json").read_text())
     assert parent_of(proxy) == state["MonitorPid"] == parent_of(state["Pid"])
     assert http_get(f"http://127.0.0.1:{port}/") == f"hello from {web[:12]}\n"
+    # in the cgroup all proxies share (portproxy.shared_budget), where there is a pids controller
+    pids = cgroups.owner("pids")
+    if pids is not None:
+        shared = pids.at(f"{cgroups.PARENT}/{cgroups.PROXIES}")
+        assert wait_until(lambda: str(proxy) in open(f"{shared}/cgroup.procs").read().split())
     assert f"127.0.0.1:{port}->80/tcp" in cli("ps").out.splitlines()[1]
     assert cli("port", "web").out == f"80/tcp -> 127.0.0.1:{port}\n"
     # taken while it runs: by another container (refused before it starts) and for a host process

@@ -75,17 +75,22 @@ def test_a_record_that_says_running_and_an_orphan_cgroup(cli, busybox, isolated_
     orphan = "e" * 64
     hierarchy = cgroups.hierarchies()[0]
     os.makedirs(hierarchy.path(orphan), exist_ok=True)
+    proxies = hierarchy.path(cgroups.PROXIES)  # the port proxies' (portproxy.py): no container's
+    os.makedirs(proxies, exist_ok=True)
     try:
         code, lines = check(cli)
         found = "\n".join(lines)
         assert code == 1 and f"container {cid} is recorded as running" in found, found
         assert f"empty cgroups of {orphan}" in found
+        assert cgroups.PROXIES not in found, found
         assert check(cli, "--repair")[0] == 0
         assert json.loads(state_path.read_text())["Status"] == "exited"
         assert not os.path.exists(hierarchy.path(orphan))
+        assert os.path.isdir(proxies)
     finally:
-        if os.path.isdir(hierarchy.path(orphan)):
-            os.rmdir(hierarchy.path(orphan))
+        for path in (hierarchy.path(orphan), proxies):
+            if os.path.isdir(path):
+                os.rmdir(path)
 
 
 def test_a_port_left_published_is_this_stores_problem_and_no_other_stores(cli, busybox, isolated_store, tmp_path):

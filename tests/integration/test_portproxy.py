@@ -17,6 +17,7 @@ import time
 import pytest
 
 from minirun.helpers import helper_argv
+from minirun.net.portproxy import CGROUP_ARG
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a thread limit binds only a user other than root")
@@ -68,9 +69,10 @@ def echo_server():
 
 
 @contextlib.contextmanager
-def proxy(target: int, preexec, host: str = "127.0.0.1"):
+def proxy(target: int, preexec, host: str = "127.0.0.1", cgroup: str | None = None):
     """The proxy for a TCP and a UDP port of `host` to `target` on 127.0.0.1, started with
-    `preexec` run before its exec, its sockets bound as minirun binds them: (tcp port, udp port)."""
+    `preexec` run before its exec (and given `cgroup` to join, as portmap gives it), its sockets
+    bound as minirun binds them: (tcp port, udp port)."""
     from minirun.net.portmap import _bind_for_proxy
 
     sockets: list[socket.socket] = []
@@ -78,6 +80,8 @@ def proxy(target: int, preexec, host: str = "127.0.0.1"):
         _bind_for_proxy([host, 0, target, proto], sockets)
     tcp, udp = sockets
     specs = [f"{tcp.fileno()}/tcp/127.0.0.1/{target}", f"{udp.fileno()}/udp/127.0.0.1/{target}"]
+    if cgroup is not None:
+        specs.insert(0, f"{CGROUP_ARG}{cgroup}")
     process = subprocess.Popen(
         helper_argv("minirun.net.portproxy:main", str(os.getpid()), *specs),
         pass_fds=(tcp.fileno(), udp.fileno()),
@@ -243,15 +247,17 @@ def test_a_tcp_flood_that_uses_every_descriptor_leaves_the_port_served(limit):
 
 
 def _proxy_threads() -> int:
-    """How many threads the proxy (this process's child) runs."""
+    """How many threads the proxies (this process's children) run together."""
+    found = []
     for task in os.listdir("/proc/self/task"):
         with open(f"/proc/self/task/{task}/children") as children:
             for pid in children.read().split():
                 with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
                     if b"portproxy" in cmdline.read():
                         with open(f"/proc/{pid}/status") as status:
-                            return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
-    raise AssertionError("no proxy")
+                            found += [int(line.split()[1]) for line in status if line.startswith("Threads:")]
+    assert found, "no proxy"
+    return sum(found)
 
 
 def test_one_client_gets_no_more_of_the_hosts_tasks_than_the_proxys_budget(monkeypatch):
@@ -279,3 +285,34 @@ def test_one_client_gets_no_more_of_the_hosts_tasks_than_the_proxys_budget(monke
         threads = _proxy_threads()
         assert threads <= budget + 3, f"{threads} threads for one client (budget {budget})"  # + main, listeners
         assert not udp_echoed(udp)  # past the budget: turned away
+
+
+def test_all_proxies_together_get_no_more_of_the_hosts_tasks_than_their_shared_budget(monkeypatch):
+    """Each proxy's threads were bounded (the test above), but not all proxies' together: a
+    client flooding eight published ports (eight containers', each with its proxy) took the
+    host's tasks all the same. The proxies now join one cgroup (containers.network.proxy_cgroup)
+    whose pids.max is four proxies' budgets: 100 here, with a budget of 25 each. Five flooded
+    proxies outside it (the control: as before) hold five budgets between them; in it, no more
+    than the shared 100 (and the main and listener threads, which move in past it)."""
+    from minirun.containers.network import proxy_cgroup
+
+    budget, flooded = 25, 5
+    monkeypatch.setenv("MINIRUN_PROXY_THREADS", str(budget))
+    shared = proxy_cgroup()
+    if shared is None:
+        pytest.skip("no pids controller to bound the proxies with")
+    with open(f"{shared}/pids.max") as limit:
+        assert limit.read().strip() == str(4 * budget)
+    for cgroup in (None, shared):
+        with echo_server() as target, contextlib.ExitStack() as held:
+            udps = [held.enter_context(proxy(target, None, cgroup=cgroup))[1] for _ in range(flooded)]
+            for udp in udps:
+                for _ in range(2 * budget):
+                    flood = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                    flood.sendto(b"ping", ("127.0.0.1", udp))
+            time.sleep(1.5)
+            threads = _proxy_threads()
+            if cgroup is None:
+                assert threads >= flooded * budget, f"the control: {threads} threads in {flooded} proxies"
+            else:
+                assert threads <= 4 * budget + 3 * flooded, f"{threads} threads in {flooded} proxies"
