@@ -363,7 +363,7 @@ def test_only_a_kernel_without_nftables_hands_ports_to_the_proxy(monkeypatch, tm
 
     monkeypatch.setattr(portmap, "list_elements", fail)
     monkeypatch.setattr(
-        portmap, "_publish_by_proxy", lambda bindings, address, pid1: (bindings, {"PortBackend": "proxy"})
+        portmap, "_publish_by_proxy", lambda bindings, address, pid1, cgroup: (bindings, {"PortBackend": "proxy"})
     )
     binding = ["", 8080, 80, "tcp"]
     if falls_back:
