@@ -17,8 +17,8 @@ seconds without traffic either way). A client no thread can start for is turned 
 one past the proxy's thread budget (thread_budget(): a thread is a task of the host's, and one
 client sending from thousands of source ports would take them all). All proxies together are
 bounded too: they share one cgroup whose pids.max is shared_budget(), half the host's tasks
-(the caller's, named by a `cgroup=PATH` argument before the sockets'). The descriptor limit is the hard one: what a flood
-of clients exhausts costs them, not the port.
+(the caller's, named by a `cgroup=PATH` argument before the sockets'). The descriptor limit is
+the hard one: what a flood of clients exhausts costs them, not the port.
 
 A client on an --internal network is turned away: with nftables its packets for a published
 port are DNATed and then dropped by the internal network's wall (nftables.py), as docker's
@@ -99,10 +99,10 @@ def _join_shared_budget(cgroup: str) -> None:
     """Into the cgroup every proxy shares (cgroups.shared_task_limit: its pids.max is
     shared_budget()), every thread of ours with us: the semaphore bounds one proxy's client
     threads, this bounds all proxies' together, which eight flooded proxies would otherwise take
-    the host's tasks with. After the listeners start: the kernel never refuses a task that moves in, only
-    one made inside, so a proxy that starts while the others hold the budget still serves its
-    ports (its clients get a thread while the budget has one, as theirs do). Where the cgroup cannot be
-    joined, the semaphore alone bounds us."""
+    the host's tasks with. After the listeners start: the kernel never refuses a task that moves
+    in, only one made inside, so a proxy that starts while the others hold the budget still
+    serves its ports (its clients get a thread while the budget has one, as theirs do). Where
+    the cgroup cannot be joined, the semaphore alone bounds us."""
     try:
         with open(f"{cgroup}/cgroup.procs", "w") as procs:
             procs.write(str(os.getpid()))
