@@ -372,12 +372,12 @@ def publish(bindings: list[Binding], address: str) -> list[Binding]:
     from minirun.net.networks import HOST_DIR
     from minirun.store.fsutil import flocked
 
-    resolved = [_claim_host_port(b) for b in bindings]
-    seen: set[tuple[str, int] | tuple[str, int, str]] = set()
-    for ip, h, _, p in resolved:
-        if (p, h) in seen or (p, h, ip) in seen:
-            raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
-        seen.update({(p, h, ip)} if ip else {(p, h)})
+    resolved: list[Binding] = []
+    for binding in bindings:  # host port 0: the kernel's pick may be one picked just before
+        claimed = _pick(binding, resolved)
+        if _overlaps(claimed, resolved):
+            raise Conflict(f"Bind for {shown_ip(claimed[0])}:{claimed[1]} failed: port is already allocated")
+        resolved.append(claimed)
     os.makedirs(HOST_DIR, exist_ok=True)
     with flocked(os.path.join(HOST_DIR, "ports.lock")):
         try:
@@ -393,15 +393,17 @@ def publish(bindings: list[Binding], address: str) -> list[Binding]:
             if element[3] == address:  # left from this container's previous run
                 script.append(_delete(element))
         debris: set[str] = set()
-        for ip, h, c, p in resolved:
-            for element in elements:
-                eproto, eip, eport, target = element[0], element[1], element[2], element[3]
-                if target == address or eproto != p or eport != h or (ip and eip and ip != eip):
-                    continue
-                if publisher_alive(target) or _held_by_running_container(target):
-                    raise Conflict(f"Bind for {shown_ip(ip)}:{h} failed: port is already allocated")
+        for i, binding in enumerate(bindings):
+            stale = _stale_or_held(elements, address, resolved[i])
+            if stale is None and binding[1]:  # asked for by number: docker's words
+                raise Conflict(f"Bind for {shown_ip(binding[0])}:{binding[1]} failed: port is already allocated")
+            if stale is None:  # host port 0, picked where a running container DNATs: another pick (docker's skips it)
+                resolved[i] = _pick(binding, resolved[:i] + resolved[i + 1 :], elements, address)
+                stale = _stale_or_held(elements, address, resolved[i]) or []
+            ip, h, c, p = resolved[i]
+            for element in stale:
                 script.append(_delete(element))
-                debris.add(target)
+                debris.add(element[3])
             script.append(_element("create", p, ip, h) + f" : {address} . {c} }}")
         _record_publisher(address)  # first: no element is ever left without it (network.book_address)
         try:
@@ -413,6 +415,43 @@ def publish(bindings: list[Binding], address: str) -> list[Binding]:
         for target in debris:
             _unlink(_publisher_path(target))
     return resolved
+
+
+_PICKS = 20  # picks of a free host port (host port 0) before giving up
+
+
+def _pick(binding: Binding, others: list[Binding], elements: list[Any] | None = None, address: str = "") -> Binding:
+    """`binding` with its host port claimed (_claim_host_port); for host port 0, picked again
+    while the pick overlaps one of `others` or, given the table's `elements`, a port a running
+    container holds by DNAT (no socket is bound there for the kernel to see)."""
+    for _ in range(_PICKS):
+        picked = _claim_host_port(binding)
+        if binding[1] or not _overlaps(picked, others):
+            if binding[1] or elements is None or _stale_or_held(elements, address, picked) is not None:
+                return picked
+    raise Conflict(f"Bind for {shown_ip(binding[0])}:0 failed: no free port found")
+
+
+def _overlaps(binding: Binding, others: list[Binding]) -> bool:
+    """Whether one of `others` (a container's bindings before this one) publishes `binding`'s
+    protocol and host port on all addresses, or on `binding`'s own address."""
+    ip, h, _, p = binding
+    return any(op == p and oh == h and (not oip or (ip and ip == oip)) for oip, oh, _, op in others)
+
+
+def _stale_or_held(elements: list[Any], address: str, binding: Binding) -> list[Any] | None:
+    """The elements of other addresses on `binding`'s host port, to delete: left by containers
+    that are gone. None if a running container holds one."""
+    ip, h, _, p = binding
+    stale = []
+    for element in elements:
+        eproto, eip, eport, target = element[0], element[1], element[2], element[3]
+        if target == address or eproto != p or eport != h or (ip and eip and ip != eip):
+            continue
+        if publisher_alive(target) or _held_by_running_container(target):
+            return None
+        stale.append(element)
+    return stale
 
 
 def unpublish(address: str, still_ours: Callable[[], bool] | None = None) -> None:

@@ -374,6 +374,42 @@ def test_only_a_kernel_without_nftables_hands_ports_to_the_proxy(monkeypatch, tm
         assert "busy" in err.value.message
 
 
+def _publish_with_picks(monkeypatch, tmp_path, picks: list[int], bindings: list[list]) -> tuple[list, str]:
+    """portmap.publish as the kernel picks `picks` for host port 0 in turn, with a running
+    container holding tcp port 40000 by DNAT and a gone one's element left on 40001: (the
+    bindings published, the nft script)."""
+    monkeypatch.setattr(networks, "HOST_DIR", str(tmp_path))
+    picked = iter(picks)
+    monkeypatch.setattr(portmap, "_claim_host_port", lambda b: [b[0], b[1] or next(picked), b[2], b[3]])
+    elements = [("tcp", "", 40000, "10.66.0.9", 80), ("tcp", "", 40001, "10.66.0.8", 80)]
+    monkeypatch.setattr(portmap, "list_elements", lambda: elements)
+    monkeypatch.setattr(portmap, "publisher_alive", lambda target: target == "10.66.0.9")
+    monkeypatch.setattr(portmap, "_held_by_running_container", lambda target: False)
+    monkeypatch.setattr(portmap, "_record_publisher", lambda address: None)
+    scripts = []
+    monkeypatch.setattr(portmap.nftables, "nft", lambda args, script: scripts.append(script))
+    return portmap.publish(bindings, "10.66.0.2"), scripts[0]
+
+
+def test_host_port_0_is_never_a_port_a_running_container_holds(monkeypatch, tmp_path):
+    """A DNATed port has no socket bound, so the kernel's pick for `-p 80` could be one: the start
+    failed with "port is already allocated" (a flaky test showed it). It is picked again, as
+    docker's allocator never hands out an allocated port; a port asked for by number is refused
+    as before. The picks collide with each other too (-p 80 -p 81): picked again as well."""
+    published, script = _publish_with_picks(monkeypatch, tmp_path, [40000, 40002], [["", 0, 80, "tcp"]])
+    assert published == [["", 40002, 80, "tcp"]]
+    assert "{ 40002 : 10.66.0.2 . 80 }" in script and "40000" not in script
+    published, _ = _publish_with_picks(
+        monkeypatch, tmp_path, [40003, 40003, 40004], [["", 0, 80, "tcp"], ["", 0, 81, "tcp"]]
+    )
+    assert [b[1] for b in published] == [40003, 40004]
+    # a gone container's element is no hold: deleted, the port taken
+    published, script = _publish_with_picks(monkeypatch, tmp_path, [40001], [["", 0, 80, "tcp"]])
+    assert published == [["", 40001, 80, "tcp"]] and "delete element" in script
+    with pytest.raises(Conflict, match="Bind for 0.0.0.0:40000 failed: port is already allocated"):
+        _publish_with_picks(monkeypatch, tmp_path, [], [["", 40000, 80, "tcp"]])
+
+
 # -- more than one network ----------------------------------------------------------------------
 
 
