@@ -204,3 +204,55 @@ def test_a_bad_backend_name_is_refused(cli, busybox, seen, monkeypatch):
     assert result.code == 125
     assert result.err == "minirun: error: invalid MINIRUN_PORT_BACKEND: 'iptables' (supported: nft, proxy)\n"
     assert cli("ps", "-a", "-q").out == ""
+
+
+# From inside a container: a datagram from each of `count` sockets of its own (a source port
+# each, so a session and a thread each in the proxy) to every port given, the sockets held open.
+FLOOD = (
+    "import socket, sys, time\n"
+    "gateway, count, ports = sys.argv[1], int(sys.argv[2]), sys.argv[3:]\n"
+    "held = []\n"
+    "for port in ports:\n"
+    "    for _ in range(count):\n"
+    "        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x', (gateway, int(port)))\n"
+    "        held.append(s)\n"
+    "print('sent', flush=True); time.sleep(60)"
+)
+
+
+def test_a_container_flooding_every_published_port_gets_no_more_than_the_proxies_budget(
+    cli, busybox, seen, monkeypatch
+):
+    """A container sends from many source ports to the UDP ports five other containers publish,
+    through the host's bridge address: each datagram of a new source port is a session of the
+    proxy, a thread. Each proxy stops at its budget (8 here), and all of them together at the
+    shared cgroup's pids.max, four budgets (32), main and listener threads counted. Without the
+    cgroup the flood held five budgets and the proxies' own ten threads: 50."""
+    if cgroups.owner("pids") is None:
+        pytest.skip("no pids controller to bound the proxies with")
+    budget, victims = 8, 5
+    monkeypatch.setenv("MINIRUN_PROXY_THREADS", str(budget))
+    ports, proxies = [], []
+    for i in range(victims):
+        started = cli("run", "-d", "--name", f"victim{i}", "-p", "9000/udp", "busybox", "sleep", "300")
+        assert started.code == 0, started.err
+        settings = seen(started.out.strip())
+        ports.append(cli("port", f"victim{i}", "9000/udp").out.strip().rsplit(":", 1)[1])
+        proxies.append(settings["Proxy"]["pid"])
+    gateway = settings["Gateway"]
+    flood = [*HOST_PYTHON[:-1], FLOOD, gateway, str(2 * budget), *ports]  # (the host's python: -S -c FLOOD)
+    attacker = cli("run", "-d", "--name", "flooder", "-v", "/usr:/usr:ro", "busybox", *flood)
+    assert attacker.code == 0, attacker.err
+    assert wait_until(lambda: "sent" in cli("logs", "flooder").out, timeout=20)
+    # the flood fills what it may (a thread or so a proxy may still be starting), then no more
+    assert wait_until(lambda: sum(_threads(pid) for pid in proxies) >= 4 * budget - victims, timeout=10)
+    time.sleep(0.5)
+    threads = sum(_threads(pid) for pid in proxies)
+    assert threads <= 4 * budget, f"{threads} threads in {victims} proxies (budget {budget} each)"
+    for name in ("flooder", *(f"victim{i}" for i in range(victims))):
+        assert cli("rm", "-f", name).code == 0
+
+
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
