@@ -269,8 +269,6 @@ def _load_child_modules(plan: LaunchPlan) -> None:
         import resource  # noqa: F401
     if plan.net is not None:
         from minirun.net import attach  # noqa: F401
-    if plan.network != "host" and not plan.join_netns:  # _loopback_up's socket (a C extension)
-        import _socket  # noqa: F401
 
 
 def read_start_error(started: Started) -> MinirunError | None:
@@ -546,17 +544,16 @@ def _join_netns(path: str) -> None:
 
 def _loopback_up() -> None:
     """`ip link set lo up` in the new network namespace: one ioctl, no netlink library."""
-    import _socket  # socket.py would add enum and selectors: ~3 ms of the child's start
     import fcntl
     import struct
 
-    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    sock = linux.udp_socket()
     try:
         request = struct.pack("16sH22x", b"lo", 0)
-        flags = struct.unpack("16sH22x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
     finally:
-        sock.close()
+        os.close(sock)
 
 
 def _enter_workdir(workdir: str, readonly: bool) -> None:
