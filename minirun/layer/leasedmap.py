@@ -93,19 +93,23 @@ def _lease_holds(fd: int) -> bool:
 
 class LeasedMap:
     """`size` bytes of the regular file `fd` from `start` (fewer if the file ends first), as `view`
-    (view[0] is the byte at `start`); `close()` unmaps and lets the lease go, unless it was the
-    caller's already."""
+    (view[0] is the byte at `start`); `close()` unmaps and lets the lease go.
+
+    The lease and the map are of a descriptor of our own, opened anew: a lease belongs to an open
+    file description, and the caller's is shared with whoever handed it over (a shell, a `sudo`
+    caller, a program that kept its copy). Any of them could drop a lease there, have the file
+    written, and take one again, and `intact()` would see nothing."""
 
     def __init__(self, fd: int, start: int, size: int) -> None:
-        self.fd = fd
-        self._owned = fcntl.fcntl(fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK  # a caller's lease stays the caller's
-        if self._owned:
-            fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)  # before the lease: a break may come at once
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)  # EAGAIN: open for writing somewhere
+        self.fd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            size = min(size, os.fstat(fd).st_size - start)  # never past the end: a read there is SIGBUS
+            if not os.path.samestat(os.fstat(self.fd), os.fstat(fd)):  # a descriptor changed meanwhile
+                raise OSError(f"/proc/self/fd/{fd} is not the file of descriptor {fd}")
+            fcntl.fcntl(self.fd, fcntl.F_SETSIG, signal.SIGURG)  # before the lease: a break may come at once
+            fcntl.fcntl(self.fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)  # EAGAIN: open for writing somewhere
+            size = min(size, os.fstat(self.fd).st_size - start)  # never past the end: a read there is SIGBUS
             base = start - start % mmap.ALLOCATIONGRANULARITY
-            self._map = mmap.mmap(fd, start + size - base, mmap.MAP_SHARED, mmap.PROT_READ, offset=base)
+            self._map = mmap.mmap(self.fd, start + size - base, mmap.MAP_SHARED, mmap.PROT_READ, offset=base)
         except BaseException:
             self._release()
             raise
@@ -126,8 +130,8 @@ class LeasedMap:
             return None
 
     def intact(self) -> bool:
-        """Nobody opened the file for writing since the lease was taken."""
-        return fcntl.fcntl(self.fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK
+        """Nobody opened the file for writing since the lease was taken (and it is not let go)."""
+        return self.fd >= 0 and fcntl.fcntl(self.fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK
 
     def close(self) -> None:
         self.view.release()
@@ -138,9 +142,13 @@ class LeasedMap:
         self._release()
 
     def _release(self) -> None:
-        if self._owned:
-            try:
-                fcntl.fcntl(self.fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-            except OSError:
-                pass
-            self._owned = False
+        """The lease let go now (a map that a held view keeps open shares our descriptor's lease
+        until it is collected), and the descriptor closed."""
+        if self.fd < 0:
+            return
+        try:
+            fcntl.fcntl(self.fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = -1

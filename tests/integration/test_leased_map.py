@@ -112,6 +112,7 @@ def _race(tmp_path: Path, monkeypatch, leased: bool, by_descriptor: bool = False
         monkeypatch.setattr(leasedmap.fcntl, "fcntl", no_lease)
     real_apply = archive._Applier.apply
     seen: list = []
+    taken = _spy_maps(monkeypatch)
 
     def racing_apply(self, member, source):
         seen.append(member.name)
@@ -122,7 +123,7 @@ def _race(tmp_path: Path, monkeypatch, leased: bool, by_descriptor: bool = False
             while time.monotonic() < deadline:  # until the other process is in (or past) its open
                 if not leased and seen[-1].poll() is not None:
                     break
-                if leased and fcntl.fcntl(stream.fileno(), fcntl.F_GETLEASE) != fcntl.F_RDLCK:
+                if leased and not taken[0].intact():  # (the lease is on a descriptor of the map's own)
                     break
                 time.sleep(0.01)
             else:
@@ -154,6 +155,45 @@ def test_a_racing_writer_waits_and_the_layer_is_refused(tmp_path, monkeypatch, b
     outcome, _, _ = _race(tmp_path, monkeypatch, leased=True, by_descriptor=by_descriptor)
     assert isinstance(outcome, BadArchive)
     assert f"{tmp_path}/layer.tar was opened for writing while it was read" in str(outcome)
+
+
+# Shares the tar's open file description (its descriptor inherited): lets go of any lease there,
+# writes the file where it can, and takes a lease there again.
+_SHARER = (
+    "import fcntl, os, sys\n"
+    "path, fd, offset = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+    "try:\n"
+    "    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)\n"
+    "except BlockingIOError:\n"
+    "    pass  # none there\n"
+    "try:\n"
+    "    out = os.open(path, os.O_WRONLY | os.O_NONBLOCK)\n"
+    "except BlockingIOError:\n"
+    "    sys.exit(3)  # a lease it cannot lift (the break has begun: its holder sees it)\n"
+    "os.pwrite(out, b'EVIL', offset)\n"
+    "os.close(out)\n"
+    "fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)\n"
+)
+
+
+def test_whoever_shares_the_descriptor_cannot_lift_the_lease_unseen(tmp_path):
+    """A lease belongs to an open file description, and the tar's descriptor shares one with
+    whoever handed it over (a shell, a `sudo` caller, a program that kept its copy). The lease
+    was taken on it: such a process could let it go, write the file and take it again, and
+    intact() said yes over bytes the hash never read. It is now taken on a description of the
+    map's own, which the sharer cannot touch: its write has to break it."""
+    path, data, offset = _tar(tmp_path)
+    with open(path, "rb") as stream:
+        mapped = leasedmap.LeasedMap.take(stream.fileno(), 0, len(data))
+        assert mapped is not None
+        try:
+            sharer = [sys.executable, "-c", _SHARER, str(path), str(stream.fileno()), str(offset)]
+            done = subprocess.run(sharer, pass_fds=(stream.fileno(),), timeout=60)
+            changed = path.read_bytes() != data
+            assert not (changed and mapped.intact()), "the tar was written under a lease that still says intact"
+            assert (done.returncode, changed, mapped.intact()) == (3, False, False)
+        finally:
+            mapped.close()
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no FUSE in this kernel")
