@@ -472,6 +472,25 @@ def test_the_devices_cgroup_refuses_what_nodev_would_let_through(cli, busybox, p
     assert run(cli, "--privileged", *probe, "busybox", "sh", "-c", script).out.split() == ["open", "0", "open", "0"]
 
 
+# the container's root lifting its own devices policy: the v1 controller's rules (its cgroup is
+# the root of a devices hierarchy it mounts; the `minirun` parent allows all, so the kernel takes
+# an "a") and the v2 program (its cgroup2 cgroup, mounted likewise, is the target of a detach)
+LIFT_POLICY = (
+    "mkdir /x /d /u && mount -t tmpfs none /x && mknod /x/kmsg c 1 11 && "
+    "{ mount -t cgroup -o devices cgroup /d && echo a > /d/devices.allow; } 2>/dev/null; "
+    "{ mount -t cgroup2 none /u && /probe/attack detach /u; } 2>/dev/null; "
+    "/probe/attack open /x/kmsg w"
+)
+
+
+def test_a_cap_sys_admin_container_cannot_lift_its_own_devices_policy(cli, busybox, probe):
+    """CAP_SYS_ADMIN lets the container mount its cgroups (each shows its own cgroup at the root)
+    and CAP_SYS_ADMIN is what the kernel asks of a devices.allow write or a program's detach:
+    the policy must sit where the container cannot write it."""
+    out = run(cli, "--cap-add", "SYS_ADMIN", "--cap-add", "MKNOD", *probe, "busybox", "sh", "-c", LIFT_POLICY).out
+    assert out.splitlines()[-1] == f"open {EPERM}", out
+
+
 def test_device_adds_a_node_and_its_rule(cli, busybox, probe):
     script = "/probe/attack open /dev/k w; echo x > /dev/mynull && echo wrote"
     out = run(

@@ -11,10 +11,13 @@
  *   attack keyring DESC      find the "user" key DESC from our session keyring down, print
  *                            "keyring PAYLOAD" or "keyring ERRNO"
  *   attack syscall NR        syscall number NR with zero arguments, print "syscall 0" or "syscall ERRNO"
+ *   attack detach CGROUP2DIR detach the device program of that cgroup2 cgroup, print "detach 0" or
+ *                            "detach ERRNO"
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <linux/userfaultfd.h>
@@ -299,6 +302,15 @@ static int keyring(const char *description) {
     return 0;
 }
 
+static int detach(const char *dir) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.target_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    attr.attach_type = BPF_CGROUP_DEVICE;
+    report("detach", attr.target_fd < 0 ? -1 : syscall(SYS_bpf, BPF_PROG_DETACH, &attr, sizeof attr));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "syscalls") == 0)
         return syscalls();
@@ -320,7 +332,9 @@ int main(int argc, char **argv) {
         report("syscall", syscall(atol(argv[2]), 0, 0, 0, 0, 0, 0));
         return 0;
     }
+    if (argc >= 3 && strcmp(argv[1], "detach") == 0)
+        return detach(argv[2]);
     fprintf(stderr, "usage: attack syscalls | escalate v1|v2 | open PATH [w] | watch SECONDS | forks N | keyring DESC"
-                    " | syscall NR\n");
+                    " | syscall NR | detach CGROUP2DIR\n");
     return 2;
 }
