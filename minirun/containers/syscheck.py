@@ -275,7 +275,9 @@ def _check_cgroups(findings: list[Finding], known: set[str]) -> None:
             if container_id == cgroups.PROXIES:  # the port proxies', kept as PARENT itself is
                 continue
             if container_id not in known and os.path.isdir(f"{parent}/{container_id}"):
-                found.setdefault(container_id, []).append(f"{parent}/{container_id}")
+                inner = f"{parent}/{container_id}/{cgroups.INNER}"  # its processes' (cgroups.py), first
+                found.setdefault(container_id, []).extend([inner] if os.path.isdir(inner) else [])
+                found[container_id].append(f"{parent}/{container_id}")
     for container_id, paths in sorted(found.items()):
         if any(cgroups.members(path) for path in paths):
             findings.append(

@@ -13,6 +13,14 @@ sat at the root would show it the host's release_agent (a program the kernel run
 the host). The exit is read back here (OOM kills), and the directories go when the container
 stops or is removed; the `minirun` parents stay, as docker's `/docker` does.
 
+In the hierarchy that holds the devices policy (the v1 devices controller's, else v2's, with
+its program) the container's processes sit one level lower, in `<container id>/inner`, the
+policy on `<container id>` above them. A root with CAP_SYS_ADMIN mounts its own cgroups (each
+shows the namespace's root, its own cgroup, at the top): where the rules sat on that cgroup it
+wrote `a` to devices.allow (the kernel asks only that the parent, the `minirun` parent, allows
+it) or detached the program, and opened the host's devices. A write to `inner` is held to the
+rules of `<container id>`, which is outside its namespace and out of its reach.
+
 Imports only os and errno (and the tiny errors and hostwide modules): the run path, PID 1 and
 the monitor's lean log copier all load it.
 """
@@ -178,13 +186,32 @@ def owner(controller: str, found: list[Hierarchy] | None = None) -> Hierarchy | 
     return None
 
 
+INNER = "inner"  # where the container's processes sit, below its devices policy (see above)
+
+
+def _policy_owner(found: list[Hierarchy]) -> Hierarchy | None:
+    """The hierarchy whose cgroup holds the devices policy: the v1 controller's, else the v2 one."""
+    v1 = next((h for h in found if h.version == 1 and "devices" in h.controllers), None)
+    return v1 or next((h for h in found if h.version == 2), None)
+
+
 def container_paths(container_id: str) -> list[str]:
-    return [h.path(container_id) for h in hierarchies()]
+    """The cgroups the container's processes are in (`inner` in the policy's hierarchy)."""
+    found = hierarchies()
+    policy = _policy_owner(found)
+    return [h.path(container_id) + (f"/{INNER}" if h is policy else "") for h in found]
 
 
 def existing_paths(container_id: str) -> list[str]:
-    """The container's cgroups that exist now (none for one that is not running)."""
-    return [p for p in container_paths(container_id) if os.path.isdir(p)]
+    """The container's cgroups that exist now (none for one that is not running); a policy's
+    cgroup whose `inner` is not (or no longer) there stands for it."""
+    found = []
+    for path in container_paths(container_id):
+        if os.path.isdir(path):
+            found.append(path)
+        elif path.endswith(f"/{INNER}") and os.path.isdir(os.path.dirname(path)):
+            found.append(os.path.dirname(path))
+    return found
 
 
 # -- limits as file writes (pure) ---------------------------------------------------------------
@@ -387,10 +414,27 @@ def resolve_devices(resources: Resources) -> Resources:
 
 def create(container_id: str, resources: Resources, devices: list[Rule] | None = None) -> list[str]:
     """The container's cgroups with `resources` applied and, given `devices` (devices.rules_for),
-    its devices policy; returns their paths for PID 1 to join. Where no hierarchy can be written
+    its devices policy; returns their paths for PID 1 to join (`inner` below the policy, made
+    after it: a v1 child starts with its parent's rules). Where no hierarchy can be written
     (minirun inside a container with a read-only cgroupfs), a container without limits runs
     without cgroups; one with limits fails."""
-    return create_at(f"{PARENT}/{container_id}", resources, devices)
+    made = create_at(f"{PARENT}/{container_id}", resources, devices)
+    policy = _policy_owner(hierarchies())
+    if policy is None or policy.path(container_id) not in made:
+        return made
+    outer = policy.path(container_id)
+    inner = f"{outer}/{INNER}"
+    try:
+        try:
+            os.mkdir(inner, 0o755)
+        except FileExistsError:
+            pass
+        if "cpuset" in policy.controllers and policy.version == 1:  # (devices mounted with cpuset)
+            _fill_cpuset(inner)
+    except OSError as exc:
+        remove(made)
+        raise _error("create", exc) from None
+    return [inner if path == outer else path for path in made]
 
 
 def create_at(rel: str, resources: Resources, devices: list[Rule] | None = None) -> list[str]:
@@ -612,32 +656,39 @@ def join(paths: list[str]) -> None:
 
 
 def remove(paths: list[str]) -> list[str]:
-    """rmdir each of `paths`; what still holds processes (none once PID 1 is reaped: its PID
-    namespace died with it) is emptied first. Returns the paths that stayed."""
+    """rmdir each of `paths` (an `inner` and then the policy's cgroup above it); what still holds
+    processes (none once PID 1 is reaped: its PID namespace died with it) is emptied first.
+    Returns the paths that stayed."""
     stayed = []
     for path in paths:
-        for attempt in range(_EBUSY_RETRIES):
-            try:
-                os.rmdir(path)
+        for target in (path, os.path.dirname(path)) if os.path.basename(path) == INNER else (path,):
+            if not _rmdir_emptied(target):
+                stayed.append(target)
                 break
-            except FileNotFoundError:
-                break
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:  # busy: processes (or child cgroups) still in it
-                    stayed.append(path)
-                    break
-                if attempt == _EBUSY_RETRIES - 1:
-                    stayed.append(path)
-                    break
-                _kill_members(path)
-                _sleep(0.01)
     return stayed
+
+
+def _rmdir_emptied(path: str) -> bool:
+    for attempt in range(_EBUSY_RETRIES):
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or attempt == _EBUSY_RETRIES - 1:  # busy: processes (or child cgroups)
+                return False
+            _kill_members(path)
+            _sleep(0.01)
+    return False
 
 
 def oom_killed(paths: list[str]) -> bool:
     """Whether the kernel's OOM killer killed anything in the container's memory cgroup: v2
     memory.events' oom_kill, v1 memory.oom_control's oom_kill counter (Linux >= 4.13)."""
     for path in paths:
+        if os.path.basename(path) == INNER:  # (v2: the limits, and their events, are the policy's cgroup's)
+            path = os.path.dirname(path)
         for name in ("memory.events", "memory.oom_control"):
             try:
                 text = _read(f"{path}/{name}")

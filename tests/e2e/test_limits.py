@@ -271,7 +271,13 @@ def test_exec_processes_join_the_cgroup_and_see_it_as_root(cli, busybox):
     for pid in procs:
         with open(f"/proc/{pid}/cgroup") as f:  # seen from the host: the container's cgroup in each v1 hierarchy
             lines = [line.rstrip("\n").split(":", 2) for line in f]
-        assert {path for _, controllers, path in lines if controllers in ours} == {f"/{cgroups.PARENT}/{cid}"}
+        # (below its devices policy, in the devices hierarchy: cgroups.INNER)
+        policy = {
+            f"/{cgroups.PARENT}/{cid}/{cgroups.INNER}" for _, controllers, path in lines if controllers == "devices"
+        }
+        rest = {path for _, controllers, path in lines if controllers in ours and controllers != "devices"}
+        assert rest == {f"/{cgroups.PARENT}/{cid}"}
+        assert {path for _, controllers, path in lines if controllers == "devices"} == policy
         assert {controllers for _, controllers, _ in lines} >= ours
     inside = cli("exec", "ex", "cat", "/proc/self/cgroup")
     assert inside.code == 0 and inside.out and all(line.endswith(":/") for line in inside.out.splitlines()), inside.out

@@ -76,7 +76,9 @@ def own_cgroup() -> str:
 
 def test_a_v2_container_cgroup_from_creation_to_removal(v2, container_id, tmp_path):
     paths = cgroups.create(container_id, {})
-    assert paths == [f"{v2.mount}/{cgroups.PARENT}/{container_id}"] and os.path.isdir(paths[0])
+    # v2 holds the devices policy here (its program): the processes go one below it
+    outer = f"{v2.mount}/{cgroups.PARENT}/{container_id}"
+    assert paths == [f"{outer}/{cgroups.INNER}"] and os.path.isdir(paths[0])
     assert cgroups.layout() == "v2" and cgroups.namespace_mounts() == [(os.path.basename(v2.mount), "cgroup2", None)]
 
     def body() -> dict:
@@ -95,14 +97,14 @@ def test_a_v2_container_cgroup_from_creation_to_removal(v2, container_id, tmp_pa
 
     seen = in_child(body)
     assert "error" not in seen, seen
-    assert seen["before"] == f"0::/{cgroups.PARENT}/{container_id}"
+    assert seen["before"] == f"0::/{cgroups.PARENT}/{container_id}/{cgroups.INNER}"
     assert seen["inside"] == "0::/"  # the cgroup namespace's root is the container's cgroup
     assert cgroups.PARENT not in seen["listing"] and "cgroup.procs" in seen["listing"]  # nothing above it
     assert seen["procs"] == [seen["pid"]]
     usage = cgroups.usage(container_id)
     assert usage is not None and usage["cpu_ns"] > 0  # v2's cpu.stat, even without the cpu controller
     assert cgroups.oom_killed(paths) is False  # no memory controller: nothing to read, no OOM kill
-    assert cgroups.remove(paths) == [] and not os.path.exists(paths[0])
+    assert cgroups.remove(paths) == [] and not os.path.exists(paths[0]) and not os.path.exists(outer)
     assert cgroups.usage(container_id) is None
 
 
@@ -167,7 +169,7 @@ def test_a_child_is_born_in_the_v2_cgroup_with_nothing_left_to_join(v2, containe
     seen = in_child(lambda: dict(zip(("line", "left"), _born(paths))))
     line, left = seen["line"], seen["left"]
     # clone3's CLONE_INTO_CGROUP (Linux >= 5.7): no write to cgroup.procs, whose lock waits for RCU
-    assert line == f"0::/{cgroups.PARENT}/{container_id}"
+    assert line == f"0::/{cgroups.PARENT}/{container_id}/{cgroups.INNER}"
     assert left == []
 
 
@@ -183,7 +185,7 @@ def test_with_other_threads_the_child_is_forked_and_joins_itself(v2, container_i
     finally:
         stop.set()
         thread.join()
-    assert line != f"0::/{cgroups.PARENT}/{container_id}"
+    assert line != f"0::/{cgroups.PARENT}/{container_id}/{cgroups.INNER}"
     assert left == paths
 
 
@@ -217,5 +219,5 @@ def test_a_launchers_child_is_born_in_the_v2_cgroup_as_its_parents_child(v2, con
 
     seen = in_child(parent)
     line, left, its_parent = seen["report"]
-    assert line == f"0::/{cgroups.PARENT}/{container_id}" and left == []
+    assert line == f"0::/{cgroups.PARENT}/{container_id}/{cgroups.INNER}" and left == []
     assert seen["ours"] and its_parent == seen["me"]
