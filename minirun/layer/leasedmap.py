@@ -130,8 +130,12 @@ class LeasedMap:
             return None
 
     def intact(self) -> bool:
-        """Nobody opened the file for writing since the lease was taken (and it is not let go)."""
-        return self.fd >= 0 and fcntl.fcntl(self.fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK
+        """Nobody opened the file for writing since the lease was taken (and it is not let go:
+        a reader on another thread may ask while close() runs)."""
+        try:
+            return self.fd >= 0 and fcntl.fcntl(self.fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK
+        except OSError:  # closed meanwhile
+            return False
 
     def close(self) -> None:
         self.view.release()

@@ -59,7 +59,11 @@ def test_cgroupns_host_shows_the_hosts_paths_and_private_its_own_root(cli, busyb
     assert started.code == 0, started
     cid = started.out.strip()
     seen = cli("exec", cid, "cat", "/proc/self/cgroup").out.splitlines()
-    assert seen and all(line.split(":", 2)[2].endswith(cid) for line in seen if not line.startswith("0::")), seen
+    # each its own cgroup, below the devices policy in the devices hierarchy (cgroups.INNER)
+    ends = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in seen if not line.startswith("0::")}
+    assert ends and all(
+        path.endswith(cid if kind != "devices" else f"{cid}/{cgroups.INNER}") for kind, path in ends.items()
+    ), seen
     inspected = json.loads(cli("inspect", cid).out)[0]["HostConfig"]
     assert inspected["CgroupnsMode"] == "host"
     bad = cli("run", "--rm", "--cgroupns", "container:x", "busybox", "true")
