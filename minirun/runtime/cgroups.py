@@ -687,14 +687,15 @@ def oom_killed(paths: list[str]) -> bool:
     """Whether the kernel's OOM killer killed anything in the container's memory cgroup: v2
     memory.events' oom_kill, v1 memory.oom_control's oom_kill counter (Linux >= 4.13)."""
     for path in paths:
-        if os.path.basename(path) == INNER:  # (v2: the limits, and their events, are the policy's cgroup's)
-            path = os.path.dirname(path)
-        for name in ("memory.events", "memory.oom_control"):
-            try:
-                text = _read(f"{path}/{name}")
-            except OSError:
-                continue
-            return flat_keyed(text).get("oom_kill", 0) > 0
+        # an `inner`'s own first (v1 counts a kill in the victim's cgroup alone), then the
+        # policy's cgroup (v2: an inner has no memory files; the limits and events are above it)
+        for where in (path, os.path.dirname(path)) if os.path.basename(path) == INNER else (path,):
+            for name in ("memory.events", "memory.oom_control"):
+                try:
+                    text = _read(f"{where}/{name}")
+                except OSError:
+                    continue
+                return flat_keyed(text).get("oom_kill", 0) > 0
     return False
 
 
