@@ -226,13 +226,13 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(_libc.prctl(ctypes.c_int(option), *args), "prctl", None)
 
 
+_AF_INET, _SOCK_DGRAM, _SOCK_CLOEXEC = 2, 2, 0o2000000
+
+
 def udp_socket() -> int:
     """A close-on-exec AF_INET datagram socket's fd, for ioctls: the `_socket` extension's import
     (~0.15 ms) spared where nothing else of it is wanted (a start's loopback)."""
     return _check(_libc.socket(_AF_INET, _SOCK_DGRAM | _SOCK_CLOEXEC, 0), "socket", None)
-
-
-_AF_INET, _SOCK_DGRAM, _SOCK_CLOEXEC = 2, 2, 0o2000000
 
 
 def sethostname(name: str) -> None:

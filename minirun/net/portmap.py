@@ -426,9 +426,9 @@ def _pick(binding: Binding, others: list[Binding], elements: list[Any] | None = 
     container holds by DNAT (no socket is bound there for the kernel to see)."""
     for _ in range(_PICKS):
         picked = _claim_host_port(binding)
-        if binding[1] or not _overlaps(picked, others):
-            if binding[1] or elements is None or _stale_or_held(elements, address, picked) is not None:
-                return picked
+        held = elements is not None and _stale_or_held(elements, address, picked) is None
+        if binding[1] or not (_overlaps(picked, others) or held):
+            return picked
     raise Conflict(f"Bind for {shown_ip(binding[0])}:0 failed: no free port found")
 
 

@@ -195,6 +195,12 @@ def _policy_owner(found: list[Hierarchy]) -> Hierarchy | None:
     return v1 or next((h for h in found if h.version == 2), None)
 
 
+def _and_policy(path: str) -> tuple[str, ...]:
+    """`path`, and for an `inner` the policy's cgroup above it too: the one fact the remove and
+    the OOM read share."""
+    return (path, os.path.dirname(path)) if os.path.basename(path) == INNER else (path,)
+
+
 def container_paths(container_id: str) -> list[str]:
     """The cgroups the container's processes are in (`inner` in the policy's hierarchy)."""
     found = hierarchies()
@@ -209,8 +215,8 @@ def existing_paths(container_id: str) -> list[str]:
     for path in container_paths(container_id):
         if os.path.isdir(path):
             found.append(path)
-        elif path.endswith(f"/{INNER}") and os.path.isdir(os.path.dirname(path)):
-            found.append(os.path.dirname(path))
+        elif len(both := _and_policy(path)) == 2 and os.path.isdir(both[1]):
+            found.append(both[1])
     return found
 
 
@@ -661,7 +667,7 @@ def remove(paths: list[str]) -> list[str]:
     Returns the paths that stayed."""
     stayed = []
     for path in paths:
-        for target in (path, os.path.dirname(path)) if os.path.basename(path) == INNER else (path,):
+        for target in _and_policy(path):
             if not _rmdir_emptied(target):
                 stayed.append(target)
                 break
@@ -689,7 +695,7 @@ def oom_killed(paths: list[str]) -> bool:
     for path in paths:
         # an `inner`'s own first (v1 counts a kill in the victim's cgroup alone), then the
         # policy's cgroup (v2: an inner has no memory files; the limits and events are above it)
-        for where in (path, os.path.dirname(path)) if os.path.basename(path) == INNER else (path,):
+        for where in _and_policy(path):
             for name in ("memory.events", "memory.oom_control"):
                 try:
                     text = _read(f"{where}/{name}")
